@@ -1,0 +1,261 @@
+//! Hameau's configuration: one TOML file (`config/hameau.toml` is the shipped default),
+//! typed with serde, with a default for every key.
+//!
+//! Loading rejects unknown keys, values of the wrong type and limits out of range, and
+//! checks the relationships between limits. Every error is one line naming the file, the
+//! line, the key and the problem ([`Error`]). This crate reads the file it is given and
+//! nothing else of the environment.
+
+mod validate;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The whole configuration.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: Server,
+    pub log: Log,
+    pub tls: Tls,
+    pub store: StoreSection,
+    pub http: Http,
+    /// Where the configuration came from, to point errors at lines.
+    #[serde(skip)]
+    pub source: Option<Source>,
+}
+
+/// The file a configuration was read from and its text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Source {
+    pub path: PathBuf,
+    pub text: String,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Server {
+    /// The name this server gives itself (SMTP greeting, `Received` headers, certificate).
+    pub hostname: String,
+    /// Where the store, the TLS certificate and keys live. A relative path is taken from
+    /// the directory of the configuration file.
+    pub data_dir: PathBuf,
+    /// On SIGTERM or SIGINT, in-flight work gets this long to finish before the store is
+    /// closed. 30 s matches systemd's default `TimeoutStopSec` of 90 s with room to spare.
+    pub shutdown_grace_s: u64,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Server { hostname: "localhost".into(), data_dir: "/var/lib/hameau".into(), shutdown_grace_s: 30 }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Error,
+    Warn,
+    #[default]
+    Info,
+    Debug,
+    Trace,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable on a terminal, JSON lines under systemd (journald) or when piped.
+    #[default]
+    Auto,
+    Text,
+    Json,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    pub level: LogLevel,
+    pub format: LogFormat,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Tls {
+    /// PEM certificate chain; relative to `server.data_dir`.
+    pub certificate: PathBuf,
+    /// PEM private key; relative to `server.data_dir`.
+    pub private_key: PathBuf,
+}
+
+impl Default for Tls {
+    fn default() -> Self {
+        Tls { certificate: "tls/cert.pem".into(), private_key: "tls/key.pem".into() }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    /// Embedded RocksDB in `server.data_dir/store`.
+    #[default]
+    Rocksdb,
+    /// PostgreSQL: planned, refused with a clear error by this version.
+    Postgresql,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSection {
+    pub backend: StoreBackend,
+    pub cache_bytes: usize,
+    pub key_bytes_max: usize,
+    pub value_bytes_max: usize,
+    pub batch_ops_max: usize,
+    pub blob_chunk_bytes: usize,
+    pub blob_bytes_max: u64,
+    pub commit_group_max: usize,
+    pub commit_queue_max: usize,
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        let options = hameau_store::Options::rocksdb("");
+        let limits = options.limits;
+        StoreSection {
+            backend: StoreBackend::Rocksdb,
+            cache_bytes: options.cache_bytes,
+            key_bytes_max: limits.key_bytes_max,
+            value_bytes_max: limits.value_bytes_max,
+            batch_ops_max: limits.batch_ops_max,
+            blob_chunk_bytes: limits.blob_chunk_bytes,
+            blob_bytes_max: limits.blob_bytes_max,
+            commit_group_max: limits.commit_group_max,
+            commit_queue_max: limits.commit_queue_max,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Http {
+    /// Addresses of the HTTPS listener (health now; admin API, JMAP, autoconfig later).
+    pub listen: Vec<SocketAddr>,
+    /// Most HTTPS connections at once; past it, new connections wait to be accepted.
+    /// 1,024 is far above what one commune's clients open, well below the default file
+    /// descriptor limit of a systemd service (524,288 on Debian 12).
+    pub connections_max: usize,
+    /// A client has this long to finish its TLS handshake, and then each request's
+    /// headers (counted from the end of the previous request, so it also closes idle
+    /// keep-alive connections). 10 s, as Apache's `RequestReadTimeout header=10`, stops
+    /// slowloris-style clients.
+    pub header_timeout_s: u64,
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Http { listen: vec!["[::]:443".parse().expect("valid address")], connections_max: 1024, header_timeout_s: 10 }
+    }
+}
+
+/// A configuration error: one line naming the file, the line, the key and the problem.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Error {
+    pub file: Option<PathBuf>,
+    pub line: Option<usize>,
+    pub key: Option<String>,
+    pub problem: String,
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.file, self.line) {
+            (Some(file), Some(line)) => write!(f, "{}:{line}: ", file.display())?,
+            (Some(file), None) => write!(f, "{}: ", file.display())?,
+            (None, _) => f.write_str("built-in configuration: ")?,
+        }
+        if let Some(key) = &self.key {
+            write!(f, "{key}: ")?;
+        }
+        // One line, whatever the problem's text.
+        let problem: String = self.problem.split_whitespace().collect::<Vec<_>>().join(" ");
+        f.write_str(&problem)
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl Config {
+    /// Reads and checks the configuration file at `path`.
+    pub fn load(path: &Path) -> Result<Config, Error> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error {
+            file: Some(path.to_path_buf()),
+            line: None,
+            key: None,
+            problem: format!("cannot read the configuration file: {e}"),
+        })?;
+        Config::parse(path, &text)
+    }
+
+    /// Parses and checks configuration text read from `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, Error> {
+        let source = Source { path: path.to_path_buf(), text: text.to_string() };
+        let mut config: Config = toml::from_str(text).map_err(|e| validate::from_toml(&source, e))?;
+        config.source = Some(source);
+        if config.server.data_dir.is_relative() {
+            let base = path.parent().unwrap_or(Path::new("."));
+            // `base/./data` reads better as `base/data` in logs and errors.
+            let joined = base.join(&config.server.data_dir);
+            config.server.data_dir = joined.components().filter(|c| *c != std::path::Component::CurDir).collect();
+        }
+        validate::check(&config)?;
+        Ok(config)
+    }
+
+    /// The built-in configuration, used when no file is given.
+    pub fn builtin() -> Config {
+        Config::default()
+    }
+
+    /// An error about `key`, pointing at its line if the file sets it.
+    pub fn error(&self, key: &str, problem: impl Into<String>) -> Error {
+        validate::error_at(self.source.as_ref(), key, problem.into())
+    }
+
+    /// Where the store lives.
+    pub fn store_path(&self) -> PathBuf {
+        self.server.data_dir.join("store")
+    }
+
+    /// The TLS certificate chain's path.
+    pub fn certificate_path(&self) -> PathBuf {
+        self.server.data_dir.join(&self.tls.certificate)
+    }
+
+    /// The TLS private key's path.
+    pub fn private_key_path(&self) -> PathBuf {
+        self.server.data_dir.join(&self.tls.private_key)
+    }
+
+    /// The store options this configuration gives.
+    pub fn store_options(&self) -> hameau_store::Options {
+        let section = &self.store;
+        let mut options = hameau_store::Options::rocksdb(self.store_path());
+        options.cache_bytes = section.cache_bytes;
+        options.limits = hameau_store::Limits {
+            key_bytes_max: section.key_bytes_max,
+            value_bytes_max: section.value_bytes_max,
+            batch_ops_max: section.batch_ops_max,
+            blob_chunk_bytes: section.blob_chunk_bytes,
+            blob_bytes_max: section.blob_bytes_max,
+            commit_group_max: section.commit_group_max,
+            commit_queue_max: section.commit_queue_max,
+        };
+        options
+    }
+}
+
+#[cfg(test)]
+mod tests;

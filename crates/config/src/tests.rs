@@ -1,0 +1,132 @@
+use std::path::Path;
+
+use crate::{Config, LogFormat};
+
+/// Parses `text` as `/etc/hameau/hameau.toml` and returns the error line, or "ok".
+fn check(text: &str, expect: &str) {
+    let got = match Config::parse(Path::new("/etc/hameau/hameau.toml"), text) {
+        Ok(_) => "ok".to_string(),
+        Err(e) => e.to_string(),
+    };
+    assert_eq!(got, expect, "for {text:?}");
+    assert!(!got.contains('\n'), "one line: {got}");
+}
+
+#[test]
+fn accepted() {
+    check("", "ok");
+    check("[server]\nhostname = \"mx.mairie-exemple.fr\"\n", "ok");
+    check("[store]\nblob_chunk_bytes = 65536\n", "ok");
+    check("[http]\nlisten = [\"127.0.0.1:0\", \"[::1]:8443\"]\n", "ok");
+    check("[log]\nformat = \"json\"\nlevel = \"debug\"\n", "ok");
+}
+
+#[test]
+fn unknown_keys() {
+    check(
+        "[server]\nhostnme = \"x\"\n",
+        "/etc/hameau/hameau.toml:2: server.hostnme: unknown key `hostnme` (known keys: `hostname`, `data_dir`, `shutdown_grace_s`)",
+    );
+    check(
+        "[servr]\n",
+        "/etc/hameau/hameau.toml:1: servr: unknown key `servr` (known keys: `server`, `log`, `tls`, `store`, `http`)",
+    );
+    check(
+        "\n\n[store]\ncache_bytes = 2097152\nfoo = 1\n",
+        "/etc/hameau/hameau.toml:5: store.foo: unknown key `foo` (known keys: `backend`, `cache_bytes`, `key_bytes_max`, `value_bytes_max`, `batch_ops_max`, `blob_chunk_bytes`, `blob_bytes_max`, `commit_group_max`, `commit_queue_max`)",
+    );
+}
+
+#[test]
+fn wrong_types() {
+    check(
+        "[server]\nshutdown_grace_s = \"thirty\"\n",
+        "/etc/hameau/hameau.toml:2: server.shutdown_grace_s: invalid type: string \"thirty\", expected a non-negative integer",
+    );
+    check(
+        "[store]\ncache_bytes = -1\n",
+        "/etc/hameau/hameau.toml:2: store.cache_bytes: invalid value: integer `-1`, expected a non-negative integer",
+    );
+    check(
+        "[log]\nlevel = \"verbose\"\n",
+        "/etc/hameau/hameau.toml:2: log.level: unknown variant `verbose`, expected one of `error`, `warn`, `info`, `debug`, `trace`",
+    );
+    check(
+        "[http]\nlisten = [\"localhost\"]\n",
+        "/etc/hameau/hameau.toml:2: http.listen: invalid socket address syntax",
+    );
+    check("server = 3\n", "/etc/hameau/hameau.toml:1: server: invalid type: integer `3`, expected a table");
+}
+
+#[test]
+fn syntax_errors() {
+    check("[server\n", "/etc/hameau/hameau.toml:1: unclosed table, expected `]`");
+    check("a = \n", "/etc/hameau/hameau.toml:1: string values must be quoted, expected literal string");
+}
+
+#[test]
+fn limits_out_of_range() {
+    check(
+        "[store]\nblob_chunk_bytes = 100\n",
+        "/etc/hameau/hameau.toml:2: store.blob_chunk_bytes: 100 is out of range: it must be between 4096 and 67108864",
+    );
+    check(
+        "[server]\nshutdown_grace_s = 0\n",
+        "/etc/hameau/hameau.toml:2: server.shutdown_grace_s: 0 is out of range: it must be between 1 and 3600",
+    );
+    check(
+        "[http]\nconnections_max = 0\n",
+        "/etc/hameau/hameau.toml:2: http.connections_max: 0 is out of range: it must be between 1 and 1000000",
+    );
+}
+
+#[test]
+fn relationships_between_limits() {
+    check(
+        "[store]\nvalue_bytes_max = 65536\nblob_chunk_bytes = 131072\n",
+        "/etc/hameau/hameau.toml:3: store.blob_chunk_bytes: 131072 is larger than store.value_bytes_max (65536): a chunk is stored as one value",
+    );
+    // The limit broken by a default still names the key, without a line.
+    check(
+        "[store]\ncommit_queue_max = 10\n",
+        "/etc/hameau/hameau.toml: store.commit_group_max: 1024 is larger than store.commit_queue_max (10): a group is taken from the queue",
+    );
+}
+
+#[test]
+fn features_not_there_say_so() {
+    check(
+        "[store]\nbackend = \"postgresql\"\n",
+        "/etc/hameau/hameau.toml:2: store.backend: \"postgresql\" is not available in this version of Hameau yet; use \"rocksdb\"",
+    );
+    check(
+        "[server]\nhostname = \"bad name\"\n",
+        "/etc/hameau/hameau.toml:2: server.hostname: \"bad name\" is not a valid host name (letters, digits, '-' and '.')",
+    );
+}
+
+#[test]
+fn relative_data_dir_is_taken_from_the_file() {
+    let config = Config::parse(Path::new("/srv/hameau/hameau.toml"), "[server]\ndata_dir = \"data\"\n").unwrap();
+    assert_eq!(config.server.data_dir, Path::new("/srv/hameau/data"));
+    assert_eq!(config.store_path(), Path::new("/srv/hameau/data/store"));
+    assert_eq!(config.certificate_path(), Path::new("/srv/hameau/data/tls/cert.pem"));
+}
+
+#[test]
+fn shipped_file_is_the_defaults() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/hameau.toml");
+    let mut config = Config::load(&path).unwrap();
+    config.source = None;
+    assert_eq!(config, Config::builtin());
+    assert_eq!(config.log.format, LogFormat::Auto);
+}
+
+#[test]
+fn error_points_at_the_key() {
+    let config = Config::parse(Path::new("/x.toml"), "# comment\n\n[server]\ndata_dir = \"/nowhere\"\n").unwrap();
+    let err = config.error("server.data_dir", "/nowhere is not writable");
+    assert_eq!(err.to_string(), "/x.toml:4: server.data_dir: /nowhere is not writable");
+    let err = Config::builtin().error("server.data_dir", "not writable");
+    assert_eq!(err.to_string(), "built-in configuration: server.data_dir: not writable");
+}

@@ -1,0 +1,175 @@
+//! Range and relationship checks, and the mapping of errors to file lines and keys.
+
+use std::ops::Range;
+
+use toml::de::{DeTable, DeValue};
+
+use crate::{Config, Error, Source, StoreBackend};
+
+/// Checks every limit's range and the relationships between limits (STYLE.md: assert
+/// them at start). Returns the first problem.
+pub(crate) fn check(config: &Config) -> Result<(), Error> {
+    let source = config.source.as_ref();
+    let fail = |key: &str, problem: String| Err(error_at(source, key, problem));
+    let ranges: [(&str, u64, u64, u64); 12] = [
+        ("server.shutdown_grace_s", config.server.shutdown_grace_s, 1, 3600),
+        ("store.cache_bytes", config.store.cache_bytes as u64, 1 << 20, 1 << 40),
+        ("store.key_bytes_max", config.store.key_bytes_max as u64, 64, 64 * 1024),
+        ("store.value_bytes_max", config.store.value_bytes_max as u64, 4096, 64 << 20),
+        ("store.batch_ops_max", config.store.batch_ops_max as u64, 16, 1_000_000),
+        ("store.blob_chunk_bytes", config.store.blob_chunk_bytes as u64, 4096, 64 << 20),
+        ("store.blob_bytes_max", config.store.blob_bytes_max, 64 * 1024, 1 << 40),
+        ("store.commit_group_max", config.store.commit_group_max as u64, 1, 65_536),
+        ("store.commit_queue_max", config.store.commit_queue_max as u64, 1, 1_000_000),
+        ("http.connections_max", config.http.connections_max as u64, 1, 1_000_000),
+        ("http.header_timeout_s", config.http.header_timeout_s, 1, 3600),
+        ("http.listen", config.http.listen.len() as u64, 0, 64),
+    ];
+    for (key, value, min, max) in ranges {
+        if value < min || value > max {
+            return fail(key, format!("{value} is out of range: it must be between {min} and {max}"));
+        }
+    }
+    if config.store.blob_chunk_bytes > config.store.value_bytes_max {
+        return fail(
+            "store.blob_chunk_bytes",
+            format!(
+                "{} is larger than store.value_bytes_max ({}): a chunk is stored as one value",
+                config.store.blob_chunk_bytes, config.store.value_bytes_max
+            ),
+        );
+    }
+    if (config.store.blob_chunk_bytes as u64) > config.store.blob_bytes_max {
+        return fail(
+            "store.blob_chunk_bytes",
+            format!(
+                "{} is larger than store.blob_bytes_max ({})",
+                config.store.blob_chunk_bytes, config.store.blob_bytes_max
+            ),
+        );
+    }
+    if config.store.commit_group_max > config.store.commit_queue_max {
+        return fail(
+            "store.commit_group_max",
+            format!(
+                "{} is larger than store.commit_queue_max ({}): a group is taken from the queue",
+                config.store.commit_group_max, config.store.commit_queue_max
+            ),
+        );
+    }
+    if config.store.backend == StoreBackend::Postgresql {
+        return fail(
+            "store.backend",
+            "\"postgresql\" is not available in this version of Hameau yet; use \"rocksdb\"".into(),
+        );
+    }
+    if !valid_hostname(&config.server.hostname) {
+        return fail(
+            "server.hostname",
+            format!("{:?} is not a valid host name (letters, digits, '-' and '.')", config.server.hostname),
+        );
+    }
+    if config.server.data_dir.as_os_str().is_empty() {
+        return fail("server.data_dir", "must not be empty".into());
+    }
+    Ok(())
+}
+
+fn valid_hostname(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+/// An error from the TOML deserializer, with its line and the key it is about.
+pub(crate) fn from_toml(source: &Source, error: toml::de::Error) -> Error {
+    let span = error.span();
+    let line = span.as_ref().map(|span| line_of(&source.text, span.start));
+    let key = span.as_ref().and_then(|span| key_at(&source.text, span));
+    let mut problem = error.message().to_string();
+    // serde names the unknown key in its message; the span points at it.
+    if let Some(unknown) = problem.strip_prefix("unknown field `").and_then(|rest| rest.split('`').next()) {
+        let unknown = unknown.to_string();
+        let expected = problem.split_once(", expected ").map(|(_, expected)| expected.trim_start_matches("one of "));
+        problem = match expected {
+            Some(expected) => format!("unknown key `{unknown}` (known keys: {expected})"),
+            None => format!("unknown key `{unknown}`"),
+        };
+    }
+    // serde names Rust types; a sysadmin reads TOML.
+    for (rust, toml) in [
+        ("expected usize", "expected a non-negative integer"),
+        ("expected u64", "expected a non-negative integer"),
+        ("expected a sequence", "expected an array"),
+    ] {
+        problem = problem.replace(rust, toml);
+    }
+    if let Some(at) = problem.find("expected struct ") {
+        problem.truncate(at);
+        problem.push_str("expected a table");
+    }
+    Error { file: Some(source.path.clone()), line, key, problem }
+}
+
+/// An error about `key` (dotted path), at its line when the file sets it.
+pub(crate) fn error_at(source: Option<&Source>, key: &str, problem: String) -> Error {
+    let line = source.and_then(|source| {
+        let document = DeTable::parse(&source.text).ok()?;
+        let span = find_key(document.get_ref(), key)?;
+        Some(line_of(&source.text, span.start))
+    });
+    Error { file: source.map(|source| source.path.clone()), line, key: Some(key.to_string()), problem }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())].iter().filter(|b| **b == b'\n').count() + 1
+}
+
+/// The span of the dotted `path` in the document.
+fn find_key(table: &DeTable<'_>, path: &str) -> Option<Range<usize>> {
+    let (first, rest) = match path.split_once('.') {
+        Some((first, rest)) => (first, Some(rest)),
+        None => (path, None),
+    };
+    let (name, value) = table.iter().find(|(name, _)| name.get_ref() == first)?;
+    match (rest, value.get_ref()) {
+        (None, _) => Some(name.span()),
+        (Some(rest), DeValue::Table(inner)) => find_key(inner, rest),
+        (Some(_), _) => None,
+    }
+}
+
+/// The dotted path of the key whose name or value holds `span`.
+fn key_at(text: &str, span: &Range<usize>) -> Option<String> {
+    let document = DeTable::parse(text).ok()?;
+    let mut path = Vec::new();
+    walk(document.get_ref(), span, &mut path).then(|| path.join("."))
+}
+
+fn walk(table: &DeTable<'_>, span: &Range<usize>, path: &mut Vec<String>) -> bool {
+    for (name, value) in table.iter() {
+        let inside =
+            |spanned: Range<usize>| spanned.start <= span.start && span.end <= spanned.end.max(spanned.start + 1);
+        if inside(name.span()) {
+            path.push(name.get_ref().to_string());
+            return true;
+        }
+        if let DeValue::Table(inner) = value.get_ref() {
+            path.push(name.get_ref().to_string());
+            if walk(inner, span, path) {
+                return true;
+            }
+            path.pop();
+        } else if inside(value.span()) {
+            path.push(name.get_ref().to_string());
+            return true;
+        }
+    }
+    false
+}

@@ -1,0 +1,103 @@
+//! `hameau serve`: opens the store, starts every listener, and on SIGTERM or SIGINT stops
+//! accepting, gives work in flight `server.shutdown_grace_s` to finish, and closes the store.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use hameau_config::Config;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+pub fn run(config: Config) -> anyhow::Result<()> {
+    crate::logging::init(&config.log);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    // An error is printed once, by main, as one line.
+    runtime.block_on(serve(config))
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let version = env!("CARGO_PKG_VERSION");
+    match &config.source {
+        Some(source) => tracing::info!(version, config = %source.path.display(), "hameau starting"),
+        None => tracing::info!(version, "hameau starting with the built-in configuration"),
+    }
+    // Signal handlers first: a signal that comes once we say "ready" must be caught.
+    let mut signals = Signals::new()?;
+    let store_options = config.store_options();
+    let store = hameau_store::Store::open(&store_options).await.context("opening the store")?;
+    tracing::info!(backend = "rocksdb", path = %config.store_path().display(), "store open");
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let mut services = JoinSet::new();
+    let started = start_http(&config, &store, &shutdown_rx, &mut services).await;
+    if let Err(e) = started {
+        services.abort_all();
+        store.close().await.context("closing the store")?;
+        return Err(e);
+    }
+    tracing::info!("hameau ready");
+
+    let signal = signals.wait().await;
+    tracing::info!(signal, "shutting down: no new connections");
+    let _ = shutdown_tx.send(true);
+    let grace = Duration::from_secs(config.server.shutdown_grace_s);
+    let drained = tokio::time::timeout(grace, async { while services.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        tracing::warn!(grace_s = grace.as_secs(), "work still in flight after the grace period: closing it");
+        services.abort_all();
+        while services.join_next().await.is_some() {}
+    }
+    store.close().await.context("closing the store")?;
+    tracing::info!("hameau stopped");
+    Ok(())
+}
+
+async fn start_http(
+    config: &Config,
+    store: &hameau_store::Store,
+    shutdown: &watch::Receiver<bool>,
+    services: &mut JoinSet<()>,
+) -> anyhow::Result<()> {
+    if config.http.listen.is_empty() {
+        return Ok(());
+    }
+    let tls = crate::tls::server_config(config)?;
+    let router = hameau_http::router(hameau_http::AppState { store: store.clone() });
+    let options = hameau_http::Options {
+        connections_max: config.http.connections_max,
+        header_timeout: Duration::from_secs(config.http.header_timeout_s),
+    };
+    for addr in &config.http.listen {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| config.error("http.listen", format!("cannot listen on {addr}: {e}")))?;
+        let local = listener.local_addr().context("listener address")?;
+        tracing::info!(service = "https", addr = %local, "listening");
+        services.spawn(hameau_http::run(listener, tls.clone(), router.clone(), options.clone(), shutdown.clone()));
+    }
+    Ok(())
+}
+
+/// SIGTERM (systemd's stop) and SIGINT (Ctrl-C).
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+        let int = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
+        Ok(Signals { term, int })
+    }
+
+    /// Waits for either and names it.
+    async fn wait(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
+}

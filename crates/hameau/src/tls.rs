@@ -1,0 +1,64 @@
+//! TLS: the server configuration from PEM files, and the self-signed certificate that
+//! `hameau init` makes for first use.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use hameau_config::Config;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+/// The rustls server configuration for the certificate and key the configuration names.
+/// One crypto provider for the whole program: ring.
+pub fn server_config(config: &Config) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    let cert_path = config.certificate_path();
+    let key_path = config.private_key_path();
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
+        .and_then(|certs| certs.collect())
+        .map_err(|e| config.error("tls.certificate", format!("cannot read {}: {e}", cert_path.display())))?;
+    if certs.is_empty() {
+        return Err(config.error("tls.certificate", format!("{} holds no certificate", cert_path.display())).into());
+    }
+    let key = PrivateKeyDer::from_pem_file(&key_path)
+        .map_err(|e| config.error("tls.private_key", format!("cannot read {}: {e}", key_path.display())))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| config.error("tls.private_key", format!("does not match the certificate or is unusable: {e}")))?;
+    server.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(server))
+}
+
+/// Writes a self-signed certificate for `hostname` (and localhost) and its key.
+pub fn write_self_signed(hostname: &str, cert_path: &Path, key_path: &Path) -> anyhow::Result<()> {
+    let mut names = vec![hostname.to_string()];
+    for extra in ["localhost", "127.0.0.1", "::1"] {
+        if !names.iter().any(|name| name == extra) {
+            names.push(extra.to_string());
+        }
+    }
+    let certified = rcgen::generate_simple_self_signed(names).context("generating a self-signed certificate")?;
+    if let Some(dir) = cert_path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(cert_path, certified.cert.pem()).with_context(|| format!("writing {}", cert_path.display()))?;
+    write_private(key_path, certified.signing_key.serialize_pem().as_bytes())
+}
+
+/// Writes a file only its owner can read.
+pub fn write_private(path: &Path, content: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(content).with_context(|| format!("writing {}", path.display()))?;
+    file.sync_all().with_context(|| format!("syncing {}", path.display()))
+}

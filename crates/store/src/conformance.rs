@@ -1,0 +1,551 @@
+//! The conformance suite every backend must pass.
+//!
+//! Each check is a public async function taking a [`Harness`]; [`crate::conformance_tests!`]
+//! turns the whole list into one `#[tokio::test]` per check for a backend's test module.
+//! The checks panic (assert) on failure: they are tests.
+
+use std::ops::Bound;
+
+use crate::{Batch, BlobHash, Error, Expect, Patch, PatchTarget, Scan, Store};
+
+/// Opens the backend under test. `open` after [`Store::close`] must reopen the same data.
+#[async_trait::async_trait]
+pub trait Harness: Send + Sync {
+    async fn open(&self) -> Store;
+}
+
+/// Generates one `#[tokio::test]` per conformance check, each with a fresh harness.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($harness:expr) => {
+        $crate::conformance_tests!(@each $harness;
+            get_set_delete, versions_grow, scan_ranges, scan_reverse_and_limits, expect_absent,
+            expect_version, conflict_writes_nothing, one_writer_wins, counters, counter_patches,
+            counter_errors, concurrent_counter, blobs_small, blobs_large, blobs_streamed,
+            blob_errors, limits, reopen_keeps_everything, closed);
+    };
+    (@each $harness:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let harness = $harness;
+                $crate::conformance::$name(&harness).await;
+            }
+        )*
+    };
+}
+
+fn set(key: &[u8], value: &[u8]) -> Batch {
+    let mut batch = Batch::new();
+    batch.set(key, value);
+    batch
+}
+
+async fn value_of(store: &Store, key: &[u8]) -> Option<Vec<u8>> {
+    store.get(key).await.expect("get").map(|entry| entry.value)
+}
+
+fn keys(entries: &[crate::Entry]) -> Vec<&[u8]> {
+    entries.iter().map(|entry| entry.key.as_slice()).collect()
+}
+
+pub async fn get_set_delete(harness: &impl Harness) {
+    let store = harness.open().await;
+    assert_eq!(store.get(b"a").await.unwrap(), None);
+    store.commit(set(b"a", b"one")).await.unwrap();
+    assert_eq!(value_of(&store, b"a").await.as_deref(), Some(&b"one"[..]));
+    store.commit(set(b"a", b"two")).await.unwrap();
+    assert_eq!(value_of(&store, b"a").await.as_deref(), Some(&b"two"[..]));
+    // Empty values and binary keys are values like any other.
+    store.commit(set(b"\x00\xff", b"")).await.unwrap();
+    assert_eq!(value_of(&store, b"\x00\xff").await.as_deref(), Some(&b""[..]));
+    let mut batch = Batch::new();
+    batch.delete(b"a");
+    store.commit(batch).await.unwrap();
+    assert_eq!(store.get(b"a").await.unwrap(), None);
+    // Deleting a missing key is not an error.
+    let mut batch = Batch::new();
+    batch.delete(b"never");
+    store.commit(batch).await.unwrap();
+    // Operations apply in order: the last write of a key wins.
+    let mut batch = Batch::new();
+    batch.set(b"k", b"1").delete(b"k").set(b"k", b"3");
+    store.commit(batch).await.unwrap();
+    assert_eq!(value_of(&store, b"k").await.as_deref(), Some(&b"3"[..]));
+    store.close().await.unwrap();
+}
+
+pub async fn versions_grow(harness: &impl Harness) {
+    let store = harness.open().await;
+    let first = store.commit(set(b"a", b"1")).await.unwrap().version;
+    assert_eq!(store.get(b"a").await.unwrap().unwrap().version, first);
+    let second = store.commit(set(b"b", b"1")).await.unwrap().version;
+    assert!(second > first);
+    // A key deleted and written again gets a new version, never its old one.
+    let mut batch = Batch::new();
+    batch.delete(b"a");
+    store.commit(batch).await.unwrap();
+    let third = store.commit(set(b"a", b"1")).await.unwrap().version;
+    assert!(third > second);
+    assert_eq!(store.get(b"a").await.unwrap().unwrap().version, third);
+    // Every key written by one batch has that batch's version.
+    let mut batch = Batch::new();
+    batch.set(b"x", b"").set(b"y", b"");
+    let version = store.commit(batch).await.unwrap().version;
+    assert_eq!(store.get(b"x").await.unwrap().unwrap().version, version);
+    assert_eq!(store.get(b"y").await.unwrap().unwrap().version, version);
+    store.close().await.unwrap();
+}
+
+async fn fill(store: &Store, keys: &[&[u8]]) {
+    let mut batch = Batch::new();
+    for key in keys {
+        batch.set(key, key);
+    }
+    store.commit(batch).await.unwrap();
+}
+
+pub async fn scan_ranges(harness: &impl Harness) {
+    let store = harness.open().await;
+    fill(&store, &[b"a", b"ab", b"abc", b"abd", b"ac", b"b", b"b\xff", b"b\xff\xff", b"c", b"\xff", b"\xff\xff"]).await;
+    let scan = |scan: Scan| {
+        let store = store.clone();
+        async move { store.scan(&scan).await.unwrap() }
+    };
+    assert_eq!(keys(&scan(Scan::prefix(b"ab")).await), vec![&b"ab"[..], b"abc", b"abd"]);
+    assert_eq!(keys(&scan(Scan::prefix(b"b\xff")).await), vec![&b"b\xff"[..], b"b\xff\xff"]);
+    assert_eq!(keys(&scan(Scan::prefix(b"\xff")).await), vec![&b"\xff"[..], b"\xff\xff"]);
+    assert_eq!(keys(&scan(Scan::prefix(b"zz")).await), Vec::<&[u8]>::new());
+    assert_eq!(keys(&scan(Scan::range(b"ab", b"b")).await), vec![&b"ab"[..], b"abc", b"abd", b"ac"]);
+    assert_eq!(scan(Scan::all()).await.len(), 11);
+    // Every combination of bounds.
+    let both = |from: Bound<&[u8]>, to: Bound<&[u8]>| Scan {
+        from: from.map(|key| key.to_vec()),
+        to: to.map(|key| key.to_vec()),
+        direction: crate::Direction::Forward,
+        limit: usize::MAX,
+    };
+    let got = scan(both(Bound::Excluded(b"ab"), Bound::Included(b"ac"))).await;
+    assert_eq!(keys(&got), vec![&b"abc"[..], b"abd", b"ac"]);
+    let got = scan(both(Bound::Unbounded, Bound::Excluded(b"abc"))).await;
+    assert_eq!(keys(&got), vec![&b"a"[..], b"ab"]);
+    let got = scan(both(Bound::Included(b"c"), Bound::Unbounded)).await;
+    assert_eq!(keys(&got), vec![&b"c"[..], b"\xff", b"\xff\xff"]);
+    // Paging: after the last key seen.
+    let page = scan(Scan::prefix(b"a").limit(2)).await;
+    assert_eq!(keys(&page), vec![&b"a"[..], b"ab"]);
+    let page = scan(Scan::prefix(b"a").after(b"ab").limit(2)).await;
+    assert_eq!(keys(&page), vec![&b"abc"[..], b"abd"]);
+    // Values and versions come with the keys.
+    let entries = scan(Scan::prefix(b"c")).await;
+    assert_eq!(entries[0].value, b"c");
+    assert!(entries[0].version > 0);
+    store.close().await.unwrap();
+}
+
+pub async fn scan_reverse_and_limits(harness: &impl Harness) {
+    let store = harness.open().await;
+    fill(&store, &[b"m1", b"m2", b"m3", b"m4", b"n", b"\xff\xff"]).await;
+    let got = store.scan(&Scan::prefix(b"m").reverse()).await.unwrap();
+    assert_eq!(keys(&got), vec![&b"m4"[..], b"m3", b"m2", b"m1"]);
+    let got = store.scan(&Scan::prefix(b"m").reverse().limit(2)).await.unwrap();
+    assert_eq!(keys(&got), vec![&b"m4"[..], b"m3"]);
+    let got = store.scan(&Scan::prefix(b"m").reverse().before(b"m3").limit(5)).await.unwrap();
+    assert_eq!(keys(&got), vec![&b"m2"[..], b"m1"]);
+    let got = store.scan(&Scan::all().reverse().limit(1)).await.unwrap();
+    assert_eq!(keys(&got), vec![&b"\xff\xff"[..]]);
+    let got = store.scan(&Scan::range(b"m2", b"n").reverse()).await.unwrap();
+    assert_eq!(keys(&got), vec![&b"m4"[..], b"m3", b"m2"]);
+    let got = store.scan(&Scan::prefix(b"m").limit(0)).await.unwrap();
+    assert!(got.is_empty());
+    store.close().await.unwrap();
+}
+
+pub async fn expect_absent(harness: &impl Harness) {
+    let store = harness.open().await;
+    let mut batch = Batch::new();
+    batch.expect_absent(b"name").set(b"name", b"first");
+    store.commit(batch).await.unwrap();
+    let mut batch = Batch::new();
+    batch.expect_absent(b"name").set(b"name", b"second");
+    let err = store.commit(batch).await.unwrap_err();
+    assert!(matches!(&err, Error::Conflict { key } if key == b"name"), "{err}");
+    assert_eq!(value_of(&store, b"name").await.as_deref(), Some(&b"first"[..]));
+    store.close().await.unwrap();
+}
+
+pub async fn expect_version(harness: &impl Harness) {
+    let store = harness.open().await;
+    store.commit(set(b"k", b"1")).await.unwrap();
+    let read = store.get(b"k").await.unwrap().unwrap();
+    let mut batch = Batch::new();
+    batch.expect_version(b"k", read.version).set(b"k", b"2");
+    store.commit(batch).await.unwrap();
+    // The version read before is now stale.
+    let mut batch = Batch::new();
+    batch.expect_version(b"k", read.version).set(b"k", b"3");
+    assert!(matches!(store.commit(batch).await, Err(Error::Conflict { .. })));
+    // A version never matches a missing key.
+    let mut batch = Batch::new();
+    batch.expect(b"missing", Expect::Version(read.version)).set(b"missing", b"");
+    assert!(matches!(store.commit(batch).await, Err(Error::Conflict { .. })));
+    assert_eq!(value_of(&store, b"k").await.as_deref(), Some(&b"2"[..]));
+    store.close().await.unwrap();
+}
+
+pub async fn conflict_writes_nothing(harness: &impl Harness) {
+    let store = harness.open().await;
+    store.commit(set(b"guard", b"x")).await.unwrap();
+    let counter_before = store.counter(b"counter").await.unwrap();
+    let mut batch = Batch::new();
+    batch.set(b"a", b"1").add(b"counter", 1);
+    batch.expect_absent(b"guard");
+    assert!(matches!(store.commit(batch).await, Err(Error::Conflict { .. })));
+    assert_eq!(store.get(b"a").await.unwrap(), None);
+    assert_eq!(store.counter(b"counter").await.unwrap(), counter_before);
+    // A batch failing on its own (a counter error) writes nothing either.
+    let mut batch = Batch::new();
+    batch.set(b"b", b"1").add(b"guard", 1);
+    assert!(matches!(store.commit(batch).await, Err(Error::NotACounter { .. })));
+    assert_eq!(store.get(b"b").await.unwrap(), None);
+    store.close().await.unwrap();
+}
+
+/// Many writers race on one key with the same version read: exactly one wins each round.
+pub async fn one_writer_wins(harness: &impl Harness) {
+    let store = harness.open().await;
+    store.commit(set(b"race", b"start")).await.unwrap();
+    for round in 0..20u32 {
+        let read = store.get(b"race").await.unwrap().unwrap();
+        let mut tasks = Vec::new();
+        for writer in 0..16u32 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut batch = Batch::new();
+                batch.expect_version(b"race", read.version).set(b"race", format!("{round}-{writer}").as_bytes());
+                store.commit(batch).await.is_ok()
+            }));
+        }
+        let mut n_winners = 0;
+        for task in tasks {
+            n_winners += usize::from(task.await.unwrap());
+        }
+        assert_eq!(n_winners, 1, "round {round}");
+    }
+    store.close().await.unwrap();
+}
+
+pub async fn counters(harness: &impl Harness) {
+    let store = harness.open().await;
+    assert_eq!(store.counter(b"uid").await.unwrap(), 0);
+    assert_eq!(store.next_value(b"uid", 1).await.unwrap(), 1);
+    assert_eq!(store.next_value(b"uid", 1).await.unwrap(), 2);
+    assert_eq!(store.next_value(b"uid", 10).await.unwrap(), 12);
+    assert_eq!(store.next_value(b"uid", -2).await.unwrap(), 10);
+    // Several counters in one batch, the same one twice: each add sees the one before.
+    let mut batch = Batch::new();
+    let first = batch.add(b"uid", 1);
+    let other = batch.add(b"modseq", 5);
+    let second = batch.add(b"uid", 1);
+    let committed = store.commit(batch).await.unwrap();
+    assert_eq!(committed.counters[first.index()], 11);
+    assert_eq!(committed.counters[other.index()], 5);
+    assert_eq!(committed.counters[second.index()], 12);
+    assert_eq!(store.counter(b"uid").await.unwrap(), 12);
+    // Many concurrent next_value calls never get the same value.
+    let mut tasks = Vec::new();
+    for _ in 0..32 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut seen = Vec::new();
+            for _ in 0..20 {
+                seen.push(store.next_value(b"shared", 1).await.unwrap());
+            }
+            seen
+        }));
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.unwrap());
+    }
+    all.sort_unstable();
+    assert_eq!(all, (1..=640).collect::<Vec<i64>>());
+    store.close().await.unwrap();
+}
+
+pub async fn counter_patches(harness: &impl Harness) {
+    let store = harness.open().await;
+    store.next_value(b"mailbox/uidnext", 41).await.unwrap();
+    // Take the next UID and write the message under it, in one commit.
+    let mut batch = Batch::new();
+    let uid = batch.add(b"mailbox/uidnext", 1);
+    let mut key = b"mailbox/uid/".to_vec();
+    let offset = key.len();
+    key.extend_from_slice(&[0; 8]);
+    let value = [b"uid=".as_slice(), &[0; 8]].concat();
+    let patches = [
+        Patch { counter: uid, target: PatchTarget::Key, offset },
+        Patch { counter: uid, target: PatchTarget::Value, offset: 4 },
+    ];
+    batch.set_patched(&key, &value, &patches);
+    let committed = store.commit(batch).await.unwrap();
+    assert_eq!(committed.counters, vec![42]);
+    let entries = store.scan(&Scan::prefix(b"mailbox/uid/")).await.unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(&entries[0].key[offset..], &42i64.to_be_bytes());
+    assert_eq!(&entries[0].value[4..], &42i64.to_be_bytes());
+    // A patch must name an earlier counter and fit in its target.
+    let mut batch = Batch::new();
+    batch.set_patched(b"k", &[0; 8], &[Patch { counter: uid, target: PatchTarget::Value, offset: 0 }]);
+    assert!(matches!(store.commit(batch).await, Err(Error::InvalidBatch(_))));
+    let mut batch = Batch::new();
+    let counter = batch.add(b"c", 1);
+    batch.set_patched(b"k", &[0; 8], &[Patch { counter, target: PatchTarget::Value, offset: 1 }]);
+    assert!(matches!(store.commit(batch).await, Err(Error::InvalidBatch(_))));
+    let mut batch = Batch::new();
+    let counter = batch.add(b"c", 1);
+    batch.set_patched(b"k", &[0; 8], &[Patch { counter, target: PatchTarget::Key, offset: usize::MAX }]);
+    assert!(matches!(store.commit(batch).await, Err(Error::InvalidBatch(_))));
+    store.close().await.unwrap();
+}
+
+pub async fn counter_errors(harness: &impl Harness) {
+    let store = harness.open().await;
+    store.commit(set(b"text", b"not a counter")).await.unwrap();
+    assert!(matches!(store.next_value(b"text", 1).await, Err(Error::NotACounter { .. })));
+    assert!(matches!(store.counter(b"text").await, Err(Error::NotACounter { .. })));
+    store.next_value(b"big", i64::MAX).await.unwrap();
+    assert!(matches!(store.next_value(b"big", 1).await, Err(Error::CounterOverflow { .. })));
+    assert_eq!(store.counter(b"big").await.unwrap(), i64::MAX);
+    store.close().await.unwrap();
+}
+
+/// 64 tasks each increment one counter 1,000 times through conditional batches (read,
+/// write with the version read, retry on conflict); the result is exactly 64,000.
+pub async fn concurrent_counter(harness: &impl Harness) {
+    const N_TASKS: i64 = 64;
+    const N_INCREMENTS: i64 = 1_000;
+    let store = harness.open().await;
+    let mut tasks = Vec::new();
+    for _ in 0..N_TASKS {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut n_conflicts = 0u64;
+            for _ in 0..N_INCREMENTS {
+                loop {
+                    let (current, expect) = match store.get(b"hits").await.unwrap() {
+                        None => (0, Expect::Absent),
+                        Some(entry) => {
+                            let bytes: [u8; 8] = entry.value.try_into().unwrap();
+                            (i64::from_be_bytes(bytes), Expect::Version(entry.version))
+                        }
+                    };
+                    let mut batch = Batch::new();
+                    batch.expect(b"hits", expect).set(b"hits", &(current + 1).to_be_bytes());
+                    match store.commit(batch).await {
+                        Ok(_) => break,
+                        Err(Error::Conflict { .. }) => n_conflicts += 1,
+                        Err(e) => panic!("commit failed: {e}"),
+                    }
+                }
+            }
+            n_conflicts
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(store.counter(b"hits").await.unwrap(), N_TASKS * N_INCREMENTS);
+    store.close().await.unwrap();
+}
+
+pub async fn blobs_small(harness: &impl Harness) {
+    let store = harness.open().await;
+    let content = b"From: a@example.org\r\n\r\nhello\r\n".to_vec();
+    let staged = store.stage_blob_bytes(content.clone()).await.unwrap();
+    let hash = staged.hash();
+    assert_eq!(hash, BlobHash::of(&content));
+    assert_eq!(staged.size(), content.len() as u64);
+    // Staged but not committed: not stored yet.
+    assert_eq!(store.read_blob(&hash).await.unwrap(), None);
+    let mut batch = Batch::new();
+    batch.blob_acquire(staged).set(b"msg/1", &hash.0);
+    store.commit(batch).await.unwrap();
+    assert_eq!(store.read_blob(&hash).await.unwrap().as_deref(), Some(content.as_slice()));
+    assert_eq!(store.blob_size(&hash).await.unwrap(), Some(content.len() as u64));
+    // The same content again: one more reference, not a second copy.
+    let again = store.stage_blob_bytes(content.clone()).await.unwrap();
+    let mut batch = Batch::new();
+    batch.blob_acquire(again);
+    store.commit(batch).await.unwrap();
+    let mut batch = Batch::new();
+    batch.blob_release(&hash);
+    store.commit(batch).await.unwrap();
+    assert_eq!(store.read_blob(&hash).await.unwrap().as_deref(), Some(content.as_slice()));
+    let mut batch = Batch::new();
+    batch.blob_release(&hash);
+    store.commit(batch).await.unwrap();
+    assert_eq!(store.read_blob(&hash).await.unwrap(), None);
+    assert_eq!(store.blob_size(&hash).await.unwrap(), None);
+    // The empty blob is a blob.
+    let empty = store.stage_blob_bytes(Vec::new()).await.unwrap();
+    let empty_hash = empty.hash();
+    let mut batch = Batch::new();
+    batch.blob_acquire(empty);
+    store.commit(batch).await.unwrap();
+    assert_eq!(store.read_blob(&empty_hash).await.unwrap(), Some(Vec::new()));
+    // Acquire and release in one batch: the blob ends where it started.
+    let staged = store.stage_blob_bytes(b"brief".to_vec()).await.unwrap();
+    let brief = staged.hash();
+    let mut batch = Batch::new();
+    batch.blob_acquire(staged).blob_release(&brief);
+    store.commit(batch).await.unwrap();
+    assert_eq!(store.read_blob(&brief).await.unwrap(), None);
+    store.close().await.unwrap();
+}
+
+fn pattern(n_bytes: usize, seed: u8) -> Vec<u8> {
+    (0..n_bytes).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 11) as u8).collect()
+}
+
+pub async fn blobs_large(harness: &impl Harness) {
+    let store = harness.open().await;
+    let chunk = store.limits().blob_chunk_bytes;
+    for n_bytes in [chunk, chunk + 1, 3 * chunk, 3 * chunk + 17] {
+        let content = pattern(n_bytes, 7);
+        let staged = store.stage_blob_bytes(content.clone()).await.unwrap();
+        let hash = staged.hash();
+        let mut batch = Batch::new();
+        batch.blob_acquire(staged);
+        store.commit(batch).await.unwrap();
+        assert_eq!(store.read_blob(&hash).await.unwrap().as_deref(), Some(content.as_slice()), "{n_bytes}");
+        // Chunk by chunk, none larger than a chunk.
+        let mut reader = store.open_blob(&hash).await.unwrap().unwrap();
+        assert_eq!(reader.size(), n_bytes as u64);
+        let mut joined = Vec::new();
+        while let Some(part) = reader.next_chunk().await.unwrap() {
+            assert!(part.len() <= chunk);
+            joined.extend(part);
+        }
+        assert_eq!(joined, content);
+        // A duplicate staged upload is dropped when committed.
+        let duplicate = store.stage_blob_bytes(content.clone()).await.unwrap();
+        let mut batch = Batch::new();
+        batch.blob_acquire(duplicate).blob_release(&hash);
+        store.commit(batch).await.unwrap();
+        assert_eq!(store.read_blob(&hash).await.unwrap().as_deref(), Some(content.as_slice()));
+        let mut batch = Batch::new();
+        batch.blob_release(&hash);
+        store.commit(batch).await.unwrap();
+        assert_eq!(store.read_blob(&hash).await.unwrap(), None);
+    }
+    store.close().await.unwrap();
+}
+
+pub async fn blobs_streamed(harness: &impl Harness) {
+    let store = harness.open().await;
+    let chunk = store.limits().blob_chunk_bytes;
+    for n_bytes in [0, 10, chunk - 1, chunk, 2 * chunk + 5] {
+        let content = pattern(n_bytes, 3);
+        let mut reader = content.as_slice();
+        let staged = store.stage_blob(&mut reader).await.unwrap();
+        assert_eq!(staged.hash(), BlobHash::of(&content), "{n_bytes}");
+        assert_eq!(staged.size(), n_bytes as u64);
+        let hash = staged.hash();
+        let mut batch = Batch::new();
+        batch.blob_acquire(staged);
+        store.commit(batch).await.unwrap();
+        assert_eq!(store.read_blob(&hash).await.unwrap().as_deref(), Some(content.as_slice()));
+    }
+    // A staged blob that is discarded is never stored.
+    let content = pattern(2 * chunk, 9);
+    let staged = store.stage_blob(&mut content.as_slice()).await.unwrap();
+    let hash = staged.hash();
+    store.discard_blob(staged).await.unwrap();
+    assert_eq!(store.read_blob(&hash).await.unwrap(), None);
+    store.close().await.unwrap();
+}
+
+pub async fn blob_errors(harness: &impl Harness) {
+    let store = harness.open().await;
+    let missing = BlobHash::of(b"never stored");
+    let mut batch = Batch::new();
+    batch.set(b"a", b"1").blob_release(&missing);
+    assert!(matches!(store.commit(batch).await, Err(Error::BlobMissing { hash }) if hash == missing));
+    assert_eq!(store.get(b"a").await.unwrap(), None);
+    let max = store.limits().blob_bytes_max;
+    if max <= 64 * 1024 * 1024 {
+        let content = vec![0u8; max as usize + 1];
+        let err = store.stage_blob(&mut content.as_slice()).await.unwrap_err();
+        assert!(matches!(err, Error::Limit { limit_name: "blob_bytes_max", .. }), "{err}");
+        let err = store.stage_blob_bytes(content).await.unwrap_err();
+        assert!(matches!(err, Error::Limit { limit_name: "blob_bytes_max", .. }), "{err}");
+    }
+    store.close().await.unwrap();
+}
+
+pub async fn limits(harness: &impl Harness) {
+    let store = harness.open().await;
+    let limits = store.limits().clone();
+    let long_key = vec![b'k'; limits.key_bytes_max + 1];
+    let err = store.commit(set(&long_key, b"")).await.unwrap_err();
+    assert!(matches!(err, Error::Limit { limit_name: "key_bytes_max", .. }), "{err}");
+    let err = store.get(&long_key).await.map(|_| ());
+    assert!(err.is_ok(), "reading a long key is harmless");
+    let big_value = vec![0u8; limits.value_bytes_max + 1];
+    let err = store.commit(set(b"k", &big_value)).await.unwrap_err();
+    assert!(matches!(err, Error::Limit { limit_name: "value_bytes_max", .. }), "{err}");
+    let mut batch = Batch::new();
+    for i in 0..=limits.batch_ops_max {
+        batch.set(format!("k{i}").as_bytes(), b"");
+    }
+    let err = store.commit(batch).await.unwrap_err();
+    assert!(matches!(err, Error::Limit { limit_name: "batch_ops_max", .. }), "{err}");
+    // At the limits exactly, all is well.
+    let key = vec![b'k'; limits.key_bytes_max];
+    store.commit(set(&key, &vec![1u8; limits.value_bytes_max])).await.unwrap();
+    assert_eq!(store.get(&key).await.unwrap().unwrap().value.len(), limits.value_bytes_max);
+    store.close().await.unwrap();
+}
+
+pub async fn reopen_keeps_everything(harness: &impl Harness) {
+    let store = harness.open().await;
+    let mut batch = Batch::new();
+    batch.set(b"kept", b"value").add(b"uid", 7);
+    let before = store.commit(batch).await.unwrap().version;
+    let chunk = store.limits().blob_chunk_bytes;
+    let content = pattern(2 * chunk + 1, 1);
+    let staged = store.stage_blob_bytes(content.clone()).await.unwrap();
+    let hash = staged.hash();
+    let mut batch = Batch::new();
+    batch.blob_acquire(staged);
+    store.commit(batch).await.unwrap();
+    // A blob staged and never committed is an orphan: gone after reopening.
+    let orphan = store.stage_blob_bytes(pattern(2 * chunk, 2)).await.unwrap();
+    let orphan_hash = orphan.hash();
+    drop(orphan);
+    store.close().await.unwrap();
+
+    let store = harness.open().await;
+    assert_eq!(value_of(&store, b"kept").await.as_deref(), Some(&b"value"[..]));
+    assert_eq!(store.counter(b"uid").await.unwrap(), 7);
+    assert_eq!(store.next_value(b"uid", 1).await.unwrap(), 8);
+    assert_eq!(store.read_blob(&hash).await.unwrap().as_deref(), Some(content.as_slice()));
+    assert_eq!(store.read_blob(&orphan_hash).await.unwrap(), None);
+    // Versions go on growing after a restart.
+    let after = store.commit(set(b"later", b"")).await.unwrap().version;
+    assert!(after > before + 1);
+    store.close().await.unwrap();
+}
+
+pub async fn closed(harness: &impl Harness) {
+    let store = harness.open().await;
+    store.commit(set(b"a", b"1")).await.unwrap();
+    let clone = store.clone();
+    store.close().await.unwrap();
+    assert!(matches!(clone.get(b"a").await, Err(Error::Closed)));
+    assert!(matches!(clone.commit(set(b"b", b"1")).await, Err(Error::Closed)));
+    assert!(matches!(clone.scan(&Scan::all()).await, Err(Error::Closed)));
+    // Closing twice is harmless.
+    store.close().await.unwrap();
+}

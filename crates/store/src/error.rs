@@ -1,0 +1,44 @@
+use crate::BlobHash;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An expectation of the batch did not hold: another writer changed `key` first.
+    /// Nothing of the batch was written; read again and retry.
+    #[error("conflict on key {}: it changed since it was read", crate::key::printable(key))]
+    Conflict { key: Vec<u8> },
+    /// [`crate::Batch::add`] on a key whose value is not an 8-byte counter.
+    #[error("key {} is not a counter", crate::key::printable(key))]
+    NotACounter { key: Vec<u8> },
+    /// A counter would overflow `i64`.
+    #[error("counter {} would overflow", crate::key::printable(key))]
+    CounterOverflow { key: Vec<u8> },
+    /// [`crate::Batch::blob_release`] of a blob that is not stored.
+    #[error("blob {hash} is not stored")]
+    BlobMissing { hash: BlobHash },
+    /// A named limit was exceeded.
+    #[error("{what} is {got}, over the limit {limit_name} = {max}")]
+    Limit { what: &'static str, limit_name: &'static str, max: u64, got: u64 },
+    /// The batch is malformed (a patch outside its key or value, or naming a later counter).
+    #[error("invalid batch: {0}")]
+    InvalidBatch(String),
+    /// The options are inconsistent.
+    #[error("invalid store options: {0}")]
+    InvalidOptions(String),
+    /// Data on disk is not what this version of Hameau wrote.
+    #[error("corrupt store: {0}")]
+    Corrupt(String),
+    /// Another process holds the store.
+    #[error("the store at {0} is in use by another process")]
+    Locked(String),
+    /// The backend failed (I/O error, disk full...).
+    #[error("store backend error: {0}")]
+    Backend(String),
+    /// Reading a blob's source failed.
+    #[error("reading blob content: {0}")]
+    Read(#[from] std::io::Error),
+    /// The store was closed.
+    #[error("the store is closed")]
+    Closed,
+}

@@ -1,0 +1,533 @@
+//! The RocksDB backend: the embedded default.
+//!
+//! Three column families: `default` holds the key-value space (each value prefixed with the
+//! 8-byte version of the commit that wrote it), `blob` holds blob chunks (keyed by location
+//! and chunk number, in RocksDB's blob files so large values are not rewritten by
+//! compaction), `meta` holds the last version, blob records and the registry of uploads.
+//!
+//! All commits go through one committer thread that takes every batch waiting, checks and
+//! applies them in order against the database plus the writes of the batches before them in
+//! the same group, and writes the group as one RocksDB write batch with the write-ahead log
+//! synced. Concurrent writers thus share one sync (group commit), and conditions are
+//! checked without locks because one thread decides.
+
+use std::collections::HashMap;
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType, ReadOptions, WriteBatch,
+    WriteOptions,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::batch::{Op, apply_patches, decode_counter};
+use crate::blob::{BlobMeta, Staged};
+use crate::{Backend, Batch, BlobHash, Committed, Direction, Entry, Error, Expect, Options, Scan, Version};
+
+const CF_BLOB: &str = "blob";
+const CF_META: &str = "meta";
+const META_VERSION: &[u8] = b"v";
+const META_BLOB: u8 = b'b';
+const META_UPLOAD: u8 = b'u';
+const VERSION_BYTES: usize = 8;
+
+pub(crate) struct RocksBackend {
+    db: RwLock<Option<Arc<DB>>>,
+    committer: Mutex<Option<Committer>>,
+    path: String,
+}
+
+struct Committer {
+    requests: mpsc::Sender<Request>,
+    thread: JoinHandle<()>,
+}
+
+struct Request {
+    batch: Batch,
+    reply: oneshot::Sender<Result<Committed, Error>>,
+}
+
+impl RocksBackend {
+    pub fn open(path: &Path, options: &Options) -> Result<RocksBackend, Error> {
+        let path_text = path.display().to_string();
+        std::fs::create_dir_all(path).map_err(|e| Error::Backend(format!("creating {path_text}: {e}")))?;
+        let db = open_db(path, options).map_err(|e| {
+            let message = e.to_string();
+            if message.contains("lock") || message.contains("LOCK") {
+                Error::Locked(path_text.clone())
+            } else {
+                Error::Backend(format!("opening {path_text}: {message}"))
+            }
+        })?;
+        let db = Arc::new(db);
+        remove_orphan_uploads(&db)?;
+        let last_version = match db.get_cf(cf(&db, CF_META), META_VERSION).map_err(backend)? {
+            None => 0,
+            Some(bytes) => read_version(&bytes)?,
+        };
+        let (requests, receiver) = mpsc::channel(options.limits.commit_queue_max);
+        let group_max = options.limits.commit_group_max;
+        let committer_db = db.clone();
+        let thread = std::thread::Builder::new()
+            .name("store-commit".into())
+            .spawn(move || run_committer(&committer_db, receiver, group_max, last_version))
+            .map_err(|e| Error::Backend(format!("starting the committer thread: {e}")))?;
+        Ok(RocksBackend {
+            db: RwLock::new(Some(db)),
+            committer: Mutex::new(Some(Committer { requests, thread })),
+            path: path_text,
+        })
+    }
+
+    fn db(&self) -> Result<Arc<DB>, Error> {
+        self.db.read().expect("store lock poisoned").clone().ok_or(Error::Closed)
+    }
+}
+
+fn open_db(path: &Path, options: &Options) -> Result<DB, rocksdb::Error> {
+    let mut db_options = rocksdb::Options::default();
+    db_options.create_if_missing(true);
+    db_options.create_missing_column_families(true);
+    // Two cores: one background job each for flushes and compactions.
+    db_options.increase_parallelism(2);
+    db_options.set_max_background_jobs(2);
+    db_options.set_compression_type(DBCompressionType::Lz4);
+    let cache = Cache::new_lru_cache(options.cache_bytes);
+    let mut table = BlockBasedOptions::default();
+    table.set_block_cache(&cache);
+    table.set_bloom_filter(10.0, false);
+    db_options.set_block_based_table_factory(&table);
+
+    let mut blob_options = db_options.clone();
+    // Values of 4 KiB and more live in blob files, which compaction does not rewrite.
+    blob_options.set_enable_blob_files(true);
+    blob_options.set_min_blob_size(4096);
+    blob_options.set_blob_compression_type(DBCompressionType::Lz4);
+    blob_options.set_enable_blob_gc(true);
+
+    let families = vec![
+        ColumnFamilyDescriptor::new(rocksdb::DEFAULT_COLUMN_FAMILY_NAME, db_options.clone()),
+        ColumnFamilyDescriptor::new(CF_BLOB, blob_options),
+        ColumnFamilyDescriptor::new(CF_META, db_options.clone()),
+    ];
+    DB::open_cf_descriptors(&db_options, path, families)
+}
+
+/// Uploads registered but never committed belong to blobs staged before a crash or a
+/// discard that failed: nothing can point to them, so they go.
+fn remove_orphan_uploads(db: &DB) -> Result<(), Error> {
+    let meta = cf(db, CF_META);
+    let mut orphans = Vec::new();
+    let mut iter = db.raw_iterator_cf(meta);
+    iter.seek([META_UPLOAD]);
+    while let Some((key, _)) = iter.item() {
+        if key.first() != Some(&META_UPLOAD) {
+            break;
+        }
+        orphans.push(key.to_vec());
+        iter.next();
+    }
+    iter.status().map_err(backend)?;
+    drop(iter);
+    if orphans.is_empty() {
+        return Ok(());
+    }
+    tracing::info!(n_uploads = orphans.len(), "removing blob uploads never committed");
+    let mut batch = WriteBatch::default();
+    for key in &orphans {
+        let id = &key[1..];
+        let mut to = id.to_vec();
+        to.extend_from_slice(&[0xff; 5]);
+        batch.delete_range_cf(cf(db, CF_BLOB), id, &to[..]);
+        batch.delete_cf(meta, key);
+    }
+    db.write_opt(batch, &synced()).map_err(backend)
+}
+
+#[async_trait::async_trait]
+impl Backend for RocksBackend {
+    async fn get(&self, key: &[u8]) -> Result<Option<Entry>, Error> {
+        let db = self.db()?;
+        let Some(stored) = db.get_pinned(key).map_err(backend)? else { return Ok(None) };
+        decode_entry(key, &stored).map(Some)
+    }
+
+    async fn scan(&self, scan: &Scan) -> Result<Vec<Entry>, Error> {
+        let db = self.db()?;
+        scan_db(&db, scan)
+    }
+
+    async fn commit(&self, batch: Batch) -> Result<Committed, Error> {
+        let requests = {
+            let committer = self.committer.lock().expect("store lock poisoned");
+            committer.as_ref().ok_or(Error::Closed)?.requests.clone()
+        };
+        let (reply, response) = oneshot::channel();
+        requests.send(Request { batch, reply }).await.map_err(|_| Error::Closed)?;
+        response.await.map_err(|_| Error::Closed)?
+    }
+
+    async fn put_upload_chunk(&self, upload: &[u8; 16], idx: u32, data: &[u8]) -> Result<(), Error> {
+        let db = self.db()?;
+        let mut batch = WriteBatch::default();
+        batch.put_cf(cf(&db, CF_BLOB), chunk_key(upload, idx), data);
+        if idx == 0 {
+            batch.put_cf(cf(&db, CF_META), upload_key(upload), []);
+        }
+        tokio::task::spawn_blocking(move || db.write_opt(batch, &synced()).map_err(backend))
+            .await
+            .map_err(|e| Error::Backend(e.to_string()))?
+    }
+
+    async fn discard_upload(&self, upload: &[u8; 16], n_chunks: u32) -> Result<(), Error> {
+        let db = self.db()?;
+        let mut batch = WriteBatch::default();
+        for idx in 0..n_chunks {
+            batch.delete_cf(cf(&db, CF_BLOB), chunk_key(upload, idx));
+        }
+        batch.delete_cf(cf(&db, CF_META), upload_key(upload));
+        tokio::task::spawn_blocking(move || db.write_opt(batch, &synced()).map_err(backend))
+            .await
+            .map_err(|e| Error::Backend(e.to_string()))?
+    }
+
+    async fn blob_meta(&self, hash: &BlobHash) -> Result<Option<BlobMeta>, Error> {
+        let db = self.db()?;
+        let stored = db.get_pinned_cf(cf(&db, CF_META), blob_key(hash)).map_err(backend)?;
+        stored.map(|bytes| BlobMeta::decode(&bytes)).transpose()
+    }
+
+    async fn blob_chunk(&self, location: &[u8], idx: u32) -> Result<Option<Vec<u8>>, Error> {
+        let db = self.db()?;
+        db.get_cf(cf(&db, CF_BLOB), chunk_key(location, idx)).map_err(backend)
+    }
+
+    async fn close(&self) -> Result<(), Error> {
+        let committer = self.committer.lock().expect("store lock poisoned").take();
+        let Some(Committer { requests, thread }) = committer else { return Ok(()) };
+        // Dropping the last sender ends the committer once the queued batches are written.
+        drop(requests);
+        tokio::task::spawn_blocking(move || thread.join())
+            .await
+            .map_err(|e| Error::Backend(e.to_string()))?
+            .map_err(|_| Error::Backend("the committer thread panicked".into()))?;
+        let db = self.db.write().expect("store lock poisoned").take();
+        let Some(mut db) = db else { return Ok(()) };
+        // Reads in flight hold the database briefly; wait for them so the lock file is
+        // released when close returns (a restart in the same process can then reopen).
+        for _ in 0..500 {
+            match Arc::try_unwrap(db) {
+                Ok(db) => {
+                    db.flush_wal(true).map_err(backend)?;
+                    drop(db);
+                    tracing::debug!(path = %self.path, "store closed");
+                    return Ok(());
+                }
+                Err(shared) => db = shared,
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tracing::warn!(path = %self.path, "store closed with reads still in flight");
+        Ok(())
+    }
+}
+
+fn scan_db(db: &DB, scan: &Scan) -> Result<Vec<Entry>, Error> {
+    let mut read_options = ReadOptions::default();
+    match &scan.from {
+        Bound::Included(from) | Bound::Excluded(from) => read_options.set_iterate_lower_bound(from.clone()),
+        Bound::Unbounded => {}
+    }
+    // The upper bound is exclusive: the smallest key after an included `to` is `to` + 0x00.
+    let upper = match &scan.to {
+        Bound::Included(to) => Some([to.as_slice(), &[0]].concat()),
+        Bound::Excluded(to) => Some(to.clone()),
+        Bound::Unbounded => None,
+    };
+    if let Some(upper) = &upper {
+        read_options.set_iterate_upper_bound(upper.clone());
+    }
+    let mut iter = db.raw_iterator_opt(read_options);
+    match (scan.direction, &upper) {
+        (Direction::Forward, _) => match &scan.from {
+            Bound::Included(from) | Bound::Excluded(from) => iter.seek(from),
+            Bound::Unbounded => iter.seek_to_first(),
+        },
+        (Direction::Reverse, Some(upper)) => iter.seek_for_prev(upper),
+        (Direction::Reverse, None) => iter.seek_to_last(),
+    }
+    let mut entries = Vec::new();
+    while entries.len() < scan.limit {
+        let Some((key, value)) = iter.item() else { break };
+        if scan.contains(key) {
+            entries.push(decode_entry(key, value)?);
+        }
+        match scan.direction {
+            Direction::Forward => iter.next(),
+            Direction::Reverse => iter.prev(),
+        }
+    }
+    iter.status().map_err(backend)?;
+    Ok(entries)
+}
+
+fn run_committer(db: &DB, mut requests: mpsc::Receiver<Request>, group_max: usize, mut last_version: Version) {
+    let mut group = Vec::with_capacity(group_max.min(1024));
+    while let Some(first) = requests.blocking_recv() {
+        group.push(first);
+        while group.len() < group_max {
+            match requests.try_recv() {
+                Ok(request) => group.push(request),
+                Err(_) => break,
+            }
+        }
+        commit_group(db, &mut group, &mut last_version);
+    }
+}
+
+/// Checks and applies each batch of the group in order, writes the group with one sync,
+/// and answers every writer.
+fn commit_group(db: &DB, group: &mut Vec<Request>, last_version: &mut Version) {
+    let mut state = GroupState { db, overlay: HashMap::new(), write_batch: WriteBatch::default() };
+    let mut results = Vec::with_capacity(group.len());
+    let mut version = *last_version;
+    for request in group.iter_mut() {
+        let batch = std::mem::take(&mut request.batch);
+        let result = apply_batch(&mut state, batch, version + 1);
+        if result.is_ok() {
+            version += 1;
+        }
+        results.push(result);
+    }
+    let write = if version > *last_version {
+        state.write_batch.put_cf(cf(db, CF_META), META_VERSION, version.to_be_bytes());
+        db.write_opt(state.write_batch, &synced()).map_err(backend)
+    } else {
+        Ok(())
+    };
+    match write {
+        Ok(()) => *last_version = version,
+        Err(e) => {
+            tracing::error!(error = %e, "store commit failed");
+            for result in results.iter_mut().filter(|result| result.is_ok()) {
+                *result = Err(Error::Backend(e.to_string()));
+            }
+        }
+    }
+    for (request, result) in group.drain(..).zip(results) {
+        // A writer that went away (its task cancelled) no longer needs the answer.
+        let _ = request.reply.send(result);
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum Family {
+    Kv,
+    Blob,
+    Meta,
+}
+
+/// The database as the next batch of a group sees it: the writes of the batches before it
+/// in the group over the database.
+struct GroupState<'a> {
+    db: &'a DB,
+    overlay: HashMap<(Family, Vec<u8>), Option<Vec<u8>>>,
+    write_batch: WriteBatch,
+}
+
+/// The writes of one batch, kept apart until the whole batch is known to succeed.
+#[derive(Default)]
+struct Pending {
+    writes: HashMap<(Family, Vec<u8>), Option<Vec<u8>>>,
+    order: Vec<(Family, Vec<u8>)>,
+}
+
+impl GroupState<'_> {
+    fn read(&self, pending: &Pending, family: Family, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+        let lookup = (family, key.to_vec());
+        if let Some(value) = pending.writes.get(&lookup) {
+            return Ok(value.clone());
+        }
+        if let Some(value) = self.overlay.get(&lookup) {
+            return Ok(value.clone());
+        }
+        let column = match family {
+            Family::Kv => cf(self.db, rocksdb::DEFAULT_COLUMN_FAMILY_NAME),
+            Family::Blob => cf(self.db, CF_BLOB),
+            Family::Meta => cf(self.db, CF_META),
+        };
+        self.db.get_cf(column, key).map_err(backend)
+    }
+
+    fn accept(&mut self, pending: Pending) {
+        let mut writes = pending.writes;
+        for lookup in pending.order {
+            let Some(value) = writes.remove(&lookup) else { continue };
+            let (family, key) = &lookup;
+            let column = match family {
+                Family::Kv => cf(self.db, rocksdb::DEFAULT_COLUMN_FAMILY_NAME),
+                Family::Blob => cf(self.db, CF_BLOB),
+                Family::Meta => cf(self.db, CF_META),
+            };
+            match &value {
+                Some(value) => self.write_batch.put_cf(column, key, value),
+                None => self.write_batch.delete_cf(column, key),
+            }
+            // Blob chunks are never read back within a group; keep them out of memory twice.
+            if *family != Family::Blob {
+                self.overlay.insert(lookup, value);
+            }
+        }
+    }
+}
+
+impl Pending {
+    fn write(&mut self, family: Family, key: Vec<u8>, value: Option<Vec<u8>>) {
+        let lookup = (family, key);
+        if self.writes.insert(lookup.clone(), value).is_none() {
+            self.order.push(lookup);
+        }
+    }
+}
+
+fn apply_batch(state: &mut GroupState<'_>, batch: Batch, version: Version) -> Result<Committed, Error> {
+    let mut pending = Pending::default();
+    for (key, expect) in &batch.expects {
+        let current = state.read(&pending, Family::Kv, key)?;
+        let current_version = current.as_deref().map(read_version).transpose()?;
+        let holds = match expect {
+            Expect::Absent => current_version.is_none(),
+            Expect::Version(expected) => current_version == Some(*expected),
+        };
+        if !holds {
+            return Err(Error::Conflict { key: key.clone() });
+        }
+    }
+    let mut counters = Vec::new();
+    for op in batch.ops {
+        match op {
+            Op::Set { mut key, mut value, patches } => {
+                apply_patches(&mut key, &mut value, &patches, &counters);
+                pending.write(Family::Kv, key, Some(encode_value(version, &value)));
+            }
+            Op::Delete { key } => pending.write(Family::Kv, key, None),
+            Op::Add { key, delta } => {
+                let current = match state.read(&pending, Family::Kv, &key)? {
+                    None => 0,
+                    Some(stored) => decode_counter(&key, &stored[VERSION_BYTES.min(stored.len())..])?,
+                };
+                let next = current.checked_add(delta).ok_or_else(|| Error::CounterOverflow { key: key.clone() })?;
+                pending.write(Family::Kv, key, Some(encode_value(version, &next.to_be_bytes())));
+                counters.push(next);
+            }
+            Op::BlobAcquire(staged) => {
+                let meta_key = blob_key(&staged.hash);
+                let existing = state.read(&pending, Family::Meta, &meta_key)?;
+                let (meta, upload) = match (existing, staged.data) {
+                    (Some(stored), data) => {
+                        let mut meta = BlobMeta::decode(&stored)?;
+                        meta.refcount += 1;
+                        // The content is already stored: the staged upload is not needed,
+                        // unless it is the very upload the blob lives in.
+                        let upload = match data {
+                            Staged::Upload { id, n_chunks } if meta.location != id => Some((id, n_chunks)),
+                            _ => None,
+                        };
+                        if let Some((id, n_chunks)) = upload {
+                            for idx in 0..n_chunks {
+                                pending.write(Family::Blob, chunk_key(&id, idx), None);
+                            }
+                        }
+                        (meta, upload.map(|(id, _)| id))
+                    }
+                    (None, Staged::Inline(bytes)) => {
+                        let n_chunks = u32::from(!bytes.is_empty());
+                        let location = staged.hash.0.to_vec();
+                        if n_chunks == 1 {
+                            pending.write(Family::Blob, chunk_key(&location, 0), Some(bytes));
+                        }
+                        (BlobMeta { refcount: 1, size: staged.size, n_chunks, location }, None)
+                    }
+                    (None, Staged::Upload { id, n_chunks }) => {
+                        if state.read(&pending, Family::Meta, &upload_key(&id))?.is_none() {
+                            return Err(Error::InvalidBatch(format!(
+                                "staged blob {} was already committed or discarded",
+                                staged.hash
+                            )));
+                        }
+                        (BlobMeta { refcount: 1, size: staged.size, n_chunks, location: id.to_vec() }, Some(id))
+                    }
+                };
+                if let Some(id) = upload {
+                    pending.write(Family::Meta, upload_key(&id), None);
+                }
+                pending.write(Family::Meta, meta_key, Some(meta.encode()));
+            }
+            Op::BlobRelease(hash) => {
+                let meta_key = blob_key(&hash);
+                let Some(stored) = state.read(&pending, Family::Meta, &meta_key)? else {
+                    return Err(Error::BlobMissing { hash });
+                };
+                let mut meta = BlobMeta::decode(&stored)?;
+                meta.refcount -= 1;
+                if meta.refcount == 0 {
+                    for idx in 0..meta.n_chunks {
+                        pending.write(Family::Blob, chunk_key(&meta.location, idx), None);
+                    }
+                    pending.write(Family::Meta, meta_key, None);
+                } else {
+                    pending.write(Family::Meta, meta_key, Some(meta.encode()));
+                }
+            }
+        }
+    }
+    state.accept(pending);
+    Ok(Committed { version, counters })
+}
+
+fn cf<'a>(db: &'a DB, name: &str) -> &'a ColumnFamily {
+    db.cf_handle(name).expect("column families are created at open")
+}
+
+fn synced() -> WriteOptions {
+    let mut options = WriteOptions::default();
+    options.set_sync(true);
+    options
+}
+
+fn backend(error: rocksdb::Error) -> Error {
+    Error::Backend(error.into_string())
+}
+
+fn encode_value(version: Version, value: &[u8]) -> Vec<u8> {
+    let mut stored = Vec::with_capacity(VERSION_BYTES + value.len());
+    stored.extend_from_slice(&version.to_be_bytes());
+    stored.extend_from_slice(value);
+    stored
+}
+
+fn read_version(stored: &[u8]) -> Result<Version, Error> {
+    let bytes = stored.get(..VERSION_BYTES).ok_or_else(|| Error::Corrupt("value without a version".into()))?;
+    Ok(Version::from_be_bytes(bytes.try_into().expect("8 bytes")))
+}
+
+fn decode_entry(key: &[u8], stored: &[u8]) -> Result<Entry, Error> {
+    let version = read_version(stored)?;
+    Ok(Entry { key: key.to_vec(), version, value: stored[VERSION_BYTES..].to_vec() })
+}
+
+fn blob_key(hash: &BlobHash) -> Vec<u8> {
+    [&[META_BLOB][..], &hash.0].concat()
+}
+
+fn upload_key(upload: &[u8; 16]) -> Vec<u8> {
+    [&[META_UPLOAD][..], upload].concat()
+}
+
+fn chunk_key(location: &[u8], idx: u32) -> Vec<u8> {
+    [location, &idx.to_be_bytes()].concat()
+}

@@ -1,0 +1,406 @@
+use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
+use std::time::Duration;
+
+use proptest::prelude::*;
+
+use crate::conformance::Harness;
+use crate::{Batch, BlobHash, Error, Limits, Options, Patch, PatchTarget, Scan, Store, Version};
+
+/// A RocksDB store in a temporary directory, with small chunks so that multi-chunk blobs
+/// stay small in tests.
+struct Rocks {
+    dir: tempfile::TempDir,
+}
+
+impl Rocks {
+    fn new() -> Rocks {
+        Rocks { dir: tempfile::tempdir().expect("temp dir") }
+    }
+}
+
+fn test_options(path: &std::path::Path) -> Options {
+    let mut options = Options::rocksdb(path);
+    options.limits = Limits { blob_chunk_bytes: 64 * 1024, blob_bytes_max: 4 * 1024 * 1024, ..Limits::default() };
+    options.cache_bytes = 8 * 1024 * 1024;
+    options
+}
+
+#[async_trait::async_trait]
+impl Harness for Rocks {
+    async fn open(&self) -> Store {
+        Store::open(&test_options(self.dir.path())).await.expect("open store")
+    }
+}
+
+mod rocksdb_conformance {
+    use super::Rocks;
+    crate::conformance_tests!(Rocks::new());
+}
+
+#[tokio::test]
+async fn second_open_of_one_directory_is_refused() {
+    let rocks = Rocks::new();
+    let store = rocks.open().await;
+    let err = Store::open(&test_options(rocks.dir.path())).await.unwrap_err();
+    assert!(matches!(err, Error::Locked(_)), "{err}");
+    assert!(err.to_string().contains("in use by another process"), "{err}");
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn inconsistent_limits_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = Options::rocksdb(dir.path());
+    options.limits.blob_chunk_bytes = 100;
+    let err = Store::open(&options).await.unwrap_err();
+    assert!(matches!(err, Error::InvalidOptions(_)), "{err}");
+}
+
+// Model-based property test: random sequences of operations on RocksDB and on a BTreeMap
+// model give the same results.
+
+#[derive(Clone, Debug)]
+enum WriteOp {
+    Set(Vec<u8>, Vec<u8>),
+    Delete(Vec<u8>),
+    Add(Vec<u8>, i64),
+}
+
+#[derive(Clone, Debug)]
+enum Condition {
+    None,
+    Absent(Vec<u8>),
+    /// Expect the version the model has for the key (or a wrong one when `stale`).
+    Current {
+        key: Vec<u8>,
+        stale: bool,
+    },
+}
+
+#[derive(Clone, Debug)]
+enum ModelOp {
+    Commit(Condition, Vec<WriteOp>),
+    Get(Vec<u8>),
+    Scan { from: Vec<u8>, to: Vec<u8>, reverse: bool, limit: usize },
+    Reopen,
+}
+
+fn key_strategy() -> impl Strategy<Value = Vec<u8>> {
+    prop::collection::vec(prop_oneof![Just(0u8), Just(1), Just(0xfe), Just(0xff)], 0..4)
+}
+
+fn write_strategy() -> impl Strategy<Value = WriteOp> {
+    prop_oneof![
+        (key_strategy(), prop::collection::vec(any::<u8>(), 0..10)).prop_map(|(k, v)| WriteOp::Set(k, v)),
+        key_strategy().prop_map(WriteOp::Delete),
+        (key_strategy(), -3i64..4).prop_map(|(k, d)| WriteOp::Add(k, d)),
+    ]
+}
+
+fn op_strategy() -> impl Strategy<Value = ModelOp> {
+    let condition = prop_oneof![
+        2 => Just(Condition::None),
+        1 => key_strategy().prop_map(Condition::Absent),
+        2 => (key_strategy(), any::<bool>()).prop_map(|(key, stale)| Condition::Current { key, stale }),
+    ];
+    prop_oneof![
+        6 => (condition, prop::collection::vec(write_strategy(), 1..5)).prop_map(|(c, w)| ModelOp::Commit(c, w)),
+        2 => key_strategy().prop_map(ModelOp::Get),
+        2 => (key_strategy(), key_strategy(), any::<bool>(), 0usize..6)
+            .prop_map(|(from, to, reverse, limit)| ModelOp::Scan { from, to, reverse, limit }),
+        1 => Just(ModelOp::Reopen),
+    ]
+}
+
+type Model = BTreeMap<Vec<u8>, (Version, Vec<u8>)>;
+
+/// What the model says a commit does: the new entries, or the error's kind.
+fn model_commit(model: &Model, writes: &[WriteOp], version: Version) -> Result<Model, &'static str> {
+    let mut next = model.clone();
+    for write in writes {
+        match write {
+            WriteOp::Set(key, value) => {
+                next.insert(key.clone(), (version, value.clone()));
+            }
+            WriteOp::Delete(key) => {
+                next.remove(key);
+            }
+            WriteOp::Add(key, delta) => {
+                let current = match next.get(key) {
+                    None => 0,
+                    Some((_, value)) => {
+                        let bytes: [u8; 8] = value.as_slice().try_into().map_err(|_| "not a counter")?;
+                        i64::from_be_bytes(bytes)
+                    }
+                };
+                next.insert(key.clone(), (version, (current + delta).to_be_bytes().to_vec()));
+            }
+        }
+    }
+    Ok(next)
+}
+
+async fn run_model(ops: Vec<ModelOp>) {
+    let rocks = Rocks::new();
+    let mut store = rocks.open().await;
+    let mut model = Model::new();
+    for op in ops {
+        match op {
+            ModelOp::Commit(condition, writes) => {
+                let mut batch = Batch::new();
+                let holds = match &condition {
+                    Condition::None => true,
+                    Condition::Absent(key) => {
+                        batch.expect_absent(key);
+                        !model.contains_key(key)
+                    }
+                    Condition::Current { key, stale } => {
+                        let version = model.get(key).map(|(version, _)| *version).unwrap_or(1);
+                        let version = if *stale { version + 1000 } else { version };
+                        batch.expect_version(key, version);
+                        !stale && model.contains_key(key)
+                    }
+                };
+                for write in &writes {
+                    match write {
+                        WriteOp::Set(key, value) => {
+                            batch.set(key, value);
+                        }
+                        WriteOp::Delete(key) => {
+                            batch.delete(key);
+                        }
+                        WriteOp::Add(key, delta) => {
+                            batch.add(key, *delta);
+                        }
+                    }
+                }
+                match (holds, store.commit(batch).await) {
+                    (false, Err(Error::Conflict { .. })) => {}
+                    (false, other) => panic!("expected a conflict, got {other:?}"),
+                    (true, Ok(committed)) => {
+                        model = model_commit(&model, &writes, committed.version).expect("model agrees");
+                    }
+                    (true, Err(Error::NotACounter { .. })) => {
+                        assert_eq!(model_commit(&model, &writes, 0).unwrap_err(), "not a counter");
+                    }
+                    (true, Err(e)) => panic!("commit failed: {e}"),
+                }
+            }
+            ModelOp::Get(key) => {
+                let got = store.get(&key).await.unwrap().map(|entry| (entry.version, entry.value));
+                assert_eq!(got.as_ref(), model.get(&key));
+            }
+            ModelOp::Scan { from, to, reverse, limit } => {
+                let mut scan = Scan::range(&from, &to).limit(limit);
+                if reverse {
+                    scan = scan.reverse();
+                }
+                let got: Vec<_> =
+                    store.scan(&scan).await.unwrap().into_iter().map(|e| (e.key, e.version, e.value)).collect();
+                let in_range = model.iter().filter(|(key, _)| scan.contains(key));
+                let expected: Vec<_> = if reverse {
+                    in_range.rev().take(limit).map(|(k, (ver, val))| (k.clone(), *ver, val.clone())).collect()
+                } else {
+                    in_range.take(limit).map(|(k, (ver, val))| (k.clone(), *ver, val.clone())).collect()
+                };
+                assert_eq!(got, expected);
+            }
+            ModelOp::Reopen => {
+                store.close().await.unwrap();
+                store = rocks.open().await;
+            }
+        }
+    }
+    let everything: Model =
+        store.scan(&Scan::all()).await.unwrap().into_iter().map(|e| (e.key, (e.version, e.value))).collect();
+    assert_eq!(everything, model);
+    store.close().await.unwrap();
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    #[test]
+    fn store_behaves_like_a_btreemap(ops in prop::collection::vec(op_strategy(), 1..60)) {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        runtime.block_on(run_model(ops));
+    }
+}
+
+// Crash test: a child process commits batches and prints each one's id once its commit
+// returned; it is killed with SIGKILL at a random moment, 20 times; after each kill, every
+// printed batch is in the store, whole, and no batch is there in part.
+
+const CRASH_DIR_VAR: &str = "HAMEAU_STORE_CRASH_DIR";
+const KEYS_PER_BATCH: usize = 4;
+const WRITERS: usize = 8;
+
+/// Writes batches until killed (as the crash test's child) or, run as a plain test,
+/// writes a few hundred and checks them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_child() {
+    match std::env::var_os(CRASH_DIR_VAR) {
+        Some(dir) => {
+            let store = Store::open(&test_options(std::path::Path::new(&dir))).await.unwrap();
+            write_batches(&store, u64::MAX).await;
+        }
+        None => {
+            let rocks = Rocks::new();
+            let store = rocks.open().await;
+            write_batches(&store, 25).await;
+            let n_found = verify_crash_store(&store, &(1..=200).collect::<Vec<i64>>()).await;
+            assert_eq!(n_found, 200);
+            store.close().await.unwrap();
+        }
+    }
+}
+
+/// `WRITERS` concurrent tasks each commit `per_writer` batches (or forever).
+async fn write_batches(store: &Store, per_writer: u64) {
+    let mut tasks = Vec::new();
+    for _ in 0..WRITERS {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..per_writer {
+                let id = commit_one(&store).await;
+                let mut stdout = std::io::stdout().lock();
+                writeln!(stdout, "committed {id}").unwrap();
+                stdout.flush().unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+}
+
+/// One batch: the next id from a counter, `KEYS_PER_BATCH` keys under it (the id patched
+/// into keys and values), and a blob of random size (often several chunks).
+async fn commit_one(store: &Store) -> i64 {
+    let nonce: u64 = rand::random();
+    let blob_bytes = (nonce % (200 * 1024)) as usize;
+    let content: Vec<u8> = (0..blob_bytes).map(|i| (nonce as usize + i * 7) as u8).collect();
+    let staged = store.stage_blob_bytes(content).await.unwrap();
+    let hash = staged.hash();
+    let mut batch = Batch::new();
+    let id = batch.add(b"crash/next", 1);
+    for part in 0..KEYS_PER_BATCH {
+        let key = [b"crash/b/".as_slice(), &[0; 8], b"/", &[part as u8]].concat();
+        let value = [&[0; 8], nonce.to_be_bytes().as_slice(), &[part as u8; 100]].concat();
+        let patches = [
+            Patch { counter: id, target: PatchTarget::Key, offset: 8 },
+            Patch { counter: id, target: PatchTarget::Value, offset: 0 },
+        ];
+        batch.set_patched(&key, &value, &patches);
+    }
+    let key = [b"crash/h/".as_slice(), &[0; 8]].concat();
+    batch.set_patched(&key, &hash.0, &[Patch { counter: id, target: PatchTarget::Key, offset: 8 }]);
+    batch.blob_acquire(staged);
+    store.commit(batch).await.unwrap().counters[0]
+}
+
+/// Checks that every batch in `printed` is whole and that every batch present is whole.
+/// Returns the number of batches present.
+async fn verify_crash_store(store: &Store, printed: &[i64]) -> usize {
+    let entries = store.scan(&Scan::prefix(b"crash/b/")).await.unwrap();
+    let mut parts: BTreeMap<i64, Vec<(u8, Vec<u8>)>> = BTreeMap::new();
+    for entry in entries {
+        let id = i64::from_be_bytes(entry.key[8..16].try_into().unwrap());
+        parts.entry(id).or_default().push((entry.key[17], entry.value));
+    }
+    for (id, batch_parts) in &parts {
+        assert_eq!(batch_parts.len(), KEYS_PER_BATCH, "batch {id} is only partly there");
+        let nonce = &batch_parts[0].1[8..16];
+        for (part, value) in batch_parts {
+            assert_eq!(i64::from_be_bytes(value[..8].try_into().unwrap()), *id);
+            assert_eq!(&value[8..16], nonce, "batch {id} mixes two writes");
+            assert_eq!(&value[16..], &[*part; 100]);
+        }
+        let key = [b"crash/h/".as_slice(), &id.to_be_bytes()].concat();
+        let hash_entry = store.get(&key).await.unwrap().unwrap_or_else(|| panic!("batch {id} lost its blob key"));
+        let hash = BlobHash(hash_entry.value.try_into().unwrap());
+        let blob = store.read_blob(&hash).await.unwrap().unwrap_or_else(|| panic!("batch {id} lost its blob"));
+        assert_eq!(BlobHash::of(&blob), hash, "blob of batch {id} is damaged");
+    }
+    for id in printed {
+        assert!(parts.contains_key(id), "batch {id} was acknowledged but is lost");
+    }
+    let next = store.counter(b"crash/next").await.unwrap();
+    assert!(parts.keys().all(|id| *id <= next), "the counter went back");
+    parts.len()
+}
+
+#[test]
+fn sigkill_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let mut printed: Vec<i64> = Vec::new();
+    for round in 0..20 {
+        let mut child = std::process::Command::new(&exe)
+            .args(["--exact", "tests::crash_child", "--nocapture", "--test-threads=1"])
+            .env(CRASH_DIR_VAR, dir.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (lines_tx, lines_rx) = std::sync::mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(id) = line.strip_prefix("committed ") {
+                    let _ = lines_tx.send(id.parse::<i64>().unwrap());
+                }
+            }
+        });
+        // Let the child commit for a while, then kill it at a random moment.
+        let first = lines_rx.recv_timeout(Duration::from_secs(60)).expect("the child commits");
+        printed.push(first);
+        std::thread::sleep(Duration::from_millis(rand::random::<u64>() % 300));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        reader.join().unwrap();
+        printed.extend(lines_rx.try_iter());
+        let n_found = runtime.block_on(async {
+            let store = Store::open(&test_options(dir.path())).await.unwrap();
+            let n_found = verify_crash_store(&store, &printed).await;
+            store.close().await.unwrap();
+            n_found
+        });
+        assert!(n_found >= printed.len(), "round {round}");
+    }
+    assert!(printed.len() > 100, "the children committed too little to test anything");
+}
+
+#[tokio::test]
+async fn concurrent_acquire_and_release_keep_counts_right() {
+    let rocks = Rocks::new();
+    let store = rocks.open().await;
+    let content = b"shared attachment".to_vec();
+    let mut tasks = Vec::new();
+    for _ in 0..32 {
+        let store = store.clone();
+        let content = content.clone();
+        tasks.push(tokio::spawn(async move {
+            let staged = store.stage_blob_bytes(content).await.unwrap();
+            let mut batch = Batch::new();
+            batch.blob_acquire(staged);
+            store.commit(batch).await.unwrap();
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let hash = BlobHash::of(&content);
+    for n_left in (0..32).rev() {
+        let mut batch = Batch::new();
+        batch.blob_release(&hash);
+        store.commit(batch).await.unwrap();
+        assert_eq!(store.read_blob(&hash).await.unwrap().is_some(), n_left > 0);
+    }
+    let mut batch = Batch::new();
+    batch.blob_release(&hash);
+    assert!(matches!(store.commit(batch).await, Err(Error::BlobMissing { .. })));
+    store.close().await.unwrap();
+}

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Builds Hameau and starts it on its embedded default: RocksDB in ./data, a self-signed
+# certificate, HTTPS on 127.0.0.1:8443. Ctrl-C stops it cleanly.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/setup.sh
+
+cargo build -p hameau
+hameau="$CARGO_TARGET_DIR/debug/hameau"
+data_dir="${HAMEAU_DATA_DIR:-$PWD/data}"
+if [ ! -e "$data_dir/hameau.toml" ]; then
+    "$hameau" init --data-dir "$data_dir"
+fi
+exec "$hameau" serve --config "$data_dir/hameau.toml"

@@ -1,0 +1,114 @@
+//! `hameau init`, `hameau serve`, shutdown, `--version`.
+
+use std::time::{Duration, Instant};
+
+use crate::support::{Server, block_on, config_path, https_get, init, run};
+
+#[test]
+fn version() {
+    let (status, stdout, _) = run(&["--version"]);
+    assert!(status.success());
+    assert_eq!(stdout.trim(), format!("hameau {}", env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn init_then_serve_answers_health_and_stops_on_sigterm() {
+    let dir = init();
+    let config = config_path(dir.path());
+    let mut server = Server::start(&config);
+    assert_eq!(server.https.len(), 1);
+    assert!(server.https[0].ip().is_loopback() && server.https[0].port() != 0);
+    let (status, body) = block_on(https_get(server.https[0], &server.cert, "/healthz"));
+    assert_eq!((status, body.as_str()), (200, "ok\n"));
+    let (status, _) = block_on(https_get(server.https[0], &server.cert, "/no-such-page"));
+    assert_eq!(status, 404);
+
+    server.signal(libc::SIGTERM);
+    let exit = server.wait(Duration::from_secs(30)).expect("hameau stops on SIGTERM");
+    assert!(exit.success(), "{exit:?}");
+    let log = server.log().join("\n");
+    assert!(log.contains("\"signal\":\"SIGTERM\""), "{log}");
+    assert!(log.contains("hameau stopped"), "{log}");
+    assert!(!log.contains("panicked"), "{log}");
+
+    // The store was closed cleanly: a new server opens it.
+    let mut again = Server::start(&config);
+    again.signal(libc::SIGINT);
+    let exit = again.wait(Duration::from_secs(30)).expect("hameau stops on SIGINT");
+    assert!(exit.success(), "{exit:?}");
+    assert!(again.log().join("\n").contains("\"signal\":\"SIGINT\""));
+}
+
+#[test]
+fn shutdown_does_not_wait_for_idle_connections() {
+    let dir = init();
+    let mut server = Server::start(&config_path(dir.path()));
+    let addr = server.https[0];
+    let cert = server.cert.clone();
+    // A client connects and says nothing; another is mid-handshake.
+    let idle = std::net::TcpStream::connect(addr).unwrap();
+    let tls_idle = block_on(async {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        crate::support::tls_connector(&cert).connect(name, tcp).await.unwrap()
+    });
+    let start = Instant::now();
+    server.signal(libc::SIGTERM);
+    let exit = server.wait(Duration::from_secs(25)).expect("hameau stops");
+    assert!(exit.success());
+    // The grace period is 30 s: idle connections must not hold the shutdown that long.
+    assert!(start.elapsed() < Duration::from_secs(20), "took {:?}", start.elapsed());
+    drop((idle, tls_idle));
+}
+
+#[test]
+fn a_second_server_on_the_same_data_directory_is_refused() {
+    let dir = init();
+    let config = config_path(dir.path());
+    let _first = Server::start(&config);
+    let (status, _, stderr) = run(&["serve", "--config", config.to_str().unwrap()]);
+    assert!(!status.success());
+    let last = stderr.lines().last().unwrap();
+    assert!(last.starts_with("hameau: error: opening the store: the store at "), "{stderr}");
+    assert!(last.ends_with("/data/store is in use by another process"), "{stderr}");
+}
+
+#[test]
+fn init_refuses_an_initialised_directory() {
+    let dir = init();
+    let data = dir.path().join("data");
+    let before = std::fs::read_to_string(config_path(dir.path())).unwrap();
+    let (status, _, stderr) = run(&["init", "--data-dir", data.to_str().unwrap()]);
+    assert!(!status.success());
+    assert!(stderr.contains("hameau.toml already exists: this data directory is initialised"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(config_path(dir.path())).unwrap(), before);
+}
+
+#[test]
+fn init_writes_a_private_directory_and_a_valid_config() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = init();
+    let data = dir.path().join("data");
+    let mode = std::fs::metadata(&data).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700);
+    let key_mode = std::fs::metadata(data.join("tls/key.pem")).unwrap().permissions().mode() & 0o777;
+    assert_eq!(key_mode, 0o600);
+    let (status, stdout, stderr) = run(&["config", "check", "--config", config_path(dir.path()).to_str().unwrap()]);
+    assert!(status.success(), "{stderr}");
+    assert!(stdout.ends_with("configuration OK\n"), "{stdout}");
+}
+
+#[test]
+fn a_listen_address_in_use_is_a_clear_error() {
+    let dir = init();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let config = config_path(dir.path());
+    let text = std::fs::read_to_string(&config).unwrap();
+    let text = text.replace("listen = [\"127.0.0.1:0\"]", &format!("listen = [\"{}\"]", taken.local_addr().unwrap()));
+    std::fs::write(&config, text).unwrap();
+    let (status, _, stderr) = run(&["serve", "--config", config.to_str().unwrap()]);
+    assert!(!status.success());
+    let last = stderr.lines().last().unwrap();
+    assert!(last.contains("http.listen: cannot listen on"), "{stderr}");
+    assert!(last.contains("hameau.toml:"), "{stderr}");
+}

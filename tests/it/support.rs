@@ -1,0 +1,151 @@
+//! Starting `hameau` and talking to it.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+pub fn hameau() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_hameau"));
+    command.env_remove("HAMEAU_LOG");
+    command
+}
+
+/// Runs `hameau ARGS` to the end; returns its status, stdout and stderr.
+pub fn run(args: &[&str]) -> (ExitStatus, String, String) {
+    let output = hameau().args(args).output().expect("run hameau");
+    let text = |bytes: Vec<u8>| String::from_utf8(bytes).expect("utf-8 output");
+    (output.status, text(output.stdout), text(output.stderr))
+}
+
+/// `hameau init` in a new temporary directory, HTTPS on a port the system picks.
+pub fn init() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let (status, stdout, stderr) = run(&["init", "--data-dir", data.to_str().unwrap(), "--http-listen", "127.0.0.1:0"]);
+    assert!(status.success(), "init failed: {stderr}");
+    assert!(stdout.contains("hameau serve --config"), "{stdout}");
+    dir
+}
+
+pub fn config_path(dir: &Path) -> PathBuf {
+    dir.join("data/hameau.toml")
+}
+
+/// A running `hameau serve`.
+pub struct Server {
+    pub child: Child,
+    pub https: Vec<SocketAddr>,
+    pub cert: PathBuf,
+    log: Arc<Mutex<Vec<String>>>,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Server {
+    /// Starts `hameau serve --config CONFIG` and waits until it says it is ready.
+    pub fn start(config: &Path) -> Server {
+        let mut child = hameau()
+            .args(["serve", "--config", config.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start hameau");
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (lines_tx, lines) = mpsc::channel();
+        let log_writer = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                log_writer.lock().unwrap().push(line.clone());
+                let _ = lines_tx.send(line);
+            }
+        });
+        let cert = config.parent().unwrap().join("tls/cert.pem");
+        let mut server = Server { child, https: Vec::new(), cert, log, lines };
+        loop {
+            let line = server.next_line(Duration::from_secs(120)).expect("hameau never said it was ready");
+            let event: serde_json::Value = serde_json::from_str(&line).expect("JSON log lines");
+            match event["message"].as_str() {
+                Some("listening") => server.https.push(event["addr"].as_str().unwrap().parse().unwrap()),
+                Some("hameau ready") => break,
+                _ => {}
+            }
+        }
+        server
+    }
+
+    pub fn next_line(&self, timeout: Duration) -> Option<String> {
+        self.lines.recv_timeout(timeout).ok()
+    }
+
+    /// Every log line so far.
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    pub fn signal(&self, signal: libc::c_int) {
+        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
+        assert_eq!(rc, 0, "kill failed");
+    }
+
+    /// Waits for the process to exit, at most `timeout`.
+    pub fn wait(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A TLS client that trusts only the server's own (self-signed) certificate.
+pub fn tls_connector(cert: &Path) -> tokio_rustls::TlsConnector {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(cert).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+}
+
+/// One HTTPS request; returns the status code and the body.
+pub async fn https_get(addr: SocketAddr, cert: &Path, path: &str) -> (u16, String) {
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = tls_connector(cert).connect(name, tcp).await.expect("TLS handshake");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    tls.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    tls.read_to_end(&mut response).await.unwrap();
+    let response = String::from_utf8(response).unwrap();
+    let status = response.split(' ').nth(1).and_then(|code| code.parse().ok()).expect("a status line");
+    let body = response.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(future)
+}
