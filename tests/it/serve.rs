@@ -112,3 +112,39 @@ fn a_listen_address_in_use_is_a_clear_error() {
     assert!(last.contains("http.listen: cannot listen on"), "{stderr}");
     assert!(last.contains("hameau.toml:"), "{stderr}");
 }
+
+#[test]
+fn silent_and_idle_clients_are_closed_after_the_header_timeout() {
+    use std::io::Read;
+    let dir = init();
+    let config = config_path(dir.path());
+    let text = std::fs::read_to_string(&config).unwrap().replace("header_timeout_s = 10", "header_timeout_s = 1");
+    std::fs::write(&config, text).unwrap();
+    let server = Server::start(&config);
+    let addr = server.https[0];
+
+    // A client that connects and never starts TLS.
+    let start = Instant::now();
+    let mut silent = std::net::TcpStream::connect(addr).unwrap();
+    silent.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let n_read = silent.read(&mut [0u8; 16]).unwrap_or(0);
+    assert_eq!(n_read, 0, "the server closes the connection");
+    assert!(start.elapsed() < Duration::from_secs(5), "took {:?}", start.elapsed());
+
+    // A keep-alive client that sends one request and then nothing.
+    let cert = server.cert.clone();
+    let elapsed = block_on(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut tls = crate::support::tls_connector(&cert).connect(name, tcp).await.unwrap();
+        tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n").await.unwrap();
+        let start = Instant::now();
+        let mut response = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut response)).await;
+        assert!(read.is_ok(), "the idle connection was not closed");
+        assert!(String::from_utf8_lossy(&response).starts_with("HTTP/1.1 200"));
+        start.elapsed()
+    });
+    assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
+}
