@@ -78,11 +78,30 @@ fn missing_file() {
 }
 
 #[test]
-fn missing_certificate_names_the_key() {
+fn missing_private_key_names_the_key() {
+    let dir = crate::support::init();
+    let config = crate::support::config_path(dir.path());
+    std::fs::remove_file(dir.path().join("data/tls/key.pem")).unwrap();
+    let (status, _, stderr) = run(&["serve", "--config", config.to_str().unwrap()]);
+    assert!(!status.success());
+    let last = stderr.lines().last().unwrap();
+    let text = std::fs::read_to_string(&config).unwrap();
+    let line = 1 + text.lines().position(|line| line.starts_with("private_key =")).unwrap();
+    assert!(last.contains(&format!("hameau.toml:{line}: tls.private_key: cannot read")), "{stderr}");
+    assert!(last.contains("data/tls/key.pem"), "{stderr}");
+}
+
+#[test]
+fn without_certificate_serve_makes_a_self_signed_one() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("hameau.toml");
     std::fs::write(&path, "[server]\ndata_dir = \"data\"\n[http]\nlisten = [\"127.0.0.1:0\"]\n").unwrap();
-    let (status, _, stderr) = run(&["serve", "--config", path.to_str().unwrap()]);
-    assert!(!status.success());
-    assert!(stderr.lines().last().unwrap().contains(": tls.certificate: cannot read"), "{stderr}");
+    let server = crate::support::Server::start(&path);
+    assert!(server.log().join("\n").contains("made a self-signed one for first use"));
+    let (status, _) = crate::support::block_on(crate::support::https_get(
+        server.https[0],
+        &dir.path().join("data/tls/cert.pem"),
+        "/healthz",
+    ));
+    assert_eq!(status, 200);
 }

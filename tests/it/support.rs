@@ -66,8 +66,7 @@ impl Server {
                 let _ = lines_tx.send(line);
             }
         });
-        let cert = config.parent().unwrap().join("tls/cert.pem");
-        let mut server = Server { child, https: Vec::new(), cert, log, lines };
+        let mut server = Server { child, https: Vec::new(), cert: PathBuf::new(), log, lines };
         loop {
             let line = server.next_line(Duration::from_secs(120)).expect("hameau never said it was ready");
             let event: serde_json::Value = serde_json::from_str(&line).expect("JSON log lines");
@@ -77,6 +76,8 @@ impl Server {
                 _ => {}
             }
         }
+        // `hameau init` puts the configuration in the data directory, next to `tls/`.
+        server.cert = config.parent().unwrap().join("tls/cert.pem");
         server
     }
 

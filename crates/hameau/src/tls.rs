@@ -10,10 +10,20 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 /// The rustls server configuration for the certificate and key the configuration names.
+/// When neither file exists (first start without `hameau init`), a self-signed certificate
+/// for `server.hostname` is made there first, so that TLS works from the start.
 /// One crypto provider for the whole program: ring.
 pub fn server_config(config: &Config) -> anyhow::Result<Arc<rustls::ServerConfig>> {
     let cert_path = config.certificate_path();
     let key_path = config.private_key_path();
+    if !cert_path.exists() && !key_path.exists() {
+        tracing::warn!(
+            certificate = %cert_path.display(),
+            "no TLS certificate: made a self-signed one for first use; replace it with a real one"
+        );
+        write_self_signed(&config.server.hostname, &cert_path, &key_path)
+            .map_err(|e| config.error("tls.certificate", format!("{e:#}")))?;
+    }
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
         .and_then(|certs| certs.collect())
         .map_err(|e| config.error("tls.certificate", format!("cannot read {}: {e}", cert_path.display())))?;
