@@ -91,63 +91,58 @@ fn raw_rocksdb(base: &str, writers: usize, duration: Duration) -> anyhow::Result
 
 /// The store: `writers` tasks each commit one-key batches.
 async fn store_commits(base: &str, writers: usize, duration: Duration) -> anyhow::Result<(f64, Vec<f64>)> {
-    let dir = tempfile::tempdir_in(base)?;
-    let store = Store::open(&Options::rocksdb(dir.path())).await?;
-    let deadline = Instant::now() + duration;
-    let start = Instant::now();
-    let tasks: Vec<_> = (0..writers)
-        .map(|writer| {
-            let store = store.clone();
-            tokio::spawn(async move {
-                let mut latencies = Vec::new();
-                let mut i = 0u64;
-                while Instant::now() < deadline {
-                    let mut batch = Batch::new();
-                    batch.set(&key(writer, i), &[7u8; VALUE_BYTES]);
-                    let begun = Instant::now();
-                    store.commit(batch).await.expect("commit");
-                    latencies.push(begun.elapsed().as_secs_f64() * 1000.0);
-                    i += 1;
-                }
-                latencies
-            })
-        })
-        .collect();
-    let mut latencies = Vec::new();
-    for task in tasks {
-        latencies.extend(task.await?);
-    }
-    let rate = latencies.len() as f64 / start.elapsed().as_secs_f64();
-    store.close().await?;
-    Ok((rate, latencies))
+    run_writers(base, writers, duration, |store, writer, i| async move {
+        let mut batch = Batch::new();
+        batch.set(&key(writer, i), &[7u8; VALUE_BYTES]);
+        store.commit(batch).await.expect("commit");
+    })
+    .await
 }
 
-/// Blob writes: stage a blob of distinct content and commit a reference to it.
+/// Blob writes: stage a blob of distinct content (nothing deduplicated) and commit a
+/// reference to it.
 async fn blob_writes(
     base: &str,
     blob_bytes: usize,
     writers: usize,
     duration: Duration,
 ) -> anyhow::Result<(f64, Vec<f64>)> {
+    run_writers(base, writers, duration, move |store, writer, i| async move {
+        let mut content = vec![0u8; blob_bytes];
+        content[..16].copy_from_slice(&key(writer, i));
+        let staged = store.stage_blob(&mut content.as_slice()).await.expect("stage");
+        let mut batch = Batch::new();
+        batch.blob_acquire(staged);
+        store.commit(batch).await.expect("commit");
+    })
+    .await
+}
+
+/// Runs `operation` in a loop on `writers` tasks over a fresh store for `duration`;
+/// returns operations/s and each operation's latency in ms.
+async fn run_writers<F, Fut>(
+    base: &str,
+    writers: usize,
+    duration: Duration,
+    operation: F,
+) -> anyhow::Result<(f64, Vec<f64>)>
+where
+    F: Fn(Store, usize, u64) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
     let dir = tempfile::tempdir_in(base)?;
     let store = Store::open(&Options::rocksdb(dir.path())).await?;
     let deadline = Instant::now() + duration;
     let start = Instant::now();
     let tasks: Vec<_> = (0..writers)
         .map(|writer| {
-            let store = store.clone();
+            let (store, operation) = (store.clone(), operation.clone());
             tokio::spawn(async move {
                 let mut latencies = Vec::new();
-                let mut content = vec![0u8; blob_bytes];
                 let mut i = 0u64;
                 while Instant::now() < deadline {
-                    // Distinct content each time, so nothing is deduplicated.
-                    content[..16].copy_from_slice(&key(writer, i));
                     let begun = Instant::now();
-                    let staged = store.stage_blob(&mut content.as_slice()).await.expect("stage");
-                    let mut batch = Batch::new();
-                    batch.blob_acquire(staged);
-                    store.commit(batch).await.expect("commit");
+                    operation(store.clone(), writer, i).await;
                     latencies.push(begun.elapsed().as_secs_f64() * 1000.0);
                     i += 1;
                 }

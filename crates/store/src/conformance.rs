@@ -41,6 +41,22 @@ fn set(key: &[u8], value: &[u8]) -> Batch {
     batch
 }
 
+/// Commits one acquire of `staged`; returns its hash.
+async fn acquire(store: &Store, staged: crate::StagedBlob) -> BlobHash {
+    let hash = staged.hash();
+    let mut batch = Batch::new();
+    batch.blob_acquire(staged);
+    store.commit(batch).await.expect("acquire");
+    hash
+}
+
+/// Commits one release of `hash`.
+async fn release(store: &Store, hash: &BlobHash) {
+    let mut batch = Batch::new();
+    batch.blob_release(hash);
+    store.commit(batch).await.expect("release");
+}
+
 async fn value_of(store: &Store, key: &[u8]) -> Option<Vec<u8>> {
     store.get(key).await.expect("get").map(|entry| entry.value)
 }
@@ -374,25 +390,14 @@ pub async fn blobs_small(harness: &impl Harness) {
     assert_eq!(store.read_blob(&hash).await.unwrap().as_deref(), Some(content.as_slice()));
     assert_eq!(store.blob_size(&hash).await.unwrap(), Some(content.len() as u64));
     // The same content again: one more reference, not a second copy.
-    let again = store.stage_blob_bytes(content.clone()).await.unwrap();
-    let mut batch = Batch::new();
-    batch.blob_acquire(again);
-    store.commit(batch).await.unwrap();
-    let mut batch = Batch::new();
-    batch.blob_release(&hash);
-    store.commit(batch).await.unwrap();
+    acquire(&store, store.stage_blob_bytes(content.clone()).await.unwrap()).await;
+    release(&store, &hash).await;
     assert_eq!(store.read_blob(&hash).await.unwrap().as_deref(), Some(content.as_slice()));
-    let mut batch = Batch::new();
-    batch.blob_release(&hash);
-    store.commit(batch).await.unwrap();
+    release(&store, &hash).await;
     assert_eq!(store.read_blob(&hash).await.unwrap(), None);
     assert_eq!(store.blob_size(&hash).await.unwrap(), None);
     // The empty blob is a blob.
-    let empty = store.stage_blob_bytes(Vec::new()).await.unwrap();
-    let empty_hash = empty.hash();
-    let mut batch = Batch::new();
-    batch.blob_acquire(empty);
-    store.commit(batch).await.unwrap();
+    let empty_hash = acquire(&store, store.stage_blob_bytes(Vec::new()).await.unwrap()).await;
     assert_eq!(store.read_blob(&empty_hash).await.unwrap(), Some(Vec::new()));
     // Acquire and release in one batch: the blob ends where it started.
     let staged = store.stage_blob_bytes(b"brief".to_vec()).await.unwrap();
@@ -413,11 +418,7 @@ pub async fn blobs_large(harness: &impl Harness) {
     let chunk = store.limits().blob_chunk_bytes;
     for n_bytes in [chunk, chunk + 1, 3 * chunk, 3 * chunk + 17] {
         let content = pattern(n_bytes, 7);
-        let staged = store.stage_blob_bytes(content.clone()).await.unwrap();
-        let hash = staged.hash();
-        let mut batch = Batch::new();
-        batch.blob_acquire(staged);
-        store.commit(batch).await.unwrap();
+        let hash = acquire(&store, store.stage_blob_bytes(content.clone()).await.unwrap()).await;
         assert_eq!(store.read_blob(&hash).await.unwrap().as_deref(), Some(content.as_slice()), "{n_bytes}");
         // Chunk by chunk, none larger than a chunk.
         let mut reader = store.open_blob(&hash).await.unwrap().unwrap();
@@ -434,9 +435,7 @@ pub async fn blobs_large(harness: &impl Harness) {
         batch.blob_acquire(duplicate).blob_release(&hash);
         store.commit(batch).await.unwrap();
         assert_eq!(store.read_blob(&hash).await.unwrap().as_deref(), Some(content.as_slice()));
-        let mut batch = Batch::new();
-        batch.blob_release(&hash);
-        store.commit(batch).await.unwrap();
+        release(&store, &hash).await;
         assert_eq!(store.read_blob(&hash).await.unwrap(), None);
     }
     store.close().await.unwrap();
@@ -451,10 +450,7 @@ pub async fn blobs_streamed(harness: &impl Harness) {
         let staged = store.stage_blob(&mut reader).await.unwrap();
         assert_eq!(staged.hash(), BlobHash::of(&content), "{n_bytes}");
         assert_eq!(staged.size(), n_bytes as u64);
-        let hash = staged.hash();
-        let mut batch = Batch::new();
-        batch.blob_acquire(staged);
-        store.commit(batch).await.unwrap();
+        let hash = acquire(&store, staged).await;
         assert_eq!(store.read_blob(&hash).await.unwrap().as_deref(), Some(content.as_slice()));
     }
     // A staged blob that is discarded is never stored.
@@ -515,11 +511,7 @@ pub async fn reopen_keeps_everything(harness: &impl Harness) {
     let before = store.commit(batch).await.unwrap().version;
     let chunk = store.limits().blob_chunk_bytes;
     let content = pattern(2 * chunk + 1, 1);
-    let staged = store.stage_blob_bytes(content.clone()).await.unwrap();
-    let hash = staged.hash();
-    let mut batch = Batch::new();
-    batch.blob_acquire(staged);
-    store.commit(batch).await.unwrap();
+    let hash = acquire(&store, store.stage_blob_bytes(content.clone()).await.unwrap()).await;
     // A blob staged and never committed is an orphan: gone after reopening.
     let orphan = store.stage_blob_bytes(pattern(2 * chunk, 2)).await.unwrap();
     let orphan_hash = orphan.hash();
