@@ -1,9 +1,10 @@
 //! `bench-store`: synced commits/s of the store against raw RocksDB in the same run, for
 //! 1, 8 and 64 concurrent writers of small batches, and blob writes/s for 4 KiB and 1 MiB.
 //!
-//! Run: `cargo run --release -p hameau-benches --bin bench-store -- [SECONDS] [DIR]`
+//! Run: `cargo run --release -p hameau-benches --bin bench-store -- [SECONDS] [DIR] [WRITERS...]`
 //! (SECONDS per measurement, default 5; DIR where the databases go, default a temp dir
-//! under /var/tmp so that it is on a real disk, not tmpfs).
+//! under /var/tmp so that it is on a real disk, not tmpfs; WRITERS, default 1 8 64; with
+//! WRITERS given, the blob measurements are skipped).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -17,6 +18,9 @@ fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let seconds: u64 = args.next().map(|s| s.parse()).transpose()?.unwrap_or(5);
     let base = args.next().unwrap_or_else(|| "/var/tmp".into());
+    let writer_counts: Vec<usize> = args.map(|arg| arg.parse()).collect::<Result<_, _>>()?;
+    let blobs = writer_counts.is_empty();
+    let writer_counts = if blobs { vec![1, 8, 64] } else { writer_counts };
     let duration = Duration::from_secs(seconds);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     println!("bench-store: {seconds} s per measurement, databases under {base}");
@@ -24,7 +28,7 @@ fn main() -> anyhow::Result<()> {
         "{:<28} {:>12} {:>12} {:>8} {:>10} {:>10}",
         "synced commits", "raw/s", "store/s", "ratio", "p50 ms", "p99 ms"
     );
-    for writers in [1usize, 8, 64] {
+    for writers in writer_counts {
         let raw = raw_rocksdb(&base, writers, duration)?;
         let (store, latencies) = runtime.block_on(store_commits(&base, writers, duration))?;
         println!(
@@ -36,6 +40,9 @@ fn main() -> anyhow::Result<()> {
             percentile(&latencies, 0.50),
             percentile(&latencies, 0.99),
         );
+    }
+    if !blobs {
+        return Ok(());
     }
     println!("{:<28} {:>12} {:>12} {:>10} {:>10}", "blob writes (8 writers)", "blobs/s", "MiB/s", "p50 ms", "p99 ms");
     for blob_bytes in [4 * 1024usize, 1024 * 1024] {

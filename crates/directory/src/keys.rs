@@ -1,0 +1,110 @@
+//! Where the directory's records live in the store. Every key starts with `d/`.
+//! Names (tenant ids, domains, addresses) are stored as they are: they are normalised and
+//! cannot hold '/' in a way that confuses a prefix, because each index ends with the name.
+
+/// Tenant record, by id.
+pub fn tenant(id: &str) -> Vec<u8> {
+    [b"d/t/".as_slice(), id.as_bytes()].concat()
+}
+
+pub const TENANTS: &[u8] = b"d/t/";
+
+/// Domain record, by ASCII name.
+pub fn domain(name: &str) -> Vec<u8> {
+    [b"d/dom/".as_slice(), name.as_bytes()].concat()
+}
+
+pub const DOMAINS: &[u8] = b"d/dom/";
+
+/// The domains of a tenant (index, empty values).
+pub fn tenant_domain(tenant: &str, domain: &str) -> Vec<u8> {
+    [tenant_domains(tenant).as_slice(), domain.as_bytes()].concat()
+}
+
+pub fn tenant_domains(tenant: &str) -> Vec<u8> {
+    [b"d/td/".as_slice(), tenant.as_bytes(), b"\0"].concat()
+}
+
+/// The DKIM private key of a domain's selector.
+pub fn dkim_private(domain: &str, selector: &str) -> Vec<u8> {
+    [dkim_privates(domain).as_slice(), selector.as_bytes()].concat()
+}
+
+pub fn dkim_privates(domain: &str) -> Vec<u8> {
+    [b"d/dkim/".as_slice(), domain.as_bytes(), b"\0"].concat()
+}
+
+/// Account record, by id.
+pub fn account(id: u64) -> Vec<u8> {
+    [b"d/acc/".as_slice(), &id.to_be_bytes()].concat()
+}
+
+/// The password hash of an account.
+pub fn password(id: u64) -> Vec<u8> {
+    [b"d/pw/".as_slice(), &id.to_be_bytes()].concat()
+}
+
+/// Every address (account or alias), by normalised address: what it delivers to.
+pub fn address(address: &str) -> Vec<u8> {
+    [b"d/addr/".as_slice(), address.as_bytes()].concat()
+}
+
+/// The addresses of a domain (index): accounts and aliases.
+pub fn domain_address(domain: &str, address: &str) -> Vec<u8> {
+    [domain_addresses(domain).as_slice(), address.as_bytes()].concat()
+}
+
+pub fn domain_addresses(domain: &str) -> Vec<u8> {
+    [b"d/da/".as_slice(), domain.as_bytes(), b"\0"].concat()
+}
+
+/// The accounts of a tenant (index), by address.
+pub fn tenant_account(tenant: &str, address: &str) -> Vec<u8> {
+    [tenant_accounts(tenant).as_slice(), address.as_bytes()].concat()
+}
+
+pub fn tenant_accounts(tenant: &str) -> Vec<u8> {
+    [b"d/ta/".as_slice(), tenant.as_bytes(), b"\0"].concat()
+}
+
+/// The aliases of a tenant (index), by address.
+pub fn tenant_alias(tenant: &str, address: &str) -> Vec<u8> {
+    [tenant_aliases(tenant).as_slice(), address.as_bytes()].concat()
+}
+
+pub fn tenant_aliases(tenant: &str) -> Vec<u8> {
+    [b"d/tl/".as_slice(), tenant.as_bytes(), b"\0"].concat()
+}
+
+/// Counter of a tenant's accounts (for `accounts_max`).
+pub fn tenant_account_count(tenant: &str) -> Vec<u8> {
+    [b"d/tn/".as_slice(), tenant.as_bytes()].concat()
+}
+
+/// The next account id.
+pub const ACCOUNT_IDS: &[u8] = b"d/seq/account";
+
+/// Application passwords of an account.
+pub fn app_password(account: u64, id: &str) -> Vec<u8> {
+    [app_passwords(account).as_slice(), id.as_bytes()].concat()
+}
+
+pub fn app_passwords(account: u64) -> Vec<u8> {
+    [b"d/app/".as_slice(), &account.to_be_bytes(), b"/"].concat()
+}
+
+/// API key record, by key id.
+pub fn api_key(id: &str) -> Vec<u8> {
+    [b"d/key/".as_slice(), id.as_bytes()].concat()
+}
+
+pub const API_KEYS: &[u8] = b"d/key/";
+
+/// The API keys of a tenant (index); operator keys are under the empty tenant.
+pub fn tenant_api_key(tenant: &str, id: &str) -> Vec<u8> {
+    [tenant_api_keys(tenant).as_slice(), id.as_bytes()].concat()
+}
+
+pub fn tenant_api_keys(tenant: &str) -> Vec<u8> {
+    [b"d/tk/".as_slice(), tenant.as_bytes(), b"\0"].concat()
+}

@@ -1,0 +1,71 @@
+//! Reading and writing JSON records, and the bounded retry of optimistic updates.
+
+use hameau_store::{Batch, Scan, Store, Version};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::Error;
+
+/// How many times an update is tried again when another writer changed what it read.
+/// Directory writes are rare; eight conflicts in a row mean something is hammering it.
+pub const RETRIES_MAX: usize = 8;
+
+/// A record and the version it was read at.
+pub struct Read<T> {
+    pub record: T,
+    pub version: Version,
+}
+
+pub async fn get<T: DeserializeOwned>(store: &Store, key: &[u8]) -> Result<Option<Read<T>>, Error> {
+    let Some(entry) = store.get(key).await? else { return Ok(None) };
+    let record = decode(key, &entry.value)?;
+    Ok(Some(Read { record, version: entry.version }))
+}
+
+pub fn decode<T: DeserializeOwned>(key: &[u8], value: &[u8]) -> Result<T, Error> {
+    serde_json::from_slice(value)
+        .map_err(|e| Error::Corrupt { key: key.escape_ascii().to_string(), problem: e.to_string() })
+}
+
+pub fn encode<T: Serialize>(record: &T) -> Vec<u8> {
+    serde_json::to_vec(record).expect("directory records serialise")
+}
+
+pub fn set<T: Serialize>(batch: &mut Batch, key: &[u8], record: &T) {
+    batch.set(key, &encode(record));
+}
+
+/// One page of an index: the names after `after`, at most `limit`, and whether more follow.
+pub async fn index_page(
+    store: &Store,
+    prefix: &[u8],
+    after: Option<&str>,
+    limit: usize,
+) -> Result<(Vec<String>, bool), Error> {
+    let mut scan = Scan::prefix(prefix).limit(limit + 1);
+    if let Some(after) = after {
+        scan = scan.after(&[prefix, after.as_bytes()].concat());
+    }
+    let entries = store.scan(&scan).await?;
+    let more = entries.len() > limit;
+    let names = entries
+        .into_iter()
+        .take(limit)
+        .map(|entry| String::from_utf8_lossy(&entry.key[prefix.len()..]).into_owned())
+        .collect();
+    Ok((names, more))
+}
+
+/// Whether any key starts with `prefix`.
+pub async fn any(store: &Store, prefix: &[u8]) -> Result<bool, Error> {
+    Ok(!store.scan(&Scan::prefix(prefix).limit(1)).await?.is_empty())
+}
+
+/// Commits, mapping a conflict on a key the batch expected absent to `exists`.
+pub async fn commit_new(store: &Store, batch: Batch, exists: impl FnOnce(&[u8]) -> Error) -> Result<(), Error> {
+    match store.commit(batch).await {
+        Ok(_) => Ok(()),
+        Err(hameau_store::Error::Conflict { key }) => Err(exists(&key)),
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,388 @@
+use hameau_store::{Options as StoreOptions, Store};
+
+use crate::model::{check_insee, check_siren, check_tenant_id, normalize_address, normalize_domain};
+use crate::{
+    AccountRole, AccountUpdate, AliasUpdate, Directory, Error, KeyScope, NewAccount, NewAlias, NewApiKey,
+    NewAppPassword, NewDomain, NewTenant, Options, Principal, TenantUpdate,
+};
+
+const NOW: u64 = 1_795_000_000; // 2026-11-18
+
+fn check_domain(input: &str, expect: &str) {
+    let got = match normalize_domain("name", input) {
+        Ok(ascii) => ascii,
+        Err(e) => format!("error: {e}"),
+    };
+    assert_eq!(got, expect, "{input:?}");
+}
+
+#[test]
+fn domains_normalise() {
+    check_domain("Mairie-Exemple.FR", "mairie-exemple.fr");
+    check_domain("saint-étienne.fr", "xn--saint-tienne-geb.fr");
+    check_domain("commune.fr.", "commune.fr");
+    check_domain(
+        "fr",
+        "error: name: \"fr\" is not a valid domain name: it needs at least two labels, as in commune.fr",
+    );
+    check_domain("", "error: name: \"\" is not a valid domain name: it is empty");
+    check_domain("a..fr", "error: name: \"a..fr\" is not a valid domain name: not a valid internationalised name");
+    check_domain("-a.fr", "error: name: \"-a.fr\" is not a valid domain name: not a valid internationalised name");
+    check_domain("a_b.fr", "error: name: \"a_b.fr\" is not a valid domain name: not a valid internationalised name");
+    check_domain(
+        "192.168.1.1",
+        "error: name: \"192.168.1.1\" is not a valid domain name: an IP address is not a domain",
+    );
+    check_domain(
+        &format!("{}.fr", "a".repeat(64)),
+        &format!(
+            "error: name: \"{}.fr\" is not a valid domain name: not a valid internationalised name",
+            "a".repeat(64)
+        ),
+    );
+}
+
+fn check_address(input: &str, expect: &str) {
+    let got = match normalize_address("address", input) {
+        Ok((address, _)) => address,
+        Err(e) => format!("error: {e}"),
+    };
+    assert_eq!(got, expect, "{input:?}");
+}
+
+#[test]
+fn addresses_normalise() {
+    check_address("Jean.Dupont@Mairie.FR", "jean.dupont@mairie.fr");
+    check_address("accueil@saint-étienne.fr", "accueil@xn--saint-tienne-geb.fr");
+    check_address("élise@mairie.fr", "élise@mairie.fr");
+    check_address("a+tag@mairie.fr", "a+tag@mairie.fr");
+    check_address("nobody", "error: address: \"nobody\" is not a valid address: it has no '@'");
+    check_address(
+        "@mairie.fr",
+        "error: address: \"@mairie.fr\" is not a valid address: the part before '@' must be 1 to 64 bytes",
+    );
+    check_address(
+        ".a@mairie.fr",
+        "error: address: \".a@mairie.fr\" is not a valid address: the part before '@' may hold letters, digits, !#$%&'*+-/=?^_`{|}~ and single inner dots",
+    );
+    check_address(
+        "a b@mairie.fr",
+        "error: address: \"a b@mairie.fr\" is not a valid address: the part before '@' may hold letters, digits, !#$%&'*+-/=?^_`{|}~ and single inner dots",
+    );
+    check_address(
+        "a\"b@mairie.fr",
+        "error: address: \"a\\\"b@mairie.fr\" is not a valid address: the part before '@' may hold letters, digits, !#$%&'*+-/=?^_`{|}~ and single inner dots",
+    );
+    check_address(
+        "a@b@mairie.fr",
+        "error: address: \"a@b@mairie.fr\" is not a valid address: the part before '@' may hold letters, digits, !#$%&'*+-/=?^_`{|}~ and single inner dots",
+    );
+    check_address(
+        &format!("{}@mairie.fr", "a".repeat(65)),
+        &format!(
+            "error: address: \"{}@mairie.fr\" is not a valid address: the part before '@' must be 1 to 64 bytes",
+            "a".repeat(65)
+        ),
+    );
+}
+
+#[test]
+fn identifiers() {
+    assert!(check_tenant_id("saint-martin-38").is_ok());
+    assert!(check_tenant_id("Saint").is_err());
+    assert!(check_tenant_id("-a").is_err());
+    assert!(check_tenant_id("").is_err());
+    assert!(check_tenant_id(&"a".repeat(64)).is_err());
+    assert!(check_siren("213801855").is_ok(), "a valid SIREN");
+    assert!(check_siren("213801856").is_err(), "a wrong check digit");
+    assert!(check_siren("12345").is_err());
+    assert!(check_insee("38185").is_ok());
+    assert!(check_insee("2A004").is_ok());
+    assert!(check_insee("2C004").is_err());
+    assert!(check_insee("3818").is_err());
+}
+
+#[test]
+fn selectors_carry_the_month() {
+    assert_eq!(crate::dkim::year_month_for_tests(0), "197001");
+    assert_eq!(crate::dkim::year_month_for_tests(NOW), "202611");
+    assert_eq!(crate::dkim::year_month_for_tests(951_782_400), "200002"); // 2000-02-29
+    assert_eq!(crate::dkim::year_month_for_tests(951_868_800), "200003");
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    directory: Directory,
+}
+
+/// A directory with two tenants, `a` (domain a.fr) and `b` (domain b.fr), each with one
+/// admin-less user account `user@a.fr` / `user@b.fr` (password "correct horse battery").
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&StoreOptions::rocksdb(dir.path())).await.unwrap();
+    let directory = Directory::new(store, Options::default());
+    for tenant in ["a", "b"] {
+        let new = NewTenant {
+            id: tenant.into(),
+            name: format!("Commune {tenant}"),
+            siren: None,
+            insee: None,
+            quota_bytes: None,
+            accounts_max: None,
+        };
+        directory.create_tenant(&Principal::Operator, new, NOW).await.unwrap();
+        let domain = NewDomain { name: format!("{tenant}.fr"), tenant: tenant.into() };
+        directory.create_domain(&Principal::Operator, domain, NOW).await.unwrap();
+        directory.create_account(&Principal::Operator, new_account(&format!("user@{tenant}.fr")), NOW).await.unwrap();
+    }
+    Fixture { _dir: dir, directory }
+}
+
+fn new_account(address: &str) -> NewAccount {
+    NewAccount {
+        address: address.into(),
+        display_name: "Agent".into(),
+        password: Some("correct horse battery".into()),
+        quota_bytes: None,
+        enabled: true,
+        role: AccountRole::User,
+    }
+}
+
+fn admin(tenant: &str) -> Principal {
+    Principal::TenantAdmin { tenant: tenant.into() }
+}
+
+#[tokio::test]
+async fn domains_get_dkim_keys() {
+    let f = fixture().await;
+    let domain = f.directory.get_domain(&Principal::Operator, "A.FR").await.unwrap();
+    assert_eq!(domain.name, "a.fr");
+    let selectors: Vec<_> = domain.dkim.iter().map(|key| (key.selector.as_str(), key.algorithm.as_str())).collect();
+    assert_eq!(selectors, vec![("h202611e", "ed25519"), ("h202611r", "rsa")]);
+    // Ed25519 public keys are 32 bytes; RSA-2048 SPKI is 294.
+    use base64::Engine;
+    let decode = |key: &str| base64::engine::general_purpose::STANDARD.decode(key).unwrap().len();
+    assert_eq!(decode(&domain.dkim[0].public_key), 32);
+    assert_eq!(decode(&domain.dkim[1].public_key), 294);
+    let private = f.directory.dkim_private_keys("a.fr").await.unwrap();
+    assert_eq!(private.len(), 2);
+    // The private keys load as mail-auth signing keys.
+    let der = base64::engine::general_purpose::STANDARD.decode(&private[0].private_der).unwrap();
+    mail_auth::common::crypto::Ed25519Key::from_pkcs8_der(&der).unwrap();
+    // A domain is unique across tenants.
+    let again = NewDomain { name: "a.fr".into(), tenant: "b".into() };
+    let err = f.directory.create_domain(&Principal::Operator, again, NOW).await.unwrap_err();
+    assert!(matches!(err, Error::Exists { what: "domain", .. }), "{err}");
+}
+
+#[tokio::test]
+async fn tenant_admins_see_only_their_tenant() {
+    let f = fixture().await;
+    let d = &f.directory;
+    // Reading: own tenant yes, the other one is "not found" (never "forbidden").
+    assert!(d.get_tenant(&admin("a"), "a").await.is_ok());
+    assert!(matches!(d.get_tenant(&admin("a"), "b").await, Err(Error::NotFound { .. })));
+    assert!(matches!(d.get_tenant(&admin("a"), "zzz").await, Err(Error::NotFound { .. })));
+    assert!(matches!(d.get_domain(&admin("a"), "b.fr").await, Err(Error::NotFound { .. })));
+    assert!(matches!(d.get_account(&admin("a"), "user@b.fr").await, Err(Error::NotFound { .. })));
+    let tenants = d.list_tenants(&admin("a"), None, None).await.unwrap();
+    assert_eq!(tenants.items.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(), vec!["a"]);
+    let domains = d.list_domains(&admin("a"), None, None, None).await.unwrap();
+    assert_eq!(domains.items.len(), 1);
+    assert!(matches!(d.list_accounts(&admin("a"), Some("b"), None, None).await, Err(Error::NotFound { .. })));
+    // Writing in another tenant: the domain "is not a domain of this tenant", like a
+    // domain that does not exist at all.
+    let err = d.create_account(&admin("a"), new_account("x@b.fr"), NOW).await.unwrap_err();
+    let missing = d.create_account(&admin("a"), new_account("x@nowhere.fr"), NOW).await.unwrap_err();
+    assert_eq!(err.to_string().replace("b.fr", "D"), missing.to_string().replace("nowhere.fr", "D"));
+    assert!(matches!(d.delete_account(&admin("a"), "user@b.fr").await, Err(Error::NotFound { .. })));
+    let update = AccountUpdate { enabled: Some(false), ..AccountUpdate::default() };
+    assert!(matches!(d.update_account(&admin("a"), "user@b.fr", update).await, Err(Error::NotFound { .. })));
+    // Operator-only actions are forbidden in one's own tenant.
+    let new = NewDomain { name: "c.fr".into(), tenant: "a".into() };
+    assert!(matches!(d.create_domain(&admin("a"), new, NOW).await, Err(Error::Forbidden(_))));
+    assert!(matches!(d.update_tenant(&admin("a"), "a", TenantUpdate::default()).await, Err(Error::Forbidden(_))));
+    assert!(matches!(d.update_tenant(&admin("a"), "b", TenantUpdate::default()).await, Err(Error::NotFound { .. })));
+    // In its own tenant, an admin manages accounts.
+    d.create_account(&admin("a"), new_account("agent@a.fr"), NOW).await.unwrap();
+    let page = d.list_accounts(&admin("a"), None, None, None).await.unwrap();
+    assert_eq!(page.items.iter().map(|a| a.address.as_str()).collect::<Vec<_>>(), vec!["agent@a.fr", "user@a.fr"]);
+}
+
+#[tokio::test]
+async fn users_see_only_themselves() {
+    let f = fixture().await;
+    let d = &f.directory;
+    let user = d.authenticate_password("user@a.fr", "correct horse battery", NOW).await.unwrap();
+    let me = Principal::User { account: user.id, tenant: "a".into() };
+    d.create_account(&Principal::Operator, new_account("other@a.fr"), NOW).await.unwrap();
+    assert!(d.get_account(&me, "user@a.fr").await.is_ok());
+    assert!(matches!(d.get_account(&me, "other@a.fr").await, Err(Error::NotFound { .. })));
+    let page = d.list_accounts(&me, None, None, None).await.unwrap();
+    assert_eq!(page.items.len(), 1);
+    let rename = AccountUpdate { display_name: Some("Jeanne".into()), ..AccountUpdate::default() };
+    assert_eq!(d.update_account(&me, "user@a.fr", rename).await.unwrap().display_name, "Jeanne");
+    let promote = AccountUpdate { role: Some(AccountRole::TenantAdmin), ..AccountUpdate::default() };
+    assert!(matches!(d.update_account(&me, "user@a.fr", promote).await, Err(Error::Forbidden(_))));
+    assert!(matches!(d.delete_account(&me, "user@a.fr").await, Err(Error::Forbidden(_))));
+    assert!(matches!(d.create_account(&me, new_account("new@a.fr"), NOW).await, Err(Error::Forbidden(_))));
+}
+
+#[tokio::test]
+async fn passwords_and_the_cache() {
+    let f = fixture().await;
+    let d = &f.directory;
+    let account = d.authenticate_password("USER@a.fr", "correct horse battery", NOW).await.unwrap();
+    assert_eq!(account.address, "user@a.fr");
+    assert_eq!(d.credential_cache().len(), 1);
+    // A cached login still checks the password.
+    assert!(matches!(d.authenticate_password("user@a.fr", "wrong", NOW).await, Err(Error::Unauthenticated)));
+    assert!(d.authenticate_password("user@a.fr", "correct horse battery", NOW + 10).await.is_ok());
+    // Unknown addresses and aliases fail the same way.
+    assert!(matches!(d.authenticate_password("nobody@a.fr", "x", NOW).await, Err(Error::Unauthenticated)));
+    assert!(matches!(d.authenticate_password("not an address", "x", NOW).await, Err(Error::Unauthenticated)));
+    // A new password invalidates the old one at once, cache or not.
+    let change = AccountUpdate { password: Some("a much better passphrase".into()), ..AccountUpdate::default() };
+    d.update_account(&Principal::Operator, "user@a.fr", change).await.unwrap();
+    assert!(matches!(
+        d.authenticate_password("user@a.fr", "correct horse battery", NOW).await,
+        Err(Error::Unauthenticated)
+    ));
+    assert!(d.authenticate_password("user@a.fr", "a much better passphrase", NOW).await.is_ok());
+    // Too short a password is refused when set.
+    let weak = AccountUpdate { password: Some("short".into()), ..AccountUpdate::default() };
+    let err = d.update_account(&Principal::Operator, "user@a.fr", weak).await.unwrap_err();
+    assert_eq!(err.to_string(), "password: must be at least 12 characters");
+    // A disabled account cannot log in.
+    let disable = AccountUpdate { enabled: Some(false), ..AccountUpdate::default() };
+    d.update_account(&Principal::Operator, "user@a.fr", disable).await.unwrap();
+    assert!(matches!(
+        d.authenticate_password("user@a.fr", "a much better passphrase", NOW).await,
+        Err(Error::Unauthenticated)
+    ));
+}
+
+#[tokio::test]
+async fn app_passwords() {
+    let f = fixture().await;
+    let d = &f.directory;
+    let (view, secret) = d
+        .create_app_password(&Principal::Operator, "user@a.fr", NewAppPassword { name: "Thunderbird".into() }, NOW)
+        .await
+        .unwrap();
+    assert_eq!(secret.len(), 29, "24 characters in groups of 4: {secret}");
+    assert!(d.authenticate_password("user@a.fr", &secret, NOW).await.is_ok());
+    assert!(d.authenticate_password("user@a.fr", &secret.replace('-', "").to_uppercase(), NOW).await.is_ok());
+    assert!(d.authenticate_password("user@b.fr", &secret, NOW).await.is_err());
+    let listed = d.list_app_passwords(&admin("a"), "user@a.fr").await.unwrap();
+    assert_eq!(listed, vec![view.clone()]);
+    assert!(matches!(d.list_app_passwords(&admin("b"), "user@a.fr").await, Err(Error::NotFound { .. })));
+    d.delete_app_password(&Principal::Operator, "user@a.fr", &view.id).await.unwrap();
+    assert!(d.authenticate_password("user@a.fr", &secret, NOW).await.is_err());
+}
+
+#[tokio::test]
+async fn api_keys() {
+    let f = fixture().await;
+    let d = &f.directory;
+    let new = |scope| NewApiKey { name: "script".into(), scope, expires_at: None };
+    let (_, operator) = d.create_api_key(&Principal::Operator, new(KeyScope::Operator), NOW).await.unwrap();
+    assert_eq!(d.authenticate_api_key(&operator, NOW).await.unwrap(), Principal::Operator);
+    let (key_a, token_a) =
+        d.create_api_key(&Principal::Operator, new(KeyScope::TenantAdmin { tenant: "a".into() }), NOW).await.unwrap();
+    assert_eq!(d.authenticate_api_key(&token_a, NOW).await.unwrap(), admin("a"));
+    // A tenant admin cannot make keys for another tenant, nor operator keys.
+    let other = new(KeyScope::TenantAdmin { tenant: "b".into() });
+    assert!(matches!(d.create_api_key(&admin("a"), other, NOW).await, Err(Error::NotFound { .. })));
+    assert!(matches!(d.create_api_key(&admin("a"), new(KeyScope::Operator), NOW).await, Err(Error::Forbidden(_))));
+    let (_, user_token) =
+        d.create_api_key(&admin("a"), new(KeyScope::User { account: "user@a.fr".into() }), NOW).await.unwrap();
+    assert!(matches!(d.authenticate_api_key(&user_token, NOW).await.unwrap(), Principal::User { .. }));
+    // Wrong secrets, revoked and expired keys are refused.
+    let last = if token_a.ends_with('A') { 'B' } else { 'A' };
+    let forged = format!("{}{last}", &token_a[..token_a.len() - 1]);
+    assert!(matches!(d.authenticate_api_key(&forged, NOW).await, Err(Error::Unauthenticated)));
+    assert!(matches!(d.authenticate_api_key("hmk_nonsense", NOW).await, Err(Error::Unauthenticated)));
+    assert!(matches!(d.authenticate_api_key(&operator[..20], NOW).await, Err(Error::Unauthenticated)));
+    assert!(matches!(d.revoke_api_key(&admin("b"), &key_a.id).await, Err(Error::NotFound { .. })));
+    d.revoke_api_key(&admin("a"), &key_a.id).await.unwrap();
+    assert!(matches!(d.authenticate_api_key(&token_a, NOW).await, Err(Error::Unauthenticated)));
+    let expiring = NewApiKey { name: "temp".into(), scope: KeyScope::Operator, expires_at: Some(NOW + 60) };
+    let (_, temp) = d.create_api_key(&Principal::Operator, expiring, NOW).await.unwrap();
+    assert!(d.authenticate_api_key(&temp, NOW + 59).await.is_ok());
+    assert!(matches!(d.authenticate_api_key(&temp, NOW + 60).await, Err(Error::Unauthenticated)));
+    // Listing: each sees its own.
+    assert_eq!(d.list_api_keys(&admin("a"), None, None).await.unwrap().items.len(), 2);
+    assert_eq!(d.list_api_keys(&admin("b"), None, None).await.unwrap().items.len(), 0);
+    assert_eq!(d.list_api_keys(&Principal::Operator, None, None).await.unwrap().items.len(), 4);
+}
+
+#[tokio::test]
+async fn aliases_and_deletion_rules() {
+    let f = fixture().await;
+    let d = &f.directory;
+    let alias = NewAlias { address: "mairie@a.fr".into(), targets: vec!["user@a.fr".into()] };
+    let created = d.create_alias(&admin("a"), alias, NOW).await.unwrap();
+    assert_eq!(created.targets, vec!["user@a.fr"]);
+    // Targets must be accounts of the same tenant.
+    let foreign = NewAlias { address: "x@a.fr".into(), targets: vec!["user@b.fr".into()] };
+    assert!(matches!(d.create_alias(&admin("a"), foreign, NOW).await, Err(Error::Invalid { field: "targets", .. })));
+    // An address is either an account or an alias.
+    let clash = NewAlias { address: "user@a.fr".into(), targets: vec!["user@a.fr".into()] };
+    assert!(matches!(d.create_alias(&admin("a"), clash, NOW).await, Err(Error::Exists { .. })));
+    assert!(matches!(d.create_account(&admin("a"), new_account("mairie@a.fr"), NOW).await, Err(Error::Exists { .. })));
+    // May send as its alias.
+    let send_as = AccountUpdate { may_send_as: Some(vec!["Mairie@a.fr".into()]), ..AccountUpdate::default() };
+    let account = d.update_account(&admin("a"), "user@a.fr", send_as).await.unwrap();
+    assert_eq!(account.may_send_as, vec!["mairie@a.fr"]);
+    // An account an alias delivers to cannot be deleted; a domain with addresses neither;
+    // a tenant with domains neither.
+    assert!(matches!(d.delete_account(&admin("a"), "user@a.fr").await, Err(Error::Conflict(_))));
+    assert!(matches!(d.delete_domain(&Principal::Operator, "a.fr").await, Err(Error::Conflict(_))));
+    assert!(matches!(d.delete_tenant(&Principal::Operator, "a").await, Err(Error::Conflict(_))));
+    d.update_alias(&admin("a"), "mairie@a.fr", AliasUpdate { targets: vec!["user@a.fr".into()] }).await.unwrap();
+    d.delete_alias(&admin("a"), "mairie@a.fr").await.unwrap();
+    d.delete_account(&admin("a"), "user@a.fr").await.unwrap();
+    d.delete_domain(&Principal::Operator, "a.fr").await.unwrap();
+    d.delete_tenant(&Principal::Operator, "a").await.unwrap();
+    assert!(matches!(d.get_tenant(&Principal::Operator, "a").await, Err(Error::NotFound { .. })));
+    assert!(d.dkim_private_keys("a.fr").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn accounts_max_is_enforced() {
+    let f = fixture().await;
+    let d = &f.directory;
+    let limit = TenantUpdate { accounts_max: Some(Some(2)), ..TenantUpdate::default() };
+    d.update_tenant(&Principal::Operator, "a", limit).await.unwrap();
+    d.create_account(&admin("a"), new_account("second@a.fr"), NOW).await.unwrap();
+    let err = d.create_account(&admin("a"), new_account("third@a.fr"), NOW).await.unwrap_err();
+    assert_eq!(err.to_string(), "tenant \"a\" has reached its accounts_max of 2");
+    d.delete_account(&admin("a"), "second@a.fr").await.unwrap();
+    d.create_account(&admin("a"), new_account("third@a.fr"), NOW).await.unwrap();
+}
+
+#[tokio::test]
+async fn paging() {
+    let f = fixture().await;
+    let d = &f.directory;
+    for i in 0..7 {
+        d.create_account(&admin("b"), new_account(&format!("agent{i}@b.fr")), NOW).await.unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = d.list_accounts(&admin("b"), None, after.as_deref(), Some(3)).await.unwrap();
+        assert!(page.items.len() <= 3);
+        seen.extend(page.items.into_iter().map(|a| a.address));
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 8);
+    let mut sorted = seen.clone();
+    sorted.sort();
+    assert_eq!(seen, sorted);
+}
