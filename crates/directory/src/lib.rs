@@ -11,7 +11,9 @@
 
 mod credentials;
 mod dkim;
+pub mod dns;
 mod keys;
+pub mod limiter;
 pub mod model;
 mod ops;
 mod records;
@@ -22,6 +24,7 @@ use hameau_store::Store;
 
 pub use credentials::{CredentialCache, PasswordOptions};
 pub use dkim::DkimPrivate;
+pub use limiter::{AuthLimiter, LimiterOptions, Verdict};
 pub use model::{Account, AccountRole, Alias, ApiKey, AppPassword, DkimPublic, Domain, KeyScope, Tenant};
 pub use ops::{
     AccountUpdate, AliasUpdate, NewAccount, NewAlias, NewApiKey, NewAppPassword, NewDomain, NewTenant, Page,

@@ -386,3 +386,51 @@ async fn paging() {
     sorted.sort();
     assert_eq!(seen, sorted);
 }
+
+#[test]
+fn limiter_slows_down_then_refuses() {
+    use crate::{AuthLimiter, LimiterOptions, Verdict};
+    use std::time::Duration;
+    let options = LimiterOptions {
+        failures_before_delay: 2,
+        delay_ms: 100,
+        delay_ms_max: 350,
+        failures_max: 5,
+        lockout_s: 60,
+        window_s: 30,
+        entries_max: 3,
+    };
+    let limiter = AuthLimiter::new(options);
+    let allow = |ms| Verdict::Allow { delay: Duration::from_millis(ms) };
+    let mut delays = Vec::new();
+    for _ in 0..4 {
+        delays.push(limiter.check("1.2.3.4", NOW));
+        limiter.failed("1.2.3.4", NOW);
+    }
+    assert_eq!(delays, vec![allow(0), allow(0), allow(0), allow(100)]);
+    assert_eq!(limiter.check("1.2.3.4", NOW), allow(200));
+    limiter.failed("1.2.3.4", NOW);
+    assert_eq!(limiter.check("1.2.3.4", NOW), Verdict::Refuse { retry_after_s: 60 });
+    assert_eq!(limiter.check("1.2.3.4", NOW + 59), Verdict::Refuse { retry_after_s: 1 });
+    assert_eq!(limiter.check("1.2.3.4", NOW + 60), allow(0));
+    // Others are not affected; a success clears; old failures are forgotten.
+    assert_eq!(limiter.check("5.6.7.8", NOW), allow(0));
+    for _ in 0..3 {
+        limiter.failed("5.6.7.8", NOW);
+    }
+    assert_eq!(limiter.check("5.6.7.8", NOW), allow(100));
+    assert_eq!(limiter.check("5.6.7.8", NOW + 31), allow(0));
+    limiter.succeeded("5.6.7.8");
+    assert_eq!(limiter.check("5.6.7.8", NOW), allow(0));
+    // IPv6 clients are counted per /64.
+    let a: std::net::IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+    let b: std::net::IpAddr = "2001:db8:1:2:bbbb::9".parse().unwrap();
+    assert_eq!(AuthLimiter::ip_key(a), AuthLimiter::ip_key(b));
+    let mapped: std::net::IpAddr = "::ffff:1.2.3.4".parse().unwrap();
+    assert_eq!(AuthLimiter::ip_key(mapped), "1.2.3.4");
+    // Bounded: past entries_max, the stalest entries go.
+    for i in 0..10 {
+        limiter.failed(&format!("10.0.0.{i}"), NOW + i);
+    }
+    assert!(limiter.len() <= 3);
+}
