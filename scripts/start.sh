@@ -9,6 +9,6 @@ cargo build -p hameau
 hameau="$CARGO_TARGET_DIR/debug/hameau"
 data_dir="${HAMEAU_DATA_DIR:-$PWD/data}"
 if [ ! -e "$data_dir/hameau.toml" ]; then
-    "$hameau" init --data-dir "$data_dir"
+    "$hameau" init --data-dir "$data_dir" --demo
 fi
 exec "$hameau" serve --config "$data_dir/hameau.toml"

@@ -150,3 +150,122 @@ pub async fn https_get(addr: SocketAddr, cert: &Path, path: &str) -> (u16, Strin
 pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(future)
 }
+
+/// An HTTP response, read whole.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Response {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {self:?}"))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(key, _)| key.eq_ignore_ascii_case(name)).map(|(_, value)| value.as_str())
+    }
+}
+
+/// A client of the admin API of a running server.
+#[derive(Clone)]
+pub struct Api {
+    pub addr: SocketAddr,
+    pub cert: PathBuf,
+    /// Where requests come from (any 127.0.0.0/8 address; the limiter counts per address).
+    pub source: std::net::IpAddr,
+}
+
+impl Api {
+    pub fn new(server: &Server) -> Api {
+        Api { addr: server.https[0], cert: server.cert.clone(), source: "127.0.0.1".parse().unwrap() }
+    }
+
+    /// Sends one request with raw headers and body; reads the whole response.
+    pub fn raw(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+        let (addr, cert, source) = (self.addr, self.cert.clone(), self.source);
+        let mut request = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+        for (name, value) in headers {
+            request.push_str(&format!("{name}: {value}\r\n"));
+        }
+        request.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+        let mut bytes = request.into_bytes();
+        bytes.extend_from_slice(body);
+        block_on(async move {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind(SocketAddr::new(source, 0)).unwrap();
+            let tcp = socket.connect(addr).await.expect("connect");
+            let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+            let mut tls = tls_connector(&cert).connect(name, tcp).await.expect("TLS handshake");
+            // The server may answer (413) before reading the whole body: ignore write errors.
+            let _ = tls.write_all(&bytes).await;
+            let mut response = Vec::new();
+            let _ = tls.read_to_end(&mut response).await;
+            parse_response(&response)
+        })
+    }
+
+    /// A JSON request with a bearer token (if any).
+    pub fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<serde_json::Value>) -> Response {
+        let auth = token.map(|token| format!("Bearer {token}"));
+        let mut headers = vec![("Content-Type", "application/json")];
+        if let Some(auth) = &auth {
+            headers.push(("Authorization", auth.as_str()));
+        }
+        let body = body.map(|body| body.to_string()).unwrap_or_default();
+        self.raw(method, path, &headers, body.as_bytes())
+    }
+}
+
+fn parse_response(bytes: &[u8]) -> Response {
+    let text = String::from_utf8_lossy(bytes).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no response: {text:?}"));
+    let mut lines = head.lines();
+    let status =
+        lines.next().and_then(|line| line.split(' ').nth(1)).and_then(|code| code.parse().ok()).expect("status");
+    let headers = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_string(), value.trim().to_string()))
+        .collect::<Vec<_>>();
+    let chunked =
+        headers.iter().any(|(name, value)| name.eq_ignore_ascii_case("transfer-encoding") && value == "chunked");
+    let body = if chunked { dechunk(body) } else { body.to_string() };
+    Response { status, headers, body }
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = &rest[size + 2..];
+    }
+    out
+}
+
+/// `hameau init --demo` output: the operator's token.
+pub fn init_with_token() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let (status, stdout, stderr) = run(&["init", "--data-dir", data.to_str().unwrap(), "--http-listen", "127.0.0.1:0"]);
+    assert!(status.success(), "init failed: {stderr}");
+    let token = stdout
+        .lines()
+        .map(str::trim)
+        .find(|line| line.starts_with("hmk_"))
+        .expect("init prints the operator key")
+        .to_string();
+    (dir, token)
+}
+
+/// Changes `key = old` to `key = new` in a configuration file.
+pub fn set_config(path: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(text.contains(from), "{from} not in the configuration");
+    std::fs::write(path, text.replacen(from, to, 1)).unwrap();
+}

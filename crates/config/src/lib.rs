@@ -21,6 +21,8 @@ pub struct Config {
     pub log: Log,
     pub tls: Tls,
     pub store: StoreSection,
+    pub directory: DirectorySection,
+    pub auth: AuthSection,
     pub http: Http,
     /// Where the configuration came from, to point errors at lines.
     #[serde(skip)]
@@ -138,6 +140,69 @@ impl Default for StoreSection {
     }
 }
 
+/// Passwords and the directory's caches; defaults and their reasons are those of
+/// `hameau_directory::Options`.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DirectorySection {
+    pub argon2_memory_kib: u32,
+    pub argon2_iterations: u32,
+    pub argon2_parallelism: u32,
+    pub password_chars_min: usize,
+    pub password_bytes_max: usize,
+    pub hashing_concurrent_max: usize,
+    pub credential_cache_s: u64,
+    pub credential_cache_entries_max: usize,
+    pub page_items_max: usize,
+}
+
+impl Default for DirectorySection {
+    fn default() -> Self {
+        let options = hameau_directory::Options::default();
+        let passwords = options.passwords;
+        DirectorySection {
+            argon2_memory_kib: passwords.argon2_memory_kib,
+            argon2_iterations: passwords.argon2_iterations,
+            argon2_parallelism: passwords.argon2_parallelism,
+            password_chars_min: passwords.password_chars_min,
+            password_bytes_max: passwords.password_bytes_max,
+            hashing_concurrent_max: passwords.hashing_concurrent_max,
+            credential_cache_s: options.credential_cache_s,
+            credential_cache_entries_max: options.credential_cache_entries_max,
+            page_items_max: options.page_items_max,
+        }
+    }
+}
+
+/// Slowing down and refusing repeated authentication failures (every protocol); defaults
+/// and their reasons are those of `hameau_directory::LimiterOptions`.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSection {
+    pub failures_before_delay: u32,
+    pub delay_ms: u64,
+    pub delay_ms_max: u64,
+    pub failures_max: u32,
+    pub lockout_s: u64,
+    pub window_s: u64,
+    pub entries_max: usize,
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        let options = hameau_directory::LimiterOptions::default();
+        AuthSection {
+            failures_before_delay: options.failures_before_delay,
+            delay_ms: options.delay_ms,
+            delay_ms_max: options.delay_ms_max,
+            failures_max: options.failures_max,
+            lockout_s: options.lockout_s,
+            window_s: options.window_s,
+            entries_max: options.entries_max,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Http {
@@ -152,11 +217,21 @@ pub struct Http {
     /// keep-alive connections). 10 s, as Apache's `RequestReadTimeout header=10`, stops
     /// slowloris-style clients.
     pub header_timeout_s: u64,
+    /// Largest request body. 1 MiB is far above any admin request.
+    pub request_bytes_max: usize,
+    /// The bearer token `/metrics` requires; empty disables `/metrics`.
+    pub metrics_token: String,
 }
 
 impl Default for Http {
     fn default() -> Self {
-        Http { listen: vec!["[::]:443".parse().expect("valid address")], connections_max: 1024, header_timeout_s: 10 }
+        Http {
+            listen: vec!["[::]:443".parse().expect("valid address")],
+            connections_max: 1024,
+            header_timeout_s: 10,
+            request_bytes_max: 1024 * 1024,
+            metrics_token: String::new(),
+        }
     }
 }
 
@@ -237,6 +312,38 @@ impl Config {
     /// The TLS private key's path.
     pub fn private_key_path(&self) -> PathBuf {
         self.server.data_dir.join(&self.tls.private_key)
+    }
+
+    /// The directory options this configuration gives.
+    pub fn directory_options(&self) -> hameau_directory::Options {
+        let section = &self.directory;
+        hameau_directory::Options {
+            passwords: hameau_directory::PasswordOptions {
+                argon2_memory_kib: section.argon2_memory_kib,
+                argon2_iterations: section.argon2_iterations,
+                argon2_parallelism: section.argon2_parallelism,
+                password_chars_min: section.password_chars_min,
+                password_bytes_max: section.password_bytes_max,
+                hashing_concurrent_max: section.hashing_concurrent_max,
+            },
+            credential_cache_s: section.credential_cache_s,
+            credential_cache_entries_max: section.credential_cache_entries_max,
+            page_items_max: section.page_items_max,
+        }
+    }
+
+    /// The authentication limiter's options.
+    pub fn limiter_options(&self) -> hameau_directory::LimiterOptions {
+        let section = &self.auth;
+        hameau_directory::LimiterOptions {
+            failures_before_delay: section.failures_before_delay,
+            delay_ms: section.delay_ms,
+            delay_ms_max: section.delay_ms_max,
+            failures_max: section.failures_max,
+            lockout_s: section.lockout_s,
+            window_s: section.window_s,
+            entries_max: section.entries_max,
+        }
     }
 
     /// The store options this configuration gives.

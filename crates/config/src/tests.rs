@@ -29,7 +29,7 @@ fn unknown_keys() {
     );
     check(
         "[servr]\n",
-        "/etc/hameau/hameau.toml:1: servr: unknown key `servr` (known keys: `server`, `log`, `tls`, `store`, `http`)",
+        "/etc/hameau/hameau.toml:1: servr: unknown key `servr` (known keys: `server`, `log`, `tls`, `store`, `directory`, `auth`, `http`)",
     );
     check(
         "\n\n[store]\ncache_bytes = 2097152\nfoo = 1\n",
@@ -129,4 +129,24 @@ fn error_points_at_the_key() {
     assert_eq!(err.to_string(), "/x.toml:4: server.data_dir: /nowhere is not writable");
     let err = Config::builtin().error("server.data_dir", "not writable");
     assert_eq!(err.to_string(), "built-in configuration: server.data_dir: not writable");
+}
+
+#[test]
+fn security_settings_only_go_up() {
+    check(
+        "[directory]\nargon2_memory_kib = 4096\n",
+        "/etc/hameau/hameau.toml:2: directory.argon2_memory_kib: 4096 is out of range: it must be between 19456 and 4194304",
+    );
+    check(
+        "[directory]\nargon2_iterations = 1\n",
+        "/etc/hameau/hameau.toml:2: directory.argon2_iterations: 1 is out of range: it must be between 2 and 100",
+    );
+    check(
+        "[auth]\nfailures_before_delay = 30\n",
+        "/etc/hameau/hameau.toml:2: auth.failures_before_delay: 30 must be below auth.failures_max (20)",
+    );
+    check(
+        "[http]\nmetrics_token = \"short\"\n",
+        "/etc/hameau/hameau.toml:2: http.metrics_token: must be empty (disabled) or at least 16 visible ASCII characters",
+    );
 }

@@ -11,7 +11,9 @@ use crate::{Config, Error, Source, StoreBackend};
 pub(crate) fn check(config: &Config) -> Result<(), Error> {
     let source = config.source.as_ref();
     let fail = |key: &str, problem: String| Err(error_at(source, key, problem));
-    let ranges: [(&str, u64, u64, u64); 12] = [
+    let d = &config.directory;
+    let a = &config.auth;
+    let ranges: [(&str, u64, u64, u64); 29] = [
         ("server.shutdown_grace_s", config.server.shutdown_grace_s, 1, 3600),
         ("store.cache_bytes", config.store.cache_bytes as u64, 1 << 20, 1 << 40),
         ("store.key_bytes_max", config.store.key_bytes_max as u64, 64, 64 * 1024),
@@ -24,6 +26,24 @@ pub(crate) fn check(config: &Config) -> Result<(), Error> {
         ("http.connections_max", config.http.connections_max as u64, 1, 1_000_000),
         ("http.header_timeout_s", config.http.header_timeout_s, 1, 3600),
         ("http.listen", config.http.listen.len() as u64, 0, 64),
+        ("http.request_bytes_max", config.http.request_bytes_max as u64, 1024, 64 << 20),
+        // OWASP's minimum for argon2id is 19 MiB with 2 passes: nothing weaker is accepted.
+        ("directory.argon2_memory_kib", u64::from(d.argon2_memory_kib), 19_456, 4 << 20),
+        ("directory.argon2_iterations", u64::from(d.argon2_iterations), 2, 100),
+        ("directory.argon2_parallelism", u64::from(d.argon2_parallelism), 1, 64),
+        ("directory.password_chars_min", d.password_chars_min as u64, 8, 256),
+        ("directory.password_bytes_max", d.password_bytes_max as u64, 64, 65_536),
+        ("directory.hashing_concurrent_max", d.hashing_concurrent_max as u64, 1, 256),
+        ("directory.credential_cache_s", d.credential_cache_s, 0, 86_400),
+        ("directory.credential_cache_entries_max", d.credential_cache_entries_max as u64, 0, 10_000_000),
+        ("directory.page_items_max", d.page_items_max as u64, 1, 100_000),
+        ("auth.failures_before_delay", u64::from(a.failures_before_delay), 0, 1000),
+        ("auth.delay_ms", a.delay_ms, 0, 60_000),
+        ("auth.delay_ms_max", a.delay_ms_max, 0, 60_000),
+        ("auth.failures_max", u64::from(a.failures_max), 1, 100_000),
+        ("auth.lockout_s", a.lockout_s, 0, 7 * 86_400),
+        ("auth.window_s", a.window_s, 1, 7 * 86_400),
+        ("auth.entries_max", a.entries_max as u64, 1, 100_000_000),
     ];
     for (key, value, min, max) in ranges {
         if value < min || value > max {
@@ -56,6 +76,25 @@ pub(crate) fn check(config: &Config) -> Result<(), Error> {
                 config.store.commit_group_max, config.store.commit_queue_max
             ),
         );
+    }
+    if a.delay_ms > a.delay_ms_max {
+        return fail("auth.delay_ms", format!("{} is larger than auth.delay_ms_max ({})", a.delay_ms, a.delay_ms_max));
+    }
+    if a.failures_before_delay >= a.failures_max {
+        return fail(
+            "auth.failures_before_delay",
+            format!("{} must be below auth.failures_max ({})", a.failures_before_delay, a.failures_max),
+        );
+    }
+    if d.password_bytes_max < d.password_chars_min {
+        return fail(
+            "directory.password_bytes_max",
+            format!("{} is below directory.password_chars_min ({})", d.password_bytes_max, d.password_chars_min),
+        );
+    }
+    let token = &config.http.metrics_token;
+    if !token.is_empty() && (token.len() < 16 || !token.bytes().all(|b| b.is_ascii_graphic())) {
+        return fail("http.metrics_token", "must be empty (disabled) or at least 16 visible ASCII characters".into());
     }
     if config.store.backend == StoreBackend::Postgresql {
         return fail(

@@ -2,7 +2,7 @@
 //! DMARC (RFC 7489), MTA-STS (RFC 8461), TLS-RPT (RFC 8460), and the SRV records and
 //! names by which mail clients find the server (RFC 6186, RFC 8314, RFC 8620 §2.2).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::Domain;
 
@@ -14,7 +14,7 @@ pub struct DnsOptions {
 }
 
 /// One record to publish.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DnsRecord {
     /// Owner name, absolute, without the final dot.
@@ -31,7 +31,7 @@ pub struct DnsRecord {
 }
 
 /// The records of `domain`, and the MTA-STS policy to serve.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DnsZone {
     pub domain: String,

@@ -97,11 +97,11 @@ impl AuthLimiter {
         if now_s.saturating_sub(entry.last_failure_s) > self.options.window_s {
             return Verdict::Allow { delay: Duration::ZERO };
         }
-        let over = entry.failures.saturating_sub(self.options.failures_before_delay);
-        if over == 0 {
+        if entry.failures < self.options.failures_before_delay {
             return Verdict::Allow { delay: Duration::ZERO };
         }
-        let delay_ms = self.options.delay_ms.saturating_mul(1u64 << (over - 1).min(20)).min(self.options.delay_ms_max);
+        let doublings = (entry.failures - self.options.failures_before_delay).min(20);
+        let delay_ms = self.options.delay_ms.saturating_mul(1u64 << doublings).min(self.options.delay_ms_max);
         Verdict::Allow { delay: Duration::from_millis(delay_ms) }
     }
 

@@ -853,6 +853,10 @@ impl Directory {
         let read = get::<AddressRecord>(&self.store, &keys::address(&normalized)).await?.ok_or_else(not_found)?;
         let AddressRecord::Alias { tenant, .. } = &read.record else { return Err(not_found()) };
         see_tenant(principal, tenant, "alias", address)?;
+        // A user sees only its own account.
+        if matches!(principal, Principal::User { .. }) {
+            return Err(not_found());
+        }
         Ok((normalized, read))
     }
 
@@ -869,6 +873,9 @@ impl Directory {
         after: Option<&str>,
         limit: Option<usize>,
     ) -> Result<Page<Alias>, Error> {
+        if matches!(principal, Principal::User { .. }) {
+            return Err(Error::Forbidden("a user sees only its own account".into()));
+        }
         let tenant = self.scoped_tenant(principal, tenant).await?;
         let limit = page_limit(self, limit);
         let (addresses, more) = self.tenant_index_page(&keys::tenant_aliases(&tenant), after, limit).await?;

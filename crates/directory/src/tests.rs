@@ -407,8 +407,8 @@ fn limiter_slows_down_then_refuses() {
         delays.push(limiter.check("1.2.3.4", NOW));
         limiter.failed("1.2.3.4", NOW);
     }
-    assert_eq!(delays, vec![allow(0), allow(0), allow(0), allow(100)]);
-    assert_eq!(limiter.check("1.2.3.4", NOW), allow(200));
+    assert_eq!(delays, vec![allow(0), allow(0), allow(100), allow(200)]);
+    assert_eq!(limiter.check("1.2.3.4", NOW), allow(350));
     limiter.failed("1.2.3.4", NOW);
     assert_eq!(limiter.check("1.2.3.4", NOW), Verdict::Refuse { retry_after_s: 60 });
     assert_eq!(limiter.check("1.2.3.4", NOW + 59), Verdict::Refuse { retry_after_s: 1 });
@@ -418,7 +418,7 @@ fn limiter_slows_down_then_refuses() {
     for _ in 0..3 {
         limiter.failed("5.6.7.8", NOW);
     }
-    assert_eq!(limiter.check("5.6.7.8", NOW), allow(100));
+    assert_eq!(limiter.check("5.6.7.8", NOW), allow(200));
     assert_eq!(limiter.check("5.6.7.8", NOW + 31), allow(0));
     limiter.succeeded("5.6.7.8");
     assert_eq!(limiter.check("5.6.7.8", NOW), allow(0));

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use hameau_config::Config;
 
+use crate::tls::write_private;
+
 /// The shipped default configuration, every key commented.
 const SHIPPED_CONFIG: &str = include_str!("../../../config/hameau.toml");
 
@@ -20,6 +22,9 @@ pub struct InitArgs {
     /// Address of the HTTPS listener; repeat for several.
     #[arg(long = "http-listen", default_value = "127.0.0.1:8443")]
     http_listen: Vec<String>,
+    /// Also create a demo tenant (`demo`, domain `demo.test`) with an account to log into.
+    #[arg(long)]
+    demo: bool,
 }
 
 pub fn run(args: &InitArgs) -> anyhow::Result<()> {
@@ -38,19 +43,62 @@ pub fn run(args: &InitArgs) -> anyhow::Result<()> {
     if !cert_path.exists() {
         super::tls::write_self_signed(&args.hostname, &cert_path, &config.private_key_path())?;
     }
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    runtime.block_on(async {
-        let store = hameau_store::Store::open(&config.store_options()).await?;
-        store.close().await
-    })?;
-    std::fs::write(&config_path, text).with_context(|| format!("writing {}", config_path.display()))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let (operator_token, demo) = runtime.block_on(first_records(&config, args.demo))?;
+    write_private(&config_path, text.as_bytes())?;
     println!("Hameau data directory ready: {}", data_dir.display());
     println!("  configuration: {}", config_path.display());
     println!("  certificate:   {} (self-signed, for first use)", cert_path.display());
     println!("  store:         {} (RocksDB)", config.store_path().display());
+    println!("Operator API key (shown this once; keep it safe):");
+    println!("  {operator_token}");
+    if let Some((address, password)) = demo {
+        println!("Demo tenant `demo`, domain demo.test; log in as:");
+        println!("  {address}  password: {password}");
+    }
     println!("Start Hameau with:");
     println!("  hameau serve --config {}", config_path.display());
     Ok(())
+}
+
+/// The first operator API key and, with `demo`, a demo tenant; returns the key's token
+/// and the demo account's address and password.
+async fn first_records(config: &Config, demo: bool) -> anyhow::Result<(String, Option<(String, String)>)> {
+    use hameau_directory::{AccountRole, Directory, KeyScope, NewAccount, NewApiKey, NewDomain, NewTenant, Principal};
+    let store = hameau_store::Store::open(&config.store_options()).await?;
+    let directory = Directory::new(store.clone(), config.directory_options());
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    let operator = Principal::Operator;
+    let key =
+        NewApiKey { name: "first operator key (hameau init)".into(), scope: KeyScope::Operator, expires_at: None };
+    let (_, token) = directory.create_api_key(&operator, key, now).await?;
+    let mut demo_login = None;
+    if demo {
+        let tenant = NewTenant {
+            id: "demo".into(),
+            name: "Commune de démonstration".into(),
+            siren: None,
+            insee: None,
+            quota_bytes: None,
+            accounts_max: None,
+        };
+        directory.create_tenant(&operator, tenant, now).await?;
+        directory.create_domain(&operator, NewDomain { name: "demo.test".into(), tenant: "demo".into() }, now).await?;
+        let password: String =
+            (0..4).map(|_| format!("{:04}", rand::random_range(0..10_000))).collect::<Vec<_>>().join("-");
+        let account = NewAccount {
+            address: "agent@demo.test".into(),
+            display_name: "Agent de démonstration".into(),
+            password: Some(password.clone()),
+            quota_bytes: None,
+            enabled: true,
+            role: AccountRole::TenantAdmin,
+        };
+        directory.create_account(&operator, account, now).await?;
+        demo_login = Some(("agent@demo.test".to_string(), password));
+    }
+    store.close().await?;
+    Ok((token, demo_login))
 }
 
 /// The shipped configuration with this directory's values; the data directory is the
@@ -61,6 +109,7 @@ fn config_text(args: &InitArgs) -> anyhow::Result<String> {
         ("hostname = \"localhost\"", format!("hostname = {:?}", args.hostname)),
         ("data_dir = \"/var/lib/hameau\"", "data_dir = \".\"".to_string()),
         ("listen = [\"[::]:443\"]", format!("listen = [{}]", listen.join(", "))),
+        ("metrics_token = \"\"", format!("metrics_token = {:?}", random_token())),
     ];
     let mut text = SHIPPED_CONFIG.to_string();
     for (from, to) in replacements {
@@ -68,6 +117,12 @@ fn config_text(args: &InitArgs) -> anyhow::Result<String> {
         text = text.replacen(from, &to, 1);
     }
     Ok(text)
+}
+
+/// 32 random characters for the metrics token.
+fn random_token() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    (0..32).map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char).collect()
 }
 
 /// The data directory holds keys and mail: only its owner may enter it.

@@ -1,6 +1,8 @@
 //! `hameau`: the command line and the wiring of every service. Argument parsing, the
 //! environment, signals and the clock live here; everything else is in the crates.
 
+mod admin;
+mod client;
 mod init;
 mod logging;
 mod serve;
@@ -34,6 +36,65 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Tenants (communes).
+    Tenant {
+        #[command(subcommand)]
+        command: admin::TenantCommand,
+        #[command(flatten)]
+        target: admin::Target,
+    },
+    /// Domains of tenants.
+    Domain {
+        #[command(subcommand)]
+        command: admin::DomainCommand,
+        #[command(flatten)]
+        target: admin::Target,
+    },
+    /// Accounts (mailboxes).
+    Account {
+        #[command(subcommand)]
+        command: admin::AccountCommand,
+        #[command(flatten)]
+        target: admin::Target,
+    },
+    /// Aliases and shared addresses.
+    Alias {
+        #[command(subcommand)]
+        command: admin::AliasCommand,
+        #[command(flatten)]
+        target: admin::Target,
+    },
+    /// API keys.
+    Apikey {
+        #[command(subcommand)]
+        command: admin::ApiKeyCommand,
+        #[command(flatten)]
+        target: admin::Target,
+    },
+    /// Application passwords of accounts.
+    AppPassword {
+        #[command(subcommand)]
+        command: admin::AppPasswordCommand,
+        #[command(flatten)]
+        target: admin::Target,
+    },
+    /// The DNS records of a domain.
+    Dns {
+        #[command(subcommand)]
+        command: DnsCommand,
+        #[command(flatten)]
+        target: admin::Target,
+    },
+}
+
+#[derive(Subcommand)]
+enum DnsCommand {
+    /// Prints the zone-file lines to publish for DOMAIN (with --json, the API's answer).
+    Records {
+        domain: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -51,6 +112,19 @@ fn main() -> ExitCode {
         Command::Init(args) => init::run(&args),
         Command::Serve { config } => load_config(config.as_deref()).and_then(serve::run),
         Command::Config { command: ConfigCommand::Check { config } } => check_config(config.as_deref()),
+        Command::Tenant { command, target } => admin::tenant_call(command).and_then(|call| client::run(&target, call)),
+        Command::Domain { command, target } => admin::domain_call(command).and_then(|call| client::run(&target, call)),
+        Command::Account { command, target } => {
+            admin::account_call(command).and_then(|call| client::run(&target, call))
+        }
+        Command::Alias { command, target } => admin::alias_call(command).and_then(|call| client::run(&target, call)),
+        Command::Apikey { command, target } => admin::api_key_call(command).and_then(|call| client::run(&target, call)),
+        Command::AppPassword { command, target } => {
+            admin::app_password_call(command).and_then(|call| client::run(&target, call))
+        }
+        Command::Dns { command: DnsCommand::Records { domain, json }, target } => {
+            client::run_dns_records(&target, &domain, json)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

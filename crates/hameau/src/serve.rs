@@ -1,6 +1,7 @@
 //! `hameau serve`: opens the store, starts every listener, and on SIGTERM or SIGINT stops
 //! accepting, gives work in flight `server.shutdown_grace_s` to finish, and closes the store.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -8,6 +9,36 @@ use hameau_config::Config;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+
+use hameau_directory::{AuthLimiter, Directory};
+use hameau_telemetry::Registry;
+
+/// The system clock: the one place the time is read.
+pub struct SystemClock;
+
+impl hameau_http::Clock for SystemClock {
+    fn now_s(&self) -> u64 {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_secs())
+    }
+}
+
+/// What the HTTP handlers share, from the configuration and the open store.
+pub fn app_state(config: &Config, store: &hameau_store::Store, registry: &Arc<Registry>) -> hameau_http::AppState {
+    let metrics_token = Some(config.http.metrics_token.clone()).filter(|token| !token.is_empty());
+    hameau_http::AppState {
+        store: store.clone(),
+        directory: Directory::new(store.clone(), config.directory_options()),
+        limiter: Arc::new(AuthLimiter::new(config.limiter_options())),
+        clock: Arc::new(SystemClock),
+        registry: registry.clone(),
+        metrics: hameau_http::HttpMetrics::new(registry),
+        options: Arc::new(hameau_http::ApiOptions {
+            request_bytes_max: config.http.request_bytes_max,
+            metrics_token,
+            dns: hameau_directory::dns::DnsOptions { mx_host: config.server.hostname.clone() },
+        }),
+    }
+}
 
 pub fn run(config: Config) -> anyhow::Result<()> {
     crate::logging::init(&config.log);
@@ -30,7 +61,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut services = JoinSet::new();
-    let started = start_http(&config, &store, &shutdown_rx, &mut services).await;
+    let registry = Arc::new(Registry::new());
+    let started = start_http(&config, &store, &registry, &shutdown_rx, &mut services).await;
     if let Err(e) = started {
         services.abort_all();
         store.close().await.context("closing the store")?;
@@ -56,6 +88,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 async fn start_http(
     config: &Config,
     store: &hameau_store::Store,
+    registry: &Arc<Registry>,
     shutdown: &watch::Receiver<bool>,
     services: &mut JoinSet<()>,
 ) -> anyhow::Result<()> {
@@ -63,11 +96,13 @@ async fn start_http(
         return Ok(());
     }
     let tls = crate::tls::server_config(config)?;
-    let router = hameau_http::router(hameau_http::AppState { store: store.clone() });
+    let state = app_state(config, store, registry);
     let options = hameau_http::Options {
         connections_max: config.http.connections_max,
         header_timeout: Duration::from_secs(config.http.header_timeout_s),
+        metrics: state.metrics.clone(),
     };
+    let router = hameau_http::router(state);
     for addr in &config.http.listen {
         let listener = TcpListener::bind(addr)
             .await

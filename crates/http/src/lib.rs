@@ -1,28 +1,102 @@
-//! Hameau's one HTTPS listener (HTTP/1.1 over rustls, RFC 9112).
-//!
-//! Today it serves `/healthz`; the admin API, JMAP (RFC 8620), autoconfig and the MTA-STS
-//! policy (RFC 8461) join it on the same listener. [`router`] holds the routes;
-//! [`server::run`] owns the socket, TLS, timeouts, the connection limit and shutdown.
+//! Hameau's one HTTPS listener (HTTP/1.1 over rustls, RFC 9112): the admin API
+//! (`/api/v1/`, described at `/api/v1/openapi.json`), `/healthz`, and `/metrics` in the
+//! Prometheus text format behind its own token. JMAP (RFC 8620), autoconfig and the
+//! MTA-STS policy (RFC 8461) will join them. [`router`] holds the routes; [`server::run`]
+//! owns the socket, TLS, timeouts, the connection limit and shutdown.
 
+pub mod api;
 pub mod server;
 
+use std::net::SocketAddr;
+use std::sync::Arc;
+
 use axum::Router;
-use axum::extract::State;
-use axum::http::StatusCode;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use hameau_directory::dns::DnsOptions;
+use hameau_directory::{AuthLimiter, Directory};
 use hameau_store::Store;
+use hameau_telemetry::{Counter, Registry};
+use subtle::ConstantTimeEq;
 
 pub use server::{Options, run};
 
-/// What the handlers share.
+/// The time, as the binary reads it (only the binary reads the clock).
+pub trait Clock: Send + Sync + 'static {
+    /// Seconds since the Unix epoch.
+    fn now_s(&self) -> u64;
+}
+
+/// The address of the client of a request, set by the driver.
+#[derive(Clone, Copy, Debug)]
+pub struct PeerAddr(pub SocketAddr);
+
+/// Options of the routes.
 #[derive(Clone, Debug)]
+pub struct ApiOptions {
+    /// Largest request body. 1 MiB is far above any admin request.
+    pub request_bytes_max: usize,
+    /// The bearer token that `/metrics` requires; `None` disables `/metrics`.
+    pub metrics_token: Option<String>,
+    pub dns: DnsOptions,
+}
+
+/// The counters the listener increments.
+#[derive(Clone, Debug)]
+pub struct HttpMetrics {
+    pub connections: Counter,
+    pub requests: Counter,
+    pub auth_failures: Counter,
+    pub auth_refused: Counter,
+}
+
+impl HttpMetrics {
+    pub fn new(registry: &Registry) -> HttpMetrics {
+        let https = [("protocol", "https")];
+        HttpMetrics {
+            connections: registry.counter("hameau_connections_total", "Connections accepted.", &https),
+            requests: registry.counter("hameau_requests_total", "Requests or commands received.", &https),
+            auth_failures: registry.counter("hameau_auth_failures_total", "Failed authentications.", &https),
+            auth_refused: registry.counter(
+                "hameau_auth_refused_total",
+                "Authentications refused without checking, after too many failures.",
+                &https,
+            ),
+        }
+    }
+}
+
+/// What the handlers share.
+#[derive(Clone)]
 pub struct AppState {
     pub store: Store,
+    pub directory: Directory,
+    pub limiter: Arc<AuthLimiter>,
+    pub clock: Arc<dyn Clock>,
+    pub registry: Arc<Registry>,
+    pub metrics: HttpMetrics,
+    pub options: Arc<ApiOptions>,
 }
 
 /// Every route of the listener.
 pub fn router(state: AppState) -> Router {
-    Router::new().route("/healthz", get(healthz)).with_state(state)
+    let (api, openapi) = api::api().split_for_parts();
+    let openapi_json = serde_json::to_string(&openapi).expect("the OpenAPI document serialises");
+    let request_bytes_max = state.options.request_bytes_max;
+    api.route(
+        "/api/v1/openapi.json",
+        get(move || async move { ([(header::CONTENT_TYPE, "application/json")], openapi_json) }),
+    )
+    .route("/healthz", get(healthz))
+    .route("/metrics", get(metrics))
+    .fallback(|| async { api::Problem::new(StatusCode::NOT_FOUND, "no such resource") })
+    .method_not_allowed_fallback(|| async {
+        api::Problem::new(StatusCode::METHOD_NOT_ALLOWED, "this method is not allowed on this resource")
+    })
+    .layer(DefaultBodyLimit::max(request_bytes_max))
+    .with_state(state)
 }
 
 /// 200 when the store answers a read, 503 when it does not (a load balancer or systemd
@@ -35,4 +109,23 @@ async fn healthz(State(state): State<AppState>) -> (StatusCode, &'static str) {
             (StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n")
         }
     }
+}
+
+/// The counters, for Prometheus, behind `Authorization: Bearer <metrics token>`.
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let Some(expected) = &state.options.metrics_token else {
+        return api::Problem::new(StatusCode::NOT_FOUND, "metrics are disabled (http.metrics_token is not set)")
+            .into_response();
+    };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let matches = presented.len() == expected.len() && bool::from(presented.as_bytes().ct_eq(expected.as_bytes()));
+    if !matches {
+        state.metrics.auth_failures.inc();
+        return api::Problem::new(StatusCode::UNAUTHORIZED, "the metrics token is required").into_response();
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.registry.render()).into_response()
 }

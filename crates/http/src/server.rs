@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
 
 /// The listener's limits.
 #[derive(Clone, Debug)]
@@ -18,6 +18,7 @@ pub struct Options {
     pub connections_max: usize,
     /// Time for the TLS handshake, then for each request's headers.
     pub header_timeout: Duration,
+    pub metrics: crate::HttpMetrics,
 }
 
 /// Serves `router` on `listener` until `shutdown` turns true, then waits for the
@@ -52,13 +53,15 @@ pub async fn run(
                 }
             },
         };
+        options.metrics.connections.inc();
         let acceptor = acceptor.clone();
         let router = router.clone();
         let header_timeout = options.header_timeout;
+        let requests = options.metrics.requests.clone();
         let shutdown = shutdown.clone();
         let done = done_tx.clone();
         tokio::spawn(async move {
-            serve_connection(tcp, acceptor, router, header_timeout, shutdown).await;
+            serve_connection(tcp, peer, acceptor, router, requests, header_timeout, shutdown).await;
             tracing::trace!(%peer, "https connection closed");
             drop(permit);
             drop(done);
@@ -70,8 +73,10 @@ pub async fn run(
 
 async fn serve_connection(
     tcp: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
     acceptor: TlsAcceptor,
     router: Router,
+    requests: hameau_telemetry::Counter,
     header_timeout: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -87,7 +92,12 @@ async fn serve_connection(
             return;
         }
     };
-    let service = TowerToHyperService::new(router);
+    // Each request carries the client's address (for the authentication limiter).
+    let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+        requests.inc();
+        request.extensions_mut().insert(crate::PeerAddr(peer));
+        router.clone().oneshot(request.map(axum::body::Body::new))
+    });
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout)

@@ -1,0 +1,388 @@
+//! `hameau tenant|domain|account|alias|apikey|app-password …`: the admin API from the
+//! command line. Each command is one API call; it runs either in-process on the local data
+//! directory (as the operator, while the server is stopped) or against a running server
+//! (`--url` and `--api-key`). Either way the same handlers run, with the same validation
+//! and the same errors: the CLI cannot drift from the API.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+
+/// Where the command runs.
+#[derive(Args, Clone, Debug)]
+pub struct Target {
+    /// The configuration of the local data directory (default: the built-in one).
+    #[arg(long, short, global = true)]
+    pub config: Option<PathBuf>,
+    /// A running server's base URL, e.g. https://mail.example.org (then --api-key is needed).
+    #[arg(long, global = true, requires = "api_key")]
+    pub url: Option<String>,
+    /// The API key for --url. Also read from HAMEAU_API_KEY.
+    #[arg(long, global = true, env = "HAMEAU_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// A PEM certificate to trust for --url, besides the system's (for a self-signed one).
+    #[arg(long, global = true)]
+    pub ca_file: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TenantCommand {
+    /// Creates a tenant (a commune).
+    Create {
+        id: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        siren: Option<String>,
+        #[arg(long)]
+        insee: Option<String>,
+        #[arg(long)]
+        quota_bytes: Option<u64>,
+        #[arg(long)]
+        accounts_max: Option<u32>,
+    },
+    List(PageArgs),
+    Show {
+        id: String,
+    },
+    /// Changes the fields given.
+    Update {
+        id: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        siren: Option<String>,
+        #[arg(long)]
+        insee: Option<String>,
+        #[arg(long)]
+        quota_bytes: Option<u64>,
+        #[arg(long)]
+        accounts_max: Option<u32>,
+    },
+    Delete {
+        id: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DomainCommand {
+    /// Adds a domain to a tenant, with new DKIM keys.
+    Create {
+        name: String,
+        #[arg(long)]
+        tenant: String,
+    },
+    List(TenantPageArgs),
+    Show {
+        name: String,
+    },
+    Delete {
+        name: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AccountCommand {
+    Create {
+        address: String,
+        #[arg(long, default_value = "")]
+        display_name: String,
+        /// Read the password from standard input (one line).
+        #[arg(long)]
+        password_stdin: bool,
+        #[arg(long)]
+        quota_bytes: Option<u64>,
+        #[arg(long)]
+        disabled: bool,
+        /// user or tenant_admin.
+        #[arg(long, default_value = "user")]
+        role: String,
+    },
+    List(TenantPageArgs),
+    Show {
+        address: String,
+    },
+    Update {
+        address: String,
+        #[arg(long)]
+        display_name: Option<String>,
+        /// Read a new password from standard input (one line).
+        #[arg(long)]
+        password_stdin: bool,
+        #[arg(long)]
+        quota_bytes: Option<u64>,
+        #[arg(long)]
+        enabled: Option<bool>,
+        #[arg(long)]
+        role: Option<String>,
+        /// An alias it may send as; repeat for several (replaces the list).
+        #[arg(long)]
+        may_send_as: Vec<String>,
+    },
+    Delete {
+        address: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AliasCommand {
+    Create {
+        address: String,
+        /// An account it delivers to; repeat for several.
+        #[arg(long = "target", required = true)]
+        targets: Vec<String>,
+    },
+    List(TenantPageArgs),
+    Show {
+        address: String,
+    },
+    Update {
+        address: String,
+        #[arg(long = "target", required = true)]
+        targets: Vec<String>,
+    },
+    Delete {
+        address: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ApiKeyCommand {
+    /// Makes a key; its token is printed once.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// An operator key (everything).
+        #[arg(long, conflicts_with_all = ["tenant", "user"])]
+        operator: bool,
+        /// A tenant admin key for this tenant.
+        #[arg(long, conflicts_with = "user")]
+        tenant: Option<String>,
+        /// A user key for this account.
+        #[arg(long)]
+        user: Option<String>,
+        /// Seconds since the Unix epoch after which it is refused.
+        #[arg(long)]
+        expires_at: Option<u64>,
+    },
+    List(PageArgs),
+    Show {
+        id: String,
+    },
+    /// Revokes a key.
+    Delete {
+        id: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AppPasswordCommand {
+    /// Makes an application password for a mail client; it is printed once.
+    Create {
+        address: String,
+        #[arg(long)]
+        name: String,
+    },
+    List {
+        address: String,
+    },
+    Delete {
+        address: String,
+        id: String,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct PageArgs {
+    #[arg(long)]
+    after: Option<String>,
+    #[arg(long)]
+    limit: Option<usize>,
+}
+
+#[derive(Args, Debug)]
+pub struct TenantPageArgs {
+    #[arg(long)]
+    tenant: Option<String>,
+    #[arg(long)]
+    after: Option<String>,
+    #[arg(long)]
+    limit: Option<usize>,
+}
+
+/// One call of the admin API.
+#[derive(Debug)]
+pub struct ApiCall {
+    pub method: &'static str,
+    pub path: String,
+    pub body: Option<Value>,
+}
+
+impl ApiCall {
+    fn get(path: String) -> ApiCall {
+        ApiCall { method: "GET", path, body: None }
+    }
+    fn delete(path: String) -> ApiCall {
+        ApiCall { method: "DELETE", path, body: None }
+    }
+    fn post(path: String, body: Value) -> ApiCall {
+        ApiCall { method: "POST", path, body: Some(body) }
+    }
+    fn patch(path: String, body: Value) -> ApiCall {
+        ApiCall { method: "PATCH", path, body: Some(body) }
+    }
+}
+
+/// A path segment, percent-encoded (addresses may hold characters a path cannot).
+fn segment(text: &str) -> String {
+    let mut out = String::new();
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~@".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+fn query(pairs: &[(&str, Option<String>)]) -> String {
+    let parts: Vec<String> = pairs
+        .iter()
+        .filter_map(|(key, value)| value.as_ref().map(|value| format!("{key}={}", segment(value))))
+        .collect();
+    if parts.is_empty() { String::new() } else { format!("?{}", parts.join("&")) }
+}
+
+/// Drops the null fields of a JSON object (absent means "unchanged" in updates).
+fn present(value: Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(map.into_iter().filter(|(_, value)| !value.is_null()).collect()),
+        other => other,
+    }
+}
+
+fn read_password() -> anyhow::Result<String> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
+}
+
+pub fn tenant_call(command: TenantCommand) -> anyhow::Result<ApiCall> {
+    Ok(match command {
+        TenantCommand::Create { id, name, siren, insee, quota_bytes, accounts_max } => ApiCall::post(
+            "/api/v1/tenants".into(),
+            present(
+                json!({"id": id, "name": name, "siren": siren, "insee": insee, "quota_bytes": quota_bytes, "accounts_max": accounts_max}),
+            ),
+        ),
+        TenantCommand::List(page) => ApiCall::get(format!(
+            "/api/v1/tenants{}",
+            query(&[("after", page.after), ("limit", page.limit.map(|l| l.to_string()))])
+        )),
+        TenantCommand::Show { id } => ApiCall::get(format!("/api/v1/tenants/{}", segment(&id))),
+        TenantCommand::Update { id, name, siren, insee, quota_bytes, accounts_max } => ApiCall::patch(
+            format!("/api/v1/tenants/{}", segment(&id)),
+            present(
+                json!({"name": name, "siren": siren, "insee": insee, "quota_bytes": quota_bytes, "accounts_max": accounts_max}),
+            ),
+        ),
+        TenantCommand::Delete { id } => ApiCall::delete(format!("/api/v1/tenants/{}", segment(&id))),
+    })
+}
+
+fn tenant_page(page: TenantPageArgs) -> String {
+    query(&[("tenant", page.tenant), ("after", page.after), ("limit", page.limit.map(|l| l.to_string()))])
+}
+
+pub fn domain_call(command: DomainCommand) -> anyhow::Result<ApiCall> {
+    Ok(match command {
+        DomainCommand::Create { name, tenant } => {
+            ApiCall::post("/api/v1/domains".into(), json!({"name": name, "tenant": tenant}))
+        }
+        DomainCommand::List(page) => ApiCall::get(format!("/api/v1/domains{}", tenant_page(page))),
+        DomainCommand::Show { name } => ApiCall::get(format!("/api/v1/domains/{}", segment(&name))),
+        DomainCommand::Delete { name } => ApiCall::delete(format!("/api/v1/domains/{}", segment(&name))),
+    })
+}
+
+pub fn dns_records_call(domain: &str) -> ApiCall {
+    ApiCall::get(format!("/api/v1/domains/{}/dns", segment(domain)))
+}
+
+pub fn account_call(command: AccountCommand) -> anyhow::Result<ApiCall> {
+    Ok(match command {
+        AccountCommand::Create { address, display_name, password_stdin, quota_bytes, disabled, role } => {
+            let password = if password_stdin { Some(read_password()?) } else { None };
+            ApiCall::post(
+                "/api/v1/accounts".into(),
+                present(json!({"address": address, "display_name": display_name, "password": password,
+                    "quota_bytes": quota_bytes, "enabled": !disabled, "role": role})),
+            )
+        }
+        AccountCommand::List(page) => ApiCall::get(format!("/api/v1/accounts{}", tenant_page(page))),
+        AccountCommand::Show { address } => ApiCall::get(format!("/api/v1/accounts/{}", segment(&address))),
+        AccountCommand::Update { address, display_name, password_stdin, quota_bytes, enabled, role, may_send_as } => {
+            let password = if password_stdin { Some(read_password()?) } else { None };
+            let may_send_as = if may_send_as.is_empty() { None } else { Some(may_send_as) };
+            ApiCall::patch(
+                format!("/api/v1/accounts/{}", segment(&address)),
+                present(json!({"display_name": display_name, "password": password, "quota_bytes": quota_bytes,
+                    "enabled": enabled, "role": role, "may_send_as": may_send_as})),
+            )
+        }
+        AccountCommand::Delete { address } => ApiCall::delete(format!("/api/v1/accounts/{}", segment(&address))),
+    })
+}
+
+pub fn alias_call(command: AliasCommand) -> anyhow::Result<ApiCall> {
+    Ok(match command {
+        AliasCommand::Create { address, targets } => {
+            ApiCall::post("/api/v1/aliases".into(), json!({"address": address, "targets": targets}))
+        }
+        AliasCommand::List(page) => ApiCall::get(format!("/api/v1/aliases{}", tenant_page(page))),
+        AliasCommand::Show { address } => ApiCall::get(format!("/api/v1/aliases/{}", segment(&address))),
+        AliasCommand::Update { address, targets } => {
+            ApiCall::patch(format!("/api/v1/aliases/{}", segment(&address)), json!({"targets": targets}))
+        }
+        AliasCommand::Delete { address } => ApiCall::delete(format!("/api/v1/aliases/{}", segment(&address))),
+    })
+}
+
+pub fn api_key_call(command: ApiKeyCommand) -> anyhow::Result<ApiCall> {
+    Ok(match command {
+        ApiKeyCommand::Create { name, operator, tenant, user, expires_at } => {
+            let scope = match (operator, tenant, user) {
+                (true, _, _) => json!({"role": "operator"}),
+                (false, Some(tenant), _) => json!({"role": "tenant_admin", "tenant": tenant}),
+                (false, None, Some(account)) => json!({"role": "user", "account": account}),
+                (false, None, None) => anyhow::bail!("give the key's scope: --operator, --tenant ID or --user ADDRESS"),
+            };
+            ApiCall::post(
+                "/api/v1/api-keys".into(),
+                present(json!({"name": name, "scope": scope, "expires_at": expires_at})),
+            )
+        }
+        ApiKeyCommand::List(page) => ApiCall::get(format!(
+            "/api/v1/api-keys{}",
+            query(&[("after", page.after), ("limit", page.limit.map(|l| l.to_string()))])
+        )),
+        ApiKeyCommand::Show { id } => ApiCall::get(format!("/api/v1/api-keys/{}", segment(&id))),
+        ApiKeyCommand::Delete { id } => ApiCall::delete(format!("/api/v1/api-keys/{}", segment(&id))),
+    })
+}
+
+pub fn app_password_call(command: AppPasswordCommand) -> anyhow::Result<ApiCall> {
+    Ok(match command {
+        AppPasswordCommand::Create { address, name } => {
+            ApiCall::post(format!("/api/v1/accounts/{}/app-passwords", segment(&address)), json!({"name": name}))
+        }
+        AppPasswordCommand::List { address } => {
+            ApiCall::get(format!("/api/v1/accounts/{}/app-passwords", segment(&address)))
+        }
+        AppPasswordCommand::Delete { address, id } => {
+            ApiCall::delete(format!("/api/v1/accounts/{}/app-passwords/{}", segment(&address), segment(&id)))
+        }
+    })
+}

@@ -1,0 +1,226 @@
+//! The admin API under `/api/v1/`: JSON over HTTPS, bearer API keys, errors as
+//! `application/problem+json` (RFC 9457), described by an OpenAPI 3.1 document generated
+//! from these handlers (utoipa), so that the document cannot drift from the routes.
+//!
+//! Handlers only translate: the directory checks every rule and every scope.
+
+mod handlers;
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use hameau_directory::{AuthLimiter, Principal, Verdict};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::{AppState, PeerAddr};
+
+pub use handlers::routes;
+
+/// An error as RFC 9457 describes it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Problem {
+    /// Always `about:blank`: the status says what kind of problem it is.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub title: String,
+    pub status: u16,
+    /// What went wrong, for a person to read.
+    pub detail: String,
+    #[serde(skip)]
+    retry_after_s: Option<u64>,
+}
+
+impl Problem {
+    pub fn new(status: StatusCode, detail: impl Into<String>) -> Problem {
+        Problem {
+            kind: "about:blank",
+            title: status.canonical_reason().unwrap_or("Error").to_string(),
+            status: status.as_u16(),
+            detail: detail.into(),
+            retry_after_s: None,
+        }
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let retry_after = self.retry_after_s;
+        let mut response = (status, Json(self)).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if status == StatusCode::UNAUTHORIZED {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"hameau\""));
+        }
+        if let Some(seconds) = retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}
+
+impl From<hameau_directory::Error> for Problem {
+    fn from(error: hameau_directory::Error) -> Problem {
+        use hameau_directory::Error as E;
+        let status = match &error {
+            E::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            E::NotFound { .. } => StatusCode::NOT_FOUND,
+            E::Exists { .. } | E::Conflict(_) => StatusCode::CONFLICT,
+            E::Forbidden(_) => StatusCode::FORBIDDEN,
+            E::Unauthenticated => StatusCode::UNAUTHORIZED,
+            E::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!(error = %error, "admin API request failed");
+            return Problem::new(status, "internal error: see the server's log");
+        }
+        Problem::new(status, error.to_string())
+    }
+}
+
+/// A JSON body whose rejections are problems: malformed JSON is 400 with the line and
+/// column, a body of the wrong shape (unknown field, wrong type) 422, too large 413,
+/// without `Content-Type: application/json` 415.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = Problem;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Problem> {
+        match Json::<T>::from_request(request, state).await {
+            Ok(Json(value)) => Ok(ApiJson(value)),
+            Err(rejection) => Err(json_problem(rejection)),
+        }
+    }
+}
+
+fn json_problem(rejection: JsonRejection) -> Problem {
+    let status = match &rejection {
+        JsonRejection::JsonSyntaxError(_) => StatusCode::BAD_REQUEST,
+        _ => rejection.status(),
+    };
+    Problem::new(status, rejection.body_text())
+}
+
+/// Query parameters, rejected as 400 problems.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|query| ApiQuery(query.0))
+            .map_err(|rejection: QueryRejection| Problem::new(StatusCode::BAD_REQUEST, rejection.body_text()))
+    }
+}
+
+/// Path parameters, rejected as 400 problems.
+pub struct ApiPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|path| ApiPath(path.0))
+            .map_err(|rejection: PathRejection| Problem::new(StatusCode::BAD_REQUEST, rejection.body_text()))
+    }
+}
+
+/// The authenticated caller: `Authorization: Bearer hmk_…`. Failures are counted per
+/// client address: past a few, attempts are slowed down, then refused with 429.
+pub struct Caller(pub Principal);
+
+/// Marks a request made in-process by the local CLI (`hameau tenant …` on the data
+/// directory), which acts as the operator: whoever can open the data directory is. Only
+/// code in this process can attach it; no network request carries it.
+#[derive(Clone, Copy, Debug)]
+pub struct LocalOperator;
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
+        if parts.extensions.get::<LocalOperator>().is_some() && parts.extensions.get::<PeerAddr>().is_none() {
+            return Ok(Caller(Principal::Operator));
+        }
+        let Some(token) = bearer_token(parts) else {
+            return Err(Problem::new(StatusCode::UNAUTHORIZED, "an API key is required: Authorization: Bearer hmk_…"));
+        };
+        let peer = parts.extensions.get::<PeerAddr>().map(|peer| peer.0.ip());
+        let limit_key = peer.map(AuthLimiter::ip_key).unwrap_or_default();
+        let now = state.clock.now_s();
+        match state.limiter.check(&limit_key, now) {
+            Verdict::Refuse { retry_after_s } => {
+                state.metrics.auth_refused.inc();
+                let mut problem = Problem::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    format!("too many failed authentications from this address: try again in {retry_after_s} s"),
+                );
+                problem.retry_after_s = Some(retry_after_s);
+                return Err(problem);
+            }
+            Verdict::Allow { delay } if !delay.is_zero() => tokio::time::sleep(delay).await,
+            Verdict::Allow { .. } => {}
+        }
+        match state.directory.authenticate_api_key(&token, now).await {
+            Ok(principal) => {
+                state.limiter.succeeded(&limit_key);
+                Ok(Caller(principal))
+            }
+            Err(hameau_directory::Error::Unauthenticated) => {
+                state.limiter.failed(&limit_key, now);
+                state.metrics.auth_failures.inc();
+                Err(Problem::new(StatusCode::UNAUTHORIZED, "the API key is not valid (unknown, revoked or expired)"))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+fn bearer_token(parts: &Parts) -> Option<String> {
+    let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_string())
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Hameau admin API", description = "Tenants, domains, accounts, aliases, application passwords and API keys."),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+    components(schemas(Problem))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("hmk_<id>_<secret>").build(),
+            ),
+        );
+    }
+}
+
+/// The API's routes and their OpenAPI document.
+pub fn api() -> OpenApiRouter<AppState> {
+    let mut doc = ApiDoc::openapi();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_string();
+    routes(OpenApiRouter::with_openapi(doc))
+}

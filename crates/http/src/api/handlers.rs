@@ -1,0 +1,391 @@
+//! One handler per route; each documents itself for the OpenAPI document.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use hameau_directory::dns::{DnsZone, zone};
+use hameau_directory::{
+    Account, AccountUpdate, Alias, AliasUpdate, ApiKey, AppPassword, Domain, NewAccount, NewAlias, NewApiKey,
+    NewAppPassword, NewDomain, NewTenant, Page, Tenant, TenantUpdate,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::{ApiJson, ApiPath, ApiQuery, Caller, Problem};
+use crate::AppState;
+
+type ApiResult<T> = Result<T, Problem>;
+
+/// Every route of the admin API.
+pub fn routes(router: OpenApiRouter<AppState>) -> OpenApiRouter<AppState> {
+    router
+        .routes(routes!(list_tenants, create_tenant))
+        .routes(routes!(get_tenant, update_tenant, delete_tenant))
+        .routes(routes!(list_domains, create_domain))
+        .routes(routes!(get_domain, delete_domain))
+        .routes(routes!(get_domain_dns))
+        .routes(routes!(list_accounts, create_account))
+        .routes(routes!(get_account, update_account, delete_account))
+        .routes(routes!(list_app_passwords, create_app_password))
+        .routes(routes!(delete_app_password))
+        .routes(routes!(list_aliases, create_alias))
+        .routes(routes!(get_alias, update_alias, delete_alias))
+        .routes(routes!(list_api_keys, create_api_key))
+        .routes(routes!(get_api_key, revoke_api_key))
+}
+
+/// Paging of lists.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Only this tenant's objects (the operator must give it for accounts and aliases).
+    tenant: Option<String>,
+    /// The `next` cursor of the previous page.
+    after: Option<String>,
+    /// Items per page (1 to the server's `page_items_max`; 100 by default).
+    #[param(minimum = 1)]
+    limit: Option<usize>,
+}
+
+/// Paging without a tenant filter.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    after: Option<String>,
+    #[param(minimum = 1)]
+    limit: Option<usize>,
+}
+
+/// A new API key and its token, shown this once.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedApiKey {
+    key: ApiKey,
+    /// Send as `Authorization: Bearer <token>`. It cannot be shown again.
+    token: String,
+}
+
+/// A new application password and its secret, shown this once.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedAppPassword {
+    app_password: AppPassword,
+    /// The password to type in the mail client. It cannot be shown again.
+    password: String,
+}
+
+// Tenants.
+
+#[utoipa::path(get, path = "/api/v1/tenants", tag = "tenants", operation_id = "list_tenants", params(PageQuery),
+    responses((status = 200, body = Page<Tenant>), (status = 400, body = Problem), (status = 401, body = Problem), (status = 429, body = Problem)))]
+async fn list_tenants(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiQuery(query): ApiQuery<PageQuery>,
+) -> ApiResult<Json<Page<Tenant>>> {
+    Ok(Json(state.directory.list_tenants(&caller, query.after.as_deref(), query.limit).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/tenants", tag = "tenants", operation_id = "create_tenant", request_body = NewTenant,
+    responses((status = 201, body = Tenant), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 409, body = Problem), (status = 413, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem), (status = 429, body = Problem)))]
+async fn create_tenant(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiJson(new): ApiJson<NewTenant>,
+) -> ApiResult<(StatusCode, Json<Tenant>)> {
+    let tenant = state.directory.create_tenant(&caller, new, state.clock.now_s()).await?;
+    Ok((StatusCode::CREATED, Json(tenant)))
+}
+
+#[utoipa::path(get, path = "/api/v1/tenants/{id}", tag = "tenants", operation_id = "get_tenant", params(("id" = String, Path)),
+    responses((status = 200, body = Tenant), (status = 401, body = Problem), (status = 404, body = Problem), (status = 429, body = Problem)))]
+async fn get_tenant(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<Tenant>> {
+    Ok(Json(state.directory.get_tenant(&caller, &id).await?))
+}
+
+#[utoipa::path(patch, path = "/api/v1/tenants/{id}", tag = "tenants", operation_id = "update_tenant", params(("id" = String, Path)), request_body = TenantUpdate,
+    responses((status = 200, body = Tenant), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem),
+        (status = 413, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem), (status = 429, body = Problem), (status = 503, body = Problem)))]
+async fn update_tenant(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(update): ApiJson<TenantUpdate>,
+) -> ApiResult<Json<Tenant>> {
+    Ok(Json(state.directory.update_tenant(&caller, &id, update).await?))
+}
+
+#[utoipa::path(delete, path = "/api/v1/tenants/{id}", tag = "tenants", operation_id = "delete_tenant", params(("id" = String, Path)),
+    responses((status = 204), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 429, body = Problem), (status = 503, body = Problem)))]
+async fn delete_tenant(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<StatusCode> {
+    state.directory.delete_tenant(&caller, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// Domains.
+
+#[utoipa::path(get, path = "/api/v1/domains", tag = "domains", operation_id = "list_domains", params(ListQuery),
+    responses((status = 200, body = Page<Domain>), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem), (status = 429, body = Problem)))]
+async fn list_domains(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> ApiResult<Json<Page<Domain>>> {
+    let page =
+        state.directory.list_domains(&caller, query.tenant.as_deref(), query.after.as_deref(), query.limit).await?;
+    Ok(Json(page))
+}
+
+#[utoipa::path(post, path = "/api/v1/domains", tag = "domains", operation_id = "create_domain", request_body = NewDomain,
+    responses((status = 201, body = Domain), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 409, body = Problem), (status = 413, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem), (status = 429, body = Problem), (status = 503, body = Problem)))]
+async fn create_domain(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiJson(new): ApiJson<NewDomain>,
+) -> ApiResult<(StatusCode, Json<Domain>)> {
+    let domain = state.directory.create_domain(&caller, new, state.clock.now_s()).await?;
+    Ok((StatusCode::CREATED, Json(domain)))
+}
+
+#[utoipa::path(get, path = "/api/v1/domains/{name}", tag = "domains", operation_id = "get_domain", params(("name" = String, Path)),
+    responses((status = 200, body = Domain), (status = 401, body = Problem), (status = 404, body = Problem), (status = 429, body = Problem)))]
+async fn get_domain(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<Json<Domain>> {
+    Ok(Json(state.directory.get_domain(&caller, &name).await?))
+}
+
+#[utoipa::path(delete, path = "/api/v1/domains/{name}", tag = "domains", operation_id = "delete_domain", params(("name" = String, Path)),
+    responses((status = 204), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 429, body = Problem), (status = 503, body = Problem)))]
+async fn delete_domain(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<StatusCode> {
+    state.directory.delete_domain(&caller, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(get, path = "/api/v1/domains/{name}/dns", tag = "domains", operation_id = "get_domain_dns", params(("name" = String, Path)),
+    responses((status = 200, body = DnsZone), (status = 401, body = Problem), (status = 404, body = Problem), (status = 429, body = Problem)))]
+async fn get_domain_dns(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<Json<DnsZone>> {
+    let domain = state.directory.get_domain(&caller, &name).await?;
+    Ok(Json(zone(&domain, &state.options.dns)))
+}
+
+// Accounts.
+
+#[utoipa::path(get, path = "/api/v1/accounts", tag = "accounts", operation_id = "list_accounts", params(ListQuery),
+    responses((status = 200, body = Page<Account>), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem), (status = 429, body = Problem)))]
+async fn list_accounts(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> ApiResult<Json<Page<Account>>> {
+    let page =
+        state.directory.list_accounts(&caller, query.tenant.as_deref(), query.after.as_deref(), query.limit).await?;
+    Ok(Json(page))
+}
+
+#[utoipa::path(post, path = "/api/v1/accounts", tag = "accounts", operation_id = "create_account", request_body = NewAccount,
+    responses((status = 201, body = Account), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 409, body = Problem), (status = 413, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem), (status = 429, body = Problem), (status = 503, body = Problem)))]
+async fn create_account(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiJson(new): ApiJson<NewAccount>,
+) -> ApiResult<(StatusCode, Json<Account>)> {
+    let account = state.directory.create_account(&caller, new, state.clock.now_s()).await?;
+    Ok((StatusCode::CREATED, Json(account)))
+}
+
+#[utoipa::path(get, path = "/api/v1/accounts/{address}", tag = "accounts", operation_id = "get_account", params(("address" = String, Path)),
+    responses((status = 200, body = Account), (status = 401, body = Problem), (status = 404, body = Problem), (status = 429, body = Problem)))]
+async fn get_account(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiPath(address): ApiPath<String>,
+) -> ApiResult<Json<Account>> {
+    Ok(Json(state.directory.get_account(&caller, &address).await?))
+}
+
+#[utoipa::path(patch, path = "/api/v1/accounts/{address}", tag = "accounts", operation_id = "update_account", params(("address" = String, Path)), request_body = AccountUpdate,
+    responses((status = 200, body = Account), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem),
+        (status = 413, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem), (status = 429, body = Problem), (status = 503, body = Problem)))]
+async fn update_account(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiPath(address): ApiPath<String>,
+    ApiJson(update): ApiJson<AccountUpdate>,
+) -> ApiResult<Json<Account>> {
+    Ok(Json(state.directory.update_account(&caller, &address, update).await?))
+}
+
+#[utoipa::path(delete, path = "/api/v1/accounts/{address}", tag = "accounts", operation_id = "delete_account", params(("address" = String, Path)),
+    responses((status = 204), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 429, body = Problem), (status = 503, body = Problem)))]
+async fn delete_account(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiPath(address): ApiPath<String>,
+) -> ApiResult<StatusCode> {
+    state.directory.delete_account(&caller, &address).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(get, path = "/api/v1/accounts/{address}/app-passwords", tag = "accounts", operation_id = "list_app_passwords", params(("address" = String, Path)),
+    responses((status = 200, body = Vec<AppPassword>), (status = 401, body = Problem), (status = 404, body = Problem), (status = 429, body = Problem)))]
+async fn list_app_passwords(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiPath(address): ApiPath<String>,
+) -> ApiResult<Json<Vec<AppPassword>>> {
+    Ok(Json(state.directory.list_app_passwords(&caller, &address).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/accounts/{address}/app-passwords", tag = "accounts", operation_id = "create_app_password", params(("address" = String, Path)), request_body = NewAppPassword,
+    responses((status = 201, body = CreatedAppPassword), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem),
+        (status = 413, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem), (status = 429, body = Problem), (status = 503, body = Problem)))]
+async fn create_app_password(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiPath(address): ApiPath<String>,
+    ApiJson(new): ApiJson<NewAppPassword>,
+) -> ApiResult<(StatusCode, Json<CreatedAppPassword>)> {
+    let (app_password, password) =
+        state.directory.create_app_password(&caller, &address, new, state.clock.now_s()).await?;
+    Ok((StatusCode::CREATED, Json(CreatedAppPassword { app_password, password })))
+}
+
+#[utoipa::path(delete, path = "/api/v1/accounts/{address}/app-passwords/{id}", tag = "accounts", operation_id = "delete_app_password",
+    params(("address" = String, Path), ("id" = String, Path)),
+    responses((status = 204), (status = 401, body = Problem), (status = 404, body = Problem), (status = 429, body = Problem)))]
+async fn delete_app_password(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiPath((address, id)): ApiPath<(String, String)>,
+) -> ApiResult<StatusCode> {
+    state.directory.delete_app_password(&caller, &address, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// Aliases.
+
+#[utoipa::path(get, path = "/api/v1/aliases", tag = "aliases", operation_id = "list_aliases", params(ListQuery),
+    responses((status = 200, body = Page<Alias>), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem), (status = 429, body = Problem)))]
+async fn list_aliases(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> ApiResult<Json<Page<Alias>>> {
+    let page =
+        state.directory.list_aliases(&caller, query.tenant.as_deref(), query.after.as_deref(), query.limit).await?;
+    Ok(Json(page))
+}
+
+#[utoipa::path(post, path = "/api/v1/aliases", tag = "aliases", operation_id = "create_alias", request_body = NewAlias,
+    responses((status = 201, body = Alias), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 409, body = Problem), (status = 413, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem), (status = 429, body = Problem), (status = 503, body = Problem)))]
+async fn create_alias(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiJson(new): ApiJson<NewAlias>,
+) -> ApiResult<(StatusCode, Json<Alias>)> {
+    let alias = state.directory.create_alias(&caller, new, state.clock.now_s()).await?;
+    Ok((StatusCode::CREATED, Json(alias)))
+}
+
+#[utoipa::path(get, path = "/api/v1/aliases/{address}", tag = "aliases", operation_id = "get_alias", params(("address" = String, Path)),
+    responses((status = 200, body = Alias), (status = 401, body = Problem), (status = 404, body = Problem), (status = 429, body = Problem)))]
+async fn get_alias(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiPath(address): ApiPath<String>,
+) -> ApiResult<Json<Alias>> {
+    Ok(Json(state.directory.get_alias(&caller, &address).await?))
+}
+
+#[utoipa::path(patch, path = "/api/v1/aliases/{address}", tag = "aliases", operation_id = "update_alias", params(("address" = String, Path)), request_body = AliasUpdate,
+    responses((status = 200, body = Alias), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem),
+        (status = 413, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem), (status = 429, body = Problem), (status = 503, body = Problem)))]
+async fn update_alias(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiPath(address): ApiPath<String>,
+    ApiJson(update): ApiJson<AliasUpdate>,
+) -> ApiResult<Json<Alias>> {
+    Ok(Json(state.directory.update_alias(&caller, &address, update).await?))
+}
+
+#[utoipa::path(delete, path = "/api/v1/aliases/{address}", tag = "aliases", operation_id = "delete_alias", params(("address" = String, Path)),
+    responses((status = 204), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 429, body = Problem), (status = 503, body = Problem)))]
+async fn delete_alias(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiPath(address): ApiPath<String>,
+) -> ApiResult<StatusCode> {
+    state.directory.delete_alias(&caller, &address).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// API keys.
+
+#[utoipa::path(get, path = "/api/v1/api-keys", tag = "api-keys", operation_id = "list_api_keys", params(PageQuery),
+    responses((status = 200, body = Page<ApiKey>), (status = 400, body = Problem), (status = 401, body = Problem), (status = 429, body = Problem)))]
+async fn list_api_keys(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiQuery(query): ApiQuery<PageQuery>,
+) -> ApiResult<Json<Page<ApiKey>>> {
+    Ok(Json(state.directory.list_api_keys(&caller, query.after.as_deref(), query.limit).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/api-keys", tag = "api-keys", operation_id = "create_api_key", request_body = NewApiKey,
+    responses((status = 201, body = CreatedApiKey), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem),
+        (status = 413, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem), (status = 429, body = Problem), (status = 503, body = Problem)))]
+async fn create_api_key(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiJson(new): ApiJson<NewApiKey>,
+) -> ApiResult<(StatusCode, Json<CreatedApiKey>)> {
+    let (key, token) = state.directory.create_api_key(&caller, new, state.clock.now_s()).await?;
+    Ok((StatusCode::CREATED, Json(CreatedApiKey { key, token })))
+}
+
+#[utoipa::path(get, path = "/api/v1/api-keys/{id}", tag = "api-keys", operation_id = "get_api_key", params(("id" = String, Path)),
+    responses((status = 200, body = ApiKey), (status = 401, body = Problem), (status = 404, body = Problem), (status = 429, body = Problem)))]
+async fn get_api_key(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<ApiKey>> {
+    Ok(Json(state.directory.get_api_key(&caller, &id).await?))
+}
+
+/// Revokes the key; it stays listed, marked revoked.
+#[utoipa::path(delete, path = "/api/v1/api-keys/{id}", tag = "api-keys", operation_id = "revoke_api_key", params(("id" = String, Path)),
+    responses((status = 200, body = ApiKey), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 429, body = Problem), (status = 503, body = Problem)))]
+async fn revoke_api_key(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<ApiKey>> {
+    Ok(Json(state.directory.revoke_api_key(&caller, &id).await?))
+}
