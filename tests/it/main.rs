@@ -2,6 +2,7 @@
 //! on 127.0.0.1 ports chosen by the system, and talks to it over real sockets.
 
 mod api;
+mod cli;
 mod config;
 mod serve;
 mod support;
