@@ -4,7 +4,7 @@
 set -euo pipefail
 
 need_debs=()
-for deb in build-essential libclang-dev pkg-config ca-certificates curl python3; do
+for deb in build-essential libclang-dev pkg-config ca-certificates curl python3 python3-venv ${HAMEAU_EXTRA_DEBS:-}; do
     dpkg-query -W -f='${Status}' "$deb" 2>/dev/null | grep -q "install ok installed" || need_debs+=("$deb")
 done
 if [ ${#need_debs[@]} -gt 0 ]; then

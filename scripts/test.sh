@@ -3,7 +3,17 @@
 # end-to-end tests. Installs what they need if missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Test tools from Debian: knotd, an authoritative DNS server for `hameau dns check`.
+export HAMEAU_EXTRA_DEBS="knot"
 source scripts/setup.sh
+# Test tools from PyPI, in a virtual environment of their own: schemathesis.
+venv="$HOME/.cache/hameau-venv"
+if [ ! -x "$venv/bin/schemathesis" ]; then
+    echo "setup: installing schemathesis in $venv" >&2
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q schemathesis
+fi
+export PATH="$venv/bin:$PATH"
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

@@ -4,5 +4,7 @@
 mod api;
 mod cli;
 mod config;
+mod dns;
+mod schemathesis;
 mod serve;
 mod support;

@@ -24,6 +24,7 @@ pub struct Config {
     pub directory: DirectorySection,
     pub auth: AuthSection,
     pub http: Http,
+    pub dns: Dns,
     /// Where the configuration came from, to point errors at lines.
     #[serde(skip)]
     pub source: Option<Source>,
@@ -232,6 +233,22 @@ impl Default for Http {
             request_bytes_max: 1024 * 1024,
             metrics_token: String::new(),
         }
+    }
+}
+
+/// How Hameau resolves DNS (SPF, DKIM, DMARC, MX lookups; `hameau dns check`).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Dns {
+    /// Resolvers to ask, as `address:port`; empty means those of /etc/resolv.conf.
+    pub resolvers: Vec<SocketAddr>,
+    /// How long one query may take. 5 s, as the resolv.conf default `timeout:5`.
+    pub timeout_s: u64,
+}
+
+impl Default for Dns {
+    fn default() -> Self {
+        Dns { resolvers: Vec::new(), timeout_s: 5 }
     }
 }
 

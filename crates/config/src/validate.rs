@@ -13,7 +13,7 @@ pub(crate) fn check(config: &Config) -> Result<(), Error> {
     let fail = |key: &str, problem: String| Err(error_at(source, key, problem));
     let d = &config.directory;
     let a = &config.auth;
-    let ranges: [(&str, u64, u64, u64); 29] = [
+    let ranges: [(&str, u64, u64, u64); 31] = [
         ("server.shutdown_grace_s", config.server.shutdown_grace_s, 1, 3600),
         ("store.cache_bytes", config.store.cache_bytes as u64, 1 << 20, 1 << 40),
         ("store.key_bytes_max", config.store.key_bytes_max as u64, 64, 64 * 1024),
@@ -44,6 +44,8 @@ pub(crate) fn check(config: &Config) -> Result<(), Error> {
         ("auth.lockout_s", a.lockout_s, 0, 7 * 86_400),
         ("auth.window_s", a.window_s, 1, 7 * 86_400),
         ("auth.entries_max", a.entries_max as u64, 1, 100_000_000),
+        ("dns.resolvers", config.dns.resolvers.len() as u64, 0, 16),
+        ("dns.timeout_s", config.dns.timeout_s, 1, 60),
     ];
     for (key, value, min, max) in ranges {
         if value < min || value > max {

@@ -16,6 +16,19 @@ use crate::{Directory, Error, Principal, keys};
 /// Longest free text (names), bytes.
 const TEXT_BYTES_MAX: usize = 200;
 
+/// 9999-12-31T23:59:59Z: no time the API accepts is later.
+const LATEST_TIME_S: u64 = 253_402_300_799;
+
+/// Largest quota: the store counts bytes in `i64`.
+const QUOTA_BYTES_MAX: u64 = i64::MAX as u64;
+
+fn check_quota(quota: Option<u64>) -> Result<(), Error> {
+    if quota.is_some_and(|quota| quota > QUOTA_BYTES_MAX) {
+        return Err(Error::invalid("quota_bytes", format!("must be at most {QUOTA_BYTES_MAX}")));
+    }
+    Ok(())
+}
+
 /// One page of a list, and the cursor for the next page if there is one.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -205,9 +218,13 @@ fn operator_only(principal: &Principal, action: &str) -> Result<(), Error> {
     }
 }
 
-/// Bounds a page size.
-fn page_limit(directory: &Directory, limit: Option<usize>) -> usize {
-    limit.unwrap_or(100).clamp(1, directory.options.page_items_max)
+/// The page size: 100 by default, at most `page_items_max`; 0 is refused.
+fn page_limit(directory: &Directory, limit: Option<usize>) -> Result<usize, Error> {
+    match limit {
+        Some(0) => Err(Error::invalid("limit", "must be at least 1")),
+        Some(limit) => Ok(limit.min(directory.options.page_items_max)),
+        None => Ok(100.min(directory.options.page_items_max)),
+    }
 }
 
 fn check_optional_codes(siren: Option<&str>, insee: Option<&str>) -> Result<(), Error> {
@@ -231,6 +248,7 @@ impl Directory {
             return Err(Error::invalid("name", "must not be empty"));
         }
         check_optional_codes(new.siren.as_deref(), new.insee.as_deref())?;
+        check_quota(new.quota_bytes)?;
         let tenant = Tenant {
             id: new.id,
             name: new.name,
@@ -263,6 +281,7 @@ impl Directory {
         after: Option<&str>,
         limit: Option<usize>,
     ) -> Result<Page<Tenant>, Error> {
+        let limit = page_limit(self, limit)?;
         if let Some(own) = principal.tenant() {
             let items = match after {
                 Some(after) if after >= own => Vec::new(),
@@ -270,7 +289,6 @@ impl Directory {
             };
             return Ok(Page { items, next: None });
         }
-        let limit = page_limit(self, limit);
         let (ids, more) = index_page(&self.store, keys::TENANTS, after, limit).await?;
         let mut items = Vec::with_capacity(ids.len());
         for id in &ids {
@@ -289,6 +307,7 @@ impl Directory {
             }
         }
         check_optional_codes(update.siren.clone().flatten().as_deref(), update.insee.clone().flatten().as_deref())?;
+        check_quota(update.quota_bytes.flatten())?;
         for _ in 0..records::RETRIES_MAX {
             let Read { mut record, version } = self.read_tenant(id).await?;
             if let Some(name) = &update.name {
@@ -409,7 +428,7 @@ impl Directory {
         after: Option<&str>,
         limit: Option<usize>,
     ) -> Result<Page<Domain>, Error> {
-        let limit = page_limit(self, limit);
+        let limit = page_limit(self, limit)?;
         let tenant = match (principal.tenant(), tenant) {
             (Some(own), Some(asked)) if own != asked => {
                 return Err(Error::NotFound { what: "tenant", name: asked.into() });
@@ -473,6 +492,7 @@ impl Directory {
     pub async fn create_account(&self, principal: &Principal, new: NewAccount, now: u64) -> Result<Account, Error> {
         let (address, domain) = self.address_domain(principal, &new.address).await?;
         model::check_text("display_name", &new.display_name, TEXT_BYTES_MAX)?;
+        check_quota(new.quota_bytes)?;
         if let Some(password) = &new.password {
             self.options.passwords.check_new("password", password)?;
         }
@@ -565,6 +585,7 @@ impl Directory {
         after: Option<&str>,
         limit: Option<usize>,
     ) -> Result<Page<Account>, Error> {
+        let limit = page_limit(self, limit)?;
         if let Principal::User { account, tenant: own } = principal {
             if tenant.is_some_and(|asked| asked != own) {
                 return Err(Error::NotFound { what: "tenant", name: tenant.unwrap_or_default().into() });
@@ -578,7 +599,6 @@ impl Directory {
             return Ok(Page { items, next: None });
         }
         let tenant = self.scoped_tenant(principal, tenant).await?;
-        let limit = page_limit(self, limit);
         let (addresses, more) = self.tenant_index_page(&keys::tenant_accounts(&tenant), after, limit).await?;
         let mut items = Vec::with_capacity(addresses.len());
         for (_, value) in &addresses {
@@ -649,6 +669,7 @@ impl Directory {
         if let Some(name) = &update.display_name {
             model::check_text("display_name", name, TEXT_BYTES_MAX)?;
         }
+        check_quota(update.quota_bytes.flatten())?;
         if let Some(password) = &update.password {
             self.options.passwords.check_new("password", password)?;
         }
@@ -877,7 +898,7 @@ impl Directory {
             return Err(Error::Forbidden("a user sees only its own account".into()));
         }
         let tenant = self.scoped_tenant(principal, tenant).await?;
-        let limit = page_limit(self, limit);
+        let limit = page_limit(self, limit)?;
         let (addresses, more) = self.tenant_index_page(&keys::tenant_aliases(&tenant), after, limit).await?;
         let mut items = Vec::with_capacity(addresses.len());
         for (address, _) in &addresses {
@@ -1003,6 +1024,9 @@ impl Directory {
         if new.expires_at.is_some_and(|at| at <= now) {
             return Err(Error::invalid("expires_at", "is in the past"));
         }
+        if new.expires_at.is_some_and(|at| at > LATEST_TIME_S) {
+            return Err(Error::invalid("expires_at", "is after the year 9999"));
+        }
         let (scope, tenant, account_id) = match new.scope {
             KeyScope::Operator => {
                 operator_only(principal, "make operator keys")?;
@@ -1077,7 +1101,7 @@ impl Directory {
         after: Option<&str>,
         limit: Option<usize>,
     ) -> Result<Page<ApiKey>, Error> {
-        let limit = page_limit(self, limit);
+        let limit = page_limit(self, limit)?;
         let prefix = match principal.tenant() {
             Some(tenant) => keys::tenant_api_keys(tenant),
             None => keys::API_KEYS.to_vec(),

@@ -35,6 +35,23 @@ pub fn run_dns_records(target: &Target, domain: &str, json: bool) -> anyhow::Res
     Ok(())
 }
 
+/// `hameau dns check`: the expected zone from the API, then the DNS.
+pub fn run_dns_check(target: &Target, domain: &str, resolvers: Vec<std::net::SocketAddr>) -> anyhow::Result<()> {
+    let value = call_json(target, crate::admin::dns_records_call(domain))?.context("an empty answer")?;
+    let zone: hameau_directory::dns::DnsZone = serde_json::from_value(value).context("the server's zone")?;
+    let config = match (&target.url, &target.config) {
+        (None, path) => crate::load_config(path.as_deref())?,
+        (Some(_), Some(path)) => hameau_config::Config::load(path)?,
+        (Some(_), None) => hameau_config::Config::builtin(),
+    };
+    let resolvers = if resolvers.is_empty() { config.dns.resolvers.clone() } else { resolvers };
+    let timeout = std::time::Duration::from_secs(config.dns.timeout_s);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let conforming = runtime.block_on(crate::dnscheck::check(&zone, &resolvers, timeout))?;
+    anyhow::ensure!(conforming, "{domain}: the published records are not all right (see above)");
+    Ok(())
+}
+
 /// Runs the call; the JSON answer, if any, or the problem as an error.
 fn call_json(target: &Target, call: ApiCall) -> anyhow::Result<Option<serde_json::Value>> {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;

@@ -3,6 +3,7 @@
 
 mod admin;
 mod client;
+mod dnscheck;
 mod init;
 mod logging;
 mod serve;
@@ -95,6 +96,14 @@ enum DnsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Resolves DOMAIN's records and says which are right, wrong or missing, with a verdict
+    /// against the RCPNT referential; exits 1 unless all required records are right.
+    Check {
+        domain: String,
+        /// A resolver to ask (address:port), instead of dns.resolvers; repeat for several.
+        #[arg(long)]
+        resolver: Vec<std::net::SocketAddr>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -124,6 +133,9 @@ fn main() -> ExitCode {
         }
         Command::Dns { command: DnsCommand::Records { domain, json }, target } => {
             client::run_dns_records(&target, &domain, json)
+        }
+        Command::Dns { command: DnsCommand::Check { domain, resolver }, target } => {
+            client::run_dns_check(&target, &domain, resolver)
         }
     };
     match result {

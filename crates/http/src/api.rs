@@ -95,10 +95,18 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = Problem;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Problem> {
-        match Json::<T>::from_request(request, state).await {
-            Ok(Json(value)) => Ok(ApiJson(value)),
-            Err(rejection) => Err(json_problem(rejection)),
+        // Parsed as a value first: every request body is an object, and serde would
+        // otherwise take a struct from an array of its fields.
+        let value = match Json::<serde_json::Value>::from_request(request, state).await {
+            Ok(Json(value)) => value,
+            Err(rejection) => return Err(json_problem(rejection)),
+        };
+        if !value.is_object() {
+            return Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "the request body must be a JSON object"));
         }
+        serde_json::from_value(value)
+            .map(ApiJson)
+            .map_err(|e| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, format!("the request body does not fit: {e}")))
     }
 }
 

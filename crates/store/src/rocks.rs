@@ -97,6 +97,20 @@ impl RocksBackend {
     }
 }
 
+/// A store dropped without [`Backend::close`] still stops its committer and closes the
+/// database before the drop returns: a detached thread still inside RocksDB when the
+/// process exits would race RocksDB's own static destructors (seen as an abort,
+/// "pthread lock: Invalid argument", at the exit of a test process).
+impl Drop for RocksBackend {
+    fn drop(&mut self) {
+        let committer = self.committer.get_mut().map(Option::take).unwrap_or(None);
+        if let Some(Committer { requests, thread }) = committer {
+            drop(requests);
+            let _ = thread.join();
+        }
+    }
+}
+
 fn open_db(path: &Path, options: &Options) -> Result<DB, rocksdb::Error> {
     let mut db_options = rocksdb::Options::default();
     db_options.create_if_missing(true);

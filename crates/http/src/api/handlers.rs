@@ -79,7 +79,7 @@ pub struct CreatedAppPassword {
 // Tenants.
 
 #[utoipa::path(get, path = "/api/v1/tenants", tag = "tenants", operation_id = "list_tenants", params(PageQuery),
-    responses((status = 200, body = Page<Tenant>), (status = 400, body = Problem), (status = 401, body = Problem), (status = 429, body = Problem)))]
+    responses((status = 200, body = Page<Tenant>), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json"), (status = 429, body = Problem, content_type = "application/problem+json")))]
 async fn list_tenants(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -89,8 +89,8 @@ async fn list_tenants(
 }
 
 #[utoipa::path(post, path = "/api/v1/tenants", tag = "tenants", operation_id = "create_tenant", request_body = NewTenant,
-    responses((status = 201, body = Tenant), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem),
-        (status = 409, body = Problem), (status = 413, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem), (status = 429, body = Problem)))]
+    responses((status = 201, body = Tenant), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json"), (status = 413, body = Problem, content_type = "application/problem+json"), (status = 415, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json"), (status = 429, body = Problem, content_type = "application/problem+json")))]
 async fn create_tenant(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -101,7 +101,7 @@ async fn create_tenant(
 }
 
 #[utoipa::path(get, path = "/api/v1/tenants/{id}", tag = "tenants", operation_id = "get_tenant", params(("id" = String, Path)),
-    responses((status = 200, body = Tenant), (status = 401, body = Problem), (status = 404, body = Problem), (status = 429, body = Problem)))]
+    responses((status = 200, body = Tenant), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 429, body = Problem, content_type = "application/problem+json")))]
 async fn get_tenant(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -111,8 +111,8 @@ async fn get_tenant(
 }
 
 #[utoipa::path(patch, path = "/api/v1/tenants/{id}", tag = "tenants", operation_id = "update_tenant", params(("id" = String, Path)), request_body = TenantUpdate,
-    responses((status = 200, body = Tenant), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem),
-        (status = 413, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem), (status = 429, body = Problem), (status = 503, body = Problem)))]
+    responses((status = 200, body = Tenant), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 413, body = Problem, content_type = "application/problem+json"), (status = 415, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json"), (status = 429, body = Problem, content_type = "application/problem+json"), (status = 503, body = Problem, content_type = "application/problem+json")))]
 async fn update_tenant(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -123,7 +123,7 @@ async fn update_tenant(
 }
 
 #[utoipa::path(delete, path = "/api/v1/tenants/{id}", tag = "tenants", operation_id = "delete_tenant", params(("id" = String, Path)),
-    responses((status = 204), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 429, body = Problem), (status = 503, body = Problem)))]
+    responses((status = 204), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json"), (status = 429, body = Problem, content_type = "application/problem+json"), (status = 503, body = Problem, content_type = "application/problem+json")))]
 async fn delete_tenant(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -136,7 +136,7 @@ async fn delete_tenant(
 // Domains.
 
 #[utoipa::path(get, path = "/api/v1/domains", tag = "domains", operation_id = "list_domains", params(ListQuery),
-    responses((status = 200, body = Page<Domain>), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem), (status = 429, body = Problem)))]
+    responses((status = 200, body = Page<Domain>), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 429, body = Problem, content_type = "application/problem+json")))]
 async fn list_domains(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -148,8 +148,8 @@ async fn list_domains(
 }
 
 #[utoipa::path(post, path = "/api/v1/domains", tag = "domains", operation_id = "create_domain", request_body = NewDomain,
-    responses((status = 201, body = Domain), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem),
-        (status = 409, body = Problem), (status = 413, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem), (status = 429, body = Problem), (status = 503, body = Problem)))]
+    responses((status = 201, body = Domain), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json"), (status = 413, body = Problem, content_type = "application/problem+json"), (status = 415, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json"), (status = 429, body = Problem, content_type = "application/problem+json"), (status = 503, body = Problem, content_type = "application/problem+json")))]
 async fn create_domain(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -160,7 +160,7 @@ async fn create_domain(
 }
 
 #[utoipa::path(get, path = "/api/v1/domains/{name}", tag = "domains", operation_id = "get_domain", params(("name" = String, Path)),
-    responses((status = 200, body = Domain), (status = 401, body = Problem), (status = 404, body = Problem), (status = 429, body = Problem)))]
+    responses((status = 200, body = Domain), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 429, body = Problem, content_type = "application/problem+json")))]
 async fn get_domain(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -170,7 +170,7 @@ async fn get_domain(
 }
 
 #[utoipa::path(delete, path = "/api/v1/domains/{name}", tag = "domains", operation_id = "delete_domain", params(("name" = String, Path)),
-    responses((status = 204), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 429, body = Problem), (status = 503, body = Problem)))]
+    responses((status = 204), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json"), (status = 429, body = Problem, content_type = "application/problem+json"), (status = 503, body = Problem, content_type = "application/problem+json")))]
 async fn delete_domain(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -181,7 +181,7 @@ async fn delete_domain(
 }
 
 #[utoipa::path(get, path = "/api/v1/domains/{name}/dns", tag = "domains", operation_id = "get_domain_dns", params(("name" = String, Path)),
-    responses((status = 200, body = DnsZone), (status = 401, body = Problem), (status = 404, body = Problem), (status = 429, body = Problem)))]
+    responses((status = 200, body = DnsZone), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 429, body = Problem, content_type = "application/problem+json")))]
 async fn get_domain_dns(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -194,7 +194,7 @@ async fn get_domain_dns(
 // Accounts.
 
 #[utoipa::path(get, path = "/api/v1/accounts", tag = "accounts", operation_id = "list_accounts", params(ListQuery),
-    responses((status = 200, body = Page<Account>), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem), (status = 429, body = Problem)))]
+    responses((status = 200, body = Page<Account>), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json"), (status = 429, body = Problem, content_type = "application/problem+json")))]
 async fn list_accounts(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -206,8 +206,8 @@ async fn list_accounts(
 }
 
 #[utoipa::path(post, path = "/api/v1/accounts", tag = "accounts", operation_id = "create_account", request_body = NewAccount,
-    responses((status = 201, body = Account), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem),
-        (status = 409, body = Problem), (status = 413, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem), (status = 429, body = Problem), (status = 503, body = Problem)))]
+    responses((status = 201, body = Account), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json"), (status = 413, body = Problem, content_type = "application/problem+json"), (status = 415, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json"), (status = 429, body = Problem, content_type = "application/problem+json"), (status = 503, body = Problem, content_type = "application/problem+json")))]
 async fn create_account(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -218,7 +218,7 @@ async fn create_account(
 }
 
 #[utoipa::path(get, path = "/api/v1/accounts/{address}", tag = "accounts", operation_id = "get_account", params(("address" = String, Path)),
-    responses((status = 200, body = Account), (status = 401, body = Problem), (status = 404, body = Problem), (status = 429, body = Problem)))]
+    responses((status = 200, body = Account), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 429, body = Problem, content_type = "application/problem+json")))]
 async fn get_account(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -228,8 +228,8 @@ async fn get_account(
 }
 
 #[utoipa::path(patch, path = "/api/v1/accounts/{address}", tag = "accounts", operation_id = "update_account", params(("address" = String, Path)), request_body = AccountUpdate,
-    responses((status = 200, body = Account), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem),
-        (status = 413, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem), (status = 429, body = Problem), (status = 503, body = Problem)))]
+    responses((status = 200, body = Account), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 413, body = Problem, content_type = "application/problem+json"), (status = 415, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json"), (status = 429, body = Problem, content_type = "application/problem+json"), (status = 503, body = Problem, content_type = "application/problem+json")))]
 async fn update_account(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -240,7 +240,7 @@ async fn update_account(
 }
 
 #[utoipa::path(delete, path = "/api/v1/accounts/{address}", tag = "accounts", operation_id = "delete_account", params(("address" = String, Path)),
-    responses((status = 204), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 429, body = Problem), (status = 503, body = Problem)))]
+    responses((status = 204), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json"), (status = 429, body = Problem, content_type = "application/problem+json"), (status = 503, body = Problem, content_type = "application/problem+json")))]
 async fn delete_account(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -251,7 +251,7 @@ async fn delete_account(
 }
 
 #[utoipa::path(get, path = "/api/v1/accounts/{address}/app-passwords", tag = "accounts", operation_id = "list_app_passwords", params(("address" = String, Path)),
-    responses((status = 200, body = Vec<AppPassword>), (status = 401, body = Problem), (status = 404, body = Problem), (status = 429, body = Problem)))]
+    responses((status = 200, body = Vec<AppPassword>), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 429, body = Problem, content_type = "application/problem+json")))]
 async fn list_app_passwords(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -261,8 +261,8 @@ async fn list_app_passwords(
 }
 
 #[utoipa::path(post, path = "/api/v1/accounts/{address}/app-passwords", tag = "accounts", operation_id = "create_app_password", params(("address" = String, Path)), request_body = NewAppPassword,
-    responses((status = 201, body = CreatedAppPassword), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem),
-        (status = 413, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem), (status = 429, body = Problem), (status = 503, body = Problem)))]
+    responses((status = 201, body = CreatedAppPassword), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 413, body = Problem, content_type = "application/problem+json"), (status = 415, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json"), (status = 429, body = Problem, content_type = "application/problem+json"), (status = 503, body = Problem, content_type = "application/problem+json")))]
 async fn create_app_password(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -276,7 +276,7 @@ async fn create_app_password(
 
 #[utoipa::path(delete, path = "/api/v1/accounts/{address}/app-passwords/{id}", tag = "accounts", operation_id = "delete_app_password",
     params(("address" = String, Path), ("id" = String, Path)),
-    responses((status = 204), (status = 401, body = Problem), (status = 404, body = Problem), (status = 429, body = Problem)))]
+    responses((status = 204), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 429, body = Problem, content_type = "application/problem+json")))]
 async fn delete_app_password(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -289,7 +289,7 @@ async fn delete_app_password(
 // Aliases.
 
 #[utoipa::path(get, path = "/api/v1/aliases", tag = "aliases", operation_id = "list_aliases", params(ListQuery),
-    responses((status = 200, body = Page<Alias>), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem), (status = 429, body = Problem)))]
+    responses((status = 200, body = Page<Alias>), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json"), (status = 429, body = Problem, content_type = "application/problem+json")))]
 async fn list_aliases(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -301,8 +301,8 @@ async fn list_aliases(
 }
 
 #[utoipa::path(post, path = "/api/v1/aliases", tag = "aliases", operation_id = "create_alias", request_body = NewAlias,
-    responses((status = 201, body = Alias), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem),
-        (status = 409, body = Problem), (status = 413, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem), (status = 429, body = Problem), (status = 503, body = Problem)))]
+    responses((status = 201, body = Alias), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json"), (status = 413, body = Problem, content_type = "application/problem+json"), (status = 415, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json"), (status = 429, body = Problem, content_type = "application/problem+json"), (status = 503, body = Problem, content_type = "application/problem+json")))]
 async fn create_alias(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -313,7 +313,7 @@ async fn create_alias(
 }
 
 #[utoipa::path(get, path = "/api/v1/aliases/{address}", tag = "aliases", operation_id = "get_alias", params(("address" = String, Path)),
-    responses((status = 200, body = Alias), (status = 401, body = Problem), (status = 404, body = Problem), (status = 429, body = Problem)))]
+    responses((status = 200, body = Alias), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 429, body = Problem, content_type = "application/problem+json")))]
 async fn get_alias(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -323,8 +323,8 @@ async fn get_alias(
 }
 
 #[utoipa::path(patch, path = "/api/v1/aliases/{address}", tag = "aliases", operation_id = "update_alias", params(("address" = String, Path)), request_body = AliasUpdate,
-    responses((status = 200, body = Alias), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem),
-        (status = 413, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem), (status = 429, body = Problem), (status = 503, body = Problem)))]
+    responses((status = 200, body = Alias), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 413, body = Problem, content_type = "application/problem+json"), (status = 415, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json"), (status = 429, body = Problem, content_type = "application/problem+json"), (status = 503, body = Problem, content_type = "application/problem+json")))]
 async fn update_alias(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -335,7 +335,7 @@ async fn update_alias(
 }
 
 #[utoipa::path(delete, path = "/api/v1/aliases/{address}", tag = "aliases", operation_id = "delete_alias", params(("address" = String, Path)),
-    responses((status = 204), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 429, body = Problem), (status = 503, body = Problem)))]
+    responses((status = 204), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 429, body = Problem, content_type = "application/problem+json"), (status = 503, body = Problem, content_type = "application/problem+json")))]
 async fn delete_alias(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -348,7 +348,7 @@ async fn delete_alias(
 // API keys.
 
 #[utoipa::path(get, path = "/api/v1/api-keys", tag = "api-keys", operation_id = "list_api_keys", params(PageQuery),
-    responses((status = 200, body = Page<ApiKey>), (status = 400, body = Problem), (status = 401, body = Problem), (status = 429, body = Problem)))]
+    responses((status = 200, body = Page<ApiKey>), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json"), (status = 429, body = Problem, content_type = "application/problem+json")))]
 async fn list_api_keys(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -358,8 +358,8 @@ async fn list_api_keys(
 }
 
 #[utoipa::path(post, path = "/api/v1/api-keys", tag = "api-keys", operation_id = "create_api_key", request_body = NewApiKey,
-    responses((status = 201, body = CreatedApiKey), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem),
-        (status = 413, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem), (status = 429, body = Problem), (status = 503, body = Problem)))]
+    responses((status = 201, body = CreatedApiKey), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 413, body = Problem, content_type = "application/problem+json"), (status = 415, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json"), (status = 429, body = Problem, content_type = "application/problem+json"), (status = 503, body = Problem, content_type = "application/problem+json")))]
 async fn create_api_key(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -370,7 +370,7 @@ async fn create_api_key(
 }
 
 #[utoipa::path(get, path = "/api/v1/api-keys/{id}", tag = "api-keys", operation_id = "get_api_key", params(("id" = String, Path)),
-    responses((status = 200, body = ApiKey), (status = 401, body = Problem), (status = 404, body = Problem), (status = 429, body = Problem)))]
+    responses((status = 200, body = ApiKey), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 429, body = Problem, content_type = "application/problem+json")))]
 async fn get_api_key(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -381,7 +381,7 @@ async fn get_api_key(
 
 /// Revokes the key; it stays listed, marked revoked.
 #[utoipa::path(delete, path = "/api/v1/api-keys/{id}", tag = "api-keys", operation_id = "revoke_api_key", params(("id" = String, Path)),
-    responses((status = 200, body = ApiKey), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 429, body = Problem), (status = 503, body = Problem)))]
+    responses((status = 200, body = ApiKey), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 429, body = Problem, content_type = "application/problem+json"), (status = 503, body = Problem, content_type = "application/problem+json")))]
 async fn revoke_api_key(
     State(state): State<AppState>,
     Caller(caller): Caller,
