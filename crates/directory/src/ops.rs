@@ -10,7 +10,7 @@ use crate::credentials::{
     secret_digest,
 };
 use crate::model::{self, Account, AccountRole, Alias, ApiKey, AppPassword, Domain, KeyScope, Tenant};
-use crate::records::{self, Read, any, commit_new, get, index_page, set};
+use crate::records::{self, Read, any, commit_new, commit_once, get, index_page, set};
 use crate::{Directory, Error, Principal, keys};
 
 /// Longest free text (names), bytes.
@@ -356,11 +356,7 @@ impl Directory {
             let key_id = String::from_utf8_lossy(&entry.key[keys::tenant_api_keys(id).len()..]).into_owned();
             batch.delete(&entry.key).delete(&keys::api_key(&key_id));
         }
-        match self.store.commit(batch).await {
-            Ok(_) => Ok(()),
-            Err(hameau_store::Error::Conflict { .. }) => Err(Error::Busy),
-            Err(e) => Err(e.into()),
-        }
+        commit_once(&self.store, batch).await
     }
 
     // Domains.
@@ -468,11 +464,7 @@ impl Directory {
         for key in self.dkim_private_keys(&domain.name).await? {
             batch.delete(&keys::dkim_private(&domain.name, &key.selector));
         }
-        match self.store.commit(batch).await {
-            Ok(_) => Ok(()),
-            Err(hameau_store::Error::Conflict { .. }) => Err(Error::Busy),
-            Err(e) => Err(e.into()),
-        }
+        commit_once(&self.store, batch).await
     }
 
     // Accounts.
@@ -925,11 +917,8 @@ impl Directory {
         let key = keys::address(&normalized);
         batch.expect_version(&key, read.version);
         set(&mut batch, &key, &AddressRecord::Alias { tenant: tenant.clone(), targets: targets.clone(), created_at });
-        match self.store.commit(batch).await {
-            Ok(_) => self.alias_view(&normalized, tenant, &targets, created_at).await,
-            Err(hameau_store::Error::Conflict { .. }) => Err(Error::Busy),
-            Err(e) => Err(e.into()),
-        }
+        commit_once(&self.store, batch).await?;
+        self.alias_view(&normalized, tenant, &targets, created_at).await
     }
 
     pub async fn delete_alias(&self, principal: &Principal, address: &str) -> Result<(), Error> {
@@ -943,11 +932,7 @@ impl Directory {
             .delete(&keys::address(&normalized))
             .delete(&keys::tenant_alias(tenant, &normalized))
             .delete(&keys::domain_address(&domain, &normalized));
-        match self.store.commit(batch).await {
-            Ok(_) => Ok(()),
-            Err(hameau_store::Error::Conflict { .. }) => Err(Error::Busy),
-            Err(e) => Err(e.into()),
-        }
+        commit_once(&self.store, batch).await
     }
 
     // Application passwords.
@@ -1137,11 +1122,8 @@ impl Directory {
         let mut batch = Batch::new();
         batch.expect_version(&keys::api_key(id), read.version);
         set(&mut batch, &keys::api_key(id), &record);
-        match self.store.commit(batch).await {
-            Ok(_) => Ok(record.key),
-            Err(hameau_store::Error::Conflict { .. }) => Err(Error::Busy),
-            Err(e) => Err(e.into()),
-        }
+        commit_once(&self.store, batch).await?;
+        Ok(record.key)
     }
 
     // Authentication.

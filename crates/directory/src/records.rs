@@ -69,3 +69,13 @@ pub async fn commit_new(store: &Store, batch: Batch, exists: impl FnOnce(&[u8]) 
         Err(e) => Err(e.into()),
     }
 }
+
+/// Commits a batch whose expectations hold what was just read: a conflict means another
+/// writer changed it meanwhile, and the caller is told to try again ([`Error::Busy`]).
+pub async fn commit_once(store: &Store, batch: hameau_store::Batch) -> Result<(), Error> {
+    match store.commit(batch).await {
+        Ok(_) => Ok(()),
+        Err(hameau_store::Error::Conflict { .. }) => Err(Error::Busy),
+        Err(e) => Err(e.into()),
+    }
+}
