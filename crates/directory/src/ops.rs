@@ -757,14 +757,9 @@ impl Directory {
         for entry in self.store.scan(&hameau_store::Scan::prefix(&keys::app_passwords(account.id))).await? {
             batch.delete(&entry.key);
         }
-        match self.store.commit(batch).await {
-            Ok(_) => {
-                self.cache.forget(account.id);
-                Ok(())
-            }
-            Err(hameau_store::Error::Conflict { .. }) => Err(Error::Busy),
-            Err(e) => Err(e.into()),
-        }
+        commit_once(&self.store, batch).await?;
+        self.cache.forget(account.id);
+        Ok(())
     }
 
     async fn aliases_targeting(&self, tenant: &str, account: u64) -> Result<Vec<String>, Error> {
