@@ -1,0 +1,115 @@
+//! Where an account's mail lives in the store: every key starts with `m/` and the
+//! account's id (8 bytes, big-endian), so that one account's data is contiguous.
+//! Numbers are big-endian so that keys sort by them (UIDs, modseqs).
+
+use crate::{AccountId, EmailId, Error, MailboxId, UidEntry};
+
+fn account_prefix(account: AccountId, tag: &[u8]) -> Vec<u8> {
+    [b"m/".as_slice(), &account.to_be_bytes(), b"/", tag].concat()
+}
+
+/// Set when the special-use mailboxes were created.
+pub fn initialised(account: AccountId) -> Vec<u8> {
+    account_prefix(account, b"init")
+}
+
+pub fn mailboxes(account: AccountId) -> Vec<u8> {
+    account_prefix(account, b"mb/")
+}
+
+pub fn mailbox(account: AccountId, id: MailboxId) -> Vec<u8> {
+    [mailboxes(account).as_slice(), &id.to_be_bytes()].concat()
+}
+
+/// Mailbox names, for uniqueness.
+pub fn mailbox_name(account: AccountId, name: &str) -> Vec<u8> {
+    [account_prefix(account, b"mbn/").as_slice(), name.as_bytes()].concat()
+}
+
+pub fn mailbox_ids(account: AccountId) -> Vec<u8> {
+    account_prefix(account, b"seq/mailbox")
+}
+
+pub fn email_ids(account: AccountId) -> Vec<u8> {
+    account_prefix(account, b"seq/email")
+}
+
+/// The last UID given out in a mailbox (a counter).
+pub fn uid_next(account: AccountId, mailbox: MailboxId) -> Vec<u8> {
+    [account_prefix(account, b"uidn/").as_slice(), &mailbox.to_be_bytes()].concat()
+}
+
+pub fn modseq(account: AccountId) -> Vec<u8> {
+    account_prefix(account, b"modseq")
+}
+
+/// Bytes of mail held (a counter).
+pub fn used(account: AccountId) -> Vec<u8> {
+    account_prefix(account, b"used")
+}
+
+pub fn email(account: AccountId, id: EmailId) -> Vec<u8> {
+    [account_prefix(account, b"e/").as_slice(), &id.to_be_bytes()].concat()
+}
+
+pub fn summary(account: AccountId, id: EmailId) -> Vec<u8> {
+    [account_prefix(account, b"s/").as_slice(), &id.to_be_bytes()].concat()
+}
+
+/// The UIDs of a mailbox: `uids(account, mailbox) ++ uid (8 bytes)`.
+pub fn uids(account: AccountId, mailbox: MailboxId) -> Vec<u8> {
+    [account_prefix(account, b"u/").as_slice(), &mailbox.to_be_bytes(), b"/"].concat()
+}
+
+pub fn uid(account: AccountId, mailbox: MailboxId, uid: u32) -> Vec<u8> {
+    [uids(account, mailbox).as_slice(), &u64::from(uid).to_be_bytes()].concat()
+}
+
+/// A mailbox index entry: email id, modseq, then the keywords separated by spaces.
+pub fn uid_value(email: EmailId, modseq: u64, keywords: &[String]) -> Vec<u8> {
+    [email.to_be_bytes().as_slice(), &modseq.to_be_bytes(), keywords.join(" ").as_bytes()].concat()
+}
+
+pub fn decode_uid_entry(key: &[u8], value: &[u8]) -> Result<UidEntry, Error> {
+    let corrupt = || Error::Corrupt { key: key.escape_ascii().to_string(), problem: "mailbox index entry".into() };
+    if value.len() < 16 {
+        return Err(corrupt());
+    }
+    let uid = tail_u64(key)?;
+    let keywords = std::str::from_utf8(&value[16..]).map_err(|_| corrupt())?;
+    Ok(UidEntry {
+        uid: u32::try_from(uid).map_err(|_| corrupt())?,
+        email: u64::from_be_bytes(value[..8].try_into().expect("8 bytes")),
+        modseq: u64::from_be_bytes(value[8..16].try_into().expect("8 bytes")),
+        keywords: keywords.split(' ').filter(|k| !k.is_empty()).map(str::to_string).collect(),
+    })
+}
+
+/// The UID an email has in a mailbox (8 bytes).
+pub fn email_uid(account: AccountId, email: EmailId, mailbox: MailboxId) -> Vec<u8> {
+    [account_prefix(account, b"eu/").as_slice(), &email.to_be_bytes(), &mailbox.to_be_bytes()].concat()
+}
+
+/// The thread of a Message-ID (hashed: ids are long and arbitrary).
+pub fn thread_ref(account: AccountId, message_id: &str) -> Vec<u8> {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(message_id.trim_matches(['<', '>']).as_bytes());
+    [account_prefix(account, b"t/").as_slice(), &digest[..16]].concat()
+}
+
+pub fn changes(account: AccountId) -> Vec<u8> {
+    account_prefix(account, b"ch/")
+}
+
+pub fn change(account: AccountId, modseq: u64) -> Vec<u8> {
+    [changes(account).as_slice(), &modseq.to_be_bytes()].concat()
+}
+
+/// The number in a key's last 8 bytes.
+pub fn tail_u64(key: &[u8]) -> Result<u64, Error> {
+    let tail = key.len().checked_sub(8).map(|at| &key[at..]);
+    let bytes: [u8; 8] = tail
+        .and_then(|tail| tail.try_into().ok())
+        .ok_or_else(|| Error::Corrupt { key: key.escape_ascii().to_string(), problem: "short key".into() })?;
+    Ok(u64::from_be_bytes(bytes))
+}

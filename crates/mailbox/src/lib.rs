@@ -1,0 +1,416 @@
+//! Hameau's mail model, shared by IMAP (RFC 9051) and JMAP (RFC 8621): per account,
+//! mailboxes with special-use roles (RFC 6154), emails stored once as content-addressed
+//! blobs, a summary parsed once at delivery, thread ids from Message-ID/References,
+//! per-mailbox UIDs and UIDVALIDITY, keywords, one change log with a monotonically
+//! increasing modseq (CONDSTORE/QRESYNC, RFC 7162, and JMAP `/changes` alike), and quota
+//! accounting.
+//!
+//! There is one way in: [`Mail::ingest`], used by SMTP delivery and later by IMAP APPEND,
+//! JMAP import and migration. It stores the message, its summary, a UID in each mailbox
+//! and a change, in one atomic, synced commit: when it returns, the message is there.
+//!
+//! The clock is an argument; this crate reads no environment.
+
+mod keys;
+mod model;
+mod summary;
+
+use hameau_store::{Batch, Patch, PatchTarget, Scan, Store};
+
+pub use model::{Change, ChangeKind, Email, Ingest, Ingested, Mailbox, MailboxId, MailboxNames, Role, UidEntry};
+pub use summary::{EmailAddress, Part, Summary};
+
+/// An account's id, as the directory gives it.
+pub type AccountId = u64;
+/// An email's id within its account; never reused.
+pub type EmailId = u64;
+
+/// Why a mail operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error("mailbox {0} does not exist")]
+    NoMailbox(MailboxId),
+    #[error("email {0} does not exist")]
+    NoEmail(EmailId),
+    #[error("a mailbox named {0:?} exists already")]
+    MailboxExists(String),
+    /// Delivering would take the account over its quota.
+    #[error("over quota: {used} of {quota} bytes used, the message has {size}")]
+    OverQuota { used: u64, quota: u64, size: u64 },
+    /// A mailbox has handed out every UID IMAP allows (2^32 - 1).
+    #[error("mailbox {0} has no UIDs left")]
+    UidsExhausted(MailboxId),
+    #[error("an email must be in at least one mailbox")]
+    NoTargetMailbox,
+    /// Concurrent changes kept conflicting; try again.
+    #[error("busy: try again")]
+    Busy,
+    #[error(transparent)]
+    Store(#[from] hameau_store::Error),
+    #[error("corrupt mail record {key}: {problem}")]
+    Corrupt { key: String, problem: String },
+}
+
+/// How many times a read-modify-write is tried again on a conflict.
+const RETRIES_MAX: usize = 8;
+
+/// The mail of every account, over a store. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Mail {
+    store: Store,
+}
+
+impl Mail {
+    pub fn new(store: Store) -> Mail {
+        Mail { store }
+    }
+
+    /// Creates the account's special-use mailboxes if it has none yet; returns them all.
+    /// Idempotent: concurrent calls end with one set.
+    pub async fn ensure_account(
+        &self,
+        account: AccountId,
+        names: &MailboxNames,
+        now: u64,
+    ) -> Result<Vec<Mailbox>, Error> {
+        let existing = self.mailboxes(account).await?;
+        if !existing.is_empty() {
+            return Ok(existing);
+        }
+        let mut batch = Batch::new();
+        // The marker makes two concurrent first deliveries create the set only once.
+        batch.expect_absent(&keys::initialised(account)).set(&keys::initialised(account), b"");
+        for (index, role) in Role::ALL.iter().enumerate() {
+            let id = index as MailboxId + 1;
+            let mailbox = Mailbox {
+                id,
+                name: names.name(*role).to_string(),
+                parent: None,
+                role: Some(*role),
+                // RFC 9051 §2.3.1.1: UIDVALIDITY must change if UIDs are ever reused; a
+                // creation time in seconds is the usual choice (Dovecot, Cyrus).
+                uid_validity: (now as u32).max(1),
+                subscribed: true,
+                created_at: now,
+            };
+            batch.set(&keys::mailbox(account, id), &encode(&mailbox));
+            batch.set(&keys::mailbox_name(account, &mailbox.name), &id.to_be_bytes());
+        }
+        batch.add(&keys::mailbox_ids(account), Role::ALL.len() as i64);
+        match self.store.commit(batch).await {
+            Ok(_) | Err(hameau_store::Error::Conflict { .. }) => self.mailboxes(account).await,
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Every mailbox of the account, by id.
+    pub async fn mailboxes(&self, account: AccountId) -> Result<Vec<Mailbox>, Error> {
+        let entries = self.store.scan(&Scan::prefix(&keys::mailboxes(account))).await?;
+        entries.iter().map(|entry| decode(&entry.key, &entry.value)).collect()
+    }
+
+    pub async fn mailbox(&self, account: AccountId, id: MailboxId) -> Result<Mailbox, Error> {
+        let entry = self.store.get(&keys::mailbox(account, id)).await?.ok_or(Error::NoMailbox(id))?;
+        decode(&entry.key, &entry.value)
+    }
+
+    pub async fn mailbox_by_role(&self, account: AccountId, role: Role) -> Result<Option<Mailbox>, Error> {
+        Ok(self.mailboxes(account).await?.into_iter().find(|mailbox| mailbox.role == Some(role)))
+    }
+
+    /// The UID the mailbox will give next (IMAP UIDNEXT).
+    pub async fn uid_next(&self, account: AccountId, id: MailboxId) -> Result<u32, Error> {
+        Ok(self.store.counter(&keys::uid_next(account, id)).await? as u32 + 1)
+    }
+
+    /// Bytes of mail the account holds.
+    pub async fn quota_used(&self, account: AccountId) -> Result<u64, Error> {
+        Ok(self.store.counter(&keys::used(account)).await?.max(0) as u64)
+    }
+
+    /// The account's highest modseq (IMAP HIGHESTMODSEQ, JMAP state).
+    pub async fn modseq(&self, account: AccountId) -> Result<u64, Error> {
+        Ok(self.store.counter(&keys::modseq(account)).await?.max(0) as u64)
+    }
+
+    /// Stores a message in one or more mailboxes of an account: the blob, the parsed
+    /// summary, a UID in each mailbox, the thread, the quota and a change, in one commit.
+    pub async fn ingest(&self, account: AccountId, ingest: Ingest) -> Result<Ingested, Error> {
+        if ingest.mailboxes.is_empty() {
+            return Err(Error::NoTargetMailbox);
+        }
+        let size = ingest.raw.len() as u64;
+        let used = self.quota_used(account).await?;
+        if let Some(quota) = ingest.quota_bytes
+            && used + size > quota
+        {
+            return Err(Error::OverQuota { used, quota, size });
+        }
+        let mut mailbox_versions = Vec::with_capacity(ingest.mailboxes.len());
+        for id in &ingest.mailboxes {
+            let entry = self.store.get(&keys::mailbox(account, *id)).await?.ok_or(Error::NoMailbox(*id))?;
+            mailbox_versions.push((*id, entry.version));
+        }
+        let summary = Summary::parse(&ingest.raw);
+        let email_id = self.store.next_value(&keys::email_ids(account), 1).await? as EmailId;
+        let thread = self.thread_of(account, &summary, email_id).await?;
+        let staged = self.store.stage_blob_bytes(ingest.raw).await?;
+        let email = Email {
+            id: email_id,
+            blob: staged.hash().to_hex(),
+            size,
+            received_at: ingest.received_at,
+            keywords: normalize_keywords(&ingest.keywords),
+            thread,
+            mailboxes: ingest.mailboxes.clone(),
+        };
+
+        let mut batch = Batch::new();
+        batch.blob_acquire(staged);
+        for (id, version) in &mailbox_versions {
+            // A mailbox deleted meanwhile fails the delivery rather than orphan it.
+            batch.expect_version(&keys::mailbox(account, *id), *version);
+        }
+        let modseq = batch.add(&keys::modseq(account), 1);
+        batch.add(&keys::used(account), size as i64);
+        let mut uids = Vec::with_capacity(ingest.mailboxes.len());
+        for id in &ingest.mailboxes {
+            let uid = batch.add(&keys::uid_next(account, *id), 1);
+            uids.push(uid);
+            let key = keys::uid(account, *id, 0);
+            let value = keys::uid_value(email_id, 0, &email.keywords);
+            let patches = [
+                Patch { counter: uid, target: PatchTarget::Key, offset: key.len() - 8 },
+                Patch { counter: modseq, target: PatchTarget::Value, offset: 8 },
+            ];
+            batch.set_patched(&key, &value, &patches);
+            let reverse = keys::email_uid(account, email_id, *id);
+            batch.set_patched(&reverse, &[0; 8], &[Patch { counter: uid, target: PatchTarget::Value, offset: 0 }]);
+        }
+        batch.set(&keys::email(account, email_id), &encode(&email));
+        batch.set(&keys::summary(account, email_id), &encode(&summary));
+        for message_id in summary.message_id.iter() {
+            batch.set(&keys::thread_ref(account, message_id), &thread.to_be_bytes());
+        }
+        let change =
+            Change { modseq: 0, kind: ChangeKind::Created, email: Some(email_id), mailboxes: ingest.mailboxes.clone() };
+        let change_key = keys::change(account, 0);
+        batch.set_patched(
+            &change_key,
+            &encode(&change),
+            &[Patch { counter: modseq, target: PatchTarget::Key, offset: change_key.len() - 8 }],
+        );
+        let committed = self.store.commit(batch).await.map_err(|e| match e {
+            hameau_store::Error::Conflict { .. } => Error::NoMailbox(ingest.mailboxes[0]),
+            e => e.into(),
+        })?;
+        let modseq = committed.counters[modseq.index()] as u64;
+        let mut assigned = Vec::with_capacity(uids.len());
+        for (id, uid) in ingest.mailboxes.iter().zip(&uids) {
+            let uid = committed.counters[uid.index()];
+            if uid > i64::from(u32::MAX) {
+                return Err(Error::UidsExhausted(*id));
+            }
+            assigned.push((*id, uid as u32));
+        }
+        Ok(Ingested { email: email_id, thread, modseq, uids: assigned })
+    }
+
+    /// The thread of a new message: that of the first message it refers to (References,
+    /// In-Reply-To), else its own id (RFC 8621 §3: threads by reference, as JMAP servers do).
+    async fn thread_of(&self, account: AccountId, summary: &Summary, email: EmailId) -> Result<EmailId, Error> {
+        for reference in summary.references.iter().chain(summary.in_reply_to.iter()) {
+            if let Some(entry) = self.store.get(&keys::thread_ref(account, reference)).await? {
+                let bytes: [u8; 8] = entry.value.as_slice().try_into().map_err(|_| corrupt(&entry.key, "thread id"))?;
+                return Ok(u64::from_be_bytes(bytes));
+            }
+        }
+        Ok(email)
+    }
+
+    /// The messages of a mailbox in UID order, with their modseq and keywords: what
+    /// `FETCH 1:* (UID FLAGS)` needs, read from one index scan.
+    pub async fn uids(&self, account: AccountId, mailbox: MailboxId) -> Result<Vec<UidEntry>, Error> {
+        let prefix = keys::uids(account, mailbox);
+        let entries = self.store.scan(&Scan::prefix(&prefix)).await?;
+        entries.iter().map(|entry| keys::decode_uid_entry(&entry.key, &entry.value)).collect()
+    }
+
+    pub async fn email(&self, account: AccountId, id: EmailId) -> Result<Email, Error> {
+        let entry = self.store.get(&keys::email(account, id)).await?.ok_or(Error::NoEmail(id))?;
+        decode(&entry.key, &entry.value)
+    }
+
+    pub async fn summary(&self, account: AccountId, id: EmailId) -> Result<Summary, Error> {
+        let entry = self.store.get(&keys::summary(account, id)).await?.ok_or(Error::NoEmail(id))?;
+        decode(&entry.key, &entry.value)
+    }
+
+    /// The raw message.
+    pub async fn raw(&self, account: AccountId, id: EmailId) -> Result<Vec<u8>, Error> {
+        let email = self.email(account, id).await?;
+        let hash = hameau_store::BlobHash::from_hex(&email.blob).ok_or_else(|| corrupt(b"email", "blob hash"))?;
+        self.store.read_blob(&hash).await?.ok_or(Error::NoEmail(id))
+    }
+
+    /// Replaces an email's keywords; returns the new modseq. Every mailbox index the email
+    /// is in is updated in the same commit, with a change.
+    pub async fn set_keywords(&self, account: AccountId, id: EmailId, keywords: &[String]) -> Result<u64, Error> {
+        let keywords = normalize_keywords(keywords);
+        self.update_email(account, id, |email| email.keywords = keywords.clone(), ChangeKind::Updated).await
+    }
+
+    /// Removes an email from a mailbox (IMAP EXPUNGE, a move's source); an email in no
+    /// mailbox any more is destroyed, its blob released and its size given back.
+    pub async fn remove(&self, account: AccountId, id: EmailId, mailbox: MailboxId) -> Result<u64, Error> {
+        for _ in 0..RETRIES_MAX {
+            let entry = self.store.get(&keys::email(account, id)).await?.ok_or(Error::NoEmail(id))?;
+            let mut email: Email = decode(&entry.key, &entry.value)?;
+            if !email.mailboxes.contains(&mailbox) {
+                return Err(Error::NoEmail(id));
+            }
+            let uid = self.uid_in(account, id, mailbox).await?;
+            email.mailboxes.retain(|m| *m != mailbox);
+            let destroyed = email.mailboxes.is_empty();
+            let kind = if destroyed { ChangeKind::Destroyed } else { ChangeKind::Updated };
+            let mut batch = Batch::new();
+            batch.expect_version(&keys::email(account, id), entry.version);
+            let modseq = self.add_change(&mut batch, account, kind, id, vec![mailbox]);
+            batch.delete(&keys::uid(account, mailbox, uid)).delete(&keys::email_uid(account, id, mailbox));
+            if destroyed {
+                let hash =
+                    hameau_store::BlobHash::from_hex(&email.blob).ok_or_else(|| corrupt(&entry.key, "blob hash"))?;
+                batch.delete(&keys::email(account, id)).delete(&keys::summary(account, id)).blob_release(&hash);
+                batch.add(&keys::used(account), -(email.size as i64));
+            } else {
+                batch.set(&keys::email(account, id), &encode(&email));
+                self.rewrite_uid_values(account, &email, &mut batch, modseq).await?;
+            }
+            match self.store.commit(batch).await {
+                Ok(committed) => return Ok(committed.counters[modseq.index()] as u64),
+                Err(hameau_store::Error::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(Error::Busy)
+    }
+
+    /// The changes after `modseq`, oldest first, at most `limit`.
+    pub async fn changes_since(&self, account: AccountId, modseq: u64, limit: usize) -> Result<Vec<Change>, Error> {
+        let scan = Scan::prefix(&keys::changes(account)).after(&keys::change(account, modseq)).limit(limit);
+        let entries = self.store.scan(&scan).await?;
+        entries
+            .iter()
+            .map(|entry| {
+                let mut change: Change = decode(&entry.key, &entry.value)?;
+                change.modseq = keys::tail_u64(&entry.key)?;
+                Ok(change)
+            })
+            .collect()
+    }
+
+    async fn uid_in(&self, account: AccountId, id: EmailId, mailbox: MailboxId) -> Result<u32, Error> {
+        let entry = self.store.get(&keys::email_uid(account, id, mailbox)).await?.ok_or(Error::NoEmail(id))?;
+        let bytes: [u8; 8] = entry.value.as_slice().try_into().map_err(|_| corrupt(&entry.key, "uid"))?;
+        Ok(u64::from_be_bytes(bytes) as u32)
+    }
+
+    /// Rewrites the email's entry in each mailbox index (keywords and modseq changed).
+    async fn rewrite_uid_values(
+        &self,
+        account: AccountId,
+        email: &Email,
+        batch: &mut Batch,
+        modseq: hameau_store::CounterRef,
+    ) -> Result<(), Error> {
+        for mailbox in &email.mailboxes {
+            let uid = self.uid_in(account, email.id, *mailbox).await?;
+            let value = keys::uid_value(email.id, 0, &email.keywords);
+            let patch = Patch { counter: modseq, target: PatchTarget::Value, offset: 8 };
+            batch.set_patched(&keys::uid(account, *mailbox, uid), &value, &[patch]);
+        }
+        Ok(())
+    }
+
+    async fn update_email(
+        &self,
+        account: AccountId,
+        id: EmailId,
+        change: impl Fn(&mut Email),
+        kind: ChangeKind,
+    ) -> Result<u64, Error> {
+        for _ in 0..RETRIES_MAX {
+            let entry = self.store.get(&keys::email(account, id)).await?.ok_or(Error::NoEmail(id))?;
+            let mut email: Email = decode(&entry.key, &entry.value)?;
+            change(&mut email);
+            let mut batch = Batch::new();
+            batch.expect_version(&keys::email(account, id), entry.version);
+            let modseq = self.add_change(&mut batch, account, kind, id, email.mailboxes.clone());
+            batch.set(&keys::email(account, id), &encode(&email));
+            self.rewrite_uid_values(account, &email, &mut batch, modseq).await?;
+            match self.store.commit(batch).await {
+                Ok(committed) => return Ok(committed.counters[modseq.index()] as u64),
+                Err(hameau_store::Error::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(Error::Busy)
+    }
+
+    /// Adds the account's next modseq and a change under it to `batch`.
+    fn add_change(
+        &self,
+        batch: &mut Batch,
+        account: AccountId,
+        kind: ChangeKind,
+        email: EmailId,
+        mailboxes: Vec<MailboxId>,
+    ) -> hameau_store::CounterRef {
+        let modseq = batch.add(&keys::modseq(account), 1);
+        let change = Change { modseq: 0, kind, email: Some(email), mailboxes };
+        let key = keys::change(account, 0);
+        batch.set_patched(
+            &key,
+            &encode(&change),
+            &[Patch { counter: modseq, target: PatchTarget::Key, offset: key.len() - 8 }],
+        );
+        modseq
+    }
+}
+
+/// Keywords as IMAP and JMAP share them: system flags keep their backslash and case
+/// (`\Seen`), other keywords are lowercased (RFC 8621 §4.1.1), no duplicates, sorted.
+fn normalize_keywords(keywords: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = keywords
+        .iter()
+        .map(|keyword| {
+            if let Some(flag) = keyword.strip_prefix('\\') {
+                let mut chars = flag.chars();
+                let first = chars.next().map(|c| c.to_ascii_uppercase()).into_iter();
+                format!("\\{}", first.chain(chars.flat_map(|c| c.to_lowercase())).collect::<String>())
+            } else {
+                keyword.to_lowercase()
+            }
+        })
+        .filter(|keyword| !keyword.is_empty() && !keyword.contains(' '))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn encode<T: serde::Serialize>(record: &T) -> Vec<u8> {
+    serde_json::to_vec(record).expect("mail records serialise")
+}
+
+fn decode<T: serde::de::DeserializeOwned>(key: &[u8], value: &[u8]) -> Result<T, Error> {
+    serde_json::from_slice(value).map_err(|e| corrupt(key, &e.to_string()))
+}
+
+fn corrupt(key: &[u8], problem: &str) -> Error {
+    Error::Corrupt { key: key.escape_ascii().to_string(), problem: problem.to_string() }
+}
+
+#[cfg(test)]
+mod tests;
