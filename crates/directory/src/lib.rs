@@ -27,7 +27,7 @@ pub use dkim::DkimPrivate;
 pub use limiter::{AuthLimiter, LimiterOptions, Verdict};
 pub use model::{Account, AccountRole, Alias, ApiKey, AppPassword, DkimPublic, Domain, KeyScope, Tenant};
 pub use ops::{
-    AccountUpdate, AliasUpdate, NewAccount, NewAlias, NewApiKey, NewAppPassword, NewDomain, NewTenant, Page,
+    AccountUpdate, AliasUpdate, NewAccount, NewAlias, NewApiKey, NewAppPassword, NewDomain, NewTenant, Page, Recipient,
     TenantUpdate,
 };
 

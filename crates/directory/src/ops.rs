@@ -1190,4 +1190,46 @@ impl Directory {
         let AddressRecord::Account { id, .. } = target.record else { return Ok(None) };
         Ok(get::<Account>(&self.store, &keys::account(id)).await?.map(|read| read.record))
     }
+
+    // Mail routing (for the MX and local delivery; no principal: these are not admin
+    // operations and reveal nothing to a caller).
+
+    /// Whether `domain` (any form) is a domain of this installation.
+    pub async fn is_local_domain(&self, domain: &str) -> Result<bool, Error> {
+        let Ok(ascii) = model::normalize_domain("domain", domain) else { return Ok(false) };
+        Ok(self.store.get(&keys::domain(&ascii)).await?.is_some())
+    }
+
+    /// The accounts mail to `address` is delivered to: the account itself, or the targets
+    /// of an alias (disabled accounts still receive: their mail is kept). `None` if the
+    /// address is not local or does not exist.
+    pub async fn resolve_recipient(&self, address: &str) -> Result<Option<Recipient>, Error> {
+        let Ok((normalized, _)) = model::normalize_address("address", address) else { return Ok(None) };
+        let Some(target) = get::<AddressRecord>(&self.store, &keys::address(&normalized)).await? else {
+            return Ok(None);
+        };
+        let (tenant, ids) = match target.record {
+            AddressRecord::Account { id, tenant } => (tenant, vec![id]),
+            AddressRecord::Alias { tenant, targets, .. } => (tenant, targets),
+        };
+        let quota_bytes = self.read_tenant(&tenant).await.ok().and_then(|tenant| tenant.record.quota_bytes);
+        let mut accounts = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(read) = get::<Account>(&self.store, &keys::account(id)).await? {
+                accounts.push(read.record);
+            }
+        }
+        Ok(Some(Recipient { address: normalized, tenant, tenant_quota_bytes: quota_bytes, accounts }))
+    }
+}
+
+/// Where mail to one address goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Recipient {
+    /// The address, normalised.
+    pub address: String,
+    pub tenant: String,
+    pub tenant_quota_bytes: Option<u64>,
+    /// The accounts that receive it (one, or an alias's targets).
+    pub accounts: Vec<Account>,
 }

@@ -434,3 +434,24 @@ fn limiter_slows_down_then_refuses() {
     }
     assert!(limiter.len() <= 3);
 }
+
+#[tokio::test]
+async fn recipients_resolve_to_accounts() {
+    let f = fixture().await;
+    let d = &f.directory;
+    assert!(d.is_local_domain("A.FR").await.unwrap());
+    assert!(d.is_local_domain("a.fr.").await.unwrap());
+    assert!(!d.is_local_domain("elsewhere.fr").await.unwrap());
+    assert!(!d.is_local_domain("not a domain").await.unwrap());
+    let user = d.resolve_recipient("User@A.fr").await.unwrap().unwrap();
+    assert_eq!((user.address.as_str(), user.tenant.as_str()), ("user@a.fr", "a"));
+    assert_eq!(user.accounts.iter().map(|a| a.address.as_str()).collect::<Vec<_>>(), vec!["user@a.fr"]);
+    d.create_account(&Principal::Operator, new_account("other@a.fr"), NOW).await.unwrap();
+    let alias = NewAlias { address: "mairie@a.fr".into(), targets: vec!["user@a.fr".into(), "other@a.fr".into()] };
+    d.create_alias(&Principal::Operator, alias, NOW).await.unwrap();
+    let shared = d.resolve_recipient("mairie@a.fr").await.unwrap().unwrap();
+    assert_eq!(shared.accounts.len(), 2);
+    assert_eq!(d.resolve_recipient("nobody@a.fr").await.unwrap(), None);
+    assert_eq!(d.resolve_recipient("user@elsewhere.fr").await.unwrap(), None);
+    assert_eq!(d.resolve_recipient("<>").await.unwrap(), None);
+}
