@@ -52,6 +52,15 @@ pub enum Error {
     Corrupt { key: String, problem: String },
 }
 
+/// One delivery added to a batch, waiting for the commit's counters.
+struct Prepared {
+    email: EmailId,
+    thread: EmailId,
+    modseq: hameau_store::CounterRef,
+    uids: Vec<hameau_store::CounterRef>,
+    mailboxes: Vec<MailboxId>,
+}
+
 /// How many times a read-modify-write is tried again on a conflict.
 const RETRIES_MAX: usize = 8;
 
@@ -137,6 +146,42 @@ impl Mail {
     /// Stores a message in one or more mailboxes of an account: the blob, the parsed
     /// summary, a UID in each mailbox, the thread, the quota and a change, in one commit.
     pub async fn ingest(&self, account: AccountId, ingest: Ingest) -> Result<Ingested, Error> {
+        let mut stored = self.ingest_many(vec![(account, ingest)]).await?;
+        Ok(stored.remove(0))
+    }
+
+    /// Stores messages for several accounts in ONE commit: all or none. SMTP delivers a
+    /// message to all its recipients this way, so that a failure and the client's retry
+    /// never leave some recipients with the message twice.
+    pub async fn ingest_many(&self, deliveries: Vec<(AccountId, Ingest)>) -> Result<Vec<Ingested>, Error> {
+        let mut batch = Batch::new();
+        let mut pending = Vec::with_capacity(deliveries.len());
+        for (account, ingest) in deliveries {
+            pending.push(self.prepare(&mut batch, account, ingest).await?);
+        }
+        let committed = self.store.commit(batch).await.map_err(|e| match e {
+            // A mailbox deleted meanwhile fails the delivery rather than orphan it.
+            hameau_store::Error::Conflict { .. } => Error::NoMailbox(pending[0].mailboxes[0]),
+            e => e.into(),
+        })?;
+        let mut stored = Vec::with_capacity(pending.len());
+        for prepared in pending {
+            let mut uids = Vec::with_capacity(prepared.uids.len());
+            for (id, uid) in prepared.mailboxes.iter().zip(&prepared.uids) {
+                let uid = committed.counters[uid.index()];
+                if uid > i64::from(u32::MAX) {
+                    return Err(Error::UidsExhausted(*id));
+                }
+                uids.push((*id, uid as u32));
+            }
+            let modseq = committed.counters[prepared.modseq.index()] as u64;
+            stored.push(Ingested { email: prepared.email, thread: prepared.thread, modseq, uids });
+        }
+        Ok(stored)
+    }
+
+    /// Adds one account's delivery to `batch`.
+    async fn prepare(&self, batch: &mut Batch, account: AccountId, ingest: Ingest) -> Result<Prepared, Error> {
         if ingest.mailboxes.is_empty() {
             return Err(Error::NoTargetMailbox);
         }
@@ -147,10 +192,9 @@ impl Mail {
         {
             return Err(Error::OverQuota { used, quota, size });
         }
-        let mut mailbox_versions = Vec::with_capacity(ingest.mailboxes.len());
         for id in &ingest.mailboxes {
             let entry = self.store.get(&keys::mailbox(account, *id)).await?.ok_or(Error::NoMailbox(*id))?;
-            mailbox_versions.push((*id, entry.version));
+            batch.expect_version(&keys::mailbox(account, *id), entry.version);
         }
         let summary = Summary::parse(&ingest.raw);
         let email_id = self.store.next_value(&keys::email_ids(account), 1).await? as EmailId;
@@ -165,13 +209,7 @@ impl Mail {
             thread,
             mailboxes: ingest.mailboxes.clone(),
         };
-
-        let mut batch = Batch::new();
         batch.blob_acquire(staged);
-        for (id, version) in &mailbox_versions {
-            // A mailbox deleted meanwhile fails the delivery rather than orphan it.
-            batch.expect_version(&keys::mailbox(account, *id), *version);
-        }
         let modseq = batch.add(&keys::modseq(account), 1);
         batch.add(&keys::used(account), size as i64);
         let mut uids = Vec::with_capacity(ingest.mailboxes.len());
@@ -201,20 +239,7 @@ impl Mail {
             &encode(&change),
             &[Patch { counter: modseq, target: PatchTarget::Key, offset: change_key.len() - 8 }],
         );
-        let committed = self.store.commit(batch).await.map_err(|e| match e {
-            hameau_store::Error::Conflict { .. } => Error::NoMailbox(ingest.mailboxes[0]),
-            e => e.into(),
-        })?;
-        let modseq = committed.counters[modseq.index()] as u64;
-        let mut assigned = Vec::with_capacity(uids.len());
-        for (id, uid) in ingest.mailboxes.iter().zip(&uids) {
-            let uid = committed.counters[uid.index()];
-            if uid > i64::from(u32::MAX) {
-                return Err(Error::UidsExhausted(*id));
-            }
-            assigned.push((*id, uid as u32));
-        }
-        Ok(Ingested { email: email_id, thread, modseq, uids: assigned })
+        Ok(Prepared { email: email_id, thread, modseq, uids, mailboxes: ingest.mailboxes })
     }
 
     /// The thread of a new message: that of the first message it refers to (References,

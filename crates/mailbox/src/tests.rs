@@ -197,3 +197,31 @@ async fn concurrent_deliveries_get_distinct_increasing_uids() {
     assert_eq!(uids, (1..=50).collect::<Vec<u32>>());
     assert_eq!(f.mail.uids(ACCOUNT, f.inbox).await.unwrap().len(), 50);
 }
+
+#[tokio::test]
+async fn one_commit_for_all_recipients() {
+    let f = fixture().await;
+    let other = ACCOUNT + 1;
+    let other_inbox = f.mail.ensure_account(other, &MailboxNames::default(), NOW).await.unwrap()[0].id;
+    let raw = message("pour-tous", "");
+    let stored = f
+        .mail
+        .ingest_many(vec![
+            (ACCOUNT, ingest(raw.clone(), vec![f.inbox])),
+            (other, ingest(raw.clone(), vec![other_inbox])),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 2);
+    assert_eq!(f.mail.raw(ACCOUNT, stored[0].email).await.unwrap(), raw);
+    assert_eq!(f.mail.raw(other, stored[1].email).await.unwrap(), raw);
+    // All or nothing: one recipient over quota, nobody gets it.
+    let mut over = ingest(message("trop", ""), vec![other_inbox]);
+    over.quota_bytes = Some(10);
+    let err = f.mail.ingest_many(vec![(ACCOUNT, ingest(message("trop", ""), vec![f.inbox])), (other, over)]).await;
+    assert!(matches!(err, Err(Error::OverQuota { .. })));
+    assert_eq!(f.mail.uids(ACCOUNT, f.inbox).await.unwrap().len(), 1);
+    // The blob is stored once and released with its last email.
+    f.mail.remove(ACCOUNT, stored[0].email, f.inbox).await.unwrap();
+    assert_eq!(f.mail.raw(other, stored[1].email).await.unwrap(), raw);
+}
