@@ -7,12 +7,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use anyhow::Context;
 use hameau_directory::dns::{DnsRecord, DnsZone};
-use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
-use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::TokioResolver;
 use hickory_resolver::proto::rr::{RData, RecordType};
-use hickory_resolver::{Resolver, TokioResolver};
 
 /// What was found of one expected record.
 #[derive(Debug, PartialEq, Eq)]
@@ -86,27 +83,7 @@ pub async fn check(zone: &DnsZone, resolvers: &[SocketAddr], timeout: Duration) 
 }
 
 fn resolver(resolvers: &[SocketAddr], timeout: Duration) -> anyhow::Result<TokioResolver> {
-    let mut builder = if resolvers.is_empty() {
-        Resolver::builder_tokio().context("reading /etc/resolv.conf")?
-    } else {
-        let servers = resolvers
-            .iter()
-            .map(|addr| {
-                let mut udp = ConnectionConfig::udp();
-                udp.port = addr.port();
-                let mut tcp = ConnectionConfig::tcp();
-                tcp.port = addr.port();
-                NameServerConfig::new(addr.ip(), true, vec![udp, tcp])
-            })
-            .collect();
-        Resolver::builder_with_config(ResolverConfig::from_name_servers(servers), TokioRuntimeProvider::default())
-    };
-    let options = builder.options_mut();
-    options.timeout = timeout;
-    options.attempts = 2;
-    // Answers change while a commune publishes its records: do not keep them.
-    options.cache_size = 0;
-    builder.build().context("building the DNS resolver")
+    hameau_smtp::dns::resolver(resolvers, timeout).map_err(anyhow::Error::msg)
 }
 
 /// The data of the records of the expected record's name and type, as text.

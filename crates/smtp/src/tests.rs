@@ -1,0 +1,159 @@
+use crate::inbound::strip_our_results;
+
+fn check(raw: &str, expect: &str) {
+    let got = strip_our_results(raw.as_bytes(), "mx.hameau.test");
+    assert_eq!(String::from_utf8(got).unwrap(), expect);
+}
+
+#[test]
+fn forged_results_claiming_our_name_are_removed() {
+    check(
+        "Authentication-Results: mx.hameau.test; dkim=pass\r\nSubject: x\r\n\r\nbody\r\n",
+        "Subject: x\r\n\r\nbody\r\n",
+    );
+    // Folded, other case, other spacing.
+    check(
+        "authentication-results:  MX.Hameau.Test;\r\n\tspf=pass\r\n smtp.mailfrom=a@b\r\nSubject: x\r\n\r\nbody\r\n",
+        "Subject: x\r\n\r\nbody\r\n",
+    );
+    // Another server's results are kept, and so is anything in the body.
+    check(
+        "Authentication-Results: mx.elsewhere.test; dkim=pass\r\n\r\nAuthentication-Results: mx.hameau.test; x\r\n",
+        "Authentication-Results: mx.elsewhere.test; dkim=pass\r\n\r\nAuthentication-Results: mx.hameau.test; x\r\n",
+    );
+    // A name that merely starts like ours is not ours.
+    check(
+        "Authentication-Results: mx.hameau.test.evil; dkim=pass\r\n\r\n",
+        "Authentication-Results: mx.hameau.test.evil; dkim=pass\r\n\r\n",
+    );
+    // No body at all.
+    check("Authentication-Results: mx.hameau.test; none\r\nSubject: y\r\n", "Subject: y\r\n");
+}
+
+mod delivery {
+    use std::time::Duration;
+
+    use hameau_directory::{
+        AccountRole, AccountUpdate, Directory, NewAccount, NewAlias, NewDomain, NewTenant, Options, Principal,
+    };
+    use hameau_mailbox::{Mail, MailboxNames, Role};
+    use hameau_store::Store;
+    use mail_auth::MessageAuthenticator;
+
+    use crate::{Envelope, Inbound, InboundOptions, RcptVerdict};
+
+    const NOW: u64 = 1_795_000_000;
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        inbound: Inbound,
+        directory: Directory,
+        mail: Mail,
+    }
+
+    /// A directory with tenant `a` (domain a.test, accounts user@ and other@, alias
+    /// mairie@ to both), and a resolver that answers nothing (a closed local port): every
+    /// check is a temporary error, which must not block delivery.
+    async fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&hameau_store::Options::rocksdb(dir.path())).await.unwrap();
+        let directory = Directory::new(store.clone(), Options::default());
+        let op = Principal::Operator;
+        let tenant = NewTenant {
+            id: "a".into(),
+            name: "A".into(),
+            siren: None,
+            insee: None,
+            quota_bytes: None,
+            accounts_max: None,
+        };
+        directory.create_tenant(&op, tenant, NOW).await.unwrap();
+        directory.create_domain(&op, NewDomain { name: "a.test".into(), tenant: "a".into() }, NOW).await.unwrap();
+        for address in ["user@a.test", "other@a.test"] {
+            let account = NewAccount {
+                address: address.into(),
+                display_name: String::new(),
+                password: None,
+                quota_bytes: None,
+                enabled: true,
+                role: AccountRole::User,
+            };
+            directory.create_account(&op, account, NOW).await.unwrap();
+        }
+        let alias =
+            NewAlias { address: "mairie@a.test".into(), targets: vec!["user@a.test".into(), "other@a.test".into()] };
+        directory.create_alias(&op, alias, NOW).await.unwrap();
+        let closed = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let resolver = crate::dns::resolver(&[closed], Duration::from_millis(200)).unwrap();
+        let mail = Mail::new(store);
+        let options = InboundOptions { hostname: "mx.hameau.test".into(), mailbox_names: MailboxNames::default() };
+        let inbound = Inbound::new(directory.clone(), mail.clone(), MessageAuthenticator(resolver), options);
+        Fixture { _dir: dir, inbound, directory, mail }
+    }
+
+    fn refused(verdict: RcptVerdict) -> String {
+        match verdict {
+            RcptVerdict::Refuse(reply) => reply.to_string(),
+            RcptVerdict::Accept(recipient) => panic!("accepted {recipient:?}"),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn recipients() {
+        let f = fixture().await;
+        assert_eq!(refused(f.inbound.check_recipient("someone@elsewhere.test").await), "554 5.7.1 relay access denied");
+        assert_eq!(
+            refused(f.inbound.check_recipient("user%elsewhere.test@a.test").await),
+            "550 5.1.1 no such user here"
+        );
+        assert_eq!(refused(f.inbound.check_recipient("nobody@a.test").await), "550 5.1.1 no such user here");
+        assert_eq!(refused(f.inbound.check_recipient("not-an-address").await), "550 5.1.3 that is not an address");
+        let RcptVerdict::Accept(alias) = f.inbound.check_recipient("Mairie@A.test").await else { panic!() };
+        assert_eq!(alias.accounts.len(), 2);
+        // Over quota: 452 at RCPT.
+        let full = AccountUpdate { quota_bytes: Some(Some(0)), ..AccountUpdate::default() };
+        f.directory.update_account(&Principal::Operator, "other@a.test", full).await.unwrap();
+        assert_eq!(refused(f.inbound.check_recipient("other@a.test").await), "452 4.2.2 mailbox full, try again later");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn delivery_adds_headers_and_stores_once_per_account() {
+        let f = fixture().await;
+        let mut recipients = Vec::new();
+        for address in ["mairie@a.test", "user@a.test"] {
+            let RcptVerdict::Accept(recipient) = f.inbound.check_recipient(address).await else { panic!() };
+            recipients.push(*recipient);
+        }
+        let envelope = Envelope {
+            client_ip: "192.0.2.1".parse().unwrap(),
+            helo: "sender.example".into(),
+            mail_from: "jean@sender.example".into(),
+            recipients,
+            tls: true,
+            received_at: NOW,
+            id: "abc123".into(),
+        };
+        let raw = b"Authentication-Results: mx.hameau.test; dmarc=pass\r\nFrom: jean@sender.example\r\n\
+                    To: mairie@a.test\r\nSubject: test\r\n\r\nBonjour\r\n";
+        let reply = f.inbound.deliver(&envelope, raw).await;
+        assert_eq!(reply.to_string(), "250 2.0.0 message accepted, id abc123");
+        for account in ["user@a.test", "other@a.test"] {
+            let recipient = f.directory.resolve_recipient(account).await.unwrap().unwrap();
+            let id = recipient.accounts[0].id;
+            let inbox = f.mail.mailbox_by_role(id, Role::Inbox).await.unwrap().unwrap();
+            let entries = f.mail.uids(id, inbox.id).await.unwrap();
+            // user@ is reached twice (directly and through the alias): one copy.
+            assert_eq!(entries.len(), 1, "{account}");
+            let stored = String::from_utf8(f.mail.raw(id, entries[0].email).await.unwrap()).unwrap();
+            assert!(stored.starts_with("Authentication-Results: mx.hameau.test;"), "{stored}");
+            assert!(stored.contains("\r\nReceived: from sender.example ([192.0.2.1])\r\n\tby mx.hameau.test (Hameau) with ESMTPS id abc123;\r\n\t"), "{stored}");
+            assert!(!stored.contains("dmarc=pass"), "the forged result is gone: {stored}");
+            assert!(
+                stored.ends_with("From: jean@sender.example\r\nTo: mairie@a.test\r\nSubject: test\r\n\r\nBonjour\r\n")
+            );
+        }
+        // A message without a header section is refused.
+        let reply = f.inbound.deliver(&envelope, b"").await;
+        assert_eq!(reply.code, 554);
+    }
+}
