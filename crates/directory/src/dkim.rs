@@ -67,18 +67,10 @@ pub(crate) async fn generate(domain: &str, now: u64) -> Result<Vec<GeneratedKey>
         .collect())
 }
 
-/// `YYYYMM` of a Unix time (proleptic Gregorian calendar, UTC).
+/// `YYYYMM` of a Unix time (UTC).
 fn year_month(unix_s: u64) -> String {
-    // Howard Hinnant's civil_from_days.
-    let days = (unix_s / 86_400) as i64 + 719_468;
-    let era = days.div_euclid(146_097);
-    let day_of_era = days.rem_euclid(146_097);
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    format!("{year:04}{month:02}")
+    let date = mail_parser::DateTime::from_timestamp(unix_s as i64);
+    format!("{:04}{:02}", date.year, date.month)
 }
 
 #[cfg(test)]
