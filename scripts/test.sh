@@ -3,8 +3,9 @@
 # end-to-end tests. Installs what they need if missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# Test tools from Debian: knotd, an authoritative DNS server for `hameau dns check`.
-export HAMEAU_EXTRA_DEBS="knot"
+# Test tools from Debian: knotd, an authoritative DNS server for `hameau dns check`; swaks,
+# an SMTP client.
+export HAMEAU_EXTRA_DEBS="knot swaks"
 source scripts/setup.sh
 # Test tools from PyPI, in a virtual environment of their own: schemathesis.
 venv="$HOME/.cache/hameau-venv"

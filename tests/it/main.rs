@@ -7,4 +7,5 @@ mod config;
 mod dns;
 mod schemathesis;
 mod serve;
+mod smtp;
 mod support;

@@ -27,9 +27,18 @@ pub fn run(args: &[&str]) -> (ExitStatus, String, String) {
 pub fn init() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("data");
-    let (status, stdout, stderr) = run(&["init", "--data-dir", data.to_str().unwrap(), "--http-listen", "127.0.0.1:0"]);
+    let (status, stdout, stderr) = run(&[
+        "init",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--http-listen",
+        "127.0.0.1:0",
+        "--smtp-listen",
+        "127.0.0.1:0",
+    ]);
     assert!(status.success(), "init failed: {stderr}");
     assert!(stdout.contains("hameau serve --config"), "{stdout}");
+    no_outside_dns(&config_path(dir.path()));
     dir
 }
 
@@ -41,6 +50,7 @@ pub fn config_path(dir: &Path) -> PathBuf {
 pub struct Server {
     pub child: Child,
     pub https: Vec<SocketAddr>,
+    pub smtp: Vec<SocketAddr>,
     pub cert: PathBuf,
     log: Arc<Mutex<Vec<String>>>,
     lines: mpsc::Receiver<String>,
@@ -66,12 +76,18 @@ impl Server {
                 let _ = lines_tx.send(line);
             }
         });
-        let mut server = Server { child, https: Vec::new(), cert: PathBuf::new(), log, lines };
+        let mut server = Server { child, https: Vec::new(), smtp: Vec::new(), cert: PathBuf::new(), log, lines };
         loop {
             let line = server.next_line(Duration::from_secs(120)).expect("hameau never said it was ready");
             let event: serde_json::Value = serde_json::from_str(&line).expect("JSON log lines");
             match event["message"].as_str() {
-                Some("listening") => server.https.push(event["addr"].as_str().unwrap().parse().unwrap()),
+                Some("listening") => {
+                    let addr = event["addr"].as_str().unwrap().parse().unwrap();
+                    match event["service"].as_str() {
+                        Some("smtp") => server.smtp.push(addr),
+                        _ => server.https.push(addr),
+                    }
+                }
                 Some("hameau ready") => break,
                 _ => {}
             }
@@ -252,8 +268,17 @@ fn dechunk(mut body: &str) -> String {
 pub fn init_with_token() -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("data");
-    let (status, stdout, stderr) = run(&["init", "--data-dir", data.to_str().unwrap(), "--http-listen", "127.0.0.1:0"]);
+    let (status, stdout, stderr) = run(&[
+        "init",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--http-listen",
+        "127.0.0.1:0",
+        "--smtp-listen",
+        "127.0.0.1:0",
+    ]);
     assert!(status.success(), "init failed: {stderr}");
+    no_outside_dns(&config_path(dir.path()));
     let token = stdout
         .lines()
         .map(str::trim)
@@ -268,4 +293,11 @@ pub fn set_config(path: &Path, from: &str, to: &str) {
     let text = std::fs::read_to_string(path).unwrap();
     assert!(text.contains(from), "{from} not in the configuration");
     std::fs::write(path, text.replacen(from, to, 1)).unwrap();
+}
+
+/// Tests never ask a DNS server outside this machine: the resolver is a closed local port
+/// (answers fail at once), unless a test starts its own server.
+pub fn no_outside_dns(config: &Path) {
+    set_config(config, "resolvers = []", "resolvers = [\"127.0.0.1:9\"]");
+    set_config(config, "timeout_s = 5", "timeout_s = 1");
 }

@@ -24,6 +24,7 @@ pub struct Config {
     pub directory: DirectorySection,
     pub auth: AuthSection,
     pub http: Http,
+    pub smtp: Smtp,
     pub dns: Dns,
     /// Where the configuration came from, to point errors at lines.
     #[serde(skip)]
@@ -236,6 +237,52 @@ impl Default for Http {
     }
 }
 
+/// The MX (inbound SMTP); the limits' defaults and reasons are those of
+/// `hameau_smtp_session::Limits`.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Smtp {
+    /// Addresses of the MX (port 25); `[]` disables it.
+    pub listen: Vec<SocketAddr>,
+    /// Most SMTP connections at once; past it, accepting waits.
+    pub connections_max: usize,
+    /// Most connections from one client address; past it, `421`. 20 lets a big sender
+    /// parallelise and stops one host from taking every slot.
+    pub connections_per_ip_max: usize,
+    pub line_bytes_max: usize,
+    pub message_bytes_max: usize,
+    pub bdat_chunk_bytes_max: usize,
+    pub recipients_max: usize,
+    pub commands_max: usize,
+    pub errors_max: usize,
+    pub command_timeout_s: u64,
+    pub data_timeout_s: u64,
+    pub session_timeout_s: u64,
+    /// Time for a STARTTLS handshake. 10 s, as for HTTPS.
+    pub tls_handshake_timeout_s: u64,
+}
+
+impl Default for Smtp {
+    fn default() -> Self {
+        let limits = hameau_smtp_session::Limits::default();
+        Smtp {
+            listen: vec!["[::]:25".parse().expect("valid address")],
+            connections_max: 1024,
+            connections_per_ip_max: 20,
+            line_bytes_max: limits.line_bytes_max,
+            message_bytes_max: limits.message_bytes_max,
+            bdat_chunk_bytes_max: limits.bdat_chunk_bytes_max,
+            recipients_max: limits.recipients_max,
+            commands_max: limits.commands_max,
+            errors_max: limits.errors_max,
+            command_timeout_s: limits.command_timeout.as_secs(),
+            data_timeout_s: limits.data_timeout.as_secs(),
+            session_timeout_s: limits.session_timeout.as_secs(),
+            tls_handshake_timeout_s: 10,
+        }
+    }
+}
+
 /// How Hameau resolves DNS (SPF, DKIM, DMARC, MX lookups; `hameau dns check`).
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
@@ -346,6 +393,22 @@ impl Config {
             credential_cache_s: section.credential_cache_s,
             credential_cache_entries_max: section.credential_cache_entries_max,
             page_items_max: section.page_items_max,
+        }
+    }
+
+    /// The SMTP session's limits.
+    pub fn smtp_limits(&self) -> hameau_smtp_session::Limits {
+        let smtp = &self.smtp;
+        hameau_smtp_session::Limits {
+            line_bytes_max: smtp.line_bytes_max,
+            message_bytes_max: smtp.message_bytes_max,
+            bdat_chunk_bytes_max: smtp.bdat_chunk_bytes_max,
+            recipients_max: smtp.recipients_max,
+            commands_max: smtp.commands_max,
+            errors_max: smtp.errors_max,
+            command_timeout: std::time::Duration::from_secs(smtp.command_timeout_s),
+            data_timeout: std::time::Duration::from_secs(smtp.data_timeout_s),
+            session_timeout: std::time::Duration::from_secs(smtp.session_timeout_s),
         }
     }
 

@@ -13,7 +13,7 @@ pub(crate) fn check(config: &Config) -> Result<(), Error> {
     let fail = |key: &str, problem: String| Err(error_at(source, key, problem));
     let d = &config.directory;
     let a = &config.auth;
-    let ranges: [(&str, u64, u64, u64); 31] = [
+    let ranges: [(&str, u64, u64, u64); 44] = [
         ("server.shutdown_grace_s", config.server.shutdown_grace_s, 1, 3600),
         ("store.cache_bytes", config.store.cache_bytes as u64, 1 << 20, 1 << 40),
         ("store.key_bytes_max", config.store.key_bytes_max as u64, 64, 64 * 1024),
@@ -46,6 +46,21 @@ pub(crate) fn check(config: &Config) -> Result<(), Error> {
         ("auth.entries_max", a.entries_max as u64, 1, 100_000_000),
         ("dns.resolvers", config.dns.resolvers.len() as u64, 0, 16),
         ("dns.timeout_s", config.dns.timeout_s, 1, 60),
+        ("smtp.listen", config.smtp.listen.len() as u64, 0, 64),
+        ("smtp.connections_max", config.smtp.connections_max as u64, 1, 1_000_000),
+        ("smtp.connections_per_ip_max", config.smtp.connections_per_ip_max as u64, 1, 100_000),
+        // RFC 5321 §4.5.3.1.4: a command line of 512 bytes must be accepted.
+        ("smtp.line_bytes_max", config.smtp.line_bytes_max as u64, 512, 1 << 20),
+        ("smtp.message_bytes_max", config.smtp.message_bytes_max as u64, 64 * 1024, 1 << 30),
+        ("smtp.bdat_chunk_bytes_max", config.smtp.bdat_chunk_bytes_max as u64, 1024, 1 << 30),
+        // RFC 5321 §4.5.3.1.8: at least 100 recipients must be accepted.
+        ("smtp.recipients_max", config.smtp.recipients_max as u64, 100, 100_000),
+        ("smtp.commands_max", config.smtp.commands_max as u64, 10, 10_000_000),
+        ("smtp.errors_max", config.smtp.errors_max as u64, 1, 10_000),
+        ("smtp.command_timeout_s", config.smtp.command_timeout_s, 1, 3600),
+        ("smtp.data_timeout_s", config.smtp.data_timeout_s, 1, 3600),
+        ("smtp.session_timeout_s", config.smtp.session_timeout_s, 1, 86_400),
+        ("smtp.tls_handshake_timeout_s", config.smtp.tls_handshake_timeout_s, 1, 600),
     ];
     for (key, value, min, max) in ranges {
         if value < min || value > max {
@@ -76,6 +91,18 @@ pub(crate) fn check(config: &Config) -> Result<(), Error> {
             format!(
                 "{} is larger than store.commit_queue_max ({}): a group is taken from the queue",
                 config.store.commit_group_max, config.store.commit_queue_max
+            ),
+        );
+    }
+    if let Err(e) = config.smtp_limits().check() {
+        return fail("smtp", e.to_string());
+    }
+    if config.smtp.message_bytes_max as u64 > config.store.blob_bytes_max {
+        return fail(
+            "smtp.message_bytes_max",
+            format!(
+                "{} is larger than store.blob_bytes_max ({}): a message is stored as one blob",
+                config.smtp.message_bytes_max, config.store.blob_bytes_max
             ),
         );
     }

@@ -22,6 +22,9 @@ pub struct InitArgs {
     /// Address of the HTTPS listener; repeat for several.
     #[arg(long = "http-listen", default_value = "127.0.0.1:8443")]
     http_listen: Vec<String>,
+    /// Address of the MX (SMTP); repeat for several.
+    #[arg(long = "smtp-listen", default_value = "127.0.0.1:2525")]
+    smtp_listen: Vec<String>,
     /// Also create a demo tenant (`demo`, domain `demo.test`) with an account to log into.
     #[arg(long)]
     demo: bool,
@@ -105,10 +108,12 @@ async fn first_records(config: &Config, demo: bool) -> anyhow::Result<(String, O
 /// configuration file's own directory, so the whole directory can be moved.
 fn config_text(args: &InitArgs) -> anyhow::Result<String> {
     let listen: Vec<String> = args.http_listen.iter().map(|addr| format!("{addr:?}")).collect();
+    let smtp_listen: Vec<String> = args.smtp_listen.iter().map(|addr| format!("{addr:?}")).collect();
     let replacements = [
         ("hostname = \"localhost\"", format!("hostname = {:?}", args.hostname)),
         ("data_dir = \"/var/lib/hameau\"", "data_dir = \".\"".to_string()),
         ("listen = [\"[::]:443\"]", format!("listen = [{}]", listen.join(", "))),
+        ("listen = [\"[::]:25\"]", format!("listen = [{}]", smtp_listen.join(", "))),
         ("metrics_token = \"\"", format!("metrics_token = {:?}", random_token())),
     ];
     let mut text = SHIPPED_CONFIG.to_string();

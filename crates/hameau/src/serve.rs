@@ -23,11 +23,16 @@ impl hameau_http::Clock for SystemClock {
 }
 
 /// What the HTTP handlers share, from the configuration and the open store.
-pub fn app_state(config: &Config, store: &hameau_store::Store, registry: &Arc<Registry>) -> hameau_http::AppState {
+pub fn app_state(
+    config: &Config,
+    store: &hameau_store::Store,
+    directory: &Directory,
+    registry: &Arc<Registry>,
+) -> hameau_http::AppState {
     let metrics_token = Some(config.http.metrics_token.clone()).filter(|token| !token.is_empty());
     hameau_http::AppState {
         store: store.clone(),
-        directory: Directory::new(store.clone(), config.directory_options()),
+        directory: directory.clone(),
         limiter: Arc::new(AuthLimiter::new(config.limiter_options())),
         clock: Arc::new(SystemClock),
         registry: registry.clone(),
@@ -62,7 +67,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut services = JoinSet::new();
     let registry = Arc::new(Registry::new());
-    let started = start_http(&config, &store, &registry, &shutdown_rx, &mut services).await;
+    // One directory for every service: one credential cache, one view of the accounts.
+    let directory = Directory::new(store.clone(), config.directory_options());
+    let mut started = start_http(&config, &store, &directory, &registry, &shutdown_rx, &mut services).await;
+    if started.is_ok() {
+        started = start_smtp(&config, &store, &directory, &shutdown_rx, &mut services).await;
+    }
     if let Err(e) = started {
         services.abort_all();
         store.close().await.context("closing the store")?;
@@ -88,6 +98,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 async fn start_http(
     config: &Config,
     store: &hameau_store::Store,
+    directory: &Directory,
     registry: &Arc<Registry>,
     shutdown: &watch::Receiver<bool>,
     services: &mut JoinSet<()>,
@@ -96,7 +107,7 @@ async fn start_http(
         return Ok(());
     }
     let tls = crate::tls::server_config(config)?;
-    let state = app_state(config, store, registry);
+    let state = app_state(config, store, directory, registry);
     let options = hameau_http::Options {
         connections_max: config.http.connections_max,
         header_timeout: Duration::from_secs(config.http.header_timeout_s),
@@ -110,6 +121,58 @@ async fn start_http(
         let local = listener.local_addr().context("listener address")?;
         tracing::info!(service = "https", addr = %local, "listening");
         services.spawn(hameau_http::run(listener, tls.clone(), router.clone(), options.clone(), shutdown.clone()));
+    }
+    Ok(())
+}
+
+async fn start_smtp(
+    config: &Config,
+    store: &hameau_store::Store,
+    directory: &Directory,
+    shutdown: &watch::Receiver<bool>,
+    services: &mut JoinSet<()>,
+) -> anyhow::Result<()> {
+    if config.smtp.listen.is_empty() {
+        return Ok(());
+    }
+    // The MX offers STARTTLS with the same certificate, without HTTP's ALPN.
+    let mut tls = (*crate::tls::server_config(config)?).clone();
+    tls.alpn_protocols.clear();
+    let resolver = hameau_smtp::dns::resolver(&config.dns.resolvers, Duration::from_secs(config.dns.timeout_s))
+        .map_err(|e| config.error("dns.resolvers", e))?;
+    let inbound = hameau_smtp::Inbound::new(
+        directory.clone(),
+        hameau_mailbox::Mail::new(store.clone()),
+        mail_auth::MessageAuthenticator(resolver),
+        hameau_smtp::InboundOptions {
+            hostname: config.server.hostname.clone(),
+            mailbox_names: hameau_mailbox::MailboxNames::default(),
+        },
+    );
+    let context = Arc::new(hameau_smtp::server::Context {
+        inbound,
+        tls: Some(Arc::new(tls)),
+        options: hameau_smtp::server::Options {
+            session: hameau_smtp_session::Options {
+                limits: config.smtp_limits(),
+                starttls_available: true,
+                tls_active: false,
+            },
+            hostname: config.server.hostname.clone(),
+            connections_max: config.smtp.connections_max,
+            connections_per_ip_max: config.smtp.connections_per_ip_max,
+            tls_handshake_timeout: Duration::from_secs(config.smtp.tls_handshake_timeout_s),
+        },
+        now_s: Arc::new(|| <SystemClock as hameau_http::Clock>::now_s(&SystemClock)),
+        sessions: std::sync::atomic::AtomicU64::new(0),
+    });
+    for addr in &config.smtp.listen {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| config.error("smtp.listen", format!("cannot listen on {addr}: {e}")))?;
+        let local = listener.local_addr().context("listener address")?;
+        tracing::info!(service = "smtp", addr = %local, "listening");
+        services.spawn(hameau_smtp::server::run(listener, context.clone(), shutdown.clone()));
     }
     Ok(())
 }

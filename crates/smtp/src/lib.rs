@@ -6,6 +6,7 @@
 
 pub mod dns;
 pub mod inbound;
+pub mod server;
 
 pub use inbound::{Envelope, Inbound, InboundOptions, RcptVerdict, Reply};
 

@@ -1,0 +1,267 @@
+//! The SMTP socket driver: accepts connections up to a limit (in all and per client
+//! address), runs a sans-IO [`Session`] on each, answers its events with the [`Inbound`]
+//! pipeline, does STARTTLS with rustls, enforces the session's timeouts, and on shutdown
+//! stops accepting and closes idle sessions with `421`.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hameau_smtp_session::{Decision, Event, Reply, Session};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc, watch};
+
+use crate::{Envelope, Inbound, RcptVerdict};
+
+/// The listener's options.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub session: hameau_smtp_session::Options,
+    /// The name in the greeting and in `Received`.
+    pub hostname: String,
+    /// Most connections at once; past it, accepting waits.
+    pub connections_max: usize,
+    /// Most connections from one client address; past it, `421 4.7.0` and close.
+    pub connections_per_ip_max: usize,
+    /// Time for a STARTTLS handshake.
+    pub tls_handshake_timeout: Duration,
+}
+
+/// What the driver needs besides the socket.
+pub struct Context {
+    pub inbound: Inbound,
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub options: Options,
+    /// Seconds since the Unix epoch (the binary's clock).
+    pub now_s: Arc<dyn Fn() -> u64 + Send + Sync>,
+    /// Numbers sessions, for their ids.
+    pub sessions: std::sync::atomic::AtomicU64,
+}
+
+/// Serves SMTP on `listener` until `shutdown` turns true, then waits for the sessions in
+/// flight to end (each is told `421` as soon as it is idle).
+pub async fn run(listener: TcpListener, context: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
+    let permits = Arc::new(Semaphore::new(context.options.connections_max));
+    let per_ip: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
+    let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+    let mut accept_errors = 0u32;
+    loop {
+        let permit = tokio::select! {
+            _ = stopped(&mut shutdown) => break,
+            permit = permits.clone().acquire_owned() => permit.expect("semaphore never closed"),
+        };
+        let (tcp, peer) = tokio::select! {
+            _ = stopped(&mut shutdown) => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => { accept_errors = 0; accepted }
+                Err(e) => {
+                    accept_errors = (accept_errors + 1).min(6);
+                    tracing::warn!(error = %e, "smtp accept failed");
+                    tokio::time::sleep(Duration::from_millis(10 << accept_errors)).await;
+                    continue;
+                }
+            },
+        };
+        let guard = PerIp::enter(&per_ip, peer.ip());
+        let context = context.clone();
+        let shutdown = shutdown.clone();
+        let done = done_tx.clone();
+        tokio::spawn(async move {
+            if guard.count > context.options.connections_per_ip_max {
+                let mut tcp = tcp;
+                let _ = tcp.write_all(b"421 4.7.0 Too many connections from your address\r\n").await;
+            } else {
+                let _ = tcp.set_nodelay(true);
+                if let Err(e) = serve(tcp, peer, &context, shutdown).await {
+                    tracing::debug!(%peer, error = %e, "smtp session ended with an error");
+                }
+            }
+            drop((guard, permit, done));
+        });
+    }
+    drop(done_tx);
+    let _ = done_rx.recv().await;
+}
+
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+/// Counts a client address's connections while alive.
+struct PerIp {
+    map: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    ip: IpAddr,
+    count: usize,
+}
+
+impl PerIp {
+    fn enter(map: &Arc<Mutex<HashMap<IpAddr, usize>>>, ip: IpAddr) -> PerIp {
+        let mut counts = map.lock().expect("per-ip lock");
+        let count = counts.entry(ip).or_insert(0);
+        *count += 1;
+        PerIp { map: map.clone(), ip, count: *count }
+    }
+}
+
+impl Drop for PerIp {
+    fn drop(&mut self) {
+        let mut counts = self.map.lock().expect("per-ip lock");
+        if let Some(count) = counts.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// A plain or TLS connection.
+enum Connection {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    /// Between the two, while the handshake runs.
+    Upgrading,
+}
+
+impl Connection {
+    async fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Connection::Plain(stream) => stream.read(buf).await,
+            Connection::Tls(stream) => stream.read(buf).await,
+            Connection::Upgrading => Ok(0),
+        }
+    }
+
+    async fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Connection::Plain(stream) => write_flush(stream, bytes).await,
+            Connection::Tls(stream) => write_flush(stream.as_mut(), bytes).await,
+            Connection::Upgrading => Ok(()),
+        }
+    }
+}
+
+async fn write_flush<S: AsyncWrite + AsyncRead + Unpin>(stream: &mut S, bytes: &[u8]) -> std::io::Result<()> {
+    stream.write_all(bytes).await?;
+    stream.flush().await
+}
+
+/// The transaction as the driver knows it: the resolved recipients of accepted RCPTs.
+#[derive(Default)]
+struct Transaction {
+    helo: String,
+    recipients: HashMap<String, hameau_directory::Recipient>,
+}
+
+/// Reads at most this much at a time; the session bounds what it keeps.
+const READ_BYTES: usize = 16 * 1024;
+
+async fn serve(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    context: &Context,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let mut session = Session::new(context.options.session.clone(), &context.options.hostname, Instant::now());
+    let mut connection = Connection::Plain(tcp);
+    let mut transaction = Transaction::default();
+    let mut buf = vec![0u8; READ_BYTES];
+    let n_session = context.sessions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let id = format!("{:x}{n_session:x}", (context.now_s)());
+    let mut n_messages = 0u32;
+    loop {
+        while let Some(event) = session.poll_event(Instant::now()) {
+            flush(&mut session, &mut connection).await?;
+            let decision = match &event {
+                Event::Helo { host, .. } => {
+                    transaction.helo = host.clone();
+                    Some(Decision::Accept)
+                }
+                Event::MailFrom { .. } => {
+                    transaction.recipients.clear();
+                    Some(Decision::Accept)
+                }
+                Event::RcptTo { address } => Some(match context.inbound.check_recipient(address).await {
+                    RcptVerdict::Accept(recipient) => {
+                        transaction.recipients.insert(address.clone(), *recipient);
+                        Decision::Accept
+                    }
+                    RcptVerdict::Refuse(reply) => Decision::Reject(Reply::new(reply.code, reply.enhanced, &reply.text)),
+                }),
+                Event::Message { data, mail_from, recipients, .. } => {
+                    n_messages += 1;
+                    let envelope = Envelope {
+                        client_ip: peer.ip(),
+                        helo: transaction.helo.clone(),
+                        mail_from: mail_from.clone(),
+                        recipients: recipients.iter().filter_map(|r| transaction.recipients.get(r).cloned()).collect(),
+                        tls: session.tls_active(),
+                        received_at: (context.now_s)(),
+                        id: format!("{id}.{n_messages}"),
+                    };
+                    let reply = context.inbound.deliver(&envelope, data).await;
+                    tracing::info!(%peer, from = %mail_from, n_recipients = recipients.len(), reply = %reply, "smtp message");
+                    Some(if reply.is_success() {
+                        Decision::Accept
+                    } else {
+                        Decision::Reject(Reply::new(reply.code, reply.enhanced, &reply.text))
+                    })
+                }
+                Event::StartTls => {
+                    let Some(tls) = &context.tls else { return Ok(()) };
+                    let Connection::Plain(tcp) = std::mem::replace(&mut connection, Connection::Upgrading) else {
+                        return Ok(());
+                    };
+                    let acceptor = tokio_rustls::TlsAcceptor::from(tls.clone());
+                    match tokio::time::timeout(context.options.tls_handshake_timeout, acceptor.accept(tcp)).await {
+                        Ok(Ok(stream)) => connection = Connection::Tls(Box::new(stream)),
+                        _ => return Ok(()),
+                    }
+                    session.handle_tls_started();
+                    None
+                }
+                Event::Quit | Event::Close { .. } => {
+                    flush(&mut session, &mut connection).await?;
+                    return Ok(());
+                }
+            };
+            if let Some(decision) = decision {
+                session.handle_decision(decision);
+            }
+        }
+        flush(&mut session, &mut connection).await?;
+        if session.is_closed() {
+            return Ok(());
+        }
+        let deadline = session.poll_timeout().map(tokio::time::Instant::from_std);
+        let timeout = async {
+            match deadline {
+                Some(deadline) => tokio::time::sleep_until(deadline).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            read = connection.read(&mut buf), if session.wants_input() => {
+                let n = read?;
+                if n == 0 {
+                    return Ok(());
+                }
+                session.handle_input(&buf[..n]);
+            }
+            _ = timeout => session.handle_timeout(Instant::now()),
+            _ = stopped(&mut shutdown) => {
+                connection.write_all(b"421 4.3.2 Server shutting down, try again later\r\n").await?;
+                return Ok(());
+            }
+        }
+    }
+}
+
+async fn flush(session: &mut Session, connection: &mut Connection) -> std::io::Result<()> {
+    while let Some(bytes) = session.poll_output() {
+        connection.write_all(&bytes).await?;
+    }
+    Ok(())
+}
