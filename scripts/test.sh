@@ -20,9 +20,22 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
+echo "== fuzz targets (built with sanitizers, run briefly)"
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    echo "setup: installing cargo-fuzz" >&2
+    cargo install cargo-fuzz --locked
+fi
+for target in $(ls fuzz/fuzz_targets | sed 's/\.rs$//'); do
+    # cargo-fuzz needs nightly flags; this stable toolchain allows them with RUSTC_BOOTSTRAP.
+    RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR="$HOME/.cache/hameau-fuzz-target" \
+        cargo fuzz run --fuzz-dir fuzz "$target" -- -max_total_time="${HAMEAU_FUZZ_S:-30}" \
+        -dict="fuzz/dictionaries/$target.dict" -print_final_stats=1 2>&1 | tail -n 5
+done
+
 echo "== cargo test"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --workspace 2>&1 | tee "$log"
 # One closing line for the whole run: cargo prints one result line per test binary.
 awk '/^test result:/ { passed += $4; failed += $6 } END { printf "tests: %d passed, %d failed\n", passed, failed }' "$log"
+
