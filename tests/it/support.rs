@@ -301,3 +301,63 @@ pub fn no_outside_dns(config: &Path) {
     set_config(config, "resolvers = []", "resolvers = [\"127.0.0.1:9\"]");
     set_config(config, "timeout_s = 5", "timeout_s = 1");
 }
+
+/// A knotd serving zone files on a loopback port; stopped when dropped.
+pub struct Knot {
+    child: Child,
+    pub port: u16,
+}
+
+impl Drop for Knot {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    // A port free for both UDP and TCP at the time of asking.
+    loop {
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+pub fn start_knot(dir: &Path, zones: &[(&str, String)]) -> Knot {
+    let knotd = ["/usr/sbin/knotd", "/usr/bin/knotd"].into_iter().find(|path| Path::new(path).exists());
+    let knotd = knotd.expect("knotd is needed (Debian package knot; scripts/test.sh installs it)");
+    let port = free_port();
+    let mut config = format!(
+        "server:\n    listen: 127.0.0.1@{port}\n    rundir: {dir}\ndatabase:\n    storage: {dir}/db\n\
+         log:\n  - target: stderr\n    any: warning\nzone:\n",
+        dir = dir.display()
+    );
+    for (name, records) in zones {
+        let path = dir.join(format!("{name}.zone"));
+        let head = format!(
+            "{name}. 3600 IN SOA ns.{name}. hostmaster.{name}. 1 3600 600 86400 300\n\
+             {name}. 3600 IN NS ns.{name}.\nns.{name}. 3600 IN A 127.0.0.1\n"
+        );
+        std::fs::write(&path, head + records).unwrap();
+        config.push_str(&format!("  - domain: {name}\n    file: {}\n", path.display()));
+    }
+    let config_path = dir.join("knot.conf");
+    std::fs::write(&config_path, config).unwrap();
+    let child = Command::new(knotd)
+        .args(["-c", config_path.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start knotd");
+    let knot = Knot { child, port };
+    // Ready when it answers on TCP.
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(start.elapsed() < Duration::from_secs(20), "knotd did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    knot
+}
