@@ -22,6 +22,17 @@ const LATEST_TIME_S: u64 = 253_402_300_799;
 /// Largest quota: the store counts bytes in `i64`.
 const QUOTA_BYTES_MAX: u64 = i64::MAX as u64;
 
+/// Most accounts a tenant may be limited to: far above any commune (Paris employs about
+/// 50,000 people), and within every integer type a client may use.
+const ACCOUNTS_MAX_LIMIT: u32 = 1_000_000;
+
+fn check_accounts_max(accounts_max: Option<u32>) -> Result<(), Error> {
+    if accounts_max.is_some_and(|max| max > ACCOUNTS_MAX_LIMIT) {
+        return Err(Error::invalid("accounts_max", format!("must be at most {ACCOUNTS_MAX_LIMIT}")));
+    }
+    Ok(())
+}
+
 fn check_quota(quota: Option<u64>) -> Result<(), Error> {
     if quota.is_some_and(|quota| quota > QUOTA_BYTES_MAX) {
         return Err(Error::invalid("quota_bytes", format!("must be at most {QUOTA_BYTES_MAX}")));
@@ -249,6 +260,7 @@ impl Directory {
         }
         check_optional_codes(new.siren.as_deref(), new.insee.as_deref())?;
         check_quota(new.quota_bytes)?;
+        check_accounts_max(new.accounts_max)?;
         let tenant = Tenant {
             id: new.id,
             name: new.name,
@@ -308,6 +320,7 @@ impl Directory {
         }
         check_optional_codes(update.siren.clone().flatten().as_deref(), update.insee.clone().flatten().as_deref())?;
         check_quota(update.quota_bytes.flatten())?;
+        check_accounts_max(update.accounts_max.flatten())?;
         for _ in 0..records::RETRIES_MAX {
             let Read { mut record, version } = self.read_tenant(id).await?;
             if let Some(name) = &update.name {

@@ -361,6 +361,9 @@ async fn accounts_max_is_enforced() {
     assert_eq!(err.to_string(), "tenant \"a\" has reached its accounts_max of 2");
     d.delete_account(&admin("a"), "second@a.fr").await.unwrap();
     d.create_account(&admin("a"), new_account("third@a.fr"), NOW).await.unwrap();
+    let absurd = TenantUpdate { accounts_max: Some(Some(2_147_483_648)), ..TenantUpdate::default() };
+    let err = d.update_tenant(&Principal::Operator, "a", absurd).await.unwrap_err();
+    assert_eq!(err.to_string(), "accounts_max: must be at most 1000000");
 }
 
 #[tokio::test]
