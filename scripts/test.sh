@@ -5,14 +5,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # Test tools from Debian: knotd, an authoritative DNS server for `hameau dns check`; swaks,
 # an SMTP client.
-export HAMEAU_EXTRA_DEBS="knot swaks"
+export HAMEAU_EXTRA_DEBS="knot swaks openssl"
 source scripts/setup.sh
-# Test tools from PyPI, in a virtual environment of their own: schemathesis.
+# Test tools from PyPI, in a virtual environment of their own: schemathesis (the admin
+# API's schema), dkimpy (a real DKIM signer).
 venv="$HOME/.cache/hameau-venv"
-if [ ! -x "$venv/bin/schemathesis" ]; then
-    echo "setup: installing schemathesis in $venv" >&2
+if [ ! -x "$venv/bin/schemathesis" ] || ! "$venv/bin/python" -c "import dkim" 2>/dev/null; then
+    echo "setup: installing schemathesis and dkimpy in $venv" >&2
     python3 -m venv "$venv"
-    "$venv/bin/pip" install -q schemathesis
+    "$venv/bin/pip" install -q schemathesis dkimpy
 fi
 export PATH="$venv/bin:$PATH"
 

@@ -239,3 +239,159 @@ fn rand_ms() -> u64 {
     let hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.finish() % 500
 }
+
+/// Signs `message` with dkimpy (PyPI), as a real sender would.
+fn dkimpy_sign(message: &[u8], selector: &str, domain: &str, key: &std::path::Path) -> Vec<u8> {
+    let python = std::env::var("HOME").map(|home| format!("{home}/.cache/hameau-venv/bin/python")).unwrap();
+    let script = format!(
+        "import sys, dkim\nmessage = sys.stdin.buffer.read()\nkey = open({key:?}, 'rb').read()\n\
+         sig = dkim.sign(message, b'{selector}', b'{domain}', key, include_headers=[b'from', b'to', b'subject'])\n\
+         sys.stdout.buffer.write(sig + message)\n",
+        key = key.to_str().unwrap()
+    );
+    let mut child = Command::new(&python)
+        .args(["-c", &script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("dkimpy is needed (pip install dkimpy; scripts/test.sh installs it)");
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(message).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "dkimpy failed");
+    output.stdout
+}
+
+/// SPF, DKIM (signed by dkimpy) and DMARC against a real DNS server (knotd): pass, a
+/// tampered body, a forged `From:` of a `p=reject` domain, a `p=quarantine` failure.
+#[test]
+fn authentication_against_a_real_dns() {
+    let (dir, _) = init_with_token();
+    let config = config_path(dir.path());
+    let c = config.to_str().unwrap();
+    for args in [
+        vec!["tenant", "create", "a", "--name", "A"],
+        vec!["domain", "create", "a.test", "--tenant", "a"],
+        vec!["account", "create", "user@a.test"],
+    ] {
+        let mut all = args.clone();
+        all.extend(["--config", c]);
+        assert!(run(&all).0.success(), "{args:?}");
+    }
+    // The sender's RSA key, made by openssl; its public half goes into the zone.
+    let key = dir.path().join("dkim.pem");
+    let status = Command::new("openssl").args(["genrsa", "-out", key.to_str().unwrap(), "2048"]).output().unwrap();
+    assert!(status.status.success());
+    let public = Command::new("sh")
+        .args(["-c", &format!("openssl rsa -in {} -pubout -outform der 2>/dev/null | base64 -w0", key.display())])
+        .output()
+        .unwrap();
+    let public = String::from_utf8(public.stdout).unwrap();
+    let txt = |text: &str| {
+        text.as_bytes().chunks(255).map(|c| format!("\"{}\"", String::from_utf8_lossy(c))).collect::<Vec<_>>().join(" ")
+    };
+    let zones = [
+        (
+            "sender.test",
+            format!(
+                "sender.test. 300 IN TXT \"v=spf1 ip4:127.0.0.1 -all\"\n\
+                 sel._domainkey.sender.test. 300 IN TXT {}\n\
+                 _dmarc.sender.test. 300 IN TXT \"v=DMARC1; p=reject\"\n",
+                txt(&format!("v=DKIM1; k=rsa; p={public}"))
+            ),
+        ),
+        (
+            "bank.test",
+            "bank.test. 300 IN TXT \"v=spf1 -all\"\n_dmarc.bank.test. 300 IN TXT \"v=DMARC1; p=reject\"\n".to_string(),
+        ),
+        (
+            "shop.test",
+            "shop.test. 300 IN TXT \"v=spf1 -all\"\n_dmarc.shop.test. 300 IN TXT \"v=DMARC1; p=quarantine\"\n"
+                .to_string(),
+        ),
+        // The parent zone, so that names above the senders' (mail-auth also asks for
+        // `_dmarc.test`) get an authoritative "no such name" rather than a refusal.
+        ("test", String::new()),
+    ];
+    let knot_dir = tempfile::tempdir().unwrap();
+    let zone_refs: Vec<(&str, String)> = zones.iter().map(|(name, records)| (*name, records.clone())).collect();
+    let knot = crate::support::start_knot(knot_dir.path(), &zone_refs);
+    crate::support::set_config(
+        &config,
+        "resolvers = [\"127.0.0.1:9\"]",
+        &format!("resolvers = [\"127.0.0.1:{}\"]", knot.port),
+    );
+    let mut server = Server::start(&config);
+    let port = server.smtp[0].port();
+    let send = |from: &str, data: &[u8]| {
+        let file = dir.path().join("message.eml");
+        std::fs::write(&file, data).unwrap();
+        swaks(port, &["--to", "user@a.test", "--from", from, "--data", file.to_str().unwrap()])
+    };
+
+    let message = b"From: jean@sender.test\r\nTo: user@a.test\r\nSubject: signed\r\n\r\nBonjour de sender.test\r\n";
+    let signed = dkimpy_sign(message, "sel", "sender.test", &key);
+    let (ok, text) = send("jean@sender.test", &signed);
+    assert!(ok, "{text}");
+    // Tampered after signing: DKIM fails, SPF still passes aligned, so DMARC passes.
+    let tampered =
+        String::from_utf8(signed.clone()).unwrap().replace("Bonjour de sender.test", "Bonjour de sender.test, modifié");
+    let (ok, text) = send("jean@sender.test", tampered.as_bytes());
+    assert!(ok, "{text}");
+    // A forged From: of a p=reject domain, SPF failing: refused.
+    let forged = b"From: direction@bank.test\r\nTo: user@a.test\r\nSubject: forged\r\n\r\nVirement urgent\r\n";
+    let (ok, text) = send("direction@bank.test", forged);
+    assert!(!ok, "{text}");
+    assert!(text.contains("550 5.7.1"), "{text}");
+    // A p=quarantine failure: delivered to Junk.
+    let quarantined = b"From: promo@shop.test\r\nTo: user@a.test\r\nSubject: quarantined\r\n\r\nPromo\r\n";
+    let (ok, text) = send("promo@shop.test", quarantined);
+    assert!(ok, "{text}");
+
+    server.signal(libc::SIGTERM);
+    assert!(server.wait(Duration::from_secs(30)).unwrap().success());
+    let messages = inbox(&config, "user@a.test");
+    assert_eq!(messages.len(), 2, "signed and tampered in the inbox; forged refused; quarantined in Junk");
+    // The exact Authentication-Results, but for the signature's own bytes (header.b).
+    let results = |message: &str| {
+        let head = message.split("\r\nReceived:").next().unwrap().to_string();
+        match head.split_once("header.b=") {
+            Some((before, after)) => format!("{before}header.b=…{}", &after[after.find(';').unwrap()..]),
+            None => head,
+        }
+    };
+    let spf = "\tspf=pass (localhost: domain of postmaster@sender.test designates 127.0.0.1 as permitted sender) smtp.helo=sender.test;\r\n\
+               \tspf=pass (localhost: domain of jean@sender.test designates 127.0.0.1 as permitted sender) smtp.mailfrom=jean@sender.test;\r\n\
+               \tarc=none smtp.remote-ip=127.0.0.1;\r\n";
+    assert_eq!(
+        results(&messages[0]),
+        format!(
+            "Authentication-Results: localhost;\r\n\tdkim=pass header.i=@sender.test header.s=sel header.b=…;\r\n{spf}\
+             \tdmarc=pass header.from=sender.test policy.dmarc=reject"
+        )
+    );
+    assert_eq!(
+        results(&messages[1]),
+        format!(
+            "Authentication-Results: localhost;\r\n\tdkim=fail (body hash did not verify) header.i=@sender.test header.s=sel header.b=…;\r\n{spf}\
+             \tdmarc=pass header.from=sender.test policy.dmarc=reject"
+        )
+    );
+    // The quarantined message is in Junk, with the DMARC failure recorded.
+    let (status, stdout, _) = run(&["account", "show", "user@a.test", "--config", c]);
+    assert!(status.success());
+    let account = serde_json::from_str::<serde_json::Value>(&stdout).unwrap()["id"].as_u64().unwrap();
+    let store_path = config.parent().unwrap().join("store");
+    let junk = crate::support::block_on(async move {
+        let store = hameau_store::Store::open(&hameau_store::Options::rocksdb(&store_path)).await.unwrap();
+        let mail = hameau_mailbox::Mail::new(store.clone());
+        let junk = mail.mailbox_by_role(account, hameau_mailbox::Role::Junk).await.unwrap().unwrap();
+        let entries = mail.uids(account, junk.id).await.unwrap();
+        let raw = mail.raw(account, entries[0].email).await.unwrap();
+        store.close().await.unwrap();
+        (entries.len(), entries[0].keywords.clone(), String::from_utf8(raw).unwrap())
+    });
+    assert_eq!((junk.0, junk.1), (1, vec!["$junk".to_string()]));
+    assert!(junk.2.contains("\tdmarc=fail (policy not aligned) header.from=shop.test policy.dmarc=quarantine\r\n"), "{}", junk.2);
+    drop(knot);
+}

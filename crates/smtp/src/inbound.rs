@@ -191,7 +191,11 @@ impl Inbound {
             .with_spf_mailfrom_result(&spf_mail_from, ip, &envelope.mail_from, helo)
             .with_arc_result(&arc, ip)
             .with_dmarc_result(&dmarc)
-            .to_string();
+            .to_string()
+            // A body that does not match its signature's hash is a failed signature (RFC
+            // 6376 §6.1.3: PERMFAIL), `dkim=fail` in RFC 8601 terms; mail-auth says neutral.
+            // Its DMARC evaluation counts neither as a pass, so only the header changes.
+            .replace("dkim=neutral (body hash did not verify)", "dkim=fail (body hash did not verify)");
         // Enforced only on a definite failure: a temporary DNS error is not a forgery.
         let failed = matches!(dmarc.result(), DmarcResult::Fail(_));
         let (refusal, junk) = match (failed, dmarc.policy()) {
