@@ -40,19 +40,16 @@ fn inbox(config: &std::path::Path, address: &str) -> Vec<String> {
 fn swaks_delivers_and_relaying_is_refused() {
     let (dir, _) = init_with_token();
     let config = config_path(dir.path());
-    let c = config.to_str().unwrap();
-    for args in [
-        vec!["tenant", "create", "a", "--name", "A"],
-        vec!["domain", "create", "a.test", "--tenant", "a"],
-        vec!["account", "create", "user@a.test"],
-        vec!["account", "create", "other@a.test"],
-        vec!["alias", "create", "mairie@a.test", "--target", "user@a.test", "--target", "other@a.test"],
-    ] {
-        let mut all = args.clone();
-        all.extend(["--config", c]);
-        let (status, _, stderr) = run(&all);
-        assert!(status.success(), "{args:?}: {stderr}");
-    }
+    crate::support::admin(
+        &config,
+        &[
+            &["tenant", "create", "a", "--name", "A"],
+            &["domain", "create", "a.test", "--tenant", "a"],
+            &["account", "create", "user@a.test"],
+            &["account", "create", "other@a.test"],
+            &["alias", "create", "mairie@a.test", "--target", "user@a.test", "--target", "other@a.test"],
+        ],
+    );
     let mut server = Server::start(&config);
     let port = server.smtp[0].port();
 
@@ -168,16 +165,14 @@ fn sigkill_under_load_loses_no_acknowledged_message() {
     use std::sync::atomic::{AtomicBool, Ordering};
     let (dir, _) = init_with_token();
     let config = config_path(dir.path());
-    let c = config.to_str().unwrap();
-    for args in [
-        vec!["tenant", "create", "a", "--name", "A"],
-        vec!["domain", "create", "a.test", "--tenant", "a"],
-        vec!["account", "create", "user@a.test"],
-    ] {
-        let mut all = args.clone();
-        all.extend(["--config", c]);
-        assert!(run(&all).0.success(), "{args:?}");
-    }
+    crate::support::admin(
+        &config,
+        &[
+            &["tenant", "create", "a", "--name", "A"],
+            &["domain", "create", "a.test", "--tenant", "a"],
+            &["account", "create", "user@a.test"],
+        ],
+    );
     // A real DNS server that knows the sender's (empty) zone: authentication checks answer
     // at once instead of timing out.
     let knot_dir = tempfile::tempdir().unwrap();
@@ -269,15 +264,14 @@ fn authentication_against_a_real_dns() {
     let (dir, _) = init_with_token();
     let config = config_path(dir.path());
     let c = config.to_str().unwrap();
-    for args in [
-        vec!["tenant", "create", "a", "--name", "A"],
-        vec!["domain", "create", "a.test", "--tenant", "a"],
-        vec!["account", "create", "user@a.test"],
-    ] {
-        let mut all = args.clone();
-        all.extend(["--config", c]);
-        assert!(run(&all).0.success(), "{args:?}");
-    }
+    crate::support::admin(
+        &config,
+        &[
+            &["tenant", "create", "a", "--name", "A"],
+            &["domain", "create", "a.test", "--tenant", "a"],
+            &["account", "create", "user@a.test"],
+        ],
+    );
     // The sender's RSA key, made by openssl; its public half goes into the zone.
     let key = dir.path().join("dkim.pem");
     let status = Command::new("openssl").args(["genrsa", "-out", key.to_str().unwrap(), "2048"]).output().unwrap();
@@ -392,6 +386,10 @@ fn authentication_against_a_real_dns() {
         (entries.len(), entries[0].keywords.clone(), String::from_utf8(raw).unwrap())
     });
     assert_eq!((junk.0, junk.1), (1, vec!["$junk".to_string()]));
-    assert!(junk.2.contains("\tdmarc=fail (policy not aligned) header.from=shop.test policy.dmarc=quarantine\r\n"), "{}", junk.2);
+    assert!(
+        junk.2.contains("\tdmarc=fail (policy not aligned) header.from=shop.test policy.dmarc=quarantine\r\n"),
+        "{}",
+        junk.2
+    );
     drop(knot);
 }

@@ -25,21 +25,7 @@ pub fn run(args: &[&str]) -> (ExitStatus, String, String) {
 
 /// `hameau init` in a new temporary directory, HTTPS on a port the system picks.
 pub fn init() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let data = dir.path().join("data");
-    let (status, stdout, stderr) = run(&[
-        "init",
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--http-listen",
-        "127.0.0.1:0",
-        "--smtp-listen",
-        "127.0.0.1:0",
-    ]);
-    assert!(status.success(), "init failed: {stderr}");
-    assert!(stdout.contains("hameau serve --config"), "{stdout}");
-    no_outside_dns(&config_path(dir.path()));
-    dir
+    init_with_token().0
 }
 
 pub fn config_path(dir: &Path) -> PathBuf {
@@ -278,6 +264,7 @@ pub fn init_with_token() -> (tempfile::TempDir, String) {
         "127.0.0.1:0",
     ]);
     assert!(status.success(), "init failed: {stderr}");
+    assert!(stdout.contains("hameau serve --config"), "{stdout}");
     no_outside_dns(&config_path(dir.path()));
     let token = stdout
         .lines()
@@ -360,4 +347,14 @@ pub fn start_knot(dir: &Path, zones: &[(&str, String)]) -> Knot {
         std::thread::sleep(Duration::from_millis(50));
     }
     knot
+}
+
+/// Runs each admin command on the local data directory of `config`; all must succeed.
+pub fn admin(config: &Path, commands: &[&[&str]]) {
+    for command in commands {
+        let mut args = command.to_vec();
+        args.extend(["--config", config.to_str().unwrap()]);
+        let (status, _, stderr) = run(&args);
+        assert!(status.success(), "{command:?}: {stderr}");
+    }
 }
