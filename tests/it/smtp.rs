@@ -106,6 +106,8 @@ fn swaks_delivers_and_relaying_is_refused() {
     );
     assert!(user[0].contains("Subject: plain\r\n"), "{}", user[0]);
     assert!(user[1].contains("with ESMTPS id "), "{}", user[1]);
+    assert!(user[0].contains("\r\n\tfor <user@a.test>;\r\n"), "one recipient is named: {}", user[0]);
+    assert!(!user[1].contains("\tfor <"), "several recipients are not: {}", user[1]);
     assert!(
         user[1].contains("Compte rendu du conseil municipal") || user[1].contains("Q29tcHRlIHJlbmR1"),
         "{}",

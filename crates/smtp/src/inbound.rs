@@ -221,9 +221,15 @@ impl Inbound {
             IpAddr::V4(v4) => v4.to_string(),
             IpAddr::V6(v6) => format!("IPv6:{v6}"),
         };
+        // RFC 5321 §4.4: `for` names the recipient, only when there is one (several would
+        // disclose the Bcc recipients to each other).
+        let recipient = match envelope.recipients.as_slice() {
+            [one] => format!("\r\n\tfor <{}>", one.address),
+            _ => String::new(),
+        };
         out.extend_from_slice(
             format!(
-                "Received: from {} ([{ip}])\r\n\tby {hostname} (Hameau) with {protocol} id {};\r\n\t{date}\r\n",
+                "Received: from {} ([{ip}])\r\n\tby {hostname} (Hameau) with {protocol} id {}{recipient};\r\n\t{date}\r\n",
                 envelope.helo, envelope.id
             )
             .as_bytes(),
