@@ -395,3 +395,86 @@ fn authentication_against_a_real_dns() {
     );
     drop(knot);
 }
+
+/// Sends `script` in one write after EHLO and returns everything the server answered
+/// until it closes or goes quiet.
+fn raw_session(addr: std::net::SocketAddr, script: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_millis(1500))).unwrap();
+    stream.write_all(script).unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = stream.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        answer.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// SMTP smuggling (2023) over a real socket: whatever follows a bare-LF or bare-CR "end of
+/// data" stays inside the one message, which is refused; no second message appears. A
+/// thousand connections from one address meet the per-address limit, and the server
+/// goes on serving.
+#[test]
+fn smuggling_and_connection_floods_are_refused() {
+    let (dir, _) = init_with_token();
+    let config = config_path(dir.path());
+    crate::support::admin(
+        &config,
+        &[
+            &["tenant", "create", "a", "--name", "A"],
+            &["domain", "create", "a.test", "--tenant", "a"],
+            &["account", "create", "user@a.test"],
+        ],
+    );
+    let mut server = Server::start(&config);
+    let addr = server.smtp[0];
+    let smuggled = "MAIL FROM:<ceo@a.test>\r\nRCPT TO:<user@a.test>\r\nDATA\r\nSubject: smuggled\r\n\r\nx\r\n";
+    for end in ["\n.\n", "\r.\r", "\n.\r\n", "\r\n.\r"] {
+        let script = format!(
+            "EHLO sender.test\r\nMAIL FROM:<a@sender.test>\r\nRCPT TO:<user@a.test>\r\nDATA\r\n\
+             Subject: carrier\r\n\r\nhello{end}{smuggled}.\r\nQUIT\r\n"
+        );
+        let answer = raw_session(addr, script.as_bytes());
+        // One reply to the one message (refused: bare CR/LF), then QUIT's.
+        assert_eq!(answer.matches("\r\n250 2.0.0").count(), 0, "{end:?}: {answer}");
+        assert_eq!(answer.matches("550 5.6.0").count(), 1, "{end:?}: {answer}");
+        assert!(answer.ends_with("221 2.0.0 Bye\r\n"), "{end:?}: {answer}");
+    }
+    // STARTTLS with a command behind it in the same packet, without a TLS client: the
+    // injected command is not run (its reply never comes).
+    let answer = raw_session(addr, b"EHLO sender.test\r\nSTARTTLS\r\nMAIL FROM:<injected@sender.test>\r\n");
+    assert!(answer.contains("220 2.0.0"), "{answer}");
+    assert!(!answer.contains("2.1.0"), "{answer}");
+
+    // A flood from one address: past smtp.connections_per_ip_max (20), 421.
+    let mut held = Vec::new();
+    let mut refused = 0;
+    for _ in 0..1000 {
+        use std::io::Read;
+        let Ok(mut stream) = std::net::TcpStream::connect(addr) else { continue };
+        stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut greeting = [0u8; 64];
+        let n = stream.read(&mut greeting).unwrap_or(0);
+        if greeting[..n].starts_with(b"421 4.7.0") {
+            refused += 1;
+        } else {
+            held.push(stream);
+        }
+    }
+    assert_eq!(held.len(), 20, "the per-address limit holds");
+    assert_eq!(refused, 980);
+    drop(held);
+    // The server still serves.
+    std::thread::sleep(Duration::from_millis(300));
+    let (ok, text) = swaks(addr.port(), &["--to", "user@a.test", "--from", "jean@sender.test"]);
+    assert!(ok, "{text}");
+    server.signal(libc::SIGTERM);
+    assert!(server.wait(Duration::from_secs(30)).unwrap().success());
+    let messages = inbox(&config, "user@a.test");
+    assert_eq!(messages.len(), 1, "only the last, honest message");
+    assert!(!messages[0].contains("smuggled"));
+}
