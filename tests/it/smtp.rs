@@ -478,3 +478,61 @@ fn smuggling_and_connection_floods_are_refused() {
     assert_eq!(messages.len(), 1, "only the last, honest message");
     assert!(!messages[0].contains("smuggled"));
 }
+
+/// Bad input over a real socket: binary garbage, an over-long line, a message over the
+/// size limit, a client that stalls mid-DATA. Each gets its reply; others are served
+/// meanwhile; nothing is stored.
+#[test]
+fn bad_input_gets_replies_and_the_server_goes_on() {
+    let (dir, _) = init_with_token();
+    let config = config_path(dir.path());
+    crate::support::admin(
+        &config,
+        &[
+            &["tenant", "create", "a", "--name", "A"],
+            &["domain", "create", "a.test", "--tenant", "a"],
+            &["account", "create", "user@a.test"],
+        ],
+    );
+    crate::support::set_config(&config, "message_bytes_max = 41943040", "message_bytes_max = 65536");
+    crate::support::set_config(&config, "bdat_chunk_bytes_max = 41943040", "bdat_chunk_bytes_max = 65536");
+    crate::support::set_config(&config, "data_timeout_s = 180", "data_timeout_s = 2");
+    let mut server = Server::start(&config);
+    let addr = server.smtp[0];
+
+    let answer = raw_session(addr, b"\x00\xff\xfe garbage \x01\x02\r\nQUIT\r\n");
+    assert!(answer.contains("500 5.5.2"), "{answer}");
+    assert!(answer.ends_with("221 2.0.0 Bye\r\n"), "{answer}");
+    let long = format!("EHLO {}\r\nQUIT\r\n", "a".repeat(10_000));
+    let answer = raw_session(addr, long.as_bytes());
+    assert!(answer.contains("500 5.5.6"), "{answer}");
+    assert!(answer.ends_with("221 2.0.0 Bye\r\n"), "{answer}");
+    let big = format!(
+        "EHLO sender.test\r\nMAIL FROM:<a@sender.test>\r\nRCPT TO:<user@a.test>\r\nDATA\r\nSubject: big\r\n\r\n{}\r\n.\r\nQUIT\r\n",
+        "0123456789abcdef\r\n".repeat(5000)
+    );
+    let answer = raw_session(addr, big.as_bytes());
+    assert!(answer.contains("552 5.3.4"), "{answer}");
+    assert!(answer.ends_with("221 2.0.0 Bye\r\n"), "{answer}");
+
+    // A client stalls in the middle of DATA; another is served meanwhile; the staller is
+    // told 421 when data_timeout_s runs out.
+    use std::io::{Read, Write};
+    let mut staller = std::net::TcpStream::connect(addr).unwrap();
+    staller
+        .write_all(b"EHLO sender.test\r\nMAIL FROM:<a@sender.test>\r\nRCPT TO:<user@a.test>\r\nDATA\r\nSubject: half")
+        .unwrap();
+    let (ok, text) = swaks(addr.port(), &["--to", "user@a.test", "--from", "jean@sender.test"]);
+    assert!(ok, "{text}");
+    staller.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut answer = Vec::new();
+    let _ = staller.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.contains("421 4.4.2"), "{answer}");
+
+    server.signal(libc::SIGTERM);
+    assert!(server.wait(Duration::from_secs(30)).unwrap().success());
+    assert!(!server.log().join("\n").contains("panicked"));
+    let messages = inbox(&config, "user@a.test");
+    assert_eq!(messages.len(), 1, "only the honest message is stored");
+}
