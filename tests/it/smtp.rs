@@ -16,6 +16,18 @@ fn swaks(port: u16, args: &[&str]) -> (bool, String) {
     (output.status.success(), text)
 }
 
+/// Tenant `a` with domain a.test and the account user@a.test, on the local data directory.
+fn mx_domain(config: &std::path::Path) {
+    crate::support::admin(
+        config,
+        &[
+            &["tenant", "create", "a", "--name", "A"],
+            &["domain", "create", "a.test", "--tenant", "a"],
+            &["account", "create", "user@a.test"],
+        ],
+    );
+}
+
 /// The raw messages in `address`'s INBOX, read from the store of a stopped server.
 fn inbox(config: &std::path::Path, address: &str) -> Vec<String> {
     let (status, stdout, stderr) = run(&["account", "show", address, "--config", config.to_str().unwrap()]);
@@ -40,12 +52,10 @@ fn inbox(config: &std::path::Path, address: &str) -> Vec<String> {
 fn swaks_delivers_and_relaying_is_refused() {
     let (dir, _) = init_with_token();
     let config = config_path(dir.path());
+    mx_domain(&config);
     crate::support::admin(
         &config,
         &[
-            &["tenant", "create", "a", "--name", "A"],
-            &["domain", "create", "a.test", "--tenant", "a"],
-            &["account", "create", "user@a.test"],
             &["account", "create", "other@a.test"],
             &["alias", "create", "mairie@a.test", "--target", "user@a.test", "--target", "other@a.test"],
         ],
@@ -167,14 +177,7 @@ fn sigkill_under_load_loses_no_acknowledged_message() {
     use std::sync::atomic::{AtomicBool, Ordering};
     let (dir, _) = init_with_token();
     let config = config_path(dir.path());
-    crate::support::admin(
-        &config,
-        &[
-            &["tenant", "create", "a", "--name", "A"],
-            &["domain", "create", "a.test", "--tenant", "a"],
-            &["account", "create", "user@a.test"],
-        ],
-    );
+    mx_domain(&config);
     // A real DNS server that knows the sender's (empty) zone: authentication checks answer
     // at once instead of timing out.
     let knot_dir = tempfile::tempdir().unwrap();
@@ -266,14 +269,7 @@ fn authentication_against_a_real_dns() {
     let (dir, _) = init_with_token();
     let config = config_path(dir.path());
     let c = config.to_str().unwrap();
-    crate::support::admin(
-        &config,
-        &[
-            &["tenant", "create", "a", "--name", "A"],
-            &["domain", "create", "a.test", "--tenant", "a"],
-            &["account", "create", "user@a.test"],
-        ],
-    );
+    mx_domain(&config);
     // The sender's RSA key, made by openssl; its public half goes into the zone.
     let key = dir.path().join("dkim.pem");
     let status = Command::new("openssl").args(["genrsa", "-out", key.to_str().unwrap(), "2048"]).output().unwrap();
@@ -422,14 +418,7 @@ fn raw_session(addr: std::net::SocketAddr, script: &[u8]) -> String {
 fn smuggling_and_connection_floods_are_refused() {
     let (dir, _) = init_with_token();
     let config = config_path(dir.path());
-    crate::support::admin(
-        &config,
-        &[
-            &["tenant", "create", "a", "--name", "A"],
-            &["domain", "create", "a.test", "--tenant", "a"],
-            &["account", "create", "user@a.test"],
-        ],
-    );
+    mx_domain(&config);
     let mut server = Server::start(&config);
     let addr = server.smtp[0];
     let smuggled = "MAIL FROM:<ceo@a.test>\r\nRCPT TO:<user@a.test>\r\nDATA\r\nSubject: smuggled\r\n\r\nx\r\n";
@@ -486,14 +475,7 @@ fn smuggling_and_connection_floods_are_refused() {
 fn bad_input_gets_replies_and_the_server_goes_on() {
     let (dir, _) = init_with_token();
     let config = config_path(dir.path());
-    crate::support::admin(
-        &config,
-        &[
-            &["tenant", "create", "a", "--name", "A"],
-            &["domain", "create", "a.test", "--tenant", "a"],
-            &["account", "create", "user@a.test"],
-        ],
-    );
+    mx_domain(&config);
     crate::support::set_config(&config, "message_bytes_max = 41943040", "message_bytes_max = 65536");
     crate::support::set_config(&config, "bdat_chunk_bytes_max = 41943040", "bdat_chunk_bytes_max = 65536");
     crate::support::set_config(&config, "data_timeout_s = 180", "data_timeout_s = 2");

@@ -10,7 +10,7 @@ use crate::credentials::{
     secret_digest,
 };
 use crate::model::{self, Account, AccountRole, Alias, ApiKey, AppPassword, Domain, KeyScope, Tenant};
-use crate::records::{self, Read, any, commit_new, commit_once, get, index_page, set};
+use crate::records::{self, Read, any, commit_new, commit_once, get, index_entries, index_page, set};
 use crate::{Directory, Error, Principal, keys};
 
 /// Longest free text (names), bytes.
@@ -604,7 +604,7 @@ impl Directory {
             return Ok(Page { items, next: None });
         }
         let tenant = self.scoped_tenant(principal, tenant).await?;
-        let (addresses, more) = self.tenant_index_page(&keys::tenant_accounts(&tenant), after, limit).await?;
+        let (addresses, more) = index_entries(&self.store, &keys::tenant_accounts(&tenant), after, limit).await?;
         let mut items = Vec::with_capacity(addresses.len());
         for (_, value) in &addresses {
             let id = u64::from_be_bytes(
@@ -633,26 +633,6 @@ impl Directory {
         };
         self.read_tenant(&tenant).await?;
         Ok(tenant)
-    }
-
-    async fn tenant_index_page(
-        &self,
-        prefix: &[u8],
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<(Vec<(String, Vec<u8>)>, bool), Error> {
-        let mut scan = hameau_store::Scan::prefix(prefix).limit(limit + 1);
-        if let Some(after) = after {
-            scan = scan.after(&[prefix, after.as_bytes()].concat());
-        }
-        let entries = self.store.scan(&scan).await?;
-        let more = entries.len() > limit;
-        let items = entries
-            .into_iter()
-            .take(limit)
-            .map(|entry| (String::from_utf8_lossy(&entry.key[prefix.len()..]).into_owned(), entry.value))
-            .collect();
-        Ok((items, more))
     }
 
     pub async fn update_account(
@@ -899,7 +879,7 @@ impl Directory {
         }
         let tenant = self.scoped_tenant(principal, tenant).await?;
         let limit = page_limit(self, limit)?;
-        let (addresses, more) = self.tenant_index_page(&keys::tenant_aliases(&tenant), after, limit).await?;
+        let (addresses, more) = index_entries(&self.store, &keys::tenant_aliases(&tenant), after, limit).await?;
         let mut items = Vec::with_capacity(addresses.len());
         for (address, _) in &addresses {
             if let Some(Read { record: AddressRecord::Alias { tenant, targets, created_at }, .. }) =

@@ -42,18 +42,30 @@ pub async fn index_page(
     after: Option<&str>,
     limit: usize,
 ) -> Result<(Vec<String>, bool), Error> {
+    let (entries, more) = index_entries(store, prefix, after, limit).await?;
+    Ok((entries.into_iter().map(|(name, _)| name).collect(), more))
+}
+
+/// One page of an index with the values: `(name, value)` after `after`, at most `limit`,
+/// and whether more follow.
+pub async fn index_entries(
+    store: &Store,
+    prefix: &[u8],
+    after: Option<&str>,
+    limit: usize,
+) -> Result<(Vec<(String, Vec<u8>)>, bool), Error> {
     let mut scan = Scan::prefix(prefix).limit(limit + 1);
     if let Some(after) = after {
         scan = scan.after(&[prefix, after.as_bytes()].concat());
     }
     let entries = store.scan(&scan).await?;
     let more = entries.len() > limit;
-    let names = entries
+    let items = entries
         .into_iter()
         .take(limit)
-        .map(|entry| String::from_utf8_lossy(&entry.key[prefix.len()..]).into_owned())
+        .map(|entry| (String::from_utf8_lossy(&entry.key[prefix.len()..]).into_owned(), entry.value))
         .collect();
-    Ok((names, more))
+    Ok((items, more))
 }
 
 /// Whether any key starts with `prefix`.

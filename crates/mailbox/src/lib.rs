@@ -312,10 +312,8 @@ impl Mail {
                 batch.set(&keys::email(account, id), &encode(&email));
                 self.rewrite_uid_values(account, &email, &mut batch, modseq).await?;
             }
-            match self.store.commit(batch).await {
-                Ok(committed) => return Ok(committed.counters[modseq.index()] as u64),
-                Err(hameau_store::Error::Conflict { .. }) => continue,
-                Err(e) => return Err(e.into()),
+            if let Some(modseq) = self.commit_change(batch, modseq).await? {
+                return Ok(modseq);
             }
         }
         Err(Error::Busy)
@@ -374,13 +372,21 @@ impl Mail {
             let modseq = self.add_change(&mut batch, account, kind, id, email.mailboxes.clone());
             batch.set(&keys::email(account, id), &encode(&email));
             self.rewrite_uid_values(account, &email, &mut batch, modseq).await?;
-            match self.store.commit(batch).await {
-                Ok(committed) => return Ok(committed.counters[modseq.index()] as u64),
-                Err(hameau_store::Error::Conflict { .. }) => continue,
-                Err(e) => return Err(e.into()),
+            if let Some(modseq) = self.commit_change(batch, modseq).await? {
+                return Ok(modseq);
             }
         }
         Err(Error::Busy)
+    }
+
+    /// Commits a read-modify-write batch: its modseq, or `None` if another writer changed
+    /// what it read (the caller reads again).
+    async fn commit_change(&self, batch: Batch, modseq: hameau_store::CounterRef) -> Result<Option<u64>, Error> {
+        match self.store.commit(batch).await {
+            Ok(committed) => Ok(Some(committed.counters[modseq.index()] as u64)),
+            Err(hameau_store::Error::Conflict { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Adds the account's next modseq and a change under it to `batch`.
