@@ -8,12 +8,15 @@ cd "$(dirname "$0")/.."
 export HAMEAU_EXTRA_DEBS="knot swaks openssl"
 source scripts/setup.sh
 # Test tools from PyPI, in a virtual environment of their own: schemathesis (the admin
-# API's schema), dkimpy (a real DKIM signer).
+# API's schema), dkimpy with authres (a real DKIM signer and ARC sealer). The list is
+# recorded in the venv: a change to it installs again.
 venv="$HOME/.cache/hameau-venv"
-if [ ! -x "$venv/bin/schemathesis" ] || ! "$venv/bin/python" -c "import dkim" 2>/dev/null; then
-    echo "setup: installing schemathesis and dkimpy in $venv" >&2
+pypi="schemathesis dkimpy authres"
+if [ "$(cat "$venv/.hameau-pypi" 2>/dev/null)" != "$pypi" ]; then
+    echo "setup: installing $pypi in $venv" >&2
     python3 -m venv "$venv"
-    "$venv/bin/pip" install -q schemathesis dkimpy
+    "$venv/bin/pip" install -q $pypi
+    echo "$pypi" > "$venv/.hameau-pypi"
 fi
 export PATH="$venv/bin:$PATH"
 

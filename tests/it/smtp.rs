@@ -240,26 +240,147 @@ fn rand_ms() -> u64 {
     hasher.finish() % 500
 }
 
+/// An RSA key made by openssl, and its DKIM record's value as DNS strings for a zone file.
+fn rsa_key(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, String) {
+    let key = dir.join(format!("{name}.pem"));
+    let status = Command::new("openssl").args(["genrsa", "-out", key.to_str().unwrap(), "2048"]).output().unwrap();
+    assert!(status.status.success());
+    let public = Command::new("sh")
+        .args(["-c", &format!("openssl rsa -in {} -pubout -outform der 2>/dev/null | base64 -w0", key.display())])
+        .output()
+        .unwrap();
+    let record = format!("v=DKIM1; k=rsa; p={}", String::from_utf8(public.stdout).unwrap());
+    let strings = record.as_bytes().chunks(255).map(|c| format!("\"{}\"", String::from_utf8_lossy(c)));
+    (key, strings.collect::<Vec<_>>().join(" "))
+}
+
+/// Runs a Python script of the test venv (dkimpy) with `input` on its stdin.
+fn python(script: &str, input: &[u8]) -> Vec<u8> {
+    let python = std::env::var("HOME").map(|home| format!("{home}/.cache/hameau-venv/bin/python")).unwrap();
+    let mut child = Command::new(&python)
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("dkimpy is needed (pip install dkimpy; scripts/test.sh installs it)");
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "python failed");
+    output.stdout
+}
+
 /// Signs `message` with dkimpy (PyPI), as a real sender would.
 fn dkimpy_sign(message: &[u8], selector: &str, domain: &str, key: &std::path::Path) -> Vec<u8> {
-    let python = std::env::var("HOME").map(|home| format!("{home}/.cache/hameau-venv/bin/python")).unwrap();
     let script = format!(
         "import sys, dkim\nmessage = sys.stdin.buffer.read()\nkey = open({key:?}, 'rb').read()\n\
          sig = dkim.sign(message, b'{selector}', b'{domain}', key, include_headers=[b'from', b'to', b'subject'])\n\
          sys.stdout.buffer.write(sig + message)\n",
         key = key.to_str().unwrap()
     );
-    let mut child = Command::new(&python)
-        .args(["-c", &script])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("dkimpy is needed (pip install dkimpy; scripts/test.sh installs it)");
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(message).unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert!(output.status.success(), "dkimpy failed");
-    output.stdout
+    python(&script, message)
+}
+
+/// What a mailing list does (with dkimpy): records its own authentication results, then
+/// seals the message it changed with an ARC set (RFC 8617) as `domain`.
+fn dkimpy_arc_seal(message: &[u8], results: &str, selector: &str, domain: &str, key: &std::path::Path) -> Vec<u8> {
+    let script = format!(
+        "import sys, dkim\nmessage = b'Authentication-Results: {domain}; {results}\\r\\n' + sys.stdin.buffer.read()\n\
+         key = open({key:?}, 'rb').read()\n\
+         seal = dkim.arc_sign(message, b'{selector}', b'{domain}', key, b'{domain}')\n\
+         sys.stdout.buffer.write(b''.join(seal) + message)\n",
+        key = key.to_str().unwrap()
+    );
+    python(&script, message)
+}
+
+/// A message from a `p=reject` domain, forwarded by a mailing list that changed it (DKIM
+/// and SPF alignment broken) and sealed it with ARC: delivered when the list is a trusted
+/// sealer, refused when the sealer is not trusted or the chain is broken. The exact
+/// `Authentication-Results` is checked.
+#[test]
+fn arc_sealed_forwarded_mail() {
+    let (dir, _) = init_with_token();
+    let config = config_path(dir.path());
+    mx_domain(&config);
+    let (sender_key, sender_txt) = rsa_key(dir.path(), "sender");
+    let (list_key, list_txt) = rsa_key(dir.path(), "list");
+    let (rogue_key, rogue_txt) = rsa_key(dir.path(), "rogue");
+    let zones = [
+        (
+            "sender.test",
+            format!(
+                "sender.test. 300 IN TXT \"v=spf1 ip4:192.0.2.1 -all\"\n\
+                 sel._domainkey.sender.test. 300 IN TXT {sender_txt}\n\
+                 _dmarc.sender.test. 300 IN TXT \"v=DMARC1; p=reject\"\n"
+            ),
+        ),
+        (
+            "lists.test",
+            format!(
+                "lists.test. 300 IN TXT \"v=spf1 ip4:127.0.0.1 -all\"\narc._domainkey.lists.test. 300 IN TXT {list_txt}\n"
+            ),
+        ),
+        (
+            "rogue.test",
+            format!(
+                "rogue.test. 300 IN TXT \"v=spf1 ip4:127.0.0.1 -all\"\narc._domainkey.rogue.test. 300 IN TXT {rogue_txt}\n"
+            ),
+        ),
+        ("test", String::new()),
+    ];
+    let knot_dir = tempfile::tempdir().unwrap();
+    let knot = crate::support::start_knot(knot_dir.path(), &zones);
+    crate::support::set_config(
+        &config,
+        "resolvers = [\"127.0.0.1:9\"]",
+        &format!("resolvers = [\"127.0.0.1:{}\"]", knot.port),
+    );
+    crate::support::set_config(&config, "arc_trusted_sealers = []", "arc_trusted_sealers = [\"lists.test\"]");
+    let mut server = Server::start(&config);
+    let port = server.smtp[0].port();
+    let forward = |list: &str, data: &[u8]| {
+        let file = dir.path().join("forwarded.eml");
+        std::fs::write(&file, data).unwrap();
+        let from = format!("conseil-bounces@{list}");
+        swaks(port, &["--helo", list, "--to", "user@a.test", "--from", &from, "--data", file.to_str().unwrap()])
+    };
+
+    let original = b"From: jean@sender.test\r\nTo: conseil@lists.test\r\nSubject: ordre du jour\r\n\r\nBonjour\r\n";
+    let signed = String::from_utf8(dkimpy_sign(original, "sel", "sender.test", &sender_key)).unwrap();
+    // The list adds its footer: the author's DKIM signature breaks.
+    let listed = format!("{signed}--\r\nListe conseil@lists.test\r\n");
+    let upstream =
+        "dkim=pass header.d=sender.test; spf=pass smtp.mailfrom=sender.test; dmarc=pass header.from=sender.test";
+    let by_list = dkimpy_arc_seal(listed.as_bytes(), upstream, "arc", "lists.test", &list_key);
+    let by_rogue = dkimpy_arc_seal(listed.as_bytes(), upstream, "arc", "rogue.test", &rogue_key);
+    let broken = String::from_utf8(by_list.clone()).unwrap().replace("Bonjour", "Bonsoir");
+
+    let (ok, text) = forward("lists.test", &by_list);
+    assert!(ok, "a trusted sealer's valid chain overrides the DMARC failure: {text}");
+    let (ok, text) = forward("rogue.test", &by_rogue);
+    assert!(!ok && text.contains("550 5.7.1"), "an untrusted sealer overrides nothing: {text}");
+    let (ok, text) = forward("lists.test", broken.as_bytes());
+    assert!(!ok && text.contains("550 5.7.1"), "a broken chain overrides nothing: {text}");
+
+    server.signal(libc::SIGTERM);
+    assert!(server.wait(Duration::from_secs(30)).unwrap().success());
+    let messages = inbox(&config, "user@a.test");
+    assert_eq!(messages.len(), 1);
+    let head = messages[0].split("\r\nReceived:").next().unwrap();
+    let (before, after) = head.split_once("header.b=").unwrap();
+    assert_eq!(
+        format!("{before}header.b=…{}", &after[after.find(';').unwrap()..]),
+        "Authentication-Results: localhost;\r\n\
+         \tdkim=fail (body hash did not verify) header.i=@sender.test header.s=sel header.b=…;\r\n\
+         \tspf=pass (localhost: domain of postmaster@lists.test designates 127.0.0.1 as permitted sender) smtp.helo=lists.test;\r\n\
+         \tspf=pass (localhost: domain of conseil-bounces@lists.test designates 127.0.0.1 as permitted sender) smtp.mailfrom=conseil-bounces@lists.test;\r\n\
+         \tarc=pass smtp.remote-ip=127.0.0.1;\r\n\
+         \tdmarc=fail (policy not aligned) header.from=sender.test policy.dmarc=reject \
+         (overridden: ARC chain sealed by trusted forwarder lists.test)"
+    );
+    assert!(messages[0].contains("\r\nARC-Seal: i=1; "), "the forwarder's seal is kept");
+    drop(knot);
 }
 
 /// SPF, DKIM (signed by dkimpy) and DMARC against a real DNS server (knotd): pass, a
@@ -270,18 +391,7 @@ fn authentication_against_a_real_dns() {
     let config = config_path(dir.path());
     let c = config.to_str().unwrap();
     mx_domain(&config);
-    // The sender's RSA key, made by openssl; its public half goes into the zone.
-    let key = dir.path().join("dkim.pem");
-    let status = Command::new("openssl").args(["genrsa", "-out", key.to_str().unwrap(), "2048"]).output().unwrap();
-    assert!(status.status.success());
-    let public = Command::new("sh")
-        .args(["-c", &format!("openssl rsa -in {} -pubout -outform der 2>/dev/null | base64 -w0", key.display())])
-        .output()
-        .unwrap();
-    let public = String::from_utf8(public.stdout).unwrap();
-    let txt = |text: &str| {
-        text.as_bytes().chunks(255).map(|c| format!("\"{}\"", String::from_utf8_lossy(c))).collect::<Vec<_>>().join(" ")
-    };
+    let (key, key_txt) = rsa_key(dir.path(), "dkim");
     let zones = [
         (
             "sender.test",
@@ -289,7 +399,7 @@ fn authentication_against_a_real_dns() {
                 "sender.test. 300 IN TXT \"v=spf1 ip4:127.0.0.1 -all\"\n\
                  sel._domainkey.sender.test. 300 IN TXT {}\n\
                  _dmarc.sender.test. 300 IN TXT \"v=DMARC1; p=reject\"\n",
-                txt(&format!("v=DKIM1; k=rsa; p={public}"))
+                key_txt
             ),
         ),
         (
@@ -517,4 +627,56 @@ fn bad_input_gets_replies_and_the_server_goes_on() {
     assert!(!server.log().join("\n").contains("panicked"));
     let messages = inbox(&config, "user@a.test");
     assert_eq!(messages.len(), 1, "only the honest message is stored");
+}
+
+/// 8-bit mail and internationalised addresses (RFC 6152, RFC 6531). swaks (Debian's
+/// 20201014) sends 8-bit data but has no way to ask for `SMTPUTF8`: it is used for the 8-bit
+/// body and for the refusal of a UTF-8 address without `SMTPUTF8`; Python's `smtplib` (a
+/// real SMTPUTF8 client) delivers to and from UTF-8 addresses.
+#[test]
+fn eight_bit_and_smtputf8() {
+    let (dir, _) = init_with_token();
+    let config = config_path(dir.path());
+    mx_domain(&config);
+    crate::support::admin(&config, &[&["account", "create", "élodie@a.test"]]);
+    let mut server = Server::start(&config);
+    let port = server.smtp[0].port();
+
+    let body = "Délibération n° 12 : l'été, la fête du village — 8 € la crêpe.";
+    let eight_bit = format!(
+        "From: jean@sender.test\r\nTo: user@a.test\r\nSubject: 8bit\r\nMIME-Version: 1.0\r\n\
+         Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n{body}\r\n"
+    );
+    let file = dir.path().join("8bit.eml");
+    std::fs::write(&file, &eight_bit).unwrap();
+    let (ok, text) =
+        swaks(port, &["--to", "user@a.test", "--from", "jean@sender.test", "--data", file.to_str().unwrap()]);
+    assert!(ok, "{text}");
+    let (ok, text) = swaks(port, &["--to", "élodie@a.test", "--from", "jean@sender.test"]);
+    assert!(!ok && text.contains("553 5.6.7"), "a UTF-8 address needs SMTPUTF8: {text}");
+
+    let script = format!(
+        "import smtplib\n\
+         message = 'From: Jérôme <jérôme@expéditeur.test>\\r\\nTo: élodie@a.test\\r\\nSubject: Réunion à la mairie\\r\\n\\
+         MIME-Version: 1.0\\r\\nContent-Type: text/plain; charset=utf-8\\r\\nContent-Transfer-Encoding: 8bit\\r\\n\\r\\n' + {body:?} + '\\r\\n'\n\
+         with smtplib.SMTP('127.0.0.1', {port}, local_hostname='sender.test') as client:\n\
+         \x20   client.ehlo()\n\
+         \x20   assert client.has_extn('smtputf8') and client.has_extn('8bitmime')\n\
+         \x20   refused = client.sendmail('jérôme@expéditeur.test', ['élodie@a.test'], message.encode(), \
+         mail_options=['SMTPUTF8', 'BODY=8BITMIME'])\n\
+         \x20   assert refused == {{}}, refused\n"
+    );
+    let output = Command::new("python3").args(["-c", &script]).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+
+    server.signal(libc::SIGTERM);
+    assert!(server.wait(Duration::from_secs(30)).unwrap().success());
+    let user = inbox(&config, "user@a.test");
+    assert_eq!(user.len(), 1);
+    assert!(user[0].contains(&eight_bit), "stored byte for byte: {}", user[0]);
+    let elodie = inbox(&config, "élodie@a.test");
+    assert_eq!(elodie.len(), 1);
+    assert!(elodie[0].contains("\r\nFrom: Jérôme <jérôme@expéditeur.test>\r\nTo: élodie@a.test\r\n"), "{}", elodie[0]);
+    assert!(elodie[0].contains("\tfor <élodie@a.test>;\r\n"), "{}", elodie[0]);
+    assert!(elodie[0].contains(&format!("\r\n\r\n{body}\r\n")), "{}", elodie[0]);
 }

@@ -260,6 +260,9 @@ pub struct Smtp {
     pub session_timeout_s: u64,
     /// Time for a STARTTLS handshake. 10 s, as for HTTPS.
     pub tls_handshake_timeout_s: u64,
+    /// Forwarders whose valid ARC seal overrides a DMARC failure (RFC 8617 §7.2.1), as
+    /// domain names; empty by default: anyone can seal, so only named ones are trusted.
+    pub arc_trusted_sealers: Vec<String>,
 }
 
 impl Default for Smtp {
@@ -279,6 +282,7 @@ impl Default for Smtp {
             data_timeout_s: limits.data_timeout.as_secs(),
             session_timeout_s: limits.session_timeout.as_secs(),
             tls_handshake_timeout_s: 10,
+            arc_trusted_sealers: Vec::new(),
         }
     }
 }

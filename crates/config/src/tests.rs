@@ -94,6 +94,18 @@ fn relationships_between_limits() {
 }
 
 #[test]
+fn trusted_arc_sealers_are_domain_names() {
+    check(
+        "[smtp]\narc_trusted_sealers = [\"listes.example.fr\", \"Lists.Example.org\"]\n",
+        "/etc/hameau/hameau.toml:2: smtp.arc_trusted_sealers: \"Lists.Example.org\" is not a lower-case domain name such as \"listes.example.fr\"",
+    );
+    check(
+        "[smtp]\narc_trusted_sealers = [\"localhost\"]\n",
+        "/etc/hameau/hameau.toml:2: smtp.arc_trusted_sealers: \"localhost\" is not a lower-case domain name such as \"listes.example.fr\"",
+    );
+}
+
+#[test]
 fn features_not_there_say_so() {
     check(
         "[store]\nbackend = \"postgresql\"\n",

@@ -13,7 +13,7 @@ pub(crate) fn check(config: &Config) -> Result<(), Error> {
     let fail = |key: &str, problem: String| Err(error_at(source, key, problem));
     let d = &config.directory;
     let a = &config.auth;
-    let ranges: [(&str, u64, u64, u64); 44] = [
+    let ranges: [(&str, u64, u64, u64); 45] = [
         ("server.shutdown_grace_s", config.server.shutdown_grace_s, 1, 3600),
         ("store.cache_bytes", config.store.cache_bytes as u64, 1 << 20, 1 << 40),
         ("store.key_bytes_max", config.store.key_bytes_max as u64, 64, 64 * 1024),
@@ -61,6 +61,7 @@ pub(crate) fn check(config: &Config) -> Result<(), Error> {
         ("smtp.data_timeout_s", config.smtp.data_timeout_s, 1, 3600),
         ("smtp.session_timeout_s", config.smtp.session_timeout_s, 1, 86_400),
         ("smtp.tls_handshake_timeout_s", config.smtp.tls_handshake_timeout_s, 1, 600),
+        ("smtp.arc_trusted_sealers", config.smtp.arc_trusted_sealers.len() as u64, 0, 1000),
     ];
     for (key, value, min, max) in ranges {
         if value < min || value > max {
@@ -96,6 +97,12 @@ pub(crate) fn check(config: &Config) -> Result<(), Error> {
     }
     if let Err(e) = config.smtp_limits().check() {
         return fail("smtp", e.to_string());
+    }
+    if let Some(bad) = config.smtp.arc_trusted_sealers.iter().find(|name| !is_domain_name(name)) {
+        return fail(
+            "smtp.arc_trusted_sealers",
+            format!("{bad:?} is not a lower-case domain name such as \"listes.example.fr\""),
+        );
     }
     if config.smtp.message_bytes_max as u64 > config.store.blob_bytes_max {
         return fail(
@@ -240,4 +247,17 @@ fn walk(table: &DeTable<'_>, span: &Range<usize>, path: &mut Vec<String>) -> boo
         }
     }
     false
+}
+
+/// A lower-case ASCII domain name (IDNs in their `xn--` form) of at least two labels.
+fn is_domain_name(name: &str) -> bool {
+    let labels: Vec<&str> = name.split('.').collect();
+    name.len() <= 253
+        && labels.len() >= 2
+        && labels.iter().all(|label| {
+            (1..=63).contains(&label.len())
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        })
 }

@@ -147,6 +147,7 @@ async fn start_smtp(
         hameau_smtp::InboundOptions {
             hostname: config.server.hostname.clone(),
             mailbox_names: hameau_mailbox::MailboxNames::default(),
+            arc_trusted_sealers: config.smtp.arc_trusted_sealers.clone(),
         },
     );
     let context = Arc::new(hameau_smtp::server::Context {

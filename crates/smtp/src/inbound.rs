@@ -6,7 +6,8 @@
 //!   unknown local address `550 5.1.1`; a recipient over quota `452 4.2.2`.
 //! - At end of data, SPF (HELO and MAIL FROM), DKIM, ARC and DMARC are evaluated. A DMARC
 //!   failure under the sender's `p=reject` is refused `550 5.7.1`; under `p=quarantine` the
-//!   message goes to Junk. `Authentication-Results` and `Received` are prepended, and any
+//!   message goes to Junk, unless a forwarder we trust sealed a valid ARC chain
+//!   ([`InboundOptions::arc_trusted_sealers`]). `Authentication-Results` and `Received` are prepended, and any
 //!   incoming `Authentication-Results` claiming our host name is removed (RFC 8601 §5).
 //! - The message is stored for every recipient account in ONE commit
 //!   ([`hameau_mailbox::Mail::ingest_many`]): the `250` is given only after it is synced,
@@ -20,7 +21,7 @@ use hameau_mailbox::{Ingest, Mail, MailboxNames, Role};
 use mail_auth::dmarc::Policy;
 use mail_auth::dmarc::verify::DmarcParameters;
 use mail_auth::spf::verify::SpfParameters;
-use mail_auth::{AuthenticatedMessage, AuthenticationResults, DmarcResult, MessageAuthenticator};
+use mail_auth::{AuthenticatedMessage, AuthenticationResults, DkimResult, DmarcResult, MessageAuthenticator};
 
 /// An SMTP reply: code, enhanced status code (RFC 3463), text.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,6 +59,11 @@ pub struct InboundOptions {
     /// Our host name: `Received` and `Authentication-Results` name it.
     pub hostname: String,
     pub mailbox_names: MailboxNames,
+    /// Forwarders (mailing lists, a commune's old provider) whose ARC seal (RFC 8617) is
+    /// trusted to override a DMARC failure: a message they forwarded and sealed with a
+    /// valid chain is delivered though forwarding broke its DKIM and SPF alignment.
+    /// Lower-case domain names; empty trusts none (a seal anyone can make proves nothing).
+    pub arc_trusted_sealers: Vec<String>,
 }
 
 /// One message's transaction, as the session saw it.
@@ -185,7 +191,7 @@ impl Inbound {
             .authenticator
             .verify_dmarc(DmarcParameters::new(message, &dkim, mail_from_domain, &spf_mail_from))
             .await;
-        let results = AuthenticationResults::new(hostname)
+        let mut results = AuthenticationResults::new(hostname)
             .with_dkim_results(&dkim, message.from())
             .with_spf_ehlo_result(&spf_ehlo, ip, helo)
             .with_spf_mailfrom_result(&spf_mail_from, ip, &envelope.mail_from, helo)
@@ -197,7 +203,14 @@ impl Inbound {
             // Its DMARC evaluation counts neither as a pass, so only the header changes.
             .replace("dkim=neutral (body hash did not verify)", "dkim=fail (body hash did not verify)");
         // Enforced only on a definite failure: a temporary DNS error is not a forgery.
-        let failed = matches!(dmarc.result(), DmarcResult::Fail(_));
+        let mut failed = matches!(dmarc.result(), DmarcResult::Fail(_));
+        if failed && let Some(sealer) = self.trusted_arc_sealer(&arc) {
+            // RFC 8617 §7.2.1: a receiver may let a valid chain from a forwarder it trusts
+            // override the DMARC failure; the results say so (RFC 7489 §7.3's
+            // `trusted_forwarder`).
+            results.push_str(&format!(" (overridden: ARC chain sealed by trusted forwarder {sealer})"));
+            failed = false;
+        }
         let (refusal, junk) = match (failed, dmarc.policy()) {
             (true, Policy::Reject) => (
                 Some(Reply::new(550, "5.7.1", format!("DMARC policy of {} rejects this message", dmarc.domain()))),
@@ -207,6 +220,16 @@ impl Inbound {
             _ => (None, false),
         };
         Verdict { results, refusal, junk }
+    }
+
+    /// The newest sealer of a valid ARC chain, when it is one we trust.
+    fn trusted_arc_sealer(&self, arc: &mail_auth::ArcOutput<'_>) -> Option<String> {
+        if *arc.result() != DkimResult::Pass {
+            return None;
+        }
+        let newest = arc.sets().iter().max_by_key(|set| set.seal.header.i)?;
+        let sealer = newest.seal.header.d.to_ascii_lowercase();
+        self.options.arc_trusted_sealers.iter().any(|trusted| *trusted == sealer).then_some(sealer)
     }
 
     /// The message as stored: `Received` and `Authentication-Results` first, then the

@@ -86,7 +86,11 @@ mod delivery {
         let closed = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
         let resolver = crate::dns::resolver(&[closed], Duration::from_millis(200)).unwrap();
         let mail = Mail::new(store);
-        let options = InboundOptions { hostname: "mx.hameau.test".into(), mailbox_names: MailboxNames::default() };
+        let options = InboundOptions {
+            hostname: "mx.hameau.test".into(),
+            mailbox_names: MailboxNames::default(),
+            arc_trusted_sealers: Vec::new(),
+        };
         let inbound = Inbound::new(directory.clone(), mail.clone(), MessageAuthenticator(resolver), options);
         Fixture { _dir: dir, inbound, directory, mail }
     }
