@@ -103,8 +103,8 @@ async fn logins(directory: &Directory, count: Option<usize>, duration: Duration)
     (latencies.len(), start.elapsed(), latencies)
 }
 
-fn report(label: &str, n: usize, elapsed: Duration, mut latencies: Vec<f64>) {
-    latencies.sort_by(f64::total_cmp);
-    let at = |q: f64| latencies.get(((latencies.len().max(1) - 1) as f64 * q) as usize).copied().unwrap_or(f64::NAN);
-    println!("{label:<10} {n:>10} {:>10.0} {:>10.3} {:>10.3}", n as f64 / elapsed.as_secs_f64(), at(0.50), at(0.99));
+fn report(label: &str, n: usize, elapsed: Duration, latencies: Vec<f64>) {
+    let rate = n as f64 / elapsed.as_secs_f64();
+    let (p50, p99) = (hameau_benches::percentile(&latencies, 0.50), hameau_benches::percentile(&latencies, 0.99));
+    println!("{label:<10} {n:>10} {rate:>10.0} {p50:>10.3} {p99:>10.3}");
 }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use hameau_benches::{percentile, status_kib};
 use hameau_store::{Batch, Options, Store};
 
 const VALUE_BYTES: usize = 100;
@@ -56,7 +57,7 @@ fn main() -> anyhow::Result<()> {
             percentile(&latencies, 0.99),
         );
     }
-    println!("peak resident memory: {} MiB", peak_rss_kib() / 1024);
+    println!("peak resident memory: {} MiB", status_kib("self", "VmHWM") / 1024);
     Ok(())
 }
 
@@ -171,23 +172,4 @@ fn key(writer: usize, i: u64) -> [u8; 16] {
     key[..8].copy_from_slice(&(writer as u64).to_be_bytes());
     key[8..].copy_from_slice(&i.to_be_bytes());
     key
-}
-
-fn percentile(latencies: &[f64], at: f64) -> f64 {
-    if latencies.is_empty() {
-        return f64::NAN;
-    }
-    let mut sorted = latencies.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    sorted[((sorted.len() - 1) as f64 * at).round() as usize]
-}
-
-fn peak_rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|kib| kib.parse().ok())
-        .unwrap_or(0)
 }

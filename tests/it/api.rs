@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::{Api, Server, config_path, init_with_token, set_config};
+use crate::support::{Api, Server, config_path, init_with_token, set_config, start_server};
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -16,7 +16,7 @@ struct Fixture {
 
 fn start() -> Fixture {
     let (dir, operator) = init_with_token();
-    let server = Server::start(&config_path(dir.path()));
+    let server = start_server(&config_path(dir.path()));
     let api = Api::new(&server);
     Fixture { _dir: dir, server, api, operator }
 }
@@ -287,7 +287,7 @@ fn repeated_failures_are_slowed_down_then_refused() {
     set_config(&config, "failures_before_delay = 5", "failures_before_delay = 2");
     set_config(&config, "delay_ms = 250", "delay_ms = 300");
     set_config(&config, "failures_max = 20", "failures_max = 5");
-    let server = Server::start(&config);
+    let server = start_server(&config);
     let api = Api::new(&server);
     let bad = "hmk_000000000000_not-the-secret";
     let mut timings = Vec::new();

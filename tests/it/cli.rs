@@ -6,7 +6,7 @@ use std::process::Stdio;
 
 use serde_json::Value;
 
-use crate::support::{Server, config_path, hameau, init_with_token, run};
+use crate::support::{config_path, hameau, init_with_token, run, start_server};
 
 /// Runs `hameau ARGS` with `stdin`; returns success, stdout, stderr.
 fn cli(args: &[&str], stdin: &str) -> (bool, String, String) {
@@ -169,7 +169,7 @@ fn failures_are_one_line_each() {
 fn commands_against_a_running_server() {
     let (dir, operator) = init_with_token();
     let config = config_path(dir.path());
-    let server = Server::start(&config);
+    let server = start_server(&config);
     let url = format!("https://127.0.0.1:{}", server.https[0].port());
     let cert = server.cert.to_str().unwrap().to_string();
     let remote = |args: &[&str], key: &str| {

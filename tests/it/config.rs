@@ -1,7 +1,7 @@
 //! Bad configuration: `hameau serve` and `hameau config check` both exit non-zero with one
 //! line naming the file, the key and the problem, and never panic.
 
-use crate::support::run;
+use crate::support::{run, start_server};
 
 /// Writes `text` as a configuration (data_dir in a temp dir unless the text sets it) and
 /// checks that both commands fail with exactly `expect` after the file's path.
@@ -96,7 +96,7 @@ fn without_certificate_serve_makes_a_self_signed_one() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("hameau.toml");
     std::fs::write(&path, "[server]\ndata_dir = \"data\"\n[http]\nlisten = [\"127.0.0.1:0\"]\n").unwrap();
-    let server = crate::support::Server::start(&path);
+    let server = start_server(&path);
     assert!(server.log().join("\n").contains("made a self-signed one for first use"));
     let (status, _) = crate::support::block_on(crate::support::https_get(
         server.https[0],

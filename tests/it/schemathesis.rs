@@ -8,7 +8,7 @@
 
 use std::process::Command;
 
-use crate::support::{Server, config_path, init_with_token, run};
+use crate::support::{config_path, init_with_token, run, start_server};
 
 #[test]
 fn schemathesis_finds_nothing() {
@@ -22,7 +22,7 @@ fn schemathesis_finds_nothing() {
     let (status, stdout, stderr) = run(&["apikey", "create", "--name", "schemathesis", "--operator", "--config", c]);
     assert!(status.success(), "{stderr}");
     let token = serde_json::from_str::<serde_json::Value>(&stdout).unwrap()["token"].as_str().unwrap().to_string();
-    let server = Server::start(&config);
+    let server = start_server(&config);
     let url = format!("https://127.0.0.1:{}/api/v1/openapi.json", server.https[0].port());
     let output = Command::new("schemathesis")
         .args(["run", &url, "--tls-verify", "false", "-c", "all", "--exclude-checks", "positive_data_acceptance"])

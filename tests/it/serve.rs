@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::{Server, block_on, config_path, https_get, init, run};
+use crate::support::{block_on, config_path, https_get, init, run, start_server};
 
 #[test]
 fn version() {
@@ -15,7 +15,7 @@ fn version() {
 fn init_then_serve_answers_health_and_stops_on_sigterm() {
     let dir = init();
     let config = config_path(dir.path());
-    let mut server = Server::start(&config);
+    let mut server = start_server(&config);
     assert_eq!(server.https.len(), 1);
     assert!(server.https[0].ip().is_loopback() && server.https[0].port() != 0);
     let (status, body) = block_on(https_get(server.https[0], &server.cert, "/healthz"));
@@ -32,7 +32,7 @@ fn init_then_serve_answers_health_and_stops_on_sigterm() {
     assert!(!log.contains("panicked"), "{log}");
 
     // The store was closed cleanly: a new server opens it.
-    let mut again = Server::start(&config);
+    let mut again = start_server(&config);
     again.signal(libc::SIGINT);
     let exit = again.wait(Duration::from_secs(30)).expect("hameau stops on SIGINT");
     assert!(exit.success(), "{exit:?}");
@@ -42,7 +42,7 @@ fn init_then_serve_answers_health_and_stops_on_sigterm() {
 #[test]
 fn shutdown_does_not_wait_for_idle_connections() {
     let dir = init();
-    let mut server = Server::start(&config_path(dir.path()));
+    let mut server = start_server(&config_path(dir.path()));
     let addr = server.https[0];
     let cert = server.cert.clone();
     // A client connects and says nothing; another is mid-handshake.
@@ -65,7 +65,7 @@ fn shutdown_does_not_wait_for_idle_connections() {
 fn a_second_server_on_the_same_data_directory_is_refused() {
     let dir = init();
     let config = config_path(dir.path());
-    let _first = Server::start(&config);
+    let _first = start_server(&config);
     let (status, _, stderr) = run(&["serve", "--config", config.to_str().unwrap()]);
     assert!(!status.success());
     let last = stderr.lines().last().unwrap();
@@ -120,7 +120,7 @@ fn silent_and_idle_clients_are_closed_after_the_header_timeout() {
     let config = config_path(dir.path());
     let text = std::fs::read_to_string(&config).unwrap().replace("header_timeout_s = 10", "header_timeout_s = 1");
     std::fs::write(&config, text).unwrap();
-    let server = Server::start(&config);
+    let server = start_server(&config);
     let addr = server.https[0];
 
     // A client that connects and never starts TLS.

@@ -4,7 +4,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use crate::support::{Server, config_path, init_with_token, run};
+use crate::support::{config_path, init_with_token, run, start_server};
 
 fn swaks(port: u16, args: &[&str]) -> (bool, String) {
     let output = Command::new("swaks")
@@ -60,7 +60,7 @@ fn swaks_delivers_and_relaying_is_refused() {
             &["alias", "create", "mairie@a.test", "--target", "user@a.test", "--target", "other@a.test"],
         ],
     );
-    let mut server = Server::start(&config);
+    let mut server = start_server(&config);
     let port = server.smtp[0].port();
 
     // Plain, then STARTTLS with pipelining, an attachment and several recipients.
@@ -189,7 +189,7 @@ fn sigkill_under_load_loses_no_acknowledged_message() {
     );
     let mut acknowledged: Vec<String> = Vec::new();
     for round in 0..20 {
-        let server = Server::start(&config);
+        let server = start_server(&config);
         let addr = server.smtp[0];
         let stop = Arc::new(AtomicBool::new(false));
         let senders: Vec<_> = (0..4)
@@ -337,7 +337,7 @@ fn arc_sealed_forwarded_mail() {
         &format!("resolvers = [\"127.0.0.1:{}\"]", knot.port),
     );
     crate::support::set_config(&config, "arc_trusted_sealers = []", "arc_trusted_sealers = [\"lists.test\"]");
-    let mut server = Server::start(&config);
+    let mut server = start_server(&config);
     let port = server.smtp[0].port();
     let forward = |list: &str, data: &[u8]| {
         let file = dir.path().join("forwarded.eml");
@@ -423,7 +423,7 @@ fn authentication_against_a_real_dns() {
         "resolvers = [\"127.0.0.1:9\"]",
         &format!("resolvers = [\"127.0.0.1:{}\"]", knot.port),
     );
-    let mut server = Server::start(&config);
+    let mut server = start_server(&config);
     let port = server.smtp[0].port();
     let send = |from: &str, data: &[u8]| {
         let file = dir.path().join("message.eml");
@@ -529,7 +529,7 @@ fn smuggling_and_connection_floods_are_refused() {
     let (dir, _) = init_with_token();
     let config = config_path(dir.path());
     mx_domain(&config);
-    let mut server = Server::start(&config);
+    let mut server = start_server(&config);
     let addr = server.smtp[0];
     let smuggled = "MAIL FROM:<ceo@a.test>\r\nRCPT TO:<user@a.test>\r\nDATA\r\nSubject: smuggled\r\n\r\nx\r\n";
     for end in ["\n.\n", "\r.\r", "\n.\r\n", "\r\n.\r"] {
@@ -589,7 +589,7 @@ fn bad_input_gets_replies_and_the_server_goes_on() {
     crate::support::set_config(&config, "message_bytes_max = 41943040", "message_bytes_max = 65536");
     crate::support::set_config(&config, "bdat_chunk_bytes_max = 41943040", "bdat_chunk_bytes_max = 65536");
     crate::support::set_config(&config, "data_timeout_s = 180", "data_timeout_s = 2");
-    let mut server = Server::start(&config);
+    let mut server = start_server(&config);
     let addr = server.smtp[0];
 
     let answer = raw_session(addr, b"\x00\xff\xfe garbage \x01\x02\r\nQUIT\r\n");
@@ -639,7 +639,7 @@ fn eight_bit_and_smtputf8() {
     let config = config_path(dir.path());
     mx_domain(&config);
     crate::support::admin(&config, &[&["account", "create", "élodie@a.test"]]);
-    let mut server = Server::start(&config);
+    let mut server = start_server(&config);
     let port = server.smtp[0].port();
 
     let body = "Délibération n° 12 : l'été, la fête du village — 8 € la crêpe.";

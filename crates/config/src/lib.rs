@@ -295,11 +295,16 @@ pub struct Dns {
     pub resolvers: Vec<SocketAddr>,
     /// How long one query may take. 5 s, as the resolv.conf default `timeout:5`.
     pub timeout_s: u64,
+    /// Names the MX keeps answers for (SPF, DKIM, DMARC of its senders); 0 caches nothing.
+    pub cache_entries: u64,
+    /// Longest an answer is kept, whatever its TTL: a sender's changed record is seen
+    /// within this time. 300 s.
+    pub cache_ttl_max_s: u64,
 }
 
 impl Default for Dns {
     fn default() -> Self {
-        Dns { resolvers: Vec::new(), timeout_s: 5 }
+        Dns { resolvers: Vec::new(), timeout_s: 5, cache_entries: 10_000, cache_ttl_max_s: 300 }
     }
 }
 

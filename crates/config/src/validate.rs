@@ -13,7 +13,7 @@ pub(crate) fn check(config: &Config) -> Result<(), Error> {
     let fail = |key: &str, problem: String| Err(error_at(source, key, problem));
     let d = &config.directory;
     let a = &config.auth;
-    let ranges: [(&str, u64, u64, u64); 45] = [
+    let ranges: [(&str, u64, u64, u64); 47] = [
         ("server.shutdown_grace_s", config.server.shutdown_grace_s, 1, 3600),
         ("store.cache_bytes", config.store.cache_bytes as u64, 1 << 20, 1 << 40),
         ("store.key_bytes_max", config.store.key_bytes_max as u64, 64, 64 * 1024),
@@ -46,6 +46,8 @@ pub(crate) fn check(config: &Config) -> Result<(), Error> {
         ("auth.entries_max", a.entries_max as u64, 1, 100_000_000),
         ("dns.resolvers", config.dns.resolvers.len() as u64, 0, 16),
         ("dns.timeout_s", config.dns.timeout_s, 1, 60),
+        ("dns.cache_entries", config.dns.cache_entries, 0, 10_000_000),
+        ("dns.cache_ttl_max_s", config.dns.cache_ttl_max_s, 1, 86_400),
         ("smtp.listen", config.smtp.listen.len() as u64, 0, 64),
         ("smtp.connections_max", config.smtp.connections_max as u64, 1, 1_000_000),
         ("smtp.connections_per_ip_max", config.smtp.connections_per_ip_max as u64, 1, 100_000),

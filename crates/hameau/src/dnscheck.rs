@@ -83,7 +83,7 @@ pub async fn check(zone: &DnsZone, resolvers: &[SocketAddr], timeout: Duration) 
 }
 
 fn resolver(resolvers: &[SocketAddr], timeout: Duration) -> anyhow::Result<TokioResolver> {
-    hameau_smtp::dns::resolver(resolvers, timeout).map_err(anyhow::Error::msg)
+    hameau_smtp::dns::resolver(resolvers, timeout, hameau_smtp::dns::Cache::NONE).map_err(anyhow::Error::msg)
 }
 
 /// The data of the records of the expected record's name and type, as text.

@@ -138,7 +138,11 @@ async fn start_smtp(
     // The MX offers STARTTLS with the same certificate, without HTTP's ALPN.
     let mut tls = (*crate::tls::server_config(config)?).clone();
     tls.alpn_protocols.clear();
-    let resolver = hameau_smtp::dns::resolver(&config.dns.resolvers, Duration::from_secs(config.dns.timeout_s))
+    let cache = hameau_smtp::dns::Cache {
+        entries: config.dns.cache_entries,
+        ttl_max: Duration::from_secs(config.dns.cache_ttl_max_s),
+    };
+    let resolver = hameau_smtp::dns::resolver(&config.dns.resolvers, Duration::from_secs(config.dns.timeout_s), cache)
         .map_err(|e| config.error("dns.resolvers", e))?;
     let inbound = hameau_smtp::Inbound::new(
         directory.clone(),

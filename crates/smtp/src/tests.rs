@@ -84,7 +84,7 @@ mod delivery {
             NewAlias { address: "mairie@a.test".into(), targets: vec!["user@a.test".into(), "other@a.test".into()] };
         directory.create_alias(&op, alias, NOW).await.unwrap();
         let closed = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-        let resolver = crate::dns::resolver(&[closed], Duration::from_millis(200)).unwrap();
+        let resolver = crate::dns::resolver(&[closed], Duration::from_millis(200), crate::dns::Cache::NONE).unwrap();
         let mail = Mail::new(store);
         let options = InboundOptions {
             hostname: "mx.hameau.test".into(),

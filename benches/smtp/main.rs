@@ -1,0 +1,210 @@
+//! `bench-smtp`: the MX under Postfix's `smtp-source` (Debian package `postfix`).
+//!
+//! Starts the release `hameau` (built next to this binary) on a fresh data directory under
+//! /var/tmp (a real disk; synced storage as in production) with a knotd serving the
+//! sender's SPF and DMARC records, so every message is authenticated as on the internet.
+//! Then, for each mode, `smtp-source` sends MESSAGES messages of BYTES bytes over SESSIONS
+//! parallel sessions to one mailbox: first one connection per message, then with `-d`
+//! (several messages per connection). Reported per mode: messages/s, server CPU per message
+//! and the latency of a probe client that sends one message per connection alongside the
+//! load (connect to the `250` after DATA: p50, p99, max). At the end the mailbox is opened
+//! and every acknowledged message counted.
+//!
+//! Run: `cargo build --release -p hameau -p hameau-benches &&
+//! target/release/bench-smtp [MESSAGES] [SESSIONS] [BYTES] [DIR]`
+//! (defaults 20000, 20, 4096, /var/tmp).
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use hameau_benches::{cpu_seconds, percentile, status_kib};
+use hameau_testkit::{Server, set_config, start_knot};
+
+const RECIPIENT: &str = "bench@a.test";
+
+fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let messages: u64 = args.next().map(|s| s.parse()).transpose()?.unwrap_or(20_000);
+    let sessions: u64 = args.next().map(|s| s.parse()).transpose()?.unwrap_or(20);
+    let bytes: u64 = args.next().map(|s| s.parse()).transpose()?.unwrap_or(4096);
+    let base = PathBuf::from(args.next().unwrap_or_else(|| "/var/tmp".into()));
+    let smtp_source = ["/usr/sbin/smtp-source", "/usr/bin/smtp-source"].into_iter().find(|p| Path::new(p).exists());
+    let smtp_source = smtp_source.context("smtp-source is needed: apt-get install postfix")?;
+    let hameau = std::env::current_exe()?.with_file_name("hameau");
+    if !hameau.exists() {
+        bail!("{} is missing: cargo build --release -p hameau", hameau.display());
+    }
+
+    let dir = tempfile::Builder::new().prefix("bench-smtp").tempdir_in(&base)?;
+    let data = dir.path().join("data");
+    let config = data.join("hameau.toml");
+    let init = Command::new(&hameau)
+        .args(["init", "--data-dir", data.to_str().unwrap(), "--http-listen", "127.0.0.1:0"])
+        .args(["--smtp-listen", "127.0.0.1:0"])
+        .output()?;
+    if !init.status.success() {
+        bail!("hameau init: {}", String::from_utf8_lossy(&init.stderr));
+    }
+    let knot_dir = tempfile::tempdir()?;
+    let zones = [
+        (
+            "sender.test",
+            "sender.test. 300 IN TXT \"v=spf1 ip4:127.0.0.1 -all\"\n\
+             _dmarc.sender.test. 300 IN TXT \"v=DMARC1; p=reject\"\n"
+                .to_string(),
+        ),
+        ("test", String::new()),
+    ];
+    let knot = start_knot(knot_dir.path(), &zones);
+    set_config(&config, "resolvers = []", &format!("resolvers = [\"127.0.0.1:{}\"]", knot.port));
+    // Every session comes from 127.0.0.1: the per-address limit is raised for the bench.
+    set_config(&config, "connections_per_ip_max = 20", "connections_per_ip_max = 10000");
+    for command in [
+        &["tenant", "create", "bench", "--name", "Bench"][..],
+        &["domain", "create", "a.test", "--tenant", "bench"],
+        &["account", "create", RECIPIENT],
+    ] {
+        let output = Command::new(&hameau).args(command).args(["--config", config.to_str().unwrap()]).output()?;
+        if !output.status.success() {
+            bail!("hameau {command:?}: {}", String::from_utf8_lossy(&output.stderr));
+        }
+    }
+
+    let mut server = Server::start(&hameau, &config);
+    let addr = server.smtp[0];
+    let pid = server.child.id();
+    println!(
+        "bench-smtp: {messages} messages of {bytes} bytes, {sessions} sessions, to one mailbox; data under {}",
+        base.display()
+    );
+    println!(
+        "{:<28} {:>9} {:>8} {:>12} {:>10} {:>10} {:>10}",
+        "mode", "messages", "msg/s", "CPU ms/msg", "probe p50", "probe p99", "probe max"
+    );
+    let mut sent = 0;
+    for (mode, flags) in [("one connection per message", &[][..]), ("-d (connection reused)", &["-d"][..])] {
+        let stop = Arc::new(AtomicBool::new(false));
+        let probe = std::thread::spawn({
+            let stop = stop.clone();
+            move || probe(addr, bytes as usize, &stop)
+        });
+        let cpu_before = cpu_seconds(pid);
+        let start = Instant::now();
+        let output = Command::new(smtp_source)
+            .args(flags)
+            .args(["-s", &sessions.to_string(), "-m", &messages.to_string(), "-l", &bytes.to_string()])
+            .args(["-M", "sender.test", "-f", "bench@sender.test", "-t", RECIPIENT])
+            .arg(format!("127.0.0.1:{}", addr.port()))
+            .output()?;
+        let elapsed = start.elapsed().as_secs_f64();
+        let cpu = cpu_seconds(pid) - cpu_before;
+        stop.store(true, Ordering::Relaxed);
+        let (latencies, probed) = probe.join().expect("probe thread");
+        if !output.status.success() {
+            bail!("smtp-source failed: {}", String::from_utf8_lossy(&output.stderr));
+        }
+        sent += messages + probed;
+        println!(
+            "{mode:<28} {messages:>9} {:>8.0} {:>12.3} {:>8.2}ms {:>8.2}ms {:>8.2}ms",
+            messages as f64 / elapsed,
+            1000.0 * cpu / messages as f64,
+            percentile(&latencies, 0.50),
+            percentile(&latencies, 0.99),
+            percentile(&latencies, 1.0),
+        );
+    }
+    println!(
+        "server resident memory: {} MiB now, {} MiB at peak",
+        status_kib(&pid.to_string(), "VmRSS") / 1024,
+        status_kib(&pid.to_string(), "VmHWM") / 1024
+    );
+    server.signal(libc::SIGTERM);
+    server.wait(Duration::from_secs(60)).context("the server did not stop")?;
+    drop(server);
+    drop(knot);
+
+    let stored = count_inbox(&data.join("store"), &hameau, &config)?;
+    println!("acknowledged {sent}, found in the mailbox {stored}");
+    if stored != sent as usize {
+        bail!("{sent} messages acknowledged but {stored} stored");
+    }
+    Ok(())
+}
+
+/// Sends one message per connection, one after the other, until `stop`; returns the
+/// latencies (ms, connect to the 250 after DATA) and how many were acknowledged.
+fn probe(addr: SocketAddr, bytes: usize, stop: &AtomicBool) -> (Vec<f64>, u64) {
+    let body: String = "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod.\r\n"
+        .repeat(bytes / 75 + 1)
+        .chars()
+        .take(bytes)
+        .collect();
+    let mut latencies = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        let start = Instant::now();
+        match send(addr, &body) {
+            Ok(()) => latencies.push(start.elapsed().as_secs_f64() * 1000.0),
+            Err(e) => eprintln!("probe: {e}"),
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let acknowledged = latencies.len() as u64;
+    (latencies, acknowledged)
+}
+
+fn send(addr: SocketAddr, body: &str) -> anyhow::Result<()> {
+    let stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut writer = stream;
+    let mut expect = |code: &str| -> anyhow::Result<()> {
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line)? == 0 {
+                bail!("connection closed");
+            }
+            if !line.starts_with(code) {
+                bail!("expected {code}, got {line:?}");
+            }
+            if line.as_bytes().get(3) == Some(&b' ') {
+                return Ok(());
+            }
+        }
+    };
+    expect("220")?;
+    writer.write_all(b"EHLO sender.test\r\n")?;
+    expect("250")?;
+    writer.write_all(format!("MAIL FROM:<probe@sender.test>\r\nRCPT TO:<{RECIPIENT}>\r\nDATA\r\n").as_bytes())?;
+    expect("250")?;
+    expect("250")?;
+    expect("354")?;
+    writer.write_all(
+        format!("From: probe@sender.test\r\nTo: {RECIPIENT}\r\nSubject: probe\r\n\r\n{body}\r\n.\r\n").as_bytes(),
+    )?;
+    expect("250")?;
+    writer.write_all(b"QUIT\r\n")?;
+    Ok(())
+}
+
+/// The messages in the bench mailbox's INBOX, counted from the store of the stopped server.
+fn count_inbox(store_path: &Path, hameau: &Path, config: &Path) -> anyhow::Result<usize> {
+    let output =
+        Command::new(hameau).args(["account", "show", RECIPIENT, "--config", config.to_str().unwrap()]).output()?;
+    let shown: serde_json::Value = serde_json::from_slice(&output.stdout).context("hameau account show")?;
+    let id = shown["id"].as_u64().context("account id")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let store = hameau_store::Store::open(&hameau_store::Options::rocksdb(store_path)).await?;
+        let mail = hameau_mailbox::Mail::new(store.clone());
+        let inbox = mail.mailbox_by_role(id, hameau_mailbox::Role::Inbox).await?.context("no INBOX")?;
+        let count = mail.uids(id, inbox.id).await?.len();
+        store.close().await?;
+        Ok(count)
+    })
+}
