@@ -229,7 +229,7 @@ impl Inbound {
         }
         let newest = arc.sets().iter().max_by_key(|set| set.seal.header.i)?;
         let sealer = newest.seal.header.d.to_ascii_lowercase();
-        self.options.arc_trusted_sealers.iter().any(|trusted| *trusted == sealer).then_some(sealer)
+        self.options.arc_trusted_sealers.contains(&sealer).then_some(sealer)
     }
 
     /// The message as stored: `Received` and `Authentication-Results` first, then the
