@@ -46,7 +46,7 @@ fn main() -> anyhow::Result<()> {
     let config = data.join("hameau.toml");
     let init = Command::new(&hameau)
         .args(["init", "--data-dir", data.to_str().unwrap(), "--http-listen", "127.0.0.1:0"])
-        .args(["--smtp-listen", "127.0.0.1:0"])
+        .args(["--smtp-listen", "127.0.0.1:0", "--imap-listen", "127.0.0.1:0", "--imaps-listen", "127.0.0.1:0"])
         .output()?;
     if !init.status.success() {
         bail!("hameau init: {}", String::from_utf8_lossy(&init.stderr));

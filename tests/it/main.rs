@@ -5,6 +5,7 @@ mod api;
 mod cli;
 mod config;
 mod dns;
+mod imap;
 mod schemathesis;
 mod serve;
 mod smtp;

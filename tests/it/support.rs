@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 use std::sync::Arc;
 
-pub use hameau_testkit::{Server, set_config, start_knot};
+pub use hameau_testkit::{Knot, Server, set_config, start_knot};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -180,6 +180,10 @@ pub fn init_with_token() -> (tempfile::TempDir, String) {
         "--http-listen",
         "127.0.0.1:0",
         "--smtp-listen",
+        "127.0.0.1:0",
+        "--imap-listen",
+        "127.0.0.1:0",
+        "--imaps-listen",
         "127.0.0.1:0",
     ]);
     assert!(status.success(), "init failed: {stderr}");

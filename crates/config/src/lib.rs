@@ -25,6 +25,7 @@ pub struct Config {
     pub auth: AuthSection,
     pub http: Http,
     pub smtp: Smtp,
+    pub imap: Imap,
     pub dns: Dns,
     /// Where the configuration came from, to point errors at lines.
     #[serde(skip)]
@@ -287,6 +288,63 @@ impl Default for Smtp {
     }
 }
 
+/// The IMAP server (RFC 9051). Limits of one session map to `hameau_imap_session::Limits`.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Imap {
+    /// Addresses of IMAP with STARTTLS (port 143); `[]` disables it.
+    pub listen: Vec<SocketAddr>,
+    /// Addresses of IMAP over TLS (port 993, RFC 8314); `[]` disables it.
+    pub listen_tls: Vec<SocketAddr>,
+    /// Most IMAP connections at once; past it, accepting waits. Clients keep one or more
+    /// connections open all day (IDLE): 10,000 holds a few hundred agents' devices.
+    pub connections_max: usize,
+    /// Most connections from one client address; past it, `* BYE`. A town hall's agents
+    /// often share one public address, each client opening several connections.
+    pub connections_per_ip_max: usize,
+    /// Whether LOGIN and AUTHENTICATE work without TLS. Off by default: passwords never
+    /// cross the network in clear.
+    pub plaintext_auth: bool,
+    pub command_line_bytes_max: usize,
+    pub literal_bytes_max: usize,
+    pub append_bytes_max: usize,
+    pub literal_discard_bytes_max: u64,
+    pub nesting_depth_max: usize,
+    pub pipelined_bytes_max: usize,
+    pub errors_max: usize,
+    pub auth_failures_max: usize,
+    pub idle_timeout_s: u64,
+    pub not_authenticated_timeout_s: u64,
+    pub command_timeout_s: u64,
+    /// Time for a TLS handshake (993 or STARTTLS), in seconds.
+    pub tls_handshake_timeout_s: u64,
+}
+
+impl Default for Imap {
+    fn default() -> Self {
+        let limits = hameau_imap_session::Limits::default();
+        Imap {
+            listen: vec!["[::]:143".parse().expect("valid address")],
+            listen_tls: vec!["[::]:993".parse().expect("valid address")],
+            connections_max: 10_000,
+            connections_per_ip_max: 200,
+            plaintext_auth: false,
+            command_line_bytes_max: limits.command_line_bytes_max,
+            literal_bytes_max: limits.literal_bytes_max,
+            append_bytes_max: limits.append_bytes_max,
+            literal_discard_bytes_max: limits.literal_discard_bytes_max,
+            nesting_depth_max: limits.nesting_depth_max,
+            pipelined_bytes_max: limits.pipelined_bytes_max,
+            errors_max: limits.errors_max,
+            auth_failures_max: limits.auth_failures_max,
+            idle_timeout_s: limits.idle_timeout.as_secs(),
+            not_authenticated_timeout_s: limits.not_authenticated_timeout.as_secs(),
+            command_timeout_s: limits.command_timeout.as_secs(),
+            tls_handshake_timeout_s: 10,
+        }
+    }
+}
+
 /// How Hameau resolves DNS (SPF, DKIM, DMARC, MX lookups; `hameau dns check`).
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
@@ -406,6 +464,23 @@ impl Config {
     }
 
     /// The SMTP session's limits.
+    pub fn imap_limits(&self) -> hameau_imap_session::Limits {
+        let imap = &self.imap;
+        hameau_imap_session::Limits {
+            command_line_bytes_max: imap.command_line_bytes_max,
+            literal_bytes_max: imap.literal_bytes_max,
+            append_bytes_max: imap.append_bytes_max,
+            literal_discard_bytes_max: imap.literal_discard_bytes_max,
+            nesting_depth_max: imap.nesting_depth_max,
+            pipelined_bytes_max: imap.pipelined_bytes_max,
+            errors_max: imap.errors_max,
+            auth_failures_max: imap.auth_failures_max,
+            idle_timeout: std::time::Duration::from_secs(imap.idle_timeout_s),
+            not_authenticated_timeout: std::time::Duration::from_secs(imap.not_authenticated_timeout_s),
+            command_timeout: std::time::Duration::from_secs(imap.command_timeout_s),
+        }
+    }
+
     pub fn smtp_limits(&self) -> hameau_smtp_session::Limits {
         let smtp = &self.smtp;
         hameau_smtp_session::Limits {

@@ -13,7 +13,7 @@ pub(crate) fn check(config: &Config) -> Result<(), Error> {
     let fail = |key: &str, problem: String| Err(error_at(source, key, problem));
     let d = &config.directory;
     let a = &config.auth;
-    let ranges: [(&str, u64, u64, u64); 47] = [
+    let ranges: [(&str, u64, u64, u64); 63] = [
         ("server.shutdown_grace_s", config.server.shutdown_grace_s, 1, 3600),
         ("store.cache_bytes", config.store.cache_bytes as u64, 1 << 20, 1 << 40),
         ("store.key_bytes_max", config.store.key_bytes_max as u64, 64, 64 * 1024),
@@ -64,6 +64,24 @@ pub(crate) fn check(config: &Config) -> Result<(), Error> {
         ("smtp.session_timeout_s", config.smtp.session_timeout_s, 1, 86_400),
         ("smtp.tls_handshake_timeout_s", config.smtp.tls_handshake_timeout_s, 1, 600),
         ("smtp.arc_trusted_sealers", config.smtp.arc_trusted_sealers.len() as u64, 0, 1000),
+        ("imap.listen", config.imap.listen.len() as u64, 0, 64),
+        ("imap.listen_tls", config.imap.listen_tls.len() as u64, 0, 64),
+        ("imap.connections_max", config.imap.connections_max as u64, 1, 1_000_000),
+        ("imap.connections_per_ip_max", config.imap.connections_per_ip_max as u64, 1, 1_000_000),
+        // RFC 7162 §4: lines of at least 8192 octets.
+        ("imap.command_line_bytes_max", config.imap.command_line_bytes_max as u64, 8192, 16 << 20),
+        ("imap.literal_bytes_max", config.imap.literal_bytes_max as u64, 64 * 1024, 1 << 30),
+        ("imap.append_bytes_max", config.imap.append_bytes_max as u64, 64 * 1024, 4 << 30),
+        ("imap.literal_discard_bytes_max", config.imap.literal_discard_bytes_max, 0, 16 << 30),
+        ("imap.nesting_depth_max", config.imap.nesting_depth_max as u64, 4, 1000),
+        ("imap.pipelined_bytes_max", config.imap.pipelined_bytes_max as u64, 8192, 16 << 20),
+        ("imap.errors_max", config.imap.errors_max as u64, 1, 10_000),
+        ("imap.auth_failures_max", config.imap.auth_failures_max as u64, 1, 100),
+        // RFC 9051 §5.4: an autologout timer of at least 30 minutes.
+        ("imap.idle_timeout_s", config.imap.idle_timeout_s, 1800, 86_400),
+        ("imap.not_authenticated_timeout_s", config.imap.not_authenticated_timeout_s, 1, 3600),
+        ("imap.command_timeout_s", config.imap.command_timeout_s, 1, 3600),
+        ("imap.tls_handshake_timeout_s", config.imap.tls_handshake_timeout_s, 1, 600),
     ];
     for (key, value, min, max) in ranges {
         if value < min || value > max {
@@ -94,6 +112,18 @@ pub(crate) fn check(config: &Config) -> Result<(), Error> {
             format!(
                 "{} is larger than store.commit_queue_max ({}): a group is taken from the queue",
                 config.store.commit_group_max, config.store.commit_queue_max
+            ),
+        );
+    }
+    if let Err(e) = config.imap_limits().check() {
+        return fail("imap", e.to_string());
+    }
+    if config.imap.literal_bytes_max as u64 > config.store.blob_bytes_max {
+        return fail(
+            "imap.literal_bytes_max",
+            format!(
+                "{} is larger than store.blob_bytes_max ({}): a message is stored as one blob",
+                config.imap.literal_bytes_max, config.store.blob_bytes_max
             ),
         );
     }

@@ -25,6 +25,12 @@ pub struct InitArgs {
     /// Address of the MX (SMTP); repeat for several.
     #[arg(long = "smtp-listen", default_value = "127.0.0.1:2525")]
     smtp_listen: Vec<String>,
+    /// Address of IMAP with STARTTLS; repeat for several.
+    #[arg(long = "imap-listen", default_value = "127.0.0.1:1143")]
+    imap_listen: Vec<String>,
+    /// Address of IMAP over TLS; repeat for several.
+    #[arg(long = "imaps-listen", default_value = "127.0.0.1:1993")]
+    imaps_listen: Vec<String>,
     /// Also create a demo tenant (`demo`, domain `demo.test`) with an account to log into.
     #[arg(long)]
     demo: bool,
@@ -108,12 +114,15 @@ async fn first_records(config: &Config, demo: bool) -> anyhow::Result<(String, O
 /// configuration file's own directory, so the whole directory can be moved.
 fn config_text(args: &InitArgs) -> anyhow::Result<String> {
     let listen: Vec<String> = args.http_listen.iter().map(|addr| format!("{addr:?}")).collect();
-    let smtp_listen: Vec<String> = args.smtp_listen.iter().map(|addr| format!("{addr:?}")).collect();
+    let quoted = |addrs: &[String]| addrs.iter().map(|addr| format!("{addr:?}")).collect::<Vec<_>>().join(", ");
+    let smtp_listen = quoted(&args.smtp_listen);
     let replacements = [
         ("hostname = \"localhost\"", format!("hostname = {:?}", args.hostname)),
         ("data_dir = \"/var/lib/hameau\"", "data_dir = \".\"".to_string()),
         ("listen = [\"[::]:443\"]", format!("listen = [{}]", listen.join(", "))),
-        ("listen = [\"[::]:25\"]", format!("listen = [{}]", smtp_listen.join(", "))),
+        ("listen = [\"[::]:25\"]", format!("listen = [{smtp_listen}]")),
+        ("listen = [\"[::]:143\"]", format!("listen = [{}]", quoted(&args.imap_listen))),
+        ("listen_tls = [\"[::]:993\"]", format!("listen_tls = [{}]", quoted(&args.imaps_listen))),
         ("metrics_token = \"\"", format!("metrics_token = {:?}", random_token())),
     ];
     let mut text = SHIPPED_CONFIG.to_string();

@@ -69,9 +69,16 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let registry = Arc::new(Registry::new());
     // One directory for every service: one credential cache, one view of the accounts.
     let directory = Directory::new(store.clone(), config.directory_options());
-    let mut started = start_http(&config, &store, &directory, &registry, &shutdown_rx, &mut services).await;
+    // One mail model: SMTP deliveries wake the IMAP sessions of the same account.
+    let mail = hameau_mailbox::Mail::new(store.clone());
+    // One limiter: failed logins over IMAP and HTTPS count together per address.
+    let limiter = Arc::new(AuthLimiter::new(config.limiter_options()));
+    let mut started = start_http(&config, &store, &directory, &limiter, &registry, &shutdown_rx, &mut services).await;
     if started.is_ok() {
-        started = start_smtp(&config, &store, &directory, &shutdown_rx, &mut services).await;
+        started = start_smtp(&config, &mail, &directory, &shutdown_rx, &mut services).await;
+    }
+    if started.is_ok() {
+        started = start_imap(&config, &mail, &directory, &limiter, &shutdown_rx, &mut services).await;
     }
     if let Err(e) = started {
         services.abort_all();
@@ -99,6 +106,7 @@ async fn start_http(
     config: &Config,
     store: &hameau_store::Store,
     directory: &Directory,
+    limiter: &Arc<AuthLimiter>,
     registry: &Arc<Registry>,
     shutdown: &watch::Receiver<bool>,
     services: &mut JoinSet<()>,
@@ -107,7 +115,8 @@ async fn start_http(
         return Ok(());
     }
     let tls = crate::tls::server_config(config)?;
-    let state = app_state(config, store, directory, registry);
+    let mut state = app_state(config, store, directory, registry);
+    state.limiter = limiter.clone();
     let options = hameau_http::Options {
         connections_max: config.http.connections_max,
         header_timeout: Duration::from_secs(config.http.header_timeout_s),
@@ -127,7 +136,7 @@ async fn start_http(
 
 async fn start_smtp(
     config: &Config,
-    store: &hameau_store::Store,
+    mail: &hameau_mailbox::Mail,
     directory: &Directory,
     shutdown: &watch::Receiver<bool>,
     services: &mut JoinSet<()>,
@@ -146,7 +155,7 @@ async fn start_smtp(
         .map_err(|e| config.error("dns.resolvers", e))?;
     let inbound = hameau_smtp::Inbound::new(
         directory.clone(),
-        hameau_mailbox::Mail::new(store.clone()),
+        mail.clone(),
         mail_auth::MessageAuthenticator(resolver),
         hameau_smtp::InboundOptions {
             hostname: config.server.hostname.clone(),
@@ -178,6 +187,67 @@ async fn start_smtp(
         let local = listener.local_addr().context("listener address")?;
         tracing::info!(service = "smtp", addr = %local, "listening");
         services.spawn(hameau_smtp::server::run(listener, context.clone(), shutdown.clone()));
+    }
+    Ok(())
+}
+
+async fn start_imap(
+    config: &Config,
+    mail: &hameau_mailbox::Mail,
+    directory: &Directory,
+    limiter: &Arc<AuthLimiter>,
+    shutdown: &watch::Receiver<bool>,
+    services: &mut JoinSet<()>,
+) -> anyhow::Result<()> {
+    if config.imap.listen.is_empty() && config.imap.listen_tls.is_empty() {
+        return Ok(());
+    }
+    let mut tls = (*crate::tls::server_config(config)?).clone();
+    tls.alpn_protocols = vec![b"imap".to_vec()];
+    let context = Arc::new(hameau_imap::Context {
+        mail: mail.clone(),
+        directory: directory.clone(),
+        limiter: limiter.clone(),
+        tls: Some(Arc::new(tls)),
+        options: hameau_imap::Options {
+            session: hameau_imap_session::Options {
+                limits: config.imap_limits(),
+                extensions: hameau_imap_session::Extensions::default(),
+                starttls_available: true,
+                tls_active: false,
+                plaintext_auth_allowed: config.imap.plaintext_auth,
+                preauthenticated: false,
+                greeting: "Hameau ready".into(),
+            },
+            connections_max: config.imap.connections_max,
+            connections_per_ip_max: config.imap.connections_per_ip_max,
+            tls_handshake_timeout: Duration::from_secs(config.imap.tls_handshake_timeout_s),
+            mailbox_names: hameau_mailbox::MailboxNames::default(),
+        },
+        now_s: || <SystemClock as hameau_http::Clock>::now_s(&SystemClock),
+    });
+    // One budget of connections and one count per address for both ports.
+    let permits = Arc::new(tokio::sync::Semaphore::new(config.imap.connections_max));
+    let per_ip = Arc::default();
+    for (addrs, implicit_tls, key, service) in [
+        (&config.imap.listen, false, "imap.listen", "imap"),
+        (&config.imap.listen_tls, true, "imap.listen_tls", "imaps"),
+    ] {
+        for addr in addrs {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|e| config.error(key, format!("cannot listen on {addr}: {e}")))?;
+            let local = listener.local_addr().context("listener address")?;
+            tracing::info!(service, addr = %local, "listening");
+            services.spawn(hameau_imap::server::run(
+                listener,
+                context.clone(),
+                implicit_tls,
+                permits.clone(),
+                Arc::clone(&per_ip),
+                shutdown.clone(),
+            ));
+        }
     }
     Ok(())
 }

@@ -26,6 +26,17 @@ pub fn mailbox_name(account: AccountId, name: &str) -> Vec<u8> {
     [account_prefix(account, b"mbn/").as_slice(), name.as_bytes()].concat()
 }
 
+/// Names under `name` (its descendants): `mailbox_name(account, name) ++ "/"`.
+pub fn mailbox_children(account: AccountId, name: &str) -> Vec<u8> {
+    [mailbox_name(account, name).as_slice(), b"/"].concat()
+}
+
+/// Written by every change of the mailbox tree (create, rename, delete), so that two
+/// concurrent changes of it never both commit on what they read.
+pub fn mailbox_tree(account: AccountId) -> Vec<u8> {
+    account_prefix(account, b"mbt")
+}
+
 pub fn mailbox_ids(account: AccountId) -> Vec<u8> {
     account_prefix(account, b"seq/mailbox")
 }
@@ -65,22 +76,40 @@ pub fn uid(account: AccountId, mailbox: MailboxId, uid: u32) -> Vec<u8> {
     [uids(account, mailbox).as_slice(), &u64::from(uid).to_be_bytes()].concat()
 }
 
-/// A mailbox index entry: email id, modseq, then the keywords separated by spaces.
-pub fn uid_value(email: EmailId, modseq: u64, keywords: &[String]) -> Vec<u8> {
-    [email.to_be_bytes().as_slice(), &modseq.to_be_bytes(), keywords.join(" ").as_bytes()].concat()
+/// The end (excluded) of a range of UIDs ending at `last`.
+pub fn uid_after(account: AccountId, mailbox: MailboxId, last: u32) -> Vec<u8> {
+    [uids(account, mailbox).as_slice(), &(u64::from(last) + 1).to_be_bytes()].concat()
+}
+
+/// Where the modseq sits in a mailbox index value (patched by the commit).
+pub const UID_VALUE_MODSEQ_OFFSET: usize = 8;
+
+/// A mailbox index entry: email id (8), modseq (8), size (4), received-at (8), then the
+/// keywords separated by spaces.
+pub fn uid_value(email: EmailId, modseq: u64, size: u32, received_at: u64, keywords: &[String]) -> Vec<u8> {
+    [
+        email.to_be_bytes().as_slice(),
+        &modseq.to_be_bytes(),
+        &size.to_be_bytes(),
+        &received_at.to_be_bytes(),
+        keywords.join(" ").as_bytes(),
+    ]
+    .concat()
 }
 
 pub fn decode_uid_entry(key: &[u8], value: &[u8]) -> Result<UidEntry, Error> {
     let corrupt = || Error::Corrupt { key: key.escape_ascii().to_string(), problem: "mailbox index entry".into() };
-    if value.len() < 16 {
+    if value.len() < 28 {
         return Err(corrupt());
     }
     let uid = tail_u64(key)?;
-    let keywords = std::str::from_utf8(&value[16..]).map_err(|_| corrupt())?;
+    let keywords = std::str::from_utf8(&value[28..]).map_err(|_| corrupt())?;
     Ok(UidEntry {
         uid: u32::try_from(uid).map_err(|_| corrupt())?,
         email: u64::from_be_bytes(value[..8].try_into().expect("8 bytes")),
         modseq: u64::from_be_bytes(value[8..16].try_into().expect("8 bytes")),
+        size: u32::from_be_bytes(value[16..20].try_into().expect("4 bytes")),
+        received_at: u64::from_be_bytes(value[20..28].try_into().expect("8 bytes")),
         keywords: keywords.split(' ').filter(|k| !k.is_empty()).map(str::to_string).collect(),
     })
 }
@@ -103,6 +132,17 @@ pub fn changes(account: AccountId) -> Vec<u8> {
 
 pub fn change(account: AccountId, modseq: u64) -> Vec<u8> {
     [changes(account).as_slice(), &modseq.to_be_bytes()].concat()
+}
+
+/// The UIDs a commit removed from a mailbox: `expunges(account, mailbox) ++ modseq`,
+/// valued by the UIDs (4 bytes each, big-endian). It answers "what was expunged from this
+/// mailbox since modseq M" with one range scan (QRESYNC), however old M is.
+pub fn expunges(account: AccountId, mailbox: MailboxId) -> Vec<u8> {
+    [account_prefix(account, b"x/").as_slice(), &mailbox.to_be_bytes(), b"/"].concat()
+}
+
+pub fn expunge(account: AccountId, mailbox: MailboxId, modseq: u64) -> Vec<u8> {
+    [expunges(account, mailbox).as_slice(), &modseq.to_be_bytes()].concat()
 }
 
 /// The number in a key's last 8 bytes.

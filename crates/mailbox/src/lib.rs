@@ -9,16 +9,33 @@
 //! JMAP import and migration. It stores the message, its summary, a UID in each mailbox
 //! and a change, in one atomic, synced commit: when it returns, the message is there.
 //!
+//! IMAP works on mailboxes by UID: [`Mail::store_keywords`], [`Mail::copy`],
+//! [`Mail::move_messages`], [`Mail::expunge`], each one commit (per 1,000 UIDs) that
+//! reads only the entries it names; [`Mail::status`] and [`Mail::uids`] read one index
+//! scan; [`Mail::mailbox_changes_since`] and [`Mail::subscribe`] keep sessions in step.
+//! The mailbox tree (full-path names, [`DELIMITER`]) is in `tree.rs`. The decisions are
+//! in `docs/mail-model.md`.
+//!
 //! The clock is an argument; this crate reads no environment.
 
 mod keys;
+mod messages;
 mod model;
+mod notify;
 mod summary;
+mod tree;
 
 use hameau_store::{Batch, Patch, PatchTarget, Scan, Store};
 
-pub use model::{Change, ChangeKind, Email, Ingest, Ingested, Mailbox, MailboxId, MailboxNames, Role, UidEntry};
+pub use model::{
+    Change, ChangeKind, Copied, Email, Ingest, Ingested, KeywordOp, Mailbox, MailboxDelta, MailboxId, MailboxNames,
+    MailboxStatus, Role, StoreOutcome, UidEntry,
+};
 pub use summary::{EmailAddress, Part, Summary};
+
+/// The hierarchy delimiter of mailbox names (IMAP `LIST` reports it). [`Mailbox::name`]
+/// is the full path (`Projets/2026`); [`Mailbox::parent`] is the id of the parent path.
+pub const DELIMITER: char = '/';
 
 /// An account's id, as the directory gives it.
 pub type AccountId = u64;
@@ -50,10 +67,20 @@ pub enum Error {
     Store(#[from] hameau_store::Error),
     #[error("corrupt mail record {key}: {problem}")]
     Corrupt { key: String, problem: String },
+    /// A mailbox name breaks the naming rules ([`Mail::create_mailbox`] lists them).
+    #[error("invalid mailbox name {0:?}")]
+    InvalidName(String),
+    /// A mailbox with children cannot be deleted (RFC 9051 §6.3.5 allows refusing).
+    #[error("mailbox {0:?} has children")]
+    HasChildren(String),
+    /// The operation is not allowed on this mailbox or these arguments; the text says why.
+    #[error("{0}")]
+    Cannot(String),
 }
 
 /// One delivery added to a batch, waiting for the commit's counters.
 struct Prepared {
+    account: AccountId,
     email: EmailId,
     thread: EmailId,
     modseq: hameau_store::CounterRef,
@@ -61,18 +88,27 @@ struct Prepared {
     mailboxes: Vec<MailboxId>,
 }
 
-/// How many times a read-modify-write is tried again on a conflict.
-const RETRIES_MAX: usize = 8;
+/// How many times a read-modify-write is tried before [`Error::Busy`]. With the backoff
+/// below, 16 tries span about 50 ms: many sessions flagging the same message all get
+/// through, a livelock does not hold a session for long.
+const RETRIES_MAX: usize = 16;
 
-/// The mail of every account, over a store. Cheap to clone.
+/// How many UIDs one commit of a bulk operation (STORE, COPY, MOVE, EXPUNGE) takes at
+/// most. At most 7 operations per UID, 1,000 UIDs keep a commit under the store's
+/// `batch_ops_max` (10,000) with room for the change record.
+const UIDS_PER_COMMIT_MAX: usize = 1_000;
+
+/// The mail of every account, over a store. Cheap to clone; clones share the change
+/// notifications of [`Mail::subscribe`].
 #[derive(Clone, Debug)]
 pub struct Mail {
     store: Store,
+    watchers: notify::Watchers,
 }
 
 impl Mail {
     pub fn new(store: Store) -> Mail {
-        Mail { store }
+        Mail { store, watchers: notify::Watchers::default() }
     }
 
     /// Creates the account's special-use mailboxes if it has none yet; returns them all.
@@ -165,6 +201,9 @@ impl Mail {
             e => e.into(),
         })?;
         let mut stored = Vec::with_capacity(pending.len());
+        for prepared in &pending {
+            self.notify(prepared.account, committed.counters[prepared.modseq.index()] as u64);
+        }
         for prepared in pending {
             let mut uids = Vec::with_capacity(prepared.uids.len());
             for (id, uid) in prepared.mailboxes.iter().zip(&prepared.uids) {
@@ -217,10 +256,10 @@ impl Mail {
             let uid = batch.add(&keys::uid_next(account, *id), 1);
             uids.push(uid);
             let key = keys::uid(account, *id, 0);
-            let value = keys::uid_value(email_id, 0, &email.keywords);
+            let value = index_value(&email);
             let patches = [
                 Patch { counter: uid, target: PatchTarget::Key, offset: key.len() - 8 },
-                Patch { counter: modseq, target: PatchTarget::Value, offset: 8 },
+                Patch { counter: modseq, target: PatchTarget::Value, offset: keys::UID_VALUE_MODSEQ_OFFSET },
             ];
             batch.set_patched(&key, &value, &patches);
             let reverse = keys::email_uid(account, email_id, *id);
@@ -231,15 +270,9 @@ impl Mail {
         for message_id in summary.message_id.iter() {
             batch.set(&keys::thread_ref(account, message_id), &thread.to_be_bytes());
         }
-        let change =
-            Change { modseq: 0, kind: ChangeKind::Created, email: Some(email_id), mailboxes: ingest.mailboxes.clone() };
-        let change_key = keys::change(account, 0);
-        batch.set_patched(
-            &change_key,
-            &encode(&change),
-            &[Patch { counter: modseq, target: PatchTarget::Key, offset: change_key.len() - 8 }],
-        );
-        Ok(Prepared { email: email_id, thread, modseq, uids, mailboxes: ingest.mailboxes })
+        let change = Change::new(vec![(email_id, ChangeKind::Created)], ingest.mailboxes.clone(), vec![], vec![]);
+        log_change(batch, account, modseq, &change);
+        Ok(Prepared { account, email: email_id, thread, modseq, uids, mailboxes: ingest.mailboxes })
     }
 
     /// The thread of a new message: that of the first message it refers to (References,
@@ -287,36 +320,15 @@ impl Mail {
     }
 
     /// Removes an email from a mailbox (IMAP EXPUNGE, a move's source); an email in no
-    /// mailbox any more is destroyed, its blob released and its size given back.
+    /// mailbox any more is destroyed, its blob released and its size given back. Returns
+    /// the modseq. [`Mail::expunge`] does the same by UIDs, many at a time.
     pub async fn remove(&self, account: AccountId, id: EmailId, mailbox: MailboxId) -> Result<u64, Error> {
-        for _ in 0..RETRIES_MAX {
-            let entry = self.store.get(&keys::email(account, id)).await?.ok_or(Error::NoEmail(id))?;
-            let mut email: Email = decode(&entry.key, &entry.value)?;
-            if !email.mailboxes.contains(&mailbox) {
-                return Err(Error::NoEmail(id));
-            }
-            let uid = self.uid_in(account, id, mailbox).await?;
-            email.mailboxes.retain(|m| *m != mailbox);
-            let destroyed = email.mailboxes.is_empty();
-            let kind = if destroyed { ChangeKind::Destroyed } else { ChangeKind::Updated };
-            let mut batch = Batch::new();
-            batch.expect_version(&keys::email(account, id), entry.version);
-            let modseq = self.add_change(&mut batch, account, kind, id, vec![mailbox]);
-            batch.delete(&keys::uid(account, mailbox, uid)).delete(&keys::email_uid(account, id, mailbox));
-            if destroyed {
-                let hash =
-                    hameau_store::BlobHash::from_hex(&email.blob).ok_or_else(|| corrupt(&entry.key, "blob hash"))?;
-                batch.delete(&keys::email(account, id)).delete(&keys::summary(account, id)).blob_release(&hash);
-                batch.add(&keys::used(account), -(email.size as i64));
-            } else {
-                batch.set(&keys::email(account, id), &encode(&email));
-                self.rewrite_uid_values(account, &email, &mut batch, modseq).await?;
-            }
-            if let Some(modseq) = self.commit_change(batch, modseq).await? {
-                return Ok(modseq);
-            }
+        let uid = self.uid_in(account, id, mailbox).await?;
+        let (removed, modseq) = self.expunge(account, mailbox, &[uid]).await?;
+        if removed.is_empty() {
+            return Err(Error::NoEmail(id));
         }
-        Err(Error::Busy)
+        Ok(modseq)
     }
 
     /// The changes after `modseq`, oldest first, at most `limit`.
@@ -349,9 +361,7 @@ impl Mail {
     ) -> Result<(), Error> {
         for mailbox in &email.mailboxes {
             let uid = self.uid_in(account, email.id, *mailbox).await?;
-            let value = keys::uid_value(email.id, 0, &email.keywords);
-            let patch = Patch { counter: modseq, target: PatchTarget::Value, offset: 8 };
-            batch.set_patched(&keys::uid(account, *mailbox, uid), &value, &[patch]);
+            set_index_entry(batch, account, *mailbox, uid, email, modseq);
         }
         Ok(())
     }
@@ -363,16 +373,23 @@ impl Mail {
         change: impl Fn(&mut Email),
         kind: ChangeKind,
     ) -> Result<u64, Error> {
-        for _ in 0..RETRIES_MAX {
+        for attempt in 0..RETRIES_MAX {
+            backoff(attempt).await;
             let entry = self.store.get(&keys::email(account, id)).await?.ok_or(Error::NoEmail(id))?;
             let mut email: Email = decode(&entry.key, &entry.value)?;
             change(&mut email);
             let mut batch = Batch::new();
             batch.expect_version(&keys::email(account, id), entry.version);
-            let modseq = self.add_change(&mut batch, account, kind, id, email.mailboxes.clone());
+            let modseq = batch.add(&keys::modseq(account), 1);
+            log_change(
+                &mut batch,
+                account,
+                modseq,
+                &Change::new(vec![(id, kind)], email.mailboxes.clone(), vec![], vec![]),
+            );
             batch.set(&keys::email(account, id), &encode(&email));
             self.rewrite_uid_values(account, &email, &mut batch, modseq).await?;
-            if let Some(modseq) = self.commit_change(batch, modseq).await? {
+            if let Some(modseq) = self.commit_change(account, batch, modseq).await? {
                 return Ok(modseq);
             }
         }
@@ -380,34 +397,76 @@ impl Mail {
     }
 
     /// Commits a read-modify-write batch: its modseq, or `None` if another writer changed
-    /// what it read (the caller reads again).
-    async fn commit_change(&self, batch: Batch, modseq: hameau_store::CounterRef) -> Result<Option<u64>, Error> {
+    /// what it read (the caller reads again). Wakes the account's subscribers.
+    async fn commit_change(
+        &self,
+        account: AccountId,
+        batch: Batch,
+        modseq: hameau_store::CounterRef,
+    ) -> Result<Option<u64>, Error> {
+        Ok(self.commit_counters(account, batch, modseq).await?.map(|(modseq, _)| modseq))
+    }
+
+    /// As [`Mail::commit_change`], also returning every counter of the commit.
+    async fn commit_counters(
+        &self,
+        account: AccountId,
+        batch: Batch,
+        modseq: hameau_store::CounterRef,
+    ) -> Result<Option<(u64, Vec<i64>)>, Error> {
         match self.store.commit(batch).await {
-            Ok(committed) => Ok(Some(committed.counters[modseq.index()] as u64)),
+            Ok(committed) => {
+                let modseq = committed.counters[modseq.index()] as u64;
+                self.notify(account, modseq);
+                Ok(Some((modseq, committed.counters)))
+            }
             Err(hameau_store::Error::Conflict { .. }) => Ok(None),
             Err(e) => Err(e.into()),
         }
     }
+}
 
-    /// Adds the account's next modseq and a change under it to `batch`.
-    fn add_change(
-        &self,
-        batch: &mut Batch,
-        account: AccountId,
-        kind: ChangeKind,
-        email: EmailId,
-        mailboxes: Vec<MailboxId>,
-    ) -> hameau_store::CounterRef {
-        let modseq = batch.add(&keys::modseq(account), 1);
-        let change = Change { modseq: 0, kind, email: Some(email), mailboxes };
-        let key = keys::change(account, 0);
-        batch.set_patched(
-            &key,
-            &encode(&change),
-            &[Patch { counter: modseq, target: PatchTarget::Key, offset: key.len() - 8 }],
-        );
-        modseq
+/// Waits before the `attempt`th try of a read-modify-write that conflicted: a random
+/// delay (so that the writers that collided do not collide again) growing from 0.1 ms
+/// to at most 5 ms. The first try does not wait.
+async fn backoff(attempt: usize) {
+    use std::hash::{BuildHasher, Hasher};
+    if attempt == 0 {
+        return;
     }
+    let ceiling_us = (100u64 << attempt.min(6)).min(5_000);
+    // `RandomState` is seeded randomly per instance: jitter without a `rand` dependency.
+    let random = std::collections::hash_map::RandomState::new().build_hasher().finish();
+    tokio::time::sleep(std::time::Duration::from_micros(random % ceiling_us + 1)).await;
+}
+
+/// Adds `change` to the account's log under the commit's `modseq`.
+fn log_change(batch: &mut Batch, account: AccountId, modseq: hameau_store::CounterRef, change: &Change) {
+    let key = keys::change(account, 0);
+    batch.set_patched(
+        &key,
+        &encode(change),
+        &[Patch { counter: modseq, target: PatchTarget::Key, offset: key.len() - 8 }],
+    );
+}
+
+/// The mailbox index value of an email, its modseq left for the commit to patch.
+fn index_value(email: &Email) -> Vec<u8> {
+    let size = u32::try_from(email.size).unwrap_or(u32::MAX);
+    keys::uid_value(email.id, 0, size, email.received_at, &email.keywords)
+}
+
+/// Writes an email's entry in a mailbox index under a known UID, with the commit's modseq.
+fn set_index_entry(
+    batch: &mut Batch,
+    account: AccountId,
+    mailbox: MailboxId,
+    uid: u32,
+    email: &Email,
+    modseq: hameau_store::CounterRef,
+) {
+    let patch = Patch { counter: modseq, target: PatchTarget::Value, offset: keys::UID_VALUE_MODSEQ_OFFSET };
+    batch.set_patched(&keys::uid(account, mailbox, uid), &index_value(email), &[patch]);
 }
 
 /// Keywords as IMAP and JMAP share them: system flags keep their backslash and case

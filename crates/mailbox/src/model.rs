@@ -99,14 +99,80 @@ pub struct Email {
     pub mailboxes: Vec<MailboxId>,
 }
 
-/// One message of a mailbox, as its index holds it.
+/// One message of a mailbox, as its index holds it: everything `FETCH (UID FLAGS
+/// MODSEQ RFC822.SIZE INTERNALDATE)` and `SEARCH LARGER/SINCE/KEYWORD` need, from one
+/// prefix scan.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UidEntry {
     pub uid: u32,
     pub email: EmailId,
-    /// The modseq of the email's last change (CONDSTORE).
+    /// The modseq of this entry's last change (CONDSTORE): its arrival in the mailbox or
+    /// its last keyword change.
     pub modseq: u64,
     pub keywords: Vec<String>,
+    /// The raw message's size in bytes (IMAP RFC822.SIZE).
+    pub size: u32,
+    /// Seconds since the Unix epoch (IMAP INTERNALDATE).
+    pub received_at: u64,
+}
+
+/// What `STATUS` and `SELECT` report of a mailbox (RFC 9051 §6.3.11, RFC 7162 §3.1.2).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MailboxStatus {
+    pub messages: u32,
+    /// Messages without `\Seen`.
+    pub unseen: u32,
+    /// Messages with `\Deleted`.
+    pub deleted: u32,
+    /// Sum of the messages' sizes (STATUS SIZE, RFC 8438).
+    pub size: u64,
+    pub uid_next: u32,
+    pub uid_validity: u32,
+    /// The account's modseq: it is at least every modseq of the mailbox, and grows with
+    /// every change of the mailbox, expunges included, as RFC 7162 §3.1.2.1 requires.
+    pub highest_modseq: u64,
+}
+
+/// How `STORE` changes keywords (RFC 9051 §6.4.6: `+FLAGS`, `-FLAGS`, `FLAGS`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeywordOp {
+    Add,
+    Remove,
+    Replace,
+}
+
+/// What [`crate::Mail::store_keywords`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreOutcome {
+    /// The entries whose keywords changed, as they are now, in UID order. Entries whose
+    /// keywords would not change are left alone (no new modseq) and not listed.
+    pub updated: Vec<UidEntry>,
+    /// UIDs left alone because their modseq is above `unchanged_since` (RFC 7162 §3.1.3,
+    /// the `MODIFIED` response code), ascending.
+    pub modified: Vec<u32>,
+    /// The modseq of the operation's commit; the account's modseq if nothing changed.
+    pub modseq: u64,
+}
+
+/// What [`crate::Mail::copy`] and [`crate::Mail::move_messages`] did (RFC 4315 COPYUID).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Copied {
+    /// The target mailbox's UIDVALIDITY.
+    pub uid_validity: u32,
+    /// (source UID, UID in the target), in source UID order.
+    pub pairs: Vec<(u32, u32)>,
+    pub modseq: u64,
+}
+
+/// What changed in one mailbox since a modseq (RFC 7162 QRESYNC, and sessions catching up).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MailboxDelta {
+    /// Entries present now whose modseq is above the one given, in UID order.
+    pub changed: Vec<UidEntry>,
+    /// UIDs removed since (ascending); some may never have been seen by the client.
+    pub expunged: Vec<u32>,
+    /// The account's modseq, read before the changes: the next call starts from it.
+    pub highest_modseq: u64,
 }
 
 /// What to store.
@@ -139,7 +205,13 @@ pub enum ChangeKind {
     Destroyed,
 }
 
-/// One entry of the account's change log.
+/// One entry of the account's change log: everything one commit changed, under its modseq.
+///
+/// Emails: `email` with `kind` is the first email changed, `emails` the others, each with
+/// its kind ([`Change::email_changes`] yields them all). Mailboxes themselves (created,
+/// renamed, subscribed, deleted) are in `mailbox_changes`, for JMAP `Mailbox/changes`;
+/// a commit that changed only mailboxes has `email: None` and `kind` is that of the first
+/// mailbox change.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Change {
     /// Filled from the key when read.
@@ -149,4 +221,42 @@ pub struct Change {
     pub email: Option<EmailId>,
     /// The mailboxes whose content changed.
     pub mailboxes: Vec<MailboxId>,
+    /// The other emails changed by the same commit (bulk STORE, COPY, MOVE, EXPUNGE).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub emails: Vec<(EmailId, ChangeKind)>,
+    /// The UIDs removed from mailboxes (QRESYNC `VANISHED`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expunged: Vec<(MailboxId, u32)>,
+    /// Mailboxes created, updated (renamed, moved, subscribed) or destroyed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mailbox_changes: Vec<(MailboxId, ChangeKind)>,
+}
+
+impl Change {
+    /// A change of several emails and mailboxes; `kind` and `email` are taken from the
+    /// first email, else from the first mailbox change.
+    pub(crate) fn new(
+        emails: Vec<(EmailId, ChangeKind)>,
+        mailboxes: Vec<MailboxId>,
+        expunged: Vec<(MailboxId, u32)>,
+        mailbox_changes: Vec<(MailboxId, ChangeKind)>,
+    ) -> Change {
+        let mut emails = emails.into_iter();
+        let first = emails.next();
+        let kind = first.map(|(_, kind)| kind).or(mailbox_changes.first().map(|(_, kind)| *kind));
+        Change {
+            modseq: 0,
+            kind: kind.unwrap_or(ChangeKind::Updated),
+            email: first.map(|(email, _)| email),
+            mailboxes,
+            emails: emails.collect(),
+            expunged,
+            mailbox_changes,
+        }
+    }
+
+    /// Every email this commit changed, with its kind.
+    pub fn email_changes(&self) -> impl Iterator<Item = (EmailId, ChangeKind)> + '_ {
+        self.email.map(|email| (email, self.kind)).into_iter().chain(self.emails.iter().copied())
+    }
 }

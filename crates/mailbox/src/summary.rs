@@ -1,12 +1,19 @@
 //! The summary of a message, parsed once at delivery with mail-parser so that IMAP FETCH
 //! (ENVELOPE, BODYSTRUCTURE, sections) and JMAP Email/get never parse it again: envelope
-//! fields, MIME parts with their byte offsets in the raw message, a preview.
+//! fields, MIME parts with their byte offsets in the raw message and every MIME fact a
+//! body structure reports (parameters, disposition, language, location, line counts), an
+//! attached message's own summary, a preview. Protocol-neutral: IMAP and JMAP each render
+//! it in their own syntax.
 
-use mail_parser::{Address, HeaderValue, MessageParser, MimeHeaders, PartType};
+use mail_parser::{Address, HeaderValue, Message, MessageParser, MimeHeaders, PartType};
 use serde::{Deserialize, Serialize};
 
 /// Characters of text kept as the preview (JMAP `preview` is at most 256, RFC 8621 §4.1.4).
 const PREVIEW_CHARS: usize = 256;
+
+/// Attached messages inside attached messages are described this deep; deeper ones are
+/// opaque parts (mail-parser stops at about the same depth).
+const NESTED_DEPTH_MAX: usize = 8;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EmailAddress {
@@ -31,6 +38,25 @@ pub struct Part {
     pub offset_end: u32,
     /// The sub-parts of a multipart, as indexes in `Summary::parts`.
     pub children: Vec<u32>,
+    /// Content-Type parameters (names lowercase), in header order.
+    #[serde(default)]
+    pub params: Vec<(String, String)>,
+    /// Content-Disposition parameters (names lowercase).
+    #[serde(default)]
+    pub disposition_params: Vec<(String, String)>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub language: Vec<String>,
+    #[serde(default)]
+    pub location: Option<String>,
+    /// Lines of the body (its line feeds, and a last line without one).
+    #[serde(default)]
+    pub lines: u32,
+    /// For a `message/rfc822` part: the attached message, its part offsets in the raw
+    /// message of the whole email. `None` when it could not be read in place.
+    #[serde(default)]
+    pub message: Option<Box<Summary>>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,60 +79,100 @@ pub struct Summary {
     pub parts: Vec<Part>,
     /// Whether mail-parser could read the message at all; if not, it is stored as is.
     pub parsed: bool,
+    /// The Date header's text as written (IMAP ENVELOPE gives it as is).
+    #[serde(default)]
+    pub date: Option<String>,
 }
 
 impl Summary {
     /// Never fails: a message mail-parser cannot read gets an empty summary.
     pub fn parse(raw: &[u8]) -> Summary {
         let Some(message) = MessageParser::default().parse(raw) else { return Summary::default() };
-        let ids = |value: &HeaderValue<'_>| -> Vec<String> {
-            value.as_text_list().map(|list| list.iter().map(|id| id.to_string()).collect()).unwrap_or_default()
-        };
-        let parts = message
-            .parts
-            .iter()
-            .map(|part| {
-                let content_type = part
-                    .content_type()
-                    .map(|ct| format!("{}/{}", ct.ctype(), ct.subtype().unwrap_or("plain")).to_ascii_lowercase())
-                    .unwrap_or_else(|| "text/plain".into());
-                Part {
-                    content_type,
-                    charset: part.content_type().and_then(|ct| ct.attribute("charset")).map(str::to_string),
-                    name: part.attachment_name().map(str::to_string),
-                    disposition: part.content_disposition().map(|cd| cd.ctype().to_ascii_lowercase()),
-                    content_id: part.content_id().map(str::to_string),
-                    transfer_encoding: part.content_transfer_encoding().map(str::to_ascii_lowercase),
-                    offset_header: part.offset_header,
-                    offset_body: part.offset_body,
-                    offset_end: part.offset_end,
-                    children: match &part.body {
-                        PartType::Multipart(children) => children.clone(),
-                        _ => Vec::new(),
-                    },
-                }
-            })
-            .collect();
-        Summary {
-            subject: message.subject().map(str::to_string),
-            from: addresses(message.from()),
-            sender: addresses(message.sender()),
-            reply_to: addresses(message.reply_to()),
-            to: addresses(message.to()),
-            cc: addresses(message.cc()),
-            bcc: addresses(message.bcc()),
-            sent_at: message.date().map(|date| date.to_timestamp()),
-            message_id: message.message_id().map(|id| vec![id.to_string()]).unwrap_or_default(),
-            in_reply_to: ids(message.in_reply_to()),
-            references: ids(message.references()),
-            preview: message
-                .body_preview(PREVIEW_CHARS)
-                .map(|preview| preview.split_whitespace().collect::<Vec<_>>().join(" "))
-                .unwrap_or_default(),
-            has_attachment: message.attachment_count() > 0,
-            parts,
-            parsed: true,
+        let mut summary = summarise(&message, raw, 0);
+        summary.preview = message
+            .body_preview(PREVIEW_CHARS)
+            .map(|preview| preview.split_whitespace().collect::<Vec<_>>().join(" "))
+            .unwrap_or_default();
+        summary.has_attachment = message.attachment_count() > 0;
+        summary
+    }
+}
+
+/// The summary of `message`, whose offsets are in `raw` (the whole email's bytes).
+fn summarise(message: &Message<'_>, raw: &[u8], depth: usize) -> Summary {
+    let ids = |value: &HeaderValue<'_>| -> Vec<String> {
+        value.as_text_list().map(|list| list.iter().map(|id| id.to_string()).collect()).unwrap_or_default()
+    };
+    let parts = message.parts.iter().map(|part| describe(part, raw, depth)).collect();
+    Summary {
+        subject: message.subject().map(str::to_string),
+        from: addresses(message.from()),
+        sender: addresses(message.sender()),
+        reply_to: addresses(message.reply_to()),
+        to: addresses(message.to()),
+        cc: addresses(message.cc()),
+        bcc: addresses(message.bcc()),
+        sent_at: message.date().map(|date| date.to_timestamp()),
+        message_id: message.message_id().map(|id| vec![id.to_string()]).unwrap_or_default(),
+        in_reply_to: ids(message.in_reply_to()),
+        references: ids(message.references()),
+        preview: String::new(),
+        has_attachment: false,
+        parts,
+        parsed: true,
+        date: message.header_raw("Date").map(|date| date.trim().to_string()),
+    }
+}
+
+fn describe(part: &mail_parser::MessagePart<'_>, raw: &[u8], depth: usize) -> Part {
+    let content_type = part
+        .content_type()
+        .map(|ct| format!("{}/{}", ct.ctype(), ct.subtype().unwrap_or("plain")).to_ascii_lowercase())
+        .unwrap_or_else(|| "text/plain".into());
+    let params = |ct: Option<&mail_parser::ContentType<'_>>| -> Vec<(String, String)> {
+        ct.and_then(|ct| ct.attributes())
+            .map(|attributes| attributes.iter().map(|a| (a.name.to_ascii_lowercase(), a.value.to_string())).collect())
+            .unwrap_or_default()
+    };
+    let body = raw.get(part.offset_body as usize..part.offset_end as usize).unwrap_or_default();
+    // An attached message read in place: its parts' offsets are in `raw` itself (one that
+    // had to be decoded first, e.g. base64, was parsed from other bytes: left opaque).
+    let message = match &part.body {
+        PartType::Message(nested)
+            if depth < NESTED_DEPTH_MAX && std::ptr::eq(nested.raw_message.as_ptr(), raw.as_ptr()) =>
+        {
+            Some(Box::new(summarise(nested, raw, depth + 1)))
         }
+        _ => None,
+    };
+    Part {
+        content_type,
+        charset: part.content_type().and_then(|ct| ct.attribute("charset")).map(str::to_string),
+        name: part.attachment_name().map(str::to_string),
+        disposition: part.content_disposition().map(|cd| cd.ctype().to_ascii_lowercase()),
+        content_id: part.content_id().map(str::to_string),
+        transfer_encoding: part.content_transfer_encoding().map(str::to_ascii_lowercase),
+        offset_header: part.offset_header,
+        offset_body: part.offset_body,
+        offset_end: part.offset_end,
+        children: match &part.body {
+            PartType::Multipart(children) => children.clone(),
+            _ => Vec::new(),
+        },
+        params: params(part.content_type()),
+        disposition_params: params(part.content_disposition()),
+        description: part.content_description().map(str::to_string),
+        language: part
+            .content_language()
+            .as_text_list()
+            .map(|list| list.iter().map(|l| l.to_string()).collect())
+            .unwrap_or_default(),
+        location: part.content_location().map(str::to_string),
+        // A last line without its line break (a MIME part's last CRLF belongs to the
+        // boundary) still counts.
+        lines: (body.iter().filter(|b| **b == b'\n').count() + usize::from(!body.is_empty() && !body.ends_with(b"\n")))
+            as u32,
+        message,
     }
 }
 
@@ -122,4 +188,33 @@ fn addresses(address: Option<&Address<'_>>) -> Vec<EmailAddress> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attached_message_is_described_in_place() {
+        let raw = b"From: a@b.test\r\nDate: Tue, 24 Nov 2026 10:00:00 +0100\r\nSubject: fwd\r\n\
+                    Content-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n\
+                    --b1\r\nContent-Type: text/plain; charset=utf-8; format=flowed\r\nContent-Language: fr\r\n\r\n\
+                    Voir ci-joint.\r\nMerci\r\n\
+                    --b1\r\nContent-Type: message/rfc822\r\nContent-Description: le message\r\n\r\n\
+                    From: c@d.test\r\nSubject: original\r\n\r\nTexte original\r\n\
+                    --b1--\r\n";
+        let summary = Summary::parse(raw);
+        assert_eq!(summary.date.as_deref(), Some("Tue, 24 Nov 2026 10:00:00 +0100"));
+        let text = &summary.parts[1];
+        assert_eq!(text.params, vec![("charset".into(), "utf-8".into()), ("format".into(), "flowed".into())]);
+        assert_eq!(text.language, vec!["fr".to_string()]);
+        assert_eq!(text.lines, 2);
+        let attached = &summary.parts[2];
+        assert_eq!(attached.content_type, "message/rfc822");
+        assert_eq!(attached.description.as_deref(), Some("le message"));
+        let nested = attached.message.as_ref().expect("described");
+        assert_eq!(nested.subject.as_deref(), Some("original"));
+        let nested_body = &nested.parts[0];
+        assert_eq!(&raw[nested_body.offset_body as usize..nested_body.offset_end as usize], b"Texte original");
+    }
 }

@@ -1,6 +1,6 @@
 use hameau_store::{Options, Store};
 
-use crate::{ChangeKind, Error, Ingest, Mail, MailboxNames, Role};
+use crate::{ChangeKind, Error, Ingest, KeywordOp, Mail, MailboxNames, Role};
 
 const NOW: u64 = 1_795_000_000;
 const ACCOUNT: u64 = 7;
@@ -224,4 +224,432 @@ async fn one_commit_for_all_recipients() {
     // The blob is stored once and released with its last email.
     f.mail.remove(ACCOUNT, stored[0].email, f.inbox).await.unwrap();
     assert_eq!(f.mail.raw(other, stored[1].email).await.unwrap(), raw);
+}
+
+// The mailbox tree.
+
+fn check_name(name: &str, valid: bool) {
+    let res = super::tree::check_name(name);
+    assert_eq!(res.is_ok(), valid, "{name:?}: {res:?}");
+}
+
+#[test]
+fn mailbox_names() {
+    check_name("Projets", true);
+    check_name("Projets/2026/Q1", true);
+    check_name("INBOX/Factures", true);
+    check_name("Élus & conseil", true);
+    check_name(".hidden", true);
+    check_name("", false);
+    check_name("/Projets", false);
+    check_name("Projets/", false);
+    check_name("Projets//2026", false);
+    check_name(".", false);
+    check_name("a/../b", false);
+    check_name("a\tb", false);
+    check_name("a\u{7f}b", false);
+    check_name("a*", false);
+    check_name("a%b", false);
+    check_name("inbox", false);
+    check_name("Inbox/x", false);
+    check_name("INBOXES", true);
+    check_name(&"x".repeat(255), true);
+    check_name(&"x".repeat(256), false);
+    check_name(&vec!["y".repeat(249); 4].join("/"), true);
+    check_name(&vec!["y".repeat(200); 5].join("/"), false);
+}
+
+#[tokio::test]
+async fn mailbox_hierarchy() {
+    let f = fixture().await;
+    let before = f.mail.modseq(ACCOUNT).await.unwrap();
+    let q1 = f.mail.create_mailbox(ACCOUNT, "Projets/2026/Q1", None, NOW).await.unwrap();
+    let projets = f.mail.mailbox_by_name(ACCOUNT, "Projets").await.unwrap().unwrap();
+    let year = f.mail.mailbox_by_name(ACCOUNT, "Projets/2026").await.unwrap().unwrap();
+    assert_eq!((projets.parent, year.parent, q1.parent), (None, Some(projets.id), Some(year.id)));
+    assert!(q1.subscribed && q1.uid_validity != year.uid_validity);
+    // One commit, one change listing the three.
+    let changes = f.mail.changes_since(ACCOUNT, before, 10).await.unwrap();
+    assert_eq!(changes.len(), 1);
+    assert_eq!(changes[0].email, None);
+    assert_eq!(
+        changes[0].mailbox_changes,
+        vec![(projets.id, ChangeKind::Created), (year.id, ChangeKind::Created), (q1.id, ChangeKind::Created)]
+    );
+    assert!(matches!(
+        f.mail.create_mailbox(ACCOUNT, "Projets/2026", None, NOW).await,
+        Err(Error::MailboxExists(name)) if name == "Projets/2026"
+    ));
+    assert!(matches!(f.mail.create_mailbox(ACCOUNT, "a//b", None, NOW).await, Err(Error::InvalidName(_))));
+    assert!(matches!(f.mail.create_mailbox(ACCOUNT, "Autre", Some(Role::Sent), NOW).await, Err(Error::Cannot(_))));
+    // INBOX is case-insensitive.
+    assert_eq!(f.mail.mailbox_by_name(ACCOUNT, "iNbOx").await.unwrap().unwrap().id, f.inbox);
+    assert!(matches!(f.mail.create_mailbox(ACCOUNT, "inbox", None, NOW).await, Err(Error::InvalidName(_))));
+    let factures = f.mail.create_mailbox(ACCOUNT, "INBOX/Factures", None, NOW).await.unwrap();
+    assert_eq!(factures.parent, Some(f.inbox));
+    assert_eq!(f.mail.mailbox_by_name(ACCOUNT, "inbox/Factures").await.unwrap().unwrap().id, factures.id);
+    assert_eq!(f.mail.mailbox_by_name(ACCOUNT, "projets").await.unwrap(), None);
+
+    // Renaming: children follow, missing parents are created, ids stay.
+    f.mail.rename_mailbox(ACCOUNT, projets.id, "Anciens/Projets").await.unwrap();
+    let anciens = f.mail.mailbox_by_name(ACCOUNT, "Anciens").await.unwrap().unwrap();
+    let moved = f.mail.mailbox(ACCOUNT, projets.id).await.unwrap();
+    assert_eq!((moved.name.as_str(), moved.parent), ("Anciens/Projets", Some(anciens.id)));
+    let q1_now = f.mail.mailbox_by_name(ACCOUNT, "Anciens/Projets/2026/Q1").await.unwrap().unwrap();
+    assert_eq!((q1_now.id, q1_now.parent, q1_now.uid_validity), (q1.id, Some(year.id), q1.uid_validity));
+    assert_eq!(f.mail.mailbox_by_name(ACCOUNT, "Projets/2026").await.unwrap(), None);
+    let err = f.mail.rename_mailbox(ACCOUNT, projets.id, "Anciens/Projets/2026/x").await.unwrap_err();
+    assert!(matches!(err, Error::Cannot(_)), "{err}");
+    let err = f.mail.rename_mailbox(ACCOUNT, projets.id, "Archives").await.unwrap_err();
+    assert!(matches!(err, Error::MailboxExists(_)), "{err}");
+    let err = f.mail.rename_mailbox(ACCOUNT, f.inbox, "Reçus").await.unwrap_err();
+    assert!(matches!(err, Error::Cannot(_)), "{err}");
+    assert!(matches!(f.mail.rename_mailbox(ACCOUNT, 999, "x").await, Err(Error::NoMailbox(999))));
+    // Back to the top level: a child can become a sibling of its old parent.
+    f.mail.rename_mailbox(ACCOUNT, q1.id, "Q1").await.unwrap();
+    assert_eq!(f.mail.mailbox(ACCOUNT, q1.id).await.unwrap().parent, None);
+
+    // Deleting.
+    let err = f.mail.delete_mailbox(ACCOUNT, projets.id).await.unwrap_err();
+    assert!(matches!(err, Error::HasChildren(ref name) if name == "Anciens/Projets"), "{err}");
+    assert!(matches!(f.mail.delete_mailbox(ACCOUNT, f.inbox).await, Err(Error::Cannot(_))));
+    f.mail.delete_mailbox(ACCOUNT, year.id).await.unwrap();
+    f.mail.delete_mailbox(ACCOUNT, projets.id).await.unwrap();
+    assert!(matches!(f.mail.mailbox(ACCOUNT, projets.id).await, Err(Error::NoMailbox(_))));
+    assert_eq!(f.mail.mailbox_by_name(ACCOUNT, "Anciens/Projets").await.unwrap(), None);
+    // A special-use mailbox may go; its role is then free.
+    let junk = f.mail.mailbox_by_role(ACCOUNT, Role::Junk).await.unwrap().unwrap();
+    f.mail.delete_mailbox(ACCOUNT, junk.id).await.unwrap();
+    let spam = f.mail.create_mailbox(ACCOUNT, "Spam", Some(Role::Junk), NOW).await.unwrap();
+    assert_eq!(f.mail.mailbox_by_role(ACCOUNT, Role::Junk).await.unwrap().unwrap().id, spam.id);
+    let last = f.mail.changes_since(ACCOUNT, 0, 100).await.unwrap();
+    assert_eq!(last.last().unwrap().mailbox_changes, vec![(spam.id, ChangeKind::Created)]);
+    assert!(last.iter().any(|c| c.mailbox_changes == vec![(junk.id, ChangeKind::Destroyed)]));
+
+    // Subscriptions.
+    let before = f.mail.modseq(ACCOUNT).await.unwrap();
+    f.mail.set_subscribed(ACCOUNT, spam.id, false).await.unwrap();
+    assert!(!f.mail.mailbox(ACCOUNT, spam.id).await.unwrap().subscribed);
+    f.mail.set_subscribed(ACCOUNT, spam.id, false).await.unwrap();
+    assert_eq!(f.mail.modseq(ACCOUNT).await.unwrap(), before + 1);
+}
+
+#[tokio::test]
+async fn uid_validity_changes_when_a_name_comes_back() {
+    let f = fixture().await;
+    let first = f.mail.create_mailbox(ACCOUNT, "Tmp", None, NOW).await.unwrap();
+    f.mail.ingest(ACCOUNT, ingest(message("t", ""), vec![first.id])).await.unwrap();
+    f.mail.delete_mailbox(ACCOUNT, first.id).await.unwrap();
+    // Same second, same name: still another UIDVALIDITY, and UIDs start again.
+    let again = f.mail.create_mailbox(ACCOUNT, "Tmp", None, NOW).await.unwrap();
+    assert_ne!(again.id, first.id);
+    assert_ne!(again.uid_validity, first.uid_validity);
+    assert_eq!(f.mail.uid_next(ACCOUNT, again.id).await.unwrap(), 1);
+    assert_ne!(super::tree::uid_validity(u64::from(u32::MAX), 1), 0);
+}
+
+// Messages by UID.
+
+struct Three {
+    f: Fixture,
+    archive: u32,
+    emails: Vec<u64>,
+}
+
+/// Three messages in the inbox (UIDs 1..=3), the second also in the archive.
+async fn three() -> Three {
+    let f = fixture().await;
+    let archive = f.mail.mailbox_by_role(ACCOUNT, Role::Archive).await.unwrap().unwrap().id;
+    let mut emails = Vec::new();
+    for (i, mailboxes) in [vec![f.inbox], vec![f.inbox, archive], vec![f.inbox]].into_iter().enumerate() {
+        let mut new = ingest(message(&format!("m{i}"), ""), mailboxes);
+        new.received_at = NOW + i as u64;
+        emails.push(f.mail.ingest(ACCOUNT, new).await.unwrap().email);
+    }
+    Three { f, archive, emails }
+}
+
+async fn store(
+    f: &Fixture,
+    uids: &[u32],
+    op: KeywordOp,
+    keywords: &[&str],
+    unchanged_since: Option<u64>,
+) -> crate::StoreOutcome {
+    f.mail.store_keywords(ACCOUNT, f.inbox, uids, op, &kw(keywords), unchanged_since).await.unwrap()
+}
+
+fn kw(keywords: &[&str]) -> Vec<String> {
+    keywords.iter().map(|k| k.to_string()).collect()
+}
+
+#[tokio::test]
+async fn index_entries_and_status() {
+    let Three { f, emails, .. } = three().await;
+    let entries = f.mail.uids(ACCOUNT, f.inbox).await.unwrap();
+    let size = f.mail.email(ACCOUNT, emails[1]).await.unwrap().size;
+    assert_eq!((entries[1].size as u64, entries[1].received_at), (size, NOW + 1));
+    let some = f.mail.uid_entries(ACCOUNT, f.inbox, &[3, 9, 1, 3]).await.unwrap();
+    assert_eq!(some.iter().map(|e| e.uid).collect::<Vec<_>>(), vec![1, 3]);
+    assert_eq!(some[1], entries[2]);
+    f.mail.store_keywords(ACCOUNT, f.inbox, &[1], KeywordOp::Add, &kw(&["\\Seen"]), None).await.unwrap();
+    f.mail.store_keywords(ACCOUNT, f.inbox, &[2], KeywordOp::Add, &kw(&["\\Deleted"]), None).await.unwrap();
+    let status = f.mail.status(ACCOUNT, f.inbox).await.unwrap();
+    let total: u64 = entries.iter().map(|e| u64::from(e.size)).sum();
+    assert_eq!((status.messages, status.unseen, status.deleted, status.size), (3, 2, 1, total));
+    assert_eq!((status.uid_next, status.uid_validity), (4, NOW as u32));
+    assert_eq!(status.highest_modseq, f.mail.modseq(ACCOUNT).await.unwrap());
+    assert!(matches!(f.mail.status(ACCOUNT, 999).await, Err(Error::NoMailbox(999))));
+}
+
+#[tokio::test]
+async fn store_keywords() {
+    let Three { f, archive, emails } = three().await;
+    let start = f.mail.modseq(ACCOUNT).await.unwrap();
+    let res = store(&f, &[1, 2, 3, 7], KeywordOp::Add, &["\\seen", "Urgent"], None).await;
+    assert_eq!(res.modseq, start + 1);
+    assert_eq!(res.updated.iter().map(|e| e.uid).collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert!(res.updated.iter().all(|e| e.modseq == res.modseq && e.keywords == kw(&["\\Seen", "urgent"])));
+    assert_eq!(f.mail.uids(ACCOUNT, f.inbox).await.unwrap().iter().map(|e| e.modseq).max(), Some(start + 1));
+    // Keywords are the email's: the archive's entry and the email record follow.
+    let in_archive = &f.mail.uids(ACCOUNT, archive).await.unwrap()[0];
+    assert_eq!((in_archive.keywords.clone(), in_archive.modseq), (kw(&["\\Seen", "urgent"]), start + 1));
+    assert_eq!(f.mail.email(ACCOUNT, emails[1]).await.unwrap().keywords, kw(&["\\Seen", "urgent"]));
+
+    // Only the entries that change are rewritten.
+    let res = store(&f, &[1, 2], KeywordOp::Remove, &["urgent", "absent"], None).await;
+    assert_eq!(
+        res.updated.iter().map(|e| (e.uid, e.keywords.clone())).collect::<Vec<_>>(),
+        vec![(1, kw(&["\\Seen"])), (2, kw(&["\\Seen"]))]
+    );
+    let res = store(&f, &[1, 3], KeywordOp::Replace, &["\\Seen"], None).await;
+    assert_eq!(res.updated.iter().map(|e| e.uid).collect::<Vec<_>>(), vec![3]);
+    let entries = f.mail.uids(ACCOUNT, f.inbox).await.unwrap();
+    assert_eq!(entries.iter().map(|e| e.modseq).collect::<Vec<_>>(), vec![start + 2, start + 2, start + 3]);
+    // Nothing to do: no commit, the account's modseq.
+    let res = store(&f, &[1, 2, 3], KeywordOp::Add, &["\\Seen"], None).await;
+    assert!(res.updated.is_empty() && res.modified.is_empty());
+    assert_eq!((res.modseq, f.mail.modseq(ACCOUNT).await.unwrap()), (start + 3, start + 3));
+
+    // CONDSTORE: entries changed after UNCHANGEDSINCE are left alone and reported.
+    let res = store(&f, &[1, 2, 3], KeywordOp::Add, &["$label1"], Some(start + 2)).await;
+    assert_eq!(res.modified, vec![3]);
+    assert_eq!(res.updated.iter().map(|e| e.uid).collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!(f.mail.uids(ACCOUNT, f.inbox).await.unwrap()[2].keywords, kw(&["\\Seen"]));
+    let err = f.mail.store_keywords(ACCOUNT, 999, &[1], KeywordOp::Add, &kw(&["x"]), None).await.unwrap_err();
+    assert!(matches!(err, Error::NoMailbox(999)), "{err}");
+    // The change log has one entry per STORE, listing every email.
+    let changes = f.mail.changes_since(ACCOUNT, start, 1).await.unwrap();
+    let listed: Vec<(u64, ChangeKind)> = changes[0].email_changes().collect();
+    assert_eq!(listed, emails.iter().map(|e| (*e, ChangeKind::Updated)).collect::<Vec<_>>());
+    assert_eq!(changes[0].mailboxes, vec![f.inbox, archive]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_stores_lose_nothing() {
+    let Three { f, archive, .. } = three().await;
+    let mut tasks = Vec::new();
+    for task in 0..4 {
+        let mail = f.mail.clone();
+        let inbox = f.inbox;
+        tasks.push(tokio::spawn(async move {
+            for i in 0..8 {
+                let keyword = vec![format!("k{task}-{i}")];
+                mail.store_keywords(ACCOUNT, inbox, &[1, 2, 3], KeywordOp::Add, &keyword, None).await.unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    for entry in f.mail.uids(ACCOUNT, f.inbox).await.unwrap() {
+        assert_eq!(entry.keywords.len(), 32, "{entry:?}");
+        assert_eq!(f.mail.email(ACCOUNT, entry.email).await.unwrap().keywords, entry.keywords);
+    }
+    assert_eq!(f.mail.uids(ACCOUNT, archive).await.unwrap()[0].keywords.len(), 32);
+}
+
+#[tokio::test]
+async fn copy_move_and_expunge() {
+    let Three { f, archive, emails } = three().await;
+    let projets = f.mail.create_mailbox(ACCOUNT, "Projets", None, NOW).await.unwrap();
+    let used = f.mail.quota_used(ACCOUNT).await.unwrap();
+    f.mail.store_keywords(ACCOUNT, f.inbox, &[3], KeywordOp::Add, &kw(&["\\Flagged"]), None).await.unwrap();
+    // Copy: new UIDs in source order; the emails are shared.
+    let copied = f.mail.copy(ACCOUNT, f.inbox, &[3, 1, 42], projets.id).await.unwrap();
+    assert_eq!(copied.pairs, vec![(1, 1), (3, 2)]);
+    assert_eq!(copied.uid_validity, projets.uid_validity);
+    assert_eq!(f.mail.quota_used(ACCOUNT).await.unwrap(), used);
+    let there = f.mail.uids(ACCOUNT, projets.id).await.unwrap();
+    assert_eq!(there.iter().map(|e| e.email).collect::<Vec<_>>(), vec![emails[0], emails[2]]);
+    assert!(there.iter().all(|e| e.modseq == copied.modseq));
+    assert_eq!(there[1].keywords, kw(&["\\Flagged"]));
+    assert_eq!(f.mail.email(ACCOUNT, emails[0]).await.unwrap().mailboxes, vec![f.inbox, projets.id]);
+    assert_eq!(f.mail.uid_next(ACCOUNT, projets.id).await.unwrap(), 3);
+    // Copying an email the target already has gives its UID there.
+    let again = f.mail.copy(ACCOUNT, f.inbox, &[1, 2], projets.id).await.unwrap();
+    assert_eq!(again.pairs, vec![(1, 1), (2, 3)]);
+    assert!(matches!(f.mail.copy(ACCOUNT, f.inbox, &[1], f.inbox).await, Err(Error::Cannot(_))));
+    assert!(matches!(f.mail.copy(ACCOUNT, f.inbox, &[1], 999).await, Err(Error::NoMailbox(999))));
+
+    // Move: the source UIDs are expunged in the same commit.
+    let before_move = f.mail.modseq(ACCOUNT).await.unwrap();
+    let moved = f.mail.move_messages(ACCOUNT, f.inbox, &[2, 3], archive).await.unwrap();
+    assert_eq!(moved.pairs, vec![(2, 1), (3, 2)]); // emails[1] was in the archive already.
+    assert_eq!(moved.modseq, before_move + 1);
+    assert_eq!(f.mail.uids(ACCOUNT, f.inbox).await.unwrap().iter().map(|e| e.uid).collect::<Vec<_>>(), vec![1]);
+    assert_eq!(f.mail.email(ACCOUNT, emails[2]).await.unwrap().mailboxes, vec![projets.id, archive]);
+    let change = &f.mail.changes_since(ACCOUNT, before_move, 10).await.unwrap()[0];
+    assert_eq!(change.expunged, vec![(f.inbox, 2), (f.inbox, 3)]);
+    assert_eq!(change.mailboxes, vec![f.inbox, archive]);
+
+    // Expunge: an email is destroyed, its blob released and its bytes given back, only
+    // when it leaves its last mailbox.
+    let doomed = f.mail.email(ACCOUNT, emails[2]).await.unwrap();
+    let blob = hameau_store::BlobHash::from_hex(&doomed.blob).unwrap();
+    let (removed, _) = f.mail.expunge(ACCOUNT, archive, &[2, 5]).await.unwrap();
+    assert_eq!(removed, vec![2]);
+    assert!(f.mail.store.blob_size(&blob).await.unwrap().is_some());
+    assert_eq!(f.mail.quota_used(ACCOUNT).await.unwrap(), used);
+    let (removed, modseq) = f.mail.expunge(ACCOUNT, projets.id, &[3, 2, 1]).await.unwrap();
+    assert_eq!(removed, vec![1, 2, 3]);
+    assert_eq!(modseq, f.mail.modseq(ACCOUNT).await.unwrap());
+    assert!(f.mail.store.blob_size(&blob).await.unwrap().is_none());
+    assert!(matches!(f.mail.email(ACCOUNT, emails[2]).await, Err(Error::NoEmail(_))));
+    assert_eq!(f.mail.quota_used(ACCOUNT).await.unwrap(), used - doomed.size);
+    let change = f.mail.changes_since(ACCOUNT, modseq - 1, 10).await.unwrap().remove(0);
+    assert_eq!(change.expunged, vec![(projets.id, 1), (projets.id, 2), (projets.id, 3)]);
+    let kinds: Vec<(u64, ChangeKind)> = change.email_changes().collect();
+    assert_eq!(
+        kinds,
+        vec![(emails[0], ChangeKind::Updated), (emails[2], ChangeKind::Destroyed), (emails[1], ChangeKind::Updated)]
+    );
+    // Nothing to remove: no commit.
+    assert_eq!(f.mail.expunge(ACCOUNT, projets.id, &[1]).await.unwrap(), (vec![], modseq));
+}
+
+#[tokio::test]
+async fn mailbox_changes_since() {
+    let Three { f, archive, emails } = three().await;
+    let seen = f.mail.modseq(ACCOUNT).await.unwrap();
+    let quiet = f.mail.mailbox_changes_since(ACCOUNT, f.inbox, seen).await.unwrap();
+    assert_eq!((quiet.changed.len(), quiet.expunged.len(), quiet.highest_modseq), (0, 0, seen));
+    // A mix: a flag, a delivery, an expunge, a move out, a flag elsewhere.
+    store(&f, &[1], KeywordOp::Add, &["\\Seen"], None).await;
+    let fourth = f.mail.ingest(ACCOUNT, ingest(message("m4", ""), vec![f.inbox])).await.unwrap();
+    f.mail.expunge(ACCOUNT, f.inbox, &[3]).await.unwrap();
+    f.mail.move_messages(ACCOUNT, f.inbox, &[2], archive).await.unwrap();
+    let in_archive = f.mail.uids(ACCOUNT, archive).await.unwrap();
+    f.mail.store_keywords(ACCOUNT, archive, &[in_archive[0].uid], KeywordOp::Add, &kw(&["x"]), None).await.unwrap();
+    let expect_inbox = |delta: &crate::MailboxDelta| {
+        assert_eq!(
+            delta.changed.iter().map(|e| (e.uid, e.email)).collect::<Vec<_>>(),
+            vec![(1, emails[0]), (4, fourth.email)]
+        );
+        assert_eq!(delta.expunged, vec![2, 3]);
+    };
+    // Five changes: from the change log.
+    let delta = f.mail.mailbox_changes_since(ACCOUNT, f.inbox, seen).await.unwrap();
+    expect_inbox(&delta);
+    assert_eq!(delta.highest_modseq, f.mail.modseq(ACCOUNT).await.unwrap());
+    assert_eq!(delta.changed[0], f.mail.uid_entries(ACCOUNT, f.inbox, &[1]).await.unwrap()[0]);
+    let archive_delta = f.mail.mailbox_changes_since(ACCOUNT, archive, seen).await.unwrap();
+    assert_eq!(archive_delta.changed.iter().map(|e| e.email).collect::<Vec<_>>(), vec![emails[1]]);
+    assert!(archive_delta.expunged.is_empty());
+    // More changes than the log path reads: from a scan of the index, the same answer.
+    for i in 0..4 {
+        let mut new = ingest(message(&format!("other{i}"), ""), vec![archive]);
+        new.keywords = vec!["\\Seen".into()];
+        f.mail.ingest(ACCOUNT, new).await.unwrap();
+    }
+    let delta = f.mail.mailbox_changes_since(ACCOUNT, f.inbox, seen).await.unwrap();
+    expect_inbox(&delta);
+    // From the start: everything present, every UID expunged.
+    let delta = f.mail.mailbox_changes_since(ACCOUNT, f.inbox, 0).await.unwrap();
+    assert_eq!(delta.changed.iter().map(|e| e.uid).collect::<Vec<_>>(), vec![1, 4]);
+    assert_eq!(delta.expunged, vec![2, 3]);
+    let delta = f.mail.mailbox_changes_since(ACCOUNT, f.inbox, delta.highest_modseq).await.unwrap();
+    assert!(delta.changed.is_empty() && delta.expunged.is_empty());
+}
+
+#[tokio::test]
+async fn deleting_a_mailbox_with_messages() {
+    let Three { f, archive, emails } = three().await;
+    let used = f.mail.quota_used(ACCOUNT).await.unwrap();
+    let only_there = f.mail.ingest(ACCOUNT, ingest(message("seul", ""), vec![archive])).await.unwrap();
+    let before = f.mail.modseq(ACCOUNT).await.unwrap();
+    f.mail.delete_mailbox(ACCOUNT, archive).await.unwrap();
+    // The shared email stays in the inbox; the other is destroyed and its bytes given back.
+    assert_eq!(f.mail.email(ACCOUNT, emails[1]).await.unwrap().mailboxes, vec![f.inbox]);
+    assert!(matches!(f.mail.email(ACCOUNT, only_there.email).await, Err(Error::NoEmail(_))));
+    assert_eq!(f.mail.quota_used(ACCOUNT).await.unwrap(), used);
+    assert!(f.mail.uids(ACCOUNT, archive).await.unwrap().is_empty());
+    let changes = f.mail.changes_since(ACCOUNT, before, 10).await.unwrap();
+    assert_eq!(changes.len(), 1);
+    assert_eq!(changes[0].mailbox_changes, vec![(archive, ChangeKind::Destroyed)]);
+    assert_eq!(changes[0].expunged, vec![(archive, 1), (archive, 2)]);
+    let kinds: Vec<(u64, ChangeKind)> = changes[0].email_changes().collect();
+    assert_eq!(kinds, vec![(emails[1], ChangeKind::Updated), (only_there.email, ChangeKind::Destroyed)]);
+    assert!(matches!(f.mail.ingest(ACCOUNT, ingest(message("x", ""), vec![archive])).await, Err(Error::NoMailbox(_))));
+    assert!(matches!(f.mail.delete_mailbox(ACCOUNT, archive).await, Err(Error::NoMailbox(_))));
+}
+
+#[tokio::test]
+async fn subscribers_wake_on_every_change() {
+    let f = fixture().await;
+    let mut rx = f.mail.subscribe(ACCOUNT);
+    let other = f.mail.subscribe(ACCOUNT + 1);
+    let stored = f.mail.ingest(ACCOUNT, ingest(message("a", ""), vec![f.inbox])).await.unwrap();
+    assert!(rx.has_changed().unwrap());
+    assert_eq!(*rx.borrow_and_update(), stored.modseq);
+    let res = store(&f, &[1], KeywordOp::Add, &["\\Seen"], None).await;
+    assert_eq!(*rx.borrow_and_update(), res.modseq);
+    // No change, no wake-up.
+    store(&f, &[1], KeywordOp::Add, &["\\Seen"], None).await;
+    assert!(!rx.has_changed().unwrap());
+    let projets = f.mail.create_mailbox(ACCOUNT, "Projets", None, NOW).await.unwrap();
+    assert_eq!(*rx.borrow_and_update(), f.mail.modseq(ACCOUNT).await.unwrap());
+    let copied = f.mail.copy(ACCOUNT, f.inbox, &[1], projets.id).await.unwrap();
+    assert_eq!(*rx.borrow_and_update(), copied.modseq);
+    let (_, modseq) = f.mail.expunge(ACCOUNT, f.inbox, &[1]).await.unwrap();
+    assert_eq!(*rx.borrow_and_update(), modseq);
+    // A clone shares the subscribers; a waiting task wakes.
+    let mail = f.mail.clone();
+    let waiter = tokio::spawn(async move {
+        rx.changed().await.unwrap();
+        *rx.borrow()
+    });
+    tokio::task::yield_now().await;
+    mail.rename_mailbox(ACCOUNT, projets.id, "Dossiers").await.unwrap();
+    assert_eq!(waiter.await.unwrap(), f.mail.modseq(ACCOUNT).await.unwrap());
+    assert!(!other.has_changed().unwrap());
+    // Senders nobody listens to are dropped.
+    drop(other);
+    let _third = f.mail.subscribe(ACCOUNT + 2);
+    assert_eq!(f.mail.watchers.len(), 1);
+}
+
+#[tokio::test]
+async fn large_sets_span_several_commits() {
+    let f = fixture().await;
+    let projets = f.mail.create_mailbox(ACCOUNT, "Projets", None, NOW).await.unwrap();
+    for part in 0..2 {
+        let deliveries = (0..600).map(|i| (ACCOUNT, ingest(message(&format!("l{part}-{i}"), ""), vec![projets.id])));
+        f.mail.ingest_many(deliveries.collect()).await.unwrap();
+    }
+    let all: Vec<u32> = (1..=1200).collect();
+    let before = f.mail.modseq(ACCOUNT).await.unwrap();
+    let res = f.mail.store_keywords(ACCOUNT, projets.id, &all, KeywordOp::Add, &kw(&["\\Seen"]), None).await.unwrap();
+    assert_eq!((res.updated.len(), res.modseq), (1200, before + 2));
+    let copied = f.mail.copy(ACCOUNT, projets.id, &all, f.inbox).await.unwrap();
+    assert_eq!(copied.pairs, all.iter().map(|uid| (*uid, *uid)).collect::<Vec<_>>());
+    let (removed, _) = f.mail.expunge(ACCOUNT, f.inbox, &all).await.unwrap();
+    assert_eq!(removed, all);
+    // Deleting a mailbox of more than 1,000 messages expunges them in parts first.
+    let used = f.mail.quota_used(ACCOUNT).await.unwrap();
+    assert!(used > 0);
+    f.mail.delete_mailbox(ACCOUNT, projets.id).await.unwrap();
+    assert_eq!(f.mail.quota_used(ACCOUNT).await.unwrap(), 0);
+    let delta = f.mail.mailbox_changes_since(ACCOUNT, f.inbox, before).await.unwrap();
+    assert_eq!(delta.expunged, all);
 }

@@ -16,6 +16,7 @@ pub struct Server {
     pub https: Vec<SocketAddr>,
     pub smtp: Vec<SocketAddr>,
     pub imap: Vec<SocketAddr>,
+    pub imaps: Vec<SocketAddr>,
     pub cert: PathBuf,
     log: Arc<Mutex<Vec<String>>>,
     lines: mpsc::Receiver<String>,
@@ -42,8 +43,16 @@ impl Server {
                 let _ = lines_tx.send(line);
             }
         });
-        let mut server =
-            Server { child, https: Vec::new(), smtp: Vec::new(), imap: Vec::new(), cert: PathBuf::new(), log, lines };
+        let mut server = Server {
+            child,
+            https: Vec::new(),
+            smtp: Vec::new(),
+            imap: Vec::new(),
+            imaps: Vec::new(),
+            cert: PathBuf::new(),
+            log,
+            lines,
+        };
         loop {
             let line = server.next_line(Duration::from_secs(120)).expect("hameau never said it was ready");
             let event: serde_json::Value = serde_json::from_str(&line).expect("JSON log lines");
@@ -53,6 +62,7 @@ impl Server {
                     match event["service"].as_str() {
                         Some("smtp") => server.smtp.push(addr),
                         Some("imap") => server.imap.push(addr),
+                        Some("imaps") => server.imaps.push(addr),
                         _ => server.https.push(addr),
                     }
                 }

@@ -1,0 +1,146 @@
+//! Every limit of one IMAP session, with its default and the reason for it.
+
+use std::time::Duration;
+
+/// The limits of one IMAP session. `config` fills them; [`Limits::check`] says whether they
+/// fit together, and [`crate::Session::new`] asserts it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Bytes of one command, CRLFs included, except the message literals of `APPEND`:
+    /// the command lines plus the other literals. RFC 7162 §4 asks servers to accept lines of
+    /// at least 8192 octets (long `UID FETCH` sets); 64 KiB is Dovecot's
+    /// `imap_max_line_length`. Over it: `tag BAD [TOOBIG]`, the rest of the command is
+    /// skipped without being buffered.
+    pub command_line_bytes_max: usize,
+    /// Largest message literal of `APPEND`, advertised as `APPENDLIMIT` (RFC 7889). 64 MiB
+    /// holds the 25 MB attachments of Gmail and Outlook after base64 and leaves room for
+    /// Sent copies of large mails. Over it: `tag NO [TOOBIG]` without `+` for a
+    /// synchronising literal; a non-synchronising one is read and dropped first.
+    pub literal_bytes_max: usize,
+    /// All message literals of one `APPEND` together (MULTIAPPEND, RFC 3502): the whole
+    /// command is buffered before it reaches the driver, so this bounds a session's memory.
+    /// Over it: `tag NO [TOOBIG]`.
+    pub append_bytes_max: usize,
+    /// A non-synchronising literal over its limit is read and dropped (its bytes are coming
+    /// anyway, RFC 7888 §4) when it is at most this large. Beyond it, skipping is not worth
+    /// the bandwidth: `* BYE` and the session closes. 256 MiB is four times the default
+    /// message limit.
+    pub literal_discard_bytes_max: u64,
+    /// Depth of nested parentheses, `NOT` and `OR` in one command. Real clients nest a
+    /// handful of levels; 32 bounds the parser's recursion. Deeper: `tag BAD`.
+    pub nesting_depth_max: usize,
+    /// Unprocessed pipelined input the session holds before [`crate::Session::wants_input`]
+    /// turns false: commands are run one at a time, and the rest waits in this buffer.
+    /// 64 KiB holds hundreds of pipelined `FETCH` commands (mbsync pipelines tens).
+    pub pipelined_bytes_max: usize,
+    /// `BAD` answers (the session's and the driver's) before `* BYE` and closing. 20 lets
+    /// a confused client recover (Dovecot disconnects after 20 bad commands too).
+    pub errors_max: usize,
+    /// Failed `LOGIN`/`AUTHENTICATE` attempts before `* BYE`. 3, as Dovecot; the driver
+    /// also delays its failure answers.
+    pub auth_failures_max: usize,
+    /// How long an authenticated session may stay without input (IDLE included). RFC 9051
+    /// §5.4 requires at least 30 minutes; clients re-send `IDLE` every 29 minutes (RFC 2177).
+    pub idle_timeout: Duration,
+    /// How long a session may stay before login, from the greeting. 60 s covers the TLS
+    /// handshake and a typed login, and limits idle unauthenticated connections.
+    pub not_authenticated_timeout: Duration,
+    /// How long a partly received command (a line or a literal) may wait for its next bytes.
+    /// 5 minutes, as SMTP's data timeout: a literal that never comes is not waited for the
+    /// whole idle timeout while holding its buffer.
+    pub command_timeout: Duration,
+}
+
+/// Why a set of [`Limits`] cannot be used.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LimitsError {
+    #[error("imap limit `{name}` must be greater than zero")]
+    Zero { name: &'static str },
+    #[error(
+        "imap limit `command_line_bytes_max` is {command_line_bytes_max}, below the 8192 octets RFC 7162 §4 asks for"
+    )]
+    CommandBelowRfc { command_line_bytes_max: usize },
+    #[error("imap limit `idle_timeout` is {idle_timeout:?}, below the 30 minutes RFC 9051 §5.4 requires")]
+    IdleBelowRfc { idle_timeout: Duration },
+    #[error(
+        "imap limits must grow: command_line_bytes_max ({command_line_bytes_max}) <= literal_bytes_max ({literal_bytes_max}) <= append_bytes_max ({append_bytes_max}) <= literal_discard_bytes_max ({literal_discard_bytes_max})"
+    )]
+    Order {
+        command_line_bytes_max: usize,
+        literal_bytes_max: usize,
+        append_bytes_max: usize,
+        literal_discard_bytes_max: u64,
+    },
+    #[error("imap limit `literal_bytes_max` ({literal_bytes_max}) must fit in 32 bits, as literal lengths do")]
+    LiteralAbove32Bits { literal_bytes_max: usize },
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        const KIB: usize = 1024;
+        const MIB: usize = 1024 * KIB;
+        Limits {
+            command_line_bytes_max: 64 * KIB,
+            literal_bytes_max: 64 * MIB,
+            append_bytes_max: 64 * MIB,
+            literal_discard_bytes_max: 256 * MIB as u64,
+            nesting_depth_max: 32,
+            pipelined_bytes_max: 64 * KIB,
+            errors_max: 20,
+            auth_failures_max: 3,
+            idle_timeout: Duration::from_secs(30 * 60),
+            not_authenticated_timeout: Duration::from_secs(60),
+            command_timeout: Duration::from_secs(5 * 60),
+        }
+    }
+}
+
+impl Limits {
+    /// Checks that the limits fit together: nothing is zero, the RFC minimums hold, and each
+    /// buffer limit is at most the next larger one.
+    pub fn check(&self) -> Result<(), LimitsError> {
+        let counts = [
+            ("command_line_bytes_max", self.command_line_bytes_max),
+            ("literal_bytes_max", self.literal_bytes_max),
+            ("append_bytes_max", self.append_bytes_max),
+            ("nesting_depth_max", self.nesting_depth_max),
+            ("pipelined_bytes_max", self.pipelined_bytes_max),
+            ("errors_max", self.errors_max),
+            ("auth_failures_max", self.auth_failures_max),
+        ];
+        for (name, value) in counts {
+            if value == 0 {
+                return Err(LimitsError::Zero { name });
+            }
+        }
+        let timeouts =
+            [("not_authenticated_timeout", self.not_authenticated_timeout), ("command_timeout", self.command_timeout)];
+        for (name, value) in timeouts {
+            if value.is_zero() {
+                return Err(LimitsError::Zero { name });
+            }
+        }
+        if self.command_line_bytes_max < 8192 {
+            return Err(LimitsError::CommandBelowRfc { command_line_bytes_max: self.command_line_bytes_max });
+        }
+        if self.idle_timeout < Duration::from_secs(30 * 60) {
+            return Err(LimitsError::IdleBelowRfc { idle_timeout: self.idle_timeout });
+        }
+        let ordered = self.command_line_bytes_max <= self.literal_bytes_max
+            && self.literal_bytes_max <= self.append_bytes_max
+            && self.append_bytes_max as u64 <= self.literal_discard_bytes_max;
+        if !ordered {
+            return Err(LimitsError::Order {
+                command_line_bytes_max: self.command_line_bytes_max,
+                literal_bytes_max: self.literal_bytes_max,
+                append_bytes_max: self.append_bytes_max,
+                literal_discard_bytes_max: self.literal_discard_bytes_max,
+            });
+        }
+        if u32::try_from(self.literal_bytes_max).is_err() {
+            return Err(LimitsError::LiteralAbove32Bits { literal_bytes_max: self.literal_bytes_max });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,59 @@
+//! Hameau's IMAP server: port 143 (STARTTLS) and 993 (implicit TLS, RFC 8314) over the
+//! mail model. The protocol (parsing, literals, limits, states, SASL, response syntax) is
+//! the sans-IO [`hameau_imap_session::Session`]; this crate owns the sockets, TLS and
+//! DEFLATE layers, and gives the commands their meaning over [`hameau_mailbox::Mail`]:
+//!
+//! - [`server`]: accept loops, connection limits (total and per address), the driver of
+//!   one connection (reads only when the session wants input, writes its output, IDLE
+//!   woken by the account's change notifications, STARTTLS, COMPRESS=DEFLATE).
+//! - `commands`: one function per command, over a connection's state (the logged-in
+//!   account and the selected mailbox's view).
+//! - `view`: the selected mailbox as the session knows it (UIDs in sequence order, flags,
+//!   modseqs), brought up to date from the change log, which gives the untagged
+//!   `EXISTS`/`EXPUNGE`/`VANISHED`/`FETCH FLAGS` updates.
+//! - `fetch`: FETCH items rendered from the stored summary and raw message (never a
+//!   re-parse): ENVELOPE, BODYSTRUCTURE, sections, BINARY.
+//! - `search`: SEARCH, SORT and THREAD.
+//!
+//! Login failures are counted per client address and per account by the directory's
+//! [`AuthLimiter`]: each failure slows the next attempt, and past the limit logins are
+//! refused without checking the password.
+
+mod commands;
+mod fetch;
+mod search;
+pub mod server;
+mod view;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hameau_directory::{AuthLimiter, Directory};
+use hameau_mailbox::{Mail, MailboxNames};
+
+/// How the IMAP server runs; `config` fills it.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Limits, extensions and the greeting of each session. `tls_active` and
+    /// `starttls_available` are set per listener.
+    pub session: hameau_imap_session::Options,
+    /// Most connections at once, all listeners together; past it, accepting waits.
+    pub connections_max: usize,
+    /// Most connections from one client address; past it, `* BYE`.
+    pub connections_per_ip_max: usize,
+    pub tls_handshake_timeout: Duration,
+    /// Names of the special-use mailboxes made at an account's first login.
+    pub mailbox_names: MailboxNames,
+}
+
+/// What every connection shares.
+pub struct Context {
+    pub mail: Mail,
+    pub directory: Directory,
+    pub limiter: Arc<AuthLimiter>,
+    /// The certificate for STARTTLS and port 993; `None` disables both.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub options: Options,
+    /// Seconds since the Unix epoch (the clock is given, not read here).
+    pub now_s: fn() -> u64,
+}

@@ -1,0 +1,448 @@
+//! SEARCH (with ESEARCH and SEARCHRES), SORT and THREAD over the selected mailbox.
+//!
+//! Flags, UIDs, sizes, arrival dates and modseqs come from the mailbox index; header
+//! criteria from the stored summary; BODY and TEXT read the message's text parts. Strings
+//! match as case-insensitive substrings (RFC 9051 §6.4.4).
+
+use hameau_imap_session::{
+    Esearch, SearchKey, SearchReturn, SequenceSet, Session, SortCriterion, SortKey, Thread, ThreadAlgorithm,
+};
+use hameau_mailbox::{AccountId, Mail, Summary, UidEntry};
+
+use crate::commands::{Conn, No, Outcome, done};
+use crate::view::{self, Selected};
+
+/// What evaluating a key needs beyond the index.
+#[derive(Clone, Copy, Default)]
+struct Needs {
+    summary: bool,
+    raw: bool,
+}
+
+fn needs(key: &SearchKey, needs: &mut Needs) {
+    match key {
+        SearchKey::And(keys) => keys.iter().for_each(|k| self::needs(k, needs)),
+        SearchKey::Not(key) => self::needs(key, needs),
+        SearchKey::Or(a, b) => {
+            self::needs(a, needs);
+            self::needs(b, needs);
+        }
+        SearchKey::Bcc(_)
+        | SearchKey::Cc(_)
+        | SearchKey::From(_)
+        | SearchKey::To(_)
+        | SearchKey::Subject(_)
+        | SearchKey::SentBefore(_)
+        | SearchKey::SentOn(_)
+        | SearchKey::SentSince(_) => needs.summary = true,
+        SearchKey::Header(..) | SearchKey::Body(_) | SearchKey::Text(_) => {
+            needs.summary = true;
+            needs.raw = true;
+        }
+        _ => {}
+    }
+}
+
+/// One message as the evaluation sees it.
+struct Candidate<'a> {
+    seq: u32,
+    entry: &'a UidEntry,
+    summary: Option<Summary>,
+    raw: Option<Vec<u8>>,
+    /// The decoded text of the body, made once when BODY or TEXT asks.
+    body_text: Option<String>,
+}
+
+struct Scope<'a> {
+    selected: &'a Selected,
+    largest_uid: u32,
+    count: u32,
+}
+
+fn contains(haystack: &str, needle: &str) -> bool {
+    needle.is_empty() || haystack.to_lowercase().contains(&needle.to_lowercase())
+}
+
+fn addresses_contain(addresses: &[hameau_mailbox::EmailAddress], needle: &str) -> bool {
+    addresses.iter().any(|a| {
+        a.name.as_deref().is_some_and(|n| contains(n, needle))
+            || a.address.as_deref().is_some_and(|x| contains(x, needle))
+    })
+}
+
+fn day_of(seconds: i64) -> i64 {
+    seconds.div_euclid(86_400)
+}
+
+fn body_text<'c>(candidate: &'c mut Candidate<'_>) -> &'c str {
+    if candidate.body_text.is_none() {
+        let mut text = String::new();
+        if let Some(raw) = &candidate.raw
+            && let Some(message) = mail_parser::MessageParser::default().parse(raw.as_slice())
+        {
+            for index in 0..message.text_body_count() {
+                if let Some(body) = message.body_text(index) {
+                    text.push_str(&body);
+                    text.push('\n');
+                }
+            }
+            for index in 0..message.html_body_count() {
+                if let Some(body) = message.body_html(index) {
+                    text.push_str(&body);
+                    text.push('\n');
+                }
+            }
+        }
+        candidate.body_text = Some(text);
+    }
+    candidate.body_text.as_deref().unwrap_or_default()
+}
+
+fn header_text<'c>(candidate: &'c Candidate<'_>) -> &'c [u8] {
+    let raw = candidate.raw.as_deref().unwrap_or_default();
+    let end = candidate
+        .summary
+        .as_ref()
+        .and_then(|s| s.parts.first())
+        .map_or(raw.len(), |root| root.offset_body as usize)
+        .min(raw.len());
+    &raw[..end]
+}
+
+fn header_matches(candidate: &Candidate<'_>, name: &str, value: &str) -> bool {
+    let header = header_text(candidate);
+    let mut current: Option<String> = None;
+    let mut found = false;
+    let mut check = |field: &Option<String>| {
+        if let Some(field) = field
+            && let Some((field_name, field_value)) = field.split_once(':')
+            && field_name.trim().eq_ignore_ascii_case(name)
+        {
+            let decoded = decode_header_value(field_value);
+            if contains(&decoded, value) {
+                found = true;
+            }
+        }
+    };
+    for line in header.split_inclusive(|b| *b == b'\n') {
+        let line = String::from_utf8_lossy(line);
+        if line.starts_with([' ', '\t']) {
+            if let Some(field) = &mut current {
+                field.push_str(line.trim_end_matches(['\r', '\n']));
+            }
+            continue;
+        }
+        check(&current);
+        current = Some(line.trim_end_matches(['\r', '\n']).to_string());
+    }
+    check(&current);
+    found
+}
+
+/// A header value with its encoded words (RFC 2047) decoded, for matching.
+fn decode_header_value(value: &str) -> String {
+    let field = format!("X: {value}\r\n\r\n");
+    mail_parser::MessageParser::default()
+        .parse_headers(field.as_bytes())
+        .and_then(|message| message.header("X").and_then(|h| h.as_text()).map(str::to_string))
+        .unwrap_or_else(|| value.trim().to_string())
+}
+
+fn eval(key: &SearchKey, candidate: &mut Candidate<'_>, scope: &Scope<'_>) -> bool {
+    let entry = candidate.entry;
+    let summary_day = |c: &Candidate<'_>| {
+        c.summary.as_ref().and_then(|s| s.sent_at).map(day_of).unwrap_or_else(|| day_of(entry.received_at as i64))
+    };
+    match key {
+        SearchKey::And(keys) => keys.iter().all(|k| eval(k, candidate, scope)),
+        SearchKey::Not(key) => !eval(key, candidate, scope),
+        SearchKey::Or(a, b) => eval(a, candidate, scope) || eval(b, candidate, scope),
+        SearchKey::All | SearchKey::Old => true,
+        SearchKey::New | SearchKey::Recent => false,
+        SearchKey::Answered => view::has(entry, "\\Answered"),
+        SearchKey::Deleted => view::has(entry, "\\Deleted"),
+        SearchKey::Draft => view::has(entry, "\\Draft"),
+        SearchKey::Flagged => view::has(entry, "\\Flagged"),
+        SearchKey::Seen => view::has(entry, "\\Seen"),
+        SearchKey::Unanswered => !view::has(entry, "\\Answered"),
+        SearchKey::Undeleted => !view::has(entry, "\\Deleted"),
+        SearchKey::Undraft => !view::has(entry, "\\Draft"),
+        SearchKey::Unflagged => !view::has(entry, "\\Flagged"),
+        SearchKey::Unseen => !view::has(entry, "\\Seen"),
+        SearchKey::Keyword(k) => view::has(entry, &k.to_lowercase()),
+        SearchKey::Unkeyword(k) => !view::has(entry, &k.to_lowercase()),
+        SearchKey::Larger(n) => u64::from(entry.size) > *n,
+        SearchKey::Smaller(n) => u64::from(entry.size) < *n,
+        SearchKey::Before(date) => day_of(entry.received_at as i64) < date.days_since_epoch(),
+        SearchKey::On(date) => day_of(entry.received_at as i64) == date.days_since_epoch(),
+        SearchKey::Since(date) => day_of(entry.received_at as i64) >= date.days_since_epoch(),
+        SearchKey::SentBefore(date) => summary_day(candidate) < date.days_since_epoch(),
+        SearchKey::SentOn(date) => summary_day(candidate) == date.days_since_epoch(),
+        SearchKey::SentSince(date) => summary_day(candidate) >= date.days_since_epoch(),
+        SearchKey::Uid(set) => {
+            if set.is_saved() {
+                scope.selected.saved.contains(&entry.uid)
+            } else {
+                set.contains(entry.uid, scope.largest_uid)
+            }
+        }
+        SearchKey::SequenceSet(set) => {
+            if set.is_saved() {
+                scope.selected.saved.contains(&entry.uid)
+            } else {
+                set.contains(candidate.seq, scope.count)
+            }
+        }
+        SearchKey::ModSeq { modseq, .. } => entry.modseq >= *modseq,
+        SearchKey::From(s) => candidate.summary.as_ref().is_some_and(|m| addresses_contain(&m.from, s)),
+        SearchKey::To(s) => candidate.summary.as_ref().is_some_and(|m| addresses_contain(&m.to, s)),
+        SearchKey::Cc(s) => candidate.summary.as_ref().is_some_and(|m| addresses_contain(&m.cc, s)),
+        SearchKey::Bcc(s) => candidate.summary.as_ref().is_some_and(|m| addresses_contain(&m.bcc, s)),
+        SearchKey::Subject(s) => {
+            candidate.summary.as_ref().is_some_and(|m| contains(m.subject.as_deref().unwrap_or(""), s))
+        }
+        SearchKey::Header(name, value) => header_matches(candidate, name, value),
+        SearchKey::Body(s) => contains(body_text(candidate), s),
+        SearchKey::Text(s) => {
+            contains(&String::from_utf8_lossy(header_text(candidate)), s) || contains(body_text(candidate), s)
+        }
+    }
+}
+
+/// The indexes (in `selected.entries`) of the messages matching `criteria`, ascending.
+async fn matching(
+    mail: &Mail,
+    account: AccountId,
+    selected: &Selected,
+    criteria: &SearchKey,
+) -> Result<Vec<usize>, No> {
+    let mut need = Needs::default();
+    needs(criteria, &mut need);
+    let scope = Scope {
+        selected,
+        largest_uid: selected.entries.last().map_or(0, |e| e.uid),
+        count: selected.entries.len() as u32,
+    };
+    let mut found = Vec::new();
+    for (index, entry) in selected.entries.iter().enumerate() {
+        let summary = if need.summary {
+            match mail.summary(account, entry.email).await {
+                Ok(summary) => Some(summary),
+                Err(hameau_mailbox::Error::NoEmail(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        } else {
+            None
+        };
+        let raw = if need.raw {
+            match mail.raw(account, entry.email).await {
+                Ok(raw) => Some(raw),
+                Err(hameau_mailbox::Error::NoEmail(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        } else {
+            None
+        };
+        let mut candidate = Candidate { seq: index as u32 + 1, entry, summary, raw, body_text: None };
+        if eval(criteria, &mut candidate, &scope) {
+            found.push(index);
+        }
+    }
+    Ok(found)
+}
+
+fn has_modseq(key: &SearchKey) -> bool {
+    match key {
+        SearchKey::ModSeq { .. } => true,
+        SearchKey::And(keys) => keys.iter().any(has_modseq),
+        SearchKey::Not(key) => has_modseq(key),
+        SearchKey::Or(a, b) => has_modseq(a) || has_modseq(b),
+        _ => false,
+    }
+}
+
+pub async fn search(
+    conn: &mut Conn<'_>,
+    session: &mut Session,
+    tag: &str,
+    uid: bool,
+    returns: Option<SearchReturn>,
+    criteria: &SearchKey,
+) -> Outcome {
+    let account = conn.user.as_ref().expect("authenticated").account;
+    let mail = conn.ctx.mail.clone();
+    let selected = conn.selected.as_mut().expect("selected state");
+    let found = matching(&mail, account, selected, criteria).await?;
+    let numbers: Vec<u32> =
+        found.iter().map(|index| if uid { selected.entries[*index].uid } else { *index as u32 + 1 }).collect();
+    let modseq =
+        has_modseq(criteria).then(|| found.iter().map(|index| selected.entries[*index].modseq).max().unwrap_or(0));
+    match returns {
+        None => session.untagged().search(numbers.iter().copied(), modseq.filter(|m| *m > 0)),
+        Some(returns) => {
+            if returns.save {
+                selected.saved = found.iter().map(|index| selected.entries[*index].uid).collect();
+            }
+            let asked = returns.min || returns.max || returns.all || returns.count;
+            // RFC 5182 §2.4: `RETURN (SAVE)` alone answers nothing but the tagged OK.
+            if asked || !returns.save {
+                let all = if returns.all || !asked { SequenceSet::from_sorted(numbers.iter().copied()) } else { None };
+                session.untagged().esearch(&Esearch {
+                    tag: Some(tag),
+                    uid,
+                    min: if returns.min { numbers.first().copied() } else { None },
+                    max: if returns.max { numbers.last().copied() } else { None },
+                    all: all.as_ref(),
+                    count: returns.count.then_some(numbers.len() as u32),
+                    modseq: modseq.filter(|m| *m > 0),
+                });
+            }
+        }
+    }
+    conn.refresh(session, uid).await;
+    done("SEARCH completed")
+}
+
+/// The base subject of RFC 5256 §2.1, simplified: leading `Re:`, `Fwd:`, `Fw:` and
+/// `[list]` tags and trailing `(fwd)` removed, whitespace folded, lowercased.
+fn base_subject(subject: &str) -> String {
+    let mut s = subject.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
+    loop {
+        let before = s.clone();
+        for prefix in ["re:", "fwd:", "fw:", "tr:", "réf:"] {
+            if let Some(rest) = s.strip_prefix(prefix) {
+                s = rest.trim_start().to_string();
+            }
+        }
+        if s.starts_with('[')
+            && let Some(end) = s.find(']')
+        {
+            s = s[end + 1..].trim_start().to_string();
+        }
+        if let Some(rest) = s.strip_suffix("(fwd)") {
+            s = rest.trim_end().to_string();
+        }
+        if s == before {
+            return s;
+        }
+    }
+}
+
+fn first_address(addresses: &[hameau_mailbox::EmailAddress]) -> String {
+    addresses.first().and_then(|a| a.address.clone()).unwrap_or_default().to_lowercase()
+}
+
+pub async fn sort(
+    conn: &mut Conn<'_>,
+    session: &mut Session,
+    uid: bool,
+    criteria: &[SortCriterion],
+    search: &SearchKey,
+) -> Outcome {
+    let account = conn.user.as_ref().expect("authenticated").account;
+    let mail = conn.ctx.mail.clone();
+    let selected = conn.selected.as_ref().expect("selected state");
+    let found = matching(&mail, account, selected, search).await?;
+    let needs_summary = criteria
+        .iter()
+        .any(|c| matches!(c.key, SortKey::Cc | SortKey::Date | SortKey::From | SortKey::Subject | SortKey::To));
+    let mut keyed = Vec::with_capacity(found.len());
+    for index in found {
+        let entry = &selected.entries[index];
+        let summary = if needs_summary { mail.summary(account, entry.email).await.ok() } else { None };
+        keyed.push((index, summary));
+    }
+    keyed.sort_by(|(a, sa), (b, sb)| {
+        for criterion in criteria {
+            let (ea, eb) = (&selected.entries[*a], &selected.entries[*b]);
+            let ordering = match criterion.key {
+                SortKey::Arrival => ea.received_at.cmp(&eb.received_at),
+                SortKey::Size => ea.size.cmp(&eb.size),
+                SortKey::Date => {
+                    let date = |e: &UidEntry, s: &Option<Summary>| {
+                        s.as_ref().and_then(|s| s.sent_at).unwrap_or(e.received_at as i64)
+                    };
+                    date(ea, sa).cmp(&date(eb, sb))
+                }
+                SortKey::Subject => {
+                    let subject =
+                        |s: &Option<Summary>| base_subject(s.as_ref().and_then(|s| s.subject.as_deref()).unwrap_or(""));
+                    subject(sa).cmp(&subject(sb))
+                }
+                SortKey::From => {
+                    let from = |s: &Option<Summary>| s.as_ref().map(|s| first_address(&s.from)).unwrap_or_default();
+                    from(sa).cmp(&from(sb))
+                }
+                SortKey::To => {
+                    let to = |s: &Option<Summary>| s.as_ref().map(|s| first_address(&s.to)).unwrap_or_default();
+                    to(sa).cmp(&to(sb))
+                }
+                SortKey::Cc => {
+                    let cc = |s: &Option<Summary>| s.as_ref().map(|s| first_address(&s.cc)).unwrap_or_default();
+                    cc(sa).cmp(&cc(sb))
+                }
+            };
+            let ordering = if criterion.reverse { ordering.reverse() } else { ordering };
+            if ordering != std::cmp::Ordering::Equal {
+                return ordering;
+            }
+        }
+        a.cmp(b)
+    });
+    let numbers = keyed.iter().map(|(index, _)| if uid { selected.entries[*index].uid } else { *index as u32 + 1 });
+    session.untagged().sort(numbers, None);
+    conn.refresh(session, uid).await;
+    done("SORT completed")
+}
+
+/// THREAD: REFERENCES groups the messages of one conversation (the mail model's thread
+/// ids, made from Message-ID/References/In-Reply-To at delivery); ORDEREDSUBJECT groups
+/// by base subject. Each thread is its first message, with the others as its replies, in
+/// date order; threads are ordered by their first message's date.
+pub async fn thread(
+    conn: &mut Conn<'_>,
+    session: &mut Session,
+    uid: bool,
+    algorithm: ThreadAlgorithm,
+    search: &SearchKey,
+) -> Outcome {
+    let account = conn.user.as_ref().expect("authenticated").account;
+    let mail = conn.ctx.mail.clone();
+    let selected = conn.selected.as_ref().expect("selected state");
+    let found = matching(&mail, account, selected, search).await?;
+    let mut groups: Vec<(String, Vec<(i64, u32)>)> = Vec::new();
+    let mut by_key: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for index in found {
+        let entry = &selected.entries[index];
+        let summary = mail.summary(account, entry.email).await.unwrap_or_default();
+        let key = match algorithm {
+            ThreadAlgorithm::References => match mail.email(account, entry.email).await {
+                Ok(email) => format!("t{}", email.thread),
+                Err(_) => continue,
+            },
+            ThreadAlgorithm::OrderedSubject => base_subject(summary.subject.as_deref().unwrap_or("")),
+        };
+        let date = summary.sent_at.unwrap_or(entry.received_at as i64);
+        let number = if uid { entry.uid } else { index as u32 + 1 };
+        let slot = *by_key.entry(key.clone()).or_insert_with(|| {
+            groups.push((key, Vec::new()));
+            groups.len() - 1
+        });
+        groups[slot].1.push((date, number));
+    }
+    let mut threads: Vec<(i64, Thread)> = groups
+        .into_iter()
+        .map(|(_, mut members)| {
+            members.sort();
+            let (first_date, first) = members[0];
+            let children =
+                members[1..].iter().map(|(_, n)| Thread { messages: vec![*n], children: Vec::new() }).collect();
+            (first_date, Thread { messages: vec![first], children })
+        })
+        .collect();
+    threads.sort_by_key(|(date, thread)| (*date, thread.messages[0]));
+    let threads: Vec<Thread> = threads.into_iter().map(|(_, thread)| thread).collect();
+    session.untagged().thread(&threads);
+    conn.refresh(session, uid).await;
+    done("THREAD completed")
+}

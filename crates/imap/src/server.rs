@@ -1,0 +1,344 @@
+//! Sockets: the accept loop and the driver of one connection.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hameau_imap_session::{Event, Session, Status};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc, watch};
+
+use crate::Context;
+use crate::commands::Conn;
+
+/// Serves IMAP on `listener` until `shutdown` turns true (implicit TLS when
+/// `implicit_tls`, port 993), then waits for its connections to end: each is told
+/// `* BYE` as soon as it is between commands.
+pub async fn run(
+    listener: TcpListener,
+    context: Arc<Context>,
+    implicit_tls: bool,
+    permits: Arc<Semaphore>,
+    per_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+    let mut accept_errors = 0u32;
+    loop {
+        let permit = tokio::select! {
+            _ = stopped(&mut shutdown) => break,
+            permit = permits.clone().acquire_owned() => permit.expect("semaphore never closed"),
+        };
+        let (tcp, peer) = tokio::select! {
+            _ = stopped(&mut shutdown) => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => { accept_errors = 0; accepted }
+                Err(e) => {
+                    accept_errors = (accept_errors + 1).min(6);
+                    tracing::warn!(error = %e, "imap accept failed");
+                    tokio::time::sleep(Duration::from_millis(10 << accept_errors)).await;
+                    continue;
+                }
+            },
+        };
+        let guard = PerIp::enter(&per_ip, peer.ip());
+        let context = context.clone();
+        let shutdown = shutdown.clone();
+        let done = done_tx.clone();
+        tokio::spawn(async move {
+            if guard.count > context.options.connections_per_ip_max {
+                let mut tcp = tcp;
+                if !implicit_tls {
+                    let _ = tcp.write_all(b"* BYE Too many connections from your address\r\n").await;
+                }
+            } else {
+                let _ = tcp.set_nodelay(true);
+                if let Err(e) = serve(tcp, peer, &context, implicit_tls, shutdown).await {
+                    tracing::debug!(%peer, error = %e, "imap connection ended with an error");
+                }
+            }
+            drop((guard, permit, done));
+        });
+    }
+    drop(done_tx);
+    let _ = done_rx.recv().await;
+}
+
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+/// Counts a client address's connections while alive.
+struct PerIp {
+    map: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    ip: IpAddr,
+    count: usize,
+}
+
+impl PerIp {
+    fn enter(map: &Arc<Mutex<HashMap<IpAddr, usize>>>, ip: IpAddr) -> PerIp {
+        let mut counts = map.lock().expect("per-ip lock");
+        let count = counts.entry(ip).or_insert(0);
+        *count += 1;
+        PerIp { map: map.clone(), ip, count: *count }
+    }
+}
+
+impl Drop for PerIp {
+    fn drop(&mut self) {
+        let mut counts = self.map.lock().expect("per-ip lock");
+        if let Some(count) = counts.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Bytes read at most at once. The buffer exists only while bytes are being read: an idle
+/// connection holds none.
+const READ_BYTES: usize = 16 * 1024;
+
+/// A plain or TLS connection.
+enum Transport {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    /// Between the two, while the handshake runs.
+    Upgrading,
+}
+
+impl Transport {
+    /// The next bytes from the peer; empty at its end.
+    async fn read(&mut self) -> io::Result<Vec<u8>> {
+        match self {
+            Transport::Plain(stream) => loop {
+                stream.readable().await?;
+                let mut buf = vec![0u8; READ_BYTES];
+                match stream.try_read(&mut buf) {
+                    Ok(n) => {
+                        buf.truncate(n);
+                        return Ok(buf);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    Err(e) => return Err(e),
+                }
+            },
+            Transport::Tls(stream) => {
+                // Wait for the socket first, so that an idle TLS connection holds no buffer.
+                stream.get_ref().0.readable().await?;
+                let mut buf = vec![0u8; READ_BYTES];
+                let n = stream.read(&mut buf).await?;
+                buf.truncate(n);
+                Ok(buf)
+            }
+            Transport::Upgrading => Ok(Vec::new()),
+        }
+    }
+
+    async fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        match self {
+            Transport::Plain(stream) => {
+                stream.write_all(bytes).await?;
+                stream.flush().await
+            }
+            Transport::Tls(stream) => {
+                stream.write_all(bytes).await?;
+                stream.flush().await
+            }
+            Transport::Upgrading => Ok(()),
+        }
+    }
+}
+
+/// COMPRESS=DEFLATE (RFC 4978): raw DEFLATE both ways, each write flushed with a sync
+/// flush so that the peer can read it at once.
+struct Deflate {
+    compress: flate2::Compress,
+    decompress: flate2::Decompress,
+}
+
+impl Deflate {
+    fn new() -> Deflate {
+        Deflate {
+            compress: flate2::Compress::new(flate2::Compression::new(6), false),
+            decompress: flate2::Decompress::new(false),
+        }
+    }
+
+    fn deflate(&mut self, input: &[u8]) -> io::Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(input.len() / 2 + 64);
+        let mut consumed = 0;
+        loop {
+            out.reserve(4096);
+            let before_in = self.compress.total_in();
+            self.compress
+                .compress_vec(&input[consumed..], &mut out, flate2::FlushCompress::Sync)
+                .map_err(|e| io::Error::other(e.to_string()))?;
+            consumed += (self.compress.total_in() - before_in) as usize;
+            if consumed == input.len() && out.len() < out.capacity() {
+                return Ok(out);
+            }
+        }
+    }
+
+    fn inflate(&mut self, input: &[u8]) -> io::Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(input.len() * 4 + 64);
+        let mut consumed = 0;
+        loop {
+            out.reserve(16 * 1024);
+            let before_in = self.decompress.total_in();
+            self.decompress
+                .decompress_vec(&input[consumed..], &mut out, flate2::FlushDecompress::Sync)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+            consumed += (self.decompress.total_in() - before_in) as usize;
+            if consumed == input.len() && out.len() < out.capacity() {
+                return Ok(out);
+            }
+        }
+    }
+}
+
+/// A connection: transport, optional compression.
+struct Connection {
+    transport: Transport,
+    deflate: Option<Deflate>,
+}
+
+impl Connection {
+    async fn read(&mut self) -> io::Result<Vec<u8>> {
+        let bytes = self.transport.read().await?;
+        match &mut self.deflate {
+            Some(deflate) if !bytes.is_empty() => deflate.inflate(&bytes),
+            _ => Ok(bytes),
+        }
+    }
+
+    async fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        match &mut self.deflate {
+            Some(deflate) => {
+                let compressed = deflate.deflate(bytes)?;
+                self.transport.write_all(&compressed).await
+            }
+            None => self.transport.write_all(bytes).await,
+        }
+    }
+
+    async fn flush(&mut self, session: &mut Session) -> io::Result<()> {
+        while let Some(bytes) = session.poll_output() {
+            self.write(&bytes).await?;
+        }
+        Ok(())
+    }
+}
+
+async fn handshake(context: &Context, tcp: TcpStream) -> Option<Transport> {
+    let tls = context.tls.as_ref()?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls.clone());
+    match tokio::time::timeout(context.options.tls_handshake_timeout, acceptor.accept(tcp)).await {
+        Ok(Ok(stream)) => Some(Transport::Tls(Box::new(stream))),
+        _ => None,
+    }
+}
+
+async fn serve(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    context: &Context,
+    implicit_tls: bool,
+    mut shutdown: watch::Receiver<bool>,
+) -> io::Result<()> {
+    let transport = if implicit_tls {
+        match handshake(context, tcp).await {
+            Some(transport) => transport,
+            None => return Ok(()),
+        }
+    } else {
+        Transport::Plain(tcp)
+    };
+    let mut connection = Connection { transport, deflate: None };
+    let mut options = context.options.session.clone();
+    options.tls_active = implicit_tls;
+    options.starttls_available = !implicit_tls && context.tls.is_some();
+    let mut session = Session::new(options, Instant::now());
+    let mut conn = Conn::new(context, peer);
+    loop {
+        while let Some(event) = session.poll_event(Instant::now()) {
+            match event {
+                Event::Command(command) => {
+                    // Boxed: the large future of a command exists only while it runs.
+                    Box::pin(conn.run(&mut session, command)).await;
+                }
+                Event::Login { tag: _, authzid, username, password } => {
+                    let result = Box::pin(conn.login(authzid, &username, &password)).await;
+                    session.handle_login(result);
+                }
+                Event::Idle { .. } => {
+                    // `+ idling` is queued; updates are pushed as changes come (below).
+                    Box::pin(conn.refresh(&mut session, true)).await;
+                }
+                Event::IdleDone { tag } => session.complete(&tag, Status::Ok, None, "IDLE terminated"),
+                Event::StartTls => {
+                    connection.flush(&mut session).await?;
+                    let Transport::Plain(tcp) = std::mem::replace(&mut connection.transport, Transport::Upgrading)
+                    else {
+                        return Ok(());
+                    };
+                    match handshake(context, tcp).await {
+                        Some(transport) => connection.transport = transport,
+                        None => return Ok(()),
+                    }
+                    session.handle_tls_started();
+                }
+                Event::Compress { tag } => {
+                    session.complete(&tag, Status::Ok, None, "DEFLATE active");
+                    connection.flush(&mut session).await?;
+                    let mut deflate = Deflate::new();
+                    let rest = session.take_buffered_input();
+                    let plain = if rest.is_empty() { rest } else { deflate.inflate(&rest)? };
+                    connection.deflate = Some(deflate);
+                    if !plain.is_empty() {
+                        session.handle_input(&plain);
+                    }
+                }
+                Event::Close { .. } => {
+                    connection.flush(&mut session).await?;
+                    return Ok(());
+                }
+            }
+        }
+        connection.flush(&mut session).await?;
+        if session.is_closed() {
+            return Ok(());
+        }
+        let deadline = session.poll_timeout().map(tokio::time::Instant::from_std);
+        let timeout = async {
+            match deadline {
+                Some(deadline) => tokio::time::sleep_until(deadline).await,
+                None => std::future::pending().await,
+            }
+        };
+        let idling = session.is_idling();
+        tokio::select! {
+            read = connection.read(), if session.wants_input() => {
+                let bytes = read?;
+                if bytes.is_empty() {
+                    return Ok(());
+                }
+                session.handle_input(&bytes);
+            }
+            _ = timeout => session.handle_timeout(Instant::now()),
+            changed = conn.changed(), if idling => {
+                if changed {
+                    Box::pin(conn.refresh(&mut session, true)).await;
+                }
+            }
+            _ = stopped(&mut shutdown) => {
+                session.bye("Server shutting down, reconnect later");
+            }
+        }
+    }
+}
