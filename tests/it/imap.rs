@@ -230,3 +230,192 @@ impl Raw {
         self.until(done)
     }
 }
+
+fn raw_login(addr: std::net::SocketAddr, local: Option<&str>, user: &str, password: &str) -> (Raw, String) {
+    let stream = match local {
+        Some(local) => connect_from(local, addr),
+        None => std::net::TcpStream::connect(addr).unwrap(),
+    };
+    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut session = Raw { reader: std::io::BufReader::new(stream.try_clone().unwrap()), writer: stream };
+    session.until("* OK");
+    let answer = session.command(&format!("a LOGIN {user} \"{password}\""), "a ");
+    (session, answer)
+}
+
+/// A TCP connection from a chosen loopback address (127.0.0.2, ...), to stand for another
+/// client machine.
+fn connect_from(local: &str, addr: std::net::SocketAddr) -> std::net::TcpStream {
+    let socket = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
+    assert!(socket >= 0);
+    let bind: std::net::SocketAddrV4 = format!("{local}:0").parse().unwrap();
+    let target = match addr {
+        std::net::SocketAddr::V4(v4) => v4,
+        _ => panic!("IPv4 expected"),
+    };
+    let sockaddr = |a: &std::net::SocketAddrV4| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: a.port().to_be(),
+        sin_addr: libc::in_addr { s_addr: u32::from(*a.ip()).to_be() },
+        sin_zero: [0; 8],
+    };
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    unsafe {
+        let local = sockaddr(&bind);
+        assert_eq!(libc::bind(socket, &local as *const _ as *const libc::sockaddr, len), 0);
+        let remote = sockaddr(&target);
+        assert_eq!(libc::connect(socket, &remote as *const _ as *const libc::sockaddr, len), 0);
+        use std::os::fd::FromRawFd;
+        std::net::TcpStream::from_raw_fd(socket)
+    }
+}
+
+/// Failed logins are slowed down and then refused, per client address and per account:
+/// after the failures, the right password is refused too, for that account from another
+/// address and for another account from the same address; a fresh address logs into
+/// another account at once.
+#[test]
+fn login_failures_are_slowed_and_refused_per_address_and_account() {
+    let (dir, _) = init_with_token();
+    let config = config_path(dir.path());
+    imap_account(&config);
+    let mut child = crate::support::hameau()
+        .args(["account", "create", "other@a.test", "--password-stdin", "--config", config.to_str().unwrap()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"another good passphrase\n").unwrap();
+    assert!(child.wait().unwrap().success());
+    crate::support::set_config(&config, "plaintext_auth = false", "plaintext_auth = true");
+    crate::support::set_config(&config, "failures_before_delay = 5", "failures_before_delay = 2");
+    crate::support::set_config(&config, "failures_max = 20", "failures_max = 6");
+    let server = start_server(&config);
+    let imap = server.imap[0];
+    let good = "correct horse battery staple";
+
+    let mut durations = Vec::new();
+    for attempt in 0..6 {
+        let start = std::time::Instant::now();
+        let (_, answer) = raw_login(imap, None, "user@a.test", &format!("wrong {attempt}"));
+        durations.push(start.elapsed());
+        assert!(answer.contains("a NO [AUTHENTICATIONFAILED]"), "{answer}");
+    }
+    // The first failures are answered at once (argon2 aside), later ones wait.
+    assert!(durations[4] >= durations[0] + Duration::from_millis(200), "{durations:?}");
+    // Locked: the right password is refused for this account, from another address too,
+    let (_, answer) = raw_login(imap, Some("127.0.0.2"), "user@a.test", good);
+    assert!(answer.contains("a NO [AUTHENTICATIONFAILED]"), "per account: {answer}");
+    // and for another account from the failing address,
+    let (_, answer) = raw_login(imap, None, "other@a.test", "another good passphrase");
+    assert!(answer.contains("a NO [AUTHENTICATIONFAILED]"), "per address: {answer}");
+    // while another address logs into another account.
+    let (_, answer) = raw_login(imap, Some("127.0.0.3"), "other@a.test", "another good passphrase");
+    assert!(answer.contains("a OK"), "{answer}");
+    // Three failures in one session end it (imap.auth_failures_max).
+    let (mut session, _) = raw_login(imap, Some("127.0.0.4"), "nobody@a.test", "x");
+    session.send("b LOGIN nobody@a.test y");
+    session.send("c LOGIN nobody@a.test z");
+    let bye = session.until("* BYE");
+    assert!(bye.contains("* BYE"), "{bye}");
+}
+
+/// Bad input gets a tagged BAD or NO with a clear text and the connection goes on; a
+/// literal over the limit is refused without being read; one that never arrives times out.
+#[test]
+fn bad_input_is_answered_and_the_session_goes_on() {
+    let (dir, _) = init_with_token();
+    let config = config_path(dir.path());
+    imap_account(&config);
+    crate::support::set_config(&config, "plaintext_auth = false", "plaintext_auth = true");
+    // The [imap] one (the [smtp] section has a key of the same name before it).
+    crate::support::set_config(
+        &config,
+        "command_timeout_s = 300\n# Time for a TLS handshake",
+        "command_timeout_s = 2\n# Time for a TLS handshake",
+    );
+    let server = start_server(&config);
+    let imap = server.imap[0];
+    let (mut s, answer) = raw_login(imap, None, "user@a.test", "correct horse battery staple");
+    assert!(answer.contains("a OK"), "{answer}");
+    for (line, expect) in [
+        ("b SELECT", "b BAD"),
+        ("c FETCH 1 (FLAGS", "c BAD"),
+        ("d SEARCH ((((((((((((((((((((((((((((((((((((((((ALL))))))))))))))))))))))))))))))))))))))))", "d BAD"),
+        ("e FROBNICATE", "e BAD"),
+        ("f FETCH 1 FLAGS", "f BAD"),
+        ("g CREATE \u{ff}\u{fe}", "g "),
+        ("h SELECT nonexistent", "h NO [NONEXISTENT]"),
+    ] {
+        let answer = s.command(line, expect);
+        assert!(answer.contains(expect), "{line}: {answer}");
+    }
+    // 8-bit garbage without a tag.
+    s.writer.write_all(b"\xff\xfe\x00garbage\r\n").unwrap();
+    let answer = s.until("BAD");
+    assert!(answer.contains("BAD"), "{answer}");
+    // A literal larger than the limit: refused at once, no continuation.
+    let answer = s.command("i APPEND INBOX {999999999}", "i ");
+    assert!(answer.contains("i NO [TOOBIG]") && !answer.contains("+ "), "{answer}");
+    let answer = s.command("j NOOP", "j OK");
+    assert!(answer.contains("j OK"), "{answer}");
+    // A literal that never arrives: the session is closed after the command timeout.
+    s.send("k APPEND INBOX {100}");
+    s.until("+ ");
+    let started = std::time::Instant::now();
+    let bye = s.until("* BYE");
+    assert!(bye.contains("* BYE") && started.elapsed() < Duration::from_secs(10), "{bye}");
+    // The server serves others meanwhile and after.
+    let (_, answer) = raw_login(imap, None, "user@a.test", "correct horse battery staple");
+    assert!(answer.contains("a OK"), "{answer}");
+    assert!(!server.log().join("\n").contains("panicked"));
+}
+
+/// CONDSTORE/QRESYNC: after a disconnect, a client's resync gets exactly the flag changes
+/// and the vanished UIDs.
+#[test]
+fn qresync_after_a_disconnect_returns_the_changes_and_vanished() {
+    let (dir, _) = init_with_token();
+    let config = config_path(dir.path());
+    imap_account(&config);
+    crate::support::set_config(&config, "plaintext_auth = false", "plaintext_auth = true");
+    let _dns = quick_dns(&config);
+    let server = start_server(&config);
+    let imap = server.imap[0];
+    let smtp = server.smtp[0].port();
+    for subject in ["un", "deux", "trois"] {
+        deliver(smtp, subject, subject);
+    }
+    let good = "correct horse battery staple";
+    let (mut first, _) = raw_login(imap, None, "user@a.test", good);
+    first.command("b ENABLE QRESYNC", "b OK");
+    let selected = first.command("c SELECT INBOX", "c OK");
+    let number = |text: &str, key: &str| -> u64 {
+        let at = text.find(key).unwrap_or_else(|| panic!("{key} in {text}")) + key.len();
+        text[at..].split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()
+    };
+    let validity = number(&selected, "[UIDVALIDITY ");
+    let modseq = number(&selected, "[HIGHESTMODSEQ ");
+    drop(first);
+
+    let (mut other, _) = raw_login(imap, None, "user@a.test", good);
+    other.command("b SELECT INBOX", "b OK");
+    other.command("c STORE 1 +FLAGS (\\Flagged)", "c OK");
+    other.command("d STORE 2 +FLAGS (\\Deleted)", "d OK");
+    other.command("e EXPUNGE", "e OK");
+    deliver(smtp, "quatre", "quatre");
+
+    let (mut again, _) = raw_login(imap, None, "user@a.test", good);
+    again.command("b ENABLE QRESYNC", "b OK");
+    let resync = again.command(&format!("c SELECT INBOX (QRESYNC ({validity} {modseq} 1:3))"), "c OK");
+    assert!(resync.contains("* VANISHED (EARLIER) 2\r\n"), "{resync}");
+    assert!(resync.contains("* 1 FETCH (UID 1 FLAGS (\\Flagged) MODSEQ ("), "{resync}");
+    assert!(resync.contains("* 3 EXISTS"), "{resync}");
+    assert!(!resync.contains("UID 3 FLAGS"), "message 3 did not change: {resync}");
+    // The same through UID FETCH CHANGEDSINCE ... VANISHED.
+    let fetched = again.command(&format!("d UID FETCH 1:* (FLAGS) (CHANGEDSINCE {modseq} VANISHED)"), "d OK");
+    assert!(fetched.contains("* VANISHED (EARLIER) 2\r\n"), "{fetched}");
+    assert!(fetched.contains("FETCH (UID 1 FLAGS (\\Flagged) MODSEQ ("), "{fetched}");
+    assert!(fetched.contains("FETCH (UID 4 FLAGS () MODSEQ ("), "{fetched}");
+    assert!(!fetched.contains("UID 3 "), "{fetched}");
+}

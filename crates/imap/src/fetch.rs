@@ -137,14 +137,18 @@ pub async fn fetch(
         let raw = raw.unwrap_or_default();
         let mut out = session.untagged();
         let mut line = out.fetch(index as u32 + 1);
-        if uid && !attributes.contains(&FetchAttribute::Uid) {
+        // UID first, as clients expect it (UID FETCH always reports it).
+        let uid_first = uid || attributes.first() == Some(&FetchAttribute::Uid);
+        if uid_first {
             line.uid(entry.uid);
         }
         let mut flags_written = false;
         for attribute in attributes {
             match attribute {
                 FetchAttribute::Uid => {
-                    line.uid(entry.uid);
+                    if !uid_first {
+                        line.uid(entry.uid);
+                    }
                 }
                 FetchAttribute::Flags => {
                     line.flags(&flags_of(&entry.keywords), false);

@@ -1,8 +1,10 @@
 //! SEARCH (with ESEARCH and SEARCHRES), SORT and THREAD over the selected mailbox.
 //!
 //! Flags, UIDs, sizes, arrival dates and modseqs come from the mailbox index; header
-//! criteria from the stored summary; BODY and TEXT read the message's text parts. Strings
-//! match as case-insensitive substrings (RFC 9051 §6.4.4).
+//! criteria from the stored summary; BODY and TEXT from the body text stored at delivery
+//! (decoded, lowercased, whitespace folded: `Mail::body_text`), never by parsing. Strings
+//! match as case-insensitive substrings (RFC 9051 §6.4.4); a run of spaces in a BODY
+//! string matches any run of whitespace.
 
 use hameau_imap_session::{
     Esearch, SearchKey, SearchReturn, SequenceSet, Session, SortCriterion, SortKey, Thread, ThreadAlgorithm,
@@ -17,6 +19,8 @@ use crate::view::{self, Selected};
 struct Needs {
     summary: bool,
     raw: bool,
+    /// The body's searchable text, stored at delivery.
+    text: bool,
 }
 
 fn needs(key: &SearchKey, needs: &mut Needs) {
@@ -35,9 +39,15 @@ fn needs(key: &SearchKey, needs: &mut Needs) {
         | SearchKey::SentBefore(_)
         | SearchKey::SentOn(_)
         | SearchKey::SentSince(_) => needs.summary = true,
-        SearchKey::Header(..) | SearchKey::Body(_) | SearchKey::Text(_) => {
+        SearchKey::Header(..) => {
             needs.summary = true;
             needs.raw = true;
+        }
+        SearchKey::Body(_) => needs.text = true,
+        SearchKey::Text(_) => {
+            needs.summary = true;
+            needs.raw = true;
+            needs.text = true;
         }
         _ => {}
     }
@@ -49,7 +59,7 @@ struct Candidate<'a> {
     entry: &'a UidEntry,
     summary: Option<Summary>,
     raw: Option<Vec<u8>>,
-    /// The decoded text of the body, made once when BODY or TEXT asks.
+    /// The body's searchable text, when BODY or TEXT asks.
     body_text: Option<String>,
 }
 
@@ -74,28 +84,10 @@ fn day_of(seconds: i64) -> i64 {
     seconds.div_euclid(86_400)
 }
 
-fn body_text<'c>(candidate: &'c mut Candidate<'_>) -> &'c str {
-    if candidate.body_text.is_none() {
-        let mut text = String::new();
-        if let Some(raw) = &candidate.raw
-            && let Some(message) = mail_parser::MessageParser::default().parse(raw.as_slice())
-        {
-            for index in 0..message.text_body_count() {
-                if let Some(body) = message.body_text(index) {
-                    text.push_str(&body);
-                    text.push('\n');
-                }
-            }
-            for index in 0..message.html_body_count() {
-                if let Some(body) = message.body_html(index) {
-                    text.push_str(&body);
-                    text.push('\n');
-                }
-            }
-        }
-        candidate.body_text = Some(text);
-    }
-    candidate.body_text.as_deref().unwrap_or_default()
+/// Whether the stored body text holds `needle` (normalised as it was).
+fn body_contains(candidate: &Candidate<'_>, needle: &str) -> bool {
+    let needle = hameau_mailbox::search_text(needle);
+    needle.is_empty() || candidate.body_text.as_deref().is_some_and(|text| text.contains(&needle))
 }
 
 fn header_text<'c>(candidate: &'c Candidate<'_>) -> &'c [u8] {
@@ -202,9 +194,9 @@ fn eval(key: &SearchKey, candidate: &mut Candidate<'_>, scope: &Scope<'_>) -> bo
             candidate.summary.as_ref().is_some_and(|m| contains(m.subject.as_deref().unwrap_or(""), s))
         }
         SearchKey::Header(name, value) => header_matches(candidate, name, value),
-        SearchKey::Body(s) => contains(body_text(candidate), s),
+        SearchKey::Body(s) => body_contains(candidate, s),
         SearchKey::Text(s) => {
-            contains(&String::from_utf8_lossy(header_text(candidate)), s) || contains(body_text(candidate), s)
+            contains(&String::from_utf8_lossy(header_text(candidate)), s) || body_contains(candidate, s)
         }
     }
 }
@@ -243,7 +235,16 @@ async fn matching(
         } else {
             None
         };
-        let mut candidate = Candidate { seq: index as u32 + 1, entry, summary, raw, body_text: None };
+        let body_text = if need.text {
+            match mail.body_text(account, entry.email).await {
+                Ok(text) => Some(text),
+                Err(hameau_mailbox::Error::NoEmail(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        } else {
+            None
+        };
+        let mut candidate = Candidate { seq: index as u32 + 1, entry, summary, raw, body_text };
         if eval(criteria, &mut candidate, &scope) {
             found.push(index);
         }

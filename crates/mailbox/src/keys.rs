@@ -67,6 +67,11 @@ pub fn summary(account: AccountId, id: EmailId) -> Vec<u8> {
     [account_prefix(account, b"s/").as_slice(), &id.to_be_bytes()].concat()
 }
 
+/// The searchable text of an email's body (see [`crate::search_text`]).
+pub fn text(account: AccountId, id: EmailId) -> Vec<u8> {
+    [account_prefix(account, b"x/").as_slice(), &id.to_be_bytes()].concat()
+}
+
 /// The UIDs of a mailbox: `uids(account, mailbox) ++ uid (8 bytes)`.
 pub fn uids(account: AccountId, mailbox: MailboxId) -> Vec<u8> {
     [account_prefix(account, b"u/").as_slice(), &mailbox.to_be_bytes(), b"/"].concat()

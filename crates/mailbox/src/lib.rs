@@ -31,7 +31,7 @@ pub use model::{
     Change, ChangeKind, Copied, Email, Ingest, Ingested, KeywordOp, Mailbox, MailboxDelta, MailboxId, MailboxNames,
     MailboxStatus, Role, StoreOutcome, UidEntry,
 };
-pub use summary::{EmailAddress, Part, Summary};
+pub use summary::{EmailAddress, Part, Summary, search_text};
 
 /// The hierarchy delimiter of mailbox names (IMAP `LIST` reports it). [`Mailbox::name`]
 /// is the full path (`Projets/2026`); [`Mailbox::parent`] is the id of the parent path.
@@ -235,7 +235,7 @@ impl Mail {
             let entry = self.store.get(&keys::mailbox(account, *id)).await?.ok_or(Error::NoMailbox(*id))?;
             batch.expect_version(&keys::mailbox(account, *id), entry.version);
         }
-        let summary = Summary::parse(&ingest.raw);
+        let (summary, text) = Summary::parse_with_text(&ingest.raw);
         let email_id = self.store.next_value(&keys::email_ids(account), 1).await? as EmailId;
         let thread = self.thread_of(account, &summary, email_id).await?;
         let staged = self.store.stage_blob_bytes(ingest.raw).await?;
@@ -267,6 +267,9 @@ impl Mail {
         }
         batch.set(&keys::email(account, email_id), &encode(&email));
         batch.set(&keys::summary(account, email_id), &encode(&summary));
+        if !text.is_empty() {
+            batch.set(&keys::text(account, email_id), text.as_bytes());
+        }
         for message_id in summary.message_id.iter() {
             batch.set(&keys::thread_ref(account, message_id), &thread.to_be_bytes());
         }
@@ -298,6 +301,16 @@ impl Mail {
     pub async fn email(&self, account: AccountId, id: EmailId) -> Result<Email, Error> {
         let entry = self.store.get(&keys::email(account, id)).await?.ok_or(Error::NoEmail(id))?;
         decode(&entry.key, &entry.value)
+    }
+
+    /// The searchable text of an email's body, made at delivery (see [`search_text`]):
+    /// IMAP SEARCH BODY/TEXT and JMAP's text filter match against it, never re-parsing.
+    /// Empty for a message without text.
+    pub async fn body_text(&self, account: AccountId, id: EmailId) -> Result<String, Error> {
+        match self.store.get(&keys::text(account, id)).await? {
+            Some(entry) => String::from_utf8(entry.value).map_err(|_| corrupt(&keys::text(account, id), "text")),
+            None => Ok(String::new()),
+        }
     }
 
     pub async fn summary(&self, account: AccountId, id: EmailId) -> Result<Summary, Error> {

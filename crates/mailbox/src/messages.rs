@@ -459,7 +459,11 @@ impl Mail {
             if email.mailboxes.is_empty() {
                 let hash =
                     hameau_store::BlobHash::from_hex(&email.blob).ok_or_else(|| corrupt(&email_key, "blob hash"))?;
-                batch.delete(&email_key).delete(&keys::summary(account, email.id)).blob_release(&hash);
+                batch
+                    .delete(&email_key)
+                    .delete(&keys::summary(account, email.id))
+                    .delete(&keys::text(account, email.id))
+                    .blob_release(&hash);
                 batch.add(&keys::used(account), -(email.size as i64));
                 removal.emails.push((email.id, ChangeKind::Destroyed));
             } else {

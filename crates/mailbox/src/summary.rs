@@ -84,11 +84,57 @@ pub struct Summary {
     pub date: Option<String>,
 }
 
+/// Most bytes of searchable text kept per email: 1 MiB holds any real letter; longer
+/// texts (logs pasted into a mail) are searchable in their first megabyte.
+const TEXT_BYTES_MAX: usize = 1 << 20;
+
+/// Text as searches compare it: lowercase, runs of whitespace as one space, trimmed.
+/// IMAP SEARCH (RFC 9051 §6.4.4) matches substrings case-insensitively; queries go
+/// through the same function.
+pub fn search_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for word in text.split_whitespace() {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.extend(word.chars().flat_map(char::to_lowercase));
+    }
+    out
+}
+
 impl Summary {
     /// Never fails: a message mail-parser cannot read gets an empty summary.
     pub fn parse(raw: &[u8]) -> Summary {
-        let Some(message) = MessageParser::default().parse(raw) else { return Summary::default() };
-        let mut summary = summarise(&message, raw, 0);
+        Summary::parse_with_text(raw).0
+    }
+
+    /// The summary and the searchable text of the body (its text parts decoded, HTML as
+    /// text, through [`search_text`]), from one parse.
+    pub fn parse_with_text(raw: &[u8]) -> (Summary, String) {
+        let Some(message) = MessageParser::default().parse(raw) else { return (Summary::default(), String::new()) };
+        let mut text = String::new();
+        for index in 0..message.text_body_count() {
+            if let Some(body) = message.body_text(index) {
+                text.push_str(&body);
+                text.push('\n');
+            }
+            if text.len() > TEXT_BYTES_MAX {
+                break;
+            }
+        }
+        let mut text = search_text(&text);
+        if text.len() > TEXT_BYTES_MAX {
+            let mut end = TEXT_BYTES_MAX;
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            text.truncate(end);
+        }
+        (Summary::parse_message(&message, raw), text)
+    }
+
+    fn parse_message(message: &Message<'_>, raw: &[u8]) -> Summary {
+        let mut summary = summarise(message, raw, 0);
         summary.preview = message
             .body_preview(PREVIEW_CHARS)
             .map(|preview| preview.split_whitespace().collect::<Vec<_>>().join(" "))

@@ -653,3 +653,18 @@ async fn large_sets_span_several_commits() {
     let delta = f.mail.mailbox_changes_since(ACCOUNT, f.inbox, before).await.unwrap();
     assert_eq!(delta.expunged, all);
 }
+
+#[tokio::test]
+async fn body_text_is_kept_for_searches_and_goes_with_the_email() {
+    let f = fixture().await;
+    let html = b"From: a@b.fr\r\nSubject: avis\r\nMIME-Version: 1.0\r\n\
+                 Content-Type: text/html; charset=iso-8859-1\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n\
+                 <p>Avis de <b>R=C9UNION</b>\r\n   du conseil</p>\r\n";
+    let stored = f.mail.ingest(ACCOUNT, ingest(html.to_vec(), vec![f.inbox])).await.unwrap();
+    // Decoded (quoted-printable, Latin-1), HTML as text, lowercased, whitespace folded.
+    let text = f.mail.body_text(ACCOUNT, stored.email).await.unwrap();
+    assert!(text.contains("avis de réunion du conseil"), "{text:?}");
+    assert_eq!(crate::search_text("  Réunion\r\n DU  Conseil "), "réunion du conseil");
+    f.mail.expunge(ACCOUNT, f.inbox, &[stored.uids[0].1]).await.unwrap();
+    assert_eq!(f.mail.body_text(ACCOUNT, stored.email).await.unwrap(), "");
+}
