@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds Hameau and starts it on its embedded default: RocksDB in ./data, a self-signed
-# certificate, HTTPS on 127.0.0.1:8443. Ctrl-C stops it cleanly.
+# certificate, HTTPS on 127.0.0.1:8443, the MX on 127.0.0.1:2525, IMAP on 127.0.0.1:1143
+# (STARTTLS) and 127.0.0.1:1993 (TLS). Ctrl-C stops it cleanly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh

@@ -64,6 +64,8 @@ pub fn run(args: &InitArgs) -> anyhow::Result<()> {
     if let Some((address, password)) = demo {
         println!("Demo tenant `demo`, domain demo.test; log in as:");
         println!("  {address}  password: {password}");
+        let imaps = args.imaps_listen.first().map_or("", String::as_str);
+        println!("  over IMAP with TLS at {imaps} (self-signed certificate), e.g. in Thunderbird");
     }
     println!("Start Hameau with:");
     println!("  hameau serve --config {}", config_path.display());
