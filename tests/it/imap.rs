@@ -14,13 +14,18 @@ pub fn imap_account(config: &std::path::Path) {
         config,
         &[&["tenant", "create", "a", "--name", "A"], &["domain", "create", "a.test", "--tenant", "a"]],
     );
+    create_account(config, "user@a.test", "correct horse battery staple");
+}
+
+/// `hameau account create ADDRESS --password-stdin` on the local data directory.
+pub fn create_account(config: &std::path::Path, address: &str, password: &str) {
     let mut child = crate::support::hameau()
-        .args(["account", "create", "user@a.test", "--password-stdin", "--config", config.to_str().unwrap()])
+        .args(["account", "create", address, "--password-stdin", "--config", config.to_str().unwrap()])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(b"correct horse battery staple\n").unwrap();
+    child.stdin.take().unwrap().write_all(format!("{password}\n").as_bytes()).unwrap();
     assert!(child.wait().unwrap().success());
 }
 
@@ -279,14 +284,7 @@ fn login_failures_are_slowed_and_refused_per_address_and_account() {
     let (dir, _) = init_with_token();
     let config = config_path(dir.path());
     imap_account(&config);
-    let mut child = crate::support::hameau()
-        .args(["account", "create", "other@a.test", "--password-stdin", "--config", config.to_str().unwrap()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(b"another good passphrase\n").unwrap();
-    assert!(child.wait().unwrap().success());
+    create_account(&config, "other@a.test", "another good passphrase");
     crate::support::set_config(&config, "plaintext_auth = false", "plaintext_auth = true");
     crate::support::set_config(&config, "failures_before_delay = 5", "failures_before_delay = 2");
     crate::support::set_config(&config, "failures_max = 20", "failures_max = 6");

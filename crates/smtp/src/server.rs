@@ -4,14 +4,14 @@
 //! stops accepting and closes idle sessions with `421`.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hameau_smtp_session::{Decision, Event, Reply, Session};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::watch;
 
 use crate::{Envelope, Inbound, RcptVerdict};
 
@@ -42,79 +42,22 @@ pub struct Context {
 
 /// Serves SMTP on `listener` until `shutdown` turns true, then waits for the sessions in
 /// flight to end (each is told `421` as soon as it is idle).
-pub async fn run(listener: TcpListener, context: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
-    let permits = Arc::new(Semaphore::new(context.options.connections_max));
-    let per_ip: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
-    let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
-    let mut accept_errors = 0u32;
-    loop {
-        let permit = tokio::select! {
-            _ = stopped(&mut shutdown) => break,
-            permit = permits.clone().acquire_owned() => permit.expect("semaphore never closed"),
-        };
-        let (tcp, peer) = tokio::select! {
-            _ = stopped(&mut shutdown) => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => { accept_errors = 0; accepted }
-                Err(e) => {
-                    accept_errors = (accept_errors + 1).min(6);
-                    tracing::warn!(error = %e, "smtp accept failed");
-                    tokio::time::sleep(Duration::from_millis(10 << accept_errors)).await;
-                    continue;
-                }
-            },
-        };
-        let guard = PerIp::enter(&per_ip, peer.ip());
+pub async fn run(listener: TcpListener, context: Arc<Context>, shutdown: watch::Receiver<bool>) {
+    let gate = hameau_net::Gate::new(context.options.connections_max, context.options.connections_per_ip_max);
+    let sessions_shutdown = shutdown.clone();
+    hameau_net::accept_loop(listener, gate, shutdown, "smtp", |accepted| {
         let context = context.clone();
-        let shutdown = shutdown.clone();
-        let done = done_tx.clone();
-        tokio::spawn(async move {
-            if guard.count > context.options.connections_per_ip_max {
-                let mut tcp = tcp;
+        let shutdown = sessions_shutdown.clone();
+        async move {
+            let hameau_net::Accepted { mut tcp, peer, over_limit } = accepted;
+            if over_limit {
                 let _ = tcp.write_all(b"421 4.7.0 Too many connections from your address\r\n").await;
-            } else {
-                let _ = tcp.set_nodelay(true);
-                if let Err(e) = serve(tcp, peer, &context, shutdown).await {
-                    tracing::debug!(%peer, error = %e, "smtp session ended with an error");
-                }
-            }
-            drop((guard, permit, done));
-        });
-    }
-    drop(done_tx);
-    let _ = done_rx.recv().await;
-}
-
-async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|stop| *stop).await;
-}
-
-/// Counts a client address's connections while alive.
-struct PerIp {
-    map: Arc<Mutex<HashMap<IpAddr, usize>>>,
-    ip: IpAddr,
-    count: usize,
-}
-
-impl PerIp {
-    fn enter(map: &Arc<Mutex<HashMap<IpAddr, usize>>>, ip: IpAddr) -> PerIp {
-        let mut counts = map.lock().expect("per-ip lock");
-        let count = counts.entry(ip).or_insert(0);
-        *count += 1;
-        PerIp { map: map.clone(), ip, count: *count }
-    }
-}
-
-impl Drop for PerIp {
-    fn drop(&mut self) {
-        let mut counts = self.map.lock().expect("per-ip lock");
-        if let Some(count) = counts.get_mut(&self.ip) {
-            *count -= 1;
-            if *count == 0 {
-                counts.remove(&self.ip);
+            } else if let Err(e) = serve(tcp, peer, &context, shutdown).await {
+                tracing::debug!(%peer, error = %e, "smtp session ended with an error");
             }
         }
-    }
+    })
+    .await;
 }
 
 /// A plain or TLS connection.
@@ -251,7 +194,7 @@ async fn serve(
                 session.handle_input(&buf[..n]);
             }
             _ = timeout => session.handle_timeout(Instant::now()),
-            _ = stopped(&mut shutdown) => {
+            _ = hameau_net::stopped(&mut shutdown) => {
                 connection.write_all(b"421 4.3.2 Server shutting down, try again later\r\n").await?;
                 return Ok(());
             }
