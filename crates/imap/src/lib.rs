@@ -23,6 +23,7 @@ mod commands;
 mod fetch;
 mod search;
 pub mod server;
+mod thread;
 mod view;
 
 use std::sync::Arc;

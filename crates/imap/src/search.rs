@@ -7,7 +7,7 @@
 //! string matches any run of whitespace.
 
 use hameau_imap_session::{
-    Esearch, SearchKey, SearchReturn, SequenceSet, Session, SortCriterion, SortKey, Thread, ThreadAlgorithm,
+    Esearch, SearchKey, SearchReturn, SequenceSet, Session, SortCriterion, SortKey, ThreadAlgorithm,
 };
 use hameau_mailbox::{AccountId, Mail, Summary, UidEntry};
 
@@ -304,31 +304,6 @@ pub async fn search(
     done("SEARCH completed")
 }
 
-/// The base subject of RFC 5256 §2.1, simplified: leading `Re:`, `Fwd:`, `Fw:` and
-/// `[list]` tags and trailing `(fwd)` removed, whitespace folded, lowercased.
-fn base_subject(subject: &str) -> String {
-    let mut s = subject.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
-    loop {
-        let before = s.clone();
-        for prefix in ["re:", "fwd:", "fw:", "tr:", "réf:"] {
-            if let Some(rest) = s.strip_prefix(prefix) {
-                s = rest.trim_start().to_string();
-            }
-        }
-        if s.starts_with('[')
-            && let Some(end) = s.find(']')
-        {
-            s = s[end + 1..].trim_start().to_string();
-        }
-        if let Some(rest) = s.strip_suffix("(fwd)") {
-            s = rest.trim_end().to_string();
-        }
-        if s == before {
-            return s;
-        }
-    }
-}
-
 fn first_address(addresses: &[hameau_mailbox::EmailAddress]) -> String {
     addresses.first().and_then(|a| a.address.clone()).unwrap_or_default().to_lowercase()
 }
@@ -366,8 +341,9 @@ pub async fn sort(
                     date(ea, sa).cmp(&date(eb, sb))
                 }
                 SortKey::Subject => {
-                    let subject =
-                        |s: &Option<Summary>| base_subject(s.as_ref().and_then(|s| s.subject.as_deref()).unwrap_or(""));
+                    let subject = |s: &Option<Summary>| {
+                        crate::thread::base_subject(s.as_ref().and_then(|s| s.subject.as_deref()).unwrap_or("")).0
+                    };
                     subject(sa).cmp(&subject(sb))
                 }
                 SortKey::From => {
@@ -396,10 +372,8 @@ pub async fn sort(
     done("SORT completed")
 }
 
-/// THREAD: REFERENCES groups the messages of one conversation (the mail model's thread
-/// ids, made from Message-ID/References/In-Reply-To at delivery); ORDEREDSUBJECT groups
-/// by base subject. Each thread is its first message, with the others as its replies, in
-/// date order; threads are ordered by their first message's date.
+/// THREAD (RFC 5256): REFERENCES or ORDEREDSUBJECT over the matching messages, from
+/// their stored summaries.
 pub async fn thread(
     conn: &mut Conn<'_>,
     session: &mut Session,
@@ -411,38 +385,27 @@ pub async fn thread(
     let mail = conn.ctx.mail.clone();
     let selected = conn.selected.as_ref().expect("selected state");
     let found = matching(&mail, account, selected, search).await?;
-    let mut groups: Vec<(String, Vec<(i64, u32)>)> = Vec::new();
-    let mut by_key: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut messages = Vec::with_capacity(found.len());
     for index in found {
         let entry = &selected.entries[index];
-        let summary = mail.summary(account, entry.email).await.unwrap_or_default();
-        let key = match algorithm {
-            ThreadAlgorithm::References => match mail.email(account, entry.email).await {
-                Ok(email) => format!("t{}", email.thread),
-                Err(_) => continue,
-            },
-            ThreadAlgorithm::OrderedSubject => base_subject(summary.subject.as_deref().unwrap_or("")),
+        let summary = match mail.summary(account, entry.email).await {
+            Ok(summary) => summary,
+            Err(hameau_mailbox::Error::NoEmail(_)) => continue,
+            Err(e) => return Err(e.into()),
         };
-        let date = summary.sent_at.unwrap_or(entry.received_at as i64);
-        let number = if uid { entry.uid } else { index as u32 + 1 };
-        let slot = *by_key.entry(key.clone()).or_insert_with(|| {
-            groups.push((key, Vec::new()));
-            groups.len() - 1
+        let references = if summary.references.is_empty() { summary.in_reply_to } else { summary.references };
+        messages.push(crate::thread::Message {
+            number: if uid { entry.uid } else { index as u32 + 1 },
+            message_id: summary.message_id.into_iter().next(),
+            references,
+            date: summary.sent_at.unwrap_or(entry.received_at as i64),
+            subject: summary.subject.unwrap_or_default(),
         });
-        groups[slot].1.push((date, number));
     }
-    let mut threads: Vec<(i64, Thread)> = groups
-        .into_iter()
-        .map(|(_, mut members)| {
-            members.sort();
-            let (first_date, first) = members[0];
-            let children =
-                members[1..].iter().map(|(_, n)| Thread { messages: vec![*n], children: Vec::new() }).collect();
-            (first_date, Thread { messages: vec![first], children })
-        })
-        .collect();
-    threads.sort_by_key(|(date, thread)| (*date, thread.messages[0]));
-    let threads: Vec<Thread> = threads.into_iter().map(|(_, thread)| thread).collect();
+    let threads = match algorithm {
+        ThreadAlgorithm::References => crate::thread::references(&messages),
+        ThreadAlgorithm::OrderedSubject => crate::thread::ordered_subject(&messages),
+    };
     session.untagged().thread(&threads);
     conn.refresh(session, uid).await;
     done("THREAD completed")
