@@ -4,14 +4,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Test tools from Debian: knotd, an authoritative DNS server for `hameau dns check`; swaks,
-# an SMTP client.
-export HAMEAU_EXTRA_DEBS="knot swaks openssl"
+# an SMTP client; IMAP clients for tests/it/imap_clients.rs (isync's mbsync, fetchmail,
+# neomutt, offlineimap3, getmail6).
+export HAMEAU_EXTRA_DEBS="knot swaks openssl isync fetchmail neomutt offlineimap3 getmail6"
 source scripts/setup.sh
 # Test tools from PyPI, in a virtual environment of their own: schemathesis (the admin
-# API's schema), dkimpy with authres (a real DKIM signer and ARC sealer). The list is
+# API's schema), dkimpy with authres (a real DKIM signer and ARC sealer), imapclient (its
+# live test suite runs against the IMAP server). The list is
 # recorded in the venv: a change to it installs again.
 venv="$HOME/.cache/hameau-venv"
-pypi="schemathesis dkimpy authres"
+pypi="schemathesis dkimpy authres imapclient"
 if [ "$(cat "$venv/.hameau-pypi" 2>/dev/null)" != "$pypi" ]; then
     echo "setup: installing $pypi in $venv" >&2
     python3 -m venv "$venv"

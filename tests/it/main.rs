@@ -6,6 +6,7 @@ mod cli;
 mod config;
 mod dns;
 mod imap;
+mod imap_clients;
 mod schemathesis;
 mod serve;
 mod smtp;

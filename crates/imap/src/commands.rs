@@ -16,6 +16,10 @@ use crate::view::{self, Selected, flags_of, keyword_of};
 /// The flags and keywords every mailbox accepts (`PERMANENTFLAGS` adds `\*`).
 const SYSTEM_FLAGS: [Flag; 5] = [Flag::Answered, Flag::Flagged, Flag::Deleted, Flag::Seen, Flag::Draft];
 
+/// Most bytes of messages one commit of COPY holds in memory and stores at once; a single
+/// larger message is copied alone. 16 MiB keeps a COPY of a whole mailbox from holding it all.
+const COPY_BYTES_MAX: u64 = 16 * 1024 * 1024;
+
 /// The logged-in account.
 pub struct User {
     pub account: AccountId,
@@ -340,7 +344,11 @@ impl<'a> Conn<'a> {
             _ => return Err(No::new(Some(Code::UseAttr), "One special use per mailbox")),
         };
         let name = name.as_str().trim_end_matches(hameau_mailbox::DELIMITER);
-        self.ctx.mail.create_mailbox(self.account(), name, role, self.now()).await?;
+        let mailbox = self.ctx.mail.create_mailbox(self.account(), name, role, self.now()).await?;
+        // The store subscribes new mailboxes (JMAP shows them); in IMAP the subscription list
+        // is the client's (RFC 9051 §6.3.7), and clients that subscribe what they create, or
+        // read LSUB to know what the user chose, expect CREATE to leave it alone.
+        self.ctx.mail.set_subscribed(self.account(), mailbox.id, false).await?;
         done("CREATE completed")
     }
 
@@ -614,7 +622,7 @@ impl<'a> Conn<'a> {
         let copied = if moving {
             self.ctx.mail.move_messages(account, selected.id, &uids, target.id).await?
         } else {
-            self.ctx.mail.copy(account, selected.id, &uids, target.id).await?
+            self.copy_as_new(selected.id, &uids, &target).await?
         };
         let source = SequenceSet::from_sorted(copied.pairs.iter().map(|(from, _)| *from));
         let mut destination_uids: Vec<u32> = copied.pairs.iter().map(|(_, to)| *to).collect();
@@ -632,6 +640,83 @@ impl<'a> Conn<'a> {
         }
         self.refresh(session, uid).await;
         Ok((Reply::CopyUid(copied.uid_validity, source, destination), "COPY completed".into()))
+    }
+
+    /// COPY (RFC 9051 §6.4.7): each copy is a new message with flags of its own. The
+    /// store's `copy` puts one email in both mailboxes, as JMAP has it, so that the copy would
+    /// share the original's keywords: the usual "COPY to Archives, then STORE \Deleted and
+    /// EXPUNGE" of clients without MOVE would mark the archived copy `\Deleted`, and the next
+    /// EXPUNGE there would destroy it. So the messages are stored anew (the blob store keeps
+    /// one copy of the bytes), in commits of at most `COPY_BYTES_MAX`; if a commit fails,
+    /// the earlier ones are expunged again so that a failed COPY leaves no copies.
+    async fn copy_as_new(
+        &self,
+        from: hameau_mailbox::MailboxId,
+        uids: &[u32],
+        target: &Mailbox,
+    ) -> Result<hameau_mailbox::Copied, No> {
+        let account = self.account();
+        let quota_bytes = self.user.as_ref().and_then(|user| user.quota_bytes);
+        let entries = self.ctx.mail.uid_entries(account, from, uids).await?;
+        let mut pairs = Vec::with_capacity(entries.len());
+        let mut modseq = 0;
+        let mut rest = entries.as_slice();
+        while !rest.is_empty() {
+            let mut bytes = 0u64;
+            let count = rest
+                .iter()
+                .take_while(|entry| {
+                    bytes += u64::from(entry.size);
+                    bytes <= COPY_BYTES_MAX
+                })
+                .count()
+                .max(1);
+            let (chunk, after) = rest.split_at(count);
+            rest = after;
+            match self.copy_chunk(chunk, target, quota_bytes).await {
+                Ok(copied) => {
+                    for (entry, ingested) in chunk.iter().zip(copied) {
+                        modseq = modseq.max(ingested.modseq);
+                        if let Some((_, uid)) = ingested.uids.first() {
+                            pairs.push((entry.uid, *uid));
+                        }
+                    }
+                }
+                Err(error) => {
+                    let made: Vec<u32> = pairs.iter().map(|(_, to)| *to).collect();
+                    if !made.is_empty()
+                        && let Err(e) = self.ctx.mail.expunge(account, target.id, &made).await
+                    {
+                        tracing::error!(error = %e, "imap: undoing a failed COPY");
+                    }
+                    return Err(error.into());
+                }
+            }
+        }
+        Ok(hameau_mailbox::Copied { uid_validity: target.uid_validity, pairs, modseq })
+    }
+
+    /// One commit of `copy_as_new`.
+    async fn copy_chunk(
+        &self,
+        chunk: &[hameau_mailbox::UidEntry],
+        target: &Mailbox,
+        quota_bytes: Option<u64>,
+    ) -> Result<Vec<hameau_mailbox::Ingested>, MailError> {
+        let account = self.account();
+        let mut deliveries = Vec::with_capacity(chunk.len());
+        for entry in chunk {
+            let raw = self.ctx.mail.raw(account, entry.email).await?;
+            let ingest = Ingest {
+                raw,
+                mailboxes: vec![target.id],
+                keywords: entry.keywords.clone(),
+                received_at: entry.received_at,
+                quota_bytes,
+            };
+            deliveries.push((account, ingest));
+        }
+        self.ctx.mail.ingest_many(deliveries).await
     }
 
     async fn quota(&mut self, session: &mut Session, mailbox: Option<MailboxName>) -> Outcome {
