@@ -279,12 +279,21 @@ impl<'a> Conn<'a> {
         let uid_next = mail.uid_next(account, mailbox.id).await?;
         let enabled = session.enabled();
         let condstore = enabled.condstore || params.condstore || params.qresync.is_some();
+        // \Recent (IMAP4rev1): SELECT claims the messages no session has seen; EXAMINE
+        // shows them without claiming.
+        let last_uid = entries.last().map_or(0, |entry| entry.uid);
+        let recent_from = if read_only {
+            mail.recent_mark(account, mailbox.id).await?
+        } else {
+            mail.claim_recent(account, mailbox.id, last_uid).await?
+        };
+        let recent: Vec<u32> = entries.iter().map(|entry| entry.uid).filter(|uid| *uid > recent_from).collect();
         {
             let mut out = session.untagged();
             out.flags(&flags_list());
             out.exists(entries.len() as u32);
             if !enabled.imap4rev2 {
-                out.recent(0);
+                out.recent(recent.len() as u32);
             }
             let permanent = if read_only { Vec::new() } else { flags_list() };
             out.status(
@@ -296,7 +305,7 @@ impl<'a> Conn<'a> {
             out.status(Status::Ok, Some(Code::UidNext(uid_next)), "Predicted next UID");
             out.status(Status::Ok, Some(Code::HighestModSeq(highest_modseq.max(1))), "Highest");
         }
-        let mut selected = Selected { id: mailbox.id, read_only, entries, highest_modseq, saved: Vec::new() };
+        let mut selected = Selected { id: mailbox.id, read_only, entries, highest_modseq, saved: Vec::new(), recent };
         // QRESYNC (RFC 7162 §3.2.5): what changed since the client's modseq, and what vanished.
         if let Some(qresync) = params.qresync
             && enabled.qresync
@@ -323,7 +332,7 @@ impl<'a> Conn<'a> {
                         .untagged()
                         .fetch(seq)
                         .uid(current.uid)
-                        .flags(&flags_of(&current.keywords), false)
+                        .flags(&flags_of(&current.keywords), selected.is_recent(current.uid, enabled))
                         .modseq(current.modseq);
                 }
             }
@@ -446,7 +455,7 @@ impl<'a> Conn<'a> {
                     StatusItem::Unseen => u64::from(status.unseen),
                     StatusItem::Deleted => u64::from(status.deleted),
                     StatusItem::Size => status.size,
-                    StatusItem::Recent => 0,
+                    StatusItem::Recent => u64::from(status.recent),
                     StatusItem::HighestModSeq => status.highest_modseq.max(1),
                 };
                 (*item, value)
@@ -527,7 +536,8 @@ impl<'a> Conn<'a> {
         unchanged_since: Option<u64>,
     ) -> Outcome {
         let account = self.account();
-        let condstore = session.enabled().condstore || unchanged_since.is_some();
+        let session_enabled = session.enabled();
+        let condstore = session_enabled.condstore || unchanged_since.is_some();
         let selected = self.selected.as_mut().expect("selected state");
         if selected.read_only {
             return Err(No::new(Some(Code::ReadOnly), "The mailbox is read-only"));
@@ -573,7 +583,7 @@ impl<'a> Conn<'a> {
                 fetch.uid(entry.uid);
             }
             if !silent {
-                fetch.flags(&flags_of(&entry.keywords), false);
+                fetch.flags(&flags_of(&entry.keywords), selected.is_recent(entry.uid, session_enabled));
             }
             if condstore {
                 fetch.modseq(entry.modseq);
@@ -794,6 +804,7 @@ impl<'a> Conn<'a> {
             if entry.uid > last_uid {
                 added.push(entry);
             } else if let Some(seq) = selected.seq_of(entry.uid) {
+                let recent = selected.is_recent(entry.uid, enabled);
                 let current = &mut selected.entries[seq as usize - 1];
                 if current.keywords != entry.keywords || current.modseq != entry.modseq {
                     let flags_changed = current.keywords != entry.keywords;
@@ -801,7 +812,7 @@ impl<'a> Conn<'a> {
                     if flags_changed || enabled.condstore {
                         let mut out = session.untagged();
                         let mut fetch = out.fetch(seq);
-                        fetch.uid(current.uid).flags(&flags_of(&current.keywords), false);
+                        fetch.uid(current.uid).flags(&flags_of(&current.keywords), recent);
                         if enabled.condstore {
                             fetch.modseq(current.modseq);
                         }
@@ -810,9 +821,24 @@ impl<'a> Conn<'a> {
             }
         }
         added.sort_by_key(|entry| entry.uid);
+        if let Some(newest) = added.last().map(|entry| entry.uid)
+            && !selected.read_only
+        {
+            match self.ctx.mail.claim_recent(account, selected.id, newest).await {
+                Ok(mark) => {
+                    selected.recent.extend(added.iter().map(|entry| entry.uid).filter(|uid| *uid > mark));
+                }
+                Err(e) => tracing::error!(error = %e, "imap: claiming recent messages"),
+            }
+        }
         selected.entries.extend(added);
+        let entries = &selected.entries;
+        selected.recent.retain(|uid| entries.binary_search_by_key(uid, |entry| entry.uid).is_ok());
         if selected.entries.len() != before || (!delta.expunged.is_empty() && expunges) {
             session.untagged().exists(selected.entries.len() as u32);
+            if !enabled.imap4rev2 {
+                session.untagged().recent(selected.recent.len() as u32);
+            }
         }
         if !pending_expunges {
             selected.highest_modseq = selected.highest_modseq.max(delta.highest_modseq);

@@ -151,7 +151,7 @@ pub async fn fetch(
                     }
                 }
                 FetchAttribute::Flags => {
-                    line.flags(&flags_of(&entry.keywords), false);
+                    line.flags(&flags_of(&entry.keywords), selected.is_recent(entry.uid, enabled));
                     flags_written = true;
                 }
                 FetchAttribute::ModSeq => {
@@ -216,7 +216,7 @@ pub async fn fetch(
             }
         }
         if !flags_written && newly_seen.contains(&entry.uid) {
-            line.flags(&flags_of(&entry.keywords), false);
+            line.flags(&flags_of(&entry.keywords), selected.is_recent(entry.uid, enabled));
         }
         if condstore && !attributes.contains(&FetchAttribute::ModSeq) {
             line.modseq(entry.modseq);

@@ -16,12 +16,20 @@ pub struct Selected {
     pub highest_modseq: u64,
     /// The UIDs of `SEARCH ... RETURN (SAVE)` (RFC 5182), for `$`.
     pub saved: Vec<u32>,
+    /// The UIDs that are `\Recent` in this session (IMAP4rev1), ascending.
+    pub recent: Vec<u32>,
 }
 
 impl Selected {
     /// The sequence number of `uid`, if present.
     pub fn seq_of(&self, uid: u32) -> Option<u32> {
         self.entries.binary_search_by_key(&uid, |entry| entry.uid).ok().map(|index| index as u32 + 1)
+    }
+
+    /// Whether `\Recent` is shown for `uid`: recent in this session, and IMAP4rev2 (which
+    /// dropped the flag) not enabled.
+    pub fn is_recent(&self, uid: u32, enabled: hameau_imap_session::Enabled) -> bool {
+        !enabled.imap4rev2 && self.recent.binary_search(&uid).is_ok()
     }
 
     pub fn uid_next_hint(&self) -> u32 {

@@ -67,6 +67,11 @@ pub fn summary(account: AccountId, id: EmailId) -> Vec<u8> {
     [account_prefix(account, b"s/").as_slice(), &id.to_be_bytes()].concat()
 }
 
+/// The recent mark of a mailbox (IMAP `\Recent`): the highest UID a session has claimed.
+pub fn recent(account: AccountId, mailbox: MailboxId) -> Vec<u8> {
+    [account_prefix(account, b"rc/").as_slice(), &mailbox.to_be_bytes()].concat()
+}
+
 /// The searchable text of an email's body (see [`crate::search_text`]).
 pub fn text(account: AccountId, id: EmailId) -> Vec<u8> {
     [account_prefix(account, b"x/").as_slice(), &id.to_be_bytes()].concat()

@@ -131,6 +131,8 @@ pub struct MailboxStatus {
     /// The account's modseq: it is at least every modseq of the mailbox, and grows with
     /// every change of the mailbox, expunges included, as RFC 7162 §3.1.2.1 requires.
     pub highest_modseq: u64,
+    /// Messages above the recent mark (IMAP4rev1 `\Recent`, see [`crate::Mail::claim_recent`]).
+    pub recent: u32,
 }
 
 /// How `STORE` changes keywords (RFC 9051 §6.4.6: `+FLAGS`, `-FLAGS`, `FLAGS`).

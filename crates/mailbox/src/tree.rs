@@ -209,6 +209,7 @@ impl Mail {
         let highest_modseq = self.modseq(account).await?;
         let mailbox = self.mailbox(account, id).await?;
         let entries = self.uids(account, id).await?;
+        let recent_mark = self.recent_mark(account, id).await?;
         let has = |entry: &crate::UidEntry, flag: &str| entry.keywords.iter().any(|keyword| keyword == flag);
         Ok(MailboxStatus {
             messages: entries.len() as u32,
@@ -218,7 +219,54 @@ impl Mail {
             uid_next: self.uid_next(account, id).await?,
             uid_validity: mailbox.uid_validity,
             highest_modseq,
+            recent: entries.iter().filter(|entry| entry.uid > recent_mark).count() as u32,
         })
+    }
+
+    /// The recent mark of a mailbox: the highest UID some session has seen as `\Recent`.
+    pub async fn recent_mark(&self, account: AccountId, id: MailboxId) -> Result<u32, Error> {
+        match self.store.get(&keys::recent(account, id)).await? {
+            Some(entry) => {
+                let bytes: [u8; 4] =
+                    entry.value.as_slice().try_into().map_err(|_| crate::corrupt(&entry.key, "recent"))?;
+                Ok(u32::from_be_bytes(bytes))
+            }
+            None => Ok(0),
+        }
+    }
+
+    /// IMAP4rev1's `\Recent` (RFC 3501 §2.3.2): a message is recent to the first session
+    /// that sees it. Raises the mailbox's mark to `last_uid` and returns the mark it had:
+    /// the UIDs above it, up to `last_uid`, are this caller's recent ones. Not a change of
+    /// the mail (no modseq): JMAP knows nothing of it.
+    pub async fn claim_recent(&self, account: AccountId, id: MailboxId, last_uid: u32) -> Result<u32, Error> {
+        let key = keys::recent(account, id);
+        for _ in 0..16 {
+            let current = self.store.get(&key).await?;
+            let mut batch = Batch::new();
+            let mark = match &current {
+                Some(entry) => {
+                    batch.expect_version(&key, entry.version);
+                    let bytes: [u8; 4] =
+                        entry.value.as_slice().try_into().map_err(|_| crate::corrupt(&key, "recent"))?;
+                    u32::from_be_bytes(bytes)
+                }
+                None => {
+                    batch.expect_absent(&key);
+                    0
+                }
+            };
+            if last_uid <= mark {
+                return Ok(mark);
+            }
+            batch.set(&key, &last_uid.to_be_bytes());
+            match self.store.commit(batch).await {
+                Ok(_) => return Ok(mark),
+                Err(hameau_store::Error::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(Error::Busy)
     }
 
     async fn mailbox_id_by_name(&self, account: AccountId, name: &str) -> Result<Option<MailboxId>, Error> {
