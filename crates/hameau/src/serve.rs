@@ -219,16 +219,13 @@ async fn start_imap(
                 preauthenticated: false,
                 greeting: "Hameau ready".into(),
             },
-            connections_max: config.imap.connections_max,
-            connections_per_ip_max: config.imap.connections_per_ip_max,
             tls_handshake_timeout: Duration::from_secs(config.imap.tls_handshake_timeout_s),
             mailbox_names: hameau_mailbox::MailboxNames::default(),
         },
         now_s: || <SystemClock as hameau_http::Clock>::now_s(&SystemClock),
     });
     // One budget of connections and one count per address for both ports.
-    let permits = Arc::new(tokio::sync::Semaphore::new(config.imap.connections_max));
-    let per_ip = Arc::default();
+    let gate = hameau_net::Gate::new(config.imap.connections_max, config.imap.connections_per_ip_max);
     for (addrs, implicit_tls, key, service) in [
         (&config.imap.listen, false, "imap.listen", "imap"),
         (&config.imap.listen_tls, true, "imap.listen_tls", "imaps"),
@@ -243,8 +240,7 @@ async fn start_imap(
                 listener,
                 context.clone(),
                 implicit_tls,
-                permits.clone(),
-                Arc::clone(&per_ip),
+                gate.clone(),
                 shutdown.clone(),
             ));
         }

@@ -38,10 +38,6 @@ pub struct Options {
     /// Limits, extensions and the greeting of each session. `tls_active` and
     /// `starttls_available` are set per listener.
     pub session: hameau_imap_session::Options,
-    /// Most connections at once, all listeners together; past it, accepting waits.
-    pub connections_max: usize,
-    /// Most connections from one client address; past it, `* BYE`.
-    pub connections_per_ip_max: usize,
     pub tls_handshake_timeout: Duration,
     /// Names of the special-use mailboxes made at an account's first login.
     pub mailbox_names: MailboxNames,

@@ -1,102 +1,46 @@
 //! Sockets: the accept loop and the driver of one connection.
 
-use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
 
 use hameau_imap_session::{Event, Session, Status};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::watch;
 
 use crate::Context;
 use crate::commands::Conn;
 
 /// Serves IMAP on `listener` until `shutdown` turns true (implicit TLS when
 /// `implicit_tls`, port 993), then waits for its connections to end: each is told
-/// `* BYE` as soon as it is between commands.
+/// `* BYE` as soon as it is between commands. `gate` holds the connection limits the
+/// service's listeners share.
 pub async fn run(
     listener: TcpListener,
     context: Arc<Context>,
     implicit_tls: bool,
-    permits: Arc<Semaphore>,
-    per_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
-    mut shutdown: watch::Receiver<bool>,
+    gate: Arc<hameau_net::Gate>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
-    let mut accept_errors = 0u32;
-    loop {
-        let permit = tokio::select! {
-            _ = stopped(&mut shutdown) => break,
-            permit = permits.clone().acquire_owned() => permit.expect("semaphore never closed"),
-        };
-        let (tcp, peer) = tokio::select! {
-            _ = stopped(&mut shutdown) => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => { accept_errors = 0; accepted }
-                Err(e) => {
-                    accept_errors = (accept_errors + 1).min(6);
-                    tracing::warn!(error = %e, "imap accept failed");
-                    tokio::time::sleep(Duration::from_millis(10 << accept_errors)).await;
-                    continue;
-                }
-            },
-        };
-        let guard = PerIp::enter(&per_ip, peer.ip());
+    let sessions_shutdown = shutdown.clone();
+    let service = if implicit_tls { "imaps" } else { "imap" };
+    hameau_net::accept_loop(listener, gate, shutdown, service, |accepted| {
         let context = context.clone();
-        let shutdown = shutdown.clone();
-        let done = done_tx.clone();
-        tokio::spawn(async move {
-            if guard.count > context.options.connections_per_ip_max {
-                let mut tcp = tcp;
+        let shutdown = sessions_shutdown.clone();
+        async move {
+            let hameau_net::Accepted { mut tcp, peer, over_limit } = accepted;
+            if over_limit {
                 if !implicit_tls {
                     let _ = tcp.write_all(b"* BYE Too many connections from your address\r\n").await;
                 }
-            } else {
-                let _ = tcp.set_nodelay(true);
-                if let Err(e) = serve(tcp, peer, &context, implicit_tls, shutdown).await {
-                    tracing::debug!(%peer, error = %e, "imap connection ended with an error");
-                }
-            }
-            drop((guard, permit, done));
-        });
-    }
-    drop(done_tx);
-    let _ = done_rx.recv().await;
-}
-
-async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|stop| *stop).await;
-}
-
-/// Counts a client address's connections while alive.
-struct PerIp {
-    map: Arc<Mutex<HashMap<IpAddr, usize>>>,
-    ip: IpAddr,
-    count: usize,
-}
-
-impl PerIp {
-    fn enter(map: &Arc<Mutex<HashMap<IpAddr, usize>>>, ip: IpAddr) -> PerIp {
-        let mut counts = map.lock().expect("per-ip lock");
-        let count = counts.entry(ip).or_insert(0);
-        *count += 1;
-        PerIp { map: map.clone(), ip, count: *count }
-    }
-}
-
-impl Drop for PerIp {
-    fn drop(&mut self) {
-        let mut counts = self.map.lock().expect("per-ip lock");
-        if let Some(count) = counts.get_mut(&self.ip) {
-            *count -= 1;
-            if *count == 0 {
-                counts.remove(&self.ip);
+            } else if let Err(e) = serve(tcp, peer, &context, implicit_tls, shutdown).await {
+                tracing::debug!(%peer, error = %e, "imap connection ended with an error");
             }
         }
-    }
+    })
+    .await;
 }
 
 /// Bytes read at most at once. The buffer exists only while bytes are being read: an idle
@@ -336,7 +280,7 @@ async fn serve(
                     Box::pin(conn.refresh(&mut session, true)).await;
                 }
             }
-            _ = stopped(&mut shutdown) => {
+            _ = hameau_net::stopped(&mut shutdown) => {
                 session.bye("Server shutting down, reconnect later");
             }
         }
