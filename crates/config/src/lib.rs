@@ -318,6 +318,9 @@ pub struct Imap {
     pub command_timeout_s: u64,
     /// Time for a TLS handshake (993 or STARTTLS), in seconds.
     pub tls_handshake_timeout_s: u64,
+    /// Email summaries kept decoded in memory for all sessions (ENVELOPE, BODYSTRUCTURE,
+    /// header searches, SORT, THREAD): about 2 KiB each; 0 keeps none.
+    pub summary_cache_entries: usize,
 }
 
 impl Default for Imap {
@@ -341,6 +344,7 @@ impl Default for Imap {
             not_authenticated_timeout_s: limits.not_authenticated_timeout.as_secs(),
             command_timeout_s: limits.command_timeout.as_secs(),
             tls_handshake_timeout_s: 10,
+            summary_cache_entries: 20_000,
         }
     }
 }

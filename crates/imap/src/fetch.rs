@@ -106,7 +106,7 @@ pub async fn fetch(
         let entry = &selected.entries[index];
         let (summary, raw) = if needs_summary || needs_raw {
             let summary = if needs_summary {
-                match mail.summary(account, entry.email).await {
+                match conn.ctx.summaries.get(&mail, account, entry.email).await {
                     Ok(summary) => Some(summary),
                     Err(hameau_mailbox::Error::NoEmail(_)) => {
                         expunged_meanwhile = true;
@@ -134,6 +134,7 @@ pub async fn fetch(
             (None, None)
         };
         let summary = summary.unwrap_or_default();
+        let summary: &Summary = &summary;
         let raw = raw.unwrap_or_default();
         let mut out = session.untagged();
         let mut line = out.fetch(index as u32 + 1);
@@ -168,15 +169,15 @@ pub async fn fetch(
                 }
                 FetchAttribute::Envelope => {
                     let mut list = line.envelope();
-                    envelope(&mut list, &summary, utf8);
+                    envelope(&mut list, summary, utf8);
                 }
                 FetchAttribute::BodyStructure => {
                     let mut list = line.body_structure();
-                    structure(&mut list, &summary, 0, true, utf8, 0);
+                    structure(&mut list, summary, 0, true, utf8, 0);
                 }
                 FetchAttribute::Body => {
                     let mut list = line.body();
-                    structure(&mut list, &summary, 0, false, utf8, 0);
+                    structure(&mut list, summary, 0, false, utf8, 0);
                 }
                 FetchAttribute::Rfc822 => {
                     line.rfc822(Some(&raw));
@@ -190,12 +191,12 @@ pub async fn fetch(
                     line.rfc822_text(Some(&raw[start..]));
                 }
                 FetchAttribute::BodySection { section, partial, .. } => {
-                    let data = section_bytes(&summary, &raw, section);
+                    let data = section_bytes(summary, &raw, section);
                     let (origin, data) = apply_partial(data, *partial);
                     line.body_section(section, origin, data.as_deref());
                 }
                 FetchAttribute::Binary { part, partial, .. } => {
-                    let decoded = binary(&summary, &raw, part);
+                    let decoded = binary(summary, &raw, part);
                     let decoded = match decoded {
                         Ok(decoded) => decoded,
                         Err(unknown) => {
@@ -210,7 +211,7 @@ pub async fn fetch(
                     line.binary(part, origin, data.as_deref());
                 }
                 FetchAttribute::BinarySize { part } => {
-                    let size = binary(&summary, &raw, part).ok().flatten().map_or(0, |data| data.len() as u64);
+                    let size = binary(summary, &raw, part).ok().flatten().map_or(0, |data| data.len() as u64);
                     line.binary_size(part, size);
                 }
             }

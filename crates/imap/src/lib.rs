@@ -19,6 +19,7 @@
 //! [`AuthLimiter`]: each failure slows the next attempt, and past the limit logins are
 //! refused without checking the password.
 
+mod cache;
 mod commands;
 mod fetch;
 mod search;
@@ -31,6 +32,8 @@ use std::time::Duration;
 
 use hameau_directory::{AuthLimiter, Directory};
 use hameau_mailbox::{Mail, MailboxNames};
+
+pub use cache::SummaryCache;
 
 /// How the IMAP server runs; `config` fills it.
 #[derive(Clone, Debug)]
@@ -53,4 +56,6 @@ pub struct Context {
     pub options: Options,
     /// Seconds since the Unix epoch (the clock is given, not read here).
     pub now_s: fn() -> u64,
+    /// Decoded summaries shared by the sessions.
+    pub summaries: SummaryCache,
 }

@@ -57,7 +57,7 @@ fn needs(key: &SearchKey, needs: &mut Needs) {
 struct Candidate<'a> {
     seq: u32,
     entry: &'a UidEntry,
-    summary: Option<Summary>,
+    summary: Option<std::sync::Arc<Summary>>,
     raw: Option<Vec<u8>>,
     /// The body's searchable text, when BODY or TEXT asks.
     body_text: Option<String>,
@@ -206,6 +206,7 @@ fn eval(key: &SearchKey, candidate: &mut Candidate<'_>, scope: &Scope<'_>) -> bo
 /// The indexes (in `selected.entries`) of the messages matching `criteria`, ascending.
 async fn matching(
     mail: &Mail,
+    summaries: &crate::SummaryCache,
     account: AccountId,
     selected: &Selected,
     criteria: &SearchKey,
@@ -220,7 +221,7 @@ async fn matching(
     let mut found = Vec::new();
     for (index, entry) in selected.entries.iter().enumerate() {
         let summary = if need.summary {
-            match mail.summary(account, entry.email).await {
+            match summaries.get(mail, account, entry.email).await {
                 Ok(summary) => Some(summary),
                 Err(hameau_mailbox::Error::NoEmail(_)) => continue,
                 Err(e) => return Err(e.into()),
@@ -275,7 +276,7 @@ pub async fn search(
     let account = conn.user.as_ref().expect("authenticated").account;
     let mail = conn.ctx.mail.clone();
     let selected = conn.selected.as_mut().expect("selected state");
-    let found = matching(&mail, account, selected, criteria).await?;
+    let found = matching(&mail, &conn.ctx.summaries, account, selected, criteria).await?;
     let numbers: Vec<u32> =
         found.iter().map(|index| if uid { selected.entries[*index].uid } else { *index as u32 + 1 }).collect();
     let modseq =
@@ -320,14 +321,14 @@ pub async fn sort(
     let account = conn.user.as_ref().expect("authenticated").account;
     let mail = conn.ctx.mail.clone();
     let selected = conn.selected.as_ref().expect("selected state");
-    let found = matching(&mail, account, selected, search).await?;
+    let found = matching(&mail, &conn.ctx.summaries, account, selected, search).await?;
     let needs_summary = criteria
         .iter()
         .any(|c| matches!(c.key, SortKey::Cc | SortKey::Date | SortKey::From | SortKey::Subject | SortKey::To));
     let mut keyed = Vec::with_capacity(found.len());
     for index in found {
         let entry = &selected.entries[index];
-        let summary = if needs_summary { mail.summary(account, entry.email).await.ok() } else { None };
+        let summary = if needs_summary { conn.ctx.summaries.get(&mail, account, entry.email).await.ok() } else { None };
         keyed.push((index, summary));
     }
     keyed.sort_by(|(a, sa), (b, sb)| {
@@ -337,27 +338,33 @@ pub async fn sort(
                 SortKey::Arrival => ea.received_at.cmp(&eb.received_at),
                 SortKey::Size => ea.size.cmp(&eb.size),
                 SortKey::Date => {
-                    let date = |e: &UidEntry, s: &Option<Summary>| {
+                    let date = |e: &UidEntry, s: &Option<std::sync::Arc<Summary>>| {
                         s.as_ref().and_then(|s| s.sent_at).unwrap_or(e.received_at as i64)
                     };
                     date(ea, sa).cmp(&date(eb, sb))
                 }
                 SortKey::Subject => {
-                    let subject = |s: &Option<Summary>| {
+                    let subject = |s: &Option<std::sync::Arc<Summary>>| {
                         crate::thread::base_subject(s.as_ref().and_then(|s| s.subject.as_deref()).unwrap_or("")).0
                     };
                     subject(sa).cmp(&subject(sb))
                 }
                 SortKey::From => {
-                    let from = |s: &Option<Summary>| s.as_ref().map(|s| first_address(&s.from)).unwrap_or_default();
+                    let from = |s: &Option<std::sync::Arc<Summary>>| {
+                        s.as_ref().map(|s| first_address(&s.from)).unwrap_or_default()
+                    };
                     from(sa).cmp(&from(sb))
                 }
                 SortKey::To => {
-                    let to = |s: &Option<Summary>| s.as_ref().map(|s| first_address(&s.to)).unwrap_or_default();
+                    let to = |s: &Option<std::sync::Arc<Summary>>| {
+                        s.as_ref().map(|s| first_address(&s.to)).unwrap_or_default()
+                    };
                     to(sa).cmp(&to(sb))
                 }
                 SortKey::Cc => {
-                    let cc = |s: &Option<Summary>| s.as_ref().map(|s| first_address(&s.cc)).unwrap_or_default();
+                    let cc = |s: &Option<std::sync::Arc<Summary>>| {
+                        s.as_ref().map(|s| first_address(&s.cc)).unwrap_or_default()
+                    };
                     cc(sa).cmp(&cc(sb))
                 }
             };
@@ -386,22 +393,23 @@ pub async fn thread(
     let account = conn.user.as_ref().expect("authenticated").account;
     let mail = conn.ctx.mail.clone();
     let selected = conn.selected.as_ref().expect("selected state");
-    let found = matching(&mail, account, selected, search).await?;
+    let found = matching(&mail, &conn.ctx.summaries, account, selected, search).await?;
     let mut messages = Vec::with_capacity(found.len());
     for index in found {
         let entry = &selected.entries[index];
-        let summary = match mail.summary(account, entry.email).await {
+        let summary = match conn.ctx.summaries.get(&mail, account, entry.email).await {
             Ok(summary) => summary,
             Err(hameau_mailbox::Error::NoEmail(_)) => continue,
             Err(e) => return Err(e.into()),
         };
-        let references = if summary.references.is_empty() { summary.in_reply_to } else { summary.references };
+        let references =
+            if summary.references.is_empty() { summary.in_reply_to.clone() } else { summary.references.clone() };
         messages.push(crate::thread::Message {
             number: if uid { entry.uid } else { index as u32 + 1 },
-            message_id: summary.message_id.into_iter().next(),
+            message_id: summary.message_id.first().cloned(),
             references,
             date: summary.sent_at.unwrap_or(entry.received_at as i64),
-            subject: summary.subject.unwrap_or_default(),
+            subject: summary.subject.clone().unwrap_or_default(),
         });
     }
     let threads = match algorithm {
