@@ -1,4 +1,7 @@
-//! What the load generators share: percentiles and process measurements from /proc.
+//! What the load generators share: percentiles and process measurements from /proc, and
+//! (`imap`) an IMAP client with the set-up of the IMAP benches.
+
+pub mod imap;
 
 /// The `at` quantile (0 to 1) of `samples`, nearest rank; NaN when there are none.
 pub fn percentile(samples: &[f64], at: f64) -> f64 {

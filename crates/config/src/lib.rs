@@ -321,6 +321,9 @@ pub struct Imap {
     /// Email summaries kept decoded in memory for all sessions (ENVELOPE, BODYSTRUCTURE,
     /// header searches, SORT, THREAD): about 2 KiB each; 0 keeps none.
     pub summary_cache_entries: usize,
+    /// Bytes of searchable body text kept in memory for all sessions (SEARCH BODY/TEXT);
+    /// 0 keeps none.
+    pub text_cache_bytes: usize,
 }
 
 impl Default for Imap {
@@ -345,6 +348,7 @@ impl Default for Imap {
             command_timeout_s: limits.command_timeout.as_secs(),
             tls_handshake_timeout_s: 10,
             summary_cache_entries: 20_000,
+            text_cache_bytes: 64 << 20,
         }
     }
 }

@@ -13,7 +13,7 @@ pub(crate) fn check(config: &Config) -> Result<(), Error> {
     let fail = |key: &str, problem: String| Err(error_at(source, key, problem));
     let d = &config.directory;
     let a = &config.auth;
-    let ranges: [(&str, u64, u64, u64); 64] = [
+    let ranges: [(&str, u64, u64, u64); 65] = [
         ("server.shutdown_grace_s", config.server.shutdown_grace_s, 1, 3600),
         ("store.cache_bytes", config.store.cache_bytes as u64, 1 << 20, 1 << 40),
         ("store.key_bytes_max", config.store.key_bytes_max as u64, 64, 64 * 1024),
@@ -83,6 +83,7 @@ pub(crate) fn check(config: &Config) -> Result<(), Error> {
         ("imap.command_timeout_s", config.imap.command_timeout_s, 1, 3600),
         ("imap.tls_handshake_timeout_s", config.imap.tls_handshake_timeout_s, 1, 600),
         ("imap.summary_cache_entries", config.imap.summary_cache_entries as u64, 0, 10_000_000),
+        ("imap.text_cache_bytes", config.imap.text_cache_bytes as u64, 0, 64 << 30),
     ];
     for (key, value, min, max) in ranges {
         if value < min || value > max {

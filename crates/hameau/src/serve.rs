@@ -224,6 +224,7 @@ async fn start_imap(
         },
         now_s: || <SystemClock as hameau_http::Clock>::now_s(&SystemClock),
         summaries: hameau_imap::SummaryCache::new(config.imap.summary_cache_entries),
+        texts: hameau_imap::TextCache::new(config.imap.text_cache_bytes),
     });
     // One budget of connections and one count per address for both ports.
     let gate = hameau_net::Gate::new(config.imap.connections_max, config.imap.connections_per_ip_max);

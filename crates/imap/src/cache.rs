@@ -1,7 +1,9 @@
-//! Summaries of emails, shared by every session: an email's content never changes, so its
-//! summary (read for ENVELOPE, BODYSTRUCTURE, SEARCH on headers, SORT and THREAD) is kept
-//! decoded in memory once read. Bounded by `imap.summary_cache_entries`; when full it is
-//! emptied and fills again with what is used (cheap, and rare with a sensible bound).
+//! What every session shares in memory:
+//!
+//! - Summaries and searchable body texts of emails: an email's content never changes, so
+//!   once read they are kept (ENVELOPE, BODYSTRUCTURE, header searches, SORT, THREAD, SEARCH
+//!   BODY). Each is bounded (`imap.summary_cache_entries`, `imap.text_cache_bytes`); when full
+//!   it is emptied and fills again with what is used (cheap, and rare with a sensible bound).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -38,5 +40,45 @@ impl SummaryCache {
 impl std::fmt::Debug for SummaryCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SummaryCache").field("entries_max", &self.entries_max).finish()
+    }
+}
+
+/// The texts, and their bytes in all.
+type Texts = (HashMap<(AccountId, EmailId), Arc<str>>, usize);
+
+/// Body texts (`Mail::body_text`), bounded in bytes.
+pub struct TextCache {
+    entries: Mutex<Texts>,
+    bytes_max: usize,
+}
+
+impl TextCache {
+    /// A cache of at most `bytes_max` bytes of text; 0 keeps none.
+    pub fn new(bytes_max: usize) -> TextCache {
+        TextCache { entries: Mutex::new((HashMap::new(), 0)), bytes_max }
+    }
+
+    pub async fn get(&self, mail: &Mail, account: AccountId, email: EmailId) -> Result<Arc<str>, Error> {
+        if let Some(text) = self.entries.lock().expect("cache lock").0.get(&(account, email)) {
+            return Ok(text.clone());
+        }
+        let text: Arc<str> = mail.body_text(account, email).await?.into();
+        if text.len() < self.bytes_max {
+            let mut guard = self.entries.lock().expect("cache lock");
+            let (entries, bytes) = &mut *guard;
+            if *bytes + text.len() > self.bytes_max {
+                entries.clear();
+                *bytes = 0;
+            }
+            *bytes += text.len();
+            entries.insert((account, email), text.clone());
+        }
+        Ok(text)
+    }
+}
+
+impl std::fmt::Debug for TextCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TextCache").field("bytes_max", &self.bytes_max).finish()
     }
 }

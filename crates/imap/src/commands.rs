@@ -305,7 +305,15 @@ impl<'a> Conn<'a> {
             out.status(Status::Ok, Some(Code::UidNext(uid_next)), "Predicted next UID");
             out.status(Status::Ok, Some(Code::HighestModSeq(highest_modseq.max(1))), "Highest");
         }
-        let mut selected = Selected { id: mailbox.id, read_only, entries, highest_modseq, saved: Vec::new(), recent };
+        let mut selected = Selected {
+            id: mailbox.id,
+            read_only,
+            entries,
+            highest_modseq,
+            saved: Vec::new(),
+            recent,
+            pending_expunges: false,
+        };
         // QRESYNC (RFC 7162 §3.2.5): what changed since the client's modseq, and what vanished.
         if let Some(qresync) = params.qresync
             && enabled.qresync
@@ -757,8 +765,13 @@ impl<'a> Conn<'a> {
     /// allowed (not during FETCH, STORE and SEARCH by sequence number, RFC 9051 §7.5.1)
     /// `EXPUNGE` or, under QRESYNC, `VANISHED`.
     pub async fn refresh(&mut self, session: &mut Session, expunges: bool) {
-        let Some(account) = self.user.as_ref().map(|user| user.account) else { return };
+        let Some(user) = self.user.as_ref() else { return };
+        let account = user.account;
         let Some(selected) = self.selected.as_mut() else { return };
+        // The account's modseq as last notified: nothing committed since what we know.
+        if *user.changes.borrow() <= selected.highest_modseq && !selected.pending_expunges {
+            return;
+        }
         let delta = match self.ctx.mail.mailbox_changes_since(account, selected.id, selected.highest_modseq).await {
             Ok(delta) => delta,
             Err(MailError::NoMailbox(_)) => {
@@ -825,9 +838,7 @@ impl<'a> Conn<'a> {
             && !selected.read_only
         {
             match self.ctx.mail.claim_recent(account, selected.id, newest).await {
-                Ok(mark) => {
-                    selected.recent.extend(added.iter().map(|entry| entry.uid).filter(|uid| *uid > mark));
-                }
+                Ok(mark) => selected.recent.extend(added.iter().map(|entry| entry.uid).filter(|uid| *uid > mark)),
                 Err(e) => tracing::error!(error = %e, "imap: claiming recent messages"),
             }
         }
@@ -840,6 +851,7 @@ impl<'a> Conn<'a> {
                 session.untagged().recent(selected.recent.len() as u32);
             }
         }
+        selected.pending_expunges = pending_expunges;
         if !pending_expunges {
             selected.highest_modseq = selected.highest_modseq.max(delta.highest_modseq);
         }

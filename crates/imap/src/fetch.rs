@@ -223,7 +223,10 @@ pub async fn fetch(
             line.modseq(entry.modseq);
         }
     }
-    if expunged_meanwhile {
+    // A UID FETCH of a message expunged meanwhile by another session just leaves it out
+    // (RFC 9051: UIDs that do not exist are no error); a FETCH by sequence number says so
+    // (RFC 2180 §4.1.2), and the EXPUNGE follows with the next command that allows it.
+    if expunged_meanwhile && !uid {
         return Err(No::new(Some(Code::ExpungeIssued), "Some messages were expunged meanwhile"));
     }
     conn.refresh(session, uid).await;

@@ -33,7 +33,7 @@ use std::time::Duration;
 use hameau_directory::{AuthLimiter, Directory};
 use hameau_mailbox::{Mail, MailboxNames};
 
-pub use cache::SummaryCache;
+pub use cache::{SummaryCache, TextCache};
 
 /// How the IMAP server runs; `config` fills it.
 #[derive(Clone, Debug)]
@@ -58,4 +58,6 @@ pub struct Context {
     pub now_s: fn() -> u64,
     /// Decoded summaries shared by the sessions.
     pub summaries: SummaryCache,
+    /// Searchable body texts shared by the sessions.
+    pub texts: TextCache,
 }

@@ -60,7 +60,7 @@ struct Candidate<'a> {
     summary: Option<std::sync::Arc<Summary>>,
     raw: Option<Vec<u8>>,
     /// The body's searchable text, when BODY or TEXT asks.
-    body_text: Option<String>,
+    body_text: Option<std::sync::Arc<str>>,
 }
 
 struct Scope<'a> {
@@ -206,7 +206,7 @@ fn eval(key: &SearchKey, candidate: &mut Candidate<'_>, scope: &Scope<'_>) -> bo
 /// The indexes (in `selected.entries`) of the messages matching `criteria`, ascending.
 async fn matching(
     mail: &Mail,
-    summaries: &crate::SummaryCache,
+    ctx: &crate::Context,
     account: AccountId,
     selected: &Selected,
     criteria: &SearchKey,
@@ -220,8 +220,12 @@ async fn matching(
     };
     let mut found = Vec::new();
     for (index, entry) in selected.entries.iter().enumerate() {
+        // Store reads do not yield: let the other connections of this thread run.
+        if index % 256 == 255 && (need.summary || need.raw || need.text) {
+            tokio::task::yield_now().await;
+        }
         let summary = if need.summary {
-            match summaries.get(mail, account, entry.email).await {
+            match ctx.summaries.get(mail, account, entry.email).await {
                 Ok(summary) => Some(summary),
                 Err(hameau_mailbox::Error::NoEmail(_)) => continue,
                 Err(e) => return Err(e.into()),
@@ -239,7 +243,7 @@ async fn matching(
             None
         };
         let body_text = if need.text {
-            match mail.body_text(account, entry.email).await {
+            match ctx.texts.get(mail, account, entry.email).await {
                 Ok(text) => Some(text),
                 Err(hameau_mailbox::Error::NoEmail(_)) => continue,
                 Err(e) => return Err(e.into()),
@@ -276,7 +280,7 @@ pub async fn search(
     let account = conn.user.as_ref().expect("authenticated").account;
     let mail = conn.ctx.mail.clone();
     let selected = conn.selected.as_mut().expect("selected state");
-    let found = matching(&mail, &conn.ctx.summaries, account, selected, criteria).await?;
+    let found = matching(&mail, conn.ctx, account, selected, criteria).await?;
     let numbers: Vec<u32> =
         found.iter().map(|index| if uid { selected.entries[*index].uid } else { *index as u32 + 1 }).collect();
     let modseq =
@@ -321,7 +325,7 @@ pub async fn sort(
     let account = conn.user.as_ref().expect("authenticated").account;
     let mail = conn.ctx.mail.clone();
     let selected = conn.selected.as_ref().expect("selected state");
-    let found = matching(&mail, &conn.ctx.summaries, account, selected, search).await?;
+    let found = matching(&mail, conn.ctx, account, selected, search).await?;
     let needs_summary = criteria
         .iter()
         .any(|c| matches!(c.key, SortKey::Cc | SortKey::Date | SortKey::From | SortKey::Subject | SortKey::To));
@@ -393,7 +397,7 @@ pub async fn thread(
     let account = conn.user.as_ref().expect("authenticated").account;
     let mail = conn.ctx.mail.clone();
     let selected = conn.selected.as_ref().expect("selected state");
-    let found = matching(&mail, &conn.ctx.summaries, account, selected, search).await?;
+    let found = matching(&mail, conn.ctx, account, selected, search).await?;
     let mut messages = Vec::with_capacity(found.len());
     for index in found {
         let entry = &selected.entries[index];

@@ -18,6 +18,9 @@ pub struct Selected {
     pub saved: Vec<u32>,
     /// The UIDs that are `\Recent` in this session (IMAP4rev1), ascending.
     pub recent: Vec<u32>,
+    /// Expunges read from the change log but not reported yet (they wait for a command
+    /// that allows them).
+    pub pending_expunges: bool,
 }
 
 impl Selected {
