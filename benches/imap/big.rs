@@ -52,8 +52,8 @@ fn main() -> anyhow::Result<()> {
     let rust = runtime.block_on(rust_client(addr, messages, runs))?;
     let (imaplib, python_raw) = python_clients(addr, messages, runs)?;
     println!(
-        "{:<18} {:>8} {:>10} {:>11} {:>11} {:>15}   {}",
-        "client", "min ms", "median ms", "SELECT p50", "FETCH p50", "client CPU p50", "each run (SELECT + FETCH, ms)"
+        "{:<18} {:>8} {:>10} {:>11} {:>11} {:>15}   each run (SELECT + FETCH, ms)",
+        "client", "min ms", "median ms", "SELECT p50", "FETCH p50", "client CPU p50"
     );
     for (name, runs) in [("rust (this bench)", &rust), ("python imaplib", &imaplib), ("python raw socket", &python_raw)]
     {
