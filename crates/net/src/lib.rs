@@ -23,11 +23,7 @@ pub struct Gate {
 
 impl Gate {
     pub fn new(connections_max: usize, per_ip_max: usize) -> Arc<Gate> {
-        Arc::new(Gate {
-            permits: Arc::new(Semaphore::new(connections_max)),
-            per_ip: Arc::default(),
-            per_ip_max,
-        })
+        Arc::new(Gate { permits: Arc::new(Semaphore::new(connections_max)), per_ip: Arc::default(), per_ip_max })
     }
 }
 
