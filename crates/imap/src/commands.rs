@@ -269,13 +269,34 @@ impl<'a> Conn<'a> {
         read_only: bool,
         params: SelectParams,
     ) -> Outcome {
-        self.selected = None;
+        let previous = self.selected.take();
         let account = self.account();
         let mailbox = self.mailbox_named(&name).await?;
         let mail = &self.ctx.mail;
-        // Everything up to this modseq is in what is read next.
-        let highest_modseq = mail.modseq(account).await?;
-        let entries = mail.uids(account, mailbox.id).await?;
+        let (entries, highest_modseq) = match previous.filter(|previous| previous.id == mailbox.id) {
+            // Selected again (clients do it to poll): the view is brought up to date from
+            // the change log instead of reading the whole index again.
+            Some(previous) => {
+                let delta = mail.mailbox_changes_since(account, mailbox.id, previous.highest_modseq).await?;
+                let mut entries = previous.entries;
+                if !delta.expunged.is_empty() {
+                    let gone: std::collections::HashSet<u32> = delta.expunged.iter().copied().collect();
+                    entries.retain(|entry| !gone.contains(&entry.uid));
+                }
+                for entry in delta.changed {
+                    match entries.binary_search_by_key(&entry.uid, |e| e.uid) {
+                        Ok(index) => entries[index] = entry,
+                        Err(index) => entries.insert(index, entry),
+                    }
+                }
+                (entries, delta.highest_modseq.max(previous.highest_modseq))
+            }
+            None => {
+                // Everything up to this modseq is in what is read next.
+                let highest_modseq = mail.modseq(account).await?;
+                (mail.uids(account, mailbox.id).await?, highest_modseq)
+            }
+        };
         let uid_next = mail.uid_next(account, mailbox.id).await?;
         let enabled = session.enabled();
         let condstore = enabled.condstore || params.condstore || params.qresync.is_some();

@@ -133,8 +133,8 @@ pub async fn fetch(
         } else {
             (None, None)
         };
-        let summary = summary.unwrap_or_default();
-        let summary: &Summary = &summary;
+        let empty = Summary::default();
+        let summary: &Summary = summary.as_ref().map_or(&empty, |cached| &cached.summary);
         let raw = raw.unwrap_or_default();
         let mut out = session.untagged();
         let mut line = out.fetch(index as u32 + 1);

@@ -9,7 +9,7 @@
 use hameau_imap_session::{
     Esearch, SearchKey, SearchReturn, SequenceSet, Session, SortCriterion, SortKey, ThreadAlgorithm,
 };
-use hameau_mailbox::{AccountId, Mail, Summary, UidEntry};
+use hameau_mailbox::{AccountId, Mail, UidEntry};
 
 use crate::commands::{Conn, No, Outcome, done};
 use crate::view::{self, Selected};
@@ -57,7 +57,7 @@ fn needs(key: &SearchKey, needs: &mut Needs) {
 struct Candidate<'a> {
     seq: u32,
     entry: &'a UidEntry,
-    summary: Option<std::sync::Arc<Summary>>,
+    summary: Option<std::sync::Arc<crate::cache::Cached>>,
     raw: Option<Vec<u8>>,
     /// The body's searchable text, when BODY or TEXT asks.
     body_text: Option<std::sync::Arc<str>>,
@@ -73,11 +73,19 @@ fn contains(haystack: &str, needle: &str) -> bool {
     needle.is_empty() || haystack.to_lowercase().contains(&needle.to_lowercase())
 }
 
-fn addresses_contain(addresses: &[hameau_mailbox::EmailAddress], needle: &str) -> bool {
-    addresses.iter().any(|a| {
-        a.name.as_deref().is_some_and(|n| contains(n, needle))
-            || a.address.as_deref().is_some_and(|x| contains(x, needle))
-    })
+/// The key with its strings lowercased once, for the lowercased fields of the cache.
+fn lowercased(key: &SearchKey) -> SearchKey {
+    match key {
+        SearchKey::And(keys) => SearchKey::And(keys.iter().map(lowercased).collect()),
+        SearchKey::Not(key) => SearchKey::Not(Box::new(lowercased(key))),
+        SearchKey::Or(a, b) => SearchKey::Or(Box::new(lowercased(a)), Box::new(lowercased(b))),
+        SearchKey::From(s) => SearchKey::From(s.to_lowercase()),
+        SearchKey::To(s) => SearchKey::To(s.to_lowercase()),
+        SearchKey::Cc(s) => SearchKey::Cc(s.to_lowercase()),
+        SearchKey::Bcc(s) => SearchKey::Bcc(s.to_lowercase()),
+        SearchKey::Subject(s) => SearchKey::Subject(s.to_lowercase()),
+        other => other.clone(),
+    }
 }
 
 fn day_of(seconds: i64) -> i64 {
@@ -95,7 +103,7 @@ fn header_text<'c>(candidate: &'c Candidate<'_>) -> &'c [u8] {
     let end = candidate
         .summary
         .as_ref()
-        .and_then(|s| s.parts.first())
+        .and_then(|s| s.summary.parts.first())
         .map_or(raw.len(), |root| root.offset_body as usize)
         .min(raw.len());
     &raw[..end]
@@ -143,7 +151,11 @@ fn decode_header_value(value: &str) -> String {
 fn eval(key: &SearchKey, candidate: &mut Candidate<'_>, scope: &Scope<'_>) -> bool {
     let entry = candidate.entry;
     let summary_day = |c: &Candidate<'_>| {
-        c.summary.as_ref().and_then(|s| s.sent_at).map(day_of).unwrap_or_else(|| day_of(entry.received_at as i64))
+        c.summary
+            .as_ref()
+            .and_then(|s| s.summary.sent_at)
+            .map(day_of)
+            .unwrap_or_else(|| day_of(entry.received_at as i64))
     };
     match key {
         SearchKey::And(keys) => keys.iter().all(|k| eval(k, candidate, scope)),
@@ -188,13 +200,12 @@ fn eval(key: &SearchKey, candidate: &mut Candidate<'_>, scope: &Scope<'_>) -> bo
             }
         }
         SearchKey::ModSeq { modseq, .. } => entry.modseq >= *modseq,
-        SearchKey::From(s) => candidate.summary.as_ref().is_some_and(|m| addresses_contain(&m.from, s)),
-        SearchKey::To(s) => candidate.summary.as_ref().is_some_and(|m| addresses_contain(&m.to, s)),
-        SearchKey::Cc(s) => candidate.summary.as_ref().is_some_and(|m| addresses_contain(&m.cc, s)),
-        SearchKey::Bcc(s) => candidate.summary.as_ref().is_some_and(|m| addresses_contain(&m.bcc, s)),
-        SearchKey::Subject(s) => {
-            candidate.summary.as_ref().is_some_and(|m| contains(m.subject.as_deref().unwrap_or(""), s))
-        }
+        // The key's strings were lowercased once (`lowercased`), the cache's fields too.
+        SearchKey::From(s) => candidate.summary.as_ref().is_some_and(|m| m.from.contains(s.as_str())),
+        SearchKey::To(s) => candidate.summary.as_ref().is_some_and(|m| m.to.contains(s.as_str())),
+        SearchKey::Cc(s) => candidate.summary.as_ref().is_some_and(|m| m.cc.contains(s.as_str())),
+        SearchKey::Bcc(s) => candidate.summary.as_ref().is_some_and(|m| m.bcc.contains(s.as_str())),
+        SearchKey::Subject(s) => candidate.summary.as_ref().is_some_and(|m| m.subject.contains(s.as_str())),
         SearchKey::Header(name, value) => header_matches(candidate, name, value),
         SearchKey::Body(s) => body_contains(candidate, s),
         SearchKey::Text(s) => {
@@ -211,6 +222,7 @@ async fn matching(
     selected: &Selected,
     criteria: &SearchKey,
 ) -> Result<Vec<usize>, No> {
+    let criteria = &lowercased(criteria);
     let mut need = Needs::default();
     needs(criteria, &mut need);
     let scope = Scope {
@@ -342,32 +354,33 @@ pub async fn sort(
                 SortKey::Arrival => ea.received_at.cmp(&eb.received_at),
                 SortKey::Size => ea.size.cmp(&eb.size),
                 SortKey::Date => {
-                    let date = |e: &UidEntry, s: &Option<std::sync::Arc<Summary>>| {
-                        s.as_ref().and_then(|s| s.sent_at).unwrap_or(e.received_at as i64)
+                    let date = |e: &UidEntry, s: &Option<std::sync::Arc<crate::cache::Cached>>| {
+                        s.as_ref().and_then(|s| s.summary.sent_at).unwrap_or(e.received_at as i64)
                     };
                     date(ea, sa).cmp(&date(eb, sb))
                 }
                 SortKey::Subject => {
-                    let subject = |s: &Option<std::sync::Arc<Summary>>| {
-                        crate::thread::base_subject(s.as_ref().and_then(|s| s.subject.as_deref()).unwrap_or("")).0
+                    let subject = |s: &Option<std::sync::Arc<crate::cache::Cached>>| {
+                        crate::thread::base_subject(s.as_ref().and_then(|s| s.summary.subject.as_deref()).unwrap_or(""))
+                            .0
                     };
                     subject(sa).cmp(&subject(sb))
                 }
                 SortKey::From => {
-                    let from = |s: &Option<std::sync::Arc<Summary>>| {
-                        s.as_ref().map(|s| first_address(&s.from)).unwrap_or_default()
+                    let from = |s: &Option<std::sync::Arc<crate::cache::Cached>>| {
+                        s.as_ref().map(|s| first_address(&s.summary.from)).unwrap_or_default()
                     };
                     from(sa).cmp(&from(sb))
                 }
                 SortKey::To => {
-                    let to = |s: &Option<std::sync::Arc<Summary>>| {
-                        s.as_ref().map(|s| first_address(&s.to)).unwrap_or_default()
+                    let to = |s: &Option<std::sync::Arc<crate::cache::Cached>>| {
+                        s.as_ref().map(|s| first_address(&s.summary.to)).unwrap_or_default()
                     };
                     to(sa).cmp(&to(sb))
                 }
                 SortKey::Cc => {
-                    let cc = |s: &Option<std::sync::Arc<Summary>>| {
-                        s.as_ref().map(|s| first_address(&s.cc)).unwrap_or_default()
+                    let cc = |s: &Option<std::sync::Arc<crate::cache::Cached>>| {
+                        s.as_ref().map(|s| first_address(&s.summary.cc)).unwrap_or_default()
                     };
                     cc(sa).cmp(&cc(sb))
                 }
@@ -401,11 +414,12 @@ pub async fn thread(
     let mut messages = Vec::with_capacity(found.len());
     for index in found {
         let entry = &selected.entries[index];
-        let summary = match conn.ctx.summaries.get(&mail, account, entry.email).await {
-            Ok(summary) => summary,
+        let cached = match conn.ctx.summaries.get(&mail, account, entry.email).await {
+            Ok(cached) => cached,
             Err(hameau_mailbox::Error::NoEmail(_)) => continue,
             Err(e) => return Err(e.into()),
         };
+        let summary = &cached.summary;
         let references =
             if summary.references.is_empty() { summary.in_reply_to.clone() } else { summary.references.clone() };
         messages.push(crate::thread::Message {
