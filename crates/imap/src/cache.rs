@@ -69,75 +69,124 @@ impl Cached {
     }
 }
 
-pub struct SummaryCache {
-    entries: Mutex<IdMap<Arc<Cached>>>,
-    entries_max: usize,
+/// A map bounded by a total weight (entries, or bytes); emptied when full.
+struct Bounded<V> {
+    entries: Mutex<(IdMap<V>, usize)>,
+    weight_max: usize,
+    weight: fn(&V) -> usize,
 }
+
+impl<V: Clone> Bounded<V> {
+    fn new(weight_max: usize, weight: fn(&V) -> usize) -> Bounded<V> {
+        Bounded { entries: Mutex::new((IdMap::default(), 0)), weight_max, weight }
+    }
+
+    /// The values of `emails` (`None` for an email that is gone), one lock for the hits,
+    /// `load` for the misses.
+    async fn get_many<F, Fut>(&self, account: AccountId, emails: &[EmailId], load: F) -> Result<Vec<Option<V>>, Error>
+    where
+        F: Fn(EmailId) -> Fut,
+        Fut: std::future::Future<Output = Result<V, Error>>,
+    {
+        let mut values: Vec<Option<V>> = {
+            let guard = self.entries.lock().expect("cache lock");
+            emails.iter().map(|email| guard.0.get(&(account, *email)).cloned()).collect()
+        };
+        let mut loaded = Vec::new();
+        for (index, email) in emails.iter().enumerate() {
+            if values[index].is_some() {
+                continue;
+            }
+            match load(*email).await {
+                Ok(value) => {
+                    values[index] = Some(value.clone());
+                    loaded.push((*email, value));
+                }
+                Err(Error::NoEmail(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if !loaded.is_empty() && self.weight_max > 0 {
+            let mut guard = self.entries.lock().expect("cache lock");
+            let (entries, total) = &mut *guard;
+            for (email, value) in loaded {
+                let weight = (self.weight)(&value);
+                if weight > self.weight_max {
+                    continue;
+                }
+                if *total + weight > self.weight_max {
+                    entries.clear();
+                    *total = 0;
+                }
+                *total += weight;
+                entries.insert((account, email), value);
+            }
+        }
+        Ok(values)
+    }
+}
+
+/// Summaries (with lowercased header fields), bounded in entries.
+pub struct SummaryCache(Bounded<Arc<Cached>>);
 
 impl SummaryCache {
     /// A cache of at most `entries_max` summaries; 0 keeps none.
     pub fn new(entries_max: usize) -> SummaryCache {
-        SummaryCache { entries: Mutex::new(IdMap::default()), entries_max }
+        SummaryCache(Bounded::new(entries_max, |_| 1))
     }
 
     pub async fn get(&self, mail: &Mail, account: AccountId, email: EmailId) -> Result<Arc<Cached>, Error> {
-        if let Some(summary) = self.entries.lock().expect("cache lock").get(&(account, email)) {
-            return Ok(summary.clone());
-        }
-        let summary = Arc::new(Cached::new(mail.summary(account, email).await?));
-        if self.entries_max > 0 {
-            let mut entries = self.entries.lock().expect("cache lock");
-            if entries.len() >= self.entries_max {
-                entries.clear();
-            }
-            entries.insert((account, email), summary.clone());
-        }
-        Ok(summary)
+        let mut values = self.get_many(mail, account, &[email]).await?;
+        values.pop().flatten().ok_or(Error::NoEmail(email))
+    }
+
+    /// The summaries of `emails`, `None` for those that are gone.
+    pub async fn get_many(
+        &self,
+        mail: &Mail,
+        account: AccountId,
+        emails: &[EmailId],
+    ) -> Result<Vec<Option<Arc<Cached>>>, Error> {
+        self.0
+            .get_many(
+                account,
+                emails,
+                |email| async move { Ok(Arc::new(Cached::new(mail.summary(account, email).await?))) },
+            )
+            .await
     }
 }
 
 impl std::fmt::Debug for SummaryCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SummaryCache").field("entries_max", &self.entries_max).finish()
+        f.debug_struct("SummaryCache").field("entries_max", &self.0.weight_max).finish()
     }
 }
 
-/// The texts, and their bytes in all.
-type Texts = (IdMap<Arc<str>>, usize);
-
 /// Body texts (`Mail::body_text`), bounded in bytes.
-pub struct TextCache {
-    entries: Mutex<Texts>,
-    bytes_max: usize,
-}
+pub struct TextCache(Bounded<Arc<str>>);
 
 impl TextCache {
     /// A cache of at most `bytes_max` bytes of text; 0 keeps none.
     pub fn new(bytes_max: usize) -> TextCache {
-        TextCache { entries: Mutex::new((IdMap::default(), 0)), bytes_max }
+        TextCache(Bounded::new(bytes_max, |text| text.len()))
     }
 
-    pub async fn get(&self, mail: &Mail, account: AccountId, email: EmailId) -> Result<Arc<str>, Error> {
-        if let Some(text) = self.entries.lock().expect("cache lock").0.get(&(account, email)) {
-            return Ok(text.clone());
-        }
-        let text: Arc<str> = mail.body_text(account, email).await?.into();
-        if text.len() < self.bytes_max {
-            let mut guard = self.entries.lock().expect("cache lock");
-            let (entries, bytes) = &mut *guard;
-            if *bytes + text.len() > self.bytes_max {
-                entries.clear();
-                *bytes = 0;
-            }
-            *bytes += text.len();
-            entries.insert((account, email), text.clone());
-        }
-        Ok(text)
+    /// The texts of `emails` (empty for a message without text).
+    pub async fn get_many(
+        &self,
+        mail: &Mail,
+        account: AccountId,
+        emails: &[EmailId],
+    ) -> Result<Vec<Option<Arc<str>>>, Error> {
+        self.0
+            .get_many(account, emails, |email| async move { Ok(Arc::from(mail.body_text(account, email).await?)) })
+            .await
     }
 }
 
 impl std::fmt::Debug for TextCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TextCache").field("bytes_max", &self.bytes_max).finish()
+        f.debug_struct("TextCache").field("bytes_max", &self.0.weight_max).finish()
     }
 }

@@ -230,20 +230,21 @@ async fn matching(
         largest_uid: selected.entries.last().map_or(0, |e| e.uid),
         count: selected.entries.len() as u32,
     };
+    let emails: Vec<hameau_mailbox::EmailId> = selected.entries.iter().map(|entry| entry.email).collect();
+    let summaries = if need.summary { Some(ctx.summaries.get_many(mail, account, &emails).await?) } else { None };
+    let texts = if need.text { Some(ctx.texts.get_many(mail, account, &emails).await?) } else { None };
     let mut found = Vec::new();
     for (index, entry) in selected.entries.iter().enumerate() {
-        // Store reads do not yield: let the other connections of this thread run.
-        if index % 256 == 255 && (need.summary || need.raw || need.text) {
+        // Reading raw messages does not yield: let the other connections of this thread run.
+        if need.raw && index % 256 == 255 {
             tokio::task::yield_now().await;
         }
-        let summary = if need.summary {
-            match ctx.summaries.get(mail, account, entry.email).await {
-                Ok(summary) => Some(summary),
-                Err(hameau_mailbox::Error::NoEmail(_)) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        } else {
-            None
+        let summary = match &summaries {
+            Some(summaries) => match &summaries[index] {
+                Some(summary) => Some(summary.clone()),
+                None => continue,
+            },
+            None => None,
         };
         let raw = if need.raw {
             match mail.raw(account, entry.email).await {
@@ -254,14 +255,12 @@ async fn matching(
         } else {
             None
         };
-        let body_text = if need.text {
-            match ctx.texts.get(mail, account, entry.email).await {
-                Ok(text) => Some(text),
-                Err(hameau_mailbox::Error::NoEmail(_)) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        } else {
-            None
+        let body_text = match &texts {
+            Some(texts) => match &texts[index] {
+                Some(text) => Some(text.clone()),
+                None => continue,
+            },
+            None => None,
         };
         let mut candidate = Candidate { seq: index as u32 + 1, entry, summary, raw, body_text };
         if eval(criteria, &mut candidate, &scope) {
