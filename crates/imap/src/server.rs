@@ -196,7 +196,7 @@ async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) -> io::Result<()> {
     let transport = if implicit_tls {
-        match handshake(context, tcp).await {
+        match Box::pin(handshake(context, tcp)).await {
             Some(transport) => transport,
             None => return Ok(()),
         }
@@ -231,7 +231,7 @@ async fn serve(
                     else {
                         return Ok(());
                     };
-                    match handshake(context, tcp).await {
+                    match Box::pin(handshake(context, tcp)).await {
                         Some(transport) => connection.transport = transport,
                         None => return Ok(()),
                     }
