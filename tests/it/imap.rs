@@ -419,3 +419,98 @@ fn qresync_after_a_disconnect_returns_the_changes_and_vanished() {
     assert!(fetched.contains("FETCH (UID 4 FLAGS (\\Recent) MODSEQ ("), "{fetched}");
     assert!(!fetched.contains("UID 3 "), "{fetched}");
 }
+
+/// The extensions clients lean on, over TLS, from a raw client (Python's ssl and zlib):
+/// MULTIAPPEND, ESEARCH, SORT, THREAD, LIST-STATUS, STATUS=SIZE, QUOTA, BINARY,
+/// CREATE-SPECIAL-USE, UNSELECT, ID, NAMESPACE, then COMPRESS=DEFLATE.
+#[test]
+fn extensions_answer_as_their_rfcs_say() {
+    let (dir, _) = init_with_token();
+    let config = config_path(dir.path());
+    imap_account(&config);
+    crate::support::admin(&config, &[&["account", "update", "user@a.test", "--quota-bytes", "10485760"]]);
+    let server = start_server(&config);
+    let script = format!(
+        r#"
+import socket, ssl, zlib, re
+ctx = ssl.create_default_context(cafile={cert:?})
+ctx.check_hostname = False
+s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", {port})))
+buf = b""
+def read_until(tag):
+    global buf
+    while True:
+        at = buf.find(b"\r\n" + tag + b" ")
+        start = 0 if buf.startswith(tag + b" ") else (at + 2 if at >= 0 else -1)
+        if start >= 0:
+            end = buf.find(b"\r\n", start)
+            if end >= 0:
+                out, buf = buf[:end + 2], buf[end + 2:]
+                return out.decode("utf-8", "replace")
+        chunk = s.recv(65536)
+        assert chunk, buf
+        buf += chunk
+def cmd(tag, line, literal=None):
+    s.sendall(tag.encode() + b" " + line.encode() + b"\r\n")
+    out = read_until(tag.encode())
+    assert (tag + " OK") in out, out
+    return out
+cmd("a", 'LOGIN user@a.test "correct horse battery staple"')
+m1 = b"From: Ana <ana@x.test>\r\nSubject: Budget\r\nMessage-ID: <m1@x>\r\nDate: Mon, 23 Nov 2026 10:00:00 +0100\r\n\r\nBudget 2027\r\n"
+m2 = b"From: Bob <bob@x.test>\r\nSubject: Re: Budget\r\nMessage-ID: <m2@x>\r\nIn-Reply-To: <m1@x>\r\nReferences: <m1@x>\r\nDate: Tue, 24 Nov 2026 10:00:00 +0100\r\n\r\nD'accord\r\n"
+m3 = (b"From: Cy <cy@x.test>\r\nSubject: Photo\r\nDate: Wed, 25 Nov 2026 10:00:00 +0100\r\nMIME-Version: 1.0\r\n"
+      b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nVoir\r\n"
+      b"--b\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\nAAECAw==\r\n--b--\r\n")
+# MULTIAPPEND with LITERAL+: one command, three messages, one commit.
+line = b"b APPEND INBOX"
+for m in (m1, m2, m3):
+    line += b" (\\Seen) {{%d+}}\r\n" % len(m) + m
+s.sendall(line + b"\r\n")
+out = read_until(b"b")
+assert "b OK [APPENDUID " in out and " 1:3]" in out, out
+out = cmd("c", "SELECT INBOX")
+assert "* 3 EXISTS" in out, out
+out = cmd("d", "UID SEARCH RETURN (MIN MAX COUNT) FROM ana")
+assert '* ESEARCH (TAG "d") UID MIN 1 MAX 1 COUNT 1' in out, out
+out = cmd("e", "SORT (REVERSE DATE) UTF-8 ALL")
+assert "* SORT 3 2 1" in out, out
+out = cmd("f", "THREAD REFERENCES UTF-8 ALL")
+assert "* THREAD (1 2)(3)" in out, out
+out = cmd("g", "FETCH 3 (BINARY[2] BINARY.SIZE[2])")
+assert "BINARY.SIZE[2] 4" in out and "BINARY[2] ~{{4}}" in out, out
+# One mailbox per role (as JMAP has them): the shipped Archives goes first.
+s.sendall(b'h0 CREATE "Autres archives" (USE (\\Archive))\r\n')
+out = read_until(b"h0")
+assert "h0 NO [CANNOT]" in out, out
+cmd("h1", "DELETE Archives")
+out = cmd("h", 'CREATE "Mes archives" (USE (\\Archive))')
+out = cmd("h2", 'LIST "" "Mes archives" RETURN (SPECIAL-USE STATUS (MESSAGES SIZE))')
+assert '\\Archive' in out and '* STATUS "Mes archives" (MESSAGES 0 SIZE 0)' in out, out
+out = cmd("i", "STATUS INBOX (MESSAGES SIZE UNSEEN)")
+assert "* STATUS INBOX (MESSAGES 3 SIZE %d UNSEEN 0)" % (len(m1) + len(m2) + len(m3)) in out, out
+out = cmd("j", "GETQUOTAROOT INBOX")
+assert '* QUOTAROOT INBOX ""' in out and '* QUOTA "" (STORAGE ' in out and " 10240)" in out, out
+out = cmd("k", 'ID ("name" "test")')
+assert '* ID ("name" "Hameau"' in out, out
+out = cmd("l", "NAMESPACE")
+assert '* NAMESPACE (("" "/")) NIL NIL' in out, out
+cmd("m", "UNSELECT")
+# COMPRESS=DEFLATE: everything after the OK is raw DEFLATE both ways.
+out = cmd("n", "COMPRESS DEFLATE")
+deflate = zlib.compressobj(wbits=-15)
+inflate = zlib.decompressobj(wbits=-15)
+s.sendall(deflate.compress(b"o NOOP\r\n") + deflate.flush(zlib.Z_SYNC_FLUSH))
+plain = b""
+while b"o OK" not in plain:
+    chunk = s.recv(65536)
+    assert chunk, plain
+    plain += inflate.decompress(chunk)
+s.sendall(deflate.compress(b"p LOGOUT\r\n") + deflate.flush(zlib.Z_SYNC_FLUSH))
+print("extensions OK")
+"#,
+        cert = server.cert.to_str().unwrap(),
+        port = server.imaps[0].port(),
+    );
+    let out = python(&script);
+    assert!(out.contains("extensions OK"), "{out}");
+}
