@@ -34,3 +34,26 @@ pub fn cpu_seconds(pid: u32) -> f64 {
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
     (ticks(11) + ticks(12)) as f64 / hz
 }
+
+/// A fresh data directory made by the release `hameau` built next to the running bench
+/// (`hameau init` under `base`, every listener on a port the system picks): the
+/// directory (removed when dropped), the binary and the configuration file.
+pub fn init_data_dir(
+    prefix: &str,
+    base: &std::path::Path,
+) -> anyhow::Result<(tempfile::TempDir, std::path::PathBuf, std::path::PathBuf)> {
+    let hameau = std::env::current_exe()?.with_file_name("hameau");
+    if !hameau.exists() {
+        anyhow::bail!("{} is missing: cargo build --release -p hameau", hameau.display());
+    }
+    let dir = tempfile::Builder::new().prefix(prefix).tempdir_in(base)?;
+    let data = dir.path().join("data");
+    let init = std::process::Command::new(&hameau)
+        .args(["init", "--data-dir", data.to_str().unwrap(), "--http-listen", "127.0.0.1:0"])
+        .args(["--smtp-listen", "127.0.0.1:0", "--imap-listen", "127.0.0.1:0", "--imaps-listen", "127.0.0.1:0"])
+        .output()?;
+    if !init.status.success() {
+        anyhow::bail!("hameau init: {}", String::from_utf8_lossy(&init.stderr));
+    }
+    Ok((dir, hameau, data.join("hameau.toml")))
+}

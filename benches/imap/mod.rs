@@ -259,20 +259,8 @@ impl Setup {
     /// `hameau init` under `base`, the configuration changed by `changes` (`from`, `to`),
     /// then tenant `bench`, domain a.test and the account.
     pub fn new(prefix: &str, base: &Path, changes: &[(&str, &str)]) -> anyhow::Result<Setup> {
-        let hameau = std::env::current_exe()?.with_file_name("hameau");
-        if !hameau.exists() {
-            bail!("{} is missing: cargo build --release -p hameau", hameau.display());
-        }
-        let dir = tempfile::Builder::new().prefix(prefix).tempdir_in(base)?;
+        let (dir, hameau, config) = crate::init_data_dir(prefix, base)?;
         let data = dir.path().join("data");
-        let config = data.join("hameau.toml");
-        let init = Command::new(&hameau)
-            .args(["init", "--data-dir", data.to_str().unwrap(), "--http-listen", "127.0.0.1:0"])
-            .args(["--smtp-listen", "127.0.0.1:0", "--imap-listen", "127.0.0.1:0", "--imaps-listen", "127.0.0.1:0"])
-            .output()?;
-        if !init.status.success() {
-            bail!("hameau init: {}", String::from_utf8_lossy(&init.stderr));
-        }
         // Plain LOGIN over TCP: the bench measures IMAP, not TLS.
         set_config(&config, "plaintext_auth = false", "plaintext_auth = true");
         for (from, to) in changes {

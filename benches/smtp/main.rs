@@ -36,21 +36,8 @@ fn main() -> anyhow::Result<()> {
     let base = PathBuf::from(args.next().unwrap_or_else(|| "/var/tmp".into()));
     let smtp_source = ["/usr/sbin/smtp-source", "/usr/bin/smtp-source"].into_iter().find(|p| Path::new(p).exists());
     let smtp_source = smtp_source.context("smtp-source is needed: apt-get install postfix")?;
-    let hameau = std::env::current_exe()?.with_file_name("hameau");
-    if !hameau.exists() {
-        bail!("{} is missing: cargo build --release -p hameau", hameau.display());
-    }
-
-    let dir = tempfile::Builder::new().prefix("bench-smtp").tempdir_in(&base)?;
+    let (dir, hameau, config) = hameau_benches::init_data_dir("bench-smtp", &base)?;
     let data = dir.path().join("data");
-    let config = data.join("hameau.toml");
-    let init = Command::new(&hameau)
-        .args(["init", "--data-dir", data.to_str().unwrap(), "--http-listen", "127.0.0.1:0"])
-        .args(["--smtp-listen", "127.0.0.1:0", "--imap-listen", "127.0.0.1:0", "--imaps-listen", "127.0.0.1:0"])
-        .output()?;
-    if !init.status.success() {
-        bail!("hameau init: {}", String::from_utf8_lossy(&init.stderr));
-    }
     let knot_dir = tempfile::tempdir()?;
     let zones = [
         (

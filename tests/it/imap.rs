@@ -50,6 +50,18 @@ pub fn quick_dns(config: &std::path::Path) -> (crate::support::Knot, tempfile::T
     (knot, dir)
 }
 
+/// A server with user@a.test, LOGIN allowed without TLS (raw test clients) and a quick
+/// DNS for the MX; the data directory and the DNS server live as long as the tuple.
+fn plain_imap() -> (tempfile::TempDir, crate::support::Server, (crate::support::Knot, tempfile::TempDir)) {
+    let (dir, _) = init_with_token();
+    let config = config_path(dir.path());
+    imap_account(&config);
+    crate::support::set_config(&config, "plaintext_auth = false", "plaintext_auth = true");
+    let dns = quick_dns(&config);
+    let server = start_server(&config);
+    (dir, server, dns)
+}
+
 /// Delivers one message to user@a.test through the MX.
 fn deliver(port: u16, subject: &str, body: &str) {
     let output = Command::new("swaks")
@@ -162,12 +174,7 @@ print("imaplib OK")
 /// session appears in another's next response.
 #[test]
 fn idle_sees_deliveries_and_other_sessions() {
-    let (dir, _) = init_with_token();
-    let config = config_path(dir.path());
-    imap_account(&config);
-    crate::support::set_config(&config, "plaintext_auth = false", "plaintext_auth = true");
-    let _dns = quick_dns(&config);
-    let server = start_server(&config);
+    let (_dir, server, _dns) = plain_imap();
     let imap = server.imap[0];
     let smtp = server.smtp[0].port();
     deliver(smtp, "premier", "un");
@@ -374,12 +381,7 @@ fn bad_input_is_answered_and_the_session_goes_on() {
 /// and the vanished UIDs.
 #[test]
 fn qresync_after_a_disconnect_returns_the_changes_and_vanished() {
-    let (dir, _) = init_with_token();
-    let config = config_path(dir.path());
-    imap_account(&config);
-    crate::support::set_config(&config, "plaintext_auth = false", "plaintext_auth = true");
-    let _dns = quick_dns(&config);
-    let server = start_server(&config);
+    let (_dir, server, _dns) = plain_imap();
     let imap = server.imap[0];
     let smtp = server.smtp[0].port();
     for subject in ["un", "deux", "trois"] {
