@@ -324,6 +324,11 @@ fn login_failures_are_slowed_and_refused_per_address_and_account() {
     session.send("c LOGIN nobody@a.test z");
     let bye = session.until("* BYE");
     assert!(bye.contains("* BYE"), "{bye}");
+    // Counted in /metrics: the failures, and the attempts refused without checking.
+    let metric = |series: &str| crate::support::metric(&server, &config, series);
+    assert!(metric("hameau_auth_failures_total{protocol=\"imap\"}") >= 8);
+    assert!(metric("hameau_auth_refused_total{protocol=\"imap\"}") >= 2);
+    assert!(metric("hameau_connections_total{protocol=\"imap\"}") >= 10);
 }
 
 /// Bad input gets a tagged BAD or NO with a clear text and the connection goes on; a

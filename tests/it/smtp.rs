@@ -103,6 +103,9 @@ fn swaks_delivers_and_relaying_is_refused() {
         assert!(text.contains(expect), "{to}: {text}");
     }
     assert!(!server.log().join("\n").contains("panicked"));
+    let metric = |series: &str| crate::support::metric(&server, &config, series);
+    assert_eq!(metric("hameau_messages_total{protocol=\"smtp\",result=\"accepted\"}"), 2);
+    assert_eq!(metric("hameau_recipients_refused_total{protocol=\"smtp\"}"), 4);
 
     server.signal(libc::SIGTERM);
     assert!(server.wait(Duration::from_secs(30)).expect("stops").success());

@@ -214,3 +214,14 @@ pub fn admin(config: &Path, commands: &[&[&str]]) {
         assert!(status.success(), "{command:?}: {stderr}");
     }
 }
+
+/// The value of one series of `/metrics` (read with the configuration's metrics token).
+pub fn metric(server: &Server, config: &Path, series: &str) -> u64 {
+    let text = std::fs::read_to_string(config).unwrap();
+    let token =
+        text.lines().find_map(|line| line.strip_prefix("metrics_token = ")).unwrap().trim_matches('"').to_string();
+    let metrics = Api::new(server).call("GET", "/metrics", Some(&token), None);
+    assert_eq!(metrics.status, 200);
+    let line = metrics.body.lines().find(|line| line.starts_with(series));
+    line.map_or(0, |line| line.rsplit(' ').next().unwrap().parse().unwrap())
+}

@@ -75,10 +75,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let limiter = Arc::new(AuthLimiter::new(config.limiter_options()));
     let mut started = start_http(&config, &store, &directory, &limiter, &registry, &shutdown_rx, &mut services).await;
     if started.is_ok() {
-        started = start_smtp(&config, &mail, &directory, &shutdown_rx, &mut services).await;
+        started = start_smtp(&config, &mail, &directory, &registry, &shutdown_rx, &mut services).await;
     }
     if started.is_ok() {
-        started = start_imap(&config, &mail, &directory, &limiter, &shutdown_rx, &mut services).await;
+        started = start_imap(&config, &mail, &directory, &limiter, &registry, &shutdown_rx, &mut services).await;
     }
     if let Err(e) = started {
         services.abort_all();
@@ -138,6 +138,7 @@ async fn start_smtp(
     config: &Config,
     mail: &hameau_mailbox::Mail,
     directory: &Directory,
+    registry: &Registry,
     shutdown: &watch::Receiver<bool>,
     services: &mut JoinSet<()>,
 ) -> anyhow::Result<()> {
@@ -179,6 +180,7 @@ async fn start_smtp(
         },
         now_s: Arc::new(|| <SystemClock as hameau_http::Clock>::now_s(&SystemClock)),
         sessions: std::sync::atomic::AtomicU64::new(0),
+        metrics: hameau_smtp::server::Metrics::new(registry),
     });
     for addr in &config.smtp.listen {
         let listener = TcpListener::bind(addr)
@@ -196,6 +198,7 @@ async fn start_imap(
     mail: &hameau_mailbox::Mail,
     directory: &Directory,
     limiter: &Arc<AuthLimiter>,
+    registry: &Registry,
     shutdown: &watch::Receiver<bool>,
     services: &mut JoinSet<()>,
 ) -> anyhow::Result<()> {
@@ -225,6 +228,7 @@ async fn start_imap(
         now_s: || <SystemClock as hameau_http::Clock>::now_s(&SystemClock),
         summaries: hameau_imap::SummaryCache::new(config.imap.summary_cache_entries),
         texts: hameau_imap::TextCache::new(config.imap.text_cache_bytes),
+        metrics: hameau_imap::Metrics::new(registry),
     });
     // One budget of connections and one count per address for both ports.
     let gate = hameau_net::Gate::new(config.imap.connections_max, config.imap.connections_per_ip_max);

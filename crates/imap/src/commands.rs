@@ -102,6 +102,7 @@ impl<'a> Conn<'a> {
         for key in &keys {
             match limiter.check(key, now) {
                 Verdict::Refuse { retry_after_s } => {
+                    self.ctx.metrics.auth_refused.inc();
                     tracing::info!(peer = %self.peer, retry_after_s, "imap login refused: too many failures");
                     return Err(LoginError::Failed);
                 }
@@ -114,6 +115,7 @@ impl<'a> Conn<'a> {
         let account = match self.ctx.directory.authenticate_password(username, password, now).await {
             Ok(account) => account,
             Err(hameau_directory::Error::Unauthenticated) => {
+                self.ctx.metrics.auth_failures.inc();
                 for key in &keys {
                     limiter.failed(key, now);
                 }

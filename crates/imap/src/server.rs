@@ -31,6 +31,7 @@ pub async fn run(
         let shutdown = sessions_shutdown.clone();
         async move {
             let hameau_net::Accepted { mut tcp, peer, over_limit } = accepted;
+            context.metrics.connections.inc();
             if over_limit {
                 if !implicit_tls {
                     let _ = tcp.write_all(b"* BYE Too many connections from your address\r\n").await;
@@ -213,6 +214,7 @@ async fn serve(
         while let Some(event) = session.poll_event(Instant::now()) {
             match event {
                 Event::Command(command) => {
+                    context.metrics.commands.inc();
                     // Boxed: the large future of a command exists only while it runs.
                     Box::pin(conn.run(&mut session, command)).await;
                 }

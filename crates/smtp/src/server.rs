@@ -13,6 +13,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+use hameau_telemetry::{Counter, Registry};
+
 use crate::{Envelope, Inbound, RcptVerdict};
 
 /// The listener's options.
@@ -38,6 +40,39 @@ pub struct Context {
     pub now_s: Arc<dyn Fn() -> u64 + Send + Sync>,
     /// Numbers sessions, for their ids.
     pub sessions: std::sync::atomic::AtomicU64,
+    pub metrics: Metrics,
+}
+
+/// The MX's counters in `/metrics`.
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    pub connections: Counter,
+    pub messages_accepted: Counter,
+    /// Refused for good (5xx) at the end of data: DMARC, quota, bad message.
+    pub messages_refused: Counter,
+    /// Told to try again (4xx) at the end of data.
+    pub messages_deferred: Counter,
+    pub recipients_refused: Counter,
+}
+
+impl Metrics {
+    pub fn new(registry: &Registry) -> Metrics {
+        let smtp = [("protocol", "smtp")];
+        let messages = |result: &str| {
+            registry.counter(
+                "hameau_messages_total",
+                "Messages at the end of DATA, by outcome.",
+                &[("protocol", "smtp"), ("result", result)],
+            )
+        };
+        Metrics {
+            connections: registry.counter("hameau_connections_total", "Connections accepted.", &smtp),
+            messages_accepted: messages("accepted"),
+            messages_refused: messages("refused"),
+            messages_deferred: messages("deferred"),
+            recipients_refused: registry.counter("hameau_recipients_refused_total", "RCPT TO refused.", &smtp),
+        }
+    }
 }
 
 /// Serves SMTP on `listener` until `shutdown` turns true, then waits for the sessions in
@@ -50,6 +85,7 @@ pub async fn run(listener: TcpListener, context: Arc<Context>, shutdown: watch::
         let shutdown = sessions_shutdown.clone();
         async move {
             let hameau_net::Accepted { mut tcp, peer, over_limit } = accepted;
+            context.metrics.connections.inc();
             if over_limit {
                 let _ = tcp.write_all(b"421 4.7.0 Too many connections from your address\r\n").await;
             } else if let Err(e) = serve(tcp, peer, &context, shutdown).await {
@@ -131,7 +167,10 @@ async fn serve(
                         transaction.recipients.insert(address.clone(), *recipient);
                         Decision::Accept
                     }
-                    RcptVerdict::Refuse(reply) => Decision::Reject(Reply::new(reply.code, reply.enhanced, &reply.text)),
+                    RcptVerdict::Refuse(reply) => {
+                        context.metrics.recipients_refused.inc();
+                        Decision::Reject(Reply::new(reply.code, reply.enhanced, &reply.text))
+                    }
                 }),
                 Event::Message { data, mail_from, recipients, .. } => {
                     n_messages += 1;
@@ -146,6 +185,11 @@ async fn serve(
                     };
                     let reply = context.inbound.deliver(&envelope, data).await;
                     tracing::info!(%peer, from = %mail_from, n_recipients = recipients.len(), reply = %reply, "smtp message");
+                    match reply.code {
+                        200..=399 => context.metrics.messages_accepted.inc(),
+                        400..=499 => context.metrics.messages_deferred.inc(),
+                        _ => context.metrics.messages_refused.inc(),
+                    }
                     Some(if reply.is_success() {
                         Decision::Accept
                     } else {
