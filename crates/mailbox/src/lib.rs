@@ -104,11 +104,18 @@ const UIDS_PER_COMMIT_MAX: usize = 1_000;
 pub struct Mail {
     store: Store,
     watchers: notify::Watchers,
+    /// Email ids reserved in blocks, per account: `(next, end)`.
+    email_ids: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<AccountId, (EmailId, EmailId)>>>,
 }
+
+/// Email ids taken from the store at a time: one commit per block instead of one per
+/// delivery (a second synced commit per message cost the MX a fifth of its throughput).
+/// Ids are unique and never reused; a restart leaves the rest of a block unused.
+const EMAIL_ID_BLOCK: i64 = 64;
 
 impl Mail {
     pub fn new(store: Store) -> Mail {
-        Mail { store, watchers: notify::Watchers::default() }
+        Mail { store, watchers: notify::Watchers::default(), email_ids: Default::default() }
     }
 
     /// Creates the account's special-use mailboxes if it has none yet; returns them all.
@@ -236,7 +243,7 @@ impl Mail {
             batch.expect_version(&keys::mailbox(account, *id), entry.version);
         }
         let (summary, text) = Summary::parse_with_text(&ingest.raw);
-        let email_id = self.store.next_value(&keys::email_ids(account), 1).await? as EmailId;
+        let email_id = self.next_email_id(account).await?;
         let thread = self.thread_of(account, &summary, email_id).await?;
         let staged = self.store.stage_blob_bytes(ingest.raw).await?;
         let email = Email {
@@ -276,6 +283,24 @@ impl Mail {
         let change = Change::new(vec![(email_id, ChangeKind::Created)], ingest.mailboxes.clone(), vec![], vec![]);
         log_change(batch, account, modseq, &change);
         Ok(Prepared { account, email: email_id, thread, modseq, uids, mailboxes: ingest.mailboxes })
+    }
+
+    /// A new email id for `account`, from the account's reserved block.
+    async fn next_email_id(&self, account: AccountId) -> Result<EmailId, Error> {
+        let take = |ids: &mut std::collections::HashMap<AccountId, (EmailId, EmailId)>| {
+            let (next, end) = ids.get_mut(&account)?;
+            (*next < *end).then(|| {
+                *next += 1;
+                *next - 1
+            })
+        };
+        if let Some(id) = take(&mut self.email_ids.lock().expect("ids lock")) {
+            return Ok(id);
+        }
+        let last = self.store.next_value(&keys::email_ids(account), EMAIL_ID_BLOCK).await? as EmailId;
+        let first = last + 1 - EMAIL_ID_BLOCK as EmailId;
+        self.email_ids.lock().expect("ids lock").insert(account, (first + 1, last + 1));
+        Ok(first)
     }
 
     /// The thread of a new message: that of the first message it refers to (References,
