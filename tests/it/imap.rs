@@ -145,6 +145,14 @@ typ, data = M.rename("Dossiers/Urbanisme", "Dossiers/Travaux")
 assert typ == "OK", data
 typ, data = M.list('""', "Dossiers/*")
 assert any(b"Dossiers/Travaux" in line for line in data), data
+# A large message both ways over TLS (many TLS records per read).
+big = b"From: moi@a.test\r\nSubject: gros\r\n\r\n" + (b"x" * 998 + b"\r\n") * 600
+M.create("Gros")
+typ, data = M.append("Gros", None, None, big)
+assert typ == "OK", data
+M.select("Gros")
+typ, data = M.fetch("1", "(BODY.PEEK[])")
+assert data[0][1] == big, len(data[0][1])
 M.logout()
 
 # STARTTLS on 143: no login in clear, then TLS.

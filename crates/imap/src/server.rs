@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use hameau_imap_session::{Event, Session, Status};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -57,31 +57,22 @@ enum Transport {
 }
 
 impl Transport {
-    /// The next bytes from the peer; empty at its end.
+    /// The next bytes from the peer; empty at its end. The read buffer lives on the stack
+    /// of each poll only, so a connection waiting for input holds none; and a TLS stream is
+    /// polled directly, so plaintext rustls has already decrypted is never left waiting
+    /// for the socket to become readable again.
     async fn read(&mut self) -> io::Result<Vec<u8>> {
-        match self {
-            Transport::Plain(stream) => loop {
-                stream.readable().await?;
-                let mut buf = vec![0u8; READ_BYTES];
-                match stream.try_read(&mut buf) {
-                    Ok(n) => {
-                        buf.truncate(n);
-                        return Ok(buf);
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                    Err(e) => return Err(e),
-                }
-            },
-            Transport::Tls(stream) => {
-                // Wait for the socket first, so that an idle TLS connection holds no buffer.
-                stream.get_ref().0.readable().await?;
-                let mut buf = vec![0u8; READ_BYTES];
-                let n = stream.read(&mut buf).await?;
-                buf.truncate(n);
-                Ok(buf)
-            }
-            Transport::Upgrading => Ok(Vec::new()),
-        }
+        std::future::poll_fn(|cx| {
+            let mut space = [0u8; READ_BYTES];
+            let mut buf = tokio::io::ReadBuf::new(&mut space);
+            let polled = match self {
+                Transport::Plain(stream) => std::pin::Pin::new(stream).poll_read(cx, &mut buf),
+                Transport::Tls(stream) => std::pin::Pin::new(stream.as_mut()).poll_read(cx, &mut buf),
+                Transport::Upgrading => return std::task::Poll::Ready(Ok(Vec::new())),
+            };
+            polled.map_ok(|()| buf.filled().to_vec())
+        })
+        .await
     }
 
     async fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
