@@ -219,21 +219,18 @@ impl<'a> Parser<'a> {
         let mut params = SelectParams::default();
         if self.eat(b' ') {
             self.expect(b'(', "Expected ( before SELECT parameters")?;
-            loop {
-                let name = self.atom()?;
+            self.items_nonempty(|parser| {
+                let name = parser.atom()?;
                 if name.eq_ignore_ascii_case("CONDSTORE") {
                     params.condstore = true;
                 } else if name.eq_ignore_ascii_case("QRESYNC") && params.qresync.is_none() {
-                    self.sp()?;
-                    params.qresync = Some(self.qresync_params()?);
+                    parser.sp()?;
+                    params.qresync = Some(parser.qresync_params()?);
                 } else {
                     return Err(bad("Unknown SELECT parameter"));
                 }
-                if self.eat(b')') {
-                    break;
-                }
-                self.sp()?;
-            }
+                Ok(())
+            })?;
         }
         Ok(CommandBody::Select { mailbox, read_only, params })
     }
@@ -280,8 +277,8 @@ impl<'a> Parser<'a> {
             }
             self.sp()?;
             self.expect(b'(', "Expected ( after USE")?;
-            loop {
-                let name = self.flag_text()?;
+            self.items_nonempty(|parser| {
+                let name = parser.flag_text()?;
                 let Some(special) = SpecialUse::parse(name) else {
                     return Err(ParseError {
                         no: true,
@@ -290,11 +287,8 @@ impl<'a> Parser<'a> {
                     });
                 };
                 special_use.push(special);
-                if self.eat(b')') {
-                    break;
-                }
-                self.sp()?;
-            }
+                Ok(())
+            })?;
             self.expect(b')', "Expected ) after CREATE parameters")?;
         }
         Ok(CommandBody::Create { mailbox, special_use })
@@ -305,13 +299,8 @@ impl<'a> Parser<'a> {
         self.sp()?;
         if self.eat(b'(') {
             list.extended = true;
-            let mut first = true;
-            while !self.eat(b')') {
-                if !first {
-                    self.sp()?;
-                }
-                first = false;
-                let option = upper(self.atom()?);
+            self.items(|parser| {
+                let option = upper(parser.atom()?);
                 match option.as_str() {
                     "SUBSCRIBED" => list.selection.subscribed = true,
                     "REMOTE" => list.selection.remote = true,
@@ -319,7 +308,8 @@ impl<'a> Parser<'a> {
                     "SPECIAL-USE" => list.selection.special_use = true,
                     _ => return Err(bad("Unknown LIST selection option")),
                 }
-            }
+                Ok(())
+            })?;
             // RFC 5258 §3.1: RECURSIVEMATCH needs another option to modify.
             if list.selection.recursive_match && !list.selection.subscribed && !list.selection.special_use {
                 return Err(bad("RECURSIVEMATCH needs another selection option"));
@@ -330,13 +320,10 @@ impl<'a> Parser<'a> {
         self.sp()?;
         if self.eat(b'(') {
             list.extended = true;
-            loop {
-                list.patterns.push(self.list_mailbox(true)?);
-                if self.eat(b')') {
-                    break;
-                }
-                self.sp()?;
-            }
+            self.items_nonempty(|parser| {
+                list.patterns.push(parser.list_mailbox(true)?);
+                Ok(())
+            })?;
         } else {
             list.patterns.push(self.list_mailbox(true)?);
         }
@@ -347,24 +334,20 @@ impl<'a> Parser<'a> {
             }
             self.sp()?;
             self.expect(b'(', "Expected ( after RETURN")?;
-            let mut first = true;
-            while !self.eat(b')') {
-                if !first {
-                    self.sp()?;
-                }
-                first = false;
-                let option = upper(self.atom()?);
+            self.items(|parser| {
+                let option = upper(parser.atom()?);
                 match option.as_str() {
                     "SUBSCRIBED" => list.returns.subscribed = true,
                     "CHILDREN" => list.returns.children = true,
                     "SPECIAL-USE" => list.returns.special_use = true,
                     "STATUS" if list.returns.status.is_none() => {
-                        self.sp()?;
-                        list.returns.status = Some(self.status_items()?);
+                        parser.sp()?;
+                        list.returns.status = Some(parser.status_items()?);
                     }
                     _ => return Err(bad("Unknown LIST return option")),
                 }
-            }
+                Ok(())
+            })?;
         }
         Ok(CommandBody::List(list))
     }
@@ -458,17 +441,13 @@ impl<'a> Parser<'a> {
         self.sp()?;
         self.expect(b'(', "Expected ( before quota limits")?;
         let mut limits = Vec::new();
-        let mut first = true;
-        while !self.eat(b')') {
-            if !first {
-                self.sp()?;
-            }
-            first = false;
-            let resource = self.atom()?.to_ascii_uppercase();
-            self.sp()?;
-            let limit = self.number64()?;
+        self.items(|parser| {
+            let resource = parser.atom()?.to_ascii_uppercase();
+            parser.sp()?;
+            let limit = parser.number64()?;
             limits.push((resource, limit));
-        }
+            Ok(())
+        })?;
         Ok(CommandBody::SetQuota { root, limits })
     }
 
@@ -478,13 +457,10 @@ impl<'a> Parser<'a> {
         self.sp()?;
         let mut attributes = Vec::new();
         if self.eat(b'(') {
-            loop {
-                self.fetch_attribute(&mut attributes)?;
-                if self.eat(b')') {
-                    break;
-                }
-                self.sp()?;
-            }
+            self.items_nonempty(|parser| {
+                parser.fetch_attribute(&mut attributes)?;
+                Ok(())
+            })?;
         } else {
             let save = self.pos;
             let word = upper(self.atom()?);
@@ -520,21 +496,18 @@ impl<'a> Parser<'a> {
         let mut vanished = false;
         if self.eat(b' ') {
             self.expect(b'(', "Expected ( before FETCH modifiers")?;
-            loop {
-                let name = upper(self.atom()?);
+            self.items_nonempty(|parser| {
+                let name = upper(parser.atom()?);
                 match name.as_str() {
                     "CHANGEDSINCE" if changed_since.is_none() => {
-                        self.sp()?;
-                        changed_since = Some(self.modseq_value(false)?);
+                        parser.sp()?;
+                        changed_since = Some(parser.modseq_value(false)?);
                     }
                     "VANISHED" if !vanished => vanished = true,
                     _ => return Err(bad("Unknown FETCH modifier")),
                 }
-                if self.eat(b')') {
-                    break;
-                }
-                self.sp()?;
-            }
+                Ok(())
+            })?;
             // RFC 7162 §3.2.6: VANISHED only with UID FETCH and CHANGEDSINCE.
             if vanished && (!uid || changed_since.is_none()) {
                 return Err(bad("VANISHED needs UID FETCH and CHANGEDSINCE"));
@@ -604,13 +577,10 @@ impl<'a> Parser<'a> {
                 self.sp()?;
                 self.expect(b'(', "Expected ( before header field names")?;
                 let mut fields = Vec::new();
-                loop {
-                    fields.push(self.astring_utf8()?);
-                    if self.eat(b')') {
-                        break;
-                    }
-                    self.sp()?;
-                }
+                self.items_nonempty(|parser| {
+                    fields.push(parser.astring_utf8()?);
+                    Ok(())
+                })?;
                 if word.as_bytes().len() == 13 {
                     SectionText::HeaderFields(fields)
                 } else {
@@ -696,13 +666,8 @@ impl<'a> Parser<'a> {
             self.sp()?;
             self.expect(b'(', "Expected ( after RETURN")?;
             let mut options = SearchReturn::default();
-            let mut first = true;
-            while !self.eat(b')') {
-                if !first {
-                    self.sp()?;
-                }
-                first = false;
-                let name = upper(self.atom()?);
+            self.items(|parser| {
+                let name = upper(parser.atom()?);
                 match name.as_str() {
                     "MIN" => options.min = true,
                     "MAX" => options.max = true,
@@ -711,7 +676,8 @@ impl<'a> Parser<'a> {
                     "SAVE" => options.save = true,
                     _ => return Err(bad("Unknown SEARCH return option")),
                 }
-            }
+                Ok(())
+            })?;
             // RFC 4731 §3.1: `RETURN ()` is `RETURN (ALL)`.
             if options.is_empty() {
                 options.all = true;
@@ -733,13 +699,13 @@ impl<'a> Parser<'a> {
         self.sp()?;
         self.expect(b'(', "Expected ( before sort criteria")?;
         let mut criteria = Vec::new();
-        loop {
+        self.items_nonempty(|parser| {
             let mut reverse = false;
-            let mut name = upper(self.atom()?);
+            let mut name = upper(parser.atom()?);
             if name.as_str() == "REVERSE" {
                 reverse = true;
-                self.sp()?;
-                name = upper(self.atom()?);
+                parser.sp()?;
+                name = upper(parser.atom()?);
             }
             let key = match name.as_str() {
                 "ARRIVAL" => SortKey::Arrival,
@@ -752,11 +718,8 @@ impl<'a> Parser<'a> {
                 _ => return Err(bad("Unknown sort criterion")),
             };
             criteria.push(SortCriterion { reverse, key });
-            if self.eat(b')') {
-                break;
-            }
-            self.sp()?;
-        }
+            Ok(())
+        })?;
         self.sp()?;
         let charset = self.charset()?;
         self.sp()?;
@@ -985,20 +948,41 @@ impl<'a> Parser<'a> {
 
     // ------------------------------------------------------------ flags and sets
 
-    fn flag_list(&mut self) -> PResult<Vec<Flag>> {
-        self.expect(b'(', "Expected ( before flags")?;
-        let mut flags = Vec::new();
+    /// As [`Parser::items`], for a list that must hold at least one item.
+    fn items_nonempty(&mut self, mut item: impl FnMut(&mut Self) -> PResult<()>) -> PResult<()> {
+        loop {
+            item(self)?;
+            if self.eat(b')') {
+                return Ok(());
+            }
+            self.sp()?;
+        }
+    }
+
+    /// The items of a parenthesised list whose `(` was read, separated by single spaces,
+    /// up to the closing `)`; `()` has none.
+    fn items(&mut self, mut item: impl FnMut(&mut Self) -> PResult<()>) -> PResult<()> {
         let mut first = true;
         while !self.eat(b')') {
             if !first {
                 self.sp()?;
             }
             first = false;
-            let flag = self.flag()?;
+            item(self)?;
+        }
+        Ok(())
+    }
+
+    fn flag_list(&mut self) -> PResult<Vec<Flag>> {
+        self.expect(b'(', "Expected ( before flags")?;
+        let mut flags = Vec::new();
+        self.items(|parser| {
+            let flag = parser.flag()?;
             if !flags.contains(&flag) {
                 flags.push(flag);
             }
-        }
+            Ok(())
+        })?;
         Ok(flags)
     }
 
