@@ -120,15 +120,6 @@ pub(crate) fn check(config: &Config) -> Result<(), Error> {
     if let Err(e) = config.imap_limits().check() {
         return fail("imap", e.to_string());
     }
-    if config.imap.literal_bytes_max as u64 > config.store.blob_bytes_max {
-        return fail(
-            "imap.literal_bytes_max",
-            format!(
-                "{} is larger than store.blob_bytes_max ({}): a message is stored as one blob",
-                config.imap.literal_bytes_max, config.store.blob_bytes_max
-            ),
-        );
-    }
     if let Err(e) = config.smtp_limits().check() {
         return fail("smtp", e.to_string());
     }
@@ -138,14 +129,20 @@ pub(crate) fn check(config: &Config) -> Result<(), Error> {
             format!("{bad:?} is not a lower-case domain name such as \"listes.example.fr\""),
         );
     }
-    if config.smtp.message_bytes_max as u64 > config.store.blob_bytes_max {
-        return fail(
-            "smtp.message_bytes_max",
-            format!(
-                "{} is larger than store.blob_bytes_max ({}): a message is stored as one blob",
-                config.smtp.message_bytes_max, config.store.blob_bytes_max
-            ),
-        );
+    // Every way in stores a message as one blob.
+    for (key, bytes) in [
+        ("smtp.message_bytes_max", config.smtp.message_bytes_max),
+        ("imap.literal_bytes_max", config.imap.literal_bytes_max),
+    ] {
+        if bytes as u64 > config.store.blob_bytes_max {
+            return fail(
+                key,
+                format!(
+                    "{bytes} is larger than store.blob_bytes_max ({}): a message is stored as one blob",
+                    config.store.blob_bytes_max
+                ),
+            );
+        }
     }
     if a.delay_ms > a.delay_ms_max {
         return fail("auth.delay_ms", format!("{} is larger than auth.delay_ms_max ({})", a.delay_ms, a.delay_ms_max));

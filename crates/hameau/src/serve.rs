@@ -36,7 +36,7 @@ pub fn app_state(
         limiter: Arc::new(AuthLimiter::new(config.limiter_options())),
         clock: Arc::new(SystemClock),
         registry: registry.clone(),
-        metrics: hameau_http::HttpMetrics::new(registry),
+        metrics: hameau_http::HttpMetrics::new(registry, "https"),
         options: Arc::new(hameau_http::ApiOptions {
             request_bytes_max: config.http.request_bytes_max,
             metrics_token,
@@ -228,7 +228,7 @@ async fn start_imap(
         now_s: || <SystemClock as hameau_http::Clock>::now_s(&SystemClock),
         summaries: hameau_imap::SummaryCache::new(config.imap.summary_cache_entries),
         texts: hameau_imap::TextCache::new(config.imap.text_cache_bytes),
-        metrics: hameau_imap::Metrics::new(registry),
+        metrics: hameau_telemetry::ServiceMetrics::new(registry, "imap"),
     });
     // One budget of connections and one count per address for both ports.
     let gate = hameau_net::Gate::new(config.imap.connections_max, config.imap.connections_per_ip_max);

@@ -18,7 +18,7 @@ use axum::routing::get;
 use hameau_directory::dns::DnsOptions;
 use hameau_directory::{AuthLimiter, Directory};
 use hameau_store::Store;
-use hameau_telemetry::{Counter, Registry};
+use hameau_telemetry::Registry;
 use subtle::ConstantTimeEq;
 
 pub use server::{Options, run};
@@ -43,30 +43,8 @@ pub struct ApiOptions {
     pub dns: DnsOptions,
 }
 
-/// The counters the listener increments.
-#[derive(Clone, Debug)]
-pub struct HttpMetrics {
-    pub connections: Counter,
-    pub requests: Counter,
-    pub auth_failures: Counter,
-    pub auth_refused: Counter,
-}
-
-impl HttpMetrics {
-    pub fn new(registry: &Registry) -> HttpMetrics {
-        let https = [("protocol", "https")];
-        HttpMetrics {
-            connections: registry.counter("hameau_connections_total", "Connections accepted.", &https),
-            requests: registry.counter("hameau_requests_total", "Requests or commands received.", &https),
-            auth_failures: registry.counter("hameau_auth_failures_total", "Failed authentications.", &https),
-            auth_refused: registry.counter(
-                "hameau_auth_refused_total",
-                "Authentications refused without checking, after too many failures.",
-                &https,
-            ),
-        }
-    }
-}
+/// The HTTPS listener's counters (`protocol="https"`).
+pub type HttpMetrics = hameau_telemetry::ServiceMetrics;
 
 /// What the handlers share.
 #[derive(Clone)]

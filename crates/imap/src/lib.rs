@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use hameau_directory::{AuthLimiter, Directory};
 use hameau_mailbox::{Mail, MailboxNames};
-use hameau_telemetry::{Counter, Registry};
+use hameau_telemetry::ServiceMetrics;
 
 pub use cache::{SummaryCache, TextCache};
 
@@ -61,30 +61,6 @@ pub struct Context {
     pub summaries: SummaryCache,
     /// Searchable body texts shared by the sessions.
     pub texts: TextCache,
-    pub metrics: Metrics,
-}
-
-/// IMAP's counters in `/metrics`.
-#[derive(Clone, Debug)]
-pub struct Metrics {
-    pub connections: Counter,
-    pub commands: Counter,
-    pub auth_failures: Counter,
-    pub auth_refused: Counter,
-}
-
-impl Metrics {
-    pub fn new(registry: &Registry) -> Metrics {
-        let imap = [("protocol", "imap")];
-        Metrics {
-            connections: registry.counter("hameau_connections_total", "Connections accepted.", &imap),
-            commands: registry.counter("hameau_requests_total", "Requests or commands received.", &imap),
-            auth_failures: registry.counter("hameau_auth_failures_total", "Failed authentications.", &imap),
-            auth_refused: registry.counter(
-                "hameau_auth_refused_total",
-                "Authentications refused without checking, after too many failures.",
-                &imap,
-            ),
-        }
-    }
+    /// Counters with `protocol="imap"` (commands are `requests`).
+    pub metrics: ServiceMetrics,
 }

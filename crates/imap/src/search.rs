@@ -340,12 +340,13 @@ pub async fn sort(
     let needs_summary = criteria
         .iter()
         .any(|c| matches!(c.key, SortKey::Cc | SortKey::Date | SortKey::From | SortKey::Subject | SortKey::To));
-    let mut keyed = Vec::with_capacity(found.len());
-    for index in found {
-        let entry = &selected.entries[index];
-        let summary = if needs_summary { conn.ctx.summaries.get(&mail, account, entry.email).await.ok() } else { None };
-        keyed.push((index, summary));
-    }
+    let summaries = if needs_summary {
+        let emails: Vec<hameau_mailbox::EmailId> = found.iter().map(|index| selected.entries[*index].email).collect();
+        conn.ctx.summaries.get_many(&mail, account, &emails).await?
+    } else {
+        vec![None; found.len()]
+    };
+    let mut keyed: Vec<_> = found.into_iter().zip(summaries).collect();
     keyed.sort_by(|(a, sa), (b, sb)| {
         for criterion in criteria {
             let (ea, eb) = (&selected.entries[*a], &selected.entries[*b]);
@@ -410,14 +411,13 @@ pub async fn thread(
     let mail = conn.ctx.mail.clone();
     let selected = conn.selected.as_ref().expect("selected state");
     let found = matching(&mail, conn.ctx, account, selected, search).await?;
+    let emails: Vec<hameau_mailbox::EmailId> = found.iter().map(|index| selected.entries[*index].email).collect();
+    let summaries = conn.ctx.summaries.get_many(&mail, account, &emails).await?;
     let mut messages = Vec::with_capacity(found.len());
-    for index in found {
+    for (index, cached) in found.into_iter().zip(summaries) {
+        // Expunged meanwhile: left out.
+        let Some(cached) = cached else { continue };
         let entry = &selected.entries[index];
-        let cached = match conn.ctx.summaries.get(&mail, account, entry.email).await {
-            Ok(cached) => cached,
-            Err(hameau_mailbox::Error::NoEmail(_)) => continue,
-            Err(e) => return Err(e.into()),
-        };
         let summary = &cached.summary;
         let references =
             if summary.references.is_empty() { summary.in_reply_to.clone() } else { summary.references.clone() };

@@ -205,7 +205,7 @@ async fn serve(
         while let Some(event) = session.poll_event(Instant::now()) {
             match event {
                 Event::Command(command) => {
-                    context.metrics.commands.inc();
+                    context.metrics.requests.inc();
                     // Boxed: the large future of a command exists only while it runs.
                     Box::pin(conn.run(&mut session, command)).await;
                 }

@@ -80,6 +80,34 @@ impl Registry {
     }
 }
 
+/// The counters every service that accepts connections and authenticates clients keeps,
+/// labelled with its protocol (`https`, `imap`, …).
+#[derive(Clone, Debug)]
+pub struct ServiceMetrics {
+    pub connections: Counter,
+    /// HTTPS requests, IMAP commands.
+    pub requests: Counter,
+    pub auth_failures: Counter,
+    /// Authentications refused without checking, after too many failures.
+    pub auth_refused: Counter,
+}
+
+impl ServiceMetrics {
+    pub fn new(registry: &Registry, protocol: &str) -> ServiceMetrics {
+        let labels = [("protocol", protocol)];
+        ServiceMetrics {
+            connections: registry.counter("hameau_connections_total", "Connections accepted.", &labels),
+            requests: registry.counter("hameau_requests_total", "Requests or commands received.", &labels),
+            auth_failures: registry.counter("hameau_auth_failures_total", "Failed authentications.", &labels),
+            auth_refused: registry.counter(
+                "hameau_auth_refused_total",
+                "Authentications refused without checking, after too many failures.",
+                &labels,
+            ),
+        }
+    }
+}
+
 /// Label values escape backslash, double quote and line feed.
 fn escape(value: &str) -> String {
     value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
