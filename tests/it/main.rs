@@ -2,6 +2,11 @@
 //! on 127.0.0.1 ports chosen by the system, and talks to it over real sockets.
 
 mod api;
+mod attack;
+mod attack_admin;
+mod attack_imap;
+mod attack_mail;
+mod attack_smtp;
 mod cli;
 mod config;
 mod dns;
