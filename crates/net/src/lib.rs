@@ -2,10 +2,14 @@
 //! (accepting waits past it), a count per client address (the handler is told when the
 //! address is over its limit, to refuse in its protocol's words), accept errors survived
 //! with a growing pause, and on shutdown: no new connections, then wait for the live ones.
+//!
+//! A service with its own accept loop (HTTPS) can still count per address: keep
+//! [`Gate::enter`]'s [`AddressSlot`] alive as long as the connection, and refuse it when
+//! [`AddressSlot::over_limit`].
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,17 +17,74 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, watch};
 
 /// The connection limits shared by one or more listeners of a service (IMAP's 143 and 993
-/// share one).
+/// share one, as do all of SMTP's listeners).
 #[derive(Debug)]
 pub struct Gate {
     permits: Arc<Semaphore>,
-    per_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
-    per_ip_max: usize,
+    per_address: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    per_address_max: usize,
 }
 
 impl Gate {
     pub fn new(connections_max: usize, per_ip_max: usize) -> Arc<Gate> {
-        Arc::new(Gate { permits: Arc::new(Semaphore::new(connections_max)), per_ip: Arc::default(), per_ip_max })
+        Arc::new(Gate {
+            permits: Arc::new(Semaphore::new(connections_max)),
+            per_address: Arc::default(),
+            per_address_max: per_ip_max,
+        })
+    }
+
+    /// Counts one more connection from `ip` (under its [`address_key`]) until the slot is
+    /// dropped. The map holds one entry per address with a live slot, so it is bounded by
+    /// the connections alive.
+    pub fn enter(&self, ip: IpAddr) -> AddressSlot {
+        let key = address_key(ip);
+        let mut counts = self.per_address.lock().expect("per-address lock");
+        let count = counts.entry(key).or_insert(0);
+        *count += 1;
+        AddressSlot { map: self.per_address.clone(), key, over_limit: *count > self.per_address_max }
+    }
+}
+
+/// The key a client address is counted under. An IPv4-mapped IPv6 address
+/// (`::ffff:a.b.c.d`, how a dual-stack listener sees an IPv4 client) counts as its IPv4
+/// address, so a client is counted once whichever listener it reaches. Any other IPv6
+/// address counts as its /64: a subscriber is given a whole /64 at least (RFC 6177), so
+/// one host could otherwise take every slot by using a new address for each connection.
+pub fn address_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(Ipv6Addr::from_bits(v6.to_bits() & !((1u128 << 64) - 1))),
+        },
+    }
+}
+
+/// One connection counted against its client's address while alive (see [`Gate::enter`]).
+#[derive(Debug)]
+pub struct AddressSlot {
+    map: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    key: IpAddr,
+    over_limit: bool,
+}
+
+impl AddressSlot {
+    /// The address had more connections than the limit, this one included: refuse it.
+    pub fn over_limit(&self) -> bool {
+        self.over_limit
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut counts = self.map.lock().expect("per-address lock");
+        if let Some(count) = counts.get_mut(&self.key) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.key);
+            }
+        }
     }
 }
 
@@ -69,8 +130,8 @@ pub async fn accept_loop<F, Fut>(
             },
         };
         let _ = tcp.set_nodelay(true);
-        let guard = PerIp::enter(&gate.per_ip, peer.ip());
-        let over_limit = guard.count > gate.per_ip_max;
+        let guard = gate.enter(peer.ip());
+        let over_limit = guard.over_limit();
         let connection = handle(Accepted { tcp, peer, over_limit });
         let done = done_tx.clone();
         tokio::spawn(async move {
@@ -87,67 +148,5 @@ pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
-/// Counts a client address's connections while alive.
-struct PerIp {
-    map: Arc<Mutex<HashMap<IpAddr, usize>>>,
-    ip: IpAddr,
-    count: usize,
-}
-
-impl PerIp {
-    fn enter(map: &Arc<Mutex<HashMap<IpAddr, usize>>>, ip: IpAddr) -> PerIp {
-        let mut counts = map.lock().expect("per-ip lock");
-        let count = counts.entry(ip).or_insert(0);
-        *count += 1;
-        PerIp { map: map.clone(), ip, count: *count }
-    }
-}
-
-impl Drop for PerIp {
-    fn drop(&mut self) {
-        let mut counts = self.map.lock().expect("per-ip lock");
-        if let Some(count) = counts.get_mut(&self.ip) {
-            *count -= 1;
-            if *count == 0 {
-                counts.remove(&self.ip);
-            }
-        }
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    #[tokio::test]
-    async fn limits_per_address_and_drains_on_shutdown() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, shutdown) = watch::channel(false);
-        let gate = Gate::new(10, 2);
-        let server = tokio::spawn(accept_loop(listener, gate, shutdown, "test", |accepted: Accepted| async move {
-            let mut tcp = accepted.tcp;
-            let word: &[u8] = if accepted.over_limit { b"full\n" } else { b"hello\n" };
-            let _ = tcp.write_all(word).await;
-            let mut buf = [0u8; 1];
-            let _ = tcp.read(&mut buf).await;
-        }));
-        let mut clients = Vec::new();
-        let mut answers = Vec::new();
-        for _ in 0..3 {
-            let mut client = TcpStream::connect(addr).await.unwrap();
-            let mut buf = [0u8; 6];
-            let n = client.read(&mut buf).await.unwrap();
-            answers.push(String::from_utf8_lossy(&buf[..n]).into_owned());
-            clients.push(client);
-        }
-        assert_eq!(answers, ["hello\n", "hello\n", "full\n"]);
-        stop.send(true).unwrap();
-        // The loop waits for the live connections; closing them ends it.
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(!server.is_finished());
-        drop(clients);
-        tokio::time::timeout(Duration::from_secs(5), server).await.unwrap().unwrap();
-    }
-}
+mod tests;
