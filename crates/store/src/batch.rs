@@ -40,10 +40,22 @@ pub struct Patch {
 
 #[derive(Debug)]
 pub(crate) enum Op {
-    Set { key: Vec<u8>, value: Vec<u8>, patches: Vec<Patch> },
-    Delete { key: Vec<u8> },
-    Add { key: Vec<u8>, delta: i64 },
-    BlobAcquire(StagedBlob),
+    Set {
+        key: Vec<u8>,
+        value: Vec<u8>,
+        patches: Vec<Patch>,
+    },
+    Delete {
+        key: Vec<u8>,
+    },
+    /// `max`: the commit fails if a positive `delta` would take the counter above it.
+    Add {
+        key: Vec<u8>,
+        delta: i64,
+        max: Option<i64>,
+    },
+    /// Takes `refs` references (at least 1) on the blob.
+    BlobAcquire(StagedBlob, u64),
     BlobRelease(BlobHash),
 }
 
@@ -103,7 +115,21 @@ impl Batch {
     /// Adds `delta` to the counter `key` (created at 0 if missing). Counters are 8-byte
     /// big-endian `i64` values; read them with [`crate::Store::counter`].
     pub fn add(&mut self, key: &[u8], delta: i64) -> CounterRef {
-        self.ops.push(Op::Add { key: key.to_vec(), delta });
+        self.push_add(key, delta, None)
+    }
+
+    /// Like [`Batch::add`], but the whole batch fails with [`Error::CounterBound`] if a
+    /// positive `delta` would take the counter above `max`. The bound is checked by the
+    /// backend inside the commit, against the value the commit sees, so concurrent
+    /// batches can never together pass it (a quota checked before the commit can be
+    /// overshot by writers racing). A negative or zero `delta` always applies: giving
+    /// back is never refused, even above a bound that was lowered meanwhile.
+    pub fn add_at_most(&mut self, key: &[u8], delta: i64, max: i64) -> CounterRef {
+        self.push_add(key, delta, Some(max))
+    }
+
+    fn push_add(&mut self, key: &[u8], delta: i64, max: Option<i64>) -> CounterRef {
+        self.ops.push(Op::Add { key: key.to_vec(), delta, max });
         self.n_counters += 1;
         CounterRef(self.n_counters - 1)
     }
@@ -111,7 +137,13 @@ impl Batch {
     /// Takes a reference on a staged blob: stores it if it is new, else counts one more
     /// reference (the staged copy is then dropped).
     pub fn blob_acquire(&mut self, staged: StagedBlob) -> &mut Batch {
-        self.ops.push(Op::BlobAcquire(staged));
+        self.blob_acquire_n(staged, 1)
+    }
+
+    /// Takes `refs` references on a staged blob at once (one message delivered to several
+    /// accounts is staged and written once). `refs` of 0 counts as 1.
+    pub fn blob_acquire_n(&mut self, staged: StagedBlob, refs: u64) -> &mut Batch {
+        self.ops.push(Op::BlobAcquire(staged, refs.max(1)));
         self
     }
 
@@ -143,7 +175,7 @@ impl Batch {
                     limit("key length", "key_bytes_max", key.len(), limits.key_bytes_max)?;
                     n_counters_before += 1;
                 }
-                Op::BlobAcquire(_) | Op::BlobRelease(_) => {}
+                Op::BlobAcquire(..) | Op::BlobRelease(_) => {}
             }
         }
         Ok(())

@@ -1,6 +1,8 @@
 //! The content-addressed blob store: blobs are named by the SHA-256 of their content,
 //! stored once whatever the number of references, and deleted with their last reference.
 
+use std::sync::Arc;
+
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
@@ -41,6 +43,10 @@ impl std::fmt::Debug for BlobHash {
 /// A blob ready to be acquired by a batch ([`crate::Batch::blob_acquire`]). A blob of one
 /// chunk lives here in memory; a larger one is already written to the store as an upload,
 /// which a commit turns into the blob (or drops, if the content was already stored).
+///
+/// An upload is never left behind: a staged blob dropped without being committed (the
+/// batch holding it failed, or was never committed, or the caller gave up) removes its
+/// upload from the store in the background. Nothing has to remember to discard it.
 #[derive(Debug)]
 pub struct StagedBlob {
     pub(crate) hash: BlobHash,
@@ -51,7 +57,45 @@ pub struct StagedBlob {
 #[derive(Debug)]
 pub(crate) enum Staged {
     Inline(Vec<u8>),
-    Upload { id: [u8; 16], n_chunks: u32 },
+    Upload(Upload),
+}
+
+/// A staged upload in the store; removed when dropped unless a commit took it
+/// ([`Upload::claimed`]).
+pub(crate) struct Upload {
+    pub(crate) id: [u8; 16],
+    pub(crate) n_chunks: u32,
+    discarder: Option<Arc<dyn Discard>>,
+}
+
+/// Removes uploads that will never be committed, without waiting (from a `Drop`).
+pub(crate) trait Discard: Send + Sync + 'static {
+    fn discard_later(&self, upload: [u8; 16], n_chunks: u32);
+}
+
+impl Upload {
+    pub(crate) fn new(id: [u8; 16], n_chunks: u32, discarder: Arc<dyn Discard>) -> Upload {
+        Upload { id, n_chunks, discarder: Some(discarder) }
+    }
+
+    /// A commit made this upload part of a blob, or removed it itself: nothing to do on drop.
+    pub(crate) fn claimed(mut self) {
+        self.discarder = None;
+    }
+}
+
+impl Drop for Upload {
+    fn drop(&mut self) {
+        if let Some(discarder) = self.discarder.take() {
+            discarder.discard_later(self.id, self.n_chunks);
+        }
+    }
+}
+
+impl std::fmt::Debug for Upload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upload").field("id", &hex::encode(self.id)).field("n_chunks", &self.n_chunks).finish()
+    }
 }
 
 impl StagedBlob {
@@ -98,24 +142,22 @@ impl BlobMeta {
     }
 }
 
-pub(crate) async fn stage_bytes(store: &Store, bytes: Vec<u8>) -> Result<StagedBlob, Error> {
+pub(crate) async fn stage_bytes(store: &Store, bytes: &[u8]) -> Result<StagedBlob, Error> {
     let limits = store.limits();
     check_size(bytes.len() as u64, limits.blob_bytes_max)?;
-    let hash = BlobHash::of(&bytes);
+    let hash = BlobHash::of(bytes);
     let size = bytes.len() as u64;
     if bytes.len() <= limits.blob_chunk_bytes {
-        return Ok(StagedBlob { hash, size, data: Staged::Inline(bytes) });
+        return Ok(StagedBlob { hash, size, data: Staged::Inline(bytes.to_vec()) });
     }
-    let id: [u8; 16] = rand::random();
-    let mut n_chunks = 0u32;
+    // The guard exists before the first chunk: a failure or a cancelled task at any point
+    // removes what was written.
+    let mut upload = Upload::new(rand::random(), 0, store.backend.discarder());
     for chunk in bytes.chunks(limits.blob_chunk_bytes) {
-        if let Err(e) = store.backend.put_upload_chunk(&id, n_chunks, chunk).await {
-            let _ = store.backend.discard_upload(&id, n_chunks + 1).await;
-            return Err(e);
-        }
-        n_chunks += 1;
+        upload.n_chunks += 1;
+        store.backend.put_upload_chunk(&upload.id, upload.n_chunks - 1, chunk).await?;
     }
-    Ok(StagedBlob { hash, size, data: Staged::Upload { id, n_chunks } })
+    Ok(StagedBlob { hash, size, data: Staged::Upload(upload) })
 }
 
 pub(crate) async fn stage_reader(
@@ -125,43 +167,32 @@ pub(crate) async fn stage_reader(
     let limits = store.limits().clone();
     let first = read_chunk(reader, limits.blob_chunk_bytes).await?;
     if first.len() < limits.blob_chunk_bytes {
-        return stage_bytes(store, first).await;
+        return stage_bytes(store, &first).await;
     }
-    let id: [u8; 16] = rand::random();
+    let mut upload = Upload::new(rand::random(), 0, store.backend.discarder());
     let mut hasher = Sha256::new();
     let mut size = 0u64;
-    let mut n_chunks = 0u32;
     let mut chunk = first;
-    let res = loop {
-        if chunk.is_empty() {
-            break Ok(());
-        }
+    while !chunk.is_empty() {
         size += chunk.len() as u64;
-        if let Err(e) = check_size(size, limits.blob_bytes_max) {
-            break Err(e);
-        }
+        check_size(size, limits.blob_bytes_max)?;
         hasher.update(&chunk);
-        if let Err(e) = store.backend.put_upload_chunk(&id, n_chunks, &chunk).await {
-            break Err(e);
-        }
-        n_chunks += 1;
-        chunk = match read_chunk(reader, limits.blob_chunk_bytes).await {
-            Ok(chunk) => chunk,
-            Err(e) => break Err(e),
-        };
-    };
-    if let Err(e) = res {
-        let _ = store.backend.discard_upload(&id, n_chunks + 1).await;
-        return Err(e);
+        upload.n_chunks += 1;
+        store.backend.put_upload_chunk(&upload.id, upload.n_chunks - 1, &chunk).await?;
+        chunk = read_chunk(reader, limits.blob_chunk_bytes).await?;
     }
     let hash = BlobHash(hasher.finalize().into());
-    Ok(StagedBlob { hash, size, data: Staged::Upload { id, n_chunks } })
+    Ok(StagedBlob { hash, size, data: Staged::Upload(upload) })
 }
 
 pub(crate) async fn discard(store: &Store, staged: StagedBlob) -> Result<(), Error> {
     match staged.data {
         Staged::Inline(_) => Ok(()),
-        Staged::Upload { id, n_chunks } => store.backend.discard_upload(&id, n_chunks).await,
+        Staged::Upload(upload) => {
+            let (id, n_chunks) = (upload.id, upload.n_chunks);
+            upload.claimed();
+            store.backend.discard_upload(&id, n_chunks).await
+        }
     }
 }
 

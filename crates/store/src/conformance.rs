@@ -21,8 +21,9 @@ macro_rules! conformance_tests {
         $crate::conformance_tests!(@each $harness;
             get_set_delete, versions_grow, scan_ranges, scan_reverse_and_limits, expect_absent,
             expect_version, conflict_writes_nothing, one_writer_wins, counters, counter_patches,
-            counter_errors, concurrent_counter, blobs_small, blobs_large, blobs_streamed,
-            blob_errors, limits, reopen_keeps_everything, closed);
+            counter_errors, concurrent_counter, bounded_counters, concurrent_bounded_counter,
+            blobs_small, blobs_large, blobs_streamed, blob_errors, blob_references,
+            staged_blobs_left_nowhere, limits, reopen_keeps_everything, closed);
     };
     (@each $harness:expr; $($name:ident),* $(,)?) => {
         $(
@@ -336,6 +337,81 @@ pub async fn counter_errors(harness: &impl Harness) {
     store.close().await.unwrap();
 }
 
+pub async fn bounded_counters(harness: &impl Harness) {
+    let store = harness.open().await;
+    let mut batch = Batch::new();
+    let used = batch.add_at_most(b"used", 60, 100);
+    assert_eq!(store.commit(batch).await.unwrap().counters[used.index()], 60);
+    // At the bound exactly is allowed; past it, the whole batch fails and writes nothing.
+    let mut batch = Batch::new();
+    batch.set(b"message", b"1");
+    batch.add_at_most(b"used", 40, 100);
+    store.commit(batch).await.unwrap();
+    let mut batch = Batch::new();
+    batch.set(b"message", b"2");
+    batch.add_at_most(b"used", 1, 100);
+    let err = store.commit(batch).await.unwrap_err();
+    assert!(matches!(&err, Error::CounterBound { key, current: 100, delta: 1, max: 100 } if key == b"used"), "{err}");
+    assert_eq!(value_of(&store, b"message").await.as_deref(), Some(&b"1"[..]));
+    assert_eq!(store.counter(b"used").await.unwrap(), 100);
+    // Giving back is never refused, even above a bound lowered meanwhile.
+    let mut batch = Batch::new();
+    batch.add_at_most(b"used", -30, 50);
+    store.commit(batch).await.unwrap();
+    assert_eq!(store.counter(b"used").await.unwrap(), 70);
+    // Each add of a batch sees the ones before it: two adds that fit alone but not
+    // together fail the batch.
+    let mut batch = Batch::new();
+    batch.add_at_most(b"used", 20, 100);
+    batch.add_at_most(b"used", 20, 100);
+    assert!(matches!(store.commit(batch).await, Err(Error::CounterBound { current: 90, .. })));
+    assert_eq!(store.counter(b"used").await.unwrap(), 70);
+    // A failed bound in one batch of a group leaves the others alone.
+    let (first, second) = tokio::join!(
+        async {
+            let mut batch = Batch::new();
+            batch.add_at_most(b"used", 30, 100);
+            store.commit(batch).await
+        },
+        async {
+            let mut batch = Batch::new();
+            batch.add_at_most(b"other", 1, 0);
+            store.commit(batch).await
+        }
+    );
+    assert!(first.is_ok() && matches!(second, Err(Error::CounterBound { .. })));
+    assert_eq!(store.counter(b"used").await.unwrap(), 100);
+    store.close().await.unwrap();
+}
+
+/// 32 writers race to add 10 each to a counter bounded at 105: exactly 10 commit, and the
+/// counter ends at 100, never above its bound.
+pub async fn concurrent_bounded_counter(harness: &impl Harness) {
+    let store = harness.open().await;
+    let mut tasks = Vec::new();
+    for i in 0..32u8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut batch = Batch::new();
+            batch.add_at_most(b"quota", 10, 105);
+            batch.set(&[b'w', i], b"");
+            store.commit(batch).await
+        }));
+    }
+    let mut n_committed = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(_) => n_committed += 1,
+            Err(Error::CounterBound { .. }) => {}
+            Err(e) => panic!("commit failed: {e}"),
+        }
+    }
+    assert_eq!(n_committed, 10);
+    assert_eq!(store.counter(b"quota").await.unwrap(), 100);
+    assert_eq!(store.scan(&Scan::prefix(b"w")).await.unwrap().len(), 10);
+    store.close().await.unwrap();
+}
+
 /// 64 tasks each increment one counter 1,000 times through conditional batches (read,
 /// write with the version read, retry on conflict); the result is exactly 64,000.
 pub async fn concurrent_counter(harness: &impl Harness) {
@@ -480,6 +556,82 @@ pub async fn blob_errors(harness: &impl Harness) {
     store.close().await.unwrap();
 }
 
+/// One staging acquired with several references: stored once, released one by one.
+pub async fn blob_references(harness: &impl Harness) {
+    let store = harness.open().await;
+    let chunk = store.limits().blob_chunk_bytes;
+    for content in [b"one message to five accounts".to_vec(), pattern(2 * chunk + 3, 5)] {
+        let staged = store.stage_blob_bytes(&content).await.unwrap();
+        let hash = staged.hash();
+        let mut batch = Batch::new();
+        batch.blob_acquire_n(staged, 5);
+        store.commit(batch).await.unwrap();
+        // Two more from another staging of the same content.
+        let mut batch = Batch::new();
+        batch.blob_acquire_n(store.stage_blob_bytes(&content).await.unwrap(), 2);
+        store.commit(batch).await.unwrap();
+        for _ in 0..6 {
+            release(&store, &hash).await;
+            assert_eq!(store.read_blob(&hash).await.unwrap().as_deref(), Some(content.as_slice()));
+        }
+        release(&store, &hash).await;
+        assert_eq!(store.read_blob(&hash).await.unwrap(), None);
+    }
+    assert_eq!(store.staged_uploads().await.unwrap(), 0);
+    store.close().await.unwrap();
+}
+
+/// Whatever happens to a staged blob, no upload stays behind: committed, discarded,
+/// dropped, or taken by a batch that fails (a conflict, a bound, a limit).
+pub async fn staged_blobs_left_nowhere(harness: &impl Harness) {
+    let store = harness.open().await;
+    let chunk = store.limits().blob_chunk_bytes;
+    let content = pattern(3 * chunk, 4);
+    let uploads_gone = || async {
+        // Dropped uploads are removed in the background: give it a moment.
+        for _ in 0..500 {
+            if store.staged_uploads().await.unwrap() == 0 {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        false
+    };
+    let staged = store.stage_blob_bytes(&content).await.unwrap();
+    assert_eq!(store.staged_uploads().await.unwrap(), 1);
+    drop(staged);
+    assert!(uploads_gone().await, "a dropped staged blob left its upload");
+    // A batch that fails its expectation.
+    let mut batch = Batch::new();
+    batch.expect_version(b"never", 1).blob_acquire(store.stage_blob_bytes(&content).await.unwrap());
+    assert!(matches!(store.commit(batch).await, Err(Error::Conflict { .. })));
+    assert!(uploads_gone().await, "a conflicting batch left its upload");
+    // A batch that fails a bound after taking the blob.
+    let mut batch = Batch::new();
+    batch.blob_acquire(store.stage_blob_bytes(&content).await.unwrap());
+    batch.add_at_most(b"full", 1, 0);
+    assert!(matches!(store.commit(batch).await, Err(Error::CounterBound { .. })));
+    assert!(uploads_gone().await, "a batch over its bound left its upload");
+    // A batch over a limit, refused before it reaches the backend.
+    let mut batch = Batch::new();
+    batch.blob_acquire(store.stage_blob_bytes(&content).await.unwrap());
+    batch.set(b"big", &vec![0u8; store.limits().value_bytes_max + 1]);
+    assert!(matches!(store.commit(batch).await, Err(Error::Limit { .. })));
+    assert!(uploads_gone().await, "a batch over a limit left its upload");
+    // A batch never committed.
+    let mut batch = Batch::new();
+    batch.blob_acquire(store.stage_blob_bytes(&content).await.unwrap());
+    drop(batch);
+    assert!(uploads_gone().await, "an abandoned batch left its upload");
+    let hash = BlobHash::of(&content);
+    assert_eq!(store.read_blob(&hash).await.unwrap(), None);
+    // And a committed one is the blob, not an upload.
+    acquire(&store, store.stage_blob_bytes(&content).await.unwrap()).await;
+    assert_eq!(store.staged_uploads().await.unwrap(), 0);
+    assert_eq!(store.read_blob(&hash).await.unwrap().as_deref(), Some(content.as_slice()));
+    store.close().await.unwrap();
+}
+
 pub async fn limits(harness: &impl Harness) {
     let store = harness.open().await;
     let limits = store.limits().clone();
@@ -512,10 +664,12 @@ pub async fn reopen_keeps_everything(harness: &impl Harness) {
     let chunk = store.limits().blob_chunk_bytes;
     let content = pattern(2 * chunk + 1, 1);
     let hash = acquire(&store, store.stage_blob_bytes(content.clone()).await.unwrap()).await;
-    // A blob staged and never committed is an orphan: gone after reopening.
+    // A blob staged and never committed nor dropped (as after a crash) is an orphan: gone
+    // after reopening.
     let orphan = store.stage_blob_bytes(pattern(2 * chunk, 2)).await.unwrap();
     let orphan_hash = orphan.hash();
-    drop(orphan);
+    std::mem::forget(orphan);
+    assert_eq!(store.staged_uploads().await.unwrap(), 1);
     store.close().await.unwrap();
 
     let store = harness.open().await;
@@ -524,6 +678,7 @@ pub async fn reopen_keeps_everything(harness: &impl Harness) {
     assert_eq!(store.next_value(b"uid", 1).await.unwrap(), 8);
     assert_eq!(store.read_blob(&hash).await.unwrap().as_deref(), Some(content.as_slice()));
     assert_eq!(store.read_blob(&orphan_hash).await.unwrap(), None);
+    assert_eq!(store.staged_uploads().await.unwrap(), 0);
     // Versions go on growing after a restart.
     let after = store.commit(set(b"later", b"")).await.unwrap().version;
     assert!(after > before + 1);

@@ -14,6 +14,10 @@ pub enum Error {
     /// A counter would overflow `i64`.
     #[error("counter {} would overflow", crate::key::printable(key))]
     CounterOverflow { key: Vec<u8> },
+    /// [`crate::Batch::add_at_most`] would take the counter past its bound; nothing of the
+    /// batch was written.
+    #[error("counter {} is {current}: adding {delta} would pass its bound {max}", crate::key::printable(key))]
+    CounterBound { key: Vec<u8>, current: i64, delta: i64, max: i64 },
     /// [`crate::Batch::blob_release`] of a blob that is not stored.
     #[error("blob {hash} is not stored")]
     BlobMissing { hash: BlobHash },

@@ -6,9 +6,12 @@
 //! - atomic write batches with conditions ([`Batch`], [`Store::commit`]): a batch commits only
 //!   if every key it expects still has the version it read, so two writers never both win;
 //! - monotonic counters ([`Batch::add`], [`Store::next_value`]), evaluated inside the commit,
-//!   that never hand out the same value twice, even across crashes;
+//!   that never hand out the same value twice, even across crashes; a counter may be
+//!   bounded ([`Batch::add_at_most`]): the commit fails rather than take it past its bound,
+//!   so a limit such as a quota holds however many writers race;
 //! - a content-addressed, reference-counted blob store ([`Store::stage_blob`],
-//!   [`Batch::blob_acquire`], [`Batch::blob_release`], [`Store::read_blob`]).
+//!   [`Batch::blob_acquire`], [`Batch::blob_release`], [`Store::read_blob`]). A staged
+//!   blob that no commit takes is removed when dropped ([`StagedBlob`]).
 //!
 //! A commit returns only after its data is durable (synced to disk). Nothing above this
 //! crate knows which backend runs: the embedded RocksDB backend today, PostgreSQL later.
@@ -135,6 +138,10 @@ pub(crate) trait Backend: Send + Sync + 'static {
     async fn put_upload_chunk(&self, upload: &[u8; 16], idx: u32, data: &[u8]) -> Result<(), Error>;
     /// Removes a staged upload that will not be committed.
     async fn discard_upload(&self, upload: &[u8; 16], n_chunks: u32) -> Result<(), Error>;
+    /// What removes the upload of a [`StagedBlob`] dropped without a commit.
+    fn discarder(&self) -> Arc<dyn blob::Discard>;
+    /// How many uploads are staged and not yet committed or discarded.
+    async fn count_uploads(&self) -> Result<u64, Error>;
     async fn blob_meta(&self, hash: &BlobHash) -> Result<Option<blob::BlobMeta>, Error>;
     async fn blob_chunk(&self, location: &[u8], idx: u32) -> Result<Option<Vec<u8>>, Error>;
     async fn close(&self) -> Result<(), Error>;
@@ -212,8 +219,8 @@ impl Store {
 
     /// Stages a blob from bytes already in memory. Blobs up to one chunk are kept in the
     /// [`StagedBlob`] and written by the commit that acquires them.
-    pub async fn stage_blob_bytes(&self, bytes: Vec<u8>) -> Result<StagedBlob, Error> {
-        blob::stage_bytes(self, bytes).await
+    pub async fn stage_blob_bytes(&self, bytes: impl AsRef<[u8]>) -> Result<StagedBlob, Error> {
+        blob::stage_bytes(self, bytes.as_ref()).await
     }
 
     /// Stages a blob read from `reader`, one chunk at a time.
@@ -224,9 +231,16 @@ impl Store {
         blob::stage_reader(self, reader).await
     }
 
-    /// Drops a staged blob that will not be committed.
+    /// Drops a staged blob that will not be committed, and waits until its upload is
+    /// removed. (Dropping it does the same without waiting.)
     pub async fn discard_blob(&self, staged: StagedBlob) -> Result<(), Error> {
         blob::discard(self, staged).await
+    }
+
+    /// How many blob uploads are staged and not yet committed or discarded: zero when no
+    /// ingest is under way (tests check that failures leave nothing behind).
+    pub async fn staged_uploads(&self) -> Result<u64, Error> {
+        self.backend.count_uploads().await
     }
 
     /// The size of a stored blob, if it exists.

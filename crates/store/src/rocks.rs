@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::ops::Bound;
 use std::path::Path;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -25,7 +25,7 @@ use rocksdb::{
 use tokio::sync::{mpsc, oneshot};
 
 use crate::batch::{Op, apply_patches, decode_counter};
-use crate::blob::{BlobMeta, Staged};
+use crate::blob::{BlobMeta, Discard, Staged, Upload};
 use crate::{Backend, Batch, BlobHash, Committed, Direction, Entry, Error, Expect, Options, Scan, Version};
 
 const CF_BLOB: &str = "blob";
@@ -51,7 +51,42 @@ pub(crate) struct RocksBackend {
     /// brief, and moving a tokio worker off its thread for each of them (block_in_place)
     /// cost the MX 20 % of its throughput.
     lone_streak: std::sync::atomic::AtomicU32,
+    discarder: Arc<RocksDiscarder>,
     path: String,
+}
+
+/// Removes the uploads of staged blobs dropped without a commit. It holds the database
+/// weakly: a staged blob outliving the store removes nothing (the next open does).
+struct RocksDiscarder {
+    db: Weak<DB>,
+}
+
+impl Discard for RocksDiscarder {
+    /// Not synced: if the removal is lost in a crash, the upload is still registered and
+    /// the next open removes it (`remove_orphan_uploads`).
+    fn discard_later(&self, upload: [u8; 16], n_chunks: u32) {
+        let Some(db) = self.db.upgrade() else { return };
+        let write = move || {
+            if let Err(e) = db.write(discard_batch(&db, &upload, n_chunks)) {
+                tracing::warn!(error = %e, "removing a staged blob upload failed; the next open removes it");
+            }
+        };
+        // Off the async workers when there are any: a drop must not wait for the disk.
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => drop(handle.spawn_blocking(write)),
+            Err(_) => write(),
+        }
+    }
+}
+
+/// The writes that remove an upload: its chunks and its registration.
+fn discard_batch(db: &DB, upload: &[u8; 16], n_chunks: u32) -> WriteBatch {
+    let mut batch = WriteBatch::default();
+    for idx in 0..n_chunks {
+        batch.delete_cf(cf(db, CF_BLOB), chunk_key(upload, idx));
+    }
+    batch.delete_cf(cf(db, CF_META), upload_key(upload));
+    batch
 }
 
 struct Committer {
@@ -91,7 +126,9 @@ impl RocksBackend {
             .name("store-commit".into())
             .spawn(move || run_committer(&committer_db, receiver, group_max, &committer_version))
             .map_err(|e| Error::Backend(format!("starting the committer thread: {e}")))?;
+        let discarder = Arc::new(RocksDiscarder { db: Arc::downgrade(&db) });
         Ok(RocksBackend {
+            discarder,
             db: RwLock::new(Some(db)),
             committer: Mutex::new(Some(Committer { requests, thread })),
             last_version,
@@ -243,14 +280,30 @@ impl Backend for RocksBackend {
 
     async fn discard_upload(&self, upload: &[u8; 16], n_chunks: u32) -> Result<(), Error> {
         let db = self.db()?;
-        let mut batch = WriteBatch::default();
-        for idx in 0..n_chunks {
-            batch.delete_cf(cf(&db, CF_BLOB), chunk_key(upload, idx));
-        }
-        batch.delete_cf(cf(&db, CF_META), upload_key(upload));
+        let batch = discard_batch(&db, upload, n_chunks);
         tokio::task::spawn_blocking(move || db.write_opt(batch, &synced()).map_err(backend))
             .await
             .map_err(|e| Error::Backend(e.to_string()))?
+    }
+
+    fn discarder(&self) -> Arc<dyn Discard> {
+        self.discarder.clone()
+    }
+
+    async fn count_uploads(&self) -> Result<u64, Error> {
+        let db = self.db()?;
+        let mut iter = db.raw_iterator_cf(cf(&db, CF_META));
+        iter.seek([META_UPLOAD]);
+        let mut n_uploads = 0;
+        while let Some((key, _)) = iter.item() {
+            if key.first() != Some(&META_UPLOAD) {
+                break;
+            }
+            n_uploads += 1;
+            iter.next();
+        }
+        iter.status().map_err(backend)?;
+        Ok(n_uploads)
     }
 
     async fn blob_meta(&self, hash: &BlobHash) -> Result<Option<BlobMeta>, Error> {
@@ -379,9 +432,12 @@ fn run_committer(db: &DB, mut requests: mpsc::Receiver<Request>, group_max: usiz
 fn commit_batches(db: &DB, batches: Vec<Batch>, last_version: &mut Version) -> Vec<Result<Committed, Error>> {
     let mut state = GroupState { db, overlay: HashMap::new(), write_batch: WriteBatch::default() };
     let mut results = Vec::with_capacity(batches.len());
+    // The uploads the group's batches take: claimed once the group is written, removed
+    // (dropped) if it is not.
+    let mut uploads = Vec::new();
     let mut version = *last_version;
     for batch in batches {
-        let result = apply_batch(&mut state, batch, version + 1);
+        let result = apply_batch(&mut state, batch, version + 1, &mut uploads);
         if result.is_ok() {
             version += 1;
         }
@@ -394,7 +450,10 @@ fn commit_batches(db: &DB, batches: Vec<Batch>, last_version: &mut Version) -> V
         Ok(())
     };
     match write {
-        Ok(()) => *last_version = version,
+        Ok(()) => {
+            *last_version = version;
+            uploads.into_iter().for_each(Upload::claimed);
+        }
         Err(e) => {
             tracing::error!(error = %e, "store commit failed");
             for result in results.iter_mut().filter(|result| result.is_ok()) {
@@ -475,8 +534,16 @@ impl Pending {
     }
 }
 
-fn apply_batch(state: &mut GroupState<'_>, batch: Batch, version: Version) -> Result<Committed, Error> {
+/// Checks and applies one batch over the group's state. The uploads it takes are added to
+/// `uploads` only if it succeeds; if it fails, they are dropped, which removes them.
+fn apply_batch(
+    state: &mut GroupState<'_>,
+    batch: Batch,
+    version: Version,
+    uploads: &mut Vec<Upload>,
+) -> Result<Committed, Error> {
     let mut pending = Pending::default();
+    let mut taken = Vec::new();
     for (key, expect) in &batch.expects {
         let current = state.read(&pending, Family::Kv, key)?;
         let current_version = current.as_deref().map(read_version).transpose()?;
@@ -496,34 +563,43 @@ fn apply_batch(state: &mut GroupState<'_>, batch: Batch, version: Version) -> Re
                 pending.write(Family::Kv, key, Some(encode_value(version, &value)));
             }
             Op::Delete { key } => pending.write(Family::Kv, key, None),
-            Op::Add { key, delta } => {
+            Op::Add { key, delta, max } => {
                 let current = match state.read(&pending, Family::Kv, &key)? {
                     None => 0,
                     Some(stored) => decode_counter(&key, &stored[VERSION_BYTES.min(stored.len())..])?,
                 };
                 let next = current.checked_add(delta).ok_or_else(|| Error::CounterOverflow { key: key.clone() })?;
+                if let Some(max) = max
+                    && delta > 0
+                    && next > max
+                {
+                    return Err(Error::CounterBound { key, current, delta, max });
+                }
                 pending.write(Family::Kv, key, Some(encode_value(version, &next.to_be_bytes())));
                 counters.push(next);
             }
-            Op::BlobAcquire(staged) => {
+            Op::BlobAcquire(staged, refs) => {
                 let meta_key = blob_key(&staged.hash);
                 let existing = state.read(&pending, Family::Meta, &meta_key)?;
-                let (meta, upload) = match (existing, staged.data) {
+                let meta = match (existing, staged.data) {
                     (Some(stored), data) => {
                         let mut meta = BlobMeta::decode(&stored)?;
-                        meta.refcount += 1;
-                        // The content is already stored: the staged upload is not needed,
-                        // unless it is the very upload the blob lives in.
-                        let upload = match data {
-                            Staged::Upload { id, n_chunks } if meta.location != id => Some((id, n_chunks)),
-                            _ => None,
-                        };
-                        if let Some((id, n_chunks)) = upload {
-                            for idx in 0..n_chunks {
-                                pending.write(Family::Blob, chunk_key(&id, idx), None);
+                        meta.refcount += refs;
+                        // The content is already stored: the staged upload is not needed
+                        // (unless it is the very upload the blob lives in).
+                        if let Staged::Upload(upload) = data {
+                            if meta.location == upload.id {
+                                upload.claimed();
+                                pending.write(Family::Meta, meta_key, Some(meta.encode()));
+                                continue;
                             }
+                            for idx in 0..upload.n_chunks {
+                                pending.write(Family::Blob, chunk_key(&upload.id, idx), None);
+                            }
+                            pending.write(Family::Meta, upload_key(&upload.id), None);
+                            taken.push(upload);
                         }
-                        (meta, upload.map(|(id, _)| id))
+                        meta
                     }
                     (None, Staged::Inline(bytes)) => {
                         let n_chunks = u32::from(!bytes.is_empty());
@@ -531,21 +607,24 @@ fn apply_batch(state: &mut GroupState<'_>, batch: Batch, version: Version) -> Re
                         if n_chunks == 1 {
                             pending.write(Family::Blob, chunk_key(&location, 0), Some(bytes));
                         }
-                        (BlobMeta { refcount: 1, size: staged.size, n_chunks, location }, None)
+                        BlobMeta { refcount: refs, size: staged.size, n_chunks, location }
                     }
-                    (None, Staged::Upload { id, n_chunks }) => {
-                        if state.read(&pending, Family::Meta, &upload_key(&id))?.is_none() {
+                    (None, Staged::Upload(upload)) => {
+                        if state.read(&pending, Family::Meta, &upload_key(&upload.id))?.is_none() {
+                            // Not ours to remove: claim it so that its drop deletes nothing.
+                            upload.claimed();
                             return Err(Error::InvalidBatch(format!(
                                 "staged blob {} was already committed or discarded",
                                 staged.hash
                             )));
                         }
-                        (BlobMeta { refcount: 1, size: staged.size, n_chunks, location: id.to_vec() }, Some(id))
+                        pending.write(Family::Meta, upload_key(&upload.id), None);
+                        let location = upload.id.to_vec();
+                        let n_chunks = upload.n_chunks;
+                        taken.push(upload);
+                        BlobMeta { refcount: refs, size: staged.size, n_chunks, location }
                     }
                 };
-                if let Some(id) = upload {
-                    pending.write(Family::Meta, upload_key(&id), None);
-                }
                 pending.write(Family::Meta, meta_key, Some(meta.encode()));
             }
             Op::BlobRelease(hash) => {
@@ -567,6 +646,7 @@ fn apply_batch(state: &mut GroupState<'_>, batch: Batch, version: Version) -> Re
         }
     }
     state.accept(pending);
+    uploads.append(&mut taken);
     Ok(Committed { version, counters })
 }
 
