@@ -215,6 +215,11 @@ pub struct Http {
     /// 1,024 is far above what one commune's clients open, well below the default file
     /// descriptor limit of a systemd service (524,288 on Debian 12).
     pub connections_max: usize,
+    /// Most HTTPS connections from one client address (IPv6 per /64); past it a new one is
+    /// closed at once. 128: a town hall behind one NAT with 20 browsers at their usual 6
+    /// connections per host fits, and one address holds at most an eighth of
+    /// `connections_max`.
+    pub connections_per_ip_max: usize,
     /// A client has this long to finish its TLS handshake, and then each request's
     /// headers (counted from the end of the previous request, so it also closes idle
     /// keep-alive connections). 10 s, as Apache's `RequestReadTimeout header=10`, stops
@@ -222,6 +227,12 @@ pub struct Http {
     pub header_timeout_s: u64,
     /// Largest request body. 1 MiB is far above any admin request.
     pub request_bytes_max: usize,
+    /// Time for a request's whole body, from the end of its headers: 60 s carries 1 MiB
+    /// at 17 KiB/s, and stops a client that trickles its body to hold a connection.
+    pub body_timeout_s: u64,
+    /// Longest a write to a client may make no progress before the connection is closed:
+    /// 30 s, so that a client that stops reading cannot hold its connection and answer.
+    pub write_timeout_s: u64,
     /// The bearer token `/metrics` requires; empty disables `/metrics`.
     pub metrics_token: String,
 }
@@ -231,8 +242,11 @@ impl Default for Http {
         Http {
             listen: vec!["[::]:443".parse().expect("valid address")],
             connections_max: 1024,
+            connections_per_ip_max: 128,
             header_timeout_s: 10,
             request_bytes_max: 1024 * 1024,
+            body_timeout_s: 60,
+            write_timeout_s: 30,
             metrics_token: String::new(),
         }
     }

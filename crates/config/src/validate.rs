@@ -13,7 +13,7 @@ pub(crate) fn check(config: &Config) -> Result<(), Error> {
     let fail = |key: &str, problem: String| Err(error_at(source, key, problem));
     let d = &config.directory;
     let a = &config.auth;
-    let ranges: [(&str, u64, u64, u64); 65] = [
+    let ranges: Vec<(&str, u64, u64, u64)> = vec![
         ("server.shutdown_grace_s", config.server.shutdown_grace_s, 1, 3600),
         ("store.cache_bytes", config.store.cache_bytes as u64, 1 << 20, 1 << 40),
         ("store.key_bytes_max", config.store.key_bytes_max as u64, 64, 64 * 1024),
@@ -24,7 +24,10 @@ pub(crate) fn check(config: &Config) -> Result<(), Error> {
         ("store.commit_group_max", config.store.commit_group_max as u64, 1, 65_536),
         ("store.commit_queue_max", config.store.commit_queue_max as u64, 1, 1_000_000),
         ("http.connections_max", config.http.connections_max as u64, 1, 1_000_000),
+        ("http.connections_per_ip_max", config.http.connections_per_ip_max as u64, 1, 100_000),
         ("http.header_timeout_s", config.http.header_timeout_s, 1, 3600),
+        ("http.body_timeout_s", config.http.body_timeout_s, 1, 3600),
+        ("http.write_timeout_s", config.http.write_timeout_s, 1, 3600),
         ("http.listen", config.http.listen.len() as u64, 0, 64),
         ("http.request_bytes_max", config.http.request_bytes_max as u64, 1024, 64 << 20),
         // OWASP's minimum for argon2id is 19 MiB with 2 passes: nothing weaker is accepted.

@@ -9,11 +9,9 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use base64::Engine;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use tokio::sync::Semaphore;
 
 use crate::Error;
 
@@ -31,8 +29,10 @@ pub struct PasswordOptions {
     pub password_chars_min: usize,
     /// Longest password accepted. 1,024 bytes bounds the work of one verification.
     pub password_bytes_max: usize,
-    /// Most argon2 computations at once. Each takes its memory and a core for tens of
-    /// milliseconds: two at a time on two cores keeps logins from starving the server.
+    /// Most argon2 computations at once, and the number of threads that run them. Each
+    /// takes its memory and a core for tens of milliseconds: two at a time on two cores
+    /// keeps logins from starving the server, and bounds hashing's memory to twice
+    /// `argon2_memory_kib`, given back to the system after each computation.
     pub hashing_concurrent_max: usize,
 }
 
@@ -50,10 +50,9 @@ impl Default for PasswordOptions {
 }
 
 impl PasswordOptions {
-    fn argon2(&self) -> argon2::Argon2<'static> {
-        let params = argon2::Params::new(self.argon2_memory_kib, self.argon2_iterations, self.argon2_parallelism, None)
-            .expect("argon2 parameters are checked by config");
-        argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+    pub(crate) fn argon2_params(&self) -> argon2::Params {
+        argon2::Params::new(self.argon2_memory_kib, self.argon2_iterations, self.argon2_parallelism, None)
+            .expect("argon2 parameters are checked by config")
     }
 
     /// Checks a password a user wants to set.
@@ -68,50 +67,6 @@ impl PasswordOptions {
             return Err(Error::invalid(field, "must not hold control characters"));
         }
         Ok(())
-    }
-}
-
-/// Runs argon2 off the async threads, a bounded number at a time.
-pub(crate) struct Hasher {
-    options: PasswordOptions,
-    permits: Semaphore,
-    /// A hash verified when the account does not exist, so that the time taken does not
-    /// tell whether an address exists.
-    dummy: String,
-}
-
-impl Hasher {
-    pub fn new(options: PasswordOptions) -> Hasher {
-        let permits = Semaphore::new(options.hashing_concurrent_max);
-        let dummy = options.argon2().hash_password(b"no such account").expect("argon2 hashes").to_string();
-        Hasher { options, permits, dummy }
-    }
-
-    pub async fn hash(&self, password: &str) -> Result<String, Error> {
-        let _permit = self.permits.acquire().await.expect("never closed");
-        let argon2 = self.options.argon2();
-        let password = password.to_string();
-        tokio::task::spawn_blocking(move || argon2.hash_password(password.as_bytes()).map(|hash| hash.to_string()))
-            .await
-            .expect("hashing task")
-            .map_err(|e| Error::Corrupt { key: "password".into(), problem: e.to_string() })
-    }
-
-    /// Whether `password` matches the PHC string `hash` (the dummy one if `None`).
-    pub async fn verify(&self, hash: Option<&str>, password: &str) -> bool {
-        if password.len() > self.options.password_bytes_max {
-            return false;
-        }
-        let _permit = self.permits.acquire().await.expect("never closed");
-        let argon2 = self.options.argon2();
-        let found = hash.is_some();
-        let hash = hash.unwrap_or(&self.dummy).to_string();
-        let password = password.to_string();
-        let matches =
-            tokio::task::spawn_blocking(move || argon2.verify_password(password.as_bytes(), hash.as_str()).is_ok())
-                .await
-                .expect("verification task");
-        found && matches
     }
 }
 
@@ -187,9 +142,17 @@ pub(crate) fn new_app_password() -> String {
     (0..24).map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char).collect()
 }
 
-/// The form a user types an application password in, without separators, lowercase.
-pub(crate) fn compact_app_password(typed: &str) -> String {
-    typed.chars().filter(|c| *c != '-' && *c != ' ').flat_map(char::to_lowercase).collect()
+/// The 24 characters of an application password as the user typed it (separators removed,
+/// lowercase), or `None` if it cannot be one: anything outside the generated alphabet is
+/// refused here, so that no byte offset taken later can fall inside a character.
+pub(crate) fn compact_app_password(typed: &str) -> Option<String> {
+    let compact: String = typed.chars().filter(|c| *c != '-' && *c != ' ').flat_map(char::to_lowercase).collect();
+    (compact.len() == 24 && compact.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())).then_some(compact)
+}
+
+/// The id of an application password: its first four characters.
+pub(crate) fn app_password_id(compact: &str) -> Option<&str> {
+    compact.get(..4)
 }
 
 pub(crate) fn display_app_password(compact: &str) -> String {

@@ -108,3 +108,11 @@ pub fn tenant_api_key(tenant: &str, id: &str) -> Vec<u8> {
 pub fn tenant_api_keys(tenant: &str) -> Vec<u8> {
     [b"d/tk/".as_slice(), tenant.as_bytes(), b"\0"].concat()
 }
+
+/// Marks a domain or a tenant (by its record's key) while it is being deleted: creations
+/// under it expect the mark absent, so that none commits after the deletion has checked
+/// that nothing is left under it. Creations under one parent never write the parent, so
+/// they do not conflict with each other.
+pub fn closing(parent: &[u8]) -> Vec<u8> {
+    [b"d/closing/".as_slice(), parent].concat()
+}

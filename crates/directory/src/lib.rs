@@ -12,6 +12,7 @@
 mod credentials;
 mod dkim;
 pub mod dns;
+mod hashing;
 mod keys;
 pub mod limiter;
 pub mod model;
@@ -77,6 +78,10 @@ pub enum Error {
     /// Concurrent changes kept conflicting; try again (503).
     #[error("the directory is busy: try again")]
     Busy,
+    /// Too many failed logins from this client address or for this account: refused
+    /// without checking the credentials (429).
+    #[error("too many failed logins: try again in {retry_after_s} s")]
+    Refused { retry_after_s: u64 },
     /// The store failed (500).
     #[error(transparent)]
     Store(#[from] hameau_store::Error),
@@ -121,7 +126,8 @@ pub struct Directory {
     store: Store,
     options: Arc<Options>,
     cache: Arc<CredentialCache>,
-    hasher: Arc<credentials::Hasher>,
+    hasher: Arc<hashing::Hasher>,
+    limiter: Arc<AuthLimiter>,
 }
 
 impl std::fmt::Debug for Directory {
@@ -133,8 +139,20 @@ impl std::fmt::Debug for Directory {
 impl Directory {
     pub fn new(store: Store, options: Options) -> Directory {
         let cache = CredentialCache::new(options.credential_cache_s, options.credential_cache_entries_max);
-        let hasher = credentials::Hasher::new(options.passwords.clone());
-        Directory { store, options: Arc::new(options), cache: Arc::new(cache), hasher: Arc::new(hasher) }
+        let hasher = hashing::Hasher::new(options.passwords.clone());
+        let limiter = Arc::new(AuthLimiter::new(LimiterOptions::default()));
+        Directory { store, options: Arc::new(options), cache: Arc::new(cache), hasher: Arc::new(hasher), limiter }
+    }
+
+    /// The directory with `limiter` counting its logins' failures (one limiter for every
+    /// protocol, so that failures over IMAP and HTTPS count together).
+    pub fn with_limiter(mut self, limiter: Arc<AuthLimiter>) -> Directory {
+        self.limiter = limiter;
+        self
+    }
+
+    pub fn limiter(&self) -> &Arc<AuthLimiter> {
+        &self.limiter
     }
 
     pub fn store(&self) -> &Store {

@@ -1,11 +1,17 @@
 //! Slowing down and then refusing repeated authentication failures, per client address
-//! (and, for password logins, per account), whatever the protocol.
+//! and per account, whatever the protocol.
 //!
 //! After `failures_before_delay` failures within `window_s`, each further attempt waits
 //! `delay_ms` doubled per failure (capped at `delay_ms_max`); after `failures_max`, the
-//! client is refused for `lockout_s`. A success clears the count. IPv6 clients are counted
-//! per /64, the block one subscriber usually holds, so that rotating addresses within it
-//! does not reset the count.
+//! key is refused for `lockout_s`. IPv6 clients are counted per /64, the block one
+//! subscriber usually holds, so that rotating addresses within it does not reset the count.
+//!
+//! A login is counted under two keys, its client address and its account (see
+//! [`AuthLimiter::check_login`]), and each failure remembers which account (for the
+//! address) or which address (for the account) it came with. A success takes back only
+//! the failures of its own pair: an agent's own typos before a good login stop counting
+//! against the town hall's shared address, but an attacker's successful logins to its own
+//! account never clear what its guesses at other accounts added to its address.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -56,22 +62,32 @@ pub enum Verdict {
     Refuse { retry_after_s: u64 },
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Entry {
     failures: u32,
     last_failure_s: u64,
     locked_until_s: u64,
+    /// Who the failures came with (a tag of the other key of the pair) and how many, so
+    /// that a success takes back its own share only. At most [`SHARES_MAX`]; failures past
+    /// it are counted but belong to no pair, and no success takes them back.
+    shares: Vec<(u64, u32)>,
 }
+
+/// Pairs remembered per key: a limit reached with failures from this many different
+/// pairs is an attack, not typos, so that keeping more would not help anyone.
+const SHARES_MAX: usize = 32;
 
 /// Counts authentication failures per key (a client address, an account).
 pub struct AuthLimiter {
     options: LimiterOptions,
+    /// Keys the tags of pairs (a keyed SipHash: a client cannot make two tags collide).
+    tags: std::collections::hash_map::RandomState,
     entries: Mutex<HashMap<String, Entry>>,
 }
 
 impl AuthLimiter {
     pub fn new(options: LimiterOptions) -> AuthLimiter {
-        AuthLimiter { options, entries: Mutex::new(HashMap::new()) }
+        AuthLimiter { options, tags: Default::default(), entries: Mutex::new(HashMap::new()) }
     }
 
     /// The key of a client address: the address itself, or its /64 for IPv6.
@@ -105,33 +121,107 @@ impl AuthLimiter {
         Verdict::Allow { delay: Duration::from_millis(delay_ms) }
     }
 
+    /// Counts a failure under `key` alone (no pair: no success takes it back).
     pub fn failed(&self, key: &str, now_s: u64) {
         let mut entries = self.entries.lock().expect("limiter lock");
-        if entries.len() >= self.options.entries_max && !entries.contains_key(key) {
-            let window_s = self.options.window_s;
-            entries.retain(|_, entry| {
-                entry.locked_until_s > now_s || now_s.saturating_sub(entry.last_failure_s) <= window_s
-            });
-            if entries.len() >= self.options.entries_max {
-                // Still full: forget the stalest tenth rather than grow.
-                let mut by_age: Vec<(u64, String)> =
-                    entries.iter().map(|(key, entry)| (entry.last_failure_s, key.clone())).collect();
-                by_age.sort_unstable();
-                for (_, key) in by_age.into_iter().take((self.options.entries_max / 10).max(1)) {
-                    entries.remove(&key);
-                }
+        self.count_failure(&mut entries, key, None, now_s);
+    }
+
+    /// Whether a login of `account_key` from `address_key` may go ahead: the stricter of
+    /// the two keys' verdicts.
+    pub fn check_login(&self, address_key: &str, account_key: &str, now_s: u64) -> Verdict {
+        match (self.check(address_key, now_s), self.check(account_key, now_s)) {
+            (Verdict::Refuse { retry_after_s: a }, Verdict::Refuse { retry_after_s: b }) => {
+                Verdict::Refuse { retry_after_s: a.max(b) }
             }
+            (refused @ Verdict::Refuse { .. }, _) | (_, refused @ Verdict::Refuse { .. }) => refused,
+            (Verdict::Allow { delay: a }, Verdict::Allow { delay: b }) => Verdict::Allow { delay: a.max(b) },
         }
-        let entry =
-            entries.entry(key.to_string()).or_insert(Entry { failures: 0, last_failure_s: now_s, locked_until_s: 0 });
+    }
+
+    /// Counts a failed login under both keys, each remembering the other.
+    pub fn login_failed(&self, address_key: &str, account_key: &str, now_s: u64) {
+        self.failed_with(address_key, account_key, now_s);
+        self.failed_with(account_key, address_key, now_s);
+    }
+
+    /// A successful login takes back the failures of its own pair only: those of this
+    /// account from this address. Failures of other accounts from the address, and of
+    /// this account from other addresses, stay.
+    pub fn login_succeeded(&self, address_key: &str, account_key: &str) {
+        self.succeeded_with(address_key, account_key);
+        self.succeeded_with(account_key, address_key);
+    }
+
+    /// Counts a failure under `key`, remembering that it came with `other` (an account
+    /// for an address key, an API key's id...).
+    pub fn failed_with(&self, key: &str, other: &str, now_s: u64) {
+        let tag = self.tag(other);
+        let mut entries = self.entries.lock().expect("limiter lock");
+        self.count_failure(&mut entries, key, Some(tag), now_s);
+    }
+
+    /// Takes back the failures of `key` that came with `other`.
+    pub fn succeeded_with(&self, key: &str, other: &str) {
+        let tag = self.tag(other);
+        let mut entries = self.entries.lock().expect("limiter lock");
+        let Some(entry) = entries.get_mut(key) else { return };
+        if let Some(at) = entry.shares.iter().position(|(share, _)| *share == tag) {
+            let (_, n) = entry.shares.swap_remove(at);
+            entry.failures = entry.failures.saturating_sub(n);
+        }
+        if entry.failures == 0 && entry.locked_until_s == 0 {
+            entries.remove(key);
+        }
+    }
+
+    fn tag(&self, key: &str) -> u64 {
+        use std::hash::BuildHasher;
+        self.tags.hash_one(key)
+    }
+
+    fn count_failure(&self, entries: &mut HashMap<String, Entry>, key: &str, pair: Option<u64>, now_s: u64) {
+        if entries.len() >= self.options.entries_max && !entries.contains_key(key) {
+            self.make_room(entries, now_s);
+        }
+        let entry = entries.entry(key.to_string()).or_insert(Entry {
+            failures: 0,
+            last_failure_s: now_s,
+            locked_until_s: 0,
+            shares: Vec::new(),
+        });
         if now_s.saturating_sub(entry.last_failure_s) > self.options.window_s {
             entry.failures = 0;
+            entry.shares.clear();
         }
         entry.failures += 1;
         entry.last_failure_s = now_s;
+        if let Some(tag) = pair {
+            match entry.shares.iter().position(|(share, _)| *share == tag) {
+                Some(at) => entry.shares[at].1 += 1,
+                None if entry.shares.len() < SHARES_MAX => entry.shares.push((tag, 1)),
+                None => {}
+            }
+        }
         if entry.failures >= self.options.failures_max {
             entry.locked_until_s = now_s + self.options.lockout_s;
             entry.failures = 0;
+            entry.shares.clear();
+        }
+    }
+
+    fn make_room(&self, entries: &mut HashMap<String, Entry>, now_s: u64) {
+        let window_s = self.options.window_s;
+        entries
+            .retain(|_, entry| entry.locked_until_s > now_s || now_s.saturating_sub(entry.last_failure_s) <= window_s);
+        if entries.len() >= self.options.entries_max {
+            // Still full: forget the stalest tenth rather than grow.
+            let mut by_age: Vec<(u64, String)> =
+                entries.iter().map(|(key, entry)| (entry.last_failure_s, key.clone())).collect();
+            by_age.sort_unstable();
+            for (_, key) in by_age.into_iter().take((self.options.entries_max / 10).max(1)) {
+                entries.remove(&key);
+            }
         }
     }
 
@@ -144,7 +234,9 @@ impl AuthLimiter {
         self.len() == 0
     }
 
-    pub fn succeeded(&self, key: &str) {
-        self.entries.lock().expect("limiter lock").remove(key);
-    }
+    /// A success known by one key alone clears nothing: the same key (a client address)
+    /// also carries failures against other accounts, which an attacker's successful logins
+    /// to its own account must not clear (issue 10). Use [`AuthLimiter::login_succeeded`],
+    /// which knows the pair. Failures under a key alone fade after `window_s`.
+    pub fn succeeded(&self, _key: &str) {}
 }

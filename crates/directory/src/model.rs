@@ -215,6 +215,22 @@ pub fn normalize_address(field: &'static str, address: &str) -> Result<(String, 
     Ok((format!("{local}@{domain}"), domain))
 }
 
+/// The form of a login name under which the limiter counts the failures of an address
+/// that is no account: variants of one name count together, as those of an account do
+/// under its id. Both parts are mapped as UTS #46 maps a domain name (compatibility
+/// forms such as fullwidth letters folded, case folded, default-ignorable code points such
+/// as the soft hyphen removed), and trailing dots of the domain are dropped.
+pub fn login_key_form(address: &str) -> String {
+    let fold = |text: &str| idna::domain_to_unicode(text).0;
+    match address.rsplit_once('@') {
+        Some((local, domain)) => {
+            let domain = normalize_domain("address", domain).unwrap_or_else(|_| fold(domain.trim_end_matches('.')));
+            format!("{}@{domain}", fold(local))
+        }
+        None => fold(address),
+    }
+}
+
 /// Checks a display name or other free text: no control characters, bounded length.
 pub fn check_text(field: &'static str, text: &str, bytes_max: usize) -> Result<(), Error> {
     if text.len() > bytes_max {

@@ -2,15 +2,18 @@
 //! out-of-scope objects are reported as missing ([`Error::NotFound`]); in-scope actions the
 //! role may not take are [`Error::Forbidden`].
 
+use std::net::IpAddr;
+
 use hameau_store::{Batch, Expect};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::credentials::{
-    compact_app_password, digests_match, display_app_password, new_api_key, new_app_password, parse_api_key,
-    secret_digest,
+    app_password_id, compact_app_password, digests_match, display_app_password, new_api_key, new_app_password,
+    parse_api_key, secret_digest,
 };
+use crate::limiter::{AuthLimiter, Verdict};
 use crate::model::{self, Account, AccountRole, Alias, ApiKey, AppPassword, Domain, KeyScope, Tenant};
-use crate::records::{self, Read, any, commit_new, commit_once, get, index_entries, index_page, set};
+use crate::records::{self, Backoff, Read, any, commit_new, commit_once, get, index_entries, index_page, set};
 use crate::{Directory, Error, Principal, keys};
 
 /// Longest free text (names), bytes.
@@ -95,7 +98,8 @@ pub struct NewDomain {
     pub tenant: String,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+/// Its `Debug` form leaves the password out: a request logged must not log a password.
+#[derive(Clone, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewAccount {
@@ -113,7 +117,8 @@ pub struct NewAccount {
     pub role: AccountRole,
 }
 
-#[derive(Clone, Debug, Default, Deserialize)]
+/// Its `Debug` form leaves the password out.
+#[derive(Clone, Default, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AccountUpdate {
@@ -130,6 +135,32 @@ pub struct AccountUpdate {
     pub role: Option<AccountRole>,
     #[serde(default)]
     pub may_send_as: Option<Vec<String>>,
+}
+
+impl std::fmt::Debug for NewAccount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewAccount")
+            .field("address", &self.address)
+            .field("display_name", &self.display_name)
+            .field("password", &self.password.as_ref().map(|_| "<hidden>"))
+            .field("quota_bytes", &self.quota_bytes)
+            .field("enabled", &self.enabled)
+            .field("role", &self.role)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for AccountUpdate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccountUpdate")
+            .field("display_name", &self.display_name)
+            .field("password", &self.password.as_ref().map(|_| "<hidden>"))
+            .field("quota_bytes", &self.quota_bytes)
+            .field("enabled", &self.enabled)
+            .field("role", &self.role)
+            .field("may_send_as", &self.may_send_as)
+            .finish()
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -321,7 +352,8 @@ impl Directory {
         check_optional_codes(update.siren.clone().flatten().as_deref(), update.insee.clone().flatten().as_deref())?;
         check_quota(update.quota_bytes.flatten())?;
         check_accounts_max(update.accounts_max.flatten())?;
-        for _ in 0..records::RETRIES_MAX {
+        let mut backoff = Backoff::new();
+        loop {
             let Read { mut record, version } = self.read_tenant(id).await?;
             if let Some(name) = &update.name {
                 record.name = name.clone();
@@ -344,11 +376,10 @@ impl Directory {
             set(&mut batch, &key, &record);
             match self.store.commit(batch).await {
                 Ok(_) => return Ok(record),
-                Err(hameau_store::Error::Conflict { .. }) => continue,
+                Err(hameau_store::Error::Conflict { .. }) => backoff.wait().await?,
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(Error::Busy)
     }
 
     /// Deletes a tenant without domains, and its API keys.
@@ -356,15 +387,17 @@ impl Directory {
         see_tenant(principal, id, "tenant", id)?;
         operator_only(principal, "delete a tenant")?;
         let tenant = self.read_tenant(id).await?;
+        // Mark it closing first: no domain commits under it from then on (see
+        // `keys::closing`), so that the check below cannot miss one.
+        let closing = self.close(&keys::tenant(id), tenant.version).await?;
         if any(&self.store, &keys::tenant_domains(id)).await? {
+            self.reopen(&closing).await?;
             return Err(Error::Conflict(format!("tenant {id:?} still has domains: delete them first")));
         }
         let key_ids = self.store.scan(&hameau_store::Scan::prefix(&keys::tenant_api_keys(id))).await?;
-        // Creating a domain rewrites its tenant's record: one created meanwhile changes the
-        // version and makes this batch fail rather than orphan the domain.
         let mut batch = Batch::new();
         batch.expect_version(&keys::tenant(id), tenant.version);
-        batch.delete(&keys::tenant(id)).delete(&keys::tenant_account_count(id));
+        batch.delete(&keys::tenant(id)).delete(&keys::tenant_account_count(id)).delete(&closing);
         for entry in key_ids {
             let key_id = String::from_utf8_lossy(&entry.key[keys::tenant_api_keys(id).len()..]).into_owned();
             batch.delete(&entry.key).delete(&keys::api_key(&key_id));
@@ -389,30 +422,63 @@ impl Directory {
             created_at: now,
         };
         let key = keys::domain(&domain.name);
-        let mut batch = Batch::new();
-        batch.expect_absent(&key).expect_version(&keys::tenant(&new.tenant), tenant.version);
-        // Rewriting the tenant bumps its version, so a concurrent tenant deletion fails.
-        set(&mut batch, &keys::tenant(&new.tenant), &tenant.record);
-        set(&mut batch, &key, &domain);
-        batch.set(&keys::tenant_domain(&new.tenant, &domain.name), b"");
-        for dkim in &dkim_keys {
-            batch.set(&keys::dkim_private(&domain.name, &dkim.public.selector), &dkim.private_record);
-        }
-        commit_new(&self.store, batch, |conflict| {
-            if conflict == key.as_slice() {
-                Error::Exists { what: "domain", name: domain.name.clone() }
-            } else {
-                Error::Busy
+        let tenant_key = keys::tenant(&new.tenant);
+        let mut tenant_version = tenant.version;
+        let mut backoff = Backoff::new();
+        loop {
+            let mut batch = Batch::new();
+            // The tenant as read, and not being deleted (`keys::closing`); it is not
+            // rewritten, so that domains created at once in one tenant do not conflict.
+            batch
+                .expect_absent(&key)
+                .expect_version(&tenant_key, tenant_version)
+                .expect_absent(&keys::closing(&tenant_key));
+            set(&mut batch, &key, &domain);
+            batch.set(&keys::tenant_domain(&new.tenant, &domain.name), b"");
+            for dkim in &dkim_keys {
+                batch.set(&keys::dkim_private(&domain.name, &dkim.public.selector), &dkim.private_record);
             }
-        })
-        .await?;
-        Ok(domain)
+            match self.store.commit(batch).await {
+                Ok(_) => return Ok(domain),
+                Err(hameau_store::Error::Conflict { key: conflict }) if conflict == key => {
+                    return Err(Error::Exists { what: "domain", name: domain.name.clone() });
+                }
+                Err(hameau_store::Error::Conflict { .. }) => {
+                    backoff.wait().await?;
+                    tenant_version = get::<Tenant>(&self.store, &tenant_key)
+                        .await?
+                        .ok_or_else(|| Error::invalid("tenant", format!("tenant {:?} does not exist", new.tenant)))?
+                        .version;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Marks the record at `parent` (read at `version`) as closing; returns the mark's key.
+    async fn close(&self, parent: &[u8], version: hameau_store::Version) -> Result<Vec<u8>, Error> {
+        // A mark left by a deletion that crashed midway is taken over, not refused.
+        let closing = keys::closing(parent);
+        let mut batch = Batch::new();
+        batch.expect_version(parent, version).set(&closing, b"");
+        commit_once(&self.store, batch).await?;
+        Ok(closing)
+    }
+
+    /// Takes a closing mark back: the deletion found something left.
+    async fn reopen(&self, closing: &[u8]) -> Result<(), Error> {
+        let mut batch = Batch::new();
+        batch.delete(closing);
+        self.store.commit(batch).await?;
+        Ok(())
     }
 
     pub async fn get_domain(&self, principal: &Principal, name: &str) -> Result<Domain, Error> {
         let ascii =
             model::normalize_domain("name", name).map_err(|_| Error::NotFound { what: "domain", name: name.into() })?;
-        let domain = self.read_domain(&ascii).await?.record;
+        // Absent and out of scope read the same: the name as typed, both ways.
+        let not_found = || Error::NotFound { what: "domain", name: name.into() };
+        let domain = get::<Domain>(&self.store, &keys::domain(&ascii)).await?.ok_or_else(not_found)?.record;
         see_tenant(principal, &domain.tenant, "domain", name)?;
         Ok(domain)
     }
@@ -464,16 +530,22 @@ impl Directory {
     pub async fn delete_domain(&self, principal: &Principal, name: &str) -> Result<(), Error> {
         let domain = self.get_domain(principal, name).await?;
         operator_only(principal, "delete domains")?;
+        let read = self.read_domain(&domain.name).await?;
+        // Mark it closing, then check it is empty: no address commits in it meanwhile.
+        let closing = self.close(&keys::domain(&domain.name), read.version).await?;
         if any(&self.store, &keys::domain_addresses(&domain.name)).await? {
+            self.reopen(&closing).await?;
             return Err(Error::Conflict(format!(
                 "domain {:?} still has accounts or aliases: delete them first",
                 domain.name
             )));
         }
-        let read = self.read_domain(&domain.name).await?;
         let mut batch = Batch::new();
         batch.expect_version(&keys::domain(&domain.name), read.version);
-        batch.delete(&keys::domain(&domain.name)).delete(&keys::tenant_domain(&domain.tenant, &domain.name));
+        batch
+            .delete(&keys::domain(&domain.name))
+            .delete(&keys::tenant_domain(&domain.tenant, &domain.name))
+            .delete(&closing);
         for key in self.dkim_private_keys(&domain.name).await? {
             batch.delete(&keys::dkim_private(&domain.name, &key.selector));
         }
@@ -521,28 +593,33 @@ impl Directory {
             may_send_as: Vec::new(),
             created_at: now,
         };
-        for _ in 0..records::RETRIES_MAX {
-            let tenant = self.read_tenant(&tenant_id).await?;
-            let count_key = keys::tenant_account_count(&tenant_id);
-            let count = self.store.get(&count_key).await?;
-            let (n_accounts, count_expect) = match &count {
-                None => (0, Expect::Absent),
-                Some(entry) => (self.store.counter(&count_key).await?, Expect::Version(entry.version)),
-            };
-            if let Some(max) = tenant.record.accounts_max
-                && n_accounts >= i64::from(max)
-            {
-                return Err(Error::Conflict(format!("tenant {tenant_id:?} has reached its accounts_max of {max}")));
-            }
-            let address_key = keys::address(&address);
+        let domain_key = keys::domain(&domain.record.name);
+        let address_key = keys::address(&address);
+        let count_key = keys::tenant_account_count(&tenant_id);
+        let mut domain_version = domain.version;
+        let mut backoff = Backoff::new();
+        loop {
             let mut batch = Batch::new();
+            // The domain as read and not being deleted (`keys::closing`). Nothing shared is
+            // rewritten, so that creations in one domain do not conflict with each other.
             batch
                 .expect_absent(&address_key)
-                .expect_version(&keys::domain(&domain.record.name), domain.version)
-                .expect(&count_key, count_expect);
+                .expect_version(&domain_key, domain_version)
+                .expect_absent(&keys::closing(&domain_key));
+            // Only a tenant with `accounts_max` reads its count and expects it unchanged:
+            // its creations are then checked one after the other.
+            let tenant = self.read_tenant(&tenant_id).await?;
+            if let Some(max) = tenant.record.accounts_max {
+                let (n_accounts, count_expect) = match self.store.get(&count_key).await? {
+                    None => (0, Expect::Absent),
+                    Some(entry) => (self.store.counter(&count_key).await?, Expect::Version(entry.version)),
+                };
+                if n_accounts >= i64::from(max) {
+                    return Err(Error::Conflict(format!("tenant {tenant_id:?} has reached its accounts_max of {max}")));
+                }
+                batch.expect(&count_key, count_expect);
+            }
             batch.add(&count_key, 1);
-            // Rewriting the domain bumps its version, so a concurrent domain deletion fails.
-            set(&mut batch, &keys::domain(&domain.record.name), &domain.record);
             set(&mut batch, &keys::account(id), &account);
             set(&mut batch, &address_key, &AddressRecord::Account { id, tenant: tenant_id.clone() });
             batch.set(&keys::tenant_account(&tenant_id, &address), &id.to_be_bytes());
@@ -555,11 +632,22 @@ impl Directory {
                 Err(hameau_store::Error::Conflict { key }) if key == address_key => {
                     return Err(Error::Exists { what: "address", name: address });
                 }
-                Err(hameau_store::Error::Conflict { .. }) => continue,
+                Err(hameau_store::Error::Conflict { .. }) => {
+                    backoff.wait().await?;
+                    // The domain may have been deleted (or deleted and made again) meanwhile.
+                    let Some(read) =
+                        get::<Domain>(&self.store, &domain_key).await?.filter(|read| read.record.tenant == tenant_id)
+                    else {
+                        return Err(Error::invalid(
+                            "address",
+                            format!("{:?} is not a domain of this tenant", domain.record.name),
+                        ));
+                    };
+                    domain_version = read.version;
+                }
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(Error::Busy)
     }
 
     /// The account at `address` as `principal` may see it.
@@ -667,7 +755,8 @@ impl Directory {
             None => None,
         };
         let id = current.record.id;
-        for _ in 0..records::RETRIES_MAX {
+        let mut backoff = Backoff::new();
+        loop {
             let Some(Read { mut record, version }) = get::<Account>(&self.store, &keys::account(id)).await? else {
                 return Err(Error::NotFound { what: "account", name: address.into() });
             };
@@ -699,11 +788,10 @@ impl Directory {
                     }
                     return Ok(record);
                 }
-                Err(hameau_store::Error::Conflict { .. }) => continue,
+                Err(hameau_store::Error::Conflict { .. }) => backoff.wait().await?,
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(Error::Busy)
     }
 
     /// The addresses an account may send as must be aliases of its tenant.
@@ -822,26 +910,41 @@ impl Directory {
     pub async fn create_alias(&self, principal: &Principal, new: NewAlias, now: u64) -> Result<Alias, Error> {
         let (address, domain) = self.address_domain(principal, &new.address).await?;
         let tenant = domain.record.tenant.clone();
-        let mut batch = Batch::new();
-        let targets = self.alias_targets(&mut batch, &tenant, &new.targets).await?;
         let address_key = keys::address(&address);
-        batch.expect_absent(&address_key).expect_version(&keys::domain(&domain.record.name), domain.version);
-        set(
-            &mut batch,
-            &address_key,
-            &AddressRecord::Alias { tenant: tenant.clone(), targets: targets.clone(), created_at: now },
-        );
-        batch.set(&keys::tenant_alias(&tenant, &address), b"");
-        batch.set(&keys::domain_address(&domain.record.name, &address), b"");
-        commit_new(&self.store, batch, |conflict| {
-            if conflict == address_key.as_slice() {
-                Error::Exists { what: "address", name: address.clone() }
-            } else {
-                Error::Busy
+        let domain_key = keys::domain(&domain.record.name);
+        let mut backoff = Backoff::new();
+        loop {
+            let mut batch = Batch::new();
+            // Each try reads the targets again: one of them changed meanwhile.
+            let targets = self.alias_targets(&mut batch, &tenant, &new.targets).await?;
+            batch
+                .expect_absent(&address_key)
+                .expect_version(&domain_key, domain.version)
+                .expect_absent(&keys::closing(&domain_key));
+            set(
+                &mut batch,
+                &address_key,
+                &AddressRecord::Alias { tenant: tenant.clone(), targets: targets.clone(), created_at: now },
+            );
+            batch.set(&keys::tenant_alias(&tenant, &address), b"");
+            batch.set(&keys::domain_address(&domain.record.name, &address), b"");
+            match self.store.commit(batch).await {
+                Ok(_) => return self.alias_view(&address, tenant, &targets, now).await,
+                Err(hameau_store::Error::Conflict { key }) if key == address_key => {
+                    return Err(Error::Exists { what: "address", name: address });
+                }
+                Err(hameau_store::Error::Conflict { key })
+                    if key == domain_key || key == keys::closing(&domain_key) =>
+                {
+                    return Err(Error::invalid(
+                        "address",
+                        format!("{:?} is not a domain of this tenant", domain.record.name),
+                    ));
+                }
+                Err(hameau_store::Error::Conflict { .. }) => backoff.wait().await?,
+                Err(e) => return Err(e.into()),
             }
-        })
-        .await?;
-        self.alias_view(&address, tenant, &targets, now).await
+        }
     }
 
     async fn visible_alias(
@@ -938,9 +1041,10 @@ impl Directory {
         if new.name.trim().is_empty() {
             return Err(Error::invalid("name", "must not be empty"));
         }
-        for _ in 0..records::RETRIES_MAX {
+        let mut backoff = Backoff::new();
+        loop {
             let secret = new_app_password();
-            let id = secret[..4].to_string();
+            let id = app_password_id(&secret).expect("24 generated ASCII characters").to_string();
             let hash = self.hasher.hash(&secret).await?;
             let view = AppPassword {
                 id: id.clone(),
@@ -954,11 +1058,11 @@ impl Directory {
             set(&mut batch, &key, &AppPasswordRecord { view: view.clone(), hash });
             match self.store.commit(batch).await {
                 Ok(_) => return Ok((view, display_app_password(&secret))),
-                Err(hameau_store::Error::Conflict { .. }) => continue,
+                // Another password of this account has the same first four characters.
+                Err(hameau_store::Error::Conflict { .. }) => backoff.wait().await?,
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(Error::Busy)
     }
 
     pub async fn list_app_passwords(&self, principal: &Principal, address: &str) -> Result<Vec<AppPassword>, Error> {
@@ -1144,15 +1248,59 @@ impl Directory {
         }
     }
 
-    /// Checks an address and password (the account's own, or one of its application
-    /// passwords); returns the account. Unknown addresses cost the same argon2 work as
-    /// known ones, so the time taken does not tell which exist.
+    /// Checks a password login from `peer` (IMAP, and every protocol that logs in with
+    /// a password): the account's own password or one of its application passwords.
+    ///
+    /// Limited under two keys: the client address (IPv6 per /64) and the account (its id;
+    /// for an address that is no account, its [`model::login_key_form`], so that variants
+    /// of one name count together and a lockout does not tell which addresses exist).
+    /// Refused without checking past `auth.failures_max` ([`Error::Refused`]), slowed down
+    /// before that. A failure is counted even when this future is dropped or panics
+    /// midway; a success takes back only the failures of this account from this address.
+    pub async fn login(&self, peer: IpAddr, address: &str, password: &str, now: u64) -> Result<Account, Error> {
+        let address_key = AuthLimiter::ip_key(peer);
+        let (account, account_key) = self.login_account_and_key(address).await?;
+        match self.limiter.check_login(&address_key, &account_key, now) {
+            Verdict::Refuse { retry_after_s } => return Err(Error::Refused { retry_after_s }),
+            Verdict::Allow { delay } if !delay.is_zero() => tokio::time::sleep(delay).await,
+            Verdict::Allow { .. } => {}
+        }
+        let attempt = Attempt { limiter: &self.limiter, keys: Some((Some(address_key), account_key)), now };
+        let result = self.check_password(account, password, now).await;
+        attempt.finish(&result);
+        result
+    }
+
+    /// Checks an address and password without a client address: counted under the
+    /// account's key alone (see [`Directory::login`], which protocols should call).
     pub async fn authenticate_password(&self, address: &str, password: &str, now: u64) -> Result<Account, Error> {
-        let account = match model::normalize_address("address", address) {
-            Ok((normalized, _)) => self.login_account(&normalized).await?,
-            Err(_) => None,
-        };
-        let Some(account) = account.filter(|account| account.enabled) else {
+        let (account, account_key) = self.login_account_and_key(address).await?;
+        match self.limiter.check(&account_key, now) {
+            Verdict::Refuse { .. } => return Err(Error::Unauthenticated),
+            Verdict::Allow { delay } if !delay.is_zero() => tokio::time::sleep(delay).await,
+            Verdict::Allow { .. } => {}
+        }
+        let attempt = Attempt { limiter: &self.limiter, keys: Some((None, account_key)), now };
+        let result = self.check_password(account, password, now).await;
+        attempt.finish(&result);
+        result
+    }
+
+    /// The enabled account an address logs into, if any, and its limiter key.
+    async fn login_account_and_key(&self, address: &str) -> Result<(Option<Account>, String), Error> {
+        if let Ok((normalized, _)) = model::normalize_address("address", address)
+            && let Some(account) = self.login_account(&normalized).await?
+        {
+            let key = format!("account:{}", account.id);
+            return Ok((Some(account).filter(|account| account.enabled), key));
+        }
+        Ok((None, format!("address:{}", model::login_key_form(address))))
+    }
+
+    /// Unknown addresses cost the same argon2 work as known ones, so that the time taken
+    /// does not tell which exist.
+    async fn check_password(&self, account: Option<Account>, password: &str, now: u64) -> Result<Account, Error> {
+        let Some(account) = account else {
             self.hasher.verify(None, password).await;
             return Err(Error::Unauthenticated);
         };
@@ -1166,14 +1314,12 @@ impl Directory {
             return Ok(account);
         }
         // An application password: its first four characters name it.
-        let compact = compact_app_password(password);
-        if compact.len() == 24 {
-            let key = keys::app_password(account.id, &compact[..4]);
-            if let Some(read) = get::<AppPasswordRecord>(&self.store, &key).await?
-                && self.hasher.verify(Some(&read.record.hash), &compact).await
-            {
-                return Ok(account);
-            }
+        if let Some(compact) = compact_app_password(password)
+            && let Some(id) = app_password_id(&compact)
+            && let Some(read) = get::<AppPasswordRecord>(&self.store, &keys::app_password(account.id, id)).await?
+            && self.hasher.verify(Some(&read.record.hash), &compact).await
+        {
+            return Ok(account);
         }
         Err(Error::Unauthenticated)
     }
@@ -1213,6 +1359,42 @@ impl Directory {
             }
         }
         Ok(Some(Recipient { address: normalized, tenant, tenant_quota_bytes: quota_bytes, accounts }))
+    }
+}
+
+/// One login attempt under way: counted as a failure unless [`Attempt::finish`] says
+/// otherwise, so that a panic or a dropped future (a client that hangs up while argon2
+/// runs) is a failure too.
+struct Attempt<'a> {
+    limiter: &'a AuthLimiter,
+    /// The address key (none for [`Directory::authenticate_password`]) and account key.
+    keys: Option<(Option<String>, String)>,
+    now: u64,
+}
+
+impl Attempt<'_> {
+    fn finish(mut self, result: &Result<Account, Error>) {
+        match result {
+            Ok(_) => {
+                if let Some((Some(address_key), account_key)) = self.keys.take() {
+                    self.limiter.login_succeeded(&address_key, &account_key);
+                }
+            }
+            // Dropping `self` counts it.
+            Err(Error::Unauthenticated) => {}
+            // The store failed: not the client's doing.
+            Err(_) => self.keys = None,
+        }
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        match self.keys.take() {
+            Some((Some(address_key), account_key)) => self.limiter.login_failed(&address_key, &account_key, self.now),
+            Some((None, account_key)) => self.limiter.failed(&account_key, self.now),
+            None => {}
+        }
     }
 }
 

@@ -6,9 +6,38 @@ use serde::de::DeserializeOwned;
 
 use crate::Error;
 
-/// How many times an update is tried again when another writer changed what it read.
-/// Directory writes are rare; eight conflicts in a row mean something is hammering it.
-pub const RETRIES_MAX: usize = 8;
+/// How many times an update is tried when other writers keep changing what it read.
+/// Conflicts are confined to one object (an account, an alias's targets, a capped tenant's
+/// account count), and the pause between tries grows to [`BACKOFF_MS_MAX`]: sixteen
+/// conflicts in a row, about a second of trying, mean something is hammering that object.
+pub const RETRIES_MAX: usize = 16;
+
+/// The longest pause between two tries, milliseconds.
+const BACKOFF_MS_MAX: u64 = 100;
+
+/// The pauses between the tries of one optimistic update: random (so that writers that
+/// collided do not collide again in step), growing from 2 ms to [`BACKOFF_MS_MAX`].
+#[derive(Debug, Default)]
+pub struct Backoff {
+    tries: usize,
+}
+
+impl Backoff {
+    pub fn new() -> Backoff {
+        Backoff::default()
+    }
+
+    /// Waits before the next try; [`Error::Busy`] once [`RETRIES_MAX`] tries are spent.
+    pub async fn wait(&mut self) -> Result<(), Error> {
+        self.tries += 1;
+        if self.tries >= RETRIES_MAX {
+            return Err(Error::Busy);
+        }
+        let cap_us = (1000u64 << self.tries.min(7)).min(BACKOFF_MS_MAX * 1000);
+        tokio::time::sleep(std::time::Duration::from_micros(rand::random_range(0..=cap_us))).await;
+        Ok(())
+    }
+}
 
 /// A record and the version it was read at.
 pub struct Read<T> {

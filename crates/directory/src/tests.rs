@@ -416,7 +416,8 @@ fn limiter_slows_down_then_refuses() {
     assert_eq!(limiter.check("1.2.3.4", NOW), Verdict::Refuse { retry_after_s: 60 });
     assert_eq!(limiter.check("1.2.3.4", NOW + 59), Verdict::Refuse { retry_after_s: 1 });
     assert_eq!(limiter.check("1.2.3.4", NOW + 60), allow(0));
-    // Others are not affected; a success clears; old failures are forgotten.
+    // Others are not affected; old failures are forgotten; a success known by one key
+    // alone clears nothing (it may be the attacker's own account).
     assert_eq!(limiter.check("5.6.7.8", NOW), allow(0));
     for _ in 0..3 {
         limiter.failed("5.6.7.8", NOW);
@@ -424,7 +425,7 @@ fn limiter_slows_down_then_refuses() {
     assert_eq!(limiter.check("5.6.7.8", NOW), allow(200));
     assert_eq!(limiter.check("5.6.7.8", NOW + 31), allow(0));
     limiter.succeeded("5.6.7.8");
-    assert_eq!(limiter.check("5.6.7.8", NOW), allow(0));
+    assert_eq!(limiter.check("5.6.7.8", NOW), allow(200));
     // IPv6 clients are counted per /64.
     let a: std::net::IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
     let b: std::net::IpAddr = "2001:db8:1:2:bbbb::9".parse().unwrap();
@@ -436,6 +437,140 @@ fn limiter_slows_down_then_refuses() {
         limiter.failed(&format!("10.0.0.{i}"), NOW + i);
     }
     assert!(limiter.len() <= 3);
+}
+
+/// A success takes back the failures of its own pair (address, account) only.
+#[test]
+fn limiter_success_takes_back_its_own_pair_only() {
+    use crate::{AuthLimiter, LimiterOptions, Verdict};
+    let options = LimiterOptions { failures_before_delay: 100, failures_max: 4, ..LimiterOptions::default() };
+    let limiter = AuthLimiter::new(options);
+    let refused = |key: &str| matches!(limiter.check(key, NOW), Verdict::Refuse { .. });
+    // An agent mistypes twice, then logs in: the town hall's address is clean again.
+    limiter.login_failed("1.2.3.4", "account:1", NOW);
+    limiter.login_failed("1.2.3.4", "account:1", NOW);
+    limiter.login_succeeded("1.2.3.4", "account:1");
+    assert!(limiter.is_empty());
+    // An attacker guesses at others and logs into its own account in between: its own
+    // successes take nothing back, and the address is refused at the 4th failure.
+    for (i, guess) in ["account:2", "account:3", "address:x@a.fr"].iter().enumerate() {
+        limiter.login_failed("6.6.6.6", guess, NOW + i as u64);
+        limiter.login_succeeded("6.6.6.6", "account:9");
+    }
+    assert!(!refused("6.6.6.6"));
+    limiter.login_failed("6.6.6.6", "account:4", NOW);
+    assert!(refused("6.6.6.6"));
+    // Failures of one account from many addresses stay when its owner logs in elsewhere.
+    for i in 0..3 {
+        limiter.login_failed(&format!("10.0.0.{i}"), "account:5", NOW);
+    }
+    limiter.login_succeeded("192.0.2.1", "account:5");
+    limiter.login_failed("10.0.0.9", "account:5", NOW);
+    assert!(refused("account:5"));
+    // The stricter of the two keys decides.
+    assert!(matches!(limiter.check_login("192.0.2.1", "account:5", NOW), Verdict::Refuse { .. }));
+    assert!(matches!(limiter.check_login("6.6.6.6", "account:1", NOW), Verdict::Refuse { .. }));
+    assert_eq!(limiter.check_login("192.0.2.1", "account:1", NOW), Verdict::Allow { delay: std::time::Duration::ZERO });
+}
+
+fn check_login_key(input: &str, expect: &str) {
+    assert_eq!(crate::model::login_key_form(input), expect, "{input:?}");
+}
+
+#[test]
+fn login_names_fold_for_the_limiter() {
+    check_login_key("user@a.fr", "user@a.fr");
+    check_login_key("USER@A.FR.", "user@a.fr");
+    check_login_key("\u{ff35}ser@\u{ff41}.fr", "user@a.fr");
+    check_login_key("us\u{ad}er@a\u{ad}.fr", "user@a.fr");
+    check_login_key("Élise@Mairie.FR", "élise@mairie.fr");
+    check_login_key("no at sign", "no at sign");
+    check_login_key("a@b@c", "a@b@c");
+}
+
+/// Logins over `Directory::login`: limited per address and per account (variants of a
+/// name count as one), a panic-free refusal of any typed application password, failures
+/// counted whatever the account.
+#[tokio::test]
+async fn logins_are_limited_per_address_and_per_account() {
+    let f = fixture().await;
+    let options = crate::LimiterOptions { failures_before_delay: 100, failures_max: 4, ..Default::default() };
+    let d = f.directory.clone().with_limiter(std::sync::Arc::new(crate::AuthLimiter::new(options)));
+    let peer = |i: u8| std::net::IpAddr::from([10, 0, 0, i]);
+    // A 24-byte password with a multibyte character over byte 4: an ordinary failure.
+    let typed = "abc\u{e9}defghijklmnopqrstuv";
+    assert_eq!(typed.len(), 24);
+    for (i, user) in ["user@a.fr", "nobody@a.fr"].iter().enumerate() {
+        let err = d.login(peer(100 + i as u8), user, typed, NOW).await.unwrap_err();
+        assert!(matches!(err, Error::Unauthenticated), "{err}");
+    }
+    // Variants of one account's name count under one key: refused at the 4th failure.
+    for (i, variant) in ["USER@A.FR", "user@a.fr.", "user@\u{ff41}.fr"].iter().enumerate() {
+        assert!(matches!(d.login(peer(i as u8), variant, "wrong", NOW).await, Err(Error::Unauthenticated)));
+    }
+    let refused = d.login(peer(50), "user@a.fr", "correct horse battery", NOW).await.unwrap_err();
+    assert!(matches!(refused, Error::Refused { .. }), "{refused}");
+    // Another account from another address is not affected.
+    d.login(peer(51), "user@b.fr", "correct horse battery", NOW).await.unwrap();
+}
+
+/// Concurrent creations in one domain commit without conflicting with each other.
+#[tokio::test]
+async fn concurrent_account_creations_do_not_conflict() {
+    let f = fixture().await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..16 {
+        let d = f.directory.clone();
+        tasks.spawn(async move {
+            let mut new = new_account(&format!("agent{i}@a.fr"));
+            new.password = None;
+            d.create_account(&admin("a"), new, NOW).await
+        });
+    }
+    while let Some(res) = tasks.join_next().await {
+        res.unwrap().unwrap();
+    }
+    let page = f.directory.list_accounts(&admin("a"), None, None, Some(100)).await.unwrap();
+    assert_eq!(page.items.len(), 17);
+    // A capped tenant checks its count in each commit, and still creates them all.
+    let limit = TenantUpdate { accounts_max: Some(Some(30)), ..TenantUpdate::default() };
+    f.directory.update_tenant(&Principal::Operator, "b", limit).await.unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..8 {
+        let d = f.directory.clone();
+        tasks.spawn(async move {
+            let mut new = new_account(&format!("agent{i}@b.fr"));
+            new.password = None;
+            d.create_account(&admin("b"), new, NOW).await
+        });
+    }
+    while let Some(res) = tasks.join_next().await {
+        res.unwrap().unwrap();
+    }
+}
+
+/// Out of scope reads as absent, with the name as typed both ways.
+#[tokio::test]
+async fn another_tenants_domain_reads_as_an_absent_one() {
+    let f = fixture().await;
+    let other = f.directory.get_domain(&admin("a"), "B.FR").await.unwrap_err();
+    let absent = f.directory.get_domain(&admin("a"), "Z.FR").await.unwrap_err();
+    assert_eq!(other.to_string(), "domain \"B.FR\" does not exist");
+    assert_eq!(absent.to_string(), "domain \"Z.FR\" does not exist");
+}
+
+/// A domain with addresses is not deleted, and the mark its deletion left is taken back.
+#[tokio::test]
+async fn deleting_a_domain_in_use_leaves_it_usable() {
+    let f = fixture().await;
+    let err = f.directory.delete_domain(&Principal::Operator, "a.fr").await.unwrap_err();
+    assert!(matches!(err, Error::Conflict(_)), "{err}");
+    f.directory.create_account(&admin("a"), new_account("later@a.fr"), NOW).await.unwrap();
+    let domain = NewDomain { name: "empty.fr".into(), tenant: "a".into() };
+    f.directory.create_domain(&Principal::Operator, domain, NOW).await.unwrap();
+    f.directory.delete_domain(&Principal::Operator, "empty.fr").await.unwrap();
+    let err = f.directory.create_account(&admin("a"), new_account("x@empty.fr"), NOW).await.unwrap_err();
+    assert!(matches!(err, Error::Invalid { .. }), "{err}");
 }
 
 #[tokio::test]

@@ -33,7 +33,7 @@ pub fn app_state(
     hameau_http::AppState {
         store: store.clone(),
         directory: directory.clone(),
-        limiter: Arc::new(AuthLimiter::new(config.limiter_options())),
+        limiter: directory.limiter().clone(),
         clock: Arc::new(SystemClock),
         registry: registry.clone(),
         metrics: hameau_http::HttpMetrics::new(registry, "https"),
@@ -67,12 +67,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut services = JoinSet::new();
     let registry = Arc::new(Registry::new());
-    // One directory for every service: one credential cache, one view of the accounts.
-    let directory = Directory::new(store.clone(), config.directory_options());
-    // One mail model: SMTP deliveries wake the IMAP sessions of the same account.
-    let mail = hameau_mailbox::Mail::new(store.clone());
     // One limiter: failed logins over IMAP and HTTPS count together per address.
     let limiter = Arc::new(AuthLimiter::new(config.limiter_options()));
+    // One directory for every service: one credential cache, one view of the accounts.
+    let directory = Directory::new(store.clone(), config.directory_options()).with_limiter(limiter.clone());
+    // One mail model: SMTP deliveries wake the IMAP sessions of the same account.
+    let mail = hameau_mailbox::Mail::new(store.clone());
     let mut started = start_http(&config, &store, &directory, &limiter, &registry, &shutdown_rx, &mut services).await;
     if started.is_ok() {
         started = start_smtp(&config, &mail, &directory, &registry, &shutdown_rx, &mut services).await;
@@ -119,7 +119,10 @@ async fn start_http(
     state.limiter = limiter.clone();
     let options = hameau_http::Options {
         connections_max: config.http.connections_max,
+        connections_per_ip_max: config.http.connections_per_ip_max,
         header_timeout: Duration::from_secs(config.http.header_timeout_s),
+        body_timeout: Duration::from_secs(config.http.body_timeout_s),
+        write_timeout: Duration::from_secs(config.http.write_timeout_s),
         metrics: state.metrics.clone(),
     };
     let router = hameau_http::router(state);

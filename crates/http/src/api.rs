@@ -76,13 +76,18 @@ impl From<hameau_directory::Error> for Problem {
             E::Forbidden(_) => StatusCode::FORBIDDEN,
             E::Unauthenticated => StatusCode::UNAUTHORIZED,
             E::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            E::Refused { .. } => StatusCode::TOO_MANY_REQUESTS,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if status == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::error!(error = %error, "admin API request failed");
             return Problem::new(status, "internal error: see the server's log");
         }
-        Problem::new(status, error.to_string())
+        let retry_after_s = match &error {
+            E::Refused { retry_after_s } => Some(*retry_after_s),
+            _ => None,
+        };
+        Problem { retry_after_s, ..Problem::new(status, error.to_string()) }
     }
 }
 
@@ -147,7 +152,11 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath
 }
 
 /// The authenticated caller: `Authorization: Bearer hmk_…`. Failures are counted per
-/// client address: past a few, attempts are slowed down, then refused with 429.
+/// client address: past a few, attempts are slowed down, then refused with 429. Each
+/// failure remembers the key id it came with, and a success takes back only the failures
+/// of its own key: a caller's valid key never clears what its other attempts added.
+/// There is no count per key: a 256-bit secret cannot be guessed, and a lockout per key
+/// would let anyone who saw a key's id lock its owner out.
 pub struct Caller(pub Principal);
 
 /// Marks a request made in-process by the local CLI (`hameau tenant …` on the data
@@ -168,6 +177,7 @@ impl FromRequestParts<AppState> for Caller {
         };
         let peer = parts.extensions.get::<PeerAddr>().map(|peer| peer.0.ip());
         let limit_key = peer.map(AuthLimiter::ip_key).unwrap_or_default();
+        let pair = key_pair_name(&token);
         let now = state.clock.now_s();
         match state.limiter.check(&limit_key, now) {
             Verdict::Refuse { retry_after_s } => {
@@ -184,16 +194,26 @@ impl FromRequestParts<AppState> for Caller {
         }
         match state.directory.authenticate_api_key(&token, now).await {
             Ok(principal) => {
-                state.limiter.succeeded(&limit_key);
+                state.limiter.succeeded_with(&limit_key, &pair);
                 Ok(Caller(principal))
             }
             Err(hameau_directory::Error::Unauthenticated) => {
-                state.limiter.failed(&limit_key, now);
+                state.limiter.failed_with(&limit_key, &pair, now);
                 state.metrics.auth_failures.inc();
                 Err(Problem::new(StatusCode::UNAUTHORIZED, "the API key is not valid (unknown, revoked or expired)"))
             }
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+/// The name a presented token's failures are remembered under: its key id, or one name for
+/// every malformed token.
+fn key_pair_name(token: &str) -> String {
+    let id = token.strip_prefix("hmk_").and_then(|rest| rest.split_once('_')).map(|(id, _)| id);
+    match id.filter(|id| id.len() <= 16 && id.bytes().all(|b| b.is_ascii_hexdigit())) {
+        Some(id) => format!("api-key:{id}"),
+        None => "api-key:malformed".to_string(),
     }
 }
 

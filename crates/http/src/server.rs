@@ -1,13 +1,25 @@
-//! The HTTPS driver: accepts connections up to a limit, runs TLS and HTTP/1.1 on each with
-//! timeouts, and on shutdown stops accepting and lets requests in flight finish.
+//! The HTTPS driver: accepts connections through the accept loop shared with SMTP and IMAP
+//! (`hameau_net`: a budget of connections in all and a count per client address), runs TLS
+//! and HTTP/1.1 on each with timeouts, and on shutdown stops accepting and lets requests in
+//! flight finish.
+//!
+//! Slow clients cannot hold a connection: the TLS handshake and each request's headers
+//! have `header_timeout`, a request's body `body_timeout` in all, and a write that makes no
+//! progress for `write_timeout` (a client that does not read its answers) ends the
+//! connection.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use axum::Router;
+use hyper::body::{Body, Frame, Incoming};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::watch;
+use tokio::time::Sleep;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
@@ -16,8 +28,15 @@ use tower::ServiceExt;
 pub struct Options {
     /// Most connections at once; past it, accepting waits.
     pub connections_max: usize,
+    /// Most connections from one client address (IPv6 per /64, as `hameau_net` counts);
+    /// past it, a new connection is closed at once.
+    pub connections_per_ip_max: usize,
     /// Time for the TLS handshake, then for each request's headers.
     pub header_timeout: Duration,
+    /// Time for a request's whole body, from the end of its headers.
+    pub body_timeout: Duration,
+    /// Longest a write may make no progress.
+    pub write_timeout: Duration,
     pub metrics: crate::HttpMetrics,
 }
 
@@ -28,47 +47,27 @@ pub async fn run(
     tls: Arc<rustls::ServerConfig>,
     router: Router,
     options: Options,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
     let acceptor = TlsAcceptor::from(tls);
-    let permits = Arc::new(Semaphore::new(options.connections_max));
-    // Each connection task holds a sender; when all are dropped, every connection is done.
-    let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
-    let mut accept_errors = 0u32;
-    loop {
-        let permit = tokio::select! {
-            _ = stopped(&mut shutdown) => break,
-            permit = permits.clone().acquire_owned() => permit.expect("semaphore never closed"),
-        };
-        let (tcp, peer) = tokio::select! {
-            _ = stopped(&mut shutdown) => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => { accept_errors = 0; accepted }
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    accept_errors = (accept_errors + 1).min(6);
-                    tracing::warn!(error = %e, "https accept failed");
-                    tokio::time::sleep(Duration::from_millis(10 << accept_errors)).await;
-                    continue;
-                }
-            },
-        };
-        options.metrics.connections.inc();
-        let acceptor = acceptor.clone();
-        let router = router.clone();
-        let header_timeout = options.header_timeout;
-        let requests = options.metrics.requests.clone();
-        let shutdown = shutdown.clone();
-        let done = done_tx.clone();
-        tokio::spawn(async move {
-            serve_connection(tcp, peer, acceptor, router, requests, header_timeout, shutdown).await;
+    let gate = hameau_net::Gate::new(options.connections_max, options.connections_per_ip_max);
+    let connection_shutdown = shutdown.clone();
+    hameau_net::accept_loop(listener, gate, shutdown, "https", move |accepted: hameau_net::Accepted| {
+        let (acceptor, router, options) = (acceptor.clone(), router.clone(), options.clone());
+        let shutdown = connection_shutdown.clone();
+        async move {
+            let peer = accepted.peer;
+            if accepted.over_limit {
+                // HTTP has no word before TLS: closing is the refusal.
+                tracing::debug!(%peer, "https connection refused: too many from this address");
+                return;
+            }
+            options.metrics.connections.inc();
+            serve_connection(accepted.tcp, peer, acceptor, router, options, shutdown).await;
             tracing::trace!(%peer, "https connection closed");
-            drop(permit);
-            drop(done);
-        });
-    }
-    drop(done_tx);
-    let _ = done_rx.recv().await;
+        }
+    })
+    .await;
 }
 
 async fn serve_connection(
@@ -76,12 +75,11 @@ async fn serve_connection(
     peer: std::net::SocketAddr,
     acceptor: TlsAcceptor,
     router: Router,
-    requests: hameau_telemetry::Counter,
-    header_timeout: Duration,
+    options: Options,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let _ = tcp.set_nodelay(true);
-    let tls = match tokio::time::timeout(header_timeout, acceptor.accept(tcp)).await {
+    let tcp = WriteTimeout::new(tcp, options.write_timeout);
+    let tls = match tokio::time::timeout(options.header_timeout, acceptor.accept(tcp)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
             tracing::debug!(error = %e, "tls handshake failed");
@@ -92,15 +90,18 @@ async fn serve_connection(
             return;
         }
     };
+    let requests = options.metrics.requests.clone();
+    let body_timeout = options.body_timeout;
     // Each request carries the client's address (for the authentication limiter).
-    let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+    let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
         requests.inc();
         request.extensions_mut().insert(crate::PeerAddr(peer));
-        router.clone().oneshot(request.map(axum::body::Body::new))
+        let request = request.map(|body| axum::body::Body::new(BodyDeadline::new(body, body_timeout)));
+        router.clone().oneshot(request)
     });
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout)
+        .header_read_timeout(options.header_timeout)
         .serve_connection(TokioIo::new(tls), service);
     let mut connection = std::pin::pin!(connection);
     tokio::select! {
@@ -109,7 +110,7 @@ async fn serve_connection(
                 tracing::debug!(error = %e, "https connection ended with an error");
             }
         }
-        _ = stopped(&mut shutdown) => {
+        _ = hameau_net::stopped(&mut shutdown) => {
             // Finish the request in flight, then close.
             connection.as_mut().graceful_shutdown();
             let _ = connection.await;
@@ -117,7 +118,111 @@ async fn serve_connection(
     }
 }
 
-/// Resolves once shutdown is asked for (or its sender is gone).
-async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|stop| *stop).await;
+/// A request body that fails once `timeout` has passed since the headers: a client
+/// trickling its body byte by byte does not hold the connection past it. The handler
+/// reading it then answers with an error (axum's extractors: 400) and the connection ends.
+struct BodyDeadline {
+    inner: Incoming,
+    deadline: Pin<Box<Sleep>>,
 }
+
+impl BodyDeadline {
+    fn new(inner: Incoming, timeout: Duration) -> BodyDeadline {
+        BodyDeadline { inner, deadline: Box::pin(tokio::time::sleep(timeout)) }
+    }
+}
+
+/// The error of a body that took too long.
+#[derive(Debug)]
+struct BodyTimedOut;
+
+impl std::fmt::Display for BodyTimedOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the request body took longer than http.body_timeout_s")
+    }
+}
+
+impl std::error::Error for BodyTimedOut {}
+
+impl Body for BodyDeadline {
+    type Data = bytes::Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
+            return Poll::Ready(frame.map(|frame| frame.map_err(Into::into)));
+        }
+        ready!(self.deadline.as_mut().poll(cx));
+        Poll::Ready(Some(Err(Box::new(BodyTimedOut))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A stream whose writes fail once one has made no progress for `timeout`: a client that
+/// stops reading cannot hold its connection (and the memory of its unsent answer).
+struct WriteTimeout<S> {
+    inner: S,
+    timeout: Duration,
+    /// Armed while a write is pending.
+    stalled: Option<Pin<Box<Sleep>>>,
+}
+
+impl<S> WriteTimeout<S> {
+    fn new(inner: S, timeout: Duration) -> WriteTimeout<S> {
+        WriteTimeout { inner, timeout, stalled: None }
+    }
+
+    /// Called when a write is pending: fails once it has been pending for `timeout`.
+    fn poll_stall(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Error> {
+        let timeout = self.timeout;
+        let stalled = self.stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        ready!(stalled.as_mut().poll(cx));
+        Poll::Ready(std::io::Error::new(std::io::ErrorKind::TimedOut, "the client stopped reading"))
+    }
+
+    fn progress<T>(&mut self, cx: &mut Context<'_>, res: Poll<std::io::Result<T>>) -> Poll<std::io::Result<T>> {
+        match res {
+            Poll::Ready(res) => {
+                self.stalled = None;
+                Poll::Ready(res)
+            }
+            Poll::Pending => self.poll_stall(cx).map(Err),
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for WriteTimeout<S> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for WriteTimeout<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        let res = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.progress(cx, res)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let res = Pin::new(&mut self.inner).poll_flush(cx);
+        self.progress(cx, res)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let res = Pin::new(&mut self.inner).poll_shutdown(cx);
+        self.progress(cx, res)
+    }
+}
+
+#[cfg(test)]
+mod tests;
