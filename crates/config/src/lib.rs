@@ -270,14 +270,38 @@ pub struct Smtp {
     pub recipients_max: usize,
     pub commands_max: usize,
     pub errors_max: usize,
+    pub reply_bytes_max: usize,
     pub command_timeout_s: u64,
     pub data_timeout_s: u64,
     pub session_timeout_s: u64,
     /// Time for a STARTTLS handshake. 10 s, as for HTTPS.
     pub tls_handshake_timeout_s: u64,
+    /// Time for one write to the client (replies). Replies are small: a client whose
+    /// receive window stays shut this long has gone or is holding the connection on
+    /// purpose (it would outlive every session timeout otherwise). 60 s is well above a
+    /// slow but live link, and below RFC 5321 §4.5.3.2's 5-minute command timeouts.
+    pub write_timeout_s: u64,
     /// Forwarders whose valid ARC seal overrides a DMARC failure (RFC 8617 §7.2.1), as
     /// domain names; empty by default: anyone can seal, so only named ones are trusted.
     pub arc_trusted_sealers: Vec<String>,
+    /// DKIM signatures verified per message; the others are reported `permerror`, not
+    /// verified. Each signature hashes the headers it names, so thousands of them over one
+    /// huge header cost thousands of hashes of it. 5: OpenDKIM verifies 3 by default
+    /// (`MaximumSignaturesToVerify`); author, sending service and list make 3 in practice.
+    pub dkim_signatures_max: usize,
+    /// ARC sets (RFC 8617) of a message beyond which its chain fails without being checked.
+    /// Each seal covers every set before it, so work grows with the square of the count;
+    /// RFC 8617 §4.2.1 caps instances at 50, real chains have one to three hops.
+    pub arc_sets_max: usize,
+    /// DKIM/ARC verifications of large messages (1 MiB and more) running at once, each on
+    /// a thread of its own outside the async workers; others wait their turn. 2, one per
+    /// core of the reference 2-core VM: sessions are still served while they hash.
+    pub verifications_max: usize,
+    /// Where `RCPT TO:<Postmaster>` (RFC 5321 §4.5.1), and `postmaster@` a served domain
+    /// without an address of that name, are delivered: an address we serve. Empty: the
+    /// postmaster of the server's own host name or of a domain above it (e.g.
+    /// `postmaster@commune.fr` for `mx.commune.fr`), when one exists.
+    pub postmaster: String,
 }
 
 impl Default for Smtp {
@@ -293,11 +317,17 @@ impl Default for Smtp {
             recipients_max: limits.recipients_max,
             commands_max: limits.commands_max,
             errors_max: limits.errors_max,
+            reply_bytes_max: limits.reply_bytes_max,
             command_timeout_s: limits.command_timeout.as_secs(),
             data_timeout_s: limits.data_timeout.as_secs(),
             session_timeout_s: limits.session_timeout.as_secs(),
             tls_handshake_timeout_s: 10,
+            write_timeout_s: 60,
             arc_trusted_sealers: Vec::new(),
+            dkim_signatures_max: 5,
+            arc_sets_max: 10,
+            verifications_max: 2,
+            postmaster: String::new(),
         }
     }
 }
@@ -512,6 +542,7 @@ impl Config {
             recipients_max: smtp.recipients_max,
             commands_max: smtp.commands_max,
             errors_max: smtp.errors_max,
+            reply_bytes_max: smtp.reply_bytes_max,
             command_timeout: std::time::Duration::from_secs(smtp.command_timeout_s),
             data_timeout: std::time::Duration::from_secs(smtp.data_timeout_s),
             session_timeout: std::time::Duration::from_secs(smtp.session_timeout_s),

@@ -66,7 +66,13 @@ pub(crate) fn check(config: &Config) -> Result<(), Error> {
         ("smtp.data_timeout_s", config.smtp.data_timeout_s, 1, 3600),
         ("smtp.session_timeout_s", config.smtp.session_timeout_s, 1, 86_400),
         ("smtp.tls_handshake_timeout_s", config.smtp.tls_handshake_timeout_s, 1, 600),
+        ("smtp.reply_bytes_max", config.smtp.reply_bytes_max as u64, 512, 16 << 20),
+        ("smtp.write_timeout_s", config.smtp.write_timeout_s, 1, 3600),
         ("smtp.arc_trusted_sealers", config.smtp.arc_trusted_sealers.len() as u64, 0, 1000),
+        ("smtp.dkim_signatures_max", config.smtp.dkim_signatures_max as u64, 1, 100),
+        // RFC 8617 §4.2.1: instance numbers go up to 50.
+        ("smtp.arc_sets_max", config.smtp.arc_sets_max as u64, 1, 50),
+        ("smtp.verifications_max", config.smtp.verifications_max as u64, 1, 1024),
         ("imap.listen", config.imap.listen.len() as u64, 0, 64),
         ("imap.listen_tls", config.imap.listen_tls.len() as u64, 0, 64),
         ("imap.connections_max", config.imap.connections_max as u64, 1, 1_000_000),
@@ -125,6 +131,15 @@ pub(crate) fn check(config: &Config) -> Result<(), Error> {
     }
     if let Err(e) = config.smtp_limits().check() {
         return fail("smtp", e.to_string());
+    }
+    let postmaster = &config.smtp.postmaster;
+    if !postmaster.is_empty()
+        && !postmaster.rsplit_once('@').is_some_and(|(local, domain)| !local.is_empty() && is_domain_name(domain))
+    {
+        return fail(
+            "smtp.postmaster",
+            format!("{postmaster:?} is not an address with a lower-case domain such as \"postmaster@commune.fr\""),
+        );
     }
     if let Some(bad) = config.smtp.arc_trusted_sealers.iter().find(|name| !is_domain_name(name)) {
         return fail(

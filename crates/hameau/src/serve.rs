@@ -165,10 +165,16 @@ async fn start_smtp(
             hostname: config.server.hostname.clone(),
             mailbox_names: hameau_mailbox::MailboxNames::default(),
             arc_trusted_sealers: config.smtp.arc_trusted_sealers.clone(),
+            dkim_signatures_max: config.smtp.dkim_signatures_max,
+            arc_sets_max: config.smtp.arc_sets_max,
+            verifications_max: config.smtp.verifications_max,
+            postmaster: Some(config.smtp.postmaster.clone()).filter(|address| !address.is_empty()),
         },
     );
     let context = Arc::new(hameau_smtp::server::Context {
         inbound,
+        // One budget of connections and one count per address for all the MX's listeners.
+        gate: hameau_net::Gate::new(config.smtp.connections_max, config.smtp.connections_per_ip_max),
         tls: Some(Arc::new(tls)),
         options: hameau_smtp::server::Options {
             session: hameau_smtp_session::Options {
@@ -177,9 +183,8 @@ async fn start_smtp(
                 tls_active: false,
             },
             hostname: config.server.hostname.clone(),
-            connections_max: config.smtp.connections_max,
-            connections_per_ip_max: config.smtp.connections_per_ip_max,
             tls_handshake_timeout: Duration::from_secs(config.smtp.tls_handshake_timeout_s),
+            write_timeout: Duration::from_secs(config.smtp.write_timeout_s),
         },
         now_s: Arc::new(|| <SystemClock as hameau_http::Clock>::now_s(&SystemClock)),
         sessions: std::sync::atomic::AtomicU64::new(0),

@@ -13,6 +13,7 @@
 //!         // close the socket on Quit and Close
 //!     }
 //!     write session.poll_output();
+//!     if session.is_ready() { continue } // more pipelined commands, once replies are out
 //!     read the socket (only when session.wants_input()), until session.poll_timeout();
 //!     session.handle_input(bytes) or session.handle_timeout(now)
 //! }
@@ -29,7 +30,9 @@
 //!
 //! - **Pipelining.** Commands of one read are handled in order and their replies queued in
 //!   order. While an event waits for a decision no further command is read; it resumes
-//!   after [`Session::handle_decision`].
+//!   after [`Session::handle_decision`]. Once [`Limits::reply_bytes_max`] of replies are
+//!   queued, no further command runs until the driver has taken them
+//!   ([`Session::is_ready`]): a client that never reads holds no more than that.
 //! - **End of data** is only `<CRLF>.<CRLF>` (RFC 5321 §4.1.1.4), with dot-unstuffing.
 //!   A bare CR or bare LF never starts a line, so `\n.\n`, `\r.\r`, `\n.\r\n` and
 //!   `\r\n.\r` stay inside the message (SMTP smuggling, 2023).
@@ -76,12 +79,13 @@
 //!   driver owes a decision or a handshake, except the session timeout.
 //!
 //! Memory is bounded: an unfinished command line is shorter than the line limit, message
-//! bytes over the size limit are dropped as they come, and the driver reads only when
-//! [`Session::wants_input`].
+//! bytes over the size limit are dropped as they come, queued replies stop commands at
+//! [`Limits::reply_bytes_max`], and the driver reads only when [`Session::wants_input`].
 
 mod address;
 mod data;
 pub mod fuzzing;
+pub mod header;
 mod limits;
 mod session;
 #[cfg(test)]

@@ -34,6 +34,13 @@ pub struct Limits {
     /// closes with `421 4.7.0`. 20 is Postfix's `smtpd_hard_error_limit`; counting the
     /// driver's `550 5.1.1` makes address harvesting slow.
     pub errors_max: usize,
+    /// Bytes of replies queued before the session stops running pipelined commands until
+    /// the driver has written them ([`crate::Session::is_ready`]). A client pipelining
+    /// (RFC 2920) and never reading would otherwise have a whole read's worth of commands
+    /// answered in memory: 16 KiB of `HELP` lines queue 250 KiB of replies. 16 KiB holds
+    /// the replies to hundreds of pipelined commands; at least 512 bytes (RFC 5321
+    /// §4.5.3.1.5's reply line, and more than our longest reply, EHLO's).
+    pub reply_bytes_max: usize,
     /// How long the server waits for the next command. RFC 5321 §4.5.3.2.7 sets the server
     /// timeout at 5 minutes (Postfix's `smtpd_timeout` is 300 s too).
     pub command_timeout: Duration,
@@ -53,6 +60,8 @@ pub enum LimitsError {
     Zero { name: &'static str },
     #[error("smtp limit `line_bytes_max` is {line_bytes_max}, below the 512 octets RFC 5321 §4.5.3.1.4 requires")]
     LineBelowRfc { line_bytes_max: usize },
+    #[error("smtp limit `reply_bytes_max` is {reply_bytes_max}, below the 512 octets of one reply line")]
+    ReplyBelowLine { reply_bytes_max: usize },
     #[error("smtp limit `line_bytes_max` ({line_bytes_max}) is larger than `message_bytes_max` ({message_bytes_max})")]
     LineAboveMessage { line_bytes_max: usize, message_bytes_max: usize },
     #[error(
@@ -71,6 +80,7 @@ impl Default for Limits {
             recipients_max: 1000,
             commands_max: 10_000,
             errors_max: 20,
+            reply_bytes_max: 16 * 1024,
             command_timeout: Duration::from_secs(5 * 60),
             data_timeout: Duration::from_secs(3 * 60),
             session_timeout: Duration::from_secs(30 * 60),
@@ -107,6 +117,9 @@ impl Limits {
         }
         if self.line_bytes_max < 512 {
             return Err(LimitsError::LineBelowRfc { line_bytes_max: self.line_bytes_max });
+        }
+        if self.reply_bytes_max < 512 {
+            return Err(LimitsError::ReplyBelowLine { reply_bytes_max: self.reply_bytes_max });
         }
         if self.line_bytes_max > self.message_bytes_max {
             return Err(LimitsError::LineAboveMessage {

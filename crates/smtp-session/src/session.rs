@@ -294,6 +294,9 @@ impl Session {
                 return Some(event);
             }
             let step = match self.phase {
+                // Back-pressure on a client that pipelines and does not read: the driver
+                // writes what is queued, then calls again (`is_ready`).
+                Phase::Command if self.output.len() >= self.limits.reply_bytes_max => return None,
                 Phase::Command => self.step_command(),
                 Phase::Data(_) => self.step_data(),
                 Phase::Bdat(_) => self.step_bdat(),
@@ -414,6 +417,13 @@ impl Session {
             Phase::Data(_) | Phase::Bdat(_) => self.input.is_empty(),
             Phase::Awaiting(_) | Phase::AwaitingTls | Phase::Closed => false,
         }
+    }
+
+    /// Whether [`Session::poll_event`] can go on without more input or a decision: it
+    /// stopped because [`Limits::reply_bytes_max`] of replies were queued, with commands
+    /// still buffered. The driver writes [`Session::poll_output`], then polls again.
+    pub fn is_ready(&self) -> bool {
+        self.event_ready.is_some() || (matches!(self.phase, Phase::Command) && self.input.contains(&b'\n'))
     }
 
     /// Whether the session has ended (after `Quit` or `Close`).

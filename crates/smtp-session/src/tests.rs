@@ -131,6 +131,9 @@ impl Harness {
             let event = self.session.poll_event(self.now);
             self.take_output();
             let Some(event) = event else {
+                if self.session.is_ready() {
+                    continue;
+                }
                 return;
             };
             self.actual.push(format!("E: {}", describe(&event)));
@@ -1114,6 +1117,7 @@ fn default_limits_check() {
         (Limits { errors_max: 0, ..Limits::default() }, LimitsError::Zero { name: "errors_max" }),
         (Limits { data_timeout: Duration::ZERO, ..Limits::default() }, LimitsError::Zero { name: "data_timeout" }),
         (Limits { line_bytes_max: 511, ..Limits::default() }, LimitsError::LineBelowRfc { line_bytes_max: 511 }),
+        (Limits { reply_bytes_max: 511, ..Limits::default() }, LimitsError::ReplyBelowLine { reply_bytes_max: 511 }),
         (
             Limits { message_bytes_max: 600, bdat_chunk_bytes_max: 600, ..Limits::default() },
             LimitsError::LineAboveMessage { line_bytes_max: 4096, message_bytes_max: 600 },
@@ -1284,6 +1288,31 @@ fn too_many_errors() {
         E: CLOSE TooManyErrors
         ",
     );
+}
+
+/// A client that pipelines and does not read holds at most `reply_bytes_max` of replies
+/// (and one more reply): commands wait in the input until the driver takes the output.
+#[test]
+fn pipelined_replies_wait_for_the_driver() {
+    let limits = Limits { reply_bytes_max: 512, ..Limits::default() };
+    let now = Instant::now();
+    let mut session = Session::new(Options { limits, ..options() }, "mx.example.org", now);
+    let greeting = session.poll_output().unwrap();
+    session.handle_input(&b"HELP\r\n".repeat(100));
+    let mut n_replies = 0;
+    loop {
+        assert_eq!(session.poll_event(now), None);
+        let output = session.poll_output().unwrap_or_default();
+        assert!(output.len() < 512 + 128, "{} bytes queued", output.len());
+        n_replies += output.split(|&byte| byte == b'\n').filter(|line| line.starts_with(b"214 ")).count();
+        if !session.is_ready() {
+            break;
+        }
+        assert!(!session.wants_input(), "no read while replies wait");
+    }
+    assert_eq!(n_replies, 100);
+    assert!(session.wants_input());
+    assert!(greeting.starts_with(b"220 "));
 }
 
 #[test]

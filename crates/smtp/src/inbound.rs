@@ -8,20 +8,53 @@
 //!   failure under the sender's `p=reject` is refused `550 5.7.1`; under `p=quarantine` the
 //!   message goes to Junk, unless a forwarder we trust sealed a valid ARC chain
 //!   ([`InboundOptions::arc_trusted_sealers`]). `Authentication-Results` and `Received` are prepended, and any
-//!   incoming `Authentication-Results` claiming our host name is removed (RFC 8601 §5).
+//!   incoming `Authentication-Results` claiming our host name is removed (RFC 8601 §5),
+//!   however its authserv-id is written ([`hameau_smtp_session::header`]).
+//! - Authors: a message must have exactly one `From` field (RFC 5322 §3.6) naming authors
+//!   of one domain, or it is refused `550 5.7.1`. DMARC evaluates one author domain; with
+//!   several, mail-auth gives no verdict at all, so a `From:` naming the commune's mayor
+//!   and the attacker would escape the commune's `p=reject` (RFC 7489 §6.6.1 lets the
+//!   receiver reject such messages, as large receivers do).
+//! - Work is bounded: at most [`InboundOptions::dkim_signatures_max`] DKIM signatures are
+//!   verified (the others are reported `dkim=permerror`), a chain of more than
+//!   [`InboundOptions::arc_sets_max`] ARC sets fails unchecked, and messages of
+//!   [`HEAVY_MESSAGE_BYTES`] or more are authenticated at most
+//!   [`InboundOptions::verifications_max`] at a time, each on a thread of its own
+//!   (`block_in_place`), so that hashing them cannot starve the other sessions.
+//! - A panic in mail-auth or mail-parser on a message is caught: `554 5.6.0`, never a
+//!   dropped connection (the sender would retry for days).
+//! - `RCPT TO:<Postmaster>` and `postmaster@` a served domain without such an address go
+//!   to [`InboundOptions::postmaster`] (RFC 5321 §4.5.1).
 //! - The message is stored for every recipient account in ONE commit
 //!   ([`hameau_mailbox::Mail::ingest_many`]): the `250` is given only after it is synced,
 //!   and a failure leaves no recipient with a copy.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::net::IpAddr;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use hameau_directory::{Directory, Recipient};
 use hameau_mailbox::{Ingest, Mail, MailboxNames, Role};
+use hameau_smtp_session::header::{self, Fields};
+use mail_auth::arc::ArcError;
 use mail_auth::dmarc::Policy;
 use mail_auth::dmarc::verify::DmarcParameters;
 use mail_auth::spf::verify::SpfParameters;
-use mail_auth::{AuthenticatedMessage, AuthenticationResults, DkimResult, DmarcResult, MessageAuthenticator};
+use mail_auth::{
+    ArcOutput, AuthenticatedMessage, AuthenticationResults, DkimResult, DmarcResult, MessageAuthenticator,
+};
+use tokio::sync::Semaphore;
+
+/// Messages at least this large are authenticated within the budget of
+/// [`InboundOptions::verifications_max`], on a thread of their own. Parsing one hashes its
+/// body up to four times (DKIM's and ARC's canonicalizations and algorithms) and each
+/// signature hashes its headers: at 1 MiB that is tens of milliseconds that would hold an
+/// async worker; below it, well under a millisecond, not worth a thread hand-off.
+pub const HEAVY_MESSAGE_BYTES: usize = 1 << 20;
 
 /// An SMTP reply: code, enhanced status code (RFC 3463), text.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -64,6 +97,16 @@ pub struct InboundOptions {
     /// valid chain is delivered though forwarding broke its DKIM and SPF alignment.
     /// Lower-case domain names; empty trusts none (a seal anyone can make proves nothing).
     pub arc_trusted_sealers: Vec<String>,
+    /// DKIM signatures verified per message, from the top; the others are reported
+    /// `dkim=permerror` unverified (each would hash the headers it names again).
+    pub dkim_signatures_max: usize,
+    /// ARC sets beyond which the chain fails unchecked (each seal hashes the sets before
+    /// it: work grows with the square of the count).
+    pub arc_sets_max: usize,
+    /// Authentications of messages of [`HEAVY_MESSAGE_BYTES`] or more running at once.
+    pub verifications_max: usize,
+    /// Where `<Postmaster>` goes; `None`: `postmaster@` the host name or a domain above it.
+    pub postmaster: Option<String>,
 }
 
 /// One message's transaction, as the session saw it.
@@ -88,6 +131,8 @@ pub struct Inbound {
     mail: Mail,
     authenticator: MessageAuthenticator,
     options: InboundOptions,
+    /// Permits for authentications of heavy messages.
+    verifications: Arc<Semaphore>,
 }
 
 impl Inbound {
@@ -97,12 +142,18 @@ impl Inbound {
         authenticator: MessageAuthenticator,
         options: InboundOptions,
     ) -> Inbound {
-        Inbound { directory, mail, authenticator, options }
+        assert!(options.dkim_signatures_max > 0 && options.arc_sets_max > 0 && options.verifications_max > 0);
+        let verifications = Arc::new(Semaphore::new(options.verifications_max));
+        Inbound { directory, mail, authenticator, options, verifications }
     }
 
     /// The verdict on `RCPT TO:<address>` from an unauthenticated client.
     pub async fn check_recipient(&self, address: &str) -> RcptVerdict {
-        let Some((_, domain)) = address.rsplit_once('@') else {
+        // RFC 5321 §4.5.1: `<Postmaster>` without a domain must be accepted.
+        if address.eq_ignore_ascii_case("postmaster") {
+            return self.postmaster().await;
+        }
+        let Some((local, domain)) = address.rsplit_once('@') else {
             return RcptVerdict::Refuse(Reply::new(550, "5.1.3", "that is not an address"));
         };
         match self.directory.is_local_domain(domain).await {
@@ -112,9 +163,42 @@ impl Inbound {
         }
         let recipient = match self.directory.resolve_recipient(address).await {
             Ok(Some(recipient)) => recipient,
+            // RFC 5321 §4.5.1: postmaster@ every domain we serve must be accepted.
+            Ok(None) if local.eq_ignore_ascii_case("postmaster") => return self.postmaster().await,
             Ok(None) => return RcptVerdict::Refuse(Reply::new(550, "5.1.1", "no such user here")),
             Err(e) => return RcptVerdict::Refuse(temporary(&e)),
         };
+        self.unless_full(recipient).await
+    }
+
+    /// The postmaster's verdict: [`InboundOptions::postmaster`], else `postmaster@` the
+    /// host name or the first domain above it that resolves to an account.
+    async fn postmaster(&self) -> RcptVerdict {
+        let candidates: Vec<String> = match &self.options.postmaster {
+            Some(address) => vec![address.clone()],
+            None => {
+                let mut domain = self.options.hostname.as_str();
+                let mut candidates = vec![format!("postmaster@{domain}")];
+                while let Some((_, parent)) = domain.split_once('.').filter(|(_, parent)| parent.contains('.')) {
+                    candidates.push(format!("postmaster@{parent}"));
+                    domain = parent;
+                }
+                candidates
+            }
+        };
+        for candidate in candidates {
+            match self.directory.resolve_recipient(&candidate).await {
+                Ok(Some(recipient)) => return self.unless_full(recipient).await,
+                Ok(None) => {}
+                Err(e) => return RcptVerdict::Refuse(temporary(&e)),
+            }
+        }
+        tracing::warn!("mail to the postmaster refused: no postmaster address here (set smtp.postmaster)");
+        RcptVerdict::Refuse(Reply::new(550, "5.1.1", "no postmaster mailbox is set up here"))
+    }
+
+    /// Accepts `recipient` unless one of its accounts is full (`452 4.2.2`).
+    async fn unless_full(&self, recipient: Recipient) -> RcptVerdict {
         for account in &recipient.accounts {
             let Some(quota) = account.quota_bytes else { continue };
             match self.mail.quota_used(account.id).await {
@@ -130,13 +214,10 @@ impl Inbound {
 
     /// Authenticates and stores a message; the reply to give at the end of DATA.
     pub async fn deliver(&self, envelope: &Envelope, raw: &[u8]) -> Reply {
-        let Some(message) = AuthenticatedMessage::parse(raw) else {
-            return Reply::new(554, "5.6.0", "the message has no valid header");
+        let verdict = match self.check(envelope, raw).await {
+            Ok(verdict) => verdict,
+            Err(refusal) => return refusal,
         };
-        let verdict = self.authenticate(envelope, &message).await;
-        if let Some(refusal) = verdict.refusal {
-            return refusal;
-        }
         let stored = self.with_headers(envelope, &verdict.results, raw);
         let mut deliveries = BTreeMap::new();
         for recipient in &envelope.recipients {
@@ -171,12 +252,61 @@ impl Inbound {
         }
     }
 
-    async fn authenticate(&self, envelope: &Envelope, message: &AuthenticatedMessage<'_>) -> Verdict {
+    /// Everything done to a message before it is stored: its authors, then SPF, DKIM,
+    /// ARC and DMARC within their caps and budget. `Err` is the refusal to give. A panic of
+    /// a dependency on the message is caught here: `554 5.6.0`.
+    async fn check(&self, envelope: &Envelope, raw: &[u8]) -> Result<Verdict, Reply> {
+        let heavy = raw.len() >= HEAVY_MESSAGE_BYTES;
+        // Held outside the guarded future, so that a panic cannot keep it.
+        let _permit = match heavy {
+            true => Some(self.verifications.acquire().await.expect("the semaphore is never closed")),
+            false => None,
+        };
+        match off_the_workers(heavy, CatchUnwind(Box::pin(self.authenticate(envelope, raw)))).await {
+            Ok(checked) => checked,
+            Err(panic) => {
+                let what = panic.downcast_ref::<&str>().copied().or(panic.downcast_ref::<String>().map(String::as_str));
+                tracing::error!(id = %envelope.id, panic = what.unwrap_or("?"), "authentication panicked on a message");
+                Err(Reply::new(554, "5.6.0", "the message could not be parsed"))
+            }
+        }
+    }
+
+    async fn authenticate(&self, envelope: &Envelope, raw: &[u8]) -> Result<Verdict, Reply> {
+        let census = Census::of(raw);
+        if census.n_fields == 0 {
+            return Err(Reply::new(554, "5.6.0", "the message has no valid header"));
+        }
+        match census.n_from {
+            1 => {}
+            0 => return Err(Reply::new(550, "5.7.1", "the message has no From field (RFC 5322 §3.6)")),
+            _ => return Err(Reply::new(550, "5.7.1", "the message has several From fields (RFC 5322 §3.6)")),
+        }
+        let n_dkim_unverified = census.n_dkim.saturating_sub(self.options.dkim_signatures_max);
+        let arc_too_long = census.n_arc > self.options.arc_sets_max;
+        // Over a cap, what is verified is a copy without the excess signatures (rare: the
+        // common case verifies the message as it came, without a copy).
+        let trimmed;
+        let verified = if n_dkim_unverified > 0 || arc_too_long {
+            trimmed = census.trimmed(raw, self.options.dkim_signatures_max, arc_too_long);
+            trimmed.as_slice()
+        } else {
+            raw
+        };
+        let Some(message) = AuthenticatedMessage::parse(verified) else {
+            return Err(Reply::new(554, "5.6.0", "the message has no valid header"));
+        };
+        check_authors(message.froms())?;
         let hostname = self.options.hostname.as_str();
         let ip = envelope.client_ip;
         let helo = envelope.helo.as_str();
-        let dkim = self.authenticator.verify_dkim(message).await;
-        let arc = self.authenticator.verify_arc(message).await;
+        let dkim = self.authenticator.verify_dkim(&message).await;
+        let arc = match arc_too_long {
+            // RFC 8617 §5.2: a chain too long fails.
+            true => ArcOutput::default().with_result(DkimResult::Fail(mail_auth::Error::Arc(ArcError::ChainTooLong))),
+            false => self.authenticator.verify_arc(&message).await,
+        };
+        let message = &message;
         let spf_ehlo = self.authenticator.verify_spf(SpfParameters::verify_ehlo(ip, helo, hostname)).await;
         let spf_mail_from = if envelope.mail_from.is_empty() {
             spf_ehlo.clone()
@@ -202,6 +332,15 @@ impl Inbound {
             // 6376 §6.1.3: PERMFAIL), `dkim=fail` in RFC 8601 terms; mail-auth says neutral.
             // Its DMARC evaluation counts neither as a pass, so only the header changes.
             .replace("dkim=neutral (body hash did not verify)", "dkim=fail (body hash did not verify)");
+        if n_dkim_unverified > 0 {
+            // RFC 8601 §2.7.1: permerror, a signature that could not be evaluated.
+            let unverified = format!(
+                ";\r\n\tdkim=permerror ({n_dkim_unverified} more signatures not verified: over the limit of {})",
+                self.options.dkim_signatures_max
+            );
+            let at = results.find(";\r\n\tspf=").unwrap_or(results.len());
+            results.insert_str(at, &unverified);
+        }
         // Enforced only on a definite failure: a temporary DNS error is not a forgery.
         let mut failed = matches!(dmarc.result(), DmarcResult::Fail(_));
         if failed && let Some(sealer) = self.trusted_arc_sealer(&arc) {
@@ -211,15 +350,18 @@ impl Inbound {
             results.push_str(&format!(" (overridden: ARC chain sealed by trusted forwarder {sealer})"));
             failed = false;
         }
-        let (refusal, junk) = match (failed, dmarc.policy()) {
-            (true, Policy::Reject) => (
-                Some(Reply::new(550, "5.7.1", format!("DMARC policy of {} rejects this message", dmarc.domain()))),
-                false,
-            ),
-            (true, Policy::Quarantine) => (None, true),
-            _ => (None, false),
+        let junk = match (failed, dmarc.policy()) {
+            (true, Policy::Reject) => {
+                return Err(Reply::new(
+                    550,
+                    "5.7.1",
+                    format!("DMARC policy of {} rejects this message", dmarc.domain()),
+                ));
+            }
+            (true, Policy::Quarantine) => true,
+            _ => false,
         };
-        Verdict { results, refusal, junk }
+        Ok(Verdict { results, junk })
     }
 
     /// The newest sealer of a valid ARC chain, when it is one we trust.
@@ -257,52 +399,114 @@ impl Inbound {
             )
             .as_bytes(),
         );
-        out.extend_from_slice(&strip_our_results(raw, hostname));
+        header::strip_results_into(raw, hostname, &mut out);
         out
     }
 }
 
 struct Verdict {
     results: String,
-    refusal: Option<Reply>,
     junk: bool,
+}
+
+/// What the MX counts in a header section before parsing it.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Census {
+    pub(crate) n_fields: usize,
+    pub(crate) n_from: usize,
+    pub(crate) n_dkim: usize,
+    /// ARC sets: the most of any of the three fields of a set.
+    pub(crate) n_arc: usize,
+}
+
+impl Census {
+    pub(crate) fn of(raw: &[u8]) -> Census {
+        let mut census = Census::default();
+        let (mut n_seals, mut n_signatures, mut n_results) = (0, 0, 0);
+        for field in Fields::new(raw) {
+            census.n_fields += 1;
+            if field.is("From") {
+                census.n_from += 1;
+            } else if field.is("DKIM-Signature") {
+                census.n_dkim += 1;
+            } else if field.is("ARC-Seal") {
+                n_seals += 1;
+            } else if field.is("ARC-Message-Signature") {
+                n_signatures += 1;
+            } else if field.is("ARC-Authentication-Results") {
+                n_results += 1;
+            }
+        }
+        census.n_arc = n_seals.max(n_signatures).max(n_results);
+        census
+    }
+
+    /// A copy of `raw` without the DKIM signatures after the first `dkim_max`, and without
+    /// its ARC fields when `drop_arc`.
+    pub(crate) fn trimmed(&self, raw: &[u8], dkim_max: usize, drop_arc: bool) -> Vec<u8> {
+        let mut out = Vec::with_capacity(raw.len());
+        let mut kept_from = 0;
+        let mut n_dkim = 0;
+        for field in Fields::new(raw) {
+            let is_dkim = field.is("DKIM-Signature");
+            n_dkim += usize::from(is_dkim);
+            let is_arc =
+                ["ARC-Seal", "ARC-Message-Signature", "ARC-Authentication-Results"].iter().any(|name| field.is(name));
+            if (is_dkim && n_dkim > dkim_max) || (drop_arc && is_arc) {
+                out.extend_from_slice(&raw[kept_from..field.start]);
+                kept_from = field.end;
+            }
+        }
+        out.extend_from_slice(&raw[kept_from..]);
+        out
+    }
+}
+
+/// The authors of a message (its `From` addresses, lower-cased) must all be of one domain:
+/// DMARC evaluates one (RFC 7489 §6.6.1).
+pub(crate) fn check_authors(froms: &[String]) -> Result<(), Reply> {
+    let mut domains = froms.iter().map(|from| from.rsplit_once('@').map(|(_, domain)| domain));
+    let first = match domains.next() {
+        Some(Some(domain)) if !domain.is_empty() => domain,
+        _ => return Err(Reply::new(550, "5.7.1", "the From field has no address with a domain (RFC 7489 §6.6.1)")),
+    };
+    if domains.any(|domain| domain != Some(first)) {
+        return Err(Reply::new(550, "5.7.1", "the From field names authors of several domains (RFC 7489 §6.6.1)"));
+    }
+    Ok(())
+}
+
+/// Runs `future` to its end; when `heavy` (and the runtime has several workers), on this
+/// thread taken out of the async workers (`block_in_place`), so that its CPU work does not
+/// hold one.
+async fn off_the_workers<F: Future>(heavy: bool, future: F) -> F::Output {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    if heavy && Handle::current().runtime_flavor() == RuntimeFlavor::MultiThread {
+        tokio::task::block_in_place(|| Handle::current().block_on(future))
+    } else {
+        future.await
+    }
+}
+
+/// A future whose panic is caught and returned (as `std::panic::catch_unwind` does for a
+/// function): a dependency that panics on a message refuses it instead of dropping the
+/// connection.
+pub(crate) struct CatchUnwind<F>(pub(crate) Pin<Box<F>>);
+
+impl<F: Future> Future for CatchUnwind<F> {
+    type Output = std::thread::Result<F::Output>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let inner = self.0.as_mut();
+        match std::panic::catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(panic) => Poll::Ready(Err(panic)),
+        }
+    }
 }
 
 fn temporary(error: &dyn std::fmt::Display) -> Reply {
     tracing::error!(error = %error, "delivery failed");
     Reply::new(451, "4.3.0", "local error, try again later")
-}
-
-/// Removes, from the header section only, every `Authentication-Results` field whose
-/// authserv-id is `hostname` (RFC 8601 §5: a forged one could make us vouch for it).
-pub fn strip_our_results(raw: &[u8], hostname: &str) -> Vec<u8> {
-    let header_end = find(raw, b"\r\n\r\n").map_or(raw.len(), |at| at + 2);
-    let (headers, body) = raw.split_at(header_end);
-    let mut out = Vec::with_capacity(raw.len());
-    let mut skipping = false;
-    for line in headers.split_inclusive(|b| *b == b'\n') {
-        let folded = line.first().is_some_and(|b| *b == b' ' || *b == b'\t');
-        if !folded {
-            skipping = is_our_results(line, hostname);
-        }
-        if !skipping {
-            out.extend_from_slice(line);
-        }
-    }
-    out.extend_from_slice(body);
-    out
-}
-
-fn is_our_results(line: &[u8], hostname: &str) -> bool {
-    let Some(colon) = line.iter().position(|b| *b == b':') else { return false };
-    if !line[..colon].trim_ascii().eq_ignore_ascii_case(b"authentication-results") {
-        return false;
-    }
-    let value = String::from_utf8_lossy(&line[colon + 1..]);
-    let authserv = value.trim_start().split([';', ' ', '\t', '\r', '\n']).next().unwrap_or("");
-    authserv.eq_ignore_ascii_case(hostname)
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|window| window == needle)
 }

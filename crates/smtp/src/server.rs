@@ -1,7 +1,9 @@
 //! The SMTP socket driver: accepts connections up to a limit (in all and per client
-//! address), runs a sans-IO [`Session`] on each, answers its events with the [`Inbound`]
-//! pipeline, does STARTTLS with rustls, enforces the session's timeouts, and on shutdown
-//! stops accepting and closes idle sessions with `421`.
+//! address, one [`hameau_net::Gate`] for all the MX's listeners), runs a sans-IO
+//! [`Session`] on each, answers its events with the [`Inbound`] pipeline, does STARTTLS
+//! with rustls, enforces the session's timeouts and a timeout on every write (a client
+//! that stops reading is dropped), and on shutdown stops accepting and closes idle
+//! sessions with `421`. A panic while a message is delivered is answered `451 4.3.0`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -15,6 +17,7 @@ use tokio::sync::watch;
 
 use hameau_telemetry::{Counter, Registry};
 
+use crate::inbound::CatchUnwind;
 use crate::{Envelope, Inbound, RcptVerdict};
 
 /// The listener's options.
@@ -23,17 +26,18 @@ pub struct Options {
     pub session: hameau_smtp_session::Options,
     /// The name in the greeting and in `Received`.
     pub hostname: String,
-    /// Most connections at once; past it, accepting waits.
-    pub connections_max: usize,
-    /// Most connections from one client address; past it, `421 4.7.0` and close.
-    pub connections_per_ip_max: usize,
     /// Time for a STARTTLS handshake.
     pub tls_handshake_timeout: Duration,
+    /// Time for one write (and flush) of replies; past it the connection is dropped.
+    pub write_timeout: Duration,
 }
 
 /// What the driver needs besides the socket.
 pub struct Context {
     pub inbound: Inbound,
+    /// Connections in all (accepting waits past it) and per client address (past it,
+    /// `421 4.7.0` and close), shared by all the MX's listeners.
+    pub gate: Arc<hameau_net::Gate>,
     pub tls: Option<Arc<rustls::ServerConfig>>,
     pub options: Options,
     /// Seconds since the Unix epoch (the binary's clock).
@@ -78,16 +82,16 @@ impl Metrics {
 /// Serves SMTP on `listener` until `shutdown` turns true, then waits for the sessions in
 /// flight to end (each is told `421` as soon as it is idle).
 pub async fn run(listener: TcpListener, context: Arc<Context>, shutdown: watch::Receiver<bool>) {
-    let gate = hameau_net::Gate::new(context.options.connections_max, context.options.connections_per_ip_max);
     let sessions_shutdown = shutdown.clone();
-    hameau_net::accept_loop(listener, gate, shutdown, "smtp", |accepted| {
+    hameau_net::accept_loop(listener, context.gate.clone(), shutdown, "smtp", |accepted| {
         let context = context.clone();
         let shutdown = sessions_shutdown.clone();
         async move {
             let hameau_net::Accepted { mut tcp, peer, over_limit } = accepted;
             context.metrics.connections.inc();
             if over_limit {
-                let _ = tcp.write_all(b"421 4.7.0 Too many connections from your address\r\n").await;
+                let refusal = tcp.write_all(b"421 4.7.0 Too many connections from your address\r\n");
+                let _ = tokio::time::timeout(context.options.write_timeout, refusal).await;
             } else if let Err(e) = serve(tcp, peer, &context, shutdown).await {
                 tracing::debug!(%peer, error = %e, "smtp session ended with an error");
             }
@@ -113,11 +117,19 @@ impl Connection {
         }
     }
 
-    async fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        match self {
-            Connection::Plain(stream) => write_flush(stream, bytes).await,
-            Connection::Tls(stream) => write_flush(stream.as_mut(), bytes).await,
-            Connection::Upgrading => Ok(()),
+    /// Writes and flushes `bytes` within `timeout`: a client that does not read them in
+    /// time would otherwise hold its connection past every session timeout.
+    async fn write_all(&mut self, bytes: &[u8], timeout: Duration) -> std::io::Result<()> {
+        let write = async {
+            match self {
+                Connection::Plain(stream) => write_flush(stream, bytes).await,
+                Connection::Tls(stream) => write_flush(stream.as_mut(), bytes).await,
+                Connection::Upgrading => Ok(()),
+            }
+        };
+        match tokio::time::timeout(timeout, write).await {
+            Ok(written) => written,
+            Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "the client does not read its replies")),
         }
     }
 }
@@ -152,7 +164,7 @@ async fn serve(
     let mut n_messages = 0u32;
     loop {
         while let Some(event) = session.poll_event(Instant::now()) {
-            flush(&mut session, &mut connection).await?;
+            flush(&mut session, &mut connection, context).await?;
             let decision = match &event {
                 Event::Helo { host, .. } => {
                     transaction.helo = host.clone();
@@ -183,7 +195,13 @@ async fn serve(
                         received_at: (context.now_s)(),
                         id: format!("{id}.{n_messages}"),
                     };
-                    let reply = context.inbound.deliver(&envelope, data).await;
+                    let delivery = CatchUnwind(Box::pin(context.inbound.deliver(&envelope, data))).await;
+                    let reply = delivery.unwrap_or_else(|_| {
+                        // Not the message's fault as far as we know (the pipeline refuses
+                        // those it cannot parse): a temporary error, logged by the panic.
+                        tracing::error!(%peer, id = %envelope.id, "delivery panicked");
+                        crate::Reply { code: 451, enhanced: "4.3.0", text: "local error, try again later".into() }
+                    });
                     tracing::info!(%peer, from = %mail_from, n_recipients = recipients.len(), reply = %reply, "smtp message");
                     match reply.code {
                         200..=399 => context.metrics.messages_accepted.inc(),
@@ -210,7 +228,7 @@ async fn serve(
                     None
                 }
                 Event::Quit | Event::Close { .. } => {
-                    flush(&mut session, &mut connection).await?;
+                    flush(&mut session, &mut connection, context).await?;
                     return Ok(());
                 }
             };
@@ -218,9 +236,13 @@ async fn serve(
                 session.handle_decision(decision);
             }
         }
-        flush(&mut session, &mut connection).await?;
+        flush(&mut session, &mut connection, context).await?;
         if session.is_closed() {
             return Ok(());
+        }
+        // Pipelined commands wait while their replies are written (`reply_bytes_max`).
+        if session.is_ready() {
+            continue;
         }
         let deadline = session.poll_timeout().map(tokio::time::Instant::from_std);
         let timeout = async {
@@ -239,16 +261,17 @@ async fn serve(
             }
             _ = timeout => session.handle_timeout(Instant::now()),
             _ = hameau_net::stopped(&mut shutdown) => {
-                connection.write_all(b"421 4.3.2 Server shutting down, try again later\r\n").await?;
+                let bye = b"421 4.3.2 Server shutting down, try again later\r\n";
+                connection.write_all(bye, context.options.write_timeout).await?;
                 return Ok(());
             }
         }
     }
 }
 
-async fn flush(session: &mut Session, connection: &mut Connection) -> std::io::Result<()> {
+async fn flush(session: &mut Session, connection: &mut Connection, context: &Context) -> std::io::Result<()> {
     while let Some(bytes) = session.poll_output() {
-        connection.write_all(&bytes).await?;
+        connection.write_all(&bytes, context.options.write_timeout).await?;
     }
     Ok(())
 }

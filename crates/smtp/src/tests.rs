@@ -1,7 +1,7 @@
-use crate::inbound::strip_our_results;
+use hameau_smtp_session::header::strip_results;
 
 fn check(raw: &str, expect: &str) {
-    let got = strip_our_results(raw.as_bytes(), "mx.hameau.test");
+    let got = strip_results(raw.as_bytes(), "mx.hameau.test");
     assert_eq!(String::from_utf8(got).unwrap(), expect);
 }
 
@@ -30,6 +30,59 @@ fn forged_results_claiming_our_name_are_removed() {
     check("Authentication-Results: mx.hameau.test; none\r\nSubject: y\r\n", "Subject: y\r\n");
 }
 
+#[test]
+fn census_counts_what_authentication_needs() {
+    use crate::inbound::Census;
+    let raw = b"From: a@b.test\r\nDKIM-Signature: 1\r\ndkim-signature : 2\r\n\tfolded\r\nARC-Seal: i=1\r\n\
+                ARC-Message-Signature: i=1\r\nARC-Message-Signature: i=2\r\nFrom: c@d.test\r\n\r\n\
+                From: in the body\r\n";
+    assert_eq!(Census::of(raw), Census { n_fields: 7, n_from: 2, n_dkim: 2, n_arc: 2 });
+    let census = Census::of(raw);
+    let trimmed = census.trimmed(raw, 1, false);
+    assert_eq!(
+        String::from_utf8(trimmed).unwrap(),
+        "From: a@b.test\r\nDKIM-Signature: 1\r\nARC-Seal: i=1\r\nARC-Message-Signature: i=1\r\n\
+         ARC-Message-Signature: i=2\r\nFrom: c@d.test\r\n\r\nFrom: in the body\r\n"
+    );
+    let trimmed = census.trimmed(raw, 5, true);
+    assert_eq!(
+        String::from_utf8(trimmed).unwrap(),
+        "From: a@b.test\r\nDKIM-Signature: 1\r\ndkim-signature : 2\r\n\tfolded\r\nFrom: c@d.test\r\n\r\n\
+         From: in the body\r\n"
+    );
+}
+
+#[test]
+fn authors_of_one_domain_only() {
+    use crate::inbound::check_authors;
+    let check = |froms: &[&str]| {
+        let froms: Vec<String> = froms.iter().map(|from| from.to_string()).collect();
+        check_authors(&froms).map_err(|reply| reply.to_string())
+    };
+    assert_eq!(check(&["maire@a.test"]), Ok(()));
+    assert_eq!(check(&["maire@a.test", "adjoint@a.test"]), Ok(()));
+    let several = Err("550 5.7.1 the From field names authors of several domains (RFC 7489 §6.6.1)".to_string());
+    assert_eq!(check(&["maire@a.test", "x@evil.test"]), several);
+    assert_eq!(check(&["x@evil.test", "maire@a.test"]), several);
+    assert_eq!(check(&["maire@a.test", "nodomain"]), several);
+    let none = Err("550 5.7.1 the From field has no address with a domain (RFC 7489 §6.6.1)".to_string());
+    assert_eq!(check(&[]), none);
+    assert_eq!(check(&["nodomain"]), none);
+    assert_eq!(check(&["empty@"]), none);
+}
+
+#[test]
+fn a_panicking_future_is_caught() {
+    let future = crate::inbound::CatchUnwind(Box::pin(async {
+        if std::hint::black_box(true) {
+            panic!("a dependency panicked");
+        }
+        1
+    }));
+    let caught = tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(future);
+    assert!(caught.is_err());
+}
+
 mod delivery {
     use std::time::Duration;
 
@@ -55,6 +108,10 @@ mod delivery {
     /// mairie@ to both), and a resolver that answers nothing (a closed local port): every
     /// check is a temporary error, which must not block delivery.
     async fn fixture() -> Fixture {
+        fixture_with(None).await
+    }
+
+    async fn fixture_with(postmaster: Option<&str>) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&hameau_store::Options::rocksdb(dir.path())).await.unwrap();
         let directory = Directory::new(store.clone(), Options::default());
@@ -90,6 +147,10 @@ mod delivery {
             hostname: "mx.hameau.test".into(),
             mailbox_names: MailboxNames::default(),
             arc_trusted_sealers: Vec::new(),
+            dkim_signatures_max: 5,
+            arc_sets_max: 10,
+            verifications_max: 2,
+            postmaster: postmaster.map(str::to_string),
         };
         let inbound = Inbound::new(directory.clone(), mail.clone(), MessageAuthenticator(resolver), options);
         Fixture { _dir: dir, inbound, directory, mail }
@@ -159,5 +220,98 @@ mod delivery {
         // A message without a header section is refused.
         let reply = f.inbound.deliver(&envelope, b"").await;
         assert_eq!(reply.code, 554);
+    }
+
+    fn envelope(recipients: Vec<hameau_directory::Recipient>) -> Envelope {
+        Envelope {
+            client_ip: "192.0.2.1".parse().unwrap(),
+            helo: "sender.example".into(),
+            mail_from: "jean@sender.example".into(),
+            recipients,
+            tls: false,
+            received_at: NOW,
+            id: "abc123".into(),
+        }
+    }
+
+    /// The INBOX of user@a.test, raw.
+    async fn user_inbox(f: &Fixture) -> Vec<String> {
+        let id = f.directory.resolve_recipient("user@a.test").await.unwrap().unwrap().accounts[0].id;
+        let Some(inbox) = f.mail.mailbox_by_role(id, Role::Inbox).await.unwrap() else { return Vec::new() };
+        let mut messages = Vec::new();
+        for entry in f.mail.uids(id, inbox.id).await.unwrap() {
+            messages.push(String::from_utf8(f.mail.raw(id, entry.email).await.unwrap()).unwrap());
+        }
+        messages
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn several_authors_are_refused() {
+        let f = fixture().await;
+        let RcptVerdict::Accept(user) = f.inbound.check_recipient("user@a.test").await else { panic!() };
+        let envelope = envelope(vec![*user]);
+        for (headers, reply) in [
+            ("From: maire@a.test, x@evil.example\r\n", "550 5.7.1 the From field names authors of several domains"),
+            ("From: maire@a.test\r\nFROM : x@evil.example\r\n", "550 5.7.1 the message has several From fields"),
+            ("Subject: no author\r\n", "550 5.7.1 the message has no From field"),
+            ("From: Le Maire\r\n", "550 5.7.1 the From field has no address with a domain"),
+            ("From: maire@a.test, adjoint@A.test\r\n", "250 2.0.0"),
+        ] {
+            let raw = format!("{headers}To: user@a.test\r\n\r\nBonjour\r\n");
+            let got = f.inbound.deliver(&envelope, raw.as_bytes()).await.to_string();
+            assert!(got.starts_with(reply), "{headers:?}: {got}");
+        }
+        assert_eq!(user_inbox(&f).await.len(), 1);
+    }
+
+    /// Signatures past `dkim_signatures_max` are reported, not verified; a heavy message
+    /// (over `HEAVY_MESSAGE_BYTES`) is authenticated off the async workers.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn signatures_over_the_limit_are_not_verified() {
+        let f = fixture().await;
+        let RcptVerdict::Accept(user) = f.inbound.check_recipient("user@a.test").await else { panic!() };
+        let envelope = envelope(vec![*user]);
+        let signature = "DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=sender.example; s=sel;\r\n\
+                         \th=from; bh=47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=; b=dGVzdA==\r\n";
+        let body = "x".repeat(crate::inbound::HEAVY_MESSAGE_BYTES);
+        let raw = format!("{}From: jean@sender.example\r\n\r\n{body}\r\n", signature.repeat(7));
+        let reply = f.inbound.deliver(&envelope, raw.as_bytes()).await;
+        assert_eq!(reply.code, 250, "{reply}");
+        let stored = user_inbox(&f).await.remove(0);
+        let results = stored.split("\r\nReceived:").next().unwrap();
+        assert_eq!(results.matches("\tdkim=").count(), 6, "{results}");
+        assert!(
+            results.contains(";\r\n\tdkim=permerror (2 more signatures not verified: over the limit of 5);\r\n\tspf="),
+            "{results}"
+        );
+        assert_eq!(stored.matches("DKIM-Signature:").count(), 7, "the message is stored whole");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postmaster() {
+        let f = fixture().await;
+        // Neither postmaster@mx.hameau.test nor postmaster@hameau.test exists.
+        assert_eq!(
+            refused(f.inbound.check_recipient("postmaster").await),
+            "550 5.1.1 no postmaster mailbox is set up here"
+        );
+        assert_eq!(
+            refused(f.inbound.check_recipient("Postmaster@a.test").await),
+            "550 5.1.1 no postmaster mailbox is set up here"
+        );
+        let f = fixture_with(Some("user@a.test")).await;
+        for address in ["postmaster", "POSTMASTER", "PostMaster@A.test"] {
+            let RcptVerdict::Accept(recipient) = f.inbound.check_recipient(address).await else { panic!("{address}") };
+            assert_eq!(recipient.address, "user@a.test", "{address}");
+        }
+        // A domain's own postmaster address wins.
+        let alias = NewAlias { address: "postmaster@a.test".into(), targets: vec!["other@a.test".into()] };
+        f.directory.create_alias(&Principal::Operator, alias, NOW).await.unwrap();
+        let RcptVerdict::Accept(recipient) = f.inbound.check_recipient("postmaster@a.test").await else { panic!() };
+        assert_eq!(recipient.address, "postmaster@a.test");
+        assert_eq!(
+            refused(f.inbound.check_recipient("postmaster@elsewhere.test").await),
+            "554 5.7.1 relay access denied"
+        );
     }
 }
