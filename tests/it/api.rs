@@ -45,9 +45,22 @@ fn now_s() -> u64 {
 
 const PASSWORD: &str = "correct horse battery";
 
+/// A server whose limiter neither slows nor refuses: the matrix makes about 60 failed
+/// authentications (expired and revoked keys) from one address, and a success no longer
+/// takes back the failures of other keys (issue 10).
+fn start_without_lockout() -> Fixture {
+    let (dir, operator) = init_with_token();
+    let config = config_path(dir.path());
+    set_config(&config, "failures_before_delay = 5", "failures_before_delay = 1000");
+    set_config(&config, "failures_max = 20", "failures_max = 100000");
+    let server = start_server(&config);
+    let api = Api::new(&server);
+    Fixture { _dir: dir, server, api, operator }
+}
+
 #[test]
 fn authorization_matrix() {
-    let f = start();
+    let f = start_without_lockout();
     for tenant in ["a", "b", "c"] {
         f.ok("POST", "/api/v1/tenants", json!({"id": tenant, "name": format!("Commune {tenant}")}));
     }
@@ -354,4 +367,77 @@ fn user_keys_act_for_their_account_only() {
     // A disabled account's key stops working.
     f.ok("PATCH", "/api/v1/accounts/user@a.test", json!({"enabled": false}));
     assert_eq!(f.api.call("GET", "/api/v1/accounts/user@a.test", Some(&user), None).status, 401);
+}
+
+/// Out of scope is absent, byte for byte (issue 10: `GET /domains/{name}` echoed another
+/// tenant's domain as typed and an absent one normalised). For every route of the OpenAPI
+/// document with a path parameter, a tenant admin of `b` asks for an object of tenant `a`
+/// and for an absent one, each typed in a form that normalisation would change: status,
+/// headers and body must be the same, but for the name as typed.
+#[test]
+fn out_of_scope_answers_are_byte_for_byte_those_of_absent_objects() {
+    let f = start();
+    for tenant in ["a", "b"] {
+        f.ok("POST", "/api/v1/tenants", json!({"id": tenant, "name": tenant}));
+        f.ok("POST", "/api/v1/domains", json!({"name": format!("{tenant}.test"), "tenant": tenant}));
+        f.ok("POST", "/api/v1/accounts", json!({"address": format!("user@{tenant}.test"), "password": PASSWORD}));
+    }
+    f.ok("POST", "/api/v1/aliases", json!({"address": "shared@a.test", "targets": ["user@a.test"]}));
+    let (key_a, _) = f.key(json!({"role": "tenant_admin", "tenant": "a"}), None);
+    let (_, admin_b) = f.key(json!({"role": "tenant_admin", "tenant": "b"}), None);
+    // Parameter → (an object of tenant a, an absent one), of the same length.
+    let params = |path: &str, name: &str| -> (String, String) {
+        match (path.split('/').nth(3).unwrap_or(""), name) {
+            ("tenants", _) => ("a".into(), "z".into()),
+            ("domains", _) => ("A.TEST.".into(), "Z.TEST.".into()),
+            ("accounts", "address") => ("USER@A.TEST".into(), "USER@Z.TEST".into()),
+            ("aliases", _) => ("Shared@A.Test".into(), "Shared@Z.Test".into()),
+            ("api-keys", _) => (key_a.clone(), "0".repeat(key_a.len())),
+            (_, "id") => ("abcd".into(), "abcd".into()),
+            other => panic!("no values for {other:?}"),
+        }
+    };
+    let body = |method: &str, path: &str| match (method, path.split('/').nth(3).unwrap_or("")) {
+        ("patch", "tenants") => Some(json!({"name": "X"})),
+        ("patch", "accounts") => Some(json!({"display_name": "X"})),
+        ("patch", "aliases") => Some(json!({"targets": ["user@b.test"]})),
+        ("post", _) => Some(json!({"name": "X"})),
+        _ => None,
+    };
+    let document = f.api.call("GET", "/api/v1/openapi.json", None, None).json();
+    let mut compared = 0;
+    for (template, operations) in document["paths"].as_object().unwrap() {
+        if !template.contains('{') {
+            continue;
+        }
+        for method in operations.as_object().unwrap().keys() {
+            let (mut other, mut absent) = (template.clone(), template.clone());
+            let mut typed = Vec::new();
+            for name in template.split('{').skip(1).map(|rest| rest.split('}').next().unwrap()) {
+                let (in_a, missing) = params(template, name);
+                other = other.replace(&format!("{{{name}}}"), &in_a);
+                absent = absent.replace(&format!("{{{name}}}"), &missing);
+                typed.push((in_a, missing));
+            }
+            let ask = |path: &str| {
+                let response = f.api.call(&method.to_uppercase(), path, Some(&admin_b), body(method, template));
+                let headers: Vec<_> =
+                    response.headers.iter().filter(|(name, _)| !name.eq_ignore_ascii_case("date")).cloned().collect();
+                (response.status, headers, response.body)
+            };
+            let (status_other, headers_other, mut body_other) = ask(&other);
+            let (status_absent, headers_absent, body_absent) = ask(&absent);
+            for (in_a, missing) in &typed {
+                body_other = body_other.replace(&format!("\\\"{in_a}\\\""), &format!("\\\"{missing}\\\""));
+            }
+            assert_eq!(status_other, 404, "{method} {other}: {body_other}");
+            assert_eq!(
+                (status_other, &headers_other, &body_other),
+                (status_absent, &headers_absent, &body_absent),
+                "{method} {other} vs {absent}"
+            );
+            compared += 1;
+        }
+    }
+    assert!(compared >= 15, "only {compared} routes compared");
 }

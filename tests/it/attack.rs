@@ -174,3 +174,11 @@ pub fn honest_smtp(addr: SocketAddr, deadline: Duration) -> Result<(), String> {
     client.send(b"QUIT\r\n").map_err(io)?;
     Ok(())
 }
+
+impl LineClient {
+    /// A client over a stream already connected (e.g. from a chosen local address); the
+    /// stream's timeouts are kept.
+    pub fn from_stream(stream: TcpStream) -> std::io::Result<LineClient> {
+        Ok(LineClient { reader: BufReader::new(stream.try_clone()?), writer: stream })
+    }
+}
