@@ -21,6 +21,7 @@ pub struct Config {
     pub log: Log,
     pub tls: Tls,
     pub store: StoreSection,
+    pub mail: MailSection,
     pub directory: DirectorySection,
     pub auth: AuthSection,
     pub http: Http,
@@ -139,6 +140,32 @@ impl Default for StoreSection {
             blob_bytes_max: limits.blob_bytes_max,
             commit_group_max: limits.commit_group_max,
             commit_queue_max: limits.commit_queue_max,
+        }
+    }
+}
+
+/// The mail model: what is kept of each message, how many deliveries one commit holds,
+/// mailboxes per account. Defaults and their reasons are those of `hameau_mailbox::Limits`
+/// and `hameau_message::Limits`.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MailSection {
+    pub summary_bytes_max: usize,
+    pub text_bytes_max: usize,
+    pub thread_lookups_max: usize,
+    pub ingest_batch_max: usize,
+    pub mailboxes_max: usize,
+}
+
+impl Default for MailSection {
+    fn default() -> Self {
+        let limits = hameau_mailbox::Limits::default();
+        MailSection {
+            summary_bytes_max: limits.message.summary_bytes_max,
+            text_bytes_max: limits.message.text_bytes_max,
+            thread_lookups_max: limits.message.thread_lookups_max,
+            ingest_batch_max: limits.ingest_batch_max,
+            mailboxes_max: limits.mailboxes_max,
         }
     }
 }
@@ -564,6 +591,19 @@ impl Config {
     }
 
     /// The store options this configuration gives.
+    pub fn mail_limits(&self) -> hameau_mailbox::Limits {
+        let section = &self.mail;
+        hameau_mailbox::Limits {
+            message: hameau_message::Limits {
+                summary_bytes_max: section.summary_bytes_max,
+                text_bytes_max: section.text_bytes_max,
+                thread_lookups_max: section.thread_lookups_max,
+            },
+            ingest_batch_max: section.ingest_batch_max,
+            mailboxes_max: section.mailboxes_max,
+        }
+    }
+
     pub fn store_options(&self) -> hameau_store::Options {
         let section = &self.store;
         let mut options = hameau_store::Options::rocksdb(self.store_path());

@@ -23,6 +23,11 @@ pub(crate) fn check(config: &Config) -> Result<(), Error> {
         ("store.blob_bytes_max", config.store.blob_bytes_max, 64 * 1024, 1 << 40),
         ("store.commit_group_max", config.store.commit_group_max as u64, 1, 65_536),
         ("store.commit_queue_max", config.store.commit_queue_max as u64, 1, 1_000_000),
+        ("mail.summary_bytes_max", config.mail.summary_bytes_max as u64, 4096, 64 << 20),
+        ("mail.text_bytes_max", config.mail.text_bytes_max as u64, 0, 64 << 20),
+        ("mail.thread_lookups_max", config.mail.thread_lookups_max as u64, 0, 10_000),
+        ("mail.ingest_batch_max", config.mail.ingest_batch_max as u64, 1, 100_000),
+        ("mail.mailboxes_max", config.mail.mailboxes_max as u64, 6, 1_000_000),
         ("http.connections_max", config.http.connections_max as u64, 1, 1_000_000),
         ("http.connections_per_ip_max", config.http.connections_per_ip_max as u64, 1, 100_000),
         ("http.header_timeout_s", config.http.header_timeout_s, 1, 3600),
@@ -98,6 +103,17 @@ pub(crate) fn check(config: &Config) -> Result<(), Error> {
         if value < min || value > max {
             return fail(key, format!("{value} is out of range: it must be between {min} and {max}"));
         }
+    }
+    // One delivery takes about 16 store operations (records, index, counters, blob): an
+    // ingest at its limit must fit in one batch.
+    if config.mail.ingest_batch_max * 16 > config.store.batch_ops_max {
+        return fail(
+            "mail.ingest_batch_max",
+            format!(
+                "{} deliveries of about 16 operations each do not fit in store.batch_ops_max ({})",
+                config.mail.ingest_batch_max, config.store.batch_ops_max
+            ),
+        );
     }
     if config.store.blob_chunk_bytes > config.store.value_bytes_max {
         return fail(

@@ -72,7 +72,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     // One directory for every service: one credential cache, one view of the accounts.
     let directory = Directory::new(store.clone(), config.directory_options()).with_limiter(limiter.clone());
     // One mail model: SMTP deliveries wake the IMAP sessions of the same account.
-    let mail = hameau_mailbox::Mail::new(store.clone());
+    let mail = hameau_mailbox::Mail::with_limits(store.clone(), config.mail_limits());
     let mut started = start_http(&config, &store, &directory, &limiter, &registry, &shutdown_rx, &mut services).await;
     if started.is_ok() {
         started = start_smtp(&config, &mail, &directory, &registry, &shutdown_rx, &mut services).await;

@@ -518,7 +518,12 @@ impl<'a> Conn<'a> {
             .map(|message| {
                 let keywords = message.flags.iter().filter_map(keyword_of).collect();
                 let received_at = message.date.map_or(now, |date| date.to_unix().max(0) as u64);
-                (account, Ingest { raw: message.data, mailboxes: vec![mailbox.id], keywords, received_at, quota_bytes })
+                // The tenant's quota needs the tenant in `User` (see docs/mail-model.md, Quotas).
+                let quota = hameau_mailbox::Quota::account(quota_bytes);
+                (
+                    account,
+                    Ingest { raw: message.data.into(), mailboxes: vec![mailbox.id], keywords, received_at, quota },
+                )
             })
             .collect();
         let stored = self.ctx.mail.ingest_many(deliveries).await?;
@@ -749,11 +754,11 @@ impl<'a> Conn<'a> {
         for entry in chunk {
             let raw = self.ctx.mail.raw(account, entry.email).await?;
             let ingest = Ingest {
-                raw,
+                raw: raw.into(),
                 mailboxes: vec![target.id],
                 keywords: entry.keywords.clone(),
                 received_at: entry.received_at,
-                quota_bytes,
+                quota: hameau_mailbox::Quota::account(quota_bytes),
             };
             deliveries.push((account, ingest));
         }

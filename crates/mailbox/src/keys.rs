@@ -59,6 +59,17 @@ pub fn used(account: AccountId) -> Vec<u8> {
     account_prefix(account, b"used")
 }
 
+/// How many mailboxes the account has (a counter, bounded by `mailboxes_max`).
+pub fn mailbox_count(account: AccountId) -> Vec<u8> {
+    account_prefix(account, b"nmb")
+}
+
+/// Bytes of mail held by all the accounts of a tenant (a counter). Outside any account's
+/// prefix: a tenant spans accounts.
+pub fn tenant_used(tenant: &str) -> Vec<u8> {
+    [b"mt/".as_slice(), tenant.as_bytes(), b"/used"].concat()
+}
+
 pub fn email(account: AccountId, id: EmailId) -> Vec<u8> {
     [account_prefix(account, b"e/").as_slice(), &id.to_be_bytes()].concat()
 }

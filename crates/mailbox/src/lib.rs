@@ -5,9 +5,13 @@
 //! increasing modseq (CONDSTORE/QRESYNC, RFC 7162, and JMAP `/changes` alike), and quota
 //! accounting.
 //!
-//! There is one way in: [`Mail::ingest`], used by SMTP delivery and later by IMAP APPEND,
-//! JMAP import and migration. It stores the message, its summary, a UID in each mailbox
-//! and a change, in one atomic, synced commit: when it returns, the message is there.
+//! There is one way in: [`Mail::ingest`] / [`Mail::ingest_many`], used by SMTP delivery and
+//! IMAP APPEND, later JMAP import and migration. It stores the message, its summary, a UID
+//! in each mailbox and a change, in one atomic, synced commit: when it returns, the
+//! message is there. A message for several accounts is read (`hameau-message`, the parse
+//! boundary) and staged once; quotas (account and tenant) are bounded counters checked
+//! inside that commit; a message that can never be stored fails with an error whose
+//! [`Error::is_permanent`] is true.
 //!
 //! IMAP works on mailboxes by UID: [`Mail::store_keywords`], [`Mail::copy`],
 //! [`Mail::move_messages`], [`Mail::expunge`], each one commit (per 1,000 UIDs) that
@@ -22,16 +26,16 @@ mod keys;
 mod messages;
 mod model;
 mod notify;
-mod summary;
 mod tree;
 
-use hameau_store::{Batch, Patch, PatchTarget, Scan, Store};
+pub use bytes::Bytes;
+use hameau_store::{Batch, BlobHash, Patch, PatchTarget, Scan, StagedBlob, Store};
 
+pub use hameau_message::{EmailAddress, Part, Summary, search_text};
 pub use model::{
     Change, ChangeKind, Copied, Email, Ingest, Ingested, KeywordOp, Mailbox, MailboxDelta, MailboxId, MailboxNames,
-    MailboxStatus, Role, StoreOutcome, UidEntry,
+    MailboxStatus, Quota, Role, StoreOutcome, UidEntry,
 };
-pub use summary::{EmailAddress, Part, Summary, search_text};
 
 /// The hierarchy delimiter of mailbox names (IMAP `LIST` reports it). [`Mailbox::name`]
 /// is the full path (`Projets/2026`); [`Mailbox::parent`] is the id of the parent path.
@@ -52,9 +56,22 @@ pub enum Error {
     NoEmail(EmailId),
     #[error("a mailbox named {0:?} exists already")]
     MailboxExists(String),
-    /// Delivering would take the account over its quota.
+    /// Delivering would take the account, or its tenant, over its quota (checked inside
+    /// the commit). Temporary: SMTP `452 4.2.2`, IMAP `NO [OVERQUOTA]`.
     #[error("over quota: {used} of {quota} bytes used, the message has {size}")]
     OverQuota { used: u64, quota: u64, size: u64 },
+    /// The message can never be stored: it makes the MIME parser fail, or its summary is
+    /// over `summary_bytes_max`. Permanent.
+    #[error(transparent)]
+    Unstorable(#[from] hameau_message::Error),
+    /// One ingest holds more deliveries than `ingest_batch_max` (the recipient accounts
+    /// of one SMTP message, the messages of one MULTIAPPEND). Permanent for that batch:
+    /// SMTP refuses the recipients past the limit at RCPT ([`Mail::limits`]).
+    #[error("{n} deliveries in one ingest, over ingest_batch_max = {max}")]
+    TooManyDeliveries { n: usize, max: usize },
+    /// The account has `mailboxes_max` mailboxes already (IMAP `NO [LIMIT]`).
+    #[error("the account has {max} mailboxes, the most it may have")]
+    TooManyMailboxes { max: usize },
     /// A mailbox has handed out every UID IMAP allows (2^32 - 1).
     #[error("mailbox {0} has no UIDs left")]
     UidsExhausted(MailboxId),
@@ -78,6 +95,74 @@ pub enum Error {
     Cannot(String),
 }
 
+impl Error {
+    /// Whether trying again can never succeed: SMTP answers `5xx` (not `451`, which the
+    /// sender would retry for days) and IMAP `NO` with a code that says why.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            Error::Unstorable(_)
+            | Error::TooManyDeliveries { .. }
+            | Error::TooManyMailboxes { .. }
+            | Error::UidsExhausted(_)
+            | Error::NoTargetMailbox
+            | Error::InvalidName(_) => true,
+            // A record or batch over the store's limits is over them on every try.
+            Error::Store(hameau_store::Error::Limit { .. }) => true,
+            _ => false,
+        }
+    }
+}
+
+/// Every limit of the mail model, named. `config` fills them (`[mail]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// What is kept of a message (summary, text, thread lookups): `hameau-message`.
+    pub message: hameau_message::Limits,
+    /// Most deliveries (one message into one account) one ingest commits together: the
+    /// recipient accounts of one SMTP message, the messages of one MULTIAPPEND. RFC 5321
+    /// §4.5.3.1.8 asks for at least 100 recipients; 200 leaves room for aliases, and one
+    /// commit of 200 deliveries stays near 2,500 store operations (`batch_ops_max` is
+    /// 10,000) with its records a few MiB.
+    pub ingest_batch_max: usize,
+    /// Most mailboxes an account may have. People file mail in tens of folders; 1,000
+    /// leaves room for years of archives while bounding LIST and the tree's scans.
+    pub mailboxes_max: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { message: hameau_message::Limits::default(), ingest_batch_max: 200, mailboxes_max: 1_000 }
+    }
+}
+
+/// Summaries and texts this large or larger are stored once per message, as blobs shared
+/// by every account that received it, rather than copied into each account: a message
+/// to 100 accounts does not hold 100 copies of a 1 MiB text. Smaller ones (nearly all)
+/// stay in the account, read with one get.
+const SHARED_RECORD_BYTES_MIN: usize = 64 * 1024;
+
+/// Messages larger than this are read on a blocking thread: parsing megabytes takes
+/// milliseconds that must not stall the other sessions of an async worker.
+const PARSE_INLINE_BYTES_MAX: usize = 256 * 1024;
+
+/// Marks a record value that is a pointer to a shared blob: `0xFF` then the blob's hash.
+/// JSON and UTF-8 text never begin with `0xFF`.
+const SHARED_RECORD_TAG: u8 = 0xFF;
+
+/// One distinct message of an ingest, read once.
+struct Read {
+    parsed: hameau_message::Parsed,
+    blob: BlobHash,
+    /// What each account's summary and text keys hold: the record itself, or a pointer.
+    summary_value: Vec<u8>,
+    text_value: Vec<u8>,
+    /// Shared records staged for the batch, with the blobs to list in each email.
+    shared: Vec<StagedBlob>,
+    records: Vec<String>,
+    /// How many deliveries of the ingest are this message.
+    refs: u64,
+}
+
 /// One delivery added to a batch, waiting for the commit's counters.
 struct Prepared {
     account: AccountId,
@@ -93,16 +178,18 @@ struct Prepared {
 /// through, a livelock does not hold a session for long.
 const RETRIES_MAX: usize = 16;
 
-/// How many UIDs one commit of a bulk operation (STORE, COPY, MOVE, EXPUNGE) takes at
-/// most. At most 7 operations per UID, 1,000 UIDs keep a commit under the store's
-/// `batch_ops_max` (10,000) with room for the change record.
-const UIDS_PER_COMMIT_MAX: usize = 1_000;
+/// How many UIDs one commit of a bulk operation (STORE, COPY, MOVE, EXPUNGE, a mailbox's
+/// deletion) takes at most. Destroying an email takes at most 9 operations (7, and one
+/// per shared record), and a deletion also drops up to 800 expunge-log entries: 800 UIDs
+/// keep a commit near 8,000 operations, under the store's `batch_ops_max` (10,000).
+const UIDS_PER_COMMIT_MAX: usize = 800;
 
 /// The mail of every account, over a store. Cheap to clone; clones share the change
 /// notifications of [`Mail::subscribe`].
 #[derive(Clone, Debug)]
 pub struct Mail {
     store: Store,
+    limits: Limits,
     watchers: notify::Watchers,
     /// Email ids reserved in blocks, per account: `(next, end)`.
     email_ids: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<AccountId, (EmailId, EmailId)>>>,
@@ -114,8 +201,19 @@ pub struct Mail {
 const EMAIL_ID_BLOCK: i64 = 64;
 
 impl Mail {
+    /// The mail model with the default [`Limits`].
     pub fn new(store: Store) -> Mail {
-        Mail { store, watchers: notify::Watchers::default(), email_ids: Default::default() }
+        Mail::with_limits(store, Limits::default())
+    }
+
+    pub fn with_limits(store: Store, limits: Limits) -> Mail {
+        Mail { store, limits, watchers: notify::Watchers::default(), email_ids: Default::default() }
+    }
+
+    /// The limits, for the protocols to refuse early what ingest would refuse (SMTP counts
+    /// recipient accounts against [`Limits::ingest_batch_max`] at RCPT).
+    pub fn limits(&self) -> &Limits {
+        &self.limits
     }
 
     /// Creates the account's special-use mailboxes if it has none yet; returns them all.
@@ -150,6 +248,7 @@ impl Mail {
             batch.set(&keys::mailbox_name(account, &mailbox.name), &id.to_be_bytes());
         }
         batch.add(&keys::mailbox_ids(account), Role::ALL.len() as i64);
+        batch.add(&keys::mailbox_count(account), Role::ALL.len() as i64);
         match self.store.commit(batch).await {
             Ok(_) | Err(hameau_store::Error::Conflict { .. }) => self.mailboxes(account).await,
             Err(e) => Err(e.into()),
@@ -181,6 +280,11 @@ impl Mail {
         Ok(self.store.counter(&keys::used(account)).await?.max(0) as u64)
     }
 
+    /// Bytes of mail all the accounts of a tenant hold (see [`Quota::tenant`]).
+    pub async fn tenant_used(&self, tenant: &str) -> Result<u64, Error> {
+        Ok(self.store.counter(&keys::tenant_used(tenant)).await?.max(0) as u64)
+    }
+
     /// The account's highest modseq (IMAP HIGHESTMODSEQ, JMAP state).
     pub async fn modseq(&self, account: AccountId) -> Result<u64, Error> {
         Ok(self.store.counter(&keys::modseq(account)).await?.max(0) as u64)
@@ -196,15 +300,40 @@ impl Mail {
     /// Stores messages for several accounts in ONE commit: all or none. SMTP delivers a
     /// message to all its recipients this way, so that a failure and the client's retry
     /// never leave some recipients with the message twice.
+    ///
+    /// Deliveries sharing the same bytes (the same [`Ingest::raw`] buffer) are read and
+    /// staged once: the blob is taken with one reference per delivery. At most
+    /// [`Limits::ingest_batch_max`] deliveries. Quotas are checked by the commit itself
+    /// ([`Error::OverQuota`]); a staged blob of a failed ingest is removed.
     pub async fn ingest_many(&self, deliveries: Vec<(AccountId, Ingest)>) -> Result<Vec<Ingested>, Error> {
+        if deliveries.len() > self.limits.ingest_batch_max {
+            return Err(Error::TooManyDeliveries { n: deliveries.len(), max: self.limits.ingest_batch_max });
+        }
+        if deliveries.iter().any(|(_, ingest)| ingest.mailboxes.is_empty()) {
+            return Err(Error::NoTargetMailbox);
+        }
+        let (mut reads, read_of) = self.read_messages(&deliveries).await?;
         let mut batch = Batch::new();
         let mut pending = Vec::with_capacity(deliveries.len());
-        for (account, ingest) in deliveries {
-            pending.push(self.prepare(&mut batch, account, ingest).await?);
+        for ((account, ingest), read) in deliveries.iter().zip(&read_of) {
+            pending.push(self.prepare(&mut batch, *account, ingest, &reads[*read]).await?);
+        }
+        // Staged last, once every read succeeded: an ingest that fails before stages nothing.
+        for (index, read) in reads.iter_mut().enumerate() {
+            let first = read_of.iter().position(|of| *of == index).expect("every read has a delivery");
+            let staged = self.store.stage_blob_bytes(&deliveries[first].1.raw).await?;
+            debug_assert_eq!(staged.hash(), read.blob);
+            batch.blob_acquire_n(staged, read.refs);
+            for shared in read.shared.drain(..) {
+                batch.blob_acquire_n(shared, read.refs);
+            }
         }
         let committed = self.store.commit(batch).await.map_err(|e| match e {
             // A mailbox deleted meanwhile fails the delivery rather than orphan it.
             hameau_store::Error::Conflict { .. } => Error::NoMailbox(pending[0].mailboxes[0]),
+            hameau_store::Error::CounterBound { current, delta, max, .. } => {
+                Error::OverQuota { used: current.max(0) as u64, quota: max.max(0) as u64, size: delta as u64 }
+            }
             e => e.into(),
         })?;
         let mut stored = Vec::with_capacity(pending.len());
@@ -226,38 +355,97 @@ impl Mail {
         Ok(stored)
     }
 
+    /// Reads each distinct message of the deliveries once; returns the reads and, for each
+    /// delivery, the index of its read. Messages are the same when they share their bytes'
+    /// buffer (SMTP hands every recipient account one `Bytes`).
+    async fn read_messages(&self, deliveries: &[(AccountId, Ingest)]) -> Result<(Vec<Read>, Vec<usize>), Error> {
+        let mut reads: Vec<Read> = Vec::new();
+        // (address, length) of each buffer read; an address, not a pointer: the future stays Send.
+        let mut buffers: Vec<(usize, usize)> = Vec::new();
+        let mut read_of = Vec::with_capacity(deliveries.len());
+        for (_, ingest) in deliveries {
+            let buffer = (ingest.raw.as_ptr() as usize, ingest.raw.len());
+            if let Some(index) = buffers.iter().position(|seen| *seen == buffer) {
+                reads[index].refs += 1;
+                read_of.push(index);
+                continue;
+            }
+            reads.push(self.read_message(&ingest.raw).await?);
+            buffers.push(buffer);
+            read_of.push(reads.len() - 1);
+        }
+        Ok((reads, read_of))
+    }
+
+    /// Reads one message (the parse boundary), and stages its large records as blobs.
+    async fn read_message(&self, raw: &Bytes) -> Result<Read, Error> {
+        let limits = self.limits.message.clone();
+        let parsed = if raw.len() <= PARSE_INLINE_BYTES_MAX {
+            hameau_message::parse(raw, &limits)?
+        } else {
+            let raw = raw.clone();
+            tokio::task::spawn_blocking(move || hameau_message::parse(&raw, &limits))
+                .await
+                .map_err(|e| hameau_message::Error::Unreadable(e.to_string()))??
+        };
+        let blob = BlobHash::of(raw);
+        let mut read = Read {
+            summary_value: Vec::new(),
+            text_value: Vec::new(),
+            shared: Vec::new(),
+            records: Vec::new(),
+            blob,
+            refs: 1,
+            parsed,
+        };
+        read.summary_value = self.shared_or_inline(&mut read, |read| read.parsed.summary_json.as_slice()).await?;
+        read.text_value = self.shared_or_inline(&mut read, |read| read.parsed.text.as_bytes()).await?;
+        Ok(read)
+    }
+
+    /// The value of a record in each account: itself if small, else a pointer to a blob
+    /// staged (once) in `read.shared`.
+    async fn shared_or_inline(&self, read: &mut Read, record: impl Fn(&Read) -> &[u8]) -> Result<Vec<u8>, Error> {
+        let bytes = record(read);
+        // A record kept in the account must also fit in one store value.
+        if bytes.len() < SHARED_RECORD_BYTES_MIN.min(self.store.limits().value_bytes_max) {
+            return Ok(bytes.to_vec());
+        }
+        let staged = self.store.stage_blob_bytes(bytes).await?;
+        let hash = staged.hash();
+        read.shared.push(staged);
+        read.records.push(hash.to_hex());
+        Ok([&[SHARED_RECORD_TAG][..], &hash.0].concat())
+    }
+
     /// Adds one account's delivery to `batch`.
-    async fn prepare(&self, batch: &mut Batch, account: AccountId, ingest: Ingest) -> Result<Prepared, Error> {
-        if ingest.mailboxes.is_empty() {
-            return Err(Error::NoTargetMailbox);
-        }
+    async fn prepare(
+        &self,
+        batch: &mut Batch,
+        account: AccountId,
+        ingest: &Ingest,
+        read: &Read,
+    ) -> Result<Prepared, Error> {
         let size = ingest.raw.len() as u64;
-        let used = self.quota_used(account).await?;
-        if let Some(quota) = ingest.quota_bytes
-            && used + size > quota
-        {
-            return Err(Error::OverQuota { used, quota, size });
-        }
         for id in &ingest.mailboxes {
             let entry = self.store.get(&keys::mailbox(account, *id)).await?.ok_or(Error::NoMailbox(*id))?;
             batch.expect_version(&keys::mailbox(account, *id), entry.version);
         }
-        let (summary, text) = Summary::parse_with_text(&ingest.raw);
         let email_id = self.next_email_id(account).await?;
-        let thread = self.thread_of(account, &summary, email_id).await?;
-        let staged = self.store.stage_blob_bytes(ingest.raw).await?;
+        let thread = self.thread_of(account, &read.parsed.thread_lookups, email_id).await?;
         let email = Email {
             id: email_id,
-            blob: staged.hash().to_hex(),
+            blob: read.blob.to_hex(),
             size,
             received_at: ingest.received_at,
             keywords: normalize_keywords(&ingest.keywords),
             thread,
             mailboxes: ingest.mailboxes.clone(),
+            tenant: ingest.quota.tenant.clone(),
+            records: read.records.clone(),
         };
-        batch.blob_acquire(staged);
         let modseq = batch.add(&keys::modseq(account), 1);
-        batch.add(&keys::used(account), size as i64);
+        charge(batch, account, &ingest.quota, size);
         let mut uids = Vec::with_capacity(ingest.mailboxes.len());
         for id in &ingest.mailboxes {
             let uid = batch.add(&keys::uid_next(account, *id), 1);
@@ -273,16 +461,16 @@ impl Mail {
             batch.set_patched(&reverse, &[0; 8], &[Patch { counter: uid, target: PatchTarget::Value, offset: 0 }]);
         }
         batch.set(&keys::email(account, email_id), &encode(&email));
-        batch.set(&keys::summary(account, email_id), &encode(&summary));
-        if !text.is_empty() {
-            batch.set(&keys::text(account, email_id), text.as_bytes());
+        batch.set(&keys::summary(account, email_id), &read.summary_value);
+        if !read.text_value.is_empty() {
+            batch.set(&keys::text(account, email_id), &read.text_value);
         }
-        for message_id in summary.message_id.iter() {
+        for message_id in read.parsed.summary.message_id.iter() {
             batch.set(&keys::thread_ref(account, message_id), &thread.to_be_bytes());
         }
         let change = Change::new(vec![(email_id, ChangeKind::Created)], ingest.mailboxes.clone(), vec![], vec![]);
         log_change(batch, account, modseq, &change);
-        Ok(Prepared { account, email: email_id, thread, modseq, uids, mailboxes: ingest.mailboxes })
+        Ok(Prepared { account, email: email_id, thread, modseq, uids, mailboxes: ingest.mailboxes.clone() })
     }
 
     /// A new email id for `account`, from the account's reserved block.
@@ -304,9 +492,10 @@ impl Mail {
     }
 
     /// The thread of a new message: that of the first message it refers to (References,
-    /// In-Reply-To), else its own id (RFC 8621 §3: threads by reference, as JMAP servers do).
-    async fn thread_of(&self, account: AccountId, summary: &Summary, email: EmailId) -> Result<EmailId, Error> {
-        for reference in summary.references.iter().chain(summary.in_reply_to.iter()) {
+    /// In-Reply-To, at most `thread_lookups_max` of them), else its own id (RFC 8621
+    /// §3: threads by reference, as JMAP servers do).
+    async fn thread_of(&self, account: AccountId, lookups: &[String], email: EmailId) -> Result<EmailId, Error> {
+        for reference in lookups {
             if let Some(entry) = self.store.get(&keys::thread_ref(account, reference)).await? {
                 let bytes: [u8; 8] = entry.value.as_slice().try_into().map_err(|_| corrupt(&entry.key, "thread id"))?;
                 return Ok(u64::from_be_bytes(bytes));
@@ -332,15 +521,29 @@ impl Mail {
     /// IMAP SEARCH BODY/TEXT and JMAP's text filter match against it, never re-parsing.
     /// Empty for a message without text.
     pub async fn body_text(&self, account: AccountId, id: EmailId) -> Result<String, Error> {
-        match self.store.get(&keys::text(account, id)).await? {
-            Some(entry) => String::from_utf8(entry.value).map_err(|_| corrupt(&keys::text(account, id), "text")),
+        let key = keys::text(account, id);
+        match self.store.get(&key).await? {
+            Some(entry) => {
+                let value = self.record(&key, entry.value).await?;
+                String::from_utf8(value).map_err(|_| corrupt(&key, "text"))
+            }
             None => Ok(String::new()),
         }
     }
 
     pub async fn summary(&self, account: AccountId, id: EmailId) -> Result<Summary, Error> {
-        let entry = self.store.get(&keys::summary(account, id)).await?.ok_or(Error::NoEmail(id))?;
-        decode(&entry.key, &entry.value)
+        let key = keys::summary(account, id);
+        let entry = self.store.get(&key).await?.ok_or(Error::NoEmail(id))?;
+        decode(&key, &self.record(&key, entry.value).await?)
+    }
+
+    /// A record's content: the value itself, or the shared blob it points to.
+    async fn record(&self, key: &[u8], value: Vec<u8>) -> Result<Vec<u8>, Error> {
+        if value.first() != Some(&SHARED_RECORD_TAG) {
+            return Ok(value);
+        }
+        let hash: [u8; 32] = value[1..].try_into().map_err(|_| corrupt(key, "shared record pointer"))?;
+        self.store.read_blob(&BlobHash(hash)).await?.ok_or_else(|| corrupt(key, "shared record missing"))
     }
 
     /// The raw message.
@@ -476,6 +679,23 @@ async fn backoff(attempt: usize) {
     // `RandomState` is seeded randomly per instance: jitter without a `rand` dependency.
     let random = std::collections::hash_map::RandomState::new().build_hasher().finish();
     tokio::time::sleep(std::time::Duration::from_micros(random % ceiling_us + 1)).await;
+}
+
+/// Counts `size` bytes against the account and its tenant, within their limits: bounded
+/// counters, so the commit itself refuses a delivery over a quota, however many race.
+fn charge(batch: &mut Batch, account: AccountId, quota: &Quota, size: u64) {
+    let size = i64::try_from(size).unwrap_or(i64::MAX);
+    let bound = |max: u64| i64::try_from(max).unwrap_or(i64::MAX);
+    match quota.account_bytes_max {
+        Some(max) => batch.add_at_most(&keys::used(account), size, bound(max)),
+        None => batch.add(&keys::used(account), size),
+    };
+    if let Some(tenant) = &quota.tenant {
+        match quota.tenant_bytes_max {
+            Some(max) => batch.add_at_most(&keys::tenant_used(tenant), size, bound(max)),
+            None => batch.add(&keys::tenant_used(tenant), size),
+        };
+    }
 }
 
 /// Adds `change` to the account's log under the commit's `modseq`.

@@ -33,6 +33,9 @@ pub(crate) struct Removal {
     /// The UIDs removed, ascending.
     pub(crate) uids: Vec<u32>,
     pub(crate) emails: Vec<(EmailId, ChangeKind)>,
+    /// Bytes given back to the account's quota, and to each tenant's.
+    pub(crate) freed: u64,
+    pub(crate) tenants_freed: std::collections::BTreeMap<String, u64>,
 }
 
 /// Where a copied message lands in the target mailbox.
@@ -445,8 +448,12 @@ impl Mail {
         mailbox: MailboxId,
         entries: &[UidEntry],
     ) -> Result<Removal, Error> {
-        let mut removal =
-            Removal { uids: Vec::with_capacity(entries.len()), emails: Vec::with_capacity(entries.len()) };
+        let mut removal = Removal {
+            uids: Vec::with_capacity(entries.len()),
+            emails: Vec::with_capacity(entries.len()),
+            freed: 0,
+            tenants_freed: Default::default(),
+        };
         for entry in entries {
             let Some((mut email, version)) = self.read_email(account, entry.email).await? else { continue };
             if !email.mailboxes.contains(&mailbox) {
@@ -464,13 +471,28 @@ impl Mail {
                     .delete(&keys::summary(account, email.id))
                     .delete(&keys::text(account, email.id))
                     .blob_release(&hash);
-                batch.add(&keys::used(account), -(email.size as i64));
+                for record in &email.records {
+                    let hash = hameau_store::BlobHash::from_hex(record)
+                        .ok_or_else(|| corrupt(&email_key, "shared record hash"))?;
+                    batch.blob_release(&hash);
+                }
+                removal.freed += email.size;
+                if let Some(tenant) = email.tenant.take() {
+                    *removal.tenants_freed.entry(tenant).or_default() += email.size;
+                }
                 removal.emails.push((email.id, ChangeKind::Destroyed));
             } else {
                 batch.set(&email_key, &encode(&email));
                 removal.emails.push((email.id, ChangeKind::Updated));
             }
             removal.uids.push(entry.uid);
+        }
+        // One add per counter, whatever the number of emails destroyed.
+        if removal.freed > 0 {
+            batch.add(&keys::used(account), -(removal.freed as i64));
+        }
+        for (tenant, freed) in &removal.tenants_freed {
+            batch.add(&keys::tenant_used(tenant), -(*freed as i64));
         }
         Ok(removal)
     }

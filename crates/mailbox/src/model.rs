@@ -1,5 +1,6 @@
 //! The records of the mail model.
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::EmailId;
@@ -97,6 +98,14 @@ pub struct Email {
     pub keywords: Vec<String>,
     pub thread: EmailId,
     pub mailboxes: Vec<MailboxId>,
+    /// The tenant whose usage counts this email (see [`Quota::tenant`]); given back when
+    /// the email is destroyed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// Blobs holding this email's large records (summary, text) shared with the other
+    /// accounts that received the same message (hex hashes); released with the email.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub records: Vec<String>,
 }
 
 /// One message of a mailbox, as its index holds it: everything `FETCH (UID FLAGS
@@ -180,13 +189,35 @@ pub struct MailboxDelta {
 /// What to store.
 #[derive(Clone, Debug)]
 pub struct Ingest {
-    /// The raw message, as received (RFC 5322).
-    pub raw: Vec<u8>,
+    /// The raw message, as received (RFC 5322). Shared, not copied: the same bytes given
+    /// to several accounts (a message to an alias) are read, staged and stored once.
+    pub raw: Bytes,
     pub mailboxes: Vec<MailboxId>,
     pub keywords: Vec<String>,
     pub received_at: u64,
-    /// The account's quota; delivery over it is refused.
-    pub quota_bytes: Option<u64>,
+    /// What the message is counted against; delivery over a limit is refused.
+    pub quota: Quota,
+}
+
+/// The quotas a message is counted against, checked inside the commit that stores it
+/// (docs/mail-model.md, "Quotas").
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Quota {
+    /// The account's limit in bytes (the directory's account `quota_bytes`).
+    pub account_bytes_max: Option<u64>,
+    /// The account's tenant: all its accounts' mail is counted together under this id.
+    /// `None` counts the message against the account alone.
+    pub tenant: Option<String>,
+    /// The tenant's limit in bytes on all its accounts together (the directory's tenant
+    /// `quota_bytes`).
+    pub tenant_bytes_max: Option<u64>,
+}
+
+impl Quota {
+    /// An account's own limit, counted in no tenant.
+    pub fn account(account_bytes_max: Option<u64>) -> Quota {
+        Quota { account_bytes_max, ..Quota::default() }
+    }
 }
 
 /// What was stored.

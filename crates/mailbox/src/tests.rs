@@ -1,6 +1,6 @@
 use hameau_store::{Options, Store};
 
-use crate::{ChangeKind, Error, Ingest, KeywordOp, Mail, MailboxNames, Role};
+use crate::{ChangeKind, Error, Ingest, KeywordOp, Mail, MailboxNames, Quota, Role};
 
 const NOW: u64 = 1_795_000_000;
 const ACCOUNT: u64 = 7;
@@ -33,7 +33,7 @@ fn message(subject: &str, extra_headers: &str) -> Vec<u8> {
 }
 
 fn ingest(raw: Vec<u8>, mailboxes: Vec<u32>) -> Ingest {
-    Ingest { raw, mailboxes, keywords: vec![], received_at: NOW, quota_bytes: None }
+    Ingest { raw: raw.into(), mailboxes, keywords: vec![], received_at: NOW, quota: Quota::default() }
 }
 
 #[tokio::test]
@@ -93,7 +93,7 @@ async fn refusals() {
     let err = f.mail.ingest(ACCOUNT, ingest(message("x", ""), vec![])).await.unwrap_err();
     assert!(matches!(err, Error::NoTargetMailbox), "{err}");
     let mut over = ingest(message("x", ""), vec![f.inbox]);
-    over.quota_bytes = Some(100);
+    over.quota.account_bytes_max = Some(100);
     let err = f.mail.ingest(ACCOUNT, over).await.unwrap_err();
     assert!(matches!(err, Error::OverQuota { quota: 100, .. }), "{err}");
     assert_eq!(f.mail.quota_used(ACCOUNT).await.unwrap(), 0);
@@ -217,7 +217,7 @@ async fn one_commit_for_all_recipients() {
     assert_eq!(f.mail.raw(other, stored[1].email).await.unwrap(), raw);
     // All or nothing: one recipient over quota, nobody gets it.
     let mut over = ingest(message("trop", ""), vec![other_inbox]);
-    over.quota_bytes = Some(10);
+    over.quota.account_bytes_max = Some(10);
     let err = f.mail.ingest_many(vec![(ACCOUNT, ingest(message("trop", ""), vec![f.inbox])), (other, over)]).await;
     assert!(matches!(err, Err(Error::OverQuota { .. })));
     assert_eq!(f.mail.uids(ACCOUNT, f.inbox).await.unwrap().len(), 1);
@@ -633,8 +633,9 @@ async fn subscribers_wake_on_every_change() {
 async fn large_sets_span_several_commits() {
     let f = fixture().await;
     let projets = f.mail.create_mailbox(ACCOUNT, "Projets", None, NOW).await.unwrap();
-    for part in 0..2 {
-        let deliveries = (0..600).map(|i| (ACCOUNT, ingest(message(&format!("l{part}-{i}"), ""), vec![projets.id])));
+    // In ingests of at most `ingest_batch_max` (200) deliveries.
+    for part in 0..6 {
+        let deliveries = (0..200).map(|i| (ACCOUNT, ingest(message(&format!("l{part}-{i}"), ""), vec![projets.id])));
         f.mail.ingest_many(deliveries.collect()).await.unwrap();
     }
     let all: Vec<u32> = (1..=1200).collect();
@@ -645,7 +646,7 @@ async fn large_sets_span_several_commits() {
     assert_eq!(copied.pairs, all.iter().map(|uid| (*uid, *uid)).collect::<Vec<_>>());
     let (removed, _) = f.mail.expunge(ACCOUNT, f.inbox, &all).await.unwrap();
     assert_eq!(removed, all);
-    // Deleting a mailbox of more than 1,000 messages expunges them in parts first.
+    // Deleting a mailbox of more than 800 messages expunges them in parts first.
     let used = f.mail.quota_used(ACCOUNT).await.unwrap();
     assert!(used > 0);
     f.mail.delete_mailbox(ACCOUNT, projets.id).await.unwrap();
@@ -667,4 +668,197 @@ async fn body_text_is_kept_for_searches_and_goes_with_the_email() {
     assert_eq!(crate::search_text("  Réunion\r\n DU  Conseil "), "réunion du conseil");
     f.mail.expunge(ACCOUNT, f.inbox, &[stored.uids[0].1]).await.unwrap();
     assert_eq!(f.mail.body_text(ACCOUNT, stored.email).await.unwrap(), "");
+}
+
+async fn fixture_with(limits: crate::Limits) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&Options::rocksdb(dir.path())).await.unwrap();
+    let mail = Mail::with_limits(store, limits);
+    let mailboxes = mail.ensure_account(ACCOUNT, &MailboxNames::default(), NOW).await.unwrap();
+    let inbox = mailboxes.iter().find(|m| m.role == Some(Role::Inbox)).unwrap().id;
+    Fixture { _dir: dir, mail, inbox }
+}
+
+/// The inbox of a further account (created on first use).
+async fn inbox_of(mail: &Mail, account: u64) -> u32 {
+    let mailboxes = mail.ensure_account(account, &MailboxNames::default(), NOW).await.unwrap();
+    mailboxes.iter().find(|m| m.role == Some(Role::Inbox)).unwrap().id
+}
+
+fn tenant_quota(account_bytes_max: Option<u64>, tenant_bytes_max: Option<u64>) -> Quota {
+    Quota { account_bytes_max, tenant: Some("commune".into()), tenant_bytes_max }
+}
+
+/// Every staged upload is committed or removed (removal runs in the background).
+async fn no_upload_left(mail: &Mail) {
+    for _ in 0..500 {
+        if mail.store.staged_uploads().await.unwrap() == 0 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("a staged upload was left behind");
+}
+
+#[tokio::test]
+async fn one_message_to_many_accounts_is_read_and_stored_once() {
+    let f = fixture().await;
+    // Over one blob chunk and with a long text: the message, its summary and its text
+    // are each one blob, referenced by every account.
+    let text = "Délibération du conseil municipal. ".repeat(4_000);
+    let raw = format!("From: a@b.fr\r\nSubject: cr\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{text}\r\n");
+    let raw = bytes::Bytes::from(raw.repeat(4));
+    let accounts: Vec<u64> = (100..110).collect();
+    let mut deliveries = Vec::new();
+    for account in &accounts {
+        let inbox = inbox_of(&f.mail, *account).await;
+        let mut ingest = ingest(Vec::new(), vec![inbox]);
+        ingest.raw = raw.clone();
+        deliveries.push((*account, ingest));
+    }
+    let stored = f.mail.ingest_many(deliveries).await.unwrap();
+    assert_eq!(stored.len(), 10);
+    for (account, ingested) in accounts.iter().zip(&stored) {
+        assert_eq!(f.mail.raw(*account, ingested.email).await.unwrap(), raw.as_ref());
+        let email = f.mail.email(*account, ingested.email).await.unwrap();
+        assert_eq!(email.records.len(), 1, "the text is shared");
+        assert!(f.mail.body_text(*account, ingested.email).await.unwrap().starts_with("délibération du conseil"));
+        assert_eq!(f.mail.summary(*account, ingested.email).await.unwrap().subject.as_deref(), Some("cr"));
+    }
+    no_upload_left(&f.mail).await;
+    // Removed from all but one account, the message and its text are still there.
+    let email = f.mail.email(100, stored[0].email).await.unwrap();
+    let hash = hameau_store::BlobHash::from_hex(&email.blob).unwrap();
+    let text_hash = hameau_store::BlobHash::from_hex(&email.records[0]).unwrap();
+    for (account, ingested) in accounts.iter().zip(&stored).skip(1) {
+        f.mail.remove(*account, ingested.email, ingested.uids[0].0).await.unwrap();
+    }
+    assert!(f.mail.body_text(100, stored[0].email).await.unwrap().starts_with("délibération"));
+    f.mail.remove(100, stored[0].email, stored[0].uids[0].0).await.unwrap();
+    assert_eq!(f.mail.store.read_blob(&hash).await.unwrap(), None);
+    assert_eq!(f.mail.store.read_blob(&text_hash).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn messages_that_can_never_be_stored_are_permanent_failures_and_leave_nothing() {
+    let f = fixture().await;
+    let subject = "x".repeat(1_200_000);
+    let raw = format!("From: a@b.fr\r\nSubject: {subject}\r\n\r\nbody\r\n").into_bytes();
+    let err = f.mail.ingest(ACCOUNT, ingest(raw, vec![f.inbox])).await.unwrap_err();
+    assert!(matches!(err, Error::Unstorable(hameau_message::Error::SummaryTooLarge { .. })), "{err}");
+    assert!(err.is_permanent());
+    let too_many = (0..201).map(|i| (ACCOUNT, ingest(message(&format!("m{i}"), ""), vec![f.inbox]))).collect();
+    let err = f.mail.ingest_many(too_many).await.unwrap_err();
+    assert!(matches!(err, Error::TooManyDeliveries { n: 201, max: 200 }) && err.is_permanent(), "{err}");
+    assert!(!Error::OverQuota { used: 1, quota: 1, size: 1 }.is_permanent());
+    assert_eq!(f.mail.status(ACCOUNT, f.inbox).await.unwrap().messages, 0);
+    assert_eq!(f.mail.quota_used(ACCOUNT).await.unwrap(), 0);
+    no_upload_left(&f.mail).await;
+}
+
+#[tokio::test]
+async fn a_failed_ingest_removes_its_staged_upload() {
+    let f = fixture().await;
+    // Large enough to be staged as an upload; the second account is over its quota.
+    let big = bytes::Bytes::from(format!("From: a@b.fr\r\nSubject: big\r\n\r\n{}\r\n", "x".repeat(1_500_000)));
+    let other = inbox_of(&f.mail, 200).await;
+    let mut first = ingest(Vec::new(), vec![f.inbox]);
+    first.raw = big.clone();
+    let mut second = ingest(Vec::new(), vec![other]);
+    second.raw = big.clone();
+    second.quota = Quota::account(Some(1_000));
+    let err = f.mail.ingest_many(vec![(ACCOUNT, first), (200, second)]).await.unwrap_err();
+    assert!(matches!(err, Error::OverQuota { quota: 1_000, .. }), "{err}");
+    no_upload_left(&f.mail).await;
+    assert_eq!(f.mail.status(ACCOUNT, f.inbox).await.unwrap().messages, 0);
+}
+
+#[tokio::test]
+async fn tenant_quota_counts_all_its_accounts_inside_the_commit() {
+    let f = fixture().await;
+    let raw = message("t", "");
+    let size = raw.len() as u64;
+    let tenant_max = 3 * size;
+    let second = inbox_of(&f.mail, 300).await;
+    for (account, inbox) in [(ACCOUNT, f.inbox), (300, second), (ACCOUNT, f.inbox)] {
+        let mut delivery = ingest(raw.clone(), vec![inbox]);
+        delivery.quota = tenant_quota(None, Some(tenant_max));
+        f.mail.ingest(account, delivery).await.unwrap();
+    }
+    assert_eq!(f.mail.tenant_used("commune").await.unwrap(), tenant_max);
+    let mut delivery = ingest(raw.clone(), vec![second]);
+    delivery.quota = tenant_quota(None, Some(tenant_max));
+    let err = f.mail.ingest(300, delivery).await.unwrap_err();
+    assert!(matches!(err, Error::OverQuota { quota, .. } if quota == tenant_max), "{err}");
+    // Removing mail gives it back to the tenant.
+    let uids: Vec<u32> = f.mail.uids(ACCOUNT, f.inbox).await.unwrap().iter().map(|e| e.uid).collect();
+    f.mail.expunge(ACCOUNT, f.inbox, &uids).await.unwrap();
+    assert_eq!(f.mail.tenant_used("commune").await.unwrap(), size);
+    let mut delivery = ingest(raw.clone(), vec![second]);
+    delivery.quota = tenant_quota(None, Some(tenant_max));
+    f.mail.ingest(300, delivery).await.unwrap();
+}
+
+#[tokio::test]
+async fn concurrent_deliveries_never_overshoot_the_quota() {
+    let f = fixture().await;
+    let raw = bytes::Bytes::from(message("q", ""));
+    let size = raw.len() as u64;
+    // Room for 4 messages; 20 deliveries race, each its own commit, MULTIAPPEND-like
+    // batches too.
+    let quota = Quota::account(Some(4 * size + size / 2));
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let mail = f.mail.clone();
+        let mut delivery = ingest(Vec::new(), vec![f.inbox]);
+        delivery.raw = raw.clone();
+        delivery.quota = quota.clone();
+        tasks.push(tokio::spawn(async move {
+            if i % 5 == 0 {
+                mail.ingest_many(vec![(ACCOUNT, delivery.clone()), (ACCOUNT, delivery)]).await.map(|s| s.len())
+            } else {
+                mail.ingest(ACCOUNT, delivery).await.map(|_| 1)
+            }
+        }));
+    }
+    let mut n_stored = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(n) => n_stored += n,
+            Err(Error::OverQuota { .. }) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(n_stored, 4);
+    assert_eq!(f.mail.quota_used(ACCOUNT).await.unwrap(), 4 * size);
+    assert_eq!(f.mail.status(ACCOUNT, f.inbox).await.unwrap().messages, 4);
+}
+
+#[tokio::test]
+async fn mailboxes_per_account_are_capped_inside_the_commit() {
+    let f = fixture_with(crate::Limits { mailboxes_max: 10, ..crate::Limits::default() }).await;
+    // 6 special-use mailboxes; `a/b` makes 2.
+    f.mail.create_mailbox(ACCOUNT, "a/b", None, NOW).await.unwrap();
+    f.mail.create_mailbox(ACCOUNT, "c", None, NOW).await.unwrap();
+    let err = f.mail.create_mailbox(ACCOUNT, "d/e", None, NOW).await.unwrap_err();
+    assert!(matches!(err, Error::TooManyMailboxes { max: 10 }) && err.is_permanent(), "{err}");
+    f.mail.create_mailbox(ACCOUNT, "d", None, NOW).await.unwrap();
+    let err = f.mail.create_mailbox(ACCOUNT, "e", None, NOW).await.unwrap_err();
+    assert!(matches!(err, Error::TooManyMailboxes { .. }), "{err}");
+    assert_eq!(f.mail.mailboxes(ACCOUNT).await.unwrap().len(), 10);
+    let d = f.mail.mailbox_by_name(ACCOUNT, "d").await.unwrap().unwrap();
+    f.mail.delete_mailbox(ACCOUNT, d.id).await.unwrap();
+    f.mail.create_mailbox(ACCOUNT, "e", None, NOW).await.unwrap();
+    // Concurrent creations: never more than the cap.
+    let c = f.mail.mailbox_by_name(ACCOUNT, "c").await.unwrap().unwrap();
+    f.mail.delete_mailbox(ACCOUNT, c.id).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let mail = f.mail.clone();
+        tasks.push(tokio::spawn(async move { mail.create_mailbox(ACCOUNT, &format!("x{i}"), None, NOW).await }));
+    }
+    for task in tasks {
+        let _ = task.await.unwrap();
+    }
+    assert_eq!(f.mail.mailboxes(ACCOUNT).await.unwrap().len(), 10);
 }

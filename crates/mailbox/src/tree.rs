@@ -59,9 +59,10 @@ impl Mail {
             let mailbox = new_mailbox(id, name, parent, role, now);
             add_mailbox(&mut batch, account, &mailbox);
             changes.push((id, ChangeKind::Created));
+            self.count_new_mailboxes(&mut batch, account, changes.len()).await?;
             let modseq = batch.add(&keys::modseq(account), 1);
             log_change(&mut batch, account, modseq, &Change::new(vec![], vec![], vec![], changes));
-            if self.commit_change(account, batch, modseq).await?.is_some() {
+            if self.commit_tree_change(account, batch, modseq).await?.is_some() {
                 return Ok(mailbox);
             }
         }
@@ -105,6 +106,9 @@ impl Mail {
             let mut batch = Batch::new();
             expect_tree(&mut batch, account, tree.as_ref());
             let (parent, mut changes) = self.add_missing_parents(&mut batch, account, new_name, 0).await?;
+            if !changes.is_empty() {
+                self.count_new_mailboxes(&mut batch, account, changes.len()).await?;
+            }
             let renamed = Mailbox { name: new_name.to_string(), parent, ..mailbox.clone() };
             rename_one(&mut batch, account, &mailbox.name, &renamed, version);
             changes.push((id, ChangeKind::Updated));
@@ -116,7 +120,7 @@ impl Mail {
             }
             let modseq = batch.add(&keys::modseq(account), 1);
             log_change(&mut batch, account, modseq, &Change::new(vec![], vec![], vec![], changes));
-            if self.commit_change(account, batch, modseq).await?.is_some() {
+            if self.commit_tree_change(account, batch, modseq).await?.is_some() {
                 return Ok(());
             }
         }
@@ -161,6 +165,10 @@ impl Mail {
             let removal = self.add_removals(&mut batch, account, id, &entries).await?;
             batch.delete(&keys::mailbox(account, id));
             batch.delete(&keys::mailbox_name(account, &mailbox.name));
+            // An account from before the count has none: its first creation counts.
+            if self.store.get(&keys::mailbox_count(account)).await?.is_some() {
+                batch.add(&keys::mailbox_count(account), -1);
+            }
             batch.delete(&keys::uid_next(account, id));
             // The mailbox's expunge log goes with it (its id is never reused).
             let expunges = Scan::prefix(&keys::expunges(account, id)).limit(UIDS_PER_COMMIT_MAX);
@@ -319,6 +327,36 @@ impl Mail {
             };
         }
         Ok((parent, created))
+    }
+
+    /// Counts `n_new` mailboxes created by `batch` against [`crate::Limits::mailboxes_max`],
+    /// inside the commit (a bounded counter; the tree key already serialises the tree's
+    /// changes, so the count an old account gets from a scan is exact).
+    async fn count_new_mailboxes(&self, batch: &mut Batch, account: AccountId, n_new: usize) -> Result<(), Error> {
+        let key = keys::mailbox_count(account);
+        if self.store.get(&key).await?.is_none() {
+            let n_mailboxes = self.mailboxes(account).await?.len();
+            batch.expect_absent(&key);
+            batch.add(&key, n_mailboxes as i64);
+        }
+        batch.add_at_most(&key, n_new as i64, self.limits.mailboxes_max as i64);
+        Ok(())
+    }
+
+    /// [`Mail::commit_change`] for a change that creates mailboxes: over the count, the
+    /// account has all the mailboxes it may have.
+    async fn commit_tree_change(
+        &self,
+        account: AccountId,
+        batch: Batch,
+        modseq: hameau_store::CounterRef,
+    ) -> Result<Option<u64>, Error> {
+        match self.commit_change(account, batch, modseq).await {
+            Err(Error::Store(hameau_store::Error::CounterBound { .. })) => {
+                Err(Error::TooManyMailboxes { max: self.limits.mailboxes_max })
+            }
+            other => other,
+        }
     }
 
     /// A new mailbox id, in a commit of its own: ids are never reused, even if the

@@ -218,15 +218,20 @@ impl Inbound {
             Ok(verdict) => verdict,
             Err(refusal) => return refusal,
         };
-        let stored = self.with_headers(envelope, &verdict.results, raw);
+        // One buffer shared by every recipient account: read, staged and stored once.
+        let stored = hameau_mailbox::Bytes::from(self.with_headers(envelope, &verdict.results, raw));
         let mut deliveries = BTreeMap::new();
         for recipient in &envelope.recipients {
             for account in &recipient.accounts {
-                deliveries.entry(account.id).or_insert_with(|| (account.quota_bytes, recipient.tenant_quota_bytes));
+                deliveries.entry(account.id).or_insert_with(|| hameau_mailbox::Quota {
+                    account_bytes_max: account.quota_bytes,
+                    tenant: Some(recipient.tenant.clone()),
+                    tenant_bytes_max: recipient.tenant_quota_bytes,
+                });
             }
         }
         let mut batch = Vec::with_capacity(deliveries.len());
-        for (account, (quota_bytes, _tenant_quota)) in deliveries {
+        for (account, quota) in deliveries {
             let mailboxes =
                 match self.mail.ensure_account(account, &self.options.mailbox_names, envelope.received_at).await {
                     Ok(mailboxes) => mailboxes,
@@ -241,13 +246,25 @@ impl Inbound {
                 mailboxes: vec![target.id],
                 keywords: if verdict.junk { vec!["$junk".into()] } else { Vec::new() },
                 received_at: envelope.received_at,
-                quota_bytes,
+                quota,
             };
             batch.push((account, ingest));
         }
         match self.mail.ingest_many(batch).await {
             Ok(_) => Reply::new(250, "2.0.0", format!("message accepted, id {}", envelope.id)),
             Err(hameau_mailbox::Error::OverQuota { .. }) => Reply::new(452, "4.2.2", "mailbox full, try again later"),
+            // A message that can never be stored is refused for good (a 451 would have the
+            // sender retry it for days); the reason is logged, not echoed.
+            Err(e) if e.is_permanent() => {
+                tracing::info!(error = %e, id = %envelope.id, "message refused: it can never be stored");
+                match e {
+                    hameau_mailbox::Error::TooManyDeliveries { max, .. } => {
+                        Reply::new(554, "5.5.3", format!("too many recipient accounts for one message (at most {max})"))
+                    }
+                    hameau_mailbox::Error::Store(_) => Reply::new(552, "5.3.4", "message too big for this system"),
+                    _ => Reply::new(554, "5.6.0", "the message cannot be stored (malformed or oversized header)"),
+                }
+            }
             Err(e) => temporary(&e),
         }
     }

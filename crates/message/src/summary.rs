@@ -84,10 +84,6 @@ pub struct Summary {
     pub date: Option<String>,
 }
 
-/// Most bytes of searchable text kept per email: 1 MiB holds any real letter; longer
-/// texts (logs pasted into a mail) are searchable in their first megabyte.
-const TEXT_BYTES_MAX: usize = 1 << 20;
-
 /// Text as searches compare it: lowercase, runs of whitespace as one space, trimmed.
 /// IMAP SEARCH (RFC 9051 §6.4.4) matches substrings case-insensitively; queries go
 /// through the same function.
@@ -103,14 +99,11 @@ pub fn search_text(text: &str) -> String {
 }
 
 impl Summary {
-    /// Never fails: a message mail-parser cannot read gets an empty summary.
-    pub fn parse(raw: &[u8]) -> Summary {
-        Summary::parse_with_text(raw).0
-    }
-
     /// The summary and the searchable text of the body (its text parts decoded, HTML as
-    /// text, through [`search_text`]), from one parse.
-    pub fn parse_with_text(raw: &[u8]) -> (Summary, String) {
+    /// text, through [`search_text`], at most `text_bytes_max` bytes), from one parse. A
+    /// message mail-parser cannot read gets an empty summary. This may panic inside
+    /// mail-parser on hostile input: [`crate::parse`] is the boundary that catches it.
+    pub(crate) fn parse_with_text(raw: &[u8], text_bytes_max: usize) -> (Summary, String) {
         let Some(message) = MessageParser::default().parse(raw) else { return (Summary::default(), String::new()) };
         let mut text = String::new();
         for index in 0..message.text_body_count() {
@@ -118,13 +111,13 @@ impl Summary {
                 text.push_str(&body);
                 text.push('\n');
             }
-            if text.len() > TEXT_BYTES_MAX {
+            if text.len() > text_bytes_max {
                 break;
             }
         }
         let mut text = search_text(&text);
-        if text.len() > TEXT_BYTES_MAX {
-            let mut end = TEXT_BYTES_MAX;
+        if text.len() > text_bytes_max {
+            let mut end = text_bytes_max;
             while !text.is_char_boundary(end) {
                 end -= 1;
             }
@@ -149,7 +142,8 @@ fn summarise(message: &Message<'_>, raw: &[u8], depth: usize) -> Summary {
     let ids = |value: &HeaderValue<'_>| -> Vec<String> {
         value.as_text_list().map(|list| list.iter().map(|id| id.to_string()).collect()).unwrap_or_default()
     };
-    let parts = message.parts.iter().map(|part| describe(part, raw, depth)).collect();
+    let n_parts = u32::try_from(message.parts.len()).unwrap_or(u32::MAX);
+    let parts = message.parts.iter().map(|part| describe(part, n_parts, raw, depth)).collect();
     Summary {
         subject: message.subject().map(str::to_string),
         from: addresses(message.from()),
@@ -170,7 +164,7 @@ fn summarise(message: &Message<'_>, raw: &[u8], depth: usize) -> Summary {
     }
 }
 
-fn describe(part: &mail_parser::MessagePart<'_>, raw: &[u8], depth: usize) -> Part {
+fn describe(part: &mail_parser::MessagePart<'_>, n_parts: u32, raw: &[u8], depth: usize) -> Part {
     let content_type = part
         .content_type()
         .map(|ct| format!("{}/{}", ct.ctype(), ct.subtype().unwrap_or("plain")).to_ascii_lowercase())
@@ -180,7 +174,12 @@ fn describe(part: &mail_parser::MessagePart<'_>, raw: &[u8], depth: usize) -> Pa
             .map(|attributes| attributes.iter().map(|a| (a.name.to_ascii_lowercase(), a.value.to_string())).collect())
             .unwrap_or_default()
     };
-    let body = raw.get(part.offset_body as usize..part.offset_end as usize).unwrap_or_default();
+    // FETCH slices the raw message by these offsets: they are made to hold (header <=
+    // body <= end <= the message's length) whatever the parser says of a malformed part.
+    let offset_end = part.offset_end.min(u32::try_from(raw.len()).unwrap_or(u32::MAX));
+    let offset_body = part.offset_body.min(offset_end);
+    let offset_header = part.offset_header.min(offset_body);
+    let body = &raw[offset_body as usize..offset_end as usize];
     // An attached message read in place: its parts' offsets are in `raw` itself (one that
     // had to be decoded first, e.g. base64, was parsed from other bytes: left opaque).
     let message = match &part.body {
@@ -198,11 +197,11 @@ fn describe(part: &mail_parser::MessagePart<'_>, raw: &[u8], depth: usize) -> Pa
         disposition: part.content_disposition().map(|cd| cd.ctype().to_ascii_lowercase()),
         content_id: part.content_id().map(str::to_string),
         transfer_encoding: part.content_transfer_encoding().map(str::to_ascii_lowercase),
-        offset_header: part.offset_header,
-        offset_body: part.offset_body,
-        offset_end: part.offset_end,
+        offset_header,
+        offset_body,
+        offset_end,
         children: match &part.body {
-            PartType::Multipart(children) => children.clone(),
+            PartType::Multipart(children) => children.iter().copied().filter(|child| *child < n_parts).collect(),
             _ => Vec::new(),
         },
         params: params(part.content_type()),
@@ -234,33 +233,4 @@ fn addresses(address: Option<&Address<'_>>) -> Vec<EmailAddress> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn attached_message_is_described_in_place() {
-        let raw = b"From: a@b.test\r\nDate: Tue, 24 Nov 2026 10:00:00 +0100\r\nSubject: fwd\r\n\
-                    Content-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n\
-                    --b1\r\nContent-Type: text/plain; charset=utf-8; format=flowed\r\nContent-Language: fr\r\n\r\n\
-                    Voir ci-joint.\r\nMerci\r\n\
-                    --b1\r\nContent-Type: message/rfc822\r\nContent-Description: le message\r\n\r\n\
-                    From: c@d.test\r\nSubject: original\r\n\r\nTexte original\r\n\
-                    --b1--\r\n";
-        let summary = Summary::parse(raw);
-        assert_eq!(summary.date.as_deref(), Some("Tue, 24 Nov 2026 10:00:00 +0100"));
-        let text = &summary.parts[1];
-        assert_eq!(text.params, vec![("charset".into(), "utf-8".into()), ("format".into(), "flowed".into())]);
-        assert_eq!(text.language, vec!["fr".to_string()]);
-        assert_eq!(text.lines, 2);
-        let attached = &summary.parts[2];
-        assert_eq!(attached.content_type, "message/rfc822");
-        assert_eq!(attached.description.as_deref(), Some("le message"));
-        let nested = attached.message.as_ref().expect("described");
-        assert_eq!(nested.subject.as_deref(), Some("original"));
-        let nested_body = &nested.parts[0];
-        assert_eq!(&raw[nested_body.offset_body as usize..nested_body.offset_end as usize], b"Texte original");
-    }
 }
