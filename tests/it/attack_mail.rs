@@ -306,3 +306,28 @@ fn mailboxes_per_account_are_capped() {
     assert!(refusal.unwrap().contains("NO [LIMIT]"));
     target.assert_serving(PROBE);
 }
+
+/// More recipient accounts than one ingest takes (`mail.ingest_batch_max`): the RCPT that
+/// would go past it gets `452 4.5.3` (the client sends those in another transaction), and
+/// the message is stored for the others, instead of a refusal of the whole message at
+/// DATA. An alias counts its targets; an account named twice counts once.
+#[test]
+fn recipient_accounts_past_one_ingest_wait_for_another_transaction() {
+    let target = Target::start_with(|config| {
+        set_config(config, "ingest_batch_max = 200", "ingest_batch_max = 3");
+        admin(
+            config,
+            &[
+                &["account", "create", "agent1@a.test"],
+                &["account", "create", "agent2@a.test"],
+                &["alias", "create", "deux@a.test", "--target", "agent1@a.test", "--target", "agent2@a.test"],
+            ],
+        );
+    });
+    let recipients = ["deux@a.test", "agent1@a.test", crate::attack::USER, crate::attack::HONEST];
+    let (rcpts, reply) = smtp_send(&target, &recipients, &message("batch", 100));
+    assert!(rcpts[..3].iter().all(|r| r.starts_with("250")), "{rcpts:?}");
+    assert!(rcpts[3].starts_with("452 4.5.3"), "{rcpts:?}");
+    assert!(reply.starts_with("250"), "{reply}");
+    target.assert_serving(PROBE);
+}

@@ -197,8 +197,34 @@ impl Inbound {
         RcptVerdict::Refuse(Reply::new(550, "5.1.1", "no postmaster mailbox is set up here"))
     }
 
-    /// Accepts `recipient` unless one of its accounts is full (`452 4.2.2`).
+    /// `452 4.5.3` when `new` would take the message past the recipient accounts one
+    /// ingest holds (`mail.ingest_batch_max`): RFC 5321 §4.5.3.1.10 lets the client send
+    /// the other recipients in another transaction, where refusing at DATA would refuse
+    /// the whole message.
+    pub fn too_many_accounts<'a>(
+        &self,
+        accepted: impl Iterator<Item = &'a Recipient>,
+        new: &Recipient,
+    ) -> Option<Reply> {
+        let mut accounts: std::collections::BTreeSet<u64> =
+            accepted.flat_map(|recipient| recipient.accounts.iter().map(|account| account.id)).collect();
+        accounts.extend(new.accounts.iter().map(|account| account.id));
+        (accounts.len() > self.mail.limits().ingest_batch_max)
+            .then(|| Reply::new(452, "4.5.3", "too many recipients, send the others in another message"))
+    }
+
+    /// Accepts `recipient` unless its tenant or one of its accounts is full (`452 4.2.2`).
+    /// The commit of the delivery is the real check; this one refuses earlier.
     async fn unless_full(&self, recipient: Recipient) -> RcptVerdict {
+        if let Some(quota) = recipient.tenant_quota_bytes {
+            match self.mail.tenant_used(&recipient.tenant).await {
+                Ok(used) if used >= quota => {
+                    return RcptVerdict::Refuse(Reply::new(452, "4.2.2", "mailbox full, try again later"));
+                }
+                Ok(_) => {}
+                Err(e) => return RcptVerdict::Refuse(temporary(&e)),
+            }
+        }
         for account in &recipient.accounts {
             let Some(quota) = account.quota_bytes else { continue };
             match self.mail.quota_used(account.id).await {

@@ -176,8 +176,16 @@ async fn serve(
                 }
                 Event::RcptTo { address } => Some(match context.inbound.check_recipient(address).await {
                     RcptVerdict::Accept(recipient) => {
-                        transaction.recipients.insert(address.clone(), *recipient);
-                        Decision::Accept
+                        match context.inbound.too_many_accounts(transaction.recipients.values(), &recipient) {
+                            Some(reply) => {
+                                context.metrics.recipients_refused.inc();
+                                Decision::Reject(Reply::new(reply.code, reply.enhanced, &reply.text))
+                            }
+                            None => {
+                                transaction.recipients.insert(address.clone(), *recipient);
+                                Decision::Accept
+                            }
+                        }
                     }
                     RcptVerdict::Refuse(reply) => {
                         context.metrics.recipients_refused.inc();
