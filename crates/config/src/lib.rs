@@ -395,6 +395,17 @@ pub struct Imap {
     /// Bytes of searchable body text kept in memory for all sessions (SEARCH BODY/TEXT);
     /// 0 keeps none.
     pub text_cache_bytes: usize,
+    /// Bytes of decoded summaries kept for all sessions, each counted by its size (a few
+    /// huge headers cannot fill memory); `summary_cache_entries` bounds them too.
+    pub summary_cache_bytes: usize,
+    pub write_timeout_s: u64,
+    pub fetch_items_max: usize,
+    pub search_keys_max: usize,
+    pub list_pattern_bytes_max: usize,
+    pub output_bytes_max: usize,
+    pub inflate_bytes_max: usize,
+    pub thread_references_max: usize,
+    pub thread_work_max: u64,
 }
 
 impl Default for Imap {
@@ -420,6 +431,15 @@ impl Default for Imap {
             tls_handshake_timeout_s: 10,
             summary_cache_entries: 20_000,
             text_cache_bytes: 64 << 20,
+            summary_cache_bytes: limits.summary_cache_bytes_max,
+            write_timeout_s: limits.write_timeout.as_secs(),
+            fetch_items_max: limits.fetch_items_max,
+            search_keys_max: limits.search_keys_max,
+            list_pattern_bytes_max: limits.list_pattern_bytes_max,
+            output_bytes_max: limits.output_bytes_max,
+            inflate_bytes_max: limits.inflate_bytes_max,
+            thread_references_max: limits.thread_references_max,
+            thread_work_max: limits.thread_work_max,
         }
     }
 }
@@ -557,6 +577,15 @@ impl Config {
             idle_timeout: std::time::Duration::from_secs(imap.idle_timeout_s),
             not_authenticated_timeout: std::time::Duration::from_secs(imap.not_authenticated_timeout_s),
             command_timeout: std::time::Duration::from_secs(imap.command_timeout_s),
+            write_timeout: std::time::Duration::from_secs(imap.write_timeout_s),
+            fetch_items_max: imap.fetch_items_max,
+            search_keys_max: imap.search_keys_max,
+            list_pattern_bytes_max: imap.list_pattern_bytes_max,
+            output_bytes_max: imap.output_bytes_max,
+            inflate_bytes_max: imap.inflate_bytes_max,
+            thread_references_max: imap.thread_references_max,
+            thread_work_max: imap.thread_work_max,
+            summary_cache_bytes_max: imap.summary_cache_bytes,
         }
     }
 

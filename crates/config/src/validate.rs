@@ -98,6 +98,16 @@ pub(crate) fn check(config: &Config) -> Result<(), Error> {
         ("imap.tls_handshake_timeout_s", config.imap.tls_handshake_timeout_s, 1, 600),
         ("imap.summary_cache_entries", config.imap.summary_cache_entries as u64, 0, 10_000_000),
         ("imap.text_cache_bytes", config.imap.text_cache_bytes as u64, 0, 64 << 30),
+        ("imap.summary_cache_bytes", config.imap.summary_cache_bytes as u64, 0, 64 << 30),
+        ("imap.write_timeout_s", config.imap.write_timeout_s, 1, 3600),
+        ("imap.fetch_items_max", config.imap.fetch_items_max as u64, 8, 10_000),
+        ("imap.search_keys_max", config.imap.search_keys_max as u64, 8, 100_000),
+        // A mailbox name has at most 1,000 bytes.
+        ("imap.list_pattern_bytes_max", config.imap.list_pattern_bytes_max as u64, 1024, 1 << 20),
+        ("imap.output_bytes_max", config.imap.output_bytes_max as u64, 4096, 64 << 20),
+        ("imap.inflate_bytes_max", config.imap.inflate_bytes_max as u64, 4096, 16 << 20),
+        ("imap.thread_references_max", config.imap.thread_references_max as u64, 1, 100_000),
+        ("imap.thread_work_max", config.imap.thread_work_max, 1000, 1 << 40),
     ];
     for (key, value, min, max) in ranges {
         if value < min || value > max {

@@ -252,3 +252,83 @@ impl Session {
         self.buffered_bytes_inner()
     }
 }
+
+/// LIST patterns: `bytes` is a pattern, a NUL, then a mailbox name (no NUL: the whole
+/// input is a pattern against `INBOX/a`). Checks that matching never panics, takes time
+/// linear in the name, and agrees with the RFC's backtracking definition on small inputs.
+pub fn fuzz_list_match(bytes: &[u8]) {
+    let text = String::from_utf8_lossy(bytes);
+    let (pattern, name) = text.split_once('\0').unwrap_or((&text, "INBOX/a"));
+    let matched = crate::list_match::matches(pattern, name, '/');
+    // `INBOX` is folded to upper case in both (RFC 9051 §5.1); the reference knows nothing
+    // of it, so it checks the other inputs.
+    let mentions_inbox = |text: &str| text.to_ascii_lowercase().contains("inbox");
+    if pattern.chars().count() <= 12 && name.chars().count() <= 12 && !mentions_inbox(pattern) && !mentions_inbox(name)
+    {
+        let expect = reference_match(&pattern.chars().collect::<Vec<_>>(), &name.chars().collect::<Vec<_>>());
+        assert_eq!(matched, expect, "{pattern:?} against {name:?}");
+    }
+}
+
+/// RFC 9051 §6.3.9 by backtracking, for small inputs only.
+fn reference_match(pattern: &[char], name: &[char]) -> bool {
+    match pattern.split_first() {
+        None => name.is_empty(),
+        Some(('*', rest)) => (0..=name.len()).any(|skip| reference_match(rest, &name[skip..])),
+        Some(('%', rest)) => {
+            let stop = name.iter().position(|c| *c == '/').unwrap_or(name.len());
+            (0..=stop).any(|skip| reference_match(rest, &name[skip..]))
+        }
+        Some((c, rest)) => name.first() == Some(c) && reference_match(rest, &name[1..]),
+    }
+}
+
+/// THREAD: messages decoded from `bytes`, threaded by REFERENCES and ORDEREDSUBJECT with
+/// small bounds. Checks that it never panics, that every message is in the answer exactly
+/// once (or the work budget ran out), and that the answer's parentheses balance.
+///
+/// Each message takes bytes as: id (0xF0 and above: no Message-ID), date, subject
+/// (three choices), a count of references, then that many reference bytes. Ids are small
+/// numbers, so references meet and loops appear.
+pub fn fuzz_thread(bytes: &[u8]) {
+    let mut messages = Vec::new();
+    let mut rest = bytes;
+    while let [id, date, subject, n_refs, tail @ ..] = rest {
+        let n = (*n_refs as usize % 64).min(tail.len());
+        let (references, after) = tail.split_at(n);
+        messages.push(crate::thread::Message {
+            number: messages.len() as u32 + 1,
+            message_id: (*id < 0xF0).then(|| format!("{}", id % 48)),
+            references: references.iter().map(|r| format!("{}", r % 48)).collect(),
+            date: i64::from(*date % 8),
+            subject: ["Budget", "Re: Budget", "Fwd: [conseil] budget (fwd)", ""][*subject as usize % 4].to_string(),
+        });
+        rest = after;
+    }
+    let options = crate::thread::Options { references_max: 16, work_max: 100_000 };
+    let mut outputs = Vec::new();
+    if let Ok(threads) = crate::thread::references(&messages, options) {
+        outputs.push(threads);
+    }
+    outputs.push(crate::thread::ordered_subject(&messages));
+    for threads in outputs {
+        let mut numbers: Vec<u32> = threads.nodes.iter().filter_map(|node| node.message).collect();
+        numbers.sort_unstable();
+        assert!(numbers.iter().copied().eq(1..=messages.len() as u32), "each message once: {numbers:?}");
+        let mut out = Vec::new();
+        crate::write::write_threads(&mut out, &threads);
+        let opened = out.iter().filter(|b| **b == b'(').count();
+        assert_eq!(opened, out.iter().filter(|b| **b == b')').count());
+        assert_eq!(opened, threads.roots.len() + branches(&threads));
+    }
+}
+
+/// The parenthesised sub-threads below branches (nodes with several children, or a dummy's).
+fn branches(threads: &crate::Threads) -> usize {
+    threads
+        .nodes
+        .iter()
+        .filter(|node| node.children.len() > 1 || (node.message.is_none() && !node.children.is_empty()))
+        .map(|node| node.children.len())
+        .sum()
+}

@@ -98,11 +98,13 @@
 mod capability;
 pub mod fuzzing;
 mod limits;
+pub mod list_match;
 mod mutf7;
 mod parse;
 mod session;
 #[cfg(test)]
 mod tests;
+pub mod thread;
 mod types;
 mod write;
 
@@ -116,5 +118,5 @@ pub use types::{
 };
 pub use write::{
     Code, Esearch, FetchWriter, ListItem, ListWriter, MailboxAttribute, Namespace, QuotaResource, Responses, Status,
-    Thread,
+    Thread, Threads,
 };

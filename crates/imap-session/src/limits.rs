@@ -49,6 +49,43 @@ pub struct Limits {
     /// 5 minutes, as SMTP's data timeout: a literal that never comes is not waited for the
     /// whole idle timeout while holding its buffer.
     pub command_timeout: Duration,
+    /// How long one write to the client may wait for it to read. A client that reads
+    /// nothing for 60 s while responses wait for it is gone or hostile (mobile links stall
+    /// for seconds, not minutes); the driver closes the connection and frees its slot.
+    pub write_timeout: Duration,
+    /// Items (macros expanded, each section counted) of one `FETCH`. Thunderbird asks for
+    /// about 8, Apple Mail about 12; 64 leaves room. Over it: `tag NO [LIMIT]`.
+    pub fetch_items_max: usize,
+    /// Search keys (`NOT`, `OR` and parenthesised groups counted) of one `SEARCH`, `SORT`
+    /// or `THREAD`. Thunderbird's quick filter and saved searches stay under 100; each key
+    /// costs a pass over every message. Over it: `tag NO [LIMIT]`.
+    pub search_keys_max: usize,
+    /// Bytes of all patterns of one `LIST` or `LSUB`, the reference included once per
+    /// pattern. A mailbox name has at most 1,000 bytes (the mail model's limit); 1,024 holds
+    /// one with wildcards. Over it: `tag NO [LIMIT]`.
+    pub list_pattern_bytes_max: usize,
+    /// Bytes of responses the driver holds before writing them: FETCH writes each
+    /// message's data as soon as this much waits, so a `FETCH 1:* BODY[]` holds one message
+    /// and this buffer, not the mailbox. 256 KiB keeps writes large.
+    pub output_bytes_max: usize,
+    /// Bytes inflated from the client's input at a time under COMPRESS=DEFLATE (RFC 4978):
+    /// the rest of what was read stays compressed until the session has used these. A
+    /// deflate stream expands up to 1,032 times; 64 KiB matches `pipelined_bytes_max`.
+    pub inflate_bytes_max: usize,
+    /// References considered per message by THREAD=REFERENCES (RFC 5256 §2.2), the last
+    /// ones: the last is the parent, the earlier ones only link ancestors that are usually
+    /// here with References of their own. 32 threads real conversations as the whole list
+    /// would, and bounds what one message costs.
+    pub thread_references_max: usize,
+    /// Steps of loop checking one THREAD may take (walks up the tree when a link is added
+    /// under a message that has replies). Honest mailboxes of 100,000 messages need far
+    /// less than 10,000,000 (tens of milliseconds); past it: `tag NO [LIMIT]`.
+    pub thread_work_max: u64,
+    /// Bytes of decoded summaries the server keeps for all sessions (ENVELOPE,
+    /// BODYSTRUCTURE, header searches, SORT, THREAD): a summary is counted by its size,
+    /// so a few huge headers cannot fill memory. Read once by the driver for the shared
+    /// cache; 64 MiB holds about 30,000 typical summaries; 0 keeps none.
+    pub summary_cache_bytes_max: usize,
 }
 
 /// Why a set of [`Limits`] cannot be used.
@@ -92,6 +129,15 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(30 * 60),
             not_authenticated_timeout: Duration::from_secs(60),
             command_timeout: Duration::from_secs(5 * 60),
+            write_timeout: Duration::from_secs(60),
+            fetch_items_max: 64,
+            search_keys_max: 256,
+            list_pattern_bytes_max: 1024,
+            output_bytes_max: 256 * KIB,
+            inflate_bytes_max: 64 * KIB,
+            thread_references_max: 32,
+            thread_work_max: 10_000_000,
+            summary_cache_bytes_max: 64 * MIB,
         }
     }
 }
@@ -108,14 +154,23 @@ impl Limits {
             ("pipelined_bytes_max", self.pipelined_bytes_max),
             ("errors_max", self.errors_max),
             ("auth_failures_max", self.auth_failures_max),
+            ("fetch_items_max", self.fetch_items_max),
+            ("search_keys_max", self.search_keys_max),
+            ("list_pattern_bytes_max", self.list_pattern_bytes_max),
+            ("output_bytes_max", self.output_bytes_max),
+            ("inflate_bytes_max", self.inflate_bytes_max),
+            ("thread_references_max", self.thread_references_max),
         ];
         for (name, value) in counts {
             if value == 0 {
                 return Err(LimitsError::Zero { name });
             }
         }
-        let timeouts =
-            [("not_authenticated_timeout", self.not_authenticated_timeout), ("command_timeout", self.command_timeout)];
+        let timeouts = [
+            ("not_authenticated_timeout", self.not_authenticated_timeout),
+            ("command_timeout", self.command_timeout),
+            ("write_timeout", self.write_timeout),
+        ];
         for (name, value) in timeouts {
             if value.is_zero() {
                 return Err(LimitsError::Zero { name });

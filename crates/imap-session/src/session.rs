@@ -333,6 +333,12 @@ impl Session {
         if self.output.is_empty() { None } else { Some(mem::take(&mut self.output)) }
     }
 
+    /// Bytes of output waiting for [`Session::poll_output`]: the driver writes them out
+    /// during a long answer once they pass [`Limits::output_bytes_max`].
+    pub fn buffered_output(&self) -> usize {
+        self.output.len()
+    }
+
     /// Whether the driver should read from the socket: the session is reading (commands,
     /// SASL responses or `DONE`) and holds less than [`Limits::pipelined_bytes_max`] of
     /// unprocessed input. False while the driver owes an answer.
@@ -502,6 +508,11 @@ impl Session {
 
     pub fn is_closed(&self) -> bool {
         matches!(self.phase, Phase::Closed)
+    }
+
+    /// Whether the command tagged `tag` still waits for [`Session::complete`].
+    pub fn is_awaiting(&self, tag: &str) -> bool {
+        matches!(&self.phase, Phase::Awaiting(Awaiting::Command { tag: pending, .. }) if pending == tag)
     }
 
     pub fn is_idling(&self) -> bool {
@@ -894,11 +905,42 @@ impl Session {
             }
             _ => {}
         }
+        if let Some(text) = self.over_limit(&command.body) {
+            // RFC 5530 §3: LIMIT, the command is valid but asks for more than allowed.
+            self.write_status(&command.tag, "NO", Some(Code::Limit), &text);
+            return Step::Continue;
+        }
         if command.enables_condstore() {
             self.enabled.condstore = true;
         }
         self.phase = Phase::Awaiting(Awaiting::Command { tag: command.tag.clone(), kind });
         Step::Event(Event::Command(command))
+    }
+
+    /// Why a well-formed command asks for more than [`Limits`] allow, if it does.
+    fn over_limit(&self, body: &CommandBody) -> Option<String> {
+        let limits = &self.limits;
+        match body {
+            CommandBody::Fetch { attributes, .. } if attributes.len() > limits.fetch_items_max => {
+                Some(format!("Too many FETCH items (at most {})", limits.fetch_items_max))
+            }
+            CommandBody::Search { criteria: key, .. }
+            | CommandBody::Sort { search: key, .. }
+            | CommandBody::Thread { search: key, .. }
+                if count_keys(key) > limits.search_keys_max =>
+            {
+                Some(format!("Too many search keys (at most {})", limits.search_keys_max))
+            }
+            CommandBody::List(list) => {
+                let bytes: usize = list.patterns.iter().map(|pattern| list.reference.len() + pattern.len()).sum();
+                (bytes > limits.list_pattern_bytes_max)
+                    .then(|| format!("LIST patterns too long (at most {} bytes)", limits.list_pattern_bytes_max))
+            }
+            CommandBody::Lsub { reference, pattern } => (reference.len() + pattern.len()
+                > limits.list_pattern_bytes_max)
+                .then(|| format!("LSUB pattern too long (at most {} bytes)", limits.list_pattern_bytes_max)),
+            _ => None,
+        }
     }
 
     fn starttls(&mut self, tag: &str) -> Step {
@@ -1188,6 +1230,23 @@ fn is_append(text: &[u8]) -> bool {
     };
     let rest = &text[start + 1..];
     rest.len() > 6 && rest[..6].eq_ignore_ascii_case(b"APPEND") && rest[6] == b' '
+}
+
+/// The keys of a search, `OR` and `NOT` counted, groups not (without recursion: the
+/// parser bounds the depth, but counting needs none).
+fn count_keys(key: &SearchKey) -> usize {
+    let mut count = 0;
+    let mut stack = vec![key];
+    while let Some(key) = stack.pop() {
+        count += usize::from(!matches!(key, SearchKey::And(_)));
+        match key {
+            SearchKey::And(keys) => stack.extend(keys.iter()),
+            SearchKey::Not(key) => stack.push(key),
+            SearchKey::Or(left, right) => stack.extend([&**left, &**right]),
+            _ => {}
+        }
+    }
+    count
 }
 
 fn search_uses_saved(key: &SearchKey) -> bool {

@@ -22,7 +22,9 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use crate::write::{self, Code, Esearch, ListItem, MailboxAttribute, Namespace, QuotaResource, Status, Thread};
+use crate::write::{
+    self, Code, Esearch, ListItem, MailboxAttribute, Namespace, QuotaResource, Status, Thread, Threads,
+};
 use crate::*;
 
 // ---------------------------------------------------------------- harness
@@ -1181,28 +1183,47 @@ fn writer_codes() {
     assert_eq!(code(Code::PermanentFlags { flags: &[], keywords_allowed: false }), "* OK [PERMANENTFLAGS ()] t\r\n");
 }
 
+/// Adds a thread node to `threads`; returns its index.
+fn thread_node(threads: &mut Threads, message: Option<u32>, children: &[u32]) -> u32 {
+    threads.push(Thread { message, children: children.to_vec() }) as u32
+}
+
 #[test]
 fn writer_thread() {
     // RFC 5256 §4: (2)(3 6 (4 23)(44 7 96))
-    let threads = vec![
-        Thread { messages: vec![2], children: vec![] },
-        Thread {
-            messages: vec![3, 6],
-            children: vec![
-                Thread { messages: vec![4, 23], children: vec![] },
-                Thread { messages: vec![44], children: vec![Thread { messages: vec![7, 96], children: vec![] }] },
-            ],
-        },
-        Thread {
-            messages: vec![],
-            children: vec![
-                Thread { messages: vec![3], children: vec![] },
-                Thread { messages: vec![5], children: vec![] },
-            ],
-        },
-    ];
+    let mut threads = Threads::default();
+    let t = &mut threads;
+    let two = thread_node(t, Some(2), &[]);
+    let twenty_three = thread_node(t, Some(23), &[]);
+    let four = thread_node(t, Some(4), &[twenty_three]);
+    let ninety_six = thread_node(t, Some(96), &[]);
+    let seven = thread_node(t, Some(7), &[ninety_six]);
+    let forty_four = thread_node(t, Some(44), &[seven]);
+    let six = thread_node(t, Some(6), &[four, forty_four]);
+    let three = thread_node(t, Some(3), &[six]);
+    let (three_b, five) = (thread_node(t, Some(3), &[]), thread_node(t, Some(5), &[]));
+    let dummy = thread_node(t, None, &[three_b, five]);
+    threads.roots = vec![two, three, dummy];
     assert_eq!(writer_output(false, |w| w.thread(&threads)), "* THREAD (2)(3 6 (4 23)(44 7 96))((3)(5))\r\n");
-    assert_eq!(writer_output(false, |w| w.thread(&[])), "* THREAD\r\n");
+    assert_eq!(writer_output(false, |w| w.thread(&Threads::default())), "* THREAD\r\n");
+}
+
+#[test]
+fn writer_thread_deep_without_recursion() {
+    // 200,000 nested branches: (1 (2 (3 ...)(x))(x)) — written and dropped without recursion.
+    let mut threads = Threads::default();
+    let mut below: Option<u32> = None;
+    for number in (1..=200_000u32).rev() {
+        let leaf = thread_node(&mut threads, Some(0), &[]);
+        let children: Vec<u32> = below.into_iter().chain([leaf]).collect();
+        below = Some(thread_node(&mut threads, Some(number), &children));
+    }
+    threads.roots = vec![below.expect("a root")];
+    let out = writer_output(false, |w| w.thread(&threads));
+    assert!(out.starts_with("* THREAD (1 (2 (3 "));
+    assert!(out.contains(" (199999 (200000 0)(0))(0))(0))"));
+    assert!(out.ends_with("(0))(0))\r\n"), "{}", &out[out.len() - 40..]);
+    assert_eq!(out.matches('(').count(), out.matches(')').count());
 }
 
 #[test]
@@ -1297,4 +1318,54 @@ proptest::proptest! {
     fn session_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
         crate::fuzzing::fuzz_session(&bytes);
     }
+}
+
+#[test]
+fn fuzz_seeds_of_list_match_and_thread() {
+    // The corpora seeded from the attack tests (issue 10) pass their fuzz checks.
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus");
+    for (target, run) in [("list_match", fuzzing::fuzz_list_match as fn(&[u8])), ("thread", fuzzing::fuzz_thread)] {
+        let mut n_seeds = 0;
+        for entry in std::fs::read_dir(corpus.join(target)).expect("corpus") {
+            run(&std::fs::read(entry.expect("seed").path()).expect("seed"));
+            n_seeds += 1;
+        }
+        assert!(n_seeds >= 4, "{target}: {n_seeds} seeds");
+    }
+}
+
+#[test]
+fn limits_refuse_with_no_limit() {
+    let limits = Limits { fetch_items_max: 2, search_keys_max: 3, list_pattern_bytes_max: 1024, ..Limits::default() };
+    let options = Options { limits, preauthenticated: true, ..Options::default() };
+    let mut session = Session::new(options, Instant::now());
+    let _ = session.poll_output();
+    let mut run = |input: &str| -> String {
+        session.handle_input(input.as_bytes());
+        let event = session.poll_event(Instant::now());
+        assert!(event.is_none() || matches!(event, Some(Event::Command(_))), "{event:?}");
+        String::from_utf8(session.poll_output().unwrap_or_default()).expect("UTF-8")
+    };
+    assert_eq!(run("a SELECT INBOX\r\n"), "");
+    session.complete("a", Status::Ok, None, "SELECT completed");
+    let _ = session.poll_output();
+    let mut run = |input: &str| -> String {
+        session.handle_input(input.as_bytes());
+        match session.poll_event(Instant::now()) {
+            Some(Event::Command(command)) => {
+                session.complete(&command.tag, Status::Ok, None, "done");
+            }
+            None => {}
+            other => panic!("{other:?}"),
+        }
+        String::from_utf8(session.poll_output().unwrap_or_default()).expect("UTF-8")
+    };
+    assert_eq!(run("b FETCH 1 (UID FLAGS)\r\n"), "b OK done\r\n");
+    assert_eq!(run("c FETCH 1 (UID FLAGS RFC822.SIZE)\r\n"), "c NO [LIMIT] Too many FETCH items (at most 2)\r\n");
+    assert_eq!(run("d FETCH 1 ALL\r\n"), "d NO [LIMIT] Too many FETCH items (at most 2)\r\n");
+    assert_eq!(run("e SEARCH OR SEEN DRAFT\r\n"), "e OK done\r\n");
+    assert_eq!(run("f SEARCH SEEN DRAFT FLAGGED ANSWERED\r\n"), "f NO [LIMIT] Too many search keys (at most 3)\r\n");
+    let long = format!("g LIST \"\" \"{}\"\r\n", "*".repeat(1025));
+    assert_eq!(run(&long), "g NO [LIMIT] LIST patterns too long (at most 1024 bytes)\r\n");
+    assert_eq!(run("h LIST \"\" \"*\"\r\n"), "h OK done\r\n");
 }

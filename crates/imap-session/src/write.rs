@@ -123,12 +123,29 @@ pub struct Esearch<'a> {
     pub modseq: Option<u64>,
 }
 
-/// A thread of `* THREAD` (RFC 5256 §4): a chain of messages, each the parent of the next,
-/// then the sub-threads of the last one. A dummy parent has no `messages`.
+/// One node of a `* THREAD` answer (RFC 5256 §4): a message, or a dummy parent (`None`)
+/// that holds sub-threads, and its children as indexes in [`Threads::nodes`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Thread {
-    pub messages: Vec<u32>,
-    pub children: Vec<Thread>,
+    pub message: Option<u32>,
+    pub children: Vec<u32>,
+}
+
+/// The threads of a `* THREAD` answer, as a flat forest: threads can be as deep as a
+/// mailbox is large, so nothing recurses over them (not even dropping them).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Threads {
+    pub nodes: Vec<Thread>,
+    /// The top-level threads, in order.
+    pub roots: Vec<u32>,
+}
+
+impl Threads {
+    /// Adds a node; returns its index.
+    pub fn push(&mut self, node: Thread) -> usize {
+        self.nodes.push(node);
+        self.nodes.len() - 1
+    }
 }
 
 /// One namespace of `* NAMESPACE` (RFC 2342).
@@ -347,14 +364,12 @@ impl Responses<'_> {
     }
 
     /// `* THREAD (...)(...)`.
-    pub fn thread(&mut self, threads: &[Thread]) {
+    pub fn thread(&mut self, threads: &Threads) {
         self.out.extend_from_slice(b"* THREAD");
-        if !threads.is_empty() {
+        if !threads.roots.is_empty() {
             self.out.push(b' ');
         }
-        for thread in threads {
-            write_thread(self.out, thread);
-        }
+        write_threads(self.out, threads);
         self.out.extend_from_slice(b"\r\n");
     }
 
@@ -559,6 +574,18 @@ impl FetchWriter<'_> {
             None => self.out.extend_from_slice(b"NIL"),
         }
         self
+    }
+
+    /// Bytes of output waiting to be written, this line's so far included.
+    pub fn buffered(&self) -> usize {
+        self.out.len()
+    }
+
+    /// Takes the output written so far (the start of this line included) so that the
+    /// driver can write it before the line is complete: a FETCH of large items is streamed
+    /// item by item, not held whole. The line goes on where it was.
+    pub fn take_buffered(&mut self) -> Vec<u8> {
+        std::mem::take(self.out)
     }
 
     /// Ends the line (dropping the writer does the same).
@@ -784,13 +811,35 @@ fn write_part(out: &mut Vec<u8>, part: &[u32]) {
     }
 }
 
-fn write_thread(out: &mut Vec<u8>, thread: &Thread) {
+/// RFC 5256 §4: `(` a chain of messages, each the only child of the one before, then the
+/// sub-threads of the last one, each in parentheses `)`. Written with an explicit stack
+/// of the sub-thread lists being written: no recursion, however deep the threads.
+pub(crate) fn write_threads(out: &mut Vec<u8>, threads: &Threads) {
+    let mut stack: Vec<(&[u32], usize)> = vec![(&threads.roots, 0)];
+    while let Some(top) = stack.last_mut() {
+        let (children, next) = *top;
+        let Some(&child) = children.get(next) else {
+            stack.pop();
+            if !stack.is_empty() {
+                out.push(b')');
+            }
+            continue;
+        };
+        top.1 += 1;
+        if let Some(grandchildren) = open_thread(out, threads, child) {
+            stack.push((grandchildren, 0));
+        }
+    }
+}
+
+/// Opens the thread at `node` and writes its chain; returns the children still to write
+/// (a branch), or `None` once the thread is closed.
+fn open_thread<'t>(out: &mut Vec<u8>, threads: &'t Threads, node: u32) -> Option<&'t [u32]> {
     out.push(b'(');
-    let mut current = thread;
+    let mut current = &threads.nodes[node as usize];
     let mut first = true;
-    // RFC 5256 §4: a single child continues the chain; two or more are nested lists.
     loop {
-        for message in &current.messages {
+        if let Some(message) = current.message {
             if !first {
                 out.push(b' ');
             }
@@ -798,20 +847,19 @@ fn write_thread(out: &mut Vec<u8>, thread: &Thread) {
             let _ = write!(out, "{message}");
         }
         match current.children.as_slice() {
-            [] => break,
-            [only] => current = only,
+            [] => {
+                out.push(b')');
+                return None;
+            }
+            [only] if current.message.is_some() => current = &threads.nodes[*only as usize],
             children => {
                 if !first {
                     out.push(b' ');
                 }
-                for child in children {
-                    write_thread(out, child);
-                }
-                break;
+                return Some(children);
             }
         }
     }
-    out.push(b')');
 }
 
 fn write_quoted_char(out: &mut Vec<u8>, ch: char) {

@@ -2,14 +2,16 @@
 //!
 //! - Summaries and searchable body texts of emails: an email's content never changes, so
 //!   once read they are kept (ENVELOPE, BODYSTRUCTURE, header searches, SORT, THREAD, SEARCH
-//!   BODY). Each is bounded (`imap.summary_cache_entries`, `imap.text_cache_bytes`); when full
-//!   it is emptied and fills again with what is used (cheap, and rare with a sensible bound).
+//!   BODY). Each is bounded (`imap.summary_cache_entries` and `imap.summary_cache_bytes`,
+//!   each summary counted by its size; `imap.text_cache_bytes`); when full it is emptied and
+//!   fills again with what is used (cheap, and rare with a sensible bound).
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use hameau_mailbox::{AccountId, EmailAddress, EmailId, Error, Mail, Summary};
+use hameau_mailbox::{AccountId, EmailAddress, EmailId, Error, Mail, Part, Summary};
 
 /// Keys are two ids chosen by us, not by clients: a multiply-xor hash is enough, and much
 /// cheaper than SipHash for the thousands of lookups of one search.
@@ -44,6 +46,8 @@ pub struct Cached {
     pub cc: String,
     pub bcc: String,
     pub subject: String,
+    /// About the heap bytes of all this, for the cache's bound.
+    bytes: usize,
 }
 
 impl Cached {
@@ -58,27 +62,34 @@ impl Cached {
             }
             out
         };
-        Cached {
-            from: lower(&summary.from),
-            to: lower(&summary.to),
-            cc: lower(&summary.cc),
-            bcc: lower(&summary.bcc),
-            subject: summary.subject.as_deref().unwrap_or("").to_lowercase(),
-            summary,
-        }
+        let (from, to, cc, bcc) = (lower(&summary.from), lower(&summary.to), lower(&summary.cc), lower(&summary.bcc));
+        let subject = summary.subject.as_deref().unwrap_or("").to_lowercase();
+        let bytes = summary_bytes(&summary) + from.len() + to.len() + cc.len() + bcc.len() + subject.len() + 64;
+        Cached { from, to, cc, bcc, subject, bytes, summary }
     }
 }
 
-/// A map bounded by a total weight (entries, or bytes); emptied when full.
+/// A map bounded by its number of entries and by the total of their weights (bytes);
+/// emptied when either is full.
 struct Bounded<V> {
     entries: Mutex<(IdMap<V>, usize)>,
-    weight_max: usize,
+    entries_max: usize,
+    weight_max: AtomicUsize,
     weight: fn(&V) -> usize,
 }
 
+/// Misses loaded from the store between two yields: a search over a cold mailbox of
+/// 100,000 messages lets the other connections of its worker run every 64 reads.
+const LOADS_PER_YIELD: usize = 64;
+
 impl<V: Clone> Bounded<V> {
-    fn new(weight_max: usize, weight: fn(&V) -> usize) -> Bounded<V> {
-        Bounded { entries: Mutex::new((IdMap::default(), 0)), weight_max, weight }
+    fn new(entries_max: usize, weight_max: usize, weight: fn(&V) -> usize) -> Bounded<V> {
+        Bounded {
+            entries: Mutex::new((IdMap::default(), 0)),
+            entries_max,
+            weight_max: AtomicUsize::new(weight_max),
+            weight,
+        }
     }
 
     /// The values of `emails` (`None` for an email that is gone), one lock for the hits,
@@ -97,6 +108,9 @@ impl<V: Clone> Bounded<V> {
             if values[index].is_some() {
                 continue;
             }
+            if loaded.len() % LOADS_PER_YIELD == LOADS_PER_YIELD - 1 {
+                tokio::task::yield_now().await;
+            }
             match load(*email).await {
                 Ok(value) => {
                     values[index] = Some(value.clone());
@@ -106,33 +120,45 @@ impl<V: Clone> Bounded<V> {
                 Err(e) => return Err(e),
             }
         }
-        if !loaded.is_empty() && self.weight_max > 0 {
+        let weight_max = self.weight_max.load(Ordering::Relaxed);
+        if !loaded.is_empty() && weight_max > 0 && self.entries_max > 0 {
             let mut guard = self.entries.lock().expect("cache lock");
             let (entries, total) = &mut *guard;
             for (email, value) in loaded {
                 let weight = (self.weight)(&value);
-                if weight > self.weight_max {
+                if weight > weight_max {
                     continue;
                 }
-                if *total + weight > self.weight_max {
+                if *total + weight > weight_max || entries.len() >= self.entries_max {
                     entries.clear();
                     *total = 0;
                 }
+                if let Some(old) = entries.insert((account, email), value) {
+                    *total -= (self.weight)(&old);
+                }
                 *total += weight;
-                entries.insert((account, email), value);
             }
         }
         Ok(values)
     }
 }
 
-/// Summaries (with lowercased header fields), bounded in entries.
+/// Summaries (with lowercased header fields), bounded in entries and in bytes.
 pub struct SummaryCache(Bounded<Arc<Cached>>);
 
+/// The default bound in bytes until [`SummaryCache::set_bytes_max`]: the config's default.
+const SUMMARY_CACHE_BYTES_DEFAULT: usize = 64 << 20;
+
 impl SummaryCache {
-    /// A cache of at most `entries_max` summaries; 0 keeps none.
+    /// A cache of at most `entries_max` summaries (and 64 MiB until
+    /// [`SummaryCache::set_bytes_max`]); 0 keeps none.
     pub fn new(entries_max: usize) -> SummaryCache {
-        SummaryCache(Bounded::new(entries_max, |_| 1))
+        SummaryCache(Bounded::new(entries_max, SUMMARY_CACHE_BYTES_DEFAULT, |cached| cached.bytes))
+    }
+
+    /// Bounds the bytes of the summaries kept (`imap.summary_cache_bytes`); 0 keeps none.
+    pub fn set_bytes_max(&self, bytes_max: usize) {
+        self.0.weight_max.store(bytes_max, Ordering::Relaxed);
     }
 
     pub async fn get(&self, mail: &Mail, account: AccountId, email: EmailId) -> Result<Arc<Cached>, Error> {
@@ -159,8 +185,59 @@ impl SummaryCache {
 
 impl std::fmt::Debug for SummaryCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SummaryCache").field("entries_max", &self.0.weight_max).finish()
+        f.debug_struct("SummaryCache")
+            .field("entries_max", &self.0.entries_max)
+            .field("bytes_max", &self.0.weight_max.load(Ordering::Relaxed))
+            .finish()
     }
+}
+
+/// About the heap bytes of a summary: its strings and lists, nested messages included
+/// (walked with a stack: no recursion).
+fn summary_bytes(summary: &Summary) -> usize {
+    let addresses = |list: &[EmailAddress]| -> usize {
+        list.iter()
+            .map(|a| 48 + a.name.as_ref().map_or(0, String::len) + a.address.as_ref().map_or(0, String::len))
+            .sum()
+    };
+    let strings = |list: &[String]| -> usize { list.iter().map(|s| 24 + s.len()).sum() };
+    let pairs = |list: &[(String, String)]| -> usize { list.iter().map(|(a, b)| 48 + a.len() + b.len()).sum() };
+    let mut total = 0;
+    let mut stack = vec![summary];
+    while let Some(s) = stack.pop() {
+        total += std::mem::size_of::<Summary>()
+            + s.subject.as_ref().map_or(0, String::len)
+            + s.date.as_ref().map_or(0, String::len)
+            + s.preview.len()
+            + [&s.from, &s.sender, &s.reply_to, &s.to, &s.cc, &s.bcc].iter().map(|l| addresses(l)).sum::<usize>()
+            + strings(&s.message_id)
+            + strings(&s.in_reply_to)
+            + strings(&s.references);
+        for part in &s.parts {
+            total += std::mem::size_of::<Part>()
+                + part.content_type.len()
+                + pairs(&part.params)
+                + pairs(&part.disposition_params)
+                + strings(&part.language)
+                + [
+                    &part.charset,
+                    &part.name,
+                    &part.content_id,
+                    &part.description,
+                    &part.transfer_encoding,
+                    &part.disposition,
+                    &part.location,
+                ]
+                .iter()
+                .map(|o| o.as_ref().map_or(0, String::len))
+                .sum::<usize>()
+                + part.children.len() * 4;
+            if let Some(nested) = &part.message {
+                stack.push(nested);
+            }
+        }
+    }
+    total
 }
 
 /// Body texts (`Mail::body_text`), bounded in bytes.
@@ -169,7 +246,7 @@ pub struct TextCache(Bounded<Arc<str>>);
 impl TextCache {
     /// A cache of at most `bytes_max` bytes of text; 0 keeps none.
     pub fn new(bytes_max: usize) -> TextCache {
-        TextCache(Bounded::new(bytes_max, |text| text.len()))
+        TextCache(Bounded::new(usize::MAX, bytes_max, |text| text.len()))
     }
 
     /// The texts of `emails` (empty for a message without text).
@@ -187,6 +264,6 @@ impl TextCache {
 
 impl std::fmt::Debug for TextCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TextCache").field("bytes_max", &self.0.weight_max).finish()
+        f.debug_struct("TextCache").field("bytes_max", &self.0.weight_max.load(Ordering::Relaxed)).finish()
     }
 }

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 
 use hameau_directory::{AuthLimiter, Verdict};
+use hameau_imap_session::list_match::Pattern;
 use hameau_imap_session::{
     Code, Command, CommandBody, Flag, ListCommand, ListItem, LoginError, MailboxAttribute, MailboxName, Namespace,
     QuotaResource, SelectParams, SequenceSet, Session, SpecialUse, Status, StatusItem, StoreAction,
@@ -11,6 +12,7 @@ use hameau_mailbox::{AccountId, Error as MailError, Ingest, KeywordOp, Mailbox, 
 use tokio::sync::watch;
 
 use crate::Context;
+use crate::server::Connection;
 use crate::view::{self, Selected, flags_of, keyword_of};
 
 /// The flags and keywords every mailbox accepts (`PERMANENTFLAGS` adds `\*`).
@@ -33,6 +35,9 @@ pub struct Conn<'a> {
     peer: SocketAddr,
     pub user: Option<User>,
     pub selected: Option<Selected>,
+    /// Writing to the client failed in the middle of a command (FETCH streams its
+    /// answer): the driver ends the connection with this error after the command.
+    pub broken: Option<std::io::Error>,
 }
 
 /// A command's failure: the tagged `NO` to give.
@@ -59,6 +64,15 @@ impl From<MailError> for No {
             MailError::HasChildren(why) => No::new(Some(Code::HasChildren), why),
             MailError::Cannot(why) => No::new(Some(Code::Cannot), why),
             MailError::UidsExhausted(_) => No::new(Some(Code::Limit), "This mailbox has no UIDs left"),
+            MailError::TooManyMailboxes { max } => {
+                No::new(Some(Code::Limit), format!("This account has {max} mailboxes, the most it may have"))
+            }
+            MailError::TooManyDeliveries { n, max } => {
+                No::new(Some(Code::Limit), format!("{n} messages at once, at most {max}: send fewer per command"))
+            }
+            // RFC 5530 §3: CANNOT, it can never succeed (the message breaks the MIME parser,
+            // or its headers are too large to index); the session goes on.
+            MailError::Unstorable(why) => No::new(Some(Code::Cannot), format!("This message cannot be stored: {why}")),
             error => {
                 tracing::error!(error = %error, "imap: mail store error");
                 No::new(Some(Code::ServerBug), "Internal error, try again later")
@@ -83,7 +97,7 @@ pub fn done(text: &str) -> Outcome {
 
 impl<'a> Conn<'a> {
     pub fn new(ctx: &'a Context, peer: SocketAddr) -> Conn<'a> {
-        Conn { ctx, peer, user: None, selected: None }
+        Conn { ctx, peer, user: None, selected: None, broken: None }
     }
 
     fn now(&self) -> u64 {
@@ -151,10 +165,11 @@ impl<'a> Conn<'a> {
         self.user.as_ref().expect("the session lets only authenticated commands through").account
     }
 
-    /// Runs one command and completes it.
-    pub async fn run(&mut self, session: &mut Session, command: Command) {
+    /// Runs one command and completes it. `connection` takes what a long answer (FETCH)
+    /// writes before the command ends.
+    pub async fn run(&mut self, session: &mut Session, connection: &mut Connection, command: Command) {
         let Command { tag, body } = command;
-        let outcome = self.dispatch(session, &tag, body).await;
+        let outcome = self.dispatch(session, connection, &tag, body).await;
         match outcome {
             Ok((reply, text)) => {
                 let code = match &reply {
@@ -171,7 +186,13 @@ impl<'a> Conn<'a> {
         }
     }
 
-    async fn dispatch(&mut self, session: &mut Session, tag: &str, body: CommandBody) -> Outcome {
+    async fn dispatch(
+        &mut self,
+        session: &mut Session,
+        connection: &mut Connection,
+        tag: &str,
+        body: CommandBody,
+    ) -> Outcome {
         match body {
             CommandBody::Noop | CommandBody::Check => {
                 self.refresh(session, true).await;
@@ -223,7 +244,9 @@ impl<'a> Conn<'a> {
             }
             CommandBody::Expunge { uids } => self.expunge(session, uids).await,
             CommandBody::Fetch { uid, set, attributes, changed_since, vanished } => {
-                crate::fetch::fetch(self, session, uid, &set, &attributes, changed_since, vanished).await
+                let request =
+                    crate::fetch::Request { uid, set: &set, attributes: &attributes, changed_since, vanished };
+                crate::fetch::fetch(self, session, connection, request).await
             }
             CommandBody::Store { uid, set, action, silent, flags, unchanged_since } => {
                 self.store(session, uid, &set, action, silent, &flags, unchanged_since).await
@@ -344,11 +367,12 @@ impl<'a> Conn<'a> {
         {
             let delta = mail.mailbox_changes_since(account, mailbox.id, qresync.modseq).await?;
             let largest = delta.expunged.iter().copied().max().unwrap_or(0).max(selected.uid_next_hint());
+            let known = qresync.known_uids.as_ref().map(|known| known.normalized(largest));
             let vanished: Vec<u32> = delta
                 .expunged
                 .iter()
                 .copied()
-                .filter(|uid| qresync.known_uids.as_ref().is_none_or(|known| known.contains(*uid, largest)))
+                .filter(|uid| known.as_deref().is_none_or(|known| view::in_ranges(known, *uid)))
                 .collect();
             let mut vanished = vanished;
             vanished.sort_unstable();
@@ -431,11 +455,24 @@ impl<'a> Conn<'a> {
         let account = self.account();
         let mut mailboxes = self.ctx.mail.mailboxes(account).await?;
         mailboxes.sort_by(|a, b| a.name.cmp(&b.name));
-        let patterns: Vec<String> =
-            list.patterns.iter().map(|pattern| format!("{}{pattern}", list.reference)).collect();
+        // Compiled once; each name is then matched in time linear in its length (the
+        // session bounded the patterns' length, `imap.list_pattern_bytes_max`).
+        let patterns: Vec<Pattern> = list
+            .patterns
+            .iter()
+            .map(|pattern| Pattern::new(&format!("{}{pattern}", list.reference), delimiter))
+            .collect();
+        // \HasChildren (RFC 3348): the names that are a proper prefix, up to a delimiter,
+        // of another name; one pass over all names.
+        let mut parents: std::collections::HashSet<&str> = std::collections::HashSet::new();
+        for mailbox in &mailboxes {
+            for (at, _) in mailbox.name.match_indices(delimiter) {
+                parents.insert(&mailbox.name[..at]);
+            }
+        }
         let subscribed_only = lsub || list.selection.subscribed;
         for mailbox in &mailboxes {
-            if !patterns.iter().any(|pattern| matches(pattern, &mailbox.name, delimiter)) {
+            if !patterns.iter().any(|pattern| pattern.matches(&mailbox.name)) {
                 continue;
             }
             if subscribed_only && !mailbox.subscribed {
@@ -444,8 +481,7 @@ impl<'a> Conn<'a> {
             if list.selection.special_use && mailbox.role.is_none_or(|role| role == Role::Inbox) {
                 continue;
             }
-            let prefix = format!("{}{delimiter}", mailbox.name);
-            let children = mailboxes.iter().any(|other| other.name.starts_with(&prefix));
+            let children = parents.contains(mailbox.name.as_str());
             let mut attributes =
                 vec![if children { MailboxAttribute::HasChildren } else { MailboxAttribute::HasNoChildren }];
             if let Some(special) = mailbox.role.and_then(special_use_of) {
@@ -891,33 +927,6 @@ fn flags_list() -> Vec<Flag> {
     let mut flags = SYSTEM_FLAGS.to_vec();
     flags.extend(["$Forwarded", "$Junk", "$NotJunk", "$MDNSent"].map(|k| Flag::Keyword(k.into())));
     flags
-}
-
-/// `*` (anything) and `%` (anything but the delimiter) of LIST patterns (RFC 9051 §6.3.9);
-/// `INBOX` matches case-insensitively.
-pub fn matches(pattern: &str, name: &str, delimiter: char) -> bool {
-    fn go(pattern: &[char], name: &[char], delimiter: char) -> bool {
-        match pattern.split_first() {
-            None => name.is_empty(),
-            Some(('*', rest)) => (0..=name.len()).any(|skip| go(rest, &name[skip..], delimiter)),
-            Some(('%', rest)) => {
-                let stop = name.iter().position(|c| *c == delimiter).unwrap_or(name.len());
-                (0..=stop).any(|skip| go(rest, &name[skip..], delimiter))
-            }
-            Some((c, rest)) => name.first() == Some(c) && go(rest, &name[1..], delimiter),
-        }
-    }
-    let fold = |text: &str| -> Vec<char> {
-        match text.get(..5) {
-            Some(head)
-                if head.eq_ignore_ascii_case("inbox") && (text.len() == 5 || text[5..].starts_with(delimiter)) =>
-            {
-                format!("INBOX{}", &text[5..]).chars().collect()
-            }
-            _ => text.chars().collect(),
-        }
-    };
-    go(&fold(pattern), &fold(name), delimiter)
 }
 
 fn role_of(special: SpecialUse) -> Option<Role> {

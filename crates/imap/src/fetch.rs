@@ -11,17 +11,30 @@ use hameau_imap_session::{
 use hameau_mailbox::{EmailAddress, KeywordOp, Part, Summary};
 
 use crate::commands::{Conn, No, Outcome, done};
+use crate::server::Connection;
 use crate::view::{self, flags_of};
 
+/// What a FETCH asks (the session bounded `attributes` by `imap.fetch_items_max`).
+pub struct Request<'r> {
+    pub uid: bool,
+    pub set: &'r SequenceSet,
+    pub attributes: &'r [FetchAttribute],
+    pub changed_since: Option<u64>,
+    pub vanished: bool,
+}
+
+/// FETCH (RFC 9051 §6.4.5). The answer is streamed: whenever more than
+/// `imap.output_bytes_max` of it waits (checked after each item), it is written to
+/// `connection`, so memory holds one message and that buffer whatever the mailbox's size.
 pub async fn fetch(
     conn: &mut Conn<'_>,
     session: &mut Session,
-    uid: bool,
-    set: &SequenceSet,
-    attributes: &[FetchAttribute],
-    changed_since: Option<u64>,
-    vanished: bool,
+    connection: &mut Connection,
+    request: Request<'_>,
 ) -> Outcome {
+    let Request { uid, set, attributes, changed_since, vanished } = request;
+    let output_max = conn.ctx.options.session.limits.output_bytes_max;
+    let mut broken: Option<std::io::Error> = None;
     let account = conn.user.as_ref().expect("authenticated").account;
     let mail = conn.ctx.mail.clone();
     let enabled = session.enabled();
@@ -35,8 +48,9 @@ pub async fn fetch(
         let since = changed_since.unwrap_or(0);
         let delta = mail.mailbox_changes_since(account, selected.id, since).await?;
         let largest = selected.uid_next_hint().max(delta.expunged.iter().copied().max().unwrap_or(0));
+        let asked = if set.is_saved() { Vec::new() } else { set.normalized(largest) };
         let mut gone: Vec<u32> =
-            delta.expunged.iter().copied().filter(|uid| !set.is_saved() && set.contains(*uid, largest)).collect();
+            delta.expunged.iter().copied().filter(|uid| !set.is_saved() && view::in_ranges(&asked, *uid)).collect();
         gone.sort_unstable();
         gone.dedup();
         if let Some(gone) = SequenceSet::from_sorted(gone) {
@@ -102,7 +116,13 @@ pub async fn fetch(
     });
     let condstore = enabled.condstore || changed_since.is_some();
     let mut expunged_meanwhile = false;
-    for index in indexes {
+    'messages: for index in indexes {
+        if session.buffered_output() > output_max
+            && let Err(error) = connection.flush(session).await
+        {
+            broken = Some(error);
+            break 'messages;
+        }
         let entry = &selected.entries[index];
         let (summary, raw) = if needs_summary || needs_raw {
             let summary = if needs_summary {
@@ -145,6 +165,13 @@ pub async fn fetch(
         }
         let mut flags_written = false;
         for attribute in attributes {
+            if line.buffered() > output_max {
+                let bytes = line.take_buffered();
+                if let Err(error) = connection.write_partial(&bytes).await {
+                    broken = Some(error);
+                    break 'messages;
+                }
+            }
             match attribute {
                 FetchAttribute::Uid => {
                     if !uid_first {
@@ -222,6 +249,11 @@ pub async fn fetch(
         if condstore && !attributes.contains(&FetchAttribute::ModSeq) {
             line.modseq(entry.modseq);
         }
+    }
+    if let Some(error) = broken {
+        // The client stopped reading (write timeout) or left: the driver closes.
+        conn.broken = Some(error);
+        return Err(No::new(None, "FETCH aborted: the connection failed"));
     }
     // A UID FETCH of a message expunged meanwhile by another session just leaves it out
     // (RFC 9051: UIDs that do not exist are no error); a FETCH by sequence number says so
@@ -323,7 +355,9 @@ fn structure(list: &mut ListWriter<'_>, summary: &Summary, index: usize, extende
         }
         return;
     }
-    let nested = if part.content_type == "message/rfc822" { part.message.as_deref() } else { None };
+    // Nesting is bounded (the mail model keeps 8 levels of attached messages; 32 here
+    // whatever a stored summary holds): the recursion follows the summary's depth.
+    let nested = if part.content_type == "message/rfc822" && depth < 32 { part.message.as_deref() } else { None };
     let (kind, subtype) = if part.content_type == "message/rfc822" && nested.is_none() {
         ("application", "octet-stream")
     } else {

@@ -13,7 +13,8 @@
 //!   `EXISTS`/`EXPUNGE`/`VANISHED`/`FETCH FLAGS` updates.
 //! - `fetch`: FETCH items rendered from the stored summary and raw message (never a
 //!   re-parse): ENVELOPE, BODYSTRUCTURE, sections, BINARY.
-//! - `search`: SEARCH, SORT and THREAD.
+//! - `search`: SEARCH, SORT and THREAD (the threading itself is the pure
+//!   [`hameau_imap_session::thread`], run on the blocking pool).
 //!
 //! Login failures are counted per client address and per account by the directory's
 //! [`AuthLimiter`]: each failure slows the next attempt, and past the limit logins are
@@ -24,7 +25,6 @@ mod commands;
 mod fetch;
 mod search;
 pub mod server;
-mod thread;
 mod view;
 
 use std::sync::Arc;

@@ -6,8 +6,11 @@
 //! match as case-insensitive substrings (RFC 9051 §6.4.4); a run of spaces in a BODY
 //! string matches any run of whitespace.
 
+use std::collections::HashMap;
+
+use hameau_imap_session::thread::{self, base_subject};
 use hameau_imap_session::{
-    Esearch, SearchKey, SearchReturn, SequenceSet, Session, SortCriterion, SortKey, ThreadAlgorithm,
+    Code, Esearch, SearchKey, SearchReturn, SequenceSet, Session, SortCriterion, SortKey, ThreadAlgorithm,
 };
 use hameau_mailbox::{AccountId, Mail, UidEntry};
 
@@ -61,16 +64,50 @@ struct Candidate<'a> {
     raw: Option<Vec<u8>>,
     /// The body's searchable text, when BODY or TEXT asks.
     body_text: Option<std::sync::Arc<str>>,
+    /// The header's fields (name and decoded value, lowercased), parsed at the first
+    /// HEADER key and kept for the others: once per message per search.
+    fields: Option<Vec<(String, String)>>,
+    /// The header as text, lowercased, at the first TEXT key.
+    header_lowercase: Option<String>,
 }
 
 struct Scope<'a> {
     selected: &'a Selected,
-    largest_uid: u32,
-    count: u32,
+    /// The sets of the search's keys as sorted ranges (`*` resolved), by the key's
+    /// address: computed once per search, then each message is a binary search.
+    ranges: HashMap<usize, Vec<(u32, u32)>>,
 }
 
-fn contains(haystack: &str, needle: &str) -> bool {
-    needle.is_empty() || haystack.to_lowercase().contains(&needle.to_lowercase())
+impl Scope<'_> {
+    fn in_set(&self, set: &SequenceSet, number: u32) -> bool {
+        self.ranges.get(&address(set)).is_some_and(|ranges| view::in_ranges(ranges, number))
+    }
+}
+
+/// A set's address: the key of its ranges (the criteria do not move during a search).
+fn address(set: &SequenceSet) -> usize {
+    set as *const SequenceSet as usize
+}
+
+/// The ranges of every UID and sequence set in `criteria`, walked without recursion.
+fn set_ranges(criteria: &SearchKey, largest_uid: u32, count: u32) -> HashMap<usize, Vec<(u32, u32)>> {
+    let mut ranges = HashMap::new();
+    let mut stack = vec![criteria];
+    while let Some(key) = stack.pop() {
+        match key {
+            SearchKey::And(keys) => stack.extend(keys.iter()),
+            SearchKey::Not(key) => stack.push(key),
+            SearchKey::Or(a, b) => stack.extend([&**a, &**b]),
+            SearchKey::Uid(set) if !set.is_saved() => {
+                ranges.insert(address(set), set.normalized(largest_uid));
+            }
+            SearchKey::SequenceSet(set) if !set.is_saved() => {
+                ranges.insert(address(set), set.normalized(count));
+            }
+            _ => {}
+        }
+    }
+    ranges
 }
 
 /// The key with its strings lowercased once, for the lowercased fields of the cache.
@@ -84,6 +121,8 @@ fn lowercased(key: &SearchKey) -> SearchKey {
         SearchKey::Cc(s) => SearchKey::Cc(s.to_lowercase()),
         SearchKey::Bcc(s) => SearchKey::Bcc(s.to_lowercase()),
         SearchKey::Subject(s) => SearchKey::Subject(s.to_lowercase()),
+        SearchKey::Header(name, value) => SearchKey::Header(name.to_lowercase(), value.to_lowercase()),
+        SearchKey::Text(s) => SearchKey::Text(s.to_lowercase()),
         other => other.clone(),
     }
 }
@@ -109,19 +148,13 @@ fn header_text<'c>(candidate: &'c Candidate<'_>) -> &'c [u8] {
     &raw[..end]
 }
 
-fn header_matches(candidate: &Candidate<'_>, name: &str, value: &str) -> bool {
-    let header = header_text(candidate);
+/// The header's fields: names and values (encoded words decoded), lowercased.
+fn parse_fields(header: &[u8]) -> Vec<(String, String)> {
+    let mut fields = Vec::new();
     let mut current: Option<String> = None;
-    let mut found = false;
-    let mut check = |field: &Option<String>| {
-        if let Some(field) = field
-            && let Some((field_name, field_value)) = field.split_once(':')
-            && field_name.trim().eq_ignore_ascii_case(name)
-        {
-            let decoded = decode_header_value(field_value);
-            if contains(&decoded, value) {
-                found = true;
-            }
+    let mut finish = |field: Option<String>| {
+        if let Some((name, value)) = field.as_deref().and_then(|field| field.split_once(':')) {
+            fields.push((name.trim().to_lowercase(), decode_header_value(value).to_lowercase()));
         }
     };
     for line in header.split_inclusive(|b| *b == b'\n') {
@@ -132,11 +165,29 @@ fn header_matches(candidate: &Candidate<'_>, name: &str, value: &str) -> bool {
             }
             continue;
         }
-        check(&current);
+        finish(current.take());
         current = Some(line.trim_end_matches(['\r', '\n']).to_string());
     }
-    check(&current);
-    found
+    finish(current);
+    fields
+}
+
+/// HEADER name value (RFC 9051 §6.4.4): a field of that name contains the value; the
+/// key's strings are lowercased already.
+fn header_matches(candidate: &mut Candidate<'_>, name: &str, value: &str) -> bool {
+    if candidate.fields.is_none() {
+        candidate.fields = Some(parse_fields(header_text(candidate)));
+    }
+    let fields = candidate.fields.as_deref().unwrap_or_default();
+    fields.iter().any(|(field, text)| field == name && text.contains(value))
+}
+
+/// TEXT's header half: the header's text contains the (lowercased) string.
+fn header_text_contains(candidate: &mut Candidate<'_>, needle: &str) -> bool {
+    if candidate.header_lowercase.is_none() {
+        candidate.header_lowercase = Some(String::from_utf8_lossy(header_text(candidate)).to_lowercase());
+    }
+    needle.is_empty() || candidate.header_lowercase.as_deref().is_some_and(|text| text.contains(needle))
 }
 
 /// A header value with its encoded words (RFC 2047) decoded, for matching.
@@ -185,20 +236,11 @@ fn eval(key: &SearchKey, candidate: &mut Candidate<'_>, scope: &Scope<'_>) -> bo
         SearchKey::SentBefore(date) => summary_day(candidate) < date.days_since_epoch(),
         SearchKey::SentOn(date) => summary_day(candidate) == date.days_since_epoch(),
         SearchKey::SentSince(date) => summary_day(candidate) >= date.days_since_epoch(),
-        SearchKey::Uid(set) => {
-            if set.is_saved() {
-                scope.selected.saved.contains(&entry.uid)
-            } else {
-                set.contains(entry.uid, scope.largest_uid)
-            }
+        SearchKey::Uid(set) | SearchKey::SequenceSet(set) if set.is_saved() => {
+            scope.selected.saved.binary_search(&entry.uid).is_ok()
         }
-        SearchKey::SequenceSet(set) => {
-            if set.is_saved() {
-                scope.selected.saved.contains(&entry.uid)
-            } else {
-                set.contains(candidate.seq, scope.count)
-            }
-        }
+        SearchKey::Uid(set) => scope.in_set(set, entry.uid),
+        SearchKey::SequenceSet(set) => scope.in_set(set, candidate.seq),
         SearchKey::ModSeq { modseq, .. } => entry.modseq >= *modseq,
         // The key's strings were lowercased once (`lowercased`), the cache's fields too.
         SearchKey::From(s) => candidate.summary.as_ref().is_some_and(|m| m.from.contains(s.as_str())),
@@ -208,9 +250,7 @@ fn eval(key: &SearchKey, candidate: &mut Candidate<'_>, scope: &Scope<'_>) -> bo
         SearchKey::Subject(s) => candidate.summary.as_ref().is_some_and(|m| m.subject.contains(s.as_str())),
         SearchKey::Header(name, value) => header_matches(candidate, name, value),
         SearchKey::Body(s) => body_contains(candidate, s),
-        SearchKey::Text(s) => {
-            contains(&String::from_utf8_lossy(header_text(candidate)), s) || body_contains(candidate, s)
-        }
+        SearchKey::Text(s) => header_text_contains(candidate, s) || body_contains(candidate, s),
     }
 }
 
@@ -225,50 +265,64 @@ async fn matching(
     let criteria = &lowercased(criteria);
     let mut need = Needs::default();
     needs(criteria, &mut need);
-    let scope = Scope {
-        selected,
-        largest_uid: selected.entries.last().map_or(0, |e| e.uid),
-        count: selected.entries.len() as u32,
-    };
-    let emails: Vec<hameau_mailbox::EmailId> = selected.entries.iter().map(|entry| entry.email).collect();
-    let summaries = if need.summary { Some(ctx.summaries.get_many(mail, account, &emails).await?) } else { None };
-    let texts = if need.text { Some(ctx.texts.get_many(mail, account, &emails).await?) } else { None };
+    let largest_uid = selected.entries.last().map_or(0, |e| e.uid);
+    let scope = Scope { selected, ranges: set_ranges(criteria, largest_uid, selected.entries.len() as u32) };
     let mut found = Vec::new();
-    for (index, entry) in selected.entries.iter().enumerate() {
-        // Reading raw messages does not yield: let the other connections of this thread run.
-        if need.raw && index % 256 == 255 {
+    // In chunks: the summaries and texts of one chunk are held at a time (not the
+    // mailbox's), and the other connections of this worker run between chunks.
+    for (chunk_index, chunk) in selected.entries.chunks(MESSAGES_PER_YIELD).enumerate() {
+        if chunk_index > 0 {
             tokio::task::yield_now().await;
         }
-        let summary = match &summaries {
-            Some(summaries) => match &summaries[index] {
-                Some(summary) => Some(summary.clone()),
-                None => continue,
-            },
-            None => None,
-        };
-        let raw = if need.raw {
-            match mail.raw(account, entry.email).await {
-                Ok(raw) => Some(raw),
-                Err(hameau_mailbox::Error::NoEmail(_)) => continue,
-                Err(e) => return Err(e.into()),
+        let base = chunk_index * MESSAGES_PER_YIELD;
+        let emails: Vec<hameau_mailbox::EmailId> = chunk.iter().map(|entry| entry.email).collect();
+        let summaries = if need.summary { Some(ctx.summaries.get_many(mail, account, &emails).await?) } else { None };
+        let texts = if need.text { Some(ctx.texts.get_many(mail, account, &emails).await?) } else { None };
+        for (offset, entry) in chunk.iter().enumerate() {
+            let summary = match &summaries {
+                Some(summaries) => match &summaries[offset] {
+                    Some(summary) => Some(summary.clone()),
+                    None => continue,
+                },
+                None => None,
+            };
+            let raw = if need.raw {
+                match mail.raw(account, entry.email).await {
+                    Ok(raw) => Some(raw),
+                    Err(hameau_mailbox::Error::NoEmail(_)) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            } else {
+                None
+            };
+            let body_text = match &texts {
+                Some(texts) => match &texts[offset] {
+                    Some(text) => Some(text.clone()),
+                    None => continue,
+                },
+                None => None,
+            };
+            let index = base + offset;
+            let mut candidate = Candidate {
+                seq: index as u32 + 1,
+                entry,
+                summary,
+                raw,
+                body_text,
+                fields: None,
+                header_lowercase: None,
+            };
+            if eval(criteria, &mut candidate, &scope) {
+                found.push(index);
             }
-        } else {
-            None
-        };
-        let body_text = match &texts {
-            Some(texts) => match &texts[index] {
-                Some(text) => Some(text.clone()),
-                None => continue,
-            },
-            None => None,
-        };
-        let mut candidate = Candidate { seq: index as u32 + 1, entry, summary, raw, body_text };
-        if eval(criteria, &mut candidate, &scope) {
-            found.push(index);
         }
     }
     Ok(found)
 }
+
+/// Messages evaluated between two yields to the other connections of the worker, and
+/// whose summaries are held at once: 256 keep a search of 100,000 messages responsive.
+const MESSAGES_PER_YIELD: usize = 256;
 
 fn has_modseq(key: &SearchKey) -> bool {
     match key {
@@ -326,6 +380,16 @@ fn first_address(addresses: &[hameau_mailbox::EmailAddress]) -> String {
     addresses.first().and_then(|a| a.address.clone()).unwrap_or_default().to_lowercase()
 }
 
+/// What SORT compares, computed once per message (not once per comparison).
+#[derive(Default)]
+struct SortKeys {
+    date: i64,
+    subject: String,
+    from: String,
+    to: String,
+    cc: String,
+}
+
 pub async fn sort(
     conn: &mut Conn<'_>,
     session: &mut Session,
@@ -340,50 +404,46 @@ pub async fn sort(
     let needs_summary = criteria
         .iter()
         .any(|c| matches!(c.key, SortKey::Cc | SortKey::Date | SortKey::From | SortKey::Subject | SortKey::To));
-    let summaries = if needs_summary {
-        let emails: Vec<hameau_mailbox::EmailId> = found.iter().map(|index| selected.entries[*index].email).collect();
-        conn.ctx.summaries.get_many(&mail, account, &emails).await?
-    } else {
-        vec![None; found.len()]
-    };
-    let mut keyed: Vec<_> = found.into_iter().zip(summaries).collect();
-    keyed.sort_by(|(a, sa), (b, sb)| {
+    let mut keyed: Vec<(usize, SortKeys)> = Vec::with_capacity(found.len());
+    for (chunk_index, chunk) in found.chunks(MESSAGES_PER_YIELD).enumerate() {
+        if chunk_index > 0 {
+            tokio::task::yield_now().await;
+        }
+        if !needs_summary {
+            keyed.extend(chunk.iter().map(|index| (*index, SortKeys::default())));
+            continue;
+        }
+        let emails: Vec<hameau_mailbox::EmailId> = chunk.iter().map(|index| selected.entries[*index].email).collect();
+        let summaries = conn.ctx.summaries.get_many(&mail, account, &emails).await?;
+        for (index, cached) in chunk.iter().zip(summaries) {
+            let entry = &selected.entries[*index];
+            let keys = match cached {
+                Some(cached) => {
+                    let summary = &cached.summary;
+                    SortKeys {
+                        date: summary.sent_at.unwrap_or(entry.received_at as i64),
+                        subject: base_subject(summary.subject.as_deref().unwrap_or("")).0,
+                        from: first_address(&summary.from),
+                        to: first_address(&summary.to),
+                        cc: first_address(&summary.cc),
+                    }
+                }
+                None => SortKeys { date: entry.received_at as i64, ..SortKeys::default() },
+            };
+            keyed.push((*index, keys));
+        }
+    }
+    keyed.sort_by(|(a, ka), (b, kb)| {
         for criterion in criteria {
             let (ea, eb) = (&selected.entries[*a], &selected.entries[*b]);
             let ordering = match criterion.key {
                 SortKey::Arrival => ea.received_at.cmp(&eb.received_at),
                 SortKey::Size => ea.size.cmp(&eb.size),
-                SortKey::Date => {
-                    let date = |e: &UidEntry, s: &Option<std::sync::Arc<crate::cache::Cached>>| {
-                        s.as_ref().and_then(|s| s.summary.sent_at).unwrap_or(e.received_at as i64)
-                    };
-                    date(ea, sa).cmp(&date(eb, sb))
-                }
-                SortKey::Subject => {
-                    let subject = |s: &Option<std::sync::Arc<crate::cache::Cached>>| {
-                        crate::thread::base_subject(s.as_ref().and_then(|s| s.summary.subject.as_deref()).unwrap_or(""))
-                            .0
-                    };
-                    subject(sa).cmp(&subject(sb))
-                }
-                SortKey::From => {
-                    let from = |s: &Option<std::sync::Arc<crate::cache::Cached>>| {
-                        s.as_ref().map(|s| first_address(&s.summary.from)).unwrap_or_default()
-                    };
-                    from(sa).cmp(&from(sb))
-                }
-                SortKey::To => {
-                    let to = |s: &Option<std::sync::Arc<crate::cache::Cached>>| {
-                        s.as_ref().map(|s| first_address(&s.summary.to)).unwrap_or_default()
-                    };
-                    to(sa).cmp(&to(sb))
-                }
-                SortKey::Cc => {
-                    let cc = |s: &Option<std::sync::Arc<crate::cache::Cached>>| {
-                        s.as_ref().map(|s| first_address(&s.summary.cc)).unwrap_or_default()
-                    };
-                    cc(sa).cmp(&cc(sb))
-                }
+                SortKey::Date => ka.date.cmp(&kb.date),
+                SortKey::Subject => ka.subject.cmp(&kb.subject),
+                SortKey::From => ka.from.cmp(&kb.from),
+                SortKey::To => ka.to.cmp(&kb.to),
+                SortKey::Cc => ka.cc.cmp(&kb.cc),
             };
             let ordering = if criterion.reverse { ordering.reverse() } else { ordering };
             if ordering != std::cmp::Ordering::Equal {
@@ -399,7 +459,9 @@ pub async fn sort(
 }
 
 /// THREAD (RFC 5256): REFERENCES or ORDEREDSUBJECT over the matching messages, from
-/// their stored summaries.
+/// their stored summaries. The threading itself runs on tokio's blocking pool, bounded
+/// by `imap.thread_references_max` and `imap.thread_work_max`: a large mailbox does not
+/// hold up the other connections of the worker.
 pub async fn thread(
     conn: &mut Conn<'_>,
     session: &mut Session,
@@ -409,29 +471,48 @@ pub async fn thread(
 ) -> Outcome {
     let account = conn.user.as_ref().expect("authenticated").account;
     let mail = conn.ctx.mail.clone();
+    let limits = &conn.ctx.options.session.limits;
+    let options = thread::Options { references_max: limits.thread_references_max, work_max: limits.thread_work_max };
     let selected = conn.selected.as_ref().expect("selected state");
     let found = matching(&mail, conn.ctx, account, selected, search).await?;
-    let emails: Vec<hameau_mailbox::EmailId> = found.iter().map(|index| selected.entries[*index].email).collect();
-    let summaries = conn.ctx.summaries.get_many(&mail, account, &emails).await?;
     let mut messages = Vec::with_capacity(found.len());
-    for (index, cached) in found.into_iter().zip(summaries) {
-        // Expunged meanwhile: left out.
-        let Some(cached) = cached else { continue };
-        let entry = &selected.entries[index];
-        let summary = &cached.summary;
-        let references =
-            if summary.references.is_empty() { summary.in_reply_to.clone() } else { summary.references.clone() };
-        messages.push(crate::thread::Message {
-            number: if uid { entry.uid } else { index as u32 + 1 },
-            message_id: summary.message_id.first().cloned(),
-            references,
-            date: summary.sent_at.unwrap_or(entry.received_at as i64),
-            subject: summary.subject.clone().unwrap_or_default(),
-        });
+    for (chunk_index, chunk) in found.chunks(MESSAGES_PER_YIELD).enumerate() {
+        if chunk_index > 0 {
+            tokio::task::yield_now().await;
+        }
+        let emails: Vec<hameau_mailbox::EmailId> = chunk.iter().map(|index| selected.entries[*index].email).collect();
+        let summaries = conn.ctx.summaries.get_many(&mail, account, &emails).await?;
+        for (index, cached) in chunk.iter().zip(summaries) {
+            // Expunged meanwhile: left out.
+            let Some(cached) = cached else { continue };
+            let entry = &selected.entries[*index];
+            let summary = &cached.summary;
+            let references = if summary.references.is_empty() { &summary.in_reply_to } else { &summary.references };
+            // Only the references the builder will consider are copied.
+            let skip = references.len().saturating_sub(options.references_max);
+            messages.push(thread::Message {
+                number: if uid { entry.uid } else { *index as u32 + 1 },
+                message_id: summary.message_id.first().cloned(),
+                references: references[skip..].to_vec(),
+                date: summary.sent_at.unwrap_or(entry.received_at as i64),
+                subject: summary.subject.clone().unwrap_or_default(),
+            });
+        }
     }
-    let threads = match algorithm {
-        ThreadAlgorithm::References => crate::thread::references(&messages),
-        ThreadAlgorithm::OrderedSubject => crate::thread::ordered_subject(&messages),
+    let built = tokio::task::spawn_blocking(move || match algorithm {
+        ThreadAlgorithm::References => thread::references(&messages, options),
+        ThreadAlgorithm::OrderedSubject => Ok(thread::ordered_subject(&messages)),
+    })
+    .await;
+    let threads = match built {
+        Ok(Ok(threads)) => threads,
+        Ok(Err(thread::Error::TooMuchWork)) | Ok(Err(_)) => {
+            return Err(No::new(
+                Some(Code::Limit),
+                "Threading this mailbox needs too much work; search fewer messages",
+            ));
+        }
+        Err(join) => std::panic::resume_unwind(join.into_panic()),
     };
     session.untagged().thread(&threads);
     conn.refresh(session, uid).await;

@@ -3,9 +3,9 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use hameau_imap_session::{Event, Session, Status};
+use hameau_imap_session::{Code, Event, LoginError, Session, Status};
 use tokio::io::{AsyncRead, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -24,6 +24,7 @@ pub async fn run(
     gate: Arc<hameau_net::Gate>,
     shutdown: watch::Receiver<bool>,
 ) {
+    context.summaries.set_bytes_max(context.options.session.limits.summary_cache_bytes_max);
     let sessions_shutdown = shutdown.clone();
     let service = if implicit_tls { "imaps" } else { "imap" };
     hameau_net::accept_loop(listener, gate, shutdown, service, |accepted| {
@@ -34,7 +35,8 @@ pub async fn run(
             context.metrics.connections.inc();
             if over_limit {
                 if !implicit_tls {
-                    let _ = tcp.write_all(b"* BYE Too many connections from your address\r\n").await;
+                    let bye = tcp.write_all(b"* BYE Too many connections from your address\r\n");
+                    let _ = tokio::time::timeout(context.options.session.limits.write_timeout, bye).await;
                 }
             } else if let Err(e) = serve(tcp, peer, &context, implicit_tls, shutdown).await {
                 tracing::debug!(%peer, error = %e, "imap connection ended with an error");
@@ -42,6 +44,26 @@ pub async fn run(
         }
     })
     .await;
+}
+
+/// Polls a future, turning a panic inside it into an error (the connection's task would
+/// otherwise end without an answer).
+struct CatchUnwind<F>(F);
+
+impl<F: std::future::Future + Unpin> std::future::Future for CatchUnwind<F> {
+    type Output = Result<F::Output, Box<dyn std::any::Any + Send>>;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        let inner = &mut self.0;
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| std::pin::Pin::new(inner).poll(cx))) {
+            Ok(poll) => poll.map(Ok),
+            Err(panic) => std::task::Poll::Ready(Err(panic)),
+        }
+    }
+}
+
+fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> &str {
+    panic.downcast_ref::<&str>().copied().or_else(|| panic.downcast_ref::<String>().map(String::as_str)).unwrap_or("?")
 }
 
 /// Bytes read at most at once. The buffer exists only while bytes are being read: an idle
@@ -92,9 +114,19 @@ impl Transport {
 
 /// COMPRESS=DEFLATE (RFC 4978): raw DEFLATE both ways, each write flushed with a sync
 /// flush so that the peer can read it at once.
+///
+/// Input is inflated at most `inflate_bytes_max` at a time: what was read and not yet
+/// inflated waits in `pending` (at most one read), and the socket is not read again until
+/// it is used up, so a deflate bomb costs one bounded buffer. Every loop either consumes
+/// input, produces output or ends: data after the end of the client's stream (RFC 4978
+/// gives no way to end compression) is a protocol error that closes the connection.
 struct Deflate {
     compress: flate2::Compress,
     decompress: flate2::Decompress,
+    /// Compressed input read but not inflated yet.
+    pending: Vec<u8>,
+    /// The client ended its deflate stream.
+    ended: bool,
 }
 
 impl Deflate {
@@ -102,6 +134,8 @@ impl Deflate {
         Deflate {
             compress: flate2::Compress::new(flate2::Compression::new(6), false),
             decompress: flate2::Decompress::new(false),
+            pending: Vec::new(),
+            ended: false,
         }
     }
 
@@ -110,7 +144,7 @@ impl Deflate {
         let mut consumed = 0;
         loop {
             out.reserve(4096);
-            let before_in = self.compress.total_in();
+            let (before_in, before_out) = (self.compress.total_in(), out.len());
             self.compress
                 .compress_vec(&input[consumed..], &mut out, flate2::FlushCompress::Sync)
                 .map_err(|e| io::Error::other(e.to_string()))?;
@@ -118,56 +152,104 @@ impl Deflate {
             if consumed == input.len() && out.len() < out.capacity() {
                 return Ok(out);
             }
-        }
-    }
-
-    fn inflate(&mut self, input: &[u8]) -> io::Result<Vec<u8>> {
-        let mut out = Vec::with_capacity(input.len() * 4 + 64);
-        let mut consumed = 0;
-        loop {
-            out.reserve(16 * 1024);
-            let before_in = self.decompress.total_in();
-            self.decompress
-                .decompress_vec(&input[consumed..], &mut out, flate2::FlushDecompress::Sync)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-            consumed += (self.decompress.total_in() - before_in) as usize;
-            if consumed == input.len() && out.len() < out.capacity() {
-                return Ok(out);
+            if self.compress.total_in() == before_in && out.len() == before_out {
+                return Err(io::Error::other("deflate made no progress"));
             }
         }
     }
+
+    /// Inflates up to `limit` bytes of `pending`. Empty output means everything pending is
+    /// used and more must be read.
+    fn inflate(&mut self, limit: usize) -> io::Result<Vec<u8>> {
+        if self.pending.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Output goes into this capacity and no further: at most `limit` bytes.
+        let mut out = Vec::with_capacity(limit);
+        let mut consumed = 0;
+        while consumed < self.pending.len() && out.len() < limit {
+            if self.ended {
+                if !out.is_empty() {
+                    // What came before the end is used first; the next call fails.
+                    break;
+                }
+                return Err(io::Error::new(io::ErrorKind::InvalidData, "data after the end of the deflate stream"));
+            }
+            let (before_in, before_out) = (self.decompress.total_in(), out.len());
+            let status = self
+                .decompress
+                .decompress_vec(&self.pending[consumed..], &mut out, flate2::FlushDecompress::Sync)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+            consumed += (self.decompress.total_in() - before_in) as usize;
+            if status == flate2::Status::StreamEnd {
+                self.ended = true;
+            } else if self.decompress.total_in() == before_in && out.len() == before_out {
+                // Neither input used nor output made, with room for output: the input
+                // cannot be decoded (flate2 reports some corruptions this way).
+                return Err(io::Error::new(io::ErrorKind::InvalidData, "deflate input makes no progress"));
+            }
+        }
+        self.pending.drain(..consumed);
+        if self.pending.capacity() > 2 * READ_BYTES && self.pending.is_empty() {
+            self.pending = Vec::new();
+        }
+        Ok(out)
+    }
 }
 
-/// A connection: transport, optional compression.
-struct Connection {
+/// A connection: transport, optional compression, and the limits of its writes and of
+/// inflated input.
+pub(crate) struct Connection {
     transport: Transport,
     deflate: Option<Deflate>,
+    write_timeout: Duration,
+    inflate_bytes_max: usize,
 }
 
 impl Connection {
     async fn read(&mut self) -> io::Result<Vec<u8>> {
-        let bytes = self.transport.read().await?;
-        match &mut self.deflate {
-            Some(deflate) if !bytes.is_empty() => deflate.inflate(&bytes),
-            _ => Ok(bytes),
-        }
-    }
-
-    async fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
-        match &mut self.deflate {
-            Some(deflate) => {
-                let compressed = deflate.deflate(bytes)?;
-                self.transport.write_all(&compressed).await
+        let Some(deflate) = &mut self.deflate else { return self.transport.read().await };
+        loop {
+            let plain = deflate.inflate(self.inflate_bytes_max)?;
+            if !plain.is_empty() {
+                return Ok(plain);
             }
-            None => self.transport.write_all(bytes).await,
+            let bytes = self.transport.read().await?;
+            if bytes.is_empty() {
+                return Ok(bytes);
+            }
+            deflate.pending.extend_from_slice(&bytes);
         }
     }
 
-    async fn flush(&mut self, session: &mut Session) -> io::Result<()> {
+    /// Writes `bytes` (compressed when DEFLATE is on) within the write timeout: a client
+    /// that does not read is disconnected instead of holding its slot and its buffers.
+    async fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let compressed;
+        let bytes = match &mut self.deflate {
+            Some(deflate) => {
+                compressed = deflate.deflate(bytes)?;
+                &compressed[..]
+            }
+            None => bytes,
+        };
+        match tokio::time::timeout(self.write_timeout, self.transport.write_all(bytes)).await {
+            Ok(result) => result,
+            Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "the client did not read within the write timeout")),
+        }
+    }
+
+    /// Writes everything the session has queued.
+    pub(crate) async fn flush(&mut self, session: &mut Session) -> io::Result<()> {
         while let Some(bytes) = session.poll_output() {
             self.write(&bytes).await?;
         }
         Ok(())
+    }
+
+    /// Writes bytes taken from the session in the middle of a response.
+    pub(crate) async fn write_partial(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.write(bytes).await
     }
 }
 
@@ -195,7 +277,13 @@ async fn serve(
     } else {
         Transport::Plain(tcp)
     };
-    let mut connection = Connection { transport, deflate: None };
+    let limits = &context.options.session.limits;
+    let mut connection = Connection {
+        transport,
+        deflate: None,
+        write_timeout: limits.write_timeout,
+        inflate_bytes_max: limits.inflate_bytes_max,
+    };
     let mut options = context.options.session.clone();
     options.tls_active = implicit_tls;
     options.starttls_available = !implicit_tls && context.tls.is_some();
@@ -206,11 +294,27 @@ async fn serve(
             match event {
                 Event::Command(command) => {
                     context.metrics.requests.inc();
-                    // Boxed: the large future of a command exists only while it runs.
-                    Box::pin(conn.run(&mut session, command)).await;
+                    let tag = command.tag.clone();
+                    // Boxed: the large future of a command exists only while it runs. A
+                    // panic inside it ends the command with NO, not the server or the
+                    // connection (STYLE.md §9).
+                    let run = CatchUnwind(Box::pin(conn.run(&mut session, &mut connection, command))).await;
+                    if let Err(panic) = run {
+                        tracing::error!(%peer, panic = panic_text(&panic), "imap: a command panicked");
+                        if session.is_awaiting(&tag) {
+                            session.complete(&tag, Status::No, Some(Code::ServerBug), "Internal error");
+                        }
+                    }
+                    if let Some(error) = conn.broken.take() {
+                        return Err(error);
+                    }
                 }
                 Event::Login { tag: _, authzid, username, password } => {
-                    let result = Box::pin(conn.login(authzid, &username, &password)).await;
+                    let login = CatchUnwind(Box::pin(conn.login(authzid, &username, &password))).await;
+                    let result = login.unwrap_or_else(|panic| {
+                        tracing::error!(%peer, panic = panic_text(&panic), "imap: a login panicked");
+                        Err(LoginError::Unavailable)
+                    });
                     session.handle_login(result);
                 }
                 Event::Idle { .. } => {
@@ -233,13 +337,11 @@ async fn serve(
                 Event::Compress { tag } => {
                     session.complete(&tag, Status::Ok, None, "DEFLATE active");
                     connection.flush(&mut session).await?;
+                    // What followed the command is compressed already: it is inflated as
+                    // the session reads, like the rest.
                     let mut deflate = Deflate::new();
-                    let rest = session.take_buffered_input();
-                    let plain = if rest.is_empty() { rest } else { deflate.inflate(&rest)? };
+                    deflate.pending = session.take_buffered_input();
                     connection.deflate = Some(deflate);
-                    if !plain.is_empty() {
-                        session.handle_input(&plain);
-                    }
                 }
                 Event::Close { .. } => {
                     connection.flush(&mut session).await?;
@@ -261,7 +363,16 @@ async fn serve(
         let idling = session.is_idling();
         tokio::select! {
             read = connection.read(), if session.wants_input() => {
-                let bytes = read?;
+                let bytes = match read {
+                    Ok(bytes) => bytes,
+                    Err(error) if error.kind() == io::ErrorKind::InvalidData => {
+                        // Broken or trailing DEFLATE input: nothing more can be understood.
+                        session.bye("Compressed input is invalid");
+                        connection.flush(&mut session).await?;
+                        return Err(error);
+                    }
+                    Err(error) => return Err(error),
+                };
                 if bytes.is_empty() {
                     return Ok(());
                 }
@@ -279,3 +390,6 @@ async fn serve(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
