@@ -15,4 +15,5 @@ mod imap_clients;
 mod schemathesis;
 mod serve;
 mod smtp;
+mod soak;
 mod support;
