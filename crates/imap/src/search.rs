@@ -64,9 +64,9 @@ struct Candidate<'a> {
     raw: Option<Vec<u8>>,
     /// The body's searchable text, when BODY or TEXT asks.
     body_text: Option<std::sync::Arc<str>>,
-    /// The header's fields (name and decoded value, lowercased), parsed at the first
-    /// HEADER key and kept for the others: once per message per search.
-    fields: Option<Vec<(String, String)>>,
+    /// The header's fields, split at the first HEADER key and kept for the others: once
+    /// per message per search.
+    fields: Option<Vec<Field>>,
     /// The header as text, lowercased, at the first TEXT key.
     header_lowercase: Option<String>,
 }
@@ -148,13 +148,22 @@ fn header_text<'c>(candidate: &'c Candidate<'_>) -> &'c [u8] {
     &raw[..end]
 }
 
-/// The header's fields: names and values (encoded words decoded), lowercased.
-fn parse_fields(header: &[u8]) -> Vec<(String, String)> {
+/// One header field: its name lowercased, its value as written, and the value decoded
+/// (RFC 2047 encoded words) and lowercased when a key first asks for it.
+struct Field {
+    name: String,
+    value: String,
+    decoded: std::cell::OnceCell<String>,
+}
+
+/// The header's fields, unfolded.
+fn parse_fields(header: &[u8]) -> Vec<Field> {
     let mut fields = Vec::new();
     let mut current: Option<String> = None;
     let mut finish = |field: Option<String>| {
         if let Some((name, value)) = field.as_deref().and_then(|field| field.split_once(':')) {
-            fields.push((name.trim().to_lowercase(), decode_header_value(value).to_lowercase()));
+            let (name, value) = (name.trim().to_lowercase(), value.to_string());
+            fields.push(Field { name, value, decoded: std::cell::OnceCell::new() });
         }
     };
     for line in header.split_inclusive(|b| *b == b'\n') {
@@ -173,13 +182,17 @@ fn parse_fields(header: &[u8]) -> Vec<(String, String)> {
 }
 
 /// HEADER name value (RFC 9051 §6.4.4): a field of that name contains the value; the
-/// key's strings are lowercased already.
+/// key's strings are lowercased already. The header is split once per message and each
+/// field decoded at most once, whatever the number of HEADER keys.
 fn header_matches(candidate: &mut Candidate<'_>, name: &str, value: &str) -> bool {
     if candidate.fields.is_none() {
         candidate.fields = Some(parse_fields(header_text(candidate)));
     }
     let fields = candidate.fields.as_deref().unwrap_or_default();
-    fields.iter().any(|(field, text)| field == name && text.contains(value))
+    fields
+        .iter()
+        .filter(|field| field.name == name)
+        .any(|field| field.decoded.get_or_init(|| decode_header_value(&field.value).to_lowercase()).contains(value))
 }
 
 /// TEXT's header half: the header's text contains the (lowercased) string.
@@ -192,11 +205,18 @@ fn header_text_contains(candidate: &mut Candidate<'_>, needle: &str) -> bool {
 
 /// A header value with its encoded words (RFC 2047) decoded, for matching.
 fn decode_header_value(value: &str) -> String {
-    let field = format!("X: {value}\r\n\r\n");
-    mail_parser::MessageParser::default()
-        .parse_headers(field.as_bytes())
-        .and_then(|message| message.header("X").and_then(|h| h.as_text()).map(str::to_string))
-        .unwrap_or_else(|| value.trim().to_string())
+    // Parsed as a Subject: mail-parser decodes the encoded words of the fields it knows as
+    // text, and keeps other fields' values raw.
+    // A panic of the parser on a stored header (it has a few) leaves the value raw.
+    let field = format!("Subject: {value}\r\n\r\n");
+    std::panic::catch_unwind(|| {
+        mail_parser::MessageParser::default()
+            .parse_headers(field.as_bytes())
+            .and_then(|message| message.subject().map(str::to_string))
+    })
+    .ok()
+    .flatten()
+    .unwrap_or_else(|| value.trim().to_string())
 }
 
 fn eval(key: &SearchKey, candidate: &mut Candidate<'_>, scope: &Scope<'_>) -> bool {
@@ -518,3 +538,6 @@ pub async fn thread(
     conn.refresh(session, uid).await;
     done("THREAD completed")
 }
+
+#[cfg(test)]
+mod tests;
