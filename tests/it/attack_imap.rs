@@ -190,7 +190,7 @@ fn compress_data_after_the_end() {
     std::thread::sleep(Duration::from_millis(500));
     target.assert_serving(PROBE);
     // Each attacker is told goodbye and disconnected.
-    for mut client in attackers {
+    for client in attackers {
         client.stream().set_read_timeout(Some(PROBE)).unwrap();
         let start = Instant::now();
         let mut sink = [0u8; 4096];

@@ -205,7 +205,7 @@ fn malformed_messages_get_an_answer() {
 
 /// A tenant quota, on all its accounts together. Before the fix it was stored but never
 /// enforced: deliveries went on past it. Now the MX answers `452 4.2.2` once the tenant's
-/// accounts together reach it.
+/// accounts together reach it, and IMAP APPEND `NO [OVERQUOTA]`.
 #[test]
 fn tenant_quota_refuses_delivery() {
     let target = Target::start_with(|config| {
@@ -214,10 +214,10 @@ fn tenant_quota_refuses_delivery() {
             &[
                 &["tenant", "create", "q", "--name", "Q", "--quota-bytes", "100000"],
                 &["domain", "create", "q.test", "--tenant", "q"],
-                &["account", "create", "un@q.test"],
                 &["account", "create", "deux@q.test"],
             ],
         );
+        crate::imap::create_account(config, "un@q.test", USER_PASSWORD);
     });
     let raw = message("quota", 20_000);
     let mut n_stored = 0;
@@ -237,6 +237,10 @@ fn tenant_quota_refuses_delivery() {
     assert!(reply.starts_with("452 4.2.2"), "{reply}");
     // Messages of ~20.3 KB with our headers: 4 fit in 100,000 bytes, the fifth does not.
     assert_eq!(n_stored, 4);
+    // APPEND counts against the same tenant: refused as well.
+    let mut client = imap_login(&target, "un@q.test", USER_PASSWORD);
+    let answer = append(&mut client, "q1", &raw);
+    assert!(answer.starts_with("q1 NO [OVERQUOTA]"), "{answer}");
     target.assert_serving(PROBE);
 }
 

@@ -78,7 +78,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         started = start_smtp(&config, &mail, &directory, &registry, &shutdown_rx, &mut services).await;
     }
     if started.is_ok() {
-        started = start_imap(&config, &mail, &directory, &limiter, &registry, &shutdown_rx, &mut services).await;
+        started = start_imap(&config, &mail, &directory, &registry, &shutdown_rx, &mut services).await;
     }
     if let Err(e) = started {
         services.abort_all();
@@ -205,7 +205,6 @@ async fn start_imap(
     config: &Config,
     mail: &hameau_mailbox::Mail,
     directory: &Directory,
-    limiter: &Arc<AuthLimiter>,
     registry: &Registry,
     shutdown: &watch::Receiver<bool>,
     services: &mut JoinSet<()>,
@@ -218,7 +217,6 @@ async fn start_imap(
     let context = Arc::new(hameau_imap::Context {
         mail: mail.clone(),
         directory: directory.clone(),
-        limiter: limiter.clone(),
         tls: Some(Arc::new(tls)),
         options: hameau_imap::Options {
             session: hameau_imap_session::Options {

@@ -2,13 +2,12 @@
 
 use std::net::SocketAddr;
 
-use hameau_directory::{AuthLimiter, Verdict};
 use hameau_imap_session::list_match::Pattern;
 use hameau_imap_session::{
     Code, Command, CommandBody, Flag, ListCommand, ListItem, LoginError, MailboxAttribute, MailboxName, Namespace,
     QuotaResource, SelectParams, SequenceSet, Session, SpecialUse, Status, StatusItem, StoreAction,
 };
-use hameau_mailbox::{AccountId, Error as MailError, Ingest, KeywordOp, Mailbox, Role};
+use hameau_mailbox::{AccountId, Error as MailError, Ingest, KeywordOp, Mailbox, Quota, Role};
 use tokio::sync::watch;
 
 use crate::Context;
@@ -25,7 +24,9 @@ const COPY_BYTES_MAX: u64 = 16 * 1024 * 1024;
 /// The logged-in account.
 pub struct User {
     pub account: AccountId,
-    pub quota_bytes: Option<u64>,
+    /// The account's and its tenant's limits, read at login: APPEND and COPY are counted
+    /// against both inside the commit (docs/mail-model.md, Quotas).
+    pub quota: Quota,
     changes: watch::Receiver<u64>,
 }
 
@@ -104,35 +105,23 @@ impl<'a> Conn<'a> {
         (self.ctx.now_s)()
     }
 
-    /// Checks a login, slowed and limited per client address and per account.
+    /// Checks a login through [`hameau_directory::Directory::login`]: slowed and limited
+    /// per client address and per account (its canonical key, whatever the spelling of
+    /// the address), a success taking back only its own failures.
     pub async fn login(&mut self, authzid: Option<String>, username: &str, password: &str) -> Result<(), LoginError> {
         if authzid.as_deref().is_some_and(|authzid| !authzid.eq_ignore_ascii_case(username)) {
             return Err(LoginError::AuthorizationFailed);
         }
         let now = self.now();
-        let limiter = &self.ctx.limiter;
-        let keys = [AuthLimiter::ip_key(self.peer.ip()), format!("imap-account:{}", username.to_lowercase())];
-        let mut delay = std::time::Duration::ZERO;
-        for key in &keys {
-            match limiter.check(key, now) {
-                Verdict::Refuse { retry_after_s } => {
-                    self.ctx.metrics.auth_refused.inc();
-                    tracing::info!(peer = %self.peer, retry_after_s, "imap login refused: too many failures");
-                    return Err(LoginError::Failed);
-                }
-                Verdict::Allow { delay: wait } => delay = delay.max(wait),
-            }
-        }
-        if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
-        }
-        let account = match self.ctx.directory.authenticate_password(username, password, now).await {
+        let account = match self.ctx.directory.login(self.peer.ip(), username, password, now).await {
             Ok(account) => account,
+            Err(hameau_directory::Error::Refused { retry_after_s }) => {
+                self.ctx.metrics.auth_refused.inc();
+                tracing::info!(peer = %self.peer, retry_after_s, "imap login refused: too many failures");
+                return Err(LoginError::Failed);
+            }
             Err(hameau_directory::Error::Unauthenticated) => {
                 self.ctx.metrics.auth_failures.inc();
-                for key in &keys {
-                    limiter.failed(key, now);
-                }
                 tracing::info!(peer = %self.peer, "imap login failed");
                 return Err(LoginError::Failed);
             }
@@ -141,15 +130,21 @@ impl<'a> Conn<'a> {
                 return Err(LoginError::Unavailable);
             }
         };
-        for key in &keys {
-            limiter.succeeded(key);
-        }
+        let tenant_bytes_max = match self.ctx.directory.resolve_recipient(&account.address).await {
+            Ok(recipient) => recipient.and_then(|recipient| recipient.tenant_quota_bytes),
+            Err(e) => {
+                tracing::error!(error = %e, "imap login: reading the tenant's quota");
+                return Err(LoginError::Unavailable);
+            }
+        };
+        let quota =
+            Quota { account_bytes_max: account.quota_bytes, tenant: Some(account.tenant.clone()), tenant_bytes_max };
         if let Err(e) = self.ctx.mail.ensure_account(account.id, &self.ctx.options.mailbox_names, now).await {
             tracing::error!(error = %e, "imap login: creating the mailboxes");
             return Err(LoginError::Unavailable);
         }
         let changes = self.ctx.mail.subscribe(account.id);
-        self.user = Some(User { account: account.id, quota_bytes: account.quota_bytes, changes });
+        self.user = Some(User { account: account.id, quota, changes });
         Ok(())
     }
 
@@ -159,6 +154,10 @@ impl<'a> Conn<'a> {
             Some(user) => user.changes.changed().await.is_ok(),
             None => std::future::pending().await,
         }
+    }
+
+    fn user_quota(&self) -> Quota {
+        self.user.as_ref().expect("the session lets only authenticated commands through").quota.clone()
     }
 
     fn account(&self) -> AccountId {
@@ -548,17 +547,21 @@ impl<'a> Conn<'a> {
             return Err(No::new(Some(Code::TryCreate), format!("No mailbox named {name}")));
         };
         let now = self.now();
-        let quota_bytes = self.user.as_ref().and_then(|user| user.quota_bytes);
+        let quota = self.user_quota();
         let deliveries = messages
             .into_iter()
             .map(|message| {
                 let keywords = message.flags.iter().filter_map(keyword_of).collect();
                 let received_at = message.date.map_or(now, |date| date.to_unix().max(0) as u64);
-                // The tenant's quota needs the tenant in `User` (see docs/mail-model.md, Quotas).
-                let quota = hameau_mailbox::Quota::account(quota_bytes);
                 (
                     account,
-                    Ingest { raw: message.data.into(), mailboxes: vec![mailbox.id], keywords, received_at, quota },
+                    Ingest {
+                        raw: message.data.into(),
+                        mailboxes: vec![mailbox.id],
+                        keywords,
+                        received_at,
+                        quota: quota.clone(),
+                    },
                 )
             })
             .collect();
@@ -738,7 +741,7 @@ impl<'a> Conn<'a> {
         target: &Mailbox,
     ) -> Result<hameau_mailbox::Copied, No> {
         let account = self.account();
-        let quota_bytes = self.user.as_ref().and_then(|user| user.quota_bytes);
+        let quota = self.user_quota();
         let entries = self.ctx.mail.uid_entries(account, from, uids).await?;
         let mut pairs = Vec::with_capacity(entries.len());
         let mut modseq = 0;
@@ -755,7 +758,7 @@ impl<'a> Conn<'a> {
                 .max(1);
             let (chunk, after) = rest.split_at(count);
             rest = after;
-            match self.copy_chunk(chunk, target, quota_bytes).await {
+            match self.copy_chunk(chunk, target, &quota).await {
                 Ok(copied) => {
                     for (entry, ingested) in chunk.iter().zip(copied) {
                         modseq = modseq.max(ingested.modseq);
@@ -783,7 +786,7 @@ impl<'a> Conn<'a> {
         &self,
         chunk: &[hameau_mailbox::UidEntry],
         target: &Mailbox,
-        quota_bytes: Option<u64>,
+        quota: &Quota,
     ) -> Result<Vec<hameau_mailbox::Ingested>, MailError> {
         let account = self.account();
         let mut deliveries = Vec::with_capacity(chunk.len());
@@ -794,7 +797,7 @@ impl<'a> Conn<'a> {
                 mailboxes: vec![target.id],
                 keywords: entry.keywords.clone(),
                 received_at: entry.received_at,
-                quota: hameau_mailbox::Quota::account(quota_bytes),
+                quota: quota.clone(),
             };
             deliveries.push((account, ingest));
         }
@@ -806,7 +809,7 @@ impl<'a> Conn<'a> {
         if let Some(name) = &mailbox {
             self.mailbox_named(name).await?;
         }
-        let quota = self.user.as_ref().and_then(|user| user.quota_bytes);
+        let quota = self.user_quota().account_bytes_max;
         match (&mailbox, quota) {
             (Some(name), None) => {
                 session.untagged().quota_root(name.as_str(), &[]);

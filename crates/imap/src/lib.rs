@@ -16,9 +16,9 @@
 //! - `search`: SEARCH, SORT and THREAD (the threading itself is the pure
 //!   [`hameau_imap_session::thread`], run on the blocking pool).
 //!
-//! Login failures are counted per client address and per account by the directory's
-//! [`AuthLimiter`]: each failure slows the next attempt, and past the limit logins are
-//! refused without checking the password.
+//! Logins go through `Directory::login`: failures are counted per client address and per
+//! account by the directory's `AuthLimiter` (shared with HTTPS); each failure slows the
+//! next attempt, and past the limit logins are refused without checking the password.
 
 mod cache;
 mod commands;
@@ -30,7 +30,7 @@ mod view;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hameau_directory::{AuthLimiter, Directory};
+use hameau_directory::Directory;
 use hameau_mailbox::{Mail, MailboxNames};
 use hameau_telemetry::ServiceMetrics;
 
@@ -51,7 +51,6 @@ pub struct Options {
 pub struct Context {
     pub mail: Mail,
     pub directory: Directory,
-    pub limiter: Arc<AuthLimiter>,
     /// The certificate for STARTTLS and port 993; `None` disables both.
     pub tls: Option<Arc<rustls::ServerConfig>>,
     pub options: Options,
