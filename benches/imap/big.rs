@@ -99,8 +99,13 @@ async fn seed(path: &std::path::Path, account: u64, messages: usize) -> anyhow::
                     .map(|serial| {
                         let keywords = if serial % 3 == 0 { vec!["\\Seen".to_string()] } else { Vec::new() };
                         let raw = message(&mut rng, serial as u64, MESSAGE_BYTES);
-                        let ingest =
-                            Ingest { raw: raw.into(), mailboxes: vec![inbox], keywords, received_at: now, quota: Default::default() };
+                        let ingest = Ingest {
+                            raw: raw.into(),
+                            mailboxes: vec![inbox],
+                            keywords,
+                            received_at: now,
+                            quota: Default::default(),
+                        };
                         (account, ingest)
                     })
                     .collect();

@@ -88,7 +88,12 @@ fn soak_attacks_among_honest_traffic() {
 
     let stored = stored_subjects(imap);
     for subject in &acknowledged {
-        assert_eq!(stored.get(subject.as_str()).copied(), Some(1), "{subject} acknowledged but stored {:?} times", stored.get(subject.as_str()));
+        assert_eq!(
+            stored.get(subject.as_str()).copied(),
+            Some(1),
+            "{subject} acknowledged but stored {:?} times",
+            stored.get(subject.as_str())
+        );
     }
 }
 
