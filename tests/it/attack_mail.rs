@@ -335,3 +335,37 @@ fn recipient_accounts_past_one_ingest_wait_for_another_transaction() {
     assert!(reply.starts_with("250"), "{reply}");
     target.assert_serving(PROBE);
 }
+
+/// Keywords per email are capped (`mail.keywords_max`): a client adding keyword after
+/// keyword used to grow the email's index entry, read by every flag listing, until the
+/// store refused it (an internal error). Now STORE and APPEND past the cap answer
+/// `NO [LIMIT]`, and the message keeps the keywords it had.
+#[test]
+fn keywords_per_email_are_capped() {
+    let target = Target::start_with(|config| set_config(config, "keywords_max = 100", "keywords_max = 10"));
+    let mut client = imap_login(&target, USER, USER_PASSWORD);
+    let answer = append(&mut client, "a1", &message("keywords", 100));
+    assert!(answer.starts_with("a1 OK"), "{answer}");
+    client.send(b"s0 SELECT INBOX\r\n").unwrap();
+    assert!(client.until("s0 ").unwrap().starts_with("s0 OK"));
+    for batch in 0..2 {
+        let keywords: Vec<String> = (0..5).map(|i| format!("k{batch}{i}")).collect();
+        client.send(format!("s{batch} STORE 1 +FLAGS.SILENT ({})\r\n", keywords.join(" ")).as_bytes()).unwrap();
+        let answer = client.until(&format!("s{batch} ")).unwrap();
+        assert!(answer.starts_with(&format!("s{batch} OK")), "{answer}");
+    }
+    client.send(b"s9 STORE 1 +FLAGS.SILENT (one-too-many)\r\n").unwrap();
+    let answer = client.until("s9 ").unwrap();
+    assert!(answer.starts_with("s9 NO [LIMIT]"), "{answer}");
+    client.send(b"f1 FETCH 1 (FLAGS)\r\n").unwrap();
+    let flags = client.until("* 1 FETCH").unwrap();
+    assert!(flags.contains("k14") && !flags.contains("one-too-many"), "{flags}");
+    let many: Vec<String> = (0..11).map(|i| format!("x{i}")).collect();
+    let raw = message("many", 100);
+    client.send(format!("a2 APPEND INBOX ({}) {{{}+}}\r\n", many.join(" "), raw.len()).as_bytes()).unwrap();
+    client.send(&raw).unwrap();
+    client.send(b"\r\n").unwrap();
+    let answer = client.until("a2 ").unwrap();
+    assert!(answer.starts_with("a2 NO [LIMIT]"), "{answer}");
+    target.assert_serving(PROBE);
+}

@@ -155,6 +155,7 @@ pub struct MailSection {
     pub thread_lookups_max: usize,
     pub ingest_batch_max: usize,
     pub mailboxes_max: usize,
+    pub keywords_max: usize,
 }
 
 impl Default for MailSection {
@@ -166,6 +167,7 @@ impl Default for MailSection {
             thread_lookups_max: limits.message.thread_lookups_max,
             ingest_batch_max: limits.ingest_batch_max,
             mailboxes_max: limits.mailboxes_max,
+            keywords_max: limits.keywords_max,
         }
     }
 }
@@ -630,6 +632,7 @@ impl Config {
             },
             ingest_batch_max: section.ingest_batch_max,
             mailboxes_max: section.mailboxes_max,
+            keywords_max: section.keywords_max,
         }
     }
 

@@ -28,6 +28,7 @@ pub(crate) fn check(config: &Config) -> Result<(), Error> {
         ("mail.thread_lookups_max", config.mail.thread_lookups_max as u64, 0, 10_000),
         ("mail.ingest_batch_max", config.mail.ingest_batch_max as u64, 1, 100_000),
         ("mail.mailboxes_max", config.mail.mailboxes_max as u64, 6, 1_000_000),
+        ("mail.keywords_max", config.mail.keywords_max as u64, 8, 10_000),
         ("http.connections_max", config.http.connections_max as u64, 1, 1_000_000),
         ("http.connections_per_ip_max", config.http.connections_per_ip_max as u64, 1, 100_000),
         ("http.header_timeout_s", config.http.header_timeout_s, 1, 3600),

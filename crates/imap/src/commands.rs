@@ -68,6 +68,9 @@ impl From<MailError> for No {
             MailError::TooManyMailboxes { max } => {
                 No::new(Some(Code::Limit), format!("This account has {max} mailboxes, the most it may have"))
             }
+            MailError::TooManyKeywords { max } => {
+                No::new(Some(Code::Limit), format!("A message may have at most {max} flags and keywords"))
+            }
             MailError::TooManyDeliveries { n, max } => {
                 No::new(Some(Code::Limit), format!("{n} messages at once, at most {max}: send fewer per command"))
             }

@@ -72,6 +72,9 @@ pub enum Error {
     /// The account has `mailboxes_max` mailboxes already (IMAP `NO [LIMIT]`).
     #[error("the account has {max} mailboxes, the most it may have")]
     TooManyMailboxes { max: usize },
+    /// An email would have more than `keywords_max` keywords (IMAP `NO [LIMIT]`).
+    #[error("an email may have at most {max} keywords")]
+    TooManyKeywords { max: usize },
     /// A mailbox has handed out every UID IMAP allows (2^32 - 1).
     #[error("mailbox {0} has no UIDs left")]
     UidsExhausted(MailboxId),
@@ -103,6 +106,7 @@ impl Error {
             Error::Unstorable(_)
             | Error::TooManyDeliveries { .. }
             | Error::TooManyMailboxes { .. }
+            | Error::TooManyKeywords { .. }
             | Error::UidsExhausted(_)
             | Error::NoTargetMailbox
             | Error::InvalidName(_) => true,
@@ -127,11 +131,21 @@ pub struct Limits {
     /// Most mailboxes an account may have. People file mail in tens of folders; 1,000
     /// leaves room for years of archives while bounding LIST and the tree's scans.
     pub mailboxes_max: usize,
+    /// Most keywords (flags included) of one email. Clients use a handful (Thunderbird's
+    /// five tags, `$Junk`, `$Forwarded`); 100 bounds the index entry every listing of
+    /// flags reads, which a client adding keyword after keyword would otherwise grow
+    /// until the store refused it.
+    pub keywords_max: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { message: hameau_message::Limits::default(), ingest_batch_max: 200, mailboxes_max: 1_000 }
+        Limits {
+            message: hameau_message::Limits::default(),
+            ingest_batch_max: 200,
+            mailboxes_max: 1_000,
+            keywords_max: 100,
+        }
     }
 }
 
@@ -431,6 +445,8 @@ impl Mail {
             let entry = self.store.get(&keys::mailbox(account, *id)).await?.ok_or(Error::NoMailbox(*id))?;
             batch.expect_version(&keys::mailbox(account, *id), entry.version);
         }
+        let keywords = normalize_keywords(&ingest.keywords);
+        self.check_keywords(&keywords)?;
         let email_id = self.next_email_id(account).await?;
         let thread = self.thread_of(account, &read.parsed.thread_lookups, email_id).await?;
         let email = Email {
@@ -438,7 +454,7 @@ impl Mail {
             blob: read.blob.to_hex(),
             size,
             received_at: ingest.received_at,
-            keywords: normalize_keywords(&ingest.keywords),
+            keywords,
             thread,
             mailboxes: ingest.mailboxes.clone(),
             tenant: ingest.quota.tenant.clone(),
@@ -557,6 +573,7 @@ impl Mail {
     /// is in is updated in the same commit, with a change.
     pub async fn set_keywords(&self, account: AccountId, id: EmailId, keywords: &[String]) -> Result<u64, Error> {
         let keywords = normalize_keywords(keywords);
+        self.check_keywords(&keywords)?;
         self.update_email(account, id, |email| email.keywords = keywords.clone(), ChangeKind::Updated).await
     }
 
@@ -729,6 +746,14 @@ fn set_index_entry(
 
 /// Keywords as IMAP and JMAP share them: system flags keep their backslash and case
 /// (`\Seen`), other keywords are lowercased (RFC 8621 §4.1.1), no duplicates, sorted.
+impl Mail {
+    /// [`Error::TooManyKeywords`] past [`Limits::keywords_max`].
+    fn check_keywords(&self, keywords: &[String]) -> Result<(), Error> {
+        let max = self.limits.keywords_max;
+        if keywords.len() > max { Err(Error::TooManyKeywords { max }) } else { Ok(()) }
+    }
+}
+
 fn normalize_keywords(keywords: &[String]) -> Vec<String> {
     let mut out: Vec<String> = keywords
         .iter()

@@ -280,6 +280,7 @@ impl Mail {
                 if !email.mailboxes.contains(&mailbox) || new_keywords == email.keywords {
                     continue;
                 }
+                self.check_keywords(&new_keywords)?;
                 if n_ops + 2 + email.mailboxes.len() > STORE_OPS_MAX {
                     n_done = uids.partition_point(|uid| *uid < entry.uid);
                     break;
