@@ -72,6 +72,16 @@ impl Target {
         assert!(start.elapsed() < deadline * 2, "honest clients took {:?}", start.elapsed());
     }
 
+    /// A plain IMAP connection logged in as `user` (LOGIN tagged `l1`); panics on failure.
+    pub fn imap_login(&self, user: &str, password: &str) -> LineClient {
+        let mut client = LineClient::connect(self.imap(), Duration::from_secs(60)).unwrap();
+        assert!(client.line().unwrap().starts_with("* OK"));
+        client.send(format!("l1 LOGIN {user} \"{password}\"\r\n").as_bytes()).unwrap();
+        let answer = client.until("l1 ").unwrap();
+        assert!(answer.starts_with("l1 OK"), "{answer}");
+        client
+    }
+
     pub fn alive(&self) -> bool {
         Path::new(&format!("/proc/{}/status", self.server.child.id())).exists()
             && !proc_status(self.server.child.id()).contains("State:\tZ")

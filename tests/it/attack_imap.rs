@@ -18,10 +18,7 @@ const PROBE: Duration = Duration::from_secs(10);
 
 /// Logged in as the attacker, INBOX selected.
 fn attacker(target: &Target) -> LineClient {
-    let mut client = LineClient::connect(target.imap(), Duration::from_secs(30)).unwrap();
-    assert!(client.line().unwrap().starts_with("* OK"));
-    client.send(format!("l1 LOGIN {USER} \"{USER_PASSWORD}\"\r\n").as_bytes()).unwrap();
-    assert!(client.until("l1 ").unwrap().starts_with("l1 OK"));
+    let mut client = target.imap_login(USER, USER_PASSWORD);
     client.send(b"l2 SELECT INBOX\r\n").unwrap();
     assert!(client.until("l2 ").unwrap().starts_with("l2 OK"));
     client

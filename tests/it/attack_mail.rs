@@ -52,11 +52,7 @@ fn smtp_send(target: &Target, recipients: &[&str], message: &[u8]) -> (Vec<Strin
 }
 
 fn imap_login(target: &Target, user: &str, password: &str) -> LineClient {
-    let mut client = LineClient::connect(target.imap(), Duration::from_secs(60)).unwrap();
-    assert!(client.line().unwrap().starts_with("* OK"));
-    client.send(format!("l1 LOGIN {user} \"{password}\"\r\n").as_bytes()).unwrap();
-    assert!(client.until("l1 ").unwrap().starts_with("l1 OK"));
-    client
+    target.imap_login(user, password)
 }
 
 /// APPENDs `message` to INBOX; the tagged answer. The connection must still answer NOOP.

@@ -4,7 +4,6 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::attack::{LineClient, Target, USER, USER_PASSWORD};
@@ -190,40 +189,15 @@ fn forged_authentication_results_are_removed() {
     assert_rss_below(&target, 256 * 1024);
 }
 
-/// An RSA key made by openssl, and its DKIM record's value as DNS strings for a zone file.
-fn rsa_key(dir: &Path) -> (std::path::PathBuf, String) {
-    let key = dir.join("dkim.pem");
-    let status = Command::new("openssl").args(["genrsa", "-out", key.to_str().unwrap(), "2048"]).output().unwrap();
-    assert!(status.status.success());
-    let public = Command::new("sh")
-        .args(["-c", &format!("openssl rsa -in {} -pubout -outform der 2>/dev/null | base64 -w0", key.display())])
-        .output()
-        .unwrap();
-    let record = format!("v=DKIM1; k=rsa; p={}", String::from_utf8(public.stdout).unwrap());
-    let strings = record.as_bytes().chunks(255).map(|c| format!("\"{}\"", String::from_utf8_lossy(c)));
-    (key, strings.collect::<Vec<_>>().join(" "))
-}
-
 /// A DKIM-Signature field for `message` made by dkimpy (PyPI, in the test venv), over
 /// `From` and `X-Big`.
 fn dkimpy_sign(message: &[u8], key: &Path) -> Vec<u8> {
-    use std::io::Write;
-    let python = format!("{}/.cache/hameau-venv/bin/python", std::env::var("HOME").unwrap());
     let script = format!(
         "import sys, dkim\nmessage = sys.stdin.buffer.read()\nkey = open({key:?}, 'rb').read()\n\
          sys.stdout.buffer.write(dkim.sign(message, b'sel', b'evil.test', key, include_headers=[b'from', b'x-big']))\n",
         key = key.to_str().unwrap()
     );
-    let mut child = Command::new(python)
-        .args(["-c", &script])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("dkimpy is needed (scripts/test.sh installs it)");
-    child.stdin.take().unwrap().write_all(message).unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert!(output.status.success());
-    output.stdout
+    crate::smtp::python(&script, message)
 }
 
 /// Unbounded DKIM work (issue 10): thousands of valid signatures over one huge header had
@@ -233,7 +207,7 @@ fn dkimpy_sign(message: &[u8], key: &Path) -> Vec<u8> {
 #[test]
 fn thousands_of_dkim_signatures_over_a_huge_header() {
     let dir = tempfile::tempdir().unwrap();
-    let (key, key_txt) = rsa_key(dir.path());
+    let (key, key_txt) = crate::smtp::rsa_key(dir.path(), "dkim");
     let zones = [(
         "evil.test",
         format!(

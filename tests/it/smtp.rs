@@ -244,7 +244,7 @@ fn rand_ms() -> u64 {
 }
 
 /// An RSA key made by openssl, and its DKIM record's value as DNS strings for a zone file.
-fn rsa_key(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, String) {
+pub fn rsa_key(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, String) {
     let key = dir.join(format!("{name}.pem"));
     let status = Command::new("openssl").args(["genrsa", "-out", key.to_str().unwrap(), "2048"]).output().unwrap();
     assert!(status.status.success());
@@ -258,7 +258,7 @@ fn rsa_key(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, String) {
 }
 
 /// Runs a Python script of the test venv (dkimpy) with `input` on its stdin.
-fn python(script: &str, input: &[u8]) -> Vec<u8> {
+pub fn python(script: &str, input: &[u8]) -> Vec<u8> {
     let python = std::env::var("HOME").map(|home| format!("{home}/.cache/hameau-venv/bin/python")).unwrap();
     let mut child = Command::new(&python)
         .args(["-c", script])
