@@ -335,8 +335,8 @@ impl Mail {
         // Staged last, once every read succeeded: an ingest that fails before stages nothing.
         for (index, read) in reads.iter_mut().enumerate() {
             let first = read_of.iter().position(|of| *of == index).expect("every read has a delivery");
-            let staged = self.store.stage_blob_bytes(&deliveries[first].1.raw).await?;
-            debug_assert_eq!(staged.hash(), read.blob);
+            // Hashed once, when the message was read.
+            let staged = self.store.stage_blob_bytes_hashed(&deliveries[first].1.raw, read.blob).await?;
             batch.blob_acquire_n(staged, read.refs);
             for shared in read.shared.drain(..) {
                 batch.blob_acquire_n(shared, read.refs);

@@ -142,10 +142,12 @@ impl BlobMeta {
     }
 }
 
-pub(crate) async fn stage_bytes(store: &Store, bytes: &[u8]) -> Result<StagedBlob, Error> {
+/// Stages `bytes`; `hash`, when the caller has it already, is `BlobHash::of(bytes)`.
+pub(crate) async fn stage_bytes(store: &Store, bytes: &[u8], hash: Option<BlobHash>) -> Result<StagedBlob, Error> {
     let limits = store.limits();
     check_size(bytes.len() as u64, limits.blob_bytes_max)?;
-    let hash = BlobHash::of(bytes);
+    debug_assert!(hash.is_none_or(|hash| hash == BlobHash::of(bytes)), "a staged blob's hash is its content's");
+    let hash = hash.unwrap_or_else(|| BlobHash::of(bytes));
     let size = bytes.len() as u64;
     if bytes.len() <= limits.blob_chunk_bytes {
         return Ok(StagedBlob { hash, size, data: Staged::Inline(bytes.to_vec()) });
@@ -167,7 +169,7 @@ pub(crate) async fn stage_reader(
     let limits = store.limits().clone();
     let first = read_chunk(reader, limits.blob_chunk_bytes).await?;
     if first.len() < limits.blob_chunk_bytes {
-        return stage_bytes(store, &first).await;
+        return stage_bytes(store, &first, None).await;
     }
     let mut upload = Upload::new(rand::random(), 0, store.backend.discarder());
     let mut hasher = Sha256::new();

@@ -220,7 +220,13 @@ impl Store {
     /// Stages a blob from bytes already in memory. Blobs up to one chunk are kept in the
     /// [`StagedBlob`] and written by the commit that acquires them.
     pub async fn stage_blob_bytes(&self, bytes: impl AsRef<[u8]>) -> Result<StagedBlob, Error> {
-        blob::stage_bytes(self, bytes.as_ref()).await
+        blob::stage_bytes(self, bytes.as_ref(), None).await
+    }
+
+    /// [`Store::stage_blob_bytes`] for a caller that hashed the bytes already: `hash` must
+    /// be `BlobHash::of(bytes)` (checked in debug builds). Saves hashing a message twice.
+    pub async fn stage_blob_bytes_hashed(&self, bytes: impl AsRef<[u8]>, hash: BlobHash) -> Result<StagedBlob, Error> {
+        blob::stage_bytes(self, bytes.as_ref(), Some(hash)).await
     }
 
     /// Stages a blob read from `reader`, one chunk at a time.
