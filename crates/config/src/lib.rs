@@ -433,7 +433,7 @@ impl Default for Imap {
             tls_handshake_timeout_s: 10,
             summary_cache_entries: 20_000,
             text_cache_bytes: 64 << 20,
-            summary_cache_bytes: limits.summary_cache_bytes_max,
+            summary_cache_bytes: 64 << 20,
             write_timeout_s: limits.write_timeout.as_secs(),
             fetch_items_max: limits.fetch_items_max,
             search_keys_max: limits.search_keys_max,
@@ -587,7 +587,6 @@ impl Config {
             inflate_bytes_max: imap.inflate_bytes_max,
             thread_references_max: imap.thread_references_max,
             thread_work_max: imap.thread_work_max,
-            summary_cache_bytes_max: imap.summary_cache_bytes,
         }
     }
 

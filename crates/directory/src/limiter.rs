@@ -233,10 +233,4 @@ impl AuthLimiter {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-
-    /// A success known by one key alone clears nothing: the same key (a client address)
-    /// also carries failures against other accounts, which an attacker's successful logins
-    /// to its own account must not clear (issue 10). Use [`AuthLimiter::login_succeeded`],
-    /// which knows the pair. Failures under a key alone fade after `window_s`.
-    pub fn succeeded(&self, _key: &str) {}
 }

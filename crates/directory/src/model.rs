@@ -221,6 +221,16 @@ pub fn normalize_address(field: &'static str, address: &str) -> Result<(String, 
 /// forms such as fullwidth letters folded, case folded, default-ignorable code points such
 /// as the soft hyphen removed), and trailing dots of the domain are dropped.
 pub fn login_key_form(address: &str) -> String {
+    // A login name is client input (up to a whole command line): past this length it can
+    // be no account, and the limiter keeps its SHA-256 instead, so that each of the
+    // limiter's entries stays small. 1,024 bytes hold any address (64 + 1 + 253
+    // characters) written in fullwidth letters or with soft hyphens.
+    const LOGIN_NAME_BYTES_MAX: usize = 1024;
+    if address.len() > LOGIN_NAME_BYTES_MAX {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(address.as_bytes());
+        return digest.iter().fold(String::from("sha256:"), |key, byte| key + &format!("{byte:02x}"));
+    }
     let fold = |text: &str| idna::domain_to_unicode(text).0;
     match address.rsplit_once('@') {
         Some((local, domain)) => {

@@ -424,7 +424,8 @@ fn limiter_slows_down_then_refuses() {
     }
     assert_eq!(limiter.check("5.6.7.8", NOW), allow(200));
     assert_eq!(limiter.check("5.6.7.8", NOW + 31), allow(0));
-    limiter.succeeded("5.6.7.8");
+    // No success known by one key alone clears it (issue 10): only `login_succeeded`,
+    // which knows the pair, takes failures back.
     assert_eq!(limiter.check("5.6.7.8", NOW), allow(200));
     // IPv6 clients are counted per /64.
     let a: std::net::IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
@@ -486,6 +487,11 @@ fn login_names_fold_for_the_limiter() {
     check_login_key("Élise@Mairie.FR", "élise@mairie.fr");
     check_login_key("no at sign", "no at sign");
     check_login_key("a@b@c", "a@b@c");
+    // Past 1,024 bytes a name is no account: its key is a fixed-size digest.
+    let long = format!("{}@a.fr", "x".repeat(60_000));
+    let key = crate::model::login_key_form(&long);
+    assert!(key.starts_with("sha256:") && key.len() == 7 + 64, "{key}");
+    assert_ne!(key, crate::model::login_key_form(&format!("y{long}")));
 }
 
 /// Logins over `Directory::login`: limited per address and per account (variants of a

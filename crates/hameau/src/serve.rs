@@ -232,7 +232,7 @@ async fn start_imap(
             mailbox_names: hameau_mailbox::MailboxNames::default(),
         },
         now_s: || <SystemClock as hameau_http::Clock>::now_s(&SystemClock),
-        summaries: hameau_imap::SummaryCache::new(config.imap.summary_cache_entries),
+        summaries: hameau_imap::SummaryCache::new(config.imap.summary_cache_entries, config.imap.summary_cache_bytes),
         texts: hameau_imap::TextCache::new(config.imap.text_cache_bytes),
         metrics: hameau_telemetry::ServiceMetrics::new(registry, "imap"),
     });

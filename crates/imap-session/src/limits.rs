@@ -81,11 +81,6 @@ pub struct Limits {
     /// under a message that has replies). Honest mailboxes of 100,000 messages need far
     /// less than 10,000,000 (tens of milliseconds); past it: `tag NO [LIMIT]`.
     pub thread_work_max: u64,
-    /// Bytes of decoded summaries the server keeps for all sessions (ENVELOPE,
-    /// BODYSTRUCTURE, header searches, SORT, THREAD): a summary is counted by its size,
-    /// so a few huge headers cannot fill memory. Read once by the driver for the shared
-    /// cache; 64 MiB holds about 30,000 typical summaries; 0 keeps none.
-    pub summary_cache_bytes_max: usize,
 }
 
 /// Why a set of [`Limits`] cannot be used.
@@ -137,7 +132,6 @@ impl Default for Limits {
             inflate_bytes_max: 64 * KIB,
             thread_references_max: 32,
             thread_work_max: 10_000_000,
-            summary_cache_bytes_max: 64 * MIB,
         }
     }
 }

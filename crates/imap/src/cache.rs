@@ -8,7 +8,6 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use hameau_mailbox::{AccountId, EmailAddress, EmailId, Error, Mail, Part, Summary};
@@ -74,7 +73,7 @@ impl Cached {
 struct Bounded<V> {
     entries: Mutex<(IdMap<V>, usize)>,
     entries_max: usize,
-    weight_max: AtomicUsize,
+    weight_max: usize,
     weight: fn(&V) -> usize,
 }
 
@@ -84,12 +83,7 @@ const LOADS_PER_YIELD: usize = 64;
 
 impl<V: Clone> Bounded<V> {
     fn new(entries_max: usize, weight_max: usize, weight: fn(&V) -> usize) -> Bounded<V> {
-        Bounded {
-            entries: Mutex::new((IdMap::default(), 0)),
-            entries_max,
-            weight_max: AtomicUsize::new(weight_max),
-            weight,
-        }
+        Bounded { entries: Mutex::new((IdMap::default(), 0)), entries_max, weight_max, weight }
     }
 
     /// The values of `emails` (`None` for an email that is gone), one lock for the hits,
@@ -120,7 +114,7 @@ impl<V: Clone> Bounded<V> {
                 Err(e) => return Err(e),
             }
         }
-        let weight_max = self.weight_max.load(Ordering::Relaxed);
+        let weight_max = self.weight_max;
         if !loaded.is_empty() && weight_max > 0 && self.entries_max > 0 {
             let mut guard = self.entries.lock().expect("cache lock");
             let (entries, total) = &mut *guard;
@@ -146,19 +140,11 @@ impl<V: Clone> Bounded<V> {
 /// Summaries (with lowercased header fields), bounded in entries and in bytes.
 pub struct SummaryCache(Bounded<Arc<Cached>>);
 
-/// The default bound in bytes until [`SummaryCache::set_bytes_max`]: the config's default.
-const SUMMARY_CACHE_BYTES_DEFAULT: usize = 64 << 20;
-
 impl SummaryCache {
-    /// A cache of at most `entries_max` summaries (and 64 MiB until
-    /// [`SummaryCache::set_bytes_max`]); 0 keeps none.
-    pub fn new(entries_max: usize) -> SummaryCache {
-        SummaryCache(Bounded::new(entries_max, SUMMARY_CACHE_BYTES_DEFAULT, |cached| cached.bytes))
-    }
-
-    /// Bounds the bytes of the summaries kept (`imap.summary_cache_bytes`); 0 keeps none.
-    pub fn set_bytes_max(&self, bytes_max: usize) {
-        self.0.weight_max.store(bytes_max, Ordering::Relaxed);
+    /// A cache of at most `entries_max` summaries (`imap.summary_cache_entries`) and
+    /// `bytes_max` bytes of them (`imap.summary_cache_bytes`); 0 keeps none.
+    pub fn new(entries_max: usize, bytes_max: usize) -> SummaryCache {
+        SummaryCache(Bounded::new(entries_max, bytes_max, |cached| cached.bytes))
     }
 
     pub async fn get(&self, mail: &Mail, account: AccountId, email: EmailId) -> Result<Arc<Cached>, Error> {
@@ -187,7 +173,7 @@ impl std::fmt::Debug for SummaryCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SummaryCache")
             .field("entries_max", &self.0.entries_max)
-            .field("bytes_max", &self.0.weight_max.load(Ordering::Relaxed))
+            .field("bytes_max", &self.0.weight_max)
             .finish()
     }
 }
@@ -264,6 +250,6 @@ impl TextCache {
 
 impl std::fmt::Debug for TextCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TextCache").field("bytes_max", &self.0.weight_max.load(Ordering::Relaxed)).finish()
+        f.debug_struct("TextCache").field("bytes_max", &self.0.weight_max).finish()
     }
 }

@@ -10,6 +10,10 @@ use hameau_imap_session::{
 };
 use hameau_mailbox::{EmailAddress, KeywordOp, Part, Summary};
 
+/// Attached messages and multiparts followed by BODYSTRUCTURE: a summary nests no deeper
+/// (hameau-message), and no recursion follows a depth a message controls.
+const BODYSTRUCTURE_DEPTH_MAX: usize = 32;
+
 use crate::commands::{Conn, No, Outcome, done};
 use crate::server::Connection;
 use crate::view::{self, flags_of};
@@ -342,7 +346,7 @@ fn structure(list: &mut ListWriter<'_>, summary: &Summary, index: usize, extende
         return;
     };
     let (kind, subtype) = part.content_type.split_once('/').unwrap_or(("text", "plain"));
-    if kind == "multipart" && !part.children.is_empty() && depth < 32 {
+    if kind == "multipart" && !part.children.is_empty() && depth < BODYSTRUCTURE_DEPTH_MAX {
         for child in &part.children {
             let mut nested = list.list();
             structure(&mut nested, summary, *child as usize, extended, utf8, depth + 1);
@@ -357,7 +361,11 @@ fn structure(list: &mut ListWriter<'_>, summary: &Summary, index: usize, extende
     }
     // Nesting is bounded (the mail model keeps 8 levels of attached messages; 32 here
     // whatever a stored summary holds): the recursion follows the summary's depth.
-    let nested = if part.content_type == "message/rfc822" && depth < 32 { part.message.as_deref() } else { None };
+    let nested = if part.content_type == "message/rfc822" && depth < BODYSTRUCTURE_DEPTH_MAX {
+        part.message.as_deref()
+    } else {
+        None
+    };
     let (kind, subtype) = if part.content_type == "message/rfc822" && nested.is_none() {
         ("application", "octet-stream")
     } else {

@@ -24,7 +24,6 @@ pub async fn run(
     gate: Arc<hameau_net::Gate>,
     shutdown: watch::Receiver<bool>,
 ) {
-    context.summaries.set_bytes_max(context.options.session.limits.summary_cache_bytes_max);
     let sessions_shutdown = shutdown.clone();
     let service = if implicit_tls { "imaps" } else { "imap" };
     hameau_net::accept_loop(listener, gate, shutdown, service, |accepted| {

@@ -394,15 +394,16 @@ impl Mail {
     /// Reads one message (the parse boundary), and stages its large records as blobs.
     async fn read_message(&self, raw: &Bytes) -> Result<Read, Error> {
         let limits = self.limits.message.clone();
-        let parsed = if raw.len() <= PARSE_INLINE_BYTES_MAX {
-            hameau_message::parse(raw, &limits)?
+        // Parsed and hashed together: off the async workers for a large message.
+        let read = move |raw: &[u8]| hameau_message::parse(raw, &limits).map(|parsed| (parsed, BlobHash::of(raw)));
+        let (parsed, blob) = if raw.len() <= PARSE_INLINE_BYTES_MAX {
+            read(raw)?
         } else {
             let raw = raw.clone();
-            tokio::task::spawn_blocking(move || hameau_message::parse(&raw, &limits))
+            tokio::task::spawn_blocking(move || read(&raw))
                 .await
                 .map_err(|e| hameau_message::Error::Unreadable(e.to_string()))??
         };
-        let blob = BlobHash::of(raw);
         let mut read = Read {
             summary_value: Vec::new(),
             text_value: Vec::new(),
@@ -744,8 +745,6 @@ fn set_index_entry(
     batch.set_patched(&keys::uid(account, mailbox, uid), &index_value(email), &[patch]);
 }
 
-/// Keywords as IMAP and JMAP share them: system flags keep their backslash and case
-/// (`\Seen`), other keywords are lowercased (RFC 8621 §4.1.1), no duplicates, sorted.
 impl Mail {
     /// [`Error::TooManyKeywords`] past [`Limits::keywords_max`].
     fn check_keywords(&self, keywords: &[String]) -> Result<(), Error> {
@@ -754,6 +753,8 @@ impl Mail {
     }
 }
 
+/// Keywords as IMAP and JMAP share them: system flags keep their backslash and case
+/// (`\Seen`), other keywords are lowercased (RFC 8621 §4.1.1), no duplicates, sorted.
 fn normalize_keywords(keywords: &[String]) -> Vec<String> {
     let mut out: Vec<String> = keywords
         .iter()

@@ -201,15 +201,14 @@ impl Inbound {
     /// ingest holds (`mail.ingest_batch_max`): RFC 5321 §4.5.3.1.10 lets the client send
     /// the other recipients in another transaction, where refusing at DATA would refuse
     /// the whole message.
-    pub fn too_many_accounts<'a>(
-        &self,
-        accepted: impl Iterator<Item = &'a Recipient>,
-        new: &Recipient,
-    ) -> Option<Reply> {
-        let mut accounts: std::collections::BTreeSet<u64> =
-            accepted.flat_map(|recipient| recipient.accounts.iter().map(|account| account.id)).collect();
-        accounts.extend(new.accounts.iter().map(|account| account.id));
-        (accounts.len() > self.mail.limits().ingest_batch_max)
+    ///
+    /// `accounts` are those of the recipients accepted so far in the transaction.
+    pub fn too_many_accounts(&self, accounts: &std::collections::BTreeSet<u64>, new: &Recipient) -> Option<Reply> {
+        let mut added: Vec<u64> =
+            new.accounts.iter().map(|account| account.id).filter(|id| !accounts.contains(id)).collect();
+        added.sort_unstable();
+        added.dedup();
+        (accounts.len() + added.len() > self.mail.limits().ingest_batch_max)
             .then(|| Reply::new(452, "4.5.3", "too many recipients, send the others in another message"))
     }
 
@@ -305,7 +304,7 @@ impl Inbound {
             true => Some(self.verifications.acquire().await.expect("the semaphore is never closed")),
             false => None,
         };
-        match off_the_workers(heavy, CatchUnwind(Box::pin(self.authenticate(envelope, raw)))).await {
+        match off_the_workers(heavy, CatchUnwind(std::pin::pin!(self.authenticate(envelope, raw)))).await {
             Ok(checked) => checked,
             Err(panic) => {
                 let what = panic.downcast_ref::<&str>().copied().or(panic.downcast_ref::<String>().map(String::as_str));
@@ -533,14 +532,14 @@ async fn off_the_workers<F: Future>(heavy: bool, future: F) -> F::Output {
 
 /// A future whose panic is caught and returned (as `std::panic::catch_unwind` does for a
 /// function): a dependency that panics on a message refuses it instead of dropping the
-/// connection.
-pub(crate) struct CatchUnwind<F>(pub(crate) Pin<Box<F>>);
+/// connection. Wraps a pinned future (`std::pin::pin!`, no allocation per message).
+pub(crate) struct CatchUnwind<F>(pub(crate) F);
 
-impl<F: Future> Future for CatchUnwind<F> {
+impl<F: Future + Unpin> Future for CatchUnwind<F> {
     type Output = std::thread::Result<F::Output>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let inner = self.0.as_mut();
+        let inner = Pin::new(&mut self.0);
         match std::panic::catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
             Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
             Ok(Poll::Pending) => Poll::Pending,

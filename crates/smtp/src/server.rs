@@ -144,6 +144,8 @@ async fn write_flush<S: AsyncWrite + AsyncRead + Unpin>(stream: &mut S, bytes: &
 struct Transaction {
     helo: String,
     recipients: HashMap<String, hameau_directory::Recipient>,
+    /// The accounts of `recipients` (checked against `mail.ingest_batch_max` at RCPT).
+    accounts: std::collections::BTreeSet<u64>,
 }
 
 /// Reads at most this much at a time; the session bounds what it keeps.
@@ -172,16 +174,18 @@ async fn serve(
                 }
                 Event::MailFrom { .. } => {
                     transaction.recipients.clear();
+                    transaction.accounts.clear();
                     Some(Decision::Accept)
                 }
                 Event::RcptTo { address } => Some(match context.inbound.check_recipient(address).await {
                     RcptVerdict::Accept(recipient) => {
-                        match context.inbound.too_many_accounts(transaction.recipients.values(), &recipient) {
+                        match context.inbound.too_many_accounts(&transaction.accounts, &recipient) {
                             Some(reply) => {
                                 context.metrics.recipients_refused.inc();
                                 Decision::Reject(Reply::new(reply.code, reply.enhanced, &reply.text))
                             }
                             None => {
+                                transaction.accounts.extend(recipient.accounts.iter().map(|account| account.id));
                                 transaction.recipients.insert(address.clone(), *recipient);
                                 Decision::Accept
                             }
@@ -203,7 +207,7 @@ async fn serve(
                         received_at: (context.now_s)(),
                         id: format!("{id}.{n_messages}"),
                     };
-                    let delivery = CatchUnwind(Box::pin(context.inbound.deliver(&envelope, data))).await;
+                    let delivery = CatchUnwind(std::pin::pin!(context.inbound.deliver(&envelope, data))).await;
                     let reply = delivery.unwrap_or_else(|_| {
                         // Not the message's fault as far as we know (the pipeline refuses
                         // those it cannot parse): a temporary error, logged by the panic.
