@@ -57,6 +57,13 @@ impl Target {
         proc_status_kib(self.server.child.id(), "VmRSS:")
     }
 
+    /// The server's own memory in KiB (`RssAnon`): heap, stacks and caches, without the
+    /// pages of the binary mapped from disk (`RssFile`: shared, clean, given back by the
+    /// kernel under pressure, and most of an idle server's `VmRSS`).
+    pub fn anon_rss_kib(&self) -> u64 {
+        proc_status_kib(self.server.child.id(), "RssAnon:")
+    }
+
     /// The server's peak resident memory in KiB (`VmHWM`).
     pub fn peak_rss_kib(&self) -> u64 {
         proc_status_kib(self.server.child.id(), "VmHWM:")

@@ -199,7 +199,7 @@ fn provisioning_with_8_concurrent_clients_and_cold_logins_keeps_memory_bounded()
     let mut token = String::new();
     let target = Target::start_with(|config| token = operator_key(config));
     let api = Api::new(&target.server);
-    let rss_start = target.rss_kib();
+    let (rss_start, anon_start) = (target.rss_kib(), target.anon_rss_kib());
     let start = Instant::now();
     let next = std::sync::atomic::AtomicUsize::new(0);
     let statuses = std::sync::Mutex::new(std::collections::BTreeMap::<u16, usize>::new());
@@ -247,10 +247,11 @@ fn provisioning_with_8_concurrent_clients_and_cold_logins_keeps_memory_bounded()
     });
     let logged_in = start.elapsed();
     std::thread::sleep(Duration::from_secs(2));
-    let rss_idle = target.rss_kib();
+    let (rss_idle, anon_idle) = (target.rss_kib(), target.anon_rss_kib());
     eprintln!(
         "{n} accounts in {provisioned:?} ({statuses:?}), {n} cold logins in {logged_in:?}; RSS KiB: start {rss_start}, \
-         after provisioning {rss_provisioned}, after logins (idle) {rss_idle}, peak {}",
+         after provisioning {rss_provisioned}, after logins (idle) {rss_idle}, peak {}; anonymous KiB: start \
+         {anon_start}, idle {anon_idle}",
         target.peak_rss_kib()
     );
     assert_eq!(statuses.get(&201), Some(&n), "every creation succeeds at once: {statuses:?}");
@@ -258,6 +259,11 @@ fn provisioning_with_8_concurrent_clients_and_cold_logins_keeps_memory_bounded()
     // The idle server after all that hashing: its start plus 24 MiB (allocator slack and
     // the directory's caches, which are bounded by configuration), not ~1 GB.
     assert!(rss_idle < rss_start + 24 * 1024, "RSS grew from {rss_start} KiB to {rss_idle} KiB");
+    // The issue's goal for an idle server, ≤ 20 MiB, on the memory the server itself holds
+    // (heap, stacks, caches as filled): the rest of VmRSS is the binary's code mapped from
+    // disk (~22 MiB of this debug build), shared and reclaimable. Measured: 4 MiB at start,
+    // 8 MiB here.
+    assert!(anon_idle <= 20 * 1024, "the idle server holds {anon_idle} KiB of its own memory");
     target.assert_serving(PROBE);
 }
 
