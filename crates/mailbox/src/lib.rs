@@ -22,6 +22,7 @@
 //!
 //! The clock is an argument; this crate reads no environment.
 
+mod deliver;
 mod keys;
 mod messages;
 mod model;
@@ -29,6 +30,7 @@ mod notify;
 mod tree;
 
 pub use bytes::Bytes;
+pub use deliver::{Filing, JUNK_KEYWORD, LocalDelivery};
 use hameau_store::{Batch, BlobHash, Patch, PatchTarget, Scan, StagedBlob, Store};
 
 pub use hameau_message::{EmailAddress, Part, Summary, search_text};
@@ -80,6 +82,10 @@ pub enum Error {
     UidsExhausted(MailboxId),
     #[error("an email must be in at least one mailbox")]
     NoTargetMailbox,
+    /// A local delivery found no mailbox of its role in the account (one was deleted
+    /// meanwhile, or the account's mailboxes were made by hand). Temporary.
+    #[error("account {account} has no {role:?} mailbox")]
+    NoRoleMailbox { account: AccountId, role: Role },
     /// Concurrent changes kept conflicting; try again.
     #[error("busy: try again")]
     Busy,

@@ -226,6 +226,48 @@ async fn one_commit_for_all_recipients() {
     assert_eq!(f.mail.raw(other, stored[1].email).await.unwrap(), raw);
 }
 
+/// Local delivery: each account once, its mailboxes made on first delivery, filed by
+/// role, all in one commit.
+#[tokio::test]
+async fn local_delivery_files_each_account_once() {
+    use crate::{Filing, JUNK_KEYWORD, LocalDelivery};
+    let f = fixture().await;
+    let (new, names) = (ACCOUNT + 2, MailboxNames::default());
+    let raw = bytes::Bytes::from(message("livraison", ""));
+    let quota = Quota::account(None);
+    let delivery = |filing, recipients: Vec<(u64, Quota)>| LocalDelivery {
+        raw: raw.clone(),
+        recipients,
+        filing,
+        received_at: NOW,
+        names: &names,
+    };
+    // The same account twice (a person and their alias) gets one copy; an account
+    // without mailboxes gets them.
+    let recipients = vec![(ACCOUNT, quota.clone()), (new, quota.clone()), (ACCOUNT, Quota::account(Some(1)))];
+    let stored = f.mail.deliver(delivery(Filing::Inbox, recipients)).await.unwrap();
+    assert_eq!(stored.iter().map(|(account, _)| *account).collect::<Vec<_>>(), vec![ACCOUNT, new]);
+    assert_eq!(f.mail.uids(ACCOUNT, f.inbox).await.unwrap().len(), 1);
+    let new_inbox = f.mail.mailbox_by_role(new, Role::Inbox).await.unwrap().unwrap();
+    assert_eq!(stored[1].1.uids, vec![(new_inbox.id, 1)]);
+    assert_eq!(f.mail.raw(new, stored[1].1.email).await.unwrap(), raw.to_vec());
+    // Junk: the Junk mailbox, with the keyword.
+    let stored = f.mail.deliver(delivery(Filing::Junk, vec![(ACCOUNT, quota.clone())])).await.unwrap();
+    let junk = f.mail.mailbox_by_role(ACCOUNT, Role::Junk).await.unwrap().unwrap();
+    assert_eq!(stored[0].1.uids, vec![(junk.id, 1)]);
+    assert_eq!(f.mail.email(ACCOUNT, stored[0].1.email).await.unwrap().keywords, vec![JUNK_KEYWORD.to_string()]);
+    // All or nothing: one account over its quota, nobody gets it.
+    let over = vec![(ACCOUNT, quota.clone()), (new, Quota::account(Some(10)))];
+    let err = f.mail.deliver(delivery(Filing::Inbox, over)).await;
+    assert!(matches!(err, Err(Error::OverQuota { .. })), "{err:?}");
+    assert_eq!(f.mail.uids(ACCOUNT, f.inbox).await.unwrap().len(), 1);
+    // More accounts than one ingest holds: refused before any work.
+    let many = (0..=crate::Limits::default().ingest_batch_max as u64).map(|a| (1000 + a, quota.clone())).collect();
+    let err = f.mail.deliver(delivery(Filing::Inbox, many)).await;
+    assert!(matches!(err, Err(Error::TooManyDeliveries { .. })), "{err:?}");
+    assert!(f.mail.mailboxes(1000).await.unwrap().is_empty());
+}
+
 // The mailbox tree.
 
 fn check_name(name: &str, valid: bool) {

@@ -29,7 +29,6 @@
 //!   ([`hameau_mailbox::Mail::ingest_many`]): the `250` is given only after it is synced,
 //!   and a failure leaves no recipient with a copy.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::IpAddr;
 use std::panic::AssertUnwindSafe;
@@ -38,7 +37,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use hameau_directory::{Directory, Recipient};
-use hameau_mailbox::{Ingest, Mail, MailboxNames, Role};
+use hameau_mailbox::{Filing, LocalDelivery, Mail, MailboxNames};
 use hameau_smtp_session::header::{self, Fields};
 use mail_auth::arc::ArcError;
 use mail_auth::dmarc::Policy;
@@ -245,39 +244,33 @@ impl Inbound {
         };
         // One buffer shared by every recipient account: read, staged and stored once.
         let stored = hameau_mailbox::Bytes::from(self.with_headers(envelope, &verdict.results, raw));
-        let mut deliveries = BTreeMap::new();
-        for recipient in &envelope.recipients {
-            for account in &recipient.accounts {
-                deliveries.entry(account.id).or_insert_with(|| hameau_mailbox::Quota {
-                    account_bytes_max: account.quota_bytes,
-                    tenant: Some(recipient.tenant.clone()),
-                    tenant_bytes_max: recipient.tenant_quota_bytes,
-                });
-            }
-        }
-        let mut batch = Vec::with_capacity(deliveries.len());
-        for (account, quota) in deliveries {
-            let mailboxes =
-                match self.mail.ensure_account(account, &self.options.mailbox_names, envelope.received_at).await {
-                    Ok(mailboxes) => mailboxes,
-                    Err(e) => return temporary(&e),
-                };
-            let role = if verdict.junk { Role::Junk } else { Role::Inbox };
-            let Some(target) = mailboxes.iter().find(|mailbox| mailbox.role == Some(role)) else {
-                return Reply::new(451, "4.3.0", "the recipient's mailbox is not available");
-            };
-            let ingest = Ingest {
-                raw: stored.clone(),
-                mailboxes: vec![target.id],
-                keywords: if verdict.junk { vec!["$junk".into()] } else { Vec::new() },
-                received_at: envelope.received_at,
-                quota,
-            };
-            batch.push((account, ingest));
-        }
-        match self.mail.ingest_many(batch).await {
+        let recipients = envelope
+            .recipients
+            .iter()
+            .flat_map(|recipient| {
+                recipient.accounts.iter().map(|account| {
+                    let quota = hameau_mailbox::Quota {
+                        account_bytes_max: account.quota_bytes,
+                        tenant: Some(recipient.tenant.clone()),
+                        tenant_bytes_max: recipient.tenant_quota_bytes,
+                    };
+                    (account.id, quota)
+                })
+            })
+            .collect();
+        let delivery = LocalDelivery {
+            raw: stored,
+            recipients,
+            filing: if verdict.junk { Filing::Junk } else { Filing::Inbox },
+            received_at: envelope.received_at,
+            names: &self.options.mailbox_names,
+        };
+        match self.mail.deliver(delivery).await {
             Ok(_) => Reply::new(250, "2.0.0", format!("message accepted, id {}", envelope.id)),
             Err(hameau_mailbox::Error::OverQuota { .. }) => Reply::new(452, "4.2.2", "mailbox full, try again later"),
+            Err(hameau_mailbox::Error::NoRoleMailbox { .. }) => {
+                Reply::new(451, "4.3.0", "the recipient's mailbox is not available")
+            }
             // A message that can never be stored is refused for good (a 451 would have the
             // sender retry it for days); the reason is logged, not echoed.
             Err(e) if e.is_permanent() => {

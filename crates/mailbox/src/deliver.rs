@@ -1,0 +1,75 @@
+//! Local delivery: one message to one or more local accounts, as the MX delivers it and
+//! as the outbound queue will deliver its local recipients. One function, so that both
+//! file mail the same way.
+
+use bytes::Bytes;
+
+use crate::{AccountId, Error, Ingest, Ingested, Mail, MailboxNames, Quota, Role};
+
+/// The keyword a message filed as junk carries (RFC 5788's `$Junk`, as clients set it).
+pub const JUNK_KEYWORD: &str = "$junk";
+
+/// Where a delivered message is filed in each recipient account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Filing {
+    Inbox,
+    /// The Junk mailbox, with [`JUNK_KEYWORD`] (DMARC `p=quarantine`, later the filter).
+    Junk,
+}
+
+/// One local delivery: the message as it is to be stored (trace and results headers
+/// added) and its recipient accounts.
+#[derive(Clone, Debug)]
+pub struct LocalDelivery<'a> {
+    pub raw: Bytes,
+    /// Each recipient account with the quotas it is counted against. An account listed
+    /// more than once (a person and an alias of theirs) receives one copy, counted under
+    /// the first quota given for it.
+    pub recipients: Vec<(AccountId, Quota)>,
+    pub filing: Filing,
+    pub received_at: u64,
+    /// The names of the special-use mailboxes made for an account that has none yet.
+    pub names: &'a MailboxNames,
+}
+
+impl Mail {
+    /// Delivers a message to local accounts: each account once, its special-use mailboxes
+    /// made if it has none yet, the message filed by [`Filing`], all of them in ONE commit
+    /// ([`Mail::ingest_many`]): every account has it, or none. The errors are those of
+    /// `ingest_many`, and [`Error::NoRoleMailbox`] (temporary) when an account has no
+    /// mailbox of the filing's role.
+    pub async fn deliver(&self, delivery: LocalDelivery<'_>) -> Result<Vec<(AccountId, Ingested)>, Error> {
+        let mut accounts: Vec<(AccountId, Quota)> = Vec::with_capacity(delivery.recipients.len());
+        for (account, quota) in delivery.recipients {
+            if !accounts.iter().any(|(seen, _)| *seen == account) {
+                accounts.push((account, quota));
+            }
+        }
+        // Bounded before any work: each account costs a read of its mailboxes below.
+        if accounts.len() > self.limits.ingest_batch_max {
+            return Err(Error::TooManyDeliveries { n: accounts.len(), max: self.limits.ingest_batch_max });
+        }
+        let (role, keywords) = match delivery.filing {
+            Filing::Inbox => (Role::Inbox, Vec::new()),
+            Filing::Junk => (Role::Junk, vec![JUNK_KEYWORD.to_string()]),
+        };
+        let mut batch = Vec::with_capacity(accounts.len());
+        for (account, quota) in &accounts {
+            let mailboxes = self.ensure_account(*account, delivery.names, delivery.received_at).await?;
+            let target = mailboxes
+                .iter()
+                .find(|mailbox| mailbox.role == Some(role))
+                .ok_or(Error::NoRoleMailbox { account: *account, role })?;
+            let ingest = Ingest {
+                raw: delivery.raw.clone(),
+                mailboxes: vec![target.id],
+                keywords: keywords.clone(),
+                received_at: delivery.received_at,
+                quota: quota.clone(),
+            };
+            batch.push((*account, ingest));
+        }
+        let stored = self.ingest_many(batch).await?;
+        Ok(accounts.into_iter().map(|(account, _)| account).zip(stored).collect())
+    }
+}
