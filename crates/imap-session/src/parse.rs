@@ -209,7 +209,8 @@ impl<'a> Parser<'a> {
         let mut initial_response = None;
         if self.eat(b' ') {
             let raw = self.take_while(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'+' | b'/' | b'='));
-            initial_response = Some(decode_sasl(raw).ok_or_else(|| bad("Invalid base64 in the initial response"))?);
+            initial_response =
+                Some(hameau_sasl::decode(raw).map_err(|_| bad("Invalid base64 in the initial response"))?);
         }
         Ok(CommandBody::Authenticate { mechanism, initial_response })
     }
@@ -1247,15 +1248,6 @@ fn bytes_to_string(bytes: Cow<'_, [u8]>) -> PResult<String> {
         Cow::Borrowed(bytes) => std::str::from_utf8(bytes).map(str::to_owned).map_err(|_| bad("Strings must be UTF-8")),
         Cow::Owned(bytes) => String::from_utf8(bytes).map_err(|_| bad("Strings must be UTF-8")),
     }
-}
-
-/// Decodes a SASL response (RFC 4959: `=` is the empty response).
-pub(crate) fn decode_sasl(raw: &[u8]) -> Option<Vec<u8>> {
-    use base64::Engine as _;
-    if raw == b"=" {
-        return Some(Vec::new());
-    }
-    base64::engine::general_purpose::STANDARD.decode(raw).ok()
 }
 
 #[cfg(test)]

@@ -167,14 +167,7 @@ enum Pending {
 #[derive(Debug)]
 struct Sasl {
     tag: String,
-    step: SaslStep,
-}
-
-#[derive(Debug)]
-enum SaslStep {
-    Plain,
-    LoginUsername,
-    LoginPassword { username: String },
+    exchange: hameau_sasl::Exchange,
 }
 
 /// One command being read: its lines (with the literal announcements) and literals.
@@ -776,53 +769,31 @@ impl Session {
         let Some(line) = line else {
             return self.bad(&sasl.tag, "SASL response too long");
         };
-        if line == b"*" {
-            // RFC 9051 §6.2.2: a cancelled exchange gets BAD.
-            return self.bad(&sasl.tag, "Authentication cancelled");
-        }
-        let Some(response) = parse::decode_sasl(&line) else {
-            return self.bad(&sasl.tag, "Invalid base64 in the SASL response");
-        };
-        self.sasl_response(sasl.tag, sasl.step, response)
+        // RFC 9051 §6.2.2: a cancelled exchange (`*`) gets BAD, as does a malformed one.
+        let next = sasl.exchange.respond_line(&line);
+        self.sasl_next(sasl.tag, next)
     }
 
-    fn sasl_response(&mut self, tag: String, step: SaslStep, response: Vec<u8>) -> Step {
-        match step {
-            SaslStep::Plain => self.plain_response(tag, &response),
-            SaslStep::LoginUsername => match String::from_utf8(response) {
-                Ok(username) => {
-                    // "Password:" in base64, as the LOGIN mechanism's clients expect.
-                    self.output.extend_from_slice(b"+ UGFzc3dvcmQ6\r\n");
-                    self.phase = Phase::Sasl(Sasl { tag, step: SaslStep::LoginPassword { username } });
-                    Step::Continue
-                }
-                Err(_) => self.bad(&tag, "Credentials must be UTF-8"),
-            },
-            SaslStep::LoginPassword { username } => match String::from_utf8(response) {
-                Ok(password) => self.login_event(tag, None, username, password),
-                Err(_) => self.bad(&tag, "Credentials must be UTF-8"),
-            },
+    fn sasl_next(&mut self, tag: String, next: Result<hameau_sasl::Next, hameau_sasl::Error>) -> Step {
+        match next {
+            Ok(hameau_sasl::Next::Challenge { exchange, challenge }) => {
+                self.sasl_challenge(challenge);
+                self.phase = Phase::Sasl(Sasl { tag, exchange });
+                Step::Continue
+            }
+            Ok(hameau_sasl::Next::Done(credentials)) => {
+                let hameau_sasl::Credentials { authzid, username, password } = credentials;
+                self.login_event(tag, authzid, username, password)
+            }
+            Err(e) => self.bad(&tag, &e.to_string()),
         }
     }
 
-    /// RFC 4616: `[authzid] NUL authcid NUL passwd`.
-    fn plain_response(&mut self, tag: String, response: &[u8]) -> Step {
-        let mut parts = response.split(|&byte| byte == 0);
-        let (Some(authzid), Some(username), Some(password), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return self.bad(&tag, "Malformed PLAIN response");
-        };
-        let (Ok(authzid), Ok(username), Ok(password)) =
-            (std::str::from_utf8(authzid), std::str::from_utf8(username), std::str::from_utf8(password))
-        else {
-            return self.bad(&tag, "Credentials must be UTF-8");
-        };
-        if username.is_empty() {
-            return self.bad(&tag, "Malformed PLAIN response");
-        }
-        let authzid = (!authzid.is_empty()).then(|| authzid.to_owned());
-        self.login_event(tag, authzid, username.to_owned(), password.to_owned())
+    /// `+ challenge` (RFC 9051 §7.5).
+    fn sasl_challenge(&mut self, challenge: &str) {
+        self.output.extend_from_slice(b"+ ");
+        self.output.extend_from_slice(challenge.as_bytes());
+        self.output.extend_from_slice(b"\r\n");
     }
 
     fn login_event(&mut self, tag: String, authzid: Option<String>, username: String, password: String) -> Step {
@@ -970,21 +941,21 @@ impl Session {
                 if initial_response.is_some() && !self.extensions.sasl_ir {
                     return self.bad(&tag, "SASL-IR is not supported");
                 }
-                let step = match mechanism.as_str() {
-                    "PLAIN" if self.extensions.auth_plain => SaslStep::Plain,
-                    "LOGIN" if self.extensions.auth_login => SaslStep::LoginUsername,
+                let mechanism = match hameau_sasl::Mechanism::parse(&mechanism) {
+                    Some(hameau_sasl::Mechanism::Plain) if self.extensions.auth_plain => hameau_sasl::Mechanism::Plain,
+                    Some(hameau_sasl::Mechanism::Login) if self.extensions.auth_login => hameau_sasl::Mechanism::Login,
                     _ => {
                         self.write_status(&tag, "NO", None, "Unsupported authentication mechanism");
                         return Step::Continue;
                     }
                 };
+                let exchange = hameau_sasl::Exchange::new(mechanism);
                 if let Some(response) = initial_response {
-                    return self.sasl_response(tag, step, response);
+                    let next = exchange.respond(response);
+                    return self.sasl_next(tag, next);
                 }
-                // "Username:" in base64 for LOGIN; an empty challenge for PLAIN.
-                let challenge: &[u8] = if matches!(step, SaslStep::Plain) { b"+ \r\n" } else { b"+ VXNlcm5hbWU6\r\n" };
-                self.output.extend_from_slice(challenge);
-                self.phase = Phase::Sasl(Sasl { tag, step });
+                self.sasl_challenge(exchange.first_challenge());
+                self.phase = Phase::Sasl(Sasl { tag, exchange });
                 Step::Continue
             }
             _ => unreachable!("login() is called for LOGIN and AUTHENTICATE"),
