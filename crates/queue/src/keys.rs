@@ -1,0 +1,48 @@
+//! Where the queue lives in the store: every key starts with `q/`. Numbers are 8 bytes
+//! big-endian, so keys sort by them (ids, times).
+
+/// The counter that numbers queued messages.
+pub const SEQ: &[u8] = b"q/seq";
+
+/// A message's record: `q/m/` + id.
+pub const MESSAGES: &[u8] = b"q/m/";
+
+/// The schedule: `q/d/` + when (seconds) + id, one entry per message not held and not
+/// done, at its next attempt (or the end of its lease while a worker has it).
+pub const DUE: &[u8] = b"q/d/";
+
+/// A tenant's messages: `q/t/` + tenant + `/` + id (for the tenant admin's listing).
+pub const TENANTS: &[u8] = b"q/t/";
+
+pub fn message(id: u64) -> Vec<u8> {
+    [MESSAGES, &id.to_be_bytes()].concat()
+}
+
+pub fn due(at: u64, id: u64) -> Vec<u8> {
+    [DUE, &at.to_be_bytes(), &id.to_be_bytes()].concat()
+}
+
+/// The first due key after every entry at or before `at`.
+pub fn due_after(at: u64) -> Vec<u8> {
+    [DUE, &at.saturating_add(1).to_be_bytes()].concat()
+}
+
+/// The id in a due key.
+pub fn due_id(key: &[u8]) -> Option<u64> {
+    let id = key.get(DUE.len() + 8..)?;
+    Some(u64::from_be_bytes(id.try_into().ok()?))
+}
+
+pub fn tenant_prefix(tenant: &str) -> Vec<u8> {
+    [TENANTS, tenant.as_bytes(), b"/"].concat()
+}
+
+pub fn tenant(tenant: &str, id: u64) -> Vec<u8> {
+    [tenant_prefix(tenant).as_slice(), &id.to_be_bytes()].concat()
+}
+
+/// The id at the end of a message or tenant index key.
+pub fn trailing_id(key: &[u8]) -> Option<u64> {
+    let id = key.get(key.len().checked_sub(8)?..)?;
+    Some(u64::from_be_bytes(id.try_into().ok()?))
+}

@@ -1,0 +1,478 @@
+//! The outbound queue: messages accepted for delivery elsewhere, kept in the store until
+//! every recipient is delivered or has failed for good. No sockets: the delivery worker
+//! (`hameau-smtp`) claims due messages, tries them, and records each recipient's outcome.
+//!
+//! Durability: [`Queue::enqueue`] returns once the message, its envelope and its schedule
+//! entry are committed (synced) in one batch, so a `250` given after it survives any
+//! crash. Delivery is at least once: a worker [claims](Queue::claim_due) a message by
+//! moving its schedule entry to the end of a lease; if the worker dies, the lease ends and
+//! the message is due again. A recipient recorded [`State::Delivered`] is never sent
+//! again; only one accepted by the receiver whose record was lost in a crash can be sent
+//! twice.
+//!
+//! Retries follow [`Limits::retry_schedule_s`] until [`Limits::lifetime_s`]; the worker is
+//! told which recipients failed for good and which are late enough for a delay notice
+//! ([`Recorded`]), and builds the notifications. A held message ([`Queue::hold`]) has no
+//! schedule entry until released.
+
+mod keys;
+mod model;
+
+#[cfg(test)]
+mod tests;
+
+use bytes::Bytes;
+use hameau_store::{Batch, BlobHash, Patch, PatchTarget, Scan, Store};
+
+pub use model::{Hold, Message, Outcome, Recipient, State};
+
+/// A queued message's id: never reused.
+pub type QueueId = u64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Store(#[from] hameau_store::Error),
+    #[error("corrupt queue record {key}: {problem}")]
+    Corrupt { key: String, problem: String },
+    #[error("a message needs at least one recipient")]
+    NoRecipients,
+    #[error("{n} recipients, over the queue's limit of {max}")]
+    TooManyRecipients { n: usize, max: usize },
+    #[error("no queued message {0}")]
+    NotFound(QueueId),
+    /// Concurrent changes of the message kept conflicting; try again.
+    #[error("busy: try again")]
+    Busy,
+}
+
+/// The queue's limits and schedule. `config` fills them (`[queue]`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Waits before each retry of a recipient after a temporary failure, in seconds: the
+    /// n-th retry waits the n-th entry, and every later one the last. 5 minutes first, as
+    /// Postfix's `minimal_backoff_time`, doubling to an hour (its `maximal_backoff_time`
+    /// is 4,000 s): a receiver's short outage costs minutes, a long one an attempt an hour.
+    pub retry_schedule_s: Vec<u64>,
+    /// How long a recipient is retried before it fails for good, from the time the
+    /// message was queued: 5 days, Postfix's `maximal_queue_lifetime` and RFC 5321
+    /// §4.5.4.1's "at least 4-5 days".
+    pub lifetime_s: u64,
+    /// After this long undelivered, the sender is told once that the message is late (a
+    /// delay DSN): 4 hours, as Postfix's `delay_warning_time` when it is on.
+    pub delay_notice_s: u64,
+    /// How long a worker holds a message it claimed before another may take it: longer
+    /// than one attempt can last (RFC 5321 §4.5.3.2's timeouts add up to about 10 minutes
+    /// for the data of one message). A worker that dies holds its messages this long.
+    pub lease_s: u64,
+    /// Most recipients of one queued message. Submission refuses more at RCPT;
+    /// 1,000 holds a commune's newsletter to its agents and associations.
+    pub recipients_max: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            retry_schedule_s: vec![300, 600, 1200, 2400, 3600],
+            lifetime_s: 5 * 86_400,
+            delay_notice_s: 4 * 3600,
+            lease_s: 900,
+            recipients_max: 1000,
+        }
+    }
+}
+
+impl Limits {
+    /// The wait before retry number `attempt` (1 for the first retry).
+    pub fn retry_wait_s(&self, attempt: u32) -> u64 {
+        let index = (attempt.max(1) as usize - 1).min(self.retry_schedule_s.len().saturating_sub(1));
+        self.retry_schedule_s.get(index).copied().unwrap_or(3600)
+    }
+}
+
+/// A message to queue.
+#[derive(Clone, Debug)]
+pub struct NewMessage {
+    /// The message as it is to be sent (signed, with its trace headers).
+    pub raw: Bytes,
+    /// Empty for a delivery status notification.
+    pub mail_from: String,
+    pub recipients: Vec<String>,
+    pub tenant: Option<String>,
+    pub account: Option<u64>,
+    pub envelope_id: String,
+    /// Queued held (the sender's account is over its sending limits).
+    pub held: Option<Hold>,
+}
+
+/// A message a worker claimed: it is the worker's until `leased_until`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Claim {
+    pub id: QueueId,
+    pub message: Message,
+    pub leased_until: u64,
+}
+
+/// What [`Queue::record`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Recorded {
+    /// The message as recorded (`None` when it left the queue meanwhile: deleted).
+    pub message: Option<Message>,
+    /// Recipients that failed for good in this record: a failure DSN tells the sender
+    /// (unless the message is itself a DSN).
+    pub failed: Vec<Recipient>,
+    /// Recipients late enough for the one delay DSN (unless the message is a DSN).
+    pub delayed: Vec<Recipient>,
+    /// Every recipient is final: the message left the queue.
+    pub done: bool,
+}
+
+/// Optimistic retries of one change before [`Error::Busy`].
+const RETRIES_MAX: usize = 16;
+
+/// The outbound queue over a store. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Queue {
+    store: Store,
+    limits: Limits,
+}
+
+impl Queue {
+    pub fn new(store: Store, limits: Limits) -> Queue {
+        Queue { store, limits }
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Queues a message for its recipients, due at once (or held): returns once it is
+    /// committed, synced.
+    pub async fn enqueue(&self, new: NewMessage, now: u64) -> Result<QueueId, Error> {
+        if new.recipients.is_empty() {
+            return Err(Error::NoRecipients);
+        }
+        if new.recipients.len() > self.limits.recipients_max {
+            return Err(Error::TooManyRecipients { n: new.recipients.len(), max: self.limits.recipients_max });
+        }
+        let staged = self.store.stage_blob_bytes(&new.raw).await?;
+        let held = new.held.is_some();
+        let message = Message {
+            blob: staged.hash().to_hex(),
+            size: new.raw.len() as u64,
+            mail_from: new.mail_from,
+            tenant: new.tenant,
+            account: new.account,
+            queued_at: now,
+            envelope_id: new.envelope_id,
+            recipients: new
+                .recipients
+                .into_iter()
+                .map(|address| Recipient {
+                    address,
+                    state: State::Pending,
+                    attempts: 0,
+                    last_reply: None,
+                    next_at: now,
+                    delay_notified: false,
+                })
+                .collect(),
+            held: new.held,
+            due_at: (!held).then_some(now),
+        };
+        let mut batch = Batch::new();
+        // The id is the counter's value, patched into every key that holds it: one commit.
+        let id = batch.add(keys::SEQ, 1);
+        let patch = |key: &[u8]| [Patch { counter: id, target: PatchTarget::Key, offset: key.len() - 8 }];
+        let key = keys::message(0);
+        batch.set_patched(&key, &encode(&message), &patch(&key));
+        if !held {
+            let key = keys::due(now, 0);
+            batch.set_patched(&key, &[], &patch(&key));
+        }
+        if let Some(tenant) = &message.tenant {
+            let key = keys::tenant(tenant, 0);
+            batch.set_patched(&key, &[], &patch(&key));
+        }
+        batch.blob_acquire(staged);
+        let committed = self.store.commit(batch).await?;
+        Ok(committed.counters[id.index()] as QueueId)
+    }
+
+    /// The message `id`, if queued.
+    pub async fn get(&self, id: QueueId) -> Result<Option<Message>, Error> {
+        Ok(self.read(id).await?.map(|(message, _)| message))
+    }
+
+    /// The bytes of a queued message.
+    pub async fn raw(&self, message: &Message) -> Result<Vec<u8>, Error> {
+        let hash = BlobHash::from_hex(&message.blob).ok_or_else(|| Error::Corrupt {
+            key: message.envelope_id.clone(),
+            problem: format!("blob id {:?}", message.blob),
+        })?;
+        self.store.read_blob(&hash).await?.ok_or_else(|| Error::Corrupt {
+            key: message.envelope_id.clone(),
+            problem: format!("blob {} is missing", message.blob),
+        })
+    }
+
+    /// Claims up to `max` messages due at `now`, each leased to the caller until
+    /// `now + lease_s`. A message another worker claimed meanwhile is skipped.
+    pub async fn claim_due(&self, now: u64, max: usize) -> Result<Vec<Claim>, Error> {
+        let mut scan = Scan::range(keys::DUE, &keys::due_after(now));
+        scan.limit = max;
+        let leased_until = now.saturating_add(self.limits.lease_s);
+        let mut claims = Vec::new();
+        for entry in self.store.scan(&scan).await? {
+            let Some(id) = keys::due_id(&entry.key) else { continue };
+            let Some((mut message, version)) = self.read(id).await? else {
+                // An entry left by a message gone: drop it.
+                let mut batch = Batch::new();
+                batch.delete(&entry.key);
+                self.store.commit(batch).await?;
+                continue;
+            };
+            let mut batch = Batch::new();
+            batch.expect_version(&keys::message(id), version);
+            batch.delete(&entry.key);
+            if let Some(at) = message.due_at {
+                batch.delete(&keys::due(at, id));
+            }
+            message.due_at = Some(leased_until);
+            batch.set(&keys::due(leased_until, id), &[]);
+            batch.set(&keys::message(id), &encode(&message));
+            match self.store.commit(batch).await {
+                Ok(_) => claims.push(Claim { id, message, leased_until }),
+                Err(hameau_store::Error::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(claims)
+    }
+
+    /// Records the outcomes of an attempt, by recipient address, at `now`: delivered
+    /// recipients are final at once; deferred ones are scheduled by
+    /// [`Limits::retry_schedule_s`], or fail past [`Limits::lifetime_s`]. A message whose
+    /// recipients are all final leaves the queue (its blob released). Outcomes for
+    /// recipients no longer pending are ignored.
+    pub async fn record(&self, id: QueueId, outcomes: &[(String, Outcome)], now: u64) -> Result<Recorded, Error> {
+        for _ in 0..RETRIES_MAX {
+            let Some((mut message, version)) = self.read(id).await? else { return Ok(Recorded::default()) };
+            let mut recorded = Recorded::default();
+            for (address, outcome) in outcomes {
+                let Some(recipient) = message
+                    .recipients
+                    .iter_mut()
+                    .find(|recipient| recipient.state == State::Pending && recipient.address == *address)
+                else {
+                    continue;
+                };
+                match outcome {
+                    Outcome::Delivered { reply } => {
+                        recipient.state = State::Delivered { at: now };
+                        recipient.last_reply = Some(reply.clone());
+                    }
+                    Outcome::Failed { reply } => {
+                        recipient.state = State::Failed { at: now };
+                        recipient.last_reply = Some(reply.clone());
+                        recorded.failed.push(recipient.clone());
+                    }
+                    Outcome::Deferred { reply } => {
+                        recipient.attempts = recipient.attempts.saturating_add(1);
+                        recipient.last_reply = Some(reply.clone());
+                        if now >= message.queued_at.saturating_add(self.limits.lifetime_s) {
+                            recipient.state = State::Failed { at: now };
+                            recorded.failed.push(recipient.clone());
+                            continue;
+                        }
+                        recipient.next_at = now.saturating_add(self.limits.retry_wait_s(recipient.attempts));
+                        if !recipient.delay_notified
+                            && now >= message.queued_at.saturating_add(self.limits.delay_notice_s)
+                        {
+                            recipient.delay_notified = true;
+                            recorded.delayed.push(recipient.clone());
+                        }
+                    }
+                }
+            }
+            let mut batch = Batch::new();
+            batch.expect_version(&keys::message(id), version);
+            if let Some(at) = message.due_at {
+                batch.delete(&keys::due(at, id));
+            }
+            if message.pending().next().is_none() {
+                self.remove(&mut batch, id, &message)?;
+                recorded.done = true;
+            } else {
+                message.due_at = match message.held {
+                    Some(_) => None,
+                    None => message.pending().map(|recipient| recipient.next_at).min(),
+                };
+                if let Some(at) = message.due_at {
+                    batch.set(&keys::due(at, id), &[]);
+                }
+                batch.set(&keys::message(id), &encode(&message));
+            }
+            match self.store.commit(batch).await {
+                Ok(_) => {
+                    recorded.message = Some(message);
+                    return Ok(recorded);
+                }
+                Err(hameau_store::Error::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(Error::Busy)
+    }
+
+    /// Holds a message: it is not delivered until [`Queue::release`]d (an attempt under
+    /// way finishes, and what it records stands).
+    pub async fn hold(&self, id: QueueId, reason: &str, now: u64) -> Result<Message, Error> {
+        self.change(id, |message| {
+            if message.held.is_none() {
+                message.held = Some(Hold { reason: reason.to_string(), since: now });
+            }
+            message.due_at = None;
+        })
+        .await
+    }
+
+    /// Releases a held message: due at once.
+    pub async fn release(&self, id: QueueId, now: u64) -> Result<Message, Error> {
+        self.change(id, |message| {
+            message.held = None;
+            message.due_at = Some(now);
+        })
+        .await
+    }
+
+    /// Makes a message not held due at once, its pending recipients too (the operator's
+    /// "retry now").
+    pub async fn retry_now(&self, id: QueueId, now: u64) -> Result<Message, Error> {
+        self.change(id, |message| {
+            if message.held.is_none() {
+                message.due_at = Some(now);
+            }
+            for recipient in message.recipients.iter_mut().filter(|recipient| recipient.state == State::Pending) {
+                recipient.next_at = now;
+            }
+        })
+        .await
+    }
+
+    /// Removes a message from the queue without delivering it (no DSN).
+    pub async fn delete(&self, id: QueueId) -> Result<Message, Error> {
+        for _ in 0..RETRIES_MAX {
+            let (message, version) = self.read(id).await?.ok_or(Error::NotFound(id))?;
+            let mut batch = Batch::new();
+            batch.expect_version(&keys::message(id), version);
+            if let Some(at) = message.due_at {
+                batch.delete(&keys::due(at, id));
+            }
+            self.remove(&mut batch, id, &message)?;
+            match self.store.commit(batch).await {
+                Ok(_) => return Ok(message),
+                Err(hameau_store::Error::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(Error::Busy)
+    }
+
+    /// Queued messages in id order after `after`, at most `limit`: all of them, or one
+    /// tenant's.
+    pub async fn list(
+        &self,
+        tenant: Option<&str>,
+        after: Option<QueueId>,
+        limit: usize,
+    ) -> Result<Vec<(QueueId, Message)>, Error> {
+        let prefix = match tenant {
+            Some(tenant) => keys::tenant_prefix(tenant),
+            None => keys::MESSAGES.to_vec(),
+        };
+        let mut scan = Scan::prefix(&prefix);
+        if let Some(after) = after {
+            let from = [prefix.as_slice(), &after.saturating_add(1).to_be_bytes()].concat();
+            scan.from = std::ops::Bound::Included(from);
+        }
+        scan.limit = limit;
+        let mut listed = Vec::new();
+        for entry in self.store.scan(&scan).await? {
+            let Some(id) = keys::trailing_id(&entry.key) else { continue };
+            let message = match tenant {
+                None => decode(&entry.key, &entry.value)?,
+                Some(_) => match self.read(id).await? {
+                    Some((message, _)) => message,
+                    None => continue,
+                },
+            };
+            listed.push((id, message));
+        }
+        Ok(listed)
+    }
+
+    /// How many messages are scheduled (held ones are not), counting up to `limit`: the
+    /// queue size `/metrics` shows.
+    pub async fn due_count(&self, limit: usize) -> Result<usize, Error> {
+        let mut scan = Scan::prefix(keys::DUE);
+        scan.limit = limit;
+        Ok(self.store.scan(&scan).await?.len())
+    }
+
+    /// Reads, changes and writes one message, moving its schedule entry with `due_at`.
+    async fn change(&self, id: QueueId, edit: impl Fn(&mut Message)) -> Result<Message, Error> {
+        for _ in 0..RETRIES_MAX {
+            let (mut message, version) = self.read(id).await?.ok_or(Error::NotFound(id))?;
+            let before = message.due_at;
+            edit(&mut message);
+            let mut batch = Batch::new();
+            batch.expect_version(&keys::message(id), version);
+            if before != message.due_at {
+                if let Some(at) = before {
+                    batch.delete(&keys::due(at, id));
+                }
+                if let Some(at) = message.due_at {
+                    batch.set(&keys::due(at, id), &[]);
+                }
+            }
+            batch.set(&keys::message(id), &encode(&message));
+            match self.store.commit(batch).await {
+                Ok(_) => return Ok(message),
+                Err(hameau_store::Error::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(Error::Busy)
+    }
+
+    /// Adds to `batch` what takes a message out of the queue (its schedule entry aside).
+    fn remove(&self, batch: &mut Batch, id: QueueId, message: &Message) -> Result<(), Error> {
+        let hash = BlobHash::from_hex(&message.blob).ok_or_else(|| Error::Corrupt {
+            key: format!("q/m/{id}"),
+            problem: format!("blob id {:?}", message.blob),
+        })?;
+        batch.delete(&keys::message(id));
+        if let Some(tenant) = &message.tenant {
+            batch.delete(&keys::tenant(tenant, id));
+        }
+        batch.blob_release(&hash);
+        Ok(())
+    }
+
+    async fn read(&self, id: QueueId) -> Result<Option<(Message, hameau_store::Version)>, Error> {
+        let key = keys::message(id);
+        let Some(entry) = self.store.get(&key).await? else { return Ok(None) };
+        Ok(Some((decode(&key, &entry.value)?, entry.version)))
+    }
+}
+
+fn encode(message: &Message) -> Vec<u8> {
+    serde_json::to_vec(message).expect("a queue record always serialises")
+}
+
+fn decode(key: &[u8], value: &[u8]) -> Result<Message, Error> {
+    serde_json::from_slice(value)
+        .map_err(|e| Error::Corrupt { key: String::from_utf8_lossy(key).into_owned(), problem: e.to_string() })
+}

@@ -1,0 +1,192 @@
+use hameau_store::{Options, Store};
+
+use crate::{Error, Hold, Limits, NewMessage, Outcome, Queue, State};
+
+const NOW: u64 = 1_795_000_000;
+
+async fn queue(dir: &tempfile::TempDir) -> Queue {
+    let store = Store::open(&Options::rocksdb(dir.path())).await.unwrap();
+    Queue::new(store, Limits::default())
+}
+
+fn new(recipients: &[&str]) -> NewMessage {
+    NewMessage {
+        raw: bytes::Bytes::from_static(b"From: agent@mairie.fr\r\nSubject: test\r\n\r\nBonjour\r\n"),
+        mail_from: "agent@mairie.fr".into(),
+        recipients: recipients.iter().map(|r| r.to_string()).collect(),
+        tenant: Some("mairie".into()),
+        account: Some(7),
+        envelope_id: "e1".into(),
+        held: None,
+    }
+}
+
+fn delivered() -> Outcome {
+    Outcome::Delivered { reply: "250 2.0.0 ok".into() }
+}
+
+fn deferred() -> Outcome {
+    Outcome::Deferred { reply: "451 4.3.0 try later".into() }
+}
+
+#[tokio::test]
+async fn a_message_is_claimed_once_and_leaves_when_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = queue(&dir).await;
+    let id = q.enqueue(new(&["a@x.fr", "b@y.fr"]), NOW).await.unwrap();
+    let claims = q.claim_due(NOW, 10).await.unwrap();
+    assert_eq!(claims.len(), 1);
+    assert_eq!(claims[0].id, id);
+    assert_eq!(claims[0].leased_until, NOW + Limits::default().lease_s);
+    assert_eq!(q.raw(&claims[0].message).await.unwrap(), new(&[]).raw.to_vec());
+    // Leased: not due again, even later, until the lease ends.
+    assert!(q.claim_due(NOW + 60, 10).await.unwrap().is_empty());
+    let recorded = q.record(id, &[("a@x.fr".into(), delivered())], NOW + 1).await.unwrap();
+    assert!(!recorded.done);
+    let message = recorded.message.unwrap();
+    assert!(matches!(message.recipients[0].state, State::Delivered { .. }));
+    // b@y.fr was not tried in that attempt: it stays due at its time (now).
+    assert_eq!(message.due_at, Some(NOW));
+    let claims = q.claim_due(NOW + 1, 10).await.unwrap();
+    assert_eq!(claims.len(), 1);
+    // A repeated outcome for a delivered recipient changes nothing.
+    let recorded =
+        q.record(id, &[("a@x.fr".into(), deferred()), ("b@y.fr".into(), delivered())], NOW + 2).await.unwrap();
+    assert!(recorded.done);
+    assert!(q.get(id).await.unwrap().is_none());
+    assert!(q.claim_due(NOW + 10_000, 10).await.unwrap().is_empty());
+    assert!(q.list(None, None, 10).await.unwrap().is_empty());
+    assert!(q.list(Some("mairie"), None, 10).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn deferrals_follow_the_schedule_then_fail_at_the_lifetime() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = queue(&dir).await;
+    let limits = Limits::default();
+    let id = q.enqueue(new(&["a@x.fr"]), NOW).await.unwrap();
+    let mut now = NOW;
+    let mut waits = Vec::new();
+    let mut delayed_at = Vec::new();
+    loop {
+        let claims = q.claim_due(now, 10).await.unwrap();
+        assert_eq!(claims.len(), 1, "due at {now}");
+        let recorded = q.record(id, &[("a@x.fr".into(), deferred())], now).await.unwrap();
+        if !recorded.delayed.is_empty() {
+            delayed_at.push(now);
+        }
+        if recorded.done {
+            assert_eq!(recorded.failed.len(), 1);
+            assert!(now >= NOW + limits.lifetime_s);
+            break;
+        }
+        let next = recorded.message.unwrap().due_at.unwrap();
+        assert!(q.claim_due(next - 1, 10).await.unwrap().is_empty(), "not due before its time");
+        waits.push(next - now);
+        now = next;
+    }
+    assert_eq!(&waits[..6], &[300, 600, 1200, 2400, 3600, 3600]);
+    // One delay notice, once 4 hours have passed.
+    assert_eq!(delayed_at.len(), 1);
+    assert!(delayed_at[0] >= NOW + limits.delay_notice_s && delayed_at[0] < NOW + limits.delay_notice_s + 3600);
+    assert!(q.get(id).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_failure_is_final_and_reported_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = queue(&dir).await;
+    let id = q.enqueue(new(&["a@x.fr", "b@x.fr"]), NOW).await.unwrap();
+    q.claim_due(NOW, 10).await.unwrap();
+    let failed = Outcome::Failed { reply: "550 5.1.1 no such user".into() };
+    let recorded =
+        q.record(id, &[("a@x.fr".into(), failed.clone()), ("b@x.fr".into(), delivered())], NOW).await.unwrap();
+    assert!(recorded.done);
+    assert_eq!(recorded.failed.len(), 1);
+    assert_eq!(recorded.failed[0].address, "a@x.fr");
+    assert_eq!(recorded.failed[0].last_reply.as_deref(), Some("550 5.1.1 no such user"));
+    // Recording again for a message gone does nothing.
+    assert_eq!(q.record(id, &[("a@x.fr".into(), failed)], NOW).await.unwrap(), Default::default());
+}
+
+#[tokio::test]
+async fn a_dead_workers_lease_ends_and_the_message_is_due_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let lease = Limits::default().lease_s;
+    let id = {
+        let q = queue(&dir).await;
+        let id = q.enqueue(new(&["a@x.fr"]), NOW).await.unwrap();
+        assert_eq!(q.claim_due(NOW, 10).await.unwrap().len(), 1);
+        id
+        // The worker "dies" here: the store is dropped with the message claimed.
+    };
+    let q = queue(&dir).await;
+    assert!(q.claim_due(NOW + lease - 1, 10).await.unwrap().is_empty());
+    let claims = q.claim_due(NOW + lease, 10).await.unwrap();
+    assert_eq!(claims.iter().map(|c| c.id).collect::<Vec<_>>(), vec![id]);
+}
+
+#[tokio::test]
+async fn held_messages_wait_for_release() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = queue(&dir).await;
+    let mut held = new(&["a@x.fr"]);
+    held.held = Some(Hold { reason: "sending limit".into(), since: NOW });
+    let a = q.enqueue(held, NOW).await.unwrap();
+    let b = q.enqueue(new(&["b@x.fr"]), NOW).await.unwrap();
+    let claims = q.claim_due(NOW, 10).await.unwrap();
+    assert_eq!(claims.iter().map(|c| c.id).collect::<Vec<_>>(), vec![b]);
+    // Held while claimed: the attempt's record stands, and it is not due again.
+    q.hold(b, "operator", NOW).await.unwrap();
+    let recorded = q.record(b, &[("b@x.fr".into(), deferred())], NOW + 1).await.unwrap();
+    assert_eq!(recorded.message.unwrap().due_at, None);
+    assert!(q.claim_due(NOW + 100_000, 10).await.unwrap().is_empty());
+    let released = q.release(a, NOW + 5).await.unwrap();
+    assert_eq!(released.held, None);
+    assert_eq!(q.claim_due(NOW + 5, 10).await.unwrap().iter().map(|c| c.id).collect::<Vec<_>>(), vec![a]);
+    // retry_now on a held message leaves it held; delete takes it away.
+    q.retry_now(b, NOW + 6).await.unwrap();
+    assert!(q.claim_due(NOW + 6, 10).await.unwrap().is_empty());
+    q.delete(b).await.unwrap();
+    assert!(matches!(q.delete(b).await, Err(Error::NotFound(_))));
+    assert!(matches!(q.hold(b, "x", NOW).await, Err(Error::NotFound(_))));
+}
+
+#[tokio::test]
+async fn listing_by_tenant_and_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = queue(&dir).await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let mut message = new(&["a@x.fr"]);
+        message.tenant = Some(if i % 2 == 0 { "mairie" } else { "autre" }.into());
+        ids.push(q.enqueue(message, NOW).await.unwrap());
+    }
+    let all: Vec<_> = q.list(None, None, 100).await.unwrap().into_iter().map(|(id, _)| id).collect();
+    assert_eq!(all, ids);
+    let mairie: Vec<_> = q.list(Some("mairie"), None, 100).await.unwrap().into_iter().map(|(id, _)| id).collect();
+    assert_eq!(mairie, vec![ids[0], ids[2], ids[4]]);
+    let page: Vec<_> = q.list(Some("mairie"), Some(ids[0]), 1).await.unwrap().into_iter().map(|(id, _)| id).collect();
+    assert_eq!(page, vec![ids[2]]);
+    assert!(q.list(Some("mair"), None, 100).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn refusals() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = queue(&dir).await;
+    assert!(matches!(q.enqueue(new(&[]), NOW).await, Err(Error::NoRecipients)));
+    let many: Vec<String> = (0..1001).map(|i| format!("r{i}@x.fr")).collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    assert!(matches!(q.enqueue(new(&many), NOW).await, Err(Error::TooManyRecipients { n: 1001, max: 1000 })));
+    assert_eq!(q.store.staged_uploads().await.unwrap(), 0);
+}
+
+#[test]
+fn retry_waits() {
+    let limits = Limits::default();
+    let waits: Vec<u64> = (1..=7).map(|n| limits.retry_wait_s(n)).collect();
+    assert_eq!(waits, vec![300, 600, 1200, 2400, 3600, 3600, 3600]);
+    let empty = Limits { retry_schedule_s: vec![], ..Limits::default() };
+    assert_eq!(empty.retry_wait_s(1), 3600);
+}
