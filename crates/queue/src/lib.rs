@@ -15,6 +15,7 @@
 //! ([`Recorded`]), and builds the notifications. A held message ([`Queue::hold`]) has no
 //! schedule entry until released.
 
+pub mod dsn;
 mod keys;
 mod model;
 
