@@ -1,7 +1,7 @@
 //! The SMTP socket driver: accepts connections up to a limit (in all and per client
 //! address, one [`hameau_net::Gate`] for all the MX's listeners), runs a sans-IO
 //! [`Session`] on each, answers its events with the [`Inbound`] pipeline, does STARTTLS
-//! with rustls, enforces the session's timeouts and a timeout on every write (a client
+//! ([`hameau_net::Connection`]), enforces the session's timeouts and a timeout on every write (a client
 //! that stops reading is dropped), and on shutdown stops accepting and closes idle
 //! sessions with `421`. A panic while a message is delivered is answered `451 4.3.0`.
 
@@ -10,8 +10,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use hameau_net::Connection;
 use hameau_smtp_session::{Decision, Event, Reply, Session};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -87,56 +88,17 @@ pub async fn run(listener: TcpListener, context: Arc<Context>, shutdown: watch::
         let context = context.clone();
         let shutdown = sessions_shutdown.clone();
         async move {
-            let hameau_net::Accepted { mut tcp, peer, over_limit } = accepted;
+            let hameau_net::Accepted { tcp, peer, over_limit } = accepted;
             context.metrics.connections.inc();
             if over_limit {
-                let refusal = tcp.write_all(b"421 4.7.0 Too many connections from your address\r\n");
-                let _ = tokio::time::timeout(context.options.write_timeout, refusal).await;
+                let refusal = b"421 4.7.0 Too many connections from your address\r\n";
+                let _ = Connection::plain(tcp).write_all_within(refusal, context.options.write_timeout).await;
             } else if let Err(e) = serve(tcp, peer, &context, shutdown).await {
                 tracing::debug!(%peer, error = %e, "smtp session ended with an error");
             }
         }
     })
     .await;
-}
-
-/// A plain or TLS connection.
-enum Connection {
-    Plain(TcpStream),
-    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
-    /// Between the two, while the handshake runs.
-    Upgrading,
-}
-
-impl Connection {
-    async fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        match self {
-            Connection::Plain(stream) => stream.read(buf).await,
-            Connection::Tls(stream) => stream.read(buf).await,
-            Connection::Upgrading => Ok(0),
-        }
-    }
-
-    /// Writes and flushes `bytes` within `timeout`: a client that does not read them in
-    /// time would otherwise hold its connection past every session timeout.
-    async fn write_all(&mut self, bytes: &[u8], timeout: Duration) -> std::io::Result<()> {
-        let write = async {
-            match self {
-                Connection::Plain(stream) => write_flush(stream, bytes).await,
-                Connection::Tls(stream) => write_flush(stream.as_mut(), bytes).await,
-                Connection::Upgrading => Ok(()),
-            }
-        };
-        match tokio::time::timeout(timeout, write).await {
-            Ok(written) => written,
-            Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "the client does not read its replies")),
-        }
-    }
-}
-
-async fn write_flush<S: AsyncWrite + AsyncRead + Unpin>(stream: &mut S, bytes: &[u8]) -> std::io::Result<()> {
-    stream.write_all(bytes).await?;
-    stream.flush().await
 }
 
 /// The transaction as the driver knows it: the resolved recipients of accepted RCPTs.
@@ -158,7 +120,7 @@ async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let mut session = Session::new(context.options.session.clone(), &context.options.hostname, Instant::now());
-    let mut connection = Connection::Plain(tcp);
+    let mut connection = Connection::plain(tcp);
     let mut transaction = Transaction::default();
     let mut buf = vec![0u8; READ_BYTES];
     let n_session = context.sessions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -228,13 +190,9 @@ async fn serve(
                 }
                 Event::StartTls => {
                     let Some(tls) = &context.tls else { return Ok(()) };
-                    let Connection::Plain(tcp) = std::mem::replace(&mut connection, Connection::Upgrading) else {
+                    if let Err(e) = connection.start_tls(tls, context.options.tls_handshake_timeout).await {
+                        tracing::debug!(%peer, error = %e, "smtp: STARTTLS failed");
                         return Ok(());
-                    };
-                    let acceptor = tokio_rustls::TlsAcceptor::from(tls.clone());
-                    match tokio::time::timeout(context.options.tls_handshake_timeout, acceptor.accept(tcp)).await {
-                        Ok(Ok(stream)) => connection = Connection::Tls(Box::new(stream)),
-                        _ => return Ok(()),
                     }
                     session.handle_tls_started();
                     None
@@ -274,7 +232,7 @@ async fn serve(
             _ = timeout => session.handle_timeout(Instant::now()),
             _ = hameau_net::stopped(&mut shutdown) => {
                 let bye = b"421 4.3.2 Server shutting down, try again later\r\n";
-                connection.write_all(bye, context.options.write_timeout).await?;
+                connection.write_all_within(bye, context.options.write_timeout).await?;
                 return Ok(());
             }
         }
@@ -283,7 +241,7 @@ async fn serve(
 
 async fn flush(session: &mut Session, connection: &mut Connection, context: &Context) -> std::io::Result<()> {
     while let Some(bytes) = session.poll_output() {
-        connection.write_all(&bytes, context.options.write_timeout).await?;
+        connection.write_all_within(&bytes, context.options.write_timeout).await?;
     }
     Ok(())
 }
