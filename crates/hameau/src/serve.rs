@@ -172,7 +172,7 @@ async fn start_smtp(
         },
     );
     let context = Arc::new(hameau_smtp::server::Context {
-        inbound,
+        pipeline: inbound,
         // One budget of connections and one count per address for all the MX's listeners.
         gate: hameau_net::Gate::new(config.smtp.connections_max, config.smtp.connections_per_ip_max),
         tls: Some(Arc::new(tls)),
@@ -181,6 +181,8 @@ async fn start_smtp(
                 limits: config.smtp_limits(),
                 starttls_available: true,
                 tls_active: false,
+                // The driver offers the pipeline's mechanisms.
+                auth_mechanisms: Vec::new(),
             },
             hostname: config.server.hostname.clone(),
             tls_handshake_timeout: Duration::from_secs(config.smtp.tls_handshake_timeout_s),

@@ -1,6 +1,6 @@
 //! The HTTPS driver: accepts connections through the accept loop shared with SMTP and IMAP
 //! (`hameau_net`: a budget of connections in all and a count per client address), runs TLS
-//! and HTTP/1.1 on each with timeouts, and on shutdown stops accepting and lets requests in
+//! (`hameau_net::Connection`) and HTTP/1.1 on each with timeouts, and on shutdown stops accepting and lets requests in
 //! flight finish.
 //!
 //! Slow clients cannot hold a connection: the TLS handshake and each request's headers
@@ -14,13 +14,12 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use axum::Router;
+use hameau_net::Connection;
 use hyper::body::{Body, Frame, Incoming};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::time::Sleep;
-use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 /// The listener's limits.
@@ -49,11 +48,10 @@ pub async fn run(
     options: Options,
     shutdown: watch::Receiver<bool>,
 ) {
-    let acceptor = TlsAcceptor::from(tls);
     let gate = hameau_net::Gate::new(options.connections_max, options.connections_per_ip_max);
     let connection_shutdown = shutdown.clone();
     hameau_net::accept_loop(listener, gate, shutdown, "https", move |accepted: hameau_net::Accepted| {
-        let (acceptor, router, options) = (acceptor.clone(), router.clone(), options.clone());
+        let (tls, router, options) = (tls.clone(), router.clone(), options.clone());
         let shutdown = connection_shutdown.clone();
         async move {
             let peer = accepted.peer;
@@ -63,7 +61,7 @@ pub async fn run(
                 return;
             }
             options.metrics.connections.inc();
-            serve_connection(accepted.tcp, peer, acceptor, router, options, shutdown).await;
+            serve_connection(accepted.tcp, peer, tls, router, options, shutdown).await;
             tracing::trace!(%peer, "https connection closed");
         }
     })
@@ -73,23 +71,19 @@ pub async fn run(
 async fn serve_connection(
     tcp: tokio::net::TcpStream,
     peer: std::net::SocketAddr,
-    acceptor: TlsAcceptor,
+    tls: Arc<rustls::ServerConfig>,
     router: Router,
     options: Options,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let tcp = WriteTimeout::new(tcp, options.write_timeout);
-    let tls = match tokio::time::timeout(options.header_timeout, acceptor.accept(tcp)).await {
-        Ok(Ok(tls)) => tls,
-        Ok(Err(e)) => {
+    let mut tls = match Connection::accept_tls(tcp, &tls, options.header_timeout).await {
+        Ok(tls) => tls,
+        Err(e) => {
             tracing::debug!(error = %e, "tls handshake failed");
             return;
         }
-        Err(_) => {
-            tracing::debug!("tls handshake timed out");
-            return;
-        }
     };
+    tls.set_write_stall_timeout(options.write_timeout);
     let requests = options.metrics.requests.clone();
     let body_timeout = options.body_timeout;
     // Each request carries the client's address (for the authentication limiter).
@@ -167,62 +161,3 @@ impl Body for BodyDeadline {
         self.inner.size_hint()
     }
 }
-
-/// A stream whose writes fail once one has made no progress for `timeout`: a client that
-/// stops reading cannot hold its connection (and the memory of its unsent answer).
-struct WriteTimeout<S> {
-    inner: S,
-    timeout: Duration,
-    /// Armed while a write is pending.
-    stalled: Option<Pin<Box<Sleep>>>,
-}
-
-impl<S> WriteTimeout<S> {
-    fn new(inner: S, timeout: Duration) -> WriteTimeout<S> {
-        WriteTimeout { inner, timeout, stalled: None }
-    }
-
-    /// Called when a write is pending: fails once it has been pending for `timeout`.
-    fn poll_stall(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Error> {
-        let timeout = self.timeout;
-        let stalled = self.stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
-        ready!(stalled.as_mut().poll(cx));
-        Poll::Ready(std::io::Error::new(std::io::ErrorKind::TimedOut, "the client stopped reading"))
-    }
-
-    fn progress<T>(&mut self, cx: &mut Context<'_>, res: Poll<std::io::Result<T>>) -> Poll<std::io::Result<T>> {
-        match res {
-            Poll::Ready(res) => {
-                self.stalled = None;
-                Poll::Ready(res)
-            }
-            Poll::Pending => self.poll_stall(cx).map(Err),
-        }
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for WriteTimeout<S> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for WriteTimeout<S> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-        let res = Pin::new(&mut self.inner).poll_write(cx, buf);
-        self.progress(cx, res)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        let res = Pin::new(&mut self.inner).poll_flush(cx);
-        self.progress(cx, res)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        let res = Pin::new(&mut self.inner).poll_shutdown(cx);
-        self.progress(cx, res)
-    }
-}
-
-#[cfg(test)]
-mod tests;

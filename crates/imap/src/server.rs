@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hameau_imap_session::{Code, Event, LoginError, Session, Status};
-use tokio::io::{AsyncRead, AsyncWriteExt};
+use tokio::io::AsyncRead;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -30,12 +30,13 @@ pub async fn run(
         let context = context.clone();
         let shutdown = sessions_shutdown.clone();
         async move {
-            let hameau_net::Accepted { mut tcp, peer, over_limit } = accepted;
+            let hameau_net::Accepted { tcp, peer, over_limit } = accepted;
             context.metrics.connections.inc();
             if over_limit {
                 if !implicit_tls {
-                    let bye = tcp.write_all(b"* BYE Too many connections from your address\r\n");
-                    let _ = tokio::time::timeout(context.options.session.limits.write_timeout, bye).await;
+                    let bye = b"* BYE Too many connections from your address\r\n";
+                    let timeout = context.options.session.limits.write_timeout;
+                    let _ = hameau_net::Connection::plain(tcp).write_all_within(bye, timeout).await;
                 }
             } else if let Err(e) = serve(tcp, peer, &context, implicit_tls, shutdown).await {
                 tracing::debug!(%peer, error = %e, "imap connection ended with an error");
@@ -69,46 +70,17 @@ fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> &str {
 /// connection holds none.
 const READ_BYTES: usize = 16 * 1024;
 
-/// A plain or TLS connection.
-enum Transport {
-    Plain(TcpStream),
-    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
-    /// Between the two, while the handshake runs.
-    Upgrading,
-}
-
-impl Transport {
-    /// The next bytes from the peer; empty at its end. The read buffer lives on the stack
-    /// of each poll only, so a connection waiting for input holds none; and a TLS stream is
-    /// polled directly, so plaintext rustls has already decrypted is never left waiting
-    /// for the socket to become readable again.
-    async fn read(&mut self) -> io::Result<Vec<u8>> {
-        std::future::poll_fn(|cx| {
-            let mut space = [0u8; READ_BYTES];
-            let mut buf = tokio::io::ReadBuf::new(&mut space);
-            let polled = match self {
-                Transport::Plain(stream) => std::pin::Pin::new(stream).poll_read(cx, &mut buf),
-                Transport::Tls(stream) => std::pin::Pin::new(stream.as_mut()).poll_read(cx, &mut buf),
-                Transport::Upgrading => return std::task::Poll::Ready(Ok(Vec::new())),
-            };
-            polled.map_ok(|()| buf.filled().to_vec())
-        })
-        .await
-    }
-
-    async fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
-        match self {
-            Transport::Plain(stream) => {
-                stream.write_all(bytes).await?;
-                stream.flush().await
-            }
-            Transport::Tls(stream) => {
-                stream.write_all(bytes).await?;
-                stream.flush().await
-            }
-            Transport::Upgrading => Ok(()),
-        }
-    }
+/// The next bytes from the peer; empty at its end. The read buffer lives on the stack of
+/// each poll only, so a connection waiting for input holds none; and a TLS stream is polled
+/// directly, so plaintext rustls has already decrypted is never left waiting for the socket
+/// to become readable again.
+async fn read_some(transport: &mut hameau_net::Connection) -> io::Result<Vec<u8>> {
+    std::future::poll_fn(|cx| {
+        let mut space = [0u8; READ_BYTES];
+        let mut buf = tokio::io::ReadBuf::new(&mut space);
+        std::pin::Pin::new(&mut *transport).poll_read(cx, &mut buf).map_ok(|()| buf.filled().to_vec())
+    })
+    .await
 }
 
 /// COMPRESS=DEFLATE (RFC 4978): raw DEFLATE both ways, each write flushed with a sync
@@ -199,7 +171,7 @@ impl Deflate {
 /// A connection: transport, optional compression, and the limits of its writes and of
 /// inflated input.
 pub(crate) struct Connection {
-    transport: Transport,
+    transport: hameau_net::Connection,
     deflate: Option<Deflate>,
     write_timeout: Duration,
     inflate_bytes_max: usize,
@@ -207,13 +179,13 @@ pub(crate) struct Connection {
 
 impl Connection {
     async fn read(&mut self) -> io::Result<Vec<u8>> {
-        let Some(deflate) = &mut self.deflate else { return self.transport.read().await };
+        let Some(deflate) = &mut self.deflate else { return read_some(&mut self.transport).await };
         loop {
             let plain = deflate.inflate(self.inflate_bytes_max)?;
             if !plain.is_empty() {
                 return Ok(plain);
             }
-            let bytes = self.transport.read().await?;
+            let bytes = read_some(&mut self.transport).await?;
             if bytes.is_empty() {
                 return Ok(bytes);
             }
@@ -232,10 +204,7 @@ impl Connection {
             }
             None => bytes,
         };
-        match tokio::time::timeout(self.write_timeout, self.transport.write_all(bytes)).await {
-            Ok(result) => result,
-            Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "the client did not read within the write timeout")),
-        }
+        self.transport.write_all_within(bytes, self.write_timeout).await
     }
 
     /// Writes everything the session has queued.
@@ -252,15 +221,6 @@ impl Connection {
     }
 }
 
-async fn handshake(context: &Context, tcp: TcpStream) -> Option<Transport> {
-    let tls = context.tls.as_ref()?;
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls.clone());
-    match tokio::time::timeout(context.options.tls_handshake_timeout, acceptor.accept(tcp)).await {
-        Ok(Ok(stream)) => Some(Transport::Tls(Box::new(stream))),
-        _ => None,
-    }
-}
-
 async fn serve(
     tcp: TcpStream,
     peer: SocketAddr,
@@ -268,13 +228,18 @@ async fn serve(
     implicit_tls: bool,
     mut shutdown: watch::Receiver<bool>,
 ) -> io::Result<()> {
-    let transport = if implicit_tls {
-        match Box::pin(handshake(context, tcp)).await {
-            Some(transport) => transport,
-            None => return Ok(()),
+    let transport = match (&context.tls, implicit_tls) {
+        (_, false) => hameau_net::Connection::plain(tcp),
+        (Some(tls), true) => {
+            match Box::pin(hameau_net::Connection::accept_tls(tcp, tls, context.options.tls_handshake_timeout)).await {
+                Ok(transport) => transport,
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "imap: TLS handshake failed");
+                    return Ok(());
+                }
+            }
         }
-    } else {
-        Transport::Plain(tcp)
+        (None, true) => return Ok(()),
     };
     let limits = &context.options.session.limits;
     let mut connection = Connection {
@@ -323,13 +288,11 @@ async fn serve(
                 Event::IdleDone { tag } => session.complete(&tag, Status::Ok, None, "IDLE terminated"),
                 Event::StartTls => {
                     connection.flush(&mut session).await?;
-                    let Transport::Plain(tcp) = std::mem::replace(&mut connection.transport, Transport::Upgrading)
-                    else {
+                    let Some(tls) = &context.tls else { return Ok(()) };
+                    let timeout = context.options.tls_handshake_timeout;
+                    if let Err(e) = Box::pin(connection.transport.start_tls(tls, timeout)).await {
+                        tracing::debug!(%peer, error = %e, "imap: STARTTLS failed");
                         return Ok(());
-                    };
-                    match Box::pin(handshake(context, tcp)).await {
-                        Some(transport) => connection.transport = transport,
-                        None => return Ok(()),
                     }
                     session.handle_tls_started();
                 }

@@ -1,11 +1,19 @@
-//! The accept loop of Hameau's TCP services (SMTP, IMAP): a budget of connections in all
-//! (accepting waits past it), a count per client address (the handler is told when the
-//! address is over its limit, to refuse in its protocol's words), accept errors survived
-//! with a growing pause, and on shutdown: no new connections, then wait for the live ones.
+//! What every TCP server of Hameau (SMTP, IMAP, HTTPS) runs on.
 //!
-//! A service with its own accept loop (HTTPS) can still count per address: keep
+//! - [`Connection`]: plain or TLS (rustls), implicit TLS or the STARTTLS upgrade, each
+//!   handshake within a timeout, and writes within a timeout.
+//! - [`accept_loop`]: a budget of connections in all (accepting waits past it), a count per
+//!   client address (the handler is told when the address is over its limit, to refuse in
+//!   its protocol's words), accept errors survived with a growing pause, and on shutdown:
+//!   no new connections, then wait for the live ones.
+//!
+//! A service with its own accept loop can still count per address: keep
 //! [`Gate::enter`]'s [`AddressSlot`] alive as long as the connection, and refuse it when
 //! [`AddressSlot::over_limit`].
+
+mod connection;
+
+pub use connection::{Connection, TlsInfo};
 
 use std::collections::HashMap;
 use std::future::Future;

@@ -67,3 +67,192 @@ fn one_count_per_v64_and_per_unmapped_address() {
     drop((v4, mapped));
     assert!(gate.per_address.lock().unwrap().is_empty(), "no entry outlives its connections");
 }
+
+mod connection {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    use crate::Connection;
+
+    /// A server configuration with a self-signed certificate for `localhost`, and a client
+    /// configuration that trusts it.
+    fn tls_pair() -> (Arc<rustls::ServerConfig>, tokio_rustls::TlsConnector) {
+        let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        let cert: CertificateDer<'static> = certified.cert.der().clone();
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(certified.signing_key.serialize_der()));
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let server = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.clone()], key)
+            .unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert).unwrap();
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        (Arc::new(server), tokio_rustls::TlsConnector::from(Arc::new(client)))
+    }
+
+    /// A connected pair: the server's end and the client's.
+    async fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        (server, client)
+    }
+
+    /// The server reads `ping` and answers `pong`.
+    async fn ping_pong(server: &mut Connection) {
+        let mut buf = [0u8; 4];
+        server.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"ping");
+        server.write_all_within(b"pong", Duration::from_secs(5)).await.unwrap();
+    }
+
+    async fn client_ping<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(client: &mut S) {
+        client.write_all(b"ping").await.unwrap();
+        let mut buf = [0u8; 4];
+        client.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"pong");
+    }
+
+    #[tokio::test]
+    async fn plain() {
+        let (server, mut client) = pair().await;
+        let mut server = Connection::plain(server);
+        assert!(!server.is_tls());
+        assert_eq!(server.tls_info(), None);
+        tokio::join!(ping_pong(&mut server), client_ping(&mut client));
+        drop(client);
+        assert_eq!(server.read(&mut [0u8; 4]).await.unwrap(), 0, "the end of the stream");
+    }
+
+    #[tokio::test]
+    async fn implicit_tls() {
+        let (tls, connector) = tls_pair();
+        let (server, client) = pair().await;
+        let name = ServerName::try_from("localhost").unwrap();
+        let (server, client) =
+            tokio::join!(Connection::accept_tls(server, &tls, Duration::from_secs(5)), connector.connect(name, client));
+        let (mut server, mut client) = (server.unwrap(), client.unwrap());
+        assert!(server.is_tls());
+        let info = server.tls_info().unwrap();
+        assert_eq!((info.protocol, info.server_name.as_deref()), ("TLSv1.3", Some("localhost")));
+        assert!(info.cipher.starts_with("TLS13_"), "{info:?}");
+        tokio::join!(ping_pong(&mut server), client_ping(&mut client));
+    }
+
+    #[tokio::test]
+    async fn starttls_upgrade() {
+        let (tls, connector) = tls_pair();
+        let (server, mut client) = pair().await;
+        let mut server = Connection::plain(server);
+        let upgrade = async {
+            let mut buf = [0u8; 10];
+            server.read_exact(&mut buf).await.unwrap();
+            assert_eq!(&buf, b"STARTTLS\r\n");
+            server.write_all_within(b"go\r\n", Duration::from_secs(5)).await.unwrap();
+            server.start_tls(&tls, Duration::from_secs(5)).await.unwrap();
+            ping_pong(&mut server).await;
+        };
+        let client = async {
+            client.write_all(b"STARTTLS\r\n").await.unwrap();
+            let mut buf = [0u8; 4];
+            client.read_exact(&mut buf).await.unwrap();
+            assert_eq!(&buf, b"go\r\n");
+            let mut client = connector.connect(ServerName::try_from("localhost").unwrap(), client).await.unwrap();
+            client_ping(&mut client).await;
+        };
+        tokio::join!(upgrade, client);
+        assert!(server.is_tls());
+        let again = server.start_tls(&tls, Duration::from_secs(5)).await;
+        assert!(again.is_err(), "TLS is already active");
+        assert!(server.is_tls(), "a refused second upgrade keeps the connection");
+    }
+
+    #[tokio::test]
+    async fn handshakes_time_out_when_the_client_sends_nothing() {
+        let (tls, _) = tls_pair();
+        let timeout = Duration::from_millis(100);
+        let (server, _client) = pair().await;
+        let start = Instant::now();
+        let err = Connection::accept_tls(server, &tls, timeout).await.unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+        assert!(start.elapsed() < Duration::from_secs(5));
+        let (server, _client) = pair().await;
+        let mut server = Connection::plain(server);
+        let err = server.start_tls(&tls, timeout).await.unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+        assert!(!server.is_tls());
+        // The connection is closed: nothing more is read or written.
+        assert_eq!(server.read(&mut [0u8; 4]).await.unwrap(), 0);
+        assert!(server.write_all_within(b"x", timeout).await.is_err());
+    }
+
+    /// More than loopback's socket buffers hold.
+    const UNREAD_BYTES: usize = 32 << 20;
+
+    #[tokio::test]
+    async fn writes_time_out_when_the_client_never_reads() {
+        let (server, _client) = pair().await;
+        let mut server = Connection::plain(server);
+        let bytes = vec![b'x'; UNREAD_BYTES];
+        let start = Instant::now();
+        let err = server.write_all_within(&bytes, Duration::from_millis(200)).await.unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+        assert!(start.elapsed() < Duration::from_secs(5));
+        // Through `AsyncWrite`, with a stall timeout: the same, over TLS.
+        let (tls, connector) = tls_pair();
+        let (server, client) = pair().await;
+        let name = ServerName::try_from("localhost").unwrap();
+        let (server, _client) =
+            tokio::join!(Connection::accept_tls(server, &tls, Duration::from_secs(5)), connector.connect(name, client));
+        let mut server = server.unwrap();
+        server.set_write_stall_timeout(Duration::from_millis(200));
+        let start = Instant::now();
+        let err = server.write_all(&bytes).await.unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+        assert!(start.elapsed() < Duration::from_secs(5));
+    }
+
+    #[tokio::test]
+    async fn writes_that_progress_never_stall() {
+        // Small socket buffers, so that a slow reader holds the writer back.
+        let listener = tokio::net::TcpSocket::new_v4().unwrap();
+        listener.set_send_buffer_size(8 << 10).unwrap();
+        listener.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = listener.listen(1).unwrap();
+        let client = tokio::net::TcpSocket::new_v4().unwrap();
+        client.set_recv_buffer_size(8 << 10).unwrap();
+        let mut client = client.connect(listener.local_addr().unwrap()).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let mut server = Connection::plain(server);
+        server.set_write_stall_timeout(Duration::from_millis(200));
+        let reader = tokio::spawn(async move {
+            let mut n_bytes = 0;
+            let mut buf = vec![0u8; 8 << 10];
+            loop {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                match client.read(&mut buf).await {
+                    Ok(0) | Err(_) => return n_bytes,
+                    Ok(n) => n_bytes += n,
+                }
+            }
+        });
+        // Read slowly, but steadily: longer in all than the stall timeout.
+        let bytes = vec![b'x'; 1 << 20];
+        let start = Instant::now();
+        server.write_all(&bytes).await.unwrap();
+        server.shutdown().await.unwrap();
+        assert_eq!(reader.await.unwrap(), bytes.len());
+        assert!(start.elapsed() > Duration::from_millis(200), "{:?}", start.elapsed());
+    }
+}

@@ -2,12 +2,13 @@
 
 use std::time::{Duration, Instant};
 
-use crate::{Decision, Event, Limits, Options, Reply, Session};
+use crate::{Decision, Event, Limits, Mechanism, Options, Reply, Session};
 
 /// Drives one session from `bytes` and checks that it never panics, that every reply is
 /// well formed, and that memory stays bounded.
 ///
-/// The first byte picks the options (small limits, STARTTLS available). Then, repeatedly,
+/// The first byte picks the options (small limits, STARTTLS available, TLS active, AUTH
+/// offered). Then, repeatedly,
 /// one byte gives the length of the next feed (1–64 bytes); a length byte of `0xFF`
 /// instead advances the clock by the next byte times 10 s and checks timeouts. Decisions
 /// alternate between accepting and rejecting.
@@ -30,7 +31,8 @@ pub fn fuzz_session(bytes: &[u8]) {
         Limits::default()
     };
     let reply_bytes_max = limits.reply_bytes_max;
-    let options = Options { limits, starttls_available: setup & 2 == 2, tls_active: setup & 4 == 4 };
+    let auth_mechanisms = if setup & 8 == 8 { vec![Mechanism::Plain, Mechanism::Login] } else { Vec::new() };
+    let options = Options { limits, starttls_available: setup & 2 == 2, tls_active: setup & 4 == 4, auth_mechanisms };
     let mut now = Instant::now();
     let mut session = Session::new(options, "mx.example.org", now);
     let mut accept = true;

@@ -21,8 +21,8 @@
 //!
 //! Extensions advertised by `EHLO`: PIPELINING (RFC 2920), SIZE (RFC 1870), 8BITMIME
 //! (RFC 6152), SMTPUTF8 (RFC 6531), ENHANCEDSTATUSCODES (RFC 2034, RFC 3463), CHUNKING
-//! (RFC 3030), and STARTTLS (RFC 3207) when [`Options::starttls_available`] and TLS is not
-//! active yet.
+//! (RFC 3030), STARTTLS (RFC 3207) when [`Options::starttls_available`] and TLS is not
+//! active yet, and AUTH (RFC 4954) with [`Options::auth_mechanisms`] once TLS is active.
 //!
 //! # Policies
 //!
@@ -67,6 +67,12 @@
 //! - **STARTTLS.** Bytes after the command in the same read, and bytes fed before
 //!   [`Session::handle_tls_started`], are dropped (CVE-2011-0411); the client must `EHLO`
 //!   again. `STARTTLS` once TLS is active gets `503 5.5.1`, without TLS `454 4.7.0`.
+//! - **AUTH** is offered and accepted only over TLS (without it `538 5.7.11`, RFC 4954
+//!   §6), after `EHLO`, outside a transaction, and once per session (`503 5.5.1`). PLAIN
+//!   (RFC 4616) and LOGIN take an initial response or answer `334` challenges; `*` cancels
+//!   (`501 5.0.0`), bad base64 or a malformed response gets `501 5.5.2`. The driver decides
+//!   on the [`Credentials`] ([`Event::Auth`]); a refusal counts as an error, so
+//!   [`Limits::errors_max`] bounds guessing on one connection.
 //! - **VRFY** answers `252 2.5.2` and discloses nothing; **EXPN** gets `502 5.5.1`.
 //! - **Enhanced codes** are on every 2xx, 4xx and 5xx reply except the greeting and the
 //!   success replies to `EHLO`/`HELO` (RFC 2034 §3); `354` has none.
@@ -92,4 +98,4 @@ mod session;
 mod tests;
 
 pub use limits::{Limits, LimitsError};
-pub use session::{Body, CloseReason, Decision, Event, MailParams, Options, Reply, Session};
+pub use session::{Body, CloseReason, Credentials, Decision, Event, MailParams, Mechanism, Options, Reply, Session};

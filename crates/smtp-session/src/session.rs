@@ -15,6 +15,49 @@ pub struct Options {
     pub starttls_available: bool,
     /// The connection is encrypted already (implicit TLS, port 465, RFC 8314).
     pub tls_active: bool,
+    /// The SASL mechanisms `AUTH` offers (RFC 4954), once TLS is active; none: no `AUTH`
+    /// (the MX).
+    pub auth_mechanisms: Vec<Mechanism>,
+}
+
+/// A SASL mechanism of `AUTH`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mechanism {
+    /// RFC 4616.
+    Plain,
+    /// The obsolete but common `LOGIN` (draft-murchison-sasl-login), for Outlook.
+    Login,
+}
+
+impl Mechanism {
+    /// Its name in `EHLO` and `AUTH`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mechanism::Plain => "PLAIN",
+            Mechanism::Login => "LOGIN",
+        }
+    }
+}
+
+/// What a client gave to `AUTH`, decoded. `Debug` hides the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub mechanism: Mechanism,
+    /// The authorization identity of `PLAIN`, when not empty.
+    pub authzid: Option<String>,
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("mechanism", &self.mechanism)
+            .field("authzid", &self.authzid)
+            .field("username", &self.username)
+            .field("password", &"<hidden>")
+            .finish()
+    }
 }
 
 /// What the session asks of its driver. [`Event::needs_decision`] says which events wait for
@@ -30,6 +73,9 @@ pub enum Event {
     /// A whole message, after `DATA`'s `<CRLF>.<CRLF>` or the last `BDAT` chunk, dot-unstuffed,
     /// with its envelope. Accept only once it is stored and synced: acceptance writes `250`.
     Message { data: Vec<u8>, mail_from: String, recipients: Vec<String>, params: MailParams },
+    /// `AUTH` with its credentials (RFC 4954). Accepting writes `235 2.7.0`; a rejection
+    /// (`535 5.7.8` for bad credentials) counts as an error.
+    Auth(Credentials),
     /// `STARTTLS` was accepted and `220` queued: write the output, do the handshake, then
     /// call [`Session::handle_tls_started`]. Bytes that followed the command are dropped.
     StartTls,
@@ -81,7 +127,8 @@ pub enum CloseReason {
 /// The driver's answer to an event that [`Event::needs_decision`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Decision {
-    /// Go on with the default reply (`250 2.1.0`, `250 2.1.5`, `250 2.0.0`, the EHLO list).
+    /// Go on with the default reply (`250 2.1.0`, `250 2.1.5`, `250 2.0.0`, the EHLO list,
+    /// `235 2.7.0`).
     Accept,
     /// Refuse with this 4xx or 5xx reply. A `421` reply also closes the session.
     Reject(Reply),
@@ -102,6 +149,11 @@ pub struct Session {
     host: String,
     starttls_available: bool,
     tls_active: bool,
+    auth_mechanisms: Vec<Mechanism>,
+    /// `AUTH` succeeded; it cannot be given again (RFC 4954 §4).
+    authenticated: bool,
+    /// The `AUTH` exchange waits for this response line from the client.
+    sasl: Option<SaslStep>,
     phase: Phase,
     /// The accepted `EHLO`/`HELO`: `Some(true)` for EHLO.
     helo_ehlo: Option<bool>,
@@ -124,7 +176,8 @@ pub struct Session {
 impl Reply {
     /// Builds a reply. Panics (a programmer error) if `code` is not 2xx–5xx, if `enhanced` is
     /// not `class.subject.detail` with the code's class, or if `text` holds control characters.
-    pub fn new(code: u16, enhanced: &str, text: &str) -> Reply {
+    pub fn new(code: u16, enhanced: &str, text: impl Into<String>) -> Reply {
+        let text = text.into();
         assert!((200..600).contains(&code), "bad SMTP reply code {code}");
         let parts: Vec<&str> = enhanced.split('.').collect();
         let enhanced_ok = parts.len() == 3
@@ -132,18 +185,40 @@ impl Reply {
             && parts[1..].iter().all(|part| (1..=3).contains(&part.len()) && part.bytes().all(|b| b.is_ascii_digit()));
         assert!(enhanced_ok, "bad enhanced status code {enhanced:?} for {code}");
         assert!(!text.chars().any(char::is_control), "control character in SMTP reply text {text:?}");
-        Reply { code, enhanced: enhanced.to_owned(), text: text.to_owned() }
+        Reply { code, enhanced: enhanced.to_owned(), text }
     }
 
     pub fn code(&self) -> u16 {
         self.code
+    }
+
+    pub fn enhanced(&self) -> &str {
+        &self.enhanced
+    }
+
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// A 2xx or 3xx reply.
+    pub fn is_success(&self) -> bool {
+        self.code < 400
+    }
+}
+
+impl std::fmt::Display for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} {}", self.code, self.enhanced, self.text)
     }
 }
 
 impl Event {
     /// Whether the session waits for [`Session::handle_decision`] after this event.
     pub fn needs_decision(&self) -> bool {
-        matches!(self, Event::Helo { .. } | Event::MailFrom { .. } | Event::RcptTo { .. } | Event::Message { .. })
+        matches!(
+            self,
+            Event::Helo { .. } | Event::MailFrom { .. } | Event::RcptTo { .. } | Event::Message { .. } | Event::Auth(_)
+        )
     }
 }
 
@@ -168,6 +243,18 @@ enum Awaiting {
     MailFrom { address: String, params: MailParams },
     RcptTo { address: String },
     Message,
+    Auth,
+}
+
+/// The response `AUTH` waits for.
+#[derive(Debug)]
+enum SaslStep {
+    /// RFC 4616: `[authzid] NUL authcid NUL passwd`.
+    Plain,
+    LoginUsername,
+    LoginPassword {
+        username: String,
+    },
 }
 
 #[derive(Debug)]
@@ -214,6 +301,7 @@ enum Verb {
     Expn,
     Help,
     StartTls,
+    Auth,
 }
 
 /// What one step of the input loop gave.
@@ -223,7 +311,7 @@ enum Step {
     NeedInput,
 }
 
-const VERBS: [(&str, Verb); 13] = [
+const VERBS: [(&str, Verb); 14] = [
     ("EHLO", Verb::Ehlo),
     ("HELO", Verb::Helo),
     ("MAIL", Verb::Mail),
@@ -237,6 +325,7 @@ const VERBS: [(&str, Verb); 13] = [
     ("EXPN", Verb::Expn),
     ("HELP", Verb::Help),
     ("STARTTLS", Verb::StartTls),
+    ("AUTH", Verb::Auth),
 ];
 
 impl Session {
@@ -256,6 +345,9 @@ impl Session {
             host: greeting_host.to_owned(),
             starttls_available: options.starttls_available,
             tls_active: options.tls_active,
+            auth_mechanisms: options.auth_mechanisms,
+            authenticated: false,
+            sasl: None,
             phase: Phase::Command,
             helo_ehlo: None,
             transaction: None,
@@ -457,6 +549,8 @@ impl Session {
             self.close("4.7.0", "Too many commands, closing connection", CloseReason::TooManyCommands);
             return Step::Continue;
         }
+        // A line that is no valid response ends an `AUTH` exchange with its error.
+        let sasl = self.sasl.take();
         if mem::take(&mut self.skipping_long_line) || line.len() > self.limits.line_bytes_max {
             self.reply_error(500, "5.5.6", "Line too long");
             return Step::Continue;
@@ -466,7 +560,10 @@ impl Session {
             self.reply_error(500, "5.5.2", "Line must end with CRLF");
             return Step::Continue;
         };
-        self.handle_line(line)
+        match sasl {
+            Some(step) => self.sasl_line(step, line),
+            None => self.handle_line(line),
+        }
     }
 
     fn handle_line(&mut self, line: &[u8]) -> Step {
@@ -497,6 +594,7 @@ impl Session {
             Verb::Bdat => self.command_bdat(args),
             Verb::StartTls => self.command_starttls(args),
             Verb::Quit => self.command_quit(args),
+            Verb::Auth => self.command_auth(args),
             Verb::Rset | Verb::Noop | Verb::Vrfy | Verb::Expn | Verb::Help => self.command_simple(verb, args),
         }
     }
@@ -669,6 +767,102 @@ impl Session {
         Step::Continue
     }
 
+    fn command_auth(&mut self, args: &str) -> Step {
+        if self.auth_mechanisms.is_empty() {
+            self.reply_error(503, "5.5.1", "Authentication not enabled");
+            return Step::Continue;
+        }
+        if !self.tls_active {
+            // RFC 4954 §6: passwords never travel in clear.
+            self.reply_error(538, "5.7.11", "Encryption required for requested authentication mechanism");
+            return Step::Continue;
+        }
+        let refusal = if self.helo_ehlo != Some(true) {
+            Some("Send EHLO first")
+        } else if self.authenticated {
+            Some("Already authenticated")
+        } else if self.transaction.is_some() {
+            Some("AUTH not allowed during a mail transaction")
+        } else {
+            None
+        };
+        if let Some(text) = refusal {
+            // RFC 4954 §4.
+            self.reply_error(503, "5.5.1", text);
+            return Step::Continue;
+        }
+        let mut words = args.split(' ');
+        let (Some(name), initial, None) = (words.next().filter(|name| !name.is_empty()), words.next(), words.next())
+        else {
+            self.reply_error(501, "5.5.4", "Syntax: AUTH mechanism [initial-response]");
+            return Step::Continue;
+        };
+        let Some(mechanism) = self.auth_mechanisms.iter().copied().find(|m| m.name().eq_ignore_ascii_case(name)) else {
+            self.reply_error(504, "5.5.4", "Unrecognized authentication type");
+            return Step::Continue;
+        };
+        let step = match mechanism {
+            Mechanism::Plain => SaslStep::Plain,
+            Mechanism::Login => SaslStep::LoginUsername,
+        };
+        match initial {
+            // RFC 4954 §4: the initial response spares a round trip.
+            Some(initial) => self.sasl_line(step, initial.as_bytes()),
+            None => {
+                self.sasl_challenge(step);
+                Step::Continue
+            }
+        }
+    }
+
+    /// Queues the challenge of `step` and waits for its response.
+    fn sasl_challenge(&mut self, step: SaslStep) {
+        self.write_line(match step {
+            SaslStep::Plain => "334 ",
+            // Base64 of `Username:` and `Password:`.
+            SaslStep::LoginUsername => "334 VXNlcm5hbWU6",
+            SaslStep::LoginPassword { .. } => "334 UGFzc3dvcmQ6",
+        });
+        self.sasl = Some(step);
+    }
+
+    /// One response of the `AUTH` exchange: base64, `=` for an empty one, `*` to cancel.
+    fn sasl_line(&mut self, step: SaslStep, line: &[u8]) -> Step {
+        use base64::Engine as _;
+        if line == b"*" {
+            self.reply_error(501, "5.0.0", "Authentication cancelled");
+            return Step::Continue;
+        }
+        let decoded =
+            if line == b"=" { Ok(Vec::new()) } else { base64::engine::general_purpose::STANDARD.decode(line) };
+        let Ok(response) = decoded else {
+            self.reply_error(501, "5.5.2", "Invalid base64 in the SASL response");
+            return Step::Continue;
+        };
+        let credentials = match step {
+            SaslStep::Plain => parse_plain(&response),
+            SaslStep::LoginUsername => {
+                match String::from_utf8(response) {
+                    Ok(username) => self.sasl_challenge(SaslStep::LoginPassword { username }),
+                    Err(_) => self.reply_error(501, "5.5.2", "The user name must be UTF-8"),
+                }
+                return Step::Continue;
+            }
+            SaslStep::LoginPassword { username } => String::from_utf8(response).ok().map(|password| Credentials {
+                mechanism: Mechanism::Login,
+                authzid: None,
+                username,
+                password,
+            }),
+        };
+        let Some(credentials) = credentials else {
+            self.reply_error(501, "5.5.2", "Invalid SASL response");
+            return Step::Continue;
+        };
+        self.phase = Phase::Awaiting(Awaiting::Auth);
+        Step::Event(Event::Auth(credentials))
+    }
+
     fn command_quit(&mut self, args: &str) -> Step {
         if !args.is_empty() {
             self.reply_error(501, "5.5.4", "Syntax: QUIT");
@@ -812,6 +1006,10 @@ impl Session {
                 self.transaction = None;
                 self.write_reply(250, "2.0.0", "Ok: queued");
             }
+            Awaiting::Auth => {
+                self.authenticated = true;
+                self.write_reply(235, "2.7.0", "Authentication successful");
+            }
         }
     }
 
@@ -827,6 +1025,10 @@ impl Session {
         ];
         if self.starttls_available && !self.tls_active {
             lines.push("STARTTLS".to_owned());
+        }
+        if !self.auth_mechanisms.is_empty() && self.tls_active {
+            let names: Vec<&str> = self.auth_mechanisms.iter().map(|mechanism| mechanism.name()).collect();
+            lines.push(format!("AUTH {}", names.join(" ")));
         }
         let n_lines = lines.len();
         for (idx, line) in lines.iter().enumerate() {
@@ -886,6 +1088,30 @@ fn parse_forward_path(s: &str) -> Result<(String, &str), ArgError> {
         return Err(ArgError::Syntax);
     }
     Ok((address, rest))
+}
+
+/// RFC 4616: `[authzid] NUL authcid NUL passwd`, each UTF-8, the last two not empty.
+fn parse_plain(response: &[u8]) -> Option<Credentials> {
+    let mut parts = response.split(|&byte| byte == 0);
+    let (Some(authzid), Some(username), Some(password), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return None;
+    };
+    let (Ok(authzid), Ok(username), Ok(password)) =
+        (std::str::from_utf8(authzid), std::str::from_utf8(username), std::str::from_utf8(password))
+    else {
+        return None;
+    };
+    if username.is_empty() || password.is_empty() {
+        return None;
+    }
+    Some(Credentials {
+        mechanism: Mechanism::Plain,
+        authzid: (!authzid.is_empty()).then(|| authzid.to_owned()),
+        username: username.to_owned(),
+        password: password.to_owned(),
+    })
 }
 
 fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {

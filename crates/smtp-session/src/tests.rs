@@ -21,7 +21,10 @@ use std::time::{Duration, Instant};
 
 use crate::address::{self, ArgError};
 use crate::data::{self, DataDecoder};
-use crate::{Body, CloseReason, Decision, Event, Limits, LimitsError, MailParams, Options, Reply, Session};
+use crate::{
+    Body, CloseReason, Credentials, Decision, Event, Limits, LimitsError, MailParams, Mechanism, Options, Reply,
+    Session,
+};
 
 // ---------------------------------------------------------------- harness
 
@@ -172,6 +175,10 @@ fn ehlo_reply(options: &Options) -> Vec<String> {
     if options.starttls_available && !options.tls_active {
         lines.push("250-STARTTLS".to_owned());
     }
+    if !options.auth_mechanisms.is_empty() && options.tls_active {
+        let names: Vec<&str> = options.auth_mechanisms.iter().map(|mechanism| mechanism.name()).collect();
+        lines.push(format!("250-AUTH {}", names.join(" ")));
+    }
     let last = lines.last_mut().unwrap();
     last.replace_range(3..4, " ");
     lines
@@ -191,6 +198,13 @@ fn describe(event: &Event) -> String {
                 data.escape_ascii()
             )
         }
+        Event::Auth(credentials) => format!(
+            "AUTH {} {} {} {}",
+            credentials.mechanism.name(),
+            credentials.authzid.as_deref().unwrap_or("-"),
+            credentials.username,
+            credentials.password
+        ),
         Event::StartTls => "STARTTLS".to_owned(),
         Event::Quit => "QUIT".to_owned(),
         Event::Close { reason } => format!("CLOSE {reason:?}"),
@@ -821,6 +835,224 @@ fn starttls_drops_bytes_fed_before_handshake() {
     let output = String::from_utf8(session.poll_output().unwrap()).unwrap();
     assert!(output.ends_with("250 STARTTLS\r\n220 2.0.0 Ready to start TLS\r\n"), "{output}");
     assert_eq!(session.poll_output(), None);
+}
+
+// ---------------------------------------------------------------- AUTH
+
+/// Submission's options: PLAIN and LOGIN, over implicit TLS.
+fn auth_options() -> Options {
+    Options { tls_active: true, auth_mechanisms: vec![Mechanism::Plain, Mechanism::Login], ..options() }
+}
+
+#[test]
+fn auth_is_offered_only_when_mechanisms_are_given_and_tls_is_active() {
+    check_with(
+        auth_options(),
+        "
+        S: 220 mx.example.org ESMTP Hameau
+        C: EHLO client.example
+        S: 250-mx.example.org
+        S: 250-PIPELINING
+        S: 250-SIZE 41943040
+        S: 250-8BITMIME
+        S: 250-SMTPUTF8
+        S: 250-ENHANCEDSTATUSCODES
+        S: 250-CHUNKING
+        S: 250 AUTH PLAIN LOGIN
+        ",
+    );
+    // Before STARTTLS: STARTTLS offered, AUTH neither offered nor accepted (RFC 4954 §6).
+    let in_clear = Options { tls_active: false, ..auth_options() };
+    check_with(
+        in_clear,
+        "
+        S: 220 mx.example.org ESMTP Hameau
+        C: EHLO client.example
+        S: 250-mx.example.org
+        S: 250-PIPELINING
+        S: 250-SIZE 41943040
+        S: 250-8BITMIME
+        S: 250-SMTPUTF8
+        S: 250-ENHANCEDSTATUSCODES
+        S: 250-CHUNKING
+        S: 250 STARTTLS
+        C: AUTH PLAIN AGFsaWNlAHNlY3JldA==
+        S: 538 5.7.11 Encryption required for requested authentication mechanism
+        C: STARTTLS
+        S: 220 2.0.0 Ready to start TLS
+        C: EHLO client.example
+        S: 250-mx.example.org
+        S: 250-PIPELINING
+        S: 250-SIZE 41943040
+        S: 250-8BITMIME
+        S: 250-SMTPUTF8
+        S: 250-ENHANCEDSTATUSCODES
+        S: 250-CHUNKING
+        S: 250 AUTH PLAIN LOGIN
+        ",
+    );
+    // The MX offers none: not in EHLO, and refused.
+    check_with(
+        Options { tls_active: true, ..options() },
+        "
+        S: 220 mx.example.org ESMTP Hameau
+        @ehlo
+        C: AUTH PLAIN AGFsaWNlAHNlY3JldA==
+        S: 503 5.5.1 Authentication not enabled
+        ",
+    );
+}
+
+#[test]
+fn auth_plain() {
+    check_with(
+        auth_options(),
+        "
+        S: 220 mx.example.org ESMTP Hameau
+        C: AUTH PLAIN AGFsaWNlAHNlY3JldA==
+        S: 503 5.5.1 Send EHLO first
+        @ehlo
+        C: AUTH PLAIN AGFsaWNlAHNlY3JldA==
+        E: AUTH PLAIN - alice secret
+        S: 235 2.7.0 Authentication successful
+        C: AUTH PLAIN AGFsaWNlAHNlY3JldA==
+        S: 503 5.5.1 Already authenticated
+        C: EHLO client.example
+        E: EHLO client.example
+        S: 250-mx.example.org
+        S: 250-PIPELINING
+        S: 250-SIZE 41943040
+        S: 250-8BITMIME
+        S: 250-SMTPUTF8
+        S: 250-ENHANCEDSTATUSCODES
+        S: 250-CHUNKING
+        S: 250 AUTH PLAIN LOGIN
+        C: AUTH PLAIN AGFsaWNlAHNlY3JldA==
+        S: 503 5.5.1 Already authenticated
+        ",
+    );
+    // Without an initial response, with an authorization identity, then refused.
+    check_with(
+        auth_options(),
+        "
+        S: 220 mx.example.org ESMTP Hameau
+        @ehlo
+        C: auth plain
+        S: 334 
+        D: reject 535 5.7.8 Authentication credentials invalid
+        C: Ym9zcwBhbGljZQBzZWNyZXQ=
+        E: AUTH PLAIN boss alice secret
+        S: 535 5.7.8 Authentication credentials invalid
+        C: MAIL FROM:<a@example.com>
+        E: MAIL <a@example.com>
+        S: 250 2.1.0 Ok
+        C: AUTH PLAIN AGFsaWNlAHNlY3JldA==
+        S: 503 5.5.1 AUTH not allowed during a mail transaction
+        ",
+    );
+}
+
+#[test]
+fn auth_login() {
+    check_with(
+        auth_options(),
+        "
+        S: 220 mx.example.org ESMTP Hameau
+        @ehlo
+        C: AUTH LOGIN
+        S: 334 VXNlcm5hbWU6
+        C: YWxpY2U=
+        S: 334 UGFzc3dvcmQ6
+        C: c2VjcmV0
+        E: AUTH LOGIN - alice secret
+        S: 235 2.7.0 Authentication successful
+        ",
+    );
+    // The initial response is the user name.
+    check_with(
+        auth_options(),
+        "
+        S: 220 mx.example.org ESMTP Hameau
+        @ehlo
+        C: AUTH LOGIN YWxpY2U=
+        S: 334 UGFzc3dvcmQ6
+        C: c2VjcmV0
+        E: AUTH LOGIN - alice secret
+        S: 235 2.7.0 Authentication successful
+        ",
+    );
+}
+
+#[test]
+fn auth_errors() {
+    check_with(
+        Options { limits: Limits { errors_max: 20, ..Limits::default() }, ..auth_options() },
+        r#"
+        S: 220 mx.example.org ESMTP Hameau
+        @ehlo
+        C: AUTH
+        S: 501 5.5.4 Syntax: AUTH mechanism [initial-response]
+        C: AUTH PLAIN a b
+        S: 501 5.5.4 Syntax: AUTH mechanism [initial-response]
+        C: AUTH CRAM-MD5
+        S: 504 5.5.4 Unrecognized authentication type
+        C: AUTH PLAIN
+        S: 334 
+        C: *
+        S: 501 5.0.0 Authentication cancelled
+        C: AUTH LOGIN
+        S: 334 VXNlcm5hbWU6
+        C: YWxpY2U=
+        S: 334 UGFzc3dvcmQ6
+        C: *
+        S: 501 5.0.0 Authentication cancelled
+        C: AUTH PLAIN not-base64!
+        S: 501 5.5.2 Invalid base64 in the SASL response
+        # No password; an empty response; no NUL at all.
+        C: AUTH PLAIN AGFsaWNlAA==
+        S: 501 5.5.2 Invalid SASL response
+        C: AUTH PLAIN =
+        S: 501 5.5.2 Invalid SASL response
+        C: AUTH PLAIN YWxpY2UAc2VjcmV0
+        S: 501 5.5.2 Invalid SASL response
+        C: AUTH LOGIN /w==
+        S: 501 5.5.2 The user name must be UTF-8
+        # A response line that is not one ends the exchange with its own error.
+        C: AUTH PLAIN
+        S: 334 
+        R: AGFsaWNlAHNlY3JldA==\n
+        S: 500 5.5.2 Line must end with CRLF
+        C: NOOP
+        S: 250 2.0.0 Ok
+        "#,
+    );
+}
+
+#[test]
+fn failed_authentications_count_as_errors() {
+    let options = Options { limits: Limits { errors_max: 2, ..Limits::default() }, ..auth_options() };
+    check_with(
+        options,
+        "
+        S: 220 mx.example.org ESMTP Hameau
+        @ehlo
+        D: reject 535 5.7.8 Authentication credentials invalid
+        C: AUTH PLAIN AGFsaWNlAHNlY3JldA==
+        S: 535 5.7.8 Authentication credentials invalid
+        D: reject 535 5.7.8 Authentication credentials invalid
+        C: AUTH PLAIN AGFsaWNlAHNlY3JldA==
+        S: 535 5.7.8 Authentication credentials invalid
+        S: 421 4.7.0 Too many errors, closing connection
+        ",
+    );
+}
+
+#[test]
+fn credentials_hide_the_password_from_debug() {
+    let credentials =
+        Credentials { mechanism: Mechanism::Plain, authzid: None, username: "alice".into(), password: "secret".into() };
+    let debug = format!("{:?}", Event::Auth(credentials));
+    assert!(debug.contains("alice") && !debug.contains("secret"), "{debug}");
 }
 
 // ---------------------------------------------------------------- smuggling and bare CR/LF

@@ -29,8 +29,9 @@
 //!   ([`hameau_mailbox::Mail::ingest_many`]): the `250` is given only after it is synced,
 //!   and a failure leaves no recipient with a copy.
 
+use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -39,6 +40,7 @@ use std::task::{Context, Poll};
 use hameau_directory::{Directory, Recipient};
 use hameau_mailbox::{Filing, LocalDelivery, Mail, MailboxNames};
 use hameau_smtp_session::header::{self, Fields};
+use hameau_smtp_session::{Credentials, Decision, MailParams, Reply};
 use mail_auth::arc::ArcError;
 use mail_auth::dmarc::Policy;
 use mail_auth::dmarc::verify::DmarcParameters;
@@ -48,36 +50,14 @@ use mail_auth::{
 };
 use tokio::sync::Semaphore;
 
+use crate::pipeline::{Message, Pipeline};
+
 /// Messages at least this large are authenticated within the budget of
 /// [`InboundOptions::verifications_max`], on a thread of their own. Parsing one hashes its
 /// body up to four times (DKIM's and ARC's canonicalizations and algorithms) and each
 /// signature hashes its headers: at 1 MiB that is tens of milliseconds that would hold an
 /// async worker; below it, well under a millisecond, not worth a thread hand-off.
 pub const HEAVY_MESSAGE_BYTES: usize = 1 << 20;
-
-/// An SMTP reply: code, enhanced status code (RFC 3463), text.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Reply {
-    pub code: u16,
-    pub enhanced: &'static str,
-    pub text: String,
-}
-
-impl Reply {
-    fn new(code: u16, enhanced: &'static str, text: impl Into<String>) -> Reply {
-        Reply { code, enhanced, text: text.into() }
-    }
-
-    pub fn is_success(&self) -> bool {
-        self.code < 400
-    }
-}
-
-impl std::fmt::Display for Reply {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {} {}", self.code, self.enhanced, self.text)
-    }
-}
 
 /// What to do with a RCPT TO.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -122,6 +102,17 @@ pub struct Envelope {
     pub received_at: u64,
     /// The session's id, for `Received` and the logs.
     pub id: String,
+}
+
+/// What the MX keeps of one connection ([`Pipeline::Session`]): the client, its `HELO`,
+/// and the transaction's resolved recipients.
+#[derive(Debug)]
+pub struct MxSession {
+    client_ip: IpAddr,
+    helo: String,
+    recipients: HashMap<String, Recipient>,
+    /// The accounts of `recipients` (checked against `mail.ingest_batch_max` at RCPT).
+    accounts: BTreeSet<u64>,
 }
 
 /// The MX's decisions and delivery.
@@ -202,7 +193,7 @@ impl Inbound {
     /// the whole message.
     ///
     /// `accounts` are those of the recipients accepted so far in the transaction.
-    pub fn too_many_accounts(&self, accounts: &std::collections::BTreeSet<u64>, new: &Recipient) -> Option<Reply> {
+    pub fn too_many_accounts(&self, accounts: &BTreeSet<u64>, new: &Recipient) -> Option<Reply> {
         let mut added: Vec<u64> =
             new.accounts.iter().map(|account| account.id).filter(|id| !accounts.contains(id)).collect();
         added.sort_unstable();
@@ -436,6 +427,58 @@ impl Inbound {
         );
         header::strip_results_into(raw, hostname, &mut out);
         out
+    }
+}
+
+/// The MX as the SMTP driver sees it: recipients checked at RCPT, messages authenticated
+/// and stored at the end of DATA, no `AUTH`.
+impl Pipeline for Inbound {
+    type Session = MxSession;
+
+    fn session(&self, peer: SocketAddr) -> MxSession {
+        MxSession { client_ip: peer.ip(), helo: String::new(), recipients: HashMap::new(), accounts: BTreeSet::new() }
+    }
+
+    async fn helo(&self, session: &mut MxSession, host: &str) -> Decision {
+        session.helo = host.to_owned();
+        Decision::Accept
+    }
+
+    async fn mail_from(&self, session: &mut MxSession, _address: &str, _params: &MailParams) -> Decision {
+        session.recipients.clear();
+        session.accounts.clear();
+        Decision::Accept
+    }
+
+    async fn rcpt_to(&self, session: &mut MxSession, address: &str) -> Decision {
+        let recipient = match self.check_recipient(address).await {
+            RcptVerdict::Accept(recipient) => recipient,
+            RcptVerdict::Refuse(reply) => return Decision::Reject(reply),
+        };
+        if let Some(reply) = self.too_many_accounts(&session.accounts, &recipient) {
+            return Decision::Reject(reply);
+        }
+        session.accounts.extend(recipient.accounts.iter().map(|account| account.id));
+        session.recipients.insert(address.to_owned(), *recipient);
+        Decision::Accept
+    }
+
+    async fn message(&self, session: &mut MxSession, message: Message<'_>) -> Reply {
+        let envelope = Envelope {
+            client_ip: session.client_ip,
+            helo: session.helo.clone(),
+            mail_from: message.mail_from.to_owned(),
+            recipients: message.recipients.iter().filter_map(|r| session.recipients.get(r).cloned()).collect(),
+            tls: message.tls,
+            received_at: message.received_at,
+            id: message.id.to_owned(),
+        };
+        self.deliver(&envelope, message.data).await
+    }
+
+    async fn auth(&self, _session: &mut MxSession, _credentials: Credentials) -> Decision {
+        // Never asked: the MX offers no mechanism, so the session refuses `AUTH` itself.
+        Decision::Reject(Reply::new(503, "5.5.1", "Authentication not enabled"))
     }
 }
 

@@ -1,14 +1,18 @@
-//! Hameau's SMTP (RFC 5321). Today: the inbound pipeline of the MX ([`inbound`]): which
-//! recipients are accepted, how a message is authenticated (SPF RFC 7208, DKIM RFC 6376,
-//! ARC RFC 8617, DMARC RFC 7489, with mail-auth), which headers are added
-//! (`Received`, `Authentication-Results` RFC 8601), and its durable delivery into the
-//! mail model. The socket driver on top of the sans-IO session comes next.
+//! Hameau's SMTP (RFC 5321). The socket driver ([`server`]) runs the sans-IO session and
+//! asks a [`Pipeline`] about each of its events. The MX's pipeline ([`inbound`]) decides
+//! which recipients are accepted, how a message is authenticated (SPF RFC 7208, DKIM
+//! RFC 6376, ARC RFC 8617, DMARC RFC 7489, with mail-auth), which headers are added
+//! (`Received`, `Authentication-Results` RFC 8601), and delivers it durably into the mail
+//! model. Submission is the next pipeline.
 
 pub mod dns;
 pub mod inbound;
+pub mod pipeline;
 pub mod server;
 
-pub use inbound::{Envelope, Inbound, InboundOptions, RcptVerdict, Reply};
+pub use hameau_smtp_session::Reply;
+pub use inbound::{Envelope, Inbound, InboundOptions, MxSession, RcptVerdict};
+pub use pipeline::{Message, Pipeline};
 
 #[cfg(test)]
 mod tests;

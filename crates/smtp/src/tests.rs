@@ -219,7 +219,7 @@ mod delivery {
         }
         // A message without a header section is refused.
         let reply = f.inbound.deliver(&envelope, b"").await;
-        assert_eq!(reply.code, 554);
+        assert_eq!(reply.code(), 554);
     }
 
     fn envelope(recipients: Vec<hameau_directory::Recipient>) -> Envelope {
@@ -276,7 +276,7 @@ mod delivery {
         let body = "x".repeat(crate::inbound::HEAVY_MESSAGE_BYTES);
         let raw = format!("{}From: jean@sender.example\r\n\r\n{body}\r\n", signature.repeat(7));
         let reply = f.inbound.deliver(&envelope, raw.as_bytes()).await;
-        assert_eq!(reply.code, 250, "{reply}");
+        assert_eq!(reply.code(), 250, "{reply}");
         let stored = user_inbox(&f).await.remove(0);
         let results = stored.split("\r\nReceived:").next().unwrap();
         assert_eq!(results.matches("\tdkim=").count(), 6, "{results}");
@@ -285,6 +285,48 @@ mod delivery {
             "{results}"
         );
         assert_eq!(stored.matches("DKIM-Signature:").count(), 7, "the message is stored whole");
+    }
+
+    /// The MX through the driver's seam: the transaction's state lives in its session.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_mx_is_a_pipeline() {
+        use hameau_smtp_session::{Credentials, Decision, MailParams, Mechanism};
+
+        use crate::{Message, Pipeline};
+
+        let f = fixture().await;
+        assert!(f.inbound.auth_mechanisms().is_empty(), "no AUTH on the MX");
+        let mut session = f.inbound.session("192.0.2.1:25000".parse().unwrap());
+        assert_eq!(f.inbound.helo(&mut session, "sender.example").await, Decision::Accept);
+        let params = MailParams::default();
+        assert_eq!(f.inbound.mail_from(&mut session, "jean@sender.example", &params).await, Decision::Accept);
+        let refused = |decision: Decision| match decision {
+            Decision::Reject(reply) => reply.to_string(),
+            Decision::Accept => panic!("accepted"),
+        };
+        assert_eq!(refused(f.inbound.rcpt_to(&mut session, "x@elsewhere.test").await), "554 5.7.1 relay access denied");
+        assert_eq!(f.inbound.rcpt_to(&mut session, "user@a.test").await, Decision::Accept);
+        let recipients = vec!["user@a.test".to_string()];
+        let message = Message {
+            mail_from: "jean@sender.example",
+            recipients: &recipients,
+            params: &params,
+            data: b"From: jean@sender.example\r\nSubject: test\r\n\r\nBonjour\r\n",
+            tls: false,
+            received_at: NOW,
+            id: "abc.1",
+        };
+        let reply = f.inbound.message(&mut session, message).await;
+        assert_eq!(reply.to_string(), "250 2.0.0 message accepted, id abc.1");
+        let stored = user_inbox(&f).await.remove(0);
+        assert!(stored.contains("Received: from sender.example ([192.0.2.1])\r\n\tby mx.hameau.test (Hameau) with ESMTP id abc.1\r\n\tfor <user@a.test>;"), "{stored}");
+        // A new transaction forgets the recipients of the last one: nothing is stored.
+        f.inbound.mail_from(&mut session, "jean@sender.example", &params).await;
+        f.inbound.message(&mut session, Message { id: "abc.2", ..message }).await;
+        assert_eq!(user_inbox(&f).await.len(), 1);
+        let credentials =
+            Credentials { mechanism: Mechanism::Plain, authzid: None, username: "u".into(), password: "p".into() };
+        assert_eq!(refused(f.inbound.auth(&mut session, credentials).await), "503 5.5.1 Authentication not enabled");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -313,5 +355,199 @@ mod delivery {
             refused(f.inbound.check_recipient("postmaster@elsewhere.test").await),
             "554 5.7.1 relay access denied"
         );
+    }
+}
+
+/// The driver over real sockets with a pipeline of its own: it asks the pipeline about
+/// every event, offers AUTH only when the pipeline does (and only over TLS), and answers a
+/// panicking delivery `451 4.3.0`.
+mod driver {
+    use std::net::SocketAddr;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use hameau_smtp_session::{Credentials, Decision, MailParams, Mechanism, Reply};
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+    use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+    use tokio::net::{TcpListener, TcpStream};
+
+    use crate::server::{Context, Metrics, Options, run};
+    use crate::{Message, Pipeline};
+
+    /// Records what it is asked, as lines.
+    struct Recorder {
+        log: Arc<Mutex<Vec<String>>>,
+    }
+
+    struct RecorderSession {
+        peer: SocketAddr,
+        user: Option<String>,
+    }
+
+    impl Pipeline for Recorder {
+        type Session = RecorderSession;
+
+        fn auth_mechanisms(&self) -> &[Mechanism] {
+            &[Mechanism::Plain]
+        }
+
+        fn session(&self, peer: SocketAddr) -> RecorderSession {
+            RecorderSession { peer, user: None }
+        }
+
+        async fn helo(&self, session: &mut RecorderSession, host: &str) -> Decision {
+            self.log.lock().unwrap().push(format!("helo {host} from {}", session.peer.ip()));
+            Decision::Accept
+        }
+
+        async fn mail_from(&self, session: &mut RecorderSession, address: &str, _: &MailParams) -> Decision {
+            self.log.lock().unwrap().push(format!("mail {address} by {:?}", session.user));
+            Decision::Accept
+        }
+
+        async fn rcpt_to(&self, _: &mut RecorderSession, address: &str) -> Decision {
+            self.log.lock().unwrap().push(format!("rcpt {address}"));
+            match address.starts_with("nobody@") {
+                true => Decision::Reject(Reply::new(550, "5.1.1", "no such user here")),
+                false => Decision::Accept,
+            }
+        }
+
+        async fn message(&self, _: &mut RecorderSession, message: Message<'_>) -> Reply {
+            let text = String::from_utf8_lossy(message.data).into_owned();
+            self.log.lock().unwrap().push(format!("message {:?} tls={} {text:?}", message.recipients, message.tls));
+            if text.contains("PANIC") {
+                panic!("the pipeline panicked");
+            }
+            Reply::new(250, "2.0.0", format!("accepted, id {}", message.id))
+        }
+
+        async fn auth(&self, session: &mut RecorderSession, credentials: Credentials) -> Decision {
+            self.log.lock().unwrap().push(format!("auth {}", credentials.username));
+            if (credentials.username.as_str(), credentials.password.as_str()) == ("alice", "secret") {
+                session.user = Some(credentials.username);
+                Decision::Accept
+            } else {
+                Decision::Reject(Reply::new(535, "5.7.8", "Authentication credentials invalid"))
+            }
+        }
+    }
+
+    fn tls_pair() -> (Arc<rustls::ServerConfig>, tokio_rustls::TlsConnector) {
+        let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        let cert: CertificateDer<'static> = certified.cert.der().clone();
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(certified.signing_key.serialize_der()));
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let server = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.clone()], key)
+            .unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert).unwrap();
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        (Arc::new(server), tokio_rustls::TlsConnector::from(Arc::new(client)))
+    }
+
+    /// Sends `command` (unless empty) and reads one whole reply, its lines joined by `|`.
+    async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut BufReader<S>, command: &str) -> String {
+        if !command.is_empty() {
+            stream.get_mut().write_all(format!("{command}\r\n").as_bytes()).await.unwrap();
+        }
+        let mut lines = Vec::new();
+        loop {
+            let mut line = String::new();
+            assert!(stream.read_line(&mut line).await.unwrap() > 0, "closed after {lines:?}");
+            let line = line.trim_end().to_owned();
+            let last = line.as_bytes().get(3) != Some(&b'-');
+            lines.push(line);
+            if last {
+                return lines.join("|");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn the_driver_asks_the_pipeline() {
+        let (tls, connector) = tls_pair();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let context = Arc::new(Context {
+            pipeline: Recorder { log: log.clone() },
+            gate: hameau_net::Gate::new(10, 10),
+            tls: Some(tls),
+            options: Options {
+                session: hameau_smtp_session::Options {
+                    starttls_available: true,
+                    ..hameau_smtp_session::Options::default()
+                },
+                hostname: "mx.test".into(),
+                tls_handshake_timeout: Duration::from_secs(5),
+                write_timeout: Duration::from_secs(5),
+            },
+            now_s: Arc::new(|| 1_795_000_000),
+            sessions: std::sync::atomic::AtomicU64::new(0),
+            metrics: Metrics::new(&hameau_telemetry::Registry::new()),
+        });
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, shutdown) = tokio::sync::watch::channel(false);
+        let server = tokio::spawn(run(listener, context, shutdown));
+
+        let mut plain = BufReader::new(TcpStream::connect(addr).await.unwrap());
+        assert_eq!(exchange(&mut plain, "").await, "220 mx.test ESMTP Hameau");
+        let ehlo = exchange(&mut plain, "EHLO client.test").await;
+        assert!(ehlo.ends_with("|250 STARTTLS"), "no AUTH in clear: {ehlo}");
+        assert_eq!(
+            exchange(&mut plain, "AUTH PLAIN AGFsaWNlAHNlY3JldA==").await,
+            "538 5.7.11 Encryption required for requested authentication mechanism"
+        );
+        assert_eq!(exchange(&mut plain, "STARTTLS").await, "220 2.0.0 Ready to start TLS");
+        let name = ServerName::try_from("localhost").unwrap();
+        let tls = connector.connect(name, plain.into_inner()).await.unwrap();
+        let mut tls = BufReader::new(tls);
+        let ehlo = exchange(&mut tls, "EHLO client.test").await;
+        assert!(ehlo.ends_with("|250-CHUNKING|250 AUTH PLAIN"), "{ehlo}");
+        // `\0alice\0wrong`, then `\0alice\0secret`.
+        assert_eq!(
+            exchange(&mut tls, "AUTH PLAIN AGFsaWNlAHdyb25n").await,
+            "535 5.7.8 Authentication credentials invalid"
+        );
+        assert_eq!(exchange(&mut tls, "AUTH PLAIN AGFsaWNlAHNlY3JldA==").await, "235 2.7.0 Authentication successful");
+        assert_eq!(exchange(&mut tls, "MAIL FROM:<alice@a.test>").await, "250 2.1.0 Ok");
+        assert_eq!(exchange(&mut tls, "RCPT TO:<nobody@b.test>").await, "550 5.1.1 no such user here");
+        assert_eq!(exchange(&mut tls, "RCPT TO:<bob@b.test>").await, "250 2.1.5 Ok");
+        assert_eq!(exchange(&mut tls, "DATA").await, "354 End data with <CR><LF>.<CR><LF>");
+        assert_eq!(exchange(&mut tls, "Subject: hi\r\n\r\nhello\r\n.").await, "250 2.0.0 Ok: queued");
+        assert_eq!(exchange(&mut tls, "MAIL FROM:<alice@a.test>").await, "250 2.1.0 Ok");
+        assert_eq!(exchange(&mut tls, "RCPT TO:<bob@b.test>").await, "250 2.1.5 Ok");
+        // BDAT has no reply before its chunk.
+        tls.get_mut().write_all(b"BDAT 7 LAST\r\nPANIC\r\n").await.unwrap();
+        assert_eq!(exchange(&mut tls, "").await, "451 4.3.0 local error, try again later");
+        assert_eq!(exchange(&mut tls, "QUIT").await, "221 2.0.0 Bye");
+
+        let log = log.lock().unwrap().clone();
+        assert_eq!(
+            log,
+            [
+                "helo client.test from 127.0.0.1",
+                "helo client.test from 127.0.0.1",
+                "auth alice",
+                "auth alice",
+                "mail alice@a.test by Some(\"alice\")",
+                "rcpt nobody@b.test",
+                "rcpt bob@b.test",
+                "message [\"bob@b.test\"] tls=true \"Subject: hi\\r\\n\\r\\nhello\\r\\n\"",
+                "mail alice@a.test by Some(\"alice\")",
+                "rcpt bob@b.test",
+                "message [\"bob@b.test\"] tls=true \"PANIC\\r\\n\"",
+            ]
+        );
+        stop.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), server).await.unwrap().unwrap();
     }
 }
