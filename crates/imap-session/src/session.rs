@@ -782,7 +782,7 @@ impl Session {
                 Step::Continue
             }
             Ok(hameau_sasl::Next::Done(credentials)) => {
-                let hameau_sasl::Credentials { authzid, username, password } = credentials;
+                let hameau_sasl::Credentials { authzid, username, password, .. } = credentials;
                 self.login_event(tag, authzid, username, password)
             }
             Err(e) => self.bad(&tag, &e.to_string()),

@@ -45,6 +45,8 @@ impl Mechanism {
 /// What a finished exchange gives: the identity to check and the secret.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
+    /// The mechanism that gave them (logs).
+    pub mechanism: Mechanism,
     /// PLAIN's authorization identity, when the client gave one (it then asks to act as
     /// that identity: the protocol decides whether it may).
     pub authzid: Option<String>,
@@ -55,6 +57,7 @@ pub struct Credentials {
 impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Credentials")
+            .field("mechanism", &self.mechanism)
             .field("authzid", &self.authzid)
             .field("username", &self.username)
             .field("password", &"<hidden>")
@@ -71,7 +74,8 @@ pub enum Error {
     Cancelled,
     #[error("Invalid base64 in the SASL response")]
     Base64,
-    /// A PLAIN message that is not `[authzid] NUL authcid NUL passwd` with an authcid.
+    /// A PLAIN message that is not `[authzid] NUL authcid NUL passwd`, authcid and
+    /// passwd not empty (RFC 4616 §2).
     #[error("Malformed PLAIN response")]
     MalformedPlain,
     #[error("Credentials must be UTF-8")]
@@ -144,7 +148,7 @@ impl Exchange {
             }
             Step::LoginPassword { username } => {
                 let password = String::from_utf8(response).map_err(|_| Error::NotUtf8)?;
-                Ok(Next::Done(Credentials { authzid: None, username, password }))
+                Ok(Next::Done(Credentials { mechanism: Mechanism::Login, authzid: None, username, password }))
             }
         }
     }
@@ -171,9 +175,14 @@ fn plain(response: &[u8]) -> Result<Credentials, Error> {
     else {
         return Err(Error::NotUtf8);
     };
-    if username.is_empty() {
+    if username.is_empty() || password.is_empty() {
         return Err(Error::MalformedPlain);
     }
     let authzid = (!authzid.is_empty()).then(|| authzid.to_owned());
-    Ok(Credentials { authzid, username: username.to_owned(), password: password.to_owned() })
+    Ok(Credentials {
+        mechanism: Mechanism::Plain,
+        authzid,
+        username: username.to_owned(),
+        password: password.to_owned(),
+    })
 }

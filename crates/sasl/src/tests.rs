@@ -1,7 +1,7 @@
 use crate::{Credentials, Error, Exchange, Mechanism, Next, decode};
 
-fn credentials(authzid: Option<&str>, username: &str, password: &str) -> Credentials {
-    Credentials { authzid: authzid.map(str::to_owned), username: username.into(), password: password.into() }
+fn credentials(mechanism: Mechanism, authzid: Option<&str>, username: &str, password: &str) -> Credentials {
+    Credentials { mechanism, authzid: authzid.map(str::to_owned), username: username.into(), password: password.into() }
 }
 
 fn b64(bytes: &[u8]) -> Vec<u8> {
@@ -17,14 +17,18 @@ fn check_plain(response: &[u8], expect: Result<Credentials, Error>) {
 
 #[test]
 fn plain() {
-    check_plain(b"\0agent@mairie.fr\0secret", Ok(credentials(None, "agent@mairie.fr", "secret")));
+    check_plain(b"\0agent@mairie.fr\0secret", Ok(credentials(Mechanism::Plain, None, "agent@mairie.fr", "secret")));
     check_plain(
         b"accueil@mairie.fr\0agent@mairie.fr\0s",
-        Ok(credentials(Some("accueil@mairie.fr"), "agent@mairie.fr", "s")),
+        Ok(credentials(Mechanism::Plain, Some("accueil@mairie.fr"), "agent@mairie.fr", "s")),
     );
-    check_plain("\0agent\0mot de passe é".as_bytes(), Ok(credentials(None, "agent", "mot de passe é")));
+    check_plain(
+        "\0agent\0mot de passe é".as_bytes(),
+        Ok(credentials(Mechanism::Plain, None, "agent", "mot de passe é")),
+    );
     check_plain(b"\0\0secret", Err(Error::MalformedPlain));
     check_plain(b"\0agent", Err(Error::MalformedPlain));
+    check_plain(b"\0agent\0", Err(Error::MalformedPlain));
     check_plain(b"\0a\0b\0c", Err(Error::MalformedPlain));
     check_plain(b"", Err(Error::MalformedPlain));
     check_plain(b"\0agent\0\xff\xfe", Err(Error::NotUtf8));
@@ -39,7 +43,7 @@ fn login_prompts_then_credentials() {
     };
     assert_eq!(challenge, "UGFzc3dvcmQ6");
     let next = exchange.respond_line(&b64(b"secret")).unwrap();
-    assert_eq!(next, Next::Done(credentials(None, "agent@mairie.fr", "secret")));
+    assert_eq!(next, Next::Done(credentials(Mechanism::Login, None, "agent@mairie.fr", "secret")));
     // An initial response is the username.
     let next = Exchange::new(Mechanism::Login).respond(b"agent".to_vec()).unwrap();
     assert!(matches!(next, Next::Challenge { challenge: "UGFzc3dvcmQ6", .. }), "{next:?}");
@@ -61,6 +65,6 @@ fn mechanisms() {
     assert_eq!(Mechanism::parse("LOGIN"), Some(Mechanism::Login));
     assert_eq!(Mechanism::parse("CRAM-MD5"), None);
     assert_eq!(Mechanism::Login.name(), "LOGIN");
-    let shown = format!("{:?}", credentials(None, "agent", "secret"));
+    let shown = format!("{:?}", credentials(Mechanism::Plain, None, "agent", "secret"));
     assert!(!shown.contains("secret"), "{shown}");
 }

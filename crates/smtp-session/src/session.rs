@@ -20,45 +20,9 @@ pub struct Options {
     pub auth_mechanisms: Vec<Mechanism>,
 }
 
-/// A SASL mechanism of `AUTH`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mechanism {
-    /// RFC 4616.
-    Plain,
-    /// The obsolete but common `LOGIN` (draft-murchison-sasl-login), for Outlook.
-    Login,
-}
-
-impl Mechanism {
-    /// Its name in `EHLO` and `AUTH`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Mechanism::Plain => "PLAIN",
-            Mechanism::Login => "LOGIN",
-        }
-    }
-}
-
-/// What a client gave to `AUTH`, decoded. `Debug` hides the password.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Credentials {
-    pub mechanism: Mechanism,
-    /// The authorization identity of `PLAIN`, when not empty.
-    pub authzid: Option<String>,
-    pub username: String,
-    pub password: String,
-}
-
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credentials")
-            .field("mechanism", &self.mechanism)
-            .field("authzid", &self.authzid)
-            .field("username", &self.username)
-            .field("password", &"<hidden>")
-            .finish()
-    }
-}
+/// The SASL mechanisms and credentials of `AUTH` (RFC 4954): the exchanges are those of
+/// `hameau-sasl`, shared with IMAP. `Credentials`' `Debug` hides the password.
+pub use hameau_sasl::{Credentials, Mechanism};
 
 /// What the session asks of its driver. [`Event::needs_decision`] says which events wait for
 /// [`Session::handle_decision`]; the session reads no further command until then.
@@ -153,7 +117,7 @@ pub struct Session {
     /// `AUTH` succeeded; it cannot be given again (RFC 4954 §4).
     authenticated: bool,
     /// The `AUTH` exchange waits for this response line from the client.
-    sasl: Option<SaslStep>,
+    sasl: Option<hameau_sasl::Exchange>,
     phase: Phase,
     /// The accepted `EHLO`/`HELO`: `Some(true)` for EHLO.
     helo_ehlo: Option<bool>,
@@ -244,17 +208,6 @@ enum Awaiting {
     RcptTo { address: String },
     Message,
     Auth,
-}
-
-/// The response `AUTH` waits for.
-#[derive(Debug)]
-enum SaslStep {
-    /// RFC 4616: `[authzid] NUL authcid NUL passwd`.
-    Plain,
-    LoginUsername,
-    LoginPassword {
-        username: String,
-    },
 }
 
 #[derive(Debug)]
@@ -561,7 +514,7 @@ impl Session {
             return Step::Continue;
         };
         match sasl {
-            Some(step) => self.sasl_line(step, line),
+            Some(exchange) => self.sasl_line(exchange, line),
             None => self.handle_line(line),
         }
     }
@@ -801,66 +754,44 @@ impl Session {
             self.reply_error(504, "5.5.4", "Unrecognized authentication type");
             return Step::Continue;
         };
-        let step = match mechanism {
-            Mechanism::Plain => SaslStep::Plain,
-            Mechanism::Login => SaslStep::LoginUsername,
-        };
+        let exchange = hameau_sasl::Exchange::new(mechanism);
         match initial {
             // RFC 4954 §4: the initial response spares a round trip.
-            Some(initial) => self.sasl_line(step, initial.as_bytes()),
+            Some(initial) => self.sasl_line(exchange, initial.as_bytes()),
             None => {
-                self.sasl_challenge(step);
+                let challenge = exchange.first_challenge();
+                self.sasl_challenge(exchange, challenge);
                 Step::Continue
             }
         }
     }
 
-    /// Queues the challenge of `step` and waits for its response.
-    fn sasl_challenge(&mut self, step: SaslStep) {
-        self.write_line(match step {
-            SaslStep::Plain => "334 ",
-            // Base64 of `Username:` and `Password:`.
-            SaslStep::LoginUsername => "334 VXNlcm5hbWU6",
-            SaslStep::LoginPassword { .. } => "334 UGFzc3dvcmQ6",
-        });
-        self.sasl = Some(step);
+    /// Queues `334 challenge` and waits for the response (RFC 4954 §4).
+    fn sasl_challenge(&mut self, exchange: hameau_sasl::Exchange, challenge: &str) {
+        self.write_line(&format!("334 {challenge}"));
+        self.sasl = Some(exchange);
     }
 
     /// One response of the `AUTH` exchange: base64, `=` for an empty one, `*` to cancel.
-    fn sasl_line(&mut self, step: SaslStep, line: &[u8]) -> Step {
-        use base64::Engine as _;
-        if line == b"*" {
-            self.reply_error(501, "5.0.0", "Authentication cancelled");
-            return Step::Continue;
-        }
-        let decoded =
-            if line == b"=" { Ok(Vec::new()) } else { base64::engine::general_purpose::STANDARD.decode(line) };
-        let Ok(response) = decoded else {
-            self.reply_error(501, "5.5.2", "Invalid base64 in the SASL response");
-            return Step::Continue;
-        };
-        let credentials = match step {
-            SaslStep::Plain => parse_plain(&response),
-            SaslStep::LoginUsername => {
-                match String::from_utf8(response) {
-                    Ok(username) => self.sasl_challenge(SaslStep::LoginPassword { username }),
-                    Err(_) => self.reply_error(501, "5.5.2", "The user name must be UTF-8"),
-                }
-                return Step::Continue;
+    fn sasl_line(&mut self, exchange: hameau_sasl::Exchange, line: &[u8]) -> Step {
+        match exchange.respond_line(line) {
+            Ok(hameau_sasl::Next::Challenge { exchange, challenge }) => {
+                self.sasl_challenge(exchange, challenge);
+                Step::Continue
             }
-            SaslStep::LoginPassword { username } => String::from_utf8(response).ok().map(|password| Credentials {
-                mechanism: Mechanism::Login,
-                authzid: None,
-                username,
-                password,
-            }),
-        };
-        let Some(credentials) = credentials else {
-            self.reply_error(501, "5.5.2", "Invalid SASL response");
-            return Step::Continue;
-        };
-        self.phase = Phase::Awaiting(Awaiting::Auth);
-        Step::Event(Event::Auth(credentials))
+            Ok(hameau_sasl::Next::Done(credentials)) => {
+                self.phase = Phase::Awaiting(Awaiting::Auth);
+                Step::Event(Event::Auth(credentials))
+            }
+            Err(hameau_sasl::Error::Cancelled) => {
+                self.reply_error(501, "5.0.0", "Authentication cancelled");
+                Step::Continue
+            }
+            Err(e) => {
+                self.reply_error(501, "5.5.2", &e.to_string());
+                Step::Continue
+            }
+        }
     }
 
     fn command_quit(&mut self, args: &str) -> Step {
@@ -1088,30 +1019,6 @@ fn parse_forward_path(s: &str) -> Result<(String, &str), ArgError> {
         return Err(ArgError::Syntax);
     }
     Ok((address, rest))
-}
-
-/// RFC 4616: `[authzid] NUL authcid NUL passwd`, each UTF-8, the last two not empty.
-fn parse_plain(response: &[u8]) -> Option<Credentials> {
-    let mut parts = response.split(|&byte| byte == 0);
-    let (Some(authzid), Some(username), Some(password), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return None;
-    };
-    let (Ok(authzid), Ok(username), Ok(password)) =
-        (std::str::from_utf8(authzid), std::str::from_utf8(username), std::str::from_utf8(password))
-    else {
-        return None;
-    };
-    if username.is_empty() || password.is_empty() {
-        return None;
-    }
-    Some(Credentials {
-        mechanism: Mechanism::Plain,
-        authzid: (!authzid.is_empty()).then(|| authzid.to_owned()),
-        username: username.to_owned(),
-        password: password.to_owned(),
-    })
 }
 
 fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {

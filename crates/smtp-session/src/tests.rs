@@ -1010,13 +1010,13 @@ fn auth_errors() {
         S: 501 5.5.2 Invalid base64 in the SASL response
         # No password; an empty response; no NUL at all.
         C: AUTH PLAIN AGFsaWNlAA==
-        S: 501 5.5.2 Invalid SASL response
+        S: 501 5.5.2 Malformed PLAIN response
         C: AUTH PLAIN =
-        S: 501 5.5.2 Invalid SASL response
+        S: 501 5.5.2 Malformed PLAIN response
         C: AUTH PLAIN YWxpY2UAc2VjcmV0
-        S: 501 5.5.2 Invalid SASL response
+        S: 501 5.5.2 Malformed PLAIN response
         C: AUTH LOGIN /w==
-        S: 501 5.5.2 The user name must be UTF-8
+        S: 501 5.5.2 Credentials must be UTF-8
         # A response line that is not one ends the exchange with its own error.
         C: AUTH PLAIN
         S: 334 
