@@ -9,10 +9,12 @@ pub mod dns;
 pub mod inbound;
 pub mod pipeline;
 pub mod server;
+pub mod submission;
 
 pub use hameau_smtp_session::Reply;
 pub use inbound::{Envelope, Inbound, InboundOptions, MxSession, RcptVerdict};
 pub use pipeline::{Message, Pipeline};
+pub use submission::{Submission, SubmissionOptions, SubmissionSession};
 
 #[cfg(test)]
 mod tests;

@@ -65,12 +65,17 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn new(registry: &Registry) -> Metrics {
-        let smtp = [("protocol", "smtp")];
+        Metrics::for_protocol(registry, "smtp")
+    }
+
+    /// The counters of one service (`smtp` for the MX, `submission`), labelled with it.
+    pub fn for_protocol(registry: &Registry, protocol: &'static str) -> Metrics {
+        let smtp = [("protocol", protocol)];
         let messages = |result: &str| {
             registry.counter(
                 "hameau_messages_total",
                 "Messages at the end of DATA, by outcome.",
-                &[("protocol", "smtp"), ("result", result)],
+                &[("protocol", protocol), ("result", result)],
             )
         };
         Metrics {
@@ -83,9 +88,28 @@ impl Metrics {
     }
 }
 
+/// How a listener's connections start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Security {
+    /// In clear, `STARTTLS` offered when there is a certificate (25, 587).
+    StartTls,
+    /// TLS from the first byte (465, RFC 8314 §3.3).
+    Implicit,
+}
+
 /// Serves SMTP on `listener` until `shutdown` turns true, then waits for the sessions in
 /// flight to end (each is told `421` as soon as it is idle).
 pub async fn run<P: Pipeline>(listener: TcpListener, context: Arc<Context<P>>, shutdown: watch::Receiver<bool>) {
+    run_with(listener, context, Security::StartTls, shutdown).await
+}
+
+/// [`run`] for a listener whose connections start as `security` says.
+pub async fn run_with<P: Pipeline>(
+    listener: TcpListener,
+    context: Arc<Context<P>>,
+    security: Security,
+    shutdown: watch::Receiver<bool>,
+) {
     let sessions_shutdown = shutdown.clone();
     hameau_net::accept_loop(listener, context.gate.clone(), shutdown, "smtp", |accepted| {
         let context = context.clone();
@@ -96,7 +120,7 @@ pub async fn run<P: Pipeline>(listener: TcpListener, context: Arc<Context<P>>, s
             if over_limit {
                 let refusal = b"421 4.7.0 Too many connections from your address\r\n";
                 let _ = Connection::plain(tcp).write_all_within(refusal, context.options.write_timeout).await;
-            } else if let Err(e) = serve(tcp, peer, &context, shutdown).await {
+            } else if let Err(e) = serve(tcp, peer, &context, security, shutdown).await {
                 tracing::debug!(%peer, error = %e, "smtp session ended with an error");
             }
         }
@@ -111,12 +135,23 @@ async fn serve<P: Pipeline>(
     tcp: TcpStream,
     peer: SocketAddr,
     context: &Context<P>,
+    security: Security,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let mut options = context.options.session.clone();
     options.auth_mechanisms = context.pipeline.auth_mechanisms().to_vec();
+    let mut connection = match (security, &context.tls) {
+        (Security::StartTls, _) => Connection::plain(tcp),
+        (Security::Implicit, Some(tls)) => {
+            let connection = Connection::accept_tls(tcp, tls, context.options.tls_handshake_timeout).await?;
+            options.tls_active = true;
+            options.starttls_available = false;
+            connection
+        }
+        // No certificate: an implicit-TLS listener cannot serve (serve.rs refuses to start it).
+        (Security::Implicit, None) => return Ok(()),
+    };
     let mut session = Session::new(options, &context.options.hostname, Instant::now());
-    let mut connection = Connection::plain(tcp);
     let mut state = context.pipeline.session(peer);
     let mut buf = vec![0u8; READ_BYTES];
     let n_session = context.sessions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -1,0 +1,320 @@
+//! Submission (RFC 6409) on 587 with STARTTLS and 465 with implicit TLS (RFC 8314): the
+//! pipeline through which the commune's agents send mail.
+//!
+//! - `AUTH PLAIN` and `LOGIN` over TLS only (the session refuses them in clear, `538`),
+//!   checked by [`Directory::login`] with the shared authentication limiter: a wrong
+//!   password is `535 5.7.8`, a client or account the limiter refuses `454 4.7.0`.
+//! - Nothing without authentication: `MAIL` before `AUTH` is `530 5.7.0`. Never a relay
+//!   for anyone else.
+//! - The envelope sender and every `From:` address must be the account's own address or
+//!   one it may send as ([`hameau_directory::Account::may_send_as`]); otherwise
+//!   `550 5.7.1`, with the address in the text. The null sender is refused.
+//! - `Date` and `Message-ID` are added when missing; `Received` names the authenticated
+//!   submission without the client's address unless [`SubmissionOptions::received_client_ip`].
+//! - The message is DKIM-signed with every key of the `From:` domain (Ed25519 and RSA,
+//!   relaxed/relaxed, the fields that matter oversigned), then queued for all its
+//!   recipients in one synced commit ([`Queue::enqueue`]): the `250` comes after it. The
+//!   delivery worker delivers local recipients through the mail model and the others
+//!   over SMTP.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use hameau_directory::{Account, Directory};
+use hameau_queue::{NewMessage, Queue};
+use hameau_smtp_session::header::Fields;
+use hameau_smtp_session::{Credentials, Decision, MailParams, Mechanism, Reply};
+use mail_auth::common::crypto::{Ed25519Key, RsaKey, Sha256};
+use mail_auth::common::headers::HeaderWriter;
+use mail_auth::dkim::{Canonicalization, DkimSigner};
+
+use crate::pipeline::{Message, Pipeline};
+
+/// What submission needs to know beyond its collaborators.
+#[derive(Clone, Debug)]
+pub struct SubmissionOptions {
+    /// This server's name (`Received`, `Message-ID`).
+    pub hostname: String,
+    /// Whether `Received` shows the client's IP address. Off by default: an agent sending
+    /// from home does not publish their address to every recipient (as Gmail and
+    /// Outlook.com do).
+    pub received_client_ip: bool,
+}
+
+/// The fields a signature covers. Each is listed twice: the second matches nothing in a
+/// message that has the field once, so that adding one later breaks the signature
+/// ("oversigning", RFC 6376 §8.15).
+const SIGNED_FIELDS: [&str; 26] = [
+    "From",
+    "From",
+    "Reply-To",
+    "Reply-To",
+    "Subject",
+    "Subject",
+    "Date",
+    "Date",
+    "To",
+    "To",
+    "Cc",
+    "Cc",
+    "Message-ID",
+    "Message-ID",
+    "In-Reply-To",
+    "In-Reply-To",
+    "References",
+    "References",
+    "MIME-Version",
+    "MIME-Version",
+    "Content-Type",
+    "Content-Type",
+    "Content-Transfer-Encoding",
+    "Content-Transfer-Encoding",
+    "List-Unsubscribe",
+    "List-Unsubscribe",
+];
+
+/// The submission pipeline.
+pub struct Submission {
+    directory: Directory,
+    queue: Queue,
+    options: SubmissionOptions,
+    now_s: Arc<dyn Fn() -> u64 + Send + Sync>,
+    /// Wakes the delivery worker when a message is queued.
+    queued: Arc<tokio::sync::Notify>,
+}
+
+/// One submission connection.
+pub struct SubmissionSession {
+    peer: SocketAddr,
+    helo: String,
+    account: Option<Account>,
+}
+
+const MECHANISMS: [Mechanism; 2] = [Mechanism::Plain, Mechanism::Login];
+
+impl Submission {
+    pub fn new(
+        directory: Directory,
+        queue: Queue,
+        options: SubmissionOptions,
+        now_s: Arc<dyn Fn() -> u64 + Send + Sync>,
+        queued: Arc<tokio::sync::Notify>,
+    ) -> Submission {
+        Submission { directory, queue, options, now_s, queued }
+    }
+
+    /// The message as queued: `Received`, then `Date` and `Message-ID` if missing, then the
+    /// message; signed.
+    async fn prepare(
+        &self,
+        session: &SubmissionSession,
+        account: &Account,
+        message: &Message<'_>,
+    ) -> Result<Vec<u8>, Reply> {
+        let (mut has_date, mut has_id) = (false, false);
+        for field in Fields::new(message.data) {
+            has_date |= field.is("Date");
+            has_id |= field.is("Message-ID");
+        }
+        let date = mail_parser::DateTime::from_timestamp(message.received_at as i64).to_rfc822();
+        let hostname = &self.options.hostname;
+        let protocol = if message.tls { "ESMTPSA" } else { "ESMTPA" };
+        let from = match self.options.received_client_ip {
+            true => format!("{} ([{}])", session.helo, session.peer.ip()),
+            false => session.helo.clone(),
+        };
+        let mut out = Vec::with_capacity(message.data.len() + 2048);
+        out.extend_from_slice(
+            format!(
+                "Received: from {from}\r\n\tby {hostname} (Hameau) with {protocol} id {}\r\n\t(authenticated sender {});\r\n\t{date}\r\n",
+                message.id, account.address
+            )
+            .as_bytes(),
+        );
+        if !has_date {
+            out.extend_from_slice(format!("Date: {date}\r\n").as_bytes());
+        }
+        if !has_id {
+            out.extend_from_slice(format!("Message-ID: <{}@{hostname}>\r\n", message.id).as_bytes());
+        }
+        out.extend_from_slice(message.data);
+        Ok(out)
+    }
+
+    /// The DKIM signatures of `domain`'s keys over `message`, as header fields to put first.
+    async fn sign(&self, domain: &str, message: &[u8]) -> Result<Vec<u8>, Reply> {
+        let keys = self.directory.dkim_private_keys(domain).await.map_err(|e| {
+            tracing::error!(domain, error = %e, "submission: the domain's DKIM keys cannot be read");
+            Reply::new(451, "4.3.0", "local error (signing keys), try again later")
+        })?;
+        let mut fields = String::new();
+        for key in keys {
+            match sign_with(&key, domain, message) {
+                Ok(field) => fields.push_str(&field),
+                Err(e) => {
+                    tracing::error!(domain, selector = %key.selector, error = %e, "submission: DKIM signing failed");
+                    return Err(Reply::new(451, "4.3.0", "local error (signing), try again later"));
+                }
+            }
+        }
+        Ok(fields.into_bytes())
+    }
+}
+
+/// One signature with one stored key: the `DKIM-Signature` field, CRLF-terminated.
+fn sign_with(key: &hameau_directory::DkimPrivate, domain: &str, message: &[u8]) -> Result<String, String> {
+    use base64::Engine as _;
+    let der = base64::engine::general_purpose::STANDARD.decode(&key.private_der).map_err(|e| e.to_string())?;
+    let signature = match key.algorithm.as_str() {
+        "ed25519" => DkimSigner::from_key(Ed25519Key::from_pkcs8_der(&der).map_err(|e| e.to_string())?)
+            .domain(domain)
+            .selector(&key.selector)
+            .headers(SIGNED_FIELDS)
+            .header_canonicalization(Canonicalization::Relaxed)
+            .body_canonicalization(Canonicalization::Relaxed)
+            .sign(message),
+        "rsa" => {
+            let der = rustls::pki_types::PrivateKeyDer::Pkcs1(der.into());
+            DkimSigner::from_key(RsaKey::<Sha256>::from_key_der(der).map_err(|e| e.to_string())?)
+                .domain(domain)
+                .selector(&key.selector)
+                .headers(SIGNED_FIELDS)
+                .header_canonicalization(Canonicalization::Relaxed)
+                .body_canonicalization(Canonicalization::Relaxed)
+                .sign(message)
+        }
+        other => return Err(format!("unknown DKIM algorithm {other:?}")),
+    };
+    signature.map(|signature| signature.to_header()).map_err(|e| e.to_string())
+}
+
+/// Whether `account` may use `address` as its sender (envelope or `From:`).
+fn may_send_as(account: &Account, address: &str) -> bool {
+    address.eq_ignore_ascii_case(&account.address)
+        || account.may_send_as.iter().any(|a| a.eq_ignore_ascii_case(address))
+}
+
+/// The addresses of the message's `From:` fields (mail-parser reads them; the driver
+/// catches a panic).
+fn from_addresses(data: &[u8]) -> Vec<String> {
+    let Some(message) = mail_parser::MessageParser::new().parse_headers(data) else { return Vec::new() };
+    message
+        .from()
+        .map(|from| from.iter().filter_map(|address| address.address()).map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
+impl Pipeline for Submission {
+    type Session = SubmissionSession;
+
+    fn auth_mechanisms(&self) -> &[Mechanism] {
+        &MECHANISMS
+    }
+
+    fn session(&self, peer: SocketAddr) -> SubmissionSession {
+        SubmissionSession { peer, helo: String::new(), account: None }
+    }
+
+    async fn helo(&self, session: &mut SubmissionSession, host: &str) -> Decision {
+        session.helo = host.to_owned();
+        Decision::Accept
+    }
+
+    async fn auth(&self, session: &mut SubmissionSession, credentials: Credentials) -> Decision {
+        // RFC 4616 §2: acting as another identity is the server's to allow: not here.
+        if credentials.authzid.as_deref().is_some_and(|authzid| !authzid.eq_ignore_ascii_case(&credentials.username)) {
+            return Decision::Reject(Reply::new(535, "5.7.8", "Authentication credentials invalid"));
+        }
+        let now = (self.now_s)();
+        match self.directory.login(session.peer.ip(), &credentials.username, &credentials.password, now).await {
+            Ok(account) => {
+                tracing::info!(peer = %session.peer, account = %account.address, "submission: authenticated");
+                session.account = Some(account);
+                Decision::Accept
+            }
+            Err(hameau_directory::Error::Refused { retry_after_s }) => Decision::Reject(Reply::new(
+                454,
+                "4.7.0",
+                format!("Too many failed attempts, try again in {retry_after_s} s"),
+            )),
+            Err(hameau_directory::Error::Unauthenticated) => {
+                Decision::Reject(Reply::new(535, "5.7.8", "Authentication credentials invalid"))
+            }
+            Err(e) => {
+                tracing::error!(peer = %session.peer, error = %e, "submission: login failed");
+                Decision::Reject(Reply::new(454, "4.7.0", "Temporary authentication failure"))
+            }
+        }
+    }
+
+    async fn mail_from(&self, session: &mut SubmissionSession, address: &str, _params: &MailParams) -> Decision {
+        let Some(account) = &session.account else {
+            return Decision::Reject(Reply::new(530, "5.7.0", "Authentication required"));
+        };
+        if !may_send_as(account, address) {
+            return Decision::Reject(Reply::new(
+                550,
+                "5.7.1",
+                format!("{} may not send as <{address}>", account.address),
+            ));
+        }
+        Decision::Accept
+    }
+
+    async fn rcpt_to(&self, session: &mut SubmissionSession, _address: &str) -> Decision {
+        // The session allows RCPT only after an accepted MAIL, which needs an account;
+        // kept for a pipeline called out of order.
+        match session.account {
+            Some(_) => Decision::Accept,
+            None => Decision::Reject(Reply::new(530, "5.7.0", "Authentication required")),
+        }
+    }
+
+    async fn message(&self, session: &mut SubmissionSession, message: Message<'_>) -> Reply {
+        let Some(account) = session.account.as_ref() else {
+            return Reply::new(530, "5.7.0", "Authentication required");
+        };
+        let froms = from_addresses(message.data);
+        let Some(first) = froms.first() else {
+            return Reply::new(550, "5.7.1", "the message has no From field with an address (RFC 5322 §3.6)");
+        };
+        if let Some(other) = froms.iter().find(|from| !may_send_as(account, from)) {
+            return Reply::new(550, "5.7.1", format!("{} may not send as <{other}> (From field)", account.address));
+        }
+        let domain = first.rsplit_once('@').map_or("", |(_, domain)| domain).to_ascii_lowercase();
+        let prepared = match self.prepare(session, account, &message).await {
+            Ok(prepared) => prepared,
+            Err(reply) => return reply,
+        };
+        let signatures = match self.sign(&domain, &prepared).await {
+            Ok(signatures) => signatures,
+            Err(reply) => return reply,
+        };
+        let raw = [signatures, prepared].concat();
+        let queued = NewMessage {
+            raw: raw.into(),
+            mail_from: message.mail_from.to_owned(),
+            recipients: message.recipients.to_vec(),
+            tenant: Some(account.tenant.clone()),
+            account: Some(account.id),
+            envelope_id: message.id.to_owned(),
+            held: None,
+        };
+        match self.queue.enqueue(queued, message.received_at).await {
+            Ok(id) => {
+                self.queued.notify_one();
+                Reply::new(250, "2.0.0", format!("queued as {id}, id {}", message.id))
+            }
+            Err(hameau_queue::Error::TooManyRecipients { max, .. }) => {
+                Reply::new(552, "5.5.3", format!("too many recipients (at most {max})"))
+            }
+            Err(e) => {
+                tracing::error!(id = %message.id, error = %e, "submission: the message could not be queued");
+                Reply::new(451, "4.3.0", "local error, try again later")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
