@@ -6,6 +6,7 @@
 //! line, the key and the problem ([`Error`]). This crate reads the file it is given and
 //! nothing else of the environment.
 
+mod read;
 mod validate;
 
 use std::net::SocketAddr;
@@ -13,25 +14,32 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-/// The whole configuration.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, default)]
+/// The whole configuration: each section is the type of the crate that uses it, which
+/// declares its keys, their defaults and their checks.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Config {
     pub server: Server,
     pub log: Log,
     pub tls: Tls,
-    pub store: StoreSection,
-    pub mail: MailSection,
-    pub directory: DirectorySection,
-    pub auth: AuthSection,
+    /// `[store]`: the store's options, its limits included.
+    pub store: hameau_store::Options,
+    /// `[mail]`: the mail model's limits, the message's included.
+    pub mail: hameau_mailbox::Limits,
+    /// `[directory]`: the directory's options, the passwords' included.
+    pub directory: hameau_directory::Options,
+    /// `[auth]`: the authentication limiter's options.
+    pub auth: hameau_directory::LimiterOptions,
     pub http: Http,
     pub smtp: Smtp,
     pub imap: Imap,
     pub dns: Dns,
     /// Where the configuration came from, to point errors at lines.
-    #[serde(skip)]
     pub source: Option<Source>,
 }
+
+/// The sections of the file, in the order `config/hameau.toml` has them.
+pub const SECTIONS: [&str; 11] =
+    ["server", "log", "tls", "store", "mail", "directory", "auth", "http", "smtp", "imap", "dns"];
 
 /// The file a configuration was read from and its text.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -99,139 +107,6 @@ pub struct Tls {
 impl Default for Tls {
     fn default() -> Self {
         Tls { certificate: "tls/cert.pem".into(), private_key: "tls/key.pem".into() }
-    }
-}
-
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum StoreBackend {
-    /// Embedded RocksDB in `server.data_dir/store`.
-    #[default]
-    Rocksdb,
-    /// PostgreSQL: planned, refused with a clear error by this version.
-    Postgresql,
-}
-
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, default)]
-pub struct StoreSection {
-    pub backend: StoreBackend,
-    pub cache_bytes: usize,
-    pub key_bytes_max: usize,
-    pub value_bytes_max: usize,
-    pub batch_ops_max: usize,
-    pub blob_chunk_bytes: usize,
-    pub blob_bytes_max: u64,
-    pub commit_group_max: usize,
-    pub commit_queue_max: usize,
-}
-
-impl Default for StoreSection {
-    fn default() -> Self {
-        let options = hameau_store::Options::rocksdb("");
-        let limits = options.limits;
-        StoreSection {
-            backend: StoreBackend::Rocksdb,
-            cache_bytes: options.cache_bytes,
-            key_bytes_max: limits.key_bytes_max,
-            value_bytes_max: limits.value_bytes_max,
-            batch_ops_max: limits.batch_ops_max,
-            blob_chunk_bytes: limits.blob_chunk_bytes,
-            blob_bytes_max: limits.blob_bytes_max,
-            commit_group_max: limits.commit_group_max,
-            commit_queue_max: limits.commit_queue_max,
-        }
-    }
-}
-
-/// The mail model: what is kept of each message, how many deliveries one commit holds,
-/// mailboxes per account. Defaults and their reasons are those of `hameau_mailbox::Limits`
-/// and `hameau_message::Limits`.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, default)]
-pub struct MailSection {
-    pub summary_bytes_max: usize,
-    pub text_bytes_max: usize,
-    pub thread_lookups_max: usize,
-    pub ingest_batch_max: usize,
-    pub mailboxes_max: usize,
-    pub keywords_max: usize,
-}
-
-impl Default for MailSection {
-    fn default() -> Self {
-        let limits = hameau_mailbox::Limits::default();
-        MailSection {
-            summary_bytes_max: limits.message.summary_bytes_max,
-            text_bytes_max: limits.message.text_bytes_max,
-            thread_lookups_max: limits.message.thread_lookups_max,
-            ingest_batch_max: limits.ingest_batch_max,
-            mailboxes_max: limits.mailboxes_max,
-            keywords_max: limits.keywords_max,
-        }
-    }
-}
-
-/// Passwords and the directory's caches; defaults and their reasons are those of
-/// `hameau_directory::Options`.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, default)]
-pub struct DirectorySection {
-    pub argon2_memory_kib: u32,
-    pub argon2_iterations: u32,
-    pub argon2_parallelism: u32,
-    pub password_chars_min: usize,
-    pub password_bytes_max: usize,
-    pub hashing_concurrent_max: usize,
-    pub credential_cache_s: u64,
-    pub credential_cache_entries_max: usize,
-    pub page_items_max: usize,
-}
-
-impl Default for DirectorySection {
-    fn default() -> Self {
-        let options = hameau_directory::Options::default();
-        let passwords = options.passwords;
-        DirectorySection {
-            argon2_memory_kib: passwords.argon2_memory_kib,
-            argon2_iterations: passwords.argon2_iterations,
-            argon2_parallelism: passwords.argon2_parallelism,
-            password_chars_min: passwords.password_chars_min,
-            password_bytes_max: passwords.password_bytes_max,
-            hashing_concurrent_max: passwords.hashing_concurrent_max,
-            credential_cache_s: options.credential_cache_s,
-            credential_cache_entries_max: options.credential_cache_entries_max,
-            page_items_max: options.page_items_max,
-        }
-    }
-}
-
-/// Slowing down and refusing repeated authentication failures (every protocol); defaults
-/// and their reasons are those of `hameau_directory::LimiterOptions`.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, default)]
-pub struct AuthSection {
-    pub failures_before_delay: u32,
-    pub delay_ms: u64,
-    pub delay_ms_max: u64,
-    pub failures_max: u32,
-    pub lockout_s: u64,
-    pub window_s: u64,
-    pub entries_max: usize,
-}
-
-impl Default for AuthSection {
-    fn default() -> Self {
-        let options = hameau_directory::LimiterOptions::default();
-        AuthSection {
-            failures_before_delay: options.failures_before_delay,
-            delay_ms: options.delay_ms,
-            delay_ms_max: options.delay_ms_max,
-            failures_max: options.failures_max,
-            lockout_s: options.lockout_s,
-            window_s: options.window_s,
-            entries_max: options.entries_max,
-        }
     }
 }
 
@@ -509,7 +384,15 @@ impl Config {
     /// Parses and checks configuration text read from `path`.
     pub fn parse(path: &Path, text: &str) -> Result<Config, Error> {
         let source = Source { path: path.to_path_buf(), text: text.to_string() };
-        let mut config: Config = toml::from_str(text).map_err(|e| validate::from_toml(&source, e))?;
+        let document = toml::de::DeTable::parse(text).map_err(|e| validate::from_toml(&source, e))?;
+        let mut config = Config::default();
+        for (name, value) in document.into_inner() {
+            let mut section = read::Section::new(&source, name.get_ref().to_string(), value);
+            if !config.read_section(name.get_ref(), &mut section)? {
+                return Err(read::unknown(&source, &name, name.get_ref(), &SECTIONS));
+            }
+            section.finish()?;
+        }
         config.source = Some(source);
         if config.server.data_dir.is_relative() {
             let base = path.parent().unwrap_or(Path::new("."));
@@ -517,13 +400,60 @@ impl Config {
             let joined = base.join(&config.server.data_dir);
             config.server.data_dir = joined.components().filter(|c| *c != std::path::Component::CurDir).collect();
         }
+        config.store.path = config.store_path();
         validate::check(&config)?;
         Ok(config)
     }
 
     /// The built-in configuration, used when no file is given.
     pub fn builtin() -> Config {
-        Config::default()
+        let mut config = Config::default();
+        config.store.path = config.store_path();
+        config
+    }
+
+    /// Reads the section `name` into its owners' types, each taking the keys it declares;
+    /// `false` if there is no such section. This is the one list of what each section holds.
+    fn read_section(&mut self, name: &str, section: &mut read::Section<'_, '_>) -> Result<bool, Error> {
+        match name {
+            "server" => self.server = section.part()?,
+            "log" => self.log = section.part()?,
+            "tls" => self.tls = section.part()?,
+            "store" => {
+                self.store = section.part()?;
+                self.store.limits = section.part()?;
+            }
+            "mail" => {
+                self.mail = section.part()?;
+                self.mail.message = section.part()?;
+            }
+            "directory" => {
+                self.directory = section.part()?;
+                self.directory.passwords = section.part()?;
+            }
+            "auth" => self.auth = section.part()?,
+            "http" => self.http = section.part()?,
+            "smtp" => self.smtp = section.part()?,
+            "imap" => self.imap = section.part()?,
+            "dns" => self.dns = section.part()?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// The keys of each section, in declaration order (for the shipped file's test).
+    #[cfg(test)]
+    pub(crate) fn keys() -> Vec<(&'static str, Vec<&'static str>)> {
+        let source = Source { path: PathBuf::new(), text: String::new() };
+        let mut config = Config::default();
+        SECTIONS
+            .iter()
+            .map(|name| {
+                let mut section = read::Section::empty(&source, name);
+                config.read_section(name, &mut section).expect("an empty section reads");
+                (*name, section.finish().expect("an empty section has no unknown key"))
+            })
+            .collect()
     }
 
     /// An error about `key`, pointing at its line if the file sets it.
@@ -544,24 +474,6 @@ impl Config {
     /// The TLS private key's path.
     pub fn private_key_path(&self) -> PathBuf {
         self.server.data_dir.join(&self.tls.private_key)
-    }
-
-    /// The directory options this configuration gives.
-    pub fn directory_options(&self) -> hameau_directory::Options {
-        let section = &self.directory;
-        hameau_directory::Options {
-            passwords: hameau_directory::PasswordOptions {
-                argon2_memory_kib: section.argon2_memory_kib,
-                argon2_iterations: section.argon2_iterations,
-                argon2_parallelism: section.argon2_parallelism,
-                password_chars_min: section.password_chars_min,
-                password_bytes_max: section.password_bytes_max,
-                hashing_concurrent_max: section.hashing_concurrent_max,
-            },
-            credential_cache_s: section.credential_cache_s,
-            credential_cache_entries_max: section.credential_cache_entries_max,
-            page_items_max: section.page_items_max,
-        }
     }
 
     /// The SMTP session's limits.
@@ -604,51 +516,6 @@ impl Config {
             data_timeout: std::time::Duration::from_secs(smtp.data_timeout_s),
             session_timeout: std::time::Duration::from_secs(smtp.session_timeout_s),
         }
-    }
-
-    /// The authentication limiter's options.
-    pub fn limiter_options(&self) -> hameau_directory::LimiterOptions {
-        let section = &self.auth;
-        hameau_directory::LimiterOptions {
-            failures_before_delay: section.failures_before_delay,
-            delay_ms: section.delay_ms,
-            delay_ms_max: section.delay_ms_max,
-            failures_max: section.failures_max,
-            lockout_s: section.lockout_s,
-            window_s: section.window_s,
-            entries_max: section.entries_max,
-        }
-    }
-
-    /// The store options this configuration gives.
-    pub fn mail_limits(&self) -> hameau_mailbox::Limits {
-        let section = &self.mail;
-        hameau_mailbox::Limits {
-            message: hameau_message::Limits {
-                summary_bytes_max: section.summary_bytes_max,
-                text_bytes_max: section.text_bytes_max,
-                thread_lookups_max: section.thread_lookups_max,
-            },
-            ingest_batch_max: section.ingest_batch_max,
-            mailboxes_max: section.mailboxes_max,
-            keywords_max: section.keywords_max,
-        }
-    }
-
-    pub fn store_options(&self) -> hameau_store::Options {
-        let section = &self.store;
-        let mut options = hameau_store::Options::rocksdb(self.store_path());
-        options.cache_bytes = section.cache_bytes;
-        options.limits = hameau_store::Limits {
-            key_bytes_max: section.key_bytes_max,
-            value_bytes_max: section.value_bytes_max,
-            batch_ops_max: section.batch_ops_max,
-            blob_chunk_bytes: section.blob_chunk_bytes,
-            blob_bytes_max: section.blob_bytes_max,
-            commit_group_max: section.commit_group_max,
-            commit_queue_max: section.commit_queue_max,
-        };
-        options
     }
 }
 

@@ -134,6 +134,30 @@ fn shipped_file_is_the_defaults() {
     assert_eq!(config.log.format, LogFormat::Auto);
 }
 
+/// Every key the crates declare is shown in the shipped file, in its section, and the file
+/// shows no other; no key is declared twice in one section.
+#[test]
+fn shipped_file_shows_every_key() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/hameau.toml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let document = toml::de::DeTable::parse(&text).unwrap().into_inner();
+    let mut shipped: Vec<String> = Vec::new();
+    for (section, value) in document.iter() {
+        let toml::de::DeValue::Table(table) = value.get_ref() else { panic!("{} is not a table", section.get_ref()) };
+        shipped.extend(table.iter().map(|(key, _)| format!("{}.{}", section.get_ref(), key.get_ref())));
+    }
+    let mut declared: Vec<String> = Vec::new();
+    for (section, keys) in Config::keys() {
+        declared.extend(keys.iter().map(|key| format!("{section}.{key}")));
+    }
+    let n_declared = declared.len();
+    declared.sort();
+    declared.dedup();
+    assert_eq!(declared.len(), n_declared, "a key is declared twice in one section");
+    shipped.sort();
+    assert_eq!(shipped, declared);
+}
+
 #[test]
 fn error_points_at_the_key() {
     let config = Config::parse(Path::new("/x.toml"), "# comment\n\n[server]\ndata_dir = \"/nowhere\"\n").unwrap();

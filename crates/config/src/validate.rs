@@ -4,31 +4,21 @@ use std::ops::Range;
 
 use toml::de::{DeTable, DeValue};
 
-use crate::{Config, Error, Source, StoreBackend};
+use crate::{Config, Error, Source};
 
 /// Checks every limit's range and the relationships between limits (STYLE.md: assert
 /// them at start). Returns the first problem.
 pub(crate) fn check(config: &Config) -> Result<(), Error> {
     let source = config.source.as_ref();
     let fail = |key: &str, problem: String| Err(error_at(source, key, problem));
-    let d = &config.directory;
-    let a = &config.auth;
+    let owners = [config.store.check(), config.mail.check(), config.directory.check(), config.auth.check()];
+    for checked in owners {
+        if let Err(problem) = checked {
+            return fail(&problem.key, problem.problem);
+        }
+    }
     let ranges: Vec<(&str, u64, u64, u64)> = vec![
         ("server.shutdown_grace_s", config.server.shutdown_grace_s, 1, 3600),
-        ("store.cache_bytes", config.store.cache_bytes as u64, 1 << 20, 1 << 40),
-        ("store.key_bytes_max", config.store.key_bytes_max as u64, 64, 64 * 1024),
-        ("store.value_bytes_max", config.store.value_bytes_max as u64, 4096, 64 << 20),
-        ("store.batch_ops_max", config.store.batch_ops_max as u64, 16, 1_000_000),
-        ("store.blob_chunk_bytes", config.store.blob_chunk_bytes as u64, 4096, 64 << 20),
-        ("store.blob_bytes_max", config.store.blob_bytes_max, 64 * 1024, 1 << 40),
-        ("store.commit_group_max", config.store.commit_group_max as u64, 1, 65_536),
-        ("store.commit_queue_max", config.store.commit_queue_max as u64, 1, 1_000_000),
-        ("mail.summary_bytes_max", config.mail.summary_bytes_max as u64, 4096, 64 << 20),
-        ("mail.text_bytes_max", config.mail.text_bytes_max as u64, 0, 64 << 20),
-        ("mail.thread_lookups_max", config.mail.thread_lookups_max as u64, 0, 10_000),
-        ("mail.ingest_batch_max", config.mail.ingest_batch_max as u64, 1, 100_000),
-        ("mail.mailboxes_max", config.mail.mailboxes_max as u64, 6, 1_000_000),
-        ("mail.keywords_max", config.mail.keywords_max as u64, 8, 10_000),
         ("http.connections_max", config.http.connections_max as u64, 1, 1_000_000),
         ("http.connections_per_ip_max", config.http.connections_per_ip_max as u64, 1, 100_000),
         ("http.header_timeout_s", config.http.header_timeout_s, 1, 3600),
@@ -36,23 +26,6 @@ pub(crate) fn check(config: &Config) -> Result<(), Error> {
         ("http.write_timeout_s", config.http.write_timeout_s, 1, 3600),
         ("http.listen", config.http.listen.len() as u64, 0, 64),
         ("http.request_bytes_max", config.http.request_bytes_max as u64, 1024, 64 << 20),
-        // OWASP's minimum for argon2id is 19 MiB with 2 passes: nothing weaker is accepted.
-        ("directory.argon2_memory_kib", u64::from(d.argon2_memory_kib), 19_456, 4 << 20),
-        ("directory.argon2_iterations", u64::from(d.argon2_iterations), 2, 100),
-        ("directory.argon2_parallelism", u64::from(d.argon2_parallelism), 1, 64),
-        ("directory.password_chars_min", d.password_chars_min as u64, 8, 256),
-        ("directory.password_bytes_max", d.password_bytes_max as u64, 64, 65_536),
-        ("directory.hashing_concurrent_max", d.hashing_concurrent_max as u64, 1, 256),
-        ("directory.credential_cache_s", d.credential_cache_s, 0, 86_400),
-        ("directory.credential_cache_entries_max", d.credential_cache_entries_max as u64, 0, 10_000_000),
-        ("directory.page_items_max", d.page_items_max as u64, 1, 100_000),
-        ("auth.failures_before_delay", u64::from(a.failures_before_delay), 0, 1000),
-        ("auth.delay_ms", a.delay_ms, 0, 60_000),
-        ("auth.delay_ms_max", a.delay_ms_max, 0, 60_000),
-        ("auth.failures_max", u64::from(a.failures_max), 1, 100_000),
-        ("auth.lockout_s", a.lockout_s, 0, 7 * 86_400),
-        ("auth.window_s", a.window_s, 1, 7 * 86_400),
-        ("auth.entries_max", a.entries_max as u64, 1, 100_000_000),
         ("dns.resolvers", config.dns.resolvers.len() as u64, 0, 16),
         ("dns.timeout_s", config.dns.timeout_s, 1, 60),
         ("dns.cache_entries", config.dns.cache_entries, 0, 10_000_000),
@@ -117,39 +90,12 @@ pub(crate) fn check(config: &Config) -> Result<(), Error> {
     }
     // One delivery takes about 16 store operations (records, index, counters, blob): an
     // ingest at its limit must fit in one batch.
-    if config.mail.ingest_batch_max * 16 > config.store.batch_ops_max {
+    if config.mail.ingest_batch_max * 16 > config.store.limits.batch_ops_max {
         return fail(
             "mail.ingest_batch_max",
             format!(
                 "{} deliveries of about 16 operations each do not fit in store.batch_ops_max ({})",
-                config.mail.ingest_batch_max, config.store.batch_ops_max
-            ),
-        );
-    }
-    if config.store.blob_chunk_bytes > config.store.value_bytes_max {
-        return fail(
-            "store.blob_chunk_bytes",
-            format!(
-                "{} is larger than store.value_bytes_max ({}): a chunk is stored as one value",
-                config.store.blob_chunk_bytes, config.store.value_bytes_max
-            ),
-        );
-    }
-    if (config.store.blob_chunk_bytes as u64) > config.store.blob_bytes_max {
-        return fail(
-            "store.blob_chunk_bytes",
-            format!(
-                "{} is larger than store.blob_bytes_max ({})",
-                config.store.blob_chunk_bytes, config.store.blob_bytes_max
-            ),
-        );
-    }
-    if config.store.commit_group_max > config.store.commit_queue_max {
-        return fail(
-            "store.commit_group_max",
-            format!(
-                "{} is larger than store.commit_queue_max ({}): a group is taken from the queue",
-                config.store.commit_group_max, config.store.commit_queue_max
+                config.mail.ingest_batch_max, config.store.limits.batch_ops_max
             ),
         );
     }
@@ -179,40 +125,19 @@ pub(crate) fn check(config: &Config) -> Result<(), Error> {
         ("smtp.message_bytes_max", config.smtp.message_bytes_max),
         ("imap.literal_bytes_max", config.imap.literal_bytes_max),
     ] {
-        if bytes as u64 > config.store.blob_bytes_max {
+        if bytes as u64 > config.store.limits.blob_bytes_max {
             return fail(
                 key,
                 format!(
                     "{bytes} is larger than store.blob_bytes_max ({}): a message is stored as one blob",
-                    config.store.blob_bytes_max
+                    config.store.limits.blob_bytes_max
                 ),
             );
         }
     }
-    if a.delay_ms > a.delay_ms_max {
-        return fail("auth.delay_ms", format!("{} is larger than auth.delay_ms_max ({})", a.delay_ms, a.delay_ms_max));
-    }
-    if a.failures_before_delay >= a.failures_max {
-        return fail(
-            "auth.failures_before_delay",
-            format!("{} must be below auth.failures_max ({})", a.failures_before_delay, a.failures_max),
-        );
-    }
-    if d.password_bytes_max < d.password_chars_min {
-        return fail(
-            "directory.password_bytes_max",
-            format!("{} is below directory.password_chars_min ({})", d.password_bytes_max, d.password_chars_min),
-        );
-    }
     let token = &config.http.metrics_token;
     if !token.is_empty() && (token.len() < 16 || !token.bytes().all(|b| b.is_ascii_graphic())) {
         return fail("http.metrics_token", "must be empty (disabled) or at least 16 visible ASCII characters".into());
-    }
-    if config.store.backend == StoreBackend::Postgresql {
-        return fail(
-            "store.backend",
-            "\"postgresql\" is not available in this version of Hameau yet; use \"rocksdb\"".into(),
-        );
     }
     if !valid_hostname(&config.server.hostname) {
         return fail(
@@ -266,6 +191,12 @@ pub(crate) fn from_toml(source: &Source, error: toml::de::Error) -> Error {
         problem.push_str("expected a table");
     }
     Error { file: Some(source.path.clone()), line, key, problem }
+}
+
+/// An error about `key` (dotted path) at `span` of the file.
+pub(crate) fn error_at_span(source: &Source, span: Range<usize>, key: &str, problem: String) -> Error {
+    let line = line_of(&source.text, span.start);
+    Error { file: Some(source.path.clone()), line: Some(line), key: Some(key.to_string()), problem }
 }
 
 /// An error about `key` (dotted path), at its line when the file sets it.

@@ -60,19 +60,18 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     // Signal handlers first: a signal that comes once we say "ready" must be caught.
     let mut signals = Signals::new()?;
-    let store_options = config.store_options();
-    let store = hameau_store::Store::open(&store_options).await.context("opening the store")?;
+    let store = hameau_store::Store::open(&config.store).await.context("opening the store")?;
     tracing::info!(backend = "rocksdb", path = %config.store_path().display(), "store open");
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut services = JoinSet::new();
     let registry = Arc::new(Registry::new());
     // One limiter: failed logins over IMAP and HTTPS count together per address.
-    let limiter = Arc::new(AuthLimiter::new(config.limiter_options()));
+    let limiter = Arc::new(AuthLimiter::new(config.auth.clone()));
     // One directory for every service: one credential cache, one view of the accounts.
-    let directory = Directory::new(store.clone(), config.directory_options()).with_limiter(limiter.clone());
+    let directory = Directory::new(store.clone(), config.directory.clone()).with_limiter(limiter.clone());
     // One mail model: SMTP deliveries wake the IMAP sessions of the same account.
-    let mail = hameau_mailbox::Mail::with_limits(store.clone(), config.mail_limits());
+    let mail = hameau_mailbox::Mail::with_limits(store.clone(), config.mail.clone());
     let mut started = start_http(&config, &store, &directory, &limiter, &registry, &shutdown_rx, &mut services).await;
     if started.is_ok() {
         started = start_smtp(&config, &mail, &directory, &registry, &shutdown_rx, &mut services).await;
