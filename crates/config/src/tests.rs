@@ -186,3 +186,38 @@ fn security_settings_only_go_up() {
         "/etc/hameau/hameau.toml:2: http.metrics_token: must be empty (disabled) or at least 16 visible ASCII characters",
     );
 }
+
+/// `[smtp]` and `[imap]` hold the keys of the server and of its sessions: each is read by
+/// its owner, and errors still name the line and the key.
+#[test]
+fn sections_shared_by_two_crates() {
+    let config = Config::parse(
+        Path::new("/x.toml"),
+        "[smtp]\nwrite_timeout_s = 61\nline_bytes_max = 2048\n[imap]\nplaintext_auth = true\nidle_timeout_s = 3600\n",
+    )
+    .unwrap();
+    assert_eq!((config.smtp.write_timeout_s, config.smtp.limits.line_bytes_max), (61, 2048));
+    assert_eq!((config.imap.plaintext_auth, config.imap.limits.idle_timeout_s), (true, 3600));
+    check(
+        "[smtp]\n\nline_bytes_max = \"long\"\n",
+        "/etc/hameau/hameau.toml:3: smtp.line_bytes_max: invalid type: string \"long\", expected a non-negative integer",
+    );
+    check(
+        "[imap]\nliteral_bytes_max = 1048576\nappend_bytes_max = 65536\n",
+        "/etc/hameau/hameau.toml:2: imap.literal_bytes_max: 1048576 is larger than imap.append_bytes_max (65536)",
+    );
+    check(
+        "[smtp]\nbdat_chunk_bytes_max = 50000000\n",
+        "/etc/hameau/hameau.toml:2: smtp.bdat_chunk_bytes_max: 50000000 is larger than smtp.message_bytes_max (41943040)",
+    );
+    let unknown = Config::parse(Path::new("/x.toml"), "[smtp]\nlisten = []\nline_max = 1\n").unwrap_err();
+    assert_eq!(unknown.line, Some(3));
+    assert_eq!(unknown.key.as_deref(), Some("smtp.line_max"));
+    assert!(unknown.problem.starts_with("unknown key `line_max` (known keys: `listen`, "), "{unknown}");
+    assert!(unknown.problem.contains("`postmaster`, `line_bytes_max`, "), "{unknown}");
+    // A message is stored as one blob, whichever way it comes.
+    check(
+        "[store]\nblob_bytes_max = 1048576\n",
+        "/etc/hameau/hameau.toml: smtp.message_bytes_max: 41943040 is larger than store.blob_bytes_max (1048576): a message is stored as one blob",
+    );
+}

@@ -45,7 +45,7 @@ pub fn run_dns_check(target: &Target, domain: &str, resolvers: Vec<std::net::Soc
         (Some(_), None) => hameau_config::Config::builtin(),
     };
     let resolvers = if resolvers.is_empty() { config.dns.resolvers.clone() } else { resolvers };
-    let timeout = std::time::Duration::from_secs(config.dns.timeout_s);
+    let timeout = config.dns.timeout();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let conforming = runtime.block_on(crate::dnscheck::check(&zone, &resolvers, timeout))?;
     anyhow::ensure!(conforming, "{domain}: the published records are not all right (see above)");

@@ -23,22 +23,7 @@ use tokio::time::Sleep;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
-/// The listener's limits.
-#[derive(Clone, Debug)]
-pub struct Options {
-    /// Most connections at once; past it, accepting waits.
-    pub connections_max: usize,
-    /// Most connections from one client address (IPv6 per /64, as `hameau_net` counts);
-    /// past it, a new connection is closed at once.
-    pub connections_per_ip_max: usize,
-    /// Time for the TLS handshake, then for each request's headers.
-    pub header_timeout: Duration,
-    /// Time for a request's whole body, from the end of its headers.
-    pub body_timeout: Duration,
-    /// Longest a write may make no progress.
-    pub write_timeout: Duration,
-    pub metrics: crate::HttpMetrics,
-}
+use crate::Options;
 
 /// Serves `router` on `listener` until `shutdown` turns true, then waits for the
 /// connections in flight to finish their current request. The caller bounds that wait.
@@ -47,13 +32,15 @@ pub async fn run(
     tls: Arc<rustls::ServerConfig>,
     router: Router,
     options: Options,
+    metrics: crate::HttpMetrics,
     shutdown: watch::Receiver<bool>,
 ) {
     let acceptor = TlsAcceptor::from(tls);
+    let options = Arc::new(options);
     let gate = hameau_net::Gate::new(options.connections_max, options.connections_per_ip_max);
     let connection_shutdown = shutdown.clone();
     hameau_net::accept_loop(listener, gate, shutdown, "https", move |accepted: hameau_net::Accepted| {
-        let (acceptor, router, options) = (acceptor.clone(), router.clone(), options.clone());
+        let (acceptor, router, options, metrics) = (acceptor.clone(), router.clone(), options.clone(), metrics.clone());
         let shutdown = connection_shutdown.clone();
         async move {
             let peer = accepted.peer;
@@ -62,8 +49,8 @@ pub async fn run(
                 tracing::debug!(%peer, "https connection refused: too many from this address");
                 return;
             }
-            options.metrics.connections.inc();
-            serve_connection(accepted.tcp, peer, acceptor, router, options, shutdown).await;
+            metrics.connections.inc();
+            serve_connection(accepted.tcp, peer, acceptor, router, &options, &metrics, shutdown).await;
             tracing::trace!(%peer, "https connection closed");
         }
     })
@@ -75,11 +62,12 @@ async fn serve_connection(
     peer: std::net::SocketAddr,
     acceptor: TlsAcceptor,
     router: Router,
-    options: Options,
+    options: &Options,
+    metrics: &crate::HttpMetrics,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let tcp = WriteTimeout::new(tcp, options.write_timeout);
-    let tls = match tokio::time::timeout(options.header_timeout, acceptor.accept(tcp)).await {
+    let tcp = WriteTimeout::new(tcp, options.write_timeout());
+    let tls = match tokio::time::timeout(options.header_timeout(), acceptor.accept(tcp)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
             tracing::debug!(error = %e, "tls handshake failed");
@@ -90,8 +78,8 @@ async fn serve_connection(
             return;
         }
     };
-    let requests = options.metrics.requests.clone();
-    let body_timeout = options.body_timeout;
+    let requests = metrics.requests.clone();
+    let body_timeout = options.body_timeout();
     // Each request carries the client's address (for the authentication limiter).
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
         requests.inc();
@@ -101,7 +89,7 @@ async fn serve_connection(
     });
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(options.header_timeout)
+        .header_read_timeout(options.header_timeout())
         .serve_connection(TokioIo::new(tls), service);
     let mut connection = std::pin::pin!(connection);
     tokio::select! {

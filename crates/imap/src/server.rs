@@ -35,7 +35,7 @@ pub async fn run(
             if over_limit {
                 if !implicit_tls {
                     let bye = tcp.write_all(b"* BYE Too many connections from your address\r\n");
-                    let _ = tokio::time::timeout(context.options.session.limits.write_timeout, bye).await;
+                    let _ = tokio::time::timeout(context.options.session.limits.write_timeout(), bye).await;
                 }
             } else if let Err(e) = serve(tcp, peer, &context, implicit_tls, shutdown).await {
                 tracing::debug!(%peer, error = %e, "imap connection ended with an error");
@@ -280,7 +280,7 @@ async fn serve(
     let mut connection = Connection {
         transport,
         deflate: None,
-        write_timeout: limits.write_timeout,
+        write_timeout: limits.write_timeout(),
         inflate_bytes_max: limits.inflate_bytes_max,
     };
     let mut options = context.options.session.clone();

@@ -91,5 +91,5 @@ mod session;
 #[cfg(test)]
 mod tests;
 
-pub use limits::{Limits, LimitsError};
+pub use limits::Limits;
 pub use session::{Body, CloseReason, Decision, Event, MailParams, Options, Reply, Session};

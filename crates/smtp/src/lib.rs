@@ -6,9 +6,11 @@
 
 pub mod dns;
 pub mod inbound;
+mod options;
 pub mod server;
 
 pub use inbound::{Envelope, Inbound, InboundOptions, RcptVerdict, Reply};
+pub use options::Options;
 
 #[cfg(test)]
 mod tests;
