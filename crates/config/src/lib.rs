@@ -1,6 +1,12 @@
 //! Hameau's configuration: one TOML file (`config/hameau.toml` is the shipped default),
 //! typed with serde, with a default for every key.
 //!
+//! Each key is declared once, by the crate that uses it: [`Config`] lists each section as
+//! that crate's type (`[store]` is `hameau_store::Options`), whose fields are the keys,
+//! whose `Default` gives their defaults and reasons, and whose `check` their ranges and
+//! relationships. This crate declares only `[server]`, `[log]` and `[tls]`, reads the file
+//! into the owners' types, and checks what spans two crates.
+//!
 //! Loading rejects unknown keys, values of the wrong type and limits out of range, and
 //! checks the relationships between limits. Every error is one line naming the file, the
 //! line, the key and the problem ([`Error`]). This crate reads the file it is given and
@@ -41,7 +47,7 @@ pub struct Config {
 }
 
 /// The sections of the file, in the order `config/hameau.toml` has them.
-pub const SECTIONS: [&str; 11] =
+const SECTIONS: [&str; 11] =
     ["server", "log", "tls", "store", "mail", "directory", "auth", "http", "smtp", "imap", "dns"];
 
 /// The file a configuration was read from and its text.
