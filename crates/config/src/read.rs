@@ -36,6 +36,7 @@ impl<'i, 's> Section<'i, 's> {
     /// Reads `T` from the keys `T` declares, leaving the others to the next part.
     pub(crate) fn part<T: DeserializeOwned>(&mut self) -> Result<T, Error> {
         let fields = keys_of::<T>();
+        assert!(!fields.is_empty(), "a part of a section is a struct with named fields");
         self.known.extend_from_slice(fields);
         let span = self.value.span();
         let DeValue::Table(table) = self.value.get_mut() else {
