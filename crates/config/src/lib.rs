@@ -1,37 +1,54 @@
 //! Hameau's configuration: one TOML file (`config/hameau.toml` is the shipped default),
 //! typed with serde, with a default for every key.
 //!
+//! Each key is declared once, by the crate that uses it: [`Config`] lists each section as
+//! that crate's type (`[store]` is `hameau_store::Options`), whose fields are the keys,
+//! whose `Default` gives their defaults and reasons, and whose `check` their ranges and
+//! relationships. This crate declares only `[server]`, `[log]` and `[tls]`, reads the file
+//! into the owners' types, and checks what spans two crates.
+//!
 //! Loading rejects unknown keys, values of the wrong type and limits out of range, and
 //! checks the relationships between limits. Every error is one line naming the file, the
 //! line, the key and the problem ([`Error`]). This crate reads the file it is given and
 //! nothing else of the environment.
 
+mod read;
 mod validate;
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-/// The whole configuration.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, default)]
+/// The whole configuration: each section is the type of the crate that uses it, which
+/// declares its keys, their defaults and their checks.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Config {
     pub server: Server,
     pub log: Log,
     pub tls: Tls,
-    pub store: StoreSection,
-    pub mail: MailSection,
-    pub directory: DirectorySection,
-    pub auth: AuthSection,
-    pub http: Http,
-    pub smtp: Smtp,
-    pub imap: Imap,
-    pub dns: Dns,
+    /// `[store]`: the store's options, its limits included.
+    pub store: hameau_store::Options,
+    /// `[mail]`: the mail model's limits, the message's included.
+    pub mail: hameau_mailbox::Limits,
+    /// `[directory]`: the directory's options, the passwords' included.
+    pub directory: hameau_directory::Options,
+    /// `[auth]`: the authentication limiter's options.
+    pub auth: hameau_directory::LimiterOptions,
+    /// `[http]`: the HTTPS listener's options.
+    pub http: hameau_http::Options,
+    /// `[smtp]`: the MX's options, its sessions' limits included.
+    pub smtp: hameau_smtp::Options,
+    /// `[imap]`: the IMAP server's options, its sessions' limits included.
+    pub imap: hameau_imap::Options,
+    /// `[dns]`: the resolver's options.
+    pub dns: hameau_smtp::dns::Options,
     /// Where the configuration came from, to point errors at lines.
-    #[serde(skip)]
     pub source: Option<Source>,
 }
+
+/// The sections of the file, in the order `config/hameau.toml` has them.
+const SECTIONS: [&str; 11] =
+    ["server", "log", "tls", "store", "mail", "directory", "auth", "http", "smtp", "imap", "dns"];
 
 /// The file a configuration was read from and its text.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -102,371 +119,6 @@ impl Default for Tls {
     }
 }
 
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum StoreBackend {
-    /// Embedded RocksDB in `server.data_dir/store`.
-    #[default]
-    Rocksdb,
-    /// PostgreSQL: planned, refused with a clear error by this version.
-    Postgresql,
-}
-
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, default)]
-pub struct StoreSection {
-    pub backend: StoreBackend,
-    pub cache_bytes: usize,
-    pub key_bytes_max: usize,
-    pub value_bytes_max: usize,
-    pub batch_ops_max: usize,
-    pub blob_chunk_bytes: usize,
-    pub blob_bytes_max: u64,
-    pub commit_group_max: usize,
-    pub commit_queue_max: usize,
-}
-
-impl Default for StoreSection {
-    fn default() -> Self {
-        let options = hameau_store::Options::rocksdb("");
-        let limits = options.limits;
-        StoreSection {
-            backend: StoreBackend::Rocksdb,
-            cache_bytes: options.cache_bytes,
-            key_bytes_max: limits.key_bytes_max,
-            value_bytes_max: limits.value_bytes_max,
-            batch_ops_max: limits.batch_ops_max,
-            blob_chunk_bytes: limits.blob_chunk_bytes,
-            blob_bytes_max: limits.blob_bytes_max,
-            commit_group_max: limits.commit_group_max,
-            commit_queue_max: limits.commit_queue_max,
-        }
-    }
-}
-
-/// The mail model: what is kept of each message, how many deliveries one commit holds,
-/// mailboxes per account. Defaults and their reasons are those of `hameau_mailbox::Limits`
-/// and `hameau_message::Limits`.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, default)]
-pub struct MailSection {
-    pub summary_bytes_max: usize,
-    pub text_bytes_max: usize,
-    pub thread_lookups_max: usize,
-    pub ingest_batch_max: usize,
-    pub mailboxes_max: usize,
-    pub keywords_max: usize,
-}
-
-impl Default for MailSection {
-    fn default() -> Self {
-        let limits = hameau_mailbox::Limits::default();
-        MailSection {
-            summary_bytes_max: limits.message.summary_bytes_max,
-            text_bytes_max: limits.message.text_bytes_max,
-            thread_lookups_max: limits.message.thread_lookups_max,
-            ingest_batch_max: limits.ingest_batch_max,
-            mailboxes_max: limits.mailboxes_max,
-            keywords_max: limits.keywords_max,
-        }
-    }
-}
-
-/// Passwords and the directory's caches; defaults and their reasons are those of
-/// `hameau_directory::Options`.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, default)]
-pub struct DirectorySection {
-    pub argon2_memory_kib: u32,
-    pub argon2_iterations: u32,
-    pub argon2_parallelism: u32,
-    pub password_chars_min: usize,
-    pub password_bytes_max: usize,
-    pub hashing_concurrent_max: usize,
-    pub credential_cache_s: u64,
-    pub credential_cache_entries_max: usize,
-    pub page_items_max: usize,
-}
-
-impl Default for DirectorySection {
-    fn default() -> Self {
-        let options = hameau_directory::Options::default();
-        let passwords = options.passwords;
-        DirectorySection {
-            argon2_memory_kib: passwords.argon2_memory_kib,
-            argon2_iterations: passwords.argon2_iterations,
-            argon2_parallelism: passwords.argon2_parallelism,
-            password_chars_min: passwords.password_chars_min,
-            password_bytes_max: passwords.password_bytes_max,
-            hashing_concurrent_max: passwords.hashing_concurrent_max,
-            credential_cache_s: options.credential_cache_s,
-            credential_cache_entries_max: options.credential_cache_entries_max,
-            page_items_max: options.page_items_max,
-        }
-    }
-}
-
-/// Slowing down and refusing repeated authentication failures (every protocol); defaults
-/// and their reasons are those of `hameau_directory::LimiterOptions`.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, default)]
-pub struct AuthSection {
-    pub failures_before_delay: u32,
-    pub delay_ms: u64,
-    pub delay_ms_max: u64,
-    pub failures_max: u32,
-    pub lockout_s: u64,
-    pub window_s: u64,
-    pub entries_max: usize,
-}
-
-impl Default for AuthSection {
-    fn default() -> Self {
-        let options = hameau_directory::LimiterOptions::default();
-        AuthSection {
-            failures_before_delay: options.failures_before_delay,
-            delay_ms: options.delay_ms,
-            delay_ms_max: options.delay_ms_max,
-            failures_max: options.failures_max,
-            lockout_s: options.lockout_s,
-            window_s: options.window_s,
-            entries_max: options.entries_max,
-        }
-    }
-}
-
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, default)]
-pub struct Http {
-    /// Addresses of the HTTPS listener (health now; admin API, JMAP, autoconfig later).
-    pub listen: Vec<SocketAddr>,
-    /// Most HTTPS connections at once; past it, new connections wait to be accepted.
-    /// 1,024 is far above what one commune's clients open, well below the default file
-    /// descriptor limit of a systemd service (524,288 on Debian 12).
-    pub connections_max: usize,
-    /// Most HTTPS connections from one client address (IPv6 per /64); past it a new one is
-    /// closed at once. 128: a town hall behind one NAT with 20 browsers at their usual 6
-    /// connections per host fits, and one address holds at most an eighth of
-    /// `connections_max`.
-    pub connections_per_ip_max: usize,
-    /// A client has this long to finish its TLS handshake, and then each request's
-    /// headers (counted from the end of the previous request, so it also closes idle
-    /// keep-alive connections). 10 s, as Apache's `RequestReadTimeout header=10`, stops
-    /// slowloris-style clients.
-    pub header_timeout_s: u64,
-    /// Largest request body. 1 MiB is far above any admin request.
-    pub request_bytes_max: usize,
-    /// Time for a request's whole body, from the end of its headers: 60 s carries 1 MiB
-    /// at 17 KiB/s, and stops a client that trickles its body to hold a connection.
-    pub body_timeout_s: u64,
-    /// Longest a write to a client may make no progress before the connection is closed:
-    /// 30 s, so that a client that stops reading cannot hold its connection and answer.
-    pub write_timeout_s: u64,
-    /// The bearer token `/metrics` requires; empty disables `/metrics`.
-    pub metrics_token: String,
-}
-
-impl Default for Http {
-    fn default() -> Self {
-        Http {
-            listen: vec!["[::]:443".parse().expect("valid address")],
-            connections_max: 1024,
-            connections_per_ip_max: 128,
-            header_timeout_s: 10,
-            request_bytes_max: 1024 * 1024,
-            body_timeout_s: 60,
-            write_timeout_s: 30,
-            metrics_token: String::new(),
-        }
-    }
-}
-
-/// The MX (inbound SMTP); the limits' defaults and reasons are those of
-/// `hameau_smtp_session::Limits`.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, default)]
-pub struct Smtp {
-    /// Addresses of the MX (port 25); `[]` disables it.
-    pub listen: Vec<SocketAddr>,
-    /// Most SMTP connections at once; past it, accepting waits.
-    pub connections_max: usize,
-    /// Most connections from one client address; past it, `421`. 20 lets a big sender
-    /// parallelise and stops one host from taking every slot.
-    pub connections_per_ip_max: usize,
-    pub line_bytes_max: usize,
-    pub message_bytes_max: usize,
-    pub bdat_chunk_bytes_max: usize,
-    pub recipients_max: usize,
-    pub commands_max: usize,
-    pub errors_max: usize,
-    pub reply_bytes_max: usize,
-    pub command_timeout_s: u64,
-    pub data_timeout_s: u64,
-    pub session_timeout_s: u64,
-    /// Time for a STARTTLS handshake. 10 s, as for HTTPS.
-    pub tls_handshake_timeout_s: u64,
-    /// Time for one write to the client (replies). Replies are small: a client whose
-    /// receive window stays shut this long has gone or is holding the connection on
-    /// purpose (it would outlive every session timeout otherwise). 60 s is well above a
-    /// slow but live link, and below RFC 5321 §4.5.3.2's 5-minute command timeouts.
-    pub write_timeout_s: u64,
-    /// Forwarders whose valid ARC seal overrides a DMARC failure (RFC 8617 §7.2.1), as
-    /// domain names; empty by default: anyone can seal, so only named ones are trusted.
-    pub arc_trusted_sealers: Vec<String>,
-    /// DKIM signatures verified per message; the others are reported `permerror`, not
-    /// verified. Each signature hashes the headers it names, so thousands of them over one
-    /// huge header cost thousands of hashes of it. 5: OpenDKIM verifies 3 by default
-    /// (`MaximumSignaturesToVerify`); author, sending service and list make 3 in practice.
-    pub dkim_signatures_max: usize,
-    /// ARC sets (RFC 8617) of a message beyond which its chain fails without being checked.
-    /// Each seal covers every set before it, so work grows with the square of the count;
-    /// RFC 8617 §4.2.1 caps instances at 50, real chains have one to three hops.
-    pub arc_sets_max: usize,
-    /// DKIM/ARC verifications of large messages (1 MiB and more) running at once, each on
-    /// a thread of its own outside the async workers; others wait their turn. 2, one per
-    /// core of the reference 2-core VM: sessions are still served while they hash.
-    pub verifications_max: usize,
-    /// Where `RCPT TO:<Postmaster>` (RFC 5321 §4.5.1), and `postmaster@` a served domain
-    /// without an address of that name, are delivered: an address we serve. Empty: the
-    /// postmaster of the server's own host name or of a domain above it (e.g.
-    /// `postmaster@commune.fr` for `mx.commune.fr`), when one exists.
-    pub postmaster: String,
-}
-
-impl Default for Smtp {
-    fn default() -> Self {
-        let limits = hameau_smtp_session::Limits::default();
-        Smtp {
-            listen: vec!["[::]:25".parse().expect("valid address")],
-            connections_max: 1024,
-            connections_per_ip_max: 20,
-            line_bytes_max: limits.line_bytes_max,
-            message_bytes_max: limits.message_bytes_max,
-            bdat_chunk_bytes_max: limits.bdat_chunk_bytes_max,
-            recipients_max: limits.recipients_max,
-            commands_max: limits.commands_max,
-            errors_max: limits.errors_max,
-            reply_bytes_max: limits.reply_bytes_max,
-            command_timeout_s: limits.command_timeout.as_secs(),
-            data_timeout_s: limits.data_timeout.as_secs(),
-            session_timeout_s: limits.session_timeout.as_secs(),
-            tls_handshake_timeout_s: 10,
-            write_timeout_s: 60,
-            arc_trusted_sealers: Vec::new(),
-            dkim_signatures_max: 5,
-            arc_sets_max: 10,
-            verifications_max: 2,
-            postmaster: String::new(),
-        }
-    }
-}
-
-/// The IMAP server (RFC 9051). Limits of one session map to `hameau_imap_session::Limits`.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, default)]
-pub struct Imap {
-    /// Addresses of IMAP with STARTTLS (port 143); `[]` disables it.
-    pub listen: Vec<SocketAddr>,
-    /// Addresses of IMAP over TLS (port 993, RFC 8314); `[]` disables it.
-    pub listen_tls: Vec<SocketAddr>,
-    /// Most IMAP connections at once; past it, accepting waits. Clients keep one or more
-    /// connections open all day (IDLE): 10,000 holds a few hundred agents' devices.
-    pub connections_max: usize,
-    /// Most connections from one client address; past it, `* BYE`. A town hall's agents
-    /// often share one public address, each client opening several connections.
-    pub connections_per_ip_max: usize,
-    /// Whether LOGIN and AUTHENTICATE work without TLS. Off by default: passwords never
-    /// cross the network in clear.
-    pub plaintext_auth: bool,
-    pub command_line_bytes_max: usize,
-    pub literal_bytes_max: usize,
-    pub append_bytes_max: usize,
-    pub literal_discard_bytes_max: u64,
-    pub nesting_depth_max: usize,
-    pub pipelined_bytes_max: usize,
-    pub errors_max: usize,
-    pub auth_failures_max: usize,
-    pub idle_timeout_s: u64,
-    pub not_authenticated_timeout_s: u64,
-    pub command_timeout_s: u64,
-    /// Time for a TLS handshake (993 or STARTTLS), in seconds.
-    pub tls_handshake_timeout_s: u64,
-    /// Email summaries kept decoded in memory for all sessions (ENVELOPE, BODYSTRUCTURE,
-    /// header searches, SORT, THREAD): about 2 KiB each; 0 keeps none.
-    pub summary_cache_entries: usize,
-    /// Bytes of searchable body text kept in memory for all sessions (SEARCH BODY/TEXT);
-    /// 0 keeps none.
-    pub text_cache_bytes: usize,
-    /// Bytes of decoded summaries kept for all sessions, each counted by its size (a few
-    /// huge headers cannot fill memory); `summary_cache_entries` bounds them too.
-    pub summary_cache_bytes: usize,
-    pub write_timeout_s: u64,
-    pub fetch_items_max: usize,
-    pub search_keys_max: usize,
-    pub list_pattern_bytes_max: usize,
-    pub output_bytes_max: usize,
-    pub inflate_bytes_max: usize,
-    pub thread_references_max: usize,
-    pub thread_work_max: u64,
-}
-
-impl Default for Imap {
-    fn default() -> Self {
-        let limits = hameau_imap_session::Limits::default();
-        Imap {
-            listen: vec!["[::]:143".parse().expect("valid address")],
-            listen_tls: vec!["[::]:993".parse().expect("valid address")],
-            connections_max: 10_000,
-            connections_per_ip_max: 200,
-            plaintext_auth: false,
-            command_line_bytes_max: limits.command_line_bytes_max,
-            literal_bytes_max: limits.literal_bytes_max,
-            append_bytes_max: limits.append_bytes_max,
-            literal_discard_bytes_max: limits.literal_discard_bytes_max,
-            nesting_depth_max: limits.nesting_depth_max,
-            pipelined_bytes_max: limits.pipelined_bytes_max,
-            errors_max: limits.errors_max,
-            auth_failures_max: limits.auth_failures_max,
-            idle_timeout_s: limits.idle_timeout.as_secs(),
-            not_authenticated_timeout_s: limits.not_authenticated_timeout.as_secs(),
-            command_timeout_s: limits.command_timeout.as_secs(),
-            tls_handshake_timeout_s: 10,
-            summary_cache_entries: 20_000,
-            text_cache_bytes: 64 << 20,
-            summary_cache_bytes: 64 << 20,
-            write_timeout_s: limits.write_timeout.as_secs(),
-            fetch_items_max: limits.fetch_items_max,
-            search_keys_max: limits.search_keys_max,
-            list_pattern_bytes_max: limits.list_pattern_bytes_max,
-            output_bytes_max: limits.output_bytes_max,
-            inflate_bytes_max: limits.inflate_bytes_max,
-            thread_references_max: limits.thread_references_max,
-            thread_work_max: limits.thread_work_max,
-        }
-    }
-}
-
-/// How Hameau resolves DNS (SPF, DKIM, DMARC, MX lookups; `hameau dns check`).
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, default)]
-pub struct Dns {
-    /// Resolvers to ask, as `address:port`; empty means those of /etc/resolv.conf.
-    pub resolvers: Vec<SocketAddr>,
-    /// How long one query may take. 5 s, as the resolv.conf default `timeout:5`.
-    pub timeout_s: u64,
-    /// Names the MX keeps answers for (SPF, DKIM, DMARC of its senders); 0 caches nothing.
-    pub cache_entries: u64,
-    /// Longest an answer is kept, whatever its TTL: a sender's changed record is seen
-    /// within this time. 300 s.
-    pub cache_ttl_max_s: u64,
-}
-
-impl Default for Dns {
-    fn default() -> Self {
-        Dns { resolvers: Vec::new(), timeout_s: 5, cache_entries: 10_000, cache_ttl_max_s: 300 }
-    }
-}
-
 /// A configuration error: one line naming the file, the line, the key and the problem.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Error {
@@ -509,7 +161,15 @@ impl Config {
     /// Parses and checks configuration text read from `path`.
     pub fn parse(path: &Path, text: &str) -> Result<Config, Error> {
         let source = Source { path: path.to_path_buf(), text: text.to_string() };
-        let mut config: Config = toml::from_str(text).map_err(|e| validate::from_toml(&source, e))?;
+        let document = toml::de::DeTable::parse(text).map_err(|e| validate::from_toml(&source, e))?;
+        let mut config = Config::default();
+        for (name, value) in document.into_inner() {
+            let mut section = read::Section::new(&source, name.get_ref().to_string(), value);
+            if !config.read_section(name.get_ref(), &mut section)? {
+                return Err(read::unknown(&source, &name, name.get_ref(), &SECTIONS));
+            }
+            section.finish()?;
+        }
         config.source = Some(source);
         if config.server.data_dir.is_relative() {
             let base = path.parent().unwrap_or(Path::new("."));
@@ -517,13 +177,66 @@ impl Config {
             let joined = base.join(&config.server.data_dir);
             config.server.data_dir = joined.components().filter(|c| *c != std::path::Component::CurDir).collect();
         }
+        config.store.path = config.store_path();
         validate::check(&config)?;
         Ok(config)
     }
 
     /// The built-in configuration, used when no file is given.
     pub fn builtin() -> Config {
-        Config::default()
+        let mut config = Config::default();
+        config.store.path = config.store_path();
+        config
+    }
+
+    /// Reads the section `name` into its owners' types, each taking the keys it declares;
+    /// `false` if there is no such section. This is the one list of what each section holds.
+    fn read_section(&mut self, name: &str, section: &mut read::Section<'_, '_>) -> Result<bool, Error> {
+        match name {
+            "server" => self.server = section.part()?,
+            "log" => self.log = section.part()?,
+            "tls" => self.tls = section.part()?,
+            "store" => {
+                self.store = section.part()?;
+                self.store.limits = section.part()?;
+            }
+            "mail" => {
+                self.mail = section.part()?;
+                self.mail.message = section.part()?;
+            }
+            "directory" => {
+                self.directory = section.part()?;
+                self.directory.passwords = section.part()?;
+            }
+            "auth" => self.auth = section.part()?,
+            "http" => self.http = section.part()?,
+            "smtp" => {
+                self.smtp = section.part()?;
+                self.smtp.limits = section.part()?;
+            }
+            "imap" => {
+                self.imap = section.part()?;
+                self.imap.limits = section.part()?;
+            }
+            "dns" => self.dns = section.part()?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// The keys of each section, in declaration order (for the shipped file's test).
+    #[cfg(test)]
+    pub(crate) fn keys() -> Vec<(&'static str, Vec<&'static str>)> {
+        let source = Source { path: PathBuf::new(), text: String::new() };
+        let mut config = Config::default();
+        SECTIONS
+            .iter()
+            .map(|name| {
+                let mut section = read::Section::empty(&source, name);
+                config.read_section(name, &mut section).expect("an empty section reads");
+                (*name, section.finish().expect("an empty section has no unknown key"))
+            })
+            .collect()
     }
 
     /// An error about `key`, pointing at its line if the file sets it.
@@ -544,111 +257,6 @@ impl Config {
     /// The TLS private key's path.
     pub fn private_key_path(&self) -> PathBuf {
         self.server.data_dir.join(&self.tls.private_key)
-    }
-
-    /// The directory options this configuration gives.
-    pub fn directory_options(&self) -> hameau_directory::Options {
-        let section = &self.directory;
-        hameau_directory::Options {
-            passwords: hameau_directory::PasswordOptions {
-                argon2_memory_kib: section.argon2_memory_kib,
-                argon2_iterations: section.argon2_iterations,
-                argon2_parallelism: section.argon2_parallelism,
-                password_chars_min: section.password_chars_min,
-                password_bytes_max: section.password_bytes_max,
-                hashing_concurrent_max: section.hashing_concurrent_max,
-            },
-            credential_cache_s: section.credential_cache_s,
-            credential_cache_entries_max: section.credential_cache_entries_max,
-            page_items_max: section.page_items_max,
-        }
-    }
-
-    /// The SMTP session's limits.
-    pub fn imap_limits(&self) -> hameau_imap_session::Limits {
-        let imap = &self.imap;
-        hameau_imap_session::Limits {
-            command_line_bytes_max: imap.command_line_bytes_max,
-            literal_bytes_max: imap.literal_bytes_max,
-            append_bytes_max: imap.append_bytes_max,
-            literal_discard_bytes_max: imap.literal_discard_bytes_max,
-            nesting_depth_max: imap.nesting_depth_max,
-            pipelined_bytes_max: imap.pipelined_bytes_max,
-            errors_max: imap.errors_max,
-            auth_failures_max: imap.auth_failures_max,
-            idle_timeout: std::time::Duration::from_secs(imap.idle_timeout_s),
-            not_authenticated_timeout: std::time::Duration::from_secs(imap.not_authenticated_timeout_s),
-            command_timeout: std::time::Duration::from_secs(imap.command_timeout_s),
-            write_timeout: std::time::Duration::from_secs(imap.write_timeout_s),
-            fetch_items_max: imap.fetch_items_max,
-            search_keys_max: imap.search_keys_max,
-            list_pattern_bytes_max: imap.list_pattern_bytes_max,
-            output_bytes_max: imap.output_bytes_max,
-            inflate_bytes_max: imap.inflate_bytes_max,
-            thread_references_max: imap.thread_references_max,
-            thread_work_max: imap.thread_work_max,
-        }
-    }
-
-    pub fn smtp_limits(&self) -> hameau_smtp_session::Limits {
-        let smtp = &self.smtp;
-        hameau_smtp_session::Limits {
-            line_bytes_max: smtp.line_bytes_max,
-            message_bytes_max: smtp.message_bytes_max,
-            bdat_chunk_bytes_max: smtp.bdat_chunk_bytes_max,
-            recipients_max: smtp.recipients_max,
-            commands_max: smtp.commands_max,
-            errors_max: smtp.errors_max,
-            reply_bytes_max: smtp.reply_bytes_max,
-            command_timeout: std::time::Duration::from_secs(smtp.command_timeout_s),
-            data_timeout: std::time::Duration::from_secs(smtp.data_timeout_s),
-            session_timeout: std::time::Duration::from_secs(smtp.session_timeout_s),
-        }
-    }
-
-    /// The authentication limiter's options.
-    pub fn limiter_options(&self) -> hameau_directory::LimiterOptions {
-        let section = &self.auth;
-        hameau_directory::LimiterOptions {
-            failures_before_delay: section.failures_before_delay,
-            delay_ms: section.delay_ms,
-            delay_ms_max: section.delay_ms_max,
-            failures_max: section.failures_max,
-            lockout_s: section.lockout_s,
-            window_s: section.window_s,
-            entries_max: section.entries_max,
-        }
-    }
-
-    /// The store options this configuration gives.
-    pub fn mail_limits(&self) -> hameau_mailbox::Limits {
-        let section = &self.mail;
-        hameau_mailbox::Limits {
-            message: hameau_message::Limits {
-                summary_bytes_max: section.summary_bytes_max,
-                text_bytes_max: section.text_bytes_max,
-                thread_lookups_max: section.thread_lookups_max,
-            },
-            ingest_batch_max: section.ingest_batch_max,
-            mailboxes_max: section.mailboxes_max,
-            keywords_max: section.keywords_max,
-        }
-    }
-
-    pub fn store_options(&self) -> hameau_store::Options {
-        let section = &self.store;
-        let mut options = hameau_store::Options::rocksdb(self.store_path());
-        options.cache_bytes = section.cache_bytes;
-        options.limits = hameau_store::Limits {
-            key_bytes_max: section.key_bytes_max,
-            value_bytes_max: section.value_bytes_max,
-            batch_ops_max: section.batch_ops_max,
-            blob_chunk_bytes: section.blob_chunk_bytes,
-            blob_bytes_max: section.blob_bytes_max,
-            commit_group_max: section.commit_group_max,
-            commit_queue_max: section.commit_queue_max,
-        };
-        options
     }
 }
 

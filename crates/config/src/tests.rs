@@ -134,6 +134,30 @@ fn shipped_file_is_the_defaults() {
     assert_eq!(config.log.format, LogFormat::Auto);
 }
 
+/// Every key the crates declare is shown in the shipped file, in its section, and the file
+/// shows no other; no key is declared twice in one section.
+#[test]
+fn shipped_file_shows_every_key() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/hameau.toml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let document = toml::de::DeTable::parse(&text).unwrap().into_inner();
+    let mut shipped: Vec<String> = Vec::new();
+    for (section, value) in document.iter() {
+        let toml::de::DeValue::Table(table) = value.get_ref() else { panic!("{} is not a table", section.get_ref()) };
+        shipped.extend(table.iter().map(|(key, _)| format!("{}.{}", section.get_ref(), key.get_ref())));
+    }
+    let mut declared: Vec<String> = Vec::new();
+    for (section, keys) in Config::keys() {
+        declared.extend(keys.iter().map(|key| format!("{section}.{key}")));
+    }
+    let n_declared = declared.len();
+    declared.sort();
+    declared.dedup();
+    assert_eq!(declared.len(), n_declared, "a key is declared twice in one section");
+    shipped.sort();
+    assert_eq!(shipped, declared);
+}
+
 #[test]
 fn error_points_at_the_key() {
     let config = Config::parse(Path::new("/x.toml"), "# comment\n\n[server]\ndata_dir = \"/nowhere\"\n").unwrap();
@@ -160,5 +184,40 @@ fn security_settings_only_go_up() {
     check(
         "[http]\nmetrics_token = \"short\"\n",
         "/etc/hameau/hameau.toml:2: http.metrics_token: must be empty (disabled) or at least 16 visible ASCII characters",
+    );
+}
+
+/// `[smtp]` and `[imap]` hold the keys of the server and of its sessions: each is read by
+/// its owner, and errors still name the line and the key.
+#[test]
+fn sections_shared_by_two_crates() {
+    let config = Config::parse(
+        Path::new("/x.toml"),
+        "[smtp]\nwrite_timeout_s = 61\nline_bytes_max = 2048\n[imap]\nplaintext_auth = true\nidle_timeout_s = 3600\n",
+    )
+    .unwrap();
+    assert_eq!((config.smtp.write_timeout_s, config.smtp.limits.line_bytes_max), (61, 2048));
+    assert_eq!((config.imap.plaintext_auth, config.imap.limits.idle_timeout_s), (true, 3600));
+    check(
+        "[smtp]\n\nline_bytes_max = \"long\"\n",
+        "/etc/hameau/hameau.toml:3: smtp.line_bytes_max: invalid type: string \"long\", expected a non-negative integer",
+    );
+    check(
+        "[imap]\nliteral_bytes_max = 1048576\nappend_bytes_max = 65536\n",
+        "/etc/hameau/hameau.toml:2: imap.literal_bytes_max: 1048576 is larger than imap.append_bytes_max (65536)",
+    );
+    check(
+        "[smtp]\nbdat_chunk_bytes_max = 50000000\n",
+        "/etc/hameau/hameau.toml:2: smtp.bdat_chunk_bytes_max: 50000000 is larger than smtp.message_bytes_max (41943040)",
+    );
+    let unknown = Config::parse(Path::new("/x.toml"), "[smtp]\nlisten = []\nline_max = 1\n").unwrap_err();
+    assert_eq!(unknown.line, Some(3));
+    assert_eq!(unknown.key.as_deref(), Some("smtp.line_max"));
+    assert!(unknown.problem.starts_with("unknown key `line_max` (known keys: `listen`, "), "{unknown}");
+    assert!(unknown.problem.contains("`postmaster`, `line_bytes_max`, "), "{unknown}");
+    // A message is stored as one blob, whichever way it comes.
+    check(
+        "[store]\nblob_bytes_max = 1048576\n",
+        "/etc/hameau/hameau.toml: smtp.message_bytes_max: 41943040 is larger than store.blob_bytes_max (1048576): a message is stored as one blob",
     );
 }

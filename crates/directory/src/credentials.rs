@@ -15,8 +15,9 @@ use subtle::ConstantTimeEq;
 
 use crate::Error;
 
-/// How passwords are hashed and what they must look like.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// How passwords are hashed and what they must look like: keys of `[directory]`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct PasswordOptions {
     /// argon2id memory, KiB. 19,456 (19 MiB) is OWASP's minimum for argon2id.
     pub argon2_memory_kib: u32,
@@ -50,9 +51,29 @@ impl Default for PasswordOptions {
 }
 
 impl PasswordOptions {
+    /// Checks each key's range: argon2 settings only go up from OWASP's minimum.
+    pub fn check(&self) -> Result<(), hameau_limits::Problem> {
+        use hameau_limits::{Problem, range};
+        // OWASP's minimum for argon2id is 19 MiB with 2 passes: nothing weaker is accepted.
+        range("directory", "argon2_memory_kib", u64::from(self.argon2_memory_kib), 19_456, 4 << 20)?;
+        range("directory", "argon2_iterations", u64::from(self.argon2_iterations), 2, 100)?;
+        range("directory", "argon2_parallelism", u64::from(self.argon2_parallelism), 1, 64)?;
+        range("directory", "password_chars_min", self.password_chars_min as u64, 8, 256)?;
+        range("directory", "password_bytes_max", self.password_bytes_max as u64, 64, 65_536)?;
+        range("directory", "hashing_concurrent_max", self.hashing_concurrent_max as u64, 1, 256)?;
+        if self.password_bytes_max < self.password_chars_min {
+            let problem = format!(
+                "{} is below directory.password_chars_min ({})",
+                self.password_bytes_max, self.password_chars_min
+            );
+            return Err(Problem::new("directory", "password_bytes_max", problem));
+        }
+        Ok(())
+    }
+
     pub(crate) fn argon2_params(&self) -> argon2::Params {
         argon2::Params::new(self.argon2_memory_kib, self.argon2_iterations, self.argon2_parallelism, None)
-            .expect("argon2 parameters are checked by config")
+            .expect("argon2 parameters are checked by PasswordOptions::check")
     }
 
     /// Checks a password a user wants to set.

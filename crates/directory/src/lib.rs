@@ -96,9 +96,13 @@ impl Error {
     }
 }
 
-/// Options of the directory, filled by `config`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Options of the directory: the `[directory]` section.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Options {
+    /// How passwords are hashed: keys of the same `[directory]` table, declared by
+    /// [`PasswordOptions`]; `config` reads them here.
+    #[serde(skip)]
     pub passwords: PasswordOptions,
     /// How long a verified password is trusted without running argon2 again. 5 minutes:
     /// a mail client that reconnects every minute pays argon2 once in five.
@@ -117,6 +121,17 @@ impl Default for Options {
             credential_cache_entries_max: 10_000,
             page_items_max: 1_000,
         }
+    }
+}
+
+impl Options {
+    /// Checks each key of `[directory]`, the passwords' included.
+    pub fn check(&self) -> Result<(), hameau_limits::Problem> {
+        use hameau_limits::range;
+        self.passwords.check()?;
+        range("directory", "credential_cache_s", self.credential_cache_s, 0, 86_400)?;
+        range("directory", "credential_cache_entries_max", self.credential_cache_entries_max as u64, 0, 10_000_000)?;
+        range("directory", "page_items_max", self.page_items_max as u64, 1, 100_000)
     }
 }
 

@@ -18,8 +18,9 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::Duration;
 
-/// The limits of [`AuthLimiter`], filled by `config`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The limits of [`AuthLimiter`]: the `[auth]` section.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct LimiterOptions {
     /// Failures allowed before attempts are slowed down. 5 lets a person mistype a few
     /// times without noticing anything.
@@ -50,6 +51,30 @@ impl Default for LimiterOptions {
             window_s: 900,
             entries_max: 100_000,
         }
+    }
+}
+
+impl LimiterOptions {
+    /// Checks each key of `[auth]` and that delays and refusals come in order.
+    pub fn check(&self) -> Result<(), hameau_limits::Problem> {
+        use hameau_limits::{Problem, range};
+        range("auth", "failures_before_delay", u64::from(self.failures_before_delay), 0, 1000)?;
+        range("auth", "delay_ms", self.delay_ms, 0, 60_000)?;
+        range("auth", "delay_ms_max", self.delay_ms_max, 0, 60_000)?;
+        range("auth", "failures_max", u64::from(self.failures_max), 1, 100_000)?;
+        range("auth", "lockout_s", self.lockout_s, 0, 7 * 86_400)?;
+        range("auth", "window_s", self.window_s, 1, 7 * 86_400)?;
+        range("auth", "entries_max", self.entries_max as u64, 1, 100_000_000)?;
+        if self.delay_ms > self.delay_ms_max {
+            let problem = format!("{} is larger than auth.delay_ms_max ({})", self.delay_ms, self.delay_ms_max);
+            return Err(Problem::new("auth", "delay_ms", problem));
+        }
+        if self.failures_before_delay >= self.failures_max {
+            let problem =
+                format!("{} must be below auth.failures_max ({})", self.failures_before_delay, self.failures_max);
+            return Err(Problem::new("auth", "failures_before_delay", problem));
+        }
+        Ok(())
     }
 }
 

@@ -45,7 +45,7 @@ pub fn run_dns_check(target: &Target, domain: &str, resolvers: Vec<std::net::Soc
         (Some(_), None) => hameau_config::Config::builtin(),
     };
     let resolvers = if resolvers.is_empty() { config.dns.resolvers.clone() } else { resolvers };
-    let timeout = std::time::Duration::from_secs(config.dns.timeout_s);
+    let timeout = config.dns.timeout();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let conforming = runtime.block_on(crate::dnscheck::check(&zone, &resolvers, timeout))?;
     anyhow::ensure!(conforming, "{domain}: the published records are not all right (see above)");
@@ -77,9 +77,9 @@ fn call_json(target: &Target, call: ApiCall) -> anyhow::Result<Option<serde_json
 /// The same handlers as the server's, in this process, as the operator.
 async fn local(target: &Target, call: ApiCall) -> anyhow::Result<(u16, Vec<u8>)> {
     let config = crate::load_config(target.config.as_deref())?;
-    let store = hameau_store::Store::open(&config.store_options()).await.context("opening the store")?;
+    let store = hameau_store::Store::open(&config.store).await.context("opening the store")?;
     let registry = Arc::new(hameau_telemetry::Registry::new());
-    let directory = hameau_directory::Directory::new(store.clone(), config.directory_options());
+    let directory = hameau_directory::Directory::new(store.clone(), config.directory.clone());
     let router = hameau_http::router(crate::serve::app_state(&config, &store, &directory, &registry));
     let body = match &call.body {
         Some(value) => Body::from(serde_json::to_vec(value)?),

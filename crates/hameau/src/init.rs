@@ -76,8 +76,8 @@ pub fn run(args: &InitArgs) -> anyhow::Result<()> {
 /// and the demo account's address and password.
 async fn first_records(config: &Config, demo: bool) -> anyhow::Result<(String, Option<(String, String)>)> {
     use hameau_directory::{AccountRole, Directory, KeyScope, NewAccount, NewApiKey, NewDomain, NewTenant, Principal};
-    let store = hameau_store::Store::open(&config.store_options()).await?;
-    let directory = Directory::new(store.clone(), config.directory_options());
+    let store = hameau_store::Store::open(&config.store).await?;
+    let directory = Directory::new(store.clone(), config.directory.clone());
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
     let operator = Principal::Operator;
     let key =

@@ -29,7 +29,6 @@ pub fn app_state(
     directory: &Directory,
     registry: &Arc<Registry>,
 ) -> hameau_http::AppState {
-    let metrics_token = Some(config.http.metrics_token.clone()).filter(|token| !token.is_empty());
     hameau_http::AppState {
         store: store.clone(),
         directory: directory.clone(),
@@ -37,11 +36,8 @@ pub fn app_state(
         clock: Arc::new(SystemClock),
         registry: registry.clone(),
         metrics: hameau_http::HttpMetrics::new(registry, "https"),
-        options: Arc::new(hameau_http::ApiOptions {
-            request_bytes_max: config.http.request_bytes_max,
-            metrics_token,
-            dns: hameau_directory::dns::DnsOptions { mx_host: config.server.hostname.clone() },
-        }),
+        options: Arc::new(config.http.clone()),
+        dns: hameau_directory::dns::DnsOptions { mx_host: config.server.hostname.clone() },
     }
 }
 
@@ -60,19 +56,18 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     // Signal handlers first: a signal that comes once we say "ready" must be caught.
     let mut signals = Signals::new()?;
-    let store_options = config.store_options();
-    let store = hameau_store::Store::open(&store_options).await.context("opening the store")?;
+    let store = hameau_store::Store::open(&config.store).await.context("opening the store")?;
     tracing::info!(backend = "rocksdb", path = %config.store_path().display(), "store open");
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut services = JoinSet::new();
     let registry = Arc::new(Registry::new());
     // One limiter: failed logins over IMAP and HTTPS count together per address.
-    let limiter = Arc::new(AuthLimiter::new(config.limiter_options()));
+    let limiter = Arc::new(AuthLimiter::new(config.auth.clone()));
     // One directory for every service: one credential cache, one view of the accounts.
-    let directory = Directory::new(store.clone(), config.directory_options()).with_limiter(limiter.clone());
+    let directory = Directory::new(store.clone(), config.directory.clone()).with_limiter(limiter.clone());
     // One mail model: SMTP deliveries wake the IMAP sessions of the same account.
-    let mail = hameau_mailbox::Mail::with_limits(store.clone(), config.mail_limits());
+    let mail = hameau_mailbox::Mail::with_limits(store.clone(), config.mail.clone());
     let mut started = start_http(&config, &store, &directory, &limiter, &registry, &shutdown_rx, &mut services).await;
     if started.is_ok() {
         started = start_smtp(&config, &mail, &directory, &registry, &shutdown_rx, &mut services).await;
@@ -117,14 +112,7 @@ async fn start_http(
     let tls = crate::tls::server_config(config)?;
     let mut state = app_state(config, store, directory, registry);
     state.limiter = limiter.clone();
-    let options = hameau_http::Options {
-        connections_max: config.http.connections_max,
-        connections_per_ip_max: config.http.connections_per_ip_max,
-        header_timeout: Duration::from_secs(config.http.header_timeout_s),
-        body_timeout: Duration::from_secs(config.http.body_timeout_s),
-        write_timeout: Duration::from_secs(config.http.write_timeout_s),
-        metrics: state.metrics.clone(),
-    };
+    let metrics = state.metrics.clone();
     let router = hameau_http::router(state);
     for addr in &config.http.listen {
         let listener = TcpListener::bind(addr)
@@ -132,7 +120,15 @@ async fn start_http(
             .map_err(|e| config.error("http.listen", format!("cannot listen on {addr}: {e}")))?;
         let local = listener.local_addr().context("listener address")?;
         tracing::info!(service = "https", addr = %local, "listening");
-        services.spawn(hameau_http::run(listener, tls.clone(), router.clone(), options.clone(), shutdown.clone()));
+        let options = config.http.clone();
+        services.spawn(hameau_http::run(
+            listener,
+            tls.clone(),
+            router.clone(),
+            options,
+            metrics.clone(),
+            shutdown.clone(),
+        ));
     }
     Ok(())
 }
@@ -151,43 +147,20 @@ async fn start_smtp(
     // The MX offers STARTTLS with the same certificate, without HTTP's ALPN.
     let mut tls = (*crate::tls::server_config(config)?).clone();
     tls.alpn_protocols.clear();
-    let cache = hameau_smtp::dns::Cache {
-        entries: config.dns.cache_entries,
-        ttl_max: Duration::from_secs(config.dns.cache_ttl_max_s),
-    };
-    let resolver = hameau_smtp::dns::resolver(&config.dns.resolvers, Duration::from_secs(config.dns.timeout_s), cache)
-        .map_err(|e| config.error("dns.resolvers", e))?;
+    let resolver = config.dns.resolver().map_err(|e| config.error("dns.resolvers", e))?;
+    let hostname = &config.server.hostname;
     let inbound = hameau_smtp::Inbound::new(
         directory.clone(),
         mail.clone(),
         mail_auth::MessageAuthenticator(resolver),
-        hameau_smtp::InboundOptions {
-            hostname: config.server.hostname.clone(),
-            mailbox_names: hameau_mailbox::MailboxNames::default(),
-            arc_trusted_sealers: config.smtp.arc_trusted_sealers.clone(),
-            dkim_signatures_max: config.smtp.dkim_signatures_max,
-            arc_sets_max: config.smtp.arc_sets_max,
-            verifications_max: config.smtp.verifications_max,
-            postmaster: Some(config.smtp.postmaster.clone()).filter(|address| !address.is_empty()),
-        },
+        config.smtp.inbound(hostname, hameau_mailbox::MailboxNames::default()),
     );
     let context = Arc::new(hameau_smtp::server::Context {
         pipeline: inbound,
         // One budget of connections and one count per address for all the MX's listeners.
-        gate: hameau_net::Gate::new(config.smtp.connections_max, config.smtp.connections_per_ip_max),
+        gate: config.smtp.gate(),
         tls: Some(Arc::new(tls)),
-        options: hameau_smtp::server::Options {
-            session: hameau_smtp_session::Options {
-                limits: config.smtp_limits(),
-                starttls_available: true,
-                tls_active: false,
-                // The driver offers the pipeline's mechanisms.
-                auth_mechanisms: Vec::new(),
-            },
-            hostname: config.server.hostname.clone(),
-            tls_handshake_timeout: Duration::from_secs(config.smtp.tls_handshake_timeout_s),
-            write_timeout: Duration::from_secs(config.smtp.write_timeout_s),
-        },
+        options: config.smtp.server(hostname, true),
         now_s: Arc::new(|| <SystemClock as hameau_http::Clock>::now_s(&SystemClock)),
         sessions: std::sync::atomic::AtomicU64::new(0),
         metrics: hameau_smtp::server::Metrics::new(registry),
@@ -220,26 +193,13 @@ async fn start_imap(
         mail: mail.clone(),
         directory: directory.clone(),
         tls: Some(Arc::new(tls)),
-        options: hameau_imap::Options {
-            session: hameau_imap_session::Options {
-                limits: config.imap_limits(),
-                extensions: hameau_imap_session::Extensions::default(),
-                starttls_available: true,
-                tls_active: false,
-                plaintext_auth_allowed: config.imap.plaintext_auth,
-                preauthenticated: false,
-                greeting: "Hameau ready".into(),
-            },
-            tls_handshake_timeout: Duration::from_secs(config.imap.tls_handshake_timeout_s),
-            mailbox_names: hameau_mailbox::MailboxNames::default(),
-        },
+        options: config.imap.connection(hameau_mailbox::MailboxNames::default()),
         now_s: || <SystemClock as hameau_http::Clock>::now_s(&SystemClock),
-        summaries: hameau_imap::SummaryCache::new(config.imap.summary_cache_entries, config.imap.summary_cache_bytes),
-        texts: hameau_imap::TextCache::new(config.imap.text_cache_bytes),
+        summaries: config.imap.summary_cache(),
+        texts: config.imap.text_cache(),
         metrics: hameau_telemetry::ServiceMetrics::new(registry, "imap"),
     });
-    // One budget of connections and one count per address for both ports.
-    let gate = hameau_net::Gate::new(config.imap.connections_max, config.imap.connections_per_ip_max);
+    let gate = config.imap.gate();
     for (addrs, implicit_tls, key, service) in [
         (&config.imap.listen, false, "imap.listen", "imap"),
         (&config.imap.listen_tls, true, "imap.listen_tls", "imaps"),

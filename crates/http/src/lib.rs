@@ -5,6 +5,7 @@
 //! owns the socket, TLS, timeouts, the connection limit and shutdown.
 
 pub mod api;
+mod options;
 pub mod server;
 
 use std::net::SocketAddr;
@@ -21,7 +22,8 @@ use hameau_store::Store;
 use hameau_telemetry::Registry;
 use subtle::ConstantTimeEq;
 
-pub use server::{Options, run};
+pub use options::Options;
+pub use server::run;
 
 /// The time, as the binary reads it (only the binary reads the clock).
 pub trait Clock: Send + Sync + 'static {
@@ -32,16 +34,6 @@ pub trait Clock: Send + Sync + 'static {
 /// The address of the client of a request, set by the driver.
 #[derive(Clone, Copy, Debug)]
 pub struct PeerAddr(pub SocketAddr);
-
-/// Options of the routes.
-#[derive(Clone, Debug)]
-pub struct ApiOptions {
-    /// Largest request body. 1 MiB is far above any admin request.
-    pub request_bytes_max: usize,
-    /// The bearer token that `/metrics` requires; `None` disables `/metrics`.
-    pub metrics_token: Option<String>,
-    pub dns: DnsOptions,
-}
 
 /// The HTTPS listener's counters (`protocol="https"`).
 pub type HttpMetrics = hameau_telemetry::ServiceMetrics;
@@ -55,7 +47,10 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub registry: Arc<Registry>,
     pub metrics: HttpMetrics,
-    pub options: Arc<ApiOptions>,
+    /// The `[http]` section: the body limit and the metrics token are the routes'.
+    pub options: Arc<Options>,
+    /// How the DNS records a domain needs are written (its MX host).
+    pub dns: DnsOptions,
 }
 
 /// Every route of the listener.
@@ -91,7 +86,7 @@ async fn healthz(State(state): State<AppState>) -> (StatusCode, &'static str) {
 
 /// The counters, for Prometheus, behind `Authorization: Bearer <metrics token>`.
 async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let Some(expected) = &state.options.metrics_token else {
+    let Some(expected) = state.options.metrics_token() else {
         return api::Problem::new(StatusCode::NOT_FOUND, "metrics are disabled (http.metrics_token is not set)")
             .into_response();
     };

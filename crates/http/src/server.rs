@@ -22,22 +22,7 @@ use tokio::sync::watch;
 use tokio::time::Sleep;
 use tower::ServiceExt;
 
-/// The listener's limits.
-#[derive(Clone, Debug)]
-pub struct Options {
-    /// Most connections at once; past it, accepting waits.
-    pub connections_max: usize,
-    /// Most connections from one client address (IPv6 per /64, as `hameau_net` counts);
-    /// past it, a new connection is closed at once.
-    pub connections_per_ip_max: usize,
-    /// Time for the TLS handshake, then for each request's headers.
-    pub header_timeout: Duration,
-    /// Time for a request's whole body, from the end of its headers.
-    pub body_timeout: Duration,
-    /// Longest a write may make no progress.
-    pub write_timeout: Duration,
-    pub metrics: crate::HttpMetrics,
-}
+use crate::Options;
 
 /// Serves `router` on `listener` until `shutdown` turns true, then waits for the
 /// connections in flight to finish their current request. The caller bounds that wait.
@@ -46,12 +31,14 @@ pub async fn run(
     tls: Arc<rustls::ServerConfig>,
     router: Router,
     options: Options,
+    metrics: crate::HttpMetrics,
     shutdown: watch::Receiver<bool>,
 ) {
+    let options = Arc::new(options);
     let gate = hameau_net::Gate::new(options.connections_max, options.connections_per_ip_max);
     let connection_shutdown = shutdown.clone();
     hameau_net::accept_loop(listener, gate, shutdown, "https", move |accepted: hameau_net::Accepted| {
-        let (tls, router, options) = (tls.clone(), router.clone(), options.clone());
+        let (tls, router, options, metrics) = (tls.clone(), router.clone(), options.clone(), metrics.clone());
         let shutdown = connection_shutdown.clone();
         async move {
             let peer = accepted.peer;
@@ -60,8 +47,8 @@ pub async fn run(
                 tracing::debug!(%peer, "https connection refused: too many from this address");
                 return;
             }
-            options.metrics.connections.inc();
-            serve_connection(accepted.tcp, peer, tls, router, options, shutdown).await;
+            metrics.connections.inc();
+            serve_connection(accepted.tcp, peer, tls, router, &options, &metrics, shutdown).await;
             tracing::trace!(%peer, "https connection closed");
         }
     })
@@ -73,19 +60,20 @@ async fn serve_connection(
     peer: std::net::SocketAddr,
     tls: Arc<rustls::ServerConfig>,
     router: Router,
-    options: Options,
+    options: &Options,
+    metrics: &crate::HttpMetrics,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut tls = match Connection::accept_tls(tcp, &tls, options.header_timeout).await {
+    let mut tls = match Connection::accept_tls(tcp, &tls, options.header_timeout()).await {
         Ok(tls) => tls,
         Err(e) => {
             tracing::debug!(error = %e, "tls handshake failed");
             return;
         }
     };
-    tls.set_write_stall_timeout(options.write_timeout);
-    let requests = options.metrics.requests.clone();
-    let body_timeout = options.body_timeout;
+    tls.set_write_stall_timeout(options.write_timeout());
+    let requests = metrics.requests.clone();
+    let body_timeout = options.body_timeout();
     // Each request carries the client's address (for the authentication limiter).
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
         requests.inc();
@@ -95,7 +83,7 @@ async fn serve_connection(
     });
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(options.header_timeout)
+        .header_read_timeout(options.header_timeout())
         .serve_connection(TokioIo::new(tls), service);
     let mut connection = std::pin::pin!(connection);
     tokio::select! {

@@ -109,7 +109,7 @@ mod types;
 mod write;
 
 pub use capability::Extensions;
-pub use limits::{Limits, LimitsError};
+pub use limits::Limits;
 pub use session::{CloseReason, Enabled, Event, LoginError, Options, Session, SessionState};
 pub use types::{
     AppendMessage, Command, CommandBody, Date, DateTime, FetchAttribute, Flag, ListCommand, ListReturn, ListSelection,

@@ -2,9 +2,16 @@
 
 use std::time::Duration;
 
-/// The limits of one IMAP session. `config` fills them; [`Limits::check`] says whether they
-/// fit together, and [`crate::Session::new`] asserts it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+use hameau_limits::{Problem, range};
+
+/// The section of the configuration file these limits are keys of.
+const SECTION: &str = "imap";
+
+/// The limits of one IMAP session: keys of `[imap]`, declared here; `config` reads them
+/// into `hameau_imap::Options::limits`. [`Limits::check`] says whether an operator may set
+/// them; [`crate::Session::new`] asserts [`Limits::check_consistent`].
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Bytes of one command, CRLFs included, except the message literals of `APPEND`:
     /// the command lines plus the other literals. RFC 7162 §4 asks servers to accept lines of
@@ -41,18 +48,18 @@ pub struct Limits {
     pub auth_failures_max: usize,
     /// How long an authenticated session may stay without input (IDLE included). RFC 9051
     /// §5.4 requires at least 30 minutes; clients re-send `IDLE` every 29 minutes (RFC 2177).
-    pub idle_timeout: Duration,
+    pub idle_timeout_s: u64,
     /// How long a session may stay before login, from the greeting. 60 s covers the TLS
     /// handshake and a typed login, and limits idle unauthenticated connections.
-    pub not_authenticated_timeout: Duration,
+    pub not_authenticated_timeout_s: u64,
     /// How long a partly received command (a line or a literal) may wait for its next bytes.
     /// 5 minutes, as SMTP's data timeout: a literal that never comes is not waited for the
     /// whole idle timeout while holding its buffer.
-    pub command_timeout: Duration,
+    pub command_timeout_s: u64,
     /// How long one write to the client may wait for it to read. A client that reads
     /// nothing for 60 s while responses wait for it is gone or hostile (mobile links stall
     /// for seconds, not minutes); the driver closes the connection and frees its slot.
-    pub write_timeout: Duration,
+    pub write_timeout_s: u64,
     /// Items (macros expanded, each section counted) of one `FETCH`. Thunderbird asks for
     /// about 8, Apple Mail about 12; 64 leaves room. Over it: `tag NO [LIMIT]`.
     pub fetch_items_max: usize,
@@ -83,31 +90,6 @@ pub struct Limits {
     pub thread_work_max: u64,
 }
 
-/// Why a set of [`Limits`] cannot be used.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum LimitsError {
-    #[error("imap limit `{name}` must be greater than zero")]
-    Zero { name: &'static str },
-    #[error(
-        "imap limit `command_line_bytes_max` is {command_line_bytes_max}, below the 8192 octets RFC 7162 §4 asks for"
-    )]
-    CommandBelowRfc { command_line_bytes_max: usize },
-    #[error("imap limit `idle_timeout` is {idle_timeout:?}, below the 30 minutes RFC 9051 §5.4 requires")]
-    IdleBelowRfc { idle_timeout: Duration },
-    #[error(
-        "imap limits must grow: command_line_bytes_max ({command_line_bytes_max}) <= literal_bytes_max ({literal_bytes_max}) <= append_bytes_max ({append_bytes_max}) <= literal_discard_bytes_max ({literal_discard_bytes_max})"
-    )]
-    Order {
-        command_line_bytes_max: usize,
-        literal_bytes_max: usize,
-        append_bytes_max: usize,
-        literal_discard_bytes_max: u64,
-    },
-    #[error("imap limit `literal_bytes_max` ({literal_bytes_max}) must fit in 32 bits, as literal lengths do")]
-    LiteralAbove32Bits { literal_bytes_max: usize },
-}
-
 impl Default for Limits {
     fn default() -> Limits {
         const KIB: usize = 1024;
@@ -121,10 +103,10 @@ impl Default for Limits {
             pipelined_bytes_max: 64 * KIB,
             errors_max: 20,
             auth_failures_max: 3,
-            idle_timeout: Duration::from_secs(30 * 60),
-            not_authenticated_timeout: Duration::from_secs(60),
-            command_timeout: Duration::from_secs(5 * 60),
-            write_timeout: Duration::from_secs(60),
+            idle_timeout_s: 30 * 60,
+            not_authenticated_timeout_s: 60,
+            command_timeout_s: 5 * 60,
+            write_timeout_s: 60,
             fetch_items_max: 64,
             search_keys_max: 256,
             list_pattern_bytes_max: 1024,
@@ -137,58 +119,120 @@ impl Default for Limits {
 }
 
 impl Limits {
-    /// Checks that the limits fit together: nothing is zero, the RFC minimums hold, and each
-    /// buffer limit is at most the next larger one.
-    pub fn check(&self) -> Result<(), LimitsError> {
-        let counts = [
-            ("command_line_bytes_max", self.command_line_bytes_max),
-            ("literal_bytes_max", self.literal_bytes_max),
-            ("append_bytes_max", self.append_bytes_max),
-            ("nesting_depth_max", self.nesting_depth_max),
-            ("pipelined_bytes_max", self.pipelined_bytes_max),
-            ("errors_max", self.errors_max),
-            ("auth_failures_max", self.auth_failures_max),
-            ("fetch_items_max", self.fetch_items_max),
-            ("search_keys_max", self.search_keys_max),
-            ("list_pattern_bytes_max", self.list_pattern_bytes_max),
-            ("output_bytes_max", self.output_bytes_max),
-            ("inflate_bytes_max", self.inflate_bytes_max),
-            ("thread_references_max", self.thread_references_max),
+    /// How long an authenticated session may stay without input.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_s)
+    }
+
+    /// How long a session may stay before login.
+    pub fn not_authenticated_timeout(&self) -> Duration {
+        Duration::from_secs(self.not_authenticated_timeout_s)
+    }
+
+    /// How long a partly received command may wait for its next bytes.
+    pub fn command_timeout(&self) -> Duration {
+        Duration::from_secs(self.command_timeout_s)
+    }
+
+    /// How long one write to the client may wait for it to read.
+    pub fn write_timeout(&self) -> Duration {
+        Duration::from_secs(self.write_timeout_s)
+    }
+
+    /// Checks what an operator may set: each limit's range, then
+    /// [`Limits::check_consistent`].
+    pub fn check(&self) -> Result<(), Problem> {
+        let ranges = [
+            // RFC 7162 §4: lines of at least 8192 octets.
+            ("command_line_bytes_max", self.command_line_bytes_max as u64, 8192, 16 << 20),
+            ("literal_bytes_max", self.literal_bytes_max as u64, 64 * 1024, 1 << 30),
+            ("append_bytes_max", self.append_bytes_max as u64, 64 * 1024, 4 << 30),
+            ("literal_discard_bytes_max", self.literal_discard_bytes_max, 0, 16 << 30),
+            ("nesting_depth_max", self.nesting_depth_max as u64, 4, 1000),
+            ("pipelined_bytes_max", self.pipelined_bytes_max as u64, 8192, 16 << 20),
+            ("errors_max", self.errors_max as u64, 1, 10_000),
+            ("auth_failures_max", self.auth_failures_max as u64, 1, 100),
+            // RFC 9051 §5.4: an autologout timer of at least 30 minutes.
+            ("idle_timeout_s", self.idle_timeout_s, 1800, 86_400),
+            ("not_authenticated_timeout_s", self.not_authenticated_timeout_s, 1, 3600),
+            ("command_timeout_s", self.command_timeout_s, 1, 3600),
+            ("write_timeout_s", self.write_timeout_s, 1, 3600),
+            ("fetch_items_max", self.fetch_items_max as u64, 8, 10_000),
+            ("search_keys_max", self.search_keys_max as u64, 8, 100_000),
+            // A mailbox name has at most 1,000 bytes.
+            ("list_pattern_bytes_max", self.list_pattern_bytes_max as u64, 1024, 1 << 20),
+            ("output_bytes_max", self.output_bytes_max as u64, 4096, 64 << 20),
+            ("inflate_bytes_max", self.inflate_bytes_max as u64, 4096, 16 << 20),
+            ("thread_references_max", self.thread_references_max as u64, 1, 100_000),
+            ("thread_work_max", self.thread_work_max, 1000, 1 << 40),
         ];
-        for (name, value) in counts {
-            if value == 0 {
-                return Err(LimitsError::Zero { name });
-            }
+        for (key, value, min, max) in ranges {
+            range(SECTION, key, value, min, max)?;
         }
-        let timeouts = [
-            ("not_authenticated_timeout", self.not_authenticated_timeout),
-            ("command_timeout", self.command_timeout),
-            ("write_timeout", self.write_timeout),
+        self.check_consistent()
+    }
+
+    /// Checks what a session relies on, whatever the ranges (tests and fuzzing run with
+    /// limits far below them): nothing is zero, the RFC minimums hold, and each buffer
+    /// limit is at most the next larger one.
+    pub fn check_consistent(&self) -> Result<(), Problem> {
+        let counts = [
+            ("command_line_bytes_max", self.command_line_bytes_max as u64),
+            ("literal_bytes_max", self.literal_bytes_max as u64),
+            ("append_bytes_max", self.append_bytes_max as u64),
+            ("nesting_depth_max", self.nesting_depth_max as u64),
+            ("pipelined_bytes_max", self.pipelined_bytes_max as u64),
+            ("errors_max", self.errors_max as u64),
+            ("auth_failures_max", self.auth_failures_max as u64),
+            ("fetch_items_max", self.fetch_items_max as u64),
+            ("search_keys_max", self.search_keys_max as u64),
+            ("list_pattern_bytes_max", self.list_pattern_bytes_max as u64),
+            ("output_bytes_max", self.output_bytes_max as u64),
+            ("inflate_bytes_max", self.inflate_bytes_max as u64),
+            ("thread_references_max", self.thread_references_max as u64),
+            ("not_authenticated_timeout_s", self.not_authenticated_timeout_s),
+            ("command_timeout_s", self.command_timeout_s),
+            ("write_timeout_s", self.write_timeout_s),
         ];
-        for (name, value) in timeouts {
-            if value.is_zero() {
-                return Err(LimitsError::Zero { name });
+        for (key, value) in counts {
+            if value == 0 {
+                return Err(Problem::new(SECTION, key, "must be greater than zero"));
             }
         }
         if self.command_line_bytes_max < 8192 {
-            return Err(LimitsError::CommandBelowRfc { command_line_bytes_max: self.command_line_bytes_max });
+            let problem = format!("{} is below the 8192 octets RFC 7162 §4 asks for", self.command_line_bytes_max);
+            return Err(Problem::new(SECTION, "command_line_bytes_max", problem));
         }
-        if self.idle_timeout < Duration::from_secs(30 * 60) {
-            return Err(LimitsError::IdleBelowRfc { idle_timeout: self.idle_timeout });
+        if self.idle_timeout_s < 30 * 60 {
+            let problem = format!("{} is below the 30 minutes RFC 9051 §5.4 requires", self.idle_timeout_s);
+            return Err(Problem::new(SECTION, "idle_timeout_s", problem));
         }
-        let ordered = self.command_line_bytes_max <= self.literal_bytes_max
-            && self.literal_bytes_max <= self.append_bytes_max
-            && self.append_bytes_max as u64 <= self.literal_discard_bytes_max;
-        if !ordered {
-            return Err(LimitsError::Order {
-                command_line_bytes_max: self.command_line_bytes_max,
-                literal_bytes_max: self.literal_bytes_max,
-                append_bytes_max: self.append_bytes_max,
-                literal_discard_bytes_max: self.literal_discard_bytes_max,
-            });
+        // Each buffer limit is at most the next: a command's literal within the command's
+        // messages, those within what is discarded.
+        let order = [
+            (
+                "command_line_bytes_max",
+                self.command_line_bytes_max as u64,
+                "literal_bytes_max",
+                self.literal_bytes_max as u64,
+            ),
+            ("literal_bytes_max", self.literal_bytes_max as u64, "append_bytes_max", self.append_bytes_max as u64),
+            (
+                "append_bytes_max",
+                self.append_bytes_max as u64,
+                "literal_discard_bytes_max",
+                self.literal_discard_bytes_max,
+            ),
+        ];
+        for (key, value, next_key, next) in order {
+            if value > next {
+                let problem = format!("{value} is larger than imap.{next_key} ({next})");
+                return Err(Problem::new(SECTION, key, problem));
+            }
         }
         if u32::try_from(self.literal_bytes_max).is_err() {
-            return Err(LimitsError::LiteralAbove32Bits { literal_bytes_max: self.literal_bytes_max });
+            let problem = format!("{} does not fit in 32 bits, as literal lengths do", self.literal_bytes_max);
+            return Err(Problem::new(SECTION, "literal_bytes_max", problem));
         }
         Ok(())
     }

@@ -257,7 +257,7 @@ impl Session {
     /// `* PREAUTH [CAPABILITY ...] text`. Panics (a programmer error) if the limits fail
     /// [`Limits::check`].
     pub fn new(options: Options, now: Instant) -> Session {
-        if let Err(err) = options.limits.check() {
+        if let Err(err) = options.limits.check_consistent() {
             panic!("invalid IMAP limits: {err}");
         }
         let mut session = Session {
@@ -344,7 +344,7 @@ impl Session {
     /// When [`Session::handle_timeout`] should be called next; `None` while the driver owes
     /// an answer and once closed.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let login_deadline = self.started_at + self.limits.not_authenticated_timeout;
+        let login_deadline = self.started_at + self.limits.not_authenticated_timeout();
         let not_authenticated = self.state == SessionState::NotAuthenticated;
         match self.phase {
             Phase::Closed | Phase::Awaiting(_) => return None,
@@ -353,8 +353,11 @@ impl Session {
         }
         let partial =
             !self.frame.text.is_empty() || self.frame.failure.is_some() || self.frame.reading != Reading::Line;
-        let inactivity =
-            if partial { self.limits.command_timeout.min(self.limits.idle_timeout) } else { self.limits.idle_timeout };
+        let inactivity = if partial {
+            self.limits.command_timeout().min(self.limits.idle_timeout())
+        } else {
+            self.limits.idle_timeout()
+        };
         let deadline = self.last_activity + inactivity;
         Some(if not_authenticated { deadline.min(login_deadline) } else { deadline })
     }

@@ -23,6 +23,7 @@
 mod cache;
 mod commands;
 mod fetch;
+mod options;
 mod search;
 pub mod server;
 mod view;
@@ -35,10 +36,12 @@ use hameau_mailbox::{Mail, MailboxNames};
 use hameau_telemetry::ServiceMetrics;
 
 pub use cache::{SummaryCache, TextCache};
+pub use options::Options;
 
-/// How the IMAP server runs; `config` fills it.
+/// What each connection runs with, made from the `[imap]` section by
+/// [`Options::connection`].
 #[derive(Clone, Debug)]
-pub struct Options {
+pub struct ConnectionOptions {
     /// Limits, extensions and the greeting of each session. `tls_active` and
     /// `starttls_available` are set per listener.
     pub session: hameau_imap_session::Options,
@@ -53,7 +56,7 @@ pub struct Context {
     pub directory: Directory,
     /// The certificate for STARTTLS and port 993; `None` disables both.
     pub tls: Option<Arc<rustls::ServerConfig>>,
-    pub options: Options,
+    pub options: ConnectionOptions,
     /// Seconds since the Unix epoch (the clock is given, not read here).
     pub now_s: fn() -> u64,
     /// Decoded summaries shared by the sessions.

@@ -35,7 +35,7 @@ pub async fn run(
             if over_limit {
                 if !implicit_tls {
                     let bye = b"* BYE Too many connections from your address\r\n";
-                    let timeout = context.options.session.limits.write_timeout;
+                    let timeout = context.options.session.limits.write_timeout();
                     let _ = hameau_net::Connection::plain(tcp).write_all_within(bye, timeout).await;
                 }
             } else if let Err(e) = serve(tcp, peer, &context, implicit_tls, shutdown).await {
@@ -245,7 +245,7 @@ async fn serve(
     let mut connection = Connection {
         transport,
         deflate: None,
-        write_timeout: limits.write_timeout,
+        write_timeout: limits.write_timeout(),
         inflate_bytes_max: limits.inflate_bytes_max,
     };
     let mut options = context.options.session.clone();

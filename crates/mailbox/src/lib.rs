@@ -123,10 +123,13 @@ impl Error {
     }
 }
 
-/// Every limit of the mail model, named. `config` fills them (`[mail]`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Every limit of the mail model, named: the `[mail]` section.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Limits {
-    /// What is kept of a message (summary, text, thread lookups): `hameau-message`.
+    /// What is kept of a message (summary, text, thread lookups): keys of the same `[mail]`
+    /// table, declared by `hameau-message`; `config` reads them here.
+    #[serde(skip)]
     pub message: hameau_message::Limits,
     /// Most deliveries (one message into one account) one ingest commits together: the
     /// recipient accounts of one SMTP message, the messages of one MULTIAPPEND. RFC 5321
@@ -152,6 +155,18 @@ impl Default for Limits {
             mailboxes_max: 1_000,
             keywords_max: 100,
         }
+    }
+}
+
+impl Limits {
+    /// Checks each key of `[mail]`, the message's limits included.
+    pub fn check(&self) -> Result<(), hameau_limits::Problem> {
+        use hameau_limits::range;
+        self.message.check()?;
+        range("mail", "ingest_batch_max", self.ingest_batch_max as u64, 1, 100_000)?;
+        // A mailbox per special-use role (six) must fit.
+        range("mail", "mailboxes_max", self.mailboxes_max as u64, 6, 1_000_000)?;
+        range("mail", "keywords_max", self.keywords_max as u64, 8, 10_000)
     }
 }
 

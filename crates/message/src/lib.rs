@@ -18,8 +18,10 @@ mod tests;
 
 pub use summary::{EmailAddress, Part, Summary, search_text};
 
-/// Every limit on what is kept of a message, named. `config` fills them (`[mail]`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Every limit on what is kept of a message, named: keys of `[mail]`, declared here, read
+/// by `config` into `hameau_mailbox::Limits::message`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Largest summary, as stored (JSON). A summary is a few KiB; one of a message with
     /// several hundred attachments about 100 KiB, with 40,000 `References` about 500 KiB.
@@ -39,6 +41,16 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits { summary_bytes_max: 1024 * 1024, text_bytes_max: 1024 * 1024, thread_lookups_max: 32 }
+    }
+}
+
+impl Limits {
+    /// Checks each limit's range; the keys are those of `[mail]`.
+    pub fn check(&self) -> Result<(), hameau_limits::Problem> {
+        use hameau_limits::range;
+        range("mail", "summary_bytes_max", self.summary_bytes_max as u64, 4096, 64 << 20)?;
+        range("mail", "text_bytes_max", self.text_bytes_max as u64, 0, 64 << 20)?;
+        range("mail", "thread_lookups_max", self.thread_lookups_max as u64, 0, 10_000)
     }
 }
 

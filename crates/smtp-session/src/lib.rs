@@ -97,5 +97,5 @@ mod session;
 #[cfg(test)]
 mod tests;
 
-pub use limits::{Limits, LimitsError};
+pub use limits::Limits;
 pub use session::{Body, CloseReason, Credentials, Decision, Event, MailParams, Mechanism, Options, Reply, Session};

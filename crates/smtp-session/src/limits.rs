@@ -2,9 +2,16 @@
 
 use std::time::Duration;
 
-/// The limits of one SMTP session. `config` fills them; [`Limits::check`] says whether they
-/// fit together, and [`crate::Session::new`] asserts it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+use hameau_limits::{Problem, range};
+
+/// The section of the configuration file these limits are keys of.
+const SECTION: &str = "smtp";
+
+/// The limits of one SMTP session: keys of `[smtp]`, declared here; `config` reads them
+/// into `hameau_smtp::Options::limits`. [`Limits::check`] says whether an operator may set
+/// them; [`crate::Session::new`] asserts [`Limits::check_consistent`].
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Longest command line, CRLF included. RFC 5321 §4.5.3.1.4 sets 512 octets as the
     /// minimum a server must accept; ESMTP parameters and SMTPUTF8 addresses (RFC 6531)
@@ -43,31 +50,13 @@ pub struct Limits {
     pub reply_bytes_max: usize,
     /// How long the server waits for the next command. RFC 5321 §4.5.3.2.7 sets the server
     /// timeout at 5 minutes (Postfix's `smtpd_timeout` is 300 s too).
-    pub command_timeout: Duration,
+    pub command_timeout_s: u64,
     /// How long the server waits for the next bytes of `DATA` or of a `BDAT` chunk. RFC 5321
     /// §4.5.3.2.5 gives the client 3 minutes per data block; the server waits that long too.
-    pub data_timeout: Duration,
+    pub data_timeout_s: u64,
     /// Longest session, whatever it does. A 40 MiB message at 1 Mbit/s takes under 6 minutes;
     /// a session lasting 30 minutes is stalling (slowloris) or abusive.
-    pub session_timeout: Duration,
-}
-
-/// Why a set of [`Limits`] cannot be used.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum LimitsError {
-    #[error("smtp limit `{name}` must be greater than zero")]
-    Zero { name: &'static str },
-    #[error("smtp limit `line_bytes_max` is {line_bytes_max}, below the 512 octets RFC 5321 §4.5.3.1.4 requires")]
-    LineBelowRfc { line_bytes_max: usize },
-    #[error("smtp limit `reply_bytes_max` is {reply_bytes_max}, below the 512 octets of one reply line")]
-    ReplyBelowLine { reply_bytes_max: usize },
-    #[error("smtp limit `line_bytes_max` ({line_bytes_max}) is larger than `message_bytes_max` ({message_bytes_max})")]
-    LineAboveMessage { line_bytes_max: usize, message_bytes_max: usize },
-    #[error(
-        "smtp limit `bdat_chunk_bytes_max` ({bdat_chunk_bytes_max}) is larger than `message_bytes_max` ({message_bytes_max})"
-    )]
-    ChunkAboveMessage { bdat_chunk_bytes_max: usize, message_bytes_max: usize },
+    pub session_timeout_s: u64,
 }
 
 impl Default for Limits {
@@ -81,57 +70,91 @@ impl Default for Limits {
             commands_max: 10_000,
             errors_max: 20,
             reply_bytes_max: 16 * 1024,
-            command_timeout: Duration::from_secs(5 * 60),
-            data_timeout: Duration::from_secs(3 * 60),
-            session_timeout: Duration::from_secs(30 * 60),
+            command_timeout_s: 5 * 60,
+            data_timeout_s: 3 * 60,
+            session_timeout_s: 30 * 60,
         }
     }
 }
 
 impl Limits {
-    /// Checks that the limits fit together: nothing is zero, command lines are at least as
-    /// long as RFC 5321 requires, and no line or chunk is larger than a whole message.
-    pub fn check(&self) -> Result<(), LimitsError> {
-        let counts = [
-            ("line_bytes_max", self.line_bytes_max),
-            ("message_bytes_max", self.message_bytes_max),
-            ("bdat_chunk_bytes_max", self.bdat_chunk_bytes_max),
-            ("recipients_max", self.recipients_max),
-            ("commands_max", self.commands_max),
-            ("errors_max", self.errors_max),
+    /// How long the server waits for the next command.
+    pub fn command_timeout(&self) -> Duration {
+        Duration::from_secs(self.command_timeout_s)
+    }
+
+    /// How long the server waits for the next bytes of `DATA` or of a `BDAT` chunk.
+    pub fn data_timeout(&self) -> Duration {
+        Duration::from_secs(self.data_timeout_s)
+    }
+
+    /// Longest session.
+    pub fn session_timeout(&self) -> Duration {
+        Duration::from_secs(self.session_timeout_s)
+    }
+
+    /// Checks what an operator may set: each limit's range, then
+    /// [`Limits::check_consistent`].
+    pub fn check(&self) -> Result<(), Problem> {
+        let ranges = [
+            // RFC 5321 §4.5.3.1.4: a command line of 512 bytes must be accepted.
+            ("line_bytes_max", self.line_bytes_max as u64, 512, 1 << 20),
+            ("message_bytes_max", self.message_bytes_max as u64, 64 * 1024, 1 << 30),
+            ("bdat_chunk_bytes_max", self.bdat_chunk_bytes_max as u64, 1024, 1 << 30),
+            // RFC 5321 §4.5.3.1.8: at least 100 recipients must be accepted.
+            ("recipients_max", self.recipients_max as u64, 100, 100_000),
+            ("commands_max", self.commands_max as u64, 10, 10_000_000),
+            ("errors_max", self.errors_max as u64, 1, 10_000),
+            ("reply_bytes_max", self.reply_bytes_max as u64, 512, 16 << 20),
+            ("command_timeout_s", self.command_timeout_s, 1, 3600),
+            ("data_timeout_s", self.data_timeout_s, 1, 3600),
+            ("session_timeout_s", self.session_timeout_s, 1, 86_400),
         ];
-        for (name, value) in counts {
-            if value == 0 {
-                return Err(LimitsError::Zero { name });
-            }
+        for (key, value, min, max) in ranges {
+            range(SECTION, key, value, min, max)?;
         }
-        let timeouts = [
-            ("command_timeout", self.command_timeout),
-            ("data_timeout", self.data_timeout),
-            ("session_timeout", self.session_timeout),
+        self.check_consistent()
+    }
+
+    /// Checks what a session relies on, whatever the ranges (tests and fuzzing run with
+    /// limits far below them): nothing is zero, command lines are at least as long as
+    /// RFC 5321 requires, and no line or chunk is larger than a whole message.
+    pub fn check_consistent(&self) -> Result<(), Problem> {
+        let counts = [
+            ("line_bytes_max", self.line_bytes_max as u64),
+            ("message_bytes_max", self.message_bytes_max as u64),
+            ("bdat_chunk_bytes_max", self.bdat_chunk_bytes_max as u64),
+            ("recipients_max", self.recipients_max as u64),
+            ("commands_max", self.commands_max as u64),
+            ("errors_max", self.errors_max as u64),
+            ("command_timeout_s", self.command_timeout_s),
+            ("data_timeout_s", self.data_timeout_s),
+            ("session_timeout_s", self.session_timeout_s),
         ];
-        for (name, value) in timeouts {
-            if value.is_zero() {
-                return Err(LimitsError::Zero { name });
+        for (key, value) in counts {
+            if value == 0 {
+                return Err(Problem::new(SECTION, key, "must be greater than zero"));
             }
         }
         if self.line_bytes_max < 512 {
-            return Err(LimitsError::LineBelowRfc { line_bytes_max: self.line_bytes_max });
+            let problem = format!("{} is below the 512 octets RFC 5321 §4.5.3.1.4 requires", self.line_bytes_max);
+            return Err(Problem::new(SECTION, "line_bytes_max", problem));
         }
         if self.reply_bytes_max < 512 {
-            return Err(LimitsError::ReplyBelowLine { reply_bytes_max: self.reply_bytes_max });
+            let problem = format!("{} is below the 512 octets of one reply line", self.reply_bytes_max);
+            return Err(Problem::new(SECTION, "reply_bytes_max", problem));
         }
         if self.line_bytes_max > self.message_bytes_max {
-            return Err(LimitsError::LineAboveMessage {
-                line_bytes_max: self.line_bytes_max,
-                message_bytes_max: self.message_bytes_max,
-            });
+            let problem =
+                format!("{} is larger than smtp.message_bytes_max ({})", self.line_bytes_max, self.message_bytes_max);
+            return Err(Problem::new(SECTION, "line_bytes_max", problem));
         }
         if self.bdat_chunk_bytes_max > self.message_bytes_max {
-            return Err(LimitsError::ChunkAboveMessage {
-                bdat_chunk_bytes_max: self.bdat_chunk_bytes_max,
-                message_bytes_max: self.message_bytes_max,
-            });
+            let problem = format!(
+                "{} is larger than smtp.message_bytes_max ({})",
+                self.bdat_chunk_bytes_max, self.message_bytes_max
+            );
+            return Err(Problem::new(SECTION, "bdat_chunk_bytes_max", problem));
         }
         Ok(())
     }

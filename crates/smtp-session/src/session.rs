@@ -74,11 +74,11 @@ pub enum CloseReason {
     TooManyErrors,
     /// More than `Limits::commands_max` commands.
     TooManyCommands,
-    /// No command for `Limits::command_timeout`.
+    /// No command for `Limits::command_timeout_s`.
     CommandTimeout,
-    /// No data for `Limits::data_timeout` inside `DATA` or a `BDAT` chunk.
+    /// No data for `Limits::data_timeout_s` inside `DATA` or a `BDAT` chunk.
     DataTimeout,
-    /// The session lasted `Limits::session_timeout`.
+    /// The session lasted `Limits::session_timeout_s`.
     SessionTimeout,
     /// A `BDAT` chunk larger than `Limits::bdat_chunk_bytes_max` was announced.
     BdatChunkTooBig,
@@ -283,10 +283,10 @@ const VERBS: [(&str, Verb); 14] = [
 
 impl Session {
     /// Starts a session and queues the greeting `220 <greeting_host> ESMTP Hameau`.
-    /// Panics (a programmer error) if the limits fail [`Limits::check`] or the host name
+    /// Panics (a programmer error) if the limits fail [`Limits::check_consistent`] or the host name
     /// holds spaces or control characters.
     pub fn new(options: Options, greeting_host: &str, now: Instant) -> Session {
-        if let Err(err) = options.limits.check() {
+        if let Err(err) = options.limits.check_consistent() {
             panic!("invalid SMTP limits: {err}");
         }
         assert!(
@@ -372,10 +372,10 @@ impl Session {
     /// When [`Session::handle_timeout`] should be called next; `None` once closed.
     /// No command or data timeout runs while the driver owes a decision or a handshake.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let session_deadline = self.started_at + self.limits.session_timeout;
+        let session_deadline = self.started_at + self.limits.session_timeout();
         let phase_deadline = match self.phase {
-            Phase::Command => self.last_activity + self.limits.command_timeout,
-            Phase::Data(_) | Phase::Bdat(_) => self.last_activity + self.limits.data_timeout,
+            Phase::Command => self.last_activity + self.limits.command_timeout(),
+            Phase::Data(_) | Phase::Bdat(_) => self.last_activity + self.limits.data_timeout(),
             Phase::Awaiting(_) | Phase::AwaitingTls => session_deadline,
             Phase::Closed => return None,
         };
@@ -389,14 +389,14 @@ impl Session {
         if matches!(self.phase, Phase::Closed) {
             return;
         }
-        let reason = if now >= self.started_at + self.limits.session_timeout {
+        let reason = if now >= self.started_at + self.limits.session_timeout() {
             CloseReason::SessionTimeout
         } else {
             match self.phase {
-                Phase::Command if now >= self.last_activity + self.limits.command_timeout => {
+                Phase::Command if now >= self.last_activity + self.limits.command_timeout() => {
                     CloseReason::CommandTimeout
                 }
-                Phase::Data(_) | Phase::Bdat(_) if now >= self.last_activity + self.limits.data_timeout => {
+                Phase::Data(_) | Phase::Bdat(_) if now >= self.last_activity + self.limits.data_timeout() => {
                     CloseReason::DataTimeout
                 }
                 _ => return,

@@ -8,6 +8,51 @@ use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfi
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::{Resolver, TokioResolver};
 
+use hameau_limits::{Problem, range};
+
+/// How Hameau resolves DNS (SPF, DKIM, DMARC, MX lookups; `hameau dns check`): the `[dns]`
+/// section.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Options {
+    /// Resolvers to ask, as `address:port`; empty means those of /etc/resolv.conf.
+    pub resolvers: Vec<SocketAddr>,
+    /// How long one query may take. 5 s, as the resolv.conf default `timeout:5`.
+    pub timeout_s: u64,
+    /// Names the MX keeps answers for (SPF, DKIM, DMARC of its senders); 0 caches nothing.
+    pub cache_entries: u64,
+    /// Longest an answer is kept, whatever its TTL: a sender's changed record is seen
+    /// within this time. 300 s.
+    pub cache_ttl_max_s: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { resolvers: Vec::new(), timeout_s: 5, cache_entries: 10_000, cache_ttl_max_s: 300 }
+    }
+}
+
+impl Options {
+    /// How long one query may take.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs(self.timeout_s)
+    }
+
+    /// The MX's resolver, with its cache.
+    pub fn resolver(&self) -> Result<TokioResolver, String> {
+        let cache = Cache { entries: self.cache_entries, ttl_max: Duration::from_secs(self.cache_ttl_max_s) };
+        resolver(&self.resolvers, self.timeout(), cache)
+    }
+
+    /// Checks every key of `[dns]`.
+    pub fn check(&self) -> Result<(), Problem> {
+        range("dns", "resolvers", self.resolvers.len() as u64, 0, 16)?;
+        range("dns", "timeout_s", self.timeout_s, 1, 60)?;
+        range("dns", "cache_entries", self.cache_entries, 0, 10_000_000)?;
+        range("dns", "cache_ttl_max_s", self.cache_ttl_max_s, 1, 86_400)
+    }
+}
+
 /// How a resolver caches answers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Cache {

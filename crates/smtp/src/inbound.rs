@@ -66,25 +66,24 @@ pub enum RcptVerdict {
     Refuse(Reply),
 }
 
+/// The pipeline's options, made from the `[smtp]` section by [`crate::Options::inbound`],
+/// where each key is declared with its default and its reason.
 #[derive(Clone, Debug)]
 pub struct InboundOptions {
     /// Our host name: `Received` and `Authentication-Results` name it.
     pub hostname: String,
     pub mailbox_names: MailboxNames,
-    /// Forwarders (mailing lists, a commune's old provider) whose ARC seal (RFC 8617) is
-    /// trusted to override a DMARC failure: a message they forwarded and sealed with a
-    /// valid chain is delivered though forwarding broke its DKIM and SPF alignment.
-    /// Lower-case domain names; empty trusts none (a seal anyone can make proves nothing).
+    /// `smtp.arc_trusted_sealers`: forwarders whose valid ARC seal overrides a DMARC failure.
     pub arc_trusted_sealers: Vec<String>,
-    /// DKIM signatures verified per message, from the top; the others are reported
-    /// `dkim=permerror` unverified (each would hash the headers it names again).
+    /// `smtp.dkim_signatures_max`: DKIM signatures verified per message, from the top.
     pub dkim_signatures_max: usize,
-    /// ARC sets beyond which the chain fails unchecked (each seal hashes the sets before
-    /// it: work grows with the square of the count).
+    /// `smtp.arc_sets_max`: ARC sets beyond which the chain fails unchecked.
     pub arc_sets_max: usize,
-    /// Authentications of messages of [`HEAVY_MESSAGE_BYTES`] or more running at once.
+    /// `smtp.verifications_max`: authentications of messages of [`HEAVY_MESSAGE_BYTES`] or
+    /// more running at once.
     pub verifications_max: usize,
-    /// Where `<Postmaster>` goes; `None`: `postmaster@` the host name or a domain above it.
+    /// `smtp.postmaster`: where `<Postmaster>` goes; `None`: `postmaster@` the host name or
+    /// a domain above it.
     pub postmaster: Option<String>,
 }
 

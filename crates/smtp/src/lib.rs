@@ -7,12 +7,14 @@
 
 pub mod dns;
 pub mod inbound;
+mod options;
 pub mod pipeline;
 pub mod server;
 pub mod submission;
 
 pub use hameau_smtp_session::Reply;
 pub use inbound::{Envelope, Inbound, InboundOptions, MxSession, RcptVerdict};
+pub use options::Options;
 pub use pipeline::{Message, Pipeline};
 pub use submission::{Submission, SubmissionOptions, SubmissionSession};
 

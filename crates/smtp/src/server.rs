@@ -24,15 +24,16 @@ use hameau_telemetry::{Counter, Registry};
 use crate::inbound::CatchUnwind;
 use crate::pipeline::{Message, Pipeline};
 
-/// The listener's options.
+/// The listener's options, made from the `[smtp]` section by [`crate::Options::server`].
 #[derive(Clone, Debug)]
 pub struct Options {
     pub session: hameau_smtp_session::Options,
     /// The name in the greeting and in `Received`.
     pub hostname: String,
-    /// Time for a STARTTLS handshake.
+    /// Time for a STARTTLS handshake (`smtp.tls_handshake_timeout_s`).
     pub tls_handshake_timeout: Duration,
-    /// Time for one write (and flush) of replies; past it the connection is dropped.
+    /// Time for one write (and flush) of replies; past it the connection is dropped
+    /// (`smtp.write_timeout_s`).
     pub write_timeout: Duration,
 }
 

@@ -29,6 +29,8 @@ mod tests;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use hameau_limits::{Problem, range};
+
 pub use batch::{Batch, CounterRef, Expect, Patch, PatchTarget};
 pub use blob::{BlobHash, BlobReader, StagedBlob};
 pub use error::Error;
@@ -55,26 +57,42 @@ pub struct Committed {
     pub counters: Vec<i64>,
 }
 
-/// Which backend to open.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The section of the configuration file that every store key is read from.
+const SECTION: &str = "store";
+
+/// Which backend runs (`store.backend`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum BackendKind {
-    /// The embedded default: RocksDB in a directory.
-    RocksDb { path: PathBuf },
+    /// The embedded default: RocksDB in [`Options::path`].
+    #[default]
+    Rocksdb,
+    /// PostgreSQL: planned; refused by [`Options::check`] and [`Store::open`] today.
+    Postgresql,
 }
 
-/// Store options and limits. `config` fills them; the defaults say why they are what they are.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Store options: the `[store]` section. Its limits are keys of the same section, declared
+/// by [`Limits`]; `config` reads them into [`Options::limits`].
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Options {
+    /// Which backend runs.
     pub backend: BackendKind,
-    pub limits: Limits,
     /// RocksDB's block cache. 256 MiB keeps the hot mailbox indexes of a few hundred
     /// accounts in memory on a small VM.
     pub cache_bytes: usize,
+    /// The limits, keys of the same `[store]` table.
+    #[serde(skip)]
+    pub limits: Limits,
+    /// Where RocksDB keeps its files. Not a key: `config` sets `server.data_dir`/store.
+    #[serde(skip)]
+    pub path: PathBuf,
 }
 
-/// Every limit of the store, named.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Every limit of the store, named: keys of `[store]`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Longest key. 1 KiB is far above any key Hameau builds (ids and names), and small
     /// enough that a bug building keys from user input is caught early.
@@ -87,14 +105,17 @@ pub struct Limits {
     pub batch_ops_max: usize,
     /// Blobs are written and read in chunks of this size, so a large message is never held
     /// whole in memory more than once. 512 KiB: a typical message (under 100 KiB) is one
-    /// chunk, written in the same commit as the records that point to it.
+    /// chunk, written in the same commit as the records that point to it. A chunk is
+    /// stored as one value: at most `value_bytes_max`.
     pub blob_chunk_bytes: usize,
     /// Largest blob. 256 MiB is well above any message size limit a mail server accepts.
     pub blob_bytes_max: u64,
     /// Most batches synced by one group commit. 1,024 bounds the memory and latency of
     /// one group; in practice groups are as large as the number of concurrent writers.
+    /// A group is taken from the queue: at most `commit_queue_max`.
     pub commit_group_max: usize,
     /// Most batches waiting for the committer. Writers past this wait (back-pressure).
+    /// 4,096: four groups.
     pub commit_queue_max: usize,
 }
 
@@ -112,14 +133,31 @@ impl Default for Limits {
     }
 }
 
+impl Default for Options {
+    fn default() -> Self {
+        Options::rocksdb("")
+    }
+}
+
 impl Options {
     /// Options for a RocksDB store in `path` with default limits.
     pub fn rocksdb(path: impl Into<PathBuf>) -> Self {
         Options {
-            backend: BackendKind::RocksDb { path: path.into() },
-            limits: Limits::default(),
+            backend: BackendKind::Rocksdb,
             cache_bytes: 256 * 1024 * 1024,
+            limits: Limits::default(),
+            path: path.into(),
         }
+    }
+
+    /// Checks every key of `[store]`, the limits' included.
+    pub fn check(&self) -> Result<(), Problem> {
+        if self.backend == BackendKind::Postgresql {
+            let problem = "\"postgresql\" is not available in this version of Hameau yet; use \"rocksdb\"";
+            return Err(Problem::new(SECTION, "backend", problem));
+        }
+        range(SECTION, "cache_bytes", self.cache_bytes as u64, 1 << 20, 1 << 40)?;
+        self.limits.check()
     }
 }
 
@@ -164,16 +202,17 @@ impl Store {
     /// Opens (creating if needed) the store the options name. Uploads staged but never
     /// committed before a crash are removed here.
     pub async fn open(options: &Options) -> Result<Store, Error> {
-        options.limits.check()?;
-        let backend: Arc<dyn Backend> = match &options.backend {
-            BackendKind::RocksDb { path } => {
-                let path = path.clone();
+        options.check().map_err(|problem| Error::InvalidOptions(problem.to_string()))?;
+        let backend: Arc<dyn Backend> = match options.backend {
+            BackendKind::Rocksdb => {
+                let path = options.path.clone();
                 let options = options.clone();
                 let backend = tokio::task::spawn_blocking(move || rocks::RocksBackend::open(&path, &options))
                     .await
                     .map_err(|e| Error::Backend(format!("opening the store: {e}")))??;
                 Arc::new(backend)
             }
+            BackendKind::Postgresql => unreachable!("refused by Options::check"),
         };
         Ok(Store { backend, limits: options.limits.clone() })
     }
@@ -278,24 +317,37 @@ impl Store {
 }
 
 impl Limits {
-    /// Checks the relationships between limits (STYLE.md: assert them at start).
-    pub fn check(&self) -> Result<(), Error> {
-        let problem = if self.key_bytes_max == 0 {
-            Some("key_bytes_max must be at least 1")
-        } else if self.blob_chunk_bytes < 4096 {
-            Some("blob_chunk_bytes must be at least 4096")
-        } else if self.blob_chunk_bytes > self.value_bytes_max.max(64 * 1024 * 1024) {
-            Some("blob_chunk_bytes must not exceed 64 MiB")
-        } else if (self.blob_bytes_max / self.blob_chunk_bytes as u64) > u32::MAX as u64 {
-            Some("blob_bytes_max / blob_chunk_bytes must fit in 32 bits")
-        } else if self.batch_ops_max == 0 || self.commit_group_max == 0 || self.commit_queue_max == 0 {
-            Some("batch_ops_max, commit_group_max and commit_queue_max must be at least 1")
-        } else {
-            None
-        };
-        match problem {
-            Some(problem) => Err(Error::InvalidOptions(problem.to_string())),
-            None => Ok(()),
+    /// Checks each limit's range and the relationships between them (STYLE.md: assert them
+    /// at start). The ranges also keep `blob_bytes_max / blob_chunk_bytes` (at most
+    /// 2^40 / 2^12 chunks) within the 32 bits of a chunk number.
+    pub fn check(&self) -> Result<(), Problem> {
+        range(SECTION, "key_bytes_max", self.key_bytes_max as u64, 64, 64 * 1024)?;
+        range(SECTION, "value_bytes_max", self.value_bytes_max as u64, 4096, 64 << 20)?;
+        range(SECTION, "batch_ops_max", self.batch_ops_max as u64, 16, 1_000_000)?;
+        range(SECTION, "blob_chunk_bytes", self.blob_chunk_bytes as u64, 4096, 64 << 20)?;
+        range(SECTION, "blob_bytes_max", self.blob_bytes_max, 64 * 1024, 1 << 40)?;
+        range(SECTION, "commit_group_max", self.commit_group_max as u64, 1, 65_536)?;
+        range(SECTION, "commit_queue_max", self.commit_queue_max as u64, 1, 1_000_000)?;
+        if self.blob_chunk_bytes > self.value_bytes_max {
+            let problem = format!(
+                "{} is larger than store.value_bytes_max ({}): a chunk is stored as one value",
+                self.blob_chunk_bytes, self.value_bytes_max
+            );
+            return Err(Problem::new(SECTION, "blob_chunk_bytes", problem));
         }
+        if self.blob_chunk_bytes as u64 > self.blob_bytes_max {
+            let problem =
+                format!("{} is larger than store.blob_bytes_max ({})", self.blob_chunk_bytes, self.blob_bytes_max);
+            return Err(Problem::new(SECTION, "blob_chunk_bytes", problem));
+        }
+        if self.commit_group_max > self.commit_queue_max {
+            let problem = format!(
+                "{} is larger than store.commit_queue_max ({}): a group is taken from the queue",
+                self.commit_group_max, self.commit_queue_max
+            );
+            return Err(Problem::new(SECTION, "commit_group_max", problem));
+        }
+        debug_assert!(self.blob_bytes_max / self.blob_chunk_bytes as u64 <= u64::from(u32::MAX));
+        Ok(())
     }
 }

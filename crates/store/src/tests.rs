@@ -55,6 +55,10 @@ async fn inconsistent_limits_are_refused() {
     options.limits.blob_chunk_bytes = 100;
     let err = Store::open(&options).await.unwrap_err();
     assert!(matches!(err, Error::InvalidOptions(_)), "{err}");
+    // A chunk is one value: it may not be larger than the largest value.
+    options.limits = Limits { value_bytes_max: 64 * 1024, blob_chunk_bytes: 128 * 1024, ..Limits::default() };
+    let err = Store::open(&options).await.unwrap_err();
+    assert!(err.to_string().contains("store.blob_chunk_bytes: 131072 is larger than store.value_bytes_max"), "{err}");
 }
 
 // Model-based property test: random sequences of operations on RocksDB and on a BTreeMap

@@ -188,7 +188,7 @@ async fn get_domain_dns(
     ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Json<DnsZone>> {
     let domain = state.directory.get_domain(&caller, &name).await?;
-    Ok(Json(zone(&domain, &state.options.dns)))
+    Ok(Json(zone(&domain, &state.dns)))
 }
 
 // Accounts.
