@@ -16,4 +16,5 @@ mod schemathesis;
 mod serve;
 mod smtp;
 mod soak;
+mod submission;
 mod support;

@@ -185,6 +185,10 @@ pub fn init_with_token() -> (tempfile::TempDir, String) {
         "127.0.0.1:0",
         "--imaps-listen",
         "127.0.0.1:0",
+        "--submission-listen",
+        "127.0.0.1:0",
+        "--submissions-listen",
+        "127.0.0.1:0",
     ]);
     assert!(status.success(), "init failed: {stderr}");
     assert!(stdout.contains("hameau serve --config"), "{stdout}");

@@ -42,13 +42,30 @@ pub struct Config {
     pub imap: hameau_imap::Options,
     /// `[dns]`: the resolver's options.
     pub dns: hameau_smtp::dns::Options,
+    /// `[submission]`: the listeners agents send through (587, 465).
+    pub submission: hameau_smtp::submission::Options,
+    /// `[queue]`: the outbound queue's schedule and limits.
+    pub queue: hameau_queue::Limits,
     /// Where the configuration came from, to point errors at lines.
     pub source: Option<Source>,
 }
 
 /// The sections of the file, in the order `config/hameau.toml` has them.
-const SECTIONS: [&str; 11] =
-    ["server", "log", "tls", "store", "mail", "directory", "auth", "http", "smtp", "imap", "dns"];
+const SECTIONS: [&str; 13] = [
+    "server",
+    "log",
+    "tls",
+    "store",
+    "mail",
+    "directory",
+    "auth",
+    "http",
+    "smtp",
+    "submission",
+    "queue",
+    "imap",
+    "dns",
+];
 
 /// The file a configuration was read from and its text.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -219,6 +236,8 @@ impl Config {
                 self.imap.limits = section.part()?;
             }
             "dns" => self.dns = section.part()?,
+            "submission" => self.submission = section.part()?,
+            "queue" => self.queue = section.part()?,
             _ => return Ok(false),
         }
         Ok(true)

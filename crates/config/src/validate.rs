@@ -21,6 +21,8 @@ pub(crate) fn check(config: &Config) -> Result<(), Error> {
         config.smtp.check(),
         config.imap.check(),
         config.dns.check(),
+        config.submission.check(),
+        config.queue.check(),
     ];
     for checked in owners {
         if let Err(problem) = checked {

@@ -25,6 +25,12 @@ pub struct InitArgs {
     /// Address of the MX (SMTP); repeat for several.
     #[arg(long = "smtp-listen", default_value = "127.0.0.1:2525")]
     smtp_listen: Vec<String>,
+    /// Address of submission with STARTTLS (agents send mail); repeat for several.
+    #[arg(long = "submission-listen", default_value = "127.0.0.1:5587")]
+    submission_listen: Vec<String>,
+    /// Address of submission over TLS; repeat for several.
+    #[arg(long = "submissions-listen", default_value = "127.0.0.1:5465")]
+    submissions_listen: Vec<String>,
     /// Address of IMAP with STARTTLS; repeat for several.
     #[arg(long = "imap-listen", default_value = "127.0.0.1:1143")]
     imap_listen: Vec<String>,
@@ -123,6 +129,8 @@ fn config_text(args: &InitArgs) -> anyhow::Result<String> {
         ("data_dir = \"/var/lib/hameau\"", "data_dir = \".\"".to_string()),
         ("listen = [\"[::]:443\"]", format!("listen = [{}]", listen.join(", "))),
         ("listen = [\"[::]:25\"]", format!("listen = [{smtp_listen}]")),
+        ("listen = [\"[::]:587\"]", format!("listen = [{}]", quoted(&args.submission_listen))),
+        ("listen_tls = [\"[::]:465\"]", format!("listen_tls = [{}]", quoted(&args.submissions_listen))),
         ("listen = [\"[::]:143\"]", format!("listen = [{}]", quoted(&args.imap_listen))),
         ("listen_tls = [\"[::]:993\"]", format!("listen_tls = [{}]", quoted(&args.imaps_listen))),
         ("metrics_token = \"\"", format!("metrics_token = {:?}", random_token())),

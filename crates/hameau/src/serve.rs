@@ -75,6 +75,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     if started.is_ok() {
         started = start_imap(&config, &mail, &directory, &registry, &shutdown_rx, &mut services).await;
     }
+    if started.is_ok() {
+        started = start_submission(&config, &store, &directory, &registry, &shutdown_rx, &mut services).await;
+    }
     if let Err(e) = started {
         services.abort_all();
         store.close().await.context("closing the store")?;
@@ -172,6 +175,54 @@ async fn start_smtp(
         let local = listener.local_addr().context("listener address")?;
         tracing::info!(service = "smtp", addr = %local, "listening");
         services.spawn(hameau_smtp::server::run(listener, context.clone(), shutdown.clone()));
+    }
+    Ok(())
+}
+
+async fn start_submission(
+    config: &Config,
+    store: &hameau_store::Store,
+    directory: &Directory,
+    registry: &Registry,
+    shutdown: &watch::Receiver<bool>,
+    services: &mut JoinSet<()>,
+) -> anyhow::Result<()> {
+    let options = &config.submission;
+    if options.listen.is_empty() && options.listen_tls.is_empty() {
+        return Ok(());
+    }
+    let mut tls = (*crate::tls::server_config(config)?).clone();
+    tls.alpn_protocols.clear();
+    let hostname = &config.server.hostname;
+    let now_s: Arc<dyn Fn() -> u64 + Send + Sync> =
+        Arc::new(|| <SystemClock as hameau_http::Clock>::now_s(&SystemClock));
+    let queue = hameau_queue::Queue::new(store.clone(), config.queue.clone());
+    let queued = Arc::new(tokio::sync::Notify::new());
+    let pipeline =
+        hameau_smtp::Submission::new(directory.clone(), queue, options.pipeline(hostname), now_s.clone(), queued);
+    let context = Arc::new(hameau_smtp::server::Context {
+        pipeline,
+        gate: options.gate(),
+        tls: Some(Arc::new(tls)),
+        // Sessions take the MX's limits; STARTTLS is offered on 587 (required before AUTH).
+        options: config.smtp.server(hostname, true),
+        now_s,
+        sessions: std::sync::atomic::AtomicU64::new(0),
+        metrics: hameau_smtp::server::Metrics::for_protocol(registry, "submission"),
+    });
+    use hameau_smtp::server::Security;
+    for (addrs, security, key, service) in [
+        (&options.listen, Security::StartTls, "submission.listen", "submission"),
+        (&options.listen_tls, Security::Implicit, "submission.listen_tls", "submissions"),
+    ] {
+        for addr in addrs {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|e| config.error(key, format!("cannot listen on {addr}: {e}")))?;
+            let local = listener.local_addr().context("listener address")?;
+            tracing::info!(service, addr = %local, "listening");
+            services.spawn(hameau_smtp::server::run_with(listener, context.clone(), security, shutdown.clone()));
+        }
     }
     Ok(())
 }

@@ -85,6 +85,30 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// Ranges and relationships, each naming its `[queue]` key.
+    pub fn check(&self) -> Result<(), hameau_limits::Problem> {
+        use hameau_limits::{Problem, range};
+        let section = "queue";
+        range(section, "retry_schedule_s", self.retry_schedule_s.len() as u64, 1, 100)?;
+        if let Some(wait) = self.retry_schedule_s.iter().find(|wait| !(60..=86_400).contains(*wait)) {
+            let problem = format!("a wait of {wait} s is out of range: each must be between 60 and 86400");
+            return Err(Problem::new(section, "retry_schedule_s", problem));
+        }
+        // RFC 5321 §4.5.4.1: give up after at least 4-5 days; at most a month.
+        range(section, "lifetime_s", self.lifetime_s, 3600, 30 * 86_400)?;
+        range(section, "delay_notice_s", self.delay_notice_s, 600, 30 * 86_400)?;
+        range(section, "lease_s", self.lease_s, 60, 86_400)?;
+        range(section, "recipients_max", self.recipients_max as u64, 100, 100_000)?;
+        if self.delay_notice_s >= self.lifetime_s {
+            let problem = format!(
+                "{} is not below queue.lifetime_s ({}): the delay notice would never be sent",
+                self.delay_notice_s, self.lifetime_s
+            );
+            return Err(Problem::new(section, "delay_notice_s", problem));
+        }
+        Ok(())
+    }
+
     /// The wait before retry number `attempt` (1 for the first retry).
     pub fn retry_wait_s(&self, attempt: u32) -> u64 {
         let index = (attempt.max(1) as usize - 1).min(self.retry_schedule_s.len().saturating_sub(1));

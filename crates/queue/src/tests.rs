@@ -190,3 +190,21 @@ fn retry_waits() {
     let empty = Limits { retry_schedule_s: vec![], ..Limits::default() };
     assert_eq!(empty.retry_wait_s(1), 3600);
 }
+
+#[test]
+fn limits_are_checked() {
+    assert_eq!(Limits::default().check(), Ok(()));
+    let check = |limits: Limits| limits.check().unwrap_err().to_string();
+    assert_eq!(
+        check(Limits { retry_schedule_s: vec![], ..Limits::default() }),
+        "queue.retry_schedule_s: 0 is out of range: it must be between 1 and 100"
+    );
+    assert!(
+        check(Limits { retry_schedule_s: vec![10], ..Limits::default() })
+            .starts_with("queue.retry_schedule_s: a wait of 10 s")
+    );
+    assert!(
+        check(Limits { delay_notice_s: 5 * 86_400, ..Limits::default() })
+            .starts_with("queue.delay_notice_s: 432000 is not below")
+    );
+}

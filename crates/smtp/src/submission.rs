@@ -30,6 +30,60 @@ use mail_auth::dkim::{Canonicalization, DkimSigner};
 
 use crate::pipeline::{Message, Pipeline};
 
+/// The `[submission]` section: the listeners agents send through. Sessions take the
+/// limits of `[smtp]` (the same protocol and the same bounds).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Options {
+    /// Addresses with STARTTLS required before AUTH (port 587, RFC 6409); `[]` disables.
+    pub listen: Vec<SocketAddr>,
+    /// Addresses with TLS from the first byte (port 465, RFC 8314, which clients prefer);
+    /// `[]` disables.
+    pub listen_tls: Vec<SocketAddr>,
+    /// Most submission connections at once; past it, accepting waits. A commune's agents
+    /// hold a connection only while sending: 1,024 is far above their need.
+    pub connections_max: usize,
+    /// Most connections from one client address; past it, `421`. A town hall's agents
+    /// share one public address: 50 lets all of them send at once.
+    pub connections_per_ip_max: usize,
+    /// Whether `Received` shows the client's IP address. Off: an agent sending from home
+    /// does not publish their address to every recipient (as Gmail and Outlook.com do).
+    pub received_client_ip: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            listen: vec!["[::]:587".parse().expect("valid address")],
+            listen_tls: vec!["[::]:465".parse().expect("valid address")],
+            connections_max: 1024,
+            connections_per_ip_max: 50,
+            received_client_ip: false,
+        }
+    }
+}
+
+impl Options {
+    /// Ranges, each naming its `[submission]` key.
+    pub fn check(&self) -> Result<(), hameau_limits::Problem> {
+        use hameau_limits::range;
+        range("submission", "listen", self.listen.len() as u64, 0, 64)?;
+        range("submission", "listen_tls", self.listen_tls.len() as u64, 0, 64)?;
+        range("submission", "connections_max", self.connections_max as u64, 1, 1_000_000)?;
+        range("submission", "connections_per_ip_max", self.connections_per_ip_max as u64, 1, 100_000)
+    }
+
+    /// The connection limits shared by the submission listeners.
+    pub fn gate(&self) -> Arc<hameau_net::Gate> {
+        hameau_net::Gate::new(self.connections_max, self.connections_per_ip_max)
+    }
+
+    /// The pipeline's options.
+    pub fn pipeline(&self, hostname: &str) -> SubmissionOptions {
+        SubmissionOptions { hostname: hostname.to_string(), received_client_ip: self.received_client_ip }
+    }
+}
+
 /// What submission needs to know beyond its collaborators.
 #[derive(Clone, Debug)]
 pub struct SubmissionOptions {

@@ -17,6 +17,9 @@ pub struct Server {
     pub smtp: Vec<SocketAddr>,
     pub imap: Vec<SocketAddr>,
     pub imaps: Vec<SocketAddr>,
+    /// Submission with STARTTLS (587) and over TLS (465).
+    pub submission: Vec<SocketAddr>,
+    pub submissions: Vec<SocketAddr>,
     pub cert: PathBuf,
     log: Arc<Mutex<Vec<String>>>,
     lines: mpsc::Receiver<String>,
@@ -49,6 +52,8 @@ impl Server {
             smtp: Vec::new(),
             imap: Vec::new(),
             imaps: Vec::new(),
+            submission: Vec::new(),
+            submissions: Vec::new(),
             cert: PathBuf::new(),
             log,
             lines,
@@ -63,7 +68,10 @@ impl Server {
                         Some("smtp") => server.smtp.push(addr),
                         Some("imap") => server.imap.push(addr),
                         Some("imaps") => server.imaps.push(addr),
-                        _ => server.https.push(addr),
+                        Some("submission") => server.submission.push(addr),
+                        Some("submissions") => server.submissions.push(addr),
+                        Some("https") => server.https.push(addr),
+                        other => panic!("a listener of an unknown service {other:?}"),
                     }
                 }
                 Some("hameau ready") => break,
