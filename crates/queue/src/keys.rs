@@ -27,6 +27,12 @@ pub fn due_after(at: u64) -> Vec<u8> {
     [DUE, &at.saturating_add(1).to_be_bytes()].concat()
 }
 
+/// The time in a due key.
+pub fn due_at(key: &[u8]) -> Option<u64> {
+    let at = key.get(DUE.len()..DUE.len() + 8)?;
+    Some(u64::from_be_bytes(at.try_into().ok()?))
+}
+
 /// The id in a due key.
 pub fn due_id(key: &[u8]) -> Option<u64> {
     let id = key.get(DUE.len() + 8..)?;

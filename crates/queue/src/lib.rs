@@ -438,6 +438,14 @@ impl Queue {
         Ok(listed)
     }
 
+    /// When the earliest scheduled message is due (a lease's end counts), if any: how
+    /// long the delivery worker may sleep.
+    pub async fn next_due(&self) -> Result<Option<u64>, Error> {
+        let mut scan = Scan::prefix(keys::DUE);
+        scan.limit = 1;
+        Ok(self.store.scan(&scan).await?.first().and_then(|entry| keys::due_at(&entry.key)))
+    }
+
     /// How many messages are scheduled (held ones are not), counting up to `limit`: the
     /// queue size `/metrics` shows.
     pub async fn due_count(&self, limit: usize) -> Result<usize, Error> {

@@ -34,9 +34,11 @@ async fn a_message_is_claimed_once_and_leaves_when_delivered() {
     let dir = tempfile::tempdir().unwrap();
     let q = queue(&dir).await;
     let id = q.enqueue(new(&["a@x.fr", "b@y.fr"]), NOW).await.unwrap();
+    assert_eq!(q.next_due().await.unwrap(), Some(NOW));
     let claims = q.claim_due(NOW, 10).await.unwrap();
     assert_eq!(claims.len(), 1);
     assert_eq!(claims[0].id, id);
+    assert_eq!(q.next_due().await.unwrap(), Some(NOW + Limits::default().lease_s));
     assert_eq!(claims[0].leased_until, NOW + Limits::default().lease_s);
     assert_eq!(q.raw(&claims[0].message).await.unwrap(), new(&[]).raw.to_vec());
     // Leased: not due again, even later, until the lease ends.
