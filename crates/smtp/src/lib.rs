@@ -7,11 +7,13 @@
 
 pub mod dns;
 pub mod inbound;
+pub mod outbound;
 pub mod pipeline;
 pub mod server;
 
 pub use hameau_smtp_session::Reply;
 pub use inbound::{Envelope, Inbound, InboundOptions, MxSession, RcptVerdict};
+pub use outbound::{OutboundOptions, Outgoing, deliver_to_domain};
 pub use pipeline::{Message, Pipeline};
 
 #[cfg(test)]
