@@ -8,6 +8,7 @@
 pub mod dns;
 pub mod inbound;
 mod options;
+pub mod outbound;
 pub mod pipeline;
 pub mod server;
 pub mod submission;
@@ -15,6 +16,7 @@ pub mod submission;
 pub use hameau_smtp_session::Reply;
 pub use inbound::{Envelope, Inbound, InboundOptions, MxSession, RcptVerdict};
 pub use options::Options;
+pub use outbound::{OutboundOptions, Outgoing, deliver_to_domain};
 pub use pipeline::{Message, Pipeline};
 pub use submission::{Submission, SubmissionOptions, SubmissionSession};
 

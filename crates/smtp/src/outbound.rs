@@ -1,0 +1,680 @@
+//! Remote delivery: the SMTP client (RFC 5321) that hands queued messages to one destination
+//! domain's mail exchangers, with no knowledge of the queue's storage.
+//!
+//! [`deliver_to_domain`] finds the domain's MX hosts (RFC 5321 §5.1, null MX RFC 7505),
+//! tries their addresses in preference order (equal preferences shuffled), upgrades each
+//! connection with STARTTLS (RFC 3207) when it is offered, carries several messages per
+//! connection, and gives one [`Outcome`] per recipient.
+//!
+//! The commands are mail-send's (`SmtpClient`), its replies parsed by smtp-proto, which
+//! bounds a reply to `smtp_proto::response::parser::MAX_RESPONSE_LENGTH` (4 KiB); the
+//! message itself is written here, dot-stuffed in bounded chunks (see [`write_data`]).
+//!
+//! TLS today is opportunistic only: the server's certificate is not verified (the handshake
+//! signature is), and a failed handshake is retried on a new connection in clear, since no
+//! policy requires TLS yet. MTA-STS (RFC 8461) and DANE (RFC 7672) will replace the
+//! verifier and forbid that fallback for the domains that publish them.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hameau_queue::Outcome;
+use hickory_resolver::TokioResolver;
+use hickory_resolver::proto::rr::RData;
+use mail_send::SmtpClient;
+use rand::seq::SliceRandom;
+use smtp_proto::{EXT_8BIT_MIME, EXT_SIZE, EXT_SMTP_UTF8, EXT_START_TLS, Response};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+/// How the outbound client behaves towards every destination.
+///
+/// The command timeouts are RFC 5321 §4.5.3.2's: "an SMTP client MUST provide a timeout
+/// mechanism", with these minimums, because a receiver may legitimately take minutes (a
+/// busy host, a slow content filter) and giving up early delivers the message twice.
+#[derive(Clone, Debug)]
+pub struct OutboundOptions {
+    /// Our name in EHLO: the host's public name, the one its PTR record gives.
+    pub hostname: String,
+    /// The receivers' port: 25 (RFC 5321 §4.5.4); tests point it at a local server.
+    pub port: u16,
+    /// Opening a TCP connection. 30 s is Postfix's `smtp_connect_timeout`: an address that
+    /// does not answer by then is down, and the next MX is tried.
+    pub connect_timeout: Duration,
+    /// Waiting for the 220 greeting: 5 minutes (RFC 5321 §4.5.3.2.1).
+    pub greeting_timeout: Duration,
+    /// Commands the RFC names no timeout for (EHLO, STARTTLS and its handshake, RSET): 5
+    /// minutes, as for MAIL (Postfix's `smtp_helo_timeout` is 300 s too).
+    pub command_timeout: Duration,
+    /// The reply to MAIL: 5 minutes (RFC 5321 §4.5.3.2.2).
+    pub mail_timeout: Duration,
+    /// The reply to each RCPT: 5 minutes (RFC 5321 §4.5.3.2.3).
+    pub rcpt_timeout: Duration,
+    /// The 354 reply to DATA: 2 minutes (RFC 5321 §4.5.3.2.4).
+    pub data_init_timeout: Duration,
+    /// Each write of a block of the message: 3 minutes (RFC 5321 §4.5.3.2.5), so a
+    /// large message on a slow link is not cut as long as the receiver keeps reading.
+    pub data_block_timeout: Duration,
+    /// The reply after the final `.`: 10 minutes (RFC 5321 §4.5.3.2.6), the receiver
+    /// filtering and storing the message. A timeout here defers the message even though it
+    /// may have been delivered: a duplicate is better than a loss (RFC 5321 §6.1).
+    pub data_termination_timeout: Duration,
+    /// Waiting for the 221 reply to QUIT; nothing depends on it. 30 s.
+    pub quit_timeout: Duration,
+    /// Messages sent over one connection before it is closed and another opened: 100, a
+    /// bound on how long one receiver holds a connection (Exim's `connection_max_messages`
+    /// is 500; Postfix reuses for at most 300 s).
+    pub messages_per_connection_max: usize,
+    /// MX addresses tried per delivery: 5, Postfix's `smtp_mx_address_limit`. A domain with
+    /// twenty MX hosts all down costs five connection timeouts, not twenty.
+    pub addresses_max: usize,
+}
+
+impl OutboundOptions {
+    /// The defaults above, for `hostname`.
+    pub fn new(hostname: impl Into<String>) -> OutboundOptions {
+        let minutes = |n: u64| Duration::from_secs(60 * n);
+        OutboundOptions {
+            hostname: hostname.into(),
+            port: 25,
+            connect_timeout: Duration::from_secs(30),
+            greeting_timeout: minutes(5),
+            command_timeout: minutes(5),
+            mail_timeout: minutes(5),
+            rcpt_timeout: minutes(5),
+            data_init_timeout: minutes(2),
+            data_block_timeout: minutes(3),
+            data_termination_timeout: minutes(10),
+            quit_timeout: Duration::from_secs(30),
+            messages_per_connection_max: 100,
+            addresses_max: 5,
+        }
+    }
+}
+
+/// One message for [`deliver_to_domain`]: its envelope and its bytes (CRLF lines, as the
+/// queue keeps them; not yet dot-stuffed).
+#[derive(Clone, Copy, Debug)]
+pub struct Outgoing<'a> {
+    pub mail_from: &'a str,
+    /// Every one at the domain being delivered to.
+    pub recipients: &'a [String],
+    pub data: &'a [u8],
+}
+
+/// Delivers each message to its recipients at `domain` and returns one `Vec` per message,
+/// one [`Outcome`] per recipient, in the order given.
+///
+/// MX hosts are tried in preference order (RFC 5321 §5.1), those of equal preference in a
+/// random order; a domain without MX is its own (implicit MX); a null MX (RFC 7505) fails
+/// every recipient at once. The next address is tried when a connection fails, times out,
+/// or greets with anything but 2xx; replies to a transaction are final for it (a 4xx to
+/// RCPT defers that recipient, it does not move to the next MX).
+pub async fn deliver_to_domain(
+    resolver: &TokioResolver,
+    options: &OutboundOptions,
+    domain: &str,
+    messages: &[Outgoing<'_>],
+) -> Vec<Vec<Outcome>> {
+    assert!(options.messages_per_connection_max >= 1);
+    assert!(options.addresses_max >= 1);
+    if messages.iter().all(|message| message.recipients.is_empty()) {
+        return messages.iter().map(|_| Vec::new()).collect();
+    }
+    let targets = match route(resolver, domain, options.addresses_max).await {
+        Ok(targets) => targets,
+        Err(outcome) => return messages.iter().map(|m| vec![outcome.clone(); m.recipients.len()]).collect(),
+    };
+    let mut results: Vec<Option<Vec<Outcome>>> = vec![None; messages.len()];
+    // Messages not yet tried, in order; a message leaves this list when its transaction
+    // starts, and its outcomes are then final for this delivery.
+    let mut pending: Vec<usize> = (0..messages.len()).collect();
+    pending.reverse();
+    let mut last_error = format!("451 4.4.1 no MX address of {domain} was tried");
+    let connector = tls_connector();
+    for target in &targets {
+        let mut use_tls = true;
+        // Each turn either opens a connection and decides at least one message, or moves
+        // on: bounded by the number of messages plus one TLS fallback.
+        while !pending.is_empty() {
+            let connection = match open(target, options, use_tls.then_some(&connector)).await {
+                Ok(connection) => connection,
+                Err(Failure::Tls(why)) => {
+                    tracing::info!(mx = %target, "STARTTLS failed, retrying in clear: {why}");
+                    last_error = why;
+                    use_tls = false;
+                    continue;
+                }
+                Err(Failure::Connection(why)) => {
+                    tracing::info!(mx = %target, "{why}");
+                    last_error = why;
+                    break;
+                }
+            };
+            let res = match connection {
+                Connection::Plain(client, ehlo) => {
+                    carry(client, &ehlo, options, messages, &mut pending, &mut results, target).await
+                }
+                Connection::Tls(client, ehlo) => {
+                    carry(*client, &ehlo, options, messages, &mut pending, &mut results, target).await
+                }
+            };
+            if let Err(why) = res {
+                last_error = why;
+                break;
+            }
+        }
+        if pending.is_empty() {
+            break;
+        }
+    }
+    let deferred = Outcome::Deferred { reply: last_error };
+    results
+        .into_iter()
+        .zip(messages)
+        .map(|(outcomes, message)| outcomes.unwrap_or_else(|| vec![deferred.clone(); message.recipients.len()]))
+        .collect()
+}
+
+/// One address of one MX host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Target {
+    /// The MX host's name, without the final dot: what we present as TLS SNI.
+    host: String,
+    address: IpAddr,
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}[{}]", self.host, self.address)
+    }
+}
+
+/// The addresses to try, in order, or the outcome of every recipient when there is none.
+async fn route(resolver: &TokioResolver, domain: &str, addresses_max: usize) -> Result<Vec<Target>, Outcome> {
+    let domain = domain.trim_end_matches('.');
+    let fqdn = format!("{domain}.");
+    let mut exchanges: Vec<(u16, String)> = match resolver.mx_lookup(fqdn.as_str()).await {
+        Ok(lookup) => lookup
+            .answers()
+            .iter()
+            .filter_map(|record| match &record.data {
+                RData::MX(mx) => Some((mx.preference, mx.exchange.to_ascii())),
+                _ => None,
+            })
+            .collect(),
+        Err(e) if e.is_nx_domain() => {
+            return Err(Outcome::Failed { reply: format!("550 5.1.2 domain {domain} does not exist") });
+        }
+        Err(e) if e.is_no_records_found() => Vec::new(),
+        Err(e) => {
+            return Err(Outcome::Deferred { reply: format!("451 4.4.3 looking up the MX of {domain}: {e}") });
+        }
+    };
+    // RFC 7505 §3: a null MX is a single MX whose exchange is the root, ".".
+    if exchanges.len() == 1 && exchanges[0].1 == "." {
+        return Err(Outcome::Failed { reply: "556 5.1.10 domain does not accept mail (null MX)".to_string() });
+    }
+    exchanges.retain(|(_, exchange)| exchange != ".");
+    if exchanges.is_empty() {
+        // RFC 5321 §5.1: no MX, so the domain itself is the mail exchanger (implicit MX).
+        return match addresses(resolver, &fqdn).await {
+            Ok(found) if !found.is_empty() => Ok(found
+                .into_iter()
+                .take(addresses_max)
+                .map(|address| Target { host: domain.to_string(), address })
+                .collect()),
+            Ok(_) => {
+                Err(Outcome::Failed { reply: format!("550 5.4.4 domain {domain} has no MX and no address record") })
+            }
+            Err(why) => Err(Outcome::Deferred { reply: format!("451 4.4.3 looking up {domain}: {why}") }),
+        };
+    }
+    order(&mut exchanges);
+    let mut targets = Vec::new();
+    let mut last_error = None;
+    for (_, exchange) in &exchanges {
+        if targets.len() >= addresses_max {
+            break;
+        }
+        let host = exchange.trim_end_matches('.').to_string();
+        match addresses(resolver, exchange).await {
+            Ok(found) => targets.extend(found.into_iter().map(|address| Target { host: host.clone(), address })),
+            Err(why) => last_error = Some(format!("451 4.4.3 looking up MX host {host}: {why}")),
+        }
+    }
+    targets.truncate(addresses_max);
+    if targets.is_empty() {
+        let reply = last_error.unwrap_or_else(|| format!("451 4.4.4 no MX host of {domain} has an address"));
+        return Err(Outcome::Deferred { reply });
+    }
+    Ok(targets)
+}
+
+/// Sorts MX records by preference, shuffling those of equal preference (RFC 5321 §5.1:
+/// the client "MUST randomize them to spread the load").
+fn order(exchanges: &mut [(u16, String)]) {
+    exchanges.shuffle(&mut rand::rng());
+    // A stable sort keeps the shuffled order within each preference.
+    exchanges.sort_by_key(|(preference, _)| *preference);
+}
+
+/// A name's addresses (A and AAAA); none when it has no such record.
+async fn addresses(resolver: &TokioResolver, name: &str) -> Result<Vec<IpAddr>, String> {
+    match resolver.lookup_ip(name).await {
+        Ok(lookup) => Ok(lookup.iter().collect()),
+        Err(e) if e.is_no_records_found() || e.is_nx_domain() => Ok(Vec::new()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// An open SMTP session after EHLO (the EHLO after STARTTLS, when it was used).
+enum Connection {
+    Plain(SmtpClient<TcpStream>, Ehlo),
+    Tls(Box<SmtpClient<tokio_rustls::client::TlsStream<TcpStream>>>, Ehlo),
+}
+
+/// What EHLO told us.
+#[derive(Clone, Copy, Debug)]
+struct Ehlo {
+    capabilities: u32,
+    /// RFC 1870 SIZE; 0 when not announced or unlimited.
+    size: usize,
+}
+
+impl Ehlo {
+    fn has(&self, capability: u32) -> bool {
+        self.capabilities & capability != 0
+    }
+}
+
+/// Why a connection could not carry messages.
+enum Failure {
+    /// The address is unusable now: try the next one.
+    Connection(String),
+    /// STARTTLS was accepted but the handshake failed: the connection is lost; the same
+    /// address may be tried in clear.
+    Tls(String),
+}
+
+/// Connects to `target`, reads the greeting, says EHLO, and upgrades with STARTTLS when
+/// `tls` is given and the server offers it.
+async fn open(target: &Target, options: &OutboundOptions, tls: Option<&TlsConnector>) -> Result<Connection, Failure> {
+    let peer = SocketAddr::new(target.address, options.port);
+    let stream = match tokio::time::timeout(options.connect_timeout, TcpStream::connect(peer)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => {
+            return Err(Failure::Connection(format!("451 4.4.1 connection to {target}:{} failed: {e}", options.port)));
+        }
+        Err(_) => {
+            return Err(Failure::Connection(format!("451 4.4.1 connection to {target}:{} timed out", options.port)));
+        }
+    };
+    let mut client = SmtpClient { stream, timeout: options.greeting_timeout };
+    let label = format!("{target}:{}", options.port);
+    let greeting = match tokio::time::timeout(options.greeting_timeout, client.read()).await {
+        Ok(Ok(greeting)) => greeting,
+        Ok(Err(e)) => return Err(Failure::Connection(broken(&label, "the greeting", e))),
+        Err(_) => return Err(Failure::Connection(broken(&label, "the greeting", mail_send::Error::Timeout))),
+    };
+    // RFC 5321 §3.1: a 554 (or any non-2xx) greeting means no service here; like Postfix
+    // (`smtp_skip_5xx_greeting`), the next MX is tried.
+    if !(200..300).contains(&greeting.code) {
+        return Err(Failure::Connection(format!("{} (greeting of {label})", reply_text(&greeting))));
+    }
+    client.timeout = options.command_timeout;
+    let ehlo = ehlo(&mut client, options, &label).await.map_err(Failure::Connection)?;
+    let Some(connector) = tls.filter(|_| ehlo.has(EXT_START_TLS)) else {
+        return Ok(Connection::Plain(client, ehlo));
+    };
+    match client.cmd(b"STARTTLS\r\n").await {
+        Ok(reply) if reply.code == 220 => {}
+        // RFC 3207 §4: refused; opportunistic TLS goes on in clear on this connection.
+        Ok(reply) if reply.code != 421 => return Ok(Connection::Plain(client, ehlo)),
+        Ok(reply) => return Err(Failure::Connection(format!("{} (STARTTLS at {label})", reply_text(&reply)))),
+        Err(e) => return Err(Failure::Connection(broken(&label, "STARTTLS", e))),
+    }
+    let mut client = match client.into_tls(connector, &target.host).await {
+        Ok(client) => client,
+        Err(e) => return Err(Failure::Tls(broken(&label, "the TLS handshake", e))),
+    };
+    // RFC 3207 §4.2: the server's capabilities are learnt again over TLS.
+    let ehlo = self::ehlo(&mut client, options, &label).await.map_err(Failure::Connection)?;
+    Ok(Connection::Tls(Box::new(client), ehlo))
+}
+
+async fn ehlo<T: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut SmtpClient<T>,
+    options: &OutboundOptions,
+    label: &str,
+) -> Result<Ehlo, String> {
+    client.timeout = options.command_timeout;
+    match client.ehlo(&options.hostname).await {
+        Ok(reply) => Ok(Ehlo { capabilities: reply.capabilities, size: reply.size }),
+        // No HELO fallback: every receiver of today speaks ESMTP.
+        Err(mail_send::Error::UnexpectedReply(reply)) => Err(format!("{} (EHLO at {label})", reply_text(&reply))),
+        Err(e) => Err(broken(label, "EHLO", e)),
+    }
+}
+
+/// Sends pending messages over one connection, at most `messages_per_connection_max`, with
+/// RSET between them, then QUIT. An error is the connection's loss, with its reason.
+async fn carry<T: AsyncRead + AsyncWrite + Unpin>(
+    mut client: SmtpClient<T>,
+    ehlo: &Ehlo,
+    options: &OutboundOptions,
+    messages: &[Outgoing<'_>],
+    pending: &mut Vec<usize>,
+    results: &mut [Option<Vec<Outcome>>],
+    target: &Target,
+) -> Result<(), String> {
+    let label = format!("{target}:{}", options.port);
+    for n_sent in 0..options.messages_per_connection_max {
+        let Some(&index) = pending.last() else { break };
+        if n_sent > 0 {
+            client.timeout = options.command_timeout;
+            match client.cmd(b"RSET\r\n").await {
+                Ok(reply) if (200..300).contains(&reply.code) => {}
+                Ok(reply) => return Err(format!("{} (RSET at {label})", reply_text(&reply))),
+                Err(e) => return Err(broken(&label, "RSET", e)),
+            }
+        }
+        pending.pop();
+        let (outcomes, lost) = transaction(&mut client, ehlo, options, &messages[index], &label).await;
+        results[index] = Some(outcomes);
+        if let Some(why) = lost {
+            return Err(why);
+        }
+    }
+    client.timeout = options.quit_timeout;
+    let _ = client.cmd(b"QUIT\r\n").await;
+    Ok(())
+}
+
+/// One message's transaction: MAIL, one RCPT per recipient, DATA when one was accepted.
+/// Gives the recipients' outcomes, and the reason when the connection is lost.
+async fn transaction<T: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut SmtpClient<T>,
+    ehlo: &Ehlo,
+    options: &OutboundOptions,
+    message: &Outgoing<'_>,
+    label: &str,
+) -> (Vec<Outcome>, Option<String>) {
+    let all = |outcome: Outcome| vec![outcome; message.recipients.len()];
+    if message.recipients.is_empty() {
+        return (Vec::new(), None);
+    }
+    // The envelope comes from our own sessions; this keeps a bad one from injecting a
+    // command all the same.
+    if !valid_address(message.mail_from) {
+        return (all(Outcome::Failed { reply: "553 5.1.7 invalid sender address".to_string() }), None);
+    }
+    let mut mail = format!("MAIL FROM:<{}>", message.mail_from);
+    // RFC 6531 §3.4: international addresses need SMTPUTF8, which cannot be downgraded.
+    let international = !message.mail_from.is_ascii() || message.recipients.iter().any(|r| !r.is_ascii());
+    if international {
+        if !ehlo.has(EXT_SMTP_UTF8) {
+            let reply = "550 5.6.7 the receiver does not accept international addresses (SMTPUTF8)".to_string();
+            return (all(Outcome::Failed { reply }), None);
+        }
+        mail.push_str(" SMTPUTF8");
+    }
+    // RFC 1870 §6: refuse ourselves what the receiver announced it would refuse.
+    if ehlo.has(EXT_SIZE) {
+        if ehlo.size > 0 && message.data.len() > ehlo.size {
+            let reply = format!(
+                "552 5.3.4 message of {} bytes exceeds the receiver's limit of {} bytes",
+                message.data.len(),
+                ehlo.size
+            );
+            return (all(Outcome::Failed { reply }), None);
+        }
+        mail.push_str(&format!(" SIZE={}", message.data.len()));
+    }
+    // RFC 6152: declare an 8-bit body when the receiver takes one. Without 8BITMIME it is
+    // sent as is (as Exim does): every receiver of today takes 8-bit bodies.
+    if ehlo.has(EXT_8BIT_MIME) && !message.data.is_ascii() {
+        mail.push_str(" BODY=8BITMIME");
+    }
+    mail.push_str("\r\n");
+
+    client.timeout = options.mail_timeout;
+    match client.cmd(mail.as_bytes()).await {
+        Ok(reply) if (200..300).contains(&reply.code) => {}
+        Ok(reply) => return (all(refused(&reply)), closing(&reply, label, "MAIL FROM")),
+        Err(e) => {
+            let why = broken(label, "MAIL FROM", e);
+            return (all(Outcome::Deferred { reply: why.clone() }), Some(why));
+        }
+    }
+    let mut outcomes: Vec<Option<Outcome>> = vec![None; message.recipients.len()];
+    client.timeout = options.rcpt_timeout;
+    for (recipient, outcome) in message.recipients.iter().zip(outcomes.iter_mut()) {
+        if !valid_address(recipient) || recipient.is_empty() {
+            *outcome = Some(Outcome::Failed { reply: "553 5.1.3 invalid recipient address".to_string() });
+            continue;
+        }
+        match client.cmd(format!("RCPT TO:<{recipient}>\r\n").as_bytes()).await {
+            Ok(reply) if (200..300).contains(&reply.code) => {}
+            Ok(reply) => {
+                *outcome = Some(refused(&reply));
+                if let Some(why) = closing(&reply, label, "RCPT TO") {
+                    return (finish(outcomes, &why), Some(why));
+                }
+            }
+            Err(e) => {
+                let why = broken(label, "RCPT TO", e);
+                return (finish(outcomes, &why), Some(why));
+            }
+        }
+    }
+    if outcomes.iter().all(Option::is_some) {
+        // No recipient accepted: no DATA (RFC 5321 §3.3); the caller's RSET ends it.
+        return (finish(outcomes, ""), None);
+    }
+    let (reply, lost) = data(client, options, message.data, label).await;
+    let accepted = match reply {
+        Ok(reply) if (200..300).contains(&reply.code) => Outcome::Delivered { reply: reply_text(&reply) },
+        Ok(reply) => refused(&reply),
+        Err(why) => Outcome::Deferred { reply: why },
+    };
+    let outcomes = outcomes.into_iter().map(|outcome| outcome.unwrap_or_else(|| accepted.clone())).collect();
+    (outcomes, lost)
+}
+
+/// DATA, the message, and the final reply. Gives that reply (or the 354's refusal), or the
+/// reason the connection was lost, and whether it was.
+async fn data<T: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut SmtpClient<T>,
+    options: &OutboundOptions,
+    bytes: &[u8],
+    label: &str,
+) -> (Result<Response<String>, String>, Option<String>) {
+    client.timeout = options.data_init_timeout;
+    match client.cmd(b"DATA\r\n").await {
+        Ok(reply) if reply.code == 354 => {}
+        Ok(reply) if reply.code >= 400 => {
+            let lost = closing(&reply, label, "DATA");
+            return (Ok(reply), lost);
+        }
+        // A success without 354 would take the message's lines for commands.
+        Ok(reply) => {
+            let why = format!("451 4.4.2 {label}: unexpected reply to DATA: {}", reply_text(&reply));
+            return (Err(why.clone()), Some(why));
+        }
+        Err(e) => {
+            let why = broken(label, "DATA", e);
+            return (Err(why.clone()), Some(why));
+        }
+    }
+    if let Err(why) = write_data(&mut client.stream, bytes, options.data_block_timeout).await {
+        let why = format!("451 4.4.2 {label}: {why}");
+        return (Err(why.clone()), Some(why));
+    }
+    match tokio::time::timeout(options.data_termination_timeout, client.read()).await {
+        Ok(Ok(reply)) => {
+            let lost = closing(&reply, label, "the end of DATA");
+            (Ok(reply), lost)
+        }
+        Ok(Err(e)) => {
+            let why = broken(label, "the end of DATA", e);
+            (Err(why.clone()), Some(why))
+        }
+        Err(_) => {
+            let why = broken(label, "the end of DATA", mail_send::Error::Timeout);
+            (Err(why.clone()), Some(why))
+        }
+    }
+}
+
+/// Bytes of dot-stuffed message written at a time, each write within the data block
+/// timeout: 64 KiB, one TCP window's worth.
+const DATA_CHUNK_BYTES: usize = 64 * 1024;
+
+/// Writes `message` as DATA's content: a `.` starting a line is doubled (RFC 5321 §4.5.2)
+/// — after any CR or LF, and at the very start, so that no bare CR or LF in a body can end
+/// the data early — then `.` on a line of its own, after a CRLF if the message lacks its
+/// last one. Memory is one chunk, whatever the message's size.
+async fn write_data<W: AsyncWrite + Unpin>(out: &mut W, message: &[u8], block_timeout: Duration) -> Result<(), String> {
+    let mut chunk = Vec::with_capacity(DATA_CHUNK_BYTES + 8);
+    let mut line_start = true;
+    for &byte in message {
+        if byte == b'.' && line_start {
+            chunk.push(b'.');
+        }
+        chunk.push(byte);
+        line_start = byte == b'\r' || byte == b'\n';
+        if chunk.len() >= DATA_CHUNK_BYTES {
+            write_within(out, &chunk, block_timeout).await?;
+            chunk.clear();
+        }
+    }
+    if !message.ends_with(b"\r\n") {
+        chunk.extend_from_slice(b"\r\n");
+    }
+    chunk.extend_from_slice(b".\r\n");
+    write_within(out, &chunk, block_timeout).await
+}
+
+/// Writes and flushes `bytes`, giving up when the receiver reads nothing for `timeout`.
+async fn write_within<W: AsyncWrite + Unpin>(out: &mut W, bytes: &[u8], timeout: Duration) -> Result<(), String> {
+    let write = async {
+        out.write_all(bytes).await?;
+        out.flush().await
+    };
+    match tokio::time::timeout(timeout, write).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("connection lost while sending the message: {e}")),
+        Err(_) => Err(format!("the receiver stopped reading the message (a block not taken within {timeout:?})")),
+    }
+}
+
+/// An address fit to go between `<` and `>` in a command: no control character, no
+/// angle bracket (RFC 5321 §4.1.2 forbids them unquoted, and quoting them is never needed).
+fn valid_address(address: &str) -> bool {
+    !address.chars().any(|c| c.is_control() || c == '<' || c == '>')
+}
+
+/// The remaining recipients of a transaction cut short are deferred with `why`.
+fn finish(outcomes: Vec<Option<Outcome>>, why: &str) -> Vec<Outcome> {
+    outcomes.into_iter().map(|o| o.unwrap_or_else(|| Outcome::Deferred { reply: why.to_string() })).collect()
+}
+
+/// A refusal's outcome: 5xx is final, anything else is tried again.
+fn refused(reply: &Response<String>) -> Outcome {
+    let reply_text = reply_text(reply);
+    if (500..600).contains(&reply.code) {
+        Outcome::Failed { reply: reply_text }
+    } else {
+        Outcome::Deferred { reply: reply_text }
+    }
+}
+
+/// A 421 means the server is closing the connection (RFC 5321 §3.8).
+fn closing(reply: &Response<String>, label: &str, during: &str) -> Option<String> {
+    (reply.code == 421).then(|| format!("{} ({during} at {label})", reply_text(reply)))
+}
+
+/// A reply as one line, `code x.y.z text`; when the server gave no enhanced status code,
+/// the class's generic one (RFC 3463 `X.0.0`), so that DSNs always have one. The text is
+/// bounded by smtp-proto (4 KiB); control characters become spaces.
+fn reply_text(reply: &Response<String>) -> String {
+    let [class, subject, detail] = reply.esc;
+    let status = if class == 0 { format!("{}.0.0", reply.code / 100) } else { format!("{class}.{subject}.{detail}") };
+    let text: String = reply.message.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    format!("{} {status} {}", reply.code, text.trim())
+}
+
+/// The deferral text for a connection lost around `during`.
+fn broken(label: &str, during: &str, error: mail_send::Error) -> String {
+    match error {
+        mail_send::Error::Timeout => format!("451 4.4.2 {label}: no reply to {during} in time"),
+        mail_send::Error::Io(e) => format!("451 4.4.2 {label}: connection lost at {during}: {e}"),
+        // mail-send does not tell an end of stream from a malformed reply.
+        mail_send::Error::UnparseableReply => {
+            format!("451 4.4.2 {label}: connection closed, or reply unreadable or over 4 KiB, at {during}")
+        }
+        mail_send::Error::Tls(e) => format!("451 4.7.0 {label}: {during} failed: {e}"),
+        mail_send::Error::InvalidTLSName => format!("451 4.7.0 {label}: {during}: not a valid TLS server name"),
+        mail_send::Error::UnexpectedReply(reply) => format!("{} ({during} at {label})", reply_text(&reply)),
+        other => format!("451 4.4.2 {label}: {during}: {other}"),
+    }
+}
+
+/// The STARTTLS client configuration: any certificate is accepted (opportunistic TLS,
+/// RFC 7435); the handshake's signature is still checked against it.
+fn tls_connector() -> TlsConnector {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+        .with_no_client_auth();
+    TlsConnector::from(Arc::new(config))
+}
+
+/// Accepts every certificate: until MTA-STS and DANE, nothing tells us which one to expect,
+/// and refusing would only send the message in clear instead.
+#[derive(Debug)]
+struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests;
