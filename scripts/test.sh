@@ -9,11 +9,11 @@ cd "$(dirname "$0")/.."
 export HAMEAU_EXTRA_DEBS="knot swaks openssl isync fetchmail neomutt offlineimap3 getmail6"
 source scripts/setup.sh
 # Test tools from PyPI, in a virtual environment of their own: schemathesis (the admin
-# API's schema), dkimpy with authres (a real DKIM signer and ARC sealer), imapclient (its
-# live test suite runs against the IMAP server). The list is
+# API's schema), dkimpy with authres (a real DKIM signer and ARC sealer) and pynacl (its
+# Ed25519 signatures), imapclient (its live test suite runs against the IMAP server). The list is
 # recorded in the venv: a change to it installs again.
 venv="$HOME/.cache/hameau-venv"
-pypi="schemathesis dkimpy authres imapclient"
+pypi="schemathesis dkimpy authres pynacl imapclient"
 if [ "$(cat "$venv/.hameau-pypi" 2>/dev/null)" != "$pypi" ]; then
     echo "setup: installing $pypi in $venv" >&2
     python3 -m venv "$venv"

@@ -110,3 +110,125 @@ fn submission_refuses_what_it_must_and_queues_a_signed_message() {
     assert_eq!(queued[0].0.recipients.len(), 2);
     assert_eq!(queued[1].0.mail_from, "mairie@a.test");
 }
+
+/// The public DKIM records of `domain`, as `hameau domain show` gives them: name → TXT.
+fn dkim_records(config: &std::path::Path, domain: &str) -> Vec<(String, String)> {
+    let (status, stdout, stderr) =
+        crate::support::run(&["domain", "show", domain, "--config", config.to_str().unwrap()]);
+    assert!(status.success(), "{stderr}");
+    let shown: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    shown["dkim"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|key| {
+            let name = format!("{}._domainkey.{domain}.", key["selector"].as_str().unwrap());
+            let algorithm = if key["algorithm"] == "ed25519" { "ed25519" } else { "rsa" };
+            (name, format!("v=DKIM1; k={algorithm}; p={}", key["public_key"].as_str().unwrap()))
+        })
+        .collect()
+}
+
+/// The raw messages of `user`'s INBOX over IMAP (imaplib), waiting up to 30 s for `n`.
+fn imap_inbox(port: u16, user: &str, n: usize) -> Vec<String> {
+    let script = format!(
+        "import imaplib, time, json\n\
+         deadline = time.time() + 30\n\
+         while True:\n\
+         \x20   m = imaplib.IMAP4('127.0.0.1', {port}); m.login({user:?}, {PASSWORD:?}); m.select('INBOX')\n\
+         \x20   ids = m.search(None, 'ALL')[1][0].split()\n\
+         \x20   if len(ids) >= {n} or time.time() > deadline: break\n\
+         \x20   m.logout(); time.sleep(0.2)\n\
+         out = [m.fetch(i, '(BODY.PEEK[])')[1][0][1].decode('utf-8', 'replace') for i in ids]\n\
+         print(json.dumps(out))\n"
+    );
+    serde_json::from_str(&crate::imap::python(&script)).unwrap()
+}
+
+/// The acceptance path of issue 11 with real parts: swaks submits on 587; the queue
+/// delivers the local recipient into its mailbox, the remote one to Postfix's smtp-sink
+/// (MX from knotd), where dkimpy verifies both signatures; a null-MX recipient fails at
+/// once and the sender finds the bilingual notification in its INBOX over IMAP.
+#[test]
+fn submitted_mail_is_delivered_locally_and_remotely_and_failures_are_notified() {
+    let (dir, _) = init_with_token();
+    let config = config_path(dir.path());
+    setup(&config);
+    let knot_dir = tempfile::tempdir().unwrap();
+    let zones = [
+        ("remote.test", "remote.test. 300 IN MX 10 mx.remote.test.\nmx.remote.test. 300 IN A 127.0.0.1\n".to_string()),
+        ("nullmx.test", "nullmx.test. 300 IN MX 0 .\n".to_string()),
+    ];
+    let knot = crate::support::start_knot(knot_dir.path(), &zones);
+    crate::support::set_config(
+        &config,
+        "resolvers = [\"127.0.0.1:9\"]",
+        &format!("resolvers = [\"127.0.0.1:{}\"]", knot.port),
+    );
+    crate::support::set_config(&config, "plaintext_auth = false", "plaintext_auth = true");
+    // The remote MX: Postfix's smtp-sink, writing each transaction to a file.
+    let sink_dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(sink_dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let sink_port = hameau_testkit::free_port();
+    let mut sink = Command::new("/usr/sbin/smtp-sink")
+        .args(["-u", "nobody", "-d", &format!("{}/%H%M%S.", sink_dir.path().display())])
+        .arg(format!("127.0.0.1:{sink_port}"))
+        .arg("10")
+        .spawn()
+        .expect("smtp-sink is needed (Debian package postfix)");
+    crate::support::set_config(&config, "port = 25", &format!("port = {sink_port}"));
+    // Read before the server holds the store.
+    let records = serde_json::to_string(&dkim_records(&config, "a.test")).unwrap();
+    let server = start_server(&config);
+    let auth = ["--auth", "PLAIN", "--auth-user", "agent@a.test", "--auth-password", PASSWORD];
+    let to = "x@remote.test,other@a.test,n@nullmx.test";
+    let (ok, text) = swaks(
+        server.submission[0].port(),
+        &[&["--tls", "--to", to, "--from", "agent@a.test", "--header", "Subject: Conseil municipal"][..], &auth]
+            .concat(),
+    );
+    assert!(ok && text.contains("250 2.0.0 Ok: queued"), "{text}");
+
+    // The remote recipient: at the sink, signed twice, both signatures valid (dkimpy).
+    let start = std::time::Instant::now();
+    let dumped = loop {
+        let files: Vec<_> = std::fs::read_dir(sink_dir.path()).unwrap().filter_map(Result::ok).collect();
+        if let Some(file) = files.first() {
+            break std::fs::read(file.path()).unwrap();
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(30), "nothing reached the remote MX");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let text = String::from_utf8_lossy(&dumped).into_owned();
+    let message = &text[text.find("DKIM-Signature:").expect("signed")..];
+    assert!(message.contains("Subject: Conseil municipal"), "{text}");
+    let verify = format!(
+        "import sys, json, dkim\n\
+         records = dict(json.loads({records:?}))\n\
+         dns = lambda name, timeout=5: records.get(name.decode(), '').encode()\n\
+         message = sys.stdin.buffer.read()\n\
+         d = dkim.DKIM(message)\n\
+         print([d.verify(idx=i, dnsfunc=dns) for i in range(2)])\n"
+    );
+    let verdicts = String::from_utf8(crate::smtp::python(&verify, message.as_bytes())).unwrap();
+    assert_eq!(verdicts.trim(), "[True, True]", "dkimpy's verdicts on the two signatures");
+
+    // The local recipient, through the mailbox.
+    let imap = server.imap[0].port();
+    let local = imap_inbox(imap, "other@a.test", 1);
+    assert_eq!(local.len(), 1);
+    assert!(local[0].contains("Subject: Conseil municipal") && local[0].contains("DKIM-Signature:"), "{}", local[0]);
+    // The null-MX recipient: a notification to the sender, French then English.
+    let notices = imap_inbox(imap, "agent@a.test", 1);
+    let queue_log: Vec<String> = server.log().into_iter().filter(|line| line.contains("queue:")).collect();
+    assert_eq!(notices.len(), 1, "{notices:?}\n{}", queue_log.join("\n"));
+    let notice = &notices[0];
+    assert!(notice.contains("multipart/report") && notice.contains("Action: failed"), "{notice}");
+    assert!(notice.contains("Final-Recipient: rfc822; n@nullmx.test") && notice.contains("5.1.10"), "{notice}");
+    let (french, english) = (notice.find("Bonjour").unwrap(), notice.find("-- English --").unwrap());
+    assert!(french < english, "{notice}");
+    assert!(notice.contains("Subject: Conseil municipal"), "the original header is attached: {notice}");
+    let _ = sink.kill();
+    let _ = sink.wait();
+    drop(server);
+}

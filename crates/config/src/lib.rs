@@ -46,12 +46,14 @@ pub struct Config {
     pub submission: hameau_smtp::submission::Options,
     /// `[queue]`: the outbound queue's schedule and limits.
     pub queue: hameau_queue::Limits,
+    /// `[outbound]`: delivery to other servers.
+    pub outbound: hameau_smtp::worker::Options,
     /// Where the configuration came from, to point errors at lines.
     pub source: Option<Source>,
 }
 
 /// The sections of the file, in the order `config/hameau.toml` has them.
-const SECTIONS: [&str; 13] = [
+const SECTIONS: [&str; 14] = [
     "server",
     "log",
     "tls",
@@ -63,6 +65,7 @@ const SECTIONS: [&str; 13] = [
     "smtp",
     "submission",
     "queue",
+    "outbound",
     "imap",
     "dns",
 ];
@@ -238,6 +241,7 @@ impl Config {
             "dns" => self.dns = section.part()?,
             "submission" => self.submission = section.part()?,
             "queue" => self.queue = section.part()?,
+            "outbound" => self.outbound = section.part()?,
             _ => return Ok(false),
         }
         Ok(true)

@@ -23,6 +23,7 @@ pub(crate) fn check(config: &Config) -> Result<(), Error> {
         config.dns.check(),
         config.submission.check(),
         config.queue.check(),
+        config.outbound.check(),
     ];
     for checked in owners {
         if let Err(problem) = checked {

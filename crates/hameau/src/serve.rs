@@ -76,7 +76,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         started = start_imap(&config, &mail, &directory, &registry, &shutdown_rx, &mut services).await;
     }
     if started.is_ok() {
-        started = start_submission(&config, &store, &directory, &registry, &shutdown_rx, &mut services).await;
+        started = start_submission(&config, &store, &mail, &directory, &registry, &shutdown_rx, &mut services).await;
     }
     if let Err(e) = started {
         services.abort_all();
@@ -179,25 +179,38 @@ async fn start_smtp(
     Ok(())
 }
 
+/// The outbound queue's delivery worker (always: the queue may hold mail from before),
+/// and the submission listeners that fill the queue.
 async fn start_submission(
     config: &Config,
     store: &hameau_store::Store,
+    mail: &hameau_mailbox::Mail,
     directory: &Directory,
     registry: &Registry,
     shutdown: &watch::Receiver<bool>,
     services: &mut JoinSet<()>,
 ) -> anyhow::Result<()> {
+    let hostname = &config.server.hostname;
+    let now_s: Arc<dyn Fn() -> u64 + Send + Sync> =
+        Arc::new(|| <SystemClock as hameau_http::Clock>::now_s(&SystemClock));
+    let queue = hameau_queue::Queue::new(store.clone(), config.queue.clone());
+    let queued = Arc::new(tokio::sync::Notify::new());
+    let worker = hameau_smtp::worker::Worker {
+        queue: queue.clone(),
+        mail: mail.clone(),
+        directory: directory.clone(),
+        resolver: config.dns.resolver().map_err(|e| config.error("dns.resolvers", e))?,
+        options: config.outbound.worker(hostname, hameau_mailbox::MailboxNames::default()),
+        now_s: now_s.clone(),
+        wake: queued.clone(),
+    };
+    services.spawn(worker.run(shutdown.clone()));
     let options = &config.submission;
     if options.listen.is_empty() && options.listen_tls.is_empty() {
         return Ok(());
     }
     let mut tls = (*crate::tls::server_config(config)?).clone();
     tls.alpn_protocols.clear();
-    let hostname = &config.server.hostname;
-    let now_s: Arc<dyn Fn() -> u64 + Send + Sync> =
-        Arc::new(|| <SystemClock as hameau_http::Clock>::now_s(&SystemClock));
-    let queue = hameau_queue::Queue::new(store.clone(), config.queue.clone());
-    let queued = Arc::new(tokio::sync::Notify::new());
     let pipeline =
         hameau_smtp::Submission::new(directory.clone(), queue, options.pipeline(hostname), now_s.clone(), queued);
     let context = Arc::new(hameau_smtp::server::Context {

@@ -12,6 +12,7 @@ pub mod outbound;
 pub mod pipeline;
 pub mod server;
 pub mod submission;
+pub mod worker;
 
 pub use hameau_smtp_session::Reply;
 pub use inbound::{Envelope, Inbound, InboundOptions, MxSession, RcptVerdict};

@@ -137,7 +137,7 @@ impl Drop for Knot {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     // A port free for both UDP and TCP at the time of asking.
     loop {
         let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
