@@ -192,7 +192,7 @@ async fn smtp_sink_refusals_map_to_outcomes() {
     // Disconnection without a reply at DATA: deferred.
     let sink = start_sink(&["-q", "DATA"]);
     let results = deliver_to_domain(&dns.resolver, &options(sink.port), "a.test", &message).await;
-    deferred_with(&results[0][0], "at DATA");
+    deferred_with(&results[0][0], "connection closed by the server at DATA");
 
     // 421 at RCPT: deferred, the connection is gone.
     let sink = start_sink(&["-Q", "RCPT"]);
@@ -735,17 +735,18 @@ async fn broken_replies_defer() {
 
     let server = start_fake(Fake::new().on("MAIL", Act::Raw(b"garbage!\r\n".to_vec()))).await;
     let results = deliver_to_domain(&dns.resolver, &options(server.port), "a.test", &message).await;
-    deferred_with(&results[0][0], "reply unreadable");
+    deferred_with(&results[0][0], "unreadable reply to MAIL FROM (malformed, or over 4 KiB)");
 
     let server = start_fake(Fake::new().on("RCPT", Act::Close)).await;
     let results = deliver_to_domain(&dns.resolver, &options(server.port), "a.test", &message).await;
-    deferred_with(&results[0][0], "connection closed");
+    deferred_with(&results[0][0], "127.0.0.1]:");
+    deferred_with(&results[0][0], "connection closed by the server at RCPT TO");
 
     // A multi-line reply over smtp-proto's 4 KiB limit.
     let long: String = (0..200).map(|i| format!("250-line {i} of a reply that never ends\r\n")).collect();
     let server = start_fake(Fake::new().on("MAIL", Act::Raw(format!("{long}250 ok\r\n").into_bytes()))).await;
     let results = deliver_to_domain(&dns.resolver, &options(server.port), "a.test", &message).await;
-    deferred_with(&results[0][0], "over 4 KiB");
+    deferred_with(&results[0][0], "unreadable reply to MAIL FROM (malformed, or over 4 KiB)");
 }
 
 // ---------------------------------------------------------------------------------------
