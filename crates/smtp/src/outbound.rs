@@ -8,7 +8,9 @@
 //!
 //! The commands are mail-send's (`SmtpClient`), its replies parsed by smtp-proto, which
 //! bounds a reply to `smtp_proto::response::parser::MAX_RESPONSE_LENGTH` (4 KiB); the
-//! message itself is written here, dot-stuffed in bounded chunks (see [`write_data`]).
+//! message itself is written here, dot-stuffed in bounded chunks (`write_data`), and
+//! so is the TLS handshake, on a stream that tells an end of stream from a bad reply
+//! (`Watched`), which mail-send does not.
 //!
 //! TLS today is opportunistic only: the server's certificate is not verified (the handshake
 //! signature is), and a failed handshake is retried on a new connection in clear, since no
@@ -16,7 +18,9 @@
 //! verifier and forbid that fallback for the domains that publish them.
 
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hameau_queue::Outcome;
@@ -24,8 +28,9 @@ use hickory_resolver::TokioResolver;
 use hickory_resolver::proto::rr::RData;
 use mail_send::SmtpClient;
 use rand::seq::SliceRandom;
+use rustls::pki_types::ServerName;
 use smtp_proto::{EXT_8BIT_MIME, EXT_SIZE, EXT_SMTP_UTF8, EXT_START_TLS, Response};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
@@ -272,8 +277,8 @@ async fn addresses(resolver: &TokioResolver, name: &str) -> Result<Vec<IpAddr>, 
 
 /// An open SMTP session after EHLO (the EHLO after STARTTLS, when it was used).
 enum Connection {
-    Plain(SmtpClient<TcpStream>, Ehlo),
-    Tls(Box<SmtpClient<tokio_rustls::client::TlsStream<TcpStream>>>, Ehlo),
+    Plain(SmtpClient<Watched<TcpStream>>, Ehlo),
+    Tls(Box<SmtpClient<Watched<tokio_rustls::client::TlsStream<TcpStream>>>>, Ehlo),
 }
 
 /// What EHLO told us.
@@ -312,12 +317,19 @@ async fn open(target: &Target, options: &OutboundOptions, tls: Option<&TlsConnec
             return Err(Failure::Connection(format!("451 4.4.1 connection to {target}:{} timed out", options.port)));
         }
     };
-    let mut client = SmtpClient { stream, timeout: options.greeting_timeout };
+    let mut client = SmtpClient { stream: Watched::new(stream), timeout: options.greeting_timeout };
     let label = format!("{target}:{}", options.port);
     let greeting = match tokio::time::timeout(options.greeting_timeout, client.read()).await {
         Ok(Ok(greeting)) => greeting,
-        Ok(Err(e)) => return Err(Failure::Connection(broken(&label, "the greeting", e))),
-        Err(_) => return Err(Failure::Connection(broken(&label, "the greeting", mail_send::Error::Timeout))),
+        Ok(Err(e)) => return Err(Failure::Connection(broken(&label, "the greeting", e, client.stream.ended))),
+        Err(_) => {
+            return Err(Failure::Connection(broken(
+                &label,
+                "the greeting",
+                mail_send::Error::Timeout,
+                client.stream.ended,
+            )));
+        }
     };
     // RFC 5321 §3.1: a 554 (or any non-2xx) greeting means no service here; like Postfix
     // (`smtp_skip_5xx_greeting`), the next MX is tried.
@@ -334,19 +346,24 @@ async fn open(target: &Target, options: &OutboundOptions, tls: Option<&TlsConnec
         // RFC 3207 §4: refused; opportunistic TLS goes on in clear on this connection.
         Ok(reply) if reply.code != 421 => return Ok(Connection::Plain(client, ehlo)),
         Ok(reply) => return Err(Failure::Connection(format!("{} (STARTTLS at {label})", reply_text(&reply)))),
-        Err(e) => return Err(Failure::Connection(broken(&label, "STARTTLS", e))),
+        Err(e) => return Err(Failure::Connection(broken(&label, "STARTTLS", e, client.stream.ended))),
     }
-    let mut client = match client.into_tls(connector, &target.host).await {
-        Ok(client) => client,
-        Err(e) => return Err(Failure::Tls(broken(&label, "the TLS handshake", e))),
+    // The server name we present (SNI) is the MX host's; any certificate is accepted.
+    let name = ServerName::try_from(target.host.clone()).unwrap_or(ServerName::IpAddress(target.address.into()));
+    let handshake = connector.connect(name, client.stream.inner);
+    let stream = match tokio::time::timeout(options.command_timeout, handshake).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => return Err(Failure::Tls(format!("451 4.7.5 {label}: TLS handshake failed: {e}"))),
+        Err(_) => return Err(Failure::Tls(format!("451 4.7.5 {label}: TLS handshake timed out"))),
     };
+    let mut client = SmtpClient { stream: Watched::new(stream), timeout: options.command_timeout };
     // RFC 3207 §4.2: the server's capabilities are learnt again over TLS.
     let ehlo = self::ehlo(&mut client, options, &label).await.map_err(Failure::Connection)?;
     Ok(Connection::Tls(Box::new(client), ehlo))
 }
 
-async fn ehlo<T: AsyncRead + AsyncWrite + Unpin>(
-    client: &mut SmtpClient<T>,
+async fn ehlo<S: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut SmtpClient<Watched<S>>,
     options: &OutboundOptions,
     label: &str,
 ) -> Result<Ehlo, String> {
@@ -355,14 +372,14 @@ async fn ehlo<T: AsyncRead + AsyncWrite + Unpin>(
         Ok(reply) => Ok(Ehlo { capabilities: reply.capabilities, size: reply.size }),
         // No HELO fallback: every receiver of today speaks ESMTP.
         Err(mail_send::Error::UnexpectedReply(reply)) => Err(format!("{} (EHLO at {label})", reply_text(&reply))),
-        Err(e) => Err(broken(label, "EHLO", e)),
+        Err(e) => Err(broken(label, "EHLO", e, client.stream.ended)),
     }
 }
 
 /// Sends pending messages over one connection, at most `messages_per_connection_max`, with
 /// RSET between them, then QUIT. An error is the connection's loss, with its reason.
-async fn carry<T: AsyncRead + AsyncWrite + Unpin>(
-    mut client: SmtpClient<T>,
+async fn carry<S: AsyncRead + AsyncWrite + Unpin>(
+    mut client: SmtpClient<Watched<S>>,
     ehlo: &Ehlo,
     options: &OutboundOptions,
     messages: &[Outgoing<'_>],
@@ -378,7 +395,7 @@ async fn carry<T: AsyncRead + AsyncWrite + Unpin>(
             match client.cmd(b"RSET\r\n").await {
                 Ok(reply) if (200..300).contains(&reply.code) => {}
                 Ok(reply) => return Err(format!("{} (RSET at {label})", reply_text(&reply))),
-                Err(e) => return Err(broken(&label, "RSET", e)),
+                Err(e) => return Err(broken(&label, "RSET", e, client.stream.ended)),
             }
         }
         pending.pop();
@@ -395,8 +412,8 @@ async fn carry<T: AsyncRead + AsyncWrite + Unpin>(
 
 /// One message's transaction: MAIL, one RCPT per recipient, DATA when one was accepted.
 /// Gives the recipients' outcomes, and the reason when the connection is lost.
-async fn transaction<T: AsyncRead + AsyncWrite + Unpin>(
-    client: &mut SmtpClient<T>,
+async fn transaction<S: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut SmtpClient<Watched<S>>,
     ehlo: &Ehlo,
     options: &OutboundOptions,
     message: &Outgoing<'_>,
@@ -445,7 +462,7 @@ async fn transaction<T: AsyncRead + AsyncWrite + Unpin>(
         Ok(reply) if (200..300).contains(&reply.code) => {}
         Ok(reply) => return (all(refused(&reply)), closing(&reply, label, "MAIL FROM")),
         Err(e) => {
-            let why = broken(label, "MAIL FROM", e);
+            let why = broken(label, "MAIL FROM", e, client.stream.ended);
             return (all(Outcome::Deferred { reply: why.clone() }), Some(why));
         }
     }
@@ -465,7 +482,7 @@ async fn transaction<T: AsyncRead + AsyncWrite + Unpin>(
                 }
             }
             Err(e) => {
-                let why = broken(label, "RCPT TO", e);
+                let why = broken(label, "RCPT TO", e, client.stream.ended);
                 return (finish(outcomes, &why), Some(why));
             }
         }
@@ -486,8 +503,8 @@ async fn transaction<T: AsyncRead + AsyncWrite + Unpin>(
 
 /// DATA, the message, and the final reply. Gives that reply (or the 354's refusal), or the
 /// reason the connection was lost, and whether it was.
-async fn data<T: AsyncRead + AsyncWrite + Unpin>(
-    client: &mut SmtpClient<T>,
+async fn data<S: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut SmtpClient<Watched<S>>,
     options: &OutboundOptions,
     bytes: &[u8],
     label: &str,
@@ -505,7 +522,7 @@ async fn data<T: AsyncRead + AsyncWrite + Unpin>(
             return (Err(why.clone()), Some(why));
         }
         Err(e) => {
-            let why = broken(label, "DATA", e);
+            let why = broken(label, "DATA", e, client.stream.ended);
             return (Err(why.clone()), Some(why));
         }
     }
@@ -519,11 +536,11 @@ async fn data<T: AsyncRead + AsyncWrite + Unpin>(
             (Ok(reply), lost)
         }
         Ok(Err(e)) => {
-            let why = broken(label, "the end of DATA", e);
+            let why = broken(label, "the end of DATA", e, client.stream.ended);
             (Err(why.clone()), Some(why))
         }
         Err(_) => {
-            let why = broken(label, "the end of DATA", mail_send::Error::Timeout);
+            let why = broken(label, "the end of DATA", mail_send::Error::Timeout, client.stream.ended);
             (Err(why.clone()), Some(why))
         }
     }
@@ -607,19 +624,56 @@ fn reply_text(reply: &Response<String>) -> String {
     format!("{} {status} {}", reply.code, text.trim())
 }
 
-/// The deferral text for a connection lost around `during`.
-fn broken(label: &str, during: &str, error: mail_send::Error) -> String {
+/// The deferral text for a connection lost around `during`; `ended` when the server
+/// closed it (mail-send reports an end of stream as an unparseable reply).
+fn broken(label: &str, during: &str, error: mail_send::Error, ended: bool) -> String {
     match error {
+        _ if ended => format!("451 4.4.2 {label}: connection closed by the server at {during}"),
         mail_send::Error::Timeout => format!("451 4.4.2 {label}: no reply to {during} in time"),
         mail_send::Error::Io(e) => format!("451 4.4.2 {label}: connection lost at {during}: {e}"),
-        // mail-send does not tell an end of stream from a malformed reply.
         mail_send::Error::UnparseableReply => {
-            format!("451 4.4.2 {label}: connection closed, or reply unreadable or over 4 KiB, at {during}")
+            format!("451 4.4.2 {label}: unreadable reply to {during} (malformed, or over 4 KiB)")
         }
-        mail_send::Error::Tls(e) => format!("451 4.7.0 {label}: {during} failed: {e}"),
-        mail_send::Error::InvalidTLSName => format!("451 4.7.0 {label}: {during}: not a valid TLS server name"),
         mail_send::Error::UnexpectedReply(reply) => format!("{} ({during} at {label})", reply_text(&reply)),
         other => format!("451 4.4.2 {label}: {during}: {other}"),
+    }
+}
+
+/// A stream that remembers whether the server ended it.
+struct Watched<S> {
+    inner: S,
+    ended: bool,
+}
+
+impl<S> Watched<S> {
+    fn new(inner: S) -> Watched<S> {
+        Watched { inner, ended: false }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let res = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if matches!(res, Poll::Ready(Ok(()))) && buf.filled().len() == before && buf.remaining() > 0 {
+            this.ended = true;
+        }
+        res
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, bytes: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, bytes)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }
 

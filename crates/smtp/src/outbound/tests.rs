@@ -192,7 +192,7 @@ async fn smtp_sink_refusals_map_to_outcomes() {
     // Disconnection without a reply at DATA: deferred.
     let sink = start_sink(&["-q", "DATA"]);
     let results = deliver_to_domain(&dns.resolver, &options(sink.port), "a.test", &message).await;
-    deferred_with(&results[0][0], "at DATA");
+    deferred_with(&results[0][0], "connection closed by the server at DATA");
 
     // 421 at RCPT: deferred, the connection is gone.
     let sink = start_sink(&["-Q", "RCPT"]);
@@ -412,9 +412,10 @@ async fn each_recipient_gets_its_own_reply() {
     let fake = Fake::new()
         .on("RCPT TO:<UNKNOWN@", reply("550 5.1.1 no such user"))
         .on("RCPT TO:<FULL@", reply("452 4.2.2 mailbox full"))
-        .on("RCPT TO:<OLD@", reply("551 user not local"));
+        .on("RCPT TO:<OLD@", reply("551 user not local"))
+        .on("RCPT TO:<LONG@", reply("550-5.7.1 first line\r\n550-5.7.1 second\tline\r\n550 5.7.1 last"));
     let server = start_fake(fake).await;
-    let to = rcpts(&["bob@a.test", "unknown@a.test", "full@a.test", "old@a.test"]);
+    let to = rcpts(&["bob@a.test", "unknown@a.test", "full@a.test", "old@a.test", "long@a.test"]);
     let message = [Outgoing { mail_from: "alice@client.test", recipients: &to, data: BODY }];
     let results = deliver_to_domain(&dns.resolver, &options(server.port), "a.test", &message).await;
     assert_eq!(
@@ -425,6 +426,8 @@ async fn each_recipient_gets_its_own_reply() {
             Outcome::Deferred { reply: "452 4.2.2 mailbox full".to_string() },
             // No enhanced code from the server: the class's own.
             Outcome::Failed { reply: "551 5.0.0 user not local".to_string() },
+            // A multi-line reply on one line.
+            Outcome::Failed { reply: "550 5.7.1 first line second line last".to_string() },
         ]
     );
     let log = server.log();
@@ -735,17 +738,33 @@ async fn broken_replies_defer() {
 
     let server = start_fake(Fake::new().on("MAIL", Act::Raw(b"garbage!\r\n".to_vec()))).await;
     let results = deliver_to_domain(&dns.resolver, &options(server.port), "a.test", &message).await;
-    deferred_with(&results[0][0], "reply unreadable");
+    deferred_with(&results[0][0], "unreadable reply to MAIL FROM (malformed, or over 4 KiB)");
 
     let server = start_fake(Fake::new().on("RCPT", Act::Close)).await;
     let results = deliver_to_domain(&dns.resolver, &options(server.port), "a.test", &message).await;
-    deferred_with(&results[0][0], "connection closed");
+    deferred_with(&results[0][0], "127.0.0.1]:");
+    deferred_with(&results[0][0], "connection closed by the server at RCPT TO");
 
     // A multi-line reply over smtp-proto's 4 KiB limit.
     let long: String = (0..200).map(|i| format!("250-line {i} of a reply that never ends\r\n")).collect();
     let server = start_fake(Fake::new().on("MAIL", Act::Raw(format!("{long}250 ok\r\n").into_bytes()))).await;
     let results = deliver_to_domain(&dns.resolver, &options(server.port), "a.test", &message).await;
-    deferred_with(&results[0][0], "over 4 KiB");
+    deferred_with(&results[0][0], "unreadable reply to MAIL FROM (malformed, or over 4 KiB)");
+}
+
+#[test]
+fn mx_hosts_go_by_preference_and_equal_ones_are_shuffled() {
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..200 {
+        let mut exchanges =
+            vec![(20, "b".to_string()), (10, "a".to_string()), (20, "c".to_string()), (30, "d".to_string())];
+        super::order(&mut exchanges);
+        let names: Vec<&str> = exchanges.iter().map(|(_, name)| name.as_str()).collect();
+        assert!(names == ["a", "b", "c", "d"] || names == ["a", "c", "b", "d"], "{names:?}");
+        seen.insert(names.join(""));
+    }
+    // Both orders of b and c: the odds of missing one are 2^-199.
+    assert_eq!(seen.len(), 2);
 }
 
 // ---------------------------------------------------------------------------------------
