@@ -211,8 +211,14 @@ async fn start_submission(
     }
     let mut tls = (*crate::tls::server_config(config)?).clone();
     tls.alpn_protocols.clear();
-    let pipeline =
-        hameau_smtp::Submission::new(directory.clone(), queue, options.pipeline(hostname), now_s.clone(), queued);
+    let pipeline = hameau_smtp::Submission::new(
+        directory.clone(),
+        queue,
+        options.pipeline(hostname),
+        now_s.clone(),
+        queued,
+        registry,
+    );
     let context = Arc::new(hameau_smtp::server::Context {
         pipeline,
         gate: options.gate(),

@@ -52,3 +52,17 @@ pub fn trailing_id(key: &[u8]) -> Option<u64> {
     let id = key.get(key.len().checked_sub(8)?..)?;
     Some(u64::from_be_bytes(id.try_into().ok()?))
 }
+
+/// Sending brakes: `q/b/` + tenant + `/t` (the whole tenant) or `/a` + account id.
+pub const BRAKES: &[u8] = b"q/b/";
+
+pub fn brakes_of(tenant: &str) -> Vec<u8> {
+    [BRAKES, tenant.as_bytes(), b"/"].concat()
+}
+
+pub fn brake(tenant: &str, account: Option<u64>) -> Vec<u8> {
+    match account {
+        Some(account) => [brakes_of(tenant).as_slice(), b"a", &account.to_be_bytes()].concat(),
+        None => [brakes_of(tenant).as_slice(), b"t"].concat(),
+    }
+}

@@ -25,7 +25,7 @@ mod tests;
 use bytes::Bytes;
 use hameau_store::{Batch, BlobHash, Patch, PatchTarget, Scan, Store};
 
-pub use model::{Hold, Message, Outcome, Recipient, State};
+pub use model::{Brake, Hold, Message, Outcome, Recipient, State};
 
 /// A queued message's id: never reused.
 pub type QueueId = u64;
@@ -42,6 +42,8 @@ pub enum Error {
     TooManyRecipients { n: usize, max: usize },
     #[error("no queued message {0}")]
     NotFound(QueueId),
+    #[error("no such brake")]
+    NoBrake,
     /// Concurrent changes of the message kept conflicting; try again.
     #[error("busy: try again")]
     Busy,
@@ -356,11 +358,111 @@ impl Queue {
     pub async fn hold(&self, id: QueueId, reason: &str, now: u64) -> Result<Message, Error> {
         self.change(id, |message| {
             if message.held.is_none() {
-                message.held = Some(Hold { reason: reason.to_string(), since: now });
+                message.held = Some(Hold { reason: reason.to_string(), since: now, by_brake: false });
             }
             message.due_at = None;
         })
         .await
+    }
+
+    /// Puts on a brake: records it, and holds the queued messages it covers (the tenant's,
+    /// or the account's); returns how many were held. Held by the brake, they are released
+    /// with it ([`Queue::lift_brake`]).
+    pub async fn brake(&self, brake: &Brake, now: u64) -> Result<usize, Error> {
+        let mut batch = Batch::new();
+        batch.set(&keys::brake(&brake.tenant, brake.account), &serde_json::to_vec(brake).expect("serialises"));
+        self.store.commit(batch).await?;
+        let mut held = 0;
+        for id in self.ids_of(&brake.tenant, brake.account).await? {
+            let hold = Hold { reason: brake.reason.clone(), since: now, by_brake: true };
+            let changed = self
+                .change(id, |message| {
+                    if message.held.is_none() && message.pending().next().is_some() {
+                        message.held = Some(hold.clone());
+                        message.due_at = None;
+                    }
+                })
+                .await;
+            match changed {
+                Ok(message) if message.held.as_ref().is_some_and(|hold| hold.by_brake) => held += 1,
+                Ok(_) | Err(Error::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(held)
+    }
+
+    /// The brake that stops `account` of `tenant`: its own, or its tenant's.
+    pub async fn brake_of(&self, tenant: &str, account: u64) -> Result<Option<Brake>, Error> {
+        for key in [keys::brake(tenant, Some(account)), keys::brake(tenant, None)] {
+            if let Some(entry) = self.store.get(&key).await? {
+                return serde_json::from_slice(&entry.value).map(Some).map_err(|e| Error::Corrupt {
+                    key: String::from_utf8_lossy(&key).into_owned(),
+                    problem: e.to_string(),
+                });
+            }
+        }
+        Ok(None)
+    }
+
+    /// The brakes on, of one tenant or all.
+    pub async fn brakes(&self, tenant: Option<&str>) -> Result<Vec<Brake>, Error> {
+        let prefix = tenant.map_or(keys::BRAKES.to_vec(), keys::brakes_of);
+        let mut brakes = Vec::new();
+        for entry in self.store.scan(&Scan::prefix(&prefix)).await? {
+            let brake = serde_json::from_slice(&entry.value).map_err(|e| Error::Corrupt {
+                key: String::from_utf8_lossy(&entry.key).into_owned(),
+                problem: e.to_string(),
+            })?;
+            brakes.push(brake);
+        }
+        Ok(brakes)
+    }
+
+    /// Lifts a brake (the operator's decision): the messages it held are due at once.
+    /// Returns how many were released; [`Error::NoBrake`] if there was none.
+    pub async fn lift_brake(&self, tenant: &str, account: Option<u64>, now: u64) -> Result<usize, Error> {
+        let key = keys::brake(tenant, account);
+        if self.store.get(&key).await?.is_none() {
+            return Err(Error::NoBrake);
+        }
+        let mut batch = Batch::new();
+        batch.delete(&key);
+        self.store.commit(batch).await?;
+        let mut released = 0;
+        for id in self.ids_of(tenant, account).await? {
+            let changed = self
+                .change(id, |message| {
+                    if message.held.as_ref().is_some_and(|hold| hold.by_brake) {
+                        message.held = None;
+                        message.due_at = Some(now);
+                    }
+                })
+                .await;
+            match changed {
+                Ok(message) if message.held.is_none() && message.due_at == Some(now) => released += 1,
+                Ok(_) | Err(Error::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(released)
+    }
+
+    /// The ids of the queued messages of `tenant`, or of one of its accounts.
+    async fn ids_of(&self, tenant: &str, account: Option<u64>) -> Result<Vec<QueueId>, Error> {
+        let mut ids = Vec::new();
+        for entry in self.store.scan(&Scan::prefix(&keys::tenant_prefix(tenant))).await? {
+            let Some(id) = keys::trailing_id(&entry.key) else { continue };
+            match account {
+                None => ids.push(id),
+                Some(account) => {
+                    if self.get(id).await?.is_some_and(|message| message.account == Some(account)) {
+                        ids.push(id);
+                    }
+                }
+            }
+        }
+        Ok(ids)
     }
 
     /// Releases a held message: due at once.

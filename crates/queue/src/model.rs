@@ -74,6 +74,22 @@ pub struct Hold {
     /// Why, as the API shows it (e.g. "sending limit: 200 messages per hour").
     pub reason: String,
     pub since: u64,
+    /// Held by a sending brake (lifting the brake releases it), not by the operator.
+    #[serde(default)]
+    pub by_brake: bool,
+}
+
+/// A sending brake: an account (or a whole tenant) that went over its sending limits,
+/// perhaps because its password was phished. Its queued mail is held and new mail
+/// refused until the operator lifts it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Brake {
+    pub tenant: String,
+    /// The account braked; `None`: the whole tenant.
+    pub account: Option<u64>,
+    /// Which limit, as the API and the log show it.
+    pub reason: String,
+    pub since: u64,
 }
 
 /// What one attempt gave for one recipient.

@@ -1,6 +1,6 @@
 use hameau_store::{Options, Store};
 
-use crate::{Error, Hold, Limits, NewMessage, Outcome, Queue, State};
+use crate::{Brake, Error, Hold, Limits, NewMessage, Outcome, Queue, State};
 
 const NOW: u64 = 1_795_000_000;
 
@@ -133,7 +133,7 @@ async fn held_messages_wait_for_release() {
     let dir = tempfile::tempdir().unwrap();
     let q = queue(&dir).await;
     let mut held = new(&["a@x.fr"]);
-    held.held = Some(Hold { reason: "sending limit".into(), since: NOW });
+    held.held = Some(Hold { reason: "sending limit".into(), since: NOW, by_brake: false });
     let a = q.enqueue(held, NOW).await.unwrap();
     let b = q.enqueue(new(&["b@x.fr"]), NOW).await.unwrap();
     let claims = q.claim_due(NOW, 10).await.unwrap();
@@ -209,4 +209,38 @@ fn limits_are_checked() {
         check(Limits { delay_notice_s: 5 * 86_400, ..Limits::default() })
             .starts_with("queue.delay_notice_s: 432000 is not below")
     );
+}
+
+#[tokio::test]
+async fn a_brake_holds_the_accounts_mail_until_lifted() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = queue(&dir).await;
+    let mine = q.enqueue(new(&["a@x.fr"]), NOW).await.unwrap();
+    let mut other = new(&["b@x.fr"]);
+    other.account = Some(8);
+    let theirs = q.enqueue(other, NOW).await.unwrap();
+    // Held by the operator before: the brake leaves that hold alone.
+    let operator = q.enqueue(new(&["c@x.fr"]), NOW).await.unwrap();
+    q.hold(operator, "operator", NOW).await.unwrap();
+    assert_eq!(q.brake_of("mairie", 7).await.unwrap(), None);
+    let brake = Brake { tenant: "mairie".into(), account: Some(7), reason: "200 messages per hour".into(), since: NOW };
+    assert_eq!(q.brake(&brake, NOW).await.unwrap(), 1);
+    assert_eq!(q.brake_of("mairie", 7).await.unwrap(), Some(brake.clone()));
+    assert_eq!(q.brake_of("mairie", 8).await.unwrap(), None);
+    assert_eq!(q.brakes(Some("mairie")).await.unwrap(), vec![brake.clone()]);
+    assert!(q.brakes(Some("autre")).await.unwrap().is_empty());
+    let held = q.get(mine).await.unwrap().unwrap().held.unwrap();
+    assert!(held.by_brake && held.reason == "200 messages per hour");
+    let claimed: Vec<u64> = q.claim_due(NOW, 10).await.unwrap().iter().map(|c| c.id).collect();
+    assert_eq!(claimed, vec![theirs]);
+    assert_eq!(q.lift_brake("mairie", Some(7), NOW + 5).await.unwrap(), 1);
+    assert!(matches!(q.lift_brake("mairie", Some(7), NOW + 5).await, Err(Error::NoBrake)));
+    assert_eq!(q.brake_of("mairie", 7).await.unwrap(), None);
+    let claimed: Vec<u64> = q.claim_due(NOW + 5, 10).await.unwrap().iter().map(|c| c.id).collect();
+    assert_eq!(claimed, vec![mine]);
+    assert!(q.get(operator).await.unwrap().unwrap().held.is_some(), "the operator's hold stays");
+    // A tenant-wide brake stops every account of the tenant.
+    let tenant = Brake { tenant: "mairie".into(), account: None, reason: "tenant limit".into(), since: NOW };
+    q.brake(&tenant, NOW).await.unwrap();
+    assert_eq!(q.brake_of("mairie", 8).await.unwrap(), Some(tenant));
 }

@@ -5,6 +5,7 @@
 //! (`Received`, `Authentication-Results` RFC 8601), and delivers it durably into the mail
 //! model. Submission is the next pipeline.
 
+pub mod brakes;
 pub mod dns;
 pub mod inbound;
 mod options;

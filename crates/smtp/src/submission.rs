@@ -28,6 +28,9 @@ use mail_auth::common::crypto::{Ed25519Key, RsaKey, Sha256};
 use mail_auth::common::headers::HeaderWriter;
 use mail_auth::dkim::{Canonicalization, DkimSigner};
 
+use hameau_telemetry::{Counter, Registry};
+
+use crate::brakes::{SendingLimiter, SendingLimits, Tripped};
 use crate::pipeline::{Message, Pipeline};
 
 /// The `[submission]` section: the listeners agents send through. Sessions take the
@@ -49,6 +52,18 @@ pub struct Options {
     /// Whether `Received` shows the client's IP address. Off: an agent sending from home
     /// does not publish their address to every recipient (as Gmail and Outlook.com do).
     pub received_client_ip: bool,
+    /// Messages one account may send per hour before it is braked (its mail held, new
+    /// mail refused with `451 4.7.1` until the operator lifts the brake). A town-hall agent
+    /// sends tens a day; 200 an hour leaves room for a busy morning, while a phished
+    /// account sends thousands.
+    pub account_messages_per_hour_max: u32,
+    /// Distinct recipients one account may send to per hour: 500 holds a newsletter to
+    /// the commune's associations, not a spam run.
+    pub account_recipients_per_hour_max: u32,
+    /// Messages all the accounts of one tenant may send per hour: 1,000.
+    pub tenant_messages_per_hour_max: u32,
+    /// Distinct recipients of all the accounts of one tenant per hour: 2,000.
+    pub tenant_recipients_per_hour_max: u32,
 }
 
 impl Default for Options {
@@ -59,6 +74,10 @@ impl Default for Options {
             connections_max: 1024,
             connections_per_ip_max: 50,
             received_client_ip: false,
+            account_messages_per_hour_max: 200,
+            account_recipients_per_hour_max: 500,
+            tenant_messages_per_hour_max: 1000,
+            tenant_recipients_per_hour_max: 2000,
         }
     }
 }
@@ -70,7 +89,26 @@ impl Options {
         range("submission", "listen", self.listen.len() as u64, 0, 64)?;
         range("submission", "listen_tls", self.listen_tls.len() as u64, 0, 64)?;
         range("submission", "connections_max", self.connections_max as u64, 1, 1_000_000)?;
-        range("submission", "connections_per_ip_max", self.connections_per_ip_max as u64, 1, 100_000)
+        range("submission", "connections_per_ip_max", self.connections_per_ip_max as u64, 1, 100_000)?;
+        for (key, value) in [
+            ("account_messages_per_hour_max", self.account_messages_per_hour_max),
+            ("account_recipients_per_hour_max", self.account_recipients_per_hour_max),
+            ("tenant_messages_per_hour_max", self.tenant_messages_per_hour_max),
+            ("tenant_recipients_per_hour_max", self.tenant_recipients_per_hour_max),
+        ] {
+            range("submission", key, u64::from(value), 1, 100_000_000)?;
+        }
+        Ok(())
+    }
+
+    /// The sending limits of the brakes.
+    pub fn sending_limits(&self) -> SendingLimits {
+        SendingLimits {
+            account_messages_per_hour_max: self.account_messages_per_hour_max,
+            account_recipients_per_hour_max: self.account_recipients_per_hour_max,
+            tenant_messages_per_hour_max: self.tenant_messages_per_hour_max,
+            tenant_recipients_per_hour_max: self.tenant_recipients_per_hour_max,
+        }
     }
 
     /// The connection limits shared by the submission listeners.
@@ -80,7 +118,11 @@ impl Options {
 
     /// The pipeline's options.
     pub fn pipeline(&self, hostname: &str) -> SubmissionOptions {
-        SubmissionOptions { hostname: hostname.to_string(), received_client_ip: self.received_client_ip }
+        SubmissionOptions {
+            hostname: hostname.to_string(),
+            received_client_ip: self.received_client_ip,
+            sending_limits: self.sending_limits(),
+        }
     }
 }
 
@@ -93,6 +135,8 @@ pub struct SubmissionOptions {
     /// from home does not publish their address to every recipient (as Gmail and
     /// Outlook.com do).
     pub received_client_ip: bool,
+    /// The brakes' limits.
+    pub sending_limits: SendingLimits,
 }
 
 /// The fields a signature covers. Each is listed twice: the second matches nothing in a
@@ -135,6 +179,9 @@ pub struct Submission {
     now_s: Arc<dyn Fn() -> u64 + Send + Sync>,
     /// Wakes the delivery worker when a message is queued.
     queued: Arc<tokio::sync::Notify>,
+    limiter: SendingLimiter,
+    /// Brakes put on (`/metrics`).
+    brakes: Counter,
 }
 
 /// One submission connection.
@@ -153,8 +200,62 @@ impl Submission {
         options: SubmissionOptions,
         now_s: Arc<dyn Fn() -> u64 + Send + Sync>,
         queued: Arc<tokio::sync::Notify>,
+        registry: &Registry,
     ) -> Submission {
-        Submission { directory, queue, options, now_s, queued }
+        let limiter = SendingLimiter::new(options.sending_limits);
+        let brakes =
+            registry.counter("hameau_sending_brakes_total", "Accounts or tenants braked for sending too much.", &[]);
+        Submission { directory, queue, options, now_s, queued, limiter, brakes }
+    }
+
+    /// The brake that stops `account`, as the refusal to give; `None` when it may send.
+    async fn braked(&self, account: &Account) -> Option<Reply> {
+        match self.queue.brake_of(&account.tenant, account.id).await {
+            Ok(None) => None,
+            Ok(Some(brake)) => Some(Reply::new(
+                451,
+                "4.7.1",
+                format!(
+                    "sending is stopped ({}); your administrator has been told / l'envoi est suspendu, votre administrateur est prévenu",
+                    brake.reason
+                ),
+            )),
+            Err(e) => {
+                tracing::error!(account = %account.address, error = %e, "submission: cannot read the sending brakes");
+                Some(Reply::new(451, "4.3.0", "local error, try again later"))
+            }
+        }
+    }
+
+    /// Puts the brake `tripped` on for `account`: its queued mail (or its tenant's) held,
+    /// the operator and the tenant's admin told (log, metric, the brake listed by the API).
+    async fn brake(&self, account: &Account, tripped: Tripped, now: u64) -> Reply {
+        let brake = hameau_queue::Brake {
+            tenant: account.tenant.clone(),
+            account: (!tripped.tenant_wide).then_some(account.id),
+            reason: tripped.reason.clone(),
+            since: now,
+        };
+        match self.queue.brake(&brake, now).await {
+            Ok(held) => {
+                self.brakes.inc();
+                tracing::warn!(
+                    account = %account.address, tenant = %account.tenant, tenant_wide = tripped.tenant_wide,
+                    reason = %tripped.reason, held, "submission: sending braked (a hijacked account?)"
+                );
+            }
+            Err(e) => {
+                tracing::error!(account = %account.address, error = %e, "submission: the brake could not be recorded")
+            }
+        }
+        Reply::new(
+            451,
+            "4.7.1",
+            format!(
+                "{}; mail is held until your administrator releases it / l'envoi est suspendu jusqu'à ce que votre administrateur le rétablisse",
+                tripped.reason
+            ),
+        )
     }
 
     /// The message as queued: `Received`, then `Date` and `Message-ID` if missing, then the
@@ -312,7 +413,10 @@ impl Pipeline for Submission {
                 format!("{} may not send as <{address}>", account.address),
             ));
         }
-        Decision::Accept
+        match self.braked(account).await {
+            Some(refusal) => Decision::Reject(refusal),
+            None => Decision::Accept,
+        }
     }
 
     async fn rcpt_to(&self, session: &mut SubmissionSession, _address: &str) -> Decision {
@@ -344,6 +448,9 @@ impl Pipeline for Submission {
             Ok(signatures) => signatures,
             Err(reply) => return reply,
         };
+        if let Err(tripped) = self.limiter.count(&account.tenant, account.id, message.recipients, message.received_at) {
+            return self.brake(account, tripped, message.received_at).await;
+        }
         let raw = [signatures, prepared].concat();
         let queued = NewMessage {
             raw: raw.into(),

@@ -50,9 +50,19 @@ async fn fixture() -> Fixture {
     let update = AccountUpdate { may_send_as: Some(vec!["mairie@a.test".into()]), ..Default::default() };
     directory.update_account(&op, "agent@a.test", update).await.unwrap();
     let queue = Queue::new(store, hameau_queue::Limits::default());
-    let options = SubmissionOptions { hostname: "mx.a.test".into(), received_client_ip: false };
-    let submission =
-        Submission::new(directory, queue.clone(), options, Arc::new(|| NOW), Arc::new(tokio::sync::Notify::new()));
+    let options = SubmissionOptions {
+        hostname: "mx.a.test".into(),
+        received_client_ip: false,
+        sending_limits: crate::brakes::SendingLimits {
+            account_messages_per_hour_max: 2,
+            account_recipients_per_hour_max: 100,
+            tenant_messages_per_hour_max: 100,
+            tenant_recipients_per_hour_max: 100,
+        },
+    };
+    let registry = hameau_telemetry::Registry::default();
+    let notify = Arc::new(tokio::sync::Notify::new());
+    let submission = Submission::new(directory, queue.clone(), options, Arc::new(|| NOW), notify, &registry);
     Fixture { _dir: dir, submission, queue }
 }
 
@@ -157,4 +167,34 @@ async fn a_message_is_signed_twice_and_queued() {
     assert!(raw.find("DKIM-Signature:").unwrap() < received);
     assert!(raw.contains("Date: ") && raw.contains("Message-ID: <s1.1@mx.a.test>\r\n"), "{raw}");
     assert!(raw.ends_with("Subject: Conseil\r\n\r\nBonjour.\r\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_its_sending_limit_an_account_is_braked() {
+    let f = fixture().await;
+    let s = &f.submission;
+    let mut session = s.session(peer());
+    assert_eq!(refusal(s.auth(&mut session, credentials("agent@a.test", PASSWORD)).await), "accepted");
+    let params = MailParams::default();
+    let recipients = vec!["x@elsewhere.test".to_string()];
+    let data = b"From: agent@a.test\r\nSubject: x\r\n\r\nx\r\n";
+    for _ in 0..2 {
+        let reply = s.message(&mut session, message(data, "agent@a.test", &recipients, &params)).await;
+        assert!(reply.is_success(), "{reply}");
+    }
+    let reply = s.message(&mut session, message(data, "agent@a.test", &recipients, &params)).await;
+    assert!(reply.to_string().starts_with("451 4.7.1 sending limit: more than 2 messages in an hour"), "{reply}");
+    // Its queued mail is held; new mail is refused at MAIL FROM.
+    let queued = f.queue.list(None, None, 10).await.unwrap();
+    assert_eq!(queued.len(), 2);
+    assert!(queued.iter().all(|(_, message)| message.held.as_ref().is_some_and(|hold| hold.by_brake)));
+    let refused = refusal(s.mail_from(&mut session, "agent@a.test", &params).await);
+    assert!(refused.starts_with("451 4.7.1 sending is stopped (sending limit"), "{refused}");
+    // Another account of the tenant still sends; the operator lifts the brake.
+    let mut other = s.session(peer());
+    assert_eq!(refusal(s.auth(&mut other, credentials("other@a.test", PASSWORD)).await), "accepted");
+    assert_eq!(refusal(s.mail_from(&mut other, "other@a.test", &params).await), "accepted");
+    let account = f.queue.brakes(Some("a")).await.unwrap()[0].account.unwrap();
+    assert_eq!(f.queue.lift_brake("a", Some(account), NOW).await.unwrap(), 2);
+    assert_eq!(refusal(s.mail_from(&mut session, "agent@a.test", &params).await), "accepted");
 }
