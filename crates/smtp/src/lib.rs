@@ -3,7 +3,9 @@
 //! which recipients are accepted, how a message is authenticated (SPF RFC 7208, DKIM
 //! RFC 6376, ARC RFC 8617, DMARC RFC 7489, with mail-auth), which headers are added
 //! (`Received`, `Authentication-Results` RFC 8601), and delivers it durably into the mail
-//! model. Submission is the next pipeline.
+//! model. Submission ([`submission`], with the [`brakes`] of a hijacked account) queues
+//! what agents send; the delivery [`worker`] takes it from the queue and delivers it
+//! locally or through [`outbound`].
 
 pub mod brakes;
 pub mod dns;
