@@ -232,3 +232,102 @@ fn submitted_mail_is_delivered_locally_and_remotely_and_failures_are_notified() 
     let _ = sink.wait();
     drop(server);
 }
+
+/// Issue 11's crash test: N messages queued, the server SIGKILLed 10 times while the
+/// worker delivers them to Postfix's smtp-sink; in
+/// the end every message reached the remote, and the number that reached it twice (those
+/// accepted by the remote but not yet recorded when the server died) is reported.
+#[test]
+fn sigkill_while_delivering_loses_nothing_queued() {
+    let n: usize = std::env::var("HAMEAU_QUEUE_KILL_N").ok().and_then(|n| n.parse().ok()).unwrap_or(1000);
+    let (dir, _) = init_with_token();
+    let config = config_path(dir.path());
+    setup(&config);
+    let knot_dir = tempfile::tempdir().unwrap();
+    let zones = [(
+        "remote.test",
+        "remote.test. 300 IN MX 10 mx.remote.test.\nmx.remote.test. 300 IN A 127.0.0.1\n".to_string(),
+    )];
+    let knot = crate::support::start_knot(knot_dir.path(), &zones);
+    let set = |from: &str, to: &str| crate::support::set_config(&config, from, to);
+    set("resolvers = [\"127.0.0.1:9\"]", &format!("resolvers = [\"127.0.0.1:{}\"]", knot.port));
+    let sink_dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(sink_dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let sink_port = hameau_testkit::free_port();
+    let mut sink = Command::new("/usr/sbin/smtp-sink")
+        .args(["-u", "nobody", "-d", &format!("{}/%H%M%S.", sink_dir.path().display())])
+        .arg(format!("127.0.0.1:{sink_port}"))
+        .arg("10")
+        .spawn()
+        .expect("smtp-sink is needed (Debian package postfix)");
+    set("port = 25", &format!("port = {sink_port}"));
+    // Queued with the server stopped, as submission queues them (acknowledged = committed).
+    let store_path = config.parent().unwrap().join("store");
+    crate::support::block_on(async move {
+        let store = hameau_store::Store::open(&hameau_store::Options::rocksdb(&store_path)).await.unwrap();
+        let queue = hameau_queue::Queue::new(store.clone(), hameau_queue::Limits::default());
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        for i in 0..n {
+            let raw = format!(
+                "From: agent@a.test\r\nTo: x@remote.test\r\nSubject: kill test\r\nMessage-ID: <kill-{i}@a.test>\r\n\r\nmessage {i}\r\n"
+            );
+            let message = hameau_queue::NewMessage {
+                raw: raw.into_bytes().into(),
+                mail_from: "agent@a.test".into(),
+                recipients: vec!["x@remote.test".into()],
+                tenant: Some("a".into()),
+                account: Some(1),
+                envelope_id: format!("kill.{i}"),
+                held: None,
+            };
+            queue.enqueue(message, now).await.unwrap();
+        }
+        store.close().await.unwrap();
+    });
+    // Small rounds: more of them, so that the kills fall between and inside them.
+    set("claim_batch_max = 100", "claim_batch_max = 10");
+    let mut server = start_server(&config);
+    let received = |dir: &std::path::Path| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter_map(|file| {
+                let text = String::from_utf8_lossy(&std::fs::read(file.path()).ok()?).into_owned();
+                let id = text.split("Message-ID: <kill-").nth(1)?.split('@').next()?.to_string();
+                Some(id)
+            })
+            .collect()
+    };
+    let mut at_kills = Vec::new();
+    for kill in 0..10 {
+        std::thread::sleep(std::time::Duration::from_millis(100 + (kill * 37 % 300)));
+        at_kills.push(received(sink_dir.path()).len());
+        server.child.kill().unwrap();
+        server.child.wait().unwrap();
+        server = start_server(&config);
+    }
+    let start = std::time::Instant::now();
+    let ids = loop {
+        let ids = received(sink_dir.path());
+        let distinct: std::collections::HashSet<&String> = ids.iter().collect();
+        if distinct.len() >= n || start.elapsed() > std::time::Duration::from_secs(120) {
+            break ids;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let mut counts = std::collections::HashMap::<String, usize>::new();
+    for id in &ids {
+        *counts.entry(id.clone()).or_default() += 1;
+    }
+    let twice = counts.values().filter(|count| **count > 1).count();
+    eprintln!(
+        "{n} messages queued, 10 SIGKILLs while delivering (received at each kill: {at_kills:?}): {} received, \
+         {twice} of them more than once",
+        counts.len()
+    );
+    assert!(at_kills.iter().any(|k| *k > 0 && *k < n), "the kills fell while delivering: {at_kills:?}");
+    assert_eq!(counts.len(), n, "every queued message reached the remote");
+    let _ = sink.kill();
+    let _ = sink.wait();
+    drop(server);
+}

@@ -207,6 +207,7 @@ impl Queue {
                 .collect(),
             held: new.held,
             due_at: (!held).then_some(now),
+            leased_until: None,
         };
         let mut batch = Batch::new();
         // The id is the counter's value, patched into every key that holds it: one commit.
@@ -267,6 +268,7 @@ impl Queue {
                 batch.delete(&keys::due(at, id));
             }
             message.due_at = Some(leased_until);
+            message.leased_until = Some(leased_until);
             batch.set(&keys::due(leased_until, id), &[]);
             batch.set(&keys::message(id), &encode(&message));
             match self.store.commit(batch).await {
@@ -323,6 +325,7 @@ impl Queue {
                     }
                 }
             }
+            message.leased_until = None;
             let mut batch = Batch::new();
             batch.expect_version(&keys::message(id), version);
             if let Some(at) = message.due_at {
@@ -538,6 +541,32 @@ impl Queue {
             listed.push((id, message));
         }
         Ok(listed)
+    }
+
+    /// Takes back every lease still running: due at once. For a server starting on its
+    /// own store (one node per store today), whatever is leased was leased by its previous
+    /// run, which died; without this, those messages would wait for `lease_s`. Returns how
+    /// many. (Several nodes on one store, issue 16, will take back only their own.)
+    pub async fn release_leases(&self, now: u64) -> Result<usize, Error> {
+        let mut released = 0;
+        let scan = Scan::range(&keys::due_after(now), &[keys::DUE, &[0xFF; 8][..]].concat());
+        for entry in self.store.scan(&scan).await? {
+            let (Some(at), Some(id)) = (keys::due_at(&entry.key), keys::due_id(&entry.key)) else { continue };
+            let changed = self
+                .change(id, |message| {
+                    if message.leased_until == Some(at) && message.due_at == Some(at) {
+                        message.leased_until = None;
+                        message.due_at = Some(now);
+                    }
+                })
+                .await;
+            match changed {
+                Ok(message) if message.due_at == Some(now) => released += 1,
+                Ok(_) | Err(Error::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(released)
     }
 
     /// When the earliest scheduled message is due (a lease's end counts), if any: how

@@ -25,6 +25,9 @@ pub struct Message {
     /// The time of its entry in the schedule: the next attempt, or the end of a worker's
     /// lease; `None` while held.
     pub due_at: Option<u64>,
+    /// While a worker has it: the end of that worker's lease (also `due_at`).
+    #[serde(default)]
+    pub leased_until: Option<u64>,
 }
 
 impl Message {

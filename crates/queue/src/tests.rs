@@ -126,6 +126,14 @@ async fn a_dead_workers_lease_ends_and_the_message_is_due_again() {
     assert!(q.claim_due(NOW + lease - 1, 10).await.unwrap().is_empty());
     let claims = q.claim_due(NOW + lease, 10).await.unwrap();
     assert_eq!(claims.iter().map(|c| c.id).collect::<Vec<_>>(), vec![id]);
+    // A server starting again takes back its previous run's leases at once.
+    assert!(q.claim_due(NOW + lease + 1, 10).await.unwrap().is_empty());
+    assert_eq!(q.release_leases(NOW + lease + 1).await.unwrap(), 1);
+    assert_eq!(q.claim_due(NOW + lease + 1, 10).await.unwrap().len(), 1);
+    // A message merely scheduled later is left alone.
+    let later = q.enqueue(new(&["b@x.fr"]), NOW + 10_000).await.unwrap();
+    assert_eq!(q.release_leases(NOW + lease + 2).await.unwrap(), 1);
+    assert_eq!(q.get(later).await.unwrap().unwrap().due_at, Some(NOW + 10_000));
 }
 
 #[tokio::test]

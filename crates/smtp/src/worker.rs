@@ -151,6 +151,11 @@ const ERROR_PAUSE: Duration = Duration::from_secs(1);
 impl Worker {
     /// Delivers until `shutdown` turns true; a round under way finishes first.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        match self.queue.release_leases((self.now_s)()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(n, "queue: took back the messages a previous run had under way"),
+            Err(e) => tracing::error!(error = %e, "queue: cannot take back the previous run's leases"),
+        }
         loop {
             if *shutdown.borrow() {
                 return;
