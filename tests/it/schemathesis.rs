@@ -12,7 +12,7 @@
 
 use std::process::Command;
 
-use crate::support::{config_path, init_with_token, run, set_config, start_server};
+use crate::support::{config_path, enqueue, init_with_token, run, set_config, start_server};
 
 #[test]
 fn schemathesis_finds_nothing() {
@@ -26,6 +26,9 @@ fn schemathesis_finds_nothing() {
     let (status, stdout, stderr) = run(&["apikey", "create", "--name", "schemathesis", "--operator", "--config", c]);
     assert!(status.success(), "{stderr}");
     let token = serde_json::from_str::<serde_json::Value>(&stdout).unwrap()["token"].as_str().unwrap().to_string();
+    // A queued message (held: the delivery worker leaves it be), so that the queue's
+    // answers are checked against the schema with one in them.
+    enqueue(&config, "demo", &["x@nowhere.test"], Some("schemathesis"));
     set_config(&config, "failures_before_delay = 5", "failures_before_delay = 1000");
     set_config(&config, "failures_max = 20", "failures_max = 100000");
     let server = start_server(&config);

@@ -229,3 +229,26 @@ pub fn metric(server: &Server, config: &Path, series: &str) -> u64 {
     let line = metrics.body.lines().find(|line| line.starts_with(series));
     line.map_or(0, |line| line.rsplit(' ').next().unwrap().parse().unwrap())
 }
+
+/// Queues a message of `tenant` for `recipients` straight into the store of `config` (the
+/// server must be stopped), held if `held` says why; its queue id.
+pub fn enqueue(config: &Path, tenant: &str, recipients: &[&str], held: Option<&str>) -> u64 {
+    let store_path = config.parent().unwrap().join("store");
+    let new = hameau_queue::NewMessage {
+        raw: bytes::Bytes::from_static(b"From: agent@a.test\r\nSubject: test\r\n\r\nBonjour\r\n"),
+        mail_from: format!("agent@{tenant}.test"),
+        recipients: recipients.iter().map(|r| r.to_string()).collect(),
+        tenant: Some(tenant.to_string()),
+        account: None,
+        envelope_id: "test".into(),
+        held: held.map(|reason| hameau_queue::Hold { reason: reason.into(), since: 0 }),
+    };
+    block_on(async move {
+        let store = hameau_store::Store::open(&hameau_store::Options::rocksdb(&store_path)).await.unwrap();
+        let queue = hameau_queue::Queue::new(store.clone(), hameau_queue::Limits::default());
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        let id = queue.enqueue(new, now).await.unwrap();
+        store.close().await.unwrap();
+        id
+    })
+}

@@ -51,6 +51,28 @@ impl Principal {
             Principal::TenantAdmin { tenant } | Principal::User { tenant, .. } => Some(tenant),
         }
     }
+
+    /// What this principal administers, for records kept outside the directory (the
+    /// outbound queue): every tenant (`None`, the operator) or its own (a tenant admin).
+    /// A user administers nothing: [`Error::Forbidden`], whatever it asks for, so that
+    /// the refusal tells nothing of what exists.
+    pub fn administered_tenant(&self) -> Result<Option<&str>, Error> {
+        match self {
+            Principal::Operator => Ok(None),
+            Principal::TenantAdmin { tenant } => Ok(Some(tenant)),
+            Principal::User { .. } => Err(Error::Forbidden("only an administrator may do this".into())),
+        }
+    }
+
+    /// This principal administers records of `tenant` (`None`: of no tenant, which only
+    /// the operator sees). Out of scope reads as absent: the caller answers
+    /// [`Error::NotFound`].
+    pub fn administers(&self, tenant: Option<&str>) -> Result<bool, Error> {
+        Ok(match self.administered_tenant()? {
+            None => true,
+            Some(own) => tenant == Some(own),
+        })
+    }
 }
 
 /// Why a directory operation failed. Each kind maps to one HTTP status in the admin API.

@@ -280,6 +280,12 @@ fn check_optional_codes(siren: Option<&str>, insee: Option<&str>) -> Result<(), 
 }
 
 impl Directory {
+    /// The page size of a list for `?limit=`: 100 by default, at most `page_items_max`;
+    /// 0 is refused. For lists kept outside the directory (the outbound queue).
+    pub fn page_limit(&self, limit: Option<usize>) -> Result<usize, Error> {
+        page_limit(self, limit)
+    }
+
     // Tenants.
 
     pub async fn create_tenant(&self, principal: &Principal, new: NewTenant, now: u64) -> Result<Tenant, Error> {

@@ -102,6 +102,28 @@ fn identifiers() {
     assert!(check_insee("3818").is_err());
 }
 
+/// Records kept outside the directory (the outbound queue): what each role administers.
+#[test]
+fn administered_tenants() {
+    let check = |principal: Principal, tenant: Option<&str>, expect: &str| {
+        let got = match principal.administers(tenant) {
+            Ok(yes) => yes.to_string(),
+            Err(e) => format!("error: {e}"),
+        };
+        assert_eq!(got, expect, "{principal:?} {tenant:?}");
+    };
+    check(Principal::Operator, Some("a"), "true");
+    check(Principal::Operator, None, "true");
+    check(admin("a"), Some("a"), "true");
+    check(admin("a"), Some("b"), "false");
+    check(admin("a"), None, "false");
+    let user = Principal::User { account: 1, tenant: "a".into() };
+    check(user.clone(), Some("a"), "error: only an administrator may do this");
+    assert!(matches!(user.administered_tenant(), Err(Error::Forbidden(_))));
+    assert_eq!(admin("a").administered_tenant().unwrap(), Some("a"));
+    assert_eq!(Principal::Operator.administered_tenant().unwrap(), None);
+}
+
 #[test]
 fn selectors_carry_the_month() {
     assert_eq!(crate::dkim::year_month_for_tests(0), "197001");

@@ -1,4 +1,4 @@
-//! `hameau tenant|domain|account|alias|apikey|app-password …`: the admin API from the
+//! `hameau tenant|domain|account|alias|apikey|app-password|queue …`: the admin API from the
 //! command line. Each command is one API call; it runs either in-process on the local data
 //! directory (as the operator, while the server is stopped) or against a running server
 //! (`--url` and `--api-key`). Either way the same handlers run, with the same validation
@@ -193,6 +193,27 @@ pub enum AppPasswordCommand {
     },
 }
 
+#[derive(Subcommand, Debug)]
+pub enum QueueCommand {
+    /// Lists queued messages, oldest first (the operator: all, or one tenant's).
+    List(TenantPageArgs),
+    /// Shows a message's envelope and each recipient's state (never its content).
+    Show { id: u64 },
+    /// Makes a message due now, with every recipient still pending.
+    Retry { id: u64 },
+    /// Holds a message: it is not tried until released.
+    Hold {
+        id: u64,
+        /// Why, shown with the message.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Releases a held message: due now.
+    Release { id: u64 },
+    /// Removes a message undelivered; the sender is not told.
+    Delete { id: u64 },
+}
+
 #[derive(Args, Debug)]
 pub struct PageArgs {
     #[arg(long)]
@@ -384,5 +405,18 @@ pub fn app_password_call(command: AppPasswordCommand) -> anyhow::Result<ApiCall>
         AppPasswordCommand::Delete { address, id } => {
             ApiCall::delete(format!("/api/v1/accounts/{}/app-passwords/{}", segment(&address), segment(&id)))
         }
+    })
+}
+
+pub fn queue_call(command: QueueCommand) -> anyhow::Result<ApiCall> {
+    Ok(match command {
+        QueueCommand::List(page) => ApiCall::get(format!("/api/v1/queue{}", tenant_page(page))),
+        QueueCommand::Show { id } => ApiCall::get(format!("/api/v1/queue/{id}")),
+        QueueCommand::Retry { id } => ApiCall::post(format!("/api/v1/queue/{id}/retry"), json!({})),
+        QueueCommand::Hold { id, reason } => {
+            ApiCall::post(format!("/api/v1/queue/{id}/hold"), json!({"reason": reason}))
+        }
+        QueueCommand::Release { id } => ApiCall::post(format!("/api/v1/queue/{id}/release"), json!({})),
+        QueueCommand::Delete { id } => ApiCall::delete(format!("/api/v1/queue/{id}")),
     })
 }

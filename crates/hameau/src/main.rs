@@ -79,6 +79,13 @@ enum Command {
         #[command(flatten)]
         target: admin::Target,
     },
+    /// The outbound queue: messages waiting for delivery.
+    Queue {
+        #[command(subcommand)]
+        command: admin::QueueCommand,
+        #[command(flatten)]
+        target: admin::Target,
+    },
     /// The DNS records of a domain.
     Dns {
         #[command(subcommand)]
@@ -131,6 +138,7 @@ fn main() -> ExitCode {
         Command::AppPassword { command, target } => {
             admin::app_password_call(command).and_then(|call| client::run(&target, call))
         }
+        Command::Queue { command, target } => admin::queue_call(command).and_then(|call| client::run(&target, call)),
         Command::Dns { command: DnsCommand::Records { domain, json }, target } => {
             client::run_dns_records(&target, &domain, json)
         }

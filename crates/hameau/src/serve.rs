@@ -38,6 +38,8 @@ pub fn app_state(
         metrics: hameau_http::HttpMetrics::new(registry, "https"),
         options: Arc::new(config.http.clone()),
         dns: hameau_directory::dns::DnsOptions { mx_host: config.server.hostname.clone() },
+        queue: hameau_queue::Queue::new(store.clone(), config.queue.clone()),
+        queue_wake: Arc::new(tokio::sync::Notify::new()),
     }
 }
 
@@ -68,7 +70,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let directory = Directory::new(store.clone(), config.directory.clone()).with_limiter(limiter.clone());
     // One mail model: SMTP deliveries wake the IMAP sessions of the same account.
     let mail = hameau_mailbox::Mail::with_limits(store.clone(), config.mail.clone());
-    let mut started = start_http(&config, &store, &directory, &limiter, &registry, &shutdown_rx, &mut services).await;
+    // One queue: submission fills it, the API administers it, and both wake its worker.
+    let queue = (hameau_queue::Queue::new(store.clone(), config.queue.clone()), Arc::new(tokio::sync::Notify::new()));
+    let mut started = start_http(&config, &store, &directory, &queue, &registry, &shutdown_rx, &mut services).await;
     if started.is_ok() {
         started = start_smtp(&config, &mail, &directory, &registry, &shutdown_rx, &mut services).await;
     }
@@ -76,7 +80,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         started = start_imap(&config, &mail, &directory, &registry, &shutdown_rx, &mut services).await;
     }
     if started.is_ok() {
-        started = start_submission(&config, &store, &mail, &directory, &registry, &shutdown_rx, &mut services).await;
+        started = start_submission(&config, queue, &mail, &directory, &registry, &shutdown_rx, &mut services).await;
     }
     if let Err(e) = started {
         services.abort_all();
@@ -104,7 +108,7 @@ async fn start_http(
     config: &Config,
     store: &hameau_store::Store,
     directory: &Directory,
-    limiter: &Arc<AuthLimiter>,
+    (queue, queued): &(hameau_queue::Queue, Arc<tokio::sync::Notify>),
     registry: &Arc<Registry>,
     shutdown: &watch::Receiver<bool>,
     services: &mut JoinSet<()>,
@@ -114,7 +118,8 @@ async fn start_http(
     }
     let tls = crate::tls::server_config(config)?;
     let mut state = app_state(config, store, directory, registry);
-    state.limiter = limiter.clone();
+    // The directory's limiter is the one every protocol shares (`app_state` takes it).
+    (state.queue, state.queue_wake) = (queue.clone(), queued.clone());
     let metrics = state.metrics.clone();
     let router = hameau_http::router(state);
     for addr in &config.http.listen {
@@ -183,7 +188,7 @@ async fn start_smtp(
 /// and the submission listeners that fill the queue.
 async fn start_submission(
     config: &Config,
-    store: &hameau_store::Store,
+    (queue, queued): (hameau_queue::Queue, Arc<tokio::sync::Notify>),
     mail: &hameau_mailbox::Mail,
     directory: &Directory,
     registry: &Registry,
@@ -193,8 +198,6 @@ async fn start_submission(
     let hostname = &config.server.hostname;
     let now_s: Arc<dyn Fn() -> u64 + Send + Sync> =
         Arc::new(|| <SystemClock as hameau_http::Clock>::now_s(&SystemClock));
-    let queue = hameau_queue::Queue::new(store.clone(), config.queue.clone());
-    let queued = Arc::new(tokio::sync::Notify::new());
     let worker = hameau_smtp::worker::Worker {
         queue: queue.clone(),
         mail: mail.clone(),

@@ -5,6 +5,7 @@
 //! Handlers only translate: the directory checks every rule and every scope.
 
 mod handlers;
+mod queue;
 
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
@@ -225,7 +226,7 @@ fn bearer_token(parts: &Parts) -> Option<String> {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Hameau admin API", description = "Tenants, domains, accounts, aliases, application passwords and API keys."),
+    info(title = "Hameau admin API", description = "Tenants, domains, accounts, aliases, application passwords, API keys and the outbound queue."),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
     components(schemas(Problem))

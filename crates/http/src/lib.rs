@@ -23,6 +23,9 @@ use hameau_telemetry::Registry;
 use subtle::ConstantTimeEq;
 
 pub use options::Options;
+
+#[cfg(test)]
+mod tests;
 pub use server::run;
 
 /// The time, as the binary reads it (only the binary reads the clock).
@@ -51,6 +54,10 @@ pub struct AppState {
     pub options: Arc<Options>,
     /// How the DNS records a domain needs are written (its MX host).
     pub dns: DnsOptions,
+    /// The outbound queue, for its administration.
+    pub queue: hameau_queue::Queue,
+    /// Wakes the delivery worker when a message becomes due (retry, release).
+    pub queue_wake: Arc<tokio::sync::Notify>,
 }
 
 /// Every route of the listener.

@@ -1,0 +1,285 @@
+//! The outbound queue's routes: list, show, retry, hold, release and delete queued
+//! messages. The operator acts on every message; a tenant admin on its own tenant's only,
+//! and another tenant's message reads exactly as an absent one; a user has no access.
+//! The queue shows envelopes and recipients' states, never a message's content.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use hameau_directory::{Page, Principal};
+use hameau_queue::{Message, QueueId};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::{ApiJson, ApiPath, ApiQuery, Caller, Problem};
+use crate::AppState;
+
+type ApiResult<T> = Result<T, Problem>;
+
+/// Longest hold reason, bytes: a sentence, as the API shows it.
+const REASON_BYTES_MAX: usize = 200;
+
+pub fn routes(router: OpenApiRouter<AppState>) -> OpenApiRouter<AppState> {
+    router
+        .routes(routes!(list_queue))
+        .routes(routes!(get_queued, delete_queued))
+        .routes(routes!(retry_queued))
+        .routes(routes!(hold_queued))
+        .routes(routes!(release_queued))
+}
+
+/// Paging of the queue, in id order (the order messages were queued).
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct QueueQuery {
+    /// Only this tenant's messages (the operator; a tenant admin sees its own only, and
+    /// another tenant's list is empty). Empty means every tenant.
+    tenant: Option<String>,
+    /// The `next` cursor of the previous page.
+    after: Option<String>,
+    /// Items per page (1 to the server's `page_items_max`; 100 by default).
+    #[param(minimum = 1)]
+    limit: Option<usize>,
+}
+
+/// A queued message: its envelope and each recipient's state, never its content.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QueuedMessage {
+    pub id: QueueId,
+    /// The sender's tenant; absent for the server's own messages.
+    pub tenant: Option<String>,
+    /// The envelope sender; empty for a delivery status notification.
+    pub sender: String,
+    /// When it was queued, seconds since the Unix epoch.
+    pub queued_at: u64,
+    /// Its size in bytes.
+    pub size: u64,
+    /// The id it was accepted under (the logs and its `Received` field name it).
+    pub envelope_id: String,
+    /// Why and since when it is held; absent when it is not.
+    pub held: Option<QueueHold>,
+    /// When it is next tried (or, while a delivery is under way, when another attempt may
+    /// take it over); absent while held.
+    pub next_attempt_at: Option<u64>,
+    pub recipients: Vec<QueuedRecipient>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QueueHold {
+    pub reason: String,
+    /// Seconds since the Unix epoch.
+    pub since: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QueuedRecipient {
+    pub address: String,
+    pub state: RecipientState,
+    /// When it was delivered or failed for good; absent while pending.
+    pub final_at: Option<u64>,
+    /// Attempts that ended in a temporary failure.
+    pub attempts: u32,
+    /// The receiver's last reply (or the local error), on one line.
+    pub last_reply: Option<String>,
+    /// When it is next tried; absent once final.
+    pub next_attempt_at: Option<u64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RecipientState {
+    Pending,
+    Delivered,
+    Failed,
+}
+
+/// Why a message is held.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HoldRequest {
+    /// Shown with the message, e.g. "suspected compromised account".
+    pub reason: String,
+}
+
+impl QueuedMessage {
+    fn new(id: QueueId, message: Message) -> QueuedMessage {
+        use hameau_queue::State;
+        let recipients = message
+            .recipients
+            .into_iter()
+            .map(|recipient| {
+                let (state, final_at) = match recipient.state {
+                    State::Pending => (RecipientState::Pending, None),
+                    State::Delivered { at } => (RecipientState::Delivered, Some(at)),
+                    State::Failed { at } => (RecipientState::Failed, Some(at)),
+                };
+                QueuedRecipient {
+                    address: recipient.address,
+                    next_attempt_at: final_at.is_none().then_some(recipient.next_at),
+                    state,
+                    final_at,
+                    attempts: recipient.attempts,
+                    last_reply: recipient.last_reply,
+                }
+            })
+            .collect();
+        QueuedMessage {
+            id,
+            tenant: message.tenant,
+            sender: message.mail_from,
+            queued_at: message.queued_at,
+            size: message.size,
+            envelope_id: message.envelope_id,
+            held: message.held.map(|hold| QueueHold { reason: hold.reason, since: hold.since }),
+            next_attempt_at: message.due_at,
+            recipients,
+        }
+    }
+}
+
+/// A queue failure as a problem; `typed` is the id as the caller typed it.
+fn queue_problem(error: hameau_queue::Error, typed: &str) -> Problem {
+    match error {
+        hameau_queue::Error::NotFound(_) => not_found(typed),
+        hameau_queue::Error::Busy => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the queue was too busy with concurrent changes of this message: try again",
+        ),
+        error => {
+            tracing::error!(error = %error, "admin API: a queue request failed");
+            Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error: see the server's log")
+        }
+    }
+}
+
+/// Absent and out of scope read the same: the id as typed, both ways.
+fn not_found(typed: &str) -> Problem {
+    hameau_directory::Error::NotFound { what: "queued message", name: typed.to_string() }.into()
+}
+
+/// The message `typed`, if the caller administers its tenant. A user is refused before
+/// anything is read.
+async fn visible(state: &AppState, caller: &Principal, typed: &str) -> ApiResult<(QueueId, Message)> {
+    caller.administered_tenant()?;
+    let id: QueueId = typed.parse().map_err(|_| not_found(typed))?;
+    let message = state.queue.get(id).await.map_err(|e| queue_problem(e, typed))?.ok_or_else(|| not_found(typed))?;
+    if !caller.administers(message.tenant.as_deref())? {
+        return Err(not_found(typed));
+    }
+    Ok((id, message))
+}
+
+#[utoipa::path(get, path = "/api/v1/queue", tag = "queue", operation_id = "list_queue", params(QueueQuery),
+    responses((status = 200, body = Page<QueuedMessage>), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json"), (status = 429, body = Problem, content_type = "application/problem+json")))]
+async fn list_queue(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiQuery(query): ApiQuery<QueueQuery>,
+) -> ApiResult<Json<Page<QueuedMessage>>> {
+    let own = caller.administered_tenant()?;
+    let limit = state.directory.page_limit(query.limit)?;
+    // The cursor is the last id of the previous page.
+    let after = match query.after.as_deref() {
+        None => None,
+        Some(after) => Some(after.parse::<QueueId>().map_err(|_| {
+            Problem::new(StatusCode::BAD_REQUEST, format!("after: {after:?} is not a cursor of this list"))
+        })?),
+    };
+    let tenant = match (own, query.tenant.as_deref().filter(|asked| !asked.is_empty())) {
+        // Another tenant's queue is empty for this admin, as an absent tenant's is.
+        (Some(own), Some(asked)) if asked != own => return Ok(Json(Page { items: Vec::new(), next: None })),
+        (Some(own), _) => Some(own),
+        (None, asked) => asked,
+    };
+    let mut listed = state.queue.list(tenant, after, limit.saturating_add(1)).await.map_err(|e| {
+        tracing::error!(error = %e, "admin API: listing the queue failed");
+        Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error: see the server's log")
+    })?;
+    let more = listed.len() > limit;
+    listed.truncate(limit);
+    let next = if more { listed.last().map(|(id, _)| id.to_string()) } else { None };
+    let items = listed.into_iter().map(|(id, message)| QueuedMessage::new(id, message)).collect();
+    Ok(Json(Page { items, next }))
+}
+
+#[utoipa::path(get, path = "/api/v1/queue/{id}", tag = "queue", operation_id = "get_queued", params(("id" = u64, Path, description = "The queue id")),
+    responses((status = 200, body = QueuedMessage), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 429, body = Problem, content_type = "application/problem+json")))]
+async fn get_queued(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiPath(typed): ApiPath<String>,
+) -> ApiResult<Json<QueuedMessage>> {
+    let (id, message) = visible(&state, &caller, &typed).await?;
+    Ok(Json(QueuedMessage::new(id, message)))
+}
+
+/// Makes the message due at once, every pending recipient with it. A held message is
+/// released first (409).
+#[utoipa::path(post, path = "/api/v1/queue/{id}/retry", tag = "queue", operation_id = "retry_queued", params(("id" = u64, Path, description = "The queue id")),
+    responses((status = 200, body = QueuedMessage), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json"), (status = 429, body = Problem, content_type = "application/problem+json"), (status = 503, body = Problem, content_type = "application/problem+json")))]
+async fn retry_queued(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiPath(typed): ApiPath<String>,
+) -> ApiResult<Json<QueuedMessage>> {
+    let (id, message) = visible(&state, &caller, &typed).await?;
+    if message.held.is_some() {
+        let detail = format!("queued message {typed:?} is held: release it to deliver it");
+        return Err(Problem::new(StatusCode::CONFLICT, detail));
+    }
+    let message = state.queue.retry_now(id, state.clock.now_s()).await.map_err(|e| queue_problem(e, &typed))?;
+    state.queue_wake.notify_one();
+    Ok(Json(QueuedMessage::new(id, message)))
+}
+
+/// Holds the message: it is not tried until released (an attempt under way finishes).
+/// Holding a held message keeps its first reason.
+#[utoipa::path(post, path = "/api/v1/queue/{id}/hold", tag = "queue", operation_id = "hold_queued", params(("id" = u64, Path, description = "The queue id")), request_body = HoldRequest,
+    responses((status = 200, body = QueuedMessage), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 413, body = Problem, content_type = "application/problem+json"), (status = 415, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json"), (status = 429, body = Problem, content_type = "application/problem+json"), (status = 503, body = Problem, content_type = "application/problem+json")))]
+async fn hold_queued(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiPath(typed): ApiPath<String>,
+    ApiJson(request): ApiJson<HoldRequest>,
+) -> ApiResult<Json<QueuedMessage>> {
+    let (id, _) = visible(&state, &caller, &typed).await?;
+    hameau_directory::model::check_text("reason", &request.reason, REASON_BYTES_MAX)?;
+    if request.reason.trim().is_empty() {
+        let problem = "must not be empty".to_string();
+        return Err(hameau_directory::Error::Invalid { field: "reason", problem }.into());
+    }
+    let message =
+        state.queue.hold(id, &request.reason, state.clock.now_s()).await.map_err(|e| queue_problem(e, &typed))?;
+    Ok(Json(QueuedMessage::new(id, message)))
+}
+
+/// Releases the message: due at once.
+#[utoipa::path(post, path = "/api/v1/queue/{id}/release", tag = "queue", operation_id = "release_queued", params(("id" = u64, Path, description = "The queue id")),
+    responses((status = 200, body = QueuedMessage), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 429, body = Problem, content_type = "application/problem+json"), (status = 503, body = Problem, content_type = "application/problem+json")))]
+async fn release_queued(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiPath(typed): ApiPath<String>,
+) -> ApiResult<Json<QueuedMessage>> {
+    let (id, _) = visible(&state, &caller, &typed).await?;
+    let message = state.queue.release(id, state.clock.now_s()).await.map_err(|e| queue_problem(e, &typed))?;
+    state.queue_wake.notify_one();
+    Ok(Json(QueuedMessage::new(id, message)))
+}
+
+/// Removes the message from the queue undelivered; the sender is not told.
+#[utoipa::path(delete, path = "/api/v1/queue/{id}", tag = "queue", operation_id = "delete_queued", params(("id" = u64, Path, description = "The queue id")),
+    responses((status = 204), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 429, body = Problem, content_type = "application/problem+json"), (status = 503, body = Problem, content_type = "application/problem+json")))]
+async fn delete_queued(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiPath(typed): ApiPath<String>,
+) -> ApiResult<StatusCode> {
+    let (id, _) = visible(&state, &caller, &typed).await?;
+    state.queue.delete(id).await.map_err(|e| queue_problem(e, &typed))?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,305 @@
+//! The routes in process (no sockets): the outbound queue's administration, by role.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use hameau_directory::dns::DnsOptions;
+use hameau_directory::{
+    AccountRole, Directory, KeyScope, NewAccount, NewApiKey, NewDomain, NewTenant, Options as DirectoryOptions,
+    Principal,
+};
+use hameau_queue::{NewMessage, Queue};
+use hameau_store::{Options as StoreOptions, Store};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+use crate::{AppState, Clock, HttpMetrics, Options};
+
+const NOW: u64 = 1_795_000_000; // 2026-11-18
+
+struct FixedClock;
+
+impl Clock for FixedClock {
+    fn now_s(&self) -> u64 {
+        NOW
+    }
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    router: Router,
+    queue: Queue,
+    wake: Arc<tokio::sync::Notify>,
+    operator: String,
+    admin_a: String,
+    admin_b: String,
+    user_a: String,
+}
+
+/// Tenants `a` and `b`, the account user@a.fr, a key per role, and three queued
+/// messages: 1 of tenant `a`, 2 of tenant `b`, 3 of no tenant (a notice of the server's).
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&StoreOptions::rocksdb(dir.path())).await.unwrap();
+    let directory = Directory::new(store.clone(), DirectoryOptions::default());
+    let operator = Principal::Operator;
+    for tenant in ["a", "b"] {
+        let new = NewTenant {
+            id: tenant.into(),
+            name: tenant.into(),
+            siren: None,
+            insee: None,
+            quota_bytes: None,
+            accounts_max: None,
+        };
+        directory.create_tenant(&operator, new, NOW).await.unwrap();
+    }
+    directory.create_domain(&operator, NewDomain { name: "a.fr".into(), tenant: "a".into() }, NOW).await.unwrap();
+    let account = NewAccount {
+        address: "user@a.fr".into(),
+        display_name: String::new(),
+        password: None,
+        quota_bytes: None,
+        enabled: true,
+        role: AccountRole::User,
+    };
+    directory.create_account(&operator, account, NOW).await.unwrap();
+    let mut tokens = Vec::new();
+    for scope in [
+        KeyScope::Operator,
+        KeyScope::TenantAdmin { tenant: "a".into() },
+        KeyScope::TenantAdmin { tenant: "b".into() },
+        KeyScope::User { account: "user@a.fr".into() },
+    ] {
+        let new = NewApiKey { name: "test".into(), scope, expires_at: None };
+        tokens.push(directory.create_api_key(&operator, new, NOW).await.unwrap().1);
+    }
+    let queue = Queue::new(store.clone(), hameau_queue::Limits::default());
+    for (tenant, mail_from) in [(Some("a"), "agent@a.fr"), (Some("b"), "agent@b.fr"), (None, "")] {
+        let new = NewMessage {
+            raw: bytes::Bytes::from_static(b"From: agent@a.fr\r\nSubject: Conseil\r\n\r\nBonjour\r\n"),
+            mail_from: mail_from.into(),
+            recipients: vec!["x@nowhere.test".into(), "y@nowhere.test".into()],
+            tenant: tenant.map(str::to_string),
+            account: None,
+            envelope_id: format!("env-{}", tenant.unwrap_or("none")),
+            held: None,
+        };
+        queue.enqueue(new, NOW - 60).await.unwrap();
+    }
+    let registry = Arc::new(hameau_telemetry::Registry::new());
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let state = AppState {
+        store,
+        limiter: directory.limiter().clone(),
+        directory,
+        clock: Arc::new(FixedClock),
+        metrics: HttpMetrics::new(&registry, "https"),
+        registry,
+        options: Arc::new(Options::default()),
+        dns: DnsOptions { mx_host: "mx.example.org".into() },
+        queue: queue.clone(),
+        queue_wake: wake.clone(),
+    };
+    let [operator, admin_a, admin_b, user_a] = <[String; 4]>::try_from(tokens).unwrap();
+    Fixture { _dir: dir, router: crate::router(state), queue, wake, operator, admin_a, admin_b, user_a }
+}
+
+impl Fixture {
+    /// One request as `token`: the status and the body (JSON, or `null` when empty).
+    async fn call(&self, token: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let (status, bytes) = self.call_raw(token, method, path, body).await;
+        let value = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() };
+        (status, value)
+    }
+
+    async fn call_raw(&self, token: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Vec<u8>) {
+        let body = body.map_or_else(Body::empty, |body| Body::from(body.to_string()));
+        let request = axum::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .body(body)
+            .unwrap();
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status().as_u16();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        (status, bytes.to_vec())
+    }
+
+    /// The ids of a listing.
+    async fn ids(&self, token: &str, path: &str) -> Vec<u64> {
+        let (status, page) = self.call(token, "GET", path, None).await;
+        assert_eq!(status, 200, "{path}: {page}");
+        page["items"].as_array().unwrap().iter().map(|item| item["id"].as_u64().unwrap()).collect()
+    }
+}
+
+#[tokio::test]
+async fn each_role_reaches_what_it_administers() {
+    let f = fixture().await;
+    let hold = json!({"reason": "test"});
+    // Columns: user of a, admin of b, admin of a, operator. Message 1 is a's.
+    let rows: [(&str, &str, Option<Value>, [u16; 4]); 10] = [
+        ("GET", "/api/v1/queue", None, [403, 200, 200, 200]),
+        ("GET", "/api/v1/queue/1", None, [403, 404, 200, 200]),
+        ("GET", "/api/v1/queue/3", None, [403, 404, 404, 200]),
+        ("GET", "/api/v1/queue/99", None, [403, 404, 404, 404]),
+        ("GET", "/api/v1/queue/not-a-number", None, [403, 404, 404, 404]),
+        ("POST", "/api/v1/queue/1/hold", Some(hold.clone()), [403, 404, 200, 200]),
+        ("POST", "/api/v1/queue/1/retry", None, [403, 404, 409, 409]),
+        ("POST", "/api/v1/queue/1/release", None, [403, 404, 200, 200]),
+        ("POST", "/api/v1/queue/1/retry", None, [403, 404, 200, 200]),
+        ("DELETE", "/api/v1/queue/1", None, [403, 404, 204, 404]),
+    ];
+    let callers = [&f.user_a, &f.admin_b, &f.admin_a, &f.operator];
+    let mut failures = Vec::new();
+    for (method, path, body, expected) in &rows {
+        for (caller, expected) in callers.iter().zip(expected) {
+            let (status, answer) = f.call(caller, method, path, body.clone()).await;
+            if status != *expected {
+                failures.push(format!("{method} {path} as {caller}: {status} (expected {expected}) {answer}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[tokio::test]
+async fn lists_are_scoped_and_paged() {
+    let f = fixture().await;
+    assert_eq!(f.ids(&f.operator, "/api/v1/queue").await, vec![1, 2, 3]);
+    assert_eq!(f.ids(&f.operator, "/api/v1/queue?tenant=").await, vec![1, 2, 3]);
+    assert_eq!(f.ids(&f.operator, "/api/v1/queue?tenant=a").await, vec![1]);
+    assert_eq!(f.ids(&f.operator, "/api/v1/queue?tenant=nowhere").await, Vec::<u64>::new());
+    assert_eq!(f.ids(&f.admin_a, "/api/v1/queue").await, vec![1]);
+    assert_eq!(f.ids(&f.admin_a, "/api/v1/queue?tenant=a").await, vec![1]);
+    // Another tenant's queue reads as an absent tenant's: empty.
+    assert_eq!(f.ids(&f.admin_a, "/api/v1/queue?tenant=b").await, Vec::<u64>::new());
+    assert_eq!(f.ids(&f.admin_a, "/api/v1/queue?tenant=nowhere").await, Vec::<u64>::new());
+    assert_eq!(f.ids(&f.admin_b, "/api/v1/queue").await, vec![2]);
+
+    let (_, page) = f.call(&f.operator, "GET", "/api/v1/queue?limit=2", None).await;
+    assert_eq!(page["next"], json!("2"));
+    assert_eq!(f.ids(&f.operator, "/api/v1/queue?limit=2&after=2").await, vec![3]);
+    let (_, page) = f.call(&f.operator, "GET", "/api/v1/queue?limit=2&after=2", None).await;
+    assert_eq!(page["next"], Value::Null);
+    let (status, problem) = f.call(&f.operator, "GET", "/api/v1/queue?limit=0", None).await;
+    assert_eq!((status, problem["detail"].as_str().unwrap()), (422, "limit: must be at least 1"));
+    let (status, problem) = f.call(&f.operator, "GET", "/api/v1/queue?after=first", None).await;
+    assert_eq!((status, problem["detail"].as_str().unwrap()), (400, "after: \"first\" is not a cursor of this list"));
+    let (status, _) = f.call(&f.operator, "GET", "/api/v1/queue?colour=red", None).await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn a_message_shows_its_envelope_and_recipients_never_its_content() {
+    let f = fixture().await;
+    let (status, shown) = f.call(&f.admin_a, "GET", "/api/v1/queue/1", None).await;
+    assert_eq!(status, 200);
+    let recipient = |address: &str| {
+        json!({"address": address, "state": "pending", "final_at": null, "attempts": 0, "last_reply": null,
+            "next_attempt_at": NOW - 60})
+    };
+    let expected = json!({
+        "id": 1, "tenant": "a", "sender": "agent@a.fr", "queued_at": NOW - 60, "size": 47, "envelope_id": "env-a",
+        "held": null, "next_attempt_at": NOW - 60,
+        "recipients": [recipient("x@nowhere.test"), recipient("y@nowhere.test")],
+    });
+    assert_eq!(shown, expected);
+    // The list shows the same.
+    let (_, page) = f.call(&f.admin_a, "GET", "/api/v1/queue", None).await;
+    assert_eq!(page["items"][0], expected);
+
+    // A delivered and a deferred recipient.
+    let outcomes = [
+        ("x@nowhere.test".to_string(), hameau_queue::Outcome::Delivered { reply: "250 2.0.0 ok".into() }),
+        ("y@nowhere.test".to_string(), hameau_queue::Outcome::Deferred { reply: "451 4.4.4 no answer".into() }),
+    ];
+    f.queue.record(1, &outcomes, NOW).await.unwrap();
+    let (_, shown) = f.call(&f.operator, "GET", "/api/v1/queue/1", None).await;
+    let retry_at = NOW + f.queue.limits().retry_wait_s(1);
+    let expected = json!([
+        {"address": "x@nowhere.test", "state": "delivered", "final_at": NOW, "attempts": 0,
+            "last_reply": "250 2.0.0 ok", "next_attempt_at": null},
+        {"address": "y@nowhere.test", "state": "pending", "final_at": null, "attempts": 1,
+            "last_reply": "451 4.4.4 no answer", "next_attempt_at": retry_at},
+    ]);
+    assert_eq!(shown["recipients"], expected);
+    assert_eq!(shown["next_attempt_at"], json!(retry_at));
+    let text = shown.to_string();
+    assert!(!text.contains("Bonjour") && !text.contains("Conseil") && !text.contains("blob"), "{text}");
+}
+
+#[tokio::test]
+async fn hold_release_retry_and_delete() {
+    let f = fixture().await;
+    let (status, held) = f.call(&f.admin_a, "POST", "/api/v1/queue/1/hold", Some(json!({"reason": "vérifier"}))).await;
+    assert_eq!(status, 200);
+    assert_eq!(held["held"], json!({"reason": "vérifier", "since": NOW}));
+    assert_eq!(held["next_attempt_at"], Value::Null);
+    assert_eq!(f.queue.get(1).await.unwrap().unwrap().due_at, None, "out of the schedule");
+    // Holding again keeps the first reason.
+    let (_, again) = f.call(&f.operator, "POST", "/api/v1/queue/1/hold", Some(json!({"reason": "other"}))).await;
+    assert_eq!(again["held"]["reason"], json!("vérifier"));
+    let (status, problem) = f.call(&f.operator, "POST", "/api/v1/queue/1/retry", None).await;
+    assert_eq!(
+        (status, problem["detail"].as_str().unwrap()),
+        (409, "queued message \"1\" is held: release it to deliver it")
+    );
+    for (body, status, detail) in [
+        (json!({"reason": ""}), 422, "reason: must not be empty"),
+        (json!({"reason": "a\nb"}), 422, "reason: must not hold control characters (such as line breaks)"),
+        (json!({"reason": "x".repeat(201)}), 422, "reason: longer than 200 bytes"),
+    ] {
+        let (got, problem) = f.call(&f.operator, "POST", "/api/v1/queue/1/hold", Some(body)).await;
+        assert_eq!((got, problem["detail"].as_str().unwrap()), (status, detail));
+    }
+    let (status, _) = f.call(&f.operator, "POST", "/api/v1/queue/1/hold", Some(json!({}))).await;
+    assert_eq!(status, 422);
+
+    // Release and retry wake the delivery worker.
+    let woken = || tokio::time::timeout(Duration::from_millis(10), f.wake.notified());
+    assert!(woken().await.is_err(), "holding does not wake the worker");
+    let (status, released) = f.call(&f.admin_a, "POST", "/api/v1/queue/1/release", None).await;
+    assert_eq!(status, 200);
+    assert_eq!((released["held"].clone(), released["next_attempt_at"].clone()), (Value::Null, json!(NOW)));
+    assert!(woken().await.is_ok(), "release wakes the worker");
+    let (status, _) = f.call(&f.admin_a, "POST", "/api/v1/queue/1/retry", None).await;
+    assert_eq!(status, 200);
+    assert!(woken().await.is_ok(), "retry wakes the worker");
+
+    let (status, body) = f.call(&f.admin_a, "DELETE", "/api/v1/queue/1", None).await;
+    assert_eq!((status, body), (204, Value::Null));
+    assert_eq!(f.queue.get(1).await.unwrap(), None);
+    let (status, _) = f.call(&f.admin_a, "GET", "/api/v1/queue/1", None).await;
+    assert_eq!(status, 404);
+    assert_eq!(f.ids(&f.operator, "/api/v1/queue").await, vec![2, 3]);
+}
+
+/// Another tenant's message and an absent one read the same, byte for byte, on every
+/// route (but for the id as typed).
+#[tokio::test]
+async fn another_tenants_message_reads_exactly_as_an_absent_one() {
+    let f = fixture().await;
+    for (method, suffix, body) in [
+        ("GET", "", None),
+        ("POST", "/retry", None),
+        ("POST", "/hold", Some(json!({"reason": "x"}))),
+        ("POST", "/release", None),
+        ("DELETE", "", None),
+    ] {
+        let (status_other, other) =
+            f.call_raw(&f.admin_b, method, &format!("/api/v1/queue/1{suffix}"), body.clone()).await;
+        let (status_absent, absent) = f.call_raw(&f.admin_b, method, &format!("/api/v1/queue/9{suffix}"), body).await;
+        let other = String::from_utf8(other).unwrap().replace("\\\"1\\\"", "\\\"9\\\"");
+        assert_eq!((status_other, other), (status_absent, String::from_utf8(absent).unwrap()), "{method} {suffix}");
+        assert_eq!(status_absent, 404);
+    }
+    // Nothing changed.
+    let message = f.queue.get(1).await.unwrap().unwrap();
+    assert_eq!((message.held, message.due_at), (None, Some(NOW - 60)));
+}
