@@ -145,3 +145,67 @@ fn a_deferred_message_is_administered_by_its_tenant_and_the_operator_only() {
     assert!(!status.success());
     assert_eq!(stderr.trim_end(), format!("hameau: error: 404: queued message \"{id}\" does not exist"));
 }
+
+/// Issue 11's brake: with the account's limit set low, the first message past it gets
+/// `451 4.7.1`; the account's queued mail is held, visible to its tenant's admin through
+/// the API and not to another tenant's; only the operator lifts the brake, which
+/// releases the mail.
+#[test]
+fn past_its_sending_limit_an_account_is_braked_until_the_operator_lifts_it() {
+    let (dir, operator) = init_with_token();
+    let config = config_path(dir.path());
+    let c = config.to_str().unwrap();
+    admin(
+        &config,
+        &[
+            &["tenant", "create", "a", "--name", "A"],
+            &["tenant", "create", "b", "--name", "B"],
+            &["domain", "create", "a.test", "--tenant", "a"],
+        ],
+    );
+    create_account(&config, "agent@a.test", PASSWORD);
+    crate::support::set_config(&config, "account_messages_per_hour_max = 200", "account_messages_per_hour_max = 2");
+    let (admin_a, admin_b) = (key(c, &["--tenant", "a"]), key(c, &["--tenant", "b"]));
+    let server = start_server(&config);
+    let api = Api::new(&server);
+    let send = || {
+        let output = Command::new("swaks")
+            .args(["--server", "127.0.0.1", "--port", &server.submission[0].port().to_string(), "--tls"])
+            .args(["--helo", "poste-accueil", "--timeout", "20", "--from", "agent@a.test", "--to", "x@nowhere.test"])
+            .args(["--auth", "PLAIN", "--auth-user", "agent@a.test", "--auth-password", PASSWORD])
+            .output()
+            .expect("swaks");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    for _ in 0..2 {
+        let text = send();
+        assert!(text.contains("250 2.0.0 Ok: queued"), "{text}");
+    }
+    let text = send();
+    assert!(text.contains("451 4.7.1 sending limit: more than 2 messages in an hour from this account"), "{text}");
+    // Refused from now on, at MAIL FROM.
+    let text = send();
+    assert!(text.contains("451 4.7.1 sending is stopped"), "{text}");
+
+    // Its tenant's admin sees the brake and the held mail; another tenant's admin sees nothing.
+    let brakes = |token: &str| api.call("GET", "/api/v1/brakes", Some(token), None).json();
+    let shown = brakes(&admin_a);
+    assert_eq!(shown[0]["account"], json!("agent@a.test"), "{shown}");
+    assert_eq!(brakes(&admin_b), json!([]));
+    let held = api.call("GET", "/api/v1/queue", Some(&admin_a), None).json();
+    let items = held["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{held}");
+    assert!(items.iter().all(|item| item["held"]["reason"].as_str().unwrap().starts_with("sending limit")), "{held}");
+    assert_eq!(api.call("GET", "/api/v1/queue", Some(&admin_b), None).json()["items"], json!([]));
+
+    // Only the operator lifts it; the mail is released and the account sends again.
+    let lift = json!({"tenant": "a", "account": "agent@a.test"});
+    assert_eq!(api.call("POST", "/api/v1/brakes/lift", Some(&admin_a), Some(lift.clone())).status, 403);
+    assert_eq!(api.call("POST", "/api/v1/brakes/lift", Some(&operator), Some(lift.clone())).status, 204);
+    assert_eq!(api.call("POST", "/api/v1/brakes/lift", Some(&operator), Some(lift)).status, 404);
+    let released = api.call("GET", "/api/v1/queue", Some(&operator), None).json();
+    assert!(released["items"].as_array().unwrap().iter().all(|item| item["held"].is_null()), "{released}");
+    assert_eq!(brakes(&operator), json!([]));
+    let text = send();
+    assert!(text.contains("250 2.0.0 Ok: queued"), "{text}");
+}

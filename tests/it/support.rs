@@ -241,7 +241,7 @@ pub fn enqueue(config: &Path, tenant: &str, recipients: &[&str], held: Option<&s
         tenant: Some(tenant.to_string()),
         account: None,
         envelope_id: "test".into(),
-        held: held.map(|reason| hameau_queue::Hold { reason: reason.into(), since: 0 }),
+        held: held.map(|reason| hameau_queue::Hold { reason: reason.into(), since: 0, by_brake: false }),
     };
     block_on(async move {
         let store = hameau_store::Store::open(&hameau_store::Options::rocksdb(&store_path)).await.unwrap();

@@ -88,8 +88,10 @@ pub struct Hold {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Brake {
     pub tenant: String,
-    /// The account braked; `None`: the whole tenant.
+    /// The account braked (its id, and its address as it was); `None`: the whole tenant.
     pub account: Option<u64>,
+    #[serde(default)]
+    pub address: Option<String>,
     /// Which limit, as the API and the log show it.
     pub reason: String,
     pub since: u64,

@@ -231,7 +231,13 @@ async fn a_brake_holds_the_accounts_mail_until_lifted() {
     let operator = q.enqueue(new(&["c@x.fr"]), NOW).await.unwrap();
     q.hold(operator, "operator", NOW).await.unwrap();
     assert_eq!(q.brake_of("mairie", 7).await.unwrap(), None);
-    let brake = Brake { tenant: "mairie".into(), account: Some(7), reason: "200 messages per hour".into(), since: NOW };
+    let brake = Brake {
+        tenant: "mairie".into(),
+        account: Some(7),
+        address: Some("agent@mairie.fr".into()),
+        reason: "200 messages per hour".into(),
+        since: NOW,
+    };
     assert_eq!(q.brake(&brake, NOW).await.unwrap(), 1);
     assert_eq!(q.brake_of("mairie", 7).await.unwrap(), Some(brake.clone()));
     assert_eq!(q.brake_of("mairie", 8).await.unwrap(), None);
@@ -248,7 +254,8 @@ async fn a_brake_holds_the_accounts_mail_until_lifted() {
     assert_eq!(claimed, vec![mine]);
     assert!(q.get(operator).await.unwrap().unwrap().held.is_some(), "the operator's hold stays");
     // A tenant-wide brake stops every account of the tenant.
-    let tenant = Brake { tenant: "mairie".into(), account: None, reason: "tenant limit".into(), since: NOW };
+    let tenant =
+        Brake { tenant: "mairie".into(), account: None, address: None, reason: "tenant limit".into(), since: NOW };
     q.brake(&tenant, NOW).await.unwrap();
     assert_eq!(q.brake_of("mairie", 8).await.unwrap(), Some(tenant));
 }

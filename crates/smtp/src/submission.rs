@@ -233,6 +233,7 @@ impl Submission {
         let brake = hameau_queue::Brake {
             tenant: account.tenant.clone(),
             account: (!tripped.tenant_wide).then_some(account.id),
+            address: (!tripped.tenant_wide).then(|| account.address.clone()),
             reason: tripped.reason.clone(),
             since: now,
         };

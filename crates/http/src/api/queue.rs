@@ -28,6 +28,94 @@ pub fn routes(router: OpenApiRouter<AppState>) -> OpenApiRouter<AppState> {
         .routes(routes!(retry_queued))
         .routes(routes!(hold_queued))
         .routes(routes!(release_queued))
+        .routes(routes!(list_brakes))
+        .routes(routes!(lift_brake))
+}
+
+/// A sending brake: an account (or a whole tenant) that went over its sending limits; its
+/// queued mail is held and new mail refused until the operator lifts it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SendingBrake {
+    pub tenant: String,
+    /// The account braked; absent when the whole tenant is.
+    pub account: Option<String>,
+    /// Which limit, in words.
+    pub reason: String,
+    /// Since when, seconds since the Unix epoch.
+    pub since: u64,
+}
+
+/// Which brake to lift.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LiftBrake {
+    pub tenant: String,
+    /// The braked account's address; absent to lift the tenant's own brake.
+    pub account: Option<String>,
+}
+
+/// Brakes of one tenant (a tenant admin: its own).
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct BrakesQuery {
+    /// Only this tenant's brakes (the operator; a tenant admin sees its own only).
+    tenant: Option<String>,
+}
+
+/// The sending brakes on: accounts (or tenants) whose mail is held for sending too much.
+#[utoipa::path(get, path = "/api/v1/brakes", tag = "queue", operation_id = "list_brakes", params(BrakesQuery),
+    responses((status = 200, body = Vec<SendingBrake>), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 429, body = Problem, content_type = "application/problem+json"), (status = 503, body = Problem, content_type = "application/problem+json")))]
+async fn list_brakes(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiQuery(query): ApiQuery<BrakesQuery>,
+) -> ApiResult<Json<Vec<SendingBrake>>> {
+    let own = caller.administered_tenant()?;
+    let tenant = match (own, query.tenant.as_deref().filter(|asked| !asked.is_empty())) {
+        (Some(own), Some(asked)) if asked != own => return Ok(Json(Vec::new())),
+        (Some(own), _) => Some(own),
+        (None, asked) => asked,
+    };
+    let brakes = state.queue.brakes(tenant).await.map_err(|e| queue_problem(e, ""))?;
+    let shown = brakes
+        .into_iter()
+        .map(|brake| SendingBrake {
+            tenant: brake.tenant,
+            account: brake.address,
+            reason: brake.reason,
+            since: brake.since,
+        })
+        .collect();
+    Ok(Json(shown))
+}
+
+/// Lifts a sending brake (the operator only): the mail it held is due at once, and the
+/// account may send again.
+#[utoipa::path(post, path = "/api/v1/brakes/lift", tag = "queue", operation_id = "lift_brake", request_body = LiftBrake,
+    responses((status = 204), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 429, body = Problem, content_type = "application/problem+json"), (status = 503, body = Problem, content_type = "application/problem+json")))]
+async fn lift_brake(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiJson(request): ApiJson<LiftBrake>,
+) -> ApiResult<StatusCode> {
+    if caller.administered_tenant()?.is_some() {
+        return Err(Problem::new(StatusCode::FORBIDDEN, "only the operator lifts a sending brake"));
+    }
+    let brakes = state.queue.brakes(Some(&request.tenant)).await.map_err(|e| queue_problem(e, ""))?;
+    let wanted = request.account.as_deref().map(str::to_ascii_lowercase);
+    let Some(brake) = brakes.iter().find(|brake| brake.address.as_deref().map(str::to_ascii_lowercase) == wanted)
+    else {
+        return Err(Problem::new(StatusCode::NOT_FOUND, "no such sending brake"));
+    };
+    let released =
+        state.queue.lift_brake(&brake.tenant, brake.account, state.clock.now_s()).await.map_err(|e| match e {
+            hameau_queue::Error::NoBrake => Problem::new(StatusCode::NOT_FOUND, "no such sending brake"),
+            e => queue_problem(e, ""),
+        })?;
+    tracing::info!(tenant = %brake.tenant, account = ?brake.address, released, "admin API: sending brake lifted");
+    state.queue_wake.notify_one();
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Paging of the queue, in id order (the order messages were queued).
