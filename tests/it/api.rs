@@ -168,6 +168,14 @@ fn authorization_matrix() {
         ("POST", format!("/api/v1/queue/{q}/release"), Value::Null, [401, 401, 401, 403, 404, 200, 200]),
         ("POST", format!("/api/v1/queue/{q}/retry"), Value::Null, [401, 401, 401, 403, 404, 200, 200]),
         ("DELETE", format!("/api/v1/queue/{q}"), Value::Null, [401, 401, 401, 403, 404, 204, 404]),
+        // Sending brakes: none is on; only the operator may lift one.
+        ("GET", "/api/v1/brakes".into(), Value::Null, [401, 401, 401, 403, 200, 200, 200]),
+        (
+            "POST",
+            "/api/v1/brakes/lift".into(),
+            json!({"tenant": "a", "account": "user@a.test"}),
+            [401, 401, 401, 403, 403, 403, 404],
+        ),
         ("GET", "/api/v1/openapi.json".into(), Value::Null, [200, 200, 200, 200, 200, 200, 200]),
     ];
     let mut failures = Vec::new();

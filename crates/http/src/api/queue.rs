@@ -65,7 +65,7 @@ pub struct BrakesQuery {
 
 /// The sending brakes on: accounts (or tenants) whose mail is held for sending too much.
 #[utoipa::path(get, path = "/api/v1/brakes", tag = "queue", operation_id = "list_brakes", params(BrakesQuery),
-    responses((status = 200, body = Vec<SendingBrake>), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 429, body = Problem, content_type = "application/problem+json"), (status = 503, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Vec<SendingBrake>), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json"), (status = 429, body = Problem, content_type = "application/problem+json")))]
 async fn list_brakes(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -93,7 +93,7 @@ async fn list_brakes(
 /// Lifts a sending brake (the operator only): the mail it held is due at once, and the
 /// account may send again.
 #[utoipa::path(post, path = "/api/v1/brakes/lift", tag = "queue", operation_id = "lift_brake", request_body = LiftBrake,
-    responses((status = 204), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 429, body = Problem, content_type = "application/problem+json"), (status = 503, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 204), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 413, body = Problem, content_type = "application/problem+json"), (status = 415, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json"), (status = 429, body = Problem, content_type = "application/problem+json"), (status = 503, body = Problem, content_type = "application/problem+json")))]
 async fn lift_brake(
     State(state): State<AppState>,
     Caller(caller): Caller,
