@@ -212,6 +212,20 @@ pub enum QueueCommand {
     Release { id: u64 },
     /// Removes a message undelivered; the sender is not told.
     Delete { id: u64 },
+    /// Lists the sending brakes on: accounts (or tenants) whose mail is held for sending
+    /// too much, perhaps with a phished password.
+    Brakes {
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Lifts a sending brake (the operator): the held mail is released.
+    LiftBrake {
+        #[arg(long)]
+        tenant: String,
+        /// The braked account; without it, the tenant's own brake.
+        #[arg(long)]
+        account: Option<String>,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -418,5 +432,9 @@ pub fn queue_call(command: QueueCommand) -> anyhow::Result<ApiCall> {
         }
         QueueCommand::Release { id } => ApiCall::post(format!("/api/v1/queue/{id}/release"), json!({})),
         QueueCommand::Delete { id } => ApiCall::delete(format!("/api/v1/queue/{id}")),
+        QueueCommand::Brakes { tenant } => ApiCall::get(format!("/api/v1/brakes{}", query(&[("tenant", tenant)]))),
+        QueueCommand::LiftBrake { tenant, account } => {
+            ApiCall::post("/api/v1/brakes/lift".to_string(), json!({"tenant": tenant, "account": account}))
+        }
     })
 }
