@@ -168,15 +168,8 @@ fn submitted_mail_is_delivered_locally_and_remotely_and_failures_are_notified() 
     crate::support::set_config(&config, "plaintext_auth = false", "plaintext_auth = true");
     // The remote MX: Postfix's smtp-sink, writing each transaction to a file.
     let sink_dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(sink_dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
-    let sink_port = hameau_testkit::free_port();
-    let mut sink = Command::new("/usr/sbin/smtp-sink")
-        .args(["-u", "nobody", "-d", &format!("{}/%H%M%S.", sink_dir.path().display())])
-        .arg(format!("127.0.0.1:{sink_port}"))
-        .arg("10")
-        .spawn()
-        .expect("smtp-sink is needed (Debian package postfix)");
-    crate::support::set_config(&config, "port = 25", &format!("port = {sink_port}"));
+    let sink = hameau_testkit::SmtpSink::dumping_into(sink_dir.path(), &[]);
+    crate::support::set_config(&config, "port = 25", &format!("port = {}", sink.port));
     // Read before the server holds the store.
     let records = serde_json::to_string(&dkim_records(&config, "a.test")).unwrap();
     let server = start_server(&config);
@@ -228,8 +221,7 @@ fn submitted_mail_is_delivered_locally_and_remotely_and_failures_are_notified() 
     let (french, english) = (notice.find("Bonjour").unwrap(), notice.find("-- English --").unwrap());
     assert!(french < english, "{notice}");
     assert!(notice.contains("Subject: Conseil municipal"), "the original header is attached: {notice}");
-    let _ = sink.kill();
-    let _ = sink.wait();
+    drop(sink);
     drop(server);
 }
 
@@ -252,15 +244,8 @@ fn sigkill_while_delivering_loses_nothing_queued() {
     let set = |from: &str, to: &str| crate::support::set_config(&config, from, to);
     set("resolvers = [\"127.0.0.1:9\"]", &format!("resolvers = [\"127.0.0.1:{}\"]", knot.port));
     let sink_dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(sink_dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
-    let sink_port = hameau_testkit::free_port();
-    let mut sink = Command::new("/usr/sbin/smtp-sink")
-        .args(["-u", "nobody", "-d", &format!("{}/%H%M%S.", sink_dir.path().display())])
-        .arg(format!("127.0.0.1:{sink_port}"))
-        .arg("10")
-        .spawn()
-        .expect("smtp-sink is needed (Debian package postfix)");
-    set("port = 25", &format!("port = {sink_port}"));
+    let sink = hameau_testkit::SmtpSink::dumping_into(sink_dir.path(), &[]);
+    set("port = 25", &format!("port = {}", sink.port));
     // Queued with the server stopped, as submission queues them (acknowledged = committed).
     let store_path = config.parent().unwrap().join("store");
     crate::support::block_on(async move {
@@ -327,7 +312,6 @@ fn sigkill_while_delivering_loses_nothing_queued() {
     );
     assert!(at_kills.iter().any(|k| *k > 0 && *k < n), "the kills fell while delivering: {at_kills:?}");
     assert_eq!(counts.len(), n, "every queued message reached the remote");
-    let _ = sink.kill();
-    let _ = sink.wait();
+    drop(sink);
     drop(server);
 }

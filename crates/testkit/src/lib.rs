@@ -183,3 +183,78 @@ pub fn start_knot(dir: &Path, zones: &[(&str, String)]) -> Knot {
     }
     knot
 }
+
+/// Postfix's `smtp-sink` (Debian package postfix) on a free loopback port, stopped by its
+/// PID when dropped: a remote MX for the outbound tests.
+pub struct SmtpSink {
+    child: Child,
+    pub port: u16,
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl SmtpSink {
+    /// Starts `smtp-sink ARGS 127.0.0.1:PORT 10` and waits until it accepts connections.
+    pub fn start(args: &[&str]) -> SmtpSink {
+        use std::os::unix::fs::MetadataExt;
+        let port = free_port();
+        let mut command = Command::new("/usr/sbin/smtp-sink");
+        // smtp-sink refuses to run as root without a user to become.
+        if std::fs::metadata("/proc/self").unwrap().uid() == 0 {
+            command.args(["-u", "nobody"]);
+        }
+        let child = command
+            .args(args)
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("10")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start /usr/sbin/smtp-sink (Debian package postfix)");
+        let sink = SmtpSink { child, port };
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(start.elapsed() < Duration::from_secs(10), "smtp-sink did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        sink
+    }
+
+    /// A sink that writes each transaction to a file in `dir` (made writable for the
+    /// user smtp-sink becomes).
+    pub fn dumping_into(dir: &Path, extra: &[&str]) -> SmtpSink {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let template = format!("{}/%H%M%S.", dir.display());
+        SmtpSink::start(&[&["-d", template.as_str()][..], extra].concat())
+    }
+}
+
+/// A rustls server configuration with a self-signed certificate for `localhost`, and a
+/// client connector that trusts it.
+pub fn tls_pair() -> (Arc<rustls::ServerConfig>, tokio_rustls::TlsConnector) {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert: CertificateDer<'static> = certified.cert.der().clone();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(certified.signing_key.serialize_der()));
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let server = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.clone()], key)
+        .unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert).unwrap();
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    (Arc::new(server), tokio_rustls::TlsConnector::from(Arc::new(client)))
+}

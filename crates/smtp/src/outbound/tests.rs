@@ -2,8 +2,7 @@
 //! DNS served by a real knotd on loopback: no test touches the internet.
 
 use std::net::SocketAddr;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::process::{Child, Command, Stdio};
+use std::os::unix::fs::PermissionsExt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -94,42 +93,10 @@ fn deferred_with(outcome: &Outcome, needle: &str) {
 }
 
 // ---------------------------------------------------------------------------------------
-// Postfix's smtp-sink, started on a free loopback port and stopped by its PID.
+// Postfix's smtp-sink (hameau_testkit::SmtpSink), started on a free loopback port.
 
-struct Sink {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Sink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_sink(args: &[&str]) -> Sink {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut command = Command::new("/usr/sbin/smtp-sink");
-    // smtp-sink refuses to run as root without a user to become.
-    if std::fs::metadata("/proc/self").unwrap().uid() == 0 {
-        command.args(["-u", "nobody"]);
-    }
-    let child = command
-        .args(args)
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("10")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start /usr/sbin/smtp-sink (Debian package postfix)");
-    let sink = Sink { child, port };
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(start.elapsed() < Duration::from_secs(10), "smtp-sink did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    sink
+fn start_sink(args: &[&str]) -> hameau_testkit::SmtpSink {
+    hameau_testkit::SmtpSink::start(args)
 }
 
 #[tokio::test]
