@@ -20,11 +20,11 @@ fn key(config: &str, scope: &[&str]) -> String {
     serde_json::from_str::<Value>(&stdout).unwrap()["token"].as_str().unwrap().to_string()
 }
 
-#[test]
-fn a_deferred_message_is_administered_by_its_tenant_and_the_operator_only() {
+/// Tenants `a` (domain a.test, account agent@a.test) and `b`; the data directory, its
+/// configuration and the operator's key.
+fn two_tenants() -> (tempfile::TempDir, std::path::PathBuf, String) {
     let (dir, operator) = init_with_token();
     let config = config_path(dir.path());
-    let c = config.to_str().unwrap();
     admin(
         &config,
         &[
@@ -34,6 +34,13 @@ fn a_deferred_message_is_administered_by_its_tenant_and_the_operator_only() {
         ],
     );
     create_account(&config, "agent@a.test", PASSWORD);
+    (dir, config, operator)
+}
+
+#[test]
+fn a_deferred_message_is_administered_by_its_tenant_and_the_operator_only() {
+    let (_dir, config, operator) = two_tenants();
+    let c = config.to_str().unwrap();
     let (admin_a, admin_b) = (key(c, &["--tenant", "a"]), key(c, &["--tenant", "b"]));
     let server = start_server(&config);
     let api = Api::new(&server);
@@ -152,18 +159,8 @@ fn a_deferred_message_is_administered_by_its_tenant_and_the_operator_only() {
 /// releases the mail.
 #[test]
 fn past_its_sending_limit_an_account_is_braked_until_the_operator_lifts_it() {
-    let (dir, operator) = init_with_token();
-    let config = config_path(dir.path());
+    let (_dir, config, operator) = two_tenants();
     let c = config.to_str().unwrap();
-    admin(
-        &config,
-        &[
-            &["tenant", "create", "a", "--name", "A"],
-            &["tenant", "create", "b", "--name", "B"],
-            &["domain", "create", "a.test", "--tenant", "a"],
-        ],
-    );
-    create_account(&config, "agent@a.test", PASSWORD);
     crate::support::set_config(&config, "account_messages_per_hour_max = 200", "account_messages_per_hour_max = 2");
     let (admin_a, admin_b) = (key(c, &["--tenant", "a"]), key(c, &["--tenant", "b"]));
     let server = start_server(&config);
