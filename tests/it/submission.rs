@@ -221,6 +221,14 @@ fn submitted_mail_is_delivered_locally_and_remotely_and_failures_are_notified() 
     let (french, english) = (notice.find("Bonjour").unwrap(), notice.find("-- English --").unwrap());
     assert!(french < english, "{notice}");
     assert!(notice.contains("Subject: Conseil municipal"), "the original header is attached: {notice}");
+    // In /metrics: the remote and local deliveries, the null-MX failure, the DSN delivered.
+    let series = |route: &str, result: &str| {
+        let name = format!("hameau_outbound_recipients_total{{route=\"{route}\",result=\"{result}\"}}");
+        crate::support::metric(&server, &config, &name)
+    };
+    assert_eq!(series("remote", "delivered"), 1);
+    assert_eq!(series("remote", "failed"), 1);
+    assert_eq!(series("local", "delivered"), 2, "the local recipient and the notice");
     drop(sink);
     drop(server);
 }

@@ -206,6 +206,7 @@ async fn start_submission(
         options: config.outbound.worker(hostname, hameau_mailbox::MailboxNames::default()),
         now_s: now_s.clone(),
         wake: queued.clone(),
+        metrics: hameau_smtp::worker::WorkerMetrics::new(registry),
     };
     services.spawn(worker.run(shutdown.clone()));
     let options = &config.submission;

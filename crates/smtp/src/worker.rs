@@ -16,6 +16,7 @@ use std::time::Duration;
 use hameau_directory::Directory;
 use hameau_mailbox::{Filing, LocalDelivery, Mail, MailboxNames};
 use hameau_queue::{Claim, NewMessage, Outcome, Queue, Recorded, dsn};
+use hameau_telemetry::{Counter, Registry};
 use hickory_resolver::TokioResolver;
 use tokio::sync::{Notify, Semaphore, watch};
 
@@ -128,6 +129,43 @@ pub struct WorkerOptions {
     pub domains_concurrent_max: usize,
 }
 
+/// The worker's counters in `/metrics`: recipients by outcome and route.
+#[derive(Clone, Debug)]
+pub struct WorkerMetrics {
+    outcomes: [Counter; 6],
+}
+
+impl WorkerMetrics {
+    pub fn new(registry: &Registry) -> WorkerMetrics {
+        let counter = |route: &str, result: &str| {
+            registry.counter(
+                "hameau_outbound_recipients_total",
+                "Delivery attempts of queued recipients, by route (local or remote) and result.",
+                &[("route", route), ("result", result)],
+            )
+        };
+        WorkerMetrics {
+            outcomes: [
+                counter("local", "delivered"),
+                counter("local", "deferred"),
+                counter("local", "failed"),
+                counter("remote", "delivered"),
+                counter("remote", "deferred"),
+                counter("remote", "failed"),
+            ],
+        }
+    }
+
+    fn count(&self, remote: bool, outcome: &Outcome) {
+        let result = match outcome {
+            Outcome::Delivered { .. } => 0,
+            Outcome::Deferred { .. } => 1,
+            Outcome::Failed { .. } => 2,
+        };
+        self.outcomes[usize::from(remote) * 3 + result].inc();
+    }
+}
+
 /// The worker; [`Worker::run`] until shutdown.
 pub struct Worker {
     pub queue: Queue,
@@ -139,6 +177,7 @@ pub struct Worker {
     pub now_s: Arc<dyn Fn() -> u64 + Send + Sync>,
     /// Notified when a message is queued.
     pub wake: Arc<Notify>,
+    pub metrics: WorkerMetrics,
 }
 
 /// Longest sleep when nothing is due: the worker looks again at least this often (a clock
@@ -222,7 +261,11 @@ impl Worker {
                 }
             }
             if !local.is_empty() {
-                outcomes[index].extend(self.deliver_locally(claim, raw, &local).await);
+                let delivered = self.deliver_locally(claim, raw, &local).await;
+                for (_, outcome) in &delivered {
+                    self.metrics.count(false, outcome);
+                }
+                outcomes[index].extend(delivered);
             }
         }
         let limit = Arc::new(Semaphore::new(self.options.domains_concurrent_max.max(1)));
@@ -246,6 +289,9 @@ impl Worker {
         });
         for (batch, results) in futures_util::future::join_all(deliveries).await {
             for ((index, recipients), results) in batch.into_iter().zip(results) {
+                for outcome in &results {
+                    self.metrics.count(true, outcome);
+                }
                 outcomes[index].extend(recipients.into_iter().zip(results));
             }
         }
