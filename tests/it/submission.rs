@@ -323,3 +323,52 @@ fn sigkill_while_delivering_loses_nothing_queued() {
     drop(sink);
     drop(server);
 }
+
+/// A receiver that refuses the recipient (`550` to RCPT, Postfix's smtp-sink `-f RCPT`):
+/// tried once, not again, and the sender finds one failure notice in its INBOX over IMAP,
+/// in French then English, quoting the receiver's reply, with the original header.
+#[test]
+fn a_recipient_refused_by_the_receiver_is_notified_once() {
+    let (dir, _) = init_with_token();
+    let config = config_path(dir.path());
+    setup(&config);
+    let knot_dir = tempfile::tempdir().unwrap();
+    let zones = [(
+        "remote.test",
+        "remote.test. 300 IN MX 10 mx.remote.test.\nmx.remote.test. 300 IN A 127.0.0.1\n".to_string(),
+    )];
+    let knot = crate::support::start_knot(knot_dir.path(), &zones);
+    let set = |from: &str, to: &str| crate::support::set_config(&config, from, to);
+    set("resolvers = [\"127.0.0.1:9\"]", &format!("resolvers = [\"127.0.0.1:{}\"]", knot.port));
+    set("plaintext_auth = false", "plaintext_auth = true");
+    let sink = hameau_testkit::SmtpSink::start(&["-f", "RCPT"]);
+    set("port = 25", &format!("port = {}", sink.port));
+    let server = start_server(&config);
+    let auth = ["--auth", "PLAIN", "--auth-user", "agent@a.test", "--auth-password", PASSWORD];
+    let (ok, text) = swaks(
+        server.submissions[0].port(),
+        &[
+            &["--tls-on-connect", "--to", "nobody@remote.test", "--from", "agent@a.test"][..],
+            &["--header", "Subject: Ordre du jour"],
+            &auth,
+        ]
+        .concat(),
+    );
+    assert!(ok && text.contains("250 2.0.0 Ok: queued"), "{text}");
+    let notices = imap_inbox(server.imap[0].port(), "agent@a.test", 1);
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    let notice = &notices[0];
+    assert!(
+        notice.contains("Action: failed") && notice.contains("Final-Recipient: rfc822; nobody@remote.test"),
+        "{notice}"
+    );
+    assert!(notice.contains("Diagnostic-Code: smtp; 5"), "the receiver's reply is quoted: {notice}");
+    assert!(notice.find("Bonjour").unwrap() < notice.find("-- English --").unwrap(), "{notice}");
+    assert!(notice.contains("Subject: Ordre du jour"), "{notice}");
+    // Failed for good: nothing left in the queue, nothing tried again.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let series = |result: &str| format!("hameau_outbound_recipients_total{{route=\"remote\",result=\"{result}\"}}");
+    assert_eq!(crate::support::metric(&server, &config, &series("failed")), 1);
+    assert_eq!(crate::support::metric(&server, &config, &series("deferred")), 0);
+    drop(sink);
+}
