@@ -111,6 +111,22 @@ fn submission_refuses_what_it_must_and_queues_a_signed_message() {
     assert_eq!(queued[1].0.mail_from, "mairie@a.test");
 }
 
+/// A knotd serving `remote.test` (its MX is 127.0.0.1; `[outbound] port` then picks the
+/// test's receiver) and the `extra` zones, set as the server's resolver; it runs as long
+/// as the returned pair lives.
+fn remote_mx(config: &std::path::Path, extra: &[(&str, &str)]) -> (crate::support::Knot, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut zones = vec![(
+        "remote.test",
+        "remote.test. 300 IN MX 10 mx.remote.test.\nmx.remote.test. 300 IN A 127.0.0.1\n".to_string(),
+    )];
+    zones.extend(extra.iter().map(|(name, records)| (*name, records.to_string())));
+    let knot = crate::support::start_knot(dir.path(), &zones);
+    let resolver = format!("resolvers = [\"127.0.0.1:{}\"]", knot.port);
+    crate::support::set_config(config, "resolvers = [\"127.0.0.1:9\"]", &resolver);
+    (knot, dir)
+}
+
 /// The public DKIM records of `domain`, as `hameau domain show` gives them: name → TXT.
 fn dkim_records(config: &std::path::Path, domain: &str) -> Vec<(String, String)> {
     let (status, stdout, stderr) =
@@ -154,17 +170,7 @@ fn submitted_mail_is_delivered_locally_and_remotely_and_failures_are_notified() 
     let (dir, _) = init_with_token();
     let config = config_path(dir.path());
     setup(&config);
-    let knot_dir = tempfile::tempdir().unwrap();
-    let zones = [
-        ("remote.test", "remote.test. 300 IN MX 10 mx.remote.test.\nmx.remote.test. 300 IN A 127.0.0.1\n".to_string()),
-        ("nullmx.test", "nullmx.test. 300 IN MX 0 .\n".to_string()),
-    ];
-    let knot = crate::support::start_knot(knot_dir.path(), &zones);
-    crate::support::set_config(
-        &config,
-        "resolvers = [\"127.0.0.1:9\"]",
-        &format!("resolvers = [\"127.0.0.1:{}\"]", knot.port),
-    );
+    let _dns = remote_mx(&config, &[("nullmx.test", "nullmx.test. 300 IN MX 0 .\n")]);
     crate::support::set_config(&config, "plaintext_auth = false", "plaintext_auth = true");
     // The remote MX: Postfix's smtp-sink, writing each transaction to a file.
     let sink_dir = tempfile::tempdir().unwrap();
@@ -243,14 +249,8 @@ fn sigkill_while_delivering_loses_nothing_queued() {
     let (dir, _) = init_with_token();
     let config = config_path(dir.path());
     setup(&config);
-    let knot_dir = tempfile::tempdir().unwrap();
-    let zones = [(
-        "remote.test",
-        "remote.test. 300 IN MX 10 mx.remote.test.\nmx.remote.test. 300 IN A 127.0.0.1\n".to_string(),
-    )];
-    let knot = crate::support::start_knot(knot_dir.path(), &zones);
+    let _dns = remote_mx(&config, &[]);
     let set = |from: &str, to: &str| crate::support::set_config(&config, from, to);
-    set("resolvers = [\"127.0.0.1:9\"]", &format!("resolvers = [\"127.0.0.1:{}\"]", knot.port));
     let sink_dir = tempfile::tempdir().unwrap();
     let sink = hameau_testkit::SmtpSink::dumping_into(sink_dir.path(), &[]);
     set("port = 25", &format!("port = {}", sink.port));
@@ -332,14 +332,8 @@ fn a_recipient_refused_by_the_receiver_is_notified_once() {
     let (dir, _) = init_with_token();
     let config = config_path(dir.path());
     setup(&config);
-    let knot_dir = tempfile::tempdir().unwrap();
-    let zones = [(
-        "remote.test",
-        "remote.test. 300 IN MX 10 mx.remote.test.\nmx.remote.test. 300 IN A 127.0.0.1\n".to_string(),
-    )];
-    let knot = crate::support::start_knot(knot_dir.path(), &zones);
+    let _dns = remote_mx(&config, &[]);
     let set = |from: &str, to: &str| crate::support::set_config(&config, from, to);
-    set("resolvers = [\"127.0.0.1:9\"]", &format!("resolvers = [\"127.0.0.1:{}\"]", knot.port));
     set("plaintext_auth = false", "plaintext_auth = true");
     let sink = hameau_testkit::SmtpSink::start(&["-f", "RCPT"]);
     set("port = 25", &format!("port = {}", sink.port));
@@ -371,4 +365,44 @@ fn a_recipient_refused_by_the_receiver_is_notified_once() {
     assert_eq!(crate::support::metric(&server, &config, &series("failed")), 1);
     assert_eq!(crate::support::metric(&server, &config, &series("deferred")), 0);
     drop(sink);
+}
+
+/// Password guessing on submission (an input a client controls: the number of AUTH
+/// attempts) meets the shared limiter: past `auth.failures_max` from one address, `454
+/// 4.7.0` even with the right password, while an agent from another address still sends.
+#[test]
+fn password_guessing_on_submission_is_limited_and_others_still_send() {
+    let (dir, _) = init_with_token();
+    let config = config_path(dir.path());
+    setup(&config);
+    let set = |from: &str, to: &str| crate::support::set_config(&config, from, to);
+    set("failures_before_delay = 5", "failures_before_delay = 2");
+    set("delay_ms = 250", "delay_ms = 10");
+    set("delay_ms_max = 4000", "delay_ms_max = 20");
+    set("failures_max = 20", "failures_max = 6");
+    // One guess per connection (swaks), as a guessing bot would spread them.
+    let server = start_server(&config);
+    let attempt = |from: &str, user: &str, password: &str| {
+        swaks(
+            server.submissions[0].port(),
+            &["--tls-on-connect", "--local-interface", from, "--to", "x@nowhere.test", "--from", user]
+                .into_iter()
+                .chain(["--auth", "PLAIN", "--auth-user", user, "--auth-password", password])
+                .collect::<Vec<_>>(),
+        )
+        .1
+    };
+    let mut refused = 0;
+    for _ in 0..10 {
+        let text = attempt("127.0.9.1", "other@a.test", "guessed password");
+        assert!(text.contains("535 5.7.8") || text.contains("454 4.7.0"), "{text}");
+        refused += usize::from(text.contains("454 4.7.0 Too many failed attempts"));
+    }
+    assert!(refused >= 4, "the limiter refused only {refused} of 10 guesses");
+    // The guessing address is refused even with a right password…
+    let text = attempt("127.0.9.1", "agent@a.test", PASSWORD);
+    assert!(text.contains("454 4.7.0"), "{text}");
+    // …while an agent elsewhere sends.
+    let text = attempt("127.0.9.2", "agent@a.test", PASSWORD);
+    assert!(text.contains("250 2.0.0 Ok: queued"), "{text}");
 }

@@ -123,11 +123,7 @@ async fn start_http(
     let metrics = state.metrics.clone();
     let router = hameau_http::router(state);
     for addr in &config.http.listen {
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|e| config.error("http.listen", format!("cannot listen on {addr}: {e}")))?;
-        let local = listener.local_addr().context("listener address")?;
-        tracing::info!(service = "https", addr = %local, "listening");
+        let listener = listen(config, addr, "http.listen", "https").await?;
         let options = config.http.clone();
         services.spawn(hameau_http::run(
             listener,
@@ -152,9 +148,7 @@ async fn start_smtp(
     if config.smtp.listen.is_empty() {
         return Ok(());
     }
-    // The MX offers STARTTLS with the same certificate, without HTTP's ALPN.
-    let mut tls = (*crate::tls::server_config(config)?).clone();
-    tls.alpn_protocols.clear();
+    let tls = smtp_tls(config)?;
     let resolver = config.dns.resolver().map_err(|e| config.error("dns.resolvers", e))?;
     let hostname = &config.server.hostname;
     let inbound = hameau_smtp::Inbound::new(
@@ -167,21 +161,43 @@ async fn start_smtp(
         pipeline: inbound,
         // One budget of connections and one count per address for all the MX's listeners.
         gate: config.smtp.gate(),
-        tls: Some(Arc::new(tls)),
+        tls: Some(tls),
         options: config.smtp.server(hostname, true),
-        now_s: Arc::new(|| <SystemClock as hameau_http::Clock>::now_s(&SystemClock)),
+        now_s: system_now_s(),
         sessions: std::sync::atomic::AtomicU64::new(0),
         metrics: hameau_smtp::server::Metrics::new(registry),
     });
     for addr in &config.smtp.listen {
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|e| config.error("smtp.listen", format!("cannot listen on {addr}: {e}")))?;
-        let local = listener.local_addr().context("listener address")?;
-        tracing::info!(service = "smtp", addr = %local, "listening");
+        let listener = listen(config, addr, "smtp.listen", "smtp").await?;
         services.spawn(hameau_smtp::server::run(listener, context.clone(), shutdown.clone()));
     }
     Ok(())
+}
+
+/// Binds `addr` (the config key `key` named in the error) and logs that `service` listens.
+async fn listen(
+    config: &Config,
+    addr: &std::net::SocketAddr,
+    key: &str,
+    service: &'static str,
+) -> anyhow::Result<TcpListener> {
+    let listener =
+        TcpListener::bind(addr).await.map_err(|e| config.error(key, format!("cannot listen on {addr}: {e}")))?;
+    let local = listener.local_addr().context("listener address")?;
+    tracing::info!(service, addr = %local, "listening");
+    Ok(listener)
+}
+
+/// The TLS of SMTP (the MX's STARTTLS, submission): the HTTPS certificate without HTTP's ALPN.
+fn smtp_tls(config: &Config) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    let mut tls = (*crate::tls::server_config(config)?).clone();
+    tls.alpn_protocols.clear();
+    Ok(Arc::new(tls))
+}
+
+/// The binary's clock, in seconds since the Unix epoch, for the SMTP pipelines.
+fn system_now_s() -> Arc<dyn Fn() -> u64 + Send + Sync> {
+    Arc::new(|| <SystemClock as hameau_http::Clock>::now_s(&SystemClock))
 }
 
 /// The outbound queue's delivery worker (always: the queue may hold mail from before),
@@ -196,8 +212,7 @@ async fn start_submission(
     services: &mut JoinSet<()>,
 ) -> anyhow::Result<()> {
     let hostname = &config.server.hostname;
-    let now_s: Arc<dyn Fn() -> u64 + Send + Sync> =
-        Arc::new(|| <SystemClock as hameau_http::Clock>::now_s(&SystemClock));
+    let now_s = system_now_s();
     let worker = hameau_smtp::worker::Worker {
         queue: queue.clone(),
         mail: mail.clone(),
@@ -213,8 +228,7 @@ async fn start_submission(
     if options.listen.is_empty() && options.listen_tls.is_empty() {
         return Ok(());
     }
-    let mut tls = (*crate::tls::server_config(config)?).clone();
-    tls.alpn_protocols.clear();
+    let tls = smtp_tls(config)?;
     let pipeline = hameau_smtp::Submission::new(
         directory.clone(),
         queue,
@@ -226,7 +240,7 @@ async fn start_submission(
     let context = Arc::new(hameau_smtp::server::Context {
         pipeline,
         gate: options.gate(),
-        tls: Some(Arc::new(tls)),
+        tls: Some(tls),
         // Sessions take the MX's limits; STARTTLS is offered on 587 (required before AUTH).
         options: config.smtp.server(hostname, true),
         now_s,
@@ -239,11 +253,7 @@ async fn start_submission(
         (&options.listen_tls, Security::Implicit, "submission.listen_tls", "submissions"),
     ] {
         for addr in addrs {
-            let listener = TcpListener::bind(addr)
-                .await
-                .map_err(|e| config.error(key, format!("cannot listen on {addr}: {e}")))?;
-            let local = listener.local_addr().context("listener address")?;
-            tracing::info!(service, addr = %local, "listening");
+            let listener = listen(config, addr, key, service).await?;
             services.spawn(hameau_smtp::server::run_with(listener, context.clone(), security, shutdown.clone()));
         }
     }
@@ -279,11 +289,7 @@ async fn start_imap(
         (&config.imap.listen_tls, true, "imap.listen_tls", "imaps"),
     ] {
         for addr in addrs {
-            let listener = TcpListener::bind(addr)
-                .await
-                .map_err(|e| config.error(key, format!("cannot listen on {addr}: {e}")))?;
-            let local = listener.local_addr().context("listener address")?;
-            tracing::info!(service, addr = %local, "listening");
+            let listener = listen(config, addr, key, service).await?;
             services.spawn(hameau_imap::server::run(
                 listener,
                 context.clone(),

@@ -589,8 +589,12 @@ impl Queue {
     async fn change(&self, id: QueueId, edit: impl Fn(&mut Message)) -> Result<Message, Error> {
         for _ in 0..RETRIES_MAX {
             let (mut message, version) = self.read(id).await?.ok_or(Error::NotFound(id))?;
-            let before = message.due_at;
+            let unchanged = message.clone();
             edit(&mut message);
+            if message == unchanged {
+                return Ok(message);
+            }
+            let before = unchanged.due_at;
             let mut batch = Batch::new();
             batch.expect_version(&keys::message(id), version);
             if before != message.due_at {

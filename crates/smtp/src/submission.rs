@@ -261,12 +261,7 @@ impl Submission {
 
     /// The message as queued: `Received`, then `Date` and `Message-ID` if missing, then the
     /// message; signed.
-    async fn prepare(
-        &self,
-        session: &SubmissionSession,
-        account: &Account,
-        message: &Message<'_>,
-    ) -> Result<Vec<u8>, Reply> {
+    fn prepare(&self, session: &SubmissionSession, account: &Account, message: &Message<'_>) -> Vec<u8> {
         let (mut has_date, mut has_id) = (false, false);
         for field in Fields::new(message.data) {
             has_date |= field.is("Date");
@@ -294,7 +289,7 @@ impl Submission {
             out.extend_from_slice(format!("Message-ID: <{}@{hostname}>\r\n", message.id).as_bytes());
         }
         out.extend_from_slice(message.data);
-        Ok(out)
+        out
     }
 
     /// The DKIM signatures of `domain`'s keys over `message`, as header fields to put first.
@@ -441,10 +436,7 @@ impl Pipeline for Submission {
             return Reply::new(550, "5.7.1", format!("{} may not send as <{other}> (From field)", account.address));
         }
         let domain = first.rsplit_once('@').map_or("", |(_, domain)| domain).to_ascii_lowercase();
-        let prepared = match self.prepare(session, account, &message).await {
-            Ok(prepared) => prepared,
-            Err(reply) => return reply,
-        };
+        let prepared = self.prepare(session, account, &message);
         let signatures = match self.sign(&domain, &prepared).await {
             Ok(signatures) => signatures,
             Err(reply) => return reply,

@@ -9,7 +9,7 @@
 //! Everything it does to a message happens under the queue's lease: a worker that dies
 //! midway leaves the message to be tried again (at least once).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -237,6 +237,7 @@ impl Worker {
         let mut outcomes: Vec<Vec<(String, Outcome)>> = vec![Vec::new(); claims.len()];
         // Remote recipients per domain: (message index, recipients).
         let mut remote: BTreeMap<String, Vec<(usize, Vec<String>)>> = BTreeMap::new();
+        let mut is_local: HashMap<String, bool> = HashMap::new();
         for (index, claim) in claims.iter().enumerate() {
             let raw = match &raws[index] {
                 Ok(raw) => raw,
@@ -248,7 +249,15 @@ impl Worker {
             let mut local = Vec::new();
             for recipient in claim.message.pending() {
                 let domain = recipient.domain();
-                match self.directory.is_local_domain(&domain).await {
+                // Asked once per domain and round: a round holds up to `claim_batch_max`
+                // messages, most of them to a handful of domains.
+                let is_local = match is_local.get(&domain) {
+                    Some(known) => Ok(*known),
+                    None => self.directory.is_local_domain(&domain).await.inspect(|known| {
+                        is_local.insert(domain.clone(), *known);
+                    }),
+                };
+                match is_local {
                     Ok(true) => local.push(recipient.address.clone()),
                     Ok(false) => {
                         let batch = remote.entry(domain).or_default();
