@@ -71,12 +71,7 @@ async fn list_brakes(
     Caller(caller): Caller,
     ApiQuery(query): ApiQuery<BrakesQuery>,
 ) -> ApiResult<Json<Vec<SendingBrake>>> {
-    let own = caller.administered_tenant()?;
-    let tenant = match (own, query.tenant.as_deref().filter(|asked| !asked.is_empty())) {
-        (Some(own), Some(asked)) if asked != own => return Ok(Json(Vec::new())),
-        (Some(own), _) => Some(own),
-        (None, asked) => asked,
-    };
+    let Some(tenant) = listed_tenant(&caller, query.tenant.as_deref())? else { return Ok(Json(Vec::new())) };
     let brakes = state.queue.brakes(tenant).await.map_err(|e| queue_problem(e, ""))?;
     let shown = brakes
         .into_iter()
@@ -243,6 +238,18 @@ fn queue_problem(error: hameau_queue::Error, typed: &str) -> Problem {
     }
 }
 
+/// Whose records a list shows: `Some(None)` every tenant's (the operator without
+/// `tenant=`), `Some(Some(t))` one tenant's, `None` nothing (a tenant admin asking for
+/// another tenant: its list is empty, as an absent tenant's is). An empty `tenant=` is none.
+fn listed_tenant<'a>(caller: &'a Principal, asked: Option<&'a str>) -> Result<Option<Option<&'a str>>, Problem> {
+    let asked = asked.filter(|asked| !asked.is_empty());
+    Ok(match (caller.administered_tenant()?, asked) {
+        (Some(own), Some(asked)) if asked != own => None,
+        (Some(own), _) => Some(Some(own)),
+        (None, asked) => Some(asked),
+    })
+}
+
 /// Absent and out of scope read the same: the id as typed, both ways.
 fn not_found(typed: &str) -> Problem {
     hameau_directory::Error::NotFound { what: "queued message", name: typed.to_string() }.into()
@@ -267,7 +274,6 @@ async fn list_queue(
     Caller(caller): Caller,
     ApiQuery(query): ApiQuery<QueueQuery>,
 ) -> ApiResult<Json<Page<QueuedMessage>>> {
-    let own = caller.administered_tenant()?;
     let limit = state.directory.page_limit(query.limit)?;
     // The cursor is the last id of the previous page.
     let after = match query.after.as_deref() {
@@ -276,11 +282,8 @@ async fn list_queue(
             Problem::new(StatusCode::BAD_REQUEST, format!("after: {after:?} is not a cursor of this list"))
         })?),
     };
-    let tenant = match (own, query.tenant.as_deref().filter(|asked| !asked.is_empty())) {
-        // Another tenant's queue is empty for this admin, as an absent tenant's is.
-        (Some(own), Some(asked)) if asked != own => return Ok(Json(Page { items: Vec::new(), next: None })),
-        (Some(own), _) => Some(own),
-        (None, asked) => asked,
+    let Some(tenant) = listed_tenant(&caller, query.tenant.as_deref())? else {
+        return Ok(Json(Page { items: Vec::new(), next: None }));
     };
     let mut listed = state.queue.list(tenant, after, limit.saturating_add(1)).await.map_err(|e| {
         tracing::error!(error = %e, "admin API: listing the queue failed");
