@@ -212,6 +212,7 @@ impl Queue {
         let mut batch = Batch::new();
         // The id is the counter's value, patched into every key that holds it: one commit.
         let id = batch.add(keys::SEQ, 1);
+        batch.add(keys::SIZE, 1);
         let patch = |key: &[u8]| [Patch { counter: id, target: PatchTarget::Key, offset: key.len() - 8 }];
         let key = keys::message(0);
         batch.set_patched(&key, &encode(&message), &patch(&key));
@@ -226,6 +227,11 @@ impl Queue {
         batch.blob_acquire(staged);
         let committed = self.store.commit(batch).await?;
         Ok(committed.counters[id.index()] as QueueId)
+    }
+
+    /// The number of messages in the queue, held ones included.
+    pub async fn size(&self) -> Result<u64, Error> {
+        Ok(self.store.counter(keys::SIZE).await?.max(0) as u64)
     }
 
     /// The message `id`, if queued.
@@ -622,6 +628,7 @@ impl Queue {
             problem: format!("blob id {:?}", message.blob),
         })?;
         batch.delete(&keys::message(id));
+        batch.add(keys::SIZE, -1);
         if let Some(tenant) = &message.tenant {
             batch.delete(&keys::tenant(tenant, id));
         }

@@ -33,7 +33,9 @@ fn deferred() -> Outcome {
 async fn a_message_is_claimed_once_and_leaves_when_delivered() {
     let dir = tempfile::tempdir().unwrap();
     let q = queue(&dir).await;
+    assert_eq!(q.size().await.unwrap(), 0);
     let id = q.enqueue(new(&["a@x.fr", "b@y.fr"]), NOW).await.unwrap();
+    assert_eq!(q.size().await.unwrap(), 1);
     assert_eq!(q.next_due().await.unwrap(), Some(NOW));
     let claims = q.claim_due(NOW, 10).await.unwrap();
     assert_eq!(claims.len(), 1);
@@ -56,6 +58,7 @@ async fn a_message_is_claimed_once_and_leaves_when_delivered() {
         q.record(id, &[("a@x.fr".into(), deferred()), ("b@y.fr".into(), delivered())], NOW + 2).await.unwrap();
     assert!(recorded.done);
     assert!(q.get(id).await.unwrap().is_none());
+    assert_eq!(q.size().await.unwrap(), 0, "the size follows the messages leaving");
     assert!(q.claim_due(NOW + 10_000, 10).await.unwrap().is_empty());
     assert!(q.list(None, None, 10).await.unwrap().is_empty());
     assert!(q.list(Some("mairie"), None, 10).await.unwrap().is_empty());
@@ -157,7 +160,9 @@ async fn held_messages_wait_for_release() {
     // retry_now on a held message leaves it held; delete takes it away.
     q.retry_now(b, NOW + 6).await.unwrap();
     assert!(q.claim_due(NOW + 6, 10).await.unwrap().is_empty());
+    assert_eq!(q.size().await.unwrap(), 2, "held messages count in the size");
     q.delete(b).await.unwrap();
+    assert_eq!(q.size().await.unwrap(), 1);
     assert!(matches!(q.delete(b).await, Err(Error::NotFound(_))));
     assert!(matches!(q.hold(b, "x", NOW).await, Err(Error::NotFound(_))));
 }

@@ -1,10 +1,10 @@
-//! Counters that every service increments, rendered in the Prometheus text exposition
-//! format (version 0.0.4). Counters are named once, with their help text, when the
-//! registry is built; a service holds the [`Counter`]s it increments, so incrementing is
-//! one atomic add.
+//! Counters that every service increments, and gauges it sets, rendered in the Prometheus
+//! text exposition format (version 0.0.4). Series are named once, with their help text,
+//! when the registry is built; a service holds the [`Counter`]s and [`Gauge`]s it updates,
+//! so an update is one atomic operation.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 /// One monotonic counter with fixed labels.
 #[derive(Clone, Debug)]
@@ -24,10 +24,42 @@ impl Counter {
     }
 }
 
+/// One value that goes up and down (a queue's size), with fixed labels.
+#[derive(Clone, Debug)]
+pub struct Gauge(Arc<AtomicI64>);
+
+impl Gauge {
+    pub fn set(&self, value: i64) {
+        self.0.store(value, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> i64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A series' value: a counter's or a gauge's.
+#[derive(Clone, Debug)]
+enum Value {
+    Counter(Counter),
+    Gauge(Gauge),
+}
+
+impl Value {
+    fn render(&self) -> String {
+        match self {
+            Value::Counter(counter) => counter.get().to_string(),
+            Value::Gauge(gauge) => gauge.get().to_string(),
+        }
+    }
+}
+
 struct Family {
     name: &'static str,
     help: &'static str,
-    series: Vec<(Vec<(&'static str, String)>, Counter)>,
+    /// `counter` or `gauge`: every series of a family has the same type.
+    kind: &'static str,
+    series: Vec<(Vec<(&'static str, String)>, Value)>,
 }
 
 /// All counters of the process.
@@ -43,36 +75,62 @@ impl Registry {
 
     /// The counter `name{labels}`, made on first use. `name` should end in `_total`.
     pub fn counter(&self, name: &'static str, help: &'static str, labels: &[(&'static str, &str)]) -> Counter {
+        let made = self.series(name, help, "counter", labels, || Value::Counter(Counter(Arc::new(AtomicU64::new(0)))));
+        match made {
+            Value::Counter(counter) => counter,
+            Value::Gauge(_) => panic!("{name} is a gauge, not a counter"),
+        }
+    }
+
+    /// The gauge `name{labels}`, made on first use (at 0).
+    pub fn gauge(&self, name: &'static str, help: &'static str, labels: &[(&'static str, &str)]) -> Gauge {
+        match self.series(name, help, "gauge", labels, || Value::Gauge(Gauge(Arc::new(AtomicI64::new(0))))) {
+            Value::Gauge(gauge) => gauge,
+            Value::Counter(_) => panic!("{name} is a counter, not a gauge"),
+        }
+    }
+
+    /// The series `name{labels}` of type `kind`, made by `make` on first use. Names are
+    /// the program's own constants, so a name given two types is a programming error.
+    fn series(
+        &self,
+        name: &'static str,
+        help: &'static str,
+        kind: &'static str,
+        labels: &[(&'static str, &str)],
+        make: impl FnOnce() -> Value,
+    ) -> Value {
         let labels: Vec<(&'static str, String)> = labels.iter().map(|(k, v)| (*k, v.to_string())).collect();
         let mut families = self.families.lock().expect("metrics lock");
         let family = match families.iter_mut().position(|family| family.name == name) {
             Some(at) => &mut families[at],
             None => {
-                families.push(Family { name, help, series: Vec::new() });
+                families.push(Family { name, help, kind, series: Vec::new() });
                 families.last_mut().expect("just pushed")
             }
         };
-        if let Some((_, counter)) = family.series.iter().find(|(series_labels, _)| *series_labels == labels) {
-            return counter.clone();
+        assert_eq!(family.kind, kind, "{name} is a {}", family.kind);
+        if let Some((_, value)) = family.series.iter().find(|(series_labels, _)| *series_labels == labels) {
+            return value.clone();
         }
-        let counter = Counter(Arc::new(AtomicU64::new(0)));
-        family.series.push((labels, counter.clone()));
-        counter
+        let value = make();
+        family.series.push((labels, value.clone()));
+        value
     }
 
-    /// Every counter in the Prometheus text format.
+    /// Every series in the Prometheus text format.
     pub fn render(&self) -> String {
         let families = self.families.lock().expect("metrics lock");
         let mut out = String::new();
         for family in families.iter() {
-            out.push_str(&format!("# HELP {} {}\n# TYPE {} counter\n", family.name, family.help, family.name));
-            for (labels, counter) in &family.series {
+            out.push_str(&format!("# HELP {} {}\n# TYPE {} {}\n", family.name, family.help, family.name, family.kind));
+            for (labels, value) in &family.series {
                 let labels: Vec<String> =
                     labels.iter().map(|(key, value)| format!("{key}=\"{}\"", escape(value))).collect();
                 if labels.is_empty() {
-                    out.push_str(&format!("{} {}\n", family.name, counter.get()));
+                    out.push_str(&format!("{} {}\n", family.name, value.render()));
                 } else {
-                    out.push_str(&format!("{}{{{}}} {}\n", family.name, labels.join(","), counter.get()));
+                    out.push_str(&format!("{}{{{}}} {}\n", family.name, labels.join(","), value.render()));
                 }
             }
         }
@@ -135,5 +193,18 @@ mod tests {
         // The same name and labels give the same counter.
         registry.counter("hameau_connections_total", "Connections accepted.", &[("protocol", "https")]).inc();
         assert_eq!(https.get(), 4);
+    }
+
+    #[test]
+    fn renders_gauges() {
+        let registry = Registry::new();
+        let size = registry.gauge("hameau_queue_messages", "Messages in the queue.", &[]);
+        size.set(7);
+        size.set(5);
+        assert_eq!(
+            registry.render(),
+            "# HELP hameau_queue_messages Messages in the queue.\n# TYPE hameau_queue_messages gauge\nhameau_queue_messages 5\n"
+        );
+        assert_eq!(registry.gauge("hameau_queue_messages", "Messages in the queue.", &[]).get(), 5);
     }
 }
