@@ -54,8 +54,9 @@ pub enum TlsaLookup {
 
 /// The error of a certificate that no TLSA record accepts: its text says what failed (it
 /// ends up in bounces and TLS-RPT reports, result type `validation-failure`). The verifier
-/// returns it as `rustls::Error::InvalidCertificate(CertificateError::Other(..))`, so a
-/// caller can tell a DANE refusal from other TLS errors by downcasting.
+/// returns it as `rustls::Error::Other(OtherError(Arc<Mismatch>))`, whose text is
+/// "other error: DANE: ..."; a caller can tell a DANE refusal from other TLS errors by
+/// downcasting the `OtherError`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Mismatch(pub String);
 
@@ -80,7 +81,8 @@ pub async fn tlsa(resolver: &TokioResolver, host: &str, port: u16) -> TlsaLookup
         }
         Err(e) => return TlsaLookup::Failed(format!("looking up the TLSA records of {name}: {e}")),
     };
-    let answers: Vec<&Record> = lookup.answers().iter().filter(|record| record.record_type() != RecordType::RRSIG).collect();
+    let answers: Vec<&Record> =
+        lookup.answers().iter().filter(|record| record.record_type() != RecordType::RRSIG).collect();
     if answers.iter().any(|record| record.proof.is_bogus()) {
         return TlsaLookup::Failed(format!("the TLSA records of {name} do not validate (DNSSEC bogus)"));
     }
@@ -129,9 +131,8 @@ pub fn all_secure(records: &[Record]) -> bool {
 /// The handshake signature is verified as usual. The server name rustls is given for SNI
 /// does not matter to the verifier.
 pub fn client_config(records: Vec<Tlsa>, names: Vec<String>) -> Arc<rustls::ClientConfig> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let records: Vec<Tlsa> = records.into_iter().filter(Tlsa::is_usable).collect();
-    let verifier = DaneVerifier { records, names, provider: provider.clone() };
+    let verifier = DaneVerifier::new(records, names);
+    let provider = verifier.provider.clone();
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .expect("ring supports the default protocol versions")
@@ -207,8 +208,18 @@ struct DaneVerifier {
 }
 
 impl DaneVerifier {
+    fn new(records: Vec<Tlsa>, names: Vec<String>) -> DaneVerifier {
+        let records = records.into_iter().filter(Tlsa::is_usable).collect();
+        DaneVerifier { records, names, provider: Arc::new(rustls::crypto::ring::default_provider()) }
+    }
+
     /// Why the chain is refused, or nothing if a record accepts it.
-    fn check(&self, leaf: &CertificateDer<'_>, intermediates: &[CertificateDer<'_>], now: UnixTime) -> Result<(), String> {
+    fn check(
+        &self,
+        leaf: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<(), String> {
         // RFC 7672 §3.1.1: DANE-EE matches the leaf alone, with no other check.
         if self.records.iter().any(|record| record.usage == Tlsa::DANE_EE && record.matches(leaf)) {
             return Ok(());
@@ -220,9 +231,8 @@ impl DaneVerifier {
             for anchor in intermediates.iter().filter(|certificate| record.matches(certificate)) {
                 match self.chain_to(anchor, leaf, intermediates, now) {
                     Ok(()) => return Ok(()),
-                    Err(why) => {
-                        why_not.get_or_insert(format!("the certificate matches TLSA record {}, but {why}", params(record)))
-                    }
+                    Err(why) => why_not
+                        .get_or_insert(format!("the certificate matches TLSA record {}, but {why}", params(record))),
                 };
             }
         }
@@ -280,9 +290,8 @@ impl ServerCertVerifier for DaneVerifier {
     ) -> Result<ServerCertVerified, rustls::Error> {
         match self.check(end_entity, intermediates, now) {
             Ok(()) => Ok(ServerCertVerified::assertion()),
-            Err(why) => Err(rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(Mismatch(
-                format!("DANE: {why}"),
-            )))))),
+            // Not `InvalidCertificate`, whose text would show `Other(OtherError(..))`.
+            Err(why) => Err(rustls::Error::Other(OtherError(Arc::new(Mismatch(format!("DANE: {why}")))))),
         }
     }
 
