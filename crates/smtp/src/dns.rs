@@ -89,7 +89,11 @@ impl Options {
         range("dns", "cache_ttl_max_s", self.cache_ttl_max_s, 1, 86_400)?;
         if let Some(path) = &self.trust_anchor_file {
             if !path.is_absolute() {
-                return Err(Problem::new("dns", "trust_anchor_file", format!("{} is not an absolute path", path.display())));
+                return Err(Problem::new(
+                    "dns",
+                    "trust_anchor_file",
+                    format!("{} is not an absolute path", path.display()),
+                ));
             }
             read_trust_anchors(path).map_err(|why| Problem::new("dns", "trust_anchor_file", why))?;
         }
@@ -109,7 +113,10 @@ fn read_trust_anchors(path: &Path) -> Result<TrustAnchors, String> {
     }
     let text = std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
     let anchors: TrustAnchors = text.parse().map_err(|e| {
-        format!("{}: not DNSKEY records in zone-file format (`name TTL IN DNSKEY flags 3 algorithm key`): {e}", path.display())
+        format!(
+            "{}: not DNSKEY records in zone-file format (`name TTL IN DNSKEY flags 3 algorithm key`): {e}",
+            path.display()
+        )
     })?;
     if text.lines().all(|line| line.trim().is_empty() || line.trim_start().starts_with(';')) {
         return Err(format!("{} has no DNSKEY record", path.display()));
