@@ -44,7 +44,9 @@ pub enum TlsaLookup {
     /// (usage 2 or 3, selector 0/1, matching 0/1/2): DANE applies, with these records only.
     Secure(Vec<Tlsa>),
     /// Secure but no usable record, or no TLSA, or the answer is insecure (unsigned zone):
-    /// DANE does not apply (opportunistic TLS, or MTA-STS).
+    /// DANE does not apply (opportunistic TLS, or MTA-STS). Postfix treats the first case
+    /// (published but all unusable) more strictly, as TLS required without authentication;
+    /// here it is folded into this variant.
     None,
     /// The answer is bogus (its DNSSEC signatures do not validate) or the lookup failed
     /// (timeout, SERVFAIL). For a host whose MX answer was secure, RFC 7672 §2.2 says the
@@ -235,6 +237,9 @@ impl DaneVerifier {
                         .get_or_insert(format!("the certificate matches TLSA record {}, but {why}", params(record))),
                 };
             }
+        }
+        if self.records.is_empty() {
+            return Err("no usable TLSA record (DANE-TA or DANE-EE)".to_string());
         }
         Err(why_not.unwrap_or_else(|| {
             let all: Vec<String> = self.records.iter().map(params).collect();
