@@ -5,9 +5,11 @@
 //! (`Received`, `Authentication-Results` RFC 8601), and delivers it durably into the mail
 //! model. Submission ([`submission`], with the [`brakes`] of a hijacked account) queues
 //! what agents send; the delivery [`worker`] takes it from the queue and delivers it
-//! locally or through [`outbound`].
+//! locally or through [`outbound`], which checks receivers' certificates against their
+//! DNSSEC-signed TLSA records with [`dane`] (RFC 7672).
 
 pub mod brakes;
+pub mod dane;
 pub mod dns;
 pub mod inbound;
 mod options;

@@ -124,7 +124,8 @@ pub fn set_config(path: &Path, from: &str, to: &str) {
     std::fs::write(path, text.replacen(from, to, 1)).unwrap();
 }
 
-/// A knotd serving zone files on a loopback port; stopped when dropped.
+/// A knotd serving zone files on a loopback port ([`start_knot`], [`start_knot_signed`]);
+/// stopped when dropped.
 pub struct Knot {
     child: Child,
     pub port: u16,
@@ -148,24 +149,114 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// A knotd serving `zones` (name, records; each gets an SOA, an NS and its `ns` address) on a
+/// loopback port, from files in `dir`.
 pub fn start_knot(dir: &Path, zones: &[(&str, String)]) -> Knot {
-    let knotd = ["/usr/sbin/knotd", "/usr/bin/knotd"].into_iter().find(|path| Path::new(path).exists());
-    let knotd = knotd.expect("knotd is needed (Debian package knot; scripts/test.sh installs it)");
     let port = free_port();
-    let mut config = format!(
-        "server:\n    listen: 127.0.0.1@{port}\n    rundir: {dir}\ndatabase:\n    storage: {dir}/db\n\
-         log:\n  - target: stderr\n    any: warning\nzone:\n",
-        dir = dir.display()
-    );
+    let mut config = knot_config(dir, port, "");
     for (name, records) in zones {
-        let path = dir.join(format!("{name}.zone"));
-        let head = format!(
-            "{name}. 3600 IN SOA ns.{name}. hostmaster.{name}. 1 3600 600 86400 300\n\
-             {name}. 3600 IN NS ns.{name}.\nns.{name}. 3600 IN A 127.0.0.1\n"
-        );
-        std::fs::write(&path, head + records).unwrap();
+        let path = write_zone(dir, name, records);
         config.push_str(&format!("  - domain: {name}\n    file: {}\n", path.display()));
     }
+    spawn_knot(dir, port, &config)
+}
+
+/// A knotd serving `zones` as [`start_knot`] does, those named in `signed` signed with
+/// DNSSEC (one ECDSA P-256 combined signing key each, made with keymgr in `dir`), and the
+/// path of a trust-anchor file for them, in the format `[dns] trust_anchor_file` reads.
+///
+/// The zones form a tree: a zone whose parent (the longest other zone it is under) is in
+/// `zones` is delegated from it (NS and glue records added to the parent), with a DS record
+/// when it is signed, so that a validating resolver finds it secure when signed and
+/// provably insecure (the parent's signed NSEC) when not. The anchor file holds the keys of
+/// the signed zones with no parent in `zones`: give a signed top zone (e.g. `test`) so that
+/// unsigned zones below it validate as insecure rather than bogus.
+pub fn start_knot_signed(dir: &Path, zones: &[(&str, String)], signed: &[&str]) -> (Knot, PathBuf) {
+    let port = free_port();
+    for name in signed {
+        assert!(zones.iter().any(|(zone, _)| zone == name), "{name} is signed but not among the zones");
+    }
+    // The journal of signed zones lives in the storage directory, which must exist.
+    std::fs::create_dir_all(dir.join("db")).unwrap();
+    let policy = "policy:\n  - id: test\n    algorithm: ecdsap256sha256\n    single-type-signing: on\n    \
+                  nsec3: off\n    manual: on\n";
+    let mut config = knot_config(dir, port, policy);
+    for (name, _) in zones {
+        let path = dir.join(format!("{name}.zone"));
+        config.push_str(&format!("  - domain: {name}\n    file: {}\n", path.display()));
+        if signed.contains(name) {
+            config.push_str("    dnssec-signing: on\n    dnssec-policy: test\n");
+        }
+    }
+    let config_path = dir.join("knot.conf");
+    std::fs::write(&config_path, &config).unwrap();
+    // Keys first: the parents' DS records and the anchors are made from them.
+    let mut anchors = String::new();
+    let mut ds: Vec<(&str, String)> = Vec::new();
+    for name in signed {
+        keymgr(&config_path, name, &["generate", "algorithm=ecdsap256sha256", "ksk=yes", "zsk=yes"]);
+        // `keymgr ds` prints `name. DS tag 13 2 hex` (and the SHA-384 one): add TTL and class.
+        let line = keymgr(&config_path, name, &["ds"]);
+        let line = line.lines().find(|line| line.contains(" DS ") && line.split(' ').nth(4) == Some("2")).unwrap();
+        ds.push((name, line.replacen(" DS ", " 3600 IN DS ", 1)));
+        if parent(name, zones).is_none() {
+            let keys = keymgr(&config_path, name, &["dnskey"]);
+            for key in keys.lines().filter(|line| line.contains(" DNSKEY 257 ")) {
+                anchors.push_str(&key.replacen(" DNSKEY ", " 3600 IN DNSKEY ", 1));
+                anchors.push('\n');
+            }
+        }
+    }
+    for (name, records) in zones {
+        let mut records = records.clone();
+        for (child, _) in zones.iter().filter(|(child, _)| parent(child, zones) == Some(name)) {
+            records.push_str(&format!("\n{child}. 3600 IN NS ns.{child}.\nns.{child}. 3600 IN A 127.0.0.1\n"));
+            if let Some((_, line)) = ds.iter().find(|(zone, _)| zone == child) {
+                records.push_str(line);
+                records.push('\n');
+            }
+        }
+        write_zone(dir, name, &records);
+    }
+    let anchors_path = dir.join("trust-anchors");
+    std::fs::write(&anchors_path, anchors).unwrap();
+    let knot = spawn_knot(dir, port, &config);
+    // Ready when every zone is served, the signed ones with their signatures.
+    let start = Instant::now();
+    for (name, _) in zones {
+        let answers_min = if signed.contains(name) { 2 } else { 1 };
+        while !soa_answers(port, name).is_some_and(|(rcode, answers)| rcode == 0 && answers >= answers_min) {
+            assert!(start.elapsed() < Duration::from_secs(20), "knotd does not serve {name}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    (knot, anchors_path)
+}
+
+/// The head of a knot.conf, up to its `zone:` list.
+fn knot_config(dir: &Path, port: u16, policy: &str) -> String {
+    format!(
+        "server:\n    listen: 127.0.0.1@{port}\n    rundir: {dir}\ndatabase:\n    storage: {dir}/db\n    \
+         kasp-db: {dir}/keys\nlog:\n  - target: stderr\n    any: warning\n{policy}zone:\n",
+        dir = dir.display()
+    )
+}
+
+/// Writes `name`'s zone file, with its SOA, NS and the NS's address before `records`.
+fn write_zone(dir: &Path, name: &str, records: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.zone"));
+    let head = format!(
+        "{name}. 3600 IN SOA ns.{name}. hostmaster.{name}. 1 3600 600 86400 300\n\
+         {name}. 3600 IN NS ns.{name}.\nns.{name}. 3600 IN A 127.0.0.1\n"
+    );
+    std::fs::write(&path, head + records).unwrap();
+    path
+}
+
+/// Starts knotd with `config` and waits until it answers on TCP.
+fn spawn_knot(dir: &Path, port: u16, config: &str) -> Knot {
+    let knotd = ["/usr/sbin/knotd", "/usr/bin/knotd"].into_iter().find(|path| Path::new(path).exists());
+    let knotd = knotd.expect("knotd is needed (Debian package knot; scripts/test.sh installs it)");
     let config_path = dir.join("knot.conf");
     std::fs::write(&config_path, config).unwrap();
     let child = Command::new(knotd)
@@ -182,6 +273,46 @@ pub fn start_knot(dir: &Path, zones: &[(&str, String)]) -> Knot {
         std::thread::sleep(Duration::from_millis(50));
     }
     knot
+}
+
+/// The closest enclosing zone of `name` among `zones`.
+fn parent<'a>(name: &str, zones: &'a [(&str, String)]) -> Option<&'a str> {
+    zones.iter().map(|(zone, _)| *zone).filter(|zone| name.ends_with(&format!(".{zone}"))).max_by_key(|zone| zone.len())
+}
+
+/// Runs `keymgr -c CONFIG ZONE. ARGS` and returns what it printed.
+fn keymgr(config: &Path, zone: &str, args: &[&str]) -> String {
+    let keymgr = ["/usr/sbin/keymgr", "/usr/bin/keymgr"].into_iter().find(|path| Path::new(path).exists());
+    let keymgr = keymgr.expect("keymgr is needed (Debian package knot)");
+    let output =
+        Command::new(keymgr).arg("-c").arg(config).arg(format!("{zone}.")).args(args).output().expect("run keymgr");
+    assert!(output.status.success(), "keymgr {zone} {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// Asks the DNS server on `port` over TCP for `zone`'s SOA with the DO bit (RFC 3225) and
+/// returns the response code and the number of answers (the SOA and, if signed, its RRSIG).
+fn soa_answers(port: u16, zone: &str) -> Option<(u8, u16)> {
+    use std::io::{Read, Write};
+    let mut query = vec![0x12, 0x34, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1];
+    for label in zone.split('.').filter(|label| !label.is_empty()) {
+        query.push(label.len() as u8);
+        query.extend_from_slice(label.as_bytes());
+    }
+    // QTYPE SOA, QCLASS IN, then an OPT record: root name, type 41, 4096-byte payload, DO.
+    query.extend_from_slice(&[0, 0, 6, 0, 1, 0, 0, 41, 0x10, 0, 0, 0, 0x80, 0, 0, 0]);
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+    stream.write_all(&(query.len() as u16).to_be_bytes()).ok()?;
+    stream.write_all(&query).ok()?;
+    let mut length = [0; 2];
+    stream.read_exact(&mut length).ok()?;
+    let mut response = vec![0; u16::from_be_bytes(length) as usize];
+    stream.read_exact(&mut response).ok()?;
+    if response.len() < 12 {
+        return None;
+    }
+    Some((response[3] & 0x0f, u16::from_be_bytes([response[6], response[7]])))
 }
 
 /// Postfix's `smtp-sink` (Debian package postfix) on a free loopback port, stopped by its
