@@ -42,6 +42,8 @@ enum Behaviour {
 /// A message a [`Receiver`] accepted.
 #[derive(Clone, Debug)]
 struct Accepted {
+    /// The MAIL command as sent, without its line end.
+    mail: String,
     recipients: Vec<String>,
     data: String,
 }
@@ -155,7 +157,7 @@ fn serve(stream: TcpStream, behaviour: Behaviour, seen: &Mutex<Seen>, stop: &Ato
         return idle();
     }
     say(b"220 mx.test ESMTP scripted receiver\r\n");
-    let mut recipients = Vec::new();
+    let (mut mail, mut recipients) = (String::new(), Vec::new());
     loop {
         let mut line = Vec::new();
         match reader.read_until(b'\n', &mut line) {
@@ -170,6 +172,7 @@ fn serve(stream: TcpStream, behaviour: Behaviour, seen: &Mutex<Seen>, stop: &Ato
                 say(bytes);
                 return idle();
             }
+            mail = String::from_utf8_lossy(&line).trim_end().to_string();
             recipients.clear();
             b"250 2.1.0 ok\r\n"
         } else if command.starts_with("RCPT") {
@@ -195,7 +198,7 @@ fn serve(stream: TcpStream, behaviour: Behaviour, seen: &Mutex<Seen>, stop: &Ato
             if let Behaviour::RefuseData = behaviour {
                 b"451 4.3.0 try later\r\n"
             } else {
-                let accepted = Accepted { recipients: std::mem::take(&mut recipients), data };
+                let accepted = Accepted { mail: mail.clone(), recipients: std::mem::take(&mut recipients), data };
                 seen.lock().unwrap().accepted.push(accepted);
                 b"250 2.0.0 accepted\r\n"
             }
@@ -252,7 +255,7 @@ fn short_outbound(config: &Path, port: u16, data_termination_timeout_s: u64) {
         ("data_block_timeout_s", "2".into()),
         ("data_termination_timeout_s", data_termination_timeout_s.to_string()),
     ] {
-        set_in_section(config, "outbound", &key, &value);
+        set_in_section(config, "outbound", key, &value);
     }
     set_in_section(config, "queue", "retry_schedule_s", "[1]");
     set_in_section(config, "queue", "lifetime_s", "120");
@@ -380,6 +383,8 @@ fn bad_receiver(behaviour: Behaviour, data_termination_timeout_s: u64, reasons: 
     assert_eq!(good.accepted().len(), 2);
     assert!(bad.accepted().is_empty());
     assert!(!server.log().iter().any(|line| line.contains("panicked")));
+    let reason = bad_attempts[0].split("\"outcome\":").nth(1).unwrap_or_default().to_string();
+    eprintln!("bad.test deferred: {reason}");
     (good_took, bad_attempts)
 }
 
@@ -564,6 +569,38 @@ impl Client {
     }
 }
 
+/// A message submitted with SMTPUTF8 for its UTF-8 header (ASCII addresses) must leave
+/// with SMTPUTF8 too (RFC 6531 §3.4, RFC 6532 §3): a receiver that did not agree to UTF-8
+/// header fields may mangle or refuse them. Today `outbound::transaction` asks for
+/// SMTPUTF8 only when an address is not ASCII (the queue does not record the parameter,
+/// and the bytes are not looked at), so the message leaves without it.
+#[test]
+#[ignore = "bug in crates/smtp/src/outbound.rs: SMTPUTF8 is sent only for non-ASCII addresses, not for a UTF-8 header"]
+fn a_message_with_a_utf8_header_leaves_with_smtputf8() {
+    let (dir, _) = init_with_token();
+    let config = config_path(dir.path());
+    setup(&config);
+    let _dns = remote_mx(&config, &[]);
+    let receiver = Receiver::start(TcpListener::bind("127.0.0.1:0").unwrap(), Vec::new(), Behaviour::Accept);
+    short_outbound(&config, receiver.addr.port(), 2);
+    let server = start_server(&config);
+    let reply = crate::support::block_on(async {
+        let mut client = Client::connect(&server).await;
+        let message = "From: agent@a.test\r\nSubject: Réunion à la mairie\r\n\r\nx\r\n";
+        let mail = "MAIL FROM:<agent@a.test> SMTPUTF8";
+        let reply = client.send(mail).await;
+        assert!(reply.starts_with("250"), "{reply}");
+        assert!(client.send("RCPT TO:<x@remote.test>").await.starts_with("250"));
+        assert!(client.send("DATA").await.starts_with("354"));
+        client.send_bytes(&[message.as_bytes(), b".\r\n"].concat()).await
+    });
+    assert!(reply.starts_with("250"), "{reply}");
+    assert!(receiver.wait_until(Duration::from_secs(10), |seen| !seen.accepted.is_empty()), "nothing arrived");
+    let accepted = receiver.accepted();
+    assert!(accepted[0].data.contains("Subject: Réunion à la mairie"), "{}", accepted[0].data);
+    assert!(accepted[0].mail.contains("SMTPUTF8"), "{}", accepted[0].mail);
+}
+
 /// Standard base64 with padding (RFC 4648 §4), for AUTH PLAIN.
 fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -602,7 +639,9 @@ fn submission_refuses_malformed_addresses_and_headers_and_goes_on() {
             replies.push((command.to_string(), client.send(command).await));
         }
         assert!(client.send("MAIL FROM:<agent@a.test>").await.starts_with("250"));
-        for command in ["RCPT TO:x@elsewhere.test", "RCPT TO:<x@>", "RCPT TO:<x@[300.1.1.1]>", "RCPT TO:<élodie@b.test>"] {
+        for command in
+            ["RCPT TO:x@elsewhere.test", "RCPT TO:<x@>", "RCPT TO:<x@[300.1.1.1]>", "RCPT TO:<élodie@b.test>"]
+        {
             replies.push((command.to_string(), client.send(command).await));
         }
         assert!(client.send("RSET").await.starts_with("250"));

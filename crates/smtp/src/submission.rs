@@ -453,8 +453,8 @@ fn well_formed(address: &str) -> bool {
     let label_ok = |label: &str| {
         !label.is_empty() && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || !c.is_ascii())
     };
-    let domain_ok = (domain.starts_with('[') && domain.ends_with(']') && domain.len() > 2)
-        || domain.split('.').all(label_ok);
+    let domain_ok =
+        (domain.starts_with('[') && domain.ends_with(']') && domain.len() > 2) || domain.split('.').all(label_ok);
     !local.is_empty()
         && domain_ok
         && !address.chars().any(|c| c.is_control() || c.is_whitespace() || c == '<' || c == '>')
@@ -540,7 +540,11 @@ impl Pipeline for Submission {
         let named = authors.from.iter().map(|from| (from, "From")).chain(authors.sender.iter().map(|s| (s, "Sender")));
         for (address, field) in named {
             if !may_send_as(account, address) {
-                return Reply::new(550, "5.7.1", format!("{} may not send as <{address}> ({field} field)", account.address));
+                return Reply::new(
+                    550,
+                    "5.7.1",
+                    format!("{} may not send as <{address}> ({field} field)", account.address),
+                );
             }
         }
         // `authors` gives at least one From address.

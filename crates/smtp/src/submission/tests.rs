@@ -221,17 +221,48 @@ fn headers_are_checked_before_signing() {
     check("From: agent@a.test", false, r#"from ["agent@a.test"] sender None"#);
     check("From: Agent <agent@a.test>\r\nTo: x@b.test", false, r#"from ["agent@a.test"] sender None"#);
     check("From: =?utf-8?q?=C3=89lo=C3=AFse?= <agent@a.test>", false, r#"from ["agent@a.test"] sender None"#);
-    check("From: a@a.test, b@a.test\r\nSender: a@a.test", false, r#"from ["a@a.test", "b@a.test"] sender Some("a@a.test")"#);
-    check("From: Mairie: a@a.test, b@a.test;\r\nSender: a@a.test", false, r#"from ["a@a.test", "b@a.test"] sender Some("a@a.test")"#);
+    check(
+        "From: a@a.test, b@a.test\r\nSender: a@a.test",
+        false,
+        r#"from ["a@a.test", "b@a.test"] sender Some("a@a.test")"#,
+    );
+    check(
+        "From: Mairie: a@a.test, b@a.test;\r\nSender: a@a.test",
+        false,
+        r#"from ["a@a.test", "b@a.test"] sender Some("a@a.test")"#,
+    );
     check("To: x@b.test", false, "554 5.6.0 the message has no From field (RFC 5322 §3.6)");
-    check("From: b@a.test\r\nFrom: a@a.test", false, "554 5.6.0 the message has 2 From fields, RFC 5322 §3.6 allows one");
-    check("From: a@a.test\r\nSender: a@a.test\r\nSender: b@a.test", false, "554 5.6.0 the message has 2 Sender fields, RFC 5322 §3.6 allows one");
-    check("From: a@a.test, b@a.test", false, "554 5.6.0 the From field names 2 authors: a Sender field must name the one who sends (RFC 5322 §3.6.2)");
-    check("From: a@a.test\r\nSender: a@a.test, b@a.test", false, "554 5.6.0 the Sender field must hold one address (RFC 5322 §3.6.2)");
+    check(
+        "From: b@a.test\r\nFrom: a@a.test",
+        false,
+        "554 5.6.0 the message has 2 From fields, RFC 5322 §3.6 allows one",
+    );
+    check(
+        "From: a@a.test\r\nSender: a@a.test\r\nSender: b@a.test",
+        false,
+        "554 5.6.0 the message has 2 Sender fields, RFC 5322 §3.6 allows one",
+    );
+    check(
+        "From: a@a.test, b@a.test",
+        false,
+        "554 5.6.0 the From field names 2 authors: a Sender field must name the one who sends (RFC 5322 §3.6.2)",
+    );
+    check(
+        "From: a@a.test\r\nSender: a@a.test, b@a.test",
+        false,
+        "554 5.6.0 the Sender field must hold one address (RFC 5322 §3.6.2)",
+    );
     for no_address in ["From:", "From: undisclosed:;"] {
         check(no_address, false, "554 5.6.0 the From field holds no address (RFC 5322 §3.6.2)");
     }
-    for not_an_address in ["From: Le Maire", "From: agent@a.test, Le Maire", "From: <@>", "From: agent@", "From: Mairie <agent@a..test>", "From: <a@b.test\u{7}>"] {
+    for not_an_address in [
+        "From: Le Maire",
+        "From: agent@a.test, Le Maire",
+        "From: <@>",
+        "From: agent@",
+        "From: Mairie <agent@a..test>",
+        "From: <a@b.test\u{7}>",
+    ] {
         check(not_an_address, false, "554 5.6.0 the From field holds something that is not an address (RFC 5322 §3.4)");
     }
     let eight_bit = "554 5.6.7 a header field holds 8-bit characters but MAIL FROM has no SMTPUTF8: encode the field (RFC 2047) or send with SMTPUTF8 (RFC 6532)";
@@ -245,6 +276,9 @@ fn headers_are_checked_before_signing() {
 #[test]
 fn a_header_in_latin_1_is_refused() {
     let data = b"From: agent@a.test\r\nSubject: R\xe9union\r\n\r\nx\r\n";
-    assert_eq!(super::authors(data, true).unwrap_err().to_string(), "554 5.6.0 the header is not valid UTF-8 (RFC 6532 §3.2)");
+    assert_eq!(
+        super::authors(data, true).unwrap_err().to_string(),
+        "554 5.6.0 the header is not valid UTF-8 (RFC 6532 §3.2)"
+    );
     assert!(super::authors(data, false).unwrap_err().to_string().starts_with("554 5.6.7"));
 }
