@@ -214,10 +214,19 @@ fn limits_are_checked() {
         check(Limits { retry_schedule_s: vec![], ..Limits::default() }),
         "queue.retry_schedule_s: 0 is out of range: it must be between 1 and 100"
     );
-    assert!(
-        check(Limits { retry_schedule_s: vec![10], ..Limits::default() })
-            .starts_with("queue.retry_schedule_s: a wait of 10 s")
+    assert_eq!(
+        check(Limits { retry_schedule_s: vec![1, 0], ..Limits::default() }),
+        "queue.retry_schedule_s: a wait of 0 s is out of range: each must be between 1 and 86400"
     );
+    assert!(check(Limits { retry_schedule_s: vec![86_401], ..Limits::default() }).contains("a wait of 86401 s"));
+    // The short schedule of the end-to-end tests passes.
+    let short = Limits { retry_schedule_s: vec![1, 2], lifetime_s: 30, delay_notice_s: 1, ..Limits::default() };
+    assert_eq!(short.check(), Ok(()));
+    assert_eq!(
+        check(Limits { lifetime_s: 0, ..short.clone() }),
+        "queue.lifetime_s: 0 is out of range: it must be between 1 and 2592000"
+    );
+    assert!(check(Limits { delay_notice_s: 30, ..short }).starts_with("queue.delay_notice_s: 30 is not below"));
     assert!(
         check(Limits { delay_notice_s: 5 * 86_400, ..Limits::default() })
             .starts_with("queue.delay_notice_s: 432000 is not below")

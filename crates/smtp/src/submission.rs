@@ -9,6 +9,10 @@
 //! - The envelope sender and every `From:` address must be the account's own address or
 //!   one it may send as ([`hameau_directory::Account::may_send_as`]); otherwise
 //!   `550 5.7.1`, with the address in the text. The null sender is refused.
+//! - The header must be well formed before it is signed (`authors`): 8-bit bytes only
+//!   with `SMTPUTF8` (`554 5.6.7` otherwise), exactly one `From:` holding addresses only,
+//!   at most one `Sender:`, and one when `From:` names several authors (`554 5.6.0`).
+//!   A `Sender:` must be the account's too.
 //! - `Date` and `Message-ID` are added when missing; `Received` names the authenticated
 //!   submission without the client's address unless [`SubmissionOptions::received_client_ip`].
 //! - The message is DKIM-signed with every key of the `From:` domain (Ed25519 and RSA,
@@ -345,14 +349,115 @@ fn may_send_as(account: &Account, address: &str) -> bool {
         || account.may_send_as.iter().any(|a| a.eq_ignore_ascii_case(address))
 }
 
-/// The addresses of the message's `From:` fields (mail-parser reads them; the driver
-/// catches a panic).
-fn from_addresses(data: &[u8]) -> Vec<String> {
-    let Some(message) = mail_parser::MessageParser::new().parse_headers(data) else { return Vec::new() };
-    message
-        .from()
-        .map(|from| from.iter().filter_map(|address| address.address()).map(str::to_owned).collect())
-        .unwrap_or_default()
+/// Who a message says wrote and sent it: the addresses of its `From:` field and of its
+/// `Sender:` field, each well formed.
+#[derive(Debug, PartialEq, Eq)]
+struct Authors {
+    from: Vec<String>,
+    sender: Option<String>,
+}
+
+/// Checks the header section of a submitted message and gives its [`Authors`], or the
+/// refusal, before anything is signed or queued:
+///
+/// - 8-bit bytes only with `SMTPUTF8` (RFC 6532 §3, RFC 6531 §3.1): without it, `554
+///   5.6.7` telling the client to encode the field (RFC 2047), as mail programs do for
+///   names and subjects (Thunderbird, Outlook). A receiver that did not agree to UTF-8
+///   headers may mangle or refuse them, and the queue cannot downgrade them. With it, the
+///   header must be UTF-8 (`554 5.6.0`).
+/// - Exactly one `From:` field and at most one `Sender:` field (RFC 5322 §3.6): with two
+///   `From:` fields, a mail program shows one and the ownership check might see the
+///   other, so a second one is refused (`554 5.6.0`) rather than chosen.
+/// - Every entry of `From:` (and `Sender:`) an address (`554 5.6.0`); several authors
+///   need a `Sender:` field naming the one who sends (RFC 5322 §3.6.2).
+///
+/// The texts never quote the client's bytes, which may hold anything.
+fn authors(data: &[u8], smtputf8: bool) -> Result<Authors, Reply> {
+    let malformed = |text: String| Reply::new(554, "5.6.0", text);
+    let mut fields = Fields::new(data);
+    let (mut n_from, mut n_sender) = (0, 0);
+    for field in fields.by_ref() {
+        n_from += usize::from(field.is("From"));
+        n_sender += usize::from(field.is("Sender"));
+    }
+    let header = &data[..fields.body_start().unwrap_or(data.len())];
+    if !header.is_ascii() {
+        if !smtputf8 {
+            return Err(Reply::new(
+                554,
+                "5.6.7",
+                "a header field holds 8-bit characters but MAIL FROM has no SMTPUTF8: \
+                 encode the field (RFC 2047) or send with SMTPUTF8 (RFC 6532)",
+            ));
+        }
+        if std::str::from_utf8(header).is_err() {
+            return Err(malformed("the header is not valid UTF-8 (RFC 6532 §3.2)".into()));
+        }
+    }
+    match (n_from, n_sender) {
+        (0, _) => return Err(malformed("the message has no From field (RFC 5322 §3.6)".into())),
+        (2.., _) => return Err(malformed(format!("the message has {n_from} From fields, RFC 5322 §3.6 allows one"))),
+        (_, 2..) => {
+            return Err(malformed(format!("the message has {n_sender} Sender fields, RFC 5322 §3.6 allows one")));
+        }
+        _ => {}
+    }
+    let Some(parsed) = mail_parser::MessageParser::new().parse_headers(header) else {
+        return Err(malformed("the header cannot be read (RFC 5322 §2.2)".into()));
+    };
+    let from = addresses(parsed.from(), "From")?;
+    let sender = match n_sender {
+        0 => None,
+        _ => match addresses(parsed.sender(), "Sender")?.as_slice() {
+            [one] => Some(one.clone()),
+            _ => return Err(malformed("the Sender field must hold one address (RFC 5322 §3.6.2)".into())),
+        },
+    };
+    if from.len() > 1 && sender.is_none() {
+        return Err(malformed(format!(
+            "the From field names {} authors: a Sender field must name the one who sends (RFC 5322 §3.6.2)",
+            from.len()
+        )));
+    }
+    Ok(Authors { from, sender })
+}
+
+/// The addresses of a parsed `From:` or `Sender:` field (its groups' members too): at
+/// least one, each well formed, or the refusal naming the field.
+fn addresses(field: Option<&mail_parser::Address<'_>>, name: &str) -> Result<Vec<String>, Reply> {
+    let mut found = Vec::new();
+    for entry in field.into_iter().flat_map(|field| field.iter()) {
+        match entry.address() {
+            Some(address) if well_formed(address) => found.push(address.to_owned()),
+            _ => {
+                return Err(Reply::new(
+                    554,
+                    "5.6.0",
+                    format!("the {name} field holds something that is not an address (RFC 5322 §3.4)"),
+                ));
+            }
+        }
+    }
+    if found.is_empty() {
+        return Err(Reply::new(554, "5.6.0", format!("the {name} field holds no address (RFC 5322 §3.6.2)")));
+    }
+    Ok(found)
+}
+
+/// `local@domain` with both parts present, nothing a reply or a command could not carry
+/// (control characters, white space, angle brackets), and a domain of dot-separated
+/// labels or an address literal: what the parser makes of a field that is not an address
+/// fails this.
+fn well_formed(address: &str) -> bool {
+    let Some((local, domain)) = address.rsplit_once('@') else { return false };
+    let label_ok = |label: &str| {
+        !label.is_empty() && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || !c.is_ascii())
+    };
+    let domain_ok =
+        (domain.starts_with('[') && domain.ends_with(']') && domain.len() > 2) || domain.split('.').all(label_ok);
+    !local.is_empty()
+        && domain_ok
+        && !address.chars().any(|c| c.is_control() || c.is_whitespace() || c == '<' || c == '>')
 }
 
 impl Pipeline for Submission {
@@ -428,13 +533,22 @@ impl Pipeline for Submission {
         let Some(account) = session.account.as_ref() else {
             return Reply::new(530, "5.7.0", "Authentication required");
         };
-        let froms = from_addresses(message.data);
-        let Some(first) = froms.first() else {
-            return Reply::new(550, "5.7.1", "the message has no From field with an address (RFC 5322 §3.6)");
+        let authors = match authors(message.data, message.params.smtputf8) {
+            Ok(authors) => authors,
+            Err(refusal) => return refusal,
         };
-        if let Some(other) = froms.iter().find(|from| !may_send_as(account, from)) {
-            return Reply::new(550, "5.7.1", format!("{} may not send as <{other}> (From field)", account.address));
+        let named = authors.from.iter().map(|from| (from, "From")).chain(authors.sender.iter().map(|s| (s, "Sender")));
+        for (address, field) in named {
+            if !may_send_as(account, address) {
+                return Reply::new(
+                    550,
+                    "5.7.1",
+                    format!("{} may not send as <{address}> ({field} field)", account.address),
+                );
+            }
         }
+        // `authors` gives at least one From address.
+        let first = &authors.from[0];
         let domain = first.rsplit_once('@').map_or("", |(_, domain)| domain).to_ascii_lowercase();
         let prepared = self.prepare(session, account, &message);
         let signatures = match self.sign(&domain, &prepared).await {

@@ -126,8 +126,15 @@ async fn an_agent_sends_as_itself_or_as_what_it_may() {
     assert_eq!(reply.to_string(), "550 5.7.1 agent@a.test may not send as <maire@a.test> (From field)");
     let no_from = b"To: x@elsewhere.test\r\nSubject: urgent\r\n\r\nVirement.\r\n";
     let reply = s.message(&mut session, message(no_from, "agent@a.test", &recipients, &params)).await;
-    assert!(reply.to_string().starts_with("550 5.7.1 the message has no From field"), "{reply}");
-    assert!(f.queue.list(None, None, 10).await.unwrap().is_empty());
+    assert_eq!(reply.to_string(), "554 5.6.0 the message has no From field (RFC 5322 §3.6)");
+    // A Sender field the account does not own, with From fields it owns.
+    let sender = b"From: agent@a.test, mairie@a.test\r\nSender: other@a.test\r\n\r\nx\r\n";
+    let reply = s.message(&mut session, message(sender, "agent@a.test", &recipients, &params)).await;
+    assert_eq!(reply.to_string(), "550 5.7.1 agent@a.test may not send as <other@a.test> (Sender field)");
+    let sender = b"From: agent@a.test, mairie@a.test\r\nSender: agent@a.test\r\n\r\nx\r\n";
+    let reply = s.message(&mut session, message(sender, "agent@a.test", &recipients, &params)).await;
+    assert!(reply.is_success(), "{reply}");
+    assert_eq!(f.queue.list(None, None, 10).await.unwrap().len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -197,4 +204,81 @@ async fn past_its_sending_limit_an_account_is_braked() {
     let account = f.queue.brakes(Some("a")).await.unwrap()[0].account.unwrap();
     assert_eq!(f.queue.lift_brake("a", Some(account), NOW).await.unwrap(), 2);
     assert_eq!(refusal(s.mail_from(&mut session, "agent@a.test", &params).await), "accepted");
+}
+
+/// The header checks of `authors`: one case a line, the header (a body follows), whether
+/// MAIL FROM had SMTPUTF8, and the authors found or the refusal.
+#[test]
+fn headers_are_checked_before_signing() {
+    fn check(header: &str, smtputf8: bool, expect: &str) {
+        let data = format!("{header}\r\n\r\nBonjour.\r\n");
+        let got = match super::authors(data.as_bytes(), smtputf8) {
+            Ok(authors) => format!("from {:?} sender {:?}", authors.from, authors.sender),
+            Err(reply) => reply.to_string(),
+        };
+        assert_eq!(got, expect, "{header:?}");
+    }
+    check("From: agent@a.test", false, r#"from ["agent@a.test"] sender None"#);
+    check("From: Agent <agent@a.test>\r\nTo: x@b.test", false, r#"from ["agent@a.test"] sender None"#);
+    check("From: =?utf-8?q?=C3=89lo=C3=AFse?= <agent@a.test>", false, r#"from ["agent@a.test"] sender None"#);
+    check(
+        "From: a@a.test, b@a.test\r\nSender: a@a.test",
+        false,
+        r#"from ["a@a.test", "b@a.test"] sender Some("a@a.test")"#,
+    );
+    check(
+        "From: Mairie: a@a.test, b@a.test;\r\nSender: a@a.test",
+        false,
+        r#"from ["a@a.test", "b@a.test"] sender Some("a@a.test")"#,
+    );
+    check("To: x@b.test", false, "554 5.6.0 the message has no From field (RFC 5322 §3.6)");
+    check(
+        "From: b@a.test\r\nFrom: a@a.test",
+        false,
+        "554 5.6.0 the message has 2 From fields, RFC 5322 §3.6 allows one",
+    );
+    check(
+        "From: a@a.test\r\nSender: a@a.test\r\nSender: b@a.test",
+        false,
+        "554 5.6.0 the message has 2 Sender fields, RFC 5322 §3.6 allows one",
+    );
+    check(
+        "From: a@a.test, b@a.test",
+        false,
+        "554 5.6.0 the From field names 2 authors: a Sender field must name the one who sends (RFC 5322 §3.6.2)",
+    );
+    check(
+        "From: a@a.test\r\nSender: a@a.test, b@a.test",
+        false,
+        "554 5.6.0 the Sender field must hold one address (RFC 5322 §3.6.2)",
+    );
+    for no_address in ["From:", "From: undisclosed:;"] {
+        check(no_address, false, "554 5.6.0 the From field holds no address (RFC 5322 §3.6.2)");
+    }
+    for not_an_address in [
+        "From: Le Maire",
+        "From: agent@a.test, Le Maire",
+        "From: <@>",
+        "From: agent@",
+        "From: Mairie <agent@a..test>",
+        "From: <a@b.test\u{7}>",
+    ] {
+        check(not_an_address, false, "554 5.6.0 the From field holds something that is not an address (RFC 5322 §3.4)");
+    }
+    let eight_bit = "554 5.6.7 a header field holds 8-bit characters but MAIL FROM has no SMTPUTF8: encode the field (RFC 2047) or send with SMTPUTF8 (RFC 6532)";
+    check("From: agent@a.test\r\nSubject: Réunion", false, eight_bit);
+    check("From: Élodie <agent@a.test>", false, eight_bit);
+    check("From: agent@a.test\r\nSubject: Réunion", true, r#"from ["agent@a.test"] sender None"#);
+    check("From: élodie@a.test", true, r#"from ["élodie@a.test"] sender None"#);
+}
+
+/// Latin-1 in a header is not UTF-8, SMTPUTF8 or not.
+#[test]
+fn a_header_in_latin_1_is_refused() {
+    let data = b"From: agent@a.test\r\nSubject: R\xe9union\r\n\r\nx\r\n";
+    assert_eq!(
+        super::authors(data, true).unwrap_err().to_string(),
+        "554 5.6.0 the header is not valid UTF-8 (RFC 6532 §3.2)"
+    );
+    assert!(super::authors(data, false).unwrap_err().to_string().starts_with("554 5.6.7"));
 }
