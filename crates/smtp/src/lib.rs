@@ -10,6 +10,7 @@
 pub mod brakes;
 pub mod dns;
 pub mod inbound;
+pub mod mta_sts;
 mod options;
 pub mod outbound;
 pub mod pipeline;
