@@ -145,6 +145,8 @@ enum Txt {
 /// RFC 8461 §3.3: "the path of the policy is `/.well-known/mta-sts.txt`".
 const POLICY_PATH: &str = "/.well-known/mta-sts.txt";
 const USER_AGENT_VALUE: &str = "Hameau (MTA-STS, RFC 8461)";
+/// Enough for every error of ours and a certificate error naming a few host names.
+const WHY_CHARS_MAX: usize = 400;
 
 impl std::fmt::Debug for MtaSts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -262,7 +264,7 @@ impl MtaSts {
         };
         result.map_err(|Failure { result_type, why }| Failure {
             result_type,
-            why: format!("fetching https://{policy_host}{POLICY_PATH}: {why}"),
+            why: format!("fetching https://{policy_host}{POLICY_PATH}: {}", bounded(&why)),
         })
     }
 }
@@ -299,7 +301,9 @@ async fn txt_id(resolver: &TokioResolver, domain: &str) -> Txt {
     }
 }
 
-/// A TCP connection to the first of `host`'s addresses that answers.
+/// A TCP connection to the first of `host`'s addresses that answers, in the resolver's
+/// order. There is no deadline per address: an address that never answers uses up the
+/// whole fetch's, and the fetch fails (a policy host is rarely more than one address).
 async fn connect(resolver: &TokioResolver, host: &str, port: u16) -> Result<TcpStream, Failure> {
     let addresses: Vec<IpAddr> = match resolver.lookup_ip(format!("{host}.")).await {
         Ok(lookup) => lookup.iter().collect(),
@@ -371,6 +375,15 @@ async fn get(tls: TlsStream<TcpStream>, host: &str, bytes_max: usize) -> Result<
             // Closed after the response was handed over: the body is read to its end.
             Ok(()) => exchange.await,
         },
+    }
+}
+
+/// An error text for the log and the TLS-RPT report, at most [`WHY_CHARS_MAX`] characters:
+/// some texts quote the server (a certificate's names), which could be long.
+fn bounded(why: &str) -> String {
+    match why.char_indices().nth(WHY_CHARS_MAX) {
+        Some((end, _)) => format!("{}…", &why[..end]),
+        None => why.to_string(),
     }
 }
 

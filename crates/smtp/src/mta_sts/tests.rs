@@ -555,6 +555,15 @@ async fn a_certificate_for_another_name_is_a_fetch_error() {
     let mta_sts = MtaSts::new(options(untrusted.port), pki.client.clone());
     failed(&mta_sts.lookup(&dns.resolver, "remote.test", NOW_S).await, RESULT_FETCH_ERROR, "TLS: ");
     assert_eq!(https.requests() + untrusted.requests(), 0);
+    // A certificate of many names: the error quoting them stays short.
+    let names: Vec<String> = (0..50).map(|n| format!("{}{n}.remote.test", "x".repeat(50))).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let wordy = Https::start(server_config(&pki, &names), ok(&enforce("mx.remote.test"))).await;
+    let mta_sts = MtaSts::new(options(wordy.port), pki.client.clone());
+    match mta_sts.lookup(&dns.resolver, "remote.test", NOW_S).await {
+        Lookup::FetchFailed { why, .. } => assert!(why.chars().count() < 500 && why.ends_with('…'), "{why}"),
+        other => panic!("{other:?}"),
+    }
     // Nothing listening.
     drop(https);
     let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -585,3 +594,4 @@ async fn the_cache_stays_within_its_bound() {
     assert_eq!(mta_sts.inner.cache.lock().unwrap().by_domain.len(), 2);
     assert_eq!(mta_sts.inner.cache.lock().unwrap().by_age.len(), 2);
 }
+
