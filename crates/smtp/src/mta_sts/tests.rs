@@ -594,4 +594,3 @@ async fn the_cache_stays_within_its_bound() {
     assert_eq!(mta_sts.inner.cache.lock().unwrap().by_domain.len(), 2);
     assert_eq!(mta_sts.inner.cache.lock().unwrap().by_age.len(), 2);
 }
-
