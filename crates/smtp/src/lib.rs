@@ -12,6 +12,7 @@ pub mod brakes;
 pub mod dane;
 pub mod dns;
 pub mod inbound;
+pub mod mta_sts;
 mod options;
 pub mod outbound;
 pub mod pipeline;
