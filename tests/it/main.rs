@@ -12,6 +12,7 @@ mod config;
 mod dns;
 mod imap;
 mod imap_clients;
+mod postfix;
 mod queue;
 mod schemathesis;
 mod serve;

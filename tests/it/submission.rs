@@ -6,10 +6,10 @@ use std::process::Command;
 use crate::imap::create_account;
 use crate::support::{admin, config_path, init_with_token, start_server};
 
-const PASSWORD: &str = "correct horse battery staple";
+pub(crate) const PASSWORD: &str = "correct horse battery staple";
 
 /// swaks to `port` of the server (self-signed certificate: swaks does not verify).
-fn swaks(port: u16, args: &[&str]) -> (bool, String) {
+pub(crate) fn swaks(port: u16, args: &[&str]) -> (bool, String) {
     let output = Command::new("swaks")
         .args(["--server", "127.0.0.1", "--port", &port.to_string(), "--helo", "poste-accueil", "--timeout", "20"])
         .args(args)
@@ -21,7 +21,7 @@ fn swaks(port: u16, args: &[&str]) -> (bool, String) {
 
 /// Tenant `a` with domain a.test, the account agent@a.test (may send as mairie@a.test),
 /// and other@a.test.
-fn setup(config: &std::path::Path) {
+pub(crate) fn setup(config: &std::path::Path) {
     admin(config, &[&["tenant", "create", "a", "--name", "A"], &["domain", "create", "a.test", "--tenant", "a"]]);
     create_account(config, "agent@a.test", PASSWORD);
     create_account(config, "other@a.test", PASSWORD);
@@ -114,7 +114,7 @@ fn submission_refuses_what_it_must_and_queues_a_signed_message() {
 /// A knotd serving `remote.test` (its MX is 127.0.0.1; `[outbound] port` then picks the
 /// test's receiver) and the `extra` zones, set as the server's resolver; it runs as long
 /// as the returned pair lives.
-fn remote_mx(config: &std::path::Path, extra: &[(&str, &str)]) -> (crate::support::Knot, tempfile::TempDir) {
+pub(crate) fn remote_mx(config: &std::path::Path, extra: &[(&str, &str)]) -> (crate::support::Knot, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let mut zones = vec![(
         "remote.test",
@@ -128,7 +128,7 @@ fn remote_mx(config: &std::path::Path, extra: &[(&str, &str)]) -> (crate::suppor
 }
 
 /// The public DKIM records of `domain`, as `hameau domain show` gives them: name → TXT.
-fn dkim_records(config: &std::path::Path, domain: &str) -> Vec<(String, String)> {
+pub(crate) fn dkim_records(config: &std::path::Path, domain: &str) -> Vec<(String, String)> {
     let (status, stdout, stderr) =
         crate::support::run(&["domain", "show", domain, "--config", config.to_str().unwrap()]);
     assert!(status.success(), "{stderr}");
