@@ -14,8 +14,10 @@
 //!    certificate), AUTH PLAIN, then send messages one after the other (MAIL, RCPT and DATA
 //!    pipelined, RSET after each) until MESSAGES were sent in all.
 //! 2. **Postfix**: a private Postfix instance (testkit's `Postfix::relay`, Debian's
-//!    defaults for concurrency and connection caching) relaying everything from
-//!    127.0.0.0/8 to a fresh sink; the same clients and messages, STARTTLS without AUTH.
+//!    defaults for concurrency and connection caching, its queue under DIR too) relaying
+//!    everything from 127.0.0.0/8 to a fresh sink; the same clients and messages,
+//!    STARTTLS without AUTH. Postfix does not sign: Hameau's two DKIM signatures per
+//!    message (Ed25519 and RSA-2048) are work Postfix does not do here.
 //!
 //! Reported for each: submission msg/s and latency (MAIL sent to the 250 after the dot:
 //! p50, p99, max), delivery msg/s (the first MAIL to the last message written by the sink,
@@ -179,7 +181,7 @@ fn run_postfix(runtime: &tokio::runtime::Runtime, base: &Path, load: &Load) -> a
     let sink = SmtpSink::dumping_into(sink_dir.path(), &[]);
     let tls_dir = tempfile::tempdir()?;
     let tls = TlsFiles::self_signed(tls_dir.path(), &["localhost"]);
-    let postfix = Postfix::relay(sink.port, Some(&tls));
+    let postfix = Postfix::relay(base, sink.port, Some(&tls));
     let master = postfix.master_pid();
     let connector = connector(&tls.cert)?;
     let addr = SocketAddr::from(([127, 0, 0, 1], postfix.port));

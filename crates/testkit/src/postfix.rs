@@ -63,21 +63,22 @@ impl Postfix {
              virtual_gid_maps = static:{gid}\n",
             domains = domains.join(", "),
         );
-        Postfix::start("mx.remote.test", &settings, tls)
+        Postfix::start(&std::env::temp_dir(), "mx.remote.test", &settings, tls)
     }
 
     /// A relay: smtpd accepts any mail from 127.0.0.0/8 (`mynetworks`, no AUTH) and the
     /// `smtp` client hands everything to `127.0.0.1:relay_port` (`relayhost`, no DNS),
     /// with Postfix's default concurrency and connection caching. With `tls`, STARTTLS
     /// is offered to clients; the hop to the relay host is in clear (as smtp-sink speaks
-    /// no TLS).
-    pub fn relay(relay_port: u16, tls: Option<&TlsFiles>) -> Postfix {
+    /// no TLS). Its directory (the queue: one synced file per message) is made under
+    /// `base`, so that a benchmark puts it on the same disk as the server it compares.
+    pub fn relay(base: &Path, relay_port: u16, tls: Option<&TlsFiles>) -> Postfix {
         let settings = format!(
             "mydestination =\n\
              smtpd_relay_restrictions = permit_mynetworks, reject\n\
              relayhost = [127.0.0.1]:{relay_port}\n"
         );
-        Postfix::start("relay.test", &settings, tls)
+        Postfix::start(base, "relay.test", &settings, tls)
     }
 
     /// The instance's directory (`conf/`, `queue/`, `data/`, `mail/`, `maillog`).
@@ -128,10 +129,10 @@ impl Postfix {
         }
     }
 
-    fn start(hostname: &str, settings: &str, tls: Option<&TlsFiles>) -> Postfix {
+    fn start(base: &Path, hostname: &str, settings: &str, tls: Option<&TlsFiles>) -> Postfix {
         use std::os::unix::fs::PermissionsExt;
         assert!(Path::new("/usr/sbin/postfix").exists(), "postfix is needed (Debian package postfix)");
-        let dir = tempfile::Builder::new().prefix("postfix").tempdir().unwrap();
+        let dir = tempfile::Builder::new().prefix("postfix").tempdir_in(base).unwrap();
         let root = dir.path().to_path_buf();
         // The daemons, running as the mail owner, go through it to their queue directory.
         std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
