@@ -5,8 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # Test tools from Debian: knotd, an authoritative DNS server for `hameau dns check`; swaks,
 # an SMTP client; IMAP clients for tests/it/imap_clients.rs (isync's mbsync, fetchmail,
-# neomutt, offlineimap3, getmail6).
-export HAMEAU_EXTRA_DEBS="knot swaks openssl isync fetchmail neomutt offlineimap3 getmail6"
+# neomutt, offlineimap3, getmail6); msmtp, a submission client, and Postfix, the remote MX
+# of tests/it/postfix.rs (its smtp-sink and smtp-source serve other tests and benches).
+export HAMEAU_EXTRA_DEBS="knot swaks openssl isync fetchmail neomutt offlineimap3 getmail6 msmtp postfix"
 source scripts/setup.sh
 # Test tools from PyPI, in a virtual environment of their own: schemathesis (the admin
 # API's schema), dkimpy with authres (a real DKIM signer and ARC sealer) and pynacl (its

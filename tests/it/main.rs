@@ -13,6 +13,7 @@ mod dns;
 mod imap;
 mod imap_clients;
 mod outbound_faults;
+mod postfix;
 mod queue;
 mod schemathesis;
 mod serve;

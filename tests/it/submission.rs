@@ -128,7 +128,7 @@ pub(crate) fn remote_mx(config: &std::path::Path, extra: &[(&str, &str)]) -> (cr
 }
 
 /// The public DKIM records of `domain`, as `hameau domain show` gives them: name → TXT.
-fn dkim_records(config: &std::path::Path, domain: &str) -> Vec<(String, String)> {
+pub(crate) fn dkim_records(config: &std::path::Path, domain: &str) -> Vec<(String, String)> {
     let (status, stdout, stderr) =
         crate::support::run(&["domain", "show", domain, "--config", config.to_str().unwrap()]);
     assert!(status.success(), "{stderr}");

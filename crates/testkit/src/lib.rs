@@ -2,6 +2,9 @@
 //! server) on loopback ports, for the end-to-end tests (`tests/it`) and the benchmarks
 //! (`benches/`). Panics on failure: its callers are tests and load generators.
 
+mod postfix;
+pub use postfix::{Postfix, TlsFiles};
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
