@@ -433,7 +433,6 @@ fn a_receiver_closing_mid_data_is_deferred_and_the_queue_moves_on() {
 /// receiver stalling after the data holds every new message, local ones too, for up to
 /// `outbound.data_termination_timeout_s` (10 minutes by default).
 #[test]
-#[ignore = "bug in crates/smtp/src/worker.rs: a round waits for its slowest domain before the next round claims new mail"]
 fn mail_queued_while_a_receiver_stalls_leaves_at_once() {
     let (dir, _) = init_with_token();
     let config = config_path(dir.path());
@@ -575,7 +574,6 @@ impl Client {
 /// SMTPUTF8 only when an address is not ASCII (the queue does not record the parameter,
 /// and the bytes are not looked at), so the message leaves without it.
 #[test]
-#[ignore = "bug in crates/smtp/src/outbound.rs: SMTPUTF8 is sent only for non-ASCII addresses, not for a UTF-8 header"]
 fn a_message_with_a_utf8_header_leaves_with_smtputf8() {
     let (dir, _) = init_with_token();
     let config = config_path(dir.path());

@@ -141,7 +141,7 @@ async fn start_smtp(
     config: &Config,
     mail: &hameau_mailbox::Mail,
     directory: &Directory,
-    registry: &Registry,
+    registry: &Arc<Registry>,
     shutdown: &watch::Receiver<bool>,
     services: &mut JoinSet<()>,
 ) -> anyhow::Result<()> {
@@ -207,21 +207,36 @@ async fn start_submission(
     (queue, queued): (hameau_queue::Queue, Arc<tokio::sync::Notify>),
     mail: &hameau_mailbox::Mail,
     directory: &Directory,
-    registry: &Registry,
+    registry: &Arc<Registry>,
     shutdown: &watch::Receiver<bool>,
     services: &mut JoinSet<()>,
 ) -> anyhow::Result<()> {
     let hostname = &config.server.hostname;
     let now_s = system_now_s();
+    let outbound = &config.outbound;
+    let resolver = config.dns.resolver();
+    // DANE needs DNSSEC-validated answers (RFC 7672 §2.1): its lookups have their own resolver.
+    let validating = match outbound.dane {
+        true => Some(config.dns.validating_resolver().map_err(|e| config.error("dns.trust_anchor_file", e))?),
+        false => None,
+    };
+    let roots =
+        crate::tls::roots(outbound.ca_file()).map_err(|e| config.error("outbound.ca_file", format!("{e:#}")))?;
+    let tls = hameau_smtp::outbound::TlsContext::new(Arc::new(roots), outbound.mta_sts(), validating)
+        .map_err(|e| config.error("outbound.ca_file", e))?;
+    let options = outbound.worker(hostname, hameau_mailbox::MailboxNames::default());
+    let policies_max = options.tls_rpt.as_ref().map_or(1, |o| o.policies_max);
     let worker = hameau_smtp::worker::Worker {
         queue: queue.clone(),
         mail: mail.clone(),
         directory: directory.clone(),
-        resolver: config.dns.resolver().map_err(|e| config.error("dns.resolvers", e))?,
-        options: config.outbound.worker(hostname, hameau_mailbox::MailboxNames::default()),
+        resolver: resolver.map_err(|e| config.error("dns.resolvers", e))?,
+        options,
         now_s: now_s.clone(),
         wake: queued.clone(),
         metrics: hameau_smtp::worker::WorkerMetrics::new(registry),
+        tls,
+        tls_sessions: Arc::new(hameau_smtp::tls_rpt::Aggregator::new(policies_max, now_s())),
     };
     services.spawn(worker.run(shutdown.clone()));
     let options = &config.submission;
@@ -264,7 +279,7 @@ async fn start_imap(
     config: &Config,
     mail: &hameau_mailbox::Mail,
     directory: &Directory,
-    registry: &Registry,
+    registry: &Arc<Registry>,
     shutdown: &watch::Receiver<bool>,
     services: &mut JoinSet<()>,
 ) -> anyhow::Result<()> {

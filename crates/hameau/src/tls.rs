@@ -73,8 +73,8 @@ pub fn write_private(path: &Path, content: &[u8]) -> anyhow::Result<()> {
     file.sync_all().with_context(|| format!("syncing {}", path.display()))
 }
 
-/// A TLS client configuration trusting the system's roots and, if given, a PEM file.
-pub fn client_config(ca_file: Option<&Path>) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+/// The system's trust anchors and, if given, those of a PEM file.
+pub fn roots(ca_file: Option<&Path>) -> anyhow::Result<rustls::RootCertStore> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_native_certs::load_native_certs().certs {
         let _ = roots.add(cert);
@@ -82,11 +82,17 @@ pub fn client_config(ca_file: Option<&Path>) -> anyhow::Result<Arc<rustls::Clien
     if let Some(path) = ca_file {
         let certs = CertificateDer::pem_file_iter(path)
             .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| anyhow::anyhow!("--ca-file {}: {e}", path.display()))?;
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         for cert in certs {
-            roots.add(cert).with_context(|| format!("--ca-file {}", path.display()))?;
+            roots.add(cert).with_context(|| format!("{}", path.display()))?;
         }
     }
+    Ok(roots)
+}
+
+/// A TLS client configuration trusting the system's roots and, if given, a PEM file.
+pub fn client_config(ca_file: Option<&Path>) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    let roots = roots(ca_file).context("--ca-file")?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

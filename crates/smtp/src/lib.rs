@@ -5,8 +5,8 @@
 //! (`Received`, `Authentication-Results` RFC 8601), and delivers it durably into the mail
 //! model. Submission ([`submission`], with the [`brakes`] of a hijacked account) queues
 //! what agents send; the delivery [`worker`] takes it from the queue and delivers it
-//! locally or through [`outbound`], which checks receivers' certificates against their
-//! DNSSEC-signed TLSA records with [`dane`] (RFC 7672).
+//! locally or through [`outbound`], with TLS as the receiver's [`mta_sts`] policy or
+//! [`dane`] records require, and reports what it saw in [`tls_rpt`].
 
 pub mod brakes;
 pub mod dane;
@@ -18,12 +18,13 @@ pub mod outbound;
 pub mod pipeline;
 pub mod server;
 pub mod submission;
+pub mod tls_rpt;
 pub mod worker;
 
 pub use hameau_smtp_session::Reply;
 pub use inbound::{Envelope, Inbound, InboundOptions, MxSession, RcptVerdict};
 pub use options::Options;
-pub use outbound::{OutboundOptions, Outgoing, deliver_to_domain};
+pub use outbound::{Delivery, OutboundOptions, Outgoing, TlsContext, deliver};
 pub use pipeline::{Message, Pipeline};
 pub use submission::{Submission, SubmissionOptions, SubmissionSession};
 

@@ -12,10 +12,11 @@
 //! so is the TLS handshake, on a stream that tells an end of stream from a bad reply
 //! (`Watched`), which mail-send does not.
 //!
-//! TLS today is opportunistic only: the server's certificate is not verified (the handshake
-//! signature is), and a failed handshake is retried on a new connection in clear, since no
-//! policy requires TLS yet. MTA-STS (RFC 8461) and DANE (RFC 7672) will replace the
-//! verifier and forbid that fallback for the domains that publish them.
+//! TLS is decided per MX host ([`tls`]): DANE (RFC 7672) where the MX and TLSA answers are
+//! DNSSEC-secure, else the domain's MTA-STS policy (RFC 8461) in `enforce` mode, else
+//! opportunistic STARTTLS (RFC 7435) that falls back to clear text when the handshake
+//! fails. Where TLS is required, a host without it is skipped, never used in clear. Each
+//! TLS session is returned for TLS-RPT (RFC 8460, [`crate::tls_rpt`]).
 
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
@@ -33,6 +34,8 @@ use smtp_proto::{EXT_8BIT_MIME, EXT_SIZE, EXT_SMTP_UTF8, EXT_START_TLS, Response
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
+
+use crate::{dane, mta_sts, tls_rpt};
 
 /// How the outbound client behaves towards every destination.
 ///
@@ -109,64 +112,225 @@ pub struct Outgoing<'a> {
     pub data: &'a [u8],
 }
 
-/// Delivers each message to its recipients at `domain` and returns one `Vec` per message,
-/// one [`Outcome`] per recipient, in the order given.
+/// What delivering to one domain gave.
+#[derive(Debug)]
+pub struct Delivery {
+    /// One `Vec` per message, one [`Outcome`] per recipient, in the order given.
+    pub outcomes: Vec<Vec<Outcome>>,
+    /// Per message, what secured the connection of its transaction (`None`: none started).
+    pub tls: Vec<Option<TlsUsed>>,
+    /// The TLS sessions tried and the policy failures met, for TLS-RPT (RFC 8460).
+    pub sessions: Vec<Session>,
+}
+
+/// One connection's TLS, or a policy's failure before any, under the policy applied.
+#[derive(Clone, Debug)]
+pub struct Session {
+    pub policy: Arc<tls_rpt::Policy>,
+    /// The MX host (empty when the failure is the policy's own, before any host).
+    pub mx_host: String,
+    pub address: Option<IpAddr>,
+    pub failure: Option<Failure>,
+}
+
+/// Delivers each message to its recipients at `domain`: the outcomes, the TLS used, and
+/// the sessions for TLS-RPT.
 ///
 /// MX hosts are tried in preference order (RFC 5321 §5.1), those of equal preference in a
 /// random order; a domain without MX is its own (implicit MX); a null MX (RFC 7505) fails
 /// every recipient at once. The next address is tried when a connection fails, times out,
 /// or greets with anything but 2xx; replies to a transaction are final for it (a 4xx to
 /// RCPT defers that recipient, it does not move to the next MX).
-pub async fn deliver_to_domain(
+///
+/// TLS, per MX host: DANE when the MX answer and the host's TLSA records are DNSSEC-secure
+/// (RFC 7672: it takes precedence over MTA-STS, RFC 8461 §2); else the domain's MTA-STS
+/// policy in `enforce` mode (only MX hosts the policy names, a certificate valid for the
+/// host from a trusted authority); else opportunistic STARTTLS. Where TLS is required, a
+/// host that does not offer it or fails the check is skipped, never used in clear, and the
+/// messages are deferred if no host passes.
+pub async fn deliver(
     resolver: &TokioResolver,
     options: &OutboundOptions,
+    tls: &TlsContext,
     domain: &str,
     messages: &[Outgoing<'_>],
-) -> Vec<Vec<Outcome>> {
+) -> Delivery {
     assert!(options.messages_per_connection_max >= 1);
     assert!(options.addresses_max >= 1);
-    if messages.iter().all(|message| message.recipients.is_empty()) {
-        return messages.iter().map(|_| Vec::new()).collect();
-    }
-    let targets = match route(resolver, domain, options.addresses_max).await {
-        Ok(targets) => targets,
-        Err(outcome) => return messages.iter().map(|m| vec![outcome.clone(); m.recipients.len()]).collect(),
+    let mut delivery = Delivery {
+        outcomes: messages.iter().map(|_| Vec::new()).collect(),
+        tls: vec![None; messages.len()],
+        sessions: Vec::new(),
     };
+    if messages.iter().all(|message| message.recipients.is_empty()) {
+        return delivery;
+    }
+    let all = |outcome: &Outcome| messages.iter().map(|m| vec![outcome.clone(); m.recipients.len()]).collect();
+    let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+    let now_s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let policy = match &tls.mta_sts {
+        Some(mta_sts) => mta_sts.lookup(resolver, &domain, now_s).await,
+        None => mta_sts::Lookup::None,
+    };
+    let no_policy = Arc::new(tls_rpt::Policy::none(&domain));
+    let (sts, sts_report) = match policy {
+        mta_sts::Lookup::Policy(policy) if !matches!(policy.mode, mta_sts::Mode::None) => {
+            let report = Arc::new(tls_rpt::Policy::sts(&domain, &policy));
+            (Some(policy), report)
+        }
+        mta_sts::Lookup::Policy(_) | mta_sts::Lookup::None => (None, no_policy.clone()),
+        mta_sts::Lookup::FetchFailed { result_type, why } => {
+            tracing::info!(domain, "MTA-STS: no policy could be had ({result_type}): {why}");
+            let failure = Failure::new(result_type, why);
+            delivery.sessions.push(Session {
+                policy: no_policy.clone(),
+                mx_host: String::new(),
+                address: None,
+                failure: Some(failure),
+            });
+            (None, no_policy.clone())
+        }
+    };
+    let enforce = sts.as_ref().filter(|policy| matches!(policy.mode, mta_sts::Mode::Enforce));
+    let (mut targets, implicit) = match route(resolver, &domain, options.addresses_max).await {
+        Ok(route) => route,
+        Err(outcome) => {
+            delivery.outcomes = all(&outcome);
+            return delivery;
+        }
+    };
+    let mx_secure = match &tls.dane {
+        Some(validating) if !implicit => mx_secure(validating, &domain).await,
+        _ => false,
+    };
+    if let Some(policy) = enforce {
+        // RFC 8461 §4.1: only the MX hosts the policy names may be used.
+        let before = targets.len();
+        targets.retain(|target| policy.matches(&target.host));
+        if targets.is_empty() {
+            let why = format!("no MX host of {domain} is named by its MTA-STS policy");
+            tracing::warn!(domain, "{why} ({before} tried)");
+            delivery.sessions.push(Session {
+                policy: sts_report.clone(),
+                mx_host: String::new(),
+                address: None,
+                failure: Some(Failure::new("validation-failure", why.clone())),
+            });
+            delivery.outcomes = all(&Outcome::Deferred { reply: format!("451 4.7.5 {why}") });
+            return delivery;
+        }
+    }
     let mut results: Vec<Option<Vec<Outcome>>> = vec![None; messages.len()];
     // Messages not yet tried, in order; a message leaves this list when its transaction
     // starts, and its outcomes are then final for this delivery.
     let mut pending: Vec<usize> = (0..messages.len()).collect();
     pending.reverse();
     let mut last_error = format!("451 4.4.1 no MX address of {domain} was tried");
-    let connector = tls_connector();
+    // TLSA answers per MX host: a host has one per address otherwise.
+    let mut tlsa_of: Vec<(String, dane::TlsaLookup)> = Vec::new();
     for target in &targets {
+        let requirement = if let (Some(validating), true) = (&tls.dane, mx_secure) {
+            let known = tlsa_of.iter().position(|(host, _)| *host == target.host);
+            let at = match known {
+                Some(at) => at,
+                None => {
+                    let found = dane::tlsa(validating, &target.host, options.port).await;
+                    tlsa_of.push((target.host.clone(), found));
+                    tlsa_of.len() - 1
+                }
+            };
+            match &tlsa_of[at].1 {
+                dane::TlsaLookup::Secure(records) => {
+                    let names = vec![target.host.clone(), domain.clone()];
+                    let report = Arc::new(tls_rpt::Policy::tlsa(&domain, &target.host, records));
+                    let connector = TlsConnector::from(dane::client_config(records.clone(), names));
+                    Requirement::Dane { connector, report }
+                }
+                dane::TlsaLookup::Failed(why) => {
+                    // RFC 7672 §2.2: a host whose TLSA lookup failed is not used.
+                    last_error = format!("451 4.7.5 {target}: DANE: {why}");
+                    delivery.sessions.push(Session {
+                        policy: no_policy.clone(),
+                        mx_host: target.host.clone(),
+                        address: Some(target.address),
+                        failure: Some(Failure::new("dnssec-invalid", why.clone())),
+                    });
+                    continue;
+                }
+                dane::TlsaLookup::None => Requirement::of_sts(sts.as_ref(), &sts_report),
+            }
+        } else {
+            Requirement::of_sts(sts.as_ref(), &sts_report)
+        };
         let mut use_tls = true;
         // Each turn either opens a connection and decides at least one message, or moves
         // on: bounded by the number of messages plus one TLS fallback.
         while !pending.is_empty() {
-            let connection = match open(target, options, use_tls.then_some(&connector)).await {
-                Ok(connection) => connection,
-                Err(Failure::Tls(why)) => {
+            let start = match &requirement {
+                _ if !use_tls => Start::Clear,
+                Requirement::Opportunistic { .. } => Start::Try(&tls.any),
+                Requirement::MtaSts { .. } => match &tls.webpki {
+                    Some(connector) => Start::Require(connector, TlsUsed::MtaSts),
+                    None => Start::Try(&tls.any),
+                },
+                Requirement::Dane { connector, .. } => Start::Require(connector, TlsUsed::Dane),
+            };
+            let (connection, used) = match open(target, options, start).await {
+                Ok(opened) => opened,
+                Err(Broken::Tls(why)) => {
                     tracing::info!(mx = %target, "STARTTLS failed, retrying in clear: {why}");
                     last_error = why;
                     use_tls = false;
                     continue;
                 }
-                Err(Failure::Connection(why)) => {
+                Err(Broken::Connection(why)) => {
                     tracing::info!(mx = %target, "{why}");
                     last_error = why;
                     break;
                 }
+                Err(Broken::Policy(failure)) => {
+                    let by = if matches!(requirement, Requirement::Dane { .. }) { "DANE" } else { "MTA-STS" };
+                    tracing::warn!(mx = %target, result = failure.result_type, "TLS required by {by} failed: {}", failure.why);
+                    last_error = format!("451 4.7.5 {target}: TLS required by {by}: {}", failure.why);
+                    delivery.sessions.push(Session {
+                        policy: requirement.report().clone(),
+                        mx_host: target.host.clone(),
+                        address: Some(target.address),
+                        failure: Some(failure),
+                    });
+                    break;
+                }
             };
-            let res = match connection {
+            let mut session = Session {
+                policy: requirement.report().clone(),
+                mx_host: target.host.clone(),
+                address: Some(target.address),
+                failure: None,
+            };
+            let (carried, lost) = match connection {
                 Connection::Plain(client, ehlo) => {
+                    if used == TlsUsed::None && requirement.reported() {
+                        session.failure = Some(Failure::new(
+                            "starttls-not-supported",
+                            format!("{target} did not offer STARTTLS, or its handshake failed"),
+                        ));
+                    }
                     carry(client, &ehlo, options, messages, &mut pending, &mut results, target).await
                 }
                 Connection::Tls(client, ehlo) => {
+                    if let Requirement::Opportunistic { testing: true, .. } = requirement {
+                        // MTA-STS `testing`: delivered all the same, what failed is reported.
+                        let chain = client.stream.inner.get_ref().1.peer_certificates().unwrap_or_default().to_vec();
+                        session.failure = tls.check_webpki(&chain, &target.host).err();
+                    }
                     carry(*client, &ehlo, options, messages, &mut pending, &mut results, target).await
                 }
             };
-            if let Err(why) = res {
+            delivery.sessions.push(session);
+            for index in carried {
+                delivery.tls[index] = Some(used);
+            }
+            if let Err(why) = lost {
                 last_error = why;
                 break;
             }
@@ -176,11 +340,48 @@ pub async fn deliver_to_domain(
         }
     }
     let deferred = Outcome::Deferred { reply: last_error };
-    results
+    delivery.outcomes = results
         .into_iter()
         .zip(messages)
         .map(|(outcomes, message)| outcomes.unwrap_or_else(|| vec![deferred.clone(); message.recipients.len()]))
-        .collect()
+        .collect();
+    delivery
+}
+
+/// What TLS one MX host requires.
+enum Requirement {
+    /// STARTTLS when offered, any certificate, clear when it fails (RFC 7435); `testing`
+    /// under an MTA-STS `testing` policy, whose checks are reported, not enforced.
+    Opportunistic { testing: bool, report: Arc<tls_rpt::Policy> },
+    /// MTA-STS `enforce`: STARTTLS, a WebPKI certificate valid for the host.
+    MtaSts { report: Arc<tls_rpt::Policy> },
+    /// DANE: STARTTLS, a certificate matching the host's TLSA records.
+    Dane { connector: TlsConnector, report: Arc<tls_rpt::Policy> },
+}
+
+impl Requirement {
+    /// The requirement of a domain's MTA-STS policy (or of none).
+    fn of_sts(policy: Option<&Arc<mta_sts::Policy>>, report: &Arc<tls_rpt::Policy>) -> Requirement {
+        let report = report.clone();
+        match policy.map(|policy| &policy.mode) {
+            Some(mta_sts::Mode::Enforce) => Requirement::MtaSts { report },
+            Some(mta_sts::Mode::Testing) => Requirement::Opportunistic { testing: true, report },
+            Some(mta_sts::Mode::None) | None => Requirement::Opportunistic { testing: false, report },
+        }
+    }
+
+    fn report(&self) -> &Arc<tls_rpt::Policy> {
+        match self {
+            Requirement::Opportunistic { report, .. }
+            | Requirement::MtaSts { report }
+            | Requirement::Dane { report, .. } => report,
+        }
+    }
+
+    /// Whether a clear-text session is a failure to report: under a policy, even `testing`.
+    fn reported(&self) -> bool {
+        !matches!(self, Requirement::Opportunistic { testing: false, .. })
+    }
 }
 
 /// One address of one MX host.
@@ -197,8 +398,9 @@ impl std::fmt::Display for Target {
     }
 }
 
-/// The addresses to try, in order, or the outcome of every recipient when there is none.
-async fn route(resolver: &TokioResolver, domain: &str, addresses_max: usize) -> Result<Vec<Target>, Outcome> {
+/// The addresses to try, in order, and whether the domain is its own MX (implicit MX); or
+/// the outcome of every recipient when there is no address.
+async fn route(resolver: &TokioResolver, domain: &str, addresses_max: usize) -> Result<(Vec<Target>, bool), Outcome> {
     let domain = domain.trim_end_matches('.');
     let fqdn = format!("{domain}.");
     let mut exchanges: Vec<(u16, String)> = match resolver.mx_lookup(fqdn.as_str()).await {
@@ -226,11 +428,14 @@ async fn route(resolver: &TokioResolver, domain: &str, addresses_max: usize) -> 
     if exchanges.is_empty() {
         // RFC 5321 §5.1: no MX, so the domain itself is the mail exchanger (implicit MX).
         return match addresses(resolver, &fqdn).await {
-            Ok(found) if !found.is_empty() => Ok(found
-                .into_iter()
-                .take(addresses_max)
-                .map(|address| Target { host: domain.to_string(), address })
-                .collect()),
+            Ok(found) if !found.is_empty() => Ok((
+                found
+                    .into_iter()
+                    .take(addresses_max)
+                    .map(|address| Target { host: domain.to_string(), address })
+                    .collect(),
+                false,
+            )),
             Ok(_) => {
                 Err(Outcome::Failed { reply: format!("550 5.4.4 domain {domain} has no MX and no address record") })
             }
@@ -255,7 +460,22 @@ async fn route(resolver: &TokioResolver, domain: &str, addresses_max: usize) -> 
         let reply = last_error.unwrap_or_else(|| format!("451 4.4.4 no MX host of {domain} has an address"));
         return Err(Outcome::Deferred { reply });
     }
-    Ok(targets)
+    Ok((targets, false))
+}
+
+/// Whether `domain`'s MX answer is DNSSEC-secure, asked of the validating resolver: DANE
+/// applies only to the hosts of a secure MX answer (RFC 7672 §2.2.1). An answer that cannot
+/// be validated (an unsigned zone, a resolver that strips DNSSEC records) is not secure,
+/// and delivery goes on without DANE, as Postfix does with a resolver that does not
+/// validate: a resolver without DNSSEC must not stop all outbound mail.
+async fn mx_secure(validating: &TokioResolver, domain: &str) -> bool {
+    match validating.mx_lookup(format!("{domain}.").as_str()).await {
+        Ok(lookup) => dane::all_secure(lookup.answers()),
+        Err(e) => {
+            tracing::debug!(domain, "DANE: the MX answer is not secure: {e}");
+            false
+        }
+    }
 }
 
 /// Sorts MX records by preference, shuffling those of equal preference (RFC 5321 §5.1:
@@ -296,34 +516,48 @@ impl Ehlo {
 }
 
 /// Why a connection could not carry messages.
-enum Failure {
+enum Broken {
     /// The address is unusable now: try the next one.
     Connection(String),
     /// STARTTLS was accepted but the handshake failed: the connection is lost; the same
     /// address may be tried in clear.
     Tls(String),
+    /// TLS was required and the host did not offer it or failed the check: the address is
+    /// not used, never in clear.
+    Policy(Failure),
 }
 
-/// Connects to `target`, reads the greeting, says EHLO, and upgrades with STARTTLS when
-/// `tls` is given and the server offers it.
-async fn open(target: &Target, options: &OutboundOptions, tls: Option<&TlsConnector>) -> Result<Connection, Failure> {
+/// How a connection starts TLS.
+#[derive(Clone, Copy)]
+enum Start<'a> {
+    /// In clear, after a failed opportunistic handshake.
+    Clear,
+    /// STARTTLS when offered.
+    Try(&'a TlsConnector),
+    /// STARTTLS or nothing, the certificate checked by the connector, as `TlsUsed`.
+    Require(&'a TlsConnector, TlsUsed),
+}
+
+/// Connects to `target`, reads the greeting, says EHLO, and upgrades with STARTTLS as
+/// `start` says; gives the session and what secured it.
+async fn open(target: &Target, options: &OutboundOptions, start: Start<'_>) -> Result<(Connection, TlsUsed), Broken> {
     let peer = SocketAddr::new(target.address, options.port);
     let stream = match tokio::time::timeout(options.connect_timeout, TcpStream::connect(peer)).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(e)) => {
-            return Err(Failure::Connection(format!("451 4.4.1 connection to {target}:{} failed: {e}", options.port)));
+            return Err(Broken::Connection(format!("451 4.4.1 connection to {target}:{} failed: {e}", options.port)));
         }
         Err(_) => {
-            return Err(Failure::Connection(format!("451 4.4.1 connection to {target}:{} timed out", options.port)));
+            return Err(Broken::Connection(format!("451 4.4.1 connection to {target}:{} timed out", options.port)));
         }
     };
     let mut client = SmtpClient { stream: Watched::new(stream), timeout: options.greeting_timeout };
     let label = format!("{target}:{}", options.port);
     let greeting = match tokio::time::timeout(options.greeting_timeout, client.read()).await {
         Ok(Ok(greeting)) => greeting,
-        Ok(Err(e)) => return Err(Failure::Connection(broken(&label, "the greeting", e, client.stream.ended))),
+        Ok(Err(e)) => return Err(Broken::Connection(broken(&label, "the greeting", e, client.stream.ended))),
         Err(_) => {
-            return Err(Failure::Connection(broken(
+            return Err(Broken::Connection(broken(
                 &label,
                 "the greeting",
                 mail_send::Error::Timeout,
@@ -334,32 +568,51 @@ async fn open(target: &Target, options: &OutboundOptions, tls: Option<&TlsConnec
     // RFC 5321 §3.1: a 554 (or any non-2xx) greeting means no service here; like Postfix
     // (`smtp_skip_5xx_greeting`), the next MX is tried.
     if !(200..300).contains(&greeting.code) {
-        return Err(Failure::Connection(format!("{} (greeting of {label})", reply_text(&greeting))));
+        return Err(Broken::Connection(format!("{} (greeting of {label})", reply_text(&greeting))));
     }
     client.timeout = options.command_timeout;
-    let ehlo = ehlo(&mut client, options, &label).await.map_err(Failure::Connection)?;
-    let Some(connector) = tls.filter(|_| ehlo.has(EXT_START_TLS)) else {
-        return Ok(Connection::Plain(client, ehlo));
+    let ehlo = ehlo(&mut client, options, &label).await.map_err(Broken::Connection)?;
+    let (connector, required) = match start {
+        Start::Clear => return Ok((Connection::Plain(client, ehlo), TlsUsed::None)),
+        Start::Try(connector) => (connector, None),
+        Start::Require(connector, used) => (connector, Some(used)),
     };
+    if !ehlo.has(EXT_START_TLS) {
+        if required.is_some() {
+            return Err(Broken::Policy(Failure::new("starttls-not-supported", format!("{label} offers no STARTTLS"))));
+        }
+        return Ok((Connection::Plain(client, ehlo), TlsUsed::None));
+    }
     match client.cmd(b"STARTTLS\r\n").await {
         Ok(reply) if reply.code == 220 => {}
+        Ok(reply) if required.is_some() => {
+            let why = format!("{} (STARTTLS at {label})", reply_text(&reply));
+            return Err(Broken::Policy(Failure::new("starttls-not-supported", why)));
+        }
         // RFC 3207 §4: refused; opportunistic TLS goes on in clear on this connection.
-        Ok(reply) if reply.code != 421 => return Ok(Connection::Plain(client, ehlo)),
-        Ok(reply) => return Err(Failure::Connection(format!("{} (STARTTLS at {label})", reply_text(&reply)))),
-        Err(e) => return Err(Failure::Connection(broken(&label, "STARTTLS", e, client.stream.ended))),
+        Ok(reply) if reply.code != 421 => return Ok((Connection::Plain(client, ehlo), TlsUsed::None)),
+        Ok(reply) => return Err(Broken::Connection(format!("{} (STARTTLS at {label})", reply_text(&reply)))),
+        Err(e) => return Err(Broken::Connection(broken(&label, "STARTTLS", e, client.stream.ended))),
     }
-    // The server name we present (SNI) is the MX host's; any certificate is accepted.
+    // The server name we present (SNI) is the MX host's, the name a policy checks.
     let name = ServerName::try_from(target.host.clone()).unwrap_or(ServerName::IpAddress(target.address.into()));
     let handshake = connector.connect(name, client.stream.inner);
     let stream = match tokio::time::timeout(options.command_timeout, handshake).await {
         Ok(Ok(stream)) => stream,
-        Ok(Err(e)) => return Err(Failure::Tls(format!("451 4.7.5 {label}: TLS handshake failed: {e}"))),
-        Err(_) => return Err(Failure::Tls(format!("451 4.7.5 {label}: TLS handshake timed out"))),
+        Ok(Err(e)) if required.is_some() => return Err(Broken::Policy(Failure::from_io(&e))),
+        Ok(Err(e)) => return Err(Broken::Tls(format!("451 4.7.5 {label}: TLS handshake failed: {e}"))),
+        Err(_) if required.is_some() => {
+            return Err(Broken::Policy(Failure::new(
+                "validation-failure",
+                format!("{label}: TLS handshake timed out"),
+            )));
+        }
+        Err(_) => return Err(Broken::Tls(format!("451 4.7.5 {label}: TLS handshake timed out"))),
     };
     let mut client = SmtpClient { stream: Watched::new(stream), timeout: options.command_timeout };
     // RFC 3207 §4.2: the server's capabilities are learnt again over TLS.
-    let ehlo = self::ehlo(&mut client, options, &label).await.map_err(Failure::Connection)?;
-    Ok(Connection::Tls(Box::new(client), ehlo))
+    let ehlo = self::ehlo(&mut client, options, &label).await.map_err(Broken::Connection)?;
+    Ok((Connection::Tls(Box::new(client), ehlo), required.unwrap_or(TlsUsed::Starttls)))
 }
 
 async fn ehlo<S: AsyncRead + AsyncWrite + Unpin>(
@@ -377,7 +630,8 @@ async fn ehlo<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// Sends pending messages over one connection, at most `messages_per_connection_max`, with
-/// RSET between them, then QUIT. An error is the connection's loss, with its reason.
+/// RSET between them, then QUIT. Gives the messages whose transaction it started, and
+/// the connection's loss with its reason.
 async fn carry<S: AsyncRead + AsyncWrite + Unpin>(
     mut client: SmtpClient<Watched<S>>,
     ehlo: &Ehlo,
@@ -386,28 +640,30 @@ async fn carry<S: AsyncRead + AsyncWrite + Unpin>(
     pending: &mut Vec<usize>,
     results: &mut [Option<Vec<Outcome>>],
     target: &Target,
-) -> Result<(), String> {
+) -> (Vec<usize>, Result<(), String>) {
     let label = format!("{target}:{}", options.port);
+    let mut carried = Vec::new();
     for n_sent in 0..options.messages_per_connection_max {
         let Some(&index) = pending.last() else { break };
         if n_sent > 0 {
             client.timeout = options.command_timeout;
             match client.cmd(b"RSET\r\n").await {
                 Ok(reply) if (200..300).contains(&reply.code) => {}
-                Ok(reply) => return Err(format!("{} (RSET at {label})", reply_text(&reply))),
-                Err(e) => return Err(broken(&label, "RSET", e, client.stream.ended)),
+                Ok(reply) => return (carried, Err(format!("{} (RSET at {label})", reply_text(&reply)))),
+                Err(e) => return (carried, Err(broken(&label, "RSET", e, client.stream.ended))),
             }
         }
         pending.pop();
+        carried.push(index);
         let (outcomes, lost) = transaction(&mut client, ehlo, options, &messages[index], &label).await;
         results[index] = Some(outcomes);
         if let Some(why) = lost {
-            return Err(why);
+            return (carried, Err(why));
         }
     }
     client.timeout = options.quit_timeout;
     let _ = client.cmd(b"QUIT\r\n").await;
-    Ok(())
+    (carried, Ok(()))
 }
 
 /// One message's transaction: MAIL, one RCPT per recipient, DATA when one was accepted.
@@ -429,11 +685,14 @@ async fn transaction<S: AsyncRead + AsyncWrite + Unpin>(
         return (all(Outcome::Failed { reply: "553 5.1.7 invalid sender address".to_string() }), None);
     }
     let mut mail = format!("MAIL FROM:<{}>", message.mail_from);
-    // RFC 6531 §3.4: international addresses need SMTPUTF8, which cannot be downgraded.
-    let international = !message.mail_from.is_ascii() || message.recipients.iter().any(|r| !r.is_ascii());
+    // RFC 6531 §3.4: international addresses, and a header in UTF-8 (RFC 6532: submission
+    // took it only with SMTPUTF8), need SMTPUTF8, which cannot be downgraded.
+    let international = !message.mail_from.is_ascii()
+        || message.recipients.iter().any(|r| !r.is_ascii())
+        || !header_of(message.data).is_ascii();
     if international {
         if !ehlo.has(EXT_SMTP_UTF8) {
-            let reply = "550 5.6.7 the receiver does not accept international addresses (SMTPUTF8)".to_string();
+            let reply = "550 5.6.7 the receiver does not accept international mail (SMTPUTF8)".to_string();
             return (all(Outcome::Failed { reply }), None);
         }
         mail.push_str(" SMTPUTF8");
@@ -588,6 +847,12 @@ async fn write_within<W: AsyncWrite + Unpin>(out: &mut W, bytes: &[u8], timeout:
     }
 }
 
+/// A message's header section: up to the first empty line (all of it when there is none).
+fn header_of(message: &[u8]) -> &[u8] {
+    let end = message.windows(4).position(|w| w == b"\r\n\r\n").map_or(message.len(), |at| at + 2);
+    &message[..end]
+}
+
 /// An address fit to go between `<` and `>` in a command: no control character, no
 /// angle bracket (RFC 5321 §4.1.2 forbids them unquoted, and quoting them is never needed).
 fn valid_address(address: &str) -> bool {
@@ -677,58 +942,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     }
 }
 
-/// The STARTTLS client configuration: any certificate is accepted (opportunistic TLS,
-/// RFC 7435); the handshake's signature is still checked against it.
-fn tls_connector() -> TlsConnector {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .expect("ring supports the default protocol versions")
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
-        .with_no_client_auth();
-    TlsConnector::from(Arc::new(config))
-}
+mod tls;
 
-/// Accepts every certificate: until MTA-STS and DANE, nothing tells us which one to expect,
-/// and refusing would only send the message in clear instead.
-#[derive(Debug)]
-struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &rustls::pki_types::CertificateDer<'_>,
-        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
-        _server_name: &rustls::pki_types::ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
+pub use tls::{Failure, TlsContext, TlsUsed};
 
 #[cfg(test)]
 mod tests;

@@ -298,22 +298,23 @@ impl Submission {
 
     /// The DKIM signatures of `domain`'s keys over `message`, as header fields to put first.
     async fn sign(&self, domain: &str, message: &[u8]) -> Result<Vec<u8>, Reply> {
-        let keys = self.directory.dkim_private_keys(domain).await.map_err(|e| {
-            tracing::error!(domain, error = %e, "submission: the domain's DKIM keys cannot be read");
-            Reply::new(451, "4.3.0", "local error (signing keys), try again later")
-        })?;
-        let mut fields = String::new();
-        for key in keys {
-            match sign_with(&key, domain, message) {
-                Ok(field) => fields.push_str(&field),
-                Err(e) => {
-                    tracing::error!(domain, selector = %key.selector, error = %e, "submission: DKIM signing failed");
-                    return Err(Reply::new(451, "4.3.0", "local error (signing), try again later"));
-                }
-            }
-        }
-        Ok(fields.into_bytes())
+        dkim_fields(&self.directory, domain, message).await.map_err(|e| {
+            tracing::error!(domain, error = %e, "submission: DKIM signing failed");
+            Reply::new(451, "4.3.0", "local error (signing), try again later")
+        })
     }
+}
+
+/// The DKIM signatures of `domain`'s keys over `message` (none when it has no keys here),
+/// as header fields to put first: for submission and for what the server sends itself.
+pub(crate) async fn dkim_fields(directory: &Directory, domain: &str, message: &[u8]) -> Result<Vec<u8>, String> {
+    let keys = directory.dkim_private_keys(domain).await.map_err(|e| format!("reading the DKIM keys: {e}"))?;
+    let mut fields = String::new();
+    for key in keys {
+        let field = sign_with(&key, domain, message).map_err(|e| format!("selector {}: {e}", key.selector))?;
+        fields.push_str(&field);
+    }
+    Ok(fields.into_bytes())
 }
 
 /// One signature with one stored key: the `DKIM-Signature` field, CRLF-terminated.

@@ -16,11 +16,12 @@ use std::time::Duration;
 use hameau_directory::Directory;
 use hameau_mailbox::{Filing, LocalDelivery, Mail, MailboxNames};
 use hameau_queue::{Claim, NewMessage, Outcome, Queue, Recorded, dsn};
-use hameau_telemetry::{Counter, Registry};
+use hameau_telemetry::{Counter, Gauge, Registry};
 use hickory_resolver::TokioResolver;
 use tokio::sync::{Notify, Semaphore, watch};
 
-use crate::outbound::{self, OutboundOptions, Outgoing};
+use crate::outbound::{self, Failure, OutboundOptions, Outgoing, TlsContext, TlsUsed};
+use crate::tls_rpt;
 
 /// The `[outbound]` section: how queued mail leaves for other servers.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
@@ -49,6 +50,38 @@ pub struct Options {
     /// Destination domains delivered to at once: 16 keeps one slow receiver from holding
     /// the others up without opening hundreds of connections from one small VM.
     pub domains_concurrent_max: usize,
+    /// Rounds delivered at once: 4. A round waits for its slowest receiver (up to the data
+    /// termination timeout), so the mail queued meanwhile leaves in another round; at most
+    /// this times `domains_concurrent_max` connections are open.
+    pub rounds_concurrent_max: usize,
+    /// Honour the receivers' MTA-STS policies (RFC 8461): on, as Gmail and Outlook.com
+    /// publish them so that mail to them cannot be stripped of TLS on the way.
+    pub mta_sts: bool,
+    /// The port of the MTA-STS policy hosts: 443 (RFC 8461 §3.3). Only tests set another.
+    pub mta_sts_port: u16,
+    /// Fetching one policy, connection to end, in seconds: 10 s; a policy host slower than
+    /// that is treated as unreachable (the cached policy, if any, still holds).
+    pub mta_sts_fetch_timeout_s: u64,
+    /// Largest policy body read: 64 KiB (RFC 8461 §3.3 lets senders bound it; real
+    /// policies are a few hundred bytes).
+    pub mta_sts_policy_bytes_max: usize,
+    /// Domains whose policy is kept in memory: 10,000, a few MB.
+    pub mta_sts_cache_entries_max: usize,
+    /// Honour DANE (RFC 7672) where a receiver's MX and TLSA records are DNSSEC-signed: on.
+    /// The resolvers of `[dns]` must then pass DNSSEC records (a local unbound does).
+    pub dane: bool,
+    /// A PEM file of certificate authorities trusted besides the system's, for MTA-STS
+    /// (policy hosts and MX hosts): empty for none. Tests give their own test authority.
+    pub ca_file: String,
+    /// Send TLS reports (RFC 8460) to the domains that ask for them: on.
+    pub tls_rpt: bool,
+    /// The period a TLS report covers, in seconds: 86,400, one UTC day (RFC 8460 §4.1).
+    pub tls_rpt_interval_s: u64,
+    /// Policies counted per period: 10,000 bounds the counts' memory.
+    pub tls_rpt_policies_max: usize,
+    /// The reports' `From:`; empty gives `tls-reports@` the host name. Signed with that
+    /// domain's DKIM keys when it has some here.
+    pub tls_rpt_from: String,
 }
 
 impl Default for Options {
@@ -64,6 +97,18 @@ impl Default for Options {
             addresses_max: 5,
             claim_batch_max: 100,
             domains_concurrent_max: 16,
+            rounds_concurrent_max: 4,
+            mta_sts: true,
+            mta_sts_port: 443,
+            mta_sts_fetch_timeout_s: 10,
+            mta_sts_policy_bytes_max: 64 * 1024,
+            mta_sts_cache_entries_max: 10_000,
+            dane: true,
+            ca_file: String::new(),
+            tls_rpt: true,
+            tls_rpt_interval_s: 86_400,
+            tls_rpt_policies_max: 10_000,
+            tls_rpt_from: String::new(),
         }
     }
 }
@@ -84,11 +129,38 @@ impl Options {
             ("addresses_max", self.addresses_max as u64, 1, 100),
             ("claim_batch_max", self.claim_batch_max as u64, 1, 10_000),
             ("domains_concurrent_max", self.domains_concurrent_max as u64, 1, 10_000),
+            ("rounds_concurrent_max", self.rounds_concurrent_max as u64, 1, 1000),
+            ("mta_sts_port", u64::from(self.mta_sts_port), 1, 65_535),
+            ("mta_sts_fetch_timeout_s", self.mta_sts_fetch_timeout_s, 1, 300),
+            ("mta_sts_policy_bytes_max", self.mta_sts_policy_bytes_max as u64, 1024, 1024 * 1024),
+            ("mta_sts_cache_entries_max", self.mta_sts_cache_entries_max as u64, 1, 10_000_000),
+            // Under a minute only for tests; RFC 8460 §4.1 expects daily reports.
+            ("tls_rpt_interval_s", self.tls_rpt_interval_s, 1, 7 * 86_400),
+            ("tls_rpt_policies_max", self.tls_rpt_policies_max as u64, 1, 10_000_000),
         ];
         for (key, value, min, max) in ranges {
             range("outbound", key, value, min, max)?;
         }
+        if !self.tls_rpt_from.is_empty() && !self.tls_rpt_from.contains('@') {
+            let problem = format!("{:?} is not an address", self.tls_rpt_from);
+            return Err(hameau_limits::Problem::new("outbound", "tls_rpt_from", problem));
+        }
         Ok(())
+    }
+
+    /// `ca_file`, when given.
+    pub fn ca_file(&self) -> Option<&std::path::Path> {
+        Some(std::path::Path::new(&self.ca_file)).filter(|_| !self.ca_file.is_empty())
+    }
+
+    /// The MTA-STS settings, when MTA-STS is on.
+    pub fn mta_sts(&self) -> Option<crate::mta_sts::Options> {
+        self.mta_sts.then(|| crate::mta_sts::Options {
+            port: self.mta_sts_port,
+            fetch_timeout: Duration::from_secs(self.mta_sts_fetch_timeout_s),
+            policy_bytes_max: self.mta_sts_policy_bytes_max,
+            cache_entries_max: self.mta_sts_cache_entries_max,
+        })
     }
 
     /// The worker's options, for `hostname`.
@@ -106,12 +178,20 @@ impl Options {
         outbound.data_termination_timeout = seconds(self.data_termination_timeout_s);
         outbound.messages_per_connection_max = self.messages_per_connection_max;
         outbound.addresses_max = self.addresses_max;
+        let tls_rpt_from =
+            if self.tls_rpt_from.is_empty() { format!("tls-reports@{hostname}") } else { self.tls_rpt_from.clone() };
         WorkerOptions {
             hostname: hostname.to_string(),
             outbound,
             mailbox_names,
             claim_batch_max: self.claim_batch_max,
             domains_concurrent_max: self.domains_concurrent_max,
+            rounds_concurrent_max: self.rounds_concurrent_max,
+            tls_rpt: self.tls_rpt.then_some(TlsRptOptions {
+                interval_s: self.tls_rpt_interval_s,
+                policies_max: self.tls_rpt_policies_max,
+                from: tls_rpt_from,
+            }),
         }
     }
 }
@@ -127,13 +207,50 @@ pub struct WorkerOptions {
     pub claim_batch_max: usize,
     /// `outbound.domains_concurrent_max`.
     pub domains_concurrent_max: usize,
+    /// `outbound.rounds_concurrent_max`.
+    pub rounds_concurrent_max: usize,
+    /// TLS reports, when `outbound.tls_rpt` is on.
+    pub tls_rpt: Option<TlsRptOptions>,
 }
 
-/// The worker's counters in `/metrics`: recipients by outcome and route.
+/// How the worker sends TLS reports.
+#[derive(Clone, Debug)]
+pub struct TlsRptOptions {
+    /// `outbound.tls_rpt_interval_s`: reports leave at each multiple of it (UTC midnight
+    /// for a day).
+    pub interval_s: u64,
+    /// `outbound.tls_rpt_policies_max`.
+    pub policies_max: usize,
+    /// The reports' sender.
+    pub from: String,
+}
+
+/// The worker's series in `/metrics`: recipients by outcome and route, transactions by the
+/// TLS that carried them, TLS failures by kind, and the queue's size.
 #[derive(Clone, Debug)]
 pub struct WorkerMetrics {
     outcomes: [Counter; 6],
+    /// By [`TlsUsed`]: none, starttls, mta-sts, dane.
+    tls: [Counter; 4],
+    queue_size: Gauge,
+    /// By TLS-RPT result type, in the order of [`TLS_RESULT_TYPES`].
+    tls_failures: Vec<Counter>,
 }
+
+/// The result types of RFC 8460 §4.3.2.1 a failure may have.
+const TLS_RESULT_TYPES: [&str; 11] = [
+    "starttls-not-supported",
+    "certificate-host-mismatch",
+    "certificate-expired",
+    "certificate-not-trusted",
+    "validation-failure",
+    "tlsa-invalid",
+    "dnssec-invalid",
+    "dane-required",
+    "sts-policy-fetch-error",
+    "sts-policy-invalid",
+    "sts-webpki-invalid",
+];
 
 impl WorkerMetrics {
     pub fn new(registry: &Registry) -> WorkerMetrics {
@@ -153,7 +270,43 @@ impl WorkerMetrics {
                 counter("remote", "deferred"),
                 counter("remote", "failed"),
             ],
+            tls: [TlsUsed::None, TlsUsed::Starttls, TlsUsed::MtaSts, TlsUsed::Dane].map(|used| {
+                registry.counter(
+                    "hameau_outbound_transactions_total",
+                    "Messages handed to remote servers, by what secured the connection (none, starttls, mta-sts, dane).",
+                    &[("tls", used.label())],
+                )
+            }),
+            queue_size: registry.gauge("hameau_queue_messages", "Messages in the outbound queue, held ones included.", &[]),
+            tls_failures: TLS_RESULT_TYPES
+                .iter()
+                .map(|result| {
+                    registry.counter(
+                        "hameau_outbound_tls_failures_total",
+                        "TLS sessions with remote servers that failed, by TLS-RPT result type.",
+                        &[("result", result)],
+                    )
+                })
+                .collect(),
         }
+    }
+
+    fn count_tls(&self, used: TlsUsed) {
+        let at = match used {
+            TlsUsed::None => 0,
+            TlsUsed::Starttls => 1,
+            TlsUsed::MtaSts => 2,
+            TlsUsed::Dane => 3,
+        };
+        self.tls[at].inc();
+    }
+
+    /// A TLS session's failure, by its TLS-RPT result type.
+    fn count_tls_failure(&self, failure: &Failure) {
+        let at = TLS_RESULT_TYPES.iter().position(|name| *name == failure.result_type);
+        // Every type the client gives is listed; another would be counted as the generic one.
+        let at = at.unwrap_or(4);
+        self.tls_failures[at].inc();
     }
 
     fn count(&self, remote: bool, outcome: &Outcome) {
@@ -178,6 +331,10 @@ pub struct Worker {
     /// Notified when a message is queued.
     pub wake: Arc<Notify>,
     pub metrics: WorkerMetrics,
+    /// TLS towards receivers: MTA-STS, DANE, the trust anchors.
+    pub tls: TlsContext,
+    /// The TLS sessions of the period under way, for TLS-RPT.
+    pub tls_sessions: Arc<tls_rpt::Aggregator>,
 }
 
 /// Longest sleep when nothing is due: the worker looks again at least this often (a clock
@@ -187,6 +344,10 @@ const IDLE_S_MAX: u64 = 60;
 /// Pause after the store failed, before trying again.
 const ERROR_PAUSE: Duration = Duration::from_secs(1);
 
+/// At shutdown, how long rounds under way may take to finish: under systemd's stop timeout
+/// (90 s), long enough to record what was just delivered.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
 impl Worker {
     /// Delivers until `shutdown` turns true; a round under way finishes first.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
@@ -195,42 +356,90 @@ impl Worker {
             Ok(n) => tracing::info!(n, "queue: took back the messages a previous run had under way"),
             Err(e) => tracing::error!(error = %e, "queue: cannot take back the previous run's leases"),
         }
+        let this = Arc::new(self);
+        // Rounds under way: a receiver that stalls holds up its own round only, while the
+        // mail queued meanwhile leaves in the next ones.
+        let mut rounds = tokio::task::JoinSet::new();
+        let mut reports_at = this.options.tls_rpt.as_ref().map(|o| next_period((this.now_s)(), o.interval_s));
         loop {
             if *shutdown.borrow() {
-                return;
+                break;
             }
-            let now = (self.now_s)();
-            let pause = match self.round(now).await {
-                Ok(0) => match self.queue.next_due().await {
-                    Ok(Some(at)) => Duration::from_secs(at.saturating_sub(now).clamp(1, IDLE_S_MAX)),
-                    Ok(None) => Duration::from_secs(IDLE_S_MAX),
-                    Err(e) => {
-                        tracing::error!(error = %e, "queue: cannot read the schedule");
-                        ERROR_PAUSE
+            let now = (this.now_s)();
+            if let (Some(at), Some(options)) = (reports_at, &this.options.tls_rpt)
+                && now >= at
+            {
+                this.send_tls_reports(options, now).await;
+                reports_at = Some(next_period(now, options.interval_s));
+            }
+            match this.queue.size().await {
+                Ok(size) => this.metrics.queue_size.set(size as i64),
+                Err(e) => tracing::error!(error = %e, "queue: cannot read its size"),
+            }
+            let mut pause = Duration::from_secs(IDLE_S_MAX);
+            if rounds.len() < this.options.rounds_concurrent_max {
+                match this.queue.claim_due(now, this.options.claim_batch_max).await {
+                    Ok(claims) if !claims.is_empty() => {
+                        let worker = this.clone();
+                        rounds.spawn(async move { worker.deliver_claims(claims).await });
+                        continue;
                     }
-                },
-                Ok(_) => continue,
-                Err(e) => {
-                    tracing::error!(error = %e, "queue: a delivery round failed");
-                    ERROR_PAUSE
+                    Ok(_) => match this.queue.next_due().await {
+                        Ok(Some(at)) => pause = Duration::from_secs(at.saturating_sub(now).clamp(1, IDLE_S_MAX)),
+                        Ok(None) => {}
+                        Err(e) => {
+                            tracing::error!(error = %e, "queue: cannot read the schedule");
+                            pause = ERROR_PAUSE;
+                        }
+                    },
+                    Err(e) => {
+                        tracing::error!(error = %e, "queue: cannot claim due messages");
+                        pause = ERROR_PAUSE;
+                    }
                 }
-            };
+            }
+            // Asleep past the next report's time: woken for it.
+            if let Some(at) = reports_at {
+                pause = pause.min(Duration::from_secs(at.saturating_sub(now).max(1)));
+            }
             tokio::select! {
                 _ = tokio::time::sleep(pause) => {}
-                _ = self.wake.notified() => {}
-                _ = hameau_net::stopped(&mut shutdown) => return,
+                _ = this.wake.notified() => {}
+                Some(done) = rounds.join_next(), if !rounds.is_empty() => {
+                    if let Err(e) = done {
+                        tracing::error!(error = %e, "queue: a delivery round ended abnormally");
+                    }
+                }
+                _ = hameau_net::stopped(&mut shutdown) => break,
+            }
+        }
+        // Rounds under way get a moment to record what they delivered; what they had not
+        // finished is tried again after the restart (their leases are taken back).
+        let grace = tokio::time::sleep(SHUTDOWN_GRACE);
+        tokio::pin!(grace);
+        while !rounds.is_empty() {
+            tokio::select! {
+                _ = rounds.join_next() => {}
+                _ = &mut grace => {
+                    tracing::info!(rounds = rounds.len(), "queue: stopping with deliveries under way; they will be tried again");
+                    rounds.abort_all();
+                    break;
+                }
             }
         }
     }
 
-    /// One round: claims what is due at `now` and delivers it; the number of messages.
-    pub async fn round(&self, now: u64) -> Result<usize, hameau_queue::Error> {
-        let claims = self.queue.claim_due(now, self.options.claim_batch_max).await?;
-        if claims.is_empty() {
-            return Ok(0);
+    /// Delivers claimed messages and records the outcomes (one round).
+    async fn deliver_claims(&self, claims: Vec<Claim>) {
+        if let Err(e) = self.round(&claims).await {
+            tracing::error!(error = %e, "queue: a delivery round failed");
         }
+    }
+
+    /// One round: delivers `claims` and records each recipient's outcome.
+    async fn round(&self, claims: &[Claim]) -> Result<(), hameau_queue::Error> {
         let mut raws = Vec::with_capacity(claims.len());
-        for claim in &claims {
+        for claim in claims {
             raws.push(self.queue.raw(&claim.message).await);
         }
         // Per message, the outcome of each recipient, by address.
@@ -280,7 +489,6 @@ impl Worker {
         let limit = Arc::new(Semaphore::new(self.options.domains_concurrent_max.max(1)));
         let deliveries = remote.into_iter().map(|(domain, batch)| {
             let (limit, raws) = (limit.clone(), &raws);
-            let claims = &claims;
             async move {
                 let _permit = limit.acquire().await.expect("never closed");
                 let messages: Vec<Outgoing<'_>> = batch
@@ -291,13 +499,20 @@ impl Worker {
                         data: raws[*index].as_deref().expect("only readable messages are batched"),
                     })
                     .collect();
-                let results =
-                    outbound::deliver_to_domain(&self.resolver, &self.options.outbound, &domain, &messages).await;
-                (batch, results)
+                let delivery =
+                    outbound::deliver(&self.resolver, &self.options.outbound, &self.tls, &domain, &messages).await;
+                (batch, delivery)
             }
         });
-        for (batch, results) in futures_util::future::join_all(deliveries).await {
-            for ((index, recipients), results) in batch.into_iter().zip(results) {
+        for (batch, delivery) in futures_util::future::join_all(deliveries).await {
+            self.tls_sessions.record(&delivery.sessions);
+            for failure in delivery.sessions.iter().filter_map(|session| session.failure.as_ref()) {
+                self.metrics.count_tls_failure(failure);
+            }
+            for used in delivery.tls.iter().flatten() {
+                self.metrics.count_tls(*used);
+            }
+            for ((index, recipients), results) in batch.into_iter().zip(delivery.outcomes) {
                 for outcome in &results {
                     self.metrics.count(true, outcome);
                 }
@@ -316,7 +531,7 @@ impl Worker {
                 self.notify_sender(claim, raw, &recorded, now).await;
             }
         }
-        Ok(claims.len())
+        Ok(())
     }
 
     /// Delivers `claim` to its local recipients `addresses`: one outcome each.
@@ -411,6 +626,54 @@ impl Worker {
             }
         }
     }
+}
+
+impl Worker {
+    /// Ends the TLS-RPT period at `now` and queues a report to each domain that asks for
+    /// one (RFC 8460 §3), signed with the sender domain's DKIM keys when it has some.
+    async fn send_tls_reports(&self, options: &TlsRptOptions, now: u64) {
+        for report in self.tls_sessions.take(now) {
+            let rua = match tls_rpt::rua(&self.resolver, &report.domain).await {
+                Ok(rua) if rua.is_empty() => continue,
+                Ok(rua) => rua,
+                Err(e) => {
+                    tracing::info!(domain = %report.domain, error = %e, "TLS-RPT: no report sent");
+                    continue;
+                }
+            };
+            let id = format!("{}.{}.{now}", report.domain, report.start_s);
+            let message = report.message(&options.from, &rua, &self.options.hostname, &id, now);
+            let from_domain = options.from.rsplit_once('@').map_or("", |(_, domain)| domain);
+            let signed = match crate::submission::dkim_fields(&self.directory, from_domain, &message).await {
+                Ok(fields) => [fields, message].concat(),
+                Err(e) => {
+                    tracing::info!(domain = from_domain, error = %e, "TLS-RPT: the report goes unsigned");
+                    message
+                }
+            };
+            let new = NewMessage {
+                raw: signed.into(),
+                // A report is not answered with a bounce (as a DSN is not).
+                mail_from: String::new(),
+                recipients: rua,
+                tenant: None,
+                account: None,
+                envelope_id: format!("tlsrpt.{id}"),
+                held: None,
+            };
+            match self.queue.enqueue(new, now).await {
+                Ok(queued) => tracing::info!(domain = %report.domain, id = queued, "TLS-RPT: report queued"),
+                Err(e) => {
+                    tracing::error!(domain = %report.domain, error = %e, "TLS-RPT: the report could not be queued")
+                }
+            }
+        }
+    }
+}
+
+/// The first multiple of `interval_s` after `now`: a day's period ends at UTC midnight.
+fn next_period(now: u64, interval_s: u64) -> u64 {
+    (now / interval_s.max(1) + 1) * interval_s.max(1)
 }
 
 fn deferred(reply: String) -> Outcome {

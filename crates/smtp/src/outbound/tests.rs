@@ -13,7 +13,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
-use super::{OutboundOptions, Outgoing, deliver_to_domain, write_data};
+use super::{OutboundOptions, Outgoing, TlsContext, deliver, write_data};
 use crate::dns::{Cache, resolver};
 
 // ---------------------------------------------------------------------------------------
@@ -64,6 +64,16 @@ fn options(port: u16) -> OutboundOptions {
         quit_timeout: quick,
         ..OutboundOptions::new("client.test")
     }
+}
+
+/// Opportunistic TLS only: these tests are about the SMTP client itself.
+async fn deliver_to_domain(
+    resolver: &TokioResolver,
+    options: &OutboundOptions,
+    domain: &str,
+    messages: &[Outgoing<'_>],
+) -> Vec<Vec<Outcome>> {
+    deliver(resolver, options, &TlsContext::opportunistic(), domain, messages).await.outcomes
 }
 
 fn rcpts(addresses: &[&str]) -> Vec<String> {
@@ -594,7 +604,7 @@ async fn extensions_decide_the_mail_parameters() {
     let server = start_fake(fake).await;
     let ascii = rcpts(&["bob@a.test"]);
     let international = rcpts(&["andré@a.test"]);
-    let eight_bit = "Subject: été\r\n\r\nçà\r\n".as_bytes();
+    let eight_bit = "Subject: =?utf-8?q?=C3=A9t=C3=A9?=\r\n\r\nçà\r\n".as_bytes();
     let large = vec![b'x'; 101];
     let messages = [
         Outgoing { mail_from: "alice@client.test", recipients: &ascii, data: eight_bit },
@@ -603,7 +613,7 @@ async fn extensions_decide_the_mail_parameters() {
     ];
     let results = deliver_to_domain(&dns.resolver, &options(server.port), "a.test", &messages).await;
     assert!(delivered(&results[0][0]), "{results:?}");
-    let expected = "550 5.6.7 the receiver does not accept international addresses (SMTPUTF8)";
+    let expected = "550 5.6.7 the receiver does not accept international mail (SMTPUTF8)";
     assert_eq!(results[1], vec![Outcome::Failed { reply: expected.to_string() }]);
     failed_with(&results[2][0], "552 5.3.4");
     let log = server.log();
