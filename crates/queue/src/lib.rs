@@ -270,33 +270,45 @@ impl Queue {
         let mut scan = Scan::range(keys::DUE, &keys::due_after(now));
         scan.limit = max;
         let leased_until = now.saturating_add(self.limits.lease_s);
-        let mut claims = Vec::new();
-        for entry in self.store.scan(&scan).await? {
-            let Some(id) = keys::due_id(&entry.key) else { continue };
-            let Some((mut message, version)) = self.read(id).await? else {
-                // An entry left by a message gone: drop it.
-                let mut batch = Batch::new();
-                batch.delete(&entry.key);
-                self.store.commit(batch).await?;
-                continue;
-            };
-            let mut batch = Batch::new();
-            batch.expect_version(&keys::message(id), version);
-            batch.delete(&entry.key);
-            if let Some(at) = message.due_at {
-                batch.delete(&keys::due(at, id));
-            }
-            message.due_at = Some(leased_until);
-            message.leased_until = Some(leased_until);
-            batch.set(&keys::due(leased_until, id), &[]);
-            batch.set(&keys::message(id), &encode(&message));
-            match self.store.commit(batch).await {
-                Ok(_) => claims.push(Claim { id, message, leased_until }),
-                Err(hameau_store::Error::Conflict { .. }) => continue,
-                Err(e) => return Err(e.into()),
+        let entries = self.store.scan(&scan).await?;
+        // One commit per message, all under way at once: the store syncs them together
+        // (group commit), and a message another worker took meanwhile costs only its own.
+        let claims = entries.iter().map(|entry| self.claim(&entry.key, leased_until));
+        let mut claimed = Vec::with_capacity(entries.len());
+        for claim in futures_util::future::join_all(claims).await {
+            if let Some(claim) = claim? {
+                claimed.push(claim);
             }
         }
-        Ok(claims)
+        Ok(claimed)
+    }
+
+    /// Claims the message of the due entry `key` until `leased_until`; `None` when another
+    /// worker took it first or it is gone.
+    async fn claim(&self, key: &[u8], leased_until: u64) -> Result<Option<Claim>, Error> {
+        let Some(id) = keys::due_id(key) else { return Ok(None) };
+        let Some((mut message, version)) = self.read(id).await? else {
+            // An entry left by a message gone: drop it.
+            let mut batch = Batch::new();
+            batch.delete(key);
+            self.store.commit(batch).await?;
+            return Ok(None);
+        };
+        let mut batch = Batch::new();
+        batch.expect_version(&keys::message(id), version);
+        batch.delete(key);
+        if let Some(at) = message.due_at {
+            batch.delete(&keys::due(at, id));
+        }
+        message.due_at = Some(leased_until);
+        message.leased_until = Some(leased_until);
+        batch.set(&keys::due(leased_until, id), &[]);
+        batch.set(&keys::message(id), &encode(&message));
+        match self.store.commit(batch).await {
+            Ok(_) => Ok(Some(Claim { id, message, leased_until })),
+            Err(hameau_store::Error::Conflict { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Records the outcomes of an attempt, by recipient address, at `now`: delivered

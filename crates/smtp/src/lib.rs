@@ -17,6 +17,7 @@ mod options;
 pub mod outbound;
 pub mod pipeline;
 pub mod server;
+mod signing;
 pub mod submission;
 pub mod tls_rpt;
 pub mod worker;

@@ -28,9 +28,6 @@ use hameau_directory::{Account, Directory};
 use hameau_queue::{NewMessage, Queue};
 use hameau_smtp_session::header::Fields;
 use hameau_smtp_session::{Credentials, Decision, MailParams, Mechanism, Reply};
-use mail_auth::common::crypto::{Ed25519Key, RsaKey, Sha256};
-use mail_auth::common::headers::HeaderWriter;
-use mail_auth::dkim::{Canonicalization, DkimSigner};
 
 use hameau_telemetry::{Counter, Registry};
 
@@ -142,38 +139,6 @@ pub struct SubmissionOptions {
     /// The brakes' limits.
     pub sending_limits: SendingLimits,
 }
-
-/// The fields a signature covers. Each is listed twice: the second matches nothing in a
-/// message that has the field once, so that adding one later breaks the signature
-/// ("oversigning", RFC 6376 §8.15).
-const SIGNED_FIELDS: [&str; 26] = [
-    "From",
-    "From",
-    "Reply-To",
-    "Reply-To",
-    "Subject",
-    "Subject",
-    "Date",
-    "Date",
-    "To",
-    "To",
-    "Cc",
-    "Cc",
-    "Message-ID",
-    "Message-ID",
-    "In-Reply-To",
-    "In-Reply-To",
-    "References",
-    "References",
-    "MIME-Version",
-    "MIME-Version",
-    "Content-Type",
-    "Content-Type",
-    "Content-Transfer-Encoding",
-    "Content-Transfer-Encoding",
-    "List-Unsubscribe",
-    "List-Unsubscribe",
-];
 
 /// The submission pipeline.
 pub struct Submission {
@@ -298,50 +263,11 @@ impl Submission {
 
     /// The DKIM signatures of `domain`'s keys over `message`, as header fields to put first.
     async fn sign(&self, domain: &str, message: &[u8]) -> Result<Vec<u8>, Reply> {
-        dkim_fields(&self.directory, domain, message).await.map_err(|e| {
+        crate::signing::dkim_fields(&self.directory, domain, message).await.map_err(|e| {
             tracing::error!(domain, error = %e, "submission: DKIM signing failed");
             Reply::new(451, "4.3.0", "local error (signing), try again later")
         })
     }
-}
-
-/// The DKIM signatures of `domain`'s keys over `message` (none when it has no keys here),
-/// as header fields to put first: for submission and for what the server sends itself.
-pub(crate) async fn dkim_fields(directory: &Directory, domain: &str, message: &[u8]) -> Result<Vec<u8>, String> {
-    let keys = directory.dkim_private_keys(domain).await.map_err(|e| format!("reading the DKIM keys: {e}"))?;
-    let mut fields = String::new();
-    for key in keys {
-        let field = sign_with(&key, domain, message).map_err(|e| format!("selector {}: {e}", key.selector))?;
-        fields.push_str(&field);
-    }
-    Ok(fields.into_bytes())
-}
-
-/// One signature with one stored key: the `DKIM-Signature` field, CRLF-terminated.
-fn sign_with(key: &hameau_directory::DkimPrivate, domain: &str, message: &[u8]) -> Result<String, String> {
-    use base64::Engine as _;
-    let der = base64::engine::general_purpose::STANDARD.decode(&key.private_der).map_err(|e| e.to_string())?;
-    let signature = match key.algorithm.as_str() {
-        "ed25519" => DkimSigner::from_key(Ed25519Key::from_pkcs8_der(&der).map_err(|e| e.to_string())?)
-            .domain(domain)
-            .selector(&key.selector)
-            .headers(SIGNED_FIELDS)
-            .header_canonicalization(Canonicalization::Relaxed)
-            .body_canonicalization(Canonicalization::Relaxed)
-            .sign(message),
-        "rsa" => {
-            let der = rustls::pki_types::PrivateKeyDer::Pkcs1(der.into());
-            DkimSigner::from_key(RsaKey::<Sha256>::from_key_der(der).map_err(|e| e.to_string())?)
-                .domain(domain)
-                .selector(&key.selector)
-                .headers(SIGNED_FIELDS)
-                .header_canonicalization(Canonicalization::Relaxed)
-                .body_canonicalization(Canonicalization::Relaxed)
-                .sign(message)
-        }
-        other => return Err(format!("unknown DKIM algorithm {other:?}")),
-    };
-    signature.map(|signature| signature.to_header()).map_err(|e| e.to_string())
 }
 
 /// Whether `account` may use `address` as its sender (envelope or `From:`).

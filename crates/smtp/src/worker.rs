@@ -50,6 +50,10 @@ pub struct Options {
     /// Destination domains delivered to at once: 16 keeps one slow receiver from holding
     /// the others up without opening hundreds of connections from one small VM.
     pub domains_concurrent_max: usize,
+    /// Connections to one destination domain at once within a round: 4, so that a round's
+    /// hundred messages to one big provider do not queue behind each other on one
+    /// connection (Postfix allows 20 per destination).
+    pub connections_per_domain_max: usize,
     /// Rounds delivered at once: 4. A round waits for its slowest receiver (up to the data
     /// termination timeout), so the mail queued meanwhile leaves in another round; at most
     /// this times `domains_concurrent_max` connections are open.
@@ -97,6 +101,7 @@ impl Default for Options {
             addresses_max: 5,
             claim_batch_max: 100,
             domains_concurrent_max: 16,
+            connections_per_domain_max: 4,
             rounds_concurrent_max: 4,
             mta_sts: true,
             mta_sts_port: 443,
@@ -129,6 +134,7 @@ impl Options {
             ("addresses_max", self.addresses_max as u64, 1, 100),
             ("claim_batch_max", self.claim_batch_max as u64, 1, 10_000),
             ("domains_concurrent_max", self.domains_concurrent_max as u64, 1, 10_000),
+            ("connections_per_domain_max", self.connections_per_domain_max as u64, 1, 100),
             ("rounds_concurrent_max", self.rounds_concurrent_max as u64, 1, 1000),
             ("mta_sts_port", u64::from(self.mta_sts_port), 1, 65_535),
             ("mta_sts_fetch_timeout_s", self.mta_sts_fetch_timeout_s, 1, 300),
@@ -187,6 +193,7 @@ impl Options {
             claim_batch_max: self.claim_batch_max,
             domains_concurrent_max: self.domains_concurrent_max,
             rounds_concurrent_max: self.rounds_concurrent_max,
+            connections_per_domain_max: self.connections_per_domain_max,
             tls_rpt: self.tls_rpt.then_some(TlsRptOptions {
                 interval_s: self.tls_rpt_interval_s,
                 policies_max: self.tls_rpt_policies_max,
@@ -209,6 +216,8 @@ pub struct WorkerOptions {
     pub domains_concurrent_max: usize,
     /// `outbound.rounds_concurrent_max`.
     pub rounds_concurrent_max: usize,
+    /// `outbound.connections_per_domain_max`.
+    pub connections_per_domain_max: usize,
     /// TLS reports, when `outbound.tls_rpt` is on.
     pub tls_rpt: Option<TlsRptOptions>,
 }
@@ -438,23 +447,19 @@ impl Worker {
 
     /// One round: delivers `claims` and records each recipient's outcome.
     async fn round(&self, claims: &[Claim]) -> Result<(), hameau_queue::Error> {
-        let mut raws = Vec::with_capacity(claims.len());
-        for claim in claims {
-            raws.push(self.queue.raw(&claim.message).await);
-        }
+        let raws = futures_util::future::join_all(claims.iter().map(|claim| self.queue.raw(&claim.message))).await;
         // Per message, the outcome of each recipient, by address.
         let mut outcomes: Vec<Vec<(String, Outcome)>> = vec![Vec::new(); claims.len()];
         // Remote recipients per domain: (message index, recipients).
         let mut remote: BTreeMap<String, Vec<(usize, Vec<String>)>> = BTreeMap::new();
         let mut is_local: HashMap<String, bool> = HashMap::new();
+        // Local recipients per message: (message index, recipients).
+        let mut locals: Vec<(usize, Vec<String>)> = Vec::new();
         for (index, claim) in claims.iter().enumerate() {
-            let raw = match &raws[index] {
-                Ok(raw) => raw,
-                Err(e) => {
-                    tracing::error!(id = claim.id, error = %e, "queue: a message's bytes cannot be read");
-                    continue;
-                }
-            };
+            if let Err(e) = &raws[index] {
+                tracing::error!(id = claim.id, error = %e, "queue: a message's bytes cannot be read");
+                continue;
+            }
             let mut local = Vec::new();
             for recipient in claim.message.pending() {
                 let domain = recipient.domain();
@@ -479,15 +484,35 @@ impl Worker {
                 }
             }
             if !local.is_empty() {
-                let delivered = self.deliver_locally(claim, raw, &local).await;
-                for (_, outcome) in &delivered {
-                    self.metrics.count(false, outcome);
-                }
-                outcomes[index].extend(delivered);
+                locals.push((index, local));
             }
         }
+        // Local deliveries at once: the store syncs their commits together.
+        let local_deliveries = locals.iter().map(|(index, local)| {
+            let raw = raws[*index].as_deref().expect("only readable messages are delivered");
+            self.deliver_locally(&claims[*index], raw, local)
+        });
+        for ((index, _), delivered) in locals.iter().zip(futures_util::future::join_all(local_deliveries).await) {
+            for (_, outcome) in &delivered {
+                self.metrics.count(false, outcome);
+            }
+            outcomes[*index].extend(delivered);
+        }
+        // A domain's messages go over up to `connections_per_domain_max` connections at
+        // once, each carrying a share; every connection holds one of the round's
+        // `domains_concurrent_max` permits.
+        let per_domain = self.options.connections_per_domain_max.max(1);
+        let shares = remote.into_iter().flat_map(|(domain, batch)| {
+            let share = batch.len().div_ceil(per_domain).max(1);
+            let mut batch = batch.into_iter().peekable();
+            let mut shares = Vec::new();
+            while batch.peek().is_some() {
+                shares.push((domain.clone(), batch.by_ref().take(share).collect::<Vec<_>>()));
+            }
+            shares
+        });
         let limit = Arc::new(Semaphore::new(self.options.domains_concurrent_max.max(1)));
-        let deliveries = remote.into_iter().map(|(domain, batch)| {
+        let deliveries = shares.map(|(domain, batch)| {
             let (limit, raws) = (limit.clone(), &raws);
             async move {
                 let _permit = limit.acquire().await.expect("never closed");
@@ -520,7 +545,8 @@ impl Worker {
             }
         }
         let now = (self.now_s)();
-        for ((claim, outcomes), raw) in claims.iter().zip(outcomes).zip(&raws) {
+        // Every message recorded at once: the store syncs the commits together.
+        let records = claims.iter().zip(outcomes).zip(&raws).map(|((claim, outcomes), raw)| async move {
             for (address, outcome) in &outcomes {
                 tracing::info!(id = claim.id, to = %address, outcome = ?outcome, "queue: delivery attempt");
             }
@@ -530,8 +556,15 @@ impl Worker {
             if let Ok(raw) = raw {
                 self.notify_sender(claim, raw, &recorded, now).await;
             }
+            Ok::<(), hameau_queue::Error>(())
+        });
+        let mut failure = Ok(());
+        for result in futures_util::future::join_all(records).await {
+            if let Err(e) = result {
+                failure = Err(e);
+            }
         }
-        Ok(())
+        failure
     }
 
     /// Delivers `claim` to its local recipients `addresses`: one outcome each.
@@ -644,7 +677,7 @@ impl Worker {
             let id = format!("{}.{}.{now}", report.domain, report.start_s);
             let message = report.message(&options.from, &rua, &self.options.hostname, &id, now);
             let from_domain = options.from.rsplit_once('@').map_or("", |(_, domain)| domain);
-            let signed = match crate::submission::dkim_fields(&self.directory, from_domain, &message).await {
+            let signed = match crate::signing::dkim_fields(&self.directory, from_domain, &message).await {
                 Ok(fields) => [fields, message].concat(),
                 Err(e) => {
                     tracing::info!(domain = from_domain, error = %e, "TLS-RPT: the report goes unsigned");
