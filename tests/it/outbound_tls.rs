@@ -14,9 +14,10 @@
 //! | `sts.test`        | MTA-STS `enforce`, mx `mx.sts.test`               | delivered, `tls="mta-sts"`  |
 //! | `mismatch.test`   | MTA-STS `enforce`, mx `mx.mismatch.test`; TLS-RPT | never sent, DSN, report     |
 //! | `dane.test`       | TLSA 3 1 1 of Postfix's key                       | delivered, `tls="dane"`     |
-//! | `danebad.test`    | TLSA 3 1 1 of another key                         | never sent, retried         |
+//! | `danebad.test`    | TLSA 3 1 1 of another key; TLS-RPT                | never sent, retried, report |
 //! | `malformed.test`  | MTA-STS policy that does not parse                | opportunistic, `starttls`   |
 //! | `big.test`        | MTA-STS policy over `mta_sts_policy_bytes_max`    | opportunistic, `starttls`   |
+//! | `testing.test`    | MTA-STS `testing`, mx `mx.testing.test`           | `starttls`, failure counted |
 //!
 //! The malformed and oversized policies would be `enforce` policies naming an MX host the
 //! certificate does not match if they were read: delivery shows they were not.
@@ -30,7 +31,8 @@ use crate::outbound_faults::{attempts_to, set_in_section};
 use crate::submission::{PASSWORD, imap_inbox, setup, swaks};
 use crate::support::{Server, config_path, init_with_token, metric, start_server};
 
-const DOMAINS: [&str; 6] = ["sts.test", "mismatch.test", "dane.test", "danebad.test", "malformed.test", "big.test"];
+const DOMAINS: [&str; 7] =
+    ["sts.test", "mismatch.test", "dane.test", "danebad.test", "malformed.test", "big.test", "testing.test"];
 /// `[outbound] mta_sts_policy_bytes_max`: its minimum, so that a small policy is over it.
 const POLICY_BYTES_MAX: usize = 1024;
 
@@ -64,19 +66,27 @@ fn world(lifetime_s: u64) -> World {
     for domain in DOMAINS {
         records.push_str(&format!("{domain}. 3600 IN MX 10 mx.{domain}.\nmx.{domain}. 3600 IN A 127.0.0.1\n"));
     }
-    for domain in ["sts.test", "mismatch.test", "malformed.test", "big.test"] {
+    for domain in ["sts.test", "mismatch.test", "malformed.test", "big.test", "testing.test"] {
         records.push_str(&format!(
             "_mta-sts.{domain}. 3600 IN TXT \"v=STSv1; id=1;\"\nmta-sts.{domain}. 3600 IN A 127.0.0.1\n"
         ));
     }
-    records.push_str("_smtp._tls.mismatch.test. 3600 IN TXT \"v=TLSRPTv1; rua=mailto:tlsrpt@a.test\"\n");
+    for domain in ["mismatch.test", "danebad.test"] {
+        records.push_str(&format!("_smtp._tls.{domain}. 3600 IN TXT \"v=TLSRPTv1; rua=mailto:tlsrpt@a.test\"\n"));
+    }
     let port = postfix.port;
     records.push_str(&format!("_{port}._tcp.mx.dane.test. 3600 IN TLSA 3 1 1 {}\n", tls.tlsa_3_1_1()));
     records.push_str(&format!("_{port}._tcp.mx.danebad.test. 3600 IN TLSA 3 1 1 {other_tlsa}\n"));
     let dns = tempfile::tempdir().unwrap();
     let (knot, anchors) = start_knot_signed(dns.path(), &[("test", records)], &["test"]);
 
-    let hosts = ["mta-sts.sts.test", "mta-sts.mismatch.test", "mta-sts.malformed.test", "mta-sts.big.test"];
+    let hosts = [
+        "mta-sts.sts.test",
+        "mta-sts.mismatch.test",
+        "mta-sts.malformed.test",
+        "mta-sts.big.test",
+        "mta-sts.testing.test",
+    ];
     let https = HttpsServer::start(ca.server_config(&hosts));
     let enforce = |mx: &str| format!("version: STSv1\r\nmode: enforce\r\nmx: {mx}\r\nmax_age: 86400\r\n");
     https.answer("mta-sts.sts.test", HttpsServer::text(&enforce("mx.sts.test")));
@@ -87,6 +97,8 @@ fn world(lifetime_s: u64) -> World {
     let big = enforce("mx.big.test") + &"padding: to be larger than the bound\r\n".repeat(40);
     assert!(big.len() > POLICY_BYTES_MAX);
     https.answer("mta-sts.big.test", HttpsServer::text(&big));
+    let testing = enforce("mx.testing.test").replace("mode: enforce", "mode: testing");
+    https.answer("mta-sts.testing.test", HttpsServer::text(&testing));
 
     let ca_file = ca.write_pem(pki.path());
     for (key, value) in [
@@ -310,7 +322,8 @@ fn mta_sts_enforce_delivers_over_verified_tls_and_never_in_clear_to_a_mismatched
 /// Issue 11, DANE (RFC 7672): `dane.test`'s MX answer and its host's TLSA record are
 /// DNSSEC-secure and the record matches Postfix's key: delivered, counted `tls="dane"`
 /// (although no MTA-STS policy or trusted name would allow it: DANE-EE checks the key
-/// only). `danebad.test`'s TLSA names another key: never sent, deferred and retried.
+/// only). `danebad.test`'s TLSA names another key: never sent, deferred and retried, and
+/// its TLS-RPT address gets a report of the failures under its `tlsa` policy.
 #[test]
 fn dane_delivers_when_the_tlsa_record_matches_and_never_when_it_does_not() {
     let world = world(600);
@@ -331,22 +344,39 @@ fn dane_delivers_when_the_tlsa_record_matches_and_never_when_it_does_not() {
     world.every_mail_session_used_starttls();
     assert!(world.tls_failures("validation-failure") >= 2, "{}", world.queue_log());
     assert_eq!(world.tls_used("none"), 0);
+
+    let report = world.mail_of("tlsrpt@a.test", &["TLS-Report-Domain: danebad.test"], Duration::from_secs(20));
+    let json = tls_report_json(&report);
+    let policy = &json["policies"][0];
+    assert_eq!(policy["policy"]["policy-type"], "tlsa", "{json:#}");
+    assert_eq!(policy["policy"]["policy-domain"], "danebad.test", "{json:#}");
+    assert_eq!(policy["policy"]["mx-host"], serde_json::json!(["mx.danebad.test"]), "{json:#}");
+    let strings = policy["policy"]["policy-string"].as_array().unwrap();
+    assert!(strings.len() == 1 && strings[0].as_str().unwrap().starts_with("3 1 1 "), "{json:#}");
+    let detail = &policy["failure-details"][0];
+    assert_eq!(detail["result-type"], "validation-failure", "{json:#}");
+    assert_eq!(detail["receiving-mx-hostname"], "mx.danebad.test", "{json:#}");
+    assert!(detail["failure-reason-code"].as_str().unwrap().contains("no TLSA record matches"), "{json:#}");
 }
 
 /// Issue 11, bad input: an MTA-STS policy that does not parse, and one over
 /// `mta_sts_policy_bytes_max`, are as no policy (RFC 8461 §5: opportunistic TLS), not as a
 /// reason to hold the mail: both messages are delivered over STARTTLS, the log says why the
-/// policy was not used, and `/metrics` counts `sts-policy-invalid` for each.
+/// policy was not used, and `/metrics` counts `sts-policy-invalid` for each. A valid
+/// `testing` policy that the certificate fails is not enforced either (RFC 8461 §5), but
+/// the failure is counted.
 #[test]
 fn a_malformed_or_oversized_mta_sts_policy_means_opportunistic_tls() {
     let world = world(600);
     world.submit("x@malformed.test", "malformed policy");
     world.submit("x@big.test", "oversized policy");
+    world.submit("x@testing.test", "testing policy");
 
-    for recipient in ["x@malformed.test", "x@big.test"] {
+    for recipient in ["x@malformed.test", "x@big.test", "x@testing.test"] {
         world.received_by_postfix(recipient);
     }
-    assert_eq!(world.tls_used("starttls"), 2, "{}", world.queue_log());
+    assert_eq!(world.tls_used("starttls"), 3, "{}", world.queue_log());
+    assert_eq!(world.tls_failures("certificate-host-mismatch"), 1, "the testing policy's failure");
     assert_eq!(world.tls_used("mta-sts"), 0);
     assert_eq!(world.tls_failures("sts-policy-invalid"), 2, "{}", world.queue_log());
     let malformed = world.log_lines(&["no policy could be had (sts-policy-invalid)", "malformed.test", "max_age"]);
@@ -355,5 +385,6 @@ fn a_malformed_or_oversized_mta_sts_policy_means_opportunistic_tls() {
     assert_eq!(big.len(), 1, "{}", world.queue_log());
     assert_eq!(world.https.requests("mta-sts.malformed.test"), 1);
     assert_eq!(world.https.requests("mta-sts.big.test"), 1);
+    assert_eq!(world.https.requests("mta-sts.testing.test"), 1);
     world.every_mail_session_used_starttls();
 }
