@@ -13,6 +13,7 @@ mod dns;
 mod imap;
 mod imap_clients;
 mod outbound_faults;
+mod outbound_tls;
 mod postfix;
 mod queue;
 mod schemathesis;

@@ -235,7 +235,7 @@ fn read_data(reader: &mut BufReader<TcpStream>) -> Option<String> {
 
 /// Sets `key = value` in `section` of the configuration (keys such as
 /// `command_timeout_s` are in several sections).
-fn set_in_section(config: &Path, section: &str, key: &str, value: &str) {
+pub(crate) fn set_in_section(config: &Path, section: &str, key: &str, value: &str) {
     let text = std::fs::read_to_string(config).unwrap();
     let start = text.find(&format!("\n[{section}]\n")).unwrap_or_else(|| panic!("no [{section}]"));
     let at = start + text[start..].find(&format!("\n{key} = ")).unwrap_or_else(|| panic!("no {section}.{key}")) + 1;
@@ -273,7 +273,7 @@ fn submit(server: &Server, to: &str, subject: &str) -> String {
 }
 
 /// The log lines of the delivery attempts to `recipient`.
-fn attempts_to(server: &Server, recipient: &str) -> Vec<String> {
+pub(crate) fn attempts_to(server: &Server, recipient: &str) -> Vec<String> {
     let to = format!("\"to\":\"{recipient}\"");
     server.log().into_iter().filter(|line| line.contains("queue: delivery attempt") && line.contains(&to)).collect()
 }

@@ -1,8 +1,13 @@
 //! Starting the real `hameau` binary and its test companions (a knotd authoritative DNS
-//! server) on loopback ports, for the end-to-end tests (`tests/it`) and the benchmarks
-//! (`benches/`). Panics on failure: its callers are tests and load generators.
+//! server, Postfix, an HTTPS server, a test CA) on loopback ports, for the end-to-end tests
+//! (`tests/it`) and the benchmarks (`benches/`). Panics on failure: its callers are tests
+//! and load generators.
 
+mod https;
+mod pki;
 mod postfix;
+pub use https::HttpsServer;
+pub use pki::TestCa;
 pub use postfix::{Postfix, TlsFiles};
 
 use std::io::{BufRead, BufReader};
