@@ -184,6 +184,9 @@ fn serve(stream: TcpStream, behaviour: Behaviour, seen: &Mutex<Seen>, stop: &Ato
                 recipients.push(address.to_string());
                 b"250 2.1.5 ok\r\n"
             }
+        } else if command.starts_with("DATA") && recipients.is_empty() {
+            // RFC 2920 §3.1: a pipelined DATA after refused recipients is refused too.
+            b"554 5.5.1 no valid recipients\r\n"
         } else if command.starts_with("DATA") {
             say(b"354 go on\r\n");
             match behaviour {
@@ -406,7 +409,7 @@ fn a_receiver_sending_an_endless_line_is_deferred_and_the_queue_moves_on() {
 #[test]
 fn a_receiver_answering_mail_with_garbage_is_deferred_and_the_queue_moves_on() {
     let garbage = b"\x00\xff\xfe garbage \x1b[2J\r\nnot a reply\r\n".to_vec();
-    let (took, _) = bad_receiver(Behaviour::GarbageReply(garbage), 2, &["unreadable reply to MAIL FROM"]);
+    let (took, _) = bad_receiver(Behaviour::GarbageReply(garbage), 2, &["unreadable reply to MAIL, RCPT and DATA"]);
     eprintln!("garbage reply: good.test served after {took:?}");
 }
 

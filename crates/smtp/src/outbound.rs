@@ -30,8 +30,8 @@ use hickory_resolver::proto::rr::RData;
 use mail_send::SmtpClient;
 use rand::seq::SliceRandom;
 use rustls::pki_types::ServerName;
-use smtp_proto::{EXT_8BIT_MIME, EXT_SIZE, EXT_SMTP_UTF8, EXT_START_TLS, Response};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use smtp_proto::{EXT_8BIT_MIME, EXT_PIPELINING, EXT_SIZE, EXT_SMTP_UTF8, EXT_START_TLS, Response};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
@@ -643,9 +643,13 @@ async fn carry<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> (Vec<usize>, Result<(), String>) {
     let label = format!("{target}:{}", options.port);
     let mut carried = Vec::new();
-    for n_sent in 0..options.messages_per_connection_max {
+    // Whether a transaction is left open (MAIL taken, no final reply to the data): RSET
+    // then. After the reply to the data the server is ready for MAIL (RFC 5321 §4.1.4),
+    // so the round trip is saved.
+    let mut open = false;
+    for _ in 0..options.messages_per_connection_max {
         let Some(&index) = pending.last() else { break };
-        if n_sent > 0 {
+        if open {
             client.timeout = options.command_timeout;
             match client.cmd(b"RSET\r\n").await {
                 Ok(reply) if (200..300).contains(&reply.code) => {}
@@ -655,7 +659,8 @@ async fn carry<S: AsyncRead + AsyncWrite + Unpin>(
         }
         pending.pop();
         carried.push(index);
-        let (outcomes, lost) = transaction(&mut client, ehlo, options, &messages[index], &label).await;
+        let (outcomes, lost, completed) = transaction(&mut client, ehlo, options, &messages[index], &label).await;
+        open = !completed;
         results[index] = Some(outcomes);
         if let Some(why) = lost {
             return (carried, Err(why));
@@ -666,23 +671,84 @@ async fn carry<S: AsyncRead + AsyncWrite + Unpin>(
     (carried, Ok(()))
 }
 
-/// One message's transaction: MAIL, one RCPT per recipient, DATA when one was accepted.
-/// Gives the recipients' outcomes, and the reason when the connection is lost.
+/// Recipients past which a transaction is not pipelined: the commands of a pipeline are
+/// written before any reply is read, and 100 of them fit any socket buffer.
+const PIPELINED_RECIPIENTS_MAX: usize = 100;
+
+/// One message's transaction: MAIL, one RCPT per recipient, DATA when one was accepted;
+/// the three pipelined in one write when the server offers PIPELINING (RFC 2920). Gives
+/// the recipients' outcomes, the reason when the connection is lost, and whether the
+/// transaction was completed (a final reply to the data).
 async fn transaction<S: AsyncRead + AsyncWrite + Unpin>(
     client: &mut SmtpClient<Watched<S>>,
     ehlo: &Ehlo,
     options: &OutboundOptions,
     message: &Outgoing<'_>,
     label: &str,
-) -> (Vec<Outcome>, Option<String>) {
+) -> (Vec<Outcome>, Option<String>, bool) {
     let all = |outcome: Outcome| vec![outcome; message.recipients.len()];
     if message.recipients.is_empty() {
-        return (Vec::new(), None);
+        return (Vec::new(), None, true);
     }
+    let mail = match mail_command(ehlo, message) {
+        Ok(mail) => mail,
+        Err(outcome) => return (all(outcome), None, true),
+    };
+    let mut outcomes: Vec<Option<Outcome>> = message
+        .recipients
+        .iter()
+        .map(|recipient| {
+            (!valid_address(recipient) || recipient.is_empty())
+                .then(|| Outcome::Failed { reply: "553 5.1.3 invalid recipient address".to_string() })
+        })
+        .collect();
+    if ehlo.has(EXT_PIPELINING) && message.recipients.len() <= PIPELINED_RECIPIENTS_MAX {
+        let (outcomes, lost, completed) = pipelined(client, options, message, &mail, outcomes, label).await;
+        return (outcomes, lost, completed);
+    }
+    client.timeout = options.mail_timeout;
+    match client.cmd(mail.as_bytes()).await {
+        Ok(reply) if (200..300).contains(&reply.code) => {}
+        Ok(reply) => return (all(refused(&reply)), closing(&reply, label, "MAIL FROM"), true),
+        Err(e) => {
+            let why = broken(label, "MAIL FROM", e, client.stream.ended);
+            return (all(Outcome::Deferred { reply: why.clone() }), Some(why), false);
+        }
+    }
+    client.timeout = options.rcpt_timeout;
+    for (recipient, outcome) in message.recipients.iter().zip(outcomes.iter_mut()) {
+        if outcome.is_some() {
+            continue;
+        }
+        match client.cmd(format!("RCPT TO:<{recipient}>\r\n").as_bytes()).await {
+            Ok(reply) if (200..300).contains(&reply.code) => {}
+            Ok(reply) => {
+                *outcome = Some(refused(&reply));
+                if let Some(why) = closing(&reply, label, "RCPT TO") {
+                    return (finish(outcomes, &why), Some(why), false);
+                }
+            }
+            Err(e) => {
+                let why = broken(label, "RCPT TO", e, client.stream.ended);
+                return (finish(outcomes, &why), Some(why), false);
+            }
+        }
+    }
+    if outcomes.iter().all(Option::is_some) {
+        // No recipient accepted: no DATA (RFC 5321 §3.3); the next RSET ends it.
+        return (finish(outcomes, ""), None, false);
+    }
+    let (reply, lost) = data(client, options, message.data, label).await;
+    (accepted(outcomes, reply), lost, true)
+}
+
+/// The MAIL command for `message` with its parameters, or the outcome of every recipient
+/// when the receiver cannot take it.
+fn mail_command(ehlo: &Ehlo, message: &Outgoing<'_>) -> Result<String, Outcome> {
     // The envelope comes from our own sessions; this keeps a bad one from injecting a
     // command all the same.
     if !valid_address(message.mail_from) {
-        return (all(Outcome::Failed { reply: "553 5.1.7 invalid sender address".to_string() }), None);
+        return Err(Outcome::Failed { reply: "553 5.1.7 invalid sender address".to_string() });
     }
     let mut mail = format!("MAIL FROM:<{}>", message.mail_from);
     // RFC 6531 §3.4: international addresses, and a header in UTF-8 (RFC 6532: submission
@@ -693,7 +759,7 @@ async fn transaction<S: AsyncRead + AsyncWrite + Unpin>(
     if international {
         if !ehlo.has(EXT_SMTP_UTF8) {
             let reply = "550 5.6.7 the receiver does not accept international mail (SMTPUTF8)".to_string();
-            return (all(Outcome::Failed { reply }), None);
+            return Err(Outcome::Failed { reply });
         }
         mail.push_str(" SMTPUTF8");
     }
@@ -705,7 +771,7 @@ async fn transaction<S: AsyncRead + AsyncWrite + Unpin>(
                 message.data.len(),
                 ehlo.size
             );
-            return (all(Outcome::Failed { reply }), None);
+            return Err(Outcome::Failed { reply });
         }
         mail.push_str(&format!(" SIZE={}", message.data.len()));
     }
@@ -715,49 +781,125 @@ async fn transaction<S: AsyncRead + AsyncWrite + Unpin>(
         mail.push_str(" BODY=8BITMIME");
     }
     mail.push_str("\r\n");
+    Ok(mail)
+}
 
-    client.timeout = options.mail_timeout;
-    match client.cmd(mail.as_bytes()).await {
-        Ok(reply) if (200..300).contains(&reply.code) => {}
-        Ok(reply) => return (all(refused(&reply)), closing(&reply, label, "MAIL FROM")),
-        Err(e) => {
-            let why = broken(label, "MAIL FROM", e, client.stream.ended);
-            return (all(Outcome::Deferred { reply: why.clone() }), Some(why));
-        }
-    }
-    let mut outcomes: Vec<Option<Outcome>> = vec![None; message.recipients.len()];
-    client.timeout = options.rcpt_timeout;
-    for (recipient, outcome) in message.recipients.iter().zip(outcomes.iter_mut()) {
-        if !valid_address(recipient) || recipient.is_empty() {
-            *outcome = Some(Outcome::Failed { reply: "553 5.1.3 invalid recipient address".to_string() });
-            continue;
-        }
-        match client.cmd(format!("RCPT TO:<{recipient}>\r\n").as_bytes()).await {
-            Ok(reply) if (200..300).contains(&reply.code) => {}
-            Ok(reply) => {
-                *outcome = Some(refused(&reply));
-                if let Some(why) = closing(&reply, label, "RCPT TO") {
-                    return (finish(outcomes, &why), Some(why));
-                }
-            }
-            Err(e) => {
-                let why = broken(label, "RCPT TO", e, client.stream.ended);
-                return (finish(outcomes, &why), Some(why));
-            }
-        }
-    }
-    if outcomes.iter().all(Option::is_some) {
-        // No recipient accepted: no DATA (RFC 5321 §3.3); the caller's RSET ends it.
-        return (finish(outcomes, ""), None);
-    }
-    let (reply, lost) = data(client, options, message.data, label).await;
+/// The recipients' outcomes once the data was answered: the accepted ones take the data's.
+fn accepted(outcomes: Vec<Option<Outcome>>, reply: Result<Response<String>, String>) -> Vec<Outcome> {
     let accepted = match reply {
         Ok(reply) if (200..300).contains(&reply.code) => Outcome::Delivered { reply: reply_text(&reply) },
         Ok(reply) => refused(&reply),
         Err(why) => Outcome::Deferred { reply: why },
     };
-    let outcomes = outcomes.into_iter().map(|outcome| outcome.unwrap_or_else(|| accepted.clone())).collect();
-    (outcomes, lost)
+    outcomes.into_iter().map(|outcome| outcome.unwrap_or_else(|| accepted.clone())).collect()
+}
+
+/// MAIL, the valid recipients' RCPT and DATA in one write (RFC 2920), their replies read in
+/// order, then the message when DATA got its 354.
+async fn pipelined<S: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut SmtpClient<Watched<S>>,
+    options: &OutboundOptions,
+    message: &Outgoing<'_>,
+    mail: &str,
+    mut outcomes: Vec<Option<Outcome>>,
+    label: &str,
+) -> (Vec<Outcome>, Option<String>, bool) {
+    let tried: Vec<usize> = (0..outcomes.len()).filter(|at| outcomes[*at].is_none()).collect();
+    let mut commands = vec![mail.to_string()];
+    commands.extend(tried.iter().map(|at| format!("RCPT TO:<{}>\r\n", message.recipients[*at])));
+    commands.push("DATA\r\n".to_string());
+    // Every reply within the longest of the commands' timeouts.
+    let timeout = options.mail_timeout.max(options.rcpt_timeout).max(options.data_init_timeout);
+    let (replies, failure) = exchange(&mut client.stream, &commands, timeout).await;
+    if let Some(error) = failure {
+        // What the server answered before it went stays true (a 421 to RCPT says why).
+        let last = replies.last().filter(|reply| reply.code == 421).map(reply_text);
+        let why = last.unwrap_or_else(|| broken(label, "MAIL, RCPT and DATA", error, client.stream.ended));
+        return (finish(outcomes, &why), Some(why), false);
+    }
+    let (mail_reply, rest) = replies.split_first().expect("one reply per command");
+    let (data_reply, rcpt_replies) = rest.split_last().expect("one reply per command");
+    let mail_taken = (200..300).contains(&mail_reply.code);
+    let mut lost = closing(mail_reply, label, "MAIL FROM");
+    for (at, reply) in tried.iter().zip(rcpt_replies) {
+        if !mail_taken {
+            outcomes[*at] = Some(refused(mail_reply));
+        } else if !(200..300).contains(&reply.code) {
+            outcomes[*at] = Some(refused(reply));
+            lost = lost.or_else(|| closing(reply, label, "RCPT TO"));
+        }
+    }
+    let any_accepted = outcomes.iter().any(Option::is_none);
+    if data_reply.code != 354 {
+        // RFC 2920 §3.1: DATA refused, as it must be when no recipient was accepted.
+        let why = reply_text(data_reply);
+        let outcomes = if any_accepted {
+            accepted(outcomes, Ok(data_reply.clone()))
+        } else {
+            outcomes.into_iter().map(|outcome| outcome.unwrap_or(Outcome::Deferred { reply: why.clone() })).collect()
+        };
+        return (outcomes, lost.or_else(|| closing(data_reply, label, "DATA")), false);
+    }
+    if !any_accepted || lost.is_some() {
+        // A server that says 354 with no recipient: an empty message ends the data, and
+        // its reply is not a delivery.
+        let ended = write_within(&mut client.stream, b".\r\n", options.data_block_timeout).await;
+        let reply = tokio::time::timeout(options.data_termination_timeout, client.read()).await;
+        let why = match (ended, reply) {
+            (Ok(()), Ok(Ok(_))) => None,
+            _ => Some(format!("451 4.4.2 {label}: the data of a transaction without recipients could not be ended")),
+        };
+        let why = lost.or(why);
+        let outcomes = finish(outcomes, why.as_deref().unwrap_or("451 4.4.2 no recipient was accepted"));
+        return (outcomes, why, true);
+    }
+    let (reply, lost) = send_data(client, options, message.data, label).await;
+    (accepted(outcomes, reply), lost, true)
+}
+
+/// Replies read per read: enough for a pipelined transaction's replies in one go.
+const REPLY_BUFFER_BYTES: usize = 4096;
+
+/// Writes `commands` in one go, then reads one reply per command: the replies read, and the
+/// error that stopped it short (mail-send's `cmds` loses the replies before a close).
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut Watched<S>,
+    commands: &[String],
+    timeout: Duration,
+) -> (Vec<Response<String>>, Option<mail_send::Error>) {
+    let mut replies = Vec::with_capacity(commands.len());
+    let run = async {
+        for command in commands {
+            stream.write_all(command.as_bytes()).await?;
+        }
+        stream.flush().await?;
+        let mut buffer = vec![0u8; REPLY_BUFFER_BYTES];
+        let mut parser = smtp_proto::response::parser::ResponseReceiver::default();
+        while replies.len() < commands.len() {
+            let read = stream.read(&mut buffer).await?;
+            if read == 0 {
+                return Err(mail_send::Error::UnparseableReply);
+            }
+            let mut bytes = buffer[..read].iter();
+            loop {
+                match parser.parse(&mut bytes) {
+                    Ok(reply) => {
+                        replies.push(reply);
+                        parser.reset();
+                    }
+                    Err(smtp_proto::Error::NeedsMoreData { .. }) => break,
+                    Err(_) => return Err(mail_send::Error::UnparseableReply),
+                }
+            }
+        }
+        Ok(())
+    };
+    let failure = match tokio::time::timeout(timeout, run).await {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e),
+        Err(_) => Some(mail_send::Error::Timeout),
+    };
+    (replies, failure)
 }
 
 /// DATA, the message, and the final reply. Gives that reply (or the 354's refusal), or the
@@ -785,6 +927,17 @@ async fn data<S: AsyncRead + AsyncWrite + Unpin>(
             return (Err(why.clone()), Some(why));
         }
     }
+    send_data(client, options, bytes, label).await
+}
+
+/// The message after DATA's 354, and the final reply (or the reason the connection was
+/// lost, and whether it was).
+async fn send_data<S: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut SmtpClient<Watched<S>>,
+    options: &OutboundOptions,
+    bytes: &[u8],
+    label: &str,
+) -> (Result<Response<String>, String>, Option<String>) {
     if let Err(why) = write_data(&mut client.stream, bytes, options.data_block_timeout).await {
         let why = format!("451 4.4.2 {label}: {why}");
         return (Err(why.clone()), Some(why));
