@@ -90,14 +90,15 @@ fn human(report: &Report<'_>) -> String {
     match report.kind {
         Kind::Failed => format!(
             "Bonjour,\n\nLe serveur de messagerie {host} n'a pas pu distribuer votre message envoyé le {queued}\n\
-             aux destinataires ci-dessous. Il ne réessaiera pas. La raison donnée par le serveur\n\
-             du destinataire suit chaque adresse. Vérifiez l'adresse, ou contactez le destinataire\n\
-             par un autre moyen.\n\n{list}\n\
+             aux destinataires ci-dessous. Il ne réessaiera pas. La raison (la réponse du serveur\n\
+             du destinataire, ou ce qui a empêché de le joindre en sécurité) suit chaque adresse.\n\
+             Vérifiez l'adresse, ou contactez le destinataire par un autre moyen.\n\n{list}\n\
              Les en-têtes de votre message sont joints.\n\n\
              -- English --\n\n\
              The mail server {host} could not deliver your message sent on {queued}\n\
-             to the recipients below, and will not try again. The reason the recipient's server\n\
-             gave follows each address. Check the address, or reach the recipient another way.\n\n{list}\n\
+             to the recipients below, and will not try again. The reason (the recipient's server's\n\
+             reply, or what kept it from being reached securely) follows each address. Check the\n\
+             address, or reach the recipient another way.\n\n{list}\n\
              The headers of your message are attached.\n",
             host = report.hostname,
         ),

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 
 use crate::TlsFiles;
@@ -62,13 +63,21 @@ impl TestCa {
     pub fn server_config(&self, names: &[&str]) -> Arc<rustls::ServerConfig> {
         let (cert, key) = self.issue_certificate(names);
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+        server_config(vec![cert.der().clone()], key)
+    }
+
+    /// A rustls client configuration trusting this CA only.
+    pub fn client_config(&self) -> Arc<rustls::ClientConfig> {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls::pki_types::CertificateDer::pem_slice_iter(self.pem.as_bytes()) {
+            roots.add(cert.expect("the CA's PEM")).expect("the CA's certificate");
+        }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ServerConfig::builder_with_provider(provider)
+        let config = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(vec![cert.der().clone()], key)
-            .unwrap();
+            .with_root_certificates(roots)
+            .with_no_client_auth();
         Arc::new(config)
     }
 
@@ -78,6 +87,21 @@ impl TestCa {
         let cert = CertificateParams::new(names).expect("names").signed_by(&key, &self.issuer).expect("signed");
         (cert, key)
     }
+}
+
+/// A rustls server configuration presenting `chain` (leaf first) with `key`.
+pub fn server_config(
+    chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Arc<rustls::ServerConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    Arc::new(config)
 }
 
 impl TlsFiles {

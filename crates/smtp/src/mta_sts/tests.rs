@@ -7,10 +7,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hameau_testkit::{Knot, start_knot};
+use hameau_testkit::{Knot, TestCa, start_knot};
 use hickory_resolver::TokioResolver;
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -231,46 +229,9 @@ fn dns(id: &str) -> Dns {
     Dns { resolver, _knot: knot, _dir: dir }
 }
 
-/// A test CA, and a client configuration that trusts it and nothing else.
-struct Pki {
-    issuer: Issuer<'static, KeyPair>,
-    client: Arc<rustls::ClientConfig>,
-}
-
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-fn pki() -> Pki {
-    let key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    params.distinguished_name.push(DnType::CommonName, "Hameau test CA");
-    let ca: CertificateDer<'static> = params.self_signed(&key).unwrap().der().clone();
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(ca).unwrap();
-    let client = rustls::ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Pki { issuer: Issuer::new(params, key), client: Arc::new(client) }
-}
-
-/// A server configuration whose certificate, signed by the test CA, names `names`.
-fn server_config(pki: &Pki, names: &[&str]) -> Arc<rustls::ServerConfig> {
-    let key = KeyPair::generate().unwrap();
-    let names: Vec<String> = names.iter().map(|name| name.to_string()).collect();
-    let cert = CertificateParams::new(names).unwrap().signed_by(&key, &pki.issuer).unwrap();
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-    let config = rustls::ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![cert.der().clone()], key)
-        .unwrap();
-    Arc::new(config)
+/// The test CA: the policy hosts' certificates, the client's only root.
+fn pki() -> TestCa {
+    TestCa::new()
 }
 
 /// What the test server answers to every request.
@@ -381,8 +342,8 @@ const NOW_S: u64 = 1_800_000_000;
 async fn a_policy_is_fetched_once_then_cached_until_it_expires() {
     let dns = dns("1");
     let pki = pki();
-    let https = Https::start(server_config(&pki, &POLICY_HOSTS), ok(&enforce("*.mx.remote.test"))).await;
-    let mta_sts = MtaSts::new(options(https.port), pki.client.clone());
+    let https = Https::start(pki.server_config(&POLICY_HOSTS), ok(&enforce("*.mx.remote.test"))).await;
+    let mta_sts = MtaSts::new(options(https.port), pki.client_config());
 
     let lookup = mta_sts.lookup(&dns.resolver, "remote.test", NOW_S).await;
     let policy = policy_of(&lookup);
@@ -410,8 +371,8 @@ async fn a_policy_is_fetched_once_then_cached_until_it_expires() {
 #[tokio::test]
 async fn a_new_id_fetches_again_and_a_failed_fetch_keeps_the_cached_policy() {
     let pki = pki();
-    let https = Https::start(server_config(&pki, &POLICY_HOSTS), ok(&enforce("mx1.remote.test"))).await;
-    let mta_sts = MtaSts::new(options(https.port), pki.client.clone());
+    let https = Https::start(pki.server_config(&POLICY_HOSTS), ok(&enforce("mx1.remote.test"))).await;
+    let mta_sts = MtaSts::new(options(https.port), pki.client_config());
     let first = dns("1");
     let lookup = mta_sts.lookup(&first.resolver, "remote.test", NOW_S).await;
     assert_eq!(policy_of(&lookup).mx, ["mx1.remote.test"]);
@@ -443,8 +404,8 @@ async fn a_new_id_fetches_again_and_a_failed_fetch_keeps_the_cached_policy() {
 #[tokio::test]
 async fn no_record_keeps_a_cached_policy_until_it_expires() {
     let pki = pki();
-    let https = Https::start(server_config(&pki, &POLICY_HOSTS), ok(&enforce("mx1.remote.test"))).await;
-    let mta_sts = MtaSts::new(options(https.port), pki.client.clone());
+    let https = Https::start(pki.server_config(&POLICY_HOSTS), ok(&enforce("mx1.remote.test"))).await;
+    let mta_sts = MtaSts::new(options(https.port), pki.client_config());
     let dns = dns("1");
     policy_of(&mta_sts.lookup(&dns.resolver, "remote.test", NOW_S).await);
     // A domain without a TXT record at all: knotd answers NXDOMAIN.
@@ -463,8 +424,8 @@ async fn no_record_keeps_a_cached_policy_until_it_expires() {
 async fn records_that_mean_no_policy() {
     let dns = dns("1");
     let pki = pki();
-    let https = Https::start(server_config(&pki, &POLICY_HOSTS), ok(&enforce("mx.remote.test"))).await;
-    let mta_sts = MtaSts::new(options(https.port), pki.client.clone());
+    let https = Https::start(pki.server_config(&POLICY_HOSTS), ok(&enforce("mx.remote.test"))).await;
+    let mta_sts = MtaSts::new(options(https.port), pki.client_config());
     for domain in ["notxt.remote.test", "two.remote.test", "bad.remote.test", "nowhere.remote.test", "1.2.3.4", "a b"] {
         let lookup = mta_sts.lookup(&dns.resolver, domain, NOW_S).await;
         assert!(matches!(lookup, Lookup::None), "{domain}: {lookup:?}");
@@ -485,11 +446,11 @@ async fn records_that_mean_no_policy() {
 async fn failed_fetches_without_a_cached_policy_are_reported() {
     let dns = dns("1");
     let pki = pki();
-    let https = Https::start(server_config(&pki, &POLICY_HOSTS), Reply::Stall).await;
+    let https = Https::start(pki.server_config(&POLICY_HOSTS), Reply::Stall).await;
     let mut options = options(https.port);
     options.policy_bytes_max = 1024;
     options.fetch_timeout = Duration::from_secs(1);
-    let mta_sts = MtaSts::new(options, pki.client.clone());
+    let mta_sts = MtaSts::new(options, pki.client_config());
     let lookup = || mta_sts.lookup(&dns.resolver, "remote.test", NOW_S);
 
     // Nothing said within the deadline.
@@ -546,20 +507,20 @@ async fn failed_fetches_without_a_cached_policy_are_reported() {
 async fn a_certificate_for_another_name_is_a_fetch_error() {
     let dns = dns("1");
     let pki = pki();
-    let https = Https::start(server_config(&pki, &["www.remote.test"]), ok(&enforce("mx.remote.test"))).await;
-    let mta_sts = MtaSts::new(options(https.port), pki.client.clone());
+    let https = Https::start(pki.server_config(&["www.remote.test"]), ok(&enforce("mx.remote.test"))).await;
+    let mta_sts = MtaSts::new(options(https.port), pki.client_config());
     failed(&mta_sts.lookup(&dns.resolver, "remote.test", NOW_S).await, RESULT_FETCH_ERROR, "TLS: ");
     // A certificate for the right name from a CA we do not trust.
     let other_ca = self::pki();
-    let untrusted = Https::start(server_config(&other_ca, &POLICY_HOSTS), ok(&enforce("mx.remote.test"))).await;
-    let mta_sts = MtaSts::new(options(untrusted.port), pki.client.clone());
+    let untrusted = Https::start(other_ca.server_config(&POLICY_HOSTS), ok(&enforce("mx.remote.test"))).await;
+    let mta_sts = MtaSts::new(options(untrusted.port), pki.client_config());
     failed(&mta_sts.lookup(&dns.resolver, "remote.test", NOW_S).await, RESULT_FETCH_ERROR, "TLS: ");
     assert_eq!(https.requests() + untrusted.requests(), 0);
     // A certificate of many names: the error quoting them stays short.
     let names: Vec<String> = (0..50).map(|n| format!("{}{n}.remote.test", "x".repeat(50))).collect();
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
-    let wordy = Https::start(server_config(&pki, &names), ok(&enforce("mx.remote.test"))).await;
-    let mta_sts = MtaSts::new(options(wordy.port), pki.client.clone());
+    let wordy = Https::start(pki.server_config(&names), ok(&enforce("mx.remote.test"))).await;
+    let mta_sts = MtaSts::new(options(wordy.port), pki.client_config());
     match mta_sts.lookup(&dns.resolver, "remote.test", NOW_S).await {
         Lookup::FetchFailed { why, .. } => assert!(why.chars().count() < 500 && why.ends_with('…'), "{why}"),
         other => panic!("{other:?}"),
@@ -569,7 +530,7 @@ async fn a_certificate_for_another_name_is_a_fetch_error() {
     let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = closed.local_addr().unwrap().port();
     drop(closed);
-    let mta_sts = MtaSts::new(options(port), pki.client.clone());
+    let mta_sts = MtaSts::new(options(port), pki.client_config());
     failed(&mta_sts.lookup(&dns.resolver, "remote.test", NOW_S).await, RESULT_FETCH_ERROR, "connecting to 127.0.0.1");
 }
 
@@ -577,10 +538,10 @@ async fn a_certificate_for_another_name_is_a_fetch_error() {
 async fn the_cache_stays_within_its_bound() {
     let dns = dns("1");
     let pki = pki();
-    let https = Https::start(server_config(&pki, &POLICY_HOSTS), ok(&enforce("mx.remote.test"))).await;
+    let https = Https::start(pki.server_config(&POLICY_HOSTS), ok(&enforce("mx.remote.test"))).await;
     let mut options = options(https.port);
     options.cache_entries_max = 2;
-    let mta_sts = MtaSts::new(options, pki.client.clone());
+    let mta_sts = MtaSts::new(options, pki.client_config());
     for domain in ["a.remote.test", "b.remote.test", "a.remote.test", "c.remote.test"] {
         policy_of(&mta_sts.lookup(&dns.resolver, domain, NOW_S).await);
     }

@@ -26,7 +26,7 @@ pub enum TlsUsed {
 }
 
 impl TlsUsed {
-    /// The `tls` label of `hameau_outbound_messages_total`.
+    /// The `tls` label of `hameau_outbound_transactions_total`.
     pub fn label(self) -> &'static str {
         match self {
             TlsUsed::None => "none",
