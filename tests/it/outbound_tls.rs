@@ -15,6 +15,7 @@
 //! | `mismatch.test`   | MTA-STS `enforce`, mx `mx.mismatch.test`; TLS-RPT | never sent, DSN, report     |
 //! | `dane.test`       | TLSA 3 1 1 of Postfix's key                       | delivered, `tls="dane"`     |
 //! | `danebad.test`    | TLSA 3 1 1 of another key; TLS-RPT                | never sent, retried, report |
+//! | `daneany.test`    | TLSA 1 1 1 only (PKIX-EE: unusable for SMTP)      | TLS required, unverified    |
 //! | `malformed.test`  | MTA-STS policy that does not parse                | opportunistic, `starttls`   |
 //! | `big.test`        | MTA-STS policy over `mta_sts_policy_bytes_max`    | opportunistic, `starttls`   |
 //! | `testing.test`    | MTA-STS `testing`, mx `mx.testing.test`           | `starttls`, failure counted |
@@ -31,8 +32,16 @@ use crate::outbound_faults::{attempts_to, set_in_section};
 use crate::submission::{PASSWORD, imap_inbox, setup, swaks};
 use crate::support::{Server, config_path, init_with_token, metric, start_server};
 
-const DOMAINS: [&str; 7] =
-    ["sts.test", "mismatch.test", "dane.test", "danebad.test", "malformed.test", "big.test", "testing.test"];
+const DOMAINS: [&str; 8] = [
+    "sts.test",
+    "mismatch.test",
+    "dane.test",
+    "danebad.test",
+    "daneany.test",
+    "malformed.test",
+    "big.test",
+    "testing.test",
+];
 /// `[outbound] mta_sts_policy_bytes_max`: its minimum, so that a small policy is over it.
 const POLICY_BYTES_MAX: usize = 1024;
 
@@ -77,6 +86,7 @@ fn world(lifetime_s: u64) -> World {
     let port = postfix.port;
     records.push_str(&format!("_{port}._tcp.mx.dane.test. 3600 IN TLSA 3 1 1 {}\n", tls.tlsa_3_1_1()));
     records.push_str(&format!("_{port}._tcp.mx.danebad.test. 3600 IN TLSA 3 1 1 {other_tlsa}\n"));
+    records.push_str(&format!("_{port}._tcp.mx.daneany.test. 3600 IN TLSA 1 1 1 {other_tlsa}\n"));
     let dns = tempfile::tempdir().unwrap();
     let (knot, anchors) = start_knot_signed(dns.path(), &[("test", records)], &["test"]);
 
@@ -191,6 +201,20 @@ impl World {
         self.metric(&format!("hameau_outbound_transactions_total{{tls=\"{label}\"}}"))
     }
 
+    /// `tls_used(label)` once it reaches `n` (within 10 s), or what it is then: the counter
+    /// moves when the worker has the receiver's reply, a moment after Postfix stored the
+    /// message.
+    fn tls_used_reaching(&self, label: &str, n: u64) -> u64 {
+        let start = Instant::now();
+        loop {
+            let value = self.tls_used(label);
+            if value >= n || start.elapsed() > Duration::from_secs(10) {
+                return value;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     fn tls_failures(&self, result: &str) -> u64 {
         self.metric(&format!("hameau_outbound_tls_failures_total{{result=\"{result}\"}}"))
     }
@@ -276,7 +300,7 @@ fn mta_sts_enforce_delivers_over_verified_tls_and_never_in_clear_to_a_mismatched
     assert!(message.contains("Subject: MTA-STS enforce"), "{message}");
     let log = world.postfix.log();
     assert!(log.contains("TLS connection established from"), "{log}");
-    assert_eq!(world.tls_used("mta-sts"), 1, "{}", world.queue_log());
+    assert_eq!(world.tls_used_reaching("mta-sts", 1), 1, "{}", world.queue_log());
 
     // The mismatch: deferred, retried, never sent; then the failure notice.
     let attempts = world.attempts("y@mismatch.test", 2);
@@ -329,10 +353,14 @@ fn dane_delivers_when_the_tlsa_record_matches_and_never_when_it_does_not() {
     let world = world(600);
     world.submit("x@dane.test", "DANE");
     world.submit("y@danebad.test", "DANE mismatch");
+    world.submit("z@daneany.test", "DANE unusable");
 
     let message = world.received_by_postfix("x@dane.test");
     assert!(message.contains("Subject: DANE"), "{message}");
-    assert_eq!(world.tls_used("dane"), 1, "{}", world.queue_log());
+    assert_eq!(world.tls_used_reaching("dane", 1), 1, "{}", world.queue_log());
+    // Only unusable records (RFC 7672 §2.2): TLS all the same, the certificate unchecked.
+    world.received_by_postfix("z@daneany.test");
+    assert_eq!(world.tls_used_reaching("starttls", 1), 1, "{}", world.queue_log());
 
     let attempts = world.attempts("y@danebad.test", 2);
     for attempt in &attempts {
@@ -375,7 +403,7 @@ fn a_malformed_or_oversized_mta_sts_policy_means_opportunistic_tls() {
     for recipient in ["x@malformed.test", "x@big.test", "x@testing.test"] {
         world.received_by_postfix(recipient);
     }
-    assert_eq!(world.tls_used("starttls"), 3, "{}", world.queue_log());
+    assert_eq!(world.tls_used_reaching("starttls", 3), 3, "{}", world.queue_log());
     assert_eq!(world.tls_failures("certificate-host-mismatch"), 1, "the testing policy's failure");
     assert_eq!(world.tls_used("mta-sts"), 0);
     assert_eq!(world.tls_failures("sts-policy-invalid"), 2, "{}", world.queue_log());

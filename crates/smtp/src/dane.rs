@@ -43,10 +43,11 @@ pub enum TlsaLookup {
     /// DNSSEC-secure TLSA RRset at `_25._tcp.<host>` with at least one usable record
     /// (usage 2 or 3, selector 0/1, matching 0/1/2): DANE applies, with these records only.
     Secure(Vec<Tlsa>),
-    /// Secure but no usable record, or no TLSA, or the answer is insecure (unsigned zone):
-    /// DANE does not apply (opportunistic TLS, or MTA-STS). Postfix treats the first case
-    /// (published but all unusable) more strictly, as TLS required without authentication;
-    /// here it is folded into this variant.
+    /// A secure TLSA RRset none of whose records is usable (PKIX usages, unknown types):
+    /// RFC 7672 §2.2, TLS is still required, without authentication (Postfix's "encrypt").
+    Unusable,
+    /// No TLSA, or the answer is insecure (unsigned zone): DANE does not apply
+    /// (opportunistic TLS, or MTA-STS).
     None,
     /// The answer is bogus (its DNSSEC signatures do not validate) or the lookup failed
     /// (timeout, SERVFAIL). For a host whose MX answer was secure, RFC 7672 §2.2 says the
@@ -105,8 +106,8 @@ pub async fn tlsa(resolver: &TokioResolver, host: &str, port: u16) -> TlsaLookup
         })
         .filter(Tlsa::is_usable)
         .collect();
-    // RFC 7672 §2.2: a secure TLSA RRset with no usable record: DANE does not apply.
-    if usable.is_empty() { TlsaLookup::None } else { TlsaLookup::Secure(usable) }
+    // RFC 7672 §2.2: a secure TLSA RRset with no usable record: TLS, unauthenticated.
+    if usable.is_empty() { TlsaLookup::Unusable } else { TlsaLookup::Secure(usable) }
 }
 
 /// Whether every record of an answer was validated secure, and there is one: for the MX

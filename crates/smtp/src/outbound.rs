@@ -257,6 +257,10 @@ pub async fn deliver(
                     });
                     continue;
                 }
+                dane::TlsaLookup::Unusable => {
+                    let report = Arc::new(tls_rpt::Policy::tlsa(&domain, &target.host, &[]));
+                    Requirement::Encrypt { report }
+                }
                 dane::TlsaLookup::None => Requirement::of_sts(sts.as_ref(), &sts_report),
             }
         } else {
@@ -274,6 +278,7 @@ pub async fn deliver(
                     None => Start::Try(&tls.any),
                 },
                 Requirement::Dane { connector, .. } => Start::Require(connector, TlsUsed::Dane),
+                Requirement::Encrypt { .. } => Start::Require(&tls.any, TlsUsed::Starttls),
             };
             let (connection, used) = match open(target, options, start).await {
                 Ok(opened) => opened,
@@ -289,7 +294,10 @@ pub async fn deliver(
                     break;
                 }
                 Err(Broken::Policy(failure)) => {
-                    let by = if matches!(requirement, Requirement::Dane { .. }) { "DANE" } else { "MTA-STS" };
+                    let by = match requirement {
+                        Requirement::Dane { .. } | Requirement::Encrypt { .. } => "DANE",
+                        _ => "MTA-STS",
+                    };
                     tracing::warn!(mx = %target, result = failure.result_type, "TLS required by {by} failed: {}", failure.why);
                     last_error = format!("451 4.7.5 {target}: TLS required by {by}: {}", failure.why);
                     delivery.sessions.push(Session {
@@ -357,6 +365,8 @@ enum Requirement {
     MtaSts { report: Arc<tls_rpt::Policy> },
     /// DANE: STARTTLS, a certificate matching the host's TLSA records.
     Dane { connector: TlsConnector, report: Arc<tls_rpt::Policy> },
+    /// DANE with no usable TLSA record: STARTTLS, any certificate (RFC 7672 §2.2).
+    Encrypt { report: Arc<tls_rpt::Policy> },
 }
 
 impl Requirement {
@@ -374,7 +384,8 @@ impl Requirement {
         match self {
             Requirement::Opportunistic { report, .. }
             | Requirement::MtaSts { report }
-            | Requirement::Dane { report, .. } => report,
+            | Requirement::Dane { report, .. }
+            | Requirement::Encrypt { report } => report,
         }
     }
 

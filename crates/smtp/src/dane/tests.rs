@@ -275,8 +275,9 @@ async fn lookups_against_a_signed_zone() {
 
     let found = tlsa(&resolver, "mx.remote.test", 25).await;
     assert_eq!(found, TlsaLookup::Secure(vec![Tlsa { usage: 3, selector: 1, matching: 1, data: digest.to_vec() }]));
-    // A secure RRset with no usable record (PKIX-EE), and no TLSA at all.
-    assert_eq!(tlsa(&resolver, "mx2.remote.test.", 25).await, TlsaLookup::None);
+    // A secure RRset with no usable record (PKIX-EE): TLS without authentication; no TLSA
+    // at all: no DANE.
+    assert_eq!(tlsa(&resolver, "mx2.remote.test.", 25).await, TlsaLookup::Unusable);
     assert_eq!(tlsa(&resolver, "mx3.remote.test", 25).await, TlsaLookup::None);
     // An unsigned zone (an insecure delegation): DANE does not apply.
     assert_eq!(tlsa(&resolver, "mx.plain.test", 25).await, TlsaLookup::None);
