@@ -148,12 +148,41 @@ pub struct Session {
 /// host from a trusted authority); else opportunistic STARTTLS. Where TLS is required, a
 /// host that does not offer it or fails the check is skipped, never used in clear, and the
 /// messages are deferred if no host passes.
+///
+/// `done` is told each message's outcomes as soon as they are final (its transaction
+/// answered, or no host left to try), so that the caller can record them before the rest
+/// of the batch is through: a crash then resends only what was under way.
 pub async fn deliver(
     resolver: &TokioResolver,
     options: &OutboundOptions,
     tls: &TlsContext,
     domain: &str,
     messages: &[Outgoing<'_>],
+    done: &Done<'_>,
+) -> Delivery {
+    let told = std::sync::Mutex::new(vec![false; messages.len()]);
+    let tell = |index: usize, outcomes: &[Outcome]| {
+        told.lock().expect("delivery bookkeeping")[index] = true;
+        done(index, outcomes);
+    };
+    let delivery = attempt(resolver, options, tls, domain, messages, &tell).await;
+    let told = told.into_inner().expect("delivery bookkeeping");
+    for (index, outcomes) in delivery.outcomes.iter().enumerate() {
+        if !told[index] {
+            done(index, outcomes);
+        }
+    }
+    delivery
+}
+
+/// [`deliver`]'s work; `done` is told of the messages whose transaction was answered.
+async fn attempt(
+    resolver: &TokioResolver,
+    options: &OutboundOptions,
+    tls: &TlsContext,
+    domain: &str,
+    messages: &[Outgoing<'_>],
+    done: &Done<'_>,
 ) -> Delivery {
     assert!(options.messages_per_connection_max >= 1);
     assert!(options.addresses_max >= 1);
@@ -323,7 +352,7 @@ pub async fn deliver(
                             format!("{target} did not offer STARTTLS, or its handshake failed"),
                         ));
                     }
-                    carry(client, &ehlo, options, messages, &mut pending, &mut results, target).await
+                    carry(client, &ehlo, options, (messages, done), &mut pending, &mut results, target).await
                 }
                 Connection::Tls(client, ehlo) => {
                     if let Requirement::Opportunistic { testing: true, .. } = requirement {
@@ -331,7 +360,7 @@ pub async fn deliver(
                         let chain = client.stream.inner.get_ref().1.peer_certificates().unwrap_or_default().to_vec();
                         session.failure = tls.check_webpki(&chain, &target.host).err();
                     }
-                    carry(*client, &ehlo, options, messages, &mut pending, &mut results, target).await
+                    carry(*client, &ehlo, options, (messages, done), &mut pending, &mut results, target).await
                 }
             };
             delivery.sessions.push(session);
@@ -394,6 +423,9 @@ impl Requirement {
         !matches!(self, Requirement::Opportunistic { testing: false, .. })
     }
 }
+
+/// Told each message's outcomes (its index in the batch) as soon as they are final.
+pub type Done<'a> = dyn Fn(usize, &[Outcome]) + Send + Sync + 'a;
 
 /// One address of one MX host.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -647,7 +679,7 @@ async fn carry<S: AsyncRead + AsyncWrite + Unpin>(
     mut client: SmtpClient<Watched<S>>,
     ehlo: &Ehlo,
     options: &OutboundOptions,
-    messages: &[Outgoing<'_>],
+    (messages, done): (&[Outgoing<'_>], &Done<'_>),
     pending: &mut Vec<usize>,
     results: &mut [Option<Vec<Outcome>>],
     target: &Target,
@@ -672,6 +704,7 @@ async fn carry<S: AsyncRead + AsyncWrite + Unpin>(
         carried.push(index);
         let (outcomes, lost, completed) = transaction(&mut client, ehlo, options, &messages[index], &label).await;
         open = !completed;
+        done(index, &outcomes);
         results[index] = Some(outcomes);
         if let Some(why) = lost {
             return (carried, Err(why));

@@ -346,6 +346,9 @@ pub struct Worker {
     pub tls_sessions: Arc<tls_rpt::Aggregator>,
 }
 
+/// A domain and the messages one connection carries there: (message index, recipients).
+type Share = (String, Vec<(usize, Vec<String>)>);
+
 /// Longest sleep when nothing is due: the worker looks again at least this often (a clock
 /// change, a message released by another node later).
 const IDLE_S_MAX: u64 = 60;
@@ -502,18 +505,30 @@ impl Worker {
         // once, each carrying a share; every connection holds one of the round's
         // `domains_concurrent_max` permits.
         let per_domain = self.options.connections_per_domain_max.max(1);
-        let shares = remote.into_iter().flat_map(|(domain, batch)| {
-            let share = batch.len().div_ceil(per_domain).max(1);
-            let mut batch = batch.into_iter().peekable();
-            let mut shares = Vec::new();
-            while batch.peek().is_some() {
-                shares.push((domain.clone(), batch.by_ref().take(share).collect::<Vec<_>>()));
+        let shares: Vec<Share> = remote
+            .into_iter()
+            .flat_map(|(domain, batch)| {
+                let share = batch.len().div_ceil(per_domain).max(1);
+                let mut batch = batch.into_iter().peekable();
+                let mut shares = Vec::new();
+                while batch.peek().is_some() {
+                    shares.push((domain.clone(), batch.by_ref().take(share).collect::<Vec<_>>()));
+                }
+                shares
+            })
+            .collect();
+        // Each message is recorded as soon as all its parts are final (its local recipients
+        // are, by now): a crash resends only what was under way, not the whole round.
+        let mut parts = vec![0usize; claims.len()];
+        for (_, batch) in &shares {
+            for (index, _) in batch {
+                parts[*index] += 1;
             }
-            shares
-        });
+        }
+        let (told, mut finals) = tokio::sync::mpsc::unbounded_channel::<(usize, Vec<(String, Outcome)>)>();
         let limit = Arc::new(Semaphore::new(self.options.domains_concurrent_max.max(1)));
-        let deliveries = shares.map(|(domain, batch)| {
-            let (limit, raws) = (limit.clone(), &raws);
+        let deliveries = shares.into_iter().map(|(domain, batch)| {
+            let (limit, raws, told) = (limit.clone(), &raws, told.clone());
             async move {
                 let _permit = limit.acquire().await.expect("never closed");
                 let messages: Vec<Outgoing<'_>> = batch
@@ -524,47 +539,81 @@ impl Worker {
                         data: raws[*index].as_deref().expect("only readable messages are batched"),
                     })
                     .collect();
-                let delivery =
-                    outbound::deliver(&self.resolver, &self.options.outbound, &self.tls, &domain, &messages).await;
-                (batch, delivery)
+                let done = |at: usize, results: &[Outcome]| {
+                    let (index, recipients) = &batch[at];
+                    let part = recipients.iter().cloned().zip(results.iter().cloned()).collect();
+                    // The receiver lives as long as the round.
+                    let _ = told.send((*index, part));
+                };
+                outbound::deliver(&self.resolver, &self.options.outbound, &self.tls, &domain, &messages, &done).await
             }
         });
-        for (batch, delivery) in futures_util::future::join_all(deliveries).await {
-            self.tls_sessions.record(&delivery.sessions);
-            for failure in delivery.sessions.iter().filter_map(|session| session.failure.as_ref()) {
-                self.metrics.count_tls_failure(failure);
-            }
-            for used in delivery.tls.iter().flatten() {
-                self.metrics.count_tls(*used);
-            }
-            for ((index, recipients), results) in batch.into_iter().zip(delivery.outcomes) {
-                for outcome in &results {
-                    self.metrics.count(true, outcome);
-                }
-                outcomes[index].extend(recipients.into_iter().zip(results));
+        // Made now, so that the last sender goes with the last delivery.
+        let deliveries: Vec<_> = deliveries.collect();
+        drop(told);
+        let mut records = futures_util::stream::FuturesUnordered::new();
+        for (index, remaining) in parts.iter().enumerate() {
+            if *remaining == 0 && raws[index].is_ok() {
+                records.push(self.record(&claims[index], std::mem::take(&mut outcomes[index]), &raws[index]));
             }
         }
-        let now = (self.now_s)();
-        // Every message recorded at once: the store syncs the commits together.
-        let records = claims.iter().zip(outcomes).zip(&raws).map(|((claim, outcomes), raw)| async move {
-            for (address, outcome) in &outcomes {
-                tracing::info!(id = claim.id, to = %address, outcome = ?outcome, "queue: delivery attempt");
-            }
-            let recorded = self.queue.record(claim.id, &outcomes, now).await?;
-            // The bytes read for this round: a message whose recipients are all final has
-            // left the queue, its blob with it.
-            if let Ok(raw) = raw {
-                self.notify_sender(claim, raw, &recorded, now).await;
-            }
-            Ok::<(), hameau_queue::Error>(())
-        });
+        let deliveries = futures_util::future::join_all(deliveries);
+        tokio::pin!(deliveries);
+        let mut delivered = false;
         let mut failure = Ok(());
-        for result in futures_util::future::join_all(records).await {
-            if let Err(e) = result {
-                failure = Err(e);
+        loop {
+            tokio::select! {
+                Some((index, part)) = finals.recv() => {
+                    for (_, outcome) in &part {
+                        self.metrics.count(true, outcome);
+                    }
+                    outcomes[index].extend(part);
+                    parts[index] -= 1;
+                    if parts[index] == 0 {
+                        records.push(self.record(&claims[index], std::mem::take(&mut outcomes[index]), &raws[index]));
+                    }
+                }
+                Some(result) = futures_util::StreamExt::next(&mut records), if !records.is_empty() => {
+                    if let Err(e) = result {
+                        failure = Err(e);
+                    }
+                }
+                all = &mut deliveries, if !delivered => {
+                    delivered = true;
+                    for delivery in all {
+                        self.tls_sessions.record(&delivery.sessions);
+                        for failure in delivery.sessions.iter().filter_map(|session| session.failure.as_ref()) {
+                            self.metrics.count_tls_failure(failure);
+                        }
+                        for used in delivery.tls.iter().flatten() {
+                            self.metrics.count_tls(*used);
+                        }
+                    }
+                }
+                else => break,
             }
         }
         failure
+    }
+
+    /// Records one message's outcomes and queues the notifications they call for.
+    async fn record(
+        &self,
+        claim: &Claim,
+        outcomes: Vec<(String, Outcome)>,
+        raw: &Result<Vec<u8>, hameau_queue::Error>,
+    ) -> Result<(), hameau_queue::Error> {
+        for (address, outcome) in &outcomes {
+            tracing::info!(id = claim.id, to = %address, outcome = ?outcome, "queue: delivery attempt");
+        }
+        let now = (self.now_s)();
+        let recorded = self.queue.record(claim.id, &outcomes, now).await?;
+        // The bytes read for this round: a message whose recipients are all final has left
+        // the queue, its blob with it.
+        if let Ok(raw) = raw {
+            self.notify_sender(claim, raw, &recorded, now).await;
+        }
+        Ok(())
     }
 
     /// Delivers `claim` to its local recipients `addresses`: one outcome each.

@@ -73,7 +73,7 @@ async fn deliver_to_domain(
     domain: &str,
     messages: &[Outgoing<'_>],
 ) -> Vec<Vec<Outcome>> {
-    deliver(resolver, options, &TlsContext::opportunistic(), domain, messages).await.outcomes
+    deliver(resolver, options, &TlsContext::opportunistic(), domain, messages, &|_, _| {}).await.outcomes
 }
 
 fn rcpts(addresses: &[&str]) -> Vec<String> {
