@@ -381,8 +381,11 @@ impl Worker {
             if let (Some(at), Some(options)) = (reports_at, &this.options.tls_rpt)
                 && now >= at
             {
-                this.send_tls_reports(options, now).await;
+                // Beside the deliveries: one DNS lookup per domain seen, which must not
+                // hold the queue up.
                 reports_at = Some(next_period(now, options.interval_s));
+                let (worker, options) = (this.clone(), options.clone());
+                tokio::spawn(async move { worker.send_tls_reports(&options, now).await });
             }
             match this.queue.size().await {
                 Ok(size) => this.metrics.queue_size.set(size as i64),
