@@ -80,7 +80,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         started = start_imap(&config, &mail, &directory, &registry, &shutdown_rx, &mut services).await;
     }
     if started.is_ok() {
-        started = start_submission(&config, queue, &mail, &directory, &registry, &shutdown_rx, &mut services).await;
+        started =
+            start_submission(&config, (&store, queue), &mail, &directory, &registry, &shutdown_rx, &mut services).await;
     }
     if let Err(e) = started {
         services.abort_all();
@@ -204,7 +205,7 @@ fn system_now_s() -> Arc<dyn Fn() -> u64 + Send + Sync> {
 /// and the submission listeners that fill the queue.
 async fn start_submission(
     config: &Config,
-    (queue, queued): (hameau_queue::Queue, Arc<tokio::sync::Notify>),
+    (store, (queue, queued)): (&hameau_store::Store, (hameau_queue::Queue, Arc<tokio::sync::Notify>)),
     mail: &hameau_mailbox::Mail,
     directory: &Directory,
     registry: &Arc<Registry>,
@@ -222,8 +223,9 @@ async fn start_submission(
     };
     let roots =
         crate::tls::roots(outbound.ca_file()).map_err(|e| config.error("outbound.ca_file", format!("{e:#}")))?;
-    let tls = hameau_smtp::outbound::TlsContext::new(Arc::new(roots), outbound.mta_sts(), validating)
-        .map_err(|e| config.error("outbound.ca_file", e))?;
+    let tls =
+        hameau_smtp::outbound::TlsContext::new(Arc::new(roots), outbound.mta_sts(), validating, Some(store.clone()))
+            .map_err(|e| config.error("outbound.ca_file", e))?;
     let options = outbound.worker(hostname, hameau_mailbox::MailboxNames::default());
     let policies_max = options.tls_rpt.as_ref().map_or(1, |o| o.policies_max);
     let worker = hameau_smtp::worker::Worker {

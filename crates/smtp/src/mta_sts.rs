@@ -111,7 +111,23 @@ struct Inner {
     options: Options,
     tls: TlsConnector,
     cache: Mutex<Cache>,
+    /// Where fetched policies are kept across restarts (RFC 8461 §5: a policy is trusted
+    /// on first use; one forgotten at each restart would let whoever blocks its fetch at
+    /// that moment strip TLS). `None` in memory only.
+    store: Option<hameau_store::Store>,
 }
+
+/// A policy as kept in the store under [`STORE_PREFIX`] + domain: its body is parsed again
+/// when read.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Stored {
+    id: String,
+    expires_s: u64,
+    body: String,
+}
+
+/// The store's keys for MTA-STS policies: `mta-sts/` + domain (lowercase, no final dot).
+pub const STORE_PREFIX: &[u8] = b"mta-sts/";
 
 /// Policies by domain, and the order they were stored in (for eviction).
 #[derive(Default)]
@@ -158,8 +174,52 @@ impl MtaSts {
     /// `tls` verifies the policy hosts' certificates (WebPKI roots in service; tests give
     /// one that trusts their own CA).
     pub fn new(options: Options, tls: Arc<rustls::ClientConfig>) -> MtaSts {
-        let inner = Inner { options, tls: TlsConnector::from(tls), cache: Mutex::new(Cache::default()) };
+        MtaSts::with_store(options, tls, None)
+    }
+
+    /// As [`MtaSts::new`], the policies also kept in `store` (read back after a restart).
+    pub fn with_store(options: Options, tls: Arc<rustls::ClientConfig>, store: Option<hameau_store::Store>) -> MtaSts {
+        let inner = Inner { options, tls: TlsConnector::from(tls), cache: Mutex::new(Cache::default()), store };
         MtaSts { inner: Arc::new(inner) }
+    }
+
+    /// The unexpired policy of `domain` kept in the store, put back in the memory cache;
+    /// an expired or unreadable one is removed.
+    async fn load(&self, domain: &str, now_s: u64) -> Option<(String, Arc<Policy>)> {
+        let store = self.inner.store.as_ref()?;
+        let key = [STORE_PREFIX, domain.as_bytes()].concat();
+        let entry = match store.get(&key).await {
+            Ok(entry) => entry?,
+            Err(e) => {
+                tracing::warn!(domain, error = %e, "MTA-STS: the kept policy cannot be read");
+                return None;
+            }
+        };
+        let policy = serde_json::from_slice::<Stored>(&entry.value)
+            .ok()
+            .filter(|stored| stored.expires_s > now_s)
+            .and_then(|stored| Some((Policy::parse(stored.body.as_bytes()).ok()?, stored)));
+        let Some((policy, stored)) = policy else {
+            let mut batch = hameau_store::Batch::new();
+            batch.expect_version(&key, entry.version).delete(&key);
+            let _ = store.commit(batch).await;
+            return None;
+        };
+        let policy = Arc::new(policy);
+        self.remember(domain, stored.id.clone(), policy.clone(), stored.expires_s);
+        Some((stored.id, policy))
+    }
+
+    /// Keeps a fetched policy in the store until `expires_s`.
+    async fn keep(&self, domain: &str, id: &str, body: &[u8], expires_s: u64) {
+        let Some(store) = &self.inner.store else { return };
+        let key = [STORE_PREFIX, domain.as_bytes()].concat();
+        let stored = Stored { id: id.to_string(), expires_s, body: String::from_utf8_lossy(body).into_owned() };
+        let mut batch = hameau_store::Batch::new();
+        batch.set(&key, &serde_json::to_vec(&stored).expect("a policy always serialises"));
+        if let Err(e) = store.commit(batch).await {
+            tracing::warn!(domain, error = %e, "MTA-STS: the policy cannot be kept in the store");
+        }
     }
 
     /// RFC 8461 §5.1: the policy of `domain` at `now_s` (Unix seconds), from the cache
@@ -176,7 +236,10 @@ impl MtaSts {
         if !matches!(server_name, ServerName::DnsName(_)) {
             return Lookup::None;
         }
-        let cached = self.cached(&domain, now_s);
+        let cached = match self.cached(&domain, now_s) {
+            Some(cached) => Some(cached),
+            None => self.load(&domain, now_s).await,
+        };
         let id = match txt_id(resolver, &domain).await {
             Txt::Id(id) => id,
             Txt::None(why) => {
@@ -190,16 +253,21 @@ impl MtaSts {
             return applied(policy.clone());
         }
         let fetched = self.fetch(resolver, &policy_host, server_name).await.and_then(|body| {
-            Policy::parse(&body).map_err(|why| Failure {
+            let policy = Policy::parse(&body).map_err(|why| Failure {
                 result_type: RESULT_INVALID,
                 why: format!("the policy at https://{policy_host}{POLICY_PATH} is invalid: {why}"),
-            })
+            })?;
+            Ok((policy, body))
         });
         match (fetched, cached) {
-            (Ok(policy), _) => {
+            (Ok((policy, body)), _) => {
                 tracing::debug!(domain, id, mode = ?policy.mode, max_age_s = policy.max_age_s, "MTA-STS policy fetched");
                 let policy = Arc::new(policy);
-                self.store(&domain, id, policy.clone(), now_s);
+                let expires_s = now_s.saturating_add(policy.max_age_s);
+                self.remember(&domain, id.clone(), policy.clone(), expires_s);
+                if policy.max_age_s > 0 {
+                    self.keep(&domain, &id, &body, expires_s).await;
+                }
                 applied(policy)
             }
             (Err(failure), Some((_, policy))) => {
@@ -223,16 +291,15 @@ impl MtaSts {
         None
     }
 
-    /// Caches a fetched policy until `now_s + max_age`, in place of the domain's previous
-    /// one; a `max_age` of 0 only removes the previous one.
-    fn store(&self, domain: &str, id: String, policy: Arc<Policy>, now_s: u64) {
+    /// Caches a policy in memory until `expires_s`, in place of the domain's previous one; a
+    /// policy already expired (`max_age` 0) only removes the previous one.
+    fn remember(&self, domain: &str, id: String, policy: Arc<Policy>, expires_s: u64) {
         let entries_max = self.inner.options.cache_entries_max;
         let mut cache = self.inner.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(previous) = cache.by_domain.remove(domain) {
             cache.by_age.remove(&previous.seq);
         }
-        let expires_s = now_s.saturating_add(policy.max_age_s);
-        if expires_s <= now_s || entries_max == 0 {
+        if policy.max_age_s == 0 || entries_max == 0 {
             return;
         }
         let seq = cache.next_seq;

@@ -368,6 +368,35 @@ async fn a_policy_is_fetched_once_then_cached_until_it_expires() {
     assert_eq!(https.requests(), 2);
 }
 
+/// RFC 8461 §5: a policy is trusted on first use, so it must outlive a restart: kept in the
+/// store, it is applied by a new `MtaSts` (a restarted server) even when the policy host
+/// cannot be reached, until it expires; an expired one is removed from the store.
+#[tokio::test]
+async fn policies_kept_in_the_store_outlive_a_restart() {
+    let pki = pki();
+    let https = Https::start(pki.server_config(&POLICY_HOSTS), ok(&enforce("mx1.remote.test"))).await;
+    let data = tempfile::tempdir().unwrap();
+    let store = hameau_store::Store::open(&hameau_store::Options::rocksdb(data.path())).await.unwrap();
+    let dns = dns("1");
+    let before = MtaSts::with_store(options(https.port), pki.client_config(), Some(store.clone()));
+    assert_eq!(policy_of(&before.lookup(&dns.resolver, "remote.test", NOW_S).await).mx, ["mx1.remote.test"]);
+
+    // The server restarts while someone blocks the policy host.
+    https.answer(Reply::Bytes(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n".to_vec()));
+    let after = MtaSts::with_store(options(https.port), pki.client_config(), Some(store.clone()));
+    let lookup = after.lookup(&dns.resolver, "remote.test", NOW_S + 60).await;
+    assert_eq!(policy_of(&lookup).mx, ["mx1.remote.test"], "the kept policy applies");
+    assert_eq!(https.requests(), 1, "same id: no fetch");
+    // Without the store, the restarted server would have had no policy.
+    let forgetful = MtaSts::new(options(https.port), pki.client_config());
+    failed(&forgetful.lookup(&dns.resolver, "remote.test", NOW_S + 60).await, RESULT_FETCH_ERROR, "503");
+
+    // Expired: removed, and the failure shows.
+    let later = MtaSts::with_store(options(https.port), pki.client_config(), Some(store.clone()));
+    failed(&later.lookup(&dns.resolver, "remote.test", NOW_S + 86_401).await, RESULT_FETCH_ERROR, "503");
+    assert!(store.get(b"mta-sts/remote.test").await.unwrap().is_none());
+}
+
 #[tokio::test]
 async fn a_new_id_fetches_again_and_a_failed_fetch_keeps_the_cached_policy() {
     let pki = pki();

@@ -57,11 +57,13 @@ pub struct TlsContext {
 
 impl TlsContext {
     /// `roots`: the WebPKI trust anchors (the system's, and `[outbound] ca_file` in tests),
-    /// which verify MTA-STS policy hosts and MX hosts under an `enforce` policy.
+    /// which verify MTA-STS policy hosts and MX hosts under an `enforce` policy; `store`
+    /// keeps the MTA-STS policies across restarts.
     pub fn new(
         roots: Arc<rustls::RootCertStore>,
         mta_sts: Option<mta_sts::Options>,
         dane: Option<hickory_resolver::TokioResolver>,
+        store: Option<hameau_store::Store>,
     ) -> Result<TlsContext, String> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let webpki_verifier = WebPkiServerVerifier::builder_with_provider(roots.clone(), provider.clone())
@@ -73,7 +75,7 @@ impl TlsContext {
             any: TlsConnector::from(any),
             webpki: Some(TlsConnector::from(webpki.clone())),
             webpki_verifier: Some(webpki_verifier),
-            mta_sts: mta_sts.map(|options| MtaSts::new(options, webpki)),
+            mta_sts: mta_sts.map(|options| MtaSts::with_store(options, webpki, store)),
             dane,
         })
     }
