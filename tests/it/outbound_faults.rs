@@ -573,9 +573,8 @@ impl Client {
 
 /// A message submitted with SMTPUTF8 for its UTF-8 header (ASCII addresses) must leave
 /// with SMTPUTF8 too (RFC 6531 §3.4, RFC 6532 §3): a receiver that did not agree to UTF-8
-/// header fields may mangle or refuse them. Today `outbound::transaction` asks for
-/// SMTPUTF8 only when an address is not ASCII (the queue does not record the parameter,
-/// and the bytes are not looked at), so the message leaves without it.
+/// header fields may mangle or refuse them. The outbound client looks at the header's
+/// bytes, since the queue does not record the parameter.
 #[test]
 fn a_message_with_a_utf8_header_leaves_with_smtputf8() {
     let (dir, _) = init_with_token();

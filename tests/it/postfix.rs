@@ -44,7 +44,7 @@ fn msmtp(dir: &Path, port: u16, starttls: bool, cert: &Path, recipient: &str, me
 
 /// dkimpy's verdict on each DKIM signature of `message` with the domain's public keys
 /// (`records`, as `dkim_records` gives them): one `(algorithm, valid)` per signature.
-fn dkimpy_verdicts(records: &[(String, String)], message: &[u8]) -> Vec<(String, bool)> {
+pub(crate) fn dkimpy_verdicts(records: &[(String, String)], message: &[u8]) -> Vec<(String, bool)> {
     let records = serde_json::to_string(records).unwrap();
     let script = format!(
         "import sys, json, dkim\n\

@@ -3,7 +3,6 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
-use std::sync::Arc;
 
 pub use hameau_testkit::{Knot, Server, set_config, start_knot};
 
@@ -38,19 +37,7 @@ pub fn config_path(dir: &Path) -> PathBuf {
 
 /// A TLS client that trusts only the server's own (self-signed) certificate.
 pub fn tls_connector(cert: &Path) -> tokio_rustls::TlsConnector {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(cert).unwrap() {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    tokio_rustls::TlsConnector::from(Arc::new(config))
+    tokio_rustls::TlsConnector::from(hameau_testkit::client_config(&std::fs::read(cert).unwrap()))
 }
 
 /// One HTTPS request; returns the status code and the body.

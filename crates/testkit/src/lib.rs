@@ -7,7 +7,7 @@ mod https;
 mod pki;
 mod postfix;
 pub use https::HttpsServer;
-pub use pki::{TestCa, server_config};
+pub use pki::{TestCa, client_config, server_config};
 pub use postfix::{Postfix, TlsFiles};
 
 use std::io::{BufRead, BufReader};

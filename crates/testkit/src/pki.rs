@@ -68,17 +68,7 @@ impl TestCa {
 
     /// A rustls client configuration trusting this CA only.
     pub fn client_config(&self) -> Arc<rustls::ClientConfig> {
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in rustls::pki_types::CertificateDer::pem_slice_iter(self.pem.as_bytes()) {
-            roots.add(cert.expect("the CA's PEM")).expect("the CA's certificate");
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        Arc::new(config)
+        client_config(self.pem.as_bytes())
     }
 
     fn issue_certificate(&self, names: &[&str]) -> (rcgen::Certificate, KeyPair) {
@@ -87,6 +77,21 @@ impl TestCa {
         let cert = CertificateParams::new(names).expect("names").signed_by(&key, &self.issuer).expect("signed");
         (cert, key)
     }
+}
+
+/// A rustls client configuration trusting only the certificates of `pem`.
+pub fn client_config(pem: &[u8]) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(pem) {
+        roots.add(cert.expect("a PEM certificate")).expect("a trust anchor");
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Arc::new(config)
 }
 
 /// A rustls server configuration presenting `chain` (leaf first) with `key`.
