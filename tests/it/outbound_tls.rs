@@ -3,7 +3,8 @@
 //! MX, TLSA and MTA-STS records in a DNSSEC-signed zone served by knotd (its key the
 //! server's trust anchor, `[dns] trust_anchor_file`), and the MTA-STS policies on a small
 //! HTTPS server (`HttpsServer`, certificate from the same CA, trusted through `[outbound]
-//! ca_file`).
+//! ca_file`). Agents submit with swaks on 587 (STARTTLS) and msmtp on 465 (TLS); dkimpy
+//! checks both DKIM signatures of what Postfix received.
 //!
 //! One Postfix on 127.0.0.1 serves every domain, so `[outbound] port` is its port and the
 //! TLSA records are at `_PORT._tcp`; its one certificate is for `mx.sts.test`, and each
@@ -49,9 +50,13 @@ const POLICY_BYTES_MAX: usize = 1024;
 struct World {
     server: Server,
     config: PathBuf,
+    /// a.test's DKIM public keys, as DNS would publish them (for dkimpy).
+    dkim: Vec<(String, String)>,
     postfix: Postfix,
     https: HttpsServer,
     _knot: Knot,
+    /// Where the msmtp client's configuration goes.
+    clients: tempfile::TempDir,
     _dirs: Vec<tempfile::TempDir>,
 }
 
@@ -125,8 +130,11 @@ fn world(lifetime_s: u64) -> World {
     set_in_section(&config, "queue", "retry_schedule_s", "[1, 2]");
     set_in_section(&config, "queue", "lifetime_s", &lifetime_s.to_string());
     set_in_section(&config, "queue", "delay_notice_s", &(lifetime_s - 1).to_string());
+    // Read before the server holds the store.
+    let dkim = crate::submission::dkim_records(&config, "a.test");
     let server = start_server(&config);
-    World { server, config, postfix, https, _knot: knot, _dirs: vec![dir, pki, other_key, dns] }
+    let clients = tempfile::tempdir().unwrap();
+    World { server, config, dkim, postfix, https, clients, _knot: knot, _dirs: vec![dir, pki, other_key, dns] }
 }
 
 impl World {
@@ -150,6 +158,22 @@ impl World {
         ];
         let (ok, text) = swaks(self.server.submission[0].port(), &args);
         assert!(ok && text.contains("250 2.0.0 Ok: queued"), "{text}");
+    }
+
+    /// agent@a.test submits a message to `to` with msmtp on 465 (TLS from the first byte).
+    fn submit_with_msmtp(&self, to: &str, subject: &str) {
+        let message = format!("From: Agent <agent@a.test>\r\nTo: <{to}>\r\nSubject: {subject}\r\n\r\nBonjour.\r\n");
+        let port = self.server.submissions[0].port();
+        let (ok, text) = crate::postfix::msmtp(self.clients.path(), port, false, &self.server.cert, to, &message);
+        assert!(ok, "{text}");
+    }
+
+    /// dkimpy verifies both DKIM signatures (Ed25519 and RSA) of `message` as received.
+    fn both_signatures_valid(&self, message: &str) {
+        let mut verdicts = crate::postfix::dkimpy_verdicts(&self.dkim, message.as_bytes());
+        verdicts.sort();
+        let expected = vec![("ed25519-sha256".to_string(), true), ("rsa-sha256".to_string(), true)];
+        assert_eq!(verdicts, expected, "{message}");
     }
 
     /// The message Postfix delivered to `recipient`, waiting up to 30 s for it.
@@ -294,13 +318,20 @@ fn tls_report_json(message: &str) -> serde_json::Value {
 fn mta_sts_enforce_delivers_over_verified_tls_and_never_in_clear_to_a_mismatched_mx() {
     let world = world(8);
     world.submit("x@sts.test", "MTA-STS enforce");
+    world.submit_with_msmtp("z@sts.test", "MTA-STS enforce, msmtp on 465");
     world.submit("y@mismatch.test", "MTA-STS mismatch");
 
+    // swaks on 587 and msmtp on 465: both at Postfix over verified TLS, both signatures
+    // valid there.
     let message = world.received_by_postfix("x@sts.test");
     assert!(message.contains("Subject: MTA-STS enforce"), "{message}");
+    world.both_signatures_valid(&message);
+    let message = world.received_by_postfix("z@sts.test");
+    assert!(message.contains("Subject: MTA-STS enforce, msmtp on 465"), "{message}");
+    world.both_signatures_valid(&message);
     let log = world.postfix.log();
     assert!(log.contains("TLS connection established from"), "{log}");
-    assert_eq!(world.tls_used_reaching("mta-sts", 1), 1, "{}", world.queue_log());
+    assert_eq!(world.tls_used_reaching("mta-sts", 2), 2, "{}", world.queue_log());
 
     // The mismatch: deferred, retried, never sent; then the failure notice.
     let attempts = world.attempts("y@mismatch.test", 2);
@@ -357,6 +388,7 @@ fn dane_delivers_when_the_tlsa_record_matches_and_never_when_it_does_not() {
 
     let message = world.received_by_postfix("x@dane.test");
     assert!(message.contains("Subject: DANE"), "{message}");
+    world.both_signatures_valid(&message);
     assert_eq!(world.tls_used_reaching("dane", 1), 1, "{}", world.queue_log());
     // Only unusable records (RFC 7672 §2.2): TLS all the same, the certificate unchecked.
     world.received_by_postfix("z@daneany.test");

@@ -16,7 +16,14 @@ use crate::support::{config_path, init_with_token, start_server};
 /// as agent@a.test with AUTH PLAIN: STARTTLS (`starttls`) or TLS from the first byte,
 /// trusting only the server's own certificate (`cert`). The password is in a 0600
 /// configuration file, as msmtp requires.
-fn msmtp(dir: &Path, port: u16, starttls: bool, cert: &Path, recipient: &str, message: &str) -> (bool, String) {
+pub(crate) fn msmtp(
+    dir: &Path,
+    port: u16,
+    starttls: bool,
+    cert: &Path,
+    recipient: &str,
+    message: &str,
+) -> (bool, String) {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let config = dir.join(format!("msmtprc-{port}"));

@@ -201,10 +201,10 @@ fn submitted_mail_is_delivered_locally_and_remotely_and_failures_are_notified() 
     let text = String::from_utf8_lossy(&dumped).into_owned();
     let message = &text[text.find("DKIM-Signature:").expect("signed")..];
     assert!(message.contains("Subject: Conseil municipal"), "{text}");
-    let verdicts = crate::postfix::dkimpy_verdicts(&records, message.as_bytes());
-    let algorithms: Vec<&str> = verdicts.iter().map(|(algorithm, _)| algorithm.as_str()).collect();
-    assert_eq!(algorithms, ["ed25519-sha256", "rsa-sha256"], "{verdicts:?}");
-    assert!(verdicts.iter().all(|(_, valid)| *valid), "dkimpy's verdicts on the two signatures: {verdicts:?}");
+    let mut verdicts = crate::postfix::dkimpy_verdicts(&records, message.as_bytes());
+    verdicts.sort();
+    let expected = vec![("ed25519-sha256".to_string(), true), ("rsa-sha256".to_string(), true)];
+    assert_eq!(verdicts, expected, "dkimpy's verdicts on the two signatures");
 
     // The local recipient, through the mailbox.
     let imap = server.imap[0].port();
