@@ -264,13 +264,31 @@ impl Queue {
         })
     }
 
-    /// Claims up to `max` messages due at `now`, each leased to the caller until
-    /// `now + lease_s`. A message another worker claimed meanwhile is skipped.
-    pub async fn claim_due(&self, now: u64, max: usize) -> Result<Vec<Claim>, Error> {
+    /// Claims up to `max` messages due at `now`, of at most `bytes_max` together (at least
+    /// one), each leased to the caller until `now + lease_s`. A message another worker
+    /// claimed meanwhile is skipped.
+    pub async fn claim_due(&self, now: u64, max: usize, bytes_max: u64) -> Result<Vec<Claim>, Error> {
         let mut scan = Scan::range(keys::DUE, &keys::due_after(now));
         scan.limit = max;
         let leased_until = now.saturating_add(self.limits.lease_s);
-        let entries = self.store.scan(&scan).await?;
+        let mut entries = self.store.scan(&scan).await?;
+        // The claimer reads every message it claims: their sizes, summed in order, stay
+        // within `bytes_max` (one message is always taken, whatever its size).
+        let records = entries.iter().map(|entry| async move {
+            let Some(id) = keys::due_id(&entry.key) else { return Ok(0) };
+            Ok::<u64, Error>(self.read(id).await?.map_or(0, |(message, _)| message.size))
+        });
+        let mut taken = 0;
+        let mut bytes = 0u64;
+        for size in futures_util::future::join_all(records).await {
+            let size = size?;
+            if taken > 0 && bytes.saturating_add(size) > bytes_max {
+                break;
+            }
+            bytes = bytes.saturating_add(size);
+            taken += 1;
+        }
+        entries.truncate(taken);
         // One commit per message, all under way at once: the store syncs them together
         // (group commit), and a message another worker took meanwhile costs only its own.
         let claims = entries.iter().map(|entry| self.claim(&entry.key, leased_until));

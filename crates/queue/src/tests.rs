@@ -37,21 +37,21 @@ async fn a_message_is_claimed_once_and_leaves_when_delivered() {
     let id = q.enqueue(new(&["a@x.fr", "b@y.fr"]), NOW).await.unwrap();
     assert_eq!(q.size().await.unwrap(), 1);
     assert_eq!(q.next_due().await.unwrap(), Some(NOW));
-    let claims = q.claim_due(NOW, 10).await.unwrap();
+    let claims = q.claim_due(NOW, 10, u64::MAX).await.unwrap();
     assert_eq!(claims.len(), 1);
     assert_eq!(claims[0].id, id);
     assert_eq!(q.next_due().await.unwrap(), Some(NOW + Limits::default().lease_s));
     assert_eq!(claims[0].leased_until, NOW + Limits::default().lease_s);
     assert_eq!(q.raw(&claims[0].message).await.unwrap(), new(&[]).raw.to_vec());
     // Leased: not due again, even later, until the lease ends.
-    assert!(q.claim_due(NOW + 60, 10).await.unwrap().is_empty());
+    assert!(q.claim_due(NOW + 60, 10, u64::MAX).await.unwrap().is_empty());
     let recorded = q.record(id, &[("a@x.fr".into(), delivered())], NOW + 1).await.unwrap();
     assert!(!recorded.done);
     let message = recorded.message.unwrap();
     assert!(matches!(message.recipients[0].state, State::Delivered { .. }));
     // b@y.fr was not tried in that attempt: it stays due at its time (now).
     assert_eq!(message.due_at, Some(NOW));
-    let claims = q.claim_due(NOW + 1, 10).await.unwrap();
+    let claims = q.claim_due(NOW + 1, 10, u64::MAX).await.unwrap();
     assert_eq!(claims.len(), 1);
     // A repeated outcome for a delivered recipient changes nothing.
     let recorded =
@@ -59,7 +59,7 @@ async fn a_message_is_claimed_once_and_leaves_when_delivered() {
     assert!(recorded.done);
     assert!(q.get(id).await.unwrap().is_none());
     assert_eq!(q.size().await.unwrap(), 0, "the size follows the messages leaving");
-    assert!(q.claim_due(NOW + 10_000, 10).await.unwrap().is_empty());
+    assert!(q.claim_due(NOW + 10_000, 10, u64::MAX).await.unwrap().is_empty());
     assert!(q.list(None, None, 10).await.unwrap().is_empty());
     assert!(q.list(Some("mairie"), None, 10).await.unwrap().is_empty());
 }
@@ -74,7 +74,7 @@ async fn deferrals_follow_the_schedule_then_fail_at_the_lifetime() {
     let mut waits = Vec::new();
     let mut delayed_at = Vec::new();
     loop {
-        let claims = q.claim_due(now, 10).await.unwrap();
+        let claims = q.claim_due(now, 10, u64::MAX).await.unwrap();
         assert_eq!(claims.len(), 1, "due at {now}");
         let recorded = q.record(id, &[("a@x.fr".into(), deferred())], now).await.unwrap();
         if !recorded.delayed.is_empty() {
@@ -86,7 +86,7 @@ async fn deferrals_follow_the_schedule_then_fail_at_the_lifetime() {
             break;
         }
         let next = recorded.message.unwrap().due_at.unwrap();
-        assert!(q.claim_due(next - 1, 10).await.unwrap().is_empty(), "not due before its time");
+        assert!(q.claim_due(next - 1, 10, u64::MAX).await.unwrap().is_empty(), "not due before its time");
         waits.push(next - now);
         now = next;
     }
@@ -102,7 +102,7 @@ async fn a_failure_is_final_and_reported_once() {
     let dir = tempfile::tempdir().unwrap();
     let q = queue(&dir).await;
     let id = q.enqueue(new(&["a@x.fr", "b@x.fr"]), NOW).await.unwrap();
-    q.claim_due(NOW, 10).await.unwrap();
+    q.claim_due(NOW, 10, u64::MAX).await.unwrap();
     let failed = Outcome::Failed { reply: "550 5.1.1 no such user".into() };
     let recorded =
         q.record(id, &[("a@x.fr".into(), failed.clone()), ("b@x.fr".into(), delivered())], NOW).await.unwrap();
@@ -121,18 +121,18 @@ async fn a_dead_workers_lease_ends_and_the_message_is_due_again() {
     let id = {
         let q = queue(&dir).await;
         let id = q.enqueue(new(&["a@x.fr"]), NOW).await.unwrap();
-        assert_eq!(q.claim_due(NOW, 10).await.unwrap().len(), 1);
+        assert_eq!(q.claim_due(NOW, 10, u64::MAX).await.unwrap().len(), 1);
         id
         // The worker "dies" here: the store is dropped with the message claimed.
     };
     let q = queue(&dir).await;
-    assert!(q.claim_due(NOW + lease - 1, 10).await.unwrap().is_empty());
-    let claims = q.claim_due(NOW + lease, 10).await.unwrap();
+    assert!(q.claim_due(NOW + lease - 1, 10, u64::MAX).await.unwrap().is_empty());
+    let claims = q.claim_due(NOW + lease, 10, u64::MAX).await.unwrap();
     assert_eq!(claims.iter().map(|c| c.id).collect::<Vec<_>>(), vec![id]);
     // A server starting again takes back its previous run's leases at once.
-    assert!(q.claim_due(NOW + lease + 1, 10).await.unwrap().is_empty());
+    assert!(q.claim_due(NOW + lease + 1, 10, u64::MAX).await.unwrap().is_empty());
     assert_eq!(q.release_leases(NOW + lease + 1).await.unwrap(), 1);
-    assert_eq!(q.claim_due(NOW + lease + 1, 10).await.unwrap().len(), 1);
+    assert_eq!(q.claim_due(NOW + lease + 1, 10, u64::MAX).await.unwrap().len(), 1);
     // A message merely scheduled later is left alone.
     let later = q.enqueue(new(&["b@x.fr"]), NOW + 10_000).await.unwrap();
     assert_eq!(q.release_leases(NOW + lease + 2).await.unwrap(), 1);
@@ -147,22 +147,35 @@ async fn held_messages_wait_for_release() {
     held.held = Some(Hold { reason: "sending limit".into(), since: NOW, by_brake: false });
     let a = q.enqueue(held, NOW).await.unwrap();
     let b = q.enqueue(new(&["b@x.fr"]), NOW).await.unwrap();
-    let claims = q.claim_due(NOW, 10).await.unwrap();
+    let claims = q.claim_due(NOW, 10, u64::MAX).await.unwrap();
     assert_eq!(claims.iter().map(|c| c.id).collect::<Vec<_>>(), vec![b]);
     // Held while claimed: the attempt's record stands, and it is not due again.
     q.hold(b, "operator", NOW).await.unwrap();
     let recorded = q.record(b, &[("b@x.fr".into(), deferred())], NOW + 1).await.unwrap();
     assert_eq!(recorded.message.unwrap().due_at, None);
-    assert!(q.claim_due(NOW + 100_000, 10).await.unwrap().is_empty());
+    assert!(q.claim_due(NOW + 100_000, 10, u64::MAX).await.unwrap().is_empty());
     let released = q.release(a, NOW + 5).await.unwrap();
     assert_eq!(released.held, None);
-    assert_eq!(q.claim_due(NOW + 5, 10).await.unwrap().iter().map(|c| c.id).collect::<Vec<_>>(), vec![a]);
+    assert_eq!(q.claim_due(NOW + 5, 10, u64::MAX).await.unwrap().iter().map(|c| c.id).collect::<Vec<_>>(), vec![a]);
     // retry_now on a held message leaves it held; delete takes it away.
     q.retry_now(b, NOW + 6).await.unwrap();
-    assert!(q.claim_due(NOW + 6, 10).await.unwrap().is_empty());
+    assert!(q.claim_due(NOW + 6, 10, u64::MAX).await.unwrap().is_empty());
     assert_eq!(q.size().await.unwrap(), 2, "held messages count in the size");
     q.delete(b).await.unwrap();
     assert_eq!(q.size().await.unwrap(), 1);
+    // A byte budget: one message at least, then as many as fit.
+    let ids: Vec<u64> = [
+        q.enqueue(new(&["c@x.fr"]), NOW).await.unwrap(),
+        q.enqueue(new(&["d@x.fr"]), NOW).await.unwrap(),
+        q.enqueue(new(&["e@x.fr"]), NOW).await.unwrap(),
+        q.enqueue(new(&["f@x.fr"]), NOW).await.unwrap(),
+    ]
+    .to_vec();
+    let one = new(&[]).raw.len() as u64;
+    let claimed = |claims: Vec<crate::Claim>| claims.iter().map(|c| c.id).collect::<Vec<_>>();
+    assert_eq!(claimed(q.claim_due(NOW + 7, 10, 1).await.unwrap()), ids[..1], "one at least");
+    assert_eq!(claimed(q.claim_due(NOW + 7, 10, one + one / 2).await.unwrap()), ids[1..2]);
+    assert_eq!(claimed(q.claim_due(NOW + 7, 10, 2 * one).await.unwrap()), ids[2..4]);
     assert!(matches!(q.delete(b).await, Err(Error::NotFound(_))));
     assert!(matches!(q.hold(b, "x", NOW).await, Err(Error::NotFound(_))));
 }
@@ -259,12 +272,12 @@ async fn a_brake_holds_the_accounts_mail_until_lifted() {
     assert!(q.brakes(Some("autre")).await.unwrap().is_empty());
     let held = q.get(mine).await.unwrap().unwrap().held.unwrap();
     assert!(held.by_brake && held.reason == "200 messages per hour");
-    let claimed: Vec<u64> = q.claim_due(NOW, 10).await.unwrap().iter().map(|c| c.id).collect();
+    let claimed: Vec<u64> = q.claim_due(NOW, 10, u64::MAX).await.unwrap().iter().map(|c| c.id).collect();
     assert_eq!(claimed, vec![theirs]);
     assert_eq!(q.lift_brake("mairie", Some(7), NOW + 5).await.unwrap(), 1);
     assert!(matches!(q.lift_brake("mairie", Some(7), NOW + 5).await, Err(Error::NoBrake)));
     assert_eq!(q.brake_of("mairie", 7).await.unwrap(), None);
-    let claimed: Vec<u64> = q.claim_due(NOW + 5, 10).await.unwrap().iter().map(|c| c.id).collect();
+    let claimed: Vec<u64> = q.claim_due(NOW + 5, 10, u64::MAX).await.unwrap().iter().map(|c| c.id).collect();
     assert_eq!(claimed, vec![mine]);
     assert!(q.get(operator).await.unwrap().unwrap().held.is_some(), "the operator's hold stays");
     // A tenant-wide brake stops every account of the tenant.

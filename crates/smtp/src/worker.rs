@@ -44,9 +44,14 @@ pub struct Options {
     pub messages_per_connection_max: usize,
     /// MX addresses tried per delivery: 5, Postfix's `smtp_mx_address_limit`.
     pub addresses_max: usize,
-    /// Messages claimed per round of the worker: 100 bounds a round's memory (each
-    /// message is read whole) and lets one connection carry many messages to a domain.
+    /// Messages claimed per round of the worker: 100 lets one connection carry many
+    /// messages to a domain.
     pub claim_batch_max: usize,
+    /// Bytes of message claimed per round (at least one message): each is read whole, so
+    /// this times `rounds_concurrent_max` bounds the worker's memory. 64 MiB: a hundred
+    /// ordinary messages, or one of the largest (40 MiB) and a few more; without it an
+    /// agent's hundred 40 MiB attachments would be read at once.
+    pub claim_batch_bytes_max: u64,
     /// Destination domains delivered to at once: 16 keeps one slow receiver from holding
     /// the others up without opening hundreds of connections from one small VM.
     pub domains_concurrent_max: usize,
@@ -100,6 +105,7 @@ impl Default for Options {
             messages_per_connection_max: 100,
             addresses_max: 5,
             claim_batch_max: 100,
+            claim_batch_bytes_max: 64 * 1024 * 1024,
             domains_concurrent_max: 16,
             connections_per_domain_max: 4,
             rounds_concurrent_max: 4,
@@ -133,6 +139,7 @@ impl Options {
             ("messages_per_connection_max", self.messages_per_connection_max as u64, 1, 10_000),
             ("addresses_max", self.addresses_max as u64, 1, 100),
             ("claim_batch_max", self.claim_batch_max as u64, 1, 10_000),
+            ("claim_batch_bytes_max", self.claim_batch_bytes_max, 1024 * 1024, 16 * 1024 * 1024 * 1024),
             ("domains_concurrent_max", self.domains_concurrent_max as u64, 1, 10_000),
             ("connections_per_domain_max", self.connections_per_domain_max as u64, 1, 100),
             ("rounds_concurrent_max", self.rounds_concurrent_max as u64, 1, 1000),
@@ -191,6 +198,7 @@ impl Options {
             outbound,
             mailbox_names,
             claim_batch_max: self.claim_batch_max,
+            claim_batch_bytes_max: self.claim_batch_bytes_max,
             domains_concurrent_max: self.domains_concurrent_max,
             rounds_concurrent_max: self.rounds_concurrent_max,
             connections_per_domain_max: self.connections_per_domain_max,
@@ -212,6 +220,8 @@ pub struct WorkerOptions {
     pub mailbox_names: MailboxNames,
     /// `outbound.claim_batch_max`.
     pub claim_batch_max: usize,
+    /// `outbound.claim_batch_bytes_max`.
+    pub claim_batch_bytes_max: u64,
     /// `outbound.domains_concurrent_max`.
     pub domains_concurrent_max: usize,
     /// `outbound.rounds_concurrent_max`.
@@ -393,7 +403,8 @@ impl Worker {
             }
             let mut pause = Duration::from_secs(IDLE_S_MAX);
             if rounds.len() < this.options.rounds_concurrent_max {
-                match this.queue.claim_due(now, this.options.claim_batch_max).await {
+                match this.queue.claim_due(now, this.options.claim_batch_max, this.options.claim_batch_bytes_max).await
+                {
                     Ok(claims) if !claims.is_empty() => {
                         let worker = this.clone();
                         rounds.spawn(async move { worker.deliver_claims(claims).await });
