@@ -72,16 +72,24 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let mail = hameau_mailbox::Mail::with_limits(store.clone(), config.mail.clone());
     // One queue: submission fills it, the API administers it, and both wake its worker.
     let queue = (hameau_queue::Queue::new(store.clone(), config.queue.clone()), Arc::new(tokio::sync::Notify::new()));
+    // One resolver, one answer cache, for the MX's checks and the outbound queue's routes.
+    let resolver = match config.dns.resolver() {
+        Ok(resolver) => resolver,
+        Err(e) => {
+            store.close().await.context("closing the store")?;
+            return Err(config.error("dns.resolvers", e).into());
+        }
+    };
     let mut started = start_http(&config, &store, &directory, &queue, &registry, &shutdown_rx, &mut services).await;
     if started.is_ok() {
-        started = start_smtp(&config, &mail, &directory, &registry, &shutdown_rx, &mut services).await;
+        started = start_smtp(&config, &mail, &directory, &resolver, &registry, &shutdown_rx, &mut services).await;
     }
     if started.is_ok() {
         started = start_imap(&config, &mail, &directory, &registry, &shutdown_rx, &mut services).await;
     }
     if started.is_ok() {
-        started =
-            start_submission(&config, (&store, queue), &mail, &directory, &registry, &shutdown_rx, &mut services).await;
+        let shared = (&store, &resolver, queue);
+        started = start_submission(&config, shared, &mail, &directory, &registry, &shutdown_rx, &mut services).await;
     }
     if let Err(e) = started {
         services.abort_all();
@@ -142,6 +150,7 @@ async fn start_smtp(
     config: &Config,
     mail: &hameau_mailbox::Mail,
     directory: &Directory,
+    resolver: &hickory_resolver::TokioResolver,
     registry: &Arc<Registry>,
     shutdown: &watch::Receiver<bool>,
     services: &mut JoinSet<()>,
@@ -150,12 +159,11 @@ async fn start_smtp(
         return Ok(());
     }
     let tls = smtp_tls(config)?;
-    let resolver = config.dns.resolver().map_err(|e| config.error("dns.resolvers", e))?;
     let hostname = &config.server.hostname;
     let inbound = hameau_smtp::Inbound::new(
         directory.clone(),
         mail.clone(),
-        mail_auth::MessageAuthenticator(resolver),
+        mail_auth::MessageAuthenticator(resolver.clone()),
         config.smtp.inbound(hostname, hameau_mailbox::MailboxNames::default()),
     );
     let context = Arc::new(hameau_smtp::server::Context {
@@ -201,11 +209,14 @@ fn system_now_s() -> Arc<dyn Fn() -> u64 + Send + Sync> {
     Arc::new(|| <SystemClock as hameau_http::Clock>::now_s(&SystemClock))
 }
 
+/// The one queue and the notification that wakes its delivery worker.
+type QueueAndWake = (hameau_queue::Queue, Arc<tokio::sync::Notify>);
+
 /// The outbound queue's delivery worker (always: the queue may hold mail from before),
 /// and the submission listeners that fill the queue.
 async fn start_submission(
     config: &Config,
-    (store, (queue, queued)): (&hameau_store::Store, (hameau_queue::Queue, Arc<tokio::sync::Notify>)),
+    (store, resolver, (queue, queued)): (&hameau_store::Store, &hickory_resolver::TokioResolver, QueueAndWake),
     mail: &hameau_mailbox::Mail,
     directory: &Directory,
     registry: &Arc<Registry>,
@@ -215,7 +226,6 @@ async fn start_submission(
     let hostname = &config.server.hostname;
     let now_s = system_now_s();
     let outbound = &config.outbound;
-    let resolver = config.dns.resolver();
     // DANE needs DNSSEC-validated answers (RFC 7672 §2.1): its lookups have their own resolver.
     let validating = match outbound.dane {
         true => Some(config.dns.validating_resolver().map_err(|e| config.error("dns.trust_anchor_file", e))?),
@@ -232,7 +242,7 @@ async fn start_submission(
         queue: queue.clone(),
         mail: mail.clone(),
         directory: directory.clone(),
-        resolver: resolver.map_err(|e| config.error("dns.resolvers", e))?,
+        resolver: resolver.clone(),
         options,
         now_s: now_s.clone(),
         wake: queued.clone(),

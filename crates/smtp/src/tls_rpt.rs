@@ -66,14 +66,12 @@ impl Policy {
     }
 
     pub fn tlsa(domain: &str, mx_host: &str, records: &[crate::dane::Tlsa]) -> Policy {
-        let strings =
-            records.iter().map(|r| format!("{} {} {} {}", r.usage, r.selector, r.matching, hex(&r.data))).collect();
+        let strings = records
+            .iter()
+            .map(|r| format!("{} {} {} {}", r.usage, r.selector, r.matching, hex::encode(&r.data)))
+            .collect();
         Policy { kind: PolicyType::Tlsa, domain: domain.to_string(), strings, mx_host: vec![mx_host.to_string()] }
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// One kind of failure under one policy: RFC 8460 §4.3 `failure-details`.

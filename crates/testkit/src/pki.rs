@@ -117,6 +117,6 @@ impl TlsFiles {
         use sha2::Digest;
         let key = KeyPair::from_pem(&std::fs::read_to_string(&self.key).unwrap()).expect("a PEM private key");
         let digest = sha2::Sha256::digest(key.subject_public_key_info());
-        digest.iter().map(|byte| format!("{byte:02x}")).collect()
+        hex::encode(digest)
     }
 }

@@ -269,7 +269,7 @@ async fn lookups_against_a_signed_zone() {
     let dir = tempfile::tempdir().unwrap();
     let server = self_signed(&["mx.remote.test"], false);
     let digest = Sha256::digest(server.spki());
-    let hex: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
+    let hex = hex::encode(digest);
     let (knot, anchors) = hameau_testkit::start_knot_signed(dir.path(), &zones(&hex), &["test", "remote.test"]);
     let resolver = validating(knot.port, &anchors);
 
