@@ -11,8 +11,10 @@
 //! [`Gate::enter`]'s [`AddressSlot`] alive as long as the connection, and refuse it when
 //! [`AddressSlot::over_limit`].
 
+pub mod certs;
 mod connection;
 
+pub use certs::Certificates;
 pub use connection::{Connection, TlsInfo};
 
 use std::collections::HashMap;
