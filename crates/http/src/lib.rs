@@ -6,6 +6,7 @@
 
 pub mod api;
 mod options;
+pub mod reference;
 pub mod server;
 
 use std::net::SocketAddr;
