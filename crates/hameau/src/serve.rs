@@ -29,6 +29,20 @@ pub fn app_state(
     directory: &Directory,
     registry: &Arc<Registry>,
 ) -> hameau_http::AppState {
+    // What autoconfiguration tells mail clients: the host name, and the port of each
+    // listener's first address; the standard port where a listener has none or lets the
+    // system pick (port 0), since clients cannot use those.
+    let standard = hameau_http::ClientSettings::standard(&config.server.hostname);
+    let port = |listen: &[std::net::SocketAddr], default: u16| {
+        listen.first().map(|addr| addr.port()).filter(|port| *port != 0).unwrap_or(default)
+    };
+    let client = hameau_http::ClientSettings {
+        imaps_port: port(&config.imap.listen_tls, standard.imaps_port),
+        imap_port: port(&config.imap.listen, standard.imap_port),
+        submissions_port: port(&config.submission.listen_tls, standard.submissions_port),
+        submission_port: port(&config.submission.listen, standard.submission_port),
+        host: standard.host,
+    };
     hameau_http::AppState {
         store: store.clone(),
         directory: directory.clone(),
@@ -40,6 +54,7 @@ pub fn app_state(
         dns: hameau_directory::dns::DnsOptions { mx_host: config.server.hostname.clone() },
         queue: hameau_queue::Queue::new(store.clone(), config.queue.clone()),
         queue_wake: Arc::new(tokio::sync::Notify::new()),
+        client,
     }
 }
 
