@@ -58,7 +58,7 @@ fn write_page(command: clap::Command, path: &Path) -> anyhow::Result<()> {
 
 fn write_completions(command: clap::Command, dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut command = command;
+    let mut command = without_hidden_subcommands(command);
     for (shell, file_name) in [(Shell::Bash, "hameau"), (Shell::Zsh, "_hameau"), (Shell::Fish, "hameau.fish")] {
         let path = dir.join(file_name);
         let mut script = Vec::new();
@@ -66,4 +66,17 @@ fn write_completions(command: clap::Command, dir: &Path) -> anyhow::Result<()> {
         std::fs::write(&path, script).with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
+}
+
+/// The program's command without its hidden subcommands (`generate`): clap_complete offers
+/// hidden subcommands too, and clap cannot remove one, so the top level is rebuilt from the
+/// built command's arguments (`--help` and `--version` included) and visible subcommands.
+fn without_hidden_subcommands(mut command: clap::Command) -> clap::Command {
+    command.build();
+    clap::Command::new("hameau")
+        .disable_help_flag(true)
+        .disable_version_flag(true)
+        .disable_help_subcommand(true)
+        .args(command.get_arguments().cloned())
+        .subcommands(command.get_subcommands().filter(|sub| !sub.is_hide_set()).cloned())
 }
