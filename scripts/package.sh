@@ -40,6 +40,8 @@ echo "package: dist build took $(( $(date +%s) - started )) s" >&2
 dist_dir="$CARGO_TARGET_DIR/dist"
 rm -rf "$dist_dir/packaging"
 "$dist_dir/hameau" generate man "$dist_dir/packaging/man"
+# Debian policy 12.1: man pages gzipped at the highest level, without a timestamp (-n).
+gzip -9n "$dist_dir"/packaging/man/*.8
 "$dist_dir/hameau" generate completions "$dist_dir/packaging/completions"
 
 mkdir -p "$out_dir"

@@ -41,6 +41,15 @@ fn write_man_pages(command: clap::Command, dir: &Path) -> anyhow::Result<()> {
     while let Some(command) = pending.pop() {
         pending.extend(command.get_subcommands().filter(|sub| !sub.is_hide_set()).cloned());
         let name = command.get_display_name().unwrap_or_else(|| command.get_name()).to_string();
+        // The NAME line is `page - summary`, what whatis and apropos index: a command without
+        // a doc comment gets its command line as summary.
+        let command = match command.get_about() {
+            Some(_) => command,
+            None => {
+                let line = command.get_bin_name().unwrap_or(&name).to_string();
+                command.about(format!("The `{line}` command"))
+            }
+        };
         write_page(command, &dir.join(format!("{name}.{MAN_SECTION}")))?;
     }
     Ok(())
@@ -71,9 +80,12 @@ fn write_completions(command: clap::Command, dir: &Path) -> anyhow::Result<()> {
 /// The program's command without its hidden subcommands (`generate`): clap_complete offers
 /// hidden subcommands too, and clap cannot remove one, so the top level is rebuilt from the
 /// built command's arguments (`--help` and `--version` included) and visible subcommands.
-fn without_hidden_subcommands(mut command: clap::Command) -> clap::Command {
+fn without_hidden_subcommands(command: clap::Command) -> clap::Command {
+    // Without the `help` subcommand either: it would list every subcommand, hidden ones too.
+    let mut command = command.disable_help_subcommand(true);
     command.build();
     clap::Command::new("hameau")
+        .version(env!("CARGO_PKG_VERSION"))
         .disable_help_flag(true)
         .disable_version_flag(true)
         .disable_help_subcommand(true)
