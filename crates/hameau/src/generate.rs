@@ -92,3 +92,6 @@ fn without_hidden_subcommands(command: clap::Command) -> clap::Command {
         .args(command.get_arguments().cloned())
         .subcommands(command.get_subcommands().filter(|sub| !sub.is_hide_set()).cloned())
 }
+
+#[cfg(test)]
+mod tests;
