@@ -49,3 +49,4 @@ cargo test --workspace 2>&1 | tee "$log"
 # One closing line for the whole run: cargo prints one result line per test binary.
 awk '/^test result:/ { passed += $4; failed += $6 } END { printf "tests: %d passed, %d failed\n", passed, failed }' "$log"
 
+bash scripts/deb-test.sh

@@ -4,6 +4,7 @@
 mod admin;
 mod client;
 mod dnscheck;
+mod generate;
 mod init;
 mod logging;
 mod serve;
@@ -93,6 +94,12 @@ enum Command {
         #[command(flatten)]
         target: admin::Target,
     },
+    /// Writes the man pages or shell completions (for packaging).
+    #[command(hide = true)]
+    Generate {
+        #[command(subcommand)]
+        command: generate::GenerateCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -145,6 +152,7 @@ fn main() -> ExitCode {
         Command::Dns { command: DnsCommand::Check { domain, resolver }, target } => {
             client::run_dns_check(&target, &domain, resolver)
         }
+        Command::Generate { command } => generate::run(command, <Cli as clap::CommandFactory>::command()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
