@@ -6,6 +6,7 @@
 
 pub mod api;
 mod options;
+pub mod plain;
 pub mod server;
 
 use std::net::SocketAddr;
@@ -26,6 +27,7 @@ pub use options::Options;
 
 #[cfg(test)]
 mod tests;
+pub use plain::run_plain;
 pub use server::run;
 
 /// The time, as the binary reads it (only the binary reads the clock).

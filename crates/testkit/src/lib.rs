@@ -1,12 +1,14 @@
 //! Starting the real `hameau` binary and its test companions (a knotd authoritative DNS
-//! server, Postfix, an HTTPS server, a test CA) on loopback ports, for the end-to-end tests
+//! server, Postfix, an HTTPS server, a test CA, the Pebble ACME server) on loopback ports, for the end-to-end tests
 //! (`tests/it`) and the benchmarks (`benches/`). Panics on failure: its callers are tests
 //! and load generators.
 
 mod https;
+mod pebble;
 mod pki;
 mod postfix;
 pub use https::HttpsServer;
+pub use pebble::Pebble;
 pub use pki::{TestCa, client_config, server_config};
 pub use postfix::{Postfix, TlsFiles};
 
