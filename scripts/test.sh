@@ -6,15 +6,18 @@ cd "$(dirname "$0")/.."
 # Test tools from Debian: knotd, an authoritative DNS server for `hameau dns check`; swaks,
 # an SMTP client; IMAP clients for tests/it/imap_clients.rs (isync's mbsync, fetchmail,
 # neomutt, offlineimap3, getmail6); msmtp, a submission client, and Postfix, the remote MX
-# of tests/it/postfix.rs (its smtp-sink and smtp-source serve other tests and benches).
-export HAMEAU_EXTRA_DEBS="knot swaks openssl isync fetchmail neomutt offlineimap3 getmail6 msmtp postfix"
+# of tests/it/postfix.rs (its smtp-sink and smtp-source serve other tests and benches);
+# Thunderbird (with libnss3-tools' certutil for its profile's CA) and jing (RELAX NG) for
+# tests/it/autoconfig.rs.
+export HAMEAU_EXTRA_DEBS="knot swaks openssl isync fetchmail neomutt offlineimap3 getmail6 msmtp postfix thunderbird libnss3-tools jing"
 source scripts/setup.sh
 # Test tools from PyPI, in a virtual environment of their own: schemathesis (the admin
 # API's schema), dkimpy with authres (a real DKIM signer and ARC sealer) and pynacl (its
-# Ed25519 signatures), imapclient (its live test suite runs against the IMAP server). The list is
+# Ed25519 signatures), imapclient (its live test suite runs against the IMAP server),
+# marionette-driver (drives Thunderbird in tests/it/autoconfig.rs). The list is
 # recorded in the venv: a change to it installs again.
 venv="$HOME/.cache/hameau-venv"
-pypi="schemathesis dkimpy authres pynacl imapclient"
+pypi="schemathesis dkimpy authres pynacl imapclient marionette-driver"
 if [ "$(cat "$venv/.hameau-pypi" 2>/dev/null)" != "$pypi" ]; then
     echo "setup: installing $pypi in $venv" >&2
     python3 -m venv "$venv"

@@ -7,6 +7,7 @@ mod attack_admin;
 mod attack_imap;
 mod attack_mail;
 mod attack_smtp;
+mod autoconfig;
 mod cli;
 mod config;
 mod dns;

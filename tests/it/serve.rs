@@ -148,3 +148,94 @@ fn silent_and_idle_clients_are_closed_after_the_header_timeout() {
     });
     assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
 }
+
+/// A new self-signed certificate for `name` written over `cert` and `key`.
+fn self_signed(name: &str, cert: &std::path::Path, key: &std::path::Path) {
+    let made = rcgen::generate_simple_self_signed(vec![name.to_string()]).unwrap();
+    std::fs::write(cert, made.cert.pem()).unwrap();
+    std::fs::write(key, made.signing_key.serialize_pem()).unwrap();
+}
+
+/// A TLS handshake with the IMAPS listener asking for `name` and trusting only `cert`;
+/// the greeting line when it succeeds.
+async fn imaps_greeting(
+    addr: std::net::SocketAddr,
+    cert: &std::path::Path,
+    name: &str,
+) -> Option<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    use tokio::io::AsyncBufReadExt;
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let server_name = rustls::pki_types::ServerName::try_from(name.to_string()).unwrap();
+    let tls = crate::support::tls_connector(cert).connect(server_name, tcp).await.ok()?;
+    let mut reader = tokio::io::BufReader::new(tls);
+    let mut greeting = String::new();
+    reader.read_line(&mut greeting).await.unwrap();
+    assert!(greeting.starts_with("* OK"), "{greeting}");
+    Some(reader.into_inner())
+}
+
+#[test]
+fn sighup_reloads_certificates_without_dropping_connections() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let dir = init();
+    let config = config_path(dir.path());
+    let data = config.parent().unwrap().to_path_buf();
+    let mut server = start_server(&config);
+    let addr = server.imaps[0];
+    // One runtime: the connection made before the reload lives across the reload.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let block_on = |future| runtime.block_on(future);
+    let first = data.join("tls/first.pem");
+    std::fs::copy(&server.cert, &first).unwrap();
+    let connected = block_on(imaps_greeting(addr, &first, "localhost")).expect("the first certificate serves");
+
+    // The operator replaces the certificate, adds one for a commune's name, changes the
+    // log level and an IMAP limit (which waits for a restart), then reloads.
+    self_signed("localhost", &data.join("tls/cert.pem"), &data.join("tls/key.pem"));
+    self_signed("autoconfig.ville.fr", &data.join("tls/ville.pem"), &data.join("tls/ville.key"));
+    crate::support::set_config(
+        &config,
+        "sni = []",
+        "sni = [{ names = [\"autoconfig.ville.fr\"], certificate = \"tls/ville.pem\", private_key = \"tls/ville.key\" }]",
+    );
+    crate::support::set_config(&config, "level = \"info\"", "level = \"debug\"");
+    crate::support::set_config(&config, "idle_timeout_s = 1800", "idle_timeout_s = 1900");
+    server.signal(libc::SIGHUP);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !server.log().iter().any(|line| line.contains("take effect at the next restart")) {
+        assert!(Instant::now() < deadline, "no reload: {}", server.log().join("\n"));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = server.log().join("\n");
+    assert!(log.contains("\"sections\":\"imap\""), "{log}");
+    assert!(log.contains("log level changed"), "{log}");
+
+    // New handshakes get the new certificates, by name; the old one is no longer served.
+    let cert = data.join("tls/cert.pem");
+    assert!(block_on(imaps_greeting(addr, &cert, "localhost")).is_some());
+    assert!(block_on(imaps_greeting(addr, &first, "localhost")).is_none());
+    let ville = data.join("tls/ville.pem");
+    assert!(block_on(imaps_greeting(addr, &ville, "autoconfig.ville.fr")).is_some());
+    // The connection made before the reload still works.
+    let mut connected = tokio::io::BufReader::new(connected);
+    let answer = runtime.block_on(async {
+        connected.get_mut().write_all(b"a NOOP\r\n").await.unwrap();
+        let mut line = String::new();
+        connected.read_line(&mut line).await.unwrap();
+        line
+    });
+    assert!(answer.starts_with("a OK"), "{answer}");
+
+    // A file that does not load changes nothing, and the server keeps serving.
+    std::fs::write(&config, "[server\n").unwrap();
+    server.signal(libc::SIGHUP);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !server.log().iter().any(|line| line.contains("configuration not reloaded")) {
+        assert!(Instant::now() < deadline, "no error: {}", server.log().join("\n"));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(block_on(imaps_greeting(addr, &cert, "localhost")).is_some());
+    server.signal(libc::SIGTERM);
+    assert!(server.wait(Duration::from_secs(30)).expect("stops").success());
+    assert!(!server.log().join("\n").contains("panicked"));
+}

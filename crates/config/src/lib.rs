@@ -134,12 +134,26 @@ pub struct Tls {
     pub certificate: PathBuf,
     /// PEM private key; relative to `server.data_dir`.
     pub private_key: PathBuf,
+    /// More certificates, each served to clients that ask for one of its names (SNI): a
+    /// commune's own certificate for `autoconfig.` or `mta-sts.` names made elsewhere.
+    /// ACME (`[acme]`) makes these itself; this list is for certificates from files.
+    pub sni: Vec<SniCertificate>,
 }
 
 impl Default for Tls {
     fn default() -> Self {
-        Tls { certificate: "tls/cert.pem".into(), private_key: "tls/key.pem".into() }
+        Tls { certificate: "tls/cert.pem".into(), private_key: "tls/key.pem".into(), sni: Vec::new() }
     }
+}
+
+/// A certificate for the names it lists, from PEM files relative to `server.data_dir`.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SniCertificate {
+    /// The host names this certificate is served for (`*.example.fr` for a wildcard).
+    pub names: Vec<String>,
+    pub certificate: PathBuf,
+    pub private_key: PathBuf,
 }
 
 /// A configuration error: one line naming the file, the line, the key and the problem.
@@ -284,6 +298,12 @@ impl Config {
     /// The TLS private key's path.
     pub fn private_key_path(&self) -> PathBuf {
         self.server.data_dir.join(&self.tls.private_key)
+    }
+
+    /// The certificate and key paths of each `[tls] sni` entry, with its names.
+    pub fn sni_paths(&self) -> Vec<(Vec<String>, PathBuf, PathBuf)> {
+        let dir = &self.server.data_dir;
+        self.tls.sni.iter().map(|e| (e.names.clone(), dir.join(&e.certificate), dir.join(&e.private_key))).collect()
     }
 }
 

@@ -221,3 +221,19 @@ fn sections_shared_by_two_crates() {
         "/etc/hameau/hameau.toml: smtp.message_bytes_max: 41943040 is larger than store.blob_bytes_max (1048576): a message is stored as one blob",
     );
 }
+
+#[test]
+fn sni_certificates_name_what_they_serve() {
+    check(
+        "[tls]\nsni = [{ names = [\"autoconfig.ville.fr\", \"*.ville.fr\"], certificate = \"a.pem\", private_key = \"a.key\" }]\n",
+        "ok",
+    );
+    check(
+        "[tls]\nsni = [{ names = [], certificate = \"a.pem\", private_key = \"a.key\" }]\n",
+        "/etc/hameau/hameau.toml:2: tls.sni: each certificate must list the names it serves (names = [...])",
+    );
+    check(
+        "[tls]\nsni = [{ names = [\"ville fr\"], certificate = \"a.pem\", private_key = \"a.key\" }]\n",
+        "/etc/hameau/hameau.toml:2: tls.sni: \"ville fr\" is not a valid host name (letters, digits, '-' and '.')",
+    );
+}

@@ -71,6 +71,15 @@ pub(crate) fn check(config: &Config) -> Result<(), Error> {
             format!("{:?} is not a valid host name (letters, digits, '-' and '.')", config.server.hostname),
         );
     }
+    for entry in &config.tls.sni {
+        if entry.names.is_empty() {
+            return fail("tls.sni", "each certificate must list the names it serves (names = [...])".into());
+        }
+        let bad = entry.names.iter().find(|name| !valid_hostname(name.strip_prefix("*.").unwrap_or(name)));
+        if let Some(name) = bad {
+            return fail("tls.sni", format!("{name:?} is not a valid host name (letters, digits, '-' and '.')"));
+        }
+    }
     if config.server.data_dir.as_os_str().is_empty() {
         return fail("server.data_dir", "must not be empty".into());
     }

@@ -29,6 +29,20 @@ pub fn app_state(
     directory: &Directory,
     registry: &Arc<Registry>,
 ) -> hameau_http::AppState {
+    // What autoconfiguration tells mail clients: the host name, and the port of each
+    // listener's first address; the standard port where a listener has none or lets the
+    // system pick (port 0), since clients cannot use those.
+    let standard = hameau_http::ClientSettings::standard(&config.server.hostname);
+    let port = |listen: &[std::net::SocketAddr], default: u16| {
+        listen.first().map(|addr| addr.port()).filter(|port| *port != 0).unwrap_or(default)
+    };
+    let client = hameau_http::ClientSettings {
+        imaps_port: port(&config.imap.listen_tls, standard.imaps_port),
+        imap_port: port(&config.imap.listen, standard.imap_port),
+        submissions_port: port(&config.submission.listen_tls, standard.submissions_port),
+        submission_port: port(&config.submission.listen, standard.submission_port),
+        host: standard.host,
+    };
     hameau_http::AppState {
         store: store.clone(),
         directory: directory.clone(),
@@ -40,17 +54,18 @@ pub fn app_state(
         dns: hameau_directory::dns::DnsOptions { mx_host: config.server.hostname.clone() },
         queue: hameau_queue::Queue::new(store.clone(), config.queue.clone()),
         queue_wake: Arc::new(tokio::sync::Notify::new()),
+        client,
     }
 }
 
 pub fn run(config: Config) -> anyhow::Result<()> {
-    crate::logging::init(&config.log);
+    let reload_log = crate::logging::init(&config.log);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     // An error is printed once, by main, as one line.
-    runtime.block_on(serve(config))
+    runtime.block_on(serve(config, &reload_log))
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(config: Config, reload_log: &crate::logging::Reload) -> anyhow::Result<()> {
     let version = env!("CARGO_PKG_VERSION");
     match &config.source {
         Some(source) => tracing::info!(version, config = %source.path.display(), "hameau starting"),
@@ -80,15 +95,26 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             return Err(config.error("dns.resolvers", e).into());
         }
     };
-    let mut started = start_http(&config, &store, &directory, &queue, &registry, &shutdown_rx, &mut services).await;
+    // One certificate table for every TLS listener: replaced in place on SIGHUP.
+    let certificates = match crate::tls::certificates(&config) {
+        Ok(certificates) => certificates,
+        Err(e) => {
+            store.close().await.context("closing the store")?;
+            return Err(e);
+        }
+    };
+    let certs = &certificates;
+    let mut started =
+        start_http(&config, (&store, &directory, &queue, certs), &registry, &shutdown_rx, &mut services).await;
     if started.is_ok() {
-        started = start_smtp(&config, &mail, &directory, &resolver, &registry, &shutdown_rx, &mut services).await;
+        let shared = (&mail, &directory, &resolver, certs);
+        started = start_smtp(&config, shared, &registry, &shutdown_rx, &mut services).await;
     }
     if started.is_ok() {
-        started = start_imap(&config, &mail, &directory, &registry, &shutdown_rx, &mut services).await;
+        started = start_imap(&config, &mail, &directory, certs, &registry, &shutdown_rx, &mut services).await;
     }
     if started.is_ok() {
-        let shared = (&store, &resolver, queue);
+        let shared = (&store, &resolver, queue, certs);
         started = start_submission(&config, shared, &mail, &directory, &registry, &shutdown_rx, &mut services).await;
     }
     if let Err(e) = started {
@@ -98,7 +124,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     tracing::info!("hameau ready");
 
-    let signal = signals.wait().await;
+    let mut running = config.clone();
+    let signal = loop {
+        match signals.wait().await {
+            "SIGHUP" => reload(&mut running, &certificates, reload_log),
+            signal => break signal,
+        }
+    };
     tracing::info!(signal, "shutting down: no new connections");
     let _ = shutdown_tx.send(true);
     let grace = Duration::from_secs(config.server.shutdown_grace_s);
@@ -115,9 +147,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 
 async fn start_http(
     config: &Config,
-    store: &hameau_store::Store,
-    directory: &Directory,
-    (queue, queued): &(hameau_queue::Queue, Arc<tokio::sync::Notify>),
+    (store, directory, (queue, queued), certificates): (
+        &hameau_store::Store,
+        &Directory,
+        &QueueAndWake,
+        &Arc<hameau_net::Certificates>,
+    ),
     registry: &Arc<Registry>,
     shutdown: &watch::Receiver<bool>,
     services: &mut JoinSet<()>,
@@ -125,7 +160,7 @@ async fn start_http(
     if config.http.listen.is_empty() {
         return Ok(());
     }
-    let tls = crate::tls::server_config(config)?;
+    let tls = crate::tls::server_config(certificates, &[b"http/1.1"]);
     let mut state = app_state(config, store, directory, registry);
     // The directory's limiter is the one every protocol shares (`app_state` takes it).
     (state.queue, state.queue_wake) = (queue.clone(), queued.clone());
@@ -148,9 +183,12 @@ async fn start_http(
 
 async fn start_smtp(
     config: &Config,
-    mail: &hameau_mailbox::Mail,
-    directory: &Directory,
-    resolver: &hickory_resolver::TokioResolver,
+    (mail, directory, resolver, certificates): (
+        &hameau_mailbox::Mail,
+        &Directory,
+        &hickory_resolver::TokioResolver,
+        &Arc<hameau_net::Certificates>,
+    ),
     registry: &Arc<Registry>,
     shutdown: &watch::Receiver<bool>,
     services: &mut JoinSet<()>,
@@ -158,7 +196,8 @@ async fn start_smtp(
     if config.smtp.listen.is_empty() {
         return Ok(());
     }
-    let tls = smtp_tls(config)?;
+    // SMTP has no ALPN.
+    let tls = crate::tls::server_config(certificates, &[]);
     let hostname = &config.server.hostname;
     let inbound = hameau_smtp::Inbound::new(
         directory.clone(),
@@ -197,13 +236,6 @@ async fn listen(
     Ok(listener)
 }
 
-/// The TLS of SMTP (the MX's STARTTLS, submission): the HTTPS certificate without HTTP's ALPN.
-fn smtp_tls(config: &Config) -> anyhow::Result<Arc<rustls::ServerConfig>> {
-    let mut tls = (*crate::tls::server_config(config)?).clone();
-    tls.alpn_protocols.clear();
-    Ok(Arc::new(tls))
-}
-
 /// The binary's clock, in seconds since the Unix epoch, for the SMTP pipelines.
 fn system_now_s() -> Arc<dyn Fn() -> u64 + Send + Sync> {
     Arc::new(|| <SystemClock as hameau_http::Clock>::now_s(&SystemClock))
@@ -216,7 +248,12 @@ type QueueAndWake = (hameau_queue::Queue, Arc<tokio::sync::Notify>);
 /// and the submission listeners that fill the queue.
 async fn start_submission(
     config: &Config,
-    (store, resolver, (queue, queued)): (&hameau_store::Store, &hickory_resolver::TokioResolver, QueueAndWake),
+    (store, resolver, (queue, queued), certificates): (
+        &hameau_store::Store,
+        &hickory_resolver::TokioResolver,
+        QueueAndWake,
+        &Arc<hameau_net::Certificates>,
+    ),
     mail: &hameau_mailbox::Mail,
     directory: &Directory,
     registry: &Arc<Registry>,
@@ -255,7 +292,7 @@ async fn start_submission(
     if options.listen.is_empty() && options.listen_tls.is_empty() {
         return Ok(());
     }
-    let tls = smtp_tls(config)?;
+    let tls = crate::tls::server_config(certificates, &[]);
     let pipeline = hameau_smtp::Submission::new(
         directory.clone(),
         queue,
@@ -291,6 +328,7 @@ async fn start_imap(
     config: &Config,
     mail: &hameau_mailbox::Mail,
     directory: &Directory,
+    certificates: &Arc<hameau_net::Certificates>,
     registry: &Arc<Registry>,
     shutdown: &watch::Receiver<bool>,
     services: &mut JoinSet<()>,
@@ -298,12 +336,11 @@ async fn start_imap(
     if config.imap.listen.is_empty() && config.imap.listen_tls.is_empty() {
         return Ok(());
     }
-    let mut tls = (*crate::tls::server_config(config)?).clone();
-    tls.alpn_protocols = vec![b"imap".to_vec()];
+    let tls = crate::tls::server_config(certificates, &[b"imap"]);
     let context = Arc::new(hameau_imap::Context {
         mail: mail.clone(),
         directory: directory.clone(),
-        tls: Some(Arc::new(tls)),
+        tls: Some(tls),
         options: config.imap.connection(hameau_mailbox::MailboxNames::default()),
         now_s: || <SystemClock as hameau_http::Clock>::now_s(&SystemClock),
         summaries: config.imap.summary_cache(),
@@ -329,10 +366,11 @@ async fn start_imap(
     Ok(())
 }
 
-/// SIGTERM (systemd's stop) and SIGINT (Ctrl-C).
+/// SIGTERM (systemd's stop), SIGINT (Ctrl-C) and SIGHUP (`systemctl reload`).
 struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
 }
 
 impl Signals {
@@ -340,14 +378,79 @@ impl Signals {
         use tokio::signal::unix::{SignalKind, signal};
         let term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
         let int = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
-        Ok(Signals { term, int })
+        let hup = signal(SignalKind::hangup()).context("listening for SIGHUP")?;
+        Ok(Signals { term, int, hup })
     }
 
-    /// Waits for either and names it.
+    /// Waits for one and names it.
     async fn wait(&mut self) -> &'static str {
         tokio::select! {
             _ = self.term.recv() => "SIGTERM",
             _ = self.int.recv() => "SIGINT",
+            _ = self.hup.recv() => "SIGHUP",
         }
     }
+}
+
+/// SIGHUP: reads the configuration file again and applies what changes without a
+/// restart: every certificate file (`[tls]`: a renewed certificate is served from the next
+/// handshake; connections in flight keep theirs) and the log level (`[log] level`). The
+/// other sections are built into the running services: a change to them is logged as
+/// waiting for a restart. A file that does not load changes nothing; the server keeps
+/// running on what it has.
+fn reload(running: &mut Config, certificates: &hameau_net::Certificates, reload_log: &crate::logging::Reload) {
+    let Some(path) = running.source.as_ref().map(|source| source.path.clone()) else {
+        // The built-in configuration has no file to read again; certificate files it can.
+        if let Err(e) = crate::tls::reload_certificates(running, running, certificates) {
+            tracing::error!(error = %format!("{e:#}"), "reload: certificates not reloaded; the old ones still serve");
+        }
+        return;
+    };
+    let new = match Config::load(&path) {
+        Ok(new) => new,
+        Err(e) => {
+            tracing::error!(error = %e, "reload: configuration not reloaded; the running one stays");
+            return;
+        }
+    };
+    if let Err(e) = crate::tls::reload_certificates(&new, running, certificates) {
+        tracing::error!(error = %format!("{e:#}"), "reload: configuration not reloaded; the running one stays");
+        return;
+    }
+    running.tls = new.tls.clone();
+    if new.log.level != running.log.level {
+        reload_log(&new.log);
+        running.log.level = new.log.level;
+    }
+    let waiting = changed_sections(running, &new);
+    if waiting.is_empty() {
+        tracing::info!(config = %path.display(), certificates = certificates.names().len() + 1, "reloaded");
+    } else {
+        tracing::warn!(
+            config = %path.display(),
+            sections = %waiting.join(", "),
+            "reloaded the certificates and the log level; these sections changed and take effect at the next \
+             restart (systemctl restart hameau)"
+        );
+    }
+}
+
+/// The sections of `new` that differ from `running` (after what a reload applies).
+fn changed_sections(running: &Config, new: &Config) -> Vec<&'static str> {
+    let sections = [
+        ("server", running.server != new.server),
+        ("log", running.log != new.log),
+        ("store", running.store != new.store),
+        ("mail", running.mail != new.mail),
+        ("directory", running.directory != new.directory),
+        ("auth", running.auth != new.auth),
+        ("http", running.http != new.http),
+        ("smtp", running.smtp != new.smtp),
+        ("submission", running.submission != new.submission),
+        ("queue", running.queue != new.queue),
+        ("outbound", running.outbound != new.outbound),
+        ("imap", running.imap != new.imap),
+        ("dns", running.dns != new.dns),
+    ];
+    sections.into_iter().filter(|(_, changed)| *changed).map(|(name, _)| name).collect()
 }

@@ -1,4 +1,4 @@
-//! TLS: the server configuration from PEM files, and the self-signed certificate that
+//! TLS: the server certificates from PEM files (reloaded on SIGHUP), and the self-signed certificate that
 //! `hameau init` makes for first use.
 
 use std::path::Path;
@@ -6,41 +6,83 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use hameau_config::Config;
+use hameau_net::Certificates;
+use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::sign::CertifiedKey;
 
-/// The rustls server configuration for the certificate and key the configuration names.
-/// When neither file exists (first start without `hameau init`), a self-signed certificate
-/// for `server.hostname` is made there first, so that TLS works from the start.
-/// One crypto provider for the whole program: ring.
-pub fn server_config(config: &Config) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+/// The certificate table every TLS listener serves from: `[tls]`'s certificate for every
+/// name, and each `[tls] sni` certificate for its names. When neither file of `[tls]`
+/// exists (first start without `hameau init`), a self-signed certificate for
+/// `server.hostname` is made there first, so that TLS works from the start.
+pub fn certificates(config: &Config) -> anyhow::Result<Arc<Certificates>> {
     let cert_path = config.certificate_path();
     let key_path = config.private_key_path();
     if !cert_path.exists() && !key_path.exists() {
         tracing::warn!(
             certificate = %cert_path.display(),
-            "no TLS certificate: made a self-signed one for first use; replace it with a real one"
+            "no TLS certificate: made a self-signed one for first use; replace it with a real one \
+             (files in [tls] or ACME in [acme]: docs/certificates.md)"
         );
         write_self_signed(&config.server.hostname, &cert_path, &key_path)
             .map_err(|e| config.error("tls.certificate", format!("{e:#}")))?;
     }
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
-        .and_then(|certs| certs.collect())
-        .map_err(|e| config.error("tls.certificate", format!("cannot read {}: {e}", cert_path.display())))?;
-    if certs.is_empty() {
-        return Err(config.error("tls.certificate", format!("{} holds no certificate", cert_path.display())).into());
+    let (fallback, named) = read_files(config)?;
+    let certificates = Certificates::new(fallback);
+    for (names, key) in named {
+        certificates.install(&names, key);
     }
-    let key = PrivateKeyDer::from_pem_file(&key_path)
-        .map_err(|e| config.error("tls.private_key", format!("cannot read {}: {e}", key_path.display())))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut server = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .context("TLS protocol versions")?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| config.error("tls.private_key", format!("does not match the certificate or is unusable: {e}")))?;
-    server.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(server))
+    Ok(certificates)
+}
+
+/// Reads every certificate file of `config` again into `certificates` (SIGHUP): a file
+/// changed on disk is served from the next handshake on; names `previous` had from files
+/// and `config` no longer lists fall back. Nothing changes if any file is unusable.
+pub fn reload_certificates(config: &Config, previous: &Config, certificates: &Certificates) -> anyhow::Result<()> {
+    let (fallback, named) = read_files(config)?;
+    let listed: Vec<String> = named.iter().flat_map(|(names, _)| names.iter().cloned()).collect();
+    let dropped: Vec<String> = previous
+        .tls
+        .sni
+        .iter()
+        .flat_map(|entry| entry.names.iter().cloned())
+        .filter(|name| !listed.iter().any(|listed| listed.eq_ignore_ascii_case(name)))
+        .collect();
+    certificates.remove(&dropped);
+    certificates.set_fallback(fallback);
+    for (names, key) in named {
+        certificates.install(&names, key);
+    }
+    Ok(())
+}
+
+/// `[tls]`'s certificate and each `[tls] sni` one with its names, each checked against its key.
+type CertificateFiles = (Arc<CertifiedKey>, Vec<(Vec<String>, Arc<CertifiedKey>)>);
+
+fn read_files(config: &Config) -> anyhow::Result<CertificateFiles> {
+    // `[tls]`'s errors name the key of the file at fault; `[tls] sni`'s name the list.
+    let read = |keys: [&str; 2], cert: &Path, private: &Path| -> anyhow::Result<Arc<CertifiedKey>> {
+        let chain =
+            std::fs::read(cert).map_err(|e| config.error(keys[0], format!("cannot read {}: {e}", cert.display())))?;
+        let secret = std::fs::read(private)
+            .map_err(|e| config.error(keys[1], format!("cannot read {}: {e}", private.display())))?;
+        hameau_net::certs::certified_key(&chain, &secret).map_err(|e| {
+            let key = if matches!(e, hameau_net::certs::CertError::Chain(_)) { keys[0] } else { keys[1] };
+            config.error(key, format!("{} and {}: {e}", cert.display(), private.display())).into()
+        })
+    };
+    let fallback =
+        read(["tls.certificate", "tls.private_key"], &config.certificate_path(), &config.private_key_path())?;
+    let mut named = Vec::new();
+    for (names, cert, private) in config.sni_paths() {
+        named.push((names, read(["tls.sni", "tls.sni"], &cert, &private)?));
+    }
+    Ok((fallback, named))
+}
+
+/// The server configuration of a listener: certificates from the table, `alpn` offered.
+pub fn server_config(certificates: &Arc<Certificates>, alpn: &[&[u8]]) -> Arc<rustls::ServerConfig> {
+    hameau_net::certs::server_config(certificates.clone(), alpn.iter().map(|protocol| protocol.to_vec()).collect())
 }
 
 /// Writes a self-signed certificate for `hostname` (and localhost) and its key.

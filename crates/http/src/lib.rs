@@ -1,12 +1,17 @@
 //! Hameau's one HTTPS listener (HTTP/1.1 over rustls, RFC 9112): the admin API
 //! (`/api/v1/`, described at `/api/v1/openapi.json`), `/healthz`, and `/metrics` in the
-//! Prometheus text format behind its own token. JMAP (RFC 8620), autoconfig and the
-//! MTA-STS policy (RFC 8461) will join them. [`router`] holds the routes; [`server::run`]
-//! owns the socket, TLS, timeouts, the connection limit and shutdown.
+//! Prometheus text format behind its own token, and what mail clients read to set
+//! themselves up ([`autoconfig`]: Thunderbird's autoconfig, Outlook's Autodiscover, Apple
+//! profiles) with the MTA-STS policy (RFC 8461). JMAP (RFC 8620) will join them.
+//! [`router`] holds the routes; [`server::run`] owns the socket, TLS, timeouts, the
+//! connection limit and shutdown. [`plain`] is port 80: ACME's HTTP-01 answers and a
+//! redirect to HTTPS.
 
 pub mod api;
+pub mod autoconfig;
 mod options;
 pub mod plain;
+pub mod reference;
 pub mod server;
 
 use std::net::SocketAddr;
@@ -23,6 +28,7 @@ use hameau_store::Store;
 use hameau_telemetry::Registry;
 use subtle::ConstantTimeEq;
 
+pub use autoconfig::ClientSettings;
 pub use options::Options;
 
 #[cfg(test)]
@@ -60,6 +66,8 @@ pub struct AppState {
     pub queue: hameau_queue::Queue,
     /// Wakes the delivery worker when a message becomes due (retry, release).
     pub queue_wake: Arc<tokio::sync::Notify>,
+    /// The host name and ports autoconfiguration gives mail clients.
+    pub client: ClientSettings,
 }
 
 /// Every route of the listener.
@@ -73,6 +81,7 @@ pub fn router(state: AppState) -> Router {
     )
     .route("/healthz", get(healthz))
     .route("/metrics", get(metrics))
+    .merge(autoconfig::routes())
     .fallback(|| async { api::Problem::new(StatusCode::NOT_FOUND, "no such resource") })
     .method_not_allowed_fallback(|| async {
         api::Problem::new(StatusCode::METHOD_NOT_ALLOWED, "this method is not allowed on this resource")

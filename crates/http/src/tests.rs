@@ -102,6 +102,7 @@ async fn fixture() -> Fixture {
         dns: DnsOptions { mx_host: "mx.example.org".into() },
         queue: queue.clone(),
         queue_wake: wake.clone(),
+        client: crate::ClientSettings::standard("mx.example.org"),
     };
     let [operator, admin_a, admin_b, user_a] = <[String; 4]>::try_from(tokens).unwrap();
     Fixture { _dir: dir, router: crate::router(state), queue, wake, operator, admin_a, admin_b, user_a }

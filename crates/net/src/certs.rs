@@ -54,6 +54,14 @@ impl Certificates {
         }
     }
 
+    /// Forgets the certificates of `names`: their clients get the fallback.
+    pub fn remove(&self, names: &[String]) {
+        let mut table = self.write();
+        for name in names {
+            table.names.remove(&name.to_ascii_lowercase());
+        }
+    }
+
     /// Replaces the fallback certificate.
     pub fn set_fallback(&self, key: Arc<CertifiedKey>) {
         self.write().fallback = key;
