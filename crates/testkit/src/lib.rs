@@ -24,6 +24,8 @@ use std::time::{Duration, Instant};
 pub struct Server {
     pub child: Child,
     pub https: Vec<SocketAddr>,
+    /// The plain HTTP listeners (ACME's HTTP-01, redirects).
+    pub http: Vec<SocketAddr>,
     pub smtp: Vec<SocketAddr>,
     pub imap: Vec<SocketAddr>,
     pub imaps: Vec<SocketAddr>,
@@ -59,6 +61,7 @@ impl Server {
         let mut server = Server {
             child,
             https: Vec::new(),
+            http: Vec::new(),
             smtp: Vec::new(),
             imap: Vec::new(),
             imaps: Vec::new(),
@@ -81,6 +84,7 @@ impl Server {
                         Some("submission") => server.submission.push(addr),
                         Some("submissions") => server.submissions.push(addr),
                         Some("https") => server.https.push(addr),
+                        Some("http") => server.http.push(addr),
                         other => panic!("a listener of an unknown service {other:?}"),
                     }
                 }
