@@ -86,7 +86,7 @@ pub(crate) async fn issue(
                 return Err(Failure::new(Some(&name), "authorization", why));
             }
         }
-        let Some(mut handle) = authorization.challenge(challenge_type) else {
+        let Some(mut handle) = authorization.challenge(challenge_type.clone()) else {
             return Err(Failure::new(Some(&name), "authorization", format!("no {} challenge offered", challenge.name())));
         };
         let key_authorization = handle.key_authorization();
@@ -177,7 +177,11 @@ pub(crate) fn alpn_certificate(
     params.custom_extensions = vec![rcgen::CustomExtension::new_acme_identifier(digest)];
     let key = rcgen::KeyPair::generate()?;
     let certificate = params.self_signed(&key)?;
-    Ok(hameau_net::certs::certified_key(certificate.pem().as_bytes(), key.serialize_pem().as_bytes())?)
+    // Not `certs::certified_key`: its check that the key is the certificate's parses the
+    // certificate with webpki, which refuses the critical extension it does not know.
+    let key_der = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+    let signing = hameau_net::certs::provider().key_provider.load_private_key(key_der)?;
+    Ok(Arc::new(rustls::sign::CertifiedKey::new(vec![certificate.der().clone()], signing)))
 }
 
 /// The notAfter of the first certificate of `chain_pem`, in seconds since the Unix epoch.
