@@ -51,7 +51,11 @@ fn configure(config: &Path, pebble: &Pebble, challenge: &str) {
         .replacen("hostname = \"localhost\"", &format!("hostname = \"{HOST}\""), 1)
         // The first listener is [http]'s.
         .replacen("listen = [\"127.0.0.1:0\"]", &format!("listen = [\"127.0.0.1:{}\"]", pebble.tls_port), 1)
-        .replacen("listen_plain = [\"127.0.0.1:0\"]", &format!("listen_plain = [\"127.0.0.1:{}\"]", pebble.http_port), 1);
+        .replacen(
+            "listen_plain = [\"127.0.0.1:0\"]",
+            &format!("listen_plain = [\"127.0.0.1:{}\"]", pebble.http_port),
+            1,
+        );
     let acme = acme
         .replacen("directory_url = \"\"", &format!("directory_url = \"{}\"", pebble.directory_url), 1)
         .replacen("challenge = \"tls-alpn-01\"", &format!("challenge = \"{challenge}\""), 1)

@@ -128,7 +128,9 @@ impl HttpClient for Client {
         Box::pin(async move {
             match tokio::time::timeout(timeout, client.send(request)).await {
                 Ok(result) => result,
-                Err(_) => Err(other(format!("{uri}: no answer within acme.request_timeout_s ({} s)", timeout.as_secs()))),
+                Err(_) => {
+                    Err(other(format!("{uri}: no answer within acme.request_timeout_s ({} s)", timeout.as_secs())))
+                }
             }
         })
     }

@@ -87,7 +87,11 @@ pub(crate) async fn issue(
             }
         }
         let Some(mut handle) = authorization.challenge(challenge_type.clone()) else {
-            return Err(Failure::new(Some(&name), "authorization", format!("no {} challenge offered", challenge.name())));
+            return Err(Failure::new(
+                Some(&name),
+                "authorization",
+                format!("no {} challenge offered", challenge.name()),
+            ));
         };
         let key_authorization = handle.key_authorization();
         match challenge {
@@ -119,7 +123,8 @@ pub(crate) async fn issue(
     }
     drop(answering);
     let key = rcgen::KeyPair::generate().map_err(|e| Failure::new(None, "making the key", e))?;
-    let mut params = rcgen::CertificateParams::new(names.to_vec()).map_err(|e| Failure::new(None, "making the CSR", e))?;
+    let mut params =
+        rcgen::CertificateParams::new(names.to_vec()).map_err(|e| Failure::new(None, "making the CSR", e))?;
     params.distinguished_name = rcgen::DistinguishedName::new();
     let csr = params.serialize_request(&key).map_err(|e| Failure::new(None, "making the CSR", e))?;
     order.finalize_csr(csr.der()).await.map_err(|e| Failure::new(None, "finalize", e))?;

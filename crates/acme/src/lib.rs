@@ -67,7 +67,8 @@ impl Domains for hameau_directory::Directory {
             let mut domains = Vec::new();
             let mut after: Option<String> = None;
             loop {
-                let page = self.list_domains(&operator, None, after.as_deref(), None).await.map_err(|e| e.to_string())?;
+                let page =
+                    self.list_domains(&operator, None, after.as_deref(), None).await.map_err(|e| e.to_string())?;
                 domains.extend(page.items.into_iter().map(|domain| domain.name));
                 match page.next {
                     Some(next) if domains.len() < max => after = Some(next),
@@ -231,7 +232,13 @@ impl Acme {
                 retry_at: None,
             });
             if group.names != *names {
-                *group = Group { names: names.clone(), not_after_s: None, looked_in_store: false, failures: 0, retry_at: None };
+                *group = Group {
+                    names: names.clone(),
+                    not_after_s: None,
+                    looked_in_store: false,
+                    failures: 0,
+                    retry_at: None,
+                };
             }
             self.check_group(account, group).await;
         }
@@ -245,7 +252,8 @@ impl Acme {
                 group.not_after_s = Some(stored.not_after_s);
             }
         }
-        let renew_at = group.not_after_s.map(|not_after| not_after.saturating_sub(self.options.renew_before().as_secs()));
+        let renew_at =
+            group.not_after_s.map(|not_after| not_after.saturating_sub(self.options.renew_before().as_secs()));
         if renew_at.is_some_and(|at| now_s < at) {
             return;
         }
@@ -365,7 +373,9 @@ impl Acme {
             }
         };
         let stored = serde_json::from_slice::<Stored>(&entry.value).ok()?;
-        let usable = stored.names == names && stored.directory_url == self.options.directory_url && stored.issued.not_after_s > now_s;
+        let usable = stored.names == names
+            && stored.directory_url == self.options.directory_url
+            && stored.issued.not_after_s > now_s;
         if !usable {
             return None;
         }

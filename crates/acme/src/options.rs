@@ -146,7 +146,11 @@ impl Options {
                 && address.split_once('@').is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'))
                 && address.bytes().all(|b| b.is_ascii_graphic() && b != b',');
             if !valid {
-                return Err(Problem::new(SECTION, "contact", format!("'{}' is not a mail address", address.escape_default())));
+                return Err(Problem::new(
+                    SECTION,
+                    "contact",
+                    format!("'{}' is not a mail address", address.escape_default()),
+                ));
             }
         }
         range(SECTION, "renew_before_days", self.renew_before_days, 1, 365)?;

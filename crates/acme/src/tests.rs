@@ -53,7 +53,8 @@ fn options_check_names_the_key() {
     assert_eq!(check(backwards).as_deref(), Some("acme.retry_max_s"));
     let relative = Options { ca_file: "ca.pem".into(), ..Options::default() };
     assert_eq!(check(relative).as_deref(), Some("acme.ca_file"));
-    let mailto = Options { contact: vec!["mairie@commune.fr".into(), "mailto:dsi@commune.fr".into()], ..Options::default() };
+    let mailto =
+        Options { contact: vec!["mairie@commune.fr".into(), "mailto:dsi@commune.fr".into()], ..Options::default() };
     assert_eq!(mailto.contact_urls(), ["mailto:mairie@commune.fr", "mailto:dsi@commune.fr"]);
 }
 
@@ -179,10 +180,7 @@ fn self_signed(name: &str) -> Arc<rustls::sign::CertifiedKey> {
 
 fn count(registry: &Registry, series: &str) -> u64 {
     let rendered = registry.render();
-    rendered
-        .lines()
-        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0)
+    rendered.lines().find_map(|line| line.strip_prefix(series)?.trim().parse().ok()).unwrap_or(0)
 }
 
 /// Waits until `registry`'s `series` reaches `at_least`.

@@ -32,7 +32,9 @@ pub(crate) fn check(config: &Config) -> Result<(), Error> {
         }
     }
     // HTTP-01 is answered on port 80 only.
-    if config.acme.enabled() && config.acme.challenge == hameau_acme::Challenge::Http01 && config.http.listen_plain.is_empty()
+    if config.acme.enabled()
+        && config.acme.challenge == hameau_acme::Challenge::Http01
+        && config.http.listen_plain.is_empty()
     {
         return fail("acme.challenge", "\"http-01\" needs the plain HTTP listener: http.listen_plain is []".into());
     }

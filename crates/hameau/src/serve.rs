@@ -220,7 +220,8 @@ async fn start_plain(
     let metrics = hameau_http::HttpMetrics::new(registry, "http");
     for addr in &config.http.listen_plain {
         let listener = listen(config, addr, "http.listen_plain", "http").await?;
-        let run = hameau_http::run_plain(listener, router.clone(), config.http.clone(), metrics.clone(), shutdown.clone());
+        let run =
+            hameau_http::run_plain(listener, router.clone(), config.http.clone(), metrics.clone(), shutdown.clone());
         services.spawn(run);
     }
     Ok(())
@@ -252,7 +253,8 @@ fn start_acme(
         clock: Arc::new(SystemClock),
         registry: registry.clone(),
     };
-    let acme = hameau_acme::Acme::new(config.acme.clone(), context).map_err(|e| config.error("acme.ca_file", e.to_string()))?;
+    let acme = hameau_acme::Acme::new(config.acme.clone(), context)
+        .map_err(|e| config.error("acme.ca_file", e.to_string()))?;
     let wake = acme.waker();
     services.spawn(acme.run(shutdown.clone()));
     Ok(Some(wake))
