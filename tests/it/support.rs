@@ -166,6 +166,8 @@ pub fn init_with_token() -> (tempfile::TempDir, String) {
         data.to_str().unwrap(),
         "--http-listen",
         "127.0.0.1:0",
+        "--http-plain-listen",
+        "127.0.0.1:0",
         "--smtp-listen",
         "127.0.0.1:0",
         "--imap-listen",

@@ -48,12 +48,14 @@ pub struct Config {
     pub queue: hameau_queue::Limits,
     /// `[outbound]`: delivery to other servers.
     pub outbound: hameau_smtp::worker::Options,
+    /// `[acme]`: certificates from an ACME server.
+    pub acme: hameau_acme::Options,
     /// Where the configuration came from, to point errors at lines.
     pub source: Option<Source>,
 }
 
 /// The sections of the file, in the order `config/hameau.toml` has them.
-const SECTIONS: [&str; 14] = [
+const SECTIONS: [&str; 15] = [
     "server",
     "log",
     "tls",
@@ -68,6 +70,7 @@ const SECTIONS: [&str; 14] = [
     "outbound",
     "imap",
     "dns",
+    "acme",
 ];
 
 /// The file a configuration was read from and its text.
@@ -256,6 +259,7 @@ impl Config {
             "submission" => self.submission = section.part()?,
             "queue" => self.queue = section.part()?,
             "outbound" => self.outbound = section.part()?,
+            "acme" => self.acme = section.part()?,
             _ => return Ok(false),
         }
         Ok(true)

@@ -24,11 +24,19 @@ pub(crate) fn check(config: &Config) -> Result<(), Error> {
         config.submission.check(),
         config.queue.check(),
         config.outbound.check(),
+        config.acme.check(),
     ];
     for checked in owners {
         if let Err(problem) = checked {
             return fail(&problem.key, problem.problem);
         }
+    }
+    // HTTP-01 is answered on port 80 only.
+    if config.acme.enabled()
+        && config.acme.challenge == hameau_acme::Challenge::Http01
+        && config.http.listen_plain.is_empty()
+    {
+        return fail("acme.challenge", "\"http-01\" needs the plain HTTP listener: http.listen_plain is []".into());
     }
     if let Err(problem) = hameau_limits::range("server", "shutdown_grace_s", config.server.shutdown_grace_s, 1, 3600) {
         return fail(&problem.key, problem.problem);

@@ -22,6 +22,10 @@ pub struct InitArgs {
     /// Address of the HTTPS listener; repeat for several.
     #[arg(long = "http-listen", default_value = "127.0.0.1:8443")]
     http_listen: Vec<String>,
+    /// Address of the plain HTTP listener (ACME's HTTP-01, redirects to HTTPS; port 80 in
+    /// production); repeat for several.
+    #[arg(long = "http-plain-listen", default_value = "127.0.0.1:8080")]
+    http_plain_listen: Vec<String>,
     /// Address of the MX (SMTP); repeat for several.
     #[arg(long = "smtp-listen", default_value = "127.0.0.1:2525")]
     smtp_listen: Vec<String>,
@@ -128,6 +132,7 @@ fn config_text(args: &InitArgs) -> anyhow::Result<String> {
         ("hostname = \"localhost\"", format!("hostname = {:?}", args.hostname)),
         ("data_dir = \"/var/lib/hameau\"", "data_dir = \".\"".to_string()),
         ("listen = [\"[::]:443\"]", format!("listen = [{}]", listen.join(", "))),
+        ("listen_plain = [\"[::]:80\"]", format!("listen_plain = [{}]", quoted(&args.http_plain_listen))),
         ("listen = [\"[::]:25\"]", format!("listen = [{smtp_listen}]")),
         ("listen = [\"[::]:587\"]", format!("listen = [{}]", quoted(&args.submission_listen))),
         ("listen_tls = [\"[::]:465\"]", format!("listen_tls = [{}]", quoted(&args.submissions_listen))),

@@ -22,6 +22,12 @@ impl hameau_http::Clock for SystemClock {
     }
 }
 
+impl hameau_acme::Clock for SystemClock {
+    fn now_s(&self) -> u64 {
+        <SystemClock as hameau_http::Clock>::now_s(self)
+    }
+}
+
 /// What the HTTP handlers share, from the configuration and the open store.
 pub fn app_state(
     config: &Config,
@@ -104,8 +110,13 @@ async fn serve(config: Config, reload_log: &crate::logging::Reload) -> anyhow::R
         }
     };
     let certs = &certificates;
+    // ACME's HTTP-01 answers, served on port 80.
+    let http01 = hameau_net::Http01Tokens::new();
     let mut started =
         start_http(&config, (&store, &directory, &queue, certs), &registry, &shutdown_rx, &mut services).await;
+    if started.is_ok() {
+        started = start_plain(&config, &http01, &registry, &shutdown_rx, &mut services).await;
+    }
     if started.is_ok() {
         let shared = (&mail, &directory, &resolver, certs);
         started = start_smtp(&config, shared, &registry, &shutdown_rx, &mut services).await;
@@ -117,17 +128,30 @@ async fn serve(config: Config, reload_log: &crate::logging::Reload) -> anyhow::R
         let shared = (&store, &resolver, queue, certs);
         started = start_submission(&config, shared, &mail, &directory, &registry, &shutdown_rx, &mut services).await;
     }
-    if let Err(e) = started {
-        services.abort_all();
-        store.close().await.context("closing the store")?;
-        return Err(e);
-    }
+    let acme = match started {
+        Ok(()) => start_acme(&config, (&store, &directory, certs, &http01), &registry, &shutdown_rx, &mut services),
+        Err(e) => Err(e),
+    };
+    let acme = match acme {
+        Ok(acme) => acme,
+        Err(e) => {
+            services.abort_all();
+            store.close().await.context("closing the store")?;
+            return Err(e);
+        }
+    };
     tracing::info!("hameau ready");
 
     let mut running = config.clone();
     let signal = loop {
         match signals.wait().await {
-            "SIGHUP" => reload(&mut running, &certificates, reload_log),
+            "SIGHUP" => {
+                reload(&mut running, &certificates, reload_log);
+                // A reload is also when an operator wants ACME to look again (a new domain).
+                if let Some(acme) = &acme {
+                    acme.notify_one();
+                }
+            }
             signal => break signal,
         }
     };
@@ -160,7 +184,10 @@ async fn start_http(
     if config.http.listen.is_empty() {
         return Ok(());
     }
-    let tls = crate::tls::server_config(certificates, &[b"http/1.1"]);
+    // ACME's TLS-ALPN-01 is answered on 443 (RFC 8737): offer its protocol when it is used.
+    let tls_alpn_01 = config.acme.enabled() && config.acme.challenge == hameau_acme::Challenge::TlsAlpn01;
+    let alpn: &[&[u8]] = if tls_alpn_01 { &[b"http/1.1", hameau_net::certs::ACME_TLS_ALPN] } else { &[b"http/1.1"] };
+    let tls = crate::tls::server_config(certificates, alpn);
     let mut state = app_state(config, store, directory, registry);
     // The directory's limiter is the one every protocol shares (`app_state` takes it).
     (state.queue, state.queue_wake) = (queue.clone(), queued.clone());
@@ -179,6 +206,58 @@ async fn start_http(
         ));
     }
     Ok(())
+}
+
+/// The plain HTTP listeners (port 80): ACME's HTTP-01 answers, and a redirect to HTTPS.
+async fn start_plain(
+    config: &Config,
+    http01: &Arc<hameau_net::Http01Tokens>,
+    registry: &Arc<Registry>,
+    shutdown: &watch::Receiver<bool>,
+    services: &mut JoinSet<()>,
+) -> anyhow::Result<()> {
+    let router = hameau_http::plain::router(http01.clone());
+    let metrics = hameau_http::HttpMetrics::new(registry, "http");
+    for addr in &config.http.listen_plain {
+        let listener = listen(config, addr, "http.listen_plain", "http").await?;
+        let run =
+            hameau_http::run_plain(listener, router.clone(), config.http.clone(), metrics.clone(), shutdown.clone());
+        services.spawn(run);
+    }
+    Ok(())
+}
+
+/// The ACME client when `[acme] directory_url` is set: certificates for the host name and
+/// each domain's client names, installed in the table. Returns what wakes it.
+fn start_acme(
+    config: &Config,
+    (store, directory, certificates, http01): (
+        &hameau_store::Store,
+        &Directory,
+        &Arc<hameau_net::Certificates>,
+        &Arc<hameau_net::Http01Tokens>,
+    ),
+    registry: &Arc<Registry>,
+    shutdown: &watch::Receiver<bool>,
+    services: &mut JoinSet<()>,
+) -> anyhow::Result<Option<Arc<tokio::sync::Notify>>> {
+    if !config.acme.enabled() {
+        return Ok(None);
+    }
+    let context = hameau_acme::Context {
+        host_name: config.server.hostname.clone(),
+        certificates: certificates.clone(),
+        http01: http01.clone(),
+        store: store.clone(),
+        domains: Arc::new(directory.clone()),
+        clock: Arc::new(SystemClock),
+        registry: registry.clone(),
+    };
+    let acme = hameau_acme::Acme::new(config.acme.clone(), context)
+        .map_err(|e| config.error("acme.ca_file", e.to_string()))?;
+    let wake = acme.waker();
+    services.spawn(acme.run(shutdown.clone()));
+    Ok(Some(wake))
 }
 
 async fn start_smtp(
@@ -451,6 +530,7 @@ fn changed_sections(running: &Config, new: &Config) -> Vec<&'static str> {
         ("outbound", running.outbound != new.outbound),
         ("imap", running.imap != new.imap),
         ("dns", running.dns != new.dns),
+        ("acme", running.acme != new.acme),
     ];
     sections.into_iter().filter(|(_, changed)| *changed).map(|(name, _)| name).collect()
 }

@@ -4,11 +4,13 @@
 //! themselves up ([`autoconfig`]: Thunderbird's autoconfig, Outlook's Autodiscover, Apple
 //! profiles) with the MTA-STS policy (RFC 8461). JMAP (RFC 8620) will join them.
 //! [`router`] holds the routes; [`server::run`] owns the socket, TLS, timeouts, the
-//! connection limit and shutdown.
+//! connection limit and shutdown. [`plain`] is port 80: ACME's HTTP-01 answers and a
+//! redirect to HTTPS.
 
 pub mod api;
 pub mod autoconfig;
 mod options;
+pub mod plain;
 pub mod reference;
 pub mod server;
 
@@ -31,6 +33,7 @@ pub use options::Options;
 
 #[cfg(test)]
 mod tests;
+pub use plain::run_plain;
 pub use server::run;
 
 /// The time, as the binary reads it (only the binary reads the clock).

@@ -14,6 +14,10 @@ const SECTION: &str = "http";
 pub struct Options {
     /// Addresses of the HTTPS listener (health now; admin API, JMAP, autoconfig later).
     pub listen: Vec<SocketAddr>,
+    /// Addresses of the plain HTTP listener (port 80): ACME's HTTP-01 challenges, and a
+    /// redirect to HTTPS for everything else; `[]` turns it off (then ACME needs
+    /// `acme.challenge = "tls-alpn-01"`).
+    pub listen_plain: Vec<SocketAddr>,
     /// Most HTTPS connections at once; past it, new connections wait to be accepted.
     /// 1,024 is far above what one commune's clients open, well below the default file
     /// descriptor limit of a systemd service (524,288 on Debian 12).
@@ -44,6 +48,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             listen: vec!["[::]:443".parse().expect("valid address")],
+            listen_plain: vec!["[::]:80".parse().expect("valid address")],
             connections_max: 1024,
             connections_per_ip_max: 128,
             header_timeout_s: 10,
@@ -79,6 +84,7 @@ impl Options {
     /// Checks every key of `[http]`.
     pub fn check(&self) -> Result<(), Problem> {
         range(SECTION, "listen", self.listen.len() as u64, 0, 64)?;
+        range(SECTION, "listen_plain", self.listen_plain.len() as u64, 0, 64)?;
         range(SECTION, "connections_max", self.connections_max as u64, 1, 1_000_000)?;
         range(SECTION, "connections_per_ip_max", self.connections_per_ip_max as u64, 1, 100_000)?;
         range(SECTION, "header_timeout_s", self.header_timeout_s, 1, 3600)?;

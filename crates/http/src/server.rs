@@ -62,16 +62,35 @@ async fn serve_connection(
     router: Router,
     options: &Options,
     metrics: &crate::HttpMetrics,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    let mut tls = match Connection::accept_tls(tcp, &tls, options.header_timeout()).await {
+    let tls = match Connection::accept_tls(tcp, &tls, options.header_timeout()).await {
         Ok(tls) => tls,
         Err(e) => {
             tracing::debug!(error = %e, "tls handshake failed");
             return;
         }
     };
-    tls.set_write_stall_timeout(options.write_timeout());
+    if tls.alpn_protocol() == Some(hameau_net::certs::ACME_TLS_ALPN) {
+        // RFC 8737 §3: an ACME server validating TLS-ALPN-01 needs only the handshake
+        // (the challenge certificate); nothing is served over acme-tls/1.
+        tracing::debug!(%peer, "acme-tls/1 handshake answered, connection closed");
+        return;
+    }
+    serve_http(tls, peer, router, options, metrics, shutdown).await;
+}
+
+/// Serves HTTP/1.1 on an established connection (TLS, or plain on port 80) until the
+/// client closes it, a timeout ends it, or `shutdown` lets its request in flight finish.
+pub(crate) async fn serve_http(
+    mut connection: Connection,
+    peer: std::net::SocketAddr,
+    router: Router,
+    options: &Options,
+    metrics: &crate::HttpMetrics,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    connection.set_write_stall_timeout(options.write_timeout());
     let requests = metrics.requests.clone();
     let body_timeout = options.body_timeout();
     // Each request carries the client's address (for the authentication limiter).
@@ -84,7 +103,7 @@ async fn serve_connection(
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(options.header_timeout())
-        .serve_connection(TokioIo::new(tls), service);
+        .serve_connection(TokioIo::new(connection), service);
     let mut connection = std::pin::pin!(connection);
     tokio::select! {
         res = connection.as_mut() => {

@@ -304,3 +304,32 @@ async fn another_tenants_message_reads_exactly_as_an_absent_one() {
     let message = f.queue.get(1).await.unwrap().unwrap();
     assert_eq!((message.held, message.due_at), (None, Some(NOW - 60)));
 }
+
+/// Port 80: a running HTTP-01 challenge is answered, an unknown token is not, and every
+/// other path is a redirect to the same host over HTTPS.
+#[tokio::test]
+async fn plain_http_answers_challenges_and_redirects_the_rest() {
+    let tokens = hameau_net::Http01Tokens::new();
+    tokens.insert("abc_-1", "abc_-1.thumbprint");
+    let router = crate::plain::router(tokens.clone());
+    let get = |path: &str, host: &str| {
+        let request = axum::http::Request::get(path).header("host", host).body(Body::empty()).unwrap();
+        let router = router.clone();
+        async move {
+            let response = router.oneshot(request).await.unwrap();
+            let status = response.status().as_u16();
+            let location = response.headers().get("location").map(|value| value.to_str().unwrap().to_string());
+            let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+            (status, location, String::from_utf8(bytes.to_vec()).unwrap())
+        }
+    };
+    let (status, _, body) = get("/.well-known/acme-challenge/abc_-1", "mail.commune.fr").await;
+    assert_eq!((status, body.as_str()), (200, "abc_-1.thumbprint"));
+    assert_eq!(get("/.well-known/acme-challenge/other", "mail.commune.fr").await.0, 404);
+    tokens.remove("abc_-1");
+    assert_eq!(get("/.well-known/acme-challenge/abc_-1", "mail.commune.fr").await.0, 404);
+    let (status, location, _) = get("/mail/config-v1.1.xml?emailaddress=a%40b.fr", "autoconfig.commune.fr:80").await;
+    assert_eq!(status, 301);
+    assert_eq!(location.as_deref(), Some("https://autoconfig.commune.fr/mail/config-v1.1.xml?emailaddress=a%40b.fr"));
+    assert_eq!(get("/", "bad host\"").await.0, 400);
+}

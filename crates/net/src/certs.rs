@@ -135,6 +135,40 @@ impl ResolvesServerCert for Certificates {
     }
 }
 
+/// ACME's HTTP-01 challenge answers (RFC 8555 §8.3): token to key authorization, set by
+/// the ACME client while a challenge runs and served in clear on port 80 at
+/// `/.well-known/acme-challenge/{token}`. Shared like [`Certificates`].
+#[derive(Debug, Default)]
+pub struct Http01Tokens {
+    tokens: RwLock<HashMap<String, String>>,
+}
+
+impl Http01Tokens {
+    pub fn new() -> Arc<Http01Tokens> {
+        Arc::new(Http01Tokens::default())
+    }
+
+    /// Answers `token` with `key_authorization` until [`Self::remove`].
+    pub fn insert(&self, token: &str, key_authorization: &str) {
+        let mut tokens = self.tokens.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        tokens.insert(token.to_string(), key_authorization.to_string());
+    }
+
+    pub fn remove(&self, token: &str) {
+        self.tokens.write().unwrap_or_else(std::sync::PoisonError::into_inner).remove(token);
+    }
+
+    /// Whether no challenge runs.
+    pub fn is_empty(&self) -> bool {
+        self.tokens.read().unwrap_or_else(std::sync::PoisonError::into_inner).is_empty()
+    }
+
+    /// The key authorization of `token`, while its challenge runs.
+    pub fn get(&self, token: &str) -> Option<String> {
+        self.tokens.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(token).cloned()
+    }
+}
+
 /// Why a certificate and key could not be used.
 #[derive(Debug)]
 pub enum CertError {

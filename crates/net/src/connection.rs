@@ -96,6 +96,13 @@ impl Connection {
         Some(TlsInfo { protocol, cipher, server_name: server.server_name().map(str::to_owned) })
     }
 
+    /// The application protocol TLS negotiated (ALPN, RFC 7301), if any: HTTPS closes a
+    /// connection that negotiated ACME's `acme-tls/1` right after the handshake.
+    pub fn alpn_protocol(&self) -> Option<&[u8]> {
+        let Stream::Tls(stream) = &self.stream else { return None };
+        stream.get_ref().1.alpn_protocol()
+    }
+
     /// Bounds every write (and flush and shutdown) made through [`AsyncWrite`]: one that
     /// makes no progress for `timeout` fails with [`io::ErrorKind::TimedOut`], which ends
     /// the connection of a client that stopped reading. Writes that progress, however

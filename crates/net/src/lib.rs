@@ -14,7 +14,7 @@
 pub mod certs;
 mod connection;
 
-pub use certs::Certificates;
+pub use certs::{Certificates, Http01Tokens};
 pub use connection::{Connection, TlsInfo};
 
 use std::collections::HashMap;

@@ -1,12 +1,14 @@
 //! Starting the real `hameau` binary and its test companions (a knotd authoritative DNS
-//! server, Postfix, an HTTPS server, a test CA) on loopback ports, for the end-to-end tests
+//! server, Postfix, an HTTPS server, a test CA, the Pebble ACME server) on loopback ports, for the end-to-end tests
 //! (`tests/it`) and the benchmarks (`benches/`). Panics on failure: its callers are tests
 //! and load generators.
 
 mod https;
+mod pebble;
 mod pki;
 mod postfix;
 pub use https::HttpsServer;
+pub use pebble::Pebble;
 pub use pki::{TestCa, client_config, server_config};
 pub use postfix::{Postfix, TlsFiles};
 
@@ -22,6 +24,8 @@ use std::time::{Duration, Instant};
 pub struct Server {
     pub child: Child,
     pub https: Vec<SocketAddr>,
+    /// The plain HTTP listeners (ACME's HTTP-01, redirects).
+    pub http: Vec<SocketAddr>,
     pub smtp: Vec<SocketAddr>,
     pub imap: Vec<SocketAddr>,
     pub imaps: Vec<SocketAddr>,
@@ -57,6 +61,7 @@ impl Server {
         let mut server = Server {
             child,
             https: Vec::new(),
+            http: Vec::new(),
             smtp: Vec::new(),
             imap: Vec::new(),
             imaps: Vec::new(),
@@ -79,6 +84,7 @@ impl Server {
                         Some("submission") => server.submission.push(addr),
                         Some("submissions") => server.submissions.push(addr),
                         Some("https") => server.https.push(addr),
+                        Some("http") => server.http.push(addr),
                         other => panic!("a listener of an unknown service {other:?}"),
                     }
                 }
