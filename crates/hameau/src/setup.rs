@@ -1247,7 +1247,12 @@ fn render(report: &Report, answers: &Answers, host: &str, config_flag: &str, nex
         "RCPNT checklist (the communes' referential), required:",
     ));
     for record in zone.records.iter().filter(|record| record.required) {
-        line(format!("  [ ] {} {} {}", record.kind, record.name, record.value));
+        let label = match record.value.split(';').next() {
+            Some("v=DMARC1") => "DMARC",
+            Some(value) if value.starts_with("v=spf1") => "SPF",
+            _ => record.kind.as_str(),
+        };
+        line(format!("  [ ] {label:<5} {} {} {}", record.name, record.kind, record.value));
     }
     line(say!(
         lang,
