@@ -203,9 +203,13 @@ fn setup_then_a_rerun_that_changes_nothing() {
 #[test]
 fn french_under_a_french_locale_and_a_second_domain_added() {
     let place = Place::new();
+    // The package installs the shipped configuration before setup runs: setup fills it.
+    std::fs::create_dir_all(place.config().parent().unwrap()).unwrap();
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/hameau.toml");
+    std::fs::copy(shipped, place.config()).unwrap();
     let french = place.setup_ok("fr_FR.UTF-8", &[], "");
     for expected in [
-        "créé",
+        "créé           configuration",
         "Clé d'API de l'opérateur (affichée cette seule fois",
         "AVERTISSEMENT : le certificat TLS",
         "auto-signé",
