@@ -20,6 +20,7 @@ mod postfix;
 mod queue;
 mod schemathesis;
 mod serve;
+mod setup;
 mod smtp;
 mod soak;
 mod submission;

@@ -9,7 +9,7 @@ use hameau_config::Config;
 use crate::tls::write_private;
 
 /// The shipped default configuration, every key commented.
-const SHIPPED_CONFIG: &str = include_str!("../../../config/hameau.toml");
+pub const SHIPPED_CONFIG: &str = include_str!("../../../config/hameau.toml");
 
 #[derive(clap::Args)]
 pub struct InitArgs {
@@ -140,16 +140,22 @@ fn config_text(args: &InitArgs) -> anyhow::Result<String> {
         ("listen_tls = [\"[::]:993\"]", format!("listen_tls = [{}]", quoted(&args.imaps_listen))),
         ("metrics_token = \"\"", format!("metrics_token = {:?}", random_token())),
     ];
+    shipped_config_with(&replacements)
+}
+
+/// The shipped configuration with each `(from, to)` replaced once: the one way `init` and
+/// `setup` write a configuration, so that both keep every comment of the shipped file.
+pub fn shipped_config_with(replacements: &[(&str, String)]) -> anyhow::Result<String> {
     let mut text = SHIPPED_CONFIG.to_string();
     for (from, to) in replacements {
         anyhow::ensure!(text.contains(from), "the shipped configuration lacks {from}");
-        text = text.replacen(from, &to, 1);
+        text = text.replacen(from, to, 1);
     }
     Ok(text)
 }
 
 /// 32 random characters for the metrics token.
-fn random_token() -> String {
+pub fn random_token() -> String {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
     (0..32).map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char).collect()
 }

@@ -6,8 +6,10 @@ mod client;
 mod dnscheck;
 mod generate;
 mod init;
+mod lang;
 mod logging;
 mod serve;
+mod setup;
 mod tls;
 
 use std::path::PathBuf;
@@ -27,6 +29,8 @@ struct Cli {
 enum Command {
     /// Creates a data directory: a configuration, a self-signed certificate, the store.
     Init(init::InitArgs),
+    /// First run on a new server: configuration, commune, domain, admin, DNS zone to publish.
+    Setup(setup::SetupArgs),
     /// Starts every service and runs until SIGTERM or SIGINT.
     Serve {
         /// The configuration file. Without it, the built-in defaults apply.
@@ -133,6 +137,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Init(args) => init::run(&args),
+        // Setup says its errors itself, in the user's language.
+        Command::Setup(args) => return setup::run(&args),
         Command::Serve { config } => load_config(config.as_deref()).and_then(serve::run),
         Command::Config { command: ConfigCommand::Check { config } } => check_config(config.as_deref()),
         Command::Tenant { command, target } => admin::tenant_call(command).and_then(|call| client::run(&target, call)),

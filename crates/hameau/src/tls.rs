@@ -97,8 +97,35 @@ pub fn write_self_signed(hostname: &str, cert_path: &Path, key_path: &Path) -> a
     if let Some(dir) = cert_path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    std::fs::write(cert_path, certified.cert.pem()).with_context(|| format!("writing {}", cert_path.display()))?;
-    write_private(key_path, certified.signing_key.serialize_pem().as_bytes())
+    // The key first, then the certificate, each replaced whole: a certificate on disk
+    // always has its key beside it, and a run cut short in between is redone whole.
+    write_atomic(key_path, certified.signing_key.serialize_pem().as_bytes(), 0o600)?;
+    write_atomic(cert_path, certified.cert.pem().as_bytes(), 0o644)
+}
+
+/// Writes `content` to `path` whole or not at all: into a temporary file beside it (with
+/// `mode` from the start, so a secret is never readable by others), synced, then renamed
+/// over `path`, and the directory synced so that the rename survives a crash.
+pub fn write_atomic(path: &Path, content: &[u8], mode: u32) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = path.parent().filter(|dir| !dir.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().with_context(|| format!("{} names no file", path.display()))?;
+    let temp = dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
+    // A leftover of an earlier run of this same process id would block `create_new`.
+    let _ = std::fs::remove_file(&temp);
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&temp)
+        .and_then(|mut file| file.write_all(content).and_then(|()| file.sync_all()))
+        .and_then(|()| std::fs::rename(&temp, path));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&temp);
+        return Err(e).with_context(|| format!("writing {}", path.display()));
+    }
+    std::fs::File::open(dir).and_then(|dir| dir.sync_all()).with_context(|| format!("syncing {}", dir.display()))
 }
 
 /// Writes a file only its owner can read.
