@@ -34,11 +34,6 @@ use crate::AppState;
 /// 1690). Longer is refused before anything is read.
 pub const EMAIL_BYTES_MAX: usize = 254;
 
-/// Largest Autodiscover POX request body: 16 KiB. Outlook's and Thunderbird's requests
-/// are under 1 KiB (an address and a schema name); the bound keeps the scan for the
-/// address small whatever `[http] request_bytes_max` allows the admin API.
-pub const AUTODISCOVER_REQUEST_BYTES_MAX: usize = 16 * 1024;
-
 /// The host name and the public ports clients connect to, as autoconfiguration
 /// announces them.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -69,7 +64,8 @@ impl ClientSettings {
 }
 
 /// The routes of this module, merged into [`crate::router`].
-pub fn routes() -> Router<AppState> {
+/// `autodiscover_bytes_max`: `[http] autodiscover_request_bytes_max`, the largest POX body.
+pub fn routes(autodiscover_bytes_max: usize) -> Router<AppState> {
     Router::new()
         .route("/.well-known/autoconfig/mail/config-v1.1.xml", get(autoconfig))
         .route("/mail/config-v1.1.xml", get(autoconfig_on_host))
@@ -81,7 +77,7 @@ pub fn routes() -> Router<AppState> {
         .route("/Autodiscover/Autodiscover.json/v1.0/{email}", get(autodiscover_json_path))
         .route("/apple/mobileconfig", get(mobileconfig))
         .route("/.well-known/mta-sts.txt", get(mta_sts))
-        .layer(DefaultBodyLimit::max(AUTODISCOVER_REQUEST_BYTES_MAX))
+        .layer(DefaultBodyLimit::max(autodiscover_bytes_max))
 }
 
 /// The query of the autoconfig and profile URLs.
@@ -145,7 +141,7 @@ async fn autoconfig_answer(state: &AppState, domain_name: &str) -> Response {
 /// settings. A request Outlook or Thunderbird sends carries Basic credentials; they are
 /// not checked, so that this answer is no password oracle and reveals no account.
 async fn autodiscover_pox(State(state): State<AppState>, body: Bytes) -> Response {
-    if body.len() > AUTODISCOVER_REQUEST_BYTES_MAX {
+    if body.len() > state.options.autodiscover_request_bytes_max {
         return pox_error(StatusCode::PAYLOAD_TOO_LARGE, "600", "Invalid Request");
     }
     let address = match pox_request_address(&body) {
@@ -393,7 +389,7 @@ const OUTLOOK_RESPONSE_SCHEMA: &str = "http://schemas.microsoft.com/exchange/aut
 /// dependency tree, and the request is two text elements: a bounded scan finds the first
 /// element named `EMailAddress` (any namespace prefix) and takes its text, which must be
 /// plain (no markup, no references). A document with a DTD (`<!`) is refused whole, so no
-/// entity can be declared; the body is at most [`AUTODISCOVER_REQUEST_BYTES_MAX`].
+/// entity can be declared; the body is at most `[http] autodiscover_request_bytes_max`.
 pub fn pox_request_address(body: &[u8]) -> Result<String, PoxRequestError> {
     let text = std::str::from_utf8(body).map_err(|_| PoxRequestError::Invalid)?;
     if text.contains("<!") {

@@ -81,7 +81,7 @@ pub fn router(state: AppState) -> Router {
     )
     .route("/healthz", get(healthz))
     .route("/metrics", get(metrics))
-    .merge(autoconfig::routes())
+    .merge(autoconfig::routes(state.options.autodiscover_request_bytes_max))
     .fallback(|| async { api::Problem::new(StatusCode::NOT_FOUND, "no such resource") })
     .method_not_allowed_fallback(|| async {
         api::Problem::new(StatusCode::METHOD_NOT_ALLOWED, "this method is not allowed on this resource")

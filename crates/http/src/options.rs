@@ -34,6 +34,10 @@ pub struct Options {
     pub header_timeout_s: u64,
     /// Largest request body. 1 MiB is far above any admin request.
     pub request_bytes_max: usize,
+    /// Largest Outlook Autodiscover (POX) request body. Outlook's and Thunderbird's are
+    /// under 1 KiB (an address and a schema name); 16 KiB keeps the scan for the address
+    /// small whatever `request_bytes_max` allows the admin API.
+    pub autodiscover_request_bytes_max: usize,
     /// Time for a request's whole body, from the end of its headers: 60 s carries 1 MiB
     /// at 17 KiB/s, and stops a client that trickles its body to hold a connection.
     pub body_timeout_s: u64,
@@ -53,6 +57,7 @@ impl Default for Options {
             connections_per_ip_max: 128,
             header_timeout_s: 10,
             request_bytes_max: 1024 * 1024,
+            autodiscover_request_bytes_max: 16 * 1024,
             body_timeout_s: 60,
             write_timeout_s: 30,
             metrics_token: String::new(),
@@ -89,6 +94,7 @@ impl Options {
         range(SECTION, "connections_per_ip_max", self.connections_per_ip_max as u64, 1, 100_000)?;
         range(SECTION, "header_timeout_s", self.header_timeout_s, 1, 3600)?;
         range(SECTION, "request_bytes_max", self.request_bytes_max as u64, 1024, 64 << 20)?;
+        range(SECTION, "autodiscover_request_bytes_max", self.autodiscover_request_bytes_max as u64, 1024, 1 << 20)?;
         range(SECTION, "body_timeout_s", self.body_timeout_s, 1, 3600)?;
         range(SECTION, "write_timeout_s", self.write_timeout_s, 1, 3600)?;
         let token = &self.metrics_token;

@@ -201,7 +201,7 @@ async fn unknown_domains_and_bad_requests_are_refused() {
     let long = format!("{}@a.fr", "x".repeat(super::EMAIL_BYTES_MAX));
     let (status, _, _) = call(&router, "GET", "a.fr", &format!("{WELL_KNOWN}?emailaddress={long}"), "").await;
     assert_eq!(status, 404);
-    let big = pox_request(&format!("{}@a.fr", "x".repeat(super::AUTODISCOVER_REQUEST_BYTES_MAX)));
+    let big = pox_request(&format!("{}@a.fr", "x".repeat(crate::Options::default().autodiscover_request_bytes_max)));
     let (status, _, _) = call(&router, "POST", "a.fr", "/autodiscover/autodiscover.xml", &big).await;
     assert_eq!(status, 413);
     let (status, _, body) = call(&router, "POST", "a.fr", "/autodiscover/autodiscover.xml", "<nothing/>").await;
