@@ -3,7 +3,7 @@
 //! HTTPS. Nothing else is served in clear: no credential and no mail data ever crosses
 //! port 80.
 //!
-//! It shares the HTTPS driver's machinery (`server::serve_http`: header, body and write
+//! It runs on the HTTPS driver without TLS (`server::serve`: header, body and write
 //! timeouts, graceful shutdown) and has its own connection budget of the same sizes
 //! (`[http] connections_max`, `connections_per_ip_max`), so port 80 cannot starve 443.
 //! [`router`] returns the routes, for others to extend.
@@ -15,7 +15,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use hameau_net::{Connection, Http01Tokens};
+use hameau_net::Http01Tokens;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -43,24 +43,7 @@ pub async fn run_plain(
     metrics: crate::HttpMetrics,
     shutdown: watch::Receiver<bool>,
 ) {
-    let options = Arc::new(options);
-    let gate = hameau_net::Gate::new(options.connections_max, options.connections_per_ip_max);
-    let connection_shutdown = shutdown.clone();
-    hameau_net::accept_loop(listener, gate, shutdown, "http", move |accepted: hameau_net::Accepted| {
-        let (router, options, metrics) = (router.clone(), options.clone(), metrics.clone());
-        let shutdown = connection_shutdown.clone();
-        async move {
-            let peer = accepted.peer;
-            if accepted.over_limit {
-                tracing::debug!(%peer, "http connection refused: too many from this address");
-                return;
-            }
-            metrics.connections.inc();
-            let connection = Connection::plain(accepted.tcp);
-            crate::server::serve_http(connection, peer, router, &options, &metrics, shutdown).await;
-        }
-    })
-    .await;
+    crate::server::serve(listener, None, router, options, metrics, shutdown).await;
 }
 
 /// The key authorization of a challenge in progress; 404 for any other token.

@@ -34,22 +34,39 @@ pub async fn run(
     metrics: crate::HttpMetrics,
     shutdown: watch::Receiver<bool>,
 ) {
+    serve(listener, Some(tls), router, options, metrics, shutdown).await;
+}
+
+/// The one accept loop of HTTPS (`tls`) and of plain HTTP on port 80 (`None`): a budget
+/// of connections in all and per client address, then [`serve_http`] on each.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    router: Router,
+    options: Options,
+    metrics: crate::HttpMetrics,
+    shutdown: watch::Receiver<bool>,
+) {
     let options = Arc::new(options);
     let gate = hameau_net::Gate::new(options.connections_max, options.connections_per_ip_max);
     let connection_shutdown = shutdown.clone();
-    hameau_net::accept_loop(listener, gate, shutdown, "https", move |accepted: hameau_net::Accepted| {
+    let service = if tls.is_some() { "https" } else { "http" };
+    hameau_net::accept_loop(listener, gate, shutdown, service, move |accepted: hameau_net::Accepted| {
         let (tls, router, options, metrics) = (tls.clone(), router.clone(), options.clone(), metrics.clone());
         let shutdown = connection_shutdown.clone();
         async move {
             let peer = accepted.peer;
             if accepted.over_limit {
                 // HTTP has no word before TLS: closing is the refusal.
-                tracing::debug!(%peer, "https connection refused: too many from this address");
+                tracing::debug!(%peer, service, "connection refused: too many from this address");
                 return;
             }
             metrics.connections.inc();
-            serve_connection(accepted.tcp, peer, tls, router, &options, &metrics, shutdown).await;
-            tracing::trace!(%peer, "https connection closed");
+            match tls {
+                Some(tls) => serve_connection(accepted.tcp, peer, tls, router, &options, &metrics, shutdown).await,
+                None => serve_http(Connection::plain(accepted.tcp), peer, router, &options, &metrics, shutdown).await,
+            }
+            tracing::trace!(%peer, service, "connection closed");
         }
     })
     .await;
@@ -82,7 +99,7 @@ async fn serve_connection(
 
 /// Serves HTTP/1.1 on an established connection (TLS, or plain on port 80) until the
 /// client closes it, a timeout ends it, or `shutdown` lets its request in flight finish.
-pub(crate) async fn serve_http(
+async fn serve_http(
     mut connection: Connection,
     peer: std::net::SocketAddr,
     router: Router,

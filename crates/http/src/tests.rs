@@ -27,6 +27,25 @@ impl Clock for FixedClock {
     }
 }
 
+/// The handlers' state over `store` and `directory` at [`NOW`], the server being
+/// `host`, with default options.
+pub(crate) fn state(store: Store, directory: Directory, queue: Queue, host: &str) -> AppState {
+    let registry = Arc::new(hameau_telemetry::Registry::new());
+    AppState {
+        store,
+        limiter: directory.limiter().clone(),
+        directory,
+        clock: Arc::new(FixedClock),
+        metrics: HttpMetrics::new(&registry, "https"),
+        registry,
+        options: Arc::new(Options::default()),
+        dns: DnsOptions { mx_host: host.into() },
+        queue,
+        queue_wake: Arc::new(tokio::sync::Notify::new()),
+        client: crate::ClientSettings::standard(host),
+    }
+}
+
 struct Fixture {
     _dir: tempfile::TempDir,
     router: Router,
@@ -89,21 +108,8 @@ async fn fixture() -> Fixture {
         };
         queue.enqueue(new, NOW - 60).await.unwrap();
     }
-    let registry = Arc::new(hameau_telemetry::Registry::new());
-    let wake = Arc::new(tokio::sync::Notify::new());
-    let state = AppState {
-        store,
-        limiter: directory.limiter().clone(),
-        directory,
-        clock: Arc::new(FixedClock),
-        metrics: HttpMetrics::new(&registry, "https"),
-        registry,
-        options: Arc::new(Options::default()),
-        dns: DnsOptions { mx_host: "mx.example.org".into() },
-        queue: queue.clone(),
-        queue_wake: wake.clone(),
-        client: crate::ClientSettings::standard("mx.example.org"),
-    };
+    let state = state(store, directory, queue.clone(), "mx.example.org");
+    let wake = state.queue_wake.clone();
     let [operator, admin_a, admin_b, user_a] = <[String; 4]>::try_from(tokens).unwrap();
     Fixture { _dir: dir, router: crate::router(state), queue, wake, operator, admin_a, admin_b, user_a }
 }

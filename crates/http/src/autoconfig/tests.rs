@@ -1,10 +1,7 @@
 //! The autoconfiguration answers in process (no sockets): two tenants, one account.
 
-use std::sync::Arc;
-
 use axum::Router;
 use axum::body::Body;
-use hameau_directory::dns::DnsOptions;
 use hameau_directory::{
     AccountRole, Directory, NewAccount, NewDomain, NewTenant, Options as DirectoryOptions, Principal,
 };
@@ -12,18 +9,9 @@ use hameau_queue::Queue;
 use hameau_store::{Options as StoreOptions, Store};
 use tower::ServiceExt;
 
-use super::{ClientSettings, PoxRequestError, pox_request_address};
-use crate::{AppState, Clock, HttpMetrics, Options};
+use super::{PoxRequestError, pox_request_address};
 
 const NOW: u64 = 1_795_000_000;
-
-struct FixedClock;
-
-impl Clock for FixedClock {
-    fn now_s(&self) -> u64 {
-        NOW
-    }
-}
 
 /// Tenant `a` ("Mairie de Saint-Martin", a.fr, with user@a.fr) and tenant `b` (a name
 /// to escape, b.fr, no account); the server is mail.hameau.test.
@@ -58,21 +46,8 @@ async fn fixture() -> (tempfile::TempDir, Router) {
         role: AccountRole::User,
     };
     directory.create_account(&operator, account, NOW).await.unwrap();
-    let registry = Arc::new(hameau_telemetry::Registry::new());
-    let state = AppState {
-        store: store.clone(),
-        limiter: directory.limiter().clone(),
-        directory,
-        clock: Arc::new(FixedClock),
-        metrics: HttpMetrics::new(&registry, "https"),
-        registry,
-        options: Arc::new(Options::default()),
-        dns: DnsOptions { mx_host: "mail.hameau.test".into() },
-        queue: Queue::new(store, hameau_queue::Limits::default()),
-        queue_wake: Arc::new(tokio::sync::Notify::new()),
-        client: ClientSettings::standard("mail.hameau.test"),
-    };
-    (dir, crate::router(state))
+    let queue = Queue::new(store.clone(), hameau_queue::Limits::default());
+    (dir, crate::router(crate::tests::state(store, directory, queue, "mail.hameau.test")))
 }
 
 /// One request: status, content type and body.
