@@ -34,8 +34,10 @@ fn certifies_the_host_name(challenge: &str) {
     wait_for_message(&server, "ACME: certificate issued and installed", &pebble);
     let roots = pebble.roots_pem();
     block_on(async {
-        verify(server.imaps[0], &roots).await.expect("IMAPS serves the ACME certificate");
-        verify(server.https[0], &roots).await.expect("HTTPS serves the ACME certificate");
+        verify(server.imaps[0], &roots, true).await.expect("IMAPS serves the ACME certificate");
+        verify(server.https[0], &roots, true).await.expect("HTTPS serves the ACME certificate");
+        // A client that sends no name (Postfix by default) gets the host name's certificate.
+        verify(server.imaps[0], &roots, false).await.expect("without SNI, IMAPS serves the ACME certificate");
     });
     let log = server.log().join("\n");
     assert!(!log.contains("certificate order failed"), "{log}");
@@ -79,8 +81,9 @@ fn wait_for_message(server: &Server, message: &str, pebble: &Pebble) {
     }
 }
 
-/// A TLS handshake with `addr` asking for the host name, trusting Pebble's root only.
-async fn verify(addr: SocketAddr, roots_pem: &str) -> Result<(), String> {
+/// A TLS handshake with `addr` asking for the host name (with `sni`, else sending no
+/// name), trusting Pebble's root only and checking the certificate names the host.
+async fn verify(addr: SocketAddr, roots_pem: &str, sni: bool) -> Result<(), String> {
     let mut roots = rustls::RootCertStore::empty();
     for root in CertificateDer::pem_slice_iter(roots_pem.as_bytes()) {
         roots.add(root.expect("root PEM")).expect("root");
@@ -90,6 +93,8 @@ async fn verify(addr: SocketAddr, roots_pem: &str) -> Result<(), String> {
         .expect("versions")
         .with_root_certificates(roots)
         .with_no_client_auth();
+    let mut config = config;
+    config.enable_sni = sni;
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let name = ServerName::try_from(HOST).expect("name");

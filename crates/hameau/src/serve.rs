@@ -109,6 +109,8 @@ async fn serve(config: Config, reload_log: &crate::logging::Reload) -> anyhow::R
             return Err(e);
         }
     };
+    // A certificate ACME installs for the host name then serves clients without SNI too.
+    certificates.set_default_name(&config.server.hostname);
     let certs = &certificates;
     // ACME's HTTP-01 answers, served on port 80.
     let http01 = hameau_net::Http01Tokens::new();

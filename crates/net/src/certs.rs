@@ -33,8 +33,13 @@ pub struct Certificates {
 struct Table {
     /// By lower-case name; a wildcard certificate is under `*.example.fr`.
     names: HashMap<String, Arc<CertifiedKey>>,
-    /// For clients without SNI and names nothing covers.
+    /// For clients without SNI and names nothing covers, unless [`Table::default_name`]
+    /// has a certificate of its own.
     fallback: Arc<CertifiedKey>,
+    /// The server's host name, lower case: once a certificate is installed for it (ACME),
+    /// clients without SNI or asking for an unknown name get that one. Many SMTP clients
+    /// (Postfix by default) send no SNI.
+    default_name: Option<String>,
     /// TLS-ALPN-01 challenge certificates, by lower-case name; only `acme-tls/1` sees them.
     challenges: HashMap<String, Arc<CertifiedKey>>,
 }
@@ -42,7 +47,7 @@ struct Table {
 impl Certificates {
     /// A table with only the fallback certificate.
     pub fn new(fallback: Arc<CertifiedKey>) -> Arc<Certificates> {
-        let table = Table { names: HashMap::new(), fallback, challenges: HashMap::new() };
+        let table = Table { names: HashMap::new(), fallback, default_name: None, challenges: HashMap::new() };
         Arc::new(Certificates { table: RwLock::new(table) })
     }
 
@@ -60,6 +65,12 @@ impl Certificates {
         for name in names {
             table.names.remove(&name.to_ascii_lowercase());
         }
+    }
+
+    /// Clients without SNI (or asking for a name nothing covers) get `name`'s certificate
+    /// when one is installed for it, the fallback otherwise.
+    pub fn set_default_name(&self, name: &str) {
+        self.write().default_name = Some(name.trim_end_matches('.').to_ascii_lowercase());
     }
 
     /// Replaces the fallback certificate.
@@ -88,7 +99,10 @@ impl Certificates {
     /// covers it).
     pub fn for_name(&self, server_name: Option<&str>) -> Arc<CertifiedKey> {
         let table = self.read();
-        server_name.and_then(|name| table.lookup(name)).unwrap_or_else(|| table.fallback.clone())
+        server_name
+            .and_then(|name| table.lookup(name))
+            .or_else(|| table.default_name.as_ref().and_then(|name| table.names.get(name).cloned()))
+            .unwrap_or_else(|| table.fallback.clone())
     }
 
     /// The names that have a certificate of their own.
@@ -250,6 +264,16 @@ mod tests {
         let renewed = key_for(&["autoconfig.commune.fr"]);
         certificates.install(&["autoconfig.commune.fr".into()], renewed.clone());
         assert!(same(&certificates.for_name(Some("autoconfig.commune.fr")), &renewed));
+        // Once the host name has a certificate of its own, clients without SNI get it.
+        certificates.set_default_name("Mail.Example.fr.");
+        assert!(same(&certificates.for_name(None), &fallback));
+        let host = key_for(&["mail.example.fr"]);
+        certificates.install(&["mail.example.fr".into()], host.clone());
+        assert!(same(&certificates.for_name(None), &host));
+        assert!(same(&certificates.for_name(Some("unknown.example.fr")), &host));
+        assert!(same(&certificates.for_name(Some("mta-sts.ville.fr")), &wildcard));
+        certificates.remove(&["mail.example.fr".into()]);
+        assert!(same(&certificates.for_name(None), &fallback));
         certificates.replace(Vec::new(), renewed.clone());
         assert!(same(&certificates.for_name(Some("mta-sts.ville.fr")), &renewed));
         assert_eq!(certificates.names(), Vec::<String>::new());
