@@ -265,6 +265,8 @@ fn pox_request_parsing() {
     check("<Autodiscover><Request><EMailAddress/></Request></Autodiscover>", Err(PoxRequestError::Invalid));
     check("<Autodiscover><Request></Request></Autodiscover>", Err(PoxRequestError::Invalid));
     check("<EMailAddress>user@a.fr", Err(PoxRequestError::Invalid));
+    check("<EMailAddress>a@b.fr>x</EMailAddress>", Err(PoxRequestError::Invalid));
+    check("<EMailAddress>jeanne.d'arc@a.fr</EMailAddress>", Ok("jeanne.d'arc@a.fr"));
     check("<EMailAddress>us&amp;er@a.fr</EMailAddress>", Err(PoxRequestError::Invalid));
     check("<EMailAddress>no-at</EMailAddress>", Err(PoxRequestError::Invalid));
     check(
