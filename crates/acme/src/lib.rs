@@ -219,9 +219,19 @@ impl Acme {
 
     /// One pass over every group: load, order or renew what is due.
     async fn check(&self, account: &mut Option<Account>, groups: &mut HashMap<String, Group>) {
-        let listed = self.list().await;
+        let (listed, complete) = self.list().await;
         let firsts: HashSet<&String> = listed.iter().filter_map(|names| names.first()).collect();
-        groups.retain(|first, _| firsts.contains(first));
+        groups.retain(|first, group| {
+            let kept = firsts.contains(first);
+            // A domain that left (a commune gone): its names fall back from the next
+            // handshake. Only when the list is known whole: a store that failed to answer
+            // removes nothing.
+            if !kept && complete {
+                self.context.certificates.remove(&group.names);
+                tracing::info!(names = %group.names.join(","), "ACME: names no longer served here; certificate removed");
+            }
+            kept || !complete
+        });
         for names in &listed {
             let Some(first) = names.first() else { continue };
             let group = groups.entry(first.clone()).or_insert_with(|| Group {
@@ -306,14 +316,15 @@ impl Acme {
     }
 
     /// The groups of names to certify: the host name, then each domain's three names,
-    /// at most `acme.names_max` names in all, each name once.
-    async fn list(&self) -> Vec<Vec<String>> {
+    /// at most `acme.names_max` names in all, each name once; and whether the domains
+    /// could be listed (when not, only the host name is there).
+    async fn list(&self) -> (Vec<Vec<String>>, bool) {
         let domains_max = self.options.names_max.saturating_sub(1) / 3;
-        let domains = match self.context.domains.domains(domains_max + 1).await {
-            Ok(domains) => domains,
+        let (domains, complete) = match self.context.domains.domains(domains_max + 1).await {
+            Ok(domains) => (domains, true),
             Err(e) => {
                 tracing::warn!(error = %e, "ACME: the domains cannot be listed; only the host name is checked");
-                Vec::new()
+                (Vec::new(), false)
             }
         };
         if domains.len() > domains_max {
@@ -322,7 +333,7 @@ impl Acme {
                 "ACME: more domains than acme.names_max allows; the domains after the first {domains_max} get no certificate"
             );
         }
-        groups(&self.context.host_name, &domains[..domains.len().min(domains_max)])
+        (groups(&self.context.host_name, &domains[..domains.len().min(domains_max)]), complete)
     }
 
     /// The account: the kept one, or a new one (kept).

@@ -135,13 +135,19 @@ impl Fixture {
     /// Starts the client on `domains`: its registry counts its orders; sending `true`
     /// stops it.
     fn start_acme(&self, options: Options, domains: &[&str]) -> (Arc<Registry>, watch::Sender<bool>) {
+        let domains = Arc::new(domains.iter().map(|domain| domain.to_string()).collect::<Vec<_>>());
+        self.start_acme_on(options, domains)
+    }
+
+    /// [`Self::start_acme`] on a list of domains the test may change.
+    fn start_acme_on(&self, options: Options, domains: Arc<dyn Domains>) -> (Arc<Registry>, watch::Sender<bool>) {
         let registry = Arc::new(Registry::new());
         let context = Context {
             host_name: HOST.to_string(),
             certificates: self.certificates.clone(),
             http01: self.tokens.clone(),
             store: self.store.clone(),
-            domains: Arc::new(domains.iter().map(|domain| domain.to_string()).collect::<Vec<_>>()),
+            domains,
             clock: Arc::new(SystemClock),
             registry: registry.clone(),
         };
@@ -232,6 +238,35 @@ async fn http_01_issues_and_a_restart_serves_the_kept_certificates_without_order
     assert_eq!(count(&restarted, ISSUED), 0, "no new order after a restart");
     assert_eq!(fixture.served("mta-sts.commune.test").await.expect("verifies"), served);
     assert!(fixture.store.get(ACCOUNT_KEY).await.expect("read").is_some());
+}
+
+/// Domains the test changes while the client runs (a commune leaves).
+struct Changing(Mutex<Vec<String>>);
+
+impl Domains for Changing {
+    fn domains(&self, max: usize) -> Pin<Box<dyn Future<Output = Result<Vec<String>, String>> + Send + '_>> {
+        let domains: Vec<String> = self.0.lock().expect("domains").iter().take(max).cloned().collect();
+        Box::pin(async move { Ok(domains) })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_domain_that_leaves_has_its_names_fall_back() {
+    let fixture = Fixture::start(90 * 86_400).await;
+    let domains = Arc::new(Changing(Mutex::new(vec!["commune.test".to_string()])));
+    let (registry, _shutdown) = fixture.start_acme_on(fixture.options(Challenge::TlsAlpn01), domains.clone());
+    wait_for(&registry, ISSUED, 2, &fixture.pebble).await;
+    fixture.served("autoconfig.commune.test").await.expect("the domain's certificate verifies");
+    domains.0.lock().expect("domains").clear();
+    // The next check (every second here) no longer lists the domain: its names get the
+    // fallback (self-signed, so Pebble's root no longer verifies it); the host keeps its own.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while fixture.served("autoconfig.commune.test").await.is_ok() {
+        assert!(tokio::time::Instant::now() < deadline, "the domain's certificate is still served");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    fixture.served(HOST).await.expect("the host name keeps its certificate");
+    assert_eq!(fixture.certificates.names(), vec![HOST.to_string()]);
 }
 
 /// A log writer the test reads back.
