@@ -1,5 +1,5 @@
 //! instant-acme's HTTP client: one HTTP/1.1 request per connection over our hyper and
-//! rustls (ring), trusting the system's roots and `acme.ca_file`, each request within
+//! rustls (ring), trusting the roots the binary gives it (the system's and `acme.ca_file`'s), each request within
 //! `acme.request_timeout_s` and its answer within `acme.response_bytes_max`.
 //!
 //! One connection per request is plenty: a certificate takes about a dozen requests, a
@@ -16,12 +16,11 @@ use hyper::header::{CONNECTION, HOST, USER_AGENT};
 use hyper::{Request, Uri};
 use hyper_util::rt::TokioIo;
 use instant_acme::{BodyWrapper, BytesResponse, HttpClient};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use crate::{Error, Options};
+use crate::Options;
 
 const USER_AGENT_VALUE: &str = concat!("hameau/", env!("CARGO_PKG_VERSION"));
 
@@ -34,37 +33,18 @@ pub(crate) struct Client {
 }
 
 impl Client {
-    /// A client trusting the system's roots and those of `options.ca_file`.
-    pub(crate) fn new(options: &Options) -> Result<Client, Error> {
-        let mut roots = rustls::RootCertStore::empty();
-        // Unreadable system certificates are skipped: `ca_file` may be all there is.
-        for certificate in rustls_native_certs::load_native_certs().certs {
-            let _ = roots.add(certificate);
-        }
-        if !options.ca_file.as_os_str().is_empty() {
-            let path = &options.ca_file;
-            let unreadable = |why: String| Error::CaFile(format!("{}: {why}", path.display()));
-            let certificates: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-                .map_err(|e| unreadable(e.to_string()))?
-                .collect::<Result<_, _>>()
-                .map_err(|e| unreadable(e.to_string()))?;
-            if certificates.is_empty() {
-                return Err(unreadable("no certificate in it".into()));
-            }
-            for certificate in certificates {
-                roots.add(certificate).map_err(|e| unreadable(e.to_string()))?;
-            }
-        }
+    /// A client trusting `roots` (the binary's: the system's and `acme.ca_file`'s).
+    pub(crate) fn new(options: &Options, roots: Arc<rustls::RootCertStore>) -> Client {
         let config = rustls::ClientConfig::builder_with_provider(Arc::new(hameau_net::certs::provider()))
             .with_safe_default_protocol_versions()
             .expect("ring supports the default protocol versions")
             .with_root_certificates(roots)
             .with_no_client_auth();
-        Ok(Client {
+        Client {
             tls: TlsConnector::from(Arc::new(config)),
             timeout: options.request_timeout(),
             response_bytes_max: options.response_bytes_max,
-        })
+        }
     }
 
     async fn send(self, request: Request<BodyWrapper<Bytes>>) -> Result<BytesResponse, instant_acme::Error> {

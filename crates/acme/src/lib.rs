@@ -88,24 +88,6 @@ impl Domains for Vec<String> {
     }
 }
 
-/// Why the ACME client cannot start.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum Error {
-    /// `acme.ca_file` cannot be read.
-    CaFile(String),
-}
-
-impl std::fmt::Display for Error {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Error::CaFile(why) => write!(f, "acme.ca_file: {why}"),
-        }
-    }
-}
-
-impl std::error::Error for Error {}
-
 /// What the ACME client works with, all shared with the rest of the server.
 pub struct Context {
     /// The server's host name (`server.hostname`): certified alone, and first.
@@ -119,6 +101,9 @@ pub struct Context {
     pub domains: Arc<dyn Domains>,
     pub clock: Arc<dyn Clock>,
     pub registry: Arc<Registry>,
+    /// The trust anchors of the ACME server's HTTPS: the system's and `acme.ca_file`'s,
+    /// read by the binary (only it reads the environment).
+    pub roots: Arc<rustls::RootCertStore>,
 }
 
 /// The ACME client's task; see the crate documentation.
@@ -167,8 +152,8 @@ struct Group {
 }
 
 impl Acme {
-    pub fn new(options: Options, context: Context) -> Result<Acme, Error> {
-        let client = client::Client::new(&options)?;
+    pub fn new(options: Options, context: Context) -> Acme {
+        let client = client::Client::new(&options, context.roots.clone());
         let registry = &context.registry;
         let (help, name) = ("ACME certificate orders, by result", "hameau_acme_orders_total");
         let metrics = Metrics {
@@ -180,7 +165,7 @@ impl Acme {
                 &[],
             ),
         };
-        Ok(Acme { options, context, client, wake: Arc::new(Notify::new()), metrics })
+        Acme { options, context, client, wake: Arc::new(Notify::new()), metrics }
     }
 
     /// Wakes the task for a check now (a domain added, `SIGHUP`).

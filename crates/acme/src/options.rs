@@ -134,6 +134,11 @@ impl Options {
     }
 
     /// Checks every key of `[acme]`.
+    /// `ca_file`, when set.
+    pub fn ca_file(&self) -> Option<&std::path::Path> {
+        Some(self.ca_file.as_path()).filter(|path| !path.as_os_str().is_empty())
+    }
+
     pub fn check(&self) -> Result<(), Problem> {
         let url = &self.directory_url;
         if !url.is_empty() && (!url.starts_with("https://") || url.bytes().any(|b| !b.is_ascii_graphic())) {

@@ -150,11 +150,21 @@ impl Fixture {
             domains,
             clock: Arc::new(SystemClock),
             registry: registry.clone(),
+            roots: Arc::new(self.roots()),
         };
-        let acme = Acme::new(options, context).expect("client");
+        let acme = Acme::new(options, context);
         let (shutdown, watching) = watch::channel(false);
         tokio::spawn(acme.run(watching));
         (registry, shutdown)
+    }
+
+    /// The anchors Pebble's API is served under (`acme.ca_file` in the binary).
+    fn roots(&self) -> rustls::RootCertStore {
+        let mut roots = rustls::RootCertStore::empty();
+        for certificate in CertificateDer::pem_file_iter(&self.pebble.ca_file).expect("Pebble's CA file") {
+            roots.add(certificate.expect("a certificate")).expect("usable");
+        }
+        roots
     }
 
     /// The leaf certificate served to a client asking for `name`, checked against Pebble's

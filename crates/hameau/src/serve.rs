@@ -254,9 +254,11 @@ fn start_acme(
         domains: Arc::new(directory.clone()),
         clock: Arc::new(SystemClock),
         registry: registry.clone(),
+        roots: Arc::new(
+            crate::tls::roots(config.acme.ca_file()).map_err(|e| config.error("acme.ca_file", format!("{e:#}")))?,
+        ),
     };
-    let acme = hameau_acme::Acme::new(config.acme.clone(), context)
-        .map_err(|e| config.error("acme.ca_file", e.to_string()))?;
+    let acme = hameau_acme::Acme::new(config.acme.clone(), context);
     let wake = acme.waker();
     services.spawn(acme.run(shutdown.clone()));
     Ok(Some(wake))

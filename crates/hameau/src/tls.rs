@@ -152,6 +152,7 @@ pub fn roots(ca_file: Option<&Path>) -> anyhow::Result<rustls::RootCertStore> {
         let certs = CertificateDer::pem_file_iter(path)
             .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        anyhow::ensure!(!certs.is_empty(), "{}: no certificate in it", path.display());
         for cert in certs {
             roots.add(cert).with_context(|| format!("{}", path.display()))?;
         }
