@@ -820,7 +820,8 @@ fn run_snapshot(db: &DB, mut requests: mpsc::Receiver<SnapshotRequest>, ready: R
         match request {
             SnapshotRequest::Get(key, reply) => {
                 let found = snapshot.get(&key).map_err(backend);
-                let _ = reply.send(found.and_then(|stored| stored.map(|stored| decode_entry(&key, &stored)).transpose()));
+                let _ =
+                    reply.send(found.and_then(|stored| stored.map(|stored| decode_entry(&key, &stored)).transpose()));
             }
             SnapshotRequest::Scan(scan, reply) => {
                 let _ = reply.send(scan_db(db, &scan, Some(&snapshot)));
