@@ -113,9 +113,10 @@ fn run_backup(mut args: RunArgs) -> anyhow::Result<()> {
     if let Some(path) = args.settings.clone() {
         apply_settings(&mut args, &path)?;
     }
-    let to = args.to.clone().context(
-        "--to DIR est requis (ou `to` dans --settings) / --to DIR is required (or `to` in --settings)",
-    )?;
+    let to = args
+        .to
+        .clone()
+        .context("--to DIR est requis (ou `to` dans --settings) / --to DIR is required (or `to` in --settings)")?;
     let encryption = match (&args.recipient, &args.passphrase_file) {
         (Some(recipient), _) => Some(Encryption::Recipient(recipient.clone())),
         (None, Some(path)) => Some(Encryption::Passphrase(first_line(path)?)),
@@ -245,9 +246,9 @@ fn verify(dir: &Path, json: bool) -> anyhow::Result<()> {
 
 pub fn restore(args: &RestoreArgs) -> anyhow::Result<()> {
     let decryption = match (&args.key, &args.passphrase_file) {
-        (Some(key), _) => {
-            Some(Decryption::Identity(std::fs::read_to_string(key).with_context(|| format!("reading {}", key.display()))?))
-        }
+        (Some(key), _) => Some(Decryption::Identity(
+            std::fs::read_to_string(key).with_context(|| format!("reading {}", key.display()))?,
+        )),
         (None, Some(path)) => Some(Decryption::Passphrase(first_line(path)?)),
         (None, None) => None,
     };
