@@ -86,7 +86,7 @@ async fn case(name: &str, base: &Path, accounts: u64, per_account: usize, increm
     Ok(())
 }
 
-async fn inbox(store: &Store, account: u64) -> anyhow::Result<u64> {
+async fn inbox(store: &Store, account: u64) -> anyhow::Result<u32> {
     Ok(Mail::new(store.clone()).mailbox_by_role(account, Role::Inbox).await?.context("no INBOX")?.id)
 }
 

@@ -336,7 +336,7 @@ pub(crate) fn list_backups(set: &Path) -> Result<Vec<String>, Error> {
     for entry in entries {
         let entry = entry.map_err(Error::io(set))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.ends_with(PARTIAL_SUFFIX) || !sequence_of(&name).is_some() {
+        if name.ends_with(PARTIAL_SUFFIX) || sequence_of(&name).is_none() {
             continue;
         }
         if entry.path().join(MANIFEST).is_file() {
