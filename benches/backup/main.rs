@@ -20,7 +20,8 @@ use hameau_mailbox::{Ingest, Mail, MailboxNames, Role};
 use hameau_store::{Options, Store};
 
 const MESSAGE_BYTES: usize = 4096;
-const BATCH: usize = 500;
+// mail.ingest_batch_max (200 by default).
+const BATCH: usize = 200;
 const SEEDERS: usize = 8;
 
 fn main() -> anyhow::Result<()> {

@@ -188,6 +188,11 @@ fn online_backup_during_delivery_restores_every_acknowledged_message() {
     let set = tempfile::tempdir().unwrap();
     let smtp_port = server.smtp[0].port();
 
+    // The store is the running server's: a backup from another process is sent to the API.
+    let (status, _, stderr) =
+        run(&["backup", "--to", set.path().to_str().unwrap(), "--config", config.to_str().unwrap()]);
+    assert!(!status.success() && stderr.contains("--url"), "{stderr}");
+
     // A full backup while smtp-source keeps delivering.
     let source = Source::start(smtp_port, 1_000_000, 4);
     source.wait_for(300);
