@@ -252,3 +252,32 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     files.sort();
     files
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_backup_is_ignored_and_a_missing_base_is_reported() {
+    let data = tempfile::tempdir().unwrap();
+    let set = tempfile::tempdir().unwrap();
+    let store = open(data.path()).await;
+    deliver(&store, b"m1", b"one").await;
+    let full = backup(&store, set.path(), &BackupOptions::default(), 0).await.unwrap();
+    // A backup cut short (no manifest, still .partial) is not a backup and not a base.
+    std::fs::create_dir_all(set.path().join("000002-incremental.partial/blobs")).unwrap();
+    deliver(&store, b"m2", b"two").await;
+    let next = backup(&store, set.path(), &BackupOptions::default(), 1).await.unwrap();
+    assert_eq!((next.name.as_str(), next.base.as_deref()), ("000002-incremental", Some(full.name.as_str())));
+    assert!(!set.path().join("000002-incremental.partial").exists(), "replaced by the finished backup");
+    assert!(verify(set.path(), 1 << 30).unwrap().is_sound());
+    // --full starts a new chain on the same set.
+    let options = BackupOptions { full: true, ..BackupOptions::default() };
+    let again = backup(&store, set.path(), &options, 2).await.unwrap();
+    assert_eq!((again.kind, again.counts.blobs_written), (Kind::Full, 2));
+    store.close().await.unwrap();
+
+    std::fs::remove_dir_all(&full.path).unwrap();
+    let report = verify(set.path(), 1 << 30).unwrap();
+    assert_eq!(report.findings.len(), 1, "{report:?}");
+    assert!(report.findings[0].to_string().contains("its base 000001-full is missing"), "{}", report.findings[0]);
+    assert!(matches!(restored(&next.path, &RestoreOptions::default()).await, Err(Error::Damaged(_))));
+    let (_, (_, blobs)) = restored(set.path(), &RestoreOptions::default()).await.unwrap();
+    assert_eq!(blobs.len(), 2, "the set's last backup is the new full one");
+}
