@@ -10,11 +10,14 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::format::AGE_SUFFIX;
+use crate::write::Keys;
 use crate::{Decryption, Encryption, EncryptionInfo, Error};
 
 /// Encrypts a backup's files to one recipient and names its message files.
 pub(crate) struct Sealer {
     recipient: age::x25519::Recipient,
+    /// The server's own key (`backup/writer-key`), so it reads its last index back.
+    writer: age::x25519::Recipient,
     /// The HMAC key of message file names: a random key the store keeps
     /// (`backup/names-key`), so names are stable along a chain and mean nothing without it.
     names_key: [u8; 32],
@@ -26,7 +29,14 @@ pub(crate) struct Sealer {
 impl Sealer {
     /// For a new backup. A passphrase backup reuses the data key of its base (`base_key_file`,
     /// opened with the passphrase) or makes one for a new chain.
-    pub fn new(encryption: &Encryption, names_key: [u8; 32], base_key_file: Option<&Path>) -> Result<Sealer, Error> {
+    pub fn new(encryption: &Encryption, keys: &Keys, base_key_file: Option<&Path>) -> Result<Sealer, Error> {
+        let names_key = keys.names;
+        let writer: age::x25519::Identity = keys
+            .writer
+            .trim()
+            .parse()
+            .map_err(|_| Error::Damaged("backup/writer-key is not an age identity".into()))?;
+        let writer = writer.to_public();
         match encryption {
             Encryption::Recipient(text) => {
                 let recipient: age::x25519::Recipient = text
@@ -34,7 +44,7 @@ impl Sealer {
                     .parse()
                     .map_err(|e| Error::InvalidOptions(format!("{text:?} is not an age X25519 recipient: {e}")))?;
                 let info = info("x25519");
-                Ok(Sealer { recipient, names_key, key_file: None, info })
+                Ok(Sealer { recipient, writer, names_key, key_file: None, info })
             }
             Encryption::Passphrase(passphrase) => {
                 let (identity, key_file) = match base_key_file {
@@ -55,7 +65,7 @@ impl Sealer {
                     }
                 };
                 let info = info("passphrase");
-                Ok(Sealer { recipient: identity.to_public(), names_key, key_file: Some(key_file), info })
+                Ok(Sealer { recipient: identity.to_public(), writer, names_key, key_file: Some(key_file), info })
             }
         }
     }
@@ -69,8 +79,8 @@ impl Sealer {
 
     /// Wraps `output`: what is written is encrypted to the recipient.
     pub fn wrap<W: Write>(&self, output: W) -> Result<age::stream::StreamWriter<W>, Error> {
-        let recipient: &dyn age::Recipient = &self.recipient;
-        let encryptor = age::Encryptor::with_recipients(std::iter::once(recipient)).map_err(crypt)?;
+        let recipients: [&dyn age::Recipient; 2] = [&self.recipient, &self.writer];
+        let encryptor = age::Encryptor::with_recipients(recipients.into_iter()).map_err(crypt)?;
         encryptor.wrap_output(output).map_err(crypt)
     }
 }

@@ -96,6 +96,12 @@ pub struct Counts {
     pub blobs_written: u64,
     /// Blobs the store held (in this backup or its chain).
     pub blobs: u64,
+    /// Keys gone since the base (incremental).
+    #[serde(default)]
+    pub deleted_keys: u64,
+    /// Lines of `index.jsonl`.
+    #[serde(default)]
+    pub index_lines: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -136,13 +142,18 @@ struct RecordIn {
     value_b64: Option<String>,
 }
 
-/// One line of `index.jsonl`: a key the store held (by digest), or a blob with its
-/// reference count and the file that holds it, relative to the set.
-#[derive(Serialize, Deserialize)]
+/// One line of `index.jsonl`. A full backup's index lists the whole state: each key the
+/// store held (by digest) and each blob with its reference count and the file that holds
+/// it, relative to the set. An incremental backup's index lists what changed since its
+/// base: keys that are gone (`"deleted": true`; new keys are in the records), blobs that are
+/// new or whose count changed, and blobs that are gone (`"refs": 0`).
+#[derive(Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct IndexLine {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key_digest: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deleted: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub blob: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -18,6 +18,7 @@
 
 mod crypt;
 mod format;
+mod read;
 mod restore;
 #[cfg(test)]
 mod tests;

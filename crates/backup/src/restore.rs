@@ -1,14 +1,15 @@
 //! Restoring a chain of backups into an empty store.
 
 use std::collections::HashSet;
-use std::io::{BufReader, Read};
+use std::io::Read;
 use std::path::Path;
 
 use hameau_store::{BlobHash, Entry, Load, LoadBlob, Store};
 use tokio::runtime::Handle;
 
 use crate::crypt::Opener;
-use crate::format::{self, Backup, HashingReader, INDEX, IndexLine, KEY_FILE, RECORDS};
+use crate::format::{self, Backup, KEY_FILE, RECORDS};
+use crate::read::{State, StateBlob, name_in, open_checked};
 use crate::{Error, RestoreOptions};
 
 /// What a restore put back.
@@ -38,20 +39,6 @@ pub async fn restore(store: &Store, from: &Path, options: &RestoreOptions) -> Re
         .map_err(|e| Error::Damaged(format!("the restore task failed: {e}")))?
 }
 
-/// The final state, from the last backup's index.
-struct Index {
-    keys: HashSet<[u8; 16]>,
-    blobs: Vec<IndexBlob>,
-}
-
-struct IndexBlob {
-    hash: BlobHash,
-    bytes: u64,
-    refs: u64,
-    /// Relative to the set.
-    file: String,
-}
-
 fn restore_blocking(
     handle: &Handle,
     store: &Store,
@@ -69,7 +56,7 @@ fn restore_blocking(
             Some(Opener::new(decryption, key_file.is_file().then_some(key_file.as_path()))?)
         }
     };
-    let index = read_index(newest, opener.as_ref(), options)?;
+    let index = crate::read::state(&chain, opener.as_ref(), &options.limits)?;
     let mut report = RestoreReport {
         chain: chain.iter().map(|backup| backup.name.clone()).collect(),
         store_version: newest.manifest.store_version,
@@ -89,8 +76,10 @@ fn restore_blocking(
     let chain_files = format::chain_blob_files(&chain);
     let mut load = Load::default();
     let mut load_bytes = 0usize;
-    for blob in &index.blobs {
-        let content = read_blob(&set, blob, &chain_files, opener.as_ref())?;
+    let mut blobs: Vec<_> = index.blobs.iter().collect();
+    blobs.sort_by_key(|(hash, _)| **hash);
+    for (hash, blob) in blobs {
+        let content = read_blob(&set, hash, blob, &chain_files, opener.as_ref())?;
         report.blobs += 1;
         report.blob_bytes += content.len() as u64;
         load_bytes += content.len();
@@ -105,101 +94,6 @@ fn restore_blocking(
     Ok(report)
 }
 
-/// Opens a file of a backup, checked against its manifest entry once read to the end.
-fn open_checked<'a>(backup: &Backup, path: &str, opener: Option<&'a Opener>) -> Result<Checked<'a>, Error> {
-    let entry = backup.manifest.files.iter().find(|file| file.path == path);
-    let entry = entry.ok_or_else(|| Error::Damaged(format!("{}: {path} is not in its manifest", backup.name)))?;
-    let full = backup.dir.join(path);
-    let file = std::fs::File::open(&full).map_err(Error::io(&full))?;
-    let hashing = std::sync::Arc::new(std::sync::Mutex::new(HashingReader::new(file)));
-    let shared = SharedReader(hashing.clone());
-    let reader: Box<dyn Read + 'a> = match opener {
-        Some(opener) => opener.open(shared)?,
-        None => Box::new(shared),
-    };
-    Ok(Checked {
-        reader: BufReader::with_capacity(256 * 1024, reader),
-        hashing,
-        sha256: entry.sha256.clone(),
-        bytes: entry.bytes,
-        path: full,
-    })
-}
-
-/// A file being read, and what its manifest says it is.
-struct Checked<'a> {
-    reader: BufReader<Box<dyn Read + 'a>>,
-    hashing: std::sync::Arc<std::sync::Mutex<HashingReader<std::fs::File>>>,
-    sha256: String,
-    bytes: u64,
-    path: std::path::PathBuf,
-}
-
-impl Checked<'_> {
-    /// Reads what is left (age stops at its last chunk) and compares with the manifest.
-    fn check(mut self) -> Result<(), Error> {
-        std::io::copy(&mut self.reader, &mut std::io::sink()).map_err(Error::io(&self.path))?;
-        let mut hashing = self.hashing.lock().expect("one reader");
-        std::io::copy(&mut *hashing, &mut std::io::sink()).map_err(Error::io(&self.path))?;
-        if hashing.digest() != self.sha256 || hashing.bytes != self.bytes {
-            return Err(Error::Damaged(format!("{}: does not match its manifest (corrupt)", self.path.display())));
-        }
-        Ok(())
-    }
-}
-
-/// Lets the checker reach the hashing reader under the decryptor.
-struct SharedReader(std::sync::Arc<std::sync::Mutex<HashingReader<std::fs::File>>>);
-
-impl Read for SharedReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("one reader").read(buf)
-    }
-}
-
-fn file_name(backup: &Backup, base: &str) -> String {
-    match backup.manifest.encryption {
-        Some(_) => format!("{base}{}", format::AGE_SUFFIX),
-        None => base.to_string(),
-    }
-}
-
-fn read_index(backup: &Backup, opener: Option<&Opener>, options: &RestoreOptions) -> Result<Index, Error> {
-    let path = file_name(backup, INDEX);
-    let mut file = open_checked(backup, &path, opener)?;
-    let mut index = Index { keys: HashSet::new(), blobs: Vec::new() };
-    let mut line = Vec::new();
-    let bad = |problem: String| Error::format(backup.dir.join(&path), problem);
-    while format::read_line(&mut file.reader, &mut line, options.limits.line_bytes_max)
-        .map_err(|e| bad(e.to_string()))?
-    {
-        let parsed: IndexLine = serde_json::from_slice(&line).map_err(|e| bad(format!("an index line: {e}")))?;
-        match parsed {
-            IndexLine { key_digest: Some(digest), blob: None, .. } => {
-                let mut bytes = [0u8; 16];
-                hex::decode_to_slice(&digest, &mut bytes).map_err(|_| bad(format!("key digest {digest:?}")))?;
-                index.keys.insert(bytes);
-            }
-            IndexLine {
-                key_digest: None,
-                blob: Some(blob),
-                bytes: Some(bytes),
-                refs: Some(refs),
-                file: Some(location),
-            } => {
-                let hash = BlobHash::from_hex(&blob).ok_or_else(|| bad(format!("blob hash {blob:?}")))?;
-                if !format::is_safe_relative(&location) {
-                    return Err(bad(format!("blob file {location:?} leaves the set")));
-                }
-                index.blobs.push(IndexBlob { hash, bytes, refs, file: location });
-            }
-            _ => return Err(bad("an index line is neither a key nor a blob".into())),
-        }
-    }
-    file.check()?;
-    Ok(index)
-}
-
 /// Loads the records of one backup that the index keeps and no newer backup had; the
 /// number loaded.
 fn load_records(
@@ -207,11 +101,11 @@ fn load_records(
     store: &Store,
     backup: &Backup,
     opener: Option<&Opener>,
-    index: &Index,
+    index: &State,
     seen: &mut HashSet<[u8; 16]>,
     options: &RestoreOptions,
 ) -> Result<u64, Error> {
-    let path = file_name(backup, RECORDS);
+    let path = name_in(backup, RECORDS);
     let mut file = open_checked(backup, &path, opener)?;
     let bad = |problem: String| Error::format(backup.dir.join(&path), problem);
     let mut line = Vec::new();
@@ -242,7 +136,8 @@ fn load_records(
 /// A blob's content from its file, checked against the manifest and against its hash.
 fn read_blob(
     set: &Path,
-    blob: &IndexBlob,
+    hash: &BlobHash,
+    blob: &StateBlob,
     chain_files: &std::collections::HashMap<String, (String, format::FileEntry)>,
     opener: Option<&Opener>,
 ) -> Result<Vec<u8>, Error> {
@@ -268,8 +163,8 @@ fn read_blob(
             content
         }
     };
-    if BlobHash::of(&content) != blob.hash || content.len() as u64 != blob.bytes {
-        return Err(Error::Damaged(format!("{}: its content is not blob {}", path.display(), blob.hash)));
+    if BlobHash::of(&content) != *hash || content.len() as u64 != blob.bytes {
+        return Err(Error::Damaged(format!("{}: its content is not blob {hash}", path.display())));
     }
     Ok(content)
 }

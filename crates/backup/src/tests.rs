@@ -122,6 +122,21 @@ async fn a_chain_of_backups_restores_the_last_state() {
     assert_eq!(incremental.counts.keys, 5);
     let blob_files = walk(&incremental.path.join("blobs"));
     assert_eq!(blob_files.len(), 1);
+    // Its index: the two keys gone, the shared message's count, the new message.
+    assert_eq!((incremental.counts.deleted_keys, incremental.counts.index_lines), (2, 4), "{incremental:?}");
+    let index = std::fs::read_to_string(incremental.path.join("index.jsonl")).unwrap();
+    assert!(index.contains(&format!("{{\"blob\":\"{shared}\",\"bytes\":22,\"refs\":1,")), "{index}");
+
+    // A third: a deleted key comes back, a message goes with its last reference.
+    put(&store, b"b", b"back again").await;
+    let big_hash = BlobHash::of(&big);
+    let mut batch = Batch::new();
+    batch.delete(b"m3").blob_release(&big_hash);
+    store.commit(batch).await.unwrap();
+    let third = backup(&store, set.path(), &options, 1_796_059_200).await.unwrap();
+    assert_eq!((third.counts.records, third.counts.deleted_keys, third.counts.index_lines), (1, 1, 2), "{third:?}");
+    let index = std::fs::read_to_string(third.path.join("index.jsonl")).unwrap();
+    assert!(index.contains(&format!("{{\"blob\":\"{big_hash}\",\"refs\":0}}")), "{index}");
 
     let expected = contents(&store).await;
     let last_version = store
@@ -137,7 +152,7 @@ async fn a_chain_of_backups_restores_the_last_state() {
 
     let (after, held) = restored(set.path(), &RestoreOptions::default()).await.unwrap();
     assert_eq!(held, expected, "the restored store holds exactly what the last backup saw");
-    assert!(after.version > incremental.store_version && after.version < last_version + 10);
+    assert!(after.version > third.store_version && after.version < last_version + 10);
     // The full backup alone restores the earlier state.
     let (_, earlier) = restored(&full.path, &RestoreOptions::default()).await.unwrap();
     assert_eq!(
@@ -148,7 +163,10 @@ async fn a_chain_of_backups_restores_the_last_state() {
 
     let report = verify(set.path(), 1 << 30).unwrap();
     assert!(report.is_sound(), "{report:?}");
-    assert_eq!(report.backups.len(), 2);
+    assert_eq!(report.backups.len(), 3);
+    // The second backup restores its own state: the chain up to it.
+    let (_, second) = restored(&incremental.path, &RestoreOptions::default()).await.unwrap();
+    assert!(second.0.iter().all(|entry| entry.key != b"b") && second.1.iter().any(|blob| blob.0 == big_hash));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

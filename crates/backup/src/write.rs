@@ -1,22 +1,34 @@
 //! Making a backup: one snapshot, written into a new directory of the set, which becomes a
 //! backup only when its manifest is written and the directory renamed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use hameau_store::{Batch, BlobHash, Scan, Snapshot, Store};
 use tokio::runtime::Handle;
 
-use crate::crypt::Sealer;
+use crate::crypt::{Opener, Sealer};
 use crate::format::{
     self, Backup, BaseRef, Counts, FileEntry, Hashing, INDEX, IndexLine, KEY_FILE, Kind, MANIFEST, Manifest,
     PARTIAL_SUFFIX, RECORDS,
 };
+use crate::read::{self, State, StateBlob};
 use crate::{BackupOptions, Error};
 
 /// The store key holding the HMAC key of encrypted backups' message file names.
 const NAMES_KEY: &[u8] = b"backup/names-key";
+/// The store key holding the writer's own age identity: an encrypted backup is encrypted to
+/// it too, so that the server reads its last index back to write only what changed (it holds
+/// every message anyway; the backup disk does not hold this key in clear).
+const WRITER_KEY: &[u8] = b"backup/writer-key";
+
+/// The secrets an encrypted backup needs from the store.
+#[derive(Clone)]
+pub(crate) struct Keys {
+    pub names: [u8; 32],
+    pub writer: String,
+}
 
 /// What one backup wrote.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -39,37 +51,47 @@ pub struct Report {
 /// committing meanwhile: the backup holds one snapshot. `now_unix_s` is its creation time.
 pub async fn backup(store: &Store, set: &Path, options: &BackupOptions, now_unix_s: u64) -> Result<Report, Error> {
     options.limits.check().map_err(|problem| Error::InvalidOptions(problem.to_string()))?;
-    let names_key = match options.encryption {
-        Some(_) => Some(names_key(store).await?),
+    let keys = match options.encryption {
+        Some(_) => {
+            let names: [u8; 32] = stored_secret(store, NAMES_KEY, || rand::random::<[u8; 32]>().to_vec())
+                .await?
+                .try_into()
+                .map_err(|_| Error::Damaged("the store's backup/names-key is not 32 bytes".into()))?;
+            let writer = stored_secret(store, WRITER_KEY, || {
+                use age::secrecy::ExposeSecret;
+                age::x25519::Identity::generate().to_string().expose_secret().as_bytes().to_vec()
+            })
+            .await?;
+            let writer =
+                String::from_utf8(writer).map_err(|_| Error::Damaged("backup/writer-key is not text".into()))?;
+            Some(Keys { names, writer })
+        }
         None => None,
     };
     let snapshot = store.snapshot().await?;
     let handle = Handle::current();
     let (set, options) = (set.to_path_buf(), options.clone());
-    tokio::task::spawn_blocking(move || write_backup(&handle, &snapshot, &set, &options, names_key, now_unix_s))
+    tokio::task::spawn_blocking(move || write_backup(&handle, &snapshot, &set, &options, keys, now_unix_s))
         .await
         .map_err(|e| Error::Damaged(format!("the backup task failed: {e}")))?
 }
 
-/// The HMAC key of message file names, made once and kept in the store.
-async fn names_key(store: &Store) -> Result<[u8; 32], Error> {
+/// A secret made once and kept in the store under `key`.
+async fn stored_secret(store: &Store, key: &[u8], make: impl Fn() -> Vec<u8>) -> Result<Vec<u8>, Error> {
     for _ in 0..3 {
-        if let Some(entry) = store.get(NAMES_KEY).await? {
-            return entry
-                .value
-                .try_into()
-                .map_err(|_| Error::Damaged("the store's backup/names-key is not 32 bytes".into()));
+        if let Some(entry) = store.get(key).await? {
+            return Ok(entry.value);
         }
-        let key: [u8; 32] = rand::random();
+        let value = make();
         let mut batch = Batch::new();
-        batch.expect_absent(NAMES_KEY).set(NAMES_KEY, &key);
+        batch.expect_absent(key).set(key, &value);
         match store.commit(batch).await {
-            Ok(_) => return Ok(key),
+            Ok(_) => return Ok(value),
             Err(hameau_store::Error::Conflict { .. }) => continue,
             Err(e) => return Err(e.into()),
         }
     }
-    Err(Error::Damaged("backup/names-key keeps changing".into()))
+    Err(Error::Damaged(format!("{} keeps changing", String::from_utf8_lossy(key))))
 }
 
 /// One output file of the backup, plain or encrypted, hashed as stored.
@@ -112,6 +134,8 @@ struct Base {
     backup: Backup,
     /// Blob file name to its place in the set and manifest entry.
     blob_files: HashMap<String, (String, FileEntry)>,
+    /// What the chain's indexes say the store held.
+    state: State,
 }
 
 fn write_backup(
@@ -119,12 +143,12 @@ fn write_backup(
     snapshot: &Snapshot,
     set: &Path,
     options: &BackupOptions,
-    names_key: Option<[u8; 32]>,
+    keys: Option<Keys>,
     now_unix_s: u64,
 ) -> Result<Report, Error> {
     std::fs::create_dir_all(set).map_err(Error::io(set))?;
     let existing = format::list_backups(set)?;
-    let (base, note) = choose_base(set, &existing, options)?;
+    let (mut base, note) = choose_base(set, &existing, options, keys.as_ref())?;
     let kind = if base.is_some() { Kind::Incremental } else { Kind::Full };
     let sequence = existing.iter().filter_map(|name| format::sequence_of(name)).max().unwrap_or(0) + 1;
     let name = format!("{sequence:06}-{}", kind.as_str());
@@ -134,10 +158,10 @@ fn write_backup(
     }
     std::fs::create_dir_all(partial.join("blobs")).map_err(Error::io(&partial))?;
 
-    let sealer = match (&options.encryption, names_key) {
-        (Some(encryption), Some(names_key)) => {
+    let sealer = match (&options.encryption, &keys) {
+        (Some(encryption), Some(keys)) => {
             let base_key = base.as_ref().map(|base| base.backup.dir.join(KEY_FILE)).filter(|path| path.is_file());
-            Some(Sealer::new(encryption, names_key, base_key.as_deref())?)
+            Some(Sealer::new(encryption, keys, base_key.as_deref())?)
         }
         _ => None,
     };
@@ -148,7 +172,8 @@ fn write_backup(
     let mut counts = Counts::default();
     let since = base.as_ref().map(|base| base.backup.manifest.store_version);
 
-    write_keys(handle, snapshot, options, since, &mut records, &mut index, &mut counts)
+    let mut base_keys = base.as_mut().map(|base| std::mem::take(&mut base.state.keys));
+    write_keys(handle, snapshot, options, since, base_keys.as_mut(), &mut records, &mut index, &mut counts)
         .map_err(|e| in_file(e, &partial))?;
     let mut files = Vec::new();
     write_blobs(
@@ -157,7 +182,7 @@ fn write_backup(
         options,
         &name,
         &partial,
-        base.as_ref(),
+        base.as_mut(),
         sealer.as_ref(),
         &mut index,
         &mut counts,
@@ -208,6 +233,7 @@ fn choose_base(
     set: &Path,
     existing: &[String],
     options: &BackupOptions,
+    keys: Option<&Keys>,
 ) -> Result<(Option<Base>, Option<String>), Error> {
     let Some(last) = existing.last() else { return Ok((None, None)) };
     if options.full {
@@ -228,17 +254,31 @@ fn choose_base(
         let note = format!("a full backup: {last} is encrypted otherwise ({has:?}, now {wanted:?})");
         return Ok((None, Some(note)));
     }
+    let opener = match (&options.encryption, keys) {
+        (Some(crate::Encryption::Passphrase(passphrase)), _) => {
+            let key_file = backup.dir.join(KEY_FILE);
+            Some(Opener::new(&crate::Decryption::Passphrase(passphrase.clone()), Some(&key_file)))
+        }
+        (Some(_), Some(keys)) => Some(Opener::new(&crate::Decryption::Identity(keys.writer.clone()), None)),
+        _ => None,
+    };
+    let state = match opener.transpose().and_then(|opener| read::state(&chain, opener.as_ref(), &options.limits)) {
+        Ok(state) => state,
+        Err(e) => return Ok((None, Some(format!("a full backup: the index of {last} cannot be read ({e})")))),
+    };
     let blob_files = format::chain_blob_files(&chain);
-    Ok((Some(Base { backup, blob_files }), None))
+    Ok((Some(Base { backup, blob_files, state }), None))
 }
 
-/// Every key into the index, and the keys written since `since` (all without a base) into
-/// the records.
+/// The keys written since `since` (all without a base) into the records; into the index,
+/// every key (a full backup) or the base's keys that are gone (`base_keys`, drained).
+#[allow(clippy::too_many_arguments)]
 fn write_keys(
     handle: &Handle,
     snapshot: &Snapshot,
     options: &BackupOptions,
     since: Option<u64>,
+    mut base_keys: Option<&mut HashSet<[u8; 16]>>,
     records: &mut Output,
     index: &mut Output,
     counts: &mut Counts,
@@ -250,17 +290,21 @@ fn write_keys(
             Some(key) => Scan::all().after(key).limit(options.limits.scan_page_max),
         };
         let page = handle.block_on(snapshot.scan(&scan))?;
-        let Some(last) = page.last() else { return Ok(()) };
+        let Some(last) = page.last() else { break };
         after = Some(last.key.clone());
         for entry in &page {
-            let line = IndexLine {
-                key_digest: Some(hex::encode(format::key_digest(&entry.key))),
-                blob: None,
-                bytes: None,
-                refs: None,
-                file: None,
-            };
-            write_line(index.writer(), &line)?;
+            // A full backup lists every key; an incremental one, the keys gone (below).
+            let digest = format::key_digest(&entry.key);
+            match base_keys.as_deref_mut() {
+                Some(base_keys) => {
+                    base_keys.remove(&digest);
+                }
+                None => {
+                    let line = IndexLine { key_digest: Some(hex::encode(digest)), ..IndexLine::default() };
+                    write_line(index.writer(), &line)?;
+                    counts.index_lines += 1;
+                }
+            }
             counts.keys += 1;
             if since.is_none_or(|since| entry.version > since) {
                 format::write_record(records.writer(), entry).map_err(Error::io(RECORDS))?;
@@ -268,6 +312,15 @@ fn write_keys(
             }
         }
     }
+    let mut gone: Vec<[u8; 16]> = base_keys.map(|keys| keys.drain().collect()).unwrap_or_default();
+    gone.sort_unstable();
+    for digest in gone {
+        let line = IndexLine { key_digest: Some(hex::encode(digest)), deleted: Some(true), ..IndexLine::default() };
+        write_line(index.writer(), &line)?;
+        counts.index_lines += 1;
+        counts.deleted_keys += 1;
+    }
+    Ok(())
 }
 
 /// Every blob into the index; the blobs the chain does not hold into files of this backup.
@@ -278,7 +331,7 @@ fn write_blobs(
     options: &BackupOptions,
     name: &str,
     partial: &Path,
-    base: Option<&Base>,
+    mut base: Option<&mut Base>,
     sealer: Option<&Sealer>,
     index: &mut Output,
     counts: &mut Counts,
@@ -287,14 +340,15 @@ fn write_blobs(
     let mut after: Option<BlobHash> = None;
     loop {
         let page = handle.block_on(snapshot.blobs(after.as_ref(), options.limits.blobs_page_max))?;
-        let Some(last) = page.last() else { return Ok(()) };
+        let Some(last) = page.last() else { break };
         after = Some(last.hash);
         for blob in &page {
             let file_name = match sealer {
                 Some(sealer) => sealer.blob_name(&blob.hash),
                 None => format::plain_blob_name(&blob.hash),
             };
-            let held = base.and_then(|base| base.blob_files.get(&file_name)).map(|(location, _)| location.clone());
+            let held =
+                base.as_ref().and_then(|base| base.blob_files.get(&file_name)).map(|(location, _)| location.clone());
             let location = match held {
                 Some(location) => location,
                 None => {
@@ -311,17 +365,33 @@ fn write_blobs(
                     format!("{name}/{path}")
                 }
             };
+            counts.blobs += 1;
+            let now = StateBlob { bytes: blob.size, refs: blob.refcount, file: location };
+            let before = base.as_mut().and_then(|base| base.state.blobs.remove(&blob.hash));
+            if before.as_ref() == Some(&now) {
+                continue;
+            }
             let line = IndexLine {
-                key_digest: None,
                 blob: Some(blob.hash.to_hex()),
-                bytes: Some(blob.size),
-                refs: Some(blob.refcount),
-                file: Some(location),
+                bytes: Some(now.bytes),
+                refs: Some(now.refs),
+                file: Some(now.file),
+                ..IndexLine::default()
             };
             write_line(index.writer(), &line)?;
-            counts.blobs += 1;
+            counts.index_lines += 1;
         }
     }
+    // Blobs the base held and the store no longer does.
+    let mut gone: Vec<BlobHash> =
+        base.map(|base| base.state.blobs.drain().map(|(hash, _)| hash).collect()).unwrap_or_default();
+    gone.sort_unstable();
+    for hash in gone {
+        let line = IndexLine { blob: Some(hash.to_hex()), refs: Some(0), ..IndexLine::default() };
+        write_line(index.writer(), &line)?;
+        counts.index_lines += 1;
+    }
+    Ok(())
 }
 
 fn write_line(out: &mut dyn Write, line: &IndexLine) -> Result<(), Error> {
