@@ -116,6 +116,10 @@ pub struct Limits {
     /// Bytes of message content loaded per write during a restore. 32 MiB bounds the
     /// memory of a restore whatever the message sizes (one message over it goes alone).
     pub load_bytes_max: usize,
+    /// Backups in one chain (a full one and its incremental ones) before the next backup is
+    /// a full one again: each incremental backup replays its chain, and a restore reads it
+    /// whole. 168 is a week of hourly backups.
+    pub chain_backups_max: usize,
 }
 
 impl Default for Limits {
@@ -127,6 +131,7 @@ impl Default for Limits {
             manifest_bytes_max: 256 << 20,
             load_entries_max: 5000,
             load_bytes_max: 32 << 20,
+            chain_backups_max: 168,
         }
     }
 }
@@ -139,6 +144,7 @@ impl Limits {
         range(SECTION, "manifest_bytes_max", self.manifest_bytes_max, 1 << 20, 1 << 34)?;
         range(SECTION, "load_entries_max", self.load_entries_max as u64, 1, 1_000_000)?;
         range(SECTION, "load_bytes_max", self.load_bytes_max as u64, 1 << 20, 1 << 32)?;
+        range(SECTION, "chain_backups_max", self.chain_backups_max as u64, 1, 100_000)?;
         Ok(())
     }
 }

@@ -285,6 +285,14 @@ async fn an_interrupted_backup_is_ignored_and_a_missing_base_is_reported() {
     assert_eq!((next.name.as_str(), next.base.as_deref()), ("000002-incremental", Some(full.name.as_str())));
     assert!(!set.path().join("000002-incremental.partial").exists(), "replaced by the finished backup");
     assert!(verify(set.path(), 1 << 30).unwrap().is_sound());
+    // A chain at its longest starts again with a full backup.
+    let short = BackupOptions {
+        limits: crate::Limits { chain_backups_max: 2, ..crate::Limits::default() },
+        ..BackupOptions::default()
+    };
+    let renewed = backup(&store, set.path(), &short, 2).await.unwrap();
+    assert_eq!(renewed.kind, Kind::Full, "{renewed:?}");
+    assert!(renewed.note.as_deref().unwrap_or("").contains("chain_backups_max"), "{renewed:?}");
     // --full starts a new chain on the same set.
     let options = BackupOptions { full: true, ..BackupOptions::default() };
     let again = backup(&store, set.path(), &options, 2).await.unwrap();

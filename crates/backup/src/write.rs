@@ -243,6 +243,11 @@ fn choose_base(
         Ok(chain) => chain,
         Err(e) => return Ok((None, Some(format!("a full backup: the chain of {last} cannot be a base ({e})")))),
     };
+    if chain.len() >= options.limits.chain_backups_max {
+        let note =
+            format!("a full backup: the chain of {last} holds {} backups (backup.chain_backups_max)", chain.len());
+        return Ok((None, Some(note)));
+    }
     let backup = chain.last().expect("a chain is never empty").clone();
     let wanted = match &options.encryption {
         None => None,
