@@ -189,6 +189,14 @@ fn online_backup_during_delivery_restores_every_acknowledged_message() {
     let set = tempfile::tempdir().unwrap();
     let smtp_port = server.smtp[0].port();
 
+    // The backup route is the operator's.
+    let api = Api::new(&server);
+    let body = serde_json::json!({ "to": set.path() });
+    assert_eq!(api.call("POST", "/api/v1/backups", None, Some(body.clone())).status, 401);
+    assert_eq!(api.call("POST", "/api/v1/backups", Some("hmk_x.y"), Some(body)).status, 401);
+    let relative = serde_json::json!({ "to": "relative/dir" });
+    assert_eq!(api.call("POST", "/api/v1/backups", Some(&token), Some(relative)).status, 422);
+
     // The store is the running server's: a backup from another process is sent to the API.
     let (status, _, stderr) =
         run(&["backup", "--to", set.path().to_str().unwrap(), "--config", config.to_str().unwrap()]);
@@ -264,6 +272,9 @@ fn online_backup_during_delivery_restores_every_acknowledged_message() {
     // smtp-source's identical messages received in the same second share a blob.
     assert!(written.len() > 900 && written.len() <= 1000, "{} distinct new messages of 1,000", written.len());
     assert_eq!(incremental["counts"]["deleted_keys"], 0);
+    let jobs = api.call("GET", "/api/v1/backups", Some(&token), None).json();
+    let done: Vec<_> = jobs["items"].as_array().unwrap().iter().filter(|job| job["state"] == "done").collect();
+    assert_eq!(done.len(), 3, "{jobs}");
     let records = std::fs::read_to_string(path.join("records.jsonl")).unwrap();
     let n_records = records.lines().count() as u64;
     assert_eq!(n_records, incremental["counts"]["records"].as_u64().unwrap());
