@@ -79,7 +79,7 @@ fn restore_blocking(
     let mut blobs: Vec<_> = index.blobs.iter().collect();
     blobs.sort_by_key(|(hash, _)| **hash);
     for (hash, blob) in blobs {
-        let content = read_blob(&set, hash, blob, &chain_files, opener.as_ref())?;
+        let content = read_blob(&set, store.limits().blob_bytes_max, hash, blob, &chain_files, opener.as_ref())?;
         report.blobs += 1;
         report.blob_bytes += content.len() as u64;
         load_bytes += content.len();
@@ -133,9 +133,14 @@ fn load_records(
     Ok(n_loaded)
 }
 
+/// What age adds to a file: a header of one or two recipient stanzas (under 1 KiB) and 16
+/// bytes per 64 KiB chunk; 1 MiB covers a 256 MiB message with room.
+const AGE_OVERHEAD_BYTES_MAX: u64 = 1 << 20;
+
 /// A blob's content from its file, checked against the manifest and against its hash.
 fn read_blob(
     set: &Path,
+    blob_bytes_max: u64,
     hash: &BlobHash,
     blob: &StateBlob,
     chain_files: &std::collections::HashMap<String, (String, format::FileEntry)>,
@@ -149,17 +154,28 @@ fn read_blob(
         return Err(Error::Damaged(format!("{}: the manifests put it at {location}", blob.file)));
     }
     let path = set.join(location);
+    let corrupt = || Error::Damaged(format!("{}: does not match its manifest (corrupt)", path.display()));
+    // The sizes are checked before anything is read: a file or a message larger than the
+    // store takes is refused, never read into memory.
+    if blob.bytes > blob_bytes_max || entry.bytes > blob_bytes_max.saturating_add(AGE_OVERHEAD_BYTES_MAX) {
+        let problem = format!("{} bytes, over store.blob_bytes_max", blob.bytes.max(entry.bytes));
+        return Err(Error::format(&path, problem));
+    }
+    let on_disk = std::fs::metadata(&path).map_err(Error::io(&path))?.len();
+    if on_disk != entry.bytes {
+        return Err(corrupt());
+    }
     let stored = std::fs::read(&path).map_err(Error::io(&path))?;
-    if stored.len() as u64 != entry.bytes
-        || hex::encode(sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(&stored))) != entry.sha256
-    {
-        return Err(Error::Damaged(format!("{}: does not match its manifest (corrupt)", path.display())));
+    let digest = hex::encode(sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(&stored)));
+    if stored.len() as u64 != entry.bytes || digest != entry.sha256 {
+        return Err(corrupt());
     }
     let content = match opener {
         None => stored,
         Some(opener) => {
             let mut content = Vec::with_capacity(usize::try_from(blob.bytes).unwrap_or(0));
-            opener.open(stored.as_slice())?.read_to_end(&mut content).map_err(Error::io(&path))?;
+            let reader = opener.open(stored.as_slice())?;
+            reader.take(blob.bytes + 1).read_to_end(&mut content).map_err(Error::io(&path))?;
             content
         }
     };
