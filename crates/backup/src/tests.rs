@@ -307,3 +307,42 @@ async fn an_interrupted_backup_is_ignored_and_a_missing_base_is_reported() {
     let (_, (_, blobs)) = restored(set.path(), &RestoreOptions::default()).await.unwrap();
     assert_eq!(blobs.len(), 2, "the set's last backup is the new full one");
 }
+
+#[test]
+fn paths_stay_inside_the_backup() {
+    for (path, safe) in [
+        ("records.jsonl", true),
+        ("blobs/ab/abcdef", true),
+        ("000001-full/blobs/ab/abcdef", true),
+        ("../outside", false),
+        ("blobs/../../outside", false),
+        ("/etc/passwd", false),
+        ("blobs//x", false),
+        ("./x", false),
+        ("", false),
+    ] {
+        assert_eq!(format::is_safe_relative(path), safe, "{path}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manifest_naming_a_file_outside_is_refused() {
+    let data = tempfile::tempdir().unwrap();
+    let set = tempfile::tempdir().unwrap();
+    let store = open(data.path()).await;
+    put(&store, b"k", b"v").await;
+    let full = backup(&store, set.path(), &BackupOptions::default(), 0).await.unwrap();
+    store.close().await.unwrap();
+    let manifest_path = full.path.join(crate::MANIFEST);
+    let text = std::fs::read_to_string(&manifest_path).unwrap();
+    std::fs::write(&manifest_path, text.replace("\"path\": \"index.jsonl\"", "\"path\": \"../../index.jsonl\""))
+        .unwrap();
+    let report = verify(set.path(), 1 << 30).unwrap();
+    assert!(!report.is_sound(), "{report:?}");
+    assert!(
+        report.findings.iter().any(|finding| finding.to_string().contains("leaves the backup directory")),
+        "{report:?}"
+    );
+    let err = restored(set.path(), &RestoreOptions::default()).await.unwrap_err();
+    assert!(err.to_string().contains("leaves the backup directory"), "{err}");
+}
