@@ -336,7 +336,21 @@ fn an_encrypted_backup_restores_only_with_its_key() {
     assert!(output.status.success());
     let recipient = String::from_utf8_lossy(&output.stderr).trim().trim_start_matches("Public key: ").to_string();
     let set = tempfile::tempdir().unwrap();
-    let report = backup_online(&server, &token, set.path(), &["--recipient", &recipient]);
+    // As the timer runs it: everything from a settings file (/etc/hameau/backup.toml).
+    let key_file = keys.path().join("backup.key");
+    std::fs::write(&key_file, format!("{token}\n")).unwrap();
+    let settings = keys.path().join("backup.toml");
+    let text = format!(
+        "to = {:?}\nurl = \"https://127.0.0.1:{}\"\napi_key_file = {:?}\nca_file = {:?}\nrecipient = {recipient:?}\n",
+        set.path(),
+        server.https[0].port(),
+        key_file,
+        server.cert
+    );
+    std::fs::write(&settings, text).unwrap();
+    let (status, stdout, stderr) = run(&["backup", "--settings", settings.to_str().unwrap()]);
+    assert!(status.success(), "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(report["counts"]["blobs_written"], 20);
     let path = PathBuf::from(report["path"].as_str().unwrap());
     let manifest = std::fs::read_to_string(path.join("manifest.json")).unwrap();
