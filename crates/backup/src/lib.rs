@@ -84,6 +84,17 @@ pub struct BackupOptions {
     pub full: bool,
     pub encryption: Option<Encryption>,
     pub limits: Limits,
+    /// Counted as the backup goes, for whoever watches it (the API's job).
+    pub progress: Option<std::sync::Arc<Progress>>,
+}
+
+/// How far a running backup is.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Keys read from the snapshot.
+    pub keys: std::sync::atomic::AtomicU64,
+    /// Blobs listed from the snapshot (written or already in the chain).
+    pub blobs: std::sync::atomic::AtomicU64,
 }
 
 /// What [`restore`] reads.

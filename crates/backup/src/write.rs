@@ -311,6 +311,9 @@ fn write_keys(
                 }
             }
             counts.keys += 1;
+            if let Some(progress) = &options.progress {
+                progress.keys.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
             if since.is_none_or(|since| entry.version > since) {
                 format::write_record(records.writer(), entry).map_err(Error::io(RECORDS))?;
                 counts.records += 1;
@@ -371,6 +374,9 @@ fn write_blobs(
                 }
             };
             counts.blobs += 1;
+            if let Some(progress) = &options.progress {
+                progress.blobs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
             let now = StateBlob { bytes: blob.size, refs: blob.refcount, file: location };
             let before = base.as_mut().and_then(|base| base.state.blobs.remove(&blob.hash));
             if before.as_ref() == Some(&now) {

@@ -204,10 +204,20 @@ fn remote_backup(args: &RunArgs, to: &Path, encryption: Option<Encryption>) -> a
     let call = ApiCall { method: "POST", path: "/api/v1/backups".into(), body: Some(body) };
     let mut job = crate::client::call_json(&args.target, call)?.context("an empty answer")?;
     let id = job["id"].as_u64().context("the server's answer has no job id")?;
+    let mut last_shown = std::time::Instant::now();
     while job["state"] == "running" {
         std::thread::sleep(Duration::from_millis(200));
         let call = ApiCall { method: "GET", path: format!("/api/v1/backups/{id}"), body: None };
         job = crate::client::call_json(&args.target, call)?.context("an empty answer")?;
+        // A long backup says how far it is, every 10 s.
+        if last_shown.elapsed() >= Duration::from_secs(10) && job["state"] == "running" {
+            let progress = &job["progress"];
+            eprintln!(
+                "sauvegarde en cours / backup running: {} keys, {} messages",
+                progress["keys"], progress["blobs"]
+            );
+            last_shown = std::time::Instant::now();
+        }
     }
     match job["state"].as_str() {
         Some("done") => Ok(job["report"].clone()),
@@ -308,6 +318,8 @@ const JOBS_KEPT_MAX: usize = 16;
 struct JobsInner {
     next_id: u64,
     jobs: BTreeMap<u64, Value>,
+    /// The running job's counters.
+    progress: Option<(u64, Arc<hameau_backup::Progress>)>,
 }
 
 #[derive(serde::Deserialize)]
@@ -369,7 +381,10 @@ async fn start(
         }
         id
     };
-    let options = BackupOptions { full: request.full, encryption, ..BackupOptions::default() };
+    let progress = Arc::new(hameau_backup::Progress::default());
+    jobs.inner.lock().expect("jobs lock").progress = Some((id, progress.clone()));
+    let options =
+        BackupOptions { full: request.full, encryption, progress: Some(progress), ..BackupOptions::default() };
     let (store, to, task_jobs) = (state.store.clone(), request.to, jobs.clone());
     tokio::spawn(async move {
         let outcome = hameau_backup::backup(&store, &to, &options, now_unix_s()).await;
@@ -383,7 +398,9 @@ async fn start(
                 json!({ "id": id, "state": "failed", "to": to, "error": e.to_string() })
             }
         };
-        task_jobs.inner.lock().expect("jobs lock").jobs.insert(id, job);
+        let mut inner = task_jobs.inner.lock().expect("jobs lock");
+        inner.jobs.insert(id, job);
+        inner.progress = None;
     });
     let job = jobs.inner.lock().expect("jobs lock").jobs.get(&id).cloned().unwrap_or(Value::Null);
     Ok((StatusCode::ACCEPTED, Json(job)))
@@ -395,8 +412,18 @@ async fn show(
     ApiPath(id): ApiPath<u64>,
 ) -> Result<Json<Value>, Problem> {
     operator_only(&caller)?;
-    let job = jobs.inner.lock().expect("jobs lock").jobs.get(&id).cloned();
-    job.map(Json).ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, "no such backup job"))
+    let inner = jobs.inner.lock().expect("jobs lock");
+    let mut job =
+        inner.jobs.get(&id).cloned().ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, "no such backup job"))?;
+    if let Some((running, progress)) = &inner.progress
+        && *running == id
+        && job["state"] == "running"
+    {
+        use std::sync::atomic::Ordering;
+        job["progress"] =
+            json!({ "keys": progress.keys.load(Ordering::Relaxed), "blobs": progress.blobs.load(Ordering::Relaxed) });
+    }
+    Ok(Json(job))
 }
 
 async fn list(Extension(jobs): Extension<Arc<Jobs>>, Caller(caller): Caller) -> Result<Json<Value>, Problem> {
