@@ -80,14 +80,16 @@ main() {
     upgrade_deb=$(scripts/package.sh --out-dir "$work/v2" --deb-version "$upgrade_version" --no-lintian | tail -n 1)
     echo "package: $(basename "$deb"): $(( $(stat -c %s "$deb") / 1024 )) KiB, installed size $(dpkg-deb -f "$deb" Installed-Size) KiB"
 
-    echo "== systemd-analyze security --offline=true packaging/hameau.service"
-    local exposure
-    exposure=$(systemd-analyze security --offline=true packaging/hameau.service 2>&1 \
-        | sed -n 's/.*Overall exposure level for hameau.service: \([0-9.]*\).*/\1/p')
-    [ -n "$exposure" ] || fail "systemd-analyze gave no exposure level"
-    awk -v e="$exposure" -v max="$EXPOSURE_MAX" 'BEGIN { exit !(e <= max) }' \
-        || fail "the unit's exposure is $exposure, above $EXPOSURE_MAX"
-    pass "the unit's exposure level is $exposure (at most $EXPOSURE_MAX)"
+    local exposure unit
+    for unit in hameau.service hameau-backup.service; do
+        echo "== systemd-analyze security --offline=true packaging/$unit"
+        exposure=$(systemd-analyze security --offline=true "packaging/$unit" 2>&1 \
+            | sed -n "s/.*Overall exposure level for $unit: \([0-9.]*\).*/\1/p")
+        [ -n "$exposure" ] || fail "systemd-analyze gave no exposure level for $unit"
+        awk -v e="$exposure" -v max="$EXPOSURE_MAX" 'BEGIN { exit !(e <= max) }' \
+            || fail "$unit's exposure is $exposure, above $EXPOSURE_MAX"
+        pass "$unit's exposure level is $exposure (at most $EXPOSURE_MAX)"
+    done
 
     # The rest runs in a namespace of its own; the namespace's processes are this script's
     # children, and their PIDs are written under $work for the trap.

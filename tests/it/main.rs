@@ -9,6 +9,7 @@ mod attack_imap;
 mod attack_mail;
 mod attack_smtp;
 mod autoconfig;
+mod backup;
 mod cli;
 mod config;
 mod dns;

@@ -53,7 +53,7 @@ pub fn run_dns_check(target: &Target, domain: &str, resolvers: Vec<std::net::Soc
 }
 
 /// Runs the call; the JSON answer, if any, or the problem as an error.
-fn call_json(target: &Target, call: ApiCall) -> anyhow::Result<Option<serde_json::Value>> {
+pub(crate) fn call_json(target: &Target, call: ApiCall) -> anyhow::Result<Option<serde_json::Value>> {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let (status, body) = runtime.block_on(async {
         match &target.url {

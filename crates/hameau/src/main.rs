@@ -2,6 +2,7 @@
 //! environment, signals and the clock live here; everything else is in the crates.
 
 mod admin;
+mod backup;
 mod client;
 mod dnscheck;
 mod generate;
@@ -98,6 +99,10 @@ enum Command {
         #[command(flatten)]
         target: admin::Target,
     },
+    /// Backs the store up into a backup set (online with --url), or verifies one.
+    Backup(backup::BackupArgs),
+    /// Restores a backup into a new, empty data directory.
+    Restore(backup::RestoreArgs),
     /// Writes the man pages or shell completions (for packaging).
     #[command(hide = true)]
     Generate {
@@ -158,6 +163,8 @@ fn main() -> ExitCode {
         Command::Dns { command: DnsCommand::Check { domain, resolver }, target } => {
             client::run_dns_check(&target, &domain, resolver)
         }
+        Command::Backup(args) => backup::run(args),
+        Command::Restore(args) => backup::restore(&args),
         Command::Generate { command } => generate::run(command, <Cli as clap::CommandFactory>::command()),
     };
     match result {

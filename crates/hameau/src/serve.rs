@@ -194,7 +194,8 @@ async fn start_http(
     // The directory's limiter is the one every protocol shares (`app_state` takes it).
     (state.queue, state.queue_wake) = (queue.clone(), queued.clone());
     let metrics = state.metrics.clone();
-    let router = hameau_http::router(state);
+    // The operator's backup jobs (`/api/v1/backups`) run where the store is open.
+    let router = hameau_http::router(state.clone()).merge(crate::backup::routes(state));
     for addr in &config.http.listen {
         let listener = listen(config, addr, "http.listen", "https").await?;
         let options = config.http.clone();

@@ -23,7 +23,8 @@ macro_rules! conformance_tests {
             expect_version, conflict_writes_nothing, one_writer_wins, counters, counter_patches,
             counter_errors, concurrent_counter, bounded_counters, concurrent_bounded_counter,
             blobs_small, blobs_large, blobs_streamed, blob_errors, blob_references,
-            staged_blobs_left_nowhere, limits, reopen_keeps_everything, closed);
+            staged_blobs_left_nowhere, limits, reopen_keeps_everything, closed, snapshot_is_consistent,
+            snapshot_under_concurrent_commits, load_restores_what_a_snapshot_showed);
     };
     (@each $harness:expr; $($name:ident),* $(,)?) => {
         $(
@@ -694,5 +695,138 @@ pub async fn closed(harness: &impl Harness) {
     assert!(matches!(clone.commit(set(b"b", b"1")).await, Err(Error::Closed)));
     assert!(matches!(clone.scan(&Scan::all()).await, Err(Error::Closed)));
     // Closing twice is harmless.
+    store.close().await.unwrap();
+}
+
+/// A snapshot shows the store as it was when taken, whatever commits follow: values,
+/// deletions, counters, blobs and their reference counts, and the version.
+pub async fn snapshot_is_consistent(harness: &impl Harness) {
+    let store = harness.open().await;
+    fill(&store, &[b"k1", b"k2", b"k3"]).await;
+    store.next_value(b"counter", 5).await.unwrap();
+    let kept = acquire(&store, store.stage_blob_bytes(b"kept blob").await.unwrap()).await;
+    let shared = acquire(&store, store.stage_blob_bytes(b"shared blob").await.unwrap()).await;
+    acquire(&store, store.stage_blob_bytes(b"shared blob").await.unwrap()).await;
+    let big = vec![7u8; store.limits().blob_chunk_bytes * 2 + 10];
+    let big_hash = acquire(&store, store.stage_blob_bytes(&big).await.unwrap()).await;
+    let last = store.commit(set(b"k4", b"four")).await.unwrap().version;
+
+    let snapshot = store.snapshot().await.unwrap();
+    assert_eq!(snapshot.version(), last, "the snapshot holds every commit that returned");
+
+    // Everything changes after the snapshot.
+    store.commit(set(b"k1", b"changed")).await.unwrap();
+    let mut batch = Batch::new();
+    batch.delete(b"k2");
+    store.commit(batch).await.unwrap();
+    store.commit(set(b"k9", b"new")).await.unwrap();
+    store.next_value(b"counter", 1).await.unwrap();
+    release(&store, &kept).await;
+    release(&store, &shared).await;
+    release(&store, &big_hash).await;
+    let added = acquire(&store, store.stage_blob_bytes(b"added later").await.unwrap()).await;
+
+    let entries = snapshot.scan(&Scan::all()).await.unwrap();
+    assert_eq!(keys(&entries), vec![&b"counter"[..], b"k1", b"k2", b"k3", b"k4"]);
+    assert!(entries.iter().all(|entry| entry.version <= last));
+    assert_eq!(snapshot.get(b"k1").await.unwrap().unwrap().value, b"k1".to_vec());
+    assert!(snapshot.get(b"k2").await.unwrap().is_some());
+    assert!(snapshot.get(b"k9").await.unwrap().is_none());
+    assert_eq!(snapshot.get(b"counter").await.unwrap().unwrap().value, 5i64.to_be_bytes().to_vec());
+    let reverse = snapshot.scan(&Scan::prefix(b"k").reverse().limit(2)).await.unwrap();
+    assert_eq!(keys(&reverse), vec![&b"k4"[..], b"k3"]);
+
+    let mut blobs = Vec::new();
+    let mut after = None;
+    loop {
+        let page = snapshot.blobs(after.as_ref(), 2).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some(last.hash);
+        blobs.extend(page);
+    }
+    let mut expected = vec![(kept, 9, 1), (shared, 11, 2), (big_hash, big.len() as u64, 1)];
+    expected.sort();
+    let got: Vec<_> = blobs.iter().map(|blob| (blob.hash, blob.size, blob.refcount)).collect();
+    assert_eq!(got, expected, "blobs in hash order with their sizes and reference counts");
+    assert_eq!(snapshot.read_blob(&kept).await.unwrap().as_deref(), Some(&b"kept blob"[..]));
+    assert_eq!(snapshot.read_blob(&big_hash).await.unwrap(), Some(big));
+    assert_eq!(snapshot.read_blob(&added).await.unwrap(), None);
+    // The store itself moved on.
+    assert_eq!(store.read_blob(&kept).await.unwrap(), None);
+    assert!(store.get(b"k2").await.unwrap().is_none());
+    drop(snapshot);
+    store.close().await.unwrap();
+}
+
+/// Commits racing a snapshot are in it whole or not at all: each batch writes two keys
+/// with the same value, and the snapshot never shows them apart.
+pub async fn snapshot_under_concurrent_commits(harness: &impl Harness) {
+    let store = harness.open().await;
+    let writer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for idx in 0u32..300 {
+                let mut batch = Batch::new();
+                batch.set(b"pair/a", &idx.to_be_bytes()).set(b"pair/b", &idx.to_be_bytes());
+                batch.add(b"pair/n", 1);
+                store.commit(batch).await.unwrap();
+            }
+        })
+    };
+    let mut seen = 0;
+    while !writer.is_finished() || seen == 0 {
+        let snapshot = store.snapshot().await.unwrap();
+        let pair = snapshot.scan(&Scan::prefix(b"pair/")).await.unwrap();
+        if let [a, b, n] = pair.as_slice() {
+            assert_eq!(a.value, b.value, "one commit, seen whole");
+            let idx = u32::from_be_bytes(a.value.clone().try_into().unwrap());
+            assert_eq!(i64::from_be_bytes(n.value.clone().try_into().unwrap()), i64::from(idx) + 1);
+            assert!(a.version <= snapshot.version(), "no key newer than the snapshot");
+            seen += 1;
+        }
+        tokio::task::yield_now().await;
+    }
+    writer.await.unwrap();
+    store.close().await.unwrap();
+}
+
+/// What a snapshot showed, loaded into an empty store, reads back the same: values,
+/// versions, counters, blobs with their reference counts; later commits take greater
+/// versions, and a released blob goes with its last reference.
+pub async fn load_restores_what_a_snapshot_showed(harness: &impl Harness) {
+    let store = harness.open().await;
+    let big = vec![3u8; store.limits().blob_chunk_bytes + 1];
+    let load = crate::Load {
+        entries: vec![
+            crate::Entry { key: b"a".to_vec(), version: 40, value: b"one".to_vec() },
+            crate::Entry { key: b"counter".to_vec(), version: 41, value: 7i64.to_be_bytes().to_vec() },
+        ],
+        blobs: vec![
+            crate::LoadBlob { refcount: 2, content: b"message".to_vec() },
+            crate::LoadBlob { refcount: 1, content: big.clone() },
+        ],
+        version_at_least: 50,
+    };
+    store.load(load).await.unwrap();
+    let a = store.get(b"a").await.unwrap().unwrap();
+    assert_eq!((a.version, a.value.as_slice()), (40, &b"one"[..]));
+    assert_eq!(store.counter(b"counter").await.unwrap(), 7);
+    assert_eq!(store.next_value(b"counter", 1).await.unwrap(), 8, "counters go on from their value");
+    let committed = store.commit(set(b"b", b"two")).await.unwrap();
+    assert!(committed.version > 50, "versions keep growing: {}", committed.version);
+    let message = BlobHash::of(b"message");
+    assert_eq!(store.read_blob(&message).await.unwrap().as_deref(), Some(&b"message"[..]));
+    assert_eq!(store.read_blob(&BlobHash::of(&big)).await.unwrap(), Some(big));
+    let snapshot = store.snapshot().await.unwrap();
+    let blobs = snapshot.blobs(None, 10).await.unwrap();
+    assert_eq!(blobs.iter().find(|blob| blob.hash == message).map(|blob| blob.refcount), Some(2));
+    drop(snapshot);
+    release(&store, &message).await;
+    assert!(store.read_blob(&message).await.unwrap().is_some(), "one reference left");
+    release(&store, &message).await;
+    assert_eq!(store.read_blob(&message).await.unwrap(), None);
+    store.close().await.unwrap();
+    let store = harness.open().await;
+    assert!(store.commit(set(b"c", b"three")).await.unwrap().version > committed.version);
     store.close().await.unwrap();
 }

@@ -13,6 +13,9 @@
 //!   [`Batch::blob_acquire`], [`Batch::blob_release`], [`Store::read_blob`]). A staged
 //!   blob that no commit takes is removed when dropped ([`StagedBlob`]).
 //!
+//! - a consistent read view of everything ([`Store::snapshot`]) and a bulk write of records
+//!   as they were ([`Store::load`]), for backup and restore.
+//!
 //! A commit returns only after its data is durable (synced to disk). Nothing above this
 //! crate knows which backend runs: the embedded RocksDB backend today, PostgreSQL later.
 //! Every backend passes the same [`conformance`] suite.
@@ -23,6 +26,7 @@ pub mod conformance;
 mod error;
 mod key;
 mod rocks;
+mod snapshot;
 #[cfg(test)]
 mod tests;
 
@@ -35,6 +39,7 @@ pub use batch::{Batch, CounterRef, Expect, Patch, PatchTarget};
 pub use blob::{BlobHash, BlobReader, StagedBlob};
 pub use error::Error;
 pub use key::{Direction, Scan};
+pub use snapshot::{BlobInfo, Load, LoadBlob, Snapshot};
 
 /// A version is the number of the commit that last wrote a key. Versions only grow, so a
 /// key deleted and written again never shows an old version (no ABA).
@@ -182,6 +187,10 @@ pub(crate) trait Backend: Send + Sync + 'static {
     async fn count_uploads(&self) -> Result<u64, Error>;
     async fn blob_meta(&self, hash: &BlobHash) -> Result<Option<blob::BlobMeta>, Error>;
     async fn blob_chunk(&self, location: &[u8], idx: u32) -> Result<Option<Vec<u8>>, Error>;
+    /// A consistent read view as of now (see [`Snapshot`]).
+    async fn snapshot(&self) -> Result<Snapshot, Error>;
+    /// Writes `load` as it is, durably, blob chunks of `chunk_bytes`.
+    async fn load(&self, load: Load, chunk_bytes: usize) -> Result<(), Error>;
     async fn close(&self) -> Result<(), Error>;
 }
 
@@ -307,6 +316,40 @@ impl Store {
     pub async fn open_blob(&self, hash: &BlobHash) -> Result<Option<BlobReader>, Error> {
         let Some(meta) = self.backend.blob_meta(hash).await? else { return Ok(None) };
         Ok(Some(BlobReader::new(self.clone(), *hash, meta)))
+    }
+
+    /// A consistent read view of the whole store: every commit that returned before this
+    /// call is in it, none that began after, and no commit partly (see [`Snapshot`]).
+    pub async fn snapshot(&self) -> Result<Snapshot, Error> {
+        self.backend.snapshot().await
+    }
+
+    /// Writes records as a snapshot showed them (restore): keys with their values and
+    /// versions, blobs with their reference counts, and the last version raised to
+    /// [`Load::version_at_least`]. Only for a store being restored, before anything else
+    /// uses it: it overwrites what is there and checks no expectation. Each key and value
+    /// is held to the limits as a commit's would be.
+    pub async fn load(&self, load: Load) -> Result<(), Error> {
+        for entry in &load.entries {
+            let (key_max, value_max) = (self.limits.key_bytes_max, self.limits.value_bytes_max);
+            if entry.key.len() > key_max {
+                let got = entry.key.len() as u64;
+                return Err(Error::Limit { what: "key length", limit_name: "key_bytes_max", max: key_max as u64, got });
+            }
+            if entry.value.len() > value_max {
+                let got = entry.value.len() as u64;
+                let max = value_max as u64;
+                return Err(Error::Limit { what: "value length", limit_name: "value_bytes_max", max, got });
+            }
+        }
+        for blob in &load.blobs {
+            let got = blob.content.len() as u64;
+            if got > self.limits.blob_bytes_max {
+                let max = self.limits.blob_bytes_max;
+                return Err(Error::Limit { what: "blob size", limit_name: "blob_bytes_max", max, got });
+            }
+        }
+        self.backend.load(load, self.limits.blob_chunk_bytes).await
     }
 
     /// Stops the committer after the batches already queued and closes the backend.

@@ -26,7 +26,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::batch::{Op, apply_patches, decode_counter};
 use crate::blob::{BlobMeta, Discard, Staged, Upload};
-use crate::{Backend, Batch, BlobHash, Committed, Direction, Entry, Error, Expect, Options, Scan, Version};
+use crate::snapshot::SnapshotBackend;
+use crate::{
+    Backend, Batch, BlobHash, Committed, Direction, Entry, Error, Expect, Load, Options, Scan, Snapshot, Version,
+};
 
 const CF_BLOB: &str = "blob";
 const CF_META: &str = "meta";
@@ -227,7 +230,7 @@ impl Backend for RocksBackend {
 
     async fn scan(&self, scan: &Scan) -> Result<Vec<Entry>, Error> {
         let db = self.db()?;
-        scan_db(&db, scan)
+        scan_db(&db, scan, None)
     }
 
     /// A lone writer (no other commit under way, for the last `LONE_STREAK_FOR_INLINE`
@@ -317,6 +320,54 @@ impl Backend for RocksBackend {
         db.get_cf(cf(&db, CF_BLOB), chunk_key(location, idx)).map_err(backend)
     }
 
+    /// A RocksDB snapshot lives in a thread of its own that answers the reads made through
+    /// it: the snapshot borrows the database, and the thread's stack is where both live
+    /// together without unsafe code. The version is read through the snapshot itself, from
+    /// the record each group commit writes in the same atomic write as its keys.
+    async fn snapshot(&self) -> Result<Snapshot, Error> {
+        let db = self.db()?;
+        let (requests, receiver) = mpsc::channel(SNAPSHOT_QUEUE_MAX);
+        let (ready, version) = oneshot::channel();
+        std::thread::Builder::new()
+            .name("store-snapshot".into())
+            .spawn(move || run_snapshot(&db, receiver, ready))
+            .map_err(|e| Error::Backend(format!("starting the snapshot thread: {e}")))?;
+        let version = version.await.map_err(|_| Error::Closed)??;
+        Ok(Snapshot { backend: Arc::new(RocksSnapshot { requests }), version })
+    }
+
+    /// One synced write, under the version lock so no commit takes a version meanwhile.
+    async fn load(&self, load: Load, chunk_bytes: usize) -> Result<(), Error> {
+        let db = self.db()?;
+        let last_version = self.last_version.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut last_version = last_version.lock().expect("store lock poisoned");
+            let mut version = (*last_version).max(load.version_at_least);
+            let mut batch = WriteBatch::default();
+            for entry in &load.entries {
+                version = version.max(entry.version);
+                batch.put(&entry.key, encode_value(entry.version, &entry.value));
+            }
+            for blob in &load.blobs {
+                let hash = BlobHash::of(&blob.content);
+                let mut n_chunks = 0u32;
+                for chunk in blob.content.chunks(chunk_bytes.max(1)) {
+                    batch.put_cf(cf(&db, CF_BLOB), chunk_key(&hash.0, n_chunks), chunk);
+                    n_chunks += 1;
+                }
+                let size = blob.content.len() as u64;
+                let meta = BlobMeta { refcount: blob.refcount.max(1), size, n_chunks, location: hash.0.to_vec() };
+                batch.put_cf(cf(&db, CF_META), blob_key(&hash), meta.encode());
+            }
+            batch.put_cf(cf(&db, CF_META), META_VERSION, version.to_be_bytes());
+            db.write_opt(batch, &synced()).map_err(backend)?;
+            *last_version = version;
+            Ok(())
+        })
+        .await
+        .map_err(|e| Error::Backend(e.to_string()))?
+    }
+
     async fn close(&self) -> Result<(), Error> {
         let committer = self.committer.lock().expect("store lock poisoned").take();
         let Some(Committer { requests, thread }) = committer else { return Ok(()) };
@@ -367,8 +418,11 @@ impl Drop for InFlight<'_> {
     }
 }
 
-fn scan_db(db: &DB, scan: &Scan) -> Result<Vec<Entry>, Error> {
+fn scan_db(db: &DB, scan: &Scan, snapshot: Option<&rocksdb::Snapshot<'_>>) -> Result<Vec<Entry>, Error> {
     let mut read_options = ReadOptions::default();
+    if let Some(snapshot) = snapshot {
+        read_options.set_snapshot(snapshot);
+    }
     match &scan.from {
         Bound::Included(from) | Bound::Excluded(from) => read_options.set_iterate_lower_bound(from.clone()),
         Bound::Unbounded => {}
@@ -691,4 +745,128 @@ fn upload_key(upload: &[u8; 16]) -> Vec<u8> {
 
 fn chunk_key(location: &[u8], idx: u32) -> Vec<u8> {
     [location, &idx.to_be_bytes()].concat()
+}
+
+/// Requests waiting for a snapshot's thread. Its readers ask one thing at a time; 64 leaves
+/// room for a few concurrent ones before they wait.
+const SNAPSHOT_QUEUE_MAX: usize = 64;
+
+/// Blob records listed per request at most, whatever the caller asks: one answer's memory.
+const SNAPSHOT_BLOBS_PAGE_MAX: usize = 10_000;
+
+type Reply<T> = oneshot::Sender<Result<T, Error>>;
+
+/// A read asked of a snapshot's thread.
+enum SnapshotRequest {
+    Get(Vec<u8>, Reply<Option<Entry>>),
+    Scan(Scan, Reply<Vec<Entry>>),
+    Blobs(Option<BlobHash>, usize, Reply<Vec<(BlobHash, BlobMeta)>>),
+    BlobMeta(BlobHash, Reply<Option<BlobMeta>>),
+    BlobChunk(Vec<u8>, u32, Reply<Option<Vec<u8>>>),
+}
+
+/// The handle of a snapshot's thread; dropping it (the last [`Snapshot`] clone) ends the
+/// thread, which releases the RocksDB snapshot.
+struct RocksSnapshot {
+    requests: mpsc::Sender<SnapshotRequest>,
+}
+
+impl RocksSnapshot {
+    async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> SnapshotRequest) -> Result<T, Error> {
+        let (reply, answer) = oneshot::channel();
+        self.requests.send(make(reply)).await.map_err(|_| Error::Closed)?;
+        answer.await.map_err(|_| Error::Closed)?
+    }
+}
+
+#[async_trait::async_trait]
+impl SnapshotBackend for RocksSnapshot {
+    async fn get(&self, key: &[u8]) -> Result<Option<Entry>, Error> {
+        self.ask(|reply| SnapshotRequest::Get(key.to_vec(), reply)).await
+    }
+
+    async fn scan(&self, scan: &Scan) -> Result<Vec<Entry>, Error> {
+        self.ask(|reply| SnapshotRequest::Scan(scan.clone(), reply)).await
+    }
+
+    async fn blobs(&self, after: Option<BlobHash>, limit: usize) -> Result<Vec<(BlobHash, BlobMeta)>, Error> {
+        self.ask(|reply| SnapshotRequest::Blobs(after, limit, reply)).await
+    }
+
+    async fn blob_meta(&self, hash: &BlobHash) -> Result<Option<BlobMeta>, Error> {
+        self.ask(|reply| SnapshotRequest::BlobMeta(*hash, reply)).await
+    }
+
+    async fn blob_chunk(&self, location: &[u8], idx: u32) -> Result<Option<Vec<u8>>, Error> {
+        self.ask(|reply| SnapshotRequest::BlobChunk(location.to_vec(), idx, reply)).await
+    }
+}
+
+/// The body of a snapshot's thread: takes the snapshot, says its version, then answers
+/// reads until every handle is dropped.
+fn run_snapshot(db: &DB, mut requests: mpsc::Receiver<SnapshotRequest>, ready: Reply<Version>) {
+    let snapshot = db.snapshot();
+    let version = match snapshot.get_cf(cf(db, CF_META), META_VERSION) {
+        Ok(None) => Ok(0),
+        Ok(Some(bytes)) => read_version(&bytes),
+        Err(e) => Err(backend(e)),
+    };
+    let failed = version.is_err();
+    if ready.send(version).is_err() || failed {
+        return;
+    }
+    while let Some(request) = requests.blocking_recv() {
+        // A reader that went away (its task cancelled) no longer needs the answer.
+        match request {
+            SnapshotRequest::Get(key, reply) => {
+                let found = snapshot.get(&key).map_err(backend);
+                let _ =
+                    reply.send(found.and_then(|stored| stored.map(|stored| decode_entry(&key, &stored)).transpose()));
+            }
+            SnapshotRequest::Scan(scan, reply) => {
+                let _ = reply.send(scan_db(db, &scan, Some(&snapshot)));
+            }
+            SnapshotRequest::Blobs(after, limit, reply) => {
+                let _ = reply.send(snapshot_blobs(db, &snapshot, after, limit.min(SNAPSHOT_BLOBS_PAGE_MAX)));
+            }
+            SnapshotRequest::BlobMeta(hash, reply) => {
+                let stored = snapshot.get_cf(cf(db, CF_META), blob_key(&hash)).map_err(backend);
+                let _ = reply.send(stored.and_then(|stored| stored.map(|bytes| BlobMeta::decode(&bytes)).transpose()));
+            }
+            SnapshotRequest::BlobChunk(location, idx, reply) => {
+                let _ = reply.send(snapshot.get_cf(cf(db, CF_BLOB), chunk_key(&location, idx)).map_err(backend));
+            }
+        }
+    }
+}
+
+/// The blob records of the snapshot in hash order, strictly after `after`.
+fn snapshot_blobs(
+    db: &DB,
+    snapshot: &rocksdb::Snapshot<'_>,
+    after: Option<BlobHash>,
+    limit: usize,
+) -> Result<Vec<(BlobHash, BlobMeta)>, Error> {
+    let mut read_options = ReadOptions::default();
+    read_options.set_snapshot(snapshot);
+    read_options.set_iterate_upper_bound(vec![META_BLOB + 1]);
+    let mut iter = db.raw_iterator_cf_opt(cf(db, CF_META), read_options);
+    match &after {
+        Some(hash) => iter.seek(blob_key(hash)),
+        None => iter.seek([META_BLOB]),
+    }
+    let mut blobs = Vec::new();
+    while blobs.len() < limit {
+        let Some((key, value)) = iter.item() else { break };
+        let Ok(hash) = <[u8; 32]>::try_from(&key[1..]) else {
+            return Err(Error::Corrupt(format!("blob record key of {} bytes", key.len())));
+        };
+        let hash = BlobHash(hash);
+        if Some(hash) != after {
+            blobs.push((hash, BlobMeta::decode(value)?));
+        }
+        iter.next();
+    }
+    iter.status().map_err(backend)?;
+    Ok(blobs)
 }

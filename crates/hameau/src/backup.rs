@@ -1,0 +1,433 @@
+//! `hameau backup`, `hameau backup verify` and `hameau restore`, and the operator's backup
+//! route of the admin API (`/api/v1/backups`), through which a running server makes an
+//! online backup: only the process that holds the store can take its snapshot
+//! (docs/backup.md says why this and not a second RocksDB reader).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::extract::{Extension, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use clap::{Args, Subcommand};
+use hameau_backup::{BackupOptions, Decryption, Encryption, RestoreOptions};
+use hameau_directory::Principal;
+use hameau_http::AppState;
+use hameau_http::api::{ApiJson, ApiPath, Caller, Problem};
+use serde_json::{Value, json};
+
+use crate::admin::{ApiCall, Target};
+
+/// `hameau backup`: a backup now, or `verify`.
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct BackupArgs {
+    #[command(subcommand)]
+    pub command: Option<BackupCommand>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BackupCommand {
+    /// Checks every file of a backup set (or of one backup's chain) against its manifests;
+    /// says what is missing or corrupt and exits 1 if anything is. Needs no key.
+    Verify {
+        dir: PathBuf,
+        /// The report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// A backup into a set: incremental on its last backup, full the first time or with
+/// --full. With --url, the running server makes it (online); without, the store of the
+/// local data directory is opened (the server must be stopped).
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The backup set (a directory; made if missing). On the server's machine with --url.
+    #[arg(long)]
+    pub to: Option<PathBuf>,
+    /// A full backup even if the set holds one.
+    #[arg(long)]
+    pub full: bool,
+    /// Encrypt to this age X25519 recipient (age1…, from age-keygen).
+    #[arg(long, conflicts_with = "passphrase_file")]
+    pub recipient: Option<String>,
+    /// Encrypt with the passphrase on the first line of this file.
+    #[arg(long)]
+    pub passphrase_file: Option<PathBuf>,
+    /// A settings file (e.g. /etc/hameau/backup.toml, for the timer) giving to, url,
+    /// api_key_file, ca_file, recipient or passphrase_file; options given here win.
+    #[arg(long)]
+    pub settings: Option<PathBuf>,
+    #[command(flatten)]
+    pub target: Target,
+}
+
+/// `hameau restore`.
+#[derive(Args, Debug)]
+pub struct RestoreArgs {
+    /// A backup set (its last backup is restored) or one backup's directory.
+    #[arg(long)]
+    pub from: PathBuf,
+    /// The new data directory: must not exist or be empty. The store is made in DIR/store.
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// The age identity file of an encrypted backup (age-keygen's output).
+    #[arg(long, conflicts_with = "passphrase_file")]
+    pub key: Option<PathBuf>,
+    /// The passphrase of an encrypted backup, on the first line of this file.
+    #[arg(long)]
+    pub passphrase_file: Option<PathBuf>,
+    /// One tenant only (not available yet: refused).
+    #[arg(long)]
+    pub tenant: Option<String>,
+}
+
+/// What `/etc/hameau/backup.toml` may hold.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Settings {
+    to: Option<PathBuf>,
+    url: Option<String>,
+    api_key_file: Option<PathBuf>,
+    ca_file: Option<PathBuf>,
+    recipient: Option<String>,
+    passphrase_file: Option<PathBuf>,
+    full: Option<bool>,
+}
+
+pub fn run(args: BackupArgs) -> anyhow::Result<()> {
+    match args.command {
+        Some(BackupCommand::Verify { dir, json }) => verify(&dir, json),
+        None => run_backup(args.run),
+    }
+}
+
+fn run_backup(mut args: RunArgs) -> anyhow::Result<()> {
+    if let Some(path) = args.settings.clone() {
+        apply_settings(&mut args, &path)?;
+    }
+    let to = args
+        .to
+        .clone()
+        .context("--to DIR est requis (ou `to` dans --settings) / --to DIR is required (or `to` in --settings)")?;
+    let encryption = match (&args.recipient, &args.passphrase_file) {
+        (Some(recipient), _) => Some(Encryption::Recipient(recipient.clone())),
+        (None, Some(path)) => Some(Encryption::Passphrase(first_line(path)?)),
+        (None, None) => None,
+    };
+    let report = match &args.target.url {
+        Some(_) => remote_backup(&args, &to, encryption)?,
+        None => local_backup(&args, &to, encryption)?,
+    };
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    eprintln!(
+        "sauvegarde {} écrite / backup {} written: {} ({} records, {} new message files of {}, {} bytes)",
+        report["name"].as_str().unwrap_or("?"),
+        report["name"].as_str().unwrap_or("?"),
+        report["path"].as_str().unwrap_or("?"),
+        report["counts"]["records"],
+        report["counts"]["blobs_written"],
+        report["counts"]["blobs"],
+        report["bytes"],
+    );
+    if let Some(note) = report["note"].as_str() {
+        eprintln!("note: {note}");
+    }
+    Ok(())
+}
+
+fn apply_settings(args: &mut RunArgs, path: &Path) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let settings: Settings = toml::from_str(&text).with_context(|| format!("{}", path.display()))?;
+    args.to = args.to.take().or(settings.to);
+    args.full |= settings.full.unwrap_or(false);
+    args.recipient = args.recipient.take().or(settings.recipient);
+    args.passphrase_file = args.passphrase_file.take().or(settings.passphrase_file);
+    args.target.url = args.target.url.take().or(settings.url);
+    args.target.ca_file = args.target.ca_file.take().or(settings.ca_file);
+    if args.target.api_key.is_none()
+        && let Some(key_file) = settings.api_key_file
+    {
+        args.target.api_key = Some(first_line(&key_file)?);
+    }
+    Ok(())
+}
+
+/// The first line of a secret file, without its line break.
+fn first_line(path: &Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let line = text.lines().next().unwrap_or("").to_string();
+    anyhow::ensure!(!line.is_empty(), "{}: the first line is empty", path.display());
+    Ok(line)
+}
+
+fn now_unix_s() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// The backup in this process, on the local store (the server stopped).
+fn local_backup(args: &RunArgs, to: &Path, encryption: Option<Encryption>) -> anyhow::Result<Value> {
+    let config = crate::load_config(args.target.config.as_deref())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    runtime.block_on(async {
+        let store = match hameau_store::Store::open(&config.store).await {
+            Ok(store) => store,
+            Err(hameau_store::Error::Locked(path)) => anyhow::bail!(
+                "le serveur tourne ({path} est ouvert) : sauvegardez en ligne avec --url et --api-key / \
+                 the server is running ({path} is open): back up online with --url and --api-key"
+            ),
+            Err(e) => return Err(e).context("opening the store"),
+        };
+        let options = BackupOptions { full: args.full, encryption, ..BackupOptions::default() };
+        let report = hameau_backup::backup(&store, to, &options, now_unix_s()).await;
+        store.close().await.context("closing the store")?;
+        Ok(serde_json::to_value(report?)?)
+    })
+}
+
+/// The backup made by the running server: started over the API, then polled.
+fn remote_backup(args: &RunArgs, to: &Path, encryption: Option<Encryption>) -> anyhow::Result<Value> {
+    anyhow::ensure!(to.is_absolute(), "--to must be an absolute path on the server's machine with --url");
+    let mut body = json!({ "to": to, "full": args.full });
+    match encryption {
+        Some(Encryption::Recipient(recipient)) => body["recipient"] = json!(recipient),
+        Some(Encryption::Passphrase(passphrase)) => body["passphrase"] = json!(passphrase),
+        Some(_) | None => {}
+    }
+    let call = ApiCall { method: "POST", path: "/api/v1/backups".into(), body: Some(body) };
+    let mut job = crate::client::call_json(&args.target, call)?.context("an empty answer")?;
+    let id = job["id"].as_u64().context("the server's answer has no job id")?;
+    let mut last_shown = std::time::Instant::now();
+    while job["state"] == "running" {
+        std::thread::sleep(Duration::from_millis(200));
+        let call = ApiCall { method: "GET", path: format!("/api/v1/backups/{id}"), body: None };
+        job = crate::client::call_json(&args.target, call)?.context("an empty answer")?;
+        // A long backup says how far it is, every 10 s.
+        if last_shown.elapsed() >= Duration::from_secs(10) && job["state"] == "running" {
+            let progress = &job["progress"];
+            eprintln!(
+                "sauvegarde en cours / backup running: {} keys, {} messages",
+                progress["keys"], progress["blobs"]
+            );
+            last_shown = std::time::Instant::now();
+        }
+    }
+    match job["state"].as_str() {
+        Some("done") => Ok(job["report"].clone()),
+        _ => anyhow::bail!("the server's backup failed: {}", job["error"].as_str().unwrap_or("no reason given")),
+    }
+}
+
+fn verify(dir: &Path, json: bool) -> anyhow::Result<()> {
+    let limits = hameau_backup::Limits::default();
+    let report = hameau_backup::verify(dir, limits.manifest_bytes_max)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        for finding in &report.findings {
+            println!("{finding}");
+        }
+        println!(
+            "{} sauvegardes, {} fichiers, {} octets vérifiés / {} backups, {} files, {} bytes checked: {}",
+            report.backups.len(),
+            report.files,
+            report.bytes,
+            report.backups.len(),
+            report.files,
+            report.bytes,
+            if report.is_sound() { "OK" } else { "PROBLEMS" }
+        );
+    }
+    anyhow::ensure!(
+        report.is_sound(),
+        "{} problème(s) dans la sauvegarde / {} problem(s) in the backup",
+        report.findings.len(),
+        report.findings.len()
+    );
+    Ok(())
+}
+
+pub fn restore(args: &RestoreArgs) -> anyhow::Result<()> {
+    let decryption = match (&args.key, &args.passphrase_file) {
+        (Some(key), _) => Some(Decryption::Identity(
+            std::fs::read_to_string(key).with_context(|| format!("reading {}", key.display()))?,
+        )),
+        (None, Some(path)) => Some(Decryption::Passphrase(first_line(path)?)),
+        (None, None) => None,
+    };
+    let dir = &args.data_dir;
+    let not_empty = std::fs::read_dir(dir).map(|mut entries| entries.next().is_some()).unwrap_or(false);
+    anyhow::ensure!(
+        !not_empty,
+        "{} n'est pas vide : la restauration se fait dans un répertoire de données neuf / \
+         {} is not empty: restore into a new data directory",
+        dir.display(),
+        dir.display()
+    );
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let store_dir = dir.join("store");
+    let options = RestoreOptions { decryption, tenant: args.tenant.clone(), ..RestoreOptions::default() };
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let result = runtime.block_on(async {
+        let store = hameau_store::Store::open(&hameau_store::Options::rocksdb(&store_dir)).await?;
+        let report = hameau_backup::restore(&store, &args.from, &options).await;
+        store.close().await?;
+        anyhow::Ok(report?)
+    });
+    let report = match result {
+        Ok(report) => report,
+        Err(e) => {
+            // Half a store is worse than none: the directory goes back to empty.
+            let _ = std::fs::remove_dir_all(&store_dir);
+            return Err(e.context(format!("restoring {}", args.from.display())));
+        }
+    };
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    eprintln!(
+        "restauré dans {} : {} clés, {} messages ; donnez server.data_dir = {:?} dans la configuration, puis hameau serve / \
+         restored into {}: {} keys, {} messages; set server.data_dir = {:?} in the configuration, then hameau serve",
+        dir.display(),
+        report.keys,
+        report.blobs,
+        dir,
+        dir.display(),
+        report.keys,
+        report.blobs,
+        dir
+    );
+    Ok(())
+}
+
+/// Backup jobs started through the API, kept in memory: the last `JOBS_KEPT_MAX`.
+#[derive(Default)]
+pub struct Jobs {
+    inner: Mutex<JobsInner>,
+}
+
+/// Finished jobs remembered for polling. 16 is hours of hourly backups.
+const JOBS_KEPT_MAX: usize = 16;
+
+#[derive(Default)]
+struct JobsInner {
+    next_id: u64,
+    jobs: BTreeMap<u64, Value>,
+    /// The running job's counters.
+    progress: Option<(u64, Arc<hameau_backup::Progress>)>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StartBackup {
+    /// The backup set on this machine: an absolute path the server may write.
+    to: PathBuf,
+    #[serde(default)]
+    full: bool,
+    recipient: Option<String>,
+    passphrase: Option<String>,
+}
+
+/// The operator's backup routes, merged beside the admin API's. Not in the OpenAPI
+/// document (docs/backup.md describes them).
+pub fn routes(state: AppState) -> Router {
+    Router::new()
+        .route("/api/v1/backups", post(start).get(list))
+        .route("/api/v1/backups/{id}", get(show))
+        .layer(Extension(Arc::new(Jobs::default())))
+        .with_state(state)
+}
+
+fn operator_only(caller: &Principal) -> Result<(), Problem> {
+    match caller {
+        Principal::Operator => Ok(()),
+        _ => Err(Problem::new(StatusCode::FORBIDDEN, "backups are the operator's")),
+    }
+}
+
+async fn start(
+    State(state): State<AppState>,
+    Extension(jobs): Extension<Arc<Jobs>>,
+    Caller(caller): Caller,
+    ApiJson(request): ApiJson<StartBackup>,
+) -> Result<(StatusCode, Json<Value>), Problem> {
+    operator_only(&caller)?;
+    if !request.to.is_absolute() {
+        return Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "to must be an absolute path"));
+    }
+    let encryption = match (request.recipient, request.passphrase) {
+        (Some(_), Some(_)) => {
+            return Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "give recipient or passphrase, not both"));
+        }
+        (Some(recipient), None) => Some(Encryption::Recipient(recipient)),
+        (None, Some(passphrase)) => Some(Encryption::Passphrase(passphrase)),
+        (None, None) => None,
+    };
+    let id = {
+        let mut inner = jobs.inner.lock().expect("jobs lock");
+        if inner.jobs.values().any(|job| job["state"] == "running") {
+            return Err(Problem::new(StatusCode::CONFLICT, "a backup is running already"));
+        }
+        inner.next_id += 1;
+        let id = inner.next_id;
+        inner.jobs.insert(id, json!({ "id": id, "state": "running", "to": request.to }));
+        while inner.jobs.len() > JOBS_KEPT_MAX {
+            inner.jobs.pop_first();
+        }
+        id
+    };
+    let progress = Arc::new(hameau_backup::Progress::default());
+    jobs.inner.lock().expect("jobs lock").progress = Some((id, progress.clone()));
+    let options =
+        BackupOptions { full: request.full, encryption, progress: Some(progress), ..BackupOptions::default() };
+    let (store, to, task_jobs) = (state.store.clone(), request.to, jobs.clone());
+    tokio::spawn(async move {
+        let outcome = hameau_backup::backup(&store, &to, &options, now_unix_s()).await;
+        let job = match outcome {
+            Ok(report) => {
+                tracing::info!(backup = %report.name, records = report.counts.records, blobs = report.counts.blobs_written, "backup written");
+                json!({ "id": id, "state": "done", "to": to, "report": report })
+            }
+            Err(e) => {
+                tracing::error!(error = %e, to = %to.display(), "backup failed");
+                json!({ "id": id, "state": "failed", "to": to, "error": e.to_string() })
+            }
+        };
+        let mut inner = task_jobs.inner.lock().expect("jobs lock");
+        inner.jobs.insert(id, job);
+        inner.progress = None;
+    });
+    let job = jobs.inner.lock().expect("jobs lock").jobs.get(&id).cloned().unwrap_or(Value::Null);
+    Ok((StatusCode::ACCEPTED, Json(job)))
+}
+
+async fn show(
+    Extension(jobs): Extension<Arc<Jobs>>,
+    Caller(caller): Caller,
+    ApiPath(id): ApiPath<u64>,
+) -> Result<Json<Value>, Problem> {
+    operator_only(&caller)?;
+    let inner = jobs.inner.lock().expect("jobs lock");
+    let mut job =
+        inner.jobs.get(&id).cloned().ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, "no such backup job"))?;
+    if let Some((running, progress)) = &inner.progress
+        && *running == id
+        && job["state"] == "running"
+    {
+        use std::sync::atomic::Ordering;
+        job["progress"] =
+            json!({ "keys": progress.keys.load(Ordering::Relaxed), "blobs": progress.blobs.load(Ordering::Relaxed) });
+    }
+    Ok(Json(job))
+}
+
+async fn list(Extension(jobs): Extension<Arc<Jobs>>, Caller(caller): Caller) -> Result<Json<Value>, Problem> {
+    operator_only(&caller)?;
+    let jobs: Vec<Value> = jobs.inner.lock().expect("jobs lock").jobs.values().cloned().collect();
+    Ok(Json(json!({ "items": jobs })))
+}
