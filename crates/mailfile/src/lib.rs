@@ -277,9 +277,10 @@ pub fn is_keyword(word: &str) -> bool {
     !word.is_empty() && word.len() <= 255 && word.bytes().all(|b| b > b' ' && b < 0x7f && !b"(){%*\"\\]".contains(&b))
 }
 
-/// Adds `item` to `list` unless it is there already.
+/// Adds `item` to `list` unless it is there already, in any case: flags and keywords are
+/// case-insensitive (RFC 9051 §2.3.2).
 pub(crate) fn push_unique(list: &mut Vec<String>, item: &str) {
-    if !list.iter().any(|existing| existing == item) {
+    if !list.iter().any(|existing| existing.eq_ignore_ascii_case(item)) {
         list.push(item.to_string());
     }
 }

@@ -165,7 +165,8 @@ fn is_maildir(dir: &Path) -> bool {
 
 /// Opens one folder: lists its files (at most `messages_max`) and reads its keywords.
 pub(crate) fn open_folder(path: Vec<String>, dir: PathBuf, limits: Limits) -> Result<Folder, Skip> {
-    let mut files: Vec<(u64, String, PathBuf)> = Vec::new();
+    let uids = read_uid_list(&dir, &limits);
+    let mut files: Vec<((u64, u64), String, PathBuf)> = Vec::new();
     let mut over = false;
     for sub in ["cur", "new"] {
         let sub_dir = dir.join(sub);
@@ -186,15 +187,38 @@ pub(crate) fn open_folder(path: Vec<String>, dir: PathBuf, limits: Limits) -> Re
                 over = true;
                 break;
             }
-            let time = parse_file_name(&name).time.unwrap_or(u64::MAX);
-            files.push((time, name, sub_dir.clone()));
+            let parsed = parse_file_name(&name);
+            let uid = uids.get(parsed.unique).map_or(u64::MAX, |uid| *uid as u64);
+            files.push(((uid, parsed.time.unwrap_or(u64::MAX)), name, sub_dir.clone()));
         }
     }
-    // Delivery order: the time at the start of the names, then the names.
+    // The mailbox's order: Dovecot's UIDs, then (files it had not seen) the time at the
+    // start of the names, then the names.
     files.sort();
     let keywords = read_keywords(&dir);
     let messages = MaildirMessages { files: files.into_iter(), keywords, limits, over, dir: dir.clone() };
     Ok(Folder { special_use: names::special_use(&path), path, source: dir, messages: Box::new(messages) })
+}
+
+/// Dovecot's `dovecot-uidlist`: a header line, then `UID [fields] :NAME` per message. Read
+/// up to a bound of 256 bytes a message (names are about 60).
+fn read_uid_list(dir: &Path, limits: &Limits) -> std::collections::HashMap<String, u32> {
+    let mut text = String::new();
+    if let Ok(file) = File::open(dir.join("dovecot-uidlist")) {
+        let _ = file.take(limits.messages_max.saturating_mul(256)).read_to_string(&mut text);
+    }
+    parse_uid_list(&text)
+}
+
+/// The UIDs of `dovecot-uidlist`'s lines, by the unique part of the file names.
+pub fn parse_uid_list(text: &str) -> std::collections::HashMap<String, u32> {
+    let mut uids = std::collections::HashMap::new();
+    for line in text.lines().skip(1) {
+        let Some((fields, name)) = line.split_once(" :") else { continue };
+        let Some(Ok(uid)) = fields.split(' ').next().map(str::parse::<u32>) else { continue };
+        uids.insert(parse_file_name(name).unique.to_string(), uid);
+    }
+    uids
 }
 
 fn read_keywords(dir: &Path) -> [Option<String>; 26] {
@@ -211,7 +235,7 @@ fn read_keywords(dir: &Path) -> [Option<String>; 26] {
 
 /// The messages of one Maildir folder, read one file at a time.
 struct MaildirMessages {
-    files: std::vec::IntoIter<(u64, String, PathBuf)>,
+    files: std::vec::IntoIter<((u64, u64), String, PathBuf)>,
     keywords: [Option<String>; 26],
     limits: Limits,
     /// More files than `messages_max`: one skip is given after the last.
@@ -256,13 +280,14 @@ fn read_message(
     let parsed = parse_file_name(name);
     let mut message = SourceMessage { raw: crlf(raw), ..SourceMessage::default() };
     message.flags = parsed.flags.iter().map(|flag| flag.to_string()).collect();
-    if parsed.passed {
-        push_unique(&mut message.keywords, "$Forwarded");
-    }
     for index in parsed.keyword_indexes {
         if let Some(keyword) = &keywords[index as usize] {
             push_unique(&mut message.keywords, keyword);
         }
+    }
+    // Courier's and mutt's "passed"; Dovecot keeps `$Forwarded` as a keyword letter.
+    if parsed.passed {
+        push_unique(&mut message.keywords, "$Forwarded");
     }
     let modified = metadata.modified().ok().and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok());
     message.internal_date = modified.map(|since| since.as_secs()).or(parsed.time);

@@ -379,6 +379,39 @@ fn dovecot_maildir_plus_plus() {
 }
 
 #[test]
+fn maildir_order_follows_dovecot_uids() {
+    let dir = tempfile::tempdir().unwrap();
+    make_files(
+        dir.path(),
+        &[
+            ("cur/1000.M1P1.h,S=2:2,S", b"a\n"),
+            ("cur/2000.M2P1.h,S=2:2,S", b"b\n"),
+            ("new/3000.M3P1.h", b"c\n"),
+            ("cur/500.M4P1.h:2,", b"d\n"),
+            ("dovecot-uidlist", b"3 V1234 N9\n7 :2000.M2P1.h,S=2\n8 W3 :1000.M1P1.h,S=2:2,S\n"),
+        ],
+    );
+    let bodies: Vec<String> =
+        read_tree(dir.path(), Format::Maildir)[0].1.iter().map(|m| m.as_ref().unwrap().0.clone()).collect();
+    assert_eq!(bodies, ["b\r\n", "a\r\n", "d\r\n", "c\r\n"]);
+    // The writer keeps the UIDs it is given, for Dovecot.
+    let mut writer = MaildirWriter::create(&dir.path().join("out")).unwrap();
+    let mut folder = writer.folder(&strings(&["INBOX"])).unwrap();
+    folder.keep_uids(77, 5);
+    for (uid, date) in [(3, 2000), (9, 1000)] {
+        let message = SourceMessage { raw: b"x\r\n".to_vec(), internal_date: Some(date), ..SourceMessage::default() };
+        folder.append_with_uid(&message, uid).unwrap();
+    }
+    folder.finish().unwrap();
+    let list = std::fs::read_to_string(dir.path().join("out/dovecot-uidlist")).unwrap();
+    let lines: Vec<&str> = list.lines().collect();
+    assert_eq!(lines[0], "3 V77 N10");
+    assert!(lines[1].starts_with("3 :2000.") && lines[2].starts_with("9 :1000."), "{list}");
+    let uids = crate::maildir::parse_uid_list(&list);
+    assert_eq!(uids.values().copied().collect::<std::collections::BTreeSet<u32>>(), [3, 9].into());
+}
+
+#[test]
 fn maildir_limits() {
     let dir = tempfile::tempdir().unwrap();
     make_files(

@@ -1,6 +1,6 @@
 //! The writers of an export: Maildir++ (the bytes exactly as given, flags in the file
 //! name, keywords in `dovecot-keywords`, the INTERNALDATE as the file's modification
-//! time), and mbox in Thunderbird's layout (`Name` files, `Name.sbd/` directories) with
+//! time, the UIDs in `dovecot-uidlist` when given), and mbox in Thunderbird's layout (`Name` files, `Name.sbd/` directories) with
 //! mboxrd quoting and the flags in `Status:`, `X-Status:` and `X-Keywords:` headers —
 //! headers that the mbox format needs and that change the bytes, which the readers of
 //! this crate (and Dovecot) take out again.
@@ -57,7 +57,7 @@ impl MaildirWriter {
             let marker = dir.join("maildirfolder");
             File::create(&marker).map_err(|e| Error::io(&marker, e))?;
         }
-        Ok(MaildirFolder { writer: self, dir, keywords: Vec::new(), written: Written::default() })
+        Ok(MaildirFolder { writer: self, dir, keywords: Vec::new(), written: Written::default(), uids: None })
     }
 }
 
@@ -77,20 +77,55 @@ pub struct MaildirFolder<'a> {
     /// The keywords by letter: index 0 is `a`.
     keywords: Vec<String>,
     written: Written,
+    /// Dovecot's `dovecot-uidlist`, when the messages come with UIDs: the UIDVALIDITY,
+    /// the next UID, and each UID with its file's base name.
+    uids: Option<UidList>,
+}
+
+#[derive(Debug)]
+struct UidList {
+    validity: u32,
+    next: u32,
+    entries: Vec<(u32, String)>,
 }
 
 /// Letters of a Maildir info: a–z, 26 keywords.
 const KEYWORD_LETTERS_MAX: usize = 26;
 
 impl MaildirFolder<'_> {
+    /// Keeps the folder's UIDs (RFC 9051 §2.3.1.1): with this, and each message appended
+    /// by [`MaildirFolder::append_with_uid`], [`MaildirFolder::finish`] writes Dovecot's
+    /// `dovecot-uidlist`, so that Dovecot serves the same UIDVALIDITY and UIDs, in the
+    /// same order (without it, Dovecot numbers the files in the order of their dates).
+    pub fn keep_uids(&mut self, uid_validity: u32, uid_next: u32) {
+        self.uids = Some(UidList { validity: uid_validity, next: uid_next, entries: Vec::new() });
+    }
+
+    /// [`MaildirFolder::append`] with the message's UID, for `dovecot-uidlist`.
+    pub fn append_with_uid(&mut self, message: &SourceMessage, uid: u32) -> Result<(), Error> {
+        let base = self.append_file(message)?;
+        if let Some(list) = &mut self.uids {
+            list.next = list.next.max(uid.saturating_add(1));
+            list.entries.push((uid, base));
+        }
+        Ok(())
+    }
+
     /// Writes one message: `tmp/` first, then renamed into `cur/` (the Maildir rule: a
     /// reader never sees half a file).
     pub fn append(&mut self, message: &SourceMessage) -> Result<(), Error> {
+        // A message without a UID: the list would be wrong, so none is written.
+        self.uids = None;
+        self.append_file(message).map(drop)
+    }
+
+    /// Writes one message; its base name (the name without the info).
+    fn append_file(&mut self, message: &SourceMessage) -> Result<String, Error> {
         let info = self.info(message);
         self.writer.sequence += 1;
         let time = message.internal_date.unwrap_or(0);
-        let name =
-            format!("{time}.M{}P{}.hameau,S={}:2,{info}", self.writer.sequence, self.writer.pid, message.raw.len());
+        let base = format!("{time}.M{}P{}.hameau,S={}", self.writer.sequence, self.writer.pid, message.raw.len());
+        let name = format!("{base}:2,{info}");
         let tmp = self.dir.join("tmp").join(&name);
         let mut file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
         file.write_all(&message.raw).map_err(|e| Error::io(&tmp, e))?;
@@ -104,7 +139,7 @@ impl MaildirFolder<'_> {
         fs::rename(&tmp, &cur).map_err(|e| Error::io(&cur, e))?;
         self.written.messages += 1;
         self.written.bytes += message.raw.len() as u64;
-        Ok(())
+        Ok(base)
     }
 
     /// The info letters: flags in ASCII order (the Maildir rule), then keyword letters.
@@ -117,11 +152,8 @@ impl MaildirFolder<'_> {
                 letters.push(letter);
             }
         }
+        // `$Forwarded` too is a keyword letter, not `P`: Dovecot reads `P` as nothing.
         for keyword in &message.keywords {
-            if keyword.eq_ignore_ascii_case("$Forwarded") {
-                letters.push('P');
-                continue;
-            }
             let index = match self.keywords.iter().position(|known| known == keyword) {
                 Some(index) => index,
                 None if self.keywords.len() < KEYWORD_LETTERS_MAX => {
@@ -148,6 +180,17 @@ impl MaildirFolder<'_> {
             let tmp = self.dir.join("tmp").join("dovecot-keywords");
             fs::write(&tmp, text).map_err(|e| Error::io(&tmp, e))?;
             let path = self.dir.join("dovecot-keywords");
+            fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+        }
+        if let Some(list) = &self.uids {
+            // Version 3 of the format: `3 V<uidvalidity> N<next uid>`, then `<uid> :<name>`.
+            let mut text = format!("3 V{} N{}\n", list.validity, list.next);
+            for (uid, base) in &list.entries {
+                text.push_str(&format!("{uid} :{base}\n"));
+            }
+            let tmp = self.dir.join("tmp").join("dovecot-uidlist");
+            fs::write(&tmp, text).map_err(|e| Error::io(&tmp, e))?;
+            let path = self.dir.join("dovecot-uidlist");
             fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
         }
         Ok(self.written)
@@ -196,20 +239,9 @@ pub struct MboxFolder {
 }
 
 impl MboxFolder {
-    /// Appends one message: its `From ` line, the flag headers, its lines with LF ends and
-    /// mboxrd quoting, a final line end if it had none, and the blank line after it.
+    /// Appends one message (see [`mbox_entry`]).
     pub fn append(&mut self, message: &SourceMessage) -> Result<(), Error> {
-        let mut out = Vec::with_capacity(message.raw.len() + 128);
-        out.extend_from_slice(b"From MAILER-DAEMON ");
-        out.extend_from_slice(date::asctime(message.internal_date.unwrap_or(0)).as_bytes());
-        out.push(b'\n');
-        let raw = &message.raw;
-        let insert_at = header_fields(raw).last().map_or(0, |(_, _, end)| *end);
-        write_lines(&mut out, &raw[..insert_at]);
-        out.extend_from_slice(&flag_headers(message));
-        write_lines(&mut out, &raw[insert_at..]);
-        out.push(b'\n');
-        self.file.write_all(&out).map_err(|e| Error::io(&self.path, e))?;
+        self.file.write_all(&mbox_entry(message)).map_err(|e| Error::io(&self.path, e))?;
         self.written.messages += 1;
         self.written.bytes += message.raw.len() as u64;
         Ok(())
@@ -221,6 +253,28 @@ impl MboxFolder {
         file.sync_all().map_err(|e| Error::io(&self.path, e))?;
         Ok(self.written)
     }
+}
+
+/// One message as an mbox holds it: its `From ` line, its header with the flag headers
+/// added after the last field, its lines with LF ends and mboxrd quoting, a final line end
+/// if it had none, and the blank line after it.
+pub fn mbox_entry(message: &SourceMessage) -> Vec<u8> {
+    let mut out = Vec::with_capacity(message.raw.len() + 128);
+    out.extend_from_slice(b"From MAILER-DAEMON ");
+    out.extend_from_slice(date::asctime(message.internal_date.unwrap_or(0)).as_bytes());
+    out.push(b'\n');
+    let raw = &message.raw;
+    let insert_at = header_fields(raw).last().map_or(0, |(_, _, end)| *end);
+    write_lines(&mut out, &raw[..insert_at]);
+    // A message that starts with white space (malformed: a continuation of nothing) would
+    // make its first line a continuation of the flag headers, and lose it with them: its
+    // bytes are kept, its flags are not written.
+    if insert_at > 0 || !raw.starts_with(b" ") && !raw.starts_with(b"\t") {
+        out.extend_from_slice(&flag_headers(message));
+    }
+    write_lines(&mut out, &raw[insert_at..]);
+    out.push(b'\n');
+    out
 }
 
 /// `Status:`, `X-Status:`, `X-Keywords:`, as mutt and Dovecot write them.
