@@ -12,6 +12,7 @@ mod autoconfig;
 mod cli;
 mod config;
 mod dns;
+mod export;
 mod imap;
 mod imap_clients;
 mod outbound_faults;

@@ -4,6 +4,7 @@
 mod admin;
 mod client;
 mod dnscheck;
+mod export;
 mod generate;
 mod init;
 mod lang;
@@ -98,6 +99,8 @@ enum Command {
         #[command(flatten)]
         target: admin::Target,
     },
+    /// Writes the mail of an account or a tenant as Maildir or mbox files (server stopped).
+    Export(export::ExportArgs),
     /// Writes the man pages or shell completions (for packaging).
     #[command(hide = true)]
     Generate {
@@ -158,6 +161,7 @@ fn main() -> ExitCode {
         Command::Dns { command: DnsCommand::Check { domain, resolver }, target } => {
             client::run_dns_check(&target, &domain, resolver)
         }
+        Command::Export(args) => export::run(&args),
         Command::Generate { command } => generate::run(command, <Cli as clap::CommandFactory>::command()),
     };
     match result {
