@@ -155,6 +155,60 @@ fn mbox_skips_what_is_over_a_limit_and_goes_on() {
     assert_eq!(raws(&messages[1..]), ["A: 2\r\n"]);
 }
 
+/// An mbox made on the fly, never held whole: `n_big` messages of `big_bytes` each
+/// followed by a small one.
+struct Generated {
+    pending: std::collections::VecDeque<u8>,
+    n_left: usize,
+    big_bytes: usize,
+    big_left: usize,
+}
+
+impl std::io::Read for Generated {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.pending.is_empty() {
+            if self.big_left > 0 {
+                let line = b"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\n";
+                let n_lines = (self.big_left / line.len()).clamp(1, 1024);
+                for _ in 0..n_lines {
+                    self.pending.extend(line);
+                }
+                self.big_left = self.big_left.saturating_sub(n_lines * line.len());
+            } else if self.n_left > 0 {
+                self.n_left -= 1;
+                self.big_left = self.big_bytes;
+                self.pending.extend(format!("{SEP}Subject: petit\n\nok\n\n{SEP}Subject: gros\n\n").bytes());
+            } else {
+                return Ok(0);
+            }
+        }
+        let n = buf.len().min(self.pending.len());
+        for (slot, byte) in buf.iter_mut().zip(self.pending.drain(..n)) {
+            *slot = byte;
+        }
+        Ok(n)
+    }
+}
+
+#[test]
+fn mbox_streams_messages_larger_than_memory_allows() {
+    // 4 messages of 64 MiB with a 1 MiB limit: each is skipped with its size, held never
+    // more than the limit; the small ones between them are read.
+    let input = Generated { pending: Default::default(), n_left: 4, big_bytes: 64 << 20, big_left: 0 };
+    let limits = Limits { message_bytes_max: 1 << 20, line_bytes_max: 1000, ..Limits::default() };
+    let read: Vec<_> =
+        MboxReader::new(input, Quoting::Mboxrd, limits, "generated".into()).map(|m| m.map_err(|s| s.reason)).collect();
+    assert_eq!(read.len(), 8);
+    for pair in read.chunks(2) {
+        assert_eq!(pair[0].as_ref().unwrap().raw, b"Subject: petit\r\n\r\nok\r\n");
+        assert!(
+            matches!(pair[1], Err(SkipReason::TooLarge { bytes, max }) if bytes >= 64 << 20 && max == 1 << 20),
+            "{:?}",
+            pair[1]
+        );
+    }
+}
+
 #[test]
 fn modified_utf7_both_ways() {
     let check = |text: &str, encoded: &str| {
