@@ -1,8 +1,9 @@
 //! `hameau export` (issue 13, item 5): an account filled over IMAP (APPEND with flags,
 //! keywords and dates, into nested folders with French names), the server stopped, the
 //! account exported as Maildir and as mbox, and each export read back by Dovecot (its
-//! `imap` binary in pre-authenticated mode, driven by Python's imaplib): the folders,
-//! flags, keywords, INTERNALDATEs and bytes are Hameau's. A tenant export has every
+//! `imap` binary in pre-authenticated mode, driven by Python's imaplib) and by Hameau's
+//! own readers (what an import takes): the folders, flags, keywords, INTERNALDATEs and
+//! bytes are Hameau's. A tenant export has every
 //! account; an export while the server runs is refused.
 
 use std::path::Path;
@@ -204,6 +205,27 @@ fn as_dovecot_mbox_serves(account: &serde_json::Value) -> serde_json::Value {
     account
 }
 
+/// The same dump made by Hameau's own readers (what `hameau import maildir|mbox` takes):
+/// the export read back gives Hameau's folders, flags, keywords, dates and bytes exactly.
+fn mailfile_dump(root: &Path, format: hameau_mailfile::Format) -> serde_json::Value {
+    use base64::Engine;
+    let mut out = serde_json::Map::new();
+    for folder in hameau_mailfile::open(root, format, &hameau_mailfile::Limits::default()).unwrap() {
+        let folder = folder.unwrap();
+        let mut messages = Vec::new();
+        for message in folder.messages {
+            let message = message.unwrap();
+            let mut flags: Vec<String> =
+                message.flags.iter().chain(&message.keywords).map(|f| f.to_lowercase()).collect();
+            flags.sort();
+            let raw = base64::engine::general_purpose::STANDARD.encode(&message.raw);
+            messages.push(serde_json::json!([flags, message.internal_date.unwrap(), raw]));
+        }
+        out.insert(folder.path.join("/"), messages.into());
+    }
+    out.into()
+}
+
 fn export(config: &Path, args: &[&str]) -> (bool, String, String) {
     let mut full = vec!["export"];
     full.extend_from_slice(args);
@@ -239,6 +261,7 @@ fn export_reads_back_in_dovecot_with_folders_flags_dates_and_bytes() {
         export(&config, &["--account", "user@a.test", "--to", maildir.to_str().unwrap(), "--format", "maildir"]);
     assert!(ok, "{stderr}");
     assert!(stdout.contains("7 message(s)"), "{stdout}");
+    assert_eq!(&mailfile_dump(&maildir, hameau_mailfile::Format::Maildir), user);
     let location = format!("maildir:{}:INDEX=MEMORY", maildir.display());
     assert_eq!(&dovecot_dump(&location, &maildir, false), user);
 
@@ -247,6 +270,8 @@ fn export_reads_back_in_dovecot_with_folders_flags_dates_and_bytes() {
         export(&config, &["--account", "user@a.test", "--to", mbox.to_str().unwrap(), "--format", "mbox"]);
     assert!(ok, "{stderr}");
     assert!(mbox.join("Projets.sbd/Été 2026").is_file() && mbox.join("Projets").is_file());
+    let mboxrd = hameau_mailfile::Format::Mbox(hameau_mailfile::mbox::Quoting::Mboxrd);
+    assert_eq!(&mailfile_dump(&mbox, mboxrd), user);
     // Dovecot reads mbox keywords only when an X-IMAPbase header declares them: the
     // flags it shows are the system flags; the keywords are checked in the file.
     let inbox = std::fs::read_to_string(mbox.join("INBOX")).unwrap();
