@@ -79,6 +79,8 @@ pub enum SkipReason {
     TooManyFolders { max: u64 },
     /// A folder deeper than [`Limits::depth_max`].
     TooDeep { max: u64 },
+    /// The message carries more keywords than [`Limits::keywords_max`].
+    TooManyKeywords { max: u64 },
     /// Thunderbird marked the message deleted (`X-Mozilla-Status` 0x0008) and had not yet
     /// compacted the folder: the user had deleted it.
     DeletedByThunderbird,
@@ -100,6 +102,7 @@ impl fmt::Display for SkipReason {
             SkipReason::TooManyMessages { max } => write!(f, "more than {max} messages in the folder"),
             SkipReason::TooManyFolders { max } => write!(f, "more than {max} folders"),
             SkipReason::TooDeep { max } => write!(f, "folder deeper than {max} levels"),
+            SkipReason::TooManyKeywords { max } => write!(f, "more than {max} keywords"),
             SkipReason::DeletedByThunderbird => write!(f, "deleted in Thunderbird (folder not compacted)"),
             SkipReason::NotMbox => write!(f, "not an mbox file (no `From ` line at its start)"),
             SkipReason::BadName(name) => write!(f, "folder name {name:?} has an empty level"),
@@ -166,6 +169,10 @@ pub struct Limits {
     /// Most messages read from one folder. 10 million: more than any real mailbox, and a
     /// bound on a Maildir's listing (about 100 bytes a name).
     pub messages_max: u64,
+    /// Most keywords of one message. 100 is the store's own bound (`mail.keywords_max`):
+    /// a message with more could not be stored as it is, and a header of a million
+    /// words is not read past it.
+    pub keywords_max: u64,
 }
 
 impl Default for Limits {
@@ -176,6 +183,7 @@ impl Default for Limits {
             folders_max: 10_000,
             depth_max: 32,
             messages_max: 10_000_000,
+            keywords_max: 100,
         }
     }
 }
@@ -189,6 +197,7 @@ impl Limits {
         range(section, "folders_max", self.folders_max, 1, 1_000_000)?;
         range(section, "depth_max", self.depth_max, 1, 1000)?;
         range(section, "messages_max", self.messages_max, 1, 1_000_000_000)?;
+        range(section, "keywords_max", self.keywords_max, 1, 100_000)?;
         if self.line_bytes_max > self.message_bytes_max {
             return Err(Problem::new(section, "line_bytes_max", "must not exceed message_bytes_max"));
         }

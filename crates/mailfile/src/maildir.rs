@@ -14,7 +14,7 @@ use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use crate::tree::sorted_entries;
+use crate::tree::{entries_max, sorted_entries};
 use crate::{Error, Folder, Limits, PendingFolder, Skip, SkipReason, SourceMessage, names, push_unique};
 
 /// What a Maildir file name says.
@@ -104,9 +104,13 @@ const KEYWORDS_FILE_BYTES_MAX: u64 = 64 * 1024;
 /// The folders of a Maildir: the inbox (the root's `cur/` and `new/`), and each Maildir++
 /// folder `.A.B` (a directory with `cur/` or `new/`). Maildir++ is flat: one listing.
 pub(crate) fn folders(root: &Path, limits: &Limits) -> Result<Vec<Result<PendingFolder, Skip>>, Error> {
-    let entries = sorted_entries(root).map_err(|e| Error::io(root, e))?;
+    let (entries, complete) = sorted_entries(root, entries_max(limits)).map_err(|e| Error::io(root, e))?;
     let mut found: Vec<PendingFolder> = Vec::new();
     let mut skips: Vec<Skip> = Vec::new();
+    if !complete {
+        let reason = SkipReason::TooManyFolders { max: limits.folders_max };
+        skips.push(Skip { location: root.display().to_string(), reason });
+    }
     let mut seen: BTreeSet<Vec<String>> = BTreeSet::new();
     if is_maildir(root) {
         seen.insert(vec!["INBOX".into()]);

@@ -223,9 +223,13 @@ impl<R: std::io::Read> Iterator for MboxReader<R> {
         if raw.ends_with(b"\r\n\r\n") || raw == b"\r\n" {
             raw.truncate(raw.len() - 2);
         }
-        let state = take_local_state(&mut raw);
+        let state = take_local_state(&mut raw, self.limits.keywords_max);
         if state.deleted {
             return Some(Err(self.skipped(n_message, offset, SkipReason::DeletedByThunderbird)));
+        }
+        if state.too_many_keywords {
+            let reason = SkipReason::TooManyKeywords { max: self.limits.keywords_max };
+            return Some(Err(self.skipped(n_message, offset, reason)));
         }
         let internal_date = date::parse_from_line(trim_line_end(&separator[5..]));
         Some(Ok(SourceMessage { raw, flags: state.flags, keywords: state.keywords, internal_date }))
@@ -268,6 +272,8 @@ pub(crate) struct LocalState {
     pub keywords: Vec<String>,
     /// Thunderbird's "expunged" bit.
     pub deleted: bool,
+    /// More keywords than the limit: the rest were not read.
+    pub too_many_keywords: bool,
 }
 
 /// The headers mail programs add to keep their own state, lower case.
@@ -285,14 +291,14 @@ pub const LOCAL_STATE_HEADERS: [&str; 9] = [
 
 /// Reads the local-state headers of the header block of `raw` (CRLF lines) and removes
 /// them, continuation lines included.
-pub(crate) fn take_local_state(raw: &mut Vec<u8>) -> LocalState {
+pub(crate) fn take_local_state(raw: &mut Vec<u8>, keywords_max: u64) -> LocalState {
     let mut state = LocalState::default();
     let mut removed: Vec<(usize, usize)> = Vec::new();
     for (start, colon, end) in header_fields(raw) {
         let name = String::from_utf8_lossy(&raw[start..colon]).trim().to_ascii_lowercase();
         if LOCAL_STATE_HEADERS.contains(&name.as_str()) {
             let value = String::from_utf8_lossy(&raw[colon + 1..end]).split_whitespace().collect::<Vec<_>>().join(" ");
-            read_local_header(&name, &value, &mut state);
+            read_local_header(&name, &value, &mut state, keywords_max);
             removed.push((start, end));
         }
     }
@@ -349,7 +355,7 @@ fn field_end(raw: &[u8], at: usize) -> usize {
     }
 }
 
-fn read_local_header(name: &str, value: &str, state: &mut LocalState) {
+fn read_local_header(name: &str, value: &str, state: &mut LocalState, keywords_max: u64) {
     let flags = &mut state.flags;
     match name {
         // mutt, Pine, Dovecot: R read, O old (not new: nothing in IMAP).
@@ -363,6 +369,11 @@ fn read_local_header(name: &str, value: &str, state: &mut LocalState) {
         }
         "x-keywords" | "x-mozilla-keys" => {
             for word in value.split([' ', ',']).filter(|word| is_keyword(word)) {
+                // Counted before adding: the list (searched at each word) stays small.
+                if state.keywords.len() as u64 >= keywords_max {
+                    state.too_many_keywords = true;
+                    break;
+                }
                 push_unique(&mut state.keywords, word);
             }
         }

@@ -129,6 +129,8 @@ fn mbox_flags_from_status_headers_are_read_and_removed() {
     check("X-Mozilla-Status: zz\n", &[], &[]);
     // A keyword that is no IMAP atom is dropped.
     check("X-Keywords: ok (bad) a\\b\n", &[], &["ok"]);
+    // Keywords are case-insensitive: one of each.
+    check("X-Keywords: Urgent urgent URGENT\n", &[], &["Urgent"]);
 }
 
 #[test]
@@ -153,6 +155,12 @@ fn mbox_skips_what_is_over_a_limit_and_goes_on() {
     let messages = read_mbox(file.as_bytes());
     assert_eq!(messages[0], Err(SkipReason::DeletedByThunderbird));
     assert_eq!(raws(&messages[1..]), ["A: 2\r\n"]);
+    // A header of a hundred thousand keywords is read up to the limit, the message skipped.
+    let words: Vec<String> = (0..100_000).map(|n| format!("k{n}")).collect();
+    let file = format!("{SEP}X-Keywords: {}\nA: 1\n\n{SEP}X-Keywords: a b\nA: 2\n\n", words.join(" "));
+    let messages = read_mbox(file.as_bytes());
+    assert_eq!(messages[0], Err(SkipReason::TooManyKeywords { max: 100 }));
+    assert_eq!(messages[1].as_ref().unwrap().keywords, strings(&["a", "b"]));
 }
 
 /// An mbox made on the fly, never held whole: `n_big` messages of `big_bytes` each

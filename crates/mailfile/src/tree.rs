@@ -27,8 +27,14 @@ pub(crate) fn mbox_folders(
     let mut skips: Vec<Skip> = Vec::new();
     let mut stack: Vec<(PathBuf, Vec<String>)> = vec![(root.to_path_buf(), Vec::new())];
     'walk: while let Some((dir, prefix)) = stack.pop() {
-        let entries = match sorted_entries(&dir) {
-            Ok(entries) => entries,
+        let entries = match sorted_entries(&dir, entries_max(limits)) {
+            Ok((entries, complete)) => {
+                if !complete {
+                    let reason = SkipReason::TooManyFolders { max: limits.folders_max };
+                    skips.push(Skip { location: dir.display().to_string(), reason });
+                }
+                entries
+            }
             Err(e) => {
                 skips.push(Skip { location: dir.display().to_string(), reason: SkipReason::Io(e.to_string()) });
                 continue;
@@ -90,10 +96,21 @@ fn top_level_name(name: String) -> String {
     if name.eq_ignore_ascii_case("inbox") { "INBOX".to_string() } else { name }
 }
 
-/// The names in a directory, sorted, with whether each is a directory.
-pub(crate) fn sorted_entries(dir: &Path) -> std::io::Result<Vec<(String, bool)>> {
+/// Most names read from one directory: a folder is a few names (`Name`, `Name.msf`,
+/// `Name.sbd`), with room for the other files of a profile.
+pub(crate) fn entries_max(limits: &Limits) -> usize {
+    (limits.folders_max as usize).saturating_mul(4).saturating_add(64)
+}
+
+/// The names in a directory (at most `max`), sorted, with whether each is a directory;
+/// and whether that is all of them.
+pub(crate) fn sorted_entries(dir: &Path, max: usize) -> std::io::Result<(Vec<(String, bool)>, bool)> {
     let mut entries = Vec::new();
     for entry in std::fs::read_dir(dir)? {
+        if entries.len() >= max {
+            entries.sort();
+            return Ok((entries, false));
+        }
         let entry = entry?;
         let Ok(name) = entry.file_name().into_string() else { continue };
         // Follows symbolic links: a profile may link folders from elsewhere.
@@ -101,7 +118,7 @@ pub(crate) fn sorted_entries(dir: &Path) -> std::io::Result<Vec<(String, bool)>>
         entries.push((name, is_dir));
     }
     entries.sort();
-    Ok(entries)
+    Ok((entries, true))
 }
 
 /// An mbox is empty or starts with `From `.
