@@ -80,6 +80,24 @@ def dump(M, strip_sbd):
                 messages.append([flags, epoch, base64.b64encode(item[1]).decode()])
         out["/".join(parts)] = messages
     return out
+
+def uids(M):
+    out = {}
+    typ, data = M.list()
+    for line in data:
+        m = re.match(rb'\((.*?)\) (NIL|"(.*?)") (.*)$', line)
+        name = m.group(4).decode()
+        if name.startswith('"'):
+            name = name[1:-1]
+        if b"\\Noselect" in m.group(1):
+            continue
+        typ, data = M.status(quoted(name), "(UIDVALIDITY)")
+        validity = int(re.search(rb"UIDVALIDITY (\d+)", data[0]).group(1))
+        M.select(quoted(name), readonly=True)
+        typ, data = M.uid("SEARCH", "ALL")
+        parts = name.split(m.group(3).decode()) if m.group(3) else [name]
+        out["/".join(mutf7_decode(p) for p in parts)] = [validity, [int(u) for u in data[0].split()]]
+    return out
 "#;
 
 /// What the test appends: (account, folder, flags, date, message).
@@ -143,7 +161,9 @@ fn fill(server: &crate::support::Server) -> serde_json::Value {
                  assert typ == 'OK', data\n"
             ));
         }
-        script.push_str(&format!("result[{account:?}] = dump(M, False)\nM.logout()\n"));
+        script.push_str(&format!(
+            "result[{account:?}] = dump(M, False)\nresult[{account:?} + ' uids'] = uids(M)\nM.logout()\n"
+        ));
     }
     script.push_str("print(json.dumps(result))\n");
     serde_json::from_str(python(&script).trim()).unwrap()
@@ -152,6 +172,11 @@ fn fill(server: &crate::support::Server) -> serde_json::Value {
 /// Dovecot's `imap` reading `location` (a `mail_location`), pre-authenticated as
 /// `nobody` (Dovecot refuses to give root's mail), driven by imaplib over its stdin.
 fn dovecot_dump(location: &str, export: &Path, strip_sbd: bool) -> serde_json::Value {
+    dovecot_run(location, export, &format!("dump(M, {})", if strip_sbd { "True" } else { "False" }))
+}
+
+/// Runs `expression` (a Python call on the session `M`) against Dovecot reading `location`.
+fn dovecot_run(location: &str, export: &Path, expression: &str) -> serde_json::Value {
     let dir = tempfile::tempdir().unwrap();
     // Dovecot runs as nobody: it reads the export and writes its lock and list files.
     for path in [dir.path(), export] {
@@ -172,8 +197,7 @@ fn dovecot_dump(location: &str, export: &Path, strip_sbd: bool) -> serde_json::V
     let command = format!("env USER=nobody HOME={base} /usr/lib/dovecot/imap -c {}", conf.display());
     let script = format!(
         "{HELPERS}\nM = imaplib.IMAP4_stream({command:?})\nassert M.state == 'AUTH', M.state\n\
-         print(json.dumps(dump(M, {})))\nM.logout()\n",
-        if strip_sbd { "True" } else { "False" }
+         print(json.dumps({expression}))\nM.logout()\n"
     );
     let output = python(&script);
     serde_json::from_str(output.trim()).unwrap_or_else(|e| {
@@ -264,6 +288,8 @@ fn export_reads_back_in_dovecot_with_folders_flags_dates_and_bytes() {
     assert_eq!(&mailfile_dump(&maildir, hameau_mailfile::Format::Maildir), user);
     let location = format!("maildir:{}:INDEX=MEMORY", maildir.display());
     assert_eq!(&dovecot_dump(&location, &maildir, false), user);
+    // dovecot-uidlist: Dovecot serves Hameau's UIDVALIDITY and UIDs.
+    assert_eq!(dovecot_run(&location, &maildir, "uids(M)"), expected["user@a.test uids"]);
 
     let mbox = dir.path().join("mbox");
     let (ok, _, stderr) =

@@ -185,7 +185,7 @@ async fn export_account(
                 let uid_next = mail.uid_next(account.id, mailbox.id).await.with_context(|| mailbox.name.clone())?;
                 folder.keep_uids(mailbox.uid_validity, uid_next);
                 for entry in &entries {
-                    folder.append_with_uid(&message(mail, account, entry).await?, entry.uid)?;
+                    folder.append(&message(mail, account, entry).await?)?;
                 }
                 folder.finish()?
             }
@@ -214,5 +214,5 @@ async fn message(mail: &Mail, account: &Account, entry: &hameau_mailbox::UidEntr
         .await
         .with_context(|| format!("{}: email {}", account.address, entry.email))?;
     let (flags, keywords) = entry.keywords.iter().cloned().partition(|keyword| keyword.starts_with('\\'));
-    Ok(SourceMessage { raw, flags, keywords, internal_date: Some(entry.received_at) })
+    Ok(SourceMessage { raw, flags, keywords, internal_date: Some(entry.received_at), uid: Some(entry.uid) })
 }

@@ -55,6 +55,9 @@ pub struct SourceMessage {
     pub keywords: Vec<String>,
     /// IMAP INTERNALDATE, seconds since the Unix epoch, when the file says it.
     pub internal_date: Option<u64>,
+    /// The message's UID where the files keep one (a Maildir's `dovecot-uidlist`), valid
+    /// under [`Folder::uid_validity`]: what a resumable import can key on.
+    pub uid: Option<u32>,
 }
 
 /// A message or a folder that is not read, and why: the import reports it and goes on.
@@ -130,6 +133,9 @@ pub struct Folder {
     pub special_use: Option<&'static str>,
     /// Where it was read from.
     pub source: PathBuf,
+    /// The UIDVALIDITY under which [`SourceMessage::uid`]s are given, if the files keep
+    /// one (a Maildir's `dovecot-uidlist`).
+    pub uid_validity: Option<u32>,
     pub messages: Messages,
 }
 
@@ -270,6 +276,7 @@ impl Iterator for Folders {
                 special_use: names::special_use(&path),
                 path,
                 source: dir,
+                uid_validity: None,
                 messages: Box::new(std::iter::empty()),
             }),
             PendingFolder::Maildir { path, dir, limits } => maildir::open_folder(path, dir, limits),

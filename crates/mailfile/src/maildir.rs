@@ -169,7 +169,7 @@ fn is_maildir(dir: &Path) -> bool {
 
 /// Opens one folder: lists its files (at most `messages_max`) and reads its keywords.
 pub(crate) fn open_folder(path: Vec<String>, dir: PathBuf, limits: Limits) -> Result<Folder, Skip> {
-    let uids = read_uid_list(&dir, &limits);
+    let (uid_validity, uids) = read_uid_list(&dir, &limits);
     let mut files: Vec<((u64, u64), String, PathBuf)> = Vec::new();
     let mut over = false;
     for sub in ["cur", "new"] {
@@ -201,12 +201,13 @@ pub(crate) fn open_folder(path: Vec<String>, dir: PathBuf, limits: Limits) -> Re
     files.sort();
     let keywords = read_keywords(&dir);
     let messages = MaildirMessages { files: files.into_iter(), keywords, limits, over, dir: dir.clone() };
-    Ok(Folder { special_use: names::special_use(&path), path, source: dir, messages: Box::new(messages) })
+    let special_use = names::special_use(&path);
+    Ok(Folder { special_use, path, source: dir, uid_validity, messages: Box::new(messages) })
 }
 
 /// Dovecot's `dovecot-uidlist`: a header line, then `UID [fields] :NAME` per message. Read
 /// up to a bound of 256 bytes a message (names are about 60).
-fn read_uid_list(dir: &Path, limits: &Limits) -> std::collections::HashMap<String, u32> {
+fn read_uid_list(dir: &Path, limits: &Limits) -> (Option<u32>, std::collections::HashMap<String, u32>) {
     let mut text = String::new();
     if let Ok(file) = File::open(dir.join("dovecot-uidlist")) {
         let _ = file.take(limits.messages_max.saturating_mul(256)).read_to_string(&mut text);
@@ -214,15 +215,21 @@ fn read_uid_list(dir: &Path, limits: &Limits) -> std::collections::HashMap<Strin
     parse_uid_list(&text)
 }
 
-/// The UIDs of `dovecot-uidlist`'s lines, by the unique part of the file names.
-pub fn parse_uid_list(text: &str) -> std::collections::HashMap<String, u32> {
+/// The UIDVALIDITY of `dovecot-uidlist` (its header's `V` field), and the UIDs of its
+/// lines by the unique part of the file names.
+pub fn parse_uid_list(text: &str) -> (Option<u32>, std::collections::HashMap<String, u32>) {
+    let validity = text
+        .lines()
+        .next()
+        .and_then(|header| header.split(' ').find_map(|field| field.strip_prefix('V')))
+        .and_then(|value| value.parse().ok());
     let mut uids = std::collections::HashMap::new();
     for line in text.lines().skip(1) {
         let Some((fields, name)) = line.split_once(" :") else { continue };
         let Some(Ok(uid)) = fields.split(' ').next().map(str::parse::<u32>) else { continue };
         uids.insert(parse_file_name(name).unique.to_string(), uid);
     }
-    uids
+    (validity, uids)
 }
 
 fn read_keywords(dir: &Path) -> [Option<String>; 26] {
@@ -251,7 +258,7 @@ impl Iterator for MaildirMessages {
     type Item = Result<SourceMessage, Skip>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let Some((_, name, sub_dir)) = self.files.next() else {
+        let Some(((uid, _), name, sub_dir)) = self.files.next() else {
             if std::mem::take(&mut self.over) {
                 let reason = SkipReason::TooManyMessages { max: self.limits.messages_max };
                 return Some(Err(Skip { location: self.dir.display().to_string(), reason }));
@@ -260,7 +267,11 @@ impl Iterator for MaildirMessages {
         };
         let file = sub_dir.join(&name);
         let skip = |reason| Skip { location: file.display().to_string(), reason };
-        Some(read_message(&file, &name, &self.keywords, &self.limits).map_err(skip))
+        let mut message = read_message(&file, &name, &self.keywords, &self.limits).map_err(skip);
+        if let Ok(message) = &mut message {
+            message.uid = u32::try_from(uid).ok();
+        }
+        Some(message)
     }
 }
 

@@ -232,7 +232,7 @@ impl<R: std::io::Read> Iterator for MboxReader<R> {
             return Some(Err(self.skipped(n_message, offset, reason)));
         }
         let internal_date = date::parse_from_line(trim_line_end(&separator[5..]));
-        Some(Ok(SourceMessage { raw, flags: state.flags, keywords: state.keywords, internal_date }))
+        Some(Ok(SourceMessage { raw, flags: state.flags, keywords: state.keywords, internal_date, uid: None }))
     }
 }
 

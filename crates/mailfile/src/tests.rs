@@ -456,20 +456,30 @@ fn maildir_order_follows_dovecot_uids() {
     let bodies: Vec<String> =
         read_tree(dir.path(), Format::Maildir)[0].1.iter().map(|m| m.as_ref().unwrap().0.clone()).collect();
     assert_eq!(bodies, ["b\r\n", "a\r\n", "d\r\n", "c\r\n"]);
+    let folder = open(dir.path(), Format::Maildir, &Limits::default()).unwrap().next().unwrap().unwrap();
+    assert_eq!(folder.uid_validity, Some(1234));
+    let uids: Vec<Option<u32>> = folder.messages.map(|m| m.unwrap().uid).collect();
+    assert_eq!(uids, [Some(7), Some(8), None, None]);
     // The writer keeps the UIDs it is given, for Dovecot.
     let mut writer = MaildirWriter::create(&dir.path().join("out")).unwrap();
     let mut folder = writer.folder(&strings(&["INBOX"])).unwrap();
     folder.keep_uids(77, 5);
     for (uid, date) in [(3, 2000), (9, 1000)] {
-        let message = SourceMessage { raw: b"x\r\n".to_vec(), internal_date: Some(date), ..SourceMessage::default() };
-        folder.append_with_uid(&message, uid).unwrap();
+        let message = SourceMessage {
+            raw: b"x\r\n".to_vec(),
+            internal_date: Some(date),
+            uid: Some(uid),
+            ..SourceMessage::default()
+        };
+        folder.append(&message).unwrap();
     }
     folder.finish().unwrap();
     let list = std::fs::read_to_string(dir.path().join("out/dovecot-uidlist")).unwrap();
     let lines: Vec<&str> = list.lines().collect();
     assert_eq!(lines[0], "3 V77 N10");
     assert!(lines[1].starts_with("3 :2000.") && lines[2].starts_with("9 :1000."), "{list}");
-    let uids = crate::maildir::parse_uid_list(&list);
+    let (validity, uids) = crate::maildir::parse_uid_list(&list);
+    assert_eq!(validity, Some(77));
     assert_eq!(uids.values().copied().collect::<std::collections::BTreeSet<u32>>(), [3, 9].into());
 }
 
@@ -600,6 +610,7 @@ fn message_strategy() -> impl Strategy<Value = SourceMessage> {
             flags: flags.into_iter().map(str::to_string).collect(),
             keywords: keywords.into_iter().collect(),
             internal_date: Some(date),
+            uid: None,
         }
     })
 }
@@ -628,6 +639,7 @@ fn round_trip_of_known_shapes() {
         flags: strings(flags),
         keywords: strings(keywords),
         internal_date: Some(1_420_070_400),
+        uid: None,
     };
     round_trip(&[
         (

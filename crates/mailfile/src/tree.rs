@@ -141,5 +141,6 @@ pub(crate) fn open_mbox(path: Vec<String>, file: PathBuf, quoting: Quoting, limi
     let handle = File::open(&file)
         .map_err(|e| Skip { location: file.display().to_string(), reason: SkipReason::Io(e.to_string()) })?;
     let reader = MboxReader::new(handle, quoting, limits, file.display().to_string());
-    Ok(Folder { special_use: names::special_use(&path), path, source: file, messages: Box::new(reader) })
+    let special_use = names::special_use(&path);
+    Ok(Folder { special_use, path, source: file, uid_validity: None, messages: Box::new(reader) })
 }

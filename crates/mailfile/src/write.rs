@@ -93,30 +93,28 @@ struct UidList {
 const KEYWORD_LETTERS_MAX: usize = 26;
 
 impl MaildirFolder<'_> {
-    /// Keeps the folder's UIDs (RFC 9051 §2.3.1.1): with this, and each message appended
-    /// by [`MaildirFolder::append_with_uid`], [`MaildirFolder::finish`] writes Dovecot's
+    /// Keeps the folder's UIDs (RFC 9051 §2.3.1.1): with this, and every message appended
+    /// with its [`SourceMessage::uid`], [`MaildirFolder::finish`] writes Dovecot's
     /// `dovecot-uidlist`, so that Dovecot serves the same UIDVALIDITY and UIDs, in the
     /// same order (without it, Dovecot numbers the files in the order of their dates).
     pub fn keep_uids(&mut self, uid_validity: u32, uid_next: u32) {
         self.uids = Some(UidList { validity: uid_validity, next: uid_next, entries: Vec::new() });
     }
 
-    /// [`MaildirFolder::append`] with the message's UID, for `dovecot-uidlist`.
-    pub fn append_with_uid(&mut self, message: &SourceMessage, uid: u32) -> Result<(), Error> {
-        let base = self.append_file(message)?;
-        if let Some(list) = &mut self.uids {
-            list.next = list.next.max(uid.saturating_add(1));
-            list.entries.push((uid, base));
-        }
-        Ok(())
-    }
-
     /// Writes one message: `tmp/` first, then renamed into `cur/` (the Maildir rule: a
     /// reader never sees half a file).
     pub fn append(&mut self, message: &SourceMessage) -> Result<(), Error> {
-        // A message without a UID: the list would be wrong, so none is written.
-        self.uids = None;
-        self.append_file(message).map(drop)
+        let base = self.append_file(message)?;
+        match (message.uid, &mut self.uids) {
+            (Some(uid), Some(list)) => {
+                list.next = list.next.max(uid.saturating_add(1));
+                list.entries.push((uid, base));
+            }
+            // A message without a UID: the list would be wrong, so none is written.
+            (None, _) => self.uids = None,
+            (Some(_), None) => {}
+        }
+        Ok(())
     }
 
     /// Writes one message; its base name (the name without the info).
