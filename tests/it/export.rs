@@ -325,6 +325,8 @@ fn export_reads_back_in_dovecot_with_folders_flags_dates_and_bytes() {
         export(&config, &["--tenant", "a", "--to", tenant.to_str().unwrap(), "--format", "maildir"]);
     assert!(ok, "{stderr}");
     assert!(stdout.contains("2 compte(s)") || stdout.contains("2 account(s)"), "{stdout}");
+    // The export is private (0700): Dovecot, as nobody, is let in.
+    assert!(Command::new("chmod").args(["a+rx", tenant.to_str().unwrap()]).status().unwrap().success());
     for account in ["user@a.test", "agent2@a.test"] {
         let root = tenant.join(account);
         let location = format!("maildir:{}:INDEX=MEMORY", root.display());

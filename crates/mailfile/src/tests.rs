@@ -475,6 +475,12 @@ fn maildir_order_follows_dovecot_uids() {
     }
     folder.finish().unwrap();
     let list = std::fs::read_to_string(dir.path().join("out/dovecot-uidlist")).unwrap();
+    // An export is private: only its owner reads it.
+    use std::os::unix::fs::PermissionsExt;
+    for path in ["out", "out/cur", "out/dovecot-uidlist"] {
+        let mode = std::fs::metadata(dir.path().join(path)).unwrap().permissions().mode() & 0o777;
+        assert!(mode == 0o700 || mode == 0o600, "{path}: {mode:o}");
+    }
     let lines: Vec<&str> = list.lines().collect();
     assert_eq!(lines[0], "3 V77 N10");
     assert!(lines[1].starts_with("3 :2000.") && lines[2].starts_with("9 :1000."), "{list}");

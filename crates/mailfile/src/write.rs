@@ -5,6 +5,9 @@
 //! headers that the mbox format needs and that change the bytes, which the readers of
 //! this crate (and Dovecot) take out again.
 //!
+//! Directories are made mode 0700 and files 0600: an export is people's mail, readable by
+//! whoever ran it (`chown -R` it to the person who receives it).
+//!
 //! Neither writer reads the clock: a message without a date gets the epoch in its name
 //! and the time of writing as its file time.
 
@@ -22,6 +25,19 @@ pub struct Written {
     pub bytes: u64,
     /// Keywords that did not fit: a Maildir folder has 26 keyword letters (`a`–`z`).
     pub keywords_dropped: u64,
+}
+
+/// Creates a directory and its parents, readable by their owner only (mode 0700): an
+/// export is people's mail.
+fn private_dir(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(path)
+}
+
+/// Creates (or empties) a file readable by its owner only (mode 0600).
+fn private_file(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)
 }
 
 /// Writes a Maildir++ tree.
@@ -55,7 +71,7 @@ impl MaildirWriter {
         if dir != self.root {
             // Maildir++: a folder holds this empty marker file.
             let marker = dir.join("maildirfolder");
-            File::create(&marker).map_err(|e| Error::io(&marker, e))?;
+            private_file(&marker).map_err(|e| Error::io(&marker, e))?;
         }
         Ok(MaildirFolder { writer: self, dir, keywords: Vec::new(), written: Written::default(), uids: None })
     }
@@ -64,7 +80,7 @@ impl MaildirWriter {
 fn make_maildir(dir: &Path) -> Result<(), Error> {
     for sub in ["cur", "new", "tmp"] {
         let path = dir.join(sub);
-        fs::create_dir_all(&path).map_err(|e| Error::io(&path, e))?;
+        private_dir(&path).map_err(|e| Error::io(&path, e))?;
     }
     Ok(())
 }
@@ -125,7 +141,7 @@ impl MaildirFolder<'_> {
         let base = format!("{time}.M{}P{}.hameau,S={}", self.writer.sequence, self.writer.pid, message.raw.len());
         let name = format!("{base}:2,{info}");
         let tmp = self.dir.join("tmp").join(&name);
-        let mut file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        let mut file = private_file(&tmp).map_err(|e| Error::io(&tmp, e))?;
         file.write_all(&message.raw).map_err(|e| Error::io(&tmp, e))?;
         if let Some(seconds) = message.internal_date {
             let modified = UNIX_EPOCH + Duration::from_secs(seconds);
@@ -176,7 +192,7 @@ impl MaildirFolder<'_> {
             let text: String =
                 self.keywords.iter().enumerate().map(|(index, keyword)| format!("{index} {keyword}\n")).collect();
             let tmp = self.dir.join("tmp").join("dovecot-keywords");
-            fs::write(&tmp, text).map_err(|e| Error::io(&tmp, e))?;
+            private_file(&tmp).and_then(|mut file| file.write_all(text.as_bytes())).map_err(|e| Error::io(&tmp, e))?;
             let path = self.dir.join("dovecot-keywords");
             fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
         }
@@ -187,7 +203,7 @@ impl MaildirFolder<'_> {
                 text.push_str(&format!("{uid} :{base}\n"));
             }
             let tmp = self.dir.join("tmp").join("dovecot-uidlist");
-            fs::write(&tmp, text).map_err(|e| Error::io(&tmp, e))?;
+            private_file(&tmp).and_then(|mut file| file.write_all(text.as_bytes())).map_err(|e| Error::io(&tmp, e))?;
             let path = self.dir.join("dovecot-uidlist");
             fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
         }
@@ -203,7 +219,7 @@ pub struct MboxWriter {
 
 impl MboxWriter {
     pub fn create(root: &Path) -> Result<MboxWriter, Error> {
-        fs::create_dir_all(root).map_err(|e| Error::io(root, e))?;
+        private_dir(root).map_err(|e| Error::io(root, e))?;
         Ok(MboxWriter { root: root.to_path_buf() })
     }
 
@@ -221,9 +237,9 @@ impl MboxWriter {
     pub fn folder(&mut self, path: &[String]) -> Result<MboxFolder, Error> {
         let file_path = self.folder_file(path);
         if let Some(parent) = file_path.parent() {
-            fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+            private_dir(parent).map_err(|e| Error::io(parent, e))?;
         }
-        let file = File::create(&file_path).map_err(|e| Error::io(&file_path, e))?;
+        let file = private_file(&file_path).map_err(|e| Error::io(&file_path, e))?;
         Ok(MboxFolder { file: BufWriter::new(file), path: file_path, written: Written::default() })
     }
 }
