@@ -7,7 +7,7 @@
 //! The INTERNALDATE is the file's modification time, as Dovecot and Courier take it, or
 //! failing that the delivery time at the start of the file name. (Dovecot's `,S=` and
 //! `,W=` fields are the message's size and its size with CRLF line ends, not dates:
-//! they are parsed, and `S=` tells a file cut short, which is still read.)
+//! they are parsed into [`FileName`], not checked.)
 
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -120,9 +120,9 @@ pub(crate) fn folders(root: &Path, limits: &Limits) -> Result<Vec<Result<Pending
             limits: limits.clone(),
         });
     }
-    for (name, is_dir) in &entries {
+    for (name, is_dir, os_name) in &entries {
         let Some(folder) = name.strip_prefix('.') else { continue };
-        let dir = root.join(name);
+        let dir = root.join(os_name);
         if !is_dir || folder.is_empty() || folder == "." || !is_maildir(&dir) {
             continue;
         }
@@ -183,7 +183,7 @@ pub(crate) fn open_folder(path: Vec<String>, dir: PathBuf, limits: Limits) -> Re
         };
         for entry in listing {
             let Ok(entry) = entry else { continue };
-            let Ok(name) = entry.file_name().into_string() else { continue };
+            let name = entry.file_name().to_string_lossy().into_owned();
             if name.starts_with('.') {
                 continue;
             }
@@ -193,7 +193,7 @@ pub(crate) fn open_folder(path: Vec<String>, dir: PathBuf, limits: Limits) -> Re
             }
             let parsed = parse_file_name(&name);
             let uid = uids.get(parsed.unique).map_or(u64::MAX, |uid| *uid as u64);
-            files.push(((uid, parsed.time.unwrap_or(u64::MAX)), name, sub_dir.clone()));
+            files.push(((uid, parsed.time.unwrap_or(u64::MAX)), name, entry.path()));
         }
     }
     // The mailbox's order: Dovecot's UIDs, then (files it had not seen) the time at the
@@ -258,14 +258,13 @@ impl Iterator for MaildirMessages {
     type Item = Result<SourceMessage, Skip>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let Some(((uid, _), name, sub_dir)) = self.files.next() else {
+        let Some(((uid, _), name, file)) = self.files.next() else {
             if std::mem::take(&mut self.over) {
                 let reason = SkipReason::TooManyMessages { max: self.limits.messages_max };
                 return Some(Err(Skip { location: self.dir.display().to_string(), reason }));
             }
             return None;
         };
-        let file = sub_dir.join(&name);
         let skip = |reason| Skip { location: file.display().to_string(), reason };
         let mut message = read_message(&file, &name, &self.keywords, &self.limits).map_err(skip);
         if let Ok(message) = &mut message {

@@ -365,6 +365,24 @@ fn thunderbird_local_folders() {
 }
 
 #[test]
+fn names_in_another_encoding_are_read() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    // "Réunions" in Latin-1, as a profile copied from an old Windows machine may have it.
+    let latin1 = std::ffi::OsStr::from_bytes(b"R\xe9unions");
+    std::fs::write(dir.path().join(latin1), format!("{SEP}Subject: x\n\nx\n")).unwrap();
+    let tree = read_tree(dir.path(), Format::Mbox(Quoting::Mboxrd));
+    assert_eq!(tree.len(), 1);
+    assert_eq!(tree[0].0, strings(&["R\u{fffd}unions"]));
+    assert_eq!(tree[0].1.len(), 1);
+    let maildir = tempfile::tempdir().unwrap();
+    make_files(maildir.path(), &[("cur/x", b"")]);
+    std::fs::write(maildir.path().join("cur").join(std::ffi::OsStr::from_bytes(b"1.\xff:2,S")), b"y\n").unwrap();
+    let tree = read_tree(maildir.path(), Format::Maildir);
+    assert_eq!(tree[0].1.len(), 2);
+}
+
+#[test]
 fn mbox_tree_limits() {
     let dir = tempfile::tempdir().unwrap();
     let mut deep = String::new();

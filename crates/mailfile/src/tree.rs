@@ -40,7 +40,7 @@ pub(crate) fn mbox_folders(
                 continue;
             }
         };
-        for (name, is_dir) in &entries {
+        for (name, is_dir, os_name) in &entries {
             if name.starts_with('.') || name.ends_with(".msf") {
                 continue;
             }
@@ -54,18 +54,18 @@ pub(crate) fn mbox_folders(
                 let Some(stem) = name.strip_suffix(".sbd") else { continue };
                 let path = child_path(stem);
                 if path.len() as u64 > limits.depth_max {
-                    let location = dir.join(name).display().to_string();
+                    let location = dir.join(os_name).display().to_string();
                     skips.push(Skip { location, reason: SkipReason::TooDeep { max: limits.depth_max } });
                     continue;
                 }
-                stack.push((dir.join(name), path.clone()));
+                stack.push((dir.join(os_name), path.clone()));
                 // A subfolder directory without its mbox file: the parent holds nothing.
-                if entries.iter().any(|(other, other_dir)| !other_dir && other == stem) {
+                if entries.iter().any(|(other, other_dir, _)| !other_dir && other == stem) {
                     continue;
                 }
-                PendingFolder::Empty { path, dir: dir.join(name) }
+                PendingFolder::Empty { path, dir: dir.join(os_name) }
             } else {
-                let file = dir.join(name);
+                let file = dir.join(os_name);
                 if !looks_like_mbox(&file) {
                     continue;
                 }
@@ -102,9 +102,13 @@ pub(crate) fn entries_max(limits: &Limits) -> usize {
     (limits.folders_max as usize).saturating_mul(4).saturating_add(64)
 }
 
+/// A directory's entry: its name (made UTF-8: a profile from Windows may hold names in
+/// another encoding, read all the same), whether it is a directory, its name as it is.
+pub(crate) type Entry = (String, bool, std::ffi::OsString);
+
 /// The names in a directory (at most `max`), sorted, with whether each is a directory;
 /// and whether that is all of them.
-pub(crate) fn sorted_entries(dir: &Path, max: usize) -> std::io::Result<(Vec<(String, bool)>, bool)> {
+pub(crate) fn sorted_entries(dir: &Path, max: usize) -> std::io::Result<(Vec<Entry>, bool)> {
     let mut entries = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         if entries.len() >= max {
@@ -112,10 +116,10 @@ pub(crate) fn sorted_entries(dir: &Path, max: usize) -> std::io::Result<(Vec<(St
             return Ok((entries, false));
         }
         let entry = entry?;
-        let Ok(name) = entry.file_name().into_string() else { continue };
+        let os_name = entry.file_name();
         // Follows symbolic links: a profile may link folders from elsewhere.
         let is_dir = std::fs::metadata(entry.path()).map(|m| m.is_dir()).unwrap_or(false);
-        entries.push((name, is_dir));
+        entries.push((os_name.to_string_lossy().into_owned(), is_dir, os_name));
     }
     entries.sort();
     Ok((entries, true))
