@@ -7,7 +7,9 @@
 //! The INTERNALDATE is the file's modification time, as Dovecot and Courier take it, or
 //! failing that the delivery time at the start of the file name. (Dovecot's `,S=` and
 //! `,W=` fields are the message's size and its size with CRLF line ends, not dates:
-//! they are parsed into [`FileName`], not checked.)
+//! they are parsed into [`FileName`], not checked.) Messages come in the folder's order:
+//! Dovecot's UIDs from `dovecot-uidlist` where it has them (given as
+//! [`crate::SourceMessage::uid`] under the list's UIDVALIDITY), then by delivery time.
 
 use std::collections::BTreeSet;
 use std::fs::File;
