@@ -9,8 +9,8 @@ cd "$(dirname "$0")/.."
 # of tests/it/postfix.rs (its smtp-sink and smtp-source serve other tests and benches);
 # Thunderbird (with libnss3-tools' certutil for its profile's CA) and jing (RELAX NG) for
 # tests/it/autoconfig.rs; age (age-keygen, and decrypting a backup file by hand) for
-# tests/it/backup.rs.
-export HAMEAU_EXTRA_DEBS="knot swaks openssl isync fetchmail neomutt offlineimap3 getmail6 msmtp postfix thunderbird libnss3-tools jing pebble age"
+# tests/it/backup.rs; dovecot-core's imap reads the exports back in tests/it/export.rs.
+export HAMEAU_EXTRA_DEBS="knot swaks openssl isync fetchmail neomutt offlineimap3 getmail6 msmtp postfix thunderbird libnss3-tools jing pebble age dovecot-core"
 source scripts/setup.sh
 # Test tools from PyPI, in a virtual environment of their own: schemathesis (the admin
 # API's schema), dkimpy with authres (a real DKIM signer and ARC sealer) and pynacl (its

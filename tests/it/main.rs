@@ -13,6 +13,7 @@ mod backup;
 mod cli;
 mod config;
 mod dns;
+mod export;
 mod imap;
 mod imap_clients;
 mod outbound_faults;

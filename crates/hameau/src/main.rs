@@ -5,6 +5,7 @@ mod admin;
 mod backup;
 mod client;
 mod dnscheck;
+mod export;
 mod generate;
 mod init;
 mod lang;
@@ -103,6 +104,8 @@ enum Command {
     Backup(backup::BackupArgs),
     /// Restores a backup into a new, empty data directory.
     Restore(backup::RestoreArgs),
+    /// Writes the mail of an account or a tenant as Maildir or mbox files (server stopped).
+    Export(export::ExportArgs),
     /// Writes the man pages or shell completions (for packaging).
     #[command(hide = true)]
     Generate {
@@ -165,6 +168,7 @@ fn main() -> ExitCode {
         }
         Command::Backup(args) => backup::run(args),
         Command::Restore(args) => backup::restore(&args),
+        Command::Export(args) => export::run(&args),
         Command::Generate { command } => generate::run(command, <Cli as clap::CommandFactory>::command()),
     };
     match result {
