@@ -14,6 +14,7 @@ mod config;
 mod dns;
 mod imap;
 mod imap_clients;
+mod migrate_imap;
 mod outbound_faults;
 mod outbound_tls;
 mod postfix;

@@ -393,7 +393,12 @@ fn plan_order(listed: Vec<ListedFolder>, name_bytes_max: usize) -> (Vec<SourceFo
                 }
                 name.truncate(cut);
             }
-            let kind = folder_kind(&name, &listed.attributes);
+            let mut kind = folder_kind(&name, &listed.attributes);
+            // A level of the hierarchy holds no messages: it does not take a role from a
+            // real folder (`Sent Items` above `Sent Items.2019`, beside `Éléments envoyés`).
+            if !listed.selectable && matches!(kind, FolderKind::Role(_)) {
+                kind = FolderKind::Plain;
+            }
             let by_attribute = folder_kind("", &listed.attributes) != FolderKind::Plain;
             (SourceFolder { name, kind, validity: 0 }, listed, by_attribute)
         })
