@@ -186,7 +186,10 @@ fn show_progress(running: &[hameau_migrate::Job], terminal: bool) {
     *last = Some(std::time::Instant::now());
     for job in running {
         let snapshot = job.progress.snapshot();
-        eprintln!("{}", serde_json::json!({ "message": "import progress", "account": job.account, "progress": snapshot }));
+        eprintln!(
+            "{}",
+            serde_json::json!({ "message": "import progress", "account": job.account, "progress": snapshot })
+        );
     }
 }
 

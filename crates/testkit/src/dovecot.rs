@@ -40,7 +40,8 @@ impl Dovecot {
         }
         let tls = ca.issue(root, &["localhost", "127.0.0.1"]);
         let ca_file = ca.write_pem(root);
-        let passwd: String = users.iter().map(|(user, password)| format!("{user}:{{PLAIN}}{password}::::::\n")).collect();
+        let passwd: String =
+            users.iter().map(|(user, password)| format!("{user}:{{PLAIN}}{password}::::::\n")).collect();
         std::fs::write(root.join("passwd"), passwd).unwrap();
         let (imap_port, imaps_port) = (free_port(), free_port());
         let conf = format!(
@@ -186,10 +187,8 @@ impl Drop for Dovecot {
 /// The package's `dovecot` user and group.
 fn dovecot_ids() -> (u32, u32) {
     let passwd = std::fs::read_to_string("/etc/passwd").expect("/etc/passwd");
-    let line = passwd
-        .lines()
-        .find(|line| line.starts_with("dovecot:"))
-        .expect("a dovecot user (Debian package dovecot-core)");
+    let line =
+        passwd.lines().find(|line| line.starts_with("dovecot:")).expect("a dovecot user (Debian package dovecot-core)");
     let fields: Vec<&str> = line.split(':').collect();
     (fields[2].parse().unwrap(), fields[3].parse().unwrap())
 }
