@@ -356,3 +356,60 @@ fn relay_until(mut server: TcpStream, mut client: TcpStream, marker: &[u8]) {
     let _ = client.shutdown(std::net::Shutdown::Both);
     let _ = server.shutdown(std::net::Shutdown::Both);
 }
+
+/// Issue 13: a whole tenant from a CSV file, two accounts at a time.
+#[test]
+fn a_tenant_comes_over_from_a_csv_file() {
+    let f = fixture(&["gmail", "bruno"]);
+    fill(&f.dovecot, "gmail", "gmail");
+    fill(&f.dovecot, "bruno", "gmail");
+    let csv = f.dir.path().join("agents.csv");
+    let from = format!("imaps://localhost:{}", f.dovecot.imaps_port);
+    std::fs::write(
+        &csv,
+        format!("account,from,user,password_file\ngmail@a.test,{from},gmail,old-password\n# second agent\nbruno@a.test,{from},bruno,old-password\n"),
+    )
+    .unwrap();
+    let report = f.dir.path().join("reports.json");
+    let ca_file = f.dovecot.ca_file.to_str().unwrap();
+    let (status, stdout, stderr) = crate::support::run(&[
+        "import",
+        "imap",
+        "--csv",
+        csv.to_str().unwrap(),
+        "--ca-file",
+        ca_file,
+        "--report",
+        report.to_str().unwrap(),
+        "--config",
+        f.config.to_str().unwrap(),
+    ]);
+    assert!(status.success(), "{stdout}\n{stderr}");
+    let reports: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let reports = reports.as_array().unwrap();
+    assert_eq!(reports.len(), 2);
+    assert!(reports.iter().all(|r| r["complete"] == true && total(r, "copied") > 0), "{stdout}");
+    // An unknown account fails the whole run before anything is copied.
+    std::fs::write(&csv, format!("nobody@a.test,{from},gmail,old-password\n")).unwrap();
+    let (status, _, stderr) = crate::support::run(&[
+        "import",
+        "imap",
+        "--csv",
+        csv.to_str().unwrap(),
+        "--config",
+        f.config.to_str().unwrap(),
+    ]);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("nobody@a.test"), "{stderr}");
+}
+
+/// The store has one user at a time: an import while the server runs says so.
+#[test]
+fn an_import_while_the_server_runs_is_refused_clearly() {
+    let f = fixture(&["gmail"]);
+    let _server = start_server(&f.config);
+    let from = format!("imaps://localhost:{}", f.dovecot.imaps_port);
+    let (code, _, _, stderr) = import(&f, "gmail", &from, &[]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("arrêtez-le") && stderr.contains("stop it first"), "{stderr}");
+}

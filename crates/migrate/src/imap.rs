@@ -122,6 +122,8 @@ pub(crate) struct Connection {
     session: async_imap::Session<Guarded>,
     budget: Budget,
     options: Options,
+    /// Messages in the folder opened last (its EXISTS).
+    exists: u32,
 }
 
 impl Connection {
@@ -176,7 +178,7 @@ impl Connection {
             Ok(Err((e, _))) => return Err(connection(e)),
             Ok(Ok(session)) => session,
         };
-        Ok(Connection { session, budget, options: options.clone() })
+        Ok(Connection { session, budget, options: options.clone(), exists: 0 })
     }
 
     /// Every folder (`LIST "" *`), at most `folders_max`.
@@ -245,6 +247,7 @@ impl Connection {
         self.budget.set(self.options.listing_bytes_max);
         let mailbox =
             within(self.options.command_timeout(), async { self.session.examine(raw).await.map_err(classify) }).await?;
+        self.exists = mailbox.exists;
         // RFC 9051 §2.3.1.1: a server without UIDVALIDITY gives no stable UIDs; 0 makes
         // every run fall back to content hashes.
         Ok(mailbox.uid_validity.unwrap_or(0))
@@ -252,6 +255,11 @@ impl Connection {
 
     /// The messages of the open folder: UID, size, flags and INTERNALDATE, in UID order.
     pub async fn listing(&mut self) -> Result<Vec<Listed>, Error> {
+        // Some servers answer `1:*` on an empty folder with BAD (RFC 9051 §6.4.5 has no
+        // message 1 to start from).
+        if self.exists == 0 {
+            return Ok(Vec::new());
+        }
         self.budget.set(self.options.listing_bytes_max);
         let messages_max = self.options.messages_per_folder_max;
         let run = async {
