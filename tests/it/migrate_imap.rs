@@ -290,6 +290,7 @@ fn faults_are_reported_and_the_rest_is_copied() {
     let from = format!("imap://127.0.0.1:{proxy}");
     let (code, report, stdout, stderr) = import(&f, "faults", &from, &["--insecure-plain-text"]);
     std::fs::set_permissions(&forbidden, std::fs::Permissions::from_mode(0o700)).unwrap();
+    eprintln!("{stdout}");
     assert_eq!(code, 3, "{stdout}\n{stderr}");
     assert_eq!(report["complete"], false);
     let folder = |name: &str| {

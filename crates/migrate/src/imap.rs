@@ -394,9 +394,23 @@ async fn within<T>(
 /// A `NO` or `BAD` leaves the connection usable; anything else means it is gone.
 fn classify(e: async_imap::error::Error) -> Error {
     match e {
-        async_imap::error::Error::No(text) => Error::Refused(format!("NO {text}")),
-        async_imap::error::Error::Bad(text) => Error::Refused(format!("BAD {text}")),
+        async_imap::error::Error::No(text) => Error::Refused(format!("NO {}", server_text(&text))),
+        async_imap::error::Error::Bad(text) => Error::Refused(format!("BAD {}", server_text(&text))),
         e => connection(e),
+    }
+}
+
+/// The server's own words from the client's description of a `NO` or `BAD` (it gives
+/// `outcome: Outcome { code: …, information: Some("…") }`).
+pub(crate) fn server_text(text: &str) -> String {
+    const START: &str = "information: Some(\"";
+    match text.find(START) {
+        Some(start) => {
+            let rest = &text[start + START.len()..];
+            let end = rest.rfind("\")").unwrap_or(rest.len());
+            rest[..end].replace("\\\"", "\"")
+        }
+        None => text.to_string(),
     }
 }
 

@@ -91,7 +91,7 @@ impl Importer {
     ) -> Report {
         let mut report = Report {
             account: target.address.clone(),
-            source: format!("{} as {}", source.url.display(), source.user),
+            source: format!("{} ({})", source.url.display(), source.user),
             started_at: (self.clock)(),
             ..Report::default()
         };

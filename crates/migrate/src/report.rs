@@ -225,8 +225,8 @@ fn problems(out: &mut String, folder: &FolderReport, french: bool) {
         out.push_str(&format!("       {}{error}\n", if french { "dossier non lu : " } else { "folder not read: " }));
     }
     for skipped in &folder.skipped {
-        let label = if french { "ignoré" } else { "skipped" };
-        out.push_str(&format!("       {label} UID {} ({} o): {}\n", skipped.uid, skipped.size, skipped.reason));
+        let (label, unit) = if french { ("ignoré", "o") } else { ("skipped", "B") };
+        out.push_str(&format!("       {label} UID {} ({} {unit}): {}\n", skipped.uid, skipped.size, skipped.reason));
     }
     if let Some(verification) = &folder.verification {
         if !verification.missing.is_empty() {

@@ -168,3 +168,179 @@ fn defaults_pass_their_checks() {
     let zero = Options { batch_messages_max: 0, ..Options::default() };
     assert_eq!(zero.check().unwrap_err().key, "migrate.batch_messages_max");
 }
+
+#[test]
+fn the_servers_words_are_kept_from_a_refusal() {
+    let text = r#"outcome: Outcome { code: None, information: Some("[NOPERM] Permission \"denied\"") }"#;
+    assert_eq!(crate::imap::server_text(text), "[NOPERM] Permission \"denied\"");
+    assert_eq!(crate::imap::server_text("plain"), "plain");
+}
+
+mod destination {
+    use hameau_mailbox::{Mail, MailboxNames, Quota, Role};
+    use hameau_store::{Options as StoreOptions, Store};
+
+    use crate::mapping::FolderKind;
+    use crate::progress::Progress;
+    use crate::report::FolderReport;
+    use crate::{Destination, SourceFolder, SourceMessage, Target};
+
+    fn folder(name: &str, kind: FolderKind, validity: u32) -> SourceFolder {
+        SourceFolder { name: name.into(), kind, validity }
+    }
+
+    fn message(id: u32, subject: &str) -> SourceMessage {
+        let raw =
+            format!("From: a@b.fr\r\nSubject: {subject}\r\nMessage-ID: <{id}.{subject}@b.fr>\r\n\r\nBonjour.\r\n");
+        SourceMessage {
+            id,
+            raw: raw.into_bytes().into(),
+            keywords: vec!["\\Seen".into(), "$Label1".into()],
+            internal_date: 1_100_000_000 + u64::from(id),
+        }
+    }
+
+    /// Mapping, batches with a refused message, records for the rerun and for a changed
+    /// UIDVALIDITY: the side every source (IMAP, mbox, Maildir) shares.
+    #[tokio::test]
+    async fn copies_records_and_resumes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreOptions::rocksdb(dir.path())).await.unwrap();
+        let mail = Mail::new(store.clone());
+        let target = Target {
+            account: 9,
+            address: "alice@commune.fr".into(),
+            quota: Quota::default(),
+            names: MailboxNames::default(),
+        };
+        let mut destination =
+            Destination::open(mail.clone(), store.clone(), target, "imap\nh\n993\nalice", 100, 1_800_000_000)
+                .await
+                .unwrap();
+        let folders = [
+            folder("INBOX", FolderKind::Role(Role::Inbox), 7),
+            folder("Sent Items", FolderKind::Role(Role::Sent), 7),
+            folder("Sent Items/2019", FolderKind::Plain, 7),
+            folder("Sent", FolderKind::Role(Role::Sent), 7),
+            folder("[Gmail]/All Mail", FolderKind::All, 7),
+        ];
+        let plan = destination.plan(&folders);
+        let names: Vec<Option<&str>> = plan.iter().map(|(name, _)| name.as_deref()).collect();
+        assert_eq!(names, vec![Some("INBOX"), Some("Envoyés"), Some("Envoyés/2019"), Some("Sent"), None]);
+        assert_eq!(plan[1].1, Some(Role::Sent));
+        assert_eq!(plan[3].1, None);
+
+        let inbox = destination.mailbox("INBOX", Some(Role::Inbox)).await.unwrap();
+        let nested = destination.mailbox("Envoyés/2019", None).await.unwrap();
+        assert_eq!(mail.mailbox(9, nested).await.unwrap().name, "Envoyés/2019");
+        let huge = SourceMessage {
+            raw: format!("Subject: {}\r\n\r\nx\r\n", "x".repeat(1_200_000)).into_bytes().into(),
+            ..message(2, "huge")
+        };
+        let mut report = FolderReport::default();
+        let progress = Progress::default();
+        let batch = vec![message(1, "one"), huge, message(3, "three")];
+        destination.copy(&folders[0], inbox, batch, &mut report, &progress).await.unwrap();
+        assert_eq!(report.copied, 2);
+        assert_eq!(report.skipped.len(), 1);
+        assert_eq!(report.skipped[0].uid, 2);
+        assert!(report.skipped[0].reason.contains("summary"), "{}", report.skipped[0].reason);
+        let entries = mail.uids(9, inbox).await.unwrap();
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries[0].keywords, vec!["$label1".to_string(), "\\Seen".to_string()]);
+        assert_eq!(entries[0].received_at, 1_100_000_001);
+
+        // A rerun knows what was copied; the refused message is not recorded (tried again).
+        let records = destination.records(&folders[0]).await.unwrap();
+        let mut ids: Vec<u32> = records.current.keys().copied().collect();
+        ids.sort();
+        assert_eq!(ids, vec![1, 3]);
+        assert!(records.earlier.is_empty());
+        // The UIDVALIDITY changed: the same messages are known by their hashes.
+        let renumbered = folder("INBOX", FolderKind::Role(Role::Inbox), 8);
+        let records = destination.records(&renumbered).await.unwrap();
+        assert!(records.current.is_empty());
+        assert_eq!(records.earlier.values().sum::<u32>(), 2);
+        // Gmail's All Mail sees the hashes of the other folders, not its own.
+        assert_eq!(destination.hashes_elsewhere("[Gmail]/All Mail").await.unwrap().len(), 2);
+        assert!(destination.hashes_elsewhere("INBOX").await.unwrap().is_empty());
+        // What the mailbox holds, for the verification.
+        assert_eq!(destination.stored_hashes(inbox).await.unwrap().len(), 2);
+        // Another source's records never mix with these.
+        let target = Target {
+            account: 9,
+            address: "alice@commune.fr".into(),
+            quota: Quota::default(),
+            names: MailboxNames::default(),
+        };
+        let other =
+            Destination::open(mail, store, target, "imap\nother\n993\nalice", 100, 1_800_000_000).await.unwrap();
+        assert!(other.records(&folders[0]).await.unwrap().current.is_empty());
+    }
+}
+
+mod guard {
+    use std::time::{Duration, Instant};
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use crate::guard::{Budget, Guarded, Transport};
+
+    /// A client over loopback reading what a server task sends (`bytes`, then holds the
+    /// connection open for a while).
+    async fn pair(bytes: usize, rate: u64, stall: Duration, budget: u64) -> Guarded {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            socket.write_all(&vec![b'x'; bytes]).await.unwrap();
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        });
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let guard_budget = Budget::default();
+        guard_budget.set(budget);
+        Guarded::new(Transport::Plain(stream), guard_budget, rate, stall)
+    }
+
+    #[tokio::test]
+    async fn an_answer_over_its_budget_fails_the_read() {
+        let mut guarded = pair(100_000, 0, Duration::from_secs(5), 10_000).await;
+        let mut buf = vec![0; 200_000];
+        let mut read = 0;
+        let error = loop {
+            match guarded.read(&mut buf[read..]).await {
+                Ok(n) => read += n,
+                Err(e) => break e,
+            }
+        };
+        assert!(error.to_string().contains("over its limit"), "{error}");
+        assert!(read <= 10_000);
+    }
+
+    #[tokio::test]
+    async fn a_silent_server_times_out() {
+        let mut guarded = pair(10, 0, Duration::from_millis(200), 1_000_000).await;
+        let mut buf = [0; 64];
+        assert_eq!(guarded.read(&mut buf).await.unwrap(), 10);
+        let started = Instant::now();
+        let error = guarded.read(&mut buf).await.unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::TimedOut);
+        assert!(started.elapsed() >= Duration::from_millis(200));
+    }
+
+    #[tokio::test]
+    async fn reads_keep_to_the_rate() {
+        // One second of credit, then 100,000 bytes per second: 300,000 bytes take about
+        // two seconds (the last read's own cost is paid by the next one).
+        let mut guarded = pair(300_000, 100_000, Duration::from_secs(5), 1_000_000).await;
+        let started = Instant::now();
+        let mut buf = vec![0; 400_000];
+        let mut read = 0;
+        while read < 300_000 {
+            read += guarded.read(&mut buf[read..]).await.unwrap();
+        }
+        let elapsed = started.elapsed();
+        assert!(elapsed >= Duration::from_millis(1_200), "{elapsed:?}");
+        assert!(elapsed < Duration::from_secs(4), "{elapsed:?}");
+    }
+}
