@@ -117,6 +117,9 @@ pub(crate) struct Listed {
 /// Bytes allowed for an answer besides the messages' own: the FETCH framing of a batch.
 const FETCH_OVERHEAD_BYTES: u64 = 4096;
 
+/// The slowest rate a fetch of messages is allowed on top of the command timeout.
+const FETCH_FLOOR_BYTES_PER_S: u64 = 64 * 1024;
+
 /// An open, logged-in connection.
 pub(crate) struct Connection {
     session: async_imap::Session<Guarded>,
@@ -253,6 +256,16 @@ impl Connection {
         Ok(mailbox.uid_validity.unwrap_or(0))
     }
 
+    /// How many messages a folder holds (`STATUS (MESSAGES)`), for the progress.
+    pub async fn count(&mut self, raw: &str) -> Result<u32, Error> {
+        self.budget.set(FETCH_OVERHEAD_BYTES + raw.len() as u64 * 2);
+        let status = within(self.options.command_timeout(), async {
+            self.session.status(raw, "(MESSAGES)").await.map_err(classify)
+        })
+        .await?;
+        Ok(status.exists)
+    }
+
     /// The messages of the open folder: UID, size, flags and INTERNALDATE, in UID order.
     pub async fn listing(&mut self) -> Result<Vec<Listed>, Error> {
         // Some servers answer `1:*` on an empty folder with BAD (RFC 9051 §6.4.5 has no
@@ -279,18 +292,24 @@ impl Connection {
         let budget = announced_bytes + FETCH_OVERHEAD_BYTES * (uids.len() as u64 + 1);
         self.budget.set(budget);
         let set = uid_set(uids);
-        let stream = self.session.uid_fetch(&set, "(UID BODY.PEEK[])").await.map_err(classify)?;
-        let mut stream = std::pin::pin!(stream);
-        let mut out = Vec::with_capacity(uids.len());
-        while let Some(fetch) = stream.next().await {
-            let fetch = fetch.map_err(classify)?;
-            if let (Some(uid), Some(body)) = (fetch.uid, fetch.body())
-                && uids.contains(&uid)
-            {
-                out.push((uid, Bytes::copy_from_slice(body)));
+        // A server trickling bytes just often enough to escape the stall timeout is
+        // still bounded: the batch gets the command timeout plus a second per 64 KiB.
+        let timeout = self.options.command_timeout() + std::time::Duration::from_secs(budget / FETCH_FLOOR_BYTES_PER_S);
+        let run = async {
+            let stream = self.session.uid_fetch(&set, "(UID BODY.PEEK[])").await.map_err(classify)?;
+            let mut stream = std::pin::pin!(stream);
+            let mut out = Vec::with_capacity(uids.len());
+            while let Some(fetch) = stream.next().await {
+                let fetch = fetch.map_err(classify)?;
+                if let (Some(uid), Some(body)) = (fetch.uid, fetch.body())
+                    && uids.contains(&uid)
+                {
+                    out.push((uid, Bytes::copy_from_slice(body)));
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
+        };
+        within(timeout, run).await
     }
 
     pub async fn logout(mut self) {

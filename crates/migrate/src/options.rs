@@ -47,7 +47,8 @@ pub struct Options {
     pub listing_bytes_max: u64,
     /// Longest wait for a TCP connection and the TLS handshake.
     pub connect_timeout_s: u64,
-    /// Longest wait for the answer to one command other than a fetch of messages.
+    /// Longest wait for the answer to one command; a fetch of a batch of messages gets
+    /// this plus a second per 64 KiB announced.
     pub command_timeout_s: u64,
     /// Longest silence while an answer is being read (a message's literal): a server that
     /// stops sending in the middle of a message is given up on after it.

@@ -35,15 +35,16 @@ pub enum Phase {
 pub struct Snapshot {
     pub phase: Phase,
     pub folder: String,
-    /// Messages to copy, as known so far (folders are listed one after the other).
+    /// Messages on the source (every folder's count, read first).
     pub messages_total: u64,
     /// Messages copied, found already there or skipped.
     pub messages_done: u64,
+    /// Bytes to copy, as known so far (each folder's sizes are listed when it is reached).
     pub bytes_total: u64,
     pub bytes_done: u64,
     pub elapsed_s: f64,
     pub bytes_per_second: f64,
-    /// At the current rate; `None` before any byte.
+    /// At the current rate of messages; `None` before the first.
     pub eta_s: Option<f64>,
 }
 
@@ -85,12 +86,17 @@ impl Progress {
         let bytes_done = self.bytes_done.load(Ordering::Relaxed);
         let bytes_total = self.bytes_total.load(Ordering::Relaxed);
         let bytes_per_second = if elapsed_s > 0.0 { bytes_done as f64 / elapsed_s } else { 0.0 };
-        let eta_s = (bytes_per_second > 0.0).then(|| bytes_total.saturating_sub(bytes_done) as f64 / bytes_per_second);
+        // By messages: their total is known from the start (the folders' counts), the
+        // bytes only folder by folder.
+        let messages_total = self.messages_total.load(Ordering::Relaxed);
+        let messages_done = self.messages_done.load(Ordering::Relaxed);
+        let eta_s = (messages_done > 0 && elapsed_s > 0.0)
+            .then(|| messages_total.saturating_sub(messages_done) as f64 * elapsed_s / messages_done as f64);
         Snapshot {
             phase: *self.phase.lock().unwrap_or_else(|e| e.into_inner()),
             folder: self.folder.lock().unwrap_or_else(|e| e.into_inner()).clone(),
-            messages_total: self.messages_total.load(Ordering::Relaxed),
-            messages_done: self.messages_done.load(Ordering::Relaxed),
+            messages_total,
+            messages_done,
             bytes_total,
             bytes_done,
             elapsed_s,

@@ -127,6 +127,15 @@ impl Importer {
         let (folders, listed) = plan_order(listed, self.options.name_bytes_max);
         let mut destination = destination;
         let plan = destination.plan(&folders);
+        // The whole account's count first, so the progress has a total from the start.
+        for (folder, listed) in folders.iter().zip(&listed) {
+            if listed.selectable && folder.kind != FolderKind::View {
+                let res = session.connection().await?.count(&listed.raw).await;
+                if let Ok(n) = session.settle(res) {
+                    progress.add_total(u64::from(n), 0);
+                }
+            }
+        }
         progress.set_phase(Phase::Copying);
         let mut done = Vec::new();
         for ((folder, listed), (target_name, role)) in folders.into_iter().zip(listed).zip(plan) {
@@ -238,7 +247,8 @@ impl Importer {
                 todo.push(message);
             }
         }
-        progress.add_total(todo.len() as u64, todo.iter().map(|m| m.size).sum());
+        progress.add_total(0, todo.iter().map(|m| m.size).sum());
+        progress.add_done(report.already_there + report.skipped.len() as u64, 0);
         // Gmail's "All Mail": only what has no label is copied, into the archive.
         let (mailbox, elsewhere) = match (mailbox, folder.kind) {
             (_, FolderKind::All) => {

@@ -344,3 +344,18 @@ mod guard {
         assert!(elapsed < Duration::from_secs(4), "{elapsed:?}");
     }
 }
+
+#[test]
+fn progress_line() {
+    let progress = crate::Progress::default();
+    progress.add_total(10, 0);
+    progress.add_total(0, 3 * 1024 * 1024);
+    progress.add_done(5, 1024 * 1024);
+    progress.set_folder("Conseil municipal");
+    let snapshot = progress.snapshot();
+    assert_eq!((snapshot.messages_done, snapshot.messages_total), (5, 10));
+    assert!(snapshot.eta_s.is_some());
+    let line = snapshot.line("alice@commune.fr");
+    assert!(line.starts_with("alice@commune.fr  5/10 msg  1.0/3.0 MiB  "), "{line}");
+    assert!(line.ends_with("Conseil municipal"), "{line}");
+}
