@@ -414,3 +414,103 @@ fn an_import_while_the_server_runs_is_refused_clearly() {
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("arrêtez-le") && stderr.contains("stop it first"), "{stderr}");
 }
+
+/// What the hostile server does.
+#[derive(Clone, Copy)]
+enum Hostile {
+    /// Lists two messages: one announced at 100 bytes whose body is a 10 MiB literal, one
+    /// announced at 100 MB.
+    LiesAboutSizes,
+    /// Lists 50 folders.
+    ManyFolders,
+}
+
+/// A scripted IMAP server (no TLS) that misbehaves as asked; its port.
+fn hostile_server(behaviour: Hostile) -> u16 {
+    use std::io::BufRead;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            std::thread::spawn(move || {
+                let mut writer = stream.try_clone().unwrap();
+                let mut reader = std::io::BufReader::new(stream);
+                let _ = writer.write_all(b"* OK hostile server ready\r\n");
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+                    let (tag, rest) = line.trim_end().split_once(' ').unwrap_or(("*", ""));
+                    let command = rest.to_ascii_uppercase();
+                    let answer = if command.starts_with("LOGIN") {
+                        format!("{tag} OK logged in\r\n")
+                    } else if command.starts_with("LIST") {
+                        let n = match behaviour {
+                            Hostile::ManyFolders => 50,
+                            Hostile::LiesAboutSizes => 0,
+                        };
+                        let mut out = "* LIST () \"/\" INBOX\r\n".to_string();
+                        for i in 0..n {
+                            out.push_str(&format!("* LIST () \"/\" \"Dossier {i}\"\r\n"));
+                        }
+                        out + &format!("{tag} OK done\r\n")
+                    } else if command.starts_with("STATUS") {
+                        format!("* STATUS INBOX (MESSAGES 2)\r\n{tag} OK done\r\n")
+                    } else if command.starts_with("EXAMINE") {
+                        format!("* 2 EXISTS\r\n* OK [UIDVALIDITY 42] ok\r\n{tag} OK [READ-ONLY] done\r\n")
+                    } else if command.starts_with("UID FETCH") && command.contains("BODY.PEEK") {
+                        let huge = 10 * 1024 * 1024;
+                        let _ = writer.write_all(format!("* 1 FETCH (UID 1 BODY[] {{{huge}}}\r\n").as_bytes());
+                        let chunk = vec![b'a'; 64 * 1024];
+                        for _ in 0..huge / chunk.len() {
+                            if writer.write_all(&chunk).is_err() {
+                                return;
+                            }
+                        }
+                        format!(")\r\n{tag} OK done\r\n")
+                    } else if command.starts_with("UID FETCH") {
+                        let date = "\"01-Jan-2010 10:00:00 +0000\"";
+                        format!(
+                            "* 1 FETCH (UID 1 RFC822.SIZE 100 FLAGS (\\Seen) INTERNALDATE {date})\r\n\
+                             * 2 FETCH (UID 2 RFC822.SIZE 100000000 FLAGS () INTERNALDATE {date})\r\n{tag} OK done\r\n"
+                        )
+                    } else if command.starts_with("LOGOUT") {
+                        let _ = writer.write_all(format!("* BYE\r\n{tag} OK bye\r\n").as_bytes());
+                        return;
+                    } else {
+                        format!("{tag} BAD unknown\r\n")
+                    };
+                    if writer.write_all(answer.as_bytes()).is_err() {
+                        return;
+                    }
+                    line.clear();
+                }
+            });
+        }
+    });
+    port
+}
+
+/// A hostile old server (issue 13's limits): a body far longer than the size it
+/// announced, a message over `migrate.message_bytes_max`, more folders than
+/// `migrate.folders_max`. Each ends in the report, the import stays within its limits.
+#[test]
+fn a_hostile_source_is_held_to_the_limits() {
+    let f = fixture(&["hostile"]);
+    let port = hostile_server(Hostile::LiesAboutSizes);
+    let from = format!("imap://127.0.0.1:{port}");
+    let (code, report, stdout, stderr) = import(&f, "hostile", &from, &["--insecure-plain-text"]);
+    assert_eq!(code, 3, "{stdout}\n{stderr}");
+    let inbox = &report["folders"][0];
+    let skipped = inbox["skipped"].as_array().unwrap();
+    assert_eq!(skipped.len(), 2, "{stdout}");
+    let reason = |uid: u64| skipped.iter().find(|s| s["uid"] == uid).unwrap()["reason"].as_str().unwrap().to_string();
+    assert!(reason(1).contains("over its limit"), "{stdout}");
+    assert!(reason(2).contains("message_bytes_max"), "{stdout}");
+
+    let port = hostile_server(Hostile::ManyFolders);
+    set_config(&f.config, "folders_max = 1000", "folders_max = 10");
+    let from = format!("imap://127.0.0.1:{port}");
+    let (code, report, stdout, stderr) = import(&f, "hostile", &from, &["--insecure-plain-text"]);
+    assert_eq!(code, 3, "{stdout}\n{stderr}");
+    assert!(report["error"].as_str().unwrap().contains("folders_max"), "{stdout}");
+}
