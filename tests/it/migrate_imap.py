@@ -135,6 +135,13 @@ def fill_more(f):
 def fill_faults(f):
     for i in range(20):
         f.append("INBOX", simple("normal %d" % i, n=i))
+    # A large literal (15 MiB of base64): the client copes with it.
+    line = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5ejAxMjM0NTY3\r\n"
+    big = ("From: a@b.example\r\nSubject: grosse pièce jointe\r\nMIME-Version: 1.0\r\n"
+           "Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nVoir la pièce.\r\n"
+           "--b\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+           + line * (15 * 1024 * 1024 // len(line)) + "--b--\r\n").encode()
+    f.append("INBOX", big)
     # Cut by the test's proxy whenever it passes.
     f.append("INBOX", simple("coupure", body="CUT-THE-CONNECTION-HERE\r\n"))
     # Refused by Hameau: a summary over mail.summary_bytes_max (a 1.2 MB Subject).

@@ -286,6 +286,7 @@ fn faults_are_reported_and_the_rest_is_copied() {
     let forbidden = f.dovecot.maildir("faults").join(".Interdit");
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&forbidden, std::fs::Permissions::from_mode(0o000)).unwrap();
+    set_config(&f.config, "bytes_per_second_max = 4194304", "bytes_per_second_max = 0");
     let proxy = cutting_proxy(f.dovecot.imap_port, b"CUT-THE-CONNECTION-HERE");
     let from = format!("imap://127.0.0.1:{proxy}");
     let (code, report, stdout, stderr) = import(&f, "faults", &from, &["--insecure-plain-text"]);
@@ -303,7 +304,9 @@ fn faults_are_reported_and_the_rest_is_copied() {
             .unwrap_or_else(|| panic!("{name}: {stdout}"))
     };
     let inbox = folder("INBOX");
-    assert_eq!(inbox["copied"], 20, "{stdout}");
+    // 20 small messages and one of 15 MiB.
+    assert_eq!(inbox["copied"], 21, "{stdout}");
+    assert!(inbox["copied_bytes"].as_u64().unwrap() > 15 * 1024 * 1024, "{stdout}");
     let skipped = inbox["skipped"].as_array().unwrap();
     assert_eq!(skipped.len(), 1, "{stdout}");
     assert!(skipped[0]["reason"].as_str().unwrap().contains("connection"), "{stdout}");
