@@ -5,10 +5,24 @@
 //! A source hands over folders ([`SourceFolder`]) and, for each, batches of messages
 //! ([`SourceMessage`]: the exact bytes, flags and keywords, the internal date, and an id
 //! stable within the folder's `validity`: an IMAP UID under its UIDVALIDITY; for a file,
-//! e.g., a message's position under a hash of the file). [`Destination::copy`] stores a
-//! batch and fills the folder's [`FolderReport`]; what was copied is recorded in the same
-//! commit as the messages, under `mi/`, so a crash at any point never copies a message
-//! twice.
+//! e.g., a message's position under a hash of the file). [`Destination::import_folder`]
+//! takes a folder's messages one by one (skipping what earlier runs copied), or
+//! [`Destination::copy`] one batch; either fills the folder's [`FolderReport`]. What was
+//! copied is recorded in the same commit as the messages, under `mi/`, so a crash at any
+//! point never copies a message twice.
+//!
+//! A file source, in outline:
+//!
+//! ```text
+//! let mut destination = Destination::open(mail, store, target, "mbox\n/path/to/file", 100, now).await?;
+//! let plan = destination.plan(&folders);            // target name and role per folder
+//! for (folder, (name, role)) in folders.iter().zip(plan) {
+//!     let Some(name) = name else { continue };
+//!     let mailbox = destination.mailbox(&name, role).await?;
+//!     let mut report = FolderReport { source: folder.name.clone(), target: Some(name), ..Default::default() };
+//!     destination.import_folder(folder, mailbox, messages_of(folder), 32 << 20, &mut report, &progress).await?;
+//! }
+//! ```
 
 use std::collections::{HashMap, HashSet};
 
@@ -273,6 +287,56 @@ impl Destination {
             progress.add_done(1, size);
         }
         Ok(())
+    }
+
+    /// Copies one folder from a source that reads its messages one at a time (mbox,
+    /// Maildir): skips what earlier runs recorded (by id under the folder's validity, else
+    /// by content hash when the validity changed), stores the rest in batches of at most
+    /// [`Destination::batch_messages_max`] messages and `batch_bytes_max` bytes (one
+    /// message at least), and counts everything in `report` (`on_source` included).
+    /// `messages` is read lazily: at most one batch is held.
+    pub async fn import_folder(
+        &self,
+        folder: &SourceFolder,
+        mailbox: MailboxId,
+        messages: impl IntoIterator<Item = SourceMessage>,
+        batch_bytes_max: u64,
+        report: &mut FolderReport,
+        progress: &Progress,
+    ) -> Result<(), Error> {
+        let records = self.records(folder).await?;
+        let mut earlier = records.earlier;
+        let mut batch = Vec::new();
+        let mut batch_bytes = 0;
+        let mut handled = Vec::new();
+        for message in messages {
+            report.on_source += 1;
+            if records.current.contains_key(&message.id) {
+                report.already_there += 1;
+                progress.add_done(1, 0);
+                continue;
+            }
+            if !earlier.is_empty() {
+                let hash: [u8; 32] = Sha256::digest(&message.raw).into();
+                if let Some(count) = earlier.get_mut(&hash).filter(|count| **count > 0) {
+                    *count -= 1;
+                    report.already_there += 1;
+                    handled.push((message.id, hash));
+                    progress.add_done(1, 0);
+                    continue;
+                }
+            }
+            batch_bytes += message.raw.len() as u64;
+            progress.add_total(0, message.raw.len() as u64);
+            batch.push(message);
+            if batch.len() >= self.batch_messages_max || batch_bytes >= batch_bytes_max {
+                self.record_only(folder, &std::mem::take(&mut handled)).await?;
+                self.copy(folder, mailbox, std::mem::take(&mut batch), report, progress).await?;
+                batch_bytes = 0;
+            }
+        }
+        self.record_only(folder, &handled).await?;
+        self.copy(folder, mailbox, batch, report, progress).await
     }
 
     async fn ingest(

@@ -266,6 +266,29 @@ mod destination {
         assert!(destination.hashes_elsewhere("INBOX").await.unwrap().is_empty());
         // What the mailbox holds, for the verification.
         assert_eq!(destination.stored_hashes(inbox).await.unwrap().len(), 2);
+        // A source read message by message: a rerun copies nothing twice, a changed
+        // validity is matched by content.
+        let projects = destination.mailbox("Projets", None).await.unwrap();
+        let files = folder("Projets", FolderKind::Plain, 1);
+        let lazily = || (10..25).map(|id| message(id, "projet"));
+        let mut report = FolderReport::default();
+        destination.import_folder(&files, projects, lazily(), 1_000, &mut report, &progress).await.unwrap();
+        assert_eq!((report.on_source, report.copied, report.already_there), (15, 15, 0));
+        let mut report = FolderReport::default();
+        destination.import_folder(&files, projects, lazily(), 1_000, &mut report, &progress).await.unwrap();
+        assert_eq!((report.on_source, report.copied, report.already_there), (15, 0, 15));
+        let rewritten = folder("Projets", FolderKind::Plain, 2);
+        let renumbered = || {
+            (10..26).map(|id| message(id + 100, "projet")).map(|mut m| {
+                // Same contents as before for ids 110..125, one new message (125).
+                m.raw = message(m.id - 100, "projet").raw;
+                m
+            })
+        };
+        let mut report = FolderReport::default();
+        destination.import_folder(&rewritten, projects, renumbered(), 1_000, &mut report, &progress).await.unwrap();
+        assert_eq!((report.on_source, report.copied, report.already_there), (16, 1, 15));
+        assert_eq!(mail.uids(9, projects).await.unwrap().len(), 16);
         // Another source's records never mix with these.
         let target = Target {
             account: 9,
