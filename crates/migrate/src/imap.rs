@@ -117,6 +117,14 @@ pub(crate) struct Listed {
 /// Bytes allowed for an answer besides the messages' own: the FETCH framing of a batch.
 const FETCH_OVERHEAD_BYTES: u64 = 4096;
 
+/// What one message's answer may take, given the size the listing announced: twice that
+/// plus 64 KiB, within `message_bytes_max` plus 64 KiB. RFC822.SIZE is exact at Dovecot
+/// and Gmail, an estimate at Exchange: a server may be off by a little, not by megabytes.
+pub(crate) fn allowance(announced: u64, message_bytes_max: u64) -> u64 {
+    const SLACK_BYTES: u64 = 64 * 1024;
+    announced.saturating_mul(2).saturating_add(SLACK_BYTES).min(message_bytes_max.saturating_add(SLACK_BYTES))
+}
+
 /// The slowest rate a fetch of messages is allowed on top of the command timeout.
 const FETCH_FLOOR_BYTES_PER_S: u64 = 64 * 1024;
 
@@ -286,10 +294,12 @@ impl Connection {
     }
 
     /// The bytes of these messages of the open folder (`BODY.PEEK[]`: the source's
-    /// `\Seen` flags are left alone). The answer may not exceed the sizes the listing
-    /// announced; a message the server does not send is missing from the result.
-    pub async fn fetch(&mut self, uids: &[u32], announced_bytes: u64) -> Result<Vec<(u32, Bytes)>, Error> {
-        let budget = announced_bytes + FETCH_OVERHEAD_BYTES * (uids.len() as u64 + 1);
+    /// `\Seen` flags are left alone), given the sizes the listing announced. The answer may
+    /// take each message's [`allowance`]; past it the read fails. A message the server does
+    /// not send is missing from the result.
+    pub async fn fetch(&mut self, uids: &[u32], announced: &[u64]) -> Result<Vec<(u32, Bytes)>, Error> {
+        let allowed: u64 = announced.iter().map(|size| allowance(*size, self.options.message_bytes_max)).sum::<u64>();
+        let budget = allowed + FETCH_OVERHEAD_BYTES * (uids.len() as u64 + 1);
         self.budget.set(budget);
         let set = uid_set(uids);
         // A server trickling bytes just often enough to escape the stall timeout is

@@ -272,6 +272,17 @@ impl Importer {
             let mut handled = Vec::new();
             for (listed, body) in batch.iter().zip(fetched) {
                 let raw = match body {
+                    // The server announced less than it sent.
+                    Ok(raw) if raw.len() as u64 > self.options.message_bytes_max => {
+                        progress.add_done(1, listed.size);
+                        let reason = format!(
+                            "{} bytes, larger than migrate.message_bytes_max ({} bytes)",
+                            raw.len(),
+                            self.options.message_bytes_max
+                        );
+                        report.skipped.push(Skipped { uid: listed.uid, size: raw.len() as u64, reason });
+                        continue;
+                    }
                     Ok(raw) => raw,
                     Err(reason) => {
                         progress.add_done(1, listed.size);
@@ -526,8 +537,8 @@ impl<'a> Session<'a> {
     /// cannot be opened again.
     async fn fetch_isolating(&mut self, batch: &[Listed]) -> Result<Vec<Result<Bytes, String>>, Error> {
         let uids: Vec<u32> = batch.iter().map(|m| m.uid).collect();
-        let bytes: u64 = batch.iter().map(|m| m.size).sum();
-        let res = self.connection().await?.fetch(&uids, bytes).await;
+        let sizes: Vec<u64> = batch.iter().map(|m| m.size).collect();
+        let res = self.connection().await?.fetch(&uids, &sizes).await;
         match self.settle(res) {
             Ok(fetched) => {
                 let mut by_uid: HashMap<u32, Bytes> = fetched.into_iter().collect();
@@ -544,7 +555,7 @@ impl<'a> Session<'a> {
         }
         let mut out = Vec::with_capacity(batch.len());
         for message in batch {
-            let res = self.connection().await?.fetch(&[message.uid], message.size).await;
+            let res = self.connection().await?.fetch(&[message.uid], &[message.size]).await;
             out.push(match self.settle(res) {
                 Ok(fetched) => fetched
                     .into_iter()

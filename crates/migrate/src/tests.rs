@@ -382,3 +382,12 @@ fn progress_line() {
     assert!(line.starts_with("alice@commune.fr  5/10 msg  1.0/3.0 MiB  "), "{line}");
     assert!(line.ends_with("Conseil municipal"), "{line}");
 }
+
+#[test]
+fn a_message_may_be_a_little_larger_than_announced() {
+    use crate::imap::allowance;
+    assert_eq!(allowance(100, 50 << 20), 200 + 65_536);
+    assert_eq!(allowance(1 << 20, 50 << 20), (2 << 20) + 65_536);
+    assert_eq!(allowance(40 << 20, 50 << 20), (50 << 20) + 65_536);
+    assert_eq!(allowance(u64::MAX, 50 << 20), (50 << 20) + 65_536);
+}
