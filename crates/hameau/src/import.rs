@@ -81,6 +81,8 @@ pub fn run(command: ImportCommand) -> ExitCode {
 
 fn run_imap(args: &ImapArgs) -> anyhow::Result<Vec<Report>> {
     let config = crate::load_config(args.config.as_deref())?;
+    // Reconnections and progress are logged (JSON lines when not on a terminal).
+    let _reload = crate::logging::init(&config.log);
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(async {
         let store = match hameau_store::Store::open(&config.store).await {
@@ -169,7 +171,7 @@ async fn import_all(
 }
 
 /// On a terminal, each running account's line, rewritten in place; otherwise a log line
-/// per account every 30 seconds.
+/// per account every 30 seconds (JSON, as every log line off a terminal).
 fn show_progress(running: &[hameau_migrate::Job], terminal: bool) {
     static LAST_LOG: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
     if terminal {
@@ -186,9 +188,15 @@ fn show_progress(running: &[hameau_migrate::Job], terminal: bool) {
     *last = Some(std::time::Instant::now());
     for job in running {
         let snapshot = job.progress.snapshot();
-        eprintln!(
-            "{}",
-            serde_json::json!({ "message": "import progress", "account": job.account, "progress": snapshot })
+        tracing::info!(
+            account = %job.account,
+            folder = %snapshot.folder,
+            messages_done = snapshot.messages_done,
+            messages_total = snapshot.messages_total,
+            bytes_done = snapshot.bytes_done,
+            bytes_per_second = snapshot.bytes_per_second as u64,
+            eta_s = snapshot.eta_s.map(|eta| eta as u64),
+            "import progress"
         );
     }
 }
