@@ -2,8 +2,10 @@
 //! limits that protect Hameau hold whatever the client library does.
 //!
 //! - A byte budget per command ([`Budget`]): the client's read buffer cannot grow past
-//!   what the command may bring back (a listing's `listing_bytes_max`, a batch's announced
-//!   sizes plus room); past it the read fails and the command with it.
+//!   what the command may bring back (LIST: `folders_max` names; the flags of a folder:
+//!   `listing_bytes_max`; a batch: its announced sizes plus room; 1 MiB for the rest); past
+//!   it the read fails and the command with it. This is also the bound on a line's length:
+//!   a line is part of one command's answer.
 //! - A read rate (`bytes_per_second_max`): reads pause to stay under it.
 //! - A stall timeout (`literal_timeout_s`): a read that waits longer fails.
 

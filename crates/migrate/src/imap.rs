@@ -114,6 +114,19 @@ pub(crate) struct Listed {
     pub internal_date: u64,
 }
 
+/// Bytes allowed for the greeting, STARTTLS, LOGIN and EXAMINE answers: a few lines, and
+/// EXAMINE's FLAGS and PERMANENTFLAGS lists of the folder's keywords. 1 MiB holds
+/// thousands of keywords; every server sends a few KiB.
+const SESSION_BYTES_MAX: u64 = 1024 * 1024;
+
+/// What the LIST answer may take: `folders_max` lines of a name up to `name_bytes_max`
+/// decoded (four bytes of modified UTF-7 per byte at worst), attributes and delimiter.
+fn list_budget(options: &Options) -> u64 {
+    const LINE_BYTES: u64 = 256;
+    let line = (options.name_bytes_max as u64).saturating_mul(4).saturating_add(LINE_BYTES);
+    (options.folders_max as u64 + 1).saturating_mul(line).saturating_add(FETCH_OVERHEAD_BYTES)
+}
+
 /// Bytes allowed for an answer besides the messages' own: the FETCH framing of a batch.
 const FETCH_OVERHEAD_BYTES: u64 = 4096;
 
@@ -140,7 +153,7 @@ pub(crate) struct Connection {
 impl Connection {
     pub async fn open(source: &ImapSource, options: &Options) -> Result<Connection, Error> {
         let budget = Budget::default();
-        budget.set(options.listing_bytes_max);
+        budget.set(SESSION_BYTES_MAX);
         let url = &source.url;
         let connect = async {
             let tcp = tokio::net::TcpStream::connect((url.host.as_str(), url.port))
@@ -194,7 +207,7 @@ impl Connection {
 
     /// Every folder (`LIST "" *`), at most `folders_max`.
     pub async fn list(&mut self) -> Result<Vec<ListedFolder>, Error> {
-        self.budget.set(self.options.listing_bytes_max);
+        self.budget.set(list_budget(&self.options));
         let folders_max = self.options.folders_max;
         let name_max = self.options.name_bytes_max;
         let run = async {
@@ -255,7 +268,7 @@ impl Connection {
 
     /// Opens a folder read-only; its UIDVALIDITY.
     pub async fn examine(&mut self, raw: &str) -> Result<u32, Error> {
-        self.budget.set(self.options.listing_bytes_max);
+        self.budget.set(SESSION_BYTES_MAX);
         let mailbox =
             within(self.options.command_timeout(), async { self.session.examine(raw).await.map_err(classify) }).await?;
         self.exists = mailbox.exists;

@@ -42,8 +42,9 @@ pub struct Options {
     pub messages_per_folder_max: usize,
     /// Longest mailbox name, in bytes, once decoded. 1,000, as Hameau's own names.
     pub name_bytes_max: usize,
-    /// Most bytes one listing answer (LIST, or the flags of a folder's messages) may take.
-    /// 256 MiB: a million messages' flags and dates at about 100 bytes each, with room.
+    /// Most bytes the listing of one folder (its messages' UIDs, sizes, flags and dates)
+    /// may take. 256 MiB: a million messages at about 100 bytes each, with room. (LIST is
+    /// bounded by `folders_max` and `name_bytes_max`.)
     pub listing_bytes_max: u64,
     /// Longest wait for a TCP connection and the TLS handshake.
     pub connect_timeout_s: u64,
