@@ -426,6 +426,8 @@ enum Hostile {
     LiesAboutSizes,
     /// Lists 50 folders.
     ManyFolders,
+    /// Lists a folder whose name is an 8 MiB literal.
+    HugeName,
 }
 
 /// A scripted IMAP server (no TLS) that misbehaves as asked; its port.
@@ -446,10 +448,15 @@ fn hostile_server(behaviour: Hostile) -> u16 {
                     let command = rest.to_ascii_uppercase();
                     let answer = if command.starts_with("LOGIN") {
                         format!("{tag} OK logged in\r\n")
+                    } else if command.starts_with("LIST") && matches!(behaviour, Hostile::HugeName) {
+                        let huge = 8 * 1024 * 1024;
+                        let _ = writer.write_all(format!("* LIST () \"/\" {{{huge}}}\r\n").as_bytes());
+                        let _ = writer.write_all(&vec![b'n'; huge]);
+                        format!("\r\n{tag} OK done\r\n")
                     } else if command.starts_with("LIST") {
                         let n = match behaviour {
                             Hostile::ManyFolders => 50,
-                            Hostile::LiesAboutSizes => 0,
+                            Hostile::LiesAboutSizes | Hostile::HugeName => 0,
                         };
                         let mut out = "* LIST () \"/\" INBOX\r\n".to_string();
                         for i in 0..n {
@@ -495,7 +502,8 @@ fn hostile_server(behaviour: Hostile) -> u16 {
 
 /// A hostile old server (issue 13's limits): a body far longer than the size it
 /// announced, a message over `migrate.message_bytes_max`, more folders than
-/// `migrate.folders_max`. Each ends in the report, the import stays within its limits.
+/// `migrate.folders_max`, a folder name of 8 MiB. Each ends in the report, the import
+/// stays within its limits.
 #[test]
 fn a_hostile_source_is_held_to_the_limits() {
     let f = fixture(&["hostile"]);
@@ -516,4 +524,11 @@ fn a_hostile_source_is_held_to_the_limits() {
     let (code, report, stdout, stderr) = import(&f, "hostile", &from, &["--insecure-plain-text"]);
     assert_eq!(code, 3, "{stdout}\n{stderr}");
     assert!(report["error"].as_str().unwrap().contains("folders_max"), "{stdout}");
+
+    // A name longer than LIST may bring back (folders_max names of name_bytes_max).
+    let port = hostile_server(Hostile::HugeName);
+    let from = format!("imap://127.0.0.1:{port}");
+    let (code, report, stdout, stderr) = import(&f, "hostile", &from, &["--insecure-plain-text"]);
+    assert_eq!(code, 3, "{stdout}\n{stderr}");
+    assert!(report["error"].as_str().unwrap().contains("over its limit"), "{stdout}");
 }
