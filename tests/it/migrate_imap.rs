@@ -219,8 +219,35 @@ fn a_dovecot_mailbox_comes_over_whole() {
     let (code, report, stdout, _) = import(&f, "alice", &imaps, &[]);
     assert_eq!(code, 0, "{stdout}");
     assert_eq!(total(&report, "copied"), 50, "{stdout}");
+    let validity_of = |report: &serde_json::Value| {
+        let folder = report["folders"].as_array().unwrap().iter().find(|f| f["source"] == "Conseil municipal");
+        folder.unwrap()["uid_validity"].as_u64().unwrap()
+    };
+    let validity_before = validity_of(&report);
     let server = start_server(&f.config);
     let source = dump(f.dovecot.imap_port, "alice", "ancien");
+    let hameau = dump(server.imap[0].port(), "alice@a.test", PASSWORD);
+    same(&source, &hameau, ALICE);
+    drop(server);
+
+    // The old server renumbers a folder (a new UIDVALIDITY): its messages are recognised
+    // by their content, none copied again.
+    std::thread::sleep(Duration::from_millis(1_100));
+    let folder = f.dovecot.maildir("alice").join(".Conseil municipal");
+    for entry in std::fs::read_dir(&folder).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if name.starts_with("dovecot-uidlist") || name.starts_with("dovecot.index") {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    let (code, report, stdout, _) = import(&f, "alice", &imaps, &[]);
+    assert_eq!(code, 0, "{stdout}");
+    assert_eq!(total(&report, "copied"), 0, "{stdout}");
+    let renumbered = report["folders"].as_array().unwrap().iter().find(|f| f["source"] == "Conseil municipal").unwrap();
+    assert!(renumbered["already_there"].as_u64().unwrap() > 0, "{stdout}");
+    assert_ne!(validity_of(&report), validity_before, "the UIDVALIDITY did not change");
+    let server = start_server(&f.config);
     let hameau = dump(server.imap[0].port(), "alice@a.test", PASSWORD);
     same(&source, &hameau, ALICE);
 }
