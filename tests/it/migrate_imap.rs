@@ -3,9 +3,13 @@
 //! twenty years, a Gmail-like layout with labels, mail-parser's test messages and part of
 //! the SpamAssassin corpus), imported, then every folder compared with Hameau's over IMAP:
 //! the same messages (SHA-256 of the bytes), flags and INTERNALDATEs, no more, no fewer.
-//! Then: SIGKILLs at random points and resumes; 50 new messages on cut-over day; and a
-//! source that cuts the connection mid-FETCH, refuses a folder and serves a message Hameau
-//! refuses.
+//! Then: SIGKILLs at random points and resumes; 50 new messages on cut-over day; a folder
+//! renumbered at the source; a source that cuts the connection mid-FETCH, refuses a folder
+//! and serves a message Hameau refuses; a hostile scripted server against the limits; a
+//! tenant from a CSV file; the store held by a running server.
+//!
+//! The corpus is a subset (150 ham and 60 spam of the SpamAssassin corpus, all of
+//! mail-parser's messages) to keep the whole file near half a minute.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
