@@ -436,6 +436,11 @@ fn a_tenant_comes_over_from_a_csv_file() {
     ]);
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("nobody@a.test"), "{stderr}");
+    // A refused login: nothing could be read, exit status 1, the report says why.
+    std::fs::write(f.dir.path().join("old-password"), "wrong\n").unwrap();
+    let (code, report, stdout, _) = import(&f, "gmail", &from, &[]);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(report["error"].as_str().unwrap().contains("refused the login"), "{stdout}");
 }
 
 /// The store has one user at a time: an import while the server runs says so.

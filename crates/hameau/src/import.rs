@@ -68,6 +68,10 @@ pub fn run(command: ImportCommand) -> ExitCode {
         Ok(reports) => {
             if reports.iter().all(|report| report.complete) {
                 ExitCode::SUCCESS
+            } else if reports.iter().all(|report| report.folders.is_empty() && report.error.is_some()) {
+                // Nothing could be read (a refused login, an unreachable server): the
+                // report says why.
+                ExitCode::FAILURE
             } else {
                 ExitCode::from(hameau_migrate::EXIT_INCOMPLETE)
             }
