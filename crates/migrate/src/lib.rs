@@ -65,6 +65,8 @@ pub enum Error {
     Mail(#[from] hameau_mailbox::Error),
     #[error(transparent)]
     Store(#[from] hameau_store::Error),
+    #[error("cancelled: what was copied stays, a rerun resumes")]
+    Cancelled,
     /// The accounts file of a tenant's import.
     #[error("{0}")]
     Accounts(String),

@@ -129,16 +129,36 @@ impl Snapshot {
     }
 }
 
-/// Stops an import between two batches (what is committed stays; a rerun resumes).
+/// Stops an import: at once (what is committed stays, a commit is whole or absent), and a
+/// rerun resumes.
 #[derive(Clone, Debug, Default)]
-pub struct Cancel(Arc<AtomicBool>);
+pub struct Cancel(Arc<CancelState>);
+
+#[derive(Debug, Default)]
+struct CancelState {
+    cancelled: AtomicBool,
+    notify: tokio::sync::Notify,
+}
 
 impl Cancel {
     pub fn cancel(&self) {
-        self.0.store(true, Ordering::Relaxed);
+        self.0.cancelled.store(true, Ordering::Relaxed);
+        self.0.notify.notify_waiters();
     }
 
     pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+        self.0.cancelled.load(Ordering::Relaxed)
+    }
+
+    /// Returns once [`Cancel::cancel`] was called.
+    pub async fn cancelled(&self) {
+        loop {
+            // Created before the check: a `notify_waiters` after it wakes it.
+            let notified = self.0.notify.notified();
+            if self.is_cancelled() {
+                return;
+            }
+            notified.await;
+        }
     }
 }

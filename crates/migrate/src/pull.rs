@@ -95,7 +95,11 @@ impl Importer {
             started_at: (self.clock)(),
             ..Report::default()
         };
-        if let Err(e) = self.run(target, &source, progress, cancel, &mut report).await {
+        let outcome = tokio::select! {
+            outcome = self.run(target, &source, progress, cancel, &mut report) => outcome,
+            () = cancel.cancelled() => Err(Error::Cancelled),
+        };
+        if let Err(e) = outcome {
             report.error = Some(e.to_string());
         }
         progress.set_phase(Phase::Done);
@@ -192,7 +196,7 @@ impl Importer {
             }
         }
         if cancel.is_cancelled() {
-            report.error = Some("cancelled: what was copied stays, a rerun resumes".into());
+            report.error = Some(Error::Cancelled.to_string());
         }
         session.close().await;
         Ok(())

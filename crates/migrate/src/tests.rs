@@ -391,3 +391,53 @@ fn a_message_may_be_a_little_larger_than_announced() {
     assert_eq!(allowance(40 << 20, 50 << 20), (50 << 20) + 65_536);
     assert_eq!(allowance(u64::MAX, 50 << 20), (50 << 20) + 65_536);
 }
+
+/// A job runner's cancel ends the import at once, even while it waits for a server.
+#[tokio::test]
+async fn a_job_is_cancelled_at_once() {
+    use std::sync::Arc;
+
+    use hameau_mailbox::{Mail, MailboxNames, Quota};
+    use hameau_store::{Options as StoreOptions, Store};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&StoreOptions::rocksdb(dir.path())).await.unwrap();
+    let importer =
+        Arc::new(crate::Importer::new(Mail::new(store.clone()), store, Options::default(), Arc::new(|| 1_800_000_000)));
+    // A server that accepts and never greets: the import waits (connect_timeout_s is 30 s).
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let _held = listener.accept().await;
+        tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+    });
+    let tls = Arc::new(
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth(),
+    );
+    let source = crate::ImapSource {
+        url: SourceUrl::parse(&format!("imap://127.0.0.1:{port}"), true).unwrap(),
+        user: "alice".into(),
+        password: "secret".into(),
+        tls,
+    };
+    let target = crate::Target {
+        account: 1,
+        address: "alice@commune.fr".into(),
+        quota: Quota::default(),
+        names: MailboxNames::default(),
+    };
+    let job = importer.start_imap(target, source);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(!job.is_finished());
+    let started = std::time::Instant::now();
+    job.cancel.cancel();
+    let report = job.report().await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    assert!(report.error.as_deref().unwrap().starts_with("cancelled"), "{:?}", report.error);
+    assert!(!report.complete);
+    assert!(format!("{:?}", report).contains("alice@commune.fr"));
+}
