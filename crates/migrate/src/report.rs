@@ -10,7 +10,8 @@ use crate::mapping::FolderKind;
 
 /// The exit status of `hameau import` when the import ran but is not complete (a folder
 /// refused, a message skipped, a difference found); 0 when complete, 1 when it could not
-/// run at all (a bad argument, a refused login, the store locked).
+/// run at all (a bad argument, the store locked) or read nothing (a refused login: the
+/// report has an error and no folder).
 pub const EXIT_INCOMPLETE: u8 = 3;
 
 /// The report of one account's import.
