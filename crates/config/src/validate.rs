@@ -25,6 +25,7 @@ pub(crate) fn check(config: &Config) -> Result<(), Error> {
         config.queue.check(),
         config.outbound.check(),
         config.acme.check(),
+        config.migrate.check(),
     ];
     for checked in owners {
         if let Err(problem) = checked {

@@ -7,6 +7,7 @@ mod client;
 mod dnscheck;
 mod export;
 mod generate;
+mod import;
 mod init;
 mod lang;
 mod logging;
@@ -106,6 +107,11 @@ enum Command {
     Restore(backup::RestoreArgs),
     /// Writes the mail of an account or a tenant as Maildir or mbox files (server stopped).
     Export(export::ExportArgs),
+    /// Imports mail from an old server (the server stopped); see docs/migration.md.
+    Import {
+        #[command(subcommand)]
+        command: import::ImportCommand,
+    },
     /// Writes the man pages or shell completions (for packaging).
     #[command(hide = true)]
     Generate {
@@ -147,6 +153,8 @@ fn main() -> ExitCode {
         Command::Init(args) => init::run(&args),
         // Setup says its errors itself, in the user's language.
         Command::Setup(args) => return setup::run(&args),
+        // Import exits 3 when incomplete (its report says what is missing).
+        Command::Import { command } => return import::run(command),
         Command::Serve { config } => load_config(config.as_deref()).and_then(serve::run),
         Command::Config { command: ConfigCommand::Check { config } } => check_config(config.as_deref()),
         Command::Tenant { command, target } => admin::tenant_call(command).and_then(|call| client::run(&target, call)),

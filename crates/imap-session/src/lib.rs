@@ -116,6 +116,19 @@ pub use types::{
     MailboxName, Partial, QresyncParams, SearchKey, SearchReturn, Section, SectionText, SelectParams, SeqNumber,
     SeqRange, SequenceSet, SortCriterion, SortKey, SpecialUse, StatusItem, StoreAction, ThreadAlgorithm,
 };
+/// Modified UTF-7 mailbox names (RFC 3501 §5.1.3), for IMAP clients too (the migration's
+/// pull from old servers decodes the names it lists, its tests encode the ones they create).
+pub fn mutf7_decode(bytes: &[u8]) -> Option<String> {
+    mutf7::decode(bytes)
+}
+
+/// Encodes a mailbox name in modified UTF-7 (see [`mutf7_decode`]).
+pub fn mutf7_encode(name: &str) -> String {
+    let mut out = Vec::with_capacity(name.len());
+    mutf7::encode(name, &mut out);
+    // The encoding is printable ASCII only.
+    String::from_utf8(out).unwrap_or_default()
+}
 pub use write::{
     Code, Esearch, FetchWriter, ListItem, ListWriter, MailboxAttribute, Namespace, QuotaResource, Responses, Status,
     Thread, Threads,

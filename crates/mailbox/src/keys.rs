@@ -4,8 +4,11 @@
 
 use crate::{AccountId, EmailId, Error, MailboxId, UidEntry};
 
+/// Every key of the mail model starts with it.
+pub const MAIL_PREFIX: &[u8] = b"m/";
+
 fn account_prefix(account: AccountId, tag: &[u8]) -> Vec<u8> {
-    [b"m/".as_slice(), &account.to_be_bytes(), b"/", tag].concat()
+    [MAIL_PREFIX, &account.to_be_bytes(), b"/", tag].concat()
 }
 
 /// Set when the special-use mailboxes were created.

@@ -341,6 +341,22 @@ impl Mail {
     /// [`Limits::ingest_batch_max`] deliveries. Quotas are checked by the commit itself
     /// ([`Error::OverQuota`]); a staged blob of a failed ingest is removed.
     pub async fn ingest_many(&self, deliveries: Vec<(AccountId, Ingest)>) -> Result<Vec<Ingested>, Error> {
+        self.ingest_many_with(deliveries, Vec::new()).await
+    }
+
+    /// [`Mail::ingest_many`], also writing the caller's own `records` (key, value) in the
+    /// same commit. The migration records which source message it copied this way: were
+    /// the record a commit of its own, a crash between the two would copy the message
+    /// again on the next run. The keys must lie outside the mail model's `m/` prefix
+    /// ([`Error::Cannot`] otherwise); they count against the store's batch limits.
+    pub async fn ingest_many_with(
+        &self,
+        deliveries: Vec<(AccountId, Ingest)>,
+        records: Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<Vec<Ingested>, Error> {
+        if records.iter().any(|(key, _)| key.starts_with(keys::MAIL_PREFIX)) {
+            return Err(Error::Cannot("a caller's record may not be written under the mail model's keys".into()));
+        }
         if deliveries.len() > self.limits.ingest_batch_max {
             return Err(Error::TooManyDeliveries { n: deliveries.len(), max: self.limits.ingest_batch_max });
         }
@@ -352,6 +368,9 @@ impl Mail {
         let mut pending = Vec::with_capacity(deliveries.len());
         for ((account, ingest), read) in deliveries.iter().zip(&read_of) {
             pending.push(self.prepare(&mut batch, *account, ingest, &reads[*read]).await?);
+        }
+        for (key, value) in &records {
+            batch.set(key, value);
         }
         // Staged last, once every read succeeded: an ingest that fails before stages nothing.
         for (index, read) in reads.iter_mut().enumerate() {

@@ -904,3 +904,35 @@ async fn mailboxes_per_account_are_capped_inside_the_commit() {
     }
     assert_eq!(f.mail.mailboxes(ACCOUNT).await.unwrap().len(), 10);
 }
+
+/// The caller's records commit with the messages, or not at all (the migration's resume
+/// records, issue 13).
+#[tokio::test]
+async fn ingest_many_with_writes_the_callers_records_in_the_same_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&Options::rocksdb(dir.path())).await.unwrap();
+    let mail = Mail::new(store.clone());
+    let mailboxes = mail.ensure_account(ACCOUNT, &MailboxNames::default(), NOW).await.unwrap();
+    let inbox = mailboxes.iter().find(|m| m.role == Some(Role::Inbox)).unwrap().id;
+    let records = vec![(b"mi/test/1".to_vec(), b"one".to_vec()), (b"mi/test/2".to_vec(), b"two".to_vec())];
+    let batch =
+        vec![(ACCOUNT, ingest(message("a", ""), vec![inbox])), (ACCOUNT, ingest(message("b", ""), vec![inbox]))];
+    let stored = mail.ingest_many_with(batch, records).await.unwrap();
+    assert_eq!(stored.len(), 2);
+    assert_eq!(store.get(b"mi/test/1").await.unwrap().unwrap().value, b"one");
+    assert_eq!(store.get(b"mi/test/2").await.unwrap().unwrap().value, b"two");
+    // A failed ingest (no such mailbox) writes no record either.
+    let failed = mail.ingest_many_with(
+        vec![(ACCOUNT, ingest(message("c", ""), vec![999]))],
+        vec![(b"mi/test/3".to_vec(), b"three".to_vec())],
+    );
+    assert!(matches!(failed.await, Err(Error::NoMailbox(999))));
+    assert!(store.get(b"mi/test/3").await.unwrap().is_none());
+    // The mail model's own keys are not the caller's to write.
+    let refused = mail.ingest_many_with(
+        vec![(ACCOUNT, ingest(message("d", ""), vec![inbox]))],
+        vec![(b"m/anything".to_vec(), b"x".to_vec())],
+    );
+    assert!(matches!(refused.await, Err(Error::Cannot(_))));
+    assert_eq!(mail.uids(ACCOUNT, inbox).await.unwrap().len(), 2);
+}

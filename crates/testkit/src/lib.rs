@@ -3,10 +3,12 @@
 //! (`tests/it`) and the benchmarks (`benches/`). Panics on failure: its callers are tests
 //! and load generators.
 
+mod dovecot;
 mod https;
 mod pebble;
 mod pki;
 mod postfix;
+pub use dovecot::Dovecot;
 pub use https::HttpsServer;
 pub use pebble::Pebble;
 pub use pki::{TestCa, client_config, server_config};
