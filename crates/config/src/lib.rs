@@ -50,12 +50,14 @@ pub struct Config {
     pub outbound: hameau_smtp::worker::Options,
     /// `[acme]`: certificates from an ACME server.
     pub acme: hameau_acme::Options,
+    /// `[backup]`: the limits of backup, restore and verification.
+    pub backup: hameau_backup::Limits,
     /// Where the configuration came from, to point errors at lines.
     pub source: Option<Source>,
 }
 
 /// The sections of the file, in the order `config/hameau.toml` has them.
-const SECTIONS: [&str; 15] = [
+const SECTIONS: [&str; 16] = [
     "server",
     "log",
     "tls",
@@ -71,6 +73,7 @@ const SECTIONS: [&str; 15] = [
     "imap",
     "dns",
     "acme",
+    "backup",
 ];
 
 /// The file a configuration was read from and its text.
@@ -260,6 +263,7 @@ impl Config {
             "queue" => self.queue = section.part()?,
             "outbound" => self.outbound = section.part()?,
             "acme" => self.acme = section.part()?,
+            "backup" => self.backup = section.part()?,
             _ => return Ok(false),
         }
         Ok(true)
