@@ -84,6 +84,12 @@ pub struct RestoreArgs {
     /// The configuration whose [backup] limits apply (else the built-in ones).
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Keep every mailbox's UIDVALIDITY: only for the very last state of a server that
+    /// gives no more UIDs (a move to another host). By default each mailbox gets a new
+    /// one, so that IMAP clients drop the UIDs the old server may have given after the
+    /// backup.
+    #[arg(long)]
+    pub keep_uid_validity: bool,
 }
 
 /// What `/etc/hameau/backup.toml` may hold.
@@ -283,8 +289,24 @@ pub fn restore(args: &RestoreArgs) -> anyhow::Result<()> {
     let result = runtime.block_on(async {
         let store = hameau_store::Store::open(&hameau_store::Options::rocksdb(&store_dir)).await?;
         let report = hameau_backup::restore(&store, &args.from, &options).await;
+        // docs/backup.md: the old server may have handed out UIDs after the backup.
+        let renewed = match (&report, args.keep_uid_validity) {
+            (Ok(_), false) => {
+                let mail = hameau_mailbox::Mail::new(store.clone());
+                Some(mail.renew_uid_validity_all(now_unix_s()).await)
+            }
+            _ => None,
+        };
         store.close().await?;
-        anyhow::Ok(report?)
+        let report = report?;
+        if let Some(renewed) = renewed {
+            let (accounts, mailboxes) = renewed.context("giving the mailboxes a new UIDVALIDITY")?;
+            eprintln!(
+                "nouvel UIDVALIDITY pour {mailboxes} dossiers de {accounts} comptes : les clients IMAP rechargent leurs dossiers / \
+                 new UIDVALIDITY for {mailboxes} mailboxes of {accounts} accounts: IMAP clients reload their mailboxes"
+            );
+        }
+        anyhow::Ok(report)
     });
     let report = match result {
         Ok(report) => report,
