@@ -387,6 +387,11 @@ fn an_encrypted_backup_restores_only_with_its_key() {
     let new_dir = tempfile::tempdir().unwrap();
     let (restored, stderr) = restore_into(&data, &new_dir.path().join("a"), set.path(), &[]);
     assert!(!restored && stderr.contains("encrypted"), "no key: {stderr}");
+    // One tenant alone: refused, clearly, and nothing written.
+    let one_tenant = new_dir.path().join("t");
+    let (restored, stderr) = restore_into(&data, &one_tenant, set.path(), &["--tenant", "a"]);
+    assert!(!restored && stderr.contains("une seule commune") && stderr.contains("one tenant"), "{stderr}");
+    assert!(!one_tenant.join("store").exists());
     let wrong = keys.path().join("wrong.txt");
     assert!(Command::new("age-keygen").args(["-o", wrong.to_str().unwrap()]).output().unwrap().status.success());
     let (restored, stderr) =

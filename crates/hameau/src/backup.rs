@@ -78,7 +78,7 @@ pub struct RestoreArgs {
     /// The passphrase of an encrypted backup, on the first line of this file.
     #[arg(long)]
     pub passphrase_file: Option<PathBuf>,
-    /// One tenant only (not available yet: refused).
+    /// One tenant only: not available yet, refused before anything is written.
     #[arg(long)]
     pub tenant: Option<String>,
     /// The configuration whose [backup] limits apply (else the built-in ones).
@@ -266,6 +266,13 @@ fn verify(dir: &Path, json: bool, limits: &hameau_backup::Limits) -> anyhow::Res
 }
 
 pub fn restore(args: &RestoreArgs) -> anyhow::Result<()> {
+    // docs/backup.md ("Pas encore" / "Not yet") says what a one-tenant restore needs.
+    anyhow::ensure!(
+        args.tenant.is_none(),
+        "la restauration d'une seule commune n'est pas encore possible : restaurez toute l'installation \
+         dans un répertoire de données neuf / restoring one tenant is not available yet: restore the whole \
+         installation into a new data directory"
+    );
     let decryption = match (&args.key, &args.passphrase_file) {
         (Some(key), _) => Some(Decryption::Identity(
             std::fs::read_to_string(key).with_context(|| format!("reading {}", key.display()))?,
