@@ -56,6 +56,8 @@ async fn case(name: &str, base: &Path, accounts: u64, per_account: usize, increm
     let restored = Store::open(&Options::rocksdb(dir.path().join("restored"))).await?;
     let start = Instant::now();
     let restore = hameau_backup::restore(&restored, &set, &RestoreOptions::default()).await?;
+    // As `hameau restore` does by default: a new UIDVALIDITY for every mailbox.
+    Mail::new(restored.clone()).renew_uid_validity_all(now()).await?;
     let restore_s = start.elapsed().as_secs_f64();
     anyhow::ensure!(restore.blobs as usize == total, "{restore:?}");
     let inbox_count = Mail::new(restored.clone()).uids(1, inbox(&restored, 1).await?).await?.len();

@@ -176,6 +176,11 @@ fn authorization_matrix() {
             json!({"tenant": "a", "account": "user@a.test"}),
             [401, 401, 401, 403, 403, 403, 404],
         ),
+        // Backups: the operator's only; a tenant admin lists none and reads a job as absent.
+        // (A relative path: the operator's request is refused before any backup runs.)
+        ("POST", "/api/v1/backups".into(), json!({"to": "relative"}), [401, 401, 401, 403, 403, 403, 422]),
+        ("GET", "/api/v1/backups".into(), Value::Null, [401, 401, 401, 403, 200, 200, 200]),
+        ("GET", "/api/v1/backups/1".into(), Value::Null, [401, 401, 401, 403, 404, 404, 404]),
         ("GET", "/api/v1/openapi.json".into(), Value::Null, [200, 200, 200, 200, 200, 200, 200]),
     ];
     let mut failures = Vec::new();

@@ -1,7 +1,8 @@
 //! Backup and restore against the real binary (issue 13): an online backup while Postfix's
 //! smtp-source delivers to the MX, restored into a new data directory and served over IMAP;
 //! an incremental backup after 1,000 more messages; `backup verify` finding a flipped
-//! byte; an encrypted backup that restores only with its key.
+//! byte; an encrypted backup that restores only with its key, and with new UIDVALIDITYs
+//! unless told to keep them.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -177,6 +178,27 @@ M.logout()
     python(&script).trim().parse().unwrap()
 }
 
+/// INBOX's UIDVALIDITY, as an IMAP client caches it (RFC 9051 §2.3.1.1).
+fn imap_inbox_uid_validity(server: &crate::support::Server) -> u64 {
+    let script = format!(
+        r#"
+import imaplib, ssl
+ctx = ssl.create_default_context(cafile={cert:?})
+ctx.check_hostname = False
+M = imaplib.IMAP4_SSL("127.0.0.1", {port}, ssl_context=ctx)
+typ, data = M.login("user@a.test", {PASSWORD:?})
+assert typ == "OK", data
+typ, data = M.select("INBOX")
+assert typ == "OK", data
+print(int(M.response("UIDVALIDITY")[1][0]))
+M.logout()
+"#,
+        cert = server.cert.to_str().unwrap(),
+        port = server.imaps[0].port(),
+    );
+    python(&script).trim().parse().unwrap()
+}
+
 #[test]
 fn online_backup_during_delivery_restores_every_acknowledged_message() {
     let (dir, token) = init_with_token();
@@ -330,6 +352,7 @@ fn an_encrypted_backup_restores_only_with_its_key() {
     let _dns = quick_dns(&config);
     let server = start_server(&config);
     assert_eq!(Source::start(server.smtp[0].port(), 20, 2).finish(), 20);
+    let cached_uid_validity = imap_inbox_uid_validity(&server);
     let keys = tempfile::tempdir().unwrap();
     let identity = keys.path().join("identity.txt");
     let output = Command::new("age-keygen").args(["-o", identity.to_str().unwrap()]).output().expect("age-keygen");
@@ -364,6 +387,11 @@ fn an_encrypted_backup_restores_only_with_its_key() {
     let new_dir = tempfile::tempdir().unwrap();
     let (restored, stderr) = restore_into(&data, &new_dir.path().join("a"), set.path(), &[]);
     assert!(!restored && stderr.contains("encrypted"), "no key: {stderr}");
+    // One tenant alone: refused, clearly, and nothing written.
+    let one_tenant = new_dir.path().join("t");
+    let (restored, stderr) = restore_into(&data, &one_tenant, set.path(), &["--tenant", "a"]);
+    assert!(!restored && stderr.contains("une seule commune") && stderr.contains("one tenant"), "{stderr}");
+    assert!(!one_tenant.join("store").exists());
     let wrong = keys.path().join("wrong.txt");
     assert!(Command::new("age-keygen").args(["-o", wrong.to_str().unwrap()]).output().unwrap().status.success());
     let (restored, stderr) =
@@ -374,5 +402,16 @@ fn an_encrypted_backup_restores_only_with_its_key() {
     assert!(restored, "{stderr}");
     let restored_server = start_server(&new_data.join("hameau.toml"));
     assert_eq!(imap_inbox_count(&restored_server), 20);
+    // The old server may have given UIDs after the backup: a client's cache is void.
+    let restored_uid_validity = imap_inbox_uid_validity(&restored_server);
+    assert_ne!(restored_uid_validity, cached_uid_validity);
+    drop(restored_server);
+    // A host migration of the very last state keeps it.
+    let moved_data = new_dir.path().join("d");
+    let keep = ["--key", identity.to_str().unwrap(), "--keep-uid-validity"];
+    let (restored, stderr) = restore_into(&data, &moved_data, set.path(), &keep);
+    assert!(restored, "{stderr}");
+    let moved_server = start_server(&moved_data.join("hameau.toml"));
+    assert_eq!(imap_inbox_uid_validity(&moved_server), cached_uid_validity);
     drop(server);
 }

@@ -34,7 +34,8 @@ pub use restore::{RestoreReport, restore};
 pub use verify::{Finding, VerifyReport, verify};
 pub use write::{Report, backup};
 
-/// The section of the configuration that would hold these limits (`[backup]`).
+/// The section of the configuration that holds these limits (`[backup]`): `check` names
+/// each key as `backup.<field>`.
 const SECTION: &str = "backup";
 
 /// How a backup is encrypted.
@@ -106,7 +107,9 @@ pub struct RestoreOptions {
     pub limits: Limits,
 }
 
-/// Every limit of backup and restore, named.
+/// Every limit of backup, restore and verification, named: the `[backup]` section of the
+/// configuration. The backup job's own settings (where to, which key) are not limits and
+/// stay in the timer's settings file (`/etc/hameau/backup.toml`, docs/backup.md).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {

@@ -52,12 +52,14 @@ pub struct Config {
     pub acme: hameau_acme::Options,
     /// `[migrate]`: imports from old mail servers (`hameau import`).
     pub migrate: hameau_migrate::Options,
+    /// `[backup]`: the limits of backup, restore and verification.
+    pub backup: hameau_backup::Limits,
     /// Where the configuration came from, to point errors at lines.
     pub source: Option<Source>,
 }
 
 /// The sections of the file, in the order `config/hameau.toml` has them.
-const SECTIONS: [&str; 16] = [
+const SECTIONS: [&str; 17] = [
     "server",
     "log",
     "tls",
@@ -74,6 +76,7 @@ const SECTIONS: [&str; 16] = [
     "dns",
     "acme",
     "migrate",
+    "backup",
 ];
 
 /// The file a configuration was read from and its text.
@@ -264,6 +267,7 @@ impl Config {
             "outbound" => self.outbound = section.part()?,
             "acme" => self.acme = section.part()?,
             "migrate" => self.migrate = section.part()?,
+            "backup" => self.backup = section.part()?,
             _ => return Ok(false),
         }
         Ok(true)

@@ -29,7 +29,7 @@ fn unknown_keys() {
     );
     check(
         "[servr]\n",
-        "/etc/hameau/hameau.toml:1: servr: unknown key `servr` (known keys: `server`, `log`, `tls`, `store`, `mail`, `directory`, `auth`, `http`, `smtp`, `submission`, `queue`, `outbound`, `imap`, `dns`, `acme`, `migrate`)",
+        "/etc/hameau/hameau.toml:1: servr: unknown key `servr` (known keys: `server`, `log`, `tls`, `store`, `mail`, `directory`, `auth`, `http`, `smtp`, `submission`, `queue`, `outbound`, `imap`, `dns`, `acme`, `migrate`, `backup`)",
     );
     check(
         "\n\n[store]\ncache_bytes = 2097152\nfoo = 1\n",
@@ -78,6 +78,10 @@ fn limits_out_of_range() {
         "[http]\nconnections_max = 0\n",
         "/etc/hameau/hameau.toml:2: http.connections_max: 0 is out of range: it must be between 1 and 1000000",
     );
+    check(
+        "[backup]\nchain_backups_max = 0\n",
+        "/etc/hameau/hameau.toml:2: backup.chain_backups_max: 0 is out of range: it must be between 1 and 100000",
+    );
 }
 
 #[test]
@@ -90,6 +94,10 @@ fn relationships_between_limits() {
     check(
         "[store]\ncommit_queue_max = 10\n",
         "/etc/hameau/hameau.toml: store.commit_group_max: 1024 is larger than store.commit_queue_max (10): a group is taken from the queue",
+    );
+    check(
+        "[backup]\nline_bytes_max = 65536\n",
+        "/etc/hameau/hameau.toml:2: backup.line_bytes_max: 65536 is smaller than a record line of store.key_bytes_max and store.value_bytes_max in base64 (1403560)",
     );
 }
 

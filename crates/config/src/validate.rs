@@ -26,6 +26,7 @@ pub(crate) fn check(config: &Config) -> Result<(), Error> {
         config.outbound.check(),
         config.acme.check(),
         config.migrate.check(),
+        config.backup.check(),
     ];
     for checked in owners {
         if let Err(problem) = checked {
@@ -67,6 +68,18 @@ pub(crate) fn check(config: &Config) -> Result<(), Error> {
                 ),
             );
         }
+    }
+    // A backup writes each record as one line: the longest key and value, in base64
+    // (4/3) and JSON, must fit in a line a restore reads back.
+    let record_line_bytes = (config.store.limits.key_bytes_max + config.store.limits.value_bytes_max) / 3 * 4 + 4096;
+    if (config.backup.line_bytes_max as u64) < record_line_bytes as u64 {
+        return fail(
+            "backup.line_bytes_max",
+            format!(
+                "{} is smaller than a record line of store.key_bytes_max and store.value_bytes_max in base64 ({record_line_bytes})",
+                config.backup.line_bytes_max
+            ),
+        );
     }
     if !valid_hostname(&config.server.hostname) {
         return fail(

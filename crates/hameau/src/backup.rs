@@ -1,23 +1,14 @@
-//! `hameau backup`, `hameau backup verify` and `hameau restore`, and the operator's backup
-//! route of the admin API (`/api/v1/backups`), through which a running server makes an
-//! online backup: only the process that holds the store can take its snapshot
-//! (docs/backup.md says why this and not a second RocksDB reader).
+//! `hameau backup`, `hameau backup verify` and `hameau restore`. An online backup (`--url`)
+//! goes through the operator's `/api/v1/backups` job (`hameau_http::api::backups`): only
+//! the process that holds the store can take its snapshot (docs/backup.md says why this and
+//! not a second RocksDB reader).
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::extract::{Extension, State};
-use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use clap::{Args, Subcommand};
 use hameau_backup::{BackupOptions, Decryption, Encryption, RestoreOptions};
-use hameau_directory::Principal;
-use hameau_http::AppState;
-use hameau_http::api::{ApiJson, ApiPath, Caller, Problem};
 use serde_json::{Value, json};
 
 use crate::admin::{ApiCall, Target};
@@ -41,6 +32,9 @@ pub enum BackupCommand {
         /// The report as JSON.
         #[arg(long)]
         json: bool,
+        /// The configuration whose [backup] limits apply (else the built-in ones).
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
 }
 
@@ -84,9 +78,18 @@ pub struct RestoreArgs {
     /// The passphrase of an encrypted backup, on the first line of this file.
     #[arg(long)]
     pub passphrase_file: Option<PathBuf>,
-    /// One tenant only (not available yet: refused).
+    /// One tenant only: not available yet, refused before anything is written.
     #[arg(long)]
     pub tenant: Option<String>,
+    /// The configuration whose [backup] limits apply (else the built-in ones).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Keep every mailbox's UIDVALIDITY: only for the very last state of a server that
+    /// gives no more UIDs (a move to another host). By default each mailbox gets a new
+    /// one, so that IMAP clients drop the UIDs the old server may have given after the
+    /// backup.
+    #[arg(long)]
+    pub keep_uid_validity: bool,
 }
 
 /// What `/etc/hameau/backup.toml` may hold.
@@ -104,7 +107,7 @@ struct Settings {
 
 pub fn run(args: BackupArgs) -> anyhow::Result<()> {
     match args.command {
-        Some(BackupCommand::Verify { dir, json }) => verify(&dir, json),
+        Some(BackupCommand::Verify { dir, json, config }) => verify(&dir, json, &limits(config.as_deref())?),
         None => run_backup(args.run),
     }
 }
@@ -185,7 +188,7 @@ fn local_backup(args: &RunArgs, to: &Path, encryption: Option<Encryption>) -> an
             ),
             Err(e) => return Err(e).context("opening the store"),
         };
-        let options = BackupOptions { full: args.full, encryption, ..BackupOptions::default() };
+        let options = BackupOptions { full: args.full, encryption, limits: config.backup.clone(), progress: None };
         let report = hameau_backup::backup(&store, to, &options, now_unix_s()).await;
         store.close().await.context("closing the store")?;
         Ok(serde_json::to_value(report?)?)
@@ -225,8 +228,16 @@ fn remote_backup(args: &RunArgs, to: &Path, encryption: Option<Encryption>) -> a
     }
 }
 
-fn verify(dir: &Path, json: bool) -> anyhow::Result<()> {
-    let limits = hameau_backup::Limits::default();
+/// The `[backup]` limits of the configuration `path`, or the built-in ones. Only the
+/// limits are read: restore and verify need no data directory of the configuration.
+fn limits(path: Option<&Path>) -> anyhow::Result<hameau_backup::Limits> {
+    Ok(match path {
+        Some(path) => hameau_config::Config::load(path)?.backup,
+        None => hameau_backup::Limits::default(),
+    })
+}
+
+fn verify(dir: &Path, json: bool, limits: &hameau_backup::Limits) -> anyhow::Result<()> {
     let report = hameau_backup::verify(dir, limits.manifest_bytes_max)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -255,6 +266,13 @@ fn verify(dir: &Path, json: bool) -> anyhow::Result<()> {
 }
 
 pub fn restore(args: &RestoreArgs) -> anyhow::Result<()> {
+    // docs/backup.md ("Pas encore" / "Not yet") says what a one-tenant restore needs.
+    anyhow::ensure!(
+        args.tenant.is_none(),
+        "la restauration d'une seule commune n'est pas encore possible : restaurez toute l'installation \
+         dans un répertoire de données neuf / restoring one tenant is not available yet: restore the whole \
+         installation into a new data directory"
+    );
     let decryption = match (&args.key, &args.passphrase_file) {
         (Some(key), _) => Some(Decryption::Identity(
             std::fs::read_to_string(key).with_context(|| format!("reading {}", key.display()))?,
@@ -273,13 +291,29 @@ pub fn restore(args: &RestoreArgs) -> anyhow::Result<()> {
     );
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let store_dir = dir.join("store");
-    let options = RestoreOptions { decryption, tenant: args.tenant.clone(), ..RestoreOptions::default() };
+    let options = RestoreOptions { decryption, tenant: args.tenant.clone(), limits: limits(args.config.as_deref())? };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let result = runtime.block_on(async {
         let store = hameau_store::Store::open(&hameau_store::Options::rocksdb(&store_dir)).await?;
         let report = hameau_backup::restore(&store, &args.from, &options).await;
+        // docs/backup.md: the old server may have handed out UIDs after the backup.
+        let renewed = match (&report, args.keep_uid_validity) {
+            (Ok(_), false) => {
+                let mail = hameau_mailbox::Mail::new(store.clone());
+                Some(mail.renew_uid_validity_all(now_unix_s()).await)
+            }
+            _ => None,
+        };
         store.close().await?;
-        anyhow::Ok(report?)
+        let report = report?;
+        if let Some(renewed) = renewed {
+            let (accounts, mailboxes) = renewed.context("giving the mailboxes a new UIDVALIDITY")?;
+            eprintln!(
+                "nouvel UIDVALIDITY pour {mailboxes} dossiers de {accounts} comptes : les clients IMAP rechargent leurs dossiers / \
+                 new UIDVALIDITY for {mailboxes} mailboxes of {accounts} accounts: IMAP clients reload their mailboxes"
+            );
+        }
+        anyhow::Ok(report)
     });
     let report = match result {
         Ok(report) => report,
@@ -303,131 +337,4 @@ pub fn restore(args: &RestoreArgs) -> anyhow::Result<()> {
         dir
     );
     Ok(())
-}
-
-/// Backup jobs started through the API, kept in memory: the last `JOBS_KEPT_MAX`.
-#[derive(Default)]
-pub struct Jobs {
-    inner: Mutex<JobsInner>,
-}
-
-/// Finished jobs remembered for polling. 16 is hours of hourly backups.
-const JOBS_KEPT_MAX: usize = 16;
-
-#[derive(Default)]
-struct JobsInner {
-    next_id: u64,
-    jobs: BTreeMap<u64, Value>,
-    /// The running job's counters.
-    progress: Option<(u64, Arc<hameau_backup::Progress>)>,
-}
-
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct StartBackup {
-    /// The backup set on this machine: an absolute path the server may write.
-    to: PathBuf,
-    #[serde(default)]
-    full: bool,
-    recipient: Option<String>,
-    passphrase: Option<String>,
-}
-
-/// The operator's backup routes, merged beside the admin API's. Not in the OpenAPI
-/// document (docs/backup.md describes them).
-pub fn routes(state: AppState) -> Router {
-    Router::new()
-        .route("/api/v1/backups", post(start).get(list))
-        .route("/api/v1/backups/{id}", get(show))
-        .layer(Extension(Arc::new(Jobs::default())))
-        .with_state(state)
-}
-
-fn operator_only(caller: &Principal) -> Result<(), Problem> {
-    match caller {
-        Principal::Operator => Ok(()),
-        _ => Err(Problem::new(StatusCode::FORBIDDEN, "backups are the operator's")),
-    }
-}
-
-async fn start(
-    State(state): State<AppState>,
-    Extension(jobs): Extension<Arc<Jobs>>,
-    Caller(caller): Caller,
-    ApiJson(request): ApiJson<StartBackup>,
-) -> Result<(StatusCode, Json<Value>), Problem> {
-    operator_only(&caller)?;
-    if !request.to.is_absolute() {
-        return Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "to must be an absolute path"));
-    }
-    let encryption = match (request.recipient, request.passphrase) {
-        (Some(_), Some(_)) => {
-            return Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "give recipient or passphrase, not both"));
-        }
-        (Some(recipient), None) => Some(Encryption::Recipient(recipient)),
-        (None, Some(passphrase)) => Some(Encryption::Passphrase(passphrase)),
-        (None, None) => None,
-    };
-    let id = {
-        let mut inner = jobs.inner.lock().expect("jobs lock");
-        if inner.jobs.values().any(|job| job["state"] == "running") {
-            return Err(Problem::new(StatusCode::CONFLICT, "a backup is running already"));
-        }
-        inner.next_id += 1;
-        let id = inner.next_id;
-        inner.jobs.insert(id, json!({ "id": id, "state": "running", "to": request.to }));
-        while inner.jobs.len() > JOBS_KEPT_MAX {
-            inner.jobs.pop_first();
-        }
-        id
-    };
-    let progress = Arc::new(hameau_backup::Progress::default());
-    jobs.inner.lock().expect("jobs lock").progress = Some((id, progress.clone()));
-    let options =
-        BackupOptions { full: request.full, encryption, progress: Some(progress), ..BackupOptions::default() };
-    let (store, to, task_jobs) = (state.store.clone(), request.to, jobs.clone());
-    tokio::spawn(async move {
-        let outcome = hameau_backup::backup(&store, &to, &options, now_unix_s()).await;
-        let job = match outcome {
-            Ok(report) => {
-                tracing::info!(backup = %report.name, records = report.counts.records, blobs = report.counts.blobs_written, "backup written");
-                json!({ "id": id, "state": "done", "to": to, "report": report })
-            }
-            Err(e) => {
-                tracing::error!(error = %e, to = %to.display(), "backup failed");
-                json!({ "id": id, "state": "failed", "to": to, "error": e.to_string() })
-            }
-        };
-        let mut inner = task_jobs.inner.lock().expect("jobs lock");
-        inner.jobs.insert(id, job);
-        inner.progress = None;
-    });
-    let job = jobs.inner.lock().expect("jobs lock").jobs.get(&id).cloned().unwrap_or(Value::Null);
-    Ok((StatusCode::ACCEPTED, Json(job)))
-}
-
-async fn show(
-    Extension(jobs): Extension<Arc<Jobs>>,
-    Caller(caller): Caller,
-    ApiPath(id): ApiPath<u64>,
-) -> Result<Json<Value>, Problem> {
-    operator_only(&caller)?;
-    let inner = jobs.inner.lock().expect("jobs lock");
-    let mut job =
-        inner.jobs.get(&id).cloned().ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, "no such backup job"))?;
-    if let Some((running, progress)) = &inner.progress
-        && *running == id
-        && job["state"] == "running"
-    {
-        use std::sync::atomic::Ordering;
-        job["progress"] =
-            json!({ "keys": progress.keys.load(Ordering::Relaxed), "blobs": progress.blobs.load(Ordering::Relaxed) });
-    }
-    Ok(Json(job))
-}
-
-async fn list(Extension(jobs): Extension<Arc<Jobs>>, Caller(caller): Caller) -> Result<Json<Value>, Problem> {
-    operator_only(&caller)?;
-    let jobs: Vec<Value> = jobs.inner.lock().expect("jobs lock").jobs.values().cloned().collect();
-    Ok(Json(json!({ "items": jobs })))
 }

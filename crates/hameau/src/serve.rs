@@ -61,6 +61,7 @@ pub fn app_state(
         queue: hameau_queue::Queue::new(store.clone(), config.queue.clone()),
         queue_wake: Arc::new(tokio::sync::Notify::new()),
         client,
+        backups: Arc::new(hameau_http::api::backups::Jobs::new(config.backup.clone())),
     }
 }
 
@@ -194,8 +195,7 @@ async fn start_http(
     // The directory's limiter is the one every protocol shares (`app_state` takes it).
     (state.queue, state.queue_wake) = (queue.clone(), queued.clone());
     let metrics = state.metrics.clone();
-    // The operator's backup jobs (`/api/v1/backups`) run where the store is open.
-    let router = hameau_http::router(state.clone()).merge(crate::backup::routes(state));
+    let router = hameau_http::router(state);
     for addr in &config.http.listen {
         let listener = listen(config, addr, "http.listen", "https").await?;
         let options = config.http.clone();

@@ -4,6 +4,7 @@
 //!
 //! Handlers only translate: the directory checks every rule and every scope.
 
+pub mod backups;
 mod handlers;
 mod queue;
 
@@ -226,7 +227,7 @@ fn bearer_token(parts: &Parts) -> Option<String> {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Hameau admin API", description = "Tenants, domains, accounts, aliases, application passwords, API keys and the outbound queue."),
+    info(title = "Hameau admin API", description = "Tenants, domains, accounts, aliases, application passwords, API keys, the outbound queue and backups."),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
     components(schemas(Problem))

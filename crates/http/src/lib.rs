@@ -68,6 +68,8 @@ pub struct AppState {
     pub queue_wake: Arc<tokio::sync::Notify>,
     /// The host name and ports autoconfiguration gives mail clients.
     pub client: ClientSettings,
+    /// The operator's backup jobs (`/api/v1/backups`), kept for polling.
+    pub backups: Arc<api::backups::Jobs>,
 }
 
 /// Every route of the listener.

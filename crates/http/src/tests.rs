@@ -43,6 +43,7 @@ pub(crate) fn state(store: Store, directory: Directory, queue: Queue, host: &str
         queue,
         queue_wake: Arc::new(tokio::sync::Notify::new()),
         client: crate::ClientSettings::standard(host),
+        backups: Arc::default(),
     }
 }
 
@@ -338,4 +339,57 @@ async fn plain_http_answers_challenges_and_redirects_the_rest() {
     assert_eq!(status, 301);
     assert_eq!(location.as_deref(), Some("https://autoconfig.commune.fr/mail/config-v1.1.xml?emailaddress=a%40b.fr"));
     assert_eq!(get("/", "bad host\"").await.0, 400);
+}
+
+/// Backups hold every tenant's mail: only the operator starts, lists or reads them. A
+/// user is refused before anything is read; a tenant admin may not start one, lists none,
+/// and a job reads for it exactly as an absent one. Nobody else starts anything.
+#[tokio::test]
+async fn only_the_operator_starts_or_reads_backups() {
+    let f = fixture().await;
+    let set = tempfile::tempdir().unwrap();
+    let to = set.path().join("set");
+    let body = json!({ "to": to });
+    // Columns: user of a, admin of b, admin of a.
+    let rows: [(&str, &str, Option<Value>, [u16; 3]); 4] = [
+        ("POST", "/api/v1/backups", Some(body.clone()), [403, 403, 403]),
+        ("GET", "/api/v1/backups", None, [403, 200, 200]),
+        ("GET", "/api/v1/backups/1", None, [403, 404, 404]),
+        ("GET", "/api/v1/backups/99", None, [403, 404, 404]),
+    ];
+    for (method, path, body, expected) in &rows {
+        for (caller, expected) in [&f.user_a, &f.admin_b, &f.admin_a].iter().zip(expected) {
+            let (status, answer) = f.call(caller, method, path, body.clone()).await;
+            assert_eq!(status, *expected, "{method} {path} as {caller}: {answer}");
+        }
+    }
+    assert!(!to.exists(), "nothing was written for a refused caller");
+    let (status, problem) = f.call(&f.operator, "POST", "/api/v1/backups", Some(json!({"to": "relative"}))).await;
+    assert_eq!(status, 422, "{problem}");
+    let both = json!({ "to": to, "recipient": "age1x", "passphrase": "p" });
+    assert_eq!(f.call(&f.operator, "POST", "/api/v1/backups", Some(both)).await.0, 422);
+    assert_eq!(f.call(&f.operator, "GET", "/api/v1/backups/1", None).await.0, 404);
+    let (status, job) = f.call(&f.operator, "POST", "/api/v1/backups", Some(body)).await;
+    assert_eq!((status, job["id"].as_u64(), job["state"].as_str()), (202, Some(1), Some("running")), "{job}");
+    let mut job = job;
+    for _ in 0..200 {
+        if job["state"] != "running" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        job = f.call(&f.operator, "GET", "/api/v1/backups/1", None).await.1;
+    }
+    assert_eq!(job["state"], "done", "{job}");
+    assert_eq!(job["report"]["kind"], "full");
+    assert!(job["report"]["counts"]["keys"].as_u64().unwrap() > 0, "{job}");
+    assert!(to.join(job["report"]["name"].as_str().unwrap()).join("manifest.json").exists());
+    let (status, list) = f.call(&f.operator, "GET", "/api/v1/backups", None).await;
+    assert_eq!((status, list["items"].as_array().map(Vec::len)), (200, Some(1)), "{list}");
+    // The job exists now: a tenant admin still reads it as absent, and lists nothing.
+    let existing = f.call_raw(&f.admin_a, "GET", "/api/v1/backups/1", None).await;
+    let absent = f.call_raw(&f.admin_a, "GET", "/api/v1/backups/9", None).await;
+    let existing_text = String::from_utf8(existing.1).unwrap().replace("\\\"1\\\"", "\\\"9\\\"");
+    assert_eq!((existing.0, existing_text), (absent.0, String::from_utf8(absent.1).unwrap()));
+    let (_, list) = f.call(&f.admin_a, "GET", "/api/v1/backups", None).await;
+    assert_eq!(list["items"], json!([]));
 }

@@ -4,8 +4,21 @@
 
 use crate::{AccountId, EmailId, Error, MailboxId, UidEntry};
 
-/// Every key of the mail model starts with it.
+/// Every key of an account's mail starts with it (the mail model's other keys, such as a
+/// tenant's counter `mt/…`, do not).
 pub const MAIL_PREFIX: &[u8] = b"m/";
+
+/// The first key an account's keys may have: `m/` and its id.
+pub fn account_start(account: AccountId) -> Vec<u8> {
+    [MAIL_PREFIX, &account.to_be_bytes()].concat()
+}
+
+/// The account a key of an account's mail belongs to (`m/` and 8 bytes); `None` for the
+/// other keys (a tenant's counter, `mt/…`, or another crate's).
+pub fn account_of(key: &[u8]) -> Option<AccountId> {
+    let id = key.strip_prefix(MAIL_PREFIX)?.get(..8)?;
+    Some(AccountId::from_be_bytes(id.try_into().ok()?))
+}
 
 fn account_prefix(account: AccountId, tag: &[u8]) -> Vec<u8> {
     [MAIL_PREFIX, &account.to_be_bytes(), b"/", tag].concat()

@@ -27,6 +27,7 @@ mod keys;
 mod messages;
 mod model;
 mod notify;
+mod restored;
 mod tree;
 
 pub use bytes::Bytes;

@@ -35,6 +35,7 @@ pub fn routes(router: OpenApiRouter<AppState>) -> OpenApiRouter<AppState> {
         .routes(routes!(list_api_keys, create_api_key))
         .routes(routes!(get_api_key, revoke_api_key))
         .merge(super::queue::routes(OpenApiRouter::new()))
+        .merge(super::backups::routes(OpenApiRouter::new()))
 }
 
 /// Paging of lists.

@@ -1,0 +1,303 @@
+//! The operator's backup jobs (`/api/v1/backups`): a running server makes an online
+//! backup of its store, since only the process that holds the store can take its snapshot
+//! (docs/backup.md says why this and not a second RocksDB reader). A job runs in the
+//! background; the caller polls it. The jobs are kept in memory, the last
+//! [`JOBS_KEPT_MAX`]: a restart forgets them, the backups stay in their set.
+//!
+//! Backups hold every tenant's mail, so only the operator starts or reads them. As for
+//! the queue, a user is refused (403) before anything is read; a tenant admin may not start
+//! one (403), its list is empty and every job reads as an absent one (404, byte for byte):
+//! no job is of its tenant.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use hameau_backup::{BackupOptions, Encryption, Progress};
+use hameau_directory::Principal;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::{ApiJson, ApiPath, Caller, Problem};
+use crate::AppState;
+
+type ApiResult<T> = Result<T, Problem>;
+
+/// Finished jobs remembered for polling. 16 is hours of hourly backups, and keeps the
+/// list one short page.
+pub const JOBS_KEPT_MAX: usize = 16;
+
+pub fn routes(router: OpenApiRouter<AppState>) -> OpenApiRouter<AppState> {
+    router.routes(routes!(list_backups, start_backup)).routes(routes!(get_backup))
+}
+
+/// The backup jobs started through the API, shared by the handlers ([`AppState::backups`]).
+#[derive(Default)]
+pub struct Jobs {
+    inner: Mutex<JobsInner>,
+    /// The `[backup]` section: the limits every job runs with.
+    limits: hameau_backup::Limits,
+}
+
+#[derive(Default)]
+struct JobsInner {
+    next_id: u64,
+    jobs: BTreeMap<u64, BackupJob>,
+    /// The running job's counters.
+    progress: Option<(u64, Arc<Progress>)>,
+}
+
+impl Jobs {
+    pub fn new(limits: hameau_backup::Limits) -> Jobs {
+        Jobs { inner: Mutex::default(), limits }
+    }
+
+    /// The lock, even if a handler panicked while holding it: the map stays consistent
+    /// (each change is one insert or remove).
+    fn lock(&self) -> std::sync::MutexGuard<'_, JobsInner> {
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// What to back up into.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StartBackup {
+    /// The backup set on the server's machine: an absolute path the server may write (made
+    /// if missing).
+    pub to: String,
+    /// A full backup even when the set holds one (else incremental on its last).
+    #[serde(default)]
+    pub full: bool,
+    /// Encrypt to this age X25519 recipient (`age1…`).
+    pub recipient: Option<String>,
+    /// Encrypt under this passphrase (age's scrypt).
+    pub passphrase: Option<String>,
+}
+
+/// A backup job.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct BackupJob {
+    pub id: u64,
+    pub state: JobState,
+    /// The backup set.
+    pub to: String,
+    /// While running: how far it is.
+    pub progress: Option<BackupProgress>,
+    /// Once done: what was written.
+    pub report: Option<BackupReport>,
+    /// Once failed: why.
+    pub error: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    Running,
+    Done,
+    Failed,
+}
+
+/// How far a running backup is.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct BackupProgress {
+    /// Keys read from the snapshot.
+    pub keys: u64,
+    /// Messages listed from the snapshot (written, or already in the chain).
+    pub blobs: u64,
+}
+
+/// A written backup, as `hameau backup` prints it.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct BackupReport {
+    /// The backup's directory name in the set (`000001-full`, …).
+    pub name: String,
+    pub path: String,
+    /// `full` or `incremental`.
+    pub kind: String,
+    /// The store's version the snapshot showed.
+    pub store_version: u64,
+    /// The backup an incremental one is based on.
+    pub base: Option<String>,
+    pub counts: BackupCounts,
+    /// Bytes written, every file counted.
+    pub bytes: u64,
+    /// Why a full backup was made where an incremental one was asked for, if so.
+    pub note: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct BackupCounts {
+    /// Records written (every key for a full backup, the changes for an incremental one).
+    pub records: u64,
+    /// Keys the store held.
+    pub keys: u64,
+    /// Message files written in this backup.
+    pub blobs_written: u64,
+    /// Messages the store held.
+    pub blobs: u64,
+    /// Keys gone since the base.
+    pub deleted_keys: u64,
+    /// Lines of the index.
+    pub index_lines: u64,
+}
+
+/// The jobs the server remembers, oldest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BackupJobList {
+    pub items: Vec<BackupJob>,
+}
+
+impl From<hameau_backup::Report> for BackupReport {
+    fn from(report: hameau_backup::Report) -> BackupReport {
+        let counts = report.counts;
+        BackupReport {
+            name: report.name,
+            path: report.path.display().to_string(),
+            kind: report.kind.as_str().to_string(),
+            store_version: report.store_version,
+            base: report.base,
+            counts: BackupCounts {
+                records: counts.records,
+                keys: counts.keys,
+                blobs_written: counts.blobs_written,
+                blobs: counts.blobs,
+                deleted_keys: counts.deleted_keys,
+                index_lines: counts.index_lines,
+            },
+            bytes: report.bytes,
+            note: report.note,
+        }
+    }
+}
+
+/// Backups are the operator's: anyone else is refused before anything is read.
+fn operator_only(caller: &Principal) -> ApiResult<()> {
+    match caller {
+        Principal::Operator => Ok(()),
+        _ => Err(Problem::new(StatusCode::FORBIDDEN, "only the operator starts a backup")),
+    }
+}
+
+/// Whether the caller sees the jobs: the operator does; a tenant admin sees none (no job
+/// is of its tenant); a user is refused.
+fn sees_jobs(caller: &Principal) -> ApiResult<bool> {
+    Ok(caller.administered_tenant()?.is_none())
+}
+
+/// Starts a backup of the whole store into a backup set on the server's machine; poll the
+/// job it answers. One backup runs at a time (409 while one does).
+#[utoipa::path(post, path = "/api/v1/backups", tag = "backups", operation_id = "start_backup", request_body = StartBackup,
+    responses((status = 202, body = BackupJob), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json"),
+        (status = 413, body = Problem, content_type = "application/problem+json"), (status = 415, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json"), (status = 429, body = Problem, content_type = "application/problem+json")))]
+async fn start_backup(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiJson(request): ApiJson<StartBackup>,
+) -> ApiResult<(StatusCode, Json<BackupJob>)> {
+    operator_only(&caller)?;
+    let to = PathBuf::from(&request.to);
+    if !to.is_absolute() {
+        return Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "to must be an absolute path"));
+    }
+    let encryption = match (request.recipient, request.passphrase) {
+        (Some(_), Some(_)) => {
+            return Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "give recipient or passphrase, not both"));
+        }
+        (Some(recipient), None) => Some(Encryption::Recipient(recipient)),
+        (None, Some(passphrase)) => Some(Encryption::Passphrase(passphrase)),
+        (None, None) => None,
+    };
+    let jobs = state.backups.clone();
+    let progress = Arc::new(Progress::default());
+    let job = {
+        let mut inner = jobs.lock();
+        if inner.progress.is_some() {
+            return Err(Problem::new(StatusCode::CONFLICT, "a backup is running already"));
+        }
+        inner.next_id += 1;
+        let id = inner.next_id;
+        let job = BackupJob {
+            id,
+            state: JobState::Running,
+            to: request.to.clone(),
+            progress: None,
+            report: None,
+            error: None,
+        };
+        inner.jobs.insert(id, job.clone());
+        while inner.jobs.len() > JOBS_KEPT_MAX {
+            inner.jobs.pop_first();
+        }
+        inner.progress = Some((id, progress.clone()));
+        job
+    };
+    let options =
+        BackupOptions { full: request.full, encryption, limits: jobs.limits.clone(), progress: Some(progress) };
+    let (store, now_s, id) = (state.store.clone(), state.clock.now_s(), job.id);
+    let mut finished = job.clone();
+    tokio::spawn(async move {
+        match hameau_backup::backup(&store, &to, &options, now_s).await {
+            Ok(report) => {
+                tracing::info!(backup = %report.name, records = report.counts.records, blobs = report.counts.blobs_written, "backup written");
+                finished.state = JobState::Done;
+                finished.report = Some(report.into());
+            }
+            Err(e) => {
+                tracing::error!(error = %e, to = %to.display(), "backup failed");
+                finished.state = JobState::Failed;
+                finished.error = Some(e.to_string());
+            }
+        }
+        let mut inner = jobs.lock();
+        inner.jobs.insert(id, finished);
+        inner.progress = None;
+    });
+    Ok((StatusCode::ACCEPTED, Json(job)))
+}
+
+/// One backup job: its progress while it runs, then its report or its error.
+#[utoipa::path(get, path = "/api/v1/backups/{id}", tag = "backups", operation_id = "get_backup", params(("id" = u64, Path, description = "The job id")),
+    responses((status = 200, body = BackupJob), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 429, body = Problem, content_type = "application/problem+json")))]
+async fn get_backup(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiPath(typed): ApiPath<String>,
+) -> ApiResult<Json<BackupJob>> {
+    let sees_jobs = sees_jobs(&caller)?;
+    let not_found = || Problem::new(StatusCode::NOT_FOUND, format!("no backup job {typed:?}"));
+    let id: u64 = typed.parse().map_err(|_| not_found())?;
+    if !sees_jobs {
+        return Err(not_found());
+    }
+    let inner = state.backups.lock();
+    let mut job = inner.jobs.get(&id).cloned().ok_or_else(not_found)?;
+    if let Some((running, progress)) = &inner.progress
+        && *running == id
+        && job.state == JobState::Running
+    {
+        job.progress = Some(BackupProgress {
+            keys: progress.keys.load(Ordering::Relaxed),
+            blobs: progress.blobs.load(Ordering::Relaxed),
+        });
+    }
+    Ok(Json(job))
+}
+
+/// The backup jobs this server remembers (since it started, the last 16), oldest first;
+/// none for a tenant admin.
+#[utoipa::path(get, path = "/api/v1/backups", tag = "backups", operation_id = "list_backups",
+    responses((status = 200, body = BackupJobList), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 429, body = Problem, content_type = "application/problem+json")))]
+async fn list_backups(State(state): State<AppState>, Caller(caller): Caller) -> ApiResult<Json<BackupJobList>> {
+    if !sees_jobs(&caller)? {
+        return Ok(Json(BackupJobList { items: Vec::new() }));
+    }
+    let items = state.backups.lock().jobs.values().cloned().collect();
+    Ok(Json(BackupJobList { items }))
+}
