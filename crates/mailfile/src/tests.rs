@@ -58,8 +58,12 @@ fn mbox_splits_on_dated_from_lines_and_unquotes() {
     );
     // An unquoted From line without a date is body text (a careless writer).
     check(&format!("{SEP}A: 1\n\nFrom me to you\nbye\n\n"), rd, &["A: 1\r\n\r\nFrom me to you\r\nbye\r\n"]);
-    // The last message cut short: given back as it is.
-    check(&format!("{SEP}A: 1\n\nun\n\n{SEP}A: 2\n\ndeu"), rd, &["A: 1\r\n\r\nun\r\n", "A: 2\r\n\r\ndeu"]);
+    // The last message cut short: skipped with the reason, not stored half.
+    check(
+        &format!("{SEP}A: 1\n\nun\n\n{SEP}A: 2\n\ndeu"),
+        rd,
+        &["A: 1\r\n\r\nun\r\n", "SKIP message cut short: the file ends in the middle of a line, after 9 bytes of it"],
+    );
     // No blank line before the separator (broken writer): nothing taken from the message.
     check(&format!("{SEP}A: 1\n\nun\n{SEP}A: 2\n\ndeux\n"), rd, &["A: 1\r\n\r\nun\r\n", "A: 2\r\n\r\ndeux\r\n"]);
     // mboxcl2 with Content-Length: split on the separators all the same, header kept.
