@@ -128,7 +128,11 @@ fn export_then_import_gives_identical_folders_flags_dates_and_bytes() {
     assert!(code == 1 && (stderr.contains("stop it first") && stderr.contains("arrêtez-le")), "{stderr}");
     let copies = dump_accounts(
         &server,
-        &[("user@a.test", USER_PASSWORD), ("copie-maildir@a.test", COPY_PASSWORD), ("copie-mbox@a.test", COPY_PASSWORD)],
+        &[
+            ("user@a.test", USER_PASSWORD),
+            ("copie-maildir@a.test", COPY_PASSWORD),
+            ("copie-mbox@a.test", COPY_PASSWORD),
+        ],
     );
     stop(server);
     // The source account did not change, and each copy is identical to it: the same
@@ -153,9 +157,14 @@ fn thunderbird_local_folders_with_a_truncated_mbox_and_an_oversized_message() {
     let config = config_path(dir.path());
     imap_account(&config);
     // Small enough that the test's large message is over it.
-    let mut text = std::fs::read_to_string(&config).unwrap();
-    text.push_str("\n[migrate.files]\nmessage_bytes_max = 65536\n");
-    std::fs::write(&config, text).unwrap();
+    let text = std::fs::read_to_string(&config).unwrap();
+    let (head, files) = text.split_once("[migrate.files]\n").expect("the generated file shows [migrate.files]");
+    let files = files.replacen("message_bytes_max = 268435456", "message_bytes_max = 65536", 1).replacen(
+        "line_bytes_max = 4194304",
+        "line_bytes_max = 16384",
+        1,
+    );
+    std::fs::write(&config, format!("{head}[migrate.files]\n{files}")).unwrap();
 
     let local = dir.path().join("profile/Mail/Local Folders");
     std::fs::create_dir_all(local.join("Archives.sbd")).unwrap();
@@ -165,8 +174,11 @@ fn thunderbird_local_folders_with_a_truncated_mbox_and_an_oversized_message() {
         + &thunderbird_message("Wed Jan 08 12:00:00 2020", "0000", "", "Énorme", &big.repeat(2000));
     std::fs::write(local.join("Inbox"), inbox).unwrap();
     std::fs::write(local.join("Inbox.msf"), "// <!-- <mdb:mork:z v=\"1.4\"/> -->\n").unwrap();
-    std::fs::write(local.join("Sent"), thunderbird_message("Thu Feb 06 09:00:00 2020", "0001", "", "Envoi", "ci-joint"))
-        .unwrap();
+    std::fs::write(
+        local.join("Sent"),
+        thunderbird_message("Thu Feb 06 09:00:00 2020", "0001", "", "Envoi", "ci-joint"),
+    )
+    .unwrap();
     std::fs::write(local.join("Archives"), "").unwrap();
     std::fs::write(
         local.join("Archives.sbd/2019"),
