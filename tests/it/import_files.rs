@@ -224,4 +224,19 @@ fn thunderbird_local_folders_with_a_truncated_mbox_and_an_oversized_message() {
     assert_eq!(flags("Corbeille").len(), 1);
     // The INTERNALDATE is the `From ` line's (Thunderbird writes local time; read as UTC).
     assert_eq!(account["INBOX"][0][1], 1_578_304_800);
+
+    // New mail in Thunderbird: the file changed, so its messages are known by their
+    // hashes, and exactly the new one is copied.
+    let mut inbox = std::fs::OpenOptions::new().append(true).open(local.join("Inbox")).unwrap();
+    std::io::Write::write_all(
+        &mut inbox,
+        thunderbird_message("Mon Mar 02 10:00:00 2020", "0000", "", "Nouveau", "arrivé hier").as_bytes(),
+    )
+    .unwrap();
+    drop(inbox);
+    let (code, stdout, _, report) = import(&config, "mbox", "user@a.test", &local);
+    assert_eq!(code, 3, "{stdout}");
+    assert_eq!(totals(&report), (8, 1, 5, 2), "{report}");
+    let (_, _, _, report) = import(&config, "mbox", "user@a.test", &local);
+    assert_eq!(totals(&report), (8, 0, 6, 2), "{report}");
 }
