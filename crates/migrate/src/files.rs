@@ -71,7 +71,7 @@ enum TreeItem<T> {
     Unread(mailfile::Skip),
 }
 
-/// A message of the verification: its id, SHA-256 and size.
+/// A message of the verification: its id and SHA-256.
 type Hashed = (u32, [u8; 32]);
 
 /// Runs file imports: the mail model, the store, the options (`[migrate]` and its
