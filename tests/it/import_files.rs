@@ -191,6 +191,11 @@ fn thunderbird_local_folders_with_a_truncated_mbox_and_an_oversized_message() {
     std::fs::write(local.join("Trash"), trash).unwrap();
     std::fs::write(local.join("msgFilterRules.dat"), "version=\"9\"\n").unwrap();
 
+    // The wrong format: nothing can be read, exit status 1 and the reason.
+    let (code, stdout, _, report) = import(&config, "maildir", "user@a.test", &local);
+    assert!(code == 1 && stdout.contains("not a Maildir"), "{code} {stdout}");
+    assert_eq!(report["folders"].as_array().map(Vec::len), Some(0), "{report}");
+
     let (code, stdout, stderr, report) = import(&config, "mbox", "user@a.test", &local);
     assert_eq!(code, 3, "{stdout}\n{stderr}");
     assert!(stdout.contains("INCOMPLET") && stdout.contains("INCOMPLETE"), "{stdout}");
