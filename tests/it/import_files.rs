@@ -140,6 +140,20 @@ fn export_then_import_gives_identical_folders_flags_dates_and_bytes() {
     assert_eq!(copies["user@a.test"], user);
     assert_eq!(copies["copie-maildir@a.test"], user);
     assert_eq!(copies["copie-mbox@a.test"], user);
+
+    // Mail delivered into the Maildir after Dovecot last looked (a file in new/ that
+    // dovecot-uidlist does not name): the folder's UIDs are no longer keys, its messages
+    // are known by their hashes, and exactly the new one is copied.
+    std::fs::write(
+        maildir.join("new/1780000000.M1P1.old-server"),
+        "From: Mairie <mairie@a.test>\r\nSubject: Tard\r\n\r\narrivé après l'export\r\n",
+    )
+    .unwrap();
+    let (code, stdout, _, report) = import(&config, "maildir", "copie-maildir@a.test", &maildir);
+    assert_eq!(code, 0, "{stdout}");
+    assert_eq!(totals(&report), (8, 1, 7, 0), "{report}");
+    let (_, _, _, report) = import(&config, "maildir", "copie-maildir@a.test", &maildir);
+    assert_eq!(totals(&report), (8, 0, 8, 0), "{report}");
 }
 
 /// One message as Thunderbird keeps it in a local folder: `From - date`, its

@@ -142,6 +142,10 @@ pub struct Folder {
     /// The UIDVALIDITY under which [`SourceMessage::uid`]s are given, if the files keep
     /// one (a Maildir's `dovecot-uidlist`).
     pub uid_validity: Option<u32>,
+    /// How many of its messages the uidlist does not name (mail delivered since Dovecot
+    /// last looked); 0 without a uidlist. Their UIDs are not known yet, so an import
+    /// cannot key on UIDs for this folder.
+    pub unlisted: u64,
     pub messages: Messages,
 }
 
@@ -283,6 +287,7 @@ impl Iterator for Folders {
                 path,
                 source: dir,
                 uid_validity: None,
+                unlisted: 0,
                 messages: Box::new(std::iter::empty()),
             }),
             PendingFolder::Maildir { path, dir, limits } => maildir::open_folder(path, dir, limits),

@@ -479,7 +479,7 @@ fn maildir_order_follows_dovecot_uids() {
         read_tree(dir.path(), Format::Maildir)[0].1.iter().map(|m| m.as_ref().unwrap().0.clone()).collect();
     assert_eq!(bodies, ["b\r\n", "a\r\n", "d\r\n", "c\r\n"]);
     let folder = open(dir.path(), Format::Maildir, &Limits::default()).unwrap().next().unwrap().unwrap();
-    assert_eq!(folder.uid_validity, Some(1234));
+    assert_eq!((folder.uid_validity, folder.unlisted), (Some(1234), 2));
     let uids: Vec<Option<u32>> = folder.messages.map(|m| m.unwrap().uid).collect();
     assert_eq!(uids, [Some(7), Some(8), None, None]);
     // The writer keeps the UIDs it is given, for Dovecot.

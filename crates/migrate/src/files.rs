@@ -11,12 +11,13 @@
 //!
 //! **Ids and resume.** The source's identity is the canonical path of the file or
 //! directory. A message's id is its `dovecot-uidlist` UID under the folder's UIDVALIDITY
-//! when the Maildir has one; otherwise its position in the folder (1, 2…) under a
-//! validity made of the folder's size and modification times, so that a folder that
-//! changed (a message appended, deleted, a flag rewritten) is matched by content hash
-//! instead (the records of earlier validities, [`Destination::import_folder`]): a rerun
-//! copies exactly what is missing. A message that a Maildir's uidlist does not name (mail
-//! that arrived after Dovecot last looked) gets `2^31 +` its position, apart from the UIDs.
+//! when the Maildir's uidlist names every message of the folder; otherwise its position
+//! in the folder (1, 2…) under a validity made of the folder's size and modification
+//! times, so that a folder that changed (a message appended, deleted, a flag rewritten,
+//! a file Dovecot had not yet seen) is matched by content hash instead (the records of
+//! earlier validities, [`Destination::import_folder`]): a rerun copies exactly what is
+//! missing. (A position is never trusted across a change: mail that arrives and mail
+//! that goes could give a new message an old one's place.)
 //!
 //! **Verification.** After the copy the files are read again and each message's SHA-256
 //! is compared with its record and with what Hameau's mailbox holds.
@@ -51,10 +52,6 @@ pub enum FileFormat {
 /// not yet taken. Two keeps the disk and the store busy together; each is at most
 /// `migrate.files.message_bytes_max`.
 pub const MESSAGES_IN_FLIGHT: usize = 2;
-
-/// The id given to a message of a folder with a UIDVALIDITY that its uidlist does not
-/// name: above every UID Dovecot hands out in practice.
-const UNLISTED_ID_BASE: u32 = 1 << 31;
 
 /// One folder as the reading thread hands it over.
 struct ReadFolder<T> {
@@ -344,11 +341,12 @@ fn spawn_reader<T: Send + 'static>(
                 }
             };
             let (items_tx, items_rx) = mpsc::channel(MESSAGES_IN_FLIGHT);
-            let listed = folder.uid_validity.is_some();
+            // UIDs are keys only when the uidlist names every message.
+            let uid_validity = folder.uid_validity.filter(|_| folder.unlisted == 0);
             let read = ReadFolder {
                 name: folder.path.join("/"),
                 special_use: folder.special_use,
-                validity: folder.uid_validity.unwrap_or_else(|| fingerprint(&folder.source)),
+                validity: uid_validity.unwrap_or_else(|| fingerprint(&folder.source)),
                 items: items_rx,
             };
             if tree_tx.blocking_send(Ok(TreeItem::Folder(read))).is_err() {
@@ -359,10 +357,9 @@ fn spawn_reader<T: Send + 'static>(
                 position = position.saturating_add(1);
                 let item = match item {
                     Ok(message) => {
-                        let id = match (listed, message.uid) {
-                            (true, Some(uid)) => uid,
-                            (true, None) => UNLISTED_ID_BASE.saturating_add(position),
-                            (false, _) => position,
+                        let id = match (uid_validity, message.uid) {
+                            (Some(_), Some(uid)) => uid,
+                            _ => position,
                         };
                         Ok(make(id, message))
                     }
