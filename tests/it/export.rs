@@ -16,7 +16,7 @@ use crate::support::{config_path, init_with_token, run, start_server};
 /// session as JSON: `{folder: [[flags and keywords sorted], internaldate (epoch), body
 /// (base64)]}`, folder names decoded and joined with `/`; `.sbd` suffixes taken off for
 /// Dovecot reading Thunderbird's mbox layout; `\Noselect` folders left out.
-const HELPERS: &str = r#"
+pub(crate) const HELPERS: &str = r#"
 import base64, imaplib, json, re, ssl, sys, time
 
 def mutf7_encode(s):
@@ -101,7 +101,7 @@ def uids(M):
 "#;
 
 /// What the test appends: (account, folder, flags, date, message).
-fn corpus() -> Vec<(&'static str, &'static str, &'static str, &'static str, String)> {
+pub(crate) fn corpus() -> Vec<(&'static str, &'static str, &'static str, &'static str, String)> {
     let message = |subject: &str, body: &str| {
         format!("From: Mairie <mairie@a.test>\r\nTo: agent@a.test\r\nSubject: {subject}\r\n\r\n{body}\r\n")
     };
@@ -132,11 +132,11 @@ fn corpus() -> Vec<(&'static str, &'static str, &'static str, &'static str, Stri
     ]
 }
 
-const USER_PASSWORD: &str = "correct horse battery staple";
-const AGENT_PASSWORD: &str = "une autre phrase de passe";
+pub(crate) const USER_PASSWORD: &str = "correct horse battery staple";
+pub(crate) const AGENT_PASSWORD: &str = "une autre phrase de passe";
 
 /// Appends the corpus over IMAPS, then dumps each account as Hameau serves it.
-fn fill(server: &crate::support::Server) -> serde_json::Value {
+pub(crate) fn fill(server: &crate::support::Server) -> serde_json::Value {
     let mut script = String::from(HELPERS);
     script.push_str(&format!(
         "ctx = ssl.create_default_context(cafile={cert:?})\nctx.check_hostname = False\nresult = {{}}\n",
@@ -250,7 +250,7 @@ fn mailfile_dump(root: &Path, format: hameau_mailfile::Format) -> serde_json::Va
     out.into()
 }
 
-fn export(config: &Path, args: &[&str]) -> (bool, String, String) {
+pub(crate) fn export(config: &Path, args: &[&str]) -> (bool, String, String) {
     let mut full = vec!["export"];
     full.extend_from_slice(args);
     full.extend(["--config", config.to_str().unwrap()]);

@@ -101,6 +101,26 @@ fn relationships_between_limits() {
     );
 }
 
+/// `[migrate.files]` is `hameau_mailfile::Limits`, checked under its dotted name.
+#[test]
+fn migrate_files_limits() {
+    check(
+        "[migrate.files]\nline_bytes_max = 2000000\nmessage_bytes_max = 1048576\n",
+        "/etc/hameau/hameau.toml:2: migrate.files.line_bytes_max: must not exceed message_bytes_max",
+    );
+    check(
+        "[migrate]\nverify_contents = true\n[migrate.files]\ndepth_max = 0\n",
+        "/etc/hameau/hameau.toml:4: migrate.files.depth_max: 0 is out of range: it must be between 1 and 1000",
+    );
+    check(
+        "[migrate.files]\ndepht_max = 3\n",
+        "/etc/hameau/hameau.toml:2: migrate.files.depht_max: unknown key `depht_max` (known keys: `message_bytes_max`, `line_bytes_max`, `folders_max`, `depth_max`, `messages_max`, `keywords_max`)",
+    );
+    let config = Config::parse(Path::new("/x.toml"), "[migrate.files]\nmessages_max = 5\n").unwrap();
+    assert_eq!(config.migrate.files.messages_max, 5);
+    assert_eq!(config.migrate.files.depth_max, 32);
+}
+
 #[test]
 fn trusted_arc_sealers_are_domain_names() {
     check(

@@ -1,9 +1,10 @@
-//! `hameau import imap`: pulls old mailboxes over IMAP into local accounts, on the local
-//! data directory (the server stopped: the store has one user at a time), with a progress
-//! line on a terminal and the verification report at the end. The work is the
-//! `hameau-migrate` crate's; here are the arguments, the directory look-ups, the clock
-//! and the exit status (0 complete, [`hameau_migrate::EXIT_INCOMPLETE`] incomplete, 1 when
-//! it could not run).
+//! `hameau import imap`: pulls old mailboxes over IMAP into local accounts; `hameau import
+//! mbox|maildir`: copies mailbox files (Thunderbird's local folders, an old server's
+//! Maildir, Hameau's own export) into one account. Both on the local data directory (the
+//! server stopped: the store has one user at a time), with a progress line on a terminal
+//! and the verification report at the end. The work is the `hameau-migrate` crate's; here
+//! are the arguments, the directory look-ups, the clock and the exit status (0 complete,
+//! [`hameau_migrate::EXIT_INCOMPLETE`] incomplete, 1 when it could not run).
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -15,13 +16,36 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use hameau_directory::{Directory, Principal};
 use hameau_mailbox::{Mail, MailboxNames, Quota};
-use hameau_migrate::{ImapSource, Importer, Report, SourceUrl, Target};
+use hameau_migrate::{FileFormat, FileImporter, ImapSource, Importer, Progress, Report, SourceUrl, Target};
 
 #[derive(Subcommand, Debug)]
 pub enum ImportCommand {
     /// Copies an old IMAP mailbox (every folder, flags, dates) into a local account; a
     /// rerun copies only what is missing. Exit status 0 complete, 3 incomplete.
     Imap(ImapArgs),
+    /// Copies mbox files into a local account: one file, or a directory of them
+    /// (Thunderbird's "Local Folders", e.g. ~/.thunderbird/PROFILE/Mail/Local Folders).
+    /// A rerun copies only what is missing. Exit status 0 complete, 3 incomplete.
+    Mbox(FilesArgs),
+    /// Copies a Maildir (with its Maildir++ folders, Dovecot's keywords and UIDs) into a
+    /// local account. A rerun copies only what is missing. Exit status 0 complete, 3
+    /// incomplete.
+    Maildir(FilesArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct FilesArgs {
+    /// The Hameau account that receives the mail, e.g. alice@commune.fr.
+    #[arg(long)]
+    account: String,
+    /// The mbox file, the directory of mbox files, or the Maildir's root.
+    path: PathBuf,
+    /// Writes the verification report as JSON.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// The configuration of the local data directory (default: the built-in one).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -63,8 +87,12 @@ struct Work {
 }
 
 pub fn run(command: ImportCommand) -> ExitCode {
-    let ImportCommand::Imap(args) = command;
-    match run_imap(&args) {
+    let res = match command {
+        ImportCommand::Imap(args) => run_imap(&args),
+        ImportCommand::Mbox(args) => run_files(&args, FileFormat::Mbox).map(|report| vec![report]),
+        ImportCommand::Maildir(args) => run_files(&args, FileFormat::Maildir).map(|report| vec![report]),
+    };
+    match res {
         Ok(reports) => {
             if reports.iter().all(|report| report.complete) {
                 ExitCode::SUCCESS
@@ -84,7 +112,17 @@ pub fn run(command: ImportCommand) -> ExitCode {
 }
 
 fn run_imap(args: &ImapArgs) -> anyhow::Result<Vec<Report>> {
-    let config = crate::load_config(args.config.as_deref())?;
+    with_store(args.config.as_deref(), |config, store| async move { import_all(args, &config, &store).await })
+}
+
+/// Loads the configuration, opens the store (refused while a server holds it), runs `work`
+/// on a runtime of two workers, and closes the store.
+fn with_store<T, F, Fut>(config: Option<&Path>, work: F) -> anyhow::Result<T>
+where
+    F: FnOnce(hameau_config::Config, hameau_store::Store) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let config = crate::load_config(config)?;
     // Reconnections and progress are logged (JSON lines when not on a terminal).
     let _reload = crate::logging::init(&config.log);
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
@@ -96,9 +134,54 @@ fn run_imap(args: &ImapArgs) -> anyhow::Result<Vec<Report>> {
             ),
             res => res.context("opening the store")?,
         };
-        let res = import_all(args, &config, &store).await;
+        let res = work(config, store.clone()).await;
         store.close().await.context("closing the store")?;
         res
+    })
+}
+
+/// `hameau import mbox|maildir`: one account from files, with the progress line and the
+/// report.
+fn run_files(args: &FilesArgs, format: FileFormat) -> anyhow::Result<Report> {
+    anyhow::ensure!(args.path.exists(), "{} : introuvable / not found", args.path.display());
+    with_store(args.config.as_deref(), |config, store| async move {
+        let directory = Directory::new(store.clone(), config.directory.clone());
+        let target = target_of(&directory, &args.account).await?;
+        let mail = Mail::with_limits(store.clone(), config.mail.clone());
+        let importer = FileImporter::new(mail, store.clone(), config.migrate.clone(), system_clock());
+        let progress = Arc::new(Progress::default());
+        let cancel = hameau_migrate::Cancel::default();
+        let account = target.address.clone();
+        let task = {
+            let (progress, path) = (progress.clone(), args.path.clone());
+            tokio::spawn(async move { importer.import_files(target, &path, format, &progress, &cancel).await })
+        };
+        let terminal = std::io::stderr().is_terminal();
+        while !task.is_finished() {
+            tokio::time::sleep(Duration::from_millis(if terminal { 500 } else { 200 })).await;
+            show_progress(&[(account.as_str(), progress.as_ref())], terminal);
+        }
+        let report = task.await.unwrap_or_else(|e| Report {
+            account: account.clone(),
+            error: Some(format!("the import failed: {e}")),
+            ..Report::default()
+        });
+        if terminal {
+            eprintln!();
+        }
+        print!("{}", report.render());
+        if let Some(path) = &args.report {
+            std::fs::write(path, serde_json::to_vec_pretty(&report)?)
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        Ok(report)
+    })
+}
+
+/// The system's clock, in seconds since the Unix epoch.
+fn system_clock() -> hameau_migrate::Clock {
+    Arc::new(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_secs())
     })
 }
 
@@ -128,10 +211,7 @@ async fn import_all(
         work.push(resolve(&directory, line, args.insecure_plain_text, tls.clone()).await?);
     }
     let mail = Mail::with_limits(store.clone(), config.mail.clone());
-    let clock: hameau_migrate::Clock = Arc::new(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_secs())
-    });
-    let importer = Arc::new(Importer::new(mail, store.clone(), config.migrate.clone(), clock));
+    let importer = Arc::new(Importer::new(mail, store.clone(), config.migrate.clone(), system_clock()));
     let concurrent = config.migrate.accounts_concurrent_max.max(1);
     let terminal = std::io::stderr().is_terminal();
     let mut reports = Vec::with_capacity(work.len());
@@ -147,7 +227,9 @@ async fn import_all(
             break;
         }
         tokio::time::sleep(Duration::from_millis(if terminal { 500 } else { 200 })).await;
-        show_progress(&running, terminal);
+        let lines: Vec<(&str, &Progress)> =
+            running.iter().map(|job| (job.account.as_str(), job.progress.as_ref())).collect();
+        show_progress(&lines, terminal);
         let mut index = 0;
         while index < running.len() {
             if running[index].is_finished() {
@@ -176,10 +258,10 @@ async fn import_all(
 
 /// On a terminal, each running account's line, rewritten in place; otherwise a log line
 /// per account every 30 seconds (JSON, as every log line off a terminal).
-fn show_progress(running: &[hameau_migrate::Job], terminal: bool) {
+fn show_progress(running: &[(&str, &Progress)], terminal: bool) {
     static LAST_LOG: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
     if terminal {
-        let line: Vec<String> = running.iter().map(|job| job.progress.snapshot().line(&job.account)).collect();
+        let line: Vec<String> = running.iter().map(|(account, progress)| progress.snapshot().line(account)).collect();
         let mut stderr = std::io::stderr().lock();
         let _ = write!(stderr, "\r\x1b[K{}", line.join(" | "));
         let _ = stderr.flush();
@@ -190,10 +272,10 @@ fn show_progress(running: &[hameau_migrate::Job], terminal: bool) {
         return;
     }
     *last = Some(std::time::Instant::now());
-    for job in running {
-        let snapshot = job.progress.snapshot();
+    for (account, progress) in running {
+        let snapshot = progress.snapshot();
         tracing::info!(
-            account = %job.account,
+            account = %account,
             folder = %snapshot.folder,
             messages_done = snapshot.messages_done,
             messages_total = snapshot.messages_total,
@@ -212,20 +294,24 @@ async fn resolve(
     plain: bool,
     tls: Arc<rustls::ClientConfig>,
 ) -> anyhow::Result<Work> {
-    let account = directory
-        .get_account(&Principal::Operator, &line.account)
-        .await
-        .with_context(|| format!("account {}", line.account))?;
-    let tenant = directory
-        .get_tenant(&Principal::Operator, &account.tenant)
-        .await
-        .with_context(|| format!("tenant {}", account.tenant))?;
+    let target = target_of(directory, &line.account).await?;
     let url = SourceUrl::parse(&line.from, plain)?;
     let password = std::fs::read_to_string(&line.password_file)
         .with_context(|| format!("password file {}", line.password_file.display()))?;
     let password = password.lines().next().unwrap_or("").to_string();
     anyhow::ensure!(!password.is_empty(), "password file {}: empty", line.password_file.display());
-    let target = Target {
+    Ok(Work { target, source: ImapSource { url, user: line.user.clone(), password, tls } })
+}
+
+/// The local account that receives an import, with its quotas.
+async fn target_of(directory: &Directory, address: &str) -> anyhow::Result<Target> {
+    let account =
+        directory.get_account(&Principal::Operator, address).await.with_context(|| format!("account {address}"))?;
+    let tenant = directory
+        .get_tenant(&Principal::Operator, &account.tenant)
+        .await
+        .with_context(|| format!("tenant {}", account.tenant))?;
+    Ok(Target {
         account: account.id,
         address: account.address.clone(),
         quota: Quota {
@@ -234,6 +320,5 @@ async fn resolve(
             tenant_bytes_max: tenant.quota_bytes,
         },
         names: MailboxNames::default(),
-    };
-    Ok(Work { target, source: ImapSource { url, user: line.user.clone(), password, tls } })
+    })
 }

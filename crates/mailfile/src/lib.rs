@@ -87,6 +87,9 @@ pub enum SkipReason {
     /// Thunderbird marked the message deleted (`X-Mozilla-Status` 0x0008) and had not yet
     /// compacted the folder: the user had deleted it.
     DeletedByThunderbird,
+    /// The mbox file ends in the middle of the message's last line: the file was cut
+    /// short (an interrupted copy, a full disk); `bytes` were read of it.
+    Truncated { bytes: u64 },
     /// The file is not an mbox (it does not start with a `From ` line).
     NotMbox,
     /// A folder name that cannot be a mailbox name (an empty level, `..x`).
@@ -107,6 +110,9 @@ impl fmt::Display for SkipReason {
             SkipReason::TooDeep { max } => write!(f, "folder deeper than {max} levels"),
             SkipReason::TooManyKeywords { max } => write!(f, "more than {max} keywords"),
             SkipReason::DeletedByThunderbird => write!(f, "deleted in Thunderbird (folder not compacted)"),
+            SkipReason::Truncated { bytes } => {
+                write!(f, "message cut short: the file ends in the middle of a line, after {bytes} bytes of it")
+            }
             SkipReason::NotMbox => write!(f, "not an mbox file (no `From ` line at its start)"),
             SkipReason::BadName(name) => write!(f, "folder name {name:?} has an empty level"),
             SkipReason::Io(e) => write!(f, "read error: {e}"),
@@ -136,6 +142,10 @@ pub struct Folder {
     /// The UIDVALIDITY under which [`SourceMessage::uid`]s are given, if the files keep
     /// one (a Maildir's `dovecot-uidlist`).
     pub uid_validity: Option<u32>,
+    /// How many of its messages the uidlist does not name (mail delivered since Dovecot
+    /// last looked); 0 without a uidlist. Their UIDs are not known yet, so an import
+    /// cannot key on UIDs for this folder.
+    pub unlisted: u64,
     pub messages: Messages,
 }
 
@@ -277,6 +287,7 @@ impl Iterator for Folders {
                 path,
                 source: dir,
                 uid_validity: None,
+                unlisted: 0,
                 messages: Box::new(std::iter::empty()),
             }),
             PendingFolder::Maildir { path, dir, limits } => maildir::open_folder(path, dir, limits),

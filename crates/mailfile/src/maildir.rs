@@ -201,10 +201,14 @@ pub(crate) fn open_folder(path: Vec<String>, dir: PathBuf, limits: Limits) -> Re
     // The mailbox's order: Dovecot's UIDs, then (files it had not seen) the time at the
     // start of the names, then the names.
     files.sort();
+    let unlisted = match uid_validity {
+        Some(_) => files.iter().filter(|((uid, _), _, _)| *uid == u64::MAX).count() as u64,
+        None => 0,
+    };
     let keywords = read_keywords(&dir);
     let messages = MaildirMessages { files: files.into_iter(), keywords, limits, over, dir: dir.clone() };
     let special_use = names::special_use(&path);
-    Ok(Folder { special_use, path, source: dir, uid_validity, messages: Box::new(messages) })
+    Ok(Folder { special_use, path, source: dir, uid_validity, unlisted, messages: Box::new(messages) })
 }
 
 /// Dovecot's `dovecot-uidlist`: a header line, then `UID [fields] :NAME` per message. Read

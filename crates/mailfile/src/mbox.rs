@@ -9,8 +9,10 @@
 //! merge or cut messages; the only cost is that an mboxcl2 body line that looks exactly
 //! like a separator (`From `, a sender and a full date) ends its message there.
 //!
-//! The blank line that writers put after each message (RFC 4155 §2) is removed; a last
-//! message cut short (no final line end) is given back as it is.
+//! The blank line that writers put after each message (RFC 4155 §2) is removed. A last
+//! message cut short (the file ends in the middle of a line: a copy or a disk that
+//! stopped) is skipped as [`SkipReason::Truncated`]: storing half a message would hide
+//! the loss, and every writer ends a message with a line end.
 
 use std::io::{BufRead, BufReader, ErrorKind};
 
@@ -142,6 +144,7 @@ impl<R: std::io::Read> MboxReader<R> {
             match self.read_line()? {
                 LineRead::Eof => {
                     self.done = true;
+                    body.truncated = !body.raw.is_empty() && !body.raw.ends_with(b"\n");
                     return Ok(body);
                 }
                 LineRead::TooLong => {
@@ -176,6 +179,8 @@ struct Body {
     bytes_seen: u64,
     too_large: bool,
     line_too_long: bool,
+    /// The file ended in the middle of the message's last line.
+    truncated: bool,
 }
 
 impl<R: std::io::Read> Iterator for MboxReader<R> {
@@ -217,6 +222,9 @@ impl<R: std::io::Read> Iterator for MboxReader<R> {
         if body.too_large {
             let reason = SkipReason::TooLarge { bytes: body.bytes_seen, max: self.limits.message_bytes_max };
             return Some(Err(self.skipped(n_message, offset, reason)));
+        }
+        if body.truncated {
+            return Some(Err(self.skipped(n_message, offset, SkipReason::Truncated { bytes: body.bytes_seen })));
         }
         let mut raw = body.raw;
         // RFC 4155 §2: the writer ends each message with a blank line of its own.

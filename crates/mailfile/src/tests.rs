@@ -58,8 +58,12 @@ fn mbox_splits_on_dated_from_lines_and_unquotes() {
     );
     // An unquoted From line without a date is body text (a careless writer).
     check(&format!("{SEP}A: 1\n\nFrom me to you\nbye\n\n"), rd, &["A: 1\r\n\r\nFrom me to you\r\nbye\r\n"]);
-    // The last message cut short: given back as it is.
-    check(&format!("{SEP}A: 1\n\nun\n\n{SEP}A: 2\n\ndeu"), rd, &["A: 1\r\n\r\nun\r\n", "A: 2\r\n\r\ndeu"]);
+    // The last message cut short: skipped with the reason, not stored half.
+    check(
+        &format!("{SEP}A: 1\n\nun\n\n{SEP}A: 2\n\ndeu"),
+        rd,
+        &["A: 1\r\n\r\nun\r\n", "SKIP message cut short: the file ends in the middle of a line, after 9 bytes of it"],
+    );
     // No blank line before the separator (broken writer): nothing taken from the message.
     check(&format!("{SEP}A: 1\n\nun\n{SEP}A: 2\n\ndeux\n"), rd, &["A: 1\r\n\r\nun\r\n", "A: 2\r\n\r\ndeux\r\n"]);
     // mboxcl2 with Content-Length: split on the separators all the same, header kept.
@@ -475,7 +479,7 @@ fn maildir_order_follows_dovecot_uids() {
         read_tree(dir.path(), Format::Maildir)[0].1.iter().map(|m| m.as_ref().unwrap().0.clone()).collect();
     assert_eq!(bodies, ["b\r\n", "a\r\n", "d\r\n", "c\r\n"]);
     let folder = open(dir.path(), Format::Maildir, &Limits::default()).unwrap().next().unwrap().unwrap();
-    assert_eq!(folder.uid_validity, Some(1234));
+    assert_eq!((folder.uid_validity, folder.unlisted), (Some(1234), 2));
     let uids: Vec<Option<u32>> = folder.messages.map(|m| m.unwrap().uid).collect();
     assert_eq!(uids, [Some(7), Some(8), None, None]);
     // The writer keeps the UIDs it is given, for Dovecot.

@@ -146,5 +146,5 @@ pub(crate) fn open_mbox(path: Vec<String>, file: PathBuf, quoting: Quoting, limi
         .map_err(|e| Skip { location: file.display().to_string(), reason: SkipReason::Io(e.to_string()) })?;
     let reader = MboxReader::new(handle, quoting, limits, file.display().to_string());
     let special_use = names::special_use(&path);
-    Ok(Folder { special_use, path, source: file, uid_validity: None, messages: Box::new(reader) })
+    Ok(Folder { special_use, path, source: file, uid_validity: None, unlisted: 0, messages: Box::new(reader) })
 }

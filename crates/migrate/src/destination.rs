@@ -1,6 +1,7 @@
 //! The destination side of every import, whatever the source (IMAP here; mbox and
 //! Maildir files next): which mailbox each source folder goes to, the records that make a
 //! rerun copy only what is missing, and the batches into `Mail::ingest_many_with`.
+//! The file source is `files` (`Importer::import_files`).
 //!
 //! A source hands over folders ([`SourceFolder`]) and, for each, batches of messages
 //! ([`SourceMessage`]: the exact bytes, flags and keywords, the internal date, and an id
@@ -20,7 +21,7 @@
 //!     let Some(name) = name else { continue };
 //!     let mailbox = destination.mailbox(&name, role).await?;
 //!     let mut report = FolderReport { source: folder.name.clone(), target: Some(name), ..Default::default() };
-//!     destination.import_folder(folder, mailbox, messages_of(folder), 32 << 20, &mut report, &progress).await?;
+//!     destination.import_folder(folder, mailbox, &mut receiver_of(folder), 32 << 20, &mut report, &progress).await?;
 //! }
 //! ```
 
@@ -293,13 +294,15 @@ impl Destination {
     /// Maildir): skips what earlier runs recorded (by id under the folder's validity, else
     /// by content hash when the validity changed), stores the rest in batches of at most
     /// [`Destination::batch_messages_max`] messages and `batch_bytes_max` bytes (one
-    /// message at least), and counts everything in `report` (`on_source` included).
-    /// `messages` is read lazily: at most one batch is held.
+    /// message at least), and counts everything in `report` (`on_source` included; a
+    /// message the source could not read comes as a [`Skipped`]). `messages` is a channel
+    /// so that the reading runs on a blocking thread, never on the runtime's workers; at
+    /// most one batch is held here.
     pub async fn import_folder(
         &self,
         folder: &SourceFolder,
         mailbox: MailboxId,
-        messages: impl IntoIterator<Item = SourceMessage>,
+        messages: &mut tokio::sync::mpsc::Receiver<Result<SourceMessage, Skipped>>,
         batch_bytes_max: u64,
         report: &mut FolderReport,
         progress: &Progress,
@@ -309,8 +312,18 @@ impl Destination {
         let mut batch = Vec::new();
         let mut batch_bytes = 0;
         let mut handled = Vec::new();
-        for message in messages {
+        while let Some(message) = messages.recv().await {
             report.on_source += 1;
+            // The total grows as the files are read: they do not say their count first.
+            progress.add_total(1, 0);
+            let message = match message {
+                Ok(message) => message,
+                Err(skipped) => {
+                    report.skipped.push(skipped);
+                    progress.add_done(1, 0);
+                    continue;
+                }
+            };
             if records.current.contains_key(&message.id) {
                 report.already_there += 1;
                 progress.add_done(1, 0);

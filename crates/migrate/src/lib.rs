@@ -23,6 +23,7 @@
 
 pub mod accounts;
 pub mod destination;
+pub mod files;
 pub mod guard;
 pub mod imap;
 pub mod mapping;
@@ -33,6 +34,7 @@ pub mod report;
 
 pub use accounts::{CsvAccount, parse_accounts};
 pub use destination::{Destination, Records, SourceFolder, SourceMessage, Target};
+pub use files::{FileFormat, FileImporter};
 pub use imap::{ImapSource, Security, SourceUrl};
 pub use mapping::{FolderKind, decode_name, folder_kind, target_name};
 pub use options::Options;
@@ -67,6 +69,10 @@ pub enum Error {
     Store(#[from] hameau_store::Error),
     #[error("cancelled: what was copied stays, a rerun resumes")]
     Cancelled,
+    /// Mailbox files that cannot be read at all (`hameau import mbox|maildir`): the path
+    /// is missing, or is not a Maildir.
+    #[error("files: {0}")]
+    Files(String),
     /// The accounts file of a tenant's import.
     #[error("{0}")]
     Accounts(String),

@@ -1,4 +1,5 @@
-//! The `[migrate]` section: the pull's throttles and limits, their defaults and checks.
+//! The `[migrate]` section: the pull's throttles and limits, the file imports' reading
+//! limits (`[migrate.files]`), their defaults and checks.
 
 use std::time::Duration;
 
@@ -6,6 +7,8 @@ use hameau_limits::{Problem, range};
 
 /// The section of the configuration file.
 const SECTION: &str = "migrate";
+/// The table of the file imports' reading limits.
+const FILES_SECTION: &str = "migrate.files";
 
 /// The migration's options: the `[migrate]` section. Every count and size that comes from
 /// the old server is bounded by one of them, so that a broken or hostile server cannot take
@@ -61,6 +64,11 @@ pub struct Options {
     /// its SHA-256 with what Hameau stores. It doubles the traffic; off, the report compares
     /// listings only (counts and UIDs) and says that contents were not compared.
     pub verify_contents: bool,
+    /// The bounds of reading mbox and Maildir files (`hameau import mbox|maildir`): the
+    /// table `[migrate.files]`, declared by `hameau_mailfile::Limits`. A table of its own
+    /// because its keys mean other things than the pull's (`message_bytes_max` of a file
+    /// is bounded by the store's largest blob, not by what a provider accepts).
+    pub files: hameau_mailfile::Limits,
 }
 
 impl Default for Options {
@@ -84,6 +92,7 @@ impl Default for Options {
             literal_timeout_s: 120,
             reconnects_max: 10,
             verify_contents: true,
+            files: hameau_mailfile::Limits::default(),
         }
     }
 }
@@ -105,7 +114,7 @@ impl Options {
         range(SECTION, "command_timeout_s", self.command_timeout_s, 1, 86_400)?;
         range(SECTION, "literal_timeout_s", self.literal_timeout_s, 1, 86_400)?;
         range(SECTION, "reconnects_max", self.reconnects_max as u64, 0, 10_000)?;
-        Ok(())
+        self.files.check(FILES_SECTION)
     }
 
     pub fn connect_timeout(&self) -> Duration {

@@ -180,6 +180,7 @@ mod destination {
     use hameau_mailbox::{Mail, MailboxNames, Quota, Role};
     use hameau_store::{Options as StoreOptions, Store};
 
+    use super::channel_of;
     use crate::mapping::FolderKind;
     use crate::progress::Progress;
     use crate::report::FolderReport;
@@ -272,10 +273,16 @@ mod destination {
         let files = folder("Projets", FolderKind::Plain, 1);
         let lazily = || (10..25).map(|id| message(id, "projet"));
         let mut report = FolderReport::default();
-        destination.import_folder(&files, projects, lazily(), 1_000, &mut report, &progress).await.unwrap();
+        destination
+            .import_folder(&files, projects, &mut channel_of(lazily()), 1_000, &mut report, &progress)
+            .await
+            .unwrap();
         assert_eq!((report.on_source, report.copied, report.already_there), (15, 15, 0));
         let mut report = FolderReport::default();
-        destination.import_folder(&files, projects, lazily(), 1_000, &mut report, &progress).await.unwrap();
+        destination
+            .import_folder(&files, projects, &mut channel_of(lazily()), 1_000, &mut report, &progress)
+            .await
+            .unwrap();
         assert_eq!((report.on_source, report.copied, report.already_there), (15, 0, 15));
         let rewritten = folder("Projets", FolderKind::Plain, 2);
         let renumbered = || {
@@ -286,7 +293,10 @@ mod destination {
             })
         };
         let mut report = FolderReport::default();
-        destination.import_folder(&rewritten, projects, renumbered(), 1_000, &mut report, &progress).await.unwrap();
+        destination
+            .import_folder(&rewritten, projects, &mut channel_of(renumbered()), 1_000, &mut report, &progress)
+            .await
+            .unwrap();
         assert_eq!((report.on_source, report.copied, report.already_there), (16, 1, 15));
         assert_eq!(mail.uids(9, projects).await.unwrap().len(), 16);
         // Another source's records never mix with these.
@@ -440,4 +450,16 @@ async fn a_job_is_cancelled_at_once() {
     assert!(report.error.as_deref().unwrap().starts_with("cancelled"), "{:?}", report.error);
     assert!(!report.complete);
     assert!(format!("{:?}", report).contains("alice@commune.fr"));
+}
+
+/// The messages as a file source hands them over: a channel, filled and closed.
+pub(crate) fn channel_of(
+    messages: impl Iterator<Item = crate::SourceMessage>,
+) -> tokio::sync::mpsc::Receiver<Result<crate::SourceMessage, Skipped>> {
+    let messages: Vec<crate::SourceMessage> = messages.collect();
+    let (sender, receiver) = tokio::sync::mpsc::channel(messages.len().max(1));
+    for message in messages {
+        sender.try_send(Ok(message)).expect("the channel holds them all");
+    }
+    receiver
 }
