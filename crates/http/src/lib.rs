@@ -68,6 +68,9 @@ pub struct AppState {
     pub queue_wake: Arc<tokio::sync::Notify>,
     /// The host name and ports autoconfiguration gives mail clients.
     pub client: ClientSettings,
+    /// The server's import jobs (`/api/v1/imports`); absent in the local CLI's
+    /// in-process router, where no server runs to hold them.
+    pub imports: Option<Arc<hameau_migrate::Jobs>>,
 }
 
 /// Every route of the listener.

@@ -43,6 +43,7 @@ pub(crate) fn state(store: Store, directory: Directory, queue: Queue, host: &str
         queue,
         queue_wake: Arc::new(tokio::sync::Notify::new()),
         client: crate::ClientSettings::standard(host),
+        imports: None,
     }
 }
 
