@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use serde::Serialize;
-use tokio::sync::Semaphore;
+use tokio::sync::oneshot;
 
 use crate::destination::Target;
 use crate::imap::ImapSource;
@@ -30,8 +30,6 @@ use crate::{Error, Options};
 pub struct Jobs {
     importer: Arc<Importer>,
     roots: Arc<rustls::RootCertStore>,
-    /// One permit per running import (`jobs_concurrent_max`).
-    slots: Arc<Semaphore>,
     table: Arc<Mutex<Table>>,
 }
 
@@ -101,7 +99,29 @@ struct Table {
     entries: Vec<Entry>,
     /// Jobs started since the server started.
     started: u64,
+    /// Jobs holding one of the `jobs_concurrent_max` slots.
+    running: usize,
+    slots_max: usize,
+    /// Queued jobs, first come first served: each task waits for its signal.
+    waiting: std::collections::VecDeque<(String, oneshot::Sender<()>)>,
     shutting_down: bool,
+}
+
+impl Table {
+    /// Hands free slots to the oldest queued jobs that still wait.
+    fn dispatch(&mut self) {
+        while self.running < self.slots_max {
+            let Some((id, go)) = self.waiting.pop_front() else { return };
+            let Some(entry) = self.entries.iter_mut().find(|entry| entry.id == id) else { continue };
+            if entry.cancel.is_cancelled() {
+                continue;
+            }
+            entry.slot = true;
+            self.running += 1;
+            // A task that is gone gives its slot back when it ends (`slot` is set).
+            let _ = go.send(());
+        }
+    }
 }
 
 struct Entry {
@@ -113,6 +133,8 @@ struct Entry {
     created_at: u64,
     finished_at: Option<u64>,
     cancel: Cancel,
+    /// Holds one of the slots (from the dispatch to the task's end).
+    slot: bool,
     progress: Option<Arc<Progress>>,
     report: Option<Report>,
     /// The task until it ends; taken by [`Jobs::shutdown`] to wait for it.
@@ -150,8 +172,9 @@ impl Jobs {
     /// Jobs over `importer` (its `Options` give the bounds), trusting `roots` (the
     /// system's, and the operator's CA file) for every source.
     pub fn new(importer: Arc<Importer>, roots: Arc<rustls::RootCertStore>) -> Jobs {
-        let slots = Arc::new(Semaphore::new(importer.options().jobs_concurrent_max.max(1)));
-        Jobs { importer, roots, slots, table: Arc::default() }
+        let slots_max = importer.options().jobs_concurrent_max.max(1);
+        let table = Table { slots_max, ..Table::default() };
+        Jobs { importer, roots, table: Arc::new(Mutex::new(table)) }
     }
 
     pub fn options(&self) -> &Options {
@@ -209,20 +232,17 @@ impl Jobs {
             created_at: now,
             finished_at: None,
             cancel: cancel.clone(),
+            slot: false,
             progress: None,
             report: None,
             task: None,
         };
         let view = entry.view();
         table.entries.push(entry);
-        let task = tokio::spawn(run(
-            self.importer.clone(),
-            self.slots.clone(),
-            self.table.clone(),
-            id.clone(),
-            (target, source),
-            cancel,
-        ));
+        let (go, wait) = oneshot::channel();
+        table.waiting.push_back((id.clone(), go));
+        table.dispatch();
+        let task = tokio::spawn(run(self.importer.clone(), self.table.clone(), id.clone(), (target, source), wait, cancel));
         if let Some(entry) = table.entries.iter_mut().find(|entry| entry.id == id) {
             entry.task = Some(task);
         }
@@ -277,47 +297,55 @@ impl Jobs {
     }
 }
 
-/// One job's task: waits for a slot (or its cancellation), imports, keeps the report.
+/// One job's task: waits for a slot (or its cancellation), imports, keeps the report,
+/// and hands its slot to the next queued job.
 async fn run(
     importer: Arc<Importer>,
-    slots: Arc<Semaphore>,
     table: Arc<Mutex<Table>>,
     id: String,
     (target, source): (Target, ImapSource),
+    wait: oneshot::Receiver<()>,
     cancel: Cancel,
 ) {
-    let permit = tokio::select! {
-        permit = slots.acquire_owned() => permit.ok(),
-        () = cancel.cancelled() => None,
-    };
+    tokio::select! {
+        _ = wait => {}
+        () = cancel.cancelled() => {}
+    }
     let (account, source_name) = (target.address.clone(), format!("{} ({})", source.url.display(), source.user));
-    let report = match permit {
-        Some(_permit) => {
-            let progress = Arc::new(Progress::default());
-            set(&table, &id, |entry| entry.progress = Some(progress.clone()));
-            tracing::info!(job = %id, account = %account, source = %source_name, "import job started");
-            let report = importer.start_imap_with(target, source, progress, cancel).report().await;
-            tracing::info!(job = %id, account = %account, complete = report.complete, error = ?report.error, "import job ended");
-            report
+    let progress = Arc::new(Progress::default());
+    let mut started = false;
+    set(&table, &id, |entry| {
+        started = entry.slot && !entry.cancel.is_cancelled();
+        if started {
+            entry.progress = Some(progress.clone());
         }
-        None => {
-            drop(source);
-            let mut report = Report {
-                account,
-                source: source_name,
-                error: Some(Error::Cancelled.to_string()),
-                ..Report::default()
-            };
-            report.settle();
-            report
-        }
+    });
+    let report = if started {
+        tracing::info!(job = %id, account = %account, source = %source_name, "import job started");
+        let report = importer.start_imap_with(target, source, progress, cancel).report().await;
+        tracing::info!(job = %id, account = %account, complete = report.complete, error = ?report.error, "import job ended");
+        report
+    } else {
+        drop(source);
+        let mut report =
+            Report { account, source: source_name, error: Some(Error::Cancelled.to_string()), ..Report::default() };
+        report.settle();
+        report
     };
     let finished_at = (importer.clock())();
-    set(&table, &id, |entry| {
+    let mut table = table.lock().unwrap_or_else(|e| e.into_inner());
+    table.waiting.retain(|(waiting, _)| *waiting != id);
+    let mut released = false;
+    if let Some(entry) = table.entries.iter_mut().find(|entry| entry.id == id) {
         entry.report = Some(report);
         entry.finished_at = Some(finished_at);
         entry.task = None;
-    });
+        released = std::mem::take(&mut entry.slot);
+    }
+    if released {
+        table.running -= 1;
+    }
+    table.dispatch();
 }
 
 fn set(table: &Mutex<Table>, id: &str, change: impl FnOnce(&mut Entry)) {
