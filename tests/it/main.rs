@@ -16,6 +16,7 @@ mod dns;
 mod export;
 mod imap;
 mod imap_clients;
+mod imports_api;
 mod migrate_imap;
 mod outbound_faults;
 mod outbound_tls;
