@@ -75,9 +75,7 @@ pub struct JobView {
 #[non_exhaustive]
 pub enum StartError {
     /// `jobs_kept_max` jobs are remembered and none is finished.
-    #[error(
-        "{0} import jobs are queued or running (migrate.jobs_kept_max): try again once one has finished"
-    )]
+    #[error("{0} import jobs are queued or running (migrate.jobs_kept_max): try again once one has finished")]
     Full(usize),
     /// The server is stopping.
     #[error("the server is shutting down")]
@@ -242,7 +240,8 @@ impl Jobs {
         let (go, wait) = oneshot::channel();
         table.waiting.push_back((id.clone(), go));
         table.dispatch();
-        let task = tokio::spawn(run(self.importer.clone(), self.table.clone(), id.clone(), (target, source), wait, cancel));
+        let task =
+            tokio::spawn(run(self.importer.clone(), self.table.clone(), id.clone(), (target, source), wait, cancel));
         if let Some(entry) = table.entries.iter_mut().find(|entry| entry.id == id) {
             entry.task = Some(task);
         }

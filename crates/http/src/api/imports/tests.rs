@@ -98,7 +98,8 @@ async fn fixture() -> Fixture {
 impl Fixture {
     async fn call(&self, token: Option<&str>, method: &str, path: &str, body: Option<Value>) -> (u16, String) {
         let body = body.map_or_else(Body::empty, |body| Body::from(body.to_string()));
-        let mut request = axum::http::Request::builder().method(method).uri(path).header("content-type", "application/json");
+        let mut request =
+            axum::http::Request::builder().method(method).uri(path).header("content-type", "application/json");
         if let Some(token) = token {
             request = request.header("authorization", format!("Bearer {token}"));
         }
