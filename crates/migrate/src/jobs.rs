@@ -86,7 +86,7 @@ pub enum StartError {
 #[derive(Debug)]
 pub enum Removal {
     /// The job was queued or running: it is stopping, and stays listed until it has.
-    Cancelling(JobView),
+    Cancelling(Box<JobView>),
     /// The job had ended: it is forgotten, report and all.
     Forgotten,
 }
@@ -268,7 +268,7 @@ impl Jobs {
             return Some(Removal::Forgotten);
         }
         table.entries[index].cancel.cancel();
-        Some(Removal::Cancelling(table.entries[index].view()))
+        Some(Removal::Cancelling(Box::new(table.entries[index].view())))
     }
 
     /// Refuses new jobs, cancels every job, and waits for each to end (an import stops

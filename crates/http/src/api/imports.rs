@@ -324,7 +324,7 @@ async fn delete_import(
     match jobs(&state)?.cancel_or_forget(&id) {
         Some(Removal::Cancelling(view)) => {
             tracing::info!(job = %view.id, account = %view.account, "admin API: import cancelled");
-            Ok((StatusCode::ACCEPTED, Json(ImportJob::new(view))).into_response())
+            Ok((StatusCode::ACCEPTED, Json(ImportJob::new(*view))).into_response())
         }
         Some(Removal::Forgotten) => Ok(StatusCode::NO_CONTENT.into_response()),
         None => Err(not_found(&id)),
