@@ -15,7 +15,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use hameau_directory::{Page, Principal};
 use hameau_migrate::{ImapSource, JobView, Removal, SourceUrl, StartError, Target};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -39,7 +39,10 @@ pub fn routes(router: OpenApiRouter<AppState>) -> OpenApiRouter<AppState> {
 }
 
 /// An import to start: one Hameau account, filled from one mailbox of the old provider.
-#[derive(Debug, ToSchema)]
+/// (Read field by field by `read_request`; the derived `Deserialize` only tells the
+/// document that no other field is accepted. No `Debug`: it holds the password.)
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct StartImport {
     /// The Hameau account that receives the mail, e.g. `alice@commune.fr`.
     pub account: String,
