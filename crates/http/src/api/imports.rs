@@ -38,9 +38,9 @@ pub fn routes(router: OpenApiRouter<AppState>) -> OpenApiRouter<AppState> {
     router.routes(routes!(list_imports, start_import)).routes(routes!(get_import, delete_import))
 }
 
+// Read field by field by `read_request`; the derived `Deserialize` only tells the document
+// that no other field is accepted. No `Debug`: it holds the password.
 /// An import to start: one Hameau account, filled from one mailbox of the old provider.
-/// (Read field by field by `read_request`; the derived `Deserialize` only tells the
-/// document that no other field is accepted. No `Debug`: it holds the password.)
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StartImport {
