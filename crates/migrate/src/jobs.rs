@@ -1,6 +1,6 @@
 //! The imports a running server runs for its admin API (`/api/v1/imports`): each job one
 //! account's [`Importer::start_imap_with`], at most `migrate.jobs_concurrent_max` at once
-//! (the others queued, in order), at most `migrate.jobs_kept_max` remembered.
+//! (the others queued, tenants in turn), at most `migrate.jobs_kept_max` remembered.
 //!
 //! Jobs live in memory only: the source's password is held by the job's task until the
 //! import ends, and never kept, logged nor shown; a restart forgets every job, which is
@@ -12,6 +12,7 @@
 //! Jobs carry the tenant of their account as an opaque label: who may see which job is the
 //! caller's rule (the admin API's, over the directory's scopes), not this module's.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use rustls::pki_types::CertificateDer;
@@ -100,25 +101,57 @@ struct Table {
     /// Jobs holding one of the `jobs_concurrent_max` slots.
     running: usize,
     slots_max: usize,
-    /// Queued jobs, first come first served: each task waits for its signal.
+    /// Queued jobs, in the order they came: each task waits for its signal.
     waiting: std::collections::VecDeque<(String, oneshot::Sender<()>)>,
+    /// Slots handed out so far, and when each tenant was last handed one.
+    handed: u64,
+    last_handed: HashMap<String, u64>,
     shutting_down: bool,
 }
 
 impl Table {
-    /// Hands free slots to the oldest queued jobs that still wait.
+    /// Hands free slots to queued jobs, tenants in turn: the job of the tenant with the
+    /// fewest running, then the one served longest ago, then the oldest. A commune that
+    /// queued all its agents does not hold back the next commune's first import.
     fn dispatch(&mut self) {
         while self.running < self.slots_max {
-            let Some((id, go)) = self.waiting.pop_front() else { return };
+            let Some(position) = self.next_waiting() else {
+                // Only cancelled jobs wait: each ends by itself once its signal is dropped.
+                self.waiting.clear();
+                return;
+            };
+            let Some((id, go)) = self.waiting.remove(position) else { return };
             let Some(entry) = self.entries.iter_mut().find(|entry| entry.id == id) else { continue };
-            if entry.cancel.is_cancelled() {
-                continue;
-            }
             entry.slot = true;
             self.running += 1;
+            self.handed += 1;
+            self.last_handed.insert(entry.tenant.clone(), self.handed);
             // A task that is gone gives its slot back when it ends (`slot` is set).
             let _ = go.send(());
         }
+    }
+
+    /// The position in `waiting` of the job to start next, if one still waits.
+    fn next_waiting(&self) -> Option<usize> {
+        let mut running: HashMap<&str, usize> = HashMap::new();
+        let mut by_id: HashMap<&str, &Entry> = HashMap::with_capacity(self.entries.len());
+        for entry in &self.entries {
+            if entry.slot {
+                *running.entry(&entry.tenant).or_default() += 1;
+            }
+            by_id.insert(&entry.id, entry);
+        }
+        let mut best: Option<((usize, u64), usize)> = None;
+        for (position, (id, _)) in self.waiting.iter().enumerate() {
+            let Some(entry) = by_id.get(id.as_str()).filter(|entry| !entry.cancel.is_cancelled()) else { continue };
+            let tenant = entry.tenant.as_str();
+            let rank = (running.get(tenant).copied().unwrap_or(0), self.last_handed.get(tenant).copied().unwrap_or(0));
+            // Strictly better only: among equals the oldest stays.
+            if best.is_none_or(|(best_rank, _)| rank < best_rank) {
+                best = Some((rank, position));
+            }
+        }
+        best.map(|(_, position)| position)
     }
 }
 
@@ -141,12 +174,13 @@ struct Entry {
 
 impl Entry {
     fn state(&self) -> JobState {
-        match (&self.report, self.cancel.is_cancelled(), &self.progress) {
+        // Running from the slot's handing: its task makes the progress a moment later.
+        match (&self.report, self.cancel.is_cancelled(), self.slot || self.progress.is_some()) {
             (Some(_), true, _) => JobState::Cancelled,
             (Some(_), false, _) => JobState::Finished,
             (None, true, _) => JobState::Cancelling,
-            (None, false, None) => JobState::Queued,
-            (None, false, Some(_)) => JobState::Running,
+            (None, false, false) => JobState::Queued,
+            (None, false, true) => JobState::Running,
         }
     }
 

@@ -62,8 +62,8 @@ pub struct Options {
     /// listings only (counts and UIDs) and says that contents were not compared.
     pub verify_contents: bool,
     /// Most imports running at once in the server (`/api/v1/imports`), every tenant
-    /// together; the others wait their turn, queued. 3, as `accounts_concurrent_max`: the
-    /// server keeps serving mail while it imports.
+    /// together; the others wait, queued, tenants in turn. 3, as `accounts_concurrent_max`:
+    /// the server keeps serving mail while it imports.
     pub jobs_concurrent_max: usize,
     /// Most import jobs the server remembers (queued, running and finished, every tenant
     /// together): a finished job's report is kept until it is deleted or this bound

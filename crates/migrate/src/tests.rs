@@ -508,3 +508,60 @@ async fn the_job_table_keeps_its_bounds_and_stops_at_shutdown() {
     }
     assert!(matches!(jobs.start("a", target(), source()), Err(StartError::ShuttingDown)));
 }
+
+/// Queued jobs start tenants in turn: a commune that queued many does not hold back the
+/// next commune's first one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_jobs_start_tenants_in_turn() {
+    use std::sync::Arc;
+
+    use hameau_mailbox::{Mail, MailboxNames, Quota};
+    use hameau_store::{Options as StoreOptions, Store};
+
+    use crate::{JobState, Jobs};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&StoreOptions::rocksdb(dir.path())).await.unwrap();
+    let options = Options { jobs_concurrent_max: 1, ..Options::default() };
+    let importer = crate::Importer::new(Mail::new(store.clone()), store, options, Arc::new(|| 1_800_000_000));
+    let jobs = Jobs::new(Arc::new(importer), Arc::new(rustls::RootCertStore::empty()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let start = |tenant: &str| {
+        let source = crate::ImapSource {
+            url: SourceUrl::parse(&format!("imaps://127.0.0.1:{port}"), false).unwrap(),
+            user: "alice".into(),
+            password: "secret".into(),
+            tls: jobs.client_tls(None).unwrap(),
+        };
+        let target = crate::Target {
+            account: 1,
+            address: "alice@commune.fr".into(),
+            quota: Quota::default(),
+            names: MailboxNames::default(),
+        };
+        jobs.start(tenant, target, source).unwrap().id
+    };
+    let (a1, a2, a3, b1) = (start("a"), start("a"), start("a"), start("b"));
+    let state = |id: &str| jobs.get(id).unwrap().state;
+    assert_eq!(state(&a1), JobState::Running);
+    jobs.cancel_or_forget(&a1);
+    cancelled(&jobs, &a1).await;
+    // b has had no turn: its job goes before a's older ones.
+    assert_eq!((state(&b1), state(&a2), state(&a3)), (JobState::Running, JobState::Queued, JobState::Queued));
+    jobs.cancel_or_forget(&b1);
+    cancelled(&jobs, &b1).await;
+    assert_eq!((state(&a2), state(&a3)), (JobState::Running, JobState::Queued));
+    jobs.shutdown().await;
+}
+
+/// Waits until the job `id` has ended cancelled.
+async fn cancelled(jobs: &crate::Jobs, id: &str) {
+    for _ in 0..100 {
+        if jobs.get(id).unwrap().state == crate::JobState::Cancelled {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("{id} did not end");
+}
