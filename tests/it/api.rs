@@ -181,6 +181,16 @@ fn authorization_matrix() {
         ("POST", "/api/v1/backups".into(), json!({"to": "relative"}), [401, 401, 401, 403, 403, 403, 422]),
         ("GET", "/api/v1/backups".into(), Value::Null, [401, 401, 401, 403, 200, 200, 200]),
         ("GET", "/api/v1/backups/1".into(), Value::Null, [401, 401, 401, 403, 404, 404, 404]),
+        // Imports (a source on a closed loopback port: the jobs end at once).
+        ("GET", "/api/v1/imports".into(), Value::Null, [401, 401, 401, 403, 200, 200, 200]),
+        (
+            "POST",
+            "/api/v1/imports".into(),
+            json!({"account": "user@a.test", "from": "imaps://127.0.0.1:9", "user": "u", "password": "p"}),
+            [401, 401, 401, 403, 404, 202, 202],
+        ),
+        ("GET", format!("/api/v1/imports/{}", "0".repeat(32)), Value::Null, [401, 401, 401, 403, 404, 404, 404]),
+        ("DELETE", format!("/api/v1/imports/{}", "0".repeat(32)), Value::Null, [401, 401, 401, 403, 404, 404, 404]),
         ("GET", "/api/v1/openapi.json".into(), Value::Null, [200, 200, 200, 200, 200, 200, 200]),
     ];
     let mut failures = Vec::new();
@@ -412,6 +422,8 @@ fn out_of_scope_answers_are_byte_for_byte_those_of_absent_objects() {
     f.ok("POST", "/api/v1/aliases", json!({"address": "shared@a.test", "targets": ["user@a.test"]}));
     let (key_a, _) = f.key(json!({"role": "tenant_admin", "tenant": "a"}), None);
     let (_, admin_b) = f.key(json!({"role": "tenant_admin", "tenant": "b"}), None);
+    let import = json!({"account": "user@a.test", "from": "imaps://127.0.0.1:9", "user": "u", "password": "p"});
+    let import_a = f.ok("POST", "/api/v1/imports", import)["id"].as_str().unwrap().to_string();
     // Parameter → (an object of tenant a, an absent one), of the same length.
     let params = |path: &str, name: &str| -> (String, String) {
         match (path.split('/').nth(3).unwrap_or(""), name) {
@@ -421,6 +433,7 @@ fn out_of_scope_answers_are_byte_for_byte_those_of_absent_objects() {
             ("aliases", _) => ("Shared@A.Test".into(), "Shared@Z.Test".into()),
             ("api-keys", _) => (key_a.clone(), "0".repeat(key_a.len())),
             ("queue", _) => (f.queued_a.to_string(), "9".repeat(f.queued_a.to_string().len())),
+            ("imports", _) => (import_a.clone(), "0".repeat(import_a.len())),
             (_, "id") => ("abcd".into(), "abcd".into()),
             other => panic!("no values for {other:?}"),
         }

@@ -17,6 +17,7 @@ mod export;
 mod imap;
 mod imap_clients;
 mod import_files;
+mod imports_api;
 mod migrate_imap;
 mod outbound_faults;
 mod outbound_tls;

@@ -23,12 +23,12 @@ use hameau_testkit::{Dovecot, TestCa};
 use crate::imap::create_account;
 use crate::support::{admin, config_path, init_with_token, set_config, start_server};
 
-const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/it/migrate_imap.py");
-const PASSWORD: &str = "mot de passe correct";
+pub(crate) const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/it/migrate_imap.py");
+pub(crate) const PASSWORD: &str = "mot de passe correct";
 
 /// Messages of one folder: (SHA-256, flags lowercased and sorted, INTERNALDATE).
-type Folder = Vec<(String, Vec<String>, i64)>;
-type Dump = BTreeMap<String, Folder>;
+pub(crate) type Folder = Vec<(String, Vec<String>, i64)>;
+pub(crate) type Dump = BTreeMap<String, Folder>;
 
 struct Fixture {
     _ca: TestCa,
@@ -58,14 +58,14 @@ fn fill(dovecot: &Dovecot, user: &str, layout: &str) -> u64 {
     out.trim().parse().expect("the number of messages appended")
 }
 
-fn python_file(args: &[&str]) -> String {
+pub(crate) fn python_file(args: &[&str]) -> String {
     let output = Command::new("python3").arg(SCRIPT).args(args).output().expect("python3");
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(output.status.success(), "{args:?}: {stdout}\n{}", String::from_utf8_lossy(&output.stderr));
     stdout
 }
 
-fn dump(port: u16, user: &str, password: &str) -> Dump {
+pub(crate) fn dump(port: u16, user: &str, password: &str) -> Dump {
     let text = python_file(&["dump", &port.to_string(), user, password]);
     let value: serde_json::Value = serde_json::from_str(&text).unwrap();
     let mut out = Dump::new();
@@ -116,7 +116,7 @@ fn import(f: &Fixture, user: &str, from: &str, extra: &[&str]) -> (i32, serde_js
 }
 
 /// Checks that each source folder's messages are exactly those of its Hameau mailbox.
-fn same(source: &Dump, hameau: &Dump, mapping: &[(&str, &str)]) {
+pub(crate) fn same(source: &Dump, hameau: &Dump, mapping: &[(&str, &str)]) {
     for (from, to) in mapping {
         let expected = source.get(*from).unwrap_or_else(|| panic!("source folder {from:?} in {:?}", source.keys()));
         let got = hameau.get(*to).unwrap_or_else(|| panic!("Hameau mailbox {to:?} in {:?}", hameau.keys()));
@@ -125,11 +125,11 @@ fn same(source: &Dump, hameau: &Dump, mapping: &[(&str, &str)]) {
     }
 }
 
-fn total(report: &serde_json::Value, key: &str) -> u64 {
+pub(crate) fn total(report: &serde_json::Value, key: &str) -> u64 {
     report["folders"].as_array().unwrap().iter().map(|folder| folder[key].as_u64().unwrap()).sum()
 }
 
-const ALICE: &[(&str, &str)] = &[
+pub(crate) const ALICE: &[(&str, &str)] = &[
     ("INBOX", "INBOX"),
     ("Conseil municipal", "Conseil municipal"),
     ("Conseil municipal/Délibérations 2019", "Conseil municipal/Délibérations 2019"),

@@ -62,6 +62,7 @@ pub fn app_state(
         queue_wake: Arc::new(tokio::sync::Notify::new()),
         client,
         backups: Arc::new(hameau_http::api::backups::Jobs::new(config.backup.clone())),
+        imports: None,
     }
 }
 
@@ -115,8 +116,16 @@ async fn serve(config: Config, reload_log: &crate::logging::Reload) -> anyhow::R
     let certs = &certificates;
     // ACME's HTTP-01 answers, served on port 80.
     let http01 = hameau_net::Http01Tokens::new();
+    let imports = match start_imports(&config, &store, &mail, &shutdown_rx, &mut services) {
+        Ok(imports) => imports,
+        Err(e) => {
+            store.close().await.context("closing the store")?;
+            return Err(e);
+        }
+    };
     let mut started =
-        start_http(&config, (&store, &directory, &queue, certs), &registry, &shutdown_rx, &mut services).await;
+        start_http(&config, (&store, &directory, &queue, certs), &imports, &registry, &shutdown_rx, &mut services)
+            .await;
     if started.is_ok() {
         started = start_plain(&config, &http01, &registry, &shutdown_rx, &mut services).await;
     }
@@ -180,6 +189,7 @@ async fn start_http(
         &QueueAndWake,
         &Arc<hameau_net::Certificates>,
     ),
+    imports: &Arc<hameau_migrate::Jobs>,
     registry: &Arc<Registry>,
     shutdown: &watch::Receiver<bool>,
     services: &mut JoinSet<()>,
@@ -194,6 +204,7 @@ async fn start_http(
     let mut state = app_state(config, store, directory, registry);
     // The directory's limiter is the one every protocol shares (`app_state` takes it).
     (state.queue, state.queue_wake) = (queue.clone(), queued.clone());
+    state.imports = Some(imports.clone());
     let metrics = state.metrics.clone();
     let router = hameau_http::router(state);
     for addr in &config.http.listen {
@@ -209,6 +220,28 @@ async fn start_http(
         ));
     }
     Ok(())
+}
+
+/// The import jobs of the admin API (`/api/v1/imports`), over the server's mail model and
+/// the system's TLS roots (a job may add its source's CA); cancelled at shutdown, before
+/// the store closes.
+fn start_imports(
+    config: &Config,
+    store: &hameau_store::Store,
+    mail: &hameau_mailbox::Mail,
+    shutdown: &watch::Receiver<bool>,
+    services: &mut JoinSet<()>,
+) -> anyhow::Result<Arc<hameau_migrate::Jobs>> {
+    let clock: hameau_migrate::Clock = system_now_s();
+    let importer = hameau_migrate::Importer::new(mail.clone(), store.clone(), config.migrate.clone(), clock);
+    let roots = crate::tls::roots(None).context("the system's TLS roots")?;
+    let jobs = Arc::new(hameau_migrate::Jobs::new(Arc::new(importer), Arc::new(roots)));
+    let (task_jobs, mut stop) = (jobs.clone(), shutdown.clone());
+    services.spawn(async move {
+        let _ = stop.wait_for(|stopping| *stopping).await;
+        task_jobs.shutdown().await;
+    });
+    Ok(jobs)
 }
 
 /// The plain HTTP listeners (port 80): ACME's HTTP-01 answers, and a redirect to HTTPS.

@@ -6,6 +6,7 @@
 
 pub mod backups;
 mod handlers;
+mod imports;
 mod queue;
 
 use axum::Json;
@@ -227,7 +228,7 @@ fn bearer_token(parts: &Parts) -> Option<String> {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Hameau admin API", description = "Tenants, domains, accounts, aliases, application passwords, API keys, the outbound queue and backups."),
+    info(title = "Hameau admin API", description = "Tenants, domains, accounts, aliases, application passwords, API keys, the outbound queue, backups, and imports from the old provider (jobs of the server: they do not survive a restart; an import is resumable, so starting it again copies only what is missing)."),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
     components(schemas(Problem))
@@ -252,5 +253,7 @@ impl Modify for BearerAuth {
 pub fn api() -> OpenApiRouter<AppState> {
     let mut doc = ApiDoc::openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").to_string();
-    routes(OpenApiRouter::with_openapi(doc))
+    let router = routes(OpenApiRouter::with_openapi(doc));
+    // Imports from the old provider, run by the server (`api::imports`).
+    imports::routes(router)
 }

@@ -44,6 +44,7 @@ pub(crate) fn state(store: Store, directory: Directory, queue: Queue, host: &str
         queue_wake: Arc::new(tokio::sync::Notify::new()),
         client: crate::ClientSettings::standard(host),
         backups: Arc::default(),
+        imports: None,
     }
 }
 

@@ -6,7 +6,8 @@
 //!   ([`mapping`]: RFC 6154 SPECIAL-USE, then the usual French and English names), Gmail's
 //!   "All Mail" without duplicates, flags, keywords, INTERNALDATE and the exact bytes,
 //!   through `Mail::ingest_many_with` (the one way in). [`Importer::start_imap`] runs it
-//!   as a [`Job`] with its [`Progress`] and [`Cancel`].
+//!   as a [`Job`] with its [`Progress`] and [`Cancel`]; [`Jobs`] is a running server's
+//!   table of them (`/api/v1/imports`): bounded, in memory, cancelled at shutdown.
 //! - Resumable: each copied message is recorded (source folder, UIDVALIDITY, UID, SHA-256)
 //!   in the same commit as the message, so a rerun after any interruption, a SIGKILL
 //!   included, copies only what is missing; a changed UIDVALIDITY falls back to the
@@ -26,6 +27,7 @@ pub mod destination;
 pub mod files;
 pub mod guard;
 pub mod imap;
+pub mod jobs;
 pub mod mapping;
 mod options;
 pub mod progress;
@@ -36,6 +38,7 @@ pub use accounts::{CsvAccount, parse_accounts};
 pub use destination::{Destination, Records, SourceFolder, SourceMessage, Target};
 pub use files::{FileFormat, FileImporter};
 pub use imap::{ImapSource, Security, SourceUrl};
+pub use jobs::{JobState, JobView, Jobs, Removal, StartError};
 pub use mapping::{FolderKind, decode_name, folder_kind, target_name};
 pub use options::Options;
 pub use progress::{Cancel, Phase, Progress, Snapshot};
@@ -52,6 +55,9 @@ pub enum Error {
     /// The connection could not be opened, or was lost (the pull opens it again).
     #[error("connection: {0}")]
     Connection(String),
+    /// The TLS trust given for a source (a CA's PEM) is not usable.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// The server refused the login: nothing can be copied.
     #[error("login: {0}")]
     Login(String),

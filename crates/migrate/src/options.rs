@@ -69,6 +69,15 @@ pub struct Options {
     /// because its keys mean other things than the pull's (`message_bytes_max` of a file
     /// is bounded by the store's largest blob, not by what a provider accepts).
     pub files: hameau_mailfile::Limits,
+    /// Most imports running at once in the server (`/api/v1/imports`), every tenant
+    /// together; the others wait, queued, tenants in turn. 3, as `accounts_concurrent_max`:
+    /// the server keeps serving mail while it imports.
+    pub jobs_concurrent_max: usize,
+    /// Most import jobs the server remembers (queued, running and finished, every tenant
+    /// together): a finished job's report is kept until it is deleted or this bound
+    /// evicts the oldest finished one; past it with none finished, a new job is refused.
+    /// 200: every account of the largest communes started at once, with their reports.
+    pub jobs_kept_max: usize,
 }
 
 impl Default for Options {
@@ -93,6 +102,8 @@ impl Default for Options {
             reconnects_max: 10,
             verify_contents: true,
             files: hameau_mailfile::Limits::default(),
+            jobs_concurrent_max: 3,
+            jobs_kept_max: 200,
         }
     }
 }
@@ -114,6 +125,15 @@ impl Options {
         range(SECTION, "command_timeout_s", self.command_timeout_s, 1, 86_400)?;
         range(SECTION, "literal_timeout_s", self.literal_timeout_s, 1, 86_400)?;
         range(SECTION, "reconnects_max", self.reconnects_max as u64, 0, 10_000)?;
+        range(SECTION, "jobs_concurrent_max", self.jobs_concurrent_max as u64, 1, 1_000)?;
+        range(SECTION, "jobs_kept_max", self.jobs_kept_max as u64, 1, 100_000)?;
+        if self.jobs_kept_max < self.jobs_concurrent_max {
+            return Err(Problem::new(
+                SECTION,
+                "jobs_kept_max",
+                format!("must be at least jobs_concurrent_max ({})", self.jobs_concurrent_max),
+            ));
+        }
         self.files.check(FILES_SECTION)
     }
 

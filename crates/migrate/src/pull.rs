@@ -68,10 +68,25 @@ impl Importer {
         &self.options
     }
 
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
     /// Starts an account's import on the runtime; see [`Importer::import_imap`].
     pub fn start_imap(self: &Arc<Self>, target: Target, source: ImapSource) -> Job {
-        let progress = Arc::new(Progress::default());
-        let cancel = Cancel::default();
+        self.start_imap_with(target, source, Arc::new(Progress::default()), Cancel::default())
+    }
+
+    /// [`Importer::start_imap`] with the caller's counters and cancellation: a job runner
+    /// that made them before the job could start (queued, and cancellable while it waits)
+    /// keeps the same ones throughout.
+    pub fn start_imap_with(
+        self: &Arc<Self>,
+        target: Target,
+        source: ImapSource,
+        progress: Arc<Progress>,
+        cancel: Cancel,
+    ) -> Job {
         let importer = self.clone();
         let (job_progress, job_cancel) = (progress.clone(), cancel.clone());
         let account = target.address.clone();

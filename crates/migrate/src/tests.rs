@@ -463,3 +463,127 @@ pub(crate) fn channel_of(
     }
     receiver
 }
+
+/// The server's job table: at most `jobs_kept_max` remembered (the oldest ended one makes
+/// room, none ended refuses), queued behind `jobs_concurrent_max`, all stopped by the
+/// shutdown, nothing started after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_job_table_keeps_its_bounds_and_stops_at_shutdown() {
+    use std::sync::Arc;
+
+    use hameau_mailbox::{Mail, MailboxNames, Quota};
+    use hameau_store::{Options as StoreOptions, Store};
+
+    use crate::{JobState, Jobs, Removal, StartError};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&StoreOptions::rocksdb(dir.path())).await.unwrap();
+    let options = Options { jobs_concurrent_max: 1, jobs_kept_max: 2, ..Options::default() };
+    let importer = crate::Importer::new(Mail::new(store.clone()), store, options, Arc::new(|| 1_800_000_000));
+    let jobs = Jobs::new(Arc::new(importer), Arc::new(rustls::RootCertStore::empty()));
+    // Accepts and never greets: a job against it runs until cancelled.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let source = || crate::ImapSource {
+        url: SourceUrl::parse(&format!("imaps://127.0.0.1:{port}"), false).unwrap(),
+        user: "alice".into(),
+        password: "secret".into(),
+        tls: jobs.client_tls(None).unwrap(),
+    };
+    let target = || crate::Target {
+        account: 1,
+        address: "alice@commune.fr".into(),
+        quota: Quota::default(),
+        names: MailboxNames::default(),
+    };
+    let first = jobs.start("a", target(), source()).unwrap();
+    let second = jobs.start("b", target(), source()).unwrap();
+    assert_ne!(first.id, second.id);
+    assert!(matches!(jobs.start("a", target(), source()), Err(StartError::Full(2))));
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert_eq!(jobs.get(&first.id).unwrap().state, JobState::Running);
+    assert_eq!(jobs.get(&second.id).unwrap().state, JobState::Queued);
+    assert_eq!(jobs.list(|tenant| tenant == "b").len(), 1);
+    assert!(!format!("{:?}", jobs.list(|_| true)).contains("secret"));
+    // Cancelled, it ends; the next start evicts it, the oldest ended job.
+    assert!(matches!(jobs.cancel_or_forget(&first.id), Some(Removal::Cancelling(_))));
+    for _ in 0..100 {
+        if jobs.get(&first.id).unwrap().state == JobState::Cancelled {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(jobs.get(&first.id).unwrap().state, JobState::Cancelled);
+    let third = jobs.start("a", target(), source()).unwrap();
+    assert!(jobs.get(&first.id).is_none());
+    // The queued one took the slot, the new one waits behind it.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert_eq!(jobs.get(&second.id).unwrap().state, JobState::Running);
+    assert_eq!(jobs.get(&third.id).unwrap().state, JobState::Queued);
+    let stopping = std::time::Instant::now();
+    jobs.shutdown().await;
+    assert!(stopping.elapsed() < std::time::Duration::from_secs(2));
+    for id in [&second.id, &third.id] {
+        let job = jobs.get(id).unwrap();
+        assert_eq!(job.state, JobState::Cancelled);
+        assert!(!job.report.unwrap().complete);
+    }
+    assert!(matches!(jobs.start("a", target(), source()), Err(StartError::ShuttingDown)));
+}
+
+/// Queued jobs start tenants in turn: a commune that queued many does not hold back the
+/// next commune's first one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_jobs_start_tenants_in_turn() {
+    use std::sync::Arc;
+
+    use hameau_mailbox::{Mail, MailboxNames, Quota};
+    use hameau_store::{Options as StoreOptions, Store};
+
+    use crate::{JobState, Jobs};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&StoreOptions::rocksdb(dir.path())).await.unwrap();
+    let options = Options { jobs_concurrent_max: 1, ..Options::default() };
+    let importer = crate::Importer::new(Mail::new(store.clone()), store, options, Arc::new(|| 1_800_000_000));
+    let jobs = Jobs::new(Arc::new(importer), Arc::new(rustls::RootCertStore::empty()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let start = |tenant: &str| {
+        let source = crate::ImapSource {
+            url: SourceUrl::parse(&format!("imaps://127.0.0.1:{port}"), false).unwrap(),
+            user: "alice".into(),
+            password: "secret".into(),
+            tls: jobs.client_tls(None).unwrap(),
+        };
+        let target = crate::Target {
+            account: 1,
+            address: "alice@commune.fr".into(),
+            quota: Quota::default(),
+            names: MailboxNames::default(),
+        };
+        jobs.start(tenant, target, source).unwrap().id
+    };
+    let (a1, a2, a3, b1) = (start("a"), start("a"), start("a"), start("b"));
+    let state = |id: &str| jobs.get(id).unwrap().state;
+    assert_eq!(state(&a1), JobState::Running);
+    jobs.cancel_or_forget(&a1);
+    cancelled(&jobs, &a1).await;
+    // b has had no turn: its job goes before a's older ones.
+    assert_eq!((state(&b1), state(&a2), state(&a3)), (JobState::Running, JobState::Queued, JobState::Queued));
+    jobs.cancel_or_forget(&b1);
+    cancelled(&jobs, &b1).await;
+    assert_eq!((state(&a2), state(&a3)), (JobState::Running, JobState::Queued));
+    jobs.shutdown().await;
+}
+
+/// Waits until the job `id` has ended cancelled.
+async fn cancelled(jobs: &crate::Jobs, id: &str) {
+    for _ in 0..100 {
+        if jobs.get(id).unwrap().state == crate::JobState::Cancelled {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("{id} did not end");
+}
