@@ -105,12 +105,7 @@ impl FileImporter {
             outcome = self.run_files(target, path, format, progress, cancel, &mut report) => outcome,
             () = cancel.cancelled() => Err(Error::Cancelled),
         };
-        if let Err(e) = outcome {
-            report.error = Some(e.to_string());
-        }
-        progress.set_phase(Phase::Done);
-        report.finished_at = (self.clock)();
-        report.settle();
+        report.close(outcome, progress, (self.clock)());
         report
     }
 

@@ -114,12 +114,7 @@ impl Importer {
             outcome = self.run(target, &source, progress, cancel, &mut report) => outcome,
             () = cancel.cancelled() => Err(Error::Cancelled),
         };
-        if let Err(e) = outcome {
-            report.error = Some(e.to_string());
-        }
-        progress.set_phase(Phase::Done);
-        report.finished_at = (self.clock)();
-        report.settle();
+        report.close(outcome, progress, (self.clock)());
         report
     }
 

@@ -105,6 +105,17 @@ impl FolderReport {
 }
 
 impl Report {
+    /// Ends an import's report, whichever source it read: the run's error if it failed
+    /// (a cancellation included), the progress at `Done`, the finish time and the verdicts.
+    pub(crate) fn close(&mut self, outcome: Result<(), crate::Error>, progress: &crate::Progress, now: u64) {
+        if let Err(e) = outcome {
+            self.error = Some(e.to_string());
+        }
+        progress.set_phase(crate::Phase::Done);
+        self.finished_at = now;
+        self.settle();
+    }
+
     pub fn settle(&mut self) {
         for folder in &mut self.folders {
             folder.settle();
