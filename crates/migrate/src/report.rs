@@ -141,35 +141,41 @@ impl Report {
     pub fn render(&self) -> String {
         let mut out = String::new();
         let totals = self.totals();
-        let verdict_fr = if self.complete { "COMPLET" } else { "INCOMPLET" };
-        let verdict_en = if self.complete { "COMPLETE" } else { "INCOMPLETE" };
-        out.push_str(&format!("Import de {} depuis {} : {verdict_fr}\n", self.account, self.source));
-        out.push_str(&format!(
-            "  {} messages sur la source, {} copiés, {} déjà là, {} ailleurs (libellés), {} ignorés\n",
-            totals.on_source, totals.copied, totals.already_there, totals.elsewhere, totals.skipped
-        ));
-        if let Some(error) = &self.error {
-            out.push_str(&format!("  arrêté : {error}\n"));
-        }
-        for folder in &self.folders {
-            out.push_str(&format!("  {} {}\n", if folder.complete { "ok " } else { "!! " }, folder_line(folder, true)));
-            problems(&mut out, folder, true);
-        }
-        out.push_str(&format!("Import of {} from {}: {verdict_en}\n", self.account, self.source));
-        out.push_str(&format!(
-            "  {} messages on the source, {} copied, {} already there, {} elsewhere (labels), {} skipped\n",
-            totals.on_source, totals.copied, totals.already_there, totals.elsewhere, totals.skipped
-        ));
-        if let Some(error) = &self.error {
-            out.push_str(&format!("  stopped: {error}\n"));
-        }
-        for folder in &self.folders {
-            out.push_str(&format!(
-                "  {} {}\n",
-                if folder.complete { "ok " } else { "!! " },
-                folder_line(folder, false)
-            ));
-            problems(&mut out, folder, false);
+        // French first, then English: the same lines, in each language's words.
+        for french in [true, false] {
+            let (verdict, header, counts, stopped) = if french {
+                let verdict = if self.complete { "COMPLET" } else { "INCOMPLET" };
+                (
+                    verdict,
+                    "Import de {a} depuis {s} : ",
+                    "messages sur la source, {c} copiés, {t} déjà là, {e} ailleurs (libellés), {k} ignorés",
+                    "arrêté : ",
+                )
+            } else {
+                let verdict = if self.complete { "COMPLETE" } else { "INCOMPLETE" };
+                (
+                    verdict,
+                    "Import of {a} from {s}: ",
+                    "messages on the source, {c} copied, {t} already there, {e} elsewhere (labels), {k} skipped",
+                    "stopped: ",
+                )
+            };
+            let header = header.replace("{a}", &self.account).replace("{s}", &self.source);
+            out.push_str(&format!("{header}{verdict}\n"));
+            let counts = counts
+                .replace("{c}", &totals.copied.to_string())
+                .replace("{t}", &totals.already_there.to_string())
+                .replace("{e}", &totals.elsewhere.to_string())
+                .replace("{k}", &totals.skipped.to_string());
+            out.push_str(&format!("  {} {counts}\n", totals.on_source));
+            if let Some(error) = &self.error {
+                out.push_str(&format!("  {stopped}{error}\n"));
+            }
+            for folder in &self.folders {
+                let mark = if folder.complete { "ok " } else { "!! " };
+                out.push_str(&format!("  {mark} {}\n", folder_line(folder, french)));
+                problems(&mut out, folder, french);
+            }
         }
         out
     }

@@ -145,6 +145,16 @@ fn a_report_is_complete_only_without_any_problem() {
     assert!(!report.complete);
     assert!(report.render().contains("INCOMPLET"));
     assert!(report.render().contains("ignoré UID 3"));
+    // French first, then the same in English, each header with its verdict and counts.
+    let text = report.render();
+    let (french, english) = text.split_once("Import of ").expect("an English part");
+    assert!(french.starts_with("Import de  depuis  : INCOMPLET\n"), "{french}");
+    assert!(
+        french.contains("4 messages sur la source, 4 copiés, 0 déjà là, 0 ailleurs (libellés), 1 ignorés"),
+        "{french}"
+    );
+    assert!(english.starts_with(" from : INCOMPLETE\n"), "{english}");
+    assert!(english.contains("4 messages on the source, 4 copied, 0 already there, 0 elsewhere (labels), 1 skipped"));
     let missing =
         FolderReport { verification: Some(Verification { missing: vec![9], ..verified.clone() }), ..good.clone() };
     let mut report = Report { folders: vec![missing], ..Report::default() };
