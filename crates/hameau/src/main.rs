@@ -107,7 +107,8 @@ enum Command {
     Restore(backup::RestoreArgs),
     /// Writes the mail of an account or a tenant as Maildir or mbox files (server stopped).
     Export(export::ExportArgs),
-    /// Imports mail from an old server (the server stopped); see docs/migration.md.
+    /// Imports mail from an old IMAP server or from mbox/Maildir files into an account (the
+    /// server stopped; a running server imports through /api/v1/imports); see docs/migration.md.
     Import {
         #[command(subcommand)]
         command: import::ImportCommand,
