@@ -26,9 +26,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
-use hameau_benches::imap::{PASSWORD, Setup, USER};
 use hameau_benches::cpu_seconds;
 use hameau_benches::imap::load_average;
+use hameau_benches::imap::{PASSWORD, Setup, USER};
 use hameau_testkit::{Dovecot, TestCa};
 
 /// The folders the messages are spread over (Maildir++ names under the old user's
@@ -63,7 +63,8 @@ fn main() -> anyhow::Result<()> {
 
     // mbsync reads as fast as it can: so does the import here (the default throttle,
     // `migrate.bytes_per_second_max`, is for real old providers).
-    let setup = Setup::new("hameau-bench-import-", &base, &[("bytes_per_second_max = 4194304", "bytes_per_second_max = 0")])?;
+    let setup =
+        Setup::new("hameau-bench-import-", &base, &[("bytes_per_second_max = 4194304", "bytes_per_second_max = 0")])?;
     for account in ["import@a.test", "noverify@a.test"] {
         create_account(&setup, account)?;
     }
@@ -283,7 +284,8 @@ fn import_with(
         .output()?;
     let seconds = started.elapsed().as_secs_f64();
     let cpu_s = children_cpu_s() - children_before;
-    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap_or_default()).unwrap_or_default();
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report).unwrap_or_default()).unwrap_or_default();
     let copied: u64 = json["folders"]
         .as_array()
         .map(|folders| folders.iter().filter_map(|f| f["copied"].as_u64()).sum())
@@ -332,7 +334,14 @@ fn mbsync(setup: &Setup, dovecot_port: u16, hameau_port: u16) -> anyhow::Result<
         bail!(
             "mbsync (Dovecot on {dovecot_port}, Hameau on {hameau_port}): {}\n{}\n{}",
             output.status,
-            String::from_utf8_lossy(&output.stdout).chars().rev().take(4000).collect::<String>().chars().rev().collect::<String>(),
+            String::from_utf8_lossy(&output.stdout)
+                .chars()
+                .rev()
+                .take(4000)
+                .collect::<String>()
+                .chars()
+                .rev()
+                .collect::<String>(),
             String::from_utf8_lossy(&output.stderr)
         );
     }
