@@ -80,7 +80,7 @@ fn r13_inflate_gives_what_zlib_holds_after_the_input_is_used() {
         let mut body = format!("Subject: message {n_command}\r\n\r\n").into_bytes();
         while body.len() < size {
             seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            let line: Vec<u8> = if seed % 3 == 0 {
+            let line: Vec<u8> = if seed.is_multiple_of(3) {
                 b"IiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIi\r\n".to_vec()
             } else {
                 (0..76).map(|i| b'A' + ((seed >> (i % 60)) as u8 % 26)).chain(*b"\r\n").collect()
