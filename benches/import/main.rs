@@ -20,6 +20,7 @@
 //!
 //! Run: `cargo build -p hameau -p hameau-benches && target/debug/bench-import [MESSAGES] [DIR]`
 //! (defaults 10000 and /var/tmp; the workspace's dev profile is optimised).
+//! `BENCH_DEBUG=FILE` writes mbsync's protocol trace (`-Dn`) to FILE, for a run that fails.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -23,6 +23,7 @@ mod outbound_faults;
 mod outbound_tls;
 mod postfix;
 mod queue;
+mod r13_compress_append;
 mod schemathesis;
 mod serve;
 mod setup;

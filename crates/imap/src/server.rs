@@ -98,6 +98,11 @@ struct Deflate {
     pending: Vec<u8>,
     /// The client ended its deflate stream.
     ended: bool,
+    /// The last inflate stopped because its output was full: zlib may hold inflated bytes
+    /// of input it has already consumed, so they must be asked for even when `pending` is
+    /// empty (issue 13: otherwise the driver waits on the socket for a command it has
+    /// already received, and a client waiting for our answer, as mbsync does, stalls).
+    output_held: bool,
 }
 
 impl Deflate {
@@ -107,6 +112,7 @@ impl Deflate {
             decompress: flate2::Decompress::new(false),
             pending: Vec::new(),
             ended: false,
+            output_held: false,
         }
     }
 
@@ -129,19 +135,21 @@ impl Deflate {
         }
     }
 
-    /// Inflates up to `limit` bytes of `pending`. Empty output means everything pending is
-    /// used and more must be read.
+    /// Inflates up to `limit` bytes of `pending`, and of what zlib still holds from input
+    /// already consumed. Empty output means everything pending is used and more must be
+    /// read.
     fn inflate(&mut self, limit: usize) -> io::Result<Vec<u8>> {
-        if self.pending.is_empty() {
+        if self.pending.is_empty() && !self.output_held {
             return Ok(Vec::new());
         }
         // Output goes into this capacity and no further: at most `limit` bytes.
         let mut out = Vec::with_capacity(limit);
         let mut consumed = 0;
-        while consumed < self.pending.len() && out.len() < limit {
+        while out.len() < limit && (consumed < self.pending.len() || self.output_held) {
             if self.ended {
-                if !out.is_empty() {
+                if !out.is_empty() || consumed == self.pending.len() {
                     // What came before the end is used first; the next call fails.
+                    self.output_held = false;
                     break;
                 }
                 return Err(io::Error::new(io::ErrorKind::InvalidData, "data after the end of the deflate stream"));
@@ -152,9 +160,16 @@ impl Deflate {
                 .decompress_vec(&self.pending[consumed..], &mut out, flate2::FlushDecompress::Sync)
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
             consumed += (self.decompress.total_in() - before_in) as usize;
+            // Stopped by a full output: more may wait inside zlib, whatever is pending.
+            self.output_held = out.len() == out.capacity();
             if status == flate2::Status::StreamEnd {
                 self.ended = true;
             } else if self.decompress.total_in() == before_in && out.len() == before_out {
+                if consumed == self.pending.len() {
+                    // Nothing was pending and zlib held nothing more: all is used.
+                    self.output_held = false;
+                    break;
+                }
                 // Neither input used nor output made, with room for output: the input
                 // cannot be decoded (flate2 reports some corruptions this way).
                 return Err(io::Error::new(io::ErrorKind::InvalidData, "deflate input makes no progress"));
