@@ -66,7 +66,7 @@ fn deflate_round_trip() {
 /// socket is read again; bytes zlib has consumed but not yet given out were left inside it
 /// when the output filled up, and the driver waited for a command it had received.
 #[test]
-fn r13_inflate_gives_what_zlib_holds_after_the_input_is_used() {
+fn inflate_gives_what_zlib_holds_after_the_input_is_used() {
     const LIMIT: usize = 64 * 1024;
     // APPENDs of mail-like text (some of it compressing very well, as base64 runs do),
     // each written with a sync flush, as a client's writes are.

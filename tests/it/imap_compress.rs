@@ -9,14 +9,14 @@
 //! APPENDs written with sync flushes, then a synchronising literal). It did not stall the
 //! server before the fix on this machine (TLS hands the driver at most 16 KiB at a time,
 //! and whether zlib is left holding bytes depends on where reads cut the stream): the test
-//! that fails without the fix is `r13_inflate_gives_what_zlib_holds_after_the_input_is_used`
+//! that fails without the fix is `inflate_gives_what_zlib_holds_after_the_input_is_used`
 //! in `crates/imap/src/server/tests.rs`, on the sans-IO inflater.
 
 use crate::imap::{imap_account, python};
 use crate::support::{config_path, init_with_token, start_server};
 
 #[test]
-fn r13_compressed_pipelined_appends_then_a_synchronising_literal_get_their_continuation() {
+fn compressed_pipelined_appends_then_a_synchronising_literal_get_their_continuation() {
     let (dir, _) = init_with_token();
     let config = config_path(dir.path());
     imap_account(&config);
@@ -71,11 +71,11 @@ read_plain(b"+ ")
 s.sendall(deflate.compress(big + b"\r\n") + deflate.flush(zlib.Z_SYNC_FLUSH))
 read_plain(b"d OK")
 s.sendall(deflate.compress(b"e LOGOUT\r\n") + deflate.flush(zlib.Z_SYNC_FLUSH))
-print("r13 OK")
+print("appends OK")
 "#,
         cert = server.cert.to_str().unwrap(),
         port = server.imaps[0].port(),
     );
     let out = python(&script);
-    assert!(out.contains("r13 OK"), "{out}");
+    assert!(out.contains("appends OK"), "{out}");
 }
