@@ -116,3 +116,77 @@ pub fn tenant_api_keys(tenant: &str) -> Vec<u8> {
 pub fn closing(parent: &[u8]) -> Vec<u8> {
     [b"d/closing/".as_slice(), parent].concat()
 }
+
+/// Whose a directory record is, for a one-tenant restore (docs/backup.md): said here, next
+/// to the keys, so that the backup never decodes the directory's keys itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Owner {
+    /// The tenant's (its id).
+    Tenant(String),
+    /// Owned as the record at this key is: an account's record (`d/acc/…`) for what hangs
+    /// on an account, a domain's (`d/dom/…`) for what hangs on a domain. That record's owner
+    /// is always a tenant.
+    Via(Vec<u8>),
+    /// The installation's: the account id counter, the operator's API keys.
+    Installation,
+    /// Nobody's: a deletion's transient mark.
+    Nobody,
+}
+
+/// Whose the record `key` with `value` is; `None` when the key is not the directory's or
+/// does not read as one of its records (the caller stops rather than guess).
+pub fn owner(key: &[u8], value: &[u8]) -> Option<Owner> {
+    let rest = key.strip_prefix(b"d/")?;
+    let text = |bytes: &[u8]| std::str::from_utf8(bytes).ok().map(str::to_string);
+    // The tenant before the NUL of a tenant index (`d/td/`, `d/ta/`, `d/tl/`, `d/tk/`).
+    let before_nul = |bytes: &[u8]| text(bytes.split(|b| *b == 0).next()?);
+    // The record of the domain before the NUL of a domain index (`d/dkim/`, `d/da/`).
+    let domain_of = |bytes: &[u8]| Some(domain(&before_nul(bytes)?));
+    let json = || serde_json::from_slice::<serde_json::Value>(value).ok();
+    let tenant_in_value = || Some(Owner::Tenant(json()?.get("tenant")?.as_str()?.to_string()));
+    let account_of = |bytes: &[u8]| Some(account(u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?)));
+    if key == ACCOUNT_IDS {
+        return Some(Owner::Installation);
+    }
+    if let Some(id) = rest.strip_prefix(b"t/") {
+        return Some(Owner::Tenant(text(id)?));
+    }
+    if rest.starts_with(b"dom/") || rest.starts_with(b"acc/") {
+        return tenant_in_value();
+    }
+    for prefix in [&b"td/"[..], b"ta/", b"tl/", b"tn/"] {
+        if let Some(tail) = rest.strip_prefix(prefix) {
+            return Some(Owner::Tenant(if prefix == b"tn/" { text(tail)? } else { before_nul(tail)? }));
+        }
+    }
+    if let Some(tail) = rest.strip_prefix(b"tk/") {
+        let tenant = before_nul(tail)?;
+        return Some(if tenant.is_empty() { Owner::Installation } else { Owner::Tenant(tenant) });
+    }
+    if let Some(tail) = rest.strip_prefix(b"dkim/").or_else(|| rest.strip_prefix(b"da/")) {
+        return Some(Owner::Via(domain_of(tail)?));
+    }
+    if let Some(tail) = rest.strip_prefix(b"pw/").or_else(|| rest.strip_prefix(b"app/")) {
+        return Some(Owner::Via(account_of(tail)?));
+    }
+    if let Some(address) = rest.strip_prefix(b"addr/") {
+        let address = text(address)?;
+        return Some(Owner::Via(self::domain(address.rsplit_once('@')?.1)));
+    }
+    if rest.starts_with(b"key/") {
+        // An API key's record: its scope says whose it is; a user's key resolved its
+        // account when it was made.
+        let record = json()?;
+        let scope = record.get("key")?.get("scope")?;
+        return match scope.get("role")?.as_str()? {
+            "operator" => Some(Owner::Installation),
+            "tenant_admin" => Some(Owner::Tenant(scope.get("tenant")?.as_str()?.to_string())),
+            "user" => Some(Owner::Via(account(record.get("account_id")?.as_u64()?))),
+            _ => None,
+        };
+    }
+    if rest.starts_with(b"closing/") {
+        return Some(Owner::Nobody);
+    }
+    None
+}
