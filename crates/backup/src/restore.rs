@@ -76,22 +76,24 @@ fn restore_blocking(
             // First pass: which records are the tenant's own (its accounts' and domains'
             // records among them), so that the second knows what records owned through
             // them follow.
-            let mut first = Some(TenantFilter::new(tenant, owners.as_ref()));
+            let mut first = TenantFilter::new(tenant, owners.as_ref());
             let mut seen = HashSet::with_capacity(index.keys.len());
             for backup in chain.iter().rev() {
-                read_records(handle, store, backup, opener.as_ref(), &index, &mut seen, options, &mut first)?;
+                read_records(handle, store, backup, opener.as_ref(), &index, &mut seen, options, Some(&mut first))?;
             }
-            first.map(|mut filter| {
-                filter.pass = Pass::Keep;
-                filter
-            })
+            if first.own.is_empty() {
+                return Err(Error::Owner(format!("tenant {tenant:?} is not in the backup")));
+            }
+            first.pass = Pass::Keep;
+            Some(first)
         }
         _ => None,
     };
     // Newest first: a key's newest record wins, older ones of the same key are skipped.
     let mut seen = HashSet::with_capacity(index.keys.len());
     for backup in chain.iter().rev() {
-        report.keys += read_records(handle, store, backup, opener.as_ref(), &index, &mut seen, options, &mut filter)?;
+        report.keys +=
+            read_records(handle, store, backup, opener.as_ref(), &index, &mut seen, options, filter.as_mut())?;
     }
     if seen.len() != index.keys.len() {
         let missing = index.keys.len() - seen.len();
@@ -226,7 +228,7 @@ fn read_records(
     index: &State,
     seen: &mut HashSet<[u8; 16]>,
     options: &RestoreOptions,
-    filter: &mut Option<TenantFilter<'_>>,
+    mut filter: Option<&mut TenantFilter<'_>>,
 ) -> Result<u64, Error> {
     let path = name_in(backup, RECORDS);
     let mut file = open_checked(backup, &path, opener)?;

@@ -348,6 +348,10 @@ async fn one_tenant_restore_keeps_the_tenant_and_recounts_what_it_holds() {
     assert_eq!(counts, expected);
     assert!(!counts.iter().any(|(hash, _)| *hash == only_b));
 
+    // A tenant the backup does not hold is refused, not restored as an empty installation.
+    let nobody = RestoreOptions { tenant: Some("c".into()), ..options.clone() };
+    assert!(matches!(restored(set.path(), &nobody).await, Err(Error::Owner(_))));
+
     // A record no crate claims stops the restore rather than vanish.
     let unknown = tempfile::tempdir().unwrap();
     let store = open(data.path()).await;
