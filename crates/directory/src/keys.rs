@@ -190,3 +190,40 @@ pub fn owner(key: &[u8], value: &[u8]) -> Option<Owner> {
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_directory_record_has_an_owner() {
+        let tenant = |id: &str| Some(Owner::Tenant(id.into()));
+        assert_eq!(owner(&self::tenant("a"), b"{}"), tenant("a"));
+        assert_eq!(owner(&domain("a.test"), br#"{"name":"a.test","tenant":"a"}"#), tenant("a"));
+        assert_eq!(owner(&account(7), br#"{"id":7,"tenant":"a"}"#), tenant("a"));
+        for key in [tenant_domain("a", "a.test"), tenant_account("a", "x@a.test"), tenant_alias("a", "m@a.test")] {
+            assert_eq!(owner(&key, b""), tenant("a"));
+        }
+        assert_eq!(owner(&tenant_account_count("a"), &1i64.to_be_bytes()), tenant("a"));
+        assert_eq!(owner(&tenant_api_key("a", "k1"), b""), tenant("a"));
+        assert_eq!(owner(&tenant_api_key("", "k1"), b""), Some(Owner::Installation));
+        assert_eq!(owner(ACCOUNT_IDS, &1i64.to_be_bytes()), Some(Owner::Installation));
+        for key in [password(7), app_password(7, "p1")] {
+            assert_eq!(owner(&key, b"x"), Some(Owner::Via(account(7))));
+        }
+        for key in [dkim_private("a.test", "s1"), domain_address("a.test", "x@a.test"), address("x@a.test")] {
+            assert_eq!(owner(&key, b"{}"), Some(Owner::Via(domain("a.test"))));
+        }
+        let key = |scope: &str, account: &str| format!(r#"{{"key":{{"scope":{scope}}},"account_id":{account}}}"#);
+        assert_eq!(owner(&api_key("k"), key(r#"{"role":"operator"}"#, "null").as_bytes()), Some(Owner::Installation));
+        let admin = key(r#"{"role":"tenant_admin","tenant":"a"}"#, "null");
+        assert_eq!(owner(&api_key("k"), admin.as_bytes()), tenant("a"));
+        let user = key(r#"{"role":"user","account":"x@a.test"}"#, "7");
+        assert_eq!(owner(&api_key("k"), user.as_bytes()), Some(Owner::Via(account(7))));
+        assert_eq!(owner(&closing(&self::tenant("a")), b""), Some(Owner::Nobody));
+        // Not the directory's, or unreadable: nobody guesses.
+        assert_eq!(owner(b"m/x", b""), None);
+        assert_eq!(owner(&account(7), b"not json"), None);
+        assert_eq!(owner(b"d/other/x", b""), None);
+    }
+}
