@@ -222,3 +222,23 @@ pub fn blob_refs(key: &[u8], value: &[u8]) -> Vec<hameau_store::BlobHash> {
     let Ok(email) = serde_json::from_slice::<crate::Email>(value) else { return Vec::new() };
     std::iter::once(&email.blob).chain(&email.records).filter_map(|hex| hameau_store::BlobHash::from_hex(hex)).collect()
 }
+
+#[cfg(test)]
+mod owner_tests {
+    use super::*;
+
+    #[test]
+    fn mail_records_are_their_accounts_and_emails_hold_their_blobs() {
+        assert_eq!(owner(&mailbox(7, 1)), Some(Owner::Account(7)));
+        assert_eq!(owner(&tenant_used("a")), Some(Owner::Tenant("a".into())));
+        assert_eq!(owner(b"d/acc/x"), None);
+        let (blob, record) = ("ab".repeat(32), "cd".repeat(32));
+        let email = format!(
+            r#"{{"id":1,"blob":"{blob}","size":1,"received_at":0,"keywords":[],"thread":1,"mailboxes":[1],"records":["{record}"]}}"#
+        );
+        let hashes: Vec<_> =
+            [&blob, &record].iter().map(|hex| hameau_store::BlobHash::from_hex(hex).unwrap()).collect();
+        assert_eq!(blob_refs(&self::email(7, 1), email.as_bytes()), hashes);
+        assert!(blob_refs(&summary(7, 1), email.as_bytes()).is_empty());
+    }
+}

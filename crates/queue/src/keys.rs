@@ -122,3 +122,30 @@ pub fn blob_refs(key: &[u8], value: &[u8]) -> Vec<hameau_store::BlobHash> {
         .into_iter()
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_queue_record_has_an_owner() {
+        let hash = "ab".repeat(32);
+        let record = |tenant: &str| {
+            format!(
+                r#"{{"blob":"{hash}","size":1,"mail_from":"","tenant":{tenant},"account":null,"queued_at":0,"envelope_id":"e","recipients":[],"held":null,"due_at":null}}"#
+            )
+        };
+        let a = record(r#""a""#);
+        assert_eq!(owner(&message(3), a.as_bytes()), Some(Owner::Tenant("a".into())));
+        assert_eq!(owner(&message(3), record("null").as_bytes()), Some(Owner::Nobody));
+        assert_eq!(owner(&message(3), b"not json"), None);
+        assert_eq!(owner(&due(100, 3), b""), Some(Owner::Via(message(3))));
+        assert_eq!(owner(&tenant("a", 3), b""), Some(Owner::Tenant("a".into())));
+        assert_eq!(owner(&brake("a", Some(7)), b""), Some(Owner::Tenant("a".into())));
+        assert_eq!(owner(SEQ, b""), Some(Owner::Installation));
+        assert_eq!(owner(SIZE, b""), Some(Owner::CountOfMessages));
+        assert_eq!(owner(b"m/x", b""), None);
+        assert_eq!(blob_refs(&message(3), a.as_bytes()), vec![hameau_store::BlobHash::from_hex(&hash).unwrap()]);
+        assert!(blob_refs(&tenant("a", 3), a.as_bytes()).is_empty());
+    }
+}
