@@ -2,7 +2,7 @@
 //! smtp-source delivers to the MX, restored into a new data directory and served over IMAP;
 //! an incremental backup after 1,000 more messages; `backup verify` finding a flipped
 //! byte; an encrypted backup that restores only with its key, and with new UIDVALIDITYs
-//! unless told to keep them.
+//! unless told to keep them; one tenant of two restored alone.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::imap::{imap_account, python, quick_dns};
-use crate::support::{Api, config_path, init_with_token, run, set_config, start_server};
+use crate::imap::{create_account, imap_account, python, quick_dns};
+use crate::support::{Api, admin, config_path, init_with_token, run, set_config, start_server};
 
 const PASSWORD: &str = "correct horse battery staple";
 
@@ -387,11 +387,6 @@ fn an_encrypted_backup_restores_only_with_its_key() {
     let new_dir = tempfile::tempdir().unwrap();
     let (restored, stderr) = restore_into(&data, &new_dir.path().join("a"), set.path(), &[]);
     assert!(!restored && stderr.contains("encrypted"), "no key: {stderr}");
-    // One tenant alone: refused, clearly, and nothing written.
-    let one_tenant = new_dir.path().join("t");
-    let (restored, stderr) = restore_into(&data, &one_tenant, set.path(), &["--tenant", "a"]);
-    assert!(!restored && stderr.contains("une seule commune") && stderr.contains("one tenant"), "{stderr}");
-    assert!(!one_tenant.join("store").exists());
     let wrong = keys.path().join("wrong.txt");
     assert!(Command::new("age-keygen").args(["-o", wrong.to_str().unwrap()]).output().unwrap().status.success());
     let (restored, stderr) =
@@ -414,4 +409,145 @@ fn an_encrypted_backup_restores_only_with_its_key() {
     let moved_server = start_server(&moved_data.join("hameau.toml"));
     assert_eq!(imap_inbox_uid_validity(&moved_server), cached_uid_validity);
     drop(server);
+}
+
+/// One SMTP transaction through swaks; its output, and whether it ended well.
+fn swaks(port: u16, from: &str, to: &str, extra: &[&str]) -> (bool, String) {
+    let output = Command::new("swaks")
+        .args(["--server", "127.0.0.1", "--port", &port.to_string(), "--helo", "sender.test", "--timeout", "20"])
+        .args(["--from", from, "--to", to])
+        .args(extra)
+        .output()
+        .expect("swaks");
+    (output.status.success(), String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// Whether `address` logs in over IMAP.
+fn imap_logs_in(server: &crate::support::Server, address: &str) -> bool {
+    let script = format!(
+        r#"
+import imaplib, ssl
+ctx = ssl.create_default_context(cafile={cert:?})
+ctx.check_hostname = False
+M = imaplib.IMAP4_SSL("127.0.0.1", {port}, ssl_context=ctx)
+try:
+    M.login({address:?}, {PASSWORD:?})
+    print("yes")
+except imaplib.IMAP4.error:
+    print("no")
+"#,
+        cert = server.cert.to_str().unwrap(),
+        port = server.imaps[0].port(),
+    );
+    python(&script).trim() == "yes"
+}
+
+/// The operator's view of the queue: each message's tenant.
+fn queued_tenants(server: &crate::support::Server, token: &str) -> Vec<String> {
+    let response = Api::new(server).call("GET", "/api/v1/queue", Some(token), None);
+    assert_eq!(response.status, 200, "{}", response.body);
+    let mut tenants: Vec<String> = response.json()["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item["tenant"].as_str().unwrap_or("").to_string())
+        .collect();
+    tenants.sort();
+    tenants
+}
+
+/// Each message of a plain full backup's index with its reference count.
+fn blob_refs(backup: &Path) -> std::collections::BTreeMap<String, u64> {
+    let index = std::fs::read_to_string(backup.join("index.jsonl")).unwrap();
+    index
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .filter_map(|line| Some((line["blob"].as_str()?.to_string(), line["refs"].as_u64()?)))
+        .collect()
+}
+
+#[test]
+fn one_tenant_of_two_restores_alone() {
+    let (dir, token) = init_with_token();
+    let data = dir.path().join("data");
+    let config = config_path(dir.path());
+    admin(
+        &config,
+        &[
+            &["tenant", "create", "a", "--name", "A"],
+            &["tenant", "create", "b", "--name", "B"],
+            &["domain", "create", "a.test", "--tenant", "a"],
+            &["domain", "create", "b.test", "--tenant", "b"],
+        ],
+    );
+    create_account(&config, "user@a.test", PASSWORD);
+    create_account(&config, "user@b.test", PASSWORD);
+    admin(
+        &config,
+        &[
+            &["alias", "create", "mairie@a.test", "--target", "user@a.test"],
+            &["alias", "create", "mairie@b.test", "--target", "user@b.test"],
+        ],
+    );
+    // No DNS answers (the resolver is a closed port): submitted mail to elsewhere stays
+    // deferred in the queue, and local mail is delivered without any lookup.
+    let server = start_server(&config);
+    let submit = |from: &str, to: &str, subject: &str| {
+        let auth = ["--tls", "--auth", "PLAIN", "--auth-user", from, "--auth-password", PASSWORD];
+        let header = format!("Subject: {subject}");
+        let (ok, text) = swaks(server.submission[0].port(), from, to, &[&auth[..], &["--header", &header]].concat());
+        assert!(ok && text.contains("queued"), "{text}");
+    };
+    // One message to both tenants (one blob, two references), one to each alias alone,
+    // and one each to a domain that does not resolve (deferred, queued).
+    submit("user@a.test", "user@a.test,user@b.test", "aux deux");
+    submit("user@a.test", "mairie@a.test", "pour a");
+    submit("user@b.test", "mairie@b.test", "pour b");
+    submit("user@a.test", "x@nowhere.test", "ailleurs a");
+    submit("user@b.test", "y@nowhere.test", "ailleurs b");
+    let start = Instant::now();
+    while imap_inbox_count(&server) < 2 {
+        assert!(start.elapsed() < Duration::from_secs(30), "local delivery");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(queued_tenants(&server, &token), ["a", "b"]);
+    assert_eq!(imap_inbox_count(&server), 2);
+    let set = tempfile::tempdir().unwrap();
+    let report = backup_online(&server, &token, set.path(), &[]);
+    let original = blob_refs(Path::new(report["path"].as_str().unwrap()));
+    drop(server);
+
+    let new_dir = tempfile::tempdir().unwrap();
+    let new_data = new_dir.path().join("a");
+    let (restored, stderr) = restore_into(&data, &new_data, set.path(), &["--tenant", "a"]);
+    assert!(restored, "{stderr}");
+    let server = start_server(&new_data.join("hameau.toml"));
+    // a's account, its mail and its queue; the operator's key still works.
+    assert_eq!(queued_tenants(&server, &token), ["a"]);
+    assert!(imap_logs_in(&server, "user@a.test"));
+    assert_eq!(imap_inbox_count(&server), 2);
+    // b is unknown: its account does not log in, its domain is not the MX's.
+    assert!(!imap_logs_in(&server, "user@b.test"));
+    let (ok, text) = swaks(server.smtp[0].port(), "jean@sender.test", "user@b.test", &[]);
+    assert!(!ok && (text.contains("550") || text.contains("554")), "{text}");
+
+    // The store is consistent: a backup of it verifies, every message it lists has a
+    // reference, a's messages kept theirs, the one shared with b lost b's, b's alone are gone.
+    let second = tempfile::tempdir().unwrap();
+    let report = backup_online(&server, &token, second.path(), &[]);
+    let restored_refs = blob_refs(Path::new(report["path"].as_str().unwrap()));
+    let (status, _, stderr) = run(&["backup", "verify", second.path().to_str().unwrap()]);
+    assert!(status.success(), "{stderr}");
+    assert!(restored_refs.values().all(|refs| *refs > 0), "{restored_refs:?}");
+    assert!(restored_refs.keys().all(|hash| original.contains_key(hash)));
+    // a: the shared message, its alias's, its queued one; b's two alone are not restored.
+    assert_eq!((original.len(), restored_refs.len()), (5, 3), "{original:?} {restored_refs:?}");
+    let shared: Vec<_> = original.iter().filter(|(_, refs)| **refs == 2).map(|(hash, _)| hash).collect();
+    assert_eq!(shared.len(), 1, "{original:?}");
+    assert_eq!(restored_refs.get(shared[0]), Some(&1));
+    // Mail still arrives for a, through its alias too.
+    let (ok, text) = swaks(server.smtp[0].port(), "jean@sender.test", "mairie@a.test", &[]);
+    assert!(ok, "{text}");
+    assert_eq!(imap_inbox_count(&server), 3);
+    drop(dir);
 }

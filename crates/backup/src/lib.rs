@@ -18,6 +18,7 @@
 
 mod crypt;
 mod format;
+mod owners;
 mod read;
 mod restore;
 #[cfg(test)]
@@ -30,6 +31,7 @@ use std::path::PathBuf;
 use hameau_limits::{Problem, range};
 
 pub use format::{BaseRef, Counts, EncryptionInfo, FORMAT, FORMAT_VERSION, FileEntry, Kind, MANIFEST, Manifest};
+pub use owners::{Owner, Owners};
 pub use restore::{RestoreReport, restore};
 pub use verify::{Finding, VerifyReport, verify};
 pub use write::{Report, backup};
@@ -102,8 +104,12 @@ pub struct Progress {
 #[derive(Clone, Debug, Default)]
 pub struct RestoreOptions {
     pub decryption: Option<Decryption>,
-    /// One tenant only: refused today ([`Error::TenantRestore`]).
+    /// One tenant only (its id): its records, its accounts' mail, its queue and the
+    /// installation's own records; needs [`RestoreOptions::owners`].
     pub tenant: Option<String>,
+    /// Who owns each record, for a one-tenant restore (the binary gives it: it knows every
+    /// crate that writes records).
+    pub owners: Option<std::sync::Arc<dyn Owners>>,
     pub limits: Limits,
 }
 
@@ -186,8 +192,12 @@ pub enum Error {
     /// No backup where one was expected.
     #[error("{0} holds no backup (no manifest.json)")]
     NoBackup(PathBuf),
-    #[error("restoring one tenant is not available yet: restore the whole installation into a new data directory")]
+    /// A one-tenant restore without [`RestoreOptions::owners`].
+    #[error("restoring one tenant needs to know who owns each record (no owners given)")]
     TenantRestore,
+    /// A one-tenant restore met a record no crate claims, or whose owner cannot be resolved.
+    #[error("restoring one tenant: {0}")]
+    Owner(String),
     #[error("invalid options: {0}")]
     InvalidOptions(String),
 }

@@ -1,6 +1,6 @@
 //! Restoring a chain of backups into an empty store.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::path::Path;
 
@@ -10,7 +10,7 @@ use tokio::runtime::Handle;
 use crate::crypt::Opener;
 use crate::format::{self, Backup, KEY_FILE, RECORDS};
 use crate::read::{State, StateBlob, name_in, open_checked};
-use crate::{Error, RestoreOptions};
+use crate::{Error, Owner, Owners, RestoreOptions};
 
 /// What a restore put back.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -21,6 +21,11 @@ pub struct RestoreReport {
     pub keys: u64,
     pub blobs: u64,
     pub blob_bytes: u64,
+    /// For a one-tenant restore: the tenant, and the records of the backup left out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keys_left_out: Option<u64>,
 }
 
 /// Restores the backup at `from` (a backup directory, or a set: its last backup) with its
@@ -29,7 +34,7 @@ pub struct RestoreReport {
 /// (the caller throws the half-restored store away).
 pub async fn restore(store: &Store, from: &Path, options: &RestoreOptions) -> Result<RestoreReport, Error> {
     options.limits.check().map_err(|problem| Error::InvalidOptions(problem.to_string()))?;
-    if options.tenant.is_some() {
+    if options.tenant.is_some() && options.owners.is_none() {
         return Err(Error::TenantRestore);
     }
     let (store, from, options) = (store.clone(), from.to_path_buf(), options.clone());
@@ -63,27 +68,64 @@ fn restore_blocking(
         keys: 0,
         blobs: 0,
         blob_bytes: 0,
+        tenant: options.tenant.clone(),
+        keys_left_out: None,
+    };
+    let mut filter = match (&options.tenant, &options.owners) {
+        (Some(tenant), Some(owners)) => {
+            // First pass: which records are the tenant's own (its accounts' and domains'
+            // records among them), so that the second knows what records owned through
+            // them follow.
+            let mut first = TenantFilter::new(tenant, owners.as_ref());
+            let mut seen = HashSet::with_capacity(index.keys.len());
+            for backup in chain.iter().rev() {
+                read_records(handle, store, backup, opener.as_ref(), &index, &mut seen, options, Some(&mut first))?;
+            }
+            if first.own.is_empty() {
+                return Err(Error::Owner(format!("tenant {tenant:?} is not in the backup")));
+            }
+            first.pass = Pass::Keep;
+            Some(first)
+        }
+        _ => None,
     };
     // Newest first: a key's newest record wins, older ones of the same key are skipped.
     let mut seen = HashSet::with_capacity(index.keys.len());
     for backup in chain.iter().rev() {
-        report.keys += load_records(handle, store, backup, opener.as_ref(), &index, &mut seen, options)?;
+        report.keys +=
+            read_records(handle, store, backup, opener.as_ref(), &index, &mut seen, options, filter.as_mut())?;
     }
     if seen.len() != index.keys.len() {
         let missing = index.keys.len() - seen.len();
         return Err(Error::Damaged(format!("{missing} keys of the index have no record in the chain of {last}")));
     }
+    // The blobs with the reference counts the records kept hold, for one tenant; all of
+    // them as they were otherwise.
+    let refs: HashMap<BlobHash, u64> = match &mut filter {
+        None => index.blobs.iter().map(|(hash, blob)| (*hash, blob.refs)).collect(),
+        Some(filter) => {
+            let counters = filter.counters();
+            report.keys += counters.len() as u64;
+            report.keys_left_out = Some(index.keys.len() as u64 - report.keys);
+            handle.block_on(store.load(Load { entries: counters, ..Load::default() }))?;
+            if let Some(hash) = filter.refs.keys().find(|hash| !index.blobs.contains_key(*hash)) {
+                return Err(Error::Damaged(format!("blob {hash} is referenced by a record but not in the backup")));
+            }
+            std::mem::take(&mut filter.refs)
+        }
+    };
     let chain_files = format::chain_blob_files(&chain);
     let mut load = Load::default();
     let mut load_bytes = 0usize;
-    let mut blobs: Vec<_> = index.blobs.iter().collect();
-    blobs.sort_by_key(|(hash, _)| **hash);
-    for (hash, blob) in blobs {
+    let mut blobs: Vec<_> =
+        index.blobs.iter().filter_map(|(hash, blob)| Some((hash, blob, *refs.get(hash)?))).collect();
+    blobs.sort_by_key(|(hash, _, _)| **hash);
+    for (hash, blob, refcount) in blobs {
         let content = read_blob(&set, store.limits().blob_bytes_max, hash, blob, &chain_files, opener.as_ref())?;
         report.blobs += 1;
         report.blob_bytes += content.len() as u64;
         load_bytes += content.len();
-        load.blobs.push(LoadBlob { refcount: blob.refs, content });
+        load.blobs.push(LoadBlob { refcount, content });
         if load_bytes >= options.limits.load_bytes_max || load.blobs.len() >= options.limits.load_entries_max {
             handle.block_on(store.load(std::mem::take(&mut load)))?;
             load_bytes = 0;
@@ -94,9 +136,91 @@ fn restore_blocking(
     Ok(report)
 }
 
-/// Loads the records of one backup that the index keeps and no newer backup had; the
-/// number loaded.
-fn load_records(
+/// Which pass of a one-tenant restore a [`TenantFilter`] serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pass {
+    /// Learning which records are the tenant's own; nothing is loaded.
+    Owners,
+    /// Loading the records kept.
+    Keep,
+}
+
+/// Decides, record by record, what a one-tenant restore keeps, and counts what the kept
+/// records hold (blob references, counted records).
+struct TenantFilter<'a> {
+    tenant: &'a str,
+    owners: &'a dyn Owners,
+    pass: Pass,
+    /// The key digests of the records whose owner is the tenant itself (first pass).
+    own: HashSet<[u8; 16]>,
+    /// The counters recomputed (the second pass fills the counts; the first the records).
+    counted: Vec<(Entry, Vec<u8>, i64)>,
+    refs: HashMap<BlobHash, u64>,
+}
+
+impl<'a> TenantFilter<'a> {
+    fn new(tenant: &'a str, owners: &'a dyn Owners) -> TenantFilter<'a> {
+        TenantFilter {
+            tenant,
+            owners,
+            pass: Pass::Owners,
+            own: HashSet::new(),
+            counted: Vec::new(),
+            refs: HashMap::new(),
+        }
+    }
+
+    /// Whether the record is loaded now (never in the first pass).
+    fn keep(&mut self, entry: &Entry) -> Result<bool, Error> {
+        let owner = self.owners.owner(&entry.key, &entry.value);
+        if self.pass == Pass::Owners {
+            match owner {
+                Owner::Tenant(tenant) if tenant == self.tenant => {
+                    self.own.insert(format::key_digest(&entry.key));
+                }
+                Owner::CountOf(prefix) => self.counted.push((entry.clone(), prefix, 0)),
+                Owner::Unknown => {
+                    return Err(Error::Owner(format!(
+                        "no crate says whose record {} is",
+                        String::from_utf8_lossy(&entry.key).escape_debug()
+                    )));
+                }
+                _ => {}
+            }
+            return Ok(false);
+        }
+        let kept = match owner {
+            Owner::Tenant(tenant) => tenant == self.tenant,
+            Owner::Via(key) => self.own.contains(&format::key_digest(&key)),
+            Owner::Installation => true,
+            Owner::CountOf(_) | Owner::Nobody | Owner::Unknown => false,
+        };
+        if kept {
+            for hash in self.owners.blob_refs(&entry.key, &entry.value) {
+                *self.refs.entry(hash).or_default() += 1;
+            }
+            for (_, prefix, count) in &mut self.counted {
+                if entry.key.starts_with(prefix) {
+                    *count += 1;
+                }
+            }
+        }
+        Ok(kept)
+    }
+
+    /// The recomputed counters, as records.
+    fn counters(&mut self) -> Vec<Entry> {
+        std::mem::take(&mut self.counted)
+            .into_iter()
+            .map(|(entry, _, count)| Entry { value: count.to_be_bytes().to_vec(), ..entry })
+            .collect()
+    }
+}
+
+/// Loads the records of one backup that the index keeps, no newer backup had and the
+/// filter (if any) keeps; the number loaded.
+#[allow(clippy::too_many_arguments)]
+fn read_records(
     handle: &Handle,
     store: &Store,
     backup: &Backup,
@@ -104,6 +228,7 @@ fn load_records(
     index: &State,
     seen: &mut HashSet<[u8; 16]>,
     options: &RestoreOptions,
+    mut filter: Option<&mut TenantFilter<'_>>,
 ) -> Result<u64, Error> {
     let path = name_in(backup, RECORDS);
     let mut file = open_checked(backup, &path, opener)?;
@@ -118,6 +243,11 @@ fn load_records(
         let entry = format::parse_record(&line).map_err(bad)?;
         let digest = format::key_digest(&entry.key);
         if !index.keys.contains(&digest) || !seen.insert(digest) {
+            continue;
+        }
+        if let Some(filter) = filter.as_mut()
+            && !filter.keep(&entry)?
+        {
             continue;
         }
         batch_bytes += entry.key.len() + entry.value.len();

@@ -3,7 +3,9 @@ use std::path::Path;
 use hameau_store::{Batch, BlobHash, Entry, Options, Scan, Store};
 
 use crate::format::{self, parse_record, write_record};
-use crate::{BackupOptions, Decryption, Encryption, Error, Kind, RestoreOptions, backup, restore, verify};
+use crate::{
+    BackupOptions, Decryption, Encryption, Error, Kind, Owner, Owners, RestoreOptions, backup, restore, verify,
+};
 
 fn check_record(key: &[u8], value: &[u8], field: &str) {
     let entry = Entry { key: key.to_vec(), version: 42, value: value.to_vec() };
@@ -249,12 +251,114 @@ async fn encrypted_backups_need_their_key() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_tenant_restore_is_refused_clearly() {
+async fn one_tenant_restore_without_owners_is_refused_clearly() {
     let store_dir = tempfile::tempdir().unwrap();
     let store = open(store_dir.path()).await;
     let options = RestoreOptions { tenant: Some("a".into()), ..RestoreOptions::default() };
     assert!(matches!(restore(&store, store_dir.path(), &options).await, Err(Error::TenantRestore)));
     store.close().await.unwrap();
+}
+
+/// A seam over made-up keys: `t/<tenant>` and `acc/<id>` (the tenant in the value) are a
+/// tenant's, `m/<id>/…` its account's (the value a blob hash), `q/<tenant>/…` a queued
+/// message (the value a blob hash), `seq` and `op-key` the installation's, `qsize` counts
+/// `q/`, `closing/…` nobody's; anything else is unknown.
+#[derive(Debug)]
+struct FakeOwners;
+
+impl Owners for FakeOwners {
+    fn owner(&self, key: &[u8], value: &[u8]) -> Owner {
+        let text = String::from_utf8_lossy(key);
+        let mut parts = text.split('/');
+        match (parts.next(), parts.next()) {
+            (Some("t"), Some(tenant)) | (Some("q"), Some(tenant)) => Owner::Tenant(tenant.into()),
+            (Some("acc"), Some(_)) => Owner::Tenant(String::from_utf8_lossy(value).into()),
+            (Some("m"), Some(account)) => Owner::Via(format!("acc/{account}").into_bytes()),
+            (Some("seq" | "op-key"), None) => Owner::Installation,
+            (Some("qsize"), None) => Owner::CountOf(b"q/".to_vec()),
+            (Some("closing"), _) => Owner::Nobody,
+            _ => Owner::Unknown,
+        }
+    }
+
+    fn blob_refs(&self, key: &[u8], value: &[u8]) -> Vec<BlobHash> {
+        match (key.starts_with(b"m/") || key.starts_with(b"q/"), <[u8; 32]>::try_from(value)) {
+            (true, Ok(hash)) => vec![BlobHash(hash)],
+            _ => Vec::new(),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_tenant_restore_keeps_the_tenant_and_recounts_what_it_holds() {
+    let data = tempfile::tempdir().unwrap();
+    let set = tempfile::tempdir().unwrap();
+    let store = open(data.path()).await;
+    for (key, value) in [
+        (&b"t/a"[..], &b"{}"[..]),
+        (b"t/b", b"{}"),
+        (b"acc/1", b"a"),
+        (b"acc/2", b"b"),
+        (b"op-key", b"operator"),
+        (b"closing/t/b", b""),
+    ] {
+        put(&store, key, value).await;
+    }
+    store.next_value(b"seq", 2).await.unwrap();
+    store.next_value(b"qsize", 2).await.unwrap();
+    // One message shared by a's and b's accounts, one each alone, one queued each.
+    let shared = deliver(&store, b"m/1/e/1", b"Subject: both\r\n\r\nx\r\n").await;
+    deliver(&store, b"m/2/e/1", b"Subject: both\r\n\r\nx\r\n").await;
+    let only_a = deliver(&store, b"m/1/e/2", b"Subject: a\r\n\r\na\r\n").await;
+    let only_b = deliver(&store, b"m/2/e/2", b"Subject: b\r\n\r\nb\r\n").await;
+    let queued_a = deliver(&store, b"q/a/1", b"Subject: out a\r\n\r\n").await;
+    deliver(&store, b"q/b/2", b"Subject: out b\r\n\r\n").await;
+    backup(&store, set.path(), &BackupOptions::default(), 1_796_052_000).await.unwrap();
+    // An incremental one on top: a's account gets another reference to the shared message.
+    deliver(&store, b"m/1/e/3", b"Subject: both\r\n\r\nx\r\n").await;
+    backup(&store, set.path(), &BackupOptions::default(), 1_796_055_600).await.unwrap();
+    let (before, _) = contents(&store).await;
+    store.close().await.unwrap();
+
+    let options = RestoreOptions {
+        tenant: Some("a".into()),
+        owners: Some(std::sync::Arc::new(FakeOwners)),
+        ..RestoreOptions::default()
+    };
+    let (after, (entries, blobs)) = restored(set.path(), &options).await.unwrap();
+    let keys: Vec<&[u8]> = entries.iter().map(|entry| entry.key.as_slice()).collect();
+    let expected: Vec<&[u8]> =
+        vec![b"acc/1", b"m/1/e/1", b"m/1/e/2", b"m/1/e/3", b"op-key", b"q/a/1", b"qsize", b"seq", b"t/a"];
+    assert_eq!(keys, expected);
+    let value = |key: &[u8]| entries.iter().find(|entry| entry.key == key).unwrap().value.clone();
+    assert_eq!(value(b"qsize"), 1i64.to_be_bytes(), "recounted from the queue kept");
+    assert_eq!(value(b"seq"), 2i64.to_be_bytes(), "installation counters as they were");
+    // Versions as they were, and the store's version past the backup's.
+    for entry in &entries {
+        if entry.key != b"qsize" {
+            assert!(before.contains(entry), "{entry:?}");
+        }
+    }
+    assert!(before.iter().all(|entry| entry.version < after.version));
+    // The shared message with a's two references only; b's alone not at all.
+    let mut counts: Vec<(BlobHash, u64)> = blobs.iter().map(|(hash, _, refs)| (*hash, *refs)).collect();
+    counts.sort();
+    let mut expected = vec![(shared, 2), (only_a, 1), (queued_a, 1)];
+    expected.sort();
+    assert_eq!(counts, expected);
+    assert!(!counts.iter().any(|(hash, _)| *hash == only_b));
+
+    // A tenant the backup does not hold is refused, not restored as an empty installation.
+    let nobody = RestoreOptions { tenant: Some("c".into()), ..options.clone() };
+    assert!(matches!(restored(set.path(), &nobody).await, Err(Error::Owner(_))));
+
+    // A record no crate claims stops the restore rather than vanish.
+    let unknown = tempfile::tempdir().unwrap();
+    let store = open(data.path()).await;
+    put(&store, b"mystery", b"?").await;
+    backup(&store, unknown.path(), &BackupOptions::default(), 1_796_059_200).await.unwrap();
+    store.close().await.unwrap();
+    assert!(matches!(restored(unknown.path(), &options).await, Err(Error::Owner(_))));
 }
 
 /// Every file under `dir`, sorted.

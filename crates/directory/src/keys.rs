@@ -116,3 +116,114 @@ pub fn tenant_api_keys(tenant: &str) -> Vec<u8> {
 pub fn closing(parent: &[u8]) -> Vec<u8> {
     [b"d/closing/".as_slice(), parent].concat()
 }
+
+/// Whose a directory record is, for a one-tenant restore (docs/backup.md): said here, next
+/// to the keys, so that the backup never decodes the directory's keys itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Owner {
+    /// The tenant's (its id).
+    Tenant(String),
+    /// Owned as the record at this key is: an account's record (`d/acc/…`) for what hangs
+    /// on an account, a domain's (`d/dom/…`) for what hangs on a domain. That record's owner
+    /// is always a tenant.
+    Via(Vec<u8>),
+    /// The installation's: the account id counter, the operator's API keys.
+    Installation,
+    /// Nobody's: a deletion's transient mark.
+    Nobody,
+}
+
+/// Whose the record `key` with `value` is; `None` when the key is not the directory's or
+/// does not read as one of its records (the caller stops rather than guess).
+pub fn owner(key: &[u8], value: &[u8]) -> Option<Owner> {
+    let rest = key.strip_prefix(b"d/")?;
+    let text = |bytes: &[u8]| std::str::from_utf8(bytes).ok().map(str::to_string);
+    // The tenant before the NUL of a tenant index (`d/td/`, `d/ta/`, `d/tl/`, `d/tk/`).
+    let before_nul = |bytes: &[u8]| text(bytes.split(|b| *b == 0).next()?);
+    // The record of the domain before the NUL of a domain index (`d/dkim/`, `d/da/`).
+    let domain_of = |bytes: &[u8]| Some(domain(&before_nul(bytes)?));
+    let json = || serde_json::from_slice::<serde_json::Value>(value).ok();
+    let tenant_in_value = || Some(Owner::Tenant(json()?.get("tenant")?.as_str()?.to_string()));
+    let account_of = |bytes: &[u8]| Some(account(u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?)));
+    if key == ACCOUNT_IDS {
+        return Some(Owner::Installation);
+    }
+    if let Some(id) = rest.strip_prefix(b"t/") {
+        return Some(Owner::Tenant(text(id)?));
+    }
+    if rest.starts_with(b"dom/") || rest.starts_with(b"acc/") {
+        return tenant_in_value();
+    }
+    for prefix in [&b"td/"[..], b"ta/", b"tl/", b"tn/"] {
+        if let Some(tail) = rest.strip_prefix(prefix) {
+            return Some(Owner::Tenant(if prefix == b"tn/" { text(tail)? } else { before_nul(tail)? }));
+        }
+    }
+    if let Some(tail) = rest.strip_prefix(b"tk/") {
+        let tenant = before_nul(tail)?;
+        return Some(if tenant.is_empty() { Owner::Installation } else { Owner::Tenant(tenant) });
+    }
+    if let Some(tail) = rest.strip_prefix(b"dkim/").or_else(|| rest.strip_prefix(b"da/")) {
+        return Some(Owner::Via(domain_of(tail)?));
+    }
+    if let Some(tail) = rest.strip_prefix(b"pw/").or_else(|| rest.strip_prefix(b"app/")) {
+        return Some(Owner::Via(account_of(tail)?));
+    }
+    if let Some(address) = rest.strip_prefix(b"addr/") {
+        let address = text(address)?;
+        return Some(Owner::Via(self::domain(address.rsplit_once('@')?.1)));
+    }
+    if rest.starts_with(b"key/") {
+        // An API key's record: its scope says whose it is; a user's key resolved its
+        // account when it was made.
+        let record = json()?;
+        let scope = record.get("key")?.get("scope")?;
+        return match scope.get("role")?.as_str()? {
+            "operator" => Some(Owner::Installation),
+            "tenant_admin" => Some(Owner::Tenant(scope.get("tenant")?.as_str()?.to_string())),
+            "user" => Some(Owner::Via(account(record.get("account_id")?.as_u64()?))),
+            _ => None,
+        };
+    }
+    if rest.starts_with(b"closing/") {
+        return Some(Owner::Nobody);
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_directory_record_has_an_owner() {
+        let tenant = |id: &str| Some(Owner::Tenant(id.into()));
+        assert_eq!(owner(&self::tenant("a"), b"{}"), tenant("a"));
+        assert_eq!(owner(&domain("a.test"), br#"{"name":"a.test","tenant":"a"}"#), tenant("a"));
+        assert_eq!(owner(&account(7), br#"{"id":7,"tenant":"a"}"#), tenant("a"));
+        for key in [tenant_domain("a", "a.test"), tenant_account("a", "x@a.test"), tenant_alias("a", "m@a.test")] {
+            assert_eq!(owner(&key, b""), tenant("a"));
+        }
+        assert_eq!(owner(&tenant_account_count("a"), &1i64.to_be_bytes()), tenant("a"));
+        assert_eq!(owner(&tenant_api_key("a", "k1"), b""), tenant("a"));
+        assert_eq!(owner(&tenant_api_key("", "k1"), b""), Some(Owner::Installation));
+        assert_eq!(owner(ACCOUNT_IDS, &1i64.to_be_bytes()), Some(Owner::Installation));
+        for key in [password(7), app_password(7, "p1")] {
+            assert_eq!(owner(&key, b"x"), Some(Owner::Via(account(7))));
+        }
+        for key in [dkim_private("a.test", "s1"), domain_address("a.test", "x@a.test"), address("x@a.test")] {
+            assert_eq!(owner(&key, b"{}"), Some(Owner::Via(domain("a.test"))));
+        }
+        let key = |scope: &str, account: &str| format!(r#"{{"key":{{"scope":{scope}}},"account_id":{account}}}"#);
+        assert_eq!(owner(&api_key("k"), key(r#"{"role":"operator"}"#, "null").as_bytes()), Some(Owner::Installation));
+        let admin = key(r#"{"role":"tenant_admin","tenant":"a"}"#, "null");
+        assert_eq!(owner(&api_key("k"), admin.as_bytes()), tenant("a"));
+        let user = key(r#"{"role":"user","account":"x@a.test"}"#, "7");
+        assert_eq!(owner(&api_key("k"), user.as_bytes()), Some(Owner::Via(account(7))));
+        assert_eq!(owner(&closing(&self::tenant("a")), b""), Some(Owner::Nobody));
+        // Not the directory's, or unreadable: nobody guesses.
+        assert_eq!(owner(b"m/x", b""), None);
+        assert_eq!(owner(&account(7), b"not json"), None);
+        assert_eq!(owner(b"d/other/x", b""), None);
+    }
+}

@@ -14,6 +14,7 @@ mod dkim;
 pub mod dns;
 mod hashing;
 mod keys;
+pub use keys::{Owner as RecordOwner, account as account_record_key, owner as record_owner};
 pub mod limiter;
 pub mod model;
 mod ops;

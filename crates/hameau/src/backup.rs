@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use hameau_backup::{BackupOptions, Decryption, Encryption, RestoreOptions};
+use hameau_backup::{BackupOptions, Decryption, Encryption, Owner, Owners, RestoreOptions};
 use serde_json::{Value, json};
 
 use crate::admin::{ApiCall, Target};
@@ -78,7 +78,9 @@ pub struct RestoreArgs {
     /// The passphrase of an encrypted backup, on the first line of this file.
     #[arg(long)]
     pub passphrase_file: Option<PathBuf>,
-    /// One tenant only: not available yet, refused before anything is written.
+    /// One tenant only (its id): its directory records, its accounts' mail and imports,
+    /// its queued messages, with the installation's own records (counters, operator API
+    /// keys, ACME account); message reference counts and the queue's size recounted.
     #[arg(long)]
     pub tenant: Option<String>,
     /// The configuration whose [backup] limits apply (else the built-in ones).
@@ -266,13 +268,6 @@ fn verify(dir: &Path, json: bool, limits: &hameau_backup::Limits) -> anyhow::Res
 }
 
 pub fn restore(args: &RestoreArgs) -> anyhow::Result<()> {
-    // docs/backup.md ("Pas encore" / "Not yet") says what a one-tenant restore needs.
-    anyhow::ensure!(
-        args.tenant.is_none(),
-        "la restauration d'une seule commune n'est pas encore possible : restaurez toute l'installation \
-         dans un répertoire de données neuf / restoring one tenant is not available yet: restore the whole \
-         installation into a new data directory"
-    );
     let decryption = match (&args.key, &args.passphrase_file) {
         (Some(key), _) => Some(Decryption::Identity(
             std::fs::read_to_string(key).with_context(|| format!("reading {}", key.display()))?,
@@ -291,7 +286,10 @@ pub fn restore(args: &RestoreArgs) -> anyhow::Result<()> {
     );
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let store_dir = dir.join("store");
-    let options = RestoreOptions { decryption, tenant: args.tenant.clone(), limits: limits(args.config.as_deref())? };
+    let owners: Option<std::sync::Arc<dyn Owners>> =
+        args.tenant.as_ref().map(|_| std::sync::Arc::new(WorkspaceOwners) as _);
+    let options =
+        RestoreOptions { decryption, tenant: args.tenant.clone(), owners, limits: limits(args.config.as_deref())? };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let result = runtime.block_on(async {
         let store = hameau_store::Store::open(&hameau_store::Options::rocksdb(&store_dir)).await?;
@@ -337,4 +335,60 @@ pub fn restore(args: &RestoreArgs) -> anyhow::Result<()> {
         dir
     );
     Ok(())
+}
+
+/// Whose each record is, for `hameau restore --tenant`: asks each crate that writes records
+/// (its `keys.rs`), so that the backup crate decodes none of their keys. The installation's
+/// own tables (ACME account and certificates, cached MTA-STS policies of other domains, the
+/// backup's keys) are kept with any tenant: the restored installation goes on working as
+/// the old one did, operator API keys included (else it would have no administrator).
+#[derive(Debug)]
+struct WorkspaceOwners;
+
+/// Prefixes of the installation's own tables.
+const INSTALLATION_PREFIXES: &[&[u8]] = &[b"acme/", b"mta-sts/", b"backup/"];
+
+impl Owners for WorkspaceOwners {
+    fn owner(&self, key: &[u8], value: &[u8]) -> Owner {
+        use hameau_directory::RecordOwner as D;
+        use hameau_mailbox::RecordOwner as M;
+        use hameau_queue::RecordOwner as Q;
+        let account = |id: u64| Owner::Via(hameau_directory::account_record_key(id));
+        if let Some(owner) = hameau_directory::record_owner(key, value) {
+            return match owner {
+                D::Tenant(tenant) => Owner::Tenant(tenant),
+                D::Via(key) => Owner::Via(key),
+                D::Installation => Owner::Installation,
+                D::Nobody => Owner::Nobody,
+            };
+        }
+        if let Some(owner) = hameau_mailbox::record_owner(key) {
+            return match owner {
+                M::Account(id) => account(id),
+                M::Tenant(tenant) => Owner::Tenant(tenant),
+            };
+        }
+        if let Some(owner) = hameau_queue::record_owner(key, value) {
+            return match owner {
+                Q::Tenant(tenant) => Owner::Tenant(tenant),
+                Q::Via(key) => Owner::Via(key),
+                Q::Installation => Owner::Installation,
+                Q::CountOfMessages => Owner::CountOf(hameau_queue::MESSAGES_PREFIX.to_vec()),
+                Q::Nobody => Owner::Nobody,
+            };
+        }
+        if let Some(id) = hameau_migrate::destination::record_account(key) {
+            return account(id);
+        }
+        if INSTALLATION_PREFIXES.iter().any(|prefix| key.starts_with(prefix)) {
+            return Owner::Installation;
+        }
+        Owner::Unknown
+    }
+
+    fn blob_refs(&self, key: &[u8], value: &[u8]) -> Vec<hameau_store::BlobHash> {
+        let mut refs = hameau_mailbox::record_blob_refs(key, value);
+        refs.extend(hameau_queue::record_blob_refs(key, value));
+        refs
+    }
 }

@@ -190,3 +190,55 @@ pub fn tail_u64(key: &[u8]) -> Result<u64, Error> {
         .ok_or_else(|| Error::Corrupt { key: key.escape_ascii().to_string(), problem: "short key".into() })?;
     Ok(u64::from_be_bytes(bytes))
 }
+
+/// Whose a mail record is, for a one-tenant restore (docs/backup.md).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Owner {
+    /// An account's mail (`m/<account>/…`): its tenant is the account's.
+    Account(AccountId),
+    /// A tenant's usage counter (`mt/<tenant>/used`).
+    Tenant(String),
+}
+
+/// Whose the record `key` is; `None` when the key is not the mail model's.
+pub fn owner(key: &[u8]) -> Option<Owner> {
+    if let Some(account) = account_of(key) {
+        return Some(Owner::Account(account));
+    }
+    let tenant = key.strip_prefix(b"mt/")?.strip_suffix(b"/used")?;
+    Some(Owner::Tenant(std::str::from_utf8(tenant).ok()?.to_string()))
+}
+
+/// The blobs an email's record (`m/<account>/e/<id>`) holds one reference each to: the
+/// message and its shared large records, as ingest acquires them and expunge releases
+/// them. Nothing for the other keys, or a value that does not read as an email.
+pub fn blob_refs(key: &[u8], value: &[u8]) -> Vec<hameau_store::BlobHash> {
+    let is_email = account_of(key).is_some()
+        && key.len() == MAIL_PREFIX.len() + 8 + 3 + 8
+        && key.get(MAIL_PREFIX.len() + 8..MAIL_PREFIX.len() + 11) == Some(b"/e/".as_slice());
+    if !is_email {
+        return Vec::new();
+    }
+    let Ok(email) = serde_json::from_slice::<crate::Email>(value) else { return Vec::new() };
+    std::iter::once(&email.blob).chain(&email.records).filter_map(|hex| hameau_store::BlobHash::from_hex(hex)).collect()
+}
+
+#[cfg(test)]
+mod owner_tests {
+    use super::*;
+
+    #[test]
+    fn mail_records_are_their_accounts_and_emails_hold_their_blobs() {
+        assert_eq!(owner(&mailbox(7, 1)), Some(Owner::Account(7)));
+        assert_eq!(owner(&tenant_used("a")), Some(Owner::Tenant("a".into())));
+        assert_eq!(owner(b"d/acc/x"), None);
+        let (blob, record) = ("ab".repeat(32), "cd".repeat(32));
+        let email = format!(
+            r#"{{"id":1,"blob":"{blob}","size":1,"received_at":0,"keywords":[],"thread":1,"mailboxes":[1],"records":["{record}"]}}"#
+        );
+        let hashes: Vec<_> =
+            [&blob, &record].iter().map(|hex| hameau_store::BlobHash::from_hex(hex).unwrap()).collect();
+        assert_eq!(blob_refs(&self::email(7, 1), email.as_bytes()), hashes);
+        assert!(blob_refs(&summary(7, 1), email.as_bytes()).is_empty());
+    }
+}

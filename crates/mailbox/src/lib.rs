@@ -24,6 +24,7 @@
 
 mod deliver;
 mod keys;
+pub use keys::{Owner as RecordOwner, blob_refs as record_blob_refs, owner as record_owner};
 mod messages;
 mod model;
 mod notify;

@@ -83,6 +83,17 @@ pub struct Records {
     pub earlier: HashMap<[u8; 32], u32>,
 }
 
+/// Every migration record starts with it: `mi/{account}/{source}/…`.
+pub const RECORDS_PREFIX: &[u8] = b"mi/";
+
+/// The account whose import a migration record follows (`mi/{account}/…`), for a
+/// one-tenant restore (docs/backup.md); `None` for other keys.
+pub fn record_account(key: &[u8]) -> Option<AccountId> {
+    let rest = key.strip_prefix(RECORDS_PREFIX)?;
+    let account = rest.split(|b| *b == b'/').next()?;
+    std::str::from_utf8(account).ok()?.parse().ok()
+}
+
 /// The Hameau side of one account's import from one source.
 pub struct Destination {
     mail: Mail,

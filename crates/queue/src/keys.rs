@@ -70,3 +70,82 @@ pub fn brake(tenant: &str, account: Option<u64>) -> Vec<u8> {
         None => [brakes_of(tenant).as_slice(), b"t"].concat(),
     }
 }
+
+/// Whose a queue record is, for a one-tenant restore (docs/backup.md).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Owner {
+    /// The sending tenant's (a message's record, its index, its brakes).
+    Tenant(String),
+    /// Owned as the message record at this key is (its schedule entry).
+    Via(Vec<u8>),
+    /// The installation's: the id counter.
+    Installation,
+    /// The number of messages (`q/size`): the records under [`MESSAGES`], counted.
+    CountOfMessages,
+    /// Nobody's: a message queued for no tenant (a notification of the installation).
+    Nobody,
+}
+
+/// Whose the record `key` with `value` is; `None` when the key is not the queue's or the
+/// value does not read as its record.
+pub fn owner(key: &[u8], value: &[u8]) -> Option<Owner> {
+    if key == SEQ {
+        return Some(Owner::Installation);
+    }
+    if key == SIZE {
+        return Some(Owner::CountOfMessages);
+    }
+    if key.starts_with(MESSAGES) {
+        let message = serde_json::from_slice::<crate::Message>(value).ok()?;
+        return Some(message.tenant.map_or(Owner::Nobody, Owner::Tenant));
+    }
+    if key.starts_with(DUE) {
+        return Some(Owner::Via(message(due_id(key)?)));
+    }
+    for prefix in [TENANTS, BRAKES] {
+        if let Some(tail) = key.strip_prefix(prefix) {
+            let tenant = tail.split(|b| *b == b'/').next()?;
+            return Some(Owner::Tenant(std::str::from_utf8(tenant).ok()?.to_string()));
+        }
+    }
+    None
+}
+
+/// The blob a message's record holds one reference to (its content).
+pub fn blob_refs(key: &[u8], value: &[u8]) -> Vec<hameau_store::BlobHash> {
+    if !key.starts_with(MESSAGES) {
+        return Vec::new();
+    }
+    serde_json::from_slice::<crate::Message>(value)
+        .ok()
+        .and_then(|message| hameau_store::BlobHash::from_hex(&message.blob))
+        .into_iter()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_queue_record_has_an_owner() {
+        let hash = "ab".repeat(32);
+        let record = |tenant: &str| {
+            format!(
+                r#"{{"blob":"{hash}","size":1,"mail_from":"","tenant":{tenant},"account":null,"queued_at":0,"envelope_id":"e","recipients":[],"held":null,"due_at":null}}"#
+            )
+        };
+        let a = record(r#""a""#);
+        assert_eq!(owner(&message(3), a.as_bytes()), Some(Owner::Tenant("a".into())));
+        assert_eq!(owner(&message(3), record("null").as_bytes()), Some(Owner::Nobody));
+        assert_eq!(owner(&message(3), b"not json"), None);
+        assert_eq!(owner(&due(100, 3), b""), Some(Owner::Via(message(3))));
+        assert_eq!(owner(&tenant("a", 3), b""), Some(Owner::Tenant("a".into())));
+        assert_eq!(owner(&brake("a", Some(7)), b""), Some(Owner::Tenant("a".into())));
+        assert_eq!(owner(SEQ, b""), Some(Owner::Installation));
+        assert_eq!(owner(SIZE, b""), Some(Owner::CountOfMessages));
+        assert_eq!(owner(b"m/x", b""), None);
+        assert_eq!(blob_refs(&message(3), a.as_bytes()), vec![hameau_store::BlobHash::from_hex(&hash).unwrap()]);
+        assert!(blob_refs(&tenant("a", 3), a.as_bytes()).is_empty());
+    }
+}

@@ -17,6 +17,9 @@
 
 pub mod dsn;
 mod keys;
+pub use keys::{
+    MESSAGES as MESSAGES_PREFIX, Owner as RecordOwner, blob_refs as record_blob_refs, owner as record_owner,
+};
 mod model;
 
 #[cfg(test)]
