@@ -26,11 +26,7 @@ fn http_01_certifies_the_host_name_for_imaps_and_https() {
 }
 
 fn certifies_the_host_name(challenge: &str) {
-    let dir = init();
-    let pebble = Pebble::start(dir.path(), 90 * 86_400);
-    let config = config_path(dir.path());
-    configure(&config, &pebble, challenge);
-    let server = start_server(&config);
+    let (_dir, pebble, server) = started_with_pebble(challenge);
     wait_for_message(&server, "ACME: certificate issued and installed", &pebble);
     let roots = pebble.roots_pem();
     block_on(async {
@@ -42,6 +38,33 @@ fn certifies_the_host_name(challenge: &str) {
     let log = server.log().join("\n");
     assert!(!log.contains("certificate order failed"), "{log}");
     assert!(log.contains(&format!("\"challenge\":\"{challenge}\"")), "{log}");
+}
+
+/// A data directory, Pebble, and a server listening where Pebble's validator connects.
+/// Those ports are chosen free before the server binds them, so another test may take one
+/// in between: the server then stops with "cannot listen on …" and all is tried again.
+fn started_with_pebble(challenge: &str) -> (tempfile::TempDir, Pebble, hameau_testkit::Server) {
+    for attempt in 1..=3 {
+        let dir = init();
+        let pebble = Pebble::start(dir.path(), 90 * 86_400);
+        let config = config_path(dir.path());
+        configure(&config, &pebble, challenge);
+        match std::panic::catch_unwind(|| start_server(&config)) {
+            Ok(server) => return (dir, pebble, server),
+            Err(panic) => {
+                let text = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                if attempt == 3 || !text.contains("cannot listen on") {
+                    std::panic::resume_unwind(panic);
+                }
+                eprintln!("attempt {attempt}: a port was taken before the server bound it; again");
+            }
+        }
+    }
+    unreachable!("the last attempt returns or panics")
 }
 
 /// Host name, listeners where Pebble's validator connects (HTTPS on its `tlsPort`, plain

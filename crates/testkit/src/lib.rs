@@ -75,7 +75,8 @@ impl Server {
         };
         loop {
             let line = server.next_line(Duration::from_secs(120)).expect("hameau never said it was ready");
-            let event: serde_json::Value = serde_json::from_str(&line).expect("JSON log lines");
+            let event: serde_json::Value =
+                serde_json::from_str(&line).unwrap_or_else(|e| panic!("JSON log lines: {e}: {line:?}"));
             match event["message"].as_str() {
                 Some("listening") => {
                     let addr = event["addr"].as_str().unwrap().parse().unwrap();
