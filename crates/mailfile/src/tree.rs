@@ -40,6 +40,9 @@ pub(crate) fn mbox_folders(
                 continue;
             }
         };
+        // The mbox files of this directory, to find a subfolder directory's own file at once.
+        let files: std::collections::HashSet<&str> =
+            entries.iter().filter(|(_, is_dir, _)| !is_dir).map(|(name, _, _)| name.as_str()).collect();
         for (name, is_dir, os_name) in &entries {
             if name.starts_with('.') || name.ends_with(".msf") {
                 continue;
@@ -60,7 +63,7 @@ pub(crate) fn mbox_folders(
                 }
                 stack.push((dir.join(os_name), path.clone()));
                 // A subfolder directory without its mbox file: the parent holds nothing.
-                if entries.iter().any(|(other, other_dir, _)| !other_dir && other == stem) {
+                if files.contains(stem) {
                     continue;
                 }
                 PendingFolder::Empty { path, dir: dir.join(os_name) }

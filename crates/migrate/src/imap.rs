@@ -139,6 +139,10 @@ pub(crate) fn allowance(announced: u64, message_bytes_max: u64) -> u64 {
 }
 
 /// The slowest rate a fetch of messages is allowed on top of the command timeout.
+/// How long the old server may take to answer LOGOUT: the copy is over, nothing waits on
+/// its answer but the connection's close.
+const LOGOUT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 const FETCH_FLOOR_BYTES_PER_S: u64 = 64 * 1024;
 
 /// An open, logged-in connection.
@@ -337,7 +341,7 @@ impl Connection {
 
     pub async fn logout(mut self) {
         self.budget.set(FETCH_OVERHEAD_BYTES);
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.session.logout()).await;
+        let _ = tokio::time::timeout(LOGOUT_TIMEOUT, self.session.logout()).await;
     }
 }
 
@@ -379,29 +383,9 @@ fn flag_name(flag: &async_imap::types::Flag<'_>) -> Option<String> {
 
 /// `1,3,5:9`: consecutive UIDs as ranges.
 pub(crate) fn uid_set(uids: &[u32]) -> String {
-    let mut sorted = uids.to_vec();
+    let mut sorted: Vec<u32> = uids.iter().copied().filter(|&uid| uid != 0).collect();
     sorted.sort_unstable();
-    sorted.dedup();
-    let mut out = String::new();
-    let mut index = 0;
-    while index < sorted.len() {
-        let start = sorted[index];
-        let mut end = start;
-        while index + 1 < sorted.len() && sorted[index + 1] == end + 1 {
-            index += 1;
-            end = sorted[index];
-        }
-        if !out.is_empty() {
-            out.push(',');
-        }
-        if start == end {
-            out.push_str(&start.to_string());
-        } else {
-            out.push_str(&format!("{start}:{end}"));
-        }
-        index += 1;
-    }
-    out
+    hameau_imap_session::SequenceSet::from_sorted(sorted).map(|set| set.to_string()).unwrap_or_default()
 }
 
 async fn greeting(client: &mut async_imap::Client<Guarded>) -> Result<(), Error> {
