@@ -49,7 +49,7 @@ impl Sealer {
             Encryption::Passphrase(passphrase) => {
                 let (identity, key_file) = match base_key_file {
                     Some(path) => {
-                        let bytes = std::fs::read(path).map_err(Error::io(path))?;
+                        let bytes = read_key_file(path)?;
                         (open_key_file(&bytes, passphrase)?, bytes)
                     }
                     None => {
@@ -102,7 +102,7 @@ impl Opener {
                 .and_then(|file| file.into_identities().map_err(std::io::Error::other))
                 .map_err(|e| Error::Crypt(format!("the key file: {e}")))?,
             (Decryption::Passphrase(passphrase), Some(path)) => {
-                let bytes = std::fs::read(path).map_err(Error::io(path))?;
+                let bytes = read_key_file(path)?;
                 let identity: Box<dyn age::Identity> = Box::new(open_key_file(&bytes, passphrase)?);
                 vec![identity]
             }
@@ -125,6 +125,21 @@ impl Opener {
 }
 
 /// Opens a passphrase backup's `key.age`: the data identity.
+/// Largest `key.age` read, and largest identity read out of it: one age X25519 identity
+/// (74 characters) under a passphrase is well under 1 KiB; a larger file is not ours.
+const KEY_FILE_BYTES_MAX: u64 = 4096;
+
+/// A backup set's `key.age`, read only up to [`KEY_FILE_BYTES_MAX`].
+fn read_key_file(path: &Path) -> Result<Vec<u8>, Error> {
+    let mut bytes = Vec::new();
+    let file = std::fs::File::open(path).map_err(Error::io(path))?;
+    file.take(KEY_FILE_BYTES_MAX + 1).read_to_end(&mut bytes).map_err(Error::io(path))?;
+    if bytes.len() as u64 > KEY_FILE_BYTES_MAX {
+        return Err(Error::format(path, format!("over {KEY_FILE_BYTES_MAX} bytes: not a key file")));
+    }
+    Ok(bytes)
+}
+
 fn open_key_file(bytes: &[u8], passphrase: &str) -> Result<age::x25519::Identity, Error> {
     let decryptor = age::Decryptor::new_buffered(bytes).map_err(crypt)?;
     let identity = age::scrypt::Identity::new(SecretString::from(passphrase.to_string()));
@@ -132,7 +147,7 @@ fn open_key_file(bytes: &[u8], passphrase: &str) -> Result<age::x25519::Identity
         .decrypt(std::iter::once(&identity as &dyn age::Identity))
         .map_err(|e| Error::Crypt(format!("key.age: {e} (wrong passphrase?)")))?;
     let mut text = String::new();
-    (&mut reader as &mut dyn Read).take(4096).read_to_string(&mut text).map_err(crypt)?;
+    (&mut reader as &mut dyn Read).take(KEY_FILE_BYTES_MAX).read_to_string(&mut text).map_err(crypt)?;
     let line = std::io::Cursor::new(text.as_bytes()).lines().next().transpose().map_err(crypt)?.unwrap_or_default();
     line.trim().parse().map_err(|_| Error::Crypt("key.age does not hold an age identity".into()))
 }
