@@ -1,0 +1,157 @@
+//! The `[filter]` section: thresholds, the warning's form, the blocklists, and the limits
+//! that bound the work on one message.
+
+use hameau_limits::{Problem, range};
+use serde::{Deserialize, Serialize};
+
+const SECTION: &str = "filter";
+
+/// The `[filter]` section. Every tenant starts from these; a tenant's own settings
+/// (thresholds, the warning's languages and subject tag) override them.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Options {
+    /// Off: the MX stores every authenticated message as before issue 14 (DMARC's
+    /// `p=quarantine` still goes to Junk), with no `X-Hameau-Filter` header.
+    pub enabled: bool,
+    /// The default thresholds of every tenant (`[filter] warn_score = …`).
+    #[serde(flatten)]
+    pub thresholds: Thresholds,
+    /// The work one message may cost.
+    #[serde(flatten)]
+    pub limits: Limits,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { enabled: true, thresholds: Thresholds::default(), limits: Limits::default() }
+    }
+}
+
+impl Options {
+    /// Ranges and relationships, each naming its `[filter]` key.
+    pub fn check(&self) -> Result<(), Problem> {
+        self.thresholds.check(SECTION)?;
+        self.limits.check()
+    }
+}
+
+/// The scores from which each action applies; a total below `warn_score` is delivered
+/// as it is. Each must be above the one before (an action never milder for a higher
+/// score).
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Thresholds {
+    /// 4: one strong sign (a lookalike of the tenant's domain, an impersonated name) or
+    /// several weak ones (first contact and a link whose text and target differ).
+    pub warn_score: f64,
+    /// 8: as SpamAssassin's 5 to its usual spam, with room for the warning below it.
+    pub junk_score: f64,
+    /// 15: what no agent should open without an administrator's look.
+    pub quarantine_score: f64,
+    /// 30: only certain spam is refused at DATA (the sender learns it was refused; a
+    /// false positive there is not even in quarantine).
+    pub reject_score: f64,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds { warn_score: 4.0, junk_score: 8.0, quarantine_score: 15.0, reject_score: 30.0 }
+    }
+}
+
+impl Thresholds {
+    /// The action a total `score` gets.
+    pub fn action(&self, score: f64) -> crate::Action {
+        use crate::Action;
+        if score >= self.reject_score {
+            Action::Reject
+        } else if score >= self.quarantine_score {
+            Action::Quarantine
+        } else if score >= self.junk_score {
+            Action::Junk
+        } else if score >= self.warn_score {
+            Action::Warn
+        } else {
+            Action::Deliver
+        }
+    }
+
+    /// Each threshold finite, positive and above the one before; `section` names the
+    /// keys (`filter` for the defaults).
+    pub fn check(&self, section: &str) -> Result<(), Problem> {
+        let keys = [
+            ("warn_score", self.warn_score),
+            ("junk_score", self.junk_score),
+            ("quarantine_score", self.quarantine_score),
+            ("reject_score", self.reject_score),
+        ];
+        let mut previous: Option<(&str, f64)> = None;
+        for (key, value) in keys {
+            if !value.is_finite() || !(0.5..=1000.0).contains(&value) {
+                return Err(Problem::new(
+                    section,
+                    key,
+                    format!("{value} is out of range: it must be between 0.5 and 1000"),
+                ));
+            }
+            if let Some((previous_key, previous_value)) = previous
+                && value <= previous_value
+            {
+                let problem = format!("{value} is not above {section}.{previous_key} ({previous_value})");
+                return Err(Problem::new(section, key, problem));
+            }
+            previous = Some((key, value));
+        }
+        Ok(())
+    }
+}
+
+/// What one message may cost the rules: each bound is reached on purpose by a hostile
+/// message (a zip bomb, a deeply nested MIME tree, an HTML part of 10,000 links), and
+/// what is past it is not looked at and says so (a symbol), never a failure.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// MIME parts looked at per message: 256, as `mail.parts_max`'s order of magnitude
+    /// (a real message has under 20).
+    pub parts_max: usize,
+    /// Links looked at per message: 1,000 (a newsletter has under 200).
+    pub links_max: usize,
+    /// Bytes of one HTML or text part read for links and text: 2 MiB.
+    pub text_bytes_max: usize,
+    /// Entries of one zip archive listed: 1,000.
+    pub zip_entries_max: usize,
+    /// Zip archives opened inside zip archives: 2 (an archive in an archive in the
+    /// message), as the mail filters of the large providers.
+    pub zip_depth_max: usize,
+    /// Bytes inflated from all the archives of one message (to look inside nested ones
+    /// and Office files): 16 MiB; a zip bomb stops there.
+    pub zip_inflated_bytes_max: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            parts_max: 256,
+            links_max: 1000,
+            text_bytes_max: 2 << 20,
+            zip_entries_max: 1000,
+            zip_depth_max: 2,
+            zip_inflated_bytes_max: 16 << 20,
+        }
+    }
+}
+
+impl Limits {
+    /// Ranges, each naming its `[filter]` key.
+    pub fn check(&self) -> Result<(), Problem> {
+        range(SECTION, "parts_max", self.parts_max as u64, 1, 10_000)?;
+        range(SECTION, "links_max", self.links_max as u64, 1, 100_000)?;
+        range(SECTION, "text_bytes_max", self.text_bytes_max as u64, 1024, 64 << 20)?;
+        range(SECTION, "zip_entries_max", self.zip_entries_max as u64, 1, 100_000)?;
+        range(SECTION, "zip_depth_max", self.zip_depth_max as u64, 0, 8)?;
+        range(SECTION, "zip_inflated_bytes_max", self.zip_inflated_bytes_max as u64, 0, 1 << 30)?;
+        Ok(())
+    }
+}
