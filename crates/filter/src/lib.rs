@@ -17,7 +17,7 @@
 mod options;
 mod verdict;
 
-pub use options::{Limits, Options, Thresholds};
+pub use options::{Limits, Options, Thresholds, WarningStyle};
 pub use verdict::{Action, Symbol, Verdict};
 
 #[cfg(test)]

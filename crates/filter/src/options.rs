@@ -17,6 +17,9 @@ pub struct Options {
     /// The default thresholds of every tenant (`[filter] warn_score = …`).
     #[serde(flatten)]
     pub thresholds: Thresholds,
+    /// How every tenant's agents are warned unless the tenant chose otherwise.
+    #[serde(flatten)]
+    pub warning: WarningStyle,
     /// The work one message may cost.
     #[serde(flatten)]
     pub limits: Limits,
@@ -24,7 +27,12 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { enabled: true, thresholds: Thresholds::default(), limits: Limits::default() }
+        Options {
+            enabled: true,
+            thresholds: Thresholds::default(),
+            warning: WarningStyle::default(),
+            limits: Limits::default(),
+        }
     }
 }
 
@@ -32,6 +40,7 @@ impl Options {
     /// Ranges and relationships, each naming its `[filter]` key.
     pub fn check(&self) -> Result<(), Problem> {
         self.thresholds.check(SECTION)?;
+        self.warning.check(SECTION)?;
         self.limits.check()
     }
 }
@@ -102,6 +111,38 @@ impl Thresholds {
                 return Err(Problem::new(section, key, problem));
             }
             previous = Some((key, value));
+        }
+        Ok(())
+    }
+}
+
+/// How a tenant's agents are warned of a message delivered with [`crate::Action::Warn`].
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WarningStyle {
+    /// A banner at the top of the visible body (text and HTML parts): on, the agent reads
+    /// why before reading the message.
+    pub banner: bool,
+    /// The banner's English version under the French one: off, the agents of a commune
+    /// read French.
+    pub english: bool,
+    /// Put in front of the subject, so that the warning shows in the message list too;
+    /// empty: no tag. `[SUSPECT]` reads the same in French and English.
+    pub subject_tag: String,
+}
+
+impl Default for WarningStyle {
+    fn default() -> Self {
+        WarningStyle { banner: true, english: false, subject_tag: "[SUSPECT]".into() }
+    }
+}
+
+impl WarningStyle {
+    /// The subject tag is one short line: at most 40 characters, no control character.
+    pub fn check(&self, section: &str) -> Result<(), Problem> {
+        if self.subject_tag.chars().count() > 40 || self.subject_tag.chars().any(char::is_control) {
+            let problem = "it must be at most 40 characters, without line breaks or control characters";
+            return Err(Problem::new(section, "subject_tag", problem));
         }
         Ok(())
     }
