@@ -21,7 +21,7 @@ use serde::Deserialize;
 
 /// The whole configuration: each section is the type of the crate that uses it, which
 /// declares its keys, their defaults and their checks.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Config {
     pub server: Server,
     pub log: Log,
@@ -54,12 +54,14 @@ pub struct Config {
     pub migrate: hameau_migrate::Options,
     /// `[backup]`: the limits of backup, restore and verification.
     pub backup: hameau_backup::Limits,
+    /// `[filter]`: phishing and spam defence, its thresholds and limits.
+    pub filter: hameau_filter::Options,
     /// Where the configuration came from, to point errors at lines.
     pub source: Option<Source>,
 }
 
 /// The sections of the file, in the order `config/hameau.toml` has them.
-const SECTIONS: [&str; 17] = [
+const SECTIONS: [&str; 18] = [
     "server",
     "log",
     "tls",
@@ -77,6 +79,7 @@ const SECTIONS: [&str; 17] = [
     "acme",
     "migrate",
     "backup",
+    "filter",
 ];
 
 /// The file a configuration was read from and its text.
@@ -268,6 +271,12 @@ impl Config {
             "acme" => self.acme = section.part()?,
             "migrate" => self.migrate = section.part()?,
             "backup" => self.backup = section.part()?,
+            "filter" => {
+                self.filter = section.part()?;
+                self.filter.thresholds = section.part()?;
+                self.filter.warning = section.part()?;
+                self.filter.limits = section.part()?;
+            }
             _ => return Ok(false),
         }
         Ok(true)

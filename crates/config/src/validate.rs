@@ -27,6 +27,7 @@ pub(crate) fn check(config: &Config) -> Result<(), Error> {
         config.acme.check(),
         config.migrate.check(),
         config.backup.check(),
+        config.filter.check(),
     ];
     for checked in owners {
         if let Err(problem) = checked {

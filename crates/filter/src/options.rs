@@ -14,14 +14,15 @@ pub struct Options {
     /// Off: the MX stores every authenticated message as before issue 14 (DMARC's
     /// `p=quarantine` still goes to Junk), with no `X-Hameau-Filter` header.
     pub enabled: bool,
-    /// The default thresholds of every tenant (`[filter] warn_score = …`).
-    #[serde(flatten)]
+    /// The default thresholds of every tenant: keys of the same `[filter]` table, which
+    /// `config` reads into each part.
+    #[serde(skip)]
     pub thresholds: Thresholds,
     /// How every tenant's agents are warned unless the tenant chose otherwise.
-    #[serde(flatten)]
+    #[serde(skip)]
     pub warning: WarningStyle,
     /// The work one message may cost.
-    #[serde(flatten)]
+    #[serde(skip)]
     pub limits: Limits,
 }
 
