@@ -14,6 +14,34 @@ pub struct Options {
     /// Off: the MX stores every authenticated message as before issue 14 (DMARC's
     /// `p=quarantine` still goes to Junk), with no `X-Hameau-Filter` header.
     pub enabled: bool,
+    /// Addresses recorded as correspondents per tenant (`contacts`): 10,000 is years of a
+    /// town hall's mail; past it, new senders stay "first contact".
+    pub contacts_max: u64,
+    /// Domains corresponded with that the lookalike rules compare a sender with, per
+    /// tenant: 2,000 (each message is compared with every one of them).
+    pub known_domains_max: usize,
+    /// Tenants whose settings and known domains are kept in memory: 1,000 (every commune
+    /// of a large installation), a few hundred kilobytes each at most.
+    pub cache_tenants_max: usize,
+    /// How long a tenant's settings, people and known domains are kept in memory before
+    /// they are read again: 60 s, so that a change shows within a minute.
+    pub cache_s: u64,
+    /// DNS blocklists of client addresses, as zones (`zen.example.org`): the client's IPv4
+    /// address reversed is looked up under each (IPv6 by its nibbles). None by default:
+    /// most lists need a subscription for commercial use (docs/filter.md).
+    pub dnsbl_client_zones: Vec<String>,
+    /// DNS blocklists of domains (`dbl.example.org`): the hosts of a message's links are
+    /// looked up under each.
+    pub dnsbl_domain_zones: Vec<String>,
+    /// Resolvers the blocklists are asked through, as `address:port`; empty: those of
+    /// `[dns]`. Most lists refuse public resolvers: a local one is usual.
+    pub dnsbl_resolvers: Vec<std::net::SocketAddr>,
+    /// Link hosts looked up per message: 20 (the first ones; a message of 10,000 links
+    /// costs no more).
+    pub dnsbl_hosts_max: usize,
+    /// How long the blocklist lookups of one message may take together: 3 s; a list that
+    /// does not answer in time counts as not listing.
+    pub dnsbl_timeout_s: u64,
     /// The default thresholds of every tenant: keys of the same `[filter]` table, which
     /// `config` reads into each part.
     #[serde(skip)]
@@ -30,6 +58,15 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             enabled: true,
+            contacts_max: 10_000,
+            known_domains_max: 2_000,
+            cache_tenants_max: 1_000,
+            cache_s: 60,
+            dnsbl_client_zones: Vec::new(),
+            dnsbl_domain_zones: Vec::new(),
+            dnsbl_resolvers: Vec::new(),
+            dnsbl_hosts_max: 20,
+            dnsbl_timeout_s: 3,
             thresholds: Thresholds::default(),
             warning: WarningStyle::default(),
             limits: Limits::default(),
@@ -40,10 +77,37 @@ impl Default for Options {
 impl Options {
     /// Ranges and relationships, each naming its `[filter]` key.
     pub fn check(&self) -> Result<(), Problem> {
+        range(SECTION, "contacts_max", self.contacts_max, 0, 10_000_000)?;
+        range(SECTION, "known_domains_max", self.known_domains_max as u64, 0, 100_000)?;
+        range(SECTION, "cache_tenants_max", self.cache_tenants_max as u64, 1, 1_000_000)?;
+        range(SECTION, "cache_s", self.cache_s, 0, 86_400)?;
+        range(SECTION, "dnsbl_hosts_max", self.dnsbl_hosts_max as u64, 0, 1000)?;
+        range(SECTION, "dnsbl_timeout_s", self.dnsbl_timeout_s, 1, 60)?;
+        for (key, zones) in
+            [("dnsbl_client_zones", &self.dnsbl_client_zones), ("dnsbl_domain_zones", &self.dnsbl_domain_zones)]
+        {
+            range(SECTION, key, zones.len() as u64, 0, 16)?;
+            if let Some(zone) = zones.iter().find(|zone| !is_zone(zone)) {
+                return Err(Problem::new(SECTION, key, format!("{zone:?} is not a DNS zone name")));
+            }
+        }
         self.thresholds.check(SECTION)?;
         self.warning.check(SECTION)?;
         self.limits.check()
     }
+}
+
+/// A DNS name of at least two labels, each of letters, digits and inner hyphens.
+fn is_zone(zone: &str) -> bool {
+    let labels: Vec<&str> = zone.trim_end_matches('.').split('.').collect();
+    labels.len() >= 2
+        && zone.len() <= 200
+        && labels.iter().all(|label| {
+            (1..=63).contains(&label.len())
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
 }
 
 /// The scores from which each action applies; a total below `warn_score` is delivered

@@ -43,3 +43,33 @@ fn thresholds_must_rise() {
     let nan = Thresholds { warn_score: f64::NAN, ..Thresholds::default() };
     assert_eq!(nan.check("filter").unwrap_err().key, "filter.warn_score");
 }
+
+async fn store() -> (tempfile::TempDir, hameau_store::Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = hameau_store::Store::open(&hameau_store::Options::rocksdb(dir.path().join("store"))).await.unwrap();
+    (dir, store)
+}
+
+#[tokio::test]
+async fn correspondents_are_per_tenant_and_bounded() {
+    let (_dir, store) = store().await;
+    let options = crate::Options { contacts_max: 2, ..crate::Options::default() };
+    let contacts = crate::Contacts::new(store, &options);
+    assert!(!contacts.is_known("a", "jean@fournisseur.fr").await.unwrap());
+    let dropped = contacts.record("a", &["Jean@Fournisseur.fr".into(), "not an address".into()], 1000).await.unwrap();
+    assert_eq!(dropped, 0);
+    assert!(contacts.is_known("a", "jean@fournisseur.fr").await.unwrap());
+    assert!(contacts.is_known("a", "JEAN@fournisseur.fr").await.unwrap());
+    // Another tenant learns nothing of it.
+    assert!(!contacts.is_known("b", "jean@fournisseur.fr").await.unwrap());
+    assert_eq!(*contacts.known_domains("a").await.unwrap(), vec!["fournisseur.fr".to_string()]);
+    assert!(contacts.known_domains("b").await.unwrap().is_empty());
+    // Recording again costs nothing and counts once; past the bound, new ones are dropped.
+    let more = ["jean@fournisseur.fr".to_string(), "paul@cdg35.fr".into(), "x@y.fr".into()];
+    assert_eq!(contacts.record("a", &more, 2000).await.unwrap(), 1);
+    assert!(contacts.is_known("a", "paul@cdg35.fr").await.unwrap());
+    assert!(!contacts.is_known("a", "x@y.fr").await.unwrap());
+    assert_eq!(crate::contacts::record_owner(b"fc/a/d/cdg35.fr").as_deref(), Some("a"));
+    assert_eq!(crate::contacts::record_owner(b"fc/a/n").as_deref(), Some("a"));
+    assert_eq!(crate::contacts::record_owner(b"q/x"), None);
+}
