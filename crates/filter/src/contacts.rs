@@ -29,6 +29,9 @@ use crate::Options;
 /// The prefix of every record of this module.
 pub const PREFIX: &[u8] = b"fc/";
 
+/// A tenant's known domains and when they were read.
+type Cached = (Instant, Arc<Vec<String>>);
+
 /// The correspondents of every tenant, over the store, with a bounded cache of each
 /// tenant's known domains (read for every inbound message).
 #[derive(Clone)]
@@ -38,7 +41,7 @@ pub struct Contacts {
     known_domains_max: usize,
     cache_tenants_max: usize,
     cache_ttl: Duration,
-    cache: Arc<Mutex<HashMap<String, (Instant, Arc<Vec<String>>)>>>,
+    cache: Arc<Mutex<HashMap<String, Cached>>>,
 }
 
 impl std::fmt::Debug for Contacts {
