@@ -50,7 +50,9 @@ use mail_auth::{
 };
 use tokio::sync::Semaphore;
 
+use crate::filtering::{Facts, FilterStage};
 use crate::pipeline::{Message, Pipeline};
+use hameau_filter::Action;
 
 /// Messages at least this large are authenticated within the budget of
 /// [`InboundOptions::verifications_max`], on a thread of their own. Parsing one hashes its
@@ -122,6 +124,8 @@ pub struct Inbound {
     options: InboundOptions,
     /// Permits for authentications of heavy messages.
     verifications: Arc<Semaphore>,
+    /// The filter stage; none: messages are stored as they come (`filter.enabled = false`).
+    filter: Option<Arc<FilterStage>>,
 }
 
 impl Inbound {
@@ -133,7 +137,13 @@ impl Inbound {
     ) -> Inbound {
         assert!(options.dkim_signatures_max > 0 && options.arc_sets_max > 0 && options.verifications_max > 0);
         let verifications = Arc::new(Semaphore::new(options.verifications_max));
-        Inbound { directory, mail, authenticator, options, verifications }
+        Inbound { directory, mail, authenticator, options, verifications, filter: None }
+    }
+
+    /// The MX with its filter stage.
+    pub fn with_filter(mut self, filter: Arc<FilterStage>) -> Inbound {
+        self.filter = Some(filter);
+        self
     }
 
     /// The verdict on `RCPT TO:<address>` from an unauthenticated client.
@@ -226,16 +236,134 @@ impl Inbound {
         RcptVerdict::Accept(Box::new(recipient))
     }
 
-    /// Authenticates and stores a message; the reply to give at the end of DATA.
+    /// Authenticates, filters and stores a message; the reply to give at the end of DATA.
     pub async fn deliver(&self, envelope: &Envelope, raw: &[u8]) -> Reply {
         let verdict = match self.check(envelope, raw).await {
             Ok(verdict) => verdict,
             Err(refusal) => return refusal,
         };
-        // One buffer shared by every recipient account: read, staged and stored once.
-        let stored = hameau_mailbox::Bytes::from(self.with_headers(envelope, &verdict.results, raw));
-        let recipients = envelope
-            .recipients
+        let Some(stage) = &self.filter else {
+            // One buffer shared by every recipient account: read, staged and stored once.
+            let stored = hameau_mailbox::Bytes::from(self.with_headers(envelope, &verdict.results, None, raw));
+            let recipients: Vec<&Recipient> = envelope.recipients.iter().collect();
+            let filing = if verdict.junk { Filing::Junk } else { Filing::Inbox };
+            return match self.store(envelope, stored, &recipients, filing).await {
+                Ok(()) => Reply::new(250, "2.0.0", format!("message accepted, id {}", envelope.id)),
+                Err(reply) => reply,
+            };
+        };
+        // Each recipient tenant has its own thresholds, people and correspondents: one
+        // verdict per tenant (one in the common case).
+        let mut tenants: Vec<(&str, Vec<&Recipient>)> = Vec::new();
+        for recipient in &envelope.recipients {
+            match tenants.iter_mut().find(|(tenant, _)| *tenant == recipient.tenant) {
+                Some((_, recipients)) => recipients.push(recipient),
+                None => tenants.push((&recipient.tenant, vec![recipient])),
+            }
+        }
+        let facts = Facts {
+            client_ip: envelope.client_ip,
+            mail_from: &envelope.mail_from,
+            dmarc_pass: verdict.dmarc_pass,
+            dmarc_quarantine: verdict.junk,
+        };
+        let mut judged = Vec::with_capacity(tenants.len());
+        for (tenant, recipients) in tenants {
+            let judgement = match off_the_workers(
+                raw.len() >= HEAVY_MESSAGE_BYTES,
+                CatchUnwind(std::pin::pin!(stage.judge(tenant, raw, &facts))),
+            )
+            .await
+            {
+                Ok(judgement) => judgement,
+                Err(_) => {
+                    tracing::error!(id = %envelope.id, tenant, "the filter panicked on a message");
+                    return Reply::new(554, "5.6.0", "the message could not be parsed");
+                }
+            };
+            tracing::info!(
+                id = %envelope.id,
+                tenant,
+                action = judgement.verdict.action.as_str(),
+                score = judgement.verdict.score(),
+                reason = %judgement.verdict.reason(),
+                "filter verdict"
+            );
+            judged.push((tenant, recipients, judgement));
+        }
+        // SMTP has one reply for all recipients: refused only when every tenant refuses;
+        // otherwise a tenant that would refuse holds the message in quarantine.
+        if judged.iter().all(|(_, _, judgement)| judgement.verdict.action == Action::Reject) {
+            let reason = judged.first().map(|(_, _, judgement)| judgement.verdict.reason()).unwrap_or_default();
+            return Reply::new(550, "5.7.1", format!("message refused as spam or phishing: {reason}"));
+        }
+        for (tenant, recipients, judgement) in judged {
+            let header = judgement.verdict.header_value();
+            let stored = self.with_headers(envelope, &verdict.results, Some(&header), raw);
+            let outcome = match judgement.verdict.action {
+                Action::Deliver => self.store(envelope, stored.into(), &recipients, Filing::Inbox).await,
+                Action::Warn => {
+                    let limits = stage.limits();
+                    let warned = hameau_filter::warn(&stored, &judgement.verdict.symbols, &judgement.warning, limits);
+                    self.store(envelope, warned.into(), &recipients, Filing::Inbox).await
+                }
+                Action::Junk => self.store(envelope, stored.into(), &recipients, Filing::Junk).await,
+                Action::Quarantine | Action::Reject => {
+                    self.hold(stage, tenant, envelope, stored, &recipients, &header, &judgement.verdict.reason()).await
+                }
+            };
+            // A later tenant's failure has the sender retry the whole message: the tenants
+            // already stored then get it twice (rare: several communes in one message, and
+            // a storage failure).
+            if let Err(reply) = outcome {
+                return reply;
+            }
+        }
+        Reply::new(250, "2.0.0", format!("message accepted, id {}", envelope.id))
+    }
+
+    /// Holds a message for `recipients` (all of one tenant) in quarantine.
+    #[allow(clippy::too_many_arguments)]
+    async fn hold(
+        &self,
+        stage: &FilterStage,
+        tenant: &str,
+        envelope: &Envelope,
+        stored: Vec<u8>,
+        recipients: &[&Recipient],
+        header: &str,
+        reason: &str,
+    ) -> Result<(), Reply> {
+        let held: Vec<(String, u64)> = recipients
+            .iter()
+            .flat_map(|recipient| recipient.accounts.iter().map(|account| (recipient.address.clone(), account.id)))
+            .collect();
+        let hold = hameau_filter::quarantine::Hold {
+            tenant,
+            mail_from: &envelope.mail_from,
+            recipients: &held,
+            received_at: envelope.received_at,
+            verdict: header,
+            reason,
+        };
+        match stage.quarantine.hold(hold, stored.into()).await {
+            Ok(id) => {
+                tracing::info!(id = %envelope.id, tenant, quarantine = %id, "message held in quarantine");
+                Ok(())
+            }
+            Err(e) => Err(temporary(&e)),
+        }
+    }
+
+    /// Stores `stored` for `recipients`' accounts in one commit, filed by `filing`.
+    async fn store(
+        &self,
+        envelope: &Envelope,
+        stored: hameau_mailbox::Bytes,
+        recipients: &[&Recipient],
+        filing: Filing,
+    ) -> Result<(), Reply> {
+        let recipients = recipients
             .iter()
             .flat_map(|recipient| {
                 recipient.accounts.iter().map(|account| {
@@ -251,29 +379,29 @@ impl Inbound {
         let delivery = LocalDelivery {
             raw: stored,
             recipients,
-            filing: if verdict.junk { Filing::Junk } else { Filing::Inbox },
+            filing,
             received_at: envelope.received_at,
             names: &self.options.mailbox_names,
         };
         match self.mail.deliver(delivery).await {
-            Ok(_) => Reply::new(250, "2.0.0", format!("message accepted, id {}", envelope.id)),
-            Err(hameau_mailbox::Error::OverQuota { .. }) => Reply::new(452, "4.2.2", "mailbox full, try again later"),
+            Ok(_) => Ok(()),
+            Err(hameau_mailbox::Error::OverQuota { .. }) => Err(Reply::new(452, "4.2.2", "mailbox full, try again later")),
             Err(hameau_mailbox::Error::NoRoleMailbox { .. }) => {
-                Reply::new(451, "4.3.0", "the recipient's mailbox is not available")
+                Err(Reply::new(451, "4.3.0", "the recipient's mailbox is not available"))
             }
             // A message that can never be stored is refused for good (a 451 would have the
             // sender retry it for days); the reason is logged, not echoed.
             Err(e) if e.is_permanent() => {
                 tracing::info!(error = %e, id = %envelope.id, "message refused: it can never be stored");
-                match e {
+                Err(match e {
                     hameau_mailbox::Error::TooManyDeliveries { max, .. } => {
                         Reply::new(554, "5.5.3", format!("too many recipient accounts for one message (at most {max})"))
                     }
                     hameau_mailbox::Error::Store(_) => Reply::new(552, "5.3.4", "message too big for this system"),
                     _ => Reply::new(554, "5.6.0", "the message cannot be stored (malformed or oversized header)"),
-                }
+                })
             }
-            Err(e) => temporary(&e),
+            Err(e) => Err(temporary(&e)),
         }
     }
 
@@ -386,7 +514,8 @@ impl Inbound {
             (true, Policy::Quarantine) => true,
             _ => false,
         };
-        Ok(Verdict { results, junk })
+        let dmarc_pass = matches!(dmarc.result(), DmarcResult::Pass);
+        Ok(Verdict { results, junk, dmarc_pass })
     }
 
     /// The newest sealer of a valid ARC chain, when it is one we trust.
@@ -399,13 +528,17 @@ impl Inbound {
         self.options.arc_trusted_sealers.contains(&sealer).then_some(sealer)
     }
 
-    /// The message as stored: `Received` and `Authentication-Results` first, then the
-    /// message without any `Authentication-Results` that claims to be ours.
-    fn with_headers(&self, envelope: &Envelope, results: &str, raw: &[u8]) -> Vec<u8> {
+    /// The message as stored: `Received`, `Authentication-Results` and the filter's
+    /// `X-Hameau-Filter` first, then the message without any `Authentication-Results`
+    /// that claims to be ours and without any `X-Hameau-Filter` (only ours is believed).
+    fn with_headers(&self, envelope: &Envelope, results: &str, filter: Option<&str>, raw: &[u8]) -> Vec<u8> {
         let hostname = &self.options.hostname;
         let protocol = if envelope.tls { "ESMTPS" } else { "ESMTP" };
         let date = mail_parser::DateTime::from_timestamp(envelope.received_at as i64).to_rfc822();
         let mut out = Vec::with_capacity(raw.len() + 1024);
+        if let Some(filter) = filter {
+            out.extend_from_slice(format!("X-Hameau-Filter: {filter}\r\n").as_bytes());
+        }
         out.extend_from_slice(format!("Authentication-Results: {results}\r\n").as_bytes());
         let ip = match envelope.client_ip {
             IpAddr::V4(v4) => v4.to_string(),
@@ -424,7 +557,8 @@ impl Inbound {
             )
             .as_bytes(),
         );
-        header::strip_results_into(raw, hostname, &mut out);
+        let without_ours = strip_filter_headers(raw);
+        header::strip_results_into(without_ours.as_deref().unwrap_or(raw), hostname, &mut out);
         out
     }
 }
@@ -483,7 +617,10 @@ impl Pipeline for Inbound {
 
 struct Verdict {
     results: String,
+    /// DMARC failed under `p=quarantine` and no trusted ARC sealer overrode it.
     junk: bool,
+    /// The author domain passed DMARC.
+    dmarc_pass: bool,
 }
 
 /// What the MX counts in a header section before parsing it.
@@ -538,6 +675,26 @@ impl Census {
         out
     }
 }
+
+/// `raw` without its `X-Hameau-Filter` fields, or `None` when it has none (no copy).
+fn strip_filter_headers(raw: &[u8]) -> Option<Vec<u8>> {
+    let fields: Vec<(usize, usize)> =
+        Fields::new(raw).filter(|field| field.is(FILTER_HEADER)).map(|field| (field.start, field.end)).collect();
+    if fields.is_empty() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(raw.len());
+    let mut kept_from = 0;
+    for (start, end) in fields {
+        out.extend_from_slice(&raw[kept_from..start]);
+        kept_from = end;
+    }
+    out.extend_from_slice(&raw[kept_from..]);
+    Some(out)
+}
+
+/// The filter's header field, which only this server writes.
+pub const FILTER_HEADER: &str = "X-Hameau-Filter";
 
 /// The authors of a message (its `From` addresses, lower-cased) must all be of one domain:
 /// DMARC evaluates one (RFC 7489 §6.6.1).

@@ -151,6 +151,8 @@ pub struct Submission {
     limiter: SendingLimiter,
     /// Brakes put on (`/metrics`).
     brakes: Counter,
+    /// Where the recipients of what agents send become the tenant's correspondents.
+    contacts: Option<hameau_filter::Contacts>,
 }
 
 /// One submission connection.
@@ -174,7 +176,14 @@ impl Submission {
         let limiter = SendingLimiter::new(options.sending_limits);
         let brakes =
             registry.counter("hameau_sending_brakes_total", "Accounts or tenants braked for sending too much.", &[]);
-        Submission { directory, queue, options, now_s, queued, limiter, brakes }
+        Submission { directory, queue, options, now_s, queued, limiter, brakes, contacts: None }
+    }
+
+    /// Submission that records each message's recipients as correspondents of the
+    /// sender's tenant (the filter's first contact and known domains).
+    pub fn with_contacts(mut self, contacts: hameau_filter::Contacts) -> Submission {
+        self.contacts = Some(contacts);
+        self
     }
 
     /// The brake that stops `account`, as the refusal to give; `None` when it may send.
@@ -498,6 +507,12 @@ impl Pipeline for Submission {
         match self.queue.enqueue(queued, message.received_at).await {
             Ok(id) => {
                 self.queued.notify_one();
+                if let Some(contacts) = self.contacts.clone() {
+                    // Off the reply's path: the message is queued, its recipients become
+                    // known a moment later.
+                    let (tenant, recipients) = (account.tenant.clone(), message.recipients.to_vec());
+                    tokio::spawn(async move { crate::filtering::remember(&contacts, &tenant, &recipients).await });
+                }
                 Reply::new(250, "2.0.0", format!("queued as {id}, id {}", message.id))
             }
             Err(hameau_queue::Error::TooManyRecipients { max, .. }) => {
