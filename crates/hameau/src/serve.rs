@@ -129,16 +129,23 @@ async fn serve(config: Config, reload_log: &crate::logging::Reload) -> anyhow::R
     if started.is_ok() {
         started = start_plain(&config, &http01, &registry, &shutdown_rx, &mut services).await;
     }
+    let filter = filter_stage(&config, &store, &directory, &resolver, &registry);
     if started.is_ok() {
         let shared = (&mail, &directory, &resolver, certs);
-        started = start_smtp(&config, shared, &registry, &shutdown_rx, &mut services).await;
+        started = match &filter {
+            Ok(filter) => start_smtp(&config, shared, filter.clone(), &registry, &shutdown_rx, &mut services).await,
+            Err(e) => Err(anyhow::anyhow!("{e:#}")),
+        };
     }
     if started.is_ok() {
         started = start_imap(&config, &mail, &directory, certs, &registry, &shutdown_rx, &mut services).await;
     }
     if started.is_ok() {
         let shared = (&store, &resolver, queue, certs);
-        started = start_submission(&config, shared, &mail, &directory, &registry, &shutdown_rx, &mut services).await;
+        let contacts = hameau_filter::Contacts::new(store.clone(), &config.filter);
+        started =
+            start_submission(&config, shared, (&mail, &directory, contacts), &registry, &shutdown_rx, &mut services)
+                .await;
     }
     let acme = match started {
         Ok(()) => start_acme(&config, (&store, &directory, certs, &http01), &registry, &shutdown_rx, &mut services),
@@ -298,6 +305,42 @@ fn start_acme(
     Ok(Some(wake))
 }
 
+/// The MX's filter stage (`[filter]`), with its blocklists' resolver; `None` when the
+/// filter is off.
+fn filter_stage(
+    config: &Config,
+    store: &hameau_store::Store,
+    directory: &Directory,
+    resolver: &hickory_resolver::TokioResolver,
+    registry: &Arc<Registry>,
+) -> anyhow::Result<Option<Arc<hameau_smtp::filtering::FilterStage>>> {
+    let options = &config.filter;
+    if !options.enabled {
+        return Ok(None);
+    }
+    let dnsbl_resolver = match options.dnsbl_resolvers.is_empty() {
+        true => resolver.clone(),
+        false => {
+            let cache = hameau_smtp::dns::Cache {
+                entries: config.dns.cache_entries,
+                ttl_max: std::time::Duration::from_secs(config.dns.cache_ttl_max_s),
+            };
+            hameau_smtp::dns::resolver(&options.dnsbl_resolvers, config.dns.timeout(), cache)
+                .map_err(|e| config.error("filter.dnsbl_resolvers", e))?
+        }
+    };
+    Ok(Some(Arc::new(hameau_smtp::filtering::FilterStage::new(
+        options.clone(),
+        directory.clone(),
+        hameau_filter::Contacts::new(store.clone(), options),
+        hameau_filter::Learning::new(store.clone(), options),
+        hameau_filter::Settings::new(store.clone(), options),
+        hameau_filter::Quarantine::new(store.clone(), options),
+        hameau_smtp::dnsbl::Dnsbl::new(dnsbl_resolver, options),
+        registry.clone(),
+    ))))
+}
+
 async fn start_smtp(
     config: &Config,
     (mail, directory, resolver, certificates): (
@@ -306,6 +349,7 @@ async fn start_smtp(
         &hickory_resolver::TokioResolver,
         &Arc<hameau_net::Certificates>,
     ),
+    filter: Option<Arc<hameau_smtp::filtering::FilterStage>>,
     registry: &Arc<Registry>,
     shutdown: &watch::Receiver<bool>,
     services: &mut JoinSet<()>,
@@ -316,12 +360,15 @@ async fn start_smtp(
     // SMTP has no ALPN.
     let tls = crate::tls::server_config(certificates, &[]);
     let hostname = &config.server.hostname;
-    let inbound = hameau_smtp::Inbound::new(
+    let mut inbound = hameau_smtp::Inbound::new(
         directory.clone(),
         mail.clone(),
         mail_auth::MessageAuthenticator(resolver.clone()),
         config.smtp.inbound(hostname, hameau_mailbox::MailboxNames::default()),
     );
+    if let Some(filter) = filter {
+        inbound = inbound.with_filter(filter);
+    }
     let context = Arc::new(hameau_smtp::server::Context {
         pipeline: inbound,
         // One budget of connections and one count per address for all the MX's listeners.
@@ -371,8 +418,7 @@ async fn start_submission(
         QueueAndWake,
         &Arc<hameau_net::Certificates>,
     ),
-    mail: &hameau_mailbox::Mail,
-    directory: &Directory,
+    (mail, directory, contacts): (&hameau_mailbox::Mail, &Directory, hameau_filter::Contacts),
     registry: &Arc<Registry>,
     shutdown: &watch::Receiver<bool>,
     services: &mut JoinSet<()>,
@@ -410,7 +456,7 @@ async fn start_submission(
         return Ok(());
     }
     let tls = crate::tls::server_config(certificates, &[]);
-    let pipeline = hameau_smtp::Submission::new(
+    let mut pipeline = hameau_smtp::Submission::new(
         directory.clone(),
         queue,
         options.pipeline(hostname),
@@ -418,6 +464,9 @@ async fn start_submission(
         queued,
         registry,
     );
+    if config.filter.enabled {
+        pipeline = pipeline.with_contacts(contacts);
+    }
     let context = Arc::new(hameau_smtp::server::Context {
         pipeline,
         gate: options.gate(),
