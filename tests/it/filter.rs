@@ -1,0 +1,294 @@
+//! Issue 14, the filter on the MX, against the real binary with swaks: a message "from the
+//! mayor" by display name from outside is delivered with a banner and a subject tag; a
+//! lookalike of the commune's domain goes to Junk; an `.exe` is held in quarantine, seen
+//! by its tenant's admin only, released by the operator, then readable over IMAP; DNS
+//! blocklists served by a private rbldnsd; a forged `X-Hameau-Filter` is dropped.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::imap::create_account;
+use crate::submission::imap_inbox;
+use crate::support::{Api, admin, config_path, init_with_token, run, set_config, start_server};
+
+
+const PASSWORD: &str = "correct horse battery staple";
+
+fn swaks(port: u16, args: &[&str]) -> (bool, String) {
+    let output = Command::new("swaks")
+        .args(["--server", "127.0.0.1", "--port", &port.to_string(), "--helo", "sender.test", "--timeout", "20"])
+        .args(args)
+        .output()
+        .expect("swaks is needed (Debian package swaks; scripts/test.sh installs it)");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+    (output.status.success(), text)
+}
+
+/// Tenant `sm` (Saint-Martin, domain saint-martin.test): the mayor, the secretary (who
+/// reads mail over IMAP) and the alias mairie@; tenant `other` with its own admin.
+fn communes(config: &std::path::Path) {
+    admin(
+        config,
+        &[
+            &["tenant", "create", "sm", "--name", "Saint-Martin"],
+            &["domain", "create", "saint-martin.test", "--tenant", "sm"],
+            &["account", "create", "maire@saint-martin.test", "--display-name", "Jean-Pierre Dupont"],
+            &["tenant", "create", "other", "--name", "Autre"],
+            &["domain", "create", "autre.test", "--tenant", "other"],
+        ],
+    );
+    create_account(config, "secretariat@saint-martin.test", PASSWORD);
+    admin(config, &[&["alias", "create", "mairie@saint-martin.test", "--target", "maire@saint-martin.test"]]);
+}
+
+/// An API key of `scope` (e.g. `--tenant sm`), made locally; its token.
+fn key(config: &std::path::Path, scope: &[&str]) -> String {
+    let config = config.to_str().unwrap();
+    let (status, stdout, stderr) =
+        run(&[&["apikey", "create", "--name", "filter", "--config", config][..], scope].concat());
+    assert!(status.success(), "{stderr}");
+    serde_json::from_str::<Value>(&stdout).unwrap()["token"].as_str().unwrap().to_string()
+}
+
+/// The field `name` of a raw message (first occurrence, unfolded).
+fn field<'a>(raw: &'a str, name: &str) -> Option<&'a str> {
+    let head = raw.split("\r\n\r\n").next()?;
+    head.split("\r\n").find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.eq_ignore_ascii_case(name).then(|| value.trim())
+    })
+}
+
+/// The raw messages of `address`'s mailbox of `role`, read from the store of a stopped
+/// server.
+fn mailbox(config: &std::path::Path, address: &str, role: hameau_mailbox::Role) -> Vec<String> {
+    let (status, stdout, stderr) = run(&["account", "show", address, "--config", config.to_str().unwrap()]);
+    assert!(status.success(), "{stderr}");
+    let account = serde_json::from_str::<Value>(&stdout).unwrap()["id"].as_u64().unwrap();
+    let store_path = config.parent().unwrap().join("store");
+    crate::support::block_on(async move {
+        let store = hameau_store::Store::open(&hameau_store::Options::rocksdb(&store_path)).await.unwrap();
+        let mail = hameau_mailbox::Mail::new(store.clone());
+        let mut messages = Vec::new();
+        if let Some(found) = mail.mailbox_by_role(account, role).await.unwrap() {
+            for entry in mail.uids(account, found.id).await.unwrap() {
+                messages.push(String::from_utf8_lossy(&mail.raw(account, entry.email).await.unwrap()).into_owned());
+            }
+        }
+        store.close().await.unwrap();
+        messages
+    })
+}
+
+/// Issue 14's acceptance over SMTP: impersonation, lookalike, dangerous attachment.
+#[test]
+fn the_filter_warns_junks_and_holds_as_the_issue_asks() {
+    let (dir, operator) = init_with_token();
+    let config = config_path(dir.path());
+    communes(&config);
+    let admin_sm = key(&config, &["--tenant", "sm"]);
+    let admin_other = key(&config, &["--tenant", "other"]);
+    let mut server = start_server(&config);
+    let port = server.smtp[0].port();
+    let to = "secretariat@saint-martin.test";
+
+    // "From the mayor" by display name, from an outside address: delivered with a warning.
+    let (ok, text) = swaks(
+        port,
+        &[
+            "--to",
+            to,
+            "--from",
+            "jp.dupont.maire@gmail.test",
+            "--header",
+            "From: \"Dupont Jean-Pierre\" <jp.dupont.maire@gmail.test>",
+            "--header",
+            "Subject: Virement urgent",
+            "--body",
+            "Pouvez-vous faire un virement aujourd'hui ? Merci.",
+        ],
+    );
+    assert!(ok, "{text}");
+    let inbox = imap_inbox(server.imap[0].port(), to, 1);
+    assert_eq!(inbox.len(), 1, "{inbox:?}");
+    let warned = &inbox[0];
+    let verdict = field(warned, "X-Hameau-Filter").expect("the filter's header");
+    assert!(verdict.starts_with("action=warn;"), "{verdict}");
+    assert!(verdict.contains("IMPERSONATION_NAME(") && verdict.contains("FIRST_CONTACT("), "{verdict}");
+    assert_eq!(field(warned, "Subject"), Some("[SUSPECT] Virement urgent"), "{warned}");
+    let (banner_fr, _) = hameau_filter::explain("IMPERSONATION_NAME").expect("a text for the symbol");
+    let parsed = mail_parser::MessageParser::default().parse(warned.as_bytes()).expect("the warned message parses");
+    let text = parsed.body_text(0).expect("a text body");
+    assert!(text.contains(banner_fr), "the banner: {text}");
+    assert!(text.contains("virement aujourd"), "the message is still there, after it: {text}");
+    assert!(text.find(banner_fr) < text.find("virement aujourd"), "{text}");
+
+    // A lookalike of the commune's own domain: Junk.
+    let (ok, text) = swaks(
+        port,
+        &[
+            "--to",
+            to,
+            "--from",
+            "compta@saint-martln.test",
+            "--header",
+            "From: Comptabilite <compta@saint-martln.test>",
+            "--header",
+            "Subject: Facture",
+            "--body",
+            "Veuillez regler la facture ci-jointe.",
+        ],
+    );
+    assert!(ok, "{text}");
+
+    // An executable attachment: held in quarantine.
+    let exe = dir.path().join("facture.exe");
+    let mut program = b"MZ\x90\x00\x03\x00\x00\x00".to_vec();
+    program.extend(std::iter::repeat_n(0u8, 200));
+    std::fs::write(&exe, &program).unwrap();
+    let (ok, text) = swaks(
+        port,
+        &[
+            "--to",
+            to,
+            "--from",
+            "fournisseur@fournisseur.test",
+            "--header",
+            "Subject: Votre facture",
+            "--attach",
+            exe.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "{text}");
+    let api = Api::new(&server);
+    let listed = |token: &str| api.call("GET", "/api/v1/quarantine", Some(token), None);
+    let mine = listed(&admin_sm);
+    assert_eq!(mine.status, 200, "{mine:?}");
+    let items = mine.json()["items"].as_array().cloned().unwrap_or_default();
+    assert_eq!(items.len(), 1, "{mine:?}");
+    let id = items[0]["id"].as_str().unwrap().to_string();
+    assert!(items[0].to_string().contains("ATTACHMENT_DANGEROUS"), "{items:?}");
+    // Another commune's admin sees none of it.
+    let theirs = listed(&admin_other);
+    assert_eq!(theirs.status, 200, "{theirs:?}");
+    assert!(theirs.json()["items"].as_array().is_none_or(Vec::is_empty), "{theirs:?}");
+    let peek = api.call("GET", &format!("/api/v1/quarantine/{id}"), Some(&admin_other), None);
+    assert_eq!(peek.status, 404, "{peek:?}");
+    let refused = api.call("POST", &format!("/api/v1/quarantine/{id}/release"), Some(&admin_other), None);
+    assert_eq!(refused.status, 404, "{refused:?}");
+    // The operator releases it: then it is in the secretary's INBOX.
+    let released = api.call("POST", &format!("/api/v1/quarantine/{id}/release"), Some(&operator), None);
+    assert!(released.status < 300, "{released:?}");
+    let inbox = imap_inbox(server.imap[0].port(), to, 2);
+    assert_eq!(inbox.len(), 2, "{inbox:?}");
+    assert_eq!(field(&inbox[1], "Subject"), Some("Votre facture"), "{}", inbox[1]);
+    assert!(field(&inbox[1], "X-Hameau-Filter").unwrap().contains("ATTACHMENT_DANGEROUS"), "{}", inbox[1]);
+    assert!(listed(&admin_sm).json()["items"].as_array().is_none_or(Vec::is_empty));
+
+    let metric = |series: &str| crate::support::metric(&server, &config, series);
+    assert_eq!(metric("hameau_filter_messages_total{action=\"warn\"}"), 1);
+    assert_eq!(metric("hameau_filter_messages_total{action=\"junk\"}"), 1);
+    assert_eq!(metric("hameau_filter_messages_total{action=\"quarantine\"}"), 1);
+    assert!(metric("hameau_filter_symbols_total{symbol=\"IMPERSONATION_NAME\"}") >= 1);
+    assert!(!server.log().join("\n").contains("panicked"));
+    server.signal(libc::SIGTERM);
+    assert!(server.wait(Duration::from_secs(30)).expect("stops").success());
+    let junk = mailbox(&config, to, hameau_mailbox::Role::Junk);
+    assert_eq!(junk.len(), 1, "{junk:?}");
+    let verdict = field(&junk[0], "X-Hameau-Filter").unwrap();
+    assert!(verdict.starts_with("action=junk;") && verdict.contains("LOOKALIKE_OWN_DOMAIN("), "{verdict}");
+}
+
+/// A private rbldnsd serving `bl.test` (127.0.0.1 listed) and `dbl.test` (a domain).
+struct Rbldnsd {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Rbldnsd {
+    fn start() -> Rbldnsd {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        // rbldnsd refuses to run as root: it reads the zones as its own user.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(dir.path().join("ips"), ":127.0.0.2:Listed for the test\n127.0.0.1\n").unwrap();
+        std::fs::write(dir.path().join("domains"), ":127.0.0.2:Listed for the test\n.listed-links.test\n").unwrap();
+        for file in ["ips", "domains"] {
+            std::fs::set_permissions(dir.path().join(file), std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+        let port = hameau_testkit::free_port();
+        let log = dir.path().join("out");
+        let child = Command::new("/usr/sbin/rbldnsd")
+            .args(["-n", "-u", "rbldns", "-b", &format!("127.0.0.1/{port}"), "-w"])
+            .arg(dir.path())
+            .args(["bl.test:ip4set:ips", "dbl.test:dnset:domains"])
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("rbldnsd is needed (Debian package rbldnsd; scripts/test.sh installs it)");
+        // Ready once its zones are loaded: it says "started".
+        for _ in 0..100 {
+            if std::fs::read_to_string(&log).is_ok_and(|out| out.contains(" started")) {
+                return Rbldnsd { child, port, _dir: dir };
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("rbldnsd did not start: {}", std::fs::read_to_string(&log).unwrap_or_default());
+    }
+}
+
+impl Drop for Rbldnsd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// DNS blocklists: the client's address and a link's host, each listed by rbldnsd; and a
+/// forged `X-Hameau-Filter` in the message is not what the agent sees.
+#[test]
+fn dns_blocklists_are_asked_and_a_forged_verdict_is_dropped() {
+    let rbldnsd = Rbldnsd::start();
+    let (dir, _) = init_with_token();
+    let config = config_path(dir.path());
+    communes(&config);
+    set_config(&config, "dnsbl_client_zones = []", "dnsbl_client_zones = [\"bl.test\"]");
+    set_config(&config, "dnsbl_domain_zones = []", "dnsbl_domain_zones = [\"dbl.test\"]");
+    set_config(&config, "dnsbl_resolvers = []", &format!("dnsbl_resolvers = [\"127.0.0.1:{}\"]", rbldnsd.port));
+    let mut server = start_server(&config);
+    let port = server.smtp[0].port();
+    let to = "secretariat@saint-martin.test";
+    let (ok, text) = swaks(
+        port,
+        &[
+            "--to",
+            to,
+            "--from",
+            "promo@shop.test",
+            "--header",
+            "X-Hameau-Filter: action=deliver; score=0.00",
+            "--header",
+            "Subject: Promotion",
+            "--body",
+            "Voir https://www.listed-links.test/offre maintenant.",
+        ],
+    );
+    assert!(ok, "{text}");
+    assert!(!server.log().join("\n").contains("panicked"));
+    server.signal(libc::SIGTERM);
+    assert!(server.wait(Duration::from_secs(30)).expect("stops").success());
+    let junk = mailbox(&config, to, hameau_mailbox::Role::Junk);
+    assert_eq!(junk.len(), 1, "client listed (8) and link listed (6): Junk at least");
+    let verdicts: Vec<&str> = junk[0]
+        .split("\r\n\r\n")
+        .next()
+        .unwrap()
+        .split("\r\n")
+        .filter(|line| line.to_ascii_lowercase().starts_with("x-hameau-filter:"))
+        .collect();
+    assert_eq!(verdicts.len(), 1, "only ours: {verdicts:?}");
+    assert!(verdicts[0].contains("DNSBL_CLIENT(") && verdicts[0].contains("DNSBL_LINK("), "{verdicts:?}");
+}
