@@ -12,7 +12,8 @@
 //!
 //! Run: `cargo build --release -p hameau -p hameau-benches &&
 //! target/release/bench-smtp [MESSAGES] [SESSIONS] [BYTES] [DIR]`
-//! (defaults 20000, 20, 4096, /var/tmp).
+//! (defaults 20000, 20, 4096, /var/tmp). `BENCH_FILTER=off` runs the MX without its filter
+//! stage (`[filter] enabled = false`), to compare with the default run.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -50,6 +51,14 @@ fn main() -> anyhow::Result<()> {
     ];
     let knot = start_knot(knot_dir.path(), &zones);
     set_config(&config, "resolvers = []", &format!("resolvers = [\"127.0.0.1:{}\"]", knot.port));
+    // `BENCH_FILTER=off`: the same run without the filter stage (issue 14 compares both).
+    let filter = std::env::var("BENCH_FILTER").unwrap_or_else(|_| "on".into());
+    if filter == "off" {
+        let text = std::fs::read_to_string(&config)?;
+        let at = text.find("[filter]").context("no [filter] section in the configuration")?;
+        let (before, after) = text.split_at(at);
+        std::fs::write(&config, format!("{before}{}", after.replacen("enabled = true", "enabled = false", 1)))?;
+    }
     // Every session comes from 127.0.0.1: the per-address limit is raised for the bench.
     set_config(&config, "connections_per_ip_max = 20", "connections_per_ip_max = 10000");
     for command in [
@@ -67,7 +76,7 @@ fn main() -> anyhow::Result<()> {
     let addr = server.smtp[0];
     let pid = server.child.id();
     println!(
-        "bench-smtp: {messages} messages of {bytes} bytes, {sessions} sessions, to one mailbox; data under {}",
+        "bench-smtp: {messages} messages of {bytes} bytes, {sessions} sessions, to one mailbox, filter {filter}; data under {}",
         base.display()
     );
     println!(
