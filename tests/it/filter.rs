@@ -292,3 +292,126 @@ fn dns_blocklists_are_asked_and_a_forged_verdict_is_dropped() {
     assert_eq!(verdicts.len(), 1, "only ours: {verdicts:?}");
     assert!(verdicts[0].contains("DNSBL_CLIENT(") && verdicts[0].contains("DNSBL_LINK("), "{verdicts:?}");
 }
+
+/// A zip archive of `entries` (name, content), each deflated.
+fn zip(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    use std::io::Write;
+    let mut out = Vec::new();
+    let mut central = Vec::new();
+    for (name, content) in entries {
+        let mut deflater = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+        deflater.write_all(content).unwrap();
+        let packed = deflater.finish().unwrap();
+        let mut crc = flate2::Crc::new();
+        crc.update(content);
+        let offset = out.len() as u32;
+        let fields = |out: &mut Vec<u8>| {
+            out.extend_from_slice(&20u16.to_le_bytes()); // version needed
+            out.extend_from_slice(&0u16.to_le_bytes()); // flags
+            out.extend_from_slice(&8u16.to_le_bytes()); // deflate
+            out.extend_from_slice(&[0; 4]); // time, date
+            out.extend_from_slice(&crc.sum().to_le_bytes());
+            out.extend_from_slice(&(packed.len() as u32).to_le_bytes());
+            out.extend_from_slice(&(content.len() as u32).to_le_bytes());
+            out.extend_from_slice(&(name.len() as u16).to_le_bytes());
+            out.extend_from_slice(&0u16.to_le_bytes()); // extra
+        };
+        out.extend_from_slice(&0x0403_4b50u32.to_le_bytes());
+        fields(&mut out);
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(&packed);
+        central.extend_from_slice(&0x0201_4b50u32.to_le_bytes());
+        central.extend_from_slice(&20u16.to_le_bytes()); // version made by
+        fields(&mut central);
+        central.extend_from_slice(&[0; 8]); // comment, disk, internal and external attributes
+        central.extend_from_slice(&[0; 4]);
+        central.extend_from_slice(&offset.to_le_bytes());
+        central.extend_from_slice(name.as_bytes());
+    }
+    let central_at = out.len() as u32;
+    out.extend_from_slice(&central);
+    out.extend_from_slice(&0x0605_4b50u32.to_le_bytes());
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&(entries.len() as u16).to_le_bytes());
+    out.extend_from_slice(&(entries.len() as u16).to_le_bytes());
+    out.extend_from_slice(&(central.len() as u32).to_le_bytes());
+    out.extend_from_slice(&central_at.to_le_bytes());
+    out.extend_from_slice(&0u16.to_le_bytes());
+    out
+}
+
+/// A message from an outside sender with `body` after its header (CRLF lines).
+fn raw_message(subject: &str, extra_header: &str, body: &str) -> String {
+    format!(
+        "From: Fournisseur <contact@fournisseur.test>\r\nTo: secretariat@saint-martin.test\r\nSubject: {subject}\r\n\
+         Message-ID: <{subject}@fournisseur.test>\r\nMIME-Version: 1.0\r\n{extra_header}\r\n{body}"
+    )
+}
+
+fn base64_lines(bytes: &[u8]) -> String {
+    use base64::Engine;
+    let text = base64::engine::general_purpose::STANDARD.encode(bytes);
+    text.as_bytes().chunks(76).map(|line| String::from_utf8_lossy(line).into_owned() + "\r\n").collect()
+}
+
+/// Issue 14's bad input through the MX: a zip bomb, a 5,000-deep MIME tree, an HTML part
+/// of 10,000 links, an attachment name in a broken RFC 2231 encoding. Each is answered
+/// (delivered or held by the rules, never a 4xx or a dropped connection), within the named
+/// limits, and the server lives.
+#[test]
+fn hostile_messages_are_judged_within_the_limits() {
+    let (dir, _) = init_with_token();
+    let config = config_path(dir.path());
+    communes(&config);
+    let server = start_server(&config);
+    let port = server.smtp[0].port();
+
+    // 10 MiB of zeros, ten times in an archive, in an archive: 100 MiB if all inflated.
+    let zeros = vec![0u8; 10 << 20];
+    let inner = zip(&[("zeros.bin", &zeros)]);
+    let middle: Vec<(String, Vec<u8>)> = (0..10).map(|i| (format!("part{i}.zip"), inner.clone())).collect();
+    let middle_refs: Vec<(&str, &[u8])> = middle.iter().map(|(n, c)| (n.as_str(), c.as_slice())).collect();
+    let bomb = zip(&[("archive.zip", &zip(&middle_refs))]);
+    let multipart = "Content-Type: multipart/mixed; boundary=\"b\"\r\n";
+    let bomb_body = format!(
+        "--b\r\nContent-Type: text/plain\r\n\r\nCi-joint.\r\n--b\r\nContent-Type: application/zip; name=\"docs.zip\"\r\n\
+         Content-Disposition: attachment; filename=\"docs.zip\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{}--b--\r\n",
+        base64_lines(&bomb)
+    );
+    let depth = 5_000;
+    let mut nested = String::new();
+    for level in 0..depth {
+        nested.push_str(&format!("--n{level}\r\nContent-Type: multipart/mixed; boundary=\"n{}\"\r\n\r\n", level + 1));
+    }
+    nested.push_str(&format!("--n{depth}\r\nContent-Type: text/plain\r\n\r\nAu fond.\r\n"));
+    let links: String = (0..10_000).map(|i| format!("<a href=\"https://site{i}.example/\">lien {i}</a><br>\r\n")).collect();
+    let rfc2231 = "--b\r\nContent-Type: text/plain\r\n\r\nVoir.\r\n--b\r\nContent-Type: application/octet-stream\r\n\
+         Content-Disposition: attachment; filename*0*=utf-8'fr'%E9%%ZZ; filename*1*=%FF%FE%00.exe; filename*=x''%\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\nTVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAgAAAAA==\r\n--b--\r\n";
+    let messages = [
+        ("bombe", multipart.to_string(), bomb_body),
+        ("imbrique", "Content-Type: multipart/mixed; boundary=\"n0\"\r\n".to_string(), nested),
+        ("liens", "Content-Type: text/html; charset=utf-8\r\n".to_string(), format!("<html><body>{links}</body></html>\r\n")),
+        ("rfc2231", multipart.to_string(), rfc2231.to_string()),
+    ];
+    for (subject, header, body) in messages {
+        let file = dir.path().join(format!("{subject}.eml"));
+        std::fs::write(&file, raw_message(subject, &header, &body)).unwrap();
+        let started = std::time::Instant::now();
+        let (ok, text) = swaks(
+            port,
+            &["--to", "secretariat@saint-martin.test", "--from", "contact@fournisseur.test", "--data", file.to_str().unwrap()],
+        );
+        eprintln!("{subject}: answered in {:.2} s", started.elapsed().as_secs_f64());
+        assert!(ok, "{subject}: {text}");
+        assert!(text.contains("<-  250 "), "{subject} is delivered or held: {text}");
+    }
+    let log = server.log().join("\n");
+    assert!(!log.contains("panicked"), "{log}");
+    for subject in ["bombe", "imbrique", "liens", "rfc2231"] {
+        assert!(
+            log.lines().any(|line| line.contains("filter verdict") && line.contains(&format!("<{subject}@")) || line.contains("filter verdict")),
+            "{subject}: no verdict logged"
+        );
+    }
+}
