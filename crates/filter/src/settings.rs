@@ -90,14 +90,16 @@ impl Settings {
     /// check: for the MX.
     pub async fn effective(&self, tenant: &str) -> Result<(Thresholds, WarningStyle), Error> {
         let own = self.read(tenant).await?;
-        Ok((
-            own.thresholds.unwrap_or(self.inner.thresholds),
-            own.warning.unwrap_or_else(|| self.inner.warning.clone()),
-        ))
+        Ok((own.thresholds.unwrap_or(self.inner.thresholds), own.warning.unwrap_or_else(|| self.inner.warning.clone())))
     }
 
     /// `tenant`'s own settings, for its admin or the operator.
-    pub async fn get(&self, principal: &Principal, directory: &Directory, tenant: &str) -> Result<TenantSettings, Error> {
+    pub async fn get(
+        &self,
+        principal: &Principal,
+        directory: &Directory,
+        tenant: &str,
+    ) -> Result<TenantSettings, Error> {
         administered(principal, directory, tenant).await?;
         self.read(tenant).await
     }
