@@ -176,6 +176,21 @@ fn authorization_matrix() {
             json!({"tenant": "a", "account": "user@a.test"}),
             [401, 401, 401, 403, 403, 403, 404],
         ),
+        // The filter's quarantine (none held: the scopes of absent ids) and a tenant's
+        // filter settings.
+        ("GET", "/api/v1/quarantine".into(), Value::Null, [401, 401, 401, 403, 200, 200, 200]),
+        ("GET", "/api/v1/quarantine/99".into(), Value::Null, [401, 401, 401, 403, 404, 404, 404]),
+        ("GET", "/api/v1/quarantine/99/raw".into(), Value::Null, [401, 401, 401, 403, 404, 404, 404]),
+        ("POST", "/api/v1/quarantine/99/release".into(), Value::Null, [401, 401, 401, 403, 404, 404, 404]),
+        ("DELETE", "/api/v1/quarantine/99".into(), Value::Null, [401, 401, 401, 403, 404, 404, 404]),
+        ("GET", "/api/v1/tenants/a/filter".into(), Value::Null, [401, 401, 401, 403, 404, 200, 200]),
+        (
+            "PUT",
+            "/api/v1/tenants/a/filter".into(),
+            json!({"warning": {"banner": true, "english": true, "subject_tag": "[SUSPECT]"}}),
+            [401, 401, 401, 403, 404, 200, 200],
+        ),
+        ("DELETE", "/api/v1/tenants/a/filter".into(), Value::Null, [401, 401, 401, 403, 404, 204, 204]),
         // Backups: the operator's only; a tenant admin lists none and reads a job as absent.
         // (A relative path: the operator's request is refused before any backup runs.)
         ("POST", "/api/v1/backups".into(), json!({"to": "relative"}), [401, 401, 401, 403, 403, 403, 422]),

@@ -12,14 +12,21 @@
 //! - `banner`: the warning shown to the agent (a banner at the top of the visible body,
 //!   a subject tag), without breaking the message's structure.
 //! - `bayes`: the learning classifier, per tenant and shared.
-//! - `quarantine`: held messages, their listing, release and expiry.
+//! - [`quarantine`]: held messages, their listing, release and expiry.
+//! - [`settings`]: a tenant's own thresholds and warning, over the `[filter]` defaults.
 
 pub mod contacts;
+mod error;
 mod options;
+pub mod quarantine;
+pub mod settings;
 mod verdict;
 
 pub use contacts::Contacts;
+pub use error::Error;
 pub use options::{Limits, Options, Thresholds, WarningStyle};
+pub use quarantine::{Held, Quarantine};
+pub use settings::{Settings, TenantSettings};
 pub use verdict::{Action, Symbol, Verdict};
 
 #[cfg(test)]

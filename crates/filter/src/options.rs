@@ -52,6 +52,18 @@ pub struct Options {
     /// The work one message may cost.
     #[serde(skip)]
     pub limits: Limits,
+    /// How long a held message waits for an administrator before it is deleted: 30
+    /// days, a month of absence (holidays) covered, and what no one released by then was
+    /// not missed. At least an hour, at most a year (held mail counts in no quota).
+    pub quarantine_expiry_s: u64,
+    /// Tenants whose own settings are kept in memory (the MX reads them for every
+    /// message): 4,096 covers every commune of a large installation, at about 200 bytes
+    /// each.
+    pub settings_cache_tenants: usize,
+    /// How long a tenant's settings are read from memory before the store is read again:
+    /// 60 s, so that a change made through another process (the local CLI) applies
+    /// within a minute; a change through the running server's API applies at once.
+    pub settings_cache_s: u64,
 }
 
 impl Default for Options {
@@ -70,6 +82,9 @@ impl Default for Options {
             thresholds: Thresholds::default(),
             warning: WarningStyle::default(),
             limits: Limits::default(),
+            quarantine_expiry_s: 30 * 86_400,
+            settings_cache_tenants: 4096,
+            settings_cache_s: 60,
         }
     }
 }
@@ -93,7 +108,11 @@ impl Options {
         }
         self.thresholds.check(SECTION)?;
         self.warning.check(SECTION)?;
-        self.limits.check()
+        self.limits.check()?;
+        range(SECTION, "quarantine_expiry_s", self.quarantine_expiry_s, 3600, 366 * 86_400)?;
+        range(SECTION, "settings_cache_tenants", self.settings_cache_tenants as u64, 1, 1_000_000)?;
+        range(SECTION, "settings_cache_s", self.settings_cache_s, 0, 3600)?;
+        Ok(())
     }
 }
 
@@ -114,6 +133,7 @@ fn is_zone(zone: &str) -> bool {
 /// as it is. Each must be above the one before (an action never milder for a higher
 /// score).
 #[derive(Clone, Copy, Debug, PartialEq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct Thresholds {
     /// 4: one strong sign (a lookalike of the tenant's domain, an impersonated name) or
@@ -183,6 +203,7 @@ impl Thresholds {
 
 /// How a tenant's agents are warned of a message delivered with [`crate::Action::Warn`].
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct WarningStyle {
     /// A banner at the top of the visible body (text and HTML parts): on, the agent reads

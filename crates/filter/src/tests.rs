@@ -72,4 +72,245 @@ async fn correspondents_are_per_tenant_and_bounded() {
     assert_eq!(crate::contacts::record_owner(b"fc/a/d/cdg35.fr").as_deref(), Some("a"));
     assert_eq!(crate::contacts::record_owner(b"fc/a/n").as_deref(), Some("a"));
     assert_eq!(crate::contacts::record_owner(b"q/x"), None);
+mod quarantine {
+    use hameau_directory::{AccountRole, Directory, NewAccount, NewDomain, NewTenant, Principal};
+    use hameau_mailbox::{Mail, MailboxNames, Role};
+    use hameau_store::{BlobHash, Store};
+
+    use crate::quarantine::{Delivery, Hold, ListQuery, RecordOwner, record_blob_refs, record_owner};
+    use crate::{Error, Options, Quarantine, Settings, TenantSettings, Thresholds, WarningStyle};
+
+    const NOW: u64 = 1_795_000_000;
+    const EXE: &[u8] = b"From: Fournisseur <compta@fournisseur.test>\r\nSubject: Votre facture\r\nX-Hameau-Filter: action=quarantine; score=10.00; ATTACHMENT_DANGEROUS(10.00)\r\n\r\nVeuillez  ouvrir\r\nla facture.\r\n";
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        store: Store,
+        directory: Directory,
+        mail: Mail,
+        quarantine: Quarantine,
+        ids: std::collections::HashMap<&'static str, u64>,
+    }
+
+    fn admin(tenant: &str) -> Principal {
+        Principal::TenantAdmin { tenant: tenant.into() }
+    }
+
+    /// Tenants `a` (user@a.fr, other@a.fr) and `b` (user@b.fr).
+    async fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&hameau_store::Options::rocksdb(dir.path())).await.unwrap();
+        let directory = Directory::new(store.clone(), hameau_directory::Options::default());
+        let mut ids = std::collections::HashMap::new();
+        for tenant in ["a", "b"] {
+            let new = NewTenant {
+                id: tenant.into(),
+                name: tenant.into(),
+                siren: None,
+                insee: None,
+                quota_bytes: None,
+                accounts_max: None,
+            };
+            directory.create_tenant(&Principal::Operator, new, NOW).await.unwrap();
+            let domain = NewDomain { name: format!("{tenant}.fr"), tenant: tenant.into() };
+            directory.create_domain(&Principal::Operator, domain, NOW).await.unwrap();
+        }
+        for address in ["user@a.fr", "other@a.fr", "user@b.fr"] {
+            let account = NewAccount {
+                address: address.into(),
+                display_name: String::new(),
+                password: None,
+                quota_bytes: None,
+                enabled: true,
+                role: AccountRole::User,
+            };
+            let account = directory.create_account(&Principal::Operator, account, NOW).await.unwrap();
+            ids.insert(address, account.id);
+        }
+        let mail = Mail::new(store.clone());
+        let quarantine = Quarantine::new(store.clone(), &Options::default());
+        Fixture { _dir: dir, store, directory, mail, quarantine, ids }
+    }
+
+    impl Fixture {
+        async fn hold(&self, tenant: &str, to: &[&'static str], at: u64) -> String {
+            let recipients: Vec<(String, u64)> =
+                to.iter().map(|address| (address.to_string(), self.ids[address])).collect();
+            let hold = Hold {
+                tenant,
+                mail_from: "compta@fournisseur.test",
+                recipients: &recipients,
+                received_at: at,
+                verdict: "action=quarantine; score=10.00; ATTACHMENT_DANGEROUS(10.00)",
+                reason: "facture.exe is an executable",
+            };
+            self.quarantine.hold(hold, bytes::Bytes::from_static(EXE)).await.unwrap()
+        }
+
+        async fn listed(&self, principal: &Principal, query: ListQuery<'_>) -> Vec<String> {
+            let query = ListQuery { limit: query.limit.max(10), ..query };
+            self.quarantine.list(principal, query).await.unwrap().items.into_iter().map(|(id, _)| id).collect()
+        }
+
+        async fn inbox(&self, address: &str) -> usize {
+            let account = self.ids[address];
+            let Some(inbox) = self.mail.mailbox_by_role(account, Role::Inbox).await.unwrap() else { return 0 };
+            self.mail.uids(account, inbox.id).await.unwrap().len()
+        }
+
+        fn delivery(&self) -> Delivery<'_> {
+            static NAMES: std::sync::LazyLock<MailboxNames> = std::sync::LazyLock::new(MailboxNames::default);
+            Delivery { mail: &self.mail, directory: &self.directory, names: &NAMES }
+        }
+    }
+
+    #[tokio::test]
+    async fn each_admin_sees_its_own_tenants_held_mail_only() {
+        let f = fixture().await;
+        let a1 = f.hold("a", &["user@a.fr"], NOW).await;
+        let b1 = f.hold("b", &["user@b.fr"], NOW).await;
+        let a2 = f.hold("a", &["other@a.fr"], NOW + 1).await;
+        let all = ListQuery::default();
+        assert_eq!(f.listed(&Principal::Operator, all).await, [a2.as_str(), &b1, &a1]);
+        assert_eq!(f.listed(&admin("a"), all).await, [a2.as_str(), &a1]);
+        assert_eq!(f.listed(&admin("b"), all).await, [b1.as_str()]);
+        assert!(f.listed(&admin("b"), ListQuery { tenant: Some("a"), ..all }).await.is_empty());
+        assert_eq!(f.listed(&Principal::Operator, ListQuery { tenant: Some("b"), ..all }).await, [b1.as_str()]);
+        let to_user = ListQuery { recipient: Some("USER@a.fr"), ..all };
+        assert_eq!(f.listed(&admin("a"), to_user).await, [a1.as_str()]);
+        // Paged: one per page, newest first, then the cursor.
+        let page = f.quarantine.list(&admin("a"), ListQuery { limit: 1, ..all }).await.unwrap();
+        assert_eq!((page.items.len(), page.next.as_deref()), (1, Some(a2.as_str())));
+        let rest = ListQuery { limit: 1, before: page.next.as_deref(), ..all };
+        let page = f.quarantine.list(&admin("a"), rest).await.unwrap();
+        assert_eq!((page.items[0].0.as_str(), page.next), (a1.as_str(), None));
+        // A user has no access; another tenant's message reads as an absent one.
+        let user = Principal::User { account: f.ids["user@a.fr"], tenant: "a".into() };
+        assert!(matches!(f.quarantine.list(&user, all).await, Err(Error::Directory(_))));
+        assert!(matches!(f.quarantine.show(&user, &a1).await, Err(Error::Directory(_))));
+        assert!(matches!(f.quarantine.show(&admin("b"), &a1).await, Err(Error::NotFound(id)) if id == a1));
+        assert!(matches!(f.quarantine.show(&admin("b"), "999").await, Err(Error::NotFound(_))));
+        assert!(matches!(f.quarantine.raw(&admin("b"), &a1).await, Err(Error::NotFound(_))));
+        assert!(matches!(f.quarantine.delete(&admin("b"), &a1, NOW).await, Err(Error::NotFound(_))));
+        let refused = f.quarantine.release(&admin("b"), &a1, f.delivery(), NOW).await;
+        assert!(matches!(refused, Err(Error::NotFound(_))));
+        assert_eq!(f.inbox("user@a.fr").await, 0);
+        // What the admin reads.
+        let shown = f.quarantine.show(&admin("a"), &a1).await.unwrap();
+        assert_eq!(shown.held.from, "Fournisseur <compta@fournisseur.test>");
+        assert_eq!(shown.held.subject, "Votre facture");
+        assert_eq!(shown.held.expires_at, NOW + 30 * 86_400);
+        assert!(shown.headers.starts_with("From: Fournisseur") && shown.headers.ends_with("(10.00)\r\n"));
+        assert_eq!(shown.preview, "Veuillez ouvrir la facture.");
+        assert_eq!(f.quarantine.raw(&admin("a"), &a1).await.unwrap().1, EXE);
+    }
+
+    #[tokio::test]
+    async fn a_release_delivers_once_with_the_original_headers() {
+        let f = fixture().await;
+        let id = f.hold("a", &["user@a.fr", "other@a.fr"], NOW).await;
+        let (first, second) = tokio::join!(
+            f.quarantine.release(&Principal::Operator, &id, f.delivery(), NOW + 5),
+            f.quarantine.release(&Principal::Operator, &id, f.delivery(), NOW + 5),
+        );
+        let (released, refused) = match (first, second) {
+            (Ok(released), Err(e)) | (Err(e), Ok(released)) => (released, e),
+            other => panic!("one release must win: {other:?}"),
+        };
+        assert!(matches!(refused, Error::Releasing(_) | Error::NotFound(_)), "{refused:?}");
+        assert_eq!(released.delivered, ["user@a.fr", "other@a.fr"]);
+        assert!(released.skipped.is_empty());
+        assert_eq!((f.inbox("user@a.fr").await, f.inbox("other@a.fr").await), (1, 1));
+        let again = f.quarantine.release(&Principal::Operator, &id, f.delivery(), NOW + 6).await;
+        assert!(matches!(again, Err(Error::NotFound(_))));
+        assert_eq!(f.inbox("user@a.fr").await, 1);
+        assert!(f.listed(&Principal::Operator, ListQuery::default()).await.is_empty());
+        // The copies in the mailboxes hold the blob now; it is the message as held.
+        let account = f.ids["user@a.fr"];
+        let inbox = f.mail.mailbox_by_role(account, Role::Inbox).await.unwrap().unwrap();
+        let email = f.mail.uids(account, inbox.id).await.unwrap()[0].email;
+        assert_eq!(f.mail.raw(account, email).await.unwrap(), EXE);
+    }
+
+    #[tokio::test]
+    async fn a_release_skips_an_account_deleted_since() {
+        let f = fixture().await;
+        let id = f.hold("a", &["user@a.fr", "other@a.fr"], NOW).await;
+        f.directory.delete_account(&Principal::Operator, "other@a.fr").await.unwrap();
+        let released = f.quarantine.release(&admin("a"), &id, f.delivery(), NOW).await.unwrap();
+        assert_eq!((released.delivered, released.skipped), (vec!["user@a.fr".into()], vec!["other@a.fr".into()]));
+        assert_eq!(f.inbox("user@a.fr").await, 1);
+    }
+
+    #[tokio::test]
+    async fn held_mail_expires_and_its_blob_goes() {
+        let f = fixture().await;
+        let id = f.hold("a", &["user@a.fr"], NOW).await;
+        let kept = f.hold("a", &["user@a.fr"], NOW + 100).await;
+        let expires_at = NOW + Options::default().quarantine_expiry_s;
+        assert_eq!(f.quarantine.expire(expires_at - 1).await.unwrap(), 0);
+        assert_eq!(f.quarantine.expire(expires_at).await.unwrap(), 1);
+        assert!(matches!(f.quarantine.show(&Principal::Operator, &id).await, Err(Error::NotFound(_))));
+        assert_eq!(f.listed(&Principal::Operator, ListQuery::default()).await, [kept.as_str()]);
+        let blob = BlobHash::of(EXE);
+        assert!(f.store.blob_size(&blob).await.unwrap().is_some(), "the other held copy keeps it");
+        f.quarantine.delete(&admin("a"), &kept, NOW).await.unwrap();
+        assert_eq!(f.store.blob_size(&blob).await.unwrap(), None);
+        assert_eq!(f.quarantine.expire(u64::MAX).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn every_record_has_an_owner() {
+        let f = fixture().await;
+        f.hold("a", &["user@a.fr"], NOW).await;
+        let snapshot = f.store.scan(&hameau_store::Scan::prefix(b"fq/")).await.unwrap();
+        let owners: Vec<RecordOwner> =
+            snapshot.iter().map(|entry| record_owner(&entry.key, &entry.value).unwrap()).collect();
+        assert_eq!(owners.len(), 4, "{owners:?}");
+        assert_eq!(owners.iter().filter(|owner| **owner == RecordOwner::Tenant("a".into())).count(), 2);
+        assert!(owners.contains(&RecordOwner::Installation));
+        assert!(owners.iter().any(|owner| matches!(owner, RecordOwner::Via(key) if key.starts_with(b"fq/m/"))));
+        let refs: Vec<BlobHash> =
+            snapshot.iter().flat_map(|entry| record_blob_refs(&entry.key, &entry.value)).collect();
+        assert_eq!(refs, [BlobHash::of(EXE)]);
+        assert_eq!(record_owner(b"q/m/1", b""), None);
+        assert_eq!(crate::settings::record_owner(b"fs/a").as_deref(), Some("a"));
+        assert_eq!(crate::settings::record_owner(b"fq/seq"), None);
+    }
+
+    #[tokio::test]
+    async fn a_tenants_settings_override_the_defaults_until_reset() {
+        let f = fixture().await;
+        let settings = Settings::new(f.store.clone(), &Options::default());
+        let defaults = (Thresholds::default(), WarningStyle::default());
+        assert_eq!(settings.effective("a").await.unwrap(), defaults);
+        let strict = Thresholds { warn_score: 2.0, junk_score: 5.0, quarantine_score: 10.0, reject_score: 20.0 };
+        let own = TenantSettings { thresholds: Some(strict), warning: None };
+        settings.set(&admin("a"), &f.directory, "a", own.clone()).await.unwrap();
+        assert_eq!(settings.effective("a").await.unwrap(), (strict, WarningStyle::default()));
+        assert_eq!(settings.effective("b").await.unwrap(), defaults);
+        assert_eq!(settings.get(&Principal::Operator, &f.directory, "a").await.unwrap(), own);
+        // Another tenant's settings read as an absent tenant's; a user has no access.
+        let other = settings.get(&admin("b"), &f.directory, "a").await;
+        assert!(matches!(other, Err(Error::Directory(hameau_directory::Error::NotFound { .. }))), "{other:?}");
+        let user = Principal::User { account: f.ids["user@a.fr"], tenant: "a".into() };
+        let refused = settings.get(&user, &f.directory, "a").await;
+        assert!(matches!(refused, Err(Error::Directory(hameau_directory::Error::Forbidden(_)))), "{refused:?}");
+        let absent = settings.get(&Principal::Operator, &f.directory, "zz").await;
+        assert!(matches!(absent, Err(Error::Directory(hameau_directory::Error::NotFound { .. }))));
+        // Checked on set.
+        let falling = Thresholds { junk_score: 1.0, ..strict };
+        let bad = TenantSettings { thresholds: Some(falling), warning: None };
+        let Err(Error::Invalid(problem)) = settings.set(&admin("a"), &f.directory, "a", bad).await else { panic!() };
+        assert_eq!(problem.key, "thresholds.junk_score");
+        let tag = WarningStyle { subject_tag: "[SUSPECT]\r\nBcc: x".into(), ..WarningStyle::default() };
+        let bad = TenantSettings { thresholds: None, warning: Some(tag) };
+        let Err(Error::Invalid(problem)) = settings.set(&admin("a"), &f.directory, "a", bad).await else { panic!() };
+        assert_eq!(problem.key, "warning.subject_tag");
+        assert_eq!(settings.effective("a").await.unwrap().0, strict);
+        // Reset: the defaults again, and no record left.
+        settings.reset(&admin("a"), &f.directory, "a").await.unwrap();
+        assert_eq!(settings.effective("a").await.unwrap(), defaults);
+        assert!(f.store.scan(&hameau_store::Scan::prefix(b"fs/")).await.unwrap().is_empty());
+    }
 }

@@ -1,4 +1,4 @@
-//! `hameau tenant|domain|account|alias|apikey|app-password|queue …`: the admin API from the
+//! `hameau tenant|domain|account|alias|apikey|app-password|queue|quarantine …`: the admin API from the
 //! command line. Each command is one API call; it runs either in-process on the local data
 //! directory (as the operator, while the server is stopped) or against a running server
 //! (`--url` and `--api-key`). Either way the same handlers run, with the same validation
@@ -63,6 +63,73 @@ pub enum TenantCommand {
     Delete {
         id: String,
     },
+    /// The tenant's own filter settings: thresholds and the warning (docs/quarantine.md).
+    Filter {
+        #[command(subcommand)]
+        command: FilterCommand,
+    },
+}
+
+/// A tenant's filter settings; without its own, the configuration's `[filter]` applies.
+#[derive(Subcommand, Debug)]
+pub enum FilterCommand {
+    /// Shows the tenant's own settings and those that apply.
+    Get { tenant: String },
+    /// Sets the tenant's own settings. The thresholds are one part and the warning another,
+    /// each given whole: a key of a part left out takes the built-in default.
+    Set {
+        tenant: String,
+        /// From this score, delivered with a warning.
+        #[arg(long)]
+        warn_score: Option<f64>,
+        /// From this score, into Junk.
+        #[arg(long)]
+        junk_score: Option<f64>,
+        /// From this score, held in quarantine.
+        #[arg(long)]
+        quarantine_score: Option<f64>,
+        /// From this score, refused.
+        #[arg(long)]
+        reject_score: Option<f64>,
+        /// A banner at the top of a suspect message (true or false).
+        #[arg(long)]
+        banner: Option<bool>,
+        /// The banner's English version under the French one (true or false).
+        #[arg(long)]
+        english: Option<bool>,
+        /// Put in front of a suspect message's subject; empty for none.
+        #[arg(long)]
+        subject_tag: Option<String>,
+    },
+    /// Removes the tenant's own settings: the configuration's apply again.
+    Reset { tenant: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum QuarantineCommand {
+    /// Lists held messages, newest first (a tenant admin: its tenant's).
+    List {
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Only those held for this address.
+        #[arg(long)]
+        recipient: Option<String>,
+        #[arg(long)]
+        after: Option<String>,
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+    /// Shows a held message: its envelope, the filter's verdict, its header and the start
+    /// of its text; with --raw, the message itself (to save as an .eml file).
+    Show {
+        id: String,
+        #[arg(long)]
+        raw: bool,
+    },
+    /// Delivers a held message to its recipients' Inboxes, as it came.
+    Release { id: String },
+    /// Deletes a held message undelivered; the sender is not told.
+    Delete { id: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -324,7 +391,54 @@ pub fn tenant_call(command: TenantCommand) -> anyhow::Result<ApiCall> {
             ),
         ),
         TenantCommand::Delete { id } => ApiCall::delete(format!("/api/v1/tenants/{}", segment(&id))),
+        TenantCommand::Filter { command } => filter_call(command),
     })
+}
+
+fn filter_call(command: FilterCommand) -> ApiCall {
+    let path = |tenant: &str| format!("/api/v1/tenants/{}/filter", segment(tenant));
+    match command {
+        FilterCommand::Get { tenant } => ApiCall::get(path(&tenant)),
+        FilterCommand::Reset { tenant } => ApiCall::delete(path(&tenant)),
+        FilterCommand::Set {
+            tenant,
+            warn_score,
+            junk_score,
+            quarantine_score,
+            reject_score,
+            banner,
+            english,
+            subject_tag,
+        } => {
+            let thresholds = present(json!({"warn_score": warn_score, "junk_score": junk_score,
+                "quarantine_score": quarantine_score, "reject_score": reject_score}));
+            let warning = present(json!({"banner": banner, "english": english, "subject_tag": subject_tag}));
+            let part = |part: Value| (part != json!({})).then_some(part);
+            let body = present(json!({"thresholds": part(thresholds), "warning": part(warning)}));
+            ApiCall { method: "PUT", path: path(&tenant), body: Some(body) }
+        }
+    }
+}
+
+/// The quarantine's calls; `show --raw` answers the message itself, not JSON.
+pub fn quarantine_call(command: QuarantineCommand) -> ApiCall {
+    match command {
+        QuarantineCommand::List { tenant, recipient, after, limit } => ApiCall::get(format!(
+            "/api/v1/quarantine{}",
+            query(&[
+                ("tenant", tenant),
+                ("recipient", recipient),
+                ("after", after),
+                ("limit", limit.map(|l| l.to_string()))
+            ])
+        )),
+        QuarantineCommand::Show { id, raw: false } => ApiCall::get(format!("/api/v1/quarantine/{}", segment(&id))),
+        QuarantineCommand::Show { id, raw: true } => ApiCall::get(format!("/api/v1/quarantine/{}/raw", segment(&id))),
+        QuarantineCommand::Release { id } => {
+            ApiCall::post(format!("/api/v1/quarantine/{}/release", segment(&id)), json!({}))
+        }
+        QuarantineCommand::Delete { id } => ApiCall::delete(format!("/api/v1/quarantine/{}", segment(&id))),
+    }
 }
 
 fn tenant_page(page: TenantPageArgs) -> String {

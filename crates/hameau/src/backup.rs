@@ -380,6 +380,17 @@ impl Owners for WorkspaceOwners {
         if let Some(id) = hameau_migrate::destination::record_account(key) {
             return account(id);
         }
+        if let Some(owner) = hameau_filter::quarantine::record_owner(key, value) {
+            use hameau_filter::quarantine::RecordOwner as F;
+            return match owner {
+                F::Tenant(tenant) => Owner::Tenant(tenant),
+                F::Via(key) => Owner::Via(key),
+                F::Installation => Owner::Installation,
+            };
+        }
+        if let Some(tenant) = hameau_filter::settings::record_owner(key) {
+            return Owner::Tenant(tenant);
+        }
         if INSTALLATION_PREFIXES.iter().any(|prefix| key.starts_with(prefix)) {
             return Owner::Installation;
         }
@@ -389,6 +400,7 @@ impl Owners for WorkspaceOwners {
     fn blob_refs(&self, key: &[u8], value: &[u8]) -> Vec<hameau_store::BlobHash> {
         let mut refs = hameau_mailbox::record_blob_refs(key, value);
         refs.extend(hameau_queue::record_blob_refs(key, value));
+        refs.extend(hameau_filter::quarantine::record_blob_refs(key, value));
         refs
     }
 }

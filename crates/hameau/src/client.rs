@@ -52,8 +52,48 @@ pub fn run_dns_check(target: &Target, domain: &str, resolvers: Vec<std::net::Soc
     Ok(())
 }
 
+/// `hameau quarantine …`: the JSON answer; `show --raw` writes the message itself, and
+/// `release` says in words, French then English, who received it.
+pub fn run_quarantine(target: &Target, command: crate::admin::QuarantineCommand) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let raw = matches!(command, crate::admin::QuarantineCommand::Show { raw: true, .. });
+    let release = matches!(command, crate::admin::QuarantineCommand::Release { .. });
+    let call = crate::admin::quarantine_call(command);
+    if raw {
+        std::io::stdout().write_all(&call_bytes(target, call)?)?;
+        return Ok(());
+    }
+    let Some(value) = call_json(target, call)? else { return Ok(()) };
+    println!("{}", serde_json::to_string_pretty(&value)?);
+    if release {
+        let list = |key: &str| {
+            let addresses: Vec<&str> = value[key].as_array().into_iter().flatten().filter_map(|a| a.as_str()).collect();
+            addresses.join(", ")
+        };
+        let (delivered, skipped) = (list("delivered"), list("skipped"));
+        if !delivered.is_empty() {
+            eprintln!("Message libéré, remis à : {delivered} / Message released, delivered to: {delivered}");
+        }
+        if !skipped.is_empty() {
+            eprintln!(
+                "Non remis (compte supprimé depuis) : {skipped} / Not delivered (account deleted since): {skipped}"
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Runs the call; the JSON answer, if any, or the problem as an error.
 pub(crate) fn call_json(target: &Target, call: ApiCall) -> anyhow::Result<Option<serde_json::Value>> {
+    let body = call_bytes(target, call)?;
+    if body.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(serde_json::from_slice(&body).context("the server's answer is not JSON")?))
+}
+
+/// Runs the call; the answer's body, or the problem as an error.
+fn call_bytes(target: &Target, call: ApiCall) -> anyhow::Result<Vec<u8>> {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let (status, body) = runtime.block_on(async {
         match &target.url {
@@ -62,10 +102,7 @@ pub(crate) fn call_json(target: &Target, call: ApiCall) -> anyhow::Result<Option
         }
     })?;
     if status < 400 {
-        if body.is_empty() {
-            return Ok(None);
-        }
-        return Ok(Some(serde_json::from_slice(&body).context("the server's answer is not JSON")?));
+        return Ok(body);
     }
     let detail = serde_json::from_slice::<serde_json::Value>(&body)
         .ok()

@@ -94,6 +94,13 @@ enum Command {
         #[command(flatten)]
         target: admin::Target,
     },
+    /// The filter's quarantine: messages held, not delivered (docs/quarantine.md).
+    Quarantine {
+        #[command(subcommand)]
+        command: admin::QuarantineCommand,
+        #[command(flatten)]
+        target: admin::Target,
+    },
     /// The DNS records of a domain.
     Dns {
         #[command(subcommand)]
@@ -169,6 +176,7 @@ fn main() -> ExitCode {
             admin::app_password_call(command).and_then(|call| client::run(&target, call))
         }
         Command::Queue { command, target } => admin::queue_call(command).and_then(|call| client::run(&target, call)),
+        Command::Quarantine { command, target } => client::run_quarantine(&target, command),
         Command::Dns { command: DnsCommand::Records { domain, json }, target } => {
             client::run_dns_records(&target, &domain, json)
         }

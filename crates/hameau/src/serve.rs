@@ -63,6 +63,9 @@ pub fn app_state(
         client,
         backups: Arc::new(hameau_http::api::backups::Jobs::new(config.backup.clone())),
         imports: None,
+        mail: hameau_mailbox::Mail::with_limits(store.clone(), config.mail.clone()),
+        quarantine: hameau_filter::Quarantine::new(store.clone(), &config.filter),
+        filter_settings: hameau_filter::Settings::new(store.clone(), &config.filter),
     }
 }
 
@@ -93,6 +96,13 @@ async fn serve(config: Config, reload_log: &crate::logging::Reload) -> anyhow::R
     let directory = Directory::new(store.clone(), config.directory.clone()).with_limiter(limiter.clone());
     // One mail model: SMTP deliveries wake the IMAP sessions of the same account.
     let mail = hameau_mailbox::Mail::with_limits(store.clone(), config.mail.clone());
+    // One quarantine and one cache of the tenants' filter settings: the MX holds and
+    // reads, the API releases and writes (a change applies to the next message).
+    let filter = (
+        hameau_filter::Quarantine::new(store.clone(), &config.filter),
+        hameau_filter::Settings::new(store.clone(), &config.filter),
+    );
+    start_quarantine_sweep(&filter.0, &shutdown_rx, &mut services);
     // One queue: submission fills it, the API administers it, and both wake its worker.
     let queue = (hameau_queue::Queue::new(store.clone(), config.queue.clone()), Arc::new(tokio::sync::Notify::new()));
     // One resolver, one answer cache, for the MX's checks and the outbound queue's routes.
@@ -123,16 +133,16 @@ async fn serve(config: Config, reload_log: &crate::logging::Reload) -> anyhow::R
             return Err(e);
         }
     };
+    let shared = (&store, &directory, &queue, certs);
     let mut started =
-        start_http(&config, (&store, &directory, &queue, certs), &imports, &registry, &shutdown_rx, &mut services)
-            .await;
+        start_http(&config, shared, (&mail, &filter), &imports, &registry, &shutdown_rx, &mut services).await;
     if started.is_ok() {
         started = start_plain(&config, &http01, &registry, &shutdown_rx, &mut services).await;
     }
-    let filter = filter_stage(&config, &store, &directory, &resolver, &registry);
+    let filter_stage = filter_stage(&config, (&store, &filter), &directory, &resolver, &registry);
     if started.is_ok() {
         let shared = (&mail, &directory, &resolver, certs);
-        started = match &filter {
+        started = match &filter_stage {
             Ok(filter) => start_smtp(&config, shared, filter.clone(), &registry, &shutdown_rx, &mut services).await,
             Err(e) => Err(anyhow::anyhow!("{e:#}")),
         };
@@ -196,6 +206,7 @@ async fn start_http(
         &QueueAndWake,
         &Arc<hameau_net::Certificates>,
     ),
+    (mail, (quarantine, filter_settings)): (&hameau_mailbox::Mail, &FilterShared),
     imports: &Arc<hameau_migrate::Jobs>,
     registry: &Arc<Registry>,
     shutdown: &watch::Receiver<bool>,
@@ -212,6 +223,8 @@ async fn start_http(
     // The directory's limiter is the one every protocol shares (`app_state` takes it).
     (state.queue, state.queue_wake) = (queue.clone(), queued.clone());
     state.imports = Some(imports.clone());
+    state.mail = mail.clone();
+    (state.quarantine, state.filter_settings) = (quarantine.clone(), filter_settings.clone());
     let metrics = state.metrics.clone();
     let router = hameau_http::router(state);
     for addr in &config.http.listen {
@@ -309,7 +322,7 @@ fn start_acme(
 /// filter is off.
 fn filter_stage(
     config: &Config,
-    store: &hameau_store::Store,
+    (store, (quarantine, settings)): (&hameau_store::Store, &FilterShared),
     directory: &Directory,
     resolver: &hickory_resolver::TokioResolver,
     registry: &Arc<Registry>,
@@ -334,8 +347,8 @@ fn filter_stage(
         directory.clone(),
         hameau_filter::Contacts::new(store.clone(), options),
         hameau_filter::Learning::new(store.clone(), options),
-        hameau_filter::Settings::new(store.clone(), options),
-        hameau_filter::Quarantine::new(store.clone(), options),
+        settings.clone(),
+        quarantine.clone(),
         hameau_smtp::dnsbl::Dnsbl::new(dnsbl_resolver, options),
         registry.clone(),
     ))))
@@ -407,6 +420,37 @@ fn system_now_s() -> Arc<dyn Fn() -> u64 + Send + Sync> {
 
 /// The one queue and the notification that wakes its delivery worker.
 type QueueAndWake = (hameau_queue::Queue, Arc<tokio::sync::Notify>);
+
+/// The filter's quarantine and the tenants' settings, shared by the MX and the API.
+type FilterShared = (hameau_filter::Quarantine, hameau_filter::Settings);
+
+/// How often the held mail that expired is deleted: expiry is counted in days
+/// (`filter.quarantine_expiry_s`), so an hour late is nothing, and a sweep an hour costs
+/// a scan that finds nothing most of the time.
+const QUARANTINE_SWEEP_S: u64 = 3600;
+
+/// Deletes the held mail that expired, at start and every [`QUARANTINE_SWEEP_S`], until
+/// shutdown.
+fn start_quarantine_sweep(
+    quarantine: &hameau_filter::Quarantine,
+    shutdown: &watch::Receiver<bool>,
+    services: &mut JoinSet<()>,
+) {
+    let (quarantine, mut shutdown) = (quarantine.clone(), shutdown.clone());
+    services.spawn(async move {
+        loop {
+            match quarantine.expire(<SystemClock as hameau_http::Clock>::now_s(&SystemClock)).await {
+                Ok(0) => {}
+                Ok(removed) => tracing::info!(removed, "quarantine: expired held mail deleted"),
+                Err(e) => tracing::warn!(error = %e, "quarantine: the expiry sweep failed; it runs again later"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(QUARANTINE_SWEEP_S)) => {}
+                _ = shutdown.wait_for(|stopping| *stopping) => return,
+            }
+        }
+    });
+}
 
 /// The outbound queue's delivery worker (always: the queue may hold mail from before),
 /// and the submission listeners that fill the queue.

@@ -5,8 +5,10 @@
 //! Handlers only translate: the directory checks every rule and every scope.
 
 pub mod backups;
+mod filter;
 mod handlers;
 mod imports;
+mod quarantine;
 mod queue;
 
 use axum::Json;
@@ -228,7 +230,7 @@ fn bearer_token(parts: &Parts) -> Option<String> {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Hameau admin API", description = "Tenants, domains, accounts, aliases, application passwords, API keys, the outbound queue, backups, and imports from the old provider (jobs of the server: they do not survive a restart; an import is resumable, so starting it again copies only what is missing)."),
+    info(title = "Hameau admin API", description = "Tenants, domains, accounts, aliases, application passwords, API keys, the outbound queue, the filter's quarantine and each tenant's filter settings, backups, and imports from the old provider (jobs of the server: they do not survive a restart; an import is resumable, so starting it again copies only what is missing)."),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
     components(schemas(Problem))
@@ -255,5 +257,7 @@ pub fn api() -> OpenApiRouter<AppState> {
     doc.info.version = env!("CARGO_PKG_VERSION").to_string();
     let router = routes(OpenApiRouter::with_openapi(doc));
     // Imports from the old provider, run by the server (`api::imports`).
-    imports::routes(router)
+    let router = imports::routes(router);
+    // The filter's quarantine and each tenant's filter settings.
+    filter::routes(quarantine::routes(router))
 }

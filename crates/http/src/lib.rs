@@ -73,6 +73,14 @@ pub struct AppState {
     /// The server's import jobs (`/api/v1/imports`); absent in the local CLI's
     /// in-process router, where no server runs to hold them.
     pub imports: Option<Arc<hameau_migrate::Jobs>>,
+    /// The server's one mail model: a released message is delivered through it (and wakes
+    /// the IMAP sessions of its accounts).
+    pub mail: hameau_mailbox::Mail,
+    /// The messages the filter held (`/api/v1/quarantine`).
+    pub quarantine: hameau_filter::Quarantine,
+    /// Each tenant's filter settings (`/api/v1/tenants/{id}/filter`): the same handle as
+    /// the MX's, so that a change applies to the next message.
+    pub filter_settings: hameau_filter::Settings,
 }
 
 /// Every route of the listener.

@@ -32,7 +32,6 @@ impl Clock for FixedClock {
 pub(crate) fn state(store: Store, directory: Directory, queue: Queue, host: &str) -> AppState {
     let registry = Arc::new(hameau_telemetry::Registry::new());
     AppState {
-        store,
         limiter: directory.limiter().clone(),
         directory,
         clock: Arc::new(FixedClock),
@@ -45,6 +44,10 @@ pub(crate) fn state(store: Store, directory: Directory, queue: Queue, host: &str
         client: crate::ClientSettings::standard(host),
         backups: Arc::default(),
         imports: None,
+        mail: hameau_mailbox::Mail::new(store.clone()),
+        quarantine: hameau_filter::Quarantine::new(store.clone(), &hameau_filter::Options::default()),
+        filter_settings: hameau_filter::Settings::new(store.clone(), &hameau_filter::Options::default()),
+        store,
     }
 }
 
@@ -53,6 +56,10 @@ struct Fixture {
     router: Router,
     queue: Queue,
     wake: Arc<tokio::sync::Notify>,
+    quarantine: hameau_filter::Quarantine,
+    mail: hameau_mailbox::Mail,
+    /// The account of user@a.fr.
+    user_a_id: u64,
     operator: String,
     admin_a: String,
     admin_b: String,
@@ -86,7 +93,7 @@ async fn fixture() -> Fixture {
         enabled: true,
         role: AccountRole::User,
     };
-    directory.create_account(&operator, account, NOW).await.unwrap();
+    let user_a_id = directory.create_account(&operator, account, NOW).await.unwrap().id;
     let mut tokens = Vec::new();
     for scope in [
         KeyScope::Operator,
@@ -112,8 +119,10 @@ async fn fixture() -> Fixture {
     }
     let state = state(store, directory, queue.clone(), "mx.example.org");
     let wake = state.queue_wake.clone();
+    let (quarantine, mail) = (state.quarantine.clone(), state.mail.clone());
     let [operator, admin_a, admin_b, user_a] = <[String; 4]>::try_from(tokens).unwrap();
-    Fixture { _dir: dir, router: crate::router(state), queue, wake, operator, admin_a, admin_b, user_a }
+    let router = crate::router(state);
+    Fixture { _dir: dir, router, queue, wake, quarantine, mail, user_a_id, operator, admin_a, admin_b, user_a }
 }
 
 impl Fixture {
@@ -137,6 +146,13 @@ impl Fixture {
         let status = response.status().as_u16();
         let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
         (status, bytes.to_vec())
+    }
+
+    /// The ids of the quarantine's listing.
+    async fn held_ids(&self, token: &str) -> Vec<String> {
+        let (status, page) = self.call(token, "GET", "/api/v1/quarantine", None).await;
+        assert_eq!(status, 200, "{page}");
+        page["items"].as_array().unwrap().iter().map(|item| item["id"].as_str().unwrap().to_string()).collect()
     }
 
     /// The ids of a listing.
@@ -311,6 +327,130 @@ async fn another_tenants_message_reads_exactly_as_an_absent_one() {
     // Nothing changed.
     let message = f.queue.get(1).await.unwrap().unwrap();
     assert_eq!((message.held, message.due_at), (None, Some(NOW - 60)));
+}
+
+/// Holds a message of tenant `tenant` for `to` (address and account).
+async fn hold(f: &Fixture, tenant: &str, to: (&str, u64)) -> String {
+    let recipients = [(to.0.to_string(), to.1)];
+    let hold = hameau_filter::quarantine::Hold {
+        tenant,
+        mail_from: "compta@fournisseur.test",
+        recipients: &recipients,
+        received_at: NOW - 60,
+        verdict: "action=quarantine; score=10.00; ATTACHMENT_DANGEROUS(10.00)",
+        reason: "facture.exe: an executable",
+    };
+    let raw = b"From: compta@fournisseur.test\r\nSubject: Facture\r\nX-Hameau-Filter: action=quarantine; score=10.00; ATTACHMENT_DANGEROUS(10.00)\r\n\r\nCi-joint.\r\n";
+    f.quarantine.hold(hold, bytes::Bytes::from_static(raw)).await.unwrap()
+}
+
+#[tokio::test]
+async fn the_quarantine_is_scoped_and_a_release_reaches_the_inbox() {
+    let f = fixture().await;
+    let a = hold(&f, "a", ("user@a.fr", f.user_a_id)).await;
+    let b = hold(&f, "b", ("someone@b.fr", 999)).await;
+    let (operator, admin_a, admin_b, user_a) = (&f.operator, &f.admin_a, &f.admin_b, &f.user_a);
+    assert_eq!(f.held_ids(operator).await, [b.clone(), a.clone()]);
+    assert_eq!(f.held_ids(admin_a).await, [a.clone()]);
+    assert_eq!(f.held_ids(admin_b).await, [b.clone()]);
+    let (status, page) = f.call(admin_b, "GET", "/api/v1/quarantine?tenant=a", None).await;
+    assert_eq!((status, page["items"].as_array().unwrap().len()), (200, 0));
+    let (status, page) = f.call(operator, "GET", "/api/v1/quarantine?recipient=USER@a.fr", None).await;
+    assert_eq!((status, page["items"][0]["id"].as_str()), (200, Some(a.as_str())));
+    let (status, _) = f.call(operator, "GET", "/api/v1/quarantine?after=x", None).await;
+    assert_eq!(status, 400);
+
+    // Columns: user of a, admin of b, admin of a, operator.
+    let rows: [(&str, String, [u16; 4]); 6] = [
+        ("GET", "/api/v1/quarantine".into(), [403, 200, 200, 200]),
+        ("GET", format!("/api/v1/quarantine/{a}"), [403, 404, 200, 200]),
+        ("GET", format!("/api/v1/quarantine/{a}/raw"), [403, 404, 200, 200]),
+        ("GET", "/api/v1/quarantine/99".into(), [403, 404, 404, 404]),
+        ("POST", format!("/api/v1/quarantine/{a}/release"), [403, 404, 0, 0]),
+        ("DELETE", format!("/api/v1/quarantine/{b}"), [403, 0, 404, 0]),
+    ];
+    for (method, path, expected) in &rows {
+        for (caller, expected) in [user_a, admin_b, admin_a, operator].iter().zip(expected).filter(|(_, e)| **e != 0) {
+            let (status, answer) = f.call_raw(caller, method, path, None).await;
+            assert_eq!(status, *expected, "{method} {path}: {}", String::from_utf8_lossy(&answer));
+        }
+    }
+    // Another tenant's message and an absent one read the same.
+    let (_, other) = f.call_raw(admin_b, "GET", &format!("/api/v1/quarantine/{a}"), None).await;
+    let (_, absent) = f.call_raw(admin_b, "GET", "/api/v1/quarantine/99", None).await;
+    assert_eq!(
+        String::from_utf8(other).unwrap().replace(&format!("\\\"{a}\\\""), "\\\"99\\\""),
+        String::from_utf8(absent).unwrap()
+    );
+
+    let (status, shown) = f.call(admin_a, "GET", &format!("/api/v1/quarantine/{a}"), None).await;
+    assert_eq!(status, 200);
+    assert_eq!((shown["subject"].as_str(), shown["preview"].as_str()), (Some("Facture"), Some("Ci-joint.")));
+    assert_eq!(shown["recipients"], json!(["user@a.fr"]));
+    assert!(shown["verdict"].as_str().unwrap().contains("ATTACHMENT_DANGEROUS"));
+    assert_eq!(shown["expires_at"], json!(NOW - 60 + 30 * 86_400));
+    let (status, raw) = f.call_raw(admin_a, "GET", &format!("/api/v1/quarantine/{a}/raw"), None).await;
+    assert_eq!(status, 200);
+    assert!(raw.starts_with(b"From: compta@fournisseur.test\r\n"));
+
+    // The operator releases a's message: it is then in user@a.fr's Inbox, once.
+    let (status, released) = f.call(operator, "POST", &format!("/api/v1/quarantine/{a}/release"), None).await;
+    assert_eq!((status, released), (200, json!({"delivered": ["user@a.fr"], "skipped": []})));
+    let (status, _) = f.call(operator, "POST", &format!("/api/v1/quarantine/{a}/release"), None).await;
+    assert_eq!(status, 404);
+    let inbox = f.mail.mailbox_by_role(f.user_a_id, hameau_mailbox::Role::Inbox).await.unwrap().unwrap();
+    let uids = f.mail.uids(f.user_a_id, inbox.id).await.unwrap();
+    assert_eq!(uids.len(), 1);
+    let stored = f.mail.raw(f.user_a_id, uids[0].email).await.unwrap();
+    assert!(String::from_utf8(stored).unwrap().contains("X-Hameau-Filter: action=quarantine"));
+    // The operator deletes b's.
+    let (status, _) = f.call(operator, "DELETE", &format!("/api/v1/quarantine/{b}"), None).await;
+    assert_eq!(status, 204);
+    assert!(f.held_ids(operator).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_tenants_filter_settings_by_role() {
+    let f = fixture().await;
+    let strict =
+        json!({"thresholds": {"warn_score": 2.0, "junk_score": 5.0, "quarantine_score": 10.0, "reject_score": 20.0}});
+    // Columns: user of a, admin of b, admin of a, operator.
+    let rows: [(&str, &str, Option<Value>, [u16; 4]); 6] = [
+        ("GET", "/api/v1/tenants/a/filter", None, [403, 404, 200, 200]),
+        ("PUT", "/api/v1/tenants/a/filter", Some(strict.clone()), [403, 404, 200, 200]),
+        ("GET", "/api/v1/tenants/zz/filter", None, [403, 404, 404, 404]),
+        ("PUT", "/api/v1/tenants/zz/filter", Some(strict.clone()), [403, 404, 404, 404]),
+        ("DELETE", "/api/v1/tenants/a/filter", None, [403, 404, 204, 204]),
+        ("DELETE", "/api/v1/tenants/b/filter", None, [403, 204, 404, 204]),
+    ];
+    let callers = [&f.user_a, &f.admin_b, &f.admin_a, &f.operator];
+    for (method, path, body, expected) in &rows {
+        for (caller, expected) in callers.iter().zip(expected) {
+            let (status, answer) = f.call(caller, method, path, body.clone()).await;
+            assert_eq!(status, *expected, "{method} {path}: {answer}");
+        }
+    }
+    let (status, set) = f.call(&f.admin_a, "PUT", "/api/v1/tenants/a/filter", Some(strict.clone())).await;
+    assert_eq!(status, 200);
+    assert_eq!(set["own"], strict);
+    assert_eq!(set["effective"]["thresholds"]["junk_score"], json!(5.0));
+    assert_eq!(set["effective"]["warning"]["subject_tag"], json!("[SUSPECT]"));
+    let (_, got) = f.call(&f.operator, "GET", "/api/v1/tenants/a/filter", None).await;
+    assert_eq!(got, set);
+    let falling =
+        json!({"thresholds": {"warn_score": 6.0, "junk_score": 5.0, "quarantine_score": 10.0, "reject_score": 20.0}});
+    let (status, problem) = f.call(&f.admin_a, "PUT", "/api/v1/tenants/a/filter", Some(falling)).await;
+    assert_eq!(
+        (status, problem["detail"].as_str().unwrap()),
+        (400, "thresholds.junk_score: 5 is not above thresholds.warn_score (6)")
+    );
+    let (status, _) = f.call(&f.admin_a, "PUT", "/api/v1/tenants/a/filter", Some(json!({"colour": 1}))).await;
+    assert_eq!(status, 422);
+    let (status, _) = f.call(&f.admin_a, "DELETE", "/api/v1/tenants/a/filter", None).await;
+    assert_eq!(status, 204);
+    let (_, got) = f.call(&f.admin_a, "GET", "/api/v1/tenants/a/filter", None).await;
+    assert_eq!(got["own"], json!({}));
+    assert_eq!(got["effective"]["thresholds"]["junk_score"], json!(8.0));
 }
 
 /// Port 80: a running HTTP-01 challenge is answered, an unknown token is not, and every
