@@ -14,6 +14,7 @@
 //! - `bayes`: the learning classifier, per tenant and shared.
 //! - `quarantine`: held messages, their listing, release and expiry.
 
+pub mod bayes;
 mod options;
 mod verdict;
 
