@@ -18,7 +18,7 @@ use std::collections::HashMap;
 
 use crate::{Limits, Symbol};
 
-pub use tokenizer::tokens;
+pub use tokenizer::{tokens, tokens_explained};
 
 /// How often one token was seen in trained spam and ham messages.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -186,11 +186,11 @@ fn spam_score(probability: f64) -> f64 {
     previous.1
 }
 
-/// A token's spam probability, Robinson's f(w): the share of spam among the messages it
+/// A token's spam probability, Robinson's f(w) (public to explain a score): the share of spam among the messages it
 /// was seen in (each class's count relative to that class's total, so that training more
 /// ham than spam does not make every token look hammy), pulled towards 0.5 with
 /// [`PRIOR_STRENGTH`]. `None` for a token never seen.
-fn token_probability(counts: Counts, totals: Totals) -> Option<f64> {
+pub fn token_probability(counts: Counts, totals: Totals) -> Option<f64> {
     let seen = f64::from(counts.spam) + f64::from(counts.ham);
     if seen == 0.0 {
         return None;

@@ -29,20 +29,31 @@ use crate::Limits;
 /// the order first seen. The hashes are stable (FNV-1a then a fixed mix, no random seed):
 /// the store keeps counts under them across restarts and versions.
 pub fn tokens(raw: &[u8], limits: &Limits) -> Vec<u64> {
+    tokenize(raw, limits, false).tokens
+}
+
+/// [`tokens`] with what each one is (its kind and text, e.g. `Subject "gratuit"`), to
+/// explain a score to an operator and to tune the tokenizer.
+pub fn tokens_explained(raw: &[u8], limits: &Limits) -> Vec<(u64, String)> {
+    let sink = tokenize(raw, limits, true);
+    sink.tokens.into_iter().zip(sink.texts).collect()
+}
+
+fn tokenize(raw: &[u8], limits: &Limits, explain: bool) -> Sink {
     // mail-parser documents that it never panics, and has been found to (issue 10): a
     // message that makes it panic is tokenized as plain text.
     let parsed = std::panic::catch_unwind(AssertUnwindSafe(|| {
-        let mut sink = Sink::new(limits.bayes_tokens_max);
+        let mut sink = Sink::new(limits.bayes_tokens_max, explain);
         match MessageParser::default().parse(raw) {
             Some(message) => message_tokens(&message, limits, &mut sink),
             None => raw_tokens(raw, limits, &mut sink),
         }
-        sink.tokens
+        sink
     }));
     parsed.unwrap_or_else(|_| {
-        let mut sink = Sink::new(limits.bayes_tokens_max);
+        let mut sink = Sink::new(limits.bayes_tokens_max, explain);
         raw_tokens(raw, limits, &mut sink);
-        sink.tokens
+        sink
     })
 }
 
@@ -56,7 +67,7 @@ const WORD_BYTES_MAX: usize = 40;
 
 /// Kinds of token: each kind's texts are hashed apart from the others'. The numbers are
 /// part of the hashes the store keeps: never renumber, only add.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 enum Kind {
     Word = 1,
     Pair = 2,
@@ -87,11 +98,14 @@ struct Sink {
     seen: HashSet<u64>,
     tokens: Vec<u64>,
     max: usize,
+    /// Each token's kind and text, when explaining.
+    explain: bool,
+    texts: Vec<String>,
 }
 
 impl Sink {
-    fn new(max: usize) -> Self {
-        Sink { seen: HashSet::new(), tokens: Vec::new(), max }
+    fn new(max: usize, explain: bool) -> Self {
+        Sink { seen: HashSet::new(), tokens: Vec::new(), max, explain, texts: Vec::new() }
     }
 
     fn full(&self) -> bool {
@@ -105,6 +119,9 @@ impl Sink {
         let token = hash(kind, text.as_bytes());
         if self.seen.insert(token) {
             self.tokens.push(token);
+            if self.explain {
+                self.texts.push(format!("{kind:?} {text:?}"));
+            }
         }
     }
 
