@@ -17,6 +17,7 @@
 
 pub mod contacts;
 mod error;
+pub mod bayes;
 mod options;
 pub mod quarantine;
 pub mod settings;

@@ -255,6 +255,14 @@ pub struct Limits {
     /// Bytes inflated from all the archives of one message (to look inside nested ones
     /// and Office files): 16 MiB; a zip bomb stops there.
     pub zip_inflated_bytes_max: usize,
+    /// Distinct tokens the classifier takes from one message: 3,000. A long newsletter
+    /// gives about 2,000 (words, word pairs, link hosts); each token of a trained message is
+    /// one count written to the store, so more would cost writes and add little evidence.
+    pub bayes_tokens_max: usize,
+    /// Messages of each class (spam and ham) the classifier must have been trained on
+    /// before it says anything: 200, as SpamAssassin's `bayes_min_spam_num` and
+    /// `bayes_min_ham_num`; below that a few words decide too much.
+    pub bayes_min_messages: u64,
 }
 
 impl Default for Limits {
@@ -266,6 +274,8 @@ impl Default for Limits {
             zip_entries_max: 1000,
             zip_depth_max: 2,
             zip_inflated_bytes_max: 16 << 20,
+            bayes_tokens_max: 3000,
+            bayes_min_messages: 200,
         }
     }
 }
@@ -279,6 +289,8 @@ impl Limits {
         range(SECTION, "zip_entries_max", self.zip_entries_max as u64, 1, 100_000)?;
         range(SECTION, "zip_depth_max", self.zip_depth_max as u64, 0, 8)?;
         range(SECTION, "zip_inflated_bytes_max", self.zip_inflated_bytes_max as u64, 0, 1 << 30)?;
+        range(SECTION, "bayes_tokens_max", self.bayes_tokens_max as u64, 16, 100_000)?;
+        range(SECTION, "bayes_min_messages", self.bayes_min_messages, 1, 1_000_000)?;
         Ok(())
     }
 }

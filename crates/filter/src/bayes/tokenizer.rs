@@ -1,0 +1,396 @@
+//! A message's tokens: what the classifier counts.
+//!
+//! What a token is matters more than the arithmetic after it. A token is a kind and a
+//! text, hashed together, so that "free" in the subject and "free" in the body are two
+//! tokens:
+//! - the words of the subject, and of the display names and addresses of From and
+//!   Reply-To, each under its header's name; the sender's domain and its parents;
+//! - the names of the headers present, and the words of the mailer's name and of the
+//!   Content-Type (a bulk mailer shows in which headers it writes);
+//! - the words of every text part, decoded (transfer encoding and charset), HTML turned to
+//!   text, and each pair of neighbouring words (a phrase says more than its words);
+//! - the hosts of the links (and their parent domains), the HTML tags used, the types and
+//!   extensions of the attachments;
+//! - a few shapes: a message only in HTML, its size, its number of parts.
+//!
+//! Bounded: at most `Limits::parts_max` parts, `Limits::text_bytes_max` bytes of each
+//! text, `Limits::bayes_tokens_max` distinct tokens (the first ones: headers, then the
+//! body in order). The MIME tree is walked in a loop over mail-parser's flat part list, with
+//! attached messages pushed on a bounded stack, never by recursion.
+
+use std::collections::HashSet;
+use std::panic::AssertUnwindSafe;
+
+use mail_parser::{Message, MessageParser, MimeHeaders, PartType};
+
+use crate::Limits;
+
+/// The distinct tokens of a message (64-bit hashes), at most `limits.bayes_tokens_max`, in
+/// the order first seen. The hashes are stable (FNV-1a then a fixed mix, no random seed):
+/// the store keeps counts under them across restarts and versions.
+pub fn tokens(raw: &[u8], limits: &Limits) -> Vec<u64> {
+    tokenize(raw, limits, false).tokens
+}
+
+/// [`tokens`] with what each one is (its kind and text, e.g. `Subject "gratuit"`), to
+/// explain a score to an operator and to tune the tokenizer.
+pub fn tokens_explained(raw: &[u8], limits: &Limits) -> Vec<(u64, String)> {
+    let sink = tokenize(raw, limits, true);
+    sink.tokens.into_iter().zip(sink.texts).collect()
+}
+
+fn tokenize(raw: &[u8], limits: &Limits, explain: bool) -> Sink {
+    // mail-parser documents that it never panics, and has been found to (issue 10): a
+    // message that makes it panic is tokenized as plain text.
+    let parsed = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        let mut sink = Sink::new(limits.bayes_tokens_max, explain);
+        match MessageParser::default().parse(raw) {
+            Some(message) => message_tokens(&message, limits, &mut sink),
+            None => raw_tokens(raw, limits, &mut sink),
+        }
+        sink
+    }));
+    parsed.unwrap_or_else(|_| {
+        let mut sink = Sink::new(limits.bayes_tokens_max, explain);
+        raw_tokens(raw, limits, &mut sink);
+        sink
+    })
+}
+
+/// Attached messages (message/rfc822 parts) read inside a message: 2, a forward of a
+/// forward; deeper ones are left out (mail-parser itself decodes only 3 levels).
+const NESTED_MESSAGES_MAX: usize = 2;
+
+/// A word longer than this is not a word (base64 left in a body, a hash, a long URL's
+/// path): 40 bytes, as the longest French and English words are under 30 characters.
+const WORD_BYTES_MAX: usize = 40;
+
+/// Kinds of token: each kind's texts are hashed apart from the others'. The numbers are
+/// part of the hashes the store keeps: never renumber, only add.
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Word = 1,
+    Pair = 2,
+    Subject = 3,
+    SubjectPair = 4,
+    HeaderName = 5,
+    FromName = 6,
+    FromAddress = 7,
+    FromDomain = 8,
+    ReplyToDomain = 9,
+    Mailer = 10,
+    ContentType = 11,
+    Charset = 12,
+    Host = 13,
+    Tag = 14,
+    Attachment = 15,
+    Shape = 16,
+}
+
+impl Kind {
+    fn tag(self) -> u8 {
+        self as u8
+    }
+}
+
+/// The distinct tokens so far, and the bound.
+struct Sink {
+    seen: HashSet<u64>,
+    tokens: Vec<u64>,
+    max: usize,
+    /// Each token's kind and text, when explaining.
+    explain: bool,
+    texts: Vec<String>,
+}
+
+impl Sink {
+    fn new(max: usize, explain: bool) -> Self {
+        Sink { seen: HashSet::new(), tokens: Vec::new(), max, explain, texts: Vec::new() }
+    }
+
+    fn full(&self) -> bool {
+        self.tokens.len() >= self.max
+    }
+
+    fn push(&mut self, kind: Kind, text: &str) {
+        if self.full() {
+            return;
+        }
+        let token = hash(kind, text.as_bytes());
+        if self.seen.insert(token) {
+            self.tokens.push(token);
+            if self.explain {
+                self.texts.push(format!("{kind:?} {text:?}"));
+            }
+        }
+    }
+
+    /// The words of `text` under `kind`, and each pair of neighbours under `pair_kind`.
+    fn push_words(&mut self, kind: Kind, pair_kind: Option<Kind>, text: &str) {
+        let mut previous: Option<String> = None;
+        for word in words(text) {
+            if self.full() {
+                return;
+            }
+            self.push(kind, &word);
+            if let Some(pair_kind) = pair_kind {
+                if let Some(previous) = &previous {
+                    self.push(pair_kind, &format!("{previous} {word}"));
+                }
+                previous = Some(word);
+            }
+        }
+    }
+}
+
+fn message_tokens(message: &Message<'_>, limits: &Limits, sink: &mut Sink) {
+    header_tokens(message, sink);
+    let mut n_parts = 0;
+    let mut has_text = false;
+    let mut has_html = false;
+    // Attached messages met on the way, read after this one, each with its depth.
+    let mut pending: Vec<(&Message<'_>, usize)> = vec![(message, 0)];
+    while let Some((message, depth)) = pending.pop() {
+        for part in &message.parts {
+            if n_parts >= limits.parts_max || sink.full() {
+                sink.push(Kind::Shape, "parts limit reached");
+                break;
+            }
+            n_parts += 1;
+            if let Some(content_type) = part.content_type() {
+                let full = format!("{}/{}", content_type.ctype(), content_type.subtype().unwrap_or(""));
+                sink.push(Kind::ContentType, &full.to_lowercase());
+                if let Some(charset) = content_type.attribute("charset") {
+                    sink.push(Kind::Charset, &charset.to_lowercase());
+                }
+            }
+            match &part.body {
+                PartType::Text(text) => {
+                    has_text = true;
+                    text_tokens(bounded(text, limits.text_bytes_max), sink);
+                }
+                PartType::Html(html) => {
+                    has_html = true;
+                    html_tokens(bounded(html, limits.text_bytes_max), sink);
+                }
+                PartType::Binary(_) | PartType::InlineBinary(_) => attachment_tokens(part, sink),
+                PartType::Message(nested) => {
+                    if depth < NESTED_MESSAGES_MAX {
+                        pending.push((nested, depth + 1));
+                    }
+                }
+                PartType::Multipart(_) => {}
+            }
+        }
+    }
+    if has_html && !has_text {
+        sink.push(Kind::Shape, "html only");
+    }
+    sink.push(Kind::Shape, &format!("parts {}", n_parts.min(10)));
+    // Powers of two of the size: 2 KiB, 4 KiB, … (a one-line spam, a 40 KiB newsletter).
+    let size_class = usize::BITS - message.raw_message.len().leading_zeros();
+    sink.push(Kind::Shape, &format!("size 2^{size_class}"));
+}
+
+fn header_tokens(message: &Message<'_>, sink: &mut Sink) {
+    if let Some(subject) = message.subject() {
+        sink.push_words(Kind::Subject, Some(Kind::SubjectPair), subject);
+        let letters: Vec<char> = subject.chars().filter(|c| c.is_alphabetic()).collect();
+        if letters.len() >= 8 && letters.iter().all(|c| c.is_uppercase()) {
+            sink.push(Kind::Shape, "subject in capitals");
+        }
+    } else {
+        sink.push(Kind::Shape, "no subject");
+    }
+    for address in message.from().iter().flat_map(|address| address.iter()) {
+        if let Some(name) = address.name() {
+            sink.push_words(Kind::FromName, None, name);
+        }
+        if let Some(address) = address.address() {
+            let address = address.to_lowercase();
+            sink.push(Kind::FromAddress, &address);
+            if let Some((_, domain)) = address.rsplit_once('@') {
+                domain_tokens(Kind::FromDomain, domain, sink);
+            }
+        }
+    }
+    for address in message.reply_to().iter().flat_map(|address| address.iter()) {
+        if let Some((_, domain)) = address.address().and_then(|address| address.rsplit_once('@')) {
+            domain_tokens(Kind::ReplyToDomain, &domain.to_lowercase(), sink);
+        }
+    }
+    for (name, value) in message.headers_raw() {
+        let name = name.to_ascii_lowercase();
+        sink.push(Kind::HeaderName, &name);
+        if matches!(name.as_str(), "x-mailer" | "user-agent" | "content-type") {
+            let kind = if name == "content-type" { Kind::ContentType } else { Kind::Mailer };
+            sink.push_words(kind, None, value);
+        }
+    }
+}
+
+/// Words and pairs of a text part, and the hosts of its links.
+fn text_tokens(text: &str, sink: &mut Sink) {
+    link_tokens(text, sink);
+    sink.push_words(Kind::Word, Some(Kind::Pair), text);
+}
+
+/// The tags of an HTML part, the hosts of its links, then its text's words and pairs.
+fn html_tokens(html: &str, sink: &mut Sink) {
+    tag_tokens(html, sink);
+    link_tokens(html, sink);
+    let text = mail_parser::decoders::html::html_to_text(html);
+    sink.push_words(Kind::Word, Some(Kind::Pair), &text);
+}
+
+fn attachment_tokens(part: &mail_parser::MessagePart<'_>, sink: &mut Sink) {
+    let content_type = part
+        .content_type()
+        .map(|ct| format!("{}/{}", ct.ctype(), ct.subtype().unwrap_or("")).to_lowercase())
+        .unwrap_or_default();
+    sink.push(Kind::Attachment, &content_type);
+    if let Some(name) = part.attachment_name() {
+        let extension = name.rsplit_once('.').map(|(_, extension)| extension).unwrap_or("");
+        sink.push(Kind::Attachment, &format!(".{}", extension.to_lowercase()));
+    }
+}
+
+/// Each tag name once (`<font`, `<img`, `<table`): a mailer's HTML is as telling as its
+/// words.
+fn tag_tokens(html: &str, sink: &mut Sink) {
+    let bytes = html.as_bytes();
+    let mut index = 0;
+    while let Some(offset) = memchr(b'<', &bytes[index..]) {
+        let start = index + offset + 1;
+        let end = bytes[start..].iter().take(12).take_while(|b| b.is_ascii_alphanumeric()).count() + start;
+        if end > start && bytes[start].is_ascii_alphabetic() {
+            // ASCII bytes only: slicing at `start..end` stays on character boundaries.
+            sink.push(Kind::Tag, &html[start..end].to_ascii_lowercase());
+        }
+        index = end.max(start);
+        if sink.full() {
+            return;
+        }
+    }
+}
+
+/// The host of every `http://`, `https://` and `www.` link in `text`, and its parent
+/// domains; an IP address as its own token too.
+fn link_tokens(text: &str, sink: &mut Sink) {
+    const STARTS: [&str; 3] = ["http://", "https://", "www."];
+    let lower = text.to_ascii_lowercase();
+    let bytes = lower.as_bytes();
+    // The next place of each start at or after `index` (`Some(None)`: none until the end),
+    // searched again only once passed: the text is searched a few times, not once per link.
+    let mut next: [Option<Option<usize>>; 3] = [None; 3];
+    let mut index = 0;
+    while index < bytes.len() && !sink.full() {
+        for (which, start) in STARTS.iter().enumerate() {
+            let stale = match next[which] {
+                None => true,
+                Some(Some(at)) => at < index,
+                Some(None) => false,
+            };
+            if stale {
+                let found = bytes[index..].windows(start.len()).position(|window| window == start.as_bytes());
+                next[which] = Some(found.map(|at| index + at));
+            }
+        }
+        let Some((at, which)) =
+            next.iter().enumerate().filter_map(|(which, at)| at.flatten().map(|at| (at, which))).min()
+        else {
+            return;
+        };
+        let host_start = if STARTS[which] == "www." { at } else { at + STARTS[which].len() };
+        let host_len = bytes[host_start..]
+            .iter()
+            .take_while(|b| b.is_ascii_alphanumeric() || **b == b'.' || **b == b'-')
+            .count();
+        let host = lower[host_start..host_start + host_len].trim_matches('.');
+        if !host.is_empty() {
+            if host.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+                sink.push(Kind::Host, "ip address");
+            }
+            domain_tokens(Kind::Host, host, sink);
+        }
+        index = host_start + host_len.max(1);
+    }
+}
+
+/// `domain` and each parent domain with at least two labels (`a.b.example.fr`,
+/// `b.example.fr`, `example.fr`).
+fn domain_tokens(kind: Kind, domain: &str, sink: &mut Sink) {
+    let domain = domain.trim_matches(|c: char| c == '.' || c == '>' || c.is_whitespace());
+    let mut rest = domain;
+    while !rest.is_empty() {
+        sink.push(kind, rest);
+        match rest.split_once('.') {
+            Some((_, parent)) if parent.contains('.') => rest = parent,
+            _ => break,
+        }
+    }
+}
+
+/// The words of `text`, lowercased: runs of letters, digits, `'`, `-` and `$` (Graham's
+/// choice; `$` and `€` say money), trimmed of `'` and `-`, of 2 to [`WORD_BYTES_MAX`]
+/// bytes. A number is replaced by its shape (`#3` for three digits): the amounts and
+/// dates themselves repeat too little to learn from.
+fn words(text: &str) -> impl Iterator<Item = String> + '_ {
+    text.split(|c: char| !(c.is_alphanumeric() || matches!(c, '\'' | '-' | '$' | '€')))
+        .map(|word| word.trim_matches(|c| c == '\'' || c == '-'))
+        .filter(|word| word.len() >= 2 && word.len() <= WORD_BYTES_MAX)
+        .map(|word| {
+            if word.chars().all(|c| c.is_ascii_digit()) {
+                format!("#{}", word.len())
+            } else {
+                word.to_lowercase()
+            }
+        })
+}
+
+/// The first `max` bytes of `text`, cut on a character boundary.
+fn bounded(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// A message mail-parser could not read: its bytes as text.
+fn raw_tokens(raw: &[u8], limits: &Limits, sink: &mut Sink) {
+    let raw = &raw[..raw.len().min(limits.text_bytes_max)];
+    let text = String::from_utf8_lossy(raw);
+    sink.push(Kind::Shape, "unparsed");
+    text_tokens(&text, sink);
+}
+
+fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
+    haystack.iter().position(|byte| *byte == needle)
+}
+
+/// FNV-1a (64 bits) over the kind and the text, then the finaliser of SplitMix64 so that
+/// the low bits vary as much as the high ones (a store may shard on them). Both are
+/// published constants, not a library's hasher: the value must never change.
+fn hash(kind: Kind, text: &[u8]) -> u64 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut hash = OFFSET;
+    for byte in std::iter::once(kind.tag()).chain(text.iter().copied()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(PRIME);
+    }
+    hash ^= hash >> 30;
+    hash = hash.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    hash ^= hash >> 27;
+    hash = hash.wrapping_mul(0x94d0_49bb_1331_11eb);
+    hash ^ (hash >> 31)
+}
+
+#[cfg(test)]
+pub(super) fn hash_for_tests(text: &str) -> u64 {
+    hash(Kind::Word, text.as_bytes())
+}
