@@ -24,7 +24,9 @@ pub struct Options {
     /// of a large installation), a few hundred kilobytes each at most.
     pub cache_tenants_max: usize,
     /// How long a tenant's settings, people and known domains are kept in memory before
-    /// they are read again: 60 s, so that a change shows within a minute.
+    /// they are read again: 60 s, so that a change made through another process (the
+    /// local CLI) shows within a minute; a change of settings through the running
+    /// server's API applies at once.
     pub cache_s: u64,
     /// DNS blocklists of client addresses, as zones (`zen.example.org`): the client's IPv4
     /// address reversed is looked up under each (IPv6 by its nibbles). None by default:
@@ -56,14 +58,6 @@ pub struct Options {
     /// days, a month of absence (holidays) covered, and what no one released by then was
     /// not missed. At least an hour, at most a year (held mail counts in no quota).
     pub quarantine_expiry_s: u64,
-    /// Tenants whose own settings are kept in memory (the MX reads them for every
-    /// message): 4,096 covers every commune of a large installation, at about 200 bytes
-    /// each.
-    pub settings_cache_tenants: usize,
-    /// How long a tenant's settings are read from memory before the store is read again:
-    /// 60 s, so that a change made through another process (the local CLI) applies
-    /// within a minute; a change through the running server's API applies at once.
-    pub settings_cache_s: u64,
 }
 
 impl Default for Options {
@@ -83,8 +77,6 @@ impl Default for Options {
             warning: WarningStyle::default(),
             limits: Limits::default(),
             quarantine_expiry_s: 30 * 86_400,
-            settings_cache_tenants: 4096,
-            settings_cache_s: 60,
         }
     }
 }
@@ -110,8 +102,6 @@ impl Options {
         self.warning.check(SECTION)?;
         self.limits.check()?;
         range(SECTION, "quarantine_expiry_s", self.quarantine_expiry_s, 3600, 366 * 86_400)?;
-        range(SECTION, "settings_cache_tenants", self.settings_cache_tenants as u64, 1, 1_000_000)?;
-        range(SECTION, "settings_cache_s", self.settings_cache_s, 0, 3600)?;
         Ok(())
     }
 }

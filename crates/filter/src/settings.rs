@@ -3,8 +3,8 @@
 //!
 //! Stored under `fs/` + tenant id, one JSON record per tenant that set any; no record is
 //! the defaults. The MX reads them for every message, so [`Settings`] keeps them in a
-//! small bounded cache (`filter.settings_cache_tenants` tenants, each read again after
-//! `filter.settings_cache_s`), emptied of a tenant when its settings are written through
+//! small bounded cache (`filter.cache_tenants_max` tenants, each read again after
+//! `filter.cache_s`), emptied of a tenant when its settings are written through
 //! this same handle.
 
 use std::collections::HashMap;
@@ -74,8 +74,8 @@ impl Settings {
                 store,
                 thresholds: options.thresholds,
                 warning: options.warning.clone(),
-                cache_tenants: options.settings_cache_tenants,
-                cache_for: Duration::from_secs(options.settings_cache_s),
+                cache_tenants: options.cache_tenants_max,
+                cache_for: Duration::from_secs(options.cache_s),
                 cache: Mutex::new(HashMap::new()),
             }),
         }
