@@ -170,6 +170,22 @@ pub struct Limits {
     /// Bytes inflated from all the archives of one message (to look inside nested ones
     /// and Office files): 16 MiB; a zip bomb stops there.
     pub zip_inflated_bytes_max: usize,
+    /// Distinct tokens of one message the classifier reads or learns: 1,000 (a long
+    /// newsletter has a few thousand words, its first thousand distinct ones tell it
+    /// apart); one learning is one store commit of as many counters.
+    pub bayes_tokens_max: usize,
+    /// Messages trained of each class before the classifier scores: 200, SpamAssassin's
+    /// `bayes_min_spam_num`/`bayes_min_ham_num`; under it, no `BAYES_*` symbol.
+    pub bayes_min_messages: u64,
+    /// Distinct tokens one classifier (a tenant's, or the shared one) keeps in the store:
+    /// 500,000, about 20 MB on disk, three times SpamAssassin's `bayes_expiry_max_db_size`
+    /// (150,000). When full, new tokens are not learnt (their messages still count, the
+    /// tokens already known still learn) and a warning is logged.
+    pub bayes_tokens_per_tenant_max: u64,
+    /// Messages moved into or out of Junk waiting to be learnt: 10,000 (about 1 MB), one
+    /// IMAP MOVE of a whole mailbox. Past it, the learning of the others is dropped and
+    /// logged: learning never delays or fails the IMAP command.
+    pub bayes_learn_queue_max: usize,
 }
 
 impl Default for Limits {
@@ -181,6 +197,10 @@ impl Default for Limits {
             zip_entries_max: 1000,
             zip_depth_max: 2,
             zip_inflated_bytes_max: 16 << 20,
+            bayes_tokens_max: 1000,
+            bayes_min_messages: 200,
+            bayes_tokens_per_tenant_max: 500_000,
+            bayes_learn_queue_max: 10_000,
         }
     }
 }
@@ -194,6 +214,12 @@ impl Limits {
         range(SECTION, "zip_entries_max", self.zip_entries_max as u64, 1, 100_000)?;
         range(SECTION, "zip_depth_max", self.zip_depth_max as u64, 0, 8)?;
         range(SECTION, "zip_inflated_bytes_max", self.zip_inflated_bytes_max as u64, 0, 1 << 30)?;
+        // A learning commit of more tokens than `store.batch_ops_max` allows learns the
+        // first ones (`learning` truncates): no relationship to refuse here.
+        range(SECTION, "bayes_tokens_max", self.bayes_tokens_max as u64, 1, 100_000)?;
+        range(SECTION, "bayes_min_messages", self.bayes_min_messages, 1, 1_000_000)?;
+        range(SECTION, "bayes_tokens_per_tenant_max", self.bayes_tokens_per_tenant_max, 1000, 100_000_000)?;
+        range(SECTION, "bayes_learn_queue_max", self.bayes_learn_queue_max as u64, 1, 1_000_000)?;
         Ok(())
     }
 }
