@@ -14,6 +14,7 @@ mod cli;
 mod config;
 mod dns;
 mod export;
+mod filter_learning;
 mod imap;
 mod imap_clients;
 mod imap_compress;

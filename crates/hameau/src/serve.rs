@@ -91,8 +91,12 @@ async fn serve(config: Config, reload_log: &crate::logging::Reload) -> anyhow::R
     let limiter = Arc::new(AuthLimiter::new(config.auth.clone()));
     // One directory for every service: one credential cache, one view of the accounts.
     let directory = Directory::new(store.clone(), config.directory.clone()).with_limiter(limiter.clone());
-    // One mail model: SMTP deliveries wake the IMAP sessions of the same account.
-    let mail = hameau_mailbox::Mail::with_limits(store.clone(), config.mail.clone());
+    // One mail model: SMTP deliveries wake the IMAP sessions of the same account; the
+    // agents' moves into and out of Junk train their tenant's classifier.
+    let mut mail = hameau_mailbox::Mail::with_limits(store.clone(), config.mail.clone());
+    if let Some(trainer) = crate::filter::trainer(&config, &store) {
+        mail = mail.with_junk_learner(trainer);
+    }
     // One queue: submission fills it, the API administers it, and both wake its worker.
     let queue = (hameau_queue::Queue::new(store.clone(), config.queue.clone()), Arc::new(tokio::sync::Notify::new()));
     // One resolver, one answer cache, for the MX's checks and the outbound queue's routes.
