@@ -15,6 +15,7 @@ mod config;
 mod dns;
 mod export;
 mod filter;
+mod filter_learning;
 mod imap;
 mod imap_clients;
 mod imap_compress;

@@ -11,16 +11,21 @@
 //!   tenant's people, lookalike domains, dangerous attachments, links), within [`Limits`].
 //! - `banner`: the warning shown to the agent (a banner at the top of the visible body,
 //!   a subject tag), without breaking the message's structure.
-//! - `bayes`: the learning classifier, per tenant and shared.
+//! - `bayes`: the learning classifier's math on one message's tokens.
+//! - `learning`: the classifiers' counts in the store, per tenant and shared
+//!   ([`learning::Classifier`]), and `trainer`: the learner the mail model tells of the
+//!   agents' judgements ([`trainer::Trainer`]: into Junk, spam; out of Junk, ham).
 //! - [`quarantine`]: held messages, their listing, release and expiry.
 //! - [`settings`]: a tenant's own thresholds and warning, over the `[filter]` defaults.
 
+pub mod bayes;
 pub mod contacts;
 mod error;
-pub mod bayes;
+pub mod learning;
 mod options;
 pub mod quarantine;
 pub mod settings;
+pub mod trainer;
 mod verdict;
 
 pub use contacts::Contacts;

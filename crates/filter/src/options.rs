@@ -253,6 +253,15 @@ pub struct Limits {
     /// before it says anything: 200, as SpamAssassin's `bayes_min_spam_num` and
     /// `bayes_min_ham_num`; below that a few words decide too much.
     pub bayes_min_messages: u64,
+    /// Distinct tokens one classifier (a tenant's, or the shared one) keeps in the store:
+    /// 500,000, about 20 MB on disk, three times SpamAssassin's `bayes_expiry_max_db_size`
+    /// (150,000). When full, new tokens are not learnt (their messages still count, the
+    /// tokens already known still learn) and a warning is logged.
+    pub bayes_tokens_per_tenant_max: u64,
+    /// Messages moved into or out of Junk waiting to be learnt: 10,000 (about 1 MB), one
+    /// IMAP MOVE of a whole mailbox. Past it, the learning of the others is dropped and
+    /// logged: learning never delays or fails the IMAP command.
+    pub bayes_learn_queue_max: usize,
 }
 
 impl Default for Limits {
@@ -266,6 +275,8 @@ impl Default for Limits {
             zip_inflated_bytes_max: 16 << 20,
             bayes_tokens_max: 3000,
             bayes_min_messages: 200,
+            bayes_tokens_per_tenant_max: 500_000,
+            bayes_learn_queue_max: 10_000,
         }
     }
 }
@@ -281,6 +292,8 @@ impl Limits {
         range(SECTION, "zip_inflated_bytes_max", self.zip_inflated_bytes_max as u64, 0, 1 << 30)?;
         range(SECTION, "bayes_tokens_max", self.bayes_tokens_max as u64, 16, 100_000)?;
         range(SECTION, "bayes_min_messages", self.bayes_min_messages, 1, 1_000_000)?;
+        range(SECTION, "bayes_tokens_per_tenant_max", self.bayes_tokens_per_tenant_max, 1000, 100_000_000)?;
+        range(SECTION, "bayes_learn_queue_max", self.bayes_learn_queue_max as u64, 1, 1_000_000)?;
         Ok(())
     }
 }

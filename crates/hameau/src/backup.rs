@@ -391,6 +391,12 @@ impl Owners for WorkspaceOwners {
         if let Some(tenant) = hameau_filter::settings::record_owner(key) {
             return Owner::Tenant(tenant);
         }
+        if let Some(owner) = hameau_filter::learning::record_owner(key) {
+            return match owner {
+                hameau_filter::learning::RecordOwner::Tenant(tenant) => Owner::Tenant(tenant),
+                hameau_filter::learning::RecordOwner::Installation => Owner::Installation,
+            };
+        }
         if INSTALLATION_PREFIXES.iter().any(|prefix| key.starts_with(prefix)) {
             return Owner::Installation;
         }

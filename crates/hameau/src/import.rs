@@ -117,7 +117,7 @@ fn run_imap(args: &ImapArgs) -> anyhow::Result<Vec<Report>> {
 
 /// Loads the configuration, opens the store (refused while a server holds it), runs `work`
 /// on a runtime of two workers, and closes the store.
-fn with_store<T, F, Fut>(config: Option<&Path>, work: F) -> anyhow::Result<T>
+pub(crate) fn with_store<T, F, Fut>(config: Option<&Path>, work: F) -> anyhow::Result<T>
 where
     F: FnOnce(hameau_config::Config, hameau_store::Store) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<T>>,

@@ -6,6 +6,7 @@ mod backup;
 mod client;
 mod dnscheck;
 mod export;
+mod filter;
 mod generate;
 mod import;
 mod init;
@@ -120,6 +121,12 @@ enum Command {
         #[command(subcommand)]
         command: import::ImportCommand,
     },
+    /// Seeds the spam classifier from mail files, or shows its score of a message (the
+    /// server stopped; agents train it by moving mail into and out of Junk).
+    Filter {
+        #[command(subcommand)]
+        command: filter::FilterCommand,
+    },
     /// Writes the man pages or shell completions (for packaging).
     #[command(hide = true)]
     Generate {
@@ -186,6 +193,7 @@ fn main() -> ExitCode {
         Command::Backup(args) => backup::run(args),
         Command::Restore(args) => backup::restore(&args),
         Command::Export(args) => export::run(&args),
+        Command::Filter { command } => filter::run(command),
         Command::Generate { command } => generate::run(command, <Cli as clap::CommandFactory>::command()),
     };
     match result {

@@ -94,8 +94,12 @@ async fn serve(config: Config, reload_log: &crate::logging::Reload) -> anyhow::R
     let limiter = Arc::new(AuthLimiter::new(config.auth.clone()));
     // One directory for every service: one credential cache, one view of the accounts.
     let directory = Directory::new(store.clone(), config.directory.clone()).with_limiter(limiter.clone());
-    // One mail model: SMTP deliveries wake the IMAP sessions of the same account.
-    let mail = hameau_mailbox::Mail::with_limits(store.clone(), config.mail.clone());
+    // One mail model: SMTP deliveries wake the IMAP sessions of the same account; the
+    // agents' moves into and out of Junk train their tenant's classifier.
+    let mut mail = hameau_mailbox::Mail::with_limits(store.clone(), config.mail.clone());
+    if let Some(trainer) = crate::filter::trainer(&config, &store) {
+        mail = mail.with_junk_learner(trainer);
+    }
     // One quarantine and one cache of the tenants' filter settings: the MX holds and
     // reads, the API releases and writes (a change applies to the next message).
     let filter = (
@@ -346,7 +350,7 @@ fn filter_stage(
         options.clone(),
         directory.clone(),
         hameau_filter::Contacts::new(store.clone(), options),
-        hameau_filter::Learning::new(store.clone(), options),
+        hameau_filter::learning::Classifier::new(store.clone(), options.limits.clone()),
         settings.clone(),
         quarantine.clone(),
         hameau_smtp::dnsbl::Dnsbl::new(dnsbl_resolver, options),

@@ -24,7 +24,9 @@
 
 mod deliver;
 mod keys;
+mod learn;
 pub use keys::{Owner as RecordOwner, blob_refs as record_blob_refs, owner as record_owner};
+pub use learn::{Judgement, JunkLearner, NOT_JUNK_KEYWORD};
 mod messages;
 mod model;
 mod notify;
@@ -230,6 +232,8 @@ pub struct Mail {
     watchers: notify::Watchers,
     /// Email ids reserved in blocks, per account: `(next, end)`.
     email_ids: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<AccountId, (EmailId, EmailId)>>>,
+    /// Told of the agents' judgements (into or out of Junk), if any (see `learn.rs`).
+    learner: Option<std::sync::Arc<dyn JunkLearner>>,
 }
 
 /// Email ids taken from the store at a time: one commit per block instead of one per
@@ -244,7 +248,14 @@ impl Mail {
     }
 
     pub fn with_limits(store: Store, limits: Limits) -> Mail {
-        Mail { store, limits, watchers: notify::Watchers::default(), email_ids: Default::default() }
+        Mail { store, limits, watchers: notify::Watchers::default(), email_ids: Default::default(), learner: None }
+    }
+
+    /// Tells `learner` of every message an agent moves into or out of Junk, or flags
+    /// `$Junk` or `$NotJunk` (the spam filter learns from it), after the commit.
+    pub fn with_junk_learner(mut self, learner: std::sync::Arc<dyn JunkLearner>) -> Mail {
+        self.learner = Some(learner);
+        self
     }
 
     /// The limits, for the protocols to refuse early what ingest would refuse (SMTP counts

@@ -11,6 +11,7 @@ use std::collections::BTreeSet;
 
 use hameau_store::{Batch, CounterRef, Patch, PatchTarget, Scan};
 
+use crate::learn::{self, Judgement};
 use crate::{
     AccountId, Change, ChangeKind, Copied, Email, EmailId, Error, KeywordOp, Mail, MailboxDelta, MailboxId,
     RETRIES_MAX, StoreOutcome, UIDS_PER_COMMIT_MAX, UidEntry, backoff, corrupt, decode, encode, index_value, keys,
@@ -72,7 +73,9 @@ impl Mail {
         let mut rest = uids.as_slice();
         while !rest.is_empty() {
             let chunk = &rest[..rest.len().min(UIDS_PER_COMMIT_MAX)];
-            let (n_done, part) = self.store_part(account, mailbox, chunk, op, &keywords, unchanged_since).await?;
+            let (n_done, part, judged) =
+                self.store_part(account, mailbox, chunk, op, &keywords, unchanged_since).await?;
+            self.tell_learner(judged);
             outcome.updated.extend(part.updated);
             outcome.modified.extend(part.modified);
             outcome.modseq = outcome.modseq.max(part.modseq);
@@ -255,7 +258,7 @@ impl Mail {
         op: KeywordOp,
         keywords: &[String],
         unchanged_since: Option<u64>,
-    ) -> Result<(usize, StoreOutcome), Error> {
+    ) -> Result<(usize, StoreOutcome, Vec<Judgement>), Error> {
         for attempt in 0..RETRIES_MAX {
             backoff(attempt).await;
             let entries = self.uid_entries(account, mailbox, uids).await?;
@@ -266,6 +269,7 @@ impl Mail {
             let mut outcome = StoreOutcome { updated: Vec::new(), modified: Vec::new(), modseq: 0 };
             let mut changes = Vec::new();
             let mut mailboxes = BTreeSet::new();
+            let mut judged = Vec::new();
             for entry in entries {
                 if unchanged_since.is_some_and(|limit| entry.modseq > limit) {
                     outcome.modified.push(entry.uid);
@@ -285,6 +289,10 @@ impl Mail {
                     n_done = uids.partition_point(|uid| *uid < entry.uid);
                     break;
                 }
+                if self.learner.is_some() {
+                    let judgement = learn::keyword_judgement(op, &email.keywords, &new_keywords);
+                    judged.extend(judgement.and_then(|spam| learn::judgement(account, &email, spam)));
+                }
                 email.keywords = new_keywords;
                 batch.expect_version(&keys::email(account, email.id), version);
                 batch.set(&keys::email(account, email.id), &encode(&email));
@@ -299,7 +307,7 @@ impl Mail {
                 outcome.updated.push(UidEntry { keywords: email.keywords, ..entry });
             }
             if changes.is_empty() {
-                return Ok((n_done, outcome));
+                return Ok((n_done, outcome, Vec::new()));
             }
             log_change(
                 &mut batch,
@@ -310,7 +318,7 @@ impl Mail {
             if let Some(modseq) = self.commit_change(account, batch, modseq).await? {
                 outcome.updated.iter_mut().for_each(|entry| entry.modseq = modseq);
                 outcome.modseq = modseq;
-                return Ok((n_done, outcome));
+                return Ok((n_done, outcome, judged));
             }
         }
         Err(Error::Busy)
@@ -327,12 +335,15 @@ impl Mail {
         if from == to {
             return Err(Error::Cannot("the source and target mailboxes are the same".into()));
         }
-        self.mailbox(account, from).await?;
+        let from_role = self.mailbox(account, from).await?.role;
         let uids = sorted(uids);
-        let mut copied =
-            Copied { uid_validity: self.mailbox(account, to).await?.uid_validity, pairs: Vec::new(), modseq: 0 };
+        let target = self.mailbox(account, to).await?;
+        let judgement = learn::transfer_judgement(from_role, target.role).filter(|_| self.learner.is_some());
+        let mut copied = Copied { uid_validity: target.uid_validity, pairs: Vec::new(), modseq: 0 };
         for chunk in uids.chunks(UIDS_PER_COMMIT_MAX) {
-            let (pairs, modseq) = self.transfer_part(account, from, chunk, to, remove_source).await?;
+            let (pairs, modseq, judged) =
+                self.transfer_part(account, (from, chunk), to, remove_source, judgement).await?;
+            self.tell_learner(judged);
             copied.pairs.extend(pairs);
             copied.modseq = copied.modseq.max(modseq.unwrap_or(0));
         }
@@ -342,16 +353,16 @@ impl Mail {
         Ok(copied)
     }
 
-    /// One commit of a COPY or MOVE: the (source, target) UID pairs and the modseq, if it
-    /// committed anything.
+    /// One commit of a COPY or MOVE: the (source, target) UID pairs, the modseq if it
+    /// committed anything, and, with `judgement`, the emails it copied or moved judged so.
     async fn transfer_part(
         &self,
         account: AccountId,
-        from: MailboxId,
-        uids: &[u32],
+        (from, uids): (MailboxId, &[u32]),
         to: MailboxId,
         remove_source: bool,
-    ) -> Result<(Vec<(u32, u32)>, Option<u64>), Error> {
+        judgement: Option<bool>,
+    ) -> Result<(Vec<(u32, u32)>, Option<u64>, Vec<Judgement>), Error> {
         for attempt in 0..RETRIES_MAX {
             backoff(attempt).await;
             let target = self.store.get(&keys::mailbox(account, to)).await?.ok_or(Error::NoMailbox(to))?;
@@ -363,6 +374,7 @@ impl Mail {
             let mut landings = Vec::with_capacity(entries.len());
             let mut changes = Vec::new();
             let mut expunged = Vec::new();
+            let mut judged = Vec::new();
             for entry in entries {
                 let Some((mut email, version)) = self.read_email(account, entry.email).await? else { continue };
                 if !email.mailboxes.contains(&from) {
@@ -385,12 +397,13 @@ impl Mail {
                     batch.expect_version(&keys::email(account, email.id), version);
                     batch.set(&keys::email(account, email.id), &encode(&email));
                     changes.push((email.id, ChangeKind::Updated));
+                    judged.extend(judgement.and_then(|spam| learn::judgement(account, &email, spam)));
                 }
                 landings.push((entry.uid, landing));
             }
             if changes.is_empty() {
                 let pairs = landings.into_iter().map(|(uid, landing)| (uid, existing_uid(&landing))).collect();
-                return Ok((pairs, None));
+                return Ok((pairs, None, Vec::new()));
             }
             let mailboxes = if remove_source { vec![from, to] } else { vec![to] };
             if remove_source {
@@ -409,7 +422,7 @@ impl Mail {
                 };
                 pairs.push((uid, new_uid));
             }
-            return Ok((pairs, Some(modseq)));
+            return Ok((pairs, Some(modseq), judged));
         }
         Err(Error::Busy)
     }

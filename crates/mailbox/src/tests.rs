@@ -936,3 +936,59 @@ async fn ingest_many_with_writes_the_callers_records_in_the_same_commit() {
     assert!(matches!(refused.await, Err(Error::Cannot(_))));
     assert_eq!(mail.uids(ACCOUNT, inbox).await.unwrap().len(), 2);
 }
+
+/// A learner that keeps what it is told.
+#[derive(Debug, Default)]
+struct Recorder(std::sync::Mutex<Vec<(u64, bool)>>);
+
+impl crate::JunkLearner for Recorder {
+    fn learn(&self, judgement: crate::Judgement) {
+        self.0.lock().unwrap().push((judgement.email, judgement.spam));
+    }
+}
+
+#[tokio::test]
+async fn judgements_into_and_out_of_junk_reach_the_learner() {
+    let f = fixture().await;
+    let recorder = std::sync::Arc::new(Recorder::default());
+    let mail = f.mail.clone().with_junk_learner(recorder.clone());
+    let role = |role| {
+        let mail = mail.clone();
+        async move { mail.mailbox_by_role(ACCOUNT, role).await.unwrap().unwrap().id }
+    };
+    let (junk, trash, archive) = (role(Role::Junk).await, role(Role::Trash).await, role(Role::Archive).await);
+    let mut emails = Vec::new();
+    for subject in ["one", "two", "three"] {
+        emails.push(mail.ingest(ACCOUNT, ingest(message(subject, ""), vec![f.inbox])).await.unwrap().email);
+    }
+    let told = || std::mem::take(&mut *recorder.0.lock().unwrap());
+    // Inbox to Archive says nothing; MOVE into Junk says spam, once per message moved.
+    mail.copy(ACCOUNT, f.inbox, &[1], archive).await.unwrap();
+    assert_eq!(told(), vec![]);
+    mail.move_messages(ACCOUNT, f.inbox, &[1, 2], junk).await.unwrap();
+    assert_eq!(told(), vec![(emails[0], true), (emails[1], true)]);
+    // Out of Junk into Trash says nothing; into the inbox (a COPY too), ham.
+    mail.move_messages(ACCOUNT, junk, &[2], trash).await.unwrap();
+    assert_eq!(told(), vec![]);
+    mail.copy(ACCOUNT, junk, &[1], f.inbox).await.unwrap();
+    assert_eq!(told(), vec![(emails[0], false)]);
+    // Thunderbird's keywords: `$Junk` added says spam, `$NotJunk` ham; added again,
+    // removed, or both at once, nothing.
+    let store = |op, keywords: &[&str]| {
+        let mail = mail.clone();
+        let keywords: Vec<String> = keywords.iter().map(|k| k.to_string()).collect();
+        async move { mail.store_keywords(ACCOUNT, f.inbox, &[3], op, &keywords, None).await.unwrap() }
+    };
+    store(KeywordOp::Add, &["$Junk", "\\Seen"]).await;
+    assert_eq!(told(), vec![(emails[2], true)]);
+    store(KeywordOp::Add, &["$Junk"]).await;
+    store(KeywordOp::Remove, &["$Junk"]).await;
+    assert_eq!(told(), vec![]);
+    store(KeywordOp::Replace, &["$NotJunk"]).await;
+    assert_eq!(told(), vec![(emails[2], false)]);
+    store(KeywordOp::Replace, &["$Junk", "$NotJunk2"]).await;
+    assert_eq!(told(), vec![(emails[2], true)]);
+    // Without a learner, nothing is looked up or told.
+    f.mail.move_messages(ACCOUNT, f.inbox, &[3], junk).await.unwrap();
+    assert_eq!(told(), vec![]);
+}

@@ -62,7 +62,7 @@ pub struct FilterStage {
     options: hameau_filter::Options,
     directory: Directory,
     contacts: Contacts,
-    learning: hameau_filter::Learning,
+    learning: hameau_filter::learning::Classifier,
     settings: hameau_filter::Settings,
     pub(crate) quarantine: hameau_filter::Quarantine,
     dnsbl: Option<Dnsbl>,
@@ -76,7 +76,7 @@ impl FilterStage {
         options: hameau_filter::Options,
         directory: Directory,
         contacts: Contacts,
-        learning: hameau_filter::Learning,
+        learning: hameau_filter::learning::Classifier,
         settings: hameau_filter::Settings,
         quarantine: hameau_filter::Quarantine,
         dnsbl: Option<Dnsbl>,
@@ -132,7 +132,7 @@ impl FilterStage {
                 Err(e) => tracing::warn!(tenant, error = %e, "correspondents unreadable: first contact not judged"),
             }
         }
-        match self.learning.score(tenant, raw).await {
+        match self.learning.score(Some(tenant), raw).await {
             Ok(Some(probability)) => symbols.extend(hameau_filter::bayes::symbol(probability)),
             Ok(None) => {}
             Err(e) => tracing::warn!(tenant, error = %e, "classifier unreadable: judged without it"),

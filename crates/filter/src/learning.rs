@@ -1,0 +1,321 @@
+//! The classifier's state in the store (issue 14, scope 9): one classifier per tenant,
+//! trained by its agents' judgements (into Junk: spam; out of Junk: ham), and one shared
+//! classifier the operator seeds with `hameau filter learn`.
+//!
+//! Keys (prefix `fb/`, "filter, bayes"), for the shared classifier under `fb/s/` and a
+//! tenant's under `fb/t/TENANT/` (tenant ids never hold `/`):
+//!
+//! - `…w/HASH` (8 bytes, big-endian): one counter per token, `spam × 2^32 + ham`, so that
+//!   a learning adds one counter per token and a score reads one key per token;
+//! - `…n`: the messages learnt, packed the same way;
+//! - `…k`: how many token keys the classifier holds, bounded by
+//!   [`Limits::bayes_tokens_per_tenant_max`] inside the commit that adds them;
+//! - `…m/SHA256` (the message's content hash): `s` or `h`, the class a message was learnt
+//!   as, so that learning it again the same way is a no-op and the other way first takes
+//!   back the first learning. Keyed by content, not by account and email: a message stored
+//!   once for five agents of a commune and moved into Junk by each is one spam to the
+//!   tenant, and the last judgement of it wins.
+//!
+//! A score sums the tenant's counts and the shared ones, token by token and in the
+//! totals: the shared corpus gives every tenant a classifier from the first day, and a
+//! tenant's own judgements move it towards what that commune calls spam (a tenant that
+//! learnt more than the shared corpus outweighs it). The sum is the simplest combination
+//! that needs no weight to tune; a tenant's learning never changes another tenant's score.
+//!
+//! Reads are point reads, one key per token (two with a tenant): the store offers no
+//! multi-key read, and a scan between sparse hashes would read other tokens. With
+//! RocksDB a point read is a lookup in memory for a warm classifier; the tests measure a
+//! 1,000-token score (see `learning/tests.rs`).
+
+use hameau_store::{Batch, BlobHash, Expect, Store};
+
+use crate::Limits;
+use crate::bayes::{self, Counts, Totals};
+
+/// Every key of the classifiers starts with it.
+pub const PREFIX: &[u8] = b"fb/";
+
+/// One ham in a packed counter; one spam is `1 << 32`.
+const HAM_UNIT: i64 = 1;
+const SPAM_UNIT: i64 = 1 << 32;
+/// The operations of a learning besides its tokens: the record's expectation and write,
+/// the totals, the token count.
+const LEARNING_OPS: usize = 4;
+/// Attempts of a learning whose commit lost a race (another learning of the same
+/// classifier added tokens or recorded the same message meanwhile).
+const RETRIES_MAX: usize = 4;
+
+/// Why the classifier could not learn or score.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error(transparent)]
+    Store(#[from] hameau_store::Error),
+    /// Not a tenant id (empty, or with a `/`).
+    #[error("{0:?} is not a tenant id")]
+    InvalidTenant(String),
+    /// Other learnings of the same message kept winning the race.
+    #[error("the classifier is busy: try again")]
+    Busy,
+}
+
+/// What a learning did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Learnt {
+    /// The message was new to the classifier.
+    New,
+    /// It was learnt the other way before: that learning was taken back first.
+    Retrained,
+    /// It was learnt the same way already: nothing changed.
+    AlreadyKnown,
+}
+
+/// A learning's outcome and its tokens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Learning {
+    pub learnt: Learnt,
+    /// Tokens whose counts changed.
+    pub tokens: usize,
+    /// New tokens not kept: the classifier is full ([`Limits::bayes_tokens_per_tenant_max`]),
+    /// or the message had more than one commit holds (`store.batch_ops_max`).
+    pub tokens_dropped: usize,
+}
+
+/// Whose a classifier's record is, for a one-tenant restore (as
+/// `hameau_mailbox::record_owner`): a tenant's classifier follows the tenant.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum RecordOwner {
+    Tenant(String),
+    /// The shared classifier: the installation's.
+    Installation,
+}
+
+/// Whose the record at `key` is; `None` for keys that are not the classifiers'.
+pub fn record_owner(key: &[u8]) -> Option<RecordOwner> {
+    let rest = key.strip_prefix(PREFIX)?;
+    if rest.starts_with(b"s/") {
+        return Some(RecordOwner::Installation);
+    }
+    let tail = rest.strip_prefix(b"t/")?;
+    let end = tail.iter().position(|byte| *byte == b'/')?;
+    let tenant = std::str::from_utf8(&tail[..end]).ok()?;
+    Some(RecordOwner::Tenant(tenant.to_string()))
+}
+
+/// The classifiers over a store. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Classifier {
+    store: Store,
+    limits: Limits,
+}
+
+impl Classifier {
+    pub fn new(store: Store, limits: Limits) -> Classifier {
+        Classifier { store, limits }
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Learns `raw` as spam or ham, in `tenant`'s classifier or (`None`) the shared one.
+    pub async fn train(&self, tenant: Option<&str>, raw: &[u8], spam: bool) -> Result<Learning, Error> {
+        self.train_hashed(tenant, raw, BlobHash::of(raw), spam).await
+    }
+
+    /// [`Classifier::train`] for a caller that has the message's hash (a stored blob's):
+    /// `hash` must be `BlobHash::of(raw)`.
+    pub async fn train_hashed(
+        &self,
+        tenant: Option<&str>,
+        raw: &[u8],
+        hash: BlobHash,
+        spam: bool,
+    ) -> Result<Learning, Error> {
+        let keys = Keys::of(tenant)?;
+        let mut tokens = bayes::tokens(raw, &self.limits);
+        let room = self.store.limits().batch_ops_max.saturating_sub(LEARNING_OPS);
+        let truncated = tokens.len().saturating_sub(room);
+        tokens.truncate(room);
+        for _ in 0..RETRIES_MAX {
+            match self.train_once(&keys, &tokens, hash, spam).await {
+                Ok(mut learning) => {
+                    learning.tokens_dropped += truncated;
+                    return Ok(learning);
+                }
+                Err(Error::Store(hameau_store::Error::Conflict { .. } | hameau_store::Error::CounterBound { .. })) => {
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::Busy)
+    }
+
+    /// One attempt: read the record, which tokens exist and how many, then one commit.
+    async fn train_once(&self, keys: &Keys, tokens: &[u64], hash: BlobHash, spam: bool) -> Result<Learning, Error> {
+        let record_key = keys.record(&hash);
+        let record = self.store.get(&record_key).await?;
+        let previous = record.as_ref().and_then(|entry| match entry.value.as_slice() {
+            b"s" => Some(true),
+            b"h" => Some(false),
+            _ => None,
+        });
+        if previous == Some(spam) {
+            return Ok(Learning { learnt: Learnt::AlreadyKnown, tokens: 0, tokens_dropped: 0 });
+        }
+        let unit = if spam { SPAM_UNIT } else { HAM_UNIT };
+        let taken_back = match previous {
+            Some(true) => SPAM_UNIT,
+            Some(false) => HAM_UNIT,
+            None => 0,
+        };
+        let held = self.store.counter(&keys.token_count()).await?;
+        let max = i64::try_from(self.limits.bayes_tokens_per_tenant_max).unwrap_or(i64::MAX);
+        let mut room = usize::try_from(max.saturating_sub(held)).unwrap_or(0);
+        let mut batch = Batch::new();
+        batch.expect(&record_key, record.as_ref().map_or(Expect::Absent, |entry| Expect::Version(entry.version)));
+        batch.set(&record_key, if spam { b"s" } else { b"h" });
+        batch.add(&keys.totals(), unit - taken_back);
+        let (mut n_changed, mut n_new, mut n_dropped) = (0, 0, 0);
+        for token in tokens {
+            let key = keys.token(*token);
+            if self.store.get(&key).await?.is_some() {
+                // A token the first learning did not keep (the classifier was full) is
+                // taken back from nothing: clamped when read (`unpack`).
+                batch.add(&key, unit - taken_back);
+                n_changed += 1;
+            } else if room > 0 {
+                batch.add(&key, unit);
+                room -= 1;
+                n_new += 1;
+                n_changed += 1;
+            } else {
+                n_dropped += 1;
+            }
+        }
+        if n_new > 0 {
+            batch.add_at_most(&keys.token_count(), n_new as i64, max);
+        }
+        self.store.commit(batch).await?;
+        if n_dropped > 0 {
+            tracing::warn!(
+                classifier = %keys.name(),
+                tokens_dropped = n_dropped,
+                limit = self.limits.bayes_tokens_per_tenant_max,
+                "the classifier is full (filter.bayes_tokens_per_tenant_max): new tokens are not learnt"
+            );
+        }
+        let learnt = if previous.is_some() { Learnt::Retrained } else { Learnt::New };
+        Ok(Learning { learnt, tokens: n_changed, tokens_dropped: n_dropped })
+    }
+
+    /// The probability that `raw` is spam for `tenant` (its counts and the shared ones
+    /// summed; `None`: the shared ones alone), or `None` until
+    /// [`Limits::bayes_min_messages`] of each class were learnt.
+    pub async fn score(&self, tenant: Option<&str>, raw: &[u8]) -> Result<Option<f64>, Error> {
+        let shared = Keys::of(None)?;
+        let own = tenant.map(|tenant| Keys::of(Some(tenant))).transpose()?;
+        let mut totals = self.totals_of(&shared).await?;
+        if let Some(own) = &own {
+            let mine = self.totals_of(own).await?;
+            totals = Totals { spam: totals.spam + mine.spam, ham: totals.ham + mine.ham };
+        }
+        if totals.spam < self.limits.bayes_min_messages || totals.ham < self.limits.bayes_min_messages {
+            return Ok(None);
+        }
+        let tokens = bayes::tokens(raw, &self.limits);
+        let mut counts = Vec::with_capacity(tokens.len());
+        for token in tokens {
+            let mut count = self.counts_of(&shared.token(token)).await?;
+            if let Some(own) = &own {
+                let mine = self.counts_of(&own.token(token)).await?;
+                count = Counts { spam: count.spam.saturating_add(mine.spam), ham: count.ham.saturating_add(mine.ham) };
+            }
+            counts.push(count);
+        }
+        Ok(bayes::spam_probability(&counts, totals, &self.limits))
+    }
+
+    /// The messages `tenant`'s classifier (`None`: the shared one) learnt, of each class.
+    pub async fn totals(&self, tenant: Option<&str>) -> Result<Totals, Error> {
+        self.totals_of(&Keys::of(tenant)?).await
+    }
+
+    /// How many token keys `tenant`'s classifier (`None`: the shared one) holds.
+    pub async fn token_count(&self, tenant: Option<&str>) -> Result<u64, Error> {
+        let held = self.store.counter(&Keys::of(tenant)?.token_count()).await?;
+        Ok(u64::try_from(held).unwrap_or(0))
+    }
+
+    async fn totals_of(&self, keys: &Keys) -> Result<Totals, Error> {
+        let (spam, ham) = unpack(self.store.counter(&keys.totals()).await?);
+        Ok(Totals { spam: u64::from(spam), ham: u64::from(ham) })
+    }
+
+    async fn counts_of(&self, key: &[u8]) -> Result<Counts, Error> {
+        let Some(entry) = self.store.get(key).await? else { return Ok(Counts::default()) };
+        let value = <[u8; 8]>::try_from(entry.value.as_slice())
+            .map_err(|_| hameau_store::Error::NotACounter { key: key.to_vec() })?;
+        let (spam, ham) = unpack(i64::from_be_bytes(value));
+        Ok(Counts { spam, ham })
+    }
+}
+
+/// The keys of one classifier.
+struct Keys {
+    prefix: Vec<u8>,
+}
+
+impl Keys {
+    fn of(tenant: Option<&str>) -> Result<Keys, Error> {
+        let prefix = match tenant {
+            None => [PREFIX, b"s/"].concat(),
+            Some(tenant) if tenant.is_empty() || tenant.contains('/') => {
+                return Err(Error::InvalidTenant(tenant.to_string()));
+            }
+            Some(tenant) => [PREFIX, b"t/", tenant.as_bytes(), b"/"].concat(),
+        };
+        Ok(Keys { prefix })
+    }
+
+    /// For the log: `shared` or `tenant TENANT`.
+    fn name(&self) -> String {
+        match record_owner(&self.prefix) {
+            Some(RecordOwner::Tenant(tenant)) => format!("tenant {tenant}"),
+            _ => "shared".into(),
+        }
+    }
+
+    fn token(&self, token: u64) -> Vec<u8> {
+        [self.prefix.as_slice(), b"w/", &token.to_be_bytes()].concat()
+    }
+
+    fn totals(&self) -> Vec<u8> {
+        [self.prefix.as_slice(), b"n"].concat()
+    }
+
+    fn token_count(&self) -> Vec<u8> {
+        [self.prefix.as_slice(), b"k"].concat()
+    }
+
+    fn record(&self, hash: &BlobHash) -> Vec<u8> {
+        [self.prefix.as_slice(), b"m/", hash.to_hex().as_bytes()].concat()
+    }
+}
+
+/// `spam × 2^32 + ham` back into its two counts. The ham part is read as a signed 32-bit
+/// number, so that a count taken below zero (a token the first learning did not keep)
+/// does not borrow from the spam part; each part is clamped at zero.
+fn unpack(value: i64) -> (u32, u32) {
+    let ham = value as i32;
+    let spam = (value - i64::from(ham)) >> 32;
+    (u32::try_from(spam).unwrap_or(0), u32::try_from(ham).unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests;

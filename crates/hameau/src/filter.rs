@@ -1,0 +1,262 @@
+//! `hameau filter learn|score`: seeds the shared classifier (or one tenant's) from mail
+//! files, and shows what it says of a message, on the local data directory with the
+//! server stopped (the store has one user). The classifier is `hameau_filter::learning`;
+//! here are the arguments, the reading of the files and the wiring of the trainer that
+//! `serve` registers on the mail model.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use hameau_directory::{Directory, Principal};
+use hameau_filter::learning::{Classifier, Learnt};
+use hameau_mailfile::{Format, mbox::Quoting};
+
+#[derive(Subcommand, Debug)]
+pub enum FilterCommand {
+    /// Teaches the classifier messages known to be spam or ham: mbox files, Maildirs, or
+    /// message files (.eml, or a directory of them). Without --tenant, the shared
+    /// classifier every tenant starts from. Learning a message again changes nothing.
+    Learn(LearnArgs),
+    /// Prints the classifier's spam probability of a message file (for a tenant: its
+    /// counts and the shared ones).
+    Score(ScoreArgs),
+}
+
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("class").required(true).args(["spam", "ham"])))]
+pub struct LearnArgs {
+    /// The messages are spam.
+    #[arg(long)]
+    spam: bool,
+    /// The messages are ham (wanted mail).
+    #[arg(long)]
+    ham: bool,
+    /// The tenant whose classifier learns (default: the shared one).
+    #[arg(long)]
+    tenant: Option<String>,
+    /// The files: mbox files, Maildirs, message files, directories of message files.
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    /// The configuration of the local data directory (default: the built-in one).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct ScoreArgs {
+    /// The tenant whose classifier scores (default: the shared one alone).
+    #[arg(long)]
+    tenant: Option<String>,
+    /// A message file (RFC 5322).
+    file: PathBuf,
+    /// The configuration of the local data directory (default: the built-in one).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+}
+
+pub fn run(command: FilterCommand) -> anyhow::Result<()> {
+    match command {
+        FilterCommand::Learn(args) => learn(&args),
+        FilterCommand::Score(args) => score(&args),
+    }
+}
+
+/// What one `learn` did.
+#[derive(Clone, Copy, Default)]
+struct Tally {
+    new: u64,
+    retrained: u64,
+    known: u64,
+    skipped: u64,
+}
+
+fn learn(args: &LearnArgs) -> anyhow::Result<()> {
+    for path in &args.paths {
+        anyhow::ensure!(path.exists(), "{} : introuvable / not found", path.display());
+    }
+    crate::import::with_store(args.config.as_deref(), |config, store| async move {
+        check_tenant(&config, &store, args.tenant.as_deref()).await?;
+        let classifier = Classifier::new(store.clone(), config.filter.limits.clone());
+        let limits = &config.migrate.files;
+        let mut tally = Tally::default();
+        for path in &args.paths {
+            for message in messages(path, limits)? {
+                let raw = match message {
+                    Ok(raw) => raw,
+                    Err(skipped) => {
+                        eprintln!("ignoré / skipped: {skipped}");
+                        tally.skipped += 1;
+                        continue;
+                    }
+                };
+                match classifier.train(args.tenant.as_deref(), &raw, args.spam).await?.learnt {
+                    Learnt::New => tally.new += 1,
+                    Learnt::Retrained => tally.retrained += 1,
+                    Learnt::AlreadyKnown => tally.known += 1,
+                }
+            }
+        }
+        let (class_fr, class_en) = if args.spam { ("spam", "spam") } else { ("légitimes", "ham") };
+        let Tally { new, retrained, known, skipped } = tally;
+        let learnt = new + retrained;
+        println!(
+            "appris : {learnt} messages comme {class_fr} ({retrained} réappris dans l'autre sens), {known} déjà \
+             connus, {skipped} ignorés / learnt: {learnt} messages as {class_en} ({retrained} retrained the other \
+             way), {known} already known, {skipped} skipped"
+        );
+        print_state(&classifier, args.tenant.as_deref()).await
+    })
+}
+
+fn score(args: &ScoreArgs) -> anyhow::Result<()> {
+    let raw = std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    crate::import::with_store(args.config.as_deref(), |config, store| async move {
+        check_tenant(&config, &store, args.tenant.as_deref()).await?;
+        let classifier = Classifier::new(store.clone(), config.filter.limits.clone());
+        match classifier.score(args.tenant.as_deref(), &raw).await? {
+            Some(probability) => {
+                println!("probabilité de spam / spam probability: {probability:.4}");
+                if let Some(symbol) = hameau_filter::bayes::symbol(probability) {
+                    println!("symbole / symbol: {}({:.2})", symbol.name, symbol.score);
+                }
+            }
+            None => println!(
+                "pas assez appris pour noter (filter.bayes_min_messages = {} de chaque) / not trained enough to \
+                 score (filter.bayes_min_messages = {} of each)",
+                classifier.limits().bayes_min_messages,
+                classifier.limits().bayes_min_messages
+            ),
+        }
+        print_state(&classifier, args.tenant.as_deref()).await
+    })
+}
+
+/// The classifier's totals, French then English.
+async fn print_state(classifier: &Classifier, tenant: Option<&str>) -> anyhow::Result<()> {
+    let totals = classifier.totals(tenant).await?;
+    let tokens = classifier.token_count(tenant).await?;
+    let (which_fr, which_en) = match tenant {
+        Some(tenant) => (format!("de {tenant}"), format!("{tenant}'s")),
+        None => ("partagé".to_string(), "shared".to_string()),
+    };
+    println!(
+        "classifieur {which_fr} : {} spam, {} légitimes, {tokens} mots / {which_en} classifier: {} spam, {} ham, \
+         {tokens} tokens",
+        totals.spam, totals.ham, totals.spam, totals.ham
+    );
+    Ok(())
+}
+
+/// A tenant named on the command line must exist: a typo would train a classifier
+/// nobody reads.
+async fn check_tenant(
+    config: &hameau_config::Config,
+    store: &hameau_store::Store,
+    tenant: Option<&str>,
+) -> anyhow::Result<()> {
+    if let Some(tenant) = tenant {
+        let directory = Directory::new(store.clone(), config.directory.clone());
+        directory
+            .get_tenant(&Principal::Operator, tenant)
+            .await
+            .with_context(|| format!("la collectivité {tenant} / the tenant {tenant}"))?;
+    }
+    Ok(())
+}
+
+/// The messages at `path`, each its bytes or why it was skipped: a Maildir (a directory
+/// with `cur/` or `new/`), an mbox file (it starts with `From `), a message file, or a
+/// directory of mbox and message files (not its subdirectories).
+fn messages(
+    path: &Path,
+    limits: &hameau_mailfile::Limits,
+) -> anyhow::Result<Box<dyn Iterator<Item = Result<Vec<u8>, String>>>> {
+    if path.is_dir() {
+        if path.join("cur").is_dir() || path.join("new").is_dir() {
+            return folders(path, Format::Maildir, limits);
+        }
+        let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+            .with_context(|| format!("reading {}", path.display()))?
+            .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+            .filter(|path| path.is_file())
+            .collect();
+        files.sort();
+        let mut all: Box<dyn Iterator<Item = Result<Vec<u8>, String>>> = Box::new(std::iter::empty());
+        for file in files {
+            all = Box::new(all.chain(file_messages(&file, limits)?));
+        }
+        return Ok(all);
+    }
+    file_messages(path, limits)
+}
+
+/// An mbox file's messages, or the file as one message.
+fn file_messages(
+    path: &Path,
+    limits: &hameau_mailfile::Limits,
+) -> anyhow::Result<Box<dyn Iterator<Item = Result<Vec<u8>, String>>>> {
+    let mut start = [0u8; 5];
+    let n = {
+        use std::io::Read;
+        let mut file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        file.read(&mut start).unwrap_or(0)
+    };
+    if &start[..n] == b"From " {
+        return folders(path, Format::Mbox(Quoting::Mboxrd), limits);
+    }
+    let size = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?.len();
+    if size > limits.message_bytes_max {
+        let max = limits.message_bytes_max;
+        return Ok(Box::new(std::iter::once(Err(format!("{}: {size} bytes > {max}", path.display())))));
+    }
+    let raw = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(Box::new(std::iter::once(Ok(raw))))
+}
+
+/// Every message of every folder that `hameau_mailfile` reads at `path`.
+fn folders(
+    path: &Path,
+    format: Format,
+    limits: &hameau_mailfile::Limits,
+) -> anyhow::Result<Box<dyn Iterator<Item = Result<Vec<u8>, String>>>> {
+    let folders = hameau_mailfile::open(path, format, limits).with_context(|| format!("reading {}", path.display()))?;
+    Ok(Box::new(folders.flat_map(|folder| -> Box<dyn Iterator<Item = Result<Vec<u8>, String>>> {
+        match folder {
+            Ok(folder) => Box::new(folder.messages.map(|message| {
+                message.map(|message| message.raw).map_err(|skip| format!("{}: {:?}", skip.location, skip.reason))
+            })),
+            Err(skip) => Box::new(std::iter::once(Err(format!("{}: {:?}", skip.location, skip.reason)))),
+        }
+    })))
+}
+
+/// The trainer `serve` registers on the mail model: the agents' moves into and out of
+/// Junk train their tenant's classifier; `None` when the filter is off.
+pub fn trainer(
+    config: &hameau_config::Config,
+    store: &hameau_store::Store,
+) -> Option<Arc<hameau_filter::trainer::Trainer>> {
+    if !config.filter.enabled {
+        return None;
+    }
+    let classifier = Classifier::new(store.clone(), config.filter.limits.clone());
+    Some(hameau_filter::trainer::Trainer::start(classifier, Arc::new(AccountTenants(store.clone()))))
+}
+
+/// An account's tenant, read from its directory record (whose owner is its tenant).
+#[derive(Debug)]
+struct AccountTenants(hameau_store::Store);
+
+#[async_trait::async_trait]
+impl hameau_filter::trainer::Tenants for AccountTenants {
+    async fn tenant_of(&self, account: u64) -> Option<String> {
+        let key = hameau_directory::account_record_key(account);
+        let entry = self.0.get(&key).await.ok()??;
+        match hameau_directory::record_owner(&key, &entry.value)? {
+            hameau_directory::RecordOwner::Tenant(tenant) => Some(tenant),
+            _ => None,
+        }
+    }
+}
