@@ -72,6 +72,8 @@ async fn correspondents_are_per_tenant_and_bounded() {
     assert_eq!(crate::contacts::record_owner(b"fc/a/d/cdg35.fr").as_deref(), Some("a"));
     assert_eq!(crate::contacts::record_owner(b"fc/a/n").as_deref(), Some("a"));
     assert_eq!(crate::contacts::record_owner(b"q/x"), None);
+}
+
 mod quarantine {
     use hameau_directory::{AccountRole, Directory, NewAccount, NewDomain, NewTenant, Principal};
     use hameau_mailbox::{Mail, MailboxNames, Role};

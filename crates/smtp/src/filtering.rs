@@ -51,7 +51,6 @@ pub struct Judgement {
 }
 
 /// A tenant's domains and people, as the rules compare senders with them.
-#[derive(Debug)]
 struct Profile {
     domains: Vec<String>,
     people: Vec<hameau_filter::Person>,
