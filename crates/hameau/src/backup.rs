@@ -388,6 +388,9 @@ impl Owners for WorkspaceOwners {
                 F::Installation => Owner::Installation,
             };
         }
+        if let Some(tenant) = hameau_filter::contacts::record_owner(key) {
+            return Owner::Tenant(tenant);
+        }
         if let Some(tenant) = hameau_filter::settings::record_owner(key) {
             return Owner::Tenant(tenant);
         }
