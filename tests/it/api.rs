@@ -458,6 +458,7 @@ fn out_of_scope_answers_are_byte_for_byte_those_of_absent_objects() {
         ("patch", "accounts") => Some(json!({"display_name": "X"})),
         ("patch", "aliases") => Some(json!({"targets": ["user@b.test"]})),
         ("post", "queue") => Some(json!({"reason": "X"})),
+        ("put", "tenants") => Some(json!({})),
         ("post", _) => Some(json!({"name": "X"})),
         _ => None,
     };

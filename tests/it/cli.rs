@@ -122,6 +122,19 @@ fn every_command_on_the_local_data_directory() {
     assert_eq!(ok(c, &["apikey", "show", &key_id])["revoked"], false);
     assert_eq!(ok(c, &["apikey", "delete", &key_id])["revoked"], true);
 
+    // The filter: a tenant's own settings, and the quarantine (empty here: the MX holds).
+    let set = ok(c, &["tenant", "filter", "set", "a", "--english", "true", "--subject-tag", "[À VÉRIFIER]"]);
+    assert_eq!(set["effective"]["warning"]["subject_tag"], "[À VÉRIFIER]");
+    assert_eq!(ok(c, &["tenant", "filter", "get", "a"])["own"]["warning"]["english"], true);
+    assert_eq!(
+        fails(c, &["tenant", "filter", "set", "a", "--warn-score", "9"]),
+        "hameau: error: 400: thresholds.junk_score: 8 is not above thresholds.warn_score (9)"
+    );
+    assert_eq!(ok(c, &["tenant", "filter", "reset", "a"]), Value::Null);
+    assert_eq!(ok(c, &["tenant", "filter", "get", "a"])["own"], serde_json::json!({}));
+    assert_eq!(ok(c, &["quarantine", "list", "--tenant", "a"])["items"].as_array().unwrap().len(), 0);
+    assert_eq!(fails(c, &["quarantine", "release", "7"]), "hameau: error: 404: held message \"7\" does not exist");
+
     // Deleting goes in order: aliases, accounts, domains, tenants.
     assert_eq!(
         fails(c, &["domain", "delete", "saint-étienne.test"]),

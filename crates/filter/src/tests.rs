@@ -245,6 +245,29 @@ mod quarantine {
     }
 
     #[tokio::test]
+    async fn a_release_refused_by_a_full_mailbox_can_be_tried_again() {
+        let f = fixture().await;
+        let id = f.hold("a", &["user@a.fr"], NOW).await;
+        // The quota is read at release time: set after the message was held.
+        let update = |quota_bytes| hameau_directory::AccountUpdate {
+            display_name: None,
+            password: None,
+            quota_bytes: Some(quota_bytes),
+            enabled: None,
+            role: None,
+            may_send_as: None,
+        };
+        f.directory.update_account(&Principal::Operator, "user@a.fr", update(Some(10))).await.unwrap();
+        let full = f.quarantine.release(&admin("a"), &id, f.delivery(), NOW).await;
+        assert!(matches!(full, Err(Error::Mail(hameau_mailbox::Error::OverQuota { .. }))), "{full:?}");
+        assert_eq!(f.inbox("user@a.fr").await, 0);
+        assert_eq!(f.quarantine.show(&admin("a"), &id).await.unwrap().held.releasing_since, None);
+        f.directory.update_account(&Principal::Operator, "user@a.fr", update(None)).await.unwrap();
+        f.quarantine.release(&admin("a"), &id, f.delivery(), NOW + 1).await.unwrap();
+        assert_eq!(f.inbox("user@a.fr").await, 1);
+    }
+
+    #[tokio::test]
     async fn held_mail_expires_and_its_blob_goes() {
         let f = fixture().await;
         let id = f.hold("a", &["user@a.fr"], NOW).await;

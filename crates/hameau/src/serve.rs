@@ -106,7 +106,6 @@ async fn serve(config: Config, reload_log: &crate::logging::Reload) -> anyhow::R
         hameau_filter::Quarantine::new(store.clone(), &config.filter),
         hameau_filter::Settings::new(store.clone(), &config.filter),
     );
-    start_quarantine_sweep(&filter.0, &shutdown_rx, &mut services);
     // One queue: submission fills it, the API administers it, and both wake its worker.
     let queue = (hameau_queue::Queue::new(store.clone(), config.queue.clone()), Arc::new(tokio::sync::Notify::new()));
     // One resolver, one answer cache, for the MX's checks and the outbound queue's routes.
@@ -173,6 +172,7 @@ async fn serve(config: Config, reload_log: &crate::logging::Reload) -> anyhow::R
             return Err(e);
         }
     };
+    start_quarantine_sweep(&filter.0, &shutdown_rx, &mut services);
     tracing::info!("hameau ready");
 
     let mut running = config.clone();
