@@ -19,19 +19,29 @@
 //! - [`settings`]: a tenant's own thresholds and warning, over the `[filter]` defaults.
 
 pub mod bayes;
+#[cfg(feature = "store")]
 pub mod contacts;
+#[cfg(feature = "store")]
 mod error;
+#[cfg(feature = "store")]
 pub mod learning;
 mod options;
+#[cfg(feature = "store")]
 pub mod quarantine;
+#[cfg(feature = "store")]
 pub mod settings;
+#[cfg(feature = "store")]
 pub mod trainer;
 mod verdict;
 
+#[cfg(feature = "store")]
 pub use contacts::Contacts;
+#[cfg(feature = "store")]
 pub use error::Error;
 pub use options::{Limits, Options, Thresholds, WarningStyle};
+#[cfg(feature = "store")]
 pub use quarantine::{Held, Quarantine};
+#[cfg(feature = "store")]
 pub use settings::{Settings, TenantSettings};
 pub use verdict::{Action, Symbol, Verdict};
 
