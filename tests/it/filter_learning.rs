@@ -154,4 +154,19 @@ M.logout()
     let stdout = filter(&config, &["score", "--tenant", "a", probe.to_str().unwrap()]);
     assert!(stdout.contains("a's classifier: 1 spam, 0 ham"), "{stdout}");
     eprintln!("tenant a's spam probability of the campaign: before {before:.4}, after {after:.4}");
+
+    // The classifier follows its tenant: a's alone restored from a backup (made on the
+    // stopped server) scores as a did; the shared classifier comes along (the
+    // installation's), b's learning would not.
+    let set = dir.path().join("set");
+    let (status, _, stderr) = run(&["backup", "--to", set.to_str().unwrap(), "--config", config.to_str().unwrap()]);
+    assert!(status.success(), "{stderr}");
+    let restored = dir.path().join("restored");
+    let (status, _, stderr) =
+        run(&["restore", "--from", set.to_str().unwrap(), "--data-dir", restored.to_str().unwrap(), "--tenant", "a"]);
+    assert!(status.success(), "{stderr}");
+    std::fs::copy(&config, restored.join("hameau.toml")).unwrap();
+    let restored_config = restored.join("hameau.toml");
+    assert_eq!(score(&restored_config, Some("a"), &probe), after);
+    assert_eq!(score(&restored_config, None, &probe), before);
 }
