@@ -67,6 +67,8 @@ async fn learnt_spam_scores_above_learnt_ham() {
     let spam_score = f.classifier.score(None, &spam(100)).await.unwrap().unwrap();
     let ham_score = f.classifier.score(None, &ham(100)).await.unwrap().unwrap();
     assert!(spam_score > 0.5 && ham_score < 0.5, "spam {spam_score}, ham {ham_score}");
+    let symbol = f.classifier.symbol(Some("a"), &spam(100)).await.unwrap().unwrap();
+    assert!(symbol.name == "BAYES_SPAM" && symbol.score > 0.0, "{symbol:?}");
 }
 
 #[tokio::test]
