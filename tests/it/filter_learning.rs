@@ -169,4 +169,14 @@ M.logout()
     let restored_config = restored.join("hameau.toml");
     assert_eq!(score(&restored_config, Some("a"), &probe), after);
     assert_eq!(score(&restored_config, None, &probe), before);
+
+    // A Maildir seeds a tenant's classifier too.
+    let maildir = corpus.join("maildir");
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(maildir.join(sub)).unwrap();
+    }
+    let ham = message("Secrétariat <secretariat@mairie.example>", "Conseil", HAM_WORDS, 50);
+    std::fs::write(maildir.join("cur/1764500000.1.host:2,S"), ham).unwrap();
+    let stdout = filter(&config, &["learn", "--ham", "--tenant", "b", maildir.to_str().unwrap()]);
+    assert!(stdout.contains("learnt: 1 messages as ham") && stdout.contains("b's classifier: 0 spam, 1 ham"));
 }
