@@ -154,4 +154,29 @@ M.logout()
     let stdout = filter(&config, &["score", "--tenant", "a", probe.to_str().unwrap()]);
     assert!(stdout.contains("a's classifier: 1 spam, 0 ham"), "{stdout}");
     eprintln!("tenant a's spam probability of the campaign: before {before:.4}, after {after:.4}");
+
+    // The classifier follows its tenant: a's alone restored from a backup (made on the
+    // stopped server) scores as a did; the shared classifier comes along (the
+    // installation's), b's learning would not.
+    let set = dir.path().join("set");
+    let (status, _, stderr) = run(&["backup", "--to", set.to_str().unwrap(), "--config", config.to_str().unwrap()]);
+    assert!(status.success(), "{stderr}");
+    let restored = dir.path().join("restored");
+    let (status, _, stderr) =
+        run(&["restore", "--from", set.to_str().unwrap(), "--data-dir", restored.to_str().unwrap(), "--tenant", "a"]);
+    assert!(status.success(), "{stderr}");
+    std::fs::copy(&config, restored.join("hameau.toml")).unwrap();
+    let restored_config = restored.join("hameau.toml");
+    assert_eq!(score(&restored_config, Some("a"), &probe), after);
+    assert_eq!(score(&restored_config, None, &probe), before);
+
+    // A Maildir seeds a tenant's classifier too.
+    let maildir = corpus.join("maildir");
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(maildir.join(sub)).unwrap();
+    }
+    let ham = message("Secrétariat <secretariat@mairie.example>", "Conseil", HAM_WORDS, 50);
+    std::fs::write(maildir.join("cur/1764500000.1.host:2,S"), ham).unwrap();
+    let stdout = filter(&config, &["learn", "--ham", "--tenant", "b", maildir.to_str().unwrap()]);
+    assert!(stdout.contains("learnt: 1 messages as ham") && stdout.contains("b's classifier: 0 spam, 1 ham"));
 }

@@ -9,7 +9,10 @@
 //!   a learning adds one counter per token and a score reads one key per token;
 //! - `…n`: the messages learnt, packed the same way;
 //! - `…k`: how many token keys the classifier holds, bounded by
-//!   [`Limits::bayes_tokens_per_tenant_max`] inside the commit that adds them;
+//!   [`Limits::bayes_tokens_per_tenant_max`] inside the commit that adds them. It may
+//!   count more than are held, never fewer: two learnings that add the same new token at
+//!   once both count it (expecting each new token absent would make concurrent learnings
+//!   conflict on every common word); the bound errs on the safe side;
 //! - `…m/SHA256` (the message's content hash): `s` or `h`, the class a message was learnt
 //!   as, so that learning it again the same way is a no-op and the other way first takes
 //!   back the first learning. Keyed by content, not by account and email: a message stored
@@ -241,12 +244,19 @@ impl Classifier {
         Ok(bayes::spam_probability(&counts, totals, &self.limits))
     }
 
+    /// The classifier's symbol for `raw` in `tenant` (`BAYES_SPAM` or `BAYES_HAM`, see
+    /// [`bayes::symbol`]); `None` while it has not learnt enough, or when it cannot tell.
+    pub async fn symbol(&self, tenant: Option<&str>, raw: &[u8]) -> Result<Option<crate::Symbol>, Error> {
+        Ok(self.score(tenant, raw).await?.and_then(bayes::symbol))
+    }
+
     /// The messages `tenant`'s classifier (`None`: the shared one) learnt, of each class.
     pub async fn totals(&self, tenant: Option<&str>) -> Result<Totals, Error> {
         self.totals_of(&Keys::of(tenant)?).await
     }
 
-    /// How many token keys `tenant`'s classifier (`None`: the shared one) holds.
+    /// How many token keys `tenant`'s classifier (`None`: the shared one) holds, counted
+    /// as the bound counts them (concurrent learnings may count a new token twice).
     pub async fn token_count(&self, tenant: Option<&str>) -> Result<u64, Error> {
         let held = self.store.counter(&Keys::of(tenant)?.token_count()).await?;
         Ok(u64::try_from(held).unwrap_or(0))

@@ -2,7 +2,9 @@
 //! a bounded queue and one task that reads each judged message and trains its tenant's
 //! classifier. Training never delays or fails the IMAP command: [`Trainer::learn`] only
 //! queues, and a judgement that finds the queue full
-//! ([`crate::Limits::bayes_learn_queue_max`]) is dropped with a warning.
+//! ([`crate::Limits::bayes_learn_queue_max`]) is dropped with a warning. Judgements still
+//! queued when the server stops are not learnt: a judgement is no acknowledged write, and
+//! the agent's next ones teach the same (docs/filter-learning.md).
 
 use std::sync::Arc;
 

@@ -72,6 +72,21 @@ struct Tally {
     skipped: u64,
 }
 
+impl Tally {
+    fn count(&mut self, learning: hameau_filter::learning::Learning) {
+        match learning.learnt {
+            Learnt::New => self.new += 1,
+            Learnt::Retrained => self.retrained += 1,
+            Learnt::AlreadyKnown => self.known += 1,
+        }
+    }
+}
+
+/// Learnings in flight at once: each is one synced commit, and concurrent commits share a
+/// sync (the store's group commit); 8 keeps two cores busy without holding more than 8
+/// messages in memory.
+const LEARNINGS_CONCURRENT_MAX: usize = 8;
+
 fn learn(args: &LearnArgs) -> anyhow::Result<()> {
     for path in &args.paths {
         anyhow::ensure!(path.exists(), "{} : introuvable / not found", path.display());
@@ -81,6 +96,7 @@ fn learn(args: &LearnArgs) -> anyhow::Result<()> {
         let classifier = Classifier::new(store.clone(), config.filter.limits.clone());
         let limits = &config.migrate.files;
         let mut tally = Tally::default();
+        let mut running = tokio::task::JoinSet::new();
         for path in &args.paths {
             for message in messages(path, limits)? {
                 let raw = match message {
@@ -91,12 +107,16 @@ fn learn(args: &LearnArgs) -> anyhow::Result<()> {
                         continue;
                     }
                 };
-                match classifier.train(args.tenant.as_deref(), &raw, args.spam).await?.learnt {
-                    Learnt::New => tally.new += 1,
-                    Learnt::Retrained => tally.retrained += 1,
-                    Learnt::AlreadyKnown => tally.known += 1,
+                while running.len() >= LEARNINGS_CONCURRENT_MAX {
+                    let Some(done) = running.join_next().await else { break };
+                    tally.count(done.context("a learning stopped")??);
                 }
+                let (classifier, tenant, spam) = (classifier.clone(), args.tenant.clone(), args.spam);
+                running.spawn(async move { classifier.train(tenant.as_deref(), &raw, spam).await });
             }
+        }
+        while let Some(done) = running.join_next().await {
+            tally.count(done.context("a learning stopped")??);
         }
         let (class_fr, class_en) = if args.spam { ("spam", "spam") } else { ("légitimes", "ham") };
         let Tally { new, retrained, known, skipped } = tally;

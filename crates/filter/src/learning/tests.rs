@@ -67,6 +67,8 @@ async fn learnt_spam_scores_above_learnt_ham() {
     let spam_score = f.classifier.score(None, &spam(100)).await.unwrap().unwrap();
     let ham_score = f.classifier.score(None, &ham(100)).await.unwrap().unwrap();
     assert!(spam_score > 0.5 && ham_score < 0.5, "spam {spam_score}, ham {ham_score}");
+    let symbol = f.classifier.symbol(Some("a"), &spam(100)).await.unwrap().unwrap();
+    assert!(symbol.name == "BAYES_SPAM" && symbol.score > 0.0, "{symbol:?}");
 }
 
 #[tokio::test]
@@ -232,4 +234,57 @@ async fn moving_into_junk_trains_the_tenant() {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     panic!("the move out of Junk was not learnt");
+}
+
+/// Holds the training task on its first look-up until let go.
+#[derive(Debug)]
+struct Gate(tokio::sync::Semaphore);
+
+#[async_trait::async_trait]
+impl Tenants for Gate {
+    async fn tenant_of(&self, _account: u64) -> Option<String> {
+        self.0.acquire().await.unwrap().forget();
+        Some("mairie-c".into())
+    }
+}
+
+#[tokio::test]
+async fn judgements_past_a_full_queue_are_dropped_not_awaited() {
+    let f = fixture(Limits { bayes_learn_queue_max: 1, ..limits() }).await;
+    let gate = Arc::new(Gate(tokio::sync::Semaphore::new(0)));
+    let trainer = Trainer::start(f.classifier.clone(), gate.clone());
+    let mut judgements = Vec::new();
+    for n in 0..3 {
+        let raw = spam(n);
+        let blob = f.store.stage_blob_bytes(&raw).await.unwrap();
+        let hash = blob.hash();
+        let mut batch = hameau_store::Batch::new();
+        batch.blob_acquire(blob);
+        f.store.commit(batch).await.unwrap();
+        judgements.push(hameau_mailbox::Judgement {
+            account: 1,
+            email: n as u64,
+            blob: hash,
+            tenant: None,
+            spam: true,
+        });
+    }
+    // The first is taken by the task (held at the gate), the second waits in the queue,
+    // the third finds it full: `learn` returns at once all the same.
+    use hameau_mailbox::JunkLearner;
+    trainer.learn(judgements[0].clone());
+    tokio::task::yield_now().await;
+    let started = std::time::Instant::now();
+    trainer.learn(judgements[1].clone());
+    trainer.learn(judgements[2].clone());
+    assert!(started.elapsed() < std::time::Duration::from_millis(100));
+    gate.0.add_permits(3);
+    for _ in 0..200 {
+        if f.classifier.totals(Some("mairie-c")).await.unwrap().spam == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert_eq!(f.classifier.totals(Some("mairie-c")).await.unwrap(), Totals { spam: 2, ham: 0 });
 }
