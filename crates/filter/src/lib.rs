@@ -47,4 +47,3 @@ pub use verdict::{Action, Symbol, Verdict};
 
 #[cfg(test)]
 mod tests;
-mod stub_tmp; pub use stub_tmp::*;
