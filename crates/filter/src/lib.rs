@@ -15,9 +15,11 @@
 //! - `quarantine`: held messages, their listing, release and expiry.
 
 mod options;
+mod rules;
 mod verdict;
 
 pub use options::{Limits, Options, Thresholds, WarningStyle};
+pub use rules::{Analysis, Context, Person, analyse, symbol};
 pub use verdict::{Action, Symbol, Verdict};
 
 #[cfg(test)]
