@@ -32,6 +32,7 @@ pub mod quarantine;
 pub mod settings;
 #[cfg(feature = "store")]
 pub mod trainer;
+mod rules;
 mod verdict;
 
 #[cfg(feature = "store")]
@@ -43,6 +44,7 @@ pub use options::{Limits, Options, Thresholds, WarningStyle};
 pub use quarantine::{Held, Quarantine};
 #[cfg(feature = "store")]
 pub use settings::{Settings, TenantSettings};
+pub use rules::{Analysis, Context, Person, analyse, symbol};
 pub use verdict::{Action, Symbol, Verdict};
 
 #[cfg(test)]
