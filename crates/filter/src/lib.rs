@@ -14,9 +14,11 @@
 //! - `bayes`: the learning classifier, per tenant and shared.
 //! - `quarantine`: held messages, their listing, release and expiry.
 
+mod banner;
 mod options;
 mod verdict;
 
+pub use banner::{explain, warn};
 pub use options::{Limits, Options, Thresholds, WarningStyle};
 pub use verdict::{Action, Symbol, Verdict};
 
