@@ -10,8 +10,9 @@
 //!
 //! How a part is rewritten:
 //! - Its transfer encoding is kept: base64 is decoded, given the banner and encoded again;
-//!   quoted-printable text gets the banner encoded in front of its own unchanged bytes,
-//!   quoted-printable HTML is decoded and encoded again; 8bit and binary get the banner's
+//!   quoted-printable text gets the banner encoded in front of its own unchanged bytes
+//!   (when they are strict quoted-printable; else, like quoted-printable HTML, it is decoded
+//!   leniently and encoded again, so that every decoder reads it the same); 8bit and binary get the banner's
 //!   bytes as they are.
 //! - A 7bit text/plain part (or one without `Content-Transfer-Encoding`) becomes
 //!   quoted-printable, since the French banner is not ASCII: quoted-printable keeps the
@@ -34,7 +35,8 @@
 //! - A part over [`Limits::text_bytes_max`], a message of more than [`Limits::parts_max`]
 //!   parts, a part of an unknown transfer encoding or charset, a message mail-parser
 //!   cannot read (or that makes it panic), a message without an empty line after its
-//!   header.
+//!   header, a part of a multipart that is never closed (no closing boundary: mail-parser
+//!   then leaves it encoded, and readers disagree on where it ends).
 //! - A message without a text or HTML part (only an attachment): adding a text part would
 //!   change its structure (the number of parts a client shows), so it gets the tag only.
 //!
@@ -178,7 +180,10 @@ fn body_edits(context: &Context, message: &mail_parser::Message, edits: &mut Vec
             None => true,
             Some((ctype, subtype)) => ctype == "text" && matches!(subtype.as_deref(), None | Some("plain")),
         };
-        let is_attachment = part.content_disposition().is_some_and(|disposition| disposition.is_attachment());
+        // What mail-parser's reader lists as an attachment (a second text part of a
+        // multipart/mixed, say) is not the visible body.
+        let is_attachment = part.content_disposition().is_some_and(|disposition| disposition.is_attachment())
+            || message.attachments.contains(&(index as u32));
         if is_attachment || !(is_html || is_plain) {
             continue;
         }
@@ -224,6 +229,11 @@ impl Located {
         let (header_start, body_start, body_end) =
             (part.offset_header as usize, part.offset_body as usize, part.offset_end as usize);
         if !(header_start <= body_start && body_start <= body_end && body_end <= raw.len()) {
+            return None;
+        }
+        if !is_root && body_end == raw.len() {
+            // A part of a multipart never closed: mail-parser then does not decode it
+            // (and readers disagree on where it ends).
             return None;
         }
         let header = Header::parse(raw, header_start, body_start);
@@ -349,7 +359,8 @@ fn rewrite_plain(context: &Context, located: &Located, label: Option<&str>, edit
     let mut becomes_quoted_printable = false;
     let new_body = match encoding {
         Encoding::Base64 => base64_body(&banner, &decoded, body, newline),
-        Encoding::QuotedPrintable => [mime::qp_encode(&banner, newline), body.to_vec()].concat(),
+        Encoding::QuotedPrintable if mime::qp_is_strict(body) => [mime::qp_encode(&banner, newline), body.to_vec()].concat(),
+        Encoding::QuotedPrintable => mime::qp_encode(&[banner, decoded].concat(), newline),
         Encoding::EightBit => [banner, body.to_vec()].concat(),
         Encoding::SevenBit if banner.is_ascii() => [banner, body.to_vec()].concat(),
         Encoding::SevenBit => {
@@ -463,17 +474,26 @@ fn html_insertion_point(html: &[u8]) -> usize {
     after_tag(b"body").or_else(|| after_tag(b"/head")).or_else(|| after_tag(b"html")).unwrap_or(0)
 }
 
-/// After the `>` closing the tag whose attributes start at `from`, quoted values stepped
-/// over; the end of the text if it is never closed.
+/// After the `>` closing the tag whose attributes start at `from`; the end of the text if it
+/// is never closed. As an HTML tokenizer (HTML §13.2.5.32–38), a quote opens a value only
+/// right after `=`: elsewhere it is part of a malformed name, as in `background=""x.gif"`.
 fn tag_end(html: &[u8], from: usize) -> usize {
-    let mut quote = None;
+    enum State {
+        Attributes,
+        AfterEquals,
+        Quoted(u8),
+    }
+    let mut state = State::Attributes;
     for (offset, byte) in html[from..].iter().enumerate() {
-        match (quote, byte) {
-            (None, b'"' | b'\'') => quote = Some(*byte),
-            (Some(open), _) if open == *byte => quote = None,
-            (None, b'>') => return from + offset + 1,
-            _ => {}
-        }
+        state = match (state, byte) {
+            (State::Quoted(quote), _) if quote == *byte => State::Attributes,
+            (State::Quoted(quote), _) => State::Quoted(quote),
+            (_, b'>') => return from + offset + 1,
+            (State::Attributes, b'=') => State::AfterEquals,
+            (State::AfterEquals, b'"' | b'\'') => State::Quoted(*byte),
+            (State::AfterEquals, byte) if byte.is_ascii_whitespace() => State::AfterEquals,
+            _ => State::Attributes,
+        };
     }
     html.len()
 }

@@ -167,14 +167,38 @@ fn token_end(value: &[u8], start: usize) -> usize {
 /// kept as it is.
 pub(super) fn qp_decode(encoded: &[u8]) -> Vec<u8> {
     let mut decoded = Vec::with_capacity(encoded.len());
+    // Blanks written as they are at the end of what is decoded: removed at a line break
+    // (RFC 2045 §6.7 rule 3, added in transport), as a blank written `=20` is not.
+    let mut literal_blanks = 0;
     let mut index = 0;
     while index < encoded.len() {
         let byte = encoded[index];
+        if byte == b'\r' && encoded.get(index + 1) != Some(&b'\n') {
+            // A lone CR is not quoted-printable text (§6.7 rule 4): dropped, as mail-parser does.
+            index += 1;
+            continue;
+        }
         if byte != b'=' {
+            if byte == b'\n' {
+                let carriage_return = decoded.last() == Some(&b'\r');
+                if carriage_return {
+                    decoded.pop();
+                }
+                decoded.truncate(decoded.len() - literal_blanks);
+                if carriage_return {
+                    decoded.push(b'\r');
+                }
+                literal_blanks = 0;
+            } else if matches!(byte, b' ' | b'\t') {
+                literal_blanks += 1;
+            } else if !(byte == b'\r' && encoded.get(index + 1) == Some(&b'\n')) {
+                literal_blanks = 0;
+            }
             decoded.push(byte);
             index += 1;
             continue;
         }
+        literal_blanks = 0;
         let rest = &encoded[index + 1..];
         if rest.is_empty() {
             // A soft line break at the very end: the line break is the boundary's.
@@ -198,7 +222,27 @@ pub(super) fn qp_decode(encoded: &[u8]) -> Vec<u8> {
             }
         }
     }
+    // The body ends where the boundary's line break starts: the last line ends there too.
+    decoded.truncate(decoded.len() - literal_blanks);
     decoded
+}
+
+/// Every `=` of `encoded` starts a hex pair or a soft line break: a decoder then reads it
+/// as [`qp_decode`] does. A `=` otherwise is read differently by different decoders (some
+/// give up on the whole part and show it encoded).
+pub(super) fn qp_is_strict(encoded: &[u8]) -> bool {
+    let mut index = 0;
+    while let Some(offset) = memchr(b'=', &encoded[index..]) {
+        let rest = &encoded[index + offset + 1..];
+        let blanks = rest.iter().take_while(|byte| matches!(byte, b' ' | b'\t')).count();
+        let soft_break = rest[blanks..].starts_with(b"\r\n") || rest[blanks..].starts_with(b"\n") || rest.len() == blanks;
+        let pair = rest.len() >= 2 && hex(&rest[0]).is_some() && hex(&rest[1]).is_some();
+        if !(soft_break || pair) {
+            return false;
+        }
+        index += offset + 1;
+    }
+    true
 }
 
 fn hex(byte: &u8) -> Option<u8> {
