@@ -18,6 +18,7 @@
 //! - [`quarantine`]: held messages, their listing, release and expiry.
 //! - [`settings`]: a tenant's own thresholds and warning, over the `[filter]` defaults.
 
+mod banner;
 pub mod bayes;
 #[cfg(feature = "store")]
 pub mod contacts;
@@ -39,6 +40,7 @@ mod verdict;
 pub use contacts::Contacts;
 #[cfg(feature = "store")]
 pub use error::Error;
+pub use banner::{explain, warn};
 pub use options::{Limits, Options, Thresholds, WarningStyle};
 #[cfg(feature = "store")]
 pub use quarantine::{Held, Quarantine};
