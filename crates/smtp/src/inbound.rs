@@ -528,7 +528,7 @@ impl Inbound {
         self.options.arc_trusted_sealers.contains(&sealer).then_some(sealer)
     }
 
-    /// The message as stored: `Received`, `Authentication-Results` and the filter's
+    /// The message as stored: `Authentication-Results`, `Received` and the filter's
     /// `X-Hameau-Filter` first, then the message without any `Authentication-Results`
     /// that claims to be ours and without any `X-Hameau-Filter` (only ours is believed).
     fn with_headers(&self, envelope: &Envelope, results: &str, filter: Option<&str>, raw: &[u8]) -> Vec<u8> {
@@ -536,9 +536,6 @@ impl Inbound {
         let protocol = if envelope.tls { "ESMTPS" } else { "ESMTP" };
         let date = mail_parser::DateTime::from_timestamp(envelope.received_at as i64).to_rfc822();
         let mut out = Vec::with_capacity(raw.len() + 1024);
-        if let Some(filter) = filter {
-            out.extend_from_slice(format!("X-Hameau-Filter: {filter}\r\n").as_bytes());
-        }
         out.extend_from_slice(format!("Authentication-Results: {results}\r\n").as_bytes());
         let ip = match envelope.client_ip {
             IpAddr::V4(v4) => v4.to_string(),
@@ -557,6 +554,9 @@ impl Inbound {
             )
             .as_bytes(),
         );
+        if let Some(filter) = filter {
+            out.extend_from_slice(format!("{FILTER_HEADER}: {filter}\r\n").as_bytes());
+        }
         let without_ours = strip_filter_headers(raw);
         header::strip_results_into(without_ours.as_deref().unwrap_or(raw), hostname, &mut out);
         out
