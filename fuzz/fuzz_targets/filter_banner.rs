@@ -25,8 +25,7 @@ libfuzzer_sys::fuzz_target!(|bytes: &[u8]| {
     };
     let names: &[&'static str] =
         if selector & 8 == 0 { &["IMPERSONATION_NAME", "FIRST_CONTACT"] } else { &["LINK_TEXT_MISMATCH", "BAYES_HAM"] };
-    let symbols: Vec<Symbol> =
-        names.iter().map(|name| Symbol { name, score: 1.0, detail: String::new() }).collect();
+    let symbols: Vec<Symbol> = names.iter().map(|name| Symbol { name, score: 1.0, detail: String::new() }).collect();
     let limits = Limits { text_bytes_max: 64 << 10, parts_max: 64, ..Limits::default() };
     let warned = std::panic::catch_unwind(|| warn(raw, &symbols, &style, &limits)).expect("warn never panics");
     let parts = |message: &[u8]| {

@@ -118,17 +118,17 @@ pub(crate) fn warn_with_report(
     limits: &Limits,
 ) -> (Vec<u8>, Report) {
     let top = Header::parse(raw, 0, raw.len());
-    let newline = if raw.iter().position(|byte| *byte == b'\n').is_some_and(|index| index > 0 && raw[index - 1] == b'\r')
-        || !raw.contains(&b'\n')
-    {
-        "\r\n"
-    } else {
-        "\n"
-    };
+    let newline =
+        if raw.iter().position(|byte| *byte == b'\n').is_some_and(|index| index > 0 && raw[index - 1] == b'\r')
+            || !raw.contains(&b'\n')
+        {
+            "\r\n"
+        } else {
+            "\n"
+        };
     // The parse boundary, as in hameau-message: mail-parser has been found to panic.
-    let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| MessageParser::default().parse(raw)))
-        .ok()
-        .flatten();
+    let parsed =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| MessageParser::default().parse(raw))).ok().flatten();
 
     let mut edits = Vec::new();
     let decoded_subject = parsed.as_ref().map(|message| message.subject().unwrap_or_default());
@@ -208,7 +208,8 @@ fn is_protected(part: &mail_parser::MessagePart) -> bool {
     let Some(content_type) = part.content_type() else { return false };
     let subtype = content_type.subtype().unwrap_or_default();
     let ctype = content_type.ctype();
-    (ctype.eq_ignore_ascii_case("multipart") && (subtype.eq_ignore_ascii_case("signed") || subtype.eq_ignore_ascii_case("encrypted")))
+    (ctype.eq_ignore_ascii_case("multipart")
+        && (subtype.eq_ignore_ascii_case("signed") || subtype.eq_ignore_ascii_case("encrypted")))
         || (ctype.eq_ignore_ascii_case("application")
             && ["pkcs7-mime", "x-pkcs7-mime", "pkcs7-signature", "x-pkcs7-signature", "pgp-encrypted", "pgp-signature"]
                 .iter()
@@ -359,7 +360,9 @@ fn rewrite_plain(context: &Context, located: &Located, label: Option<&str>, edit
     let mut becomes_quoted_printable = false;
     let new_body = match encoding {
         Encoding::Base64 => base64_body(&banner, &decoded, body, newline),
-        Encoding::QuotedPrintable if mime::qp_is_strict(body) => [mime::qp_encode(&banner, newline), body.to_vec()].concat(),
+        Encoding::QuotedPrintable if mime::qp_is_strict(body) => {
+            [mime::qp_encode(&banner, newline), body.to_vec()].concat()
+        }
         Encoding::QuotedPrintable => mime::qp_encode(&[banner, decoded].concat(), newline),
         Encoding::EightBit => [banner, body.to_vec()].concat(),
         Encoding::SevenBit if banner.is_ascii() => [banner, body.to_vec()].concat(),
@@ -385,7 +388,9 @@ fn rewrite_plain(context: &Context, located: &Located, label: Option<&str>, edit
     if becomes_quoted_printable {
         match header.find(raw, "content-transfer-encoding") {
             Some(field) => edits.push(Edit { range: field.value.clone(), bytes: b" quoted-printable".to_vec() }),
-            None => new_fields.extend_from_slice(format!("Content-Transfer-Encoding: quoted-printable{newline}").as_bytes()),
+            None => {
+                new_fields.extend_from_slice(format!("Content-Transfer-Encoding: quoted-printable{newline}").as_bytes())
+            }
         }
     }
     if !new_fields.is_empty() {
@@ -397,10 +402,9 @@ fn rewrite_plain(context: &Context, located: &Located, label: Option<&str>, edit
 /// `charset=utf-8` in a `Content-Type` field: its value replaced where it is, else added.
 fn charset_edit(raw: &[u8], field: &Field) -> Edit {
     match mime::parameter(&raw[field.value.clone()], "charset") {
-        Some(value) => Edit {
-            range: field.value.start + value.start..field.value.start + value.end,
-            bytes: b"utf-8".to_vec(),
-        },
+        Some(value) => {
+            Edit { range: field.value.start + value.start..field.value.start + value.end, bytes: b"utf-8".to_vec() }
+        }
         None => Edit { range: field.value.end..field.value.end, bytes: b"; charset=utf-8".to_vec() },
     }
 }
@@ -532,7 +536,8 @@ fn subject_edit(
     let words = tag_words(tag, before_encoded_word);
     // RFC 5322 §2.1.1: a line of at most 998 characters; past that, the rest goes on a
     // folded line of its own (unfolding gives back the one space).
-    let first_line_len = field.value.start - field.range.start + rest.iter().position(|byte| *byte == b'\r' || *byte == b'\n').unwrap_or(rest.len());
+    let first_line_len = field.value.start - field.range.start
+        + rest.iter().position(|byte| *byte == b'\r' || *byte == b'\n').unwrap_or(rest.len());
     let separator = match () {
         _ if rest.is_empty() => String::new(),
         _ if first_line_len + words.len() + 2 > 998 => format!("{newline} "),
@@ -561,7 +566,9 @@ fn tag_words(tag: &str, before_encoded_word: bool) -> String {
                 .encode_utf8(&mut utf8)
                 .bytes()
                 .map(|byte| match byte {
-                    b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'!' | b'*' | b'+' | b'-' | b'/' => (byte as char).to_string(),
+                    b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'!' | b'*' | b'+' | b'-' | b'/' => {
+                        (byte as char).to_string()
+                    }
                     b' ' => "_".to_string(),
                     other => format!("={other:02X}"),
                 })
