@@ -133,16 +133,24 @@ pub(crate) fn warn_with_report(
     let mut edits = Vec::new();
     let decoded_subject = parsed.as_ref().map(|message| message.subject().unwrap_or_default());
     let subject = subject_edit(raw, &top, decoded_subject, &style.subject_tag, newline, &mut edits);
-    let (text, html) = match &parsed {
+    let mut part_edits = Vec::new();
+    let (mut text, mut html) = match &parsed {
         _ if !style.banner => (Outcome::Off, Outcome::Off),
         None => (Outcome::Unparsed, Outcome::Unparsed),
         Some(_) if !top.closed => (Outcome::Unparsed, Outcome::Unparsed),
         Some(message) => {
             let reasons = texts::reasons(symbols);
             let context = Context { raw, reasons: &reasons, english: style.english, limits, newline };
-            body_edits(&context, message, &mut edits)
+            body_edits(&context, message, &mut part_edits)
         }
     };
+    let mut ranges: Vec<Range<usize>> = edits.iter().chain(&part_edits).map(|edit| edit.range.clone()).collect();
+    if overlap(&mut ranges) {
+        // Only the subject's edit then: a part's edits are all made or none.
+        (text, html) = (Outcome::Unparsed, Outcome::Unparsed);
+    } else {
+        edits.append(&mut part_edits);
+    }
     (apply(raw, edits), Report { text, html, subject })
 }
 
@@ -589,24 +597,27 @@ fn tag_words(tag: &str, before_encoded_word: bool) -> String {
     words.iter().map(|word| format!("=?UTF-8?Q?{word}?=")).collect::<Vec<_>>().join(" ")
 }
 
-/// `raw` with `edits` made, in their order in `raw`; an edit overlapping the one before
-/// is dropped (none does: each is a different field or part).
+/// `raw` with `edits` made, in their order in `raw`. They do not overlap (each is a
+/// different field or part; [`overlap`] is checked before).
 fn apply(raw: &[u8], mut edits: Vec<Edit>) -> Vec<u8> {
     edits.sort_by_key(|edit| (edit.range.start, edit.range.end));
     let added: usize = edits.iter().map(|edit| edit.bytes.len()).sum();
     let mut output = Vec::with_capacity(raw.len() + added);
     let mut copied = 0;
     for edit in edits {
-        if edit.range.start < copied {
-            debug_assert!(false, "overlapping edits at {:?}", edit.range);
-            continue;
-        }
-        output.extend_from_slice(&raw[copied..edit.range.start]);
+        output.extend_from_slice(&raw[copied..edit.range.start.max(copied)]);
         output.extend_from_slice(&edit.bytes);
-        copied = edit.range.end;
+        copied = edit.range.end.max(copied);
     }
     output.extend_from_slice(&raw[copied..]);
     output
+}
+
+/// Two of `edits` touch the same bytes: possible only if mail-parser's offsets of two
+/// parts overlap in a malformed message.
+fn overlap(ranges: &mut [Range<usize>]) -> bool {
+    ranges.sort_by_key(|range| (range.start, range.end));
+    ranges.windows(2).any(|pair| pair[1].start < pair[0].end)
 }
 
 #[cfg(test)]
