@@ -11,9 +11,9 @@
 //! How a part is rewritten:
 //! - Its transfer encoding is kept: base64 is decoded, given the banner and encoded again;
 //!   quoted-printable text gets the banner encoded in front of its own unchanged bytes
-//!   (when they are strict quoted-printable; else, like quoted-printable HTML, it is decoded
-//!   leniently and encoded again, so that every decoder reads it the same); 8bit and binary get the banner's
-//!   bytes as they are.
+//!   (when they are strict quoted-printable; else, like quoted-printable HTML, it is
+//!   decoded leniently and encoded again, so that every decoder reads it the same); 8bit
+//!   and binary get the banner's bytes as they are.
 //! - A 7bit text/plain part (or one without `Content-Transfer-Encoding`) becomes
 //!   quoted-printable, since the French banner is not ASCII: quoted-printable keeps the
 //!   message 7bit, so a later relay without 8BITMIME can still carry it.
@@ -39,6 +39,11 @@
 //!   then leaves it encoded, and readers disagree on where it ends).
 //! - A message without a text or HTML part (only an attachment): adding a text part would
 //!   change its structure (the number of parts a client shows), so it gets the tag only.
+//!
+//! The parts of a forwarded message (`message/rfc822`) are never rewritten: the banner
+//! goes into the outer message's own text. The body's DKIM signature no longer verifies
+//! after the banner, which is why the MX records authentication (`Authentication-Results`)
+//! before the filter runs.
 //!
 //! The work is one parse by mail-parser (its nested messages bounded by its own depth,
 //! which the banner never enters) and passes over the two rewritten parts: linear in the
@@ -422,11 +427,6 @@ fn charset_edit(raw: &[u8], field: &Field) -> Edit {
 fn base64_body(banner: &[u8], decoded: &[u8], body: &[u8], newline: &str) -> Vec<u8> {
     let content_len = body.iter().rposition(|byte| !byte.is_ascii_whitespace()).map_or(0, |index| index + 1);
     let mut new_body = mime::base64_encode(&[banner, decoded].concat(), newline);
-    if content_len == body.len() && !body.is_empty() {
-        // The encoded text ended without a line break; keep it so.
-    } else if content_len == 0 && body.is_empty() {
-        new_body.extend_from_slice(newline.as_bytes());
-    }
     new_body.extend_from_slice(&body[content_len..]);
     new_body
 }

@@ -446,3 +446,13 @@ fn corpus() -> Option<Vec<Vec<u8>>> {
     }
     Some(messages)
 }
+
+#[test]
+fn french_only_by_default_and_advice_without_reasons() {
+    let raw = crlf(b"Subject: Hi\nContent-Type: text/html; charset=utf-8\n\n<html><body><p>Hi</p></body></html>\n");
+    let ham = [Symbol { name: "BAYES_HAM", score: -2.0, detail: String::new() }];
+    let warned = super::warn(&raw, &ham, &WarningStyle::default(), &Limits::default());
+    let text = String::from_utf8(warned).unwrap();
+    assert!(text.contains("<body>\r\n<div style=") && text.contains("lang=\"fr\""), "{text}");
+    assert!(!text.contains("WARNING") && !text.contains("<ul") && text.contains("Ne cliquez sur aucun lien"));
+}
