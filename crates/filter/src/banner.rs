@@ -11,9 +11,9 @@
 //! How a part is rewritten:
 //! - Its transfer encoding is kept: base64 is decoded, given the banner and encoded again;
 //!   quoted-printable text gets the banner encoded in front of its own unchanged bytes
-//!   (when they are strict quoted-printable; else, like quoted-printable HTML, it is decoded
-//!   leniently and encoded again, so that every decoder reads it the same); 8bit and binary get the banner's
-//!   bytes as they are.
+//!   (when they are strict quoted-printable; else, like quoted-printable HTML, it is
+//!   decoded leniently and encoded again, so that every decoder reads it the same); 8bit
+//!   and binary get the banner's bytes as they are.
 //! - A 7bit text/plain part (or one without `Content-Transfer-Encoding`) becomes
 //!   quoted-printable, since the French banner is not ASCII: quoted-printable keeps the
 //!   message 7bit, so a later relay without 8BITMIME can still carry it.
@@ -39,6 +39,11 @@
 //!   then leaves it encoded, and readers disagree on where it ends).
 //! - A message without a text or HTML part (only an attachment): adding a text part would
 //!   change its structure (the number of parts a client shows), so it gets the tag only.
+//!
+//! The parts of a forwarded message (`message/rfc822`) are never rewritten: the banner
+//! goes into the outer message's own text. The body's DKIM signature no longer verifies
+//! after the banner, which is why the MX records authentication (`Authentication-Results`)
+//! before the filter runs.
 //!
 //! The work is one parse by mail-parser (its nested messages bounded by its own depth,
 //! which the banner never enters) and passes over the two rewritten parts: linear in the
@@ -118,31 +123,39 @@ pub(crate) fn warn_with_report(
     limits: &Limits,
 ) -> (Vec<u8>, Report) {
     let top = Header::parse(raw, 0, raw.len());
-    let newline = if raw.iter().position(|byte| *byte == b'\n').is_some_and(|index| index > 0 && raw[index - 1] == b'\r')
-        || !raw.contains(&b'\n')
-    {
-        "\r\n"
-    } else {
-        "\n"
-    };
+    let newline =
+        if raw.iter().position(|byte| *byte == b'\n').is_some_and(|index| index > 0 && raw[index - 1] == b'\r')
+            || !raw.contains(&b'\n')
+        {
+            "\r\n"
+        } else {
+            "\n"
+        };
     // The parse boundary, as in hameau-message: mail-parser has been found to panic.
-    let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| MessageParser::default().parse(raw)))
-        .ok()
-        .flatten();
+    let parsed =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| MessageParser::default().parse(raw))).ok().flatten();
 
     let mut edits = Vec::new();
     let decoded_subject = parsed.as_ref().map(|message| message.subject().unwrap_or_default());
     let subject = subject_edit(raw, &top, decoded_subject, &style.subject_tag, newline, &mut edits);
-    let (text, html) = match &parsed {
+    let mut part_edits = Vec::new();
+    let (mut text, mut html) = match &parsed {
         _ if !style.banner => (Outcome::Off, Outcome::Off),
         None => (Outcome::Unparsed, Outcome::Unparsed),
         Some(_) if !top.closed => (Outcome::Unparsed, Outcome::Unparsed),
         Some(message) => {
             let reasons = texts::reasons(symbols);
             let context = Context { raw, reasons: &reasons, english: style.english, limits, newline };
-            body_edits(&context, message, &mut edits)
+            body_edits(&context, message, &mut part_edits)
         }
     };
+    let mut ranges: Vec<Range<usize>> = edits.iter().chain(&part_edits).map(|edit| edit.range.clone()).collect();
+    if overlap(&mut ranges) {
+        // Only the subject's edit then: a part's edits are all made or none.
+        (text, html) = (Outcome::Unparsed, Outcome::Unparsed);
+    } else {
+        edits.append(&mut part_edits);
+    }
     (apply(raw, edits), Report { text, html, subject })
 }
 
@@ -208,7 +221,8 @@ fn is_protected(part: &mail_parser::MessagePart) -> bool {
     let Some(content_type) = part.content_type() else { return false };
     let subtype = content_type.subtype().unwrap_or_default();
     let ctype = content_type.ctype();
-    (ctype.eq_ignore_ascii_case("multipart") && (subtype.eq_ignore_ascii_case("signed") || subtype.eq_ignore_ascii_case("encrypted")))
+    (ctype.eq_ignore_ascii_case("multipart")
+        && (subtype.eq_ignore_ascii_case("signed") || subtype.eq_ignore_ascii_case("encrypted")))
         || (ctype.eq_ignore_ascii_case("application")
             && ["pkcs7-mime", "x-pkcs7-mime", "pkcs7-signature", "x-pkcs7-signature", "pgp-encrypted", "pgp-signature"]
                 .iter()
@@ -359,7 +373,9 @@ fn rewrite_plain(context: &Context, located: &Located, label: Option<&str>, edit
     let mut becomes_quoted_printable = false;
     let new_body = match encoding {
         Encoding::Base64 => base64_body(&banner, &decoded, body, newline),
-        Encoding::QuotedPrintable if mime::qp_is_strict(body) => [mime::qp_encode(&banner, newline), body.to_vec()].concat(),
+        Encoding::QuotedPrintable if mime::qp_is_strict(body) => {
+            [mime::qp_encode(&banner, newline), body.to_vec()].concat()
+        }
         Encoding::QuotedPrintable => mime::qp_encode(&[banner, decoded].concat(), newline),
         Encoding::EightBit => [banner, body.to_vec()].concat(),
         Encoding::SevenBit if banner.is_ascii() => [banner, body.to_vec()].concat(),
@@ -385,7 +401,9 @@ fn rewrite_plain(context: &Context, located: &Located, label: Option<&str>, edit
     if becomes_quoted_printable {
         match header.find(raw, "content-transfer-encoding") {
             Some(field) => edits.push(Edit { range: field.value.clone(), bytes: b" quoted-printable".to_vec() }),
-            None => new_fields.extend_from_slice(format!("Content-Transfer-Encoding: quoted-printable{newline}").as_bytes()),
+            None => {
+                new_fields.extend_from_slice(format!("Content-Transfer-Encoding: quoted-printable{newline}").as_bytes())
+            }
         }
     }
     if !new_fields.is_empty() {
@@ -397,10 +415,9 @@ fn rewrite_plain(context: &Context, located: &Located, label: Option<&str>, edit
 /// `charset=utf-8` in a `Content-Type` field: its value replaced where it is, else added.
 fn charset_edit(raw: &[u8], field: &Field) -> Edit {
     match mime::parameter(&raw[field.value.clone()], "charset") {
-        Some(value) => Edit {
-            range: field.value.start + value.start..field.value.start + value.end,
-            bytes: b"utf-8".to_vec(),
-        },
+        Some(value) => {
+            Edit { range: field.value.start + value.start..field.value.start + value.end, bytes: b"utf-8".to_vec() }
+        }
         None => Edit { range: field.value.end..field.value.end, bytes: b"; charset=utf-8".to_vec() },
     }
 }
@@ -410,11 +427,6 @@ fn charset_edit(raw: &[u8], field: &Field) -> Edit {
 fn base64_body(banner: &[u8], decoded: &[u8], body: &[u8], newline: &str) -> Vec<u8> {
     let content_len = body.iter().rposition(|byte| !byte.is_ascii_whitespace()).map_or(0, |index| index + 1);
     let mut new_body = mime::base64_encode(&[banner, decoded].concat(), newline);
-    if content_len == body.len() && !body.is_empty() {
-        // The encoded text ended without a line break; keep it so.
-    } else if content_len == 0 && body.is_empty() {
-        new_body.extend_from_slice(newline.as_bytes());
-    }
     new_body.extend_from_slice(&body[content_len..]);
     new_body
 }
@@ -532,7 +544,8 @@ fn subject_edit(
     let words = tag_words(tag, before_encoded_word);
     // RFC 5322 §2.1.1: a line of at most 998 characters; past that, the rest goes on a
     // folded line of its own (unfolding gives back the one space).
-    let first_line_len = field.value.start - field.range.start + rest.iter().position(|byte| *byte == b'\r' || *byte == b'\n').unwrap_or(rest.len());
+    let first_line_len = field.value.start - field.range.start
+        + rest.iter().position(|byte| *byte == b'\r' || *byte == b'\n').unwrap_or(rest.len());
     let separator = match () {
         _ if rest.is_empty() => String::new(),
         _ if first_line_len + words.len() + 2 > 998 => format!("{newline} "),
@@ -561,7 +574,9 @@ fn tag_words(tag: &str, before_encoded_word: bool) -> String {
                 .encode_utf8(&mut utf8)
                 .bytes()
                 .map(|byte| match byte {
-                    b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'!' | b'*' | b'+' | b'-' | b'/' => (byte as char).to_string(),
+                    b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'!' | b'*' | b'+' | b'-' | b'/' => {
+                        (byte as char).to_string()
+                    }
                     b' ' => "_".to_string(),
                     other => format!("={other:02X}"),
                 })
@@ -582,24 +597,27 @@ fn tag_words(tag: &str, before_encoded_word: bool) -> String {
     words.iter().map(|word| format!("=?UTF-8?Q?{word}?=")).collect::<Vec<_>>().join(" ")
 }
 
-/// `raw` with `edits` made, in their order in `raw`; an edit overlapping the one before
-/// is dropped (none does: each is a different field or part).
+/// `raw` with `edits` made, in their order in `raw`. They do not overlap (each is a
+/// different field or part; [`overlap`] is checked before).
 fn apply(raw: &[u8], mut edits: Vec<Edit>) -> Vec<u8> {
     edits.sort_by_key(|edit| (edit.range.start, edit.range.end));
     let added: usize = edits.iter().map(|edit| edit.bytes.len()).sum();
     let mut output = Vec::with_capacity(raw.len() + added);
     let mut copied = 0;
     for edit in edits {
-        if edit.range.start < copied {
-            debug_assert!(false, "overlapping edits at {:?}", edit.range);
-            continue;
-        }
-        output.extend_from_slice(&raw[copied..edit.range.start]);
+        output.extend_from_slice(&raw[copied..edit.range.start.max(copied)]);
         output.extend_from_slice(&edit.bytes);
-        copied = edit.range.end;
+        copied = edit.range.end.max(copied);
     }
     output.extend_from_slice(&raw[copied..]);
     output
+}
+
+/// Two of `edits` touch the same bytes: possible only if mail-parser's offsets of two
+/// parts overlap in a malformed message.
+fn overlap(ranges: &mut [Range<usize>]) -> bool {
+    ranges.sort_by_key(|range| (range.start, range.end));
+    ranges.windows(2).any(|pair| pair[1].start < pair[0].end)
 }
 
 #[cfg(test)]

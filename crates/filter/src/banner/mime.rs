@@ -235,7 +235,8 @@ pub(super) fn qp_is_strict(encoded: &[u8]) -> bool {
     while let Some(offset) = memchr(b'=', &encoded[index..]) {
         let rest = &encoded[index + offset + 1..];
         let blanks = rest.iter().take_while(|byte| matches!(byte, b' ' | b'\t')).count();
-        let soft_break = rest[blanks..].starts_with(b"\r\n") || rest[blanks..].starts_with(b"\n") || rest.len() == blanks;
+        let soft_break =
+            rest[blanks..].starts_with(b"\r\n") || rest[blanks..].starts_with(b"\n") || rest.len() == blanks;
         let pair = rest.len() >= 2 && hex(&rest[0]).is_some() && hex(&rest[1]).is_some();
         if !(soft_break || pair) {
             return false;

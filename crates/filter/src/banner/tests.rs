@@ -22,7 +22,8 @@ fn style() -> WarningStyle {
 }
 
 const FIRST_CONTACT_FR: &str = "Vous n'avez jamais échangé avec cet expéditeur.";
-const IMPERSONATION_EN: &str = "The sender's name looks like that of a person of your commune, but the address is external.";
+const IMPERSONATION_EN: &str =
+    "The sender's name looks like that of a person of your commune, but the address is external.";
 
 /// `raw` with LF line breaks made CRLF, as the MX stores a message.
 fn crlf(raw: &[u8]) -> Vec<u8> {
@@ -57,7 +58,12 @@ fn check_with(
 ) -> Vec<u8> {
     let raw = crlf(raw);
     let (warned, report) = warn_with_report(&raw, &symbols(), style, &Limits::default());
-    assert_eq!((report.text, report.html, report.subject), (text, html, subject_outcome), "{}", String::from_utf8_lossy(&warned));
+    assert_eq!(
+        (report.text, report.html, report.subject),
+        (text, html, subject_outcome),
+        "{}",
+        String::from_utf8_lossy(&warned)
+    );
     invariants(&raw, &warned, report.text == Outcome::Banner, report.html == Outcome::Banner);
     let parsed = MessageParser::default().parse(&warned).unwrap();
     assert_eq!(parsed.subject().unwrap_or_default(), subject);
@@ -80,7 +86,11 @@ fn invariants(raw: &[u8], warned: &[u8], text: bool, html: bool) {
     // The rewritten part of each kind: the first whose decoded text has the banner.
     let rewritten = |kind: fn(&mail_parser::PartType) -> Option<String>, mark: &str| {
         let index = parsed.parts.iter().position(|part| kind(&part.body).is_some_and(|text| text.contains(mark)))?;
-        Some((kind(&original.parts[index].body).unwrap_or_default(), kind(&parsed.parts[index].body)?, &original.parts[index]))
+        Some((
+            kind(&original.parts[index].body).unwrap_or_default(),
+            kind(&parsed.parts[index].body)?,
+            &original.parts[index],
+        ))
     };
     if text {
         let plain = |body: &mail_parser::PartType| match body {
@@ -93,7 +103,10 @@ fn invariants(raw: &[u8], warned: &[u8], text: bool, html: bool) {
         let rest = after.split_once(&"-".repeat(60)).expect("the banner's rule").1;
         // An original mail-parser could not decode (a stray `=` in quoted-printable) is now
         // encoded properly: it reads as a lenient decoder read it, not as mail-parser did.
-        assert!(part.is_encoding_problem || rest.contains(before.trim()), "the original text after the banner:\n{after}\n---\n{before}");
+        assert!(
+            part.is_encoding_problem || rest.contains(before.trim()),
+            "the original text after the banner:\n{after}\n---\n{before}"
+        );
     }
     if html {
         let markup = |body: &mail_parser::PartType| match body {
@@ -107,7 +120,11 @@ fn invariants(raw: &[u8], warned: &[u8], text: bool, html: bool) {
         }
         let without = |newline| after.replace(&texts::html(&texts::reasons(&symbols()), true, newline), "");
         let (crlf_removed, lf_removed) = (without("\r\n"), without("\n"));
-        let differs_at = crlf_removed.bytes().zip(before.bytes()).position(|(a, b)| a != b).unwrap_or(before.len().min(crlf_removed.len()));
+        let differs_at = crlf_removed
+            .bytes()
+            .zip(before.bytes())
+            .position(|(a, b)| a != b)
+            .unwrap_or(before.len().min(crlf_removed.len()));
         assert!(
             crlf_removed == before || lf_removed == before,
             "only the block added: at {differs_at}: {:?} / {:?}",
@@ -122,7 +139,9 @@ fn plain_7bit_becomes_quoted_printable_utf8() {
     let raw = b"From: Le Maire <maire@evil.example>\nTo: secretariat@commune.fr\nSubject: Virement urgent\n\nBonjour,\nfaites le virement = vite.\n";
     let warned = check(raw, Outcome::Banner, Outcome::Absent, SubjectOutcome::Tagged, "[SUSPECT] Virement urgent");
     let text = String::from_utf8(warned).unwrap();
-    assert!(text.starts_with("From: Le Maire <maire@evil.example>\r\nTo: secretariat@commune.fr\r\nSubject: [SUSPECT] Virement urgent\r\n"));
+    assert!(text.starts_with(
+        "From: Le Maire <maire@evil.example>\r\nTo: secretariat@commune.fr\r\nSubject: [SUSPECT] Virement urgent\r\n"
+    ));
     assert!(text.contains("MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nATTENTION : ce message est peut-=C3=AAtre"));
     assert!(text.contains("faites le virement =3D vite."));
 }
@@ -130,7 +149,9 @@ fn plain_7bit_becomes_quoted_printable_utf8() {
 #[test]
 fn quoted_printable_keeps_its_bytes() {
     let body = "Caf=C3=A9 cr=C3=A8me, une ligne tr=C3=A8s longue qui continue apr=C3=A8s un saut =\n  doux.\n";
-    let raw = format!("Subject: Menu\nMIME-Version: 1.0\nContent-Type: text/plain; charset=\"UTF-8\"; format=flowed\nContent-Transfer-Encoding: quoted-printable\n\n{body}");
+    let raw = format!(
+        "Subject: Menu\nMIME-Version: 1.0\nContent-Type: text/plain; charset=\"UTF-8\"; format=flowed\nContent-Transfer-Encoding: quoted-printable\n\n{body}"
+    );
     let warned = check(raw.as_bytes(), Outcome::Banner, Outcome::Absent, SubjectOutcome::Tagged, "[SUSPECT] Menu");
     let text = String::from_utf8(warned).unwrap();
     assert!(text.ends_with(&String::from_utf8(crlf(body.as_bytes())).unwrap()));
@@ -140,11 +161,18 @@ fn quoted_printable_keeps_its_bytes() {
 #[test]
 fn base64_html_gets_the_block_after_body() {
     let html = "<html><head><title>x</title></head>\n<body style=\"a>b\" class='c'><p>Bonjour, cliquez <a href=\"https://impots-gouv.fr\">ici</a></p></body></html>\n";
-    let raw = format!("Subject: Imp\u{f4}ts\nMIME-Version: 1.0\nContent-Type: text/html; charset=utf-8\nContent-Transfer-Encoding: base64\n\n{}", b64(html.as_bytes()));
-    let warned = check(raw.as_bytes(), Outcome::Absent, Outcome::Banner, SubjectOutcome::Tagged, "[SUSPECT] Imp\u{f4}ts");
+    let raw = format!(
+        "Subject: Imp\u{f4}ts\nMIME-Version: 1.0\nContent-Type: text/html; charset=utf-8\nContent-Transfer-Encoding: base64\n\n{}",
+        b64(html.as_bytes())
+    );
+    let warned =
+        check(raw.as_bytes(), Outcome::Absent, Outcome::Banner, SubjectOutcome::Tagged, "[SUSPECT] Imp\u{f4}ts");
     let parsed = MessageParser::default().parse(&warned).unwrap();
     let after = parsed.body_html(0).unwrap();
-    assert!(after.starts_with("<html><head><title>x</title></head>\n<body style=\"a>b\" class='c'>\n<div style="), "{after}");
+    assert!(
+        after.starts_with("<html><head><title>x</title></head>\n<body style=\"a>b\" class='c'>\n<div style="),
+        "{after}"
+    );
     let lines = String::from_utf8(warned).unwrap();
     assert!(lines.lines().all(|line| line.len() <= 78), "base64 in lines of 76");
 }
@@ -154,7 +182,9 @@ fn alternative_gets_the_banner_in_both() {
     let raw = b"Subject: Rappel\nMIME-Version: 1.0\nContent-Type: multipart/alternative; boundary=\"alt\"\n\npreamble\n--alt\nContent-Type: text/plain; charset=us-ascii\n\nHello there\n--alt\nContent-Type: text/html; charset=windows-1252\nContent-Transfer-Encoding: quoted-printable\n\n<html><body><p>Hello there, caf=E9</p></body></html>\n--alt--\nepilogue\n";
     let warned = check(raw, Outcome::Banner, Outcome::Banner, SubjectOutcome::Tagged, "[SUSPECT] Rappel");
     let text = String::from_utf8_lossy(&warned);
-    assert!(text.contains("Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"));
+    assert!(
+        text.contains("Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n")
+    );
     assert!(text.contains("Content-Type: text/html; charset=windows-1252\r\n"), "the HTML keeps its charset");
     assert!(text.contains("\r\npreamble\r\n--alt\r\n") && text.ends_with("\r\n--alt--\r\nepilogue\r\n"));
     let parsed = MessageParser::default().parse(&warned).unwrap();
@@ -165,7 +195,9 @@ fn alternative_gets_the_banner_in_both() {
 fn mixed_with_a_pdf_keeps_the_attachment() {
     let pdf: Vec<u8> = (0..3000u32).map(|index| (index * 7 % 251) as u8).collect();
     let encoded = b64(&pdf);
-    let raw = format!("Subject: Facture\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=mix\n\n--mix\nContent-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\nVoici la facture, réglez-la.\n--mix\nContent-Type: application/pdf; name=facture.pdf\nContent-Disposition: attachment; filename=facture.pdf\nContent-Transfer-Encoding: base64\n\n{encoded}--mix--\n");
+    let raw = format!(
+        "Subject: Facture\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=mix\n\n--mix\nContent-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\nVoici la facture, réglez-la.\n--mix\nContent-Type: application/pdf; name=facture.pdf\nContent-Disposition: attachment; filename=facture.pdf\nContent-Transfer-Encoding: base64\n\n{encoded}--mix--\n"
+    );
     let warned = check(raw.as_bytes(), Outcome::Banner, Outcome::Absent, SubjectOutcome::Tagged, "[SUSPECT] Facture");
     let attachment = crlf(format!("Content-Transfer-Encoding: base64\n\n{encoded}--mix--\n").as_bytes());
     assert!(warned.ends_with(&attachment), "the attachment's bytes and the boundary unchanged");
@@ -195,8 +227,11 @@ fn an_unknown_charset_is_left_alone() {
 #[test]
 fn signed_is_tagged_only() {
     let body = "--sig\nContent-Type: text/plain; charset=us-ascii\n\nSigned text\n--sig\nContent-Type: application/pkcs7-signature; name=smime.p7s\nContent-Transfer-Encoding: base64\n\nMIAGCSqGSIb3DQEHAqCAMIACAQExDzANBglghkgBZQMEAgEFADCABgkqhkiG9w0BBwEAAKCAMIIF\n--sig--\n";
-    let raw = format!("Subject: Sign\u{e9}\nMIME-Version: 1.0\nContent-Type: multipart/signed; protocol=\"application/pkcs7-signature\"; micalg=sha-256; boundary=sig\n\n{body}");
-    let warned = check(raw.as_bytes(), Outcome::Protected, Outcome::Protected, SubjectOutcome::Tagged, "[SUSPECT] Sign\u{e9}");
+    let raw = format!(
+        "Subject: Sign\u{e9}\nMIME-Version: 1.0\nContent-Type: multipart/signed; protocol=\"application/pkcs7-signature\"; micalg=sha-256; boundary=sig\n\n{body}"
+    );
+    let warned =
+        check(raw.as_bytes(), Outcome::Protected, Outcome::Protected, SubjectOutcome::Tagged, "[SUSPECT] Sign\u{e9}");
     assert!(warned.ends_with(&crlf(format!("boundary=sig\n\n{body}").as_bytes())), "the body byte for byte");
     let pgp = b"Subject: PGP\n\n-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA256\n\nhello\n";
     check(pgp, Outcome::Pgp, Outcome::Absent, SubjectOutcome::Tagged, "[SUSPECT] PGP");
@@ -208,10 +243,17 @@ fn subjects() {
     let warned = check(message("").as_bytes(), Outcome::Banner, Outcome::Absent, SubjectOutcome::Added, "[SUSPECT]");
     assert!(String::from_utf8(warned).unwrap().contains("To: b@example.fr\r\nSubject: [SUSPECT]\r\nMIME-Version"));
     let encoded = message("Subject: =?utf-8?q?Caf=C3=A9?=\n =?iso-8859-1?q?_cr=E8me?= du jour\n");
-    let warned = check(encoded.as_bytes(), Outcome::Banner, Outcome::Absent, SubjectOutcome::Tagged, "[SUSPECT] Café crème du jour");
+    let warned = check(
+        encoded.as_bytes(),
+        Outcome::Banner,
+        Outcome::Absent,
+        SubjectOutcome::Tagged,
+        "[SUSPECT] Café crème du jour",
+    );
     assert!(String::from_utf8(warned).unwrap().contains("Subject: [SUSPECT] =?utf-8?q?Caf=C3=A9?=\r\n =?iso"));
     let tagged = message("Subject: [SUSPECT] Again\n");
-    let warned = check(tagged.as_bytes(), Outcome::Banner, Outcome::Absent, SubjectOutcome::AlreadyTagged, "[SUSPECT] Again");
+    let warned =
+        check(tagged.as_bytes(), Outcome::Banner, Outcome::Absent, SubjectOutcome::AlreadyTagged, "[SUSPECT] Again");
     assert!(String::from_utf8(warned).unwrap().contains("\r\nSubject: [SUSPECT] Again\r\n"));
     let tagged_encoded = message("Subject: =?utf-8?q?=5BSUSPECT=5D_d=C3=A9j=C3=A0?=\n");
     check(tagged_encoded.as_bytes(), Outcome::Banner, Outcome::Absent, SubjectOutcome::AlreadyTagged, "[SUSPECT] déjà");
@@ -229,13 +271,22 @@ fn subjects() {
         check_with(raw.as_bytes(), &accented, Outcome::Banner, Outcome::Absent, outcome, expect);
     }
     let no_tag = WarningStyle { subject_tag: String::new(), ..style() };
-    check_with(message("Subject: Same\n").as_bytes(), &no_tag, Outcome::Banner, Outcome::Absent, SubjectOutcome::NoTag, "Same");
+    check_with(
+        message("Subject: Same\n").as_bytes(),
+        &no_tag,
+        Outcome::Banner,
+        Outcome::Absent,
+        SubjectOutcome::NoTag,
+        "Same",
+    );
 }
 
 #[test]
 fn only_an_attachment_is_tagged_only() {
     let pdf = b64(b"%PDF-1.4 not really");
-    let raw = format!("Subject: Scan\nMIME-Version: 1.0\nContent-Type: application/pdf; name=scan.pdf\nContent-Disposition: attachment; filename=scan.pdf\nContent-Transfer-Encoding: base64\n\n{pdf}");
+    let raw = format!(
+        "Subject: Scan\nMIME-Version: 1.0\nContent-Type: application/pdf; name=scan.pdf\nContent-Disposition: attachment; filename=scan.pdf\nContent-Transfer-Encoding: base64\n\n{pdf}"
+    );
     let warned = check(raw.as_bytes(), Outcome::Absent, Outcome::Absent, SubjectOutcome::Tagged, "[SUSPECT] Scan");
     assert!(warned.ends_with(&crlf(format!("base64\n\n{pdf}").as_bytes())));
 }
@@ -274,10 +325,24 @@ fn lf_messages_stay_lf() {
 #[test]
 fn every_shown_symbol_has_both_texts() {
     let shown = [
-        "IMPERSONATION_NAME", "LOOKALIKE_OWN_DOMAIN", "LOOKALIKE_PUBLIC_DOMAIN", "LOOKALIKE_KNOWN_DOMAIN", "LINK_LOOKALIKE",
-        "LINK_TEXT_MISMATCH", "LINK_SHORTENER", "LINK_IP_LITERAL", "ATTACHMENT_DANGEROUS", "ATTACHMENT_MACRO",
-        "ARCHIVE_DANGEROUS", "ARCHIVE_ENCRYPTED", "FILTER_LIMIT", "BAYES_SPAM", "FIRST_CONTACT", "DNSBL_CLIENT",
-        "DNSBL_LINK", "DMARC_QUARANTINE",
+        "IMPERSONATION_NAME",
+        "LOOKALIKE_OWN_DOMAIN",
+        "LOOKALIKE_PUBLIC_DOMAIN",
+        "LOOKALIKE_KNOWN_DOMAIN",
+        "LINK_LOOKALIKE",
+        "LINK_TEXT_MISMATCH",
+        "LINK_SHORTENER",
+        "LINK_IP_LITERAL",
+        "ATTACHMENT_DANGEROUS",
+        "ATTACHMENT_MACRO",
+        "ARCHIVE_DANGEROUS",
+        "ARCHIVE_ENCRYPTED",
+        "FILTER_LIMIT",
+        "BAYES_SPAM",
+        "FIRST_CONTACT",
+        "DNSBL_CLIENT",
+        "DNSBL_LINK",
+        "DMARC_QUARANTINE",
     ];
     for name in shown {
         let (french, english) = super::explain(name).unwrap_or_else(|| panic!("{name}"));
@@ -294,7 +359,11 @@ fn qp_round_trips() {
     let cases: [&[u8]; 5] = [b"", b"a=b \r\nc\t\r\n", &[b'x'; 200], accents.as_bytes(), b"end with space "];
     for case in cases {
         let encoded = super::mime::qp_encode(case, "\r\n");
-        assert!(encoded.split(|byte| *byte == b'\n').all(|line| line.len() <= 77), "{}", String::from_utf8_lossy(&encoded));
+        assert!(
+            encoded.split(|byte| *byte == b'\n').all(|line| line.len() <= 77),
+            "{}",
+            String::from_utf8_lossy(&encoded)
+        );
         assert_eq!(super::mime::qp_decode(&encoded), case);
     }
 }
@@ -366,10 +435,24 @@ fn corpus() -> Option<Vec<Vec<u8>>> {
             }
             let text = std::fs::read(&file).unwrap();
             // The mbox `From ` line is not part of the message.
-            let start = if text.starts_with(b"From ") { text.iter().position(|byte| *byte == b'\n').map_or(0, |index| index + 1) } else { 0 };
+            let start = if text.starts_with(b"From ") {
+                text.iter().position(|byte| *byte == b'\n').map_or(0, |index| index + 1)
+            } else {
+                0
+            };
             let text = &text[start..];
             messages.push(crlf(text));
         }
     }
     Some(messages)
+}
+
+#[test]
+fn french_only_by_default_and_advice_without_reasons() {
+    let raw = crlf(b"Subject: Hi\nContent-Type: text/html; charset=utf-8\n\n<html><body><p>Hi</p></body></html>\n");
+    let ham = [Symbol { name: "BAYES_HAM", score: -2.0, detail: String::new() }];
+    let warned = super::warn(&raw, &ham, &WarningStyle::default(), &Limits::default());
+    let text = String::from_utf8(warned).unwrap();
+    assert!(text.contains("<body>\r\n<div style=") && text.contains("lang=\"fr\""), "{text}");
+    assert!(!text.contains("WARNING") && !text.contains("<ul") && text.contains("Ne cliquez sur aucun lien"));
 }

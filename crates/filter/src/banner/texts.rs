@@ -79,10 +79,9 @@ pub(super) fn explain(symbol: &str) -> Option<(&'static str, &'static str)> {
             "Le message ressemble à des messages indésirables déjà reçus.",
             "The message looks like unwanted messages received before.",
         ),
-        "FIRST_CONTACT" => (
-            "Vous n'avez jamais échangé avec cet expéditeur.",
-            "You have never corresponded with this sender.",
-        ),
+        "FIRST_CONTACT" => {
+            ("Vous n'avez jamais échangé avec cet expéditeur.", "You have never corresponded with this sender.")
+        }
         "DNSBL_CLIENT" => (
             "Le serveur qui a envoyé ce message figure sur une liste de sources de spam.",
             "The server that sent this message is on a list of spam sources.",
