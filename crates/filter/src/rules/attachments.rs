@@ -28,10 +28,52 @@ use crate::{Action, Limits};
 /// opened on Windows, macOS or Android. `.url` (an Internet shortcut) is in: it is how
 /// phishing hides a link from filters.
 pub const DANGEROUS_EXTENSIONS: &[&str] = &[
-    "exe", "scr", "com", "pif", "bat", "cmd", "vbs", "vbe", "js", "jse", "wsf", "wsh", "hta", "ps1", "psm1", "msi",
-    "msp", "mst", "lnk", "url", "iso", "img", "vhd", "vhdx", "jar", "cpl", "reg", "apk", "app", "dmg", "pkg", "inf",
-    "scf", "chm", "gadget", "msc", "xll", "appx", "msix", "appref-ms", "application", "library-ms", "settingcontent-ms",
-    "sys", "dll", "ocx",
+    "exe",
+    "scr",
+    "com",
+    "pif",
+    "bat",
+    "cmd",
+    "vbs",
+    "vbe",
+    "js",
+    "jse",
+    "wsf",
+    "wsh",
+    "hta",
+    "ps1",
+    "psm1",
+    "msi",
+    "msp",
+    "mst",
+    "lnk",
+    "url",
+    "iso",
+    "img",
+    "vhd",
+    "vhdx",
+    "jar",
+    "cpl",
+    "reg",
+    "apk",
+    "app",
+    "dmg",
+    "pkg",
+    "inf",
+    "scf",
+    "chm",
+    "gadget",
+    "msc",
+    "xll",
+    "appx",
+    "msix",
+    "appref-ms",
+    "application",
+    "library-ms",
+    "settingcontent-ms",
+    "sys",
+    "dll",
+    "ocx",
 ];
 
 /// Office formats that carry macros by design.
@@ -94,7 +136,11 @@ pub(crate) fn check_name(name: &str, findings: &mut Findings) -> String {
     if DANGEROUS_EXTENSIONS.contains(&extension) {
         let double = lower.rsplit('.').nth(1).is_some_and(|inner| inner.len() <= 4 && lower.matches('.').count() >= 2);
         findings.add(symbol::ATTACHMENT_DANGEROUS, || {
-            if double { format!("{name:?} hides .{extension} behind another extension") } else { format!("{name:?} is a .{extension}") }
+            if double {
+                format!("{name:?} hides .{extension} behind another extension")
+            } else {
+                format!("{name:?} is a .{extension}")
+            }
         });
         findings.require(Action::Quarantine);
     } else if MACRO_EXTENSIONS.contains(&extension) {
@@ -139,7 +185,8 @@ fn archive(name: &str, content: &[u8], budget: &mut Budget, findings: &mut Findi
             if entry.flags & 1 == 1 {
                 findings.add(symbol::ARCHIVE_ENCRYPTED, || format!("{shown:?} is encrypted"));
             }
-            if DANGEROUS_EXTENSIONS.contains(&extension) || MACRO_EXTENSIONS.contains(&extension)
+            if DANGEROUS_EXTENSIONS.contains(&extension)
+                || MACRO_EXTENSIONS.contains(&extension)
                 || entry_name.contains('\u{202e}')
             {
                 findings.add(symbol::ARCHIVE_DANGEROUS, || format!("{shown:?} in an archive"));
@@ -150,7 +197,8 @@ fn archive(name: &str, content: &[u8], budget: &mut Budget, findings: &mut Findi
                 if current.depth == 0 {
                     findings.add(symbol::ATTACHMENT_MACRO, || format!("{name:?} holds a VBA macro project"));
                 } else {
-                    findings.add(symbol::ARCHIVE_DANGEROUS, || format!("{:?} in an archive holds macros", current.name));
+                    findings
+                        .add(symbol::ARCHIVE_DANGEROUS, || format!("{:?} in an archive holds macros", current.name));
                 }
                 findings.require(Action::Quarantine);
             }

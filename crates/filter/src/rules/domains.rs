@@ -35,14 +35,40 @@ pub const LABEL_LETTERS_MIN: usize = 5;
 
 /// The large mailbox providers, each under several TLDs of its own (`yahoo.fr`,
 /// `yahoo.com`): a known domain's other TLD is not a lookalike for these names.
-pub const MAIL_PROVIDERS: &[&str] =
-    &["gmail", "googlemail", "yahoo", "outlook", "hotmail", "live", "orange", "wanadoo", "icloud", "proton", "protonmail"];
+pub const MAIL_PROVIDERS: &[&str] = &[
+    "gmail",
+    "googlemail",
+    "yahoo",
+    "outlook",
+    "hotmail",
+    "live",
+    "orange",
+    "wanadoo",
+    "icloud",
+    "proton",
+    "protonmail",
+];
 
 /// Second-level suffixes under which names are registered (the registrable domain has
 /// three labels there).
 pub const SECOND_LEVEL: &[&str] = &[
-    "gouv.fr", "asso.fr", "com.fr", "nom.fr", "presse.fr", "tm.fr", "co.uk", "org.uk", "ac.uk", "gov.uk", "com.au",
-    "co.nz", "co.za", "co.jp", "com.br", "com.cn", "com.tr",
+    "gouv.fr",
+    "asso.fr",
+    "com.fr",
+    "nom.fr",
+    "presse.fr",
+    "tm.fr",
+    "co.uk",
+    "org.uk",
+    "ac.uk",
+    "gov.uk",
+    "com.au",
+    "co.nz",
+    "co.za",
+    "co.jp",
+    "com.br",
+    "com.cn",
+    "com.tr",
 ];
 
 /// French public-sector domains, one a line (`data/public-domains.txt`).

@@ -61,7 +61,8 @@ impl Scan {
                 at = start + 4;
                 continue;
             };
-            let length = rest.iter().position(|b| b.is_ascii_whitespace() || b"<>\"'".contains(b)).unwrap_or(rest.len());
+            let length =
+                rest.iter().position(|b| b.is_ascii_whitespace() || b"<>\"'".contains(b)).unwrap_or(rest.len());
             let url = String::from_utf8_lossy(&rest[..length]);
             if !self.link(&url, None, findings) {
                 return;
@@ -146,7 +147,8 @@ impl Scan {
                 continue;
             }
             if let Some(found) = lookalikes.check(domain) {
-                findings.add(symbol::LINK_LOOKALIKE, || format!("link to {host}, which looks like {}", found.reference));
+                findings
+                    .add(symbol::LINK_LOOKALIKE, || format!("link to {host}, which looks like {}", found.reference));
                 return;
             }
         }
@@ -179,7 +181,9 @@ pub fn host_of(url: &str) -> Option<String> {
 
 /// `[…]`, a dotted IPv4 address, or a number (browsers read `http://3232235777/` as one).
 fn is_ip_literal(host: &str) -> bool {
-    host.starts_with('[') || host.parse::<Ipv4Addr>().is_ok() || host.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+    host.starts_with('[')
+        || host.parse::<Ipv4Addr>().is_ok()
+        || host.bytes().all(|b| b.is_ascii_digit() || b == b'.')
         || (host.starts_with("0x") && host.bytes().skip(2).all(|b| b.is_ascii_hexdigit() || b == b'.'))
 }
 
@@ -203,7 +207,8 @@ fn shown_domain(text: &str) -> Option<String> {
     let trimmed = text.trim();
     let words: Vec<&str> = trimmed.split_whitespace().take(8).collect();
     for word in &words {
-        let word = word.trim_start_matches(['(', '<', '[', '"']).trim_end_matches(['.', ',', ';', ':', ')', '>', ']', '"']);
+        let word =
+            word.trim_start_matches(['(', '<', '[', '"']).trim_end_matches(['.', ',', ';', ':', ')', '>', ']', '"']);
         let lower = word.to_lowercase();
         if lower.starts_with("http://") || lower.starts_with("https://") {
             return host_of(&lower).and_then(|host| ascii_host(&host));
@@ -244,7 +249,8 @@ fn attribute<'t>(tag: &'t [u8], name: &[u8]) -> Option<&'t [u8]> {
     let mut at = 0;
     while let Some(found) = find_ignore_case(&tag[at..], name).map(|found| at + found) {
         at = found + name.len();
-        let before_ok = found > 0 && (tag[found - 1].is_ascii_whitespace() || tag[found - 1] == b'"' || tag[found - 1] == b'\'');
+        let before_ok =
+            found > 0 && (tag[found - 1].is_ascii_whitespace() || tag[found - 1] == b'"' || tag[found - 1] == b'\'');
         let mut value_at = at;
         while tag.get(value_at).is_some_and(u8::is_ascii_whitespace) {
             value_at += 1;

@@ -72,19 +72,16 @@ pub mod symbol {
 }
 
 /// The rules' findings as they are made: each symbol once, the first detail kept.
-#[derive(Default)]
 pub(crate) struct Findings {
     symbols: Vec<Symbol>,
     at_least: Action,
 }
 
-impl Default for Action {
-    fn default() -> Self {
-        Action::Deliver
-    }
-}
-
 impl Findings {
+    fn new() -> Findings {
+        Findings { symbols: Vec::new(), at_least: Action::Deliver }
+    }
+
     pub(crate) fn add(&mut self, (name, score): (&'static str, f64), detail: impl FnOnce() -> String) {
         if self.symbols.iter().any(|symbol| symbol.name == name) {
             return;
@@ -111,7 +108,7 @@ impl Findings {
 /// Every check on `raw` for the tenant of `context`, within `limits`. Never fails: a
 /// message mail-parser cannot read gets no symbol but what its headers allow.
 pub fn analyse(raw: &[u8], context: &Context<'_>, limits: &Limits) -> Analysis {
-    let mut findings = Findings::default();
+    let mut findings = Findings::new();
     let references = domains::References::new(context);
     let Some(message) = MessageParser::default().parse(raw) else {
         return Analysis {

@@ -28,16 +28,64 @@ pub const SINGLE_WORD_LETTERS_MIN: usize = 5;
 /// Role words many organisations use as display names or local parts: alone, they say
 /// nothing about who writes.
 pub const GENERIC_WORDS: &[&str] = &[
-    "accueil", "admin", "administration", "bonjour", "communication", "comptabilite", "contact", "contacts", "direction",
-    "equipe", "facturation", "hello", "infos", "information", "informations", "mailer", "newsletter", "noreply",
-    "notification", "notifications", "postmaster", "reply", "secretariat", "service", "services", "support", "webmaster",
+    "accueil",
+    "admin",
+    "administration",
+    "bonjour",
+    "communication",
+    "comptabilite",
+    "contact",
+    "contacts",
+    "direction",
+    "equipe",
+    "facturation",
+    "hello",
+    "infos",
+    "information",
+    "informations",
+    "mailer",
+    "newsletter",
+    "noreply",
+    "notification",
+    "notifications",
+    "postmaster",
+    "reply",
+    "secretariat",
+    "service",
+    "services",
+    "support",
+    "webmaster",
 ];
 
 /// Words dropped before comparing: French articles, prepositions and titles, and their
 /// English equivalents.
 const DROPPED_WORDS: &[&str] = &[
-    "l", "le", "la", "les", "de", "du", "des", "d", "et", "a", "au", "aux", "m", "mr", "mme", "mlle", "mrs", "ms", "dr",
-    "monsieur", "madame", "mademoiselle", "pr", "the", "of", "and",
+    "l",
+    "le",
+    "la",
+    "les",
+    "de",
+    "du",
+    "des",
+    "d",
+    "et",
+    "a",
+    "au",
+    "aux",
+    "m",
+    "mr",
+    "mme",
+    "mlle",
+    "mrs",
+    "ms",
+    "dr",
+    "monsieur",
+    "madame",
+    "mademoiselle",
+    "pr",
+    "the",
+    "of",
+    "and",
 ];
 
 /// Display names longer than this are not compared (no real name is; the work stays small).
@@ -74,7 +122,10 @@ pub(crate) fn check_impersonation(name: &str, from: Option<&str>, context: &Cont
     let from = from.unwrap_or("");
     let from_domain = domain_of(from).unwrap_or("");
     let is_own = |domain: &str| {
-        context.own_domains.iter().any(|own| domain == own || domain.strip_suffix(own.as_str()).is_some_and(|p| p.ends_with('.')))
+        context
+            .own_domains
+            .iter()
+            .any(|own| domain == own || domain.strip_suffix(own.as_str()).is_some_and(|p| p.ends_with('.')))
     };
     if context.people.iter().any(|person| person.address.eq_ignore_ascii_case(from)) || is_own(from_domain) {
         return;
