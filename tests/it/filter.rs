@@ -13,7 +13,6 @@ use crate::imap::create_account;
 use crate::submission::imap_inbox;
 use crate::support::{Api, admin, config_path, init_with_token, run, set_config, start_server};
 
-
 const PASSWORD: &str = "correct horse battery staple";
 
 fn swaks(port: u16, args: &[&str]) -> (bool, String) {
@@ -224,7 +223,7 @@ impl Rbldnsd {
         }
         let port = hameau_testkit::free_port();
         let log = dir.path().join("out");
-        let child = Command::new("/usr/sbin/rbldnsd")
+        let mut child = Command::new("/usr/sbin/rbldnsd")
             .args(["-n", "-u", "rbldns", "-b", &format!("127.0.0.1/{port}"), "-w"])
             .arg(dir.path())
             .args(["bl.test:ip4set:ips", "dbl.test:dnset:domains"])
@@ -239,6 +238,8 @@ impl Rbldnsd {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("rbldnsd did not start: {}", std::fs::read_to_string(&log).unwrap_or_default());
     }
 }
@@ -392,14 +393,19 @@ fn hostile_messages_are_judged_within_the_limits() {
         nested.push_str(&format!("--n{level}\r\nContent-Type: multipart/mixed; boundary=\"n{}\"\r\n\r\n", level + 1));
     }
     nested.push_str(&format!("--n{depth}\r\nContent-Type: text/plain\r\n\r\nAu fond.\r\n"));
-    let links: String = (0..10_000).map(|i| format!("<a href=\"https://site{i}.example/\">lien {i}</a><br>\r\n")).collect();
+    let links: String =
+        (0..10_000).map(|i| format!("<a href=\"https://site{i}.example/\">lien {i}</a><br>\r\n")).collect();
     let rfc2231 = "--b\r\nContent-Type: text/plain\r\n\r\nVoir.\r\n--b\r\nContent-Type: application/octet-stream\r\n\
          Content-Disposition: attachment; filename*0*=utf-8'fr'%E9%%ZZ; filename*1*=%FF%FE%00.exe; filename*=x''%\r\n\
          Content-Transfer-Encoding: base64\r\n\r\nTVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAgAAAAA==\r\n--b--\r\n";
     let messages = [
         ("bombe", multipart.to_string(), bomb_body),
         ("imbrique", "Content-Type: multipart/mixed; boundary=\"n0\"\r\n".to_string(), nested),
-        ("liens", "Content-Type: text/html; charset=utf-8\r\n".to_string(), format!("<html><body>{links}</body></html>\r\n")),
+        (
+            "liens",
+            "Content-Type: text/html; charset=utf-8\r\n".to_string(),
+            format!("<html><body>{links}</body></html>\r\n"),
+        ),
         ("rfc2231", multipart.to_string(), rfc2231.to_string()),
     ];
     for (subject, header, body) in messages {
@@ -408,7 +414,14 @@ fn hostile_messages_are_judged_within_the_limits() {
         let started = std::time::Instant::now();
         let (ok, text) = swaks(
             port,
-            &["--to", "secretariat@saint-martin.test", "--from", "contact@fournisseur.test", "--data", &format!("@{}", file.display())],
+            &[
+                "--to",
+                "secretariat@saint-martin.test",
+                "--from",
+                "contact@fournisseur.test",
+                "--data",
+                &format!("@{}", file.display()),
+            ],
         );
         eprintln!("{subject}: answered in {:.2} s", started.elapsed().as_secs_f64());
         let log = || server.log().join("\n");

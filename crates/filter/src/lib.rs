@@ -29,24 +29,24 @@ pub mod learning;
 mod options;
 #[cfg(feature = "store")]
 pub mod quarantine;
+mod rules;
 #[cfg(feature = "store")]
 pub mod settings;
 #[cfg(feature = "store")]
 pub mod trainer;
-mod rules;
 mod verdict;
 
+pub use banner::{explain, warn};
 #[cfg(feature = "store")]
 pub use contacts::Contacts;
 #[cfg(feature = "store")]
 pub use error::Error;
-pub use banner::{explain, warn};
 pub use options::{Limits, Options, Thresholds, WarningStyle};
 #[cfg(feature = "store")]
 pub use quarantine::{Held, Quarantine};
+pub use rules::{Analysis, Context, Person, analyse, symbol};
 #[cfg(feature = "store")]
 pub use settings::{Settings, TenantSettings};
-pub use rules::{Analysis, Context, Person, analyse, symbol};
 pub use verdict::{Action, Symbol, Verdict};
 
 #[cfg(test)]

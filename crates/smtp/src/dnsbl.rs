@@ -38,7 +38,10 @@ pub struct Dnsbl {
 
 impl std::fmt::Debug for Dnsbl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Dnsbl").field("client_zones", &self.client_zones).field("domain_zones", &self.domain_zones).finish()
+        f.debug_struct("Dnsbl")
+            .field("client_zones", &self.client_zones)
+            .field("domain_zones", &self.domain_zones)
+            .finish()
     }
 }
 
@@ -73,7 +76,10 @@ impl Dnsbl {
         match tokio::time::timeout(self.timeout, both).await {
             Ok((clients, hosts)) => (clients.into_iter().flatten().collect(), hosts.into_iter().flatten().collect()),
             Err(_) => {
-                tracing::warn!(timeout_s = self.timeout.as_secs(), "DNS blocklists did not answer in time: not counted");
+                tracing::warn!(
+                    timeout_s = self.timeout.as_secs(),
+                    "DNS blocklists did not answer in time: not counted"
+                );
                 (Vec::new(), Vec::new())
             }
         }

@@ -148,7 +148,10 @@ impl FilterStage {
         let verdict = Verdict::decide(symbols, &thresholds, at_least);
         self.count(&verdict);
         let clean = verdict.action == Action::Deliver && verdict.symbols.iter().all(|s| s.name == "FIRST_CONTACT");
-        if clean && facts.dmarc_pass && let Some(from) = analysis.from_address {
+        if clean
+            && facts.dmarc_pass
+            && let Some(from) = analysis.from_address
+        {
             self.remember(tenant, &[from]).await;
         }
         Judgement { verdict, warning }

@@ -385,7 +385,9 @@ impl Inbound {
         };
         match self.mail.deliver(delivery).await {
             Ok(_) => Ok(()),
-            Err(hameau_mailbox::Error::OverQuota { .. }) => Err(Reply::new(452, "4.2.2", "mailbox full, try again later")),
+            Err(hameau_mailbox::Error::OverQuota { .. }) => {
+                Err(Reply::new(452, "4.2.2", "mailbox full, try again later"))
+            }
             Err(hameau_mailbox::Error::NoRoleMailbox { .. }) => {
                 Err(Reply::new(451, "4.3.0", "the recipient's mailbox is not available"))
             }

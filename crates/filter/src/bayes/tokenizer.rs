@@ -302,10 +302,8 @@ fn link_tokens(text: &str, sink: &mut Sink) {
             return;
         };
         let host_start = if STARTS[which] == "www." { at } else { at + STARTS[which].len() };
-        let host_len = bytes[host_start..]
-            .iter()
-            .take_while(|b| b.is_ascii_alphanumeric() || **b == b'.' || **b == b'-')
-            .count();
+        let host_len =
+            bytes[host_start..].iter().take_while(|b| b.is_ascii_alphanumeric() || **b == b'.' || **b == b'-').count();
         let host = lower[host_start..host_start + host_len].trim_matches('.');
         if !host.is_empty() {
             if host.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
@@ -339,13 +337,11 @@ fn words(text: &str) -> impl Iterator<Item = String> + '_ {
     text.split(|c: char| !(c.is_alphanumeric() || matches!(c, '\'' | '-' | '$' | '€')))
         .map(|word| word.trim_matches(|c| c == '\'' || c == '-'))
         .filter(|word| word.len() >= 2 && word.len() <= WORD_BYTES_MAX)
-        .map(|word| {
-            if word.chars().all(|c| c.is_ascii_digit()) {
-                format!("#{}", word.len())
-            } else {
-                word.to_lowercase()
-            }
-        })
+        .map(
+            |word| {
+                if word.chars().all(|c| c.is_ascii_digit()) { format!("#{}", word.len()) } else { word.to_lowercase() }
+            },
+        )
 }
 
 /// The first `max` bytes of `text`, cut on a character boundary.
