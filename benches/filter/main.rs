@@ -140,7 +140,9 @@ fn load(corpus: &Path, dir: &Path) -> anyhow::Result<Vec<Sample>> {
             let raw = std::fs::read(file)?;
             // The mbox separator is not part of the message.
             let raw = match raw.strip_prefix(b"From ") {
-                Some(rest) => rest.iter().position(|byte| *byte == b'\n').map(|end| rest[end + 1..].to_vec()).unwrap_or_default(),
+                Some(rest) => {
+                    rest.iter().position(|byte| *byte == b'\n').map(|end| rest[end + 1..].to_vec()).unwrap_or_default()
+                }
                 None => raw,
             };
             let name = format!("{group}/{}", file.file_name().unwrap_or_default().to_string_lossy());
@@ -193,6 +195,11 @@ fn ours(train: &[&Sample], score: &[&Sample], tune: bool) -> Vec<Row> {
     );
     if tune {
         histogram(&actions);
+        for at in [0.8, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999] {
+            let spam = actions.iter().filter(|(s, _, p)| *s && *p >= at).count();
+            let ham = actions.iter().filter(|(s, _, p)| !*s && *p >= at).count();
+            println!("probability >= {at}: spam {spam}, ham {ham}");
+        }
         for ((spam, _, probability), sample) in actions.iter().zip(score) {
             if (*spam && *probability < 0.8) || (!*spam && *probability >= 0.8) {
                 println!("missed: {} at {probability:.3}", sample.name);
@@ -235,9 +242,8 @@ fn histogram(actions: &[(bool, Action, f64)]) {
     let bins = [0.0, 0.01, 0.1, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99, 0.999, 1.01];
     println!("{:>14} {:>6} {:>6}", "probability", "spam", "ham");
     for pair in bins.windows(2) {
-        let within = |spam: bool| {
-            actions.iter().filter(|(s, _, p)| *s == spam && *p >= pair[0] && *p < pair[1]).count()
-        };
+        let within =
+            |spam: bool| actions.iter().filter(|(s, _, p)| *s == spam && *p >= pair[0] && *p < pair[1]).count();
         println!("{:>6}..{:<6} {:>6} {:>6}", pair[0], pair[1], within(true), within(false));
     }
 }
@@ -633,10 +639,7 @@ fn write_rspamd_config(
 fn print_table(rows: &[Row]) {
     let percent = |n: usize, total: usize| 100.0 * n as f64 / total.max(1) as f64;
     println!();
-    println!(
-        "{:<34} {:>17} {:>17} {:>9} {:>9}",
-        "filter", "spam caught", "ham lost (FP)", "train s", "score s"
-    );
+    println!("{:<34} {:>17} {:>17} {:>9} {:>9}", "filter", "spam caught", "ham lost (FP)", "train s", "score s");
     for row in rows {
         println!(
             "{:<34} {:>8} {:>7.2}% {:>8} {:>7.2}% {:>9.1} {:>9.1}",

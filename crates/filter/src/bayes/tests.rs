@@ -17,7 +17,9 @@ fn spam(index: usize) -> Vec<u8> {
     message(
         &format!("Pharmacie <promo{index}@cheap-meds.example>"),
         "CHEAP PILLS, ORDER NOW",
-        &format!("Buy cheap viagra now! Best price guaranteed, order today at http://cheap-meds.example/{index} unsubscribe"),
+        &format!(
+            "Buy cheap viagra now! Best price guaranteed, order today at http://cheap-meds.example/{index} unsubscribe"
+        ),
     )
 }
 
@@ -25,7 +27,9 @@ fn ham(index: usize) -> Vec<u8> {
     message(
         &format!("Préfecture <agent{index}@prefecture.gouv.fr>"),
         "Conseil municipal du jeudi",
-        &format!("Bonjour, veuillez trouver l'ordre du jour du conseil municipal numéro {index}. Cordialement, le secrétariat de mairie."),
+        &format!(
+            "Bonjour, veuillez trouver l'ordre du jour du conseil municipal numéro {index}. Cordialement, le secrétariat de mairie."
+        ),
     )
 }
 
