@@ -65,9 +65,10 @@ fn the_symbol_decides_junk_only_when_sure() {
         assert_eq!(verdict.action, action, "{probability}");
     };
     check(1.0, Some(("BAYES_SPAM", 10.0)), Action::Junk);
-    check(0.995, Some(("BAYES_SPAM", 10.0)), Action::Junk);
-    check(0.95, Some(("BAYES_SPAM", 8.0)), Action::Junk);
-    check(0.9, Some(("BAYES_SPAM", 6.67)), Action::Warn);
+    check(0.9995, Some(("BAYES_SPAM", 10.0)), Action::Junk);
+    check(0.995, Some(("BAYES_SPAM", 9.11)), Action::Junk);
+    check(0.99, Some(("BAYES_SPAM", 8.0)), Action::Junk);
+    check(0.95, Some(("BAYES_SPAM", 7.16)), Action::Warn);
     check(0.8, Some(("BAYES_SPAM", 4.0)), Action::Warn);
     check(0.65, Some(("BAYES_SPAM", 2.0)), Action::Deliver);
     check(0.5, None, Action::Deliver);

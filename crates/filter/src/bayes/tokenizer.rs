@@ -63,7 +63,8 @@ fn tokenize(raw: &[u8], limits: &Limits, explain: bool) -> Sink {
 const NESTED_MESSAGES_MAX: usize = 2;
 
 /// A word longer than this is not a word (base64 left in a body, a hash, a long URL's
-/// path): 40 bytes, as the longest French and English words are under 30 characters.
+/// path) and is counted by its shape only: 40 bytes, as the longest French and English
+/// words are under 30 characters.
 const WORD_BYTES_MAX: usize = 40;
 
 /// Kinds of token: each kind's texts are hashed apart from the others'. The numbers are
@@ -225,14 +226,47 @@ fn header_tokens(message: &Message<'_>, sink: &mut Sink) {
     }
     for (name, value) in message.headers_raw() {
         let name = name.to_ascii_lowercase();
-        sink.push(Kind::HeaderName, &name);
+        // The headers of a mailing list come together (List-Id, List-Post, List-Help, …): one
+        // token for all of them, not six that say the same thing six times.
+        let is_list =
+            name.starts_with("list-") || name.starts_with("x-mailman") || name == "x-beenthere" || name == "precedence";
+        sink.push(Kind::HeaderName, if is_list { "list-*" } else { &name });
         if matches!(name.as_str(), "x-mailer" | "user-agent") {
             sink.push_words(Kind::Mailer, None, value);
         }
         if name == "received" {
             received_tokens(value, sink);
         }
+        // The shape of these headers tells the software that wrote them: a bulk mailer's
+        // Message-ID or Date is not a mail client's.
+        if matches!(name.as_str(), "message-id" | "date" | "x-mailer" | "content-type" | "to") {
+            sink.push(Kind::Shape, &format!("{name} {}", pattern(value)));
+        }
     }
+}
+
+/// The shape of a header's value: digits as 9, lower-case letters as a, capitals as A,
+/// runs of each collapsed, the rest kept, the first 80 characters
+/// (`<20020821.ABC123@example.fr>` is `<9.A9@a.a>`).
+fn pattern(value: &str) -> String {
+    let mut shape = String::new();
+    for c in value.trim().chars().take(80) {
+        let class = if c.is_ascii_digit() {
+            '9'
+        } else if c.is_lowercase() {
+            'a'
+        } else if c.is_uppercase() {
+            'A'
+        } else if c.is_whitespace() {
+            ' '
+        } else {
+            c
+        };
+        if !shape.ends_with(class) || !matches!(class, '9' | 'a' | 'A' | ' ') {
+            shape.push(class);
+        }
+    }
+    shape
 }
 
 /// The hosts and addresses a Received header names (`mail.example.fr`, `192.0.2.1`), with
@@ -265,6 +299,14 @@ fn text_tokens(text: &str, sink: &mut Sink) {
 
 /// The hosts of an HTML part's links, then its text's words and pairs.
 fn html_tokens(html: &str, sink: &mut Sink) {
+    // A few elements as one token each when present (not every tag: they come together
+    // and would count one piece of evidence many times).
+    let lower = html.to_ascii_lowercase();
+    for element in ["<img", "<form", "<font", "<table", "<a "] {
+        if lower.contains(element) {
+            sink.push(Kind::Shape, element);
+        }
+    }
     link_tokens(html, sink);
     let text = mail_parser::decoders::html::html_to_text(&without_style_and_script(html));
     sink.push_words(Kind::Word, Some(Kind::Pair), &text);
@@ -370,18 +412,26 @@ fn domain_tokens(kind: Kind, domain: &str, sink: &mut Sink) {
 }
 
 /// The words of `text`, lowercased: runs of letters, digits, `'`, `-` and `$` (Graham's
-/// choice; `$` and `€` say money), trimmed of `'` and `-`, of 2 to [`WORD_BYTES_MAX`]
-/// bytes. A number is replaced by its shape (`#3` for three digits): the amounts and
-/// dates themselves repeat too little to learn from.
+/// choice; `$` and `€` say money), trimmed of `'` and `-`, of at least 2 bytes. A number is
+/// replaced by its shape (`#3` for three digits): the amounts and dates themselves repeat
+/// too little to learn from. A run longer than [`WORD_BYTES_MAX`] (base64 left in a body,
+/// a sentence of Chinese or Japanese, which has no spaces) becomes `long:` with its first
+/// character and its length in tens of bytes, as SpamBayes' "skip" tokens: such runs are
+/// common in some spam and rare in ham.
 fn words(text: &str) -> impl Iterator<Item = String> + '_ {
     text.split(|c: char| !(c.is_alphanumeric() || matches!(c, '\'' | '-' | '$' | '€')))
         .map(|word| word.trim_matches(|c| c == '\'' || c == '-'))
-        .filter(|word| word.len() >= 2 && word.len() <= WORD_BYTES_MAX)
-        .map(
-            |word| {
-                if word.chars().all(|c| c.is_ascii_digit()) { format!("#{}", word.len()) } else { word.to_lowercase() }
-            },
-        )
+        .filter(|word| word.len() >= 2)
+        .map(|word| {
+            if word.len() > WORD_BYTES_MAX {
+                let first = word.chars().next().unwrap_or(' ');
+                format!("long:{first}:{}", word.len() / 10)
+            } else if word.chars().all(|c| c.is_ascii_digit()) {
+                format!("#{}", word.len())
+            } else {
+                word.to_lowercase()
+            }
+        })
 }
 
 /// The first `max` bytes of `text`, cut on a character boundary.
