@@ -271,6 +271,8 @@ struct Sets {
     train_ham: PathBuf,
     /// The scoring half's files, in the order of its samples.
     score: Vec<PathBuf>,
+    /// Messages in the training half.
+    n_train: usize,
 }
 
 fn write_sets(dir: &Path, train: &[&Sample], score: &[&Sample]) -> anyhow::Result<Sets> {
@@ -278,6 +280,7 @@ fn write_sets(dir: &Path, train: &[&Sample], score: &[&Sample]) -> anyhow::Resul
         train_spam: dir.join("train-spam"),
         train_ham: dir.join("train-ham"),
         score: (0..score.len()).map(|index| dir.join("score").join(format!("{index:05}.eml"))).collect(),
+        n_train: train.len(),
     };
     for path in [&sets.train_spam, &sets.train_ham, &dir.join("score")] {
         std::fs::create_dir_all(path)?;
@@ -473,7 +476,7 @@ fn spamassassin(dir: &Path, sets: &Sets, score: &[&Sample]) -> anyhow::Result<Ro
     drop(daemon);
     let note = format!(
         "wall per message: sa-learn {:.1} ms, spamd {:.1} ms ({CLIENTS} clients, 2 children)",
-        train_s * 1e3 / (score.len().max(1)) as f64,
+        train_s * 1e3 / sets.n_train.max(1) as f64,
         score_s * 1e3 / score.len().max(1) as f64
     );
     Ok(tally("SpamAssassin 4 (score >= 5)", score, &scores, train_s, score_s, note))
@@ -576,7 +579,7 @@ fn rspamd(dir: &Path, sets: &Sets, score: &[&Sample]) -> anyhow::Result<Row> {
     seen.dedup();
     let note = format!(
         "wall per message: learn {:.1} ms, check {:.1} ms; actions seen: {}",
-        train_s * 1e3 / score.len().max(1) as f64,
+        train_s * 1e3 / sets.n_train.max(1) as f64,
         score_s * 1e3 / score.len().max(1) as f64,
         seen.join(", ")
     );
