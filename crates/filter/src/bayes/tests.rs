@@ -116,6 +116,15 @@ fn nothing_is_said_below_the_minimum_training() {
 }
 
 #[test]
+fn style_and_script_are_not_words() {
+    let raw = b"Content-Type: text/html\r\n\r\n<STYLE type=text/css>.a {color: #ffcc00}</STYLE><p>bonjour</p><script>var cachee;</script>";
+    let found = tokens(raw, &Limits::default());
+    assert!(found.contains(&super::tokenizer::hash_for_tests("bonjour")));
+    assert!(!found.contains(&super::tokenizer::hash_for_tests("ffcc00")));
+    assert!(!found.contains(&super::tokenizer::hash_for_tests("cachee")));
+}
+
+#[test]
 fn tokens_are_distinct_stable_and_kind_apart() {
     let raw = message("a@b.example", "free offer", "free free free offer");
     let first = tokens(&raw, &Limits::default());
@@ -168,5 +177,14 @@ fn tokens_are_bounded_on_hostile_messages() {
     // Bytes that are not a message, and nothing at all.
     check("binary", (0..100_000u32).map(|index| (index.wrapping_mul(2_654_435_761) >> 24) as u8).collect());
     check("links without hosts", "http://é ".repeat(10_000).into_bytes());
+    // One host of a million labels, in a link and in a Received header.
+    let labels = "a.".repeat(500_000);
+    check("long host", message("a@b.example", "host", &format!("http://{labels}example/")));
+    check("long relay", format!("Received: from {labels}example\r\n\r\nbody").into_bytes());
+    // 100,000 style elements and a script never closed.
+    let mut styles = String::from("Content-Type: text/html\r\n\r\n");
+    styles.push_str(&"<style>x</style>word ".repeat(100_000));
+    styles.push_str("<script>never closed");
+    check("styles", styles.into_bytes());
     check("empty", Vec::new());
 }

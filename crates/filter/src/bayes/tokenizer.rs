@@ -5,14 +5,18 @@
 //! tokens:
 //! - the words of the subject, and of the display names and addresses of From and
 //!   Reply-To, each under its header's name; the sender's domain and its parents;
-//! - the names of the headers present, the words of the mailer's name (a bulk mailer
-//!   shows in which headers it writes), and the hosts and addresses of the relays the
-//!   Received headers name;
+//! - the names of the headers present (a mailing list's List-* headers as one), the words
+//!   of the mailer's name, the shapes of Message-ID, Date, X-Mailer, Content-Type and To
+//!   (digits as 9, letters as a or A: a bulk mailer shows in which headers it writes and
+//!   how), and the hosts and addresses of the relays the Received headers name;
 //! - the words of every text part, decoded (transfer encoding and charset), HTML turned to
-//!   text, and each pair of neighbouring words (a phrase says more than its words);
-//! - the hosts of the links (and their parent domains), the types and extensions of the
-//!   attachments;
+//!   text without its style and scripts, and each pair of neighbouring words (a phrase says
+//!   more than its words); runs too long to be words by their shape only;
+//! - the hosts of the links (and their parent domains), a few HTML elements (images,
+//!   forms, fonts, tables, links), the types and extensions of the attachments;
 //! - a few shapes: a message only in HTML, its size, its number of parts.
+//!
+//! What was measured and left out is said where it would go (HTML tag names: `Kind`).
 //!
 //! Bounded: at most `Limits::parts_max` parts, `Limits::text_bytes_max` bytes of each
 //! text, `Limits::bayes_tokens_max` distinct tokens (the first ones: headers, then the
@@ -66,6 +70,9 @@ const NESTED_MESSAGES_MAX: usize = 2;
 /// path) and is counted by its shape only: 40 bytes, as the longest French and English
 /// words are under 30 characters.
 const WORD_BYTES_MAX: usize = 40;
+
+/// The longest domain name written: 253 bytes (RFC 1035 §2.3.4's 255 octets on the wire).
+const DOMAIN_BYTES_MAX: usize = 253;
 
 /// Kinds of token: each kind's texts are hashed apart from the others'. The numbers are
 /// part of the hashes the store keeps: never renumber, only add.
@@ -157,7 +164,10 @@ fn message_tokens(message: &Message<'_>, limits: &Limits, sink: &mut Sink) {
     let mut pending: Vec<(&Message<'_>, usize)> = vec![(message, 0)];
     while let Some((message, depth)) = pending.pop() {
         for part in &message.parts {
-            if n_parts >= limits.parts_max || sink.full() {
+            if sink.full() {
+                break;
+            }
+            if n_parts >= limits.parts_max {
                 sink.push(Kind::Shape, "parts limit reached");
                 break;
             }
@@ -316,28 +326,35 @@ fn html_tokens(html: &str, sink: &mut Sink) {
 /// their content when the opening tag has attributes (`<style type="text/css">`), and CSS
 /// colour codes are not words of the message.
 fn without_style_and_script(html: &str) -> std::borrow::Cow<'_, str> {
+    const OPENS: [&str; 2] = ["<style", "<script"];
+    const CLOSES: [&str; 2] = ["</style", "</script"];
     let lower = html.to_ascii_lowercase();
-    if !lower.contains("<style") && !lower.contains("<script") {
+    if !OPENS.iter().any(|open| lower.contains(open)) {
         return std::borrow::Cow::Borrowed(html);
     }
     let mut kept = String::with_capacity(html.len());
+    // As in `link_tokens`: the next place of each opening tag (`Some(None)`: none until the
+    // end), searched again only once passed, so that the text is searched a few times, not
+    // once per element.
+    let mut next: [Option<Option<usize>>; 2] = [None; 2];
     let mut index = 0;
     while index < html.len() {
-        let rest = &lower[index..];
-        let next = ["<style", "<script"].iter().filter_map(|tag| rest.find(tag).map(|at| (at, *tag))).min();
-        let Some((at, tag)) = next else {
+        for (which, open) in OPENS.iter().enumerate() {
+            if next[which].is_none() || next[which].is_some_and(|at| at.is_some_and(|at| at < index)) {
+                next[which] = Some(lower[index..].find(open).map(|at| index + at));
+            }
+        }
+        let Some((at, which)) =
+            next.iter().enumerate().filter_map(|(which, at)| at.flatten().map(|at| (at, which))).min()
+        else {
             kept.push_str(&html[index..]);
             break;
         };
-        kept.push_str(&html[index..index + at]);
+        kept.push_str(&html[index..at]);
         kept.push(' ');
-        let close = if tag == "<style" { "</style" } else { "</script" };
         // Past the closing tag's `>`, or to the end when it is missing.
-        index = match lower[index + at..].find(close) {
-            Some(end) => {
-                let end = index + at + end;
-                lower[end..].find('>').map(|gt| end + gt + 1).unwrap_or(html.len())
-            }
+        index = match lower[at..].find(CLOSES[which]) {
+            Some(end) => lower[at + end..].find('>').map(|gt| at + end + gt + 1).unwrap_or(html.len()),
             None => html.len(),
         };
     }
@@ -401,6 +418,11 @@ fn link_tokens(text: &str, sink: &mut Sink) {
 /// `b.example.fr`, `example.fr`).
 fn domain_tokens(kind: Kind, domain: &str, sink: &mut Sink) {
     let domain = domain.trim_matches(|c: char| c == '.' || c == '>' || c.is_whitespace());
+    // RFC 1035 §2.3.4: a name has at most 255 octets (253 written). A longer run of labels
+    // is no host, and its parents would cost time quadratic in its length.
+    if domain.len() > DOMAIN_BYTES_MAX {
+        return;
+    }
     let mut rest = domain;
     while !rest.is_empty() {
         sink.push(kind, rest);
