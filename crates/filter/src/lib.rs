@@ -22,5 +22,11 @@ pub use options::{Limits, Options, Thresholds, WarningStyle};
 pub use rules::{Analysis, Context, Person, analyse, symbol};
 pub use verdict::{Action, Symbol, Verdict};
 
+/// The fuzz target's entry (`fuzz/fuzz_targets/filter_rules.rs`); not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::rules::fuzz_rules;
+}
+
 #[cfg(test)]
 mod tests;
