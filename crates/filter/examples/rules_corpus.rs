@@ -17,7 +17,10 @@ fn main() {
         Person { name: "Jean-Pierre Dupont".into(), address: "maire@saint-martin.fr".into() },
         Person { name: "Élodie Lefèvre".into(), address: "secretariat@saint-martin.fr".into() },
     ];
-    let known_domains = vec!["fournisseur-bureau.fr".to_owned(), "cdg35.fr".to_owned()];
+    let mut known_domains = vec!["fournisseur-bureau.fr".to_owned(), "cdg35.fr".to_owned()];
+    // KNOWN=5000: as many more known domains, to see what a large tenant's list costs.
+    let n_known: usize = std::env::var("KNOWN").ok().and_then(|n| n.parse().ok()).unwrap_or(0);
+    known_domains.extend((0..n_known).map(|i| format!("correspondant-{i}.example.fr")));
     let limits = Limits::default();
     let mut counts: BTreeMap<(&str, &str), usize> = BTreeMap::new();
     let mut totals: BTreeMap<&str, usize> = BTreeMap::new();
