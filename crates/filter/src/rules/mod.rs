@@ -139,7 +139,7 @@ pub fn analyse(raw: &[u8], context: &Context<'_>, limits: &Limits) -> Analysis {
     }
     let mut lookalikes = domains::Lookalikes::new(&references);
     for domain in sender_domains {
-        if let Some(found) = lookalikes.check(domain) {
+        if let Some(found) = lookalikes.check(domain, true) {
             findings.add(found.symbol(), || format!("sender domain {domain} looks like {}", found.reference));
         }
     }
