@@ -119,8 +119,8 @@ pub struct References<'a> {
     small: Vec<(Kind, Cow<'a, str>)>,
     known: &'a [String],
     known_sorted: bool,
-    /// The known domains given as A-labels, decoded (rare).
-    known_idn: Vec<Cow<'a, str>>,
+    /// The known domains given as A-labels, decoded (rare), found at the first need.
+    known_idn: std::cell::OnceCell<Vec<Cow<'a, str>>>,
     exact: HashSet<Cow<'a, str>>,
 }
 
@@ -131,11 +131,8 @@ impl<'a> References<'a> {
         small.extend(context.own_domains.iter().map(|domain| (Kind::Own, unicode(domain))));
         small.extend(public.map(|domain| (Kind::Public, Cow::Borrowed(domain))));
         let known = context.known_domains;
-        let known_idn: Vec<Cow<'a, str>> =
-            known.iter().filter(|domain| is_idn(domain)).map(|domain| unicode(domain)).collect();
-        let mut exact: HashSet<Cow<'a, str>> = small.iter().map(|(_, domain)| domain.clone()).collect();
-        exact.extend(known_idn.iter().cloned());
-        References { small, known, known_sorted: known.is_sorted(), known_idn, exact }
+        let exact: HashSet<Cow<'a, str>> = small.iter().map(|(_, domain)| domain.clone()).collect();
+        References { small, known, known_sorted: known.is_sorted(), known_idn: std::cell::OnceCell::new(), exact }
     }
 
     /// `domain` is a reference or under one.
@@ -147,7 +144,7 @@ impl<'a> References<'a> {
             } else {
                 self.known.iter().any(|known| known == rest)
             };
-            if is_known || self.exact.contains(rest) {
+            if is_known || self.exact.contains(rest) || self.known_idn().iter().any(|idn| idn == rest) {
                 return true;
             }
             match rest.split_once('.') {
@@ -157,10 +154,18 @@ impl<'a> References<'a> {
         }
     }
 
-    /// Every known domain in Unicode form.
+    fn known_idn(&self) -> &[Cow<'a, str>] {
+        self.known_idn.get_or_init(|| {
+            let known = self.known.iter().filter(|domain| is_idn(domain));
+            known.map(|domain| unicode(domain)).collect()
+        })
+    }
+
+    /// Every known domain, then the A-label ones again in Unicode form (compared as
+    /// given too: harmless, a Unicode name never matches an `xn--` one).
     fn known(&self) -> impl Iterator<Item = &str> {
-        let plain = self.known.iter().map(String::as_str).filter(|domain| !is_idn(domain));
-        plain.chain(self.known_idn.iter().map(|domain| domain.as_ref()))
+        let given = self.known.iter().map(String::as_str);
+        given.chain(self.known_idn().iter().map(|domain| domain.as_ref()))
     }
 }
 
@@ -226,6 +231,10 @@ impl<'r, 'a> Lookalikes<'r, 'a> {
         let (label, suffix) = registrable.split_once('.').unwrap_or((registrable, ""));
         let label_chars = label.chars().count();
         let known = references.known().find(|reference| {
+            // A name is never shorter than its registrable domain: most are skipped here.
+            if reference.len() + 4 < registrable.len() {
+                return false;
+            }
             let reference_registrable = registrable_of(reference);
             // Skeletons and squashed names are never much longer or shorter than the name.
             if reference_registrable.len().abs_diff(registrable.len()) > 4 {
@@ -236,9 +245,12 @@ impl<'r, 'a> Lookalikes<'r, 'a> {
             {
                 return true;
             }
-            let Some((reference_label, reference_suffix)) = reference_registrable.split_once('.') else { return false };
+            let Some(reference_label) = reference_registrable.strip_suffix(suffix).and_then(|r| r.strip_suffix('.'))
+            else {
+                return false;
+            };
             let reference_chars = reference_label.chars().count();
-            reference_suffix == suffix
+            !reference_label.contains('.')
                 && reference_chars >= LABEL_LETTERS_MIN
                 && reference_chars.abs_diff(label_chars) <= 1
                 && label != reference_label
@@ -323,19 +335,28 @@ fn squash_eq(reference: &str, name: &str) -> bool {
 }
 
 /// The registrable domain: the last two labels, three under a [`SECOND_LEVEL`] suffix.
+/// One backward pass over the bytes (it runs on every known domain).
 pub fn registrable(domain: &str) -> &str {
-    let mut dots = domain.rmatch_indices('.').map(|(at, _)| at);
-    let Some(_last) = dots.next() else { return domain };
-    let Some(second) = dots.next() else { return domain };
-    let two = &domain[second + 1..];
-    if SECOND_LEVEL.contains(&two) {
-        match dots.next() {
-            Some(third) => &domain[third + 1..],
-            None => domain,
+    let bytes = domain.as_bytes();
+    let mut dots = [usize::MAX; 3];
+    let mut n_dots = 0;
+    for (at, byte) in bytes.iter().enumerate().rev() {
+        if *byte == b'.' {
+            dots[n_dots] = at;
+            n_dots += 1;
+            if n_dots == 3 {
+                break;
+            }
         }
-    } else {
-        two
     }
+    if n_dots < 2 {
+        return domain;
+    }
+    let two = &domain[dots[1] + 1..];
+    if !SECOND_LEVEL.contains(&two) {
+        return two;
+    }
+    if n_dots == 3 { &domain[dots[2] + 1..] } else { domain }
 }
 
 /// The name without its last label and without hyphens and dots (`impots-gouv.fr` and
