@@ -117,6 +117,7 @@ impl Found {
 pub struct References<'a> {
     /// Own domains, then public ones (the lowest index wins).
     small: Vec<(Kind, Cow<'a, str>)>,
+    n_own: usize,
     known: &'a [String],
     known_sorted: bool,
     /// The known domains given as A-labels, decoded (rare), found at the first need.
@@ -126,13 +127,21 @@ pub struct References<'a> {
 
 impl<'a> References<'a> {
     pub fn new(context: &Context<'a>) -> References<'a> {
-        let public = PUBLIC_DOMAINS.lines().map(str::trim).filter(|line| !line.is_empty() && !line.starts_with('#'));
+        let public = public_domains();
         let mut small = Vec::with_capacity(context.own_domains.len() + 64);
         small.extend(context.own_domains.iter().map(|domain| (Kind::Own, unicode(domain))));
         small.extend(public.map(|domain| (Kind::Public, Cow::Borrowed(domain))));
         let known = context.known_domains;
         let exact: HashSet<Cow<'a, str>> = small.iter().map(|(_, domain)| domain.clone()).collect();
-        References { small, known, known_sorted: known.is_sorted(), known_idn: std::cell::OnceCell::new(), exact }
+        let n_own = context.own_domains.len();
+        References {
+            small,
+            n_own,
+            known,
+            known_sorted: known.is_sorted(),
+            known_idn: std::cell::OnceCell::new(),
+            exact,
+        }
     }
 
     /// `domain` is a reference or under one.
@@ -172,15 +181,12 @@ impl<'a> References<'a> {
 /// The comparisons of one message, with what they need computed once.
 pub struct Lookalikes<'r, 'a> {
     references: &'r References<'a>,
-    /// Registrable skeleton → own or public reference, and squashed name → own or public
-    /// reference, built at the first comparison.
-    indexes: Option<(HashMap<String, usize>, HashMap<String, usize>)>,
     seen: HashMap<(String, bool), Option<Found>>,
 }
 
 impl<'r, 'a> Lookalikes<'r, 'a> {
     pub fn new(references: &'r References<'a>) -> Self {
-        Lookalikes { references, indexes: None, seen: HashMap::new() }
+        Lookalikes { references, seen: HashMap::new() }
     }
 
     /// The reference `domain` imitates, if any (case and a final dot ignored; A-labels
@@ -201,7 +207,8 @@ impl<'r, 'a> Lookalikes<'r, 'a> {
 
     fn compare(&mut self, domain: &str, with_known: bool) -> Option<Found> {
         let references = self.references;
-        let (skeletons, squashed) = self.indexes.get_or_insert_with(|| index(&references.small));
+        let (skeletons, squashed) = public_index();
+        let n_own = references.n_own;
         let registrable = registrable(domain);
         let domain_skeleton: String = skeleton(registrable).collect();
         let name = squash(registrable);
@@ -209,11 +216,16 @@ impl<'r, 'a> Lookalikes<'r, 'a> {
         let mut best: Option<usize> = None;
         // The own references come before the public ones: the lowest index wins.
         let mut consider = |index: usize| best = Some(best.map_or(index, |b| b.min(index)));
+        for (index, (_, own)) in references.small[..n_own].iter().enumerate() {
+            if skeleton_is(registrable_of(own), &domain_skeleton) || (long_enough && squash_eq(own, &name)) {
+                consider(index);
+            }
+        }
         if let Some(&index) = skeletons.get(&domain_skeleton) {
-            consider(index);
+            consider(n_own + index);
         }
         if long_enough && let Some(&index) = squashed.get(&name) {
-            consider(index);
+            consider(n_own + index);
         }
         if let Some(index) = best.or_else(|| one_edit(references.small.iter().map(|(_, r)| r.as_ref()), registrable)) {
             let (kind, reference) = &references.small[index];
@@ -260,12 +272,22 @@ impl<'r, 'a> Lookalikes<'r, 'a> {
     }
 }
 
-/// The skeleton and squashed-name indexes of the own and public references (the first of
-/// a key wins: own domains before public ones).
-fn index(references: &[(Kind, Cow<'_, str>)]) -> (HashMap<String, usize>, HashMap<String, usize>) {
-    let mut skeletons = HashMap::with_capacity(references.len());
-    let mut squashed = HashMap::with_capacity(references.len());
-    for (index, (_, reference)) in references.iter().enumerate() {
+/// The skeleton and squashed-name indexes of the public references, made once per
+/// process (skeletons are the costly part of a comparison).
+fn public_index() -> &'static (HashMap<String, usize>, HashMap<String, usize>) {
+    static INDEX: OnceLock<(HashMap<String, usize>, HashMap<String, usize>)> = OnceLock::new();
+    INDEX.get_or_init(|| index(public_domains()))
+}
+
+fn public_domains() -> impl Iterator<Item = &'static str> {
+    PUBLIC_DOMAINS.lines().map(str::trim).filter(|line| !line.is_empty() && !line.starts_with('#'))
+}
+
+/// The skeleton and squashed-name indexes of `references` (the first of a key wins).
+fn index<'r>(references: impl Iterator<Item = &'r str>) -> (HashMap<String, usize>, HashMap<String, usize>) {
+    let mut skeletons = HashMap::new();
+    let mut squashed = HashMap::new();
+    for (index, reference) in references.enumerate() {
         skeletons.entry(skeleton(registrable(reference)).collect()).or_insert(index);
         let name = squash(reference);
         if name.chars().count() >= LABEL_LETTERS_MIN {
