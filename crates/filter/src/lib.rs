@@ -49,5 +49,11 @@ pub use rules::{Analysis, Context, Person, analyse, symbol};
 pub use settings::{Settings, TenantSettings};
 pub use verdict::{Action, Symbol, Verdict};
 
+/// The fuzz target's entry (`fuzz/fuzz_targets/filter_rules.rs`); not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::rules::fuzz_rules;
+}
+
 #[cfg(test)]
 mod tests;

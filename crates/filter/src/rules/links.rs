@@ -9,7 +9,7 @@
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
 
-use super::domains::{Lookalikes, registrable};
+use super::domains::{LINK_DOMAINS_WITH_KNOWN_MAX, Lookalikes, registrable};
 use super::{Findings, symbol};
 use crate::Limits;
 
@@ -146,7 +146,8 @@ impl Scan {
             if !checked.insert(domain) {
                 continue;
             }
-            if let Some(found) = lookalikes.check(domain) {
+            let with_known = checked.len() <= LINK_DOMAINS_WITH_KNOWN_MAX;
+            if let Some(found) = lookalikes.check(domain, with_known) {
                 findings
                     .add(symbol::LINK_LOOKALIKE, || format!("link to {host}, which looks like {}", found.reference));
                 return;

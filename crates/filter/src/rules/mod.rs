@@ -110,7 +110,10 @@ impl Findings {
 pub fn analyse(raw: &[u8], context: &Context<'_>, limits: &Limits) -> Analysis {
     let mut findings = Findings::new();
     let references = domains::References::new(context);
-    let Some(message) = MessageParser::default().parse(raw) else {
+    // The parse boundary, as `hameau_message::parse`'s: mail-parser documents that it
+    // never panics and has been found to (issue 10); a message it cannot read gets no symbol.
+    let parsed = std::panic::catch_unwind(|| MessageParser::default().parse(raw)).ok().flatten();
+    let Some(message) = parsed else {
         return Analysis {
             symbols: findings.symbols,
             at_least: findings.at_least,
@@ -136,7 +139,7 @@ pub fn analyse(raw: &[u8], context: &Context<'_>, limits: &Limits) -> Analysis {
     }
     let mut lookalikes = domains::Lookalikes::new(&references);
     for domain in sender_domains {
-        if let Some(found) = lookalikes.check(domain) {
+        if let Some(found) = lookalikes.check(domain, true) {
             findings.add(found.symbol(), || format!("sender domain {domain} looks like {}", found.reference));
         }
     }
@@ -211,4 +214,37 @@ fn domain_of(address: &str) -> Option<&str> {
     let (_, domain) = address.rsplit_once('@')?;
     let domain = domain.trim_end_matches('.').trim_end_matches('>');
     (!domain.is_empty()).then_some(domain)
+}
+
+/// The rules on `bytes` as a message for the test tenant, with small limits, and the
+/// invariants every answer keeps: each symbol once, at most `links_max` link hosts,
+/// Quarantine exactly when a dangerous attachment was found.
+pub fn fuzz_rules(bytes: &[u8]) {
+    let own_domains = ["saint-martin.fr".to_owned(), "xn--saint-mrtin-9dh.fr".to_owned()];
+    let people = [
+        Person { name: "Mairie".into(), address: "mairie@saint-martin.fr".into() },
+        Person { name: "Jean-Pierre Dupont".into(), address: "maire@saint-martin.fr".into() },
+    ];
+    let known_domains = ["fournisseur-bureau.fr".to_owned(), "cdg35.fr".to_owned()];
+    let context =
+        Context { own_domains: &own_domains, people: &people, known_domains: &known_domains, mail_from: "x@cdg53.fr" };
+    let limits = Limits {
+        parts_max: 32,
+        links_max: 16,
+        text_bytes_max: 16 << 10,
+        zip_entries_max: 32,
+        zip_depth_max: 2,
+        zip_inflated_bytes_max: 1 << 20,
+    };
+    let analysis = analyse(bytes, &context, &limits);
+    assert!(analysis.link_hosts.len() <= limits.links_max);
+    let mut names: Vec<&str> = analysis.symbols.iter().map(|symbol| symbol.name).collect();
+    names.sort_unstable();
+    let n_symbols = names.len();
+    names.dedup();
+    assert_eq!(names.len(), n_symbols, "a symbol given twice");
+    let dangerous = [symbol::ATTACHMENT_DANGEROUS.0, symbol::ATTACHMENT_MACRO.0, symbol::ARCHIVE_DANGEROUS.0];
+    let held = names.iter().any(|name| dangerous.contains(name));
+    assert_eq!(analysis.at_least == Action::Quarantine, held);
+    assert!(analysis.symbols.iter().all(|symbol| !symbol.detail.contains(['\r', '\n'])));
 }

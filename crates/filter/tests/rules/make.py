@@ -31,7 +31,8 @@ def zipped(files):
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as z:
         for name, data in files:
-            z.writestr(name, data)
+            # A fixed date, so that the messages are the same at every run.
+            z.writestr(zipfile.ZipInfo(name, date_time=(2026, 1, 1, 0, 0, 0)), data, zipfile.ZIP_DEFLATED)
     return buffer.getvalue()
 
 def encrypted(data):
@@ -115,3 +116,11 @@ broken = mime("ATTACHMENT_DANGEROUS", '"X" <x@example.org>', "Facture",
 broken = broken.replace('Content-Type: application/octet-stream; name="PLACE"', "Content-Type: application/octet-stream")
 broken = broken.replace('filename="PLACE"', "filename*0*=utf-8''%E9%ZZfacture; filename*1*=%%.exe")
 write("attach-broken-rfc2231.eml", broken)
+write("lookalike-own-rn.eml", mime("LOOKALIKE_OWN_DOMAIN", '"Service" <service@saint-rnartin.fr>', "Compte",
+      [(text, "Votre compte.")]))
+write("lookalike-gouv-word.eml", mime("LOOKALIKE_PUBLIC_DOMAIN", '"ANTS" <ne-pas-repondre@ants-gouv.com>', "Carte grise",
+      [(text, "Votre dossier.")]))
+write("clean-public.eml", mime("", '"DGFiP" <ne-pas-repondre@dgfip.finances.gouv.fr>', "Avis",
+      [(html, '<a href="https://www.impots.gouv.fr/">impots.gouv.fr</a>')]))
+write("link-userinfo.eml", mime("LINK_LOOKALIKE, LINK_TEXT_MISMATCH", '"X" <x@example.org>', "Avis",
+      [(html, '<a href="http://www.impots.gouv.fr@impots-gouv.fr/avis">www.impots.gouv.fr</a>')]))
