@@ -235,6 +235,7 @@ pub fn fuzz_rules(bytes: &[u8]) {
         zip_entries_max: 32,
         zip_depth_max: 2,
         zip_inflated_bytes_max: 1 << 20,
+        ..Limits::default()
     };
     let analysis = analyse(bytes, &context, &limits);
     assert!(analysis.link_hosts.len() <= limits.links_max);
