@@ -10,20 +10,11 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::imap::create_account;
+use crate::smtp::{mailbox, swaks};
 use crate::submission::imap_inbox;
 use crate::support::{Api, admin, config_path, init_with_token, run, set_config, start_server};
 
 const PASSWORD: &str = "correct horse battery staple";
-
-fn swaks(port: u16, args: &[&str]) -> (bool, String) {
-    let output = Command::new("swaks")
-        .args(["--server", "127.0.0.1", "--port", &port.to_string(), "--helo", "sender.test", "--timeout", "20"])
-        .args(args)
-        .output()
-        .expect("swaks is needed (Debian package swaks; scripts/test.sh installs it)");
-    let text = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
-    (output.status.success(), text)
-}
 
 /// Tenant `sm` (Saint-Martin, domain saint-martin.test): the mayor, the secretary (who
 /// reads mail over IMAP) and the alias mairie@; tenant `other` with its own admin.
@@ -57,27 +48,6 @@ fn field<'a>(raw: &'a str, name: &str) -> Option<&'a str> {
     head.split("\r\n").find_map(|line| {
         let (key, value) = line.split_once(':')?;
         key.eq_ignore_ascii_case(name).then(|| value.trim())
-    })
-}
-
-/// The raw messages of `address`'s mailbox of `role`, read from the store of a stopped
-/// server.
-fn mailbox(config: &std::path::Path, address: &str, role: hameau_mailbox::Role) -> Vec<String> {
-    let (status, stdout, stderr) = run(&["account", "show", address, "--config", config.to_str().unwrap()]);
-    assert!(status.success(), "{stderr}");
-    let account = serde_json::from_str::<Value>(&stdout).unwrap()["id"].as_u64().unwrap();
-    let store_path = config.parent().unwrap().join("store");
-    crate::support::block_on(async move {
-        let store = hameau_store::Store::open(&hameau_store::Options::rocksdb(&store_path)).await.unwrap();
-        let mail = hameau_mailbox::Mail::new(store.clone());
-        let mut messages = Vec::new();
-        if let Some(found) = mail.mailbox_by_role(account, role).await.unwrap() {
-            for entry in mail.uids(account, found.id).await.unwrap() {
-                messages.push(String::from_utf8_lossy(&mail.raw(account, entry.email).await.unwrap()).into_owned());
-            }
-        }
-        store.close().await.unwrap();
-        messages
     })
 }
 

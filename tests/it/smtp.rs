@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::support::{config_path, init_with_token, run, start_server};
 
-fn swaks(port: u16, args: &[&str]) -> (bool, String) {
+pub(crate) fn swaks(port: u16, args: &[&str]) -> (bool, String) {
     let output = Command::new("swaks")
         .args(["--server", "127.0.0.1", "--port", &port.to_string(), "--helo", "sender.test", "--timeout", "20"])
         .args(args)
@@ -30,6 +30,12 @@ fn mx_domain(config: &std::path::Path) {
 
 /// The raw messages in `address`'s INBOX, read from the store of a stopped server.
 fn inbox(config: &std::path::Path, address: &str) -> Vec<String> {
+    mailbox(config, address, hameau_mailbox::Role::Inbox)
+}
+
+/// The raw messages of `address`'s mailbox of `role`, read from the store of a stopped
+/// server.
+pub(crate) fn mailbox(config: &std::path::Path, address: &str, role: hameau_mailbox::Role) -> Vec<String> {
     let (status, stdout, stderr) = run(&["account", "show", address, "--config", config.to_str().unwrap()]);
     assert!(status.success(), "{stderr}");
     let account = serde_json::from_str::<serde_json::Value>(&stdout).unwrap()["id"].as_u64().unwrap();
@@ -38,8 +44,8 @@ fn inbox(config: &std::path::Path, address: &str) -> Vec<String> {
         let store = hameau_store::Store::open(&hameau_store::Options::rocksdb(&store_path)).await.unwrap();
         let mail = hameau_mailbox::Mail::new(store.clone());
         let mut messages = Vec::new();
-        if let Some(inbox) = mail.mailbox_by_role(account, hameau_mailbox::Role::Inbox).await.unwrap() {
-            for entry in mail.uids(account, inbox.id).await.unwrap() {
+        if let Some(found) = mail.mailbox_by_role(account, role).await.unwrap() {
+            for entry in mail.uids(account, found.id).await.unwrap() {
                 messages.push(String::from_utf8_lossy(&mail.raw(account, entry.email).await.unwrap()).into_owned());
             }
         }
