@@ -44,7 +44,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use hameau_filter::bayes::{self, Classifier};
-use hameau_filter::{Action, Context, Limits, Thresholds, Verdict, analyse};
+use hameau_filter::{Action, Limits, Thresholds, Verdict, analyse};
 
 /// `--explain=group/file` (with `--tune`): that message's tokens with their counts.
 static EXPLAIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
@@ -192,7 +192,7 @@ fn ours(train: &[&Sample], score: &[&Sample], tune: bool) -> Vec<Row> {
             // The whole filter, as the MX runs it, but for what depends on the recipient
             // commune (its domains and people, its correspondents: first contact), which
             // the corpus does not have.
-            let context = Context { own_domains: &[], people: &[], known_domains: &[], mail_from: "" };
+            let context = hameau_filter::Context { own_domains: &[], people: &[], known_domains: &[], mail_from: "" };
             let analysis = analyse(&sample.raw, &context, &limits);
             symbols.extend(analysis.symbols);
             let verdict = Verdict::decide(symbols, &Thresholds::default(), analysis.at_least);
