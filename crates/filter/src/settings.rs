@@ -28,11 +28,28 @@ const PREFIX: &[u8] = b"fs/";
 pub struct TenantSettings {
     /// The scores from which each action applies, given whole (a key left out takes the
     /// built-in default).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "object_only")]
     pub thresholds: Option<Thresholds>,
     /// How the tenant's agents are warned, given whole.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "object_only")]
     pub warning: Option<WarningStyle>,
+}
+
+/// A part given as a JSON object (or `null`, absent). serde's derive also reads a struct
+/// from an array (`"thresholds": []` would be every default), which the API's schema
+/// refuses: found by schemathesis (ST201).
+fn object_only<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    match Option::<serde_json::Value>::deserialize(deserializer)? {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(value @ serde_json::Value::Object(_)) => {
+            serde_json::from_value(value).map(Some).map_err(serde::de::Error::custom)
+        }
+        Some(_) => Err(serde::de::Error::custom("expected an object")),
+    }
 }
 
 impl TenantSettings {

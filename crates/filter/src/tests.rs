@@ -339,3 +339,19 @@ mod quarantine {
         assert!(f.store.scan(&hameau_store::Scan::prefix(b"fs/")).await.unwrap().is_empty());
     }
 }
+
+/// Schemathesis found `{"thresholds": []}` accepted as every default (ST201): a part must be
+/// an object, `null` or absent.
+#[test]
+fn tenant_settings_parts_are_objects() {
+    let parse = |json: &str| serde_json::from_str::<crate::TenantSettings>(json);
+    assert!(parse(r#"{"warning": {}, "thresholds": []}"#).is_err());
+    assert!(parse(r#"{"thresholds": [4.0, 8.0, 15.0, 30.0]}"#).is_err());
+    assert!(parse(r#"{"warning": "yes"}"#).is_err());
+    assert_eq!(parse(r#"{"thresholds": null}"#).unwrap(), crate::TenantSettings::default());
+    assert_eq!(parse("{}").unwrap(), crate::TenantSettings::default());
+    let set = parse(r#"{"thresholds": {"warn_score": 5.0}, "warning": {"english": true}}"#).unwrap();
+    assert_eq!(set.thresholds.unwrap().warn_score, 5.0);
+    assert!(set.warning.unwrap().english);
+    assert!(parse(r#"{"thresholds": {"warn": 5.0}}"#).is_err(), "unknown keys are refused");
+}
