@@ -224,9 +224,15 @@ impl Classifier {
         let shared = Keys::of(None)?;
         let own = tenant.map(|tenant| Keys::of(Some(tenant))).transpose()?;
         let mut totals = self.totals_of(&shared).await?;
-        if let Some(own) = &own {
-            let mine = self.totals_of(own).await?;
+        let mut own = own;
+        if let Some(keys) = &own {
+            let mine = self.totals_of(keys).await?;
             totals = Totals { spam: totals.spam + mine.spam, ham: totals.ham + mine.ham };
+            // A tenant that never learnt holds no token: its counts are not read (one store
+            // read per token saved on every message of the commune).
+            if mine == Totals::default() {
+                own = None;
+            }
         }
         if totals.spam < self.limits.bayes_min_messages || totals.ham < self.limits.bayes_min_messages {
             return Ok(None);

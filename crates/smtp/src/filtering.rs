@@ -120,9 +120,10 @@ impl FilterStage {
         let analysis = hameau_filter::analyse(raw, &context, &self.options.limits);
         let mut symbols = analysis.symbols;
         let mut at_least = analysis.at_least;
+        let mut known_sender = false;
         if let Some(from) = &analysis.from_address {
             match self.contacts.is_known(tenant, from).await {
-                Ok(true) => {}
+                Ok(true) => known_sender = true,
                 Ok(false) => symbols.push(Symbol {
                     name: "FIRST_CONTACT",
                     score: 0.5,
@@ -147,9 +148,14 @@ impl FilterStage {
         }
         let verdict = Verdict::decide(symbols, &thresholds, at_least);
         self.count(&verdict);
-        let clean = verdict.action == Action::Deliver && verdict.symbols.iter().all(|s| s.name == "FIRST_CONTACT");
+        // Clean: delivered as it is, with no finding against it (first contact aside; the
+        // classifier's BAYES_HAM is for it).
+        let clean = verdict.action == Action::Deliver
+            && verdict.symbols.iter().all(|s| s.name == "FIRST_CONTACT" || s.score <= 0.0);
+        // A sender known already is not recorded again (nothing reads when it was last seen).
         if clean
             && facts.dmarc_pass
+            && !known_sender
             && let Some(from) = analysis.from_address
         {
             self.remember(tenant, &[from]).await;
