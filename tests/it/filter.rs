@@ -406,3 +406,40 @@ fn hostile_messages_are_judged_within_the_limits() {
     let metric = |series: &str| crate::support::metric(&server, &config, series);
     assert!(metric("hameau_filter_symbols_total{symbol=\"FILTER_LIMIT\"}") >= 3, "{log}");
 }
+
+/// A message past `reject_score` is refused at DATA with the findings' names only: the
+/// details, which name the commune's people, are never told to the sender.
+#[test]
+fn a_certain_phish_is_refused_with_names_only() {
+    let (dir, _) = init_with_token();
+    let config = config_path(dir.path());
+    communes(&config);
+    let _dns = crate::imap::quick_dns(&config);
+    // Refused from 16 (the default 30 needs more findings than one message shows here).
+    set_config(&config, "reject_score = 30.0", "reject_score = 16.0");
+    let server = start_server(&config);
+    let exe = dir.path().join("facture.pdf.exe");
+    std::fs::write(&exe, b"MZ\x90\x00\x03\x00\x00\x00 a program").unwrap();
+    let (ok, text) = swaks(
+        server.smtp[0].port(),
+        &[
+            "--to",
+            "secretariat@saint-martin.test",
+            "--from",
+            "maire@saint-martln.test",
+            "--header",
+            "From: \"Jean-Pierre Dupont\" <maire@saint-martln.test>",
+            "--header",
+            "Subject: Urgent",
+            "--body",
+            "Ouvrez la facture : http://192.0.2.7/facture et <a href=\"http://192.0.2.7/\">impots.gouv.fr</a>",
+            "--attach",
+            exe.to_str().unwrap(),
+        ],
+    );
+    assert!(!ok, "{text}");
+    let refusal = text.lines().find(|line| line.starts_with("<** 550 5.7.1")).unwrap_or_else(|| panic!("{text}"));
+    assert!(refusal.contains("ATTACHMENT_DANGEROUS"), "{refusal}");
+    assert!(!refusal.contains("@saint-martin.test") && !refusal.contains("Dupont"), "{refusal}");
+    assert!(!server.log().join("\n").contains("panicked"));
+}

@@ -35,6 +35,19 @@ fn the_header_lists_each_symbol() {
 }
 
 #[test]
+fn the_sender_reads_names_only() {
+    let mut impersonation = symbol("IMPERSONATION_NAME", 6.0);
+    impersonation.detail = "display name \"Le Maire\"\r\n is maire@saint-martin.fr's".into();
+    let verdict = Verdict::decide(
+        vec![impersonation, symbol("BAYES_HAM", -3.0), symbol("LINK_IP_LITERAL", 3.0)],
+        &Thresholds::default(),
+        Action::Deliver,
+    );
+    assert_eq!(verdict.names(), "IMPERSONATION_NAME, LINK_IP_LITERAL");
+    assert!(verdict.reason().contains("maire@saint-martin.fr"), "the log keeps the details");
+}
+
+#[test]
 fn thresholds_must_rise() {
     assert!(Thresholds::default().check("filter").is_ok());
     let bad = Thresholds { junk_score: 3.0, ..Thresholds::default() };

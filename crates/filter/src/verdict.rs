@@ -72,10 +72,20 @@ impl Verdict {
         value
     }
 
-    /// The symbols' names and details on one line, for the log and a `550` reply.
+    /// The findings' details on one line, for the log and the quarantine's administrators.
+    /// They quote what the message holds and name the tenant's people: never for the sender.
     pub fn reason(&self) -> String {
         let reasons: Vec<String> = self.symbols.iter().filter(|s| s.score > 0.0).map(|s| s.detail.clone()).collect();
         reasons.join("; ")
+    }
+
+    /// The names of the findings against the message, for the `550` reply to the sender:
+    /// our own constants only (the details quote the message, which may hold control
+    /// characters a reply must not, and name the tenant's people, which the sender must not
+    /// learn).
+    pub fn names(&self) -> String {
+        let names: Vec<&str> = self.symbols.iter().filter(|s| s.score > 0.0).map(|s| s.name).collect();
+        names.join(", ")
     }
 }
 

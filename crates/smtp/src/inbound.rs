@@ -294,8 +294,10 @@ impl Inbound {
         // SMTP has one reply for all recipients: refused only when every tenant refuses;
         // otherwise a tenant that would refuse holds the message in quarantine.
         if judged.iter().all(|(_, _, judgement)| judgement.verdict.action == Action::Reject) {
-            let reason = judged.first().map(|(_, _, judgement)| judgement.verdict.reason()).unwrap_or_default();
-            return Reply::new(550, "5.7.1", format!("message refused as spam or phishing: {reason}"));
+            // The findings' names only: their details (in the log) quote the message and name
+            // the tenant's people.
+            let names = judged.first().map(|(_, _, judgement)| judgement.verdict.names()).unwrap_or_default();
+            return Reply::new(550, "5.7.1", format!("message refused as spam or phishing ({names})"));
         }
         for (tenant, recipients, judgement) in judged {
             let header = judgement.verdict.header_value();
