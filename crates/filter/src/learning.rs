@@ -25,10 +25,10 @@
 //! learnt more than the shared corpus outweighs it). The sum is the simplest combination
 //! that needs no weight to tune; a tenant's learning never changes another tenant's score.
 //!
-//! Reads are point reads, one key per token (two with a tenant): the store offers no
-//! multi-key read, and a scan between sparse hashes would read other tokens. With
-//! RocksDB a point read is a lookup in memory for a warm classifier; the tests measure a
-//! 1,000-token score (see `learning/tests.rs`).
+//! A score reads its tokens' keys (two per token with a tenant) in one `Store::get_many`
+//! (a scan between sparse hashes would read other tokens): RocksDB looks them up together,
+//! a lookup in memory for a warm classifier; the tests measure a 1,000-token score (see
+//! `learning/tests.rs`).
 
 use hameau_store::{Batch, BlobHash, Expect, Store};
 
@@ -221,6 +221,16 @@ impl Classifier {
     /// summed; `None`: the shared ones alone), or `None` until
     /// [`Limits::bayes_min_messages`] of each class were learnt.
     pub async fn score(&self, tenant: Option<&str>, raw: &[u8]) -> Result<Option<f64>, Error> {
+        self.score_tokens(tenant, || bayes::tokens(raw, &self.limits)).await
+    }
+
+    /// [`Classifier::score`] of the message whose tokens `tokens` gives: called only when
+    /// the classifier has learnt enough to score (an untrained one costs no tokenizing).
+    pub async fn score_tokens(
+        &self,
+        tenant: Option<&str>,
+        tokens: impl FnOnce() -> Vec<u64>,
+    ) -> Result<Option<f64>, Error> {
         let shared = Keys::of(None)?;
         let own = tenant.map(|tenant| Keys::of(Some(tenant))).transpose()?;
         let mut totals = self.totals_of(&shared).await?;
@@ -237,16 +247,27 @@ impl Classifier {
         if totals.spam < self.limits.bayes_min_messages || totals.ham < self.limits.bayes_min_messages {
             return Ok(None);
         }
-        let tokens = bayes::tokens(raw, &self.limits);
-        let mut counts = Vec::with_capacity(tokens.len());
-        for token in tokens {
-            let mut count = self.counts_of(&shared.token(token)).await?;
-            if let Some(own) = &own {
-                let mine = self.counts_of(&own.token(token)).await?;
-                count = Counts { spam: count.spam.saturating_add(mine.spam), ham: count.ham.saturating_add(mine.ham) };
-            }
-            counts.push(count);
+        let tokens = tokens();
+        // Every count in one read: the shared ones, then the tenant's.
+        let mut keys: Vec<Vec<u8>> = tokens.iter().map(|token| shared.token(*token)).collect();
+        if let Some(own) = &own {
+            keys.extend(tokens.iter().map(|token| own.token(*token)));
         }
+        let entries = self.store.get_many(&keys).await?;
+        let read: Vec<Counts> =
+            keys.iter().zip(&entries).map(|(key, entry)| counts_in(key, entry.as_ref())).collect::<Result<_, _>>()?;
+        let (shared_counts, own_counts) = read.split_at(tokens.len());
+        let counts: Vec<Counts> = match own_counts.is_empty() {
+            true => shared_counts.to_vec(),
+            false => shared_counts
+                .iter()
+                .zip(own_counts)
+                .map(|(shared, mine)| Counts {
+                    spam: shared.spam.saturating_add(mine.spam),
+                    ham: shared.ham.saturating_add(mine.ham),
+                })
+                .collect(),
+        };
         Ok(bayes::spam_probability(&counts, totals, &self.limits))
     }
 
@@ -272,14 +293,15 @@ impl Classifier {
         let (spam, ham) = unpack(self.store.counter(&keys.totals()).await?);
         Ok(Totals { spam: u64::from(spam), ham: u64::from(ham) })
     }
+}
 
-    async fn counts_of(&self, key: &[u8]) -> Result<Counts, Error> {
-        let Some(entry) = self.store.get(key).await? else { return Ok(Counts::default()) };
-        let value = <[u8; 8]>::try_from(entry.value.as_slice())
-            .map_err(|_| hameau_store::Error::NotACounter { key: key.to_vec() })?;
-        let (spam, ham) = unpack(i64::from_be_bytes(value));
-        Ok(Counts { spam, ham })
-    }
+/// The counts a token's record holds (none: never seen).
+fn counts_in(key: &[u8], entry: Option<&hameau_store::Entry>) -> Result<Counts, Error> {
+    let Some(entry) = entry else { return Ok(Counts::default()) };
+    let value = <[u8; 8]>::try_from(entry.value.as_slice())
+        .map_err(|_| hameau_store::Error::NotACounter { key: key.to_vec() })?;
+    let (spam, ham) = unpack(i64::from_be_bytes(value));
+    Ok(Counts { spam, ham })
 }
 
 /// The keys of one classifier.

@@ -44,7 +44,7 @@ pub use error::Error;
 pub use options::{Limits, Options, Thresholds, WarningStyle};
 #[cfg(feature = "store")]
 pub use quarantine::{Held, Quarantine};
-pub use rules::{Analysis, Context, Person, analyse, symbol};
+pub use rules::{Analysis, Context, Person, analyse, analyse_parsed, symbol};
 #[cfg(feature = "store")]
 pub use settings::{Settings, TenantSettings};
 pub use verdict::{Action, Symbol, Verdict};
@@ -57,3 +57,12 @@ pub mod fuzzing {
 
 #[cfg(test)]
 mod tests;
+
+/// `raw` parsed once for the rules ([`analyse_parsed`]) and the classifier
+/// ([`bayes::tokens_parsed`]); `None` when mail-parser cannot read it.
+///
+/// The parse boundary, as `hameau_message::parse`'s: mail-parser documents that it never
+/// panics and has been found to (issue 10); a panic is a message it cannot read.
+pub fn parse(raw: &[u8]) -> Option<mail_parser::Message<'_>> {
+    std::panic::catch_unwind(|| mail_parser::MessageParser::default().parse(raw)).ok().flatten()
+}

@@ -117,7 +117,9 @@ impl FilterStage {
             known_domains: &known,
             mail_from: facts.mail_from,
         };
-        let analysis = hameau_filter::analyse(raw, &context, &self.options.limits);
+        // One parse for the rules and the classifier.
+        let parsed = hameau_filter::parse(raw);
+        let analysis = hameau_filter::analyse_parsed(parsed.as_ref(), &context, &self.options.limits);
         let mut symbols = analysis.symbols;
         let mut at_least = analysis.at_least;
         let mut known_sender = false;
@@ -132,7 +134,8 @@ impl FilterStage {
                 Err(e) => tracing::warn!(tenant, error = %e, "correspondents unreadable: first contact not judged"),
             }
         }
-        match self.learning.score(Some(tenant), raw).await {
+        let tokens = || hameau_filter::bayes::tokens_parsed(parsed.as_ref(), raw, &self.options.limits);
+        match self.learning.score_tokens(Some(tenant), tokens).await {
             Ok(Some(probability)) => symbols.extend(hameau_filter::bayes::symbol(probability)),
             Ok(None) => {}
             Err(e) => tracing::warn!(tenant, error = %e, "classifier unreadable: judged without it"),

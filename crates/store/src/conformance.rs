@@ -19,7 +19,7 @@ pub trait Harness: Send + Sync {
 macro_rules! conformance_tests {
     ($harness:expr) => {
         $crate::conformance_tests!(@each $harness;
-            get_set_delete, versions_grow, scan_ranges, scan_reverse_and_limits, expect_absent,
+            get_set_delete, get_many, versions_grow, scan_ranges, scan_reverse_and_limits, expect_absent,
             expect_version, conflict_writes_nothing, one_writer_wins, counters, counter_patches,
             counter_errors, concurrent_counter, bounded_counters, concurrent_bounded_counter,
             blobs_small, blobs_large, blobs_streamed, blob_errors, blob_references,
@@ -90,6 +90,37 @@ pub async fn get_set_delete(harness: &impl Harness) {
     batch.set(b"k", b"1").delete(b"k").set(b"k", b"3");
     store.commit(batch).await.unwrap();
     assert_eq!(value_of(&store, b"k").await.as_deref(), Some(&b"3"[..]));
+    store.close().await.unwrap();
+}
+
+pub async fn get_many(harness: &impl Harness) {
+    let store = harness.open().await;
+    assert_eq!(store.get_many(&[]).await.unwrap(), Vec::new());
+    store.commit(set(b"a", b"one")).await.unwrap();
+    store.commit(set(b"c", b"three")).await.unwrap();
+    // In the order asked, missing keys as `None`, a key asked twice answered twice.
+    let keys: Vec<Vec<u8>> = [&b"c"[..], b"b", b"a", b"c"].iter().map(|key| key.to_vec()).collect();
+    let entries = store.get_many(&keys).await.unwrap();
+    let singles =
+        [store.get(b"c").await.unwrap(), None, store.get(b"a").await.unwrap(), store.get(b"c").await.unwrap()];
+    assert_eq!(entries, singles);
+    assert_eq!(entries[0].as_ref().map(|entry| entry.value.as_slice()), Some(&b"three"[..]));
+    // More keys than one group of the backend: every one answered, in order.
+    let mut batch = Batch::new();
+    for index in 0..(crate::GET_MANY_GROUP + 10) as u32 {
+        if index % 3 == 0 {
+            batch.set(&index.to_be_bytes(), &index.to_le_bytes());
+        }
+    }
+    store.commit(batch).await.unwrap();
+    let keys: Vec<Vec<u8>> =
+        (0..(crate::GET_MANY_GROUP + 10) as u32).map(|index| index.to_be_bytes().to_vec()).collect();
+    let entries = store.get_many(&keys).await.unwrap();
+    assert_eq!(entries.len(), keys.len());
+    for (index, entry) in entries.iter().enumerate() {
+        let expected = (index % 3 == 0).then(|| (index as u32).to_le_bytes().to_vec());
+        assert_eq!(entry.as_ref().map(|entry| entry.value.clone()), expected, "key {index}");
+    }
     store.close().await.unwrap();
 }
 

@@ -174,6 +174,9 @@ impl Options {
 #[async_trait::async_trait]
 pub(crate) trait Backend: Send + Sync + 'static {
     async fn get(&self, key: &[u8]) -> Result<Option<Entry>, Error>;
+    /// The entries of `keys`, in their order. Not one consistent view: each key as
+    /// [`Backend::get`] would read it at some moment of the call.
+    async fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Entry>>, Error>;
     async fn scan(&self, scan: &Scan) -> Result<Vec<Entry>, Error>;
     async fn commit(&self, batch: Batch) -> Result<Committed, Error>;
     /// Writes one chunk of a staged upload, durably. Chunk 0 also registers the upload, so
@@ -193,6 +196,10 @@ pub(crate) trait Backend: Send + Sync + 'static {
     async fn load(&self, load: Load, chunk_bytes: usize) -> Result<(), Error>;
     async fn close(&self) -> Result<(), Error>;
 }
+
+/// Keys a backend reads in one call of [`Store::get_many`]: 1,024, so that one call does
+/// not pin an unbounded set of values at once (a message's tokens are a few hundred).
+pub const GET_MANY_GROUP: usize = 1024;
 
 /// A handle on the store. Cheap to clone; every clone talks to the same backend.
 #[derive(Clone)]
@@ -233,6 +240,22 @@ impl Store {
     /// The value and version of `key`, if it exists.
     pub async fn get(&self, key: &[u8]) -> Result<Option<Entry>, Error> {
         self.backend.get(key).await
+    }
+
+    /// The entries of `keys` (`None` for a missing one), in the order of `keys`: one call
+    /// for many point reads, as the classifier reads a message's tokens. RocksDB looks them
+    /// up together (its batched MultiGet: one pass over the memtables and each file's
+    /// filters instead of one per key); a database server answers them in one round trip.
+    ///
+    /// The keys are the caller's, already in memory: the backend reads them in groups of
+    /// [`GET_MANY_GROUP`]. Each key is read as [`Store::get`] would read it at some moment of
+    /// the call, not all at one instant (a [`Snapshot`] gives that).
+    pub async fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Entry>>, Error> {
+        let mut entries = Vec::with_capacity(keys.len());
+        for group in keys.chunks(GET_MANY_GROUP) {
+            entries.extend(self.backend.get_many(group).await?);
+        }
+        Ok(entries)
     }
 
     /// The entries in the scan's range, in its direction, at most its limit.

@@ -228,6 +228,18 @@ impl Backend for RocksBackend {
         decode_entry(key, &stored).map(Some)
     }
 
+    async fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Entry>>, Error> {
+        let db = self.db()?;
+        let default = db.cf_handle(rocksdb::DEFAULT_COLUMN_FAMILY_NAME).expect("the default column family exists");
+        keys.iter()
+            .zip(db.batched_multi_get_cf(&default, keys, false))
+            .map(|(key, stored)| match stored.map_err(backend)? {
+                Some(stored) => decode_entry(key, &stored).map(Some),
+                None => Ok(None),
+            })
+            .collect()
+    }
+
     async fn scan(&self, scan: &Scan) -> Result<Vec<Entry>, Error> {
         let db = self.db()?;
         scan_db(&db, scan, None)

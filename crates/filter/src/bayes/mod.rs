@@ -18,7 +18,7 @@ use std::collections::HashMap;
 
 use crate::{Limits, Symbol};
 
-pub use tokenizer::{tokens, tokens_explained};
+pub use tokenizer::{tokens, tokens_explained, tokens_parsed};
 
 /// How often one token was seen in trained spam and ham messages.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

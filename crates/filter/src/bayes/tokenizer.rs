@@ -23,10 +23,12 @@
 //! body in order). The MIME tree is walked in a loop over mail-parser's flat part list, with
 //! attached messages pushed on a bounded stack, never by recursion.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::panic::AssertUnwindSafe;
 
-use mail_parser::{Message, MessageParser, MimeHeaders, PartType};
+use mail_parser::{Message, MimeHeaders, PartType};
 
 use crate::Limits;
 
@@ -44,18 +46,29 @@ pub fn tokens_explained(raw: &[u8], limits: &Limits) -> Vec<(u64, String)> {
     sink.tokens.into_iter().zip(sink.texts).collect()
 }
 
+/// [`tokens`] of a message already parsed by [`crate::parse`] (`None`: it could not be,
+/// and `raw` is tokenized as plain text), for a caller that also gives it to the rules.
+pub fn tokens_parsed(parsed: Option<&Message<'_>>, raw: &[u8], limits: &Limits) -> Vec<u64> {
+    tokenize_parsed(parsed, raw, limits, false).tokens
+}
+
 fn tokenize(raw: &[u8], limits: &Limits, explain: bool) -> Sink {
+    tokenize_parsed(crate::parse(raw).as_ref(), raw, limits, explain)
+}
+
+fn tokenize_parsed(parsed: Option<&Message<'_>>, raw: &[u8], limits: &Limits, explain: bool) -> Sink {
     // mail-parser documents that it never panics, and has been found to (issue 10): a
-    // message that makes it panic is tokenized as plain text.
-    let parsed = std::panic::catch_unwind(AssertUnwindSafe(|| {
+    // message it cannot parse, or whose parts make it panic when read, is tokenized as
+    // plain text.
+    let read = std::panic::catch_unwind(AssertUnwindSafe(|| {
         let mut sink = Sink::new(limits.bayes_tokens_max, explain);
-        match MessageParser::default().parse(raw) {
-            Some(message) => message_tokens(&message, limits, &mut sink),
+        match parsed {
+            Some(message) => message_tokens(message, limits, &mut sink),
             None => raw_tokens(raw, limits, &mut sink),
         }
         sink
     }));
-    parsed.unwrap_or_else(|_| {
+    read.unwrap_or_else(|_| {
         let mut sink = Sink::new(limits.bayes_tokens_max, explain);
         raw_tokens(raw, limits, &mut sink);
         sink
@@ -105,9 +118,32 @@ impl Kind {
     }
 }
 
+/// The hasher of the set of tokens seen: a token is already a well-mixed 64-bit hash
+/// ([`hash`]), so it is its own hash (SipHash over it again cost a tenth of the
+/// tokenizer's time).
+#[derive(Default)]
+struct TokenHasher(u64);
+
+impl Hasher for TokenHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used; any other input is folded in all the same.
+        for byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*byte);
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = value;
+    }
+}
+
 /// The distinct tokens so far, and the bound.
 struct Sink {
-    seen: HashSet<u64>,
+    seen: HashSet<u64, BuildHasherDefault<TokenHasher>>,
     tokens: Vec<u64>,
     max: usize,
     /// Each token's kind and text, when explaining.
@@ -117,7 +153,7 @@ struct Sink {
 
 impl Sink {
     fn new(max: usize, explain: bool) -> Self {
-        Sink { seen: HashSet::new(), tokens: Vec::new(), max, explain, texts: Vec::new() }
+        Sink { seen: HashSet::default(), tokens: Vec::new(), max, explain, texts: Vec::new() }
     }
 
     fn full(&self) -> bool {
@@ -125,21 +161,27 @@ impl Sink {
     }
 
     fn push(&mut self, kind: Kind, text: &str) {
+        self.push_joined(kind, &[text]);
+    }
+
+    /// The token of `pieces` written one after the other, without building their text: a
+    /// word pair is hashed from its two words and the space between.
+    fn push_joined(&mut self, kind: Kind, pieces: &[&str]) {
         if self.full() {
             return;
         }
-        let token = hash(kind, text.as_bytes());
+        let token = hash(kind, pieces);
         if self.seen.insert(token) {
             self.tokens.push(token);
             if self.explain {
-                self.texts.push(format!("{kind:?} {text:?}"));
+                self.texts.push(format!("{kind:?} {:?}", pieces.concat()));
             }
         }
     }
 
     /// The words of `text` under `kind`, and each pair of neighbours under `pair_kind`.
     fn push_words(&mut self, kind: Kind, pair_kind: Option<Kind>, text: &str) {
-        let mut previous: Option<String> = None;
+        let mut previous: Option<Cow<'_, str>> = None;
         for word in words(text) {
             if self.full() {
                 return;
@@ -147,7 +189,7 @@ impl Sink {
             self.push(kind, &word);
             if let Some(pair_kind) = pair_kind {
                 if let Some(previous) = &previous {
-                    self.push(pair_kind, &format!("{previous} {word}"));
+                    self.push_joined(pair_kind, &[previous, " ", &word]);
                 }
                 previous = Some(word);
             }
@@ -391,8 +433,7 @@ fn link_tokens(text: &str, sink: &mut Sink) {
                 Some(None) => false,
             };
             if stale {
-                let found = bytes[index..].windows(start.len()).position(|window| window == start.as_bytes());
-                next[which] = Some(found.map(|at| index + at));
+                next[which] = Some(lower[index..].find(start).map(|at| index + at));
             }
         }
         let Some((at, which)) =
@@ -440,18 +481,21 @@ fn domain_tokens(kind: Kind, domain: &str, sink: &mut Sink) {
 /// a sentence of Chinese or Japanese, which has no spaces) becomes `long:` with its first
 /// character and its length in tens of bytes, as SpamBayes' "skip" tokens: such runs are
 /// common in some spam and rare in ham.
-fn words(text: &str) -> impl Iterator<Item = String> + '_ {
+fn words(text: &str) -> impl Iterator<Item = Cow<'_, str>> + '_ {
     text.split(|c: char| !(c.is_alphanumeric() || matches!(c, '\'' | '-' | '$' | '€')))
         .map(|word| word.trim_matches(|c| c == '\'' || c == '-'))
         .filter(|word| word.len() >= 2)
         .map(|word| {
             if word.len() > WORD_BYTES_MAX {
                 let first = word.chars().next().unwrap_or(' ');
-                format!("long:{first}:{}", word.len() / 10)
-            } else if word.chars().all(|c| c.is_ascii_digit()) {
-                format!("#{}", word.len())
+                Cow::Owned(format!("long:{first}:{}", word.len() / 10))
+            } else if word.bytes().all(|b| b.is_ascii_digit()) {
+                Cow::Owned(format!("#{}", word.len()))
+            } else if word.is_ascii() && !word.bytes().any(|b| b.is_ascii_uppercase()) {
+                // Most words are written in lower case already: no copy.
+                Cow::Borrowed(word)
             } else {
-                word.to_lowercase()
+                Cow::Owned(word.to_lowercase())
             }
         })
 }
@@ -479,11 +523,12 @@ fn raw_tokens(raw: &[u8], limits: &Limits, sink: &mut Sink) {
 /// FNV-1a (64 bits) over the kind and the text, then the finaliser of SplitMix64 so that
 /// the low bits vary as much as the high ones (a store may shard on them). Both are
 /// published constants, not a library's hasher: the value must never change.
-fn hash(kind: Kind, text: &[u8]) -> u64 {
+/// The text is given in pieces, hashed as if written one after the other.
+fn hash(kind: Kind, pieces: &[&str]) -> u64 {
     const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
     const PRIME: u64 = 0x0000_0100_0000_01b3;
-    let mut hash = OFFSET;
-    for byte in std::iter::once(kind.tag()).chain(text.iter().copied()) {
+    let mut hash = (OFFSET ^ u64::from(kind.tag())).wrapping_mul(PRIME);
+    for byte in pieces.iter().flat_map(|piece| piece.bytes()) {
         hash ^= u64::from(byte);
         hash = hash.wrapping_mul(PRIME);
     }
@@ -496,5 +541,5 @@ fn hash(kind: Kind, text: &[u8]) -> u64 {
 
 #[cfg(test)]
 pub(super) fn hash_for_tests(text: &str) -> u64 {
-    hash(Kind::Word, text.as_bytes())
+    hash(Kind::Word, &[text])
 }

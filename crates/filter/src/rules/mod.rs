@@ -14,7 +14,7 @@ mod names;
 #[cfg(test)]
 mod tests;
 
-use mail_parser::{Message, MessageParser, MimeHeaders, PartType};
+use mail_parser::{Message, MimeHeaders, PartType};
 
 use crate::{Action, Limits, Symbol};
 
@@ -108,11 +108,14 @@ impl Findings {
 /// Every check on `raw` for the tenant of `context`, within `limits`. Never fails: a
 /// message mail-parser cannot read gets no symbol but what its headers allow.
 pub fn analyse(raw: &[u8], context: &Context<'_>, limits: &Limits) -> Analysis {
+    analyse_parsed(crate::parse(raw).as_ref(), context, limits)
+}
+
+/// [`analyse`] of a message parsed by [`crate::parse`] (`None`: it could not be), for a
+/// caller that also tokenizes it for the classifier: one parse for both.
+pub fn analyse_parsed(parsed: Option<&Message<'_>>, context: &Context<'_>, limits: &Limits) -> Analysis {
     let mut findings = Findings::new();
     let references = domains::References::new(context);
-    // The parse boundary, as `hameau_message::parse`'s: mail-parser documents that it
-    // never panics and has been found to (issue 10); a message it cannot read gets no symbol.
-    let parsed = std::panic::catch_unwind(|| MessageParser::default().parse(raw)).ok().flatten();
     let Some(message) = parsed else {
         return Analysis {
             symbols: findings.symbols,
@@ -146,7 +149,7 @@ pub fn analyse(raw: &[u8], context: &Context<'_>, limits: &Limits) -> Analysis {
 
     let mut scan = links::Scan::new(limits);
     let mut archive = attachments::Budget::new(limits);
-    walk(&message, limits, &mut findings, &mut scan, &mut archive);
+    walk(message, limits, &mut findings, &mut scan, &mut archive);
     scan.judge(&mut lookalikes, &mut findings);
     Analysis {
         symbols: findings.symbols,
