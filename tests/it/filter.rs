@@ -173,6 +173,68 @@ fn the_filter_warns_junks_and_holds_as_the_issue_asks() {
     assert!(verdict.starts_with("action=junk;") && verdict.contains("LOOKALIKE_OWN_DOMAIN("), "{verdict}");
 }
 
+/// A flood of mail the filter holds fills its commune's quarantine up to
+/// `filter.quarantine_tenant_bytes_max` and no further: past it the MX answers `452 4.3.1`
+/// (the sender retries), another commune's quarantine still holds mail, and room made by
+/// the admin takes mail again. The server keeps running.
+#[test]
+fn a_flood_of_held_mail_fills_only_its_communes_quarantine() {
+    let (dir, _) = init_with_token();
+    let config = config_path(dir.path());
+    communes(&config);
+    create_account(&config, "agent@autre.test", PASSWORD);
+    let _dns = crate::imap::quick_dns(&config);
+    // The smallest quarantine allowed, 1 MiB: two of the messages below, not three.
+    set_config(&config, "quarantine_tenant_bytes_max = 536870912", "quarantine_tenant_bytes_max = 1048576");
+    let admin_sm = key(&config, &["--tenant", "sm"]);
+    let mut server = start_server(&config);
+    let port = server.smtp[0].port();
+    // 300 KB of program: about 410 KB once in base64 with its headers.
+    let exe = dir.path().join("facture.exe");
+    let mut program = b"MZ\x90\x00\x03\x00\x00\x00".to_vec();
+    program.extend((0..300_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8));
+    std::fs::write(&exe, &program).unwrap();
+    let send = |to: &str, subject: &str| {
+        swaks(
+            port,
+            &[
+                "--to",
+                to,
+                "--from",
+                "x@fournisseur.test",
+                "--header",
+                &format!("Subject: {subject}"),
+                "--attach",
+                exe.to_str().unwrap(),
+            ],
+        )
+    };
+    for n in 1..=2 {
+        let (ok, text) = send("secretariat@saint-martin.test", &format!("Facture {n}"));
+        assert!(ok, "{text}");
+    }
+    let (ok, text) = send("secretariat@saint-martin.test", "Facture 3");
+    assert!(!ok && text.contains("452 4.3.1"), "{text}");
+    // The other commune's quarantine is its own.
+    let (ok, text) = send("agent@autre.test", "Facture");
+    assert!(ok, "{text}");
+    let api = Api::new(&server);
+    let listed = api.call("GET", "/api/v1/quarantine", Some(&admin_sm), None);
+    let items = listed.json()["items"].as_array().cloned().unwrap_or_default();
+    assert_eq!(items.len(), 2, "{listed:?}");
+    // The admin deletes one: room for the sender's retry.
+    let id = items[0]["id"].as_str().unwrap();
+    let deleted = api.call("DELETE", &format!("/api/v1/quarantine/{id}"), Some(&admin_sm), None);
+    assert!(deleted.status < 300, "{deleted:?}");
+    let (ok, text) = send("secretariat@saint-martin.test", "Facture 3");
+    assert!(ok, "{text}");
+    let log = server.log().join("\n");
+    assert!(log.contains("quarantine full"), "the refusal is logged");
+    assert!(!log.contains("panicked"));
+    server.signal(libc::SIGTERM);
+    assert!(server.wait(Duration::from_secs(30)).expect("stops").success());
+}
+
 /// A private rbldnsd serving `bl.test` (127.0.0.1 listed) and `dbl.test` (a domain).
 struct Rbldnsd {
     child: Child,

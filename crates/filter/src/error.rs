@@ -25,6 +25,10 @@ pub enum Error {
     /// A stored record could not be read.
     #[error("corrupt filter record {key}: {problem}")]
     Corrupt { key: String, problem: String },
+    /// The tenant's quarantine holds `filter.quarantine_tenant_bytes_max` already: the
+    /// message is not held (the MX answers `452 4.3.1`, the sender tries again later).
+    #[error("the quarantine of tenant {tenant} is full (filter.quarantine_tenant_bytes_max = {max} bytes)")]
+    QuarantineFull { tenant: String, max: u64 },
     /// Concurrent changes of the record kept conflicting; try again.
     #[error("busy: try again")]
     Busy,

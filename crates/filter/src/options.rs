@@ -58,6 +58,13 @@ pub struct Options {
     /// days, a month of absence (holidays) covered, and what no one released by then was
     /// not missed. At least an hour, at most a year (held mail counts in no quota).
     pub quarantine_expiry_s: u64,
+    /// The bytes one tenant's quarantine may hold: 512 MiB, a month of the dangerous
+    /// attachments a town hall receives many times over (a few a week, a few MiB each),
+    /// small beside a server's disk. The size of what is held is the sender's choice: a
+    /// flood of held mail fills only its tenant's quarantine, and the MX then answers
+    /// `452 4.3.1` (try later) until an administrator releases or deletes some, or they
+    /// expire. At least 1 MiB, at most 1 TiB.
+    pub quarantine_tenant_bytes_max: u64,
 }
 
 impl Default for Options {
@@ -77,6 +84,7 @@ impl Default for Options {
             warning: WarningStyle::default(),
             limits: Limits::default(),
             quarantine_expiry_s: 30 * 86_400,
+            quarantine_tenant_bytes_max: 512 << 20,
         }
     }
 }
@@ -102,6 +110,7 @@ impl Options {
         self.warning.check(SECTION)?;
         self.limits.check()?;
         range(SECTION, "quarantine_expiry_s", self.quarantine_expiry_s, 3600, 366 * 86_400)?;
+        range(SECTION, "quarantine_tenant_bytes_max", self.quarantine_tenant_bytes_max, 1 << 20, 1 << 40)?;
         Ok(())
     }
 }

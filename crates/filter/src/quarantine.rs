@@ -171,11 +171,16 @@ pub enum RecordOwner {
 pub struct Quarantine {
     store: Store,
     expiry_s: u64,
+    tenant_bytes_max: u64,
 }
 
 impl Quarantine {
     pub fn new(store: Store, options: &crate::Options) -> Quarantine {
-        Quarantine { store, expiry_s: options.quarantine_expiry_s }
+        Quarantine {
+            store,
+            expiry_s: options.quarantine_expiry_s,
+            tenant_bytes_max: options.quarantine_tenant_bytes_max,
+        }
     }
 
     /// Holds the message (as it would have been stored) in one synced commit: its blob,
@@ -202,6 +207,11 @@ impl Quarantine {
             releasing_since: None,
         };
         let mut batch = Batch::new();
+        // The tenant's held bytes, bounded in the same commit: a hold past the bound
+        // writes nothing.
+        let size = i64::try_from(held.size).unwrap_or(i64::MAX);
+        let max = i64::try_from(self.tenant_bytes_max).unwrap_or(i64::MAX);
+        batch.add_at_most(&keys::bytes(&held.tenant), size, max);
         // The id is the counter's value, patched into every key that ends with it.
         let id = batch.add(keys::SEQ, 1);
         let patch = |key: &[u8]| [Patch { counter: id, target: PatchTarget::Key, offset: key.len() - 8 }];
@@ -210,7 +220,19 @@ impl Quarantine {
             batch.set_patched(&key, &value, &patch(&key));
         }
         batch.blob_acquire(staged);
-        let committed = self.store.commit(batch).await?;
+        let committed = match self.store.commit(batch).await {
+            Ok(committed) => committed,
+            Err(hameau_store::Error::CounterBound { .. }) => {
+                tracing::warn!(
+                    tenant = hold.tenant,
+                    size = held.size,
+                    max = self.tenant_bytes_max,
+                    "quarantine full (filter.quarantine_tenant_bytes_max): the message is not held, its sender will retry"
+                );
+                return Err(Error::QuarantineFull { tenant: held.tenant, max: self.tenant_bytes_max });
+            }
+            Err(e) => return Err(e.into()),
+        };
         Ok(committed.counters[id.index()].to_string())
     }
 
@@ -467,6 +489,9 @@ pub fn record_owner(key: &[u8], value: &[u8]) -> Option<RecordOwner> {
     if key.starts_with(keys::EXPIRY) {
         return Some(RecordOwner::Via(keys::message(keys::trailing_id(key)?)));
     }
+    if let Some(tenant) = key.strip_prefix(keys::BYTES) {
+        return Some(RecordOwner::Tenant(std::str::from_utf8(tenant).ok()?.to_string()));
+    }
     let tail = key.strip_prefix(keys::TENANTS)?;
     let tenant = tail.get(..tail.len().checked_sub(9)?)?;
     Some(RecordOwner::Tenant(std::str::from_utf8(tenant).ok()?.to_string()))
@@ -491,6 +516,7 @@ fn remove(batch: &mut Batch, id: u64, held: &Held) -> Result<(), Error> {
     batch.delete(&keys::message(id));
     batch.delete(&keys::tenant(&held.tenant, id));
     batch.delete(&keys::expiry(held.expires_at, id));
+    batch.add(&keys::bytes(&held.tenant), -i64::try_from(held.size).unwrap_or(i64::MAX));
     batch.blob_release(&hash);
     Ok(())
 }
@@ -557,6 +583,13 @@ mod keys {
 
     /// The sweep's schedule: `fq/e/` + expiry time + id.
     pub const EXPIRY: &[u8] = b"fq/e/";
+
+    /// A tenant's held bytes (a counter): `fq/b/` + tenant.
+    pub const BYTES: &[u8] = b"fq/b/";
+
+    pub fn bytes(tenant: &str) -> Vec<u8> {
+        [BYTES, tenant.as_bytes()].concat()
+    }
 
     pub fn message(id: u64) -> Vec<u8> {
         [MESSAGES, &id.to_be_bytes()].concat()

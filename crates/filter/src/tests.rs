@@ -298,14 +298,51 @@ mod quarantine {
     }
 
     #[tokio::test]
+    async fn a_tenants_quarantine_holds_at_most_its_bytes() {
+        let mut f = fixture().await;
+        // Room for two held messages of tenant a, not three.
+        let max = 2 * EXE.len() as u64 + EXE.len() as u64 / 2;
+        f.quarantine =
+            Quarantine::new(f.store.clone(), &Options { quarantine_tenant_bytes_max: max, ..Options::default() });
+        let first = f.hold("a", &["user@a.fr"], NOW).await;
+        f.hold("a", &["other@a.fr"], NOW).await;
+        let recipients = [("user@a.fr".to_string(), f.ids["user@a.fr"])];
+        let hold = Hold {
+            tenant: "a",
+            mail_from: "compta@fournisseur.test",
+            recipients: &recipients,
+            received_at: NOW,
+            verdict: "action=quarantine",
+            reason: "test",
+        };
+        let full = f.quarantine.hold(hold, bytes::Bytes::from_static(EXE)).await;
+        assert!(
+            matches!(&full, Err(Error::QuarantineFull { tenant, max: m }) if tenant == "a" && *m == max),
+            "{full:?}"
+        );
+        assert_eq!(
+            f.listed(&Principal::Operator, ListQuery::default()).await.len(),
+            2,
+            "nothing of the refused hold is kept"
+        );
+        // Another tenant's quarantine is its own.
+        f.hold("b", &["user@b.fr"], NOW).await;
+        // Room again once one is deleted (or released, or expired: the same removal).
+        f.quarantine.delete(&admin("a"), &first, NOW).await.unwrap();
+        f.quarantine.hold(hold, bytes::Bytes::from_static(EXE)).await.unwrap();
+        let held = f.store.counter(b"fq/b/a").await.unwrap();
+        assert_eq!(held, 2 * EXE.len() as i64);
+    }
+
+    #[tokio::test]
     async fn every_record_has_an_owner() {
         let f = fixture().await;
         f.hold("a", &["user@a.fr"], NOW).await;
         let snapshot = f.store.scan(&hameau_store::Scan::prefix(b"fq/")).await.unwrap();
         let owners: Vec<RecordOwner> =
             snapshot.iter().map(|entry| record_owner(&entry.key, &entry.value).unwrap()).collect();
-        assert_eq!(owners.len(), 4, "{owners:?}");
-        assert_eq!(owners.iter().filter(|owner| **owner == RecordOwner::Tenant("a".into())).count(), 2);
+        assert_eq!(owners.len(), 5, "{owners:?}");
+        assert_eq!(owners.iter().filter(|owner| **owner == RecordOwner::Tenant("a".into())).count(), 3);
         assert!(owners.contains(&RecordOwner::Installation));
         assert!(owners.iter().any(|owner| matches!(owner, RecordOwner::Via(key) if key.starts_with(b"fq/m/"))));
         let refs: Vec<BlobHash> =
