@@ -281,14 +281,20 @@ impl Inbound {
                     return Reply::new(554, "5.6.0", "the message could not be parsed");
                 }
             };
-            tracing::info!(
-                id = %envelope.id,
-                tenant,
-                action = judgement.verdict.action.as_str(),
-                score = judgement.verdict.score(),
-                reason = %judgement.verdict.reason(),
-                "filter verdict"
-            );
+            // A verdict with findings is logged with its reason; one without any (most mail)
+            // only at debug: the message's own line ("smtp message") says it was accepted.
+            if judgement.verdict.symbols.is_empty() {
+                tracing::debug!(id = %envelope.id, tenant, action = judgement.verdict.action.as_str(), "filter verdict");
+            } else {
+                tracing::info!(
+                    id = %envelope.id,
+                    tenant,
+                    action = judgement.verdict.action.as_str(),
+                    score = judgement.verdict.score(),
+                    reason = %judgement.verdict.reason(),
+                    "filter verdict"
+                );
+            }
             judged.push((tenant, recipients, judgement));
         }
         // SMTP has one reply for all recipients: refused only when every tenant refuses;
