@@ -183,8 +183,22 @@ fn submitted_mail_is_delivered_locally_and_remotely_and_failures_are_notified() 
     let to = "x@remote.test,other@a.test,n@nullmx.test";
     let (ok, text) = swaks(
         server.submission[0].port(),
-        &[&["--tls", "--to", to, "--from", "agent@a.test", "--header", "Subject: Conseil municipal"][..], &auth]
-            .concat(),
+        &[
+            &[
+                "--tls",
+                "--to",
+                to,
+                "--from",
+                "agent@a.test",
+                "--header",
+                "Subject: Conseil municipal",
+                // A verdict of our filter forged by the sender: only the MX writes it.
+                "--header",
+                "X-Hameau-Filter: action=deliver; score=-10.00",
+            ][..],
+            &auth,
+        ]
+        .concat(),
     );
     assert!(ok && text.contains("250 2.0.0 Ok: queued"), "{text}");
 
@@ -211,6 +225,7 @@ fn submitted_mail_is_delivered_locally_and_remotely_and_failures_are_notified() 
     let local = imap_inbox(imap, "other@a.test", 1);
     assert_eq!(local.len(), 1);
     assert!(local[0].contains("Subject: Conseil municipal") && local[0].contains("DKIM-Signature:"), "{}", local[0]);
+    assert!(!local[0].contains("X-Hameau-Filter") && !message.contains("X-Hameau-Filter"), "{}", local[0]);
     // The null-MX recipient: a notification to the sender, French then English.
     let notices = imap_inbox(imap, "agent@a.test", 1);
     let queue_log: Vec<String> = server.log().into_iter().filter(|line| line.contains("queue:")).collect();

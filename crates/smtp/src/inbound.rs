@@ -692,7 +692,7 @@ impl Census {
 }
 
 /// `raw` without its `X-Hameau-Filter` fields, or `None` when it has none (no copy).
-fn strip_filter_headers(raw: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn strip_filter_headers(raw: &[u8]) -> Option<Vec<u8>> {
     let fields: Vec<(usize, usize)> =
         Fields::new(raw).filter(|field| field.is(FILTER_HEADER)).map(|field| (field.start, field.end)).collect();
     if fields.is_empty() {

@@ -238,7 +238,8 @@ impl Submission {
     }
 
     /// The message as queued: `Received`, then `Date` and `Message-ID` if missing, then the
-    /// message; signed.
+    /// message without any `X-Hameau-Filter` (only the MX writes one: a colleague's forged
+    /// verdict is not shown to its local recipients); signed.
     fn prepare(&self, session: &SubmissionSession, account: &Account, message: &Message<'_>) -> Vec<u8> {
         let (mut has_date, mut has_id) = (false, false);
         for field in Fields::new(message.data) {
@@ -266,7 +267,8 @@ impl Submission {
         if !has_id {
             out.extend_from_slice(format!("Message-ID: <{}@{hostname}>\r\n", message.id).as_bytes());
         }
-        out.extend_from_slice(message.data);
+        let without_verdicts = crate::inbound::strip_filter_headers(message.data);
+        out.extend_from_slice(without_verdicts.as_deref().unwrap_or(message.data));
         out
     }
 
