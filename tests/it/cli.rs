@@ -144,8 +144,12 @@ fn every_command_on_the_local_data_directory() {
     ok(c, &["account", "delete", "agent@saint-étienne.test"]);
     ok(c, &["account", "delete", "other@saint-étienne.test"]);
     ok(c, &["domain", "delete", "saint-étienne.test"]);
+    // A tenant's filter settings go with it: the next commune given the id starts clean.
+    ok(c, &["tenant", "filter", "set", "a", "--english", "true"]);
     ok(c, &["tenant", "delete", "a"]);
     assert_eq!(ok(c, &["tenant", "list"])["items"].as_array().unwrap().len(), 0);
+    ok(c, &["tenant", "create", "a", "--name", "Une autre commune"]);
+    assert_eq!(ok(c, &["tenant", "filter", "get", "a"])["own"], serde_json::json!({}));
 }
 
 #[test]

@@ -25,6 +25,8 @@ pub mod contacts;
 #[cfg(feature = "store")]
 mod error;
 #[cfg(feature = "store")]
+pub mod forget;
+#[cfg(feature = "store")]
 pub mod learning;
 mod options;
 #[cfg(feature = "store")]
@@ -41,6 +43,8 @@ pub use banner::{explain, warn};
 pub use contacts::Contacts;
 #[cfg(feature = "store")]
 pub use error::Error;
+#[cfg(feature = "store")]
+pub use forget::{Forgotten, forget_tenant};
 pub use options::{Limits, Options, Thresholds, WarningStyle};
 #[cfg(feature = "store")]
 pub use quarantine::{Held, Quarantine};

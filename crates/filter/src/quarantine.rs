@@ -464,6 +464,44 @@ impl Quarantine {
         Ok((id, held, version))
     }
 
+    /// Deletes every message held for `tenant`, a page at a time, whatever its state (the
+    /// tenant is being deleted: a release under way delivers to accounts that are gone);
+    /// returns how many.
+    pub(crate) async fn forget_tenant(&self, tenant: &str) -> Result<usize, Error> {
+        let mut removed = 0;
+        loop {
+            let scan = Scan::prefix(&keys::tenant_prefix(tenant)).limit(EXPIRE_PAGE_MAX);
+            let entries = self.store.scan(&scan).await?;
+            if entries.is_empty() {
+                break;
+            }
+            for entry in &entries {
+                let Some(id) = keys::trailing_id(&entry.key) else { continue };
+                let mut batch = Batch::new();
+                match self.read(id).await? {
+                    Some((held, version)) => {
+                        batch.expect_version(&keys::message(id), version);
+                        remove(&mut batch, id, &held)?;
+                    }
+                    // An index entry left by a message gone.
+                    None => {
+                        batch.delete(&entry.key);
+                    }
+                }
+                match self.store.commit(batch).await {
+                    Ok(_) => removed += 1,
+                    // Changed meanwhile (a release ending): the next page sees it again.
+                    Err(hameau_store::Error::Conflict { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        let mut batch = Batch::new();
+        batch.delete(&keys::bytes(tenant));
+        self.store.commit(batch).await?;
+        Ok(removed)
+    }
+
     async fn read(&self, id: u64) -> Result<Option<(Held, Version)>, Error> {
         let key = keys::message(id);
         let Some(entry) = self.store.get(&key).await? else { return Ok(None) };

@@ -169,6 +169,15 @@ impl Settings {
         Ok(settings)
     }
 
+    /// Removes `tenant`'s own settings (the tenant is being deleted), without asking who.
+    pub(crate) async fn forget_tenant(&self, tenant: &str) -> Result<(), Error> {
+        let mut batch = Batch::new();
+        batch.delete(&key(tenant));
+        self.inner.store.commit(batch).await?;
+        self.forget(tenant);
+        Ok(())
+    }
+
     fn forget(&self, tenant: &str) {
         self.cache().remove(tenant);
     }

@@ -335,6 +335,52 @@ mod quarantine {
     }
 
     #[tokio::test]
+    async fn a_deleted_tenant_is_forgotten_and_no_other() {
+        let f = fixture().await;
+        let settings = Settings::new(f.store.clone(), &Options::default());
+        let strict = Thresholds { warn_score: 2.0, junk_score: 5.0, quarantine_score: 10.0, reject_score: 20.0 };
+        for tenant in ["a", "b"] {
+            f.hold(tenant, &[if tenant == "a" { "user@a.fr" } else { "user@b.fr" }], NOW).await;
+            let own = TenantSettings { thresholds: Some(strict), warning: None };
+            settings.set(&admin(tenant), &f.directory, tenant, own).await.unwrap();
+            let classifier = crate::learning::Classifier::new(f.store.clone(), crate::Limits::default());
+            classifier.train(Some(tenant), b"Subject: gagnez\r\n\r\nprix gratuit cliquez\r\n", true).await.unwrap();
+            let contacts = crate::Contacts::new(f.store.clone(), &Options::default());
+            contacts.record(tenant, &["maire@voisin.fr".to_string()], NOW).await.unwrap();
+        }
+        let count = |prefix: String| {
+            let store = f.store.clone();
+            async move { store.scan(&hameau_store::Scan::prefix(prefix.as_bytes())).await.unwrap().len() }
+        };
+        let kept = |tenant: &str| {
+            [
+                format!("fs/{tenant}"),
+                format!("fq/t/{tenant}/"),
+                format!("fq/b/{tenant}"),
+                format!("fb/t/{tenant}/"),
+                format!("fc/{tenant}/"),
+            ]
+        };
+        let forgotten = crate::forget_tenant(&f.store, &f.quarantine, &settings, "a").await.unwrap();
+        assert_eq!(forgotten.held, 1);
+        assert!(forgotten.records > 3, "{forgotten:?}");
+        for prefix in kept("a") {
+            assert_eq!(count(prefix.clone()).await, 0, "{prefix}");
+        }
+        assert_eq!(f.listed(&Principal::Operator, ListQuery::default()).await.len(), 1, "b's held mail stays");
+        assert_eq!(settings.effective("a").await.unwrap().0, Thresholds::default(), "no cached settings either");
+        for prefix in kept("b") {
+            assert!(count(prefix.clone()).await > 0, "{prefix}");
+        }
+        // Again: nothing left, nothing done; an id that is no tenant's is refused quietly.
+        let again = crate::forget_tenant(&f.store, &f.quarantine, &settings, "a").await.unwrap();
+        assert_eq!(again, crate::Forgotten::default());
+        let slash = crate::forget_tenant(&f.store, &f.quarantine, &settings, "").await.unwrap();
+        assert_eq!(slash, crate::Forgotten::default());
+        assert!(count("fq/t/b/".into()).await > 0);
+    }
+
+    #[tokio::test]
     async fn every_record_has_an_owner() {
         let f = fixture().await;
         f.hold("a", &["user@a.fr"], NOW).await;

@@ -99,6 +99,9 @@ async fn create_tenant(
     ApiJson(new): ApiJson<NewTenant>,
 ) -> ApiResult<(StatusCode, Json<Tenant>)> {
     let tenant = state.directory.create_tenant(&caller, new, state.clock.now_s()).await?;
+    // What the filter kept of a deleted tenant of the same id, if its deletion died before
+    // forgetting it: the new commune starts clean (hameau_filter::forget).
+    forget_filter(&state, &tenant.id).await?;
     Ok((StatusCode::CREATED, Json(tenant)))
 }
 
@@ -132,7 +135,20 @@ async fn delete_tenant(
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
     state.directory.delete_tenant(&caller, &id).await?;
+    forget_filter(&state, &id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Removes what the filter keeps of tenant `id` (its held mail, settings, classifier and
+/// correspondents): a tenant id may be given again to another commune.
+async fn forget_filter(state: &AppState, id: &str) -> ApiResult<()> {
+    let forgotten = hameau_filter::forget_tenant(&state.store, &state.quarantine, &state.filter_settings, id)
+        .await
+        .map_err(crate::api::quarantine::filter_problem)?;
+    if forgotten != hameau_filter::Forgotten::default() {
+        tracing::info!(tenant = id, held = forgotten.held, records = forgotten.records, "the filter forgot the tenant");
+    }
+    Ok(())
 }
 
 // Domains.
