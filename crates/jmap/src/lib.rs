@@ -1,0 +1,36 @@
+//! JMAP (RFC 8620, the core; RFC 8621, mail) for Hameau: the first layer, the protocol's
+//! core, JSON in and JSON out (issue 15).
+//!
+//! What is here:
+//! - [`Request::parse`]: the body of a POST to the API endpoint read as a JMAP request
+//!   (RFC 8620 §3.3), every size the client controls bounded by [`Limits`] (the session
+//!   object's `maxSizeRequest`, `maxCallsInRequest`, …), and each failure as the RFC's
+//!   request-level error ([`RequestError`], a problem details document, §3.6.1);
+//! - [`resolve_references`]: an argument taken from the result of an earlier call of the
+//!   same request (`"#ids": {"resultOf": …, "name": …, "path": …}`, §3.7), with the JSON
+//!   Pointer `*` extension, evaluated without recursion;
+//! - [`apply_patch`]: a `PatchObject` of `/set` (§5.3) applied to an object;
+//! - [`MethodError`] and [`SetError`]: the method-level errors (§3.6.2, §5.3) as the
+//!   responses write them.
+//!
+//! What is not here yet (issue 15, later steps): the session resource, the HTTP routes,
+//! authentication, upload and download, push, and the methods themselves. A request that
+//! names a method this server does not have gets `unknownMethod`, as the RFC says.
+
+mod error;
+mod options;
+mod patch;
+mod reference;
+mod request;
+
+pub use error::{MethodError, RequestError, SetError};
+pub use options::Limits;
+pub use patch::apply_patch;
+pub use reference::{evaluate_pointer, resolve_references};
+pub use request::{Invocation, Request, Response};
+
+/// The capability of the core (RFC 8620 §2): every request uses it.
+pub const CORE_CAPABILITY: &str = "urn:ietf:params:jmap:core";
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,82 @@
+//! The `[jmap]` limits: what one client may ask of the server in one request. The session
+//! object tells clients the first six (RFC 8620 §2, `urn:ietf:params:jmap:core`), and the
+//! server refuses what goes past any of them.
+
+use hameau_limits::{Problem, range};
+use serde::Deserialize;
+
+const SECTION: &str = "jmap";
+
+/// What one request may cost.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// The largest request body (`maxSizeRequest`): 10 MB, as the RFC's example and common
+    /// servers; a request of `Email/set` creations carries no message bodies (those are
+    /// uploaded), so this is far above what a real client sends. 1 KiB to 100 MiB.
+    pub request_bytes_max: u64,
+    /// Method calls in one request (`maxCallsInRequest`): 16, as the RFC's example; a mail
+    /// client's largest batch (query, get, changes of a few types) fits. 1 to 256.
+    pub calls_in_request_max: u64,
+    /// Ids in one `/get` (`maxObjectsInGet`): 500, the RFC's example; a client pages
+    /// beyond. 1 to 100,000.
+    pub objects_in_get_max: u64,
+    /// Creations, updates and destructions in one `/set` (`maxObjectsInSet`): 500, the
+    /// RFC's example. 1 to 100,000.
+    pub objects_in_set_max: u64,
+    /// Requests one account runs at once (`maxConcurrentRequests`): 4, the RFC's example;
+    /// more wait their turn. 1 to 64.
+    pub concurrent_requests_max: u64,
+    /// The largest upload (`maxSizeUpload`): 50 MB, above the largest message the MX takes
+    /// (`smtp.message_bytes_max`) with room for an attachment's encoding. 1 KiB to 1 GiB.
+    pub upload_bytes_max: u64,
+    /// Capabilities named in one request's `using`: 16, far above the few this server has
+    /// (core, mail, submission, vacation, quota); the list is not worth reading past it.
+    /// 1 to 256.
+    pub capabilities_in_request_max: u64,
+    /// Reference tokens in one result reference's path (`/list/*/id` is 3): 16, deeper than
+    /// any response the methods give; the path is not evaluated past it. 1 to 256.
+    pub reference_path_tokens_max: u64,
+    /// Values one result reference may give (after `*` expansions): 5,000, ten times
+    /// `objects_in_get_max`, as a `Thread/get` of many threads gives every email id. 1 to
+    /// 1,000,000.
+    pub reference_values_max: u64,
+    /// Entries in one object's `PatchObject` of a `/set` update: 256, far above the
+    /// properties of any JMAP object (keywords and mailboxes patched one by one included
+    /// for a mail client's bulk change of one message). 1 to 100,000.
+    pub patch_entries_max: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            request_bytes_max: 10_000_000,
+            calls_in_request_max: 16,
+            objects_in_get_max: 500,
+            objects_in_set_max: 500,
+            concurrent_requests_max: 4,
+            upload_bytes_max: 50_000_000,
+            capabilities_in_request_max: 16,
+            reference_path_tokens_max: 16,
+            reference_values_max: 5_000,
+            patch_entries_max: 256,
+        }
+    }
+}
+
+impl Limits {
+    /// Ranges, each naming its `[jmap]` key.
+    pub fn check(&self) -> Result<(), Problem> {
+        range(SECTION, "request_bytes_max", self.request_bytes_max, 1 << 10, 100 << 20)?;
+        range(SECTION, "calls_in_request_max", self.calls_in_request_max, 1, 256)?;
+        range(SECTION, "objects_in_get_max", self.objects_in_get_max, 1, 100_000)?;
+        range(SECTION, "objects_in_set_max", self.objects_in_set_max, 1, 100_000)?;
+        range(SECTION, "concurrent_requests_max", self.concurrent_requests_max, 1, 64)?;
+        range(SECTION, "upload_bytes_max", self.upload_bytes_max, 1 << 10, 1 << 30)?;
+        range(SECTION, "capabilities_in_request_max", self.capabilities_in_request_max, 1, 256)?;
+        range(SECTION, "reference_path_tokens_max", self.reference_path_tokens_max, 1, 256)?;
+        range(SECTION, "reference_values_max", self.reference_values_max, 1, 1_000_000)?;
+        range(SECTION, "patch_entries_max", self.patch_entries_max, 1, 100_000)?;
+        Ok(())
+    }
+}
