@@ -20,7 +20,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use hameau_benches::imap::{Client, PASSWORD, Rng, Setup, USER, load_average, message};
 use hameau_benches::{percentile, status_kib};
-use hameau_mailbox::{Ingest, Mail, MailboxNames, Role};
+use hameau_mailbox::{Ingest, Keyword, Mail, MailboxNames, Role};
 
 const MESSAGE_BYTES: usize = 1024;
 const BATCH: usize = 500;
@@ -97,7 +97,7 @@ async fn seed(path: &std::path::Path, account: u64, messages: usize) -> anyhow::
             for batch_start in (seeder * BATCH..messages).step_by(SEEDERS * BATCH) {
                 let batch = (batch_start..(batch_start + BATCH).min(messages))
                     .map(|serial| {
-                        let keywords = if serial % 3 == 0 { vec!["\\Seen".to_string()] } else { Vec::new() };
+                        let keywords = if serial % 3 == 0 { vec![Keyword::Seen] } else { Vec::new() };
                         let raw = message(&mut rng, serial as u64, MESSAGE_BYTES);
                         let ingest = Ingest {
                             raw: raw.into(),

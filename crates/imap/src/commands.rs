@@ -7,15 +7,12 @@ use hameau_imap_session::{
     Code, Command, CommandBody, Flag, ListCommand, ListItem, LoginError, MailboxAttribute, MailboxName, Namespace,
     QuotaResource, SelectParams, SequenceSet, Session, SpecialUse, Status, StatusItem, StoreAction,
 };
-use hameau_mailbox::{AccountId, Error as MailError, Ingest, KeywordOp, Mailbox, Quota, Role};
+use hameau_mailbox::{AccountId, Error as MailError, Ingest, Keyword, KeywordOp, Mailbox, Quota, Role};
 use tokio::sync::watch;
 
 use crate::Context;
 use crate::server::Connection;
 use crate::view::{self, Selected, flags_of, keyword_of};
-
-/// The flags and keywords every mailbox accepts (`PERMANENTFLAGS` adds `\*`).
-const SYSTEM_FLAGS: [Flag; 5] = [Flag::Answered, Flag::Flagged, Flag::Deleted, Flag::Seen, Flag::Draft];
 
 /// Most bytes of messages one commit of COPY holds in memory and stores at once; a single
 /// larger message is copied alone. 16 MiB keeps a COPY of a whole mailbox from holding it all.
@@ -232,7 +229,7 @@ impl<'a> Conn<'a> {
                     && !selected.read_only
                 {
                     let deleted: Vec<u32> =
-                        selected.entries.iter().filter(|e| view::has(e, "\\Deleted")).map(|e| e.uid).collect();
+                        selected.entries.iter().filter(|e| e.has(&Keyword::Deleted)).map(|e| e.uid).collect();
                     if !deleted.is_empty() {
                         self.ctx.mail.expunge(self.account(), selected.id, &deleted).await?;
                     }
@@ -592,7 +589,7 @@ impl<'a> Conn<'a> {
         let deleted: Vec<u32> = indexes
             .iter()
             .map(|index| &selected.entries[*index])
-            .filter(|entry| view::has(entry, "\\Deleted"))
+            .filter(|entry| entry.has(&Keyword::Deleted))
             .map(|entry| entry.uid)
             .collect();
         if !deleted.is_empty() {
@@ -625,7 +622,7 @@ impl<'a> Conn<'a> {
         }
         let indexes = selected.resolve(set, uid);
         let uids: Vec<u32> = indexes.iter().map(|index| selected.entries[*index].uid).collect();
-        let keywords: Vec<String> = flags.iter().filter_map(keyword_of).collect();
+        let keywords: Vec<Keyword> = flags.iter().filter_map(keyword_of).collect();
         let op = match action {
             StoreAction::Add => KeywordOp::Add,
             StoreAction::Remove => KeywordOp::Remove,
@@ -928,11 +925,16 @@ impl<'a> Conn<'a> {
     }
 }
 
-/// The flags of `* FLAGS` and `PERMANENTFLAGS`.
+/// The keywords `* FLAGS` and `PERMANENTFLAGS` announce after the system flags (in the
+/// registry's spelling): the ones clients set.
+const ANNOUNCED_KEYWORDS: [Keyword; 4] = [Keyword::Forwarded, Keyword::Junk, Keyword::NotJunk, Keyword::MdnSent];
+
+/// The flags of `* FLAGS` and `PERMANENTFLAGS` (which adds `\*`): the flags and keywords
+/// every mailbox accepts.
 fn flags_list() -> Vec<Flag> {
-    let mut flags = SYSTEM_FLAGS.to_vec();
-    flags.extend(["$Forwarded", "$Junk", "$NotJunk", "$MDNSent"].map(|k| Flag::Keyword(k.into())));
-    flags
+    let system = Keyword::SYSTEM.iter().flat_map(|keyword| view::flags_of(std::slice::from_ref(keyword)));
+    let announced = ANNOUNCED_KEYWORDS.iter().filter_map(Keyword::registered).map(|k| Flag::Keyword(k.into()));
+    system.chain(announced).collect()
 }
 
 fn role_of(special: SpecialUse) -> Option<Role> {

@@ -8,7 +8,7 @@ use base64::Engine;
 use hameau_imap_session::{
     Code, DateTime, FetchAttribute, ListWriter, Section, SectionText, SequenceSet, Session, Status,
 };
-use hameau_mailbox::{EmailAddress, KeywordOp, Part, Summary};
+use hameau_mailbox::{EmailAddress, Keyword, KeywordOp, Part, Summary};
 
 /// Attached messages and multiparts followed by BODYSTRUCTURE: a summary nests no deeper
 /// (hameau-message), and no recursion follows a depth a message controls.
@@ -80,12 +80,12 @@ pub async fn fetch(
         let unseen: Vec<u32> = indexes
             .iter()
             .map(|index| &selected.entries[*index])
-            .filter(|entry| !view::has(entry, "\\Seen"))
+            .filter(|entry| !entry.has(&Keyword::Seen))
             .map(|entry| entry.uid)
             .collect();
         if !unseen.is_empty() {
             let outcome =
-                mail.store_keywords(account, selected.id, &unseen, KeywordOp::Add, &["\\Seen".into()], None).await?;
+                mail.store_keywords(account, selected.id, &unseen, KeywordOp::Add, &[Keyword::Seen], None).await?;
             for entry in outcome.updated {
                 if let Some(seq) = selected.seq_of(entry.uid) {
                     newly_seen.push(entry.uid);

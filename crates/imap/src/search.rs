@@ -12,7 +12,7 @@ use hameau_imap_session::thread::{self, base_subject};
 use hameau_imap_session::{
     Code, Esearch, SearchKey, SearchReturn, SequenceSet, Session, SortCriterion, SortKey, ThreadAlgorithm,
 };
-use hameau_mailbox::{AccountId, Mail, UidEntry};
+use hameau_mailbox::{AccountId, Keyword, Mail, UidEntry};
 
 use crate::commands::{Conn, No, Outcome, done};
 use crate::view::{self, Selected};
@@ -234,20 +234,20 @@ fn eval(key: &SearchKey, candidate: &mut Candidate<'_>, scope: &Scope<'_>) -> bo
         SearchKey::Or(a, b) => eval(a, candidate, scope) || eval(b, candidate, scope),
         SearchKey::All => true,
         SearchKey::Recent => scope.selected.recent.binary_search(&entry.uid).is_ok(),
-        SearchKey::New => scope.selected.recent.binary_search(&entry.uid).is_ok() && !view::has(entry, "\\Seen"),
+        SearchKey::New => scope.selected.recent.binary_search(&entry.uid).is_ok() && !entry.has(&Keyword::Seen),
         SearchKey::Old => scope.selected.recent.binary_search(&entry.uid).is_err(),
-        SearchKey::Answered => view::has(entry, "\\Answered"),
-        SearchKey::Deleted => view::has(entry, "\\Deleted"),
-        SearchKey::Draft => view::has(entry, "\\Draft"),
-        SearchKey::Flagged => view::has(entry, "\\Flagged"),
-        SearchKey::Seen => view::has(entry, "\\Seen"),
-        SearchKey::Unanswered => !view::has(entry, "\\Answered"),
-        SearchKey::Undeleted => !view::has(entry, "\\Deleted"),
-        SearchKey::Undraft => !view::has(entry, "\\Draft"),
-        SearchKey::Unflagged => !view::has(entry, "\\Flagged"),
-        SearchKey::Unseen => !view::has(entry, "\\Seen"),
-        SearchKey::Keyword(k) => view::has(entry, &k.to_lowercase()),
-        SearchKey::Unkeyword(k) => !view::has(entry, &k.to_lowercase()),
+        SearchKey::Answered => entry.has(&Keyword::Answered),
+        SearchKey::Deleted => entry.has(&Keyword::Deleted),
+        SearchKey::Draft => entry.has(&Keyword::Draft),
+        SearchKey::Flagged => entry.has(&Keyword::Flagged),
+        SearchKey::Seen => entry.has(&Keyword::Seen),
+        SearchKey::Unanswered => !entry.has(&Keyword::Answered),
+        SearchKey::Undeleted => !entry.has(&Keyword::Deleted),
+        SearchKey::Undraft => !entry.has(&Keyword::Draft),
+        SearchKey::Unflagged => !entry.has(&Keyword::Flagged),
+        SearchKey::Unseen => !entry.has(&Keyword::Seen),
+        SearchKey::Keyword(k) => Keyword::parse_imap(k).is_some_and(|k| entry.has(&k)),
+        SearchKey::Unkeyword(k) => !Keyword::parse_imap(k).is_some_and(|k| entry.has(&k)),
         SearchKey::Larger(n) => u64::from(entry.size) > *n,
         SearchKey::Smaller(n) => u64::from(entry.size) < *n,
         SearchKey::Before(date) => day_of(entry.received_at as i64) < date.days_since_epoch(),

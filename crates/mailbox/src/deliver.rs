@@ -4,16 +4,13 @@
 
 use bytes::Bytes;
 
-use crate::{AccountId, Error, Ingest, Ingested, Mail, MailboxNames, Quota, Role};
-
-/// The keyword a message filed as junk carries (RFC 5788's `$Junk`, as clients set it).
-pub const JUNK_KEYWORD: &str = "$junk";
+use crate::{AccountId, Error, Ingest, Ingested, Keyword, Mail, MailboxNames, Quota, Role};
 
 /// Where a delivered message is filed in each recipient account.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Filing {
     Inbox,
-    /// The Junk mailbox, with [`JUNK_KEYWORD`] (DMARC `p=quarantine`, later the filter).
+    /// The Junk mailbox, with [`Keyword::Junk`] (DMARC `p=quarantine`, later the filter).
     Junk,
 }
 
@@ -51,7 +48,7 @@ impl Mail {
         }
         let (role, keywords) = match delivery.filing {
             Filing::Inbox => (Role::Inbox, Vec::new()),
-            Filing::Junk => (Role::Junk, vec![JUNK_KEYWORD.to_string()]),
+            Filing::Junk => (Role::Junk, vec![Keyword::Junk]),
         };
         let mut batch = Vec::with_capacity(accounts.len());
         for (account, quota) in &accounts {

@@ -24,9 +24,11 @@
 
 mod deliver;
 mod keys;
+mod keyword;
 mod learn;
 pub use keys::{Owner as RecordOwner, blob_refs as record_blob_refs, owner as record_owner};
-pub use learn::{Judgement, JunkLearner, NOT_JUNK_KEYWORD};
+pub use keyword::{JMAP_KEYWORD_BYTES_MAX, Keyword};
+pub use learn::{Judgement, JunkLearner};
 mod messages;
 mod model;
 mod notify;
@@ -34,7 +36,7 @@ mod restored;
 mod tree;
 
 pub use bytes::Bytes;
-pub use deliver::{Filing, JUNK_KEYWORD, LocalDelivery};
+pub use deliver::{Filing, LocalDelivery};
 use hameau_store::{Batch, BlobHash, Patch, PatchTarget, Scan, StagedBlob, Store};
 
 pub use hameau_message::{EmailAddress, Part, Summary, search_text};
@@ -625,7 +627,7 @@ impl Mail {
 
     /// Replaces an email's keywords; returns the new modseq. Every mailbox index the email
     /// is in is updated in the same commit, with a change.
-    pub async fn set_keywords(&self, account: AccountId, id: EmailId, keywords: &[String]) -> Result<u64, Error> {
+    pub async fn set_keywords(&self, account: AccountId, id: EmailId, keywords: &[Keyword]) -> Result<u64, Error> {
         let keywords = normalize_keywords(keywords);
         self.check_keywords(&keywords)?;
         self.update_email(account, id, |email| email.keywords = keywords.clone(), ChangeKind::Updated).await
@@ -800,27 +802,21 @@ fn set_index_entry(
 
 impl Mail {
     /// [`Error::TooManyKeywords`] past [`Limits::keywords_max`].
-    fn check_keywords(&self, keywords: &[String]) -> Result<(), Error> {
+    fn check_keywords(&self, keywords: &[Keyword]) -> Result<(), Error> {
         let max = self.limits.keywords_max;
         if keywords.len() > max { Err(Error::TooManyKeywords { max }) } else { Ok(()) }
     }
 }
 
-/// Keywords as IMAP and JMAP share them: system flags keep their backslash and case
-/// (`\Seen`), other keywords are lowercased (RFC 8621 §4.1.1), no duplicates, sorted.
-fn normalize_keywords(keywords: &[String]) -> Vec<String> {
-    let mut out: Vec<String> = keywords
+/// Keywords as the records keep them: custom ones in lower case (one built by hand may not
+/// be), sorted by their stored spelling, no duplicates.
+fn normalize_keywords(keywords: &[Keyword]) -> Vec<Keyword> {
+    let mut out: Vec<Keyword> = keywords
         .iter()
-        .map(|keyword| {
-            if let Some(flag) = keyword.strip_prefix('\\') {
-                let mut chars = flag.chars();
-                let first = chars.next().map(|c| c.to_ascii_uppercase()).into_iter();
-                format!("\\{}", first.chain(chars.flat_map(|c| c.to_lowercase())).collect::<String>())
-            } else {
-                keyword.to_lowercase()
-            }
+        .map(|keyword| match keyword {
+            Keyword::Custom(word) if word.chars().any(char::is_uppercase) => Keyword::from_stored(word.to_lowercase()),
+            other => other.clone(),
         })
-        .filter(|keyword| !keyword.is_empty() && !keyword.contains(' '))
         .collect();
     out.sort();
     out.dedup();

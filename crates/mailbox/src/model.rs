@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::EmailId;
+use crate::{EmailId, Keyword};
 
 /// A mailbox's id within its account.
 pub type MailboxId = u32;
@@ -94,8 +94,8 @@ pub struct Email {
     pub size: u64,
     /// Seconds since the Unix epoch (IMAP INTERNALDATE, JMAP receivedAt).
     pub received_at: u64,
-    /// Keywords, normalised: `\Seen`-style system flags and lowercase keywords.
-    pub keywords: Vec<String>,
+    /// Keywords, sorted, without duplicates.
+    pub keywords: Vec<Keyword>,
     pub thread: EmailId,
     pub mailboxes: Vec<MailboxId>,
     /// The tenant whose usage counts this email (see [`Quota::tenant`]); given back when
@@ -118,11 +118,19 @@ pub struct UidEntry {
     /// The modseq of this entry's last change (CONDSTORE): its arrival in the mailbox or
     /// its last keyword change.
     pub modseq: u64,
-    pub keywords: Vec<String>,
+    /// Keywords, sorted, without duplicates.
+    pub keywords: Vec<Keyword>,
     /// The raw message's size in bytes (IMAP RFC822.SIZE).
     pub size: u32,
     /// Seconds since the Unix epoch (IMAP INTERNALDATE).
     pub received_at: u64,
+}
+
+impl UidEntry {
+    /// Whether the message has `keyword`.
+    pub fn has(&self, keyword: &Keyword) -> bool {
+        self.keywords.contains(keyword)
+    }
 }
 
 /// What `STATUS` and `SELECT` report of a mailbox (RFC 9051 §6.3.11, RFC 7162 §3.1.2).
@@ -193,7 +201,7 @@ pub struct Ingest {
     /// to several accounts (a message to an alias) are read, staged and stored once.
     pub raw: Bytes,
     pub mailboxes: Vec<MailboxId>,
-    pub keywords: Vec<String>,
+    pub keywords: Vec<Keyword>,
     pub received_at: u64,
     /// What the message is counted against; delivery over a limit is refused.
     pub quota: Quota,

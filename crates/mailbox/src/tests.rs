@@ -1,6 +1,6 @@
 use hameau_store::{Options, Store};
 
-use crate::{ChangeKind, Error, Ingest, KeywordOp, Mail, MailboxNames, Quota, Role};
+use crate::{ChangeKind, Error, Ingest, Keyword, KeywordOp, Mail, MailboxNames, Quota, Role};
 
 const NOW: u64 = 1_795_000_000;
 const ACCOUNT: u64 = 7;
@@ -118,12 +118,12 @@ async fn keywords_and_modseqs() {
     let f = fixture().await;
     let archive = f.mail.mailbox_by_role(ACCOUNT, Role::Archive).await.unwrap().unwrap().id;
     let mut new = ingest(message("a", ""), vec![f.inbox, archive]);
-    new.keywords = vec!["\\seen".into(), "$Forwarded".into(), "\\Seen".into()];
+    new.keywords = kw(&["\\seen", "$Forwarded", "\\Seen"]);
     let stored = f.mail.ingest(ACCOUNT, new).await.unwrap();
     let entries = f.mail.uids(ACCOUNT, f.inbox).await.unwrap();
     assert_eq!(entries[0].keywords, vec!["$forwarded", "\\Seen"]);
     assert_eq!(entries[0].modseq, stored.modseq);
-    let modseq = f.mail.set_keywords(ACCOUNT, stored.email, &["\\Flagged".into()]).await.unwrap();
+    let modseq = f.mail.set_keywords(ACCOUNT, stored.email, &[Keyword::Flagged]).await.unwrap();
     assert!(modseq > stored.modseq);
     for mailbox in [f.inbox, archive] {
         let entries = f.mail.uids(ACCOUNT, mailbox).await.unwrap();
@@ -230,7 +230,7 @@ async fn one_commit_for_all_recipients() {
 /// role, all in one commit.
 #[tokio::test]
 async fn local_delivery_files_each_account_once() {
-    use crate::{Filing, JUNK_KEYWORD, LocalDelivery};
+    use crate::{Filing, LocalDelivery};
     let f = fixture().await;
     let (new, names) = (ACCOUNT + 2, MailboxNames::default());
     let raw = bytes::Bytes::from(message("livraison", ""));
@@ -255,7 +255,7 @@ async fn local_delivery_files_each_account_once() {
     let stored = f.mail.deliver(delivery(Filing::Junk, vec![(ACCOUNT, quota.clone())])).await.unwrap();
     let junk = f.mail.mailbox_by_role(ACCOUNT, Role::Junk).await.unwrap().unwrap();
     assert_eq!(stored[0].1.uids, vec![(junk.id, 1)]);
-    assert_eq!(f.mail.email(ACCOUNT, stored[0].1.email).await.unwrap().keywords, vec![JUNK_KEYWORD.to_string()]);
+    assert_eq!(f.mail.email(ACCOUNT, stored[0].1.email).await.unwrap().keywords, vec![Keyword::Junk]);
     // All or nothing: one account over its quota, nobody gets it.
     let over = vec![(ACCOUNT, quota.clone()), (new, Quota::account(Some(10)))];
     let err = f.mail.deliver(delivery(Filing::Inbox, over)).await;
@@ -421,8 +421,8 @@ async fn store(
     f.mail.store_keywords(ACCOUNT, f.inbox, uids, op, &kw(keywords), unchanged_since).await.unwrap()
 }
 
-fn kw(keywords: &[&str]) -> Vec<String> {
-    keywords.iter().map(|k| k.to_string()).collect()
+fn kw(keywords: &[&str]) -> Vec<Keyword> {
+    keywords.iter().map(|k| Keyword::parse_imap(k).expect("a keyword")).collect()
 }
 
 #[tokio::test]
@@ -496,7 +496,7 @@ async fn concurrent_stores_lose_nothing() {
         let inbox = f.inbox;
         tasks.push(tokio::spawn(async move {
             for i in 0..8 {
-                let keyword = vec![format!("k{task}-{i}")];
+                let keyword = vec![Keyword::from_stored(format!("k{task}-{i}"))];
                 mail.store_keywords(ACCOUNT, inbox, &[1, 2, 3], KeywordOp::Add, &keyword, None).await.unwrap();
             }
         }));
@@ -601,7 +601,7 @@ async fn mailbox_changes_since() {
     // More changes than the log path reads: from a scan of the index, the same answer.
     for i in 0..4 {
         let mut new = ingest(message(&format!("other{i}"), ""), vec![archive]);
-        new.keywords = vec!["\\Seen".into()];
+        new.keywords = vec![Keyword::Seen];
         f.mail.ingest(ACCOUNT, new).await.unwrap();
     }
     let delta = f.mail.mailbox_changes_since(ACCOUNT, f.inbox, seen).await.unwrap();
@@ -976,7 +976,7 @@ async fn judgements_into_and_out_of_junk_reach_the_learner() {
     // removed, or both at once, nothing.
     let store = |op, keywords: &[&str]| {
         let mail = mail.clone();
-        let keywords: Vec<String> = keywords.iter().map(|k| k.to_string()).collect();
+        let keywords = kw(keywords);
         async move { mail.store_keywords(ACCOUNT, f.inbox, &[3], op, &keywords, None).await.unwrap() }
     };
     store(KeywordOp::Add, &["$Junk", "\\Seen"]).await;

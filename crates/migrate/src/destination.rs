@@ -28,7 +28,7 @@
 use std::collections::{HashMap, HashSet};
 
 use bytes::Bytes;
-use hameau_mailbox::{AccountId, Ingest, Mail, MailboxId, MailboxNames, Quota, Role};
+use hameau_mailbox::{AccountId, Ingest, Keyword, Mail, MailboxId, MailboxNames, Quota, Role};
 use hameau_store::{Batch, Scan, Store};
 use sha2::{Digest, Sha256};
 
@@ -67,7 +67,8 @@ pub struct SourceMessage {
     pub id: u32,
     /// The exact bytes, stored as they are.
     pub raw: Bytes,
-    /// `\Seen`-style flags and keywords.
+    /// `\Seen`-style flags and keywords, as the source spells them (any case); what
+    /// [`Keyword::parse_imap`] does not take is dropped.
     pub keywords: Vec<String>,
     /// Seconds since the Unix epoch (IMAP INTERNALDATE).
     pub internal_date: u64,
@@ -379,7 +380,7 @@ impl Destination {
                 Ingest {
                     raw: message.raw.clone(),
                     mailboxes: vec![mailbox],
-                    keywords: message.keywords.clone(),
+                    keywords: message.keywords.iter().filter_map(|keyword| Keyword::parse_imap(keyword)).collect(),
                     received_at: message.internal_date,
                     quota: self.target.quota.clone(),
                 },
