@@ -20,7 +20,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use hameau_benches::imap::{Client, PASSWORD, Rng, Setup, USER, load_average, message};
 use hameau_benches::{percentile, status_kib};
-use hameau_mailbox::{Ingest, Keyword, Mail, MailboxNames, Role};
+use hameau_mailbox::{Ingest, Keyword, Mail, Role};
 
 const MESSAGE_BYTES: usize = 1024;
 const BATCH: usize = 500;
@@ -86,7 +86,7 @@ async fn seed(path: &std::path::Path, account: u64, messages: usize) -> anyhow::
     let store = hameau_store::Store::open(&hameau_store::Options::rocksdb(path)).await?;
     let mail = Mail::new(store.clone());
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
-    mail.ensure_account(account, &MailboxNames::default(), now).await?;
+    mail.ensure_account(account, now).await?;
     let inbox = mail.mailbox_by_role(account, Role::Inbox).await?.context("no INBOX")?.id;
     let mut tasks = Vec::new();
     for seeder in 0..SEEDERS {

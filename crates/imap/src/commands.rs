@@ -139,7 +139,7 @@ impl<'a> Conn<'a> {
         };
         let quota =
             Quota { account_bytes_max: account.quota_bytes, tenant: Some(account.tenant.clone()), tenant_bytes_max };
-        if let Err(e) = self.ctx.mail.ensure_account(account.id, &self.ctx.options.mailbox_names, now).await {
+        if let Err(e) = self.ctx.mail.ensure_account(account.id, now).await {
             tracing::error!(error = %e, "imap login: creating the mailboxes");
             return Err(LoginError::Unavailable);
         }

@@ -32,7 +32,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hameau_directory::Directory;
-use hameau_mailbox::{Mail, MailboxNames};
+use hameau_mailbox::Mail;
 use hameau_telemetry::ServiceMetrics;
 
 pub use cache::{SummaryCache, TextCache};
@@ -46,8 +46,6 @@ pub struct ConnectionOptions {
     /// `starttls_available` are set per listener.
     pub session: hameau_imap_session::Options,
     pub tls_handshake_timeout: Duration,
-    /// Names of the special-use mailboxes made at an account's first login.
-    pub mailbox_names: MailboxNames,
 }
 
 /// What every connection shares.

@@ -236,6 +236,8 @@ pub struct Mail {
     email_ids: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<AccountId, (EmailId, EmailId)>>>,
     /// Told of the agents' judgements (into or out of Junk), if any (see `learn.rs`).
     learner: Option<std::sync::Arc<dyn JunkLearner>>,
+    /// The names of the special-use mailboxes made for a new account.
+    names: std::sync::Arc<MailboxNames>,
 }
 
 /// Email ids taken from the store at a time: one commit per block instead of one per
@@ -250,7 +252,26 @@ impl Mail {
     }
 
     pub fn with_limits(store: Store, limits: Limits) -> Mail {
-        Mail { store, limits, watchers: notify::Watchers::default(), email_ids: Default::default(), learner: None }
+        Mail {
+            store,
+            limits,
+            watchers: notify::Watchers::default(),
+            email_ids: Default::default(),
+            learner: None,
+            names: Default::default(),
+        }
+    }
+
+    /// Names the special-use mailboxes of the accounts made from now on (French by
+    /// default, [`MailboxNames::default`]); existing mailboxes keep their names.
+    pub fn with_names(mut self, names: MailboxNames) -> Mail {
+        self.names = std::sync::Arc::new(names);
+        self
+    }
+
+    /// The names given to the special-use mailboxes of new accounts, by role.
+    pub fn names(&self) -> &MailboxNames {
+        &self.names
     }
 
     /// Tells `learner` of every message an agent moves into or out of Junk, or flags
@@ -266,14 +287,10 @@ impl Mail {
         &self.limits
     }
 
-    /// Creates the account's special-use mailboxes if it has none yet; returns them all.
-    /// Idempotent: concurrent calls end with one set.
-    pub async fn ensure_account(
-        &self,
-        account: AccountId,
-        names: &MailboxNames,
-        now: u64,
-    ) -> Result<Vec<Mailbox>, Error> {
+    /// Creates the account's special-use mailboxes if it has none yet, named by
+    /// [`Mail::names`]; returns them all. Idempotent: concurrent calls end with one set.
+    pub async fn ensure_account(&self, account: AccountId, now: u64) -> Result<Vec<Mailbox>, Error> {
+        let names = &self.names;
         let existing = self.mailboxes(account).await?;
         if !existing.is_empty() {
             return Ok(existing);

@@ -15,7 +15,7 @@ async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&Options::rocksdb(dir.path())).await.unwrap();
     let mail = Mail::new(store);
-    let mailboxes = mail.ensure_account(ACCOUNT, &MailboxNames::default(), NOW).await.unwrap();
+    let mailboxes = mail.ensure_account(ACCOUNT, NOW).await.unwrap();
     let inbox = mailboxes.iter().find(|m| m.role == Some(Role::Inbox)).unwrap().id;
     Fixture { _dir: dir, mail, inbox }
 }
@@ -39,7 +39,7 @@ fn ingest(raw: Vec<u8>, mailboxes: Vec<u32>) -> Ingest {
 #[tokio::test]
 async fn accounts_get_their_special_use_mailboxes_once() {
     let f = fixture().await;
-    let mailboxes = f.mail.ensure_account(ACCOUNT, &MailboxNames::default(), NOW + 5).await.unwrap();
+    let mailboxes = f.mail.ensure_account(ACCOUNT, NOW + 5).await.unwrap();
     let names: Vec<&str> = mailboxes.iter().map(|m| m.name.as_str()).collect();
     assert_eq!(names, vec!["INBOX", "Brouillons", "Envoyés", "Corbeille", "Indésirables", "Archives"]);
     assert!(mailboxes.iter().all(|m| m.uid_validity == NOW as u32 && m.subscribed));
@@ -47,6 +47,19 @@ async fn accounts_get_their_special_use_mailboxes_once() {
     assert_eq!(Role::Sent.special_use(), Some("\\Sent"));
     // Another account has its own.
     assert!(f.mail.mailboxes(ACCOUNT + 1).await.unwrap().is_empty());
+    // The names are the mail model's, by role; a renamed set names new accounts only.
+    let english = MailboxNames { junk: "Junk".into(), ..MailboxNames::default() };
+    let mail = f.mail.clone().with_names(english);
+    assert_eq!(mail.names().name(Role::Junk), "Junk");
+    assert_eq!(mail.names().iter().next(), Some((Role::Inbox, "INBOX")));
+    let other = mail.ensure_account(ACCOUNT + 1, NOW).await.unwrap();
+    assert_eq!(other.iter().find(|m| m.role == Some(Role::Junk)).unwrap().name, "Junk");
+    assert_eq!(mail.mailbox_by_role(ACCOUNT, Role::Junk).await.unwrap().unwrap().name, "Indésirables");
+    // JMAP's role names (RFC 8621 §2) are the records' spelling.
+    for role in Role::ALL {
+        assert_eq!(serde_json::to_string(&role).unwrap(), format!("\"{}\"", role.name()));
+        assert_eq!(Role::from_name(&role.name().to_uppercase()), Some(role));
+    }
 }
 
 #[tokio::test]
@@ -202,7 +215,7 @@ async fn concurrent_deliveries_get_distinct_increasing_uids() {
 async fn one_commit_for_all_recipients() {
     let f = fixture().await;
     let other = ACCOUNT + 1;
-    let other_inbox = f.mail.ensure_account(other, &MailboxNames::default(), NOW).await.unwrap()[0].id;
+    let other_inbox = f.mail.ensure_account(other, NOW).await.unwrap()[0].id;
     let raw = message("pour-tous", "");
     let stored = f
         .mail
@@ -232,7 +245,7 @@ async fn one_commit_for_all_recipients() {
 async fn local_delivery_files_each_account_once() {
     use crate::{Filing, LocalDelivery};
     let f = fixture().await;
-    let (new, names) = (ACCOUNT + 2, MailboxNames::default());
+    let new = ACCOUNT + 2;
     let raw = bytes::Bytes::from(message("livraison", ""));
     let quota = Quota::account(None);
     let delivery = |filing, recipients: Vec<(u64, Quota)>| LocalDelivery {
@@ -240,7 +253,6 @@ async fn local_delivery_files_each_account_once() {
         recipients,
         filing,
         received_at: NOW,
-        names: &names,
     };
     // The same account twice (a person and their alias) gets one copy; an account
     // without mailboxes gets them.
@@ -716,14 +728,14 @@ async fn fixture_with(limits: crate::Limits) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&Options::rocksdb(dir.path())).await.unwrap();
     let mail = Mail::with_limits(store, limits);
-    let mailboxes = mail.ensure_account(ACCOUNT, &MailboxNames::default(), NOW).await.unwrap();
+    let mailboxes = mail.ensure_account(ACCOUNT, NOW).await.unwrap();
     let inbox = mailboxes.iter().find(|m| m.role == Some(Role::Inbox)).unwrap().id;
     Fixture { _dir: dir, mail, inbox }
 }
 
 /// The inbox of a further account (created on first use).
 async fn inbox_of(mail: &Mail, account: u64) -> u32 {
-    let mailboxes = mail.ensure_account(account, &MailboxNames::default(), NOW).await.unwrap();
+    let mailboxes = mail.ensure_account(account, NOW).await.unwrap();
     mailboxes.iter().find(|m| m.role == Some(Role::Inbox)).unwrap().id
 }
 
@@ -912,7 +924,7 @@ async fn ingest_many_with_writes_the_callers_records_in_the_same_commit() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&Options::rocksdb(dir.path())).await.unwrap();
     let mail = Mail::new(store.clone());
-    let mailboxes = mail.ensure_account(ACCOUNT, &MailboxNames::default(), NOW).await.unwrap();
+    let mailboxes = mail.ensure_account(ACCOUNT, NOW).await.unwrap();
     let inbox = mailboxes.iter().find(|m| m.role == Some(Role::Inbox)).unwrap().id;
     let records = vec![(b"mi/test/1".to_vec(), b"one".to_vec()), (b"mi/test/2".to_vec(), b"two".to_vec())];
     let batch =
