@@ -20,7 +20,6 @@
 //! account by the directory's `AuthLimiter` (shared with HTTPS); each failure slows the
 //! next attempt, and past the limit logins are refused without checking the password.
 
-mod cache;
 mod commands;
 mod fetch;
 mod options;
@@ -35,7 +34,7 @@ use hameau_directory::Directory;
 use hameau_mailbox::Mail;
 use hameau_telemetry::ServiceMetrics;
 
-pub use cache::{SummaryCache, TextCache};
+pub use hameau_mailbox::query::{SummaryCache, TextCache};
 pub use options::Options;
 
 /// What each connection runs with, made from the `[imap]` section by

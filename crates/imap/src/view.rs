@@ -97,9 +97,4 @@ pub fn keyword_of(flag: &Flag) -> Option<Keyword> {
     })
 }
 
-/// Whether `number` is in `ranges` (from `SequenceSet::normalized`: sorted, disjoint), by
-/// binary search: a set of thousands of ranges is not walked once per message.
-pub fn in_ranges(ranges: &[(u32, u32)], number: u32) -> bool {
-    let after = ranges.partition_point(|(low, _)| *low <= number);
-    after > 0 && number <= ranges[after - 1].1
-}
+pub use hameau_mailbox::query::in_ranges;

@@ -32,6 +32,7 @@ pub use learn::{Judgement, JunkLearner};
 mod messages;
 mod model;
 mod notify;
+pub mod query;
 mod restored;
 mod tree;
 
