@@ -6,14 +6,19 @@
 //! - [`server`]: accept loops, connection limits (total and per address), the driver of
 //!   one connection (reads only when the session wants input, writes its output, IDLE
 //!   woken by the account's change notifications, STARTTLS, COMPRESS=DEFLATE).
-//! - `commands`: one function per command, over a connection's state (the logged-in
-//!   account and the selected mailbox's view).
+//! - `state`: a connection's state (`State`: not authenticated, authenticated
+//!   with the account, or with a selected mailbox's view too), the login, and the
+//!   refresh that reports other sessions' changes; below every command.
+//! - `commands`: the dispatch of each command to `mailboxes` (SELECT, CREATE, LIST,
+//!   STATUS, quotas…), `messages` (APPEND, STORE, COPY, MOVE, EXPUNGE…), `fetch` and
+//!   `search`; `transport` is a connection's bytes (TLS, DEFLATE).
 //! - `view`: the selected mailbox as the session knows it (UIDs in sequence order, flags,
 //!   modseqs), brought up to date from the change log, which gives the untagged
 //!   `EXISTS`/`EXPUNGE`/`VANISHED`/`FETCH FLAGS` updates.
 //! - `fetch`: FETCH items rendered from the stored summary and raw message (never a
 //!   re-parse): ENVELOPE, BODYSTRUCTURE, sections, BINARY.
-//! - `search`: SEARCH, SORT and THREAD (the threading itself is the pure
+//! - `search`: SEARCH, SORT and THREAD: SEARCH keys mapped onto the mail model's
+//!   [`hameau_mailbox::query::Filter`] (the threading itself is the pure
 //!   [`hameau_imap_session::thread`], run on the blocking pool).
 //!
 //! Logins go through `Directory::login`: failures are counted per client address and per
@@ -22,9 +27,13 @@
 
 mod commands;
 mod fetch;
+mod mailboxes;
+mod messages;
 mod options;
 mod search;
 pub mod server;
+mod state;
+mod transport;
 mod view;
 
 use std::sync::Arc;

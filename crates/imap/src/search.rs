@@ -13,7 +13,7 @@ use hameau_imap_session::{
 use hameau_mailbox::query::{Condition, Filter, MESSAGES_PER_YIELD, Node, Reader, ranges_of};
 use hameau_mailbox::{AccountId, Keyword};
 
-use crate::commands::{Conn, No, Outcome, done};
+use crate::state::{Conn, No, Outcome, done};
 use crate::view::Selected;
 
 /// SEARCH keys as the mail model's filter over the selected mailbox: what only the session
@@ -147,8 +147,8 @@ pub async fn search(
     returns: Option<SearchReturn>,
     criteria: &SearchKey,
 ) -> Outcome {
-    let account = conn.user.as_ref().expect("authenticated").account;
-    let selected = conn.selected.as_mut().expect("selected state");
+    let (user, selected) = conn.state.selected_mut()?;
+    let account = user.account;
     let (found, has_modseq) = matching(conn.ctx, account, selected, criteria).await?;
     let numbers: Vec<u32> =
         found.iter().map(|index| if uid { selected.entries[*index].uid } else { *index as u32 + 1 }).collect();
@@ -200,9 +200,9 @@ pub async fn sort(
     criteria: &[SortCriterion],
     search: &SearchKey,
 ) -> Outcome {
-    let account = conn.user.as_ref().expect("authenticated").account;
     let mail = conn.ctx.mail.clone();
-    let selected = conn.selected.as_ref().expect("selected state");
+    let (user, selected) = conn.state.selected()?;
+    let account = user.account;
     let (found, _) = matching(conn.ctx, account, selected, search).await?;
     let needs_summary = criteria
         .iter()
@@ -272,11 +272,11 @@ pub async fn thread(
     algorithm: ThreadAlgorithm,
     search: &SearchKey,
 ) -> Outcome {
-    let account = conn.user.as_ref().expect("authenticated").account;
     let mail = conn.ctx.mail.clone();
     let limits = &conn.ctx.options.session.limits;
     let options = thread::Options { references_max: limits.thread_references_max, work_max: limits.thread_work_max };
-    let selected = conn.selected.as_ref().expect("selected state");
+    let (user, selected) = conn.state.selected()?;
+    let account = user.account;
     let (found, _) = matching(conn.ctx, account, selected, search).await?;
     let mut messages = Vec::with_capacity(found.len());
     for (chunk_index, chunk) in found.chunks(MESSAGES_PER_YIELD).enumerate() {
