@@ -17,8 +17,13 @@
 //! [`Mail::move_messages`], [`Mail::expunge`], each one commit (per 1,000 UIDs) that
 //! reads only the entries it names; [`Mail::status`] and [`Mail::uids`] read one index
 //! scan; [`Mail::mailbox_changes_since`] and [`Mail::subscribe`] keep sessions in step.
-//! The mailbox tree (full-path names, [`DELIMITER`]) is in `tree.rs`. The decisions are
-//! in `docs/mail-model.md`.
+//! The mailbox tree (full-path names, [`DELIMITER`]) is in `tree.rs`; the names of a new
+//! account's special-use mailboxes are the model's ([`Mail::names`]).
+//!
+//! A message's flags and keywords are [`Keyword`]s, each with its IMAP and JMAP spelling;
+//! searching (IMAP SEARCH, JMAP `Email/query`) is [`query`]: a protocol-neutral
+//! [`query::Filter`] evaluated over a mailbox's index, summaries and texts through the
+//! caches every session shares. The decisions are in `docs/mail-model.md`.
 //!
 //! The clock is an argument; this crate reads no environment.
 
