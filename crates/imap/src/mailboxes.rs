@@ -12,7 +12,7 @@ use crate::state::{Conn, No, Outcome, Reply, State, done};
 use crate::view::{self, Selected, flags_of};
 
 impl Conn<'_> {
-    pub(crate) async fn mailbox_named(&self, name: &MailboxName) -> Result<Mailbox, No> {
+    async fn mailbox_named(&self, name: &MailboxName) -> Result<Mailbox, No> {
         self.ctx
             .mail
             .mailbox_by_name(self.account()?, name.as_str())
@@ -243,11 +243,7 @@ impl Conn<'_> {
         done(if lsub { "LSUB completed" } else { "LIST completed" })
     }
 
-    pub(crate) async fn status_values(
-        &self,
-        mailbox: &Mailbox,
-        items: &[StatusItem],
-    ) -> Result<Vec<(StatusItem, u64)>, No> {
+    async fn status_values(&self, mailbox: &Mailbox, items: &[StatusItem]) -> Result<Vec<(StatusItem, u64)>, No> {
         let status = self.ctx.mail.status(self.account()?, mailbox.id).await?;
         Ok(items
             .iter()
@@ -305,9 +301,9 @@ const ANNOUNCED_KEYWORDS: [Keyword; 4] = [Keyword::Forwarded, Keyword::Junk, Key
 /// The flags of `* FLAGS` and `PERMANENTFLAGS` (which adds `\*`): the flags and keywords
 /// every mailbox accepts.
 fn flags_list() -> Vec<Flag> {
-    let system = Keyword::SYSTEM.iter().flat_map(|keyword| view::flags_of(std::slice::from_ref(keyword)));
-    let announced = ANNOUNCED_KEYWORDS.iter().filter_map(Keyword::registered).map(|k| Flag::Keyword(k.into()));
-    system.chain(announced).collect()
+    let mut flags = flags_of(&Keyword::SYSTEM);
+    flags.extend(ANNOUNCED_KEYWORDS.iter().filter_map(Keyword::registered).map(|k| Flag::Keyword(k.into())));
+    flags
 }
 
 fn role_of(special: SpecialUse) -> Option<Role> {
