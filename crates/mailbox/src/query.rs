@@ -107,43 +107,9 @@ enum Op {
     And,
     Or,
     Not,
-    Test(Test),
-}
-
-/// A condition as evaluated: strings prepared, ranges sorted and merged.
-#[derive(Clone, Debug)]
-enum Test {
-    All,
-    Keyword(Keyword),
-    Uids(Vec<(u32, u32)>),
-    ModSeqAtLeast(u64),
-    MinSize(u64),
-    MaxSize(u64),
-    ReceivedBefore(i64),
-    ReceivedSince(i64),
-    SentBefore(i64),
-    SentSince(i64),
-    /// Lowercased; matched against the cache's lowercased lists.
-    Address(AddressField, String),
-    Subject(String),
-    Header {
-        name: String,
-        value: String,
-    },
-    /// Folded as the stored text was ([`crate::search_text`]).
-    Body(String),
-    Text {
-        lowercase: String,
-        folded: String,
-    },
-}
-
-#[derive(Clone, Copy, Debug)]
-enum AddressField {
-    From,
-    To,
-    Cc,
-    Bcc,
+    /// A condition with its strings prepared ([`prepare`]), and for `Text` the string
+    /// folded as the body's text is.
+    Test(Condition, Option<String>),
 }
 
 /// What evaluating a filter reads beyond the mailbox index.
@@ -186,7 +152,7 @@ impl Filter {
                 Node::And(_) => Op::And,
                 Node::Or(_) => Op::Or,
                 Node::Not => Op::Not,
-                Node::Condition(condition) => Op::Test(Test::new(condition, &mut needs)),
+                Node::Condition(condition) => prepare(condition, &mut needs),
             })
             .collect();
         Ok(Filter { ops, ends, needs })
@@ -206,9 +172,9 @@ impl Filter {
         loop {
             // Down to the next test, opening operators on the way.
             let mut value = match &self.ops[at] {
-                Op::Test(test) => {
+                Op::Test(condition, folded) => {
                     at += 1;
-                    test.matches(message)
+                    test(condition, folded.as_deref(), message)
                 }
                 Op::And | Op::Or if self.ends[at] == at + 1 => {
                     at += 1;
@@ -231,7 +197,7 @@ impl Filter {
                     }
                     Op::And => !value || at == end,
                     Op::Or => value || at == end,
-                    Op::Test(_) => unreachable!("only operators are opened"),
+                    Op::Test(..) => unreachable!("only operators are opened"),
                 };
                 if !decided {
                     break;
@@ -243,89 +209,82 @@ impl Filter {
     }
 }
 
-impl Test {
-    fn new(condition: Condition, needs: &mut Needs) -> Test {
-        let lower = |s: String| s.to_lowercase();
-        match condition {
-            Condition::All => Test::All,
-            Condition::Keyword(keyword) => Test::Keyword(keyword),
-            Condition::Uids(ranges) => Test::Uids(merged(ranges)),
-            Condition::ModSeqAtLeast(modseq) => Test::ModSeqAtLeast(modseq),
-            Condition::MinSize(size) => Test::MinSize(size),
-            Condition::MaxSize(size) => Test::MaxSize(size),
-            Condition::ReceivedBefore(time) => Test::ReceivedBefore(time),
-            Condition::ReceivedSince(time) => Test::ReceivedSince(time),
-            Condition::SentBefore(time) => {
-                needs.summary = true;
-                Test::SentBefore(time)
-            }
-            Condition::SentSince(time) => {
-                needs.summary = true;
-                Test::SentSince(time)
-            }
-            Condition::From(s) => address(AddressField::From, lower(s), needs),
-            Condition::To(s) => address(AddressField::To, lower(s), needs),
-            Condition::Cc(s) => address(AddressField::Cc, lower(s), needs),
-            Condition::Bcc(s) => address(AddressField::Bcc, lower(s), needs),
-            Condition::Subject(s) => {
-                needs.summary = true;
-                Test::Subject(lower(s))
-            }
-            Condition::Header { name, value } => {
-                needs.summary = true;
-                needs.raw = true;
-                Test::Header { name: lower(name), value: lower(value) }
-            }
-            Condition::Body(s) => {
-                needs.text = true;
-                Test::Body(crate::search_text(&s))
-            }
-            Condition::Text(s) => {
-                needs.summary = true;
-                needs.raw = true;
-                needs.text = true;
-                let lowercase = lower(s);
-                Test::Text { folded: crate::search_text(&lowercase), lowercase }
-            }
+/// A condition ready to be evaluated on many messages: strings lowercased (the cache's
+/// fields are too), the body's needle folded as the stored text ([`crate::search_text`]),
+/// ranges sorted and merged; `needs` learns what it reads.
+fn prepare(condition: Condition, needs: &mut Needs) -> Op {
+    let mut folded = None;
+    let condition = match condition {
+        Condition::Uids(ranges) => Condition::Uids(merged(ranges)),
+        Condition::From(s) => Condition::From(s.to_lowercase()),
+        Condition::To(s) => Condition::To(s.to_lowercase()),
+        Condition::Cc(s) => Condition::Cc(s.to_lowercase()),
+        Condition::Bcc(s) => Condition::Bcc(s.to_lowercase()),
+        Condition::Subject(s) => Condition::Subject(s.to_lowercase()),
+        Condition::Header { name, value } => {
+            Condition::Header { name: name.to_lowercase(), value: value.to_lowercase() }
         }
-    }
-
-    fn matches(&self, message: &mut Message<'_>) -> bool {
-        let entry = message.entry;
-        let sent = |message: &Message<'_>| {
-            message.summary.as_ref().and_then(|cached| cached.summary.sent_at).unwrap_or(entry.received_at as i64)
-        };
-        match self {
-            Test::All => true,
-            Test::Keyword(keyword) => entry.has(keyword),
-            Test::Uids(ranges) => in_ranges(ranges, entry.uid),
-            Test::ModSeqAtLeast(modseq) => entry.modseq >= *modseq,
-            Test::MinSize(size) => u64::from(entry.size) >= *size,
-            Test::MaxSize(size) => u64::from(entry.size) < *size,
-            Test::ReceivedBefore(time) => (entry.received_at as i64) < *time,
-            Test::ReceivedSince(time) => (entry.received_at as i64) >= *time,
-            Test::SentBefore(time) => sent(message) < *time,
-            Test::SentSince(time) => sent(message) >= *time,
-            Test::Address(field, s) => message.summary.as_ref().is_some_and(|cached| {
-                let list = match field {
-                    AddressField::From => &cached.from,
-                    AddressField::To => &cached.to,
-                    AddressField::Cc => &cached.cc,
-                    AddressField::Bcc => &cached.bcc,
-                };
-                list.contains(s.as_str())
-            }),
-            Test::Subject(s) => message.summary.as_ref().is_some_and(|cached| cached.subject.contains(s.as_str())),
-            Test::Header { name, value } => message.header_matches(name, value),
-            Test::Body(folded) => message.body_contains(folded),
-            Test::Text { lowercase, folded } => message.header_contains(lowercase) || message.body_contains(folded),
+        Condition::Body(s) => Condition::Body(crate::search_text(&s)),
+        Condition::Text(s) => {
+            let lowercase = s.to_lowercase();
+            folded = Some(crate::search_text(&lowercase));
+            Condition::Text(lowercase)
         }
+        other => other,
+    };
+    match &condition {
+        Condition::SentBefore(_)
+        | Condition::SentSince(_)
+        | Condition::From(_)
+        | Condition::To(_)
+        | Condition::Cc(_)
+        | Condition::Bcc(_)
+        | Condition::Subject(_) => needs.summary = true,
+        Condition::Header { .. } => {
+            needs.summary = true;
+            needs.raw = true;
+        }
+        Condition::Body(_) => needs.text = true,
+        Condition::Text(_) => {
+            needs.summary = true;
+            needs.raw = true;
+            needs.text = true;
+        }
+        _ => {}
     }
+    Op::Test(condition, folded)
 }
 
-fn address(field: AddressField, s: String, needs: &mut Needs) -> Test {
-    needs.summary = true;
-    Test::Address(field, s)
+/// Whether a message meets a prepared condition.
+fn test(condition: &Condition, folded: Option<&str>, message: &mut Message<'_>) -> bool {
+    let entry = message.entry;
+    let sent = |message: &Message<'_>| {
+        message.summary.as_ref().and_then(|cached| cached.summary.sent_at).unwrap_or(entry.received_at as i64)
+    };
+    let summary =
+        |field: fn(&Cached) -> &String, s: &str| message.summary.as_ref().is_some_and(|c| field(c).contains(s));
+    match condition {
+        Condition::All => true,
+        Condition::Keyword(keyword) => entry.has(keyword),
+        Condition::Uids(ranges) => in_ranges(ranges, entry.uid),
+        Condition::ModSeqAtLeast(modseq) => entry.modseq >= *modseq,
+        Condition::MinSize(size) => u64::from(entry.size) >= *size,
+        Condition::MaxSize(size) => u64::from(entry.size) < *size,
+        Condition::ReceivedBefore(time) => (entry.received_at as i64) < *time,
+        Condition::ReceivedSince(time) => (entry.received_at as i64) >= *time,
+        Condition::SentBefore(time) => sent(message) < *time,
+        Condition::SentSince(time) => sent(message) >= *time,
+        Condition::From(s) => summary(|c| &c.from, s),
+        Condition::To(s) => summary(|c| &c.to, s),
+        Condition::Cc(s) => summary(|c| &c.cc, s),
+        Condition::Bcc(s) => summary(|c| &c.bcc, s),
+        Condition::Subject(s) => summary(|c| &c.subject, s),
+        Condition::Header { name, value } => message.header_matches(name, value),
+        Condition::Body(folded) => message.body_contains(folded),
+        Condition::Text(lowercase) => {
+            message.header_contains(lowercase) || message.body_contains(folded.unwrap_or_default())
+        }
+    }
 }
 
 /// Ranges sorted and merged where they overlap or touch, for [`in_ranges`].
