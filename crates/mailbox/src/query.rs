@@ -138,8 +138,10 @@ impl Filter {
             if operands > subtrees.len() {
                 return Err(FilterError::Malformed);
             }
-            let last = subtrees.split_off(subtrees.len() - operands);
-            ends[index] = last.first().copied().unwrap_or(index + 1);
+            // The operand read last (deepest on the stack) is the operator's last one.
+            let first = subtrees.len() - operands;
+            ends[index] = if operands == 0 { index + 1 } else { subtrees[first] };
+            subtrees.truncate(first);
             subtrees.push(ends[index]);
         }
         if subtrees.len() != 1 {
