@@ -84,7 +84,10 @@ fn main() -> anyhow::Result<()> {
 /// Fills the INBOX of `account` in the store at `path` (the server is not running).
 async fn seed(path: &std::path::Path, account: u64, messages: usize) -> anyhow::Result<()> {
     let store = hameau_store::Store::open(&hameau_store::Options::rocksdb(path)).await?;
-    let mail = Mail::new(store.clone());
+    // A seeding batch is one ingest: over the server's `mail.ingest_batch_max` (200), which
+    // bounds what a client sends, not what this direct seeding commits.
+    let limits = hameau_mailbox::Limits { ingest_batch_max: BATCH, ..hameau_mailbox::Limits::default() };
+    let mail = Mail::with_limits(store.clone(), limits);
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
     mail.ensure_account(account, now).await?;
     let inbox = mail.mailbox_by_role(account, Role::Inbox).await?.context("no INBOX")?.id;
