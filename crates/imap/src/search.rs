@@ -1,10 +1,11 @@
 //! SEARCH (with ESEARCH and SEARCHRES), SORT and THREAD over the selected mailbox.
 //!
-//! Flags, UIDs, sizes, arrival dates and modseqs come from the mailbox index; header
-//! criteria from the stored summary; BODY and TEXT from the body text stored at delivery
-//! (decoded, lowercased, whitespace folded: `Mail::body_text`), never by parsing. Strings
-//! match as case-insensitive substrings (RFC 9051 §6.4.4); a run of spaces in a BODY
-//! string matches any run of whitespace.
+//! SEARCH keys become the mail model's [`Filter`] (`filter_of`), evaluated by
+//! [`Reader::matching`]: flags, UIDs, sizes, arrival dates and modseqs from the mailbox
+//! index, header criteria from the stored summary and header, BODY and TEXT from the body
+//! text stored at delivery, never by parsing; strings match as case-insensitive substrings
+//! (RFC 9051 §6.4.4), a run of spaces in a BODY string any run of whitespace. This module
+//! resolves only what the session knows: sequence numbers, `$` and `\Recent` as UIDs.
 
 use hameau_imap_session::thread::{self, base_subject};
 use hameau_imap_session::{
