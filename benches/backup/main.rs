@@ -16,7 +16,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use hameau_backup::{BackupOptions, RestoreOptions};
 use hameau_benches::imap::{Rng, message};
-use hameau_mailbox::{Ingest, Mail, MailboxNames, Role};
+use hameau_mailbox::{Ingest, Mail, Role};
 use hameau_store::{Options, Store};
 
 const MESSAGE_BYTES: usize = 4096;
@@ -100,7 +100,7 @@ fn now() -> u64 {
 /// `messages` messages into `account`'s INBOX, serials from `first` (distinct content).
 async fn seed(store: &Store, account: u64, messages: usize, first: u64) -> anyhow::Result<()> {
     let mail = Mail::new(store.clone());
-    mail.ensure_account(account, &MailboxNames::default(), now()).await?;
+    mail.ensure_account(account, now()).await?;
     let inbox = inbox(store, account).await?;
     let mut tasks = Vec::new();
     for seeder in 0..SEEDERS {

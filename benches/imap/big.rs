@@ -20,7 +20,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use hameau_benches::imap::{Client, PASSWORD, Rng, Setup, USER, load_average, message};
 use hameau_benches::{percentile, status_kib};
-use hameau_mailbox::{Ingest, Mail, MailboxNames, Role};
+use hameau_mailbox::{Ingest, Keyword, Mail, Role};
 
 const MESSAGE_BYTES: usize = 1024;
 const BATCH: usize = 500;
@@ -84,9 +84,12 @@ fn main() -> anyhow::Result<()> {
 /// Fills the INBOX of `account` in the store at `path` (the server is not running).
 async fn seed(path: &std::path::Path, account: u64, messages: usize) -> anyhow::Result<()> {
     let store = hameau_store::Store::open(&hameau_store::Options::rocksdb(path)).await?;
-    let mail = Mail::new(store.clone());
+    // A seeding batch is one ingest: over the server's `mail.ingest_batch_max` (200), which
+    // bounds what a client sends, not what this direct seeding commits.
+    let limits = hameau_mailbox::Limits { ingest_batch_max: BATCH, ..hameau_mailbox::Limits::default() };
+    let mail = Mail::with_limits(store.clone(), limits);
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
-    mail.ensure_account(account, &MailboxNames::default(), now).await?;
+    mail.ensure_account(account, now).await?;
     let inbox = mail.mailbox_by_role(account, Role::Inbox).await?.context("no INBOX")?.id;
     let mut tasks = Vec::new();
     for seeder in 0..SEEDERS {
@@ -97,7 +100,7 @@ async fn seed(path: &std::path::Path, account: u64, messages: usize) -> anyhow::
             for batch_start in (seeder * BATCH..messages).step_by(SEEDERS * BATCH) {
                 let batch = (batch_start..(batch_start + BATCH).min(messages))
                     .map(|serial| {
-                        let keywords = if serial % 3 == 0 { vec!["\\Seen".to_string()] } else { Vec::new() };
+                        let keywords = if serial % 3 == 0 { vec![Keyword::Seen] } else { Vec::new() };
                         let raw = message(&mut rng, serial as u64, MESSAGE_BYTES);
                         let ingest = Ingest {
                             raw: raw.into(),

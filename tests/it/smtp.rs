@@ -500,7 +500,8 @@ fn authentication_against_a_real_dns() {
         let entries = mail.uids(account, junk.id).await.unwrap();
         let raw = mail.raw(account, entries[0].email).await.unwrap();
         store.close().await.unwrap();
-        (entries.len(), entries[0].keywords.clone(), String::from_utf8(raw).unwrap())
+        let keywords: Vec<String> = entries[0].keywords.iter().map(|keyword| keyword.imap().to_string()).collect();
+        (entries.len(), keywords, String::from_utf8(raw).unwrap())
     });
     assert_eq!((junk.0, junk.1), (1, vec!["$junk".to_string()]));
     assert!(

@@ -21,7 +21,7 @@
 
 use bytes::Bytes;
 use hameau_directory::{Directory, Principal};
-use hameau_mailbox::{Filing, LocalDelivery, Mail, MailboxNames, Quota};
+use hameau_mailbox::{Filing, LocalDelivery, Mail, Quota};
 use hameau_store::{Batch, BlobHash, Patch, PatchTarget, Scan, Store, Version};
 use serde::{Deserialize, Serialize};
 
@@ -136,13 +136,12 @@ pub struct Listed {
     pub next: Option<String>,
 }
 
-/// What a release needs to deliver: the mail model, the directory for the quotas (read
-/// again at release time) and the special-use names of an account's first mailboxes.
+/// What a release needs to deliver: the mail model (which names an account's first
+/// mailboxes) and the directory for the quotas (read again at release time).
 #[derive(Clone, Copy, Debug)]
 pub struct Delivery<'a> {
     pub mail: &'a Mail,
     pub directory: &'a Directory,
-    pub names: &'a MailboxNames,
 }
 
 /// What a release did.
@@ -444,7 +443,6 @@ impl Quarantine {
                 recipients,
                 filing: Filing::Inbox,
                 received_at: held.received_at,
-                names: delivery.names,
             };
             delivery.mail.deliver(local).await?;
         }

@@ -89,7 +89,7 @@ async fn correspondents_are_per_tenant_and_bounded() {
 
 mod quarantine {
     use hameau_directory::{AccountRole, Directory, NewAccount, NewDomain, NewTenant, Principal};
-    use hameau_mailbox::{Mail, MailboxNames, Role};
+    use hameau_mailbox::{Mail, Role};
     use hameau_store::{BlobHash, Store};
 
     use crate::quarantine::{Delivery, Hold, ListQuery, RecordOwner, record_blob_refs, record_owner};
@@ -174,8 +174,7 @@ mod quarantine {
         }
 
         fn delivery(&self) -> Delivery<'_> {
-            static NAMES: std::sync::LazyLock<MailboxNames> = std::sync::LazyLock::new(MailboxNames::default);
-            Delivery { mail: &self.mail, directory: &self.directory, names: &NAMES }
+            Delivery { mail: &self.mail, directory: &self.directory }
         }
     }
 

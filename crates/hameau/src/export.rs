@@ -213,6 +213,7 @@ async fn message(mail: &Mail, account: &Account, entry: &hameau_mailbox::UidEntr
         .raw(account.id, entry.email)
         .await
         .with_context(|| format!("{}: email {}", account.address, entry.email))?;
-    let (flags, keywords) = entry.keywords.iter().cloned().partition(|keyword| keyword.starts_with('\\'));
+    let (flags, keywords) =
+        entry.keywords.iter().map(|keyword| keyword.imap().to_string()).partition(|keyword| keyword.starts_with('\\'));
     Ok(SourceMessage { raw, flags, keywords, internal_date: Some(entry.received_at), uid: Some(entry.uid) })
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use hameau_directory::{Directory, Principal};
-use hameau_mailbox::{Mail, MailboxNames, Quota};
+use hameau_mailbox::{Mail, Quota};
 use hameau_migrate::{FileFormat, FileImporter, ImapSource, Importer, Progress, Report, SourceUrl, Target};
 
 #[derive(Subcommand, Debug)]
@@ -319,6 +319,5 @@ async fn target_of(directory: &Directory, address: &str) -> anyhow::Result<Targe
             tenant: Some(account.tenant.clone()),
             tenant_bytes_max: tenant.quota_bytes,
         },
-        names: MailboxNames::default(),
     })
 }

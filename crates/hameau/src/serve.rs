@@ -381,7 +381,7 @@ async fn start_smtp(
         directory.clone(),
         mail.clone(),
         mail_auth::MessageAuthenticator(resolver.clone()),
-        config.smtp.inbound(hostname, hameau_mailbox::MailboxNames::default()),
+        config.smtp.inbound(hostname),
     );
     if let Some(filter) = filter {
         inbound = inbound.with_filter(filter);
@@ -484,7 +484,7 @@ async fn start_submission(
     let tls =
         hameau_smtp::outbound::TlsContext::new(Arc::new(roots), outbound.mta_sts(), validating, Some(store.clone()))
             .map_err(|e| config.error("outbound.ca_file", e))?;
-    let options = outbound.worker(hostname, hameau_mailbox::MailboxNames::default());
+    let options = outbound.worker(hostname);
     let policies_max = options.tls_rpt.as_ref().map_or(1, |o| o.policies_max);
     let worker = hameau_smtp::worker::Worker {
         queue: queue.clone(),
@@ -555,7 +555,7 @@ async fn start_imap(
         mail: mail.clone(),
         directory: directory.clone(),
         tls: Some(tls),
-        options: config.imap.connection(hameau_mailbox::MailboxNames::default()),
+        options: config.imap.connection(),
         now_s: || <SystemClock as hameau_http::Clock>::now_s(&SystemClock),
         summaries: config.imap.summary_cache(),
         texts: config.imap.text_cache(),

@@ -8,14 +8,14 @@ use base64::Engine;
 use hameau_imap_session::{
     Code, DateTime, FetchAttribute, ListWriter, Section, SectionText, SequenceSet, Session, Status,
 };
-use hameau_mailbox::{EmailAddress, KeywordOp, Part, Summary};
+use hameau_mailbox::{EmailAddress, Keyword, KeywordOp, Part, Summary};
 
 /// Attached messages and multiparts followed by BODYSTRUCTURE: a summary nests no deeper
 /// (hameau-message), and no recursion follows a depth a message controls.
 const BODYSTRUCTURE_DEPTH_MAX: usize = 32;
 
-use crate::commands::{Conn, No, Outcome, done};
-use crate::server::Connection;
+use crate::state::{Conn, No, Outcome, done};
+use crate::transport::Connection;
 use crate::view::{self, flags_of};
 
 /// What a FETCH asks (the session bounded `attributes` by `imap.fetch_items_max`).
@@ -39,11 +39,11 @@ pub async fn fetch(
     let Request { uid, set, attributes, changed_since, vanished } = request;
     let output_max = conn.ctx.options.session.limits.output_bytes_max;
     let mut broken: Option<std::io::Error> = None;
-    let account = conn.user.as_ref().expect("authenticated").account;
     let mail = conn.ctx.mail.clone();
     let enabled = session.enabled();
     let utf8 = session.utf8_names();
-    let selected = conn.selected.as_mut().expect("selected state");
+    let (user, selected) = conn.state.selected_mut()?;
+    let account = user.account;
     if !uid && !set.is_saved() && !set.fits(selected.entries.len() as u32) {
         return Err(No::new(None, "Invalid message sequence number"));
     }
@@ -80,12 +80,12 @@ pub async fn fetch(
         let unseen: Vec<u32> = indexes
             .iter()
             .map(|index| &selected.entries[*index])
-            .filter(|entry| !view::has(entry, "\\Seen"))
+            .filter(|entry| !entry.has(&Keyword::Seen))
             .map(|entry| entry.uid)
             .collect();
         if !unseen.is_empty() {
             let outcome =
-                mail.store_keywords(account, selected.id, &unseen, KeywordOp::Add, &["\\Seen".into()], None).await?;
+                mail.store_keywords(account, selected.id, &unseen, KeywordOp::Add, &[Keyword::Seen], None).await?;
             for entry in outcome.updated {
                 if let Some(seq) = selected.seq_of(entry.uid) {
                     newly_seen.push(entry.uid);

@@ -6,36 +6,44 @@
 //! - [`server`]: accept loops, connection limits (total and per address), the driver of
 //!   one connection (reads only when the session wants input, writes its output, IDLE
 //!   woken by the account's change notifications, STARTTLS, COMPRESS=DEFLATE).
-//! - `commands`: one function per command, over a connection's state (the logged-in
-//!   account and the selected mailbox's view).
+//! - `state`: a connection's state (`State`: not authenticated, authenticated
+//!   with the account, or with a selected mailbox's view too), the login, and the
+//!   refresh that reports other sessions' changes; below every command.
+//! - `commands`: the dispatch of each command to `mailboxes` (SELECT, CREATE, LIST,
+//!   STATUS, quotas…), `messages` (APPEND, STORE, COPY, MOVE, EXPUNGE…), `fetch` and
+//!   `search`; `transport` is a connection's bytes (TLS, DEFLATE).
 //! - `view`: the selected mailbox as the session knows it (UIDs in sequence order, flags,
 //!   modseqs), brought up to date from the change log, which gives the untagged
 //!   `EXISTS`/`EXPUNGE`/`VANISHED`/`FETCH FLAGS` updates.
 //! - `fetch`: FETCH items rendered from the stored summary and raw message (never a
 //!   re-parse): ENVELOPE, BODYSTRUCTURE, sections, BINARY.
-//! - `search`: SEARCH, SORT and THREAD (the threading itself is the pure
+//! - `search`: SEARCH, SORT and THREAD: SEARCH keys mapped onto the mail model's
+//!   [`hameau_mailbox::query::Filter`] (the threading itself is the pure
 //!   [`hameau_imap_session::thread`], run on the blocking pool).
 //!
 //! Logins go through `Directory::login`: failures are counted per client address and per
 //! account by the directory's `AuthLimiter` (shared with HTTPS); each failure slows the
 //! next attempt, and past the limit logins are refused without checking the password.
 
-mod cache;
 mod commands;
 mod fetch;
+mod mailboxes;
+mod messages;
 mod options;
 mod search;
 pub mod server;
+mod state;
+mod transport;
 mod view;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use hameau_directory::Directory;
-use hameau_mailbox::{Mail, MailboxNames};
+use hameau_mailbox::Mail;
 use hameau_telemetry::ServiceMetrics;
 
-pub use cache::{SummaryCache, TextCache};
+pub use hameau_mailbox::query::{SummaryCache, TextCache};
 pub use options::Options;
 
 /// What each connection runs with, made from the `[imap]` section by
@@ -46,8 +54,6 @@ pub struct ConnectionOptions {
     /// `starttls_available` are set per listener.
     pub session: hameau_imap_session::Options,
     pub tls_handshake_timeout: Duration,
-    /// Names of the special-use mailboxes made at an account's first login.
-    pub mailbox_names: MailboxNames,
 }
 
 /// What every connection shares.

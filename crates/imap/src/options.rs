@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hameau_limits::{Problem, range};
-use hameau_mailbox::MailboxNames;
 
 use crate::{ConnectionOptions, SummaryCache, TextCache};
 
@@ -73,7 +72,7 @@ impl Options {
 
     /// What each connection runs with; `starttls_available` and `tls_active` are set per
     /// listener by the driver.
-    pub fn connection(&self, mailbox_names: MailboxNames) -> ConnectionOptions {
+    pub fn connection(&self) -> ConnectionOptions {
         ConnectionOptions {
             session: hameau_imap_session::Options {
                 limits: self.limits.clone(),
@@ -85,7 +84,6 @@ impl Options {
                 greeting: "Hameau ready".into(),
             },
             tls_handshake_timeout: Duration::from_secs(self.tls_handshake_timeout_s),
-            mailbox_names,
         }
     }
 

@@ -1,357 +1,143 @@
 //! SEARCH (with ESEARCH and SEARCHRES), SORT and THREAD over the selected mailbox.
 //!
-//! Flags, UIDs, sizes, arrival dates and modseqs come from the mailbox index; header
-//! criteria from the stored summary; BODY and TEXT from the body text stored at delivery
-//! (decoded, lowercased, whitespace folded: `Mail::body_text`), never by parsing. Strings
-//! match as case-insensitive substrings (RFC 9051 §6.4.4); a run of spaces in a BODY
-//! string matches any run of whitespace.
-
-use std::collections::HashMap;
+//! SEARCH keys become the mail model's [`Filter`] (`filter_of`), evaluated by
+//! [`Reader::matching`]: flags, UIDs, sizes, arrival dates and modseqs from the mailbox
+//! index, header criteria from the stored summary and header, BODY and TEXT from the body
+//! text stored at delivery, never by parsing; strings match as case-insensitive substrings
+//! (RFC 9051 §6.4.4), a run of spaces in a BODY string any run of whitespace. This module
+//! resolves only what the session knows: sequence numbers, `$` and `\Recent` as UIDs.
 
 use hameau_imap_session::thread::{self, base_subject};
 use hameau_imap_session::{
-    Code, Esearch, SearchKey, SearchReturn, SequenceSet, Session, SortCriterion, SortKey, ThreadAlgorithm,
+    Code, Date, Esearch, SearchKey, SearchReturn, SequenceSet, Session, SortCriterion, SortKey, ThreadAlgorithm,
 };
-use hameau_mailbox::{AccountId, Mail, UidEntry};
+use hameau_mailbox::query::{Condition, Filter, MESSAGES_PER_YIELD, Node, Reader, ranges_of};
+use hameau_mailbox::{AccountId, Keyword};
 
-use crate::commands::{Conn, No, Outcome, done};
-use crate::view::{self, Selected};
+use crate::state::{Conn, No, Outcome, done};
+use crate::view::Selected;
 
-/// What evaluating a key needs beyond the index.
-#[derive(Clone, Copy, Default)]
-struct Needs {
-    summary: bool,
-    raw: bool,
-    /// The body's searchable text, stored at delivery.
-    text: bool,
-}
-
-fn needs(key: &SearchKey, needs: &mut Needs) {
-    match key {
-        SearchKey::And(keys) => keys.iter().for_each(|k| self::needs(k, needs)),
-        SearchKey::Not(key) => self::needs(key, needs),
-        SearchKey::Or(a, b) => {
-            self::needs(a, needs);
-            self::needs(b, needs);
-        }
-        SearchKey::Bcc(_)
-        | SearchKey::Cc(_)
-        | SearchKey::From(_)
-        | SearchKey::To(_)
-        | SearchKey::Subject(_)
-        | SearchKey::SentBefore(_)
-        | SearchKey::SentOn(_)
-        | SearchKey::SentSince(_) => needs.summary = true,
-        SearchKey::Header(..) => {
-            needs.summary = true;
-            needs.raw = true;
-        }
-        SearchKey::Body(_) => needs.text = true,
-        SearchKey::Text(_) => {
-            needs.summary = true;
-            needs.raw = true;
-            needs.text = true;
-        }
-        _ => {}
-    }
-}
-
-/// One message as the evaluation sees it.
-struct Candidate<'a> {
-    seq: u32,
-    entry: &'a UidEntry,
-    summary: Option<std::sync::Arc<crate::cache::Cached>>,
-    raw: Option<Vec<u8>>,
-    /// The body's searchable text, when BODY or TEXT asks.
-    body_text: Option<std::sync::Arc<str>>,
-    /// The header's fields, split at the first HEADER key and kept for the others: once
-    /// per message per search.
-    fields: Option<Vec<Field>>,
-    /// The header as text, lowercased, at the first TEXT key.
-    header_lowercase: Option<String>,
-}
-
-struct Scope<'a> {
-    selected: &'a Selected,
-    /// The sets of the search's keys as sorted ranges (`*` resolved), by the key's
-    /// address: computed once per search, then each message is a binary search.
-    ranges: HashMap<usize, Vec<(u32, u32)>>,
-}
-
-impl Scope<'_> {
-    fn in_set(&self, set: &SequenceSet, number: u32) -> bool {
-        self.ranges.get(&address(set)).is_some_and(|ranges| view::in_ranges(ranges, number))
-    }
-}
-
-/// A set's address: the key of its ranges (the criteria do not move during a search).
-fn address(set: &SequenceSet) -> usize {
-    set as *const SequenceSet as usize
-}
-
-/// The ranges of every UID and sequence set in `criteria`, walked without recursion.
-fn set_ranges(criteria: &SearchKey, largest_uid: u32, count: u32) -> HashMap<usize, Vec<(u32, u32)>> {
-    let mut ranges = HashMap::new();
+/// SEARCH keys as the mail model's filter over the selected mailbox: what only the session
+/// knows (sequence numbers, `$`, `\Recent`) resolved to UIDs, days to seconds. Walked with
+/// a stack, not recursion (the session bounded the depth at `imap.nesting_depth_max`).
+/// Also says whether a MODSEQ key is among them (RFC 7162 §3.1.5: SEARCH then reports the
+/// highest modseq).
+fn filter_of(criteria: &SearchKey, selected: &Selected) -> Result<(Filter, bool), No> {
+    const DAY_S: i64 = 86_400;
+    let largest_uid = selected.entries.last().map_or(0, |entry| entry.uid);
+    let count = selected.entries.len() as u32;
+    let recent = || Condition::Uids(ranges_of(&selected.recent));
+    let day = |date: &Date| date.days_since_epoch().saturating_mul(DAY_S);
+    let mut nodes: Vec<Node> = Vec::new();
+    let mut has_modseq = false;
     let mut stack = vec![criteria];
     while let Some(key) = stack.pop() {
+        let mut push = |condition: Condition| nodes.push(Node::Condition(condition));
         match key {
-            SearchKey::And(keys) => stack.extend(keys.iter()),
-            SearchKey::Not(key) => stack.push(key),
-            SearchKey::Or(a, b) => stack.extend([&**a, &**b]),
-            SearchKey::Uid(set) if !set.is_saved() => {
-                ranges.insert(address(set), set.normalized(largest_uid));
+            SearchKey::And(keys) => {
+                nodes.push(Node::And(keys.len()));
+                stack.extend(keys.iter().rev());
             }
-            SearchKey::SequenceSet(set) if !set.is_saved() => {
-                ranges.insert(address(set), set.normalized(count));
+            SearchKey::Or(a, b) => {
+                nodes.push(Node::Or(2));
+                stack.extend([&**b, &**a]);
             }
-            _ => {}
-        }
-    }
-    ranges
-}
-
-/// The key with its strings lowercased once, for the lowercased fields of the cache.
-fn lowercased(key: &SearchKey) -> SearchKey {
-    match key {
-        SearchKey::And(keys) => SearchKey::And(keys.iter().map(lowercased).collect()),
-        SearchKey::Not(key) => SearchKey::Not(Box::new(lowercased(key))),
-        SearchKey::Or(a, b) => SearchKey::Or(Box::new(lowercased(a)), Box::new(lowercased(b))),
-        SearchKey::From(s) => SearchKey::From(s.to_lowercase()),
-        SearchKey::To(s) => SearchKey::To(s.to_lowercase()),
-        SearchKey::Cc(s) => SearchKey::Cc(s.to_lowercase()),
-        SearchKey::Bcc(s) => SearchKey::Bcc(s.to_lowercase()),
-        SearchKey::Subject(s) => SearchKey::Subject(s.to_lowercase()),
-        SearchKey::Header(name, value) => SearchKey::Header(name.to_lowercase(), value.to_lowercase()),
-        SearchKey::Text(s) => SearchKey::Text(s.to_lowercase()),
-        other => other.clone(),
-    }
-}
-
-fn day_of(seconds: i64) -> i64 {
-    seconds.div_euclid(86_400)
-}
-
-/// Whether the stored body text holds `needle` (normalised as it was).
-fn body_contains(candidate: &Candidate<'_>, needle: &str) -> bool {
-    let needle = hameau_mailbox::search_text(needle);
-    needle.is_empty() || candidate.body_text.as_deref().is_some_and(|text| text.contains(&needle))
-}
-
-fn header_text<'c>(candidate: &'c Candidate<'_>) -> &'c [u8] {
-    let raw = candidate.raw.as_deref().unwrap_or_default();
-    let end = candidate
-        .summary
-        .as_ref()
-        .and_then(|s| s.summary.parts.first())
-        .map_or(raw.len(), |root| root.offset_body as usize)
-        .min(raw.len());
-    &raw[..end]
-}
-
-/// One header field: its name lowercased, its value as written, and the value decoded
-/// (RFC 2047 encoded words) and lowercased when a key first asks for it.
-struct Field {
-    name: String,
-    value: String,
-    decoded: std::cell::OnceCell<String>,
-}
-
-/// The header's fields, unfolded.
-fn parse_fields(header: &[u8]) -> Vec<Field> {
-    let mut fields = Vec::new();
-    let mut current: Option<String> = None;
-    let mut finish = |field: Option<String>| {
-        if let Some((name, value)) = field.as_deref().and_then(|field| field.split_once(':')) {
-            let (name, value) = (name.trim().to_lowercase(), value.to_string());
-            fields.push(Field { name, value, decoded: std::cell::OnceCell::new() });
-        }
-    };
-    for line in header.split_inclusive(|b| *b == b'\n') {
-        let line = String::from_utf8_lossy(line);
-        if line.starts_with([' ', '\t']) {
-            if let Some(field) = &mut current {
-                field.push_str(line.trim_end_matches(['\r', '\n']));
+            SearchKey::Not(key) => {
+                nodes.push(Node::Not);
+                stack.push(key);
             }
-            continue;
+            SearchKey::All => push(Condition::All),
+            SearchKey::Recent => push(recent()),
+            SearchKey::New => {
+                nodes.extend([Node::And(2), Node::Condition(recent()), Node::Not]);
+                nodes.push(Node::Condition(Condition::Keyword(Keyword::Seen)));
+            }
+            SearchKey::Old => nodes.extend([Node::Not, Node::Condition(recent())]),
+            SearchKey::Answered => push(Condition::Keyword(Keyword::Answered)),
+            SearchKey::Deleted => push(Condition::Keyword(Keyword::Deleted)),
+            SearchKey::Draft => push(Condition::Keyword(Keyword::Draft)),
+            SearchKey::Flagged => push(Condition::Keyword(Keyword::Flagged)),
+            SearchKey::Seen => push(Condition::Keyword(Keyword::Seen)),
+            SearchKey::Unanswered => nodes.extend([Node::Not, Node::Condition(Condition::Keyword(Keyword::Answered))]),
+            SearchKey::Undeleted => nodes.extend([Node::Not, Node::Condition(Condition::Keyword(Keyword::Deleted))]),
+            SearchKey::Undraft => nodes.extend([Node::Not, Node::Condition(Condition::Keyword(Keyword::Draft))]),
+            SearchKey::Unflagged => nodes.extend([Node::Not, Node::Condition(Condition::Keyword(Keyword::Flagged))]),
+            SearchKey::Unseen => nodes.extend([Node::Not, Node::Condition(Condition::Keyword(Keyword::Seen))]),
+            // An atom is always a keyword; were it not, no message would have it.
+            SearchKey::Keyword(word) => match Keyword::parse_imap(word) {
+                Some(keyword) => push(Condition::Keyword(keyword)),
+                None => nodes.extend([Node::Not, Node::Condition(Condition::All)]),
+            },
+            SearchKey::Unkeyword(word) => match Keyword::parse_imap(word) {
+                Some(keyword) => nodes.extend([Node::Not, Node::Condition(Condition::Keyword(keyword))]),
+                None => push(Condition::All),
+            },
+            // Sizes are below 4 GiB: LARGER u64::MAX matches nothing either way.
+            SearchKey::Larger(size) => push(Condition::MinSize(size.saturating_add(1))),
+            SearchKey::Smaller(size) => push(Condition::MaxSize(*size)),
+            // Dates are days of UTC (RFC 9051 leaves the zone to the server).
+            SearchKey::Before(date) => push(Condition::ReceivedBefore(day(date))),
+            SearchKey::On(date) => nodes.extend([
+                Node::And(2),
+                Node::Condition(Condition::ReceivedSince(day(date))),
+                Node::Condition(Condition::ReceivedBefore(day(date).saturating_add(DAY_S))),
+            ]),
+            SearchKey::Since(date) => push(Condition::ReceivedSince(day(date))),
+            SearchKey::SentBefore(date) => push(Condition::SentBefore(day(date))),
+            SearchKey::SentOn(date) => nodes.extend([
+                Node::And(2),
+                Node::Condition(Condition::SentSince(day(date))),
+                Node::Condition(Condition::SentBefore(day(date).saturating_add(DAY_S))),
+            ]),
+            SearchKey::SentSince(date) => push(Condition::SentSince(day(date))),
+            SearchKey::Uid(set) | SearchKey::SequenceSet(set) if set.is_saved() => {
+                push(Condition::Uids(ranges_of(&selected.saved)))
+            }
+            SearchKey::Uid(set) => push(Condition::Uids(set.normalized(largest_uid))),
+            // Sequence numbers are positions in the view, which is in UID order: a range of
+            // them is the range of their UIDs.
+            SearchKey::SequenceSet(set) => push(Condition::Uids(
+                set.normalized(count)
+                    .into_iter()
+                    .filter_map(|(low, high)| {
+                        let (low, high) = (low.max(1), high.min(count));
+                        let uid = |seq: u32| selected.entries[seq as usize - 1].uid;
+                        (low <= high).then(|| (uid(low), uid(high)))
+                    })
+                    .collect(),
+            )),
+            SearchKey::ModSeq { modseq, .. } => {
+                has_modseq = true;
+                push(Condition::ModSeqAtLeast(*modseq))
+            }
+            SearchKey::From(s) => push(Condition::From(s.clone())),
+            SearchKey::To(s) => push(Condition::To(s.clone())),
+            SearchKey::Cc(s) => push(Condition::Cc(s.clone())),
+            SearchKey::Bcc(s) => push(Condition::Bcc(s.clone())),
+            SearchKey::Subject(s) => push(Condition::Subject(s.clone())),
+            SearchKey::Header(name, value) => push(Condition::Header { name: name.clone(), value: value.clone() }),
+            SearchKey::Body(s) => push(Condition::Body(s.clone())),
+            SearchKey::Text(s) => push(Condition::Text(s.clone())),
         }
-        finish(current.take());
-        current = Some(line.trim_end_matches(['\r', '\n']).to_string());
     }
-    finish(current);
-    fields
+    let filter = Filter::new(nodes).map_err(|e| {
+        tracing::error!(error = %e, "imap: a search key made no filter");
+        No::new(Some(Code::ServerBug), "Internal error, try again later")
+    })?;
+    Ok((filter, has_modseq))
 }
 
-/// HEADER name value (RFC 9051 §6.4.4): a field of that name contains the value; the
-/// key's strings are lowercased already. The header is split once per message and each
-/// field decoded at most once, whatever the number of HEADER keys.
-fn header_matches(candidate: &mut Candidate<'_>, name: &str, value: &str) -> bool {
-    if candidate.fields.is_none() {
-        candidate.fields = Some(parse_fields(header_text(candidate)));
-    }
-    let fields = candidate.fields.as_deref().unwrap_or_default();
-    fields
-        .iter()
-        .filter(|field| field.name == name)
-        .any(|field| field.decoded.get_or_init(|| decode_header_value(&field.value).to_lowercase()).contains(value))
-}
-
-/// TEXT's header half: the header's text contains the (lowercased) string.
-fn header_text_contains(candidate: &mut Candidate<'_>, needle: &str) -> bool {
-    if candidate.header_lowercase.is_none() {
-        candidate.header_lowercase = Some(String::from_utf8_lossy(header_text(candidate)).to_lowercase());
-    }
-    needle.is_empty() || candidate.header_lowercase.as_deref().is_some_and(|text| text.contains(needle))
-}
-
-/// A header value with its encoded words (RFC 2047) decoded, for matching.
-fn decode_header_value(value: &str) -> String {
-    // Parsed as a Subject: mail-parser decodes the encoded words of the fields it knows as
-    // text, and keeps other fields' values raw.
-    // A panic of the parser on a stored header (it has a few) leaves the value raw.
-    let field = format!("Subject: {value}\r\n\r\n");
-    std::panic::catch_unwind(|| {
-        mail_parser::MessageParser::default()
-            .parse_headers(field.as_bytes())
-            .and_then(|message| message.subject().map(str::to_string))
-    })
-    .ok()
-    .flatten()
-    .unwrap_or_else(|| value.trim().to_string())
-}
-
-fn eval(key: &SearchKey, candidate: &mut Candidate<'_>, scope: &Scope<'_>) -> bool {
-    let entry = candidate.entry;
-    let summary_day = |c: &Candidate<'_>| {
-        c.summary
-            .as_ref()
-            .and_then(|s| s.summary.sent_at)
-            .map(day_of)
-            .unwrap_or_else(|| day_of(entry.received_at as i64))
-    };
-    match key {
-        SearchKey::And(keys) => keys.iter().all(|k| eval(k, candidate, scope)),
-        SearchKey::Not(key) => !eval(key, candidate, scope),
-        SearchKey::Or(a, b) => eval(a, candidate, scope) || eval(b, candidate, scope),
-        SearchKey::All => true,
-        SearchKey::Recent => scope.selected.recent.binary_search(&entry.uid).is_ok(),
-        SearchKey::New => scope.selected.recent.binary_search(&entry.uid).is_ok() && !view::has(entry, "\\Seen"),
-        SearchKey::Old => scope.selected.recent.binary_search(&entry.uid).is_err(),
-        SearchKey::Answered => view::has(entry, "\\Answered"),
-        SearchKey::Deleted => view::has(entry, "\\Deleted"),
-        SearchKey::Draft => view::has(entry, "\\Draft"),
-        SearchKey::Flagged => view::has(entry, "\\Flagged"),
-        SearchKey::Seen => view::has(entry, "\\Seen"),
-        SearchKey::Unanswered => !view::has(entry, "\\Answered"),
-        SearchKey::Undeleted => !view::has(entry, "\\Deleted"),
-        SearchKey::Undraft => !view::has(entry, "\\Draft"),
-        SearchKey::Unflagged => !view::has(entry, "\\Flagged"),
-        SearchKey::Unseen => !view::has(entry, "\\Seen"),
-        SearchKey::Keyword(k) => view::has(entry, &k.to_lowercase()),
-        SearchKey::Unkeyword(k) => !view::has(entry, &k.to_lowercase()),
-        SearchKey::Larger(n) => u64::from(entry.size) > *n,
-        SearchKey::Smaller(n) => u64::from(entry.size) < *n,
-        SearchKey::Before(date) => day_of(entry.received_at as i64) < date.days_since_epoch(),
-        SearchKey::On(date) => day_of(entry.received_at as i64) == date.days_since_epoch(),
-        SearchKey::Since(date) => day_of(entry.received_at as i64) >= date.days_since_epoch(),
-        SearchKey::SentBefore(date) => summary_day(candidate) < date.days_since_epoch(),
-        SearchKey::SentOn(date) => summary_day(candidate) == date.days_since_epoch(),
-        SearchKey::SentSince(date) => summary_day(candidate) >= date.days_since_epoch(),
-        SearchKey::Uid(set) | SearchKey::SequenceSet(set) if set.is_saved() => {
-            scope.selected.saved.binary_search(&entry.uid).is_ok()
-        }
-        SearchKey::Uid(set) => scope.in_set(set, entry.uid),
-        SearchKey::SequenceSet(set) => scope.in_set(set, candidate.seq),
-        SearchKey::ModSeq { modseq, .. } => entry.modseq >= *modseq,
-        // The key's strings were lowercased once (`lowercased`), the cache's fields too.
-        SearchKey::From(s) => candidate.summary.as_ref().is_some_and(|m| m.from.contains(s.as_str())),
-        SearchKey::To(s) => candidate.summary.as_ref().is_some_and(|m| m.to.contains(s.as_str())),
-        SearchKey::Cc(s) => candidate.summary.as_ref().is_some_and(|m| m.cc.contains(s.as_str())),
-        SearchKey::Bcc(s) => candidate.summary.as_ref().is_some_and(|m| m.bcc.contains(s.as_str())),
-        SearchKey::Subject(s) => candidate.summary.as_ref().is_some_and(|m| m.subject.contains(s.as_str())),
-        SearchKey::Header(name, value) => header_matches(candidate, name, value),
-        SearchKey::Body(s) => body_contains(candidate, s),
-        SearchKey::Text(s) => header_text_contains(candidate, s) || body_contains(candidate, s),
-    }
-}
-
-/// The indexes (in `selected.entries`) of the messages matching `criteria`, ascending.
+/// The indexes (in `selected.entries`) of the messages matching `criteria`, ascending,
+/// and whether a MODSEQ key is among them.
 async fn matching(
-    mail: &Mail,
     ctx: &crate::Context,
     account: AccountId,
     selected: &Selected,
     criteria: &SearchKey,
-) -> Result<Vec<usize>, No> {
-    let criteria = &lowercased(criteria);
-    let mut need = Needs::default();
-    needs(criteria, &mut need);
-    let largest_uid = selected.entries.last().map_or(0, |e| e.uid);
-    let scope = Scope { selected, ranges: set_ranges(criteria, largest_uid, selected.entries.len() as u32) };
-    let mut found = Vec::new();
-    // In chunks: the summaries and texts of one chunk are held at a time (not the
-    // mailbox's), and the other connections of this worker run between chunks.
-    for (chunk_index, chunk) in selected.entries.chunks(MESSAGES_PER_YIELD).enumerate() {
-        if chunk_index > 0 {
-            tokio::task::yield_now().await;
-        }
-        let base = chunk_index * MESSAGES_PER_YIELD;
-        let emails: Vec<hameau_mailbox::EmailId> = chunk.iter().map(|entry| entry.email).collect();
-        let summaries = if need.summary { Some(ctx.summaries.get_many(mail, account, &emails).await?) } else { None };
-        let texts = if need.text { Some(ctx.texts.get_many(mail, account, &emails).await?) } else { None };
-        for (offset, entry) in chunk.iter().enumerate() {
-            let summary = match &summaries {
-                Some(summaries) => match &summaries[offset] {
-                    Some(summary) => Some(summary.clone()),
-                    None => continue,
-                },
-                None => None,
-            };
-            let raw = if need.raw {
-                match mail.raw(account, entry.email).await {
-                    Ok(raw) => Some(raw),
-                    Err(hameau_mailbox::Error::NoEmail(_)) => continue,
-                    Err(e) => return Err(e.into()),
-                }
-            } else {
-                None
-            };
-            let body_text = match &texts {
-                Some(texts) => match &texts[offset] {
-                    Some(text) => Some(text.clone()),
-                    None => continue,
-                },
-                None => None,
-            };
-            let index = base + offset;
-            let mut candidate = Candidate {
-                seq: index as u32 + 1,
-                entry,
-                summary,
-                raw,
-                body_text,
-                fields: None,
-                header_lowercase: None,
-            };
-            if eval(criteria, &mut candidate, &scope) {
-                found.push(index);
-            }
-        }
-    }
-    Ok(found)
-}
-
-/// Messages evaluated between two yields to the other connections of the worker, and
-/// whose summaries are held at once: 256 keep a search of 100,000 messages responsive.
-const MESSAGES_PER_YIELD: usize = 256;
-
-fn has_modseq(key: &SearchKey) -> bool {
-    match key {
-        SearchKey::ModSeq { .. } => true,
-        SearchKey::And(keys) => keys.iter().any(has_modseq),
-        SearchKey::Not(key) => has_modseq(key),
-        SearchKey::Or(a, b) => has_modseq(a) || has_modseq(b),
-        _ => false,
-    }
+) -> Result<(Vec<usize>, bool), No> {
+    let (filter, has_modseq) = filter_of(criteria, selected)?;
+    let reader = Reader { mail: &ctx.mail, summaries: &ctx.summaries, texts: &ctx.texts };
+    Ok((reader.matching(account, &selected.entries, &filter).await?, has_modseq))
 }
 
 pub async fn search(
@@ -362,14 +148,12 @@ pub async fn search(
     returns: Option<SearchReturn>,
     criteria: &SearchKey,
 ) -> Outcome {
-    let account = conn.user.as_ref().expect("authenticated").account;
-    let mail = conn.ctx.mail.clone();
-    let selected = conn.selected.as_mut().expect("selected state");
-    let found = matching(&mail, conn.ctx, account, selected, criteria).await?;
+    let (user, selected) = conn.state.selected_mut()?;
+    let account = user.account;
+    let (found, has_modseq) = matching(conn.ctx, account, selected, criteria).await?;
     let numbers: Vec<u32> =
         found.iter().map(|index| if uid { selected.entries[*index].uid } else { *index as u32 + 1 }).collect();
-    let modseq =
-        has_modseq(criteria).then(|| found.iter().map(|index| selected.entries[*index].modseq).max().unwrap_or(0));
+    let modseq = has_modseq.then(|| found.iter().map(|index| selected.entries[*index].modseq).max().unwrap_or(0));
     match returns {
         None => session.untagged().search(numbers.iter().copied(), modseq.filter(|m| *m > 0)),
         Some(returns) => {
@@ -417,10 +201,10 @@ pub async fn sort(
     criteria: &[SortCriterion],
     search: &SearchKey,
 ) -> Outcome {
-    let account = conn.user.as_ref().expect("authenticated").account;
     let mail = conn.ctx.mail.clone();
-    let selected = conn.selected.as_ref().expect("selected state");
-    let found = matching(&mail, conn.ctx, account, selected, search).await?;
+    let (user, selected) = conn.state.selected()?;
+    let account = user.account;
+    let (found, _) = matching(conn.ctx, account, selected, search).await?;
     let needs_summary = criteria
         .iter()
         .any(|c| matches!(c.key, SortKey::Cc | SortKey::Date | SortKey::From | SortKey::Subject | SortKey::To));
@@ -489,12 +273,12 @@ pub async fn thread(
     algorithm: ThreadAlgorithm,
     search: &SearchKey,
 ) -> Outcome {
-    let account = conn.user.as_ref().expect("authenticated").account;
     let mail = conn.ctx.mail.clone();
     let limits = &conn.ctx.options.session.limits;
     let options = thread::Options { references_max: limits.thread_references_max, work_max: limits.thread_work_max };
-    let selected = conn.selected.as_ref().expect("selected state");
-    let found = matching(&mail, conn.ctx, account, selected, search).await?;
+    let (user, selected) = conn.state.selected()?;
+    let account = user.account;
+    let (found, _) = matching(conn.ctx, account, selected, search).await?;
     let mut messages = Vec::with_capacity(found.len());
     for (chunk_index, chunk) in found.chunks(MESSAGES_PER_YIELD).enumerate() {
         if chunk_index > 0 {

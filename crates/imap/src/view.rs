@@ -4,7 +4,7 @@
 //! reported as untagged `EXISTS`, `EXPUNGE` (or `VANISHED` under QRESYNC) and `FETCH`.
 
 use hameau_imap_session::{Flag, SequenceSet};
-use hameau_mailbox::{MailboxId, UidEntry};
+use hameau_mailbox::{Keyword, MailboxId, UidEntry};
 
 /// The selected mailbox.
 pub struct Selected {
@@ -66,45 +66,35 @@ impl Selected {
 }
 
 /// The IMAP flags of stored keywords: `\Seen` and the other system flags, then keywords.
-pub fn flags_of(keywords: &[String]) -> Vec<Flag> {
+pub fn flags_of(keywords: &[Keyword]) -> Vec<Flag> {
     keywords
         .iter()
-        .map(|keyword| match keyword.as_str() {
-            "\\Seen" => Flag::Seen,
-            "\\Answered" => Flag::Answered,
-            "\\Flagged" => Flag::Flagged,
-            "\\Deleted" => Flag::Deleted,
-            "\\Draft" => Flag::Draft,
-            other => match other.strip_prefix('\\') {
+        .map(|keyword| match keyword {
+            Keyword::Seen => Flag::Seen,
+            Keyword::Answered => Flag::Answered,
+            Keyword::Flagged => Flag::Flagged,
+            Keyword::Deleted => Flag::Deleted,
+            Keyword::Draft => Flag::Draft,
+            other => match other.imap().strip_prefix('\\') {
                 Some(name) => Flag::Extension(name.to_string()),
-                None => Flag::Keyword(other.to_string()),
+                None => Flag::Keyword(other.imap().to_string()),
             },
         })
         .collect()
 }
 
-/// The stored keyword of an IMAP flag (system flags keep their backslash; keywords are
-/// case-insensitive and stored lowercase, as JMAP has them). Extension flags other than the
-/// five system flags are not kept (they are not in PERMANENTFLAGS).
-pub fn keyword_of(flag: &Flag) -> Option<String> {
+/// The stored keyword of an IMAP flag ([`Keyword::parse_imap`]). Extension flags other
+/// than the five system flags are not kept (they are not in PERMANENTFLAGS).
+pub fn keyword_of(flag: &Flag) -> Option<Keyword> {
     Some(match flag {
-        Flag::Seen => "\\Seen".into(),
-        Flag::Answered => "\\Answered".into(),
-        Flag::Flagged => "\\Flagged".into(),
-        Flag::Deleted => "\\Deleted".into(),
-        Flag::Draft => "\\Draft".into(),
-        Flag::Keyword(keyword) => keyword.to_lowercase(),
+        Flag::Seen => Keyword::Seen,
+        Flag::Answered => Keyword::Answered,
+        Flag::Flagged => Keyword::Flagged,
+        Flag::Deleted => Keyword::Deleted,
+        Flag::Draft => Keyword::Draft,
+        Flag::Keyword(keyword) => return Keyword::parse_imap(keyword),
         Flag::Extension(_) => return None,
     })
 }
 
-/// Whether `number` is in `ranges` (from `SequenceSet::normalized`: sorted, disjoint), by
-/// binary search: a set of thousands of ranges is not walked once per message.
-pub fn in_ranges(ranges: &[(u32, u32)], number: u32) -> bool {
-    let after = ranges.partition_point(|(low, _)| *low <= number);
-    after > 0 && number <= ranges[after - 1].1
-}
-
-pub fn has(entry: &UidEntry, keyword: &str) -> bool {
-    entry.keywords.iter().any(|k| k == keyword)
-}
+pub use hameau_mailbox::query::in_ranges;

@@ -4,23 +4,21 @@
 
 use bytes::Bytes;
 
-use crate::{AccountId, Error, Ingest, Ingested, Mail, MailboxNames, Quota, Role};
-
-/// The keyword a message filed as junk carries (RFC 5788's `$Junk`, as clients set it).
-pub const JUNK_KEYWORD: &str = "$junk";
+use crate::{AccountId, Error, Ingest, Ingested, Keyword, Mail, Quota, Role};
 
 /// Where a delivered message is filed in each recipient account.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Filing {
     Inbox,
-    /// The Junk mailbox, with [`JUNK_KEYWORD`] (DMARC `p=quarantine`, later the filter).
+    /// The Junk mailbox, with [`Keyword::Junk`] (DMARC `p=quarantine`, later the filter).
     Junk,
 }
 
 /// One local delivery: the message as it is to be stored (trace and results headers
-/// added) and its recipient accounts.
+/// added) and its recipient accounts. An account without mailboxes gets its special-use
+/// ones, named by [`Mail::names`].
 #[derive(Clone, Debug)]
-pub struct LocalDelivery<'a> {
+pub struct LocalDelivery {
     pub raw: Bytes,
     /// Each recipient account with the quotas it is counted against. An account listed
     /// more than once (a person and an alias of theirs) receives one copy, counted under
@@ -28,8 +26,6 @@ pub struct LocalDelivery<'a> {
     pub recipients: Vec<(AccountId, Quota)>,
     pub filing: Filing,
     pub received_at: u64,
-    /// The names of the special-use mailboxes made for an account that has none yet.
-    pub names: &'a MailboxNames,
 }
 
 impl Mail {
@@ -38,7 +34,7 @@ impl Mail {
     /// ([`Mail::ingest_many`]): every account has it, or none. The errors are those of
     /// `ingest_many`, and [`Error::NoRoleMailbox`] (temporary) when an account has no
     /// mailbox of the filing's role.
-    pub async fn deliver(&self, delivery: LocalDelivery<'_>) -> Result<Vec<(AccountId, Ingested)>, Error> {
+    pub async fn deliver(&self, delivery: LocalDelivery) -> Result<Vec<(AccountId, Ingested)>, Error> {
         let mut accounts: Vec<(AccountId, Quota)> = Vec::with_capacity(delivery.recipients.len());
         for (account, quota) in delivery.recipients {
             if !accounts.iter().any(|(seen, _)| *seen == account) {
@@ -51,11 +47,11 @@ impl Mail {
         }
         let (role, keywords) = match delivery.filing {
             Filing::Inbox => (Role::Inbox, Vec::new()),
-            Filing::Junk => (Role::Junk, vec![JUNK_KEYWORD.to_string()]),
+            Filing::Junk => (Role::Junk, vec![Keyword::Junk]),
         };
         let mut batch = Vec::with_capacity(accounts.len());
         for (account, quota) in &accounts {
-            let mailboxes = self.ensure_account(*account, delivery.names, delivery.received_at).await?;
+            let mailboxes = self.ensure_account(*account, delivery.received_at).await?;
             let target = mailboxes
                 .iter()
                 .find(|mailbox| mailbox.role == Some(role))

@@ -2,7 +2,7 @@
 //! account's id (8 bytes, big-endian), so that one account's data is contiguous.
 //! Numbers are big-endian so that keys sort by them (UIDs, modseqs).
 
-use crate::{AccountId, EmailId, Error, MailboxId, UidEntry};
+use crate::{AccountId, EmailId, Error, Keyword, MailboxId, UidEntry};
 
 /// Every key of an account's mail starts with it (the mail model's other keys, such as a
 /// tenant's counter `mt/…`, do not).
@@ -122,16 +122,18 @@ pub fn uid_after(account: AccountId, mailbox: MailboxId, last: u32) -> Vec<u8> {
 pub const UID_VALUE_MODSEQ_OFFSET: usize = 8;
 
 /// A mailbox index entry: email id (8), modseq (8), size (4), received-at (8), then the
-/// keywords separated by spaces.
-pub fn uid_value(email: EmailId, modseq: u64, size: u32, received_at: u64, keywords: &[String]) -> Vec<u8> {
-    [
-        email.to_be_bytes().as_slice(),
-        &modseq.to_be_bytes(),
-        &size.to_be_bytes(),
-        &received_at.to_be_bytes(),
-        keywords.join(" ").as_bytes(),
-    ]
-    .concat()
+/// keywords (their stored spelling) separated by spaces.
+pub fn uid_value(email: EmailId, modseq: u64, size: u32, received_at: u64, keywords: &[Keyword]) -> Vec<u8> {
+    let mut value =
+        [email.to_be_bytes().as_slice(), &modseq.to_be_bytes(), &size.to_be_bytes(), &received_at.to_be_bytes()]
+            .concat();
+    for (index, keyword) in keywords.iter().enumerate() {
+        if index > 0 {
+            value.push(b' ');
+        }
+        value.extend_from_slice(keyword.stored().as_bytes());
+    }
+    value
 }
 
 pub fn decode_uid_entry(key: &[u8], value: &[u8]) -> Result<UidEntry, Error> {
@@ -147,7 +149,7 @@ pub fn decode_uid_entry(key: &[u8], value: &[u8]) -> Result<UidEntry, Error> {
         modseq: u64::from_be_bytes(value[8..16].try_into().expect("8 bytes")),
         size: u32::from_be_bytes(value[16..20].try_into().expect("4 bytes")),
         received_at: u64::from_be_bytes(value[20..28].try_into().expect("8 bytes")),
-        keywords: keywords.split(' ').filter(|k| !k.is_empty()).map(str::to_string).collect(),
+        keywords: keywords.split(' ').filter(|k| !k.is_empty()).map(Keyword::from_stored).collect(),
     })
 }
 

@@ -10,11 +10,7 @@
 
 use hameau_store::BlobHash;
 
-use crate::{AccountId, EmailId, KeywordOp, Role};
-
-/// The keyword an agent's client sets on a message it judges not junk (RFC 5788
-/// `$NotJunk`, normalised to lower case as every keyword).
-pub const NOT_JUNK_KEYWORD: &str = "$notjunk";
+use crate::{AccountId, EmailId, Keyword, KeywordOp, Role};
 
 /// One message an agent judged, after the commit that recorded the judgement.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,15 +46,15 @@ pub(crate) fn transfer_judgement(from: Option<Role>, to: Option<Role>) -> Option
     }
 }
 
-/// What a keyword change from `before` to `after` says: spam when `$junk` was added, ham
-/// when `$notjunk` was added (Thunderbird's "mark as junk" and "not junk"), nothing when
+/// What a keyword change from `before` to `after` says: spam when `$Junk` was added, ham
+/// when `$NotJunk` was added (Thunderbird's "mark as junk" and "not junk"), nothing when
 /// both or neither were.
-pub(crate) fn keyword_judgement(op: KeywordOp, before: &[String], after: &[String]) -> Option<bool> {
+pub(crate) fn keyword_judgement(op: KeywordOp, before: &[Keyword], after: &[Keyword]) -> Option<bool> {
     if op == KeywordOp::Remove {
         return None;
     }
-    let gained = |keyword: &str| !before.iter().any(|have| have == keyword) && after.iter().any(|have| have == keyword);
-    match (gained(crate::JUNK_KEYWORD), gained(NOT_JUNK_KEYWORD)) {
+    let gained = |keyword: &Keyword| !before.contains(keyword) && after.contains(keyword);
+    match (gained(&Keyword::Junk), gained(&Keyword::NotJunk)) {
         (true, false) => Some(true),
         (false, true) => Some(false),
         _ => None,

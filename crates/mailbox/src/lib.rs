@@ -17,24 +17,32 @@
 //! [`Mail::move_messages`], [`Mail::expunge`], each one commit (per 1,000 UIDs) that
 //! reads only the entries it names; [`Mail::status`] and [`Mail::uids`] read one index
 //! scan; [`Mail::mailbox_changes_since`] and [`Mail::subscribe`] keep sessions in step.
-//! The mailbox tree (full-path names, [`DELIMITER`]) is in `tree.rs`. The decisions are
-//! in `docs/mail-model.md`.
+//! The mailbox tree (full-path names, [`DELIMITER`]) is in `tree.rs`; the names of a new
+//! account's special-use mailboxes are the model's ([`Mail::names`]).
+//!
+//! A message's flags and keywords are [`Keyword`]s, each with its IMAP and JMAP spelling;
+//! searching (IMAP SEARCH, JMAP `Email/query`) is [`query`]: a protocol-neutral
+//! [`query::Filter`] evaluated over a mailbox's index, summaries and texts through the
+//! caches every session shares. The decisions are in `docs/mail-model.md`.
 //!
 //! The clock is an argument; this crate reads no environment.
 
 mod deliver;
 mod keys;
+mod keyword;
 mod learn;
 pub use keys::{Owner as RecordOwner, blob_refs as record_blob_refs, owner as record_owner};
-pub use learn::{Judgement, JunkLearner, NOT_JUNK_KEYWORD};
+pub use keyword::{JMAP_KEYWORD_BYTES_MAX, Keyword};
+pub use learn::{Judgement, JunkLearner};
 mod messages;
 mod model;
 mod notify;
+pub mod query;
 mod restored;
 mod tree;
 
 pub use bytes::Bytes;
-pub use deliver::{Filing, JUNK_KEYWORD, LocalDelivery};
+pub use deliver::{Filing, LocalDelivery};
 use hameau_store::{Batch, BlobHash, Patch, PatchTarget, Scan, StagedBlob, Store};
 
 pub use hameau_message::{EmailAddress, Part, Summary, search_text};
@@ -234,6 +242,8 @@ pub struct Mail {
     email_ids: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<AccountId, (EmailId, EmailId)>>>,
     /// Told of the agents' judgements (into or out of Junk), if any (see `learn.rs`).
     learner: Option<std::sync::Arc<dyn JunkLearner>>,
+    /// The names of the special-use mailboxes made for a new account.
+    names: std::sync::Arc<MailboxNames>,
 }
 
 /// Email ids taken from the store at a time: one commit per block instead of one per
@@ -248,7 +258,26 @@ impl Mail {
     }
 
     pub fn with_limits(store: Store, limits: Limits) -> Mail {
-        Mail { store, limits, watchers: notify::Watchers::default(), email_ids: Default::default(), learner: None }
+        Mail {
+            store,
+            limits,
+            watchers: notify::Watchers::default(),
+            email_ids: Default::default(),
+            learner: None,
+            names: Default::default(),
+        }
+    }
+
+    /// Names the special-use mailboxes of the accounts made from now on (French by
+    /// default, [`MailboxNames::default`]); existing mailboxes keep their names.
+    pub fn with_names(mut self, names: MailboxNames) -> Mail {
+        self.names = std::sync::Arc::new(names);
+        self
+    }
+
+    /// The names given to the special-use mailboxes of new accounts, by role.
+    pub fn names(&self) -> &MailboxNames {
+        &self.names
     }
 
     /// Tells `learner` of every message an agent moves into or out of Junk, or flags
@@ -264,14 +293,10 @@ impl Mail {
         &self.limits
     }
 
-    /// Creates the account's special-use mailboxes if it has none yet; returns them all.
-    /// Idempotent: concurrent calls end with one set.
-    pub async fn ensure_account(
-        &self,
-        account: AccountId,
-        names: &MailboxNames,
-        now: u64,
-    ) -> Result<Vec<Mailbox>, Error> {
+    /// Creates the account's special-use mailboxes if it has none yet, named by
+    /// [`Mail::names`]; returns them all. Idempotent: concurrent calls end with one set.
+    pub async fn ensure_account(&self, account: AccountId, now: u64) -> Result<Vec<Mailbox>, Error> {
+        let names = &self.names;
         let existing = self.mailboxes(account).await?;
         if !existing.is_empty() {
             return Ok(existing);
@@ -625,7 +650,7 @@ impl Mail {
 
     /// Replaces an email's keywords; returns the new modseq. Every mailbox index the email
     /// is in is updated in the same commit, with a change.
-    pub async fn set_keywords(&self, account: AccountId, id: EmailId, keywords: &[String]) -> Result<u64, Error> {
+    pub async fn set_keywords(&self, account: AccountId, id: EmailId, keywords: &[Keyword]) -> Result<u64, Error> {
         let keywords = normalize_keywords(keywords);
         self.check_keywords(&keywords)?;
         self.update_email(account, id, |email| email.keywords = keywords.clone(), ChangeKind::Updated).await
@@ -800,27 +825,21 @@ fn set_index_entry(
 
 impl Mail {
     /// [`Error::TooManyKeywords`] past [`Limits::keywords_max`].
-    fn check_keywords(&self, keywords: &[String]) -> Result<(), Error> {
+    fn check_keywords(&self, keywords: &[Keyword]) -> Result<(), Error> {
         let max = self.limits.keywords_max;
         if keywords.len() > max { Err(Error::TooManyKeywords { max }) } else { Ok(()) }
     }
 }
 
-/// Keywords as IMAP and JMAP share them: system flags keep their backslash and case
-/// (`\Seen`), other keywords are lowercased (RFC 8621 §4.1.1), no duplicates, sorted.
-fn normalize_keywords(keywords: &[String]) -> Vec<String> {
-    let mut out: Vec<String> = keywords
+/// Keywords as the records keep them: custom ones in lower case (one built by hand may not
+/// be), sorted by their stored spelling, no duplicates.
+fn normalize_keywords(keywords: &[Keyword]) -> Vec<Keyword> {
+    let mut out: Vec<Keyword> = keywords
         .iter()
-        .map(|keyword| {
-            if let Some(flag) = keyword.strip_prefix('\\') {
-                let mut chars = flag.chars();
-                let first = chars.next().map(|c| c.to_ascii_uppercase()).into_iter();
-                format!("\\{}", first.chain(chars.flat_map(|c| c.to_lowercase())).collect::<String>())
-            } else {
-                keyword.to_lowercase()
-            }
+        .map(|keyword| match keyword {
+            Keyword::Custom(word) if word.chars().any(char::is_uppercase) => Keyword::from_stored(word.to_lowercase()),
+            other => other.clone(),
         })
-        .filter(|keyword| !keyword.is_empty() && !keyword.contains(' '))
         .collect();
     out.sort();
     out.dedup();

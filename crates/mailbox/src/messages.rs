@@ -13,7 +13,7 @@ use hameau_store::{Batch, CounterRef, Patch, PatchTarget, Scan};
 
 use crate::learn::{self, Judgement};
 use crate::{
-    AccountId, Change, ChangeKind, Copied, Email, EmailId, Error, KeywordOp, Mail, MailboxDelta, MailboxId,
+    AccountId, Change, ChangeKind, Copied, Email, EmailId, Error, Keyword, KeywordOp, Mail, MailboxDelta, MailboxId,
     RETRIES_MAX, StoreOutcome, UIDS_PER_COMMIT_MAX, UidEntry, backoff, corrupt, decode, encode, index_value, keys,
     log_change, normalize_keywords, set_index_entry,
 };
@@ -63,7 +63,7 @@ impl Mail {
         mailbox: MailboxId,
         uids: &[u32],
         op: KeywordOp,
-        keywords: &[String],
+        keywords: &[Keyword],
         unchanged_since: Option<u64>,
     ) -> Result<StoreOutcome, Error> {
         self.mailbox(account, mailbox).await?;
@@ -256,7 +256,7 @@ impl Mail {
         mailbox: MailboxId,
         uids: &[u32],
         op: KeywordOp,
-        keywords: &[String],
+        keywords: &[Keyword],
         unchanged_since: Option<u64>,
     ) -> Result<(usize, StoreOutcome, Vec<Judgement>), Error> {
         for attempt in 0..RETRIES_MAX {
@@ -553,7 +553,7 @@ fn existing_uid(landing: &Landing) -> u32 {
 }
 
 /// The keywords after `op`; both lists are normalised (sorted, no duplicates).
-fn apply(op: KeywordOp, current: &[String], given: &[String]) -> Vec<String> {
+fn apply(op: KeywordOp, current: &[Keyword], given: &[Keyword]) -> Vec<Keyword> {
     let mut out = match op {
         KeywordOp::Replace => given.to_vec(),
         KeywordOp::Add => current.iter().chain(given).cloned().collect(),

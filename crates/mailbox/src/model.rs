@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::EmailId;
+use crate::{EmailId, Keyword};
 
 /// A mailbox's id within its account.
 pub type MailboxId = u32;
@@ -23,6 +23,25 @@ pub enum Role {
 impl Role {
     pub const ALL: [Role; 6] = [Role::Inbox, Role::Drafts, Role::Sent, Role::Trash, Role::Junk, Role::Archive];
 
+    /// The role's name in JMAP (RFC 8621 §2, from the IANA "IMAP Mailbox Name Attributes"
+    /// registry, lower case): `inbox`, `drafts`, `sent`, `trash`, `junk`, `archive`; also
+    /// its spelling in the records.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Inbox => "inbox",
+            Role::Drafts => "drafts",
+            Role::Sent => "sent",
+            Role::Trash => "trash",
+            Role::Junk => "junk",
+            Role::Archive => "archive",
+        }
+    }
+
+    /// The role named `name` (any case), as [`Role::name`] spells it.
+    pub fn from_name(name: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|role| role.name().eq_ignore_ascii_case(name))
+    }
+
     /// The IMAP special-use attribute (RFC 6154 §2); the inbox has none.
     pub fn special_use(self) -> Option<&'static str> {
         match self {
@@ -36,9 +55,9 @@ impl Role {
     }
 }
 
-/// The names given to the special-use mailboxes of new accounts. The inbox is always
-/// `INBOX` (RFC 9051 §5.1); the others default to French, for the agents of communes, and
-/// may be set per tenant.
+/// The names given to the special-use mailboxes of new accounts, owned by [`crate::Mail`]
+/// ([`crate::Mail::names`]). The inbox is always `INBOX` (RFC 9051 §5.1); the others
+/// default to French, for the agents of communes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MailboxNames {
     pub drafts: String,
@@ -61,6 +80,7 @@ impl Default for MailboxNames {
 }
 
 impl MailboxNames {
+    /// The name of the mailbox of `role`.
     pub fn name(&self, role: Role) -> &str {
         match role {
             Role::Inbox => "INBOX",
@@ -70,6 +90,11 @@ impl MailboxNames {
             Role::Junk => &self.junk,
             Role::Archive => &self.archive,
         }
+    }
+
+    /// Every role with its mailbox's name, the inbox first.
+    pub fn iter(&self) -> impl Iterator<Item = (Role, &str)> {
+        Role::ALL.into_iter().map(|role| (role, self.name(role)))
     }
 }
 
@@ -94,8 +119,8 @@ pub struct Email {
     pub size: u64,
     /// Seconds since the Unix epoch (IMAP INTERNALDATE, JMAP receivedAt).
     pub received_at: u64,
-    /// Keywords, normalised: `\Seen`-style system flags and lowercase keywords.
-    pub keywords: Vec<String>,
+    /// Keywords, sorted, without duplicates.
+    pub keywords: Vec<Keyword>,
     pub thread: EmailId,
     pub mailboxes: Vec<MailboxId>,
     /// The tenant whose usage counts this email (see [`Quota::tenant`]); given back when
@@ -118,11 +143,19 @@ pub struct UidEntry {
     /// The modseq of this entry's last change (CONDSTORE): its arrival in the mailbox or
     /// its last keyword change.
     pub modseq: u64,
-    pub keywords: Vec<String>,
+    /// Keywords, sorted, without duplicates.
+    pub keywords: Vec<Keyword>,
     /// The raw message's size in bytes (IMAP RFC822.SIZE).
     pub size: u32,
     /// Seconds since the Unix epoch (IMAP INTERNALDATE).
     pub received_at: u64,
+}
+
+impl UidEntry {
+    /// Whether the message has `keyword`.
+    pub fn has(&self, keyword: &Keyword) -> bool {
+        self.keywords.contains(keyword)
+    }
 }
 
 /// What `STATUS` and `SELECT` report of a mailbox (RFC 9051 §6.3.11, RFC 7162 §3.1.2).
@@ -193,7 +226,7 @@ pub struct Ingest {
     /// to several accounts (a message to an alias) are read, staged and stored once.
     pub raw: Bytes,
     pub mailboxes: Vec<MailboxId>,
-    pub keywords: Vec<String>,
+    pub keywords: Vec<Keyword>,
     pub received_at: u64,
     /// What the message is counted against; delivery over a limit is refused.
     pub quota: Quota,

@@ -1,6 +1,6 @@
 use hameau_store::{Options, Store};
 
-use crate::{ChangeKind, Error, Ingest, KeywordOp, Mail, MailboxNames, Quota, Role};
+use crate::{ChangeKind, Error, Ingest, Keyword, KeywordOp, Mail, MailboxNames, Quota, Role};
 
 const NOW: u64 = 1_795_000_000;
 const ACCOUNT: u64 = 7;
@@ -15,7 +15,7 @@ async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&Options::rocksdb(dir.path())).await.unwrap();
     let mail = Mail::new(store);
-    let mailboxes = mail.ensure_account(ACCOUNT, &MailboxNames::default(), NOW).await.unwrap();
+    let mailboxes = mail.ensure_account(ACCOUNT, NOW).await.unwrap();
     let inbox = mailboxes.iter().find(|m| m.role == Some(Role::Inbox)).unwrap().id;
     Fixture { _dir: dir, mail, inbox }
 }
@@ -39,7 +39,7 @@ fn ingest(raw: Vec<u8>, mailboxes: Vec<u32>) -> Ingest {
 #[tokio::test]
 async fn accounts_get_their_special_use_mailboxes_once() {
     let f = fixture().await;
-    let mailboxes = f.mail.ensure_account(ACCOUNT, &MailboxNames::default(), NOW + 5).await.unwrap();
+    let mailboxes = f.mail.ensure_account(ACCOUNT, NOW + 5).await.unwrap();
     let names: Vec<&str> = mailboxes.iter().map(|m| m.name.as_str()).collect();
     assert_eq!(names, vec!["INBOX", "Brouillons", "Envoyés", "Corbeille", "Indésirables", "Archives"]);
     assert!(mailboxes.iter().all(|m| m.uid_validity == NOW as u32 && m.subscribed));
@@ -47,6 +47,19 @@ async fn accounts_get_their_special_use_mailboxes_once() {
     assert_eq!(Role::Sent.special_use(), Some("\\Sent"));
     // Another account has its own.
     assert!(f.mail.mailboxes(ACCOUNT + 1).await.unwrap().is_empty());
+    // The names are the mail model's, by role; a renamed set names new accounts only.
+    let english = MailboxNames { junk: "Junk".into(), ..MailboxNames::default() };
+    let mail = f.mail.clone().with_names(english);
+    assert_eq!(mail.names().name(Role::Junk), "Junk");
+    assert_eq!(mail.names().iter().next(), Some((Role::Inbox, "INBOX")));
+    let other = mail.ensure_account(ACCOUNT + 1, NOW).await.unwrap();
+    assert_eq!(other.iter().find(|m| m.role == Some(Role::Junk)).unwrap().name, "Junk");
+    assert_eq!(mail.mailbox_by_role(ACCOUNT, Role::Junk).await.unwrap().unwrap().name, "Indésirables");
+    // JMAP's role names (RFC 8621 §2) are the records' spelling.
+    for role in Role::ALL {
+        assert_eq!(serde_json::to_string(&role).unwrap(), format!("\"{}\"", role.name()));
+        assert_eq!(Role::from_name(&role.name().to_uppercase()), Some(role));
+    }
 }
 
 #[tokio::test]
@@ -118,12 +131,12 @@ async fn keywords_and_modseqs() {
     let f = fixture().await;
     let archive = f.mail.mailbox_by_role(ACCOUNT, Role::Archive).await.unwrap().unwrap().id;
     let mut new = ingest(message("a", ""), vec![f.inbox, archive]);
-    new.keywords = vec!["\\seen".into(), "$Forwarded".into(), "\\Seen".into()];
+    new.keywords = kw(&["\\seen", "$Forwarded", "\\Seen"]);
     let stored = f.mail.ingest(ACCOUNT, new).await.unwrap();
     let entries = f.mail.uids(ACCOUNT, f.inbox).await.unwrap();
     assert_eq!(entries[0].keywords, vec!["$forwarded", "\\Seen"]);
     assert_eq!(entries[0].modseq, stored.modseq);
-    let modseq = f.mail.set_keywords(ACCOUNT, stored.email, &["\\Flagged".into()]).await.unwrap();
+    let modseq = f.mail.set_keywords(ACCOUNT, stored.email, &[Keyword::Flagged]).await.unwrap();
     assert!(modseq > stored.modseq);
     for mailbox in [f.inbox, archive] {
         let entries = f.mail.uids(ACCOUNT, mailbox).await.unwrap();
@@ -202,7 +215,7 @@ async fn concurrent_deliveries_get_distinct_increasing_uids() {
 async fn one_commit_for_all_recipients() {
     let f = fixture().await;
     let other = ACCOUNT + 1;
-    let other_inbox = f.mail.ensure_account(other, &MailboxNames::default(), NOW).await.unwrap()[0].id;
+    let other_inbox = f.mail.ensure_account(other, NOW).await.unwrap()[0].id;
     let raw = message("pour-tous", "");
     let stored = f
         .mail
@@ -230,9 +243,9 @@ async fn one_commit_for_all_recipients() {
 /// role, all in one commit.
 #[tokio::test]
 async fn local_delivery_files_each_account_once() {
-    use crate::{Filing, JUNK_KEYWORD, LocalDelivery};
+    use crate::{Filing, LocalDelivery};
     let f = fixture().await;
-    let (new, names) = (ACCOUNT + 2, MailboxNames::default());
+    let new = ACCOUNT + 2;
     let raw = bytes::Bytes::from(message("livraison", ""));
     let quota = Quota::account(None);
     let delivery = |filing, recipients: Vec<(u64, Quota)>| LocalDelivery {
@@ -240,7 +253,6 @@ async fn local_delivery_files_each_account_once() {
         recipients,
         filing,
         received_at: NOW,
-        names: &names,
     };
     // The same account twice (a person and their alias) gets one copy; an account
     // without mailboxes gets them.
@@ -255,7 +267,7 @@ async fn local_delivery_files_each_account_once() {
     let stored = f.mail.deliver(delivery(Filing::Junk, vec![(ACCOUNT, quota.clone())])).await.unwrap();
     let junk = f.mail.mailbox_by_role(ACCOUNT, Role::Junk).await.unwrap().unwrap();
     assert_eq!(stored[0].1.uids, vec![(junk.id, 1)]);
-    assert_eq!(f.mail.email(ACCOUNT, stored[0].1.email).await.unwrap().keywords, vec![JUNK_KEYWORD.to_string()]);
+    assert_eq!(f.mail.email(ACCOUNT, stored[0].1.email).await.unwrap().keywords, vec![Keyword::Junk]);
     // All or nothing: one account over its quota, nobody gets it.
     let over = vec![(ACCOUNT, quota.clone()), (new, Quota::account(Some(10)))];
     let err = f.mail.deliver(delivery(Filing::Inbox, over)).await;
@@ -421,8 +433,8 @@ async fn store(
     f.mail.store_keywords(ACCOUNT, f.inbox, uids, op, &kw(keywords), unchanged_since).await.unwrap()
 }
 
-fn kw(keywords: &[&str]) -> Vec<String> {
-    keywords.iter().map(|k| k.to_string()).collect()
+fn kw(keywords: &[&str]) -> Vec<Keyword> {
+    keywords.iter().map(|k| Keyword::parse_imap(k).expect("a keyword")).collect()
 }
 
 #[tokio::test]
@@ -496,7 +508,7 @@ async fn concurrent_stores_lose_nothing() {
         let inbox = f.inbox;
         tasks.push(tokio::spawn(async move {
             for i in 0..8 {
-                let keyword = vec![format!("k{task}-{i}")];
+                let keyword = vec![Keyword::from_stored(format!("k{task}-{i}"))];
                 mail.store_keywords(ACCOUNT, inbox, &[1, 2, 3], KeywordOp::Add, &keyword, None).await.unwrap();
             }
         }));
@@ -601,7 +613,7 @@ async fn mailbox_changes_since() {
     // More changes than the log path reads: from a scan of the index, the same answer.
     for i in 0..4 {
         let mut new = ingest(message(&format!("other{i}"), ""), vec![archive]);
-        new.keywords = vec!["\\Seen".into()];
+        new.keywords = vec![Keyword::Seen];
         f.mail.ingest(ACCOUNT, new).await.unwrap();
     }
     let delta = f.mail.mailbox_changes_since(ACCOUNT, f.inbox, seen).await.unwrap();
@@ -716,14 +728,14 @@ async fn fixture_with(limits: crate::Limits) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&Options::rocksdb(dir.path())).await.unwrap();
     let mail = Mail::with_limits(store, limits);
-    let mailboxes = mail.ensure_account(ACCOUNT, &MailboxNames::default(), NOW).await.unwrap();
+    let mailboxes = mail.ensure_account(ACCOUNT, NOW).await.unwrap();
     let inbox = mailboxes.iter().find(|m| m.role == Some(Role::Inbox)).unwrap().id;
     Fixture { _dir: dir, mail, inbox }
 }
 
 /// The inbox of a further account (created on first use).
 async fn inbox_of(mail: &Mail, account: u64) -> u32 {
-    let mailboxes = mail.ensure_account(account, &MailboxNames::default(), NOW).await.unwrap();
+    let mailboxes = mail.ensure_account(account, NOW).await.unwrap();
     mailboxes.iter().find(|m| m.role == Some(Role::Inbox)).unwrap().id
 }
 
@@ -912,7 +924,7 @@ async fn ingest_many_with_writes_the_callers_records_in_the_same_commit() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&Options::rocksdb(dir.path())).await.unwrap();
     let mail = Mail::new(store.clone());
-    let mailboxes = mail.ensure_account(ACCOUNT, &MailboxNames::default(), NOW).await.unwrap();
+    let mailboxes = mail.ensure_account(ACCOUNT, NOW).await.unwrap();
     let inbox = mailboxes.iter().find(|m| m.role == Some(Role::Inbox)).unwrap().id;
     let records = vec![(b"mi/test/1".to_vec(), b"one".to_vec()), (b"mi/test/2".to_vec(), b"two".to_vec())];
     let batch =
@@ -976,7 +988,7 @@ async fn judgements_into_and_out_of_junk_reach_the_learner() {
     // removed, or both at once, nothing.
     let store = |op, keywords: &[&str]| {
         let mail = mail.clone();
-        let keywords: Vec<String> = keywords.iter().map(|k| k.to_string()).collect();
+        let keywords = kw(keywords);
         async move { mail.store_keywords(ACCOUNT, f.inbox, &[3], op, &keywords, None).await.unwrap() }
     };
     store(KeywordOp::Add, &["$Junk", "\\Seen"]).await;

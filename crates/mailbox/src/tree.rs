@@ -10,8 +10,8 @@
 use hameau_store::{Batch, Entry, Scan};
 
 use crate::{
-    AccountId, Change, ChangeKind, DELIMITER, Error, Mail, Mailbox, MailboxId, MailboxStatus, RETRIES_MAX, Role,
-    UIDS_PER_COMMIT_MAX, backoff, decode, encode, keys, log_change,
+    AccountId, Change, ChangeKind, DELIMITER, Error, Keyword, Mail, Mailbox, MailboxId, MailboxStatus, RETRIES_MAX,
+    Role, UIDS_PER_COMMIT_MAX, backoff, decode, encode, keys, log_change,
 };
 
 /// The reserved name of the inbox (RFC 9051 §5.1), case-insensitive.
@@ -218,11 +218,10 @@ impl Mail {
         let mailbox = self.mailbox(account, id).await?;
         let entries = self.uids(account, id).await?;
         let recent_mark = self.recent_mark(account, id).await?;
-        let has = |entry: &crate::UidEntry, flag: &str| entry.keywords.iter().any(|keyword| keyword == flag);
         Ok(MailboxStatus {
             messages: entries.len() as u32,
-            unseen: entries.iter().filter(|entry| !has(entry, "\\Seen")).count() as u32,
-            deleted: entries.iter().filter(|entry| has(entry, "\\Deleted")).count() as u32,
+            unseen: entries.iter().filter(|entry| !entry.has(&Keyword::Seen)).count() as u32,
+            deleted: entries.iter().filter(|entry| entry.has(&Keyword::Deleted)).count() as u32,
             size: entries.iter().map(|entry| u64::from(entry.size)).sum(),
             uid_next: self.uid_next(account, id).await?,
             uid_validity: mailbox.uid_validity,

@@ -28,7 +28,7 @@
 use std::collections::{HashMap, HashSet};
 
 use bytes::Bytes;
-use hameau_mailbox::{AccountId, Ingest, Mail, MailboxId, MailboxNames, Quota, Role};
+use hameau_mailbox::{AccountId, Ingest, Keyword, Mail, MailboxId, Quota, Role};
 use hameau_store::{Batch, Scan, Store};
 use sha2::{Digest, Sha256};
 
@@ -45,8 +45,6 @@ pub struct Target {
     pub address: String,
     /// What its messages count against (the account's and its tenant's quotas).
     pub quota: Quota,
-    /// The names of its special-use mailboxes, if they must be made.
-    pub names: MailboxNames,
 }
 
 /// One source folder, as the destination needs it.
@@ -67,7 +65,8 @@ pub struct SourceMessage {
     pub id: u32,
     /// The exact bytes, stored as they are.
     pub raw: Bytes,
-    /// `\Seen`-style flags and keywords.
+    /// `\Seen`-style flags and keywords, as the source spells them (any case); what
+    /// [`Keyword::parse_imap`] does not take is dropped.
     pub keywords: Vec<String>,
     /// Seconds since the Unix epoch (IMAP INTERNALDATE).
     pub internal_date: u64,
@@ -124,7 +123,7 @@ impl Destination {
         batch_messages_max: usize,
         now: u64,
     ) -> Result<Destination, Error> {
-        let mailboxes = mail.ensure_account(target.account, &target.names, now).await?;
+        let mailboxes = mail.ensure_account(target.account, now).await?;
         let roles = mailboxes.iter().filter_map(|m| m.role.map(|role| (role, (m.id, m.name.clone())))).collect();
         let prefix = format!("mi/{}/{}/", target.account, short_hash(source_identity.as_bytes()));
         let batch_messages_max = batch_messages_max.min(mail.limits().ingest_batch_max).max(1);
@@ -379,7 +378,7 @@ impl Destination {
                 Ingest {
                     raw: message.raw.clone(),
                     mailboxes: vec![mailbox],
-                    keywords: message.keywords.clone(),
+                    keywords: message.keywords.iter().filter_map(|keyword| Keyword::parse_imap(keyword)).collect(),
                     received_at: message.internal_date,
                     quota: self.target.quota.clone(),
                 },

@@ -370,12 +370,13 @@ async fn collect_listing(
 /// system flags are the session's, not the message's (RFC 9051 §2.3.2).
 fn flag_name(flag: &async_imap::types::Flag<'_>) -> Option<String> {
     use async_imap::types::Flag;
+    use hameau_mailbox::Keyword;
     Some(match flag {
-        Flag::Seen => "\\Seen".into(),
-        Flag::Answered => "\\Answered".into(),
-        Flag::Flagged => "\\Flagged".into(),
-        Flag::Deleted => "\\Deleted".into(),
-        Flag::Draft => "\\Draft".into(),
+        Flag::Seen => Keyword::Seen.imap().into(),
+        Flag::Answered => Keyword::Answered.imap().into(),
+        Flag::Flagged => Keyword::Flagged.imap().into(),
+        Flag::Deleted => Keyword::Deleted.imap().into(),
+        Flag::Draft => Keyword::Draft.imap().into(),
         Flag::Custom(text) if !text.starts_with('\\') && !text.is_empty() => text.to_string(),
         _ => return None,
     })

@@ -187,7 +187,7 @@ fn the_servers_words_are_kept_from_a_refusal() {
 }
 
 mod destination {
-    use hameau_mailbox::{Mail, MailboxNames, Quota, Role};
+    use hameau_mailbox::{Mail, Quota, Role};
     use hameau_store::{Options as StoreOptions, Store};
 
     use super::channel_of;
@@ -218,12 +218,7 @@ mod destination {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&StoreOptions::rocksdb(dir.path())).await.unwrap();
         let mail = Mail::new(store.clone());
-        let target = Target {
-            account: 9,
-            address: "alice@commune.fr".into(),
-            quota: Quota::default(),
-            names: MailboxNames::default(),
-        };
+        let target = Target { account: 9, address: "alice@commune.fr".into(), quota: Quota::default() };
         let mut destination =
             Destination::open(mail.clone(), store.clone(), target, "imap\nh\n993\nalice", 100, 1_800_000_000)
                 .await
@@ -310,12 +305,7 @@ mod destination {
         assert_eq!((report.on_source, report.copied, report.already_there), (16, 1, 15));
         assert_eq!(mail.uids(9, projects).await.unwrap().len(), 16);
         // Another source's records never mix with these.
-        let target = Target {
-            account: 9,
-            address: "alice@commune.fr".into(),
-            quota: Quota::default(),
-            names: MailboxNames::default(),
-        };
+        let target = Target { account: 9, address: "alice@commune.fr".into(), quota: Quota::default() };
         let other =
             Destination::open(mail, store, target, "imap\nother\n993\nalice", 100, 1_800_000_000).await.unwrap();
         assert!(other.records(&folders[0]).await.unwrap().current.is_empty());
@@ -417,7 +407,7 @@ fn a_message_may_be_a_little_larger_than_announced() {
 async fn a_job_is_cancelled_at_once() {
     use std::sync::Arc;
 
-    use hameau_mailbox::{Mail, MailboxNames, Quota};
+    use hameau_mailbox::{Mail, Quota};
     use hameau_store::{Options as StoreOptions, Store};
 
     let dir = tempfile::tempdir().unwrap();
@@ -444,12 +434,7 @@ async fn a_job_is_cancelled_at_once() {
         password: "secret".into(),
         tls,
     };
-    let target = crate::Target {
-        account: 1,
-        address: "alice@commune.fr".into(),
-        quota: Quota::default(),
-        names: MailboxNames::default(),
-    };
+    let target = crate::Target { account: 1, address: "alice@commune.fr".into(), quota: Quota::default() };
     let job = importer.start_imap(target, source);
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     assert!(!job.is_finished());
@@ -481,7 +466,7 @@ pub(crate) fn channel_of(
 async fn the_job_table_keeps_its_bounds_and_stops_at_shutdown() {
     use std::sync::Arc;
 
-    use hameau_mailbox::{Mail, MailboxNames, Quota};
+    use hameau_mailbox::{Mail, Quota};
     use hameau_store::{Options as StoreOptions, Store};
 
     use crate::{JobState, Jobs, Removal, StartError};
@@ -500,12 +485,7 @@ async fn the_job_table_keeps_its_bounds_and_stops_at_shutdown() {
         password: "secret".into(),
         tls: jobs.client_tls(None).unwrap(),
     };
-    let target = || crate::Target {
-        account: 1,
-        address: "alice@commune.fr".into(),
-        quota: Quota::default(),
-        names: MailboxNames::default(),
-    };
+    let target = || crate::Target { account: 1, address: "alice@commune.fr".into(), quota: Quota::default() };
     let first = jobs.start("a", target(), source()).unwrap();
     let second = jobs.start("b", target(), source()).unwrap();
     assert_ne!(first.id, second.id);
@@ -547,7 +527,7 @@ async fn the_job_table_keeps_its_bounds_and_stops_at_shutdown() {
 async fn queued_jobs_start_tenants_in_turn() {
     use std::sync::Arc;
 
-    use hameau_mailbox::{Mail, MailboxNames, Quota};
+    use hameau_mailbox::{Mail, Quota};
     use hameau_store::{Options as StoreOptions, Store};
 
     use crate::{JobState, Jobs};
@@ -566,12 +546,7 @@ async fn queued_jobs_start_tenants_in_turn() {
             password: "secret".into(),
             tls: jobs.client_tls(None).unwrap(),
         };
-        let target = crate::Target {
-            account: 1,
-            address: "alice@commune.fr".into(),
-            quota: Quota::default(),
-            names: MailboxNames::default(),
-        };
+        let target = crate::Target { account: 1, address: "alice@commune.fr".into(), quota: Quota::default() };
         jobs.start(tenant, target, source).unwrap().id
     };
     let (a1, a2, a3, b1) = (start("a"), start("a"), start("a"), start("b"));

@@ -38,7 +38,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use hameau_directory::{Directory, Recipient};
-use hameau_mailbox::{Filing, LocalDelivery, Mail, MailboxNames};
+use hameau_mailbox::{Filing, LocalDelivery, Mail};
 use hameau_smtp_session::header::{self, Fields};
 use hameau_smtp_session::{Credentials, Decision, MailParams, Reply};
 use mail_auth::arc::ArcError;
@@ -74,7 +74,6 @@ pub enum RcptVerdict {
 pub struct InboundOptions {
     /// Our host name: `Received` and `Authentication-Results` name it.
     pub hostname: String,
-    pub mailbox_names: MailboxNames,
     /// `smtp.arc_trusted_sealers`: forwarders whose valid ARC seal overrides a DMARC failure.
     pub arc_trusted_sealers: Vec<String>,
     /// `smtp.dkim_signatures_max`: DKIM signatures verified per message, from the top.
@@ -389,13 +388,7 @@ impl Inbound {
                 })
             })
             .collect();
-        let delivery = LocalDelivery {
-            raw: stored,
-            recipients,
-            filing,
-            received_at: envelope.received_at,
-            names: &self.options.mailbox_names,
-        };
+        let delivery = LocalDelivery { raw: stored, recipients, filing, received_at: envelope.received_at };
         match self.mail.deliver(delivery).await {
             Ok(_) => Ok(()),
             Err(hameau_mailbox::Error::OverQuota { .. }) => {

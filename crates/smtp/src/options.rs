@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hameau_limits::{Problem, range};
-use hameau_mailbox::MailboxNames;
 
 use crate::InboundOptions;
 
@@ -103,10 +102,9 @@ impl Options {
     }
 
     /// The pipeline's options.
-    pub fn inbound(&self, hostname: &str, mailbox_names: MailboxNames) -> InboundOptions {
+    pub fn inbound(&self, hostname: &str) -> InboundOptions {
         InboundOptions {
             hostname: hostname.to_string(),
-            mailbox_names,
             arc_trusted_sealers: self.arc_trusted_sealers.clone(),
             dkim_signatures_max: self.dkim_signatures_max,
             arc_sets_max: self.arc_sets_max,

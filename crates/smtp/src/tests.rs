@@ -89,7 +89,7 @@ mod delivery {
     use hameau_directory::{
         AccountRole, AccountUpdate, Directory, NewAccount, NewAlias, NewDomain, NewTenant, Options, Principal,
     };
-    use hameau_mailbox::{Mail, MailboxNames, Role};
+    use hameau_mailbox::{Mail, Role};
     use hameau_store::Store;
     use mail_auth::MessageAuthenticator;
 
@@ -145,7 +145,6 @@ mod delivery {
         let mail = Mail::new(store);
         let options = InboundOptions {
             hostname: "mx.hameau.test".into(),
-            mailbox_names: MailboxNames::default(),
             arc_trusted_sealers: Vec::new(),
             dkim_signatures_max: 5,
             arc_sets_max: 10,

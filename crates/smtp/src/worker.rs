@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hameau_directory::Directory;
-use hameau_mailbox::{Filing, LocalDelivery, Mail, MailboxNames};
+use hameau_mailbox::{Filing, LocalDelivery, Mail};
 use hameau_queue::{Claim, NewMessage, Outcome, Queue, Recorded, dsn};
 use hameau_telemetry::{Counter, Gauge, Registry};
 use hickory_resolver::TokioResolver;
@@ -177,7 +177,7 @@ impl Options {
     }
 
     /// The worker's options, for `hostname`.
-    pub fn worker(&self, hostname: &str, mailbox_names: MailboxNames) -> WorkerOptions {
+    pub fn worker(&self, hostname: &str) -> WorkerOptions {
         let seconds = Duration::from_secs;
         let mut outbound = OutboundOptions::new(hostname);
         outbound.port = self.port;
@@ -196,7 +196,6 @@ impl Options {
         WorkerOptions {
             hostname: hostname.to_string(),
             outbound,
-            mailbox_names,
             claim_batch_max: self.claim_batch_max,
             claim_batch_bytes_max: self.claim_batch_bytes_max,
             domains_concurrent_max: self.domains_concurrent_max,
@@ -217,7 +216,6 @@ pub struct WorkerOptions {
     /// Our host name (notifications, `Authentication-Results` of local deliveries).
     pub hostname: String,
     pub outbound: OutboundOptions,
-    pub mailbox_names: MailboxNames,
     /// `outbound.claim_batch_max`.
     pub claim_batch_max: usize,
     /// `outbound.claim_batch_bytes_max`.
@@ -668,7 +666,6 @@ impl Worker {
             recipients,
             filing: Filing::Inbox,
             received_at: (self.now_s)(),
-            names: &self.options.mailbox_names,
         };
         let outcome = match self.mail.deliver(delivery).await {
             Ok(_) => Outcome::Delivered { reply: "250 2.0.0 delivered to the mailbox".into() },

@@ -1,6 +1,6 @@
 use std::sync::Arc;
 
-use hameau_mailbox::{Mail, MailboxNames, Quota, Role};
+use hameau_mailbox::{Mail, Quota, Role};
 use hameau_store::{Options, Store};
 
 use super::{Classifier, Learnt, RecordOwner, record_owner};
@@ -196,7 +196,7 @@ async fn moving_into_junk_trains_the_tenant() {
     let trainer = Trainer::start(f.classifier.clone(), Arc::new(OneTenant));
     let mail = Mail::new(f.store.clone()).with_junk_learner(trainer);
     let account = 9;
-    let mailboxes = mail.ensure_account(account, &MailboxNames::default(), NOW).await.unwrap();
+    let mailboxes = mail.ensure_account(account, NOW).await.unwrap();
     let role = |role| mailboxes.iter().find(|m| m.role == Some(role)).unwrap().id;
     let (inbox, junk) = (role(Role::Inbox), role(Role::Junk));
     // One message whose record names its tenant (as the MX stores it), one without.

@@ -287,7 +287,6 @@ async fn start_import(
             tenant: Some(account.tenant.clone()),
             tenant_bytes_max: tenant.quota_bytes,
         },
-        names: hameau_mailbox::MailboxNames::default(),
     };
     let source = ImapSource { url, user: request.user, password: request.password, tls };
     let view = jobs.start(&account.tenant, target, source).map_err(|e| match e {

@@ -206,8 +206,7 @@ async fn release_held(
     Caller(caller): Caller,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<ReleaseResult>> {
-    let names = hameau_mailbox::MailboxNames::default();
-    let delivery = Delivery { mail: &state.mail, directory: &state.directory, names: &names };
+    let delivery = Delivery { mail: &state.mail, directory: &state.directory };
     let released =
         state.quarantine.release(&caller, &id, delivery, state.clock.now_s()).await.map_err(filter_problem)?;
     tracing::info!(id, delivered = ?released.delivered, skipped = ?released.skipped, "admin API: held message released");

@@ -1,4 +1,5 @@
 use super::*;
+use crate::transport::READ_BYTES;
 
 #[tokio::test]
 async fn a_panic_in_a_command_is_caught() {

@@ -1,6 +1,6 @@
 use hameau_store::{Options, Store};
 
-use crate::{Ingest, Mail, MailboxNames, Quota};
+use crate::{Ingest, Mail, Quota};
 
 const BACKED_UP: u64 = 1_795_000_000;
 const RESTORED: u64 = BACKED_UP + 86_400;
@@ -16,7 +16,7 @@ async fn every_mailbox_of_every_account_gets_a_new_uid_validity() {
     // must not miss or repeat one.
     let accounts = [1u64, 2, 255, 256, 1 << 40, u64::MAX];
     for account in accounts {
-        mail.ensure_account(account, &MailboxNames::default(), BACKED_UP).await.unwrap();
+        mail.ensure_account(account, BACKED_UP).await.unwrap();
     }
     let inbox = mail.mailboxes(1).await.unwrap()[0].clone();
     let raw = b"Subject: x\r\n\r\nBonjour\r\n".to_vec();

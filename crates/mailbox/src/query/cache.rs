@@ -1,21 +1,20 @@
-//! What every session shares in memory:
-//!
-//! - Summaries and searchable body texts of emails: an email's content never changes, so
-//!   once read they are kept (ENVELOPE, BODYSTRUCTURE, header searches, SORT, THREAD, SEARCH
-//!   BODY). Each is bounded (`imap.summary_cache_entries` and `imap.summary_cache_bytes`,
-//!   each summary counted by its size; `imap.text_cache_bytes`); when full it is emptied and
-//!   fills again with what is used (cheap, and rare with a sensible bound).
+//! What every session (IMAP and, later, JMAP) shares in memory: summaries and searchable
+//! body texts of emails. An email's content never changes, so once read they are kept
+//! (IMAP's ENVELOPE, BODYSTRUCTURE, SORT and THREAD, and every query on headers or text).
+//! Each is bounded (today `imap.summary_cache_entries` and `imap.summary_cache_bytes`, each
+//! summary counted by its size; `imap.text_cache_bytes`); when full it is emptied and fills
+//! again with what is used (cheap, and rare with a sensible bound).
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex};
 
-use hameau_mailbox::{AccountId, EmailAddress, EmailId, Error, Mail, Part, Summary};
+use crate::{AccountId, EmailAddress, EmailId, Error, Mail, Part, Summary};
 
 /// Keys are two ids chosen by us, not by clients: a multiply-xor hash is enough, and much
 /// cheaper than SipHash for the thousands of lookups of one search.
 #[derive(Default)]
-pub struct IdHasher(u64);
+struct IdHasher(u64);
 
 impl Hasher for IdHasher {
     fn finish(&self) -> u64 {
@@ -35,7 +34,7 @@ impl Hasher for IdHasher {
 
 type IdMap<V> = HashMap<(AccountId, EmailId), V, BuildHasherDefault<IdHasher>>;
 
-/// A summary with its header fields lowercased once, for header searches.
+/// A summary with its header fields lowercased once, for the queries on them.
 #[derive(Debug)]
 pub struct Cached {
     pub summary: Summary,
