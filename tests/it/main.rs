@@ -21,6 +21,7 @@ mod imap_clients;
 mod imap_compress;
 mod import_files;
 mod imports_api;
+mod jmap;
 mod migrate_imap;
 mod outbound_faults;
 mod outbound_tls;

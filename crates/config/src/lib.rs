@@ -56,12 +56,14 @@ pub struct Config {
     pub backup: hameau_backup::Limits,
     /// `[filter]`: phishing and spam defence, its thresholds and limits.
     pub filter: hameau_filter::Options,
+    /// `[jmap]`: what one JMAP request may cost (the session object's limits).
+    pub jmap: hameau_jmap::Limits,
     /// Where the configuration came from, to point errors at lines.
     pub source: Option<Source>,
 }
 
 /// The sections of the file, in the order `config/hameau.toml` has them.
-const SECTIONS: [&str; 18] = [
+const SECTIONS: [&str; 19] = [
     "server",
     "log",
     "tls",
@@ -80,6 +82,7 @@ const SECTIONS: [&str; 18] = [
     "migrate",
     "backup",
     "filter",
+    "jmap",
 ];
 
 /// The file a configuration was read from and its text.
@@ -277,6 +280,7 @@ impl Config {
                 self.filter.warning = section.part()?;
                 self.filter.limits = section.part()?;
             }
+            "jmap" => self.jmap = section.part()?,
             _ => return Ok(false),
         }
         Ok(true)

@@ -29,7 +29,7 @@ fn unknown_keys() {
     );
     check(
         "[servr]\n",
-        "/etc/hameau/hameau.toml:1: servr: unknown key `servr` (known keys: `server`, `log`, `tls`, `store`, `mail`, `directory`, `auth`, `http`, `smtp`, `submission`, `queue`, `outbound`, `imap`, `dns`, `acme`, `migrate`, `backup`, `filter`)",
+        "/etc/hameau/hameau.toml:1: servr: unknown key `servr` (known keys: `server`, `log`, `tls`, `store`, `mail`, `directory`, `auth`, `http`, `smtp`, `submission`, `queue`, `outbound`, `imap`, `dns`, `acme`, `migrate`, `backup`, `filter`, `jmap`)",
     );
     check(
         "\n\n[store]\ncache_bytes = 2097152\nfoo = 1\n",

@@ -28,6 +28,7 @@ pub(crate) fn check(config: &Config) -> Result<(), Error> {
         config.migrate.check(),
         config.backup.check(),
         config.filter.check(),
+        config.jmap.check(),
     ];
     for checked in owners {
         if let Err(problem) = checked {

@@ -66,6 +66,7 @@ pub fn app_state(
         mail: hameau_mailbox::Mail::with_limits(store.clone(), config.mail.clone()),
         quarantine: hameau_filter::Quarantine::new(store.clone(), &config.filter),
         filter_settings: hameau_filter::Settings::new(store.clone(), &config.filter),
+        jmap: config.jmap.clone(),
     }
 }
 

@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod autoconfig;
+mod jmap;
 mod options;
 pub mod plain;
 pub mod reference;
@@ -81,6 +82,8 @@ pub struct AppState {
     /// Each tenant's filter settings (`/api/v1/tenants/{id}/filter`): the same handle as
     /// the MX's, so that a change applies to the next message.
     pub filter_settings: hameau_filter::Settings,
+    /// The `[jmap]` limits: what one JMAP request may cost.
+    pub jmap: hameau_jmap::Limits,
 }
 
 /// Every route of the listener.
@@ -95,6 +98,7 @@ pub fn router(state: AppState) -> Router {
     .route("/healthz", get(healthz))
     .route("/metrics", get(metrics))
     .merge(autoconfig::routes(state.options.autodiscover_request_bytes_max))
+    .merge(jmap::routes(state.jmap.request_bytes_max))
     .fallback(|| async { api::Problem::new(StatusCode::NOT_FOUND, "no such resource") })
     .method_not_allowed_fallback(|| async {
         api::Problem::new(StatusCode::METHOD_NOT_ALLOWED, "this method is not allowed on this resource")

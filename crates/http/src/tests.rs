@@ -47,6 +47,7 @@ pub(crate) fn state(store: Store, directory: Directory, queue: Queue, host: &str
         mail: hameau_mailbox::Mail::new(store.clone()),
         quarantine: hameau_filter::Quarantine::new(store.clone(), &hameau_filter::Options::default()),
         filter_settings: hameau_filter::Settings::new(store.clone(), &hameau_filter::Options::default()),
+        jmap: hameau_jmap::Limits::default(),
         store,
     }
 }

@@ -13,10 +13,14 @@
 //! - [`MethodError`] and [`SetError`]: the method-level errors (§3.6.2, §5.3) as the
 //!   responses write them.
 //!
-//! What is not here yet (issue 15, later steps): the session resource, the HTTP routes,
-//! authentication, upload and download, push, and the methods themselves. A request that
-//! names a method this server does not have gets `unknownMethod`, as the RFC says.
+//! - [`api`]: the session object of a user and the running of a request's calls in order,
+//!   `Core/echo` the one method so far.
+//!
+//! What is not here yet (issue 15, later steps): upload and download, push, and the mail
+//! methods. A request that names a method this server does not have gets
+//! `unknownMethod`, as the RFC says; the session object offers the core capability only.
 
+pub mod api;
 mod error;
 mod options;
 mod patch;

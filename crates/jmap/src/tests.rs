@@ -229,3 +229,36 @@ fn the_default_limits_are_in_their_ranges() {
     let problem = Limits { calls_in_request_max: 0, ..Limits::default() }.check().unwrap_err();
     assert_eq!(problem.key, "jmap.calls_in_request_max");
 }
+
+#[test]
+fn a_session_and_a_request_run_for_a_user() {
+    use crate::api::{User, account_id, run, session};
+    let user = User { account: 7, address: "agent@mairie.test".into() };
+    let limits = Limits::default();
+    let session = session(&user, "https://mx.test:8443", &limits);
+    assert_eq!(session["apiUrl"], "https://mx.test:8443/jmap/api");
+    assert_eq!(session["primaryAccounts"][CORE_CAPABILITY], "a7");
+    assert_eq!(session["accounts"]["a7"]["name"], "agent@mairie.test");
+    assert_eq!(session["capabilities"][CORE_CAPABILITY]["maxCallsInRequest"], 16);
+    assert_eq!(session["state"].as_str().unwrap().len(), 16);
+    assert_eq!(account_id(7), "a7");
+    let request = parse(json!({
+        "using": [CORE_CAPABILITY],
+        "methodCalls": [
+            ["Core/echo", {"hello": [1, 2]}, "c1"],
+            ["Core/echo", {"#again": {"resultOf": "c1", "name": "Core/echo", "path": "/hello/1"}}, "c2"],
+            ["Mailbox/get", {}, "c3"],
+            ["Core/echo", {"#bad": {"resultOf": "c3", "name": "Mailbox/get", "path": "/x"}}, "c4"]
+        ]
+    }))
+    .unwrap();
+    let response = run(request, &user, &limits, "s1").to_json();
+    let responses = response["methodResponses"].as_array().unwrap();
+    assert_eq!(responses[0], json!(["Core/echo", {"hello": [1, 2]}, "c1"]));
+    assert_eq!(responses[1], json!(["Core/echo", {"again": 2}, "c2"]));
+    assert_eq!((responses[2][0].as_str(), responses[2][1]["type"].as_str()), (Some("error"), Some("unknownMethod")));
+    // An error response is answered under the name "error": a reference to the method's
+    // name finds none.
+    assert_eq!(responses[3][1]["type"], "invalidResultReference");
+    assert_eq!(response["sessionState"], "s1");
+}

@@ -1,0 +1,175 @@
+//! JMAP on the HTTPS listener (issue 15; docs/jmap.md): the session resource at
+//! `/.well-known/jmap` and the API endpoint `/jmap/api`, over `hameau-jmap`.
+//!
+//! - Authentication is HTTP Basic over TLS with the account's address and its password or
+//!   an application password (`Directory::login`, counted by the shared `AuthLimiter` per
+//!   client address and per account, as IMAP and submission: past a few failures
+//!   attempts are slowed, then refused with 429 and `Retry-After`).
+//! - The request body is bounded by `jmap.request_bytes_max`: past it, the RFC's `limit`
+//!   error naming `maxSizeRequest`, never a body read whole.
+//! - Upload, download and push are not served yet (later steps of issue 15): their URLs in
+//!   the session object answer 501 with a problem saying so.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use base64::Engine as _;
+use hameau_directory::Error as DirectoryError;
+use hameau_jmap::api::User;
+use hameau_jmap::{Request, RequestError};
+
+use crate::api::Problem;
+use crate::{AppState, PeerAddr};
+
+/// The routes, with the request body bounded by `request_bytes_max` (`jmap.request_bytes_max`).
+pub fn routes(request_bytes_max: u64) -> Router<AppState> {
+    // One byte more than the limit is read, so that a body over it is told apart.
+    let read_max = usize::try_from(request_bytes_max).unwrap_or(usize::MAX).saturating_add(1);
+    Router::new()
+        .route("/.well-known/jmap", get(session))
+        .route("/jmap/session", get(session))
+        .route("/jmap/api", post(api))
+        .route("/jmap/upload/{*rest}", any(not_yet))
+        .route("/jmap/download/{*rest}", any(not_yet))
+        .route("/jmap/eventsource", any(not_yet))
+        .layer(DefaultBodyLimit::max(read_max))
+}
+
+/// The account a request authenticated as, by HTTP Basic.
+struct Authenticated(User);
+
+impl FromRequestParts<AppState> for Authenticated {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let Some((address, password)) = basic_credentials(parts) else {
+            return Err(unauthorized("the account's address and password are required (HTTP Basic)"));
+        };
+        let peer = parts.extensions.get::<PeerAddr>().map(|peer| peer.0.ip());
+        let peer = peer.unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+        match state.directory.login(peer, &address, &password, state.clock.now_s()).await {
+            Ok(account) => Ok(Authenticated(User { account: account.id, address: account.address })),
+            Err(DirectoryError::Refused { retry_after_s }) => {
+                state.metrics.auth_refused.inc();
+                let mut response = Problem::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    format!("too many failed logins: try again in {retry_after_s} s"),
+                )
+                .into_response();
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_s));
+                Err(response)
+            }
+            Err(DirectoryError::Unauthenticated) => {
+                state.metrics.auth_failures.inc();
+                Err(unauthorized("wrong address or password"))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "jmap: authentication failed");
+                Err(Problem::new(StatusCode::SERVICE_UNAVAILABLE, "the server cannot check passwords now")
+                    .into_response())
+            }
+        }
+    }
+}
+
+/// 401 with the Basic challenge (the admin API's problems carry a Bearer one).
+fn unauthorized(detail: &str) -> Response {
+    let mut response = Problem::new(StatusCode::UNAUTHORIZED, detail).into_response();
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"Hameau JMAP\", charset=\"UTF-8\""));
+    response
+}
+
+/// `Authorization: Basic base64(address:password)` (RFC 7617), the password as given.
+fn basic_credentials(parts: &Parts) -> Option<(String, String)> {
+    let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let (address, password) = decoded.split_once(':')?;
+    Some((address.to_string(), password.to_string()))
+}
+
+/// The base of the session's URLs: `https://` and the host the client reached (its `Host`
+/// header when it is a plain host and port), else the server's host name.
+fn base_url(parts_host: Option<&HeaderValue>, state: &AppState) -> String {
+    let host = parts_host
+        .and_then(|value| value.to_str().ok())
+        .filter(|host| {
+            !host.is_empty()
+                && host.len() <= 260
+                && host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+        })
+        .unwrap_or(&state.client.host);
+    format!("https://{host}")
+}
+
+async fn session(
+    State(state): State<AppState>,
+    Authenticated(user): Authenticated,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let base = base_url(headers.get(header::HOST), &state);
+    let session = hameau_jmap::api::session(&user, &base, &state.jmap);
+    let mut response = axum::Json(session).into_response();
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, no-store"));
+    response
+}
+
+async fn api(
+    State(state): State<AppState>,
+    Authenticated(user): Authenticated,
+    headers: axum::http::HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return request_error(&RequestError::Limit {
+                limit: "maxSizeRequest",
+                detail: format!("the request is over {} bytes", state.jmap.request_bytes_max),
+            });
+        }
+        Err(rejection) => {
+            return Problem::new(
+                rejection.status(),
+                format!("the request body could not be read: {}", rejection.body_text()),
+            )
+            .into_response();
+        }
+    };
+    let request = match Request::parse(&body, &state.jmap, &hameau_jmap::api::CAPABILITIES) {
+        Ok(request) => request,
+        Err(error) => return request_error(&error),
+    };
+    let base = base_url(headers.get(header::HOST), &state);
+    let session = hameau_jmap::api::session(&user, &base, &state.jmap);
+    let session_state = session["state"].as_str().unwrap_or_default().to_string();
+    let response = hameau_jmap::api::run(request, &user, &state.jmap, &session_state);
+    axum::Json(response.to_json()).into_response()
+}
+
+/// A request-level error: its problem details document, status 400 (RFC 8620 §3.6.1).
+fn request_error(error: &RequestError) -> Response {
+    let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::BAD_REQUEST);
+    let mut response = (status, axum::Json(error.to_json())).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+    response
+}
+
+async fn not_yet() -> Response {
+    Problem::new(
+        StatusCode::NOT_IMPLEMENTED,
+        "JMAP upload, download and push are not served yet (issue 15): only the API endpoint is",
+    )
+    .into_response()
+}

@@ -1,0 +1,112 @@
+//! The session object (RFC 8620 §2) and the running of a request's method calls in order
+//! (§3.3, §3.4): each call's result references resolved against the responses before it,
+//! then the method, or the method-level error in its place.
+
+use serde_json::{Map, Value, json};
+
+use crate::{CORE_CAPABILITY, Invocation, Limits, MethodError, Request, Response, resolve_references};
+
+/// The authenticated user as the session object shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct User {
+    /// The account's id in the directory.
+    pub account: u64,
+    /// Its address: the session's `username` and the account's name.
+    pub address: String,
+}
+
+/// A JMAP account id for the directory's account `id`: `a` and its number (JMAP ids are
+/// 1 to 255 characters of `A-Za-z0-9_-`, RFC 8620 §1.2).
+pub fn account_id(id: u64) -> String {
+    format!("a{id}")
+}
+
+/// The capabilities this server has: the core only, until the mail methods come (issue 15).
+pub const CAPABILITIES: [&str; 1] = [CORE_CAPABILITY];
+
+/// The session object for `user`, its URLs under `base` (`https://host:port`, no final
+/// slash), with `limits` as the core capability's.
+pub fn session(user: &User, base: &str, limits: &Limits) -> Value {
+    let account = account_id(user.account);
+    let core = json!({
+        "maxSizeUpload": limits.upload_bytes_max,
+        "maxConcurrentUpload": limits.concurrent_requests_max,
+        "maxSizeRequest": limits.request_bytes_max,
+        "maxConcurrentRequests": limits.concurrent_requests_max,
+        "maxCallsInRequest": limits.calls_in_request_max,
+        "maxObjectsInGet": limits.objects_in_get_max,
+        "maxObjectsInSet": limits.objects_in_set_max,
+        // Comparisons by the server's own rules (RFC 4790 collations are not offered).
+        "collationAlgorithms": [],
+    });
+    let mut session = json!({
+        "capabilities": { CORE_CAPABILITY: core },
+        "accounts": {
+            account.clone(): {
+                "name": user.address,
+                "isPersonal": true,
+                "isReadOnly": false,
+                "accountCapabilities": {},
+            }
+        },
+        "primaryAccounts": { CORE_CAPABILITY: account },
+        "username": user.address,
+        "apiUrl": format!("{base}/jmap/api"),
+        "downloadUrl": format!("{base}/jmap/download/{{accountId}}/{{blobId}}/{{name}}?accept={{type}}"),
+        "uploadUrl": format!("{base}/jmap/upload/{{accountId}}"),
+        "eventSourceUrl": format!("{base}/jmap/eventsource?types={{types}}&closeafter={{closeafter}}&ping={{ping}}"),
+    });
+    session["state"] = Value::from(session_state(&session));
+    session
+}
+
+/// The session's state: a hash of what it says (RFC 8620 §2: it changes when the session
+/// does). FNV-1a over the JSON text, which serde_json writes in one order for one value.
+fn session_state(session: &Value) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in session.to_string().bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{hash:016x}")
+}
+
+/// Runs `request`'s calls in order for `user`: result references first, then the method.
+/// Every call gets a response (its own or `["error", …]`); the request as a whole never
+/// fails past [`Request::parse`].
+pub fn run(request: Request, user: &User, limits: &Limits, session_state: &str) -> Response {
+    let mut responses: Vec<Invocation> = Vec::with_capacity(request.method_calls.len());
+    for call in request.method_calls {
+        let mut arguments = call.arguments;
+        let outcome = resolve_references(&mut arguments, &responses, limits)
+            .and_then(|()| call_method(&call.name, arguments, user, &request.using));
+        responses.push(match outcome {
+            Ok(arguments) => Invocation { name: call.name, arguments, call_id: call.call_id },
+            Err(error) => {
+                Invocation { name: "error".into(), arguments: as_object(error.to_json()), call_id: call.call_id }
+            }
+        });
+    }
+    Response { method_responses: responses, created_ids: request.created_ids, session_state: session_state.to_string() }
+}
+
+/// One method. `Core/echo` (RFC 8620 §4) answers its arguments; no other method exists
+/// yet, and each is `unknownMethod`, as is a method whose capability `using` lacks.
+fn call_method(
+    name: &str,
+    arguments: Map<String, Value>,
+    _user: &User,
+    using: &[String],
+) -> Result<Map<String, Value>, MethodError> {
+    match name {
+        "Core/echo" if using.iter().any(|capability| capability == CORE_CAPABILITY) => Ok(arguments),
+        _ => Err(MethodError::unknown_method(name)),
+    }
+}
+
+fn as_object(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(object) => object,
+        _ => Map::new(),
+    }
+}
