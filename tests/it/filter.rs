@@ -230,6 +230,7 @@ fn a_flood_of_held_mail_fills_only_its_communes_quarantine() {
     assert!(ok, "{text}");
     let log = server.log().join("\n");
     assert!(log.contains("quarantine full"), "the refusal is logged");
+    assert_eq!(crate::support::metric(&server, &config, "hameau_filter_quarantine_full_total"), 1);
     assert!(!log.contains("panicked"));
     server.signal(libc::SIGTERM);
     assert!(server.wait(Duration::from_secs(30)).expect("stops").success());

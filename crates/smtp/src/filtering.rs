@@ -182,6 +182,19 @@ impl FilterStage {
         self.options.thresholds
     }
 
+    /// Counts a message the quarantine of `tenant` was too full to hold
+    /// (`hameau_filter_quarantine_full_total`): an operator alerts on it, the tenant's
+    /// admin has mail to release or delete.
+    pub fn count_quarantine_full(&self) {
+        self.registry
+            .counter(
+                "hameau_filter_quarantine_full_total",
+                "Messages the filter would hold, refused with 452 because their tenant's quarantine was full.",
+                &[],
+            )
+            .inc();
+    }
+
     fn count(&self, verdict: &Verdict) {
         let action = verdict.action.as_str();
         self.registry

@@ -361,6 +361,7 @@ impl Inbound {
             // RFC 3463 X.3.1, "mail system full": the sender keeps the message and tries
             // again, by when an administrator may have made room (logged by the quarantine).
             Err(hameau_filter::Error::QuarantineFull { .. }) => {
+                stage.count_quarantine_full();
                 Err(Reply::new(452, "4.3.1", "insufficient system storage, try again later"))
             }
             Err(e) => Err(temporary(&e)),
