@@ -67,6 +67,7 @@ pub fn app_state(
         quarantine: hameau_filter::Quarantine::new(store.clone(), &config.filter),
         filter_settings: hameau_filter::Settings::new(store.clone(), &config.filter),
         jmap: config.jmap.clone(),
+        jmap_in_flight: Arc::default(),
     }
 }
 

@@ -26,6 +26,43 @@ use hameau_jmap::{Request, RequestError};
 use crate::api::Problem;
 use crate::{AppState, PeerAddr};
 
+/// The JMAP requests each account has under way, for `maxConcurrentRequests`
+/// (`jmap.concurrent_requests_max`). One entry per account with a request running: bounded
+/// by the listener's connections.
+#[derive(Debug, Default)]
+pub struct InFlight(std::sync::Mutex<std::collections::HashMap<u64, u64>>);
+
+/// One request counted in [`InFlight`] until dropped.
+struct Running<'a> {
+    in_flight: &'a InFlight,
+    account: u64,
+}
+
+impl InFlight {
+    /// Counts a request of `account`, or `None` when it has `max` under way already.
+    fn enter(&self, account: u64, max: u64) -> Option<Running<'_>> {
+        let mut running = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let count = running.entry(account).or_insert(0);
+        if *count >= max {
+            return None;
+        }
+        *count += 1;
+        Some(Running { in_flight: self, account })
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        let mut running = self.in_flight.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(count) = running.get_mut(&self.account) {
+            *count -= 1;
+            if *count == 0 {
+                running.remove(&self.account);
+            }
+        }
+    }
+}
+
 /// The routes, with the request body bounded by `request_bytes_max` (`jmap.request_bytes_max`).
 pub fn routes(request_bytes_max: u64) -> Router<AppState> {
     // One byte more than the limit is read, so that a body over it is told apart.
@@ -147,6 +184,12 @@ async fn api(
             .into_response();
         }
     };
+    let Some(_running) = state.jmap_in_flight.enter(user.account, state.jmap.concurrent_requests_max) else {
+        return request_error(&RequestError::Limit {
+            limit: "maxConcurrentRequests",
+            detail: format!("this account has {} requests under way already", state.jmap.concurrent_requests_max),
+        });
+    };
     let request = match Request::parse(&body, &state.jmap, &hameau_jmap::api::CAPABILITIES) {
         Ok(request) => request,
         Err(error) => return request_error(&error),
@@ -172,4 +215,22 @@ async fn not_yet() -> Response {
         "JMAP upload, download and push are not served yet (issue 15): only the API endpoint is",
     )
     .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::InFlight;
+
+    #[test]
+    fn an_account_runs_at_most_its_concurrent_requests() {
+        let in_flight = InFlight::default();
+        let first = in_flight.enter(1, 2).expect("one");
+        let second = in_flight.enter(1, 2).expect("two");
+        assert!(in_flight.enter(1, 2).is_none(), "a third waits for one to end");
+        assert!(in_flight.enter(2, 2).is_some(), "another account is not held back");
+        drop(first);
+        let third = in_flight.enter(1, 2).expect("room again");
+        drop((second, third));
+        assert!(in_flight.0.lock().unwrap().is_empty(), "no entry left for idle accounts");
+    }
 }

@@ -9,7 +9,7 @@
 
 pub mod api;
 pub mod autoconfig;
-mod jmap;
+pub mod jmap;
 mod options;
 pub mod plain;
 pub mod reference;
@@ -84,6 +84,8 @@ pub struct AppState {
     pub filter_settings: hameau_filter::Settings,
     /// The `[jmap]` limits: what one JMAP request may cost.
     pub jmap: hameau_jmap::Limits,
+    /// The JMAP requests under way, per account (`maxConcurrentRequests`).
+    pub jmap_in_flight: Arc<jmap::InFlight>,
 }
 
 /// Every route of the listener.

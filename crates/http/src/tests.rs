@@ -48,6 +48,7 @@ pub(crate) fn state(store: Store, directory: Directory, queue: Queue, host: &str
         quarantine: hameau_filter::Quarantine::new(store.clone(), &hameau_filter::Options::default()),
         filter_settings: hameau_filter::Settings::new(store.clone(), &hameau_filter::Options::default()),
         jmap: hameau_jmap::Limits::default(),
+        jmap_in_flight: std::sync::Arc::default(),
         store,
     }
 }
