@@ -7,6 +7,19 @@
 //! with Fisher's chi-square method, which says "unsure" (near 0.5) when the evidence is
 //! weak or contradicts itself instead of jumping to 0 or 1.
 //!
+//! Measured on the two folds of the corpus benchmark's training half (`bench-filter
+//! --tune --dump`) and not taken, the spam caught for 4 hams lost as the yardstick:
+//! - online logistic regression on the same tokens (one pass, as agents' judgements come):
+//!   from 583 to 897 spam caught, depending on the order the training messages came in
+//!   and on the learning rate, where these counts caught 875 with the same tokens; it
+//!   would also store weights instead of counts, which cannot be taken back exactly when
+//!   an agent moves a message out of Junk;
+//! - other combinations of the same token probabilities (the chi-square in logarithms, so
+//!   that long messages do not saturate both tails; the mean of the log-likelihood
+//!   ratios): within a few spam of Fisher's;
+//! - leaving out tokens seen once (21 spam fewer), the pieces of links' paths (4 fewer),
+//!   the headers a receiving mail store adds (`X-Status`, `Delivered-To`…: 1 fewer).
+//!
 //! This module knows nothing of the store: the persistence (per tenant and shared) keeps a
 //! [`Counts`] per token and the [`Totals`], and calls [`tokens`], [`spam_probability`] and
 //! [`symbol`]. [`Classifier`] is the same thing in memory, for tests, the benchmark and the
