@@ -359,27 +359,7 @@ impl Quarantine {
         loop {
             let entries = self.store.scan(&scan).await?;
             for entry in &entries {
-                let Some(id) = keys::trailing_id(&entry.key) else { continue };
-                let mut batch = Batch::new();
-                let counted = match self.read(id).await? {
-                    // An entry left by a message gone: dropped.
-                    None => {
-                        batch.delete(&entry.key);
-                        0
-                    }
-                    Some((held, _)) if releasing(&held, now) => continue,
-                    Some((held, version)) => {
-                        batch.expect_version(&keys::message(id), version);
-                        remove(&mut batch, id, &held)?;
-                        1
-                    }
-                };
-                match self.store.commit(batch).await {
-                    Ok(_) => removed += counted,
-                    // Changed meanwhile (a release): the next sweep sees it again.
-                    Err(hameau_store::Error::Conflict { .. }) => {}
-                    Err(e) => return Err(e.into()),
-                }
+                removed += usize::from(self.remove_indexed(&entry.key, Some(now)).await?);
             }
             match entries.last() {
                 Some(last) if entries.len() == EXPIRE_PAGE_MAX => scan = scan.after(&last.key),
@@ -467,37 +447,51 @@ impl Quarantine {
     /// returns how many.
     pub(crate) async fn forget_tenant(&self, tenant: &str) -> Result<usize, Error> {
         let mut removed = 0;
+        // Page after page, each entry visited once: the walk ends whatever a commit does.
+        let mut scan = Scan::prefix(&keys::tenant_prefix(tenant)).limit(EXPIRE_PAGE_MAX);
         loop {
-            let scan = Scan::prefix(&keys::tenant_prefix(tenant)).limit(EXPIRE_PAGE_MAX);
             let entries = self.store.scan(&scan).await?;
-            if entries.is_empty() {
-                break;
-            }
             for entry in &entries {
-                let Some(id) = keys::trailing_id(&entry.key) else { continue };
-                let mut batch = Batch::new();
-                match self.read(id).await? {
-                    Some((held, version)) => {
-                        batch.expect_version(&keys::message(id), version);
-                        remove(&mut batch, id, &held)?;
-                    }
-                    // An index entry left by a message gone.
-                    None => {
-                        batch.delete(&entry.key);
-                    }
-                }
-                match self.store.commit(batch).await {
-                    Ok(_) => removed += 1,
-                    // Changed meanwhile (a release ending): the next page sees it again.
-                    Err(hameau_store::Error::Conflict { .. }) => {}
-                    Err(e) => return Err(e.into()),
-                }
+                removed += usize::from(self.remove_indexed(&entry.key, None).await?);
+            }
+            match entries.last() {
+                Some(last) if entries.len() == EXPIRE_PAGE_MAX => scan = scan.after(&last.key),
+                _ => break,
             }
         }
         let mut batch = Batch::new();
         batch.delete(&keys::bytes(tenant));
         self.store.commit(batch).await?;
         Ok(removed)
+    }
+
+    /// Removes the held message an index entry (`fq/e/…` or `fq/t/…`) names, unless it is
+    /// being released at `now` (`None`: removed whatever its state); an entry left by a
+    /// message gone, or not ending with an id, is dropped. Whether a message was removed;
+    /// one changed meanwhile (a release) is left for the next pass.
+    async fn remove_indexed(&self, index_key: &[u8], now: Option<u64>) -> Result<bool, Error> {
+        let mut batch = Batch::new();
+        let found = match keys::trailing_id(index_key) {
+            Some(id) => self.read(id).await?.map(|found| (id, found)),
+            None => None,
+        };
+        let removing = match found {
+            None => {
+                batch.delete(index_key);
+                false
+            }
+            Some((_, (held, _))) if now.is_some_and(|now| releasing(&held, now)) => return Ok(false),
+            Some((id, (held, version))) => {
+                batch.expect_version(&keys::message(id), version);
+                remove(&mut batch, id, &held)?;
+                true
+            }
+        };
+        match self.store.commit(batch).await {
+            Ok(_) => Ok(removing),
+            Err(hameau_store::Error::Conflict { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 
     async fn read(&self, id: u64) -> Result<Option<(Held, Version)>, Error> {

@@ -165,7 +165,6 @@ async fn session(
 async fn api(
     State(state): State<AppState>,
     Authenticated(user): Authenticated,
-    headers: axum::http::HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let body = match body {
@@ -194,9 +193,7 @@ async fn api(
         Ok(request) => request,
         Err(error) => return request_error(&error),
     };
-    let base = base_url(headers.get(header::HOST), &state);
-    let session = hameau_jmap::api::session(&user, &base, &state.jmap);
-    let session_state = session["state"].as_str().unwrap_or_default().to_string();
+    let session_state = hameau_jmap::api::session_state(&user, &state.jmap);
     let response = hameau_jmap::api::run(request, &user, &state.jmap, &session_state);
     axum::Json(response.to_json()).into_response()
 }

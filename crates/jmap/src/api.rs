@@ -56,15 +56,18 @@ pub fn session(user: &User, base: &str, limits: &Limits) -> Value {
         "uploadUrl": format!("{base}/jmap/upload/{{accountId}}"),
         "eventSourceUrl": format!("{base}/jmap/eventsource?types={{types}}&closeafter={{closeafter}}&ping={{ping}}"),
     });
-    session["state"] = Value::from(session_state(&session));
+    session["state"] = Value::from(session_state(user, limits));
     session
 }
 
-/// The session's state: a hash of what it says (RFC 8620 §2: it changes when the session
-/// does). FNV-1a over the JSON text, which serde_json writes in one order for one value.
-fn session_state(session: &Value) -> String {
+/// The session's state (RFC 8620 §2: it changes when the session does): a hash of what
+/// the session object is made of but its URLs, which follow the host the client reached
+/// and are no change of the session. Cheap: every API response carries it. FNV-1a, whose
+/// value is fixed across versions.
+pub fn session_state(user: &User, limits: &Limits) -> String {
+    let made_of = format!("{}\n{}\n{limits:?}\n{CAPABILITIES:?}", user.account, user.address);
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in session.to_string().bytes() {
+    for byte in made_of.bytes() {
         hash ^= u64::from(byte);
         hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
     }

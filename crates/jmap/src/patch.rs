@@ -8,6 +8,7 @@
 
 use serde_json::{Map, Value};
 
+use crate::reference::unescape;
 use crate::{Limits, SetError};
 
 /// Applies `patch` to `object`. On an error `object` is left as it was.
@@ -25,7 +26,7 @@ pub fn apply_patch(
     }
     let mut paths: Vec<(Vec<String>, &Value)> = Vec::with_capacity(patch.len());
     for (path, value) in patch {
-        let tokens: Vec<String> = path.split('/').map(unescape).collect();
+        let tokens: Vec<String> = path.split('/').map(|token| unescape(token).into_owned()).collect();
         if tokens.iter().any(String::is_empty) {
             return Err(SetError::invalid_patch(format!("{path:?} has an empty part")));
         }
@@ -72,9 +73,4 @@ pub fn apply_patch(
     }
     *object = patched;
     Ok(())
-}
-
-/// `~1` is `/` and `~0` is `~` (RFC 6901 §4).
-fn unescape(token: &str) -> String {
-    token.replace("~1", "/").replace("~0", "~")
 }

@@ -145,7 +145,7 @@ fn step<'a>(value: &'a Value, token: &str) -> Result<&'a Value, String> {
 }
 
 /// `~1` is `/` and `~0` is `~` (RFC 6901 §4), in that order.
-fn unescape(token: &str) -> std::borrow::Cow<'_, str> {
+pub(crate) fn unescape(token: &str) -> std::borrow::Cow<'_, str> {
     if token.contains('~') {
         std::borrow::Cow::Owned(token.replace("~1", "/").replace("~0", "~"))
     } else {
