@@ -26,6 +26,10 @@ pub fn resolve_references(
     let referenced: Vec<String> = arguments.keys().filter(|key| key.starts_with('#')).cloned().collect();
     for key in referenced {
         let name = &key[1..];
+        if name.is_empty() || name.starts_with('#') {
+            // No argument's name starts with "#": "##ids" would leave a reference key behind.
+            return Err(MethodError::invalid_arguments(format!("{key:?} names no argument")));
+        }
         if arguments.contains_key(name) {
             return Err(MethodError::invalid_arguments(format!("{name:?} is given both plainly and as {key:?}")));
         }

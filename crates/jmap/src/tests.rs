@@ -136,6 +136,9 @@ fn bad_references_are_the_rfcs_errors() {
     let both = fails(json!({"ids": [], "#ids": reference("t0", "Email/query", "/ids")}));
     assert_eq!(both.kind, "invalidArguments");
     assert_eq!(fails(json!({"#ids": {"resultOf": "t0"}})).kind, "invalidArguments");
+    // A reference must not leave a reference key behind (found by the fuzz target).
+    assert_eq!(fails(json!({"##ids": reference("t0", "Email/query", "/ids")})).kind, "invalidArguments");
+    assert_eq!(fails(json!({"#": reference("t0", "Email/query", "/ids")})).kind, "invalidArguments");
     for (reference, why) in [
         (reference("nope", "Email/query", "/ids"), "no such call"),
         (reference("t0", "Email/get", "/ids"), "another method"),
