@@ -66,7 +66,12 @@ pub fn app_state(
         mail: hameau_mailbox::Mail::with_limits(store.clone(), config.mail.clone()),
         quarantine: hameau_filter::Quarantine::new(store.clone(), &config.filter),
         filter_settings: hameau_filter::Settings::new(store.clone(), &config.filter),
-        jmap: config.jmap.clone(),
+        jmap: Arc::new(hameau_jmap::mail::Services {
+            mail: hameau_mailbox::Mail::with_limits(store.clone(), config.mail.clone()),
+            summaries: config.imap.summary_cache(),
+            texts: config.imap.text_cache(),
+            limits: config.jmap.clone(),
+        }),
         jmap_in_flight: Arc::default(),
     }
 }
@@ -102,6 +107,13 @@ async fn serve(config: Config, reload_log: &crate::logging::Reload) -> anyhow::R
     if let Some(trainer) = crate::filter::trainer(&config, &store) {
         mail = mail.with_junk_learner(trainer);
     }
+    // What JMAP runs on: the same mail model, and the caches IMAP shares with it.
+    let jmap = hameau_jmap::mail::Services {
+        mail: mail.clone(),
+        summaries: config.imap.summary_cache(),
+        texts: config.imap.text_cache(),
+        limits: config.jmap.clone(),
+    };
     // One quarantine and one cache of the tenants' filter settings: the MX holds and
     // reads, the API releases and writes (a change applies to the next message).
     let filter = (
@@ -140,7 +152,7 @@ async fn serve(config: Config, reload_log: &crate::logging::Reload) -> anyhow::R
     };
     let shared = (&store, &directory, &queue, certs);
     let mut started =
-        start_http(&config, shared, (&mail, &filter), &imports, &registry, &shutdown_rx, &mut services).await;
+        start_http(&config, shared, (&jmap, &filter), &imports, &registry, &shutdown_rx, &mut services).await;
     if started.is_ok() {
         started = start_plain(&config, &http01, &registry, &shutdown_rx, &mut services).await;
     }
@@ -153,7 +165,7 @@ async fn serve(config: Config, reload_log: &crate::logging::Reload) -> anyhow::R
         };
     }
     if started.is_ok() {
-        started = start_imap(&config, &mail, &directory, certs, &registry, &shutdown_rx, &mut services).await;
+        started = start_imap(&config, &jmap, &directory, certs, &registry, &shutdown_rx, &mut services).await;
     }
     if started.is_ok() {
         let shared = (&store, &resolver, queue, certs);
@@ -212,7 +224,7 @@ async fn start_http(
         &QueueAndWake,
         &Arc<hameau_net::Certificates>,
     ),
-    (mail, (quarantine, filter_settings)): (&hameau_mailbox::Mail, &FilterShared),
+    (jmap, (quarantine, filter_settings)): (&hameau_jmap::mail::Services, &FilterShared),
     imports: &Arc<hameau_migrate::Jobs>,
     registry: &Arc<Registry>,
     shutdown: &watch::Receiver<bool>,
@@ -229,7 +241,8 @@ async fn start_http(
     // The directory's limiter is the one every protocol shares (`app_state` takes it).
     (state.queue, state.queue_wake) = (queue.clone(), queued.clone());
     state.imports = Some(imports.clone());
-    state.mail = mail.clone();
+    state.mail = jmap.mail.clone();
+    state.jmap = Arc::new(jmap.clone());
     (state.quarantine, state.filter_settings) = (quarantine.clone(), filter_settings.clone());
     let metrics = state.metrics.clone();
     let router = hameau_http::router(state);
@@ -542,7 +555,7 @@ async fn start_submission(
 
 async fn start_imap(
     config: &Config,
-    mail: &hameau_mailbox::Mail,
+    jmap: &hameau_jmap::mail::Services,
     directory: &Directory,
     certificates: &Arc<hameau_net::Certificates>,
     registry: &Arc<Registry>,
@@ -554,13 +567,13 @@ async fn start_imap(
     }
     let tls = crate::tls::server_config(certificates, &[b"imap"]);
     let context = Arc::new(hameau_imap::Context {
-        mail: mail.clone(),
+        mail: jmap.mail.clone(),
         directory: directory.clone(),
         tls: Some(tls),
         options: config.imap.connection(),
         now_s: || <SystemClock as hameau_http::Clock>::now_s(&SystemClock),
-        summaries: config.imap.summary_cache(),
-        texts: config.imap.text_cache(),
+        summaries: jmap.summaries.clone(),
+        texts: jmap.texts.clone(),
         metrics: hameau_telemetry::ServiceMetrics::new(registry, "imap"),
     });
     let gate = config.imap.gate();

@@ -156,7 +156,7 @@ async fn session(
     headers: axum::http::HeaderMap,
 ) -> Response {
     let base = base_url(headers.get(header::HOST), &state);
-    let session = hameau_jmap::api::session(&user, &base, &state.jmap);
+    let session = hameau_jmap::api::session(&user, &base, &state.jmap.limits);
     let mut response = axum::Json(session).into_response();
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, no-store"));
     response
@@ -172,7 +172,7 @@ async fn api(
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             return request_error(&RequestError::Limit {
                 limit: "maxSizeRequest",
-                detail: format!("the request is over {} bytes", state.jmap.request_bytes_max),
+                detail: format!("the request is over {} bytes", state.jmap.limits.request_bytes_max),
             });
         }
         Err(rejection) => {
@@ -183,18 +183,21 @@ async fn api(
             .into_response();
         }
     };
-    let Some(_running) = state.jmap_in_flight.enter(user.account, state.jmap.concurrent_requests_max) else {
+    let Some(_running) = state.jmap_in_flight.enter(user.account, state.jmap.limits.concurrent_requests_max) else {
         return request_error(&RequestError::Limit {
             limit: "maxConcurrentRequests",
-            detail: format!("this account has {} requests under way already", state.jmap.concurrent_requests_max),
+            detail: format!(
+                "this account has {} requests under way already",
+                state.jmap.limits.concurrent_requests_max
+            ),
         });
     };
-    let request = match Request::parse(&body, &state.jmap, &hameau_jmap::api::CAPABILITIES) {
+    let request = match Request::parse(&body, &state.jmap.limits, &hameau_jmap::api::CAPABILITIES) {
         Ok(request) => request,
         Err(error) => return request_error(&error),
     };
-    let session_state = hameau_jmap::api::session_state(&user, &state.jmap);
-    let response = hameau_jmap::api::run(request, &user, &state.jmap, &session_state);
+    let session_state = hameau_jmap::api::session_state(&user, &state.jmap.limits);
+    let response = hameau_jmap::api::run(request, &user, &state.jmap, state.clock.now_s(), &session_state).await;
     axum::Json(response.to_json()).into_response()
 }
 

@@ -83,7 +83,7 @@ pub struct AppState {
     /// the MX's, so that a change applies to the next message.
     pub filter_settings: hameau_filter::Settings,
     /// The `[jmap]` limits: what one JMAP request may cost.
-    pub jmap: hameau_jmap::Limits,
+    pub jmap: Arc<hameau_jmap::mail::Services>,
     /// The JMAP requests under way, per account (`maxConcurrentRequests`).
     pub jmap_in_flight: Arc<jmap::InFlight>,
 }
@@ -100,7 +100,7 @@ pub fn router(state: AppState) -> Router {
     .route("/healthz", get(healthz))
     .route("/metrics", get(metrics))
     .merge(autoconfig::routes(state.options.autodiscover_request_bytes_max))
-    .merge(jmap::routes(state.jmap.request_bytes_max))
+    .merge(jmap::routes(state.jmap.limits.request_bytes_max))
     .fallback(|| async { api::Problem::new(StatusCode::NOT_FOUND, "no such resource") })
     .method_not_allowed_fallback(|| async {
         api::Problem::new(StatusCode::METHOD_NOT_ALLOWED, "this method is not allowed on this resource")

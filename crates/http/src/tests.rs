@@ -47,7 +47,12 @@ pub(crate) fn state(store: Store, directory: Directory, queue: Queue, host: &str
         mail: hameau_mailbox::Mail::new(store.clone()),
         quarantine: hameau_filter::Quarantine::new(store.clone(), &hameau_filter::Options::default()),
         filter_settings: hameau_filter::Settings::new(store.clone(), &hameau_filter::Options::default()),
-        jmap: hameau_jmap::Limits::default(),
+        jmap: Arc::new(hameau_jmap::mail::Services {
+            mail: hameau_mailbox::Mail::new(store.clone()),
+            summaries: Arc::new(hameau_mailbox::query::SummaryCache::new(0, 0)),
+            texts: Arc::new(hameau_mailbox::query::TextCache::new(0)),
+            limits: hameau_jmap::Limits::default(),
+        }),
         jmap_in_flight: std::sync::Arc::default(),
         store,
     }

@@ -66,9 +66,9 @@ pub struct Context {
     /// Seconds since the Unix epoch (the clock is given, not read here).
     pub now_s: fn() -> u64,
     /// Decoded summaries shared by the sessions.
-    pub summaries: SummaryCache,
+    pub summaries: std::sync::Arc<SummaryCache>,
     /// Searchable body texts shared by the sessions.
-    pub texts: TextCache,
+    pub texts: std::sync::Arc<TextCache>,
     /// Counters with `protocol="imap"` (commands are `requests`).
     pub metrics: ServiceMetrics,
 }

@@ -87,14 +87,14 @@ impl Options {
         }
     }
 
-    /// The summaries shared by all sessions.
-    pub fn summary_cache(&self) -> SummaryCache {
-        SummaryCache::new(self.summary_cache_entries, self.summary_cache_bytes)
+    /// The summaries shared by all sessions (IMAP's and JMAP's).
+    pub fn summary_cache(&self) -> std::sync::Arc<SummaryCache> {
+        std::sync::Arc::new(SummaryCache::new(self.summary_cache_entries, self.summary_cache_bytes))
     }
 
-    /// The searchable texts shared by all sessions.
-    pub fn text_cache(&self) -> TextCache {
-        TextCache::new(self.text_cache_bytes)
+    /// The searchable texts shared by all sessions (IMAP's and JMAP's).
+    pub fn text_cache(&self) -> std::sync::Arc<TextCache> {
+        std::sync::Arc::new(TextCache::new(self.text_cache_bytes))
     }
 
     /// Checks every key of `[imap]`, the sessions' limits included.

@@ -2,8 +2,11 @@
 //! (§3.3, §3.4): each call's result references resolved against the responses before it,
 //! then the method, or the method-level error in its place.
 
+use std::collections::HashMap;
+
 use serde_json::{Map, Value, json};
 
+use crate::mail::{self, Context, MAIL_CAPABILITY, Services};
 use crate::{CORE_CAPABILITY, Invocation, Limits, MethodError, Request, Response, resolve_references};
 
 /// The authenticated user as the session object shows it.
@@ -21,8 +24,8 @@ pub fn account_id(id: u64) -> String {
     format!("a{id}")
 }
 
-/// The capabilities this server has: the core only, until the mail methods come (issue 15).
-pub const CAPABILITIES: [&str; 1] = [CORE_CAPABILITY];
+/// The capabilities this server has.
+pub const CAPABILITIES: [&str; 2] = [CORE_CAPABILITY, MAIL_CAPABILITY];
 
 /// The session object for `user`, its URLs under `base` (`https://host:port`, no final
 /// slash), with `limits` as the core capability's.
@@ -40,16 +43,16 @@ pub fn session(user: &User, base: &str, limits: &Limits) -> Value {
         "collationAlgorithms": [],
     });
     let mut session = json!({
-        "capabilities": { CORE_CAPABILITY: core },
+        "capabilities": { CORE_CAPABILITY: core, MAIL_CAPABILITY: {} },
         "accounts": {
             account.clone(): {
                 "name": user.address,
                 "isPersonal": true,
                 "isReadOnly": false,
-                "accountCapabilities": {},
+                "accountCapabilities": { MAIL_CAPABILITY: mail::account_capability() },
             }
         },
-        "primaryAccounts": { CORE_CAPABILITY: account },
+        "primaryAccounts": { CORE_CAPABILITY: account, MAIL_CAPABILITY: account },
         "username": user.address,
         "apiUrl": format!("{base}/jmap/api"),
         "downloadUrl": format!("{base}/jmap/download/{{accountId}}/{{blobId}}/{{name}}?accept={{type}}"),
@@ -76,13 +79,20 @@ pub fn session_state(user: &User, limits: &Limits) -> String {
 
 /// Runs `request`'s calls in order for `user`: result references first, then the method.
 /// Every call gets a response (its own or `["error", …]`); the request as a whole never
-/// fails past [`Request::parse`].
-pub fn run(request: Request, user: &User, limits: &Limits, session_state: &str) -> Response {
+/// fails past [`Request::parse`]. `now` is seconds since the Unix epoch.
+pub async fn run(request: Request, user: &User, services: &Services, now: u64, session_state: &str) -> Response {
+    let mut context = Context { services, user, now, created_ids: HashMap::new() };
+    if let Some(created) = &request.created_ids {
+        context.created_ids.extend(created.iter().map(|(creation, id)| (creation.clone(), id.clone())));
+    }
+    let limits = &services.limits;
     let mut responses: Vec<Invocation> = Vec::with_capacity(request.method_calls.len());
     for call in request.method_calls {
         let mut arguments = call.arguments;
-        let outcome = resolve_references(&mut arguments, &responses, limits)
-            .and_then(|()| call_method(&call.name, arguments, user, &request.using));
+        let outcome = match resolve_references(&mut arguments, &responses, limits) {
+            Ok(()) => call_method(&mut context, &call.name, arguments, &request.using).await,
+            Err(error) => Err(error),
+        };
         responses.push(match outcome {
             Ok(arguments) => Invocation { name: call.name, arguments, call_id: call.call_id },
             Err(error) => {
@@ -90,19 +100,31 @@ pub fn run(request: Request, user: &User, limits: &Limits, session_state: &str) 
             }
         });
     }
-    Response { method_responses: responses, created_ids: request.created_ids, session_state: session_state.to_string() }
+    // The client's createdIds come back with this request's added (RFC 8620 §3.4).
+    let created_ids = request.created_ids.map(|_| context.created_ids);
+    Response { method_responses: responses, created_ids, session_state: session_state.to_string() }
 }
 
-/// One method. `Core/echo` (RFC 8620 §4) answers its arguments; no other method exists
-/// yet, and each is `unknownMethod`, as is a method whose capability `using` lacks.
-fn call_method(
+/// One method, if `using` names its capability (else `unknownMethod`, RFC 8620 §3.6.2).
+async fn call_method(
+    ctx: &mut Context<'_>,
     name: &str,
     arguments: Map<String, Value>,
-    _user: &User,
     using: &[String],
 ) -> Result<Map<String, Value>, MethodError> {
+    let uses = |capability: &str| using.iter().any(|used| used == capability);
+    if name == "Core/echo" && uses(CORE_CAPABILITY) {
+        return Ok(arguments);
+    }
+    if !uses(MAIL_CAPABILITY) {
+        return Err(MethodError::unknown_method(name));
+    }
     match name {
-        "Core/echo" if using.iter().any(|capability| capability == CORE_CAPABILITY) => Ok(arguments),
+        "Mailbox/get" => mail::mailbox::get(ctx, arguments).await,
+        "Mailbox/changes" => mail::mailbox::changes(ctx, arguments).await,
+        "Mailbox/query" => mail::mailbox::query(ctx, arguments).await,
+        "Mailbox/queryChanges" => mail::mailbox::query_changes(ctx, arguments).await,
+        "Mailbox/set" => mail::mailbox::set(ctx, arguments).await,
         _ => Err(MethodError::unknown_method(name)),
     }
 }

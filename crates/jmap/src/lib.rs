@@ -20,8 +20,11 @@
 //! methods. A request that names a method this server does not have gets
 //! `unknownMethod`, as the RFC says; the session object offers the core capability only.
 
+#[cfg(feature = "mail")]
 pub mod api;
 mod error;
+#[cfg(feature = "mail")]
+pub mod mail;
 mod options;
 mod patch;
 mod reference;

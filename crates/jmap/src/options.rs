@@ -45,6 +45,17 @@ pub struct Limits {
     /// properties of any JMAP object (keywords and mailboxes patched one by one included
     /// for a mail client's bulk change of one message). 1 to 100,000.
     pub patch_entries_max: u64,
+    /// Objects in one `/changes` answer: 5,000, ten times `objects_in_get_max`; a client's
+    /// `maxChanges` is capped to it, and a client behind by more pages through. 1 to 1,000,000.
+    pub changes_max: u64,
+    /// Operators and conditions in one `/query` filter: 64, far above what a mail client's
+    /// search builds (a few conditions under one or two operators); evaluating a filter
+    /// costs this per message. 1 to 10,000.
+    pub filter_nodes_max: u64,
+    /// Ids in one `/query` answer: 5,000, as `changes_max`; a client's `limit` is capped to
+    /// it (the answer says so in `limit`) and a client pages with `position` or `anchor`.
+    /// 1 to 1,000,000.
+    pub query_results_max: u64,
 }
 
 impl Default for Limits {
@@ -60,6 +71,9 @@ impl Default for Limits {
             reference_path_tokens_max: 16,
             reference_values_max: 5_000,
             patch_entries_max: 256,
+            changes_max: 5_000,
+            filter_nodes_max: 64,
+            query_results_max: 5_000,
         }
     }
 }
@@ -77,6 +91,9 @@ impl Limits {
         range(SECTION, "reference_path_tokens_max", self.reference_path_tokens_max, 1, 256)?;
         range(SECTION, "reference_values_max", self.reference_values_max, 1, 1_000_000)?;
         range(SECTION, "patch_entries_max", self.patch_entries_max, 1, 100_000)?;
+        range(SECTION, "changes_max", self.changes_max, 1, 1_000_000)?;
+        range(SECTION, "filter_nodes_max", self.filter_nodes_max, 1, 10_000)?;
+        range(SECTION, "query_results_max", self.query_results_max, 1, 1_000_000)?;
         Ok(())
     }
 }

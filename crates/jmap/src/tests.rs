@@ -233,11 +233,12 @@ fn the_default_limits_are_in_their_ranges() {
     assert_eq!(problem.key, "jmap.calls_in_request_max");
 }
 
-#[test]
-fn a_session_and_a_request_run_for_a_user() {
+#[tokio::test]
+async fn a_session_and_a_request_run_for_a_user() {
     use crate::api::{User, account_id, run, session};
     let user = User { account: 7, address: "agent@mairie.test".into() };
     let limits = Limits::default();
+    let fixture = crate::mail::tests::Fixture::new().await;
     let session = session(&user, "https://mx.test:8443", &limits);
     assert_eq!(session["apiUrl"], "https://mx.test:8443/jmap/api");
     assert_eq!(session["primaryAccounts"][CORE_CAPABILITY], "a7");
@@ -250,12 +251,12 @@ fn a_session_and_a_request_run_for_a_user() {
         "methodCalls": [
             ["Core/echo", {"hello": [1, 2]}, "c1"],
             ["Core/echo", {"#again": {"resultOf": "c1", "name": "Core/echo", "path": "/hello/1"}}, "c2"],
-            ["Mailbox/get", {}, "c3"],
-            ["Core/echo", {"#bad": {"resultOf": "c3", "name": "Mailbox/get", "path": "/x"}}, "c4"]
+            ["Thread/nothing", {}, "c3"],
+            ["Core/echo", {"#bad": {"resultOf": "c3", "name": "Thread/nothing", "path": "/x"}}, "c4"]
         ]
     }))
     .unwrap();
-    let response = run(request, &user, &limits, "s1").to_json();
+    let response = run(request, &user, &fixture.services, 0, "s1").await.to_json();
     let responses = response["methodResponses"].as_array().unwrap();
     assert_eq!(responses[0], json!(["Core/echo", {"hello": [1, 2]}, "c1"]));
     assert_eq!(responses[1], json!(["Core/echo", {"again": 2}, "c2"]));

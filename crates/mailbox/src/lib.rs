@@ -612,6 +612,14 @@ impl Mail {
         decode(&entry.key, &entry.value)
     }
 
+    /// The emails of `ids`, `None` for those that do not exist: one batched read of the
+    /// store (JMAP's `Email/get` and thread counts read hundreds at a time).
+    pub async fn emails(&self, account: AccountId, ids: &[EmailId]) -> Result<Vec<Option<Email>>, Error> {
+        let keys: Vec<Vec<u8>> = ids.iter().map(|id| keys::email(account, *id)).collect();
+        let entries = self.store.get_many(&keys).await?;
+        entries.into_iter().map(|entry| entry.map(|entry| decode(&entry.key, &entry.value)).transpose()).collect()
+    }
+
     /// The searchable text of an email's body, made at delivery (see [`search_text`]):
     /// IMAP SEARCH BODY/TEXT and JMAP's text filter match against it, never re-parsing.
     /// Empty for a message without text.

@@ -1,0 +1,327 @@
+//! The mail methods (RFC 8621) over the mail model: what one request runs against
+//! ([`Context`]), the ids the objects have on the wire, the state strings, and each data
+//! type's methods in its own module.
+//!
+//! - **Ids.** Every object's id is a letter and its number in the mail model, decimal
+//!   without leading zeros (`m3` a mailbox, `e17` an email, `t17` a thread): one spelling
+//!   per object, so that a client comparing ids compares objects. An id of another shape
+//!   is no object of this account (`notFound`), never an error of the call.
+//! - **State.** One state for every data type of an account: its modseq, the counter of
+//!   the change log IMAP's CONDSTORE reads too (docs/mail-model.md). A `/changes` reads the
+//!   log after it and keeps what concerns its type ([`changes`]); the state moves when any
+//!   type changes, which RFC 8620 §5.1 allows ("the state string MAY change when there is
+//!   no change to the type").
+//! - **Accounts.** A user reaches only its own account: an `accountId` of another is
+//!   `accountNotFound`, whether or not that account exists, so that ids cannot be probed.
+
+pub(crate) mod changes;
+pub(crate) mod filter;
+pub(crate) mod mailbox;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use hameau_mailbox::query::{SummaryCache, TextCache};
+use hameau_mailbox::{AccountId, Mail};
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use crate::api::User;
+use crate::{Limits, MethodError};
+
+/// The capability of mail (RFC 8621 §1.3.1).
+pub const MAIL_CAPABILITY: &str = "urn:ietf:params:jmap:mail";
+
+/// What the mail methods share across requests: the one mail model and the caches that IMAP
+/// shares too, so that a summary read for one protocol serves the other.
+#[derive(Clone)]
+pub struct Services {
+    pub mail: Mail,
+    pub summaries: Arc<SummaryCache>,
+    pub texts: Arc<TextCache>,
+    pub limits: Limits,
+}
+
+/// One request's context: the user's account, the services, and the ids the request
+/// created so far (RFC 8620 §3.3 `createdIds`: a later call names a created object by
+/// `#` and its creation id).
+pub struct Context<'a> {
+    pub services: &'a Services,
+    pub user: &'a User,
+    /// Seconds since the Unix epoch, read once per request.
+    pub now: u64,
+    pub created_ids: HashMap<String, String>,
+}
+
+impl Context<'_> {
+    /// The account in the mail model.
+    pub fn account(&self) -> AccountId {
+        self.user.account
+    }
+
+    pub fn mail(&self) -> &Mail {
+        &self.services.mail
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.services.limits
+    }
+
+    /// Checks a call's `accountId`: the user's own, else `accountNotFound`.
+    pub fn check_account(&self, account_id: &str) -> Result<(), MethodError> {
+        if account_id == crate::api::account_id(self.user.account) {
+            Ok(())
+        } else {
+            Err(MethodError::new("accountNotFound", format!("no account {account_id:?} is open to this user")))
+        }
+    }
+
+    /// The account's state for every data type: its modseq.
+    pub async fn state(&self) -> Result<String, MethodError> {
+        Ok(self.mail().modseq(self.account()).await.map_err(server_fail)?.to_string())
+    }
+
+    /// An id given by the client: `#creationId` is the id created earlier in the request
+    /// under that creation id (RFC 8620 §5.3); `None` when no creation had it.
+    pub fn resolve_id<'s>(&'s self, id: &'s str) -> Option<&'s str> {
+        match id.strip_prefix('#') {
+            Some(creation) => self.created_ids.get(creation).map(String::as_str),
+            None => Some(id),
+        }
+    }
+}
+
+/// A call's arguments read into `T`: a missing, mistyped or unknown argument is
+/// `invalidArguments` naming it (serde's message names the field).
+pub fn arguments<T: DeserializeOwned>(arguments: Map<String, Value>) -> Result<T, MethodError> {
+    serde_json::from_value(Value::Object(arguments)).map_err(|e| MethodError::invalid_arguments(e.to_string()))
+}
+
+/// A failure of the mail model in a method: logged with its details, said to the client
+/// as `serverFail` without them.
+pub fn server_fail(error: hameau_mailbox::Error) -> MethodError {
+    tracing::error!(error = %error, "jmap: a method failed");
+    MethodError::server_fail()
+}
+
+/// The wire id of object `number` of the kind `letter` ([`mod@self`], "Ids").
+pub fn id(letter: char, number: u64) -> String {
+    format!("{letter}{number}")
+}
+
+/// The number of a wire id of the kind `letter`; `None` for any other shape (a leading
+/// zero, a sign, another letter, past `u64`).
+pub fn parse_id(letter: char, id: &str) -> Option<u64> {
+    let digits = id.strip_prefix(letter)?;
+    if digits.is_empty() || digits.len() > 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if digits.len() > 1 && digits.starts_with('0') {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// The letters of the ids ([`mod@self`], "Ids").
+pub mod letter {
+    pub const MAILBOX: char = 'm';
+    pub const EMAIL: char = 'e';
+    pub const THREAD: char = 't';
+}
+
+/// The ids a `/get` asks for, checked against `maxObjectsInGet` (`requestTooLarge`
+/// past it); `None` for "all" (the caller bounds what it returns).
+pub fn ids_to_get(ids: Option<Vec<String>>, limits: &Limits) -> Result<Option<Vec<String>>, MethodError> {
+    if let Some(ids) = &ids
+        && ids.len() as u64 > limits.objects_in_get_max
+    {
+        return Err(MethodError::new(
+            "requestTooLarge",
+            format!("{} ids asked, over maxObjectsInGet ({})", ids.len(), limits.objects_in_get_max),
+        ));
+    }
+    Ok(ids)
+}
+
+/// The properties a `/get` returns: those asked (each one `known`, else
+/// `invalidArguments`), or `default`; `id` always.
+pub fn properties(asked: Option<Vec<String>>, known: &[&str], default: &[&str]) -> Result<Vec<String>, MethodError> {
+    let mut properties = match asked {
+        Some(asked) => {
+            if let Some(unknown) = asked.iter().find(|property| !known.contains(&property.as_str())) {
+                return Err(MethodError::invalid_arguments(format!("no property {unknown:?}")));
+            }
+            asked
+        }
+        None => default.iter().map(|property| property.to_string()).collect(),
+    };
+    if !properties.iter().any(|property| property == "id") {
+        properties.insert(0, "id".into());
+    }
+    properties.dedup();
+    Ok(properties)
+}
+
+/// Keeps the `properties` of `object`.
+pub fn only(mut object: Map<String, Value>, properties: &[String]) -> Value {
+    object.retain(|key, _| properties.iter().any(|property| property == key));
+    Value::Object(object)
+}
+
+/// The paging arguments of a `/query` (RFC 8620 §5.5).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Window {
+    #[serde(default)]
+    pub position: i64,
+    #[serde(default)]
+    pub anchor: Option<String>,
+    #[serde(default)]
+    pub anchor_offset: i64,
+    #[serde(default)]
+    pub limit: Option<u64>,
+}
+
+/// The part of `ids` (all results, sorted) a `/query` returns: from `anchor` moved by
+/// `anchorOffset` when given (`anchorNotFound` if it is not among them), else from
+/// `position` (negative counts from the end), at most `limit` capped to
+/// `query_results_max`. Returns the start position, the ids, and the limit applied when
+/// the server capped the client's.
+pub fn window(
+    ids: &[String],
+    window: &Window,
+    limits: &Limits,
+) -> Result<(usize, Vec<String>, Option<u64>), MethodError> {
+    let total = ids.len() as i64;
+    let start = match &window.anchor {
+        Some(anchor) => {
+            let at = ids
+                .iter()
+                .position(|id| id == anchor)
+                .ok_or_else(|| MethodError::new("anchorNotFound", format!("{anchor:?} is not among the results")))?;
+            (at as i64).saturating_add(window.anchor_offset).max(0)
+        }
+        None if window.position < 0 => total.saturating_add(window.position).max(0),
+        None => window.position,
+    }
+    .min(total) as usize;
+    let asked = window.limit.unwrap_or(u64::MAX);
+    let applied = asked.min(limits.query_results_max);
+    let end = start.saturating_add(usize::try_from(applied).unwrap_or(usize::MAX)).min(ids.len());
+    // Said when the server lowered the client's limit, or cut an unlimited query short.
+    let capped = (applied < asked && (window.limit.is_some() || end < ids.len())).then_some(applied);
+    Ok((start, ids[start..end].to_vec(), capped))
+}
+
+/// A `/set`'s `ifInState`: `stateMismatch` when the account is in another.
+pub async fn check_state(ctx: &Context<'_>, if_in_state: Option<&str>) -> Result<String, MethodError> {
+    let state = ctx.state().await?;
+    match if_in_state {
+        Some(expected) if expected != state => {
+            Err(MethodError::new("stateMismatch", format!("the account is in state {state}, not {expected}")))
+        }
+        _ => Ok(state),
+    }
+}
+
+/// How many creations, updates and destructions a `/set` holds, checked against
+/// `maxObjectsInSet` (`requestTooLarge`).
+pub fn check_set_size(objects: usize, limits: &Limits) -> Result<(), MethodError> {
+    if objects as u64 > limits.objects_in_set_max {
+        return Err(MethodError::new(
+            "requestTooLarge",
+            format!("{objects} objects in one /set, over maxObjectsInSet ({})", limits.objects_in_set_max),
+        ));
+    }
+    Ok(())
+}
+
+/// The response of a `/set` being built: each object's outcome in its map.
+#[derive(Debug, Default)]
+pub struct SetResponse {
+    pub created: Map<String, Value>,
+    pub updated: Map<String, Value>,
+    pub destroyed: Vec<String>,
+    pub not_created: Map<String, Value>,
+    pub not_updated: Map<String, Value>,
+    pub not_destroyed: Map<String, Value>,
+}
+
+impl SetResponse {
+    /// The arguments of the response, the states before and after.
+    pub fn into_arguments(self, ctx: &Context<'_>, old_state: String, new_state: String) -> Map<String, Value> {
+        let or_null = |map: Map<String, Value>| if map.is_empty() { Value::Null } else { Value::Object(map) };
+        let mut response = Map::new();
+        response.insert("accountId".into(), Value::from(crate::api::account_id(ctx.account())));
+        response.insert("oldState".into(), Value::from(old_state));
+        response.insert("newState".into(), Value::from(new_state));
+        response.insert("created".into(), or_null(self.created));
+        response.insert("updated".into(), or_null(self.updated));
+        response.insert(
+            "destroyed".into(),
+            if self.destroyed.is_empty() { Value::Null } else { Value::from(self.destroyed) },
+        );
+        response.insert("notCreated".into(), or_null(self.not_created));
+        response.insert("notUpdated".into(), or_null(self.not_updated));
+        response.insert("notDestroyed".into(), or_null(self.not_destroyed));
+        response
+    }
+}
+
+/// The mail capability's account properties (RFC 8621 §1.3.1).
+pub fn account_capability() -> Value {
+    serde_json::json!({
+        // An email may be in any number of mailboxes.
+        "maxMailboxesPerEmail": null,
+        "maxMailboxDepth": null,
+        // A segment of a name in the tree (crates/mailbox, tree.rs).
+        "maxSizeMailboxName": 255,
+        "maxSizeAttachmentsPerEmail": 50_000_000,
+        "emailQuerySortOptions": ["receivedAt", "size", "from", "to", "subject", "sentAt"],
+        "mayCreateTopLevelMailbox": true,
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod tests;
+
+/// A blob's id (RFC 8620 §6): what a download names and an import or an attachment
+/// refers to. Scoped to the account: an id is only ever looked up in the user's own
+/// account, so a guessed id of another account's blob finds nothing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BlobId {
+    /// An email's raw message (`b17`), or one of its MIME parts (`b17.3`: the part's index
+    /// in the parsed message's list of parts, as `mail-parser` numbers them).
+    Email { email: u64, part: Option<u32> },
+    /// An upload of this account not yet used, by its SHA-256 (`u` and 64 hex digits).
+    Upload { hash: String },
+}
+
+impl BlobId {
+    pub fn to_wire(&self) -> String {
+        match self {
+            BlobId::Email { email, part: None } => format!("b{email}"),
+            BlobId::Email { email, part: Some(part) } => format!("b{email}.{part}"),
+            BlobId::Upload { hash } => format!("u{hash}"),
+        }
+    }
+
+    /// The blob of a wire id; `None` for any other shape.
+    pub fn parse(wire: &str) -> Option<BlobId> {
+        if let Some(hash) = wire.strip_prefix('u') {
+            let hex = hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            return hex.then(|| BlobId::Upload { hash: hash.to_string() });
+        }
+        let rest = wire.strip_prefix('b')?;
+        let (email, part) = match rest.split_once('.') {
+            Some((email, part)) => (email, Some(part)),
+            None => (rest, None),
+        };
+        let email = parse_id('x', &format!("x{email}"))?;
+        let part = match part {
+            Some(part) => Some(u32::try_from(parse_id('x', &format!("x{part}"))?).ok()?),
+            None => None,
+        };
+        Some(BlobId::Email { email, part })
+    }
+}
