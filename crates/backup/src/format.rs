@@ -435,18 +435,7 @@ pub(crate) fn plain_blob_name(hash: &BlobHash) -> String {
     hash.to_hex()
 }
 
-/// RFC 3339 UTC of a Unix time (civil-from-days, proleptic Gregorian calendar).
+/// RFC 3339 UTC of a Unix time.
 pub(crate) fn rfc3339(unix_s: u64) -> String {
-    let days = (unix_s / 86_400) as i64;
-    let seconds = unix_s % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", seconds / 3600, seconds / 60 % 60, seconds % 60)
+    hameau_calendar::rfc3339(unix_s)
 }

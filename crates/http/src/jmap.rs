@@ -90,7 +90,23 @@ impl FromRequestParts<AppState> for Authenticated {
         let peer = parts.extensions.get::<PeerAddr>().map(|peer| peer.0.ip());
         let peer = peer.unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
         match state.directory.login(peer, &address, &password, state.clock.now_s()).await {
-            Ok(account) => Ok(Authenticated(User { account: account.id, address: account.address })),
+            Ok(account) => {
+                // As an IMAP login: the tenant's quota, and the account's mailboxes made
+                // on its first use.
+                let tenant_bytes_max = match state.directory.resolve_recipient(&account.address).await {
+                    Ok(recipient) => recipient.and_then(|recipient| recipient.tenant_quota_bytes),
+                    Err(e) => return Err(unavailable("reading the tenant's quota", &e)),
+                };
+                if let Err(e) = state.jmap.mail.ensure_account(account.id, state.clock.now_s()).await {
+                    return Err(unavailable("creating the account's mailboxes", &e));
+                }
+                let quota = hameau_mailbox::Quota {
+                    account_bytes_max: account.quota_bytes,
+                    tenant: Some(account.tenant.clone()),
+                    tenant_bytes_max,
+                };
+                Ok(Authenticated(User { account: account.id, address: account.address, quota }))
+            }
             Err(DirectoryError::Refused { retry_after_s }) => {
                 state.metrics.auth_refused.inc();
                 let mut response = Problem::new(
@@ -112,6 +128,12 @@ impl FromRequestParts<AppState> for Authenticated {
             }
         }
     }
+}
+
+/// 503 for a failure of the server's own at login, logged with `what` it was doing.
+fn unavailable(what: &str, error: &dyn std::fmt::Display) -> Response {
+    tracing::error!(error = %error, "jmap: {what}");
+    Problem::new(StatusCode::SERVICE_UNAVAILABLE, "the server cannot open the account now").into_response()
 }
 
 /// 401 with the Basic challenge (the admin API's problems carry a Bearer one).

@@ -16,6 +16,9 @@ pub struct User {
     pub account: u64,
     /// Its address: the session's `username` and the account's name.
     pub address: String,
+    /// What the mail it stores is counted against (the account's and its tenant's
+    /// limits), as for IMAP APPEND.
+    pub quota: hameau_mailbox::Quota,
 }
 
 /// A JMAP account id for the directory's account `id`: `a` and its number (JMAP ids are
@@ -125,6 +128,9 @@ async fn call_method(
         "Mailbox/query" => mail::mailbox::query(ctx, arguments).await,
         "Mailbox/queryChanges" => mail::mailbox::query_changes(ctx, arguments).await,
         "Mailbox/set" => mail::mailbox::set(ctx, arguments).await,
+        "Email/set" => mail::email_set::set(ctx, arguments).await,
+        "Email/import" => mail::email_set::import(ctx, arguments).await,
+        "Email/copy" => mail::email_set::copy(ctx, arguments).await,
         _ => Err(MethodError::unknown_method(name)),
     }
 }

@@ -40,6 +40,7 @@ mod notify;
 pub mod query;
 mod restored;
 mod tree;
+mod update;
 
 pub use bytes::Bytes;
 pub use deliver::{Filing, LocalDelivery};

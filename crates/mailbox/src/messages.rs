@@ -478,48 +478,65 @@ impl Mail {
             batch.delete(&keys::uid(account, mailbox, entry.uid)).delete(&keys::email_uid(account, email.id, mailbox));
             email.mailboxes.retain(|id| *id != mailbox);
             if email.mailboxes.is_empty() {
-                let hash =
-                    hameau_store::BlobHash::from_hex(&email.blob).ok_or_else(|| corrupt(&email_key, "blob hash"))?;
-                batch
-                    .delete(&email_key)
-                    .delete(&keys::summary(account, email.id))
-                    .delete(&keys::text(account, email.id))
-                    .blob_release(&hash);
-                for record in &email.records {
-                    let hash = hameau_store::BlobHash::from_hex(record)
-                        .ok_or_else(|| corrupt(&email_key, "shared record hash"))?;
-                    batch.blob_release(&hash);
-                }
-                removal.freed += email.size;
-                if let Some(tenant) = email.tenant.take() {
-                    *removal.tenants_freed.entry(tenant).or_default() += email.size;
-                }
-                removal.emails.push((email.id, ChangeKind::Destroyed));
+                add_destruction(batch, account, &mut email, &mut removal)?;
             } else {
                 batch.set(&email_key, &encode(&email));
                 removal.emails.push((email.id, ChangeKind::Updated));
             }
             removal.uids.push(entry.uid);
         }
-        // One add per counter, whatever the number of emails destroyed.
-        if removal.freed > 0 {
-            batch.add(&keys::used(account), -(removal.freed as i64));
-        }
-        for (tenant, freed) in &removal.tenants_freed {
-            batch.add(&keys::tenant_used(tenant), -(*freed as i64));
-        }
+        add_freed(batch, account, &removal);
         Ok(removal)
     }
 
-    async fn read_email(&self, account: AccountId, id: EmailId) -> Result<Option<(Email, u64)>, Error> {
+    pub(crate) async fn read_email(&self, account: AccountId, id: EmailId) -> Result<Option<(Email, u64)>, Error> {
         let Some(entry) = self.store.get(&keys::email(account, id)).await? else { return Ok(None) };
         Ok(Some((decode(&entry.key, &entry.value)?, entry.version)))
     }
 }
 
+/// Adds to `batch` the destruction of an email left in no mailbox (its index entries are
+/// removed by the caller): its record, summary and text, its blob and shared records
+/// released, its size counted in `removal` for [`add_freed`].
+pub(crate) fn add_destruction(
+    batch: &mut Batch,
+    account: AccountId,
+    email: &mut Email,
+    removal: &mut Removal,
+) -> Result<(), Error> {
+    let email_key = keys::email(account, email.id);
+    let hash = hameau_store::BlobHash::from_hex(&email.blob).ok_or_else(|| corrupt(&email_key, "blob hash"))?;
+    batch
+        .delete(&email_key)
+        .delete(&keys::summary(account, email.id))
+        .delete(&keys::text(account, email.id))
+        .blob_release(&hash);
+    for record in &email.records {
+        let hash = hameau_store::BlobHash::from_hex(record).ok_or_else(|| corrupt(&email_key, "shared record hash"))?;
+        batch.blob_release(&hash);
+    }
+    removal.freed += email.size;
+    if let Some(tenant) = email.tenant.take() {
+        *removal.tenants_freed.entry(tenant).or_default() += email.size;
+    }
+    removal.emails.push((email.id, ChangeKind::Destroyed));
+    Ok(())
+}
+
+/// Gives the bytes of the emails `removal` destroyed back to the account's and tenants'
+/// quotas: one add per counter, whatever the number of emails.
+pub(crate) fn add_freed(batch: &mut Batch, account: AccountId, removal: &Removal) {
+    if removal.freed > 0 {
+        batch.add(&keys::used(account), -(removal.freed as i64));
+    }
+    for (tenant, freed) in &removal.tenants_freed {
+        batch.add(&keys::tenant_used(tenant), -(*freed as i64));
+    }
+}
+
 /// Adds an email's entry under a new UID of `mailbox` and its reverse key; returns the
 /// UID's counter.
-fn add_new_uid(
+pub(crate) fn add_new_uid(
     batch: &mut Batch,
     account: AccountId,
     mailbox: MailboxId,
@@ -539,7 +556,13 @@ fn add_new_uid(
 }
 
 /// Records in the mailbox's expunge log the UIDs a commit removes.
-fn log_expunges(batch: &mut Batch, account: AccountId, mailbox: MailboxId, modseq: CounterRef, uids: &[u32]) {
+pub(crate) fn log_expunges(
+    batch: &mut Batch,
+    account: AccountId,
+    mailbox: MailboxId,
+    modseq: CounterRef,
+    uids: &[u32],
+) {
     let key = keys::expunge(account, mailbox, 0);
     let value: Vec<u8> = uids.iter().flat_map(|uid| uid.to_be_bytes()).collect();
     batch.set_patched(&key, &value, &[Patch { counter: modseq, target: PatchTarget::Key, offset: key.len() - 8 }]);

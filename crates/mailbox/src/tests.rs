@@ -1004,3 +1004,46 @@ async fn judgements_into_and_out_of_junk_reach_the_learner() {
     f.mail.move_messages(ACCOUNT, f.inbox, &[3], junk).await.unwrap();
     assert_eq!(told(), vec![]);
 }
+
+#[tokio::test]
+async fn an_email_changes_keywords_and_mailboxes_in_one_commit_and_is_destroyed_whole() {
+    let f = fixture().await;
+    let archive = f.mail.mailbox_by_role(ACCOUNT, Role::Archive).await.unwrap().unwrap().id;
+    let trash = f.mail.mailbox_by_role(ACCOUNT, Role::Trash).await.unwrap().unwrap().id;
+    let stored = f.mail.ingest(ACCOUNT, ingest(message("a", ""), vec![f.inbox])).await.unwrap();
+    let size = f.mail.quota_used(ACCOUNT).await.unwrap();
+    // Seen, and moved from the inbox to the archive and the trash: one commit.
+    let before = f.mail.modseq(ACCOUNT).await.unwrap();
+    let modseq = f
+        .mail
+        .change_email(ACCOUNT, stored.email, Some(&[Keyword::Seen, Keyword::Deleted]), Some(&[archive, trash]))
+        .await
+        .unwrap();
+    assert_eq!(modseq, before + 1);
+    let email = f.mail.email(ACCOUNT, stored.email).await.unwrap();
+    assert_eq!(email.keywords, vec![Keyword::Deleted, Keyword::Seen]);
+    assert_eq!((email.mailboxes.len(), email.mailboxes.contains(&archive)), (2, true));
+    assert!(f.mail.uids(ACCOUNT, f.inbox).await.unwrap().is_empty());
+    let entry = &f.mail.uids(ACCOUNT, archive).await.unwrap()[0];
+    assert_eq!((entry.email, entry.modseq, entry.has(&Keyword::Seen)), (stored.email, modseq, true));
+    // IMAP's catching up sees the inbox's UID expunged, and the log one update.
+    let delta = f.mail.mailbox_changes_since(ACCOUNT, f.inbox, before).await.unwrap();
+    assert_eq!(delta.expunged, vec![stored.uids[0].1]);
+    let changes = f.mail.changes_since(ACCOUNT, before, 10).await.unwrap();
+    assert_eq!(changes.len(), 1);
+    assert_eq!(changes[0].email_changes().collect::<Vec<_>>(), vec![(stored.email, ChangeKind::Updated)]);
+    // Nothing to change: no commit. No mailbox, or one that does not exist: refused.
+    let same = f.mail.change_email(ACCOUNT, stored.email, None, Some(&[trash, archive])).await.unwrap();
+    assert_eq!(same, modseq);
+    assert!(matches!(f.mail.change_email(ACCOUNT, stored.email, None, Some(&[])).await, Err(Error::NoTargetMailbox)));
+    assert!(matches!(f.mail.change_email(ACCOUNT, stored.email, None, Some(&[999])).await, Err(Error::NoMailbox(999))));
+    // Destroyed: gone from both mailboxes, its size given back.
+    f.mail.destroy_email(ACCOUNT, stored.email).await.unwrap();
+    assert!(matches!(f.mail.email(ACCOUNT, stored.email).await, Err(Error::NoEmail(_))));
+    assert!(f.mail.uids(ACCOUNT, archive).await.unwrap().is_empty());
+    assert_eq!(f.mail.quota_used(ACCOUNT).await.unwrap(), 0, "{size} bytes given back");
+    let last = f.mail.changes_since(ACCOUNT, modseq, 10).await.unwrap();
+    assert_eq!(last[0].email_changes().collect::<Vec<_>>(), vec![(stored.email, ChangeKind::Destroyed)]);
+    assert_eq!(last[0].expunged.len(), 2);
+    assert!(matches!(f.mail.destroy_email(ACCOUNT, stored.email).await, Err(Error::NoEmail(_))));
+}

@@ -41,7 +41,7 @@ pub fn parse_from_line(rest: &[u8]) -> Option<u64> {
     if !(1..=31).contains(&day) || !(1970..=9999).contains(&year) {
         return None;
     }
-    let days = days_from_civil(year as i64, month, day);
+    let days = hameau_calendar::days_from_civil(i64::from(year), month, day);
     let seconds = days * 86_400 + time as i64 - zone;
     u64::try_from(seconds).ok()
 }
@@ -79,7 +79,7 @@ fn parse_zone(token: &str) -> Option<i64> {
 pub fn asctime(seconds: u64) -> String {
     let days = (seconds / 86_400) as i64;
     let of_day = seconds % 86_400;
-    let (year, month, day) = civil_from_days(days);
+    let (year, month, day) = hameau_calendar::civil_from_days(days);
     format!(
         "{} {} {:>2} {:02}:{:02}:{:02} {}",
         DAYS[(days % 7) as usize],
@@ -90,29 +90,4 @@ pub fn asctime(seconds: u64) -> String {
         of_day % 60,
         year
     )
-}
-
-// Days from 1970-01-01 to a proleptic Gregorian date and back, by the well-known
-// era-based arithmetic (400-year cycles of 146,097 days).
-fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let month = month as i64;
-    let day_of_year = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + day as i64 - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
-}
-
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z - era * 146_097;
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let mp = (5 * day_of_year + 2) / 153;
-    let day = (day_of_year - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = year_of_era + era * 400 + if month <= 2 { 1 } else { 0 };
-    (year, month, day)
 }

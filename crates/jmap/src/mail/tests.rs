@@ -39,7 +39,8 @@ impl Fixture {
             texts: Arc::new(TextCache::new(1 << 20)),
             limits,
         };
-        Fixture { services, user: User { account: ACCOUNT, address: "agent@mairie.test".into() }, _dir: dir }
+        let user = User { account: ACCOUNT, address: "agent@mairie.test".into(), quota: Quota::default() };
+        Fixture { services, user, _dir: dir }
     }
 
     /// Delivers `raw` into the mailbox of that role; its email id.
