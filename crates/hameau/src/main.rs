@@ -12,6 +12,7 @@ mod import;
 mod init;
 mod lang;
 mod logging;
+mod sending;
 mod serve;
 mod setup;
 mod tls;

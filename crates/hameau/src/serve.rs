@@ -71,6 +71,7 @@ pub fn app_state(
             summaries: config.imap.summary_cache(),
             texts: config.imap.text_cache(),
             limits: config.jmap.clone(),
+            submitter: None,
         }),
         jmap_in_flight: Arc::default(),
     }
@@ -107,12 +108,14 @@ async fn serve(config: Config, reload_log: &crate::logging::Reload) -> anyhow::R
     if let Some(trainer) = crate::filter::trainer(&config, &store) {
         mail = mail.with_junk_learner(trainer);
     }
-    // What JMAP runs on: the same mail model, and the caches IMAP shares with it.
-    let jmap = hameau_jmap::mail::Services {
+    // What JMAP runs on: the same mail model, the caches IMAP shares with it, and (below)
+    // the submission pipeline.
+    let mut jmap = hameau_jmap::mail::Services {
         mail: mail.clone(),
         summaries: config.imap.summary_cache(),
         texts: config.imap.text_cache(),
         limits: config.jmap.clone(),
+        submitter: None,
     };
     // One quarantine and one cache of the tenants' filter settings: the MX holds and
     // reads, the API releases and writes (a change applies to the next message).
@@ -122,6 +125,24 @@ async fn serve(config: Config, reload_log: &crate::logging::Reload) -> anyhow::R
     );
     // One queue: submission fills it, the API administers it, and both wake its worker.
     let queue = (hameau_queue::Queue::new(store.clone(), config.queue.clone()), Arc::new(tokio::sync::Notify::new()));
+    // One submission pipeline for SMTP submission and JMAP's EmailSubmission: one set of
+    // sending limits per account and tenant.
+    let mut submission = hameau_smtp::Submission::new(
+        directory.clone(),
+        queue.0.clone(),
+        config.submission.pipeline(&config.server.hostname),
+        system_now_s(),
+        queue.1.clone(),
+        &registry,
+    );
+    if config.filter.enabled {
+        submission = submission.with_contacts(hameau_filter::Contacts::new(store.clone(), &config.filter));
+    }
+    jmap.submitter = Some(Arc::new(crate::sending::JmapSubmitter {
+        submission: submission.clone(),
+        directory: directory.clone(),
+        sent: std::sync::atomic::AtomicU64::new(0),
+    }));
     // One resolver, one answer cache, for the MX's checks and the outbound queue's routes.
     let resolver = match config.dns.resolver() {
         Ok(resolver) => resolver,
@@ -169,9 +190,8 @@ async fn serve(config: Config, reload_log: &crate::logging::Reload) -> anyhow::R
     }
     if started.is_ok() {
         let shared = (&store, &resolver, queue, certs);
-        let contacts = hameau_filter::Contacts::new(store.clone(), &config.filter);
         started =
-            start_submission(&config, shared, (&mail, &directory, contacts), &registry, &shutdown_rx, &mut services)
+            start_submission(&config, shared, (&mail, &directory, submission), &registry, &shutdown_rx, &mut services)
                 .await;
     }
     let acme = match started {
@@ -481,7 +501,7 @@ async fn start_submission(
         QueueAndWake,
         &Arc<hameau_net::Certificates>,
     ),
-    (mail, directory, contacts): (&hameau_mailbox::Mail, &Directory, hameau_filter::Contacts),
+    (mail, directory, pipeline): (&hameau_mailbox::Mail, &Directory, hameau_smtp::Submission),
     registry: &Arc<Registry>,
     shutdown: &watch::Receiver<bool>,
     services: &mut JoinSet<()>,
@@ -519,17 +539,6 @@ async fn start_submission(
         return Ok(());
     }
     let tls = crate::tls::server_config(certificates, &[]);
-    let mut pipeline = hameau_smtp::Submission::new(
-        directory.clone(),
-        queue,
-        options.pipeline(hostname),
-        now_s.clone(),
-        queued,
-        registry,
-    );
-    if config.filter.enabled {
-        pipeline = pipeline.with_contacts(contacts);
-    }
     let context = Arc::new(hameau_smtp::server::Context {
         pipeline,
         gate: options.gate(),

@@ -105,7 +105,13 @@ impl FromRequestParts<AppState> for Authenticated {
                     tenant: Some(account.tenant.clone()),
                     tenant_bytes_max,
                 };
-                Ok(Authenticated(User { account: account.id, address: account.address, quota }))
+                Ok(Authenticated(User {
+                    account: account.id,
+                    address: account.address,
+                    quota,
+                    display_name: account.display_name,
+                    may_send_as: account.may_send_as,
+                }))
             }
             Err(DirectoryError::Refused { retry_after_s }) => {
                 state.metrics.auth_refused.inc();

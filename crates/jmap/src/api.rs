@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value, json};
 
+use crate::mail::submission::SUBMISSION_CAPABILITY;
 use crate::mail::{self, Context, MAIL_CAPABILITY, Services};
 use crate::{CORE_CAPABILITY, Invocation, Limits, MethodError, Request, Response, resolve_references};
 
@@ -19,6 +20,10 @@ pub struct User {
     /// What the mail it stores is counted against (the account's and its tenant's
     /// limits), as for IMAP APPEND.
     pub quota: hameau_mailbox::Quota,
+    /// The account's name as its identity shows it.
+    pub display_name: String,
+    /// Addresses (aliases, shared addresses) it may send as, besides its own.
+    pub may_send_as: Vec<String>,
 }
 
 /// A JMAP account id for the directory's account `id`: `a` and its number (JMAP ids are
@@ -28,7 +33,7 @@ pub fn account_id(id: u64) -> String {
 }
 
 /// The capabilities this server has.
-pub const CAPABILITIES: [&str; 2] = [CORE_CAPABILITY, MAIL_CAPABILITY];
+pub const CAPABILITIES: [&str; 3] = [CORE_CAPABILITY, MAIL_CAPABILITY, SUBMISSION_CAPABILITY];
 
 /// The session object for `user`, its URLs under `base` (`https://host:port`, no final
 /// slash), with `limits` as the core capability's.
@@ -46,16 +51,20 @@ pub fn session(user: &User, base: &str, limits: &Limits) -> Value {
         "collationAlgorithms": [],
     });
     let mut session = json!({
-        "capabilities": { CORE_CAPABILITY: core, MAIL_CAPABILITY: {} },
+        "capabilities": { CORE_CAPABILITY: core, MAIL_CAPABILITY: {}, SUBMISSION_CAPABILITY: {} },
         "accounts": {
             account.clone(): {
                 "name": user.address,
                 "isPersonal": true,
                 "isReadOnly": false,
-                "accountCapabilities": { MAIL_CAPABILITY: mail::account_capability() },
+                "accountCapabilities": {
+                    MAIL_CAPABILITY: mail::account_capability(),
+                    // Sent at once: no delayed sending, no SMTP extensions to pass on.
+                    SUBMISSION_CAPABILITY: { "maxDelayedSend": 0, "submissionExtensions": {} },
+                },
             }
         },
-        "primaryAccounts": { CORE_CAPABILITY: account, MAIL_CAPABILITY: account },
+        "primaryAccounts": { CORE_CAPABILITY: account, MAIL_CAPABILITY: account, SUBMISSION_CAPABILITY: account },
         "username": user.address,
         "apiUrl": format!("{base}/jmap/api"),
         "downloadUrl": format!("{base}/jmap/download/{{accountId}}/{{blobId}}/{{name}}?accept={{type}}"),
@@ -84,7 +93,7 @@ pub fn session_state(user: &User, limits: &Limits) -> String {
 /// Every call gets a response (its own or `["error", …]`); the request as a whole never
 /// fails past [`Request::parse`]. `now` is seconds since the Unix epoch.
 pub async fn run(request: Request, user: &User, services: &Services, now: u64, session_state: &str) -> Response {
-    let mut context = Context { services, user, now, created_ids: HashMap::new() };
+    let mut context = Context { services, user, now, created_ids: HashMap::new(), implicit: Vec::new() };
     if let Some(created) = &request.created_ids {
         context.created_ids.extend(created.iter().map(|(creation, id)| (creation.clone(), id.clone())));
     }
@@ -96,12 +105,16 @@ pub async fn run(request: Request, user: &User, services: &Services, now: u64, s
             Ok(()) => call_method(&mut context, &call.name, arguments, &request.using).await,
             Err(error) => Err(error),
         };
+        let call_id = call.call_id;
         responses.push(match outcome {
-            Ok(arguments) => Invocation { name: call.name, arguments, call_id: call.call_id },
+            Ok(arguments) => Invocation { name: call.name, arguments, call_id: call_id.clone() },
             Err(error) => {
-                Invocation { name: "error".into(), arguments: as_object(error.to_json()), call_id: call.call_id }
+                Invocation { name: "error".into(), arguments: as_object(error.to_json()), call_id: call_id.clone() }
             }
         });
+        for (name, arguments) in std::mem::take(&mut context.implicit) {
+            responses.push(Invocation { name, arguments, call_id: call_id.clone() });
+        }
     }
     // The client's createdIds come back with this request's added (RFC 8620 §3.4).
     let created_ids = request.created_ids.map(|_| context.created_ids);
@@ -131,6 +144,16 @@ async fn call_method(
         "Email/set" => mail::email_set::set(ctx, arguments).await,
         "Email/import" => mail::email_set::import(ctx, arguments).await,
         "Email/copy" => mail::email_set::copy(ctx, arguments).await,
+        "Identity/get" if uses(SUBMISSION_CAPABILITY) => mail::identity::get(ctx, arguments).await,
+        "Identity/changes" if uses(SUBMISSION_CAPABILITY) => mail::identity::changes(ctx, arguments).await,
+        "Identity/set" if uses(SUBMISSION_CAPABILITY) => mail::identity::set(ctx, arguments).await,
+        "EmailSubmission/get" if uses(SUBMISSION_CAPABILITY) => mail::submission::get(ctx, arguments).await,
+        "EmailSubmission/changes" if uses(SUBMISSION_CAPABILITY) => mail::submission::changes(ctx, arguments).await,
+        "EmailSubmission/query" if uses(SUBMISSION_CAPABILITY) => mail::submission::query(ctx, arguments).await,
+        "EmailSubmission/queryChanges" if uses(SUBMISSION_CAPABILITY) => {
+            mail::submission::query_changes(ctx, arguments).await
+        }
+        "EmailSubmission/set" if uses(SUBMISSION_CAPABILITY) => mail::submission::set(ctx, arguments).await,
         _ => Err(MethodError::unknown_method(name)),
     }
 }

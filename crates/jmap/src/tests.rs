@@ -236,7 +236,13 @@ fn the_default_limits_are_in_their_ranges() {
 #[tokio::test]
 async fn a_session_and_a_request_run_for_a_user() {
     use crate::api::{User, account_id, run, session};
-    let user = User { account: 7, address: "agent@mairie.test".into(), quota: Default::default() };
+    let user = User {
+        account: 7,
+        address: "agent@mairie.test".into(),
+        quota: Default::default(),
+        display_name: String::new(),
+        may_send_as: vec![],
+    };
     let limits = Limits::default();
     let fixture = crate::mail::tests::Fixture::new().await;
     let session = session(&user, "https://mx.test:8443", &limits);

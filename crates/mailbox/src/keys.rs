@@ -86,6 +86,25 @@ pub fn tenant_used(tenant: &str) -> Vec<u8> {
     [b"mt/".as_slice(), tenant.as_bytes(), b"/used"].concat()
 }
 
+/// The objects of one kind of [`crate::Mail::create_object`] (`kind` holds no `/`).
+pub fn objects(account: AccountId, kind: &str) -> Vec<u8> {
+    [account_prefix(account, b"o/").as_slice(), kind.as_bytes(), b"/"].concat()
+}
+
+pub fn object(account: AccountId, kind: &str, id: u64) -> Vec<u8> {
+    [objects(account, kind).as_slice(), &id.to_be_bytes()].concat()
+}
+
+/// The ids given to objects of a kind (a counter).
+pub fn object_ids(account: AccountId, kind: &str) -> Vec<u8> {
+    [account_prefix(account, b"seq/o/").as_slice(), kind.as_bytes()].concat()
+}
+
+/// How many objects of a kind the account has (a counter, bounded by `objects_max`).
+pub fn object_count(account: AccountId, kind: &str) -> Vec<u8> {
+    [account_prefix(account, b"no/").as_slice(), kind.as_bytes()].concat()
+}
+
 pub fn email(account: AccountId, id: EmailId) -> Vec<u8> {
     [account_prefix(account, b"e/").as_slice(), &id.to_be_bytes()].concat()
 }

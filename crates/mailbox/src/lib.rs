@@ -37,6 +37,7 @@ pub use learn::{Judgement, JunkLearner};
 mod messages;
 mod model;
 mod notify;
+mod objects;
 pub mod query;
 mod restored;
 mod tree;
@@ -87,6 +88,9 @@ pub enum Error {
     /// The account has `mailboxes_max` mailboxes already (IMAP `NO [LIMIT]`).
     #[error("the account has {max} mailboxes, the most it may have")]
     TooManyMailboxes { max: usize },
+    /// The account has `objects_max` objects of one kind already.
+    #[error("the account has {max} objects of this kind, the most it may keep")]
+    TooManyObjects { max: usize },
     /// An email would have more than `keywords_max` keywords (IMAP `NO [LIMIT]`).
     #[error("an email may have at most {max} keywords")]
     TooManyKeywords { max: usize },
@@ -126,6 +130,7 @@ impl Error {
             | Error::TooManyDeliveries { .. }
             | Error::TooManyMailboxes { .. }
             | Error::TooManyKeywords { .. }
+            | Error::TooManyObjects { .. }
             | Error::UidsExhausted(_)
             | Error::NoTargetMailbox
             | Error::InvalidName(_) => true,
@@ -158,6 +163,10 @@ pub struct Limits {
     /// flags reads, which a client adding keyword after keyword would otherwise grow
     /// until the store refused it.
     pub keywords_max: usize,
+    /// Most objects of one kind of [`Mail::create_object`] an account keeps (JMAP's email
+    /// submissions, push subscriptions). 10,000 is years of a town hall agent's sending
+    /// before the oldest submissions are destroyed; it bounds the scans that list them.
+    pub objects_max: usize,
 }
 
 impl Default for Limits {
@@ -167,6 +176,7 @@ impl Default for Limits {
             ingest_batch_max: 200,
             mailboxes_max: 1_000,
             keywords_max: 100,
+            objects_max: 10_000,
         }
     }
 }
@@ -179,7 +189,8 @@ impl Limits {
         range("mail", "ingest_batch_max", self.ingest_batch_max as u64, 1, 100_000)?;
         // A mailbox per special-use role (six) must fit.
         range("mail", "mailboxes_max", self.mailboxes_max as u64, 6, 1_000_000)?;
-        range("mail", "keywords_max", self.keywords_max as u64, 8, 10_000)
+        range("mail", "keywords_max", self.keywords_max as u64, 8, 10_000)?;
+        range("mail", "objects_max", self.objects_max as u64, 1, 10_000_000)
     }
 }
 

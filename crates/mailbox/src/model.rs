@@ -296,6 +296,10 @@ pub struct Change {
     /// Mailboxes created, updated (renamed, moved, subscribed) or destroyed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mailbox_changes: Vec<(MailboxId, ChangeKind)>,
+    /// Objects of other kinds ([`crate::Mail::create_object`]) created, updated or
+    /// destroyed: kind, id, change.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub objects: Vec<(String, u64, ChangeKind)>,
 }
 
 impl Change {
@@ -318,6 +322,7 @@ impl Change {
             emails: emails.collect(),
             expunged,
             mailbox_changes,
+            objects: Vec::new(),
         }
     }
 

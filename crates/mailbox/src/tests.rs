@@ -1047,3 +1047,33 @@ async fn an_email_changes_keywords_and_mailboxes_in_one_commit_and_is_destroyed_
     assert_eq!(last[0].expunged.len(), 2);
     assert!(matches!(f.mail.destroy_email(ACCOUNT, stored.email).await, Err(Error::NoEmail(_))));
 }
+
+#[tokio::test]
+async fn objects_of_a_kind_are_kept_bounded_and_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&Options::rocksdb(dir.path())).await.unwrap();
+    let mail = Mail::with_limits(store, crate::Limits { objects_max: 2, ..crate::Limits::default() });
+    let before = mail.modseq(ACCOUNT).await.unwrap();
+    let (first, modseq) = mail.create_object(ACCOUNT, "submission", b"{\"a\":1}").await.unwrap();
+    let (second, _) = mail.create_object(ACCOUNT, "submission", b"{\"a\":2}").await.unwrap();
+    assert_eq!((first + 1, modseq), (second, before + 1));
+    assert!(matches!(mail.create_object(ACCOUNT, "submission", b"{}").await, Err(Error::TooManyObjects { max: 2 })));
+    // Another kind and another account count apart.
+    mail.create_object(ACCOUNT, "push", b"{}").await.unwrap();
+    mail.create_object(ACCOUNT + 1, "submission", b"{}").await.unwrap();
+    mail.update_object(ACCOUNT, "submission", first, b"{\"a\":3}").await.unwrap();
+    mail.destroy_object(ACCOUNT, "submission", second).await.unwrap();
+    assert_eq!(mail.objects(ACCOUNT, "submission").await.unwrap(), vec![(first, b"{\"a\":3}".to_vec())]);
+    assert_eq!(mail.object(ACCOUNT, "submission", second).await.unwrap(), None);
+    assert!(matches!(mail.destroy_object(ACCOUNT, "submission", second).await, Err(Error::Cannot(_))));
+    // Room again after the destruction; each change is in the log with its kind.
+    mail.create_object(ACCOUNT, "submission", b"{}").await.unwrap();
+    let log = mail.changes_since(ACCOUNT, before, 100).await.unwrap();
+    let kinds: Vec<(String, u64, ChangeKind)> = log.iter().flat_map(|change| change.objects.clone()).collect();
+    assert_eq!(kinds[0], ("submission".to_string(), first, ChangeKind::Created));
+    assert_eq!(
+        kinds.iter().filter(|(kind, _, change)| kind == "submission" && *change == ChangeKind::Destroyed).count(),
+        1
+    );
+    assert!(matches!(mail.create_object(ACCOUNT, "a/b", b"{}").await, Err(Error::Cannot(_))));
+}

@@ -29,7 +29,7 @@ pub use inbound::{Envelope, Inbound, InboundOptions, MxSession, RcptVerdict};
 pub use options::Options;
 pub use outbound::{Delivery, OutboundOptions, Outgoing, TlsContext, deliver};
 pub use pipeline::{Message, Pipeline};
-pub use submission::{Submission, SubmissionOptions, SubmissionSession};
+pub use submission::{Refused, RefusedKind, Submission, SubmissionOptions, SubmissionSession, Submitted};
 
 #[cfg(test)]
 mod tests;

@@ -140,7 +140,9 @@ pub struct SubmissionOptions {
     pub sending_limits: SendingLimits,
 }
 
-/// The submission pipeline.
+/// The submission pipeline. Clones share the sending limits' counts: SMTP submission and
+/// JMAP's EmailSubmission count against one budget per account and tenant.
+#[derive(Clone)]
 pub struct Submission {
     directory: Directory,
     queue: Queue,
@@ -148,7 +150,7 @@ pub struct Submission {
     now_s: Arc<dyn Fn() -> u64 + Send + Sync>,
     /// Wakes the delivery worker when a message is queued.
     queued: Arc<tokio::sync::Notify>,
-    limiter: SendingLimiter,
+    limiter: Arc<SendingLimiter>,
     /// Brakes put on (`/metrics`).
     brakes: Counter,
     /// Where the recipients of what agents send become the tenant's correspondents.
@@ -173,7 +175,7 @@ impl Submission {
         queued: Arc<tokio::sync::Notify>,
         registry: &Registry,
     ) -> Submission {
-        let limiter = SendingLimiter::new(options.sending_limits);
+        let limiter = Arc::new(SendingLimiter::new(options.sending_limits));
         let brakes =
             registry.counter("hameau_sending_brakes_total", "Accounts or tenants braked for sending too much.", &[]);
         Submission { directory, queue, options, now_s, queued, limiter, brakes, contacts: None }
@@ -187,20 +189,26 @@ impl Submission {
     }
 
     /// The brake that stops `account`, as the refusal to give; `None` when it may send.
-    async fn braked(&self, account: &Account) -> Option<Reply> {
+    async fn braked(&self, account: &Account) -> Option<Refused> {
         match self.queue.brake_of(&account.tenant, account.id).await {
             Ok(None) => None,
-            Ok(Some(brake)) => Some(Reply::new(
-                451,
-                "4.7.1",
-                format!(
-                    "sending is stopped ({}); your administrator has been told / l'envoi est suspendu, votre administrateur est prévenu",
-                    brake.reason
+            Ok(Some(brake)) => Some(Refused {
+                kind: RefusedKind::Braked,
+                reply: Reply::new(
+                    451,
+                    "4.7.1",
+                    format!(
+                        "sending is stopped ({}); your administrator has been told / l'envoi est suspendu, votre administrateur est prévenu",
+                        brake.reason
+                    ),
                 ),
-            )),
+            }),
             Err(e) => {
                 tracing::error!(account = %account.address, error = %e, "submission: cannot read the sending brakes");
-                Some(Reply::new(451, "4.3.0", "local error, try again later"))
+                Some(Refused {
+                    kind: RefusedKind::Temporary,
+                    reply: Reply::new(451, "4.3.0", "local error, try again later"),
+                })
             }
         }
     }
@@ -240,7 +248,7 @@ impl Submission {
     /// The message as queued: `Received`, then `Date` and `Message-ID` if missing, then the
     /// message without any `X-Hameau-Filter` (only the MX writes one: a colleague's forged
     /// verdict is not shown to its local recipients); signed.
-    fn prepare(&self, session: &SubmissionSession, account: &Account, message: &Message<'_>) -> Vec<u8> {
+    fn prepare(&self, account: &Account, message: &Submitted<'_>) -> Vec<u8> {
         let (mut has_date, mut has_id) = (false, false);
         for field in Fields::new(message.data) {
             has_date |= field.is("Date");
@@ -248,16 +256,11 @@ impl Submission {
         }
         let date = mail_parser::DateTime::from_timestamp(message.received_at as i64).to_rfc822();
         let hostname = &self.options.hostname;
-        let protocol = if message.tls { "ESMTPSA" } else { "ESMTPA" };
-        let from = match self.options.received_client_ip {
-            true => format!("{} ([{}])", session.helo, session.peer.ip()),
-            false => session.helo.clone(),
-        };
         let mut out = Vec::with_capacity(message.data.len() + 2048);
         out.extend_from_slice(
             format!(
-                "Received: from {from}\r\n\tby {hostname} (Hameau) with {protocol} id {}\r\n\t(authenticated sender {});\r\n\t{date}\r\n",
-                message.id, account.address
+                "Received: from {}\r\n\tby {hostname} (Hameau) with {} id {}\r\n\t(authenticated sender {});\r\n\t{date}\r\n",
+                message.received_from, message.protocol, message.id, account.address
             )
             .as_bytes(),
         );
@@ -453,7 +456,7 @@ impl Pipeline for Submission {
             ));
         }
         match self.braked(account).await {
-            Some(refusal) => Decision::Reject(refusal),
+            Some(refused) => Decision::Reject(refused.reply),
             None => Decision::Accept,
         }
     }
@@ -471,30 +474,102 @@ impl Pipeline for Submission {
         let Some(account) = session.account.as_ref() else {
             return Reply::new(530, "5.7.0", "Authentication required");
         };
-        let authors = match authors(message.data, message.params.smtputf8) {
-            Ok(authors) => authors,
-            Err(refusal) => return refusal,
+        let received_from = match self.options.received_client_ip {
+            true => format!("{} ([{}])", session.helo, session.peer.ip()),
+            false => session.helo.clone(),
         };
+        let submitted = Submitted {
+            mail_from: message.mail_from,
+            recipients: message.recipients,
+            data: message.data,
+            smtputf8: message.params.smtputf8,
+            received_at: message.received_at,
+            id: message.id,
+            received_from,
+            protocol: if message.tls { "ESMTPSA" } else { "ESMTPA" },
+        };
+        match self.submit(account, submitted).await {
+            Ok(queued) => Reply::new(250, "2.0.0", format!("queued as {queued}, id {}", message.id)),
+            Err(refused) => refused.reply,
+        }
+    }
+}
+
+/// A message an authenticated account hands over to be sent: through SMTP submission, or
+/// JMAP's `EmailSubmission` (which names the same checks "as for submission").
+pub struct Submitted<'a> {
+    /// The envelope sender; the null sender is refused.
+    pub mail_from: &'a str,
+    pub recipients: &'a [String],
+    /// The message as the client wrote it.
+    pub data: &'a [u8],
+    /// Whether the header may hold UTF-8 (SMTP's `SMTPUTF8`; JMAP messages may).
+    pub smtputf8: bool,
+    /// Seconds since the Unix epoch.
+    pub received_at: u64,
+    /// The message's id, for `Received` and the logs.
+    pub id: &'a str,
+    /// What `Received` says it came from (the client's HELO, its address if configured).
+    pub received_from: String,
+    /// What `Received` says it came with (`ESMTPSA`, `HTTPS`).
+    pub protocol: &'a str,
+}
+
+/// Why [`Submission::submit`] refused a message: the SMTP reply, and its kind for a
+/// protocol that words refusals otherwise (JMAP's `SetError` types).
+#[derive(Clone, Debug)]
+pub struct Refused {
+    pub kind: RefusedKind,
+    pub reply: Reply,
+}
+
+/// The kinds of [`Refused`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RefusedKind {
+    /// The envelope sender is not the account's (JMAP `forbiddenMailFrom`).
+    MailFrom,
+    /// A `From:` or `Sender:` address is not the account's (JMAP `forbiddenFrom`).
+    From,
+    /// The account or its tenant is braked (JMAP `forbiddenToSend`).
+    Braked,
+    /// The header is malformed (JMAP `invalidEmail`).
+    Malformed,
+    /// More recipients than the queue takes (JMAP `tooManyRecipients`).
+    TooManyRecipients,
+    /// A failure of the server's own: try again later.
+    Temporary,
+}
+
+impl Submission {
+    /// Checks, signs and queues a message of `account`: the envelope sender, `From:` and
+    /// `Sender:` the account's own or ones it may send as, the header well formed, the
+    /// sending limits (a tripped one brakes the account), then DKIM signatures of the
+    /// `From:` domain and one synced commit to the queue. The queue's id, or the refusal.
+    pub async fn submit(&self, account: &Account, message: Submitted<'_>) -> Result<String, Refused> {
+        let refused = |kind: RefusedKind, reply: Reply| Refused { kind, reply };
+        if !may_send_as(account, message.mail_from) {
+            let text = format!("{} may not send as <{}>", account.address, message.mail_from);
+            return Err(refused(RefusedKind::MailFrom, Reply::new(550, "5.7.1", text)));
+        }
+        if let Some(braked) = self.braked(account).await {
+            return Err(braked);
+        }
+        let authors =
+            authors(message.data, message.smtputf8).map_err(|reply| refused(RefusedKind::Malformed, reply))?;
         let named = authors.from.iter().map(|from| (from, "From")).chain(authors.sender.iter().map(|s| (s, "Sender")));
         for (address, field) in named {
             if !may_send_as(account, address) {
-                return Reply::new(
-                    550,
-                    "5.7.1",
-                    format!("{} may not send as <{address}> ({field} field)", account.address),
-                );
+                let text = format!("{} may not send as <{address}> ({field} field)", account.address);
+                return Err(refused(RefusedKind::From, Reply::new(550, "5.7.1", text)));
             }
         }
         // `authors` gives at least one From address.
         let first = &authors.from[0];
         let domain = first.rsplit_once('@').map_or("", |(_, domain)| domain).to_ascii_lowercase();
-        let prepared = self.prepare(session, account, &message);
-        let signatures = match self.sign(&domain, &prepared).await {
-            Ok(signatures) => signatures,
-            Err(reply) => return reply,
-        };
+        let prepared = self.prepare(account, &message);
+        let signatures = self.sign(&domain, &prepared).await.map_err(|reply| refused(RefusedKind::Temporary, reply))?;
         if let Err(tripped) = self.limiter.count(&account.tenant, account.id, message.recipients, message.received_at) {
-            return self.brake(account, tripped, message.received_at).await;
+            return Err(refused(RefusedKind::Braked, self.brake(account, tripped, message.received_at).await));
         }
         let raw = [signatures, prepared].concat();
         let queued = NewMessage {
@@ -515,14 +590,15 @@ impl Pipeline for Submission {
                     let (tenant, recipients) = (account.tenant.clone(), message.recipients.to_vec());
                     tokio::spawn(async move { crate::filtering::remember(&contacts, &tenant, &recipients).await });
                 }
-                Reply::new(250, "2.0.0", format!("queued as {id}, id {}", message.id))
+                Ok(id.to_string())
             }
-            Err(hameau_queue::Error::TooManyRecipients { max, .. }) => {
-                Reply::new(552, "5.5.3", format!("too many recipients (at most {max})"))
-            }
+            Err(hameau_queue::Error::TooManyRecipients { max, .. }) => Err(refused(
+                RefusedKind::TooManyRecipients,
+                Reply::new(552, "5.5.3", format!("too many recipients (at most {max})")),
+            )),
             Err(e) => {
                 tracing::error!(id = %message.id, error = %e, "submission: the message could not be queued");
-                Reply::new(451, "4.3.0", "local error, try again later")
+                Err(refused(RefusedKind::Temporary, Reply::new(451, "4.3.0", "local error, try again later")))
             }
         }
     }

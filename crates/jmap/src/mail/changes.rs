@@ -67,6 +67,13 @@ pub struct Folded {
 /// What a data type takes from a log entry: `(object, kind)` pairs.
 pub type Select<'a> = dyn Fn(&Change, &mut Vec<(u64, ChangeKind)>) + Send + Sync + 'a;
 
+/// The selection of the objects of one kind of the mail model (`Mail::create_object`).
+pub fn objects_of(kind: &'static str) -> impl Fn(&Change, &mut Vec<(u64, ChangeKind)>) + Send + Sync {
+    move |change: &Change, out: &mut Vec<(u64, ChangeKind)>| {
+        out.extend(change.objects.iter().filter(|(of, _, _)| of == kind).map(|(_, id, change)| (*id, *change)));
+    }
+}
+
 /// Reads the log after `since_state` for the objects `select` takes from each entry.
 pub async fn read(ctx: &Context<'_>, arguments: &ChangesArguments, select: &Select<'_>) -> Result<Folded, MethodError> {
     ctx.check_account(&arguments.account_id)?;

@@ -163,7 +163,7 @@ fn read_mailboxes(ctx: &Context<'_>, value: Option<&Value>) -> Result<Vec<Mailbo
 }
 
 /// A mail model error of one email, as its `SetError`.
-fn set_fail(error: MailError) -> SetError {
+pub(crate) fn set_fail(error: MailError) -> SetError {
     match error {
         MailError::NoEmail(_) => SetError::new("notFound", "no such email"),
         MailError::NoMailbox(_) => SetError::invalid_properties("no such mailbox", vec!["mailboxIds".into()]),

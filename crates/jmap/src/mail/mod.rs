@@ -17,7 +17,9 @@
 pub(crate) mod changes;
 pub(crate) mod email_set;
 pub(crate) mod filter;
+pub(crate) mod identity;
 pub(crate) mod mailbox;
+pub mod submission;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -41,6 +43,9 @@ pub struct Services {
     pub summaries: Arc<SummaryCache>,
     pub texts: Arc<TextCache>,
     pub limits: Limits,
+    /// Who sends what `EmailSubmission/set` creates; `None` where sending is not wired
+    /// (a creation is then `forbiddenToSend`, saying so).
+    pub submitter: Option<Arc<dyn submission::Submitter>>,
 }
 
 /// One request's context: the user's account, the services, and the ids the request
@@ -52,6 +57,9 @@ pub struct Context<'a> {
     /// Seconds since the Unix epoch, read once per request.
     pub now: u64,
     pub created_ids: HashMap<String, String>,
+    /// Responses a method adds after its own, under the same call id (RFC 8621 §7.5's
+    /// implicit `Email/set` after `EmailSubmission/set`).
+    pub implicit: Vec<(String, Map<String, Value>)>,
 }
 
 impl Context<'_> {
@@ -161,6 +169,15 @@ pub fn properties(asked: Option<Vec<String>>, known: &[&str], default: &[&str]) 
     }
     properties.dedup();
     Ok(properties)
+}
+
+/// The map of a JSON object literal (an empty map for anything else, which a literal
+/// written as an object never is).
+pub fn object(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
 }
 
 /// Keeps the `properties` of `object`.

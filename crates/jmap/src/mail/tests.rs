@@ -38,8 +38,15 @@ impl Fixture {
             summaries: Arc::new(SummaryCache::new(1000, 1 << 20)),
             texts: Arc::new(TextCache::new(1 << 20)),
             limits,
+            submitter: None,
         };
-        let user = User { account: ACCOUNT, address: "agent@mairie.test".into(), quota: Quota::default() };
+        let user = User {
+            account: ACCOUNT,
+            address: "agent@mairie.test".into(),
+            quota: Quota::default(),
+            display_name: "Agent d'accueil".into(),
+            may_send_as: vec!["mairie@mairie.test".into()],
+        };
         Fixture { services, user, _dir: dir }
     }
 
@@ -59,7 +66,12 @@ impl Fixture {
     /// Runs the method calls `calls` (each `[name, arguments, id]`) with the core and mail
     /// capabilities: the `methodResponses`.
     pub async fn call(&self, calls: Value) -> Vec<Value> {
-        let body = json!({"using": ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"], "methodCalls": calls});
+        self.call_using(&["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"], calls).await
+    }
+
+    /// Runs `calls` using `capabilities`: the `methodResponses`.
+    pub async fn call_using(&self, capabilities: &[&str], calls: Value) -> Vec<Value> {
+        let body = json!({"using": capabilities, "methodCalls": calls});
         let request =
             Request::parse(&serde_json::to_vec(&body).unwrap(), &self.services.limits, &crate::api::CAPABILITIES)
                 .unwrap();

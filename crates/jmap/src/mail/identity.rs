@@ -1,0 +1,270 @@
+//! `Identity/get`, `/changes` and `/set` (RFC 8621 §6): who the user sends as.
+//!
+//! - `i0` is the account's own address with its name from the directory: always there,
+//!   neither changed nor destroyed.
+//! - Other identities are the user's: created for the account's own address or one it may
+//!   send as (an alias or shared address the directory lists), with a name, reply-to,
+//!   bcc and signatures; kept as objects of the mail model (kind `identity`), so their
+//!   changes are in the account's change log.
+//! - Whether a message may leave with an identity's address is checked again when it is
+//!   sent (EmailSubmission, as SMTP submission does): a right withdrawn in the directory
+//!   applies at once.
+
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::changes::{self, ChangesArguments};
+use super::{Context, SetResponse, arguments, id, parse_id, server_fail};
+use crate::{MethodError, SetError, apply_patch};
+
+/// The mail model's kind of the stored identities.
+pub const KIND: &str = "identity";
+/// The letter of identity ids.
+pub const LETTER: char = 'i';
+
+const PROPERTIES: [&str; 8] = ["id", "name", "email", "replyTo", "bcc", "textSignature", "htmlSignature", "mayDelete"];
+
+/// The identities of the user: `i0` first, then the stored ones by id.
+pub async fn identities(ctx: &Context<'_>) -> Result<Vec<Map<String, Value>>, MethodError> {
+    let mut list = vec![own(ctx)];
+    for (number, value) in ctx.mail().objects(ctx.account(), KIND).await.map_err(server_fail)? {
+        let Ok(Value::Object(mut identity)) = serde_json::from_slice::<Value>(&value) else { continue };
+        identity.insert("id".into(), Value::from(id(LETTER, number)));
+        identity.insert("mayDelete".into(), Value::from(true));
+        list.push(identity);
+    }
+    Ok(list)
+}
+
+/// The identity of a wire id, if the user has it.
+pub async fn identity(ctx: &Context<'_>, wire: &str) -> Result<Option<Map<String, Value>>, MethodError> {
+    let Some(wire) = ctx.resolve_id(wire) else { return Ok(None) };
+    Ok(identities(ctx).await?.into_iter().find(|identity| identity.get("id").and_then(Value::as_str) == Some(wire)))
+}
+
+fn own(ctx: &Context<'_>) -> Map<String, Value> {
+    let identity = json!({
+        "id": id(LETTER, 0),
+        "name": ctx.user.display_name,
+        "email": ctx.user.address,
+        "replyTo": null,
+        "bcc": null,
+        "textSignature": "",
+        "htmlSignature": "",
+        "mayDelete": false,
+    });
+    super::object(identity)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct GetArguments {
+    account_id: String,
+    #[serde(default)]
+    ids: Option<Vec<String>>,
+    #[serde(default)]
+    properties: Option<Vec<String>>,
+}
+
+/// `Identity/get`.
+pub async fn get(ctx: &mut Context<'_>, arguments_: Map<String, Value>) -> Result<Map<String, Value>, MethodError> {
+    let arguments: GetArguments = arguments(arguments_)?;
+    ctx.check_account(&arguments.account_id)?;
+    let ids = super::ids_to_get(arguments.ids, ctx.limits())?;
+    let properties = super::properties(arguments.properties, &PROPERTIES, &PROPERTIES)?;
+    let state = ctx.state().await?;
+    let all = identities(ctx).await?;
+    let (list, not_found): (Vec<Value>, Vec<String>) = match ids {
+        None => (all.into_iter().map(|identity| super::only(identity, &properties)).collect(), Vec::new()),
+        Some(ids) => {
+            let mut list = Vec::new();
+            let mut not_found = Vec::new();
+            for wire in ids {
+                let wanted = ctx.resolve_id(&wire).unwrap_or_default();
+                match all.iter().find(|identity| identity.get("id").and_then(Value::as_str) == Some(wanted)) {
+                    Some(identity) => list.push(super::only(identity.clone(), &properties)),
+                    None => not_found.push(wire),
+                }
+            }
+            (list, not_found)
+        }
+    };
+    let mut response = Map::new();
+    response.insert("accountId".into(), Value::from(crate::api::account_id(ctx.account())));
+    response.insert("state".into(), Value::from(state));
+    response.insert("list".into(), Value::from(list));
+    response.insert("notFound".into(), Value::from(not_found));
+    Ok(response)
+}
+
+/// `Identity/changes`: the stored identities' changes in the log.
+pub async fn changes(ctx: &mut Context<'_>, arguments_: Map<String, Value>) -> Result<Map<String, Value>, MethodError> {
+    let arguments: ChangesArguments = arguments(arguments_)?;
+    let folded = changes::read(ctx, &arguments, &changes::objects_of(KIND)).await?;
+    Ok(changes::response(ctx, &arguments, &folded, |number| id(LETTER, number)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct SetArguments {
+    account_id: String,
+    #[serde(default)]
+    if_in_state: Option<String>,
+    #[serde(default)]
+    create: Option<Map<String, Value>>,
+    #[serde(default)]
+    update: Option<Map<String, Value>>,
+    #[serde(default)]
+    destroy: Option<Vec<String>>,
+}
+
+/// `Identity/set`.
+pub async fn set(ctx: &mut Context<'_>, arguments_: Map<String, Value>) -> Result<Map<String, Value>, MethodError> {
+    let arguments: SetArguments = arguments(arguments_)?;
+    ctx.check_account(&arguments.account_id)?;
+    let create = arguments.create.unwrap_or_default();
+    let update = arguments.update.unwrap_or_default();
+    let destroy = arguments.destroy.unwrap_or_default();
+    super::check_set_size(create.len() + update.len() + destroy.len(), ctx.limits())?;
+    let old_state = super::check_state(ctx, arguments.if_in_state.as_deref()).await?;
+    let mut response = SetResponse::default();
+    for (creation, wanted) in create {
+        match create_one(ctx, wanted).await {
+            Ok(number) => {
+                let wire = id(LETTER, number);
+                ctx.created_ids.insert(creation.clone(), wire.clone());
+                response.created.insert(creation, json!({"id": wire, "mayDelete": true}));
+            }
+            Err(error) => {
+                response.not_created.insert(creation, error.to_json());
+            }
+        }
+    }
+    for (wire, patch) in update {
+        match update_one(ctx, &wire, patch).await {
+            Ok(()) => {
+                response.updated.insert(wire, Value::Null);
+            }
+            Err(error) => {
+                response.not_updated.insert(wire, error.to_json());
+            }
+        }
+    }
+    for wire in destroy {
+        match stored_number(ctx, &wire) {
+            Some(number) => match ctx.mail().destroy_object(ctx.account(), KIND, number).await {
+                Ok(_) => response.destroyed.push(wire),
+                Err(_) => {
+                    response.not_destroyed.insert(wire, SetError::new("notFound", "no such identity").to_json());
+                }
+            },
+            None if ctx.resolve_id(&wire) == Some("i0") => {
+                let error = SetError::new("forbidden", "the account's own identity cannot be destroyed");
+                response.not_destroyed.insert(wire, error.to_json());
+            }
+            None => {
+                response.not_destroyed.insert(wire, SetError::new("notFound", "no such identity").to_json());
+            }
+        }
+    }
+    let new_state = ctx.state().await?;
+    Ok(response.into_arguments(ctx, old_state, new_state))
+}
+
+/// The number of a stored identity's wire id (not `i0`).
+fn stored_number(ctx: &Context<'_>, wire: &str) -> Option<u64> {
+    parse_id(LETTER, ctx.resolve_id(wire)?).filter(|number| *number > 0)
+}
+
+/// An identity's settable properties checked: what is stored.
+fn checked(ctx: &Context<'_>, object: &Map<String, Value>) -> Result<Value, SetError> {
+    let bad = |property: &str, why: &str| SetError::invalid_properties(why.to_string(), vec![property.to_string()]);
+    for key in object.keys() {
+        if !PROPERTIES.contains(&key.as_str()) {
+            return Err(bad(key, "an identity has no such property"));
+        }
+    }
+    let email = object.get("email").and_then(Value::as_str).ok_or_else(|| bad("email", "an identity has an email"))?;
+    let allowed = email.eq_ignore_ascii_case(&ctx.user.address)
+        || ctx.user.may_send_as.iter().any(|address| address.eq_ignore_ascii_case(email));
+    if !allowed {
+        return Err(SetError::new("forbiddenFrom", format!("this account may not send as {email}")));
+    }
+    let text = |name: &str| -> Result<String, SetError> {
+        match object.get(name) {
+            None | Some(Value::Null) => Ok(String::new()),
+            Some(Value::String(text)) if text.len() <= SIGNATURE_BYTES_MAX => Ok(text.clone()),
+            Some(_) => Err(bad(name, "a string of at most 64 KiB")),
+        }
+    };
+    let addresses = |name: &str| -> Result<Value, SetError> {
+        match object.get(name) {
+            None | Some(Value::Null) => Ok(Value::Null),
+            Some(Value::Array(list))
+                if list.len() <= 16
+                    && list
+                        .iter()
+                        .all(|entry| entry.get("email").and_then(Value::as_str).is_some_and(|e| e.contains('@'))) =>
+            {
+                Ok(Value::Array(list.clone()))
+            }
+            Some(_) => Err(bad(name, "a list of at most 16 EmailAddress objects")),
+        }
+    };
+    Ok(json!({
+        "name": text("name")?,
+        "email": email,
+        "replyTo": addresses("replyTo")?,
+        "bcc": addresses("bcc")?,
+        "textSignature": text("textSignature")?,
+        "htmlSignature": text("htmlSignature")?,
+    }))
+}
+
+/// Longest name or signature: 64 KiB, far above a signature with a logo's HTML.
+const SIGNATURE_BYTES_MAX: usize = 64 * 1024;
+
+async fn create_one(ctx: &Context<'_>, wanted: Value) -> Result<u64, SetError> {
+    let Value::Object(mut object) = wanted else {
+        return Err(SetError::invalid_properties("an identity is an object", vec![]));
+    };
+    object.remove("id");
+    object.remove("mayDelete");
+    let stored = checked(ctx, &object)?;
+    let bytes = serde_json::to_vec(&stored).unwrap_or_default();
+    match ctx.mail().create_object(ctx.account(), KIND, &bytes).await {
+        Ok((number, _)) => Ok(number),
+        Err(hameau_mailbox::Error::TooManyObjects { max }) => {
+            Err(SetError::new("overQuota", format!("an account keeps at most {max} identities")))
+        }
+        Err(e) => Err(super::email_set::set_fail(e)),
+    }
+}
+
+async fn update_one(ctx: &Context<'_>, wire: &str, patch: Value) -> Result<(), SetError> {
+    let Some(number) = stored_number(ctx, wire) else {
+        return Err(match ctx.resolve_id(wire) {
+            Some("i0") => SetError::new("forbidden", "the account's own identity is the directory's: create another"),
+            _ => SetError::new("notFound", "no such identity"),
+        });
+    };
+    let current = ctx.mail().object(ctx.account(), KIND, number).await.map_err(super::email_set::set_fail)?;
+    let Some(Ok(Value::Object(mut object))) = current.map(|bytes| serde_json::from_slice::<Value>(&bytes)) else {
+        return Err(SetError::new("notFound", "no such identity"));
+    };
+    let Value::Object(patch) = patch else {
+        return Err(SetError::invalid_patch("a patch is an object"));
+    };
+    if patch.contains_key("email") {
+        return Err(SetError::invalid_properties(
+            "an identity's email is set when it is created",
+            vec!["email".into()],
+        ));
+    }
+    apply_patch(&mut object, &patch, ctx.limits())?;
+    object.remove("id");
+    object.remove("mayDelete");
+    let stored = checked(ctx, &object)?;
+    let bytes = serde_json::to_vec(&stored).unwrap_or_default();
+    ctx.mail().update_object(ctx.account(), KIND, number, &bytes).await.map(|_| ()).map_err(super::email_set::set_fail)
+}
