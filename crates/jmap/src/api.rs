@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value, json};
 
+use crate::mail::quota::QUOTA_CAPABILITY;
 use crate::mail::submission::SUBMISSION_CAPABILITY;
 use crate::mail::{self, Context, MAIL_CAPABILITY, Services};
 use crate::{CORE_CAPABILITY, Invocation, Limits, MethodError, Request, Response, resolve_references};
@@ -33,7 +34,7 @@ pub fn account_id(id: u64) -> String {
 }
 
 /// The capabilities this server has.
-pub const CAPABILITIES: [&str; 3] = [CORE_CAPABILITY, MAIL_CAPABILITY, SUBMISSION_CAPABILITY];
+pub const CAPABILITIES: [&str; 4] = [CORE_CAPABILITY, MAIL_CAPABILITY, SUBMISSION_CAPABILITY, QUOTA_CAPABILITY];
 
 /// The session object for `user`, its URLs under `base` (`https://host:port`, no final
 /// slash), with `limits` as the core capability's.
@@ -51,7 +52,7 @@ pub fn session(user: &User, base: &str, limits: &Limits) -> Value {
         "collationAlgorithms": [],
     });
     let mut session = json!({
-        "capabilities": { CORE_CAPABILITY: core, MAIL_CAPABILITY: {}, SUBMISSION_CAPABILITY: {} },
+        "capabilities": { CORE_CAPABILITY: core, MAIL_CAPABILITY: {}, SUBMISSION_CAPABILITY: {}, QUOTA_CAPABILITY: {} },
         "accounts": {
             account.clone(): {
                 "name": user.address,
@@ -61,10 +62,16 @@ pub fn session(user: &User, base: &str, limits: &Limits) -> Value {
                     MAIL_CAPABILITY: mail::account_capability(),
                     // Sent at once: no delayed sending, no SMTP extensions to pass on.
                     SUBMISSION_CAPABILITY: { "maxDelayedSend": 0, "submissionExtensions": {} },
+                    QUOTA_CAPABILITY: {},
                 },
             }
         },
-        "primaryAccounts": { CORE_CAPABILITY: account, MAIL_CAPABILITY: account, SUBMISSION_CAPABILITY: account },
+        "primaryAccounts": {
+            CORE_CAPABILITY: account,
+            MAIL_CAPABILITY: account,
+            SUBMISSION_CAPABILITY: account,
+            QUOTA_CAPABILITY: account,
+        },
         "username": user.address,
         "apiUrl": format!("{base}/jmap/api"),
         "downloadUrl": format!("{base}/jmap/download/{{accountId}}/{{blobId}}/{{name}}?accept={{type}}"),
@@ -131,6 +138,15 @@ async fn call_method(
     let uses = |capability: &str| using.iter().any(|used| used == capability);
     if name == "Core/echo" && uses(CORE_CAPABILITY) {
         return Ok(arguments);
+    }
+    if uses(QUOTA_CAPABILITY) {
+        match name {
+            "Quota/get" => return mail::quota::get(ctx, arguments).await,
+            "Quota/changes" => return mail::quota::changes(ctx, arguments).await,
+            "Quota/query" => return mail::quota::query(ctx, arguments).await,
+            "Quota/queryChanges" => return mail::mailbox::query_changes(ctx, arguments).await,
+            _ => {}
+        }
     }
     if !uses(MAIL_CAPABILITY) {
         return Err(MethodError::unknown_method(name));

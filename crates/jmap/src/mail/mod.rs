@@ -19,6 +19,7 @@ pub(crate) mod email_set;
 pub(crate) mod filter;
 pub(crate) mod identity;
 pub(crate) mod mailbox;
+pub(crate) mod quota;
 pub mod submission;
 
 use std::collections::HashMap;
