@@ -181,7 +181,20 @@ async fn serve(config: Config, reload_log: &crate::logging::Reload) -> anyhow::R
     if started.is_ok() {
         let shared = (&mail, &directory, &resolver, certs);
         started = match &filter_stage {
-            Ok(filter) => start_smtp(&config, shared, filter.clone(), &registry, &shutdown_rx, &mut services).await,
+            Ok(filter) => {
+                // Vacation responses go out through the one queue.
+                let responder = Arc::new(hameau_smtp::vacation::Responder {
+                    mail: mail.clone(),
+                    directory: directory.clone(),
+                    queue: queue.0.clone(),
+                    queued: queue.1.clone(),
+                    period_s: config.smtp.vacation_period_s,
+                    senders_max: config.smtp.vacation_senders_max,
+                    hostname: config.server.hostname.clone(),
+                });
+                let stages = (filter.clone(), responder);
+                start_smtp(&config, shared, stages, &registry, &shutdown_rx, &mut services).await
+            }
             Err(e) => Err(anyhow::anyhow!("{e:#}")),
         };
     }
@@ -401,7 +414,7 @@ async fn start_smtp(
         &hickory_resolver::TokioResolver,
         &Arc<hameau_net::Certificates>,
     ),
-    filter: Option<Arc<hameau_smtp::filtering::FilterStage>>,
+    (filter, responder): (Option<Arc<hameau_smtp::filtering::FilterStage>>, Arc<hameau_smtp::vacation::Responder>),
     registry: &Arc<Registry>,
     shutdown: &watch::Receiver<bool>,
     services: &mut JoinSet<()>,
@@ -421,6 +434,7 @@ async fn start_smtp(
     if let Some(filter) = filter {
         inbound = inbound.with_filter(filter);
     }
+    let inbound = inbound.with_responder(responder);
     let context = Arc::new(hameau_smtp::server::Context {
         pipeline: inbound,
         // One budget of connections and one count per address for all the MX's listeners.

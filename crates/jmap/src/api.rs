@@ -8,6 +8,7 @@ use serde_json::{Map, Value, json};
 
 use crate::mail::quota::QUOTA_CAPABILITY;
 use crate::mail::submission::SUBMISSION_CAPABILITY;
+use crate::mail::vacation::VACATION_CAPABILITY;
 use crate::mail::{self, Context, MAIL_CAPABILITY, Services};
 use crate::{CORE_CAPABILITY, Invocation, Limits, MethodError, Request, Response, resolve_references};
 
@@ -34,7 +35,8 @@ pub fn account_id(id: u64) -> String {
 }
 
 /// The capabilities this server has.
-pub const CAPABILITIES: [&str; 4] = [CORE_CAPABILITY, MAIL_CAPABILITY, SUBMISSION_CAPABILITY, QUOTA_CAPABILITY];
+pub const CAPABILITIES: [&str; 5] =
+    [CORE_CAPABILITY, MAIL_CAPABILITY, SUBMISSION_CAPABILITY, QUOTA_CAPABILITY, VACATION_CAPABILITY];
 
 /// The session object for `user`, its URLs under `base` (`https://host:port`, no final
 /// slash), with `limits` as the core capability's.
@@ -52,7 +54,7 @@ pub fn session(user: &User, base: &str, limits: &Limits) -> Value {
         "collationAlgorithms": [],
     });
     let mut session = json!({
-        "capabilities": { CORE_CAPABILITY: core, MAIL_CAPABILITY: {}, SUBMISSION_CAPABILITY: {}, QUOTA_CAPABILITY: {} },
+        "capabilities": { CORE_CAPABILITY: core, MAIL_CAPABILITY: {}, SUBMISSION_CAPABILITY: {}, QUOTA_CAPABILITY: {}, VACATION_CAPABILITY: {} },
         "accounts": {
             account.clone(): {
                 "name": user.address,
@@ -63,6 +65,7 @@ pub fn session(user: &User, base: &str, limits: &Limits) -> Value {
                     // Sent at once: no delayed sending, no SMTP extensions to pass on.
                     SUBMISSION_CAPABILITY: { "maxDelayedSend": 0, "submissionExtensions": {} },
                     QUOTA_CAPABILITY: {},
+                    VACATION_CAPABILITY: {},
                 },
             }
         },
@@ -71,6 +74,7 @@ pub fn session(user: &User, base: &str, limits: &Limits) -> Value {
             MAIL_CAPABILITY: account,
             SUBMISSION_CAPABILITY: account,
             QUOTA_CAPABILITY: account,
+            VACATION_CAPABILITY: account,
         },
         "username": user.address,
         "apiUrl": format!("{base}/jmap/api"),
@@ -170,6 +174,8 @@ async fn call_method(
             mail::submission::query_changes(ctx, arguments).await
         }
         "EmailSubmission/set" if uses(SUBMISSION_CAPABILITY) => mail::submission::set(ctx, arguments).await,
+        "VacationResponse/get" if uses(VACATION_CAPABILITY) => mail::vacation::get(ctx, arguments).await,
+        "VacationResponse/set" if uses(VACATION_CAPABILITY) => mail::vacation::set(ctx, arguments).await,
         _ => Err(MethodError::unknown_method(name)),
     }
 }

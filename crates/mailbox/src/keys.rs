@@ -86,6 +86,21 @@ pub fn tenant_used(tenant: &str) -> Vec<u8> {
     [b"mt/".as_slice(), tenant.as_bytes(), b"/used"].concat()
 }
 
+/// The account's vacation response.
+pub fn vacation(account: AccountId) -> Vec<u8> {
+    account_prefix(account, b"vac")
+}
+
+/// A sender the vacation response answered, by address (lower case).
+pub fn vacation_sender(account: AccountId, sender: &str) -> Vec<u8> {
+    [account_prefix(account, b"vas/").as_slice(), sender.as_bytes()].concat()
+}
+
+/// How many senders the vacation response remembers (a counter).
+pub fn vacation_senders(account: AccountId) -> Vec<u8> {
+    account_prefix(account, b"nvas")
+}
+
 /// The objects of one kind of [`crate::Mail::create_object`] (`kind` holds no `/`).
 pub fn objects(account: AccountId, kind: &str) -> Vec<u8> {
     [account_prefix(account, b"o/").as_slice(), kind.as_bytes(), b"/"].concat()

@@ -42,6 +42,8 @@ pub mod query;
 mod restored;
 mod tree;
 mod update;
+mod vacation;
+pub use vacation::{VACATION_KIND, Vacation};
 
 pub use bytes::Bytes;
 pub use deliver::{Filing, LocalDelivery};

@@ -1077,3 +1077,32 @@ async fn objects_of_a_kind_are_kept_bounded_and_logged() {
     );
     assert!(matches!(mail.create_object(ACCOUNT, "a/b", b"{}").await, Err(Error::Cannot(_))));
 }
+
+#[tokio::test]
+async fn a_vacation_response_answers_each_sender_once_per_period() {
+    let f = fixture().await;
+    assert!(!f.mail.vacation(ACCOUNT).await.unwrap().enabled);
+    assert_eq!(f.mail.vacation_reply(ACCOUNT, "a@x.test", NOW, 100, 10).await.unwrap(), None, "off");
+    let vacation = crate::Vacation {
+        enabled: true,
+        from: Some(NOW),
+        until: Some(NOW + 1_000),
+        subject: Some("Absent".into()),
+        set_at: NOW,
+        ..crate::Vacation::default()
+    };
+    let before = f.mail.modseq(ACCOUNT).await.unwrap();
+    f.mail.set_vacation(ACCOUNT, &vacation).await.unwrap();
+    assert_eq!(f.mail.changes_since(ACCOUNT, before, 10).await.unwrap()[0].objects[0].0, crate::VACATION_KIND);
+    assert_eq!(f.mail.vacation_reply(ACCOUNT, "a@x.test", NOW - 1, 100, 10).await.unwrap(), None, "not yet");
+    assert_eq!(f.mail.vacation_reply(ACCOUNT, "A@x.test", NOW, 100, 10).await.unwrap(), Some(vacation.clone()));
+    assert_eq!(f.mail.vacation_reply(ACCOUNT, "a@x.test", NOW + 50, 100, 10).await.unwrap(), None, "answered");
+    assert!(f.mail.vacation_reply(ACCOUNT, "a@x.test", NOW + 100, 100, 10).await.unwrap().is_some(), "a new period");
+    assert_eq!(f.mail.vacation_reply(ACCOUNT, "a@x.test", NOW + 1_000, 100, 10).await.unwrap(), None, "over");
+    // Bounded memory: past it, new senders are not answered.
+    assert!(f.mail.vacation_reply(ACCOUNT, "b@x.test", NOW, 100, 2).await.unwrap().is_some());
+    assert_eq!(f.mail.vacation_reply(ACCOUNT, "c@x.test", NOW, 100, 2).await.unwrap(), None);
+    // Set again: everyone is answered once more.
+    f.mail.set_vacation(ACCOUNT, &crate::Vacation { set_at: NOW + 10, ..vacation }).await.unwrap();
+    assert!(f.mail.vacation_reply(ACCOUNT, "b@x.test", NOW + 20, 100, 10).await.unwrap().is_some());
+}

@@ -125,6 +125,8 @@ pub struct Inbound {
     verifications: Arc<Semaphore>,
     /// The filter stage; none: messages are stored as they come (`filter.enabled = false`).
     filter: Option<Arc<FilterStage>>,
+    /// Answers for the accounts whose vacation response is on; none: no answers.
+    responder: Option<Arc<crate::vacation::Responder>>,
 }
 
 impl Inbound {
@@ -136,7 +138,13 @@ impl Inbound {
     ) -> Inbound {
         assert!(options.dkim_signatures_max > 0 && options.arc_sets_max > 0 && options.verifications_max > 0);
         let verifications = Arc::new(Semaphore::new(options.verifications_max));
-        Inbound { directory, mail, authenticator, options, verifications, filter: None }
+        Inbound { directory, mail, authenticator, options, verifications, filter: None, responder: None }
+    }
+
+    /// The MX with the vacation responder.
+    pub fn with_responder(mut self, responder: Arc<crate::vacation::Responder>) -> Inbound {
+        self.responder = Some(responder);
+        self
     }
 
     /// The MX with its filter stage.
@@ -376,6 +384,20 @@ impl Inbound {
         recipients: &[&Recipient],
         filing: Filing,
     ) -> Result<(), Reply> {
+        let answered = match (&self.responder, filing) {
+            (Some(_), Filing::Inbox) => Some((
+                stored.clone(),
+                recipients
+                    .iter()
+                    .map(|recipient| crate::vacation::Stored {
+                        address: recipient.address.clone(),
+                        tenant: recipient.tenant.clone(),
+                        accounts: recipient.accounts.iter().map(|account| account.id).collect(),
+                    })
+                    .collect::<Vec<_>>(),
+            )),
+            _ => None,
+        };
         let recipients = recipients
             .iter()
             .flat_map(|recipient| {
@@ -391,7 +413,12 @@ impl Inbound {
             .collect();
         let delivery = LocalDelivery { raw: stored, recipients, filing, received_at: envelope.received_at };
         match self.mail.deliver(delivery).await {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                if let (Some(responder), Some((stored, answered))) = (&self.responder, answered) {
+                    responder.after_delivery(&envelope.mail_from, &stored, answered, envelope.received_at);
+                }
+                Ok(())
+            }
             Err(hameau_mailbox::Error::OverQuota { .. }) => {
                 Err(Reply::new(452, "4.2.2", "mailbox full, try again later"))
             }

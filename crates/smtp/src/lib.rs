@@ -22,6 +22,7 @@ pub mod server;
 mod signing;
 pub mod submission;
 pub mod tls_rpt;
+pub mod vacation;
 pub mod worker;
 
 pub use hameau_smtp_session::Reply;

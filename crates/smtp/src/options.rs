@@ -55,6 +55,13 @@ pub struct Options {
     /// postmaster of the server's own host name or of a domain above it (e.g.
     /// `postmaster@commune.fr` for `mx.commune.fr`), when one exists.
     pub postmaster: String,
+    /// How long a vacation response stays quiet towards a sender it answered: 7 days, the
+    /// period RFC 3834 §2 suggests. 1 hour to 1 year.
+    pub vacation_period_s: u64,
+    /// Senders one account's vacation response remembers: 10,000, far above a town hall's
+    /// correspondents in an absence; past it, new senders are not answered, so a flood of
+    /// forged senders cannot turn the server into a source of backscatter. 1 to 1,000,000.
+    pub vacation_senders_max: u64,
     /// The limits of each session: keys of the same `[smtp]` table, declared by
     /// `hameau_smtp_session::Limits`; `config` reads them here.
     #[serde(skip)]
@@ -74,6 +81,8 @@ impl Default for Options {
             arc_sets_max: 10,
             verifications_max: 2,
             postmaster: String::new(),
+            vacation_period_s: 7 * 86_400,
+            vacation_senders_max: 10_000,
             limits: hameau_smtp_session::Limits::default(),
         }
     }
@@ -126,6 +135,8 @@ impl Options {
             // RFC 8617 §4.2.1: instance numbers go up to 50.
             ("arc_sets_max", self.arc_sets_max as u64, 1, 50),
             ("verifications_max", self.verifications_max as u64, 1, 1024),
+            ("vacation_period_s", self.vacation_period_s, 3600, 366 * 86_400),
+            ("vacation_senders_max", self.vacation_senders_max, 1, 1_000_000),
         ];
         for (key, value, min, max) in ranges {
             range(SECTION, key, value, min, max)?;

@@ -21,6 +21,7 @@ pub(crate) mod identity;
 pub(crate) mod mailbox;
 pub(crate) mod quota;
 pub mod submission;
+pub(crate) mod vacation;
 
 use std::collections::HashMap;
 use std::sync::Arc;
