@@ -139,23 +139,19 @@ async fn call_method(
     arguments: Map<String, Value>,
     using: &[String],
 ) -> Result<Map<String, Value>, MethodError> {
-    let uses = |capability: &str| using.iter().any(|used| used == capability);
-    if name == "Core/echo" && uses(CORE_CAPABILITY) {
-        return Ok(arguments);
-    }
-    if uses(QUOTA_CAPABILITY) {
-        match name {
-            "Quota/get" => return mail::quota::get(ctx, arguments).await,
-            "Quota/changes" => return mail::quota::changes(ctx, arguments).await,
-            "Quota/query" => return mail::quota::query(ctx, arguments).await,
-            "Quota/queryChanges" => return mail::mailbox::query_changes(ctx, arguments).await,
-            _ => {}
-        }
-    }
-    if !uses(MAIL_CAPABILITY) {
+    // Each method needs its data type's capability in `using` (RFC 8620 §3.3).
+    let needed = match name.split_once('/').map_or(name, |(data_type, _)| data_type) {
+        "Core" | "PushSubscription" => CORE_CAPABILITY,
+        "Identity" | "EmailSubmission" => SUBMISSION_CAPABILITY,
+        "VacationResponse" => VACATION_CAPABILITY,
+        "Quota" => QUOTA_CAPABILITY,
+        _ => MAIL_CAPABILITY,
+    };
+    if !using.iter().any(|used| used == needed) {
         return Err(MethodError::unknown_method(name));
     }
     match name {
+        "Core/echo" => Ok(arguments),
         "Mailbox/get" => mail::mailbox::get(ctx, arguments).await,
         "Mailbox/changes" => mail::mailbox::changes(ctx, arguments).await,
         "Mailbox/query" => mail::mailbox::query(ctx, arguments).await,
@@ -164,18 +160,20 @@ async fn call_method(
         "Email/set" => mail::email_set::set(ctx, arguments).await,
         "Email/import" => mail::email_set::import(ctx, arguments).await,
         "Email/copy" => mail::email_set::copy(ctx, arguments).await,
-        "Identity/get" if uses(SUBMISSION_CAPABILITY) => mail::identity::get(ctx, arguments).await,
-        "Identity/changes" if uses(SUBMISSION_CAPABILITY) => mail::identity::changes(ctx, arguments).await,
-        "Identity/set" if uses(SUBMISSION_CAPABILITY) => mail::identity::set(ctx, arguments).await,
-        "EmailSubmission/get" if uses(SUBMISSION_CAPABILITY) => mail::submission::get(ctx, arguments).await,
-        "EmailSubmission/changes" if uses(SUBMISSION_CAPABILITY) => mail::submission::changes(ctx, arguments).await,
-        "EmailSubmission/query" if uses(SUBMISSION_CAPABILITY) => mail::submission::query(ctx, arguments).await,
-        "EmailSubmission/queryChanges" if uses(SUBMISSION_CAPABILITY) => {
-            mail::submission::query_changes(ctx, arguments).await
-        }
-        "EmailSubmission/set" if uses(SUBMISSION_CAPABILITY) => mail::submission::set(ctx, arguments).await,
-        "VacationResponse/get" if uses(VACATION_CAPABILITY) => mail::vacation::get(ctx, arguments).await,
-        "VacationResponse/set" if uses(VACATION_CAPABILITY) => mail::vacation::set(ctx, arguments).await,
+        "Identity/get" => mail::identity::get(ctx, arguments).await,
+        "Identity/changes" => mail::identity::changes(ctx, arguments).await,
+        "Identity/set" => mail::identity::set(ctx, arguments).await,
+        "EmailSubmission/get" => mail::submission::get(ctx, arguments).await,
+        "EmailSubmission/changes" => mail::submission::changes(ctx, arguments).await,
+        "EmailSubmission/query" => mail::submission::query(ctx, arguments).await,
+        "EmailSubmission/queryChanges" => mail::submission::query_changes(ctx, arguments).await,
+        "EmailSubmission/set" => mail::submission::set(ctx, arguments).await,
+        "VacationResponse/get" => mail::vacation::get(ctx, arguments).await,
+        "VacationResponse/set" => mail::vacation::set(ctx, arguments).await,
+        "Quota/get" => mail::quota::get(ctx, arguments).await,
+        "Quota/changes" => mail::quota::changes(ctx, arguments).await,
+        "Quota/query" => mail::quota::query(ctx, arguments).await,
+        "Quota/queryChanges" => mail::mailbox::query_changes(ctx, arguments).await,
         _ => Err(MethodError::unknown_method(name)),
     }
 }
