@@ -165,7 +165,7 @@ fn run_hameau(runtime: &tokio::runtime::Runtime, base: &Path, dns_port: u16, loa
 
     let mut server = Server::start(&hameau, &config);
     let pid = server.child.id();
-    let connector = connector(&server.cert)?;
+    let connector = hameau_benches::tls_connector(&server.cert)?;
     let run = measure(runtime, load, server.submission[0], connector, true, sink_dir.path(), || cpu_seconds(pid))?;
     server.signal(libc::SIGTERM);
     server.wait(Duration::from_secs(60)).context("hameau did not stop")?;
@@ -183,7 +183,7 @@ fn run_postfix(runtime: &tokio::runtime::Runtime, base: &Path, load: &Load) -> a
     let tls = TlsFiles::self_signed(tls_dir.path(), &["localhost"]);
     let postfix = Postfix::relay(base, sink.port, Some(&tls));
     let master = postfix.master_pid();
-    let connector = connector(&tls.cert)?;
+    let connector = hameau_benches::tls_connector(&tls.cert)?;
     let addr = SocketAddr::from(([127, 0, 0, 1], postfix.port));
     let run = measure(runtime, load, addr, connector, false, sink_dir.path(), || tree_cpu_seconds(master))?;
     drop(postfix);
@@ -316,22 +316,6 @@ fn filler(bytes: usize) -> Arc<str> {
     let line = "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor.\r\n";
     let n_lines = bytes.saturating_sub(200) / line.len() + 1;
     Arc::from(line.repeat(n_lines))
-}
-
-/// A TLS client trusting only the certificates of the PEM file `cert`.
-fn connector(cert: &Path) -> anyhow::Result<tokio_rustls::TlsConnector> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(cert)? {
-        roots.add(cert?)?;
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
 }
 
 /// Waits until the sink's files hold `messages` distinct `X-Bench-Id`s (no progress for
