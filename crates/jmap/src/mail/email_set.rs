@@ -7,8 +7,8 @@
 //!   EXPUNGE, and the junk learner hears a move into Junk as from IMAP. Keywords JMAP does
 //!   not show (`\Deleted`) are kept. Every other property of an email is immutable.
 //! - A destruction removes the email from every mailbox at once.
-//! - Creating an email from its properties is not offered yet: each creation is refused
-//!   with `forbidden` saying so; `Email/import` of an uploaded or existing message is.
+//! - A creation writes the message from its properties ([`super::email_create`]) and
+//!   stores it through the ingest path, as `Email/import` stores an uploaded one.
 //! - `Email/copy` copies between accounts; a user has one account, so every copy is
 //!   `fromAccountNotFound`.
 
@@ -50,12 +50,22 @@ pub async fn set(ctx: &mut Context<'_>, arguments_: Map<String, Value>) -> Resul
     super::check_set_size(create.len() + update.len() + destroy.len(), ctx.limits())?;
     let old_state = super::check_state(ctx, arguments.if_in_state.as_deref()).await?;
     let mut response = SetResponse::default();
-    for (creation, _) in create {
-        let error = SetError::new(
-            "forbidden",
-            "this server does not create emails from their properties yet: upload the message and use Email/import",
-        );
-        response.not_created.insert(creation, error.to_json());
+    for (creation, properties) in create {
+        let outcome = match &properties {
+            Value::Object(properties) => super::email_create::create(ctx, properties).await,
+            _ => Err(SetError::invalid_properties("a creation is an object", vec![])),
+        };
+        match outcome {
+            Ok(created) => {
+                if let Some(id) = created.get("id").and_then(Value::as_str) {
+                    ctx.created_ids.insert(creation.clone(), id.to_string());
+                }
+                response.created.insert(creation, created);
+            }
+            Err(error) => {
+                response.not_created.insert(creation, error.to_json());
+            }
+        }
     }
     for (wire, patch) in update {
         match update_one(ctx, &wire, patch).await {
@@ -128,7 +138,7 @@ async fn update_one(ctx: &Context<'_>, wire: &str, patch: Value) -> Result<(), S
 }
 
 /// A `keywords` object: each key a keyword, each value `true`.
-fn read_keywords(value: Option<&Value>) -> Result<Vec<Keyword>, SetError> {
+pub(crate) fn read_keywords(value: Option<&Value>) -> Result<Vec<Keyword>, SetError> {
     let bad = |why: String| SetError::invalid_properties(why, vec!["keywords".into()]);
     let Some(Value::Object(keywords)) = value else {
         return Err(bad("keywords is an object of keyword to true".into()));
@@ -144,7 +154,7 @@ fn read_keywords(value: Option<&Value>) -> Result<Vec<Keyword>, SetError> {
 }
 
 /// A `mailboxIds` object: each key a mailbox id (or `#creation`), each value `true`.
-fn read_mailboxes(ctx: &Context<'_>, value: Option<&Value>) -> Result<Vec<MailboxId>, SetError> {
+pub(crate) fn read_mailboxes(ctx: &Context<'_>, value: Option<&Value>) -> Result<Vec<MailboxId>, SetError> {
     let bad = |why: String| SetError::invalid_properties(why, vec!["mailboxIds".into()]);
     let Some(Value::Object(mailboxes)) = value else {
         return Err(bad("mailboxIds is an object of mailbox id to true".into()));
@@ -248,15 +258,9 @@ async fn import_one(ctx: &Context<'_>, wanted: Value) -> Result<Value, SetError>
             .ok_or_else(|| SetError::invalid_properties("receivedAt is a UTCDate", vec!["receivedAt".into()]))?,
         None => ctx.now,
     };
-    let blob_missing = || SetError::new("blobNotFound", format!("no blob {:?} in this account", wanted.blob_id));
-    let raw = match BlobId::parse(ctx.resolve_id(&wanted.blob_id).unwrap_or_default()) {
-        Some(BlobId::Email { email, part: None }) => match ctx.mail().raw(ctx.account(), email).await {
-            Ok(raw) => raw,
-            Err(MailError::NoEmail(_)) => return Err(blob_missing()),
-            Err(e) => return Err(set_fail(e)),
-        },
-        _ => return Err(blob_missing()),
-    };
+    let raw = super::blob_bytes(ctx, &wanted.blob_id)
+        .await?
+        .ok_or_else(|| SetError::new("blobNotFound", format!("no blob {:?} in this account", wanted.blob_id)))?;
     let size = raw.len();
     let ingest = Ingest { raw: raw.into(), mailboxes, keywords, received_at, quota: ctx.user.quota.clone() };
     let stored = ctx.mail().ingest(ctx.account(), ingest).await.map_err(set_fail)?;
@@ -336,7 +340,7 @@ mod tests {
             )
             .await;
         assert_eq!(set["notUpdated"][&id]["type"], "invalidProperties");
-        assert_eq!(set["notCreated"]["n"]["type"], "forbidden");
+        assert_eq!(set["notCreated"]["n"]["type"], "invalidProperties", "no mailboxIds");
         for patch in [
             json!({"keywords/a b": true}),
             json!({"mailboxIds": {}}),
@@ -351,6 +355,49 @@ mod tests {
         assert_eq!(set["notDestroyed"]["e999"]["type"], "notFound");
         assert!(fixture.services.mail.email(ACCOUNT, email).await.is_err());
         assert_eq!(fixture.error("Email/set", json!({"accountId": "a9", "destroy": []})).await, "accountNotFound");
+    }
+
+    #[tokio::test]
+    async fn a_draft_is_written_from_its_properties_with_an_attachment() {
+        let fixture = Fixture::new().await;
+        let email = fixture.deliver(&MESSAGE.replace("\\r\\n", "\r\n"), Role::Inbox).await;
+        let (drafts, drafts_id) = mailbox(&fixture, Role::Drafts).await;
+        let set = fixture
+            .one(
+                "Email/set",
+                json!({"accountId": "a7", "create": {"d": {
+                    "mailboxIds": {&drafts_id: true},
+                    "keywords": {"$draft": true, "$seen": true},
+                    "from": [{"name": "Agent d'accueil", "email": "agent@mairie.test"}],
+                    "to": [{"email": "maire@mairie.test"}, {"name": "Élu", "email": "elu@mairie.test"}],
+                    "subject": "Compte rendu du conseil",
+                    "inReplyTo": ["1@mairie.test"],
+                    "textBody": [{"partId": "t", "type": "text/plain"}],
+                    "bodyValues": {"t": {"value": "Bonjour,\nvoici le compte rendu."}},
+                    "attachments": [{"blobId": format!("b{email}"), "type": "message/rfc822", "name": "original.eml"}],
+                }, "bad": {"mailboxIds": {&drafts_id: true}, "bodyStructure": {}},
+                   "lost": {"mailboxIds": {&drafts_id: true}, "attachments": [{"blobId": "b999"}]}}}),
+            )
+            .await;
+        let created = &set["created"]["d"];
+        let id: u64 = created["id"].as_str().unwrap()[1..].parse().unwrap();
+        assert_eq!(set["notCreated"]["bad"]["type"], "invalidProperties");
+        assert_eq!(set["notCreated"]["lost"]["type"], "blobNotFound");
+        let stored = fixture.services.mail.email(ACCOUNT, id).await.unwrap();
+        assert_eq!((stored.mailboxes, stored.keywords), (vec![drafts], vec![Keyword::Draft, Keyword::Seen]));
+        let raw = String::from_utf8(fixture.services.mail.raw(ACCOUNT, id).await.unwrap()).unwrap();
+        for wanted in [
+            "Subject: Compte rendu du conseil",
+            "agent@mairie.test",
+            "elu@mairie.test",
+            "In-Reply-To: <1@mairie.test>",
+            "original.eml",
+            "message/rfc822",
+        ] {
+            assert!(raw.contains(wanted), "{wanted} in {raw}");
+        }
+        assert_eq!(created["size"].as_u64(), Some(raw.len() as u64));
+        assert!(raw.contains("@mairie.test>\r\nMIME-Version"), "a Message-ID of the user's domain: {raw}");
     }
 
     #[tokio::test]

@@ -15,6 +15,7 @@
 //!   `accountNotFound`, whether or not that account exists, so that ids cannot be probed.
 
 pub(crate) mod changes;
+pub(crate) mod email_create;
 pub(crate) mod email_set;
 pub(crate) mod filter;
 pub(crate) mod identity;
@@ -32,7 +33,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use crate::api::User;
-use crate::{Limits, MethodError};
+use crate::{Limits, MethodError, SetError};
 
 /// The capability of mail (RFC 8621 §1.3.1).
 pub const MAIL_CAPABILITY: &str = "urn:ietf:params:jmap:mail";
@@ -343,5 +344,26 @@ impl BlobId {
             None => None,
         };
         Some(BlobId::Email { email, part })
+    }
+}
+
+/// The bytes of a blob of the user's account (a `#creation` id resolved): an email's raw
+/// message, one of its parts decoded, or an upload; `None` when the account has no such
+/// blob (an id of another account's finds nothing: it is looked up in this one only).
+pub async fn blob_bytes(ctx: &Context<'_>, wire: &str) -> Result<Option<Vec<u8>>, SetError> {
+    let Some(blob) = ctx.resolve_id(wire).and_then(BlobId::parse) else { return Ok(None) };
+    match blob {
+        BlobId::Email { email, part } => {
+            let raw = match ctx.mail().raw(ctx.account(), email).await {
+                Ok(raw) => raw,
+                Err(hameau_mailbox::Error::NoEmail(_)) => return Ok(None),
+                Err(e) => return Err(email_set::set_fail(e)),
+            };
+            let Some(part) = part else { return Ok(Some(raw)) };
+            let Some(message) = mail_parser::MessageParser::default().parse(&raw) else { return Ok(None) };
+            Ok(message.parts.get(part as usize).map(|part| part.contents().to_vec()))
+        }
+        // Uploads are kept by the upload endpoint (issue 15, in progress): none yet.
+        BlobId::Upload { .. } => Ok(None),
     }
 }
