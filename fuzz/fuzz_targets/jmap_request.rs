@@ -1,7 +1,9 @@
 //! A JMAP request body (`hameau_jmap::Request::parse`), then each call's result references
 //! resolved against the calls before it (each call's arguments standing for its response,
 //! so that references chain), then each object argument applied as a `PatchObject` to the
-//! one before it: never a panic, and the bounds of `Limits` hold.
+//! one before it; each call's `filter` flattened and evaluated (`hameau_jmap::filter`), and
+//! each string argument read as a JMAP `UTCDate` (`hameau_calendar`): never a panic, and
+//! the bounds of `Limits` hold.
 #![no_main]
 
 use hameau_jmap::{Invocation, Limits, Request, apply_patch, resolve_references};
@@ -19,6 +21,17 @@ libfuzzer_sys::fuzz_target!(|bytes: &[u8]| {
         let mut arguments = call.arguments;
         if resolve_references(&mut arguments, &responses, &limits).is_ok() {
             assert!(!arguments.keys().any(|key| key.starts_with('#')), "every reference replaced");
+        }
+        if let Ok(nodes) = hameau_jmap::filter::flatten(arguments.get("filter").cloned(), limits.filter_nodes_max) {
+            assert!(nodes.len() as u64 <= limits.filter_nodes_max);
+            let _ = hameau_jmap::filter::matches::<()>(&nodes, |condition| Ok(condition.len() % 2 == 0));
+        }
+        for value in arguments.values() {
+            if let Some(text) = value.as_str()
+                && let Some(seconds) = hameau_calendar::parse_rfc3339_utc(text)
+            {
+                assert_eq!(hameau_calendar::parse_rfc3339_utc(&hameau_calendar::rfc3339(seconds)), Some(seconds));
+            }
         }
         responses.push(Invocation { name: call.name, arguments, call_id: call.call_id });
     }

@@ -23,6 +23,7 @@
 #[cfg(feature = "mail")]
 pub mod api;
 mod error;
+pub mod filter;
 #[cfg(feature = "mail")]
 pub mod mail;
 mod options;

@@ -18,8 +18,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::changes::{self, ChangesArguments, Fold};
-use super::filter::{self, Node};
 use super::{Context, SetResponse, Window, arguments, letter, parse_id, server_fail};
+use crate::filter::{self, Node};
 use crate::{MethodError, SetError, apply_patch};
 
 const PROPERTIES: [&str; 11] = [

@@ -17,7 +17,6 @@
 pub(crate) mod changes;
 pub(crate) mod email_create;
 pub(crate) mod email_set;
-pub(crate) mod filter;
 pub(crate) mod identity;
 pub(crate) mod mailbox;
 pub(crate) mod quota;

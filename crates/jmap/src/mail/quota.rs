@@ -127,11 +127,11 @@ pub async fn query(ctx: &mut Context<'_>, arguments_: Map<String, Value>) -> Res
     if arguments.sort.is_some_and(|sort| !sort.is_empty()) {
         return Err(MethodError::new("unsupportedSort", "quotas are listed in id order"));
     }
-    let nodes = super::filter::flatten(arguments.filter, ctx.limits().filter_nodes_max)?;
+    let nodes = crate::filter::flatten(arguments.filter, ctx.limits().filter_nodes_max)?;
     let state = ctx.state().await?;
     let mut ids = Vec::new();
     for quota in quotas(ctx).await? {
-        let holds = super::filter::matches(&nodes, |condition| {
+        let holds = crate::filter::matches(&nodes, |condition| {
             condition.iter().try_fold(true, |holds, (name, value)| {
                 let wanted =
                     value.as_str().ok_or_else(|| MethodError::invalid_arguments(format!("{name:?} is a string")))?;

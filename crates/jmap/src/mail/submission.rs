@@ -179,7 +179,7 @@ fn ascending() -> bool {
 pub async fn query(ctx: &mut Context<'_>, arguments_: Map<String, Value>) -> Result<Map<String, Value>, MethodError> {
     let arguments: QueryArguments = arguments(arguments_)?;
     ctx.check_account(&arguments.account_id)?;
-    let nodes = super::filter::flatten(arguments.filter, ctx.limits().filter_nodes_max)?;
+    let nodes = crate::filter::flatten(arguments.filter, ctx.limits().filter_nodes_max)?;
     let sort = arguments.sort.unwrap_or_default();
     for comparator in &sort {
         if !["emailId", "threadId", "sentAt"].contains(&comparator.property.as_str()) || comparator.collation.is_some()
@@ -190,7 +190,7 @@ pub async fn query(ctx: &mut Context<'_>, arguments_: Map<String, Value>) -> Res
     let state = ctx.state().await?;
     let mut matching = Vec::new();
     for (number, object) in submissions(ctx).await? {
-        if super::filter::matches(&nodes, |condition| submission_matches(&object, condition))? {
+        if crate::filter::matches(&nodes, |condition| submission_matches(&object, condition))? {
             matching.push((number, object));
         }
     }
