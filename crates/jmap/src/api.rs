@@ -116,6 +116,12 @@ async fn call_method(
     if name == "Core/echo" && uses(CORE_CAPABILITY) {
         return Ok(arguments);
     }
+    if name == "PushSubscription/get" && uses(CORE_CAPABILITY) {
+        return mail::push::get(ctx, arguments).await;
+    }
+    if name == "PushSubscription/set" && uses(CORE_CAPABILITY) {
+        return mail::push::set(ctx, arguments).await;
+    }
     if !uses(MAIL_CAPABILITY) {
         return Err(MethodError::unknown_method(name));
     }

@@ -88,6 +88,15 @@ pub(crate) fn upload_blob(key: &[u8]) -> Option<BlobHash> {
 }
 
 impl Mail {
+    /// Stages the content of an upload from `reader`, one chunk at a time (never whole in
+    /// memory), in the mail model's store; [`Mail::add_upload`] keeps it.
+    pub async fn stage_upload(
+        &self,
+        reader: &mut (dyn tokio::io::AsyncRead + Unpin + Send),
+    ) -> Result<StagedBlob, Error> {
+        Ok(self.store.stage_blob(reader).await?)
+    }
+
     /// Keeps `staged` as an upload of `account` until `terms.now + terms.ttl_s`, in one
     /// commit with its quota and pending counts: [`Error::OverQuota`] past the quota,
     /// [`Error::UploadsFull`] past `pending_bytes_max`. The same content uploaded again
@@ -150,6 +159,15 @@ impl Mail {
             created_at: record.created_at,
             expires_at: record.expires_at,
         }))
+    }
+
+    /// The content of the upload `hash` of `account`, if it holds one that has not expired
+    /// at `now` (an import or a parse reads it whole).
+    pub async fn read_upload(&self, account: AccountId, hash: &BlobHash, now: u64) -> Result<Option<Vec<u8>>, Error> {
+        if self.upload(account, hash, now).await?.is_none() {
+            return Ok(None);
+        }
+        Ok(self.store.read_blob(hash).await?)
     }
 
     /// Removes the upload `hash` of `account` (used, or expired): its record, its blob

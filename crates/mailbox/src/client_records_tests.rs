@@ -22,7 +22,7 @@ fn terms(now: u64, quota: Option<u64>) -> UploadTerms {
 #[tokio::test]
 async fn an_upload_is_kept_counted_and_swept() {
     let (_dir, mail) = mail().await;
-    let staged = mail.store.stage_blob_bytes(b"piece jointe").await.unwrap();
+    let staged = mail.stage_upload(&mut &b"piece jointe"[..]).await.unwrap();
     let hash = staged.hash();
     let upload = mail.add_upload(7, staged, &terms(NOW, None)).await.unwrap();
     assert_eq!((upload.size, upload.expires_at), (12, NOW + 3600));
@@ -32,6 +32,8 @@ async fn an_upload_is_kept_counted_and_swept() {
     // Its account's alone.
     assert!(mail.upload(8, &hash, NOW).await.unwrap().is_none());
     assert!(mail.upload(7, &hash, NOW).await.unwrap().is_some());
+    assert_eq!(mail.read_upload(7, &hash, NOW).await.unwrap().unwrap(), b"piece jointe");
+    assert!(mail.read_upload(8, &hash, NOW).await.unwrap().is_none());
     // Sent again later: one upload, its expiry moved, charged once.
     let staged = mail.store.stage_blob_bytes(b"piece jointe").await.unwrap();
     let again = mail.add_upload(7, staged, &terms(NOW + 100, None)).await.unwrap();
