@@ -247,6 +247,9 @@ async fn start_http(
     state.jmap = Arc::new(jmap.clone());
     (state.quarantine, state.filter_settings) = (quarantine.clone(), filter_settings.clone());
     let metrics = state.metrics.clone();
+    // JMAP's pushes to PushSubscriptions and the expiry of uploads; at shutdown it ends
+    // the EventSource streams, so that connections can close.
+    services.spawn(hameau_http::jmap::push::run(state.clone(), shutdown.clone()));
     let router = hameau_http::router(state);
     for addr in &config.http.listen {
         let listener = listen(config, addr, "http.listen", "https").await?;
