@@ -10,6 +10,7 @@
 
 use std::io::Write;
 use std::process::Stdio;
+use std::time::Duration;
 
 use crate::imap::{create_account, python, quick_dns};
 use crate::support::{config_path, init_with_token, set_config, start_server};
@@ -43,7 +44,7 @@ fn upload_download_eventsource_and_push_subscription() {
     set_config(&config, "upload_bytes_max = 50000000", "upload_bytes_max = 4096");
     set_config(&config, "push_loopback_allowed = false", "push_loopback_allowed = true");
     let _dns = quick_dns(&config);
-    let server = start_server(&config);
+    let mut server = start_server(&config);
     let (https, smtp) = (server.https[0].port(), server.smtp[0].port());
     let script = format!(
         r##"
@@ -206,4 +207,32 @@ print("push subscription ok")
         assert!(out.contains(step), "{step}: {out}");
     }
     assert!(!server.log().join("\n").contains("panicked"));
+    // An open event stream does not hold the server up at shutdown: it ends.
+    let ended = crate::support::block_on(async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let tcp = tokio::net::TcpStream::connect(server.https[0]).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut tls = crate::support::tls_connector(&server.cert).connect(name, tcp).await.unwrap();
+        let token =
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, format!("user@a.test:{PASSWORD}"));
+        let request = format!(
+            "GET /jmap/eventsource?types=*&closeafter=no&ping=0 HTTP/1.1\r\nHost: localhost\r\nAuthorization: Basic {token}\r\n\r\n"
+        );
+        tls.write_all(request.as_bytes()).await.unwrap();
+        let mut seen = Vec::new();
+        let mut buffer = [0u8; 4096];
+        while !String::from_utf8_lossy(&seen).contains(": hameau") {
+            let n = tls.read(&mut buffer).await.unwrap();
+            assert!(n > 0, "the stream opens");
+            seen.extend_from_slice(&buffer[..n]);
+        }
+        server.signal(libc::SIGTERM);
+        tokio::time::timeout(Duration::from_secs(30), async {
+            while tls.read(&mut buffer).await.is_ok_and(|n| n > 0) {}
+        })
+        .await
+        .is_ok()
+    });
+    assert!(ended, "the stream ends at shutdown");
+    assert!(server.wait(Duration::from_secs(30)).is_some_and(|status| status.success()));
 }
