@@ -170,3 +170,43 @@ impl Stream {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{EventSourceQuery, asked};
+
+    fn check(
+        types: Option<&str>,
+        closeafter: Option<&str>,
+        ping: Option<&str>,
+    ) -> Result<(Option<usize>, bool, Option<u64>), String> {
+        let query = EventSourceQuery {
+            types: types.map(String::from),
+            closeafter: closeafter.map(String::from),
+            ping: ping.map(String::from),
+        };
+        let asked = asked(query, &hameau_jmap::Limits::default())?;
+        Ok((
+            asked.types.map(|types| types.len()),
+            asked.close_after_state,
+            asked.ping.map(|ping: Duration| ping.as_secs()),
+        ))
+    }
+
+    #[test]
+    fn a_streams_query_is_read_within_bounds() {
+        assert_eq!(check(None, None, None), Ok((None, false, None)));
+        assert_eq!(check(Some("*"), Some("state"), Some("0")), Ok((None, true, None)));
+        assert_eq!(check(Some("Email,Mailbox"), Some("no"), Some("300")), Ok((Some(2), false, Some(300))));
+        // The ping moves into [push_ping_min_s, push_ping_max_s].
+        assert_eq!(check(None, None, Some("1")), Ok((None, false, Some(30))));
+        assert_eq!(check(None, None, Some("99999")), Ok((None, false, Some(600))));
+        // A long list is read up to its bound.
+        assert_eq!(check(Some(&vec!["Email"; 1000].join(",")), None, None), Ok((Some(16), false, None)));
+        assert!(check(None, Some("later"), None).is_err());
+        assert!(check(None, None, Some("-5")).is_err());
+        assert!(check(None, None, Some("99999999999999999999999")).is_err());
+    }
+}
