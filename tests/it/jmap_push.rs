@@ -43,6 +43,7 @@ fn upload_download_eventsource_and_push_subscription() {
     assert!(child.wait().unwrap().success());
     set_config(&config, "upload_bytes_max = 50000000", "upload_bytes_max = 4096");
     set_config(&config, "push_loopback_allowed = false", "push_loopback_allowed = true");
+    set_config(&config, "event_sources_per_account_max = 8", "event_sources_per_account_max = 2");
     let _dns = quick_dns(&config);
     let mut server = start_server(&config);
     let (https, smtp) = (server.https[0].port(), server.smtp[0].port());
@@ -196,25 +197,40 @@ print("push subscription delay after the SMTP 250: %.1f ms" % ((at - delivered) 
 got = call("PushSubscription/get", {{}})
 assert got[1]["list"][0]["verificationCode"] == verification["verificationCode"] and "url" not in got[1]["list"][0], got
 print("push subscription ok")
+
+# event_sources_per_account_max (2 here): a third stream is refused while two are open.
+first, second = open_stream("types=*&closeafter=no&ping=0"), open_stream("types=*&closeafter=no&ping=0")
+for stream in (first, second):
+    assert read_until(stream, b": hameau").startswith(b"HTTP/1.1 200")
+r = requests.get(base + "/jmap/eventsource?types=*&closeafter=no&ping=0", auth=user, timeout=20)
+assert r.status_code == 429 and r.json()["type"] == "urn:ietf:params:jmap:error:limit", (r.status_code, r.text)
+first.close(); second.close()
+print("stream limit ok")
 "##,
         cert = server.cert.to_str().unwrap(),
     );
     let out = python(&script);
     println!("{out}");
-    for step in
-        ["upload and download ok", "another account's blobs ok", "limits ok", "closeafter ok", "push subscription ok"]
-    {
+    for step in [
+        "upload and download ok",
+        "another account's blobs ok",
+        "limits ok",
+        "closeafter ok",
+        "push subscription ok",
+        "stream limit ok",
+    ] {
         assert!(out.contains(step), "{step}: {out}");
     }
     assert!(!server.log().join("\n").contains("panicked"));
-    // An open event stream does not hold the server up at shutdown: it ends.
+    // An open event stream does not hold the server up at shutdown: it ends (another
+    // account: the closed streams above may hold user@a.test's slots until a write fails).
     let ended = crate::support::block_on(async {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let tcp = tokio::net::TcpStream::connect(server.https[0]).await.unwrap();
         let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
         let mut tls = crate::support::tls_connector(&server.cert).connect(name, tcp).await.unwrap();
         let token =
-            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, format!("user@a.test:{PASSWORD}"));
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, format!("other@b.test:{PASSWORD}"));
         let request = format!(
             "GET /jmap/eventsource?types=*&closeafter=no&ping=0 HTTP/1.1\r\nHost: localhost\r\nAuthorization: Basic {token}\r\n\r\n"
         );

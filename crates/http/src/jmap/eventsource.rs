@@ -3,7 +3,8 @@
 //! `StateChange` each time the account's modseq moves (woken by `Mail::subscribe`, after
 //! `jmap.push_debounce_ms` so that a burst of commits is one event), and a `ping` event
 //! after `ping` seconds without one (moved into `jmap.push_ping_min_s` to
-//! `push_ping_max_s`; 0: none). `closeafter=state` ends the response after the first
+//! `push_ping_max_s`; 0: none, but a comment line every `push_ping_max_s`, so that a client
+//! gone without a word is found by the write). `closeafter=state` ends the response after the first
 //! `state` event. An account holds at most `jmap.event_sources_per_account_max` streams
 //! (past it, 429 with the RFC's `limit` problem); every stream ends when the server stops.
 
@@ -97,6 +98,7 @@ pub(super) async fn event_source(
         stopping: state.jmap_in_flight.stopping(),
         asked,
         debounce: Duration::from_millis(limits.push_debounce_ms),
+        keepalive: Duration::from_secs(limits.push_ping_max_s),
         started: false,
         done: false,
         _slot: slot,
@@ -121,6 +123,8 @@ struct Stream {
     stopping: watch::Receiver<bool>,
     asked: Asked,
     debounce: Duration,
+    /// The interval of the comments that keep a stream without pings checked.
+    keepalive: Duration,
     started: bool,
     done: bool,
     /// Counted in `InFlight` while the stream lives.
@@ -140,12 +144,10 @@ impl Stream {
             return Some(Bytes::from_static(b": hameau\n\n"));
         }
         loop {
-            let ping = async {
-                match self.asked.ping {
-                    Some(interval) => tokio::time::sleep(interval).await,
-                    None => std::future::pending().await,
-                }
-            };
+            // Without pings, a comment every `push_ping_max_s` all the same: a client gone
+            // without a word is found by the write, and its stream and slot end.
+            let quiet = self.asked.ping.unwrap_or(self.keepalive);
+            let ping = tokio::time::sleep(quiet);
             tokio::select! {
                 changed = self.changes.changed() => {
                     // The mail model went away: the server is stopping.
@@ -162,7 +164,8 @@ impl Stream {
                     return Some(Bytes::from(format!("event: state\ndata: {change}\n\n")));
                 }
                 () = ping => {
-                    let seconds = self.asked.ping.map_or(0, |interval| interval.as_secs());
+                    let Some(interval) = self.asked.ping else { return Some(Bytes::from_static(b":\n\n")) };
+                    let seconds = interval.as_secs();
                     return Some(Bytes::from(format!("event: ping\ndata: {{\"interval\":{seconds}}}\n\n")));
                 }
                 () = hameau_net::stopped(&mut self.stopping) => return None,
