@@ -73,8 +73,8 @@ assert responses[1] == ["Core/echo", {{"first": "m1"}}, "c2"], responses
 assert responses[2][0] == "error" and responses[2][1]["type"] == "unknownMethod", responses
 assert responses[3][0] == "error" and responses[3][1]["type"] == "invalidResultReference", responses
 assert r.json()["sessionState"] == session.state
-not_yet = requests.get("https://localhost:{port}/jmap/download/a1/b/x", auth=auth, timeout=20)
-assert not_yet.status_code == 501, not_yet.status_code
+elsewhere = requests.get("https://localhost:{port}/jmap/download/a999/b1/x", auth=auth, timeout=20)
+assert elsewhere.status_code == 404, elsewhere.status_code
 print("raw ok")
 "##,
         cert = server.cert.to_str().unwrap(),

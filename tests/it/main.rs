@@ -24,6 +24,7 @@ mod imports_api;
 mod jmap;
 mod jmap_imap;
 mod jmap_send;
+mod jmap_push;
 mod migrate_imap;
 mod outbound_faults;
 mod outbound_tls;

@@ -72,6 +72,7 @@ pub fn app_state(
             texts: config.imap.text_cache(),
             limits: config.jmap.clone(),
             submitter: None,
+            push: Arc::default(),
         }),
         jmap_in_flight: Arc::default(),
     }
@@ -116,6 +117,7 @@ async fn serve(config: Config, reload_log: &crate::logging::Reload) -> anyhow::R
         texts: config.imap.text_cache(),
         limits: config.jmap.clone(),
         submitter: None,
+        push: Arc::default(),
     };
     // One quarantine and one cache of the tenants' filter settings: the MX holds and
     // reads, the API releases and writes (a change applies to the next message).
@@ -278,6 +280,9 @@ async fn start_http(
     state.jmap = Arc::new(jmap.clone());
     (state.quarantine, state.filter_settings) = (quarantine.clone(), filter_settings.clone());
     let metrics = state.metrics.clone();
+    // JMAP's pushes to PushSubscriptions and the expiry of uploads; at shutdown it ends
+    // the EventSource streams, so that connections can close.
+    services.spawn(hameau_http::jmap::push::run(state.clone(), shutdown.clone()));
     let router = hameau_http::router(state);
     for addr in &config.http.listen {
         let listener = listen(config, addr, "http.listen", "https").await?;

@@ -53,6 +53,7 @@ pub(crate) fn state(store: Store, directory: Directory, queue: Queue, host: &str
             texts: Arc::new(hameau_mailbox::query::TextCache::new(0)),
             limits: hameau_jmap::Limits::default(),
             submitter: None,
+            push: Arc::default(),
         }),
         jmap_in_flight: std::sync::Arc::default(),
         store,

@@ -152,6 +152,8 @@ async fn call_method(
     }
     match name {
         "Core/echo" => Ok(arguments),
+        "PushSubscription/get" => mail::push::get(ctx, arguments).await,
+        "PushSubscription/set" => mail::push::set(ctx, arguments).await,
         "Mailbox/get" => mail::mailbox::get(ctx, arguments).await,
         "Mailbox/changes" => mail::mailbox::changes(ctx, arguments).await,
         "Mailbox/query" => mail::mailbox::query(ctx, arguments).await,

@@ -56,6 +56,50 @@ pub struct Limits {
     /// it (the answer says so in `limit`) and a client pages with `position` or `anchor`.
     /// 1 to 1,000,000.
     pub query_results_max: u64,
+    /// How long an upload is kept unused (RFC 8620 §6.1: at least an hour): 24 h, so that
+    /// a message drafted over a day keeps its attachments; the expiry sweep removes it
+    /// then (and gives back its quota). 1 h to 30 days.
+    pub upload_ttl_s: u64,
+    /// Bytes one account may hold in uploads not yet used: 200 MB, four uploads of
+    /// `upload_bytes_max` (a message with several large attachments), so that a client
+    /// cannot fill the disk with uploads it never uses. At least `upload_bytes_max`, at
+    /// most 16 GiB.
+    pub upload_pending_bytes_max: u64,
+    /// How long a client may cache a download (`Cache-Control: max-age`): 7 days; a blob
+    /// id always names the same bytes, so only privacy bounds it. 0 to 1 year.
+    pub download_max_age_s: u64,
+    /// EventSource connections one account holds at once (RFC 8620 §7.3): 8, a few
+    /// browser tabs and a phone; past it the RFC's `limit` problem (429). 1 to 256.
+    pub event_sources_per_account_max: u64,
+    /// The shortest `ping` interval granted to an EventSource client: 30 s, the highest
+    /// minimum the RFC allows a server (§7.3); a lower request is raised to it. 1 to 30.
+    pub push_ping_min_s: u64,
+    /// The longest `ping` interval granted: 600 s; the RFC forbids a maximum under 300 s
+    /// (§7.3), and proxies close connections silent for much longer. 300 to 86,400.
+    pub push_ping_max_s: u64,
+    /// How long a state change waits for others before it is pushed: 10 ms, so that a
+    /// delivery to several mailboxes or a burst of flag changes is one event, well within
+    /// the 100 ms the push target allows (issue 15). 0 to 1,000.
+    pub push_debounce_ms: u64,
+    /// PushSubscriptions one account may have (RFC 8620 §7.2): 16, a few devices and
+    /// browsers; `/set` refuses past it (`forbidden`). 1 to 1,000.
+    pub push_subscriptions_per_account_max: u64,
+    /// PushSubscriptions the server loads at start and keeps in memory: 100,000, far above
+    /// a commune's devices; the others are not pushed to (logged). 1 to 10,000,000.
+    pub push_subscriptions_max: u64,
+    /// The longest a PushSubscription lives (`expires`): 7 days, as Fastmail; a client
+    /// renews it, and a forgotten one stops being pushed to. 1 h to 1 year.
+    pub push_expires_max_s: u64,
+    /// The longest URL a PushSubscription may give: 2,048 bytes, as browsers' push service
+    /// URLs are a few hundred. 16 to 8,192.
+    pub push_url_bytes_max: u64,
+    /// Time for one push POST (connection, TLS, answer): 10 s, so that a slow push service
+    /// does not hold up the others of the account. 1 to 60.
+    pub push_timeout_s: u64,
+    /// Allow push URLs on loopback addresses and over plain `http` (tests only): false.
+    /// Otherwise a push URL must be `https` and resolve to public addresses only, so that
+    /// a client cannot aim the server at a service of its own network (SSRF).
+    pub push_loopback_allowed: bool,
 }
 
 impl Default for Limits {
@@ -74,6 +118,19 @@ impl Default for Limits {
             changes_max: 5_000,
             filter_nodes_max: 64,
             query_results_max: 5_000,
+            upload_ttl_s: 86_400,
+            upload_pending_bytes_max: 200_000_000,
+            download_max_age_s: 604_800,
+            event_sources_per_account_max: 8,
+            push_ping_min_s: 30,
+            push_ping_max_s: 600,
+            push_debounce_ms: 10,
+            push_subscriptions_per_account_max: 16,
+            push_subscriptions_max: 100_000,
+            push_expires_max_s: 604_800,
+            push_url_bytes_max: 2_048,
+            push_timeout_s: 10,
+            push_loopback_allowed: false,
         }
     }
 }
@@ -94,6 +151,18 @@ impl Limits {
         range(SECTION, "changes_max", self.changes_max, 1, 1_000_000)?;
         range(SECTION, "filter_nodes_max", self.filter_nodes_max, 1, 10_000)?;
         range(SECTION, "query_results_max", self.query_results_max, 1, 1_000_000)?;
+        range(SECTION, "upload_ttl_s", self.upload_ttl_s, 3_600, 30 * 86_400)?;
+        range(SECTION, "upload_pending_bytes_max", self.upload_pending_bytes_max, self.upload_bytes_max, 16 << 30)?;
+        range(SECTION, "download_max_age_s", self.download_max_age_s, 0, 365 * 86_400)?;
+        range(SECTION, "event_sources_per_account_max", self.event_sources_per_account_max, 1, 256)?;
+        range(SECTION, "push_ping_min_s", self.push_ping_min_s, 1, 30)?;
+        range(SECTION, "push_ping_max_s", self.push_ping_max_s, 300, 86_400)?;
+        range(SECTION, "push_debounce_ms", self.push_debounce_ms, 0, 1_000)?;
+        range(SECTION, "push_subscriptions_per_account_max", self.push_subscriptions_per_account_max, 1, 1_000)?;
+        range(SECTION, "push_subscriptions_max", self.push_subscriptions_max, 1, 10_000_000)?;
+        range(SECTION, "push_expires_max_s", self.push_expires_max_s, 3_600, 365 * 86_400)?;
+        range(SECTION, "push_url_bytes_max", self.push_url_bytes_max, 16, 8_192)?;
+        range(SECTION, "push_timeout_s", self.push_timeout_s, 1, 60)?;
         Ok(())
     }
 }

@@ -238,7 +238,7 @@ pub enum Owner {
 
 /// Whose the record `key` is; `None` when the key is not the mail model's.
 pub fn owner(key: &[u8]) -> Option<Owner> {
-    if let Some(account) = account_of(key) {
+    if let Some(account) = account_of(key).or_else(|| crate::client_records::account_of(key)) {
         return Some(Owner::Account(account));
     }
     let tenant = key.strip_prefix(b"mt/")?.strip_suffix(b"/used")?;
@@ -253,7 +253,8 @@ pub fn blob_refs(key: &[u8], value: &[u8]) -> Vec<hameau_store::BlobHash> {
         && key.len() == MAIL_PREFIX.len() + 8 + 3 + 8
         && key.get(MAIL_PREFIX.len() + 8..MAIL_PREFIX.len() + 11) == Some(b"/e/".as_slice());
     if !is_email {
-        return Vec::new();
+        // An upload holds a reference on its blob too (client_records.rs).
+        return crate::client_records::upload_blob(key).into_iter().collect();
     }
     let Ok(email) = serde_json::from_slice::<crate::Email>(value) else { return Vec::new() };
     std::iter::once(&email.blob).chain(&email.records).filter_map(|hex| hameau_store::BlobHash::from_hex(hex)).collect()

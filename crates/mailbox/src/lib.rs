@@ -27,6 +27,7 @@
 //!
 //! The clock is an argument; this crate reads no environment.
 
+mod client_records;
 mod deliver;
 mod keys;
 mod keyword;
@@ -46,6 +47,7 @@ mod vacation;
 pub use vacation::{VACATION_KIND, Vacation};
 
 pub use bytes::Bytes;
+pub use client_records::{Upload, UploadTerms};
 pub use deliver::{Filing, LocalDelivery};
 use hameau_store::{Batch, BlobHash, Patch, PatchTarget, Scan, StagedBlob, Store};
 
@@ -108,6 +110,10 @@ pub enum Error {
     /// Concurrent changes kept conflicting; try again.
     #[error("busy: try again")]
     Busy,
+    /// The account holds `max` bytes of uploads not yet used already (JMAP's
+    /// `upload_pending_bytes_max`); they are used or expire.
+    #[error("the account holds {max} bytes of unused uploads, the most it may")]
+    UploadsFull { max: u64 },
     #[error(transparent)]
     Store(#[from] hameau_store::Error),
     #[error("corrupt mail record {key}: {problem}")]

@@ -14,6 +14,7 @@
 //! - **Accounts.** A user reaches only its own account: an `accountId` of another is
 //!   `accountNotFound`, whether or not that account exists, so that ids cannot be probed.
 
+pub(crate) mod blob;
 pub(crate) mod changes;
 pub(crate) mod email_create;
 pub(crate) mod email_set;
@@ -22,6 +23,10 @@ pub(crate) mod mailbox;
 pub(crate) mod quota;
 pub mod submission;
 pub(crate) mod vacation;
+pub(crate) mod push;
+
+pub use blob::{Blob, part_contents, read as read_blob, resolve as resolve_blob, upload_response};
+pub use push::{PushRegistry, Subscription, Verification, check_url, host_of, state_change};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -48,6 +53,9 @@ pub struct Services {
     /// Who sends what `EmailSubmission/set` creates; `None` where sending is not wired
     /// (a creation is then `forbiddenToSend`, saying so).
     pub submitter: Option<Arc<dyn submission::Submitter>>,
+    /// The push subscriptions of every account (RFC 8620 §7.2), shared with the pushing
+    /// task of the HTTP layer.
+    pub push: Arc<PushRegistry>,
 }
 
 /// One request's context: the user's account, the services, and the ids the request

@@ -39,6 +39,7 @@ impl Fixture {
             texts: Arc::new(TextCache::new(1 << 20)),
             limits,
             submitter: None,
+            push: Arc::default(),
         };
         let user = User {
             account: ACCOUNT,

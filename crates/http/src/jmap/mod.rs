@@ -1,14 +1,23 @@
 //! JMAP on the HTTPS listener (issue 15; docs/jmap.md): the session resource at
-//! `/.well-known/jmap` and the API endpoint `/jmap/api`, over `hameau-jmap`.
+//! `/.well-known/jmap`, the API endpoint `/jmap/api`, upload and download (`blob`), the
+//! EventSource push channel (`eventsource`), and the task that pushes to
+//! PushSubscriptions (`push`), over `hameau-jmap`.
 //!
 //! - Authentication is HTTP Basic over TLS with the account's address and its password or
 //!   an application password (`Directory::login`, counted by the shared `AuthLimiter` per
 //!   client address and per account, as IMAP and submission: past a few failures
 //!   attempts are slowed, then refused with 429 and `Retry-After`).
 //! - The request body is bounded by `jmap.request_bytes_max`: past it, the RFC's `limit`
-//!   error naming `maxSizeRequest`, never a body read whole.
-//! - Upload, download and push are not served yet (later steps of issue 15): their URLs in
-//!   the session object answer 501 with a problem saying so.
+//!   error naming `maxSizeRequest`, never a body read whole; an upload by
+//!   `jmap.upload_bytes_max` (`maxSizeUpload`), read as it streams in.
+//! - An account's requests, uploads and event streams are counted apart ([`InFlight`]).
+
+mod blob;
+mod eventsource;
+pub mod push;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -17,7 +26,7 @@ use axum::extract::{DefaultBodyLimit, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, post};
+use axum::routing::{get, post};
 use base64::Engine as _;
 use hameau_directory::Error as DirectoryError;
 use hameau_jmap::api::User;
@@ -26,34 +35,71 @@ use hameau_jmap::{Request, RequestError};
 use crate::api::Problem;
 use crate::{AppState, PeerAddr};
 
-/// The JMAP requests each account has under way, for `maxConcurrentRequests`
-/// (`jmap.concurrent_requests_max`). One entry per account with a request running: bounded
-/// by the listener's connections.
+/// What each account has under way, counted apart: API requests
+/// (`maxConcurrentRequests`, `jmap.concurrent_requests_max`), uploads
+/// (`maxConcurrentUpload`, the same number) and EventSource streams
+/// (`jmap.event_sources_per_account_max`); and the server's stop, which ends the streams.
+/// One entry per account with something under way: bounded by the listener's connections.
 #[derive(Debug, Default)]
-pub struct InFlight(std::sync::Mutex<std::collections::HashMap<u64, u64>>);
+pub struct InFlight {
+    requests: Counts,
+    uploads: Counts,
+    event_sources: Counts,
+    stopping: tokio::sync::watch::Sender<bool>,
+}
 
-/// One request counted in [`InFlight`] until dropped.
-struct Running<'a> {
-    in_flight: &'a InFlight,
+#[derive(Debug, Default)]
+struct Counts(Mutex<HashMap<u64, u64>>);
+
+/// What is counted in [`InFlight`].
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Request,
+    Upload,
+    EventSource,
+}
+
+/// One request, upload or stream counted in [`InFlight`] until dropped.
+struct Slot {
+    in_flight: Arc<InFlight>,
+    kind: Kind,
     account: u64,
 }
 
 impl InFlight {
-    /// Counts a request of `account`, or `None` when it has `max` under way already.
-    fn enter(&self, account: u64, max: u64) -> Option<Running<'_>> {
-        let mut running = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    fn counts(&self, kind: Kind) -> &Counts {
+        match kind {
+            Kind::Request => &self.requests,
+            Kind::Upload => &self.uploads,
+            Kind::EventSource => &self.event_sources,
+        }
+    }
+
+    /// Counts one of `kind` for `account`, or `None` when it has `max` under way already.
+    fn enter(self: &Arc<Self>, kind: Kind, account: u64, max: u64) -> Option<Slot> {
+        let mut running = self.counts(kind).0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let count = running.entry(account).or_insert(0);
         if *count >= max {
             return None;
         }
         *count += 1;
-        Some(Running { in_flight: self, account })
+        Some(Slot { in_flight: self.clone(), kind, account })
+    }
+
+    /// Ends the event streams: the server is stopping.
+    pub fn stop(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    fn stopping(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.stopping.subscribe()
     }
 }
 
-impl Drop for Running<'_> {
+impl Drop for Slot {
     fn drop(&mut self) {
-        let mut running = self.in_flight.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let counts = self.in_flight.counts(self.kind);
+        let mut running = counts.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(count) = running.get_mut(&self.account) {
             *count -= 1;
             if *count == 0 {
@@ -63,7 +109,8 @@ impl Drop for Running<'_> {
     }
 }
 
-/// The routes, with the request body bounded by `request_bytes_max` (`jmap.request_bytes_max`).
+/// The routes, with the request body bounded by `request_bytes_max` (`jmap.request_bytes_max`);
+/// an upload reads its body itself, within `jmap.upload_bytes_max`.
 pub fn routes(request_bytes_max: u64) -> Router<AppState> {
     // One byte more than the limit is read, so that a body over it is told apart.
     let read_max = usize::try_from(request_bytes_max).unwrap_or(usize::MAX).saturating_add(1);
@@ -71,10 +118,10 @@ pub fn routes(request_bytes_max: u64) -> Router<AppState> {
         .route("/.well-known/jmap", get(session))
         .route("/jmap/session", get(session))
         .route("/jmap/api", post(api))
-        .route("/jmap/upload/{*rest}", any(not_yet))
-        .route("/jmap/download/{*rest}", any(not_yet))
-        .route("/jmap/eventsource", any(not_yet))
         .layer(DefaultBodyLimit::max(read_max))
+        .route("/jmap/upload/{account_id}", post(blob::upload))
+        .route("/jmap/download/{account_id}/{blob_id}/{name}", get(blob::download))
+        .route("/jmap/eventsource", get(eventsource::event_source))
 }
 
 /// The account a request authenticated as, by HTTP Basic.
@@ -211,7 +258,8 @@ async fn api(
             .into_response();
         }
     };
-    let Some(_running) = state.jmap_in_flight.enter(user.account, state.jmap.limits.concurrent_requests_max) else {
+    let max = state.jmap.limits.concurrent_requests_max;
+    let Some(_running) = state.jmap_in_flight.enter(Kind::Request, user.account, max) else {
         return request_error(&RequestError::Limit {
             limit: "maxConcurrentRequests",
             detail: format!(
@@ -237,28 +285,25 @@ fn request_error(error: &RequestError) -> Response {
     response
 }
 
-async fn not_yet() -> Response {
-    Problem::new(
-        StatusCode::NOT_IMPLEMENTED,
-        "JMAP upload, download and push are not served yet (issue 15): only the API endpoint is",
-    )
-    .into_response()
-}
-
 #[cfg(test)]
 mod tests {
-    use super::InFlight;
+    use std::sync::Arc;
+
+    use super::{InFlight, Kind};
 
     #[test]
     fn an_account_runs_at_most_its_concurrent_requests() {
-        let in_flight = InFlight::default();
-        let first = in_flight.enter(1, 2).expect("one");
-        let second = in_flight.enter(1, 2).expect("two");
-        assert!(in_flight.enter(1, 2).is_none(), "a third waits for one to end");
-        assert!(in_flight.enter(2, 2).is_some(), "another account is not held back");
+        let in_flight = Arc::new(InFlight::default());
+        let first = in_flight.enter(Kind::Request, 1, 2).expect("one");
+        let second = in_flight.enter(Kind::Request, 1, 2).expect("two");
+        assert!(in_flight.enter(Kind::Request, 1, 2).is_none(), "a third waits for one to end");
+        assert!(in_flight.enter(Kind::Request, 2, 2).is_some(), "another account is not held back");
+        let stream = in_flight.enter(Kind::EventSource, 1, 1).expect("streams are counted apart");
+        assert!(in_flight.enter(Kind::EventSource, 1, 1).is_none());
         drop(first);
-        let third = in_flight.enter(1, 2).expect("room again");
-        drop((second, third));
-        assert!(in_flight.0.lock().unwrap().is_empty(), "no entry left for idle accounts");
+        let third = in_flight.enter(Kind::Request, 1, 2).expect("room again");
+        drop((second, third, stream));
+        assert!(in_flight.requests.0.lock().unwrap().is_empty(), "no entry left for idle accounts");
+        assert!(in_flight.event_sources.0.lock().unwrap().is_empty());
     }
 }
