@@ -13,12 +13,16 @@
 //! - [`MethodError`] and [`SetError`]: the method-level errors (§3.6.2, §5.3) as the
 //!   responses write them.
 //!
-//! - [`api`]: the session object of a user and the running of a request's calls in order,
-//!   `Core/echo` the one method so far.
+//! - [`filter`]: a `/query` filter flattened and evaluated without recursion.
 //!
-//! What is not here yet (issue 15, later steps): upload and download, push, and the mail
-//! methods. A request that names a method this server does not have gets
-//! `unknownMethod`, as the RFC says; the session object offers the core capability only.
+//! With the feature `mail` (on by default; the fuzz targets build without it):
+//! - [`api`]: the session object of a user and the running of a request's calls in order;
+//! - [`mail`]: the methods over the mail model (mailboxes, emails, identities, submissions,
+//!   vacation response, quotas, push subscriptions) and the blobs of an account. Upload,
+//!   download and the event stream are the HTTP layer's (`crates/http`), on these.
+//!
+//! A request that names a method this server does not have gets `unknownMethod`, as the
+//! RFC says.
 
 #[cfg(feature = "mail")]
 pub mod api;

@@ -264,6 +264,14 @@ async fn import_one(ctx: &Context<'_>, wanted: Value) -> Result<Value, SetError>
     let size = raw.len();
     let ingest = Ingest { raw: raw.into(), mailboxes, keywords, received_at, quota: ctx.user.quota.clone() };
     let stored = ctx.mail().ingest(ctx.account(), ingest).await.map_err(set_fail)?;
+    // An upload, once imported, is the email's: it no longer counts as pending (nor twice
+    // against the quota until it expires).
+    if let Some(BlobId::Upload { hash }) = ctx.resolve_id(&wanted.blob_id).and_then(BlobId::parse)
+        && let Some(hash) = hameau_store::BlobHash::from_hex(&hash)
+        && let Err(e) = ctx.mail().remove_upload(ctx.account(), &hash).await
+    {
+        tracing::warn!(error = %e, "jmap: an imported upload could not be released; it expires later");
+    }
     let mut created = Map::new();
     created.insert("id".into(), Value::from(id(letter::EMAIL, stored.email)));
     created.insert("blobId".into(), Value::from(BlobId::Email { email: stored.email, part: None }.to_wire()));
@@ -431,6 +439,23 @@ mod tests {
             .one("Email/import", json!({"accountId": "a7", "emails": {"big": {"blobId": format!("b{email}"), "mailboxIds": {&archive_id: true}}}}))
             .await;
         assert_eq!(import["notCreated"]["big"]["type"], "overQuota", "{import}");
+        // An upload imported is released: no longer pending, counted once.
+        let staged =
+            fixture.services.mail.stage_upload(&mut MESSAGE.replace("\\r\\n", "\r\n").as_bytes()).await.unwrap();
+        let terms = hameau_mailbox::UploadTerms {
+            now: crate::mail::tests::NOW,
+            ttl_s: 3600,
+            pending_bytes_max: 1 << 20,
+            quota: Quota::default(),
+        };
+        let upload = fixture.services.mail.add_upload(ACCOUNT, staged, &terms).await.unwrap();
+        assert!(fixture.services.mail.uploads_pending(ACCOUNT).await.unwrap() > 0);
+        fixture.user.quota = Quota::default();
+        let import = fixture
+            .one("Email/import", json!({"accountId": "a7", "emails": {"u": {"blobId": format!("u{}", upload.hash.to_hex()), "mailboxIds": {&archive_id: true}}}}))
+            .await;
+        assert!(import["created"]["u"]["id"].is_string(), "{import}");
+        assert_eq!(fixture.services.mail.uploads_pending(ACCOUNT).await.unwrap(), 0);
         let copy = fixture.error("Email/copy", json!({"accountId": "a7", "fromAccountId": "a1", "create": {}})).await;
         assert_eq!(copy, "fromAccountNotFound");
     }

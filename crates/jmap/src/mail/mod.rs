@@ -20,10 +20,10 @@ pub(crate) mod email_create;
 pub(crate) mod email_set;
 pub(crate) mod identity;
 pub(crate) mod mailbox;
+pub(crate) mod push;
 pub(crate) mod quota;
 pub mod submission;
 pub(crate) mod vacation;
-pub(crate) mod push;
 
 pub use blob::{Blob, part_contents, read as read_blob, resolve as resolve_blob, upload_response};
 pub use push::{PushRegistry, Subscription, Verification, check_url, host_of, state_change};
@@ -355,22 +355,10 @@ impl BlobId {
 }
 
 /// The bytes of a blob of the user's account (a `#creation` id resolved): an email's raw
-/// message, one of its parts decoded, or an upload; `None` when the account has no such
-/// blob (an id of another account's finds nothing: it is looked up in this one only).
+/// message, one of its parts decoded, or an upload ([`blob::read`]); `None` when the
+/// account has no such blob (an id of another account's finds nothing: it is looked up in
+/// this one only).
 pub async fn blob_bytes(ctx: &Context<'_>, wire: &str) -> Result<Option<Vec<u8>>, SetError> {
-    let Some(blob) = ctx.resolve_id(wire).and_then(BlobId::parse) else { return Ok(None) };
-    match blob {
-        BlobId::Email { email, part } => {
-            let raw = match ctx.mail().raw(ctx.account(), email).await {
-                Ok(raw) => raw,
-                Err(hameau_mailbox::Error::NoEmail(_)) => return Ok(None),
-                Err(e) => return Err(email_set::set_fail(e)),
-            };
-            let Some(part) = part else { return Ok(Some(raw)) };
-            let Some(message) = mail_parser::MessageParser::default().parse(&raw) else { return Ok(None) };
-            Ok(message.parts.get(part as usize).map(|part| part.contents().to_vec()))
-        }
-        // Uploads are kept by the upload endpoint (issue 15, in progress): none yet.
-        BlobId::Upload { .. } => Ok(None),
-    }
+    let Some(wire) = ctx.resolve_id(wire) else { return Ok(None) };
+    blob::read(ctx.services, ctx.account(), wire, ctx.now).await.map_err(email_set::set_fail)
 }
