@@ -125,6 +125,8 @@ async fn call_method(
         "Mailbox/query" => mail::mailbox::query(ctx, arguments).await,
         "Mailbox/queryChanges" => mail::mailbox::query_changes(ctx, arguments).await,
         "Mailbox/set" => mail::mailbox::set(ctx, arguments).await,
+        "Email/get" => mail::email::get(ctx, arguments).await,
+        "Email/changes" => mail::email::changes(ctx, arguments).await,
         _ => Err(MethodError::unknown_method(name)),
     }
 }

@@ -15,6 +15,7 @@
 //!   `accountNotFound`, whether or not that account exists, so that ids cannot be probed.
 
 pub(crate) mod changes;
+pub(crate) mod email;
 pub(crate) mod filter;
 pub(crate) mod mailbox;
 
