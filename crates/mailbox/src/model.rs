@@ -296,6 +296,10 @@ pub struct Change {
     /// Mailboxes created, updated (renamed, moved, subscribed) or destroyed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mailbox_changes: Vec<(MailboxId, ChangeKind)>,
+    /// The thread of each email this commit destroyed, `(email, thread)`: its record is
+    /// gone, and JMAP `Thread/changes` must still say which thread lost it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub destroyed_threads: Vec<(EmailId, EmailId)>,
 }
 
 impl Change {
@@ -318,6 +322,7 @@ impl Change {
             emails: emails.collect(),
             expunged,
             mailbox_changes,
+            destroyed_threads: Vec::new(),
         }
     }
 
