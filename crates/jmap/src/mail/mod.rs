@@ -18,6 +18,7 @@ pub(crate) mod changes;
 pub(crate) mod email;
 pub(crate) mod filter;
 pub(crate) mod mailbox;
+pub(crate) mod thread;
 
 use std::collections::HashMap;
 use std::sync::Arc;
