@@ -71,6 +71,7 @@ pub fn app_state(
             summaries: config.imap.summary_cache(),
             texts: config.imap.text_cache(),
             limits: config.jmap.clone(),
+            queries: Default::default(),
         }),
         jmap_in_flight: Arc::default(),
     }
@@ -113,6 +114,7 @@ async fn serve(config: Config, reload_log: &crate::logging::Reload) -> anyhow::R
         summaries: config.imap.summary_cache(),
         texts: config.imap.text_cache(),
         limits: config.jmap.clone(),
+        queries: Default::default(),
     };
     // One quarantine and one cache of the tenants' filter settings: the MX holds and
     // reads, the API releases and writes (a change applies to the next message).

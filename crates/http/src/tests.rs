@@ -52,6 +52,7 @@ pub(crate) fn state(store: Store, directory: Directory, queue: Queue, host: &str
             summaries: Arc::new(hameau_mailbox::query::SummaryCache::new(0, 0)),
             texts: Arc::new(hameau_mailbox::query::TextCache::new(0)),
             limits: hameau_jmap::Limits::default(),
+            queries: Default::default(),
         }),
         jmap_in_flight: std::sync::Arc::default(),
         store,

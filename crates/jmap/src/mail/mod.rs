@@ -16,6 +16,7 @@
 
 pub(crate) mod changes;
 pub(crate) mod email;
+pub(crate) mod email_query;
 pub(crate) mod filter;
 pub(crate) mod mailbox;
 pub(crate) mod thread;
@@ -42,6 +43,9 @@ pub struct Services {
     pub summaries: Arc<SummaryCache>,
     pub texts: Arc<TextCache>,
     pub limits: Limits,
+    /// The mailbox snapshots `Email/query` runs over (bounded by
+    /// `jmap.query_cache_entries_max`).
+    pub queries: Arc<email_query::QueryCache>,
 }
 
 /// One request's context: the user's account, the services, and the ids the request
@@ -279,7 +283,7 @@ pub fn account_capability() -> Value {
         // A segment of a name in the tree (crates/mailbox, tree.rs).
         "maxSizeMailboxName": 255,
         "maxSizeAttachmentsPerEmail": 50_000_000,
-        "emailQuerySortOptions": ["receivedAt", "size", "from", "to", "subject", "sentAt"],
+        "emailQuerySortOptions": email_query::SORT_OPTIONS,
         "mayCreateTopLevelMailbox": true,
     })
 }

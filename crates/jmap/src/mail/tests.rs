@@ -38,6 +38,7 @@ impl Fixture {
             summaries: Arc::new(SummaryCache::new(1000, 1 << 20)),
             texts: Arc::new(TextCache::new(1 << 20)),
             limits,
+            queries: Default::default(),
         };
         Fixture { services, user: User { account: ACCOUNT, address: "agent@mairie.test".into() }, _dir: dir }
     }
