@@ -129,6 +129,7 @@ async fn call_method(
         "Email/changes" => mail::email::changes(ctx, arguments).await,
         "Email/query" => mail::email_query::query(ctx, arguments).await,
         "Email/queryChanges" => mail::email_query::query_changes(ctx, arguments).await,
+        "SearchSnippet/get" => mail::snippet::get(ctx, arguments).await,
         "Thread/get" => mail::thread::get(ctx, arguments).await,
         "Thread/changes" => mail::thread::changes(ctx, arguments).await,
         _ => Err(MethodError::unknown_method(name)),

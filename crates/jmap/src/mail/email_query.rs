@@ -290,7 +290,8 @@ enum Step {
     Test(Test),
 }
 
-const CONDITIONS: [&str; 20] = [
+/// The properties of a `FilterCondition` (RFC 8621 §4.4.1).
+pub(crate) const CONDITIONS: [&str; 20] = [
     "inMailbox",
     "inMailboxOtherThan",
     "before",

@@ -19,6 +19,7 @@ pub(crate) mod email;
 pub(crate) mod email_query;
 pub(crate) mod filter;
 pub(crate) mod mailbox;
+pub(crate) mod snippet;
 pub(crate) mod thread;
 
 use std::collections::HashMap;
