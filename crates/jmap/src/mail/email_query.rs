@@ -193,6 +193,18 @@ struct Comparator {
     collation: Option<String>,
     #[serde(default)]
     keyword: Option<String>,
+    /// jmapc 0.4 (the client of the acceptance tests) writes the query's paging arguments
+    /// into each comparator too: accepted and ignored, as the query's own are what count.
+    #[serde(default, rename = "anchor")]
+    _anchor: Option<Value>,
+    #[serde(default, rename = "anchorOffset")]
+    _anchor_offset: Option<Value>,
+    #[serde(default, rename = "limit")]
+    _limit: Option<Value>,
+    #[serde(default, rename = "calculateTotal")]
+    _calculate_total: Option<Value>,
+    #[serde(default, rename = "position")]
+    _position: Option<Value>,
 }
 
 fn ascending() -> bool {
