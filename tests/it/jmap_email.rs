@@ -16,9 +16,14 @@ const PASSWORD: &str = "correct horse battery staple";
 /// Delivers one message through the MX.
 fn deliver(port: u16, to: &str, headers: &[&str], body: &str) {
     let mut command = Command::new("swaks");
-    command
-        .args(["--server", "127.0.0.1", "--port", &port.to_string(), "--helo", "sender.test"])
-        .args(["--to", to, "--from", "jean@sender.test", "--body", body]);
+    command.args(["--server", "127.0.0.1", "--port", &port.to_string(), "--helo", "sender.test"]).args([
+        "--to",
+        to,
+        "--from",
+        "jean@sender.test",
+        "--body",
+        body,
+    ]);
     for header in headers {
         command.args(["--header", header]);
     }
@@ -39,7 +44,12 @@ fn jmapc_queries_and_reads_mail_delivered_over_smtp() {
     let _dns = quick_dns(&config);
     let server = start_server(&config);
     let smtp = server.smtp[0].port();
-    deliver(smtp, "agent@a.test", &["Subject: Conseil municipal", "Message-ID: <conseil@sender.test>"], "Ordre du jour: budget 2027.");
+    deliver(
+        smtp,
+        "agent@a.test",
+        &["Subject: Conseil municipal", "Message-ID: <conseil@sender.test>"],
+        "Ordre du jour: budget 2027.",
+    );
     deliver(
         smtp,
         "agent@a.test",

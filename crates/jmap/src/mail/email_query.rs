@@ -43,8 +43,11 @@ use crate::MethodError;
 /// and fills again with what is queried.
 #[derive(Default)]
 pub struct QueryCache {
-    inner: Mutex<(HashMap<(AccountId, Option<MailboxId>), Arc<Snapshot>>, usize)>,
+    /// The snapshots, and the number of entries they hold together.
+    inner: Mutex<(Snapshots, usize)>,
 }
+
+type Snapshots = HashMap<(AccountId, Option<MailboxId>), Arc<Snapshot>>;
 
 impl std::fmt::Debug for QueryCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -628,7 +631,8 @@ async fn lower(
             threads.load(ctx, snapshot).await?;
             let marks = threads.keyword(ctx, keyword).await?;
             positions(&|at, _| {
-                let (all, some) = threads.of(at).and_then(|thread| marks.get(&thread).copied()).unwrap_or((false, false));
+                let (all, some) =
+                    threads.of(at).and_then(|thread| marks.get(&thread).copied()).unwrap_or((false, false));
                 match kind {
                     ThreadTest::All => all,
                     ThreadTest::Some => some,
@@ -690,7 +694,11 @@ impl Threads {
 
     /// For each thread: whether all its emails have `keyword`, and whether some do. Reads
     /// the emails of the threads that are not in the snapshot.
-    async fn keyword(&mut self, ctx: &Context<'_>, keyword: &Keyword) -> Result<HashMap<u64, (bool, bool)>, MethodError> {
+    async fn keyword(
+        &mut self,
+        ctx: &Context<'_>,
+        keyword: &Keyword,
+    ) -> Result<HashMap<u64, (bool, bool)>, MethodError> {
         let threads: HashSet<u64> = self.by_position.iter().flatten().flatten().copied().collect();
         let limit = usize::try_from(ctx.limits().query_results_max).unwrap_or(usize::MAX);
         let mut marks = HashMap::with_capacity(threads.len());
@@ -699,7 +707,9 @@ impl Threads {
                 let members = ctx.mail().thread_emails(ctx.account(), thread, limit).await.map_err(server_fail)?;
                 let missing: Vec<u64> = members.iter().copied().filter(|id| !self.keywords.contains_key(id)).collect();
                 if !missing.is_empty() {
-                    for email in ctx.mail().emails(ctx.account(), &missing).await.map_err(server_fail)?.into_iter().flatten() {
+                    for email in
+                        ctx.mail().emails(ctx.account(), &missing).await.map_err(server_fail)?.into_iter().flatten()
+                    {
                         self.keywords.insert(email.id, email.keywords);
                     }
                 }
@@ -803,9 +813,7 @@ async fn sort_keys(
                         SortBy::Subject => {
                             Key::Text(base_subject(summary.and_then(|s| s.subject.as_deref()).unwrap_or_default()))
                         }
-                        _ => Key::Number(
-                            summary.and_then(|s| s.sent_at).unwrap_or(entries[*at].received_at as i64),
-                        ),
+                        _ => Key::Number(summary.and_then(|s| s.sent_at).unwrap_or(entries[*at].received_at as i64)),
                     });
                 }
                 tokio::task::yield_now().await;
@@ -826,9 +834,8 @@ pub fn base_subject(subject: &str) -> String {
             .iter()
             .find(|prefix| lower.starts_with(*prefix))
             .map(|prefix| &rest[prefix.len()..]);
-        let stripped = stripped.or_else(|| {
-            (lower.starts_with('[')).then(|| lower.find(']')).flatten().map(|end| &rest[end + 1..])
-        });
+        let stripped = stripped
+            .or_else(|| (lower.starts_with('[')).then(|| lower.find(']')).flatten().map(|end| &rest[end + 1..]));
         match stripped {
             Some(next) if next.len() < rest.len() => rest = next.trim_start(),
             _ => break,

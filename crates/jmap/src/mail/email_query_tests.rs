@@ -16,7 +16,13 @@ fn message(n: u32, from: &str, subject: &str, extra: &str, body: &str) -> String
 
 async fn deliver(fixture: &Fixture, raw: String, role: Role, keywords: Vec<Keyword>, received_at: u64) -> String {
     let mailbox = fixture.services.mail.mailbox_by_role(ACCOUNT, role).await.unwrap().unwrap();
-    let ingest = Ingest { raw: raw.into_bytes().into(), mailboxes: vec![mailbox.id], keywords, received_at, quota: Quota::default() };
+    let ingest = Ingest {
+        raw: raw.into_bytes().into(),
+        mailboxes: vec![mailbox.id],
+        keywords,
+        received_at,
+        quota: Quota::default(),
+    };
     format!("e{}", fixture.services.mail.ingest(ACCOUNT, ingest).await.unwrap().email)
 }
 
@@ -38,10 +44,23 @@ async fn mailbox(fixture: &Fixture, role: Role) -> String {
 /// Five emails: three in the inbox (two in one thread), one in the archive, one in junk.
 async fn five(fixture: &Fixture) -> [String; 5] {
     let seen = vec![Keyword::Seen];
-    let a = deliver(fixture, message(1, "Maire <maire@mairie.test>", "Conseil", "", "ordre du jour"), Role::Inbox, seen.clone(), NOW).await;
+    let a = deliver(
+        fixture,
+        message(1, "Maire <maire@mairie.test>", "Conseil", "", "ordre du jour"),
+        Role::Inbox,
+        seen.clone(),
+        NOW,
+    )
+    .await;
     let b = deliver(
         fixture,
-        message(2, "Zoé <zoe@village.test>", "Re: Conseil", "In-Reply-To: <1@mairie.test>\r\nX-Priorite: haute\r\n", "je viendrai au conseil"),
+        message(
+            2,
+            "Zoé <zoe@village.test>",
+            "Re: Conseil",
+            "In-Reply-To: <1@mairie.test>\r\nX-Priorite: haute\r\n",
+            "je viendrai au conseil",
+        ),
         Role::Inbox,
         vec![],
         NOW + 10,
@@ -49,8 +68,17 @@ async fn five(fixture: &Fixture) -> [String; 5] {
     .await;
     let attachment = "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n";
     let body = "--b\r\nContent-Type: text/plain\r\n\r\nvoir le plan\r\n--b\r\nContent-Type: application/pdf; name=p.pdf\r\nContent-Disposition: attachment\r\n\r\nxx\r\n--b--";
-    let c = deliver(fixture, message(3, "Alain <alain@x.test>", "Plan local", attachment, body), Role::Inbox, seen.clone(), NOW + 5).await;
-    let d = deliver(fixture, message(4, "Bea <bea@x.test>", "Archives 2025", "", "bilan"), Role::Archive, seen, NOW - 100).await;
+    let c = deliver(
+        fixture,
+        message(3, "Alain <alain@x.test>", "Plan local", attachment, body),
+        Role::Inbox,
+        seen.clone(),
+        NOW + 5,
+    )
+    .await;
+    let d =
+        deliver(fixture, message(4, "Bea <bea@x.test>", "Archives 2025", "", "bilan"), Role::Archive, seen, NOW - 100)
+            .await;
     let e = deliver(fixture, message(5, "spam@bad.test", "Gagnez", "", "cliquez"), Role::Junk, vec![], NOW + 20).await;
     [a, b, c, d, e]
 }
@@ -89,7 +117,10 @@ async fn every_condition_filters() {
         (json!({"header": ["X-Priorite"]}), vec![&b]),
         (json!({"header": ["X-Priorite", "basse"]}), vec![]),
         (json!({"operator": "NOT", "conditions": [{"inMailbox": inbox}, {"inMailbox": junk}]}), vec![&d]),
-        (json!({"operator": "AND", "conditions": [{"inMailbox": inbox}, {"operator": "NOT", "conditions": [{"text": "conseil"}]}]}), vec![&c]),
+        (
+            json!({"operator": "AND", "conditions": [{"inMailbox": inbox}, {"operator": "NOT", "conditions": [{"text": "conseil"}]}]}),
+            vec![&c],
+        ),
     ];
     for (filter, expected) in cases {
         let got = ids(&fixture, json!({"filter": filter, "sort": [{"property": "receivedAt"}]})).await;
@@ -123,25 +154,39 @@ async fn sorts_pages_and_threads() {
     assert_eq!(strs(&sorted(json!([{"property": "hasKeyword", "keyword": "$seen", "isAscending": false}, {"property": "receivedAt"}])).await),
         [&d, &a, &c, &b, &e]
     );
-    assert_eq!(strs(&sorted(json!([{"property": "someInThreadHaveKeyword", "keyword": "$seen"}, {"property": "receivedAt"}])).await),
+    assert_eq!(
+        strs(
+            &sorted(json!([{"property": "someInThreadHaveKeyword", "keyword": "$seen"}, {"property": "receivedAt"}]))
+                .await
+        ),
         [&e, &d, &a, &c, &b]
     );
-    assert_eq!(strs(&sorted(json!([{"property": "allInThreadHaveKeyword", "keyword": "$seen"}, {"property": "receivedAt"}])).await),
+    assert_eq!(
+        strs(
+            &sorted(json!([{"property": "allInThreadHaveKeyword", "keyword": "$seen"}, {"property": "receivedAt"}]))
+                .await
+        ),
         [&a, &b, &e, &d, &c]
     );
     // Threads collapsed: the first of each in the order.
-    let got = ids(&fixture, json!({"collapseThreads": true, "sort": [{"property": "receivedAt", "isAscending": false}]})).await;
+    let got =
+        ids(&fixture, json!({"collapseThreads": true, "sort": [{"property": "receivedAt", "isAscending": false}]}))
+            .await;
     assert_eq!(strs(&got), [&e, &b, &c, &d]);
     // Paging: position, negative position, anchor, limit, total.
     let page = fixture
         .one("Email/query", json!({"accountId": "a7", "position": 1, "limit": 2, "calculateTotal": true, "sort": [{"property": "receivedAt"}]}))
         .await;
-    assert_eq!((page["ids"].clone(), page["total"].clone(), page["position"].clone()), (json!([&a, &c]), json!(5), json!(1)));
+    assert_eq!(
+        (page["ids"].clone(), page["total"].clone(), page["position"].clone()),
+        (json!([&a, &c]), json!(5), json!(1))
+    );
     assert_eq!(page["canCalculateChanges"], false);
     assert!(page["queryState"].is_string());
     let page = fixture.one("Email/query", json!({"accountId": "a7", "position": -2})).await;
     assert_eq!(page["ids"], json!([&b, &e]));
-    let page = fixture.one("Email/query", json!({"accountId": "a7", "anchor": &c, "anchorOffset": -1, "limit": 2})).await;
+    let page =
+        fixture.one("Email/query", json!({"accountId": "a7", "anchor": &c, "anchorOffset": -1, "limit": 2})).await;
     assert_eq!((page["ids"].clone(), page["position"].clone()), (json!([&a, &c]), json!(1)));
     for (arguments, error) in [
         (json!({"anchor": "e999"}), "anchorNotFound"),
@@ -191,8 +236,7 @@ async fn the_cached_snapshot_follows_deliveries_flags_and_removals() {
 /// docs/jmap.md gives the figures with 100,000). Prints the times; asserts only results.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_big_mailbox_is_queried_by_date_quickly() {
-    let messages: u32 =
-        std::env::var("HAMEAU_JMAP_QUERY_MESSAGES").ok().and_then(|n| n.parse().ok()).unwrap_or(2_000);
+    let messages: u32 = std::env::var("HAMEAU_JMAP_QUERY_MESSAGES").ok().and_then(|n| n.parse().ok()).unwrap_or(2_000);
     let fixture = std::sync::Arc::new(Fixture::new().await);
     let inbox = fixture.services.mail.mailbox_by_role(ACCOUNT, Role::Inbox).await.unwrap().unwrap().id;
     let seeding = std::time::Instant::now();
@@ -205,9 +249,24 @@ async fn a_big_mailbox_is_queried_by_date_quickly() {
             while start < messages {
                 let deliveries = (start..(start + batch).min(messages))
                     .map(|n| {
-                        let raw = message(n, &format!("Agent {n} <agent{n}@x.test>"), &format!("Sujet {n}"), "", "texte du message");
+                        let raw = message(
+                            n,
+                            &format!("Agent {n} <agent{n}@x.test>"),
+                            &format!("Sujet {n}"),
+                            "",
+                            "texte du message",
+                        );
                         let keywords = if n % 3 == 0 { vec![Keyword::Seen] } else { vec![] };
-                        (ACCOUNT, Ingest { raw: raw.into_bytes().into(), mailboxes: vec![inbox], keywords, received_at: NOW + u64::from(n), quota: Quota::default() })
+                        (
+                            ACCOUNT,
+                            Ingest {
+                                raw: raw.into_bytes().into(),
+                                mailboxes: vec![inbox],
+                                keywords,
+                                received_at: NOW + u64::from(n),
+                                quota: Quota::default(),
+                            },
+                        )
                     })
                     .collect();
                 fixture.services.mail.ingest_many(deliveries).await.unwrap();
@@ -231,10 +290,33 @@ async fn a_big_mailbox_is_queried_by_date_quickly() {
         let responses = fixture.call(request.clone()).await;
         times.push(start.elapsed());
         assert_eq!(responses[1][1]["list"].as_array().unwrap().len(), 50.min(messages as usize), "{}", responses[0]);
-        assert_eq!(responses[1][1]["list"][0]["receivedAt"], super::super::email::utc_date(NOW + u64::from(messages) - 1));
+        assert_eq!(
+            responses[1][1]["list"][0]["receivedAt"],
+            super::super::email::utc_date(NOW + u64::from(messages) - 1)
+        );
     }
     let first = times[0];
     times.sort();
+    // After a delivery: the snapshot brought up to date from the change log.
+    let raw = message(messages, "Nouveau <n@x.test>", "Nouveau", "", "texte");
+    let ingest = Ingest {
+        raw: raw.into_bytes().into(),
+        mailboxes: vec![inbox],
+        keywords: vec![],
+        received_at: NOW + u64::from(messages),
+        quota: Quota::default(),
+    };
+    fixture.services.mail.ingest(ACCOUNT, ingest).await.unwrap();
+    let start = std::time::Instant::now();
+    let responses = fixture.call(request.clone()).await;
+    let after_delivery = start.elapsed();
+    assert_eq!(responses[1][1]["list"][0]["subject"], "Nouveau");
+    // The same page with Email/get's default properties: each message parsed again.
+    let mut full = request.clone();
+    full[1][1].as_object_mut().unwrap().remove("properties");
+    let start = std::time::Instant::now();
+    fixture.call(full).await;
+    let default_properties = start.elapsed();
     // With a text filter: the mail model's filter over the texts (the text index is
     // another part of issue 15).
     let text = json!([["Email/query", {"accountId": "a7", "filter": {"inMailbox": format!("m{inbox}"), "text": "sujet 1"},
@@ -249,7 +331,8 @@ async fn a_big_mailbox_is_queried_by_date_quickly() {
     println!(
         "Email/query (inMailbox, receivedAt desc, limit 50) + Email/get of the 50 on {messages} messages \
          (seeded in {seeded:.1?}): first (cold snapshot) {first:.2?}, then p50 {:.2?}, max {:.2?}; \
-         with text \"sujet 1\": {text_cold:.1?} cold, {text_warm:.1?} warm",
+         after one more delivery {after_delivery:.2?}; with Email/get's default properties (bodies parsed) \
+         {default_properties:.2?}; with text \"sujet 1\": {text_cold:.1?} cold, {text_warm:.1?} warm",
         times[times.len() / 2],
         times[times.len() - 1]
     );

@@ -61,7 +61,10 @@ pub fn words(nodes: &[Node]) -> Result<Words, MethodError> {
                 if let Some(unknown) =
                     condition.keys().find(|key| !super::email_query::CONDITIONS.contains(&key.as_str()))
                 {
-                    return Err(MethodError::new("unsupportedFilter", format!("emails are not filtered by {unknown:?}")));
+                    return Err(MethodError::new(
+                        "unsupportedFilter",
+                        format!("emails are not filtered by {unknown:?}"),
+                    ));
                 }
                 if negated {
                     continue;
@@ -181,11 +184,8 @@ fn window(text: &str, ranges: &[(usize, usize)]) -> Option<String> {
     let before: Vec<usize> = text[..first].char_indices().map(|(at, _)| at).collect();
     let start = before.len().checked_sub(WINDOW_BEFORE_CHARS).map_or(0, |skip| before[skip]);
     let end = text[start..].char_indices().nth(WINDOW_CHARS).map_or(text.len(), |(at, _)| start + at);
-    let inside: Vec<(usize, usize)> = ranges
-        .iter()
-        .filter(|(s, _)| *s < end)
-        .map(|(s, e)| (s - start, (*e).min(end) - start))
-        .collect();
+    let inside: Vec<(usize, usize)> =
+        ranges.iter().filter(|(s, _)| *s < end).map(|(s, e)| (s - start, (*e).min(end) - start)).collect();
     let mut out = String::new();
     if start > 0 {
         out.push('…');
@@ -213,8 +213,7 @@ pub async fn get(ctx: &mut Context<'_>, arguments_: Map<String, Value>) -> Resul
         }
     }
     let numbers: Vec<u64> = wanted.iter().map(|(_, number)| *number).collect();
-    let summaries =
-        ctx.services.summaries.get_many(ctx.mail(), ctx.account(), &numbers).await.map_err(server_fail)?;
+    let summaries = ctx.services.summaries.get_many(ctx.mail(), ctx.account(), &numbers).await.map_err(server_fail)?;
     let mut list = Vec::with_capacity(wanted.len());
     for ((wire, number), summary) in wanted.into_iter().zip(summaries) {
         let Some(cached) = summary else {

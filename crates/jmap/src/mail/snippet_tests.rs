@@ -60,7 +60,10 @@ async fn snippets_of_emails_by_the_filter() {
     assert_eq!(got["list"][1], json!({"emailId": format!("e{long}"), "subject": null, "preview": null}));
     assert_eq!(got["notFound"], json!(["z", "e999"]));
     let got = fixture
-        .one("SearchSnippet/get", json!({"accountId": "a7", "filter": {"body": "mot cache"}, "emailIds": [format!("e{long}")]}))
+        .one(
+            "SearchSnippet/get",
+            json!({"accountId": "a7", "filter": {"body": "mot cache"}, "emailIds": [format!("e{long}")]}),
+        )
         .await;
     let preview = got["list"][0]["preview"].as_str().unwrap();
     assert!(preview.starts_with('…') && preview.contains("<mark>mot cache</mark> ici"), "{preview}");

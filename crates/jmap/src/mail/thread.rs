@@ -41,8 +41,7 @@ pub async fn emails_of(ctx: &Context<'_>, thread: u64) -> Result<Vec<u64>, Metho
     let limit = usize::try_from(ctx.limits().query_results_max).unwrap_or(usize::MAX);
     let members = ctx.mail().thread_emails(ctx.account(), thread, limit).await.map_err(server_fail)?;
     let records = ctx.mail().emails(ctx.account(), &members).await.map_err(server_fail)?;
-    let mut dated: Vec<(u64, u64)> =
-        records.into_iter().flatten().map(|email| (email.received_at, email.id)).collect();
+    let mut dated: Vec<(u64, u64)> = records.into_iter().flatten().map(|email| (email.received_at, email.id)).collect();
     dated.sort_unstable();
     Ok(dated.into_iter().map(|(_, id)| id).collect())
 }

@@ -217,7 +217,8 @@ pub fn fields<'m>(raw: &'m [u8], part: &MessagePart<'_>) -> Vec<(String, &'m [u8
     part.headers
         .iter()
         .filter_map(|field| {
-            let (start, value, end) = (field.offset_field as usize, field.offset_start as usize, field.offset_end as usize);
+            let (start, value, end) =
+                (field.offset_field as usize, field.offset_start as usize, field.offset_end as usize);
             if !(start < value && value <= end && end <= raw.len()) {
                 return None;
             }
@@ -248,7 +249,13 @@ pub fn header_properties(asked: &[(String, HeaderProperty)], fields: &[(String, 
 
 /// The `EmailBodyPart` of part `index`, with the properties `asked` (`subParts` left to
 /// the caller).
-pub fn part_json(raw: &[u8], email: u64, message: &Message<'_>, index: usize, asked: &PartProperties) -> Map<String, Value> {
+pub fn part_json(
+    raw: &[u8],
+    email: u64,
+    message: &Message<'_>,
+    index: usize,
+    asked: &PartProperties,
+) -> Map<String, Value> {
     let part = &message.parts[index];
     let media = media_type(part);
     let multipart = matches!(part.body, PartType::Multipart(_));
@@ -281,7 +288,8 @@ pub fn part_json(raw: &[u8], email: u64, message: &Message<'_>, index: usize, as
         object.insert("charset".into(), json!(charset));
     }
     if wants("disposition") {
-        object.insert("disposition".into(), json!(part.content_disposition().map(|cd| cd.ctype().to_ascii_lowercase())));
+        object
+            .insert("disposition".into(), json!(part.content_disposition().map(|cd| cd.ctype().to_ascii_lowercase())));
     }
     if wants("cid") {
         object.insert("cid".into(), json!(part.content_id().map(|id| id.trim_matches(['<', '>']).to_string())));
@@ -357,12 +365,13 @@ pub fn values(message: &Message<'_>, lists: &Lists, wanted: ValuesWanted) -> Map
         if !media_type(part).starts_with("text/") || out.contains_key(&index.to_string()) {
             continue;
         }
-        let (mut text, mut problem) = match &part.body {
+        let (mut text, problem) = match &part.body {
             PartType::Text(text) | PartType::Html(text) => (text.to_string(), part.is_encoding_problem),
-            PartType::Binary(bytes) | PartType::InlineBinary(bytes) => (String::from_utf8_lossy(bytes).into_owned(), true),
+            PartType::Binary(bytes) | PartType::InlineBinary(bytes) => {
+                (String::from_utf8_lossy(bytes).into_owned(), true)
+            }
             _ => continue,
         };
-        problem |= text.contains('\u{fffd}') && part.is_encoding_problem;
         let mut truncated = false;
         if wanted.max_bytes > 0 && text.len() as u64 > wanted.max_bytes {
             let mut end = wanted.max_bytes as usize;

@@ -249,7 +249,9 @@ fn wants(arguments: &GetArguments, depth_max: u64) -> Result<Wants, MethodError>
                     Some(header) => part_headers.push((property.clone(), header?)),
                     None if body::PROPERTIES.contains(&property.as_str()) => part_names.push(property.clone()),
                     None => {
-                        return Err(MethodError::invalid_arguments(format!("a body part has no property {property:?}")));
+                        return Err(MethodError::invalid_arguments(format!(
+                            "a body part has no property {property:?}"
+                        )));
                     }
                 }
             }

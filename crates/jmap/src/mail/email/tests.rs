@@ -57,8 +57,25 @@ async fn the_cheap_properties_come_from_the_record_and_the_summary() {
     let first = fixture.deliver(PLAIN, Role::Inbox).await;
     let second = fixture.deliver(MULTIPART, Role::Inbox).await;
     let (e1, e2) = (format!("e{first}"), format!("e{second}"));
-    let properties = json!(["threadId", "mailboxIds", "keywords", "size", "receivedAt", "messageId", "inReplyTo",
-        "references", "sender", "from", "to", "cc", "subject", "sentAt", "hasAttachment", "preview", "blobId"]);
+    let properties = json!([
+        "threadId",
+        "mailboxIds",
+        "keywords",
+        "size",
+        "receivedAt",
+        "messageId",
+        "inReplyTo",
+        "references",
+        "sender",
+        "from",
+        "to",
+        "cc",
+        "subject",
+        "sentAt",
+        "hasAttachment",
+        "preview",
+        "blobId"
+    ]);
     let got = get(&fixture, json!({"ids": [&e2, &e1, "e999", "x1", "#nope"], "properties": properties})).await;
     assert_eq!(got["notFound"], json!(["x1", "#nope", "e999"]), "{got}");
     let email = &got["list"][0];
@@ -83,7 +100,10 @@ async fn the_cheap_properties_come_from_the_record_and_the_summary() {
     assert!(email.get("textBody").is_none());
     assert_eq!(got["list"][1]["threadId"], format!("t{first}"));
     // Errors of the call.
-    assert_eq!(fixture.error("Email/get", json!({"accountId": "a7", "properties": ["nope"]})).await, "invalidArguments");
+    assert_eq!(
+        fixture.error("Email/get", json!({"accountId": "a7", "properties": ["nope"]})).await,
+        "invalidArguments"
+    );
     assert_eq!(
         fixture.error("Email/get", json!({"accountId": "a7", "properties": ["header:From:asDate"]})).await,
         "invalidArguments"
@@ -141,8 +161,9 @@ async fn the_body_is_parsed_into_structure_lists_and_values() {
     assert_eq!(part["headers"].as_array().unwrap().len(), 2);
     assert!(part.get("type").is_none());
     // All text values, whole.
-    let got = get(&fixture, json!({"ids": [format!("e{id}")], "properties": ["bodyValues"], "fetchAllBodyValues": true}))
-        .await;
+    let got =
+        get(&fixture, json!({"ids": [format!("e{id}")], "properties": ["bodyValues"], "fetchAllBodyValues": true}))
+            .await;
     let values = got["list"][0]["bodyValues"].as_object().unwrap();
     assert_eq!(values.len(), 2);
     assert!(values.values().any(|value| value["value"] == "L'ordre du jour est joint. Café offert."), "{values:?}");
