@@ -71,6 +71,14 @@ impl QueryCache {
         self.inner.lock().expect("query cache lock").0.get(&(account, mailbox)).cloned()
     }
 
+    fn remove(&self, account: AccountId, mailbox: Option<MailboxId>) {
+        let mut guard = self.inner.lock().expect("query cache lock");
+        let (map, total) = &mut *guard;
+        if let Some(old) = map.remove(&(account, mailbox)) {
+            *total -= old.entries.len();
+        }
+    }
+
     fn put(&self, account: AccountId, mailbox: Option<MailboxId>, snapshot: Arc<Snapshot>, entries_max: u64) {
         let size = snapshot.entries.len();
         if size as u64 > entries_max {
@@ -102,6 +110,29 @@ fn numbered(mut entries: Vec<UidEntry>, modseq: u64) -> Snapshot {
     Snapshot { modseq, entries: Arc::new(entries), uids: Arc::new(uids) }
 }
 
+/// `entries` (a snapshot's, numbered by position; `uids` their own UIDs) with a mailbox's
+/// changes applied: expunged entries out, changed ones replaced where they are (found by
+/// their arrival, which a change never moves), new ones added, then numbered again. Linear
+/// but for the few changes; no entry is copied.
+fn apply(mut entries: Vec<UidEntry>, uids: &[u32], delta: hameau_mailbox::MailboxDelta) -> Snapshot {
+    for (entry, uid) in entries.iter_mut().zip(uids) {
+        entry.uid = *uid;
+    }
+    if !delta.expunged.is_empty() {
+        let gone: HashSet<u32> = delta.expunged.iter().copied().collect();
+        entries.retain(|entry| !gone.contains(&entry.uid));
+    }
+    let sorted = entries.len();
+    for changed in delta.changed {
+        let key = (changed.received_at, changed.email);
+        match entries[..sorted].binary_search_by_key(&key, |entry| (entry.received_at, entry.email)) {
+            Ok(at) if entries[at].uid == changed.uid => entries[at] = changed,
+            _ => entries.push(changed),
+        }
+    }
+    numbered(entries, delta.highest_modseq)
+}
+
 /// The snapshot of `mailbox`, up to date with the account's `modseq` or later.
 async fn mailbox_snapshot(ctx: &Context<'_>, mailbox: MailboxId, modseq: u64) -> Result<Arc<Snapshot>, MethodError> {
     let cache = &ctx.services.queries;
@@ -121,17 +152,16 @@ async fn mailbox_snapshot(ctx: &Context<'_>, mailbox: MailboxId, modseq: u64) ->
         let snapshot = if delta.changed.is_empty() && delta.expunged.is_empty() {
             Snapshot { modseq: delta.highest_modseq, entries: cached.entries.clone(), uids: cached.uids.clone() }
         } else {
-            // The entries kept, with their own UIDs back, and the changed ones.
-            let gone: HashSet<u32> =
-                delta.expunged.iter().copied().chain(delta.changed.iter().map(|entry| entry.uid)).collect();
-            let mut entries: Vec<UidEntry> = Vec::with_capacity(cached.entries.len() + delta.changed.len());
-            for (entry, uid) in cached.entries.iter().zip(cached.uids.iter()) {
-                if !gone.contains(uid) {
-                    entries.push(UidEntry { uid: *uid, ..entry.clone() });
-                }
-            }
-            entries.extend(delta.changed);
-            numbered(entries, delta.highest_modseq)
+            // Out of the cache, so that the entries are changed in place when no other
+            // query holds them (copied otherwise).
+            cache.remove(account, Some(mailbox));
+            let Snapshot { entries, uids, .. } = Arc::try_unwrap(cached).unwrap_or_else(|shared| Snapshot {
+                modseq: shared.modseq,
+                entries: shared.entries.clone(),
+                uids: shared.uids.clone(),
+            });
+            let entries = Arc::try_unwrap(entries).unwrap_or_else(|shared| (*shared).clone());
+            apply(entries, &uids, delta)
         };
         let snapshot = Arc::new(snapshot);
         cache.put(account, Some(mailbox), snapshot.clone(), entries_max);
