@@ -178,19 +178,19 @@ fn escape(text: &str, out: &mut String) {
     }
 }
 
-/// The window of `text` around the first of `ranges`, marked; `…` where it is cut.
-fn window(text: &str, ranges: &[(usize, usize)]) -> Option<String> {
-    let (first, _) = *ranges.first()?;
-    let before: Vec<usize> = text[..first].char_indices().map(|(at, _)| at).collect();
-    let start = before.len().checked_sub(WINDOW_BEFORE_CHARS).map_or(0, |skip| before[skip]);
+/// The window of the body's searchable `text` (folded as the words are: plain substring
+/// search, no copy of a text that may be a megabyte) around the first word found, marked;
+/// `…` where it is cut. `None` when no word is found.
+fn window(text: &str, words: &[String]) -> Option<String> {
+    let first = words.iter().filter_map(|word| text.find(word.as_str())).min()?;
+    let start = text[..first].char_indices().rev().nth(WINDOW_BEFORE_CHARS - 1).map_or(0, |(at, _)| at);
     let end = text[start..].char_indices().nth(WINDOW_CHARS).map_or(text.len(), |(at, _)| start + at);
-    let inside: Vec<(usize, usize)> =
-        ranges.iter().filter(|(s, _)| *s < end).map(|(s, e)| (s - start, (*e).min(end) - start)).collect();
+    let shown = &text[start..end];
     let mut out = String::new();
     if start > 0 {
         out.push('…');
     }
-    out.push_str(&mark(&text[start..end], &inside));
+    out.push_str(&mark(shown, &find(shown, words)));
     if end < text.len() {
         out.push('…');
     }
@@ -230,7 +230,7 @@ pub async fn get(ctx: &mut Context<'_>, arguments_: Map<String, Value>) -> Resul
             None
         } else {
             let texts = ctx.services.texts.get_many(ctx.mail(), ctx.account(), &[number]).await.map_err(server_fail)?;
-            texts.into_iter().flatten().next().and_then(|text| window(&text, &find(&text, &words.body)))
+            texts.into_iter().flatten().next().and_then(|text| window(&text, &words.body))
         };
         list.push(json!({"emailId": email_id(number), "subject": subject, "preview": preview}));
     }
