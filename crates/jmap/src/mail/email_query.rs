@@ -22,7 +22,9 @@
 //! `someInThreadHaveKeyword`, each ascending or not; ties by id, in the direction of the
 //! first comparator. No collation is offered (`collationAlgorithms` is empty).
 //!
-//! `Email/queryChanges` is `cannotCalculateChanges`: results are not kept per state.
+//! `Email/queryChanges` reports every email changed since the state as removed, and
+//! re-adds those in the results at their index (RFC 8620 §5.6 allows it: results are not
+//! kept per state).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -30,8 +32,9 @@ use std::sync::{Arc, Mutex};
 use hameau_mailbox::query::{self, Condition, MESSAGES_PER_YIELD, Node as QueryNode, Reader};
 use hameau_mailbox::{AccountId, Keyword, MailboxId, UidEntry};
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
+use super::changes::{self, Fold};
 use super::email::email_id;
 use super::filter::{self, Node};
 use super::mailbox::parse_mailbox_id;
@@ -485,13 +488,16 @@ fn scope(steps: &[Step]) -> Option<Option<MailboxId>> {
     }
 }
 
-/// `Email/query` (RFC 8621 §4.4).
-pub async fn query(ctx: &mut Context<'_>, arguments_: Map<String, Value>) -> Result<Map<String, Value>, MethodError> {
-    let arguments: QueryArguments = arguments(arguments_)?;
-    ctx.check_account(&arguments.account_id)?;
-    let nodes = filter::flatten(arguments.filter, ctx.limits().filter_nodes_max)?;
+/// The results of a filter and sort, in order, with the account's modseq they are as new
+/// as (at least), and the threads read on the way.
+async fn results(
+    ctx: &Context<'_>,
+    filter: Option<Value>,
+    sort: Option<Vec<Comparator>>,
+) -> Result<(u64, Vec<u64>, Threads), MethodError> {
+    let nodes = filter::flatten(filter, ctx.limits().filter_nodes_max)?;
     let steps = steps(ctx, nodes)?;
-    let sort = sort_by(arguments.sort.unwrap_or_default())?;
+    let sort = sort_by(sort.unwrap_or_default())?;
     let modseq = ctx.mail().modseq(ctx.account()).await.map_err(server_fail)?;
     let scope = scope(&steps);
     let snapshot = match scope {
@@ -503,6 +509,14 @@ pub async fn query(ctx: &mut Context<'_>, arguments_: Map<String, Value>) -> Res
     let mut threads = Threads::default();
     let matching = matching(ctx, &snapshot, &steps, scope.flatten(), &mut threads).await?;
     let ordered = order(ctx, &snapshot, matching, &sort, &mut threads).await?;
+    Ok((modseq, ordered, threads))
+}
+
+/// `Email/query` (RFC 8621 §4.4).
+pub async fn query(ctx: &mut Context<'_>, arguments_: Map<String, Value>) -> Result<Map<String, Value>, MethodError> {
+    let arguments: QueryArguments = arguments(arguments_)?;
+    ctx.check_account(&arguments.account_id)?;
+    let (modseq, ordered, mut threads) = results(ctx, arguments.filter, arguments.sort).await?;
     let anchor = match &arguments.window.anchor {
         Some(anchor) => Some(parse_id(letter::EMAIL, anchor).ok_or_else(|| anchor_not_found(anchor))?),
         None => None,
@@ -524,7 +538,8 @@ pub async fn query(ctx: &mut Context<'_>, arguments_: Map<String, Value>) -> Res
     let mut response = Map::new();
     response.insert("accountId".into(), Value::from(crate::api::account_id(ctx.account())));
     response.insert("queryState".into(), Value::from(modseq.to_string()));
-    response.insert("canCalculateChanges".into(), Value::from(false));
+    // Email/queryChanges answers for every query but those that collapse threads.
+    response.insert("canCalculateChanges".into(), Value::from(!arguments.collapse_threads));
     response.insert("position".into(), Value::from(position));
     response.insert("ids".into(), Value::from(page.into_iter().map(email_id).collect::<Vec<_>>()));
     if arguments.calculate_total {
@@ -901,16 +916,84 @@ async fn collapse(
     Ok(out)
 }
 
-/// `Email/queryChanges` (RFC 8621 §4.5): results are not kept per state, so what changed in
-/// them cannot be said; the RFC's answer is `cannotCalculateChanges`, and the client
-/// queries again.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct QueryChangesArguments {
+    account_id: String,
+    #[serde(default)]
+    filter: Option<Value>,
+    #[serde(default)]
+    sort: Option<Vec<Comparator>>,
+    since_query_state: String,
+    #[serde(default)]
+    max_changes: Option<u64>,
+    #[serde(default)]
+    up_to_id: Option<String>,
+    #[serde(default)]
+    calculate_total: bool,
+    #[serde(default)]
+    collapse_threads: bool,
+}
+
+/// `Email/queryChanges` (RFC 8621 §4.5, RFC 8620 §5.6). Results are not kept per state,
+/// so the answer is the one the RFC allows for filters and sorts on mutable properties:
+/// every email changed since the state is `removed`, and those of them in the results now
+/// are `added` at their index; the client removes, then inserts. `upToId` is not used
+/// (the RFC lets a server ignore it). A query that collapses threads is
+/// `cannotCalculateChanges` (one email's change moves its thread's other emails), as is a
+/// state this server does not know; more changes than `maxChanges` are `tooManyChanges`.
 pub async fn query_changes(
     ctx: &mut Context<'_>,
-    arguments: Map<String, Value>,
+    arguments_: Map<String, Value>,
 ) -> Result<Map<String, Value>, MethodError> {
-    let account = arguments.get("accountId").and_then(Value::as_str).unwrap_or_default();
-    ctx.check_account(account)?;
-    Err(MethodError::new("cannotCalculateChanges", "query results are not kept: query again"))
+    let arguments: QueryChangesArguments = arguments(arguments_)?;
+    ctx.check_account(&arguments.account_id)?;
+    let _ = &arguments.up_to_id;
+    if arguments.collapse_threads {
+        return Err(MethodError::new("cannotCalculateChanges", "threads collapsed: query again"));
+    }
+    // The results first: changes read after them can only be more, which the client
+    // removes and re-inserts for nothing, never fewer.
+    let (modseq, ordered, _) = results(ctx, arguments.filter, arguments.sort).await?;
+    let changes_arguments = changes::ChangesArguments {
+        account_id: arguments.account_id.clone(),
+        since_state: arguments.since_query_state.clone(),
+        max_changes: arguments.max_changes,
+    };
+    let select = |change: &hameau_mailbox::Change, out: &mut Vec<(u64, hameau_mailbox::ChangeKind)>| {
+        out.extend(change.email_changes());
+    };
+    let folded = changes::read(ctx, &changes_arguments, &select).await?;
+    if folded.has_more {
+        return Err(MethodError::new("tooManyChanges", "more emails changed than maxChanges: query again"));
+    }
+    let positions: HashMap<u64, usize> = ordered.iter().enumerate().map(|(index, id)| (*id, index)).collect();
+    let mut removed = Vec::new();
+    let mut added = Vec::new();
+    for (email, fold) in &folded.objects {
+        if matches!(fold, Fold::Updated | Fold::Destroyed) {
+            removed.push(Value::from(email_id(*email)));
+        }
+        if let Some(index) = positions.get(email) {
+            added.push((*index, *email));
+        }
+    }
+    added.sort_unstable();
+    let mut response = Map::new();
+    response.insert("accountId".into(), Value::from(crate::api::account_id(ctx.account())));
+    response.insert("oldQueryState".into(), Value::from(arguments.since_query_state));
+    response.insert("newQueryState".into(), Value::from(modseq.to_string()));
+    response.insert("removed".into(), Value::from(removed));
+    response.insert(
+        "added".into(),
+        Value::from(
+            added.into_iter().map(|(index, id)| json!({"id": email_id(id), "index": index})).collect::<Vec<_>>(),
+        ),
+    );
+    if arguments.calculate_total {
+        response.insert("total".into(), Value::from(ordered.len()));
+    }
+    Ok(response)
 }
 
 #[cfg(test)]

@@ -181,7 +181,7 @@ async fn sorts_pages_and_threads() {
         (page["ids"].clone(), page["total"].clone(), page["position"].clone()),
         (json!([&a, &c]), json!(5), json!(1))
     );
-    assert_eq!(page["canCalculateChanges"], false);
+    assert_eq!(page["canCalculateChanges"], true);
     assert!(page["queryState"].is_string());
     let page = fixture.one("Email/query", json!({"accountId": "a7", "position": -2})).await;
     assert_eq!(page["ids"], json!([&b, &e]));
@@ -202,7 +202,13 @@ async fn sorts_pages_and_threads() {
     }
     assert_eq!(fixture.error("Email/query", json!({"accountId": "a8"})).await, "accountNotFound");
     assert_eq!(
-        fixture.error("Email/queryChanges", json!({"accountId": "a7", "sinceQueryState": "1"})).await,
+        fixture.error("Email/queryChanges", json!({"accountId": "a7", "sinceQueryState": "x"})).await,
+        "cannotCalculateChanges"
+    );
+    assert_eq!(
+        fixture
+            .error("Email/queryChanges", json!({"accountId": "a7", "sinceQueryState": "1", "collapseThreads": true}))
+            .await,
         "cannotCalculateChanges"
     );
 }
@@ -228,6 +234,41 @@ async fn the_cached_snapshot_follows_deliveries_flags_and_removals() {
     fixture.services.mail.remove(ACCOUNT, number(&c), inbox_id).await.unwrap();
     assert_eq!(strs(&ids(&fixture, query).await), [&f, &b, &a]);
     assert_eq!(strs(&ids(&fixture, seen).await), [&a, &b]);
+}
+
+#[tokio::test]
+async fn query_changes_bring_old_results_to_the_new_ones() {
+    let fixture = Fixture::new().await;
+    let [a, b, c, ..] = five(&fixture).await;
+    let inbox = mailbox(&fixture, Role::Inbox).await;
+    let query = json!({"accountId": "a7", "filter": {"inMailbox": &inbox, "notKeyword": "$flagged"},
+        "sort": [{"property": "receivedAt", "isAscending": false}]});
+    let old = fixture.one("Email/query", query.clone()).await;
+    assert_eq!(old["canCalculateChanges"], true);
+    let mut cached: Vec<String> = old["ids"].as_array().unwrap().iter().map(|id| id.as_str().unwrap().into()).collect();
+    // A new email, one flagged (out of the results), one removed, one only read.
+    let new = deliver(&fixture, message(8, "a@b.test", "Neuf", "", "x"), Role::Inbox, vec![], NOW + 7).await;
+    let number = |wire: &String| wire[1..].parse::<u64>().unwrap();
+    fixture.services.mail.set_keywords(ACCOUNT, number(&b), &[Keyword::Flagged]).await.unwrap();
+    fixture.services.mail.set_keywords(ACCOUNT, number(&c), &[Keyword::Seen, Keyword::Answered]).await.unwrap();
+    fixture.services.mail.remove(ACCOUNT, number(&a), inbox[1..].parse().unwrap()).await.unwrap();
+    let mut arguments = query.clone();
+    arguments["sinceQueryState"] = old["queryState"].clone();
+    arguments["calculateTotal"] = json!(true);
+    let changes = fixture.one("Email/queryChanges", arguments.clone()).await;
+    // The client's algorithm (RFC 8620 §5.6): remove, then insert by index.
+    let removed: Vec<&str> = changes["removed"].as_array().unwrap().iter().map(|id| id.as_str().unwrap()).collect();
+    cached.retain(|id| !removed.contains(&id.as_str()));
+    for added in changes["added"].as_array().unwrap() {
+        cached.insert(added["index"].as_u64().unwrap() as usize, added["id"].as_str().unwrap().into());
+    }
+    let now = fixture.one("Email/query", query).await;
+    assert_eq!(json!(cached), now["ids"], "{changes}");
+    assert_eq!(strs(&cached), [&new, &c]);
+    assert_eq!(changes["newQueryState"], now["queryState"]);
+    assert_eq!(changes["total"], 2);
+    arguments["maxChanges"] = json!(1);
+    assert_eq!(fixture.error("Email/queryChanges", arguments).await, "tooManyChanges");
 }
 
 /// The benchmark query on one mailbox: sorted by date, newest first, 50 results,
