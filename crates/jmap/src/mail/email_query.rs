@@ -44,10 +44,26 @@ use crate::MethodError;
 /// The snapshots of mailbox indexes that queries run over, by account and mailbox (`None`:
 /// every mailbox of the account), bounded in entries all together; when full it is emptied
 /// and fills again with what is queried.
-#[derive(Default)]
 pub struct QueryCache {
     /// The snapshots, and the number of entries they hold together.
     inner: Mutex<(Snapshots, usize)>,
+    /// One refresh at a time per account (accounts spread over these stripes): the queries
+    /// that find a snapshot out of date wait for the first to bring it up to date, rather
+    /// than each read the mailbox index (20 clients after a delivery).
+    refreshing: Vec<tokio::sync::Mutex<()>>,
+}
+
+/// Stripes of [`QueryCache::refreshing`]: accounts refreshing at once without waiting on
+/// each other, as long as they fall in different stripes.
+const REFRESH_STRIPES: usize = 64;
+
+impl Default for QueryCache {
+    fn default() -> Self {
+        QueryCache {
+            inner: Mutex::default(),
+            refreshing: (0..REFRESH_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+        }
+    }
 }
 
 type Snapshots = HashMap<(AccountId, Option<MailboxId>), Arc<Snapshot>>;
@@ -141,7 +157,14 @@ async fn mailbox_snapshot(ctx: &Context<'_>, mailbox: MailboxId, modseq: u64) ->
     let cache = &ctx.services.queries;
     let account = ctx.account();
     let entries_max = ctx.limits().query_cache_entries_max;
+    if let Some(cached) = cache.get(account, Some(mailbox))
+        && cached.modseq >= modseq
+    {
+        return Ok(cached);
+    }
+    let _refreshing = cache.refreshing[(account % REFRESH_STRIPES as u64) as usize].lock().await;
     if let Some(cached) = cache.get(account, Some(mailbox)) {
+        // Brought up to date by another query while this one waited.
         if cached.modseq >= modseq {
             return Ok(cached);
         }

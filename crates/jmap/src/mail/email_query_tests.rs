@@ -358,6 +358,33 @@ async fn a_big_mailbox_is_queried_by_date_quickly() {
     let start = std::time::Instant::now();
     fixture.call(full).await;
     let default_properties = start.elapsed();
+    // 20 clients at once, as the issue's benchmark (in process: no HTTP, no TLS).
+    let concurrent = std::time::Instant::now();
+    let mut clients = Vec::new();
+    for _ in 0..20 {
+        let (fixture, request) = (fixture.clone(), request.clone());
+        clients.push(tokio::spawn(async move {
+            let mut times = Vec::new();
+            for _ in 0..20 {
+                let start = std::time::Instant::now();
+                fixture.call(request.clone()).await;
+                times.push(start.elapsed());
+            }
+            times
+        }));
+    }
+    let mut all = Vec::new();
+    for client in clients {
+        all.extend(client.await.unwrap());
+    }
+    let elapsed = concurrent.elapsed();
+    all.sort();
+    println!(
+        "20 concurrent clients, 400 requests: p50 {:.2?}, p99 {:.2?}, {:.0} requests/s",
+        all[all.len() / 2],
+        all[all.len() * 99 / 100],
+        all.len() as f64 / elapsed.as_secs_f64()
+    );
     // With a text filter: the mail model's filter over the texts (the text index is
     // another part of issue 15).
     let text = json!([["Email/query", {"accountId": "a7", "filter": {"inMailbox": format!("m{inbox}"), "text": "sujet 1"},
