@@ -67,8 +67,8 @@ fn jmapc_queries_and_reads_mail_delivered_over_smtp() {
 import json, os, requests
 os.environ["REQUESTS_CA_BUNDLE"] = {cert:?}
 from jmapc import Client, Comparator, EmailQueryFilterCondition, MailboxQueryFilterCondition, Ref
-from jmapc.methods import (EmailChanges, EmailGet, EmailQuery, MailboxGet, MailboxQuery, MailboxSet, SearchSnippetGet,
-    ThreadGet)
+from jmapc.methods import (EmailChanges, EmailGet, EmailQuery, EmailQueryChanges, MailboxGet, MailboxQuery, MailboxSet,
+    SearchSnippetGet, ThreadGet)
 from jmapc.models import Mailbox
 
 client = Client.create_with_password(host="localhost:{port}", user="agent@a.test", password={PASSWORD:?})
@@ -111,6 +111,15 @@ found = client.request(EmailQuery(filter=EmailQueryFilterCondition(text="budget"
 assert sorted(found) == sorted([first.id, emails[1].id]), found
 snippets = client.request(SearchSnippetGet(ids=found, filter=EmailQueryFilterCondition(text="budget"))).data
 assert all("<mark>budget</mark>" in s.preview for s in snippets), snippets
+# The query's changes since a state: a new delivery comes in at the top.
+inbox_query = dict(filter=EmailQueryFilterCondition(in_mailbox=inbox.id),
+    sort=[Comparator(property="receivedAt", is_ascending=False)])
+deliver = json.loads({deliver:?})
+import smtplib
+with smtplib.SMTP("127.0.0.1", deliver["port"], local_hostname="sender.test") as smtp:
+    smtp.sendmail("jean@sender.test", ["agent@a.test"], "From: jean@sender.test\r\nSubject: Nouveau\r\n\r\nTexte\r\n")
+changed = client.request(EmailQueryChanges(since_query_state=query.query_state, calculate_total=True, **inbox_query))
+assert changed.total == 4 and changed.removed == [] and len(changed.added) == 1 and changed.added[0].index == 0, changed
 print("jmapc ok")
 
 api = "https://localhost:{port}/jmap/api"
@@ -125,7 +134,8 @@ account = client.account_id
 # Unknown ids, and the other account's: notFound; its account: accountNotFound.
 other_ids = other.request(EmailQuery(sort=[Comparator(property="receivedAt")])).ids
 assert len(other_ids) == 5, other_ids
-foreign = [i for i in other_ids if i not in query.ids]
+mine = client.request(EmailQuery()).ids
+foreign = [i for i in other_ids if i not in mine]
 assert foreign, (other_ids, query.ids)
 r = post([["Email/get", {{"accountId": account, "ids": foreign + ["e99999", "zz"], "properties": ["subject"]}}, "g"],
           ["Thread/get", {{"accountId": account, "ids": ["t99999"]}}, "t"],
@@ -155,6 +165,7 @@ assert r[2][1]["list"][0]["emailIds"] == [first.id, emails[1].id], r[2]
 print("raw ok")
 "##,
         cert = server.cert.to_str().unwrap(),
+        deliver = format!("{{\"port\": {smtp}}}"),
     );
     let out = python(&script);
     assert!(out.contains("jmapc ok") && out.contains("raw ok"), "{out}");
