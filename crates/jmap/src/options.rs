@@ -62,6 +62,12 @@ pub struct Limits {
     /// this is shown without its `subParts` (its text and attachments are still listed in
     /// `textBody`, `htmlBody` and `attachments`). 1 to 100.
     pub body_depth_max: u64,
+    /// Bytes of body values (decoded text) in one `Email/get` answer, all emails together:
+    /// 16 MB, far more than a client shows at once (a long letter is 100 KB). Past it,
+    /// values are cut (`isTruncated`) as a client's `maxBodyValueBytes` cuts them, and the
+    /// client downloads the part's blob for the rest: 500 ids of 25 MB messages would
+    /// otherwise hold gigabytes. 64 KiB to 1 GiB.
+    pub body_values_bytes_max: u64,
     /// Mailbox index entries kept in memory, for all accounts, by the `Email/query` cache
     /// (one account's mailbox sorted by arrival, reused while the account does not change):
     /// 1,000,000 entries, about 80 MB, holds ten mailboxes of 100,000 messages, where a
@@ -87,6 +93,7 @@ impl Default for Limits {
             filter_nodes_max: 64,
             query_results_max: 5_000,
             body_depth_max: 32,
+            body_values_bytes_max: 16_000_000,
             query_cache_entries_max: 1_000_000,
         }
     }
@@ -109,6 +116,7 @@ impl Limits {
         range(SECTION, "filter_nodes_max", self.filter_nodes_max, 1, 10_000)?;
         range(SECTION, "query_results_max", self.query_results_max, 1, 1_000_000)?;
         range(SECTION, "body_depth_max", self.body_depth_max, 1, 100)?;
+        range(SECTION, "body_values_bytes_max", self.body_values_bytes_max, 64 << 10, 1 << 30)?;
         range(SECTION, "query_cache_entries_max", self.query_cache_entries_max, 0, 100_000_000)?;
         Ok(())
     }

@@ -347,7 +347,10 @@ pub fn structure(raw: &[u8], email: u64, message: &Message<'_>, asked: &PartProp
 }
 
 /// `bodyValues`: the decoded text of the text parts `wanted` asks for, keyed by `partId`.
-pub fn values(message: &Message<'_>, lists: &Lists, wanted: ValuesWanted) -> Map<String, Value> {
+/// At most `budget` bytes of text in all (the call's `jmap.body_values_bytes_max` left):
+/// past it, values are cut as `maxBodyValueBytes` cuts them. Returns the bytes given.
+pub fn values(message: &Message<'_>, lists: &Lists, wanted: ValuesWanted, budget: u64) -> (Map<String, Value>, u64) {
+    let mut left = budget;
     let mut chosen: Vec<usize> = Vec::new();
     if wanted.all {
         chosen.extend(0..message.parts.len());
@@ -372,16 +375,18 @@ pub fn values(message: &Message<'_>, lists: &Lists, wanted: ValuesWanted) -> Map
             }
             _ => continue,
         };
+        let max = if wanted.max_bytes > 0 { wanted.max_bytes.min(left) } else { left };
         let mut truncated = false;
-        if wanted.max_bytes > 0 && text.len() as u64 > wanted.max_bytes {
-            let mut end = wanted.max_bytes as usize;
+        if text.len() as u64 > max {
+            let mut end = max as usize;
             while !text.is_char_boundary(end) {
                 end -= 1;
             }
             text.truncate(end);
             truncated = true;
         }
+        left -= text.len() as u64;
         out.insert(index.to_string(), json!({"value": text, "isEncodingProblem": problem, "isTruncated": truncated}));
     }
-    out
+    (out, budget - left)
 }

@@ -199,6 +199,8 @@ pub async fn get(ctx: &mut Context<'_>, arguments_: Map<String, Value>) -> Resul
         vec![None; numbers.len()]
     };
     let mut list = Vec::with_capacity(numbers.len());
+    // Body values of the whole answer: a call for 500 large messages is cut, not held.
+    let mut budget = ctx.limits().body_values_bytes_max;
     for (((wire, _), email), summary) in asked.into_iter().zip(emails).zip(summaries) {
         let Some(email) = email else {
             not_found.push(Value::from(wire));
@@ -209,8 +211,11 @@ pub async fn get(ctx: &mut Context<'_>, arguments_: Map<String, Value>) -> Resul
             summary_properties(summary, &wants, &mut object);
         }
         if wants.parsed {
-            match parsed_properties(ctx, &email, &wants).await? {
-                Some(parsed) => object.extend(parsed),
+            match parsed_properties(ctx, &email, &wants, budget).await? {
+                Some((parsed, used)) => {
+                    object.extend(parsed);
+                    budget -= used;
+                }
                 None => {
                     not_found.push(Value::from(wire));
                     continue;
@@ -382,12 +387,14 @@ fn sent_at(summary: &hameau_mailbox::Summary) -> Value {
     header::parse(&raw, header::Form::Date)
 }
 
-/// The properties of the parsed message; `None` when the email is gone meanwhile.
+/// The properties of the parsed message and the bytes of body values given (at most
+/// `budget`); `None` when the email is gone meanwhile.
 async fn parsed_properties(
     ctx: &Context<'_>,
     email: &Email,
     wants: &Wants,
-) -> Result<Option<Map<String, Value>>, MethodError> {
+    budget: u64,
+) -> Result<Option<(Map<String, Value>, u64)>, MethodError> {
     let raw = match ctx.mail().raw(ctx.account(), email.id).await {
         Ok(raw) => raw,
         Err(hameau_mailbox::Error::NoEmail(_)) => return Ok(None),
@@ -395,10 +402,10 @@ async fn parsed_properties(
     };
     let id = email.id;
     let rendered = if raw.len() <= PARSE_INLINE_BYTES_MAX {
-        render(&raw, id, wants)
+        render(&raw, id, wants, budget)
     } else {
         let wants = wants.clone();
-        tokio::task::spawn_blocking(move || render(&raw, id, &wants)).await.unwrap_or(None)
+        tokio::task::spawn_blocking(move || render(&raw, id, &wants, budget)).await.unwrap_or(None)
     };
     match rendered {
         Some(object) => Ok(Some(object)),
@@ -411,12 +418,14 @@ async fn parsed_properties(
 
 /// The parsed properties of one raw message, mail-parser behind the panic boundary;
 /// `None` when it panicked (the message was read at delivery, so it should not).
-fn render(raw: &[u8], email: u64, wants: &Wants) -> Option<Map<String, Value>> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| render_unguarded(raw, email, wants))).ok()
+fn render(raw: &[u8], email: u64, wants: &Wants, budget: u64) -> Option<(Map<String, Value>, u64)> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| render_unguarded(raw, email, wants, budget))).ok()
 }
 
-fn render_unguarded(raw: &[u8], email: u64, wants: &Wants) -> Map<String, Value> {
+/// The parsed properties, and the bytes of body values given (out of `budget`).
+fn render_unguarded(raw: &[u8], email: u64, wants: &Wants, budget: u64) -> (Map<String, Value>, u64) {
     let mut object = Map::new();
+    let mut used = 0;
     let Some(message) = MessageParser::default().parse(raw) else {
         // Unreadable as MIME (stored as is at delivery): one opaque part.
         for property in &wants.properties {
@@ -430,7 +439,7 @@ fn render_unguarded(raw: &[u8], email: u64, wants: &Wants) -> Map<String, Value>
         for (property, _) in &wants.headers {
             object.insert(property.clone(), Value::Null);
         }
-        return object;
+        return (object, 0);
     };
     let lists = body::lists(&message);
     let part_list = |indexes: &[usize]| -> Value {
@@ -454,7 +463,9 @@ fn render_unguarded(raw: &[u8], email: u64, wants: &Wants) -> Map<String, Value>
         object.insert("attachments".into(), part_list(&lists.attachments));
     }
     if wants.has("bodyValues") {
-        object.insert("bodyValues".into(), Value::Object(body::values(&message, &lists, wants.values)));
+        let (values, given) = body::values(&message, &lists, wants.values, budget);
+        used = given;
+        object.insert("bodyValues".into(), Value::Object(values));
     }
     if wants.has("headers") || !wants.headers.is_empty() {
         let fields = message.parts.first().map(|root| body::fields(raw, root)).unwrap_or_default();
@@ -463,7 +474,7 @@ fn render_unguarded(raw: &[u8], email: u64, wants: &Wants) -> Map<String, Value>
         }
         body::header_properties(&wants.headers, &fields, &mut object);
     }
-    object
+    (object, used)
 }
 
 /// `Email/changes` (RFC 8621 §4.3): the emails of each change of the log.

@@ -271,3 +271,23 @@ fn the_rfcs_part_lists_follow_its_algorithm() {
     let found = lists(&parse(html_only));
     assert_eq!((found.text, found.html), (vec![1], vec![1]));
 }
+
+#[tokio::test]
+async fn body_values_of_one_answer_are_bounded_together() {
+    let limits = crate::Limits { body_values_bytes_max: 64 << 10, ..crate::Limits::default() };
+    let fixture = Fixture::with_limits(limits).await;
+    let body = "mot ".repeat(10_000);
+    let raw = format!("From: a@b.test\r\nSubject: long\r\n\r\n{body}\r\n");
+    let first = fixture.deliver(&raw, Role::Inbox).await;
+    let second = fixture.deliver(&raw.replace("long", "long 2"), Role::Inbox).await;
+    let got = get(
+        &fixture,
+        json!({"ids": [format!("e{first}"), format!("e{second}")], "properties": ["bodyValues"], "fetchTextBodyValues": true}),
+    )
+    .await;
+    let value = |at: usize| got["list"][at]["bodyValues"]["0"].clone();
+    assert_eq!(value(0)["isTruncated"], false);
+    assert_eq!(value(0)["value"].as_str().unwrap().len(), 40_002, "the body with its line end");
+    assert_eq!(value(1)["isTruncated"], true);
+    assert_eq!(value(1)["value"].as_str().unwrap().len(), (64 << 10) - 40_002);
+}
