@@ -358,6 +358,15 @@ async fn a_big_mailbox_is_queried_by_date_quickly() {
     let start = std::time::Instant::now();
     fixture.call(full).await;
     let default_properties = start.elapsed();
+    // Every mailbox (no inMailbox): the account's snapshot, made again after a change.
+    let everywhere = json!([["Email/query", {"accountId": "a7", "sort": [{"property": "receivedAt", "isAscending": false}], "limit": 50}, "q"]]);
+    let mut account_times = Vec::new();
+    for _ in 0..3 {
+        let start = std::time::Instant::now();
+        fixture.call(everywhere.clone()).await;
+        account_times.push(start.elapsed());
+    }
+    println!("every mailbox, newest 50: first {:.2?}, then {:.2?}", account_times[0], account_times[2]);
     // 20 clients at once, as the benchmark (in process: no HTTP, no TLS).
     let concurrent = std::time::Instant::now();
     let mut clients = Vec::new();
