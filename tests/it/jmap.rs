@@ -64,7 +64,7 @@ assert big["type"] == "urn:ietf:params:jmap:error:limit" and big["limit"] == "ma
 r = post({{"using": ["urn:ietf:params:jmap:core"], "methodCalls": [
     ["Core/echo", {{"ids": ["m1", "m2"]}}, "c1"],
     ["Core/echo", {{"#first": {{"resultOf": "c1", "name": "Core/echo", "path": "/ids/0"}}}}, "c2"],
-    ["Email/get", {{"accountId": client.account_id}}, "c3"],
+    ["Nothing/get", {{"accountId": client.account_id}}, "c3"],
     ["Core/echo", {{"#x": {{"resultOf": "c9", "name": "Core/echo", "path": "/ids"}}}}, "c4"],
 ]}})
 assert r.status_code == 200, r.text

@@ -22,6 +22,7 @@ mod imap_compress;
 mod import_files;
 mod imports_api;
 mod jmap;
+mod jmap_email;
 mod jmap_imap;
 mod jmap_push;
 mod jmap_send;

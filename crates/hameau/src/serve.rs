@@ -73,6 +73,7 @@ pub fn app_state(
             limits: config.jmap.clone(),
             submitter: None,
             push: Arc::default(),
+            queries: Default::default(),
         }),
         jmap_in_flight: Arc::default(),
     }
@@ -118,6 +119,7 @@ async fn serve(config: Config, reload_log: &crate::logging::Reload) -> anyhow::R
         limits: config.jmap.clone(),
         submitter: None,
         push: Arc::default(),
+        queries: Default::default(),
     };
     // One quarantine and one cache of the tenants' filter settings: the MX holds and
     // reads, the API releases and writes (a change applies to the next message).

@@ -54,6 +54,7 @@ pub(crate) fn state(store: Store, directory: Directory, queue: Queue, host: &str
             limits: hameau_jmap::Limits::default(),
             submitter: None,
             push: Arc::default(),
+            queries: Default::default(),
         }),
         jmap_in_flight: std::sync::Arc::default(),
         store,

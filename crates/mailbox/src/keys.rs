@@ -199,6 +199,17 @@ pub fn thread_ref(account: AccountId, message_id: &str) -> Vec<u8> {
     [account_prefix(account, b"t/").as_slice(), &digest[..16]].concat()
 }
 
+/// The emails of a thread: `thread_members(account, thread) ++ email`, empty values. JMAP
+/// `Thread/get` lists a thread with one prefix scan. Written since issue 15: an email
+/// stored before has no entry (`Mail::thread_emails` then gives the thread's first email).
+pub fn thread_members(account: AccountId, thread: EmailId) -> Vec<u8> {
+    [account_prefix(account, b"th/").as_slice(), &thread.to_be_bytes()].concat()
+}
+
+pub fn thread_member(account: AccountId, thread: EmailId, email: EmailId) -> Vec<u8> {
+    [thread_members(account, thread).as_slice(), &email.to_be_bytes()].concat()
+}
+
 pub fn changes(account: AccountId) -> Vec<u8> {
     account_prefix(account, b"ch/")
 }

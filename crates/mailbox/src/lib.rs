@@ -583,6 +583,7 @@ impl Mail {
         for message_id in read.parsed.summary.message_id.iter() {
             batch.set(&keys::thread_ref(account, message_id), &thread.to_be_bytes());
         }
+        batch.set(&keys::thread_member(account, thread, email_id), &[]);
         let change = Change::new(vec![(email_id, ChangeKind::Created)], ingest.mailboxes.clone(), vec![], vec![]);
         log_change(batch, account, modseq, &change);
         Ok(Prepared { account, email: email_id, thread, modseq, uids, mailboxes: ingest.mailboxes.clone() })
@@ -694,6 +695,24 @@ impl Mail {
             return Err(Error::NoEmail(id));
         }
         Ok(modseq)
+    }
+
+    /// The emails of a thread, by id (the order they arrived in), from one prefix scan; at
+    /// most `limit`. An email stored before the thread index existed (issue 15) is not
+    /// listed, but for the thread's first one, whose id is the thread's.
+    pub async fn thread_emails(
+        &self,
+        account: AccountId,
+        thread: EmailId,
+        limit: usize,
+    ) -> Result<Vec<EmailId>, Error> {
+        let scan = Scan::prefix(&keys::thread_members(account, thread)).limit(limit);
+        let entries = self.store.scan(&scan).await?;
+        let mut emails = entries.iter().map(|entry| keys::tail_u64(&entry.key)).collect::<Result<Vec<_>, _>>()?;
+        if emails.is_empty() && self.store.get(&keys::email(account, thread)).await?.is_some() {
+            emails.push(thread);
+        }
+        Ok(emails)
     }
 
     /// The changes after `modseq`, oldest first, at most `limit`.

@@ -34,6 +34,8 @@ pub(crate) struct Removal {
     /// The UIDs removed, ascending.
     pub(crate) uids: Vec<u32>,
     pub(crate) emails: Vec<(EmailId, ChangeKind)>,
+    /// `(email, thread)` of the emails destroyed ([`Change::destroyed_threads`]).
+    pub(crate) threads: Vec<(EmailId, EmailId)>,
     /// Bytes given back to the account's quota, and to each tenant's.
     pub(crate) freed: u64,
     pub(crate) tenants_freed: std::collections::BTreeMap<String, u64>,
@@ -445,7 +447,9 @@ impl Mail {
             }
             log_expunges(&mut batch, account, mailbox, modseq, &removal.uids);
             let expunged = removal.uids.iter().map(|uid| (mailbox, *uid)).collect();
-            log_change(&mut batch, account, modseq, &Change::new(removal.emails, vec![mailbox], expunged, vec![]));
+            let mut change = Change::new(removal.emails, vec![mailbox], expunged, vec![]);
+            change.destroyed_threads = removal.threads;
+            log_change(&mut batch, account, modseq, &change);
             if let Some(modseq) = self.commit_change(account, batch, modseq).await? {
                 return Ok((removal.uids, Some(modseq)));
             }
@@ -465,6 +469,7 @@ impl Mail {
         let mut removal = Removal {
             uids: Vec::with_capacity(entries.len()),
             emails: Vec::with_capacity(entries.len()),
+            threads: Vec::new(),
             freed: 0,
             tenants_freed: Default::default(),
         };
@@ -519,6 +524,8 @@ pub(crate) fn add_destruction(
     if let Some(tenant) = email.tenant.take() {
         *removal.tenants_freed.entry(tenant).or_default() += email.size;
     }
+    batch.delete(&keys::thread_member(account, email.thread, email.id));
+    removal.threads.push((email.id, email.thread));
     removal.emails.push((email.id, ChangeKind::Destroyed));
     Ok(())
 }

@@ -300,6 +300,10 @@ pub struct Change {
     /// destroyed: kind, id, change.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub objects: Vec<(String, u64, ChangeKind)>,
+    /// The thread of each email this commit destroyed, `(email, thread)`: its record is
+    /// gone, and JMAP `Thread/changes` must still say which thread lost it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub destroyed_threads: Vec<(EmailId, EmailId)>,
 }
 
 impl Change {
@@ -323,6 +327,7 @@ impl Change {
             expunged,
             mailbox_changes,
             objects: Vec::new(),
+            destroyed_threads: Vec::new(),
         }
     }
 

@@ -1106,3 +1106,25 @@ async fn a_vacation_response_answers_each_sender_once_per_period() {
     f.mail.set_vacation(ACCOUNT, &crate::Vacation { set_at: NOW + 10, ..vacation }).await.unwrap();
     assert!(f.mail.vacation_reply(ACCOUNT, "b@x.test", NOW + 20, 100, 10).await.unwrap().is_some());
 }
+
+#[tokio::test]
+async fn a_thread_lists_its_emails_and_a_destruction_names_its_thread() {
+    let f = fixture().await;
+    let first = f.mail.ingest(ACCOUNT, ingest(message("fil", ""), vec![f.inbox])).await.unwrap();
+    let reply = f
+        .mail
+        .ingest(ACCOUNT, ingest(message("reponse", "In-Reply-To: <fil@mairie-a.fr>\r\n"), vec![f.inbox]))
+        .await
+        .unwrap();
+    let alone = f.mail.ingest(ACCOUNT, ingest(message("seul", ""), vec![f.inbox])).await.unwrap();
+    assert_eq!(reply.thread, first.email);
+    assert_eq!(f.mail.thread_emails(ACCOUNT, first.thread, 100).await.unwrap(), vec![first.email, reply.email]);
+    assert_eq!(f.mail.thread_emails(ACCOUNT, alone.thread, 100).await.unwrap(), vec![alone.email]);
+    assert_eq!(f.mail.thread_emails(ACCOUNT, first.thread, 1).await.unwrap(), vec![first.email], "bounded");
+    assert!(f.mail.thread_emails(ACCOUNT, 999, 100).await.unwrap().is_empty());
+    let before = f.mail.modseq(ACCOUNT).await.unwrap();
+    f.mail.remove(ACCOUNT, reply.email, f.inbox).await.unwrap();
+    assert_eq!(f.mail.thread_emails(ACCOUNT, first.thread, 100).await.unwrap(), vec![first.email]);
+    let changes = f.mail.changes_since(ACCOUNT, before, 10).await.unwrap();
+    assert_eq!(changes[0].destroyed_threads, vec![(reply.email, first.thread)]);
+}

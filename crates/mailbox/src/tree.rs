@@ -176,7 +176,8 @@ impl Mail {
                 batch.delete(&entry.key);
             }
             let expunged = removal.uids.iter().map(|uid| (id, *uid)).collect();
-            let change = Change::new(removal.emails, vec![id], expunged, vec![(id, ChangeKind::Destroyed)]);
+            let mut change = Change::new(removal.emails, vec![id], expunged, vec![(id, ChangeKind::Destroyed)]);
+            change.destroyed_threads = removal.threads;
             log_change(&mut batch, account, modseq, &change);
             if self.commit_change(account, batch, modseq).await?.is_some() {
                 return Ok(());

@@ -127,11 +127,18 @@ impl Mail {
                 expunged.push((*mailbox, uid));
             }
             let mailboxes = std::mem::take(&mut email.mailboxes);
-            let mut removal =
-                Removal { uids: Vec::new(), emails: Vec::new(), freed: 0, tenants_freed: Default::default() };
+            let mut removal = Removal {
+                uids: Vec::new(),
+                emails: Vec::new(),
+                freed: 0,
+                tenants_freed: Default::default(),
+                threads: Vec::new(),
+            };
             add_destruction(&mut batch, account, &mut email, &mut removal)?;
             add_freed(&mut batch, account, &removal);
-            log_change(&mut batch, account, modseq, &Change::new(removal.emails, mailboxes, expunged, vec![]));
+            let mut change = Change::new(removal.emails, mailboxes, expunged, vec![]);
+            change.destroyed_threads = removal.threads;
+            log_change(&mut batch, account, modseq, &change);
             if let Some(modseq) = self.commit_change(account, batch, modseq).await? {
                 return Ok(modseq);
             }

@@ -234,8 +234,10 @@ struct QueryArguments {
     window: Window,
 }
 
+/// A sort comparator. Unknown fields are ignored: jmapc 0.4 writes its paging arguments
+/// into each comparator.
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 struct Comparator {
     property: String,
     #[serde(default = "ascending")]

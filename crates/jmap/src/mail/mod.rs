@@ -16,13 +16,17 @@
 
 pub(crate) mod blob;
 pub(crate) mod changes;
+pub(crate) mod email;
 pub(crate) mod email_create;
+pub(crate) mod email_query;
 pub(crate) mod email_set;
 pub(crate) mod identity;
 pub(crate) mod mailbox;
 pub(crate) mod push;
 pub(crate) mod quota;
+pub(crate) mod snippet;
 pub mod submission;
+pub(crate) mod thread;
 pub(crate) mod vacation;
 
 pub use blob::{Blob, part_contents, read as read_blob, resolve as resolve_blob, upload_response};
@@ -56,6 +60,9 @@ pub struct Services {
     /// The push subscriptions of every account (RFC 8620 §7.2), shared with the pushing
     /// task of the HTTP layer.
     pub push: Arc<PushRegistry>,
+    /// The mailbox snapshots `Email/query` runs over (bounded by
+    /// `jmap.query_cache_entries_max`).
+    pub queries: Arc<email_query::QueryCache>,
 }
 
 /// One request's context: the user's account, the services, and the ids the request
@@ -305,7 +312,7 @@ pub fn account_capability() -> Value {
         // A segment of a name in the tree (crates/mailbox, tree.rs).
         "maxSizeMailboxName": 255,
         "maxSizeAttachmentsPerEmail": 50_000_000,
-        "emailQuerySortOptions": ["receivedAt", "size", "from", "to", "subject", "sentAt"],
+        "emailQuerySortOptions": email_query::SORT_OPTIONS,
         "mayCreateTopLevelMailbox": true,
     })
 }

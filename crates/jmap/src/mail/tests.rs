@@ -40,6 +40,7 @@ impl Fixture {
             limits,
             submitter: None,
             push: Arc::default(),
+            queries: Default::default(),
         };
         let user = User {
             account: ACCOUNT,
