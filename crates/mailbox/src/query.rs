@@ -19,6 +19,7 @@
 
 mod cache;
 mod headers;
+pub mod index;
 
 use std::sync::Arc;
 
@@ -336,12 +337,10 @@ impl Message<'_> {
     /// The header: the raw message up to the body of its root part.
     fn header_bytes(&self) -> &[u8] {
         let raw = self.raw.as_deref().unwrap_or_default();
-        let end = self
-            .summary
-            .as_ref()
-            .and_then(|cached| cached.summary.parts.first())
-            .map_or(raw.len(), |root| root.offset_body as usize)
-            .min(raw.len());
+        let end = match &self.summary {
+            Some(cached) => header_end(&cached.summary, raw.len() as u64) as usize,
+            None => raw.len(),
+        };
         &raw[..end]
     }
 
@@ -366,6 +365,12 @@ impl Message<'_> {
     }
 }
 
+/// Where the header of a message of `raw_len` bytes ends: at the body of its root part.
+/// The text index reads the same bytes as the conditions do.
+fn header_end(summary: &crate::Summary, raw_len: u64) -> u64 {
+    summary.parts.first().map_or(raw_len, |root| u64::from(root.offset_body)).min(raw_len)
+}
+
 /// Messages evaluated between two yields to the other tasks of the worker, and whose
 /// summaries are held at once: 256 keep a query of 100,000 messages responsive.
 pub const MESSAGES_PER_YIELD: usize = 256;
@@ -388,19 +393,26 @@ impl Reader<'_> {
         filter: &Filter,
     ) -> Result<Vec<usize>, Error> {
         let need = filter.needs;
+        // The text index narrows the entries to confirm, when it can (see `index`).
+        let admitted: Vec<usize> = match index::candidates(self.mail, account, filter).await? {
+            Some(candidates) => {
+                (0..entries.len()).filter(|index| candidates.admits(&entries[*index])).collect()
+            }
+            None => (0..entries.len()).collect(),
+        };
         let mut found = Vec::new();
         // In chunks: the summaries and texts of one chunk are held at a time (not the
         // mailbox's), and the other tasks of this worker run between chunks.
-        for (chunk_index, chunk) in entries.chunks(MESSAGES_PER_YIELD).enumerate() {
+        for (chunk_index, indexes) in admitted.chunks(MESSAGES_PER_YIELD).enumerate() {
             if chunk_index > 0 {
                 tokio::task::yield_now().await;
             }
-            let base = chunk_index * MESSAGES_PER_YIELD;
+            let chunk: Vec<&UidEntry> = indexes.iter().map(|index| &entries[*index]).collect();
             let emails: Vec<EmailId> = chunk.iter().map(|entry| entry.email).collect();
             let summaries =
                 if need.summary { Some(self.summaries.get_many(self.mail, account, &emails).await?) } else { None };
             let texts = if need.text { Some(self.texts.get_many(self.mail, account, &emails).await?) } else { None };
-            for (offset, entry) in chunk.iter().enumerate() {
+            for (offset, entry) in chunk.iter().copied().enumerate() {
                 let summary = match &summaries {
                     Some(summaries) => match &summaries[offset] {
                         Some(summary) => Some(summary.clone()),
@@ -426,7 +438,7 @@ impl Reader<'_> {
                 };
                 let mut message = Message { entry, summary, raw, body_text, header: headers::Header::default() };
                 if filter.matches(&mut message) {
-                    found.push(base + offset);
+                    found.push(indexes[offset]);
                 }
             }
         }

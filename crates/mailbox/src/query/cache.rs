@@ -49,7 +49,7 @@ pub struct Cached {
 }
 
 impl Cached {
-    fn new(summary: Summary) -> Cached {
+    pub(crate) fn new(summary: Summary) -> Cached {
         let lower = |addresses: &[EmailAddress]| {
             let mut out = String::new();
             for address in addresses {
