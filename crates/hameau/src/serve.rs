@@ -107,6 +107,8 @@ async fn serve(config: Config, reload_log: &crate::logging::Reload) -> anyhow::R
     if let Some(trainer) = crate::filter::trainer(&config, &store) {
         mail = mail.with_junk_learner(trainer);
     }
+    // The text index follows each account's deliveries (mail.text_index, docs/mail-model.md).
+    mail = mail.with_text_index();
     // What JMAP runs on: the same mail model, and the caches IMAP shares with it.
     let jmap = hameau_jmap::mail::Services {
         mail: mail.clone(),
