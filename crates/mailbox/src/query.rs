@@ -119,6 +119,10 @@ struct Needs {
     summary: bool,
     raw: bool,
     text: bool,
+    /// No test of the header (`Header`, `Text`) is under a `Not`: the filter's value can
+    /// only go up when a header test goes from false to true, so when it is the same with
+    /// every header test false and with every one true, the header need not be read.
+    header_monotone: bool,
 }
 
 impl Filter {
@@ -149,7 +153,7 @@ impl Filter {
             return Err(FilterError::Malformed);
         }
         let mut needs = Needs::default();
-        let ops = nodes
+        let ops: Vec<Op> = nodes
             .into_iter()
             .map(|node| match node {
                 Node::And(_) => Op::And,
@@ -158,6 +162,7 @@ impl Filter {
                 Node::Condition(condition) => prepare(condition, &mut needs),
             })
             .collect();
+        needs.header_monotone = header_monotone(&ops, &ends);
         Ok(Filter { ops, ends, needs })
     }
 
@@ -210,6 +215,22 @@ impl Filter {
             }
         }
     }
+}
+
+/// Whether no header test is under a `Not`: one pass, the open `Not`s' ends on a stack.
+fn header_monotone(ops: &[Op], ends: &[usize]) -> bool {
+    let mut nots: Vec<usize> = Vec::new();
+    for (index, op) in ops.iter().enumerate() {
+        while nots.last().is_some_and(|end| *end <= index) {
+            nots.pop();
+        }
+        match op {
+            Op::Not => nots.push(ends[index]),
+            Op::Test(Condition::Header { .. } | Condition::Text(_), _) if !nots.is_empty() => return false,
+            _ => {}
+        }
+    }
+    true
 }
 
 /// A condition ready to be evaluated on many messages: strings lowercased (the cache's
@@ -284,8 +305,9 @@ fn test(condition: &Condition, folded: Option<&str>, message: &mut Message<'_>) 
         Condition::Subject(s) => summary(|c| &c.subject, s),
         Condition::Header { name, value } => message.header_matches(name, value),
         Condition::Body(folded) => message.body_contains(folded),
+        // The body first: its text is cached, the header is read from the message.
         Condition::Text(lowercase) => {
-            message.header_contains(lowercase) || message.body_contains(folded.unwrap_or_default())
+            message.body_contains(folded.unwrap_or_default()) || message.header_contains(lowercase)
         }
     }
 }
@@ -331,6 +353,9 @@ struct Message<'a> {
     raw: Option<Vec<u8>>,
     body_text: Option<Arc<str>>,
     header: headers::Header,
+    /// What header tests answer while the raw message is not read (see
+    /// `Needs::header_monotone`); `None` once it is.
+    header_assumed: Option<bool>,
 }
 
 impl Message<'_> {
@@ -345,6 +370,9 @@ impl Message<'_> {
     }
 
     fn header_matches(&mut self, name: &str, value: &str) -> bool {
+        if let Some(assumed) = self.header_assumed {
+            return assumed;
+        }
         if !self.header.has_fields() {
             let fields = headers::parse_fields(self.header_bytes());
             self.header.set_fields(fields);
@@ -353,6 +381,9 @@ impl Message<'_> {
     }
 
     fn header_contains(&mut self, needle: &str) -> bool {
+        if let Some(assumed) = self.header_assumed {
+            return assumed;
+        }
         if !self.header.has_lowercase() {
             let lowercase = String::from_utf8_lossy(self.header_bytes()).to_lowercase();
             self.header.set_lowercase(lowercase);
@@ -420,15 +451,6 @@ impl Reader<'_> {
                     },
                     None => None,
                 };
-                let raw = if need.raw {
-                    match self.mail.raw(account, entry.email).await {
-                        Ok(raw) => Some(raw),
-                        Err(Error::NoEmail(_)) => continue,
-                        Err(e) => return Err(e),
-                    }
-                } else {
-                    None
-                };
                 let body_text = match &texts {
                     Some(texts) => match &texts[offset] {
                         Some(text) => Some(text.clone()),
@@ -436,7 +458,35 @@ impl Reader<'_> {
                     },
                     None => None,
                 };
-                let mut message = Message { entry, summary, raw, body_text, header: headers::Header::default() };
+                let mut message = Message {
+                    entry,
+                    summary,
+                    raw: None,
+                    body_text,
+                    header: headers::Header::default(),
+                    header_assumed: None,
+                };
+                // Decided without the header when it would be the same whatever the header
+                // says (a TEXT found in the body): the raw message is read only otherwise.
+                if need.raw && need.header_monotone {
+                    message.header_assumed = Some(false);
+                    if filter.matches(&mut message) {
+                        found.push(indexes[offset]);
+                        continue;
+                    }
+                    message.header_assumed = Some(true);
+                    if !filter.matches(&mut message) {
+                        continue;
+                    }
+                    message.header_assumed = None;
+                }
+                if need.raw {
+                    match self.mail.raw(account, entry.email).await {
+                        Ok(raw) => message.raw = Some(raw),
+                        Err(Error::NoEmail(_)) => continue,
+                        Err(e) => return Err(e),
+                    }
+                }
                 if filter.matches(&mut message) {
                     found.push(indexes[offset]);
                 }
