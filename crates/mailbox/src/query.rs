@@ -182,7 +182,7 @@ impl Filter {
             let mut value = match &self.ops[at] {
                 Op::Test(condition, folded) => {
                     at += 1;
-                    test(condition, folded.as_deref(), message)
+                    test(condition, folded.as_deref(), at - 1, message)
                 }
                 Op::And | Op::Or if self.ends[at] == at + 1 => {
                     at += 1;
@@ -280,7 +280,8 @@ fn prepare(condition: Condition, needs: &mut Needs) -> Op {
 }
 
 /// Whether a message meets a prepared condition.
-fn test(condition: &Condition, folded: Option<&str>, message: &mut Message<'_>) -> bool {
+/// `at` is the test's index in the filter (see `Message::ruled_out`).
+fn test(condition: &Condition, folded: Option<&str>, at: usize, message: &mut Message<'_>) -> bool {
     let entry = message.entry;
     let sent = |message: &Message<'_>| {
         message.summary.as_ref().and_then(|cached| cached.summary.sent_at).unwrap_or(entry.received_at as i64)
@@ -307,7 +308,8 @@ fn test(condition: &Condition, folded: Option<&str>, message: &mut Message<'_>) 
         Condition::Body(folded) => message.body_contains(folded),
         // The body first: its text is cached, the header is read from the message.
         Condition::Text(lowercase) => {
-            message.body_contains(folded.unwrap_or_default()) || message.header_contains(lowercase)
+            message.body_contains(folded.unwrap_or_default())
+                || (!message.ruled_out.contains(&at) && message.header_contains(lowercase))
         }
     }
 }
@@ -356,6 +358,9 @@ struct Message<'a> {
     /// What header tests answer while the raw message is not read (see
     /// `Needs::header_monotone`); `None` once it is.
     header_assumed: Option<bool>,
+    /// The `Text` tests (by index in the filter) whose string the text index says is not
+    /// in this message's header: false without reading it.
+    ruled_out: Vec<usize>,
 }
 
 impl Message<'_> {
@@ -425,10 +430,9 @@ impl Reader<'_> {
     ) -> Result<Vec<usize>, Error> {
         let need = filter.needs;
         // The text index narrows the entries to confirm, when it can (see `index`).
-        let admitted: Vec<usize> = match index::candidates(self.mail, account, filter).await? {
-            Some(candidates) => {
-                (0..entries.len()).filter(|index| candidates.admits(&entries[*index])).collect()
-            }
+        let candidates = index::candidates(self.mail, account, filter).await?;
+        let admitted: Vec<usize> = match &candidates {
+            Some(candidates) => (0..entries.len()).filter(|index| candidates.admits(&entries[*index])).collect(),
             None => (0..entries.len()).collect(),
         };
         let mut found = Vec::new();
@@ -465,6 +469,7 @@ impl Reader<'_> {
                     body_text,
                     header: headers::Header::default(),
                     header_assumed: None,
+                    ruled_out: candidates.as_ref().map(|c| c.ruled_out(entry)).unwrap_or_default(),
                 };
                 // Decided without the header when it would be the same whatever the header
                 // says (a TEXT found in the body): the raw message is read only otherwise.

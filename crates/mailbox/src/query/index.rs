@@ -455,15 +455,29 @@ fn needle_terms(needle: &str, space: u8, max: usize) -> Vec<(u8, u32)> {
 
 /// What the index says of a query: emails that may match, and up to where it knows.
 #[derive(Debug)]
-pub(crate) struct Candidates {
+pub struct Candidates {
     emails: Postings,
     cursor: u64,
+    /// The emails the index does not cover (candidates of every query).
+    unindexed: Postings,
+    /// For each `Text` test narrowed (by index in the filter), the emails whose header
+    /// may hold its string.
+    headers: Vec<(usize, Postings)>,
 }
 
 impl Candidates {
     /// Whether the entry must be confirmed: a candidate, or created after the cursor.
-    pub(crate) fn admits(&self, entry: &crate::UidEntry) -> bool {
+    pub fn admits(&self, entry: &crate::UidEntry) -> bool {
         entry.modseq > self.cursor || self.emails.contains(entry.email)
+    }
+
+    /// The `Text` tests whose string cannot be in the entry's header (the index covers
+    /// the entry and its header lacks one of the string's trigrams).
+    pub(crate) fn ruled_out(&self, entry: &crate::UidEntry) -> Vec<usize> {
+        if entry.modseq > self.cursor || self.unindexed.contains(entry.email) {
+            return Vec::new();
+        }
+        self.headers.iter().filter(|(_, emails)| !emails.contains(entry.email)).map(|(at, _)| *at).collect()
     }
 }
 
@@ -478,7 +492,7 @@ enum Lookup {
 /// The candidates of `filter` in the account, or `None` when the index cannot narrow it
 /// (no indexed condition constrains every match, or the index is not built). Reads the
 /// state and, per term looked up (at most `text_index_lookups_max`), one prefix scan.
-pub(crate) async fn candidates(mail: &Mail, account: AccountId, filter: &Filter) -> Result<Option<Candidates>, Error> {
+pub async fn candidates(mail: &Mail, account: AccountId, filter: &Filter) -> Result<Option<Candidates>, Error> {
     if !mail.limits.text_index {
         return Ok(None);
     }
@@ -518,9 +532,11 @@ pub(crate) async fn candidates(mail: &Mail, account: AccountId, filter: &Filter)
             lists.insert(key, list);
         }
     }
-    let Some(mut emails) = combine(filter, &lookups, &lists) else { return Ok(None) };
-    emails.union(&lists[&(SPACE_UNINDEXED, 0)]);
-    Ok(Some(Candidates { emails, cursor: state.cursor }))
+    let mut headers = Vec::new();
+    let Some(mut emails) = combine(filter, &lookups, &lists, &mut headers) else { return Ok(None) };
+    let unindexed = lists.remove(&(SPACE_UNINDEXED, 0)).unwrap_or_default();
+    emails.union(&unindexed);
+    Ok(Some(Candidates { emails, cursor: state.cursor, unindexed, headers }))
 }
 
 /// The lookup of one prepared condition, its terms taken from `budget`.
@@ -568,7 +584,13 @@ async fn read_postings(mail: &Mail, account: AccountId, (space, term): (u8, u32)
 /// The candidates of the whole filter from those of its tests: an `And` narrows to the
 /// intersection of its operands that narrow, an `Or` to the union when all of them do, a
 /// `Not` never. Bottom-up over the flat filter with a stack: no recursion.
-fn combine(filter: &Filter, lookups: &[Option<Lookup>], lists: &HashMap<(u8, u32), Postings>) -> Option<Postings> {
+/// The header candidates of each `Text` test go to `headers`.
+fn combine(
+    filter: &Filter,
+    lookups: &[Option<Lookup>],
+    lists: &HashMap<(u8, u32), Postings>,
+    headers: &mut Vec<(usize, Postings)>,
+) -> Option<Postings> {
     let intersection = |terms: &[(u8, u32)]| {
         let mut out = lists[&terms[0]].clone();
         for term in &terms[1..] {
@@ -591,8 +613,10 @@ fn combine(filter: &Filter, lookups: &[Option<Lookup>], lists: &HashMap<(u8, u32
             Op::Test(..) => match &lookups[index] {
                 Some(Lookup::Terms(terms)) => Some(intersection(terms)),
                 Some(Lookup::Either(header, body)) => {
-                    let mut out = intersection(header);
-                    out.union(&intersection(body));
+                    let header = intersection(header);
+                    let mut out = intersection(body);
+                    out.union(&header);
+                    headers.push((index, header));
                     Some(out)
                 }
                 Some(Lookup::All) | None => None,

@@ -12,6 +12,7 @@ fn matches(filter: &Filter, entry: &UidEntry) -> bool {
         body_text: None,
         header: headers::Header::default(),
         header_assumed: None,
+        ruled_out: Vec::new(),
     };
     filter.matches(&mut message)
 }
