@@ -352,7 +352,8 @@ pub fn ranges_of(numbers: &[u32]) -> Vec<(u32, u32)> {
 struct Message<'a> {
     entry: &'a UidEntry,
     summary: Option<Arc<Cached>>,
-    raw: Option<Vec<u8>>,
+    /// The raw header (the message up to its root part's body), when read.
+    raw: Option<Arc<[u8]>>,
     body_text: Option<Arc<str>>,
     header: headers::Header,
     /// What header tests answer while the raw message is not read (see
@@ -486,10 +487,10 @@ impl Reader<'_> {
                     message.header_assumed = None;
                 }
                 if need.raw {
-                    match self.mail.raw(account, entry.email).await {
-                        Ok(raw) => message.raw = Some(raw),
-                        Err(Error::NoEmail(_)) => continue,
-                        Err(e) => return Err(e),
+                    let end = message.summary.as_ref().map_or(u64::MAX, |c| header_end(&c.summary, u64::MAX));
+                    match self.texts.header(self.mail, account, entry.email, end).await? {
+                        Some(header) => message.raw = Some(header),
+                        None => continue,
                     }
                 }
                 if filter.matches(&mut message) {

@@ -366,7 +366,7 @@ impl Mail {
     }
 
     /// The first `bytes` of the raw message (all of it if shorter); `None` if it is gone.
-    async fn raw_prefix(&self, account: AccountId, email: EmailId, bytes: usize) -> Result<Option<Vec<u8>>, Error> {
+    pub(crate) async fn raw_prefix(&self, account: AccountId, email: EmailId, bytes: usize) -> Result<Option<Vec<u8>>, Error> {
         let record = match self.email(account, email).await {
             Ok(record) => record,
             Err(Error::NoEmail(_)) => return Ok(None),
