@@ -455,7 +455,7 @@ fn needle_terms(needle: &str, space: u8, max: usize) -> Vec<(u8, u32)> {
 
 /// What the index says of a query: emails that may match, and up to where it knows.
 #[derive(Debug)]
-pub struct Candidates {
+pub(crate) struct Candidates {
     emails: Postings,
     cursor: u64,
     /// The emails the index does not cover (candidates of every query).
@@ -467,7 +467,7 @@ pub struct Candidates {
 
 impl Candidates {
     /// Whether the entry must be confirmed: a candidate, or created after the cursor.
-    pub fn admits(&self, entry: &crate::UidEntry) -> bool {
+    pub(crate) fn admits(&self, entry: &crate::UidEntry) -> bool {
         entry.modseq > self.cursor || self.emails.contains(entry.email)
     }
 
@@ -492,7 +492,7 @@ enum Lookup {
 /// The candidates of `filter` in the account, or `None` when the index cannot narrow it
 /// (no indexed condition constrains every match, or the index is not built). Reads the
 /// state and, per term looked up (at most `text_index_lookups_max`), one prefix scan.
-pub async fn candidates(mail: &Mail, account: AccountId, filter: &Filter) -> Result<Option<Candidates>, Error> {
+pub(crate) async fn candidates(mail: &Mail, account: AccountId, filter: &Filter) -> Result<Option<Candidates>, Error> {
     if !mail.limits.text_index {
         return Ok(None);
     }
