@@ -264,13 +264,10 @@ fn prepare(condition: Condition, needs: &mut Needs) -> Op {
         | Condition::Cc(_)
         | Condition::Bcc(_)
         | Condition::Subject(_) => needs.summary = true,
-        Condition::Header { .. } => {
-            needs.summary = true;
-            needs.raw = true;
-        }
+        // The header's end is in the summary, read with the header when it is needed.
+        Condition::Header { .. } => needs.raw = true,
         Condition::Body(_) => needs.text = true,
         Condition::Text(_) => {
-            needs.summary = true;
             needs.raw = true;
             needs.text = true;
         }
@@ -487,6 +484,13 @@ impl Reader<'_> {
                     message.header_assumed = None;
                 }
                 if need.raw {
+                    if message.summary.is_none() {
+                        match self.summaries.get(self.mail, account, entry.email).await {
+                            Ok(summary) => message.summary = Some(summary),
+                            Err(Error::NoEmail(_)) => continue,
+                            Err(e) => return Err(e),
+                        }
+                    }
                     let end = message.summary.as_ref().map_or(u64::MAX, |c| header_end(&c.summary, u64::MAX));
                     match self.texts.header(self.mail, account, entry.email, end).await? {
                         Some(header) => message.raw = Some(header),

@@ -64,6 +64,12 @@ const SPACE_BODY: u8 = b'b';
 /// The emails every query confirms (header or texts over the limits): term 0 of this space.
 const SPACE_UNINDEXED: u8 = b'*';
 
+/// Postings (an email's term) one round holds in memory before writing them: at most about
+/// 100 bytes each (a distinct key each), so a round of large hostile messages stays near
+/// 50 MiB, while a round of 500 ordinary messages (a few hundred thousand) is written once.
+/// Tests write early every few messages.
+const ROUND_POSTINGS_MAX: usize = if cfg!(test) { 2_000 } else { 500_000 };
+
 /// Destroyed emails below this never make the index be built again: a small account's
 /// dead postings cost less than a rebuild.
 pub(crate) const DESTROYED_REBUILD_MIN: u64 = 10_000;
@@ -261,6 +267,9 @@ impl Mail {
 
     /// Adds the postings of `emails` (those gone meanwhile are skipped), then commits the
     /// new `state` with the last of them.
+    ///
+    /// Postings are held in memory up to [`ROUND_POSTINGS_MAX`], then written without the
+    /// state (written early, they only add candidates until the state moves).
     async fn write_postings(
         &self,
         account: AccountId,
@@ -270,28 +279,52 @@ impl Mail {
         state: &State,
     ) -> Result<(), Error> {
         let mut postings: HashMap<(u8, u32, u64), Vec<u16>> = HashMap::new();
+        let mut held = 0;
         for email in emails {
             let (chunk, offset) = chunk_of(*email);
             match self.email_terms(account, *email).await? {
                 Terms::Gone => {}
                 Terms::Unindexed => postings.entry((SPACE_UNINDEXED, 0, chunk)).or_default().push(offset),
                 Terms::Indexed(terms) => {
+                    held += terms.len();
                     for (space, term) in terms {
                         postings.entry((space, term, chunk)).or_default().push(offset);
                     }
                 }
             }
+            if held > ROUND_POSTINGS_MAX {
+                if !self.flush_postings(account, std::mem::take(&mut postings), None).await? {
+                    return Ok(());
+                }
+                held = 0;
+            }
         }
+        self.flush_postings(account, postings, Some((guard, state_key, state))).await?;
+        Ok(())
+    }
+
+    /// Writes `postings`, merged into the stored chunks, and with the last commit `state`
+    /// if given (under its guard). False if a concurrent writer made a commit fail.
+    async fn flush_postings(
+        &self,
+        account: AccountId,
+        postings: HashMap<(u8, u32, u64), Vec<u16>>,
+        state: Option<(Batch, &[u8], &State)>,
+    ) -> Result<bool, Error> {
+        let (guard, state) = match state {
+            Some((guard, key, state)) => (Some(guard), Some((key, state))),
+            None => (None, None),
+        };
         let mut keyed: Vec<((u8, u32, u64), Vec<u16>)> = postings.into_iter().collect();
         keyed.sort_unstable_by_key(|(key, _)| *key);
         // Each chunk is an expectation and a write; the guard and the state take a few.
         let per_commit = (self.store.limits().batch_ops_max.saturating_sub(4) / 2).max(1);
         let mut groups = keyed.chunks(per_commit).peekable();
-        let mut guard = Some(guard);
+        let mut guard = guard;
         loop {
             let group = groups.next().unwrap_or_default();
             let last = groups.peek().is_none();
-            let mut batch = if last { guard.take().expect("one last group") } else { Batch::new() };
+            let mut batch = if last { guard.take().unwrap_or_default() } else { Batch::new() };
             let keys: Vec<Vec<u8>> = group
                 .iter()
                 .map(|((space, term, chunk), _)| keys::text_index_term(account, *space, *term, *chunk))
@@ -313,18 +346,20 @@ impl Mail {
                 };
                 batch.set(key, &value.map_err(|problem| corrupt(key, problem))?);
             }
-            if last {
+            if let (true, Some((state_key, state))) = (last, state) {
                 batch.set(state_key, &crate::encode(state));
             }
-            match self.store.commit(batch).await {
-                Ok(_) => {}
-                // A concurrent writer: the round starts again from the state (postings
-                // already written stay; adding them again changes nothing).
-                Err(hameau_store::Error::Conflict { .. }) => return Ok(()),
-                Err(e) => return Err(e.into()),
+            if !batch.is_empty() {
+                match self.store.commit(batch).await {
+                    Ok(_) => {}
+                    // A concurrent writer: the round starts again from the state (postings
+                    // already written stay; adding them again changes nothing).
+                    Err(hameau_store::Error::Conflict { .. }) => return Ok(false),
+                    Err(e) => return Err(e.into()),
+                }
             }
             if last {
-                return Ok(());
+                return Ok(true);
             }
         }
     }
