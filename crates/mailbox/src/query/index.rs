@@ -68,7 +68,7 @@ const SPACE_UNINDEXED: u8 = b'*';
 /// 100 bytes each (a distinct key each), so a round of large hostile messages stays near
 /// 50 MiB, while a round of 500 ordinary messages (a few hundred thousand) is written once.
 /// Tests write early every few messages.
-const ROUND_POSTINGS_MAX: usize = if cfg!(test) { 2_000 } else { 500_000 };
+const ROUND_POSTINGS_MAX: usize = if cfg!(test) { 2_000 } else { 2_000_000 };
 
 /// Destroyed emails below this never make the index be built again: a small account's
 /// dead postings cost less than a rebuild.
@@ -155,9 +155,21 @@ impl Mail {
     /// log (the indexer's task does the same in the background): for benchmarks and tests,
     /// and for an operator who wants an account's index before its first query.
     pub async fn index_text(&self, account: AccountId) -> Result<IndexProgress, Error> {
+        self.catch_up(account, 100).await
+    }
+
+    /// Indexes the account until caught up, working at most `work_percent` of the time:
+    /// after each round it waits for the rest.
+    async fn catch_up(&self, account: AccountId, work_percent: u64) -> Result<IndexProgress, Error> {
         let mut progress = IndexProgress::default();
         loop {
-            match self.index_round(account).await? {
+            let started = tokio::time::Instant::now();
+            let round = self.index_round(account).await?;
+            if work_percent < 100 && matches!(round, Round::Indexed(_)) {
+                let idle = started.elapsed().mul_f64((100 - work_percent) as f64 / work_percent.max(1) as f64);
+                tokio::time::sleep(idle).await;
+            }
+            match round {
                 Round::Indexed(n) => progress.indexed += n,
                 Round::Done(cursor) => {
                     progress.cursor = cursor;
@@ -449,7 +461,7 @@ async fn run(mail: Mail, mut queue: mpsc::Receiver<AccountId>, pending: Arc<Mute
         for account in accounts {
             // Taken off before the work: a delivery during it pokes again.
             pending.lock().expect("index queue lock").remove(&account);
-            match mail.index_text(account).await {
+            match mail.catch_up(account, mail.limits.text_index_work_percent).await {
                 Ok(_) => {}
                 Err(Error::Store(hameau_store::Error::Closed)) => return,
                 Err(e) => tracing::warn!(account, error = %e, "text index: indexing failed, tried again at the next poke"),
