@@ -163,11 +163,15 @@ pub struct Limits {
     /// few candidates instead of every message. On by default: without it a SEARCH TEXT
     /// over 100,000 messages reads 100,000 texts.
     pub text_index: bool,
-    /// Milliseconds the indexer waits after a delivery before indexing, to gather the
-    /// deliveries that follow into one round: each posting chunk a round touches is
-    /// rewritten once per round, not once per message. Queries stay exact meanwhile (what
-    /// is not indexed is read). 2,000 ms keeps the lag a few seconds and the rounds large.
+    /// Milliseconds without a delivery the indexer waits for before indexing: a burst of
+    /// deliveries is indexed after it, in large rounds (each posting chunk a round touches
+    /// is rewritten once per round, not once per message), leaving the CPU to SMTP while
+    /// it lasts. Queries stay exact meanwhile (what is not indexed is read). 2,000 ms.
     pub text_index_delay_ms: u64,
+    /// Seconds after a first delivery the indexer starts anyway, however busy SMTP is:
+    /// the lag, hence what queries read unindexed, stays bounded. 60 s: a minute of the
+    /// busiest commune's mail is a few hundred messages.
+    pub text_index_lag_max_s: u64,
     /// Most emails one indexing round reads and indexes, bounding the time it holds the
     /// indexer; its memory is bounded apart (2 million postings, then written early).
     /// 2,000: a burst of deliveries rewrites each common term's chunk about twice per
@@ -204,6 +208,7 @@ impl Default for Limits {
             keywords_max: 100,
             text_index: true,
             text_index_delay_ms: 2_000,
+            text_index_lag_max_s: 60,
             text_index_batch_emails_max: 2_000,
             text_index_work_percent: 50,
             text_index_queue_max: 10_000,
@@ -224,6 +229,7 @@ impl Limits {
         range("mail", "mailboxes_max", self.mailboxes_max as u64, 6, 1_000_000)?;
         range("mail", "keywords_max", self.keywords_max as u64, 8, 10_000)?;
         range("mail", "text_index_delay_ms", self.text_index_delay_ms, 0, 60_000)?;
+        range("mail", "text_index_lag_max_s", self.text_index_lag_max_s, 1, 86_400)?;
         range("mail", "text_index_batch_emails_max", self.text_index_batch_emails_max as u64, 1, 100_000)?;
         range("mail", "text_index_work_percent", self.text_index_work_percent, 1, 100)?;
         range("mail", "text_index_queue_max", self.text_index_queue_max as u64, 1, 10_000_000)?;

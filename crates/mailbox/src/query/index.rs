@@ -26,7 +26,9 @@
 //!
 //! Writing: delivery only pokes the indexer ([`Indexer::poke`], a bounded queue of
 //! accounts; a poke lost to a full queue delays the indexing, not a result). One task
-//! waits [`crate::Limits::text_index_delay_ms`] to gather deliveries, then follows each
+//! waits for a quiet moment (no delivery for [`crate::Limits::text_index_delay_ms`], or
+//! [`crate::Limits::text_index_lag_max_s`] since the first), working at most
+//! [`crate::Limits::text_index_work_percent`] of the time, then follows each
 //! account's change log from the cursor, indexes the emails created, and moves the cursor
 //! in the commit that writes their last postings. Each posting chunk is read and rewritten
 //! with its version expected, so a concurrent writer makes the round start again rather
@@ -47,6 +49,7 @@
 mod postings;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use hameau_store::{Batch, Scan};
@@ -113,12 +116,17 @@ pub struct IndexProgress {
 pub(crate) struct Indexer {
     queue: mpsc::Sender<AccountId>,
     pending: Arc<Mutex<HashSet<AccountId>>>,
+    /// When the last poke came, in milliseconds since `epoch`: the task waits for a quiet
+    /// moment.
+    last_poke_ms: Arc<AtomicU64>,
+    epoch: tokio::time::Instant,
 }
 
 impl Indexer {
     /// Asks for the account to be indexed soon. Never waits: when the queue is full the
     /// poke is dropped, and the account is indexed at its next delivery or query.
     pub(crate) fn poke(&self, account: AccountId) {
+        self.last_poke_ms.store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
         let mut pending = self.pending.lock().expect("index queue lock");
         if pending.insert(account) && self.queue.try_send(account).is_err() {
             pending.remove(&account);
@@ -139,8 +147,9 @@ impl Mail {
         let pending = Arc::new(Mutex::new(HashSet::new()));
         // The task's own clone pokes nobody: when every other clone is gone, the queue
         // closes and the task ends.
-        tokio::spawn(run(self.clone(), receiver, pending.clone()));
-        self.indexer = Some(Arc::new(Indexer { queue, pending }));
+        let (last_poke_ms, epoch) = (Arc::new(AtomicU64::new(0)), tokio::time::Instant::now());
+        tokio::spawn(run(self.clone(), receiver, pending.clone(), (last_poke_ms.clone(), epoch)));
+        self.indexer = Some(Arc::new(Indexer { queue, pending, last_poke_ms, epoch }));
         self
     }
 
@@ -450,10 +459,26 @@ enum Terms {
 
 /// The indexer's task: waits for pokes, gathers those of `text_index_delay_ms`, and
 /// catches each account up. Ends when the queue closes or the store does.
-async fn run(mail: Mail, mut queue: mpsc::Receiver<AccountId>, pending: Arc<Mutex<HashSet<AccountId>>>) {
+async fn run(
+    mail: Mail,
+    mut queue: mpsc::Receiver<AccountId>,
+    pending: Arc<Mutex<HashSet<AccountId>>>,
+    (last_poke_ms, epoch): (Arc<AtomicU64>, tokio::time::Instant),
+) {
     let delay = std::time::Duration::from_millis(mail.limits.text_index_delay_ms);
+    let lag_max = std::time::Duration::from_secs(mail.limits.text_index_lag_max_s);
     while let Some(first) = queue.recv().await {
-        tokio::time::sleep(delay).await;
+        // A quiet moment: no delivery for `delay`, or `lag_max` since the first.
+        let woken = tokio::time::Instant::now();
+        loop {
+            tokio::time::sleep(delay).await;
+            let since_poke = epoch.elapsed().saturating_sub(std::time::Duration::from_millis(
+                last_poke_ms.load(Ordering::Relaxed),
+            ));
+            if since_poke >= delay || woken.elapsed() >= lag_max {
+                break;
+            }
+        }
         let mut accounts = vec![first];
         while let Ok(account) = queue.try_recv() {
             accounts.push(account);
