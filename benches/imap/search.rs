@@ -95,11 +95,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 /// For each needle, its result count and the times (ms) of `runs` searches after a warm-up.
-async fn searches(
-    addr: SocketAddr,
-    needles: &[(&str, String)],
-    runs: usize,
-) -> anyhow::Result<Vec<(usize, Vec<f64>)>> {
+async fn searches(addr: SocketAddr, needles: &[(&str, String)], runs: usize) -> anyhow::Result<Vec<(usize, Vec<f64>)>> {
     let mut client = Client::login(addr, None).await?;
     client.command("SELECT INBOX").await?.ok("SELECT")?;
     let mut out = Vec::new();

@@ -46,11 +46,11 @@ pub use deliver::{Filing, LocalDelivery};
 use hameau_store::{Batch, BlobHash, Patch, PatchTarget, Scan, StagedBlob, Store};
 
 pub use hameau_message::{EmailAddress, Part, Summary, search_text};
-pub use query::index::IndexProgress;
 pub use model::{
     Change, ChangeKind, Copied, Email, Ingest, Ingested, KeywordOp, Mailbox, MailboxDelta, MailboxId, MailboxNames,
     MailboxStatus, Quota, Role, StoreOutcome, UidEntry,
 };
+pub use query::index::IndexProgress;
 
 /// The hierarchy delimiter of mailbox names (IMAP `LIST` reports it). [`Mailbox::name`]
 /// is the full path (`Projets/2026`); [`Mailbox::parent`] is the id of the parent path.

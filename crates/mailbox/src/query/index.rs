@@ -422,7 +422,12 @@ impl Mail {
     }
 
     /// The first `bytes` of the raw message (all of it if shorter); `None` if it is gone.
-    pub(crate) async fn raw_prefix(&self, account: AccountId, email: EmailId, bytes: usize) -> Result<Option<Vec<u8>>, Error> {
+    pub(crate) async fn raw_prefix(
+        &self,
+        account: AccountId,
+        email: EmailId,
+        bytes: usize,
+    ) -> Result<Option<Vec<u8>>, Error> {
         let record = match self.email(account, email).await {
             Ok(record) => record,
             Err(Error::NoEmail(_)) => return Ok(None),
@@ -472,9 +477,8 @@ async fn run(
         let woken = tokio::time::Instant::now();
         loop {
             tokio::time::sleep(delay).await;
-            let since_poke = epoch.elapsed().saturating_sub(std::time::Duration::from_millis(
-                last_poke_ms.load(Ordering::Relaxed),
-            ));
+            let since_poke =
+                epoch.elapsed().saturating_sub(std::time::Duration::from_millis(last_poke_ms.load(Ordering::Relaxed)));
             if since_poke >= delay || woken.elapsed() >= lag_max {
                 break;
             }
@@ -489,7 +493,9 @@ async fn run(
             match mail.catch_up(account, mail.limits.text_index_work_percent).await {
                 Ok(_) => {}
                 Err(Error::Store(hameau_store::Error::Closed)) => return,
-                Err(e) => tracing::warn!(account, error = %e, "text index: indexing failed, tried again at the next poke"),
+                Err(e) => {
+                    tracing::warn!(account, error = %e, "text index: indexing failed, tried again at the next poke")
+                }
             }
         }
     }
@@ -598,11 +604,11 @@ pub(crate) async fn candidates(mail: &Mail, account: AccountId, filter: &Filter)
             Lookup::Either(header, body) => wanted.extend(header.iter().chain(body)),
         }
     }
+    wanted.sort_unstable();
+    wanted.dedup();
     for key in wanted {
-        if !lists.contains_key(&key) {
-            let list = read_postings(mail, account, key).await?;
-            lists.insert(key, list);
-        }
+        let list = read_postings(mail, account, key).await?;
+        lists.insert(key, list);
     }
     let mut headers = Vec::new();
     let Some(mut emails) = combine(filter, &lookups, &lists, &mut headers) else { return Ok(None) };

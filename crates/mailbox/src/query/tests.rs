@@ -159,5 +159,12 @@ fn header_tests_under_a_not_are_not_monotone() {
     assert!(monotone(vec![Node::And(2), Node::Not, cond(Condition::All), header()]));
     assert!(monotone(vec![Node::Or(2), Node::Not, cond(Condition::Body("b".into())), text()]));
     assert!(!monotone(vec![Node::Not, text()]));
-    assert!(!monotone(vec![Node::And(2), cond(Condition::All), Node::Not, Node::Or(2), cond(Condition::All), header()]));
+    assert!(!monotone(vec![
+        Node::And(2),
+        cond(Condition::All),
+        Node::Not,
+        Node::Or(2),
+        cond(Condition::All),
+        header()
+    ]));
 }
