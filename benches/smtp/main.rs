@@ -16,7 +16,8 @@
 //! stage (`[filter] enabled = false`), to compare with the default run (where the shared
 //! classifier is first trained on 420 synthetic messages, so that it scores every one);
 //! `BENCH_FILTER=untrained` runs the filter with an untrained classifier (which then reads
-//! two counters per message and scores nothing).
+//! two counters per message and scores nothing). `BENCH_TEXT_INDEX=off` runs without the
+//! text index (`[mail] text_index = false`), to compare its cost on delivery (issue 15).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -75,6 +76,9 @@ fn main() -> anyhow::Result<()> {
         }
     }
 
+    if std::env::var("BENCH_TEXT_INDEX").is_ok_and(|value| value == "off") {
+        set_config(&config, "text_index = true", "text_index = false");
+    }
     // `BENCH_FILTER=untrained`: the filter without a trained classifier (its cost apart).
     if filter == "on" {
         seed_classifier(&hameau, &config, dir.path())?;

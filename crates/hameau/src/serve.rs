@@ -110,6 +110,8 @@ async fn serve(config: Config, reload_log: &crate::logging::Reload) -> anyhow::R
     if let Some(trainer) = crate::filter::trainer(&config, &store) {
         mail = mail.with_junk_learner(trainer);
     }
+    // The text index follows each account's deliveries (mail.text_index, docs/mail-model.md).
+    mail = mail.with_text_index();
     // What JMAP runs on: the same mail model, the caches IMAP shares with it, and (below)
     // the submission pipeline.
     let mut jmap = hameau_jmap::mail::Services {

@@ -4,8 +4,11 @@
 //! [`Reader::matching`]: flags, UIDs, sizes, arrival dates and modseqs from the mailbox
 //! index, header criteria from the stored summary and header, BODY and TEXT from the body
 //! text stored at delivery, never by parsing; strings match as case-insensitive substrings
-//! (RFC 9051 §6.4.4), a run of spaces in a BODY string any run of whitespace. This module
-//! resolves only what the session knows: sequence numbers, `$` and `\Recent` as UIDs.
+//! (RFC 9051 §6.4.4), a run of spaces in a BODY string any run of whitespace. The mail
+//! model's text index narrows TEXT, BODY, SUBJECT, FROM, TO, CC and BCC to candidates
+//! that the same evaluation confirms (`hameau_mailbox::query::index`): results are the
+//! RFC's substrings, read from a few messages rather than all. This module resolves only
+//! what the session knows: sequence numbers, `$` and `\Recent` as UIDs.
 
 use hameau_imap_session::thread::{self, base_subject};
 use hameau_imap_session::{

@@ -138,6 +138,27 @@ pub fn text(account: AccountId, id: EmailId) -> Vec<u8> {
     [account_prefix(account, b"x/").as_slice(), &id.to_be_bytes()].concat()
 }
 
+/// The text index's progress in the account (see `query/index.rs`).
+pub fn text_index_state(account: AccountId) -> Vec<u8> {
+    account_prefix(account, b"tis")
+}
+
+/// Every posting chunk of the account's text index: `text_index_terms(account) ++ space
+/// (1) ++ term (4) ++ chunk (8)`, so that one term's chunks are one prefix scan.
+pub fn text_index_terms(account: AccountId) -> Vec<u8> {
+    account_prefix(account, b"ti/")
+}
+
+/// One chunk of one term's posting list in the text index.
+pub fn text_index_term(account: AccountId, space: u8, term: u32, chunk: u64) -> Vec<u8> {
+    [text_index_terms(account).as_slice(), &[space], &term.to_be_bytes(), &chunk.to_be_bytes()].concat()
+}
+
+/// The emails of an account, in id order: `emails(account) ++ id (8 bytes)`.
+pub fn emails(account: AccountId) -> Vec<u8> {
+    account_prefix(account, b"e/")
+}
+
 /// The UIDs of a mailbox: `uids(account, mailbox) ++ uid (8 bytes)`.
 pub fn uids(account: AccountId, mailbox: MailboxId) -> Vec<u8> {
     [account_prefix(account, b"u/").as_slice(), &mailbox.to_be_bytes(), b"/"].concat()

@@ -56,6 +56,7 @@ pub use model::{
     Change, ChangeKind, Copied, Email, Ingest, Ingested, KeywordOp, Mailbox, MailboxDelta, MailboxId, MailboxNames,
     MailboxStatus, Quota, Role, StoreOutcome, UidEntry,
 };
+pub use query::index::IndexProgress;
 
 /// The hierarchy delimiter of mailbox names (IMAP `LIST` reports it). [`Mailbox::name`]
 /// is the full path (`Projets/2026`); [`Mailbox::parent`] is the id of the parent path.
@@ -175,6 +176,45 @@ pub struct Limits {
     /// submissions, push subscriptions). 10,000 is years of a town hall agent's sending
     /// before the oldest submissions are destroyed; it bounds the scans that list them.
     pub objects_max: usize,
+    /// Whether this server keeps a text index of each account (docs/mail-model.md): text
+    /// queries (IMAP SEARCH TEXT, BODY, SUBJECT, FROM…; JMAP `text`, `body`…) then read a
+    /// few candidates instead of every message. On by default: without it a SEARCH TEXT
+    /// over 100,000 messages reads 100,000 texts.
+    pub text_index: bool,
+    /// Milliseconds without a delivery the indexer waits for before indexing: a burst of
+    /// deliveries is indexed after it, in large rounds (each posting chunk a round touches
+    /// is rewritten once per round, not once per message), leaving the CPU to SMTP while
+    /// it lasts. Queries stay exact meanwhile (what is not indexed is read). 2,000 ms.
+    pub text_index_delay_ms: u64,
+    /// Seconds after a first delivery the indexer starts anyway, however busy SMTP is:
+    /// the lag, hence what queries read unindexed, stays bounded. 60 s: a minute of the
+    /// busiest commune's mail is a few hundred messages.
+    pub text_index_lag_max_s: u64,
+    /// Most emails one indexing round reads and indexes, bounding the time it holds the
+    /// indexer; its memory is bounded apart (2 million postings, then written early).
+    /// 2,000: a burst of deliveries rewrites each common term's chunk about twice per
+    /// 4,096 messages rather than eight times with rounds of 500.
+    pub text_index_batch_emails_max: usize,
+    /// Share of the time (percent) the indexer works while catching up: after each round
+    /// it waits for the rest, so that a burst of deliveries (or an account's first build)
+    /// leaves the CPU to SMTP and IMAP and is indexed a little later. 50 kept `bench-smtp`
+    /// close to its figure without the index (docs/mail-model.md).
+    pub text_index_work_percent: u64,
+    /// Accounts waiting for the indexer; a delivery to one more is indexed at its next
+    /// delivery or query. 10,000: every account of a large installation, a few hundred KiB.
+    pub text_index_queue_max: usize,
+    /// Posting lists one query reads at most (the trigrams of its strings): a client's
+    /// 10,000-character needle reads 64, spread over it, and the evaluation confirms the
+    /// rest. 64 lists of 100,000 emails are decoded in about a millisecond.
+    pub text_index_lookups_max: usize,
+    /// Bytes of header past which an email is not indexed but confirmed by every text
+    /// query: real headers are a few KiB (20 KiB with many Received and signatures);
+    /// 64 KiB bounds what indexing one message reads.
+    pub text_index_header_bytes_max: usize,
+    /// Distinct trigrams of one email past which it is not indexed but confirmed by every
+    /// text query: a 1,000-word letter has about 3,000; 50,000 bounds the postings one
+    /// message adds (a 1 MiB text of random bytes would add a million).
+    pub text_index_terms_per_email_max: usize,
 }
 
 impl Default for Limits {
@@ -185,6 +225,15 @@ impl Default for Limits {
             mailboxes_max: 1_000,
             keywords_max: 100,
             objects_max: 10_000,
+            text_index: true,
+            text_index_delay_ms: 2_000,
+            text_index_lag_max_s: 60,
+            text_index_batch_emails_max: 2_000,
+            text_index_work_percent: 50,
+            text_index_queue_max: 10_000,
+            text_index_lookups_max: 64,
+            text_index_header_bytes_max: 64 * 1024,
+            text_index_terms_per_email_max: 50_000,
         }
     }
 }
@@ -198,7 +247,15 @@ impl Limits {
         // A mailbox per special-use role (six) must fit.
         range("mail", "mailboxes_max", self.mailboxes_max as u64, 6, 1_000_000)?;
         range("mail", "keywords_max", self.keywords_max as u64, 8, 10_000)?;
-        range("mail", "objects_max", self.objects_max as u64, 1, 10_000_000)
+        range("mail", "objects_max", self.objects_max as u64, 1, 10_000_000)?;
+        range("mail", "text_index_delay_ms", self.text_index_delay_ms, 0, 60_000)?;
+        range("mail", "text_index_lag_max_s", self.text_index_lag_max_s, 1, 86_400)?;
+        range("mail", "text_index_batch_emails_max", self.text_index_batch_emails_max as u64, 1, 100_000)?;
+        range("mail", "text_index_work_percent", self.text_index_work_percent, 1, 100)?;
+        range("mail", "text_index_queue_max", self.text_index_queue_max as u64, 1, 10_000_000)?;
+        range("mail", "text_index_lookups_max", self.text_index_lookups_max as u64, 1, 10_000)?;
+        range("mail", "text_index_header_bytes_max", self.text_index_header_bytes_max as u64, 1024, 64 << 20)?;
+        range("mail", "text_index_terms_per_email_max", self.text_index_terms_per_email_max as u64, 1_000, 10_000_000)
     }
 }
 
@@ -264,6 +321,8 @@ pub struct Mail {
     learner: Option<std::sync::Arc<dyn JunkLearner>>,
     /// The names of the special-use mailboxes made for a new account.
     names: std::sync::Arc<MailboxNames>,
+    /// The text index's queue, when this process keeps the index ([`Mail::with_text_index`]).
+    indexer: Option<std::sync::Arc<query::index::Indexer>>,
 }
 
 /// Email ids taken from the store at a time: one commit per block instead of one per
@@ -285,6 +344,7 @@ impl Mail {
             email_ids: Default::default(),
             learner: None,
             names: Default::default(),
+            indexer: None,
         }
     }
 
@@ -451,6 +511,7 @@ impl Mail {
         let mut stored = Vec::with_capacity(pending.len());
         for prepared in &pending {
             self.notify(prepared.account, committed.counters[prepared.modseq.index()] as u64);
+            self.poke_indexer(prepared.account);
         }
         for prepared in pending {
             let mut uids = Vec::with_capacity(prepared.uids.len());

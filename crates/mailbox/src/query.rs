@@ -19,6 +19,7 @@
 
 mod cache;
 mod headers;
+pub mod index;
 
 use std::sync::Arc;
 
@@ -118,6 +119,10 @@ struct Needs {
     summary: bool,
     raw: bool,
     text: bool,
+    /// No test of the header (`Header`, `Text`) is under a `Not`: the filter's value can
+    /// only go up when a header test goes from false to true, so when it is the same with
+    /// every header test false and with every one true, the header need not be read.
+    header_monotone: bool,
 }
 
 impl Filter {
@@ -148,7 +153,7 @@ impl Filter {
             return Err(FilterError::Malformed);
         }
         let mut needs = Needs::default();
-        let ops = nodes
+        let ops: Vec<Op> = nodes
             .into_iter()
             .map(|node| match node {
                 Node::And(_) => Op::And,
@@ -157,6 +162,7 @@ impl Filter {
                 Node::Condition(condition) => prepare(condition, &mut needs),
             })
             .collect();
+        needs.header_monotone = header_monotone(&ops, &ends);
         Ok(Filter { ops, ends, needs })
     }
 
@@ -176,7 +182,7 @@ impl Filter {
             let mut value = match &self.ops[at] {
                 Op::Test(condition, folded) => {
                     at += 1;
-                    test(condition, folded.as_deref(), message)
+                    test(condition, folded.as_deref(), at - 1, message)
                 }
                 Op::And | Op::Or if self.ends[at] == at + 1 => {
                     at += 1;
@@ -211,6 +217,22 @@ impl Filter {
     }
 }
 
+/// Whether no header test is under a `Not`: one pass, the open `Not`s' ends on a stack.
+fn header_monotone(ops: &[Op], ends: &[usize]) -> bool {
+    let mut nots: Vec<usize> = Vec::new();
+    for (index, op) in ops.iter().enumerate() {
+        while nots.last().is_some_and(|end| *end <= index) {
+            nots.pop();
+        }
+        match op {
+            Op::Not => nots.push(ends[index]),
+            Op::Test(Condition::Header { .. } | Condition::Text(_), _) if !nots.is_empty() => return false,
+            _ => {}
+        }
+    }
+    true
+}
+
 /// A condition ready to be evaluated on many messages: strings lowercased (the cache's
 /// fields are too), the body's needle folded as the stored text ([`crate::search_text`]),
 /// ranges sorted and merged; `needs` learns what it reads.
@@ -242,13 +264,10 @@ fn prepare(condition: Condition, needs: &mut Needs) -> Op {
         | Condition::Cc(_)
         | Condition::Bcc(_)
         | Condition::Subject(_) => needs.summary = true,
-        Condition::Header { .. } => {
-            needs.summary = true;
-            needs.raw = true;
-        }
+        // The header's end is in the summary, read with the header when it is needed.
+        Condition::Header { .. } => needs.raw = true,
         Condition::Body(_) => needs.text = true,
         Condition::Text(_) => {
-            needs.summary = true;
             needs.raw = true;
             needs.text = true;
         }
@@ -258,7 +277,8 @@ fn prepare(condition: Condition, needs: &mut Needs) -> Op {
 }
 
 /// Whether a message meets a prepared condition.
-fn test(condition: &Condition, folded: Option<&str>, message: &mut Message<'_>) -> bool {
+/// `at` is the test's index in the filter (see `Message::ruled_out`).
+fn test(condition: &Condition, folded: Option<&str>, at: usize, message: &mut Message<'_>) -> bool {
     let entry = message.entry;
     let sent = |message: &Message<'_>| {
         message.summary.as_ref().and_then(|cached| cached.summary.sent_at).unwrap_or(entry.received_at as i64)
@@ -283,8 +303,10 @@ fn test(condition: &Condition, folded: Option<&str>, message: &mut Message<'_>) 
         Condition::Subject(s) => summary(|c| &c.subject, s),
         Condition::Header { name, value } => message.header_matches(name, value),
         Condition::Body(folded) => message.body_contains(folded),
+        // The body first: its text is cached, the header is read from the message.
         Condition::Text(lowercase) => {
-            message.header_contains(lowercase) || message.body_contains(folded.unwrap_or_default())
+            message.body_contains(folded.unwrap_or_default())
+                || (!message.ruled_out.contains(&at) && message.header_contains(lowercase))
         }
     }
 }
@@ -327,25 +349,33 @@ pub fn ranges_of(numbers: &[u32]) -> Vec<(u32, u32)> {
 struct Message<'a> {
     entry: &'a UidEntry,
     summary: Option<Arc<Cached>>,
-    raw: Option<Vec<u8>>,
+    /// The raw header (the message up to its root part's body), when read.
+    raw: Option<Arc<[u8]>>,
     body_text: Option<Arc<str>>,
     header: headers::Header,
+    /// What header tests answer while the raw message is not read (see
+    /// `Needs::header_monotone`); `None` once it is.
+    header_assumed: Option<bool>,
+    /// The `Text` tests (by index in the filter) whose string the text index says is not
+    /// in this message's header: false without reading it.
+    ruled_out: Vec<usize>,
 }
 
 impl Message<'_> {
     /// The header: the raw message up to the body of its root part.
     fn header_bytes(&self) -> &[u8] {
         let raw = self.raw.as_deref().unwrap_or_default();
-        let end = self
-            .summary
-            .as_ref()
-            .and_then(|cached| cached.summary.parts.first())
-            .map_or(raw.len(), |root| root.offset_body as usize)
-            .min(raw.len());
+        let end = match &self.summary {
+            Some(cached) => header_end(&cached.summary, raw.len() as u64) as usize,
+            None => raw.len(),
+        };
         &raw[..end]
     }
 
     fn header_matches(&mut self, name: &str, value: &str) -> bool {
+        if let Some(assumed) = self.header_assumed {
+            return assumed;
+        }
         if !self.header.has_fields() {
             let fields = headers::parse_fields(self.header_bytes());
             self.header.set_fields(fields);
@@ -354,6 +384,9 @@ impl Message<'_> {
     }
 
     fn header_contains(&mut self, needle: &str) -> bool {
+        if let Some(assumed) = self.header_assumed {
+            return assumed;
+        }
         if !self.header.has_lowercase() {
             let lowercase = String::from_utf8_lossy(self.header_bytes()).to_lowercase();
             self.header.set_lowercase(lowercase);
@@ -364,6 +397,12 @@ impl Message<'_> {
     fn body_contains(&self, folded: &str) -> bool {
         folded.is_empty() || self.body_text.as_deref().is_some_and(|text| text.contains(folded))
     }
+}
+
+/// Where the header of a message of `raw_len` bytes ends: at the body of its root part.
+/// The text index reads the same bytes as the conditions do.
+fn header_end(summary: &crate::Summary, raw_len: u64) -> u64 {
+    summary.parts.first().map_or(raw_len, |root| u64::from(root.offset_body)).min(raw_len)
 }
 
 /// Messages evaluated between two yields to the other tasks of the worker, and whose
@@ -388,34 +427,31 @@ impl Reader<'_> {
         filter: &Filter,
     ) -> Result<Vec<usize>, Error> {
         let need = filter.needs;
+        // The text index narrows the entries to confirm, when it can (see `index`).
+        let candidates = index::candidates(self.mail, account, filter).await?;
+        let admitted: Vec<usize> = match &candidates {
+            Some(candidates) => (0..entries.len()).filter(|index| candidates.admits(&entries[*index])).collect(),
+            None => (0..entries.len()).collect(),
+        };
         let mut found = Vec::new();
         // In chunks: the summaries and texts of one chunk are held at a time (not the
         // mailbox's), and the other tasks of this worker run between chunks.
-        for (chunk_index, chunk) in entries.chunks(MESSAGES_PER_YIELD).enumerate() {
+        for (chunk_index, indexes) in admitted.chunks(MESSAGES_PER_YIELD).enumerate() {
             if chunk_index > 0 {
                 tokio::task::yield_now().await;
             }
-            let base = chunk_index * MESSAGES_PER_YIELD;
+            let chunk: Vec<&UidEntry> = indexes.iter().map(|index| &entries[*index]).collect();
             let emails: Vec<EmailId> = chunk.iter().map(|entry| entry.email).collect();
             let summaries =
                 if need.summary { Some(self.summaries.get_many(self.mail, account, &emails).await?) } else { None };
             let texts = if need.text { Some(self.texts.get_many(self.mail, account, &emails).await?) } else { None };
-            for (offset, entry) in chunk.iter().enumerate() {
+            for (offset, entry) in chunk.iter().copied().enumerate() {
                 let summary = match &summaries {
                     Some(summaries) => match &summaries[offset] {
                         Some(summary) => Some(summary.clone()),
                         None => continue,
                     },
                     None => None,
-                };
-                let raw = if need.raw {
-                    match self.mail.raw(account, entry.email).await {
-                        Ok(raw) => Some(raw),
-                        Err(Error::NoEmail(_)) => continue,
-                        Err(e) => return Err(e),
-                    }
-                } else {
-                    None
                 };
                 let body_text = match &texts {
                     Some(texts) => match &texts[offset] {
@@ -424,9 +460,45 @@ impl Reader<'_> {
                     },
                     None => None,
                 };
-                let mut message = Message { entry, summary, raw, body_text, header: headers::Header::default() };
+                let mut message = Message {
+                    entry,
+                    summary,
+                    raw: None,
+                    body_text,
+                    header: headers::Header::default(),
+                    header_assumed: None,
+                    ruled_out: candidates.as_ref().map(|c| c.ruled_out(entry)).unwrap_or_default(),
+                };
+                // Decided without the header when it would be the same whatever the header
+                // says (a TEXT found in the body): the raw message is read only otherwise.
+                if need.raw && need.header_monotone {
+                    message.header_assumed = Some(false);
+                    if filter.matches(&mut message) {
+                        found.push(indexes[offset]);
+                        continue;
+                    }
+                    message.header_assumed = Some(true);
+                    if !filter.matches(&mut message) {
+                        continue;
+                    }
+                    message.header_assumed = None;
+                }
+                if need.raw {
+                    if message.summary.is_none() {
+                        match self.summaries.get(self.mail, account, entry.email).await {
+                            Ok(summary) => message.summary = Some(summary),
+                            Err(Error::NoEmail(_)) => continue,
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    let end = message.summary.as_ref().map_or(u64::MAX, |c| header_end(&c.summary, u64::MAX));
+                    match self.texts.header(self.mail, account, entry.email, end).await? {
+                        Some(header) => message.raw = Some(header),
+                        None => continue,
+                    }
+                }
                 if filter.matches(&mut message) {
-                    found.push(base + offset);
+                    found.push(indexes[offset]);
                 }
             }
         }

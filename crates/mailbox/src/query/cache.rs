@@ -49,7 +49,7 @@ pub struct Cached {
 }
 
 impl Cached {
-    fn new(summary: Summary) -> Cached {
+    pub(crate) fn new(summary: Summary) -> Cached {
         let lower = |addresses: &[EmailAddress]| {
             let mut out = String::new();
             for address in addresses {
@@ -225,13 +225,26 @@ fn summary_bytes(summary: &Summary) -> usize {
     total
 }
 
-/// Body texts (`Mail::body_text`), bounded in bytes.
-pub struct TextCache(Bounded<Arc<str>>);
+/// Body texts (`Mail::body_text`) and raw headers, bounded in bytes together.
+pub struct TextCache {
+    texts: Bounded<Arc<str>>,
+    /// The raw header of messages whose header a query read (`TEXT` found only there,
+    /// `HEADER`): a quarter of the bytes, so that a repeated search by sender does not
+    /// read the same messages again.
+    headers: Bounded<Arc<[u8]>>,
+    bytes_max: usize,
+}
 
 impl TextCache {
-    /// A cache of at most `bytes_max` bytes of text; 0 keeps none.
+    /// A cache of at most `bytes_max` bytes (texts three quarters, headers one); 0 keeps
+    /// none.
     pub fn new(bytes_max: usize) -> TextCache {
-        TextCache(Bounded::new(usize::MAX, bytes_max, |text| text.len()))
+        let headers_max = bytes_max / 4;
+        TextCache {
+            texts: Bounded::new(usize::MAX, bytes_max - headers_max, |text| text.len()),
+            headers: Bounded::new(usize::MAX, headers_max, |header| header.len()),
+            bytes_max,
+        }
     }
 
     /// The texts of `emails` (empty for a message without text).
@@ -241,14 +254,33 @@ impl TextCache {
         account: AccountId,
         emails: &[EmailId],
     ) -> Result<Vec<Option<Arc<str>>>, Error> {
-        self.0
+        self.texts
             .get_many(account, emails, |email| async move { Ok(Arc::from(mail.body_text(account, email).await?)) })
             .await
+    }
+
+    /// The first `header_bytes` of the raw message (its header), `None` if it is gone.
+    pub(crate) async fn header(
+        &self,
+        mail: &Mail,
+        account: AccountId,
+        email: EmailId,
+        header_bytes: u64,
+    ) -> Result<Option<Arc<[u8]>>, Error> {
+        let bytes = usize::try_from(header_bytes).unwrap_or(usize::MAX);
+        let load = |email| async move {
+            match mail.raw_prefix(account, email, bytes).await? {
+                Some(header) => Ok(Arc::from(header)),
+                None => Err(Error::NoEmail(email)),
+            }
+        };
+        let mut values = self.headers.get_many(account, &[email], load).await?;
+        Ok(values.pop().flatten())
     }
 }
 
 impl std::fmt::Debug for TextCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TextCache").field("bytes_max", &self.0.weight_max).finish()
+        f.debug_struct("TextCache").field("bytes_max", &self.bytes_max).finish()
     }
 }

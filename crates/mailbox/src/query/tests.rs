@@ -5,7 +5,15 @@ fn entry(uid: u32, keywords: &[Keyword], size: u32, received_at: u64) -> UidEntr
 }
 
 fn matches(filter: &Filter, entry: &UidEntry) -> bool {
-    let mut message = Message { entry, summary: None, raw: None, body_text: None, header: headers::Header::default() };
+    let mut message = Message {
+        entry,
+        summary: None,
+        raw: None,
+        body_text: None,
+        header: headers::Header::default(),
+        header_assumed: None,
+        ruled_out: Vec::new(),
+    };
     filter.matches(&mut message)
 }
 
@@ -140,4 +148,23 @@ async fn matching_reads_summaries_texts_and_headers() {
     assert_eq!(find(Condition::SentBefore(sent)).await, Vec::<usize>::new());
     assert_eq!(find(Condition::SentBefore(sent + 1)).await, [0, 1]);
     assert_eq!(find(Condition::SentSince(sent + 1)).await, Vec::<usize>::new());
+}
+
+#[test]
+fn header_tests_under_a_not_are_not_monotone() {
+    let text = || cond(Condition::Text("a".into()));
+    let header = || cond(Condition::Header { name: "x".into(), value: String::new() });
+    let monotone = |nodes: Vec<Node>| Filter::new(nodes).unwrap().needs.header_monotone;
+    assert!(monotone(vec![text()]));
+    assert!(monotone(vec![Node::And(2), Node::Not, cond(Condition::All), header()]));
+    assert!(monotone(vec![Node::Or(2), Node::Not, cond(Condition::Body("b".into())), text()]));
+    assert!(!monotone(vec![Node::Not, text()]));
+    assert!(!monotone(vec![
+        Node::And(2),
+        cond(Condition::All),
+        Node::Not,
+        Node::Or(2),
+        cond(Condition::All),
+        header()
+    ]));
 }

@@ -1,0 +1,189 @@
+//! `bench-imap-search`: IMAP `UID SEARCH TEXT` on an INBOX of MESSAGES messages (about
+//! 1 KiB each, the words of `bench-imap-big`), with the text index and without it.
+//!
+//! The mailbox is seeded directly through `hameau_mailbox::Mail::ingest_many` in the store
+//! of the stopped server, then its text index is built (`Mail::index_text`, timed: the
+//! build an existing account gets on its first query); the server (built next to this
+//! binary) starts on it, plain TCP with `plaintext_auth = true`, and one connection runs
+//! each needle RUNS times after one warm-up (which fills the shared caches), timing each
+//! SEARCH from sending it to its tagged OK. The server then restarts with
+//! `mail.text_index = false` and runs each needle RUNS_WITHOUT times: the counts must be
+//! the same, the times are those of the scan that the index replaces.
+//!
+//! Run: `cargo build --release -p hameau -p hameau-benches &&
+//! $CARGO_TARGET_DIR/release/bench-imap-search [MESSAGES] [RUNS] [RUNS_WITHOUT] [DIR]`
+//! (defaults 100000, 50, 5, /var/tmp).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use hameau_benches::imap::{Client, Rng, Setup, load_average, message, sender, word};
+use hameau_benches::{percentile, status_kib};
+use hameau_mailbox::{Ingest, Keyword, Mail, Role};
+
+const MESSAGE_BYTES: usize = 1024;
+const BATCH: usize = 500;
+const SEEDERS: usize = 16;
+
+fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let messages: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(100_000);
+    let runs: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(50);
+    let runs_without: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(5);
+    let base = PathBuf::from(args.next().unwrap_or_else(|| "/var/tmp".into()));
+    let setup = Setup::new("bench-imap-search", &base, &[])?;
+    let account = setup.account_id()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let store_path = setup.data.join("store");
+    let start = Instant::now();
+    runtime.block_on(seed(&store_path, account, messages))?;
+    let seed_s = start.elapsed().as_secs_f64();
+    let bytes_before = dir_bytes(&store_path);
+    let start = Instant::now();
+    let indexed = runtime.block_on(build_index(&store_path, account))?;
+    let index_s = start.elapsed().as_secs_f64();
+    let bytes_after = dir_bytes(&store_path);
+    println!(
+        "bench-imap-search: INBOX of {messages} messages of ~{} KiB (seeded in {seed_s:.1} s); text index built \
+         for {indexed} emails in {index_s:.1} s ({:.0}/s), store {:.0} MiB before, {:.0} MiB after; load average {}",
+        MESSAGE_BYTES / 1024,
+        indexed as f64 / index_s,
+        bytes_before as f64 / (1 << 20) as f64,
+        bytes_after as f64 / (1 << 20) as f64,
+        load_average()
+    );
+    let needles = vec![
+        ("rare word", word(2_999)),
+        ("mid word", word(500)),
+        ("common word", word(3)),
+        ("sender", sender(17).split('@').next().unwrap_or_default().to_string()),
+        ("two words", format!("{} {}", word(0), word(1))),
+        ("absent", "introuvable".to_string()),
+        ("2 chars (scan)", "ou".to_string()),
+    ];
+    let server = setup.start();
+    let pid = server.child.id();
+    let with = runtime.block_on(searches(server.imap[0], &needles, runs))?;
+    let rss = status_kib(&pid.to_string(), "VmHWM") / 1024;
+    hameau_benches::imap::stop(server)?;
+    hameau_testkit::set_config(&setup.config, "text_index = true", "text_index = false");
+    let server = setup.start();
+    let without = runtime.block_on(searches(server.imap[0], &needles, runs_without))?;
+    hameau_benches::imap::stop(server)?;
+    println!(
+        "{:<16} {:>24} {:>9} {:>9} {:>9}   {:>9} {:>9}",
+        "needle", "", "results", "p50 ms", "p99 ms", "scan p50", "scan p99"
+    );
+    for ((name, needle), (with, without)) in needles.iter().zip(with.iter().zip(&without)) {
+        if with.0 != without.0 {
+            bail!("{name} {needle:?}: {} results with the index, {} without", with.0, without.0);
+        }
+        println!(
+            "{name:<16} {needle:>24} {:>9} {:>9.2} {:>9.2}   {:>9.1} {:>9.1}",
+            with.0,
+            percentile(&with.1, 0.5),
+            percentile(&with.1, 0.99),
+            percentile(&without.1, 0.5),
+            percentile(&without.1, 0.99),
+        );
+    }
+    println!("target: SEARCH TEXT p50 <= 20 ms on 100,000 messages; server peak VmRSS {rss} MiB (with the index)");
+    drop(setup);
+    Ok(())
+}
+
+/// For each needle, its result count and the times (ms) of `runs` searches after a warm-up.
+async fn searches(addr: SocketAddr, needles: &[(&str, String)], runs: usize) -> anyhow::Result<Vec<(usize, Vec<f64>)>> {
+    let mut client = Client::login(addr, None).await?;
+    client.command("SELECT INBOX").await?.ok("SELECT")?;
+    let mut out = Vec::new();
+    for (_, needle) in needles {
+        // A literal (LITERAL+): the needle may hold UTF-8.
+        let command = format!("UID SEARCH CHARSET UTF-8 TEXT {{{}+}}\r\n{needle}", needle.len());
+        let count = client.command(&command).await?.ok("SEARCH")?.search_results();
+        let mut times = Vec::with_capacity(runs);
+        for _ in 0..runs {
+            let start = Instant::now();
+            let found = client.command(&command).await?.ok("SEARCH")?.search_results();
+            times.push(start.elapsed().as_secs_f64() * 1000.0);
+            if found != count {
+                bail!("SEARCH TEXT {needle:?}: {found} results, then {count}");
+            }
+        }
+        out.push((count, times));
+    }
+    client.command("LOGOUT").await?;
+    Ok(out)
+}
+
+/// Fills the INBOX of `account` in the store at `path` (the server is not running).
+async fn seed(path: &Path, account: u64, messages: usize) -> anyhow::Result<()> {
+    let store = hameau_store::Store::open(&hameau_store::Options::rocksdb(path)).await?;
+    // A seeding batch is one ingest, over the server's `mail.ingest_batch_max`.
+    let limits = hameau_mailbox::Limits { ingest_batch_max: BATCH, ..hameau_mailbox::Limits::default() };
+    let mail = Mail::with_limits(store.clone(), limits);
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+    mail.ensure_account(account, now).await?;
+    let inbox = mail.mailbox_by_role(account, Role::Inbox).await?.context("no INBOX")?.id;
+    let mut tasks = Vec::new();
+    for seeder in 0..SEEDERS {
+        let mail = mail.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut rng = Rng::new(seeder as u64);
+            for batch_start in (seeder * BATCH..messages).step_by(SEEDERS * BATCH) {
+                let batch = (batch_start..(batch_start + BATCH).min(messages))
+                    .map(|serial| {
+                        let keywords = if serial % 3 == 0 { vec![Keyword::Seen] } else { Vec::new() };
+                        let raw = message(&mut rng, serial as u64, MESSAGE_BYTES);
+                        let ingest = Ingest {
+                            raw: raw.into(),
+                            mailboxes: vec![inbox],
+                            keywords,
+                            received_at: now,
+                            quota: Default::default(),
+                        };
+                        (account, ingest)
+                    })
+                    .collect();
+                mail.ingest_many(batch).await?;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    let count = mail.uids(account, inbox).await?.len();
+    store.close().await?;
+    if count != messages {
+        bail!("seeded {count} messages, not {messages}");
+    }
+    Ok(())
+}
+
+/// Builds the account's text index in the store at `path`; the emails indexed.
+async fn build_index(path: &Path, account: u64) -> anyhow::Result<u64> {
+    let store = hameau_store::Store::open(&hameau_store::Options::rocksdb(path)).await?;
+    let mail = Mail::new(store.clone());
+    let progress = mail.index_text(account).await?;
+    store.close().await?;
+    Ok(progress.indexed)
+}
+
+/// Bytes of the files under `path`.
+fn dir_bytes(path: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            match entry.metadata() {
+                Ok(meta) if meta.is_dir() => stack.push(entry.path()),
+                Ok(meta) => total += meta.len(),
+                Err(_) => {}
+            }
+        }
+    }
+    total
+}
