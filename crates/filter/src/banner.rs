@@ -111,6 +111,7 @@ pub(crate) enum SubjectOutcome {
 }
 
 /// One change to the input: `range` replaced by `bytes` (an insertion when empty).
+#[derive(Clone)]
 struct Edit {
     range: Range<usize>,
     bytes: Vec<u8>,
@@ -153,10 +154,34 @@ pub(crate) fn warn_with_report(
     if overlap(&mut ranges) {
         // Only the subject's edit then: a part's edits are all made or none.
         (text, html) = (Outcome::Unparsed, Outcome::Unparsed);
-    } else {
-        edits.append(&mut part_edits);
+        part_edits.clear();
     }
-    (apply(raw, edits), Report { text, html, subject })
+    // The structure the reader sees must not change. On a malformed message (fields
+    // without a colon, NUL bytes) an edit can shift how mail-parser cuts it: then the
+    // banner is left out, and if the tag alone still shifts it, the message stays as it came.
+    let Some(before) = parsed.as_ref().map(|message| message.parts.len()) else {
+        edits.append(&mut part_edits);
+        return (apply(raw, edits), Report { text, html, subject });
+    };
+    let same_structure = |warned: &[u8]| {
+        std::panic::catch_unwind(|| MessageParser::default().parse(warned).map(|message| message.parts.len()))
+            .ok()
+            .flatten()
+            == Some(before)
+    };
+    if !part_edits.is_empty() {
+        let all: Vec<Edit> = edits.iter().chain(&part_edits).map(Edit::clone).collect();
+        let warned = apply(raw, all);
+        if same_structure(&warned) {
+            return (warned, Report { text, html, subject });
+        }
+        (text, html) = (Outcome::Unparsed, Outcome::Unparsed);
+    }
+    let tagged = apply(raw, edits);
+    if same_structure(&tagged) {
+        return (tagged, Report { text, html, subject });
+    }
+    (raw.to_vec(), Report { text, html, subject: SubjectOutcome::NoTag })
 }
 
 /// What the rewriting of one part needs.

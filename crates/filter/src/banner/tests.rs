@@ -456,3 +456,21 @@ fn french_only_by_default_and_advice_without_reasons() {
     assert!(text.contains("<body>\r\n<div style=") && text.contains("lang=\"fr\""), "{text}");
     assert!(!text.contains("WARNING") && !text.contains("<ul") && text.contains("Ne cliquez sur aucun lien"));
 }
+
+#[test]
+fn an_edit_that_would_shift_the_parts_of_a_malformed_message_is_not_made() {
+    // Found by the fuzz target filter_banner: header fields without colons and NUL bytes,
+    // where the tag and the banner made mail-parser cut the message into other parts.
+    let input = include_bytes!("fuzzed/part-count-shift.bin");
+    let (selector, raw) = input.split_first().unwrap();
+    let style = WarningStyle {
+        banner: selector & 1 == 0,
+        english: selector & 2 != 0,
+        subject_tag: if selector & 4 == 0 { "[SUSPECT]".into() } else { "[DOUTEUX É]".into() },
+    };
+    let symbols = [Symbol { name: "FIRST_CONTACT", score: 1.0, detail: String::new() }];
+    let limits = Limits { text_bytes_max: 64 << 10, parts_max: 64, ..Limits::default() };
+    let parts = |message: &[u8]| mail_parser::MessageParser::default().parse(message).map(|parsed| parsed.parts.len());
+    let warned = super::warn(raw, &symbols, &style, &limits);
+    assert_eq!(parts(raw), parts(&warned));
+}

@@ -473,8 +473,7 @@ fn test(ctx: &Context<'_>, property: &str, value: &Value) -> Result<Test, Method
 
 /// A UTCDate (`2026-11-30T09:00:00Z`, RFC 8620 §1.4) as seconds since the epoch.
 fn utc_date(text: &str) -> Option<i64> {
-    let date = mail_parser::DateTime::parse_rfc3339(text)?;
-    (date.is_valid() && text.ends_with('Z')).then(|| date.to_timestamp())
+    hameau_calendar::parse_rfc3339_utc(text).and_then(|seconds| i64::try_from(seconds).ok())
 }
 
 /// Where each step's subtree ends (prefix order: an operator's operands follow it).

@@ -17,22 +17,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::mailbox::{mailbox_id, parse_mailbox_id};
-use super::{BlobId, Context, SetResponse, arguments, id, letter, parse_id};
+use super::{BlobId, Context, SetArguments, SetResponse, arguments, id, letter, parse_id};
 use crate::{MethodError, SetError, apply_patch};
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct SetArguments {
-    account_id: String,
-    #[serde(default)]
-    if_in_state: Option<String>,
-    #[serde(default)]
-    create: Option<Map<String, Value>>,
-    #[serde(default)]
-    update: Option<Map<String, Value>>,
-    #[serde(default)]
-    destroy: Option<Vec<String>>,
-}
 
 /// The email of a wire id (a `#creation` reference resolved); `None` for no email's.
 pub fn parse_email_id(ctx: &Context<'_>, wire: &str) -> Option<u64> {
@@ -43,12 +29,9 @@ pub fn parse_email_id(ctx: &Context<'_>, wire: &str) -> Option<u64> {
 /// module's documentation).
 pub async fn set(ctx: &mut Context<'_>, arguments_: Map<String, Value>) -> Result<Map<String, Value>, MethodError> {
     let arguments: SetArguments = arguments(arguments_)?;
-    ctx.check_account(&arguments.account_id)?;
-    let create = arguments.create.unwrap_or_default();
-    let update = arguments.update.unwrap_or_default();
-    let destroy = arguments.destroy.unwrap_or_default();
-    super::check_set_size(create.len() + update.len() + destroy.len(), ctx.limits())?;
-    let old_state = super::check_state(ctx, arguments.if_in_state.as_deref()).await?;
+    let changes = (arguments.create, arguments.update, arguments.destroy);
+    let (create, update, destroy, old_state) =
+        super::open_set(ctx, &arguments.account_id, arguments.if_in_state.as_deref(), changes).await?;
     let mut response = SetResponse::default();
     for (creation, properties) in create {
         let outcome = match &properties {

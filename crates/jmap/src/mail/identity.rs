@@ -10,11 +10,10 @@
 //!   sent (EmailSubmission, as SMTP submission does): a right withdrawn in the directory
 //!   applies at once.
 
-use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::changes::{self, ChangesArguments};
-use super::{Context, SetResponse, arguments, id, parse_id, server_fail};
+use super::{Context, GetArguments, SetArguments, SetResponse, arguments, id, parse_id, server_fail};
 use crate::{MethodError, SetError, apply_patch};
 
 /// The mail model's kind of the stored identities.
@@ -56,16 +55,6 @@ fn own(ctx: &Context<'_>) -> Map<String, Value> {
     super::object(identity)
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct GetArguments {
-    account_id: String,
-    #[serde(default)]
-    ids: Option<Vec<String>>,
-    #[serde(default)]
-    properties: Option<Vec<String>>,
-}
-
 /// `Identity/get`.
 pub async fn get(ctx: &mut Context<'_>, arguments_: Map<String, Value>) -> Result<Map<String, Value>, MethodError> {
     let arguments: GetArguments = arguments(arguments_)?;
@@ -89,12 +78,7 @@ pub async fn get(ctx: &mut Context<'_>, arguments_: Map<String, Value>) -> Resul
             (list, not_found)
         }
     };
-    let mut response = Map::new();
-    response.insert("accountId".into(), Value::from(crate::api::account_id(ctx.account())));
-    response.insert("state".into(), Value::from(state));
-    response.insert("list".into(), Value::from(list));
-    response.insert("notFound".into(), Value::from(not_found));
-    Ok(response)
+    Ok(super::get_response(ctx, state, list, not_found))
 }
 
 /// `Identity/changes`: the stored identities' changes in the log.
@@ -104,29 +88,12 @@ pub async fn changes(ctx: &mut Context<'_>, arguments_: Map<String, Value>) -> R
     Ok(changes::response(ctx, &arguments, &folded, |number| id(LETTER, number)))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct SetArguments {
-    account_id: String,
-    #[serde(default)]
-    if_in_state: Option<String>,
-    #[serde(default)]
-    create: Option<Map<String, Value>>,
-    #[serde(default)]
-    update: Option<Map<String, Value>>,
-    #[serde(default)]
-    destroy: Option<Vec<String>>,
-}
-
 /// `Identity/set`.
 pub async fn set(ctx: &mut Context<'_>, arguments_: Map<String, Value>) -> Result<Map<String, Value>, MethodError> {
     let arguments: SetArguments = arguments(arguments_)?;
-    ctx.check_account(&arguments.account_id)?;
-    let create = arguments.create.unwrap_or_default();
-    let update = arguments.update.unwrap_or_default();
-    let destroy = arguments.destroy.unwrap_or_default();
-    super::check_set_size(create.len() + update.len() + destroy.len(), ctx.limits())?;
-    let old_state = super::check_state(ctx, arguments.if_in_state.as_deref()).await?;
+    let changes = (arguments.create, arguments.update, arguments.destroy);
+    let (create, update, destroy, old_state) =
+        super::open_set(ctx, &arguments.account_id, arguments.if_in_state.as_deref(), changes).await?;
     let mut response = SetResponse::default();
     for (creation, wanted) in create {
         match create_one(ctx, wanted).await {

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::changes::{self, ChangesArguments, Fold};
-use super::{Context, SetResponse, Window, arguments, letter, parse_id, server_fail};
+use super::{Comparator, Context, GetArguments, SetResponse, Window, arguments, letter, parse_id, server_fail};
 use crate::filter::{self, Node};
 use crate::{MethodError, SetError, apply_patch};
 
@@ -71,16 +71,6 @@ fn is_inbox(mailbox: &Mailbox) -> bool {
     mailbox.role == Some(Role::Inbox) || mailbox.name == "INBOX"
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct GetArguments {
-    account_id: String,
-    #[serde(default)]
-    ids: Option<Vec<String>>,
-    #[serde(default)]
-    properties: Option<Vec<String>>,
-}
-
 /// `Mailbox/get` (RFC 8621 §2.1).
 pub async fn get(ctx: &mut Context<'_>, arguments_: Map<String, Value>) -> Result<Map<String, Value>, MethodError> {
     let arguments: GetArguments = arguments(arguments_)?;
@@ -111,12 +101,7 @@ pub async fn get(ctx: &mut Context<'_>, arguments_: Map<String, Value>) -> Resul
         let counts = if counts { Some(count(ctx, mailbox.id, threads).await?) } else { None };
         list.push(super::only(to_json(mailbox, counts.unwrap_or_default()), &properties));
     }
-    let mut response = Map::new();
-    response.insert("accountId".into(), Value::from(crate::api::account_id(ctx.account())));
-    response.insert("state".into(), Value::from(state));
-    response.insert("list".into(), Value::from(list));
-    response.insert("notFound".into(), Value::from(not_found));
-    Ok(response)
+    Ok(super::get_response(ctx, state, list, not_found))
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -234,22 +219,6 @@ struct QueryArguments {
     window: Window,
 }
 
-/// A sort comparator. Unknown fields are ignored: jmapc 0.4 writes its paging arguments
-/// into each comparator.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Comparator {
-    property: String,
-    #[serde(default = "ascending")]
-    is_ascending: bool,
-    #[serde(default)]
-    collation: Option<String>,
-}
-
-fn ascending() -> bool {
-    true
-}
-
 /// `Mailbox/query` (RFC 8621 §2.3): filter on `parentId`, `name` (contains, any case),
 /// `role`, `hasAnyRole`, `isSubscribed`; sort by `sortOrder` or `name`, as a tree if asked.
 pub async fn query(ctx: &mut Context<'_>, arguments_: Map<String, Value>) -> Result<Map<String, Value>, MethodError> {
@@ -320,20 +289,9 @@ pub async fn query(ctx: &mut Context<'_>, arguments_: Map<String, Value>) -> Res
         ka.len().cmp(&kb.len()).then(a.id.cmp(&b.id))
     });
     let ids: Vec<String> = sorted.iter().map(|mailbox| mailbox_id(mailbox.id)).collect();
-    let (position, page, limit) = super::window(&ids, &arguments.window, ctx.limits())?;
-    let mut response = Map::new();
-    response.insert("accountId".into(), Value::from(crate::api::account_id(ctx.account())));
-    response.insert("queryState".into(), Value::from(state));
-    response.insert("canCalculateChanges".into(), Value::from(false));
-    response.insert("position".into(), Value::from(position));
-    response.insert("ids".into(), Value::from(page));
-    if arguments.calculate_total {
-        response.insert("total".into(), Value::from(ids.len()));
-    }
-    if let Some(limit) = limit {
-        response.insert("limit".into(), Value::from(limit));
-    }
-    Ok(response)
+    let window = super::window(&ids, &arguments.window, ctx.limits())?;
+    let total = arguments.calculate_total.then_some(ids.len());
+    Ok(super::query_response(ctx, state, window, total))
 }
 
 /// The ancestors of a mailbox, nearest first.
@@ -427,12 +385,9 @@ struct SetArguments {
 /// succeeds or fails alone.
 pub async fn set(ctx: &mut Context<'_>, arguments_: Map<String, Value>) -> Result<Map<String, Value>, MethodError> {
     let arguments: SetArguments = arguments(arguments_)?;
-    ctx.check_account(&arguments.account_id)?;
-    let create = arguments.create.unwrap_or_default();
-    let update = arguments.update.unwrap_or_default();
-    let destroy = arguments.destroy.unwrap_or_default();
-    super::check_set_size(create.len() + update.len() + destroy.len(), ctx.limits())?;
-    let old_state = super::check_state(ctx, arguments.if_in_state.as_deref()).await?;
+    let changes = (arguments.create, arguments.update, arguments.destroy);
+    let (create, update, destroy, old_state) =
+        super::open_set(ctx, &arguments.account_id, arguments.if_in_state.as_deref(), changes).await?;
     let mut response = SetResponse::default();
     // A creation whose parent is another creation (`"parentId": "#p"`) comes after it,
     // whatever the order of the map: passes until one creates nothing (a cycle fails).

@@ -369,3 +369,101 @@ pub async fn blob_bytes(ctx: &Context<'_>, wire: &str) -> Result<Option<Vec<u8>>
     let Some(wire) = ctx.resolve_id(wire) else { return Ok(None) };
     blob::read(ctx.services, ctx.account(), wire, ctx.now).await.map_err(email_set::set_fail)
 }
+
+/// The arguments of a `/get` (RFC 8620 §5.1), for the types that take no others.
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GetArguments {
+    pub account_id: String,
+    #[serde(default)]
+    pub ids: Option<Vec<String>>,
+    #[serde(default)]
+    pub properties: Option<Vec<String>>,
+}
+
+/// The arguments of a `/set` (RFC 8620 §5.3), for the types that take no others.
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SetArguments {
+    pub account_id: String,
+    #[serde(default)]
+    pub if_in_state: Option<String>,
+    #[serde(default)]
+    pub create: Option<Map<String, Value>>,
+    #[serde(default)]
+    pub update: Option<Map<String, Value>>,
+    #[serde(default)]
+    pub destroy: Option<Vec<String>>,
+}
+
+/// A sort comparator of a `/query` (RFC 8620 §5.5). Unknown fields are ignored: jmapc 0.4
+/// writes its paging arguments into each comparator.
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Comparator {
+    pub property: String,
+    #[serde(default = "ascending")]
+    pub is_ascending: bool,
+    #[serde(default)]
+    pub collation: Option<String>,
+}
+
+fn ascending() -> bool {
+    true
+}
+
+/// The response of a `/get`: the account, the state read before the data, the objects
+/// and the ids not found.
+pub fn get_response(ctx: &Context<'_>, state: String, list: Vec<Value>, not_found: Vec<String>) -> Map<String, Value> {
+    let mut response = Map::new();
+    response.insert("accountId".into(), Value::from(crate::api::account_id(ctx.account())));
+    response.insert("state".into(), Value::from(state));
+    response.insert("list".into(), Value::from(list));
+    response.insert("notFound".into(), Value::from(not_found));
+    response
+}
+
+/// The response of a `/query` whose results are not kept (`canCalculateChanges` false):
+/// the page from `position`, the total if asked, the limit if the server lowered it.
+pub fn query_response(
+    ctx: &Context<'_>,
+    state: String,
+    (position, page, limit): (usize, Vec<String>, Option<u64>),
+    total: Option<usize>,
+) -> Map<String, Value> {
+    let mut response = Map::new();
+    response.insert("accountId".into(), Value::from(crate::api::account_id(ctx.account())));
+    response.insert("queryState".into(), Value::from(state));
+    response.insert("canCalculateChanges".into(), Value::from(false));
+    response.insert("position".into(), Value::from(position));
+    response.insert("ids".into(), Value::from(page));
+    if let Some(total) = total {
+        response.insert("total".into(), Value::from(total));
+    }
+    if let Some(limit) = limit {
+        response.insert("limit".into(), Value::from(limit));
+    }
+    response
+}
+
+/// A `/set`'s `create`, `update` and `destroy` as given.
+pub type SetChanges = (Option<Map<String, Value>>, Option<Map<String, Value>>, Option<Vec<String>>);
+
+/// A `/set` opened: its creations, updates, destructions, and the state before.
+pub type OpenedSet = (Map<String, Value>, Map<String, Value>, Vec<String>, String);
+
+/// What every `/set` checks before it changes anything: the account, `maxObjectsInSet`,
+/// `ifInState`. The creations, updates and destructions, and the state before.
+pub async fn open_set(
+    ctx: &Context<'_>,
+    account_id: &str,
+    if_in_state: Option<&str>,
+    (create, update, destroy): SetChanges,
+) -> Result<OpenedSet, MethodError> {
+    ctx.check_account(account_id)?;
+    let (create, update, destroy) =
+        (create.unwrap_or_default(), update.unwrap_or_default(), destroy.unwrap_or_default());
+    check_set_size(create.len() + update.len() + destroy.len(), ctx.limits())?;
+    let old_state = check_state(ctx, if_in_state).await?;
+    Ok((create, update, destroy, old_state))
+}

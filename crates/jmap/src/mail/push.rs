@@ -489,67 +489,8 @@ fn is_loopback_name(host: &str) -> bool {
     host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
-/// `unix_s` as a UTCDate (RFC 8620 §1.4: `2026-12-01T03:00:00Z`).
-pub fn utc_date(unix_s: u64) -> String {
-    let days = (unix_s / 86_400) as i64;
-    let rest = unix_s % 86_400;
-    let (year, month, day) = civil_from_days(days);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rest / 3600, rest / 60 % 60, rest % 60)
-}
-
-/// A UTCDate (or an RFC 3339 date with `Z`) as seconds since the Unix epoch; fractions of
-/// a second are dropped.
-pub fn parse_utc_date(date: &str) -> Option<u64> {
-    let bytes = date.as_bytes();
-    if bytes.len() < 20 || !date.is_ascii() || !date.ends_with(['Z', 'z']) {
-        return None;
-    }
-    let number = |from: usize, to: usize| date.get(from..to)?.parse::<u64>().ok();
-    let separators = [(4, b'-'), (7, b'-'), (13, b':'), (16, b':')];
-    if separators.iter().any(|(at, byte)| bytes[*at] != *byte) || !matches!(bytes[10], b'T' | b't') {
-        return None;
-    }
-    let fraction = &date[19..date.len() - 1];
-    if !(fraction.is_empty() || (fraction.starts_with('.') && fraction[1..].bytes().all(|b| b.is_ascii_digit()))) {
-        return None;
-    }
-    let (year, month, day) = (number(0, 4)?, number(5, 7)?, number(8, 10)?);
-    let (hour, minute, second) = (number(11, 13)?, number(14, 16)?, number(17, 19)?);
-    if !(1970..=9999).contains(&year) || !(1..=12).contains(&month) || !(1..=31).contains(&day) {
-        return None;
-    }
-    if hour > 23 || minute > 59 || second > 60 {
-        return None;
-    }
-    let days = days_from_civil(year as i64, month as u32, day as u32);
-    let days = u64::try_from(days).ok()?;
-    Some(days * 86_400 + hour * 3600 + minute * 60 + second.min(59))
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (eras of 400 years).
-fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let month_from_march = (i64::from(month) + 9) % 12;
-    let day_of_year = (153 * month_from_march + 2) / 5 + i64::from(day) - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
-}
-
-/// The date of a day since 1970-01-01 (the inverse of [`days_from_civil`]).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let days = days + 719_468;
-    let era = days.div_euclid(146_097);
-    let day_of_era = days - era * 146_097;
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_from_march = (5 * day_of_year + 2) / 153;
-    let day = (day_of_year - (153 * month_from_march + 2) / 5 + 1) as u32;
-    let month = if month_from_march < 10 { month_from_march + 3 } else { month_from_march - 9 } as u32;
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
+/// UTCDates (RFC 8620 §1.4) written and read as the calendar crate does for every JMAP date.
+pub use hameau_calendar::{parse_rfc3339_utc as parse_utc_date, rfc3339 as utc_date};
 
 #[cfg(test)]
 #[path = "push_tests.rs"]

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::changes::{self, ChangesArguments};
-use super::{Context, arguments, id, parse_id, server_fail};
+use super::{Context, GetArguments, arguments, id, parse_id, server_fail};
 use crate::MethodError;
 
 /// The capability of quotas (RFC 9425 §3).
@@ -45,16 +45,6 @@ async fn quotas(ctx: &Context<'_>) -> Result<Vec<Map<String, Value>>, MethodErro
     Ok(list)
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct GetArguments {
-    account_id: String,
-    #[serde(default)]
-    ids: Option<Vec<String>>,
-    #[serde(default)]
-    properties: Option<Vec<String>>,
-}
-
 /// `Quota/get`.
 pub async fn get(ctx: &mut Context<'_>, arguments_: Map<String, Value>) -> Result<Map<String, Value>, MethodError> {
     let arguments: GetArguments = arguments(arguments_)?;
@@ -76,12 +66,7 @@ pub async fn get(ctx: &mut Context<'_>, arguments_: Map<String, Value>) -> Resul
             }
         }
     }
-    let mut response = Map::new();
-    response.insert("accountId".into(), Value::from(crate::api::account_id(ctx.account())));
-    response.insert("state".into(), Value::from(state));
-    response.insert("list".into(), Value::from(list));
-    response.insert("notFound".into(), Value::from(not_found));
-    Ok(response)
+    Ok(super::get_response(ctx, state, list, not_found))
 }
 
 /// `Quota/changes`: a quota's `used` moves with every email stored or destroyed, so an
@@ -152,20 +137,9 @@ pub async fn query(ctx: &mut Context<'_>, arguments_: Map<String, Value>) -> Res
             ids.push(quota.get("id").and_then(Value::as_str).unwrap_or_default().to_string());
         }
     }
-    let (position, page, limit) = super::window(&ids, &arguments.window, ctx.limits())?;
-    let mut response = Map::new();
-    response.insert("accountId".into(), Value::from(crate::api::account_id(ctx.account())));
-    response.insert("queryState".into(), Value::from(state));
-    response.insert("canCalculateChanges".into(), Value::from(false));
-    response.insert("position".into(), Value::from(position));
-    response.insert("ids".into(), Value::from(page));
-    if arguments.calculate_total {
-        response.insert("total".into(), Value::from(ids.len()));
-    }
-    if let Some(limit) = limit {
-        response.insert("limit".into(), Value::from(limit));
-    }
-    Ok(response)
+    let window = super::window(&ids, &arguments.window, ctx.limits())?;
+    let total = arguments.calculate_total.then_some(ids.len());
+    Ok(super::query_response(ctx, state, window, total))
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ use serde_json::{Map, Value, json};
 
 use super::changes::{self, ChangesArguments};
 use super::email_set::parse_email_id;
-use super::{Context, SetResponse, arguments, id, letter, parse_id, server_fail};
+use super::{Comparator, Context, GetArguments, SetResponse, arguments, id, letter, parse_id, server_fail};
 use crate::api::User;
 use crate::{MethodError, SetError};
 
@@ -95,16 +95,6 @@ async fn submissions(ctx: &Context<'_>) -> Result<Vec<(u64, Map<String, Value>)>
         .collect())
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct GetArguments {
-    account_id: String,
-    #[serde(default)]
-    ids: Option<Vec<String>>,
-    #[serde(default)]
-    properties: Option<Vec<String>>,
-}
-
 /// `EmailSubmission/get`.
 pub async fn get(ctx: &mut Context<'_>, arguments_: Map<String, Value>) -> Result<Map<String, Value>, MethodError> {
     let arguments: GetArguments = arguments(arguments_)?;
@@ -131,12 +121,7 @@ pub async fn get(ctx: &mut Context<'_>, arguments_: Map<String, Value>) -> Resul
             }
         }
     }
-    let mut response = Map::new();
-    response.insert("accountId".into(), Value::from(crate::api::account_id(ctx.account())));
-    response.insert("state".into(), Value::from(state));
-    response.insert("list".into(), Value::from(list));
-    response.insert("notFound".into(), Value::from(not_found));
-    Ok(response)
+    Ok(super::get_response(ctx, state, list, not_found))
 }
 
 /// `EmailSubmission/changes`.
@@ -158,22 +143,6 @@ struct QueryArguments {
     calculate_total: bool,
     #[serde(flatten)]
     window: super::Window,
-}
-
-/// A sort comparator. Unknown fields are ignored: jmapc 0.4 writes its paging arguments
-/// into each comparator.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Comparator {
-    property: String,
-    #[serde(default = "ascending")]
-    is_ascending: bool,
-    #[serde(default)]
-    collation: Option<String>,
-}
-
-fn ascending() -> bool {
-    true
 }
 
 /// `EmailSubmission/query`: filter on `identityIds`, `emailIds`, `threadIds`,
@@ -214,20 +183,9 @@ pub async fn query(ctx: &mut Context<'_>, arguments_: Map<String, Value>) -> Res
         a_number.cmp(b_number)
     });
     let ids: Vec<String> = matching.iter().map(|(number, _)| id(LETTER, *number)).collect();
-    let (position, page, limit) = super::window(&ids, &arguments.window, ctx.limits())?;
-    let mut response = Map::new();
-    response.insert("accountId".into(), Value::from(crate::api::account_id(ctx.account())));
-    response.insert("queryState".into(), Value::from(state));
-    response.insert("canCalculateChanges".into(), Value::from(false));
-    response.insert("position".into(), Value::from(position));
-    response.insert("ids".into(), Value::from(page));
-    if arguments.calculate_total {
-        response.insert("total".into(), Value::from(ids.len()));
-    }
-    if let Some(limit) = limit {
-        response.insert("limit".into(), Value::from(limit));
-    }
-    Ok(response)
+    let window = super::window(&ids, &arguments.window, ctx.limits())?;
+    let total = arguments.calculate_total.then_some(ids.len());
+    Ok(super::query_response(ctx, state, window, total))
 }
 
 fn submission_matches(object: &Map<String, Value>, condition: &Map<String, Value>) -> Result<bool, MethodError> {
@@ -317,12 +275,9 @@ const RECIPIENTS_MAX: usize = 1_000;
 /// `EmailSubmission/set`.
 pub async fn set(ctx: &mut Context<'_>, arguments_: Map<String, Value>) -> Result<Map<String, Value>, MethodError> {
     let arguments: SetArguments = arguments(arguments_)?;
-    ctx.check_account(&arguments.account_id)?;
-    let create = arguments.create.unwrap_or_default();
-    let update = arguments.update.unwrap_or_default();
-    let destroy = arguments.destroy.unwrap_or_default();
-    super::check_set_size(create.len() + update.len() + destroy.len(), ctx.limits())?;
-    let old_state = super::check_state(ctx, arguments.if_in_state.as_deref()).await?;
+    let changes = (arguments.create, arguments.update, arguments.destroy);
+    let (create, update, destroy, old_state) =
+        super::open_set(ctx, &arguments.account_id, arguments.if_in_state.as_deref(), changes).await?;
     let mut response = SetResponse::default();
     // The submissions that succeeded, by creation id and id, with their email.
     let mut sent: Vec<(String, String, String)> = Vec::new();

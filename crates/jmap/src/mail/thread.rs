@@ -10,12 +10,11 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use hameau_mailbox::ChangeKind;
-use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::changes::{self, ChangesArguments, Fold, Folded};
 use super::email::email_id;
-use super::{Context, arguments, letter, parse_id, server_fail};
+use super::{Context, GetArguments, arguments, letter, parse_id, server_fail};
 use crate::MethodError;
 
 const PROPERTIES: [&str; 2] = ["id", "emailIds"];
@@ -23,16 +22,6 @@ const PROPERTIES: [&str; 2] = ["id", "emailIds"];
 /// The wire id of a thread.
 pub fn thread_id(thread: u64) -> String {
     super::id(letter::THREAD, thread)
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct GetArguments {
-    account_id: String,
-    #[serde(default)]
-    ids: Option<Vec<String>>,
-    #[serde(default)]
-    properties: Option<Vec<String>>,
 }
 
 /// The emails of `thread`, oldest first (ties by id); empty when there is no such thread.
@@ -78,12 +67,7 @@ pub async fn get(ctx: &mut Context<'_>, arguments_: Map<String, Value>) -> Resul
             other => other,
         });
     }
-    let mut response = Map::new();
-    response.insert("accountId".into(), Value::from(crate::api::account_id(ctx.account())));
-    response.insert("state".into(), Value::from(state));
-    response.insert("list".into(), Value::from(list));
-    response.insert("notFound".into(), Value::from(not_found));
-    Ok(response)
+    Ok(super::get_response(ctx, state, list, not_found))
 }
 
 /// `Thread/changes` (RFC 8621 §3.2): the emails created or destroyed since the state, by

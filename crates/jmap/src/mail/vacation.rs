@@ -3,10 +3,9 @@
 //! it (once per sender per period, never to lists, bounces or automatic mail: RFC 3834).
 
 use hameau_mailbox::Vacation;
-use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::{Context, SetResponse, arguments, server_fail};
+use super::{Context, GetArguments, SetArguments, SetResponse, arguments, server_fail};
 use crate::{MethodError, SetError, apply_patch};
 
 /// The capability of vacation responses (RFC 8621 §1.3.3).
@@ -28,16 +27,6 @@ fn to_json(vacation: &Vacation) -> Map<String, Value> {
     }))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct GetArguments {
-    account_id: String,
-    #[serde(default)]
-    ids: Option<Vec<String>>,
-    #[serde(default)]
-    properties: Option<Vec<String>>,
-}
-
 /// `VacationResponse/get`.
 pub async fn get(ctx: &mut Context<'_>, arguments_: Map<String, Value>) -> Result<Map<String, Value>, MethodError> {
     let arguments: GetArguments = arguments(arguments_)?;
@@ -53,38 +42,16 @@ pub async fn get(ctx: &mut Context<'_>, arguments_: Map<String, Value>) -> Resul
             (found.iter().take(1).map(|_| super::only(to_json(&vacation), &properties)).collect(), not_found)
         }
     };
-    let mut response = Map::new();
-    response.insert("accountId".into(), Value::from(crate::api::account_id(ctx.account())));
-    response.insert("state".into(), Value::from(state));
-    response.insert("list".into(), Value::from(list));
-    response.insert("notFound".into(), Value::from(not_found));
-    Ok(response)
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct SetArguments {
-    account_id: String,
-    #[serde(default)]
-    if_in_state: Option<String>,
-    #[serde(default)]
-    create: Option<Map<String, Value>>,
-    #[serde(default)]
-    update: Option<Map<String, Value>>,
-    #[serde(default)]
-    destroy: Option<Vec<String>>,
+    Ok(super::get_response(ctx, state, list, not_found))
 }
 
 /// `VacationResponse/set`: only an update of `singleton` (it cannot be created or
 /// destroyed: `singleton` errors, RFC 8620 §5.3).
 pub async fn set(ctx: &mut Context<'_>, arguments_: Map<String, Value>) -> Result<Map<String, Value>, MethodError> {
     let arguments: SetArguments = arguments(arguments_)?;
-    ctx.check_account(&arguments.account_id)?;
-    let create = arguments.create.unwrap_or_default();
-    let update = arguments.update.unwrap_or_default();
-    let destroy = arguments.destroy.unwrap_or_default();
-    super::check_set_size(create.len() + update.len() + destroy.len(), ctx.limits())?;
-    let old_state = super::check_state(ctx, arguments.if_in_state.as_deref()).await?;
+    let changes = (arguments.create, arguments.update, arguments.destroy);
+    let (create, update, destroy, old_state) =
+        super::open_set(ctx, &arguments.account_id, arguments.if_in_state.as_deref(), changes).await?;
     let mut response = SetResponse::default();
     let singleton = || SetError::new("singleton", "the vacation response is one object, updated only");
     for (creation, _) in create {
