@@ -242,7 +242,10 @@ fn sections_shared_by_two_crates() {
     assert_eq!(unknown.line, Some(3));
     assert_eq!(unknown.key.as_deref(), Some("smtp.line_max"));
     assert!(unknown.problem.starts_with("unknown key `line_max` (known keys: `listen`, "), "{unknown}");
-    assert!(unknown.problem.contains("`postmaster`, `line_bytes_max`, "), "{unknown}");
+    assert!(
+        unknown.problem.contains("`postmaster`, `vacation_period_s`, `vacation_senders_max`, `line_bytes_max`, "),
+        "{unknown}"
+    );
     // A message is stored as one blob, whichever way it comes.
     check(
         "[store]\nblob_bytes_max = 1048576\n",
