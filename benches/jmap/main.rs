@@ -13,7 +13,7 @@
 //!
 //! The mailbox is seeded through `hameau_mailbox::Mail::ingest_many` in the store of the
 //! stopped server (as `bench-imap-big` does), each message one second after the one
-//! before, then the release `hameau` (built next to this binary) starts on it.
+//! before, its text index built, then the release `hameau` (built next to this binary) starts on it.
 //!
 //! Run: `cargo build --release -p hameau -p hameau-benches &&
 //! $CARGO_TARGET_DIR/release/bench-jmap [MESSAGES] [CLIENTS] [REQUESTS] [DIR]`
@@ -43,7 +43,9 @@ fn main() -> anyhow::Result<()> {
     let clients: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(20);
     let requests: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(100);
     let base = PathBuf::from(args.next().unwrap_or_else(|| "/var/tmp".into()));
-    let setup = Setup::new("bench-jmap", &base, &[])?;
+    // The 20 clients are one account's (the "20 concurrent clients" on one
+    // mailbox): its concurrent requests are raised from 4 so that none is refused.
+    let setup = Setup::new("bench-jmap", &base, &[("concurrent_requests_max = 4", "concurrent_requests_max = 64")])?;
     let account = setup.account_id()?;
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let start = Instant::now();
@@ -246,6 +248,8 @@ async fn seed(path: &std::path::Path, account: u64, messages: usize) -> anyhow::
     for task in tasks {
         task.await??;
     }
+    // The text index, as the server's indexer would have built it after these deliveries.
+    mail.index_text(account).await?;
     store.close().await?;
     Ok(())
 }
