@@ -31,10 +31,10 @@ fi
 # API's schema), dkimpy with authres (a real DKIM signer and ARC sealer) and pynacl (its
 # Ed25519 signatures), imapclient (its live test suite runs against the IMAP server),
 # marionette-driver (drives Thunderbird in tests/it/autoconfig.rs), jmapc (a JMAP client
-# library, tests/it/jmap.rs). The list is
+# library, tests/it/jmap.rs), http-ece (decrypts RFC 8291 pushes, tests/it/jmap_push.rs). The list is
 # recorded in the venv: a change to it installs again.
 venv="$HOME/.cache/hameau-venv"
-pypi="schemathesis dkimpy authres pynacl imapclient marionette-driver jmapc"
+pypi="schemathesis dkimpy authres pynacl imapclient marionette-driver jmapc http-ece"
 if [ "$(cat "$venv/.hameau-pypi" 2>/dev/null)" != "$pypi" ]; then
     echo "setup: installing $pypi in $venv" >&2
     python3 -m venv "$venv"

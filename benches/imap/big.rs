@@ -15,16 +15,13 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use anyhow::{Context, bail};
-use hameau_benches::imap::{Client, PASSWORD, Rng, Setup, USER, load_average, message};
+use hameau_benches::imap::{Client, Dates, PASSWORD, Setup, USER, load_average, seed_inbox};
 use hameau_benches::{percentile, status_kib};
-use hameau_mailbox::{Ingest, Keyword, Mail, Role};
 
 const MESSAGE_BYTES: usize = 1024;
-const BATCH: usize = 500;
-const SEEDERS: usize = 16;
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -35,7 +32,7 @@ fn main() -> anyhow::Result<()> {
     let account = setup.account_id()?;
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let start = Instant::now();
-    runtime.block_on(seed(&setup.data.join("store"), account, messages))?;
+    runtime.block_on(seed_inbox(&setup.data.join("store"), account, messages, MESSAGE_BYTES, Dates::AllNow))?;
     let seed_s = start.elapsed().as_secs_f64();
 
     let server = setup.start();
@@ -78,53 +75,6 @@ fn main() -> anyhow::Result<()> {
     );
     hameau_benches::imap::stop(server)?;
     drop(setup);
-    Ok(())
-}
-
-/// Fills the INBOX of `account` in the store at `path` (the server is not running).
-async fn seed(path: &std::path::Path, account: u64, messages: usize) -> anyhow::Result<()> {
-    let store = hameau_store::Store::open(&hameau_store::Options::rocksdb(path)).await?;
-    // A seeding batch is one ingest: over the server's `mail.ingest_batch_max` (200), which
-    // bounds what a client sends, not what this direct seeding commits.
-    let limits = hameau_mailbox::Limits { ingest_batch_max: BATCH, ..hameau_mailbox::Limits::default() };
-    let mail = Mail::with_limits(store.clone(), limits);
-    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
-    mail.ensure_account(account, now).await?;
-    let inbox = mail.mailbox_by_role(account, Role::Inbox).await?.context("no INBOX")?.id;
-    let mut tasks = Vec::new();
-    for seeder in 0..SEEDERS {
-        let mail = mail.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut rng = Rng::new(seeder as u64);
-            // Batch b goes to seeder b % SEEDERS: UIDs come in commit order anyway.
-            for batch_start in (seeder * BATCH..messages).step_by(SEEDERS * BATCH) {
-                let batch = (batch_start..(batch_start + BATCH).min(messages))
-                    .map(|serial| {
-                        let keywords = if serial % 3 == 0 { vec![Keyword::Seen] } else { Vec::new() };
-                        let raw = message(&mut rng, serial as u64, MESSAGE_BYTES);
-                        let ingest = Ingest {
-                            raw: raw.into(),
-                            mailboxes: vec![inbox],
-                            keywords,
-                            received_at: now,
-                            quota: Default::default(),
-                        };
-                        (account, ingest)
-                    })
-                    .collect();
-                mail.ingest_many(batch).await?;
-            }
-            anyhow::Ok(())
-        }));
-    }
-    for task in tasks {
-        task.await??;
-    }
-    let count = mail.uids(account, inbox).await?.len();
-    store.close().await?;
-    if count != messages {
-        bail!("seeded {count} messages, not {messages}");
-    }
     Ok(())
 }
 

@@ -4,9 +4,10 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
+use hameau_mailbox::{Ingest, Keyword, Mail, Role};
 use hameau_testkit::{Server, set_config};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -333,6 +334,81 @@ pub fn load_average() -> String {
         .take(3)
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// How [`seed_inbox`] dates its messages (their `receivedAt`, INTERNALDATE).
+#[derive(Clone, Copy, Debug)]
+pub enum Dates {
+    /// All at the seeding's start.
+    AllNow,
+    /// One a second, the last one at the seeding's start: a sort by date has work to do.
+    OneASecond,
+}
+
+/// Fills the INBOX of `account` in the store at `path` (the server is not running) with
+/// `messages` messages of about `bytes` bytes, a third `\Seen`, through
+/// `Mail::ingest_many` (batches of 500, 16 at a time), and checks the count.
+pub async fn seed_inbox(path: &Path, account: u64, messages: usize, bytes: usize, dates: Dates) -> anyhow::Result<()> {
+    const BATCH: usize = 500;
+    const SEEDERS: usize = 16;
+    let store = hameau_store::Store::open(&hameau_store::Options::rocksdb(path)).await?;
+    // A seeding batch is one ingest: over the server's `mail.ingest_batch_max`, which
+    // bounds what a client sends, not what this direct seeding commits.
+    let limits = hameau_mailbox::Limits { ingest_batch_max: BATCH, ..hameau_mailbox::Limits::default() };
+    let mail = Mail::with_limits(store.clone(), limits);
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+    let first = now.saturating_sub(messages as u64);
+    mail.ensure_account(account, now).await?;
+    let inbox = mail.mailbox_by_role(account, Role::Inbox).await?.context("no INBOX")?.id;
+    let mut tasks = Vec::new();
+    for seeder in 0..SEEDERS {
+        let mail = mail.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut rng = Rng::new(seeder as u64);
+            // Batch b goes to seeder b % SEEDERS: UIDs come in commit order anyway.
+            for batch_start in (seeder * BATCH..messages).step_by(SEEDERS * BATCH) {
+                let batch = (batch_start..(batch_start + BATCH).min(messages))
+                    .map(|serial| {
+                        let keywords = if serial % 3 == 0 { vec![Keyword::Seen] } else { Vec::new() };
+                        let received_at = match dates {
+                            Dates::AllNow => now,
+                            Dates::OneASecond => first + serial as u64,
+                        };
+                        let raw = message(&mut rng, serial as u64, bytes);
+                        let ingest = Ingest {
+                            raw: raw.into(),
+                            mailboxes: vec![inbox],
+                            keywords,
+                            received_at,
+                            quota: Default::default(),
+                        };
+                        (account, ingest)
+                    })
+                    .collect();
+                mail.ingest_many(batch).await?;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    let count = mail.uids(account, inbox).await?.len();
+    store.close().await?;
+    if count != messages {
+        bail!("seeded {count} messages, not {messages}");
+    }
+    Ok(())
+}
+
+/// Builds the account's text index in the store at `path` (the server is not running),
+/// as the server's indexer would after the deliveries; the emails indexed.
+pub async fn build_text_index(path: &Path, account: u64) -> anyhow::Result<u64> {
+    let store = hameau_store::Store::open(&hameau_store::Options::rocksdb(path)).await?;
+    let mail = Mail::new(store.clone());
+    let progress = mail.index_text(account).await?;
+    store.close().await?;
+    Ok(progress.indexed)
 }
 
 /// A small deterministic generator (SplitMix64), so that runs are repeatable.

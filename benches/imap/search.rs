@@ -16,16 +16,13 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
-use anyhow::{Context, bail};
-use hameau_benches::imap::{Client, Rng, Setup, load_average, message, sender, word};
+use anyhow::bail;
+use hameau_benches::imap::{Client, Dates, Setup, build_text_index, load_average, seed_inbox, sender, word};
 use hameau_benches::{percentile, status_kib};
-use hameau_mailbox::{Ingest, Keyword, Mail, Role};
 
 const MESSAGE_BYTES: usize = 1024;
-const BATCH: usize = 500;
-const SEEDERS: usize = 16;
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -38,11 +35,11 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let store_path = setup.data.join("store");
     let start = Instant::now();
-    runtime.block_on(seed(&store_path, account, messages))?;
+    runtime.block_on(seed_inbox(&store_path, account, messages, MESSAGE_BYTES, Dates::AllNow))?;
     let seed_s = start.elapsed().as_secs_f64();
     let bytes_before = dir_bytes(&store_path);
     let start = Instant::now();
-    let indexed = runtime.block_on(build_index(&store_path, account))?;
+    let indexed = runtime.block_on(build_text_index(&store_path, account))?;
     let index_s = start.elapsed().as_secs_f64();
     let bytes_after = dir_bytes(&store_path);
     println!(
@@ -116,60 +113,6 @@ async fn searches(addr: SocketAddr, needles: &[(&str, String)], runs: usize) -> 
     }
     client.command("LOGOUT").await?;
     Ok(out)
-}
-
-/// Fills the INBOX of `account` in the store at `path` (the server is not running).
-async fn seed(path: &Path, account: u64, messages: usize) -> anyhow::Result<()> {
-    let store = hameau_store::Store::open(&hameau_store::Options::rocksdb(path)).await?;
-    // A seeding batch is one ingest, over the server's `mail.ingest_batch_max`.
-    let limits = hameau_mailbox::Limits { ingest_batch_max: BATCH, ..hameau_mailbox::Limits::default() };
-    let mail = Mail::with_limits(store.clone(), limits);
-    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
-    mail.ensure_account(account, now).await?;
-    let inbox = mail.mailbox_by_role(account, Role::Inbox).await?.context("no INBOX")?.id;
-    let mut tasks = Vec::new();
-    for seeder in 0..SEEDERS {
-        let mail = mail.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut rng = Rng::new(seeder as u64);
-            for batch_start in (seeder * BATCH..messages).step_by(SEEDERS * BATCH) {
-                let batch = (batch_start..(batch_start + BATCH).min(messages))
-                    .map(|serial| {
-                        let keywords = if serial % 3 == 0 { vec![Keyword::Seen] } else { Vec::new() };
-                        let raw = message(&mut rng, serial as u64, MESSAGE_BYTES);
-                        let ingest = Ingest {
-                            raw: raw.into(),
-                            mailboxes: vec![inbox],
-                            keywords,
-                            received_at: now,
-                            quota: Default::default(),
-                        };
-                        (account, ingest)
-                    })
-                    .collect();
-                mail.ingest_many(batch).await?;
-            }
-            anyhow::Ok(())
-        }));
-    }
-    for task in tasks {
-        task.await??;
-    }
-    let count = mail.uids(account, inbox).await?.len();
-    store.close().await?;
-    if count != messages {
-        bail!("seeded {count} messages, not {messages}");
-    }
-    Ok(())
-}
-
-/// Builds the account's text index in the store at `path`; the emails indexed.
-async fn build_index(path: &Path, account: u64) -> anyhow::Result<u64> {
-    let store = hameau_store::Store::open(&hameau_store::Options::rocksdb(path)).await?;
-    let mail = Mail::new(store.clone());
-    let progress = mail.index_text(account).await?;
-    store.close().await?;
-    Ok(progress.indexed)
 }
 
 /// Bytes of the files under `path`.

@@ -21,19 +21,16 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use anyhow::{Context, bail};
 use base64::Engine as _;
-use hameau_benches::imap::{PASSWORD, Rng, Setup, USER, load_average, message, word};
+use hameau_benches::imap::{Dates, PASSWORD, Setup, USER, build_text_index, load_average, seed_inbox, word};
 use hameau_benches::{percentile, status_kib, tls_connector};
-use hameau_mailbox::{Ingest, Keyword, Mail, Role};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const MESSAGE_BYTES: usize = 1024;
-const BATCH: usize = 500;
-const SEEDERS: usize = 16;
 /// Most bytes of one response this client reads.
 const RESPONSE_BYTES_MAX: usize = 16 << 20;
 
@@ -49,7 +46,11 @@ fn main() -> anyhow::Result<()> {
     let account = setup.account_id()?;
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let start = Instant::now();
-    runtime.block_on(seed(&setup.data.join("store"), account, messages))?;
+    runtime.block_on(async {
+        let store = setup.data.join("store");
+        seed_inbox(&store, account, messages, MESSAGE_BYTES, Dates::OneASecond).await?;
+        build_text_index(&store, account).await
+    })?;
     let seed_s = start.elapsed().as_secs_f64();
     let server = setup.start();
     let addr = *server.https.first().context("no HTTPS listener")?;
@@ -208,48 +209,4 @@ impl Client {
         self.buffer.extend_from_slice(&chunk[..n]);
         Ok(())
     }
-}
-
-/// Fills the INBOX of `account` in the store at `path` (the server is not running), one
-/// message a second, the last one now.
-async fn seed(path: &std::path::Path, account: u64, messages: usize) -> anyhow::Result<()> {
-    let store = hameau_store::Store::open(&hameau_store::Options::rocksdb(path)).await?;
-    let limits = hameau_mailbox::Limits { ingest_batch_max: BATCH, ..hameau_mailbox::Limits::default() };
-    let mail = Mail::with_limits(store.clone(), limits);
-    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
-    let first = now - messages as u64;
-    mail.ensure_account(account, now).await?;
-    let inbox = mail.mailbox_by_role(account, Role::Inbox).await?.context("no INBOX")?.id;
-    let mut tasks = Vec::new();
-    for seeder in 0..SEEDERS {
-        let mail = mail.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut rng = Rng::new(seeder as u64);
-            for batch_start in (seeder * BATCH..messages).step_by(SEEDERS * BATCH) {
-                let batch = (batch_start..(batch_start + BATCH).min(messages))
-                    .map(|serial| {
-                        let keywords = if serial % 3 == 0 { vec![Keyword::Seen] } else { Vec::new() };
-                        let raw = message(&mut rng, serial as u64, MESSAGE_BYTES);
-                        let ingest = Ingest {
-                            raw: raw.into(),
-                            mailboxes: vec![inbox],
-                            keywords,
-                            received_at: first + serial as u64,
-                            quota: Default::default(),
-                        };
-                        (account, ingest)
-                    })
-                    .collect();
-                mail.ingest_many(batch).await?;
-            }
-            anyhow::Ok(())
-        }));
-    }
-    for task in tasks {
-        task.await??;
-    }
-    // The text index, as the server's indexer would have built it after these deliveries.
-    mail.index_text(account).await?;
-    store.close().await?;
-    Ok(())
 }

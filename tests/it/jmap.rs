@@ -83,3 +83,98 @@ print("raw ok")
     assert!(out.contains("jmapc ok") && out.contains("raw ok"), "{out}");
     assert!(!server.log().join("\n").contains("panicked"));
 }
+
+/// Bearer tokens: an API key of the account opens its JMAP session and calls (here an
+/// upload read back by `Email/parse`, and a part of it downloaded); an operator's key, a
+/// revoked key, another commune's account key and a made-up token do not; failures from
+/// one address end in 429.
+#[test]
+fn an_accounts_api_key_is_a_bearer_token_and_nothing_else_is() {
+    let (dir, operator) = init_with_token();
+    let config = config_path(dir.path());
+    crate::support::admin(
+        &config,
+        &[
+            &["tenant", "create", "a", "--name", "A"],
+            &["domain", "create", "a.test", "--tenant", "a"],
+            &["tenant", "create", "b", "--name", "B"],
+            &["domain", "create", "b.test", "--tenant", "b"],
+        ],
+    );
+    create_account(&config, "agent@a.test", PASSWORD);
+    create_account(&config, "agent@b.test", PASSWORD);
+    // Few failures before the lockout, without waits: the test reaches it quickly.
+    set_config(&config, "failures_max = 20", "failures_max = 8");
+    set_config(&config, "delay_ms = 250", "delay_ms = 1");
+    let server = start_server(&config);
+    let port = server.https[0].port();
+    let script = format!(
+        r##"
+import json, os, requests
+os.environ["REQUESTS_CA_BUNDLE"] = {cert:?}
+base = "https://localhost:{port}"
+def key(scope):
+    r = requests.post(base + "/api/v1/api-keys", json={{"name": "webmail", "scope": scope}},
+                      headers={{"Authorization": "Bearer {operator}"}}, timeout=20)
+    assert r.status_code == 201, r.text
+    return r.json()["key"]["id"], r.json()["token"]
+key_id, token = key({{"role": "user", "account": "agent@a.test"}})
+_, token_b = key({{"role": "user", "account": "agent@b.test"}})
+_, tenant_admin = key({{"role": "tenant_admin", "tenant": "a"}})
+bearer = lambda t: {{"Authorization": "Bearer " + t}}
+
+session = requests.get(base + "/.well-known/jmap", headers=bearer(token), timeout=20)
+assert session.status_code == 200, session.text
+assert session.json()["username"] == "agent@a.test"
+account = list(session.json()["accounts"])[0]
+eml = ("From: Maire <maire@a.test>\r\nTo: agent@a.test\r\nSubject: Conseil du 3\r\nMIME-Version: 1.0\r\n"
+       "Content-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\nContent-Type: text/plain\r\n\r\nOrdre du jour.\r\n"
+       "--x\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\naGFtZWF1\r\n--x--\r\n")
+up = requests.post(base + "/jmap/upload/" + account, data=eml.encode(), headers=dict(bearer(token), **{{"Content-Type": "message/rfc822"}}), timeout=20)
+assert up.status_code == 201, up.text
+blob = up.json()["blobId"]
+def call(calls, headers):
+    return requests.post(base + "/jmap/api", headers=dict(headers, **{{"Content-Type": "application/json"}}), timeout=20,
+        data=json.dumps({{"using": ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"], "methodCalls": calls}}))
+r = call([["Email/parse", {{"accountId": account, "blobIds": [blob, "b424242"], "properties": ["subject", "from", "attachments", "size"]}}, "p"]], bearer(token))
+assert r.status_code == 200, r.text
+parsed = r.json()["methodResponses"][0][1]
+assert parsed["notFound"] == ["b424242"], parsed
+email = parsed["parsed"][blob]
+assert email["subject"] == "Conseil du 3" and email["from"][0]["email"] == "maire@a.test", email
+assert email["size"] == len(eml), email
+part = email["attachments"][0]["blobId"]
+assert part.startswith(blob + "."), part
+got = requests.get(base + "/jmap/download/%s/%s/x.bin" % (account, part), headers=bearer(token), timeout=20)
+assert got.status_code == 200 and got.content == b"hameau", (got.status_code, got.content)
+
+# Another commune's account key: its own session, never a's account or blob.
+r = call([["Email/parse", {{"accountId": account, "blobIds": [blob]}}, "p"]], bearer(token_b))
+assert r.json()["methodResponses"][0][1]["type"] == "accountNotFound", r.text
+other = requests.get(base + "/.well-known/jmap", headers=bearer(token_b), timeout=20).json()
+other_account = list(other["accounts"])[0]
+assert other_account != account
+r = call([["Email/parse", {{"accountId": other_account, "blobIds": [blob]}}, "p"]], bearer(token_b))
+assert r.json()["methodResponses"][0][1]["notFound"] == [blob], r.text
+
+# Keys that are no account's, and a revoked one: 401 with both challenges.
+for t in ["{operator}", tenant_admin]:
+    r = requests.get(base + "/.well-known/jmap", headers=bearer(t), timeout=20)
+    assert r.status_code == 401, (r.status_code, r.text)
+    assert "Bearer" in r.headers["WWW-Authenticate"] and "Basic" in r.headers["WWW-Authenticate"], r.headers
+r = requests.delete(base + "/api/v1/api-keys/" + key_id, headers=bearer("{operator}"), timeout=20)
+assert r.status_code < 300, r.text
+r = requests.get(base + "/.well-known/jmap", headers=bearer(token), timeout=20)
+assert r.status_code == 401, r.status_code
+# Made-up tokens from one address: refused with 429 past auth.failures_max.
+statuses = [requests.get(base + "/.well-known/jmap", headers=bearer("hmk_%04x_%s" % (i, "0" * 64)), timeout=20).status_code
+            for i in range(12)]
+assert statuses[0] == 401 and statuses[-1] == 429, statuses
+print("bearer ok")
+"##,
+        cert = server.cert.to_str().unwrap(),
+    );
+    let out = python(&script);
+    assert!(out.contains("bearer ok"), "{out}");
+    assert!(!server.log().join("\n").contains("panicked"));
+}

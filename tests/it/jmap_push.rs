@@ -6,7 +6,8 @@
 //! the delay from the SMTP `250` printed (a figure, not a timed assertion: the house rule);
 //! `closeafter=state`; and a PushSubscription to a Python HTTP server on 127.0.0.1
 //! (`jmap.push_loopback_allowed`) receiving its `PushVerification`, then, once verified, a
-//! `StateChange` after a delivery.
+//! `StateChange` after a delivery; and one with RFC 8291 keys, whose pushes PyPI's `http_ece`
+//! decrypts.
 
 use std::io::Write;
 use std::process::Stdio;
@@ -154,11 +155,15 @@ assert b"event: state" in body and b'"Email"' in body and b"Mailbox" not in body
 print("closeafter ok")
 
 # A PushSubscription to a local HTTP server: verification, then a state change.
-posts = []
+posts, encrypted = [], []
 class Handler(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         length = int(self.headers["Content-Length"])
-        posts.append((time.monotonic(), json.loads(self.rfile.read(length))))
+        raw = self.rfile.read(length)
+        if self.headers.get("Content-Encoding") == "aes128gcm":
+            encrypted.append((time.monotonic(), raw))
+        else:
+            posts.append((time.monotonic(), json.loads(raw)))
         self.send_response(201); self.end_headers()
     def log_message(self, *args):
         pass
@@ -198,6 +203,37 @@ got = call("PushSubscription/get", {{}})
 assert got[1]["list"][0]["verificationCode"] == verification["verificationCode"] and "url" not in got[1]["list"][0], got
 print("push subscription ok")
 
+# An encrypted subscription (RFC 8291): what arrives opens with its private key, by an
+# independent implementation (PyPI's http_ece), and is never in clear.
+import base64, http_ece
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+ua = ec.generate_private_key(ec.SECP256R1())
+ua_public = ua.public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
+auth_secret = os.urandom(16)
+b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+created = call("PushSubscription/set", {{"create": {{"e": {{"deviceClientId": "web", "url": push_url,
+    "keys": {{"p256dh": b64(ua_public), "auth": b64(auth_secret)}}}}}}}})
+encrypted_id = created[1]["created"]["e"]["id"]
+def opened(kind, timeout=30):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        for at, raw in list(encrypted):
+            assert b"pushSubscriptionId" not in raw and b"StateChange" not in raw, raw
+            body = json.loads(http_ece.decrypt(raw, private_key=ua, auth_secret=auth_secret, version="aes128gcm"))
+            if body.get("@type") == kind:
+                return at, body
+        time.sleep(0.01)
+    raise AssertionError("no encrypted %s in %d posts" % (kind, len(encrypted)))
+_, verification = opened("PushVerification")
+assert verification["pushSubscriptionId"] == encrypted_id, verification
+verified = call("PushSubscription/set", {{"update": {{encrypted_id: {{"verificationCode": verification["verificationCode"]}}}}}})
+assert encrypted_id in verified[1]["updated"], verified
+deliver("encrypted")
+_, change = opened("StateChange")
+assert client.account_id in change["changed"], change
+print("encrypted push ok")
+
 # event_sources_per_account_max (2 here): a third stream is refused while two are open.
 first, second = open_stream("types=*&closeafter=no&ping=0"), open_stream("types=*&closeafter=no&ping=0")
 for stream in (first, second):
@@ -217,6 +253,7 @@ print("stream limit ok")
         "limits ok",
         "closeafter ok",
         "push subscription ok",
+        "encrypted push ok",
         "stream limit ok",
     ] {
         assert!(out.contains(step), "{step}: {out}");

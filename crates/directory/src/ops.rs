@@ -1254,6 +1254,17 @@ impl Directory {
         }
     }
 
+    /// The enabled account a user-scoped API key stands for: JMAP's bearer tokens. An
+    /// operator's or a tenant admin's key is no account's and is refused like a wrong one.
+    /// Not counted here: the caller counts failures per client address, as for API keys.
+    pub async fn authenticate_account_key(&self, token: &str, now: u64) -> Result<Account, Error> {
+        let Principal::User { account, .. } = self.authenticate_api_key(token, now).await? else {
+            return Err(Error::Unauthenticated);
+        };
+        let account = get::<Account>(&self.store, &keys::account(account)).await?.ok_or(Error::Unauthenticated)?;
+        Some(account.record).filter(|account| account.enabled).ok_or(Error::Unauthenticated)
+    }
+
     /// Checks a password login from `peer` (IMAP, and every protocol that logs in with
     /// a password): the account's own password or one of its application passwords.
     ///

@@ -180,35 +180,53 @@ impl FromRequestParts<AppState> for Caller {
         let Some(token) = bearer_token(parts) else {
             return Err(Problem::new(StatusCode::UNAUTHORIZED, "an API key is required: Authorization: Bearer hmk_…"));
         };
-        let peer = parts.extensions.get::<PeerAddr>().map(|peer| peer.0.ip());
-        let limit_key = peer.map(AuthLimiter::ip_key).unwrap_or_default();
-        let pair = key_pair_name(&token);
-        let now = state.clock.now_s();
-        match state.limiter.check(&limit_key, now) {
-            Verdict::Refuse { retry_after_s } => {
-                state.metrics.auth_refused.inc();
-                let mut problem = Problem::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    format!("too many failed authentications from this address: try again in {retry_after_s} s"),
-                );
-                problem.retry_after_s = Some(retry_after_s);
-                return Err(problem);
-            }
-            Verdict::Allow { delay } if !delay.is_zero() => tokio::time::sleep(delay).await,
-            Verdict::Allow { .. } => {}
+        let principal =
+            check_bearer(parts, state, &token, |now| state.directory.authenticate_api_key(&token, now)).await?;
+        Ok(Caller(principal))
+    }
+}
+
+/// A bearer token (an API key) checked by `authenticate` at the server's time, failures
+/// counted by the shared limiter per client address, each under the token's key id (see
+/// [`Caller`]): 401 for a token that is not valid, 429 with `Retry-After` past the limit.
+pub(crate) async fn check_bearer<T, F, Fut>(
+    parts: &Parts,
+    state: &AppState,
+    token: &str,
+    authenticate: F,
+) -> Result<T, Problem>
+where
+    F: FnOnce(u64) -> Fut,
+    Fut: std::future::Future<Output = Result<T, hameau_directory::Error>>,
+{
+    let peer = parts.extensions.get::<PeerAddr>().map(|peer| peer.0.ip());
+    let limit_key = peer.map(AuthLimiter::ip_key).unwrap_or_default();
+    let pair = key_pair_name(token);
+    let now = state.clock.now_s();
+    match state.limiter.check(&limit_key, now) {
+        Verdict::Refuse { retry_after_s } => {
+            state.metrics.auth_refused.inc();
+            let mut problem = Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("too many failed authentications from this address: try again in {retry_after_s} s"),
+            );
+            problem.retry_after_s = Some(retry_after_s);
+            return Err(problem);
         }
-        match state.directory.authenticate_api_key(&token, now).await {
-            Ok(principal) => {
-                state.limiter.succeeded_with(&limit_key, &pair);
-                Ok(Caller(principal))
-            }
-            Err(hameau_directory::Error::Unauthenticated) => {
-                state.limiter.failed_with(&limit_key, &pair, now);
-                state.metrics.auth_failures.inc();
-                Err(Problem::new(StatusCode::UNAUTHORIZED, "the API key is not valid (unknown, revoked or expired)"))
-            }
-            Err(e) => Err(e.into()),
+        Verdict::Allow { delay } if !delay.is_zero() => tokio::time::sleep(delay).await,
+        Verdict::Allow { .. } => {}
+    }
+    match authenticate(now).await {
+        Ok(authenticated) => {
+            state.limiter.succeeded_with(&limit_key, &pair);
+            Ok(authenticated)
         }
+        Err(hameau_directory::Error::Unauthenticated) => {
+            state.limiter.failed_with(&limit_key, &pair, now);
+            state.metrics.auth_failures.inc();
+            Err(Problem::new(StatusCode::UNAUTHORIZED, "the API key is not valid (unknown, revoked or expired)"))
+        }
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -222,7 +240,7 @@ fn key_pair_name(token: &str) -> String {
     }
 }
 
-fn bearer_token(parts: &Parts) -> Option<String> {
+pub(crate) fn bearer_token(parts: &Parts) -> Option<String> {
     let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_string())

@@ -169,6 +169,7 @@ async fn call_method(
         "Email/set" => mail::email_set::set(ctx, arguments).await,
         "Email/import" => mail::email_set::import(ctx, arguments).await,
         "Email/copy" => mail::email_set::copy(ctx, arguments).await,
+        "Email/parse" => mail::email::parse(ctx, arguments).await,
         "Identity/get" => mail::identity::get(ctx, arguments).await,
         "Identity/changes" => mail::identity::changes(ctx, arguments).await,
         "Identity/set" => mail::identity::set(ctx, arguments).await,

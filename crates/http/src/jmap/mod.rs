@@ -6,7 +6,9 @@
 //! - Authentication is HTTP Basic over TLS with the account's address and its password or
 //!   an application password (`Directory::login`, counted by the shared `AuthLimiter` per
 //!   client address and per account, as IMAP and submission: past a few failures
-//!   attempts are slowed, then refused with 429 and `Retry-After`).
+//!   attempts are slowed, then refused with 429 and `Retry-After`), or a bearer token: an
+//!   API key of the account's (`hameau api-key create --user ADDRESS`, or the admin API),
+//!   with its expiry and revocation, counted per client address as the admin API's keys.
 //! - The request body is bounded by `jmap.request_bytes_max`: past it, the RFC's `limit`
 //!   error naming `maxSizeRequest`, never a body read whole; an upload by
 //!   `jmap.upload_bytes_max` (`maxSizeUpload`), read as it streams in.
@@ -124,61 +126,88 @@ pub fn routes(request_bytes_max: u64) -> Router<AppState> {
         .route("/jmap/eventsource", get(eventsource::event_source))
 }
 
-/// The account a request authenticated as, by HTTP Basic.
+/// The account a request authenticated as: by HTTP Basic (the address and a password or
+/// application password), or by a bearer token (a user-scoped API key of the account).
 struct Authenticated(User);
 
 impl FromRequestParts<AppState> for Authenticated {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
-        let Some((address, password)) = basic_credentials(parts) else {
-            return Err(unauthorized("the account's address and password are required (HTTP Basic)"));
-        };
-        let peer = parts.extensions.get::<PeerAddr>().map(|peer| peer.0.ip());
-        let peer = peer.unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
-        match state.directory.login(peer, &address, &password, state.clock.now_s()).await {
-            Ok(account) => {
-                // As an IMAP login: the tenant's quota, and the account's mailboxes made
-                // on its first use.
-                let tenant_bytes_max = match state.directory.resolve_recipient(&account.address).await {
-                    Ok(recipient) => recipient.and_then(|recipient| recipient.tenant_quota_bytes),
-                    Err(e) => return Err(unavailable("reading the tenant's quota", &e)),
-                };
-                if let Err(e) = state.jmap.mail.ensure_account(account.id, state.clock.now_s()).await {
-                    return Err(unavailable("creating the account's mailboxes", &e));
+        let account = if let Some(token) = crate::api::bearer_token(parts) {
+            let checked = crate::api::check_bearer(parts, state, &token, |now| {
+                state.directory.authenticate_account_key(&token, now)
+            })
+            .await;
+            match checked {
+                Ok(account) => account,
+                Err(problem) if problem.status == StatusCode::UNAUTHORIZED.as_u16() => {
+                    return Err(unauthorized(
+                        "the token is not valid (unknown, revoked, expired, or not an account's API key)",
+                    ));
                 }
-                let quota = hameau_mailbox::Quota {
-                    account_bytes_max: account.quota_bytes,
-                    tenant: Some(account.tenant.clone()),
-                    tenant_bytes_max,
-                };
-                Ok(Authenticated(User {
-                    account: account.id,
-                    address: account.address,
-                    quota,
-                    display_name: account.display_name,
-                    may_send_as: account.may_send_as,
-                }))
+                Err(problem) => return Err(problem.into_response()),
             }
-            Err(DirectoryError::Refused { retry_after_s }) => {
-                state.metrics.auth_refused.inc();
-                let mut response = Problem::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    format!("too many failed logins: try again in {retry_after_s} s"),
-                )
-                .into_response();
-                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_s));
-                Err(response)
-            }
-            Err(DirectoryError::Unauthenticated) => {
-                state.metrics.auth_failures.inc();
-                Err(unauthorized("wrong address or password"))
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "jmap: authentication failed");
-                Err(Problem::new(StatusCode::SERVICE_UNAVAILABLE, "the server cannot check passwords now")
-                    .into_response())
-            }
+        } else {
+            let Some((address, password)) = basic_credentials(parts) else {
+                return Err(unauthorized(
+                    "the account's address and password (HTTP Basic), or an API key of the account (Bearer), are required",
+                ));
+            };
+            basic_login(parts, state, &address, &password).await?
+        };
+        // As an IMAP login: the tenant's quota, and the account's mailboxes made on its
+        // first use.
+        let tenant_bytes_max = match state.directory.resolve_recipient(&account.address).await {
+            Ok(recipient) => recipient.and_then(|recipient| recipient.tenant_quota_bytes),
+            Err(e) => return Err(unavailable("reading the tenant's quota", &e)),
+        };
+        if let Err(e) = state.jmap.mail.ensure_account(account.id, state.clock.now_s()).await {
+            return Err(unavailable("creating the account's mailboxes", &e));
+        }
+        let quota = hameau_mailbox::Quota {
+            account_bytes_max: account.quota_bytes,
+            tenant: Some(account.tenant.clone()),
+            tenant_bytes_max,
+        };
+        Ok(Authenticated(User {
+            account: account.id,
+            address: account.address,
+            quota,
+            display_name: account.display_name,
+            may_send_as: account.may_send_as,
+        }))
+    }
+}
+
+/// An HTTP Basic login, counted by the shared `AuthLimiter` as every password login.
+async fn basic_login(
+    parts: &Parts,
+    state: &AppState,
+    address: &str,
+    password: &str,
+) -> Result<hameau_directory::Account, Response> {
+    let peer = parts.extensions.get::<PeerAddr>().map(|peer| peer.0.ip());
+    let peer = peer.unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+    match state.directory.login(peer, address, password, state.clock.now_s()).await {
+        Ok(account) => Ok(account),
+        Err(DirectoryError::Refused { retry_after_s }) => {
+            state.metrics.auth_refused.inc();
+            let mut response = Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("too many failed logins: try again in {retry_after_s} s"),
+            )
+            .into_response();
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_s));
+            Err(response)
+        }
+        Err(DirectoryError::Unauthenticated) => {
+            state.metrics.auth_failures.inc();
+            Err(unauthorized("wrong address or password"))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "jmap: authentication failed");
+            Err(Problem::new(StatusCode::SERVICE_UNAVAILABLE, "the server cannot check passwords now").into_response())
         }
     }
 }
@@ -189,12 +218,14 @@ fn unavailable(what: &str, error: &dyn std::fmt::Display) -> Response {
     Problem::new(StatusCode::SERVICE_UNAVAILABLE, "the server cannot open the account now").into_response()
 }
 
-/// 401 with the Basic challenge (the admin API's problems carry a Bearer one).
+/// 401 with both challenges: Basic (a password) and Bearer (an API key of the account).
 fn unauthorized(detail: &str) -> Response {
     let mut response = Problem::new(StatusCode::UNAUTHORIZED, detail).into_response();
-    response
-        .headers_mut()
-        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"Hameau JMAP\", charset=\"UTF-8\""));
+    let headers = response.headers_mut();
+    headers.remove(header::WWW_AUTHENTICATE);
+    headers
+        .append(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"Hameau JMAP\", charset=\"UTF-8\""));
+    headers.append(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"Hameau JMAP\""));
     response
 }
 

@@ -12,7 +12,7 @@
 //!   shared (100.64/10), multicast, unspecified or reserved, nothing is sent. Only
 //!   `jmap.push_loopback_allowed` (tests) lets loopback addresses through, and plain `http`
 //!   to them. Redirects are not followed; the answer's body is not read.
-//! - Encrypted push (RFC 8291) is not implemented: `/set` refuses subscriptions with keys.
+//! - A subscription with keys has each push encrypted to them (RFC 8291, `aes128gcm`).
 //! - The answer to a push is only logged: a push service that refuses (404, 410) keeps
 //!   its subscription until the client destroys it or it expires.
 //!
@@ -27,7 +27,7 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::http::{Request, Uri, header};
 use hameau_jmap::Limits;
-use hameau_jmap::mail::{PushRegistry, Services};
+use hameau_jmap::mail::{PushKeys, PushRegistry, Services};
 use http_body_util::Full;
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
@@ -66,7 +66,7 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
         for verification in registry.take_verifications() {
             let sender = sender.clone();
             tokio::spawn(async move {
-                if let Err(why) = sender.post(&verification.url, &verification.body).await {
+                if let Err(why) = sender.post(&verification.url, &verification.body, verification.keys.as_ref()).await {
                     tracing::info!(account = verification.account, why, "jmap push: a verification was not delivered");
                 }
             });
@@ -124,7 +124,7 @@ async fn push_account(account: u64, services: Arc<Services>, sender: Arc<Sender>
             let Some(change) = hameau_jmap::mail::state_change(account, state, target.types.as_deref()) else {
                 continue;
             };
-            if let Err(why) = sender.post(&target.url, &change).await {
+            if let Err(why) = sender.post(&target.url, &change, target.keys.as_ref()).await {
                 tracing::info!(account, subscription = target.id, why, "jmap push: a state change was not delivered");
             }
         }
@@ -178,15 +178,21 @@ impl Sender {
         }
     }
 
-    /// One POST of `body` to `url`, within the timeout; the status if it was 2xx.
-    async fn post(&self, url: &str, body: &Value) -> Result<(), String> {
-        match tokio::time::timeout(self.timeout, self.exchange(url, body)).await {
+    /// One POST of `body` to `url`, within the timeout, encrypted to `keys` when the
+    /// subscription has them (RFC 8291); the status if it was 2xx.
+    async fn post(&self, url: &str, body: &Value, keys: Option<&PushKeys>) -> Result<(), String> {
+        let json = serde_json::to_vec(body).map_err(|e| e.to_string())?;
+        let payload = match keys {
+            Some(keys) => Payload { bytes: Bytes::from(keys.encrypt(&json)?), encrypted: true },
+            None => Payload { bytes: Bytes::from(json), encrypted: false },
+        };
+        match tokio::time::timeout(self.timeout, self.exchange(url, payload)).await {
             Ok(result) => result,
             Err(_) => Err(format!("no answer within {} s", self.timeout.as_secs())),
         }
     }
 
-    async fn exchange(&self, url: &str, body: &Value) -> Result<(), String> {
+    async fn exchange(&self, url: &str, payload: Payload) -> Result<(), String> {
         let uri: Uri = url.parse().map_err(|e| format!("the URL does not read: {e}"))?;
         let host = uri.host().ok_or("the URL has no host")?.trim_start_matches('[').trim_end_matches(']').to_string();
         let https = match uri.scheme_str() {
@@ -199,16 +205,15 @@ impl Sender {
         let tcp = TcpStream::connect(address).await.map_err(|e| format!("connecting to {address}: {e}"))?;
         let path = uri.path_and_query().map_or("/", |path| path.as_str()).to_string();
         let authority = uri.authority().map_or(host.clone(), |authority| authority.to_string());
-        let bytes = Bytes::from(serde_json::to_vec(body).map_err(|e| e.to_string())?);
         if https {
             let name = rustls::pki_types::ServerName::try_from(host.clone()).map_err(|e| format!("host name: {e}"))?;
             let tls = tokio_rustls::TlsConnector::from(self.tls.clone())
                 .connect(name, tcp)
                 .await
                 .map_err(|e| format!("TLS with {host}: {e}"))?;
-            send(tls, &authority, &path, bytes).await
+            send(tls, &authority, &path, payload).await
         } else {
-            send(tcp, &authority, &path, bytes).await
+            send(tcp, &authority, &path, payload).await
         }
     }
 
@@ -234,8 +239,14 @@ impl Sender {
     }
 }
 
+/// What a push POSTs: the JSON, or its RFC 8291 encryption (`Content-Encoding: aes128gcm`).
+struct Payload {
+    bytes: Bytes,
+    encrypted: bool,
+}
+
 /// One HTTP/1.1 POST on `io`: success on a 2xx status; the body is not read.
-async fn send<IO>(io: IO, authority: &str, path: &str, body: Bytes) -> Result<(), String>
+async fn send<IO>(io: IO, authority: &str, path: &str, payload: Payload) -> Result<(), String>
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -243,14 +254,17 @@ where
         .await
         .map_err(|e| format!("HTTP: {e}"))?;
     let connection = tokio::spawn(connection);
-    let request = Request::post(path)
+    let mut request = Request::post(path)
         .header(header::HOST, authority)
-        .header(header::CONTENT_TYPE, "application/json; charset=utf-8")
         .header(header::USER_AGENT, "Hameau")
         .header(header::CONNECTION, "close")
-        .header("ttl", PUSH_TTL_S)
-        .body(Full::new(body))
-        .map_err(|e| format!("making the request: {e}"))?;
+        .header("ttl", PUSH_TTL_S);
+    request = if payload.encrypted {
+        request.header(header::CONTENT_TYPE, "application/octet-stream").header(header::CONTENT_ENCODING, "aes128gcm")
+    } else {
+        request.header(header::CONTENT_TYPE, "application/json; charset=utf-8")
+    };
+    let request = request.body(Full::new(payload.bytes)).map_err(|e| format!("making the request: {e}"))?;
     let answer = sender.send_request(request).await.map_err(|e| format!("HTTP: {e}"));
     connection.abort();
     let status = answer?.status();

@@ -6,6 +6,9 @@
 //!   parts (transfer encoding undone): parsed here, off the async workers, a panic of the
 //!   parser on a hostile message answered as "no such blob".
 //! - `u<sha256>` is an upload of this account not yet expired.
+//! - `b17.3.1`, `u<sha256>.2`: a part of a part or of an upload (the parts `Email/parse`
+//!   shows of an attached message or an uploaded one), at most [`super::BLOB_PARTS_MAX`]
+//!   indexes: each is a parse of the level above.
 //!
 //! Every lookup is in the user's own account: a blob of another account, a guessed id or an
 //! expired upload are all "not found" alike.
@@ -41,37 +44,35 @@ pub async fn resolve(services: &Services, account: AccountId, wire: &str, now: u
             };
             Ok(BlobHash::from_hex(&email.blob).map(|hash| Blob::Stored { hash, size: email.size }))
         }
-        BlobId::Email { email, part: Some(part) } => {
-            let raw = match services.mail.raw(account, email).await {
-                Ok(raw) => raw,
-                Err(MailError::NoEmail(_)) => return Ok(None),
-                Err(e) => return Err(e),
-            };
-            let decoded = tokio::task::spawn_blocking(move || part_contents(&raw, part)).await.ok().flatten();
-            Ok(decoded.map(Blob::Decoded))
-        }
+        BlobId::Email { .. } | BlobId::Part { .. } => Ok(read(services, account, wire, now).await?.map(Blob::Decoded)),
     }
 }
 
 /// The whole content of the blob `wire` names in `account` (for a method that reads a blob:
-/// an import, a parse); `None` when it names nothing there.
+/// an import, a parse); `None` when it names nothing there. A part is the whole blob it
+/// starts from, parsed and cut part after part ([`BlobId::chain`]), off the async workers.
 pub async fn read(services: &Services, account: AccountId, wire: &str, now: u64) -> Result<Option<Vec<u8>>, MailError> {
-    match BlobId::parse(wire) {
-        Some(BlobId::Upload { hash }) => {
+    let Some((base, parts)) = BlobId::chain(wire) else { return Ok(None) };
+    let whole = match base {
+        BlobId::Upload { hash } => {
             let Some(hash) = BlobHash::from_hex(&hash) else { return Ok(None) };
-            services.mail.read_upload(account, &hash, now).await
+            services.mail.read_upload(account, &hash, now).await?
         }
-        Some(BlobId::Email { email, part: None }) => match services.mail.raw(account, email).await {
-            Ok(raw) => Ok(Some(raw)),
-            Err(MailError::NoEmail(_)) => Ok(None),
-            Err(e) => Err(e),
+        BlobId::Email { email, .. } => match services.mail.raw(account, email).await {
+            Ok(raw) => Some(raw),
+            Err(MailError::NoEmail(_)) => None,
+            Err(e) => return Err(e),
         },
-        Some(BlobId::Email { .. }) => match resolve(services, account, wire, now).await? {
-            Some(Blob::Decoded(bytes)) => Ok(Some(bytes)),
-            _ => Ok(None),
-        },
-        None => Ok(None),
+        BlobId::Part { .. } => None,
+    };
+    let Some(mut bytes) = whole else { return Ok(None) };
+    for part in parts {
+        match tokio::task::spawn_blocking(move || part_contents(&bytes, part)).await.ok().flatten() {
+            Some(contents) => bytes = contents,
+            None => return Ok(None),
+        }
     }
+    Ok(Some(bytes))
 }
 
 /// The decoded content of part `index` of `raw` (mail-parser's numbering: 0 is the

@@ -38,39 +38,18 @@ pub async fn set(ctx: &mut Context<'_>, arguments_: Map<String, Value>) -> Resul
             Value::Object(properties) => super::email_create::create(ctx, properties).await,
             _ => Err(SetError::invalid_properties("a creation is an object", vec![])),
         };
-        match outcome {
-            Ok(created) => {
-                if let Some(id) = created.get("id").and_then(Value::as_str) {
-                    ctx.created_ids.insert(creation.clone(), id.to_string());
-                }
-                response.created.insert(creation, created);
-            }
-            Err(error) => {
-                response.not_created.insert(creation, error.to_json());
-            }
-        }
+        response.create_outcome(&mut ctx.created_ids, creation, outcome);
     }
     for (wire, patch) in update {
-        match update_one(ctx, &wire, patch).await {
-            Ok(()) => {
-                response.updated.insert(wire, Value::Null);
-            }
-            Err(error) => {
-                response.not_updated.insert(wire, error.to_json());
-            }
-        }
+        let outcome = update_one(ctx, &wire, patch).await;
+        response.update_outcome(wire, outcome);
     }
     for wire in destroy {
         let outcome = match parse_email_id(ctx, &wire) {
             Some(email) => ctx.mail().destroy_email(ctx.account(), email).await.map(|_| ()).map_err(set_fail),
             None => Err(SetError::new("notFound", format!("no email {wire:?}"))),
         };
-        match outcome {
-            Ok(()) => response.destroyed.push(wire),
-            Err(error) => {
-                response.not_destroyed.insert(wire, error.to_json());
-            }
-        }
+        response.destroy_outcome(wire, outcome);
     }
     let new_state = ctx.state().await?;
     Ok(response.into_arguments(ctx, old_state, new_state))
@@ -207,17 +186,8 @@ pub async fn import(ctx: &mut Context<'_>, arguments_: Map<String, Value>) -> Re
     let old_state = super::check_state(ctx, arguments.if_in_state.as_deref()).await?;
     let mut response = SetResponse::default();
     for (creation, wanted) in arguments.emails {
-        match import_one(ctx, wanted).await {
-            Ok(created) => {
-                if let Some(id) = created.get("id").and_then(Value::as_str) {
-                    ctx.created_ids.insert(creation.clone(), id.to_string());
-                }
-                response.created.insert(creation, created);
-            }
-            Err(error) => {
-                response.not_created.insert(creation, error.to_json());
-            }
-        }
+        let outcome = import_one(ctx, wanted).await;
+        response.create_outcome(&mut ctx.created_ids, creation, outcome);
     }
     let new_state = ctx.state().await?;
     let mut answer = response.into_arguments(ctx, old_state, new_state);

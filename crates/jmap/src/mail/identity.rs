@@ -13,7 +13,7 @@
 use serde_json::{Map, Value, json};
 
 use super::changes::{self, ChangesArguments};
-use super::{Context, GetArguments, SetArguments, SetResponse, arguments, id, parse_id, server_fail};
+use super::{Context, SetArguments, SetResponse, arguments, id, parse_id, server_fail};
 use crate::{MethodError, SetError, apply_patch};
 
 /// The mail model's kind of the stored identities.
@@ -57,27 +57,8 @@ fn own(ctx: &Context<'_>) -> Map<String, Value> {
 
 /// `Identity/get`.
 pub async fn get(ctx: &mut Context<'_>, arguments_: Map<String, Value>) -> Result<Map<String, Value>, MethodError> {
-    let arguments: GetArguments = arguments(arguments_)?;
-    ctx.check_account(&arguments.account_id)?;
-    let ids = super::ids_to_get(arguments.ids, ctx.limits())?;
-    let properties = super::properties(arguments.properties, &PROPERTIES, &PROPERTIES)?;
-    let state = ctx.state().await?;
-    let all = identities(ctx).await?;
-    let (list, not_found): (Vec<Value>, Vec<String>) = match ids {
-        None => (all.into_iter().map(|identity| super::only(identity, &properties)).collect(), Vec::new()),
-        Some(ids) => {
-            let mut list = Vec::new();
-            let mut not_found = Vec::new();
-            for wire in ids {
-                let wanted = ctx.resolve_id(&wire).unwrap_or_default();
-                match all.iter().find(|identity| identity.get("id").and_then(Value::as_str) == Some(wanted)) {
-                    Some(identity) => list.push(super::only(identity.clone(), &properties)),
-                    None => not_found.push(wire),
-                }
-            }
-            (list, not_found)
-        }
-    };
+    let (ids, properties, state) = super::open_get(ctx, arguments_, &PROPERTIES).await?;
+    let (list, not_found) = super::pick(ctx, identities(ctx).await?, ids, &properties);
     Ok(super::get_response(ctx, state, list, not_found))
 }
 
@@ -96,43 +77,25 @@ pub async fn set(ctx: &mut Context<'_>, arguments_: Map<String, Value>) -> Resul
         super::open_set(ctx, &arguments.account_id, arguments.if_in_state.as_deref(), changes).await?;
     let mut response = SetResponse::default();
     for (creation, wanted) in create {
-        match create_one(ctx, wanted).await {
-            Ok(number) => {
-                let wire = id(LETTER, number);
-                ctx.created_ids.insert(creation.clone(), wire.clone());
-                response.created.insert(creation, json!({"id": wire, "mayDelete": true}));
-            }
-            Err(error) => {
-                response.not_created.insert(creation, error.to_json());
-            }
-        }
+        let outcome = create_one(ctx, wanted).await.map(|number| json!({"id": id(LETTER, number), "mayDelete": true}));
+        response.create_outcome(&mut ctx.created_ids, creation, outcome);
     }
     for (wire, patch) in update {
-        match update_one(ctx, &wire, patch).await {
-            Ok(()) => {
-                response.updated.insert(wire, Value::Null);
-            }
-            Err(error) => {
-                response.not_updated.insert(wire, error.to_json());
-            }
-        }
+        let outcome = update_one(ctx, &wire, patch).await;
+        response.update_outcome(wire, outcome);
     }
     for wire in destroy {
-        match stored_number(ctx, &wire) {
-            Some(number) => match ctx.mail().destroy_object(ctx.account(), KIND, number).await {
-                Ok(_) => response.destroyed.push(wire),
-                Err(_) => {
-                    response.not_destroyed.insert(wire, SetError::new("notFound", "no such identity").to_json());
-                }
-            },
+        let not_found = || SetError::new("notFound", "no such identity");
+        let outcome = match stored_number(ctx, &wire) {
+            Some(number) => {
+                ctx.mail().destroy_object(ctx.account(), KIND, number).await.map(|_| ()).map_err(|_| not_found())
+            }
             None if ctx.resolve_id(&wire) == Some("i0") => {
-                let error = SetError::new("forbidden", "the account's own identity cannot be destroyed");
-                response.not_destroyed.insert(wire, error.to_json());
+                Err(SetError::new("forbidden", "the account's own identity cannot be destroyed"))
             }
-            None => {
-                response.not_destroyed.insert(wire, SetError::new("notFound", "no such identity").to_json());
-            }
-        }
+            None => Err(not_found()),
+        };
+        response.destroy_outcome(wire, outcome);
     }
     let new_state = ctx.state().await?;
     Ok(response.into_arguments(ctx, old_state, new_state))

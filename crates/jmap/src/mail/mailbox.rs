@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::changes::{self, ChangesArguments, Fold};
-use super::{Comparator, Context, GetArguments, SetResponse, Window, arguments, letter, parse_id, server_fail};
+use super::{Comparator, Context, SetResponse, Window, arguments, letter, parse_id, server_fail};
 use crate::filter::{self, Node};
 use crate::{MethodError, SetError, apply_patch};
 
@@ -73,12 +73,7 @@ fn is_inbox(mailbox: &Mailbox) -> bool {
 
 /// `Mailbox/get` (RFC 8621 §2.1).
 pub async fn get(ctx: &mut Context<'_>, arguments_: Map<String, Value>) -> Result<Map<String, Value>, MethodError> {
-    let arguments: GetArguments = arguments(arguments_)?;
-    ctx.check_account(&arguments.account_id)?;
-    let ids = super::ids_to_get(arguments.ids, ctx.limits())?;
-    let properties = super::properties(arguments.properties, &PROPERTIES, &PROPERTIES)?;
-    // Read before the data: a change between is seen again at the next /changes.
-    let state = ctx.state().await?;
+    let (ids, properties, state) = super::open_get(ctx, arguments_, &PROPERTIES).await?;
     let mailboxes = ctx.mail().mailboxes(ctx.account()).await.map_err(server_fail)?;
     let (wanted, not_found): (Vec<&Mailbox>, Vec<String>) = match &ids {
         None => (mailboxes.iter().collect(), Vec::new()),
@@ -415,35 +410,17 @@ pub async fn set(ctx: &mut Context<'_>, arguments_: Map<String, Value>) -> Resul
                 Value::Object(properties) => create_one(ctx, properties).await,
                 _ => Err(SetError::invalid_properties("a creation is an object", vec![])),
             };
-            match outcome {
-                Ok(created) => {
-                    ctx.created_ids.insert(creation.clone(), mailbox_id(created.id));
-                    response.created.insert(creation, created_json(&created));
-                }
-                Err(error) => {
-                    response.not_created.insert(creation, error.to_json());
-                }
-            }
+            response.create_outcome(&mut ctx.created_ids, creation, outcome.map(|created| created_json(&created)));
         }
         pending = if stuck { Vec::new() } else { later };
     }
     for (wire, patch) in update {
-        match update_one(ctx, &wire, patch).await {
-            Ok(()) => {
-                response.updated.insert(wire, Value::Null);
-            }
-            Err(error) => {
-                response.not_updated.insert(wire, error.to_json());
-            }
-        }
+        let outcome = update_one(ctx, &wire, patch).await;
+        response.update_outcome(wire, outcome);
     }
     for wire in destroy {
-        match destroy_one(ctx, &wire, arguments.on_destroy_remove_emails).await {
-            Ok(()) => response.destroyed.push(wire),
-            Err(error) => {
-                response.not_destroyed.insert(wire, error.to_json());
-            }
-        }
+        let outcome = destroy_one(ctx, &wire, arguments.on_destroy_remove_emails).await;
+        response.destroy_outcome(wire, outcome);
     }
     let new_state = ctx.state().await?;
     Ok(response.into_arguments(ctx, old_state, new_state))

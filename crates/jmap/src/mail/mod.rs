@@ -28,9 +28,11 @@ pub(crate) mod snippet;
 pub mod submission;
 pub(crate) mod thread;
 pub(crate) mod vacation;
+pub(crate) mod webpush;
 
 pub use blob::{Blob, part_contents, read as read_blob, resolve as resolve_blob, upload_response};
 pub use push::{PushRegistry, Subscription, Verification, check_url, host_of, state_change};
+pub use webpush::PushKeys;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -203,6 +205,31 @@ pub fn only(mut object: Map<String, Value>, properties: &[String]) -> Value {
     Value::Object(object)
 }
 
+/// The `list` and `notFound` of a `/get` over `all`, the account's objects of one type
+/// each with its wire `id`: with `ids` null, every one (at most `objects_in_get_max`);
+/// else those asked for, in the asked order, creation ids (`#c1`) resolved.
+pub fn pick(
+    ctx: &Context<'_>,
+    all: Vec<Map<String, Value>>,
+    ids: Option<Vec<String>>,
+    properties: &[String],
+) -> (Vec<Value>, Vec<String>) {
+    let Some(ids) = ids else {
+        let most = ctx.limits().objects_in_get_max as usize;
+        return (all.into_iter().take(most).map(|object| only(object, properties)).collect(), Vec::new());
+    };
+    let mut list = Vec::new();
+    let mut not_found = Vec::new();
+    for wire in ids {
+        let wanted = ctx.resolve_id(&wire);
+        match all.iter().find(|object| wanted.is_some() && object.get("id").and_then(Value::as_str) == wanted) {
+            Some(object) => list.push(only(object.clone(), properties)),
+            None => not_found.push(wire),
+        }
+    }
+    (list, not_found)
+}
+
 /// The paging arguments of a `/query` (RFC 8620 §5.5).
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -283,6 +310,49 @@ pub struct SetResponse {
 }
 
 impl SetResponse {
+    /// Records how the creation `creation` went: a created object's `id` is then what
+    /// `#creation` stands for in the rest of the request.
+    pub fn create_outcome(
+        &mut self,
+        created_ids: &mut HashMap<String, String>,
+        creation: String,
+        outcome: Result<Value, SetError>,
+    ) {
+        match outcome {
+            Ok(created) => {
+                if let Some(id) = created.get("id").and_then(Value::as_str) {
+                    created_ids.insert(creation.clone(), id.to_string());
+                }
+                self.created.insert(creation, created);
+            }
+            Err(error) => {
+                self.not_created.insert(creation, error.to_json());
+            }
+        }
+    }
+
+    /// Records how the update of `wire` went.
+    pub fn update_outcome(&mut self, wire: String, outcome: Result<(), SetError>) {
+        match outcome {
+            Ok(()) => {
+                self.updated.insert(wire, Value::Null);
+            }
+            Err(error) => {
+                self.not_updated.insert(wire, error.to_json());
+            }
+        }
+    }
+
+    /// Records how the destruction of `wire` went.
+    pub fn destroy_outcome(&mut self, wire: String, outcome: Result<(), SetError>) {
+        match outcome {
+            Ok(()) => self.destroyed.push(wire),
+            Err(error) => {
+                self.not_destroyed.insert(wire, error.to_json());
+            }
+        }
+    }
+
     /// The arguments of the response, the states before and after.
     pub fn into_arguments(self, ctx: &Context<'_>, old_state: String, new_state: String) -> Map<String, Value> {
         let or_null = |map: Map<String, Value>| if map.is_empty() { Value::Null } else { Value::Object(map) };
@@ -330,7 +400,16 @@ pub enum BlobId {
     Email { email: u64, part: Option<u32> },
     /// An upload of this account not yet used, by its SHA-256 (`u` and 64 hex digits).
     Upload { hash: String },
+    /// A part of a blob that is itself a part or an upload (`b17.3.1`: part 1 of the
+    /// message attached as part 3 of email 17; `u<sha256>.2`): the parts of what
+    /// `Email/parse` reads. `of` is the containing blob's wire id.
+    Part { of: String, part: u32 },
 }
+
+/// Most part indexes in one blob id ([`BlobId::Part`]): an attached message inside an
+/// attached message inside an email is 2; each level is a parse of the level above when
+/// the blob is read, so the chain a client may write is short.
+pub const BLOB_PARTS_MAX: usize = 4;
 
 impl BlobId {
     pub fn to_wire(&self) -> String {
@@ -338,26 +417,42 @@ impl BlobId {
             BlobId::Email { email, part: None } => format!("b{email}"),
             BlobId::Email { email, part: Some(part) } => format!("b{email}.{part}"),
             BlobId::Upload { hash } => format!("u{hash}"),
+            BlobId::Part { of, part } => format!("{of}.{part}"),
         }
     }
 
     /// The blob of a wire id; `None` for any other shape.
     pub fn parse(wire: &str) -> Option<BlobId> {
-        if let Some(hash) = wire.strip_prefix('u') {
-            let hex = hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-            return hex.then(|| BlobId::Upload { hash: hash.to_string() });
+        let (base, parts) = Self::chain(wire)?;
+        match (base, parts.as_slice()) {
+            (base, []) => Some(base),
+            (BlobId::Email { email, .. }, [part]) => Some(BlobId::Email { email, part: Some(*part) }),
+            (_, [.., part]) => {
+                let of = &wire[..wire.rfind('.')?];
+                Some(BlobId::Part { of: of.to_string(), part: *part })
+            }
         }
-        let rest = wire.strip_prefix('b')?;
-        let (email, part) = match rest.split_once('.') {
-            Some((email, part)) => (email, Some(part)),
-            None => (rest, None),
+    }
+
+    /// A wire id as the whole blob it starts from (an email's raw message or an upload)
+    /// and the part indexes that lead from it to the blob; `None` for any other shape.
+    pub fn chain(wire: &str) -> Option<(BlobId, Vec<u32>)> {
+        let mut segments = wire.split('.');
+        let base = segments.next()?;
+        let base = if let Some(hash) = base.strip_prefix('u') {
+            let hex = hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            hex.then(|| BlobId::Upload { hash: hash.to_string() })?
+        } else {
+            BlobId::Email { email: parse_id('b', base)?, part: None }
         };
-        let email = parse_id('x', &format!("x{email}"))?;
-        let part = match part {
-            Some(part) => Some(u32::try_from(parse_id('x', &format!("x{part}"))?).ok()?),
-            None => None,
-        };
-        Some(BlobId::Email { email, part })
+        let mut parts = Vec::new();
+        for segment in segments {
+            if parts.len() == BLOB_PARTS_MAX {
+                return None;
+            }
+            parts.push(u32::try_from(parse_id('x', &format!("x{segment}"))?).ok()?);
+        }
+        Some((base, parts))
     }
 }
 
@@ -410,6 +505,23 @@ pub struct Comparator {
 
 fn ascending() -> bool {
     true
+}
+
+/// The start of a `/get` whose properties are all of `known` by default: the arguments
+/// read, the account checked, the ids asked (at most `objects_in_get_max`), the
+/// properties, and the state, read before the data so that a change in between is seen
+/// again at the next `/changes`.
+pub async fn open_get(
+    ctx: &Context<'_>,
+    arguments_: Map<String, Value>,
+    known: &[&str],
+) -> Result<(Option<Vec<String>>, Vec<String>, String), MethodError> {
+    let arguments: GetArguments = arguments(arguments_)?;
+    ctx.check_account(&arguments.account_id)?;
+    let ids = ids_to_get(arguments.ids, ctx.limits())?;
+    let properties = properties(arguments.properties, known, known)?;
+    let state = ctx.state().await?;
+    Ok((ids, properties, state))
 }
 
 /// The response of a `/get`: the account, the state read before the data, the objects

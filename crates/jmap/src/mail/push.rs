@@ -8,8 +8,9 @@
 //! - **Verification** (§7.2.2). Creating a subscription queues a `PushVerification` for
 //!   its URL with a random code; only once the client has set `verificationCode` to it does
 //!   the server push `StateChange`s there.
-//! - **Encryption** (RFC 8291, the `keys` property) is not implemented: a subscription
-//!   with `keys` is refused (`invalidProperties` naming `keys`), never pushed in clear.
+//! - **Encryption** (RFC 8291, the `keys` property): a subscription with `keys` has every
+//!   push, its verification too, encrypted to them ([`super::webpush`]); keys that are not a
+//!   P-256 public key and a 16-byte secret are refused (`invalidProperties` naming `keys`).
 //! - **Expiry.** `expires` is capped to `push_expires_max_s` from now (the response says
 //!   the value granted); an expired subscription is not pushed to, and a `/get` still
 //!   shows it until the client destroys or renews it.
@@ -23,6 +24,7 @@ use hameau_mailbox::{AccountId, Mail};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use super::webpush::PushKeys;
 use super::{Context, arguments, server_fail};
 use crate::{Limits, MethodError, SetError};
 
@@ -58,6 +60,9 @@ pub struct Subscription {
     pub verification_code: String,
     /// Whether the client has set `verificationCode` to it.
     pub verified: bool,
+    /// The client's keys (RFC 8291): pushes are encrypted to them.
+    #[serde(default)]
+    pub keys: Option<PushKeys>,
 }
 
 /// A `PushVerification` to send (§7.2.2).
@@ -66,6 +71,8 @@ pub struct Verification {
     pub account: AccountId,
     pub url: String,
     pub body: Value,
+    /// The subscription's keys: the verification is encrypted too (RFC 8620 §7.2.2).
+    pub keys: Option<PushKeys>,
 }
 
 /// The subscriptions of every account, in memory: loaded at start ([`PushRegistry::load`]),
@@ -245,6 +252,7 @@ pub async fn set(ctx: &mut Context<'_>, arguments_: Map<String, Value>) -> Resul
                         "pushSubscriptionId": subscription.id,
                         "verificationCode": subscription.verification_code,
                     }),
+                    keys: subscription.keys.clone(),
                 });
                 let mut created = Map::new();
                 created.insert("id".into(), Value::from(subscription.id.clone()));
@@ -339,12 +347,12 @@ fn create(
     if creation.id.is_some() {
         return Err(SetError::invalid_properties("the server sets id", vec!["id".into()]));
     }
-    if creation.keys.as_ref().is_some_and(|keys| !keys.is_null()) {
-        return Err(SetError::invalid_properties(
-            "encrypted push (RFC 8291) is not supported by this server: create the subscription without keys",
-            vec!["keys".into()],
-        ));
-    }
+    let keys = match creation.keys {
+        None | Some(Value::Null) => None,
+        Some(keys) => {
+            Some(PushKeys::check(&keys).map_err(|why| SetError::invalid_properties(why, vec!["keys".into()]))?)
+        }
+    };
     if creation.verification_code.as_ref().is_some_and(|code| !code.is_null()) {
         return Err(SetError::invalid_properties(
             "verificationCode is set after the verification arrives",
@@ -374,6 +382,7 @@ fn create(
         types,
         verification_code: format!("{:032x}", rand::random::<u128>()),
         verified: false,
+        keys,
     };
     Ok((subscription, changed.then_some(expires)))
 }

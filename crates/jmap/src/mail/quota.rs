@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::changes::{self, ChangesArguments};
-use super::{Context, GetArguments, arguments, id, parse_id, server_fail};
+use super::{Context, arguments, id, parse_id, server_fail};
 use crate::MethodError;
 
 /// The capability of quotas (RFC 9425 §3).
@@ -47,25 +47,8 @@ async fn quotas(ctx: &Context<'_>) -> Result<Vec<Map<String, Value>>, MethodErro
 
 /// `Quota/get`.
 pub async fn get(ctx: &mut Context<'_>, arguments_: Map<String, Value>) -> Result<Map<String, Value>, MethodError> {
-    let arguments: GetArguments = arguments(arguments_)?;
-    ctx.check_account(&arguments.account_id)?;
-    let ids = super::ids_to_get(arguments.ids, ctx.limits())?;
-    let properties = super::properties(arguments.properties, &PROPERTIES, &PROPERTIES)?;
-    let state = ctx.state().await?;
-    let all = quotas(ctx).await?;
-    let mut list = Vec::new();
-    let mut not_found = Vec::new();
-    match ids {
-        None => list.extend(all.into_iter().map(|quota| super::only(quota, &properties))),
-        Some(ids) => {
-            for wire in ids {
-                match all.iter().find(|quota| quota.get("id").and_then(Value::as_str) == Some(wire.as_str())) {
-                    Some(quota) => list.push(super::only(quota.clone(), &properties)),
-                    None => not_found.push(wire),
-                }
-            }
-        }
-    }
+    let (ids, properties, state) = super::open_get(ctx, arguments_, &PROPERTIES).await?;
+    let (list, not_found) = super::pick(ctx, quotas(ctx).await?, ids, &properties);
     Ok(super::get_response(ctx, state, list, not_found))
 }
 

@@ -23,7 +23,7 @@ use serde_json::{Map, Value, json};
 
 use super::changes::{self, ChangesArguments};
 use super::email_set::parse_email_id;
-use super::{Comparator, Context, GetArguments, SetResponse, arguments, id, letter, parse_id, server_fail};
+use super::{Comparator, Context, SetResponse, arguments, id, letter, parse_id, server_fail};
 use crate::api::User;
 use crate::{MethodError, SetError};
 
@@ -97,30 +97,9 @@ async fn submissions(ctx: &Context<'_>) -> Result<Vec<(u64, Map<String, Value>)>
 
 /// `EmailSubmission/get`.
 pub async fn get(ctx: &mut Context<'_>, arguments_: Map<String, Value>) -> Result<Map<String, Value>, MethodError> {
-    let arguments: GetArguments = arguments(arguments_)?;
-    ctx.check_account(&arguments.account_id)?;
-    let ids = super::ids_to_get(arguments.ids, ctx.limits())?;
-    let properties = super::properties(arguments.properties, &PROPERTIES, &PROPERTIES)?;
-    let state = ctx.state().await?;
-    let all = submissions(ctx).await?;
-    let mut list = Vec::new();
-    let mut not_found = Vec::new();
-    match ids {
-        None => list.extend(
-            all.into_iter()
-                .take(ctx.limits().objects_in_get_max as usize)
-                .map(|(_, object)| super::only(object, &properties)),
-        ),
-        Some(ids) => {
-            for wire in ids {
-                let number = ctx.resolve_id(&wire).and_then(|wire| parse_id(LETTER, wire));
-                match all.iter().find(|(stored, _)| Some(*stored) == number) {
-                    Some((_, object)) => list.push(super::only(object.clone(), &properties)),
-                    None => not_found.push(wire),
-                }
-            }
-        }
-    }
+    let (ids, properties, state) = super::open_get(ctx, arguments_, &PROPERTIES).await?;
+    let all = submissions(ctx).await?.into_iter().map(|(_, object)| object).collect();
+    let (list, not_found) = super::pick(ctx, all, ids, &properties);
     Ok(super::get_response(ctx, state, list, not_found))
 }
 

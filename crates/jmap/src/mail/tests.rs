@@ -101,10 +101,15 @@ pub const MESSAGE: &str = "From: Maire <maire@mairie.test>\\r\\nTo: agent@mairie
 #[test]
 fn blob_ids_have_one_spelling() {
     use super::BlobId;
-    for wire in ["b17", "b17.3", &format!("u{}", "ab".repeat(32))] {
+    let upload = format!("u{}", "ab".repeat(32));
+    for wire in ["b17", "b17.3", "b17.3.0", "b1.2.3.4.5", &upload, &format!("{upload}.2")] {
         assert_eq!(BlobId::parse(wire).unwrap().to_wire(), wire);
     }
-    for wrong in ["b", "b017", "b1.", "b1.02", "b1.2.3", "u12", &format!("u{}", "AB".repeat(32)), "x1"] {
+    assert_eq!(BlobId::parse("b17.3.1"), Some(BlobId::Part { of: "b17.3".into(), part: 1 }));
+    assert_eq!(BlobId::chain("b17.3.1"), Some((BlobId::Email { email: 17, part: None }, vec![3, 1])));
+    for wrong in
+        ["b", "b017", "b1.", "b1.02", "b1..2", "b1.2.3.4.5.6", "u12", &format!("u{}", "AB".repeat(32)), "x1", ".1"]
+    {
         assert_eq!(BlobId::parse(wrong), None, "{wrong}");
     }
 }

@@ -5,7 +5,7 @@
 use hameau_mailbox::Vacation;
 use serde_json::{Map, Value, json};
 
-use super::{Context, GetArguments, SetArguments, SetResponse, arguments, server_fail};
+use super::{Context, SetArguments, SetResponse, arguments, server_fail};
 use crate::{MethodError, SetError, apply_patch};
 
 /// The capability of vacation responses (RFC 8621 §1.3.3).
@@ -29,11 +29,7 @@ fn to_json(vacation: &Vacation) -> Map<String, Value> {
 
 /// `VacationResponse/get`.
 pub async fn get(ctx: &mut Context<'_>, arguments_: Map<String, Value>) -> Result<Map<String, Value>, MethodError> {
-    let arguments: GetArguments = arguments(arguments_)?;
-    ctx.check_account(&arguments.account_id)?;
-    let ids = super::ids_to_get(arguments.ids, ctx.limits())?;
-    let properties = super::properties(arguments.properties, &PROPERTIES, &PROPERTIES)?;
-    let state = ctx.state().await?;
+    let (ids, properties, state) = super::open_get(ctx, arguments_, &PROPERTIES).await?;
     let vacation = ctx.mail().vacation(ctx.account()).await.map_err(server_fail)?;
     let (list, not_found): (Vec<Value>, Vec<String>) = match ids {
         None => (vec![super::only(to_json(&vacation), &properties)], Vec::new()),
@@ -65,14 +61,7 @@ pub async fn set(ctx: &mut Context<'_>, arguments_: Map<String, Value>) -> Resul
             SINGLETON => update_one(ctx, patch).await,
             _ => Err(SetError::new("notFound", "the vacation response's id is \"singleton\"")),
         };
-        match outcome {
-            Ok(()) => {
-                response.updated.insert(wire, Value::Null);
-            }
-            Err(error) => {
-                response.not_updated.insert(wire, error.to_json());
-            }
-        }
+        response.update_outcome(wire, outcome);
     }
     let new_state = ctx.state().await?;
     Ok(response.into_arguments(ctx, old_state, new_state))

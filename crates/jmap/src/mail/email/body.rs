@@ -12,7 +12,6 @@ use mail_parser::{Message, MessagePart, MimeHeaders, PartType};
 use serde_json::{Map, Value, json};
 
 use super::header::{self, HeaderProperty};
-use crate::mail::BlobId;
 
 /// Every property of an `EmailBodyPart` (RFC 8621 §4.1.4), `header:` ones aside.
 pub const PROPERTIES: [&str; 12] = [
@@ -248,10 +247,10 @@ pub fn header_properties(asked: &[(String, HeaderProperty)], fields: &[(String, 
 }
 
 /// The `EmailBodyPart` of part `index`, with the properties `asked` (`subParts` left to
-/// the caller).
+/// the caller); `blob` is the wire id of the message's own blob, whose part ids extend it.
 pub fn part_json(
     raw: &[u8],
-    email: u64,
+    blob: &str,
     message: &Message<'_>,
     index: usize,
     asked: &PartProperties,
@@ -265,8 +264,7 @@ pub fn part_json(
         object.insert("partId".into(), if multipart { Value::Null } else { Value::from(index.to_string()) });
     }
     if wants("blobId") {
-        let blob = BlobId::Email { email, part: Some(index as u32) };
-        object.insert("blobId".into(), if multipart { Value::Null } else { Value::from(blob.to_wire()) });
+        object.insert("blobId".into(), if multipart { Value::Null } else { Value::from(format!("{blob}.{index}")) });
     }
     if wants("size") {
         object.insert("size".into(), Value::from(decoded_size(part)));
@@ -307,7 +305,7 @@ pub fn part_json(
 /// `bodyStructure`: the tree from part 0, each multipart with its `subParts`, built
 /// bottom-up with a stack; a multipart deeper than `depth_max` is shown without its
 /// sub-parts (serde_json writes and drops nested values by recursion).
-pub fn structure(raw: &[u8], email: u64, message: &Message<'_>, asked: &PartProperties, depth_max: usize) -> Value {
+pub fn structure(raw: &[u8], blob: &str, message: &Message<'_>, asked: &PartProperties, depth_max: usize) -> Value {
     let parts = &message.parts;
     if parts.is_empty() {
         return Value::Null;
@@ -333,7 +331,7 @@ pub fn structure(raw: &[u8], email: u64, message: &Message<'_>, asked: &PartProp
             }
             continue;
         }
-        let mut object = part_json(raw, email, message, index, asked);
+        let mut object = part_json(raw, blob, message, index, asked);
         // A multipart's `subParts` always: the default `bodyProperties` (RFC 8621 §4.2)
         // lack it, and a structure without it would be one part.
         if matches!(parts[index].body, PartType::Multipart(_)) {

@@ -20,7 +20,6 @@ mod tests;
 
 use std::collections::HashSet;
 
-use hameau_mailbox::query::Cached;
 use hameau_mailbox::{ChangeKind, Email, EmailAddress};
 use mail_parser::MessageParser;
 use serde::Deserialize;
@@ -62,33 +61,9 @@ pub const PROPERTIES: [&str; 26] = [
     "headers",
 ];
 
-/// The properties `Email/get` returns when the client names none (RFC 8621 §4.2).
-pub const DEFAULT_PROPERTIES: [&str; 24] = [
-    "id",
-    "blobId",
-    "threadId",
-    "mailboxIds",
-    "keywords",
-    "size",
-    "receivedAt",
-    "messageId",
-    "inReplyTo",
-    "references",
-    "sender",
-    "from",
-    "to",
-    "cc",
-    "bcc",
-    "replyTo",
-    "subject",
-    "sentAt",
-    "hasAttachment",
-    "preview",
-    "bodyValues",
-    "textBody",
-    "htmlBody",
-    "attachments",
-];
+/// The properties `Email/get` leaves out when the client names none (RFC 8621 §4.2):
+/// every other one of [`PROPERTIES`] is returned.
+const NOT_BY_DEFAULT: [&str; 2] = ["bodyStructure", "headers"];
 
 /// The properties read from the stored summary.
 const SUMMARY_PROPERTIES: [&str; 13] = [
@@ -170,7 +145,8 @@ impl Wants {
 pub async fn get(ctx: &mut Context<'_>, arguments_: Map<String, Value>) -> Result<Map<String, Value>, MethodError> {
     let arguments: GetArguments = arguments(arguments_)?;
     ctx.check_account(&arguments.account_id)?;
-    let wants = wants(&arguments, ctx.limits().body_depth_max)?;
+    let default: Vec<&str> = PROPERTIES.into_iter().filter(|name| !NOT_BY_DEFAULT.contains(name)).collect();
+    let wants = wants(&arguments, &default, ctx.limits().body_depth_max)?;
     let ids = super::ids_to_get(arguments.ids, ctx.limits())?;
     // Read before the data: a change between is seen again at the next /changes.
     let state = ctx.state().await?;
@@ -207,8 +183,8 @@ pub async fn get(ctx: &mut Context<'_>, arguments_: Map<String, Value>) -> Resul
             continue;
         };
         let mut object = record_properties(&email, &wants);
-        if let Some(summary) = &summary {
-            summary_properties(summary, &wants, &mut object);
+        if let Some(cached) = &summary {
+            summary_properties(&cached.summary, &wants, &mut object);
         }
         if wants.parsed {
             match parsed_properties(ctx, &email, &wants, budget).await? {
@@ -234,7 +210,7 @@ pub async fn get(ctx: &mut Context<'_>, arguments_: Map<String, Value>) -> Resul
 
 /// The properties and body properties asked, checked (`invalidArguments` for an unknown
 /// one or a `header:` form the RFC does not allow).
-fn wants(arguments: &GetArguments, depth_max: u64) -> Result<Wants, MethodError> {
+fn wants(arguments: &GetArguments, default: &[&str], depth_max: u64) -> Result<Wants, MethodError> {
     let mut headers = Vec::new();
     let mut plain = Vec::new();
     for property in arguments.properties.iter().flatten() {
@@ -243,7 +219,7 @@ fn wants(arguments: &GetArguments, depth_max: u64) -> Result<Wants, MethodError>
             None => plain.push(property.clone()),
         }
     }
-    let properties = super::properties(arguments.properties.as_ref().map(|_| plain), &PROPERTIES, &DEFAULT_PROPERTIES)?;
+    let properties = super::properties(arguments.properties.as_ref().map(|_| plain), &PROPERTIES, default)?;
     let mut part_headers = Vec::new();
     let mut part_names = Vec::new();
     match &arguments.body_properties {
@@ -355,8 +331,7 @@ fn ids_or_null(ids: &[String]) -> Value {
 }
 
 /// The properties of the stored summary.
-fn summary_properties(cached: &Cached, wants: &Wants, object: &mut Map<String, Value>) {
-    let summary = &cached.summary;
+fn summary_properties(summary: &hameau_mailbox::Summary, wants: &Wants, object: &mut Map<String, Value>) {
     for property in &wants.properties {
         let value = match property.as_str() {
             "messageId" => ids_or_null(&summary.message_id),
@@ -400,30 +375,38 @@ async fn parsed_properties(
         Err(hameau_mailbox::Error::NoEmail(_)) => return Ok(None),
         Err(e) => return Err(server_fail(e)),
     };
-    let id = email.id;
-    let rendered = if raw.len() <= PARSE_INLINE_BYTES_MAX {
-        render(&raw, id, wants, budget)
-    } else {
-        let wants = wants.clone();
-        tokio::task::spawn_blocking(move || render(&raw, id, &wants, budget)).await.unwrap_or(None)
-    };
-    match rendered {
+    let blob = BlobId::Email { email: email.id, part: None }.to_wire();
+    match render_off_workers(raw, blob, wants, budget).await {
         Some(object) => Ok(Some(object)),
         None => {
-            tracing::warn!(email = id, "jmap: a stored message could not be parsed again");
+            tracing::warn!(email = email.id, "jmap: a stored message could not be parsed again");
             Err(MethodError::server_fail())
         }
     }
 }
 
+/// [`render`], on a blocking thread for a message over `PARSE_INLINE_BYTES_MAX`.
+async fn render_off_workers(
+    raw: Vec<u8>,
+    blob: String,
+    wants: &Wants,
+    budget: u64,
+) -> Option<(Map<String, Value>, u64)> {
+    if raw.len() <= PARSE_INLINE_BYTES_MAX {
+        return render(&raw, &blob, wants, budget);
+    }
+    let wants = wants.clone();
+    tokio::task::spawn_blocking(move || render(&raw, &blob, &wants, budget)).await.unwrap_or(None)
+}
+
 /// The parsed properties of one raw message, mail-parser behind the panic boundary;
 /// `None` when it panicked (the message was read at delivery, so it should not).
-fn render(raw: &[u8], email: u64, wants: &Wants, budget: u64) -> Option<(Map<String, Value>, u64)> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| render_unguarded(raw, email, wants, budget))).ok()
+fn render(raw: &[u8], blob: &str, wants: &Wants, budget: u64) -> Option<(Map<String, Value>, u64)> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| render_unguarded(raw, blob, wants, budget))).ok()
 }
 
 /// The parsed properties, and the bytes of body values given (out of `budget`).
-fn render_unguarded(raw: &[u8], email: u64, wants: &Wants, budget: u64) -> (Map<String, Value>, u64) {
+fn render_unguarded(raw: &[u8], blob: &str, wants: &Wants, budget: u64) -> (Map<String, Value>, u64) {
     let mut object = Map::new();
     let mut used = 0;
     let Some(message) = MessageParser::default().parse(raw) else {
@@ -446,12 +429,12 @@ fn render_unguarded(raw: &[u8], email: u64, wants: &Wants, budget: u64) -> (Map<
         Value::from(
             indexes
                 .iter()
-                .map(|index| Value::Object(body::part_json(raw, email, &message, *index, &wants.parts)))
+                .map(|index| Value::Object(body::part_json(raw, blob, &message, *index, &wants.parts)))
                 .collect::<Vec<_>>(),
         )
     };
     if wants.has("bodyStructure") {
-        object.insert("bodyStructure".into(), body::structure(raw, email, &message, &wants.parts, wants.depth_max));
+        object.insert("bodyStructure".into(), body::structure(raw, blob, &message, &wants.parts, wants.depth_max));
     }
     if wants.has("textBody") {
         object.insert("textBody".into(), part_list(&lists.text));
@@ -475,6 +458,137 @@ fn render_unguarded(raw: &[u8], email: u64, wants: &Wants, budget: u64) -> (Map<
         body::header_properties(&wants.headers, &fields, &mut object);
     }
     (object, used)
+}
+
+/// The properties `Email/parse` returns when the client names none (RFC 8621 §4.9).
+const PARSE_DEFAULT_PROPERTIES: [&str; 17] = [
+    "messageId",
+    "inReplyTo",
+    "references",
+    "sender",
+    "from",
+    "to",
+    "cc",
+    "bcc",
+    "replyTo",
+    "subject",
+    "sentAt",
+    "hasAttachment",
+    "preview",
+    "bodyValues",
+    "textBody",
+    "htmlBody",
+    "attachments",
+];
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ParseArguments {
+    account_id: String,
+    blob_ids: Vec<String>,
+    #[serde(default)]
+    properties: Option<Vec<String>>,
+    #[serde(default)]
+    body_properties: Option<Vec<String>>,
+    #[serde(default)]
+    fetch_text_body_values: bool,
+    #[serde(default, rename = "fetchHTMLBodyValues")]
+    fetch_html_body_values: bool,
+    #[serde(default)]
+    fetch_all_body_values: bool,
+    #[serde(default)]
+    max_body_value_bytes: u64,
+}
+
+/// `Email/parse` (RFC 8621 §4.9): blobs read as emails without storing them, such as a
+/// message attached to an email (`b17.3`) or an uploaded `.eml`. An email's own
+/// properties (`id`, `mailboxIds`, `keywords`, `receivedAt`, `threadId`) are null; its
+/// parts' blob ids extend the parsed blob's (`b17.3.1`), so they can be downloaded.
+/// At most `maxObjectsInGet` blobs a call; their body values share one budget as in
+/// `Email/get`.
+pub async fn parse(ctx: &mut Context<'_>, arguments_: Map<String, Value>) -> Result<Map<String, Value>, MethodError> {
+    let arguments: ParseArguments = arguments(arguments_)?;
+    ctx.check_account(&arguments.account_id)?;
+    let blob_ids = super::ids_to_get(Some(arguments.blob_ids), ctx.limits())?.unwrap_or_default();
+    let asked_id = arguments.properties.as_ref().is_some_and(|asked| asked.iter().any(|property| property == "id"));
+    let get = GetArguments {
+        account_id: arguments.account_id,
+        ids: None,
+        properties: arguments.properties,
+        body_properties: arguments.body_properties,
+        fetch_text_body_values: arguments.fetch_text_body_values,
+        fetch_html_body_values: arguments.fetch_html_body_values,
+        fetch_all_body_values: arguments.fetch_all_body_values,
+        max_body_value_bytes: arguments.max_body_value_bytes,
+    };
+    let mut wants = wants(&get, &PARSE_DEFAULT_PROPERTIES, ctx.limits().body_depth_max)?;
+    if !asked_id {
+        wants.properties.retain(|property| property != "id");
+    }
+    let message_limits = ctx.mail().limits().message.clone();
+    let mut parsed = Map::new();
+    let mut not_parsable = Vec::new();
+    let mut not_found = Vec::new();
+    let mut budget = ctx.limits().body_values_bytes_max;
+    for wire in blob_ids {
+        let raw = match super::blob_bytes(ctx, &wire).await {
+            Ok(Some(raw)) => raw,
+            Ok(None) => {
+                not_found.push(wire);
+                continue;
+            }
+            Err(_) => return Err(MethodError::server_fail()),
+        };
+        let blob = ctx.resolve_id(&wire).unwrap_or(&wire).to_string();
+        let size = raw.len();
+        let outcome = if size <= PARSE_INLINE_BYTES_MAX {
+            parse_one(&raw, &blob, &wants, budget, &message_limits)
+        } else {
+            let (blob, wants, limits) = (blob.clone(), wants.clone(), message_limits.clone());
+            tokio::task::spawn_blocking(move || parse_one(&raw, &blob, &wants, budget, &limits)).await.unwrap_or(None)
+        };
+        let Some((mut object, used)) = outcome else {
+            not_parsable.push(wire);
+            continue;
+        };
+        budget -= used;
+        for property in &wants.properties {
+            let value = match property.as_str() {
+                "id" | "threadId" | "mailboxIds" | "keywords" | "receivedAt" => Value::Null,
+                "blobId" => Value::from(blob.clone()),
+                "size" => Value::from(size),
+                _ => continue,
+            };
+            object.insert(property.clone(), value);
+        }
+        parsed.insert(wire, Value::Object(object));
+    }
+    let or_null = |list: Vec<String>| if list.is_empty() { Value::Null } else { Value::from(list) };
+    let mut response = Map::new();
+    response.insert("accountId".into(), Value::from(crate::api::account_id(ctx.account())));
+    response.insert("parsed".into(), if parsed.is_empty() { Value::Null } else { Value::Object(parsed) });
+    response.insert("notParsable".into(), or_null(not_parsable));
+    response.insert("notFound".into(), or_null(not_found));
+    Ok(response)
+}
+
+/// One blob read as an email for `Email/parse`: the summary as delivery makes it (the
+/// same parse boundary) and the parsed properties; `None` when it is not an email (empty,
+/// or the parser fails on it).
+fn parse_one(
+    raw: &[u8],
+    blob: &str,
+    wants: &Wants,
+    budget: u64,
+    limits: &hameau_mailbox::MessageLimits,
+) -> Option<(Map<String, Value>, u64)> {
+    if raw.is_empty() {
+        return None;
+    }
+    let summary = hameau_mailbox::parse_message(raw, limits).ok()?.summary;
+    let (mut object, used) = render(raw, blob, wants, budget)?;
+    summary_properties(&summary, wants, &mut object);
+    Some((object, used))
 }
 
 /// `Email/changes` (RFC 8621 §4.3): the emails of each change of the log.

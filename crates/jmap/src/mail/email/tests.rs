@@ -291,3 +291,67 @@ async fn body_values_of_one_answer_are_bounded_together() {
     assert_eq!(value(1)["isTruncated"], true);
     assert_eq!(value(1)["value"].as_str().unwrap().len(), (64 << 10) - 40_002);
 }
+
+/// A message forwarding `PLAIN` as an attachment (`message/rfc822`).
+fn forwarding() -> String {
+    format!(
+        "From: agent@mairie.test\r\nTo: maire@mairie.test\r\nSubject: Fwd: Conseil\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/mixed; boundary=\"f\"\r\n\r\n--f\r\nContent-Type: text/plain\r\n\r\nVoir le message joint.\r\n\
+         --f\r\nContent-Type: message/rfc822\r\nContent-Disposition: attachment\r\n\r\n{PLAIN}\r\n--f--\r\n"
+    )
+}
+
+#[tokio::test]
+async fn an_attached_message_is_parsed_and_its_parts_download() {
+    let fixture = Fixture::new().await;
+    let email = fixture.deliver(&forwarding(), Role::Inbox).await;
+    let got = get(&fixture, json!({"ids": [format!("e{email}")], "properties": ["attachments"]})).await;
+    let attached = got["list"][0]["attachments"][0]["blobId"].as_str().unwrap().to_string();
+    assert!(attached.starts_with(&format!("b{email}.")), "{attached}");
+    let parsed = fixture
+        .one(
+            "Email/parse",
+            json!({"accountId": "a7", "blobIds": [attached, "b999999", "b1.2.3.4.5.6", format!("b{email}.0.1")],
+                   "fetchTextBodyValues": true}),
+        )
+        .await;
+    let email_json = &parsed["parsed"][&attached];
+    assert_eq!(email_json["subject"], "Conseil", "{parsed}");
+    assert_eq!(email_json["from"][0]["email"], "maire@mairie.test");
+    assert_eq!(email_json["messageId"], json!(["1@mairie.test"]));
+    assert_eq!(email_json["sentAt"], "2026-11-30T10:00:00+01:00");
+    assert!(email_json.get("id").is_none(), "not asked for: {email_json}");
+    let text_part = email_json["textBody"][0]["blobId"].as_str().unwrap().to_string();
+    assert_eq!(text_part, format!("{attached}.0"), "the parts extend the parsed blob's id");
+    let part = email_json["textBody"][0]["partId"].as_str().unwrap();
+    assert_eq!(email_json["bodyValues"][part]["value"], "Ordre du jour.\r\n");
+    // Not found: another account's or no email, an id past four levels, a part of a
+    // text part (no such part).
+    let mut not_found: Vec<String> = serde_json::from_value(parsed["notFound"].clone()).unwrap();
+    not_found.sort();
+    let mut wanted = vec!["b1.2.3.4.5.6".to_string(), "b999999".into(), format!("b{email}.0.1")];
+    wanted.sort();
+    assert_eq!(not_found, wanted);
+    assert_eq!(parsed["notParsable"], Value::Null);
+    // The nested part downloads: the attached message's text.
+    let bytes = crate::mail::blob::read(&fixture.services, 7, &text_part, 0).await.unwrap().unwrap();
+    assert_eq!(bytes, b"Ordre du jour.\r\n");
+    // The metadata of a parsed email is null when asked; its blobId and size are the blob's.
+    let parsed = fixture
+        .one(
+            "Email/parse",
+            json!({"accountId": "a7", "blobIds": [attached], "properties": ["id", "blobId", "size", "keywords", "threadId"]}),
+        )
+        .await;
+    let email_json = &parsed["parsed"][&attached];
+    assert_eq!(email_json["id"], Value::Null);
+    assert_eq!(email_json["keywords"], Value::Null);
+    assert_eq!(email_json["blobId"], json!(attached));
+    assert_eq!(email_json["size"], json!(PLAIN.len()));
+    // Unknown properties and another account are the RFC's errors.
+    assert_eq!(
+        fixture.error("Email/parse", json!({"accountId": "a7", "blobIds": [], "properties": ["nope"]})).await,
+        "invalidArguments"
+    );
+    assert_eq!(fixture.error("Email/parse", json!({"accountId": "a8", "blobIds": []})).await, "accountNotFound");
+}
