@@ -460,26 +460,9 @@ fn render_unguarded(raw: &[u8], blob: &str, wants: &Wants, budget: u64) -> (Map<
     (object, used)
 }
 
-/// The properties `Email/parse` returns when the client names none (RFC 8621 §4.9).
-const PARSE_DEFAULT_PROPERTIES: [&str; 17] = [
-    "messageId",
-    "inReplyTo",
-    "references",
-    "sender",
-    "from",
-    "to",
-    "cc",
-    "bcc",
-    "replyTo",
-    "subject",
-    "sentAt",
-    "hasAttachment",
-    "preview",
-    "bodyValues",
-    "textBody",
-    "htmlBody",
-    "attachments",
-];
+/// The properties `Email/parse` leaves out when the client names none (RFC 8621 §4.9):
+/// those of a stored email, besides [`NOT_BY_DEFAULT`].
+const NOT_PARSED_BY_DEFAULT: [&str; 7] = ["id", "blobId", "threadId", "mailboxIds", "keywords", "size", "receivedAt"];
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -521,7 +504,11 @@ pub async fn parse(ctx: &mut Context<'_>, arguments_: Map<String, Value>) -> Res
         fetch_all_body_values: arguments.fetch_all_body_values,
         max_body_value_bytes: arguments.max_body_value_bytes,
     };
-    let mut wants = wants(&get, &PARSE_DEFAULT_PROPERTIES, ctx.limits().body_depth_max)?;
+    let default: Vec<&str> = PROPERTIES
+        .into_iter()
+        .filter(|name| !NOT_BY_DEFAULT.contains(name) && !NOT_PARSED_BY_DEFAULT.contains(name))
+        .collect();
+    let mut wants = wants(&get, &default, ctx.limits().body_depth_max)?;
     if !asked_id {
         wants.properties.retain(|property| property != "id");
     }
