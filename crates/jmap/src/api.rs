@@ -104,7 +104,14 @@ pub fn session_state(user: &User, limits: &Limits) -> String {
 /// Every call gets a response (its own or `["error", …]`); the request as a whole never
 /// fails past [`Request::parse`]. `now` is seconds since the Unix epoch.
 pub async fn run(request: Request, user: &User, services: &Services, now: u64, session_state: &str) -> Response {
-    let mut context = Context { services, user, now, created_ids: HashMap::new(), implicit: Vec::new() };
+    let mut context = Context {
+        services,
+        user,
+        now,
+        created_ids: HashMap::new(),
+        implicit: Vec::new(),
+        parsed_bytes: Default::default(),
+    };
     if let Some(created) = &request.created_ids {
         context.created_ids.extend(created.iter().map(|(creation, id)| (creation.clone(), id.clone())));
     }

@@ -112,12 +112,24 @@ pub struct Limits {
     /// client downloads the part's blob for the rest: 500 ids of 25 MB messages would
     /// otherwise hold gigabytes. 64 KiB to 1 GiB.
     pub body_values_bytes_max: u64,
+    /// Bytes of stored messages and blobs that one method call parses (`Email/get` of
+    /// `bodyStructure`, body values or headers, `Email/parse`), all together: 256 MB, fifty
+    /// messages of 5 MB. A list view parses nothing (it reads summaries); a client opening
+    /// messages asks for a few. Past it the call is refused (`requestTooLarge`) before any
+    /// parsing, so that 500 ids of 25 MB messages (or one 25 MB blob named 500 times in
+    /// `Email/parse`) do not hold the workers for minutes. 1 MiB to 16 GiB.
+    pub parsed_bytes_max: u64,
     /// Mailbox index entries kept in memory, for all accounts, by the `Email/query` cache
     /// (one account's mailbox sorted by arrival, reused while the account does not change):
     /// 1,000,000 entries, about 80 MB, holds ten mailboxes of 100,000 messages, where a
     /// query costs 20 ms without it and well under 1 ms with it. 0 keeps none. 0 to
     /// 100,000,000.
     pub query_cache_entries_max: u64,
+    /// `Email/query`'s `text`, `from`, `to`, `cc`, `bcc`, `subject` and `body` (and the
+    /// words `SearchSnippet/get` marks) ignore accents as they ignore case: `etat` finds
+    /// `État`, as an agent typing without accents expects (RFC 8621 §4.4.1 leaves matching
+    /// to the server). `false`: substrings exact but for case, as IMAP SEARCH always is.
+    pub fold_accents: bool,
 }
 
 impl Default for Limits {
@@ -151,7 +163,9 @@ impl Default for Limits {
             push_loopback_allowed: false,
             body_depth_max: 32,
             body_values_bytes_max: 16_000_000,
+            parsed_bytes_max: 256_000_000,
             query_cache_entries_max: 1_000_000,
+            fold_accents: true,
         }
     }
 }
@@ -186,6 +200,7 @@ impl Limits {
         range(SECTION, "push_timeout_s", self.push_timeout_s, 1, 60)?;
         range(SECTION, "body_depth_max", self.body_depth_max, 1, 100)?;
         range(SECTION, "body_values_bytes_max", self.body_values_bytes_max, 64 << 10, 1 << 30)?;
+        range(SECTION, "parsed_bytes_max", self.parsed_bytes_max, 1 << 20, 16 << 30)?;
         range(SECTION, "query_cache_entries_max", self.query_cache_entries_max, 0, 100_000_000)?;
         Ok(())
     }

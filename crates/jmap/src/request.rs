@@ -14,14 +14,11 @@ pub struct Invocation {
     pub call_id: String,
 }
 
-impl Invocation {
-    /// The invocation as the wire writes it.
-    pub fn to_json(&self) -> Value {
-        Value::Array(vec![
-            Value::from(self.name.clone()),
-            Value::Object(self.arguments.clone()),
-            Value::from(self.call_id.clone()),
-        ])
+/// `[name, arguments, callId]`, written straight from the invocation (no copy into a
+/// `Value` first: a response of 50 emails is written once).
+impl serde::Serialize for Invocation {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        (&self.name, &self.arguments, &self.call_id).serialize(serializer)
     }
 }
 
@@ -47,18 +44,22 @@ pub struct Response {
 
 impl Response {
     pub fn to_json(&self) -> Value {
-        let mut response = Map::new();
-        response.insert(
-            "methodResponses".into(),
-            Value::Array(self.method_responses.iter().map(Invocation::to_json).collect()),
-        );
+        serde_json::to_value(self).expect("a response is JSON: its maps have string keys")
+    }
+}
+
+/// The response object as the wire writes it: `methodResponses`, `createdIds` when the
+/// request sent some, `sessionState`.
+impl serde::Serialize for Response {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
         if let Some(created) = &self.created_ids {
-            let created: Map<String, Value> =
-                created.iter().map(|(k, v)| (k.clone(), Value::from(v.clone()))).collect();
-            response.insert("createdIds".into(), Value::Object(created));
+            map.serialize_entry("createdIds", created)?;
         }
-        response.insert("sessionState".into(), Value::from(self.session_state.clone()));
-        Value::Object(response)
+        map.serialize_entry("methodResponses", &self.method_responses)?;
+        map.serialize_entry("sessionState", &self.session_state)?;
+        map.end()
     }
 }
 

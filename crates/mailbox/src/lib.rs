@@ -51,7 +51,9 @@ pub use client_records::{Upload, UploadTerms};
 pub use deliver::{Filing, LocalDelivery};
 use hameau_store::{Batch, BlobHash, Patch, PatchTarget, Scan, StagedBlob, Store};
 
-pub use hameau_message::{EmailAddress, Limits as MessageLimits, Part, Summary, parse as parse_message, search_text};
+pub use hameau_message::{
+    EmailAddress, Limits as MessageLimits, Part, Summary, fold_accents, fold_char, parse as parse_message, search_text,
+};
 pub use model::{
     Change, ChangeKind, Copied, Email, Ingest, Ingested, KeywordOp, Mailbox, MailboxDelta, MailboxId, MailboxNames,
     MailboxStatus, Quota, Role, StoreOutcome, UidEntry,

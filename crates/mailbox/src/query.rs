@@ -101,6 +101,8 @@ pub struct Filter {
     /// op's value is known before all its operands are looked at.
     ends: Vec<usize>,
     needs: Needs,
+    /// The address, subject and body conditions ignore accents ([`Filter::folding_accents`]).
+    accents_folded: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -129,6 +131,18 @@ impl Filter {
     /// The filter of `nodes` (prefix order); [`FilterError::Malformed`] when an operator
     /// lacks operands or nodes are left over. Linear, no recursion.
     pub fn new(nodes: Vec<Node>) -> Result<Filter, FilterError> {
+        Filter::build(nodes, false)
+    }
+
+    /// [`Filter::new`], its `From`, `To`, `Cc`, `Bcc`, `Subject` and `Body` conditions
+    /// ignoring accents as well as case ([`crate::fold_accents`]: `etat` finds `État`), as
+    /// JMAP's `text` may (RFC 8621 §4.4.1 leaves matching to the server). `Text` and
+    /// `Header` (IMAP's) stay exact. The text index serves both: its terms are folded.
+    pub fn folding_accents(nodes: Vec<Node>) -> Result<Filter, FilterError> {
+        Filter::build(nodes, true)
+    }
+
+    fn build(nodes: Vec<Node>, accents_folded: bool) -> Result<Filter, FilterError> {
         let count = nodes.len();
         // Read backwards, each node's operands are the subtrees just read: a stack of
         // their ends gives each operator its own.
@@ -159,11 +173,11 @@ impl Filter {
                 Node::And(_) => Op::And,
                 Node::Or(_) => Op::Or,
                 Node::Not => Op::Not,
-                Node::Condition(condition) => prepare(condition, &mut needs),
+                Node::Condition(condition) => prepare(condition, accents_folded, &mut needs),
             })
             .collect();
         needs.header_monotone = header_monotone(&ops, &ends);
-        Ok(Filter { ops, ends, needs })
+        Ok(Filter { ops, ends, needs, accents_folded })
     }
 
     /// The filter of one condition.
@@ -182,7 +196,7 @@ impl Filter {
             let mut value = match &self.ops[at] {
                 Op::Test(condition, folded) => {
                     at += 1;
-                    test(condition, folded.as_deref(), at - 1, message)
+                    test(condition, folded.as_deref(), at - 1, self.accents_folded, message)
                 }
                 Op::And | Op::Or if self.ends[at] == at + 1 => {
                     at += 1;
@@ -235,20 +249,22 @@ fn header_monotone(ops: &[Op], ends: &[usize]) -> bool {
 
 /// A condition ready to be evaluated on many messages: strings lowercased (the cache's
 /// fields are too), the body's needle folded as the stored text ([`crate::search_text`]),
-/// ranges sorted and merged; `needs` learns what it reads.
-fn prepare(condition: Condition, needs: &mut Needs) -> Op {
+/// accents taken off too when `accents` ([`Filter::folding_accents`]), ranges sorted and
+/// merged; `needs` learns what it reads.
+fn prepare(condition: Condition, accents: bool, needs: &mut Needs) -> Op {
     let mut folded = None;
+    let fold = |s: String| if accents { crate::fold_accents(&s).into_owned() } else { s };
     let condition = match condition {
         Condition::Uids(ranges) => Condition::Uids(merged(ranges)),
-        Condition::From(s) => Condition::From(s.to_lowercase()),
-        Condition::To(s) => Condition::To(s.to_lowercase()),
-        Condition::Cc(s) => Condition::Cc(s.to_lowercase()),
-        Condition::Bcc(s) => Condition::Bcc(s.to_lowercase()),
-        Condition::Subject(s) => Condition::Subject(s.to_lowercase()),
+        Condition::From(s) => Condition::From(fold(s.to_lowercase())),
+        Condition::To(s) => Condition::To(fold(s.to_lowercase())),
+        Condition::Cc(s) => Condition::Cc(fold(s.to_lowercase())),
+        Condition::Bcc(s) => Condition::Bcc(fold(s.to_lowercase())),
+        Condition::Subject(s) => Condition::Subject(fold(s.to_lowercase())),
         Condition::Header { name, value } => {
             Condition::Header { name: name.to_lowercase(), value: value.to_lowercase() }
         }
-        Condition::Body(s) => Condition::Body(crate::search_text(&s)),
+        Condition::Body(s) => Condition::Body(fold(crate::search_text(&s))),
         Condition::Text(s) => {
             let lowercase = s.to_lowercase();
             folded = Some(crate::search_text(&lowercase));
@@ -277,14 +293,19 @@ fn prepare(condition: Condition, needs: &mut Needs) -> Op {
 }
 
 /// Whether a message meets a prepared condition.
-/// `at` is the test's index in the filter (see `Message::ruled_out`).
-fn test(condition: &Condition, folded: Option<&str>, at: usize, message: &mut Message<'_>) -> bool {
+/// `at` is the test's index in the filter (see `Message::ruled_out`); `accents`: the
+/// address, subject and body conditions ignore accents.
+fn test(condition: &Condition, folded: Option<&str>, at: usize, accents: bool, message: &mut Message<'_>) -> bool {
     let entry = message.entry;
     let sent = |message: &Message<'_>| {
         message.summary.as_ref().and_then(|cached| cached.summary.sent_at).unwrap_or(entry.received_at as i64)
     };
-    let summary =
-        |field: fn(&Cached) -> &String, s: &str| message.summary.as_ref().is_some_and(|c| field(c).contains(s));
+    let summary = |field: fn(&Cached) -> &String, s: &str| {
+        message
+            .summary
+            .as_ref()
+            .is_some_and(|c| if accents { crate::fold_accents(field(c)).contains(s) } else { field(c).contains(s) })
+    };
     match condition {
         Condition::All => true,
         Condition::Keyword(keyword) => entry.has(keyword),
@@ -302,6 +323,7 @@ fn test(condition: &Condition, folded: Option<&str>, at: usize, message: &mut Me
         Condition::Bcc(s) => summary(|c| &c.bcc, s),
         Condition::Subject(s) => summary(|c| &c.subject, s),
         Condition::Header { name, value } => message.header_matches(name, value),
+        Condition::Body(folded) if accents => message.body_contains_folding_accents(folded),
         Condition::Body(folded) => message.body_contains(folded),
         // The body first: its text is cached, the header is read from the message.
         Condition::Text(lowercase) => {
@@ -352,6 +374,8 @@ struct Message<'a> {
     /// The raw header (the message up to its root part's body), when read.
     raw: Option<Arc<[u8]>>,
     body_text: Option<Arc<str>>,
+    /// The body's text without accents, made at the first test that asks.
+    body_folded: Option<String>,
     header: headers::Header,
     /// What header tests answer while the raw message is not read (see
     /// `Needs::header_monotone`); `None` once it is.
@@ -397,6 +421,15 @@ impl Message<'_> {
     fn body_contains(&self, folded: &str) -> bool {
         folded.is_empty() || self.body_text.as_deref().is_some_and(|text| text.contains(folded))
     }
+
+    /// [`Message::body_contains`], accents ignored (`folded` has none).
+    fn body_contains_folding_accents(&mut self, folded: &str) -> bool {
+        if folded.is_empty() {
+            return true;
+        }
+        let Some(text) = self.body_text.as_deref() else { return false };
+        self.body_folded.get_or_insert_with(|| crate::fold_accents(text).into_owned()).contains(folded)
+    }
 }
 
 /// Where the header of a message of `raw_len` bytes ends: at the body of its root part.
@@ -417,6 +450,17 @@ pub struct Reader<'a> {
     pub texts: &'a TextCache,
 }
 
+/// Which of the matching messages a query needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wanted {
+    /// Every one (a SEARCH, a count, a query that collapses threads).
+    All,
+    /// The first `count` in the entries' order, or from their end (`from_end`): a page of
+    /// the newest, where the rest is neither shown nor counted. The scan stops there, so
+    /// that a list view of a 100,000-message mailbox confirms a page's worth of candidates.
+    First { count: usize, from_end: bool },
+}
+
 impl Reader<'_> {
     /// The indexes in `entries` (one mailbox's index, or part of it) of the messages that
     /// match `filter`, ascending. A message expunged meanwhile does not match.
@@ -426,20 +470,43 @@ impl Reader<'_> {
         entries: &[UidEntry],
         filter: &Filter,
     ) -> Result<Vec<usize>, Error> {
+        self.matching_wanted(account, entries, filter, Wanted::All).await
+    }
+
+    /// [`Reader::matching`], of the `wanted` matches only (still ascending).
+    pub async fn matching_wanted(
+        &self,
+        account: AccountId,
+        entries: &[UidEntry],
+        filter: &Filter,
+        wanted: Wanted,
+    ) -> Result<Vec<usize>, Error> {
         let need = filter.needs;
         // The text index narrows the entries to confirm, when it can (see `index`).
         let candidates = index::candidates(self.mail, account, filter).await?;
-        let admitted: Vec<usize> = match &candidates {
-            Some(candidates) => (0..entries.len()).filter(|index| candidates.admits(&entries[*index])).collect(),
-            None => (0..entries.len()).collect(),
+        let (count, from_end) = match wanted {
+            Wanted::All => (usize::MAX, false),
+            Wanted::First { count, from_end } => (count, from_end),
         };
+        let order: Box<dyn Iterator<Item = usize> + Send> =
+            if from_end { Box::new((0..entries.len()).rev()) } else { Box::new(0..entries.len()) };
+        let mut admitted =
+            order.filter(|index| candidates.as_ref().is_none_or(|candidates| candidates.admits(&entries[*index])));
         let mut found = Vec::new();
         // In chunks: the summaries and texts of one chunk are held at a time (not the
-        // mailbox's), and the other tasks of this worker run between chunks.
-        for (chunk_index, indexes) in admitted.chunks(MESSAGES_PER_YIELD).enumerate() {
+        // mailbox's), and the other tasks of this worker run between chunks. For the first
+        // few matches, a chunk is about what is still missing.
+        let mut chunk_index = 0;
+        while found.len() < count {
+            let size = count.saturating_sub(found.len()).clamp(16, MESSAGES_PER_YIELD);
+            let indexes: Vec<usize> = admitted.by_ref().take(size).collect();
+            if indexes.is_empty() {
+                break;
+            }
             if chunk_index > 0 {
                 tokio::task::yield_now().await;
             }
+            chunk_index += 1;
             let chunk: Vec<&UidEntry> = indexes.iter().map(|index| &entries[*index]).collect();
             let emails: Vec<EmailId> = chunk.iter().map(|entry| entry.email).collect();
             let summaries =
@@ -465,6 +532,7 @@ impl Reader<'_> {
                     summary,
                     raw: None,
                     body_text,
+                    body_folded: None,
                     header: headers::Header::default(),
                     header_assumed: None,
                     ruled_out: candidates.as_ref().map(|c| c.ruled_out(entry)).unwrap_or_default(),
@@ -501,6 +569,10 @@ impl Reader<'_> {
                     found.push(indexes[offset]);
                 }
             }
+        }
+        found.truncate(count);
+        if from_end {
+            found.reverse();
         }
         Ok(found)
     }

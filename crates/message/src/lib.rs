@@ -16,7 +16,7 @@ mod summary;
 #[cfg(test)]
 mod tests;
 
-pub use summary::{EmailAddress, Part, Summary, search_text};
+pub use summary::{EmailAddress, Part, Summary, fold_accents, fold_char, search_text};
 
 /// Every limit on what is kept of a message, named: keys of `[mail]`, declared here, read
 /// by `config` into `hameau_mailbox::Limits::message`.

@@ -84,6 +84,30 @@ pub struct Summary {
     pub date: Option<String>,
 }
 
+/// A character without its accents: the first character of its canonical decomposition
+/// (`é` → `e`, `Ç` → `C`, `œ` and `ß` unchanged, having none). One character for one,
+/// so that folding keeps substrings (`fold(a + b) = fold(a) + fold(b)`) and a match in
+/// folded text is at the same character positions as in the text.
+pub fn fold_char(c: char) -> char {
+    if c.is_ascii() {
+        return c;
+    }
+    let mut base = None;
+    unicode_normalization::char::decompose_canonical(c, |part| {
+        base.get_or_insert(part);
+    });
+    base.unwrap_or(c)
+}
+
+/// `text` with every character through [`fold_char`]: what a search that ignores accents
+/// compares (`"État"` and `"etat"` once lowercased too).
+pub fn fold_accents(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.is_ascii() {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    std::borrow::Cow::Owned(text.chars().map(fold_char).collect())
+}
+
 /// Text as searches compare it: lowercase, runs of whitespace as one space, trimmed.
 /// IMAP SEARCH (RFC 9051 §6.4.4) matches substrings case-insensitively; queries go
 /// through the same function.

@@ -93,3 +93,19 @@ fn a_panic_inside_the_parser_is_a_refusal() {
         Err(e) => panic!("{e}"),
     }
 }
+
+#[test]
+fn accents_fold_one_character_for_one() {
+    use crate::{fold_accents, fold_char};
+    assert_eq!(fold_accents("État, préfecture, garçon, Noël, à l'œil"), "Etat, prefecture, garcon, Noel, a l'œil");
+    assert_eq!(fold_accents("déjà"), "deja");
+    // Already plain: not copied.
+    assert!(matches!(fold_accents("mairie"), std::borrow::Cow::Borrowed(_)));
+    // Decomposed input: the base letter stays, the combining mark folds to itself (a mark
+    // has no decomposition), so both spellings keep their length in characters.
+    for text in ["e\u{301}te\u{301}", "ÉTÉ", "ß", "東京", "🙂"] {
+        assert_eq!(fold_accents(text).chars().count(), text.chars().count(), "{text}");
+    }
+    assert_eq!(fold_char('ñ'), 'n');
+    assert_eq!(fold_char('Å'), 'A');
+}

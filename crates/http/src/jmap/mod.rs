@@ -48,7 +48,15 @@ pub struct InFlight {
     uploads: Counts,
     event_sources: Counts,
     stopping: tokio::sync::watch::Sender<bool>,
+    /// Accounts whose mailboxes are known to exist (`Mail::ensure_account` ran since the
+    /// start): the next request skips it. At most [`OPENED_ACCOUNTS_MAX`], emptied when
+    /// full (an account's mailboxes, once made, are never all gone: a role mailbox cannot
+    /// be destroyed).
+    opened: Mutex<std::collections::HashSet<u64>>,
 }
+
+/// Accounts [`InFlight::opened`] remembers: 100,000, 8 bytes each, more than a server's.
+const OPENED_ACCOUNTS_MAX: usize = 100_000;
 
 #[derive(Debug, Default)]
 struct Counts(Mutex<HashMap<u64, u64>>);
@@ -86,6 +94,20 @@ impl InFlight {
         }
         *count += 1;
         Some(Slot { in_flight: self.clone(), kind, account })
+    }
+
+    /// Whether `account` was opened since the start.
+    fn opened(&self, account: u64) -> bool {
+        self.opened.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).contains(&account)
+    }
+
+    /// Remembers that `account`'s mailboxes exist.
+    fn mark_opened(&self, account: u64) {
+        let mut opened = self.opened.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if opened.len() >= OPENED_ACCOUNTS_MAX {
+            opened.clear();
+        }
+        opened.insert(account);
     }
 
     /// Ends the event streams: the server is stopping.
@@ -162,8 +184,11 @@ impl FromRequestParts<AppState> for Authenticated {
             Ok(recipient) => recipient.and_then(|recipient| recipient.tenant_quota_bytes),
             Err(e) => return Err(unavailable("reading the tenant's quota", &e)),
         };
-        if let Err(e) = state.jmap.mail.ensure_account(account.id, state.clock.now_s()).await {
-            return Err(unavailable("creating the account's mailboxes", &e));
+        if !state.jmap_in_flight.opened(account.id) {
+            if let Err(e) = state.jmap.mail.ensure_account(account.id, state.clock.now_s()).await {
+                return Err(unavailable("creating the account's mailboxes", &e));
+            }
+            state.jmap_in_flight.mark_opened(account.id);
         }
         let quota = hameau_mailbox::Quota {
             account_bytes_max: account.quota_bytes,
@@ -305,7 +330,7 @@ async fn api(
     };
     let session_state = hameau_jmap::api::session_state(&user, &state.jmap.limits);
     let response = hameau_jmap::api::run(request, &user, &state.jmap, state.clock.now_s(), &session_state).await;
-    axum::Json(response.to_json()).into_response()
+    axum::Json(response).into_response()
 }
 
 /// A request-level error: its problem details document, status 400 (RFC 8620 §3.6.1).

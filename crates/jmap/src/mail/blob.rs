@@ -44,14 +44,23 @@ pub async fn resolve(services: &Services, account: AccountId, wire: &str, now: u
             };
             Ok(BlobHash::from_hex(&email.blob).map(|hash| Blob::Stored { hash, size: email.size }))
         }
-        BlobId::Email { .. } | BlobId::Part { .. } => Ok(read(services, account, wire, now).await?.map(Blob::Decoded)),
+        BlobId::Email { .. } | BlobId::Part { .. } => {
+            Ok(read(services, account, wire, now, uncounted).await?.map(Blob::Decoded))
+        }
     }
 }
 
 /// The whole content of the blob `wire` names in `account` (for a method that reads a blob:
 /// an import, a parse); `None` when it names nothing there. A part is the whole blob it
-/// starts from, parsed and cut part after part ([`BlobId::chain`]), off the async workers.
-pub async fn read(services: &Services, account: AccountId, wire: &str, now: u64) -> Result<Option<Vec<u8>>, MailError> {
+/// starts from, parsed and cut part after part ([`BlobId::chain`]), off the async workers;
+/// `charge` is told the bytes of each parse before it runs, and its error stops the read.
+pub async fn read<E: From<MailError>>(
+    services: &Services,
+    account: AccountId,
+    wire: &str,
+    now: u64,
+    charge: impl Fn(u64) -> Result<(), E>,
+) -> Result<Option<Vec<u8>>, E> {
     let Some((base, parts)) = BlobId::chain(wire) else { return Ok(None) };
     let whole = match base {
         BlobId::Upload { hash } => {
@@ -61,18 +70,25 @@ pub async fn read(services: &Services, account: AccountId, wire: &str, now: u64)
         BlobId::Email { email, .. } => match services.mail.raw(account, email).await {
             Ok(raw) => Some(raw),
             Err(MailError::NoEmail(_)) => None,
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         },
         BlobId::Part { .. } => None,
     };
     let Some(mut bytes) = whole else { return Ok(None) };
     for part in parts {
+        charge(bytes.len() as u64)?;
         match tokio::task::spawn_blocking(move || part_contents(&bytes, part)).await.ok().flatten() {
             Some(contents) => bytes = contents,
             None => return Ok(None),
         }
     }
     Ok(Some(bytes))
+}
+
+/// The `charge` of a [`read`] whose parses are not counted: a download, one part, at most
+/// [`super::BLOB_PARTS_MAX`] parses.
+pub(crate) fn uncounted(_bytes: u64) -> Result<(), MailError> {
+    Ok(())
 }
 
 /// The decoded content of part `index` of `raw` (mail-parser's numbering: 0 is the

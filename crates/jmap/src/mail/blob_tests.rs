@@ -1,6 +1,6 @@
 use hameau_mailbox::{Quota, Role, UploadTerms};
 
-use super::{Blob, part_contents, read, resolve};
+use super::{Blob, part_contents, read, resolve, uncounted};
 use crate::mail::tests::{ACCOUNT, Fixture, NOW};
 
 const MULTIPART: &str = "From: a@mairie.test\r\nTo: agent@mairie.test\r\nSubject: PJ\r\nMIME-Version: 1.0\r\n\
@@ -20,7 +20,7 @@ async fn blob_ids_name_the_accounts_own_blobs() {
     // Part 2 (0 the message, 1 the text) decoded: base64 undone.
     let part = resolve(services, ACCOUNT, &format!("b{email}.2"), NOW).await.unwrap();
     assert_eq!(part, Some(Blob::Decoded(vec![0, 1, 2, 255])));
-    assert_eq!(read(services, ACCOUNT, &format!("b{email}.1"), NOW).await.unwrap().unwrap(), b"Bonjour");
+    assert_eq!(read(services, ACCOUNT, &format!("b{email}.1"), NOW, uncounted).await.unwrap().unwrap(), b"Bonjour");
     // The multipart container, a missing part, another account, a wrong id: nothing.
     for wire in [format!("b{email}.0"), format!("b{email}.9"), format!("b{}", email + 1), "x".into(), "b".into()] {
         assert_eq!(resolve(services, ACCOUNT, &wire, NOW).await.unwrap(), None, "{wire}");
@@ -32,7 +32,7 @@ async fn blob_ids_name_the_accounts_own_blobs() {
     let upload = services.mail.add_upload(ACCOUNT, staged, &terms).await.unwrap();
     let wire = format!("u{}", upload.hash.to_hex());
     assert!(matches!(resolve(services, ACCOUNT, &wire, NOW).await.unwrap(), Some(Blob::Stored { size: 9, .. })));
-    assert_eq!(read(services, ACCOUNT, &wire, NOW).await.unwrap().unwrap(), b"brouillon");
+    assert_eq!(read(services, ACCOUNT, &wire, NOW, uncounted).await.unwrap().unwrap(), b"brouillon");
     assert_eq!(resolve(services, ACCOUNT + 1, &wire, NOW).await.unwrap(), None);
     assert_eq!(resolve(services, ACCOUNT, &wire, NOW + 3600).await.unwrap(), None);
 }

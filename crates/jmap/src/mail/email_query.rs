@@ -510,13 +510,59 @@ fn scope(steps: &[Step]) -> Option<Option<MailboxId>> {
     }
 }
 
+/// A query's results in order. A mailbox's whole list in arrival order (the list view,
+/// the most frequent query by far) is its snapshot, read where a page falls: 50 ids of a
+/// 100,000-message mailbox are looked up, not 100,000 copied.
+enum Ordered {
+    /// Every entry of the snapshot, by arrival or (`descending`) its reverse.
+    Arrival { snapshot: Arc<Snapshot>, descending: bool },
+    /// Email ids, in order.
+    Ids(Vec<u64>),
+}
+
+impl Ordered {
+    fn len(&self) -> usize {
+        match self {
+            Ordered::Arrival { snapshot, .. } => snapshot.entries.len(),
+            Ordered::Ids(ids) => ids.len(),
+        }
+    }
+
+    /// The ids from `start` to `end` (within `len`).
+    fn slice(&self, start: usize, end: usize) -> Vec<u64> {
+        match self {
+            Ordered::Arrival { snapshot, descending: false } => {
+                snapshot.entries[start..end].iter().map(|entry| entry.email).collect()
+            }
+            Ordered::Arrival { snapshot, descending: true } => {
+                let count = snapshot.entries.len();
+                snapshot.entries[count - end..count - start].iter().rev().map(|entry| entry.email).collect()
+            }
+            Ordered::Ids(ids) => ids[start..end].to_vec(),
+        }
+    }
+
+    /// Every id, in order.
+    fn iter(&self) -> Box<dyn Iterator<Item = u64> + '_> {
+        match self {
+            Ordered::Arrival { snapshot, descending: false } => Box::new(snapshot.entries.iter().map(|e| e.email)),
+            Ordered::Arrival { snapshot, descending: true } => Box::new(snapshot.entries.iter().rev().map(|e| e.email)),
+            Ordered::Ids(ids) => Box::new(ids.iter().copied()),
+        }
+    }
+}
+
 /// The results of a filter and sort, in order, with the account's modseq they are as new
 /// as (at least), and the threads read on the way.
+///
+/// `first`: only that many results from the start are needed (a page, neither counted nor
+/// anchored). Sorted by arrival, the scan then stops once it has them.
 async fn results(
     ctx: &Context<'_>,
     filter: Option<Value>,
     sort: Option<Vec<Comparator>>,
-) -> Result<(u64, Vec<u64>, Threads), MethodError> {
+    first: Option<usize>,
+) -> Result<(u64, Ordered, Threads), MethodError> {
     let nodes = filter::flatten(filter, ctx.limits().filter_nodes_max)?;
     let steps = steps(ctx, nodes)?;
     let sort = sort_by(sort.unwrap_or_default())?;
@@ -529,34 +575,65 @@ async fn results(
         None => account_snapshot(ctx, modseq).await?,
     };
     let mut threads = Threads::default();
-    let matching = matching(ctx, &snapshot, &steps, scope.flatten(), &mut threads).await?;
+    let by_arrival = sort.is_empty() || (sort.len() == 1 && sort[0].0 == SortBy::ReceivedAt);
+    let descending = sort.first().is_some_and(|(_, ascending)| !ascending);
+    if by_arrival && trivial(&steps, scope.flatten()) {
+        return Ok((modseq, Ordered::Arrival { snapshot, descending }, threads));
+    }
+    let wanted = match first {
+        Some(count) if by_arrival => query::Wanted::First { count, from_end: descending },
+        _ => query::Wanted::All,
+    };
+    let matching = matching(ctx, &snapshot, &steps, scope.flatten(), wanted, &mut threads).await?;
     let ordered = order(ctx, &snapshot, matching, &sort, &mut threads).await?;
-    Ok((modseq, ordered, threads))
+    Ok((modseq, Ordered::Ids(ordered), threads))
+}
+
+/// Whether `steps` hold for every entry of the snapshot of `scope`.
+fn trivial(steps: &[Step], scope: Option<MailboxId>) -> bool {
+    match steps {
+        [] | [Step::And(0)] => true,
+        [Step::Test(Test::InMailbox(mailbox))] => *mailbox == scope && scope.is_some(),
+        _ => false,
+    }
 }
 
 /// `Email/query` (RFC 8621 §4.4).
 pub async fn query(ctx: &mut Context<'_>, arguments_: Map<String, Value>) -> Result<Map<String, Value>, MethodError> {
     let arguments: QueryArguments = arguments(arguments_)?;
     ctx.check_account(&arguments.account_id)?;
-    let (modseq, ordered, mut threads) = results(ctx, arguments.filter, arguments.sort).await?;
     let anchor = match &arguments.window.anchor {
         Some(anchor) => Some(parse_id(letter::EMAIL, anchor).ok_or_else(|| anchor_not_found(anchor))?),
         None => None,
     };
-    let ids: Vec<u64> = if arguments.collapse_threads {
+    // A page from a position, not counted: the results past it are not needed.
+    let results_max = ctx.limits().query_results_max;
+    let first = match arguments.window.limit {
+        Some(limit)
+            if !arguments.collapse_threads
+                && !arguments.calculate_total
+                && anchor.is_none()
+                && arguments.window.position >= 0 =>
+        {
+            usize::try_from((arguments.window.position as u64).saturating_add(limit.min(results_max))).ok()
+        }
+        _ => None,
+    };
+    let (modseq, ordered, mut threads) = results(ctx, arguments.filter, arguments.sort, first).await?;
+    let ids = if arguments.collapse_threads {
         // Enough of the results for the page, unless the whole is needed.
         let whole = arguments.calculate_total || anchor.is_some() || arguments.window.position < 0;
         let wanted = if whole {
             usize::MAX
         } else {
-            let limit = arguments.window.limit.unwrap_or(u64::MAX).min(ctx.limits().query_results_max);
+            let limit = arguments.window.limit.unwrap_or(u64::MAX).min(results_max);
             usize::try_from((arguments.window.position as u64).saturating_add(limit)).unwrap_or(usize::MAX)
         };
-        collapse(ctx, &ordered, wanted, &mut threads).await?
+        Ordered::Ids(collapse(ctx, &ordered, wanted, &mut threads).await?)
     } else {
         ordered
     };
-    let (position, page, limit) = page(&ids, &arguments.window, anchor, ctx.limits().query_results_max)?;
+    let (position, page, limit) = page(&ids, &arguments.window, anchor, results_max)?;
     let mut response = Map::new();
     response.insert("accountId".into(), Value::from(crate::api::account_id(ctx.account())));
     response.insert("queryState".into(), Value::from(modseq.to_string()));
@@ -580,7 +657,7 @@ fn anchor_not_found(anchor: &str) -> MethodError {
 /// The part of the sorted `ids` a query returns (RFC 8620 §5.5), as `super::window` does
 /// for ids already written: the start, the page, and the limit applied when capped.
 fn page(
-    ids: &[u64],
+    ids: &Ordered,
     window: &Window,
     anchor: Option<u64>,
     results_max: u64,
@@ -588,7 +665,7 @@ fn page(
     let total = ids.len() as i64;
     let start = match anchor {
         Some(anchor) => {
-            let at = ids.iter().position(|id| *id == anchor).ok_or_else(|| anchor_not_found(&email_id(anchor)))?;
+            let at = ids.iter().position(|id| id == anchor).ok_or_else(|| anchor_not_found(&email_id(anchor)))?;
             (at as i64).saturating_add(window.anchor_offset).max(0)
         }
         None if window.position < 0 => total.saturating_add(window.position).max(0),
@@ -599,25 +676,21 @@ fn page(
     let applied = asked.min(results_max);
     let end = start.saturating_add(usize::try_from(applied).unwrap_or(usize::MAX)).min(ids.len());
     let capped = (applied < asked && (window.limit.is_some() || end < ids.len())).then_some(applied);
-    Ok((start, ids[start..end].to_vec(), capped))
+    Ok((start, ids.slice(start, end), capped))
 }
 
-/// The positions in `snapshot` of the emails that match `steps`, ascending.
+/// The positions in `snapshot` of the emails that match `steps` (the `wanted` ones),
+/// ascending.
 async fn matching(
     ctx: &Context<'_>,
     snapshot: &Snapshot,
     steps: &[Step],
     scope: Option<MailboxId>,
+    wanted: query::Wanted,
     threads: &mut Threads,
 ) -> Result<Vec<usize>, MethodError> {
-    let count = snapshot.entries.len();
-    let trivial = match steps {
-        [] | [Step::And(0)] => true,
-        [Step::Test(Test::InMailbox(mailbox))] => *mailbox == scope && scope.is_some(),
-        _ => false,
-    };
-    if trivial {
-        return Ok((0..count).collect());
+    if trivial(steps, scope) {
+        return Ok((0..snapshot.entries.len()).collect());
     }
     let mut nodes: Vec<QueryNode> = Vec::with_capacity(steps.len());
     for step in steps {
@@ -631,9 +704,11 @@ async fn matching(
             Step::Test(test) => lower(ctx, snapshot, test, scope, threads, &mut nodes).await?,
         }
     }
-    let filter = query::Filter::new(nodes).map_err(|_| MethodError::invalid_arguments("the filter is malformed"))?;
+    let filter =
+        if ctx.limits().fold_accents { query::Filter::folding_accents(nodes) } else { query::Filter::new(nodes) };
+    let filter = filter.map_err(|_| MethodError::invalid_arguments("the filter is malformed"))?;
     let reader = Reader { mail: ctx.mail(), summaries: &ctx.services.summaries, texts: &ctx.services.texts };
-    reader.matching(ctx.account(), &snapshot.entries, &filter).await.map_err(server_fail)
+    reader.matching_wanted(ctx.account(), &snapshot.entries, &filter, wanted).await.map_err(server_fail)
 }
 
 /// One test as nodes of the mail model's filter.
@@ -915,17 +990,22 @@ pub fn base_subject(subject: &str) -> String {
 /// found.
 async fn collapse(
     ctx: &Context<'_>,
-    ordered: &[u64],
+    ordered: &Ordered,
     wanted: usize,
     threads: &mut Threads,
 ) -> Result<Vec<u64>, MethodError> {
     let _ = threads;
     let mut seen: HashSet<u64> = HashSet::new();
     let mut out = Vec::new();
-    for chunk in ordered.chunks(MESSAGES_PER_YIELD) {
+    let mut start = 0;
+    while start < ordered.len() {
         if out.len() >= wanted {
             break;
         }
+        let end = (start + MESSAGES_PER_YIELD).min(ordered.len());
+        let chunk = ordered.slice(start, end);
+        start = end;
+        let chunk = &chunk[..];
         let records = ctx.mail().emails(ctx.account(), chunk).await.map_err(server_fail)?;
         for (id, record) in chunk.iter().zip(records) {
             let thread = record.map_or(*id, |email| email.thread);
@@ -976,7 +1056,7 @@ pub async fn query_changes(
     }
     // The results first: changes read after them can only be more, which the client
     // removes and re-inserts for nothing, never fewer.
-    let (modseq, ordered, _) = results(ctx, arguments.filter, arguments.sort).await?;
+    let (modseq, ordered, _) = results(ctx, arguments.filter, arguments.sort, None).await?;
     let changes_arguments = changes::ChangesArguments {
         account_id: arguments.account_id.clone(),
         since_state: arguments.since_query_state.clone(),
@@ -989,7 +1069,7 @@ pub async fn query_changes(
     if folded.has_more {
         return Err(MethodError::new("tooManyChanges", "more emails changed than maxChanges: query again"));
     }
-    let positions: HashMap<u64, usize> = ordered.iter().enumerate().map(|(index, id)| (*id, index)).collect();
+    let positions: HashMap<u64, usize> = ordered.iter().enumerate().map(|(index, id)| (id, index)).collect();
     let mut removed = Vec::new();
     let mut added = Vec::new();
     for (email, fold) in &folded.objects {

@@ -108,6 +108,9 @@ async fn every_condition_filters() {
         (json!({"noneInThreadHaveKeyword": "$seen"}), vec![&e]),
         (json!({"text": "conseil"}), vec![&a, &b]),
         (json!({"text": "zoe@village"}), vec![&b]),
+        // Accents ignored (jmap.fold_accents): in the needle and in the text.
+        (json!({"text": "CONSÉIL"}), vec![&a, &b]),
+        (json!({"from": "zoé"}), vec![&b]),
         (json!({"from": "maire"}), vec![&a]),
         (json!({"to": "agent@"}), vec![&d, &a, &c, &b, &e]),
         (json!({"cc": "x"}), vec![]),
@@ -421,4 +424,33 @@ fn base_subjects_drop_reply_prefixes() {
     assert_eq!(base_subject("Re: RE: Fwd: [Mairie] Tr: Conseil "), "conseil");
     assert_eq!(base_subject("Conseil: ordre"), "conseil: ordre");
     assert_eq!(base_subject("Re:"), "");
+}
+
+#[tokio::test]
+async fn accents_are_ignored_unless_configured_otherwise() {
+    let raw = || message(1, "Agnès <agnes@pref.test>", "Préfecture : arrêté", "", "Le représentant de l'État signe.");
+    let folding = Fixture::new().await;
+    let id = deliver(&folding, raw(), Role::Inbox, vec![], NOW).await;
+    let exact = Fixture::with_limits(crate::Limits { fold_accents: false, ..crate::Limits::default() }).await;
+    let exact_id = deliver(&exact, raw(), Role::Inbox, vec![], NOW).await;
+    for filter in [
+        json!({"subject": "prefecture"}),
+        json!({"subject": "ARRETE"}),
+        json!({"body": "l'etat"}),
+        json!({"text": "representant"}),
+        json!({"from": "agnes"}),
+        json!({"subject": "préfecture"}),
+    ] {
+        assert_eq!(ids(&folding, json!({"filter": filter})).await, [id.clone()], "{filter}");
+    }
+    // Exact but for case: only the words as written.
+    for (filter, found) in [
+        (json!({"subject": "prefecture"}), false),
+        (json!({"body": "l'etat"}), false),
+        (json!({"subject": "PRÉFECTURE"}), true),
+        (json!({"body": "l'état"}), true),
+    ] {
+        let expected = if found { vec![exact_id.clone()] } else { vec![] };
+        assert_eq!(ids(&exact, json!({"filter": filter})).await, expected, "{filter}");
+    }
 }

@@ -134,6 +134,12 @@ pub(crate) fn read_mailboxes(ctx: &Context<'_>, value: Option<&Value>) -> Result
         .collect()
 }
 
+impl From<MailError> for SetError {
+    fn from(error: MailError) -> SetError {
+        set_fail(error)
+    }
+}
+
 /// A mail model error of one email, as its `SetError`.
 pub(crate) fn set_fail(error: MailError) -> SetError {
     match error {

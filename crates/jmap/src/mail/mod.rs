@@ -79,6 +79,9 @@ pub struct Context<'a> {
     /// Responses a method adds after its own, under the same call id (RFC 8621 §7.5's
     /// implicit `Email/set` after `EmailSubmission/set`).
     pub implicit: Vec<(String, Map<String, Value>)>,
+    /// Bytes of messages and blobs this request has parsed so far, out of
+    /// `jmap.parsed_bytes_max` ([`Context::charge_parse`]).
+    pub parsed_bytes: std::sync::atomic::AtomicU64,
 }
 
 impl Context<'_> {
@@ -107,6 +110,23 @@ impl Context<'_> {
     /// The account's state for every data type: its modseq.
     pub async fn state(&self) -> Result<String, MethodError> {
         Ok(self.mail().modseq(self.account()).await.map_err(server_fail)?.to_string())
+    }
+
+    /// Counts `bytes` about to be parsed by this request; `Err` with the reason when that
+    /// would take it past `jmap.parsed_bytes_max` (nothing is counted then). A method says
+    /// it as `requestTooLarge`, a creation as `tooLarge`.
+    pub fn charge_parse(&self, bytes: u64) -> Result<(), String> {
+        use std::sync::atomic::Ordering;
+        let max = self.limits().parsed_bytes_max;
+        let before = self.parsed_bytes.load(Ordering::Relaxed);
+        let after = before.saturating_add(bytes);
+        if after > max {
+            return Err(format!(
+                "this request would parse {after} bytes of messages, over this server's {max}: ask for fewer at a time"
+            ));
+        }
+        self.parsed_bytes.store(after, Ordering::Relaxed);
+        Ok(())
     }
 
     /// An id given by the client: `#creationId` is the id created earlier in the request
@@ -460,9 +480,12 @@ impl BlobId {
 /// message, one of its parts decoded, or an upload ([`blob::read`]); `None` when the
 /// account has no such blob (an id of another account's finds nothing: it is looked up in
 /// this one only).
+/// A part is parsed out of the blob it starts from: those parses are counted against the
+/// request's `jmap.parsed_bytes_max` (`tooLarge` past it).
 pub async fn blob_bytes(ctx: &Context<'_>, wire: &str) -> Result<Option<Vec<u8>>, SetError> {
     let Some(wire) = ctx.resolve_id(wire) else { return Ok(None) };
-    blob::read(ctx.services, ctx.account(), wire, ctx.now).await.map_err(email_set::set_fail)
+    let charge = |bytes: u64| ctx.charge_parse(bytes).map_err(|reason| SetError::new("tooLarge", reason));
+    blob::read(ctx.services, ctx.account(), wire, ctx.now, charge).await
 }
 
 /// The arguments of a `/get` (RFC 8620 §5.1), for the types that take no others.

@@ -3,7 +3,8 @@
 //!
 //! The words are the values of the filter's `text`, `subject` and `body` conditions (not
 //! those under a `NOT`, which no result contains), matched as the query matches them:
-//! case-insensitive substrings, a run of spaces matching any run of whitespace. The
+//! case-insensitive substrings (accents ignored too with `jmap.fold_accents`), a run of
+//! spaces matching any run of whitespace. The
 //! subject is marked for `text` and `subject`; the preview for `text` and `body`, in the
 //! email's stored preview when a word is there, else in a window of the body's searchable
 //! text around the first word found (lower case: the text as searches keep it). A field
@@ -37,12 +38,18 @@ struct GetArguments {
 pub struct Words {
     pub subject: Vec<String>,
     pub body: Vec<String>,
+    /// The words are without accents, and match text with them.
+    pub accents: bool,
 }
 
-/// The words of a flattened filter, those under a `NOT` left out; `unsupportedFilter` for
-/// a condition `Email/query` does not know.
-pub fn words(nodes: &[Node]) -> Result<Words, MethodError> {
-    let mut words = Words::default();
+/// The words of a flattened filter, those under a `NOT` left out, folded without accents
+/// when `accents`; `unsupportedFilter` for a condition `Email/query` does not know.
+pub fn words(nodes: &[Node], accents: bool) -> Result<Words, MethodError> {
+    let mut words = Words { accents, ..Words::default() };
+    let fold = |word: &str| {
+        let word = hameau_mailbox::search_text(word);
+        if accents { hameau_mailbox::fold_accents(&word).into_owned() } else { word }
+    };
     // (negated, operands left) of each open operator.
     let mut open: Vec<(bool, usize)> = Vec::new();
     for node in nodes {
@@ -90,21 +97,17 @@ pub fn words(nodes: &[Node]) -> Result<Words, MethodError> {
     Ok(words)
 }
 
-/// A word as searches compare it: lower case, runs of whitespace as one space, trimmed.
-fn fold(word: &str) -> String {
-    hameau_mailbox::search_text(word)
-}
-
-/// The byte ranges in `text` where one of `words` (folded) is found, case-insensitively,
-/// merged where they overlap; a space of a word matches a run of whitespace.
-pub fn find(text: &str, words: &[String]) -> Vec<(usize, usize)> {
+/// The byte ranges in `text` where one of `words` (folded) is found, case-insensitively
+/// (and without accents when `accents`), merged where they overlap; a space of a word
+/// matches a run of whitespace.
+pub fn find(text: &str, words: &[String], accents: bool) -> Vec<(usize, usize)> {
     let chars: Vec<(usize, char)> = text.char_indices().collect();
     let mut ranges = Vec::new();
     for word in words {
         let wanted: Vec<char> = word.chars().collect();
         let mut start = 0;
         while start < chars.len() {
-            match match_at(&chars, start, &wanted) {
+            match match_at(&chars, start, &wanted, accents) {
                 Some(end) => {
                     let end_byte = chars.get(end).map_or(text.len(), |(byte, _)| *byte);
                     ranges.push((chars[start].0, end_byte));
@@ -126,7 +129,7 @@ pub fn find(text: &str, words: &[String]) -> Vec<(usize, usize)> {
 }
 
 /// Where a match of `wanted` starting at char `start` ends (a char index), if it matches.
-fn match_at(chars: &[(usize, char)], start: usize, wanted: &[char]) -> Option<usize> {
+fn match_at(chars: &[(usize, char)], start: usize, wanted: &[char], accents: bool) -> Option<usize> {
     let mut at = start;
     for want in wanted {
         if *want == ' ' {
@@ -142,7 +145,8 @@ fn match_at(chars: &[(usize, char)], start: usize, wanted: &[char]) -> Option<us
         let (_, have) = *chars.get(at)?;
         let mut lower = have.to_lowercase();
         // A char whose lower case is several (rare) matches on its first.
-        if lower.next() != Some(*want) {
+        let lower = lower.next().map(|c| if accents { hameau_mailbox::fold_char(c) } else { c });
+        if lower != Some(*want) {
             return None;
         }
         at += 1;
@@ -179,10 +183,18 @@ fn escape(text: &str, out: &mut String) {
 }
 
 /// The window of the body's searchable `text` (folded as the words are: plain substring
-/// search, no copy of a text that may be a megabyte) around the first word found, marked;
-/// `…` where it is cut. `None` when no word is found.
-fn window(text: &str, words: &[String]) -> Option<String> {
-    let first = words.iter().filter_map(|word| text.find(word.as_str())).min()?;
+/// search, no copy of a text that may be a megabyte, unless accents are ignored) around
+/// the first word found, marked; `…` where it is cut. `None` when no word is found.
+fn window(text: &str, words: &[String], accents: bool) -> Option<String> {
+    let first = if accents {
+        // Found in the text without accents: the same character, at another byte.
+        let folded = hameau_mailbox::fold_accents(text);
+        let at = words.iter().filter_map(|word| folded.find(word.as_str())).min()?;
+        let chars = folded[..at].chars().count();
+        text.char_indices().nth(chars).map_or(text.len(), |(byte, _)| byte)
+    } else {
+        words.iter().filter_map(|word| text.find(word.as_str())).min()?
+    };
     let start = text[..first].char_indices().rev().nth(WINDOW_BEFORE_CHARS - 1).map_or(0, |(at, _)| at);
     let end = text[start..].char_indices().nth(WINDOW_CHARS).map_or(text.len(), |(at, _)| start + at);
     let shown = &text[start..end];
@@ -190,7 +202,7 @@ fn window(text: &str, words: &[String]) -> Option<String> {
     if start > 0 {
         out.push('…');
     }
-    out.push_str(&mark(shown, &find(shown, words)));
+    out.push_str(&mark(shown, &find(shown, words, accents)));
     if end < text.len() {
         out.push('…');
     }
@@ -202,7 +214,7 @@ pub async fn get(ctx: &mut Context<'_>, arguments_: Map<String, Value>) -> Resul
     let arguments: GetArguments = arguments(arguments_)?;
     ctx.check_account(&arguments.account_id)?;
     let nodes = filter::flatten(arguments.filter, ctx.limits().filter_nodes_max)?;
-    let words = words(&nodes)?;
+    let words = words(&nodes, ctx.limits().fold_accents)?;
     let ids = super::ids_to_get(Some(arguments.email_ids), ctx.limits())?.unwrap_or_default();
     let mut not_found = Vec::new();
     let mut wanted: Vec<(String, u64)> = Vec::with_capacity(ids.len());
@@ -221,16 +233,16 @@ pub async fn get(ctx: &mut Context<'_>, arguments_: Map<String, Value>) -> Resul
             continue;
         };
         let subject = cached.summary.subject.as_deref().unwrap_or_default();
-        let subject_ranges = find(subject, &words.subject);
+        let subject_ranges = find(subject, &words.subject, words.accents);
         let subject = (!subject_ranges.is_empty()).then(|| mark(subject, &subject_ranges));
-        let preview_ranges = find(&cached.summary.preview, &words.body);
+        let preview_ranges = find(&cached.summary.preview, &words.body, words.accents);
         let preview = if !preview_ranges.is_empty() {
             Some(mark(&cached.summary.preview, &preview_ranges))
         } else if words.body.is_empty() {
             None
         } else {
             let texts = ctx.services.texts.get_many(ctx.mail(), ctx.account(), &[number]).await.map_err(server_fail)?;
-            texts.into_iter().flatten().next().and_then(|text| window(&text, &words.body))
+            texts.into_iter().flatten().next().and_then(|text| window(&text, &words.body, words.accents))
         };
         list.push(json!({"emailId": email_id(number), "subject": subject, "preview": preview}));
     }

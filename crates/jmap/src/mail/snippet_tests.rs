@@ -19,27 +19,37 @@ fn the_words_are_those_a_result_contains() {
         64,
     )
     .unwrap();
-    let words = words(&nodes).unwrap();
+    let words = words(&nodes, false).unwrap();
     assert_eq!(words.subject, ["conseil municipal", "ordre"]);
     assert_eq!(words.body, ["conseil municipal", "jour"]);
     assert_eq!(words_of(json!({"color": 1})), Err("unsupportedFilter".into()));
 }
 
 fn words_of(filter: Value) -> Result<super::Words, String> {
-    words(&flatten(Some(filter), 64).unwrap()).map_err(|e| e.kind.to_string())
+    words(&flatten(Some(filter), 64).unwrap(), false).map_err(|e| e.kind.to_string())
 }
 
 #[test]
 fn matches_are_marked_and_the_rest_escaped() {
     let check = |text: &str, words: &[&str], expected: &str| {
         let words: Vec<String> = words.iter().map(|word| word.to_string()).collect();
-        assert_eq!(mark(text, &find(text, &words)), expected, "{text}");
+        assert_eq!(mark(text, &find(text, &words, false)), expected, "{text}");
     };
     check("Conseil <municipal> & co", &["municipal"], "Conseil &lt;<mark>municipal</mark>&gt; &amp; co");
     check("ÉTÉ été", &["été"], "<mark>ÉTÉ</mark> <mark>été</mark>");
     check("ordre  du\tjour", &["du jour"], "ordre  <mark>du\tjour</mark>");
     check("abcabc", &["bca", "abc"], "<mark>abcabc</mark>");
     check("rien", &["x"], "rien");
+    // Accents ignored: the words come without them, the text keeps its own.
+    let accents = words(&flatten(Some(json!({"text": "Été préfecture"})), 64).unwrap(), true).unwrap();
+    assert_eq!(accents.body, ["ete prefecture"]);
+    let text = "L'été, préfecture & ÉTÉ PRÉFECTURE";
+    let marked = mark(text, &find(text, &accents.body, true));
+    assert_eq!(marked, "L&#39;été, préfecture &amp; <mark>ÉTÉ PRÉFECTURE</mark>");
+    let text = "Préfecture de l'État";
+    assert_eq!(mark(text, &find(text, &["etat".to_string()], true)), "Préfecture de l&#39;<mark>État</mark>");
+    // Not ignored: only the word as written.
+    assert_eq!(mark(text, &find(text, &["etat".to_string()], false)), "Préfecture de l&#39;État");
 }
 
 #[tokio::test]

@@ -77,9 +77,17 @@ const ROUND_POSTINGS_MAX: usize = if cfg!(test) { 2_000 } else { 2_000_000 };
 /// dead postings cost less than a rebuild.
 pub(crate) const DESTROYED_REBUILD_MIN: u64 = 10_000;
 
+/// The version of the terms the index is written with: 0, the characters as they are; 1,
+/// accents folded ([`trigrams`]). An index of another version is not used, and is built
+/// again.
+const TERMS_VERSION: u32 = 1;
+
 /// Where the index of an account stands, in its state record.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct State {
+    /// [`TERMS_VERSION`] of the postings (0 when the record was written before it).
+    #[serde(default)]
+    terms: u32,
     /// Every email created at or below this modseq is indexed (when not building).
     cursor: u64,
     /// Set while the index is built from the email records.
@@ -202,11 +210,15 @@ impl Mail {
         };
         let batch_max = self.limits.text_index_batch_emails_max;
         match state.building.clone() {
-            None if version.is_none() || state.destroyed > (state.indexed / 2).max(DESTROYED_REBUILD_MIN) => {
-                // Built first, or built again: from the email records, from the start.
+            None if version.is_none()
+                || state.terms != TERMS_VERSION
+                || state.destroyed > (state.indexed / 2).max(DESTROYED_REBUILD_MIN) =>
+            {
+                // Built first, or built again (dead weight, or terms of an older version):
+                // from the email records, from the start.
                 let modseq = self.modseq(account).await?;
                 let building = Building { modseq, next: 0, clearing: version.is_some() };
-                let next = State { building: Some(building), ..State::default() };
+                let next = State { terms: TERMS_VERSION, building: Some(building), ..State::default() };
                 self.commit_state(guard, &state_key, &next).await?;
                 Ok(Round::Indexed(0))
             }
@@ -501,9 +513,13 @@ async fn run(
     }
 }
 
-/// Pushes the hashed trigrams of `text` (its characters three by three) in `space`.
+/// Pushes the hashed trigrams of `text` (its characters three by three, accents folded)
+/// in `space`. Folding is one character for one ([`crate::fold_char`]), so a string in a
+/// text has its folded trigrams in the folded text: the candidates of an exact needle
+/// (IMAP) stay a superset, and a needle without accents finds the text with them (JMAP's
+/// `jmap.fold_accents`).
 fn trigrams(text: &str, space: u8, out: &mut Vec<(u8, u32)>) {
-    let mut chars = text.chars();
+    let mut chars = text.chars().map(crate::fold_char);
     let (Some(mut a), Some(mut b)) = (chars.next(), chars.next()) else { return };
     for c in chars {
         out.push((space, term(a, b, c)));
@@ -590,8 +606,9 @@ pub(crate) async fn candidates(mail: &Mail, account: AccountId, filter: &Filter)
         Some(entry) => crate::decode::<State>(&entry.key, &entry.value)?,
         None => State { building: Some(Building { modseq: 0, next: 0, clearing: false }), ..State::default() },
     };
-    if state.building.is_some() {
-        // Not usable yet: the query scans, and the indexer is asked to build it.
+    if state.building.is_some() || state.terms != TERMS_VERSION {
+        // Not usable yet (or written with other terms): the query scans, and the indexer
+        // is asked to build it.
         mail.poke_indexer(account);
         return Ok(None);
     }

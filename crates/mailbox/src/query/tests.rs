@@ -10,6 +10,7 @@ fn matches(filter: &Filter, entry: &UidEntry) -> bool {
         summary: None,
         raw: None,
         body_text: None,
+        body_folded: None,
         header: headers::Header::default(),
         header_assumed: None,
         ruled_out: Vec::new(),

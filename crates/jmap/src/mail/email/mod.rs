@@ -169,6 +169,10 @@ pub async fn get(ctx: &mut Context<'_>, arguments_: Map<String, Value>) -> Resul
         }
     }
     let emails = ctx.mail().emails(ctx.account(), &numbers).await.map_err(server_fail)?;
+    if wants.parsed {
+        let bytes = emails.iter().flatten().map(|email| email.size).sum();
+        ctx.charge_parse(bytes).map_err(|reason| MethodError::new("requestTooLarge", reason))?;
+    }
     let summaries = if wants.summary {
         ctx.services.summaries.get_many(ctx.mail(), ctx.account(), &numbers).await.map_err(server_fail)?
     } else {
@@ -376,7 +380,8 @@ async fn parsed_properties(
         Err(e) => return Err(server_fail(e)),
     };
     let blob = BlobId::Email { email: email.id, part: None }.to_wire();
-    match render_off_workers(raw, blob, wants, budget).await {
+    let wants = wants.clone();
+    match off_workers(raw, move |raw| render(raw, &blob, &wants, budget)).await {
         Some(object) => Ok(Some(object)),
         None => {
             tracing::warn!(email = email.id, "jmap: a stored message could not be parsed again");
@@ -385,18 +390,16 @@ async fn parsed_properties(
     }
 }
 
-/// [`render`], on a blocking thread for a message over `PARSE_INLINE_BYTES_MAX`.
-async fn render_off_workers(
+/// `work` (a parse) on `raw`: inline for a message up to `PARSE_INLINE_BYTES_MAX`, on a
+/// blocking thread for a larger one, so that the other tasks of this worker keep running.
+async fn off_workers<T: Send + 'static>(
     raw: Vec<u8>,
-    blob: String,
-    wants: &Wants,
-    budget: u64,
-) -> Option<(Map<String, Value>, u64)> {
+    work: impl FnOnce(&[u8]) -> Option<T> + Send + 'static,
+) -> Option<T> {
     if raw.len() <= PARSE_INLINE_BYTES_MAX {
-        return render(&raw, &blob, wants, budget);
+        return work(&raw);
     }
-    let wants = wants.clone();
-    tokio::task::spawn_blocking(move || render(&raw, &blob, &wants, budget)).await.unwrap_or(None)
+    tokio::task::spawn_blocking(move || work(&raw)).await.unwrap_or(None)
 }
 
 /// The parsed properties of one raw message, mail-parser behind the panic boundary;
@@ -524,15 +527,18 @@ pub async fn parse(ctx: &mut Context<'_>, arguments_: Map<String, Value>) -> Res
                 not_found.push(wire);
                 continue;
             }
+            Err(error) if error.kind == "tooLarge" => {
+                return Err(MethodError::new("requestTooLarge", error.description));
+            }
             Err(_) => return Err(MethodError::server_fail()),
         };
         let blob = ctx.resolve_id(&wire).unwrap_or(&wire).to_string();
         let size = raw.len();
-        let outcome = if size <= PARSE_INLINE_BYTES_MAX {
-            parse_one(&raw, &blob, &wants, budget, &message_limits)
-        } else {
+        // A blob named many times is parsed, and counted, each time.
+        ctx.charge_parse(size as u64).map_err(|reason| MethodError::new("requestTooLarge", reason))?;
+        let outcome = {
             let (blob, wants, limits) = (blob.clone(), wants.clone(), message_limits.clone());
-            tokio::task::spawn_blocking(move || parse_one(&raw, &blob, &wants, budget, &limits)).await.unwrap_or(None)
+            off_workers(raw, move |raw| parse_one(raw, &blob, &wants, budget, &limits)).await
         };
         let Some((mut object, used)) = outcome else {
             not_parsable.push(wire);

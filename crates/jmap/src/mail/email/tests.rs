@@ -334,7 +334,10 @@ async fn an_attached_message_is_parsed_and_its_parts_download() {
     assert_eq!(not_found, wanted);
     assert_eq!(parsed["notParsable"], Value::Null);
     // The nested part downloads: the attached message's text.
-    let bytes = crate::mail::blob::read(&fixture.services, 7, &text_part, 0).await.unwrap().unwrap();
+    let bytes = crate::mail::blob::read(&fixture.services, 7, &text_part, 0, crate::mail::blob::uncounted)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(bytes, b"Ordre du jour.\r\n");
     // The metadata of a parsed email is null when asked; its blobId and size are the blob's.
     let parsed = fixture
@@ -354,4 +357,43 @@ async fn an_attached_message_is_parsed_and_its_parts_download() {
         "invalidArguments"
     );
     assert_eq!(fixture.error("Email/parse", json!({"accountId": "a8", "blobIds": []})).await, "accountNotFound");
+}
+
+#[tokio::test]
+async fn one_request_parses_at_most_parsed_bytes_max() {
+    // 1 MiB: a message of 600 KB parses once, not twice in one request.
+    let limits = crate::Limits { parsed_bytes_max: 1 << 20, ..crate::Limits::default() };
+    let fixture = Fixture::with_limits(limits).await;
+    let body = "ligne de texte\r\n".repeat(600_000 / 16);
+    let big = fixture.deliver(&format!("From: a@b.test\r\nSubject: gros\r\n\r\n{body}"), Role::Inbox).await;
+    let small = fixture.deliver(&forwarding(), Role::Inbox).await;
+    // The list view parses nothing: any number of ids.
+    let listed = get(
+        &fixture,
+        json!({"ids": [format!("e{big}"), format!("e{big}"), format!("e{small}")],
+                                     "properties": ["subject", "preview"]}),
+    )
+    .await;
+    assert_eq!(listed["list"].as_array().unwrap().len(), 2, "{listed}");
+    let structure = json!({"accountId": "a7", "ids": [format!("e{big}")], "properties": ["bodyStructure"]});
+    assert!(fixture.one("Email/get", structure.clone()).await["list"][0]["bodyStructure"].is_object());
+    // Twice in one request: the second call is refused before it parses.
+    let responses = fixture.call(json!([["Email/get", structure, "1"], ["Email/get", structure, "2"]])).await;
+    assert_eq!(responses[0][0], "Email/get", "{}", responses[0]);
+    assert_eq!((responses[1][0].as_str(), responses[1][1]["type"].as_str()), (Some("error"), Some("requestTooLarge")));
+    // Email/parse: one blob named twice counts twice.
+    let blob = format!("b{big}");
+    assert_eq!(
+        fixture.error("Email/parse", json!({"accountId": "a7", "blobIds": [blob, blob]})).await,
+        "requestTooLarge"
+    );
+    // A part is parsed out of its message: naming a small part of the big message many
+    // times costs the big message each time.
+    let part = format!("b{big}.0");
+    let parts: Vec<String> = (0..3).map(|_| part.clone()).collect();
+    assert_eq!(fixture.error("Email/parse", json!({"accountId": "a7", "blobIds": parts})).await, "requestTooLarge");
+    // The next request starts from nothing.
+    let whole = format!("b{small}");
+    let parsed = fixture.one("Email/parse", json!({"accountId": "a7", "blobIds": [whole.clone()]})).await;
+    assert_eq!(parsed["parsed"][&whole]["subject"], "Fwd: Conseil", "{parsed}");
 }

@@ -1,5 +1,5 @@
 use super::*;
-use crate::query::{Node, Reader, SummaryCache, TextCache};
+use crate::query::{Node, Reader, SummaryCache, TextCache, Wanted};
 use crate::{Ingest, Limits, Quota};
 
 /// A small deterministic generator (xorshift): the same "random" mail on every run.
@@ -114,7 +114,23 @@ fn needles(rng: &mut Rng) -> Vec<String> {
             .map(|s| s.to_string())
             .collect();
     out.extend(
-        ["agent@commune", "zoé", "ÉRIC B", "σίσυφος", "strasse", "straße", "Ét", "été,", "\tà", "x "].map(String::from),
+        [
+            "agent@commune",
+            "zoé",
+            "ÉRIC B",
+            "σίσυφος",
+            "strasse",
+            "straße",
+            "Ét",
+            "été,",
+            "\tà",
+            "x ",
+            "reunion",
+            "ecole",
+            "eric b",
+            "deja",
+        ]
+        .map(String::from),
     );
     for _ in 0..40 {
         let word: Vec<char> = format!("{} {}", rng.pick(WORDS), rng.pick(WORDS)).chars().collect();
@@ -198,7 +214,7 @@ async fn results_are_the_same_with_and_without_the_index() {
     let (summaries, texts) = (SummaryCache::new(10_000, 64 << 20), TextCache::new(64 << 20));
     let indexed = Reader { mail: &mail, summaries: &summaries, texts: &texts };
     let scanned = Reader { mail: &scan_only, summaries: &summaries, texts: &texts };
-    let (mut narrowed, mut total, mut nonempty) = (0, 0, 0);
+    let (mut narrowed, mut total, mut nonempty, mut folded_differs) = (0, 0, 0, 0);
     let needles = needles(&mut rng);
     for (index, needle) in needles.iter().enumerate() {
         let other = &needles[(index * 7 + 3) % needles.len()];
@@ -211,6 +227,19 @@ async fn results_are_the_same_with_and_without_the_index() {
             assert_eq!(scanned.matching(1, &entries, &filter).await.unwrap(), expected, "{nodes:?}");
             let got = indexed.matching(1, &entries, &filter).await.unwrap();
             assert_eq!(got, expected, "{nodes:?}");
+            // Accents ignored: the index (its terms folded) gives the same as a scan.
+            let folding = Filter::folding_accents(nodes.clone()).unwrap();
+            let mut folding_reference = folding.clone();
+            folding_reference.needs.header_monotone = false;
+            let folded_expected = scanned.matching(1, &entries, &folding_reference).await.unwrap();
+            assert_eq!(indexed.matching(1, &entries, &folding).await.unwrap(), folded_expected, "{nodes:?}");
+            folded_differs += usize::from(folded_expected != expected);
+            // A page of the first or the last matches is the same part of all of them.
+            let count = (index % 5) * 3;
+            let first = indexed.matching_wanted(1, &entries, &filter, Wanted::First { count, from_end: false });
+            assert_eq!(first.await.unwrap(), expected[..count.min(expected.len())], "{nodes:?}");
+            let last = indexed.matching_wanted(1, &entries, &filter, Wanted::First { count, from_end: true });
+            assert_eq!(last.await.unwrap(), expected[expected.len().saturating_sub(count)..], "{nodes:?}");
             total += 1;
             nonempty += usize::from(!expected.is_empty());
             if let Some(set) = candidates(&mail, 1, &filter).await.unwrap() {
@@ -223,6 +252,8 @@ async fn results_are_the_same_with_and_without_the_index() {
     // and the results were not trivially empty.
     assert!(narrowed * 3 > total, "{narrowed} of {total} narrowed");
     assert!(nonempty * 4 > total, "{nonempty} of {total} found something");
+    // Ignoring accents changed some results (the words have accents, some needles not).
+    assert!(folded_differs > 0, "accents made no difference in {total} filters");
 }
 
 /// An entry above the cursor is confirmed whatever the postings say; one at or below is
@@ -287,6 +318,57 @@ async fn oversized_emails_are_always_candidates_and_deaths_rebuild() {
     assert_eq!((state.indexed, state.destroyed, state.building), (1, 0, None));
     let unindexed = read_postings(&mail, 1, (SPACE_UNINDEXED, 0)).await.unwrap();
     assert_eq!(unindexed.len(), 0);
+}
+
+/// An index written with the terms of an older version (accents not folded) is not used,
+/// and the next round builds it again with the current terms; then a needle without
+/// accents finds a text with them.
+#[tokio::test]
+async fn an_index_of_older_terms_is_built_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = hameau_store::Store::open(&hameau_store::Options::rocksdb(dir.path())).await.unwrap();
+    let mail = Mail::new(store);
+    let inbox = mail.ensure_account(1, 0).await.unwrap()[0].id;
+    deliver(
+        &mail,
+        inbox,
+        "Subject: arrêté
+
+le représentant de l'État
+"
+        .to_string(),
+    )
+    .await;
+    deliver(
+        &mail,
+        inbox,
+        "Subject: cantine
+
+le menu
+"
+        .to_string(),
+    )
+    .await;
+    mail.index_text(1).await.unwrap();
+    let folded = Filter::folding_accents(vec![cond(Condition::Body("l'etat".into()))]).unwrap();
+    let narrowed = candidates(&mail, 1, &folded).await.unwrap().expect("narrowed");
+    let entries = mail.uids(1, inbox).await.unwrap();
+    assert_eq!(entries.iter().filter(|e| narrowed.admits(e)).map(|e| e.uid).collect::<Vec<_>>(), [1]);
+    // As a state record written before term versions: no `terms`.
+    let key = keys::text_index_state(1);
+    let entry = mail.store.get(&key).await.unwrap().unwrap();
+    let mut state: serde_json::Value = serde_json::from_slice(&entry.value).unwrap();
+    state.as_object_mut().unwrap().remove("terms");
+    let mut batch = Batch::new();
+    batch.set(&key, &serde_json::to_vec(&state).unwrap());
+    mail.store.commit(batch).await.unwrap();
+    assert!(candidates(&mail, 1, &folded).await.unwrap().is_none(), "older terms are not used");
+    let progress = mail.index_text(1).await.unwrap();
+    assert_eq!(progress.indexed, 2);
+    let entry = mail.store.get(&key).await.unwrap().unwrap();
+    let state: State = crate::decode(&key, &entry.value).unwrap();
+    assert_eq!((state.terms, state.indexed, state.building), (TERMS_VERSION, 2, None));
+    assert!(candidates(&mail, 1, &folded).await.unwrap().is_some());
 }
 
 /// The background indexer catches up after deliveries, by itself.
