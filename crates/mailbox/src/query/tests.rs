@@ -106,13 +106,20 @@ fn header_fields_are_split_once_and_decoded_on_demand() {
     assert!(fields.iter().all(|field| field.decoded.get().is_none()));
 }
 
+/// A mail model with `limits` on a new store (kept while the directory lives), account 1
+/// opened: the directory, the model and account 1's inbox.
+pub(crate) async fn open_mail(limits: crate::Limits) -> (tempfile::TempDir, Mail, crate::MailboxId) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = hameau_store::Store::open(&hameau_store::Options::rocksdb(dir.path())).await.unwrap();
+    let mail = Mail::with_limits(store, limits);
+    let inbox = mail.ensure_account(1, 0).await.unwrap()[0].id;
+    (dir, mail, inbox)
+}
+
 /// The evaluation over the store: summaries, texts and raw headers read through the caches.
 #[tokio::test]
 async fn matching_reads_summaries_texts_and_headers() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = hameau_store::Store::open(&hameau_store::Options::rocksdb(dir.path())).await.unwrap();
-    let mail = Mail::new(store);
-    let inbox = mail.ensure_account(1, 0).await.unwrap()[0].id;
+    let (_dir, mail, inbox) = open_mail(crate::Limits::default()).await;
     for (subject, body) in [("Conseil municipal", "Ordre du jour"), ("Cantine", "Menus de la semaine")] {
         let raw = format!(
             "From: Jeanne Martin <jeanne@mairie-a.fr>\r\nTo: paul@mairie-b.fr\r\nSubject: {subject}\r\n\

@@ -1,4 +1,5 @@
 use super::*;
+use crate::query::tests::open_mail;
 use crate::query::{Node, Reader, SummaryCache, TextCache, Wanted};
 use crate::{Ingest, Limits, Quota};
 
@@ -260,10 +261,7 @@ async fn results_are_the_same_with_and_without_the_index() {
 /// confirmed only when a candidate.
 #[tokio::test]
 async fn only_unindexed_entries_and_candidates_are_confirmed() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = hameau_store::Store::open(&hameau_store::Options::rocksdb(dir.path())).await.unwrap();
-    let mail = Mail::new(store);
-    let inbox = mail.ensure_account(1, 0).await.unwrap()[0].id;
+    let (_dir, mail, inbox) = open_mail(Limits::default()).await;
     for (n, body) in ["le conseil municipal", "la cantine scolaire", "les travaux de voirie"].iter().enumerate() {
         deliver(&mail, inbox, format!("Subject: n{n}\r\n\r\n{body}\r\n")).await;
     }
@@ -288,11 +286,7 @@ async fn only_unindexed_entries_and_candidates_are_confirmed() {
 /// cleared and built again once many emails are destroyed.
 #[tokio::test]
 async fn oversized_emails_are_always_candidates_and_deaths_rebuild() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = hameau_store::Store::open(&hameau_store::Options::rocksdb(dir.path())).await.unwrap();
-    let limits = Limits { text_index_header_bytes_max: 1024, ..Limits::default() };
-    let mail = Mail::with_limits(store, limits);
-    let inbox = mail.ensure_account(1, 0).await.unwrap()[0].id;
+    let (_dir, mail, inbox) = open_mail(Limits { text_index_header_bytes_max: 1024, ..Limits::default() }).await;
     deliver(&mail, inbox, format!("Subject: big\r\nX-Pad: {}\r\n\r\nrien\r\n", "p".repeat(2000))).await;
     deliver(&mail, inbox, "Subject: small\r\n\r\nrien\r\n".to_string()).await;
     mail.index_text(1).await.unwrap();
@@ -325,10 +319,7 @@ async fn oversized_emails_are_always_candidates_and_deaths_rebuild() {
 /// accents finds a text with them.
 #[tokio::test]
 async fn an_index_of_older_terms_is_built_again() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = hameau_store::Store::open(&hameau_store::Options::rocksdb(dir.path())).await.unwrap();
-    let mail = Mail::new(store);
-    let inbox = mail.ensure_account(1, 0).await.unwrap()[0].id;
+    let (_dir, mail, inbox) = open_mail(Limits::default()).await;
     deliver(
         &mail,
         inbox,
@@ -374,11 +365,8 @@ le menu
 /// The background indexer catches up after deliveries, by itself.
 #[tokio::test]
 async fn the_indexer_task_catches_up() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = hameau_store::Store::open(&hameau_store::Options::rocksdb(dir.path())).await.unwrap();
-    let limits = Limits { text_index_delay_ms: 10, ..Limits::default() };
-    let mail = Mail::with_limits(store, limits).with_text_index();
-    let inbox = mail.ensure_account(1, 0).await.unwrap()[0].id;
+    let (_dir, mail, inbox) = open_mail(Limits { text_index_delay_ms: 10, ..Limits::default() }).await;
+    let mail = mail.with_text_index();
     deliver(&mail, inbox, "Subject: un\r\n\r\nle conseil\r\n".to_string()).await;
     let filter = Filter::condition(Condition::Body("conseil".into()));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
