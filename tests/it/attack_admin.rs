@@ -13,7 +13,7 @@ use crate::support::{Api, block_on, set_config};
 const PROBE: Duration = Duration::from_secs(10);
 
 /// The address count and the account count of the limiter, made small for the tests.
-fn small_limiter(config: &Path) {
+pub(crate) fn small_limiter(config: &Path) {
     set_config(config, "failures_before_delay = 5", "failures_before_delay = 2");
     set_config(config, "delay_ms = 250", "delay_ms = 10");
     set_config(config, "delay_ms_max = 4000", "delay_ms_max = 20");
@@ -22,15 +22,16 @@ fn small_limiter(config: &Path) {
 
 /// An operator API key made on the data directory before the server starts.
 fn operator_key(config: &Path) -> String {
-    let (status, stdout, stderr) = crate::support::run(&[
-        "apikey",
-        "create",
-        "--name",
-        "attack tests",
-        "--operator",
-        "--config",
-        config.to_str().unwrap(),
-    ]);
+    api_key(config, &["--operator"])
+}
+
+/// An API key of the `scope` given (`--operator`, `--tenant T`, `--user ADDRESS`), made on
+/// the data directory before the server starts: its token.
+pub(crate) fn api_key(config: &Path, scope: &[&str]) -> String {
+    let mut args = vec!["apikey", "create", "--name", "attack tests"];
+    args.extend_from_slice(scope);
+    args.extend(["--config", config.to_str().unwrap()]);
+    let (status, stdout, stderr) = crate::support::run(&args);
     assert!(status.success(), "{stderr}");
     let start = stdout.find("hmk_").expect("a token");
     stdout[start..].split(|c: char| c.is_whitespace() || c == '"').next().unwrap().to_string()

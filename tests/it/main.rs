@@ -6,6 +6,7 @@ mod api;
 mod attack;
 mod attack_admin;
 mod attack_imap;
+mod attack_jmap;
 mod attack_mail;
 mod attack_smtp;
 mod autoconfig;
