@@ -40,7 +40,8 @@ use crate::{AppState, PeerAddr};
 /// What each account has under way, counted apart: API requests
 /// (`maxConcurrentRequests`, `jmap.concurrent_requests_max`), uploads
 /// (`maxConcurrentUpload`, the same number) and EventSource streams
-/// (`jmap.event_sources_per_account_max`); and the server's stop, which ends the streams.
+/// (`jmap.event_sources_per_account_max`); the server's stop, which ends the streams; and
+/// the accounts already opened, whose mailboxes a request need not ensure again.
 /// One entry per account with something under way: bounded by the listener's connections.
 #[derive(Debug, Default)]
 pub struct InFlight {

@@ -1005,8 +1005,7 @@ async fn collapse(
         let end = (start + MESSAGES_PER_YIELD).min(ordered.len());
         let chunk = ordered.slice(start, end);
         start = end;
-        let chunk = &chunk[..];
-        let records = ctx.mail().emails(ctx.account(), chunk).await.map_err(server_fail)?;
+        let records = ctx.mail().emails(ctx.account(), &chunk).await.map_err(server_fail)?;
         for (id, record) in chunk.iter().zip(records) {
             let thread = record.map_or(*id, |email| email.thread);
             if seen.insert(thread) {
