@@ -12,7 +12,8 @@
 //!
 //! Run: `cargo build --release -p hameau -p hameau-benches &&
 //! $CARGO_TARGET_DIR/release/bench-imap-search [MESSAGES] [RUNS] [RUNS_WITHOUT] [DIR]`
-//! (defaults 100000, 50, 5, /var/tmp).
+//! (defaults 100000, 50, 5, /var/tmp). `NEEDLE=2` runs only the needles whose name begins
+//! so (here the two-letter scan), to profile one.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -60,6 +61,11 @@ fn main() -> anyhow::Result<()> {
         ("absent", "introuvable".to_string()),
         ("2 chars (scan)", "ou".to_string()),
     ];
+    // `NEEDLE=<name prefix>` runs only those needles (to profile one).
+    let needles: Vec<_> = match std::env::var("NEEDLE") {
+        Ok(prefix) => needles.into_iter().filter(|(name, _)| name.starts_with(&prefix)).collect(),
+        Err(_) => needles,
+    };
     let server = setup.start();
     let pid = server.child.id();
     let with = runtime.block_on(searches(server.imap[0], &needles, runs))?;

@@ -14,7 +14,7 @@ use hameau_imap_session::thread::{self, base_subject};
 use hameau_imap_session::{
     Code, Date, Esearch, SearchKey, SearchReturn, SequenceSet, Session, SortCriterion, SortKey, ThreadAlgorithm,
 };
-use hameau_mailbox::query::{Condition, Filter, MESSAGES_PER_YIELD, Node, Reader, ranges_of};
+use hameau_mailbox::query::{Condition, Filter, MESSAGES_PER_CHUNK, Node, Pacer, Reader, ranges_of};
 use hameau_mailbox::{AccountId, Keyword};
 
 use crate::state::{Conn, No, Outcome, done};
@@ -212,10 +212,9 @@ pub async fn sort(
         .iter()
         .any(|c| matches!(c.key, SortKey::Cc | SortKey::Date | SortKey::From | SortKey::Subject | SortKey::To));
     let mut keyed: Vec<(usize, SortKeys)> = Vec::with_capacity(found.len());
-    for (chunk_index, chunk) in found.chunks(MESSAGES_PER_YIELD).enumerate() {
-        if chunk_index > 0 {
-            tokio::task::yield_now().await;
-        }
+    let mut pacer = Pacer::default();
+    for chunk in found.chunks(MESSAGES_PER_CHUNK) {
+        pacer.pace().await;
         if !needs_summary {
             keyed.extend(chunk.iter().map(|index| (*index, SortKeys::default())));
             continue;
@@ -283,10 +282,9 @@ pub async fn thread(
     let account = user.account;
     let (found, _) = matching(conn.ctx, account, selected, search).await?;
     let mut messages = Vec::with_capacity(found.len());
-    for (chunk_index, chunk) in found.chunks(MESSAGES_PER_YIELD).enumerate() {
-        if chunk_index > 0 {
-            tokio::task::yield_now().await;
-        }
+    let mut pacer = Pacer::default();
+    for chunk in found.chunks(MESSAGES_PER_CHUNK) {
+        pacer.pace().await;
         let emails: Vec<hameau_mailbox::EmailId> = chunk.iter().map(|index| selected.entries[*index].email).collect();
         let summaries = conn.ctx.summaries.get_many(&mail, account, &emails).await?;
         for (index, cached) in chunk.iter().zip(summaries) {

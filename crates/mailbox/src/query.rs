@@ -15,7 +15,8 @@
 //! run of whitespace ([`crate::search_text`]).
 //!
 //! [`Reader::matching`] evaluates a filter over a list of index entries in chunks of
-//! [`MESSAGES_PER_YIELD`], yielding to the other tasks of its worker between chunks.
+//! [`MESSAGES_PER_CHUNK`], yielding to the other tasks of its worker between chunks once
+//! it has worked [`WORK_PER_YIELD`] ([`Pacer`]).
 
 mod cache;
 mod headers;
@@ -438,9 +439,40 @@ fn header_end(summary: &crate::Summary, raw_len: u64) -> u64 {
     summary.parts.first().map_or(raw_len, |root| u64::from(root.offset_body)).min(raw_len)
 }
 
-/// Messages evaluated between two yields to the other tasks of the worker, and whose
-/// summaries are held at once: 256 keep a query of 100,000 messages responsive.
-pub const MESSAGES_PER_YIELD: usize = 256;
+/// Messages evaluated in one chunk, whose summaries and texts are held at once: a query
+/// of 100,000 messages holds 256 at a time, and may yield between two chunks ([`Pacer`]).
+pub const MESSAGES_PER_CHUNK: usize = 256;
+
+/// The longest a loop over many messages works before yielding to the other tasks of its
+/// worker. A yield is not free: the task is queued again and a parked worker is woken (a
+/// write to its event descriptor and, in a VM, an interrupt between cores), about as long
+/// as evaluating 100 messages. Yielding after each chunk of 256 took a fifth of a scan's
+/// time; after this long, a few percent, and the other tasks still wait less than a
+/// millisecond.
+pub const WORK_PER_YIELD: std::time::Duration = std::time::Duration::from_micros(500);
+
+/// Paces a long loop: [`Pacer::pace`] after each chunk yields once [`WORK_PER_YIELD`] went
+/// by since the last yield (or since the pacer was made).
+#[derive(Debug)]
+pub struct Pacer {
+    since: std::time::Instant,
+}
+
+impl Default for Pacer {
+    fn default() -> Self {
+        Pacer { since: std::time::Instant::now() }
+    }
+}
+
+impl Pacer {
+    /// Yields to the other tasks when this loop has worked [`WORK_PER_YIELD`].
+    pub async fn pace(&mut self) {
+        if self.since.elapsed() >= WORK_PER_YIELD {
+            tokio::task::yield_now().await;
+            self.since = std::time::Instant::now();
+        }
+    }
+}
 
 /// What a query reads: the mail model and the caches every session shares.
 #[derive(Clone, Copy, Debug)]
@@ -463,7 +495,8 @@ pub enum Wanted {
 
 impl Reader<'_> {
     /// The indexes in `entries` (one mailbox's index, or part of it) of the messages that
-    /// match `filter`, ascending. A message expunged meanwhile does not match.
+    /// match `filter`, ascending. A message expunged meanwhile does not match, unless the
+    /// text index answered for it without reading it (as if the query came just before).
     pub async fn matching(
         &self,
         account: AccountId,
@@ -496,23 +529,36 @@ impl Reader<'_> {
         // In chunks: the summaries and texts of one chunk are held at a time (not the
         // mailbox's), and the other tasks of this worker run between chunks. For the first
         // few matches, a chunk is about what is still missing.
-        let mut chunk_index = 0;
+        let mut pacer = Pacer::default();
         while found.len() < count {
-            let size = count.saturating_sub(found.len()).clamp(16, MESSAGES_PER_YIELD);
+            let size = count.saturating_sub(found.len()).clamp(16, MESSAGES_PER_CHUNK);
             let indexes: Vec<usize> = admitted.by_ref().take(size).collect();
             if indexes.is_empty() {
                 break;
             }
-            if chunk_index > 0 {
-                tokio::task::yield_now().await;
-            }
-            chunk_index += 1;
-            let chunk: Vec<&UidEntry> = indexes.iter().map(|index| &entries[*index]).collect();
+            pacer.pace().await;
+            // Those the index lists as matches are taken as they are; the others are read.
+            let certain: Vec<bool> = indexes
+                .iter()
+                .map(|index| candidates.as_ref().is_some_and(|candidates| candidates.certain(&entries[*index])))
+                .collect();
+            let chunk: Vec<&UidEntry> = indexes
+                .iter()
+                .zip(&certain)
+                .filter(|(_, certain)| !**certain)
+                .map(|(index, _)| &entries[*index])
+                .collect();
             let emails: Vec<EmailId> = chunk.iter().map(|entry| entry.email).collect();
             let summaries =
                 if need.summary { Some(self.summaries.get_many(self.mail, account, &emails).await?) } else { None };
             let texts = if need.text { Some(self.texts.get_many(self.mail, account, &emails).await?) } else { None };
-            for (offset, entry) in chunk.iter().copied().enumerate() {
+            let mut read = chunk.iter().copied().enumerate();
+            for (index, certain) in indexes.iter().zip(certain) {
+                if certain {
+                    found.push(*index);
+                    continue;
+                }
+                let Some((offset, entry)) = read.next() else { break };
                 let summary = match &summaries {
                     Some(summaries) => match &summaries[offset] {
                         Some(summary) => Some(summary.clone()),
@@ -542,7 +588,7 @@ impl Reader<'_> {
                 if need.raw && need.header_monotone {
                     message.header_assumed = Some(false);
                     if filter.matches(&mut message) {
-                        found.push(indexes[offset]);
+                        found.push(*index);
                         continue;
                     }
                     message.header_assumed = Some(true);
@@ -566,7 +612,7 @@ impl Reader<'_> {
                     }
                 }
                 if filter.matches(&mut message) {
-                    found.push(indexes[offset]);
+                    found.push(*index);
                 }
             }
         }

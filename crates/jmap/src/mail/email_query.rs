@@ -29,7 +29,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use hameau_mailbox::query::{self, Condition, MESSAGES_PER_YIELD, Node as QueryNode, Reader};
+use hameau_mailbox::query::{self, Condition, MESSAGES_PER_CHUNK, Node as QueryNode, Pacer, Reader};
 use hameau_mailbox::{AccountId, Keyword, MailboxId, UidEntry};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -757,15 +757,16 @@ async fn lower(
         }
         Test::HasAttachment(wanted) => {
             let mut holds = vec![false; snapshot.entries.len()];
-            for (chunk_index, chunk) in snapshot.entries.chunks(MESSAGES_PER_YIELD).enumerate() {
+            let mut pacer = Pacer::default();
+            for (chunk_index, chunk) in snapshot.entries.chunks(MESSAGES_PER_CHUNK).enumerate() {
                 let emails: Vec<u64> = chunk.iter().map(|entry| entry.email).collect();
                 let summaries =
                     ctx.services.summaries.get_many(ctx.mail(), ctx.account(), &emails).await.map_err(server_fail)?;
                 for (offset, summary) in summaries.iter().enumerate() {
-                    holds[chunk_index * MESSAGES_PER_YIELD + offset] =
+                    holds[chunk_index * MESSAGES_PER_CHUNK + offset] =
                         summary.as_ref().is_some_and(|cached| cached.summary.has_attachment == *wanted);
                 }
-                tokio::task::yield_now().await;
+                pacer.pace().await;
             }
             positions(&|at, _| holds[at])
         }
@@ -815,7 +816,8 @@ impl Threads {
             return Ok(());
         }
         let mut by_position = Vec::with_capacity(snapshot.entries.len());
-        for chunk in snapshot.entries.chunks(MESSAGES_PER_YIELD) {
+        let mut pacer = Pacer::default();
+        for chunk in snapshot.entries.chunks(MESSAGES_PER_CHUNK) {
             let emails: Vec<u64> = chunk.iter().map(|entry| entry.email).collect();
             let records = ctx.mail().emails(ctx.account(), &emails).await.map_err(server_fail)?;
             for record in records {
@@ -824,7 +826,7 @@ impl Threads {
                     self.keywords.insert(email.id, email.keywords);
                 }
             }
-            tokio::task::yield_now().await;
+            pacer.pace().await;
         }
         self.by_position = Some(by_position);
         Ok(())
@@ -937,7 +939,8 @@ async fn sort_keys(
         }
         SortBy::From | SortBy::To | SortBy::Subject | SortBy::SentAt => {
             let mut keys = Vec::with_capacity(matching.len());
-            for chunk in matching.chunks(MESSAGES_PER_YIELD) {
+            let mut pacer = Pacer::default();
+            for chunk in matching.chunks(MESSAGES_PER_CHUNK) {
                 let emails: Vec<u64> = chunk.iter().map(|at| entries[*at].email).collect();
                 let summaries =
                     ctx.services.summaries.get_many(ctx.mail(), ctx.account(), &emails).await.map_err(server_fail)?;
@@ -958,7 +961,7 @@ async fn sort_keys(
                         _ => Key::Number(summary.and_then(|s| s.sent_at).unwrap_or(entries[*at].received_at as i64)),
                     });
                 }
-                tokio::task::yield_now().await;
+                pacer.pace().await;
             }
             keys
         }
@@ -997,12 +1000,13 @@ async fn collapse(
     let _ = threads;
     let mut seen: HashSet<u64> = HashSet::new();
     let mut out = Vec::new();
+    let mut pacer = Pacer::default();
     let mut start = 0;
     while start < ordered.len() {
         if out.len() >= wanted {
             break;
         }
-        let end = (start + MESSAGES_PER_YIELD).min(ordered.len());
+        let end = (start + MESSAGES_PER_CHUNK).min(ordered.len());
         let chunk = ordered.slice(start, end);
         start = end;
         let records = ctx.mail().emails(ctx.account(), &chunk).await.map_err(server_fail)?;
@@ -1012,7 +1016,7 @@ async fn collapse(
                 out.push(*id);
             }
         }
-        tokio::task::yield_now().await;
+        pacer.pace().await;
     }
     Ok(out)
 }

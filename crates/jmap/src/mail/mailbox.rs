@@ -124,7 +124,8 @@ async fn count(ctx: &Context<'_>, mailbox: MailboxId, threads: bool) -> Result<C
     if threads {
         let mut all = HashSet::new();
         let mut unread_threads = HashSet::new();
-        for chunk in entries.chunks(hameau_mailbox::query::MESSAGES_PER_YIELD) {
+        let mut pacer = hameau_mailbox::query::Pacer::default();
+        for chunk in entries.chunks(hameau_mailbox::query::MESSAGES_PER_CHUNK) {
             let ids: Vec<u64> = chunk.iter().map(|entry| entry.email).collect();
             let emails = ctx.mail().emails(ctx.account(), &ids).await.map_err(server_fail)?;
             for (entry, email) in chunk.iter().zip(emails) {
@@ -134,7 +135,7 @@ async fn count(ctx: &Context<'_>, mailbox: MailboxId, threads: bool) -> Result<C
                     unread_threads.insert(email.thread);
                 }
             }
-            tokio::task::yield_now().await;
+            pacer.pace().await;
         }
         counts.threads = all.len() as u64;
         counts.unread_threads = unread_threads.len() as u64;

@@ -215,7 +215,7 @@ async fn results_are_the_same_with_and_without_the_index() {
     let (summaries, texts) = (SummaryCache::new(10_000, 64 << 20), TextCache::new(64 << 20));
     let indexed = Reader { mail: &mail, summaries: &summaries, texts: &texts };
     let scanned = Reader { mail: &scan_only, summaries: &summaries, texts: &texts };
-    let (mut narrowed, mut total, mut nonempty, mut folded_differs) = (0, 0, 0, 0);
+    let (mut narrowed, mut total, mut nonempty, mut folded_differs, mut answered) = (0, 0, 0, 0, 0);
     let needles = needles(&mut rng);
     for (index, needle) in needles.iter().enumerate() {
         let other = &needles[(index * 7 + 3) % needles.len()];
@@ -246,6 +246,7 @@ async fn results_are_the_same_with_and_without_the_index() {
             if let Some(set) = candidates(&mail, 1, &filter).await.unwrap() {
                 let admitted = entries.iter().filter(|entry| set.admits(entry)).count();
                 narrowed += usize::from(admitted < entries.len());
+                answered += usize::from(entries.iter().any(|entry| set.certain(entry)));
             }
         }
     }
@@ -253,6 +254,8 @@ async fn results_are_the_same_with_and_without_the_index() {
     // and the results were not trivially empty.
     assert!(narrowed * 3 > total, "{narrowed} of {total} narrowed");
     assert!(nonempty * 4 > total, "{nonempty} of {total} found something");
+    // Needles of one or two characters were answered by their exact terms.
+    assert!(answered >= 10, "{answered} of {total} answered by exact terms");
     // Ignoring accents changed some results (the words have accents, some needles not).
     assert!(folded_differs > 0, "accents made no difference in {total} filters");
 }
@@ -272,9 +275,24 @@ async fn only_unindexed_entries_and_candidates_are_confirmed() {
     let narrowed = candidates(&mail, 1, &filter).await.unwrap().expect("narrowed");
     let admitted: Vec<u32> = entries.iter().filter(|e| narrowed.admits(e)).map(|e| e.uid).collect();
     assert_eq!(admitted, [2, 4]);
-    // A needle under three characters, a Not, or a header condition are not narrowed.
+    assert!(!entries.iter().any(|e| narrowed.certain(e)), "trigrams only narrow");
+    // A needle of two characters is answered by its exact term: the entries listed match
+    // as they are, the one above the cursor is confirmed.
+    let short = candidates(&mail, 1, &Filter::condition(Condition::Body("ca".into()))).await.unwrap().expect("short");
+    let certain: Vec<u32> = entries.iter().filter(|e| short.certain(e)).map(|e| e.uid).collect();
+    let admitted: Vec<u32> = entries.iter().filter(|e| short.admits(e)).map(|e| e.uid).collect();
+    assert_eq!((certain, admitted), (vec![2], vec![2, 4]));
+    // As a TEXT, the needle may be in any header: every entry is confirmed but those.
+    let text = candidates(&mail, 1, &Filter::condition(Condition::Text("ca".into()))).await.unwrap().expect("text");
+    assert_eq!(entries.iter().filter(|e| text.admits(e)).count(), 4);
+    assert_eq!(entries.iter().filter(|e| text.certain(e)).map(|e| e.uid).collect::<Vec<_>>(), [2]);
+    // Ignoring accents, a short needle is not exact: scanned.
+    let folding = Filter::folding_accents(vec![cond(Condition::Body("ca".into()))]).unwrap();
+    assert!(candidates(&mail, 1, &folding).await.unwrap().is_none());
+    // A Not, a header condition, or a short needle among other tests are not narrowed.
     for filter in [
-        Filter::condition(Condition::Body("ca".into())),
+        Filter::new(vec![Node::And(2), cond(Condition::Body("ca".into())), cond(Condition::Body("le".into()))])
+            .unwrap(),
         Filter::new(vec![Node::Not, cond(Condition::Body("cantine".into()))]).unwrap(),
         Filter::condition(Condition::Header { name: "subject".into(), value: "late".into() }),
     ] {
