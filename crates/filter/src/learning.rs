@@ -30,6 +30,10 @@
 //! a lookup in memory for a warm classifier; the tests measure a 1,000-token score (see
 //! `learning/tests.rs`).
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
 use hameau_store::{Batch, BlobHash, Expect, Store};
 
 use crate::Limits;
@@ -105,16 +109,87 @@ pub fn record_owner(key: &[u8]) -> Option<RecordOwner> {
     Some(RecordOwner::Tenant(tenant.to_string()))
 }
 
-/// The classifiers over a store. Cheap to clone.
+/// The classifiers over a store. Cheap to clone; clones share the counts read lately.
 #[derive(Clone, Debug)]
 pub struct Classifier {
     store: Store,
     limits: Limits,
+    cache: Arc<Counters>,
+}
+
+/// Counters a score read lately (tokens and totals, as stored: `spam × 2^32 + ham`, 0 for
+/// a key not there), for [`Limits::bayes_cache_s`], at most
+/// [`Limits::bayes_cache_entries`]; emptied when full or that old, as a whole (cheap, and
+/// rare). A learning removes what it changed, so that this process sees it at once.
+#[derive(Debug)]
+struct Counters {
+    held: Mutex<(HashMap<Vec<u8>, i64>, Instant)>,
+    entries_max: usize,
+    ttl: Duration,
+}
+
+impl Counters {
+    /// The values of `keys` held and still fresh (`None`: to be read).
+    fn get(&self, keys: &[Vec<u8>]) -> Vec<Option<i64>> {
+        let mut held = self.held.lock().expect("counters lock");
+        if held.1.elapsed() >= self.ttl {
+            *held = (HashMap::new(), Instant::now());
+        }
+        keys.iter().map(|key| held.0.get(key).copied()).collect()
+    }
+
+    fn put(&self, read: impl IntoIterator<Item = (Vec<u8>, i64)>) {
+        if self.entries_max == 0 {
+            return;
+        }
+        let mut held = self.held.lock().expect("counters lock");
+        for (key, value) in read {
+            if held.0.len() >= self.entries_max {
+                held.0.clear();
+            }
+            held.0.insert(key, value);
+        }
+    }
+
+    fn forget(&self, keys: &[Vec<u8>]) {
+        let mut held = self.held.lock().expect("counters lock");
+        for key in keys {
+            held.0.remove(key);
+        }
+    }
 }
 
 impl Classifier {
     pub fn new(store: Store, limits: Limits) -> Classifier {
-        Classifier { store, limits }
+        let cache = Arc::new(Counters {
+            held: Mutex::new((HashMap::new(), Instant::now())),
+            entries_max: limits.bayes_cache_entries,
+            ttl: Duration::from_secs(limits.bayes_cache_s),
+        });
+        Classifier { store, limits, cache }
+    }
+
+    /// The counters at `keys` (0 for a key not there): those read lately from memory, the
+    /// others in one read of the store.
+    async fn counters(&self, keys: &[Vec<u8>]) -> Result<Vec<i64>, Error> {
+        let mut values = self.cache.get(keys);
+        let missing: Vec<Vec<u8>> =
+            keys.iter().zip(&values).filter(|(_, value)| value.is_none()).map(|(key, _)| key.clone()).collect();
+        if missing.is_empty() {
+            return Ok(values.into_iter().flatten().collect());
+        }
+        let entries = self.store.get_many(&missing).await?;
+        let read: Vec<(Vec<u8>, i64)> = missing
+            .into_iter()
+            .zip(&entries)
+            .map(|(key, entry)| counter_in(&key, entry.as_ref()).map(|value| (key, value)))
+            .collect::<Result<_, _>>()?;
+        let mut fresh = read.iter().map(|(_, value)| *value);
+        for value in values.iter_mut().filter(|value| value.is_none()) {
+            *value = fresh.next();
+        }
+        self.cache.put(read);
+        Ok(values.into_iter().map(Option::unwrap_or_default).collect())
     }
 
     pub fn limits(&self) -> &Limits {
@@ -204,7 +279,12 @@ impl Classifier {
         if n_new > 0 {
             batch.add_at_most(&keys.token_count(), n_new as i64, max);
         }
-        self.store.commit(batch).await?;
+        let mut changed: Vec<Vec<u8>> = tokens.iter().map(|token| keys.token(*token)).collect();
+        changed.push(keys.totals());
+        let committed = self.store.commit(batch).await;
+        // What this process reads next is what it just wrote (or, failed, what is there).
+        self.cache.forget(&changed);
+        committed?;
         if n_dropped > 0 {
             tracing::warn!(
                 classifier = %keys.name(),
@@ -232,11 +312,15 @@ impl Classifier {
         tokens: impl FnOnce() -> Vec<u64>,
     ) -> Result<Option<f64>, Error> {
         let shared = Keys::of(None)?;
-        let own = tenant.map(|tenant| Keys::of(Some(tenant))).transpose()?;
-        let mut totals = self.totals_of(&shared).await?;
-        let mut own = own;
-        if let Some(keys) = &own {
-            let mine = self.totals_of(keys).await?;
+        let mut own = tenant.map(|tenant| Keys::of(Some(tenant))).transpose()?;
+        let mut totals_keys = vec![shared.totals()];
+        totals_keys.extend(own.as_ref().map(Keys::totals));
+        let read = self.counters(&totals_keys).await?;
+        let [mut totals, mine] = [0, 1].map(|at| {
+            let (spam, ham) = unpack(read.get(at).copied().unwrap_or_default());
+            Totals { spam: u64::from(spam), ham: u64::from(ham) }
+        });
+        if own.is_some() {
             totals = Totals { spam: totals.spam + mine.spam, ham: totals.ham + mine.ham };
             // A tenant that never learnt holds no token: its counts are not read (one store
             // read per token saved on every message of the commune).
@@ -253,9 +337,15 @@ impl Classifier {
         if let Some(own) = &own {
             keys.extend(tokens.iter().map(|token| own.token(*token)));
         }
-        let entries = self.store.get_many(&keys).await?;
-        let read: Vec<Counts> =
-            keys.iter().zip(&entries).map(|(key, entry)| counts_in(key, entry.as_ref())).collect::<Result<_, _>>()?;
+        let read: Vec<Counts> = self
+            .counters(&keys)
+            .await?
+            .into_iter()
+            .map(|value| {
+                let (spam, ham) = unpack(value);
+                Counts { spam, ham }
+            })
+            .collect();
         let (shared_counts, own_counts) = read.split_at(tokens.len());
         let counts: Vec<Counts> = match own_counts.is_empty() {
             true => shared_counts.to_vec(),
@@ -295,13 +385,12 @@ impl Classifier {
     }
 }
 
-/// The counts a token's record holds (none: never seen).
-fn counts_in(key: &[u8], entry: Option<&hameau_store::Entry>) -> Result<Counts, Error> {
-    let Some(entry) = entry else { return Ok(Counts::default()) };
+/// The counter a record holds (none: 0, never seen).
+fn counter_in(key: &[u8], entry: Option<&hameau_store::Entry>) -> Result<i64, Error> {
+    let Some(entry) = entry else { return Ok(0) };
     let value = <[u8; 8]>::try_from(entry.value.as_slice())
         .map_err(|_| hameau_store::Error::NotACounter { key: key.to_vec() })?;
-    let (spam, ham) = unpack(i64::from_be_bytes(value));
-    Ok(Counts { spam, ham })
+    Ok(i64::from_be_bytes(value))
 }
 
 /// The keys of one classifier.

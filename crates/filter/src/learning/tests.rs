@@ -91,8 +91,8 @@ async fn learning_again_is_a_no_op_and_the_other_way_takes_back_the_first() {
     let keys = super::Keys::of(Some("a")).unwrap();
     for token in crate::bayes::tokens(&message, f.classifier.limits()) {
         let key = keys.token(token);
-        let counts = super::counts_in(&key, f.store.get(&key).await.unwrap().as_ref()).unwrap();
-        assert_eq!((counts.spam, counts.ham), (0, 1));
+        let counter = super::counter_in(&key, f.store.get(&key).await.unwrap().as_ref()).unwrap();
+        assert_eq!(super::unpack(counter), (0, 1));
     }
 }
 
@@ -178,6 +178,35 @@ async fn a_thousand_token_score_is_cheap() {
     let each = started.elapsed() / n;
     eprintln!("one score of 1,000 tokens (2,000 point reads): {each:?}");
     assert!(each < std::time::Duration::from_millis(200), "{each:?}");
+}
+
+/// A score reads the counts from memory for `bayes_cache_s`: another process's learning
+/// reaches it within that time, this classifier's own learning at once.
+#[tokio::test]
+async fn counts_read_lately_are_kept_for_their_time() {
+    let f = fixture(Limits { bayes_cache_s: 1, ..limits() }).await;
+    seed(&f.classifier, None, 3).await;
+    let probe = b"Subject: tombola\r\n\r\ntombola tombola kermesse\r\n";
+    let reader = Classifier::new(f.store.clone(), Limits { bayes_cache_s: 1, ..limits() });
+    let uncached = Classifier::new(f.store.clone(), Limits { bayes_cache_entries: 0, ..limits() });
+    let before = reader.score(None, probe).await.unwrap().unwrap();
+    assert_eq!(uncached.score(None, probe).await.unwrap().unwrap(), before);
+    // Another classifier (the trainer's, another node's) learns the probe's words as spam.
+    for n in 0..5 {
+        let spam = format!("Subject: tombola {n}\r\n\r\ntombola kermesse gagnant {n}\r\n");
+        f.classifier.train(None, spam.as_bytes(), true).await.unwrap();
+    }
+    let learnt = uncached.score(None, probe).await.unwrap().unwrap();
+    assert!(learnt > before, "{learnt} after learning, {before} before");
+    // The reader still has the counts it read, for bayes_cache_s.
+    assert_eq!(reader.score(None, probe).await.unwrap().unwrap(), before);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(reader.score(None, probe).await.unwrap().unwrap(), learnt);
+    // Its own learning is seen at once.
+    reader.train(None, b"Subject: x\r\n\r\ntombola kermesse loterie\r\n", true).await.unwrap();
+    let own = reader.score(None, probe).await.unwrap().unwrap();
+    assert_eq!(own, uncached.score(None, probe).await.unwrap().unwrap());
+    assert!(own > learnt, "{own} after its own learning, {learnt} before");
 }
 
 #[derive(Debug)]
