@@ -527,8 +527,9 @@ impl Reader<'_> {
             order.filter(|index| candidates.as_ref().is_none_or(|candidates| candidates.admits(&entries[*index])));
         let mut found = Vec::new();
         // In chunks: the summaries and texts of one chunk are held at a time (not the
-        // mailbox's), and the other tasks of this worker run between chunks. For the first
-        // few matches, a chunk is about what is still missing.
+        // mailbox's), and the other tasks of this worker run between chunks once this one
+        // has worked `WORK_PER_YIELD`. For the first few matches, a chunk is about what is
+        // still missing.
         let mut pacer = Pacer::default();
         while found.len() < count {
             let size = count.saturating_sub(found.len()).clamp(16, MESSAGES_PER_CHUNK);
