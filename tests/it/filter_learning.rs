@@ -142,6 +142,27 @@ M.logout()
         assert!(started.elapsed() < Duration::from_secs(20), "not learnt:\n{}", server.log().join("\n"));
         std::thread::sleep(Duration::from_millis(50));
     }
+    // The MX scores with the trainer's classifier: the next message of the campaign is
+    // judged with the learning at once (not with the counts it kept in memory from the
+    // first message, for filter.bayes_cache_s), and put in Junk, where the first was not.
+    let verdicts = |server: &hameau_testkit::Server| -> Vec<String> {
+        server.log().into_iter().filter(|line| line.contains("filter verdict")).collect()
+    };
+    let spam = |line: &String| line.contains(r#""action":"junk""#) && line.contains("learning classifier");
+    assert!(!verdicts(&server).iter().any(spam), "{:?}", verdicts(&server));
+    std::fs::write(&delivered, campaign(2)).unwrap();
+    let output = Command::new("swaks")
+        .args(["--server", "127.0.0.1", "--port", &server.smtp[0].port().to_string(), "--helo", "wallet.example"])
+        .args(["--to", "user@a.test", "--from", "support@wallet.example", "--data", delivered.to_str().unwrap()])
+        .output()
+        .expect("swaks");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
+    // The log is read from the server's output by a thread: a moment after the reply.
+    let started = Instant::now();
+    while !verdicts(&server).iter().any(spam) {
+        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", verdicts(&server));
+        std::thread::sleep(Duration::from_millis(50));
+    }
     server.signal(libc::SIGTERM);
     assert!(server.wait(Duration::from_secs(30)).is_some_and(|status| status.success()));
 

@@ -129,6 +129,10 @@ struct Counters {
 }
 
 impl Counters {
+    fn new(entries_max: usize, ttl: Duration) -> Counters {
+        Counters { held: Mutex::new((HashMap::new(), Instant::now())), entries_max, ttl }
+    }
+
     /// The values of `keys` held and still fresh (`None`: to be read).
     fn get(&self, keys: &[Vec<u8>]) -> Vec<Option<i64>> {
         let mut held = self.held.lock().expect("counters lock");
@@ -161,11 +165,7 @@ impl Counters {
 
 impl Classifier {
     pub fn new(store: Store, limits: Limits) -> Classifier {
-        let cache = Arc::new(Counters {
-            held: Mutex::new((HashMap::new(), Instant::now())),
-            entries_max: limits.bayes_cache_entries,
-            ttl: Duration::from_secs(limits.bayes_cache_s),
-        });
+        let cache = Arc::new(Counters::new(limits.bayes_cache_entries, Duration::from_secs(limits.bayes_cache_s)));
         Classifier { store, limits, cache }
     }
 

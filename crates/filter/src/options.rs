@@ -277,9 +277,9 @@ pub struct Limits {
     /// message). Emptied when full, filled again by the next messages; 0 reads the store
     /// every time.
     pub bayes_cache_entries: usize,
-    /// How long a count read from the store is used: 60 s. A learning by this process is
-    /// seen at once; one by another process (the IMAP trainer's own reader, another node)
-    /// within this time.
+    /// How long a count read from the store is used: 60 s. A learning through the same
+    /// classifier (`serve` gives the IMAP trainer the MX's) is seen at once; one by another
+    /// process or node within this time.
     pub bayes_cache_s: u64,
 }
 

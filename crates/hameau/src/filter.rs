@@ -253,15 +253,16 @@ fn folders(
 }
 
 /// The trainer `serve` registers on the mail model: the agents' moves into and out of
-/// Junk train their tenant's classifier; `None` when the filter is off.
+/// Junk train their tenant's classifier (the MX's own, so that its scores see them at
+/// once); `None` when the filter is off.
 pub fn trainer(
     config: &hameau_config::Config,
     store: &hameau_store::Store,
+    classifier: Classifier,
 ) -> Option<Arc<hameau_filter::trainer::Trainer>> {
     if !config.filter.enabled {
         return None;
     }
-    let classifier = Classifier::new(store.clone(), config.filter.limits.clone());
     Some(hameau_filter::trainer::Trainer::start(classifier, Arc::new(AccountTenants(store.clone()))))
 }
 

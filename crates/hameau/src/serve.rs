@@ -107,7 +107,10 @@ async fn serve(config: Config, reload_log: &crate::logging::Reload) -> anyhow::R
     // One mail model: SMTP deliveries wake the IMAP sessions of the same account; the
     // agents' moves into and out of Junk train their tenant's classifier.
     let mut mail = hameau_mailbox::Mail::with_limits(store.clone(), config.mail.clone());
-    if let Some(trainer) = crate::filter::trainer(&config, &store) {
+    // One classifier for the trainer and the MX: the counts the MX keeps in memory
+    // (filter.bayes_cache_s) are forgotten by the learnings that change them.
+    let classifier = hameau_filter::learning::Classifier::new(store.clone(), config.filter.limits.clone());
+    if let Some(trainer) = crate::filter::trainer(&config, &store, classifier.clone()) {
         mail = mail.with_junk_learner(trainer);
     }
     // The text index follows each account's deliveries (mail.text_index, docs/mail-model.md).
@@ -183,7 +186,7 @@ async fn serve(config: Config, reload_log: &crate::logging::Reload) -> anyhow::R
     if started.is_ok() {
         started = start_plain(&config, &http01, &registry, &shutdown_rx, &mut services).await;
     }
-    let filter_stage = filter_stage(&config, (&store, &filter), &directory, &resolver, &registry);
+    let filter_stage = filter_stage(&config, (&store, &filter, classifier), &directory, &resolver, &registry);
     if started.is_ok() {
         let shared = (&mail, &directory, &resolver, certs);
         started = match &filter_stage {
@@ -383,7 +386,11 @@ fn start_acme(
 /// filter is off.
 fn filter_stage(
     config: &Config,
-    (store, (quarantine, settings)): (&hameau_store::Store, &FilterShared),
+    (store, (quarantine, settings), classifier): (
+        &hameau_store::Store,
+        &FilterShared,
+        hameau_filter::learning::Classifier,
+    ),
     directory: &Directory,
     resolver: &hickory_resolver::TokioResolver,
     registry: &Arc<Registry>,
@@ -407,7 +414,7 @@ fn filter_stage(
         options.clone(),
         directory.clone(),
         hameau_filter::Contacts::new(store.clone(), options),
-        hameau_filter::learning::Classifier::new(store.clone(), options.limits.clone()),
+        classifier,
         settings.clone(),
         quarantine.clone(),
         hameau_smtp::dnsbl::Dnsbl::new(dnsbl_resolver, options),

@@ -209,6 +209,19 @@ async fn counts_read_lately_are_kept_for_their_time() {
     assert!(own > learnt, "{own} after its own learning, {learnt} before");
 }
 
+/// The counts kept in memory never pass their bound: full, they are emptied and filled
+/// again; none are kept when the bound is 0.
+#[test]
+fn the_counts_kept_are_bounded() {
+    let counters = super::Counters::new(2, std::time::Duration::from_secs(60));
+    counters.put((0..5u8).map(|i| (vec![i], i64::from(i))));
+    assert_eq!(counters.held.lock().unwrap().0.len(), 1);
+    assert_eq!(counters.get(&[vec![3], vec![4]]), [None, Some(4)]);
+    let none = super::Counters::new(0, std::time::Duration::from_secs(60));
+    none.put([(vec![1], 1)]);
+    assert_eq!(none.get(&[vec![1]]), [None]);
+}
+
 #[derive(Debug)]
 struct OneTenant;
 
