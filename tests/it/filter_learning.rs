@@ -108,13 +108,17 @@ fn moving_a_message_into_junk_with_imaplib_trains_the_tenant_classifier() {
     let _dns = quick_dns(&config);
     let mut server = start_server(&config);
     let delivered = corpus.join("delivered.eml");
-    std::fs::write(&delivered, campaign(1)).unwrap();
-    let output = Command::new("swaks")
-        .args(["--server", "127.0.0.1", "--port", &server.smtp[0].port().to_string(), "--helo", "wallet.example"])
-        .args(["--to", "user@a.test", "--from", "support@wallet.example", "--data", delivered.to_str().unwrap()])
-        .output()
-        .expect("swaks");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
+    // One message of the campaign, sent to the agent with swaks.
+    let send = |server: &hameau_testkit::Server, n: usize| {
+        std::fs::write(&delivered, campaign(n)).unwrap();
+        let output = Command::new("swaks")
+            .args(["--server", "127.0.0.1", "--port", &server.smtp[0].port().to_string(), "--helo", "wallet.example"])
+            .args(["--to", "user@a.test", "--from", "support@wallet.example", "--data", delivered.to_str().unwrap()])
+            .output()
+            .expect("swaks");
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
+    };
+    send(&server, 1);
     let script = format!(
         r#"
 import imaplib, re, ssl
@@ -150,13 +154,7 @@ M.logout()
     };
     let spam = |line: &String| line.contains(r#""action":"junk""#) && line.contains("learning classifier");
     assert!(!verdicts(&server).iter().any(spam), "{:?}", verdicts(&server));
-    std::fs::write(&delivered, campaign(2)).unwrap();
-    let output = Command::new("swaks")
-        .args(["--server", "127.0.0.1", "--port", &server.smtp[0].port().to_string(), "--helo", "wallet.example"])
-        .args(["--to", "user@a.test", "--from", "support@wallet.example", "--data", delivered.to_str().unwrap()])
-        .output()
-        .expect("swaks");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
+    send(&server, 2);
     // The log is read from the server's output by a thread: a moment after the reply.
     let started = Instant::now();
     while !verdicts(&server).iter().any(spam) {
