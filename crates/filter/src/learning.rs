@@ -120,7 +120,9 @@ pub struct Classifier {
 /// Counters a score read lately (tokens and totals, as stored: `spam × 2^32 + ham`, 0 for
 /// a key not there), for [`Limits::bayes_cache_s`], at most
 /// [`Limits::bayes_cache_entries`]; emptied when full or that old, as a whole (cheap, and
-/// rare). A learning removes what it changed, so that this process sees it at once.
+/// rare). A learning removes what it changed, so that this process sees it at once; a
+/// score that read a key just before that learning's commit may put the old count back,
+/// which then lasts at most `bayes_cache_s` (a few messages judged one learning late).
 #[derive(Debug)]
 struct Counters {
     held: Mutex<(HashMap<Vec<u8>, i64>, Instant)>,
