@@ -112,12 +112,13 @@ pub struct Limits {
     /// client downloads the part's blob for the rest: 500 ids of 25 MB messages would
     /// otherwise hold gigabytes. 64 KiB to 1 GiB.
     pub body_values_bytes_max: u64,
-    /// Bytes of stored messages and blobs that one method call parses (`Email/get` of
-    /// `bodyStructure`, body values or headers, `Email/parse`), all together: 256 MB, fifty
-    /// messages of 5 MB. A list view parses nothing (it reads summaries); a client opening
-    /// messages asks for a few. The call whose next parse would pass it is refused
-    /// (`requestTooLarge`; `Email/get` sums its emails first and parses none), so that 500 ids of 25 MB messages (or one 25 MB blob named 500 times in
-    /// `Email/parse`) do not hold the workers for minutes. 1 MiB to 16 GiB.
+    /// Bytes of stored messages and blobs that one request parses (`Email/get` of
+    /// `bodyStructure`, body values or headers, `Email/parse`), its method calls all
+    /// together: 256 MB, fifty messages of 5 MB. A list view parses nothing (it reads
+    /// summaries); a client opening messages asks for a few. The call whose next parse
+    /// would pass it is refused (`requestTooLarge`; `Email/get` sums its emails first and
+    /// parses none), so that 500 ids of 25 MB messages (or one 25 MB blob named 500 times
+    /// in `Email/parse`) do not hold the workers for minutes. 1 MiB to 16 GiB.
     pub parsed_bytes_max: u64,
     /// Mailbox index entries kept in memory, for all accounts, by the `Email/query` cache
     /// (one account's mailbox sorted by arrival, reused while the account does not change):
