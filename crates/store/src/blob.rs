@@ -73,6 +73,16 @@ pub(crate) trait Discard: Send + Sync + 'static {
     fn discard_later(&self, upload: [u8; 16], n_chunks: u32);
 }
 
+/// Runs `work` off the caller's task, for a [`Discard`]: on the runtime's blocking threads
+/// when there is a runtime (a drop must not wait for the disk, nor for a lock the dropping
+/// task may hold: a commit drops the uploads of a batch that fails), else at once.
+pub(crate) fn run_detached(work: impl FnOnce() + Send + 'static) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => drop(handle.spawn_blocking(work)),
+        Err(_) => work(),
+    }
+}
+
 impl Upload {
     pub(crate) fn new(id: [u8; 16], n_chunks: u32, discarder: Arc<dyn Discard>) -> Upload {
         Upload { id, n_chunks, discarder: Some(discarder) }

@@ -17,14 +17,29 @@
 //!   as they were ([`Store::load`]), for backup and restore.
 //!
 //! A commit returns only after its data is durable (synced to disk). Nothing above this
-//! crate knows which backend runs: the embedded RocksDB backend today, PostgreSQL later.
+//! crate knows which backend runs:
+//!
+//! - the embedded RocksDB backend, the server's (feature `rocksdb`, on by default);
+//! - an in-memory backend (feature `memory`; `Store::memory`, `MemoryStore`) for the tests
+//!   of crates above the store, without RocksDB: it checks and applies batches with the
+//!   same code as RocksDB's, durable only as long as the process;
+//! - PostgreSQL later.
+//!
 //! Every backend passes the same [`conformance`] suite.
+
+// Built with no backend at all (neither feature), the crate still gives its types, and
+// what only backends call is dead code.
+#![cfg_attr(not(any(test, feature = "rocksdb", feature = "memory")), allow(dead_code))]
 
 mod batch;
 mod blob;
 pub mod conformance;
 mod error;
 mod key;
+#[cfg(any(test, feature = "memory"))]
+mod memory;
+mod records;
+#[cfg(feature = "rocksdb")]
 mod rocks;
 mod snapshot;
 #[cfg(test)]
@@ -39,6 +54,8 @@ pub use batch::{Batch, CounterRef, Expect, Patch, PatchTarget};
 pub use blob::{BlobHash, BlobReader, StagedBlob};
 pub use error::Error;
 pub use key::{Direction, Scan};
+#[cfg(any(test, feature = "memory"))]
+pub use memory::MemoryStore;
 pub use snapshot::{BlobInfo, Load, LoadBlob, Snapshot};
 
 /// A version is the number of the commit that last wrote a key. Versions only grow, so a
@@ -70,7 +87,8 @@ const SECTION: &str = "store";
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum BackendKind {
-    /// The embedded default: RocksDB in [`Options::path`].
+    /// The embedded default: RocksDB in [`Options::path`]. A build without the feature
+    /// `rocksdb` (tests on the memory backend) refuses it in [`Store::open`].
     #[default]
     Rocksdb,
     /// PostgreSQL: planned; refused by [`Options::check`] and [`Store::open`] today.
@@ -219,15 +237,8 @@ impl Store {
     /// committed before a crash are removed here.
     pub async fn open(options: &Options) -> Result<Store, Error> {
         options.check().map_err(|problem| Error::InvalidOptions(problem.to_string()))?;
-        let backend: Arc<dyn Backend> = match options.backend {
-            BackendKind::Rocksdb => {
-                let path = options.path.clone();
-                let options = options.clone();
-                let backend = tokio::task::spawn_blocking(move || rocks::RocksBackend::open(&path, &options))
-                    .await
-                    .map_err(|e| Error::Backend(format!("opening the store: {e}")))??;
-                Arc::new(backend)
-            }
+        let backend = match options.backend {
+            BackendKind::Rocksdb => open_rocksdb(options).await?,
             BackendKind::Postgresql => unreachable!("refused by Options::check"),
         };
         Ok(Store { backend, limits: options.limits.clone() })
@@ -380,6 +391,23 @@ impl Store {
     pub async fn close(&self) -> Result<(), Error> {
         self.backend.close().await
     }
+}
+
+#[cfg(feature = "rocksdb")]
+async fn open_rocksdb(options: &Options) -> Result<Arc<dyn Backend>, Error> {
+    let options = options.clone();
+    let backend = tokio::task::spawn_blocking(move || rocks::RocksBackend::open(&options.path, &options))
+        .await
+        .map_err(|e| Error::Backend(format!("opening the store: {e}")))??;
+    Ok(Arc::new(backend))
+}
+
+/// A build without RocksDB (the tests of crates above the store, on the memory backend)
+/// cannot open a server's store.
+#[cfg(not(feature = "rocksdb"))]
+async fn open_rocksdb(_options: &Options) -> Result<Arc<dyn Backend>, Error> {
+    let problem = "this build of Hameau has no RocksDB backend (feature \"rocksdb\" of hameau-store)";
+    Err(Error::InvalidOptions(problem.into()))
 }
 
 impl Limits {

@@ -1,15 +1,16 @@
 //! The RocksDB backend: the embedded default.
 //!
-//! Three column families: `default` holds the key-value space (each value prefixed with the
-//! 8-byte version of the commit that wrote it), `blob` holds blob chunks (keyed by location
-//! and chunk number, in RocksDB's blob files so large values are not rewritten by
-//! compaction), `meta` holds the last version, blob records and the registry of uploads.
+//! Three column families, one for each family of records ([`crate::records`]): `default`
+//! holds the key-value space (each value prefixed with the 8-byte version of the commit that
+//! wrote it), `blob` holds blob chunks (keyed by location and chunk number, in RocksDB's
+//! blob files so large values are not rewritten by compaction), `meta` holds the last
+//! version, blob records and the registry of uploads.
 //!
 //! All commits go through one committer thread that takes every batch waiting, checks and
-//! applies them in order against the database plus the writes of the batches before them in
-//! the same group, and writes the group as one RocksDB write batch with the write-ahead log
-//! synced. Concurrent writers thus share one sync (group commit), and conditions are
-//! checked without locks because one thread decides.
+//! applies them in order (`records::apply_batch`) against the database plus the writes of
+//! the batches before them in the same group, and writes the group as one RocksDB write
+//! batch with the write-ahead log synced. Concurrent writers thus share one sync (group
+//! commit), and conditions are checked without locks because one thread decides.
 
 use std::collections::HashMap;
 use std::ops::Bound;
@@ -24,19 +25,17 @@ use rocksdb::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-use crate::batch::{Op, apply_patches, decode_counter};
-use crate::blob::{BlobMeta, Discard, Staged, Upload};
-use crate::snapshot::SnapshotBackend;
-use crate::{
-    Backend, Batch, BlobHash, Committed, Direction, Entry, Error, Expect, Load, Options, Scan, Snapshot, Version,
+use crate::blob::{BlobMeta, Discard, Upload, run_detached};
+use crate::records::{
+    Family, META_BLOB, META_UPLOAD, Source, Writes, apply_batch, blob_key, chunk_key, decode_blob_record, decode_entry,
+    load_records, location_chunks, read_version, upload_key, upload_records,
 };
+use crate::snapshot::SnapshotBackend;
+use crate::{Backend, Batch, BlobHash, Committed, Direction, Entry, Error, Load, Options, Scan, Snapshot, Version};
 
 const CF_BLOB: &str = "blob";
 const CF_META: &str = "meta";
 const META_VERSION: &[u8] = b"v";
-const META_BLOB: u8 = b'b';
-const META_UPLOAD: u8 = b'u';
-const VERSION_BYTES: usize = 8;
 
 /// Lone commits in a row after which a writer commits inline (see `lone_streak`).
 const LONE_STREAK_FOR_INLINE: u32 = 16;
@@ -69,26 +68,21 @@ impl Discard for RocksDiscarder {
     /// the next open removes it (`remove_orphan_uploads`).
     fn discard_later(&self, upload: [u8; 16], n_chunks: u32) {
         let Some(db) = self.db.upgrade() else { return };
-        let write = move || {
+        // A drop must not wait for the disk.
+        run_detached(move || {
             if let Err(e) = db.write(discard_batch(&db, &upload, n_chunks)) {
                 tracing::warn!(error = %e, "removing a staged blob upload failed; the next open removes it");
             }
-        };
-        // Off the async workers when there are any: a drop must not wait for the disk.
-        match tokio::runtime::Handle::try_current() {
-            Ok(handle) => drop(handle.spawn_blocking(write)),
-            Err(_) => write(),
-        }
+        });
     }
 }
 
 /// The writes that remove an upload: its chunks and its registration.
 fn discard_batch(db: &DB, upload: &[u8; 16], n_chunks: u32) -> WriteBatch {
     let mut batch = WriteBatch::default();
-    for idx in 0..n_chunks {
-        batch.delete_cf(cf(db, CF_BLOB), chunk_key(upload, idx));
+    for (family, key) in upload_records(upload, n_chunks) {
+        batch.delete_cf(family_cf(db, family), key);
     }
-    batch.delete_cf(cf(db, CF_META), upload_key(upload));
     batch
 }
 
@@ -211,10 +205,8 @@ fn remove_orphan_uploads(db: &DB) -> Result<(), Error> {
     tracing::info!(n_uploads = orphans.len(), "removing blob uploads never committed");
     let mut batch = WriteBatch::default();
     for key in &orphans {
-        let id = &key[1..];
-        let mut to = id.to_vec();
-        to.extend_from_slice(&[0xff; 5]);
-        batch.delete_range_cf(cf(db, CF_BLOB), id, &to[..]);
+        let chunks = location_chunks(&key[1..]);
+        batch.delete_range_cf(cf(db, CF_BLOB), chunks.start, chunks.end);
         batch.delete_cf(meta, key);
     }
     db.write_opt(batch, &synced()).map_err(backend)
@@ -354,23 +346,10 @@ impl Backend for RocksBackend {
         let last_version = self.last_version.clone();
         tokio::task::spawn_blocking(move || {
             let mut last_version = last_version.lock().expect("store lock poisoned");
-            let mut version = (*last_version).max(load.version_at_least);
             let mut batch = WriteBatch::default();
-            for entry in &load.entries {
-                version = version.max(entry.version);
-                batch.put(&entry.key, encode_value(entry.version, &entry.value));
-            }
-            for blob in &load.blobs {
-                let hash = BlobHash::of(&blob.content);
-                let mut n_chunks = 0u32;
-                for chunk in blob.content.chunks(chunk_bytes.max(1)) {
-                    batch.put_cf(cf(&db, CF_BLOB), chunk_key(&hash.0, n_chunks), chunk);
-                    n_chunks += 1;
-                }
-                let size = blob.content.len() as u64;
-                let meta = BlobMeta { refcount: blob.refcount.max(1), size, n_chunks, location: hash.0.to_vec() };
-                batch.put_cf(cf(&db, CF_META), blob_key(&hash), meta.encode());
-            }
+            let version = load_records(&load, chunk_bytes, *last_version, |family, key, value| {
+                batch.put_cf(family_cf(&db, family), key, value);
+            });
             batch.put_cf(cf(&db, CF_META), META_VERSION, version.to_be_bytes());
             db.write_opt(batch, &synced()).map_err(backend)?;
             *last_version = version;
@@ -503,7 +482,10 @@ fn commit_batches(db: &DB, batches: Vec<Batch>, last_version: &mut Version) -> V
     let mut uploads = Vec::new();
     let mut version = *last_version;
     for batch in batches {
-        let result = apply_batch(&mut state, batch, version + 1, &mut uploads);
+        let result = apply_batch(&state, batch, version + 1, &mut uploads).map(|(committed, writes)| {
+            state.accept(writes);
+            committed
+        });
         if result.is_ok() {
             version += 1;
         }
@@ -530,13 +512,6 @@ fn commit_batches(db: &DB, batches: Vec<Batch>, last_version: &mut Version) -> V
     results
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-enum Family {
-    Kv,
-    Blob,
-    Meta,
-}
-
 /// The database as the next batch of a group sees it: the writes of the batches before it
 /// in the group over the database.
 struct GroupState<'a> {
@@ -545,179 +520,43 @@ struct GroupState<'a> {
     write_batch: WriteBatch,
 }
 
-/// The writes of one batch, kept apart until the whole batch is known to succeed.
-#[derive(Default)]
-struct Pending {
-    writes: HashMap<(Family, Vec<u8>), Option<Vec<u8>>>,
-    order: Vec<(Family, Vec<u8>)>,
+impl Source for GroupState<'_> {
+    fn read(&self, family: Family, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+        if let Some(value) = self.overlay.get(&(family, key.to_vec())) {
+            return Ok(value.clone());
+        }
+        self.db.get_cf(family_cf(self.db, family), key).map_err(backend)
+    }
 }
 
 impl GroupState<'_> {
-    fn read(&self, pending: &Pending, family: Family, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
-        let lookup = (family, key.to_vec());
-        if let Some(value) = pending.writes.get(&lookup) {
-            return Ok(value.clone());
-        }
-        if let Some(value) = self.overlay.get(&lookup) {
-            return Ok(value.clone());
-        }
-        let column = match family {
-            Family::Kv => cf(self.db, rocksdb::DEFAULT_COLUMN_FAMILY_NAME),
-            Family::Blob => cf(self.db, CF_BLOB),
-            Family::Meta => cf(self.db, CF_META),
-        };
-        self.db.get_cf(column, key).map_err(backend)
-    }
-
-    fn accept(&mut self, pending: Pending) {
-        let mut writes = pending.writes;
-        for lookup in pending.order {
-            let Some(value) = writes.remove(&lookup) else { continue };
-            let (family, key) = &lookup;
-            let column = match family {
-                Family::Kv => cf(self.db, rocksdb::DEFAULT_COLUMN_FAMILY_NAME),
-                Family::Blob => cf(self.db, CF_BLOB),
-                Family::Meta => cf(self.db, CF_META),
-            };
+    /// Adds the writes of a batch that succeeded to the group's write batch.
+    fn accept(&mut self, writes: Writes) {
+        for (family, key, value) in writes.into_ordered() {
+            let column = family_cf(self.db, family);
             match &value {
-                Some(value) => self.write_batch.put_cf(column, key, value),
-                None => self.write_batch.delete_cf(column, key),
+                Some(value) => self.write_batch.put_cf(column, &key, value),
+                None => self.write_batch.delete_cf(column, &key),
             }
             // Blob chunks are never read back within a group; keep them out of memory twice.
-            if *family != Family::Blob {
-                self.overlay.insert(lookup, value);
+            if family != Family::Blob {
+                self.overlay.insert((family, key), value);
             }
         }
     }
-}
-
-impl Pending {
-    fn write(&mut self, family: Family, key: Vec<u8>, value: Option<Vec<u8>>) {
-        let lookup = (family, key);
-        if self.writes.insert(lookup.clone(), value).is_none() {
-            self.order.push(lookup);
-        }
-    }
-}
-
-/// Checks and applies one batch over the group's state. The uploads it takes are added to
-/// `uploads` only if it succeeds; if it fails, they are dropped, which removes them.
-fn apply_batch(
-    state: &mut GroupState<'_>,
-    batch: Batch,
-    version: Version,
-    uploads: &mut Vec<Upload>,
-) -> Result<Committed, Error> {
-    let mut pending = Pending::default();
-    let mut taken = Vec::new();
-    for (key, expect) in &batch.expects {
-        let current = state.read(&pending, Family::Kv, key)?;
-        let current_version = current.as_deref().map(read_version).transpose()?;
-        let holds = match expect {
-            Expect::Absent => current_version.is_none(),
-            Expect::Version(expected) => current_version == Some(*expected),
-        };
-        if !holds {
-            return Err(Error::Conflict { key: key.clone() });
-        }
-    }
-    let mut counters = Vec::new();
-    for op in batch.ops {
-        match op {
-            Op::Set { mut key, mut value, patches } => {
-                apply_patches(&mut key, &mut value, &patches, &counters);
-                pending.write(Family::Kv, key, Some(encode_value(version, &value)));
-            }
-            Op::Delete { key } => pending.write(Family::Kv, key, None),
-            Op::Add { key, delta, max } => {
-                let current = match state.read(&pending, Family::Kv, &key)? {
-                    None => 0,
-                    Some(stored) => decode_counter(&key, &stored[VERSION_BYTES.min(stored.len())..])?,
-                };
-                let next = current.checked_add(delta).ok_or_else(|| Error::CounterOverflow { key: key.clone() })?;
-                if let Some(max) = max
-                    && delta > 0
-                    && next > max
-                {
-                    return Err(Error::CounterBound { key, current, delta, max });
-                }
-                pending.write(Family::Kv, key, Some(encode_value(version, &next.to_be_bytes())));
-                counters.push(next);
-            }
-            Op::BlobAcquire(staged, refs) => {
-                let meta_key = blob_key(&staged.hash);
-                let existing = state.read(&pending, Family::Meta, &meta_key)?;
-                let meta = match (existing, staged.data) {
-                    (Some(stored), data) => {
-                        let mut meta = BlobMeta::decode(&stored)?;
-                        meta.refcount += refs;
-                        // The content is already stored: the staged upload is not needed
-                        // (unless it is the very upload the blob lives in).
-                        if let Staged::Upload(upload) = data {
-                            if meta.location == upload.id {
-                                upload.claimed();
-                                pending.write(Family::Meta, meta_key, Some(meta.encode()));
-                                continue;
-                            }
-                            for idx in 0..upload.n_chunks {
-                                pending.write(Family::Blob, chunk_key(&upload.id, idx), None);
-                            }
-                            pending.write(Family::Meta, upload_key(&upload.id), None);
-                            taken.push(upload);
-                        }
-                        meta
-                    }
-                    (None, Staged::Inline(bytes)) => {
-                        let n_chunks = u32::from(!bytes.is_empty());
-                        let location = staged.hash.0.to_vec();
-                        if n_chunks == 1 {
-                            pending.write(Family::Blob, chunk_key(&location, 0), Some(bytes));
-                        }
-                        BlobMeta { refcount: refs, size: staged.size, n_chunks, location }
-                    }
-                    (None, Staged::Upload(upload)) => {
-                        if state.read(&pending, Family::Meta, &upload_key(&upload.id))?.is_none() {
-                            // Not ours to remove: claim it so that its drop deletes nothing.
-                            upload.claimed();
-                            return Err(Error::InvalidBatch(format!(
-                                "staged blob {} was already committed or discarded",
-                                staged.hash
-                            )));
-                        }
-                        pending.write(Family::Meta, upload_key(&upload.id), None);
-                        let location = upload.id.to_vec();
-                        let n_chunks = upload.n_chunks;
-                        taken.push(upload);
-                        BlobMeta { refcount: refs, size: staged.size, n_chunks, location }
-                    }
-                };
-                pending.write(Family::Meta, meta_key, Some(meta.encode()));
-            }
-            Op::BlobRelease(hash) => {
-                let meta_key = blob_key(&hash);
-                let Some(stored) = state.read(&pending, Family::Meta, &meta_key)? else {
-                    return Err(Error::BlobMissing { hash });
-                };
-                let mut meta = BlobMeta::decode(&stored)?;
-                meta.refcount -= 1;
-                if meta.refcount == 0 {
-                    for idx in 0..meta.n_chunks {
-                        pending.write(Family::Blob, chunk_key(&meta.location, idx), None);
-                    }
-                    pending.write(Family::Meta, meta_key, None);
-                } else {
-                    pending.write(Family::Meta, meta_key, Some(meta.encode()));
-                }
-            }
-        }
-    }
-    state.accept(pending);
-    uploads.append(&mut taken);
-    Ok(Committed { version, counters })
 }
 
 fn cf<'a>(db: &'a DB, name: &str) -> &'a ColumnFamily {
     db.cf_handle(name).expect("column families are created at open")
+}
+
+/// The column family that holds a family of records.
+fn family_cf(db: &DB, family: Family) -> &ColumnFamily {
+    match family {
+        Family::Kv => cf(db, rocksdb::DEFAULT_COLUMN_FAMILY_NAME),
+        Family::Blob => cf(db, CF_BLOB),
+        Family::Meta => cf(db, CF_META),
+    }
 }
 
 fn synced() -> WriteOptions {
@@ -730,41 +569,9 @@ fn backend(error: rocksdb::Error) -> Error {
     Error::Backend(error.into_string())
 }
 
-fn encode_value(version: Version, value: &[u8]) -> Vec<u8> {
-    let mut stored = Vec::with_capacity(VERSION_BYTES + value.len());
-    stored.extend_from_slice(&version.to_be_bytes());
-    stored.extend_from_slice(value);
-    stored
-}
-
-fn read_version(stored: &[u8]) -> Result<Version, Error> {
-    let bytes = stored.get(..VERSION_BYTES).ok_or_else(|| Error::Corrupt("value without a version".into()))?;
-    Ok(Version::from_be_bytes(bytes.try_into().expect("8 bytes")))
-}
-
-fn decode_entry(key: &[u8], stored: &[u8]) -> Result<Entry, Error> {
-    let version = read_version(stored)?;
-    Ok(Entry { key: key.to_vec(), version, value: stored[VERSION_BYTES..].to_vec() })
-}
-
-fn blob_key(hash: &BlobHash) -> Vec<u8> {
-    [&[META_BLOB][..], &hash.0].concat()
-}
-
-fn upload_key(upload: &[u8; 16]) -> Vec<u8> {
-    [&[META_UPLOAD][..], upload].concat()
-}
-
-fn chunk_key(location: &[u8], idx: u32) -> Vec<u8> {
-    [location, &idx.to_be_bytes()].concat()
-}
-
 /// Requests waiting for a snapshot's thread. Its readers ask one thing at a time; 64 leaves
 /// room for a few concurrent ones before they wait.
 const SNAPSHOT_QUEUE_MAX: usize = 64;
-
-/// Blob records listed per request at most, whatever the caller asks: one answer's memory.
-const SNAPSHOT_BLOBS_PAGE_MAX: usize = 10_000;
 
 type Reply<T> = oneshot::Sender<Result<T, Error>>;
 
@@ -839,7 +646,7 @@ fn run_snapshot(db: &DB, mut requests: mpsc::Receiver<SnapshotRequest>, ready: R
                 let _ = reply.send(scan_db(db, &scan, Some(&snapshot)));
             }
             SnapshotRequest::Blobs(after, limit, reply) => {
-                let _ = reply.send(snapshot_blobs(db, &snapshot, after, limit.min(SNAPSHOT_BLOBS_PAGE_MAX)));
+                let _ = reply.send(snapshot_blobs(db, &snapshot, after, limit));
             }
             SnapshotRequest::BlobMeta(hash, reply) => {
                 let stored = snapshot.get_cf(cf(db, CF_META), blob_key(&hash)).map_err(backend);
@@ -870,12 +677,9 @@ fn snapshot_blobs(
     let mut blobs = Vec::new();
     while blobs.len() < limit {
         let Some((key, value)) = iter.item() else { break };
-        let Ok(hash) = <[u8; 32]>::try_from(&key[1..]) else {
-            return Err(Error::Corrupt(format!("blob record key of {} bytes", key.len())));
-        };
-        let hash = BlobHash(hash);
+        let (hash, meta) = decode_blob_record(key, value)?;
         if Some(hash) != after {
-            blobs.push((hash, BlobMeta::decode(value)?));
+            blobs.push((hash, meta));
         }
         iter.next();
     }

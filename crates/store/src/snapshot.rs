@@ -21,6 +21,10 @@ pub struct Snapshot {
     pub(crate) version: Version,
 }
 
+/// Blob records listed by one call of [`Snapshot::blobs`] at most, whatever the caller asks:
+/// one answer's memory. 10,000 records are under a megabyte.
+const BLOBS_PAGE_MAX: usize = 10_000;
+
 /// One stored blob as a snapshot sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BlobInfo {
@@ -64,9 +68,10 @@ impl Snapshot {
         self.backend.scan(scan).await
     }
 
-    /// The stored blobs in hash order, strictly after `after`, at most `limit` (to page on).
+    /// The stored blobs in hash order, strictly after `after`, at most `limit` and at most
+    /// 10,000 (to page on: a page ends the listing only when empty).
     pub async fn blobs(&self, after: Option<&BlobHash>, limit: usize) -> Result<Vec<BlobInfo>, Error> {
-        let page = self.backend.blobs(after.copied(), limit).await?;
+        let page = self.backend.blobs(after.copied(), limit.min(BLOBS_PAGE_MAX)).await?;
         Ok(page.into_iter().map(|(hash, meta)| BlobInfo { hash, size: meta.size, refcount: meta.refcount }).collect())
     }
 

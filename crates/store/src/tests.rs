@@ -1,51 +1,34 @@
 use std::collections::BTreeMap;
-use std::io::{BufRead, Write};
-use std::time::Duration;
 
 use proptest::prelude::*;
 
 use crate::conformance::Harness;
-use crate::{Batch, BlobHash, Error, Limits, Options, Patch, PatchTarget, Scan, Store, Version};
+use crate::{Batch, BlobHash, Error, Limits, MemoryStore, Options, Scan, Store, Version};
 
-/// A RocksDB store in a temporary directory, with small chunks so that multi-chunk blobs
-/// stay small in tests.
-struct Rocks {
-    dir: tempfile::TempDir,
+/// Small chunks, so that multi-chunk blobs stay small in tests.
+fn test_limits() -> Limits {
+    Limits { blob_chunk_bytes: 64 * 1024, blob_bytes_max: 4 * 1024 * 1024, ..Limits::default() }
 }
 
-impl Rocks {
-    fn new() -> Rocks {
-        Rocks { dir: tempfile::tempdir().expect("temp dir") }
+/// An in-memory store; `open` after a close sees the same records.
+struct Memory(MemoryStore);
+
+impl Memory {
+    fn new() -> Memory {
+        Memory(MemoryStore::new(test_limits()))
     }
-}
-
-fn test_options(path: &std::path::Path) -> Options {
-    let mut options = Options::rocksdb(path);
-    options.limits = Limits { blob_chunk_bytes: 64 * 1024, blob_bytes_max: 4 * 1024 * 1024, ..Limits::default() };
-    options.cache_bytes = 8 * 1024 * 1024;
-    options
 }
 
 #[async_trait::async_trait]
-impl Harness for Rocks {
+impl Harness for Memory {
     async fn open(&self) -> Store {
-        Store::open(&test_options(self.dir.path())).await.expect("open store")
+        self.0.open()
     }
 }
 
-mod rocksdb_conformance {
-    use super::Rocks;
-    crate::conformance_tests!(Rocks::new());
-}
-
-#[tokio::test]
-async fn second_open_of_one_directory_is_refused() {
-    let rocks = Rocks::new();
-    let store = rocks.open().await;
-    let err = Store::open(&test_options(rocks.dir.path())).await.unwrap_err();
-    assert!(matches!(err, Error::Locked(_)), "{err}");
-    assert!(err.to_string().contains("in use by another process"), "{err}");
-    store.close().await.unwrap();
+mod memory_conformance {
+    use super::Memory;
+    crate::conformance_tests!(Memory::new());
 }
 
 #[tokio::test]
@@ -61,8 +44,42 @@ async fn inconsistent_limits_are_refused() {
     assert!(err.to_string().contains("store.blob_chunk_bytes: 131072 is larger than store.value_bytes_max"), "{err}");
 }
 
-// Model-based property test: random sequences of operations on RocksDB and on a BTreeMap
-// model give the same results.
+#[cfg(not(feature = "rocksdb"))]
+#[tokio::test]
+async fn a_build_without_rocksdb_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = Store::open(&Options::rocksdb(dir.path())).await.unwrap_err();
+    assert!(matches!(err, Error::InvalidOptions(_)), "{err}");
+    assert!(err.to_string().contains("this build of Hameau has no RocksDB backend"), "{err}");
+}
+
+/// Opening the records again closes the store still open on them, as a crash would, and
+/// removes the uploads it staged.
+#[tokio::test]
+async fn memory_open_takes_over_like_a_restart() {
+    let memory = MemoryStore::new(test_limits());
+    let first = memory.open();
+    let mut batch = Batch::new();
+    batch.set(b"kept", b"1");
+    first.commit(batch).await.unwrap();
+    let staged = first.stage_blob_bytes(vec![5u8; 3 * test_limits().blob_chunk_bytes]).await.unwrap();
+    let second = memory.open();
+    assert!(matches!(first.get(b"kept").await, Err(Error::Closed)));
+    assert_eq!(second.get(b"kept").await.unwrap().unwrap().value, b"1");
+    assert_eq!(second.staged_uploads().await.unwrap(), 0, "the first store's upload is an orphan");
+    // The first store's staged blob, dropped now, touches nothing of the second.
+    let mut batch = Batch::new();
+    batch.blob_acquire(staged);
+    assert!(matches!(first.commit(batch).await, Err(Error::Closed)));
+    first.close().await.unwrap();
+    assert_eq!(second.get(b"kept").await.unwrap().unwrap().value, b"1", "closing the old store is harmless");
+    second.close().await.unwrap();
+    let store = Store::memory(test_limits());
+    assert_eq!(store.get(b"kept").await.unwrap(), None, "each Store::memory is a store of its own");
+}
+
+// Model-based property test: random sequences of operations on a backend and on a
+// BTreeMap model give the same results.
 
 #[derive(Clone, Debug)]
 enum WriteOp {
@@ -145,9 +162,8 @@ fn model_commit(model: &Model, writes: &[WriteOp], version: Version) -> Result<M
     Ok(next)
 }
 
-async fn run_model(ops: Vec<ModelOp>) {
-    let rocks = Rocks::new();
-    let mut store = rocks.open().await;
+async fn run_model(harness: &impl Harness, ops: Vec<ModelOp>) {
+    let mut store = harness.open().await;
     let mut model = Model::new();
     for op in ops {
         match op {
@@ -212,7 +228,7 @@ async fn run_model(ops: Vec<ModelOp>) {
             }
             ModelOp::Reopen => {
                 store.close().await.unwrap();
-                store = rocks.open().await;
+                store = harness.open().await;
             }
         }
     }
@@ -222,169 +238,30 @@ async fn run_model(ops: Vec<ModelOp>) {
     store.close().await.unwrap();
 }
 
+/// Runs [`run_model`] on a runtime of its own: proptest's cases are synchronous.
+fn check_model(harness: &impl Harness, ops: Vec<ModelOp>) {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    runtime.block_on(run_model(harness, ops));
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    #[cfg(feature = "rocksdb")]
     #[test]
-    fn store_behaves_like_a_btreemap(ops in prop::collection::vec(op_strategy(), 1..60)) {
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-        runtime.block_on(run_model(ops));
+    fn rocksdb_behaves_like_a_btreemap(ops in prop::collection::vec(op_strategy(), 1..60)) {
+        check_model(&rocks::Rocks::new(), ops);
+    }
+
+    #[test]
+    fn memory_behaves_like_a_btreemap(ops in prop::collection::vec(op_strategy(), 1..60)) {
+        check_model(&Memory::new(), ops);
     }
 }
 
-// Crash test: a child process commits batches and prints each one's id once its commit
-// returned; it is killed with SIGKILL at a random moment, 20 times; after each kill, every
-// printed batch is in the store, whole, and no batch is there in part.
-
-const CRASH_DIR_VAR: &str = "HAMEAU_STORE_CRASH_DIR";
-const KEYS_PER_BATCH: usize = 4;
-const WRITERS: usize = 8;
-
-/// Writes batches until killed (as the crash test's child) or, run as a plain test,
-/// writes a few hundred and checks them.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn crash_child() {
-    match std::env::var_os(CRASH_DIR_VAR) {
-        Some(dir) => {
-            let store = Store::open(&test_options(std::path::Path::new(&dir))).await.unwrap();
-            write_batches(&store, u64::MAX, true).await;
-        }
-        None => {
-            let rocks = Rocks::new();
-            let store = rocks.open().await;
-            write_batches(&store, 25, false).await;
-            let n_found = verify_crash_store(&store, &(1..=200).collect::<Vec<i64>>()).await;
-            assert_eq!(n_found, 200);
-            store.close().await.unwrap();
-        }
-    }
-}
-
-/// `WRITERS` concurrent tasks each commit `per_writer` batches (or forever), printing
-/// each id once committed if `print`.
-async fn write_batches(store: &Store, per_writer: u64, print: bool) {
-    let mut tasks = Vec::new();
-    for _ in 0..WRITERS {
-        let store = store.clone();
-        tasks.push(tokio::spawn(async move {
-            for _ in 0..per_writer {
-                let id = commit_one(&store).await;
-                if !print {
-                    continue;
-                }
-                let mut stdout = std::io::stdout().lock();
-                writeln!(stdout, "committed {id}").unwrap();
-                stdout.flush().unwrap();
-            }
-        }));
-    }
-    for task in tasks {
-        task.await.unwrap();
-    }
-}
-
-/// One batch: the next id from a counter, `KEYS_PER_BATCH` keys under it (the id patched
-/// into keys and values), and a blob of random size (often several chunks).
-async fn commit_one(store: &Store) -> i64 {
-    let nonce: u64 = rand::random();
-    let blob_bytes = (nonce % (200 * 1024)) as usize;
-    let content: Vec<u8> = (0..blob_bytes).map(|i| (nonce as usize + i * 7) as u8).collect();
-    let staged = store.stage_blob_bytes(content).await.unwrap();
-    let hash = staged.hash();
-    let mut batch = Batch::new();
-    let id = batch.add(b"crash/next", 1);
-    for part in 0..KEYS_PER_BATCH {
-        let key = [b"crash/b/".as_slice(), &[0; 8], b"/", &[part as u8]].concat();
-        let value = [&[0; 8], nonce.to_be_bytes().as_slice(), &[part as u8; 100]].concat();
-        let patches = [
-            Patch { counter: id, target: PatchTarget::Key, offset: 8 },
-            Patch { counter: id, target: PatchTarget::Value, offset: 0 },
-        ];
-        batch.set_patched(&key, &value, &patches);
-    }
-    let key = [b"crash/h/".as_slice(), &[0; 8]].concat();
-    batch.set_patched(&key, &hash.0, &[Patch { counter: id, target: PatchTarget::Key, offset: 8 }]);
-    batch.blob_acquire(staged);
-    store.commit(batch).await.unwrap().counters[0]
-}
-
-/// Checks that every batch in `printed` is whole and that every batch present is whole.
-/// Returns the number of batches present.
-async fn verify_crash_store(store: &Store, printed: &[i64]) -> usize {
-    let entries = store.scan(&Scan::prefix(b"crash/b/")).await.unwrap();
-    let mut parts: BTreeMap<i64, Vec<(u8, Vec<u8>)>> = BTreeMap::new();
-    for entry in entries {
-        let id = i64::from_be_bytes(entry.key[8..16].try_into().unwrap());
-        parts.entry(id).or_default().push((entry.key[17], entry.value));
-    }
-    for (id, batch_parts) in &parts {
-        assert_eq!(batch_parts.len(), KEYS_PER_BATCH, "batch {id} is only partly there");
-        let nonce = &batch_parts[0].1[8..16];
-        for (part, value) in batch_parts {
-            assert_eq!(i64::from_be_bytes(value[..8].try_into().unwrap()), *id);
-            assert_eq!(&value[8..16], nonce, "batch {id} mixes two writes");
-            assert_eq!(&value[16..], &[*part; 100]);
-        }
-        let key = [b"crash/h/".as_slice(), &id.to_be_bytes()].concat();
-        let hash_entry = store.get(&key).await.unwrap().unwrap_or_else(|| panic!("batch {id} lost its blob key"));
-        let hash = BlobHash(hash_entry.value.try_into().unwrap());
-        let blob = store.read_blob(&hash).await.unwrap().unwrap_or_else(|| panic!("batch {id} lost its blob"));
-        assert_eq!(BlobHash::of(&blob), hash, "blob of batch {id} is damaged");
-    }
-    for id in printed {
-        assert!(parts.contains_key(id), "batch {id} was acknowledged but is lost");
-    }
-    let next = store.counter(b"crash/next").await.unwrap();
-    assert!(parts.keys().all(|id| *id <= next), "the counter went back");
-    parts.len()
-}
-
-#[test]
-fn sigkill_loses_nothing_acknowledged() {
-    let dir = tempfile::tempdir().unwrap();
-    let exe = std::env::current_exe().unwrap();
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let mut printed: Vec<i64> = Vec::new();
-    for round in 0..20 {
-        let mut child = std::process::Command::new(&exe)
-            .args(["--exact", "tests::crash_child", "--nocapture", "--test-threads=1"])
-            .env(CRASH_DIR_VAR, dir.path())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (lines_tx, lines_rx) = std::sync::mpsc::channel();
-        let reader = std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(id) = line.strip_prefix("committed ") {
-                    let _ = lines_tx.send(id.parse::<i64>().unwrap());
-                }
-            }
-        });
-        // Let the child commit for a while, then kill it at a random moment.
-        let first = lines_rx.recv_timeout(Duration::from_secs(60)).expect("the child commits");
-        printed.push(first);
-        std::thread::sleep(Duration::from_millis(rand::random::<u64>() % 300));
-        child.kill().unwrap();
-        child.wait().unwrap();
-        reader.join().unwrap();
-        printed.extend(lines_rx.try_iter());
-        let n_found = runtime.block_on(async {
-            let store = Store::open(&test_options(dir.path())).await.unwrap();
-            let n_found = verify_crash_store(&store, &printed).await;
-            store.close().await.unwrap();
-            n_found
-        });
-        assert!(n_found >= printed.len(), "round {round}");
-    }
-    assert!(printed.len() > 100, "the children committed too little to test anything");
-}
-
-#[tokio::test]
-async fn concurrent_acquire_and_release_keep_counts_right() {
-    let rocks = Rocks::new();
-    let store = rocks.open().await;
+/// 32 tasks acquire one blob concurrently, then it is released one reference at a time: it
+/// goes with the last.
+async fn acquire_and_release_concurrently(harness: &impl Harness) {
+    let store = harness.open().await;
     let content = b"shared attachment".to_vec();
     let mut tasks = Vec::new();
     for _ in 0..32 {
@@ -411,4 +288,217 @@ async fn concurrent_acquire_and_release_keep_counts_right() {
     batch.blob_release(&hash);
     assert!(matches!(store.commit(batch).await, Err(Error::BlobMissing { .. })));
     store.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn memory_concurrent_acquire_and_release_keep_counts_right() {
+    acquire_and_release_concurrently(&Memory::new()).await;
+}
+
+/// The RocksDB backend's harness, its conformance suite, and what only a disk shows: the
+/// lock of a directory, and durability across SIGKILL.
+#[cfg(feature = "rocksdb")]
+mod rocks {
+    use std::collections::BTreeMap;
+    use std::io::{BufRead, Write};
+    use std::time::Duration;
+
+    use super::test_limits;
+    use crate::conformance::Harness;
+    use crate::{Batch, BlobHash, Error, Options, Patch, PatchTarget, Scan, Store};
+
+    /// A RocksDB store in a temporary directory.
+    pub(super) struct Rocks {
+        dir: tempfile::TempDir,
+    }
+
+    impl Rocks {
+        pub(super) fn new() -> Rocks {
+            Rocks { dir: tempfile::tempdir().expect("temp dir") }
+        }
+    }
+
+    fn test_options(path: &std::path::Path) -> Options {
+        let mut options = Options::rocksdb(path);
+        options.limits = test_limits();
+        options.cache_bytes = 8 * 1024 * 1024;
+        options
+    }
+
+    #[async_trait::async_trait]
+    impl Harness for Rocks {
+        async fn open(&self) -> Store {
+            Store::open(&test_options(self.dir.path())).await.expect("open store")
+        }
+    }
+
+    mod conformance {
+        use super::Rocks;
+        crate::conformance_tests!(Rocks::new());
+    }
+
+    #[tokio::test]
+    async fn second_open_of_one_directory_is_refused() {
+        let rocks = Rocks::new();
+        let store = rocks.open().await;
+        let err = Store::open(&test_options(rocks.dir.path())).await.unwrap_err();
+        assert!(matches!(err, Error::Locked(_)), "{err}");
+        assert!(err.to_string().contains("in use by another process"), "{err}");
+        store.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn concurrent_acquire_and_release_keep_counts_right() {
+        super::acquire_and_release_concurrently(&Rocks::new()).await;
+    }
+
+    // Crash test: a child process commits batches and prints each one's id once its commit
+    // returned; it is killed with SIGKILL at a random moment, 20 times; after each kill, every
+    // printed batch is in the store, whole, and no batch is there in part.
+
+    const CRASH_DIR_VAR: &str = "HAMEAU_STORE_CRASH_DIR";
+    const KEYS_PER_BATCH: usize = 4;
+    const WRITERS: usize = 8;
+
+    /// Writes batches until killed (as the crash test's child) or, run as a plain test,
+    /// writes a few hundred and checks them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn crash_child() {
+        match std::env::var_os(CRASH_DIR_VAR) {
+            Some(dir) => {
+                let store = Store::open(&test_options(std::path::Path::new(&dir))).await.unwrap();
+                write_batches(&store, u64::MAX, true).await;
+            }
+            None => {
+                let rocks = Rocks::new();
+                let store = rocks.open().await;
+                write_batches(&store, 25, false).await;
+                let n_found = verify_crash_store(&store, &(1..=200).collect::<Vec<i64>>()).await;
+                assert_eq!(n_found, 200);
+                store.close().await.unwrap();
+            }
+        }
+    }
+
+    /// `WRITERS` concurrent tasks each commit `per_writer` batches (or forever), printing
+    /// each id once committed if `print`.
+    async fn write_batches(store: &Store, per_writer: u64, print: bool) {
+        let mut tasks = Vec::new();
+        for _ in 0..WRITERS {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..per_writer {
+                    let id = commit_one(&store).await;
+                    if !print {
+                        continue;
+                    }
+                    let mut stdout = std::io::stdout().lock();
+                    writeln!(stdout, "committed {id}").unwrap();
+                    stdout.flush().unwrap();
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+    }
+
+    /// One batch: the next id from a counter, `KEYS_PER_BATCH` keys under it (the id patched
+    /// into keys and values), and a blob of random size (often several chunks).
+    async fn commit_one(store: &Store) -> i64 {
+        let nonce: u64 = rand::random();
+        let blob_bytes = (nonce % (200 * 1024)) as usize;
+        let content: Vec<u8> = (0..blob_bytes).map(|i| (nonce as usize + i * 7) as u8).collect();
+        let staged = store.stage_blob_bytes(content).await.unwrap();
+        let hash = staged.hash();
+        let mut batch = Batch::new();
+        let id = batch.add(b"crash/next", 1);
+        for part in 0..KEYS_PER_BATCH {
+            let key = [b"crash/b/".as_slice(), &[0; 8], b"/", &[part as u8]].concat();
+            let value = [&[0; 8], nonce.to_be_bytes().as_slice(), &[part as u8; 100]].concat();
+            let patches = [
+                Patch { counter: id, target: PatchTarget::Key, offset: 8 },
+                Patch { counter: id, target: PatchTarget::Value, offset: 0 },
+            ];
+            batch.set_patched(&key, &value, &patches);
+        }
+        let key = [b"crash/h/".as_slice(), &[0; 8]].concat();
+        batch.set_patched(&key, &hash.0, &[Patch { counter: id, target: PatchTarget::Key, offset: 8 }]);
+        batch.blob_acquire(staged);
+        store.commit(batch).await.unwrap().counters[0]
+    }
+
+    /// Checks that every batch in `printed` is whole and that every batch present is whole.
+    /// Returns the number of batches present.
+    async fn verify_crash_store(store: &Store, printed: &[i64]) -> usize {
+        let entries = store.scan(&Scan::prefix(b"crash/b/")).await.unwrap();
+        let mut parts: BTreeMap<i64, Vec<(u8, Vec<u8>)>> = BTreeMap::new();
+        for entry in entries {
+            let id = i64::from_be_bytes(entry.key[8..16].try_into().unwrap());
+            parts.entry(id).or_default().push((entry.key[17], entry.value));
+        }
+        for (id, batch_parts) in &parts {
+            assert_eq!(batch_parts.len(), KEYS_PER_BATCH, "batch {id} is only partly there");
+            let nonce = &batch_parts[0].1[8..16];
+            for (part, value) in batch_parts {
+                assert_eq!(i64::from_be_bytes(value[..8].try_into().unwrap()), *id);
+                assert_eq!(&value[8..16], nonce, "batch {id} mixes two writes");
+                assert_eq!(&value[16..], &[*part; 100]);
+            }
+            let key = [b"crash/h/".as_slice(), &id.to_be_bytes()].concat();
+            let hash_entry = store.get(&key).await.unwrap().unwrap_or_else(|| panic!("batch {id} lost its blob key"));
+            let hash = BlobHash(hash_entry.value.try_into().unwrap());
+            let blob = store.read_blob(&hash).await.unwrap().unwrap_or_else(|| panic!("batch {id} lost its blob"));
+            assert_eq!(BlobHash::of(&blob), hash, "blob of batch {id} is damaged");
+        }
+        for id in printed {
+            assert!(parts.contains_key(id), "batch {id} was acknowledged but is lost");
+        }
+        let next = store.counter(b"crash/next").await.unwrap();
+        assert!(parts.keys().all(|id| *id <= next), "the counter went back");
+        parts.len()
+    }
+
+    #[test]
+    fn sigkill_loses_nothing_acknowledged() {
+        let dir = tempfile::tempdir().unwrap();
+        let exe = std::env::current_exe().unwrap();
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let mut printed: Vec<i64> = Vec::new();
+        for round in 0..20 {
+            let mut child = std::process::Command::new(&exe)
+                .args(["--exact", "tests::rocks::crash_child", "--nocapture", "--test-threads=1"])
+                .env(CRASH_DIR_VAR, dir.path())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            let stdout = child.stdout.take().unwrap();
+            let (lines_tx, lines_rx) = std::sync::mpsc::channel();
+            let reader = std::thread::spawn(move || {
+                for line in std::io::BufReader::new(stdout).lines() {
+                    let Ok(line) = line else { break };
+                    if let Some(id) = line.strip_prefix("committed ") {
+                        let _ = lines_tx.send(id.parse::<i64>().unwrap());
+                    }
+                }
+            });
+            // Let the child commit for a while, then kill it at a random moment.
+            let first = lines_rx.recv_timeout(Duration::from_secs(60)).expect("the child commits");
+            printed.push(first);
+            std::thread::sleep(Duration::from_millis(rand::random::<u64>() % 300));
+            child.kill().unwrap();
+            child.wait().unwrap();
+            reader.join().unwrap();
+            printed.extend(lines_rx.try_iter());
+            let n_found = runtime.block_on(async {
+                let store = Store::open(&test_options(dir.path())).await.unwrap();
+                let n_found = verify_crash_store(&store, &printed).await;
+                store.close().await.unwrap();
+                n_found
+            });
+            assert!(n_found >= printed.len(), "round {round}");
+        }
+        assert!(printed.len() > 100, "the children committed too little to test anything");
+    }
 }
