@@ -6,7 +6,7 @@
 
 use std::ops::Bound;
 
-use crate::{Batch, BlobHash, Error, Expect, Patch, PatchTarget, Scan, Store};
+use crate::{Batch, BlobHash, CounterValue, Error, Expect, Patch, PatchTarget, Scan, Store};
 
 /// Opens the backend under test. `open` after [`Store::close`] must reopen the same data.
 #[async_trait::async_trait]
@@ -24,7 +24,8 @@ macro_rules! conformance_tests {
             counter_errors, concurrent_counter, bounded_counters, concurrent_bounded_counter,
             blobs_small, blobs_large, blobs_streamed, blob_errors, blob_references,
             staged_blobs_left_nowhere, limits, reopen_keeps_everything, closed, snapshot_is_consistent,
-            snapshot_under_concurrent_commits, load_restores_what_a_snapshot_showed);
+            snapshot_under_concurrent_commits, load_restores_what_a_snapshot_showed, watched_counters,
+            watched_counters_under_concurrent_commits);
     };
     (@each $harness:expr; $($name:ident),* $(,)?) => {
         $(
@@ -860,4 +861,149 @@ pub async fn load_restores_what_a_snapshot_showed(harness: &impl Harness) {
     let store = harness.open().await;
     assert!(store.commit(set(b"c", b"three")).await.unwrap().version > committed.version);
     store.close().await.unwrap();
+}
+
+/// A watcher of a counter starts at its stored value, sees the value after each commit
+/// that adds to it (down too) with that commit's version, and nothing for commits that do
+/// not touch it or fail; a load tells it what it wrote; senders nobody listens to go.
+pub async fn watched_counters(harness: &impl Harness) {
+    let store = harness.open().await;
+    let never = store.watch(b"w/never").await.unwrap();
+    assert_eq!(*never.borrow(), CounterValue { version: 0, value: 0 }, "a counter never written");
+    let mut batch = Batch::new();
+    batch.add(b"w/n", 5);
+    let first = store.commit(batch).await.unwrap();
+    let mut watcher = store.watch(b"w/n").await.unwrap();
+    assert_eq!(*watcher.borrow(), CounterValue { version: first.version, value: 5 }, "the stored value");
+    assert!(!watcher.has_changed().unwrap(), "the first value is marked seen");
+
+    // A commit adding to it, with other writes: its value after the commit, its version.
+    let mut batch = Batch::new();
+    batch.set(b"w/other", b"x");
+    batch.add(b"w/n", 3);
+    let committed = store.commit(batch).await.unwrap();
+    assert!(watcher.has_changed().unwrap());
+    assert_eq!(*watcher.borrow_and_update(), CounterValue { version: committed.version, value: 8 });
+    // Commits not touching it, and a commit that failed: nothing.
+    store.commit(set(b"w/n2", b"not a counter of ours")).await.unwrap();
+    store.next_value(b"w/m", 1).await.unwrap();
+    let mut batch = Batch::new();
+    batch.add(b"w/n", 1);
+    batch.expect_absent(b"w/other");
+    assert!(matches!(store.commit(batch).await, Err(Error::Conflict { .. })));
+    let mut batch = Batch::new();
+    batch.add_at_most(b"w/n", 100, 10);
+    assert!(matches!(store.commit(batch).await, Err(Error::CounterBound { .. })));
+    assert!(!watcher.has_changed().unwrap(), "no notification without a commit adding to it");
+    assert!(!never.has_changed().unwrap());
+    // Added to twice in one batch: the last value. Down: the value goes down.
+    let mut batch = Batch::new();
+    batch.add(b"w/n", 1);
+    batch.add_at_most(b"w/n", 1, 100);
+    let committed = store.commit(batch).await.unwrap();
+    assert_eq!(*watcher.borrow_and_update(), CounterValue { version: committed.version, value: 10 });
+    let committed = store.commit(add(b"w/n", -4)).await.unwrap();
+    assert_eq!(*watcher.borrow_and_update(), CounterValue { version: committed.version, value: 6 });
+    // A second receiver of the key shares the value; a clone of the store feeds both.
+    let mut second = store.watch(b"w/n").await.unwrap();
+    assert_eq!(second.borrow().value, 6);
+    let value = store.clone().next_value(b"w/n", 1).await.unwrap();
+    assert_eq!((watcher.borrow_and_update().value, second.borrow_and_update().value), (value, value));
+
+    // Receivers dropped: their sender goes after the next commit to the counter (or the next
+    // watch of any key).
+    assert_eq!(store.changes.n_watched(), 2);
+    drop((watcher, second));
+    store.next_value(b"w/n", 1).await.unwrap();
+    assert_eq!(store.changes.n_watched(), 1, "only w/never is watched");
+    drop(never);
+    let _other = store.watch(b"w/m").await.unwrap();
+    assert_eq!(store.changes.n_watched(), 1, "only w/m is watched");
+    store.close().await.unwrap();
+
+    // A load tells the watchers of what it wrote.
+    let store = harness.open().await;
+    let mut loaded = store.watch(b"w/loaded").await.unwrap();
+    let entry = crate::Entry { key: b"w/loaded".to_vec(), version: 70, value: 9i64.to_be_bytes().to_vec() };
+    store.load(crate::Load { entries: vec![entry], blobs: vec![], version_at_least: 70 }).await.unwrap();
+    assert!(loaded.has_changed().unwrap());
+    assert_eq!(*loaded.borrow_and_update(), CounterValue { version: 70, value: 9 });
+    // Over the key limit, or not a counter: refused.
+    let long = vec![b'k'; store.limits().key_bytes_max + 1];
+    assert!(matches!(store.watch(&long).await, Err(Error::Limit { .. })));
+    store.commit(set(b"w/text", b"three bytes and more")).await.unwrap();
+    assert!(matches!(store.watch(b"w/text").await, Err(Error::NotACounter { .. })));
+    store.close().await.unwrap();
+}
+
+/// Concurrent commits never move a receiver back, and every receiver registered while
+/// they run (each a new sender) ends at the counter's last value: no commit racing a
+/// registration goes unnotified.
+pub async fn watched_counters_under_concurrent_commits(harness: &impl Harness) {
+    const N_WRITERS: usize = 4;
+    const N_COMMITS: usize = 100;
+    const N_KEYS: usize = 24;
+    let store = harness.open().await;
+    let key = |index: usize| format!("w/c/{index:02}").into_bytes();
+    let mut first = store.watch(&key(0)).await.unwrap();
+    let observer = tokio::spawn(async move {
+        let mut last = *first.borrow_and_update();
+        while last.value < (N_WRITERS * N_COMMITS) as i64 {
+            first.changed().await.expect("the store is open");
+            let value = *first.borrow_and_update();
+            assert!(value.version > last.version && value.value > last.value, "{last:?} then {value:?}");
+            last = value;
+        }
+        last
+    });
+    let mut writers = Vec::new();
+    for _ in 0..N_WRITERS {
+        let store = store.clone();
+        writers.push(tokio::spawn(async move {
+            let mut last_version = 0;
+            for _ in 0..N_COMMITS {
+                let mut batch = Batch::new();
+                for index in 0..N_KEYS {
+                    batch.add(&key(index), 1);
+                }
+                last_version = last_version.max(store.commit(batch).await.unwrap().version);
+            }
+            last_version
+        }));
+    }
+    // Registered one at a time while the writers commit: each key's first receiver.
+    let mut receivers = Vec::new();
+    for index in 1..N_KEYS {
+        receivers.push(store.watch(&key(index)).await.unwrap());
+        tokio::task::yield_now().await;
+    }
+    let mut last_version = 0;
+    for writer in writers {
+        last_version = last_version.max(writer.await.unwrap());
+    }
+    let total = (N_WRITERS * N_COMMITS) as i64;
+    assert_eq!(observer.await.unwrap(), CounterValue { version: last_version, value: total });
+    for (index, receiver) in receivers.iter().enumerate() {
+        let value = *receiver.borrow();
+        assert_eq!(value, CounterValue { version: last_version, value: total }, "key {}", index + 1);
+    }
+    // One commit racing one registration, many times: the receiver ends at the commit's
+    // value, from its first read or from the commit.
+    for index in 0..100 {
+        let key = format!("w/race/{index:03}").into_bytes();
+        let commit = tokio::spawn({
+            let (store, key) = (store.clone(), key.clone());
+            async move { store.commit(add(&key, 1)).await.unwrap().version }
+        });
+        let receiver = store.watch(&key).await.unwrap();
+        let version = commit.await.unwrap();
+        assert_eq!(*receiver.borrow(), CounterValue { version, value: 1 }, "race {index}");
+    }
+    store.close().await.unwrap();
+}
+
+fn add(key: &[u8], delta: i64) -> Batch {
+    let mut batch = Batch::new();
+    batch.add(key, delta);
+    batch
 }

@@ -14,7 +14,9 @@
 //!   blob that no commit takes is removed when dropped ([`StagedBlob`]).
 //!
 //! - a consistent read view of everything ([`Store::snapshot`]) and a bulk write of records
-//!   as they were ([`Store::load`]), for backup and restore.
+//!   as they were ([`Store::load`]), for backup and restore;
+//! - change notifications ([`Store::watch`]): a receiver of a counter's value after each
+//!   commit that adds to it, whoever made the commit (see `changes.rs`).
 //!
 //! A commit returns only after its data is durable (synced to disk). Nothing above this
 //! crate knows which backend runs:
@@ -33,6 +35,7 @@
 
 mod batch;
 mod blob;
+mod changes;
 pub mod conformance;
 mod error;
 mod key;
@@ -52,6 +55,7 @@ use hameau_limits::{Problem, range};
 
 pub use batch::{Batch, CounterRef, Expect, Patch, PatchTarget};
 pub use blob::{BlobHash, BlobReader, StagedBlob};
+pub use changes::CounterValue;
 pub use error::Error;
 pub use key::{Direction, Scan};
 #[cfg(any(test, feature = "memory"))]
@@ -219,11 +223,13 @@ pub(crate) trait Backend: Send + Sync + 'static {
 /// not pin an unbounded set of values at once (a message's tokens are a few hundred).
 pub const GET_MANY_GROUP: usize = 1024;
 
-/// A handle on the store. Cheap to clone; every clone talks to the same backend.
+/// A handle on the store. Cheap to clone; every clone talks to the same backend and
+/// shares one registry of watched counters ([`Store::watch`]).
 #[derive(Clone)]
 pub struct Store {
     backend: Arc<dyn Backend>,
     limits: Limits,
+    changes: Arc<changes::Changes>,
 }
 
 impl std::fmt::Debug for Store {
@@ -241,7 +247,11 @@ impl Store {
             BackendKind::Rocksdb => open_rocksdb(options).await?,
             BackendKind::Postgresql => unreachable!("refused by Options::check"),
         };
-        Ok(Store { backend, limits: options.limits.clone() })
+        Ok(Store::new(backend, options.limits.clone()))
+    }
+
+    fn new(backend: Arc<dyn Backend>, limits: Limits) -> Store {
+        Store { backend, limits, changes: Arc::default() }
     }
 
     pub fn limits(&self) -> &Limits {
@@ -277,9 +287,74 @@ impl Store {
 
     /// Commits `batch` atomically and durably, or not at all. Fails with
     /// [`Error::Conflict`] when one of its expectations does not hold.
+    ///
+    /// Once it succeeded, the receivers of [`Store::watch`] of each counter it added to are
+    /// sent the counter's value after it. A commit whose caller stops waiting for it (its
+    /// task cancelled) may be written without telling them: they learn the counter's value
+    /// with the next commit that adds to it.
     pub async fn commit(&self, batch: Batch) -> Result<Committed, Error> {
         batch.check(&self.limits)?;
-        self.backend.commit(batch).await
+        let watched = self.changes.before_commit(&batch);
+        let committed = self.backend.commit(batch).await?;
+        let made_meanwhile = self.changes.after_commit(watched, &committed);
+        self.publish_stored(made_meanwhile).await;
+        Ok(committed)
+    }
+
+    /// A receiver of the counter `key`'s value, as the last commit that added to it left
+    /// it: it starts at the value stored now (0 at version 0 if the counter was never
+    /// written), marked seen, and is sent the value after each commit that adds to the
+    /// counter ([`Batch::add`], [`Batch::add_at_most`]), through this handle or any of its
+    /// clones. Wait with `changed()`, then read what changed: every commit that a read made
+    /// after this call returns does not see is notified.
+    ///
+    /// Semantics, for the receivers:
+    ///
+    /// - a value is replaced only by one of a later commit (a greater version): commits that
+    ///   finish out of order never move a receiver back to an older commit;
+    /// - the value itself goes down when a commit adds a negative delta: only a counter that
+    ///   only grows (a modseq, an id sequence) gives values that only grow;
+    /// - values may be skipped: a receiver sees the last one when it looks;
+    /// - a counter deleted by [`Batch::delete`] or rewritten by [`Batch::set`] is not
+    ///   notified: counters are only added to.
+    ///
+    /// The registry is this process's: commits of other processes on the same data reach
+    /// it only through a backend that hears them (PostgreSQL's `LISTEN/NOTIFY`, later).
+    /// Every receiver of one key shares one sender; it is dropped once its receivers are.
+    /// Fails if `key` is over `key_bytes_max`, or not a counter.
+    pub async fn watch(&self, key: &[u8]) -> Result<tokio::sync::watch::Receiver<CounterValue>, Error> {
+        let key_max = self.limits.key_bytes_max;
+        if key.len() > key_max {
+            let got = key.len() as u64;
+            return Err(Error::Limit { what: "key length", limit_name: "key_bytes_max", max: key_max as u64, got });
+        }
+        let (mut receiver, made) = self.changes.register(key);
+        if let Some(slot) = made {
+            slot.publish(self.counter_value(key).await?);
+            receiver.borrow_and_update();
+        }
+        Ok(receiver)
+    }
+
+    /// Reads each slot's counter from the store and publishes it (a slot made while a
+    /// commit was under way, or every slot after a load).
+    async fn publish_stored(&self, slots: Vec<Arc<changes::Slot>>) {
+        for slot in slots {
+            match self.counter_value(slot.key()).await {
+                Ok(value) => slot.publish(value),
+                Err(e) => tracing::warn!(error = %e, "store: a watched counter could not be read"),
+            }
+        }
+    }
+
+    /// The counter `key` with the version of the commit that last wrote it.
+    async fn counter_value(&self, key: &[u8]) -> Result<CounterValue, Error> {
+        match self.get(key).await? {
+            None => Ok(CounterValue::default()),
+            Some(entry) => {
+                Ok(CounterValue { version: entry.version, value: batch::decode_counter(&entry.key, &entry.value)? })
+            }
+        }
     }
 
     /// Adds `delta` to the counter `key` in a commit of its own and returns the new value.
@@ -363,6 +438,10 @@ impl Store {
     /// [`Load::version_at_least`]. Only for a store being restored, before anything else
     /// uses it: it overwrites what is there and checks no expectation. Each key and value
     /// is held to the limits as a commit's would be.
+    ///
+    /// Watched counters are read again after the load, and their receivers told when the
+    /// load wrote them (a loaded record keeps its version: a receiver already holding a
+    /// later one keeps it; on the empty store a restore is for, receivers hold version 0).
     pub async fn load(&self, load: Load) -> Result<(), Error> {
         for entry in &load.entries {
             let (key_max, value_max) = (self.limits.key_bytes_max, self.limits.value_bytes_max);
@@ -383,7 +462,9 @@ impl Store {
                 return Err(Error::Limit { what: "blob size", limit_name: "blob_bytes_max", max, got });
             }
         }
-        self.backend.load(load, self.limits.blob_chunk_bytes).await
+        self.backend.load(load, self.limits.blob_chunk_bytes).await?;
+        self.publish_stored(self.changes.made_after(0)).await;
+        Ok(())
     }
 
     /// Stops the committer after the batches already queued and closes the backend.

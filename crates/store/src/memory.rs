@@ -111,7 +111,7 @@ impl MemoryStore {
         };
         let discarder = Arc::new(MemoryDiscarder { state: Arc::downgrade(&self.state), generation });
         let backend = MemoryBackend { state: self.state.clone(), generation, discarder };
-        Store { backend: Arc::new(backend), limits: self.limits.clone() }
+        Store::new(Arc::new(backend), self.limits.clone())
     }
 }
 
