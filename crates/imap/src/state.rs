@@ -6,8 +6,7 @@
 use std::net::SocketAddr;
 
 use hameau_imap_session::{Code, LoginError, SequenceSet, Session, Status};
-use hameau_mailbox::{AccountId, Error as MailError, Quota};
-use tokio::sync::watch;
+use hameau_mailbox::{AccountId, Error as MailError, ModseqWatch, Quota};
 
 use crate::Context;
 use crate::view::{Selected, flags_of};
@@ -18,7 +17,8 @@ pub struct User {
     /// The account's and its tenant's limits, read at login: APPEND and COPY are counted
     /// against both inside the commit (docs/mail-model.md, Quotas).
     pub quota: Quota,
-    changes: watch::Receiver<u64>,
+    /// The account's modseq, notified by the store after each commit that changes it.
+    changes: ModseqWatch,
 }
 
 /// Where a connection is (RFC 9051 §3): the session lets through only the commands of
@@ -205,7 +205,13 @@ impl<'a> Conn<'a> {
             tracing::error!(error = %e, "imap login: creating the mailboxes");
             return Err(LoginError::Unavailable);
         }
-        let changes = self.ctx.mail.subscribe(account.id);
+        let changes = match self.ctx.mail.subscribe(account.id).await {
+            Ok(changes) => changes,
+            Err(e) => {
+                tracing::error!(error = %e, "imap login: watching the account's changes");
+                return Err(LoginError::Unavailable);
+            }
+        };
         self.state = State::Authenticated(User { account: account.id, quota, changes });
         Ok(())
     }
@@ -236,7 +242,7 @@ impl<'a> Conn<'a> {
         let State::Selected(user, selected) = &mut self.state else { return };
         let account = user.account;
         // The account's modseq as last notified: nothing committed since what we know.
-        if *user.changes.borrow() <= selected.highest_modseq && !selected.pending_expunges {
+        if user.changes.modseq() <= selected.highest_modseq && !selected.pending_expunges {
             return;
         }
         let delta = match self.ctx.mail.mailbox_changes_since(account, selected.id, selected.highest_modseq).await {

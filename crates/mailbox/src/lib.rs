@@ -38,6 +38,7 @@ pub use learn::{Judgement, JunkLearner};
 mod messages;
 mod model;
 mod notify;
+pub use notify::ModseqWatch;
 mod objects;
 pub mod query;
 mod restored;
@@ -310,13 +311,12 @@ const RETRIES_MAX: usize = 16;
 /// keep a commit near 8,000 operations, under the store's `batch_ops_max` (10,000).
 const UIDS_PER_COMMIT_MAX: usize = 800;
 
-/// The mail of every account, over a store. Cheap to clone; clones share the change
-/// notifications of [`Mail::subscribe`].
+/// The mail of every account, over a store. Cheap to clone; the change notifications of
+/// [`Mail::subscribe`] are the store's, shared by every `Mail` over it.
 #[derive(Clone, Debug)]
 pub struct Mail {
     store: Store,
     limits: Limits,
-    watchers: notify::Watchers,
     /// Email ids reserved in blocks, per account: `(next, end)`.
     email_ids: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<AccountId, (EmailId, EmailId)>>>,
     /// Told of the agents' judgements (into or out of Junk), if any (see `learn.rs`).
@@ -339,15 +339,7 @@ impl Mail {
     }
 
     pub fn with_limits(store: Store, limits: Limits) -> Mail {
-        Mail {
-            store,
-            limits,
-            watchers: notify::Watchers::default(),
-            email_ids: Default::default(),
-            learner: None,
-            names: Default::default(),
-            indexer: None,
-        }
+        Mail { store, limits, email_ids: Default::default(), learner: None, names: Default::default(), indexer: None }
     }
 
     /// Names the special-use mailboxes of the accounts made from now on (French by
@@ -512,7 +504,6 @@ impl Mail {
         })?;
         let mut stored = Vec::with_capacity(pending.len());
         for prepared in &pending {
-            self.notify(prepared.account, committed.counters[prepared.modseq.index()] as u64);
             self.poke_indexer(prepared.account);
         }
         for prepared in pending {
@@ -836,7 +827,7 @@ impl Mail {
             );
             batch.set(&keys::email(account, id), &encode(&email));
             self.rewrite_uid_values(account, &email, &mut batch, modseq).await?;
-            if let Some(modseq) = self.commit_change(account, batch, modseq).await? {
+            if let Some(modseq) = self.commit_change(batch, modseq).await? {
                 return Ok(modseq);
             }
         }
@@ -844,29 +835,20 @@ impl Mail {
     }
 
     /// Commits a read-modify-write batch: its modseq, or `None` if another writer changed
-    /// what it read (the caller reads again). Wakes the account's subscribers.
-    async fn commit_change(
-        &self,
-        account: AccountId,
-        batch: Batch,
-        modseq: hameau_store::CounterRef,
-    ) -> Result<Option<u64>, Error> {
-        Ok(self.commit_counters(account, batch, modseq).await?.map(|(modseq, _)| modseq))
+    /// what it read (the caller reads again). The store wakes the account's subscribers
+    /// (the batch adds to its modseq).
+    async fn commit_change(&self, batch: Batch, modseq: hameau_store::CounterRef) -> Result<Option<u64>, Error> {
+        Ok(self.commit_counters(batch, modseq).await?.map(|(modseq, _)| modseq))
     }
 
     /// As [`Mail::commit_change`], also returning every counter of the commit.
     async fn commit_counters(
         &self,
-        account: AccountId,
         batch: Batch,
         modseq: hameau_store::CounterRef,
     ) -> Result<Option<(u64, Vec<i64>)>, Error> {
         match self.store.commit(batch).await {
-            Ok(committed) => {
-                let modseq = committed.counters[modseq.index()] as u64;
-                self.notify(account, modseq);
-                Ok(Some((modseq, committed.counters)))
-            }
+            Ok(committed) => Ok(Some((committed.counters[modseq.index()] as u64, committed.counters))),
             Err(hameau_store::Error::Conflict { .. }) => Ok(None),
             Err(e) => Err(e.into()),
         }

@@ -317,7 +317,7 @@ impl Mail {
                 modseq,
                 &Change::new(changes, mailboxes.into_iter().collect(), vec![], vec![]),
             );
-            if let Some(modseq) = self.commit_change(account, batch, modseq).await? {
+            if let Some(modseq) = self.commit_change(batch, modseq).await? {
                 outcome.updated.iter_mut().for_each(|entry| entry.modseq = modseq);
                 outcome.modseq = modseq;
                 return Ok((n_done, outcome, judged));
@@ -413,7 +413,7 @@ impl Mail {
             }
             let expunged = expunged.into_iter().map(|uid| (from, uid)).collect();
             log_change(&mut batch, account, modseq, &Change::new(changes, mailboxes, expunged, vec![]));
-            let Some((modseq, counters)) = self.commit_counters(account, batch, modseq).await? else { continue };
+            let Some((modseq, counters)) = self.commit_counters(batch, modseq).await? else { continue };
             let mut pairs = Vec::with_capacity(landings.len());
             for (uid, landing) in landings {
                 let new_uid = match landing {
@@ -450,7 +450,7 @@ impl Mail {
             let mut change = Change::new(removal.emails, vec![mailbox], expunged, vec![]);
             change.destroyed_threads = removal.threads;
             log_change(&mut batch, account, modseq, &change);
-            if let Some(modseq) = self.commit_change(account, batch, modseq).await? {
+            if let Some(modseq) = self.commit_change(batch, modseq).await? {
                 return Ok((removal.uids, Some(modseq)));
             }
         }

@@ -1,59 +1,63 @@
 //! Change notifications: IMAP IDLE and JMAP push wake when an account's modseq moves.
 //!
-//! They are in-process: a map of `watch` senders, one per account somebody listens to,
-//! fed after each commit this process makes. Several `hameau` nodes on one PostgreSQL
-//! store will need a bus between them (DESIGN.md: `LISTEN/NOTIFY`); the receivers stay
-//! the same, only what feeds the senders changes.
+//! Every change of an account (ingest, keywords, copy, move, expunge, mailbox
+//! create/rename/delete/subscribe, vacation, objects) adds to its modseq counter in the
+//! commit that makes it, and the store notifies the watchers of a counter after each
+//! commit that adds to it ([`hameau_store::Store::watch`]). The mail model keeps no
+//! watchers of its own: a commit made through another `Mail` over the same store (another
+//! node, once a PostgreSQL store brings the other nodes' commits) wakes the subscribers
+//! just the same.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-
+use hameau_store::CounterValue;
 use tokio::sync::watch;
 
-use crate::{AccountId, Mail};
+use crate::{AccountId, Error, Mail, keys};
 
-/// The senders, shared by every clone of a [`Mail`].
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Watchers {
-    senders: Arc<Mutex<HashMap<AccountId, watch::Sender<u64>>>>,
+/// A receiver of an account's modseq ([`Mail::subscribe`]).
+#[derive(Debug)]
+pub struct ModseqWatch {
+    receiver: watch::Receiver<CounterValue>,
 }
 
-#[cfg(test)]
-impl Watchers {
-    pub(crate) fn len(&self) -> usize {
-        self.senders.lock().expect("watchers lock").len()
+impl ModseqWatch {
+    /// Waits for a modseq later than the last one seen ([`ModseqWatch::mark_seen`], or the
+    /// first). Fails only when the store is dropped: no change can come any more.
+    pub async fn changed(&mut self) -> Result<(), watch::error::RecvError> {
+        self.receiver.changed().await
+    }
+
+    /// Whether a modseq later than the last one seen came; an error as
+    /// [`ModseqWatch::changed`]'s.
+    pub fn has_changed(&self) -> Result<bool, watch::error::RecvError> {
+        self.receiver.has_changed()
+    }
+
+    /// The account's modseq as last notified (not marked seen).
+    pub fn modseq(&self) -> u64 {
+        modseq_of(*self.receiver.borrow())
+    }
+
+    /// The account's modseq as last notified, marked seen: [`ModseqWatch::changed`] then
+    /// waits for a later one.
+    pub fn mark_seen(&mut self) -> u64 {
+        modseq_of(*self.receiver.borrow_and_update())
     }
 }
 
 impl Mail {
     /// A receiver of the account's modseq after each commit that changed the account
-    /// (ingest, keywords, copy, move, expunge, mailbox create/rename/delete/subscribe).
-    /// Its first value is the last modseq this process saw committed (0 if none since the
-    /// account's first subscriber): wait with `changed()`, then read the changes since the
-    /// modseq the session knows. Values only grow. Commits made by other processes are not
-    /// seen (see the module's documentation).
-    pub fn subscribe(&self, account: AccountId) -> watch::Receiver<u64> {
-        let mut senders = self.watchers.senders.lock().expect("watchers lock");
-        // Senders nobody listens to any more are dropped here and when they would send.
-        senders.retain(|_, sender| sender.receiver_count() > 0);
-        senders.entry(account).or_insert_with(|| watch::channel(0).0).subscribe()
+    /// (ingest, keywords, copy, move, expunge, mailbox create/rename/delete/subscribe,
+    /// vacation, objects), made through this `Mail` or any other over the same store.
+    /// Its first value is the modseq stored now, marked seen: wait with `changed()`, then
+    /// read the changes since the modseq the session knows; every commit that a read made
+    /// after this call does not see wakes it. Values only grow (the modseq does).
+    pub async fn subscribe(&self, account: AccountId) -> Result<ModseqWatch, Error> {
+        let receiver = self.store.watch(&keys::modseq(account)).await?;
+        Ok(ModseqWatch { receiver })
     }
+}
 
-    /// Tells the account's subscribers that its modseq is now `modseq`.
-    pub(crate) fn notify(&self, account: AccountId, modseq: u64) {
-        let mut senders = self.watchers.senders.lock().expect("watchers lock");
-        let Some(sender) = senders.get(&account) else { return };
-        if sender.receiver_count() == 0 {
-            senders.remove(&account);
-            return;
-        }
-        // Commits may finish out of modseq order: never move the value back.
-        sender.send_if_modified(|value| {
-            let newer = modseq > *value;
-            if newer {
-                *value = modseq;
-            }
-            newer
-        });
-    }
+/// A modseq counter never goes below 0; read as `Mail::modseq` does.
+fn modseq_of(value: CounterValue) -> u64 {
+    value.value.max(0) as u64
 }

@@ -21,11 +21,7 @@ impl Mail {
         batch.set(&keys::object(account, kind, id), value);
         let modseq = self.log_object(&mut batch, account, kind, id, ChangeKind::Created);
         match self.store.commit(batch).await {
-            Ok(committed) => {
-                let modseq = committed.counters[modseq.index()] as u64;
-                self.notify(account, modseq);
-                Ok((id, modseq))
-            }
+            Ok(committed) => Ok((id, committed.counters[modseq.index()] as u64)),
             Err(hameau_store::Error::CounterBound { .. }) => {
                 Err(Error::TooManyObjects { max: self.limits.objects_max })
             }
@@ -76,7 +72,7 @@ impl Mail {
                 }
             };
             let modseq = self.log_object(&mut batch, account, kind, id, change);
-            if let Some(modseq) = self.commit_change(account, batch, modseq).await? {
+            if let Some(modseq) = self.commit_change(batch, modseq).await? {
                 return Ok(modseq);
             }
         }

@@ -651,36 +651,89 @@ async fn deleting_a_mailbox_with_messages() {
 #[tokio::test]
 async fn subscribers_wake_on_every_change() {
     let f = fixture().await;
-    let mut rx = f.mail.subscribe(ACCOUNT);
-    let other = f.mail.subscribe(ACCOUNT + 1);
+    let mut rx = f.mail.subscribe(ACCOUNT).await.unwrap();
+    let other = f.mail.subscribe(ACCOUNT + 1).await.unwrap();
+    assert_eq!(rx.modseq(), f.mail.modseq(ACCOUNT).await.unwrap(), "starts at the stored modseq");
+    assert!(!rx.has_changed().unwrap());
     let stored = f.mail.ingest(ACCOUNT, ingest(message("a", ""), vec![f.inbox])).await.unwrap();
     assert!(rx.has_changed().unwrap());
-    assert_eq!(*rx.borrow_and_update(), stored.modseq);
+    assert_eq!(rx.mark_seen(), stored.modseq);
     let res = store(&f, &[1], KeywordOp::Add, &["\\Seen"], None).await;
-    assert_eq!(*rx.borrow_and_update(), res.modseq);
+    assert_eq!(rx.mark_seen(), res.modseq);
     // No change, no wake-up.
     store(&f, &[1], KeywordOp::Add, &["\\Seen"], None).await;
     assert!(!rx.has_changed().unwrap());
     let projets = f.mail.create_mailbox(ACCOUNT, "Projets", None, NOW).await.unwrap();
-    assert_eq!(*rx.borrow_and_update(), f.mail.modseq(ACCOUNT).await.unwrap());
+    let mut woke = async |what: &str| {
+        assert!(rx.has_changed().unwrap(), "{what} wakes");
+        assert_eq!(rx.mark_seen(), f.mail.modseq(ACCOUNT).await.unwrap(), "{what}");
+    };
+    woke("create").await;
     let copied = f.mail.copy(ACCOUNT, f.inbox, &[1], projets.id).await.unwrap();
-    assert_eq!(*rx.borrow_and_update(), copied.modseq);
-    let (_, modseq) = f.mail.expunge(ACCOUNT, f.inbox, &[1]).await.unwrap();
-    assert_eq!(*rx.borrow_and_update(), modseq);
+    assert_eq!(copied.modseq, f.mail.modseq(ACCOUNT).await.unwrap());
+    woke("copy").await;
+    f.mail.move_messages(ACCOUNT, projets.id, &[1], f.inbox).await.unwrap();
+    woke("move").await;
+    f.mail.expunge(ACCOUNT, f.inbox, &[1]).await.unwrap();
+    woke("expunge").await;
+    f.mail.set_subscribed(ACCOUNT, projets.id, false).await.unwrap();
+    woke("unsubscribe").await;
+    let email = f.mail.ingest(ACCOUNT, ingest(message("b", ""), vec![f.inbox])).await.unwrap().email;
+    woke("ingest").await;
+    f.mail.set_keywords(ACCOUNT, email, &[Keyword::Flagged]).await.unwrap();
+    woke("keywords").await;
+    f.mail.change_email(ACCOUNT, email, None, Some(&[projets.id])).await.unwrap();
+    woke("change_email").await;
+    f.mail.destroy_email(ACCOUNT, email).await.unwrap();
+    woke("destroy_email").await;
+    let vacation = crate::Vacation { enabled: true, ..Default::default() };
+    f.mail.set_vacation(ACCOUNT, &vacation).await.unwrap();
+    woke("vacation").await;
+    let (id, _) = f.mail.create_object(ACCOUNT, "identity", b"{}").await.unwrap();
+    woke("create_object").await;
+    f.mail.update_object(ACCOUNT, "identity", id, b"{\"name\":\"x\"}").await.unwrap();
+    woke("update_object").await;
+    f.mail.destroy_object(ACCOUNT, "identity", id).await.unwrap();
+    woke("destroy_object").await;
     // A clone shares the subscribers; a waiting task wakes.
     let mail = f.mail.clone();
     let waiter = tokio::spawn(async move {
         rx.changed().await.unwrap();
-        *rx.borrow()
+        rx.modseq()
     });
     tokio::task::yield_now().await;
     mail.rename_mailbox(ACCOUNT, projets.id, "Dossiers").await.unwrap();
     assert_eq!(waiter.await.unwrap(), f.mail.modseq(ACCOUNT).await.unwrap());
-    assert!(!other.has_changed().unwrap());
-    // Senders nobody listens to are dropped.
-    drop(other);
-    let _third = f.mail.subscribe(ACCOUNT + 2);
-    assert_eq!(f.mail.watchers.len(), 1);
+    let mut rx = f.mail.subscribe(ACCOUNT).await.unwrap();
+    f.mail.delete_mailbox(ACCOUNT, projets.id).await.unwrap();
+    assert_eq!(rx.mark_seen(), f.mail.modseq(ACCOUNT).await.unwrap(), "delete wakes");
+    assert!(!other.has_changed().unwrap(), "another account's changes do not wake");
+}
+
+/// The seam of issue 16: notifications come from the store, so a commit made through
+/// another `Mail` over the same store (another node, in this process) wakes a subscriber
+/// of the first.
+#[tokio::test]
+async fn a_change_through_another_mail_wakes_the_subscribers() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&Options::rocksdb(dir.path())).await.unwrap();
+    let (here, there) = (Mail::new(store.clone()), Mail::new(store.clone()));
+    let inbox = here.ensure_account(ACCOUNT, NOW).await.unwrap()[0].id;
+    let mut rx = here.subscribe(ACCOUNT).await.unwrap();
+    let waiter = tokio::spawn(async move {
+        rx.changed().await.unwrap();
+        rx.mark_seen()
+    });
+    tokio::task::yield_now().await;
+    let stored = there.ingest(ACCOUNT, ingest(message("ailleurs", ""), vec![inbox])).await.unwrap();
+    let woken = tokio::time::timeout(std::time::Duration::from_secs(5), waiter).await;
+    assert_eq!(woken.expect("woken").unwrap(), stored.modseq);
+    // The other way, and for a change that is not a delivery.
+    let mut rx = there.subscribe(ACCOUNT).await.unwrap();
+    let flagged = here.set_keywords(ACCOUNT, stored.email, &[Keyword::Flagged]).await.unwrap();
+    assert!(rx.has_changed().unwrap());
+    assert_eq!(rx.mark_seen(), flagged);
+    store.close().await.unwrap();
 }
 
 #[tokio::test]

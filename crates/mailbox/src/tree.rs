@@ -62,7 +62,7 @@ impl Mail {
             self.count_new_mailboxes(&mut batch, account, changes.len()).await?;
             let modseq = batch.add(&keys::modseq(account), 1);
             log_change(&mut batch, account, modseq, &Change::new(vec![], vec![], vec![], changes));
-            if self.commit_tree_change(account, batch, modseq).await?.is_some() {
+            if self.commit_tree_change(batch, modseq).await?.is_some() {
                 return Ok(mailbox);
             }
         }
@@ -120,7 +120,7 @@ impl Mail {
             }
             let modseq = batch.add(&keys::modseq(account), 1);
             log_change(&mut batch, account, modseq, &Change::new(vec![], vec![], vec![], changes));
-            if self.commit_tree_change(account, batch, modseq).await?.is_some() {
+            if self.commit_tree_change(batch, modseq).await?.is_some() {
                 return Ok(());
             }
         }
@@ -179,7 +179,7 @@ impl Mail {
             let mut change = Change::new(removal.emails, vec![id], expunged, vec![(id, ChangeKind::Destroyed)]);
             change.destroyed_threads = removal.threads;
             log_change(&mut batch, account, modseq, &change);
-            if self.commit_change(account, batch, modseq).await?.is_some() {
+            if self.commit_change(batch, modseq).await?.is_some() {
                 return Ok(());
             }
             conflicts += 1;
@@ -206,7 +206,7 @@ impl Mail {
                 modseq,
                 &Change::new(vec![], vec![], vec![], vec![(id, ChangeKind::Updated)]),
             );
-            if self.commit_change(account, batch, modseq).await?.is_some() {
+            if self.commit_change(batch, modseq).await?.is_some() {
                 return Ok(());
             }
         }
@@ -345,13 +345,8 @@ impl Mail {
 
     /// [`Mail::commit_change`] for a change that creates mailboxes: over the count, the
     /// account has all the mailboxes it may have.
-    async fn commit_tree_change(
-        &self,
-        account: AccountId,
-        batch: Batch,
-        modseq: hameau_store::CounterRef,
-    ) -> Result<Option<u64>, Error> {
-        match self.commit_change(account, batch, modseq).await {
+    async fn commit_tree_change(&self, batch: Batch, modseq: hameau_store::CounterRef) -> Result<Option<u64>, Error> {
+        match self.commit_change(batch, modseq).await {
             Err(Error::Store(hameau_store::Error::CounterBound { .. })) => {
                 Err(Error::TooManyMailboxes { max: self.limits.mailboxes_max })
             }

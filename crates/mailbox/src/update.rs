@@ -101,7 +101,7 @@ impl Mail {
             batch.set(&keys::email(account, id), &encode(&email));
             let change = Change::new(vec![(id, ChangeKind::Updated)], touched.into_iter().collect(), expunged, vec![]);
             log_change(&mut batch, account, modseq, &change);
-            if let Some(modseq) = self.commit_change(account, batch, modseq).await? {
+            if let Some(modseq) = self.commit_change(batch, modseq).await? {
                 self.tell_learner(judged);
                 return Ok(modseq);
             }
@@ -139,7 +139,7 @@ impl Mail {
             let mut change = Change::new(removal.emails, mailboxes, expunged, vec![]);
             change.destroyed_threads = removal.threads;
             log_change(&mut batch, account, modseq, &change);
-            if let Some(modseq) = self.commit_change(account, batch, modseq).await? {
+            if let Some(modseq) = self.commit_change(batch, modseq).await? {
                 return Ok(modseq);
             }
         }

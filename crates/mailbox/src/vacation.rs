@@ -68,9 +68,7 @@ impl Mail {
         change.objects = vec![(VACATION_KIND.to_string(), 0, ChangeKind::Updated)];
         log_change(&mut batch, account, modseq, &change);
         let committed = self.store.commit(batch).await?;
-        let modseq = committed.counters[modseq.index()] as u64;
-        self.notify(account, modseq);
-        Ok(modseq)
+        Ok(committed.counters[modseq.index()] as u64)
     }
 
     /// The vacation response to send `sender` now, if the account's is active and has not

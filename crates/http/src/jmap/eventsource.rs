@@ -89,9 +89,15 @@ pub(super) async fn event_source(
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         return response;
     };
-    let mut changes = state.jmap.mail.subscribe(user.account);
-    // What the client knows already is what it read before opening the stream.
-    changes.borrow_and_update();
+    // What the client knows already is what it read before opening the stream: the
+    // receiver starts at the modseq stored now, marked seen.
+    let changes = match state.jmap.mail.subscribe(user.account).await {
+        Ok(changes) => changes,
+        Err(e) => {
+            tracing::error!(account = user.account, error = %e, "jmap eventsource: cannot watch the account's changes");
+            return Problem::new(StatusCode::SERVICE_UNAVAILABLE, "try again later").into_response();
+        }
+    };
     let stream = Stream {
         account: user.account,
         changes,
@@ -119,7 +125,7 @@ pub(super) async fn event_source(
 /// One open stream: the events it writes, one at a time.
 struct Stream {
     account: u64,
-    changes: watch::Receiver<u64>,
+    changes: hameau_mailbox::ModseqWatch,
     stopping: watch::Receiver<bool>,
     asked: Asked,
     debounce: Duration,
@@ -155,7 +161,7 @@ impl Stream {
                     if !self.debounce.is_zero() {
                         tokio::time::sleep(self.debounce).await;
                     }
-                    let state = *self.changes.borrow_and_update();
+                    let state = self.changes.mark_seen();
                     let Some(change) = hameau_jmap::mail::state_change(self.account, state, self.asked.types.as_deref())
                     else {
                         continue;

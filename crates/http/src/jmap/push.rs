@@ -112,14 +112,20 @@ fn follow(
 
 /// Pushes the account's state changes to its verified subscriptions.
 async fn push_account(account: u64, services: Arc<Services>, sender: Arc<Sender>, clock: Arc<dyn Clock>) {
-    let mut changes = services.mail.subscribe(account);
-    changes.borrow_and_update();
+    let mut changes = match services.mail.subscribe(account).await {
+        Ok(changes) => changes,
+        Err(e) => {
+            // The task ends; the next look at the registry starts it again.
+            tracing::warn!(account, error = %e, "jmap push: cannot watch the account's changes");
+            return;
+        }
+    };
     let debounce = Duration::from_millis(services.limits.push_debounce_ms);
     while changes.changed().await.is_ok() {
         if !debounce.is_zero() {
             tokio::time::sleep(debounce).await;
         }
-        let state = *changes.borrow_and_update();
+        let state = changes.mark_seen();
         for target in services.push.targets(account, clock.now_s()) {
             let Some(change) = hameau_jmap::mail::state_change(account, state, target.types.as_deref()) else {
                 continue;
