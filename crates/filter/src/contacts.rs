@@ -32,8 +32,9 @@ pub const PREFIX: &[u8] = b"fc/";
 /// A tenant's known domains and when they were read.
 type Cached = (Instant, Arc<Vec<String>>);
 
-/// The correspondents of every tenant, over the store, with a bounded cache of each
-/// tenant's known domains (read for every inbound message).
+/// The correspondents of every tenant, over the store, with bounded caches of each
+/// tenant's known domains and of the senders found known (both read for every inbound
+/// message).
 #[derive(Clone)]
 pub struct Contacts {
     store: Store,
@@ -42,6 +43,11 @@ pub struct Contacts {
     cache_tenants_max: usize,
     cache_ttl: Duration,
     cache: Arc<Mutex<HashMap<String, Cached>>>,
+    /// Keys of addresses found known, with when: only known ones, as an address becomes
+    /// known and never unknown again while its tenant lives (a tenant deleted and created
+    /// again under the same name within `cache_s` may find a sender known for that time).
+    senders_max: usize,
+    senders: Arc<Mutex<HashMap<Vec<u8>, Instant>>>,
 }
 
 impl std::fmt::Debug for Contacts {
@@ -59,13 +65,36 @@ impl Contacts {
             cache_tenants_max: options.cache_tenants_max,
             cache_ttl: Duration::from_secs(options.cache_s),
             cache: Arc::new(Mutex::new(HashMap::new())),
+            senders_max: options.contacts_cache_entries,
+            senders: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 
-    /// Whether `tenant` corresponded with `address` before.
+    /// Whether `tenant` corresponded with `address` before. A known sender is answered
+    /// from memory for [`Options::cache_s`] (at most [`Options::contacts_cache_entries`]).
     pub async fn is_known(&self, tenant: &str, address: &str) -> Result<bool, hameau_store::Error> {
-        let address = address.to_lowercase();
-        Ok(self.store.get(&address_key(tenant, &address)).await?.is_some())
+        let key = address_key(tenant, &address.to_lowercase());
+        if let Some(at) = self.senders.lock().expect("not poisoned").get(&key)
+            && at.elapsed() < self.cache_ttl
+        {
+            return Ok(true);
+        }
+        let known = self.store.get(&key).await?.is_some();
+        if known && self.senders_max > 0 {
+            let mut senders = self.senders.lock().expect("not poisoned");
+            if senders.len() >= self.senders_max {
+                // Bounded: emptied whole (each sender is read again once, on its next message).
+                senders.clear();
+            }
+            senders.insert(key, Instant::now());
+        }
+        Ok(known)
+    }
+
+    /// How many known senders are kept in memory.
+    #[cfg(test)]
+    pub(crate) fn cached_senders(&self) -> usize {
+        self.senders.lock().expect("not poisoned").len()
     }
 
     /// Records that `tenant` corresponded with `addresses` at `now`. Addresses already

@@ -32,6 +32,7 @@ mod options;
 #[cfg(feature = "store")]
 pub mod quarantine;
 mod rules;
+mod search;
 #[cfg(feature = "store")]
 pub mod settings;
 #[cfg(feature = "store")]

@@ -28,6 +28,11 @@ pub struct Options {
     /// local CLI) shows within a minute; a change of settings through the running
     /// server's API applies at once.
     pub cache_s: u64,
+    /// Senders known as correspondents kept in memory (for `cache_s`), so that the
+    /// message of a known sender costs no store read: 50,000 addresses of every tenant,
+    /// a few MiB. Only known senders are kept (a sender becomes known, never unknown,
+    /// while its tenant lives); emptied whole when full. 0 reads the store every time.
+    pub contacts_cache_entries: usize,
     /// DNS blocklists of client addresses, as zones (`zen.example.org`): the client's IPv4
     /// address reversed is looked up under each (IPv6 by its nibbles). None by default:
     /// most lists need a subscription for commercial use (docs/filter.md).
@@ -75,6 +80,7 @@ impl Default for Options {
             known_domains_max: 2_000,
             cache_tenants_max: 1_000,
             cache_s: 60,
+            contacts_cache_entries: 50_000,
             dnsbl_client_zones: Vec::new(),
             dnsbl_domain_zones: Vec::new(),
             dnsbl_resolvers: Vec::new(),
@@ -96,6 +102,7 @@ impl Options {
         range(SECTION, "known_domains_max", self.known_domains_max as u64, 0, 100_000)?;
         range(SECTION, "cache_tenants_max", self.cache_tenants_max as u64, 1, 1_000_000)?;
         range(SECTION, "cache_s", self.cache_s, 0, 86_400)?;
+        range(SECTION, "contacts_cache_entries", self.contacts_cache_entries as u64, 0, 10_000_000)?;
         range(SECTION, "dnsbl_hosts_max", self.dnsbl_hosts_max as u64, 0, 1000)?;
         range(SECTION, "dnsbl_timeout_s", self.dnsbl_timeout_s, 1, 60)?;
         for (key, zones) in

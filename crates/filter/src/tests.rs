@@ -48,6 +48,17 @@ fn the_sender_reads_names_only() {
 }
 
 #[test]
+fn only_what_counts_against_a_message_is_a_finding() {
+    let decide = |symbols: Vec<Symbol>, at_least: Action| Verdict::decide(symbols, &Thresholds::default(), at_least);
+    assert!(!decide(Vec::new(), Action::Deliver).has_findings());
+    assert!(!decide(vec![symbol("BAYES_HAM", -3.0)], Action::Deliver).has_findings(), "the ham's mark is no finding");
+    assert!(decide(vec![symbol("FIRST_CONTACT", 0.5)], Action::Deliver).has_findings());
+    assert!(decide(vec![symbol("BAYES_HAM", -3.0), symbol("LINK_IP_LITERAL", 3.0)], Action::Deliver).has_findings());
+    // DMARC's p=quarantine decides Junk with nothing scored: still a finding.
+    assert!(decide(Vec::new(), Action::Junk).has_findings());
+}
+
+#[test]
 fn thresholds_must_rise() {
     assert!(Thresholds::default().check("filter").is_ok());
     let bad = Thresholds { junk_score: 3.0, ..Thresholds::default() };
@@ -85,6 +96,40 @@ async fn correspondents_are_per_tenant_and_bounded() {
     assert_eq!(crate::contacts::record_owner(b"fc/a/d/cdg35.fr").as_deref(), Some("a"));
     assert_eq!(crate::contacts::record_owner(b"fc/a/n").as_deref(), Some("a"));
     assert_eq!(crate::contacts::record_owner(b"q/x"), None);
+}
+
+#[tokio::test]
+async fn known_senders_are_kept_in_memory_for_a_while_and_bounded() {
+    let (_dir, store) = store().await;
+    let options = crate::Options { contacts_cache_entries: 2, ..crate::Options::default() };
+    let contacts = crate::Contacts::new(store.clone(), &options);
+    let uncached =
+        crate::Contacts::new(store.clone(), &crate::Options { contacts_cache_entries: 0, ..options.clone() });
+    let senders = ["a@x.fr".to_string(), "b@x.fr".into(), "c@x.fr".into()];
+    contacts.record("t", &senders, 1000).await.unwrap();
+    assert!(!contacts.is_known("t", "new@x.fr").await.unwrap());
+    assert_eq!(contacts.cached_senders(), 0, "an unknown sender is not kept: it may become known");
+    assert!(contacts.is_known("t", "A@x.fr").await.unwrap());
+    // The record gone from the store (another node's forget), the sender stays known from
+    // memory for cache_s; a contacts without the cache reads the store.
+    let mut batch = hameau_store::Batch::new();
+    batch.delete(b"fc/t/a/a@x.fr");
+    store.commit(batch).await.unwrap();
+    assert!(contacts.is_known("t", "a@x.fr").await.unwrap());
+    assert!(!uncached.is_known("t", "a@x.fr").await.unwrap());
+    assert_eq!(uncached.cached_senders(), 0);
+    // Bounded: the third sender empties the memory before it is kept.
+    assert!(contacts.is_known("t", "b@x.fr").await.unwrap());
+    assert!(contacts.is_known("t", "c@x.fr").await.unwrap());
+    assert_eq!(contacts.cached_senders(), 1);
+    assert!(!contacts.is_known("t", "a@x.fr").await.unwrap(), "read again from the store");
+    // Past cache_s, read again.
+    let expired = crate::Contacts::new(store.clone(), &crate::Options { cache_s: 0, ..options });
+    assert!(expired.is_known("t", "b@x.fr").await.unwrap());
+    let mut batch = hameau_store::Batch::new();
+    batch.delete(b"fc/t/a/b@x.fr");
+    store.commit(batch).await.unwrap();
+    assert!(!expired.is_known("t", "b@x.fr").await.unwrap());
 }
 
 mod quarantine {

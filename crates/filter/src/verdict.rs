@@ -72,6 +72,12 @@ impl Verdict {
         value
     }
 
+    /// Whether anything counts against the message: a symbol of positive score, or an
+    /// action other than delivery (the classifier's `BAYES_HAM` alone is no finding).
+    pub fn has_findings(&self) -> bool {
+        self.action != Action::Deliver || self.symbols.iter().any(|symbol| symbol.score > 0.0)
+    }
+
     /// The findings' details on one line, for the log and the quarantine's administrators.
     /// They quote what the message holds and name the tenant's people: never for the sender.
     pub fn reason(&self) -> String {

@@ -288,9 +288,11 @@ impl Inbound {
                     return Reply::new(554, "5.6.0", "the message could not be parsed");
                 }
             };
-            // A verdict with findings is logged with its reason; one without any (most mail)
-            // only at debug: the message's own line ("smtp message") says it was accepted.
-            if judgement.verdict.symbols.is_empty() {
+            // A verdict with a finding against the message is logged with its reason; one
+            // without (most mail: none, or only the classifier's BAYES_HAM, whose reason is
+            // empty) only at debug: the message's own line ("smtp message") says it was
+            // accepted. That second line per message was a tenth of the filter's cost.
+            if !judgement.verdict.has_findings() {
                 tracing::debug!(id = %envelope.id, tenant, action = judgement.verdict.action.as_str(), "filter verdict");
             } else {
                 tracing::info!(

@@ -34,6 +34,7 @@ use std::panic::AssertUnwindSafe;
 use mail_parser::{Message, MimeHeaders, PartType};
 
 use crate::Limits;
+use crate::search::find_ignore_case;
 
 /// The distinct tokens of a message (64-bit hashes), at most `limits.bayes_tokens_max`, in
 /// the order first seen. The hashes are stable (FNV-1a then a fixed mix, no random seed):
@@ -190,17 +191,18 @@ impl Sink {
 
     /// The words of `text` under `kind`, and each pair of neighbours under `pair_kind`.
     fn push_words(&mut self, kind: Kind, pair_kind: Option<Kind>, text: &str) {
-        let mut previous: Option<Cow<'_, str>> = None;
+        let mut previous: Option<String> = None;
         for word in words(text) {
             if self.full() {
                 return;
             }
-            self.push(kind, &word);
+            word.with_pieces(|pieces| self.push_joined(kind, pieces));
             if let Some(pair_kind) = pair_kind {
+                let current = word.with_pieces(|pieces| pieces.concat());
                 if let Some(previous) = &previous {
-                    self.push_joined(pair_kind, &[previous, " ", &word]);
+                    self.push_joined(pair_kind, &[previous, " ", &current]);
                 }
-                previous = Some(word);
+                previous = Some(current);
             }
         }
     }
@@ -375,10 +377,10 @@ fn html_tokens(html: &str, sink: &mut Sink) {
 /// their content when the opening tag has attributes (`<style type="text/css">`), and CSS
 /// colour codes are not words of the message.
 fn without_style_and_script(html: &str) -> std::borrow::Cow<'_, str> {
-    const OPENS: [&str; 2] = ["<style", "<script"];
-    const CLOSES: [&str; 2] = ["</style", "</script"];
-    let lower = html.to_ascii_lowercase();
-    if !OPENS.iter().any(|open| lower.contains(open)) {
+    const OPENS: [&[u8]; 2] = [b"<style", b"<script"];
+    const CLOSES: [&[u8]; 2] = [b"</style", b"</script"];
+    let bytes = html.as_bytes();
+    if !OPENS.iter().any(|open| find_ignore_case(bytes, open).is_some()) {
         return std::borrow::Cow::Borrowed(html);
     }
     let mut kept = String::with_capacity(html.len());
@@ -390,7 +392,7 @@ fn without_style_and_script(html: &str) -> std::borrow::Cow<'_, str> {
     while index < html.len() {
         for (which, open) in OPENS.iter().enumerate() {
             if next[which].is_none() || next[which].is_some_and(|at| at.is_some_and(|at| at < index)) {
-                next[which] = Some(lower[index..].find(open).map(|at| index + at));
+                next[which] = Some(find_ignore_case(&bytes[index..], open).map(|at| index + at));
             }
         }
         let Some((at, which)) =
@@ -402,8 +404,8 @@ fn without_style_and_script(html: &str) -> std::borrow::Cow<'_, str> {
         kept.push_str(&html[index..at]);
         kept.push(' ');
         // Past the closing tag's `>`, or to the end when it is missing.
-        index = match lower[at..].find(CLOSES[which]) {
-            Some(end) => lower[at + end..].find('>').map(|gt| at + end + gt + 1).unwrap_or(html.len()),
+        index = match find_ignore_case(&bytes[at..], CLOSES[which]) {
+            Some(end) => memchr::memchr(b'>', &bytes[at + end..]).map(|gt| at + end + gt + 1).unwrap_or(html.len()),
             None => html.len(),
         };
     }
@@ -425,9 +427,9 @@ fn attachment_tokens(part: &mail_parser::MessagePart<'_>, sink: &mut Sink) {
 /// The host of every `http://`, `https://` and `www.` link in `text`, and its parent
 /// domains; an IP address as its own token too.
 fn link_tokens(text: &str, sink: &mut Sink) {
-    const STARTS: [&str; 3] = ["http://", "https://", "www."];
-    let lower = text.to_ascii_lowercase();
-    let bytes = lower.as_bytes();
+    const STARTS: [&[u8]; 3] = [b"http://", b"https://", b"www."];
+    // Searched with the case ignored, in place: no lower-case copy of the whole text.
+    let bytes = text.as_bytes();
     // The next place of each start at or after `index` (`Some(None)`: none until the end),
     // searched again only once passed: the text is searched a few times, not once per link.
     let mut next: [Option<Option<usize>>; 3] = [None; 3];
@@ -440,7 +442,7 @@ fn link_tokens(text: &str, sink: &mut Sink) {
                 Some(None) => false,
             };
             if stale {
-                next[which] = Some(lower[index..].find(start).map(|at| index + at));
+                next[which] = Some(find_ignore_case(&bytes[index..], start).map(|at| index + at));
             }
         }
         let Some((at, which)) =
@@ -448,10 +450,12 @@ fn link_tokens(text: &str, sink: &mut Sink) {
         else {
             return;
         };
-        let host_start = if STARTS[which] == "www." { at } else { at + STARTS[which].len() };
+        let host_start = if STARTS[which] == b"www." { at } else { at + STARTS[which].len() };
         let host_len =
             bytes[host_start..].iter().take_while(|b| b.is_ascii_alphanumeric() || **b == b'.' || **b == b'-').count();
-        let host = lower[host_start..host_start + host_len].trim_matches('.');
+        // ASCII only (the bytes just taken), so a char boundary at both ends.
+        let host = text[host_start..host_start + host_len].to_ascii_lowercase();
+        let host = host.trim_matches('.');
         if !host.is_empty() {
             if host.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
                 sink.push(Kind::Host, "ip address");
@@ -488,23 +492,104 @@ fn domain_tokens(kind: Kind, domain: &str, sink: &mut Sink) {
 /// a sentence of Chinese or Japanese, which has no spaces) becomes `long:` with its first
 /// character and its length in tens of bytes, as SpamBayes' "skip" tokens: such runs are
 /// common in some spam and rare in ham.
-fn words(text: &str) -> impl Iterator<Item = Cow<'_, str>> + '_ {
-    text.split(|c: char| !(c.is_alphanumeric() || matches!(c, '\'' | '-' | '$' | '€')))
-        .map(|word| word.trim_matches(|c| c == '\'' || c == '-'))
-        .filter(|word| word.len() >= 2)
-        .map(|word| {
+fn words(text: &str) -> impl Iterator<Item = Word<'_>> + '_ {
+    Runs { text, at: 0 }.map(|word| word.trim_matches(|c| c == '\'' || c == '-')).filter(|word| word.len() >= 2).map(
+        |word| {
             if word.len() > WORD_BYTES_MAX {
-                let first = word.chars().next().unwrap_or(' ');
-                Cow::Owned(format!("long:{first}:{}", word.len() / 10))
+                let first = word.chars().next().map_or("", |c| &word[..c.len_utf8()]);
+                Word::Long(first, word.len() / 10)
             } else if word.bytes().all(|b| b.is_ascii_digit()) {
-                Cow::Owned(format!("#{}", word.len()))
+                Word::Number(word.len())
             } else if word.is_ascii() && !word.bytes().any(|b| b.is_ascii_uppercase()) {
                 // Most words are written in lower case already: no copy.
-                Cow::Borrowed(word)
+                Word::Text(Cow::Borrowed(word))
             } else {
-                Cow::Owned(word.to_lowercase())
+                Word::Text(Cow::Owned(word.to_lowercase()))
             }
-        })
+        },
+    )
+}
+
+/// A word as it is counted; its text is built only when explained or paired.
+enum Word<'t> {
+    Text(Cow<'t, str>),
+    /// `long:{first}:{tens}`.
+    Long(&'t str, usize),
+    /// `#{digits}`.
+    Number(usize),
+}
+
+impl Word<'_> {
+    /// Calls `f` with the word's text in pieces (hashed as if written one after the other).
+    fn with_pieces<R>(&self, f: impl FnOnce(&[&str]) -> R) -> R {
+        let mut buffer = [0u8; 20];
+        match self {
+            Word::Text(text) => f(&[text]),
+            Word::Long(first, tens) => f(&["long:", first, ":", decimal(*tens, &mut buffer)]),
+            Word::Number(digits) => f(&["#", decimal(*digits, &mut buffer)]),
+        }
+    }
+}
+
+/// `n` written in decimal in `buffer`, without allocating.
+fn decimal(mut n: usize, buffer: &mut [u8; 20]) -> &str {
+    let mut at = buffer.len();
+    loop {
+        at -= 1;
+        buffer[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&buffer[at..]).expect("ASCII digits")
+}
+
+/// The maximal runs of word characters of a text (letters, digits, `'`, `-`, `$`, `€`),
+/// read byte by byte where the text is ASCII and by character elsewhere: the same runs as
+/// `str::split` on the other characters without its empty pieces, at a third of its cost.
+struct Runs<'t> {
+    text: &'t str,
+    at: usize,
+}
+
+impl<'t> Runs<'t> {
+    /// Whether a word character starts at `at` (a char boundary), and its length.
+    fn char_at(&self, at: usize) -> (bool, usize) {
+        let byte = self.text.as_bytes()[at];
+        if byte.is_ascii() {
+            return (byte.is_ascii_alphanumeric() || matches!(byte, b'\'' | b'-' | b'$'), 1);
+        }
+        let c = self.text[at..].chars().next().expect("a char boundary below the end");
+        (c.is_alphanumeric() || c == '€', c.len_utf8())
+    }
+}
+
+impl<'t> Iterator for Runs<'t> {
+    type Item = &'t str;
+
+    fn next(&mut self) -> Option<&'t str> {
+        let len = self.text.len();
+        while self.at < len {
+            let (is_word, width) = self.char_at(self.at);
+            if is_word {
+                break;
+            }
+            self.at += width;
+        }
+        if self.at >= len {
+            return None;
+        }
+        let start = self.at;
+        while self.at < len {
+            let (is_word, width) = self.char_at(self.at);
+            if !is_word {
+                break;
+            }
+            self.at += width;
+        }
+        Some(&self.text[start..self.at])
+    }
 }
 
 /// The first `max` bytes of `text`, cut on a character boundary.
@@ -549,4 +634,71 @@ fn hash(kind: Kind, pieces: &[&str]) -> u64 {
 #[cfg(test)]
 pub(super) fn hash_for_tests(text: &str) -> u64 {
     hash(Kind::Word, &[text])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Kind, hash, link_tokens, words};
+
+    /// The definition `words` had before it read bytes: the split it must keep giving.
+    fn reference(text: &str) -> Vec<String> {
+        text.split(|c: char| !(c.is_alphanumeric() || matches!(c, '\'' | '-' | '$' | '€')))
+            .map(|word| word.trim_matches(|c| c == '\'' || c == '-'))
+            .filter(|word| word.len() >= 2)
+            .map(|word| {
+                if word.len() > super::WORD_BYTES_MAX {
+                    let first = word.chars().next().unwrap_or(' ');
+                    format!("long:{first}:{}", word.len() / 10)
+                } else if word.bytes().all(|b| b.is_ascii_digit()) {
+                    format!("#{}", word.len())
+                } else {
+                    word.to_lowercase()
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn words_are_read_as_the_split_read_them() {
+        let long = "É".repeat(30);
+        let texts = [
+            "Bonjour Madame, la FACTURE n°2026-114 de 1 250,00 € est jointe.",
+            "l'été -- 'quoted' -x- $100 €€ 12345678 ΣΑΣ ΟΔΟΣ straße İstanbul",
+            "日本語のテキストは空白がありません。日本語のテキストは空白がありません。",
+            "1XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX\r\n2XX",
+            &long,
+            "",
+            "a b c ' - '' -- ab",
+            "\u{0}\u{7f}\u{80}\u{10ffff}ab\u{300}cd",
+        ];
+        for text in texts {
+            let got: Vec<String> = words(text).map(|word| word.with_pieces(|pieces| pieces.concat())).collect();
+            assert_eq!(got, reference(text), "{text:?}");
+            // Hashed in pieces as the text written whole.
+            for word in words(text) {
+                let whole = word.with_pieces(|pieces| pieces.concat());
+                assert_eq!(word.with_pieces(|pieces| hash(Kind::Word, pieces)), hash(Kind::Word, &[&whole]));
+            }
+        }
+    }
+
+    #[test]
+    fn link_hosts_are_found_whatever_their_case() {
+        let mut sink = super::Sink::new(100, true);
+        link_tokens("Voir HTTPS://Mairie.Example.FR/x et Www.Autre.fr, http://192.0.2.1/ et http://", &mut sink);
+        let texts: Vec<&str> = sink.texts.iter().map(String::as_str).collect();
+        assert_eq!(
+            texts,
+            [
+                r#"Host "mairie.example.fr""#,
+                r#"Host "example.fr""#,
+                r#"Host "www.autre.fr""#,
+                r#"Host "autre.fr""#,
+                r#"Host "ip address""#,
+                r#"Host "192.0.2.1""#,
+                r#"Host "0.2.1""#,
+                r#"Host "2.1""#,
+            ]
+        );
+    }
 }

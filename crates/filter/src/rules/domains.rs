@@ -110,10 +110,11 @@ impl Found {
     }
 }
 
-/// The references of one message's tenant, in Unicode form (U-labels). The own and
-/// public domains (a few dozen) are indexed once per message; the known domains (maybe
-/// thousands) are not copied nor indexed: they are scanned, each skipped on its length
-/// first, and looked up by binary search when the caller gives them sorted.
+/// The references of one message's tenant, in Unicode form (U-labels). The own domains
+/// (a few) are listed once per message, the public ones (a few dozen) indexed once per
+/// process; the known domains (maybe thousands) are not copied nor indexed: they are
+/// scanned, each skipped on its length first, and looked up by binary search when the
+/// caller gives them sorted.
 pub struct References<'a> {
     /// Own domains, then public ones (the lowest index wins).
     small: Vec<(Kind, Cow<'a, str>)>,
@@ -122,7 +123,6 @@ pub struct References<'a> {
     known_sorted: bool,
     /// The known domains given as A-labels, decoded (rare), found at the first need.
     known_idn: std::cell::OnceCell<Vec<Cow<'a, str>>>,
-    exact: HashSet<Cow<'a, str>>,
 }
 
 impl<'a> References<'a> {
@@ -132,16 +132,8 @@ impl<'a> References<'a> {
         small.extend(context.own_domains.iter().map(|domain| (Kind::Own, unicode(domain))));
         small.extend(public.map(|domain| (Kind::Public, Cow::Borrowed(domain))));
         let known = context.known_domains;
-        let exact: HashSet<Cow<'a, str>> = small.iter().map(|(_, domain)| domain.clone()).collect();
         let n_own = context.own_domains.len();
-        References {
-            small,
-            n_own,
-            known,
-            known_sorted: known.is_sorted(),
-            known_idn: std::cell::OnceCell::new(),
-            exact,
-        }
+        References { small, n_own, known, known_sorted: known.is_sorted(), known_idn: std::cell::OnceCell::new() }
     }
 
     /// `domain` is a reference or under one.
@@ -153,7 +145,9 @@ impl<'a> References<'a> {
             } else {
                 self.known.iter().any(|known| known == rest)
             };
-            if is_known || self.exact.contains(rest) || self.known_idn().iter().any(|idn| idn == rest) {
+            let is_reference =
+                public_set().contains(rest) || self.small[..self.n_own].iter().any(|(_, own)| own == rest);
+            if is_known || is_reference || self.known_idn().iter().any(|idn| idn == rest) {
                 return true;
             }
             match rest.split_once('.') {
@@ -277,6 +271,12 @@ impl<'r, 'a> Lookalikes<'r, 'a> {
 fn public_index() -> &'static (HashMap<String, usize>, HashMap<String, usize>) {
     static INDEX: OnceLock<(HashMap<String, usize>, HashMap<String, usize>)> = OnceLock::new();
     INDEX.get_or_init(|| index(public_domains()))
+}
+
+/// The public references, to find one by its name: made once per process.
+fn public_set() -> &'static HashSet<&'static str> {
+    static SET: OnceLock<HashSet<&'static str>> = OnceLock::new();
+    SET.get_or_init(|| public_domains().collect())
 }
 
 fn public_domains() -> impl Iterator<Item = &'static str> {

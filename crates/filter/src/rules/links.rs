@@ -12,6 +12,7 @@ use std::net::Ipv4Addr;
 use super::domains::{LINK_DOMAINS_WITH_KNOWN_MAX, Lookalikes, registrable};
 use super::{Findings, symbol};
 use crate::Limits;
+use crate::search::{find, find_ignore_case};
 
 /// Known URL shorteners, one a line (`data/shorteners.txt`).
 pub const SHORTENERS: &str = include_str!("../../data/shorteners.txt");
@@ -273,14 +274,6 @@ fn attribute<'t>(tag: &'t [u8], name: &[u8]) -> Option<&'t [u8]> {
         });
     }
     None
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|window| window == needle)
-}
-
-fn find_ignore_case(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|window| window.eq_ignore_ascii_case(needle))
 }
 
 fn starts_with_ignore_case(haystack: &[u8], prefix: &[u8]) -> bool {
