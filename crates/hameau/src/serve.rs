@@ -59,7 +59,6 @@ pub fn app_state(
         options: Arc::new(config.http.clone()),
         dns: hameau_directory::dns::DnsOptions { mx_host: config.server.hostname.clone() },
         queue: hameau_queue::Queue::new(store.clone(), config.queue.clone()),
-        queue_wake: Arc::new(tokio::sync::Notify::new()),
         client,
         backups: Arc::new(hameau_http::api::backups::Jobs::new(config.backup.clone())),
         imports: None,
@@ -132,16 +131,16 @@ async fn serve(config: Config, reload_log: &crate::logging::Reload) -> anyhow::R
         hameau_filter::Quarantine::new(store.clone(), &config.filter),
         hameau_filter::Settings::new(store.clone(), &config.filter),
     );
-    // One queue: submission fills it, the API administers it, and both wake its worker.
-    let queue = (hameau_queue::Queue::new(store.clone(), config.queue.clone()), Arc::new(tokio::sync::Notify::new()));
+    // One queue: submission fills it, the API administers it; what they queue or make due
+    // wakes its worker through the store's notifications.
+    let queue = hameau_queue::Queue::new(store.clone(), config.queue.clone());
     // One submission pipeline for SMTP submission and JMAP's EmailSubmission: one set of
     // sending limits per account and tenant.
     let mut submission = hameau_smtp::Submission::new(
         directory.clone(),
-        queue.0.clone(),
+        queue.clone(),
         config.submission.pipeline(&config.server.hostname),
         system_now_s(),
-        queue.1.clone(),
         &registry,
     );
     if config.filter.enabled {
@@ -195,8 +194,7 @@ async fn serve(config: Config, reload_log: &crate::logging::Reload) -> anyhow::R
                 let responder = Arc::new(hameau_smtp::vacation::Responder {
                     mail: mail.clone(),
                     directory: directory.clone(),
-                    queue: queue.0.clone(),
-                    queued: queue.1.clone(),
+                    queue: queue.clone(),
                     period_s: config.smtp.vacation_period_s,
                     senders_max: config.smtp.vacation_senders_max,
                     hostname: config.server.hostname.clone(),
@@ -260,10 +258,10 @@ async fn serve(config: Config, reload_log: &crate::logging::Reload) -> anyhow::R
 
 async fn start_http(
     config: &Config,
-    (store, directory, (queue, queued), certificates): (
+    (store, directory, queue, certificates): (
         &hameau_store::Store,
         &Directory,
-        &QueueAndWake,
+        &hameau_queue::Queue,
         &Arc<hameau_net::Certificates>,
     ),
     (jmap, (quarantine, filter_settings)): (&hameau_jmap::mail::Services, &FilterShared),
@@ -281,7 +279,7 @@ async fn start_http(
     let tls = crate::tls::server_config(certificates, alpn);
     let mut state = app_state(config, store, directory, registry);
     // The directory's limiter is the one every protocol shares (`app_state` takes it).
-    (state.queue, state.queue_wake) = (queue.clone(), queued.clone());
+    state.queue = queue.clone();
     state.imports = Some(imports.clone());
     state.mail = jmap.mail.clone();
     state.jmap = Arc::new(jmap.clone());
@@ -487,9 +485,6 @@ fn system_now_s() -> Arc<dyn Fn() -> u64 + Send + Sync> {
     Arc::new(|| <SystemClock as hameau_http::Clock>::now_s(&SystemClock))
 }
 
-/// The one queue and the notification that wakes its delivery worker.
-type QueueAndWake = (hameau_queue::Queue, Arc<tokio::sync::Notify>);
-
 /// The filter's quarantine and the tenants' settings, shared by the MX and the API.
 type FilterShared = (hameau_filter::Quarantine, hameau_filter::Settings);
 
@@ -525,10 +520,10 @@ fn start_quarantine_sweep(
 /// and the submission listeners that fill the queue.
 async fn start_submission(
     config: &Config,
-    (store, resolver, (queue, queued), certificates): (
+    (store, resolver, queue, certificates): (
         &hameau_store::Store,
         &hickory_resolver::TokioResolver,
-        QueueAndWake,
+        hameau_queue::Queue,
         &Arc<hameau_net::Certificates>,
     ),
     (mail, directory, pipeline): (&hameau_mailbox::Mail, &Directory, hameau_smtp::Submission),
@@ -558,7 +553,6 @@ async fn start_submission(
         resolver: resolver.clone(),
         options,
         now_s: now_s.clone(),
-        wake: queued.clone(),
         metrics: hameau_smtp::worker::WorkerMetrics::new(registry),
         tls,
         tls_sessions: Arc::new(hameau_smtp::tls_rpt::Aggregator::new(policies_max, now_s())),

@@ -63,10 +63,9 @@ pub struct AppState {
     pub options: Arc<Options>,
     /// How the DNS records a domain needs are written (its MX host).
     pub dns: DnsOptions,
-    /// The outbound queue, for its administration.
+    /// The outbound queue, for its administration. A retry, a release or a brake lifted
+    /// wakes the delivery worker through the store, on whichever node it runs.
     pub queue: hameau_queue::Queue,
-    /// Wakes the delivery worker when a message becomes due (retry, release).
-    pub queue_wake: Arc<tokio::sync::Notify>,
     /// The host name and ports autoconfiguration gives mail clients.
     pub client: ClientSettings,
     /// The operator's backup jobs (`/api/v1/backups`), kept for polling.

@@ -40,7 +40,6 @@ pub(crate) fn state(store: Store, directory: Directory, queue: Queue, host: &str
         options: Arc::new(Options::default()),
         dns: DnsOptions { mx_host: host.into() },
         queue,
-        queue_wake: Arc::new(tokio::sync::Notify::new()),
         client: crate::ClientSettings::standard(host),
         backups: Arc::default(),
         imports: None,
@@ -65,7 +64,6 @@ struct Fixture {
     _dir: tempfile::TempDir,
     router: Router,
     queue: Queue,
-    wake: Arc<tokio::sync::Notify>,
     quarantine: hameau_filter::Quarantine,
     mail: hameau_mailbox::Mail,
     /// The account of user@a.fr.
@@ -128,11 +126,10 @@ async fn fixture() -> Fixture {
         queue.enqueue(new, NOW - 60).await.unwrap();
     }
     let state = state(store, directory, queue.clone(), "mx.example.org");
-    let wake = state.queue_wake.clone();
     let (quarantine, mail) = (state.quarantine.clone(), state.mail.clone());
     let [operator, admin_a, admin_b, user_a] = <[String; 4]>::try_from(tokens).unwrap();
     let router = crate::router(state);
-    Fixture { _dir: dir, router, queue, wake, quarantine, mail, user_a_id, operator, admin_a, admin_b, user_a }
+    Fixture { _dir: dir, router, queue, quarantine, mail, user_a_id, operator, admin_a, admin_b, user_a }
 }
 
 impl Fixture {
@@ -272,6 +269,8 @@ async fn a_message_shows_its_envelope_and_recipients_never_its_content() {
 #[tokio::test]
 async fn hold_release_retry_and_delete() {
     let f = fixture().await;
+    // What wakes the delivery worker, through the store (on any node).
+    let mut due = f.queue.watch_due().await.unwrap();
     let (status, held) = f.call(&f.admin_a, "POST", "/api/v1/queue/1/hold", Some(json!({"reason": "vérifier"}))).await;
     assert_eq!(status, 200);
     assert_eq!(held["held"], json!({"reason": "vérifier", "since": NOW}));
@@ -297,15 +296,18 @@ async fn hold_release_retry_and_delete() {
     assert_eq!(status, 422);
 
     // Release and retry wake the delivery worker.
-    let woken = || tokio::time::timeout(Duration::from_millis(10), f.wake.notified());
-    assert!(woken().await.is_err(), "holding does not wake the worker");
+    let mut woken = async || tokio::time::timeout(Duration::from_millis(50), due.changed()).await.is_ok();
+    assert!(!woken().await, "holding does not wake the worker");
     let (status, released) = f.call(&f.admin_a, "POST", "/api/v1/queue/1/release", None).await;
     assert_eq!(status, 200);
     assert_eq!((released["held"].clone(), released["next_attempt_at"].clone()), (Value::Null, json!(NOW)));
-    assert!(woken().await.is_ok(), "release wakes the worker");
+    assert!(woken().await, "release wakes the worker");
+    // A worker takes the three; the retry makes it due before the lease's end.
+    assert_eq!(f.queue.claim_due(NOW, 10, u64::MAX).await.unwrap().len(), 3);
+    assert!(!woken().await, "a claim does not wake the worker");
     let (status, _) = f.call(&f.admin_a, "POST", "/api/v1/queue/1/retry", None).await;
     assert_eq!(status, 200);
-    assert!(woken().await.is_ok(), "retry wakes the worker");
+    assert!(woken().await, "retry wakes the worker");
 
     let (status, body) = f.call(&f.admin_a, "DELETE", "/api/v1/queue/1", None).await;
     assert_eq!((status, body), (204, Value::Null));

@@ -1,8 +1,14 @@
 //! Where the queue lives in the store: every key starts with `q/`. Numbers are 8 bytes
 //! big-endian, so keys sort by them (ids, times).
 
-/// The counter that numbers queued messages.
+/// The counter that numbers queued messages. Every enqueue adds to it: the delivery
+/// workers watch it ([`crate::Queue::watch_due`]).
 pub const SEQ: &[u8] = b"q/seq";
+
+/// Added to by each change that makes a message due earlier than it was without queuing
+/// it (released, retried, a brake lifted, a lease taken back), in the same commit: the
+/// delivery workers watch it with [`SEQ`], so that a change made on any node wakes them.
+pub const WAKE: &[u8] = b"q/wake";
 
 /// The number of messages in the queue (held ones too): added to as messages enter and
 /// leave, in the same commit, so that `/metrics` reads one key instead of counting.
@@ -78,7 +84,7 @@ pub enum Owner {
     Tenant(String),
     /// Owned as the message record at this key is (its schedule entry).
     Via(Vec<u8>),
-    /// The installation's: the id counter.
+    /// The installation's: the id counter and the workers' wake-up counter.
     Installation,
     /// The number of messages (`q/size`): the records under [`MESSAGES`], counted.
     CountOfMessages,
@@ -89,7 +95,7 @@ pub enum Owner {
 /// Whose the record `key` with `value` is; `None` when the key is not the queue's or the
 /// value does not read as its record.
 pub fn owner(key: &[u8], value: &[u8]) -> Option<Owner> {
-    if key == SEQ {
+    if key == SEQ || key == WAKE {
         return Some(Owner::Installation);
     }
     if key == SIZE {
@@ -143,6 +149,7 @@ mod tests {
         assert_eq!(owner(&tenant("a", 3), b""), Some(Owner::Tenant("a".into())));
         assert_eq!(owner(&brake("a", Some(7)), b""), Some(Owner::Tenant("a".into())));
         assert_eq!(owner(SEQ, b""), Some(Owner::Installation));
+        assert_eq!(owner(WAKE, b""), Some(Owner::Installation));
         assert_eq!(owner(SIZE, b""), Some(Owner::CountOfMessages));
         assert_eq!(owner(b"m/x", b""), None);
         assert_eq!(blob_refs(&message(3), a.as_bytes()), vec![hameau_store::BlobHash::from_hex(&hash).unwrap()]);

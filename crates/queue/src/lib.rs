@@ -14,6 +14,10 @@
 //! told which recipients failed for good and which are late enough for a delay notice
 //! ([`Recorded`]), and builds the notifications. A held message ([`Queue::hold`]) has no
 //! schedule entry until released.
+//!
+//! The worker sleeps until the next message is due, or until [`Queue::watch_due`] says a
+//! message was queued or made due earlier: store counters that the commits doing so add
+//! to, notified by the store, so that a message queued or released on any node wakes it.
 
 pub mod dsn;
 mod keys;
@@ -26,7 +30,8 @@ mod model;
 mod tests;
 
 use bytes::Bytes;
-use hameau_store::{Batch, BlobHash, Patch, PatchTarget, Scan, Store};
+use hameau_store::{Batch, BlobHash, CounterValue, Patch, PatchTarget, Scan, Store};
+use tokio::sync::watch;
 
 pub use model::{Brake, Hold, Message, Outcome, Recipient, State};
 
@@ -174,6 +179,28 @@ pub struct Recorded {
 /// Optimistic retries of one change before [`Error::Busy`].
 const RETRIES_MAX: usize = 16;
 
+/// What wakes a delivery worker ([`Queue::watch_due`]): a message queued, or one made due
+/// earlier than it was, by any writer over the store.
+#[derive(Debug)]
+pub struct DueWatch {
+    /// [`keys::SEQ`]: every enqueue.
+    enqueued: watch::Receiver<CounterValue>,
+    /// [`keys::WAKE`]: releases, retries, brakes lifted, leases taken back.
+    woken: watch::Receiver<CounterValue>,
+}
+
+impl DueWatch {
+    /// Waits until a message is queued or made due earlier after the last wait returned
+    /// (or the watch was made): a change during the caller's work is not lost, it ends the
+    /// next wait at once. Fails only when the store is dropped.
+    pub async fn changed(&mut self) -> Result<(), watch::error::RecvError> {
+        tokio::select! {
+            changed = self.enqueued.changed() => changed,
+            changed = self.woken.changed() => changed,
+        }
+    }
+}
+
 /// The outbound queue over a store. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Queue {
@@ -188,6 +215,16 @@ impl Queue {
 
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// What wakes a delivery worker: every [`Queue::enqueue`], and every change that makes
+    /// a message due earlier than it was ([`Queue::release`], [`Queue::retry_now`],
+    /// [`Queue::lift_brake`], [`Queue::release_leases`]), made through any `Queue` over
+    /// the store (the store's notifications of two counters those commits add to).
+    pub async fn watch_due(&self) -> Result<DueWatch, Error> {
+        let enqueued = self.store.watch(keys::SEQ).await?;
+        let woken = self.store.watch(keys::WAKE).await?;
+        Ok(DueWatch { enqueued, woken })
     }
 
     /// Queues a message for its recipients, due at once (or held): returns once it is
@@ -655,6 +692,10 @@ impl Queue {
                 }
                 if let Some(at) = message.due_at {
                     batch.set(&keys::due(at, id), &[]);
+                    // Due earlier than the workers may be sleeping until: wake them.
+                    if before.is_none_or(|before| at < before) {
+                        batch.add(keys::WAKE, 1);
+                    }
                 }
             }
             batch.set(&keys::message(id), &encode(&message));

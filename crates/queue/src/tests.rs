@@ -180,6 +180,45 @@ async fn held_messages_wait_for_release() {
     assert!(matches!(q.hold(b, "x", NOW).await, Err(Error::NotFound(_))));
 }
 
+/// The worker's watch wakes for what makes a message due sooner, made through any queue
+/// over the store (another node's, in this process): an enqueue, a release, a retry, a
+/// brake lifted; not for a hold, a claim or a record.
+#[tokio::test]
+async fn a_worker_wakes_when_a_message_is_queued_or_made_due_on_any_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = queue(&dir).await;
+    let other = q.clone();
+    let mut due = q.watch_due().await.unwrap();
+    let woken = async |due: &mut crate::DueWatch| {
+        tokio::time::timeout(std::time::Duration::from_millis(50), due.changed()).await.map(Result::unwrap).is_ok()
+    };
+    assert!(!woken(&mut due).await, "nothing yet");
+    let waiter = tokio::spawn(async move {
+        due.changed().await.unwrap();
+        due
+    });
+    tokio::task::yield_now().await;
+    let id = other.enqueue(new(&["a@x.fr"]), NOW).await.unwrap();
+    let mut due = tokio::time::timeout(std::time::Duration::from_secs(5), waiter).await.unwrap().unwrap();
+    // Claimed, recorded (deferred), held: nothing due sooner.
+    let claims = other.claim_due(NOW, 10, u64::MAX).await.unwrap();
+    other.record(claims[0].id, &[("a@x.fr".into(), deferred())], NOW + 1).await.unwrap();
+    other.hold(id, "check", NOW + 2).await.unwrap();
+    assert!(!woken(&mut due).await, "a claim, a record and a hold do not wake");
+    other.release(id, NOW + 3).await.unwrap();
+    assert!(woken(&mut due).await, "a release wakes");
+    let claims = other.claim_due(NOW + 3, 10, u64::MAX).await.unwrap();
+    other.record(claims[0].id, &[("a@x.fr".into(), deferred())], NOW + 4).await.unwrap();
+    assert!(!woken(&mut due).await);
+    other.retry_now(id, NOW + 5).await.unwrap();
+    assert!(woken(&mut due).await, "a retry wakes");
+    // Several changes before the worker looks: one wake-up, none lost.
+    other.enqueue(new(&["b@x.fr"]), NOW + 6).await.unwrap();
+    other.enqueue(new(&["c@x.fr"]), NOW + 6).await.unwrap();
+    assert!(woken(&mut due).await);
+    assert!(!woken(&mut due).await);
+}
+
 #[tokio::test]
 async fn listing_by_tenant_and_pages() {
     let dir = tempfile::tempdir().unwrap();

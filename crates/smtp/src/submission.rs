@@ -148,8 +148,6 @@ pub struct Submission {
     queue: Queue,
     options: SubmissionOptions,
     now_s: Arc<dyn Fn() -> u64 + Send + Sync>,
-    /// Wakes the delivery worker when a message is queued.
-    queued: Arc<tokio::sync::Notify>,
     limiter: Arc<SendingLimiter>,
     /// Brakes put on (`/metrics`).
     brakes: Counter,
@@ -172,13 +170,12 @@ impl Submission {
         queue: Queue,
         options: SubmissionOptions,
         now_s: Arc<dyn Fn() -> u64 + Send + Sync>,
-        queued: Arc<tokio::sync::Notify>,
         registry: &Registry,
     ) -> Submission {
         let limiter = Arc::new(SendingLimiter::new(options.sending_limits));
         let brakes =
             registry.counter("hameau_sending_brakes_total", "Accounts or tenants braked for sending too much.", &[]);
-        Submission { directory, queue, options, now_s, queued, limiter, brakes, contacts: None }
+        Submission { directory, queue, options, now_s, limiter, brakes, contacts: None }
     }
 
     /// Submission that records each message's recipients as correspondents of the
@@ -583,7 +580,7 @@ impl Submission {
         };
         match self.queue.enqueue(queued, message.received_at).await {
             Ok(id) => {
-                self.queued.notify_one();
+                // The enqueue wakes the delivery worker (the store notifies the queue's watch).
                 if let Some(contacts) = self.contacts.clone() {
                     // Off the reply's path: the message is queued, its recipients become
                     // known a moment later.

@@ -27,8 +27,6 @@ pub struct Responder {
     pub mail: Mail,
     pub directory: Directory,
     pub queue: Queue,
-    /// Wakes the delivery worker when an answer is queued.
-    pub queued: Arc<tokio::sync::Notify>,
     /// `smtp.vacation_period_s`.
     pub period_s: u64,
     /// `smtp.vacation_senders_max`.
@@ -108,10 +106,7 @@ impl Responder {
             held: None,
         };
         match self.queue.enqueue(queued, now).await {
-            Ok(id) => {
-                self.queued.notify_one();
-                tracing::info!(account, queue = %id, "vacation: answered a sender");
-            }
+            Ok(id) => tracing::info!(account, queue = %id, "vacation: answered a sender"),
             Err(e) => tracing::warn!(account, error = %e, "vacation: the answer could not be queued"),
         }
     }

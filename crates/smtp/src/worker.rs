@@ -5,7 +5,9 @@
 //! and queues the delivery status notifications the queue asks for: failure, and delay
 //! once, to the sender, never for a notification.
 //!
-//! It sleeps until the next message is due, or until [`Worker::wake`] says one was queued.
+//! It sleeps until the next message is due, or until the queue's watch
+//! ([`Queue::watch_due`]) says one was queued or made due sooner, on this node or any
+//! other over the store.
 //! Everything it does to a message happens under the queue's lease: a worker that dies
 //! midway leaves the message to be tried again (at least once).
 
@@ -15,10 +17,10 @@ use std::time::Duration;
 
 use hameau_directory::Directory;
 use hameau_mailbox::{Filing, LocalDelivery, Mail};
-use hameau_queue::{Claim, NewMessage, Outcome, Queue, Recorded, dsn};
+use hameau_queue::{Claim, DueWatch, NewMessage, Outcome, Queue, Recorded, dsn};
 use hameau_telemetry::{Counter, Gauge, Registry};
 use hickory_resolver::TokioResolver;
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Semaphore, watch};
 
 use crate::outbound::{self, Failure, OutboundOptions, Outgoing, TlsContext, TlsUsed};
 use crate::tls_rpt;
@@ -345,8 +347,6 @@ pub struct Worker {
     pub options: WorkerOptions,
     /// Seconds since the Unix epoch.
     pub now_s: Arc<dyn Fn() -> u64 + Send + Sync>,
-    /// Notified when a message is queued.
-    pub wake: Arc<Notify>,
     pub metrics: WorkerMetrics,
     /// TLS towards receivers: MTA-STS, DANE, the trust anchors.
     pub tls: TlsContext,
@@ -356,6 +356,15 @@ pub struct Worker {
 
 /// A domain and the messages one connection carries there: (message index, recipients).
 type Share = (String, Vec<(usize, Vec<String>)>);
+
+/// Returns when a message was queued or made due sooner; never without a watch (the store
+/// gone: the schedule is looked at every [`IDLE_S_MAX`] all the same).
+async fn due_changed(due: &mut Option<DueWatch>) {
+    let Some(watch) = due.as_mut() else { return std::future::pending().await };
+    if watch.changed().await.is_err() {
+        *due = None;
+    }
+}
 
 /// Longest sleep when nothing is due: the worker looks again at least this often (a clock
 /// change, a message released by another node later).
@@ -371,6 +380,14 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 impl Worker {
     /// Delivers until `shutdown` turns true; a round under way finishes first.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        // Watched before the first look at the schedule: what is queued after it wakes us.
+        let mut due = match self.queue.watch_due().await {
+            Ok(due) => Some(due),
+            Err(e) => {
+                tracing::error!(error = %e, "queue: cannot watch for queued mail; looking every {IDLE_S_MAX} s");
+                None
+            }
+        };
         match self.queue.release_leases((self.now_s)()).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(n, "queue: took back the messages a previous run had under way"),
@@ -428,7 +445,7 @@ impl Worker {
             }
             tokio::select! {
                 _ = tokio::time::sleep(pause) => {}
-                _ = this.wake.notified() => {}
+                () = due_changed(&mut due) => {}
                 Some(done) = rounds.join_next(), if !rounds.is_empty() => {
                     if let Err(e) = done {
                         tracing::error!(error = %e, "queue: a delivery round ended abnormally");

@@ -109,7 +109,6 @@ async fn lift_brake(
             e => queue_problem(e, ""),
         })?;
     tracing::info!(tenant = %brake.tenant, account = ?brake.address, released, "admin API: sending brake lifted");
-    state.queue_wake.notify_one();
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -322,7 +321,6 @@ async fn retry_queued(
         return Err(Problem::new(StatusCode::CONFLICT, detail));
     }
     let message = state.queue.retry_now(id, state.clock.now_s()).await.map_err(|e| queue_problem(e, &typed))?;
-    state.queue_wake.notify_one();
     Ok(Json(QueuedMessage::new(id, message)))
 }
 
@@ -358,7 +356,6 @@ async fn release_queued(
 ) -> ApiResult<Json<QueuedMessage>> {
     let (id, _) = visible(&state, &caller, &typed).await?;
     let message = state.queue.release(id, state.clock.now_s()).await.map_err(|e| queue_problem(e, &typed))?;
-    state.queue_wake.notify_one();
     Ok(Json(QueuedMessage::new(id, message)))
 }
 

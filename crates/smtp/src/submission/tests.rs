@@ -61,8 +61,7 @@ async fn fixture() -> Fixture {
         },
     };
     let registry = hameau_telemetry::Registry::default();
-    let notify = Arc::new(tokio::sync::Notify::new());
-    let submission = Submission::new(directory, queue.clone(), options, Arc::new(|| NOW), notify, &registry);
+    let submission = Submission::new(directory, queue.clone(), options, Arc::new(|| NOW), &registry);
     Fixture { _dir: dir, submission, queue }
 }
 
@@ -147,8 +146,11 @@ async fn a_message_is_signed_twice_and_queued() {
     let params = MailParams::default();
     let recipients = vec!["x@elsewhere.test".to_string(), "other@a.test".to_string()];
     let data = b"From: Mairie <mairie@a.test>\r\nTo: x@elsewhere.test\r\nSubject: Conseil\r\n\r\nBonjour.\r\n";
+    let mut due = f.queue.watch_due().await.unwrap();
     let reply = s.message(&mut session, message(data, "agent@a.test", &recipients, &params)).await;
     assert!(reply.to_string().starts_with("250 2.0.0 queued as 1"), "{reply}");
+    // Queued: the delivery worker's watch wakes at once.
+    tokio::time::timeout(std::time::Duration::from_secs(5), due.changed()).await.unwrap().unwrap();
     let queued = f.queue.list(None, None, 10).await.unwrap();
     assert_eq!(queued.len(), 1);
     let (_, queued) = &queued[0];
