@@ -367,7 +367,7 @@ async fn due_changed(due: &mut Option<DueWatch>) {
 }
 
 /// Longest sleep when nothing is due: the worker looks again at least this often (a clock
-/// change, a message released by another node later).
+/// change, a notification lost with a commit whose caller was cancelled).
 const IDLE_S_MAX: u64 = 60;
 
 /// Pause after the store failed, before trying again.
