@@ -130,7 +130,7 @@ impl<'a> References<'a> {
         let public = public_domains();
         let mut small = Vec::with_capacity(context.own_domains.len() + 64);
         small.extend(context.own_domains.iter().map(|domain| (Kind::Own, unicode(domain))));
-        small.extend(public.map(|domain| (Kind::Public, Cow::Borrowed(domain))));
+        small.extend(public.iter().map(|domain| (Kind::Public, Cow::Borrowed(*domain))));
         let known = context.known_domains;
         let n_own = context.own_domains.len();
         References { small, n_own, known, known_sorted: known.is_sorted(), known_idn: std::cell::OnceCell::new() }
@@ -270,17 +270,21 @@ impl<'r, 'a> Lookalikes<'r, 'a> {
 /// process (skeletons are the costly part of a comparison).
 fn public_index() -> &'static (HashMap<String, usize>, HashMap<String, usize>) {
     static INDEX: OnceLock<(HashMap<String, usize>, HashMap<String, usize>)> = OnceLock::new();
-    INDEX.get_or_init(|| index(public_domains()))
+    INDEX.get_or_init(|| index(public_domains().iter().copied()))
 }
 
 /// The public references, to find one by its name: made once per process.
 fn public_set() -> &'static HashSet<&'static str> {
     static SET: OnceLock<HashSet<&'static str>> = OnceLock::new();
-    SET.get_or_init(|| public_domains().collect())
+    SET.get_or_init(|| public_domains().iter().copied().collect())
 }
 
-fn public_domains() -> impl Iterator<Item = &'static str> {
-    PUBLIC_DOMAINS.lines().map(str::trim).filter(|line| !line.is_empty() && !line.starts_with('#'))
+/// The public references in the order of the shipped list: read once per process.
+fn public_domains() -> &'static [&'static str] {
+    static LIST: OnceLock<Vec<&'static str>> = OnceLock::new();
+    LIST.get_or_init(|| {
+        PUBLIC_DOMAINS.lines().map(str::trim).filter(|line| !line.is_empty() && !line.starts_with('#')).collect()
+    })
 }
 
 /// The skeleton and squashed-name indexes of `references` (the first of a key wins).
