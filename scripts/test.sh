@@ -59,6 +59,9 @@ for target in $(ls fuzz/fuzz_targets | sed 's/\.rs$//'); do
         -dict="fuzz/dictionaries/$target.dict" -print_final_stats=1 2>&1 | tail -n 5
 done
 
+echo "== the store without RocksDB (the in-memory backend, as crates above it may build it)"
+cargo test -p hameau-store --no-default-features --features memory 2>&1 | grep -E "^(test result|error|failures)"
+
 echo "== cargo test"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
