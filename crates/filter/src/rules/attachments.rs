@@ -22,6 +22,7 @@ use std::borrow::Cow;
 use std::io::Read;
 
 use super::{Findings, symbol};
+use crate::search::find;
 use crate::{Action, Limits};
 
 /// Executables, scripts, shortcuts, installers and disk images: what runs or mounts when
@@ -350,8 +351,4 @@ fn u16_at(bytes: &[u8], at: usize) -> Option<u16> {
 
 fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|window| window == needle)
 }

@@ -127,7 +127,7 @@ pub struct References<'a> {
 
 impl<'a> References<'a> {
     pub fn new(context: &Context<'a>) -> References<'a> {
-        let public = public_domains();
+        let public = &public().list;
         let mut small = Vec::with_capacity(context.own_domains.len() + 64);
         small.extend(context.own_domains.iter().map(|domain| (Kind::Own, unicode(domain))));
         small.extend(public.iter().map(|domain| (Kind::Public, Cow::Borrowed(*domain))));
@@ -146,7 +146,7 @@ impl<'a> References<'a> {
                 self.known.iter().any(|known| known == rest)
             };
             let is_reference =
-                public_set().contains(rest) || self.small[..self.n_own].iter().any(|(_, own)| own == rest);
+                public().names.contains(rest) || self.small[..self.n_own].iter().any(|(_, own)| own == rest);
             if is_known || is_reference || self.known_idn().iter().any(|idn| idn == rest) {
                 return true;
             }
@@ -201,7 +201,7 @@ impl<'r, 'a> Lookalikes<'r, 'a> {
 
     fn compare(&mut self, domain: &str, with_known: bool) -> Option<Found> {
         let references = self.references;
-        let (skeletons, squashed) = public_index();
+        let Public { skeletons, squashed, .. } = public();
         let n_own = references.n_own;
         let registrable = registrable(domain);
         let domain_skeleton: String = skeleton(registrable).collect();
@@ -266,24 +266,24 @@ impl<'r, 'a> Lookalikes<'r, 'a> {
     }
 }
 
-/// The skeleton and squashed-name indexes of the public references, made once per
-/// process (skeletons are the costly part of a comparison).
-fn public_index() -> &'static (HashMap<String, usize>, HashMap<String, usize>) {
-    static INDEX: OnceLock<(HashMap<String, usize>, HashMap<String, usize>)> = OnceLock::new();
-    INDEX.get_or_init(|| index(public_domains().iter().copied()))
+/// The shipped public references, read once per process: in the list's order, by name,
+/// and indexed by skeleton and squashed name (skeletons are the costly part of a
+/// comparison).
+struct Public {
+    list: Vec<&'static str>,
+    names: HashSet<&'static str>,
+    skeletons: HashMap<String, usize>,
+    squashed: HashMap<String, usize>,
 }
 
-/// The public references, to find one by its name: made once per process.
-fn public_set() -> &'static HashSet<&'static str> {
-    static SET: OnceLock<HashSet<&'static str>> = OnceLock::new();
-    SET.get_or_init(|| public_domains().iter().copied().collect())
-}
-
-/// The public references in the order of the shipped list: read once per process.
-fn public_domains() -> &'static [&'static str] {
-    static LIST: OnceLock<Vec<&'static str>> = OnceLock::new();
-    LIST.get_or_init(|| {
-        PUBLIC_DOMAINS.lines().map(str::trim).filter(|line| !line.is_empty() && !line.starts_with('#')).collect()
+fn public() -> &'static Public {
+    static PUBLIC: OnceLock<Public> = OnceLock::new();
+    PUBLIC.get_or_init(|| {
+        let list: Vec<&'static str> =
+            PUBLIC_DOMAINS.lines().map(str::trim).filter(|line| !line.is_empty() && !line.starts_with('#')).collect();
+        let names = list.iter().copied().collect();
+        let (skeletons, squashed) = index(list.iter().copied());
+        Public { list, names, skeletons, squashed }
     })
 }
 
