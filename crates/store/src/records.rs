@@ -72,6 +72,31 @@ impl Writes {
     }
 }
 
+/// Every record [`apply_batch`] may read of `batch`: the keys it expects, its counters,
+/// and the blob records and upload registrations of the blobs it acquires or releases. A
+/// backend that reads over a network fetches them all at once before applying it
+/// (PostgreSQL); `tests::apply_batch_reads_only_what_batch_reads_lists` holds the two
+/// together.
+pub(crate) fn batch_reads(batch: &Batch) -> impl Iterator<Item = (Family, Vec<u8>)> + '_ {
+    let expects = batch.expects.iter().map(|(key, _)| (Family::Kv, key.clone()));
+    let ops = batch.ops.iter().flat_map(|op| {
+        let (first, second) = match op {
+            Op::Add { key, .. } => (Some((Family::Kv, key.clone())), None),
+            Op::BlobAcquire(staged, _) => {
+                let upload = match &staged.data {
+                    Staged::Upload(upload) => Some((Family::Meta, upload_key(&upload.id))),
+                    Staged::Inline(_) => None,
+                };
+                (Some((Family::Meta, blob_key(&staged.hash))), upload)
+            }
+            Op::BlobRelease(hash) => (Some((Family::Meta, blob_key(hash))), None),
+            Op::Set { .. } | Op::Delete { .. } => (None, None),
+        };
+        first.into_iter().chain(second)
+    });
+    expects.chain(ops)
+}
+
 /// Checks and applies one batch over `source`, as the commit with `version`: the batch's
 /// result and its writes, which the caller writes only if it returns `Ok`. The uploads the
 /// batch takes are added to `uploads` only if it succeeds, for the caller to claim once the

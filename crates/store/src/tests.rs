@@ -252,6 +252,12 @@ proptest! {
         check_model(&rocks::Rocks::new(), ops);
     }
 
+    #[cfg(feature = "postgresql")]
+    #[test]
+    fn postgresql_behaves_like_a_btreemap(ops in prop::collection::vec(op_strategy(), 1..60)) {
+        check_model(&pg::Pg::new(), ops);
+    }
+
     #[test]
     fn memory_behaves_like_a_btreemap(ops in prop::collection::vec(op_strategy(), 1..60)) {
         check_model(&Memory::new(), ops);
@@ -500,5 +506,191 @@ mod rocks {
             assert!(n_found >= printed.len(), "round {round}");
         }
         assert!(printed.len() > 100, "the children committed too little to test anything");
+    }
+}
+
+/// The PostgreSQL backend's harness and conformance suite, and what only several stores on
+/// one database show (several nodes). The database is `HAMEAU_TEST_PG_URL`'s
+/// (`scripts/pg-cluster.sh start DIR` starts one and prints it); each harness has a schema
+/// of its own.
+#[cfg(feature = "postgresql")]
+mod pg {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::test_limits;
+    use crate::conformance::Harness;
+    use crate::{Batch, Error, Options, Store};
+
+    pub(super) struct Pg {
+        options: Options,
+    }
+
+    impl Pg {
+        pub(super) fn new() -> Pg {
+            static NEXT: AtomicU32 = AtomicU32::new(0);
+            let url = std::env::var("HAMEAU_TEST_PG_URL").expect(
+                "HAMEAU_TEST_PG_URL is not set: the PostgreSQL tests need a database \\
+                 (`scripts/pg-cluster.sh start DIR` starts one and prints its URL)",
+            );
+            let mut options = Options::postgresql(&url);
+            options.schema = format!("test_{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+            options.limits = test_limits();
+            options.pool_connections = 4;
+            Pg { options }
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl Harness for Pg {
+        async fn open(&self) -> Store {
+            Store::open(&self.options).await.expect("open store")
+        }
+    }
+
+    mod conformance {
+        use super::Pg;
+        crate::conformance_tests!(Pg::new());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_acquire_and_release_keep_counts_right() {
+        super::acquire_and_release_concurrently(&Pg::new()).await;
+    }
+
+    /// Two stores on one database, as two nodes: counters never repeat across them, an
+    /// expectation fails whichever node wrote first, and each sees the other's commits.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_nodes_share_counters_and_expectations() {
+        let harness = Pg::new();
+        let (a, b) = (harness.open().await, harness.open().await);
+        let mut tasks = Vec::new();
+        for node in [a.clone(), b.clone()] {
+            for _ in 0..4 {
+                let node = node.clone();
+                tasks.push(tokio::spawn(async move {
+                    let mut values = Vec::new();
+                    for _ in 0..25 {
+                        values.push(node.next_value(b"uid", 1).await.unwrap());
+                    }
+                    values
+                }));
+            }
+        }
+        let mut values = Vec::new();
+        for task in tasks {
+            values.extend(task.await.unwrap());
+        }
+        values.sort_unstable();
+        assert_eq!(values, (1..=200).collect::<Vec<i64>>(), "each value once, none skipped");
+        // A read on one node, a write on the other: the first node's expectation fails.
+        let mut batch = Batch::new();
+        batch.set(b"k", b"a");
+        a.commit(batch).await.unwrap();
+        let seen = b.get(b"k").await.unwrap().unwrap();
+        let mut batch = Batch::new();
+        batch.set(b"k", b"from a");
+        a.commit(batch).await.unwrap();
+        let mut batch = Batch::new();
+        batch.expect_version(b"k", seen.version).set(b"k", b"from b");
+        assert!(matches!(b.commit(batch).await, Err(Error::Conflict { .. })));
+        assert_eq!(b.get(b"k").await.unwrap().unwrap().value, b"from a");
+        a.close().await.unwrap();
+        b.close().await.unwrap();
+    }
+
+    /// A store that opens removes the uploads of stores that ended, never those of a store
+    /// still open on another node.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_open_removes_only_the_uploads_of_ended_stores() {
+        let harness = Pg::new();
+        let a = harness.open().await;
+        let chunk = a.limits().blob_chunk_bytes;
+        let live = a.stage_blob_bytes(vec![1u8; 2 * chunk]).await.unwrap();
+        let ended = harness.open().await;
+        std::mem::forget(ended.stage_blob_bytes(vec![2u8; 2 * chunk]).await.unwrap());
+        ended.close().await.unwrap();
+        assert_eq!(a.staged_uploads().await.unwrap(), 2);
+        let b = harness.open().await;
+        assert_eq!(b.staged_uploads().await.unwrap(), 1, "the ended store's upload is gone, a's is not");
+        let hash = live.hash();
+        let mut batch = Batch::new();
+        batch.blob_acquire(live);
+        a.commit(batch).await.unwrap();
+        assert_eq!(b.read_blob(&hash).await.unwrap(), Some(vec![1u8; 2 * chunk]));
+        a.close().await.unwrap();
+        b.close().await.unwrap();
+    }
+
+    /// The URL's password is not shown by the options' Debug nor by its errors.
+    #[test]
+    fn the_password_is_never_shown() {
+        let options = Options::postgresql("postgresql://hameau:s3cret@db.example:5432/hameau");
+        let shown = format!("{options:?}");
+        assert!(
+            !shown.contains("s3cret") && shown.contains("postgresql://hameau:***@db.example:5432/hameau"),
+            "{shown}"
+        );
+        let options = Options::postgresql("postgresql://hameau:s3cret@db.example:notaport/hameau");
+        let problem = options.check().unwrap_err().to_string();
+        assert!(!problem.contains("s3cret") && problem.contains("store.url"), "{problem}");
+        let options = Options::postgresql("");
+        assert!(options.check().unwrap_err().to_string().contains("store.url: is needed"));
+        // What sqlx would ignore (with a warning) is refused.
+        let options = Options::postgresql("postgresql://hameau@/hameau?host=db1,db2&target_session_attrs=read-write");
+        assert!(options.check().unwrap_err().to_string().contains("several hosts"));
+    }
+}
+
+/// A backend that fetches before it applies (PostgreSQL) relies on `records::batch_reads`
+/// listing every record `records::apply_batch` reads: a batch of every kind of operation
+/// reads nothing else.
+#[tokio::test]
+async fn apply_batch_reads_only_what_batch_reads_lists() {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+
+    use crate::blob::BlobMeta;
+    use crate::records::{Family, Source, apply_batch, batch_reads, blob_key, encode_value};
+
+    struct Recording {
+        released: Vec<u8>,
+        reads: Mutex<Vec<(Family, Vec<u8>)>>,
+    }
+    impl Source for Recording {
+        fn read(&self, family: Family, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+            self.reads.lock().unwrap().push((family, key.to_vec()));
+            Ok(match (family, key) {
+                (Family::Kv, b"expected") => Some(encode_value(3, b"x")),
+                (Family::Meta, key) if key == self.released.as_slice() => {
+                    let meta = BlobMeta { refcount: 2, size: 1, n_chunks: 1, location: vec![7; 32] };
+                    Some(meta.encode())
+                }
+                // Every upload is registered.
+                (Family::Meta, [b'u', ..]) => Some(Vec::new()),
+                _ => None,
+            })
+        }
+    }
+    let store = Store::memory(test_limits());
+    let released = BlobHash::of(b"released");
+    let mut batch = Batch::new();
+    batch.expect_absent(b"absent").expect_version(b"expected", 3);
+    batch.set(b"set", b"v").delete(b"deleted");
+    let counter = batch.add(b"counter", 1);
+    batch.add_at_most(b"bounded", 1, 10);
+    let patch = crate::Patch { counter, target: crate::PatchTarget::Key, offset: 0 };
+    batch.set_patched(&[0u8; 8], b"patched", &[patch]);
+    batch.blob_acquire(store.stage_blob_bytes(b"inline").await.unwrap());
+    let large = vec![1u8; 3 * test_limits().blob_chunk_bytes];
+    batch.blob_acquire(store.stage_blob_bytes(&large).await.unwrap());
+    batch.blob_release(&released);
+    let listed: HashSet<(Family, Vec<u8>)> = batch_reads(&batch).collect();
+    let source = Recording { released: blob_key(&released), reads: Mutex::new(Vec::new()) };
+    let mut uploads = Vec::new();
+    apply_batch(&source, batch, 4, &mut uploads).expect("the batch applies");
+    let reads = source.reads.into_inner().unwrap();
+    assert!(reads.len() >= 7, "{reads:?}");
+    for read in reads {
+        assert!(listed.contains(&read), "apply_batch read {read:?}, which batch_reads does not list");
     }
 }

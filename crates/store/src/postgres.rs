@@ -1,0 +1,896 @@
+//! The PostgreSQL backend: several `hameau` nodes on one database (feature `postgresql`).
+//!
+//! The three families of records ([`crate::records`]) are tables a DBA can read
+//! (`postgres/schema.sql`): `entries` (key, version, value), `blobs` and `blob_chunks`, and
+//! `uploads`. The schema is created and migrated at open (sqlx's migrator, its versions in
+//! `_sqlx_migrations`), under an advisory lock so that nodes starting together migrate once.
+//!
+//! **Commits.** One committer task per store takes every batch waiting (at most
+//! `commit_group_max`) and commits them as one transaction: it locks the `clock` row, reads
+//! at once every record the batches may read (`records::batch_reads`), checks and applies
+//! them in order with the same code as every backend (`records::apply_batch`), each batch
+//! over the writes of those before it, writes what the successful ones wrote, moves the
+//! clock and commits. The clock's lock serializes the commits of every node, so a batch's
+//! expectations and bounded counters hold against every writer, counters never repeat
+//! across nodes, and versions follow the order of commits (what a snapshot and a
+//! differential backup rely on). A commit returns once PostgreSQL has committed, durably
+//! with its default `synchronous_commit`.
+//!
+//! If the transaction fails (the database went away, a failover), every batch of the group
+//! fails with [`Error::Backend`]. Its outcome may be unknown when the connection broke
+//! during `COMMIT`; the uploads the group took are then left registered rather than removed,
+//! since they may be a committed blob's content: at worst they wait for their session's end.
+//!
+//! **Uploads.** Each opened store is a session, holding an advisory lock on its number on a
+//! connection of its own while it is open. An upload is registered with its session; a store
+//! that opens removes the uploads of every session whose lock is free (ended without
+//! committing or discarding them), never those of a store open on another node.
+//!
+//! **Snapshots** are `REPEATABLE READ, READ ONLY` transactions on a connection of their own,
+//! held while the [`Snapshot`] lives; the version is the clock's as the transaction sees it.
+
+use std::collections::{HashMap, HashSet};
+use std::ops::Bound;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{Connection, PgConnection, Postgres, Transaction};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::blob::{BlobMeta, Discard, Upload};
+use crate::records::{Family, META_BLOB, META_UPLOAD, Source, apply_batch, batch_reads, encode_value, load_records};
+use crate::snapshot::SnapshotBackend;
+use crate::{Backend, Batch, BlobHash, Committed, Direction, Entry, Error, Load, Options, Scan, Snapshot, Version};
+
+/// The schema, version 1.
+const SCHEMA_V1: &str = include_str!("postgres/schema.sql");
+
+/// The first key of Hameau's advisory locks of upload sessions (`pg_advisory_lock(int, int)`):
+/// "HAME" in ASCII, so that they are told from other programs' locks in `pg_locks`.
+const SESSION_LOCK_CLASS: i32 = 0x4841_4d45;
+
+/// Rows written by one statement of a load (a restore): bounds one statement's parameters.
+const LOAD_ROWS_PER_STATEMENT: usize = 1000;
+
+/// How long a connection of the pool is waited for before a call fails: a database that
+/// went away is reported, not waited for forever.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub(crate) struct PgBackend {
+    shared: Arc<Shared>,
+    committer: Mutex<Option<Committer>>,
+    /// The connection holding the session's advisory lock, while the store is open.
+    session_holder: tokio::sync::Mutex<Option<PgConnection>>,
+    discarder: Arc<PgDiscarder>,
+}
+
+struct Shared {
+    pool: PgPool,
+    /// How the committer (re)connects.
+    connect: PgConnectOptions,
+    /// This store's upload session.
+    session: i32,
+    closed: AtomicBool,
+}
+
+struct Committer {
+    requests: mpsc::Sender<Request>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+struct Request {
+    batch: Batch,
+    reply: oneshot::Sender<Result<Committed, Error>>,
+}
+
+/// Removes the uploads of staged blobs dropped without a commit, on the runtime, without
+/// waiting. It holds the store weakly: a staged blob outliving the store removes nothing
+/// (the next open does, its session having ended).
+struct PgDiscarder {
+    shared: Weak<Shared>,
+}
+
+impl Discard for PgDiscarder {
+    fn discard_later(&self, upload: [u8; 16], _n_chunks: u32) {
+        let Some(shared) = self.shared.upgrade() else { return };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        runtime.spawn(async move {
+            if let Err(e) = remove_upload(&shared.pool, &upload).await {
+                tracing::warn!(error = %e, "removing a staged blob upload failed; a later open removes it");
+            }
+        });
+    }
+}
+
+impl PgBackend {
+    pub(crate) async fn open(options: &Options) -> Result<PgBackend, Error> {
+        let connect = connect_options(options)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(options.pool_connections)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(connect.clone())
+            .await
+            .map_err(|e| Error::Backend(format!("connecting to PostgreSQL: {e}")))?;
+        migrate(&pool, &options.schema).await?;
+        let (session_holder, session) = open_session(&connect).await?;
+        remove_orphan_uploads(&pool, session).await?;
+        let shared = Arc::new(Shared { pool, connect, session, closed: AtomicBool::new(false) });
+        let (requests, receiver) = mpsc::channel(options.limits.commit_queue_max);
+        let task = tokio::spawn(run_committer(shared.clone(), receiver, options.limits.commit_group_max));
+        let discarder = Arc::new(PgDiscarder { shared: Arc::downgrade(&shared) });
+        Ok(PgBackend {
+            shared,
+            committer: Mutex::new(Some(Committer { requests, task })),
+            session_holder: tokio::sync::Mutex::new(Some(session_holder)),
+            discarder,
+        })
+    }
+
+    /// The pool, while the store is open.
+    fn pool(&self) -> Result<&PgPool, Error> {
+        if self.shared.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        Ok(&self.shared.pool)
+    }
+}
+
+/// The connection options of `store.url` in `store.schema`. The URL's errors never repeat
+/// the URL (it may hold a password). Several hosts (`host=a,b`, `target_session_attrs`) are
+/// refused: sqlx takes one host, and following a primary is not built yet (issue 16 item 2).
+pub(crate) fn connect_options(options: &Options) -> Result<PgConnectOptions, Error> {
+    let query = options.url.as_str().split_once('?').map_or("", |(_, query)| query);
+    for (key, value) in query.split('&').filter_map(|pair| pair.split_once('=')) {
+        let several_hosts = key == "host" && (value.contains(',') || value.to_ascii_lowercase().contains("%2c"));
+        if several_hosts || key == "target_session_attrs" {
+            let problem = "several hosts and target_session_attrs are not supported yet: give the primary's host \
+                           (or an address that follows it)";
+            return Err(Error::InvalidOptions(problem.into()));
+        }
+    }
+    let connect = PgConnectOptions::from_str(options.url.as_str())
+        .map_err(|e| Error::InvalidOptions(format!("store.url is not a PostgreSQL URL: {}", without_url(&e))))?;
+    let connect = connect.application_name("hameau");
+    Ok(if options.schema.is_empty() { connect } else { connect.options([("search_path", options.schema.as_str())]) })
+}
+
+/// sqlx's error about a URL, without the URL itself.
+fn without_url(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Configuration(inner) => inner.to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// Creates or migrates the schema. sqlx's migrator records each migration with its checksum
+/// and holds an advisory lock meanwhile, so several nodes starting at once migrate once.
+async fn migrate(pool: &PgPool, schema: &str) -> Result<(), Error> {
+    let mut migrator = sqlx::migrate::Migrator::new(Migrations)
+        .await
+        .map_err(|e| Error::Backend(format!("preparing the database schema: {e}")))?;
+    if !schema.is_empty() {
+        migrator.create_schema(schema.to_owned());
+    }
+    migrator.run(pool).await.map_err(|e| Error::Backend(format!("migrating the database schema: {e}")))
+}
+
+/// The migrations, compiled in.
+#[derive(Debug)]
+struct Migrations;
+
+impl<'s> sqlx::migrate::MigrationSource<'s> for Migrations {
+    fn resolve(
+        self,
+    ) -> std::pin::Pin<
+        Box<dyn Future<Output = Result<Vec<sqlx::migrate::Migration>, sqlx::error::BoxDynError>> + Send + 's>,
+    > {
+        use sqlx::migrate::{Migration, MigrationType};
+        let v1 = Migration::new(
+            1,
+            "hameau store: entries, clock, blobs, blob chunks, uploads".into(),
+            MigrationType::Simple,
+            sqlx::SqlStr::from_static(SCHEMA_V1),
+            false,
+        );
+        Box::pin(async move { Ok(vec![v1]) })
+    }
+}
+
+/// Opens the session's own connection and takes the advisory lock of a session number no
+/// other open store holds.
+async fn open_session(connect: &PgConnectOptions) -> Result<(PgConnection, i32), Error> {
+    let mut connection = PgConnection::connect_with(connect)
+        .await
+        .map_err(|e| Error::Backend(format!("connecting to PostgreSQL: {e}")))?;
+    loop {
+        let session = rand::random::<i32>();
+        let (locked,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_lock($1, $2)")
+            .bind(SESSION_LOCK_CLASS)
+            .bind(session)
+            .fetch_one(&mut connection)
+            .await
+            .map_err(backend)?;
+        if locked {
+            return Ok((connection, session));
+        }
+    }
+}
+
+/// Removes the uploads of the sessions that ended: those whose lock is free. The lock is
+/// taken while they are removed, so that a store opening with that number meanwhile waits.
+async fn remove_orphan_uploads(pool: &PgPool, own_session: i32) -> Result<(), Error> {
+    let sessions: Vec<(i32,)> = sqlx::query_as("SELECT DISTINCT session FROM uploads WHERE session <> $1")
+        .bind(own_session)
+        .fetch_all(pool)
+        .await
+        .map_err(backend)?;
+    if sessions.is_empty() {
+        return Ok(());
+    }
+    let mut connection = pool.acquire().await.map_err(backend)?;
+    for (session,) in sessions {
+        let (ended,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_lock($1, $2)")
+            .bind(SESSION_LOCK_CLASS)
+            .bind(session)
+            .fetch_one(&mut *connection)
+            .await
+            .map_err(backend)?;
+        if !ended {
+            continue;
+        }
+        let removed = async {
+            let mut tx = connection.begin().await?;
+            let ids: Vec<(Vec<u8>,)> = sqlx::query_as("DELETE FROM uploads WHERE session = $1 RETURNING id")
+                .bind(session)
+                .fetch_all(&mut *tx)
+                .await?;
+            let ids: Vec<Vec<u8>> = ids.into_iter().map(|(id,)| id).collect();
+            sqlx::query("DELETE FROM blob_chunks WHERE location = ANY($1)").bind(&ids).execute(&mut *tx).await?;
+            tx.commit().await?;
+            Ok::<usize, sqlx::Error>(ids.len())
+        }
+        .await;
+        sqlx::query("SELECT pg_advisory_unlock($1, $2)")
+            .bind(SESSION_LOCK_CLASS)
+            .bind(session)
+            .execute(&mut *connection)
+            .await
+            .map_err(backend)?;
+        let n_uploads = removed.map_err(backend)?;
+        tracing::info!(n_uploads, "removing blob uploads never committed");
+    }
+    Ok(())
+}
+
+/// Removes one upload: its chunks and its registration.
+async fn remove_upload(pool: &PgPool, upload: &[u8; 16]) -> Result<(), Error> {
+    let mut tx = pool.begin().await.map_err(backend)?;
+    sqlx::query("DELETE FROM blob_chunks WHERE location = $1")
+        .bind(&upload[..])
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+    sqlx::query("DELETE FROM uploads WHERE id = $1").bind(&upload[..]).execute(&mut *tx).await.map_err(backend)?;
+    tx.commit().await.map_err(backend)
+}
+
+fn backend(e: sqlx::Error) -> Error {
+    match e {
+        sqlx::Error::PoolClosed => Error::Closed,
+        e => Error::Backend(format!("PostgreSQL: {e}")),
+    }
+}
+
+fn to_version(version: i64) -> Result<Version, Error> {
+    Version::try_from(version).map_err(|_| Error::Corrupt(format!("negative version {version}")))
+}
+
+fn to_i64(version: Version) -> i64 {
+    i64::try_from(version).expect("versions stay below 2^63")
+}
+
+/// A chunk number as PostgreSQL's `integer` (chunk numbers are below 2^28: see `Limits`).
+fn to_idx(idx: u32) -> i32 {
+    i32::try_from(idx).expect("chunk numbers stay below 2^31")
+}
+
+/// A row of `blobs`: hash, refcount, size, n_chunks, location.
+type BlobRow = (Vec<u8>, i64, i64, i32, Vec<u8>);
+
+fn decode_row((key, version, value): (Vec<u8>, i64, Vec<u8>)) -> Result<Entry, Error> {
+    Ok(Entry { key, version: to_version(version)?, value })
+}
+
+fn decode_blob_row((refcount, size, n_chunks, location): (i64, i64, i32, Vec<u8>)) -> Result<BlobMeta, Error> {
+    let corrupt = || Error::Corrupt(format!("blob record ({refcount}, {size}, {n_chunks})"));
+    Ok(BlobMeta {
+        refcount: u64::try_from(refcount).map_err(|_| corrupt())?,
+        size: u64::try_from(size).map_err(|_| corrupt())?,
+        n_chunks: u32::try_from(n_chunks).map_err(|_| corrupt())?,
+        location,
+    })
+}
+
+// The reads, on the pool or on a snapshot's transaction.
+
+async fn get<'e>(executor: impl sqlx::PgExecutor<'e>, key: &[u8]) -> Result<Option<Entry>, Error> {
+    let row: Option<(i64, Vec<u8>)> = sqlx::query_as("SELECT version, value FROM entries WHERE key = $1")
+        .bind(key)
+        .fetch_optional(executor)
+        .await
+        .map_err(backend)?;
+    row.map(|(version, value)| Ok(Entry { key: key.to_vec(), version: to_version(version)?, value })).transpose()
+}
+
+/// The entries in the scan's range: its bounds, direction and limit in SQL. `bytea` compares
+/// byte by byte, as RocksDB's keys do.
+async fn scan<'e>(executor: impl sqlx::PgExecutor<'e>, scan: &Scan) -> Result<Vec<Entry>, Error> {
+    let mut sql = String::from("SELECT key, version, value FROM entries WHERE true");
+    let mut binds: Vec<&[u8]> = Vec::new();
+    for (bound, included, excluded) in [(&scan.from, ">=", ">"), (&scan.to, "<=", "<")] {
+        let (op, key) = match bound {
+            Bound::Included(key) => (included, key),
+            Bound::Excluded(key) => (excluded, key),
+            Bound::Unbounded => continue,
+        };
+        binds.push(key);
+        sql.push_str(&format!(" AND key {op} ${}", binds.len()));
+    }
+    let order = match scan.direction {
+        Direction::Forward => "ASC",
+        Direction::Reverse => "DESC",
+    };
+    let limit = i64::try_from(scan.limit).unwrap_or(i64::MAX);
+    sql.push_str(&format!(" ORDER BY key {order} LIMIT {limit}"));
+    let mut query = sqlx::query_as::<_, (Vec<u8>, i64, Vec<u8>)>(sqlx::AssertSqlSafe(sql));
+    for key in binds {
+        query = query.bind(key);
+    }
+    let rows = query.fetch_all(executor).await.map_err(backend)?;
+    rows.into_iter().map(decode_row).collect()
+}
+
+async fn blob_meta<'e>(executor: impl sqlx::PgExecutor<'e>, hash: &BlobHash) -> Result<Option<BlobMeta>, Error> {
+    let row: Option<(i64, i64, i32, Vec<u8>)> =
+        sqlx::query_as("SELECT refcount, size, n_chunks, location FROM blobs WHERE hash = $1")
+            .bind(&hash.0[..])
+            .fetch_optional(executor)
+            .await
+            .map_err(backend)?;
+    row.map(decode_blob_row).transpose()
+}
+
+async fn blob_chunk<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    location: &[u8],
+    idx: u32,
+) -> Result<Option<Vec<u8>>, Error> {
+    let row: Option<(Vec<u8>,)> = sqlx::query_as("SELECT data FROM blob_chunks WHERE location = $1 AND idx = $2")
+        .bind(location)
+        .bind(to_idx(idx))
+        .fetch_optional(executor)
+        .await
+        .map_err(backend)?;
+    Ok(row.map(|(data,)| data))
+}
+
+#[async_trait::async_trait]
+impl Backend for PgBackend {
+    async fn get(&self, key: &[u8]) -> Result<Option<Entry>, Error> {
+        get(self.pool()?, key).await
+    }
+
+    /// One query for the whole group of keys, answered in their order.
+    async fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Entry>>, Error> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<(Vec<u8>, i64, Vec<u8>)> =
+            sqlx::query_as("SELECT key, version, value FROM entries WHERE key = ANY($1)")
+                .bind(keys)
+                .fetch_all(self.pool()?)
+                .await
+                .map_err(backend)?;
+        let mut found: HashMap<Vec<u8>, Entry> = HashMap::with_capacity(rows.len());
+        for row in rows {
+            let entry = decode_row(row)?;
+            found.insert(entry.key.clone(), entry);
+        }
+        Ok(keys.iter().map(|key| found.get(key).cloned()).collect())
+    }
+
+    async fn scan(&self, range: &Scan) -> Result<Vec<Entry>, Error> {
+        scan(self.pool()?, range).await
+    }
+
+    async fn commit(&self, batch: Batch) -> Result<Committed, Error> {
+        let requests = {
+            let committer = self.committer.lock().expect("store lock poisoned");
+            committer.as_ref().ok_or(Error::Closed)?.requests.clone()
+        };
+        let (reply, response) = oneshot::channel();
+        requests.send(Request { batch, reply }).await.map_err(|_| Error::Closed)?;
+        response.await.map_err(|_| Error::Closed)?
+    }
+
+    /// Chunk 0 registers the upload with this store's session, in the same transaction.
+    async fn put_upload_chunk(&self, upload: &[u8; 16], idx: u32, data: &[u8]) -> Result<(), Error> {
+        let mut tx = self.pool()?.begin().await.map_err(backend)?;
+        if idx == 0 {
+            sqlx::query("INSERT INTO uploads (id, session) VALUES ($1, $2)")
+                .bind(&upload[..])
+                .bind(self.shared.session)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
+        sqlx::query("INSERT INTO blob_chunks (location, idx, data) VALUES ($1, $2, $3)")
+            .bind(&upload[..])
+            .bind(to_idx(idx))
+            .bind(data)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn discard_upload(&self, upload: &[u8; 16], _n_chunks: u32) -> Result<(), Error> {
+        remove_upload(self.pool()?, upload).await
+    }
+
+    fn discarder(&self) -> Arc<dyn Discard> {
+        self.discarder.clone()
+    }
+
+    async fn count_uploads(&self) -> Result<u64, Error> {
+        let (count,): (i64,) =
+            sqlx::query_as("SELECT count(*) FROM uploads").fetch_one(self.pool()?).await.map_err(backend)?;
+        Ok(count.unsigned_abs())
+    }
+
+    async fn blob_meta(&self, hash: &BlobHash) -> Result<Option<BlobMeta>, Error> {
+        blob_meta(self.pool()?, hash).await
+    }
+
+    async fn blob_chunk(&self, location: &[u8], idx: u32) -> Result<Option<Vec<u8>>, Error> {
+        blob_chunk(self.pool()?, location, idx).await
+    }
+
+    async fn snapshot(&self) -> Result<Snapshot, Error> {
+        let mut tx = self.pool()?.begin().await.map_err(backend)?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        // The transaction's first read fixes what it sees: this clock and what it covers.
+        let (version,): (i64,) =
+            sqlx::query_as("SELECT version FROM clock").fetch_one(&mut *tx).await.map_err(backend)?;
+        let backend = PgSnapshot { tx: tokio::sync::Mutex::new(tx) };
+        Ok(Snapshot { version: to_version(version)?, backend: Arc::new(backend) })
+    }
+
+    /// One transaction, under the clock's lock: the records as they are, then the clock
+    /// raised to the load's last version.
+    async fn load(&self, load: Load, chunk_bytes: usize) -> Result<(), Error> {
+        let mut tx = self.pool()?.begin().await.map_err(backend)?;
+        let (last,): (i64,) =
+            sqlx::query_as("SELECT version FROM clock FOR UPDATE").fetch_one(&mut *tx).await.map_err(backend)?;
+        let mut writes = Writes::default();
+        let version = load_records(&load, chunk_bytes, to_version(last)?, |family, key, value| {
+            writes.push(family, key.to_vec(), Some(value.to_vec()));
+        });
+        writes.check()?;
+        for part in writes.split(LOAD_ROWS_PER_STATEMENT) {
+            part.write(&mut tx).await?;
+        }
+        sqlx::query("UPDATE clock SET version = $1").bind(to_i64(version)).execute(&mut *tx).await.map_err(backend)?;
+        tx.commit().await.map_err(backend)
+    }
+
+    /// Stops the committer after the batches already queued, ends the session (its lock
+    /// goes with its connection) and closes the pool. Closing twice is harmless.
+    async fn close(&self) -> Result<(), Error> {
+        let committer = self.committer.lock().expect("store lock poisoned").take();
+        if let Some(Committer { requests, task }) = committer {
+            drop(requests);
+            if let Err(e) = task.await {
+                tracing::error!(error = %e, "the store's committer task failed");
+            }
+        }
+        self.shared.closed.store(true, Ordering::Release);
+        if let Some(connection) = self.session_holder.lock().await.take()
+            && let Err(e) = connection.close().await
+        {
+            tracing::warn!(error = %e, "closing the store's session connection");
+        }
+        self.shared.pool.close().await;
+        Ok(())
+    }
+}
+
+/// Takes the batches waiting, a group at a time, until every sender is gone. The committer
+/// has a connection of its own, not the pool's: commits never wait behind reads for one. It
+/// connects again for the next group after a failure (the database restarted, a failover).
+async fn run_committer(shared: Arc<Shared>, mut receiver: mpsc::Receiver<Request>, group_max: usize) {
+    let mut group = Vec::with_capacity(group_max);
+    let mut connection: Option<PgConnection> = None;
+    while receiver.recv_many(&mut group, group_max).await > 0 {
+        let (batches, replies): (Vec<Batch>, Vec<_>) =
+            group.drain(..).map(|request| (request.batch, request.reply)).unzip();
+        if connection.is_none() {
+            match PgConnection::connect_with(&shared.connect).await {
+                Ok(connected) => connection = Some(connected),
+                Err(e) => {
+                    tracing::error!(error = %e, "store commit failed: cannot connect to PostgreSQL");
+                    for reply in replies {
+                        let _ = reply.send(Err(Error::Backend(format!("connecting to PostgreSQL: {e}"))));
+                    }
+                    continue;
+                }
+            }
+        }
+        let connected = connection.as_mut().expect("connected above");
+        let (results, healthy) = commit_group(connected, batches).await;
+        if !healthy {
+            connection = None;
+        }
+        for (reply, result) in replies.into_iter().zip(results) {
+            // A writer that stopped waiting does not want its answer.
+            let _ = reply.send(result);
+        }
+    }
+}
+
+/// Commits a group of batches in one transaction: each batch's result, in their order, and
+/// whether the connection is still fit for the next group.
+async fn commit_group(connection: &mut PgConnection, batches: Vec<Batch>) -> (Vec<Result<Committed, Error>>, bool) {
+    let n_batches = batches.len();
+    let mut uploads = Vec::new();
+    match try_commit_group(connection, batches, &mut uploads).await {
+        Ok(results) => {
+            uploads.into_iter().for_each(Upload::claimed);
+            (results, true)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "store commit failed");
+            // The transaction may have committed if the connection broke during COMMIT: the
+            // uploads it took may be a blob's content now, so they are not removed.
+            uploads.into_iter().for_each(Upload::claimed);
+            ((0..n_batches).map(|_| Err(Error::Backend(e.to_string()))).collect(), false)
+        }
+    }
+}
+
+/// The results of the batches if the transaction committed (some may have failed their own
+/// checks), or the error that stopped the transaction.
+async fn try_commit_group(
+    connection: &mut PgConnection,
+    batches: Vec<Batch>,
+    uploads: &mut Vec<Upload>,
+) -> Result<Vec<Result<Committed, Error>>, Error> {
+    let mut tx = connection.begin().await.map_err(backend)?;
+    let (last,): (i64,) =
+        sqlx::query_as("SELECT version FROM clock FOR UPDATE").fetch_one(&mut *tx).await.map_err(backend)?;
+    let last = to_version(last)?;
+    let wanted: HashSet<(Family, Vec<u8>)> = batches.iter().flat_map(batch_reads).collect();
+    let mut group = Group { fetched: fetch(&mut tx, wanted).await?, writes: Writes::default() };
+    let mut version = last;
+    let mut results = Vec::with_capacity(batches.len());
+    for batch in batches {
+        let result = apply_batch(&group, batch, version + 1, uploads).map(|(committed, writes)| {
+            for (family, key, value) in writes.into_ordered() {
+                group.writes.push(family, key, value);
+            }
+            committed
+        });
+        if result.is_ok() {
+            version += 1;
+        }
+        results.push(result);
+    }
+    if version == last {
+        // Nothing to write: every batch failed its checks.
+        tx.rollback().await.map_err(backend)?;
+        return Ok(results);
+    }
+    group.writes.check()?;
+    group.writes.write(&mut tx).await?;
+    sqlx::query("UPDATE clock SET version = $1").bind(to_i64(version)).execute(&mut *tx).await.map_err(backend)?;
+    tx.commit().await.map_err(backend)?;
+    Ok(results)
+}
+
+/// Reads every record of `wanted` in one query per table: each one's stored form (as
+/// `records` encodes it), or `None` when it does not exist.
+async fn fetch(
+    tx: &mut Transaction<'_, Postgres>,
+    wanted: HashSet<(Family, Vec<u8>)>,
+) -> Result<HashMap<(Family, Vec<u8>), Option<Vec<u8>>>, Error> {
+    let mut entry_keys = Vec::new();
+    let mut blob_hashes = Vec::new();
+    let mut upload_ids = Vec::new();
+    for (family, key) in &wanted {
+        match (family, key.first()) {
+            (Family::Kv, _) => entry_keys.push(key.clone()),
+            (Family::Meta, Some(&META_BLOB)) => blob_hashes.push(key[1..].to_vec()),
+            (Family::Meta, Some(&META_UPLOAD)) => upload_ids.push(key[1..].to_vec()),
+            _ => return Err(Error::Backend(format!("no batch reads the record {family:?} {key:?}"))),
+        }
+    }
+    let mut fetched: HashMap<(Family, Vec<u8>), Option<Vec<u8>>> =
+        wanted.into_iter().map(|record| (record, None)).collect();
+    if !entry_keys.is_empty() {
+        let rows: Vec<(Vec<u8>, i64, Vec<u8>)> =
+            sqlx::query_as("SELECT key, version, value FROM entries WHERE key = ANY($1)")
+                .bind(&entry_keys)
+                .fetch_all(&mut **tx)
+                .await
+                .map_err(backend)?;
+        for (key, version, value) in rows {
+            let stored = encode_value(to_version(version)?, &value);
+            fetched.insert((Family::Kv, key), Some(stored));
+        }
+    }
+    if !blob_hashes.is_empty() {
+        let rows: Vec<BlobRow> =
+            sqlx::query_as("SELECT hash, refcount, size, n_chunks, location FROM blobs WHERE hash = ANY($1)")
+                .bind(&blob_hashes)
+                .fetch_all(&mut **tx)
+                .await
+                .map_err(backend)?;
+        for (hash, refcount, size, n_chunks, location) in rows {
+            let meta = decode_blob_row((refcount, size, n_chunks, location))?;
+            fetched.insert((Family::Meta, [&[META_BLOB][..], &hash].concat()), Some(meta.encode()));
+        }
+    }
+    if !upload_ids.is_empty() {
+        let rows: Vec<(Vec<u8>,)> = sqlx::query_as("SELECT id FROM uploads WHERE id = ANY($1)")
+            .bind(&upload_ids)
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(backend)?;
+        for (id,) in rows {
+            fetched.insert((Family::Meta, [&[META_UPLOAD][..], &id].concat()), Some(Vec::new()));
+        }
+    }
+    Ok(fetched)
+}
+
+/// The records as the next batch of a group sees them: the writes of the batches before it
+/// over what was fetched for the group.
+struct Group {
+    fetched: HashMap<(Family, Vec<u8>), Option<Vec<u8>>>,
+    writes: Writes,
+}
+
+impl Source for Group {
+    fn read(&self, family: Family, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+        let record = (family, key.to_vec());
+        if let Some(value) = self.writes.last.get(&record) {
+            return Ok(value.clone());
+        }
+        match self.fetched.get(&record) {
+            Some(value) => Ok(value.clone()),
+            // `batch_reads` and `apply_batch` disagree: a bug, not the data's fault.
+            None => Err(Error::Backend(format!("a batch read a record it does not list: {family:?} {key:?}"))),
+        }
+    }
+}
+
+/// Records to write (`None` deletes), each once with its last value, in the stored forms of
+/// `records`; written table by table, one statement per table and kind.
+#[derive(Default)]
+struct Writes {
+    last: HashMap<(Family, Vec<u8>), Option<Vec<u8>>>,
+}
+
+impl Writes {
+    fn push(&mut self, family: Family, key: Vec<u8>, value: Option<Vec<u8>>) {
+        self.last.insert((family, key), value);
+    }
+
+    /// Every record is one this backend knows how to write.
+    fn check(&self) -> Result<(), Error> {
+        for ((family, key), value) in &self.last {
+            let known = match family {
+                Family::Kv => value.as_ref().is_none_or(|stored| stored.len() >= 8),
+                Family::Blob => key.len() > 4,
+                Family::Meta => match key.first() {
+                    Some(&META_BLOB) => key.len() == 33,
+                    // Uploads are registered by `put_upload_chunk`, never by a commit.
+                    Some(&META_UPLOAD) => key.len() == 17 && value.is_none(),
+                    _ => false,
+                },
+            };
+            if !known {
+                return Err(Error::Backend(format!("cannot write the record {family:?} {key:?}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// The records in parts of at most `rows` each.
+    fn split(self, rows: usize) -> Vec<Writes> {
+        let mut parts: Vec<Writes> = Vec::new();
+        for (index, (record, value)) in self.last.into_iter().enumerate() {
+            if index % rows.max(1) == 0 {
+                parts.push(Writes::default());
+            }
+            parts.last_mut().expect("a part").last.insert(record, value);
+        }
+        parts
+    }
+
+    /// Writes the records (checked by [`Writes::check`]) in `tx`.
+    async fn write(self, tx: &mut Transaction<'_, Postgres>) -> Result<(), Error> {
+        let mut entries = (Vec::new(), Vec::new(), Vec::new());
+        let mut entries_gone = Vec::new();
+        let mut chunks = (Vec::new(), Vec::new(), Vec::new());
+        let mut chunks_gone = (Vec::new(), Vec::new());
+        let mut blobs = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut blobs_gone = Vec::new();
+        let mut uploads_gone = Vec::new();
+        for ((family, key), value) in self.last {
+            match (family, value) {
+                (Family::Kv, Some(stored)) => {
+                    entries.1.push(to_i64(crate::records::read_version(&stored)?));
+                    entries.2.push(stored[8..].to_vec());
+                    entries.0.push(key);
+                }
+                (Family::Kv, None) => entries_gone.push(key),
+                (Family::Blob, value) => {
+                    let (location, idx) = key.split_at(key.len() - 4);
+                    let idx = to_idx(u32::from_be_bytes(idx.try_into().expect("4 bytes")));
+                    match value {
+                        Some(data) => {
+                            chunks.0.push(location.to_vec());
+                            chunks.1.push(idx);
+                            chunks.2.push(data);
+                        }
+                        None => {
+                            chunks_gone.0.push(location.to_vec());
+                            chunks_gone.1.push(idx);
+                        }
+                    }
+                }
+                (Family::Meta, value) if key[0] == META_BLOB => match value {
+                    Some(stored) => {
+                        let meta = BlobMeta::decode(&stored)?;
+                        blobs.0.push(key[1..].to_vec());
+                        blobs.1.push(i64::try_from(meta.refcount).map_err(|_| too_large("refcount"))?);
+                        blobs.2.push(i64::try_from(meta.size).map_err(|_| too_large("size"))?);
+                        blobs.3.push(to_idx(meta.n_chunks));
+                        blobs.4.push(meta.location);
+                    }
+                    None => blobs_gone.push(key[1..].to_vec()),
+                },
+                (Family::Meta, _) => uploads_gone.push(key[1..].to_vec()),
+            }
+        }
+        if !entries_gone.is_empty() {
+            sqlx::query("DELETE FROM entries WHERE key = ANY($1)")
+                .bind(&entries_gone)
+                .execute(&mut **tx)
+                .await
+                .map_err(backend)?;
+        }
+        if !entries.0.is_empty() {
+            sqlx::query(
+                "INSERT INTO entries (key, version, value) SELECT * FROM unnest($1::bytea[], $2::bigint[], $3::bytea[]) \
+                 ON CONFLICT (key) DO UPDATE SET version = EXCLUDED.version, value = EXCLUDED.value",
+            )
+            .bind(&entries.0)
+            .bind(&entries.1)
+            .bind(&entries.2)
+            .execute(&mut **tx)
+            .await
+            .map_err(backend)?;
+        }
+        if !chunks_gone.0.is_empty() {
+            sqlx::query(
+                "DELETE FROM blob_chunks WHERE (location, idx) IN (SELECT * FROM unnest($1::bytea[], $2::integer[]))",
+            )
+            .bind(&chunks_gone.0)
+            .bind(&chunks_gone.1)
+            .execute(&mut **tx)
+            .await
+            .map_err(backend)?;
+        }
+        if !chunks.0.is_empty() {
+            sqlx::query(
+                "INSERT INTO blob_chunks (location, idx, data) \
+                 SELECT * FROM unnest($1::bytea[], $2::integer[], $3::bytea[]) \
+                 ON CONFLICT (location, idx) DO UPDATE SET data = EXCLUDED.data",
+            )
+            .bind(&chunks.0)
+            .bind(&chunks.1)
+            .bind(&chunks.2)
+            .execute(&mut **tx)
+            .await
+            .map_err(backend)?;
+        }
+        if !blobs_gone.is_empty() {
+            sqlx::query("DELETE FROM blobs WHERE hash = ANY($1)")
+                .bind(&blobs_gone)
+                .execute(&mut **tx)
+                .await
+                .map_err(backend)?;
+        }
+        if !blobs.0.is_empty() {
+            sqlx::query(
+                "INSERT INTO blobs (hash, refcount, size, n_chunks, location) \
+                 SELECT * FROM unnest($1::bytea[], $2::bigint[], $3::bigint[], $4::integer[], $5::bytea[]) \
+                 ON CONFLICT (hash) DO UPDATE SET refcount = EXCLUDED.refcount, size = EXCLUDED.size, \
+                 n_chunks = EXCLUDED.n_chunks, location = EXCLUDED.location",
+            )
+            .bind(&blobs.0)
+            .bind(&blobs.1)
+            .bind(&blobs.2)
+            .bind(&blobs.3)
+            .bind(&blobs.4)
+            .execute(&mut **tx)
+            .await
+            .map_err(backend)?;
+        }
+        if !uploads_gone.is_empty() {
+            sqlx::query("DELETE FROM uploads WHERE id = ANY($1)")
+                .bind(&uploads_gone)
+                .execute(&mut **tx)
+                .await
+                .map_err(backend)?;
+        }
+        Ok(())
+    }
+}
+
+fn too_large(what: &str) -> Error {
+    Error::Corrupt(format!("a blob's {what} is above 2^63"))
+}
+
+/// A snapshot: a `REPEATABLE READ` transaction, one query at a time.
+struct PgSnapshot {
+    tx: tokio::sync::Mutex<Transaction<'static, Postgres>>,
+}
+
+#[async_trait::async_trait]
+impl SnapshotBackend for PgSnapshot {
+    async fn get(&self, key: &[u8]) -> Result<Option<Entry>, Error> {
+        get(&mut **self.tx.lock().await, key).await
+    }
+
+    async fn scan(&self, range: &Scan) -> Result<Vec<Entry>, Error> {
+        scan(&mut **self.tx.lock().await, range).await
+    }
+
+    async fn blobs(&self, after: Option<BlobHash>, limit: usize) -> Result<Vec<(BlobHash, BlobMeta)>, Error> {
+        let after = after.map(|hash| hash.0.to_vec()).unwrap_or_default();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut tx = self.tx.lock().await;
+        let rows: Vec<BlobRow> = sqlx::query_as(
+            "SELECT hash, refcount, size, n_chunks, location FROM blobs WHERE hash > $1 ORDER BY hash LIMIT $2",
+        )
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(backend)?;
+        rows.into_iter()
+            .map(|(hash, refcount, size, n_chunks, location)| {
+                let hash: [u8; 32] =
+                    hash.try_into().map_err(|_| Error::Corrupt("a blob's hash is not 32 bytes".into()))?;
+                Ok((BlobHash(hash), decode_blob_row((refcount, size, n_chunks, location))?))
+            })
+            .collect()
+    }
+
+    async fn blob_meta(&self, hash: &BlobHash) -> Result<Option<BlobMeta>, Error> {
+        blob_meta(&mut **self.tx.lock().await, hash).await
+    }
+
+    async fn blob_chunk(&self, location: &[u8], idx: u32) -> Result<Option<Vec<u8>>, Error> {
+        blob_chunk(&mut **self.tx.lock().await, location, idx).await
+    }
+}
