@@ -37,7 +37,9 @@ pub fn cpu_seconds(pid: u32) -> f64 {
 
 /// A fresh data directory made by the release `hameau` built next to the running bench
 /// (`hameau init` under `base`, every listener on a port the system picks): the
-/// directory (removed when dropped), the binary and the configuration file.
+/// directory (removed when dropped), the binary and the configuration file. With
+/// `BENCH_STORE=postgresql`, the store is the PostgreSQL database `BENCH_PG_URL`, in a
+/// schema of its own.
 pub fn init_data_dir(
     prefix: &str,
     base: &std::path::Path,
@@ -48,8 +50,17 @@ pub fn init_data_dir(
     }
     let dir = tempfile::Builder::new().prefix(prefix).tempdir_in(base)?;
     let data = dir.path().join("data");
+    let mut store = Vec::new();
+    if std::env::var("BENCH_STORE").is_ok_and(|store| store == "postgresql") {
+        let url = std::env::var("BENCH_PG_URL").map_err(|_| {
+            anyhow::anyhow!("BENCH_STORE=postgresql needs BENCH_PG_URL (scripts/pg-cluster.sh starts one)")
+        })?;
+        let schema = format!("{}_{}", prefix.replace('-', "_"), std::process::id());
+        store = vec!["--store-url".to_string(), url, "--store-schema".into(), schema];
+    }
     let init = std::process::Command::new(&hameau)
         .args(["init", "--data-dir", data.to_str().unwrap(), "--http-listen", "127.0.0.1:0"])
+        .args(&store)
         .args(["--smtp-listen", "127.0.0.1:0", "--imap-listen", "127.0.0.1:0", "--imaps-listen", "127.0.0.1:0"])
         .args(["--submission-listen", "127.0.0.1:0", "--submissions-listen", "127.0.0.1:0"])
         .output()?;

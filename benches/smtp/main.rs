@@ -18,6 +18,8 @@
 //! `BENCH_FILTER=untrained` runs the filter with an untrained classifier (which then reads
 //! two counters per message and scores nothing). `BENCH_TEXT_INDEX=off` runs without the
 //! text index (`[mail] text_index = false`), to compare its cost on delivery (issue 15).
+//! `BENCH_STORE=postgresql` with `BENCH_PG_URL` stores in that PostgreSQL database (a
+//! schema of its own) instead of RocksDB (issue 16; `scripts/pg-cluster.sh` starts one).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -42,7 +44,6 @@ fn main() -> anyhow::Result<()> {
     let smtp_source = ["/usr/sbin/smtp-source", "/usr/bin/smtp-source"].into_iter().find(|p| Path::new(p).exists());
     let smtp_source = smtp_source.context("smtp-source is needed: apt-get install postfix")?;
     let (dir, hameau, config) = hameau_benches::init_data_dir("bench-smtp", &base)?;
-    let data = dir.path().join("data");
     let knot_dir = tempfile::tempdir()?;
     let zones = [
         (
@@ -136,7 +137,7 @@ fn main() -> anyhow::Result<()> {
     drop(server);
     drop(knot);
 
-    let stored = count_inbox(&data.join("store"), &hameau, &config)?;
+    let stored = count_inbox(&hameau, &config)?;
     println!("acknowledged {sent}, found in the mailbox {stored}");
     if stored != sent as usize {
         bail!("{sent} messages acknowledged but {stored} stored");
@@ -231,14 +232,14 @@ fn seed_classifier(hameau: &Path, config: &Path, dir: &Path) -> anyhow::Result<(
 }
 
 /// The messages in the bench mailbox's INBOX, counted from the store of the stopped server.
-fn count_inbox(store_path: &Path, hameau: &Path, config: &Path) -> anyhow::Result<usize> {
+fn count_inbox(hameau: &Path, config: &Path) -> anyhow::Result<usize> {
     let output =
         Command::new(hameau).args(["account", "show", RECIPIENT, "--config", config.to_str().unwrap()]).output()?;
     let shown: serde_json::Value = serde_json::from_slice(&output.stdout).context("hameau account show")?;
     let id = shown["id"].as_u64().context("account id")?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
-        let store = hameau_store::Store::open(&hameau_store::Options::rocksdb(store_path)).await?;
+        let store = hameau_store::Store::open(&hameau_config::Config::load(config)?.store).await?;
         let mail = hameau_mailbox::Mail::new(store.clone());
         let inbox = mail.mailbox_by_role(id, hameau_mailbox::Role::Inbox).await?.context("no INBOX")?;
         let count = mail.uids(id, inbox.id).await?.len();

@@ -44,6 +44,14 @@ pub struct InitArgs {
     /// Also create a demo tenant (`demo`, domain `demo.test`) with an account to log into.
     #[arg(long)]
     demo: bool,
+    /// Store everything in PostgreSQL at this URL instead of the embedded RocksDB
+    /// (`store.backend = "postgresql"`, docs/postgresql.md). Keep the password out of it:
+    /// PGPASSWORD or PGPASSFILE are read.
+    #[arg(long, value_name = "URL")]
+    store_url: Option<String>,
+    /// With --store-url: the schema of Hameau's tables (default "hameau").
+    #[arg(long, value_name = "NAME", requires = "store_url")]
+    store_schema: Option<String>,
 }
 
 pub fn run(args: &InitArgs) -> anyhow::Result<()> {
@@ -68,7 +76,12 @@ pub fn run(args: &InitArgs) -> anyhow::Result<()> {
     println!("Hameau data directory ready: {}", data_dir.display());
     println!("  configuration: {}", config_path.display());
     println!("  certificate:   {} (self-signed, for first use)", cert_path.display());
-    println!("  store:         {} (RocksDB)", config.store_path().display());
+    match config.store.backend {
+        hameau_store::BackendKind::Postgresql => {
+            println!("  store:         PostgreSQL, schema {:?}", config.store.schema)
+        }
+        _ => println!("  store:         {} (RocksDB)", config.store_path().display()),
+    }
     println!("Operator API key (shown this once; keep it safe):");
     println!("  {operator_token}");
     if let Some((address, password)) = demo {
@@ -128,6 +141,14 @@ fn config_text(args: &InitArgs) -> anyhow::Result<String> {
     let listen: Vec<String> = args.http_listen.iter().map(|addr| format!("{addr:?}")).collect();
     let quoted = |addrs: &[String]| addrs.iter().map(|addr| format!("{addr:?}")).collect::<Vec<_>>().join(", ");
     let smtp_listen = quoted(&args.smtp_listen);
+    let mut store = Vec::new();
+    if let Some(url) = &args.store_url {
+        store.push(("backend = \"rocksdb\"", "backend = \"postgresql\"".to_string()));
+        store.push(("url = \"\"", format!("url = {url:?}")));
+    }
+    if let Some(schema) = &args.store_schema {
+        store.push(("schema = \"hameau\"", format!("schema = {schema:?}")));
+    }
     let replacements = [
         ("hostname = \"localhost\"", format!("hostname = {:?}", args.hostname)),
         ("data_dir = \"/var/lib/hameau\"", "data_dir = \".\"".to_string()),
@@ -140,7 +161,7 @@ fn config_text(args: &InitArgs) -> anyhow::Result<String> {
         ("listen_tls = [\"[::]:993\"]", format!("listen_tls = [{}]", quoted(&args.imaps_listen))),
         ("metrics_token = \"\"", format!("metrics_token = {:?}", random_token())),
     ];
-    shipped_config_with(&replacements)
+    shipped_config_with(&[&replacements[..], &store].concat())
 }
 
 /// The shipped configuration with each `(from, to)` replaced once: the one way `init` and

@@ -5,9 +5,9 @@
 //! feeds it, whichever crate made the commit: [`crate::Store::commit`] sends, after the
 //! backend answered `Ok`, the value each counter of the batch ([`crate::Batch::add`],
 //! [`crate::Batch::add_at_most`]) has after it to the receivers of that counter. It is
-//! independent of the backend: RocksDB and the memory backend feed it the same way, and a
-//! PostgreSQL backend will add what `LISTEN/NOTIFY` brings of the other nodes' commits
-//! into the same registry, so that a receiver hears every node.
+//! independent of the backend: RocksDB and the memory backend feed it the same way, and the
+//! PostgreSQL backend adds what `LISTEN/NOTIFY` brings of the other nodes' commits into the
+//! same registry ([`Remote`], [`follow_remote`]), so that a receiver hears every node.
 //!
 //! What a receiver holds is a [`CounterValue`]: the counter's value and the version of the
 //! commit that left it so. Commits may finish out of version order; a value is replaced
@@ -38,6 +38,28 @@ use tokio::sync::watch;
 
 use crate::batch::Op;
 use crate::{Batch, Committed, Version};
+
+/// What a backend hears of the commits of other processes on the same data.
+#[derive(Debug)]
+pub(crate) enum Remote {
+    /// The counter `key` has `value` after the commit with that version.
+    Changed { key: Vec<u8>, value: CounterValue },
+    /// Commits may have been missed (the backend stopped hearing for a while, or heard too
+    /// much to pass on): every watched counter is read again.
+    Missed,
+}
+
+/// Publishes what the backend hears of other processes' commits into the store's registry,
+/// until the store or the backend's sender is gone.
+pub(crate) async fn follow_remote(store: crate::WeakStore, mut remote: tokio::sync::mpsc::Receiver<Remote>) {
+    while let Some(heard) = remote.recv().await {
+        let Some(store) = store.upgrade() else { return };
+        match heard {
+            Remote::Changed { key, value } => store.changes.publish(&key, value),
+            Remote::Missed => store.publish_stored(store.changes.made_after(0)).await,
+        }
+    }
+}
 
 /// A counter's value as the commit with `version` left it (version 0 and value 0: a
 /// counter never written).
@@ -155,6 +177,18 @@ impl Changes {
             return Vec::new();
         }
         self.made_after(watched.generation)
+    }
+
+    /// Sends `value` to the receivers of `key`, if it is watched (a commit of another
+    /// process): a value of an older commit than theirs is not sent.
+    pub(crate) fn publish(&self, key: &[u8], value: CounterValue) {
+        if self.n_slots.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        let slot = self.slots.read().expect("watch registry lock poisoned").get(key).cloned();
+        if let Some(slot) = slot {
+            slot.publish(value);
+        }
     }
 
     /// The slots made after `generation` (all of them for 0).

@@ -290,6 +290,11 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// Writes `load` as it is, durably, blob chunks of `chunk_bytes`.
     async fn load(&self, load: Load, chunk_bytes: usize) -> Result<(), Error>;
     async fn close(&self) -> Result<(), Error>;
+    /// What the backend hears of other processes' commits (PostgreSQL's `LISTEN`), taken
+    /// once by the [`Store`] that opens it; `None` for a backend no other process writes.
+    fn take_remote_changes(&self) -> Option<tokio::sync::mpsc::Receiver<changes::Remote>> {
+        None
+    }
 }
 
 /// Keys a backend reads in one call of [`Store::get_many`]: 1,024, so that one call does
@@ -303,6 +308,20 @@ pub struct Store {
     backend: Arc<dyn Backend>,
     limits: Limits,
     changes: Arc<changes::Changes>,
+}
+
+/// A [`Store`] held weakly (see [`Store::downgrade`]).
+struct WeakStore {
+    backend: std::sync::Weak<dyn Backend>,
+    limits: Limits,
+    changes: std::sync::Weak<changes::Changes>,
+}
+
+impl WeakStore {
+    fn upgrade(&self) -> Option<Store> {
+        let (backend, changes) = (self.backend.upgrade()?, self.changes.upgrade()?);
+        Some(Store { backend, limits: self.limits.clone(), changes })
+    }
 }
 
 impl std::fmt::Debug for Store {
@@ -324,7 +343,22 @@ impl Store {
     }
 
     fn new(backend: Arc<dyn Backend>, limits: Limits) -> Store {
-        Store { backend, limits, changes: Arc::default() }
+        let remote = backend.take_remote_changes();
+        let store = Store { backend, limits, changes: Arc::default() };
+        if let Some(remote) = remote {
+            tokio::spawn(changes::follow_remote(store.downgrade(), remote));
+        }
+        store
+    }
+
+    /// A handle that does not keep the store open: the task that follows other processes'
+    /// commits holds one, so that it ends with the last [`Store`].
+    fn downgrade(&self) -> WeakStore {
+        WeakStore {
+            backend: Arc::downgrade(&self.backend),
+            limits: self.limits.clone(),
+            changes: Arc::downgrade(&self.changes),
+        }
     }
 
     pub fn limits(&self) -> &Limits {

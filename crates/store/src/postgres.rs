@@ -36,14 +36,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use sqlx::{Connection, PgConnection, Postgres, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::batch::Op;
 use crate::blob::{BlobMeta, Discard, Upload};
+use crate::changes::Remote;
 use crate::records::{Family, META_BLOB, META_UPLOAD, Source, apply_batch, batch_reads, encode_value, load_records};
 use crate::snapshot::SnapshotBackend;
-use crate::{Backend, Batch, BlobHash, Committed, Direction, Entry, Error, Load, Options, Scan, Snapshot, Version};
+use crate::{
+    Backend, Batch, BlobHash, Committed, CounterValue, Direction, Entry, Error, Load, Options, Scan, Snapshot, Version,
+};
 
 /// The schema, version 1.
 const SCHEMA_V1: &str = include_str!("postgres/schema.sql");
@@ -55,6 +59,24 @@ const SESSION_LOCK_CLASS: i32 = 0x4841_4d45;
 /// Rows written by one statement of a load (a restore): bounds one statement's parameters.
 const LOAD_ROWS_PER_STATEMENT: usize = 1000;
 
+/// Longest payload of one `NOTIFY`: PostgreSQL's limit is 8,000 bytes.
+const NOTIFY_PAYLOAD_MAX: usize = 7900;
+
+/// Most `NOTIFY` payloads of one commit group. Past it, the group sends [`NOTIFY_MISSED`]
+/// instead: every node reads its watched counters again (cheaper than a flood).
+const NOTIFY_PAYLOADS_MAX: usize = 16;
+
+/// The payload that tells listeners to read every watched counter again.
+const NOTIFY_MISSED: &str = "*";
+
+/// How often a node that cannot listen (the database away, or a pooler without `LISTEN`)
+/// reads its watched counters again instead, and tries to listen again: a change on another
+/// node is then seen within this time.
+const LISTEN_RETRY: Duration = Duration::from_secs(1);
+
+/// Notifications heard and not yet published: the listener waits past it.
+const REMOTE_QUEUE: usize = 1024;
+
 /// How long a connection of the pool is waited for before a call fails: a database that
 /// went away is reported, not waited for forever.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -65,6 +87,10 @@ pub(crate) struct PgBackend {
     /// The connection holding the session's advisory lock, while the store is open.
     session_holder: tokio::sync::Mutex<Option<PgConnection>>,
     discarder: Arc<PgDiscarder>,
+    /// The task that listens to the other nodes' commits, and what it heard, until the
+    /// [`crate::Store`] takes it.
+    listener: tokio::task::JoinHandle<()>,
+    remote: Mutex<Option<mpsc::Receiver<Remote>>>,
 }
 
 struct Shared {
@@ -73,6 +99,8 @@ struct Shared {
     connect: PgConnectOptions,
     /// This store's upload session.
     session: i32,
+    /// The channel of this schema's commits (`LISTEN`/`NOTIFY`).
+    channel: String,
     closed: AtomicBool,
 }
 
@@ -117,7 +145,10 @@ impl PgBackend {
         migrate(&pool, &options.schema).await?;
         let (session_holder, session) = open_session(&connect).await?;
         remove_orphan_uploads(&pool, session).await?;
-        let shared = Arc::new(Shared { pool, connect, session, closed: AtomicBool::new(false) });
+        let channel = format!("hameau_{}", options.schema);
+        let shared = Arc::new(Shared { pool, connect, session, channel, closed: AtomicBool::new(false) });
+        let (heard, remote) = mpsc::channel(REMOTE_QUEUE);
+        let listener = tokio::spawn(listen(shared.pool.clone(), shared.channel.clone(), heard));
         let (requests, receiver) = mpsc::channel(options.limits.commit_queue_max);
         let task = tokio::spawn(run_committer(shared.clone(), receiver, options.limits.commit_group_max));
         let discarder = Arc::new(PgDiscarder { shared: Arc::downgrade(&shared) });
@@ -126,6 +157,8 @@ impl PgBackend {
             committer: Mutex::new(Some(Committer { requests, task })),
             session_holder: tokio::sync::Mutex::new(Some(session_holder)),
             discarder,
+            listener,
+            remote: Mutex::new(Some(remote)),
         })
     }
 
@@ -383,7 +416,8 @@ impl Backend for PgBackend {
         get(self.pool()?, key).await
     }
 
-    /// One query for the whole group of keys, answered in their order.
+    /// One query for the whole group of keys, answered in their order (not prepared: see
+    /// [`fetch`]).
     async fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Entry>>, Error> {
         if keys.is_empty() {
             return Ok(Vec::new());
@@ -391,6 +425,7 @@ impl Backend for PgBackend {
         let rows: Vec<(Vec<u8>, i64, Vec<u8>)> =
             sqlx::query_as("SELECT key, version, value FROM entries WHERE key = ANY($1)")
                 .bind(keys)
+                .persistent(false)
                 .fetch_all(self.pool()?)
                 .await
                 .map_err(backend)?;
@@ -484,9 +519,8 @@ impl Backend for PgBackend {
         });
         writes.check()?;
         for part in writes.split(LOAD_ROWS_PER_STATEMENT) {
-            part.write(&mut tx).await?;
+            part.write(&mut tx, version, "", Vec::new()).await?;
         }
-        sqlx::query("UPDATE clock SET version = $1").bind(to_i64(version)).execute(&mut *tx).await.map_err(backend)?;
         tx.commit().await.map_err(backend)
     }
 
@@ -501,6 +535,7 @@ impl Backend for PgBackend {
             }
         }
         self.shared.closed.store(true, Ordering::Release);
+        self.listener.abort();
         if let Some(connection) = self.session_holder.lock().await.take()
             && let Err(e) = connection.close().await
         {
@@ -508,6 +543,16 @@ impl Backend for PgBackend {
         }
         self.shared.pool.close().await;
         Ok(())
+    }
+
+    fn take_remote_changes(&self) -> Option<mpsc::Receiver<Remote>> {
+        self.remote.lock().expect("store lock poisoned").take()
+    }
+}
+
+impl Drop for PgBackend {
+    fn drop(&mut self) {
+        self.listener.abort();
     }
 }
 
@@ -533,7 +578,7 @@ async fn run_committer(shared: Arc<Shared>, mut receiver: mpsc::Receiver<Request
             }
         }
         let connected = connection.as_mut().expect("connected above");
-        let (results, healthy) = commit_group(connected, batches).await;
+        let (results, healthy) = commit_group(connected, &shared.channel, batches).await;
         if !healthy {
             connection = None;
         }
@@ -546,10 +591,14 @@ async fn run_committer(shared: Arc<Shared>, mut receiver: mpsc::Receiver<Request
 
 /// Commits a group of batches in one transaction: each batch's result, in their order, and
 /// whether the connection is still fit for the next group.
-async fn commit_group(connection: &mut PgConnection, batches: Vec<Batch>) -> (Vec<Result<Committed, Error>>, bool) {
+async fn commit_group(
+    connection: &mut PgConnection,
+    channel: &str,
+    batches: Vec<Batch>,
+) -> (Vec<Result<Committed, Error>>, bool) {
     let n_batches = batches.len();
     let mut uploads = Vec::new();
-    match try_commit_group(connection, batches, &mut uploads).await {
+    match try_commit_group(connection, channel, batches, &mut uploads).await {
         Ok(results) => {
             uploads.into_iter().for_each(Upload::claimed);
             (results, true)
@@ -568,21 +617,39 @@ async fn commit_group(connection: &mut PgConnection, batches: Vec<Batch>) -> (Ve
 /// checks), or the error that stopped the transaction.
 async fn try_commit_group(
     connection: &mut PgConnection,
+    channel: &str,
     batches: Vec<Batch>,
     uploads: &mut Vec<Upload>,
 ) -> Result<Vec<Result<Committed, Error>>, Error> {
-    let mut tx = connection.begin().await.map_err(backend)?;
-    let (last,): (i64,) =
-        sqlx::query_as("SELECT version FROM clock FOR UPDATE").fetch_one(&mut *tx).await.map_err(backend)?;
-    let last = to_version(last)?;
+    // The transaction begins and takes the clock's lock in one round trip (the simple query
+    // protocol takes several statements). It is this connection's alone: on any error the
+    // committer drops the connection, which ends the transaction.
+    let row = sqlx::raw_sql("BEGIN; SELECT version FROM clock FOR UPDATE")
+        .fetch_one(&mut *connection)
+        .await
+        .map_err(backend)?;
+    let last = to_version(sqlx::Row::try_get::<i64, _>(&row, 0).map_err(backend)?)?;
     let wanted: HashSet<(Family, Vec<u8>)> = batches.iter().flat_map(batch_reads).collect();
-    let mut group = Group { fetched: fetch(&mut tx, wanted).await?, writes: Writes::default() };
+    let mut group = Group { fetched: fetch(connection, wanted).await?, writes: Writes::default() };
     let mut version = last;
     let mut results = Vec::with_capacity(batches.len());
+    // The last value of each counter the group adds to, for the other nodes.
+    let mut counters: HashMap<Vec<u8>, CounterValue> = HashMap::new();
     for batch in batches {
+        let counter_keys: Vec<Vec<u8>> = batch
+            .ops
+            .iter()
+            .filter_map(|op| match op {
+                Op::Add { key, .. } => Some(key.clone()),
+                _ => None,
+            })
+            .collect();
         let result = apply_batch(&group, batch, version + 1, uploads).map(|(committed, writes)| {
             for (family, key, value) in writes.into_ordered() {
                 group.writes.push(family, key, value);
+            }
+            for (key, value) in counter_keys.into_iter().zip(&committed.counters) {
+                counters.insert(key, CounterValue { version: committed.version, value: *value });
             }
             committed
         });
@@ -593,20 +660,125 @@ async fn try_commit_group(
     }
     if version == last {
         // Nothing to write: every batch failed its checks.
-        tx.rollback().await.map_err(backend)?;
+        sqlx::raw_sql("ROLLBACK").execute(&mut *connection).await.map_err(backend)?;
         return Ok(results);
     }
     group.writes.check()?;
-    group.writes.write(&mut tx).await?;
-    sqlx::query("UPDATE clock SET version = $1").bind(to_i64(version)).execute(&mut *tx).await.map_err(backend)?;
-    tx.commit().await.map_err(backend)?;
+    // The notifications are sent by PostgreSQL at the commit, to every node listening, in
+    // commit order.
+    let payloads = if counters.is_empty() { Vec::new() } else { notify_payloads(&counters) };
+    group.writes.write(connection, version, channel, payloads).await?;
+    sqlx::raw_sql("COMMIT").execute(&mut *connection).await.map_err(backend)?;
     Ok(results)
 }
 
-/// Reads every record of `wanted` in one query per table: each one's stored form (as
-/// `records` encodes it), or `None` when it does not exist.
+/// The payloads that tell the other nodes the counters' values: `hexkey:value:version`
+/// separated by spaces, each payload under PostgreSQL's limit; [`NOTIFY_MISSED`] alone
+/// when they would be too many or a key too long for one.
+fn notify_payloads(counters: &HashMap<Vec<u8>, CounterValue>) -> Vec<String> {
+    let mut payloads: Vec<String> = Vec::new();
+    for (key, value) in counters {
+        let item = format!("{}:{}:{}", hex::encode(key), value.value, value.version);
+        if item.len() > NOTIFY_PAYLOAD_MAX {
+            return vec![NOTIFY_MISSED.into()];
+        }
+        match payloads.last_mut() {
+            Some(last) if last.len() + 1 + item.len() <= NOTIFY_PAYLOAD_MAX => {
+                last.push(' ');
+                last.push_str(&item);
+            }
+            _ => payloads.push(item),
+        }
+        if payloads.len() > NOTIFY_PAYLOADS_MAX {
+            return vec![NOTIFY_MISSED.into()];
+        }
+    }
+    payloads
+}
+
+/// What a payload of [`notify_payloads`] says; a payload it cannot read counts as missed.
+fn read_payload(payload: &str) -> Vec<Remote> {
+    let read = |item: &str| -> Option<Remote> {
+        let mut parts = item.split(':');
+        let key = hex::decode(parts.next()?).ok()?;
+        let value = parts.next()?.parse().ok()?;
+        let version = parts.next()?.parse().ok()?;
+        Some(Remote::Changed { key, value: CounterValue { version, value } })
+    };
+    if payload == NOTIFY_MISSED {
+        return vec![Remote::Missed];
+    }
+    match payload.split(' ').map(read).collect::<Option<Vec<Remote>>>() {
+        Some(heard) => heard,
+        None => {
+            tracing::warn!("store: a notification could not be read; reading every watched counter again");
+            vec![Remote::Missed]
+        }
+    }
+}
+
+/// Listens to this schema's commits, the other nodes' and this one's, and passes on what
+/// they changed. Whenever it starts listening (again), every watched counter is read again,
+/// after `LISTEN`, so that nothing committed while it was not listening is missed; while it
+/// cannot listen, they are read again every [`LISTEN_RETRY`] instead (the polling fallback).
+/// Ends when the store stops taking what it hears.
+async fn listen(pool: PgPool, channel: String, heard: mpsc::Sender<Remote>) {
+    let mut failing_since: Option<std::time::Instant> = None;
+    loop {
+        let listener = async {
+            let mut listener = PgListener::connect_with(&pool).await?;
+            listener.listen(&channel).await?;
+            Ok::<PgListener, sqlx::Error>(listener)
+        };
+        let mut listener = match listener.await {
+            Ok(listener) => listener,
+            Err(e) => {
+                if failing_since.is_none() {
+                    tracing::warn!(error = %e, "store: cannot listen to other nodes' commits; reading watched counters every second meanwhile");
+                    failing_since = Some(std::time::Instant::now());
+                }
+                if heard.send(Remote::Missed).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(LISTEN_RETRY).await;
+                continue;
+            }
+        };
+        if let Some(since) = failing_since.take() {
+            tracing::info!(after_s = since.elapsed().as_secs(), "store: listening to other nodes' commits again");
+        }
+        if heard.send(Remote::Missed).await.is_err() {
+            return;
+        }
+        loop {
+            match listener.try_recv().await {
+                Ok(Some(notification)) => {
+                    for remote in read_payload(notification.payload()) {
+                        if heard.send(remote).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                // The connection was lost: listen again.
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "store: listening to other nodes' commits failed");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Reads every record of `wanted` in one query (one round trip, under the clock's lock):
+/// each one's stored form (as `records` encodes it), or `None` when it does not exist.
+///
+/// Queries by `= ANY($1)` are not prepared (`persistent(false)`): a prepared statement's
+/// generic plan, made while a table was small, scanned the whole table once it had grown
+/// (2.9 ms a query, half the database's CPU in the MX benchmark); unprepared, each is
+/// planned for its keys and uses the primary key.
 async fn fetch(
-    tx: &mut Transaction<'_, Postgres>,
+    connection: &mut PgConnection,
     wanted: HashSet<(Family, Vec<u8>)>,
 ) -> Result<HashMap<(Family, Vec<u8>), Option<Vec<u8>>>, Error> {
     let mut entry_keys = Vec::new();
@@ -622,42 +794,47 @@ async fn fetch(
     }
     let mut fetched: HashMap<(Family, Vec<u8>), Option<Vec<u8>>> =
         wanted.into_iter().map(|record| (record, None)).collect();
-    if !entry_keys.is_empty() {
-        let rows: Vec<(Vec<u8>, i64, Vec<u8>)> =
-            sqlx::query_as("SELECT key, version, value FROM entries WHERE key = ANY($1)")
-                .bind(&entry_keys)
-                .fetch_all(&mut **tx)
-                .await
-                .map_err(backend)?;
-        for (key, version, value) in rows {
-            let stored = encode_value(to_version(version)?, &value);
-            fetched.insert((Family::Kv, key), Some(stored));
-        }
+    if fetched.is_empty() {
+        return Ok(fetched);
     }
-    if !blob_hashes.is_empty() {
-        let rows: Vec<BlobRow> =
-            sqlx::query_as("SELECT hash, refcount, size, n_chunks, location FROM blobs WHERE hash = ANY($1)")
-                .bind(&blob_hashes)
-                .fetch_all(&mut **tx)
-                .await
-                .map_err(backend)?;
-        for (hash, refcount, size, n_chunks, location) in rows {
-            let meta = decode_blob_row((refcount, size, n_chunks, location))?;
-            fetched.insert((Family::Meta, [&[META_BLOB][..], &hash].concat()), Some(meta.encode()));
-        }
-    }
-    if !upload_ids.is_empty() {
-        let rows: Vec<(Vec<u8>,)> = sqlx::query_as("SELECT id FROM uploads WHERE id = ANY($1)")
-            .bind(&upload_ids)
-            .fetch_all(&mut **tx)
-            .await
-            .map_err(backend)?;
-        for (id,) in rows {
-            fetched.insert((Family::Meta, [&[META_UPLOAD][..], &id].concat()), Some(Vec::new()));
-        }
+    // One row per record found: its table (0 entries, 1 blobs, 2 uploads) and columns.
+    let rows: Vec<FetchedRow> = sqlx::query_as(
+        "SELECT 0::smallint, key, version, value, NULL::bigint, NULL::integer, NULL::bytea \
+           FROM entries WHERE key = ANY($1) \
+         UNION ALL SELECT 1::smallint, hash, refcount, NULL::bytea, size, n_chunks, location \
+           FROM blobs WHERE hash = ANY($2) \
+         UNION ALL SELECT 2::smallint, id, NULL::bigint, NULL::bytea, NULL::bigint, NULL::integer, NULL::bytea \
+           FROM uploads WHERE id = ANY($3)",
+    )
+    .bind(&entry_keys)
+    .bind(&blob_hashes)
+    .bind(&upload_ids)
+    .persistent(false)
+    .fetch_all(&mut *connection)
+    .await
+    .map_err(backend)?;
+    for (table, key, first, value, size, n_chunks, location) in rows {
+        let corrupt = || Error::Corrupt(format!("a record of table {table} lacks a column"));
+        let (record, stored) = match table {
+            0 => {
+                let version = to_version(first.ok_or_else(corrupt)?)?;
+                ((Family::Kv, key), encode_value(version, &value.ok_or_else(corrupt)?))
+            }
+            1 => {
+                let columns = (first.ok_or_else(corrupt)?, size.ok_or_else(corrupt)?, n_chunks.ok_or_else(corrupt)?);
+                let meta = decode_blob_row((columns.0, columns.1, columns.2, location.ok_or_else(corrupt)?))?;
+                ((Family::Meta, [&[META_BLOB][..], &key].concat()), meta.encode())
+            }
+            _ => ((Family::Meta, [&[META_UPLOAD][..], &key].concat()), Vec::new()),
+        };
+        fetched.insert(record, Some(stored));
     }
     Ok(fetched)
 }
+
+/// A row of [`fetch`]'s query: table, key, version or refcount, value, size, n_chunks,
+/// location.
+type FetchedRow = (i16, Vec<u8>, Option<i64>, Option<Vec<u8>>, Option<i64>, Option<i32>, Option<Vec<u8>>);
 
 /// The records as the next batch of a group sees them: the writes of the batches before it
 /// over what was fetched for the group.
@@ -712,11 +889,12 @@ impl Writes {
         Ok(())
     }
 
-    /// The records in parts of at most `rows` each.
+    /// The records in parts of at most `rows` each; one empty part if there are none (its
+    /// write still moves the clock).
     fn split(self, rows: usize) -> Vec<Writes> {
-        let mut parts: Vec<Writes> = Vec::new();
+        let mut parts: Vec<Writes> = vec![Writes::default()];
         for (index, (record, value)) in self.last.into_iter().enumerate() {
-            if index % rows.max(1) == 0 {
+            if index > 0 && index % rows.max(1) == 0 {
                 parts.push(Writes::default());
             }
             parts.last_mut().expect("a part").last.insert(record, value);
@@ -724,8 +902,18 @@ impl Writes {
         parts
     }
 
-    /// Writes the records (checked by [`Writes::check`]) in `tx`.
-    async fn write(self, tx: &mut Transaction<'_, Postgres>) -> Result<(), Error> {
+    /// Writes the records (checked by [`Writes::check`]), moves the clock to `clock` and
+    /// sends `payloads` on `channel`, in one statement (one round trip): one
+    /// data-modifying part per table and kind of write, each a no-op when it has nothing.
+    /// A key is written once ([`Writes::push`] keeps its last value), so the parts never
+    /// touch the same row. Not prepared, as [`fetch`]'s query.
+    async fn write(
+        self,
+        connection: &mut PgConnection,
+        clock: Version,
+        channel: &str,
+        payloads: Vec<String>,
+    ) -> Result<(), Error> {
         let mut entries = (Vec::new(), Vec::new(), Vec::new());
         let mut entries_gone = Vec::new();
         let mut chunks = (Vec::new(), Vec::new(), Vec::new());
@@ -770,78 +958,48 @@ impl Writes {
                 (Family::Meta, _) => uploads_gone.push(key[1..].to_vec()),
             }
         }
-        if !entries_gone.is_empty() {
-            sqlx::query("DELETE FROM entries WHERE key = ANY($1)")
-                .bind(&entries_gone)
-                .execute(&mut **tx)
-                .await
-                .map_err(backend)?;
-        }
-        if !entries.0.is_empty() {
-            sqlx::query(
-                "INSERT INTO entries (key, version, value) SELECT * FROM unnest($1::bytea[], $2::bigint[], $3::bytea[]) \
-                 ON CONFLICT (key) DO UPDATE SET version = EXCLUDED.version, value = EXCLUDED.value",
-            )
-            .bind(&entries.0)
-            .bind(&entries.1)
-            .bind(&entries.2)
-            .execute(&mut **tx)
-            .await
-            .map_err(backend)?;
-        }
-        if !chunks_gone.0.is_empty() {
-            sqlx::query(
-                "DELETE FROM blob_chunks WHERE (location, idx) IN (SELECT * FROM unnest($1::bytea[], $2::integer[]))",
-            )
-            .bind(&chunks_gone.0)
-            .bind(&chunks_gone.1)
-            .execute(&mut **tx)
-            .await
-            .map_err(backend)?;
-        }
-        if !chunks.0.is_empty() {
-            sqlx::query(
-                "INSERT INTO blob_chunks (location, idx, data) \
-                 SELECT * FROM unnest($1::bytea[], $2::integer[], $3::bytea[]) \
-                 ON CONFLICT (location, idx) DO UPDATE SET data = EXCLUDED.data",
-            )
-            .bind(&chunks.0)
-            .bind(&chunks.1)
-            .bind(&chunks.2)
-            .execute(&mut **tx)
-            .await
-            .map_err(backend)?;
-        }
-        if !blobs_gone.is_empty() {
-            sqlx::query("DELETE FROM blobs WHERE hash = ANY($1)")
-                .bind(&blobs_gone)
-                .execute(&mut **tx)
-                .await
-                .map_err(backend)?;
-        }
-        if !blobs.0.is_empty() {
-            sqlx::query(
-                "INSERT INTO blobs (hash, refcount, size, n_chunks, location) \
-                 SELECT * FROM unnest($1::bytea[], $2::bigint[], $3::bigint[], $4::integer[], $5::bytea[]) \
-                 ON CONFLICT (hash) DO UPDATE SET refcount = EXCLUDED.refcount, size = EXCLUDED.size, \
-                 n_chunks = EXCLUDED.n_chunks, location = EXCLUDED.location",
-            )
-            .bind(&blobs.0)
-            .bind(&blobs.1)
-            .bind(&blobs.2)
-            .bind(&blobs.3)
-            .bind(&blobs.4)
-            .execute(&mut **tx)
-            .await
-            .map_err(backend)?;
-        }
-        if !uploads_gone.is_empty() {
-            sqlx::query("DELETE FROM uploads WHERE id = ANY($1)")
-                .bind(&uploads_gone)
-                .execute(&mut **tx)
-                .await
-                .map_err(backend)?;
-        }
+        sqlx::query(
+            "WITH entries_gone AS (DELETE FROM entries WHERE key = ANY($1)), \
+             entries_put AS (INSERT INTO entries (key, version, value) \
+               SELECT * FROM unnest($2::bytea[], $3::bigint[], $4::bytea[]) \
+               ON CONFLICT (key) DO UPDATE SET version = EXCLUDED.version, value = EXCLUDED.value), \
+             chunks_gone AS (DELETE FROM blob_chunks \
+               WHERE (location, idx) IN (SELECT * FROM unnest($5::bytea[], $6::integer[]))), \
+             chunks_put AS (INSERT INTO blob_chunks (location, idx, data) \
+               SELECT * FROM unnest($7::bytea[], $8::integer[], $9::bytea[]) \
+               ON CONFLICT (location, idx) DO UPDATE SET data = EXCLUDED.data), \
+             blobs_gone AS (DELETE FROM blobs WHERE hash = ANY($10)), \
+             blobs_put AS (INSERT INTO blobs (hash, refcount, size, n_chunks, location) \
+               SELECT * FROM unnest($11::bytea[], $12::bigint[], $13::bigint[], $14::integer[], $15::bytea[]) \
+               ON CONFLICT (hash) DO UPDATE SET refcount = EXCLUDED.refcount, size = EXCLUDED.size, \
+               n_chunks = EXCLUDED.n_chunks, location = EXCLUDED.location), \
+             uploads_gone AS (DELETE FROM uploads WHERE id = ANY($16)), \
+             clock_moved AS (UPDATE clock SET version = greatest(version, $17)) \
+             SELECT count(pg_notify($18, payload)) FROM unnest($19::text[]) AS payload",
+        )
+        .bind(&entries_gone)
+        .bind(&entries.0)
+        .bind(&entries.1)
+        .bind(&entries.2)
+        .bind(&chunks_gone.0)
+        .bind(&chunks_gone.1)
+        .bind(&chunks.0)
+        .bind(&chunks.1)
+        .bind(&chunks.2)
+        .bind(&blobs_gone)
+        .bind(&blobs.0)
+        .bind(&blobs.1)
+        .bind(&blobs.2)
+        .bind(&blobs.3)
+        .bind(&blobs.4)
+        .bind(&uploads_gone)
+        .bind(to_i64(clock))
+        .bind(channel)
+        .bind(&payloads)
+        .persistent(false)
+        .execute(&mut *connection)
+        .await
+        .map_err(backend)?;
         Ok(())
     }
 }

@@ -538,6 +538,16 @@ mod pg {
             options.pool_connections = 4;
             Pg { options }
         }
+
+        /// The harness's schema.
+        pub(super) fn schema(&self) -> String {
+            self.options.schema.clone()
+        }
+
+        /// A pool on the test database, for what a test does behind the store's back.
+        pub(super) async fn pool(&self) -> sqlx::PgPool {
+            sqlx::PgPool::connect(self.options.url.as_str()).await.expect("connect")
+        }
     }
 
     #[async_trait::async_trait]
@@ -692,5 +702,56 @@ async fn apply_batch_reads_only_what_batch_reads_lists() {
     assert!(reads.len() >= 7, "{reads:?}");
     for read in reads {
         assert!(listed.contains(&read), "apply_batch read {read:?}, which batch_reads does not list");
+    }
+}
+
+/// Commits of another node reach this node's watchers through `LISTEN/NOTIFY`, and still do
+/// after the listening connection was cut (the node listens again and reads what it missed).
+#[cfg(feature = "postgresql")]
+mod pg_notifications {
+    use std::time::Duration;
+
+    use super::pg::Pg;
+    use crate::conformance::Harness;
+    use crate::{Batch, CounterValue};
+
+    async fn heard(receiver: &mut tokio::sync::watch::Receiver<CounterValue>, value: i64) -> Duration {
+        let start = std::time::Instant::now();
+        let waited =
+            tokio::time::timeout(Duration::from_secs(5), receiver.wait_for(|seen| seen.value == value)).await.is_ok();
+        assert!(waited, "the other node's commit was not heard: {:?}", *receiver.borrow());
+        start.elapsed()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn another_nodes_commits_are_heard() {
+        let harness = Pg::new();
+        let (a, b) = (harness.open().await, harness.open().await);
+        let mut watching = b.watch(b"modseq").await.unwrap();
+        assert_eq!(watching.borrow().value, 0);
+        let mut batch = Batch::new();
+        batch.add(b"modseq", 5);
+        batch.add(b"unwatched", 1);
+        a.commit(batch).await.unwrap();
+        let waited = heard(&mut watching, 5).await;
+        assert!(waited < Duration::from_secs(1), "heard after {waited:?}");
+        // The listening connections are cut, as by a database restart; meanwhile a commit.
+        let schema = harness.schema();
+        let cut: Vec<(bool,)> = sqlx::query_as(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = 'LISTEN \"hameau_' || $1 || '\"'",
+        )
+        .bind(&schema)
+        .fetch_all(&harness.pool().await)
+        .await
+        .unwrap();
+        assert!(!cut.is_empty(), "no listening connection found");
+        a.next_value(b"modseq", 2).await.unwrap();
+        heard(&mut watching, 7).await;
+        // And listening goes on after.
+        a.next_value(b"modseq", 1).await.unwrap();
+        let waited = heard(&mut watching, 8).await;
+        assert!(waited < Duration::from_secs(1), "heard after {waited:?}");
+        a.close().await.unwrap();
+        b.close().await.unwrap();
     }
 }
