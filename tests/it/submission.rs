@@ -89,9 +89,9 @@ fn submission_refuses_what_it_must_and_queues_a_signed_message() {
     drop(server);
 
     // Both are in the queue, DKIM-signed twice.
-    let store_path = config.parent().unwrap().join("store");
+    let options = crate::support::store_options(&config);
     let queued = crate::support::block_on(async move {
-        let store = hameau_store::Store::open(&hameau_store::Options::rocksdb(&store_path)).await.unwrap();
+        let store = hameau_store::Store::open(&options).await.unwrap();
         let queue = hameau_queue::Queue::new(store.clone(), hameau_queue::Limits::default());
         let mut queued = Vec::new();
         for (_, message) in queue.list(None, None, 10).await.unwrap() {
@@ -264,9 +264,9 @@ fn sigkill_while_delivering_loses_nothing_queued() {
     let sink = hameau_testkit::SmtpSink::dumping_into(sink_dir.path(), &[]);
     set("port = 25", &format!("port = {}", sink.port));
     // Queued with the server stopped, as submission queues them (acknowledged = committed).
-    let store_path = config.parent().unwrap().join("store");
+    let options = crate::support::store_options(&config);
     crate::support::block_on(async move {
-        let store = hameau_store::Store::open(&hameau_store::Options::rocksdb(&store_path)).await.unwrap();
+        let store = hameau_store::Store::open(&options).await.unwrap();
         let queue = hameau_queue::Queue::new(store.clone(), hameau_queue::Limits::default());
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
         for i in 0..n {

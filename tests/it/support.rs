@@ -156,11 +156,39 @@ fn dechunk(mut body: &str) -> String {
     out
 }
 
+/// The store the end-to-end tests run on: RocksDB (the default), or PostgreSQL with
+/// `HAMEAU_TEST_STORE=postgresql`, in the database of `HAMEAU_TEST_PG_URL` (scripts/test.sh
+/// runs the suite both ways): the arguments of `hameau init` that choose it, each test in
+/// a schema of its own.
+pub fn store_args() -> Vec<String> {
+    if on_postgresql() {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let url = std::env::var("HAMEAU_TEST_PG_URL").expect("HAMEAU_TEST_STORE=postgresql needs HAMEAU_TEST_PG_URL");
+        let schema = format!("it_{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+        return vec!["--store-url".into(), url, "--store-schema".into(), schema];
+    }
+    Vec::new()
+}
+
+/// Whether this run of the suite is on PostgreSQL (`HAMEAU_TEST_STORE=postgresql`): a few
+/// tests check what only RocksDB does (one process holds a data directory's store) and
+/// check what PostgreSQL does instead (several processes share one database).
+pub fn on_postgresql() -> bool {
+    std::env::var("HAMEAU_TEST_STORE").is_ok_and(|store| store == "postgresql")
+}
+
+/// The store options of the configuration `config` (to read a stopped server's store).
+pub fn store_options(config: &Path) -> hameau_store::Options {
+    hameau_config::Config::load(config).expect("configuration").store
+}
+
 /// `hameau init --demo` output: the operator's token.
 pub fn init_with_token() -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("data");
-    let (status, stdout, stderr) = run(&[
+    let store = store_args();
+    let mut args = vec![
         "init",
         "--data-dir",
         data.to_str().unwrap(),
@@ -178,7 +206,9 @@ pub fn init_with_token() -> (tempfile::TempDir, String) {
         "127.0.0.1:0",
         "--submissions-listen",
         "127.0.0.1:0",
-    ]);
+    ];
+    args.extend(store.iter().map(String::as_str));
+    let (status, stdout, stderr) = run(&args);
     assert!(status.success(), "init failed: {stderr}");
     assert!(stdout.contains("hameau serve --config"), "{stdout}");
     no_outside_dns(&config_path(dir.path()));
@@ -222,7 +252,7 @@ pub fn metric(server: &Server, config: &Path, series: &str) -> u64 {
 /// Queues a message of `tenant` for `recipients` straight into the store of `config` (the
 /// server must be stopped), held if `held` says why; its queue id.
 pub fn enqueue(config: &Path, tenant: &str, recipients: &[&str], held: Option<&str>) -> u64 {
-    let store_path = config.parent().unwrap().join("store");
+    let options = store_options(config);
     let new = hameau_queue::NewMessage {
         raw: bytes::Bytes::from_static(b"From: agent@a.test\r\nSubject: test\r\n\r\nBonjour\r\n"),
         mail_from: format!("agent@{tenant}.test"),
@@ -233,7 +263,7 @@ pub fn enqueue(config: &Path, tenant: &str, recipients: &[&str], held: Option<&s
         held: held.map(|reason| hameau_queue::Hold { reason: reason.into(), since: 0, by_brake: false }),
     };
     block_on(async move {
-        let store = hameau_store::Store::open(&hameau_store::Options::rocksdb(&store_path)).await.unwrap();
+        let store = hameau_store::Store::open(&options).await.unwrap();
         let queue = hameau_queue::Queue::new(store.clone(), hameau_queue::Limits::default());
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
         let id = queue.enqueue(new, now).await.unwrap();

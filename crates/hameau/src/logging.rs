@@ -42,11 +42,13 @@ pub fn init(config: &hameau_config::Log) -> Reload {
     })
 }
 
+/// The filter of `log.level`. PostgreSQL's notices ("schema already exists, skipping" at
+/// each start) are shown from debug on only.
 fn level(level: LogLevel) -> &'static str {
     match level {
         LogLevel::Error => "error",
         LogLevel::Warn => "warn",
-        LogLevel::Info => "info",
+        LogLevel::Info => "info,sqlx::postgres::notice=warn",
         LogLevel::Debug => "debug",
         LogLevel::Trace => "trace",
     }
