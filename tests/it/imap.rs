@@ -63,7 +63,7 @@ fn plain_imap() -> (tempfile::TempDir, crate::support::Server, (crate::support::
 }
 
 /// Delivers one message to user@a.test through the MX.
-fn deliver(port: u16, subject: &str, body: &str) {
+pub(crate) fn deliver(port: u16, subject: &str, body: &str) {
     let output = Command::new("swaks")
         .args(["--server", "127.0.0.1", "--port", &port.to_string(), "--helo", "sender.test"])
         .args(["--to", "user@a.test", "--from", "jean@sender.test", "--header", &format!("Subject: {subject}")])
@@ -221,18 +221,18 @@ fn idle_sees_deliveries_and_other_sessions() {
 }
 
 /// A raw IMAP client: one line at a time.
-struct Raw {
-    reader: std::io::BufReader<std::net::TcpStream>,
-    writer: std::net::TcpStream,
+pub(crate) struct Raw {
+    pub(crate) reader: std::io::BufReader<std::net::TcpStream>,
+    pub(crate) writer: std::net::TcpStream,
 }
 
 impl Raw {
-    fn send(&mut self, line: &str) {
+    pub(crate) fn send(&mut self, line: &str) {
         self.writer.write_all(format!("{line}\r\n").as_bytes()).unwrap();
     }
 
     /// Reads lines until one contains `needle`; returns them all.
-    fn until(&mut self, needle: &str) -> String {
+    pub(crate) fn until(&mut self, needle: &str) -> String {
         use std::io::BufRead;
         let mut all = String::new();
         loop {
@@ -246,7 +246,7 @@ impl Raw {
         }
     }
 
-    fn command(&mut self, line: &str, done: &str) -> String {
+    pub(crate) fn command(&mut self, line: &str, done: &str) -> String {
         self.send(line);
         self.until(done)
     }

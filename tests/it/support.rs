@@ -185,9 +185,23 @@ pub fn store_options(config: &Path) -> hameau_store::Options {
 
 /// `hameau init --demo` output: the operator's token.
 pub fn init_with_token() -> (tempfile::TempDir, String) {
+    init_on(store_args())
+}
+
+/// [`init_with_token`] on PostgreSQL whatever the run's store (`HAMEAU_TEST_PG_URL`, a
+/// schema of its own): for the tests of several nodes on one database.
+pub fn init_on_postgresql() -> (tempfile::TempDir, String) {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let url = std::env::var("HAMEAU_TEST_PG_URL").expect("the tests of several nodes need HAMEAU_TEST_PG_URL");
+    let schema = format!("nodes_{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+    init_on(vec!["--store-url".into(), url, "--store-schema".into(), schema])
+}
+
+/// `hameau init` with `store` (the arguments that choose the store) added.
+fn init_on(store: Vec<String>) -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("data");
-    let store = store_args();
     let mut args = vec![
         "init",
         "--data-dir",

@@ -290,6 +290,12 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// Writes `load` as it is, durably, blob chunks of `chunk_bytes`.
     async fn load(&self, load: Load, chunk_bytes: usize) -> Result<(), Error>;
     async fn close(&self) -> Result<(), Error>;
+    /// Whether other processes may use the same data while this one runs (PostgreSQL:
+    /// several nodes); RocksDB's directory and the memory backend are one process's.
+    fn shared(&self) -> bool {
+        false
+    }
+
     /// What the backend hears of other processes' commits (PostgreSQL's `LISTEN`), taken
     /// once by the [`Store`] that opens it; `None` for a backend no other process writes.
     fn take_remote_changes(&self) -> Option<tokio::sync::mpsc::Receiver<changes::Remote>> {
@@ -363,6 +369,13 @@ impl Store {
 
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// Whether other processes may use the same data while this one runs: several nodes on
+    /// PostgreSQL. On a store that is not shared, whatever a previous run left under way
+    /// (a lease, say) was that run's, which is over.
+    pub fn is_shared(&self) -> bool {
+        self.backend.shared()
     }
 
     /// The value and version of `key`, if it exists.

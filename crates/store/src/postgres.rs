@@ -545,6 +545,10 @@ impl Backend for PgBackend {
         Ok(())
     }
 
+    fn shared(&self) -> bool {
+        true
+    }
+
     fn take_remote_changes(&self) -> Option<mpsc::Receiver<Remote>> {
         self.remote.lock().expect("store lock poisoned").take()
     }

@@ -573,6 +573,8 @@ mod pg {
     async fn two_nodes_share_counters_and_expectations() {
         let harness = Pg::new();
         let (a, b) = (harness.open().await, harness.open().await);
+        assert!(a.is_shared(), "other processes may use a PostgreSQL store");
+        assert!(!Store::memory(test_limits()).is_shared());
         let mut tasks = Vec::new();
         for node in [a.clone(), b.clone()] {
             for _ in 0..4 {
