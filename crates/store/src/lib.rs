@@ -146,8 +146,10 @@ pub struct Options {
     /// PostgreSQL: the schema Hameau's tables are in, created if missing. "hameau" keeps them
     /// apart from anything else in the database.
     pub schema: String,
-    /// PostgreSQL: most connections of one node to the database (2 to 1,000). 16: the
-    /// committer's one, snapshots', and reads of a few hundred sessions at a time.
+    /// PostgreSQL: connections of one node for reads (2 to 1,000), and at most as many more
+    /// for the rest (snapshots, uploads of large messages, the listener); besides, one for
+    /// the committer and one holding the node's session. 16 reads at once serve a few
+    /// hundred sessions.
     pub pool_connections: u32,
     /// The limits, keys of the same `[store]` table.
     #[serde(skip)]

@@ -83,6 +83,8 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub(crate) struct PgBackend {
     shared: Arc<Shared>,
+    /// The connections of point reads and scans.
+    readers: Readers,
     committer: Mutex<Option<Committer>>,
     /// The connection holding the session's advisory lock, while the store is open.
     session_holder: tokio::sync::Mutex<Option<PgConnection>>,
@@ -136,9 +138,13 @@ impl Discard for PgDiscarder {
 impl PgBackend {
     pub(crate) async fn open(options: &Options) -> Result<PgBackend, Error> {
         let connect = connect_options(options)?;
+        // No ping before each use of a pooled connection (sqlx's default): it doubled the round
+        // trips of every read. A connection the database dropped fails its next query
+        // instead (a temporary error to that client), and the pool then replaces it.
         let pool = PgPoolOptions::new()
             .max_connections(options.pool_connections)
             .acquire_timeout(ACQUIRE_TIMEOUT)
+            .test_before_acquire(false)
             .connect_with(connect.clone())
             .await
             .map_err(|e| Error::Backend(format!("connecting to PostgreSQL: {e}")))?;
@@ -152,8 +158,10 @@ impl PgBackend {
         let (requests, receiver) = mpsc::channel(options.limits.commit_queue_max);
         let task = tokio::spawn(run_committer(shared.clone(), receiver, options.limits.commit_group_max));
         let discarder = Arc::new(PgDiscarder { shared: Arc::downgrade(&shared) });
+        let readers = Readers::new(shared.connect.clone(), options.pool_connections as usize);
         Ok(PgBackend {
             shared,
+            readers,
             committer: Mutex::new(Some(Committer { requests, task })),
             session_holder: tokio::sync::Mutex::new(Some(session_holder)),
             discarder,
@@ -162,12 +170,83 @@ impl PgBackend {
         })
     }
 
+    /// A reader connection, while the store is open.
+    async fn reader(&self) -> Result<Reader<'_>, Error> {
+        self.pool()?;
+        self.readers.get().await
+    }
+
     /// The pool, while the store is open.
     fn pool(&self) -> Result<&PgPool, Error> {
         if self.shared.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
         }
         Ok(&self.shared.pool)
+    }
+}
+
+/// The connections of the reads ([`Backend::get`], `get_many`, `scan`, blob chunks): a
+/// fixed set, each connected at its first use and again after an error, each used by one
+/// read at a time. Not sqlx's pool: it checks a connection with a round trip when it hands
+/// it out and another when it takes it back, which tripled the round trips of every read.
+struct Readers {
+    connect: PgConnectOptions,
+    slots: Vec<tokio::sync::Mutex<Option<PgConnection>>>,
+    /// Where the next read starts looking for a free connection.
+    next: std::sync::atomic::AtomicUsize,
+}
+
+/// One reader connection, held for one read.
+struct Reader<'a> {
+    slot: tokio::sync::MutexGuard<'a, Option<PgConnection>>,
+}
+
+impl Readers {
+    fn new(connect: PgConnectOptions, n: usize) -> Readers {
+        let slots = (0..n.max(1)).map(|_| tokio::sync::Mutex::new(None)).collect();
+        Readers { connect, slots, next: std::sync::atomic::AtomicUsize::new(0) }
+    }
+
+    /// A free connection if there is one, else the next to be freed in turn; connected.
+    async fn get(&self) -> Result<Reader<'_>, Error> {
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let n = self.slots.len();
+        let free = (0..n).find_map(|offset| self.slots[(start + offset) % n].try_lock().ok());
+        let mut slot = match free {
+            Some(slot) => slot,
+            None => self.slots[start % n].lock().await,
+        };
+        if slot.is_none() {
+            let connection = PgConnection::connect_with(&self.connect)
+                .await
+                .map_err(|e| Error::Backend(format!("connecting to PostgreSQL: {e}")))?;
+            *slot = Some(connection);
+        }
+        Ok(Reader { slot })
+    }
+
+    /// Closes the connections (the store is closing).
+    async fn close(&self) {
+        for slot in &self.slots {
+            if let Some(connection) = slot.lock().await.take() {
+                let _ = connection.close().await;
+            }
+        }
+    }
+}
+
+impl Reader<'_> {
+    fn connection(&mut self) -> &mut PgConnection {
+        self.slot.as_mut().expect("connected by Readers::get")
+    }
+
+    /// Passes on a read's result; after an error, the connection is dropped (it may be
+    /// broken, or mid-way through a reply) and the next read connects again.
+    fn done<T>(mut self, result: Result<T, Error>) -> Result<T, Error> {
+        if result.is_err() {
+            *self.slot = None;
+        }
+        result
     }
 }
 
@@ -413,7 +492,9 @@ async fn blob_chunk<'e>(
 #[async_trait::async_trait]
 impl Backend for PgBackend {
     async fn get(&self, key: &[u8]) -> Result<Option<Entry>, Error> {
-        get(self.pool()?, key).await
+        let mut reader = self.reader().await?;
+        let read = get(reader.connection(), key).await;
+        reader.done(read)
     }
 
     /// One query for the whole group of keys, answered in their order (not prepared: see
@@ -422,13 +503,15 @@ impl Backend for PgBackend {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let rows: Vec<(Vec<u8>, i64, Vec<u8>)> =
+        let mut reader = self.reader().await?;
+        let rows: Result<Vec<(Vec<u8>, i64, Vec<u8>)>, Error> =
             sqlx::query_as("SELECT key, version, value FROM entries WHERE key = ANY($1)")
                 .bind(keys)
                 .persistent(false)
-                .fetch_all(self.pool()?)
+                .fetch_all(reader.connection())
                 .await
-                .map_err(backend)?;
+                .map_err(backend);
+        let rows = reader.done(rows)?;
         let mut found: HashMap<Vec<u8>, Entry> = HashMap::with_capacity(rows.len());
         for row in rows {
             let entry = decode_row(row)?;
@@ -438,7 +521,9 @@ impl Backend for PgBackend {
     }
 
     async fn scan(&self, range: &Scan) -> Result<Vec<Entry>, Error> {
-        scan(self.pool()?, range).await
+        let mut reader = self.reader().await?;
+        let read = scan(reader.connection(), range).await;
+        reader.done(read)
     }
 
     async fn commit(&self, batch: Batch) -> Result<Committed, Error> {
@@ -487,11 +572,15 @@ impl Backend for PgBackend {
     }
 
     async fn blob_meta(&self, hash: &BlobHash) -> Result<Option<BlobMeta>, Error> {
-        blob_meta(self.pool()?, hash).await
+        let mut reader = self.reader().await?;
+        let read = blob_meta(reader.connection(), hash).await;
+        reader.done(read)
     }
 
     async fn blob_chunk(&self, location: &[u8], idx: u32) -> Result<Option<Vec<u8>>, Error> {
-        blob_chunk(self.pool()?, location, idx).await
+        let mut reader = self.reader().await?;
+        let read = blob_chunk(reader.connection(), location, idx).await;
+        reader.done(read)
     }
 
     async fn snapshot(&self) -> Result<Snapshot, Error> {
@@ -536,6 +625,7 @@ impl Backend for PgBackend {
         }
         self.shared.closed.store(true, Ordering::Release);
         self.listener.abort();
+        self.readers.close().await;
         if let Some(connection) = self.session_holder.lock().await.take()
             && let Err(e) = connection.close().await
         {
