@@ -632,21 +632,12 @@ impl Queue {
         Ok(listed)
     }
 
-    /// Whether a starting worker takes back the leases still running
-    /// ([`Queue::release_leases`]): only on a store no other node uses. On a shared store
-    /// (several nodes on PostgreSQL), a dead node's leases end after `queue.lease_s`, and
-    /// another node then takes its messages.
-    pub fn takes_back_leases_at_start(&self) -> bool {
-        !self.store.is_shared()
-    }
-
     /// Takes back every lease still running: due at once. For a server starting on its
     /// own store (not [`Store::is_shared`]), whatever is leased was leased by its previous
     /// run, which died; without this, those messages would wait for `lease_s`. Returns how
-    /// many. Never on a shared store ([`Queue::takes_back_leases_at_start`]): a lease there
-    /// may be a live node's.
+    /// many. On a store shared by several nodes ([`Store::is_shared`]) a lease may be a
+    /// live node's: leases will name their node's store session (issue 16 item 4).
     pub async fn release_leases(&self, now: u64) -> Result<usize, Error> {
-        debug_assert!(self.takes_back_leases_at_start(), "a shared store's leases may be a live node's");
         let mut released = 0;
         let scan = Scan::range(&keys::due_after(now), &[keys::DUE, &[0xFF; 8][..]].concat());
         for entry in self.store.scan(&scan).await? {

@@ -388,14 +388,13 @@ impl Worker {
                 None
             }
         };
-        // On a store shared by several nodes, a lease may be a live node's: leases of a
-        // previous run end after `queue.lease_s` instead.
-        if self.queue.takes_back_leases_at_start() {
-            match self.queue.release_leases((self.now_s)()).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(n, "queue: took back the messages a previous run had under way"),
-                Err(e) => tracing::error!(error = %e, "queue: cannot take back the previous run's leases"),
-            }
+        // Right when this node is the store's only one. On a store shared by several nodes
+        // (PostgreSQL), a lease may be a live node's: until leases name their node's
+        // session (issue 16 item 4), docs/postgresql.md says to run one node at a time.
+        match self.queue.release_leases((self.now_s)()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(n, "queue: took back the messages a previous run had under way"),
+            Err(e) => tracing::error!(error = %e, "queue: cannot take back the previous run's leases"),
         }
         let this = Arc::new(self);
         // Rounds under way: a receiver that stalls holds up its own round only, while the

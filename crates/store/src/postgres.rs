@@ -455,12 +455,14 @@ async fn scan<'e>(executor: impl sqlx::PgExecutor<'e>, scan: &Scan) -> Result<Ve
         Direction::Forward => "ASC",
         Direction::Reverse => "DESC",
     };
+    // The limit is a parameter, not text: a caller's page size makes no new statement.
     let limit = i64::try_from(scan.limit).unwrap_or(i64::MAX);
-    sql.push_str(&format!(" ORDER BY key {order} LIMIT {limit}"));
+    sql.push_str(&format!(" ORDER BY key {order} LIMIT ${}", binds.len() + 1));
     let mut query = sqlx::query_as::<_, (Vec<u8>, i64, Vec<u8>)>(sqlx::AssertSqlSafe(sql));
     for key in binds {
         query = query.bind(key);
     }
+    let query = query.bind(limit);
     let rows = query.fetch_all(executor).await.map_err(backend)?;
     rows.into_iter().map(decode_row).collect()
 }
