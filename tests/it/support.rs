@@ -161,14 +161,17 @@ fn dechunk(mut body: &str) -> String {
 /// runs the suite both ways): the arguments of `hameau init` that choose it, each test in
 /// a schema of its own.
 pub fn store_args() -> Vec<String> {
-    if on_postgresql() {
-        use std::sync::atomic::{AtomicU32, Ordering};
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let url = std::env::var("HAMEAU_TEST_PG_URL").expect("HAMEAU_TEST_STORE=postgresql needs HAMEAU_TEST_PG_URL");
-        let schema = format!("it_{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
-        return vec!["--store-url".into(), url, "--store-schema".into(), schema];
-    }
-    Vec::new()
+    if on_postgresql() { postgresql_args() } else { Vec::new() }
+}
+
+/// The arguments of `hameau init` for the database of `HAMEAU_TEST_PG_URL`, in a schema of
+/// its own.
+fn postgresql_args() -> Vec<String> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let url = std::env::var("HAMEAU_TEST_PG_URL").expect("the tests on PostgreSQL need HAMEAU_TEST_PG_URL");
+    let schema = format!("it_{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+    vec!["--store-url".into(), url, "--store-schema".into(), schema]
 }
 
 /// Whether this run of the suite is on PostgreSQL (`HAMEAU_TEST_STORE=postgresql`): a few
@@ -191,11 +194,7 @@ pub fn init_with_token() -> (tempfile::TempDir, String) {
 /// [`init_with_token`] on PostgreSQL whatever the run's store (`HAMEAU_TEST_PG_URL`, a
 /// schema of its own): for the tests of several nodes on one database.
 pub fn init_on_postgresql() -> (tempfile::TempDir, String) {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let url = std::env::var("HAMEAU_TEST_PG_URL").expect("the tests of several nodes need HAMEAU_TEST_PG_URL");
-    let schema = format!("nodes_{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
-    init_on(vec!["--store-url".into(), url, "--store-schema".into(), schema])
+    init_on(postgresql_args())
 }
 
 /// `hameau init` with `store` (the arguments that choose the store) added.
