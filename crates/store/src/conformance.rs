@@ -25,7 +25,7 @@ macro_rules! conformance_tests {
             blobs_small, blobs_large, blobs_streamed, blob_errors, blob_references,
             staged_blobs_left_nowhere, limits, reopen_keeps_everything, closed, snapshot_is_consistent,
             snapshot_under_concurrent_commits, load_restores_what_a_snapshot_showed, watched_counters,
-            watched_counters_under_concurrent_commits);
+            watched_counters_under_concurrent_commits, sessions);
     };
     (@each $harness:expr; $($name:ident),* $(,)?) => {
         $(
@@ -1006,4 +1006,19 @@ fn add(key: &[u8], delta: i64) -> Batch {
     let mut batch = Batch::new();
     batch.add(key, delta);
     batch
+}
+
+/// A store's session is live while it is open and ended once it closed; a later open has
+/// another one.
+pub async fn sessions(harness: &impl Harness) {
+    let a = harness.open().await;
+    let first = a.session();
+    assert_eq!(a.ended_sessions(&[first]).await.unwrap(), Vec::<u64>::new(), "its own session is live");
+    assert_eq!(a.ended_sessions(&[]).await.unwrap(), Vec::<u64>::new());
+    a.close().await.unwrap();
+    let b = harness.open().await;
+    let second = b.session();
+    assert_ne!(first, second, "a later open has a session of its own");
+    assert_eq!(b.ended_sessions(&[first, second]).await.unwrap(), vec![first], "the closed store's session ended");
+    b.close().await.unwrap();
 }

@@ -298,6 +298,17 @@ pub(crate) trait Backend: Send + Sync + 'static {
         false
     }
 
+    /// This open store's session: a number no other store open on the same data has
+    /// (see [`Store::session`]).
+    fn session(&self) -> u64;
+
+    /// Of `sessions`, those that ended. A backend only one process uses has one live
+    /// session, its own: every other one was a previous run's.
+    async fn ended_sessions(&self, sessions: &[u64]) -> Result<Vec<u64>, Error> {
+        let own = self.session();
+        Ok(sessions.iter().copied().filter(|session| *session != own).collect())
+    }
+
     /// What the backend hears of other processes' commits (PostgreSQL's `LISTEN`), taken
     /// once by the [`Store`] that opens it; `None` for a backend no other process writes.
     fn take_remote_changes(&self) -> Option<tokio::sync::mpsc::Receiver<changes::Remote>> {
@@ -378,6 +389,22 @@ impl Store {
     /// (a lease, say) was that run's, which is over.
     pub fn is_shared(&self) -> bool {
         self.backend.shared()
+    }
+
+    /// This open store's session: a number that no other store open on the same data has
+    /// while this one is open, and that a later open does not take again while records may
+    /// still name it. What a process leaves under way in the data (a queue lease) names its
+    /// session, so that another process can tell, with [`Store::ended_sessions`], whether
+    /// the process that left it is gone.
+    pub fn session(&self) -> u64 {
+        self.backend.session()
+    }
+
+    /// Of `sessions`, those that ended: their store was closed, or the process that had it
+    /// open died (on PostgreSQL, its connection to the database ended). On RocksDB and in
+    /// memory, every session but this store's own.
+    pub async fn ended_sessions(&self, sessions: &[u64]) -> Result<Vec<u64>, Error> {
+        self.backend.ended_sessions(sessions).await
     }
 
     /// The value and version of `key`, if it exists.

@@ -143,6 +143,11 @@ impl MemoryBackend {
 
 #[async_trait::async_trait]
 impl Backend for MemoryBackend {
+    /// The open's generation: the records' later opens have later ones.
+    fn session(&self) -> u64 {
+        self.generation
+    }
+
     async fn get(&self, key: &[u8]) -> Result<Option<Entry>, Error> {
         self.read()?.records.get(key)
     }

@@ -21,10 +21,13 @@
 //! during `COMMIT`; the uploads the group took are then left registered rather than removed,
 //! since they may be a committed blob's content: at worst they wait for their session's end.
 //!
-//! **Uploads.** Each opened store is a session, holding an advisory lock on its number on a
-//! connection of its own while it is open. An upload is registered with its session; a store
-//! that opens removes the uploads of every session whose lock is free (ended without
-//! committing or discarding them), never those of a store open on another node.
+//! **Sessions.** Each opened store is a session, holding an advisory lock on its number on a
+//! connection of its own while it is open; a task checks that connection every
+//! [`SESSION_CHECK`] and, when it broke (the database restarted, a failover), connects again
+//! and takes the same number back. An upload is registered with its session; a store that
+//! opens removes the uploads of every session whose lock is free (ended without committing
+//! or discarding them), never those of a store open on another node. The queue's leases
+//! name their session too ([`crate::Store::ended_sessions`] reads `pg_locks`).
 //!
 //! **Snapshots** are `REPEATABLE READ, READ ONLY` transactions on a connection of their own,
 //! held while the [`Snapshot`] lives; the version is the clock's as the transaction sees it.
@@ -55,6 +58,10 @@ const SCHEMA_V1: &str = include_str!("postgres/schema.sql");
 /// The first key of Hameau's advisory locks of upload sessions (`pg_advisory_lock(int, int)`):
 /// "HAME" in ASCII, so that they are told from other programs' locks in `pg_locks`.
 const SESSION_LOCK_CLASS: i32 = 0x4841_4d45;
+
+/// How often the session's connection is checked, and taken again after it broke: while it
+/// is down, the other nodes see the session as ended (they may take back its leases).
+const SESSION_CHECK: Duration = Duration::from_secs(2);
 
 /// Rows written by one statement of a load (a restore): bounds one statement's parameters.
 const LOAD_ROWS_PER_STATEMENT: usize = 1000;
@@ -87,7 +94,9 @@ pub(crate) struct PgBackend {
     readers: Readers,
     committer: Mutex<Option<Committer>>,
     /// The connection holding the session's advisory lock, while the store is open.
-    session_holder: tokio::sync::Mutex<Option<PgConnection>>,
+    session_holder: Arc<tokio::sync::Mutex<Option<PgConnection>>>,
+    /// The task that checks it and takes the session again after it broke.
+    session_keeper: tokio::task::JoinHandle<()>,
     discarder: Arc<PgDiscarder>,
     /// The task that listens to the other nodes' commits, and what it heard, until the
     /// [`crate::Store`] takes it.
@@ -159,11 +168,14 @@ impl PgBackend {
         let task = tokio::spawn(run_committer(shared.clone(), receiver, options.limits.commit_group_max));
         let discarder = Arc::new(PgDiscarder { shared: Arc::downgrade(&shared) });
         let readers = Readers::new(shared.connect.clone(), options.pool_connections as usize);
+        let session_holder = Arc::new(tokio::sync::Mutex::new(Some(session_holder)));
+        let session_keeper = tokio::spawn(keep_session(shared.clone(), session_holder.clone()));
         Ok(PgBackend {
             shared,
             readers,
             committer: Mutex::new(Some(Committer { requests, task })),
-            session_holder: tokio::sync::Mutex::new(Some(session_holder)),
+            session_holder,
+            session_keeper,
             discarder,
             listener,
             remote: Mutex::new(Some(remote)),
@@ -327,6 +339,47 @@ async fn open_session(connect: &PgConnectOptions) -> Result<(PgConnection, i32),
             .map_err(backend)?;
         if locked {
             return Ok((connection, session));
+        }
+    }
+}
+
+/// Checks the session's connection every [`SESSION_CHECK`]; when it broke, connects again
+/// and takes the session's lock back (waiting while another connection holds it: a node
+/// removing the uploads of what it took for an ended session, for a moment).
+async fn keep_session(shared: Arc<Shared>, holder: Arc<tokio::sync::Mutex<Option<PgConnection>>>) {
+    let mut lost_since: Option<std::time::Instant> = None;
+    loop {
+        tokio::time::sleep(SESSION_CHECK).await;
+        let mut held = holder.lock().await;
+        let alive = match held.as_mut() {
+            Some(connection) => connection.ping().await.is_ok(),
+            None => false,
+        };
+        if alive {
+            continue;
+        }
+        if lost_since.is_none() {
+            tracing::warn!("store: the session's connection to PostgreSQL broke; taking the session again");
+            lost_since = Some(std::time::Instant::now());
+        }
+        *held = None;
+        let taken = async {
+            let mut connection = PgConnection::connect_with(&shared.connect).await?;
+            let (locked,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_lock($1, $2)")
+                .bind(SESSION_LOCK_CLASS)
+                .bind(shared.session)
+                .fetch_one(&mut connection)
+                .await?;
+            Ok::<_, sqlx::Error>(locked.then_some(connection))
+        };
+        match taken.await {
+            Ok(Some(connection)) => {
+                *held = Some(connection);
+                let after_s = lost_since.take().map_or(0, |since| since.elapsed().as_secs());
+                tracing::info!(after_s, "store: the session is held again");
+            }
+            Ok(None) => tracing::warn!("store: the session's lock is held by another connection; trying again"),
+            Err(e) => tracing::debug!(error = %e, "store: taking the session again failed; trying again"),
         }
     }
 }
@@ -627,6 +680,7 @@ impl Backend for PgBackend {
         }
         self.shared.closed.store(true, Ordering::Release);
         self.listener.abort();
+        self.session_keeper.abort();
         self.readers.close().await;
         if let Some(connection) = self.session_holder.lock().await.take()
             && let Err(e) = connection.close().await
@@ -641,6 +695,32 @@ impl Backend for PgBackend {
         true
     }
 
+    /// The session's lock number, as `pg_locks` shows it (`objid`, unsigned).
+    fn session(&self) -> u64 {
+        u64::from(self.shared.session as u32)
+    }
+
+    /// The sessions whose advisory lock no connection holds, in this database.
+    async fn ended_sessions(&self, sessions: &[u64]) -> Result<Vec<u64>, Error> {
+        if sessions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let numbers: Vec<i64> = sessions.iter().filter_map(|session| i64::try_from(*session).ok()).collect();
+        let live: Vec<(i64,)> = sqlx::query_as(
+            "SELECT objid::int8 FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 2 \
+             AND classid::int8 = $1 AND objid::int8 = ANY($2) \
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        )
+        .persistent(false)
+        .bind(i64::from(SESSION_LOCK_CLASS))
+        .bind(&numbers)
+        .fetch_all(self.pool()?)
+        .await
+        .map_err(backend)?;
+        let live: HashSet<u64> = live.into_iter().map(|(number,)| number as u64).collect();
+        Ok(sessions.iter().copied().filter(|session| !live.contains(session)).collect())
+    }
+
     fn take_remote_changes(&self) -> Option<mpsc::Receiver<Remote>> {
         self.remote.lock().expect("store lock poisoned").take()
     }
@@ -649,6 +729,7 @@ impl Backend for PgBackend {
 impl Drop for PgBackend {
     fn drop(&mut self) {
         self.listener.abort();
+        self.session_keeper.abort();
     }
 }
 

@@ -55,6 +55,8 @@ pub(crate) struct RocksBackend {
     lone_streak: std::sync::atomic::AtomicU32,
     discarder: Arc<RocksDiscarder>,
     path: String,
+    /// This open's session: random, so that no later run of the process takes it again.
+    session: u64,
 }
 
 /// Removes the uploads of staged blobs dropped without a commit. It holds the database
@@ -132,6 +134,7 @@ impl RocksBackend {
             in_flight: std::sync::atomic::AtomicUsize::new(0),
             lone_streak: std::sync::atomic::AtomicU32::new(0),
             path: path_text,
+            session: rand::random(),
         })
     }
 
@@ -214,6 +217,10 @@ fn remove_orphan_uploads(db: &DB) -> Result<(), Error> {
 
 #[async_trait::async_trait]
 impl Backend for RocksBackend {
+    fn session(&self) -> u64 {
+        self.session
+    }
+
     async fn get(&self, key: &[u8]) -> Result<Option<Entry>, Error> {
         let db = self.db()?;
         let Some(stored) = db.get_pinned(key).map_err(backend)? else { return Ok(None) };

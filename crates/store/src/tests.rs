@@ -633,6 +633,40 @@ mod pg {
         b.close().await.unwrap();
     }
 
+    /// A session whose connection broke (the database restarted, a failover) is taken
+    /// again: the other nodes see it ended for a moment, then live again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_session_is_taken_again_after_its_connection_broke() {
+        let harness = Pg::new();
+        let (a, b) = (harness.open().await, harness.open().await);
+        let session = a.session();
+        assert!(b.ended_sessions(&[session]).await.unwrap().is_empty());
+        let pool = harness.pool().await;
+        let (terminated,): (i64,) = sqlx::query_as(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_locks \
+             WHERE locktype = 'advisory' AND granted AND objsubid = 2 AND objid::int8 = $1",
+        )
+        .bind(session as i64)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!(terminated, 1, "one connection holds the session");
+        let start = std::time::Instant::now();
+        while start.elapsed() < std::time::Duration::from_secs(1)
+            && b.ended_sessions(&[session]).await.unwrap().is_empty()
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert_eq!(b.ended_sessions(&[session]).await.unwrap(), vec![session], "seen ended while it is down");
+        while !b.ended_sessions(&[session]).await.unwrap().is_empty() {
+            assert!(start.elapsed() < std::time::Duration::from_secs(10), "the session was not taken again");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        a.close().await.unwrap();
+        b.close().await.unwrap();
+        pool.close().await;
+    }
+
     /// The URL's password is not shown by the options' Debug nor by its errors.
     #[test]
     fn the_password_is_never_shown() {
