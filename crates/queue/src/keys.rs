@@ -21,6 +21,21 @@ pub const MESSAGES: &[u8] = b"q/m/";
 /// done, at its next attempt (or the end of its lease while a worker has it).
 pub const DUE: &[u8] = b"q/d/";
 
+/// The leases: `q/l/` + the claiming node's store session + id, one per message a worker
+/// has, so that the sessions that ended are found without reading the schedule.
+pub const LEASES: &[u8] = b"q/l/";
+
+pub fn lease(session: u64, id: u64) -> Vec<u8> {
+    [LEASES, &session.to_be_bytes(), &id.to_be_bytes()].concat()
+}
+
+/// The session and the id in a lease key.
+pub fn lease_parts(key: &[u8]) -> Option<(u64, u64)> {
+    let tail = key.strip_prefix(LEASES)?;
+    let (session, id) = (tail.get(..8)?, tail.get(8..)?);
+    Some((u64::from_be_bytes(session.try_into().ok()?), u64::from_be_bytes(id.try_into().ok()?)))
+}
+
 /// A tenant's messages: `q/t/` + tenant + `/` + id (for the tenant admin's listing).
 pub const TENANTS: &[u8] = b"q/t/";
 
@@ -108,6 +123,9 @@ pub fn owner(key: &[u8], value: &[u8]) -> Option<Owner> {
     if key.starts_with(DUE) {
         return Some(Owner::Via(message(due_id(key)?)));
     }
+    if key.starts_with(LEASES) {
+        return Some(Owner::Via(message(lease_parts(key)?.1)));
+    }
     for prefix in [TENANTS, BRAKES] {
         if let Some(tail) = key.strip_prefix(prefix) {
             let tenant = tail.split(|b| *b == b'/').next()?;
@@ -146,6 +164,9 @@ mod tests {
         assert_eq!(owner(&message(3), record("null").as_bytes()), Some(Owner::Nobody));
         assert_eq!(owner(&message(3), b"not json"), None);
         assert_eq!(owner(&due(100, 3), b""), Some(Owner::Via(message(3))));
+        assert_eq!(owner(&lease(9, 3), b""), Some(Owner::Via(message(3))));
+        assert_eq!(lease_parts(&lease(9, 3)), Some((9, 3)));
+        assert_eq!(lease_parts(b"q/l/short"), None);
         assert_eq!(owner(&tenant("a", 3), b""), Some(Owner::Tenant("a".into())));
         assert_eq!(owner(&brake("a", Some(7)), b""), Some(Owner::Tenant("a".into())));
         assert_eq!(owner(SEQ, b""), Some(Owner::Installation));

@@ -5,10 +5,14 @@
 //! Durability: [`Queue::enqueue`] returns once the message, its envelope and its schedule
 //! entry are committed (synced) in one batch, so a `250` given after it survives any
 //! crash. Delivery is at least once: a worker [claims](Queue::claim_due) a message by
-//! moving its schedule entry to the end of a lease; if the worker dies, the lease ends and
-//! the message is due again. A recipient recorded [`State::Delivered`] is never sent
+//! moving its schedule entry to the end of a lease that names its node's store session;
+//! if the node dies, another (or its next run) takes the message back as soon as it sees
+//! the session ended ([`Queue::release_ended_leases`]), and at the latest the lease ends
+//! and the message is due again. A recipient recorded [`State::Delivered`] is never sent
 //! again; only one accepted by the receiver whose record was lost in a crash can be sent
-//! twice.
+//! twice (or, on PostgreSQL, one under way on a node whose session was seen ended while
+//! the node lived on: its connection to the database broke for longer than the other
+//! nodes' look at the leases).
 //!
 //! Retries follow [`Limits::retry_schedule_s`] until [`Limits::lifetime_s`]; the worker is
 //! told which recipients failed for good and which are late enough for a delay notice
@@ -87,6 +91,12 @@ pub struct Limits {
     /// than one attempt can last (RFC 5321 §4.5.3.2's timeouts add up to about 10 minutes
     /// for the data of one message). A worker that dies holds its messages this long.
     pub lease_s: u64,
+    /// How often a delivery worker looks for leases whose node's store session ended (the
+    /// node died or stopped mid-delivery) and takes their messages back: 10 s, so that on
+    /// several nodes a dead one's deliveries resume within seconds, not [`Limits::lease_s`].
+    /// Each look reads the leases (a message per worker round under way) and asks the store
+    /// which of their sessions ended (one query on PostgreSQL).
+    pub lease_sweep_s: u64,
     /// Most recipients of one queued message. Submission refuses more at RCPT;
     /// 1,000 holds a commune's newsletter to its agents and associations.
     pub recipients_max: usize,
@@ -99,6 +109,7 @@ impl Default for Limits {
             lifetime_s: 5 * 86_400,
             delay_notice_s: 4 * 3600,
             lease_s: 900,
+            lease_sweep_s: 10,
             recipients_max: 1000,
         }
     }
@@ -121,6 +132,7 @@ impl Limits {
         range(section, "lifetime_s", self.lifetime_s, 1, 30 * 86_400)?;
         range(section, "delay_notice_s", self.delay_notice_s, 1, 30 * 86_400)?;
         range(section, "lease_s", self.lease_s, 60, 86_400)?;
+        range(section, "lease_sweep_s", self.lease_sweep_s, 1, 3600)?;
         range(section, "recipients_max", self.recipients_max as u64, 100, 100_000)?;
         if self.delay_notice_s >= self.lifetime_s {
             let problem = format!(
@@ -179,6 +191,10 @@ pub struct Recorded {
 /// Optimistic retries of one change before [`Error::Busy`].
 const RETRIES_MAX: usize = 16;
 
+/// Most leases one [`Queue::release_ended_leases`] reads: the messages under way on every
+/// node are far fewer (a claim batch per round); what is past it is read by the next look.
+const LEASE_SWEEP_MAX: usize = 10_000;
+
 /// What wakes a delivery worker ([`Queue::watch_due`]): a message queued, or one made due
 /// earlier than it was, by any writer over the store.
 #[derive(Debug)]
@@ -219,7 +235,7 @@ impl Queue {
 
     /// What wakes a delivery worker: every [`Queue::enqueue`], and every change that makes
     /// a message due earlier than it was ([`Queue::release`], [`Queue::retry_now`],
-    /// [`Queue::lift_brake`], [`Queue::release_leases`]), made through any `Queue` over
+    /// [`Queue::lift_brake`], [`Queue::release_ended_leases`]), made through any `Queue` over
     /// the store (the store's notifications of two counters those commits add to).
     pub async fn watch_due(&self) -> Result<DueWatch, Error> {
         let enqueued = self.store.watch(keys::SEQ).await?;
@@ -261,6 +277,7 @@ impl Queue {
             held: new.held,
             due_at: (!held).then_some(now),
             leased_until: None,
+            leased_by: None,
         };
         let mut batch = Batch::new();
         // The id is the counter's value, patched into every key that holds it: one commit.
@@ -305,8 +322,8 @@ impl Queue {
     }
 
     /// Claims up to `max` messages due at `now`, of at most `bytes_max` together (at least
-    /// one), each leased to the caller until `now + lease_s`. A message another worker
-    /// claimed meanwhile is skipped.
+    /// one), each leased to the caller (its store's session) until `now + lease_s`. A
+    /// message another worker claimed meanwhile is skipped.
     pub async fn claim_due(&self, now: u64, max: usize, bytes_max: u64) -> Result<Vec<Claim>, Error> {
         let mut scan = Scan::range(keys::DUE, &keys::due_after(now));
         scan.limit = max;
@@ -352,6 +369,12 @@ impl Queue {
             self.store.commit(batch).await?;
             return Ok(None);
         };
+        // The entry was read before the message: another worker (on another node) may have
+        // claimed it in between, moving its schedule to the end of its lease. The version
+        // expected below is the one read now, the claimed one; only the schedule tells.
+        if message.due_at != keys::due_at(key) {
+            return Ok(None);
+        }
         let mut batch = Batch::new();
         batch.expect_version(&keys::message(id), version);
         batch.delete(key);
@@ -360,6 +383,12 @@ impl Queue {
         }
         message.due_at = Some(leased_until);
         message.leased_until = Some(leased_until);
+        // A lease that ended without being taken back (its node's session still seen
+        // live, or the lease's end come first) gives way to this one.
+        if let Some(session) = message.leased_by.replace(self.store.session()) {
+            batch.delete(&keys::lease(session, id));
+        }
+        batch.set(&keys::lease(self.store.session(), id), &[]);
         batch.set(&keys::due(leased_until, id), &[]);
         batch.set(&keys::message(id), &encode(&message));
         match self.store.commit(batch).await {
@@ -417,6 +446,9 @@ impl Queue {
             message.leased_until = None;
             let mut batch = Batch::new();
             batch.expect_version(&keys::message(id), version);
+            if let Some(session) = message.leased_by.take() {
+                batch.delete(&keys::lease(session, id));
+            }
             if let Some(at) = message.due_at {
                 batch.delete(&keys::due(at, id));
             }
@@ -632,27 +664,41 @@ impl Queue {
         Ok(listed)
     }
 
-    /// Takes back every lease still running: due at once. For a server starting on its
-    /// own store (not [`Store::is_shared`]), whatever is leased was leased by its previous
-    /// run, which died; without this, those messages would wait for `lease_s`. Returns how
-    /// many. On a store shared by several nodes ([`Store::is_shared`]) a lease may be a
-    /// live node's: leases will name their node's store session (issue 16 item 4).
-    pub async fn release_leases(&self, now: u64) -> Result<usize, Error> {
+    /// Takes back the messages leased by store sessions that ended (a node that died or
+    /// stopped mid-delivery; on RocksDB, this node's previous run): due at once, unless
+    /// held meanwhile. Returns how many leases it took back. A delivery worker calls it as
+    /// it starts and every [`Limits::lease_sweep_s`].
+    pub async fn release_ended_leases(&self, now: u64) -> Result<usize, Error> {
+        let mut scan = Scan::prefix(keys::LEASES);
+        scan.limit = LEASE_SWEEP_MAX;
+        let leases: Vec<(u64, QueueId)> =
+            self.store.scan(&scan).await?.iter().filter_map(|entry| keys::lease_parts(&entry.key)).collect();
+        let mut sessions: Vec<u64> = leases.iter().map(|(session, _)| *session).collect();
+        sessions.sort_unstable();
+        sessions.dedup();
+        let ended = self.store.ended_sessions(&sessions).await?;
         let mut released = 0;
-        let scan = Scan::range(&keys::due_after(now), &[keys::DUE, &[0xFF; 8][..]].concat());
-        for entry in self.store.scan(&scan).await? {
-            let (Some(at), Some(id)) = (keys::due_at(&entry.key), keys::due_id(&entry.key)) else { continue };
+        for (session, id) in leases.into_iter().filter(|(session, _)| ended.contains(session)) {
+            let taken_back = std::sync::atomic::AtomicBool::new(false);
             let changed = self
                 .change(id, |message| {
-                    if message.leased_until == Some(at) && message.due_at == Some(at) {
+                    let ours = message.leased_by == Some(session);
+                    taken_back.store(ours, std::sync::atomic::Ordering::Relaxed);
+                    if ours {
+                        message.leased_by = None;
                         message.leased_until = None;
-                        message.due_at = Some(now);
+                        message.due_at = message.held.is_none().then_some(now);
                     }
                 })
                 .await;
             match changed {
-                Ok(message) if message.due_at == Some(now) => released += 1,
-                Ok(_) | Err(Error::NotFound(_)) => {}
+                Ok(_) if taken_back.load(std::sync::atomic::Ordering::Relaxed) => released += 1,
+                // A lease entry whose message is gone or was leased again since: dropped.
+                Ok(_) | Err(Error::NotFound(_)) => {
+                    let mut batch = Batch::new();
+                    batch.delete(&keys::lease(session, id));
+                    self.store.commit(batch).await?;
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -687,6 +733,14 @@ impl Queue {
             let before = unchanged.due_at;
             let mut batch = Batch::new();
             batch.expect_version(&keys::message(id), version);
+            if unchanged.leased_by != message.leased_by {
+                if let Some(session) = unchanged.leased_by {
+                    batch.delete(&keys::lease(session, id));
+                }
+                if let Some(session) = message.leased_by {
+                    batch.set(&keys::lease(session, id), &[]);
+                }
+            }
             if before != message.due_at {
                 if let Some(at) = before {
                     batch.delete(&keys::due(at, id));
@@ -717,6 +771,9 @@ impl Queue {
         })?;
         batch.delete(&keys::message(id));
         batch.add(keys::SIZE, -1);
+        if let Some(session) = message.leased_by {
+            batch.delete(&keys::lease(session, id));
+        }
         if let Some(tenant) = &message.tenant {
             batch.delete(&keys::tenant(tenant, id));
         }

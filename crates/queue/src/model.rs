@@ -28,6 +28,11 @@ pub struct Message {
     /// While a worker has it: the end of that worker's lease (also `due_at`).
     #[serde(default)]
     pub leased_until: Option<u64>,
+    /// While a worker has it: the store session of the worker's node
+    /// ([`hameau_store::Store::session`]), so that another node takes the message back as
+    /// soon as that session ends instead of at the lease's end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leased_by: Option<u64>,
 }
 
 impl Message {

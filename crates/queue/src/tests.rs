@@ -118,25 +118,44 @@ async fn a_failure_is_final_and_reported_once() {
 async fn a_dead_workers_lease_ends_and_the_message_is_due_again() {
     let dir = tempfile::tempdir().unwrap();
     let lease = Limits::default().lease_s;
-    let id = {
+    let (id, held) = {
         let q = queue(&dir).await;
         let id = q.enqueue(new(&["a@x.fr"]), NOW).await.unwrap();
-        assert_eq!(q.claim_due(NOW, 10, u64::MAX).await.unwrap().len(), 1);
-        id
-        // The worker "dies" here: the store is dropped with the message claimed.
+        let held = q.enqueue(new(&["h@x.fr"]), NOW).await.unwrap();
+        assert_eq!(q.claim_due(NOW, 10, u64::MAX).await.unwrap().len(), 2);
+        // Its own session is live: nothing to take back.
+        assert_eq!(q.release_ended_leases(NOW).await.unwrap(), 0);
+        q.hold(held, "the operator's", NOW).await.unwrap();
+        (id, held)
+        // The worker "dies" here: the store is dropped with the messages claimed.
     };
     let q = queue(&dir).await;
+    let leases = || async { q.store.scan(&hameau_store::Scan::prefix(crate::keys::LEASES)).await.unwrap().len() };
+    assert_eq!(leases().await, 2);
     assert!(q.claim_due(NOW + lease - 1, 10, u64::MAX).await.unwrap().is_empty());
-    let claims = q.claim_due(NOW + lease, 10, u64::MAX).await.unwrap();
+    // A server starting again takes back its previous run's leases at once (the held
+    // message stays held, out of the schedule).
+    assert_eq!(q.release_ended_leases(NOW + 1).await.unwrap(), 2);
+    assert_eq!(leases().await, 0);
+    let message = q.get(held).await.unwrap().unwrap();
+    assert_eq!((message.due_at, message.leased_by), (None, None));
+    let claims = q.claim_due(NOW + 1, 10, u64::MAX).await.unwrap();
     assert_eq!(claims.iter().map(|c| c.id).collect::<Vec<_>>(), vec![id]);
-    // A server starting again takes back its previous run's leases at once.
-    assert!(q.claim_due(NOW + lease + 1, 10, u64::MAX).await.unwrap().is_empty());
-    assert_eq!(q.release_leases(NOW + lease + 1).await.unwrap(), 1);
-    assert_eq!(q.claim_due(NOW + lease + 1, 10, u64::MAX).await.unwrap().len(), 1);
-    // A message merely scheduled later is left alone.
+    assert_eq!(claims[0].message.leased_by, Some(q.store.session()));
+    assert_eq!(q.release_ended_leases(NOW + 2).await.unwrap(), 0, "this run's lease is live");
+    // Past its end, a lease gives way: claimed again, its old entry replaced.
+    let claims = q.claim_due(NOW + 1 + lease, 10, u64::MAX).await.unwrap();
+    assert_eq!(claims.len(), 1);
+    assert_eq!(leases().await, 1);
+    // A message merely scheduled later is left alone; recording the attempt ends the lease.
     let later = q.enqueue(new(&["b@x.fr"]), NOW + 10_000).await.unwrap();
-    assert_eq!(q.release_leases(NOW + lease + 2).await.unwrap(), 1);
+    assert!(q.record(id, &[("a@x.fr".into(), deferred())], NOW + 2 + lease).await.unwrap().message.is_some());
+    assert_eq!(leases().await, 0);
     assert_eq!(q.get(later).await.unwrap().unwrap().due_at, Some(NOW + 10_000));
+    // A deleted message takes its lease entry with it.
+    assert_eq!(q.claim_due(NOW + 20_000, 10, u64::MAX).await.unwrap().len(), 2);
+    q.delete(later).await.unwrap();
+    assert_eq!(leases().await, 1);
 }
 
 #[tokio::test]
@@ -324,4 +343,20 @@ async fn a_brake_holds_the_accounts_mail_until_lifted() {
         Brake { tenant: "mairie".into(), account: None, address: None, reason: "tenant limit".into(), since: NOW };
     q.brake(&tenant, NOW).await.unwrap();
     assert_eq!(q.brake_of("mairie", 8).await.unwrap(), Some(tenant));
+}
+
+/// A worker that read a schedule entry just before another worker (another node) claimed
+/// its message reads the claimed message, whose version its claim would expect: the
+/// schedule tells it that the entry it read is gone, and it does not claim the message.
+#[tokio::test]
+async fn a_claim_from_an_entry_read_before_another_claim_takes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = queue(&dir).await;
+    let id = q.enqueue(new(&["a@x.fr"]), NOW).await.unwrap();
+    let entry = crate::keys::due(NOW, id);
+    let claims = q.claim_due(NOW, 10, u64::MAX).await.unwrap();
+    assert_eq!(claims.len(), 1);
+    assert_eq!(q.claim(&entry, NOW + 1 + Limits::default().lease_s).await.unwrap(), None);
+    let message = q.get(id).await.unwrap().unwrap();
+    assert_eq!(message.leased_until, Some(claims[0].leased_until), "the first lease stands");
 }

@@ -388,24 +388,31 @@ impl Worker {
                 None
             }
         };
-        // Right when this node is the store's only one. On a store shared by several nodes
-        // (PostgreSQL), a lease may be a live node's: until leases name their node's
-        // session (issue 16 item 4), docs/postgresql.md says to run one node at a time.
-        match self.queue.release_leases((self.now_s)()).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(n, "queue: took back the messages a previous run had under way"),
-            Err(e) => tracing::error!(error = %e, "queue: cannot take back the previous run's leases"),
-        }
         let this = Arc::new(self);
         // Rounds under way: a receiver that stalls holds up its own round only, while the
         // mail queued meanwhile leaves in the next ones.
         let mut rounds = tokio::task::JoinSet::new();
         let mut reports_at = this.options.tls_rpt.as_ref().map(|o| next_period((this.now_s)(), o.interval_s));
+        // The leases of ended sessions are taken back as the worker starts (on RocksDB, its
+        // previous run's), then every `queue.lease_sweep_s` (on PostgreSQL, a node that died).
+        let mut sweep_at = 0;
         loop {
             if *shutdown.borrow() {
                 break;
             }
             let now = (this.now_s)();
+            let sweep_s = this.queue.limits().lease_sweep_s;
+            // (A clock set back does not put the next look off.)
+            if now >= sweep_at || sweep_at > now.saturating_add(sweep_s) {
+                sweep_at = now.saturating_add(sweep_s);
+                match this.queue.release_ended_leases(now).await {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::info!(n, "queue: took back the messages of a node's deliveries that ended unfinished")
+                    }
+                    Err(e) => tracing::error!(error = %e, "queue: cannot take back the leases of ended sessions"),
+                }
+            }
             if let (Some(at), Some(options)) = (reports_at, &this.options.tls_rpt)
                 && now >= at
             {
@@ -442,10 +449,11 @@ impl Worker {
                     }
                 }
             }
-            // Asleep past the next report's time: woken for it.
+            // Asleep past the next report's time or look at the leases: woken for it.
             if let Some(at) = reports_at {
                 pause = pause.min(Duration::from_secs(at.saturating_sub(now).max(1)));
             }
+            pause = pause.min(Duration::from_secs(sweep_at.saturating_sub(now).max(1)));
             tokio::select! {
                 _ = tokio::time::sleep(pause) => {}
                 () = due_changed(&mut due) => {}
