@@ -45,4 +45,10 @@ pub enum Error {
     /// The store was closed.
     #[error("the store is closed")]
     Closed,
+    /// A copy's destination holds records already ([`crate::copy::copy`]).
+    #[error("the destination store is not empty: a copy goes into an empty store only")]
+    NotEmpty,
+    /// A copy, read back, differs from its source ([`crate::copy::copy`]).
+    #[error("the copy does not match its source: {0}")]
+    CopyMismatch(String),
 }

@@ -37,6 +37,7 @@ mod batch;
 mod blob;
 mod changes;
 pub mod conformance;
+pub mod copy;
 mod error;
 mod key;
 #[cfg(any(test, feature = "memory"))]

@@ -31,6 +31,85 @@ mod memory_conformance {
     crate::conformance_tests!(Memory::new());
 }
 
+/// Fills `store` with what a copy must carry: keys, a counter, a blob of one chunk held
+/// twice and one of several chunks; returns the blobs' hashes.
+async fn fill_for_copy(store: &Store) -> Vec<BlobHash> {
+    let mut batch = Batch::new();
+    for i in 0..2500u32 {
+        batch.set(format!("k/{i:05}").as_bytes(), format!("value {i}").as_bytes());
+    }
+    store.commit(batch).await.unwrap();
+    for _ in 0..3 {
+        store.next_value(b"c/uid", 7).await.unwrap();
+    }
+    let chunk = store.limits().blob_chunk_bytes;
+    let mut hashes = Vec::new();
+    for (content, refs) in [(b"petit".to_vec(), 2), (vec![9u8; 2 * chunk + 5], 1)] {
+        for _ in 0..refs {
+            let staged = store.stage_blob_bytes(&content).await.unwrap();
+            hashes.push(staged.hash());
+            let mut batch = Batch::new();
+            batch.blob_acquire(staged);
+            store.commit(batch).await.unwrap();
+        }
+    }
+    hashes.dedup();
+    hashes
+}
+
+/// A whole store copied into an empty one of another backend: the same digest, every key
+/// and blob readable there, counters and versions going on from where the source was; a
+/// destination that is not empty is refused.
+pub(crate) async fn copy_between(from: &impl Harness, to: &impl Harness) {
+    let source = from.open().await;
+    let hashes = fill_for_copy(&source).await;
+    let destination = to.open().await;
+    let mut calls = 0;
+    let digest = crate::copy::copy(&source, &destination, |_| calls += 1).await.unwrap();
+    assert!(calls >= 2, "progress is told after each load and as the check begins: {calls}");
+    assert_eq!((digest.keys, digest.blobs), (2501, 2));
+    assert_eq!(digest, crate::copy::digest(&source.snapshot().await.unwrap(), true).await.unwrap());
+    let copied = crate::copy::digest(&destination.snapshot().await.unwrap(), true).await.unwrap();
+    assert_eq!((copied.keys_sha256, copied.blobs_sha256), (digest.keys_sha256.clone(), digest.blobs_sha256.clone()));
+    assert_eq!(destination.get(b"k/01499").await.unwrap().unwrap().value, b"value 1499");
+    assert_eq!(destination.read_blob(&hashes[0]).await.unwrap().unwrap(), b"petit");
+    assert_eq!(destination.next_value(b"c/uid", 1).await.unwrap(), 22);
+    let mut batch = Batch::new();
+    batch.set(b"after", b"copy");
+    let committed = destination.commit(batch).await.unwrap();
+    assert!(committed.version > digest.version, "versions go on growing");
+    // Both blob references of the small one were carried: two releases, then it is gone.
+    for _ in 0..2 {
+        let mut batch = Batch::new();
+        batch.blob_release(&hashes[0]);
+        destination.commit(batch).await.unwrap();
+    }
+    assert_eq!(destination.read_blob(&hashes[0]).await.unwrap(), None);
+    assert!(matches!(crate::copy::copy(&source, &destination, |_| {}).await, Err(Error::NotEmpty)));
+    source.close().await.unwrap();
+    destination.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_copies_into_memory() {
+    copy_between(&Memory::new(), &Memory::new()).await;
+}
+
+/// The digest tells two stores apart as soon as one value differs.
+#[tokio::test]
+async fn a_digest_sees_one_changed_value() {
+    let (a, b) = (Memory::new().open().await, Memory::new().open().await);
+    fill_for_copy(&a).await;
+    crate::copy::copy(&a, &b, |_| {}).await.unwrap();
+    let before = crate::copy::digest(&b.snapshot().await.unwrap(), false).await.unwrap();
+    let mut batch = Batch::new();
+    batch.set(b"k/00007", b"changed");
+    b.commit(batch).await.unwrap();
+    let after = crate::copy::digest(&b.snapshot().await.unwrap(), false).await.unwrap();
+    assert_eq!(before.keys, after.keys);
+    assert_ne!(before.keys_sha256, after.keys_sha256);
+}
+
 #[tokio::test]
 async fn inconsistent_limits_are_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -343,6 +422,11 @@ mod rocks {
         crate::conformance_tests!(Rocks::new());
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rocksdb_copies_into_memory() {
+        super::copy_between(&Rocks::new(), &super::Memory::new()).await;
+    }
+
     #[tokio::test]
     async fn second_open_of_one_directory_is_refused() {
         let rocks = Rocks::new();
@@ -560,6 +644,14 @@ mod pg {
     mod conformance {
         use super::Pg;
         crate::conformance_tests!(Pg::new());
+    }
+
+    /// `hameau migrate-store`'s two ways: RocksDB to PostgreSQL, and back.
+    #[cfg(feature = "rocksdb")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rocksdb_copies_into_postgresql_and_back() {
+        super::copy_between(&super::rocks::Rocks::new(), &Pg::new()).await;
+        super::copy_between(&Pg::new(), &super::rocks::Rocks::new()).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
