@@ -28,6 +28,7 @@ mod jmap_imap;
 mod jmap_push;
 mod jmap_send;
 mod migrate_imap;
+mod migrate_store;
 mod nodes;
 mod outbound_faults;
 mod outbound_tls;

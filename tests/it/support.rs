@@ -197,6 +197,18 @@ pub fn init_on_postgresql() -> (tempfile::TempDir, String) {
     init_on(postgresql_args())
 }
 
+/// [`init_with_token`] on RocksDB whatever the run's store: for the tests that move a
+/// RocksDB installation elsewhere.
+pub fn init_on_rocksdb() -> (tempfile::TempDir, String) {
+    init_on(Vec::new())
+}
+
+/// A fresh schema's name in the database of `HAMEAU_TEST_PG_URL`, and that URL.
+pub fn postgresql_schema() -> (String, String) {
+    let args = postgresql_args();
+    (args[1].clone(), args[3].clone())
+}
+
 /// `hameau init` with `store` (the arguments that choose the store) added.
 fn init_on(store: Vec<String>) -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().expect("temp dir");

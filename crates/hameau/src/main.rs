@@ -12,6 +12,7 @@ mod import;
 mod init;
 mod lang;
 mod logging;
+mod migrate_store;
 mod sending;
 mod serve;
 mod setup;
@@ -114,6 +115,9 @@ enum Command {
     Backup(backup::BackupArgs),
     /// Restores a backup into a new, empty data directory.
     Restore(backup::RestoreArgs),
+    /// Moves the whole store to another backend (RocksDB to PostgreSQL, or back), checked by
+    /// counts and hashes; the server stopped (docs/postgresql.md).
+    MigrateStore(migrate_store::MigrateStoreArgs),
     /// Writes the mail of an account or a tenant as Maildir or mbox files (server stopped).
     Export(export::ExportArgs),
     /// Imports mail from an old IMAP server or from mbox/Maildir files into an account (the
@@ -193,6 +197,7 @@ fn main() -> ExitCode {
         }
         Command::Backup(args) => backup::run(args),
         Command::Restore(args) => backup::restore(&args),
+        Command::MigrateStore(args) => migrate_store::run(&args),
         Command::Export(args) => export::run(&args),
         Command::Filter { command } => filter::run(command),
         Command::Generate { command } => generate::run(command, <Cli as clap::CommandFactory>::command()),
