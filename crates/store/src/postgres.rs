@@ -34,14 +34,17 @@
 
 use std::collections::{HashMap, HashSet};
 use std::ops::Bound;
-use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
 use sqlx::{Connection, PgConnection, Postgres, Transaction};
 use tokio::sync::{mpsc, oneshot};
+
+mod hosts;
+
+use hosts::Hosts;
 
 use crate::batch::Op;
 use crate::blob::{BlobMeta, Discard, Upload};
@@ -106,8 +109,8 @@ pub(crate) struct PgBackend {
 
 struct Shared {
     pool: PgPool,
-    /// How the committer (re)connects.
-    connect: PgConnectOptions,
+    /// How every connection of the store is made: to the primary among `store.url`'s hosts.
+    hosts: Arc<Hosts>,
     /// This store's upload session.
     session: i32,
     /// The channel of this schema's commits (`LISTEN`/`NOTIFY`).
@@ -146,7 +149,10 @@ impl Discard for PgDiscarder {
 
 impl PgBackend {
     pub(crate) async fn open(options: &Options) -> Result<PgBackend, Error> {
-        let connect = connect_options(options)?;
+        let hosts = Arc::new(connect_options(options)?);
+        // The session's connection first: it finds the primary among several hosts, and
+        // the pool then connects there.
+        let (session_holder, session) = open_session(&hosts).await?;
         // No ping before each use of a pooled connection (sqlx's default): it doubled the round
         // trips of every read. A connection the database dropped fails its next query
         // instead (a temporary error to that client), and the pool then replaces it.
@@ -154,20 +160,20 @@ impl PgBackend {
             .max_connections(options.pool_connections)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .test_before_acquire(false)
-            .connect_with(connect.clone())
+            .connect_with(hosts.current())
             .await
             .map_err(|e| Error::Backend(format!("connecting to PostgreSQL: {e}")))?;
+        hosts.follow_with(&pool);
         migrate(&pool, &options.schema).await?;
-        let (session_holder, session) = open_session(&connect).await?;
         remove_orphan_uploads(&pool, session).await?;
         let channel = format!("hameau_{}", options.schema);
-        let shared = Arc::new(Shared { pool, connect, session, channel, closed: AtomicBool::new(false) });
+        let shared = Arc::new(Shared { pool, hosts, session, channel, closed: AtomicBool::new(false) });
         let (heard, remote) = mpsc::channel(REMOTE_QUEUE);
         let listener = tokio::spawn(listen(shared.pool.clone(), shared.channel.clone(), heard));
         let (requests, receiver) = mpsc::channel(options.limits.commit_queue_max);
         let task = tokio::spawn(run_committer(shared.clone(), receiver, options.limits.commit_group_max));
         let discarder = Arc::new(PgDiscarder { shared: Arc::downgrade(&shared) });
-        let readers = Readers::new(shared.connect.clone(), options.pool_connections as usize);
+        let readers = Readers::new(shared.hosts.clone(), options.pool_connections as usize);
         let session_holder = Arc::new(tokio::sync::Mutex::new(Some(session_holder)));
         let session_keeper = tokio::spawn(keep_session(shared.clone(), session_holder.clone()));
         Ok(PgBackend {
@@ -202,7 +208,7 @@ impl PgBackend {
 /// read at a time. Not sqlx's pool: it checks a connection with a round trip when it hands
 /// it out and another when it takes it back, which tripled the round trips of every read.
 struct Readers {
-    connect: PgConnectOptions,
+    hosts: Arc<Hosts>,
     slots: Vec<tokio::sync::Mutex<Option<PgConnection>>>,
     /// Where the next read starts looking for a free connection.
     next: std::sync::atomic::AtomicUsize,
@@ -214,9 +220,9 @@ struct Reader<'a> {
 }
 
 impl Readers {
-    fn new(connect: PgConnectOptions, n: usize) -> Readers {
+    fn new(hosts: Arc<Hosts>, n: usize) -> Readers {
         let slots = (0..n.max(1)).map(|_| tokio::sync::Mutex::new(None)).collect();
-        Readers { connect, slots, next: std::sync::atomic::AtomicUsize::new(0) }
+        Readers { hosts, slots, next: std::sync::atomic::AtomicUsize::new(0) }
     }
 
     /// A free connection if there is one, else the next to be freed in turn; connected.
@@ -229,9 +235,8 @@ impl Readers {
             None => self.slots[start % n].lock().await,
         };
         if slot.is_none() {
-            let connection = PgConnection::connect_with(&self.connect)
-                .await
-                .map_err(|e| Error::Backend(format!("connecting to PostgreSQL: {e}")))?;
+            let connection =
+                self.hosts.connect().await.map_err(|e| Error::Backend(format!("connecting to PostgreSQL: {e}")))?;
             *slot = Some(connection);
         }
         Ok(Reader { slot })
@@ -262,31 +267,10 @@ impl Reader<'_> {
     }
 }
 
-/// The connection options of `store.url` in `store.schema`. The URL's errors never repeat
-/// the URL (it may hold a password). Several hosts (`host=a,b`, `target_session_attrs`) are
-/// refused: sqlx takes one host, and following a primary is not built yet (issue 16 item 2).
-pub(crate) fn connect_options(options: &Options) -> Result<PgConnectOptions, Error> {
-    let query = options.url.as_str().split_once('?').map_or("", |(_, query)| query);
-    for (key, value) in query.split('&').filter_map(|pair| pair.split_once('=')) {
-        let several_hosts = key == "host" && (value.contains(',') || value.to_ascii_lowercase().contains("%2c"));
-        if several_hosts || key == "target_session_attrs" {
-            let problem = "several hosts and target_session_attrs are not supported yet: give the primary's host \
-                           (or an address that follows it)";
-            return Err(Error::InvalidOptions(problem.into()));
-        }
-    }
-    let connect = PgConnectOptions::from_str(options.url.as_str())
-        .map_err(|e| Error::InvalidOptions(format!("store.url is not a PostgreSQL URL: {}", without_url(&e))))?;
-    let connect = connect.application_name("hameau");
-    Ok(if options.schema.is_empty() { connect } else { connect.options([("search_path", options.schema.as_str())]) })
-}
-
-/// sqlx's error about a URL, without the URL itself.
-fn without_url(e: &sqlx::Error) -> String {
-    match e {
-        sqlx::Error::Configuration(inner) => inner.to_string(),
-        other => other.to_string(),
-    }
+/// The hosts of `store.url` in `store.schema` (see [`hosts`]). The URL's errors never
+/// repeat the URL (it may hold a password).
+pub(crate) fn connect_options(options: &Options) -> Result<Hosts, Error> {
+    Hosts::parse(options.url.as_str(), &options.schema)
 }
 
 /// Creates or migrates the schema. sqlx's migrator records each migration with its checksum
@@ -325,10 +309,8 @@ impl<'s> sqlx::migrate::MigrationSource<'s> for Migrations {
 
 /// Opens the session's own connection and takes the advisory lock of a session number no
 /// other open store holds.
-async fn open_session(connect: &PgConnectOptions) -> Result<(PgConnection, i32), Error> {
-    let mut connection = PgConnection::connect_with(connect)
-        .await
-        .map_err(|e| Error::Backend(format!("connecting to PostgreSQL: {e}")))?;
+async fn open_session(hosts: &Hosts) -> Result<(PgConnection, i32), Error> {
+    let mut connection = hosts.connect().await.map_err(|e| Error::Backend(format!("connecting to PostgreSQL: {e}")))?;
     loop {
         let session = rand::random::<i32>();
         let (locked,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_lock($1, $2)")
@@ -364,7 +346,7 @@ async fn keep_session(shared: Arc<Shared>, holder: Arc<tokio::sync::Mutex<Option
         }
         *held = None;
         let taken = async {
-            let mut connection = PgConnection::connect_with(&shared.connect).await?;
+            let mut connection = shared.hosts.connect().await?;
             let (locked,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_lock($1, $2)")
                 .bind(SESSION_LOCK_CLASS)
                 .bind(shared.session)
@@ -743,7 +725,7 @@ async fn run_committer(shared: Arc<Shared>, mut receiver: mpsc::Receiver<Request
         let (batches, replies): (Vec<Batch>, Vec<_>) =
             group.drain(..).map(|request| (request.batch, request.reply)).unzip();
         if connection.is_none() {
-            match PgConnection::connect_with(&shared.connect).await {
+            match shared.hosts.connect().await {
                 Ok(connected) => connection = Some(connected),
                 Err(e) => {
                     tracing::error!(error = %e, "store commit failed: cannot connect to PostgreSQL");

@@ -759,6 +759,22 @@ mod pg {
         pool.close().await;
     }
 
+    /// With several hosts, a host that does not answer is passed over for the next.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_host_that_does_not_answer_is_passed_over() {
+        let harness = Pg::new();
+        let mut options = harness.options.clone();
+        let url = options.url.as_str().to_string();
+        let at = url.rfind('@').expect("the test URL has a user") + 1;
+        options.url = crate::DatabaseUrl(format!("{}127.0.0.1:9,{}", &url[..at], &url[at..]));
+        let store = Store::open(&options).await.expect("open through the second host");
+        let mut batch = Batch::new();
+        batch.set(b"k", b"v");
+        store.commit(batch).await.unwrap();
+        assert_eq!(store.get(b"k").await.unwrap().unwrap().value, b"v");
+        store.close().await.unwrap();
+    }
+
     /// The URL's password is not shown by the options' Debug nor by its errors.
     #[test]
     fn the_password_is_never_shown() {
@@ -773,9 +789,13 @@ mod pg {
         assert!(!problem.contains("s3cret") && problem.contains("store.url"), "{problem}");
         let options = Options::postgresql("");
         assert!(options.check().unwrap_err().to_string().contains("store.url: is needed"));
-        // What sqlx would ignore (with a warning) is refused.
+        // Several hosts are followed (the primary among them); a session that may not write
+        // is refused.
         let options = Options::postgresql("postgresql://hameau@/hameau?host=db1,db2&target_session_attrs=read-write");
-        assert!(options.check().unwrap_err().to_string().contains("several hosts"));
+        assert_eq!(options.check().map_err(|p| p.to_string()), Ok(()));
+        let options = Options::postgresql("postgresql://hameau:s3cret@db1,db2/hameau?target_session_attrs=standby");
+        let problem = options.check().unwrap_err().to_string();
+        assert!(problem.contains("target_session_attrs=standby") && !problem.contains("s3cret"), "{problem}");
     }
 }
 
