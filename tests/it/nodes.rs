@@ -208,3 +208,217 @@ fn a_node_killed_mid_delivery_leaves_the_other_to_finish() {
     assert!(log.contains("took back the messages"), "B took back A's leases: {log}");
     assert!(!log.contains("panicked"));
 }
+
+/// A PostgreSQL cluster of this test's own (`scripts/pg-cluster.sh`), stopped at the end.
+struct Cluster {
+    dir: std::path::PathBuf,
+}
+
+impl Cluster {
+    fn script(args: &[&str]) -> String {
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/pg-cluster.sh");
+        let output = std::process::Command::new("bash").arg(script).args(args).output().expect("bash");
+        assert!(output.status.success(), "pg-cluster.sh {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8_lossy(&output.stdout).trim().to_string()
+    }
+
+    /// Kills it as a crash would.
+    fn kill(&self) {
+        Cluster::script(&["kill", self.dir.to_str().unwrap()]);
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/pg-cluster.sh");
+        let _ = std::process::Command::new("bash").arg(script).args(["kill", self.dir.to_str().unwrap()]).output();
+    }
+}
+
+/// Failover: a primary and its synchronous streaming standby; two nodes whose `store.url`
+/// names both hosts take mail over SMTP and serve an IMAP session while the primary is
+/// killed and the standby promoted. The nodes follow the new primary by themselves; every
+/// message acknowledged (`250`) before, during and after is in the mailbox; clients only
+/// ever saw temporary errors (`451`/`421`, `NO [UNAVAILABLE]`); no node panicked or died.
+#[test]
+fn the_nodes_follow_a_promoted_standby_and_lose_nothing_acknowledged() {
+    let dirs = tempfile::tempdir().unwrap();
+    let primary = Cluster { dir: dirs.path().join("primary") };
+    let url = Cluster::script(&["start", primary.dir.to_str().unwrap()]);
+    let standby = Cluster { dir: dirs.path().join("standby") };
+    let standby_port = Cluster::script(&["standby", primary.dir.to_str().unwrap(), standby.dir.to_str().unwrap()]);
+    // postgresql://hameau:PW@127.0.0.1:P1/hameau → both hosts, the primary first.
+    let (head, tail) = url.rsplit_once("/hameau").map(|(head, _)| (head.to_string(), "/hameau")).unwrap();
+    let both = format!("{head},127.0.0.1:{standby_port}{tail}?target_session_attrs=read-write");
+    let (dir, token) = crate::support::init_on_store_url(&both);
+    let config = config_path(dir.path());
+    imap_account(&config);
+    set_config(&config, "plaintext_auth = false", "plaintext_auth = true");
+    let _dns = quick_dns(&config);
+    let a = start_server(&config);
+    let b = start_server(&config);
+    let results = dir.path().join("load.jsonl");
+    let imap_results = dir.path().join("imap.jsonl");
+    let http_results = dir.path().join("http.jsonl");
+    let duration_s = 16;
+    let script = format!(
+        r#"
+import imaplib, json, smtplib, threading, time
+until = time.time() + {duration_s}
+lock = threading.Lock()
+out = open({results:?}, 'w')
+def smtp(node, port):
+    i = 0
+    s = None
+    while time.time() < until:
+        i += 1
+        mid = 'fo-%s%d' % (node, i)
+        try:
+            if s is None:
+                s = smtplib.SMTP('127.0.0.1', port, timeout=60)
+                s.ehlo('sender.test')
+            body = 'From: jean@sender.test\r\nTo: user@a.test\r\nSubject: bascule\r\nMessage-ID: <%s@sender.test>\r\n\r\nmessage %s\r\n' % (mid, mid)
+            s.sendmail('jean@sender.test', ['user@a.test'], body)
+            code, text = 250, ''
+        except smtplib.SMTPRecipientsRefused as e:
+            code, text = list(e.recipients.values())[0]
+        except smtplib.SMTPResponseException as e:
+            code, text = e.smtp_code, e.smtp_error
+        except (OSError, smtplib.SMTPException) as e:
+            code, text, s = 0, repr(e), None
+        if code not in (0, 250):
+            try:
+                s.rset()
+            except Exception:
+                s = None
+        if isinstance(text, bytes):
+            text = text.decode('utf-8', 'replace')
+        with lock:
+            out.write(json.dumps([mid, code, text, time.time()]) + '\n')
+            out.flush()
+        if code != 250:
+            time.sleep(0.05)
+imap_out = open({imap_results:?}, 'w')
+def imap(port):
+    m = imaplib.IMAP4('127.0.0.1', port)
+    m.login('user@a.test', 'correct horse battery staple')
+    while time.time() < until:
+        for name, call in [('SELECT', lambda: m.select('INBOX')), ('FETCH', lambda: m.fetch('1:*', '(FLAGS)')),
+                           ('STORE', lambda: m.store('1', '+FLAGS', '(\\Seen)')), ('NOOP', lambda: m.noop())]:
+            try:
+                typ, data = call()
+                text = repr(data[-1:])
+            except imaplib.IMAP4.error as e:
+                typ, text = 'ERROR', repr(e)
+            imap_out.write(json.dumps([name, typ, text, time.time()]) + '\n')
+            imap_out.flush()
+            # A SELECT refused leaves no mailbox selected (imaplib itself would refuse the
+            # rest), and an empty one has no message 1.
+            if name == 'SELECT' and (typ != 'OK' or data[0] == b'0'):
+                break
+        time.sleep(0.05)
+    m.logout()
+import ssl, urllib.request, urllib.error
+http_out = open({http_results:?}, 'w')
+def http(port):
+    context = ssl.create_default_context(); context.check_hostname = False; context.verify_mode = ssl.CERT_NONE
+    while time.time() < until:
+        request = urllib.request.Request('https://127.0.0.1:%d/api/v1/tenants' % port, headers={{'Authorization': 'Bearer {token}'}})
+        try:
+            status = urllib.request.urlopen(request, context=context, timeout=60).status
+        except urllib.error.HTTPError as e:
+            status = e.code
+        except OSError:
+            status = 0
+        http_out.write(json.dumps([status, time.time()]) + '\n')
+        http_out.flush()
+        time.sleep(0.1)
+threads = [threading.Thread(target=smtp, args=(n, p)) for n, p in (('a', {a}), ('b', {b}))]
+threads.append(threading.Thread(target=imap, args=({imap_b},)))
+threads.append(threading.Thread(target=http, args=({https_a},)))
+[t.start() for t in threads]
+[t.join() for t in threads]
+print('done')
+"#,
+        results = results.to_str().unwrap(),
+        imap_results = imap_results.to_str().unwrap(),
+        http_results = http_results.to_str().unwrap(),
+        https_a = a.https[0].port(),
+        a = a.smtp[0].port(),
+        b = b.smtp[0].port(),
+        imap_b = b.imap[0].port(),
+    );
+    let load = std::thread::spawn(move || crate::imap::python(&script));
+    // The first message in, then a few seconds of load; the primary dies.
+    std::thread::sleep(Duration::from_secs(4));
+    let started = Instant::now();
+    primary.kill();
+    let killed_at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    std::thread::sleep(Duration::from_secs(1));
+    Cluster::script(&["promote", standby.dir.to_str().unwrap()]);
+    let promoted_at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    eprintln!("primary killed, standby promoted {:.1} s later", started.elapsed().as_secs_f64());
+    assert!(load.join().unwrap().contains("done"));
+
+    let rows: Vec<(String, u64, String, f64)> =
+        std::fs::read_to_string(&results).unwrap().lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+    let acked: Vec<&String> = rows.iter().filter(|row| row.1 == 250).map(|row| &row.0).collect();
+    let before = rows.iter().filter(|row| row.1 == 250 && row.3 < killed_at).count();
+    let after = rows.iter().filter(|row| row.1 == 250 && row.3 > promoted_at).count();
+    let refused: Vec<_> = rows.iter().filter(|row| row.1 != 250).collect();
+    let mut codes = std::collections::BTreeMap::<u64, usize>::new();
+    for row in &refused {
+        *codes.entry(row.1).or_default() += 1;
+    }
+    eprintln!(
+        "{} messages tried, {} acknowledged ({before} before the kill, {after} after the promotion); refused by code: {codes:?}",
+        rows.len(),
+        acked.len()
+    );
+    assert!(before > 0 && after > 0, "mail was taken before the kill and after the promotion");
+    let permanent: Vec<_> = refused.iter().filter(|row| row.1 >= 500 || row.1 == 0).collect();
+    assert!(permanent.is_empty(), "only temporary refusals: {permanent:?}");
+    let imap_rows: Vec<(String, String, String, f64)> = std::fs::read_to_string(&imap_results)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let imap_bad: Vec<_> =
+        imap_rows.iter().filter(|row| row.1 != "OK" && !(row.1 == "NO" && row.2.contains("UNAVAILABLE"))).collect();
+    let imap_unavailable = imap_rows.iter().filter(|row| row.1 == "NO").count();
+    eprintln!("IMAP: {} commands, {imap_unavailable} answered NO [UNAVAILABLE]", imap_rows.len());
+    assert!(imap_bad.is_empty(), "IMAP answers other than OK and NO [UNAVAILABLE]: {imap_bad:?}");
+
+    let http_rows: Vec<(u16, f64)> = std::fs::read_to_string(&http_results)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let http_unavailable = http_rows.iter().filter(|row| row.0 == 503).count();
+    let http_bad: Vec<_> = http_rows.iter().filter(|row| row.0 != 200 && row.0 != 503).collect();
+    eprintln!("HTTP: {} requests, {http_unavailable} answered 503", http_rows.len());
+    assert!(http_bad.is_empty(), "HTTP answers other than 200 and 503: {http_bad:?}");
+
+    // Every acknowledged message is there, read through either node.
+    let script = format!(
+        "import imaplib, json\n\
+         m = imaplib.IMAP4('127.0.0.1', {port}); m.login('user@a.test', 'correct horse battery staple')\n\
+         ids = []\n\
+         for name in ['INBOX', 'Junk']:\n\
+         \x20   if m.select(name, readonly=True)[0] != 'OK': continue\n\
+         \x20   typ, data = m.fetch('1:*', '(BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])')\n\
+         \x20   ids += [part[1].decode().split('<')[1].split('@')[0] for part in data if isinstance(part, tuple)]\n\
+         print(json.dumps(ids))\n",
+        port = a.imap[0].port()
+    );
+    let stored: std::collections::HashSet<String> =
+        serde_json::from_str::<Vec<String>>(&crate::imap::python(&script)).unwrap().into_iter().collect();
+    let lost: Vec<_> = acked.iter().filter(|id| !stored.contains(id.as_str())).collect();
+    assert!(lost.is_empty(), "acknowledged and lost: {lost:?}");
+    for server in [&a, &b] {
+        let log = server.log().join("\n");
+        assert!(!log.contains("panicked"), "a node panicked");
+        assert!(log.contains("following it"), "each node followed the new primary");
+    }
+    drop(primary);
+}

@@ -209,6 +209,12 @@ pub fn postgresql_schema() -> (String, String) {
     (args[1].clone(), args[3].clone())
 }
 
+/// [`init_with_token`] on the PostgreSQL database at `url` (several hosts possible), in
+/// schema `hameau`.
+pub fn init_on_store_url(url: &str) -> (tempfile::TempDir, String) {
+    init_on(vec!["--store-url".into(), url.into(), "--store-schema".into(), "hameau".into()])
+}
+
 /// `hameau init` with `store` (the arguments that choose the store) added.
 fn init_on(store: Vec<String>) -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().expect("temp dir");

@@ -81,6 +81,7 @@ impl From<hameau_directory::Error> for Problem {
             E::Forbidden(_) => StatusCode::FORBIDDEN,
             E::Unauthenticated => StatusCode::UNAUTHORIZED,
             E::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            E::Store(e) if e.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
             E::Refused { .. } => StatusCode::TOO_MANY_REQUESTS,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };

@@ -76,6 +76,12 @@ impl From<MailError> for No {
             // RFC 5530 §3: CANNOT, it can never succeed (the message breaks the MIME parser,
             // or its headers are too large to index); the session goes on.
             MailError::Unstorable(why) => No::new(Some(Code::Cannot), format!("This message cannot be stored: {why}")),
+            // RFC 5530 §3: UNAVAILABLE, a temporary failure of a subsystem (the database
+            // away, a failover under way).
+            MailError::Store(error) if error.is_unavailable() => {
+                tracing::warn!(error = %error, "imap: the mail store is unavailable");
+                No::new(Some(Code::Unavailable), "The mail store is unavailable, try again later")
+            }
             error => {
                 tracing::error!(error = %error, "imap: mail store error");
                 No::new(Some(Code::ServerBug), "Internal error, try again later")

@@ -52,3 +52,12 @@ pub enum Error {
     #[error("the copy does not match its source: {0}")]
     CopyMismatch(String),
 }
+
+impl Error {
+    /// Whether the store could not be reached (the database away, a failover under way, the
+    /// store closing): temporary, for the client to try again (SMTP `451`, IMAP
+    /// `NO [UNAVAILABLE]`, HTTP 503), unlike a record that breaks a rule.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Error::Backend(_) | Error::Closed)
+    }
+}
