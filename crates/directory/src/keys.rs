@@ -84,6 +84,10 @@ pub fn tenant_account_count(tenant: &str) -> Vec<u8> {
 /// The next account id.
 pub const ACCOUNT_IDS: &[u8] = b"d/seq/account";
 
+/// Added to by every commit of the directory: the routing reads' cache (`record_cache`)
+/// forgets what it holds when it moves.
+pub const CHANGES: &[u8] = b"d/changes";
+
 /// Application passwords of an account.
 pub fn app_password(account: u64, id: &str) -> Vec<u8> {
     [app_passwords(account).as_slice(), id.as_bytes()].concat()
@@ -145,7 +149,7 @@ pub fn owner(key: &[u8], value: &[u8]) -> Option<Owner> {
     let json = || serde_json::from_slice::<serde_json::Value>(value).ok();
     let tenant_in_value = || Some(Owner::Tenant(json()?.get("tenant")?.as_str()?.to_string()));
     let account_of = |bytes: &[u8]| Some(account(u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?)));
-    if key == ACCOUNT_IDS {
+    if key == ACCOUNT_IDS || key == CHANGES {
         return Some(Owner::Installation);
     }
     if let Some(id) = rest.strip_prefix(b"t/") {

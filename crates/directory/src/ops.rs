@@ -380,7 +380,7 @@ impl Directory {
             let mut batch = Batch::new();
             batch.expect_version(&key, version);
             set(&mut batch, &key, &record);
-            match self.store.commit(batch).await {
+            match self.commit(batch).await {
                 Ok(_) => return Ok(record),
                 Err(hameau_store::Error::Conflict { .. }) => backoff.wait().await?,
                 Err(e) => return Err(e.into()),
@@ -444,7 +444,7 @@ impl Directory {
             for dkim in &dkim_keys {
                 batch.set(&keys::dkim_private(&domain.name, &dkim.public.selector), &dkim.private_record);
             }
-            match self.store.commit(batch).await {
+            match self.commit(batch).await {
                 Ok(_) => return Ok(domain),
                 Err(hameau_store::Error::Conflict { key: conflict }) if conflict == key => {
                     return Err(Error::Exists { what: "domain", name: domain.name.clone() });
@@ -475,7 +475,7 @@ impl Directory {
     async fn reopen(&self, closing: &[u8]) -> Result<(), Error> {
         let mut batch = Batch::new();
         batch.delete(closing);
-        self.store.commit(batch).await?;
+        self.commit(batch).await?;
         Ok(())
     }
 
@@ -633,7 +633,7 @@ impl Directory {
             if let Some(hash) = &hash {
                 set(&mut batch, &keys::password(id), &PasswordRecord { hash: hash.clone() });
             }
-            match self.store.commit(batch).await {
+            match self.commit(batch).await {
                 Ok(_) => return Ok(account),
                 Err(hameau_store::Error::Conflict { key }) if key == address_key => {
                     return Err(Error::Exists { what: "address", name: address });
@@ -787,7 +787,7 @@ impl Directory {
             if let Some(hash) = &hash {
                 set(&mut batch, &keys::password(id), &PasswordRecord { hash: hash.clone() });
             }
-            match self.store.commit(batch).await {
+            match self.commit(batch).await {
                 Ok(_) => {
                     if hash.is_some() || update.enabled == Some(false) {
                         self.cache.forget(id);
@@ -934,7 +934,7 @@ impl Directory {
             );
             batch.set(&keys::tenant_alias(&tenant, &address), b"");
             batch.set(&keys::domain_address(&domain.record.name, &address), b"");
-            match self.store.commit(batch).await {
+            match self.commit(batch).await {
                 Ok(_) => return self.alias_view(&address, tenant, &targets, now).await,
                 Err(hameau_store::Error::Conflict { key }) if key == address_key => {
                     return Err(Error::Exists { what: "address", name: address });
@@ -1062,7 +1062,7 @@ impl Directory {
             let mut batch = Batch::new();
             batch.expect_absent(&key);
             set(&mut batch, &key, &AppPasswordRecord { view: view.clone(), hash });
-            match self.store.commit(batch).await {
+            match self.commit(batch).await {
                 Ok(_) => return Ok((view, display_app_password(&secret))),
                 // Another password of this account has the same first four characters.
                 Err(hameau_store::Error::Conflict { .. }) => backoff.wait().await?,
@@ -1089,7 +1089,7 @@ impl Directory {
         }
         let mut batch = Batch::new();
         batch.delete(&key);
-        self.store.commit(batch).await?;
+        self.commit(batch).await?;
         self.cache.forget(account.id);
         Ok(())
     }
@@ -1353,7 +1353,21 @@ impl Directory {
     /// Whether `domain` (any form) is a domain of this installation.
     pub async fn is_local_domain(&self, domain: &str) -> Result<bool, Error> {
         let Ok(ascii) = model::normalize_domain("domain", domain) else { return Ok(false) };
-        Ok(self.store.get(&keys::domain(&ascii)).await?.is_some())
+        Ok(self.records.get(&self.store, &keys::domain(&ascii)).await?.is_some())
+    }
+
+    /// A routing record, from the cache of records read since the directory last changed.
+    async fn cached<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, Error> {
+        match self.records.get(&self.store, key).await? {
+            Some(entry) => Ok(Some(crate::records::decode(key, &entry.value)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Commits a change of the directory, telling the routing reads' cache.
+    async fn commit(&self, mut batch: Batch) -> Result<hameau_store::Committed, hameau_store::Error> {
+        batch.add(keys::CHANGES, 1);
+        self.store.commit(batch).await
     }
 
     /// The accounts mail to `address` is delivered to: the account itself, or the targets
@@ -1361,18 +1375,19 @@ impl Directory {
     /// address is not local or does not exist.
     pub async fn resolve_recipient(&self, address: &str) -> Result<Option<Recipient>, Error> {
         let Ok((normalized, _)) = model::normalize_address("address", address) else { return Ok(None) };
-        let Some(target) = get::<AddressRecord>(&self.store, &keys::address(&normalized)).await? else {
+        let Some(target) = self.cached::<AddressRecord>(&keys::address(&normalized)).await? else {
             return Ok(None);
         };
-        let (tenant, ids) = match target.record {
+        let (tenant, ids) = match target {
             AddressRecord::Account { id, tenant } => (tenant, vec![id]),
             AddressRecord::Alias { tenant, targets, .. } => (tenant, targets),
         };
-        let quota_bytes = self.read_tenant(&tenant).await.ok().and_then(|tenant| tenant.record.quota_bytes);
+        let quota_bytes =
+            self.cached::<Tenant>(&keys::tenant(&tenant)).await.ok().flatten().and_then(|tenant| tenant.quota_bytes);
         let mut accounts = Vec::with_capacity(ids.len());
         for id in ids {
-            if let Some(read) = get::<Account>(&self.store, &keys::account(id)).await? {
-                accounts.push(read.record);
+            if let Some(account) = self.cached::<Account>(&keys::account(id)).await? {
+                accounts.push(account);
             }
         }
         Ok(Some(Recipient { address: normalized, tenant, tenant_quota_bytes: quota_bytes, accounts }))

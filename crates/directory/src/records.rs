@@ -103,7 +103,8 @@ pub async fn any(store: &Store, prefix: &[u8]) -> Result<bool, Error> {
 }
 
 /// Commits, mapping a conflict on a key the batch expected absent to `exists`.
-pub async fn commit_new(store: &Store, batch: Batch, exists: impl FnOnce(&[u8]) -> Error) -> Result<(), Error> {
+pub async fn commit_new(store: &Store, mut batch: Batch, exists: impl FnOnce(&[u8]) -> Error) -> Result<(), Error> {
+    batch.add(crate::keys::CHANGES, 1);
     match store.commit(batch).await {
         Ok(_) => Ok(()),
         Err(hameau_store::Error::Conflict { key }) => Err(exists(&key)),
@@ -113,7 +114,8 @@ pub async fn commit_new(store: &Store, batch: Batch, exists: impl FnOnce(&[u8]) 
 
 /// Commits a batch whose expectations hold what was just read: a conflict means another
 /// writer changed it meanwhile, and the caller is told to try again ([`Error::Busy`]).
-pub async fn commit_once(store: &Store, batch: hameau_store::Batch) -> Result<(), Error> {
+pub async fn commit_once(store: &Store, mut batch: hameau_store::Batch) -> Result<(), Error> {
+    batch.add(crate::keys::CHANGES, 1);
     match store.commit(batch).await {
         Ok(_) => Ok(()),
         Err(hameau_store::Error::Conflict { .. }) => Err(Error::Busy),

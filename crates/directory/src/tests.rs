@@ -621,3 +621,33 @@ async fn recipients_resolve_to_accounts() {
     assert_eq!(d.resolve_recipient("user@elsewhere.fr").await.unwrap(), None);
     assert_eq!(d.resolve_recipient("<>").await.unwrap(), None);
 }
+
+/// The routing reads are cached between changes: a change made through any `Directory` on
+/// the store (another component of the server) is seen by the next read, an address made
+/// after it was looked up and found missing, a domain deleted, an account disabled.
+#[tokio::test]
+async fn routing_reads_see_every_change_at_once() {
+    let f = fixture().await;
+    let reader = Directory::new(f.directory.store().clone(), Options::default());
+    let writer = &f.directory;
+    assert_eq!(reader.resolve_recipient("late@a.fr").await.unwrap(), None);
+    assert!(!reader.is_local_domain("new.fr").await.unwrap());
+    writer.create_account(&Principal::Operator, new_account("late@a.fr"), NOW).await.unwrap();
+    let late = reader.resolve_recipient("late@a.fr").await.unwrap().expect("seen after its creation");
+    assert!(late.accounts[0].enabled);
+    let update = AccountUpdate { enabled: Some(false), ..AccountUpdate::default() };
+    writer.update_account(&Principal::Operator, "late@a.fr", update).await.unwrap();
+    assert!(!reader.resolve_recipient("late@a.fr").await.unwrap().unwrap().accounts[0].enabled);
+    let domain = NewDomain { name: "new.fr".into(), tenant: "a".into() };
+    writer.create_domain(&Principal::Operator, domain, NOW).await.unwrap();
+    assert!(reader.is_local_domain("new.fr").await.unwrap());
+    writer.delete_domain(&Principal::Operator, "new.fr").await.unwrap();
+    assert!(!reader.is_local_domain("new.fr").await.unwrap());
+    // Disabled, it reads the store each time, with the same answers.
+    let uncached =
+        Directory::new(writer.store().clone(), Options { record_cache_entries_max: 0, ..Options::default() });
+    assert_eq!(
+        uncached.resolve_recipient("late@a.fr").await.unwrap(),
+        reader.resolve_recipient("late@a.fr").await.unwrap()
+    );
+}
