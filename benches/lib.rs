@@ -35,6 +35,39 @@ pub fn cpu_seconds(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) as f64 / hz
 }
 
+/// CPU time (user + system) of a process and of its children, live and ended, in seconds:
+/// PostgreSQL's postmaster and its backends (one per connection).
+pub fn tree_cpu_seconds(pid: u32) -> f64 {
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let fields = |pid: &str| -> Vec<u64> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        rest.split_whitespace().map(|field| field.parse().unwrap_or(0)).collect()
+    };
+    let own = fields(&pid.to_string());
+    // After the name: ppid is field 1; utime, stime, cutime, cstime are fields 11 to 14.
+    let mut ticks: u64 = own.get(11..15).map_or(0, |times| times.iter().sum());
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let child = fields(&name);
+        if child.get(1) == Some(&u64::from(pid)) {
+            ticks += child.get(11..13).map_or(0, |times| times.iter().sum());
+        }
+    }
+    ticks as f64 / hz
+}
+
+/// The postmaster's pid of the PostgreSQL cluster whose data directory is `BENCH_PG_DATA`
+/// (the first line of `postmaster.pid`), to measure the database's CPU per message.
+pub fn postmaster_pid() -> Option<u32> {
+    let data = std::env::var("BENCH_PG_DATA").ok()?;
+    let text = std::fs::read_to_string(std::path::Path::new(&data).join("postmaster.pid")).ok()?;
+    text.lines().next()?.trim().parse().ok()
+}
+
 /// A fresh data directory made by the release `hameau` built next to the running bench
 /// (`hameau init` under `base`, every listener on a port the system picks): the
 /// directory (removed when dropped), the binary and the configuration file. With

@@ -17,6 +17,9 @@
 //! (defaults 30, 20, 2000, /var/tmp). With `BENCH_IMAP_ONLY=KIND` (fetch-flags,
 //! fetch-envelopes, fetch-body, search-header, search-body, store, append, expunge, noop,
 //! select) the clients send that kind alone: its server CPU per command.
+//! `BENCH_STORE=postgresql` (with `BENCH_PG_URL`, and `BENCH_PG_DATA` for the database's
+//! CPU per command) runs on PostgreSQL; `BENCH_NODES=2` then starts a second node on the
+//! same database, the clients shared between the two (server CPU is both nodes').
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -98,9 +101,17 @@ fn main() -> anyhow::Result<()> {
 
     let setup =
         Setup::new("bench-imap-mixed", &base, &[("connections_per_ip_max = 200", "connections_per_ip_max = 10000")])?;
+    let nodes: usize = std::env::var("BENCH_NODES").ok().map(|n| n.parse()).transpose()?.unwrap_or(1);
+    if !(1..=2).contains(&nodes) || (nodes == 2 && std::env::var("BENCH_STORE").map_or(true, |s| s != "postgresql")) {
+        bail!("BENCH_NODES is 1, or 2 with BENCH_STORE=postgresql");
+    }
     let server = setup.start();
+    let second = (nodes == 2).then(|| setup.start());
     let addr = server.imap[0];
     let pid = server.child.id();
+    let addrs: Vec<SocketAddr> = std::iter::once(addr).chain(second.as_ref().map(|server| server.imap[0])).collect();
+    let pids: Vec<u32> = std::iter::once(pid).chain(second.as_ref().map(|server| server.child.id())).collect();
+    let postmaster = hameau_benches::postmaster_pid();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     println!(
         "bench-imap-mixed: {clients} clients, one INBOX of {messages} messages of ~{} KiB, {seconds} s, \
@@ -120,18 +131,34 @@ fn main() -> anyhow::Result<()> {
         status_kib(&pid.to_string(), "VmRSS") / 1024
     );
 
-    let cpu_before = cpu_seconds(pid);
+    let cpu_of_nodes = || pids.iter().map(|pid| cpu_seconds(*pid)).sum::<f64>();
+    let cpu_before = cpu_of_nodes();
+    let db_before = postmaster.map(hameau_benches::tree_cpu_seconds);
     let self_cpu_before = cpu_seconds(std::process::id());
-    let (tallies, elapsed) = runtime.block_on(run(addr, clients, Duration::from_secs(seconds), &weights, &shared))?;
-    let server_cpu = cpu_seconds(pid) - cpu_before;
+    let (tallies, elapsed) = runtime.block_on(run(&addrs, clients, Duration::from_secs(seconds), &weights, &shared))?;
+    let server_cpu = cpu_of_nodes() - cpu_before;
     let client_cpu = cpu_seconds(std::process::id()) - self_cpu_before;
     report(&tallies, &weights, elapsed, server_cpu, client_cpu);
+    if let (Some(pid), Some(before)) = (postmaster, db_before) {
+        let commands: u64 = tallies.iter().map(|tally| tally.commands).sum();
+        let db = hameau_benches::tree_cpu_seconds(pid) - before;
+        println!(
+            "database CPU: {:.3} ms per command ({nodes} node(s)); nodes {:.3} ms per command",
+            1000.0 * db / commands.max(1) as f64,
+            1000.0 * server_cpu / commands.max(1) as f64
+        );
+    }
     println!(
         "server resident memory: {} MiB now, {} MiB at peak; INBOX now {} messages (client's view)",
         status_kib(&pid.to_string(), "VmRSS") / 1024,
         status_kib(&pid.to_string(), "VmHWM") / 1024,
         shared.uids.lock().unwrap().len()
     );
+    if let Some(second) = second {
+        // The other node's last changes are heard within a second.
+        std::thread::sleep(Duration::from_secs(1));
+        hameau_benches::imap::stop(second)?;
+    }
     let exists = runtime.block_on(async {
         let mut client = Client::login(addr, None).await?;
         let selected = client.command("SELECT INBOX").await?.ok("SELECT")?;
@@ -199,15 +226,15 @@ fn insert(uids: &Mutex<Vec<u32>>, uid: u32) {
 
 /// Connects the clients (LOGIN, SELECT INBOX), then lets them run the mix for `duration`.
 async fn run(
-    addr: SocketAddr,
+    addrs: &[SocketAddr],
     clients: usize,
     duration: Duration,
     weights: &[u32],
     shared: &Arc<Shared>,
 ) -> anyhow::Result<(Vec<Tally>, Duration)> {
     let mut connected = Vec::new();
-    for _ in 0..clients {
-        let mut client = Client::login(addr, None).await?;
+    for index in 0..clients {
+        let mut client = Client::login(addrs[index % addrs.len()], None).await?;
         client.command("SELECT INBOX").await?.ok("SELECT")?;
         connected.push(client);
     }

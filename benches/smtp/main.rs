@@ -19,7 +19,10 @@
 //! two counters per message and scores nothing). `BENCH_TEXT_INDEX=off` runs without the
 //! text index (`[mail] text_index = false`), to compare its cost on delivery (issue 15).
 //! `BENCH_STORE=postgresql` with `BENCH_PG_URL` stores in that PostgreSQL database (a
-//! schema of its own) instead of RocksDB (issue 16; `scripts/pg-cluster.sh` starts one).
+//! schema of its own) instead of RocksDB (issue 16; `scripts/pg-cluster.sh` starts one);
+//! with `BENCH_PG_DATA` (the cluster's data directory) the database's CPU per message is
+//! reported too. `BENCH_NODES=2` (PostgreSQL only) starts a second node on the same
+//! database and splits the sessions and messages between the two; CPU is then both nodes'.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -84,16 +87,27 @@ fn main() -> anyhow::Result<()> {
     if filter == "on" {
         seed_classifier(&hameau, &config, dir.path())?;
     }
+    let nodes: usize = std::env::var("BENCH_NODES").ok().map(|n| n.parse()).transpose()?.unwrap_or(1);
+    if nodes != 1 && std::env::var("BENCH_STORE").map_or(true, |store| store != "postgresql") {
+        bail!("BENCH_NODES={nodes}: several nodes need BENCH_STORE=postgresql");
+    }
+    if !(1..=2).contains(&nodes) {
+        bail!("BENCH_NODES is 1 or 2");
+    }
     let mut server = Server::start(&hameau, &config);
+    let mut second = (nodes == 2).then(|| Server::start(&hameau, &config));
     let addr = server.smtp[0];
     let pid = server.child.id();
+    let pids: Vec<u32> = std::iter::once(pid).chain(second.as_ref().map(|server| server.child.id())).collect();
+    let addrs: Vec<SocketAddr> = std::iter::once(addr).chain(second.as_ref().map(|server| server.smtp[0])).collect();
+    let postmaster = hameau_benches::postmaster_pid();
     println!(
-        "bench-smtp: {messages} messages of {bytes} bytes, {sessions} sessions, to one mailbox, filter {filter}; data under {}",
+        "bench-smtp: {messages} messages of {bytes} bytes, {sessions} sessions, to one mailbox, filter {filter}, {nodes} node(s); data under {}",
         base.display()
     );
     println!(
-        "{:<28} {:>9} {:>8} {:>12} {:>10} {:>10} {:>10}",
-        "mode", "messages", "msg/s", "CPU ms/msg", "probe p50", "probe p99", "probe max"
+        "{:<28} {:>9} {:>8} {:>12} {:>10} {:>10} {:>10} {:>12}",
+        "mode", "messages", "msg/s", "CPU ms/msg", "probe p50", "probe p99", "probe max", "DB ms/msg"
     );
     let mut sent = 0;
     for (mode, flags) in [("one connection per message", &[][..]), ("-d (connection reused)", &["-d"][..])] {
@@ -102,24 +116,46 @@ fn main() -> anyhow::Result<()> {
             let stop = stop.clone();
             move || probe(addr, bytes as usize, &stop)
         });
-        let cpu_before = cpu_seconds(pid);
+        let cpu_of_nodes = || pids.iter().map(|pid| cpu_seconds(*pid)).sum::<f64>();
+        let cpu_before = cpu_of_nodes();
+        let db_before = postmaster.map(hameau_benches::tree_cpu_seconds);
         let start = Instant::now();
-        let output = Command::new(smtp_source)
-            .args(flags)
-            .args(["-s", &sessions.to_string(), "-m", &messages.to_string(), "-l", &bytes.to_string()])
-            .args(["-M", "sender.test", "-f", "bench@sender.test", "-t", RECIPIENT])
-            .arg(format!("127.0.0.1:{}", addr.port()))
-            .output()?;
+        // One smtp-source per node, each with its share of the sessions and messages.
+        let share = |total: u64, index: usize| total / nodes as u64 + u64::from((index as u64) < total % nodes as u64);
+        let sources: Vec<_> = addrs
+            .iter()
+            .enumerate()
+            .map(|(index, addr)| {
+                Command::new(smtp_source)
+                    .args(flags)
+                    .args(["-s", &share(sessions, index).to_string(), "-m", &share(messages, index).to_string()])
+                    .args(["-l", &bytes.to_string()])
+                    .args(["-M", "sender.test", "-f", "bench@sender.test", "-t", RECIPIENT])
+                    .arg(format!("127.0.0.1:{}", addr.port()))
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+            })
+            .collect::<Result<_, _>>()?;
+        for source in sources {
+            let output = source.wait_with_output()?;
+            if !output.status.success() {
+                bail!("smtp-source failed: {}", String::from_utf8_lossy(&output.stderr));
+            }
+        }
         let elapsed = start.elapsed().as_secs_f64();
-        let cpu = cpu_seconds(pid) - cpu_before;
+        let cpu = cpu_of_nodes() - cpu_before;
+        let db_ms = match (postmaster, db_before) {
+            (Some(pid), Some(before)) => {
+                format!("{:.3}", 1000.0 * (hameau_benches::tree_cpu_seconds(pid) - before) / messages as f64)
+            }
+            _ => "-".to_string(),
+        };
         stop.store(true, Ordering::Relaxed);
         let (latencies, probed) = probe.join().expect("probe thread");
-        if !output.status.success() {
-            bail!("smtp-source failed: {}", String::from_utf8_lossy(&output.stderr));
-        }
         sent += messages + probed;
         println!(
-            "{mode:<28} {messages:>9} {:>8.0} {:>12.3} {:>8.2}ms {:>8.2}ms {:>8.2}ms",
+            "{mode:<28} {messages:>9} {:>8.0} {:>12.3} {:>8.2}ms {:>8.2}ms {:>8.2}ms {db_ms:>12}",
             messages as f64 / elapsed,
             1000.0 * cpu / messages as f64,
             percentile(&latencies, 0.50),
@@ -132,9 +168,11 @@ fn main() -> anyhow::Result<()> {
         status_kib(&pid.to_string(), "VmRSS") / 1024,
         status_kib(&pid.to_string(), "VmHWM") / 1024
     );
-    server.signal(libc::SIGTERM);
-    server.wait(Duration::from_secs(60)).context("the server did not stop")?;
-    drop(server);
+    for server in std::iter::once(&mut server).chain(second.as_mut()) {
+        server.signal(libc::SIGTERM);
+        server.wait(Duration::from_secs(60)).context("the server did not stop")?;
+    }
+    drop((server, second));
     drop(knot);
 
     let stored = count_inbox(&hameau, &config)?;
