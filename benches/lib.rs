@@ -93,6 +93,7 @@ pub fn init_data_dir(
     }
     let init = std::process::Command::new(&hameau)
         .args(["init", "--data-dir", data.to_str().unwrap(), "--http-listen", "127.0.0.1:0"])
+        .args(["--http-plain-listen", "127.0.0.1:0"])
         .args(&store)
         .args(["--smtp-listen", "127.0.0.1:0", "--imap-listen", "127.0.0.1:0", "--imaps-listen", "127.0.0.1:0"])
         .args(["--submission-listen", "127.0.0.1:0", "--submissions-listen", "127.0.0.1:0"])
