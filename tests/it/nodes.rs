@@ -81,29 +81,40 @@ fn wait_for_distinct(dir: &std::path::Path, tag: &str, n: usize, within: Duratio
     }
 }
 
-/// Two nodes whose queues deliver to a Postfix smtp-sink (MX from knotd): tenant `a` with
-/// agent@a.test, sending brakes out of the way, small claim batches (more rounds, so that
-/// both nodes take part and a kill falls inside rounds), leases of ended sessions looked
-/// for every second.
-fn two_sending_nodes(
-    config: &std::path::Path,
-) -> (hameau_testkit::SmtpSink, tempfile::TempDir, (crate::support::Knot, tempfile::TempDir)) {
-    crate::submission::setup(config);
-    let dns = crate::submission::remote_mx(config, &[]);
+/// What the two-node queue tests run on: the installation (on PostgreSQL), its
+/// configuration, the sink and where it writes, and the DNS server.
+struct SendingNodes {
+    _dir: tempfile::TempDir,
+    config: std::path::PathBuf,
+    _sink: hameau_testkit::SmtpSink,
+    sink_dir: tempfile::TempDir,
+    _dns: (crate::support::Knot, tempfile::TempDir),
+}
+
+/// An installation for two nodes whose queues deliver to a Postfix smtp-sink (MX from
+/// knotd): tenant `a` with agent@a.test, sending brakes out of the way, small claim batches
+/// (more rounds, so that both nodes take part and a kill falls inside rounds), leases of
+/// ended sessions looked for every second.
+fn two_sending_nodes() -> SendingNodes {
+    let (dir, _) = init_on_postgresql();
+    let config = config_path(dir.path());
+    crate::submission::setup(&config);
+    let dns = crate::submission::remote_mx(&config, &[]);
     let sink_dir = tempfile::tempdir().unwrap();
     let sink = hameau_testkit::SmtpSink::dumping_into(sink_dir.path(), &[]);
-    set_config(config, "port = 25", &format!("port = {}", sink.port));
-    for brake in ["account_messages_per_hour_max = 200", "account_recipients_per_hour_max = 500"] {
+    set_config(&config, "port = 25", &format!("port = {}", sink.port));
+    for brake in [
+        "account_messages_per_hour_max = 200",
+        "account_recipients_per_hour_max = 500",
+        "tenant_messages_per_hour_max = 1000",
+        "tenant_recipients_per_hour_max = 2000",
+    ] {
         let (key, _) = brake.split_once(" = ").unwrap();
-        set_config(config, brake, &format!("{key} = 100000"));
+        set_config(&config, brake, &format!("{key} = 100000"));
     }
-    for brake in ["tenant_messages_per_hour_max = 1000", "tenant_recipients_per_hour_max = 2000"] {
-        let (key, _) = brake.split_once(" = ").unwrap();
-        set_config(config, brake, &format!("{key} = 100000"));
-    }
-    set_config(config, "claim_batch_max = 100", "claim_batch_max = 10");
-    set_config(config, "lease_sweep_s = 10", "lease_sweep_s = 1");
-    (sink, sink_dir, dns)
+    set_config(&config, "claim_batch_max = 100", "claim_batch_max = 10");
+    set_config(&config, "lease_sweep_s = 10", "lease_sweep_s = 1");
+    SendingNodes { _dir: dir, config, _sink: sink, sink_dir, _dns: dns }
 }
 
 /// 1,000 messages submitted over SMTP, half to each node (one session each, both at once),
@@ -111,11 +122,10 @@ fn two_sending_nodes(
 #[test]
 fn outbound_mail_queued_on_both_nodes_is_delivered_exactly_once() {
     let n = 1000;
-    let (dir, _) = init_on_postgresql();
-    let config = config_path(dir.path());
-    let (_sink, sink_dir, _dns) = two_sending_nodes(&config);
-    let a = start_server(&config);
-    let b = start_server(&config);
+    let nodes = two_sending_nodes();
+    let (config, sink_dir) = (&nodes.config, &nodes.sink_dir);
+    let a = start_server(config);
+    let b = start_server(config);
     let ports = [a.submissions[0].port(), b.submissions[0].port()];
     let script = format!(
         "import smtplib, ssl, threading\n\
@@ -144,7 +154,7 @@ fn outbound_mail_queued_on_both_nodes_is_delivered_exactly_once() {
     assert_eq!(counts.len(), n, "every message was delivered");
     assert!(twice.is_empty(), "delivered more than once: {twice:?}");
     let series = "hameau_outbound_recipients_total{route=\"remote\",result=\"delivered\"}";
-    let by_node = [metric(&a, &config, series), metric(&b, &config, series)];
+    let by_node = [metric(&a, config, series), metric(&b, config, series)];
     eprintln!("{n} messages, each delivered once; by node A and B: {by_node:?}");
     assert_eq!(by_node[0] + by_node[1], n as u64, "{by_node:?}");
     assert!(by_node.iter().all(|delivered| *delivered > 0), "both nodes delivered: {by_node:?}");
@@ -159,33 +169,11 @@ fn outbound_mail_queued_on_both_nodes_is_delivered_exactly_once() {
 #[test]
 fn a_node_killed_mid_delivery_leaves_the_other_to_finish() {
     let n = 1000;
-    let (dir, _) = init_on_postgresql();
-    let config = config_path(dir.path());
-    let (_sink, sink_dir, _dns) = two_sending_nodes(&config);
-    let options = crate::support::store_options(&config);
-    crate::support::block_on(async move {
-        let store = hameau_store::Store::open(&options).await.unwrap();
-        let queue = hameau_queue::Queue::new(store.clone(), hameau_queue::Limits::default());
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-        for i in 0..n {
-            let raw = format!(
-                "From: agent@a.test\r\nTo: x@remote.test\r\nSubject: noeud tue\r\nMessage-ID: <kill-{i}@a.test>\r\n\r\nmessage {i}\r\n"
-            );
-            let message = hameau_queue::NewMessage {
-                raw: raw.into_bytes().into(),
-                mail_from: "agent@a.test".into(),
-                recipients: vec!["x@remote.test".into()],
-                tenant: Some("a".into()),
-                account: Some(1),
-                envelope_id: format!("kill.{i}"),
-                held: None,
-            };
-            queue.enqueue(message, now).await.unwrap();
-        }
-        store.close().await.unwrap();
-    });
-    let mut a = start_server(&config);
-    let b = start_server(&config);
+    let nodes = two_sending_nodes();
+    let (config, sink_dir) = (&nodes.config, &nodes.sink_dir);
+    crate::support::enqueue_numbered(config, n, "kill");
+    let mut a = start_server(config);
+    let b = start_server(config);
     let start = Instant::now();
     while received(sink_dir.path(), "kill").len() < n / 3 && start.elapsed() < Duration::from_secs(60) {
         std::thread::sleep(Duration::from_millis(5));

@@ -264,28 +264,7 @@ fn sigkill_while_delivering_loses_nothing_queued() {
     let sink = hameau_testkit::SmtpSink::dumping_into(sink_dir.path(), &[]);
     set("port = 25", &format!("port = {}", sink.port));
     // Queued with the server stopped, as submission queues them (acknowledged = committed).
-    let options = crate::support::store_options(&config);
-    crate::support::block_on(async move {
-        let store = hameau_store::Store::open(&options).await.unwrap();
-        let queue = hameau_queue::Queue::new(store.clone(), hameau_queue::Limits::default());
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-        for i in 0..n {
-            let raw = format!(
-                "From: agent@a.test\r\nTo: x@remote.test\r\nSubject: kill test\r\nMessage-ID: <kill-{i}@a.test>\r\n\r\nmessage {i}\r\n"
-            );
-            let message = hameau_queue::NewMessage {
-                raw: raw.into_bytes().into(),
-                mail_from: "agent@a.test".into(),
-                recipients: vec!["x@remote.test".into()],
-                tenant: Some("a".into()),
-                account: Some(1),
-                envelope_id: format!("kill.{i}"),
-                held: None,
-            };
-            queue.enqueue(message, now).await.unwrap();
-        }
-        store.close().await.unwrap();
-    });
+    crate::support::enqueue_numbered(&config, n, "kill");
     // Small rounds: more of them, so that the kills fall between and inside them.
     set("claim_batch_max = 100", "claim_batch_max = 10");
     let mut server = start_server(&config);

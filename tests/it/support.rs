@@ -280,6 +280,36 @@ pub fn metric(server: &Server, config: &Path, series: &str) -> u64 {
     line.map_or(0, |line| line.rsplit(' ').next().unwrap().parse().unwrap())
 }
 
+/// Queues `n` messages of agent@a.test (account 1 of tenant `a`) for x@remote.test straight
+/// into the store of `config`, as submission queues them (acknowledged = committed), with
+/// the Message-IDs `<TAG-0@a.test>` to `<TAG-(n-1)@a.test>`. On RocksDB the server must be
+/// stopped.
+pub fn enqueue_numbered(config: &Path, n: usize, tag: &str) {
+    let options = store_options(config);
+    let tag = tag.to_string();
+    block_on(async move {
+        let store = hameau_store::Store::open(&options).await.unwrap();
+        let queue = hameau_queue::Queue::new(store.clone(), hameau_queue::Limits::default());
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        for i in 0..n {
+            let raw = format!(
+                "From: agent@a.test\r\nTo: x@remote.test\r\nSubject: {tag}\r\nMessage-ID: <{tag}-{i}@a.test>\r\n\r\nmessage {i}\r\n"
+            );
+            let message = hameau_queue::NewMessage {
+                raw: raw.into_bytes().into(),
+                mail_from: "agent@a.test".into(),
+                recipients: vec!["x@remote.test".into()],
+                tenant: Some("a".into()),
+                account: Some(1),
+                envelope_id: format!("{tag}.{i}"),
+                held: None,
+            };
+            queue.enqueue(message, now).await.unwrap();
+        }
+        store.close().await.unwrap();
+    });
+}
+
 /// Queues a message of `tenant` for `recipients` straight into the store of `config` (the
 /// server must be stopped), held if `held` says why; its queue id.
 pub fn enqueue(config: &Path, tenant: &str, recipients: &[&str], held: Option<&str>) -> u64 {
