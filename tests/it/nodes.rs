@@ -8,6 +8,17 @@ use std::time::{Duration, Instant};
 use crate::imap::{Raw, deliver, imap_account, quick_dns};
 use crate::support::{config_path, init_on_postgresql, metric, set_config, start_server};
 
+/// Two nodes on the installation of `config`, with user@a.test (LOGIN allowed without TLS)
+/// and a knotd answering the MX's lookups at once.
+fn two_mail_nodes(
+    config: &std::path::Path,
+) -> (hameau_testkit::Server, hameau_testkit::Server, (crate::support::Knot, tempfile::TempDir)) {
+    imap_account(config);
+    set_config(config, "plaintext_auth = false", "plaintext_auth = true");
+    let dns = quick_dns(config);
+    (start_server(config), start_server(config), dns)
+}
+
 /// A message delivered by node A's MX reaches an IMAP session sitting in IDLE on node B
 /// within a second: A's commit is notified by PostgreSQL to B's store, which wakes the
 /// session as its own commits would.
@@ -15,11 +26,7 @@ use crate::support::{config_path, init_on_postgresql, metric, set_config, start_
 fn a_delivery_on_one_node_wakes_idle_on_the_other() {
     let (dir, _) = init_on_postgresql();
     let config = config_path(dir.path());
-    imap_account(&config);
-    set_config(&config, "plaintext_auth = false", "plaintext_auth = true");
-    let _dns = quick_dns(&config);
-    let a = start_server(&config);
-    let b = start_server(&config);
+    let (a, b, _dns) = two_mail_nodes(&config);
     assert_ne!(a.smtp, b.smtp, "two nodes, each with its own listeners");
     let smtp_a = a.smtp[0].port();
     deliver(smtp_a, "premier", "un");
@@ -240,11 +247,7 @@ fn the_nodes_follow_a_promoted_standby_and_lose_nothing_acknowledged() {
     let both = format!("{head},127.0.0.1:{standby_port}{tail}?target_session_attrs=read-write");
     let (dir, token) = crate::support::init_on_store_url(&both);
     let config = config_path(dir.path());
-    imap_account(&config);
-    set_config(&config, "plaintext_auth = false", "plaintext_auth = true");
-    let _dns = quick_dns(&config);
-    let a = start_server(&config);
-    let b = start_server(&config);
+    let (a, b, _dns) = two_mail_nodes(&config);
     let results = dir.path().join("load.jsonl");
     let imap_results = dir.path().join("imap.jsonl");
     let http_results = dir.path().join("http.jsonl");
