@@ -204,13 +204,20 @@ fn submitted_mail_is_delivered_locally_and_remotely_and_failures_are_notified() 
 
     // The remote recipient: at the sink, signed twice, both signatures valid (dkimpy).
     let start = std::time::Instant::now();
+    // smtp-sink writes the file as the message arrives: it is read once it has stopped
+    // growing (a read right at its creation once found it without the signatures yet).
+    let mut last_size = None;
     let dumped = loop {
         let files: Vec<_> = std::fs::read_dir(sink_dir.path()).unwrap().filter_map(Result::ok).collect();
         if let Some(file) = files.first() {
-            break std::fs::read(file.path()).unwrap();
+            let dumped = std::fs::read(file.path()).unwrap();
+            if !dumped.is_empty() && last_size == Some(dumped.len()) {
+                break dumped;
+            }
+            last_size = Some(dumped.len());
         }
         assert!(start.elapsed() < std::time::Duration::from_secs(30), "nothing reached the remote MX");
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        std::thread::sleep(std::time::Duration::from_millis(200));
     };
     let text = String::from_utf8_lossy(&dumped).into_owned();
     let message = &text[text.find("DKIM-Signature:").expect("signed")..];
