@@ -209,10 +209,15 @@ struct Cluster {
     dir: std::path::PathBuf,
 }
 
+/// `bash scripts/pg-cluster.sh ARGS`.
+fn pg_cluster(args: &[&str]) -> std::process::Output {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/pg-cluster.sh");
+    std::process::Command::new("bash").arg(script).args(args).output().expect("bash")
+}
+
 impl Cluster {
     fn script(args: &[&str]) -> String {
-        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/pg-cluster.sh");
-        let output = std::process::Command::new("bash").arg(script).args(args).output().expect("bash");
+        let output = pg_cluster(args);
         assert!(output.status.success(), "pg-cluster.sh {args:?}: {}", String::from_utf8_lossy(&output.stderr));
         String::from_utf8_lossy(&output.stdout).trim().to_string()
     }
@@ -225,8 +230,7 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/pg-cluster.sh");
-        let _ = std::process::Command::new("bash").arg(script).args(["kill", self.dir.to_str().unwrap()]).output();
+        pg_cluster(&["kill", self.dir.to_str().unwrap()]);
     }
 }
 

@@ -103,8 +103,7 @@ pub async fn copy(from: &Store, to: &Store, mut progress: impl FnMut(Progress)) 
     let source = from.snapshot().await?;
     let mut digester = Digester::default();
     let mut done = Progress::default();
-    let mut load = Load::default();
-    let mut load_bytes = 0usize;
+    let mut loads = Loads { to, load: Load::default(), bytes: 0 };
     let mut page = Scan::all().limit(ENTRIES_PAGE);
     loop {
         let entries = source.scan(&page).await?;
@@ -112,14 +111,10 @@ pub async fn copy(from: &Store, to: &Store, mut progress: impl FnMut(Progress)) 
         page = Scan::all().limit(ENTRIES_PAGE).after(&last.key);
         for entry in entries {
             digester.entry(&entry);
-            load_bytes += entry.key.len() + entry.value.len();
-            load.entries.push(entry);
             done.keys += 1;
-            if load_bytes >= LOAD_BYTES_MAX || load.entries.len() >= LOAD_ITEMS_MAX {
-                to.load(std::mem::take(&mut load)).await?;
-                load_bytes = 0;
-                progress(done);
-            }
+            loads.bytes += entry.key.len() + entry.value.len();
+            loads.load.entries.push(entry);
+            loads.write_if_full(&mut progress, done).await?;
         }
     }
     let mut after = None;
@@ -133,17 +128,14 @@ pub async fn copy(from: &Store, to: &Store, mut progress: impl FnMut(Progress)) 
                 .read_blob(&blob.hash)
                 .await?
                 .ok_or_else(|| Error::Corrupt(format!("blob {} is listed but cannot be read", blob.hash)))?;
-            load_bytes += content.len();
-            load.blobs.push(LoadBlob { refcount: blob.refcount, content });
             done.blobs += 1;
             done.blob_bytes += blob.size;
-            if load_bytes >= LOAD_BYTES_MAX || load.entries.len() + load.blobs.len() >= LOAD_ITEMS_MAX {
-                to.load(std::mem::take(&mut load)).await?;
-                load_bytes = 0;
-                progress(done);
-            }
+            loads.bytes += content.len();
+            loads.load.blobs.push(LoadBlob { refcount: blob.refcount, content });
+            loads.write_if_full(&mut progress, done).await?;
         }
     }
+    let mut load = loads.load;
     load.version_at_least = source.version();
     to.load(load).await?;
     let expected = digester.finish(source.version());
@@ -157,6 +149,25 @@ pub async fn copy(from: &Store, to: &Store, mut progress: impl FnMut(Progress)) 
         return Err(Error::CopyMismatch(format!("the source holds {expected:?}, the copy {copied:?}")));
     }
     Ok(expected)
+}
+
+/// The load a copy is filling, written into the destination once it holds
+/// [`LOAD_BYTES_MAX`] bytes or [`LOAD_ITEMS_MAX`] entries and blobs.
+struct Loads<'a> {
+    to: &'a Store,
+    load: Load,
+    bytes: usize,
+}
+
+impl Loads<'_> {
+    async fn write_if_full(&mut self, progress: &mut impl FnMut(Progress), done: Progress) -> Result<(), Error> {
+        if self.bytes >= LOAD_BYTES_MAX || self.load.entries.len() + self.load.blobs.len() >= LOAD_ITEMS_MAX {
+            self.to.load(std::mem::take(&mut self.load)).await?;
+            self.bytes = 0;
+            progress(done);
+        }
+        Ok(())
+    }
 }
 
 /// The digest of what `snapshot` shows; with `check_contents`, every blob is read and must
