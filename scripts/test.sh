@@ -79,7 +79,7 @@ cargo test --workspace 2>&1 | tee "$log"
 echo "== the end-to-end suite again, on PostgreSQL 15 (HAMEAU_TEST_STORE=postgresql)"
 # Less the tests that choose their store themselves (several nodes and failover on
 # PostgreSQL, migrate-store from RocksDB): the first run ran them already.
-HAMEAU_TEST_STORE=postgresql cargo test -p hameau --test it -- --skip nodes:: --skip migrate_store:: 2>&1 \
+HAMEAU_TEST_STORE=postgresql cargo test -p hameau --test it -- --skip nodes:: --skip clusters:: --skip migrate_store:: 2>&1 \
     | tee -a "$log"
 echo "== the store's conformance suite on PostgreSQL 18"
 HAMEAU_TEST_PG_URL="$pg18_url" cargo test -p hameau-store pg::conformance 2>&1 | tee -a "$log" | grep -E "^(test result|error|failures)"

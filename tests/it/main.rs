@@ -12,6 +12,7 @@ mod attack_smtp;
 mod autoconfig;
 mod backup;
 mod cli;
+mod clusters;
 mod config;
 mod dns;
 mod export;

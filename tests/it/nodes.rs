@@ -205,8 +205,8 @@ fn a_node_killed_mid_delivery_leaves_the_other_to_finish() {
 }
 
 /// A PostgreSQL cluster of this test's own (`scripts/pg-cluster.sh`), stopped at the end.
-struct Cluster {
-    dir: std::path::PathBuf,
+pub(crate) struct Cluster {
+    pub(crate) dir: std::path::PathBuf,
 }
 
 /// `bash scripts/pg-cluster.sh ARGS`.
@@ -216,7 +216,7 @@ fn pg_cluster(args: &[&str]) -> std::process::Output {
 }
 
 impl Cluster {
-    fn script(args: &[&str]) -> String {
+    pub(crate) fn script(args: &[&str]) -> String {
         let output = pg_cluster(args);
         assert!(output.status.success(), "pg-cluster.sh {args:?}: {}", String::from_utf8_lossy(&output.stderr));
         String::from_utf8_lossy(&output.stdout).trim().to_string()

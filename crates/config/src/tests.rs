@@ -33,7 +33,7 @@ fn unknown_keys() {
     );
     check(
         "\n\n[store]\ncache_bytes = 2097152\nfoo = 1\n",
-        "/etc/hameau/hameau.toml:5: store.foo: unknown key `foo` (known keys: `backend`, `cache_bytes`, `url`, `schema`, `pool_connections`, `key_bytes_max`, `value_bytes_max`, `batch_ops_max`, `blob_chunk_bytes`, `blob_bytes_max`, `commit_group_max`, `commit_queue_max`)",
+        "/etc/hameau/hameau.toml:5: store.foo: unknown key `foo` (known keys: `backend`, `cache_bytes`, `url`, `schema`, `pool_connections`, `move_wait_ms`, `clusters`, `key_bytes_max`, `value_bytes_max`, `batch_ops_max`, `blob_chunk_bytes`, `blob_bytes_max`, `commit_group_max`, `commit_queue_max`)",
     );
 }
 

@@ -714,6 +714,35 @@ impl Directory {
         Ok(Page { next: more.then(|| addresses.last().map(|(name, _)| name.clone())).flatten(), items })
     }
 
+    /// The tenant of the account `id`, if it exists: for the installation's own routing
+    /// (which cluster holds the account's mail), not for a caller's request.
+    pub async fn account_tenant(&self, id: u64) -> Result<Option<String>, Error> {
+        Ok(get::<Account>(&self.store, &keys::account(id)).await?.map(|read| read.record.tenant))
+    }
+
+    /// The ids of every account of `tenant`, for the installation's own tasks (moving the
+    /// tenant to another cluster). Paged through the tenant's index; a tenant's accounts
+    /// are bounded by its `accounts_max`.
+    pub async fn tenant_account_ids(&self, tenant: &str) -> Result<Vec<u64>, Error> {
+        const PAGE: usize = 1000;
+        let prefix = keys::tenant_accounts(tenant);
+        let (mut ids, mut after) = (Vec::new(), None::<String>);
+        loop {
+            let (entries, more) = index_entries(&self.store, &prefix, after.as_deref(), PAGE).await?;
+            for (_, value) in &entries {
+                let id: [u8; 8] = value
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| Error::Corrupt { key: "tenant account index".into(), problem: "not an id".into() })?;
+                ids.push(u64::from_be_bytes(id));
+            }
+            match (more, entries.last()) {
+                (true, Some((name, _))) => after = Some(name.clone()),
+                _ => return Ok(ids),
+            }
+        }
+    }
+
     /// The tenant a list is about: the caller's own, or for the operator the one asked for
     /// (required, since accounts and aliases are listed per tenant).
     async fn scoped_tenant(&self, principal: &Principal, asked: Option<&str>) -> Result<String, Error> {

@@ -180,6 +180,7 @@ fn now_unix_s() -> u64 {
 /// The backup in this process, on the local store (the server stopped).
 fn local_backup(args: &RunArgs, to: &Path, encryption: Option<Encryption>) -> anyhow::Result<Value> {
     let config = crate::load_config(args.target.config.as_deref())?;
+    crate::cluster::refuse_clusters(&config, "backup")?;
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(async {
         let store = match hameau_store::Store::open(&config.store).await {

@@ -117,7 +117,8 @@ async fn local(target: &Target, call: ApiCall) -> anyhow::Result<(u16, Vec<u8>)>
     let store = hameau_store::Store::open(&config.store).await.context("opening the store")?;
     let registry = Arc::new(hameau_telemetry::Registry::new());
     let directory = hameau_directory::Directory::new(store.clone(), config.directory.clone());
-    let router = hameau_http::router(crate::serve::app_state(&config, &store, &directory, &registry));
+    let mail = crate::cluster::mail(&config, &store, &directory).await?;
+    let router = hameau_http::router(crate::serve::app_state(&config, &store, &directory, &mail, &registry));
     let body = match &call.body {
         Some(value) => Body::from(serde_json::to_vec(value)?),
         None => Body::empty(),

@@ -71,7 +71,7 @@ pub fn run(args: &ExportArgs) -> anyhow::Result<()> {
             Err(e) => bail!(say!(lang, "ouverture du stockage : {e}", "opening the store: {e}")),
         };
         let directory = Directory::new(store.clone(), config.directory.clone());
-        let mail = Mail::with_limits(store.clone(), config.mail.clone());
+        let mail = crate::cluster::mail(&config, &store, &directory).await?;
         let res = export(lang, args, &directory, &mail).await;
         store.close().await.context("closing the store")?;
         res

@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use hameau_directory::{Directory, Principal};
-use hameau_mailbox::{Mail, Quota};
+use hameau_mailbox::Quota;
 use hameau_migrate::{FileFormat, FileImporter, ImapSource, Importer, Progress, Report, SourceUrl, Target};
 
 #[derive(Subcommand, Debug)]
@@ -147,8 +147,8 @@ fn run_files(args: &FilesArgs, format: FileFormat) -> anyhow::Result<Report> {
     with_store(args.config.as_deref(), |config, store| async move {
         let directory = Directory::new(store.clone(), config.directory.clone());
         let target = target_of(&directory, &args.account).await?;
-        let mail = Mail::with_limits(store.clone(), config.mail.clone());
-        let importer = FileImporter::new(mail, store.clone(), config.migrate.clone(), system_clock());
+        let mail = crate::cluster::mail(&config, &store, &directory).await?;
+        let importer = FileImporter::new(mail, config.migrate.clone(), system_clock());
         let progress = Arc::new(Progress::default());
         let cancel = hameau_migrate::Cancel::default();
         let account = target.address.clone();
@@ -210,8 +210,8 @@ async fn import_all(
     for line in &lines {
         work.push(resolve(&directory, line, args.insecure_plain_text, tls.clone()).await?);
     }
-    let mail = Mail::with_limits(store.clone(), config.mail.clone());
-    let importer = Arc::new(Importer::new(mail, store.clone(), config.migrate.clone(), system_clock()));
+    let mail = crate::cluster::mail(config, store, &directory).await?;
+    let importer = Arc::new(Importer::new(mail, config.migrate.clone(), system_clock()));
     let concurrent = config.migrate.accounts_concurrent_max.max(1);
     let terminal = std::io::stderr().is_terminal();
     let mut reports = Vec::with_capacity(work.len());

@@ -4,6 +4,7 @@
 mod admin;
 mod backup;
 mod client;
+mod cluster;
 mod dnscheck;
 mod export;
 mod filter;
@@ -118,6 +119,12 @@ enum Command {
     /// Moves the whole store to another backend (RocksDB to PostgreSQL, or back), checked by
     /// counts and hashes; the server stopped (docs/postgresql.md).
     MigrateStore(migrate_store::MigrateStoreArgs),
+    /// Tenants over several database clusters: where each is, and moving one while the
+    /// nodes serve (docs/storage.md).
+    Cluster {
+        #[command(subcommand)]
+        command: cluster::ClusterCommand,
+    },
     /// Writes the mail of an account or a tenant as Maildir or mbox files (server stopped).
     Export(export::ExportArgs),
     /// Imports mail from an old IMAP server or from mbox/Maildir files into an account (the
@@ -198,6 +205,7 @@ fn main() -> ExitCode {
         Command::Backup(args) => backup::run(args),
         Command::Restore(args) => backup::restore(&args),
         Command::MigrateStore(args) => migrate_store::run(&args),
+        Command::Cluster { command } => cluster::run(command),
         Command::Export(args) => export::run(&args),
         Command::Filter { command } => filter::run(command),
         Command::Generate { command } => generate::run(command, <Cli as clap::CommandFactory>::command()),

@@ -33,6 +33,9 @@ pub struct MigrateStoreArgs {
 
 pub fn run(args: &MigrateStoreArgs) -> anyhow::Result<()> {
     let config = args.config.as_deref().map(hameau_config::Config::load).transpose()?;
+    if let Some(config) = &config {
+        crate::cluster::refuse_clusters(config, "migrate-store")?;
+    }
     let base = config.as_ref().map_or_else(Options::default, |config| config.store.clone());
     let from = match &args.from {
         Some(spec) => parse(spec, &base, args.from_schema.as_deref(), Side::From)?,

@@ -33,6 +33,7 @@ pub fn app_state(
     config: &Config,
     store: &hameau_store::Store,
     directory: &Directory,
+    mail: &hameau_mailbox::Mail,
     registry: &Arc<Registry>,
 ) -> hameau_http::AppState {
     // What autoconfiguration tells mail clients: the host name, and the port of each
@@ -60,13 +61,16 @@ pub fn app_state(
         dns: hameau_directory::dns::DnsOptions { mx_host: config.server.hostname.clone() },
         queue: hameau_queue::Queue::new(store.clone(), config.queue.clone()),
         client,
-        backups: Arc::new(hameau_http::api::backups::Jobs::new(config.backup.clone())),
+        backups: Arc::new(match crate::cluster::refuse_clusters(config, "backup") {
+            Ok(()) => hameau_http::api::backups::Jobs::new(config.backup.clone()),
+            Err(e) => hameau_http::api::backups::Jobs::new(config.backup.clone()).refusing(e.to_string()),
+        }),
         imports: None,
-        mail: hameau_mailbox::Mail::with_limits(store.clone(), config.mail.clone()),
+        mail: mail.clone(),
         quarantine: hameau_filter::Quarantine::new(store.clone(), &config.filter),
         filter_settings: hameau_filter::Settings::new(store.clone(), &config.filter),
         jmap: Arc::new(hameau_jmap::mail::Services {
-            mail: hameau_mailbox::Mail::with_limits(store.clone(), config.mail.clone()),
+            mail: mail.clone(),
             summaries: config.imap.summary_cache(),
             texts: config.imap.text_cache(),
             limits: config.jmap.clone(),
@@ -105,7 +109,8 @@ async fn serve(config: Config, reload_log: &crate::logging::Reload) -> anyhow::R
     let directory = Directory::new(store.clone(), config.directory.clone()).with_limiter(limiter.clone());
     // One mail model: SMTP deliveries wake the IMAP sessions of the same account; the
     // agents' moves into and out of Junk train their tenant's classifier.
-    let mut mail = hameau_mailbox::Mail::with_limits(store.clone(), config.mail.clone());
+    // Over the clusters of [store.clusters], if any: each account's mail in its tenant's.
+    let mut mail = crate::cluster::mail(&config, &store, &directory).await?;
     // One classifier for the trainer and the MX: the counts the MX keeps in memory
     // (filter.bayes_cache_s) are forgotten by the learnings that change them.
     let classifier = hameau_filter::learning::Classifier::new(store.clone(), config.filter.limits.clone());
@@ -172,7 +177,7 @@ async fn serve(config: Config, reload_log: &crate::logging::Reload) -> anyhow::R
     let certs = &certificates;
     // ACME's HTTP-01 answers, served on port 80.
     let http01 = hameau_net::Http01Tokens::new();
-    let imports = match start_imports(&config, &store, &mail, &shutdown_rx, &mut services) {
+    let imports = match start_imports(&config, &mail, &shutdown_rx, &mut services) {
         Ok(imports) => imports,
         Err(e) => {
             store.close().await.context("closing the store")?;
@@ -277,11 +282,10 @@ async fn start_http(
     let tls_alpn_01 = config.acme.enabled() && config.acme.challenge == hameau_acme::Challenge::TlsAlpn01;
     let alpn: &[&[u8]] = if tls_alpn_01 { &[b"http/1.1", hameau_net::certs::ACME_TLS_ALPN] } else { &[b"http/1.1"] };
     let tls = crate::tls::server_config(certificates, alpn);
-    let mut state = app_state(config, store, directory, registry);
+    let mut state = app_state(config, store, directory, &jmap.mail, registry);
     // The directory's limiter is the one every protocol shares (`app_state` takes it).
     state.queue = queue.clone();
     state.imports = Some(imports.clone());
-    state.mail = jmap.mail.clone();
     state.jmap = Arc::new(jmap.clone());
     (state.quarantine, state.filter_settings) = (quarantine.clone(), filter_settings.clone());
     let metrics = state.metrics.clone();
@@ -309,13 +313,12 @@ async fn start_http(
 /// the store closes.
 fn start_imports(
     config: &Config,
-    store: &hameau_store::Store,
     mail: &hameau_mailbox::Mail,
     shutdown: &watch::Receiver<bool>,
     services: &mut JoinSet<()>,
 ) -> anyhow::Result<Arc<hameau_migrate::Jobs>> {
     let clock: hameau_migrate::Clock = system_now_s();
-    let importer = hameau_migrate::Importer::new(mail.clone(), store.clone(), config.migrate.clone(), clock);
+    let importer = hameau_migrate::Importer::new(mail.clone(), config.migrate.clone(), clock);
     let roots = crate::tls::roots(None).context("the system's TLS roots")?;
     let jobs = Arc::new(hameau_migrate::Jobs::new(Arc::new(importer), Arc::new(roots)));
     let (task_jobs, mut stop) = (jobs.clone(), shutdown.clone());

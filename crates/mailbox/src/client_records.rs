@@ -51,7 +51,7 @@ struct UploadRecord {
 }
 
 const UPLOAD_TAG: &[u8] = b"/up/";
-const EXPIRY_PREFIX: &[u8] = b"mu/";
+pub(crate) const EXPIRY_PREFIX: &[u8] = b"mu/";
 const PUSH_PREFIX: &[u8] = b"mp/";
 
 fn upload_key(account: AccountId, hash: &BlobHash) -> Vec<u8> {
@@ -66,7 +66,7 @@ fn expiry_key(expires_at: u64, account: AccountId, hash: &BlobHash) -> Vec<u8> {
     [EXPIRY_PREFIX, &expires_at.to_be_bytes(), &account.to_be_bytes(), &hash.0].concat()
 }
 
-fn push_prefix(account: AccountId) -> Vec<u8> {
+pub(crate) fn push_prefix(account: AccountId) -> Vec<u8> {
     [PUSH_PREFIX, &account.to_be_bytes(), b"/"].concat()
 }
 
@@ -92,9 +92,10 @@ impl Mail {
     /// memory), in the mail model's store; [`Mail::add_upload`] keeps it.
     pub async fn stage_upload(
         &self,
+        account: AccountId,
         reader: &mut (dyn tokio::io::AsyncRead + Unpin + Send),
     ) -> Result<StagedBlob, Error> {
-        Ok(self.store.stage_blob(reader).await?)
+        Ok(self.at(account).await?.stage_blob(reader).await?)
     }
 
     /// Keeps `staged` as an upload of `account` until `terms.now + terms.ttl_s`, in one
@@ -111,7 +112,7 @@ impl Mail {
         let key = upload_key(account, &hash);
         let expires_at = terms.now.saturating_add(terms.ttl_s);
         let mut batch = Batch::new();
-        let created_at = match self.store.get(&key).await? {
+        let created_at = match self.at(account).await?.get(&key).await? {
             Some(entry) => {
                 // Already held: its expiry moves, nothing is charged twice.
                 let old: UploadRecord = decode(&entry.key, &entry.value)?;
@@ -136,7 +137,7 @@ impl Mail {
             }
         };
         let pending = pending_key(account);
-        self.store.commit(batch).await.map_err(|e| match e {
+        self.at(account).await?.commit(batch).await.map_err(|e| match e {
             hameau_store::Error::CounterBound { key, max, .. } if key == pending => {
                 Error::UploadsFull { max: max.max(0) as u64 }
             }
@@ -151,7 +152,7 @@ impl Mail {
 
     /// The upload `hash` of `account`, if it holds one that has not expired at `now`.
     pub async fn upload(&self, account: AccountId, hash: &BlobHash, now: u64) -> Result<Option<Upload>, Error> {
-        let Some(entry) = self.store.get(&upload_key(account, hash)).await? else { return Ok(None) };
+        let Some(entry) = self.at(account).await?.get(&upload_key(account, hash)).await? else { return Ok(None) };
         let record: UploadRecord = decode(&entry.key, &entry.value)?;
         Ok((record.expires_at > now).then_some(Upload {
             hash: *hash,
@@ -167,14 +168,14 @@ impl Mail {
         if self.upload(account, hash, now).await?.is_none() {
             return Ok(None);
         }
-        Ok(self.store.read_blob(hash).await?)
+        Ok(self.at(account).await?.read_blob(hash).await?)
     }
 
     /// Removes the upload `hash` of `account` (used, or expired): its record, its blob
     /// reference and what it counted. `false` if there was none.
     pub async fn remove_upload(&self, account: AccountId, hash: &BlobHash) -> Result<bool, Error> {
         let key = upload_key(account, hash);
-        let Some(entry) = self.store.get(&key).await? else { return Ok(false) };
+        let Some(entry) = self.at(account).await?.get(&key).await? else { return Ok(false) };
         let record: UploadRecord = decode(&entry.key, &entry.value)?;
         let size = i64::try_from(record.size).unwrap_or(i64::MAX);
         let mut batch = Batch::new();
@@ -185,7 +186,7 @@ impl Mail {
             batch.add(&keys::tenant_used(tenant), -size);
         }
         batch.blob_release(hash);
-        match self.store.commit(batch).await {
+        match self.at(account).await?.commit(batch).await {
             Ok(_) => Ok(true),
             // Renewed or removed meanwhile: the other writer's view stands.
             Err(hameau_store::Error::Conflict { .. }) => Ok(false),
@@ -199,7 +200,13 @@ impl Mail {
         let mut scan = Scan::range(EXPIRY_PREFIX, &end);
         scan.limit = max;
         let mut removed = 0;
-        for entry in self.store.scan(&scan).await? {
+        let mut expired = Vec::new();
+        for store in self.stores() {
+            expired.extend(store.scan(&scan).await?);
+        }
+        expired.sort_by(|a, b| a.key[EXPIRY_PREFIX.len()..].cmp(&b.key[EXPIRY_PREFIX.len()..]));
+        expired.truncate(max);
+        for entry in expired {
             let (Some(account), Some(hash)) = (account_of(&entry.key), entry.key.get(EXPIRY_PREFIX.len() + 16..))
             else {
                 continue;
@@ -214,7 +221,7 @@ impl Mail {
                     // An index entry without its upload (removed by a concurrent call).
                     let mut batch = Batch::new();
                     batch.delete(&entry.key);
-                    self.store.commit(batch).await?;
+                    self.at(account).await?.commit(batch).await?;
                 }
             }
         }
@@ -223,28 +230,28 @@ impl Mail {
 
     /// The bytes `account` holds in uploads.
     pub async fn uploads_pending(&self, account: AccountId) -> Result<u64, Error> {
-        Ok(self.store.counter(&pending_key(account)).await?.max(0) as u64)
+        Ok(self.at(account).await?.counter(&pending_key(account)).await?.max(0) as u64)
     }
 
     /// Stores the push subscription `id` of `account` (the caller's record, opaque here).
     pub async fn put_push_subscription(&self, account: AccountId, id: &str, record: &[u8]) -> Result<(), Error> {
         let mut batch = Batch::new();
         batch.set(&[push_prefix(account).as_slice(), id.as_bytes()].concat(), record);
-        self.store.commit(batch).await?;
+        self.at(account).await?.commit(batch).await?;
         Ok(())
     }
 
     pub async fn delete_push_subscription(&self, account: AccountId, id: &str) -> Result<(), Error> {
         let mut batch = Batch::new();
         batch.delete(&[push_prefix(account).as_slice(), id.as_bytes()].concat());
-        self.store.commit(batch).await?;
+        self.at(account).await?.commit(batch).await?;
         Ok(())
     }
 
     /// The push subscriptions of `account`: id and record.
     pub async fn push_subscriptions(&self, account: AccountId) -> Result<Vec<(String, Vec<u8>)>, Error> {
         let prefix = push_prefix(account);
-        let entries = self.store.scan(&Scan::prefix(&prefix)).await?;
+        let entries = self.at(account).await?.scan(&Scan::prefix(&prefix)).await?;
         Ok(entries
             .into_iter()
             .filter_map(|entry| {
@@ -259,10 +266,12 @@ impl Mail {
     pub async fn all_push_subscriptions(&self, max: usize) -> Result<Vec<(AccountId, String, Vec<u8>)>, Error> {
         let mut scan = Scan::prefix(PUSH_PREFIX);
         scan.limit = max;
-        Ok(self
-            .store
-            .scan(&scan)
-            .await?
+        let mut entries = Vec::new();
+        for store in self.stores() {
+            entries.extend(store.scan(&scan).await?);
+        }
+        entries.truncate(max);
+        Ok(entries
             .into_iter()
             .filter_map(|entry| {
                 let account = account_of(&entry.key)?;

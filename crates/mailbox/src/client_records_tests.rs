@@ -22,7 +22,7 @@ fn terms(now: u64, quota: Option<u64>) -> UploadTerms {
 #[tokio::test]
 async fn an_upload_is_kept_counted_and_swept() {
     let (_dir, mail) = mail().await;
-    let staged = mail.stage_upload(&mut &b"piece jointe"[..]).await.unwrap();
+    let staged = mail.stage_upload(7, &mut &b"piece jointe"[..]).await.unwrap();
     let hash = staged.hash();
     let upload = mail.add_upload(7, staged, &terms(NOW, None)).await.unwrap();
     assert_eq!((upload.size, upload.expires_at), (12, NOW + 3600));

@@ -277,6 +277,18 @@ pub fn owner(key: &[u8]) -> Option<Owner> {
     Some(Owner::Tenant(std::str::from_utf8(tenant).ok()?.to_string()))
 }
 
+/// The prefixes under which the mail model keeps the records of `tenant` and of its
+/// `accounts` (each account's `m/<id>`, its push subscriptions, the uploads' expiry index,
+/// the tenant's usage): what moves with a tenant to another cluster. The expiry index is
+/// shared by every account: [`owner`] tells which of its keys are theirs.
+pub fn tenant_prefixes(tenant: &str, accounts: &[AccountId]) -> Vec<Vec<u8>> {
+    let mut prefixes: Vec<Vec<u8>> = accounts.iter().map(|account| account_start(*account)).collect();
+    prefixes.extend(accounts.iter().map(|account| crate::client_records::push_prefix(*account)));
+    prefixes.push(crate::client_records::EXPIRY_PREFIX.to_vec());
+    prefixes.push([b"mt/".as_slice(), tenant.as_bytes(), b"/"].concat());
+    prefixes
+}
+
 /// The blobs an email's record (`m/<account>/e/<id>`) holds one reference each to: the
 /// message and its shared large records, as ingest acquires them and expunge releases
 /// them. Nothing for the other keys, or a value that does not read as an email.

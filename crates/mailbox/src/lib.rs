@@ -32,14 +32,16 @@ mod deliver;
 mod keys;
 mod keyword;
 mod learn;
-pub use keys::{Owner as RecordOwner, blob_refs as record_blob_refs, owner as record_owner};
+pub use keys::{Owner as RecordOwner, blob_refs as record_blob_refs, owner as record_owner, tenant_prefixes};
 pub use keyword::{JMAP_KEYWORD_BYTES_MAX, Keyword};
 pub use learn::{Judgement, JunkLearner};
+pub use placement::{AccountTenants, TenantOf};
 mod messages;
 mod model;
 mod notify;
 pub use notify::ModseqWatch;
 mod objects;
+mod placement;
 pub mod query;
 mod restored;
 mod tree;
@@ -50,6 +52,7 @@ pub use vacation::{VACATION_KIND, Vacation};
 pub use bytes::Bytes;
 pub use client_records::{Upload, UploadTerms};
 pub use deliver::{Filing, LocalDelivery};
+use hameau_store::placement::Placed;
 use hameau_store::{Batch, BlobHash, Patch, PatchTarget, Scan, StagedBlob, Store};
 
 pub use hameau_message::{
@@ -325,6 +328,9 @@ pub struct Mail {
     names: std::sync::Arc<MailboxNames>,
     /// The text index's queue, when this process keeps the index ([`Mail::with_text_index`]).
     indexer: Option<std::sync::Arc<query::index::Indexer>>,
+    /// Where each tenant's mail is, when tenants are spread over clusters
+    /// ([`Mail::with_placement`]); `None`: every account's mail is in `store`.
+    placement: Option<placement::Placement>,
 }
 
 /// Email ids taken from the store at a time: one commit per block instead of one per
@@ -339,7 +345,15 @@ impl Mail {
     }
 
     pub fn with_limits(store: Store, limits: Limits) -> Mail {
-        Mail { store, limits, email_ids: Default::default(), learner: None, names: Default::default(), indexer: None }
+        Mail {
+            store,
+            limits,
+            email_ids: Default::default(),
+            learner: None,
+            names: Default::default(),
+            indexer: None,
+            placement: None,
+        }
     }
 
     /// Names the special-use mailboxes of the accounts made from now on (French by
@@ -347,6 +361,51 @@ impl Mail {
     pub fn with_names(mut self, names: MailboxNames) -> Mail {
         self.names = std::sync::Arc::new(names);
         self
+    }
+
+    /// Spreads the tenants' mail over `clusters` (`[store.clusters]`): each account's mail
+    /// is in its tenant's cluster, which `tenants` tells (docs/storage.md). The store given
+    /// to [`Mail::new`] must be the clusters' control store.
+    pub fn with_placement(
+        mut self,
+        clusters: hameau_store::placement::Clusters,
+        tenants: std::sync::Arc<dyn AccountTenants>,
+    ) -> Mail {
+        self.placement = Some(placement::Placement::new(clusters, tenants));
+        self
+    }
+
+    /// The store holding `account`'s mail, fenced while its tenant moves between clusters.
+    pub(crate) async fn at(&self, account: AccountId) -> Result<Placed, Error> {
+        match &self.placement {
+            None => Ok(Placed::plain(self.store.clone())),
+            Some(placement) => placement.for_account(account).await,
+        }
+    }
+
+    /// Every store holding mail: the one store, or each cluster's (for what goes over every
+    /// account: expiries, the push subscriptions loaded at start).
+    pub(crate) fn stores(&self) -> Vec<Store> {
+        match &self.placement {
+            None => vec![self.store.clone()],
+            Some(placement) => {
+                placement.clusters.names().filter_map(|name| placement.clusters.store(name).ok().cloned()).collect()
+            }
+        }
+    }
+
+    /// The store holding `account`'s mail, for a caller that writes records of its own
+    /// beside it ([`Mail::ingest_many_with`]'s, read back from there).
+    pub async fn account_store(&self, account: AccountId) -> Result<Placed, Error> {
+        self.at(account).await
+    }
+
+    /// The store holding `tenant`'s mail.
+    pub(crate) async fn at_tenant(&self, tenant: &str) -> Result<Placed, Error> {
+        match &self.placement {
+            None => Ok(Placed::plain(self.store.clone())),
+            Some(placement) => Ok(placement.clusters.for_tenant(tenant).await?),
+        }
     }
 
     /// The names given to the special-use mailboxes of new accounts, by role.
@@ -396,7 +455,7 @@ impl Mail {
         }
         batch.add(&keys::mailbox_ids(account), Role::ALL.len() as i64);
         batch.add(&keys::mailbox_count(account), Role::ALL.len() as i64);
-        match self.store.commit(batch).await {
+        match self.at(account).await?.commit(batch).await {
             Ok(_) | Err(hameau_store::Error::Conflict { .. }) => self.mailboxes(account).await,
             Err(e) => Err(e.into()),
         }
@@ -404,12 +463,12 @@ impl Mail {
 
     /// Every mailbox of the account, by id.
     pub async fn mailboxes(&self, account: AccountId) -> Result<Vec<Mailbox>, Error> {
-        let entries = self.store.scan(&Scan::prefix(&keys::mailboxes(account))).await?;
+        let entries = self.at(account).await?.scan(&Scan::prefix(&keys::mailboxes(account))).await?;
         entries.iter().map(|entry| decode(&entry.key, &entry.value)).collect()
     }
 
     pub async fn mailbox(&self, account: AccountId, id: MailboxId) -> Result<Mailbox, Error> {
-        let entry = self.store.get(&keys::mailbox(account, id)).await?.ok_or(Error::NoMailbox(id))?;
+        let entry = self.at(account).await?.get(&keys::mailbox(account, id)).await?.ok_or(Error::NoMailbox(id))?;
         decode(&entry.key, &entry.value)
     }
 
@@ -419,22 +478,22 @@ impl Mail {
 
     /// The UID the mailbox will give next (IMAP UIDNEXT).
     pub async fn uid_next(&self, account: AccountId, id: MailboxId) -> Result<u32, Error> {
-        Ok(self.store.counter(&keys::uid_next(account, id)).await? as u32 + 1)
+        Ok(self.at(account).await?.counter(&keys::uid_next(account, id)).await? as u32 + 1)
     }
 
     /// Bytes of mail the account holds.
     pub async fn quota_used(&self, account: AccountId) -> Result<u64, Error> {
-        Ok(self.store.counter(&keys::used(account)).await?.max(0) as u64)
+        Ok(self.at(account).await?.counter(&keys::used(account)).await?.max(0) as u64)
     }
 
     /// Bytes of mail all the accounts of a tenant hold (see [`Quota::tenant`]).
     pub async fn tenant_used(&self, tenant: &str) -> Result<u64, Error> {
-        Ok(self.store.counter(&keys::tenant_used(tenant)).await?.max(0) as u64)
+        Ok(self.at_tenant(tenant).await?.counter(&keys::tenant_used(tenant)).await?.max(0) as u64)
     }
 
     /// The account's highest modseq (IMAP HIGHESTMODSEQ, JMAP state).
     pub async fn modseq(&self, account: AccountId) -> Result<u64, Error> {
-        Ok(self.store.counter(&keys::modseq(account)).await?.max(0) as u64)
+        Ok(self.at(account).await?.counter(&keys::modseq(account)).await?.max(0) as u64)
     }
 
     /// Stores a message in one or more mailboxes of an account: the blob, the parsed
@@ -475,7 +534,50 @@ impl Mail {
         if deliveries.iter().any(|(_, ingest)| ingest.mailboxes.is_empty()) {
             return Err(Error::NoTargetMailbox);
         }
-        let (mut reads, read_of) = self.read_messages(&deliveries).await?;
+        let Some(placement) = &self.placement else {
+            return self.ingest_at(&Placed::plain(self.store.clone()), &deliveries, records).await;
+        };
+        // Each cluster's deliveries in a commit of their own (docs/storage.md); the caller's
+        // records with the first. A commit refused because the tenant started to move is
+        // tried once more, once the move is over (the lookup waits for it).
+        let mut places = Vec::with_capacity(deliveries.len());
+        for (account, _) in &deliveries {
+            places.push(placement.for_account(*account).await?);
+        }
+        let mut groups: Vec<(Placed, Vec<usize>)> = Vec::new();
+        for (index, placed) in places.into_iter().enumerate() {
+            match groups.iter_mut().find(|(seen, _)| seen.cluster() == placed.cluster()) {
+                Some((_, indexes)) => indexes.push(index),
+                None => groups.push((placed, vec![index])),
+            }
+        }
+        let mut stored: Vec<Option<Ingested>> = vec![None; deliveries.len()];
+        let mut records = Some(records);
+        for (placed, indexes) in groups {
+            let group: Vec<(AccountId, Ingest)> = indexes.iter().map(|index| deliveries[*index].clone()).collect();
+            let own = records.take().unwrap_or_default();
+            let done = match self.ingest_at(&placed, &group, own.clone()).await {
+                Err(Error::Store(hameau_store::Error::Moving)) => {
+                    let placed = placement.for_account(group[0].0).await?;
+                    self.ingest_at(&placed, &group, own).await?
+                }
+                other => other?,
+            };
+            for (index, ingested) in indexes.into_iter().zip(done) {
+                stored[index] = Some(ingested);
+            }
+        }
+        Ok(stored.into_iter().map(|ingested| ingested.expect("every delivery is in a group")).collect())
+    }
+
+    /// [`Mail::ingest_many_with`] into one store, in one commit.
+    async fn ingest_at(
+        &self,
+        at: &Placed,
+        deliveries: &[(AccountId, Ingest)],
+        records: Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<Vec<Ingested>, Error> {
+        let (mut reads, read_of) = self.read_messages(at, deliveries).await?;
         let mut batch = Batch::new();
         let mut pending = Vec::with_capacity(deliveries.len());
         for ((account, ingest), read) in deliveries.iter().zip(&read_of) {
@@ -488,13 +590,13 @@ impl Mail {
         for (index, read) in reads.iter_mut().enumerate() {
             let first = read_of.iter().position(|of| *of == index).expect("every read has a delivery");
             // Hashed once, when the message was read.
-            let staged = self.store.stage_blob_bytes_hashed(&deliveries[first].1.raw, read.blob).await?;
+            let staged = at.stage_blob_bytes_hashed(&deliveries[first].1.raw, read.blob).await?;
             batch.blob_acquire_n(staged, read.refs);
             for shared in read.shared.drain(..) {
                 batch.blob_acquire_n(shared, read.refs);
             }
         }
-        let committed = self.store.commit(batch).await.map_err(|e| match e {
+        let committed = at.commit(batch).await.map_err(|e| match e {
             // A mailbox deleted meanwhile fails the delivery rather than orphan it.
             hameau_store::Error::Conflict { .. } => Error::NoMailbox(pending[0].mailboxes[0]),
             hameau_store::Error::CounterBound { current, delta, max, .. } => {
@@ -524,7 +626,11 @@ impl Mail {
     /// Reads each distinct message of the deliveries once; returns the reads and, for each
     /// delivery, the index of its read. Messages are the same when they share their bytes'
     /// buffer (SMTP hands every recipient account one `Bytes`).
-    async fn read_messages(&self, deliveries: &[(AccountId, Ingest)]) -> Result<(Vec<Read>, Vec<usize>), Error> {
+    async fn read_messages(
+        &self,
+        at: &Placed,
+        deliveries: &[(AccountId, Ingest)],
+    ) -> Result<(Vec<Read>, Vec<usize>), Error> {
         let mut reads: Vec<Read> = Vec::new();
         // (address, length) of each buffer read; an address, not a pointer: the future stays Send.
         let mut buffers: Vec<(usize, usize)> = Vec::new();
@@ -536,7 +642,7 @@ impl Mail {
                 read_of.push(index);
                 continue;
             }
-            reads.push(self.read_message(&ingest.raw).await?);
+            reads.push(self.read_message(at, &ingest.raw).await?);
             buffers.push(buffer);
             read_of.push(reads.len() - 1);
         }
@@ -544,7 +650,7 @@ impl Mail {
     }
 
     /// Reads one message (the parse boundary), and stages its large records as blobs.
-    async fn read_message(&self, raw: &Bytes) -> Result<Read, Error> {
+    async fn read_message(&self, at: &Placed, raw: &Bytes) -> Result<Read, Error> {
         let limits = self.limits.message.clone();
         // Parsed and hashed together: off the async workers for a large message.
         let read = move |raw: &[u8]| hameau_message::parse(raw, &limits).map(|parsed| (parsed, BlobHash::of(raw)));
@@ -565,20 +671,25 @@ impl Mail {
             refs: 1,
             parsed,
         };
-        read.summary_value = self.shared_or_inline(&mut read, |read| read.parsed.summary_json.as_slice()).await?;
-        read.text_value = self.shared_or_inline(&mut read, |read| read.parsed.text.as_bytes()).await?;
+        read.summary_value = self.shared_or_inline(at, &mut read, |read| read.parsed.summary_json.as_slice()).await?;
+        read.text_value = self.shared_or_inline(at, &mut read, |read| read.parsed.text.as_bytes()).await?;
         Ok(read)
     }
 
     /// The value of a record in each account: itself if small, else a pointer to a blob
     /// staged (once) in `read.shared`.
-    async fn shared_or_inline(&self, read: &mut Read, record: impl Fn(&Read) -> &[u8]) -> Result<Vec<u8>, Error> {
+    async fn shared_or_inline(
+        &self,
+        at: &Placed,
+        read: &mut Read,
+        record: impl Fn(&Read) -> &[u8],
+    ) -> Result<Vec<u8>, Error> {
         let bytes = record(read);
         // A record kept in the account must also fit in one store value.
         if bytes.len() < SHARED_RECORD_BYTES_MIN.min(self.store.limits().value_bytes_max) {
             return Ok(bytes.to_vec());
         }
-        let staged = self.store.stage_blob_bytes(bytes).await?;
+        let staged = at.stage_blob_bytes(bytes).await?;
         let hash = staged.hash();
         read.shared.push(staged);
         read.records.push(hash.to_hex());
@@ -595,7 +706,8 @@ impl Mail {
     ) -> Result<Prepared, Error> {
         let size = ingest.raw.len() as u64;
         for id in &ingest.mailboxes {
-            let entry = self.store.get(&keys::mailbox(account, *id)).await?.ok_or(Error::NoMailbox(*id))?;
+            let entry =
+                self.at(account).await?.get(&keys::mailbox(account, *id)).await?.ok_or(Error::NoMailbox(*id))?;
             batch.expect_version(&keys::mailbox(account, *id), entry.version);
         }
         let keywords = normalize_keywords(&ingest.keywords);
@@ -655,7 +767,7 @@ impl Mail {
         if let Some(id) = take(&mut self.email_ids.lock().expect("ids lock")) {
             return Ok(id);
         }
-        let last = self.store.next_value(&keys::email_ids(account), EMAIL_ID_BLOCK).await? as EmailId;
+        let last = self.at(account).await?.next_value(&keys::email_ids(account), EMAIL_ID_BLOCK).await? as EmailId;
         let first = last + 1 - EMAIL_ID_BLOCK as EmailId;
         self.email_ids.lock().expect("ids lock").insert(account, (first + 1, last + 1));
         Ok(first)
@@ -666,7 +778,7 @@ impl Mail {
     /// §3: threads by reference, as JMAP servers do).
     async fn thread_of(&self, account: AccountId, lookups: &[String], email: EmailId) -> Result<EmailId, Error> {
         for reference in lookups {
-            if let Some(entry) = self.store.get(&keys::thread_ref(account, reference)).await? {
+            if let Some(entry) = self.at(account).await?.get(&keys::thread_ref(account, reference)).await? {
                 let bytes: [u8; 8] = entry.value.as_slice().try_into().map_err(|_| corrupt(&entry.key, "thread id"))?;
                 return Ok(u64::from_be_bytes(bytes));
             }
@@ -678,12 +790,12 @@ impl Mail {
     /// `FETCH 1:* (UID FLAGS)` needs, read from one index scan.
     pub async fn uids(&self, account: AccountId, mailbox: MailboxId) -> Result<Vec<UidEntry>, Error> {
         let prefix = keys::uids(account, mailbox);
-        let entries = self.store.scan(&Scan::prefix(&prefix)).await?;
+        let entries = self.at(account).await?.scan(&Scan::prefix(&prefix)).await?;
         entries.iter().map(|entry| keys::decode_uid_entry(&entry.key, &entry.value)).collect()
     }
 
     pub async fn email(&self, account: AccountId, id: EmailId) -> Result<Email, Error> {
-        let entry = self.store.get(&keys::email(account, id)).await?.ok_or(Error::NoEmail(id))?;
+        let entry = self.at(account).await?.get(&keys::email(account, id)).await?.ok_or(Error::NoEmail(id))?;
         decode(&entry.key, &entry.value)
     }
 
@@ -691,7 +803,7 @@ impl Mail {
     /// store (JMAP's `Email/get` and thread counts read hundreds at a time).
     pub async fn emails(&self, account: AccountId, ids: &[EmailId]) -> Result<Vec<Option<Email>>, Error> {
         let keys: Vec<Vec<u8>> = ids.iter().map(|id| keys::email(account, *id)).collect();
-        let entries = self.store.get_many(&keys).await?;
+        let entries = self.at(account).await?.get_many(&keys).await?;
         entries.into_iter().map(|entry| entry.map(|entry| decode(&entry.key, &entry.value)).transpose()).collect()
     }
 
@@ -700,9 +812,9 @@ impl Mail {
     /// Empty for a message without text.
     pub async fn body_text(&self, account: AccountId, id: EmailId) -> Result<String, Error> {
         let key = keys::text(account, id);
-        match self.store.get(&key).await? {
+        match self.at(account).await?.get(&key).await? {
             Some(entry) => {
-                let value = self.record(&key, entry.value).await?;
+                let value = self.record(account, &key, entry.value).await?;
                 String::from_utf8(value).map_err(|_| corrupt(&key, "text"))
             }
             None => Ok(String::new()),
@@ -711,24 +823,24 @@ impl Mail {
 
     pub async fn summary(&self, account: AccountId, id: EmailId) -> Result<Summary, Error> {
         let key = keys::summary(account, id);
-        let entry = self.store.get(&key).await?.ok_or(Error::NoEmail(id))?;
-        decode(&key, &self.record(&key, entry.value).await?)
+        let entry = self.at(account).await?.get(&key).await?.ok_or(Error::NoEmail(id))?;
+        decode(&key, &self.record(account, &key, entry.value).await?)
     }
 
     /// A record's content: the value itself, or the shared blob it points to.
-    async fn record(&self, key: &[u8], value: Vec<u8>) -> Result<Vec<u8>, Error> {
+    async fn record(&self, account: AccountId, key: &[u8], value: Vec<u8>) -> Result<Vec<u8>, Error> {
         if value.first() != Some(&SHARED_RECORD_TAG) {
             return Ok(value);
         }
         let hash: [u8; 32] = value[1..].try_into().map_err(|_| corrupt(key, "shared record pointer"))?;
-        self.store.read_blob(&BlobHash(hash)).await?.ok_or_else(|| corrupt(key, "shared record missing"))
+        self.at(account).await?.read_blob(&BlobHash(hash)).await?.ok_or_else(|| corrupt(key, "shared record missing"))
     }
 
     /// The raw message.
     pub async fn raw(&self, account: AccountId, id: EmailId) -> Result<Vec<u8>, Error> {
         let email = self.email(account, id).await?;
         let hash = hameau_store::BlobHash::from_hex(&email.blob).ok_or_else(|| corrupt(b"email", "blob hash"))?;
-        self.store.read_blob(&hash).await?.ok_or(Error::NoEmail(id))
+        self.at(account).await?.read_blob(&hash).await?.ok_or(Error::NoEmail(id))
     }
 
     /// Replaces an email's keywords; returns the new modseq. Every mailbox index the email
@@ -761,9 +873,9 @@ impl Mail {
         limit: usize,
     ) -> Result<Vec<EmailId>, Error> {
         let scan = Scan::prefix(&keys::thread_members(account, thread)).limit(limit);
-        let entries = self.store.scan(&scan).await?;
+        let entries = self.at(account).await?.scan(&scan).await?;
         let mut emails = entries.iter().map(|entry| keys::tail_u64(&entry.key)).collect::<Result<Vec<_>, _>>()?;
-        if emails.is_empty() && self.store.get(&keys::email(account, thread)).await?.is_some() {
+        if emails.is_empty() && self.at(account).await?.get(&keys::email(account, thread)).await?.is_some() {
             emails.push(thread);
         }
         Ok(emails)
@@ -772,7 +884,7 @@ impl Mail {
     /// The changes after `modseq`, oldest first, at most `limit`.
     pub async fn changes_since(&self, account: AccountId, modseq: u64, limit: usize) -> Result<Vec<Change>, Error> {
         let scan = Scan::prefix(&keys::changes(account)).after(&keys::change(account, modseq)).limit(limit);
-        let entries = self.store.scan(&scan).await?;
+        let entries = self.at(account).await?.scan(&scan).await?;
         entries
             .iter()
             .map(|entry| {
@@ -784,7 +896,8 @@ impl Mail {
     }
 
     async fn uid_in(&self, account: AccountId, id: EmailId, mailbox: MailboxId) -> Result<u32, Error> {
-        let entry = self.store.get(&keys::email_uid(account, id, mailbox)).await?.ok_or(Error::NoEmail(id))?;
+        let entry =
+            self.at(account).await?.get(&keys::email_uid(account, id, mailbox)).await?.ok_or(Error::NoEmail(id))?;
         let bytes: [u8; 8] = entry.value.as_slice().try_into().map_err(|_| corrupt(&entry.key, "uid"))?;
         Ok(u64::from_be_bytes(bytes) as u32)
     }
@@ -813,7 +926,7 @@ impl Mail {
     ) -> Result<u64, Error> {
         for attempt in 0..RETRIES_MAX {
             backoff(attempt).await;
-            let entry = self.store.get(&keys::email(account, id)).await?.ok_or(Error::NoEmail(id))?;
+            let entry = self.at(account).await?.get(&keys::email(account, id)).await?.ok_or(Error::NoEmail(id))?;
             let mut email: Email = decode(&entry.key, &entry.value)?;
             change(&mut email);
             let mut batch = Batch::new();
@@ -827,7 +940,7 @@ impl Mail {
             );
             batch.set(&keys::email(account, id), &encode(&email));
             self.rewrite_uid_values(account, &email, &mut batch, modseq).await?;
-            if let Some(modseq) = self.commit_change(batch, modseq).await? {
+            if let Some(modseq) = self.commit_change(account, batch, modseq).await? {
                 return Ok(modseq);
             }
         }
@@ -837,17 +950,23 @@ impl Mail {
     /// Commits a read-modify-write batch: its modseq, or `None` if another writer changed
     /// what it read (the caller reads again). The store wakes the account's subscribers
     /// (the batch adds to its modseq).
-    async fn commit_change(&self, batch: Batch, modseq: hameau_store::CounterRef) -> Result<Option<u64>, Error> {
-        Ok(self.commit_counters(batch, modseq).await?.map(|(modseq, _)| modseq))
+    async fn commit_change(
+        &self,
+        account: AccountId,
+        batch: Batch,
+        modseq: hameau_store::CounterRef,
+    ) -> Result<Option<u64>, Error> {
+        Ok(self.commit_counters(account, batch, modseq).await?.map(|(modseq, _)| modseq))
     }
 
     /// As [`Mail::commit_change`], also returning every counter of the commit.
     async fn commit_counters(
         &self,
+        account: AccountId,
         batch: Batch,
         modseq: hameau_store::CounterRef,
     ) -> Result<Option<(u64, Vec<i64>)>, Error> {
-        match self.store.commit(batch).await {
+        match self.at(account).await?.commit(batch).await {
             Ok(committed) => Ok(Some((committed.counters[modseq.index()] as u64, committed.counters))),
             Err(hameau_store::Error::Conflict { .. }) => Ok(None),
             Err(e) => Err(e.into()),

@@ -156,7 +156,7 @@ impl Mail {
         if uids.len() >= 16 && span <= DENSE_RATIO * uids.len() as u64 {
             let scan = Scan::range(&keys::uid(account, mailbox, first), &keys::uid_after(account, mailbox, last));
             let mut out = Vec::with_capacity(uids.len());
-            for entry in self.store.scan(&scan).await? {
+            for entry in self.at(account).await?.scan(&scan).await? {
                 let entry = keys::decode_uid_entry(&entry.key, &entry.value)?;
                 if uids.binary_search(&entry.uid).is_ok() {
                     out.push(entry);
@@ -166,7 +166,7 @@ impl Mail {
         }
         let mut out = Vec::with_capacity(uids.len());
         for uid in uids {
-            if let Some(entry) = self.store.get(&keys::uid(account, mailbox, uid)).await? {
+            if let Some(entry) = self.at(account).await?.get(&keys::uid(account, mailbox, uid)).await? {
                 out.push(keys::decode_uid_entry(&entry.key, &entry.value)?);
             }
         }
@@ -194,7 +194,7 @@ impl Mail {
         }
         let log =
             Scan::prefix(&keys::changes(account)).after(&keys::change(account, modseq)).limit(LOG_ENTRIES_MAX + 1);
-        let log = self.store.scan(&log).await?;
+        let log = self.at(account).await?.scan(&log).await?;
         let changed = if log.len() <= LOG_ENTRIES_MAX {
             let mut emails = BTreeSet::new();
             for entry in &log {
@@ -224,9 +224,11 @@ impl Mail {
     ) -> Result<Vec<UidEntry>, Error> {
         let mut changed = Vec::new();
         for email in emails {
-            let Some(uid) = self.store.get(&keys::email_uid(account, email, mailbox)).await? else { continue };
+            let Some(uid) = self.at(account).await?.get(&keys::email_uid(account, email, mailbox)).await? else {
+                continue;
+            };
             let uid = keys::tail_u64(&uid.value)? as u32;
-            let Some(entry) = self.store.get(&keys::uid(account, mailbox, uid)).await? else { continue };
+            let Some(entry) = self.at(account).await?.get(&keys::uid(account, mailbox, uid)).await? else { continue };
             let entry = keys::decode_uid_entry(&entry.key, &entry.value)?;
             if entry.modseq > modseq {
                 changed.push(entry);
@@ -240,7 +242,7 @@ impl Mail {
     async fn expunged_since(&self, account: AccountId, mailbox: MailboxId, modseq: u64) -> Result<Vec<u32>, Error> {
         let scan = Scan::prefix(&keys::expunges(account, mailbox)).after(&keys::expunge(account, mailbox, modseq));
         let mut uids = Vec::new();
-        for entry in self.store.scan(&scan).await? {
+        for entry in self.at(account).await?.scan(&scan).await? {
             if entry.value.len() % 4 != 0 {
                 return Err(corrupt(&entry.key, "expunged uids"));
             }
@@ -317,7 +319,7 @@ impl Mail {
                 modseq,
                 &Change::new(changes, mailboxes.into_iter().collect(), vec![], vec![]),
             );
-            if let Some(modseq) = self.commit_change(batch, modseq).await? {
+            if let Some(modseq) = self.commit_change(account, batch, modseq).await? {
                 outcome.updated.iter_mut().for_each(|entry| entry.modseq = modseq);
                 outcome.modseq = modseq;
                 return Ok((n_done, outcome, judged));
@@ -367,7 +369,7 @@ impl Mail {
     ) -> Result<(Vec<(u32, u32)>, Option<u64>, Vec<Judgement>), Error> {
         for attempt in 0..RETRIES_MAX {
             backoff(attempt).await;
-            let target = self.store.get(&keys::mailbox(account, to)).await?.ok_or(Error::NoMailbox(to))?;
+            let target = self.at(account).await?.get(&keys::mailbox(account, to)).await?.ok_or(Error::NoMailbox(to))?;
             let entries = self.uid_entries(account, from, uids).await?;
             let mut batch = Batch::new();
             // A target deleted meanwhile fails the commit rather than orphan the copies.
@@ -413,7 +415,7 @@ impl Mail {
             }
             let expunged = expunged.into_iter().map(|uid| (from, uid)).collect();
             log_change(&mut batch, account, modseq, &Change::new(changes, mailboxes, expunged, vec![]));
-            let Some((modseq, counters)) = self.commit_counters(batch, modseq).await? else { continue };
+            let Some((modseq, counters)) = self.commit_counters(account, batch, modseq).await? else { continue };
             let mut pairs = Vec::with_capacity(landings.len());
             for (uid, landing) in landings {
                 let new_uid = match landing {
@@ -450,7 +452,7 @@ impl Mail {
             let mut change = Change::new(removal.emails, vec![mailbox], expunged, vec![]);
             change.destroyed_threads = removal.threads;
             log_change(&mut batch, account, modseq, &change);
-            if let Some(modseq) = self.commit_change(batch, modseq).await? {
+            if let Some(modseq) = self.commit_change(account, batch, modseq).await? {
                 return Ok((removal.uids, Some(modseq)));
             }
         }
@@ -495,7 +497,7 @@ impl Mail {
     }
 
     pub(crate) async fn read_email(&self, account: AccountId, id: EmailId) -> Result<Option<(Email, u64)>, Error> {
-        let Some(entry) = self.store.get(&keys::email(account, id)).await? else { return Ok(None) };
+        let Some(entry) = self.at(account).await?.get(&keys::email(account, id)).await? else { return Ok(None) };
         Ok(Some((decode(&entry.key, &entry.value)?, entry.version)))
     }
 }

@@ -17,13 +17,39 @@ use crate::{AccountId, Error, Mail, keys};
 #[derive(Debug)]
 pub struct ModseqWatch {
     receiver: watch::Receiver<CounterValue>,
+    /// With tenants over clusters: the placement map's changes, after which the account's
+    /// modseq is watched again where its mail is now (it may have moved).
+    moves: Option<Moves>,
+}
+
+#[derive(Debug)]
+struct Moves {
+    changes: watch::Receiver<CounterValue>,
+    mail: Mail,
+    account: AccountId,
 }
 
 impl ModseqWatch {
     /// Waits for a modseq later than the last one seen ([`ModseqWatch::mark_seen`], or the
     /// first). Fails only when the store is dropped: no change can come any more.
+    /// With tenants over clusters, it also returns after each change of the placement map
+    /// (the session reads, finds nothing new or everything new, and waits again).
     pub async fn changed(&mut self) -> Result<(), watch::error::RecvError> {
-        self.receiver.changed().await
+        let Some(moves) = &mut self.moves else { return self.receiver.changed().await };
+        tokio::select! {
+            changed = self.receiver.changed() => changed,
+            moved = moves.changes.changed() => {
+                moved?;
+                // Where the account's mail is now; if the lookup fails (the move is still
+                // under way), the next change of the map tries again.
+                if let Ok(placed) = moves.mail.at(moves.account).await
+                    && let Ok(receiver) = placed.watch(&keys::modseq(moves.account)).await
+                {
+                    self.receiver = receiver;
+                }
+                Ok(())
+            }
+        }
     }
 
     /// Whether a modseq later than the last one seen came; an error as
@@ -52,8 +78,13 @@ impl Mail {
     /// read the changes since the modseq the session knows; every commit that a read made
     /// after this call does not see wakes it. Values only grow (the modseq does).
     pub async fn subscribe(&self, account: AccountId) -> Result<ModseqWatch, Error> {
-        let receiver = self.store.watch(&keys::modseq(account)).await?;
-        Ok(ModseqWatch { receiver })
+        let receiver = self.at(account).await?.watch(&keys::modseq(account)).await?;
+        let moves = self.placement.as_ref().map(|placement| Moves {
+            changes: placement.clusters.changes(),
+            mail: self.clone(),
+            account,
+        });
+        Ok(ModseqWatch { receiver, moves })
     }
 }
 

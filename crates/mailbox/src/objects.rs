@@ -13,14 +13,14 @@ impl Mail {
     /// commit's modseq. [`Error::TooManyObjects`] past `objects_max` objects of the kind.
     pub async fn create_object(&self, account: AccountId, kind: &str, value: &[u8]) -> Result<(u64, u64), Error> {
         check_kind(kind)?;
-        let id = u64::try_from(self.store.next_value(&keys::object_ids(account, kind), 1).await?)
+        let id = u64::try_from(self.at(account).await?.next_value(&keys::object_ids(account, kind), 1).await?)
             .map_err(|_| Error::Cannot("no object id left".into()))?;
         let mut batch = Batch::new();
         let max = i64::try_from(self.limits.objects_max).unwrap_or(i64::MAX);
         batch.add_at_most(&keys::object_count(account, kind), 1, max);
         batch.set(&keys::object(account, kind, id), value);
         let modseq = self.log_object(&mut batch, account, kind, id, ChangeKind::Created);
-        match self.store.commit(batch).await {
+        match self.at(account).await?.commit(batch).await {
             Ok(committed) => Ok((id, committed.counters[modseq.index()] as u64)),
             Err(hameau_store::Error::CounterBound { .. }) => {
                 Err(Error::TooManyObjects { max: self.limits.objects_max })
@@ -31,13 +31,13 @@ impl Mail {
 
     /// The object of `kind` with this id; `None` if there is none.
     pub async fn object(&self, account: AccountId, kind: &str, id: u64) -> Result<Option<Vec<u8>>, Error> {
-        Ok(self.store.get(&keys::object(account, kind, id)).await?.map(|entry| entry.value))
+        Ok(self.at(account).await?.get(&keys::object(account, kind, id)).await?.map(|entry| entry.value))
     }
 
     /// Every object of `kind`, by id (at most `objects_max`).
     pub async fn objects(&self, account: AccountId, kind: &str) -> Result<Vec<(u64, Vec<u8>)>, Error> {
         let scan = Scan::prefix(&keys::objects(account, kind)).limit(self.limits.objects_max);
-        let entries = self.store.scan(&scan).await?;
+        let entries = self.at(account).await?.scan(&scan).await?;
         entries.into_iter().map(|entry| Ok((keys::tail_u64(&entry.key)?, entry.value))).collect()
     }
 
@@ -55,7 +55,7 @@ impl Mail {
         let key = keys::object(account, kind, id);
         for attempt in 0..RETRIES_MAX {
             backoff(attempt).await;
-            let Some(entry) = self.store.get(&key).await? else {
+            let Some(entry) = self.at(account).await?.get(&key).await? else {
                 return Err(Error::Cannot(format!("no {kind} {id}")));
             };
             let mut batch = Batch::new();
@@ -72,7 +72,7 @@ impl Mail {
                 }
             };
             let modseq = self.log_object(&mut batch, account, kind, id, change);
-            if let Some(modseq) = self.commit_change(batch, modseq).await? {
+            if let Some(modseq) = self.commit_change(account, batch, modseq).await? {
                 return Ok(modseq);
             }
         }

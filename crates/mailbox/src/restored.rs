@@ -15,7 +15,7 @@ impl Mail {
     pub async fn renew_uid_validity(&self, account: AccountId, now: u64) -> Result<u64, Error> {
         for attempt in 0..RETRIES_MAX {
             backoff(attempt).await;
-            let entries = self.store.scan(&Scan::prefix(&keys::mailboxes(account))).await?;
+            let entries = self.at(account).await?.scan(&Scan::prefix(&keys::mailboxes(account))).await?;
             let mut batch = Batch::new();
             for entry in &entries {
                 let mailbox: Mailbox = decode(&entry.key, &entry.value)?;
@@ -23,7 +23,7 @@ impl Mail {
                 batch.expect_version(&entry.key, entry.version);
                 batch.set(&entry.key, &encode(&Mailbox { uid_validity, ..mailbox }));
             }
-            match self.store.commit(batch).await {
+            match self.at(account).await?.commit(batch).await {
                 Ok(_) => return Ok(entries.len() as u64),
                 Err(hameau_store::Error::Conflict { .. }) => continue,
                 Err(e) => return Err(e.into()),
@@ -37,10 +37,21 @@ impl Mail {
     /// and mailboxes changed.
     pub async fn renew_uid_validity_all(&self, now: u64) -> Result<(u64, u64), Error> {
         let (mut n_accounts, mut n_mailboxes) = (0, 0);
+        for store in self.stores() {
+            let (accounts, mailboxes) = self.renew_uid_validity_in(&store, now).await?;
+            n_accounts += accounts;
+            n_mailboxes += mailboxes;
+        }
+        Ok((n_accounts, n_mailboxes))
+    }
+
+    /// [`Mail::renew_uid_validity_all`] for the accounts whose mail is in `store`.
+    async fn renew_uid_validity_in(&self, store: &hameau_store::Store, now: u64) -> Result<(u64, u64), Error> {
+        let (mut n_accounts, mut n_mailboxes) = (0, 0);
         let mut scan = Scan::prefix(keys::MAIL_PREFIX);
         scan.limit = 1;
         // Skips from one account to the next: one key read per account, whatever its mail.
-        while let Some(entry) = self.store.scan(&scan).await?.into_iter().next() {
+        while let Some(entry) = store.scan(&scan).await?.into_iter().next() {
             let Some(account) = keys::account_of(&entry.key) else {
                 return Err(Error::Corrupt { key: entry.key.escape_ascii().to_string(), problem: "short key".into() });
             };

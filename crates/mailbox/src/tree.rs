@@ -43,7 +43,7 @@ impl Mail {
         check_name(name)?;
         for attempt in 0..RETRIES_MAX {
             backoff(attempt).await;
-            let tree = self.store.get(&keys::mailbox_tree(account)).await?;
+            let tree = self.at(account).await?.get(&keys::mailbox_tree(account)).await?;
             if self.mailbox_id_by_name(account, name).await?.is_some() {
                 return Err(Error::MailboxExists(name.to_string()));
             }
@@ -62,7 +62,7 @@ impl Mail {
             self.count_new_mailboxes(&mut batch, account, changes.len()).await?;
             let modseq = batch.add(&keys::modseq(account), 1);
             log_change(&mut batch, account, modseq, &Change::new(vec![], vec![], vec![], changes));
-            if self.commit_tree_change(batch, modseq).await?.is_some() {
+            if self.commit_tree_change(account, batch, modseq).await?.is_some() {
                 return Ok(mailbox);
             }
         }
@@ -91,7 +91,7 @@ impl Mail {
         check_name(new_name)?;
         for attempt in 0..RETRIES_MAX {
             backoff(attempt).await;
-            let tree = self.store.get(&keys::mailbox_tree(account)).await?;
+            let tree = self.at(account).await?.get(&keys::mailbox_tree(account)).await?;
             let (mailbox, version) = self.mailbox_entry(account, id).await?;
             if is_inbox(&mailbox) {
                 return Err(Error::Cannot("INBOX cannot be renamed".into()));
@@ -120,7 +120,7 @@ impl Mail {
             }
             let modseq = batch.add(&keys::modseq(account), 1);
             log_change(&mut batch, account, modseq, &Change::new(vec![], vec![], vec![], changes));
-            if self.commit_tree_change(batch, modseq).await?.is_some() {
+            if self.commit_tree_change(account, batch, modseq).await?.is_some() {
                 return Ok(());
             }
         }
@@ -136,18 +136,18 @@ impl Mail {
     pub async fn delete_mailbox(&self, account: AccountId, id: MailboxId) -> Result<(), Error> {
         let mut conflicts = 0;
         while conflicts < RETRIES_MAX {
-            let tree = self.store.get(&keys::mailbox_tree(account)).await?;
+            let tree = self.at(account).await?.get(&keys::mailbox_tree(account)).await?;
             let (mailbox, version) = self.mailbox_entry(account, id).await?;
             if is_inbox(&mailbox) {
                 return Err(Error::Cannot("INBOX cannot be deleted".into()));
             }
             let children = Scan::prefix(&keys::mailbox_children(account, &mailbox.name)).limit(1);
-            if !self.store.scan(&children).await?.is_empty() {
+            if !self.at(account).await?.scan(&children).await?.is_empty() {
                 return Err(Error::HasChildren(mailbox.name));
             }
             // Every delivery or copy into the mailbox moves this counter: reading it
             // before the index and expecting it unchanged means no message is left behind.
-            let uid_next = self.store.get(&keys::uid_next(account, id)).await?;
+            let uid_next = self.at(account).await?.get(&keys::uid_next(account, id)).await?;
             let entries = self.uids(account, id).await?;
             if entries.len() > UIDS_PER_COMMIT_MAX {
                 let uids: Vec<u32> = entries.iter().map(|entry| entry.uid).collect();
@@ -166,20 +166,20 @@ impl Mail {
             batch.delete(&keys::mailbox(account, id));
             batch.delete(&keys::mailbox_name(account, &mailbox.name));
             // An account from before the count has none: its first creation counts.
-            if self.store.get(&keys::mailbox_count(account)).await?.is_some() {
+            if self.at(account).await?.get(&keys::mailbox_count(account)).await?.is_some() {
                 batch.add(&keys::mailbox_count(account), -1);
             }
             batch.delete(&keys::uid_next(account, id));
             // The mailbox's expunge log goes with it (its id is never reused).
             let expunges = Scan::prefix(&keys::expunges(account, id)).limit(UIDS_PER_COMMIT_MAX);
-            for entry in self.store.scan(&expunges).await? {
+            for entry in self.at(account).await?.scan(&expunges).await? {
                 batch.delete(&entry.key);
             }
             let expunged = removal.uids.iter().map(|uid| (id, *uid)).collect();
             let mut change = Change::new(removal.emails, vec![id], expunged, vec![(id, ChangeKind::Destroyed)]);
             change.destroyed_threads = removal.threads;
             log_change(&mut batch, account, modseq, &change);
-            if self.commit_change(batch, modseq).await?.is_some() {
+            if self.commit_change(account, batch, modseq).await?.is_some() {
                 return Ok(());
             }
             conflicts += 1;
@@ -206,7 +206,7 @@ impl Mail {
                 modseq,
                 &Change::new(vec![], vec![], vec![], vec![(id, ChangeKind::Updated)]),
             );
-            if self.commit_change(batch, modseq).await?.is_some() {
+            if self.commit_change(account, batch, modseq).await?.is_some() {
                 return Ok(());
             }
         }
@@ -233,7 +233,7 @@ impl Mail {
 
     /// The recent mark of a mailbox: the highest UID some session has seen as `\Recent`.
     pub async fn recent_mark(&self, account: AccountId, id: MailboxId) -> Result<u32, Error> {
-        match self.store.get(&keys::recent(account, id)).await? {
+        match self.at(account).await?.get(&keys::recent(account, id)).await? {
             Some(entry) => {
                 let bytes: [u8; 4] =
                     entry.value.as_slice().try_into().map_err(|_| crate::corrupt(&entry.key, "recent"))?;
@@ -250,7 +250,7 @@ impl Mail {
     pub async fn claim_recent(&self, account: AccountId, id: MailboxId, last_uid: u32) -> Result<u32, Error> {
         let key = keys::recent(account, id);
         for _ in 0..16 {
-            let current = self.store.get(&key).await?;
+            let current = self.at(account).await?.get(&key).await?;
             let mut batch = Batch::new();
             let mark = match &current {
                 Some(entry) => {
@@ -268,7 +268,7 @@ impl Mail {
                 return Ok(mark);
             }
             batch.set(&key, &last_uid.to_be_bytes());
-            match self.store.commit(batch).await {
+            match self.at(account).await?.commit(batch).await {
                 Ok(_) => return Ok(mark),
                 Err(hameau_store::Error::Conflict { .. }) => continue,
                 Err(e) => return Err(e.into()),
@@ -278,7 +278,7 @@ impl Mail {
     }
 
     async fn mailbox_id_by_name(&self, account: AccountId, name: &str) -> Result<Option<MailboxId>, Error> {
-        let Some(entry) = self.store.get(&keys::mailbox_name(account, &canonical(name))).await? else {
+        let Some(entry) = self.at(account).await?.get(&keys::mailbox_name(account, &canonical(name))).await? else {
             return Ok(None);
         };
         let bytes: [u8; 4] = entry.value.as_slice().try_into().map_err(|_| crate::corrupt(&entry.key, "mailbox id"))?;
@@ -286,13 +286,13 @@ impl Mail {
     }
 
     async fn mailbox_entry(&self, account: AccountId, id: MailboxId) -> Result<(Mailbox, u64), Error> {
-        let entry = self.store.get(&keys::mailbox(account, id)).await?.ok_or(Error::NoMailbox(id))?;
+        let entry = self.at(account).await?.get(&keys::mailbox(account, id)).await?.ok_or(Error::NoMailbox(id))?;
         Ok((decode(&entry.key, &entry.value)?, entry.version))
     }
 
     /// The mailboxes under `name`, with their versions.
     async fn descendants(&self, account: AccountId, name: &str) -> Result<Vec<(Mailbox, u64)>, Error> {
-        let entries = self.store.scan(&Scan::prefix(&keys::mailbox_children(account, name))).await?;
+        let entries = self.at(account).await?.scan(&Scan::prefix(&keys::mailbox_children(account, name))).await?;
         let mut out = Vec::with_capacity(entries.len());
         for entry in entries {
             let bytes: [u8; 4] =
@@ -334,7 +334,7 @@ impl Mail {
     /// changes, so the count an old account gets from a scan is exact).
     async fn count_new_mailboxes(&self, batch: &mut Batch, account: AccountId, n_new: usize) -> Result<(), Error> {
         let key = keys::mailbox_count(account);
-        if self.store.get(&key).await?.is_none() {
+        if self.at(account).await?.get(&key).await?.is_none() {
             let n_mailboxes = self.mailboxes(account).await?.len();
             batch.expect_absent(&key);
             batch.add(&key, n_mailboxes as i64);
@@ -345,8 +345,13 @@ impl Mail {
 
     /// [`Mail::commit_change`] for a change that creates mailboxes: over the count, the
     /// account has all the mailboxes it may have.
-    async fn commit_tree_change(&self, batch: Batch, modseq: hameau_store::CounterRef) -> Result<Option<u64>, Error> {
-        match self.commit_change(batch, modseq).await {
+    async fn commit_tree_change(
+        &self,
+        account: AccountId,
+        batch: Batch,
+        modseq: hameau_store::CounterRef,
+    ) -> Result<Option<u64>, Error> {
+        match self.commit_change(account, batch, modseq).await {
             Err(Error::Store(hameau_store::Error::CounterBound { .. })) => {
                 Err(Error::TooManyMailboxes { max: self.limits.mailboxes_max })
             }
@@ -357,7 +362,7 @@ impl Mail {
     /// A new mailbox id, in a commit of its own: ids are never reused, even if the
     /// creation then fails.
     async fn next_mailbox_id(&self, account: AccountId) -> Result<MailboxId, Error> {
-        let id = self.store.next_value(&keys::mailbox_ids(account), 1).await?;
+        let id = self.at(account).await?.next_value(&keys::mailbox_ids(account), 1).await?;
         MailboxId::try_from(id).map_err(|_| Error::Cannot("the account has used every mailbox id".into()))
     }
 }

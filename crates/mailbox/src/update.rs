@@ -66,8 +66,12 @@ impl Mail {
             let (mut from_role, mut to_role) = (None, None);
             for mailbox in &added {
                 // A mailbox deleted meanwhile fails the commit rather than orphan the entry.
-                let entry =
-                    self.store.get(&keys::mailbox(account, *mailbox)).await?.ok_or(Error::NoMailbox(*mailbox))?;
+                let entry = self
+                    .at(account)
+                    .await?
+                    .get(&keys::mailbox(account, *mailbox))
+                    .await?
+                    .ok_or(Error::NoMailbox(*mailbox))?;
                 batch.expect_version(&entry.key, entry.version);
                 to_role = to_role.or(self.mailbox(account, *mailbox).await?.role);
             }
@@ -101,7 +105,7 @@ impl Mail {
             batch.set(&keys::email(account, id), &encode(&email));
             let change = Change::new(vec![(id, ChangeKind::Updated)], touched.into_iter().collect(), expunged, vec![]);
             log_change(&mut batch, account, modseq, &change);
-            if let Some(modseq) = self.commit_change(batch, modseq).await? {
+            if let Some(modseq) = self.commit_change(account, batch, modseq).await? {
                 self.tell_learner(judged);
                 return Ok(modseq);
             }
@@ -139,7 +143,7 @@ impl Mail {
             let mut change = Change::new(removal.emails, mailboxes, expunged, vec![]);
             change.destroyed_threads = removal.threads;
             log_change(&mut batch, account, modseq, &change);
-            if let Some(modseq) = self.commit_change(batch, modseq).await? {
+            if let Some(modseq) = self.commit_change(account, batch, modseq).await? {
                 return Ok(modseq);
             }
         }

@@ -53,7 +53,7 @@ struct Answered {
 impl Mail {
     /// The account's vacation response (off if never set).
     pub async fn vacation(&self, account: AccountId) -> Result<Vacation, Error> {
-        match self.store.get(&keys::vacation(account)).await? {
+        match self.at(account).await?.get(&keys::vacation(account)).await? {
             Some(entry) => crate::decode(&entry.key, &entry.value),
             None => Ok(Vacation::default()),
         }
@@ -67,7 +67,7 @@ impl Mail {
         let mut change = Change::new(vec![], vec![], vec![], vec![]);
         change.objects = vec![(VACATION_KIND.to_string(), 0, ChangeKind::Updated)];
         log_change(&mut batch, account, modseq, &change);
-        let committed = self.store.commit(batch).await?;
+        let committed = self.at(account).await?.commit(batch).await?;
         Ok(committed.counters[modseq.index()] as u64)
     }
 
@@ -90,7 +90,7 @@ impl Mail {
         }
         let sender = sender.to_ascii_lowercase();
         let key = keys::vacation_sender(account, &sender);
-        let known = self.store.get(&key).await?;
+        let known = self.at(account).await?.get(&key).await?;
         let mut batch = Batch::new();
         match &known {
             Some(entry) => {
@@ -107,7 +107,7 @@ impl Mail {
             }
         }
         batch.set(&key, &crate::encode(&Answered { at: now }));
-        match self.store.commit(batch).await {
+        match self.at(account).await?.commit(batch).await {
             Ok(_) => Ok(Some(vacation)),
             // Another delivery answered the same sender at the same moment, or the
             // memory is full: no answer from this one.

@@ -29,7 +29,8 @@ use std::collections::{HashMap, HashSet};
 
 use bytes::Bytes;
 use hameau_mailbox::{AccountId, Ingest, Keyword, Mail, MailboxId, Quota, Role};
-use hameau_store::{Batch, Scan, Store};
+use hameau_store::placement::Placed;
+use hameau_store::{Batch, Scan};
 use sha2::{Digest, Sha256};
 
 use crate::Error;
@@ -85,6 +86,11 @@ pub struct Records {
 /// Every migration record starts with it: `mi/{account}/{source}/…`.
 pub const RECORDS_PREFIX: &[u8] = b"mi/";
 
+/// The prefix of every migration record of `account`.
+pub fn account_records_prefix(account: AccountId) -> Vec<u8> {
+    format!("mi/{account}/").into_bytes()
+}
+
 /// The account whose import a migration record follows (`mi/{account}/…`), for a
 /// one-tenant restore (docs/backup.md); `None` for other keys.
 pub fn record_account(key: &[u8]) -> Option<AccountId> {
@@ -96,7 +102,9 @@ pub fn record_account(key: &[u8]) -> Option<AccountId> {
 /// The Hameau side of one account's import from one source.
 pub struct Destination {
     mail: Mail,
-    store: Store,
+    /// The store holding the account's mail (its tenant's cluster): the records of what
+    /// was copied go in the same commits as the messages.
+    store: Placed,
     target: Target,
     /// `mi/{account}/{source}/`.
     prefix: String,
@@ -117,15 +125,16 @@ impl Destination {
     /// records of different sources never mix; it is hashed.
     pub async fn open(
         mail: Mail,
-        store: Store,
         target: Target,
         source_identity: &str,
         batch_messages_max: usize,
         now: u64,
     ) -> Result<Destination, Error> {
         let mailboxes = mail.ensure_account(target.account, now).await?;
+        let store = mail.account_store(target.account).await?;
         let roles = mailboxes.iter().filter_map(|m| m.role.map(|role| (role, (m.id, m.name.clone())))).collect();
         let prefix = format!("mi/{}/{}/", target.account, short_hash(source_identity.as_bytes()));
+        debug_assert!(prefix.as_bytes().starts_with(&account_records_prefix(target.account)));
         let batch_messages_max = batch_messages_max.min(mail.limits().ingest_batch_max).max(1);
         Ok(Destination {
             mail,

@@ -71,18 +71,17 @@ enum TreeItem<T> {
 /// A message of the verification: its id and SHA-256.
 type Hashed = (u32, [u8; 32]);
 
-/// Runs file imports: the mail model, the store, the options (`[migrate]` and its
+/// Runs file imports: the mail model, the options (`[migrate]` and its
 /// `[migrate.files]` limits) and the clock, as [`crate::Importer`] holds them for the pull.
 pub struct FileImporter {
     mail: hameau_mailbox::Mail,
-    store: hameau_store::Store,
     options: Options,
     clock: Clock,
 }
 
 impl FileImporter {
-    pub fn new(mail: hameau_mailbox::Mail, store: hameau_store::Store, options: Options, clock: Clock) -> FileImporter {
-        FileImporter { mail, store, options, clock }
+    pub fn new(mail: hameau_mailbox::Mail, options: Options, clock: Clock) -> FileImporter {
+        FileImporter { mail, options, clock }
     }
 
     /// Copies every folder of the files at `path` into the account, then verifies; the
@@ -123,15 +122,8 @@ impl FileImporter {
         report.source = format!("{} {}", format_name(format), canonical.display());
         let identity = format!("{}\n{}", format_name(format), canonical.display());
         let now = (self.clock)();
-        let mut destination = Destination::open(
-            self.mail.clone(),
-            self.store.clone(),
-            target,
-            &identity,
-            self.options.batch_messages_max,
-            now,
-        )
-        .await?;
+        let mut destination =
+            Destination::open(self.mail.clone(), target, &identity, self.options.batch_messages_max, now).await?;
         progress.set_phase(Phase::Copying);
         let mut tree = spawn_reader(canonical.clone(), format, self.options.files.clone(), move |id, message| {
             to_source_message(id, message, now)

@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use hameau_mailbox::{Mail, Role};
-use hameau_store::Store;
 use sha2::{Digest, Sha256};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -24,11 +23,10 @@ use crate::{Error, Options};
 /// reads no environment).
 pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
 
-/// Runs imports: holds the mail model, the store, the options and the connection slots
+/// Runs imports: holds the mail model, the options and the connection slots
 /// per source host (`connections_per_host_max`), shared by every account it runs.
 pub struct Importer {
     mail: Mail,
-    store: Store,
     options: Options,
     clock: Clock,
     hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
@@ -60,8 +58,8 @@ impl Job {
 }
 
 impl Importer {
-    pub fn new(mail: Mail, store: Store, options: Options, clock: Clock) -> Importer {
-        Importer { mail, store, options, clock, hosts: Mutex::new(HashMap::new()) }
+    pub fn new(mail: Mail, options: Options, clock: Clock) -> Importer {
+        Importer { mail, options, clock, hosts: Mutex::new(HashMap::new()) }
     }
 
     pub fn options(&self) -> &Options {
@@ -127,15 +125,9 @@ impl Importer {
         report: &mut Report,
     ) -> Result<(), Error> {
         let identity = format!("imap\n{}\n{}\n{}", source.url.host, source.url.port, source.user);
-        let destination = Destination::open(
-            self.mail.clone(),
-            self.store.clone(),
-            target,
-            &identity,
-            self.options.batch_messages_max,
-            (self.clock)(),
-        )
-        .await?;
+        let destination =
+            Destination::open(self.mail.clone(), target, &identity, self.options.batch_messages_max, (self.clock)())
+                .await?;
         let mut session = Session::open(self, source).await?;
         let listed = session.list().await?;
         let (folders, listed) = plan_order(listed, self.options.name_bytes_max);

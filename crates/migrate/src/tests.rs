@@ -220,9 +220,7 @@ mod destination {
         let mail = Mail::new(store.clone());
         let target = Target { account: 9, address: "alice@commune.fr".into(), quota: Quota::default() };
         let mut destination =
-            Destination::open(mail.clone(), store.clone(), target, "imap\nh\n993\nalice", 100, 1_800_000_000)
-                .await
-                .unwrap();
+            Destination::open(mail.clone(), target, "imap\nh\n993\nalice", 100, 1_800_000_000).await.unwrap();
         let folders = [
             folder("INBOX", FolderKind::Role(Role::Inbox), 7),
             folder("Sent Items", FolderKind::Role(Role::Sent), 7),
@@ -306,8 +304,7 @@ mod destination {
         assert_eq!(mail.uids(9, projects).await.unwrap().len(), 16);
         // Another source's records never mix with these.
         let target = Target { account: 9, address: "alice@commune.fr".into(), quota: Quota::default() };
-        let other =
-            Destination::open(mail, store, target, "imap\nother\n993\nalice", 100, 1_800_000_000).await.unwrap();
+        let other = Destination::open(mail, target, "imap\nother\n993\nalice", 100, 1_800_000_000).await.unwrap();
         assert!(other.records(&folders[0]).await.unwrap().current.is_empty());
     }
 }
@@ -412,8 +409,7 @@ async fn a_job_is_cancelled_at_once() {
 
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&StoreOptions::rocksdb(dir.path())).await.unwrap();
-    let importer =
-        Arc::new(crate::Importer::new(Mail::new(store.clone()), store, Options::default(), Arc::new(|| 1_800_000_000)));
+    let importer = Arc::new(crate::Importer::new(Mail::new(store), Options::default(), Arc::new(|| 1_800_000_000)));
     // A server that accepts and never greets: the import waits (connect_timeout_s is 30 s).
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -474,7 +470,7 @@ async fn the_job_table_keeps_its_bounds_and_stops_at_shutdown() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&StoreOptions::rocksdb(dir.path())).await.unwrap();
     let options = Options { jobs_concurrent_max: 1, jobs_kept_max: 2, ..Options::default() };
-    let importer = crate::Importer::new(Mail::new(store.clone()), store, options, Arc::new(|| 1_800_000_000));
+    let importer = crate::Importer::new(Mail::new(store), options, Arc::new(|| 1_800_000_000));
     let jobs = Jobs::new(Arc::new(importer), Arc::new(rustls::RootCertStore::empty()));
     // Accepts and never greets: a job against it runs until cancelled.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -535,7 +531,7 @@ async fn queued_jobs_start_tenants_in_turn() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&StoreOptions::rocksdb(dir.path())).await.unwrap();
     let options = Options { jobs_concurrent_max: 1, ..Options::default() };
-    let importer = crate::Importer::new(Mail::new(store.clone()), store, options, Arc::new(|| 1_800_000_000));
+    let importer = crate::Importer::new(Mail::new(store), options, Arc::new(|| 1_800_000_000));
     let jobs = Jobs::new(Arc::new(importer), Arc::new(rustls::RootCertStore::empty()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();

@@ -51,6 +51,13 @@ pub enum Error {
     /// A copy, read back, differs from its source ([`crate::copy::copy`]).
     #[error("the copy does not match its source: {0}")]
     CopyMismatch(String),
+    /// The tenant is being moved to another database cluster ([`crate::placement`]): its
+    /// writes wait for the move to end; this one waited too long. Try again shortly.
+    #[error("the tenant is being moved to another database cluster: try again shortly")]
+    Moving,
+    /// No cluster has this name (`[store.clusters]`).
+    #[error("no database cluster is named {0:?} (see [store.clusters])")]
+    NoCluster(String),
 }
 
 impl Error {
@@ -58,6 +65,6 @@ impl Error {
     /// store closing): temporary, for the client to try again (SMTP `451`, IMAP
     /// `NO [UNAVAILABLE]`, HTTP 503), unlike a record that breaks a rule.
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, Error::Backend(_) | Error::Closed)
+        matches!(self, Error::Backend(_) | Error::Closed | Error::Moving)
     }
 }

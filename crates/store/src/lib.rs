@@ -42,9 +42,11 @@ mod error;
 mod key;
 #[cfg(any(test, feature = "memory"))]
 mod memory;
+pub mod placement;
 #[cfg(feature = "postgresql")]
 mod postgres;
 mod records;
+pub mod relocate;
 #[cfg(feature = "rocksdb")]
 mod rocks;
 mod snapshot;
@@ -141,8 +143,8 @@ pub struct Options {
     pub cache_bytes: usize,
     /// PostgreSQL: the database's URL (`postgresql://user@host:port/database?sslmode=...`).
     /// Keep the password out of it: PostgreSQL's `PGPASSWORD` or password file
-    /// (`PGPASSFILE`, `~/.pgpass`) are read. One host: following a primary among several
-    /// after a failover is not built yet.
+    /// (`PGPASSFILE`, `~/.pgpass`) are read. Several hosts (`postgresql://u@db1,db2/hameau`):
+    /// every node follows the primary after a failover (`postgres/hosts.rs`).
     pub url: DatabaseUrl,
     /// PostgreSQL: the schema Hameau's tables are in, created if missing. "hameau" keeps them
     /// apart from anything else in the database.
@@ -152,12 +154,40 @@ pub struct Options {
     /// the committer and one holding the node's session. 16 reads at once serve a few
     /// hundred sessions.
     pub pool_connections: u32,
+    /// PostgreSQL: how long a tenant's reads and writes wait for its move to another
+    /// cluster to end (0 to 60,000 ms) before a temporary error (SMTP 451, IMAP
+    /// `NO [UNAVAILABLE]`, HTTP 503). 5 s covers the move of a small commune's mail.
+    pub move_wait_ms: u64,
+    /// PostgreSQL: other database clusters holding tenants' mail, by name
+    /// (`[store.clusters.NAME]`); this store is the control store, cluster `main`
+    /// ([`placement`], docs/storage.md). None by default.
+    pub clusters: std::collections::BTreeMap<String, ClusterOptions>,
     /// The limits, keys of the same `[store]` table.
     #[serde(skip)]
     pub limits: Limits,
     /// Where RocksDB keeps its files. Not a key: `config` sets `server.data_dir`/store.
     #[serde(skip)]
     pub path: PathBuf,
+}
+
+/// A database cluster holding tenants' mail: `[store.clusters.NAME]`. The limits are the
+/// control store's.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterOptions {
+    /// The cluster's database, as `store.url`.
+    pub url: DatabaseUrl,
+    /// The schema of Hameau's tables in it, as `store.schema`.
+    pub schema: String,
+    /// Connections of one node for reads, as `store.pool_connections`.
+    pub pool_connections: u32,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        let main = Options::default();
+        ClusterOptions { url: main.url, schema: main.schema, pool_connections: main.pool_connections }
+    }
 }
 
 /// Every limit of the store, named: keys of `[store]`.
@@ -218,6 +248,8 @@ impl Options {
             url: DatabaseUrl::default(),
             schema: "hameau".into(),
             pool_connections: 16,
+            move_wait_ms: 5000,
+            clusters: Default::default(),
             limits: Limits::default(),
             path: path.into(),
         }
@@ -228,8 +260,42 @@ impl Options {
         Options { backend: BackendKind::Postgresql, url: DatabaseUrl(url.into()), ..Options::default() }
     }
 
+    /// The options of the cluster `name` of [`Options::clusters`]: a PostgreSQL store with
+    /// this store's limits.
+    pub fn cluster(&self, name: &str) -> Option<Options> {
+        let cluster = self.clusters.get(name)?;
+        Some(Options {
+            backend: BackendKind::Postgresql,
+            url: cluster.url.clone(),
+            schema: cluster.schema.clone(),
+            pool_connections: cluster.pool_connections,
+            clusters: Default::default(),
+            ..self.clone()
+        })
+    }
+
     /// Checks every key of `[store]`, the limits' included.
     pub fn check(&self) -> Result<(), Problem> {
+        range(SECTION, "move_wait_ms", self.move_wait_ms, 0, 60_000)?;
+        if !self.clusters.is_empty() && self.backend != BackendKind::Postgresql {
+            let problem = "tenants over several clusters need store.backend = \"postgresql\": with RocksDB, one machine holds everything";
+            return Err(Problem::new(SECTION, "clusters", problem));
+        }
+        for name in self.clusters.keys() {
+            if name == placement::MAIN || !placement::valid_cluster_name(name) {
+                let problem = format!(
+                    "{name:?} cannot name a cluster: 1 to 32 of a-z, 0-9, '_' and '-', and not {:?} (this store)",
+                    placement::MAIN
+                );
+                return Err(Problem::new(SECTION, "clusters", problem));
+            }
+            let options = self.cluster(name).expect("a named cluster");
+            // A cluster's problem names its own key: store.clusters.NAME.url.
+            options.check_cluster().map_err(|problem| Problem {
+                key: format!("{SECTION}.clusters.{name}.{}", problem.key.rsplit('.').next().unwrap_or_default()),
+                problem: problem.problem,
+            })?;
+        }
         range(SECTION, "cache_bytes", self.cache_bytes as u64, 1 << 20, 1 << 40)?;
         range(SECTION, "pool_connections", u64::from(self.pool_connections), 2, 1000)?;
         let schema_ok = self.schema.len() <= 63
@@ -244,6 +310,12 @@ impl Options {
             self.check_postgresql()?;
         }
         self.limits.check()
+    }
+
+    /// A cluster's own keys: its URL, schema and pool.
+    fn check_cluster(&self) -> Result<(), Problem> {
+        range(SECTION, "pool_connections", u64::from(self.pool_connections), 2, 1000)?;
+        self.check_postgresql()
     }
 
     #[cfg(feature = "postgresql")]

@@ -43,6 +43,8 @@ pub struct Jobs {
     inner: Mutex<JobsInner>,
     /// The `[backup]` section: the limits every job runs with.
     limits: hameau_backup::Limits,
+    /// Why no backup can run here, if so (mail spread over several clusters).
+    refusal: Option<String>,
 }
 
 #[derive(Default)]
@@ -55,7 +57,13 @@ struct JobsInner {
 
 impl Jobs {
     pub fn new(limits: hameau_backup::Limits) -> Jobs {
-        Jobs { inner: Mutex::default(), limits }
+        Jobs { inner: Mutex::default(), limits, refusal: None }
+    }
+
+    /// Jobs that refuse every backup, saying `reason` (409).
+    pub fn refusing(mut self, reason: String) -> Jobs {
+        self.refusal = Some(reason);
+        self
     }
 
     /// The lock, even if a handler panicked while holding it: the map stays consistent
@@ -202,6 +210,9 @@ async fn start_backup(
     ApiJson(request): ApiJson<StartBackup>,
 ) -> ApiResult<(StatusCode, Json<BackupJob>)> {
     operator_only(&caller)?;
+    if let Some(reason) = &state.backups.refusal {
+        return Err(Problem::new(StatusCode::CONFLICT, reason.clone()));
+    }
     let to = PathBuf::from(&request.to);
     if !to.is_absolute() {
         return Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "to must be an absolute path"));

@@ -74,7 +74,7 @@ pub(super) async fn upload(
         });
     };
     let mut reader = BodyReader::new(body, limits.upload_bytes_max);
-    let staged = match state.jmap.mail.stage_upload(&mut reader).await {
+    let staged = match state.jmap.mail.stage_upload(user.account, &mut reader).await {
         Ok(staged) => staged,
         Err(_) if reader.over => {
             drain(reader.stream).await;

@@ -27,7 +27,7 @@ async fn blob_ids_name_the_accounts_own_blobs() {
     }
     assert_eq!(resolve(services, ACCOUNT + 1, &format!("b{email}"), NOW).await.unwrap(), None);
     // An upload: its account's only, until it expires.
-    let staged = services.mail.stage_upload(&mut &b"brouillon"[..]).await.unwrap();
+    let staged = services.mail.stage_upload(ACCOUNT, &mut &b"brouillon"[..]).await.unwrap();
     let terms = UploadTerms { now: NOW, ttl_s: 3600, pending_bytes_max: 1 << 20, quota: Quota::default() };
     let upload = services.mail.add_upload(ACCOUNT, staged, &terms).await.unwrap();
     let wire = format!("u{}", upload.hash.to_hex());

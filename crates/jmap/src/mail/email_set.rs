@@ -399,8 +399,12 @@ mod tests {
             .await;
         assert_eq!(import["notCreated"]["big"]["type"], "overQuota", "{import}");
         // An upload imported is released: no longer pending, counted once.
-        let staged =
-            fixture.services.mail.stage_upload(&mut MESSAGE.replace("\\r\\n", "\r\n").as_bytes()).await.unwrap();
+        let staged = fixture
+            .services
+            .mail
+            .stage_upload(ACCOUNT, &mut MESSAGE.replace("\\r\\n", "\r\n").as_bytes())
+            .await
+            .unwrap();
         let terms = hameau_mailbox::UploadTerms {
             now: crate::mail::tests::NOW,
             ttl_s: 3600,

@@ -213,7 +213,7 @@ impl Mail {
     /// One step of the account's indexing, committed.
     async fn index_round(&self, account: AccountId) -> Result<Round, Error> {
         let state_key = keys::text_index_state(account);
-        let (state, version) = match self.store.get(&state_key).await? {
+        let (state, version) = match self.at(account).await?.get(&state_key).await? {
             Some(entry) => (crate::decode::<State>(&entry.key, &entry.value)?, Some(entry.version)),
             None => (State::default(), None),
         };
@@ -233,13 +233,13 @@ impl Mail {
                 let modseq = self.modseq(account).await?;
                 let building = Building { modseq, next: 0, clearing: version.is_some() };
                 let next = State { terms: TERMS_VERSION, building: Some(building), ..State::default() };
-                self.commit_state(guard, &state_key, &next).await?;
+                self.commit_state(account, guard, &state_key, &next).await?;
                 Ok(Round::Indexed(0))
             }
             Some(building) if building.clearing => {
                 self.clear_postings(account).await?;
                 let next = State { building: Some(Building { clearing: false, ..building }), ..state };
-                self.commit_state(guard, &state_key, &next).await?;
+                self.commit_state(account, guard, &state_key, &next).await?;
                 Ok(Round::Indexed(0))
             }
             Some(building) => {
@@ -247,7 +247,7 @@ impl Mail {
                 if building.next > 0 {
                     scan = scan.after(&keys::email(account, building.next - 1));
                 }
-                let records = self.store.scan(&scan).await?;
+                let records = self.at(account).await?.scan(&scan).await?;
                 let emails: Vec<EmailId> =
                     records.iter().map(|entry| keys::tail_u64(&entry.key)).collect::<Result<_, _>>()?;
                 let mut next = state.clone();
@@ -286,9 +286,15 @@ impl Mail {
         }
     }
 
-    async fn commit_state(&self, mut batch: Batch, state_key: &[u8], state: &State) -> Result<(), Error> {
+    async fn commit_state(
+        &self,
+        account: AccountId,
+        mut batch: Batch,
+        state_key: &[u8],
+        state: &State,
+    ) -> Result<(), Error> {
         batch.set(state_key, &crate::encode(state));
-        match self.store.commit(batch).await {
+        match self.at(account).await?.commit(batch).await {
             // Another writer moved the state: the next round reads it again.
             Ok(_) | Err(hameau_store::Error::Conflict { .. }) => Ok(()),
             Err(e) => Err(e.into()),
@@ -300,7 +306,7 @@ impl Mail {
         let prefix = keys::text_index_terms(account);
         let page = self.store.limits().batch_ops_max.saturating_sub(2).max(1);
         loop {
-            let entries = self.store.scan(&Scan::prefix(&prefix).limit(page)).await?;
+            let entries = self.at(account).await?.scan(&Scan::prefix(&prefix).limit(page)).await?;
             if entries.is_empty() {
                 return Ok(());
             }
@@ -308,7 +314,7 @@ impl Mail {
             for entry in &entries {
                 batch.delete(&entry.key);
             }
-            self.store.commit(batch).await?;
+            self.at(account).await?.commit(batch).await?;
         }
     }
 
@@ -376,7 +382,7 @@ impl Mail {
                 .iter()
                 .map(|((space, term, chunk), _)| keys::text_index_term(account, *space, *term, *chunk))
                 .collect();
-            let old = self.store.get_many(&keys).await?;
+            let old = self.at(account).await?.get_many(&keys).await?;
             for ((key, old), (_, offsets)) in keys.iter().zip(old).zip(group) {
                 let mut offsets = offsets.clone();
                 offsets.sort_unstable();
@@ -397,7 +403,7 @@ impl Mail {
                 batch.set(state_key, &crate::encode(state));
             }
             if !batch.is_empty() {
-                match self.store.commit(batch).await {
+                match self.at(account).await?.commit(batch).await {
                     Ok(_) => {}
                     // A concurrent writer: the round starts again from the state (postings
                     // already written stay; adding them again changes nothing).
@@ -461,7 +467,7 @@ impl Mail {
             Err(e) => return Err(e),
         };
         let hash = hameau_store::BlobHash::from_hex(&record.blob).ok_or_else(|| corrupt(b"email", "blob hash"))?;
-        let Some(mut reader) = self.store.open_blob(&hash).await? else { return Ok(None) };
+        let Some(mut reader) = self.at(account).await?.open_blob(&hash).await? else { return Ok(None) };
         let mut out = Vec::new();
         while out.len() < bytes {
             match reader.next_chunk().await? {

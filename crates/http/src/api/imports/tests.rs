@@ -73,7 +73,7 @@ async fn fixture() -> Fixture {
     let mut state = crate::tests::state(store.clone(), directory, queue, "mx.example.org");
     let mail = hameau_mailbox::Mail::new(store.clone());
     let options = hameau_migrate::Options { connect_timeout_s: 5, jobs_concurrent_max: 1, ..Default::default() };
-    let importer = hameau_migrate::Importer::new(mail, store, options, Arc::new(|| NOW));
+    let importer = hameau_migrate::Importer::new(mail, options, Arc::new(|| NOW));
     let jobs = hameau_migrate::Jobs::new(Arc::new(importer), Arc::new(rustls::RootCertStore::empty()));
     state.imports = Some(Arc::new(jobs));
     let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -1,0 +1,248 @@
+//! Tenants over several database clusters (`[store.clusters]`, docs/storage.md): opening
+//! the clusters beside the control store for the mail model, and `hameau cluster list|move`.
+//! The move runs in this process while the nodes serve: it opens the control store and the
+//! clusters as one more node does, and the nodes hear of each step through the placement
+//! map's notifications.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use hameau_config::Config;
+use hameau_directory::Directory;
+use hameau_mailbox::{AccountTenants, Mail, RecordOwner, TenantOf};
+use hameau_store::Store;
+use hameau_store::placement::Clusters;
+use hameau_store::relocate::{self, PartDigest, Selection};
+
+/// `hameau cluster`.
+#[derive(Subcommand, Debug)]
+pub enum ClusterCommand {
+    /// Lists the clusters and where each tenant's mail is.
+    List {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Moves a tenant's mail to another cluster while the nodes serve; its mail waits
+    /// (store.move_wait_ms) during the copy, which is checked by counts and hashes.
+    Move(MoveArgs),
+}
+
+/// `hameau cluster move`.
+#[derive(Args, Debug)]
+pub struct MoveArgs {
+    /// The tenant.
+    pub tenant: String,
+    /// The cluster to move it to: a name of [store.clusters], or "main" (the control store).
+    pub cluster: String,
+    /// How long the copy left behind stays, for the nodes to hear of the move before it is
+    /// removed (0 to 3600 s).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub grace_s: u64,
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+}
+
+/// The mail model of a process that serves (or administers) the installation: over the
+/// clusters when `[store.clusters]` names some.
+pub async fn mail(config: &Config, store: &Store, directory: &Directory) -> anyhow::Result<Mail> {
+    let mail = Mail::with_limits(store.clone(), config.mail.clone());
+    Ok(match clusters(config, store).await? {
+        None => mail,
+        Some(clusters) => mail.with_placement(clusters, Arc::new(DirectoryTenants(directory.clone()))),
+    })
+}
+
+/// The clusters of `[store.clusters]` beside the control store `store`; `None` without any.
+pub async fn clusters(config: &Config, store: &Store) -> anyhow::Result<Option<Clusters>> {
+    if config.store.clusters.is_empty() {
+        return Ok(None);
+    }
+    let mut others = BTreeMap::new();
+    for name in config.store.clusters.keys() {
+        let options = config.store.cluster(name).context("a cluster named in the configuration")?;
+        let cluster = Store::open(&options).await.with_context(|| format!("opening the store of cluster {name}"))?;
+        others.insert(name.clone(), cluster);
+    }
+    let move_wait = Duration::from_millis(config.store.move_wait_ms);
+    Ok(Some(Clusters::new(store.clone(), others, move_wait).await?))
+}
+
+/// Refuses a command that reads or writes one store's mail when the mail is spread over
+/// several clusters (it would see only part of it).
+pub fn refuse_clusters(config: &Config, command: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        config.store.clusters.is_empty(),
+        "« hameau {command} » ne sait pas encore traiter un courrier réparti sur plusieurs grappes \
+         ([store.clusters]) / `hameau {command}` does not handle mail spread over several clusters \
+         ([store.clusters]) yet: see docs/storage.md"
+    );
+    Ok(())
+}
+
+/// The directory tells the tenant of an account.
+#[derive(Debug)]
+struct DirectoryTenants(Directory);
+
+impl AccountTenants for DirectoryTenants {
+    fn tenant_of(&self, account: u64) -> TenantOf<'_> {
+        Box::pin(async move {
+            self.0.account_tenant(account).await.map_err(|e| match e {
+                hameau_directory::Error::Store(e) => hameau_mailbox::Error::Store(e),
+                e => hameau_mailbox::Error::Store(hameau_store::Error::Backend(format!("the directory: {e}"))),
+            })
+        })
+    }
+}
+
+pub fn run(command: ClusterCommand) -> anyhow::Result<()> {
+    let config = match &command {
+        ClusterCommand::List { config } | ClusterCommand::Move(MoveArgs { config, .. }) => {
+            crate::load_config(config.as_deref())?
+        }
+    };
+    anyhow::ensure!(
+        !config.store.clusters.is_empty(),
+        "aucune grappe n'est configurée ([store.clusters]) / no cluster is configured ([store.clusters])"
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    runtime.block_on(async {
+        let store = Store::open(&config.store).await.context("opening the control store")?;
+        let clusters = clusters(&config, &store).await?.context("clusters")?;
+        let directory = Directory::new(store.clone(), config.directory.clone());
+        match command {
+            ClusterCommand::List { .. } => list(&clusters, &directory).await,
+            ClusterCommand::Move(args) => {
+                let report = move_tenant(&clusters, &directory, &args.tenant, &args.cluster, args.grace_s).await?;
+                println!("{}", serde_json::to_string_pretty(&report)?);
+                Ok(())
+            }
+        }
+    })
+}
+
+async fn list(clusters: &Clusters, directory: &Directory) -> anyhow::Result<()> {
+    let operator = hameau_directory::Principal::Operator;
+    let mut after: Option<String> = None;
+    let mut places = serde_json::Map::new();
+    loop {
+        let page = directory.list_tenants(&operator, after.as_deref(), Some(500)).await?;
+        for tenant in &page.items {
+            let place = clusters.place(&tenant.id).await?;
+            let value = match place.moving_to {
+                None => serde_json::json!({ "cluster": place.cluster }),
+                Some(to) => serde_json::json!({ "cluster": place.cluster, "moving_to": to }),
+            };
+            places.insert(tenant.id.clone(), value);
+        }
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    let names: Vec<&str> = clusters.names().collect();
+    println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "clusters": names, "tenants": places }))?);
+    Ok(())
+}
+
+/// What a move did.
+#[derive(Debug, serde::Serialize)]
+pub struct MoveReport {
+    pub tenant: String,
+    pub from: String,
+    pub to: String,
+    pub accounts: usize,
+    /// What was copied, the same in both clusters.
+    pub copied: PartDigest,
+    /// How long the tenant's mail waited: from the start of the move to the map naming
+    /// the destination.
+    pub pause_ms: u64,
+    /// Records removed from the cluster left.
+    pub removed: u64,
+}
+
+/// Moves `tenant`'s mail to the cluster `to` (see `hameau_store::placement`): marks it
+/// moving, fences it in its cluster, copies and checks, names the destination in the
+/// map, and after `grace_s` removes the copy left behind. A failure before the map names
+/// the destination removes what was copied and leaves the tenant where it was.
+pub async fn move_tenant(
+    clusters: &Clusters,
+    directory: &Directory,
+    tenant: &str,
+    to: &str,
+    grace_s: u64,
+) -> anyhow::Result<MoveReport> {
+    directory
+        .get_tenant(&hameau_directory::Principal::Operator, tenant)
+        .await
+        .with_context(|| format!("tenant {tenant}"))?;
+    clusters.store(to)?;
+    let started = std::time::Instant::now();
+    let from = clusters.begin_move(tenant, to).await?;
+    // The accounts are read once the tenant's mail waits: one made meanwhile has no mail
+    // yet (its first delivery waits too).
+    let accounts = match directory.tenant_account_ids(tenant).await {
+        Ok(accounts) => accounts,
+        Err(e) => {
+            clusters.abort_move(tenant, &from).await?;
+            return Err(e.into());
+        }
+    };
+    let account_set: std::collections::HashSet<u64> = accounts.iter().copied().collect();
+    let keep = |key: &[u8]| owned(key, tenant, &account_set);
+    let selection = Selection {
+        prefixes: selection_prefixes(tenant, &accounts),
+        keep: &keep,
+        blob_refs: &hameau_mailbox::record_blob_refs,
+    };
+    let (source, destination) = (clusters.store(&from)?.clone(), clusters.store(to)?.clone());
+    let copied = async {
+        clusters.fence(tenant, &from).await?;
+        relocate::copy(&source, &destination, &selection).await
+    }
+    .await;
+    let copied = match copied {
+        Ok(copied) => copied,
+        Err(e) => {
+            // Nothing of the copy stays; the tenant stays where it was, unfenced.
+            if !matches!(e, hameau_store::Error::NotEmpty) {
+                relocate::remove(&destination, &selection).await.context("removing the partial copy")?;
+            }
+            clusters.abort_move(tenant, &from).await?;
+            return Err(anyhow::Error::new(e).context(format!("moving tenant {tenant} from {from} to {to}")));
+        }
+    };
+    clusters.finish_move(tenant, to).await?;
+    let pause_ms = started.elapsed().as_millis() as u64;
+    tracing::info!(tenant, from, to, pause_ms, keys = copied.keys, blobs = copied.blobs, "tenant moved");
+    tokio::time::sleep(Duration::from_secs(grace_s)).await;
+    let removed = relocate::remove(&source, &selection).await.context("removing the copy left behind")?;
+    Ok(MoveReport {
+        tenant: tenant.to_string(),
+        from,
+        to: to.to_string(),
+        accounts: accounts.len(),
+        copied,
+        pause_ms,
+        removed,
+    })
+}
+
+/// The prefixes of a tenant's records in a cluster: the mail model's and the migration's.
+fn selection_prefixes(tenant: &str, accounts: &[u64]) -> Vec<Vec<u8>> {
+    let mut prefixes = hameau_mailbox::tenant_prefixes(tenant, accounts);
+    prefixes.extend(accounts.iter().map(|account| hameau_migrate::destination::account_records_prefix(*account)));
+    prefixes
+}
+
+/// Whether the record at `key` is `tenant`'s or one of its `accounts'`.
+fn owned(key: &[u8], tenant: &str, accounts: &std::collections::HashSet<u64>) -> bool {
+    match hameau_mailbox::record_owner(key) {
+        Some(RecordOwner::Account(account)) => accounts.contains(&account),
+        Some(RecordOwner::Tenant(owner)) => owner == tenant,
+        None => hameau_migrate::destination::record_account(key).is_some_and(|account| accounts.contains(&account)),
+    }
+}
