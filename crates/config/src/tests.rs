@@ -134,6 +134,28 @@ fn trusted_arc_sealers_are_domain_names() {
 }
 
 #[test]
+fn clusters_need_postgresql_names_and_urls() {
+    let pg = "[store]\nbackend = \"postgresql\"\nurl = \"postgresql://hameau@127.0.0.1/hameau\"\n";
+    check(&format!("{pg}[store.clusters.b]\nurl = \"postgresql://hameau@127.0.0.2/hameau\"\n"), "ok");
+    check(
+        "[store.clusters.b]\nurl = \"postgresql://hameau@127.0.0.2/hameau\"\n",
+        "/etc/hameau/hameau.toml:1: store.clusters: tenants over several clusters need store.backend = \"postgresql\": with RocksDB, one machine holds everything",
+    );
+    check(
+        &format!("{pg}[store.clusters.main]\nurl = \"postgresql://hameau@127.0.0.2/hameau\"\n"),
+        "/etc/hameau/hameau.toml:4: store.clusters: \"main\" cannot name a cluster: 1 to 32 of a-z, 0-9, '_' and '-', and not \"main\" (this store)",
+    );
+    check(
+        &format!("{pg}[store.clusters.b]\nschema = \"b\"\n"),
+        "/etc/hameau/hameau.toml: store.clusters.b.url: is needed with store.backend = \"postgresql\"",
+    );
+    check(
+        &format!("{pg}[store]\nmove_wait_ms = 70000\n").replacen("[store]\nmove", "move", 1),
+        "/etc/hameau/hameau.toml:4: store.move_wait_ms: 70000 is out of range: it must be between 0 and 60000",
+    );
+}
+
+#[test]
 fn features_not_there_say_so() {
     check(
         "[store]\nbackend = \"postgresql\"\n",

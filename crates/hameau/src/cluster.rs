@@ -16,7 +16,7 @@ use hameau_directory::Directory;
 use hameau_mailbox::{AccountTenants, Mail, RecordOwner, TenantOf};
 use hameau_store::Store;
 use hameau_store::placement::Clusters;
-use hameau_store::relocate::{self, PartDigest, Selection};
+use hameau_store::relocate::{self, CaughtUp, Copied, Selection};
 
 /// `hameau cluster`.
 #[derive(Subcommand, Debug)]
@@ -155,19 +155,26 @@ pub struct MoveReport {
     pub from: String,
     pub to: String,
     pub accounts: usize,
-    /// What was copied, the same in both clusters.
-    pub copied: PartDigest,
-    /// How long the tenant's mail waited: from the start of the move to the map naming
-    /// the destination.
+    /// The first copy, made while the tenant's mail was served, checked with every blob
+    /// read back and hashed.
+    pub copied: Copied,
+    /// What changed meanwhile, written under the pause, and the digest then, the same in
+    /// both clusters.
+    pub caught_up: CaughtUp,
+    /// How long the first copy took (the tenant's mail was served meanwhile).
+    pub copy_ms: u64,
+    /// How long the tenant's mail waited: from marking it moving to the map naming the
+    /// destination.
     pub pause_ms: u64,
     /// Records removed from the cluster left.
     pub removed: u64,
 }
 
-/// Moves `tenant`'s mail to the cluster `to` (see `hameau_store::placement`): marks it
-/// moving, fences it in its cluster, copies and checks, names the destination in the
-/// map, and after `grace_s` removes the copy left behind. A failure before the map names
-/// the destination removes what was copied and leaves the tenant where it was.
+/// Moves `tenant`'s mail to the cluster `to` (see `hameau_store::placement`): copies it
+/// while it is served, then marks it moving (its mail waits), fences it in its cluster,
+/// writes what changed since the copy and checks, names the destination in the map, and
+/// after `grace_s` removes the copy left behind. A failure before the map names the
+/// destination removes what was copied and leaves the tenant where it was.
 pub async fn move_tenant(
     clusters: &Clusters,
     directory: &Directory,
@@ -179,18 +186,16 @@ pub async fn move_tenant(
         .get_tenant(&hameau_directory::Principal::Operator, tenant)
         .await
         .with_context(|| format!("tenant {tenant}"))?;
-    clusters.store(to)?;
-    let started = std::time::Instant::now();
-    let from = clusters.begin_move(tenant, to).await?;
-    // The accounts are read once the tenant's mail waits: one made meanwhile has no mail
-    // yet (its first delivery waits too).
-    let accounts = match directory.tenant_account_ids(tenant).await {
-        Ok(accounts) => accounts,
-        Err(e) => {
-            clusters.abort_move(tenant, &from).await?;
-            return Err(e.into());
-        }
-    };
+    let place = clusters.place(tenant).await?;
+    if let Some(moving_to) = &place.moving_to {
+        anyhow::bail!("tenant {tenant} is already being moved from {} to {moving_to}", place.cluster);
+    }
+    let from = place.cluster;
+    anyhow::ensure!(from != to, "tenant {tenant} is in cluster {to} already");
+    let (source, destination) = (clusters.store(&from)?.clone(), clusters.store(to)?.clone());
+    // The accounts made after this read have no mail in the cluster left: the move's pause
+    // makes their first delivery wait, then go to the destination.
+    let accounts = directory.tenant_account_ids(tenant).await?;
     let account_set: std::collections::HashSet<u64> = accounts.iter().copied().collect();
     let keep = |key: &[u8]| owned(key, tenant, &account_set);
     let selection = Selection {
@@ -198,26 +203,46 @@ pub async fn move_tenant(
         keep: &keep,
         blob_refs: &hameau_mailbox::record_blob_refs,
     };
-    let (source, destination) = (clusters.store(&from)?.clone(), clusters.store(to)?.clone());
-    let copied = async {
-        clusters.fence(tenant, &from).await?;
-        relocate::copy(&source, &destination, &selection).await
-    }
-    .await;
-    let copied = match copied {
+    let started = std::time::Instant::now();
+    let copied = match relocate::copy(&source, &destination, &selection).await {
         Ok(copied) => copied,
         Err(e) => {
-            // Nothing of the copy stays; the tenant stays where it was, unfenced.
             if !matches!(e, hameau_store::Error::NotEmpty) {
                 relocate::remove(&destination, &selection).await.context("removing the partial copy")?;
             }
+            return Err(anyhow::Error::new(e).context(format!("copying tenant {tenant} from {from} to {to}")));
+        }
+    };
+    let copy_ms = started.elapsed().as_millis() as u64;
+    let paused = std::time::Instant::now();
+    match clusters.begin_move(tenant, to).await {
+        Ok(left) if left == from => {}
+        begun => {
+            // Another move came first: this copy is not where the tenant is.
+            if let Ok(left) = &begun {
+                clusters.abort_move(tenant, left).await?;
+            }
+            relocate::remove(&destination, &selection).await.context("removing the copy")?;
+            anyhow::bail!("tenant {tenant} moved meanwhile ({begun:?}): run the move again");
+        }
+    }
+    let caught_up = async {
+        clusters.fence(tenant, &from).await?;
+        relocate::catch_up(&source, &destination, &selection).await
+    }
+    .await;
+    let caught_up = match caught_up {
+        Ok(caught_up) => caught_up,
+        Err(e) => {
+            // Nothing of the copy stays; the tenant stays where it was, unfenced.
+            relocate::remove(&destination, &selection).await.context("removing the partial copy")?;
             clusters.abort_move(tenant, &from).await?;
             return Err(anyhow::Error::new(e).context(format!("moving tenant {tenant} from {from} to {to}")));
         }
     };
     clusters.finish_move(tenant, to).await?;
-    let pause_ms = started.elapsed().as_millis() as u64;
-    tracing::info!(tenant, from, to, pause_ms, keys = copied.keys, blobs = copied.blobs, "tenant moved");
+    let pause_ms = paused.elapsed().as_millis() as u64;
+    tracing::info!(tenant, from, to, copy_ms, pause_ms, keys = caught_up.digest.keys, "tenant moved");
     tokio::time::sleep(Duration::from_secs(grace_s)).await;
     let removed = relocate::remove(&source, &selection).await.context("removing the copy left behind")?;
     Ok(MoveReport {
@@ -226,6 +251,8 @@ pub async fn move_tenant(
         to: to.to_string(),
         accounts: accounts.len(),
         copied,
+        caught_up,
+        copy_ms,
         pause_ms,
         removed,
     })

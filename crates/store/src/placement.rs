@@ -16,11 +16,12 @@
 //!   of the move yet cannot commit there any more ([`Error::Moving`], never a lost write):
 //!   correctness does not rest on how fast nodes hear of the map's changes.
 //!
-//! A move, as the caller drives it: [`Clusters::begin_move`] (lookups of the tenant now
-//! wait, up to `move_wait`), [`Clusters::fence`] in the source, the copy and its check,
-//! [`Clusters::finish_move`] (the map names the destination, whose fence is lifted), and
-//! after a grace the source's copy is removed. [`Clusters::abort_move`] undoes the first
-//! two steps when the copy failed.
+//! A move, as the caller drives it: a first copy while the tenant is served
+//! ([`crate::relocate::copy`]), then [`Clusters::begin_move`] (lookups of the tenant now
+//! wait, up to `move_wait`), [`Clusters::fence`] in the source, what changed since the copy
+//! ([`crate::relocate::catch_up`]), [`Clusters::finish_move`] (the map names the
+//! destination, whose fence is lifted), and after a grace the source's copy is removed.
+//! [`Clusters::abort_move`] undoes the marking and the fence when the catch-up failed.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};

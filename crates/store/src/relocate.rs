@@ -17,9 +17,12 @@ use crate::{Batch, BlobHash, Entry, Error, Scan, Snapshot, Store};
 /// Entries read by one page.
 const ENTRIES_PAGE: usize = 512;
 
-/// A commit of the copy or of a removal holds at most this many bytes of values and blob
-/// contents, and at most a quarter of `batch_ops_max` records.
+/// A commit of a copy or of a removal holds at most this many bytes of values, at most a
+/// quarter of `batch_ops_max` operations, and references to at most [`COMMIT_BLOBS_MAX`]
+/// distinct blobs (each is read whole and staged before the commit: a small one is held
+/// in memory until it, a large one is written in chunks).
 const COMMIT_BYTES_MAX: usize = 8 << 20;
+const COMMIT_BLOBS_MAX: usize = 64;
 
 /// The blobs a record holds one reference each to, from its key and value.
 pub type BlobRefs = dyn Fn(&[u8], &[u8]) -> Vec<BlobHash> + Send + Sync;
@@ -35,22 +38,22 @@ pub struct Selection<'a> {
 }
 
 /// What a part holds, summed so that two copies of it can be compared: equal digests mean
-/// the same keys with the same values, and the same references to the same blobs.
+/// the same keys with the same values, hence the same references to the same blobs.
 /// Versions are not in it: a copy takes the destination's.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct PartDigest {
     pub keys: u64,
     /// SHA-256 (hex) over every key and value in key order, each length-prefixed.
     pub keys_sha256: String,
-    /// Distinct blobs referenced, the references, and the bytes of the distinct blobs.
+    /// Distinct blobs referenced, and the references.
     pub blobs: u64,
     pub blob_refs: u64,
-    pub blob_bytes: u64,
-    /// SHA-256 (hex) over every blob's hash, size and references from the part.
+    /// SHA-256 (hex) over every blob's hash and references from the part, in hash order.
     pub blobs_sha256: String,
 }
 
-/// The part's entries, page by page, from a snapshot or from the store itself.
+/// The part's entries, page by page, from a snapshot or from the store itself, in the
+/// order of the selection's prefixes, then of the keys.
 struct Pager<'s, 'a> {
     selection: &'s Selection<'a>,
     /// The prefix being read, and the scan of its next page (`None` once all are read).
@@ -64,16 +67,17 @@ impl<'s, 'a> Pager<'s, 'a> {
         Pager { selection, prefix: 0, page }
     }
 
-    /// The next page's entries of the part (never empty), or `None` at the end.
-    async fn next(&mut self, source: Source<'_>) -> Result<Option<Vec<Entry>>, Error> {
+    /// The next page's entries of the part (never empty) with the index of their prefix,
+    /// or `None` at the end.
+    async fn next(&mut self, source: Source<'_>) -> Result<Option<(usize, Vec<Entry>)>, Error> {
         while let Some(scan) = self.page.take() {
             let entries = match source {
                 Source::Snapshot(snapshot) => snapshot.scan(&scan).await?,
                 Source::Store(store) => store.scan(&scan).await?,
             };
-            let prefix = &self.selection.prefixes[self.prefix];
+            let prefix = self.prefix;
             self.page = match entries.last() {
-                Some(last) => Some(Scan::prefix(prefix).limit(ENTRIES_PAGE).after(&last.key)),
+                Some(last) => Some(Scan::prefix(&self.selection.prefixes[prefix]).limit(ENTRIES_PAGE).after(&last.key)),
                 None => {
                     self.prefix += 1;
                     self.selection.prefixes.get(self.prefix).map(|next| Scan::prefix(next).limit(ENTRIES_PAGE))
@@ -81,7 +85,7 @@ impl<'s, 'a> Pager<'s, 'a> {
             };
             let kept: Vec<Entry> = entries.into_iter().filter(|entry| (self.selection.keep)(&entry.key)).collect();
             if !kept.is_empty() {
-                return Ok(Some(kept));
+                return Ok(Some((prefix, kept)));
             }
         }
         Ok(None)
@@ -95,104 +99,258 @@ enum Source<'s> {
     Store(&'s Store),
 }
 
-/// The digest of the part of `store` that `snapshot` (of `store`) shows. With
-/// `check_contents`, every blob is read and must hash to its name; otherwise only its size
-/// is read.
-pub async fn digest(
-    store: &Store,
-    snapshot: &Snapshot,
-    selection: &Selection<'_>,
-    check_contents: bool,
-) -> Result<PartDigest, Error> {
-    let (mut keys, mut keys_hash, mut refs) = (0, Sha256::new(), BTreeMap::<BlobHash, u64>::new());
-    let mut pager = Pager::new(selection);
-    while let Some(entries) = pager.next(Source::Snapshot(snapshot)).await? {
-        for entry in &entries {
-            keys += 1;
-            for part in [entry.key.as_slice(), entry.value.as_slice()] {
-                keys_hash.update((part.len() as u64).to_be_bytes());
-                keys_hash.update(part);
-            }
-            for hash in (selection.blob_refs)(&entry.key, &entry.value) {
-                *refs.entry(hash).or_default() += 1;
-            }
+/// The entries of a part one at a time, in the [`Pager`]'s order.
+struct Cursor<'s, 'a, 'c> {
+    pager: Pager<'s, 'a>,
+    source: Source<'c>,
+    page: std::collections::VecDeque<(usize, Entry)>,
+}
+
+impl<'s, 'a, 'c> Cursor<'s, 'a, 'c> {
+    fn new(selection: &'s Selection<'a>, source: Source<'c>) -> Cursor<'s, 'a, 'c> {
+        Cursor { pager: Pager::new(selection), source, page: Default::default() }
+    }
+
+    /// The next entry without taking it: its prefix's index and key.
+    async fn peek(&mut self) -> Result<Option<(usize, &[u8])>, Error> {
+        if self.page.is_empty()
+            && let Some((prefix, entries)) = self.pager.next(self.source).await?
+        {
+            self.page.extend(entries.into_iter().map(|entry| (prefix, entry)));
         }
+        Ok(self.page.front().map(|(prefix, entry)| (*prefix, entry.key.as_slice())))
     }
-    let mut blobs_hash = Sha256::new();
-    let (mut blob_bytes, mut blob_refs) = (0, 0);
-    for (hash, n) in &refs {
-        let size = if check_contents {
-            let content = store.read_blob(hash).await?;
-            if content.as_deref().map(BlobHash::of) != Some(*hash) {
-                return Err(Error::CopyMismatch(format!(
-                    "blob {hash} is missing, or its content does not hash to its name"
-                )));
-            }
-            content.map_or(0, |content| content.len() as u64)
-        } else {
-            store.blob_size(hash).await?.ok_or_else(|| Error::CopyMismatch(format!("blob {hash} is missing")))?
-        };
-        blobs_hash.update(hash.0);
-        blobs_hash.update(size.to_be_bytes());
-        blobs_hash.update(n.to_be_bytes());
-        blob_bytes += size;
-        blob_refs += n;
+
+    fn take(&mut self) -> Option<Entry> {
+        self.page.pop_front().map(|(_, entry)| entry)
     }
-    Ok(PartDigest {
-        keys,
-        keys_sha256: hex::encode(keys_hash.finalize()),
-        blobs: refs.len() as u64,
-        blob_refs,
-        blob_bytes,
-        blobs_sha256: hex::encode(blobs_hash.finalize()),
-    })
 }
 
-/// Copies the part of `from` into `to`, which must hold none of its keys, and checks the
-/// copy: returns the digest both have. Nothing may write the part in `from` meanwhile (the
-/// caller fenced it); `to` may be serving other records.
-pub async fn copy(from: &Store, to: &Store, selection: &Selection<'_>) -> Result<PartDigest, Error> {
-    let present = digest(to, &to.snapshot().await?, selection, false).await?;
-    if present.keys > 0 {
-        return Err(Error::NotEmpty);
-    }
-    let source = from.snapshot().await?;
-    let expected = digest(from, &source, selection, false).await?;
-    let mut writer = Writer { from, to, selection, batch: Batch::new(), records: 0, bytes: 0, refs: BTreeMap::new() };
-    let mut pager = Pager::new(selection);
-    while let Some(entries) = pager.next(Source::Snapshot(&source)).await? {
-        writer.page(entries).await?;
-    }
-    writer.flush().await?;
-    let copied = digest(to, &to.snapshot().await?, selection, true).await?;
-    if copied != expected {
-        return Err(Error::CopyMismatch(format!("the source holds {expected:?}, the copy {copied:?}")));
-    }
-    Ok(expected)
-}
-
-/// Fills and commits the copy's batches.
-struct Writer<'s, 'a> {
-    from: &'s Store,
-    to: &'s Store,
-    selection: &'s Selection<'a>,
-    batch: Batch,
-    records: usize,
-    bytes: usize,
+/// Sums a part's entries into a [`PartDigest`], and counts its blob references.
+#[derive(Default)]
+struct Summer {
+    keys: u64,
+    keys_hash: Sha256,
     refs: BTreeMap<BlobHash, u64>,
 }
 
-impl Writer<'_, '_> {
-    fn full(&self) -> bool {
-        self.bytes >= COMMIT_BYTES_MAX || self.records + self.refs.len() >= self.to.limits().batch_ops_max / 4
+impl Summer {
+    fn entry(&mut self, selection: &Selection<'_>, entry: &Entry) {
+        self.keys += 1;
+        for part in [entry.key.as_slice(), entry.value.as_slice()] {
+            self.keys_hash.update((part.len() as u64).to_be_bytes());
+            self.keys_hash.update(part);
+        }
+        for hash in (selection.blob_refs)(&entry.key, &entry.value) {
+            *self.refs.entry(hash).or_default() += 1;
+        }
     }
 
-    /// Stages the blobs the batch's records hold, from the source, and commits.
+    fn finish(self) -> (PartDigest, BTreeMap<BlobHash, u64>) {
+        let mut blobs_hash = Sha256::new();
+        for (hash, n) in &self.refs {
+            blobs_hash.update(hash.0);
+            blobs_hash.update(n.to_be_bytes());
+        }
+        let digest = PartDigest {
+            keys: self.keys,
+            keys_sha256: hex::encode(self.keys_hash.finalize()),
+            blobs: self.refs.len() as u64,
+            blob_refs: self.refs.values().sum(),
+            blobs_sha256: hex::encode(blobs_hash.finalize()),
+        };
+        (digest, self.refs)
+    }
+}
+
+/// The digest of the part as `source` shows it, and its blob references.
+async fn sum(source: Source<'_>, selection: &Selection<'_>) -> Result<(PartDigest, BTreeMap<BlobHash, u64>), Error> {
+    let mut summer = Summer::default();
+    let mut pager = Pager::new(selection);
+    while let Some((_, entries)) = pager.next(source).await? {
+        entries.iter().for_each(|entry| summer.entry(selection, entry));
+    }
+    Ok(summer.finish())
+}
+
+/// The digest of the part that `snapshot` shows.
+pub async fn digest(snapshot: &Snapshot, selection: &Selection<'_>) -> Result<PartDigest, Error> {
+    Ok(sum(Source::Snapshot(snapshot), selection).await?.0)
+}
+
+/// What [`copy`] wrote and checked.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Copied {
+    pub digest: PartDigest,
+    /// Bytes of the distinct blobs, each read back from the destination and hashed.
+    pub blob_bytes: u64,
+}
+
+/// Copies the part of `from`, as one snapshot of it shows it, into `to`, which must hold
+/// none of its keys, and checks the copy: its digest must be the snapshot's, and every
+/// blob it references must be in `to` and hash to its name. `from` may be written
+/// meanwhile (what changed since is for [`catch_up`]); `to` may serve other records, but
+/// nobody may write the part there.
+pub async fn copy(from: &Store, to: &Store, selection: &Selection<'_>) -> Result<Copied, Error> {
+    if sum(Source::Store(to), selection).await?.0.keys > 0 {
+        return Err(Error::NotEmpty);
+    }
+    let source = from.snapshot().await?;
+    let mut writer = Writer::new(&source, to);
+    let mut summer = Summer::default();
+    let mut pager = Pager::new(selection);
+    while let Some((_, entries)) = pager.next(Source::Snapshot(&source)).await? {
+        for entry in entries {
+            summer.entry(selection, &entry);
+            writer.put(selection, &entry, None).await?;
+        }
+    }
+    writer.flush().await?;
+    let (expected, _) = summer.finish();
+    let (copied, refs) = sum(Source::Snapshot(&to.snapshot().await?), selection).await?;
+    if copied != expected {
+        return Err(Error::CopyMismatch(format!("the source holds {expected:?}, the copy {copied:?}")));
+    }
+    let mut blob_bytes = 0;
+    for hash in refs.keys() {
+        let content = to.read_blob(hash).await?;
+        if content.as_deref().map(BlobHash::of) != Some(*hash) {
+            return Err(Error::CopyMismatch(format!(
+                "blob {hash} is missing from the copy, or does not hash to its name"
+            )));
+        }
+        blob_bytes += content.map_or(0, |content| content.len() as u64);
+    }
+    Ok(Copied { digest: expected, blob_bytes })
+}
+
+/// What [`catch_up`] changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CaughtUp {
+    /// The part's digest, the same in both stores now.
+    pub digest: PartDigest,
+    /// Records written (new or changed since the copy) and removed.
+    pub written: u64,
+    pub removed: u64,
+}
+
+/// Makes the part in `to` (an earlier [`copy`]) what it is in `from` now: records added or
+/// changed since are written, records gone are removed, with their blob references; then
+/// both are read again and their digests must be equal. Nobody may write the part in
+/// either store meanwhile (the caller fenced it): this is the move's pause, so it reads
+/// the part of both once, and writes only what differs.
+pub async fn catch_up(from: &Store, to: &Store, selection: &Selection<'_>) -> Result<CaughtUp, Error> {
+    let source = from.snapshot().await?;
+    let mut writer = Writer::new(&source, to);
+    let mut summer = Summer::default();
+    let (mut written, mut removed) = (0, 0);
+    let mut theirs = Cursor::new(selection, Source::Snapshot(&source));
+    let mut ours = Cursor::new(selection, Source::Store(to));
+    loop {
+        let order = match (theirs.peek().await?, ours.peek().await?) {
+            (None, None) => break,
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (Some(a), Some(b)) => a.cmp(&b),
+        };
+        match order {
+            std::cmp::Ordering::Less => {
+                let entry = theirs.take().expect("peeked");
+                summer.entry(selection, &entry);
+                writer.put(selection, &entry, None).await?;
+                written += 1;
+            }
+            std::cmp::Ordering::Greater => {
+                let old = ours.take().expect("peeked");
+                writer.drop_entry(selection, &old).await?;
+                removed += 1;
+            }
+            std::cmp::Ordering::Equal => {
+                let (entry, old) = (theirs.take().expect("peeked"), ours.take().expect("peeked"));
+                summer.entry(selection, &entry);
+                if entry.value != old.value {
+                    writer.put(selection, &entry, Some(&old)).await?;
+                    written += 1;
+                }
+            }
+        }
+    }
+    writer.flush().await?;
+    let (expected, _) = summer.finish();
+    let (copied, _) = sum(Source::Snapshot(&to.snapshot().await?), selection).await?;
+    if copied != expected {
+        return Err(Error::CopyMismatch(format!("the source holds {expected:?}, the copy {copied:?}")));
+    }
+    Ok(CaughtUp { digest: expected, written, removed })
+}
+
+/// Fills and commits the batches of a copy or a catch-up in the destination.
+struct Writer<'s> {
+    /// Where blobs are read: the snapshot the records come from.
+    source: &'s Snapshot,
+    to: &'s Store,
+    batch: Batch,
+    ops: usize,
+    bytes: usize,
+    /// The blobs the batch takes references to, staged at the flush.
+    acquire: BTreeMap<BlobHash, u64>,
+}
+
+impl<'s> Writer<'s> {
+    fn new(source: &'s Snapshot, to: &'s Store) -> Writer<'s> {
+        Writer { source, to, batch: Batch::new(), ops: 0, bytes: 0, acquire: BTreeMap::new() }
+    }
+
+    /// Writes `entry` over `old` (the destination's record at its key, if any), taking its
+    /// blob references and releasing the old one's.
+    async fn put(&mut self, selection: &Selection<'_>, entry: &Entry, old: Option<&Entry>) -> Result<(), Error> {
+        match old {
+            None => self.batch.expect_absent(&entry.key),
+            Some(old) => {
+                for hash in (selection.blob_refs)(&old.key, &old.value) {
+                    self.batch.blob_release(&hash);
+                    self.ops += 1;
+                }
+                self.batch.expect_version(&old.key, old.version)
+            }
+        };
+        self.batch.set(&entry.key, &entry.value);
+        for hash in (selection.blob_refs)(&entry.key, &entry.value) {
+            *self.acquire.entry(hash).or_default() += 1;
+        }
+        self.ops += 2;
+        self.bytes += entry.key.len() + entry.value.len();
+        self.flush_if_full().await
+    }
+
+    /// Removes the destination's record `old` and its blob references.
+    async fn drop_entry(&mut self, selection: &Selection<'_>, old: &Entry) -> Result<(), Error> {
+        self.batch.expect_version(&old.key, old.version).delete(&old.key);
+        for hash in (selection.blob_refs)(&old.key, &old.value) {
+            self.batch.blob_release(&hash);
+            self.ops += 1;
+        }
+        self.ops += 2;
+        self.flush_if_full().await
+    }
+
+    async fn flush_if_full(&mut self) -> Result<(), Error> {
+        if self.bytes >= COMMIT_BYTES_MAX
+            || self.acquire.len() >= COMMIT_BLOBS_MAX
+            || self.ops + self.acquire.len() >= self.to.limits().batch_ops_max / 4
+        {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Stages the blobs the batch takes references to, read from the source's snapshot
+    /// (each must hash to its name), and commits.
     async fn flush(&mut self) -> Result<(), Error> {
         let mut batch = std::mem::take(&mut self.batch);
-        for (hash, n) in std::mem::take(&mut self.refs) {
+        for (hash, n) in std::mem::take(&mut self.acquire) {
             let content = self
-                .from
+                .source
                 .read_blob(&hash)
                 .await?
                 .ok_or_else(|| Error::CopyMismatch(format!("blob {hash} is missing from the source")))?;
@@ -205,25 +363,7 @@ impl Writer<'_, '_> {
         if !batch.is_empty() {
             self.to.commit(batch).await?;
         }
-        (self.records, self.bytes) = (0, 0);
-        Ok(())
-    }
-}
-
-impl Writer<'_, '_> {
-    async fn page(&mut self, entries: Vec<Entry>) -> Result<(), Error> {
-        for entry in entries {
-            for hash in (self.selection.blob_refs)(&entry.key, &entry.value) {
-                *self.refs.entry(hash).or_default() += 1;
-                self.bytes += self.from.blob_size(&hash).await?.unwrap_or(0) as usize;
-            }
-            self.batch.expect_absent(&entry.key).set(&entry.key, &entry.value);
-            self.records += 2;
-            self.bytes += entry.key.len() + entry.value.len();
-            if self.full() {
-                self.flush().await?;
-            }
-        }
+        (self.ops, self.bytes) = (0, 0);
         Ok(())
     }
 }
@@ -234,7 +374,7 @@ pub async fn remove(store: &Store, selection: &Selection<'_>) -> Result<u64, Err
     let per_commit = (store.limits().batch_ops_max / 4).max(1);
     let mut removed = 0;
     let mut pager = Pager::new(selection);
-    while let Some(kept) = pager.next(Source::Store(store)).await? {
+    while let Some((_, kept)) = pager.next(Source::Store(store)).await? {
         for chunk in kept.chunks((per_commit / 2).max(1)) {
             let mut batch = Batch::new();
             for entry in chunk {
@@ -293,8 +433,9 @@ mod tests {
         let prefixes = vec![b"a/".to_vec(), b"x/".to_vec()];
         let selection = Selection { prefixes, keep: &|key| key.starts_with(b"a/"), blob_refs: &refs };
 
-        let digest = copy(&from, &to, &selection).await.unwrap();
-        assert_eq!((digest.keys, digest.blobs, digest.blob_refs), (3, 1, 2));
+        let copied = copy(&from, &to, &selection).await.unwrap();
+        assert_eq!((copied.digest.keys, copied.digest.blobs, copied.digest.blob_refs), (3, 1, 2));
+        assert_eq!(copied.blob_bytes, 14);
         assert_eq!(to.get(b"a/2").await.unwrap().unwrap().value, from.get(b"a/2").await.unwrap().unwrap().value);
         assert!(to.get(b"x/9").await.unwrap().is_none());
         // A second copy finds the part there and refuses.
@@ -310,5 +451,33 @@ mod tests {
         remove(&to, &selection).await.unwrap();
         assert!(to.read_blob(&shared).await.unwrap().is_none());
         assert!(from.read_blob(&shared).await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_catch_up_writes_what_changed_since_the_copy_and_removes_what_went() {
+        let (from, to) = (memory(), memory());
+        put(&from, "a/1", "kept", Some(b"first")).await;
+        put(&from, "a/2", "changed", Some(b"second")).await;
+        put(&from, "a/3", "removed", Some(b"third")).await;
+        let selection = Selection { prefixes: vec![b"a/".to_vec()], keep: &|_| true, blob_refs: &refs };
+        copy(&from, &to, &selection).await.unwrap();
+        // The source lives on after the copy.
+        let third = BlobHash::of(b"third");
+        put(&from, "a/2", "changed again", Some(b"second, new")).await;
+        let mut batch = Batch::new();
+        batch.delete(b"a/3").blob_release(&third);
+        from.commit(batch).await.unwrap();
+        put(&from, "a/4", "new", None).await;
+
+        let caught = catch_up(&from, &to, &selection).await.unwrap();
+        assert_eq!((caught.written, caught.removed, caught.digest.keys), (2, 1, 3));
+        assert_eq!(caught.digest, digest(&from.snapshot().await.unwrap(), &selection).await.unwrap());
+        assert!(to.get(b"a/3").await.unwrap().is_none());
+        assert!(to.read_blob(&third).await.unwrap().is_none(), "the removed record's blob is released");
+        assert!(to.read_blob(&BlobHash::of(b"second")).await.unwrap().is_none(), "the old value's blob too");
+        assert_eq!(to.read_blob(&BlobHash::of(b"second, new")).await.unwrap().unwrap(), b"second, new");
+        // Nothing changed since: a second catch-up writes nothing.
+        let again = catch_up(&from, &to, &selection).await.unwrap();
+        assert_eq!((again.written, again.removed), (0, 0));
     }
 }
