@@ -13,10 +13,9 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use hameau_config::Config;
 use hameau_directory::Directory;
-use hameau_mailbox::{AccountTenants, Mail, RecordOwner, TenantOf};
+use hameau_mailbox::{AccountTenants, Beside, Mail, TenantOf};
 use hameau_store::Store;
 use hameau_store::placement::Clusters;
-use hameau_store::relocate::{self, CaughtUp, Copied, Selection};
 
 /// `hameau cluster`.
 #[derive(Subcommand, Debug)]
@@ -116,7 +115,9 @@ pub fn run(command: ClusterCommand) -> anyhow::Result<()> {
         match command {
             ClusterCommand::List { .. } => list(&clusters, &directory).await,
             ClusterCommand::Move(args) => {
-                let report = move_tenant(&clusters, &directory, &args.tenant, &args.cluster, args.grace_s).await?;
+                let mail = Mail::with_limits(store.clone(), config.mail.clone())
+                    .with_placement(clusters, Arc::new(DirectoryTenants(directory.clone())));
+                let report = move_tenant(&mail, &directory, &args.tenant, &args.cluster, args.grace_s).await?;
                 println!("{}", serde_json::to_string_pretty(&report)?);
                 Ok(())
             }
@@ -148,128 +149,29 @@ async fn list(clusters: &Clusters, directory: &Directory) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// What a move did.
-#[derive(Debug, serde::Serialize)]
-pub struct MoveReport {
-    pub tenant: String,
-    pub from: String,
-    pub to: String,
-    pub accounts: usize,
-    /// The first copy, made while the tenant's mail was served, checked with every blob
-    /// read back and hashed.
-    pub copied: Copied,
-    /// What changed meanwhile, written under the pause, and the digest then, the same in
-    /// both clusters.
-    pub caught_up: CaughtUp,
-    /// How long the first copy took (the tenant's mail was served meanwhile).
-    pub copy_ms: u64,
-    /// How long the tenant's mail waited: from marking it moving to the map naming the
-    /// destination.
-    pub pause_ms: u64,
-    /// Records removed from the cluster left.
-    pub removed: u64,
-}
-
-/// Moves `tenant`'s mail to the cluster `to` (see `hameau_store::placement`): copies it
-/// while it is served, then marks it moving (its mail waits), fences it in its cluster,
-/// writes what changed since the copy and checks, names the destination in the map, and
-/// after `grace_s` removes the copy left behind. A failure before the map names the
-/// destination removes what was copied and leaves the tenant where it was.
-pub async fn move_tenant(
-    clusters: &Clusters,
+/// Moves `tenant` to the cluster `to` (`Mail::move_tenant`), with the migration's records
+/// of its accounts (they live beside their mail).
+async fn move_tenant(
+    mail: &Mail,
     directory: &Directory,
     tenant: &str,
     to: &str,
     grace_s: u64,
-) -> anyhow::Result<MoveReport> {
+) -> anyhow::Result<hameau_mailbox::MoveReport> {
     directory
         .get_tenant(&hameau_directory::Principal::Operator, tenant)
         .await
         .with_context(|| format!("tenant {tenant}"))?;
-    let place = clusters.place(tenant).await?;
-    if let Some(moving_to) = &place.moving_to {
-        anyhow::bail!("tenant {tenant} is already being moved from {} to {moving_to}", place.cluster);
-    }
-    let from = place.cluster;
-    anyhow::ensure!(from != to, "tenant {tenant} is in cluster {to} already");
-    let (source, destination) = (clusters.store(&from)?.clone(), clusters.store(to)?.clone());
     // The accounts made after this read have no mail in the cluster left: the move's pause
     // makes their first delivery wait, then go to the destination.
     let accounts = directory.tenant_account_ids(tenant).await?;
-    let account_set: std::collections::HashSet<u64> = accounts.iter().copied().collect();
-    let keep = |key: &[u8]| owned(key, tenant, &account_set);
-    let selection = Selection {
-        prefixes: selection_prefixes(tenant, &accounts),
-        keep: &keep,
-        blob_refs: &hameau_mailbox::record_blob_refs,
+    let beside = Beside {
+        prefixes: accounts
+            .iter()
+            .map(|account| hameau_migrate::destination::account_records_prefix(*account))
+            .collect(),
+        account_of: &hameau_migrate::destination::record_account,
     };
-    let started = std::time::Instant::now();
-    let copied = match relocate::copy(&source, &destination, &selection).await {
-        Ok(copied) => copied,
-        Err(e) => {
-            if !matches!(e, hameau_store::Error::NotEmpty) {
-                relocate::remove(&destination, &selection).await.context("removing the partial copy")?;
-            }
-            return Err(anyhow::Error::new(e).context(format!("copying tenant {tenant} from {from} to {to}")));
-        }
-    };
-    let copy_ms = started.elapsed().as_millis() as u64;
-    let paused = std::time::Instant::now();
-    match clusters.begin_move(tenant, to).await {
-        Ok(left) if left == from => {}
-        begun => {
-            // Another move came first: this copy is not where the tenant is.
-            if let Ok(left) = &begun {
-                clusters.abort_move(tenant, left).await?;
-            }
-            relocate::remove(&destination, &selection).await.context("removing the copy")?;
-            anyhow::bail!("tenant {tenant} moved meanwhile ({begun:?}): run the move again");
-        }
-    }
-    let caught_up = async {
-        clusters.fence(tenant, &from).await?;
-        relocate::catch_up(&source, &destination, &selection).await
-    }
-    .await;
-    let caught_up = match caught_up {
-        Ok(caught_up) => caught_up,
-        Err(e) => {
-            // Nothing of the copy stays; the tenant stays where it was, unfenced.
-            relocate::remove(&destination, &selection).await.context("removing the partial copy")?;
-            clusters.abort_move(tenant, &from).await?;
-            return Err(anyhow::Error::new(e).context(format!("moving tenant {tenant} from {from} to {to}")));
-        }
-    };
-    clusters.finish_move(tenant, to).await?;
-    let pause_ms = paused.elapsed().as_millis() as u64;
-    tracing::info!(tenant, from, to, copy_ms, pause_ms, keys = caught_up.digest.keys, "tenant moved");
-    tokio::time::sleep(Duration::from_secs(grace_s)).await;
-    let removed = relocate::remove(&source, &selection).await.context("removing the copy left behind")?;
-    Ok(MoveReport {
-        tenant: tenant.to_string(),
-        from,
-        to: to.to_string(),
-        accounts: accounts.len(),
-        copied,
-        caught_up,
-        copy_ms,
-        pause_ms,
-        removed,
-    })
-}
-
-/// The prefixes of a tenant's records in a cluster: the mail model's and the migration's.
-fn selection_prefixes(tenant: &str, accounts: &[u64]) -> Vec<Vec<u8>> {
-    let mut prefixes = hameau_mailbox::tenant_prefixes(tenant, accounts);
-    prefixes.extend(accounts.iter().map(|account| hameau_migrate::destination::account_records_prefix(*account)));
-    prefixes
-}
-
-/// Whether the record at `key` is `tenant`'s or one of its `accounts'`.
-fn owned(key: &[u8], tenant: &str, accounts: &std::collections::HashSet<u64>) -> bool {
-    match hameau_mailbox::record_owner(key) {
-        Some(RecordOwner::Account(account)) => accounts.contains(&account),
-        Some(RecordOwner::Tenant(owner)) => owner == tenant,
-        None => hameau_migrate::destination::record_account(key).is_some_and(|account| accounts.contains(&account)),
-    }
+    let report = mail.move_tenant(tenant, &accounts, to, Duration::from_secs(grace_s), &beside).await?;
+    Ok(report)
 }

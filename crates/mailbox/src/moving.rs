@@ -1,0 +1,226 @@
+//! Moving a tenant's mail to another database cluster while every node serves it
+//! (`hameau cluster move`; docs/storage.md): a first copy while it is served, then, under a
+//! pause of its mail, what changed since; the store's `placement` and `relocate` do the
+//! steps, this module says which records are the tenant's.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use hameau_store::relocate::{self, CaughtUp, Copied, Selection};
+
+use crate::keys::{self, Owner};
+use crate::{AccountId, Error, Mail};
+
+/// Records a caller keeps beside an account's mail, in the same commits
+/// ([`Mail::ingest_many_with`]'s): they move with it.
+pub struct Beside<'a> {
+    /// Every such record of the tenant's accounts is under one of these.
+    pub prefixes: Vec<Vec<u8>>,
+    /// The account a record of the caller's belongs to; `None` for a key not the caller's.
+    pub account_of: &'a (dyn Fn(&[u8]) -> Option<AccountId> + Send + Sync),
+}
+
+/// What a move did.
+#[derive(Debug, serde::Serialize)]
+pub struct MoveReport {
+    pub tenant: String,
+    pub from: String,
+    pub to: String,
+    pub accounts: usize,
+    /// The first copy, made while the tenant's mail was served, checked with every blob
+    /// read back and hashed.
+    pub copied: Copied,
+    /// What changed meanwhile, written under the pause, and the digest then, the same in
+    /// both clusters.
+    pub caught_up: CaughtUp,
+    /// How long the first copy took (the tenant's mail was served meanwhile).
+    pub copy_ms: u64,
+    /// How long the tenant's mail waited: from marking it moving to the map naming the
+    /// destination.
+    pub pause_ms: u64,
+    /// Records removed from the cluster left.
+    pub removed: u64,
+}
+
+impl Mail {
+    /// Moves the mail of `tenant`, whose accounts are `accounts`, to the cluster `to`:
+    /// copies it while it is served, then marks it moving (its mail waits), fences it in
+    /// its cluster, writes what changed since the copy, names the destination in the map,
+    /// and after `grace` removes the copy left behind. A failure before the map names the
+    /// destination removes what was copied and leaves the tenant where it was.
+    pub async fn move_tenant(
+        &self,
+        tenant: &str,
+        accounts: &[AccountId],
+        to: &str,
+        grace: Duration,
+        beside: &Beside<'_>,
+    ) -> Result<MoveReport, Error> {
+        let Some(placement) = &self.placement else {
+            return Err(Error::Cannot("no [store.clusters]: every tenant's mail is in the one store".into()));
+        };
+        let clusters = &placement.clusters;
+        let place = clusters.place(tenant).await?;
+        if let Some(moving_to) = &place.moving_to {
+            let problem = format!("tenant {tenant} is already being moved from {} to {moving_to}", place.cluster);
+            return Err(Error::Cannot(problem));
+        }
+        let from = place.cluster;
+        if from == to {
+            return Err(Error::Cannot(format!("tenant {tenant} is in cluster {to} already")));
+        }
+        let (source, destination) = (clusters.store(&from)?.clone(), clusters.store(to)?.clone());
+        let account_set: HashSet<AccountId> = accounts.iter().copied().collect();
+        let keep = |key: &[u8]| match keys::owner(key) {
+            Some(Owner::Account(account)) => account_set.contains(&account),
+            Some(Owner::Tenant(owner)) => owner == tenant,
+            None => (beside.account_of)(key).is_some_and(|account| account_set.contains(&account)),
+        };
+        let mut prefixes = keys::tenant_prefixes(tenant, accounts);
+        prefixes.extend(beside.prefixes.iter().cloned());
+        let selection = Selection { prefixes, keep: &keep, blob_refs: &keys::blob_refs };
+
+        let started = Instant::now();
+        let copied = match relocate::copy(&source, &destination, &selection).await {
+            Ok(copied) => copied,
+            Err(hameau_store::Error::NotEmpty) => {
+                let problem = format!("cluster {to} holds mail of tenant {tenant} already (a move left it?)");
+                return Err(Error::Cannot(problem));
+            }
+            Err(e) => {
+                relocate::remove(&destination, &selection).await?;
+                return Err(e.into());
+            }
+        };
+        let copy_ms = started.elapsed().as_millis() as u64;
+        let paused = Instant::now();
+        match clusters.begin_move(tenant, to).await {
+            Ok(left) if left == from => {}
+            begun => {
+                // Another move came first: this copy is not where the tenant is.
+                if let Ok(left) = &begun {
+                    clusters.abort_move(tenant, left).await?;
+                }
+                relocate::remove(&destination, &selection).await?;
+                begun?;
+                return Err(Error::Cannot(format!("tenant {tenant} moved meanwhile: run the move again")));
+            }
+        }
+        let caught_up = async {
+            clusters.fence(tenant, &from).await?;
+            relocate::catch_up(&source, &destination, &selection).await
+        }
+        .await;
+        let caught_up = match caught_up {
+            Ok(caught_up) => caught_up,
+            Err(e) => {
+                // Nothing of the copy stays; the tenant stays where it was, unfenced.
+                relocate::remove(&destination, &selection).await?;
+                clusters.abort_move(tenant, &from).await?;
+                return Err(e.into());
+            }
+        };
+        clusters.finish_move(tenant, to).await?;
+        let pause_ms = paused.elapsed().as_millis() as u64;
+        tracing::info!(tenant, from, to, copy_ms, pause_ms, keys = caught_up.digest.keys, "tenant moved");
+        tokio::time::sleep(grace).await;
+        let removed = relocate::remove(&source, &selection).await?;
+        Ok(MoveReport {
+            tenant: tenant.to_string(),
+            from,
+            to: to.to_string(),
+            accounts: accounts.len(),
+            copied,
+            caught_up,
+            copy_ms,
+            pause_ms,
+            removed,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use hameau_store::Store;
+    use hameau_store::placement::Clusters;
+
+    use super::*;
+    use crate::{AccountTenants, Ingest, Quota, Role, TenantOf};
+
+    const NOW: u64 = 1_795_000_000;
+
+    /// Accounts 1 and 2 are tenant t's, 3 is tenant u's.
+    #[derive(Debug)]
+    struct Tenants;
+
+    impl AccountTenants for Tenants {
+        fn tenant_of(&self, account: AccountId) -> TenantOf<'_> {
+            Box::pin(async move { Ok(Some(if account == 3 { "u" } else { "t" }.to_string())) })
+        }
+    }
+
+    fn ingest(n: usize, inbox: u32, tenant: &str) -> Ingest {
+        let raw =
+            format!("From: a@b.fr\r\nTo: c@d.fr\r\nSubject: m{n}\r\nMessage-ID: <m{n}@b.fr>\r\n\r\nmessage {n}\r\n");
+        let quota = Quota { tenant: Some(tenant.into()), ..Quota::default() };
+        Ingest { raw: raw.into_bytes().into(), mailboxes: vec![inbox], keywords: vec![], received_at: NOW, quota }
+    }
+
+    async fn inbox(mail: &Mail, account: AccountId) -> u32 {
+        let mailboxes = mail.ensure_account(account, NOW).await.unwrap();
+        mailboxes.iter().find(|m| m.role == Some(Role::Inbox)).unwrap().id
+    }
+
+    #[tokio::test]
+    async fn a_tenant_moves_with_its_mail_and_its_watchers_follow() {
+        let (control, b) = (Store::memory(Default::default()), Store::memory(Default::default()));
+        let others = BTreeMap::from([("b".to_string(), b.clone())]);
+        let clusters = Clusters::new(control.clone(), others, Duration::from_secs(2)).await.unwrap();
+        let mail = Mail::new(control.clone()).with_placement(clusters, Arc::new(Tenants));
+        for account in [1, 2, 3] {
+            let inbox = inbox(&mail, account).await;
+            let tenant = if account == 3 { "u" } else { "t" };
+            for n in 0..5 {
+                mail.ingest(account, ingest(n, inbox, tenant)).await.unwrap();
+            }
+        }
+        let mut watch = mail.subscribe(1).await.unwrap();
+        let no_beside = Beside { prefixes: vec![], account_of: &|_| None };
+
+        let report = mail.move_tenant("t", &[1, 2], "b", Duration::ZERO, &no_beside).await.unwrap();
+        assert_eq!((report.from.as_str(), report.to.as_str(), report.accounts), ("main", "b", 2));
+        assert_eq!(report.copied.digest, report.caught_up.digest);
+        // The same five messages in both accounts: five blobs, two references each.
+        let digest = &report.copied.digest;
+        assert_eq!((digest.blobs, digest.blob_refs, report.removed), (5, 10, digest.keys));
+        // Tenant t's mail is in b only; u's stayed in main.
+        let in_store = |store: &Store, account: AccountId| {
+            let store = store.clone();
+            async move { !store.scan(&hameau_store::Scan::prefix(&keys::account_start(account))).await.unwrap().is_empty() }
+        };
+        assert!(in_store(&b, 1).await && in_store(&b, 2).await && !in_store(&b, 3).await);
+        assert!(!in_store(&control, 1).await && in_store(&control, 3).await);
+        // The tenant's usage moved with it (each account's copy counts).
+        assert_eq!(mail.tenant_used("t").await.unwrap(), 2 * report.copied.blob_bytes);
+        // Served from b: reads, a delivery, and the watcher made before the move hears it.
+        let inbox1 = inbox(&mail, 1).await;
+        assert_eq!(mail.status(1, inbox1).await.unwrap().messages, 5);
+        mail.ingest(1, ingest(9, inbox1, "t")).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(2), async {
+            while watch.modseq() < mail.modseq(1).await.unwrap() {
+                watch.changed().await.unwrap();
+            }
+        })
+        .await
+        .expect("the watcher heard the delivery in b");
+        assert_eq!(mail.status(1, inbox1).await.unwrap().messages, 6);
+        // Moving again where it is is refused; back to main works, unfenced there.
+        assert!(matches!(mail.move_tenant("t", &[1, 2], "b", Duration::ZERO, &no_beside).await, Err(Error::Cannot(_))));
+        mail.move_tenant("t", &[1, 2], "main", Duration::ZERO, &no_beside).await.unwrap();
+        mail.ingest(2, ingest(10, inbox(&mail, 2).await, "t")).await.unwrap();
+        assert!(in_store(&control, 2).await && !in_store(&b, 2).await);
+    }
+}
