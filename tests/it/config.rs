@@ -36,7 +36,7 @@ fn check_rejected(text: &str, expect: &str) {
 fn unknown_key() {
     check_rejected(
         "[store]\ncache_bytez = 1\n",
-        "4: store.cache_bytez: unknown key `cache_bytez` (known keys: `backend`, `cache_bytes`, `url`, `schema`, `pool_connections`, `key_bytes_max`, `value_bytes_max`, `batch_ops_max`, `blob_chunk_bytes`, `blob_bytes_max`, `commit_group_max`, `commit_queue_max`)",
+        "4: store.cache_bytez: unknown key `cache_bytez` (known keys: `backend`, `cache_bytes`, `url`, `schema`, `pool_connections`, `move_wait_ms`, `clusters`, `key_bytes_max`, `value_bytes_max`, `batch_ops_max`, `blob_chunk_bytes`, `blob_bytes_max`, `commit_group_max`, `commit_queue_max`)",
     );
 }
 

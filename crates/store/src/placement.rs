@@ -107,9 +107,11 @@ impl std::ops::Deref for Placed {
 }
 
 impl Placed {
-    /// The one store of an installation without clusters: no fence.
+    /// The one store of an installation without clusters: no fence. (Made at every call of
+    /// the mail model: it allocates nothing.)
     pub fn plain(store: Store) -> Placed {
-        Placed { store, cluster: Arc::from(MAIN), fence: None }
+        static MAIN_NAME: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| Arc::from(MAIN));
+        Placed { store, cluster: MAIN_NAME.clone(), fence: None }
     }
 
     /// The cluster's name.

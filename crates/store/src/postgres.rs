@@ -6,8 +6,9 @@
 //! `_sqlx_migrations`), under an advisory lock so that nodes starting together migrate once.
 //!
 //! **Commits.** One committer task per store takes every batch waiting (at most
-//! `commit_group_max`) and commits them as one transaction: it locks the `clock` row, reads
-//! at once every record the batches may read (`records::batch_reads`), checks and applies
+//! `commit_group_max`) and commits them as one transaction: it locks the `clock` row, takes
+//! into the group the batches that came while it waited for the lock, reads at once every
+//! record the batches may read (`records::batch_reads`), checks and applies
 //! them in order with the same code as every backend (`records::apply_batch`), each batch
 //! over the writes of those before it, writes what the successful ones wrote, moves the
 //! clock and commits. The clock's lock serializes the commits of every node, so a batch's
@@ -722,22 +723,42 @@ async fn run_committer(shared: Arc<Shared>, mut receiver: mpsc::Receiver<Request
     let mut group = Vec::with_capacity(group_max);
     let mut connection: Option<PgConnection> = None;
     while receiver.recv_many(&mut group, group_max).await > 0 {
-        let (batches, replies): (Vec<Batch>, Vec<_>) =
-            group.drain(..).map(|request| (request.batch, request.reply)).unzip();
         if connection.is_none() {
             match shared.hosts.connect().await {
                 Ok(connected) => connection = Some(connected),
                 Err(e) => {
                     tracing::error!(error = %e, "store commit failed: cannot connect to PostgreSQL");
-                    for reply in replies {
-                        let _ = reply.send(Err(Error::Backend(format!("connecting to PostgreSQL: {e}"))));
+                    for request in group.drain(..) {
+                        let _ = request.reply.send(Err(Error::Backend(format!("connecting to PostgreSQL: {e}"))));
                     }
                     continue;
                 }
             }
         }
         let connected = connection.as_mut().expect("connected above");
-        let (results, healthy) = commit_group(connected, &shared.channel, batches).await;
+        let last = match begin(connected).await {
+            Ok(last) => last,
+            Err(e) => {
+                tracing::error!(error = %e, "store commit failed");
+                connection = None;
+                for request in group.drain(..) {
+                    let _ = request.reply.send(Err(Error::Backend(e.to_string())));
+                }
+                continue;
+            }
+        };
+        // The batches that came while the clock's lock was awaited (another node's commit
+        // under way) join the group: with several nodes, groups stay as large as one
+        // node's, instead of each node committing small ones in turn.
+        while group.len() < group_max {
+            match receiver.try_recv() {
+                Ok(request) => group.push(request),
+                Err(_) => break,
+            }
+        }
+        let (batches, replies): (Vec<Batch>, Vec<_>) =
+            group.drain(..).map(|request| (request.batch, request.reply)).unzip();
+        let (results, healthy) = commit_group(connected, &shared.channel, last, batches).await;
         if !healthy {
             connection = None;
         }
@@ -753,11 +774,12 @@ async fn run_committer(shared: Arc<Shared>, mut receiver: mpsc::Receiver<Request
 async fn commit_group(
     connection: &mut PgConnection,
     channel: &str,
+    last: Version,
     batches: Vec<Batch>,
 ) -> (Vec<Result<Committed, Error>>, bool) {
     let n_batches = batches.len();
     let mut uploads = Vec::new();
-    match try_commit_group(connection, channel, batches, &mut uploads).await {
+    match try_commit_group(connection, channel, last, batches, &mut uploads).await {
         Ok(results) => {
             uploads.into_iter().for_each(Upload::claimed);
             (results, true)
@@ -774,20 +796,25 @@ async fn commit_group(
 
 /// The results of the batches if the transaction committed (some may have failed their own
 /// checks), or the error that stopped the transaction.
-async fn try_commit_group(
-    connection: &mut PgConnection,
-    channel: &str,
-    batches: Vec<Batch>,
-    uploads: &mut Vec<Upload>,
-) -> Result<Vec<Result<Committed, Error>>, Error> {
-    // The transaction begins and takes the clock's lock in one round trip (the simple query
-    // protocol takes several statements). It is this connection's alone: on any error the
-    // committer drops the connection, which ends the transaction.
+/// Begins the group's transaction and takes the clock's lock, in one round trip (the simple
+/// query protocol takes several statements): the clock's version. The transaction is this
+/// connection's alone: on any error the committer drops the connection, which ends it.
+async fn begin(connection: &mut PgConnection) -> Result<Version, Error> {
     let row = sqlx::raw_sql("BEGIN; SELECT version FROM clock FOR UPDATE")
         .fetch_one(&mut *connection)
         .await
         .map_err(backend)?;
-    let last = to_version(sqlx::Row::try_get::<i64, _>(&row, 0).map_err(backend)?)?;
+    to_version(sqlx::Row::try_get::<i64, _>(&row, 0).map_err(backend)?)
+}
+
+/// Within the transaction [`begin`] opened at the clock's version `last`.
+async fn try_commit_group(
+    connection: &mut PgConnection,
+    channel: &str,
+    last: Version,
+    batches: Vec<Batch>,
+    uploads: &mut Vec<Upload>,
+) -> Result<Vec<Result<Committed, Error>>, Error> {
     let wanted: HashSet<(Family, Vec<u8>)> = batches.iter().flat_map(batch_reads).collect();
     let mut group = Group { fetched: fetch(connection, wanted).await?, writes: Writes::default() };
     let mut version = last;
