@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hameau_benches::{percentile, status_kib};
-use hameau_mailbox::{AccountTenants, Beside, Ingest, Mail, Quota, Role, TenantOf};
+use hameau_mailbox::{AccountTenants, AccountsOf, Beside, Ingest, Mail, Quota, Role, TenantOf};
 use hameau_store::placement::Clusters;
 use hameau_store::{Options, Store};
 
@@ -35,7 +35,14 @@ impl AccountTenants for OneTenant {
     fn tenant_of(&self, _account: u64) -> TenantOf<'_> {
         Box::pin(async { Ok(Some(TENANT.to_string())) })
     }
+
+    fn accounts_of<'a>(&'a self, _tenant: &'a str) -> AccountsOf<'a> {
+        Box::pin(async { Ok((1..=ACCOUNTS.load(std::sync::atomic::Ordering::Relaxed)).collect()) })
+    }
 }
+
+/// How many accounts the commune has (the bench's second argument).
+static ACCOUNTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(5);
 
 fn message(n: usize) -> Vec<u8> {
     let line = format!("ligne du message {n}, texte du conseil municipal et de ses annexes.\r\n");
@@ -57,6 +64,7 @@ fn main() -> anyhow::Result<()> {
     let messages: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(10_000);
     let accounts: u64 = args.next().map(|s| s.parse()).transpose()?.unwrap_or(5).max(1);
     let rate: u64 = args.next().map(|s| s.parse()).transpose()?.unwrap_or(20);
+    ACCOUNTS.store(accounts, std::sync::atomic::Ordering::Relaxed);
     let url_a = std::env::var("BENCH_PG_URL").map_err(|_| anyhow::anyhow!("BENCH_PG_URL: the first database"))?;
     let url_b = std::env::var("BENCH_PG_URL_B").map_err(|_| anyhow::anyhow!("BENCH_PG_URL_B: the second database"))?;
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
@@ -114,9 +122,8 @@ async fn run(messages: usize, accounts: u64, rate: u64, url_a: &str, url_b: &str
         }
     });
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let beside = Beside { prefixes: Vec::new(), account_of: &|_| None };
-    let ids: Vec<u64> = (1..=accounts).collect();
-    let report = mail.move_tenant(TENANT, &ids, "b", Duration::ZERO, &beside).await?;
+    let beside = Beside { prefix_of: &|account| format!("none/{account}/").into_bytes(), account_of: &|_| None };
+    let report = mail.move_tenant(TENANT, "b", Duration::ZERO, &beside).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let _ = stop.send(true);
     let (latencies, failures) = load.await?;

@@ -13,7 +13,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use hameau_config::Config;
 use hameau_directory::Directory;
-use hameau_mailbox::{AccountTenants, Beside, Mail, TenantOf};
+use hameau_mailbox::{AccountTenants, AccountsOf, Beside, Mail, TenantOf};
 use hameau_store::Store;
 use hameau_store::placement::Clusters;
 
@@ -88,12 +88,20 @@ struct DirectoryTenants(Directory);
 
 impl AccountTenants for DirectoryTenants {
     fn tenant_of(&self, account: u64) -> TenantOf<'_> {
-        Box::pin(async move {
-            self.0.account_tenant(account).await.map_err(|e| match e {
-                hameau_directory::Error::Store(e) => hameau_mailbox::Error::Store(e),
-                e => hameau_mailbox::Error::Store(hameau_store::Error::Backend(format!("the directory: {e}"))),
-            })
-        })
+        Box::pin(async move { self.0.account_tenant(account).await.map_err(directory_error) })
+    }
+
+    fn accounts_of<'a>(&'a self, tenant: &'a str) -> AccountsOf<'a> {
+        Box::pin(async move { self.0.tenant_account_ids(tenant).await.map_err(directory_error) })
+    }
+}
+
+/// A directory error as the mail model's: a store error as it is, anything else as the
+/// store's failing (temporary).
+fn directory_error(e: hameau_directory::Error) -> hameau_mailbox::Error {
+    match e {
+        hameau_directory::Error::Store(e) => hameau_mailbox::Error::Store(e),
+        e => hameau_mailbox::Error::Store(hameau_store::Error::Backend(format!("the directory: {e}"))),
     }
 }
 
@@ -149,8 +157,8 @@ async fn list(clusters: &Clusters, directory: &Directory) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// Moves `tenant` to the cluster `to` (`Mail::move_tenant`), with the migration's records
-/// of its accounts (they live beside their mail).
+/// Moves `tenant` to the cluster `to` (`Mail::move_tenant`: its accounts from the
+/// directory), with the migration's records of its accounts (they live beside their mail).
 async fn move_tenant(
     mail: &Mail,
     directory: &Directory,
@@ -162,16 +170,10 @@ async fn move_tenant(
         .get_tenant(&hameau_directory::Principal::Operator, tenant)
         .await
         .with_context(|| format!("tenant {tenant}"))?;
-    // The accounts made after this read have no mail in the cluster left: the move's pause
-    // makes their first delivery wait, then go to the destination.
-    let accounts = directory.tenant_account_ids(tenant).await?;
     let beside = Beside {
-        prefixes: accounts
-            .iter()
-            .map(|account| hameau_migrate::destination::account_records_prefix(*account))
-            .collect(),
+        prefix_of: &hameau_migrate::destination::account_records_prefix,
         account_of: &hameau_migrate::destination::record_account,
     };
-    let report = mail.move_tenant(tenant, &accounts, to, Duration::from_secs(grace_s), &beside).await?;
+    let report = mail.move_tenant(tenant, to, Duration::from_secs(grace_s), &beside).await?;
     Ok(report)
 }

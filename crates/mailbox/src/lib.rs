@@ -36,7 +36,7 @@ pub use keys::{Owner as RecordOwner, blob_refs as record_blob_refs, owner as rec
 pub use keyword::{JMAP_KEYWORD_BYTES_MAX, Keyword};
 pub use learn::{Judgement, JunkLearner};
 pub use moving::{Beside, MoveReport};
-pub use placement::{AccountTenants, TenantOf};
+pub use placement::{AccountTenants, AccountsOf, TenantOf};
 mod messages;
 mod model;
 mod notify;

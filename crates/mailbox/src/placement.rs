@@ -20,11 +20,19 @@ use crate::{AccountId, Error};
 /// A future of the tenant of an account.
 pub type TenantOf<'a> = Pin<Box<dyn Future<Output = Result<Option<String>, Error>> + Send + 'a>>;
 
-/// Who tells the tenant of an account (the directory, wired by the binary).
+/// A future of the accounts of a tenant.
+pub type AccountsOf<'a> = Pin<Box<dyn Future<Output = Result<Vec<AccountId>, Error>> + Send + 'a>>;
+
+/// Who tells the tenant of an account, and the accounts of a tenant (the directory, wired
+/// by the binary).
 pub trait AccountTenants: Send + Sync + std::fmt::Debug {
     /// The tenant of `account`; `None` for an account the directory does not know (its
     /// mail, if any, is in the control store).
     fn tenant_of(&self, account: AccountId) -> TenantOf<'_>;
+
+    /// Every account of `tenant` now (a move reads them again under its pause: an account
+    /// made during the first copy moves too).
+    fn accounts_of<'a>(&'a self, tenant: &'a str) -> AccountsOf<'a>;
 }
 
 /// Accounts whose tenant is remembered before the memory is emptied (an account never
@@ -35,7 +43,7 @@ const TENANTS_CACHED_MAX: usize = 100_000;
 #[derive(Clone, Debug)]
 pub(crate) struct Placement {
     pub(crate) clusters: Clusters,
-    tenants: Arc<dyn AccountTenants>,
+    pub(crate) tenants: Arc<dyn AccountTenants>,
     known: Arc<Mutex<HashMap<AccountId, String>>>,
 }
 
