@@ -137,10 +137,12 @@ async fn list(clusters: &Clusters, directory: &Directory) -> anyhow::Result<()> 
     let operator = hameau_directory::Principal::Operator;
     let mut after: Option<String> = None;
     let mut places = serde_json::Map::new();
+    let placed = clusters.placed().await?;
+    let main = hameau_store::placement::Place { cluster: hameau_store::placement::MAIN.into(), moving_to: None };
     loop {
         let page = directory.list_tenants(&operator, after.as_deref(), Some(500)).await?;
         for tenant in &page.items {
-            let place = clusters.place(&tenant.id).await?;
+            let place = placed.get(&tenant.id).cloned().unwrap_or_else(|| main.clone());
             let value = match place.moving_to {
                 None => serde_json::json!({ "cluster": place.cluster }),
                 Some(to) => serde_json::json!({ "cluster": place.cluster, "moving_to": to }),

@@ -583,7 +583,7 @@ impl Mail {
         let mut batch = Batch::new();
         let mut pending = Vec::with_capacity(deliveries.len());
         for ((account, ingest), read) in deliveries.iter().zip(&read_of) {
-            pending.push(self.prepare(&mut batch, *account, ingest, &reads[*read]).await?);
+            pending.push(self.prepare(at, &mut batch, *account, ingest, &reads[*read]).await?);
         }
         for (key, value) in &records {
             batch.set(key, value);
@@ -698,9 +698,10 @@ impl Mail {
         Ok([&[SHARED_RECORD_TAG][..], &hash.0].concat())
     }
 
-    /// Adds one account's delivery to `batch`.
+    /// Adds one account's delivery to `batch`, reading from `at` (the account's store).
     async fn prepare(
         &self,
+        at: &Placed,
         batch: &mut Batch,
         account: AccountId,
         ingest: &Ingest,
@@ -708,14 +709,13 @@ impl Mail {
     ) -> Result<Prepared, Error> {
         let size = ingest.raw.len() as u64;
         for id in &ingest.mailboxes {
-            let entry =
-                self.at(account).await?.get(&keys::mailbox(account, *id)).await?.ok_or(Error::NoMailbox(*id))?;
+            let entry = at.get(&keys::mailbox(account, *id)).await?.ok_or(Error::NoMailbox(*id))?;
             batch.expect_version(&keys::mailbox(account, *id), entry.version);
         }
         let keywords = normalize_keywords(&ingest.keywords);
         self.check_keywords(&keywords)?;
-        let email_id = self.next_email_id(account).await?;
-        let thread = self.thread_of(account, &read.parsed.thread_lookups, email_id).await?;
+        let email_id = self.next_email_id(at, account).await?;
+        let thread = thread_of(at, account, &read.parsed.thread_lookups, email_id).await?;
         let email = Email {
             id: email_id,
             blob: read.blob.to_hex(),
@@ -757,8 +757,9 @@ impl Mail {
         Ok(Prepared { account, email: email_id, thread, modseq, uids, mailboxes: ingest.mailboxes.clone() })
     }
 
-    /// A new email id for `account`, from the account's reserved block.
-    async fn next_email_id(&self, account: AccountId) -> Result<EmailId, Error> {
+    /// A new email id for `account`, from the account's reserved block (a new block from
+    /// `at`, the account's store).
+    async fn next_email_id(&self, at: &Placed, account: AccountId) -> Result<EmailId, Error> {
         let take = |ids: &mut std::collections::HashMap<AccountId, (EmailId, EmailId)>| {
             let (next, end) = ids.get_mut(&account)?;
             (*next < *end).then(|| {
@@ -769,23 +770,10 @@ impl Mail {
         if let Some(id) = take(&mut self.email_ids.lock().expect("ids lock")) {
             return Ok(id);
         }
-        let last = self.at(account).await?.next_value(&keys::email_ids(account), EMAIL_ID_BLOCK).await? as EmailId;
+        let last = at.next_value(&keys::email_ids(account), EMAIL_ID_BLOCK).await? as EmailId;
         let first = last + 1 - EMAIL_ID_BLOCK as EmailId;
         self.email_ids.lock().expect("ids lock").insert(account, (first + 1, last + 1));
         Ok(first)
-    }
-
-    /// The thread of a new message: that of the first message it refers to (References,
-    /// In-Reply-To, at most `thread_lookups_max` of them), else its own id (RFC 8621
-    /// §3: threads by reference, as JMAP servers do).
-    async fn thread_of(&self, account: AccountId, lookups: &[String], email: EmailId) -> Result<EmailId, Error> {
-        for reference in lookups {
-            if let Some(entry) = self.at(account).await?.get(&keys::thread_ref(account, reference)).await? {
-                let bytes: [u8; 8] = entry.value.as_slice().try_into().map_err(|_| corrupt(&entry.key, "thread id"))?;
-                return Ok(u64::from_be_bytes(bytes));
-            }
-        }
-        Ok(email)
     }
 
     /// The messages of a mailbox in UID order, with their modseq and keywords: what
@@ -1005,6 +993,19 @@ fn charge(batch: &mut Batch, account: AccountId, quota: &Quota, size: u64) {
             None => batch.add(&keys::tenant_used(tenant), size),
         };
     }
+}
+
+/// The thread of a new message: that of the first message it refers to (References,
+/// In-Reply-To, at most `thread_lookups_max` of them), else its own id (RFC 8621 §3: threads
+/// by reference, as JMAP servers do). Read from `at`, the account's store.
+async fn thread_of(at: &Placed, account: AccountId, lookups: &[String], email: EmailId) -> Result<EmailId, Error> {
+    for reference in lookups {
+        if let Some(entry) = at.get(&keys::thread_ref(account, reference)).await? {
+            let bytes: [u8; 8] = entry.value.as_slice().try_into().map_err(|_| corrupt(&entry.key, "thread id"))?;
+            return Ok(u64::from_be_bytes(bytes));
+        }
+    }
+    Ok(email)
 }
 
 /// Adds `change` to the account's log under the commit's `modseq`.

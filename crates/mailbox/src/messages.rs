@@ -153,10 +153,11 @@ impl Mail {
         let uids = sorted(uids);
         let (Some(&first), Some(&last)) = (uids.first(), uids.last()) else { return Ok(Vec::new()) };
         let span = u64::from(last - first) + 1;
+        let store = self.at(account).await?;
         if uids.len() >= 16 && span <= DENSE_RATIO * uids.len() as u64 {
             let scan = Scan::range(&keys::uid(account, mailbox, first), &keys::uid_after(account, mailbox, last));
             let mut out = Vec::with_capacity(uids.len());
-            for entry in self.at(account).await?.scan(&scan).await? {
+            for entry in store.scan(&scan).await? {
                 let entry = keys::decode_uid_entry(&entry.key, &entry.value)?;
                 if uids.binary_search(&entry.uid).is_ok() {
                     out.push(entry);
@@ -166,7 +167,7 @@ impl Mail {
         }
         let mut out = Vec::with_capacity(uids.len());
         for uid in uids {
-            if let Some(entry) = self.at(account).await?.get(&keys::uid(account, mailbox, uid)).await? {
+            if let Some(entry) = store.get(&keys::uid(account, mailbox, uid)).await? {
                 out.push(keys::decode_uid_entry(&entry.key, &entry.value)?);
             }
         }
@@ -223,12 +224,11 @@ impl Mail {
         modseq: u64,
     ) -> Result<Vec<UidEntry>, Error> {
         let mut changed = Vec::new();
+        let store = self.at(account).await?;
         for email in emails {
-            let Some(uid) = self.at(account).await?.get(&keys::email_uid(account, email, mailbox)).await? else {
-                continue;
-            };
+            let Some(uid) = store.get(&keys::email_uid(account, email, mailbox)).await? else { continue };
             let uid = keys::tail_u64(&uid.value)? as u32;
-            let Some(entry) = self.at(account).await?.get(&keys::uid(account, mailbox, uid)).await? else { continue };
+            let Some(entry) = store.get(&keys::uid(account, mailbox, uid)).await? else { continue };
             let entry = keys::decode_uid_entry(&entry.key, &entry.value)?;
             if entry.modseq > modseq {
                 changed.push(entry);

@@ -109,7 +109,7 @@ impl Mail {
                 return Err(Error::Cannot(problem));
             }
             Err(e) => {
-                relocate::remove(&destination, &selection).await?;
+                abandon(clusters, tenant, None, &destination, &selection).await?;
                 return Err(e.into());
             }
         };
@@ -117,14 +117,14 @@ impl Mail {
         let paused = Instant::now();
         match clusters.begin_move(tenant, to).await {
             Ok(left) if left == from => {}
-            begun => {
+            Ok(left) => {
                 // Another move came first: this copy is not where the tenant is.
-                if let Ok(left) = &begun {
-                    clusters.abort_move(tenant, left).await?;
-                }
-                relocate::remove(&destination, &selection).await?;
-                begun?;
+                abandon(clusters, tenant, Some(&left), &destination, &selection).await?;
                 return Err(Error::Cannot(format!("tenant {tenant} moved meanwhile: run the move again")));
+            }
+            Err(e) => {
+                abandon(clusters, tenant, None, &destination, &selection).await?;
+                return Err(e.into());
             }
         }
         // The accounts again, now that the tenant's mail waits: one made during the copy
@@ -137,8 +137,7 @@ impl Mail {
                 now
             }
             Err(e) => {
-                relocate::remove(&destination, &selection).await?;
-                clusters.abort_move(tenant, &from).await?;
+                abandon(clusters, tenant, Some(&from), &destination, &selection).await?;
                 return Err(e);
             }
         };
@@ -152,9 +151,7 @@ impl Mail {
         let caught_up = match caught_up {
             Ok(caught_up) => caught_up,
             Err(e) => {
-                // Nothing of the copy stays; the tenant stays where it was, unfenced.
-                relocate::remove(&destination, &selection_now).await?;
-                clusters.abort_move(tenant, &from).await?;
+                abandon(clusters, tenant, Some(&from), &destination, &selection_now).await?;
                 return Err(e.into());
             }
         };
@@ -174,6 +171,23 @@ impl Mail {
             pause_ms,
             removed,
         })
+    }
+}
+
+/// Undoes a move that failed before the map named its destination: nothing of the copy
+/// stays in `destination`, and when the tenant was marked moving, it stays in `left`,
+/// unfenced.
+async fn abandon(
+    clusters: &hameau_store::placement::Clusters,
+    tenant: &str,
+    left: Option<&str>,
+    destination: &hameau_store::Store,
+    selection: &Selection<'_>,
+) -> Result<(), hameau_store::Error> {
+    relocate::remove(destination, selection).await?;
+    match left {
+        Some(left) => clusters.abort_move(tenant, left).await,
+        None => Ok(()),
     }
 }
 

@@ -282,16 +282,11 @@ impl Options {
             return Err(Problem::new(SECTION, "clusters", problem));
         }
         for name in self.clusters.keys() {
-            if name == placement::MAIN || !placement::valid_cluster_name(name) {
-                let problem = format!(
-                    "{name:?} cannot name a cluster: 1 to 32 of a-z, 0-9, '_' and '-', and not {:?} (this store)",
-                    placement::MAIN
-                );
-                return Err(Problem::new(SECTION, "clusters", problem));
-            }
+            placement::check_other_cluster_name(name).map_err(|problem| Problem::new(SECTION, "clusters", problem))?;
+            // A cluster is checked as a store of its own; its problem names its own key:
+            // store.clusters.NAME.url.
             let options = self.cluster(name).expect("a named cluster");
-            // A cluster's problem names its own key: store.clusters.NAME.url.
-            options.check_cluster().map_err(|problem| Problem {
+            options.check().map_err(|problem| Problem {
                 key: format!("{SECTION}.clusters.{name}.{}", problem.key.rsplit('.').next().unwrap_or_default()),
                 problem: problem.problem,
             })?;
@@ -310,12 +305,6 @@ impl Options {
             self.check_postgresql()?;
         }
         self.limits.check()
-    }
-
-    /// A cluster's own keys: its URL, schema and pool.
-    fn check_cluster(&self) -> Result<(), Problem> {
-        range(SECTION, "pool_connections", u64::from(self.pool_connections), 2, 1000)?;
-        self.check_postgresql()
     }
 
     #[cfg(feature = "postgresql")]

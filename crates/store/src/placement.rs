@@ -58,6 +58,16 @@ pub fn valid_cluster_name(name: &str) -> bool {
         && name.bytes().all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'_' || byte == b'-')
 }
 
+/// Checks the name of a cluster other than the control store: what is wrong with it.
+pub fn check_other_cluster_name(name: &str) -> Result<(), String> {
+    match name != MAIN && valid_cluster_name(name) {
+        true => Ok(()),
+        false => Err(format!(
+            "{name:?} cannot name a cluster: 1 to 32 of a-z, 0-9, '_' and '-', and not {MAIN:?} (this store)"
+        )),
+    }
+}
+
 /// Where a tenant is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Place {
@@ -119,11 +129,6 @@ impl Placed {
         &self.cluster
     }
 
-    /// The store, whose commits are not fenced: for what is not one tenant's.
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
     /// [`Store::commit`], on condition that the tenant's fence is absent: fails with
     /// [`Error::Moving`] once the tenant is being moved away from this cluster.
     pub async fn commit(&self, mut batch: Batch) -> Result<Committed, Error> {
@@ -166,10 +171,8 @@ impl Clusters {
     /// The control store and the other clusters (none may be named [`MAIN`]); lookups of a
     /// moving tenant wait up to `move_wait`.
     pub async fn new(control: Store, others: BTreeMap<String, Store>, move_wait: Duration) -> Result<Clusters, Error> {
-        if let Some(name) = others.keys().find(|name| *name == MAIN || !valid_cluster_name(name)) {
-            return Err(Error::InvalidOptions(format!(
-                "{name:?} cannot name a cluster: 1 to 32 of a-z, 0-9, '_' and '-', and not {MAIN:?} (the control store)"
-            )));
+        for name in others.keys() {
+            check_other_cluster_name(name).map_err(Error::InvalidOptions)?;
         }
         let changes = control.watch(CHANGES).await?;
         let mut stores = others;
@@ -211,11 +214,7 @@ impl Clusters {
                 return Ok(place.clone());
             }
         }
-        let key = place_key(tenant);
-        let place = match self.inner.control.get(&key).await? {
-            None => Place { cluster: MAIN.to_string(), moving_to: None },
-            Some(entry) => Place::decode(&key, &entry.value)?,
-        };
+        let (_, place) = self.stored_place(tenant).await?;
         let mut cache = self.inner.cache.lock().expect("placement cache poisoned");
         // Kept only if the map did not change while it was read.
         if cache.0 == heard {
@@ -225,6 +224,29 @@ impl Clusters {
             cache.1.insert(tenant.to_string(), place.clone());
         }
         Ok(place)
+    }
+
+    /// Every tenant not in [`MAIN`], and where it is, in one scan of the map (at most one
+    /// record per tenant).
+    pub async fn placed(&self) -> Result<BTreeMap<String, Place>, Error> {
+        let mut placed = BTreeMap::new();
+        for entry in self.inner.control.scan(&crate::Scan::prefix(PLACES)).await? {
+            let tenant = String::from_utf8_lossy(&entry.key[PLACES.len()..]).into_owned();
+            placed.insert(tenant, Place::decode(&entry.key, &entry.value)?);
+        }
+        Ok(placed)
+    }
+
+    /// The placement record of `tenant` as the control store holds it now, and the place
+    /// it says (`main` without a record).
+    async fn stored_place(&self, tenant: &str) -> Result<(Option<crate::Entry>, Place), Error> {
+        let key = place_key(tenant);
+        let entry = self.inner.control.get(&key).await?;
+        let place = match &entry {
+            None => Place { cluster: MAIN.to_string(), moving_to: None },
+            Some(entry) => Place::decode(&key, &entry.value)?,
+        };
+        Ok((entry, place))
     }
 
     /// The store of `tenant`'s cluster, fenced. While the tenant moves, waits for the move
@@ -251,11 +273,7 @@ impl Clusters {
     pub async fn begin_move(&self, tenant: &str, to: &str) -> Result<String, Error> {
         self.store(to)?;
         let key = place_key(tenant);
-        let entry = self.inner.control.get(&key).await?;
-        let place = match &entry {
-            None => Place { cluster: MAIN.to_string(), moving_to: None },
-            Some(entry) => Place::decode(&key, &entry.value)?,
-        };
+        let (entry, place) = self.stored_place(tenant).await?;
         if let Some(moving_to) = &place.moving_to {
             return Err(Error::InvalidOptions(format!(
                 "tenant {tenant:?} is already being moved from {} to {moving_to}",

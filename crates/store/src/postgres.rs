@@ -794,8 +794,6 @@ async fn commit_group(
     }
 }
 
-/// The results of the batches if the transaction committed (some may have failed their own
-/// checks), or the error that stopped the transaction.
 /// Begins the group's transaction and takes the clock's lock, in one round trip (the simple
 /// query protocol takes several statements): the clock's version. The transaction is this
 /// connection's alone: on any error the committer drops the connection, which ends it.
@@ -807,7 +805,9 @@ async fn begin(connection: &mut PgConnection) -> Result<Version, Error> {
     to_version(sqlx::Row::try_get::<i64, _>(&row, 0).map_err(backend)?)
 }
 
-/// Within the transaction [`begin`] opened at the clock's version `last`.
+/// The results of the batches if the transaction committed (some may have failed their own
+/// checks), or the error that stopped the transaction; within the transaction [`begin`]
+/// opened at the clock's version `last`.
 async fn try_commit_group(
     connection: &mut PgConnection,
     channel: &str,

@@ -179,11 +179,6 @@ async fn sum(source: Source<'_>, selection: &Selection<'_>) -> Result<(PartDiges
     Ok(summer.finish())
 }
 
-/// The digest of the part that `snapshot` shows.
-pub async fn digest(snapshot: &Snapshot, selection: &Selection<'_>) -> Result<PartDigest, Error> {
-    Ok(sum(Source::Snapshot(snapshot), selection).await?.0)
-}
-
 /// What [`copy`] wrote and checked.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Copied {
@@ -198,7 +193,7 @@ pub struct Copied {
 /// meanwhile (what changed since is for [`catch_up`]); `to` may serve other records, but
 /// nobody may write the part there.
 pub async fn copy(from: &Store, to: &Store, selection: &Selection<'_>) -> Result<Copied, Error> {
-    if sum(Source::Store(to), selection).await?.0.keys > 0 {
+    if Pager::new(selection).next(Source::Store(to)).await?.is_some() {
         return Err(Error::NotEmpty);
     }
     let source = from.snapshot().await?;
@@ -252,6 +247,8 @@ pub async fn catch_up(from: &Store, to: &Store, selection: &Selection<'_>) -> Re
     let mut summer = Summer::default();
     let (mut written, mut removed) = (0, 0);
     let mut theirs = Cursor::new(selection, Source::Snapshot(&source));
+    // The destination is read live: a page of it is read as soon as the last is used up,
+    // before anything past it is compared, so it never shows what the catch-up wrote.
     let mut ours = Cursor::new(selection, Source::Store(to));
     loop {
         // Both sides' next pages at once: the pause is mostly these reads.
@@ -405,6 +402,11 @@ mod tests {
         Store::memory(Default::default())
     }
 
+    /// The digest of the part as `store` holds it now.
+    async fn digest(store: &Store, selection: &Selection<'_>) -> PartDigest {
+        sum(Source::Snapshot(&store.snapshot().await.unwrap()), selection).await.unwrap().0
+    }
+
     /// Values name the blob they hold a reference to, after a '#'.
     fn refs(_key: &[u8], value: &[u8]) -> Vec<BlobHash> {
         let text = std::str::from_utf8(value).unwrap_or_default();
@@ -478,7 +480,7 @@ mod tests {
 
         let caught = catch_up(&from, &to, &selection).await.unwrap();
         assert_eq!((caught.written, caught.removed, caught.digest.keys), (2, 1, 3));
-        assert_eq!(caught.digest, digest(&from.snapshot().await.unwrap(), &selection).await.unwrap());
+        assert_eq!(caught.digest, digest(&from, &selection).await);
         assert!(to.get(b"a/3").await.unwrap().is_none());
         assert!(to.read_blob(&third).await.unwrap().is_none(), "the removed record's blob is released");
         assert!(to.read_blob(&BlobHash::of(b"second")).await.unwrap().is_none(), "the old value's blob too");
@@ -486,5 +488,22 @@ mod tests {
         // Nothing changed since: a second catch-up writes nothing.
         let again = catch_up(&from, &to, &selection).await.unwrap();
         assert_eq!((again.written, again.removed), (0, 0));
+    }
+
+    /// More new records than one commit of the catch-up takes, past the last the copy
+    /// made: the destination, read live, must not show the catch-up its own writes as
+    /// records to remove.
+    #[tokio::test]
+    async fn a_catch_up_keeps_what_it_wrote_ahead_of_its_reading() {
+        let (from, to) = (memory(), memory());
+        put(&from, "a/000", "copied", None).await;
+        let selection = Selection { prefixes: vec![b"a/".to_vec()], keep: &|_| true, blob_refs: &refs };
+        copy(&from, &to, &selection).await.unwrap();
+        for n in 1..=3 * COMMIT_BLOBS_MAX {
+            put(&from, &format!("a/{n:03}"), "new", Some(format!("message {n}").as_bytes())).await;
+        }
+        let caught = catch_up(&from, &to, &selection).await.unwrap();
+        assert_eq!((caught.written, caught.removed), (3 * COMMIT_BLOBS_MAX as u64, 0));
+        assert_eq!(digest(&to, &selection).await, digest(&from, &selection).await);
     }
 }
