@@ -18,6 +18,8 @@
 //! `BENCH_FILTER=untrained` runs the filter with an untrained classifier (which then reads
 //! two counters per message and scores nothing). `BENCH_TEXT_INDEX=off` runs without the
 //! text index (`[mail] text_index = false`), to compare its cost on delivery (issue 15).
+//! `BENCH_DELIVERY_CACHE=off` reads each delivery's mailboxes and vacation response from
+//! the store (`[mail] delivery_cache_entries_max = 0`).
 //! `BENCH_STORE=postgresql` with `BENCH_PG_URL` stores in that PostgreSQL database (a
 //! schema of its own) instead of RocksDB (issue 16; `scripts/pg-cluster.sh` starts one);
 //! with `BENCH_PG_DATA` (the cluster's data directory) the database's CPU per message is
@@ -82,6 +84,9 @@ fn main() -> anyhow::Result<()> {
 
     if std::env::var("BENCH_TEXT_INDEX").is_ok_and(|value| value == "off") {
         set_config(&config, "text_index = true", "text_index = false");
+    }
+    if std::env::var("BENCH_DELIVERY_CACHE").is_ok_and(|value| value == "off") {
+        set_config(&config, "delivery_cache_entries_max = 20000", "delivery_cache_entries_max = 0");
     }
     // `BENCH_FILTER=untrained`: the filter without a trained classifier (its cost apart).
     if filter == "on" {

@@ -196,6 +196,12 @@ fn authorization_matrix() {
         ("POST", "/api/v1/backups".into(), json!({"to": "relative"}), [401, 401, 401, 403, 403, 403, 422]),
         ("GET", "/api/v1/backups".into(), Value::Null, [401, 401, 401, 403, 200, 200, 200]),
         ("GET", "/api/v1/backups/1".into(), Value::Null, [401, 401, 401, 403, 404, 404, 404]),
+        // Clusters: the operator's only (another tenant's admin reads tenant a as absent);
+        // this server has none, so the operator's requests get 409.
+        ("GET", "/api/v1/clusters".into(), Value::Null, [401, 401, 401, 403, 403, 403, 409]),
+        ("POST", "/api/v1/tenants/a/move".into(), json!({"cluster": "b"}), [401, 401, 401, 403, 404, 403, 409]),
+        ("GET", "/api/v1/moves".into(), Value::Null, [401, 401, 401, 403, 200, 200, 200]),
+        ("GET", "/api/v1/moves/1".into(), Value::Null, [401, 401, 401, 403, 404, 404, 404]),
         // Imports (a source on a closed loopback port: the jobs end at once).
         ("GET", "/api/v1/imports".into(), Value::Null, [401, 401, 401, 403, 200, 200, 200]),
         (
@@ -458,6 +464,7 @@ fn out_of_scope_answers_are_byte_for_byte_those_of_absent_objects() {
         ("patch", "accounts") => Some(json!({"display_name": "X"})),
         ("patch", "aliases") => Some(json!({"targets": ["user@b.test"]})),
         ("post", "queue") => Some(json!({"reason": "X"})),
+        ("post", "tenants") => Some(json!({"cluster": "main"})),
         ("put", "tenants") => Some(json!({})),
         ("post", _) => Some(json!({"name": "X"})),
         _ => None,

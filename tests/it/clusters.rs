@@ -8,7 +8,7 @@ use std::process::Stdio;
 
 use crate::imap::{Raw, create_account, imap_account, python, quick_dns};
 use crate::nodes::Cluster;
-use crate::support::{admin, config_path, hameau, init_on_postgresql, set_config, start_server};
+use crate::support::{Api, admin, config_path, hameau, init_on_postgresql, set_config, start_server};
 
 /// `hameau cluster ARGS --config CONFIG`, which must succeed: its stdout as JSON.
 fn cluster(config: &std::path::Path, args: &[&str]) -> serde_json::Value {
@@ -47,7 +47,7 @@ fn a_tenant_moved_between_clusters_under_load_loses_and_duplicates_nothing() {
     let dirs = tempfile::tempdir().unwrap();
     let b = Cluster { dir: dirs.path().join("b") };
     let b_url = Cluster::script(&["start", b.dir.to_str().unwrap()]);
-    let (dir, _) = init_on_postgresql();
+    let (dir, token) = init_on_postgresql();
     let config = config_path(dir.path());
     let mut text = std::fs::read_to_string(&config).unwrap();
     text.push_str(&format!("\n[store.clusters.b]\nurl = {b_url:?}\nschema = \"hameau\"\n"));
@@ -156,6 +156,24 @@ for i in range({n}):
         retried,
         sent.len()
     );
+
+    // Tenant c back to main through the admin API, as the operator's scripts do it: a
+    // job, polled until done; its three messages are then served from main.
+    let api = Api::new(&server);
+    let body = serde_json::json!({ "cluster": "main", "grace_s": 1 });
+    let started = api.call("POST", "/api/v1/tenants/c/move", Some(&token), Some(body));
+    assert_eq!(started.status, 202, "{}", started.body);
+    let mut job = started.json();
+    let path = format!("/api/v1/moves/{}", job["id"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while job["state"] == "running" && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        job = api.call("GET", &path, Some(&token), None).json();
+    }
+    assert_eq!((job["state"].as_str(), job["report"]["from"].as_str()), (Some("done"), Some("b")), "{job}");
+    let listed = api.call("GET", "/api/v1/clusters", Some(&token), None).json();
+    assert_eq!(listed["tenants"]["c"], serde_json::json!({"cluster": "main"}), "{listed}");
+    assert_eq!(message_ids(imap, "user@c.test").len(), 3, "tenant c's mail followed it");
 
     // And back to main, where its fence is lifted: mail arrives there again.
     let back = cluster(&config, &["move", "a", "main", "--grace-s", "1"]);

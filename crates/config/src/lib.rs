@@ -103,11 +103,22 @@ pub struct Server {
     /// On SIGTERM or SIGINT, in-flight work gets this long to finish before the store is
     /// closed. 30 s matches systemd's default `TimeoutStopSec` of 90 s with room to spare.
     pub shutdown_grace_s: u64,
+    /// Once `hameau serve` is up, unmap the code it ran to start and drop it from the page
+    /// cache, and read its constants without readahead, so that what stays resident is
+    /// the code it runs. On: on Linux 6.18 with ext4 an idle server otherwise keeps most of
+    /// its binary resident, mapped in the page cache's large folios (crates/hameau's
+    /// `code_pages`, docs/operations.md). Off: the kernel's usual readahead and mapping.
+    pub release_start_code: bool,
 }
 
 impl Default for Server {
     fn default() -> Self {
-        Server { hostname: "localhost".into(), data_dir: "/var/lib/hameau".into(), shutdown_grace_s: 30 }
+        Server {
+            hostname: "localhost".into(),
+            data_dir: "/var/lib/hameau".into(),
+            shutdown_grace_s: 30,
+            release_start_code: true,
+        }
     }
 }
 

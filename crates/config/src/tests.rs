@@ -25,7 +25,7 @@ fn accepted() {
 fn unknown_keys() {
     check(
         "[server]\nhostnme = \"x\"\n",
-        "/etc/hameau/hameau.toml:2: server.hostnme: unknown key `hostnme` (known keys: `hostname`, `data_dir`, `shutdown_grace_s`)",
+        "/etc/hameau/hameau.toml:2: server.hostnme: unknown key `hostnme` (known keys: `hostname`, `data_dir`, `shutdown_grace_s`, `release_start_code`)",
     );
     check(
         "[servr]\n",

@@ -367,6 +367,7 @@ impl Owners for WorkspaceOwners {
             return match owner {
                 M::Account(id) => account(id),
                 M::Tenant(tenant) => Owner::Tenant(tenant),
+                M::Installation => Owner::Installation,
             };
         }
         if let Some(owner) = hameau_queue::record_owner(key, value) {

@@ -13,7 +13,8 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use hameau_config::Config;
 use hameau_directory::Directory;
-use hameau_mailbox::{AccountTenants, AccountsOf, Beside, Mail, TenantOf};
+use hameau_http::api::clusters::DirectoryTenants;
+use hameau_mailbox::Mail;
 use hameau_store::Store;
 use hameau_store::placement::Clusters;
 
@@ -39,7 +40,7 @@ pub struct MoveArgs {
     pub cluster: String,
     /// How long the copy left behind stays, for the nodes to hear of the move before it is
     /// removed (0 to 3600 s).
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=3600))]
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=hameau_http::api::clusters::GRACE_S_MAX))]
     pub grace_s: u64,
     #[arg(long, short)]
     pub config: Option<PathBuf>,
@@ -82,29 +83,6 @@ pub fn refuse_clusters(config: &Config, command: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The directory tells the tenant of an account.
-#[derive(Debug)]
-struct DirectoryTenants(Directory);
-
-impl AccountTenants for DirectoryTenants {
-    fn tenant_of(&self, account: u64) -> TenantOf<'_> {
-        Box::pin(async move { self.0.account_tenant(account).await.map_err(directory_error) })
-    }
-
-    fn accounts_of<'a>(&'a self, tenant: &'a str) -> AccountsOf<'a> {
-        Box::pin(async move { self.0.tenant_account_ids(tenant).await.map_err(directory_error) })
-    }
-}
-
-/// A directory error as the mail model's: a store error as it is, anything else as the
-/// store's failing (temporary).
-fn directory_error(e: hameau_directory::Error) -> hameau_mailbox::Error {
-    match e {
-        hameau_directory::Error::Store(e) => hameau_mailbox::Error::Store(e),
-        e => hameau_mailbox::Error::Store(hameau_store::Error::Backend(format!("the directory: {e}"))),
-    }
-}
-
 pub fn run(command: ClusterCommand) -> anyhow::Result<()> {
     let config = match &command {
         ClusterCommand::List { config } | ClusterCommand::Move(MoveArgs { config, .. }) => {
@@ -134,33 +112,12 @@ pub fn run(command: ClusterCommand) -> anyhow::Result<()> {
 }
 
 async fn list(clusters: &Clusters, directory: &Directory) -> anyhow::Result<()> {
-    let operator = hameau_directory::Principal::Operator;
-    let mut after: Option<String> = None;
-    let mut places = serde_json::Map::new();
-    let placed = clusters.placed().await?;
-    let main = hameau_store::placement::Place { cluster: hameau_store::placement::MAIN.into(), moving_to: None };
-    loop {
-        let page = directory.list_tenants(&operator, after.as_deref(), Some(500)).await?;
-        for tenant in &page.items {
-            let place = placed.get(&tenant.id).cloned().unwrap_or_else(|| main.clone());
-            let value = match place.moving_to {
-                None => serde_json::json!({ "cluster": place.cluster }),
-                Some(to) => serde_json::json!({ "cluster": place.cluster, "moving_to": to }),
-            };
-            places.insert(tenant.id.clone(), value);
-        }
-        match page.next {
-            Some(next) => after = Some(next),
-            None => break,
-        }
-    }
-    let names: Vec<&str> = clusters.names().collect();
-    println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "clusters": names, "tenants": places }))?);
+    let map = hameau_http::api::clusters::placements(clusters, directory).await?;
+    println!("{}", serde_json::to_string_pretty(&map)?);
     Ok(())
 }
 
-/// Moves `tenant` to the cluster `to` (`Mail::move_tenant`: its accounts from the
-/// directory), with the migration's records of its accounts (they live beside their mail).
+/// Moves `tenant` to the cluster `to`, as `POST /api/v1/tenants/{id}/move` does.
 async fn move_tenant(
     mail: &Mail,
     directory: &Directory,
@@ -172,10 +129,5 @@ async fn move_tenant(
         .get_tenant(&hameau_directory::Principal::Operator, tenant)
         .await
         .with_context(|| format!("tenant {tenant}"))?;
-    let beside = Beside {
-        prefix_of: &hameau_migrate::destination::account_records_prefix,
-        account_of: &hameau_migrate::destination::record_account,
-    };
-    let report = mail.move_tenant(tenant, to, Duration::from_secs(grace_s), &beside).await?;
-    Ok(report)
+    Ok(hameau_http::api::clusters::move_tenant(mail, tenant, to, Duration::from_secs(grace_s)).await?)
 }

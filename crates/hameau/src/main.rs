@@ -5,6 +5,7 @@ mod admin;
 mod backup;
 mod client;
 mod cluster;
+mod code_pages;
 mod dnscheck;
 mod export;
 mod filter;

@@ -65,6 +65,7 @@ pub fn app_state(
             Ok(()) => hameau_http::api::backups::Jobs::new(config.backup.clone()),
             Err(e) => hameau_http::api::backups::Jobs::new(config.backup.clone()).refusing(e.to_string()),
         }),
+        moves: Arc::default(),
         imports: None,
         mail: mail.clone(),
         quarantine: hameau_filter::Quarantine::new(store.clone(), &config.filter),
@@ -84,6 +85,9 @@ pub fn app_state(
 
 pub fn run(config: Config) -> anyhow::Result<()> {
     let reload_log = crate::logging::init(&config.log);
+    if config.server.release_start_code {
+        crate::code_pages::at_start();
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     // An error is printed once, by main, as one line.
     runtime.block_on(serve(config, &reload_log))
@@ -98,7 +102,12 @@ async fn serve(config: Config, reload_log: &crate::logging::Reload) -> anyhow::R
     // Signal handlers first: a signal that comes once we say "ready" must be caught.
     let mut signals = Signals::new()?;
     let store = hameau_store::Store::open(&config.store).await.context("opening the store")?;
-    tracing::info!(backend = "rocksdb", path = %config.store_path().display(), "store open");
+    if matches!(config.store.backend, hameau_store::BackendKind::Postgresql) {
+        // Not the URL: it may hold a password.
+        tracing::info!(backend = "postgresql", schema = %config.store.schema, "store open");
+    } else {
+        tracing::info!(backend = "rocksdb", path = %config.store_path().display(), "store open");
+    }
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut services = JoinSet::new();
@@ -233,6 +242,9 @@ async fn serve(config: Config, reload_log: &crate::logging::Reload) -> anyhow::R
     };
     start_quarantine_sweep(&filter.0, &shutdown_rx, &mut services);
     tracing::info!("hameau ready");
+    if config.server.release_start_code {
+        tokio::spawn(crate::code_pages::release_start_code());
+    }
 
     let mut running = config.clone();
     let signal = loop {

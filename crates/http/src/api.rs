@@ -5,9 +5,11 @@
 //! Handlers only translate: the directory checks every rule and every scope.
 
 pub mod backups;
+pub mod clusters;
 mod filter;
 mod handlers;
 mod imports;
+pub mod jobs;
 mod quarantine;
 mod queue;
 

@@ -70,6 +70,9 @@ pub struct AppState {
     pub client: ClientSettings,
     /// The operator's backup jobs (`/api/v1/backups`), kept for polling.
     pub backups: Arc<api::backups::Jobs>,
+    /// The operator's moves of tenants between clusters (`/api/v1/tenants/{id}/move`),
+    /// kept for polling.
+    pub moves: Arc<api::clusters::Moves>,
     /// The server's import jobs (`/api/v1/imports`); absent in the local CLI's
     /// in-process router, where no server runs to hold them.
     pub imports: Option<Arc<hameau_migrate::Jobs>>,

@@ -42,6 +42,7 @@ pub(crate) fn state(store: Store, directory: Directory, queue: Queue, host: &str
         queue,
         client: crate::ClientSettings::standard(host),
         backups: Arc::default(),
+        moves: Arc::default(),
         imports: None,
         mail: hameau_mailbox::Mail::new(store.clone()),
         quarantine: hameau_filter::Quarantine::new(store.clone(), &hameau_filter::Options::default()),
@@ -77,6 +78,12 @@ struct Fixture {
 /// Tenants `a` and `b`, the account user@a.fr, a key per role, and three queued
 /// messages: 1 of tenant `a`, 2 of tenant `b`, 3 of no tenant (a notice of the server's).
 async fn fixture() -> Fixture {
+    fixture_with(false).await
+}
+
+/// [`fixture`], with a second cluster `b` (a store of its own) beside the control store
+/// when `clusters`.
+async fn fixture_with(clusters: bool) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&StoreOptions::rocksdb(dir.path())).await.unwrap();
     let directory = Directory::new(store.clone(), DirectoryOptions::default());
@@ -125,7 +132,14 @@ async fn fixture() -> Fixture {
         };
         queue.enqueue(new, NOW - 60).await.unwrap();
     }
-    let state = state(store, directory, queue.clone(), "mx.example.org");
+    let mut state = state(store.clone(), directory.clone(), queue.clone(), "mx.example.org");
+    if clusters {
+        let b = Store::open(&StoreOptions::rocksdb(dir.path().join("b"))).await.unwrap();
+        let others = std::collections::BTreeMap::from([("b".to_string(), b)]);
+        let clusters = hameau_store::placement::Clusters::new(store, others, Duration::from_secs(2)).await.unwrap();
+        let tenants = Arc::new(crate::api::clusters::DirectoryTenants(directory));
+        state.mail = state.mail.clone().with_placement(clusters, tenants);
+    }
     let (quarantine, mail) = (state.quarantine.clone(), state.mail.clone());
     let [operator, admin_a, admin_b, user_a] = <[String; 4]>::try_from(tokens).unwrap();
     let router = crate::router(state);
@@ -153,6 +167,18 @@ impl Fixture {
         let status = response.status().as_u16();
         let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
         (status, bytes.to_vec())
+    }
+
+    /// The operator's job at `path` once it no longer runs (10 s at most), from `job`.
+    async fn until_done(&self, mut job: Value, path: &str) -> Value {
+        for _ in 0..200 {
+            if job["state"] != "running" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            job = self.call(&self.operator, "GET", path, None).await.1;
+        }
+        job
     }
 
     /// The ids of the quarantine's listing.
@@ -524,14 +550,7 @@ async fn only_the_operator_starts_or_reads_backups() {
     assert_eq!(f.call(&f.operator, "GET", "/api/v1/backups/1", None).await.0, 404);
     let (status, job) = f.call(&f.operator, "POST", "/api/v1/backups", Some(body)).await;
     assert_eq!((status, job["id"].as_u64(), job["state"].as_str()), (202, Some(1), Some("running")), "{job}");
-    let mut job = job;
-    for _ in 0..200 {
-        if job["state"] != "running" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        job = f.call(&f.operator, "GET", "/api/v1/backups/1", None).await.1;
-    }
+    let job = f.until_done(job, "/api/v1/backups/1").await;
     assert_eq!(job["state"], "done", "{job}");
     assert_eq!(job["report"]["kind"], "full");
     assert!(job["report"]["counts"]["keys"].as_u64().unwrap() > 0, "{job}");
@@ -545,4 +564,55 @@ async fn only_the_operator_starts_or_reads_backups() {
     assert_eq!((existing.0, existing_text), (absent.0, String::from_utf8(absent.1).unwrap()));
     let (_, list) = f.call(&f.admin_a, "GET", "/api/v1/backups", None).await;
     assert_eq!(list["items"], json!([]));
+}
+
+/// Tenants over two clusters through the API: only the operator sees the map or moves a
+/// tenant; bad requests are refused before anything moves; a move is a job that ends with
+/// the tenant's mail served from its new cluster, and that a tenant admin cannot see.
+#[tokio::test]
+async fn the_operator_moves_a_tenant_between_clusters_through_the_api() {
+    let f = fixture_with(true).await;
+    let inbox = f.mail.ensure_account(f.user_a_id, NOW).await.unwrap()[0].id;
+    let (status, map) = f.call(&f.operator, "GET", "/api/v1/clusters", None).await;
+    assert_eq!(status, 200, "{map}");
+    assert_eq!(map["clusters"], json!(["b", "main"]));
+    assert_eq!(map["tenants"], json!({"a": {"cluster": "main"}, "b": {"cluster": "main"}}));
+    let move_a = |body: Value| f.call(&f.operator, "POST", "/api/v1/tenants/a/move", Some(body));
+    // Another tenant's admin reads tenant a as an absent one.
+    for (caller, refused) in [(&f.user_a, 403), (&f.admin_a, 403), (&f.admin_b, 404)] {
+        assert_eq!(f.call(caller, "GET", "/api/v1/clusters", None).await.0, 403);
+        let (status, problem) = f.call(caller, "POST", "/api/v1/tenants/a/move", Some(json!({"cluster": "b"}))).await;
+        assert_eq!(status, refused, "{problem}");
+    }
+    let (status, problem) = move_a(json!({"cluster": "c"})).await;
+    assert_eq!(status, 422, "{problem}");
+    assert!(problem["detail"].as_str().unwrap().contains("b, main"), "{problem}");
+    assert_eq!(move_a(json!({"cluster": "b", "grace_s": 3601})).await.0, 422);
+    assert_eq!(move_a(json!({"cluster": "b", "extra": 1})).await.0, 422);
+    assert_eq!(move_a(json!({"cluster": "main"})).await.0, 409, "already there");
+    let (status, _) = f.call(&f.operator, "POST", "/api/v1/tenants/zz/move", Some(json!({"cluster": "b"}))).await;
+    assert_eq!(status, 404);
+    assert_eq!(f.call(&f.operator, "GET", "/api/v1/moves", None).await.1, json!({"items": []}), "nothing started");
+
+    let (status, job) = move_a(json!({"cluster": "b", "grace_s": 0})).await;
+    assert_eq!(status, 202, "{job}");
+    assert_eq!(
+        (job["id"].as_u64(), job["state"].as_str(), job["from"].as_str()),
+        (Some(1), Some("running"), Some("main"))
+    );
+    let job = f.until_done(job, "/api/v1/moves/1").await;
+    assert_eq!(job["state"], "done", "{job}");
+    assert_eq!((job["report"]["to"].as_str(), job["report"]["accounts"].as_u64()), (Some("b"), Some(1)), "{job}");
+    let keys = job["report"]["caught_up"]["digest"]["keys"].as_u64().unwrap();
+    assert!(keys > 0 && job["report"]["removed"].as_u64() == Some(keys), "{job}");
+    let map = f.call(&f.operator, "GET", "/api/v1/clusters", None).await.1;
+    assert_eq!(map["tenants"], json!({"a": {"cluster": "b"}, "b": {"cluster": "main"}}));
+    assert_eq!(f.mail.status(f.user_a_id, inbox).await.unwrap().messages, 0, "served from b");
+    assert_eq!(move_a(json!({"cluster": "b"})).await.0, 409, "there now");
+    // A tenant admin, even of the tenant moved, sees no move.
+    assert_eq!(f.call(&f.admin_a, "GET", "/api/v1/moves", None).await.1, json!({"items": []}));
+    assert_eq!(f.call(&f.admin_a, "GET", "/api/v1/moves/1", None).await.0, 404);
+    assert_eq!(f.call(&f.user_a, "GET", "/api/v1/moves", None).await.0, 403);
+    let (status, list) = f.call(&f.operator, "GET", "/api/v1/moves", None).await;
+    assert_eq!((status, list["items"].as_array().map(Vec::len)), (200, Some(1)), "{list}");
 }

@@ -4,7 +4,8 @@
 
 use bytes::Bytes;
 
-use crate::{AccountId, Error, Ingest, Ingested, Keyword, Mail, Quota, Role};
+use crate::delivery_cache::Read;
+use crate::{AccountId, Error, Ingest, Ingested, Keyword, Mail, Mailbox, Quota, Role};
 
 /// Where a delivered message is filed in each recipient account.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,7 +52,7 @@ impl Mail {
         };
         let mut batch = Vec::with_capacity(accounts.len());
         for (account, quota) in &accounts {
-            let mailboxes = self.ensure_account(*account, delivery.received_at).await?;
+            let mailboxes = self.delivery_mailboxes(*account, delivery.received_at).await?;
             let target = mailboxes
                 .iter()
                 .find(|mailbox| mailbox.role == Some(role))
@@ -67,5 +68,14 @@ impl Mail {
         }
         let stored = self.ingest_many(batch).await?;
         Ok(accounts.into_iter().map(|(account, _)| account).zip(stored).collect())
+    }
+
+    /// [`Mail::ensure_account`] through the deliveries' cache (`delivery_cache.rs`).
+    async fn delivery_mailboxes(&self, account: AccountId, now: u64) -> Result<Vec<Mailbox>, Error> {
+        let entries = self.delivery_read(account, Read::Mailboxes).await?;
+        if entries.is_empty() {
+            return self.ensure_account(account, now).await;
+        }
+        entries.iter().map(|entry| crate::decode(&entry.key, &entry.value)).collect()
     }
 }

@@ -24,6 +24,12 @@ fn account_prefix(account: AccountId, tag: &[u8]) -> Vec<u8> {
     [MAIL_PREFIX, &account.to_be_bytes(), b"/", tag].concat()
 }
 
+/// Added to by every commit that writes a mailbox record or a vacation response, in the
+/// store it commits to: the deliveries' cache (`delivery_cache.rs`) reads again what it
+/// kept when it moved. Outside any account's keys (it is the store's, not moved with a
+/// tenant).
+pub const DELIVERY_SETTINGS_CHANGES: &[u8] = b"mc/settings";
+
 /// Set when the special-use mailboxes were created.
 pub fn initialised(account: AccountId) -> Vec<u8> {
     account_prefix(account, b"init")
@@ -266,12 +272,17 @@ pub enum Owner {
     Account(AccountId),
     /// A tenant's usage counter (`mt/<tenant>/used`).
     Tenant(String),
+    /// The store's own counter of settings changes ([`DELIVERY_SETTINGS_CHANGES`]).
+    Installation,
 }
 
 /// Whose the record `key` is; `None` when the key is not the mail model's.
 pub fn owner(key: &[u8]) -> Option<Owner> {
     if let Some(account) = account_of(key).or_else(|| crate::client_records::account_of(key)) {
         return Some(Owner::Account(account));
+    }
+    if key == DELIVERY_SETTINGS_CHANGES {
+        return Some(Owner::Installation);
     }
     let tenant = key.strip_prefix(b"mt/")?.strip_suffix(b"/used")?;
     Some(Owner::Tenant(std::str::from_utf8(tenant).ok()?.to_string()))

@@ -29,6 +29,7 @@
 
 mod client_records;
 mod deliver;
+mod delivery_cache;
 mod keys;
 mod keyword;
 mod learn;
@@ -175,6 +176,12 @@ pub struct Limits {
     /// Most mailboxes an account may have. People file mail in tens of folders; 1,000
     /// leaves room for years of archives while bounding LIST and the tree's scans.
     pub mailboxes_max: usize,
+    /// Reads of accounts' mailboxes and vacation responses the deliveries keep in memory
+    /// between changes of them (two per account delivered to; `delivery_cache.rs`). On
+    /// PostgreSQL each one kept spares a delivery a round trip to the database. 20,000
+    /// (the accounts of a few hundred communes) is about 20 MiB; 0 reads the store each
+    /// time.
+    pub delivery_cache_entries_max: usize,
     /// Most keywords (flags included) of one email. Clients use a handful (Thunderbird's
     /// five tags, `$Junk`, `$Forwarded`); 100 bounds the index entry every listing of
     /// flags reads, which a client adding keyword after keyword would otherwise grow
@@ -231,6 +238,7 @@ impl Default for Limits {
             message: hameau_message::Limits::default(),
             ingest_batch_max: 200,
             mailboxes_max: 1_000,
+            delivery_cache_entries_max: 20_000,
             keywords_max: 100,
             objects_max: 10_000,
             text_index: true,
@@ -254,6 +262,7 @@ impl Limits {
         range("mail", "ingest_batch_max", self.ingest_batch_max as u64, 1, 100_000)?;
         // A mailbox per special-use role (six) must fit.
         range("mail", "mailboxes_max", self.mailboxes_max as u64, 6, 1_000_000)?;
+        range("mail", "delivery_cache_entries_max", self.delivery_cache_entries_max as u64, 0, 10_000_000)?;
         range("mail", "keywords_max", self.keywords_max as u64, 8, 10_000)?;
         range("mail", "objects_max", self.objects_max as u64, 1, 10_000_000)?;
         range("mail", "text_index_delay_ms", self.text_index_delay_ms, 0, 60_000)?;
@@ -333,6 +342,8 @@ pub struct Mail {
     /// Where each tenant's mail is, when tenants are spread over clusters
     /// ([`Mail::with_placement`]); `None`: every account's mail is in `store`.
     placement: Option<placement::Placement>,
+    /// What deliveries read of their accounts, kept between changes (`delivery_cache.rs`).
+    delivery_cache: std::sync::Arc<delivery_cache::DeliveryCache>,
 }
 
 /// Email ids taken from the store at a time: one commit per block instead of one per
@@ -349,6 +360,7 @@ impl Mail {
     pub fn with_limits(store: Store, limits: Limits) -> Mail {
         Mail {
             store,
+            delivery_cache: std::sync::Arc::new(delivery_cache::DeliveryCache::new(limits.delivery_cache_entries_max)),
             limits,
             email_ids: Default::default(),
             learner: None,
@@ -375,6 +387,22 @@ impl Mail {
     ) -> Mail {
         self.placement = Some(placement::Placement::new(clusters, tenants));
         self
+    }
+
+    /// The clusters the tenants' mail is spread over; `None` without `[store.clusters]`.
+    pub fn clusters(&self) -> Option<&hameau_store::placement::Clusters> {
+        self.placement.as_ref().map(|placement| &placement.clusters)
+    }
+
+    /// The entries of `read` for `account`, through the deliveries' cache.
+    pub(crate) async fn delivery_read(
+        &self,
+        account: AccountId,
+        read: delivery_cache::Read,
+    ) -> Result<Vec<hameau_store::Entry>, Error> {
+        let at = self.at(account).await?;
+        let placement = self.placement.as_ref().map(|placement| placement.clusters.changes());
+        Ok(self.delivery_cache.entries(&at, placement.as_ref(), account, read).await?)
     }
 
     /// The store holding `account`'s mail, fenced while its tenant moves between clusters.
@@ -457,6 +485,7 @@ impl Mail {
         }
         batch.add(&keys::mailbox_ids(account), Role::ALL.len() as i64);
         batch.add(&keys::mailbox_count(account), Role::ALL.len() as i64);
+        settings_changed(&mut batch);
         match self.at(account).await?.commit(batch).await {
             Ok(_) | Err(hameau_store::Error::Conflict { .. }) => self.mailboxes(account).await,
             Err(e) => Err(e.into()),
@@ -599,8 +628,14 @@ impl Mail {
             }
         }
         let committed = at.commit(batch).await.map_err(|e| match e {
-            // A mailbox deleted meanwhile fails the delivery rather than orphan it.
-            hameau_store::Error::Conflict { .. } => Error::NoMailbox(pending[0].mailboxes[0]),
+            // A mailbox missing, or deleted meanwhile (the batch's only expectations).
+            hameau_store::Error::Conflict { key } => {
+                let missing = pending.iter().find_map(|prepared| {
+                    let mut ids = prepared.mailboxes.iter();
+                    ids.find(|id| keys::mailbox(prepared.account, **id) == key).copied()
+                });
+                Error::NoMailbox(missing.unwrap_or(pending[0].mailboxes[0]))
+            }
             hameau_store::Error::CounterBound { current, delta, max, .. } => {
                 Error::OverQuota { used: current.max(0) as u64, quota: max.max(0) as u64, size: delta as u64 }
             }
@@ -708,9 +743,11 @@ impl Mail {
         read: &Read,
     ) -> Result<Prepared, Error> {
         let size = ingest.raw.len() as u64;
+        // Checked by the commit, not read before it: a mailbox deleted meanwhile fails the
+        // delivery rather than orphan it (one round trip less per delivery on PostgreSQL);
+        // one renamed meanwhile still takes it.
         for id in &ingest.mailboxes {
-            let entry = at.get(&keys::mailbox(account, *id)).await?.ok_or(Error::NoMailbox(*id))?;
-            batch.expect_version(&keys::mailbox(account, *id), entry.version);
+            batch.expect_present(&keys::mailbox(account, *id));
         }
         let keywords = normalize_keywords(&ingest.keywords);
         self.check_keywords(&keywords)?;
@@ -1058,6 +1095,12 @@ fn normalize_keywords(keywords: &[Keyword]) -> Vec<Keyword> {
     out.sort();
     out.dedup();
     out
+}
+
+/// Adds to the store's [`keys::DELIVERY_SETTINGS_CHANGES`]: `batch` writes a mailbox record
+/// or a vacation response, which the deliveries' cache must read again.
+pub(crate) fn settings_changed(batch: &mut Batch) {
+    batch.add(keys::DELIVERY_SETTINGS_CHANGES, 1);
 }
 
 fn encode<T: serde::Serialize>(record: &T) -> Vec<u8> {

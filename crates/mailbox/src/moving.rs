@@ -60,6 +60,8 @@ impl<'a> TenantPart<'a> {
         let keep = move |key: &[u8]| match keys::owner(key) {
             Some(Owner::Account(account)) => accounts.contains(&account),
             Some(Owner::Tenant(owner)) => owner == tenant,
+            // The store's own (its count of settings changes): stays.
+            Some(Owner::Installation) => false,
             None => (beside.account_of)(key).is_some_and(|account| accounts.contains(&account)),
         };
         TenantPart { prefixes, keep: Box::new(keep) }

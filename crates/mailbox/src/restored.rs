@@ -23,6 +23,7 @@ impl Mail {
                 batch.expect_version(&entry.key, entry.version);
                 batch.set(&entry.key, &encode(&Mailbox { uid_validity, ..mailbox }));
             }
+            crate::settings_changed(&mut batch);
             match self.at(account).await?.commit(batch).await {
                 Ok(_) => return Ok(entries.len() as u64),
                 Err(hameau_store::Error::Conflict { .. }) => continue,

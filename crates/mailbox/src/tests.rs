@@ -239,6 +239,49 @@ async fn one_commit_for_all_recipients() {
     assert_eq!(f.mail.raw(other, stored[1].email).await.unwrap(), raw);
 }
 
+/// What deliveries read of an account (its mailboxes, its vacation response) is kept
+/// between changes: a write behind the mail model's back is not seen, a change made
+/// through any `Mail` over the store is seen by the next delivery.
+#[tokio::test]
+async fn deliveries_keep_their_reads_of_an_account_until_it_changes() {
+    use crate::{Filing, LocalDelivery};
+    let f = fixture().await;
+    let other = Mail::new(f.mail.store.clone());
+    let raw = bytes::Bytes::from(message("cache", ""));
+    let junk_delivery = || LocalDelivery {
+        raw: raw.clone(),
+        recipients: vec![(ACCOUNT, Quota::default())],
+        filing: Filing::Junk,
+        received_at: NOW,
+    };
+    let junk = f.mail.mailbox_by_role(ACCOUNT, Role::Junk).await.unwrap().unwrap();
+    let stored = f.mail.deliver(junk_delivery()).await.unwrap();
+    assert_eq!(stored[0].1.uids[0].0, junk.id);
+    assert_eq!(f.mail.vacation_reply(ACCOUNT, "a@x.test", NOW, 100, 10).await.unwrap(), None, "no response set");
+    // Behind the model's back (no change counted): the delivery files by what it kept, and
+    // the commit, expecting the mailbox, refuses rather than orphan the message.
+    let mut batch = hameau_store::Batch::new();
+    batch.delete(&crate::keys::mailbox(ACCOUNT, junk.id));
+    f.mail.store.commit(batch).await.unwrap();
+    let err = f.mail.deliver(junk_delivery()).await.unwrap_err();
+    assert!(matches!(err, Error::NoMailbox(id) if id == junk.id), "{err}");
+    // A change through another `Mail` (IMAP's, JMAP's) is seen by the next delivery.
+    let spam = other.create_mailbox(ACCOUNT, "Spam", Some(Role::Junk), NOW).await.unwrap();
+    let stored = f.mail.deliver(junk_delivery()).await.unwrap();
+    assert_eq!(stored[0].1.uids, vec![(spam.id, 1)]);
+    let vacation = crate::Vacation { enabled: true, ..Default::default() };
+    other.set_vacation(ACCOUNT, &vacation).await.unwrap();
+    assert_eq!(f.mail.vacation_reply(ACCOUNT, "a@x.test", NOW, 100, 10).await.unwrap(), Some(vacation));
+    // Without the cache, every delivery reads the store.
+    let uncached =
+        Mail::with_limits(f.mail.store.clone(), crate::Limits { delivery_cache_entries_max: 0, ..Default::default() });
+    let mut batch = hameau_store::Batch::new();
+    batch.delete(&crate::keys::vacation(ACCOUNT));
+    f.mail.store.commit(batch).await.unwrap();
+    assert_eq!(uncached.vacation_reply(ACCOUNT, "b@x.test", NOW, 100, 10).await.unwrap(), None);
+    assert!(f.mail.vacation_reply(ACCOUNT, "b@x.test", NOW, 100, 10).await.unwrap().is_some(), "kept");
+}
+
 /// Local delivery: each account once, its mailboxes made on first delivery, filed by
 /// role, all in one commit.
 #[tokio::test]

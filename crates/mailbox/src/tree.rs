@@ -199,6 +199,7 @@ impl Mail {
             let mut batch = Batch::new();
             batch.expect_version(&keys::mailbox(account, id), version);
             batch.set(&keys::mailbox(account, id), &encode(&Mailbox { subscribed, ..mailbox }));
+            crate::settings_changed(&mut batch);
             let modseq = batch.add(&keys::modseq(account), 1);
             log_change(
                 &mut batch,
@@ -442,7 +443,7 @@ fn rename_one(batch: &mut Batch, account: AccountId, old_name: &str, renamed: &M
 }
 
 /// Makes `batch` commit only if the tree did not change since `tree` was read, and
-/// marks it changed.
+/// marks it changed (for the deliveries' cache too).
 fn expect_tree(batch: &mut Batch, account: AccountId, tree: Option<&Entry>) {
     let key = keys::mailbox_tree(account);
     match tree {
@@ -450,4 +451,5 @@ fn expect_tree(batch: &mut Batch, account: AccountId, tree: Option<&Entry>) {
         None => batch.expect_absent(&key),
     };
     batch.set(&key, b"");
+    crate::settings_changed(batch);
 }

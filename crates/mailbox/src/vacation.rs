@@ -50,19 +50,25 @@ struct Answered {
     at: u64,
 }
 
+/// The vacation response in its record (off without one).
+fn stored(entry: Option<&hameau_store::Entry>) -> Result<Vacation, Error> {
+    match entry {
+        Some(entry) => crate::decode(&entry.key, &entry.value),
+        None => Ok(Vacation::default()),
+    }
+}
+
 impl Mail {
     /// The account's vacation response (off if never set).
     pub async fn vacation(&self, account: AccountId) -> Result<Vacation, Error> {
-        match self.at(account).await?.get(&keys::vacation(account)).await? {
-            Some(entry) => crate::decode(&entry.key, &entry.value),
-            None => Ok(Vacation::default()),
-        }
+        stored(self.at(account).await?.get(&keys::vacation(account)).await?.as_ref())
     }
 
     /// Sets the account's vacation response, in the change log (kind [`VACATION_KIND`]).
     pub async fn set_vacation(&self, account: AccountId, vacation: &Vacation) -> Result<u64, Error> {
         let mut batch = Batch::new();
         batch.set(&keys::vacation(account), &crate::encode(vacation));
+        crate::settings_changed(&mut batch);
         let modseq = batch.add(&keys::modseq(account), 1);
         let mut change = Change::new(vec![], vec![], vec![], vec![]);
         change.objects = vec![(VACATION_KIND.to_string(), 0, ChangeKind::Updated)];
@@ -84,7 +90,8 @@ impl Mail {
         period_s: u64,
         senders_max: u64,
     ) -> Result<Option<Vacation>, Error> {
-        let vacation = self.vacation(account).await?;
+        // Through the deliveries' cache: every delivery asks, few accounts have one.
+        let vacation = stored(self.delivery_read(account, crate::delivery_cache::Read::Vacation).await?.first())?;
         if !vacation.active(now) {
             return Ok(None);
         }

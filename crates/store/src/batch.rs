@@ -7,6 +7,10 @@ pub enum Expect {
     Absent,
     /// The key exists and was last written by the commit with this version.
     Version(Version),
+    /// The key exists, whatever its version: a record that may change but must not be
+    /// gone (a mailbox a delivery files into may be renamed meanwhile, not deleted). It
+    /// needs no read before the commit.
+    Present,
 }
 
 /// A counter added to a batch, to read its value in [`crate::Committed::counters`] or to
@@ -86,6 +90,12 @@ impl Batch {
     /// Commit only if `key` still has `version`.
     pub fn expect_version(&mut self, key: &[u8], version: Version) -> &mut Batch {
         self.expects.push((key.to_vec(), Expect::Version(version)));
+        self
+    }
+
+    /// Commit only if `key` exists, whatever its version.
+    pub fn expect_present(&mut self, key: &[u8]) -> &mut Batch {
+        self.expects.push((key.to_vec(), Expect::Present));
         self
     }
 

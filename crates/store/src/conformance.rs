@@ -20,7 +20,7 @@ macro_rules! conformance_tests {
     ($harness:expr) => {
         $crate::conformance_tests!(@each $harness;
             get_set_delete, get_many, versions_grow, scan_ranges, scan_reverse_and_limits, expect_absent,
-            expect_version, conflict_writes_nothing, one_writer_wins, counters, counter_patches,
+            expect_version, expect_present, conflict_writes_nothing, one_writer_wins, counters, counter_patches,
             counter_errors, concurrent_counter, bounded_counters, concurrent_bounded_counter,
             blobs_small, blobs_large, blobs_streamed, blob_errors, blob_references,
             staged_blobs_left_nowhere, limits, reopen_keeps_everything, closed, snapshot_is_consistent,
@@ -240,6 +240,33 @@ pub async fn expect_version(harness: &impl Harness) {
     batch.expect(b"missing", Expect::Version(read.version)).set(b"missing", b"");
     assert!(matches!(store.commit(batch).await, Err(Error::Conflict { .. })));
     assert_eq!(value_of(&store, b"k").await.as_deref(), Some(&b"2"[..]));
+    store.close().await.unwrap();
+}
+
+pub async fn expect_present(harness: &impl Harness) {
+    let store = harness.open().await;
+    store.commit(set(b"k", b"1")).await.unwrap();
+    // Present whatever its version: written again since, it still holds.
+    store.commit(set(b"k", b"2")).await.unwrap();
+    let mut batch = Batch::new();
+    batch.expect_present(b"k").set(b"other", b"written");
+    store.commit(batch).await.unwrap();
+    assert_eq!(value_of(&store, b"other").await.as_deref(), Some(&b"written"[..]));
+    // Gone, it fails the batch, which writes nothing.
+    let mut gone = Batch::new();
+    gone.delete(b"k");
+    store.commit(gone).await.unwrap();
+    let mut batch = Batch::new();
+    batch.expect_present(b"k").set(b"other", b"again");
+    let err = store.commit(batch).await.unwrap_err();
+    assert!(matches!(&err, Error::Conflict { key } if key == b"k"), "{err}");
+    assert_eq!(value_of(&store, b"other").await.as_deref(), Some(&b"written"[..]));
+    // Made again, it holds again.
+    store.commit(set(b"k", b"back")).await.unwrap();
+    let mut batch = Batch::new();
+    batch.expect_present(b"k").set(b"other", b"after");
+    store.commit(batch).await.unwrap();
+    assert_eq!(value_of(&store, b"other").await.as_deref(), Some(&b"after"[..]));
     store.close().await.unwrap();
 }
 

@@ -236,8 +236,7 @@ impl Readers {
             None => self.slots[start % n].lock().await,
         };
         if slot.is_none() {
-            let connection =
-                self.hosts.connect().await.map_err(|e| Error::Backend(format!("connecting to PostgreSQL: {e}")))?;
+            let connection = keyed_connection(&self.hosts).await?;
             *slot = Some(connection);
         }
         Ok(Reader { slot })
@@ -266,6 +265,56 @@ impl Reader<'_> {
         }
         result
     }
+}
+
+/// [`Backend::get_many`]'s query.
+pub(crate) const GET_MANY_SQL: &str = "SELECT key, version, value FROM entries WHERE key = ANY($1)";
+
+/// [`fetch`]'s query: every record a commit group may read.
+pub(crate) const FETCH_SQL: &str = "SELECT 0::smallint, key, version, value, NULL::bigint, NULL::integer, NULL::bytea \
+    FROM entries WHERE key = ANY($1) \
+    UNION ALL SELECT 1::smallint, hash, refcount, NULL::bytea, size, n_chunks, location \
+    FROM blobs WHERE hash = ANY($2) \
+    UNION ALL SELECT 2::smallint, id, NULL::bigint, NULL::bytea, NULL::bigint, NULL::integer, NULL::bytea \
+    FROM uploads WHERE id = ANY($3)";
+
+/// [`Writes::write`]'s statement: a commit group's writes, the clock and the notifications.
+pub(crate) const WRITE_SQL: &str = "WITH entries_gone AS (DELETE FROM entries WHERE key = ANY($1)), \
+    entries_put AS (INSERT INTO entries (key, version, value) \
+    SELECT * FROM unnest($2::bytea[], $3::bigint[], $4::bytea[]) \
+    ON CONFLICT (key) DO UPDATE SET version = EXCLUDED.version, value = EXCLUDED.value), \
+    chunks_gone AS (DELETE FROM blob_chunks \
+    WHERE (location, idx) IN (SELECT * FROM unnest($5::bytea[], $6::integer[]))), \
+    chunks_put AS (INSERT INTO blob_chunks (location, idx, data) \
+    SELECT * FROM unnest($7::bytea[], $8::integer[], $9::bytea[]) \
+    ON CONFLICT (location, idx) DO UPDATE SET data = EXCLUDED.data), \
+    blobs_gone AS (DELETE FROM blobs WHERE hash = ANY($10)), \
+    blobs_put AS (INSERT INTO blobs (hash, refcount, size, n_chunks, location) \
+    SELECT * FROM unnest($11::bytea[], $12::bigint[], $13::bigint[], $14::integer[], $15::bytea[]) \
+    ON CONFLICT (hash) DO UPDATE SET refcount = EXCLUDED.refcount, size = EXCLUDED.size, \
+    n_chunks = EXCLUDED.n_chunks, location = EXCLUDED.location), \
+    uploads_gone AS (DELETE FROM uploads WHERE id = ANY($16)), \
+    clock_moved AS (UPDATE clock SET version = greatest(version, $17)) \
+    SELECT count(pg_notify($18, payload)) FROM unnest($19::text[]) AS payload";
+
+/// The settings of the connections that only ever read and write rows by key (the readers
+/// and the committer), sent once per connection. Their statements are prepared once and
+/// then run on a generic plan (`force_generic_plan`: no parsing nor planning per query);
+/// `enable_seqscan = off` makes that plan
+/// the primary key's index whatever the tables' size when it was made. Without it, a
+/// statement prepared while a table was small kept a plan scanning the whole table once it
+/// had grown (2.9 ms a query, half the database's CPU in the MX benchmark). `jit = off`:
+/// the clock's one row is still read by a sequential scan, whose cost `enable_seqscan =
+/// off` makes enormous, which made PostgreSQL compile the commit's statement to machine
+/// code at every execution (about 290 ms each: 52 messages/s in the MX benchmark).
+pub(crate) const KEYED_SETTINGS: &str =
+    "SET enable_seqscan = off; SET plan_cache_mode = force_generic_plan; SET jit = off";
+
+/// A connection to the primary for reads and writes by key, with [`KEYED_SETTINGS`].
+pub(crate) async fn keyed_connection(hosts: &Hosts) -> Result<PgConnection, Error> {
+    let mut connection = hosts.connect().await.map_err(|e| Error::Backend(format!("connecting to PostgreSQL: {e}")))?;
+    sqlx::raw_sql(KEYED_SETTINGS).execute(&mut connection).await.map_err(backend)?;
+    Ok(connection)
 }
 
 /// The hosts of `store.url` in `store.schema` (see [`hosts`]). The URL's errors never
@@ -535,20 +584,15 @@ impl Backend for PgBackend {
         reader.done(read)
     }
 
-    /// One query for the whole group of keys, answered in their order (not prepared: see
-    /// [`fetch`]).
+    /// One query for the whole group of keys, answered in their order (prepared on its
+    /// generic plan, the primary key's index: [`KEYED_SETTINGS`]).
     async fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Entry>>, Error> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
         let mut reader = self.reader().await?;
         let rows: Result<Vec<(Vec<u8>, i64, Vec<u8>)>, Error> =
-            sqlx::query_as("SELECT key, version, value FROM entries WHERE key = ANY($1)")
-                .bind(keys)
-                .persistent(false)
-                .fetch_all(reader.connection())
-                .await
-                .map_err(backend);
+            sqlx::query_as(GET_MANY_SQL).bind(keys).fetch_all(reader.connection()).await.map_err(backend);
         let rows = reader.done(rows)?;
         let mut found: HashMap<Vec<u8>, Entry> = HashMap::with_capacity(rows.len());
         for row in rows {
@@ -724,12 +768,16 @@ async fn run_committer(shared: Arc<Shared>, mut receiver: mpsc::Receiver<Request
     let mut connection: Option<PgConnection> = None;
     while receiver.recv_many(&mut group, group_max).await > 0 {
         if connection.is_none() {
-            match shared.hosts.connect().await {
+            match keyed_connection(&shared.hosts).await {
                 Ok(connected) => connection = Some(connected),
                 Err(e) => {
                     tracing::error!(error = %e, "store commit failed: cannot connect to PostgreSQL");
+                    let problem = match &e {
+                        Error::Backend(problem) => problem.clone(),
+                        other => other.to_string(),
+                    };
                     for request in group.drain(..) {
-                        let _ = request.reply.send(Err(Error::Backend(format!("connecting to PostgreSQL: {e}"))));
+                        let _ = request.reply.send(Err(Error::Backend(problem.clone())));
                     }
                     continue;
                 }
@@ -959,10 +1007,7 @@ async fn listen(pool: PgPool, channel: String, heard: mpsc::Sender<Remote>) {
 /// Reads every record of `wanted` in one query (one round trip, under the clock's lock):
 /// each one's stored form (as `records` encodes it), or `None` when it does not exist.
 ///
-/// Queries by `= ANY($1)` are not prepared (`persistent(false)`): a prepared statement's
-/// generic plan, made while a table was small, scanned the whole table once it had grown
-/// (2.9 ms a query, half the database's CPU in the MX benchmark); unprepared, each is
-/// planned for its keys and uses the primary key.
+/// Prepared once per connection, on the committer's [`KEYED_SETTINGS`].
 async fn fetch(
     connection: &mut PgConnection,
     wanted: HashSet<(Family, Vec<u8>)>,
@@ -984,21 +1029,13 @@ async fn fetch(
         return Ok(fetched);
     }
     // One row per record found: its table (0 entries, 1 blobs, 2 uploads) and columns.
-    let rows: Vec<FetchedRow> = sqlx::query_as(
-        "SELECT 0::smallint, key, version, value, NULL::bigint, NULL::integer, NULL::bytea \
-           FROM entries WHERE key = ANY($1) \
-         UNION ALL SELECT 1::smallint, hash, refcount, NULL::bytea, size, n_chunks, location \
-           FROM blobs WHERE hash = ANY($2) \
-         UNION ALL SELECT 2::smallint, id, NULL::bigint, NULL::bytea, NULL::bigint, NULL::integer, NULL::bytea \
-           FROM uploads WHERE id = ANY($3)",
-    )
-    .bind(&entry_keys)
-    .bind(&blob_hashes)
-    .bind(&upload_ids)
-    .persistent(false)
-    .fetch_all(&mut *connection)
-    .await
-    .map_err(backend)?;
+    let rows: Vec<FetchedRow> = sqlx::query_as(FETCH_SQL)
+        .bind(&entry_keys)
+        .bind(&blob_hashes)
+        .bind(&upload_ids)
+        .fetch_all(&mut *connection)
+        .await
+        .map_err(backend)?;
     for (table, key, first, value, size, n_chunks, location) in rows {
         let corrupt = || Error::Corrupt(format!("a record of table {table} lacks a column"));
         let (record, stored) = match table {
@@ -1092,7 +1129,7 @@ impl Writes {
     /// sends `payloads` on `channel`, in one statement (one round trip): one
     /// data-modifying part per table and kind of write, each a no-op when it has nothing.
     /// A key is written once ([`Writes::push`] keeps its last value), so the parts never
-    /// touch the same row. Not prepared, as [`fetch`]'s query.
+    /// touch the same row. Prepared, as [`fetch`]'s query.
     async fn write(
         self,
         connection: &mut PgConnection,
@@ -1144,48 +1181,29 @@ impl Writes {
                 (Family::Meta, _) => uploads_gone.push(key[1..].to_vec()),
             }
         }
-        sqlx::query(
-            "WITH entries_gone AS (DELETE FROM entries WHERE key = ANY($1)), \
-             entries_put AS (INSERT INTO entries (key, version, value) \
-               SELECT * FROM unnest($2::bytea[], $3::bigint[], $4::bytea[]) \
-               ON CONFLICT (key) DO UPDATE SET version = EXCLUDED.version, value = EXCLUDED.value), \
-             chunks_gone AS (DELETE FROM blob_chunks \
-               WHERE (location, idx) IN (SELECT * FROM unnest($5::bytea[], $6::integer[]))), \
-             chunks_put AS (INSERT INTO blob_chunks (location, idx, data) \
-               SELECT * FROM unnest($7::bytea[], $8::integer[], $9::bytea[]) \
-               ON CONFLICT (location, idx) DO UPDATE SET data = EXCLUDED.data), \
-             blobs_gone AS (DELETE FROM blobs WHERE hash = ANY($10)), \
-             blobs_put AS (INSERT INTO blobs (hash, refcount, size, n_chunks, location) \
-               SELECT * FROM unnest($11::bytea[], $12::bigint[], $13::bigint[], $14::integer[], $15::bytea[]) \
-               ON CONFLICT (hash) DO UPDATE SET refcount = EXCLUDED.refcount, size = EXCLUDED.size, \
-               n_chunks = EXCLUDED.n_chunks, location = EXCLUDED.location), \
-             uploads_gone AS (DELETE FROM uploads WHERE id = ANY($16)), \
-             clock_moved AS (UPDATE clock SET version = greatest(version, $17)) \
-             SELECT count(pg_notify($18, payload)) FROM unnest($19::text[]) AS payload",
-        )
-        .bind(&entries_gone)
-        .bind(&entries.0)
-        .bind(&entries.1)
-        .bind(&entries.2)
-        .bind(&chunks_gone.0)
-        .bind(&chunks_gone.1)
-        .bind(&chunks.0)
-        .bind(&chunks.1)
-        .bind(&chunks.2)
-        .bind(&blobs_gone)
-        .bind(&blobs.0)
-        .bind(&blobs.1)
-        .bind(&blobs.2)
-        .bind(&blobs.3)
-        .bind(&blobs.4)
-        .bind(&uploads_gone)
-        .bind(to_i64(clock))
-        .bind(channel)
-        .bind(&payloads)
-        .persistent(false)
-        .execute(&mut *connection)
-        .await
-        .map_err(backend)?;
+        sqlx::query(WRITE_SQL)
+            .bind(&entries_gone)
+            .bind(&entries.0)
+            .bind(&entries.1)
+            .bind(&entries.2)
+            .bind(&chunks_gone.0)
+            .bind(&chunks_gone.1)
+            .bind(&chunks.0)
+            .bind(&chunks.1)
+            .bind(&chunks.2)
+            .bind(&blobs_gone)
+            .bind(&blobs.0)
+            .bind(&blobs.1)
+            .bind(&blobs.2)
+            .bind(&blobs.3)
+            .bind(&blobs.4)
+            .bind(&uploads_gone)
+            .bind(to_i64(clock))
+            .bind(channel)
+            .bind(&payloads)
+            .execute(&mut *connection)
+            .await
+            .map_err(backend)?;
         Ok(())
     }
 }

@@ -115,6 +115,7 @@ pub(crate) fn apply_batch(
         let holds = match expect {
             Expect::Absent => current_version.is_none(),
             Expect::Version(expected) => current_version == Some(*expected),
+            Expect::Present => current_version.is_some(),
         };
         if !holds {
             return Err(Error::Conflict { key: key.clone() });

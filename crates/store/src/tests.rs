@@ -759,6 +759,64 @@ mod pg {
         pool.close().await;
     }
 
+    /// The statements the committer and the readers prepare run on a generic plan: on tables
+    /// still empty (the worst case for a plan made once), each reads and writes through
+    /// the primary keys, never by scanning a whole table (the clock's one row aside).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn prepared_statements_use_the_primary_keys_even_on_empty_tables() {
+        use crate::postgres::{FETCH_SQL, GET_MANY_SQL, WRITE_SQL, connect_options, keyed_connection};
+        let harness = Pg::new();
+        let store = harness.open().await;
+        let mut connection = keyed_connection(&connect_options(&harness.options).unwrap()).await.unwrap();
+        let statements = [
+            ("get_many", "bytea[]", GET_MANY_SQL, 1),
+            ("fetch", "bytea[], bytea[], bytea[]", FETCH_SQL, 3),
+            (
+                "write",
+                "bytea[], bytea[], bigint[], bytea[], bytea[], integer[], bytea[], integer[], bytea[], \
+                 bytea[], bytea[], bigint[], bigint[], integer[], bytea[], bytea[], bigint, text, text[]",
+                WRITE_SQL,
+                19,
+            ),
+        ];
+        for (name, types, sql, n_params) in statements {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("PREPARE checked_{name} ({types}) AS {sql}")))
+                .execute(&mut connection)
+                .await
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            let nulls = vec!["NULL"; n_params].join(", ");
+            let plan: Vec<(String,)> =
+                sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN EXECUTE checked_{name} ({nulls})")))
+                    .fetch_all(&mut connection)
+                    .await
+                    .unwrap();
+            let plan: Vec<String> = plan.into_iter().map(|(line,)| line).collect();
+            let scans: Vec<&String> =
+                plan.iter().filter(|line| line.contains("Seq Scan") && !line.contains("Seq Scan on clock")).collect();
+            assert!(scans.is_empty(), "{name} scans a table:\n{}", plan.join("\n"));
+            // Compiled at each execution, it took 290 ms a commit.
+            assert!(!plan.iter().any(|line| line.contains("JIT")), "{name} is compiled by JIT:\n{}", plan.join("\n"));
+            // An index read whole is no better than the table.
+            for (at, line) in plan.iter().enumerate() {
+                if line.contains("Index Scan using") || line.contains("Index Scan on") {
+                    let cond = plan.get(at + 1).is_some_and(|next| next.contains("Index Cond"));
+                    assert!(cond, "{name} reads a whole index:\n{}", plan.join("\n"));
+                }
+            }
+            for table in ["entries", "blobs", "blob_chunks", "uploads"] {
+                if sql.contains(&format!("FROM {table} WHERE")) {
+                    assert!(
+                        plan.iter().any(|line| line.contains(&format!("Index Scan using {table}_pkey"))
+                            || line.contains(&format!("Index Scan on {table}_pkey"))),
+                        "{name} reads {table} without its primary key:\n{}",
+                        plan.join("\n")
+                    );
+                }
+            }
+        }
+        store.close().await.unwrap();
+    }
+
     /// With several hosts, a host that does not answer is passed over for the next.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_host_that_does_not_answer_is_passed_over() {

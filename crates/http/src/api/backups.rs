@@ -2,36 +2,31 @@
 //! backup of its store, since only the process that holds the store can take its snapshot
 //! (docs/backup.md says why this and not a second RocksDB reader). A job runs in the
 //! background; the caller polls it. The jobs are kept in memory, the last
-//! [`JOBS_KEPT_MAX`]: a restart forgets them, the backups stay in their set.
+//! [`JOBS_KEPT_MAX`](super::jobs::JOBS_KEPT_MAX): a restart forgets them, the backups stay in their set.
 //!
 //! Backups hold every tenant's mail, so only the operator starts or reads them. As for
 //! the queue, a user is refused (403) before anything is read; a tenant admin may not start
 //! one (403), its list is empty and every job reads as an absent one (404, byte for byte):
 //! no job is of its tenant.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use hameau_backup::{BackupOptions, Encryption, Progress};
-use hameau_directory::Principal;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::jobs::{JobState, JobTable, operator_only, sees_jobs};
 use super::{ApiJson, ApiPath, Caller, Problem};
 use crate::AppState;
 
 type ApiResult<T> = Result<T, Problem>;
-
-/// Finished jobs remembered for polling. 16 is hours of hourly backups, and keeps the
-/// list one short page.
-pub const JOBS_KEPT_MAX: usize = 16;
 
 pub fn routes(router: OpenApiRouter<AppState>) -> OpenApiRouter<AppState> {
     router.routes(routes!(list_backups, start_backup)).routes(routes!(get_backup))
@@ -40,36 +35,22 @@ pub fn routes(router: OpenApiRouter<AppState>) -> OpenApiRouter<AppState> {
 /// The backup jobs started through the API, shared by the handlers ([`AppState::backups`]).
 #[derive(Default)]
 pub struct Jobs {
-    inner: Mutex<JobsInner>,
+    table: JobTable<BackupJob, Arc<Progress>>,
     /// The `[backup]` section: the limits every job runs with.
     limits: hameau_backup::Limits,
     /// Why no backup can run here, if so (mail spread over several clusters).
     refusal: Option<String>,
 }
 
-#[derive(Default)]
-struct JobsInner {
-    next_id: u64,
-    jobs: BTreeMap<u64, BackupJob>,
-    /// The running job's counters.
-    progress: Option<(u64, Arc<Progress>)>,
-}
-
 impl Jobs {
     pub fn new(limits: hameau_backup::Limits) -> Jobs {
-        Jobs { inner: Mutex::default(), limits, refusal: None }
+        Jobs { table: JobTable::default(), limits, refusal: None }
     }
 
     /// Jobs that refuse every backup, saying `reason` (409).
     pub fn refusing(mut self, reason: String) -> Jobs {
         self.refusal = Some(reason);
         self
-    }
-
-    /// The lock, even if a handler panicked while holding it: the map stays consistent
-    /// (each change is one insert or remove).
-    fn lock(&self) -> std::sync::MutexGuard<'_, JobsInner> {
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -102,14 +83,6 @@ pub struct BackupJob {
     pub report: Option<BackupReport>,
     /// Once failed: why.
     pub error: Option<String>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum JobState {
-    Running,
-    Done,
-    Failed,
 }
 
 /// How far a running backup is.
@@ -185,20 +158,6 @@ impl From<hameau_backup::Report> for BackupReport {
     }
 }
 
-/// Backups are the operator's: anyone else is refused before anything is read.
-fn operator_only(caller: &Principal) -> ApiResult<()> {
-    match caller {
-        Principal::Operator => Ok(()),
-        _ => Err(Problem::new(StatusCode::FORBIDDEN, "only the operator starts a backup")),
-    }
-}
-
-/// Whether the caller sees the jobs: the operator does; a tenant admin sees none (no job
-/// is of its tenant); a user is refused.
-fn sees_jobs(caller: &Principal) -> ApiResult<bool> {
-    Ok(caller.administered_tenant()?.is_none())
-}
-
 /// Starts a backup of the whole store into a backup set on the server's machine; poll the
 /// job it answers. One backup runs at a time (409 while one does).
 #[utoipa::path(post, path = "/api/v1/backups", tag = "backups", operation_id = "start_backup", request_body = StartBackup,
@@ -209,7 +168,7 @@ async fn start_backup(
     Caller(caller): Caller,
     ApiJson(request): ApiJson<StartBackup>,
 ) -> ApiResult<(StatusCode, Json<BackupJob>)> {
-    operator_only(&caller)?;
+    operator_only(&caller, "starts a backup")?;
     if let Some(reason) = &state.backups.refusal {
         return Err(Problem::new(StatusCode::CONFLICT, reason.clone()));
     }
@@ -227,28 +186,17 @@ async fn start_backup(
     };
     let jobs = state.backups.clone();
     let progress = Arc::new(Progress::default());
-    let job = {
-        let mut inner = jobs.lock();
-        if inner.progress.is_some() {
-            return Err(Problem::new(StatusCode::CONFLICT, "a backup is running already"));
-        }
-        inner.next_id += 1;
-        let id = inner.next_id;
-        let job = BackupJob {
+    let job = jobs
+        .table
+        .start(progress.clone(), |id| BackupJob {
             id,
             state: JobState::Running,
             to: request.to.clone(),
             progress: None,
             report: None,
             error: None,
-        };
-        inner.jobs.insert(id, job.clone());
-        while inner.jobs.len() > JOBS_KEPT_MAX {
-            inner.jobs.pop_first();
-        }
-        inner.progress = Some((id, progress.clone()));
-        job
-    };
+        })
+        .ok_or_else(|| Problem::new(StatusCode::CONFLICT, "a backup is running already"))?;
     let options =
         BackupOptions { full: request.full, encryption, limits: jobs.limits.clone(), progress: Some(progress) };
     let (store, now_s, id) = (state.store.clone(), state.clock.now_s(), job.id);
@@ -266,9 +214,7 @@ async fn start_backup(
                 finished.error = Some(e.to_string());
             }
         }
-        let mut inner = jobs.lock();
-        inner.jobs.insert(id, finished);
-        inner.progress = None;
+        jobs.table.finish(id, finished);
     });
     Ok((StatusCode::ACCEPTED, Json(job)))
 }
@@ -287,12 +233,8 @@ async fn get_backup(
     if !sees_jobs {
         return Err(not_found());
     }
-    let inner = state.backups.lock();
-    let mut job = inner.jobs.get(&id).cloned().ok_or_else(not_found)?;
-    if let Some((running, progress)) = &inner.progress
-        && *running == id
-        && job.state == JobState::Running
-    {
+    let (mut job, progress) = state.backups.table.get(id).ok_or_else(not_found)?;
+    if let Some(progress) = progress {
         job.progress = Some(BackupProgress {
             keys: progress.keys.load(Ordering::Relaxed),
             blobs: progress.blobs.load(Ordering::Relaxed),
@@ -309,6 +251,6 @@ async fn list_backups(State(state): State<AppState>, Caller(caller): Caller) -> 
     if !sees_jobs(&caller)? {
         return Ok(Json(BackupJobList { items: Vec::new() }));
     }
-    let items = state.backups.lock().jobs.values().cloned().collect();
+    let items = state.backups.table.list();
     Ok(Json(BackupJobList { items }))
 }

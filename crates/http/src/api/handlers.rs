@@ -36,6 +36,7 @@ pub fn routes(router: OpenApiRouter<AppState>) -> OpenApiRouter<AppState> {
         .routes(routes!(get_api_key, revoke_api_key))
         .merge(super::queue::routes(OpenApiRouter::new()))
         .merge(super::backups::routes(OpenApiRouter::new()))
+        .merge(super::clusters::routes(OpenApiRouter::new()))
 }
 
 /// Paging of lists.
