@@ -61,8 +61,14 @@ for target in $(ls fuzz/fuzz_targets | sed 's/\.rs$//'); do
         -dict="fuzz/dictionaries/$target.dict" -print_final_stats=1 2>&1 | tail -n 5
 done
 
+# Of a quiet step's test output: the result lines, errors, and each failure whole (its
+# panic message and the list), so that a failure in CI says what failed.
+results_and_failures() {
+    awk '/^(failures:|---- )/ { show = 1 } /^test result:/ { show = 0; print; next } show || /^error/ { print }'
+}
+
 echo "== the store without RocksDB (the in-memory backend, as crates above it may build it)"
-cargo test -p hameau-store --no-default-features --features memory 2>&1 | grep -E "^(test result|error|failures)"
+cargo test -p hameau-store --no-default-features --features memory 2>&1 | results_and_failures
 
 echo "== private PostgreSQL clusters (15 from Debian, 18 from npm) for the store's PostgreSQL tests"
 log=$(mktemp)
@@ -82,7 +88,7 @@ echo "== the end-to-end suite again, on PostgreSQL 15 (HAMEAU_TEST_STORE=postgre
 HAMEAU_TEST_STORE=postgresql cargo test -p hameau --test it -- --skip nodes:: --skip clusters:: --skip migrate_store:: 2>&1 \
     | tee -a "$log"
 echo "== the store's conformance suite on PostgreSQL 18"
-HAMEAU_TEST_PG_URL="$pg18_url" cargo test -p hameau-store pg::conformance 2>&1 | tee -a "$log" | grep -E "^(test result|error|failures)"
+HAMEAU_TEST_PG_URL="$pg18_url" cargo test -p hameau-store pg::conformance 2>&1 | tee -a "$log" | results_and_failures
 # One closing line for the whole run: cargo prints one result line per test binary.
 awk '/^test result:/ { passed += $4; failed += $6 } END { printf "tests: %d passed, %d failed\n", passed, failed }' "$log"
 
