@@ -22,7 +22,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::jobs::{JobState, JobTable, operator_only, sees_jobs};
+use super::jobs::{JobState, JobTable, operator_only};
 use super::{ApiJson, ApiPath, Caller, Problem};
 use crate::AppState;
 
@@ -227,13 +227,7 @@ async fn get_backup(
     Caller(caller): Caller,
     ApiPath(typed): ApiPath<String>,
 ) -> ApiResult<Json<BackupJob>> {
-    let sees_jobs = sees_jobs(&caller)?;
-    let not_found = || Problem::new(StatusCode::NOT_FOUND, format!("no backup job {typed:?}"));
-    let id: u64 = typed.parse().map_err(|_| not_found())?;
-    if !sees_jobs {
-        return Err(not_found());
-    }
-    let (mut job, progress) = state.backups.table.get(id).ok_or_else(not_found)?;
+    let (mut job, progress) = state.backups.table.get_for(&caller, &typed, "backup")?;
     if let Some(progress) = progress {
         job.progress = Some(BackupProgress {
             keys: progress.keys.load(Ordering::Relaxed),
@@ -248,9 +242,5 @@ async fn get_backup(
 #[utoipa::path(get, path = "/api/v1/backups", tag = "backups", operation_id = "list_backups",
     responses((status = 200, body = BackupJobList), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 429, body = Problem, content_type = "application/problem+json")))]
 async fn list_backups(State(state): State<AppState>, Caller(caller): Caller) -> ApiResult<Json<BackupJobList>> {
-    if !sees_jobs(&caller)? {
-        return Ok(Json(BackupJobList { items: Vec::new() }));
-    }
-    let items = state.backups.table.list();
-    Ok(Json(BackupJobList { items }))
+    Ok(Json(BackupJobList { items: state.backups.table.list_for(&caller)? }))
 }

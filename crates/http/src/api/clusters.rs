@@ -23,7 +23,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::jobs::{JobState, JobTable, operator_only, sees_jobs};
+use super::jobs::{JobState, JobTable, operator_only};
 use super::{ApiJson, ApiPath, Caller, Problem};
 use crate::AppState;
 
@@ -265,13 +265,7 @@ async fn get_move(
     Caller(caller): Caller,
     ApiPath(typed): ApiPath<String>,
 ) -> ApiResult<Json<MoveJob>> {
-    let sees_jobs = sees_jobs(&caller)?;
-    let not_found = || Problem::new(StatusCode::NOT_FOUND, format!("no move job {typed:?}"));
-    let id: u64 = typed.parse().map_err(|_| not_found())?;
-    if !sees_jobs {
-        return Err(not_found());
-    }
-    let (job, _) = state.moves.get(id).ok_or_else(not_found)?;
+    let (job, _) = state.moves.get_for(&caller, &typed, "move")?;
     Ok(Json(job))
 }
 
@@ -280,6 +274,5 @@ async fn get_move(
 #[utoipa::path(get, path = "/api/v1/moves", tag = "clusters", operation_id = "list_moves",
     responses((status = 200, body = MoveJobList), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 429, body = Problem, content_type = "application/problem+json")))]
 async fn list_moves(State(state): State<AppState>, Caller(caller): Caller) -> ApiResult<Json<MoveJobList>> {
-    let items = if sees_jobs(&caller)? { state.moves.list() } else { Vec::new() };
-    Ok(Json(MoveJobList { items }))
+    Ok(Json(MoveJobList { items: state.moves.list_for(&caller)? }))
 }

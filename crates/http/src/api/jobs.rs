@@ -28,7 +28,7 @@ pub fn operator_only(caller: &Principal, what: &str) -> Result<(), Problem> {
 
 /// Whether the caller sees the operator's jobs: the operator does; a tenant admin sees
 /// none (no job is of its tenant); a user is refused.
-pub fn sees_jobs(caller: &Principal) -> Result<bool, Problem> {
+fn sees_jobs(caller: &Principal) -> Result<bool, Problem> {
     Ok(caller.administered_tenant()?.is_none())
 }
 
@@ -99,6 +99,24 @@ impl<J: Clone, P: Clone> JobTable<J, P> {
     /// The jobs remembered, oldest first.
     pub fn list(&self) -> Vec<J> {
         self.lock().jobs.values().cloned().collect()
+    }
+
+    /// The job whose id is the path's `typed`, as `caller` may read it: a user is refused
+    /// (403); an id that is not a number, any job for a tenant admin, and a job forgotten
+    /// or never started read as absent (404, "no `kind` job …").
+    pub fn get_for(&self, caller: &Principal, typed: &str, kind: &str) -> Result<(J, Option<P>), Problem> {
+        let sees_jobs = sees_jobs(caller)?;
+        let not_found = || Problem::new(StatusCode::NOT_FOUND, format!("no {kind} job {typed:?}"));
+        let id: u64 = typed.parse().map_err(|_| not_found())?;
+        if !sees_jobs {
+            return Err(not_found());
+        }
+        self.get(id).ok_or_else(not_found)
+    }
+
+    /// [`JobTable::list`] as `caller` may read it: none for a tenant admin, 403 for a user.
+    pub fn list_for(&self, caller: &Principal) -> Result<Vec<J>, Problem> {
+        Ok(if sees_jobs(caller)? { self.list() } else { Vec::new() })
     }
 
     /// The lock, even if a handler panicked while holding it: the table stays consistent
