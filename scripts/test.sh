@@ -45,11 +45,17 @@ if [ "$(cat "$venv/.hameau-pypi" 2>/dev/null)" != "$pypi" ]; then
 fi
 export PATH="$venv/bin:$PATH"
 
-echo "== cargo fmt --check"
+# Each step's heading says how long the run has taken so far, so that a CI log shows where
+# its time goes (the house rule: under 40 minutes on a warm machine).
+step() {
+    printf '== [%dm%02ds] %s\n' $((SECONDS / 60)) $((SECONDS % 60)) "$*"
+}
+
+step "cargo fmt --check"
 cargo fmt --all -- --check
-echo "== cargo clippy"
+step "cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
-echo "== fuzz targets (built with sanitizers, run briefly)"
+step "fuzz targets (built with sanitizers, run briefly)"
 if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "setup: installing cargo-fuzz" >&2
     cargo install cargo-fuzz --locked
@@ -71,10 +77,10 @@ results_and_failures() {
         show || /^error/ { print }'
 }
 
-echo "== the store without RocksDB (the in-memory backend, as crates above it may build it)"
+step "the store without RocksDB (the in-memory backend, as crates above it may build it)"
 cargo test -p hameau-store --no-default-features --features memory 2>&1 | results_and_failures
 
-echo "== private PostgreSQL clusters (15 from Debian, 18 from npm) for the store's PostgreSQL tests"
+step "private PostgreSQL clusters (15 from Debian, 18 from npm) for the store's PostgreSQL tests"
 log=$(mktemp)
 pg_dir=$(mktemp -d)
 pg18_dir=$(mktemp -d)
@@ -84,14 +90,14 @@ HAMEAU_TEST_PG_URL=$(bash scripts/pg-cluster.sh start "$pg_dir")
 export HAMEAU_TEST_PG_URL
 pg18_url=$(HAMEAU_PG_BIN="$pg18_bin" bash scripts/pg-cluster.sh start "$pg18_dir")
 
-echo "== cargo test (the store's PostgreSQL tests on PostgreSQL 15; the end-to-end suite on RocksDB)"
+step "cargo test (the store's PostgreSQL tests on PostgreSQL 15; the end-to-end suite on RocksDB)"
 cargo test --workspace 2>&1 | tee "$log"
-echo "== the end-to-end suite again, on PostgreSQL 15 (HAMEAU_TEST_STORE=postgresql)"
+step "the end-to-end suite again, on PostgreSQL 15 (HAMEAU_TEST_STORE=postgresql)"
 # Less the tests that choose their store themselves (several nodes and failover on
 # PostgreSQL, migrate-store from RocksDB): the first run ran them already.
 HAMEAU_TEST_STORE=postgresql cargo test -p hameau --test it -- --skip nodes:: --skip clusters:: --skip migrate_store:: 2>&1 \
     | tee -a "$log"
-echo "== the store's conformance suite on PostgreSQL 18"
+step "the store's conformance suite on PostgreSQL 18"
 # `--workspace --lib`, not `-p hameau-store`: the same features as the first run, so nothing
 # is built again (alone, hameau-store unifies its build dependencies' features otherwise,
 # and a cold machine built a second librocksdb-sys here, about 15 minutes).
@@ -99,4 +105,6 @@ HAMEAU_TEST_PG_URL="$pg18_url" cargo test --workspace --lib pg::conformance 2>&1
 # One closing line for the whole run: cargo prints one result line per test binary.
 awk '/^test result:/ { passed += $4; failed += $6 } END { printf "tests: %d passed, %d failed\n", passed, failed }' "$log"
 
+step "the Debian package (scripts/deb-test.sh)"
 bash scripts/deb-test.sh
+step "done"
