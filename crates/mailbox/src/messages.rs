@@ -476,13 +476,36 @@ impl Mail {
             tenants_freed: Default::default(),
         };
         for entry in entries {
-            let Some((mut email, version)) = self.read_email(account, entry.email).await? else { continue };
+            let email_key = keys::email(account, entry.email);
+            let index_keys = [keys::uid(account, mailbox, entry.uid), keys::email_uid(account, entry.email, mailbox)];
+            let Some((mut email, version)) = self.read_email(account, entry.email).await? else {
+                // An index entry whose email is gone (no commit leaves one; a damaged store
+                // could): it goes, so that the UID can be expunged and the mailbox deleted,
+                // instead of being found again by every expunge (and by `delete_mailbox`'s
+                // loop, which would then never end).
+                tracing::warn!(account, mailbox, uid = entry.uid, "mail: an index entry without its email is removed");
+                batch.expect_absent(&email_key);
+                for key in &index_keys {
+                    batch.delete(key);
+                }
+                removal.uids.push(entry.uid);
+                continue;
+            };
+            batch.expect_version(&email_key, version);
+            for key in &index_keys {
+                batch.delete(key);
+            }
             if !email.mailboxes.contains(&mailbox) {
+                // Likewise an index entry left by an email that is no longer in the mailbox.
+                tracing::warn!(
+                    account,
+                    mailbox,
+                    uid = entry.uid,
+                    "mail: an index entry of an email no longer in its mailbox is removed"
+                );
+                removal.uids.push(entry.uid);
                 continue;
             }
-            let email_key = keys::email(account, email.id);
-            batch.expect_version(&email_key, version);
-            batch.delete(&keys::uid(account, mailbox, entry.uid)).delete(&keys::email_uid(account, email.id, mailbox));
             email.mailboxes.retain(|id| *id != mailbox);
             if email.mailboxes.is_empty() {
                 add_destruction(batch, account, &mut email, &mut removal)?;

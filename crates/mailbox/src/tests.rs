@@ -1224,3 +1224,33 @@ async fn a_thread_lists_its_emails_and_a_destruction_names_its_thread() {
     let changes = f.mail.changes_since(ACCOUNT, before, 10).await.unwrap();
     assert_eq!(changes[0].destroyed_threads, vec![(reply.email, first.thread)]);
 }
+
+/// An index entry whose email record is gone (no commit leaves one; a damaged store could)
+/// is expunged like any other, and a mailbox holding more of them than one commit takes is
+/// still deleted: each turn of `delete_mailbox` removes a part (it looped for ever when
+/// the expunge skipped them).
+#[tokio::test]
+async fn index_entries_without_their_email_are_expunged_and_the_mailbox_deleted() {
+    let f = fixture().await;
+    let archive = f.mail.mailbox_by_role(ACCOUNT, Role::Archive).await.unwrap().unwrap().id;
+    let count = super::UIDS_PER_COMMIT_MAX + 100;
+    let mut emails = Vec::new();
+    for first in (0..count).step_by(100) {
+        let deliveries =
+            (first..first + 100).map(|i| (ACCOUNT, ingest(message(&format!("d{i}"), ""), vec![archive]))).collect();
+        emails.extend(f.mail.ingest_many(deliveries).await.unwrap().into_iter().map(|stored| stored.email));
+    }
+    let mut batch = hameau_store::Batch::new();
+    for email in &emails {
+        batch.delete(&crate::keys::email(ACCOUNT, *email));
+    }
+    f.mail.store.commit(batch).await.unwrap();
+    assert_eq!(f.mail.uids(ACCOUNT, archive).await.unwrap().len(), count, "the index still lists them");
+    let (removed, _) = f.mail.expunge(ACCOUNT, archive, &[1, 2]).await.unwrap();
+    assert_eq!(removed, vec![1, 2]);
+    assert_eq!(f.mail.uids(ACCOUNT, archive).await.unwrap().len(), count - 2);
+    let deleted = tokio::time::timeout(std::time::Duration::from_secs(60), f.mail.delete_mailbox(ACCOUNT, archive));
+    deleted.await.expect("delete_mailbox ends").unwrap();
+    assert!(f.mail.uids(ACCOUNT, archive).await.unwrap().is_empty());
+    assert!(matches!(f.mail.delete_mailbox(ACCOUNT, archive).await, Err(Error::NoMailbox(_))));
+}

@@ -151,7 +151,13 @@ impl Mail {
             let entries = self.uids(account, id).await?;
             if entries.len() > UIDS_PER_COMMIT_MAX {
                 let uids: Vec<u32> = entries.iter().map(|entry| entry.uid).collect();
-                self.expunge(account, id, &uids[..UIDS_PER_COMMIT_MAX]).await?;
+                // Each turn removes a part of the index, or counts as a conflict: the loop
+                // ends either way.
+                let (removed, _) = self.expunge(account, id, &uids[..UIDS_PER_COMMIT_MAX]).await?;
+                if removed.is_empty() {
+                    conflicts += 1;
+                    backoff(conflicts).await;
+                }
                 continue;
             }
             let mut batch = Batch::new();
