@@ -78,6 +78,12 @@ pub enum StartError {
     /// `jobs_kept_max` jobs are remembered and none is finished.
     #[error("{0} import jobs are queued or running (migrate.jobs_kept_max): try again once one has finished")]
     Full(usize),
+    /// The tenant has `jobs_per_tenant_max` jobs queued or running: one commune cannot
+    /// fill the table that every commune shares.
+    #[error(
+        "{0} import jobs of this commune are queued or running (migrate.jobs_per_tenant_max): try again once one has finished"
+    )]
+    TenantFull(usize),
     /// The server is stopping.
     #[error("the server is shutting down")]
     ShuttingDown,
@@ -245,6 +251,10 @@ impl Jobs {
         let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
         if table.shutting_down {
             return Err(StartError::ShuttingDown);
+        }
+        let unfinished = table.entries.iter().filter(|entry| entry.tenant == tenant && entry.report.is_none()).count();
+        if unfinished >= self.options().jobs_per_tenant_max.max(1) {
+            return Err(StartError::TenantFull(unfinished));
         }
         table.started += 1;
         let id = random_id(now, table.started);

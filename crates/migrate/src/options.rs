@@ -78,6 +78,10 @@ pub struct Options {
     /// evicts the oldest finished one; past it with none finished, a new job is refused.
     /// 200: every account of the largest communes started at once, with their reports.
     pub jobs_kept_max: usize,
+    /// Most import jobs of one tenant queued or running at once; past it, its next job is
+    /// refused (`429`) until one has finished. 50: a commune's every agent at once, while
+    /// one commune can never fill `jobs_kept_max` and refuse the others theirs.
+    pub jobs_per_tenant_max: usize,
 }
 
 impl Default for Options {
@@ -104,6 +108,7 @@ impl Default for Options {
             files: hameau_mailfile::Limits::default(),
             jobs_concurrent_max: 3,
             jobs_kept_max: 200,
+            jobs_per_tenant_max: 50,
         }
     }
 }
@@ -127,6 +132,14 @@ impl Options {
         range(SECTION, "reconnects_max", self.reconnects_max as u64, 0, 10_000)?;
         range(SECTION, "jobs_concurrent_max", self.jobs_concurrent_max as u64, 1, 1_000)?;
         range(SECTION, "jobs_kept_max", self.jobs_kept_max as u64, 1, 100_000)?;
+        range(SECTION, "jobs_per_tenant_max", self.jobs_per_tenant_max as u64, 1, 100_000)?;
+        if self.jobs_per_tenant_max > self.jobs_kept_max {
+            return Err(Problem::new(
+                SECTION,
+                "jobs_per_tenant_max",
+                format!("must be at most jobs_kept_max ({})", self.jobs_kept_max),
+            ));
+        }
         if self.jobs_kept_max < self.jobs_concurrent_max {
             return Err(Problem::new(
                 SECTION,

@@ -517,6 +517,52 @@ async fn the_job_table_keeps_its_bounds_and_stops_at_shutdown() {
     assert!(matches!(jobs.start("a", target(), source()), Err(StartError::ShuttingDown)));
 }
 
+/// A tenant with `jobs_per_tenant_max` jobs queued or running is refused its next one,
+/// another tenant is not; one of its jobs ending makes room again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_tenant_cannot_fill_the_job_table() {
+    use std::sync::Arc;
+
+    use hameau_mailbox::{Mail, Quota};
+    use hameau_store::{Options as StoreOptions, Store};
+
+    use crate::{JobState, Jobs, StartError};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&StoreOptions::rocksdb(dir.path())).await.unwrap();
+    let options = Options { jobs_concurrent_max: 1, jobs_kept_max: 10, jobs_per_tenant_max: 2, ..Options::default() };
+    options.check().unwrap();
+    let importer = crate::Importer::new(Mail::new(store), options, Arc::new(|| 1_800_000_000));
+    let jobs = Jobs::new(Arc::new(importer), Arc::new(rustls::RootCertStore::empty()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let source = || crate::ImapSource {
+        url: SourceUrl::parse(&format!("imaps://127.0.0.1:{port}"), false).unwrap(),
+        user: "alice".into(),
+        password: "secret".into(),
+        tls: jobs.client_tls(None).unwrap(),
+    };
+    let target = || crate::Target { account: 1, address: "alice@commune.fr".into(), quota: Quota::default() };
+    let first = jobs.start("a", target(), source()).unwrap();
+    jobs.start("a", target(), source()).unwrap();
+    let err = jobs.start("a", target(), source()).unwrap_err();
+    assert!(matches!(err, StartError::TenantFull(2)), "{err}");
+    assert!(err.to_string().contains("migrate.jobs_per_tenant_max"), "{err}");
+    jobs.start("b", target(), source()).unwrap();
+    jobs.cancel_or_forget(&first.id).unwrap();
+    for _ in 0..100 {
+        if jobs.get(&first.id).unwrap().state == JobState::Cancelled {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    jobs.start("a", target(), source()).unwrap();
+    jobs.shutdown().await;
+    // The bound is at most the table's.
+    let wider = Options { jobs_per_tenant_max: 300, ..Options::default() };
+    assert!(wider.check().unwrap_err().to_string().contains("jobs_per_tenant_max"));
+}
+
 /// Queued jobs start tenants in turn: a commune that queued many does not hold back the
 /// next commune's first one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -259,8 +259,9 @@ async fn list_imports(State(state): State<AppState>, Caller(caller): Caller) -> 
 
 /// Starts the import of one old mailbox into one account: every folder with its
 /// hierarchy, flags, keywords and dates, then a verification against the source. It runs
-/// in the server (queued while `migrate.jobs_concurrent_max` run), within `[migrate]`'s
-/// throttles and limits. Jobs do not survive a restart: the import is resumable, and the
+/// in the server (queued while `migrate.jobs_concurrent_max` run; a commune may have at
+/// most `migrate.jobs_per_tenant_max` queued or running, past which `429`), within
+/// `[migrate]`'s throttles and limits. Jobs do not survive a restart: the import is resumable, and the
 /// same request later copies only what is missing.
 #[utoipa::path(post, path = "/api/v1/imports", tag = "imports", operation_id = "start_import", request_body = StartImport,
     responses((status = 202, body = ImportJob), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 413, body = Problem, content_type = "application/problem+json"), (status = 415, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json"), (status = 429, body = Problem, content_type = "application/problem+json"), (status = 503, body = Problem, content_type = "application/problem+json")))]
@@ -292,6 +293,11 @@ async fn start_import(
     let view = jobs.start(&account.tenant, target, source).map_err(|e| match e {
         StartError::Full(_) => {
             let mut problem = Problem::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+            problem.retry_after_s = Some(60);
+            problem
+        }
+        StartError::TenantFull(_) => {
+            let mut problem = Problem::new(StatusCode::TOO_MANY_REQUESTS, e.to_string());
             problem.retry_after_s = Some(60);
             problem
         }

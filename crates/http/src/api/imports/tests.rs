@@ -33,6 +33,10 @@ struct Fixture {
 }
 
 async fn fixture() -> Fixture {
+    fixture_with(hameau_migrate::Options { connect_timeout_s: 5, jobs_concurrent_max: 1, ..Default::default() }).await
+}
+
+async fn fixture_with(options: hameau_migrate::Options) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&StoreOptions::rocksdb(dir.path())).await.unwrap();
     let directory = Directory::new(store.clone(), DirectoryOptions::default());
@@ -72,7 +76,6 @@ async fn fixture() -> Fixture {
     let queue = hameau_queue::Queue::new(store.clone(), hameau_queue::Limits::default());
     let mut state = crate::tests::state(store.clone(), directory, queue, "mx.example.org");
     let mail = hameau_mailbox::Mail::new(store.clone());
-    let options = hameau_migrate::Options { connect_timeout_s: 5, jobs_concurrent_max: 1, ..Default::default() };
     let importer = hameau_migrate::Importer::new(mail, options, Arc::new(|| NOW));
     let jobs = hameau_migrate::Jobs::new(Arc::new(importer), Arc::new(rustls::RootCertStore::empty()));
     state.imports = Some(Arc::new(jobs));
@@ -254,5 +257,40 @@ async fn a_running_job_is_cancelled_and_a_queued_one_never_starts() {
         // Ended: a second DELETE forgets it.
         assert_eq!(f.json(&f.operator, "DELETE", &format!("/api/v1/imports/{id}"), None).await.0, 204);
         assert_eq!(f.json(&f.operator, "GET", &format!("/api/v1/imports/{id}"), None).await.0, 404);
+    }
+}
+
+/// One commune cannot fill the table every commune shares: past
+/// `migrate.jobs_per_tenant_max` jobs queued or running, its next one is refused with
+/// `429` and a `Retry-After`, while another commune's still starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commune_at_its_job_bound_is_refused_and_the_others_are_not() {
+    let options = hameau_migrate::Options {
+        connect_timeout_s: 5,
+        jobs_concurrent_max: 1,
+        jobs_per_tenant_max: 2,
+        ..Default::default()
+    };
+    let f = fixture_with(options).await;
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let (status, job) = f.start(&f.admin_a, "user@a.fr", &f.silent_url).await;
+        assert_eq!(status, 202, "{job}");
+        ids.push(job["id"].as_str().unwrap().to_string());
+    }
+    let (status, problem) = f.start(&f.admin_a, "user@a.fr", &f.silent_url).await;
+    assert_eq!(status, 429, "{problem}");
+    assert!(problem["detail"].as_str().unwrap().contains("migrate.jobs_per_tenant_max"), "{problem}");
+    let (status, job) = f.start(&f.admin_b, "user@b.fr", &f.silent_url).await;
+    assert_eq!(status, 202, "another commune starts: {job}");
+    ids.push(job["id"].as_str().unwrap().to_string());
+    // Once one of its jobs has ended, the commune may start another.
+    assert_eq!(f.json(&f.operator, "DELETE", &format!("/api/v1/imports/{}", ids[0]), None).await.0, 202);
+    f.ended(&ids[0]).await;
+    let (status, job) = f.start(&f.admin_a, "user@a.fr", &f.silent_url).await;
+    assert_eq!(status, 202, "{job}");
+    ids.push(job["id"].as_str().unwrap().to_string());
+    for id in &ids[1..] {
+        f.json(&f.operator, "DELETE", &format!("/api/v1/imports/{id}"), None).await;
     }
 }
