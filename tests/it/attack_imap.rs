@@ -417,9 +417,8 @@ fn reader_that_never_reads() {
 fn read_whole_inbox(imap: SocketAddr) {
     let mut client = LineClient::connect(imap, Duration::from_secs(60)).unwrap();
     assert!(client.line().unwrap().starts_with("* OK"));
-    let commands = format!(
-        "l1 LOGIN {USER} \"{USER_PASSWORD}\"\r\nl2 SELECT INBOX\r\nf1 FETCH 1:* BODY.PEEK[]\r\nl3 LOGOUT\r\n"
-    );
+    let commands =
+        format!("l1 LOGIN {USER} \"{USER_PASSWORD}\"\r\nl2 SELECT INBOX\r\nf1 FETCH 1:* BODY.PEEK[]\r\nl3 LOGOUT\r\n");
     client.send(commands.as_bytes()).unwrap();
     let answer = client.until("f1 ").unwrap();
     assert!(answer.starts_with("f1 OK"), "{answer}");

@@ -455,57 +455,87 @@ pub(crate) fn channel_of(
     receiver
 }
 
+/// A job table over a fresh store, and an IMAP source that accepts and never greets: a
+/// job against it runs until cancelled.
+struct JobTable {
+    jobs: crate::Jobs,
+    port: u16,
+    _listener: tokio::net::TcpListener,
+    _dir: tempfile::TempDir,
+}
+
+impl JobTable {
+    async fn new(options: Options) -> JobTable {
+        use std::sync::Arc;
+
+        use hameau_mailbox::Mail;
+        use hameau_store::{Options as StoreOptions, Store};
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreOptions::rocksdb(dir.path())).await.unwrap();
+        let importer = crate::Importer::new(Mail::new(store), options, Arc::new(|| 1_800_000_000));
+        let jobs = crate::Jobs::new(Arc::new(importer), Arc::new(rustls::RootCertStore::empty()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        JobTable { jobs, port, _listener: listener, _dir: dir }
+    }
+
+    /// Starts a job of `tenant` (alice's mail from the silent source).
+    fn start(&self, tenant: &str) -> Result<crate::JobView, crate::StartError> {
+        let source = crate::ImapSource {
+            url: SourceUrl::parse(&format!("imaps://127.0.0.1:{}", self.port), false).unwrap(),
+            user: "alice".into(),
+            password: "secret".into(),
+            tls: self.jobs.client_tls(None).unwrap(),
+        };
+        let target =
+            crate::Target { account: 1, address: "alice@commune.fr".into(), quota: hameau_mailbox::Quota::default() };
+        self.jobs.start(tenant, target, source)
+    }
+
+    fn state(&self, id: &str) -> crate::JobState {
+        self.jobs.get(id).unwrap().state
+    }
+
+    /// Waits until the job `id` has ended cancelled.
+    async fn cancelled(&self, id: &str) {
+        for _ in 0..100 {
+            if self.state(id) == crate::JobState::Cancelled {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("{id} did not end");
+    }
+}
+
 /// The server's job table: at most `jobs_kept_max` remembered (the oldest ended one makes
 /// room, none ended refuses), queued behind `jobs_concurrent_max`, all stopped by the
 /// shutdown, nothing started after it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_job_table_keeps_its_bounds_and_stops_at_shutdown() {
-    use std::sync::Arc;
+    use crate::{JobState, Removal, StartError};
 
-    use hameau_mailbox::{Mail, Quota};
-    use hameau_store::{Options as StoreOptions, Store};
-
-    use crate::{JobState, Jobs, Removal, StartError};
-
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&StoreOptions::rocksdb(dir.path())).await.unwrap();
-    let options = Options { jobs_concurrent_max: 1, jobs_kept_max: 2, ..Options::default() };
-    let importer = crate::Importer::new(Mail::new(store), options, Arc::new(|| 1_800_000_000));
-    let jobs = Jobs::new(Arc::new(importer), Arc::new(rustls::RootCertStore::empty()));
-    // Accepts and never greets: a job against it runs until cancelled.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let source = || crate::ImapSource {
-        url: SourceUrl::parse(&format!("imaps://127.0.0.1:{port}"), false).unwrap(),
-        user: "alice".into(),
-        password: "secret".into(),
-        tls: jobs.client_tls(None).unwrap(),
-    };
-    let target = || crate::Target { account: 1, address: "alice@commune.fr".into(), quota: Quota::default() };
-    let first = jobs.start("a", target(), source()).unwrap();
-    let second = jobs.start("b", target(), source()).unwrap();
+    let table = JobTable::new(Options { jobs_concurrent_max: 1, jobs_kept_max: 2, ..Options::default() }).await;
+    let jobs = &table.jobs;
+    let first = table.start("a").unwrap();
+    let second = table.start("b").unwrap();
     assert_ne!(first.id, second.id);
-    assert!(matches!(jobs.start("a", target(), source()), Err(StartError::Full(2))));
+    assert!(matches!(table.start("a"), Err(StartError::Full(2))));
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    assert_eq!(jobs.get(&first.id).unwrap().state, JobState::Running);
-    assert_eq!(jobs.get(&second.id).unwrap().state, JobState::Queued);
+    assert_eq!(table.state(&first.id), JobState::Running);
+    assert_eq!(table.state(&second.id), JobState::Queued);
     assert_eq!(jobs.list(|tenant| tenant == "b").len(), 1);
     assert!(!format!("{:?}", jobs.list(|_| true)).contains("secret"));
     // Cancelled, it ends; the next start evicts it, the oldest ended job.
     assert!(matches!(jobs.cancel_or_forget(&first.id), Some(Removal::Cancelling(_))));
-    for _ in 0..100 {
-        if jobs.get(&first.id).unwrap().state == JobState::Cancelled {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    assert_eq!(jobs.get(&first.id).unwrap().state, JobState::Cancelled);
-    let third = jobs.start("a", target(), source()).unwrap();
+    table.cancelled(&first.id).await;
+    let third = table.start("a").unwrap();
     assert!(jobs.get(&first.id).is_none());
     // The queued one took the slot, the new one waits behind it.
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    assert_eq!(jobs.get(&second.id).unwrap().state, JobState::Running);
-    assert_eq!(jobs.get(&third.id).unwrap().state, JobState::Queued);
+    assert_eq!(table.state(&second.id), JobState::Running);
+    assert_eq!(table.state(&third.id), JobState::Queued);
     let stopping = std::time::Instant::now();
     jobs.shutdown().await;
     assert!(stopping.elapsed() < std::time::Duration::from_secs(2));
@@ -514,50 +544,28 @@ async fn the_job_table_keeps_its_bounds_and_stops_at_shutdown() {
         assert_eq!(job.state, JobState::Cancelled);
         assert!(!job.report.unwrap().complete);
     }
-    assert!(matches!(jobs.start("a", target(), source()), Err(StartError::ShuttingDown)));
+    assert!(matches!(table.start("a"), Err(StartError::ShuttingDown)));
 }
 
 /// A tenant with `jobs_per_tenant_max` jobs queued or running is refused its next one,
 /// another tenant is not; one of its jobs ending makes room again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_tenant_cannot_fill_the_job_table() {
-    use std::sync::Arc;
+    use crate::StartError;
 
-    use hameau_mailbox::{Mail, Quota};
-    use hameau_store::{Options as StoreOptions, Store};
-
-    use crate::{JobState, Jobs, StartError};
-
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&StoreOptions::rocksdb(dir.path())).await.unwrap();
     let options = Options { jobs_concurrent_max: 1, jobs_kept_max: 10, jobs_per_tenant_max: 2, ..Options::default() };
     options.check().unwrap();
-    let importer = crate::Importer::new(Mail::new(store), options, Arc::new(|| 1_800_000_000));
-    let jobs = Jobs::new(Arc::new(importer), Arc::new(rustls::RootCertStore::empty()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let source = || crate::ImapSource {
-        url: SourceUrl::parse(&format!("imaps://127.0.0.1:{port}"), false).unwrap(),
-        user: "alice".into(),
-        password: "secret".into(),
-        tls: jobs.client_tls(None).unwrap(),
-    };
-    let target = || crate::Target { account: 1, address: "alice@commune.fr".into(), quota: Quota::default() };
-    let first = jobs.start("a", target(), source()).unwrap();
-    jobs.start("a", target(), source()).unwrap();
-    let err = jobs.start("a", target(), source()).unwrap_err();
+    let table = JobTable::new(options).await;
+    let first = table.start("a").unwrap();
+    table.start("a").unwrap();
+    let err = table.start("a").unwrap_err();
     assert!(matches!(err, StartError::TenantFull(2)), "{err}");
     assert!(err.to_string().contains("migrate.jobs_per_tenant_max"), "{err}");
-    jobs.start("b", target(), source()).unwrap();
-    jobs.cancel_or_forget(&first.id).unwrap();
-    for _ in 0..100 {
-        if jobs.get(&first.id).unwrap().state == JobState::Cancelled {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    jobs.start("a", target(), source()).unwrap();
-    jobs.shutdown().await;
+    table.start("b").unwrap();
+    table.jobs.cancel_or_forget(&first.id).unwrap();
+    table.cancelled(&first.id).await;
+    table.start("a").unwrap();
+    table.jobs.shutdown().await;
     // The bound is at most the table's.
     let wider = Options { jobs_per_tenant_max: 300, ..Options::default() };
     assert!(wider.check().unwrap_err().to_string().contains("jobs_per_tenant_max"));
@@ -567,50 +575,19 @@ async fn one_tenant_cannot_fill_the_job_table() {
 /// next commune's first one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queued_jobs_start_tenants_in_turn() {
-    use std::sync::Arc;
+    use crate::JobState;
 
-    use hameau_mailbox::{Mail, Quota};
-    use hameau_store::{Options as StoreOptions, Store};
-
-    use crate::{JobState, Jobs};
-
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&StoreOptions::rocksdb(dir.path())).await.unwrap();
-    let options = Options { jobs_concurrent_max: 1, ..Options::default() };
-    let importer = crate::Importer::new(Mail::new(store), options, Arc::new(|| 1_800_000_000));
-    let jobs = Jobs::new(Arc::new(importer), Arc::new(rustls::RootCertStore::empty()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let start = |tenant: &str| {
-        let source = crate::ImapSource {
-            url: SourceUrl::parse(&format!("imaps://127.0.0.1:{port}"), false).unwrap(),
-            user: "alice".into(),
-            password: "secret".into(),
-            tls: jobs.client_tls(None).unwrap(),
-        };
-        let target = crate::Target { account: 1, address: "alice@commune.fr".into(), quota: Quota::default() };
-        jobs.start(tenant, target, source).unwrap().id
-    };
+    let table = JobTable::new(Options { jobs_concurrent_max: 1, ..Options::default() }).await;
+    let start = |tenant: &str| table.start(tenant).unwrap().id;
     let (a1, a2, a3, b1) = (start("a"), start("a"), start("a"), start("b"));
-    let state = |id: &str| jobs.get(id).unwrap().state;
+    let state = |id: &str| table.state(id);
     assert_eq!(state(&a1), JobState::Running);
-    jobs.cancel_or_forget(&a1);
-    cancelled(&jobs, &a1).await;
+    table.jobs.cancel_or_forget(&a1);
+    table.cancelled(&a1).await;
     // b has had no turn: its job goes before a's older ones.
     assert_eq!((state(&b1), state(&a2), state(&a3)), (JobState::Running, JobState::Queued, JobState::Queued));
-    jobs.cancel_or_forget(&b1);
-    cancelled(&jobs, &b1).await;
+    table.jobs.cancel_or_forget(&b1);
+    table.cancelled(&b1).await;
     assert_eq!((state(&a2), state(&a3)), (JobState::Running, JobState::Queued));
-    jobs.shutdown().await;
-}
-
-/// Waits until the job `id` has ended cancelled.
-async fn cancelled(jobs: &crate::Jobs, id: &str) {
-    for _ in 0..100 {
-        if jobs.get(id).unwrap().state == crate::JobState::Cancelled {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    panic!("{id} did not end");
+    table.jobs.shutdown().await;
 }
