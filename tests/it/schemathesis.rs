@@ -33,6 +33,7 @@ fn schemathesis_finds_nothing() {
     enqueue(&config, "demo", &["x@nowhere.test"], Some("schemathesis"));
     set_config(&config, "failures_before_delay = 5", "failures_before_delay = 1000");
     set_config(&config, "failures_max = 20", "failures_max = 100000");
+    set_config(&config, "level = \"info\"", "level = \"debug\"");
     let server = start_server(&config);
     let url = format!("https://127.0.0.1:{}/api/v1/openapi.json", server.https[0].port());
     let output = Command::new("schemathesis")
@@ -52,10 +53,21 @@ fn schemathesis_finds_nothing() {
         .output()
         .expect("schemathesis is needed (pip install schemathesis; scripts/test.sh installs it)");
     let report = String::from_utf8_lossy(&output.stdout);
+    // What the server says of connections and of its warnings, for a failure to be
+    // understood: one CI run (2026-12-03) lost one request of 3,850 to a "Network Error"
+    // ("EOF occurred in violation of protocol"), not reproduced since.
+    let said: Vec<String> = (server.log().into_iter())
+        .filter(|line| {
+            line.contains("\"level\":\"WARN\"")
+                || line.contains("\"level\":\"ERROR\"")
+                || (line.contains("\"target\":\"hameau_http") && !line.contains("\"level\":\"INFO\""))
+        })
+        .collect();
     assert!(
         output.status.success(),
-        "schemathesis found problems:\n{report}\n{}",
-        String::from_utf8_lossy(&output.stderr)
+        "schemathesis found problems:\n{report}\n{}\nthe server's warnings and its HTTP server's debug lines:\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        said.join("\n")
     );
     assert!(report.contains(" passed"), "{report}");
     assert!(!server.log().join("\n").contains("panicked"));
