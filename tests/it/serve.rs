@@ -156,6 +156,53 @@ fn silent_and_idle_clients_are_closed_after_the_header_timeout() {
     assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
 }
 
+/// Request headers past `http.header_bytes_max` get `431` and the connection ends, on
+/// HTTPS and on port 80; a request just under it is served, and so is the next client.
+#[test]
+fn headers_past_their_bound_get_431() {
+    let dir = init();
+    let config = config_path(dir.path());
+    // The [http] key (`text_index_header_bytes_max` ends the same way).
+    crate::support::set_config(&config, "\nheader_bytes_max = 65536", "\nheader_bytes_max = 16384");
+    let server = start_server(&config);
+    let cert = server.cert.clone();
+    let (https, plain) = (server.https[0], server.http[0]);
+    let request = |padding: usize| {
+        format!(
+            "GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Padding: {}\r\nConnection: close\r\n\r\n",
+            "a".repeat(padding)
+        )
+    };
+    let status_line = |response: &[u8]| String::from_utf8_lossy(response).lines().next().unwrap_or("").to_string();
+    let (small, large) = block_on(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut answers = Vec::new();
+        for padding in [12_000, 40_000] {
+            let tcp = tokio::net::TcpStream::connect(https).await.unwrap();
+            let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+            let mut tls = crate::support::tls_connector(&cert).connect(name, tcp).await.unwrap();
+            // The server may answer and close before it has read all of a long request.
+            let _ = tls.write_all(request(padding).as_bytes()).await;
+            let mut response = Vec::new();
+            let _ = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut response)).await;
+            answers.push(response);
+        }
+        (answers.remove(0), answers.remove(0))
+    });
+    assert!(status_line(&small).starts_with("HTTP/1.1 200"), "{}", status_line(&small));
+    assert!(status_line(&large).starts_with("HTTP/1.1 431"), "{}", status_line(&large));
+    // Port 80 too.
+    use std::io::{Read, Write};
+    let mut tcp = std::net::TcpStream::connect(plain).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = tcp.write_all(request(40_000).as_bytes());
+    let mut response = Vec::new();
+    let _ = tcp.read_to_end(&mut response);
+    assert!(status_line(&response).starts_with("HTTP/1.1 431"), "{}", status_line(&response));
+    let (status, _) = block_on(crate::support::https_get(https, &server.cert, "/healthz"));
+    assert_eq!(status, 200);
+}
+
 /// A new self-signed certificate for `name` written over `cert` and `key`.
 fn self_signed(name: &str, cert: &std::path::Path, key: &std::path::Path) {
     let made = rcgen::generate_simple_self_signed(vec![name.to_string()]).unwrap();

@@ -32,6 +32,11 @@ pub struct Options {
     /// keep-alive connections). 10 s, as Apache's `RequestReadTimeout header=10`, stops
     /// slowloris-style clients.
     pub header_timeout_s: u64,
+    /// Largest request line and headers together, in bytes (hyper's read buffer); past
+    /// it the answer is `431 Request Header Fields Too Large` and the connection ends.
+    /// 64 KiB holds any browser's or client's headers (cookies included) many times; the
+    /// count of header fields is bounded apart, by hyper's fixed 100 (431 too).
+    pub header_bytes_max: usize,
     /// Largest request body. 1 MiB is far above any admin request.
     pub request_bytes_max: usize,
     /// Largest Outlook Autodiscover (POX) request body. Outlook's and Thunderbird's are
@@ -56,6 +61,7 @@ impl Default for Options {
             connections_max: 1024,
             connections_per_ip_max: 128,
             header_timeout_s: 10,
+            header_bytes_max: 64 * 1024,
             request_bytes_max: 1024 * 1024,
             autodiscover_request_bytes_max: 16 * 1024,
             body_timeout_s: 60,
@@ -93,6 +99,8 @@ impl Options {
         range(SECTION, "connections_max", self.connections_max as u64, 1, 1_000_000)?;
         range(SECTION, "connections_per_ip_max", self.connections_per_ip_max as u64, 1, 100_000)?;
         range(SECTION, "header_timeout_s", self.header_timeout_s, 1, 3600)?;
+        // hyper's smallest read buffer is 8 KiB (it panics below).
+        range(SECTION, "header_bytes_max", self.header_bytes_max as u64, 8 * 1024, 1 << 20)?;
         range(SECTION, "request_bytes_max", self.request_bytes_max as u64, 1024, 64 << 20)?;
         range(SECTION, "autodiscover_request_bytes_max", self.autodiscover_request_bytes_max as u64, 1024, 1 << 20)?;
         range(SECTION, "body_timeout_s", self.body_timeout_s, 1, 3600)?;

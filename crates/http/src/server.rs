@@ -120,6 +120,7 @@ async fn serve_http(
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(options.header_timeout())
+        .max_buf_size(options.header_bytes_max)
         .serve_connection(TokioIo::new(connection), service);
     let mut connection = std::pin::pin!(connection);
     tokio::select! {
