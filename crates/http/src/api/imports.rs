@@ -290,18 +290,16 @@ async fn start_import(
         },
     };
     let source = ImapSource { url, user: request.user, password: request.password, tls };
-    let view = jobs.start(&account.tenant, target, source).map_err(|e| match e {
-        StartError::Full(_) => {
-            let mut problem = Problem::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
-            problem.retry_after_s = Some(60);
-            problem
-        }
-        StartError::TenantFull(_) => {
-            let mut problem = Problem::new(StatusCode::TOO_MANY_REQUESTS, e.to_string());
-            problem.retry_after_s = Some(60);
-            problem
-        }
-        e => Problem::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    let view = jobs.start(&account.tenant, target, source).map_err(|e| {
+        // A full table (the server's or the commune's) empties as jobs finish: retry later.
+        let (status, retry_after_s) = match e {
+            StartError::Full(_) => (StatusCode::SERVICE_UNAVAILABLE, Some(60)),
+            StartError::TenantFull(_) => (StatusCode::TOO_MANY_REQUESTS, Some(60)),
+            _ => (StatusCode::SERVICE_UNAVAILABLE, None),
+        };
+        let mut problem = Problem::new(status, e.to_string());
+        problem.retry_after_s = retry_after_s;
+        problem
     })?;
     tracing::info!(job = %view.id, account = %view.account, source = %view.source, "admin API: import started");
     Ok((StatusCode::ACCEPTED, Json(ImportJob::new(view))))
