@@ -80,6 +80,14 @@ pub(crate) fn account_of(key: &[u8]) -> Option<AccountId> {
     Some(AccountId::from_be_bytes(account.try_into().ok()?))
 }
 
+/// The bytes an upload record (`key`, `value`) was charged, and the tenant charged; `None`
+/// for another key or a value that does not read as an upload.
+pub(crate) fn upload_charge(key: &[u8], value: &[u8]) -> Option<(u64, Option<String>)> {
+    upload_blob(key)?;
+    let record: UploadRecord = serde_json::from_slice(value).ok()?;
+    Some((record.size, record.tenant))
+}
+
 /// The blob an upload record holds a reference to (its key's last 32 bytes).
 pub(crate) fn upload_blob(key: &[u8]) -> Option<BlobHash> {
     keys::account_of(key)?;

@@ -300,14 +300,18 @@ pub fn tenant_prefixes(tenant: &str, accounts: &[AccountId]) -> Vec<Vec<u8>> {
     prefixes
 }
 
+/// Whether `key` is an email's record (`m/<account>/e/<id>`).
+pub fn is_email(key: &[u8]) -> bool {
+    account_of(key).is_some()
+        && key.len() == MAIL_PREFIX.len() + 8 + 3 + 8
+        && key.get(MAIL_PREFIX.len() + 8..MAIL_PREFIX.len() + 11) == Some(b"/e/".as_slice())
+}
+
 /// The blobs an email's record (`m/<account>/e/<id>`) holds one reference each to: the
 /// message and its shared large records, as ingest acquires them and expunge releases
 /// them. Nothing for the other keys, or a value that does not read as an email.
 pub fn blob_refs(key: &[u8], value: &[u8]) -> Vec<hameau_store::BlobHash> {
-    let is_email = account_of(key).is_some()
-        && key.len() == MAIL_PREFIX.len() + 8 + 3 + 8
-        && key.get(MAIL_PREFIX.len() + 8..MAIL_PREFIX.len() + 11) == Some(b"/e/".as_slice());
-    if !is_email {
+    if !is_email(key) {
         // An upload holds a reference on its blob too (client_records.rs).
         return crate::client_records::upload_blob(key).into_iter().collect();
     }

@@ -30,6 +30,7 @@
 mod client_records;
 mod deliver;
 mod delivery_cache;
+mod forget;
 mod keys;
 mod keyword;
 mod learn;
@@ -55,6 +56,7 @@ pub use vacation::{VACATION_KIND, Vacation};
 pub use bytes::Bytes;
 pub use client_records::{Upload, UploadTerms};
 pub use deliver::{Filing, LocalDelivery};
+pub use forget::MailDeleted;
 use hameau_store::placement::Placed;
 use hameau_store::{Batch, BlobHash, Patch, PatchTarget, Scan, StagedBlob, Store};
 

@@ -1254,3 +1254,89 @@ async fn index_entries_without_their_email_are_expunged_and_the_mailbox_deleted(
     assert!(f.mail.uids(ACCOUNT, archive).await.unwrap().is_empty());
     assert!(matches!(f.mail.delete_mailbox(ACCOUNT, archive).await, Err(Error::NoMailbox(_))));
 }
+
+#[tokio::test]
+async fn deleting_an_account_s_mail_removes_all_of_it_and_gives_its_bytes_back() {
+    let f = fixture().await;
+    let other = ACCOUNT + 1;
+    let other_inbox = inbox_of(&f.mail, other).await;
+    let projets = f.mail.create_mailbox(ACCOUNT, "Projets", None, NOW).await.unwrap();
+    // 1,200 messages (over two pages of the deletion), one shared with the other account
+    // (its blob and its large text stay for it), the others the account's alone.
+    let quota = tenant_quota(None, None);
+    let shared_text = "Délibération du conseil municipal. ".repeat(4_000);
+    let shared = bytes::Bytes::from(format!("From: a@b.fr\r\nSubject: cr\r\n\r\n{shared_text}\r\n"));
+    let mut both = Vec::new();
+    for account in [ACCOUNT, other] {
+        let inbox = if account == ACCOUNT { f.inbox } else { other_inbox };
+        let mut delivery = ingest(Vec::new(), vec![inbox]);
+        delivery.raw = shared.clone();
+        delivery.quota = quota.clone();
+        both.push((account, delivery));
+    }
+    let stored = f.mail.ingest_many(both).await.unwrap();
+    let mut own_blobs = Vec::new();
+    for i in 0..1_200 {
+        let mailbox = if i % 2 == 0 { f.inbox } else { projets.id };
+        let mut delivery = ingest(message(&format!("m{i}"), ""), vec![mailbox]);
+        delivery.quota = quota.clone();
+        let ingested = f.mail.ingest(ACCOUNT, delivery).await.unwrap();
+        if i < 3 {
+            own_blobs.push(
+                hameau_store::BlobHash::from_hex(&f.mail.email(ACCOUNT, ingested.email).await.unwrap().blob).unwrap(),
+            );
+        }
+    }
+    f.mail.put_push_subscription(ACCOUNT, "p1", b"{}").await.unwrap();
+    let staged = f.mail.stage_upload(ACCOUNT, &mut &b"piece jointe"[..]).await.unwrap();
+    let upload = staged.hash();
+    let terms = crate::UploadTerms { now: NOW, ttl_s: 3600, pending_bytes_max: 1000, quota: quota.clone() };
+    f.mail.add_upload(ACCOUNT, staged, &terms).await.unwrap();
+    let used = f.mail.quota_used(ACCOUNT).await.unwrap();
+    let other_used = f.mail.quota_used(other).await.unwrap();
+    assert_eq!(f.mail.tenant_used("commune").await.unwrap(), used + other_used);
+    let beside_prefix = |account: u64| format!("x/{account}/").into_bytes();
+    let beside = crate::Beside { prefix_of: &beside_prefix, account_of: &|_| None };
+    let mut batch = hameau_store::Batch::new();
+    batch.set(&beside_prefix(ACCOUNT), b"import state").set(&beside_prefix(other), b"theirs");
+    f.mail.store.commit(batch).await.unwrap();
+
+    let deleted = f.mail.delete_account_mail(ACCOUNT, "commune", &beside).await.unwrap();
+    assert_eq!(deleted.emails, 1_201);
+    assert_eq!(deleted.bytes, used);
+    assert!(deleted.records > 1_201 * 3, "{deleted:?}");
+
+    // Nothing of the account is left but its marker; its bytes went back to the tenant.
+    let left = f.mail.store.scan(&hameau_store::Scan::prefix(&crate::keys::account_start(ACCOUNT))).await.unwrap();
+    let left: Vec<&[u8]> = left.iter().map(|entry| entry.key.as_slice()).collect();
+    assert_eq!(left, vec![crate::keys::initialised(ACCOUNT).as_slice()]);
+    assert!(f.mail.push_subscriptions(ACCOUNT).await.unwrap().is_empty());
+    assert_eq!(f.mail.store.get(&beside_prefix(ACCOUNT)).await.unwrap(), None);
+    assert_eq!(f.mail.quota_used(ACCOUNT).await.unwrap(), 0);
+    assert_eq!(f.mail.tenant_used("commune").await.unwrap(), other_used);
+    assert!(f.mail.store.blob_size(&upload).await.unwrap().is_none(), "the upload is gone");
+    // Its expiry entry, left for the sweep, finds no upload and goes without a release.
+    assert_eq!(f.mail.expire_uploads(NOW + 3600, 100).await.unwrap(), 0);
+    assert_eq!(f.mail.tenant_used("commune").await.unwrap(), other_used);
+    for blob in &own_blobs {
+        assert!(f.mail.store.blob_size(blob).await.unwrap().is_none(), "the account's own messages are gone");
+    }
+    // The other account keeps its copy of the shared message, whole.
+    assert!(f.mail.body_text(other, stored[1].email).await.unwrap().starts_with("délibération du conseil"));
+    assert_eq!(f.mail.raw(other, stored[1].email).await.unwrap(), shared.as_ref());
+    assert!(f.mail.store.get(&beside_prefix(other)).await.unwrap().is_some());
+
+    // A delivery still under way finds no mailbox (temporary: the sender tries again and the
+    // directory then refuses the address) and leaves nothing; the mailboxes are not made again.
+    let late = f.mail.ingest(ACCOUNT, ingest(message("late", ""), vec![f.inbox])).await.unwrap_err();
+    assert!(matches!(late, Error::NoMailbox(_)), "{late}");
+    assert!(f.mail.ensure_account(ACCOUNT, NOW).await.unwrap().is_empty());
+    let left = f.mail.store.scan(&hameau_store::Scan::prefix(&crate::keys::account_start(ACCOUNT))).await.unwrap();
+    assert_eq!(left.len(), 1);
+    // Again: nothing more to do.
+    assert_eq!(f.mail.delete_account_mail(ACCOUNT, "commune", &beside).await.unwrap(), crate::MailDeleted::default());
+
+    // The tenant's counter goes with the tenant.
+    f.mail.forget_tenant("commune").await.unwrap();
+    assert_eq!(f.mail.tenant_used("commune").await.unwrap(), 0);
+}
