@@ -1,6 +1,7 @@
 //! End-to-end tests: each starts the real `hameau` binary with a temporary data directory
 //! on 127.0.0.1 ports chosen by the system, and talks to it over real sockets.
 
+mod account_delete;
 mod acme;
 mod api;
 mod attack;

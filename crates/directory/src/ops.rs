@@ -847,7 +847,18 @@ impl Directory {
     }
 
     /// Deletes an account that no alias delivers to, with its credentials.
-    pub async fn delete_account(&self, principal: &Principal, address: &str) -> Result<(), Error> {
+    /// The account `principal` would delete at `address`, when it may: the checks of
+    /// [`Directory::delete_account`] before it, for a caller that looks at the account's
+    /// mail first.
+    pub async fn account_to_delete(&self, principal: &Principal, address: &str) -> Result<Account, Error> {
+        let read = self.visible_account(principal, address).await?;
+        administer_tenant(principal, &read.record.tenant, "account", address)?;
+        Ok(read.record)
+    }
+
+    /// Deletes the account at `address` and its credentials; returns what it was (its id
+    /// and tenant: the caller deletes its mail, which the directory does not know).
+    pub async fn delete_account(&self, principal: &Principal, address: &str) -> Result<Account, Error> {
         let read = self.visible_account(principal, address).await?;
         administer_tenant(principal, &read.record.tenant, "account", address)?;
         let account = read.record;
@@ -875,7 +886,7 @@ impl Directory {
         }
         commit_once(&self.store, batch).await?;
         self.cache.forget(account.id);
-        Ok(())
+        Ok(account)
     }
 
     async fn aliases_targeting(&self, tenant: &str, account: u64) -> Result<Vec<String>, Error> {

@@ -30,37 +30,54 @@ pub struct Target {
 pub enum TenantCommand {
     /// Creates a tenant (a commune).
     Create {
+        /// The tenant's id: lower-case letters, digits and hyphens (e.g. saint-martin).
         id: String,
+        /// Its name as people read it (e.g. "Mairie de Saint-Martin").
         #[arg(long)]
         name: String,
+        /// Its SIREN number (9 digits).
         #[arg(long)]
         siren: Option<String>,
+        /// Its INSEE code (5 characters).
         #[arg(long)]
         insee: Option<String>,
+        /// Bytes of mail all its accounts may hold together (default: no limit).
         #[arg(long)]
         quota_bytes: Option<u64>,
+        /// Accounts it may have at most (default: no limit).
         #[arg(long)]
         accounts_max: Option<u32>,
     },
+    /// Lists the tenants, a page at a time.
     List(PageArgs),
+    /// Shows a tenant.
     Show {
+        /// The tenant's id.
         id: String,
     },
     /// Changes the fields given.
     Update {
+        /// The tenant's id.
         id: String,
+        /// A new name.
         #[arg(long)]
         name: Option<String>,
+        /// A new SIREN number.
         #[arg(long)]
         siren: Option<String>,
+        /// A new INSEE code.
         #[arg(long)]
         insee: Option<String>,
+        /// A new tenant quota, in bytes.
         #[arg(long)]
         quota_bytes: Option<u64>,
+        /// A new bound on its accounts.
         #[arg(long)]
         accounts_max: Option<u32>,
     },
+    /// Deletes a tenant (with its held mail and filter data); refused while it has domains.
     Delete {
+        /// The tenant's id.
         id: String,
     },
     /// The tenant's own filter settings: thresholds and the warning (docs/quarantine.md).
@@ -74,10 +91,14 @@ pub enum TenantCommand {
 #[derive(Subcommand, Debug)]
 pub enum FilterCommand {
     /// Shows the tenant's own settings and those that apply.
-    Get { tenant: String },
+    Get {
+        /// The tenant's id.
+        tenant: String,
+    },
     /// Sets the tenant's own settings. The thresholds are one part and the warning another,
     /// each given whole: a key of a part left out takes the built-in default.
     Set {
+        /// The tenant's id.
         tenant: String,
         /// From this score, delivered with a warning.
         #[arg(long)]
@@ -102,114 +123,164 @@ pub enum FilterCommand {
         subject_tag: Option<String>,
     },
     /// Removes the tenant's own settings: the configuration's apply again.
-    Reset { tenant: String },
+    Reset {
+        /// The tenant's id.
+        tenant: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
 pub enum QuarantineCommand {
     /// Lists held messages, newest first (a tenant admin: its tenant's).
     List {
+        /// Only this tenant's (the operator; a tenant admin sees its own only).
         #[arg(long)]
         tenant: Option<String>,
         /// Only those held for this address.
         #[arg(long)]
         recipient: Option<String>,
+        /// The cursor of the next page: the `next` of the previous answer.
         #[arg(long)]
         after: Option<String>,
+        /// Messages in one page (1 to directory.page_items_max, 100 by default).
         #[arg(long)]
         limit: Option<usize>,
     },
     /// Shows a held message: its envelope, the filter's verdict, its header and the start
     /// of its text; with --raw, the message itself (to save as an .eml file).
     Show {
+        /// The held message's id (from `quarantine list`).
         id: String,
+        /// Write the message itself (RFC 5322) to standard output.
         #[arg(long)]
         raw: bool,
     },
     /// Delivers a held message to its recipients' Inboxes, as it came.
-    Release { id: String },
+    Release {
+        /// The held message's id.
+        id: String,
+    },
     /// Deletes a held message undelivered; the sender is not told.
-    Delete { id: String },
+    Delete {
+        /// The held message's id.
+        id: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
 pub enum DomainCommand {
     /// Adds a domain to a tenant, with new DKIM keys.
     Create {
+        /// The domain (e.g. saint-martin.fr).
         name: String,
+        /// The tenant it belongs to.
         #[arg(long)]
         tenant: String,
     },
+    /// Lists the domains, a page at a time.
     List(TenantPageArgs),
+    /// Shows a domain with its DKIM selectors.
     Show {
+        /// The domain.
         name: String,
     },
+    /// Removes a domain; refused while accounts or aliases use it.
     Delete {
+        /// The domain.
         name: String,
     },
 }
 
 #[derive(Subcommand, Debug)]
 pub enum AccountCommand {
+    /// Creates an account (a mailbox) in a domain of a tenant.
     Create {
+        /// Its address (e.g. secretariat@saint-martin.fr).
         address: String,
+        /// The name shown with its address (e.g. "Secrétariat de mairie").
         #[arg(long, default_value = "")]
         display_name: String,
         /// Read the password from standard input (one line).
         #[arg(long)]
         password_stdin: bool,
+        /// Bytes of mail it may hold (default: only its tenant's limit applies).
         #[arg(long)]
         quota_bytes: Option<u64>,
+        /// Created disabled: it cannot log in (its mail is still received).
         #[arg(long)]
         disabled: bool,
         /// user or tenant_admin.
         #[arg(long, default_value = "user")]
         role: String,
     },
+    /// Lists the accounts, a page at a time.
     List(TenantPageArgs),
+    /// Shows an account.
     Show {
+        /// The account's address.
         address: String,
     },
+    /// Changes the fields given.
     Update {
+        /// The account's address.
         address: String,
+        /// A new display name.
         #[arg(long)]
         display_name: Option<String>,
         /// Read a new password from standard input (one line).
         #[arg(long)]
         password_stdin: bool,
+        /// A new quota, in bytes.
         #[arg(long)]
         quota_bytes: Option<u64>,
+        /// false disables it (no login; its mail is still received), true enables it again.
         #[arg(long)]
         enabled: Option<bool>,
+        /// user or tenant_admin.
         #[arg(long)]
         role: Option<String>,
         /// An alias it may send as; repeat for several (replaces the list).
         #[arg(long)]
         may_send_as: Vec<String>,
     },
+    /// Deletes an account; one that holds mail only with --delete-mail.
     Delete {
+        /// The account's address.
         address: String,
+        /// Delete its mail too (save it first if it must be kept: `hameau export`).
+        #[arg(long)]
+        delete_mail: bool,
     },
 }
 
 #[derive(Subcommand, Debug)]
 pub enum AliasCommand {
+    /// Creates an alias: mail to its address goes to the accounts given.
     Create {
+        /// The alias's address (e.g. mairie@saint-martin.fr).
         address: String,
         /// An account it delivers to; repeat for several.
         #[arg(long = "target", required = true)]
         targets: Vec<String>,
     },
+    /// Lists the aliases, a page at a time.
     List(TenantPageArgs),
+    /// Shows an alias and its targets.
     Show {
+        /// The alias's address.
         address: String,
     },
+    /// Replaces an alias's targets.
     Update {
+        /// The alias's address.
         address: String,
+        /// An account it delivers to; repeat for several.
         #[arg(long = "target", required = true)]
         targets: Vec<String>,
     },
+    /// Deletes an alias.
     Delete {
+        /// The alias's address.
         address: String,
     },
 }
@@ -218,6 +289,7 @@ pub enum AliasCommand {
 pub enum ApiKeyCommand {
     /// Makes a key; its token is printed once.
     Create {
+        /// What the key is for (e.g. "mairie", "backup").
         #[arg(long)]
         name: String,
         /// An operator key (everything).
@@ -233,12 +305,16 @@ pub enum ApiKeyCommand {
         #[arg(long)]
         expires_at: Option<u64>,
     },
+    /// Lists the keys (never their tokens), a page at a time.
     List(PageArgs),
+    /// Shows a key (never its token).
     Show {
+        /// The key's id.
         id: String,
     },
     /// Revokes a key.
     Delete {
+        /// The key's id.
         id: String,
     },
 }
@@ -247,15 +323,22 @@ pub enum ApiKeyCommand {
 pub enum AppPasswordCommand {
     /// Makes an application password for a mail client; it is printed once.
     Create {
+        /// The account's address.
         address: String,
+        /// Which client or device it is for (e.g. "Thunderbird bureau").
         #[arg(long)]
         name: String,
     },
+    /// Lists an account's application passwords (never the passwords).
     List {
+        /// The account's address.
         address: String,
     },
+    /// Revokes an application password.
     Delete {
+        /// The account's address.
         address: String,
+        /// The application password's id.
         id: String,
     },
 }
@@ -265,28 +348,43 @@ pub enum QueueCommand {
     /// Lists queued messages, oldest first (the operator: all, or one tenant's).
     List(TenantPageArgs),
     /// Shows a message's envelope and each recipient's state (never its content).
-    Show { id: u64 },
+    Show {
+        /// The queued message's id (from `queue list`).
+        id: u64,
+    },
     /// Makes a message due now, with every recipient still pending.
-    Retry { id: u64 },
+    Retry {
+        /// The queued message's id.
+        id: u64,
+    },
     /// Holds a message: it is not tried until released.
     Hold {
+        /// The queued message's id.
         id: u64,
         /// Why, shown with the message.
         #[arg(long)]
         reason: String,
     },
     /// Releases a held message: due now.
-    Release { id: u64 },
+    Release {
+        /// The queued message's id.
+        id: u64,
+    },
     /// Removes a message undelivered; the sender is not told.
-    Delete { id: u64 },
+    Delete {
+        /// The queued message's id.
+        id: u64,
+    },
     /// Lists the sending brakes on: accounts (or tenants) whose mail is held for sending
     /// too much, perhaps with a phished password.
     Brakes {
+        /// Only this tenant's.
         #[arg(long)]
         tenant: Option<String>,
     },
     /// Lifts a sending brake (the operator): the held mail is released.
     LiftBrake {
+        /// The braked tenant.
         #[arg(long)]
         tenant: String,
         /// The braked account; without it, the tenant's own brake.
@@ -297,18 +395,23 @@ pub enum QueueCommand {
 
 #[derive(Args, Debug)]
 pub struct PageArgs {
+    /// The cursor of the next page: the `next` of the previous answer.
     #[arg(long)]
     after: Option<String>,
+    /// Items in one page (1 to directory.page_items_max, 100 by default).
     #[arg(long)]
     limit: Option<usize>,
 }
 
 #[derive(Args, Debug)]
 pub struct TenantPageArgs {
+    /// Only this tenant's (the operator; a tenant admin sees its own only).
     #[arg(long)]
     tenant: Option<String>,
+    /// The cursor of the next page: the `next` of the previous answer.
     #[arg(long)]
     after: Option<String>,
+    /// Items in one page (1 to directory.page_items_max, 100 by default).
     #[arg(long)]
     limit: Option<usize>,
 }
@@ -481,7 +584,10 @@ pub fn account_call(command: AccountCommand) -> anyhow::Result<ApiCall> {
                     "enabled": enabled, "role": role, "may_send_as": may_send_as})),
             )
         }
-        AccountCommand::Delete { address } => ApiCall::delete(format!("/api/v1/accounts/{}", segment(&address))),
+        AccountCommand::Delete { address, delete_mail } => {
+            let query = if delete_mail { "?delete_mail=true" } else { "" };
+            ApiCall::delete(format!("/api/v1/accounts/{}{query}", segment(&address)))
+        }
     })
 }
 

@@ -137,6 +137,8 @@ async fn delete_tenant(
 ) -> ApiResult<StatusCode> {
     state.directory.delete_tenant(&caller, &id).await?;
     forget_filter(&state, &id).await?;
+    // Its usage counter: a new commune given this id starts from zero.
+    state.mail.forget_tenant(&id).await.map_err(|e| mail_problem(e, "forgetting a tenant's usage"))?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -258,15 +260,88 @@ async fn update_account(
     Ok(Json(state.directory.update_account(&caller, &address, update).await?))
 }
 
-#[utoipa::path(delete, path = "/api/v1/accounts/{address}", tag = "accounts", operation_id = "delete_account", params(("address" = String, Path)),
-    responses((status = 204), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json"), (status = 429, body = Problem, content_type = "application/problem+json"), (status = 503, body = Problem, content_type = "application/problem+json")))]
+/// Deleting an account.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DeleteAccountQuery {
+    /// Delete the account's mail with it. Without it, an account that holds mail is not
+    /// deleted (409): its mail may be a public record to keep (save it first, `hameau
+    /// export`).
+    #[serde(default)]
+    delete_mail: bool,
+}
+
+#[utoipa::path(delete, path = "/api/v1/accounts/{address}", tag = "accounts", operation_id = "delete_account", params(("address" = String, Path), DeleteAccountQuery),
+    responses((status = 204), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json"), (status = 429, body = Problem, content_type = "application/problem+json"), (status = 500, body = Problem, content_type = "application/problem+json"), (status = 503, body = Problem, content_type = "application/problem+json")))]
 async fn delete_account(
     State(state): State<AppState>,
     Caller(caller): Caller,
     ApiPath(address): ApiPath<String>,
+    ApiQuery(query): ApiQuery<DeleteAccountQuery>,
 ) -> ApiResult<StatusCode> {
-    state.directory.delete_account(&caller, &address).await?;
-    Ok(StatusCode::NO_CONTENT)
+    let account = state.directory.account_to_delete(&caller, &address).await?;
+    if !query.delete_mail {
+        let used =
+            state.mail.quota_used(account.id).await.map_err(|e| mail_problem(e, "reading an account's usage"))?;
+        if used > 0 {
+            return Err(Problem::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "account {} holds {used} bytes of mail: save it first if it must be kept (hameau export), then \
+                     delete the account with its mail (delete_mail=true; hameau account delete --delete-mail)",
+                    account.address
+                ),
+            ));
+        }
+    }
+    // What a message that came in meanwhile left is deleted too: the account is going.
+    let account = state.directory.delete_account(&caller, &address).await?;
+    let beside = hameau_mailbox::Beside {
+        prefix_of: &hameau_migrate::destination::account_records_prefix,
+        account_of: &hameau_migrate::destination::record_account,
+    };
+    match state.mail.delete_account_mail(account.id, &account.tenant, &beside).await {
+        Ok(deleted) => {
+            tracing::info!(
+                account = account.id,
+                address = %account.address,
+                tenant = %account.tenant,
+                emails = deleted.emails,
+                bytes = deleted.bytes,
+                records = deleted.records,
+                "account deleted with its mail"
+            );
+            Ok(StatusCode::NO_CONTENT)
+        }
+        Err(e) => {
+            tracing::error!(
+                account = account.id,
+                address = %account.address,
+                tenant = %account.tenant,
+                error = %e,
+                "account deleted, but not all of its mail: what is left is no one's"
+            );
+            Err(Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the account is deleted, but not all of its mail could be: see the server's log",
+            ))
+        }
+    }
+}
+
+/// A failure of the mail model as a problem: a busy store is worth a retry, the rest is
+/// the server's (logged).
+fn mail_problem(error: hameau_mailbox::Error, doing: &str) -> Problem {
+    match error {
+        hameau_mailbox::Error::Busy => {
+            Problem::new(StatusCode::SERVICE_UNAVAILABLE, "too many concurrent changes: try again")
+        }
+        error => {
+            tracing::error!(error = %error, "admin API: {doing} failed");
+            Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error: see the server's log")
+        }
+    }
 }
 
 #[utoipa::path(get, path = "/api/v1/accounts/{address}/app-passwords", tag = "accounts", operation_id = "list_app_passwords", params(("address" = String, Path)),
