@@ -30,6 +30,7 @@ pub struct ExportArgs {
     /// The directory to write; it must not exist or be empty.
     #[arg(long)]
     pub to: PathBuf,
+    /// The files' format: mbox (Thunderbird's local folders) or maildir.
     #[arg(long, value_enum)]
     pub format: ExportFormat,
     /// The configuration of the local data directory (default: the built-in one).

@@ -3,8 +3,8 @@
 //!
 //! A snapshot sees exactly the commits that returned before it was taken and none after:
 //! every message acknowledged before a backup began is in it, and no commit is half in it.
-//! RocksDB implements it with a RocksDB snapshot read by a thread of its own; PostgreSQL
-//! will with a `REPEATABLE READ` transaction.
+//! RocksDB implements it with a RocksDB snapshot read by a thread of its own, PostgreSQL
+//! with a `REPEATABLE READ, READ ONLY` transaction on a connection of its own.
 
 use std::sync::Arc;
 
