@@ -28,6 +28,7 @@ pub enum BackupCommand {
     /// Checks every file of a backup set (or of one backup's chain) against its manifests;
     /// says what is missing or corrupt and exits 1 if anything is. Needs no key.
     Verify {
+        /// The backup set, or one backup's directory in it.
         dir: PathBuf,
         /// The report as JSON.
         #[arg(long)]

@@ -23,6 +23,7 @@ use hameau_store::placement::Clusters;
 pub enum ClusterCommand {
     /// Lists the clusters and where each tenant's mail is.
     List {
+        /// The configuration (with its [store.clusters]).
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
@@ -42,6 +43,7 @@ pub struct MoveArgs {
     /// removed (0 to 3600 s).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=hameau_http::api::clusters::GRACE_S_MAX))]
     pub grace_s: u64,
+    /// The configuration (with its [store.clusters]).
     #[arg(long, short)]
     pub config: Option<PathBuf>,
 }

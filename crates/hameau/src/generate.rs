@@ -10,10 +10,16 @@ use clap_complete::Shell;
 #[derive(clap::Subcommand)]
 pub enum GenerateCommand {
     /// Writes `hameau.8` and one page per subcommand (`hameau-serve.8`, …) into DIR.
-    Man { dir: PathBuf },
+    Man {
+        /// The directory to write into.
+        dir: PathBuf,
+    },
     /// Writes the completions for bash (`hameau`), zsh (`_hameau`) and fish (`hameau.fish`)
     /// into DIR, named as each shell's vendor directory expects.
-    Completions { dir: PathBuf },
+    Completions {
+        /// The directory to write into.
+        dir: PathBuf,
+    },
 }
 
 /// Section 8: system administration commands (a daemon and its administration).

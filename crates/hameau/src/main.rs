@@ -152,13 +152,16 @@ enum Command {
 enum DnsCommand {
     /// Prints the zone-file lines to publish for DOMAIN (with --json, the API's answer).
     Records {
+        /// The domain (one of a tenant's).
         domain: String,
+        /// The API's JSON answer instead of zone-file lines.
         #[arg(long)]
         json: bool,
     },
     /// Resolves DOMAIN's records and says which are right, wrong or missing, with a verdict
     /// against the RCPNT referential; exits 1 unless all required records are right.
     Check {
+        /// The domain (one of a tenant's).
         domain: String,
         /// A resolver to ask (address:port), instead of dns.resolvers; repeat for several.
         #[arg(long)]
@@ -170,6 +173,7 @@ enum DnsCommand {
 enum ConfigCommand {
     /// Checks a configuration file and the data directory it names; prints one line.
     Check {
+        /// The configuration file (default: the built-in one).
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
@@ -250,4 +254,39 @@ fn check_data_dir(config: &Config) -> Result<(), hameau_config::Error> {
         .and_then(|()| std::fs::write(&probe, b""))
         .and_then(|()| std::fs::remove_file(&probe));
     res.map_err(|e| config.error("server.data_dir", format!("{} is not a writable directory: {e}", dir.display())))
+}
+
+#[cfg(test)]
+mod help_tests {
+    use clap::CommandFactory;
+
+    /// Every command and every argument says what it is in `--help`: a sysadmin reads
+    /// `hameau account --help`, not the source.
+    #[test]
+    fn every_command_and_argument_has_help() {
+        let mut missing = Vec::new();
+        // A loop over an explicit stack: the tree is ours, but no recursion all the same.
+        let mut stack = vec![(String::from("hameau"), super::Cli::command())];
+        while let Some((path, command)) = stack.pop() {
+            if path != "hameau" && command.get_about().is_none() && command.get_long_about().is_none() {
+                missing.push(path.clone());
+            }
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id == "help" || id == "version" || arg.is_hide_set() {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} <{id}>"));
+                }
+            }
+            for sub in command.get_subcommands() {
+                if sub.get_name() != "help" {
+                    stack.push((format!("{path} {}", sub.get_name()), sub.clone()));
+                }
+            }
+        }
+        missing.sort();
+        assert!(missing.is_empty(), "without help text:\n{}", missing.join("\n"));
+    }
 }
