@@ -22,6 +22,7 @@ mod filter_learning;
 mod imap;
 mod imap_clients;
 mod imap_compress;
+mod imap_revoke;
 mod import_files;
 mod imports_api;
 mod jmap;

@@ -30,8 +30,8 @@ pub use dkim::DkimPrivate;
 pub use limiter::{AuthLimiter, LimiterOptions, Verdict};
 pub use model::{Account, AccountRole, Alias, ApiKey, AppPassword, DkimPublic, Domain, KeyScope, Tenant};
 pub use ops::{
-    AccountUpdate, AliasUpdate, NewAccount, NewAlias, NewApiKey, NewAppPassword, NewDomain, NewTenant, Page, Recipient,
-    TenantUpdate,
+    AccountUpdate, AliasUpdate, LoginStamp, NewAccount, NewAlias, NewApiKey, NewAppPassword, NewDomain, NewTenant,
+    Page, Recipient, TenantUpdate,
 };
 
 /// Who is asking.

@@ -98,6 +98,20 @@ pub struct NewDomain {
     pub tenant: String,
 }
 
+/// What a login used, for [`Directory::login_still_valid`]: the account and its
+/// credential (the password's record version, or the application password's id).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoginStamp {
+    account: u64,
+    credential: Credential,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Credential {
+    Password { version: u64 },
+    AppPassword { id: String },
+}
+
 /// Its `Debug` form leaves the password out: a request logged must not log a password.
 #[derive(Clone, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -1315,6 +1329,20 @@ impl Directory {
     /// before that. A failure is counted even when this future is dropped or panics
     /// midway; a success takes back only the failures of this account from this address.
     pub async fn login(&self, peer: IpAddr, address: &str, password: &str, now: u64) -> Result<Account, Error> {
+        Ok(self.login_stamped(peer, address, password, now).await?.0)
+    }
+
+    /// [`Directory::login`], with what the login used: a session that lasts (IMAP) checks
+    /// it again from time to time ([`Directory::login_still_valid`]) and ends when the
+    /// account is deleted or disabled, its password changed, or the application password
+    /// it used revoked.
+    pub async fn login_stamped(
+        &self,
+        peer: IpAddr,
+        address: &str,
+        password: &str,
+        now: u64,
+    ) -> Result<(Account, LoginStamp), Error> {
         let address_key = AuthLimiter::ip_key(peer);
         let (account, account_key) = self.login_account_and_key(address).await?;
         match self.limiter.check_login(&address_key, &account_key, now) {
@@ -1326,6 +1354,27 @@ impl Directory {
         let result = self.check_password(account, password, now).await;
         attempt.finish(&result);
         result
+    }
+
+    /// Whether the login `stamp` records still holds: the account exists and is enabled,
+    /// and the credential it used is unchanged (the same password, or an application
+    /// password not revoked). Two reads of the store.
+    pub async fn login_still_valid(&self, stamp: &LoginStamp) -> Result<bool, Error> {
+        let Some(account) = get::<Account>(&self.store, &keys::account(stamp.account)).await? else {
+            return Ok(false);
+        };
+        if !account.record.enabled {
+            return Ok(false);
+        }
+        Ok(match &stamp.credential {
+            Credential::Password { version } => {
+                let stored = get::<PasswordRecord>(&self.store, &keys::password(stamp.account)).await?;
+                stored.map_or(0, |read| read.version) == *version
+            }
+            Credential::AppPassword { id } => {
+                get::<AppPasswordRecord>(&self.store, &keys::app_password(stamp.account, id)).await?.is_some()
+            }
+        })
     }
 
     /// Checks an address and password without a client address: counted under the
@@ -1340,7 +1389,7 @@ impl Directory {
         let attempt = Attempt { limiter: &self.limiter, keys: Some((None, account_key)), now };
         let result = self.check_password(account, password, now).await;
         attempt.finish(&result);
-        result
+        result.map(|(account, _)| account)
     }
 
     /// The enabled account an address logs into, if any, and its limiter key.
@@ -1356,19 +1405,27 @@ impl Directory {
 
     /// Unknown addresses cost the same argon2 work as known ones, so that the time taken
     /// does not tell which exist.
-    async fn check_password(&self, account: Option<Account>, password: &str, now: u64) -> Result<Account, Error> {
+    async fn check_password(
+        &self,
+        account: Option<Account>,
+        password: &str,
+        now: u64,
+    ) -> Result<(Account, LoginStamp), Error> {
         let Some(account) = account else {
             self.hasher.verify(None, password).await;
             return Err(Error::Unauthenticated);
         };
         let stored = get::<PasswordRecord>(&self.store, &keys::password(account.id)).await?;
         let version = stored.as_ref().map_or(0, |read| read.version);
+        let stamp = |credential| LoginStamp { account: account.id, credential };
         if self.cache.contains(account.id, version, password, now) {
-            return Ok(account);
+            let stamp = stamp(Credential::Password { version });
+            return Ok((account, stamp));
         }
         if self.hasher.verify(stored.as_ref().map(|read| read.record.hash.as_str()), password).await {
             self.cache.insert(account.id, version, password, now);
-            return Ok(account);
+            let stamp = stamp(Credential::Password { version });
+            return Ok((account, stamp));
         }
         // An application password: its first four characters name it.
         if let Some(compact) = compact_app_password(password)
@@ -1376,7 +1433,8 @@ impl Directory {
             && let Some(read) = get::<AppPasswordRecord>(&self.store, &keys::app_password(account.id, id)).await?
             && self.hasher.verify(Some(&read.record.hash), &compact).await
         {
-            return Ok(account);
+            let stamp = stamp(Credential::AppPassword { id: id.to_string() });
+            return Ok((account, stamp));
         }
         Err(Error::Unauthenticated)
     }
@@ -1445,7 +1503,7 @@ struct Attempt<'a> {
 }
 
 impl Attempt<'_> {
-    fn finish(mut self, result: &Result<Account, Error>) {
+    fn finish<T>(mut self, result: &Result<T, Error>) {
         match result {
             Ok(_) => {
                 if let Some((Some(address_key), account_key)) = self.keys.take() {

@@ -651,3 +651,41 @@ async fn routing_reads_see_every_change_at_once() {
         reader.resolve_recipient("late@a.fr").await.unwrap()
     );
 }
+
+#[tokio::test]
+async fn a_login_stops_holding_when_its_account_or_credential_changes() {
+    let f = fixture().await;
+    let d = &f.directory;
+    let at = "192.0.2.7".parse().unwrap();
+    let (account, stamp) = d.login_stamped(at, "user@a.fr", "correct horse battery", NOW).await.unwrap();
+    assert_eq!(account.address, "user@a.fr");
+    assert!(d.login_still_valid(&stamp).await.unwrap());
+    // Another field changed: the login holds.
+    let renamed = AccountUpdate { display_name: Some("Secrétariat".into()), ..AccountUpdate::default() };
+    d.update_account(&Principal::Operator, "user@a.fr", renamed).await.unwrap();
+    assert!(d.login_still_valid(&stamp).await.unwrap());
+    // An application password's login holds while that one is not revoked, whatever the
+    // password does.
+    let (view, secret) = d
+        .create_app_password(&Principal::Operator, "user@a.fr", NewAppPassword { name: "Thunderbird".into() }, NOW)
+        .await
+        .unwrap();
+    let (_, app_stamp) = d.login_stamped(at, "user@a.fr", &secret, NOW).await.unwrap();
+    // The password changed: the password's login ends, the application password's holds.
+    let change = AccountUpdate { password: Some("a much better passphrase".into()), ..AccountUpdate::default() };
+    d.update_account(&Principal::Operator, "user@a.fr", change).await.unwrap();
+    assert!(!d.login_still_valid(&stamp).await.unwrap());
+    assert!(d.login_still_valid(&app_stamp).await.unwrap());
+    d.delete_app_password(&Principal::Operator, "user@a.fr", &view.id).await.unwrap();
+    assert!(!d.login_still_valid(&app_stamp).await.unwrap());
+    // Disabled, then deleted: no login holds.
+    let (_, stamp) = d.login_stamped(at, "user@a.fr", "a much better passphrase", NOW).await.unwrap();
+    let disable = AccountUpdate { enabled: Some(false), ..AccountUpdate::default() };
+    d.update_account(&Principal::Operator, "user@a.fr", disable).await.unwrap();
+    assert!(!d.login_still_valid(&stamp).await.unwrap());
+    let enable = AccountUpdate { enabled: Some(true), ..AccountUpdate::default() };
+    d.update_account(&Principal::Operator, "user@a.fr", enable).await.unwrap();
+    assert!(d.login_still_valid(&stamp).await.unwrap());
+    d.delete_account(&Principal::Operator, "user@a.fr").await.unwrap();
+    assert!(!d.login_still_valid(&stamp).await.unwrap());
+}

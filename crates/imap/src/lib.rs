@@ -54,6 +54,10 @@ pub struct ConnectionOptions {
     /// `starttls_available` are set per listener.
     pub session: hameau_imap_session::Options,
     pub tls_handshake_timeout: Duration,
+    /// How often a logged-in session checks that its login still holds
+    /// (`Directory::login_still_valid`): the account not deleted nor disabled, its
+    /// password not changed, its application password not revoked.
+    pub login_check: Duration,
 }
 
 /// What every connection shares.

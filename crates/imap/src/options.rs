@@ -31,6 +31,11 @@ pub struct Options {
     pub plaintext_auth: bool,
     /// Time for a TLS handshake (993 or STARTTLS). 10 s, as for HTTPS.
     pub tls_handshake_timeout_s: u64,
+    /// How often, in seconds, a logged-in session checks that its login still holds: once
+    /// the account is deleted or disabled, its password changed or the application
+    /// password it used revoked, the session ends within this time (`* BYE`), IDLE
+    /// included. 60 s: two reads of the store per session and minute.
+    pub login_check_s: u64,
     /// Email summaries kept decoded in memory for all sessions (ENVELOPE, BODYSTRUCTURE,
     /// header searches, SORT, THREAD): about 2 KiB each, 20,000 of them about 40 MiB;
     /// 0 keeps none.
@@ -56,6 +61,7 @@ impl Default for Options {
             connections_per_ip_max: 200,
             plaintext_auth: false,
             tls_handshake_timeout_s: 10,
+            login_check_s: 60,
             summary_cache_entries: 20_000,
             text_cache_bytes: 64 << 20,
             summary_cache_bytes: 64 << 20,
@@ -84,6 +90,7 @@ impl Options {
                 greeting: "Hameau ready".into(),
             },
             tls_handshake_timeout: Duration::from_secs(self.tls_handshake_timeout_s),
+            login_check: Duration::from_secs(self.login_check_s),
         }
     }
 
@@ -105,6 +112,7 @@ impl Options {
             ("connections_max", self.connections_max as u64, 1, 1_000_000),
             ("connections_per_ip_max", self.connections_per_ip_max as u64, 1, 1_000_000),
             ("tls_handshake_timeout_s", self.tls_handshake_timeout_s, 1, 600),
+            ("login_check_s", self.login_check_s, 1, 3600),
             ("summary_cache_entries", self.summary_cache_entries as u64, 0, 10_000_000),
             ("text_cache_bytes", self.text_cache_bytes as u64, 0, 64 << 30),
             ("summary_cache_bytes", self.summary_cache_bytes as u64, 0, 64 << 30),

@@ -11,6 +11,10 @@ use tokio::sync::watch;
 
 use crate::Context;
 use crate::state::Conn;
+
+/// The `* BYE` of a session whose login lapsed (IMAP text is ASCII: English, as the
+/// server's other answers).
+const LOGIN_LAPSED: &str = "Login no longer valid: password changed, account disabled or deleted";
 use crate::transport::{Connection, Deflate};
 
 /// Serves IMAP on `listener` until `shutdown` turns true (implicit TLS when
@@ -103,6 +107,11 @@ async fn serve(
             match event {
                 Event::Command(command) => {
                     context.metrics.requests.inc();
+                    if Box::pin(conn.login_lapsed()).await {
+                        // The command is not run: its tag gets no answer, BYE ends it.
+                        session.bye(LOGIN_LAPSED);
+                        break;
+                    }
                     let tag = command.tag.clone();
                     // Boxed: the large future of a command exists only while it runs. A
                     // panic inside it ends the command with NO, not the server or the
@@ -168,6 +177,7 @@ async fn serve(
             }
         };
         let idling = session.is_idling();
+        let login_check = conn.next_login_check();
         tokio::select! {
             read = connection.read(), if session.wants_input() => {
                 let bytes = match read {
@@ -193,6 +203,13 @@ async fn serve(
             }
             _ = hameau_net::stopped(&mut shutdown) => {
                 session.bye("Server shutting down, reconnect later");
+            }
+            // A session that only waits (IDLE, or a client keeping a connection open) ends
+            // too once its login lapses.
+            _ = tokio::time::sleep_until(login_check.unwrap_or_else(tokio::time::Instant::now)), if login_check.is_some() => {
+                if Box::pin(conn.login_lapsed()).await {
+                    session.bye(LOGIN_LAPSED);
+                }
             }
         }
     }

@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 
+use hameau_directory::LoginStamp;
 use hameau_imap_session::{Code, LoginError, SequenceSet, Session, Status};
 use hameau_mailbox::{AccountId, Error as MailError, ModseqWatch, Quota};
 
@@ -19,6 +20,9 @@ pub struct User {
     pub quota: Quota,
     /// The account's modseq, notified by the store after each commit that changes it.
     changes: ModseqWatch,
+    /// What the login used, checked again at `next_login_check`.
+    login: LoginStamp,
+    next_login_check: tokio::time::Instant,
 }
 
 /// Where a connection is (RFC 9051 §3): the session lets through only the commands of
@@ -181,8 +185,8 @@ impl<'a> Conn<'a> {
             return Err(LoginError::AuthorizationFailed);
         }
         let now = self.now();
-        let account = match self.ctx.directory.login(self.peer.ip(), username, password, now).await {
-            Ok(account) => account,
+        let (account, login) = match self.ctx.directory.login_stamped(self.peer.ip(), username, password, now).await {
+            Ok(stamped) => stamped,
             Err(hameau_directory::Error::Refused { retry_after_s }) => {
                 self.ctx.metrics.auth_refused.inc();
                 tracing::info!(peer = %self.peer, retry_after_s, "imap login refused: too many failures");
@@ -218,8 +222,42 @@ impl<'a> Conn<'a> {
                 return Err(LoginError::Unavailable);
             }
         };
-        self.state = State::Authenticated(User { account: account.id, quota, changes });
+        let next_login_check = tokio::time::Instant::now() + self.ctx.options.login_check;
+        self.state = State::Authenticated(User { account: account.id, quota, changes, login, next_login_check });
         Ok(())
+    }
+
+    /// When the logged-in session next checks its login; `None` before a login.
+    pub fn next_login_check(&self) -> Option<tokio::time::Instant> {
+        match &self.state {
+            State::Authenticated(user) | State::Selected(user, _) => Some(user.next_login_check),
+            State::NotAuthenticated => None,
+        }
+    }
+
+    /// Whether the login lapsed: checked when due ([`Conn::next_login_check`]), true once
+    /// the account is deleted or disabled, its password changed or the application
+    /// password it used revoked. A store that fails to answer ends no session (logged;
+    /// checked again at the next turn).
+    pub async fn login_lapsed(&mut self) -> bool {
+        let (State::Authenticated(user) | State::Selected(user, _)) = &mut self.state else { return false };
+        let now = tokio::time::Instant::now();
+        if now < user.next_login_check {
+            return false;
+        }
+        user.next_login_check = now + self.ctx.options.login_check;
+        match self.ctx.directory.login_still_valid(&user.login).await {
+            Ok(valid) => {
+                if !valid {
+                    tracing::info!(peer = %self.peer, account = user.account, "imap: the login no longer holds, session ended");
+                }
+                !valid
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "imap: checking a session's login");
+                false
+            }
+        }
     }
 
     /// Waits until the logged-in account changes; false if it never can.
