@@ -433,8 +433,8 @@ fn swaks(port: u16, from: &str, to: &str, extra: &[&str]) -> (bool, String) {
     (output.status.success(), String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
-/// Whether `address` logs in over IMAP.
-fn imap_logs_in(server: &crate::support::Server, address: &str) -> bool {
+/// Whether `address` logs in over IMAP with [`PASSWORD`].
+pub(crate) fn imap_logs_in(server: &crate::support::Server, address: &str) -> bool {
     let script = format!(
         r#"
 import imaplib, ssl

@@ -51,21 +51,18 @@ sys.stdin.readline()
 idle.sock.settimeout(10)
 line = idle.readline()
 print("idle:", line.decode().strip(), flush=True)
+def noop(M, label):
+    try:
+        typ, data = M.noop()
+        print(label, typ, flush=True)
+    except (imaplib.IMAP4.abort, imaplib.IMAP4.error, OSError) as e:
+        print(label, "ended", str(e)[:200], flush=True)
 time.sleep(1.5)
-try:
-    typ, data = busy.noop()
-    print("busy:", typ, flush=True)
-except (imaplib.IMAP4.abort, imaplib.IMAP4.error, OSError) as e:
-    print("busy: ended", str(e)[:200], flush=True)
-typ, data = app.noop()
-print("app:", typ, flush=True)
+noop(busy, "busy:")
+noop(app, "app:")
 sys.stdin.readline()
 time.sleep(1.5)
-try:
-    typ, data = app.noop()
-    print("app after revoke:", typ, flush=True)
-except (imaplib.IMAP4.abort, imaplib.IMAP4.error, OSError) as e:
-    print("app after revoke: ended", str(e)[:200], flush=True)
+noop(app, "app after revoke:")
 "#,
         port = server.imaps[0].port(),
         cert = server.cert.to_str().unwrap(),
