@@ -865,16 +865,20 @@ impl Directory {
     /// [`Directory::delete_account`] before it, for a caller that looks at the account's
     /// mail first.
     pub async fn account_to_delete(&self, principal: &Principal, address: &str) -> Result<Account, Error> {
+        Ok(self.deletable_account(principal, address).await?.record)
+    }
+
+    /// The account at `address`, read, if `principal` may delete it.
+    async fn deletable_account(&self, principal: &Principal, address: &str) -> Result<Read<Account>, Error> {
         let read = self.visible_account(principal, address).await?;
         administer_tenant(principal, &read.record.tenant, "account", address)?;
-        Ok(read.record)
+        Ok(read)
     }
 
     /// Deletes the account at `address` and its credentials; returns what it was (its id
     /// and tenant: the caller deletes its mail, which the directory does not know).
     pub async fn delete_account(&self, principal: &Principal, address: &str) -> Result<Account, Error> {
-        let read = self.visible_account(principal, address).await?;
-        administer_tenant(principal, &read.record.tenant, "account", address)?;
+        let read = self.deletable_account(principal, address).await?;
         let account = read.record;
         let aliases = self.aliases_targeting(&account.tenant, account.id).await?;
         if !aliases.is_empty() {
@@ -1358,21 +1362,23 @@ impl Directory {
 
     /// Whether the login `stamp` records still holds: the account exists and is enabled,
     /// and the credential it used is unchanged (the same password, or an application
-    /// password not revoked). Two reads of the store.
+    /// password not revoked). Read through the routing reads' cache: while the directory
+    /// does not change, every session's check is answered from memory; a change made on
+    /// this node is seen by the next check, one made on another node within a second.
     pub async fn login_still_valid(&self, stamp: &LoginStamp) -> Result<bool, Error> {
-        let Some(account) = get::<Account>(&self.store, &keys::account(stamp.account)).await? else {
+        let Some(account) = self.cached::<Account>(&keys::account(stamp.account)).await? else {
             return Ok(false);
         };
-        if !account.record.enabled {
+        if !account.enabled {
             return Ok(false);
         }
         Ok(match &stamp.credential {
             Credential::Password { version } => {
-                let stored = get::<PasswordRecord>(&self.store, &keys::password(stamp.account)).await?;
-                stored.map_or(0, |read| read.version) == *version
+                let stored = self.records.get(&self.store, &keys::password(stamp.account)).await?;
+                stored.map_or(0, |entry| entry.version) == *version
             }
             Credential::AppPassword { id } => {
-                get::<AppPasswordRecord>(&self.store, &keys::app_password(stamp.account, id)).await?.is_some()
+                self.records.get(&self.store, &keys::app_password(stamp.account, id)).await?.is_some()
             }
         })
     }
@@ -1418,12 +1424,11 @@ impl Directory {
         let stored = get::<PasswordRecord>(&self.store, &keys::password(account.id)).await?;
         let version = stored.as_ref().map_or(0, |read| read.version);
         let stamp = |credential| LoginStamp { account: account.id, credential };
-        if self.cache.contains(account.id, version, password, now) {
-            let stamp = stamp(Credential::Password { version });
-            return Ok((account, stamp));
-        }
-        if self.hasher.verify(stored.as_ref().map(|read| read.record.hash.as_str()), password).await {
-            self.cache.insert(account.id, version, password, now);
+        let cached = self.cache.contains(account.id, version, password, now);
+        if cached || self.hasher.verify(stored.as_ref().map(|read| read.record.hash.as_str()), password).await {
+            if !cached {
+                self.cache.insert(account.id, version, password, now);
+            }
             let stamp = stamp(Credential::Password { version });
             return Ok((account, stamp));
         }

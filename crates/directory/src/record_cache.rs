@@ -7,7 +7,8 @@
 //! node on the same database (PostgreSQL) within the store's notification delay (under a
 //! second, docs/nodes.md). A read that began before a change is not kept. Only the routing
 //! reads use it ([`crate::Directory::is_local_domain`],
-//! [`crate::Directory::resolve_recipient`]); operations that change records read the store.
+//! [`crate::Directory::resolve_recipient`]), and the checks of long sessions' logins
+//! ([`crate::Directory::login_still_valid`]); operations that change records read the store.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

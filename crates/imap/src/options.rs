@@ -34,7 +34,8 @@ pub struct Options {
     /// How often, in seconds, a logged-in session checks that its login still holds: once
     /// the account is deleted or disabled, its password changed or the application
     /// password it used revoked, the session ends within this time (`* BYE`), IDLE
-    /// included. 60 s: two reads of the store per session and minute.
+    /// included. 60 s; the check is answered from the directory's cache of records while
+    /// the directory does not change.
     pub login_check_s: u64,
     /// Email summaries kept decoded in memory for all sessions (ENVELOPE, BODYSTRUCTURE,
     /// header searches, SORT, THREAD): about 2 KiB each, 20,000 of them about 40 MiB;

@@ -60,7 +60,7 @@ impl Mail {
         let mut deleted = MailDeleted::default();
         let init = keys::initialised(account);
         // 1. The mailboxes (records, names, the tree's marker): no mail comes in after.
-        for prefix in [keys::mailboxes(account), keys::mailbox_name(account, ""), keys::mailbox_tree(account)] {
+        for prefix in [keys::mailboxes(account), keys::mailbox_names(account), keys::mailbox_tree(account)] {
             self.delete_under(&at, &prefix, &init, &mut deleted).await?;
         }
         // 2. Everything else of the account's, `init` excepted.

@@ -43,9 +43,14 @@ pub fn mailbox(account: AccountId, id: MailboxId) -> Vec<u8> {
     [mailboxes(account).as_slice(), &id.to_be_bytes()].concat()
 }
 
+/// Every mailbox name of the account is under it.
+pub fn mailbox_names(account: AccountId) -> Vec<u8> {
+    account_prefix(account, b"mbn/")
+}
+
 /// Mailbox names, for uniqueness.
 pub fn mailbox_name(account: AccountId, name: &str) -> Vec<u8> {
-    [account_prefix(account, b"mbn/").as_slice(), name.as_bytes()].concat()
+    [mailbox_names(account).as_slice(), name.as_bytes()].concat()
 }
 
 /// Names under `name` (its descendants): `mailbox_name(account, name) ++ "/"`.
