@@ -10,7 +10,7 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::imap::{imap_account, python, quick_dns};
 use crate::support::{admin, config_path, init_with_token, run, set_config, start_server};
@@ -141,11 +141,7 @@ M.logout()
     );
     python(&script);
     // The learning runs after the MOVE's answer, in the server's own time.
-    let started = Instant::now();
-    while !server.log().iter().any(|line| line.contains("classifier learnt an agent's judgement")) {
-        assert!(started.elapsed() < Duration::from_secs(20), "not learnt:\n{}", server.log().join("\n"));
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    server.log_with("classifier learnt an agent's judgement", 1, Duration::from_secs(20));
     // The MX scores with the trainer's classifier: the next message of the campaign is
     // judged with the learning at once (not with the counts it kept in memory from the
     // first message, for filter.bayes_cache_s), and put in Junk, where the first was not.
@@ -156,11 +152,7 @@ M.logout()
     assert!(!verdicts(&server).iter().any(spam), "{:?}", verdicts(&server));
     send(&server, 2);
     // The log is read from the server's output by a thread: a moment after the reply.
-    let started = Instant::now();
-    while !verdicts(&server).iter().any(spam) {
-        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", verdicts(&server));
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    server.log_when(Duration::from_secs(5), |log| log.iter().filter(|line| line.contains("filter verdict")).any(spam));
     server.signal(libc::SIGTERM);
     assert!(server.wait(Duration::from_secs(30)).is_some_and(|status| status.success()));
 

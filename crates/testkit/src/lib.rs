@@ -37,6 +37,8 @@ pub struct Server {
     pub cert: PathBuf,
     log: Arc<Mutex<Vec<String>>>,
     lines: mpsc::Receiver<String>,
+    /// The thread that reads the server's output into `log`.
+    reader: std::thread::JoinHandle<()>,
 }
 
 impl Server {
@@ -53,7 +55,7 @@ impl Server {
         let log = Arc::new(Mutex::new(Vec::new()));
         let (lines_tx, lines) = mpsc::channel();
         let log_writer = log.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 log_writer.lock().unwrap().push(line.clone());
@@ -72,6 +74,7 @@ impl Server {
             cert: PathBuf::new(),
             log,
             lines,
+            reader,
         };
         loop {
             let line = server.next_line(Duration::from_secs(120)).expect("hameau never said it was ready");
@@ -109,6 +112,26 @@ impl Server {
         self.log.lock().unwrap().clone()
     }
 
+    /// The log once `until` holds on it, waiting at most `within`; panics with the log if
+    /// it never does. A thread reads the server's output, so a line written before a reply
+    /// may reach [`Server::log`] a moment after the client has that reply.
+    pub fn log_when(&self, within: Duration, until: impl Fn(&[String]) -> bool) -> Vec<String> {
+        let started = Instant::now();
+        loop {
+            let log = self.log();
+            if until(&log) {
+                return log;
+            }
+            assert!(started.elapsed() < within, "the log never got there within {within:?}:\n{}", log.join("\n"));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The log once it has at least `n` lines containing `needle` (see [`Server::log_when`]).
+    pub fn log_with(&self, needle: &str, n: usize, within: Duration) -> Vec<String> {
+        self.log_when(within, |log| log.iter().filter(|line| line.contains(needle)).count() >= n)
+    }
+
     pub fn signal(&self, signal: libc::c_int) {
         let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
         assert_eq!(rc, 0, "kill failed");
@@ -119,6 +142,10 @@ impl Server {
         let start = Instant::now();
         while start.elapsed() < timeout {
             if let Some(status) = self.child.try_wait().unwrap() {
+                // Its last lines too: the reader stops at the end of the output.
+                while !self.reader.is_finished() && start.elapsed() < timeout {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
                 return Some(status);
             }
             std::thread::sleep(Duration::from_millis(20));
