@@ -16,7 +16,10 @@
 //!    special-use mailboxes again ([`Mail::ensure_account`]); with it, such a delivery finds
 //!    no mailbox and fails with a temporary error (the sender tries again and the
 //!    directory then refuses the address). Account ids are never given again, so the
-//!    marker bars no other account.
+//!    marker bars no other account;
+//! 4. before all that, the tree key is set to [`keys::TREE_DELETED`], and kept: a change of
+//!    the tree already under way conflicts and, read again, is refused, and so is every
+//!    later one (a session still logged in cannot CREATE a mailbox no one would own).
 //!
 //! A write that races a page makes that page's commit conflict: it is read and tried
 //! again, a bounded number of times ([`Error::Busy`] past them). Safe to call again after
@@ -58,27 +61,33 @@ impl Mail {
     ) -> Result<MailDeleted, Error> {
         let at = self.at_tenant(tenant).await?;
         let mut deleted = MailDeleted::default();
-        let init = keys::initialised(account);
-        // 1. The mailboxes (records, names, the tree's marker): no mail comes in after.
-        for prefix in [keys::mailboxes(account), keys::mailbox_names(account), keys::mailbox_tree(account)] {
-            self.delete_under(&at, &prefix, &init, &mut deleted).await?;
+        let (init, tree) = (keys::initialised(account), keys::mailbox_tree(account));
+        let keep = [init.as_slice(), tree.as_slice()];
+        // 0. The tree can no longer change.
+        let mut batch = Batch::new();
+        batch.set(&tree, keys::TREE_DELETED);
+        crate::settings_changed(&mut batch);
+        at.commit(batch).await?;
+        // 1. The mailboxes (records and names): no mail comes in after.
+        for prefix in [keys::mailboxes(account), keys::mailbox_names(account)] {
+            self.delete_under(&at, &prefix, &keep, &mut deleted).await?;
         }
-        // 2. Everything else of the account's, `init` excepted.
-        self.delete_under(&at, &keys::account_start(account), &init, &mut deleted).await?;
+        // 2. Everything else of the account's, `init` and the tree key excepted.
+        self.delete_under(&at, &keys::account_start(account), &keep, &mut deleted).await?;
         // 3. Its records outside its prefix.
         for prefix in [crate::client_records::push_prefix(account), (beside.prefix_of)(account)] {
-            self.delete_under(&at, &prefix, &init, &mut deleted).await?;
+            self.delete_under(&at, &prefix, &keep, &mut deleted).await?;
         }
         Ok(deleted)
     }
 
-    /// Deletes every key under `prefix` but `keep`, a page at a time: each email's bytes
+    /// Deletes every key under `prefix` but those in `keep`, a page at a time: each email's bytes
     /// given back to its tenant and each blob reference released in the same commit.
     async fn delete_under(
         &self,
         at: &hameau_store::placement::Placed,
         prefix: &[u8],
-        keep: &[u8],
+        keep: &[&[u8]],
         deleted: &mut MailDeleted,
     ) -> Result<(), Error> {
         let mut after: Option<Vec<u8>> = None;
@@ -93,7 +102,7 @@ impl Mail {
             let mut batch = Batch::new();
             let mut freed: BTreeMap<String, u64> = BTreeMap::new();
             let (mut emails, mut bytes, mut records) = (0, 0, 0);
-            for entry in page.iter().filter(|entry| entry.key != keep) {
+            for entry in page.iter().filter(|entry| !keep.contains(&entry.key.as_slice())) {
                 batch.expect_version(&entry.key, entry.version).delete(&entry.key);
                 for hash in keys::blob_refs(&entry.key, &entry.value) {
                     batch.blob_release(&hash);
@@ -114,7 +123,7 @@ impl Mail {
                 records += 1;
             }
             if records == 0 {
-                // Only the kept key on this page.
+                // Only kept keys on this page.
                 after = Some(last);
                 continue;
             }

@@ -59,10 +59,15 @@ pub fn mailbox_children(account: AccountId, name: &str) -> Vec<u8> {
 }
 
 /// Written by every change of the mailbox tree (create, rename, delete), so that two
-/// concurrent changes of it never both commit on what they read.
+/// concurrent changes of it never both commit on what they read. Holds
+/// [`TREE_DELETED`] once the account's mail is deleted.
 pub fn mailbox_tree(account: AccountId) -> Vec<u8> {
     account_prefix(account, b"mbt")
 }
+
+/// The tree key's value once [`crate::Mail::delete_account_mail`] has begun: the tree can
+/// no longer change (an IMAP session still logged in cannot CREATE a mailbox no one owns).
+pub const TREE_DELETED: &[u8] = b"deleted";
 
 pub fn mailbox_ids(account: AccountId) -> Vec<u8> {
     account_prefix(account, b"seq/mailbox")

@@ -1306,10 +1306,11 @@ async fn deleting_an_account_s_mail_removes_all_of_it_and_gives_its_bytes_back()
     assert_eq!(deleted.bytes, used);
     assert!(deleted.records > 1_201 * 3, "{deleted:?}");
 
-    // Nothing of the account is left but its marker; its bytes went back to the tenant.
+    // Nothing of the account is left but its markers; its bytes went back to the tenant.
     let left = f.mail.store.scan(&hameau_store::Scan::prefix(&crate::keys::account_start(ACCOUNT))).await.unwrap();
     let left: Vec<&[u8]> = left.iter().map(|entry| entry.key.as_slice()).collect();
-    assert_eq!(left, vec![crate::keys::initialised(ACCOUNT).as_slice()]);
+    let markers = [crate::keys::initialised(ACCOUNT), crate::keys::mailbox_tree(ACCOUNT)];
+    assert_eq!(left, markers.iter().map(Vec::as_slice).collect::<Vec<_>>());
     assert!(f.mail.push_subscriptions(ACCOUNT).await.unwrap().is_empty());
     assert_eq!(f.mail.store.get(&beside_prefix(ACCOUNT)).await.unwrap(), None);
     assert_eq!(f.mail.quota_used(ACCOUNT).await.unwrap(), 0);
@@ -1331,8 +1332,11 @@ async fn deleting_an_account_s_mail_removes_all_of_it_and_gives_its_bytes_back()
     let late = f.mail.ingest(ACCOUNT, ingest(message("late", ""), vec![f.inbox])).await.unwrap_err();
     assert!(matches!(late, Error::NoMailbox(_)), "{late}");
     assert!(f.mail.ensure_account(ACCOUNT, NOW).await.unwrap().is_empty());
+    // A session still logged in can no longer change the tree: nothing is made for no one.
+    let create = f.mail.create_mailbox(ACCOUNT, "Orphelin", None, NOW).await.unwrap_err();
+    assert!(matches!(&create, Error::Cannot(why) if why.contains("deleted")), "{create}");
     let left = f.mail.store.scan(&hameau_store::Scan::prefix(&crate::keys::account_start(ACCOUNT))).await.unwrap();
-    assert_eq!(left.len(), 1);
+    assert_eq!(left.len(), 2);
     // Again: nothing more to do.
     assert_eq!(f.mail.delete_account_mail(ACCOUNT, "commune", &beside).await.unwrap(), crate::MailDeleted::default());
 

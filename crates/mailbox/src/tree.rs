@@ -43,7 +43,7 @@ impl Mail {
         check_name(name)?;
         for attempt in 0..RETRIES_MAX {
             backoff(attempt).await;
-            let tree = self.at(account).await?.get(&keys::mailbox_tree(account)).await?;
+            let tree = self.tree_entry(account).await?;
             if self.mailbox_id_by_name(account, name).await?.is_some() {
                 return Err(Error::MailboxExists(name.to_string()));
             }
@@ -91,7 +91,7 @@ impl Mail {
         check_name(new_name)?;
         for attempt in 0..RETRIES_MAX {
             backoff(attempt).await;
-            let tree = self.at(account).await?.get(&keys::mailbox_tree(account)).await?;
+            let tree = self.tree_entry(account).await?;
             let (mailbox, version) = self.mailbox_entry(account, id).await?;
             if is_inbox(&mailbox) {
                 return Err(Error::Cannot("INBOX cannot be renamed".into()));
@@ -136,7 +136,7 @@ impl Mail {
     pub async fn delete_mailbox(&self, account: AccountId, id: MailboxId) -> Result<(), Error> {
         let mut conflicts = 0;
         while conflicts < RETRIES_MAX {
-            let tree = self.at(account).await?.get(&keys::mailbox_tree(account)).await?;
+            let tree = self.tree_entry(account).await?;
             let (mailbox, version) = self.mailbox_entry(account, id).await?;
             if is_inbox(&mailbox) {
                 return Err(Error::Cannot("INBOX cannot be deleted".into()));
@@ -364,6 +364,16 @@ impl Mail {
             }
             other => other,
         }
+    }
+
+    /// The tree key's entry, read before a change of the tree ([`expect_tree`]): refused
+    /// once the account's mail is deleted ([`keys::TREE_DELETED`]).
+    async fn tree_entry(&self, account: AccountId) -> Result<Option<Entry>, Error> {
+        let tree = self.at(account).await?.get(&keys::mailbox_tree(account)).await?;
+        if tree.as_ref().is_some_and(|entry| entry.value == keys::TREE_DELETED) {
+            return Err(Error::Cannot("the account has been deleted".into()));
+        }
+        Ok(tree)
     }
 
     /// A new mailbox id, in a commit of its own: ids are never reused, even if the

@@ -337,6 +337,11 @@ fn mail_problem(error: hameau_mailbox::Error, doing: &str) -> Problem {
         hameau_mailbox::Error::Busy => {
             Problem::new(StatusCode::SERVICE_UNAVAILABLE, "too many concurrent changes: try again")
         }
+        // As the directory's errors map it (`From<hameau_directory::Error> for Problem`).
+        hameau_mailbox::Error::Store(error) if error.is_unavailable() => {
+            tracing::warn!(error = %error, "admin API: {doing}: the store does not answer");
+            Problem::new(StatusCode::SERVICE_UNAVAILABLE, "the store does not answer: try again")
+        }
         error => {
             tracing::error!(error = %error, "admin API: {doing} failed");
             Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error: see the server's log")
