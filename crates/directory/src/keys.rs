@@ -44,6 +44,13 @@ pub fn password(id: u64) -> Vec<u8> {
     [b"d/pw/".as_slice(), &id.to_be_bytes()].concat()
 }
 
+/// Written each time the account is disabled: its version tells a session that lasts
+/// (IMAP) that the account was disabled since the login, even if enabled again since
+/// ([`crate::Directory::login_still_valid`]).
+pub fn disabled(id: u64) -> Vec<u8> {
+    [b"d/off/".as_slice(), &id.to_be_bytes()].concat()
+}
+
 /// Every address (account or alias), by normalised address: what it delivers to.
 pub fn address(address: &str) -> Vec<u8> {
     [b"d/addr/".as_slice(), address.as_bytes()].concat()
@@ -170,7 +177,9 @@ pub fn owner(key: &[u8], value: &[u8]) -> Option<Owner> {
     if let Some(tail) = rest.strip_prefix(b"dkim/").or_else(|| rest.strip_prefix(b"da/")) {
         return Some(Owner::Via(domain_of(tail)?));
     }
-    if let Some(tail) = rest.strip_prefix(b"pw/").or_else(|| rest.strip_prefix(b"app/")) {
+    if let Some(tail) =
+        rest.strip_prefix(b"pw/").or_else(|| rest.strip_prefix(b"app/")).or_else(|| rest.strip_prefix(b"off/"))
+    {
         return Some(Owner::Via(account_of(tail)?));
     }
     if let Some(address) = rest.strip_prefix(b"addr/") {
@@ -212,7 +221,7 @@ mod tests {
         assert_eq!(owner(&tenant_api_key("a", "k1"), b""), tenant("a"));
         assert_eq!(owner(&tenant_api_key("", "k1"), b""), Some(Owner::Installation));
         assert_eq!(owner(ACCOUNT_IDS, &1i64.to_be_bytes()), Some(Owner::Installation));
-        for key in [password(7), app_password(7, "p1")] {
+        for key in [password(7), app_password(7, "p1"), disabled(7)] {
             assert_eq!(owner(&key, b"x"), Some(Owner::Via(account(7))));
         }
         for key in [dkim_private("a.test", "s1"), domain_address("a.test", "x@a.test"), address("x@a.test")] {

@@ -98,11 +98,13 @@ pub struct NewDomain {
     pub tenant: String,
 }
 
-/// What a login used, for [`Directory::login_still_valid`]: the account and its
-/// credential (the password's record version, or the application password's id).
+/// What a login used, for [`Directory::login_still_valid`]: the account, how many times
+/// it had been disabled (the version of `keys::disabled`), and its credential (the
+/// password's record version, or the application password's id).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LoginStamp {
     account: u64,
+    disabled: u64,
     credential: Credential,
 }
 
@@ -827,6 +829,11 @@ impl Directory {
             let mut batch = Batch::new();
             batch.expect_version(&keys::account(id), version);
             set(&mut batch, &keys::account(id), &record);
+            if update.enabled == Some(false) {
+                // The sessions opened before end, even if the account is enabled again
+                // before they are checked.
+                batch.set(&keys::disabled(id), b"");
+            }
             if let Some(hash) = &hash {
                 set(&mut batch, &keys::password(id), &PasswordRecord { hash: hash.clone() });
             }
@@ -895,6 +902,7 @@ impl Directory {
         batch
             .delete(&keys::account(account.id))
             .delete(&keys::password(account.id))
+            .delete(&keys::disabled(account.id))
             .delete(&keys::address(&account.address))
             .delete(&keys::tenant_account(&account.tenant, &account.address))
             .delete(&keys::domain_address(&domain, &account.address));
@@ -1360,16 +1368,16 @@ impl Directory {
         result
     }
 
-    /// Whether the login `stamp` records still holds: the account exists and is enabled,
-    /// and the credential it used is unchanged (the same password, or an application
-    /// password not revoked). Read through the routing reads' cache: while the directory
+    /// Whether the login `stamp` records still holds: the account exists, is enabled and
+    /// was not disabled since, and the credential it used is unchanged (the same password,
+    /// or an application password not revoked). Read through the routing reads' cache: while the directory
     /// does not change, every session's check is answered from memory; a change made on
     /// this node is seen by the next check, one made on another node within a second.
     pub async fn login_still_valid(&self, stamp: &LoginStamp) -> Result<bool, Error> {
         let Some(account) = self.cached::<Account>(&keys::account(stamp.account)).await? else {
             return Ok(false);
         };
-        if !account.enabled {
+        if !account.enabled || self.disabled_count(stamp.account).await? != stamp.disabled {
             return Ok(false);
         }
         Ok(match &stamp.credential {
@@ -1423,7 +1431,8 @@ impl Directory {
         };
         let stored = get::<PasswordRecord>(&self.store, &keys::password(account.id)).await?;
         let version = stored.as_ref().map_or(0, |read| read.version);
-        let stamp = |credential| LoginStamp { account: account.id, credential };
+        let disabled = self.disabled_count(account.id).await?;
+        let stamp = |credential| LoginStamp { account: account.id, disabled, credential };
         let cached = self.cache.contains(account.id, version, password, now);
         if cached || self.hasher.verify(stored.as_ref().map(|read| read.record.hash.as_str()), password).await {
             if !cached {
@@ -1442,6 +1451,12 @@ impl Directory {
             return Ok((account, stamp));
         }
         Err(Error::Unauthenticated)
+    }
+
+    /// The version of the account's `keys::disabled` record (0 if never disabled), through
+    /// the routing reads' cache.
+    async fn disabled_count(&self, account: u64) -> Result<u64, Error> {
+        Ok(self.records.get(&self.store, &keys::disabled(account)).await?.map_or(0, |entry| entry.version))
     }
 
     async fn login_account(&self, address: &str) -> Result<Option<Account>, Error> {

@@ -678,14 +678,19 @@ async fn a_login_stops_holding_when_its_account_or_credential_changes() {
     assert!(d.login_still_valid(&app_stamp).await.unwrap());
     d.delete_app_password(&Principal::Operator, "user@a.fr", &view.id).await.unwrap();
     assert!(!d.login_still_valid(&app_stamp).await.unwrap());
-    // Disabled, then deleted: no login holds.
+    // Disabled: no login holds, not even once enabled again (the operator disabled it
+    // between two checks of a session); a login made after holds.
     let (_, stamp) = d.login_stamped(at, "user@a.fr", "a much better passphrase", NOW).await.unwrap();
     let disable = AccountUpdate { enabled: Some(false), ..AccountUpdate::default() };
     d.update_account(&Principal::Operator, "user@a.fr", disable).await.unwrap();
     assert!(!d.login_still_valid(&stamp).await.unwrap());
     let enable = AccountUpdate { enabled: Some(true), ..AccountUpdate::default() };
     d.update_account(&Principal::Operator, "user@a.fr", enable).await.unwrap();
+    assert!(!d.login_still_valid(&stamp).await.unwrap());
+    let (_, stamp) = d.login_stamped(at, "user@a.fr", "a much better passphrase", NOW).await.unwrap();
     assert!(d.login_still_valid(&stamp).await.unwrap());
+    // Deleted: its records go, the disabling's too.
     d.delete_account(&Principal::Operator, "user@a.fr").await.unwrap();
     assert!(!d.login_still_valid(&stamp).await.unwrap());
+    assert_eq!(d.store().get(&crate::keys::disabled(account.id)).await.unwrap(), None);
 }
