@@ -358,3 +358,78 @@ fn one_address_cannot_take_every_https_connection() {
     assert!(target.rss_kib() < 256 * 1024, "RSS {} MiB", rss_mib(&target));
     drop(held);
 }
+
+/// `http.header_bytes_max` under a flood: 16 clients from 4 addresses send request heads of
+/// 1 MiB (16 times the bound) over TLS, one after the other as fast as the server answers,
+/// for 6 seconds, while another address calls the API. The earlier test of the bound
+/// (`serve::headers_past_their_bound_get_431`) sends one request at a time.
+#[test]
+fn a_flood_of_oversized_headers_leaves_the_api_serving() {
+    let mut token = String::new();
+    let target = Target::start_with(|config| token = operator_key(config));
+    let https = target.server.https[0];
+    let cert = target.server.cert.clone();
+    let flood = Duration::from_secs(6);
+    let started = Instant::now();
+    let head = format!("GET /api/v1/tenants HTTP/1.1\r\nHost: localhost\r\nX-Padding: {}\r\n\r\n", "a".repeat(1 << 20));
+    let head = std::sync::Arc::new(head.into_bytes());
+    let attackers: Vec<_> = (0..16)
+        .map(|i| {
+            let (cert, head) = (cert.clone(), head.clone());
+            let source: IpAddr = format!("127.0.10.{}", i % 4 + 1).parse().unwrap();
+            std::thread::spawn(move || {
+                // What each oversized request got: its status line, or "closed" when the
+                // server closed the connection without one.
+                let mut answers = Vec::new();
+                while started.elapsed() < flood {
+                    let answer = block_on(async {
+                        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+                        socket.bind(SocketAddr::new(source, 0)).unwrap();
+                        let Ok(tcp) = socket.connect(https).await else { return "no connection".to_string() };
+                        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+                        let Ok(mut tls) = crate::support::tls_connector(&cert).connect(name, tcp).await else {
+                            return "no handshake".to_string();
+                        };
+                        // The server answers and closes before it has read the whole head.
+                        let _ = tls.write_all(&head).await;
+                        let mut response = Vec::new();
+                        let _ = tokio::time::timeout(PROBE, tls.read_to_end(&mut response)).await;
+                        let text = String::from_utf8_lossy(&response);
+                        text.lines().next().filter(|line| !line.is_empty()).unwrap_or("closed").to_string()
+                    });
+                    answers.push(answer);
+                }
+                answers
+            })
+        })
+        .collect();
+    // The honest operator, from another address, all along.
+    let api = Api { source: "127.0.10.9".parse().unwrap(), ..Api::new(&target.server) };
+    let mut calls = Vec::new();
+    while started.elapsed() < flood {
+        let sent = Instant::now();
+        let status = api.call("GET", "/api/v1/tenants", Some(&token), None).status;
+        calls.push((status, sent.elapsed()));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let answers: Vec<String> = attackers.into_iter().flat_map(|attacker| attacker.join().unwrap()).collect();
+    let refused = answers.iter().filter(|answer| answer.starts_with("HTTP/1.1 431")).count();
+    let slowest = calls.iter().map(|(_, took)| *took).max().unwrap_or_default();
+    eprintln!(
+        "{} oversized requests ({refused} answered 431), {} API calls, the slowest in {:.0} ms, peak RSS {} MiB",
+        answers.len(),
+        calls.len(),
+        slowest.as_secs_f64() * 1000.0,
+        target.peak_rss_kib() / 1024
+    );
+    assert!(answers.len() >= 64, "the flood did not flow: {} requests", answers.len());
+    let other: Vec<&String> =
+        answers.iter().filter(|answer| !answer.starts_with("HTTP/1.1 431") && *answer != "closed").collect();
+    assert!(other.is_empty(), "oversized requests answered otherwise: {other:?}");
+    assert!(refused * 2 >= answers.len(), "most oversized requests are told why: {refused} of {}", answers.len());
+    assert!(calls.len() >= 10 && calls.iter().all(|(status, _)| *status == 200), "{calls:?}");
+    assert!(slowest < PROBE, "an API call took {slowest:?}");
+    target.assert_serving(PROBE);
+    assert!(target.rss_kib() < 256 * 1024, "RSS {} MiB", rss_mib(&target));
+}
