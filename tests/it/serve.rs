@@ -149,7 +149,9 @@ fn silent_and_idle_clients_are_closed_after_the_header_timeout() {
         let start = Instant::now();
         let mut response = Vec::new();
         let read = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut response)).await;
-        assert!(read.is_ok(), "the idle connection was not closed");
+        let read = read.expect("the idle connection was not closed");
+        // Closed with TLS's close_notify, not cut (a truncation error in the client).
+        read.expect("a clean end of the TLS stream");
         assert!(String::from_utf8_lossy(&response).starts_with("HTTP/1.1 200"));
         start.elapsed()
     });

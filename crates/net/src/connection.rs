@@ -156,6 +156,41 @@ async fn handshake(
     }
 }
 
+/// Closing a TLS connection that was not shut down (a timeout, an error, the end of a
+/// session that did not call `shutdown`) still tells the client it is closed on purpose:
+/// the `close_notify` alert (RFC 8446 §6.1), written without waiting, only if the socket
+/// takes it at once (a few dozen bytes; a client that stopped reading gets none).
+/// Without it a client sees a truncated stream: Python's `ssl` reports "EOF occurred in
+/// violation of protocol" on a keep-alive connection HTTPS closed after
+/// `http.header_timeout_s`, where it would otherwise open a new one quietly.
+impl Drop for Connection {
+    fn drop(&mut self) {
+        let Stream::Tls(stream) = &mut self.stream else { return };
+        let (tcp, tls) = stream.get_mut();
+        tls.send_close_notify();
+        let mut socket = NoWait(tcp);
+        // Each round writes what the socket takes at once; the alert is one record.
+        for _ in 0..4 {
+            if !tls.wants_write() || !matches!(tls.write_tls(&mut socket), Ok(n) if n > 0) {
+                break;
+            }
+        }
+    }
+}
+
+/// A TCP socket written without waiting (`try_write`): for [`Connection`]'s drop.
+struct NoWait<'a>(&'a TcpStream);
+
+impl io::Write for NoWait<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.try_write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 impl std::fmt::Debug for Connection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let stream = match self.stream {

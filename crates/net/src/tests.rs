@@ -127,6 +127,23 @@ mod connection {
         tokio::join!(ping_pong(&mut server), client_ping(&mut client));
     }
 
+    /// A TLS connection dropped without a shutdown (a timeout ended it) still sends
+    /// `close_notify`: the client reads a clean end of stream, not a truncation error.
+    #[tokio::test]
+    async fn a_dropped_tls_connection_says_close_notify() {
+        let (tls, connector) = tls_pair();
+        let (server, client) = pair().await;
+        let name = ServerName::try_from("localhost").unwrap();
+        let (server, client) =
+            tokio::join!(Connection::accept_tls(server, &tls, Duration::from_secs(5)), connector.connect(name, client));
+        let (mut server, mut client) = (server.unwrap(), client.unwrap());
+        tokio::join!(ping_pong(&mut server), client_ping(&mut client));
+        drop(server);
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut rest)).await.unwrap();
+        assert_eq!(read.expect("a clean end of stream, not a truncation"), 0);
+    }
+
     #[tokio::test]
     async fn starttls_upgrade() {
         let (tls, connector) = tls_pair();
