@@ -78,6 +78,10 @@ pub struct OutboundOptions {
     /// MX addresses tried per delivery: 5, Postfix's `smtp_mx_address_limit`. A domain with
     /// twenty MX hosts all down costs five connection timeouts, not twenty.
     pub addresses_max: usize,
+    /// Bytes the receiver may send between two writes of ours (a greeting, the replies to
+    /// one batch of pipelined commands): 1 MiB. Real ones are a few hundred bytes; past
+    /// it the delivery is deferred (see [`Watched`]).
+    pub replies_bytes_max: usize,
 }
 
 impl OutboundOptions {
@@ -98,6 +102,7 @@ impl OutboundOptions {
             quit_timeout: Duration::from_secs(30),
             messages_per_connection_max: 100,
             addresses_max: 5,
+            replies_bytes_max: 1 << 20,
         }
     }
 }
@@ -594,7 +599,8 @@ async fn open(target: &Target, options: &OutboundOptions, start: Start<'_>) -> R
             return Err(Broken::Connection(format!("451 4.4.1 connection to {target}:{} timed out", options.port)));
         }
     };
-    let mut client = SmtpClient { stream: Watched::new(stream), timeout: options.greeting_timeout };
+    let mut client =
+        SmtpClient { stream: Watched::new(stream, options.replies_bytes_max), timeout: options.greeting_timeout };
     let label = format!("{target}:{}", options.port);
     let greeting = match tokio::time::timeout(options.greeting_timeout, client.read()).await {
         Ok(Ok(greeting)) => greeting,
@@ -652,7 +658,8 @@ async fn open(target: &Target, options: &OutboundOptions, start: Start<'_>) -> R
         }
         Err(_) => return Err(Broken::Tls(format!("451 4.7.5 {label}: TLS handshake timed out"))),
     };
-    let mut client = SmtpClient { stream: Watched::new(stream), timeout: options.command_timeout };
+    let mut client =
+        SmtpClient { stream: Watched::new(stream, options.replies_bytes_max), timeout: options.command_timeout };
     // RFC 3207 §4.2: the server's capabilities are learnt again over TLS.
     let ehlo = self::ehlo(&mut client, options, &label).await.map_err(Broken::Connection)?;
     Ok((Connection::Tls(Box::new(client), ehlo), required.unwrap_or(TlsUsed::Starttls)))
@@ -1101,25 +1108,46 @@ fn broken(label: &str, during: &str, error: mail_send::Error, ended: bool) -> St
     }
 }
 
-/// A stream that remembers whether the server ended it.
+/// A stream that remembers whether the server ended it, and bounds what the server sends
+/// between two writes of ours ([`OutboundOptions::replies_bytes_max`]). smtp-proto's reply
+/// parser bounds a reply to 4 KiB only for long lines: past that bound it still keeps two
+/// bytes of every short continuation line (`250-x`), so an endless multi-line reply would
+/// grow the client's memory with it (found by the `smtp_reply` fuzz target). Past the
+/// bound the read fails and the delivery is deferred.
 struct Watched<S> {
     inner: S,
     ended: bool,
+    /// Bytes read since our last write, and their bound.
+    read_since_write: usize,
+    read_max: usize,
 }
 
 impl<S> Watched<S> {
-    fn new(inner: S) -> Watched<S> {
-        Watched { inner, ended: false }
+    fn new(inner: S, read_max: usize) -> Watched<S> {
+        Watched { inner, ended: false, read_since_write: 0, read_max }
     }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
+        if this.read_since_write >= this.read_max {
+            return Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "the server sent over {} bytes without a command between (outbound.replies_bytes_max)",
+                    this.read_max
+                ),
+            )));
+        }
         let before = buf.filled().len();
         let res = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if matches!(res, Poll::Ready(Ok(()))) && buf.filled().len() == before && buf.remaining() > 0 {
-            this.ended = true;
+        if matches!(res, Poll::Ready(Ok(()))) {
+            let read = buf.filled().len() - before;
+            this.read_since_write += read;
+            if read == 0 && buf.remaining() > 0 {
+                this.ended = true;
+            }
         }
         res
     }
@@ -1127,7 +1155,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, bytes: &[u8]) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, bytes)
+        let this = self.get_mut();
+        let res = Pin::new(&mut this.inner).poll_write(cx, bytes);
+        if matches!(res, Poll::Ready(Ok(written)) if written > 0) {
+            this.read_since_write = 0;
+        }
+        res
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {

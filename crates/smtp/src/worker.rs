@@ -46,6 +46,9 @@ pub struct Options {
     pub messages_per_connection_max: usize,
     /// MX addresses tried per delivery: 5, Postfix's `smtp_mx_address_limit`.
     pub addresses_max: usize,
+    /// Bytes a receiver may send between two commands of ours (its greeting, the replies to
+    /// one batch of pipelined commands): 1 MiB; past it the delivery is deferred.
+    pub replies_bytes_max: usize,
     /// Messages claimed per round of the worker: 100 lets one connection carry many
     /// messages to a domain.
     pub claim_batch_max: usize,
@@ -106,6 +109,7 @@ impl Default for Options {
             data_termination_timeout_s: 600,
             messages_per_connection_max: 100,
             addresses_max: 5,
+            replies_bytes_max: 1 << 20,
             claim_batch_max: 100,
             claim_batch_bytes_max: 64 * 1024 * 1024,
             domains_concurrent_max: 16,
@@ -140,6 +144,7 @@ impl Options {
             ("data_termination_timeout_s", self.data_termination_timeout_s, 1, 3600),
             ("messages_per_connection_max", self.messages_per_connection_max as u64, 1, 10_000),
             ("addresses_max", self.addresses_max as u64, 1, 100),
+            ("replies_bytes_max", self.replies_bytes_max as u64, 64 * 1024, 64 * 1024 * 1024),
             ("claim_batch_max", self.claim_batch_max as u64, 1, 10_000),
             ("claim_batch_bytes_max", self.claim_batch_bytes_max, 1024 * 1024, 16 * 1024 * 1024 * 1024),
             ("domains_concurrent_max", self.domains_concurrent_max as u64, 1, 10_000),
@@ -193,6 +198,7 @@ impl Options {
         outbound.data_termination_timeout = seconds(self.data_termination_timeout_s);
         outbound.messages_per_connection_max = self.messages_per_connection_max;
         outbound.addresses_max = self.addresses_max;
+        outbound.replies_bytes_max = self.replies_bytes_max;
         let tls_rpt_from =
             if self.tls_rpt_from.is_empty() { format!("tls-reports@{hostname}") } else { self.tls_rpt_from.clone() };
         WorkerOptions {

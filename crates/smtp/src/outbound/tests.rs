@@ -530,6 +530,27 @@ async fn the_next_mx_is_tried_on_a_refused_connection_or_a_4xx_greeting() {
     deferred_with(&results[0][0], "451 4.4.1 connection to mx1.test[127.0.0.1]:9 failed");
 }
 
+/// Found by the `smtp_reply` fuzz target: past 4 KiB, smtp-proto's reply parser still
+/// keeps two bytes of every short continuation line, so an endless multi-line greeting grew
+/// the client's memory with it. What a server sends between two commands is bounded
+/// (`outbound.replies_bytes_max`): the delivery is deferred, and so is one whose replies to MAIL
+/// are endless.
+#[tokio::test]
+async fn an_endless_multiline_reply_is_cut_at_the_bound() {
+    let dns = dns();
+    let bound = OutboundOptions::new("client.test").replies_bytes_max;
+    let endless = b"220-x\r\n".repeat(4 * bound / 7);
+    let greeting = start_fake(Fake { greeting: Act::Raw(endless), ..Fake::new() }).await;
+    let to = rcpts(&["bob@a.test"]);
+    let message = [Outgoing { mail_from: "alice@client.test", recipients: &to, data: BODY }];
+    let results = deliver_to_domain(&dns.resolver, &options(greeting.port), "a.test", &message).await;
+    deferred_with(&results[0][0], "without a command between");
+    let endless = b"250-x\r\n".repeat(4 * bound / 7);
+    let mail = start_fake(Fake::new().on("MAIL", Act::Raw(endless))).await;
+    let results = deliver_to_domain(&dns.resolver, &options(mail.port), "a.test", &message).await;
+    deferred_with(&results[0][0], "without a command between");
+}
+
 #[tokio::test]
 async fn dns_failures_defer() {
     // A resolver that gets no answer.
