@@ -86,6 +86,16 @@ mod connection {
         (server, client)
     }
 
+    /// A connected pair over implicit TLS: the server's [`Connection`] and the client's end.
+    async fn tls_connected() -> (Connection, tokio_rustls::client::TlsStream<TcpStream>) {
+        let (tls, connector) = tls_pair();
+        let (server, client) = pair().await;
+        let name = ServerName::try_from("localhost").unwrap();
+        let (server, client) =
+            tokio::join!(Connection::accept_tls(server, &tls, Duration::from_secs(5)), connector.connect(name, client));
+        (server.unwrap(), client.unwrap())
+    }
+
     /// The server reads `ping` and answers `pong`.
     async fn ping_pong(server: &mut Connection) {
         let mut buf = [0u8; 4];
@@ -114,12 +124,7 @@ mod connection {
 
     #[tokio::test]
     async fn implicit_tls() {
-        let (tls, connector) = tls_pair();
-        let (server, client) = pair().await;
-        let name = ServerName::try_from("localhost").unwrap();
-        let (server, client) =
-            tokio::join!(Connection::accept_tls(server, &tls, Duration::from_secs(5)), connector.connect(name, client));
-        let (mut server, mut client) = (server.unwrap(), client.unwrap());
+        let (mut server, mut client) = tls_connected().await;
         assert!(server.is_tls());
         let info = server.tls_info().unwrap();
         assert_eq!((info.protocol, info.server_name.as_deref()), ("TLSv1.3", Some("localhost")));
@@ -131,12 +136,7 @@ mod connection {
     /// `close_notify`: the client reads a clean end of stream, not a truncation error.
     #[tokio::test]
     async fn a_dropped_tls_connection_says_close_notify() {
-        let (tls, connector) = tls_pair();
-        let (server, client) = pair().await;
-        let name = ServerName::try_from("localhost").unwrap();
-        let (server, client) =
-            tokio::join!(Connection::accept_tls(server, &tls, Duration::from_secs(5)), connector.connect(name, client));
-        let (mut server, mut client) = (server.unwrap(), client.unwrap());
+        let (mut server, mut client) = tls_connected().await;
         tokio::join!(ping_pong(&mut server), client_ping(&mut client));
         drop(server);
         let mut rest = Vec::new();
@@ -204,12 +204,7 @@ mod connection {
         assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
         assert!(start.elapsed() < Duration::from_secs(5));
         // Through `AsyncWrite`, with a stall timeout: the same, over TLS.
-        let (tls, connector) = tls_pair();
-        let (server, client) = pair().await;
-        let name = ServerName::try_from("localhost").unwrap();
-        let (server, _client) =
-            tokio::join!(Connection::accept_tls(server, &tls, Duration::from_secs(5)), connector.connect(name, client));
-        let mut server = server.unwrap();
+        let (mut server, _client) = tls_connected().await;
         server.set_write_stall_timeout(Duration::from_millis(200));
         let start = Instant::now();
         let err = server.write_all(&bytes).await.unwrap_err();
