@@ -1,13 +1,17 @@
 //! The replies of a remote SMTP server as the outbound client reads them (crates/smtp
 //! `outbound`): smtp-proto's `ResponseReceiver` fed in pieces, as mail-send's `read` does,
 //! and its `EhloResponse::parse` on whole buffers, as mail-send's `read_ehlo` does. Neither
-//! panics, and a reply is never longer than the bytes it was read from, so that the
-//! client's bound on what a server sends between two commands
-//! (`outbound.replies_bytes_max`, docs/smtp.md) bounds the replies too.
+//! panics, and a reply is never longer than three times the bytes it was read from (each
+//! byte that is not UTF-8 becomes U+FFFD, three bytes), so that the client's bound on what
+//! a server sends between two commands (`outbound.replies_bytes_max`, docs/smtp.md) bounds
+//! the replies too.
 //!
 //! This target used to check the parser's own bound (4 KiB, `MAX_RESPONSE_LENGTH`, with
-//! some slack). It found that the bound does not hold: past it, every short continuation
-//! line (`250-x`) still adds two bytes, so an endless multi-line reply grows with the input.
+//! twice that as slack). It failed (December 2026) on a reply of bytes that are not UTF-8,
+//! 8,225 bytes once made a string; looking into it showed that the bound does not hold
+//! either: past it, every continuation line `250-x` still adds two bytes, and 100,000 of
+//! them (700 KB) were held whole until the last line
+//! (`outbound::tests::an_endless_multiline_reply_is_cut_at_the_bound`).
 #![no_main]
 
 use smtp_proto::EhloResponse;
@@ -28,7 +32,8 @@ libfuzzer_sys::fuzz_target!(|bytes: &[u8]| {
             taken += before - iter.len();
             match parsed {
                 Ok(reply) => {
-                    assert!(reply.message.len() <= taken, "a reply of {} bytes from {taken}", reply.message.len());
+                    let len = reply.message.len();
+                    assert!(len <= 3 * taken, "a reply of {len} bytes from {taken}");
                     receiver.reset();
                     taken = 0;
                 }

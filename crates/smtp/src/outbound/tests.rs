@@ -530,9 +530,9 @@ async fn the_next_mx_is_tried_on_a_refused_connection_or_a_4xx_greeting() {
     deferred_with(&results[0][0], "451 4.4.1 connection to mx1.test[127.0.0.1]:9 failed");
 }
 
-/// Found by the `smtp_reply` fuzz target: past 4 KiB, smtp-proto's reply parser still
-/// keeps two bytes of every short continuation line, so an endless multi-line greeting grew
-/// the client's memory with it. What a server sends between two commands is bounded
+/// Found while looking into a failure of the `smtp_reply` fuzz target: past 4 KiB,
+/// smtp-proto's reply parser still keeps two bytes of every continuation line `220-x`, so
+/// an endless multi-line greeting grew the client's memory with it. What a server sends between two commands is bounded
 /// (`outbound.replies_bytes_max`): the delivery is deferred, and so is one whose replies to MAIL
 /// are endless.
 #[tokio::test]
