@@ -51,6 +51,16 @@ pub fn disabled(id: u64) -> Vec<u8> {
     [b"d/off/".as_slice(), &id.to_be_bytes()].concat()
 }
 
+/// A deleted account whose mail is still to be deleted (its tenant, as JSON): written by
+/// the commit that deletes the account, removed once the mail is gone
+/// ([`crate::Directory::accounts_to_forget`]), so that a deletion cut short is finished
+/// later instead of leaving mail that belongs to no one.
+pub fn mail_to_forget(id: u64) -> Vec<u8> {
+    [MAIL_TO_FORGET, &id.to_be_bytes()].concat()
+}
+
+pub const MAIL_TO_FORGET: &[u8] = b"d/forget/";
+
 /// Every address (account or alias), by normalised address: what it delivers to.
 pub fn address(address: &str) -> Vec<u8> {
     [b"d/addr/".as_slice(), address.as_bytes()].concat()
@@ -162,7 +172,7 @@ pub fn owner(key: &[u8], value: &[u8]) -> Option<Owner> {
     if let Some(id) = rest.strip_prefix(b"t/") {
         return Some(Owner::Tenant(text(id)?));
     }
-    if rest.starts_with(b"dom/") || rest.starts_with(b"acc/") {
+    if rest.starts_with(b"dom/") || rest.starts_with(b"acc/") || rest.starts_with(b"forget/") {
         return tenant_in_value();
     }
     for prefix in [&b"td/"[..], b"ta/", b"tl/", b"tn/"] {
@@ -214,6 +224,7 @@ mod tests {
         assert_eq!(owner(&self::tenant("a"), b"{}"), tenant("a"));
         assert_eq!(owner(&domain("a.test"), br#"{"name":"a.test","tenant":"a"}"#), tenant("a"));
         assert_eq!(owner(&account(7), br#"{"id":7,"tenant":"a"}"#), tenant("a"));
+        assert_eq!(owner(&mail_to_forget(7), br#"{"tenant":"a"}"#), tenant("a"));
         for key in [tenant_domain("a", "a.test"), tenant_account("a", "x@a.test"), tenant_alias("a", "m@a.test")] {
             assert_eq!(owner(&key, b""), tenant("a"));
         }

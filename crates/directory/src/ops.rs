@@ -250,6 +250,12 @@ struct PasswordRecord {
     hash: String,
 }
 
+/// `keys::mail_to_forget`'s record: the deleted account's tenant (its mail's cluster).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct ForgetRecord {
+    tenant: String,
+}
+
 // Scope rules.
 
 /// The principal may see `tenant`'s objects (else they do not exist for it).
@@ -883,7 +889,8 @@ impl Directory {
     }
 
     /// Deletes the account at `address` and its credentials; returns what it was (its id
-    /// and tenant: the caller deletes its mail, which the directory does not know).
+    /// and tenant: the caller deletes its mail, which the directory does not know). The same
+    /// commit marks the account's mail as to be deleted ([`Directory::accounts_to_forget`]).
     pub async fn delete_account(&self, principal: &Principal, address: &str) -> Result<Account, Error> {
         let read = self.deletable_account(principal, address).await?;
         let account = read.record;
@@ -907,12 +914,40 @@ impl Directory {
             .delete(&keys::tenant_account(&account.tenant, &account.address))
             .delete(&keys::domain_address(&domain, &account.address));
         batch.add(&count_key, -1);
+        set(&mut batch, &keys::mail_to_forget(account.id), &ForgetRecord { tenant: account.tenant.clone() });
         for entry in self.store.scan(&hameau_store::Scan::prefix(&keys::app_passwords(account.id))).await? {
             batch.delete(&entry.key);
         }
         commit_once(&self.store, batch).await?;
         self.cache.forget(account.id);
         Ok(account)
+    }
+
+    /// Deleted accounts whose mail is not known to be deleted yet, by id, after `after`, at
+    /// most `max`: each id with its tenant. The caller deletes their mail, then calls
+    /// [`Directory::account_forgotten`].
+    pub async fn accounts_to_forget(&self, after: Option<u64>, max: usize) -> Result<Vec<(u64, String)>, Error> {
+        let mut scan = hameau_store::Scan::prefix(keys::MAIL_TO_FORGET).limit(max);
+        if let Some(id) = after {
+            scan = scan.after(&keys::mail_to_forget(id));
+        }
+        let mut found = Vec::new();
+        for entry in self.store.scan(&scan).await? {
+            let id = entry.key[keys::MAIL_TO_FORGET.len()..].try_into().map(u64::from_be_bytes);
+            match (id, records::decode::<ForgetRecord>(&entry.key, &entry.value)) {
+                (Ok(id), Ok(record)) => found.push((id, record.tenant)),
+                _ => tracing::warn!(key = ?entry.key, "directory: a malformed mark of mail to delete, left alone"),
+            }
+        }
+        Ok(found)
+    }
+
+    /// The mail of the deleted account `id` is deleted: its mark goes.
+    pub async fn account_forgotten(&self, id: u64) -> Result<(), Error> {
+        let mut batch = Batch::new();
+        batch.delete(&keys::mail_to_forget(id));
+        self.commit(batch).await?;
+        Ok(())
     }
 
     async fn aliases_targeting(&self, tenant: &str, account: u64) -> Result<Vec<String>, Error> {

@@ -694,3 +694,24 @@ async fn a_login_stops_holding_when_its_account_or_credential_changes() {
     assert!(!d.login_still_valid(&stamp).await.unwrap());
     assert_eq!(d.store().get(&crate::keys::disabled(account.id)).await.unwrap(), None);
 }
+
+/// Deleting an account marks its mail as to be deleted, in the same commit; the marks are
+/// listed a page at a time, and one goes once the mail is known deleted.
+#[tokio::test]
+async fn a_deleted_account_s_mail_stays_marked_until_it_is_forgotten() {
+    let f = fixture().await;
+    let d = &f.directory;
+    assert!(d.accounts_to_forget(None, 10).await.unwrap().is_empty());
+    let a = d.delete_account(&Principal::Operator, "user@a.fr").await.unwrap();
+    let b = d.delete_account(&Principal::Operator, "user@b.fr").await.unwrap();
+    let both = d.accounts_to_forget(None, 10).await.unwrap();
+    assert_eq!(both, vec![(a.id, "a".to_string()), (b.id, "b".to_string())]);
+    assert_eq!(d.accounts_to_forget(None, 1).await.unwrap(), both[..1]);
+    assert_eq!(d.accounts_to_forget(Some(a.id), 10).await.unwrap(), both[1..]);
+    d.account_forgotten(a.id).await.unwrap();
+    assert_eq!(d.accounts_to_forget(None, 10).await.unwrap(), both[1..]);
+    // Whose each mark is, for a one-tenant restore.
+    let mark = d.store().get(&crate::keys::mail_to_forget(b.id)).await.unwrap().unwrap();
+    let owner = crate::keys::owner(&crate::keys::mail_to_forget(b.id), &mark.value);
+    assert_eq!(owner, Some(crate::keys::Owner::Tenant("b".into())));
+}

@@ -241,6 +241,7 @@ async fn serve(config: Config, reload_log: &crate::logging::Reload) -> anyhow::R
         }
     };
     start_quarantine_sweep(&filter.0, &shutdown_rx, &mut services);
+    start_forget_sweep(&directory, &mail, &shutdown_rx, &mut services);
     tracing::info!("hameau ready");
     if config.server.release_start_code {
         tokio::spawn(crate::code_pages::release_start_code());
@@ -525,6 +526,29 @@ fn start_quarantine_sweep(
             }
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(QUARANTINE_SWEEP_S)) => {}
+                _ = shutdown.wait_for(|stopping| *stopping) => return,
+            }
+        }
+    });
+}
+
+/// Finishes the deletions of accounts' mail cut short (`hameau_http::api::forget`), at
+/// start and every `FORGET_SWEEP_S`, until shutdown.
+fn start_forget_sweep(
+    directory: &Directory,
+    mail: &hameau_mailbox::Mail,
+    shutdown: &watch::Receiver<bool>,
+    services: &mut JoinSet<()>,
+) {
+    use hameau_http::api::forget::{FORGET_SWEEP_S, forget_deleted_accounts};
+    let (directory, mail, mut shutdown) = (directory.clone(), mail.clone(), shutdown.clone());
+    services.spawn(async move {
+        loop {
+            if let Err(error) = forget_deleted_accounts(&directory, &mail).await {
+                tracing::warn!(%error, "deleted accounts: the sweep of their mail failed; it runs again later");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(FORGET_SWEEP_S)) => {}
                 _ = shutdown.wait_for(|stopping| *stopping) => return,
             }
         }

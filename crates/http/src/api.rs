@@ -7,6 +7,7 @@
 pub mod backups;
 pub mod clusters;
 mod filter;
+pub mod forget;
 mod handlers;
 mod imports;
 pub mod jobs;

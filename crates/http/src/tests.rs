@@ -67,6 +67,7 @@ struct Fixture {
     queue: Queue,
     quarantine: hameau_filter::Quarantine,
     mail: hameau_mailbox::Mail,
+    directory: Directory,
     /// The account of user@a.fr.
     user_a_id: u64,
     operator: String,
@@ -133,6 +134,7 @@ async fn fixture_with(clusters: bool) -> Fixture {
         queue.enqueue(new, NOW - 60).await.unwrap();
     }
     let mut state = state(store.clone(), directory.clone(), queue.clone(), "mx.example.org");
+    let directory_kept = directory.clone();
     if clusters {
         let b = Store::open(&StoreOptions::rocksdb(dir.path().join("b"))).await.unwrap();
         let others = std::collections::BTreeMap::from([("b".to_string(), b)]);
@@ -143,7 +145,8 @@ async fn fixture_with(clusters: bool) -> Fixture {
     let (quarantine, mail) = (state.quarantine.clone(), state.mail.clone());
     let [operator, admin_a, admin_b, user_a] = <[String; 4]>::try_from(tokens).unwrap();
     let router = crate::router(state);
-    Fixture { _dir: dir, router, queue, quarantine, mail, user_a_id, operator, admin_a, admin_b, user_a }
+    let directory = directory_kept;
+    Fixture { _dir: dir, router, queue, quarantine, mail, directory, user_a_id, operator, admin_a, admin_b, user_a }
 }
 
 impl Fixture {
@@ -615,4 +618,61 @@ async fn the_operator_moves_a_tenant_between_clusters_through_the_api() {
     assert_eq!(f.call(&f.user_a, "GET", "/api/v1/moves", None).await.0, 403);
     let (status, list) = f.call(&f.operator, "GET", "/api/v1/moves", None).await;
     assert_eq!((status, list["items"].as_array().map(Vec::len)), (200, Some(1)), "{list}");
+}
+
+/// Mail for `account` of tenant `a`, `n` messages in its inbox; their bytes.
+async fn mail_for(f: &Fixture, account: u64, n: usize) -> u64 {
+    let inbox = f.mail.ensure_account(account, NOW).await.unwrap()[0].id;
+    let quota = hameau_mailbox::Quota { tenant: Some("a".into()), ..hameau_mailbox::Quota::default() };
+    for i in 0..n {
+        let raw = format!("From: maire@a.fr\r\nSubject: Conseil {i}\r\n\r\nOrdre du jour {i}.\r\n");
+        let ingest = hameau_mailbox::Ingest {
+            raw: bytes::Bytes::from(raw),
+            mailboxes: vec![inbox],
+            keywords: Vec::new(),
+            received_at: NOW,
+            quota: quota.clone(),
+        };
+        f.mail.ingest(account, ingest).await.unwrap();
+    }
+    f.mail.quota_used(account).await.unwrap()
+}
+
+/// An account's deletion cut short after the directory's commit (a node killed, a store
+/// that stopped answering) leaves its mail marked; the sweep `hameau serve` runs
+/// (`forget_deleted_accounts`) deletes it and gives the commune its bytes back, then finds
+/// nothing more. Through the API the mark goes at once. The tenant's mail is on a cluster
+/// of its own, as after `hameau cluster move`.
+#[tokio::test]
+async fn a_deletion_of_mail_cut_short_is_finished_by_the_sweep() {
+    use crate::api::forget::forget_deleted_accounts;
+    let f = fixture_with(true).await;
+    let (status, job) =
+        f.call(&f.operator, "POST", "/api/v1/tenants/a/move", Some(json!({"cluster": "b", "grace_s": 0}))).await;
+    assert_eq!(status, 202, "{job}");
+    assert_eq!(f.until_done(job, "/api/v1/moves/1").await["state"], "done");
+    let bytes = mail_for(&f, f.user_a_id, 3).await;
+    assert!(bytes > 0 && f.mail.tenant_used("a").await.unwrap() == bytes);
+
+    // Cut short: the directory deleted the account, its mail is still there, marked.
+    f.directory.delete_account(&Principal::Operator, "user@a.fr").await.unwrap();
+    assert_eq!(f.directory.accounts_to_forget(None, 10).await.unwrap(), vec![(f.user_a_id, "a".to_string())]);
+    assert_eq!(f.mail.tenant_used("a").await.unwrap(), bytes, "not given back yet");
+    assert_eq!(forget_deleted_accounts(&f.directory, &f.mail).await.unwrap(), 1);
+    assert_eq!(f.mail.quota_used(f.user_a_id).await.unwrap(), 0);
+    assert_eq!(f.mail.tenant_used("a").await.unwrap(), 0, "given back");
+    assert!(f.directory.accounts_to_forget(None, 10).await.unwrap().is_empty());
+    assert_eq!(forget_deleted_accounts(&f.directory, &f.mail).await.unwrap(), 0, "nothing more");
+
+    // Through the API: the mail and the mark go with the account.
+    let (status, created) =
+        f.call(&f.operator, "POST", "/api/v1/accounts", Some(json!({"address": "agent@a.fr"}))).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_u64().unwrap();
+    let bytes = mail_for(&f, id, 2).await;
+    assert_eq!(f.mail.tenant_used("a").await.unwrap(), bytes);
+    let (status, _) = f.call(&f.operator, "DELETE", "/api/v1/accounts/agent@a.fr?delete_mail=true", None).await;
+    assert_eq!(status, 204);
+    assert_eq!(f.mail.tenant_used("a").await.unwrap(), 0);
+    assert!(f.directory.accounts_to_forget(None, 10).await.unwrap().is_empty());
 }

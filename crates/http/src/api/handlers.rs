@@ -297,11 +297,7 @@ async fn delete_account(
     }
     // What a message that came in meanwhile left is deleted too: the account is going.
     let account = state.directory.delete_account(&caller, &address).await?;
-    let beside = hameau_mailbox::Beside {
-        prefix_of: &hameau_migrate::destination::account_records_prefix,
-        account_of: &hameau_migrate::destination::record_account,
-    };
-    match state.mail.delete_account_mail(account.id, &account.tenant, &beside).await {
+    match super::forget::forget_account(&state.directory, &state.mail, account.id, &account.tenant).await {
         Ok(deleted) => {
             tracing::info!(
                 account = account.id,
@@ -320,11 +316,12 @@ async fn delete_account(
                 address = %account.address,
                 tenant = %account.tenant,
                 error = %e,
-                "account deleted, but not all of its mail: what is left is no one's"
+                "account deleted, but not all of its mail yet: the rest is deleted in the background"
             );
             Err(Problem::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                "the account is deleted, but not all of its mail could be: see the server's log",
+                "the account is deleted, but not all of its mail could be yet: the server deletes the rest within \
+                 minutes (see its log)",
             ))
         }
     }
