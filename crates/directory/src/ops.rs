@@ -1466,26 +1466,27 @@ impl Directory {
         };
         let stored = get::<PasswordRecord>(&self.store, &keys::password(account.id)).await?;
         let version = stored.as_ref().map_or(0, |read| read.version);
-        let disabled = self.disabled_count(account.id).await?;
-        let stamp = |credential| LoginStamp { account: account.id, disabled, credential };
         let cached = self.cache.contains(account.id, version, password, now);
-        if cached || self.hasher.verify(stored.as_ref().map(|read| read.record.hash.as_str()), password).await {
-            if !cached {
-                self.cache.insert(account.id, version, password, now);
-            }
-            let stamp = stamp(Credential::Password { version });
-            return Ok((account, stamp));
-        }
-        // An application password: its first four characters name it.
-        if let Some(compact) = compact_app_password(password)
-            && let Some(id) = app_password_id(&compact)
-            && let Some(read) = get::<AppPasswordRecord>(&self.store, &keys::app_password(account.id, id)).await?
-            && self.hasher.verify(Some(&read.record.hash), &compact).await
-        {
-            let stamp = stamp(Credential::AppPassword { id: id.to_string() });
-            return Ok((account, stamp));
-        }
-        Err(Error::Unauthenticated)
+        // The password, else an application password (its first four characters name it).
+        let credential =
+            if cached || self.hasher.verify(stored.as_ref().map(|read| read.record.hash.as_str()), password).await {
+                if !cached {
+                    self.cache.insert(account.id, version, password, now);
+                }
+                Credential::Password { version }
+            } else if let Some(compact) = compact_app_password(password)
+                && let Some(id) = app_password_id(&compact)
+                && let Some(read) = get::<AppPasswordRecord>(&self.store, &keys::app_password(account.id, id)).await?
+                && self.hasher.verify(Some(&read.record.hash), &compact).await
+            {
+                Credential::AppPassword { id: id.to_string() }
+            } else {
+                return Err(Error::Unauthenticated);
+            };
+        // Read once a credential matched: a wrong password costs no more reads than before.
+        let disabled = self.disabled_count(account.id).await?;
+        let stamp = LoginStamp { account: account.id, disabled, credential };
+        Ok((account, stamp))
     }
 
     /// The version of the account's `keys::disabled` record (0 if never disabled), through

@@ -134,18 +134,16 @@ async fn fixture_with(clusters: bool) -> Fixture {
         queue.enqueue(new, NOW - 60).await.unwrap();
     }
     let mut state = state(store.clone(), directory.clone(), queue.clone(), "mx.example.org");
-    let directory_kept = directory.clone();
     if clusters {
         let b = Store::open(&StoreOptions::rocksdb(dir.path().join("b"))).await.unwrap();
         let others = std::collections::BTreeMap::from([("b".to_string(), b)]);
         let clusters = hameau_store::placement::Clusters::new(store, others, Duration::from_secs(2)).await.unwrap();
-        let tenants = Arc::new(crate::api::clusters::DirectoryTenants(directory));
+        let tenants = Arc::new(crate::api::clusters::DirectoryTenants(directory.clone()));
         state.mail = state.mail.clone().with_placement(clusters, tenants);
     }
     let (quarantine, mail) = (state.quarantine.clone(), state.mail.clone());
     let [operator, admin_a, admin_b, user_a] = <[String; 4]>::try_from(tokens).unwrap();
     let router = crate::router(state);
-    let directory = directory_kept;
     Fixture { _dir: dir, router, queue, quarantine, mail, directory, user_a_id, operator, admin_a, admin_b, user_a }
 }
 

@@ -11,11 +11,11 @@ use tokio::sync::watch;
 
 use crate::Context;
 use crate::state::Conn;
+use crate::transport::{Connection, Deflate};
 
 /// The `* BYE` of a session whose login lapsed (IMAP text is ASCII: English, as the
 /// server's other answers).
 const LOGIN_LAPSED: &str = "Login no longer valid: password changed, account disabled or deleted";
-use crate::transport::{Connection, Deflate};
 
 /// Serves IMAP on `listener` until `shutdown` turns true (implicit TLS when
 /// `implicit_tls`, port 993), then waits for its connections to end: each is told
