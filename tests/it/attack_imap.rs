@@ -395,8 +395,11 @@ fn reader_that_never_reads() {
     std::thread::sleep(Duration::from_secs(5));
     let peak_kib = sampler.stop();
     eprintln!("stalled readers: RSS {before_kib} KiB before, peak {peak_kib} KiB");
-    // 4 stalled FETCHes of 30 MiB each: one message and a buffer each, not the answers.
-    assert!(peak_kib < before_kib + 48 * 1024, "RSS {before_kib} -> {peak_kib} KiB");
+    // 4 stalled FETCHes of 30 MiB each (120 MiB of answers): one message and a buffer each,
+    // not the answers. On PostgreSQL the store's row buffers and the allocator's arenas add
+    // to that: the pass grew 52 MiB twice (stop 33, and 3 December 2026) against the 48 it
+    // was first given, so the bound is 64, still half of the answers.
+    assert!(peak_kib < before_kib + 64 * 1024, "RSS {before_kib} -> {peak_kib} KiB");
     // The slots are free again: 4 new connections from this address are greeted (while
     // the stalled ones held them, they got `* BYE Too many connections`).
     let clients: Vec<LineClient> = (0..4)
