@@ -216,8 +216,20 @@ impl Classifier {
         hash: BlobHash,
         spam: bool,
     ) -> Result<Learning, Error> {
+        self.train_tokens(tenant, bayes::tokens(raw, &self.limits), hash, spam).await
+    }
+
+    /// [`Classifier::train_hashed`] of a message already tokenized: `tokens` must be
+    /// `bayes::tokens(raw, limits)` and `hash` `BlobHash::of(raw)` (`hameau filter seed`
+    /// keeps the tokens of a corpus between its passes, not the messages).
+    pub async fn train_tokens(
+        &self,
+        tenant: Option<&str>,
+        mut tokens: Vec<u64>,
+        hash: BlobHash,
+        spam: bool,
+    ) -> Result<Learning, Error> {
         let keys = Keys::of(tenant)?;
-        let mut tokens = bayes::tokens(raw, &self.limits);
         let room = self.store.limits().batch_ops_max.saturating_sub(LEARNING_OPS);
         let truncated = tokens.len().saturating_sub(room);
         tokens.truncate(room);

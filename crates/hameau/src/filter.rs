@@ -1,4 +1,4 @@
-//! `hameau filter learn|score`: seeds the shared classifier (or one tenant's) from mail
+//! `hameau filter learn|seed|score`: seeds the shared classifier (or one tenant's) from mail
 //! files, and shows what it says of a message, on the local data directory with the
 //! server stopped (the store has one user). The classifier is `hameau_filter::learning`;
 //! here are the arguments, the reading of the files and the wiring of the trainer that
@@ -10,7 +10,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use hameau_directory::{Directory, Principal};
+use hameau_filter::bayes::seeding::{self, Seeding};
 use hameau_filter::learning::{Classifier, Learnt};
+use hameau_store::BlobHash;
 use hameau_mailfile::{Format, mbox::Quoting};
 
 #[derive(Subcommand, Debug)]
@@ -19,6 +21,12 @@ pub enum FilterCommand {
     /// message files (.eml, or a directory of them). Without --tenant, the shared
     /// classifier every tenant starts from. Learning a message again changes nothing.
     Learn(LearnArgs),
+    /// Seeds the classifier (the shared one, or --tenant's) from labelled mail the way its
+    /// agents teach it: spam and ham mixed in a fixed order, each message learnt only
+    /// where the classifier does not already judge it right with near certainty, again
+    /// until a pass over the corpus learns nothing (at most 5 passes). It loses fewer
+    /// hams than `learn` of every message (docs/filter-learning.md).
+    Seed(SeedArgs),
     /// Prints the classifier's spam probability of a message file (for a tenant: its
     /// counts and the shared ones).
     Score(ScoreArgs),
@@ -45,6 +53,31 @@ pub struct LearnArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct SeedArgs {
+    /// Spam: an mbox file, a Maildir, a message file or a directory of them (repeat the
+    /// option for several).
+    #[arg(long, required = true, value_name = "PATH")]
+    spam: Vec<PathBuf>,
+    /// Ham (wanted mail), the same kinds (repeat the option for several).
+    #[arg(long, required = true, value_name = "PATH")]
+    ham: Vec<PathBuf>,
+    /// The tenant whose classifier learns (default: the shared one).
+    #[arg(long)]
+    tenant: Option<String>,
+    /// The memory the corpus may take between passes, in MiB: each message is held as
+    /// its tokens (about 3 KiB, at most 8 bytes × filter.bayes_tokens_max). Past it,
+    /// nothing is learnt.
+    #[arg(long, default_value_t = SEED_HELD_MIB_DEFAULT, value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
+    held_mib_max: u64,
+    /// The configuration of the local data directory (default: the built-in one).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+}
+
+/// `filter seed --held-mib-max`'s default: 1 GiB, some 300,000 messages.
+const SEED_HELD_MIB_DEFAULT: u64 = 1024;
+
+#[derive(Args, Debug)]
 pub struct ScoreArgs {
     /// The tenant whose classifier scores (default: the shared one alone).
     #[arg(long)]
@@ -59,6 +92,7 @@ pub struct ScoreArgs {
 pub fn run(command: FilterCommand) -> anyhow::Result<()> {
     match command {
         FilterCommand::Learn(args) => learn(&args),
+        FilterCommand::Seed(args) => seed(&args),
         FilterCommand::Score(args) => score(&args),
     }
 }
@@ -127,6 +161,79 @@ fn learn(args: &LearnArgs) -> anyhow::Result<()> {
              way), {known} already known, {skipped} skipped"
         );
         print_state(&classifier, args.tenant.as_deref()).await
+    })
+}
+
+fn seed(args: &SeedArgs) -> anyhow::Result<()> {
+    for path in args.spam.iter().chain(&args.ham) {
+        anyhow::ensure!(path.exists(), "{} : introuvable / not found", path.display());
+    }
+    crate::import::with_store(args.config.as_deref(), |config, store| async move {
+        check_tenant(&config, &store, args.tenant.as_deref()).await?;
+        let tenant = args.tenant.as_deref();
+        // The seeding judges from one message of each class learnt (`judging`); the MX
+        // waits for `filter.bayes_min_messages`.
+        let classifier = Classifier::new(store.clone(), seeding::judging(&config.filter.limits));
+        let held_max = args.held_mib_max.saturating_mul(1 << 20);
+        let (mut corpus, mut classes, mut held, mut skipped) = (Vec::new(), Vec::new(), 0u64, 0u64);
+        for (paths, spam) in [(&args.spam, true), (&args.ham, false)] {
+            for path in paths {
+                for message in messages(path, &config.migrate.files)? {
+                    let raw = match message {
+                        Ok(raw) => raw,
+                        Err(skipped_why) => {
+                            eprintln!("ignoré / skipped: {skipped_why}");
+                            skipped += 1;
+                            continue;
+                        }
+                    };
+                    let tokens = hameau_filter::bayes::tokens(&raw, classifier.limits());
+                    held += 8 * tokens.len() as u64 + 64;
+                    anyhow::ensure!(
+                        held <= held_max,
+                        "le corpus dépasse {} Mio une fois lu (--held-mib-max) : rien n'est appris ; coupez-le ou \
+                         relevez la borne / the corpus takes over {} MiB once read (--held-mib-max): nothing is \
+                         learnt; split it or raise the bound",
+                        args.held_mib_max,
+                        args.held_mib_max
+                    );
+                    corpus.push((tokens, BlobHash::of(&raw)));
+                    classes.push(spam);
+                }
+            }
+        }
+        let mut seeding = Seeding::new(classes.clone());
+        while let Some(index) = seeding.next() {
+            let (tokens, hash) = &corpus[index];
+            let probability = classifier.score_tokens(tenant, || tokens.clone()).await?;
+            if seeding.learn(index, probability) {
+                classifier.train_tokens(tenant, tokens.clone(), *hash, classes[index]).await?;
+            }
+        }
+        let (spam, ham) = (seeding.learnt_of(true), seeding.learnt_of(false));
+        let (n, passes, learnt) = (corpus.len(), seeding.passes(), spam + ham);
+        println!(
+            "appris : {learnt} messages sur {n} ({spam} spam, {ham} légitimes ; les autres, le classifieur les jugeait \
+             déjà bien) en {passes} passages, {skipped} ignorés / learnt: {learnt} of {n} messages ({spam} spam, \
+             {ham} ham; it already judged the others right) in {passes} passes, {skipped} skipped"
+        );
+        print_state(&classifier, tenant).await?;
+        let min = config.filter.limits.bayes_min_messages;
+        let mut totals = classifier.totals(tenant).await?;
+        if tenant.is_some() {
+            let shared = classifier.totals(None).await?;
+            totals.spam += shared.spam;
+            totals.ham += shared.ham;
+        }
+        if totals.spam < min || totals.ham < min {
+            println!(
+                "attention : le MX ne note qu'à partir de {min} messages appris de chaque sorte \
+                 (filter.bayes_min_messages) ; donnez un corpus plus grand, ou baissez ce réglage / warning: the MX \
+                 scores only from {min} messages learnt of each class (filter.bayes_min_messages); give a larger \
+                 corpus, or lower that setting"
+            );
+        }
+        Ok(())
     })
 }
 

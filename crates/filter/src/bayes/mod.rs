@@ -25,6 +25,7 @@
 //! [`symbol`]. [`Classifier`] is the same thing in memory, for tests, the benchmark and the
 //! operator's seeding tool.
 
+pub mod seeding;
 mod tokenizer;
 
 use std::collections::HashMap;
@@ -138,8 +139,13 @@ impl Classifier {
 
     /// Learns `raw` as spam or ham: each of its tokens counted once.
     pub fn train(&mut self, raw: &[u8], spam: bool, limits: &Limits) {
-        for token in tokens(raw, limits) {
-            let counts = self.counts.entry(token).or_default();
+        self.train_tokens(&tokens(raw, limits), spam);
+    }
+
+    /// Learns a message by its [`tokens`].
+    fn train_tokens(&mut self, tokens: &[u64], spam: bool) {
+        for token in tokens {
+            let counts = self.counts.entry(*token).or_default();
             if spam {
                 counts.spam = counts.spam.saturating_add(1);
             } else {
@@ -151,6 +157,22 @@ impl Classifier {
         } else {
             self.totals.ham = self.totals.ham.saturating_add(1);
         }
+    }
+
+    /// Seeds this classifier from labelled messages (`(raw, spam)`), each learnt only
+    /// where it does not already judge it right ([`seeding`]); returns how many were
+    /// learnt, and in how many passes.
+    pub fn seed(&mut self, messages: &[(&[u8], bool)], limits: &Limits) -> (usize, usize) {
+        let tokens: Vec<Vec<u64>> = messages.iter().map(|(raw, _)| tokens(raw, limits)).collect();
+        let mut seeding = seeding::Seeding::new(messages.iter().map(|(_, spam)| *spam).collect());
+        let judging = seeding::judging(limits);
+        while let Some(index) = seeding.next() {
+            let counts: Vec<Counts> = tokens[index].iter().map(|token| self.counts(*token)).collect();
+            if seeding.learn(index, spam_probability(&counts, self.totals, &judging)) {
+                self.train_tokens(&tokens[index], messages[index].1);
+            }
+        }
+        (seeding.learnt(), seeding.passes())
     }
 
     /// Forgets `raw` learnt as spam or ham (an agent who moved a message into Junk by
@@ -199,7 +221,7 @@ impl Classifier {
 /// `BAYES_SPAM`'s score for a probability of at least 0.5: straight lines through
 /// (0.5, 0), (0.8, 4), (0.85, 8), (0.99, 10), flat after (see [`symbol`] for why).
 fn spam_score(probability: f64) -> f64 {
-    const POINTS: [(f64, f64); 4] = [(0.5, 0.0), (0.8, 4.0), (0.85, 8.0), (0.99, 10.0)];
+    const POINTS: [(f64, f64); 4] = [(0.5, 0.0), (0.8, 4.0), (0.9, 8.0), (0.99, 10.0)];
     let mut previous = POINTS[0];
     for point in &POINTS[1..] {
         if probability <= point.0 {

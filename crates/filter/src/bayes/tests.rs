@@ -189,3 +189,25 @@ fn tokens_are_bounded_on_hostile_messages() {
     check("styles", styles.into_bytes());
     check("empty", Vec::new());
 }
+
+#[test]
+fn seeding_learns_what_the_classifier_gets_wrong_and_judges_as_learning_all_does() {
+    let limits = Limits::default();
+    let mut corpus: Vec<(Vec<u8>, bool)> = Vec::new();
+    for index in 0..150 {
+        corpus.push((spam(index), true));
+        corpus.push((ham(index), false));
+    }
+    let messages: Vec<(&[u8], bool)> = corpus.iter().map(|(raw, spam)| (raw.as_slice(), *spam)).collect();
+    let mut seeded = Classifier::new();
+    let (learnt, passes) = seeded.seed(&messages, &limits);
+    // Two campaigns of look-alikes: past the first of each, the classifier is sure.
+    assert_eq!(learnt, 2 * super::seeding::FIRST_OF_EACH, "{learnt} learnt in {passes} passes");
+    assert_eq!(seeded.totals(), Totals { spam: 20, ham: 20 });
+    assert_eq!(passes, 2);
+    let judging = super::seeding::judging(&limits);
+    let p = |raw: &[u8]| seeded.probability(raw, &judging).expect("seeded");
+    assert!(p(&spam(1000)) > 0.99 && p(&ham(1000)) < 0.01, "{} {}", p(&spam(1000)), p(&ham(1000)));
+    // The MX's bound still holds: 20 of each is below `bayes_min_messages`.
+    assert_eq!(seeded.probability(&spam(1000), &limits), None);
+}
