@@ -221,7 +221,7 @@ impl Classifier {
 /// `BAYES_SPAM`'s score for a probability of at least 0.5: straight lines through
 /// (0.5, 0), (0.8, 4), (0.85, 8), (0.99, 10), flat after (see [`symbol`] for why).
 fn spam_score(probability: f64) -> f64 {
-    const POINTS: [(f64, f64); 4] = [(0.5, 0.0), (0.8, 4.0), (0.9, 8.0), (0.99, 10.0)];
+    const POINTS: [(f64, f64); 4] = [(0.5, 0.0), (0.8, 4.0), (0.85, 8.0), (0.99, 10.0)];
     let mut previous = POINTS[0];
     for point in &POINTS[1..] {
         if probability <= point.0 {
