@@ -191,3 +191,79 @@ M.logout()
     let stdout = filter(&config, &["learn", "--ham", "--tenant", "b", maildir.to_str().unwrap()]);
     assert!(stdout.contains("learnt: 1 messages as ham") && stdout.contains("b's classifier: 0 spam, 1 ham"));
 }
+
+/// `hameau filter seed`: a corpus of two spam campaigns and the commune's ham learnt the
+/// way agents teach (only what the classifier gets wrong), a second seeding that learns
+/// nothing, the MX's bound on little training said, and a corpus past `--held-mib-max`
+/// refused before anything is learnt.
+#[test]
+fn seeding_learns_only_what_the_classifier_gets_wrong() {
+    let (dir, _) = init_with_token();
+    let config = config_path(dir.path());
+    let corpus = dir.path().join("corpus");
+    std::fs::create_dir_all(corpus.join("ham")).unwrap();
+    let mut mbox = String::new();
+    for n in 0..50 {
+        let (from, subject, words) = if n % 2 == 0 {
+            ("Gagnant <promo@loterie.example>", "Vous avez gagné", SPAM_WORDS)
+        } else {
+            ("Support <support@wallet.example>", "Votre portefeuille", CAMPAIGN_WORDS)
+        };
+        mbox.push_str("From promo@loterie.example Mon Nov 30 10:00:00 2026\n");
+        mbox.push_str(&message(from, subject, words, n).replace("\r\n", "\n"));
+        mbox.push('\n');
+    }
+    for n in 0..70 {
+        let ham = message("Secrétariat <secretariat@mairie.example>", "Conseil", HAM_WORDS, n);
+        std::fs::write(corpus.join("ham").join(format!("{n}.eml")), ham).unwrap();
+    }
+    let spam_path = corpus.join("spam.mbox");
+    std::fs::write(&spam_path, mbox).unwrap();
+    let ham_path = corpus.join("ham");
+    let seed = ["seed", "--spam", spam_path.to_str().unwrap(), "--ham", ham_path.to_str().unwrap()];
+
+    // Past its bound in memory: refused, nothing learnt. 400 messages of 3,000 words of
+    // their own are 9.6 MB of tokens.
+    let big = corpus.join("big");
+    std::fs::create_dir_all(&big).unwrap();
+    for n in 0..400 {
+        let words: Vec<String> = (0..3000).map(|word| format!("m{n}w{word}")).collect();
+        std::fs::write(big.join(format!("{n}.eml")), message("x@y.example", "big", &words.join(" "), n)).unwrap();
+    }
+    let mut args = vec!["filter", "seed", "--spam", big.to_str().unwrap(), "--ham", ham_path.to_str().unwrap()];
+    args.extend(["--held-mib-max", "8", "-c", config.to_str().unwrap()]);
+    let (status, _, stderr) = run(&args);
+    assert!(
+        !status.success() && stderr.contains("over 8 MiB once read (--held-mib-max): nothing is learnt"),
+        "{stderr}"
+    );
+    let probe = corpus.join("probe.eml");
+    std::fs::write(&probe, message("Gagnant <promo@loterie.example>", "Vous avez gagné", SPAM_WORDS, 100)).unwrap();
+    let stdout = filter(&config, &["score", probe.to_str().unwrap()]);
+    assert!(stdout.contains("shared classifier: 0 spam, 0 ham"), "{stdout}");
+
+    let stdout = filter(&config, &seed);
+    let learnt = |stdout: &str| -> (u64, u64) {
+        let tail = stdout.split("learnt: ").nth(1).unwrap_or_else(|| panic!("{stdout}"));
+        let number = |after: &str| tail.split(after).nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+        (number("messages ("), number("spam, "))
+    };
+    let (spam, ham) = learnt(&stdout);
+    // The first 20 of each class whatever is said of them, then only the unsure.
+    assert!((20..50).contains(&spam) && (20..70).contains(&ham), "{stdout}");
+    assert!(stdout.contains(&format!("of 120 messages ({spam} spam, {ham} ham)")), "{stdout}");
+    assert!(stdout.contains(&format!("shared classifier: {spam} spam, {ham} ham")), "{stdout}");
+    assert!(stdout.contains("the MX scores only from 200 messages learnt of each class"), "{stdout}");
+
+    // Again: the classifier judges the corpus right, nothing changes.
+    let stdout = filter(&config, &seed);
+    assert!(stdout.contains("learnt: 0 of 120 messages (0 spam, 0 ham)"), "{stdout}");
+    assert!(stdout.contains(&format!("shared classifier: {spam} spam, {ham} ham")), "{stdout}");
+
+    // With the MX's bound met, it tells a new message of each kind.
+    set_config(&config, "bayes_min_messages = 200", "bayes_min_messages = 20");
+    assert!(score(&config, None, &probe) > 0.99);
+    let ham_probe = corpus.join("ham-probe.eml");
+    std::fs::write(&ham_probe, message("Secrétariat <secretariat@mairie.example>", "Conseil", HAM_WORDS, 100)).unwrap();
+    assert!(score(&config, None, &ham_probe) < 0.01);
+}

@@ -12,8 +12,8 @@ use clap::{Args, Subcommand};
 use hameau_directory::{Directory, Principal};
 use hameau_filter::bayes::seeding::{self, Seeding};
 use hameau_filter::learning::{Classifier, Learnt};
-use hameau_store::BlobHash;
 use hameau_mailfile::{Format, mbox::Quoting};
+use hameau_store::BlobHash;
 
 #[derive(Subcommand, Debug)]
 pub enum FilterCommand {
@@ -203,19 +203,26 @@ fn seed(args: &SeedArgs) -> anyhow::Result<()> {
             }
         }
         let mut seeding = Seeding::new(classes.clone());
+        let (mut learnt, mut known) = ([0u64; 2], 0u64);
         while let Some(index) = seeding.next() {
             let (tokens, hash) = &corpus[index];
             let probability = classifier.score_tokens(tenant, || tokens.clone()).await?;
             if seeding.learn(index, probability) {
-                classifier.train_tokens(tenant, tokens.clone(), *hash, classes[index]).await?;
+                let spam = classes[index];
+                match classifier.train_tokens(tenant, tokens.clone(), *hash, spam).await?.learnt {
+                    Learnt::New | Learnt::Retrained => learnt[usize::from(spam)] += 1,
+                    Learnt::AlreadyKnown => known += 1,
+                }
             }
         }
-        let (spam, ham) = (seeding.learnt_of(true), seeding.learnt_of(false));
-        let (n, passes, learnt) = (corpus.len(), seeding.passes(), spam + ham);
+        let ([ham, spam], n, passes) = (learnt, corpus.len(), seeding.passes());
+        let right = n as u64 - ham - spam - known;
         println!(
-            "appris : {learnt} messages sur {n} ({spam} spam, {ham} légitimes ; les autres, le classifieur les jugeait \
-             déjà bien) en {passes} passages, {skipped} ignorés / learnt: {learnt} of {n} messages ({spam} spam, \
-             {ham} ham; it already judged the others right) in {passes} passes, {skipped} skipped"
+            "appris : {} messages sur {n} ({spam} spam, {ham} légitimes), {known} déjà connus, {right} déjà bien \
+             jugés, en {passes} passages ; {skipped} ignorés / learnt: {} of {n} messages ({spam} spam, {ham} ham), \
+             {known} already known, {right} already judged right, in {passes} passes; {skipped} skipped",
+            spam + ham,
+            spam + ham
         );
         print_state(&classifier, tenant).await?;
         let min = config.filter.limits.bayes_min_messages;

@@ -193,8 +193,7 @@ mod tests {
         assert_eq!(learnt.iter().filter(|index| classes[**index]).count(), FIRST_OF_EACH);
         assert_eq!(passes, 2);
         // Just short of sure: everything is learnt.
-        let (learnt, _) =
-            run(classes, |index, _| Some(if right[index] { 1.0 - 2.0 * MARGIN } else { 2.0 * MARGIN }));
+        let (learnt, _) = run(classes, |index, _| Some(if right[index] { 1.0 - 2.0 * MARGIN } else { 2.0 * MARGIN }));
         assert_eq!(learnt.len(), 300);
     }
 
