@@ -8,7 +8,9 @@
 //! group and file name (fixed: the same split on every run, whatever the file order);
 //! the mbox `From ` line in front of each message is removed for all three. Then, in one
 //! run:
-//! - ours: the in-memory `Classifier` trained on the training half; a message of the
+//! - ours: the in-memory `Classifier` seeded from the training half as `hameau filter
+//!   seed` does (`bayes::seeding`: each message learnt only where the classifier does not
+//!   already judge it right, in a fixed shuffle, until a pass learns nothing); a message of the
 //!   scoring half is spam when its verdict (`Verdict::decide` with the default thresholds,
 //!   the classifier's symbol and the rules' symbols, `analyse`, without what depends on the
 //!   recipient commune: its domains, people and correspondents) is Junk or more (also

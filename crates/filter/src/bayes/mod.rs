@@ -101,7 +101,8 @@ pub fn spam_probability(counts: &[Counts], totals: Totals, limits: &Limits) -> O
 ///   on the other), where SpamAssassin catches 901 spam and loses 9 hams: the combination
 ///   with the tokens of today gives 906 spam and 3 hams from 0.85, 891 and 3 from 0.9, 837
 ///   and 2 from 0.99 (the old point, where the word pairs made it surer), 911 and 6 from
-///   0.8 (the benchmark, rules included: 903 and 3 in Junk). The 3 hams above 0.85 are a
+///   0.8 (the benchmark, rules included: 903 and 3 in Junk; seeded as `hameau filter
+///   seed` does, [`seeding`], 914 and 4). The 3 hams above 0.85 are a
 ///   browser's and a software vendor's offers and a "Hi! I'm new here." from an unknown
 ///   Hotmail address, all from senders never seen in training.
 ///   Between 0.5 and 0.85, other symbols (first contact, a lookalike link) add up with it.
