@@ -234,10 +234,11 @@ fn spam_score(probability: f64) -> f64 {
     previous.1
 }
 
-/// A token's spam probability, Robinson's f(w) (public to explain a score): the share of spam among the messages it
-/// was seen in (each class's count relative to that class's total, so that training more
-/// ham than spam does not make every token look hammy), pulled towards 0.5 with
-/// [`PRIOR_STRENGTH`]. `None` for a token never seen.
+/// A token's spam probability, Robinson's f(w) (public to explain a score): the share of
+/// spam among the messages it was seen in (each class's count relative to that class's
+/// total, so that training more ham than spam does not make every token look hammy),
+/// pulled towards 0.5 with a prior strength of 0.45 (SpamBayes' value). `None` for a token
+/// never seen.
 pub fn token_probability(counts: Counts, totals: Totals) -> Option<f64> {
     let seen = f64::from(counts.spam) + f64::from(counts.ham);
     if seen == 0.0 {
