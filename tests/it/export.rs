@@ -72,8 +72,8 @@ def dump(M, strip_sbd):
                     continue
                 head = item[0]
                 flags = re.search(rb"FLAGS \((.*?)\)", head).group(1).decode().split()
-                # Flags and keywords are case-insensitive (RFC 9051 §2.3.2); Hameau keeps
-                # keywords in lower case, Dovecot spells $Forwarded (Maildir's P) its way.
+                # Flags and keywords are case-insensitive (RFC 9051 §2.3.2); Hameau shows
+                # custom keywords in lower case, Dovecot as they were set.
                 flags = sorted(f.lower() for f in flags if f != "\\Recent")
                 date = re.search(rb'INTERNALDATE "(.*?)"', head).group(0)
                 epoch = int(time.mktime(imaplib.Internaldate2tuple(date)))

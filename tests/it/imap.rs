@@ -111,6 +111,12 @@ typ, data = M.fetch("1", "(FLAGS)")
 assert b"\\Seen" in data[0], data
 typ, data = M.store("1", "+FLAGS", "(\\Flagged $Important)")
 assert typ == "OK" and b"\\Flagged" in data[0], data
+# A registered keyword shows as the registry spells it, whatever case the client used;
+# another one in lower case.
+typ, data = M.store("1", "+FLAGS", "($junk)")
+assert typ == "OK" and b"$Junk" in data[0] and b"$important" in data[0], data
+typ, data = M.store("1", "-FLAGS", "($JUNK)")
+assert typ == "OK" and b"$Junk" not in data[0] and b"$junk" not in data[0], data
 typ, data = M.search(None, "FLAGGED")
 assert data == [b"1"], data
 typ, data = M.search(None, "BODY", "budget")

@@ -3,8 +3,9 @@
 //!
 //! A keyword has three spellings. The stored one is what the records hold (unchanged since
 //! the first release: `\Seen` for the system flags, lower case for the others, so that
-//! records written before this type read back the same). The IMAP one is what IMAP shows
-//! and is the stored one: system flags keep their backslash, keywords their lower case.
+//! records written before this type read back the same). The IMAP one is what IMAP shows:
+//! the registry's for the known ones (`\Seen`, `$Junk`, `$MDNSent`), as the `FLAGS` list
+//! announces them, and the stored one, in lower case, for the others.
 //! The JMAP one maps the system flags to `$seen`, `$answered`, `$flagged`, `$draft`;
 //! `\Deleted` has none, since JMAP does not expunge (RFC 8621 §4.1.1).
 //! `\Recent` is not a keyword: it belongs to an IMAP session, never to a message.
@@ -78,9 +79,11 @@ impl Keyword {
         }
     }
 
-    /// The IMAP spelling of a message's flag in FETCH: the stored one.
+    /// The IMAP spelling of a message's flag in FETCH (and in exports): the registry's
+    /// for a known keyword (what the `FLAGS` list shows: a client that set `$junk` sees
+    /// `$Junk`, as from the server that knows it), the stored one for the others.
     pub fn imap(&self) -> &str {
-        self.stored()
+        self.registered().unwrap_or_else(|| self.stored())
     }
 
     /// The spelling of the IANA IMAP keywords registry (`$Junk`, `$MDNSent`), for the list

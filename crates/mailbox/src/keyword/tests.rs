@@ -39,7 +39,9 @@ fn jmap_spellings_map_the_system_flags() {
 #[test]
 fn spellings_and_order_follow_the_records() {
     assert_eq!(Keyword::Seen.imap(), "\\Seen");
-    assert_eq!(Keyword::Junk.imap(), "$junk");
+    assert_eq!(Keyword::Junk.imap(), "$Junk");
+    assert_eq!(Keyword::Junk.stored(), "$junk");
+    assert_eq!(Keyword::Custom("$label1".into()).imap(), "$label1");
     assert_eq!(Keyword::Junk.registered(), Some("$Junk"));
     assert_eq!(Keyword::Custom("x".into()).registered(), None);
     assert!(Keyword::Deleted.is_system_flag() && !Keyword::Junk.is_system_flag());
