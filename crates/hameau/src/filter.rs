@@ -10,6 +10,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use hameau_directory::{Directory, Principal};
+use hameau_filter::bayes::Totals;
 use hameau_filter::bayes::seeding::{self, Seeding};
 use hameau_filter::learning::{Classifier, Learnt};
 use hameau_mailfile::{Format, mbox::Quoting};
@@ -122,25 +123,15 @@ impl Tally {
 const LEARNINGS_CONCURRENT_MAX: usize = 8;
 
 fn learn(args: &LearnArgs) -> anyhow::Result<()> {
-    for path in &args.paths {
-        anyhow::ensure!(path.exists(), "{} : introuvable / not found", path.display());
-    }
+    ensure_found(&args.paths)?;
     crate::import::with_store(args.config.as_deref(), |config, store| async move {
         check_tenant(&config, &store, args.tenant.as_deref()).await?;
         let classifier = Classifier::new(store.clone(), config.filter.limits.clone());
         let limits = &config.migrate.files;
-        let mut tally = Tally::default();
+        let (mut tally, mut skipped) = (Tally::default(), 0);
         let mut running = tokio::task::JoinSet::new();
         for path in &args.paths {
-            for message in messages(path, limits)? {
-                let raw = match message {
-                    Ok(raw) => raw,
-                    Err(skipped) => {
-                        eprintln!("ignoré / skipped: {skipped}");
-                        tally.skipped += 1;
-                        continue;
-                    }
-                };
+            for raw in readable(path, limits, &mut skipped)? {
                 while running.len() >= LEARNINGS_CONCURRENT_MAX {
                     let Some(done) = running.join_next().await else { break };
                     tally.count(done.context("a learning stopped")??);
@@ -152,6 +143,7 @@ fn learn(args: &LearnArgs) -> anyhow::Result<()> {
         while let Some(done) = running.join_next().await {
             tally.count(done.context("a learning stopped")??);
         }
+        tally.skipped = skipped;
         let (class_fr, class_en) = if args.spam { ("spam", "spam") } else { ("légitimes", "ham") };
         let Tally { new, retrained, known, skipped } = tally;
         let learnt = new + retrained;
@@ -160,14 +152,14 @@ fn learn(args: &LearnArgs) -> anyhow::Result<()> {
              connus, {skipped} ignorés / learnt: {learnt} messages as {class_en} ({retrained} retrained the other \
              way), {known} already known, {skipped} skipped"
         );
-        print_state(&classifier, args.tenant.as_deref()).await
+        print_state(&classifier, args.tenant.as_deref()).await?;
+        Ok(())
     })
 }
 
 fn seed(args: &SeedArgs) -> anyhow::Result<()> {
-    for path in args.spam.iter().chain(&args.ham) {
-        anyhow::ensure!(path.exists(), "{} : introuvable / not found", path.display());
-    }
+    ensure_found(&args.spam)?;
+    ensure_found(&args.ham)?;
     crate::import::with_store(args.config.as_deref(), |config, store| async move {
         check_tenant(&config, &store, args.tenant.as_deref()).await?;
         let tenant = args.tenant.as_deref();
@@ -178,15 +170,7 @@ fn seed(args: &SeedArgs) -> anyhow::Result<()> {
         let (mut corpus, mut classes, mut held, mut skipped) = (Vec::new(), Vec::new(), 0u64, 0u64);
         for (paths, spam) in [(&args.spam, true), (&args.ham, false)] {
             for path in paths {
-                for message in messages(path, &config.migrate.files)? {
-                    let raw = match message {
-                        Ok(raw) => raw,
-                        Err(skipped_why) => {
-                            eprintln!("ignoré / skipped: {skipped_why}");
-                            skipped += 1;
-                            continue;
-                        }
-                    };
+                for raw in readable(path, &config.migrate.files, &mut skipped)? {
                     let tokens = hameau_filter::bayes::tokens(&raw, classifier.limits());
                     held += 8 * tokens.len() as u64 + 64;
                     anyhow::ensure!(
@@ -202,13 +186,13 @@ fn seed(args: &SeedArgs) -> anyhow::Result<()> {
                 }
             }
         }
-        let mut seeding = Seeding::new(classes.clone());
+        let mut seeding = Seeding::new(classes);
         let (mut learnt, mut known) = ([0u64; 2], 0u64);
         while let Some(index) = seeding.next() {
             let (tokens, hash) = &corpus[index];
             let probability = classifier.score_tokens(tenant, || tokens.clone()).await?;
             if seeding.learn(index, probability) {
-                let spam = classes[index];
+                let spam = seeding.is_spam(index);
                 match classifier.train_tokens(tenant, tokens.clone(), *hash, spam).await?.learnt {
                     Learnt::New | Learnt::Retrained => learnt[usize::from(spam)] += 1,
                     Learnt::AlreadyKnown => known += 1,
@@ -224,9 +208,8 @@ fn seed(args: &SeedArgs) -> anyhow::Result<()> {
             spam + ham,
             spam + ham
         );
-        print_state(&classifier, tenant).await?;
+        let mut totals = print_state(&classifier, tenant).await?;
         let min = config.filter.limits.bayes_min_messages;
-        let mut totals = classifier.totals(tenant).await?;
         if tenant.is_some() {
             let shared = classifier.totals(None).await?;
             totals.spam += shared.spam;
@@ -263,12 +246,13 @@ fn score(args: &ScoreArgs) -> anyhow::Result<()> {
                 classifier.limits().bayes_min_messages
             ),
         }
-        print_state(&classifier, args.tenant.as_deref()).await
+        print_state(&classifier, args.tenant.as_deref()).await?;
+        Ok(())
     })
 }
 
-/// The classifier's totals, French then English.
-async fn print_state(classifier: &Classifier, tenant: Option<&str>) -> anyhow::Result<()> {
+/// Prints the classifier's totals, French then English, and returns them.
+async fn print_state(classifier: &Classifier, tenant: Option<&str>) -> anyhow::Result<Totals> {
     let totals = classifier.totals(tenant).await?;
     let tokens = classifier.token_count(tenant).await?;
     let (which_fr, which_en) = match tenant {
@@ -280,7 +264,32 @@ async fn print_state(classifier: &Classifier, tenant: Option<&str>) -> anyhow::R
          {tokens} tokens",
         totals.spam, totals.ham, totals.spam, totals.ham
     );
+    Ok(totals)
+}
+
+/// Every path named on the command line exists.
+fn ensure_found(paths: &[PathBuf]) -> anyhow::Result<()> {
+    for path in paths {
+        anyhow::ensure!(path.exists(), "{} : introuvable / not found", path.display());
+    }
     Ok(())
+}
+
+/// The messages at `path` ([`messages`]) that could be read; each one that could not is
+/// said on stderr and counted in `skipped`.
+fn readable<'a>(
+    path: &Path,
+    limits: &hameau_mailfile::Limits,
+    skipped: &'a mut u64,
+) -> anyhow::Result<impl Iterator<Item = Vec<u8>> + 'a> {
+    Ok(messages(path, limits)?.filter_map(move |message| match message {
+        Ok(raw) => Some(raw),
+        Err(why) => {
+            eprintln!("ignoré / skipped: {why}");
+            *skipped += 1;
+            None
+        }
+    }))
 }
 
 /// A tenant named on the command line must exist: a typo would train a classifier

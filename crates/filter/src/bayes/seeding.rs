@@ -65,7 +65,6 @@ pub struct Seeding {
     position: usize,
     passes: usize,
     learnt_in_pass: usize,
-    over: bool,
 }
 
 impl Seeding {
@@ -84,27 +83,21 @@ impl Seeding {
             order.swap(last, pick);
         }
         let learnt = vec![false; spam.len()];
-        Seeding { spam, order, learnt, learnt_of: [0, 0], position: 0, passes: 0, learnt_in_pass: 0, over: false }
+        Seeding { spam, order, learnt, learnt_of: [0, 0], position: 0, passes: 1, learnt_in_pass: 0 }
     }
 
     /// The next message to judge (not learnt yet), or `None` when the seeding is over: a
     /// whole pass learnt nothing, or [`PASSES_MAX`] passes were made.
     #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Option<usize> {
-        while !self.over {
-            if self.position == self.order.len() || self.passes == 0 {
-                let finished_one = self.passes > 0;
-                if finished_one && (self.learnt_in_pass == 0 || self.passes == PASSES_MAX) {
-                    self.over = true;
-                    break;
+        loop {
+            if self.position == self.order.len() {
+                if self.learnt_in_pass == 0 || self.passes == PASSES_MAX {
+                    return None;
                 }
                 self.passes += 1;
                 self.position = 0;
                 self.learnt_in_pass = 0;
-                if self.order.is_empty() {
-                    self.over = true;
-                    break;
-                }
             }
             let index = self.order[self.position];
             self.position += 1;
@@ -112,7 +105,6 @@ impl Seeding {
                 return Some(index);
             }
         }
-        None
     }
 
     /// Whether to learn message `index` (as given by [`Seeding::next`]), from the
@@ -143,6 +135,11 @@ impl Seeding {
     /// How many messages of a class (true: spam) were learnt so far.
     pub fn learnt_of(&self, spam: bool) -> usize {
         self.learnt_of[usize::from(spam)]
+    }
+
+    /// Whether message `index` is spam (as given to [`Seeding::new`]).
+    pub fn is_spam(&self, index: usize) -> bool {
+        self.spam[index]
     }
 
     /// How many passes were begun.
